@@ -1,0 +1,50 @@
+//! TypeScript types for the UI, generated from the Rust types that cross the command boundary.
+//! The generated file is committed at `ui/src/api/bindings.ts`; a test fails when it is stale
+//! (`SAFEHOLD_WRITE_BINDINGS=1 cargo test -p safehold-core bindings` rewrites it).
+
+use ts_rs::{Config, TS};
+
+use crate::{configurations, connections, cron, demo, error, history, storage};
+
+/// Where the generated file lives, relative to the repository root.
+pub const PATH: &str = "ui/src/api/bindings.ts";
+
+/// The whole generated file.
+pub fn typescript() -> String {
+    let cfg = Config::new().with_large_int("number");
+    let decls = [
+        error::ErrorCode::decl(&cfg),
+        error::Error::decl(&cfg),
+        error::FieldError::decl(&cfg),
+        configurations::BackupType::decl(&cfg),
+        configurations::BackupConfiguration::decl(&cfg),
+        configurations::ConfigurationInput::decl(&cfg),
+        cron::CronPreview::decl(&cfg),
+        connections::ConnectionKind::decl(&cfg),
+        connections::TlsMode::decl(&cfg),
+        connections::Connection::decl(&cfg),
+        connections::ConnectionInput::decl(&cfg),
+        connections::ConnectionReport::decl(&cfg),
+        connections::TenantTable::decl(&cfg),
+        storage::StorageType::decl(&cfg),
+        storage::BackupStorage::decl(&cfg),
+        history::JobStatus::decl(&cfg),
+        history::BackupExecution::decl(&cfg),
+        history::RestoreOperation::decl(&cfg),
+        history::MigrationJob::decl(&cfg),
+        demo::DemoReport::decl(&cfg),
+    ];
+    let mut out = String::from(
+        "// Generated from the Rust types by safehold-core (src/bindings.rs). Do not edit by hand:\n\
+         // run `make bindings` after changing a type.\n\n\
+         export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]?: JsonValue } | null;\n\n",
+    );
+    for d in decls {
+        out.push_str("export ");
+        out.push_str(&d);
+        out.push_str("\n\n");
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}

@@ -1,0 +1,268 @@
+//! Backup configurations: what to back up, from which connection, on which schedule, kept how
+//! long, and where. Every write is validated first and writes nothing when invalid.
+
+use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
+use ts_rs::TS;
+use uuid::Uuid;
+
+use crate::catalog::{audit, now};
+use crate::context::Ctx;
+use crate::cron;
+use crate::error::{is_unique_violation, Error, FieldError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum BackupType {
+    Full,
+    Incremental,
+    Differential,
+}
+
+/// A configuration as stored, plus the schedule's description for display.
+#[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
+pub struct BackupConfiguration {
+    pub id: String,
+    pub configuration_name: String,
+    pub backup_type: BackupType,
+    pub schedule_cron: String,
+    #[sqlx(skip)]
+    pub schedule_description: String,
+    pub retention_days: i64,
+    pub compression_enabled: bool,
+    pub encryption_enabled: bool,
+    pub storage_location: String,
+    pub includes_tenant_data: bool,
+    pub includes_system_data: bool,
+    pub includes_logs: bool,
+    pub is_active: bool,
+    pub connection_id: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a person fills in to create or edit a configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct ConfigurationInput {
+    pub configuration_name: String,
+    pub backup_type: BackupType,
+    pub schedule_cron: String,
+    pub retention_days: i64,
+    pub compression_enabled: bool,
+    pub encryption_enabled: bool,
+    /// The name of a registered storage (see the Storage tab).
+    pub storage_location: String,
+    pub includes_tenant_data: bool,
+    pub includes_system_data: bool,
+    pub includes_logs: bool,
+    pub is_active: bool,
+    /// The connection (platform database) to back up.
+    pub connection_id: String,
+}
+
+const SELECT: &str = "SELECT id, configuration_name, backup_type, schedule_cron, retention_days, \
+    coalesce(compression_enabled, 1) AS compression_enabled, coalesce(encryption_enabled, 1) AS encryption_enabled, \
+    storage_location, coalesce(includes_tenant_data, 1) AS includes_tenant_data, \
+    coalesce(includes_system_data, 1) AS includes_system_data, coalesce(includes_logs, 0) AS includes_logs, \
+    coalesce(is_active, 1) AS is_active, connection_id, created_by, coalesce(created_at, '') AS created_at, \
+    coalesce(updated_at, '') AS updated_at FROM backup_configurations";
+
+fn with_description(mut c: BackupConfiguration) -> BackupConfiguration {
+    c.schedule_description = cron::describe(&c.schedule_cron);
+    c
+}
+
+pub async fn list(ctx: &Ctx) -> Result<Vec<BackupConfiguration>> {
+    let rows: Vec<BackupConfiguration> = sqlx::query_as(AssertSqlSafe(format!("{SELECT} ORDER BY configuration_name")))
+        .fetch_all(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("list the backup configurations", &e))?;
+    Ok(rows.into_iter().map(with_description).collect())
+}
+
+pub async fn get(ctx: &Ctx, id: &str) -> Result<BackupConfiguration> {
+    sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
+        .bind(id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read a backup configuration", &e))?
+        .map(with_description)
+        .ok_or_else(|| Error::not_found(format!("no backup configuration has the id {id}")))
+}
+
+/// Checks every field of `input` against the catalog; `editing` is the id of the configuration
+/// being edited (its own name is not a conflict). Returns the invalid fields, empty when valid.
+pub async fn validate(ctx: &Ctx, input: &ConfigurationInput, editing: Option<&str>) -> Result<Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut bad = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
+
+    let name = input.configuration_name.trim();
+    if name.is_empty() {
+        bad("configuration_name", "the configuration needs a name".into());
+    } else if name.chars().count() > 100 {
+        bad("configuration_name", "the name is longer than 100 characters; shorten it".into());
+    } else {
+        let taken: Option<String> =
+            sqlx::query_scalar("SELECT id FROM backup_configurations WHERE lower(configuration_name) = lower(?)")
+                .bind(name)
+                .fetch_optional(&ctx.pool)
+                .await
+                .map_err(|e| Error::catalog("check configuration names", &e))?;
+        if taken.is_some_and(|id| Some(id.as_str()) != editing) {
+            bad("configuration_name", format!("a configuration named \"{name}\" already exists; choose another name"));
+        }
+    }
+    if let Err(e) = cron::parse(&input.schedule_cron) {
+        bad("schedule_cron", e.message);
+    }
+    if input.retention_days < 1 {
+        bad("retention_days", format!("retention must be at least 1 day (got {})", input.retention_days));
+    } else if input.retention_days > 36_500 {
+        bad("retention_days", "retention cannot exceed 36500 days (100 years)".into());
+    }
+    let storage: Option<bool> =
+        sqlx::query_scalar("SELECT coalesce(is_active, 1) FROM backup_storage WHERE storage_name = ?")
+            .bind(input.storage_location.trim())
+            .fetch_optional(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("check the storage", &e))?;
+    match storage {
+        None if input.storage_location.trim().is_empty() => bad("storage_location", "choose a storage for the backups".into()),
+        None => bad("storage_location", format!("no storage named \"{}\" exists; add it in the Storage tab first", input.storage_location.trim())),
+        Some(false) => bad("storage_location", format!("the storage \"{}\" is deactivated; choose an active one", input.storage_location.trim())),
+        Some(true) => {}
+    }
+    let conn: Option<String> = sqlx::query_scalar("SELECT id FROM connections WHERE id = ?")
+        .bind(&input.connection_id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("check the connection", &e))?;
+    if conn.is_none() {
+        bad("connection_id", "choose the connection (database) to back up".into());
+    }
+    if !(input.includes_tenant_data || input.includes_system_data || input.includes_logs) {
+        bad("includes_tenant_data", "a backup must include something: tenant data, system data or logs".into());
+    }
+    Ok(errors)
+}
+
+async fn ensure_valid(ctx: &Ctx, input: &ConfigurationInput, editing: Option<&str>) -> Result<()> {
+    let errors = validate(ctx, input, editing).await?;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid_fields(errors))
+    }
+}
+
+fn name_conflict(e: &sqlx::Error, name: &str, what: &str) -> Error {
+    if is_unique_violation(e) {
+        Error::invalid_fields(vec![FieldError {
+            field: "configuration_name".into(),
+            message: format!("a configuration named \"{name}\" already exists; choose another name"),
+        }])
+    } else {
+        Error::catalog(what, e)
+    }
+}
+
+pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfiguration> {
+    ensure_valid(ctx, &input, None).await?;
+    let id = Uuid::new_v4().to_string();
+    let name = input.configuration_name.trim().to_string();
+    let ts = now();
+    let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;
+    sqlx::query(
+        "INSERT INTO backup_configurations (id, configuration_name, backup_type, schedule_cron, retention_days, \
+         compression_enabled, encryption_enabled, storage_location, includes_tenant_data, includes_system_data, \
+         includes_logs, is_active, created_by, created_at, updated_at, connection_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&name)
+    .bind(input.backup_type)
+    .bind(input.schedule_cron.trim())
+    .bind(input.retention_days)
+    .bind(input.compression_enabled)
+    .bind(input.encryption_enabled)
+    .bind(input.storage_location.trim())
+    .bind(input.includes_tenant_data)
+    .bind(input.includes_system_data)
+    .bind(input.includes_logs)
+    .bind(input.is_active)
+    .bind(&ctx.operator_id)
+    .bind(&ts)
+    .bind(&ts)
+    .bind(&input.connection_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| name_conflict(&e, &name, "save the configuration"))?;
+    audit(&mut *tx, &ctx.operator_id, "configuration.create", &name, "success", None).await?;
+    tx.commit().await.map_err(|e| Error::catalog("save the configuration", &e))?;
+    get(ctx, &id).await
+}
+
+pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<BackupConfiguration> {
+    get(ctx, id).await?;
+    ensure_valid(ctx, &input, Some(id)).await?;
+    let name = input.configuration_name.trim().to_string();
+    let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;
+    sqlx::query(
+        "UPDATE backup_configurations SET configuration_name = ?, backup_type = ?, schedule_cron = ?, \
+         retention_days = ?, compression_enabled = ?, encryption_enabled = ?, storage_location = ?, \
+         includes_tenant_data = ?, includes_system_data = ?, includes_logs = ?, is_active = ?, \
+         connection_id = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(&name)
+    .bind(input.backup_type)
+    .bind(input.schedule_cron.trim())
+    .bind(input.retention_days)
+    .bind(input.compression_enabled)
+    .bind(input.encryption_enabled)
+    .bind(input.storage_location.trim())
+    .bind(input.includes_tenant_data)
+    .bind(input.includes_system_data)
+    .bind(input.includes_logs)
+    .bind(input.is_active)
+    .bind(&input.connection_id)
+    .bind(now())
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| name_conflict(&e, &name, "update the configuration"))?;
+    audit(&mut *tx, &ctx.operator_id, "configuration.update", &name, "success", None).await?;
+    tx.commit().await.map_err(|e| Error::catalog("update the configuration", &e))?;
+    get(ctx, id).await
+}
+
+pub async fn set_active(ctx: &Ctx, id: &str, active: bool) -> Result<BackupConfiguration> {
+    let current = get(ctx, id).await?;
+    let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;
+    sqlx::query("UPDATE backup_configurations SET is_active = ?, updated_at = ? WHERE id = ?")
+        .bind(active)
+        .bind(now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::catalog("change the configuration", &e))?;
+    let action = if active { "configuration.activate" } else { "configuration.deactivate" };
+    audit(&mut *tx, &ctx.operator_id, action, &current.configuration_name, "success", None).await?;
+    tx.commit().await.map_err(|e| Error::catalog("change the configuration", &e))?;
+    get(ctx, id).await
+}
+
+/// Deletes a configuration. Its past executions stay in the history, no longer linked to it.
+pub async fn delete(ctx: &Ctx, id: &str) -> Result<()> {
+    let current = get(ctx, id).await?;
+    let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;
+    sqlx::query("DELETE FROM backup_configurations WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::catalog("delete the configuration", &e))?;
+    audit(&mut *tx, &ctx.operator_id, "configuration.delete", &current.configuration_name, "success", None).await?;
+    tx.commit().await.map_err(|e| Error::catalog("delete the configuration", &e))
+}

@@ -1,0 +1,60 @@
+//! The context every engine call takes: where Safehold keeps its files, the catalog, the secret
+//! store and the operator acting. One `Ctx` serves the desktop shell, the CLI and the tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+
+use crate::catalog;
+use crate::error::{Error, Result};
+use crate::secrets::{Keychain, SecretStore};
+
+/// Environment variable that overrides where Safehold keeps its catalog and files.
+pub const HOME_ENV: &str = "SAFEHOLD_HOME";
+
+#[derive(Clone)]
+pub struct Ctx {
+    pub home: PathBuf,
+    pub pool: SqlitePool,
+    pub secrets: Arc<dyn SecretStore>,
+    /// The operator on whose behalf calls are made (recorded as `created_by`, `initiated_by`).
+    pub operator_id: String,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("home", &self.home).field("operator_id", &self.operator_id).finish()
+    }
+}
+
+/// The Safehold home: `SAFEHOLD_HOME`, else the OS data directory for the app
+/// (`~/.local/share/safehold` on Linux).
+pub fn default_home() -> Result<PathBuf> {
+    if let Some(h) = std::env::var_os(HOME_ENV).filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(h));
+    }
+    directories::ProjectDirs::from("dev", "safehold", "safehold")
+        .map(|d| d.data_dir().to_path_buf())
+        .ok_or_else(|| Error::validation(format!("cannot find a home directory for Safehold's data; set {HOME_ENV}")))
+}
+
+impl Ctx {
+    /// Opens the catalog under `home` (creating and migrating it) with the OS keychain.
+    pub async fn open(home: &Path) -> Result<Self> {
+        Self::open_with(home, Arc::new(Keychain::default())).await
+    }
+
+    /// Opens the catalog under `home` with the given secret store.
+    pub async fn open_with(home: &Path, secrets: Arc<dyn SecretStore>) -> Result<Self> {
+        std::fs::create_dir_all(home)
+            .map_err(|e| Error::io(format!("cannot create the Safehold home {}", home.display()), &e))?;
+        let pool = catalog::open(&home.join(catalog::CATALOG_FILE)).await?;
+        Ok(Self {
+            home: home.to_path_buf(),
+            pool,
+            secrets,
+            operator_id: catalog::LOCAL_OPERATOR_ID.to_string(),
+        })
+    }
+}

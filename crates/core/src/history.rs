@@ -1,0 +1,124 @@
+//! The records the dashboard shows: backup executions, restore operations and migration jobs,
+//! newest first.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
+pub struct BackupExecution {
+    pub id: String,
+    pub configuration_id: Option<String>,
+    pub configuration_name: Option<String>,
+    pub backup_type: String,
+    pub status: JobStatus,
+    pub started_at: String,
+    pub completed_at: Option<String>,
+    pub file_path: Option<String>,
+    pub file_size: Option<i64>,
+    pub compressed_size: Option<i64>,
+    pub tenant_count: Option<i64>,
+    pub table_count: Option<i64>,
+    pub record_count: Option<i64>,
+    pub checksum: Option<String>,
+    pub error_message: Option<String>,
+    #[sqlx(json)]
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
+pub struct RestoreOperation {
+    pub id: String,
+    pub backup_execution_id: Option<String>,
+    pub restore_type: String,
+    pub target_tenant_id: Option<String>,
+    pub restore_point: Option<String>,
+    pub status: JobStatus,
+    pub progress_percentage: i64,
+    #[sqlx(json)]
+    pub tables_to_restore: Option<Vec<String>>,
+    #[sqlx(json)]
+    pub exclude_tables: Option<Vec<String>>,
+    pub preserve_ids: bool,
+    pub started_at: String,
+    pub completed_at: Option<String>,
+    pub initiated_by: String,
+    pub error_message: Option<String>,
+    #[sqlx(json)]
+    pub restored_records: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
+pub struct MigrationJob {
+    pub id: String,
+    pub migration_name: String,
+    pub migration_type: String,
+    pub source_tenant_id: Option<String>,
+    pub target_tenant_id: Option<String>,
+    pub source_file_path: Option<String>,
+    pub target_file_path: Option<String>,
+    pub status: JobStatus,
+    pub progress_percentage: i64,
+    pub records_processed: i64,
+    pub records_total: i64,
+    pub started_at: String,
+    pub completed_at: Option<String>,
+    pub initiated_by: String,
+    pub error_message: Option<String>,
+}
+
+/// The newest `limit` backup executions, with their configuration's name.
+pub async fn executions(ctx: &Ctx, limit: i64) -> Result<Vec<BackupExecution>> {
+    sqlx::query_as(
+        "SELECT e.id, e.configuration_id, c.configuration_name, e.backup_type, e.status, \
+         coalesce(e.started_at, '') AS started_at, e.completed_at, e.file_path, e.file_size, e.compressed_size, \
+         e.tenant_count, e.table_count, e.record_count, e.checksum, e.error_message, coalesce(e.metadata, '{}') AS metadata \
+         FROM backup_executions e LEFT JOIN backup_configurations c ON c.id = e.configuration_id \
+         ORDER BY e.started_at DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("list the backup executions", &e))
+}
+
+pub async fn restores(ctx: &Ctx, limit: i64) -> Result<Vec<RestoreOperation>> {
+    sqlx::query_as(
+        "SELECT id, backup_execution_id, restore_type, target_tenant_id, restore_point, status, \
+         coalesce(progress_percentage, 0) AS progress_percentage, tables_to_restore, exclude_tables, \
+         coalesce(preserve_ids, 0) AS preserve_ids, coalesce(started_at, '') AS started_at, completed_at, initiated_by, \
+         error_message, coalesce(restored_records, '{}') AS restored_records \
+         FROM restore_operations ORDER BY started_at DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("list the restore operations", &e))
+}
+
+pub async fn migrations(ctx: &Ctx, limit: i64) -> Result<Vec<MigrationJob>> {
+    sqlx::query_as(
+        "SELECT id, migration_name, migration_type, source_tenant_id, target_tenant_id, source_file_path, \
+         target_file_path, status, coalesce(progress_percentage, 0) AS progress_percentage, \
+         coalesce(records_processed, 0) AS records_processed, coalesce(records_total, 0) AS records_total, \
+         coalesce(started_at, '') AS started_at, completed_at, initiated_by, error_message \
+         FROM migration_jobs ORDER BY started_at DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("list the migration jobs", &e))
+}

@@ -1,0 +1,17 @@
+//! Safehold's engine: everything the desktop app, the CLI and the tests call. Nothing here
+//! depends on Tauri; each domain is a module with its types, its logic and its errors.
+
+pub mod bindings;
+pub mod catalog;
+pub mod configurations;
+pub mod connections;
+pub mod context;
+pub mod cron;
+pub mod demo;
+pub mod error;
+pub mod history;
+pub mod secrets;
+pub mod storage;
+
+pub use context::Ctx;
+pub use error::{Error, ErrorCode, FieldError, Result};

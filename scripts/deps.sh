@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what `make run` / `make test` need and is missing. Idempotent: a second run does nothing.
+#   scripts/deps.sh build   -> Tauri system packages, node modules
+#   scripts/deps.sh test    -> the above + Xvfb, WebKitWebDriver, gnome-keyring, tauri-driver, PostgreSQL
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-build}
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+build_pkgs=(build-essential pkg-config file curl wget xdg-utils libwebkit2gtk-4.1-dev libgtk-3-dev
+  libayatana-appindicator3-dev librsvg2-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
+  libxdo-dev libdbus-1-dev)
+test_pkgs=(xvfb xauth xdotool webkit2gtk-driver gnome-keyring dbus dbus-x11 libsecret-tools
+  fonts-dejavu-core libgl1-mesa-dri at-spi2-core)
+
+want=("${build_pkgs[@]}")
+if [ "$mode" = test ]; then want+=("${test_pkgs[@]}"); fi
+# Without a PostgreSQL answering on 127.0.0.1:5432 the tests start a private cluster: they need the server.
+if [ "$mode" = test ] && ! (command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432); then
+  want+=(postgresql postgresql-client)
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "deps: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2; exit 1
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "deps: installing nodejs and npm"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
+if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+  echo "deps: npm ci in ui/"
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if [ "$mode" = test ] && ! command -v tauri-driver >/dev/null && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+  echo "deps: cargo install tauri-driver"
+  cargo install tauri-driver --version 2.1.0 --locked
+fi
