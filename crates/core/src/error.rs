@@ -33,6 +33,7 @@ pub enum ErrorCode {
 /// An engine error: a code and a message for a person.
 #[derive(Debug, Clone, thiserror::Error, Serialize, TS)]
 #[error("{message}")]
+#[ts(rename = "EngineError")]
 pub struct Error {
     pub code: ErrorCode,
     pub message: String,

@@ -1,1 +1,12 @@
+//! The engine's integration tests: one binary, a module per domain. They use real parts: a real
+//! PostgreSQL (127.0.0.1:5432 or `SAFEHOLD_TEST_PG`), real SQLite files, a real Secret Service
+//! (when the harness started one; see scripts/test.sh).
 
+mod bindings;
+mod catalog;
+mod configurations;
+mod connections;
+mod cron;
+mod demo;
+mod keychain;
+mod support;

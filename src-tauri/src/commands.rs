@@ -1,0 +1,117 @@
+//! Tauri commands: each adapts one engine function. Errors cross as `{ code, message, fields }`.
+
+use safehold_core::configurations::{self, BackupConfiguration, ConfigurationInput};
+use safehold_core::connections::{self, Connection, ConnectionInput, ConnectionReport};
+use safehold_core::cron::{self, CronPreview};
+use safehold_core::history::{self, BackupExecution, MigrationJob, RestoreOperation};
+use safehold_core::storage::{self, BackupStorage};
+use safehold_core::{demo, Error, FieldError};
+use tauri::State;
+
+use crate::AppState;
+
+type Res<T> = Result<T, Error>;
+
+/// `Ok` when the engine started; otherwise why it did not.
+#[tauri::command]
+pub fn startup_status(state: State<'_, AppState>) -> Res<String> {
+    state.ctx().map(|c| c.home.display().to_string())
+}
+
+#[tauri::command]
+pub async fn list_executions(state: State<'_, AppState>, limit: Option<i64>) -> Res<Vec<BackupExecution>> {
+    history::executions(state.ctx()?, limit.unwrap_or(50)).await
+}
+
+#[tauri::command]
+pub async fn list_restores(state: State<'_, AppState>) -> Res<Vec<RestoreOperation>> {
+    history::restores(state.ctx()?, 50).await
+}
+
+#[tauri::command]
+pub async fn list_migrations(state: State<'_, AppState>) -> Res<Vec<MigrationJob>> {
+    history::migrations(state.ctx()?, 50).await
+}
+
+#[tauri::command]
+pub async fn list_storage(state: State<'_, AppState>) -> Res<Vec<BackupStorage>> {
+    storage::list(state.ctx()?).await
+}
+
+#[tauri::command]
+pub async fn list_configurations(state: State<'_, AppState>) -> Res<Vec<BackupConfiguration>> {
+    configurations::list(state.ctx()?).await
+}
+
+#[tauri::command]
+pub async fn create_configuration(state: State<'_, AppState>, input: ConfigurationInput) -> Res<BackupConfiguration> {
+    configurations::create(state.ctx()?, input).await
+}
+
+#[tauri::command]
+pub async fn update_configuration(
+    state: State<'_, AppState>,
+    id: String,
+    input: ConfigurationInput,
+) -> Res<BackupConfiguration> {
+    configurations::update(state.ctx()?, &id, input).await
+}
+
+#[tauri::command]
+pub async fn set_configuration_active(state: State<'_, AppState>, id: String, active: bool) -> Res<BackupConfiguration> {
+    configurations::set_active(state.ctx()?, &id, active).await
+}
+
+#[tauri::command]
+pub async fn delete_configuration(state: State<'_, AppState>, id: String) -> Res<()> {
+    configurations::delete(state.ctx()?, &id).await
+}
+
+#[tauri::command]
+pub async fn validate_configuration(
+    state: State<'_, AppState>,
+    input: ConfigurationInput,
+    editing: Option<String>,
+) -> Res<Vec<FieldError>> {
+    configurations::validate(state.ctx()?, &input, editing.as_deref()).await
+}
+
+#[tauri::command]
+pub fn cron_preview(line: String) -> Res<CronPreview> {
+    cron::preview(&line, 3)
+}
+
+#[tauri::command]
+pub async fn list_connections(state: State<'_, AppState>) -> Res<Vec<Connection>> {
+    connections::list(state.ctx()?).await
+}
+
+#[tauri::command]
+pub async fn add_connection(state: State<'_, AppState>, input: ConnectionInput) -> Res<Connection> {
+    connections::add(state.ctx()?, input).await
+}
+
+#[tauri::command]
+pub async fn update_connection(state: State<'_, AppState>, id: String, input: ConnectionInput) -> Res<Connection> {
+    connections::update(state.ctx()?, &id, input).await
+}
+
+#[tauri::command]
+pub async fn remove_connection(state: State<'_, AppState>, id: String) -> Res<()> {
+    connections::remove(state.ctx()?, &id).await
+}
+
+#[tauri::command]
+pub async fn test_connection(state: State<'_, AppState>, id: String) -> Res<ConnectionReport> {
+    connections::test(state.ctx()?, &id).await
+}
+
+#[tauri::command]
+pub async fn probe_connection(input: ConnectionInput) -> Res<ConnectionReport> {
+    connections::probe(&input).await
+}
+
+#[tauri::command]
+pub async fn setup_demo(state: State<'_, AppState>) -> Res<demo::DemoReport> {
+    demo::ensure(state.ctx()?, true).await
+}

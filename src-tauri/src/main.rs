@@ -1,0 +1,65 @@
+//! The Safehold desktop shell: opens the catalog, sets up the demo on first launch, registers
+//! the engine's functions as commands. Thin by design: every command is one engine call.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod commands;
+
+use safehold_core::{context, demo, Ctx, Error};
+
+/// What the commands share: the engine context, or why it could not be opened (shown by the UI).
+pub struct AppState {
+    pub ctx: Result<Ctx, Error>,
+}
+
+impl AppState {
+    pub fn ctx(&self) -> Result<&Ctx, Error> {
+        self.ctx.as_ref().map_err(Clone::clone)
+    }
+}
+
+async fn start() -> Result<Ctx, Error> {
+    let home = context::default_home()?;
+    let ctx = Ctx::open(&home).await?;
+    demo::ensure(&ctx, false).await?;
+    Ok(ctx)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let ctx = tauri::async_runtime::block_on(start());
+    if let Err(e) = &ctx {
+        tracing::error!("Safehold could not start its engine: {}", e.message);
+    }
+    let result = tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
+        .manage(AppState { ctx })
+        .invoke_handler(tauri::generate_handler![
+            commands::startup_status,
+            commands::list_executions,
+            commands::list_restores,
+            commands::list_migrations,
+            commands::list_storage,
+            commands::list_configurations,
+            commands::create_configuration,
+            commands::update_configuration,
+            commands::set_configuration_active,
+            commands::delete_configuration,
+            commands::validate_configuration,
+            commands::cron_preview,
+            commands::list_connections,
+            commands::add_connection,
+            commands::update_connection,
+            commands::remove_connection,
+            commands::test_connection,
+            commands::probe_connection,
+            commands::setup_demo,
+        ])
+        .run(tauri::generate_context!("../tauri.conf.json"));
+    if let Err(e) = result {
+        eprintln!("error: the Safehold window could not be opened: {e}");
+        std::process::exit(1);
+    }
+}

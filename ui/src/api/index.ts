@@ -1,0 +1,87 @@
+// The only module that talks to the Tauri backend. Components call these typed functions;
+// nothing else imports @tauri-apps/*.
+import { invoke } from "@tauri-apps/api/core";
+import { open } from "@tauri-apps/plugin-dialog";
+import type {
+  BackupConfiguration,
+  BackupExecution,
+  BackupStorage,
+  ConfigurationInput,
+  Connection,
+  ConnectionInput,
+  ConnectionReport,
+  CronPreview,
+  DemoReport,
+  ErrorCode,
+  FieldError,
+  MigrationJob,
+  RestoreOperation,
+} from "./bindings";
+
+export type * from "./bindings";
+
+/** An engine error as it crossed the boundary: a closed code, a message, invalid fields. */
+export class ApiError extends Error {
+  constructor(
+    public code: ErrorCode,
+    message: string,
+    public fields: FieldError[] = [],
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+function toApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  if (e && typeof e === "object" && "code" in e && "message" in e) {
+    const err = e as { code: ErrorCode; message: string; fields?: FieldError[] };
+    return new ApiError(err.code, err.message, err.fields ?? []);
+  }
+  return new ApiError("internal", typeof e === "string" ? e : String(e));
+}
+
+async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(command, args);
+  } catch (e) {
+    throw toApiError(e);
+  }
+}
+
+export const api = {
+  startupStatus: () => call<string>("startup_status"),
+  listExecutions: () => call<BackupExecution[]>("list_executions", { limit: 50 }),
+  listRestores: () => call<RestoreOperation[]>("list_restores"),
+  listMigrations: () => call<MigrationJob[]>("list_migrations"),
+  listStorage: () => call<BackupStorage[]>("list_storage"),
+  listConfigurations: () => call<BackupConfiguration[]>("list_configurations"),
+  createConfiguration: (input: ConfigurationInput) => call<BackupConfiguration>("create_configuration", { input }),
+  updateConfiguration: (id: string, input: ConfigurationInput) =>
+    call<BackupConfiguration>("update_configuration", { id, input }),
+  setConfigurationActive: (id: string, active: boolean) =>
+    call<BackupConfiguration>("set_configuration_active", { id, active }),
+  deleteConfiguration: (id: string) => call<null>("delete_configuration", { id }),
+  validateConfiguration: (input: ConfigurationInput, editing: string | null) =>
+    call<FieldError[]>("validate_configuration", { input, editing }),
+  cronPreview: (line: string) => call<CronPreview>("cron_preview", { line }),
+  listConnections: () => call<Connection[]>("list_connections"),
+  addConnection: (input: ConnectionInput) => call<Connection>("add_connection", { input }),
+  updateConnection: (id: string, input: ConnectionInput) => call<Connection>("update_connection", { id, input }),
+  removeConnection: (id: string) => call<null>("remove_connection", { id }),
+  testConnection: (id: string) => call<ConnectionReport>("test_connection", { id }),
+  probeConnection: (input: ConnectionInput) => call<ConnectionReport>("probe_connection", { input }),
+  setupDemo: () => call<DemoReport>("setup_demo"),
+  /** The native file picker for a SQLite database; null when the user cancels. */
+  pickSqliteFile: async (): Promise<string | null> => {
+    const chosen = await open({
+      multiple: false,
+      directory: false,
+      title: "Choose a SQLite database",
+      filters: [{ name: "SQLite database", extensions: ["db", "sqlite", "sqlite3", "db3"] }],
+    });
+    return typeof chosen === "string" ? chosen : null;
+  },
+};
+
+export type Api = typeof api;

@@ -1,0 +1,74 @@
+import { useQuery } from "@tanstack/react-query";
+import { CheckCircle, Clock, RefreshCw, XCircle } from "lucide-react";
+import { api, type BackupExecution } from "../api";
+import { Badge, Card, CardContent, CardHeader } from "../components/ui";
+import { Empty, QueryView } from "../components/states";
+import { formatDate, formatDuration, formatFileSize } from "../components/format";
+
+export function StatusIcon({ status }: { status: string }) {
+  switch (status) {
+    case "completed":
+      return <CheckCircle className="w-4 h-4 text-green-500" aria-label="completed" />;
+    case "failed":
+      return <XCircle className="w-4 h-4 text-red-500" aria-label="failed" />;
+    case "running":
+      return <RefreshCw className="w-4 h-4 text-blue-500 animate-spin" aria-label="running" />;
+    default:
+      return <Clock className="w-4 h-4 text-slate-500" aria-label={status} />;
+  }
+}
+
+export function statusVariant(status: string) {
+  return status === "completed" ? "default" : status === "failed" ? "destructive" : "secondary";
+}
+
+function ExecutionRow({ backup }: { backup: BackupExecution }) {
+  const duration = formatDuration(backup.started_at, backup.completed_at);
+  return (
+    <div className="flex items-center justify-between p-4 border rounded-lg" data-testid="execution">
+      <div className="flex items-center gap-4">
+        <StatusIcon status={backup.status} />
+        <div>
+          <div className="font-medium">{backup.backup_type} Backup</div>
+          {backup.configuration_name && <div className="text-sm text-slate-500">{backup.configuration_name}</div>}
+          <div className="text-sm text-slate-500">Started: {formatDate(backup.started_at)}</div>
+          {duration && <div className="text-sm text-slate-500">Duration: {duration}</div>}
+          {backup.error_message && <div className="text-sm text-red-600">{backup.error_message}</div>}
+        </div>
+      </div>
+      <div className="text-right">
+        <Badge variant={statusVariant(backup.status)}>{backup.status}</Badge>
+        {backup.file_size != null && <div className="text-sm text-slate-500 mt-1">{formatFileSize(backup.file_size)}</div>}
+        {backup.record_count != null && (
+          <div className="text-xs text-slate-500">
+            {backup.table_count ?? 0} tables · {backup.record_count} rows
+          </div>
+        )}
+      </div>
+    </div>
+  );
+}
+
+export function RecentBackups() {
+  const query = useQuery({ queryKey: ["executions"], queryFn: api.listExecutions });
+  return (
+    <Card>
+      <CardHeader title="Recent Backup Executions" description="Latest backup operations and their status" />
+      <CardContent>
+        <QueryView query={query} what="backups">
+          {(backups) =>
+            backups.length === 0 ? (
+              <Empty>No backups have run yet. They appear here as soon as a configuration runs.</Empty>
+            ) : (
+              <div className="space-y-4">
+                {backups.map((b) => (
+                  <ExecutionRow key={b.id} backup={b} />
+                ))}
+              </div>
+            )
+          }
+        </QueryView>
+      </CardContent>
+    </Card>
+  );
+}

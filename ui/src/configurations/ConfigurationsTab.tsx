@@ -1,0 +1,99 @@
+import { useState } from "react";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { Calendar, Plus } from "lucide-react";
+import { api, type BackupConfiguration } from "../api";
+import { Badge, Button, Card, CardContent, CardHeader } from "../components/ui";
+import { Empty, ErrorBox, QueryView } from "../components/states";
+import { ConfigurationForm } from "./ConfigurationForm";
+
+function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onEdit: () => void }) {
+  const queryClient = useQueryClient();
+  const [confirming, setConfirming] = useState(false);
+  const refresh = () => queryClient.invalidateQueries({ queryKey: ["configurations"] });
+  const toggle = useMutation({ mutationFn: () => api.setConfigurationActive(config.id, !config.is_active), onSuccess: refresh });
+  const remove = useMutation({ mutationFn: () => api.deleteConfiguration(config.id), onSuccess: refresh });
+  return (
+    <div className="p-4 border rounded-lg" data-testid="configuration" data-name={config.configuration_name}>
+      <div className="flex items-center justify-between">
+        <div className="flex items-center gap-4">
+          <Calendar className="w-5 h-5 text-blue-500" />
+          <div>
+            <div className="font-medium">{config.configuration_name}</div>
+            <div className="text-sm text-slate-500">
+              Schedule: <span className="font-mono">{config.schedule_cron}</span> ({config.schedule_description}) | Retention:{" "}
+              {config.retention_days} days
+            </div>
+            <div className="text-sm text-slate-500">
+              Type: {config.backup_type} | Storage: {config.storage_location}
+              {config.includes_tenant_data && " | tenant data"}
+              {config.includes_system_data && " | system data"}
+              {config.includes_logs && " | logs"}
+            </div>
+          </div>
+        </div>
+        <div className="flex items-center gap-2">
+          <Badge variant={config.is_active ? "default" : "secondary"}>{config.is_active ? "Active" : "Inactive"}</Badge>
+          <Button size="sm" variant="outline" onClick={onEdit}>Edit</Button>
+          <Button size="sm" variant="outline" onClick={() => toggle.mutate()} disabled={toggle.isPending}>
+            {config.is_active ? "Deactivate" : "Activate"}
+          </Button>
+          {confirming ? (
+            <>
+              <Button size="sm" variant="destructive" onClick={() => remove.mutate()} disabled={remove.isPending}>Confirm delete</Button>
+              <Button size="sm" variant="ghost" onClick={() => setConfirming(false)}>Keep</Button>
+            </>
+          ) : (
+            <Button size="sm" variant="ghost" onClick={() => setConfirming(true)}>Delete</Button>
+          )}
+        </div>
+      </div>
+      {toggle.isError && <ErrorBox error={toggle.error} />}
+      {remove.isError && <ErrorBox error={remove.error} />}
+    </div>
+  );
+}
+
+export function ConfigurationsTab({ creating, onCreatingChange }: { creating: boolean; onCreatingChange: (v: boolean) => void }) {
+  const queryClient = useQueryClient();
+  const query = useQuery({ queryKey: ["configurations"], queryFn: api.listConfigurations });
+  const [editing, setEditing] = useState<BackupConfiguration | null>(null);
+  const formOpen = creating || editing !== null;
+  const close = (saved: BackupConfiguration | null) => {
+    onCreatingChange(false);
+    setEditing(null);
+    if (saved) queryClient.invalidateQueries({ queryKey: ["configurations"] });
+  };
+  return (
+    <div className="space-y-4">
+      {formOpen && <ConfigurationForm key={editing?.id ?? "new"} editing={editing} onDone={close} />}
+      <Card>
+        <CardHeader
+          title="Backup Configurations"
+          description="Manage automated backup schedules and settings"
+          action={
+            !formOpen && (
+              <Button size="sm" onClick={() => onCreatingChange(true)} data-testid="new-configuration">
+                <Plus className="w-4 h-4" /> New configuration
+              </Button>
+            )
+          }
+        />
+        <CardContent>
+          <QueryView query={query} what="configurations">
+            {(configs) =>
+              configs.length === 0 ? (
+                <Empty>No backup configurations yet. Create one to schedule backups.</Empty>
+              ) : (
+                <div className="space-y-4">
+                  {configs.map((c) => (
+                    <ConfigurationRow key={c.id} config={c} onEdit={() => setEditing(c)} />
+                  ))}
+                </div>
+              )
+            }
+          </QueryView>
+        </CardContent>
+      </Card>
+    </div>
+  );
+}

@@ -1,0 +1,186 @@
+// The spec's dashboard tests, against the typed API module (the Tauri boundary) replaced by
+// fixtures. The real backend is exercised by the end-to-end suite (tests/e2e).
+import { render, screen, waitFor, within } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import type { BackupConfiguration, BackupExecution, BackupStorage, Connection } from "../api/bindings";
+
+vi.mock("../api", async () => {
+  const actual = await vi.importActual<typeof import("../api")>("../api");
+  return {
+    ...actual,
+    api: {
+      startupStatus: vi.fn(),
+      listExecutions: vi.fn(),
+      listConfigurations: vi.fn(),
+      listRestores: vi.fn(),
+      listMigrations: vi.fn(),
+      listStorage: vi.fn(),
+      listConnections: vi.fn(),
+      validateConfiguration: vi.fn(),
+      cronPreview: vi.fn(),
+      createConfiguration: vi.fn(),
+      setConfigurationActive: vi.fn(),
+      deleteConfiguration: vi.fn(),
+    },
+  };
+});
+
+import { api, ApiError } from "../api";
+import { BackupDashboard } from "./BackupDashboard";
+import { App } from "../App";
+
+const mocked = vi.mocked(api, true);
+
+const executions: BackupExecution[] = [
+  {
+    id: "1", configuration_id: "c1", configuration_name: "Daily Full Backup", backup_type: "full", status: "completed",
+    started_at: "2025-01-05T10:00:00Z", completed_at: "2025-01-05T10:30:00Z", file_path: "/b/1", file_size: 1048576,
+    compressed_size: 400000, tenant_count: 3, table_count: 5, record_count: 1200, checksum: "ab", error_message: null, metadata: {},
+  },
+  {
+    id: "2", configuration_id: "c1", configuration_name: "Daily Full Backup", backup_type: "incremental", status: "running",
+    started_at: "2025-01-05T11:00:00Z", completed_at: null, file_path: null, file_size: null, compressed_size: null,
+    tenant_count: null, table_count: null, record_count: null, checksum: null, error_message: null, metadata: {},
+  },
+];
+
+const configurations: BackupConfiguration[] = [
+  {
+    id: "c1", configuration_name: "Daily Full Backup", backup_type: "full", schedule_cron: "0 2 * * *",
+    schedule_description: "At 02:00, every day", retention_days: 30, compression_enabled: true, encryption_enabled: true,
+    storage_location: "Local backups", includes_tenant_data: true, includes_system_data: true, includes_logs: false,
+    is_active: true, connection_id: "k1", created_by: "op", created_at: "2025-01-01T00:00:00Z", updated_at: "2025-01-01T00:00:00Z",
+  },
+];
+
+const storage: BackupStorage[] = [
+  {
+    id: "s1", storage_name: "Local backups", storage_type: "local", storage_config: { path: "/backups" }, is_default: true,
+    is_active: true, total_capacity: null, used_space: 0, created_at: "2025-01-01T00:00:00Z", last_health_check: null,
+  },
+];
+
+const connections: Connection[] = [
+  {
+    id: "k1", name: "Demo platform", kind: "sqlite", host: null, port: null, database_name: null, username: null, tls_mode: null,
+    sqlite_path: "/demo.db", has_password: false, tenant_column: "tenant_id", tenants_table: "tenants",
+    created_at: "2025-01-01T00:00:00Z", updated_at: "2025-01-01T00:00:00Z",
+  },
+];
+
+function renderWithClient(ui: React.ReactElement) {
+  const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+  return render(<QueryClientProvider client={client}>{ui}</QueryClientProvider>);
+}
+
+beforeEach(() => {
+  vi.clearAllMocks();
+  mocked.startupStatus.mockResolvedValue("/home");
+  mocked.listExecutions.mockResolvedValue(executions);
+  mocked.listConfigurations.mockResolvedValue(configurations);
+  mocked.listRestores.mockResolvedValue([]);
+  mocked.listMigrations.mockResolvedValue([]);
+  mocked.listStorage.mockResolvedValue(storage);
+  mocked.listConnections.mockResolvedValue(connections);
+  mocked.validateConfiguration.mockResolvedValue([]);
+  mocked.cronPreview.mockResolvedValue({ description: "At 02:00, every day", next_runs: [] });
+});
+
+describe("BackupDashboard", () => {
+  it("renders the backup management interface", async () => {
+    renderWithClient(<BackupDashboard />);
+    expect(await screen.findByText("Backup Management")).toBeInTheDocument();
+    for (const tab of ["Recent Backups", "Configurations", "Restore", "Migration", "Storage"]) {
+      expect(screen.getByRole("tab", { name: tab })).toBeInTheDocument();
+    }
+  });
+
+  it("displays backup executions with their status and size", async () => {
+    renderWithClient(<BackupDashboard />);
+    expect(await screen.findByText("full Backup")).toBeInTheDocument();
+    expect(screen.getByText("incremental Backup")).toBeInTheDocument();
+    expect(screen.getByText("1 MB")).toBeInTheDocument();
+    expect(screen.getByText("completed")).toBeInTheDocument();
+  });
+
+  it("shows an empty state when no backup has run", async () => {
+    mocked.listExecutions.mockResolvedValue([]);
+    renderWithClient(<BackupDashboard />);
+    expect(await screen.findByText(/No backups have run yet/)).toBeInTheDocument();
+  });
+
+  it("shows the engine's error message when executions cannot be read", async () => {
+    mocked.listExecutions.mockRejectedValue(new ApiError("database", "the catalog could not list the backup executions: disk I/O error"));
+    renderWithClient(<BackupDashboard />);
+    expect(await screen.findByRole("alert")).toHaveTextContent("disk I/O error");
+  });
+
+  it("switches to Configurations and displays them", async () => {
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    expect(await screen.findByText("Daily Full Backup", { selector: ".font-medium" })).toBeInTheDocument();
+    expect(screen.getByText(/At 02:00, every day/)).toBeInTheDocument();
+    expect(screen.getByText("Active")).toBeInTheDocument();
+  });
+
+  it("shows an invalid cron line's error inline and does not save", async () => {
+    mocked.validateConfiguration.mockImplementation(async (input) =>
+      input.schedule_cron === "not a cron"
+        ? [{ field: "schedule_cron", message: "invalid cron line \"not a cron\": it has 3 field(s)" }]
+        : [],
+    );
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByTestId("new-backup"));
+    const form = await screen.findByTestId("configuration-form");
+    const cron = within(form).getByLabelText("Schedule (cron)");
+    await userEvent.clear(cron);
+    await userEvent.type(cron, "not a cron");
+    expect(await within(form).findByTestId("error-schedule_cron")).toHaveTextContent("invalid cron line");
+    expect(within(form).getByTestId("save-configuration")).toBeDisabled();
+    expect(mocked.createConfiguration).not.toHaveBeenCalled();
+  });
+
+  it("creates a configuration from the form with the default storage and connection", async () => {
+    mocked.createConfiguration.mockResolvedValue({ ...configurations[0], id: "c2", configuration_name: "Hourly" });
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByTestId("new-backup"));
+    const form = await screen.findByTestId("configuration-form");
+    await userEvent.type(within(form).getByLabelText("Name"), "Hourly");
+    await waitFor(() => expect(within(form).getByLabelText("Storage")).toHaveValue("Local backups"));
+    await userEvent.click(within(form).getByTestId("save-configuration"));
+    await waitFor(() => expect(mocked.createConfiguration).toHaveBeenCalledTimes(1));
+    const input = mocked.createConfiguration.mock.calls[0][0];
+    expect(input).toMatchObject({ configuration_name: "Hourly", storage_location: "Local backups", connection_id: "k1", schedule_cron: "0 2 * * *" });
+  });
+
+  it("shows a duplicate name refused by the engine next to the name", async () => {
+    mocked.createConfiguration.mockRejectedValue(
+      new ApiError("validation", "a configuration named \"Daily Full Backup\" already exists", [
+        { field: "configuration_name", message: "a configuration named \"Daily Full Backup\" already exists; choose another name" },
+      ]),
+    );
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByTestId("new-backup"));
+    const form = await screen.findByTestId("configuration-form");
+    await userEvent.type(within(form).getByLabelText("Name"), "Daily Full Backup");
+    await userEvent.click(within(form).getByTestId("save-configuration"));
+    expect(await within(form).findByTestId("error-configuration_name")).toHaveTextContent("already exists");
+  });
+
+  it("lists storage with its location", async () => {
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
+    expect(await screen.findByText(/\/backups/)).toBeInTheDocument();
+  });
+});
+
+describe("App", () => {
+  it("says why when the engine could not start", async () => {
+    mocked.startupStatus.mockRejectedValue(new ApiError("keychain", "no OS keychain is available"));
+    renderWithClient(<App />);
+    expect(await screen.findByText("Safehold could not start")).toBeInTheDocument();
+    expect(screen.getByRole("alert")).toHaveTextContent("no OS keychain is available");
+  });
+});

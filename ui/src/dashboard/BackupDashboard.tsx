@@ -1,0 +1,93 @@
+import { useState } from "react";
+import { useQueryClient } from "@tanstack/react-query";
+import * as Tabs from "@radix-ui/react-tabs";
+import { Database, RefreshCw, Settings } from "lucide-react";
+import { Button } from "../components/ui";
+import { RecentBackups } from "../backups/RecentBackups";
+import { ConfigurationsTab } from "../configurations/ConfigurationsTab";
+import { RestoreTab } from "../restore/RestoreTab";
+import { MigrationTab } from "../migration/MigrationTab";
+import { StorageTab } from "../storage/StorageTab";
+import { ConnectionsSettings } from "../settings/ConnectionsSettings";
+
+const TABS = [
+  { value: "executions", label: "Recent Backups" },
+  { value: "configurations", label: "Configurations" },
+  { value: "restore", label: "Restore" },
+  { value: "migration", label: "Migration" },
+  { value: "storage", label: "Storage" },
+] as const;
+
+/** The spec's Backup Management dashboard: a header and five tabs, all on the real catalog. */
+export function BackupDashboard() {
+  const queryClient = useQueryClient();
+  const [tab, setTab] = useState<string>("executions");
+  const [creating, setCreating] = useState(false);
+  const [settings, setSettings] = useState(false);
+
+  if (settings) return <ConnectionsSettings onClose={() => setSettings(false)} />;
+
+  return (
+    <div className="space-y-6">
+      <div className="flex items-center justify-between">
+        <div>
+          <h1 className="text-3xl font-bold">Backup Management</h1>
+          <p className="text-slate-600">Manage platform backups, restore operations, and data migrations</p>
+        </div>
+        <div className="flex gap-2">
+          <Button variant="outline" onClick={() => queryClient.invalidateQueries()} data-testid="refresh">
+            <RefreshCw className="w-4 h-4" />
+            Refresh
+          </Button>
+          <Button variant="outline" onClick={() => setSettings(true)} data-testid="open-settings">
+            <Settings className="w-4 h-4" />
+            Connections
+          </Button>
+          <Button
+            onClick={() => {
+              setTab("configurations");
+              setCreating(true);
+            }}
+            title="Set up a new backup: what to back up, when, and where"
+            data-testid="new-backup"
+          >
+            <Database className="w-4 h-4" />
+            New Backup
+          </Button>
+        </div>
+      </div>
+
+      <Tabs.Root value={tab} onValueChange={setTab}>
+        <Tabs.List className="grid w-full grid-cols-5 rounded-lg bg-slate-100 p-1" aria-label="Dashboard sections">
+          {TABS.map((t) => (
+            <Tabs.Trigger
+              key={t.value}
+              value={t.value}
+              data-testid={`tab-${t.value}`}
+              className="rounded-md px-3 py-1.5 text-sm font-medium text-slate-600 data-[state=active]:bg-white data-[state=active]:text-slate-900 data-[state=active]:shadow"
+            >
+              {t.label}
+            </Tabs.Trigger>
+          ))}
+        </Tabs.List>
+        <div className="mt-4">
+          <Tabs.Content value="executions">
+            <RecentBackups />
+          </Tabs.Content>
+          <Tabs.Content value="configurations">
+            <ConfigurationsTab creating={creating} onCreatingChange={setCreating} />
+          </Tabs.Content>
+          <Tabs.Content value="restore">
+            <RestoreTab />
+          </Tabs.Content>
+          <Tabs.Content value="migration">
+            <MigrationTab />
+          </Tabs.Content>
+          <Tabs.Content value="storage">
+            <StorageTab />
+          </Tabs.Content>
+        </div>
+      </Tabs.Root>
+    </div>
+  );
+}

@@ -1,0 +1,67 @@
+import { useQuery } from "@tanstack/react-query";
+import { api } from "../api";
+import { Badge, Card, CardContent, CardHeader, Progress } from "../components/ui";
+import { Empty, QueryView } from "../components/states";
+import { formatDate } from "../components/format";
+import { statusVariant } from "../backups/RecentBackups";
+
+/** The spec's restore cards. Restoring itself arrives with the restore engine; until then the
+ * tab shows the completed backups a restore could start from and the recorded operations. */
+export function RestoreTab() {
+  const backups = useQuery({ queryKey: ["executions"], queryFn: api.listExecutions });
+  const restores = useQuery({ queryKey: ["restores"], queryFn: api.listRestores });
+  return (
+    <div className="grid grid-cols-1 md:grid-cols-2 gap-6">
+      <Card>
+        <CardHeader title="Point-in-Time Recovery" description="Restore data to a specific point in time" />
+        <CardContent className="space-y-3">
+          <QueryView query={backups} what="backups">
+            {(list) => {
+              const completed = list.filter((b) => b.status === "completed");
+              return completed.length === 0 ? (
+                <Empty>No completed backup to restore from yet.</Empty>
+              ) : (
+                <ul className="text-sm space-y-1" data-testid="restorable-backups">
+                  {completed.map((b) => (
+                    <li key={b.id}>
+                      {b.backup_type} — {formatDate(b.started_at)}
+                    </li>
+                  ))}
+                </ul>
+              );
+            }}
+          </QueryView>
+          <p className="text-xs text-slate-500">Restoring (full, selective, tenant only) is not available in this version yet.</p>
+        </CardContent>
+      </Card>
+      <Card>
+        <CardHeader title="Active Restore Operations" description="Currently running restore operations" />
+        <CardContent>
+          <QueryView query={restores} what="restore operations">
+            {(list) =>
+              list.length === 0 ? (
+                <Empty>No active restore operations</Empty>
+              ) : (
+                <div className="space-y-3">
+                  {list.map((r) => (
+                    <div key={r.id} className="flex items-center justify-between p-3 border rounded-lg" data-testid="restore-operation">
+                      <div>
+                        <div className="font-medium">{r.restore_type} restore</div>
+                        <div className="text-sm text-slate-500">Started: {formatDate(r.started_at)}</div>
+                        {r.error_message && <div className="text-sm text-red-600">{r.error_message}</div>}
+                      </div>
+                      <div className="text-right space-y-1">
+                        <Badge variant={statusVariant(r.status)}>{r.status}</Badge>
+                        <Progress value={r.progress_percentage} label="restore progress" />
+                      </div>
+                    </div>
+                  ))}
+                </div>
+              )
+            }
+          </QueryView>
+        </CardContent>
+      </Card>
+    </div>
+  );
+}
