@@ -1,1 +1,1 @@
-//! End-to-end tests live in main.rs.
+//! End-to-end tests live in main.rs (run by `make test`).

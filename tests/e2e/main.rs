@@ -1,1 +1,182 @@
-fn main(){}
+//! End to end: the real desktop binary (target/debug/safehold-app), driven through WebDriver
+//! (tauri-driver + WebKitWebDriver) under Xvfb, on a fresh Safehold home each test. Run by
+//! `make test` through scripts/test.sh, which builds the app and starts Xvfb and a session bus.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use sqlx::Connection as _;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn app_binary() -> PathBuf {
+    std::env::var_os("SAFEHOLD_APP_BINARY").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/safehold-app")
+    })
+}
+
+/// A running app: tauri-driver, the WebDriver session and the app's home directory.
+struct App {
+    client: Client,
+    driver: Child,
+    home: tempfile::TempDir,
+}
+
+impl App {
+    async fn start() -> App {
+        let binary = app_binary();
+        assert!(binary.exists(), "the app binary {} is missing: build it with `make app`", binary.display());
+        let home = tempfile::tempdir().expect("temp home");
+        let port = free_port();
+        let driver = Command::new(std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into()))
+            .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
+            .env("SAFEHOLD_HOME", home.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tauri-driver must be installed (scripts/deps.sh test installs it)");
+        let mut caps = serde_json::Map::new();
+        caps.insert("tauri:options".into(), serde_json::json!({ "application": binary }));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            match ClientBuilder::native().capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => panic!("no WebDriver session with the app: {e}"),
+            }
+        };
+        App { client, driver, home }
+    }
+
+    async fn find(&self, css: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("the app shows no element {css}: {e}"))
+    }
+
+    /// Waits until an element matching `css` contains `text`.
+    async fn wait_text(&self, css: &str, text: &str) -> Element {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(els) = self.client.find_all(Locator::Css(css)).await {
+                for el in els {
+                    if el.text().await.map(|t| t.contains(text)).unwrap_or(false) {
+                        return el;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no {css} containing {text:?} appeared");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn catalog_count(&self, sql: &str, bind: &str) -> i64 {
+        catalog_count(self.home.path(), sql, bind).await
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts");
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn catalog_count(home: &Path, sql: &str, bind: &str) -> i64 {
+    let url = format!("sqlite://{}?mode=ro", home.join("catalog.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open the app's catalog");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).bind(bind).fetch_one(&mut conn).await.expect("count")
+}
+
+/// Replaces the text of a controlled input: End, then backspaces, then the new text.
+async fn retype(el: &Element, text: &str) {
+    el.click().await.expect("focus the input");
+    el.send_keys("\u{E010}").await.expect("End");
+    el.send_keys(&"\u{E003}".repeat(40)).await.expect("backspaces");
+    el.send_keys(text).await.expect("type");
+}
+
+#[tokio::test]
+async fn the_app_starts_on_the_demo_platform_with_the_five_tabs() {
+    let app = App::start().await;
+    app.wait_text("h1", "Backup Management").await;
+    for tab in ["executions", "configurations", "restore", "migration", "storage"] {
+        app.find(&format!("[data-testid=tab-{tab}]")).await;
+    }
+    app.wait_text("[data-testid=empty]", "No backups have run yet").await;
+    app.find("[data-testid=tab-configurations]").await.click().await.expect("open Configurations");
+    app.wait_text("[data-testid=configuration]", "Daily demo backup").await;
+    app.wait_text("[data-testid=configuration]", "At 02:00, every day").await;
+    app.find("[data-testid=tab-storage]").await.click().await.expect("open Storage");
+    app.wait_text("[data-testid=storage]", "Local backups").await;
+    app.find("[data-testid=open-settings]").await.click().await.expect("open Connections");
+    app.wait_text("[data-testid=connection]", "Demo platform").await;
+    let row = app.wait_text("[data-testid=connection]", "Demo platform").await;
+    row.find(Locator::XPath(".//button[contains(., 'Test connection')]")).await.expect("test button").click().await.expect("test");
+    app.wait_text("[data-testid=connection-report]", "Tenant tables: documents, events, projects, users").await;
+    app.find("[data-testid=close-settings]").await.click().await.expect("back");
+    app.find("[data-testid=tab-configurations]").await.click().await.expect("open Configurations");
+    app.wait_text("[data-testid=configuration]", "Daily demo backup").await;
+    app.screenshot("dashboard").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_configuration_created_through_the_form_appears_in_the_list_and_the_catalog() {
+    let app = App::start().await;
+    app.wait_text("h1", "Backup Management").await;
+    app.find("[data-testid=new-backup]").await.click().await.expect("New Backup");
+    let form = app.find("[data-testid=configuration-form]").await;
+    form.find(Locator::Css("#cfg-name")).await.expect("name").send_keys("E2E nightly").await.expect("type name");
+    retype(&form.find(Locator::Css("#cfg-cron")).await.expect("cron"), "30 3 * * 1-5").await;
+    app.wait_text("[data-testid=cron-description]", "At 03:30, only on Monday through Friday").await;
+    retype(&form.find(Locator::Css("#cfg-retention")).await.expect("retention"), "14").await;
+    app.find("[data-testid=save-configuration]").await.click().await.expect("save");
+    app.wait_text("[data-testid=configuration]", "E2E nightly").await;
+    let stored = app
+        .catalog_count(
+            "SELECT count(*) FROM backup_configurations WHERE configuration_name = ? AND schedule_cron = '30 3 * * 1-5' AND retention_days = 14",
+            "E2E nightly",
+        )
+        .await;
+    assert_eq!(stored, 1, "the configuration created in the form is in the catalog with its schedule and retention");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_cron_line_shows_an_error_and_writes_nothing() {
+    let app = App::start().await;
+    app.wait_text("h1", "Backup Management").await;
+    app.find("[data-testid=new-backup]").await.click().await.expect("New Backup");
+    let form = app.find("[data-testid=configuration-form]").await;
+    form.find(Locator::Css("#cfg-name")).await.expect("name").send_keys("Bad cron").await.expect("type name");
+    retype(&form.find(Locator::Css("#cfg-cron")).await.expect("cron"), "61 * * * *").await;
+    app.wait_text("[data-testid=error-schedule_cron]", "invalid cron line \"61 * * * *\"").await;
+    let save = app.find("[data-testid=save-configuration]").await;
+    assert!(save.attr("disabled").await.expect("attr").is_some(), "Save is disabled while the cron line is invalid");
+    let _ = save.click().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.screenshot("invalid-cron").await;
+    let stored = app.catalog_count("SELECT count(*) FROM backup_configurations WHERE configuration_name = ?", "Bad cron").await;
+    assert_eq!(stored, 0, "nothing is written for an invalid cron line");
+    app.stop().await;
+}
