@@ -77,6 +77,10 @@ pub fn describe(line: &str) -> String {
     let [min, hour, dom, month, dow] = [rest[0], rest[1], rest[2], rest[3], rest[4]];
     let time = describe_time(sec, min, hour);
     let mut day = describe_days(dom, dow);
+    // "Every 15 minutes" needs no ", every day"; "At 02:00" does.
+    if num(hour).is_none() && day == ", every day" {
+        day.clear();
+    }
     if month != "*" {
         day.push_str(&format!(", in {}", list(month, |n| MONTHS.get(n.wrapping_sub(1)).map(|s| s.to_string()))));
     }

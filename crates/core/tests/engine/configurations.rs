@@ -1,1 +1,102 @@
+use safehold_core::configurations::{self, BackupType, ConfigurationInput};
+use safehold_core::{demo, ErrorCode};
 
+use crate::support::{home, Home};
+
+async fn with_demo() -> (Home, String) {
+    let h = home().await;
+    demo::ensure(&h.ctx, false).await.expect("demo");
+    let conn = safehold_core::connections::list(&h.ctx).await.expect("connections").remove(0);
+    (h, conn.id)
+}
+
+fn input(name: &str, connection_id: &str) -> ConfigurationInput {
+    ConfigurationInput {
+        configuration_name: name.into(),
+        backup_type: BackupType::Incremental,
+        schedule_cron: "15 * * * *".into(),
+        retention_days: 7,
+        compression_enabled: true,
+        encryption_enabled: true,
+        storage_location: demo::DEMO_STORAGE.into(),
+        includes_tenant_data: true,
+        includes_system_data: false,
+        includes_logs: false,
+        is_active: true,
+        connection_id: connection_id.into(),
+    }
+}
+
+async fn count(h: &Home, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&h.ctx.pool).await.expect("count")
+}
+
+#[tokio::test]
+async fn a_valid_configuration_is_created_listed_and_audited() {
+    let (h, conn) = with_demo().await;
+    let created = configurations::create(&h.ctx, input("Hourly tenants", &conn)).await.expect("create");
+    assert_eq!(created.schedule_description, "At minute 15 of every hour");
+    assert_eq!(created.created_by, h.ctx.operator_id, "created_by is the acting operator");
+    let names: Vec<String> = configurations::list(&h.ctx).await.expect("list").into_iter().map(|c| c.configuration_name).collect();
+    assert_eq!(names, ["Daily demo backup", "Hourly tenants"]);
+    assert_eq!(count(&h, "SELECT count(*) FROM audit_log WHERE action = 'configuration.create' AND target = 'Hourly tenants'").await, 1);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_field_by_field_and_writes_nothing() {
+    let (h, conn) = with_demo().await;
+    let before = count(&h, "SELECT count(*) FROM backup_configurations").await;
+    let audit_before = count(&h, "SELECT count(*) FROM audit_log").await;
+    let cases: Vec<(ConfigurationInput, &str, &str)> = vec![
+        (ConfigurationInput { schedule_cron: "every day".into(), ..input("A", &conn) }, "schedule_cron", "invalid cron line"),
+        (ConfigurationInput { retention_days: 0, ..input("B", &conn) }, "retention_days", "at least 1 day"),
+        (ConfigurationInput { retention_days: -5, ..input("C", &conn) }, "retention_days", "at least 1 day"),
+        (input("daily DEMO backup", &conn), "configuration_name", "already exists"),
+        (ConfigurationInput { configuration_name: "  ".into(), ..input("", &conn) }, "configuration_name", "needs a name"),
+        (ConfigurationInput { storage_location: "Nowhere".into(), ..input("D", &conn) }, "storage_location", "no storage named \"Nowhere\""),
+        (input("E", "no-such-connection"), "connection_id", "choose the connection"),
+        (
+            ConfigurationInput { includes_tenant_data: false, includes_system_data: false, includes_logs: false, ..input("F", &conn) },
+            "includes_tenant_data",
+            "must include something",
+        ),
+    ];
+    for (bad, field, words) in cases {
+        let err = configurations::create(&h.ctx, bad.clone()).await.expect_err(field);
+        assert_eq!(err.code, ErrorCode::Validation);
+        let f = err.fields.iter().find(|f| f.field == field).unwrap_or_else(|| panic!("{field} is named in {:?}", err.fields));
+        assert!(f.message.contains(words), "{field}: {:?} says {words:?}", f.message);
+    }
+    assert_eq!(count(&h, "SELECT count(*) FROM backup_configurations").await, before, "nothing was written");
+    assert_eq!(count(&h, "SELECT count(*) FROM audit_log").await, audit_before, "nothing was audited as done");
+}
+
+#[tokio::test]
+async fn a_configuration_is_edited_deactivated_and_deleted_keeping_its_history() {
+    let (h, conn) = with_demo().await;
+    let c = configurations::create(&h.ctx, input("Edit me", &conn)).await.expect("create");
+    let edited = configurations::update(&h.ctx, &c.id, ConfigurationInput { schedule_cron: "0 5 * * *".into(), ..input("Edited", &conn) })
+        .await
+        .expect("update");
+    assert_eq!((edited.configuration_name.as_str(), edited.schedule_description.as_str()), ("Edited", "At 05:00, every day"));
+    // Its own name is not a conflict when editing.
+    configurations::update(&h.ctx, &c.id, input("Edited", &conn)).await.expect("update keeping the name");
+    let dup = configurations::update(&h.ctx, &c.id, input("Daily demo backup", &conn)).await.expect_err("duplicate");
+    assert_eq!(dup.fields[0].field, "configuration_name");
+
+    assert!(!configurations::set_active(&h.ctx, &c.id, false).await.expect("deactivate").is_active);
+    assert!(configurations::set_active(&h.ctx, &c.id, true).await.expect("activate").is_active);
+
+    sqlx::query("INSERT INTO backup_executions (id, configuration_id, backup_type, status) VALUES ('x1', ?, 'full', 'completed')")
+        .bind(&c.id)
+        .execute(&h.ctx.pool)
+        .await
+        .expect("execution");
+    configurations::delete(&h.ctx, &c.id).await.expect("delete");
+    assert_eq!(configurations::get(&h.ctx, &c.id).await.expect_err("gone").code, ErrorCode::NotFound);
+    assert_eq!(
+        count(&h, "SELECT count(*) FROM backup_executions WHERE id = 'x1' AND configuration_id IS NULL").await,
+        1,
+        "the execution history stays after its configuration is deleted"
+    );
+}

@@ -1,0 +1,36 @@
+# Safehold — the two commands of the README, and a few for developers.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help run test app ui deps bindings lint bench
+
+help:
+	@echo "make run   - install what is missing, build, launch the app on the demo platform"
+	@echo "make test  - install what is missing, run every test"
+
+deps:
+	scripts/deps.sh build
+
+ui: deps
+	cd ui && npx vite build --logLevel warn
+
+app: ui
+	cargo build -p safehold-app -p safehold-cli
+
+## Launch the desktop app (the demo platform is set up on first launch). Headless machines get Xvfb.
+run: app
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then ./target/debug/safehold-app; \
+	else echo "no display: running under Xvfb (install a desktop session to see the window)"; \
+	  command -v xvfb-run >/dev/null || scripts/deps.sh test; \
+	  xvfb-run -a -s '-screen 0 1280x800x24' dbus-run-session -- ./target/debug/safehold-app; fi
+
+test:
+	scripts/test.sh
+
+## Regenerate ui/src/api/bindings.ts from the Rust types.
+bindings:
+	SAFEHOLD_WRITE_BINDINGS=1 cargo test -p safehold-core --test engine bindings
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
+	cd ui && npx tsc --noEmit

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make test`: installs what is missing, then runs every test — UI components, the engine, the
+# CLI, and the real app end to end — against real parts: PostgreSQL, a Secret Service, Xvfb.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+scripts/deps.sh test
+export PATH="$HOME/.cargo/bin:$PATH"
+
+work=$(mktemp -d /tmp/safehold-test.XXXXXX)
+clusters=()
+cleanup() {
+  for c in "${clusters[@]}"; do scripts/pg-cluster.sh stop "$c"; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+new_cluster() { # AUTH PASSWORD -> prints PORT; the cluster is stopped on exit
+  local d port
+  d=$(mktemp -d /tmp/safehold-pg.XXXXXX); chmod 755 "$d"; port=$(free_port)
+  scripts/pg-cluster.sh start "$d" "$port" "$1" "$2"
+  clusters+=("$d")
+  echo "$port"
+}
+
+# PostgreSQL: the machine's server on 127.0.0.1:5432, or a private throwaway cluster.
+if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  export SAFEHOLD_TEST_PG=postgres://postgres@127.0.0.1:5432
+else
+  echo "test: no PostgreSQL on 127.0.0.1:5432; starting a private cluster"
+  d=$(mktemp -d /tmp/safehold-pg.XXXXXX); chmod 755 "$d"; port=$(free_port)
+  scripts/pg-cluster.sh start "$d" "$port" trust postgres; clusters+=("$d")
+  export SAFEHOLD_TEST_PG=postgres://postgres@127.0.0.1:$port
+fi
+# A server that checks passwords, for the wrong-password tests.
+auth_pw="pw-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+d=$(mktemp -d /tmp/safehold-pg.XXXXXX); chmod 755 "$d"; port=$(free_port)
+scripts/pg-cluster.sh start "$d" "$port" scram-sha-256 "$auth_pw"; clusters+=("$d")
+export SAFEHOLD_TEST_PG_AUTH="postgres://postgres:$auth_pw@127.0.0.1:$port/postgres"
+
+echo "== UI: type check and component tests"
+(cd ui && npx tsc --noEmit && npx vitest run)
+
+echo "== build: UI bundle, app, CLI"
+(cd ui && npx vite build --logLevel warn)
+cargo build -p safehold-app -p safehold-cli
+cargo test --no-run -p safehold-core -p safehold-cli -p safehold-e2e 2>&1 | grep -v '^  Executable' || true
+
+echo "== engine, CLI and end-to-end tests (Xvfb, session bus, gnome-keyring)"
+mkdir -p "$work/home" "$work/run"; chmod 700 "$work/run"
+export SAFEHOLD_KEYRING_PW="kr-$RANDOM$RANDOM"
+# A home of its own for the keyring; cargo and rustup stay where they are.
+export CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}"
+HOME="$work/home" XDG_RUNTIME_DIR="$work/run" \
+  xvfb-run -a -s '-screen 0 1280x800x24' dbus-run-session -- bash -c '
+    set -euo pipefail
+    eval "$(printf %s "$SAFEHOLD_KEYRING_PW" | gnome-keyring-daemon --unlock --components=secrets)"
+    export SAFEHOLD_TEST_KEYCHAIN=1
+    cargo test -p safehold-core -p safehold-cli
+    cargo test -p safehold-e2e -- --test-threads=1
+  ' 2> >(grep -v -E "dbus-daemon|SpiRegistry|Failed to set fd limit" >&2)
+echo "== all tests passed"
