@@ -142,7 +142,7 @@ impl ConnectionInput {
         let opts = PgConnectOptions::from_str(url).map_err(|e| bad(&e.to_string()))?;
         let password = parsed
             .password()
-            .map(|p| urlencoding_decode(p))
+            .map(urlencoding_decode)
             .filter(|p| !p.is_empty());
         let database = parsed.path().trim_start_matches('/');
         Ok(Self {
