@@ -1,5 +1,6 @@
 # Safehold — the two commands of the README, and a few for developers.
 SHELL := /bin/bash
+APP := $(or $(CARGO_TARGET_DIR),target)/debug/safehold-app
 .DEFAULT_GOAL := help
 
 .PHONY: help run test app ui deps bindings lint bench
@@ -19,10 +20,10 @@ app: ui
 
 ## Launch the desktop app (the demo platform is set up on first launch). Headless machines get Xvfb.
 run: app
-	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then ./target/debug/safehold-app; \
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(APP); \
 	else echo "no display: running under Xvfb (install a desktop session to see the window)"; \
 	  command -v xvfb-run >/dev/null || scripts/deps.sh test; \
-	  xvfb-run -a -s '-screen 0 1280x800x24' dbus-run-session -- ./target/debug/safehold-app; fi
+	  xvfb-run -a -s '-screen 0 1280x800x24' dbus-run-session -- $(APP); fi
 
 test:
 	scripts/test.sh

@@ -47,6 +47,8 @@ echo "== build: UI bundle, app, CLI"
 cargo build -p safehold-app -p safehold-cli
 cargo test --no-run -p safehold-core -p safehold-cli -p safehold-e2e 2>&1 | grep -v '^  Executable' || true
 
+export SAFEHOLD_APP_BINARY="${CARGO_TARGET_DIR:-$root/target}/debug/safehold-app"
+
 echo "== engine, CLI and end-to-end tests (Xvfb, session bus, gnome-keyring)"
 mkdir -p "$work/home" "$work/run"; chmod 700 "$work/run"
 export SAFEHOLD_KEYRING_PW="kr-$RANDOM$RANDOM"

@@ -9,6 +9,7 @@ pub mod context;
 pub mod cron;
 pub mod demo;
 pub mod error;
+pub mod archive;
 pub mod history;
 pub mod secrets;
 pub mod storage;

@@ -1,0 +1,185 @@
+//! Keys of the archive format. Each archive has a random data key (DK); the DK is wrapped by the
+//! repository's master key (MK); the MK is wrapped by key slots: a password (Argon2id) and a
+//! recovery key. Archives carry copies of the MK slots, so an archive alone plus the password or
+//! the recovery key opens it (disaster recovery without the repository file).
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::Aes256Gcm;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ErrorCode, Result};
+
+pub const KEY_LEN: usize = 32;
+
+/// A 256-bit secret key. Never printed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(pub [u8; KEY_LEN]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(…)")
+    }
+}
+
+impl SecretKey {
+    pub fn random() -> Self {
+        let mut k = [0u8; KEY_LEN];
+        rand::rng().fill_bytes(&mut k);
+        Self(k)
+    }
+    pub fn cipher(&self) -> Aes256Gcm {
+        // A 32-byte slice is always a valid AES-256 key.
+        Aes256Gcm::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("32-byte key"))
+    }
+    /// A key for a purpose, derived from this one (so one key never serves two roles).
+    pub fn derive(&self, purpose: &str) -> SecretKey {
+        let mut h = Sha256::new();
+        h.update(b"safehold-derive\0");
+        h.update(purpose.as_bytes());
+        h.update([0]);
+        h.update(self.0);
+        SecretKey(h.finalize().into())
+    }
+}
+
+/// Argon2id parameters, stored with each password slot so they can be raised later.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KdfParams {
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        // OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane.
+        Self { m_cost_kib: 19_456, t_cost: 2, p_cost: 1 }
+    }
+}
+
+/// One way to unwrap a key: the wrapped key, and how to get the key-encryption key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KeySlot {
+    /// KEK = Argon2id(password, salt).
+    Password { salt: String, kdf: KdfParams, nonce: String, wrapped: String },
+    /// KEK derived from the printable recovery key.
+    Recovery { nonce: String, wrapped: String },
+    /// The archive's data key wrapped by the repository's master key.
+    Repository { repository_id: String, nonce: String, wrapped: String },
+}
+
+fn crypto_error(what: &str) -> Error {
+    Error::new(ErrorCode::Internal, format!("encryption failed while {what}"))
+}
+
+/// Encrypts `key` under `kek` with AES-256-GCM, binding `aad`. Returns (nonce hex, ciphertext hex).
+pub fn wrap(kek: &SecretKey, key: &SecretKey, aad: &[u8]) -> Result<(String, String)> {
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    let ct = kek
+        .cipher()
+        .encrypt(&nonce.into(), Payload { msg: &key.0, aad })
+        .map_err(|_| crypto_error("wrapping a key"))?;
+    Ok((hex::encode(nonce), hex::encode(ct)))
+}
+
+/// Reverses [`wrap`]; `None` when the KEK is wrong or the slot was altered.
+pub fn unwrap(kek: &SecretKey, nonce: &str, wrapped: &str, aad: &[u8]) -> Option<SecretKey> {
+    let nonce: [u8; 12] = hex::decode(nonce).ok()?.try_into().ok()?;
+    let ct = hex::decode(wrapped).ok()?;
+    let pt = kek.cipher().decrypt(&nonce.into(), Payload { msg: &ct, aad }).ok()?;
+    Some(SecretKey(pt.try_into().ok()?))
+}
+
+/// Derives a key-encryption key from a password.
+pub fn password_kek(password: &str, salt: &[u8], kdf: KdfParams) -> Result<SecretKey> {
+    let params = argon2::Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(KEY_LEN))
+        .map_err(|e| Error::validation(format!("invalid key-derivation parameters in the archive: {e}")))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = [0u8; KEY_LEN];
+    argon
+        .hash_password_into(password.as_bytes(), salt, &mut out)
+        .map_err(|e| Error::validation(format!("cannot derive a key from the password: {e}")))?;
+    Ok(SecretKey(out))
+}
+
+pub fn password_slot(password: &str, mk: &SecretKey, aad: &[u8], kdf: KdfParams) -> Result<KeySlot> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let kek = password_kek(password, &salt, kdf)?;
+    let (nonce, wrapped) = wrap(&kek, mk, aad)?;
+    Ok(KeySlot::Password { salt: hex::encode(salt), kdf, nonce, wrapped })
+}
+
+pub fn recovery_kek(recovery: &SecretKey) -> SecretKey {
+    recovery.derive("recovery-kek")
+}
+
+pub fn recovery_slot(recovery: &SecretKey, mk: &SecretKey, aad: &[u8]) -> Result<KeySlot> {
+    let (nonce, wrapped) = wrap(&recovery_kek(recovery), mk, aad)?;
+    Ok(KeySlot::Recovery { nonce, wrapped })
+}
+
+/// What opens a repository or an archive.
+#[derive(Clone)]
+pub enum Unlock {
+    Password(String),
+    Recovery(SecretKey),
+}
+
+impl std::fmt::Debug for Unlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unlock::Password(_) => "Unlock::Password(…)",
+            Unlock::Recovery(_) => "Unlock::Recovery(…)",
+        })
+    }
+}
+
+/// Opens the master key from `slots` with `unlock`; `None` when nothing matches.
+pub fn open_master(slots: &[KeySlot], unlock: &Unlock, aad: &[u8]) -> Result<Option<SecretKey>> {
+    for slot in slots {
+        match (slot, unlock) {
+            (KeySlot::Password { salt, kdf, nonce, wrapped }, Unlock::Password(pw)) => {
+                let salt = hex::decode(salt).map_err(|_| Error::validation("a password key slot is damaged"))?;
+                if let Some(k) = unwrap(&password_kek(pw, &salt, *kdf)?, nonce, wrapped, aad) {
+                    return Ok(Some(k));
+                }
+            }
+            (KeySlot::Recovery { nonce, wrapped }, Unlock::Recovery(rk)) => {
+                if let Some(k) = unwrap(&recovery_kek(rk), nonce, wrapped, aad) {
+                    return Ok(Some(k));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+/// The printable form of a recovery key: `SHRK-` and 16 groups of 4 hex digits.
+pub fn format_recovery_key(k: &SecretKey) -> String {
+    let hex = hex::encode_upper(k.0);
+    let groups: Vec<&str> = (0..hex.len()).step_by(4).map(|i| &hex[i..i + 4]).collect();
+    format!("SHRK-{}", groups.join("-"))
+}
+
+/// Reads a recovery key as printed (dashes, spaces and case do not matter).
+pub fn parse_recovery_key(text: &str) -> Result<SecretKey> {
+    let cleaned: String = text
+        .trim()
+        .trim_start_matches("SHRK-")
+        .trim_start_matches("shrk-")
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect();
+    let bytes = hex::decode(&cleaned).ok().filter(|b| b.len() == KEY_LEN).ok_or_else(|| {
+        Error::validation("that is not a Safehold recovery key: it has the form SHRK-XXXX-XXXX-… with 64 hex digits")
+    })?;
+    let mut k = [0u8; KEY_LEN];
+    k.copy_from_slice(&bytes);
+    Ok(SecretKey(k))
+}
