@@ -1,11 +1,20 @@
 //! `safehold`: the Safehold engine from a terminal, for servers and scripts.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use safehold_core::connections::{self, ConnectionInput};
-use safehold_core::{configurations, context, demo, Ctx, Error};
+use safehold_core::archive::ArchiveReader;
+use safehold_core::backup::{self, BackupRequest};
+use safehold_core::configurations::BackupType;
+use safehold_core::repository::Repository;
+use safehold_core::secrets::{Keychain, SecretStore};
+use safehold_core::source::{self, CancelToken, Progress, ProgressSink, SourceSpec};
+use safehold_core::unlock::KeySources;
+use safehold_core::{configurations, context, demo, restore, verify, Ctx, Error};
 
 #[derive(Parser)]
 #[command(name = "safehold", version, about = "Back up, verify, restore and migrate a multi-tenant platform's data")]
@@ -30,6 +39,101 @@ enum Command {
     Config(ConfigCommand),
     /// Create the embedded demo platform (a SQLite database) and register it, if it is not there.
     Demo,
+    /// Back up a database into a repository (a directory), as one encrypted, compressed archive.
+    Backup(BackupArgs),
+    /// Restore a whole backup into an empty database.
+    Restore(RestoreArgs),
+    /// Check archives: quickly (checksums, no key) or deeply (decrypt and check every section).
+    Verify(VerifyArgs),
+    /// List the backups of a repository (no key needed).
+    Ls { repo: PathBuf },
+    /// Show an archive's metadata (and its tables, when a key is available).
+    Inspect {
+        archive: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Repository keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(clap::Args, Clone)]
+struct KeyArgs {
+    /// A file holding the repository password (or SAFEHOLD_PASSWORD_FILE / SAFEHOLD_PASSWORD).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// A file holding the recovery key (the printed kit works as it is).
+    #[arg(long)]
+    recovery_key_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// postgres://user@host:port/db or sqlite:///path/to.db
+    #[arg(long)]
+    source: String,
+    /// The repository directory (created on first use).
+    #[arg(long)]
+    to: PathBuf,
+    #[arg(long = "type", value_enum, default_value = "full")]
+    backup_type: BackupType,
+    /// zstd[:LEVEL] or none
+    #[arg(long, default_value = "zstd:3")]
+    compression: String,
+    /// Store the archive unencrypted (it is still checksummed).
+    #[arg(long)]
+    no_encrypt: bool,
+    /// Parallel workers (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    #[arg(long, default_value = "tenant_id")]
+    tenant_column: String,
+    #[arg(long, default_value = "tenants")]
+    tenants_table: String,
+    #[command(flatten)]
+    keys: KeyArgs,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// A repository directory or an archive file.
+    #[arg(long)]
+    from: PathBuf,
+    /// The backup's id (default: the newest in the repository).
+    #[arg(long)]
+    backup: Option<String>,
+    /// The empty database to restore into.
+    #[arg(long)]
+    target: String,
+    /// Create the target PostgreSQL database if it does not exist.
+    #[arg(long)]
+    create: bool,
+    #[arg(long)]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    keys: KeyArgs,
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// A repository directory or an archive file.
+    target: PathBuf,
+    /// Decrypt and check every section (needs the key).
+    #[arg(long)]
+    deep: bool,
+    #[command(flatten)]
+    keys: KeyArgs,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the repository's recovery kit, once.
+    ExportRecovery {
+        repo: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,7 +171,208 @@ fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
 }
 
+fn key_sources(k: &KeyArgs) -> KeySources {
+    let keychain: Arc<dyn SecretStore> = Arc::new(Keychain::default());
+    KeySources { password_file: k.password_file.clone(), recovery_key_file: k.recovery_key_file.clone(), keychain: Some(keychain) }
+}
+
+/// Progress on a terminal (one updating line on stderr); plain lines when not a terminal.
+fn progress_sink(json: bool) -> ProgressSink {
+    if json {
+        return source::no_progress();
+    }
+    let tty = std::io::stderr().is_terminal();
+    Arc::new(move |p: Progress| {
+        let table = p.table.unwrap_or_default();
+        if tty {
+            eprint!("\r\x1b[2K{} {}/{} {table} ({} rows)", p.phase, p.tables_done + 1, p.tables_total, p.rows);
+        } else {
+            eprintln!("{} {}/{} {table}", p.phase, p.tables_done + 1, p.tables_total);
+        }
+    })
+}
+
+fn end_progress(json: bool) {
+    if !json && std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+}
+
+/// Cancels on Ctrl-C: the partial archive or the open transaction is dropped.
+fn cancel_on_ctrl_c() -> CancelToken {
+    let token = CancelToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            t.cancel();
+        }
+    });
+    token
+}
+
+fn parse_compression(s: &str) -> Result<Option<i32>, Error> {
+    match s {
+        "none" => Ok(None),
+        "zstd" => Ok(Some(3)),
+        other => match other.strip_prefix("zstd:").and_then(|l| l.parse::<i32>().ok()) {
+            Some(l) if (1..=22).contains(&l) => Ok(Some(l)),
+            _ => Err(Error::validation(format!("invalid --compression \"{other}\"; use zstd, zstd:LEVEL (1-22) or none"))),
+        },
+    }
+}
+
+/// Resolves `--from`: a repository (and a backup in it) or an archive file.
+fn resolve_archive(from: &Path, backup: Option<&str>) -> Result<(PathBuf, Option<Repository>), Error> {
+    if from.is_dir() {
+        let repo = Repository::open(from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", from.display())))?;
+        let path = match backup {
+            Some(id) => repo.find(id)?.0,
+            None => repo.list()?.pop().map(|(p, _)| p).ok_or_else(|| Error::not_found(format!("the repository {} holds no backups yet", from.display())))?,
+        };
+        Ok((path, Some(repo)))
+    } else {
+        Ok((from.to_path_buf(), None))
+    }
+}
+
+fn archives_of(target: &Path) -> Result<(Vec<PathBuf>, Option<Repository>), Error> {
+    if target.is_dir() {
+        let repo = Repository::open(target)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", target.display())))?;
+        Ok((repo.list()?.into_iter().map(|(p, _)| p).collect(), Some(repo)))
+    } else {
+        Ok((vec![target.to_path_buf()], None))
+    }
+}
+
+async fn run_engine(cli: &Cli) -> Result<bool, Error> {
+    let json = cli.json;
+    match &cli.command {
+        Command::Backup(a) => {
+            let spec = SourceSpec::parse(&a.source)?;
+            let keys = key_sources(&a.keys);
+            let mut req = BackupRequest::new(spec);
+            req.backup_type = a.backup_type;
+            req.zstd_level = parse_compression(&a.compression)?;
+            req.encrypt = !a.no_encrypt;
+            req.tenant_column = a.tenant_column.clone();
+            req.tenants_table = a.tenants_table.clone();
+            if let Some(j) = a.jobs {
+                req.jobs = j.max(1);
+            }
+            let (repo, mk) = keys.open_repository_for_backup(&a.to).await?;
+            let out = backup::run(&repo, &mk, &req, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            end_progress(json);
+            let out = out?;
+            if json {
+                print_json(&out);
+            } else {
+                println!(
+                    "backup {} of {}: {} tables, {} rows, {} bytes ({} raw) in {:.1} s\n  {}\n  sha256 {}",
+                    out.id, req.source_name, out.tables, out.rows, out.bytes, out.raw_bytes, out.seconds, out.archive, out.sha256
+                );
+            }
+        }
+        Command::Restore(a) => {
+            let target = SourceSpec::parse(&a.target)?;
+            let keys = key_sources(&a.keys);
+            let (path, repo) = resolve_archive(&a.from, a.backup.as_deref())?;
+            let mut reader = ArchiveReader::open(&path)?;
+            keys.unlock_archive(&mut reader, repo.as_ref()).await?;
+            if a.create {
+                if let SourceSpec::Postgres { url } = &target {
+                    source::postgres::create_database(url).await?;
+                }
+            }
+            let jobs = a.jobs.unwrap_or(2);
+            let out = restore::restore_full(reader, &target, jobs, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            end_progress(json);
+            let out = out?;
+            if json {
+                print_json(&out);
+            } else {
+                println!("restored backup {} into {}: {} tables, {} rows in {:.1} s", out.archive_id, out.target, out.tables, out.rows, out.seconds);
+            }
+        }
+        Command::Verify(a) => {
+            let (paths, repo) = archives_of(&a.target)?;
+            let keys = key_sources(&a.keys);
+            let mut reports = Vec::new();
+            for p in &paths {
+                let report = if a.deep {
+                    let mut reader = ArchiveReader::open(p)?;
+                    keys.unlock_archive(&mut reader, repo.as_ref()).await?;
+                    verify::deep_with(reader)?
+                } else {
+                    verify::quick(p, None)?
+                };
+                if !json {
+                    println!("ok  {}  {}  sha256 {}{}", report.archive_id, report.archive, report.sha256, if report.deep { format!("  {} sections, {} rows", report.sections, report.rows) } else { String::new() });
+                }
+                reports.push(report);
+            }
+            if json {
+                print_json(&reports);
+            }
+        }
+        Command::Ls { repo } => {
+            let repo = Repository::open(repo)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", repo.display())))?;
+            let list = repo.list()?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|(p, h)| serde_json::json!({ "id": h.archive_id, "type": h.backup_type, "parent": h.parent_id, "source": h.source_name, "snapshot_time": h.snapshot_time, "archive": p.display().to_string(), "bytes": std::fs::metadata(p).map(|m| m.len()).unwrap_or(0), "encrypted": h.encrypted }))
+                    .collect();
+                print_json(&rows);
+            } else if list.is_empty() {
+                println!("no backups in {}", repo.dir.display());
+            } else {
+                for (p, h) in list {
+                    println!("{}  {:<12} {}  {}  {}", h.archive_id, h.backup_type, h.snapshot_time, h.source_name, p.display());
+                }
+            }
+        }
+        Command::Inspect { archive, keys } => {
+            let mut reader = ArchiveReader::open(archive)?;
+            let header = reader.header.clone();
+            let keys = key_sources(keys);
+            let index = match keys.unlock_archive(&mut reader, None).await {
+                Ok(()) => Some(reader.index()?),
+                Err(_) => None,
+            };
+            if json {
+                print_json(&serde_json::json!({ "header": {
+                    "archive_id": header.archive_id, "repository_id": header.repository_id, "type": header.backup_type,
+                    "parent": header.parent_id, "source_kind": header.source_kind, "source_name": header.source_name,
+                    "source_fingerprint": header.source_fingerprint, "snapshot_time": header.snapshot_time,
+                    "format_version": header.format_version, "compression": header.compression, "encrypted": header.encrypted },
+                    "index": index }));
+            } else {
+                println!("archive {} (format {})\n  repository {}\n  {} backup of {} ({})\n  snapshot {}\n  {}, {}", header.archive_id, header.format_version, header.repository_id, header.backup_type, header.source_name, header.source_kind, header.snapshot_time, header.compression, if header.encrypted { "encrypted" } else { "not encrypted" });
+                match index {
+                    Some(i) => {
+                        for s in i.sections.iter().filter(|s| s.kind == "table") {
+                            println!("  {:<40} {:>10} rows {:>12} bytes", s.name, s.rows, s.plain_bytes);
+                        }
+                    }
+                    None => println!("  (tables hidden: no key; give --password-file or --recovery-key-file)"),
+                }
+            }
+        }
+        Command::Key(KeyCommand::ExportRecovery { repo, keys }) => {
+            let mut repository = Repository::open(repo)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", repo.display())))?;
+            let mk = key_sources(keys).unlock_repository(&repository).await?;
+            let kit = repository.export_recovery(&mk)?;
+            print!("{kit}");
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 async fn run(cli: Cli) -> Result<(), Error> {
+    if run_engine(&cli).await? {
+        return Ok(());
+    }
     let home = match cli.home.clone() {
         Some(h) => h,
         None => context::default_home()?,
@@ -149,6 +454,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             }
         }
+        Command::Backup(_) | Command::Restore(_) | Command::Verify(_) | Command::Ls { .. } | Command::Inspect { .. } | Command::Key(_) => {}
         Command::Demo => {
             let report = demo::ensure(&ctx, true).await?;
             if cli.json {
@@ -163,7 +469,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
     Ok(())
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;

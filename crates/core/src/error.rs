@@ -26,6 +26,8 @@ pub enum ErrorCode {
     Io,
     /// The operator is not allowed to do this.
     PermissionDenied,
+    /// The operation was cancelled; nothing was kept.
+    Cancelled,
     /// A bug: please report it.
     Internal,
 }

@@ -10,9 +10,15 @@ pub mod cron;
 pub mod demo;
 pub mod error;
 pub mod archive;
+pub mod backup;
 pub mod history;
+pub mod repository;
+pub mod restore;
 pub mod secrets;
+pub mod source;
 pub mod storage;
+pub mod unlock;
+pub mod verify;
 
 pub use context::Ctx;
 pub use error::{Error, ErrorCode, FieldError, Result};

@@ -45,8 +45,8 @@ impl Keychain {
 fn keychain_error(err: keyring::Error) -> Error {
     let message = match &err {
         keyring::Error::NoDefaultStore => "no OS keychain is available: the Secret Service did not answer on the \
-            session bus. Start and unlock a keyring (e.g. gnome-keyring), or on a headless server give the \
-            password in the connection URL or PGPASSWORD instead"
+            session bus. Start and unlock a keyring (e.g. gnome-keyring), or on a headless server give secrets \
+            without it: PGPASSWORD or the URL for databases, --password-file or SAFEHOLD_PASSWORD for repositories"
             .to_string(),
         keyring::Error::NoStorageAccess(e) => format!(
             "the OS keychain refused access ({e}); unlock your keyring and try again"

@@ -36,6 +36,7 @@ pub struct QuickCheck {
     pub bytes: u64,
 }
 
+#[derive(Clone)]
 pub struct ArchiveReader {
     path: PathBuf,
     pub header: ArchiveHeader,
@@ -227,6 +228,28 @@ impl ArchiveReader {
             .find(|(_, s)| s.name == name)
             .ok_or_else(|| Error::not_found(format!("the archive {} has no section \"{name}\"", self.path.display())))?;
         self.read_numbered(entry, u32::try_from(no).unwrap_or(u32::MAX - 1), true, sink)
+    }
+
+    /// Streams a section's plaintext chunks from a blocking reader thread, so async consumers
+    /// (COPY FROM STDIN, inserts) never hold a whole section in memory. A damaged chunk arrives
+    /// as an error.
+    pub fn section_chunks(self: &std::sync::Arc<Self>, index: &ArchiveIndex, name: &str) -> Result<tokio::sync::mpsc::Receiver<Result<Vec<u8>>>> {
+        if !index.sections.iter().any(|s| s.name == name) {
+            return Err(Error::not_found(format!("the archive {} has no section \"{name}\"", self.path.display())));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let me = std::sync::Arc::clone(self);
+        let index = index.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let result = me.read_section(&index, &name, &mut |chunk| {
+                tx.blocking_send(Ok(chunk.to_vec())).map_err(|_| Error::new(ErrorCode::Cancelled, "the reader was stopped"))
+            });
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(rx)
     }
 
     fn read_numbered(&self, entry: &SectionEntry, no: u32, check: bool, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {

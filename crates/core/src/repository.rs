@@ -1,0 +1,251 @@
+//! A repository: a directory of archives plus `safehold-repository.json`, which holds the
+//! repository's master key wrapped by its key slots (the repository secret — from the OS keychain
+//! or a password — and the recovery key) and the recovery key sealed by the master key until it
+//! is exported, once, as a printable kit.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::keys::{self, KdfParams, KeySlot, SecretKey, Unlock};
+use crate::archive::{master_aad, ArchiveHeader, ArchiveReader};
+use crate::catalog::now;
+use crate::error::{Error, ErrorCode, Result};
+use crate::secrets::{self, SecretStore};
+
+pub const CONFIG_FILE: &str = "safehold-repository.json";
+pub const ARCHIVE_EXT: &str = "shar";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoConfig {
+    pub repository_id: String,
+    pub format: u16,
+    pub created_at: String,
+    pub master_slots: Vec<KeySlot>,
+    /// The recovery key, encrypted by the master key, until it has been exported.
+    pub recovery_sealed: Option<(String, String)>,
+    pub recovery_exported: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Repository {
+    pub dir: PathBuf,
+    pub config: RepoConfig,
+}
+
+/// Where the repository secret comes from on a headless host; the keychain is the default.
+#[derive(Debug, Clone, Default)]
+pub struct SecretSource {
+    pub password_file: Option<PathBuf>,
+}
+
+/// The keychain account of a repository's secret.
+pub fn keychain_account(repository_id: &str) -> String {
+    format!("repository:{repository_id}")
+}
+
+/// The repository password from `--password-file`, `SAFEHOLD_PASSWORD_FILE` or `SAFEHOLD_PASSWORD`;
+/// `None` when none is given (the keychain is used then).
+pub fn headless_password(source: &SecretSource) -> Result<Option<String>> {
+    let file = source.password_file.clone().or_else(|| std::env::var_os("SAFEHOLD_PASSWORD_FILE").map(PathBuf::from));
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(&f)
+            .map_err(|e| Error::io(format!("cannot read the password file {}", f.display()), &e))?;
+        let pw = text.trim_end_matches(['\r', '\n']).to_string();
+        if pw.is_empty() {
+            return Err(Error::validation(format!("the password file {} is empty", f.display())));
+        }
+        return Ok(Some(pw));
+    }
+    Ok(std::env::var("SAFEHOLD_PASSWORD").ok().filter(|p| !p.is_empty()))
+}
+
+impl Repository {
+    /// Opens the repository in `dir`; `None` when `dir` holds no repository yet.
+    pub fn open(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(CONFIG_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let config: RepoConfig = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::validation(format!("{} is damaged ({e}); restore it from a copy or rebuild with the recovery key", path.display()))
+                })?;
+                Ok(Some(Self { dir: dir.to_path_buf(), config }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("cannot read {}", path.display()), &e)),
+        }
+    }
+
+    /// Creates a repository in `dir` protected by `password`, with a new recovery key.
+    pub fn init(dir: &Path, password: &str, kdf: KdfParams) -> Result<(Self, SecretKey)> {
+        std::fs::create_dir_all(dir.join("archives"))
+            .map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        Self::init_with_id(dir, &id, password, kdf)
+    }
+
+    fn init_with_id(dir: &Path, id: &str, password: &str, kdf: KdfParams) -> Result<(Self, SecretKey)> {
+        let mk = SecretKey::random();
+        let recovery = SecretKey::random();
+        let aad = master_aad(id);
+        let sealed = keys::wrap(&mk.derive("recovery-seal"), &recovery, &aad)?;
+        let config = RepoConfig {
+            repository_id: id.to_string(),
+            format: 1,
+            created_at: now(),
+            master_slots: vec![keys::password_slot(password, &mk, &aad, kdf)?, keys::recovery_slot(&recovery, &mk, &aad)?],
+            recovery_sealed: Some(sealed),
+            recovery_exported: false,
+        };
+        let repo = Self { dir: dir.to_path_buf(), config };
+        repo.save()?;
+        Ok((repo, mk))
+    }
+
+    fn save(&self) -> Result<()> {
+        let path = self.dir.join(CONFIG_FILE);
+        let tmp = self.dir.join(format!("{CONFIG_FILE}.partial"));
+        let json = serde_json::to_vec_pretty(&self.config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        std::fs::write(&tmp, json).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("cannot write {}", path.display()), &e))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.repository_id
+    }
+
+    /// Opens the master key.
+    pub fn unlock(&self, unlock: &Unlock) -> Result<SecretKey> {
+        keys::open_master(&self.config.master_slots, unlock, &master_aad(self.id()))?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::AuthFailed,
+                format!(
+                    "wrong {} for the repository {}; check the password (file) or use the recovery key",
+                    match unlock {
+                        Unlock::Password(_) => "password",
+                        Unlock::Recovery(_) => "recovery key",
+                    },
+                    self.dir.display()
+                ),
+            )
+        })
+    }
+
+    /// Returns the printable recovery kit once; later calls are refused.
+    pub fn export_recovery(&mut self, master: &SecretKey) -> Result<String> {
+        if self.config.recovery_exported {
+            return Err(Error::conflict(format!(
+                "the recovery key of {} was already exported; it is shown only once",
+                self.dir.display()
+            )));
+        }
+        let (nonce, wrapped) = self.config.recovery_sealed.clone().ok_or_else(|| Error::not_found("this repository keeps no recovery key"))?;
+        let recovery = keys::unwrap(&master.derive("recovery-seal"), &nonce, &wrapped, &master_aad(self.id()))
+            .ok_or_else(|| Error::new(ErrorCode::AuthFailed, "the sealed recovery key does not open with this key"))?;
+        self.config.recovery_exported = true;
+        self.config.recovery_sealed = None;
+        self.save()?;
+        Ok(format!(
+            "SAFEHOLD RECOVERY KIT\n\nRepository: {}\nCreated:    {}\nExported:   {}\n\nRecovery key:\n\n    {}\n\n\
+             This key alone opens every backup of this repository, even without the repository file,\n\
+             the password or this computer. Print it, keep it offline, and keep it safe: it is shown once.\n\
+             Use it with: safehold restore --from <archive> --recovery-key-file <file> ...\n",
+            self.id(),
+            self.config.created_at,
+            now(),
+            keys::format_recovery_key(&recovery)
+        ))
+    }
+
+    pub fn archives_dir(&self) -> PathBuf {
+        self.dir.join("archives")
+    }
+
+    /// Every archive of the repository with its plaintext header, oldest snapshot first.
+    pub fn list(&self) -> Result<Vec<(PathBuf, ArchiveHeader)>> {
+        let dir = self.archives_dir();
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), &e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(dir.display(), &e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(ARCHIVE_EXT) {
+                continue;
+            }
+            let reader = ArchiveReader::open(&path)?;
+            out.push((path, reader.header));
+        }
+        out.sort_by(|a, b| (a.1.snapshot_time.as_str(), a.1.created_at.as_str()).cmp(&(b.1.snapshot_time.as_str(), b.1.created_at.as_str())));
+        Ok(out)
+    }
+
+    /// Finds an archive by id (or a unique prefix of it).
+    pub fn find(&self, id: &str) -> Result<(PathBuf, ArchiveHeader)> {
+        let mut found: Vec<_> = self.list()?.into_iter().filter(|(_, h)| h.archive_id.starts_with(id)).collect();
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(Error::not_found(format!("no backup {id} in {}; `safehold ls` lists them", self.dir.display()))),
+            _ => Err(Error::validation(format!("{id} matches several backups; give more of the id"))),
+        }
+    }
+}
+
+/// Opens or creates the repository in `dir` and unlocks its master key. The secret comes from
+/// the headless sources if one is given, else from the OS keychain (a new repository gets a
+/// random secret stored there).
+pub async fn open_or_init(
+    dir: &Path,
+    source: &SecretSource,
+    keychain: Option<&Arc<dyn SecretStore>>,
+    kdf: KdfParams,
+) -> Result<(Repository, SecretKey)> {
+    let headless = headless_password(source)?;
+    match Repository::open(dir)? {
+        Some(repo) => {
+            let password = match headless {
+                Some(p) => p,
+                None => keychain_secret(keychain, repo.id()).await?.ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::AuthFailed,
+                        format!(
+                            "no secret for the repository {} in the OS keychain; give --password-file or SAFEHOLD_PASSWORD",
+                            dir.display()
+                        ),
+                    )
+                })?,
+            };
+            let mk = tokio::task::block_in_place(|| repo.unlock(&Unlock::Password(password)))?;
+            Ok((repo, mk))
+        }
+        None => {
+            std::fs::create_dir_all(dir.join("archives"))
+                .map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
+            let id = uuid::Uuid::new_v4().to_string();
+            let password = match headless {
+                Some(p) => p,
+                None => {
+                    let store = keychain.ok_or_else(|| Error::new(ErrorCode::Keychain, "no keychain and no password: give --password-file or SAFEHOLD_PASSWORD"))?;
+                    let secret = hex::encode(SecretKey::random().0);
+                    let (account, value) = (keychain_account(&id), secret.clone());
+                    secrets::run(store, move |s| s.set(&account, &value)).await?;
+                    secret
+                }
+            };
+            tokio::task::block_in_place(|| Repository::init_with_id(dir, &id, &password, kdf))
+        }
+    }
+}
+
+async fn keychain_secret(keychain: Option<&Arc<dyn SecretStore>>, id: &str) -> Result<Option<String>> {
+    match keychain {
+        Some(store) => {
+            let account = keychain_account(id);
+            secrets::run(store, move |s| s.get(&account)).await
+        }
+        None => Ok(None),
+    }
+}

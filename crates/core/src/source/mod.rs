@@ -1,0 +1,192 @@
+//! Sources: the databases Safehold backs up. Each takes a consistent snapshot, writes its schema
+//! and one section per table into an archive, and restores them into an empty target.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorCode, Result};
+
+/// Where to read from or write to.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    Postgres { url: String },
+    Sqlite { path: PathBuf },
+}
+
+impl SourceSpec {
+    /// `postgres://…`, `postgresql://…` or `sqlite:///path`.
+    pub fn parse(url: &str) -> Result<Self> {
+        if let Some(p) = url.strip_prefix("sqlite://") {
+            if p.is_empty() {
+                return Err(Error::validation("give the SQLite file after sqlite://, e.g. sqlite:///var/lib/app.db"));
+            }
+            return Ok(SourceSpec::Sqlite { path: PathBuf::from(p) });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(SourceSpec::Postgres { url: url.to_string() });
+        }
+        Err(Error::validation(format!(
+            "unsupported database URL \"{}\"; use postgres://user@host:5432/db or sqlite:///path/to.db",
+            redact(url)
+        )))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::Postgres { .. } => "postgres",
+            SourceSpec::Sqlite { .. } => "sqlite",
+        }
+    }
+
+    /// A display form without any password.
+    pub fn display(&self) -> String {
+        match self {
+            SourceSpec::Postgres { url } => redact(url),
+            SourceSpec::Sqlite { path } => format!("sqlite://{}", path.display()),
+        }
+    }
+}
+
+/// Removes the password from a URL for display.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// What a backup includes, from a configuration's `includes_*` flags.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Include {
+    pub tenant_data: bool,
+    pub system_data: bool,
+    pub logs: bool,
+}
+
+impl Default for Include {
+    fn default() -> Self {
+        Self { tenant_data: true, system_data: true, logs: true }
+    }
+}
+
+/// How a table is classified for `Include`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableClass {
+    Tenant,
+    System,
+    Log,
+}
+
+impl Include {
+    pub fn wants(&self, class: TableClass) -> bool {
+        match class {
+            TableClass::Tenant => self.tenant_data,
+            TableClass::System => self.system_data,
+            TableClass::Log => self.logs,
+        }
+    }
+}
+
+/// Log tables by name: `*_log`, `*_logs`, `audit_*`.
+pub fn is_log_table(name: &str) -> bool {
+    let n = name.to_lowercase();
+    n.ends_with("_log") || n.ends_with("_logs") || n.starts_with("audit_")
+}
+
+/// Classifies tables: tenant tables have the tenant column or reach a tenant table through foreign
+/// keys (the tenants table counts as tenant data); log tables go by name; the rest is system data.
+pub fn classify(
+    tables: &[String],
+    has_tenant_column: &dyn Fn(&str) -> bool,
+    fks: &[(String, String)],
+    tenants_table: &str,
+) -> std::collections::BTreeMap<String, TableClass> {
+    let mut tenant: std::collections::BTreeSet<String> =
+        tables.iter().filter(|t| has_tenant_column(t) || bare(t) == tenants_table).cloned().collect();
+    loop {
+        let before = tenant.len();
+        for (child, parent) in fks {
+            if tenant.contains(parent) && bare(parent) != tenants_table && !tenant.contains(child) {
+                tenant.insert(child.clone());
+            }
+        }
+        if tenant.len() == before {
+            break;
+        }
+    }
+    tables
+        .iter()
+        .map(|t| {
+            let class = if is_log_table(bare(t)) {
+                TableClass::Log
+            } else if tenant.contains(t) {
+                TableClass::Tenant
+            } else {
+                TableClass::System
+            };
+            (t.clone(), class)
+        })
+        .collect()
+}
+
+fn bare(qualified: &str) -> &str {
+    qualified.rsplit('.').next().unwrap_or(qualified)
+}
+
+/// Cancels long work; checked between chunks and tables.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(Error::new(ErrorCode::Cancelled, "cancelled; nothing was kept"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Progress of long work, pushed to whoever shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub phase: String,
+    pub table: Option<String>,
+    pub tables_done: u64,
+    pub tables_total: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
+
+pub fn no_progress() -> ProgressSink {
+    Arc::new(|_| {})
+}
+
+/// What a dump counted.
+#[derive(Debug, Clone, Default)]
+pub struct DumpStats {
+    pub tables: u64,
+    pub rows: u64,
+    pub tenant_count: u64,
+}

@@ -1,0 +1,558 @@
+//! The PostgreSQL source, native: no `pg_dump` binary, so no client/server version mismatch.
+//! One consistent snapshot (`REPEATABLE READ, READ ONLY, DEFERRABLE`); the schema read from the
+//! system catalogs (the `pg_get_*def` functions do much of it); data through `COPY … TO STDOUT`,
+//! streamed chunk by chunk into the archive. Restore runs in ONE transaction: objects, then
+//! `COPY … FROM STDIN`, then constraints, indexes, triggers, policies, sequence values — any
+//! failure or a cancel leaves the target as it was.
+//!
+//! Not carried yet: owners and privileges (like `pg_dump --no-owner --no-privileges`), operators,
+//! casts, collations, text search configurations, foreign tables, publications, event triggers.
+
+use std::str::FromStr;
+
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection as _, PgConnection, Row};
+
+use super::{classify, CancelToken, DumpStats, Progress, ProgressSink, TableClass};
+use crate::archive::{ArchiveIndex, ArchiveReader, ArchiveWriter};
+use crate::backup::BackupRequest;
+use crate::connections::explain_pg_error;
+use crate::error::{Error, ErrorCode, Result};
+
+/// One DDL statement and what it creates (for messages).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stmt {
+    pub what: String,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PgTable {
+    pub schema: String,
+    pub name: String,
+    /// Columns written by COPY (generated columns are computed again on restore).
+    pub columns: Vec<String>,
+    pub class: TableClass,
+}
+
+impl PgTable {
+    pub fn section(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+    fn copy_target(&self) -> String {
+        let cols: Vec<String> = self.columns.iter().map(|c| qi(c)).collect();
+        format!("{}.{} ({})", qi(&self.schema), qi(&self.name), cols.join(", "))
+    }
+}
+
+/// The schema as the archive carries it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PgSchema {
+    pub server_version: String,
+    pub extensions: Vec<Stmt>,
+    /// Types, functions, aggregates, sequences, tables, views: created before the data, in an
+    /// order found at restore (each retried until its dependencies exist).
+    pub objects: Vec<Stmt>,
+    pub tables: Vec<PgTable>,
+    /// After the data, in this order.
+    pub post: Vec<Stmt>,
+}
+
+fn qi(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn ql(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+pub(crate) async fn connect(url: &str) -> Result<PgConnection> {
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|e| Error::validation(format!("invalid PostgreSQL URL {}: {e}", super::redact(url))))?
+        .application_name("safehold")
+        .log_statements(tracing::log::LevelFilter::Off);
+    let address = super::redact(url);
+    let user = opts.get_username().to_string();
+    let db = opts.get_database().unwrap_or_default().to_string();
+    match tokio::time::timeout(crate::connections::CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
+        Err(_) => Err(explain_pg_error(&address, &user, &db, &sqlx::Error::PoolTimedOut)),
+        Ok(Err(e)) => Err(explain_pg_error(&address, &user, &db, &e)),
+        Ok(Ok(c)) => Ok(c),
+    }
+}
+
+fn q(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
+    move |e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot {what}: {e}"))
+}
+
+/// The server's system identifier and the database name: which database a backup came from.
+pub async fn fingerprint(url: &str) -> Result<String> {
+    let mut conn = connect(url).await?;
+    let (sysid, db): (String, String) =
+        sqlx::query_as("SELECT (SELECT system_identifier::text FROM pg_control_system()), current_database()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(q("read the system identifier"))?;
+    let _ = conn.close().await;
+    Ok(format!("postgres:{sysid}:{db}"))
+}
+
+/// Excludes objects that belong to extensions.
+const NOT_EXT: &str = "NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = {oid} AND dep.deptype = 'e')";
+fn not_ext(oid: &str) -> String {
+    NOT_EXT.replace("{oid}", oid)
+}
+const USER_NS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
+
+async fn rows(conn: &mut PgConnection, sql: String, what: &str) -> Result<Vec<sqlx::postgres::PgRow>> {
+    sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(q(what))
+}
+
+/// Reads the schema inside the snapshot.
+pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_table: &str) -> Result<PgSchema> {
+    let mut s = PgSchema {
+        server_version: sqlx::query_scalar("SELECT current_setting('server_version')").fetch_one(&mut *conn).await.map_err(q("read the version"))?,
+        ..Default::default()
+    };
+    // Schemas and extensions.
+    for r in rows(conn, format!("SELECT n.nspname FROM pg_namespace n WHERE {USER_NS} AND {} ORDER BY 1", not_ext("n.oid")), "read schemas").await? {
+        let name: String = r.get(0);
+        s.extensions.push(Stmt { what: format!("schema {name}"), sql: format!("CREATE SCHEMA IF NOT EXISTS {}", qi(&name)) });
+    }
+    for r in rows(conn, "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY 1".into(), "read extensions").await? {
+        let (name, ns): (String, String) = (r.get(0), r.get(1));
+        s.extensions.push(Stmt { what: format!("extension {name}"), sql: format!("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}", qi(&name), qi(&ns)) });
+    }
+    // Enums, domains, composite and range types.
+    let types = rows(conn, format!(
+        "SELECT t.oid::int8, n.nspname, t.typname, t.typtype::text, format_type(t.typbasetype, t.typtypmod), t.typnotnull, t.typdefault, t.typrelid::int8 \
+         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+         WHERE {USER_NS} AND {} AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')) ORDER BY t.oid",
+        not_ext("t.oid")), "read types").await?;
+    for r in &types {
+        let (oid, ns, name, kind): (i64, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        let full = format!("{}.{}", qi(&ns), qi(&name));
+        let sql = match kind.as_str() {
+            "e" => {
+                let labels: Vec<String> = sqlx::query_scalar("SELECT enumlabel::text FROM pg_enum WHERE enumtypid = $1::oid ORDER BY enumsortorder")
+                    .bind(oid).fetch_all(&mut *conn).await.map_err(q("read enum labels"))?;
+                format!("CREATE TYPE {full} AS ENUM ({})", labels.iter().map(|l| ql(l)).collect::<Vec<_>>().join(", "))
+            }
+            "d" => {
+                let base: String = r.get(4);
+                let mut sql = format!("CREATE DOMAIN {full} AS {base}");
+                if let Some(d) = r.get::<Option<String>, _>(6) {
+                    sql.push_str(&format!(" DEFAULT {d}"));
+                }
+                if r.get::<bool, _>(5) {
+                    sql.push_str(" NOT NULL");
+                }
+                let checks: Vec<(String, String)> = sqlx::query_as("SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint WHERE contypid = $1::oid ORDER BY conname")
+                    .bind(oid).fetch_all(&mut *conn).await.map_err(q("read domain constraints"))?;
+                for (cname, def) in checks {
+                    sql.push_str(&format!(" CONSTRAINT {} {def}", qi(&cname)));
+                }
+                sql
+            }
+            "c" => {
+                let relid: i64 = r.get(7);
+                let attrs: Vec<(String, String)> = sqlx::query_as("SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum")
+                    .bind(relid).fetch_all(&mut *conn).await.map_err(q("read composite types"))?;
+                format!("CREATE TYPE {full} AS ({})", attrs.iter().map(|(a, t)| format!("{} {t}", qi(a))).collect::<Vec<_>>().join(", "))
+            }
+            _ => {
+                let (sub, opc): (String, Option<String>) = sqlx::query_as(
+                    "SELECT format_type(rngsubtype, NULL), (SELECT opcname::text FROM pg_opclass WHERE oid = rngsubopc AND NOT opcdefault) FROM pg_range WHERE rngtypid = $1::oid")
+                    .bind(oid).fetch_one(&mut *conn).await.map_err(q("read range types"))?;
+                let mut opts = vec![format!("SUBTYPE = {sub}")];
+                if let Some(o) = opc {
+                    opts.push(format!("SUBTYPE_OPCLASS = {}", qi(&o)));
+                }
+                format!("CREATE TYPE {full} AS RANGE ({})", opts.join(", "))
+            }
+        };
+        s.objects.push(Stmt { what: format!("type {ns}.{name}"), sql });
+    }
+    // Sequences that are not identity sequences.
+    let seqs = rows(conn, format!(
+        "SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, s.seqcycle, \
+                (SELECT quote_ident(tn.nspname) || '.' || quote_ident(t.relname) || '.' || quote_ident(a.attname) FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid \
+                   JOIN pg_namespace tn ON tn.oid = t.relnamespace JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
+                   WHERE d.objid = c.oid AND d.deptype = 'a' AND d.classid = 'pg_class'::regclass LIMIT 1) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_sequence s ON s.seqrelid = c.oid \
+         WHERE c.relkind = 'S' AND {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'i') ORDER BY 1, 2",
+        not_ext("c.oid")), "read sequences").await?;
+    for r in &seqs {
+        let (ns, name, ty): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let (start, inc, min, max, cache, cycle): (i64, i64, i64, i64, i64, bool) = (r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8));
+        let full = format!("{}.{}", qi(&ns), qi(&name));
+        s.objects.push(Stmt {
+            what: format!("sequence {ns}.{name}"),
+            sql: format!("CREATE SEQUENCE {full} AS {ty} INCREMENT BY {inc} MINVALUE {min} MAXVALUE {max} START WITH {start} CACHE {cache}{}", if cycle { " CYCLE" } else { "" }),
+        });
+        if let Some(owner) = r.get::<Option<String>, _>(9) {
+            s.post.push(Stmt { what: format!("sequence {ns}.{name} owner"), sql: format!("ALTER SEQUENCE {full} OWNED BY {owner}") });
+        }
+    }
+    // Functions and procedures (aggregates separately).
+    for r in rows(conn, format!(
+        "SELECT p.oid::int8, n.nspname, p.proname, p.prokind::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE {USER_NS} AND {} ORDER BY p.oid", not_ext("p.oid")), "read functions").await? {
+        let (oid, ns, name, kind): (i64, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        let sql: String = if kind == "a" {
+            let a = sqlx::query(
+                "SELECT pg_get_function_identity_arguments(a.aggfnoid), a.aggtransfn::regproc::text, format_type(a.aggtranstype, NULL), \
+                        NULLIF(a.aggfinalfn::oid, 0)::regproc::text, a.agginitval FROM pg_aggregate a WHERE a.aggfnoid = $1::oid")
+                .bind(oid).fetch_one(&mut *conn).await.map_err(q("read aggregates"))?;
+            let mut opts = vec![format!("SFUNC = {}", a.get::<String, _>(1)), format!("STYPE = {}", a.get::<String, _>(2))];
+            if let Some(f) = a.get::<Option<String>, _>(3) {
+                opts.push(format!("FINALFUNC = {f}"));
+            }
+            if let Some(i) = a.get::<Option<String>, _>(4) {
+                opts.push(format!("INITCOND = {}", ql(&i)));
+            }
+            format!("CREATE AGGREGATE {}.{}({}) ({})", qi(&ns), qi(&name), a.get::<String, _>(0), opts.join(", "))
+        } else {
+            sqlx::query_scalar("SELECT pg_get_functiondef($1::oid)").bind(oid).fetch_one(&mut *conn).await.map_err(q("read a function"))?
+        };
+        s.objects.push(Stmt { what: format!("function {ns}.{name}"), sql });
+    }
+    // Tables (ordinary, partitioned, partitions), views and materialized views.
+    let rels = rows(conn, format!(
+        "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relpersistence::text, c.relispartition, \
+                CASE WHEN c.relispartition THEN (SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.relname) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid) END, \
+                pg_get_expr(c.relpartbound, c.oid), CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END, \
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END, c.relrowsecurity, c.relforcerowsecurity, c.relispopulated, \
+                array_to_string(c.reloptions, ', ') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_NS} AND {} ORDER BY c.oid", not_ext("c.oid")), "read tables").await?;
+    let mut table_names = Vec::new();
+    let mut with_tenant = std::collections::BTreeSet::new();
+    let mut pending_tables = Vec::new();
+    for r in &rels {
+        let (oid, ns, name, kind): (i64, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        let full = format!("{}.{}", qi(&ns), qi(&name));
+        let qualified = format!("{ns}.{name}");
+        match kind.as_str() {
+            "v" => {
+                let opts: Option<String> = r.get(13);
+                let with = opts.filter(|o| !o.is_empty()).map(|o| format!(" WITH ({o})")).unwrap_or_default();
+                s.objects.push(Stmt { what: format!("view {qualified}"), sql: format!("CREATE VIEW {full}{with} AS {}", r.get::<String, _>(9).trim_end_matches(';')) });
+            }
+            "m" => {
+                s.objects.push(Stmt { what: format!("materialized view {qualified}"), sql: format!("CREATE MATERIALIZED VIEW {full} AS {} WITH NO DATA", r.get::<String, _>(9).trim_end_matches(';')) });
+                if r.get::<bool, _>(12) {
+                    s.post.push(Stmt { what: format!("refresh {qualified}"), sql: format!("REFRESH MATERIALIZED VIEW {full}") });
+                }
+            }
+            _ => {
+                let cols = rows(conn, format!(
+                    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text, \
+                            CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END, \
+                            a.attislocal \
+                     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                     WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"), "read columns").await?;
+                let partition_of: Option<String> = r.get(6);
+                let mut defs = Vec::new();
+                let mut copy_cols = Vec::new();
+                for c in &cols {
+                    let (cname, ty, notnull, default, identity, generated, coll): (String, String, bool, Option<String>, String, String, Option<String>) =
+                        (c.get(0), c.get(1), c.get(2), c.get(3), c.get(4), c.get(5), c.get(6));
+                    if cname == tenant_column {
+                        with_tenant.insert(qualified.clone());
+                    }
+                    if generated.is_empty() {
+                        copy_cols.push(cname.clone());
+                    }
+                    if partition_of.is_some() {
+                        continue;
+                    }
+                    let mut d = format!("{} {ty}", qi(&cname));
+                    if let Some(co) = coll {
+                        d.push_str(&format!(" COLLATE {co}"));
+                    }
+                    match (generated.as_str(), identity.as_str()) {
+                        ("s", _) => d.push_str(&format!(" GENERATED ALWAYS AS ({}) STORED", default.clone().unwrap_or_default())),
+                        (_, "a") => d.push_str(" GENERATED ALWAYS AS IDENTITY"),
+                        (_, "d") => d.push_str(" GENERATED BY DEFAULT AS IDENTITY"),
+                        _ => {
+                            if let Some(def) = &default {
+                                d.push_str(&format!(" DEFAULT {def}"));
+                            }
+                        }
+                    }
+                    if notnull {
+                        d.push_str(" NOT NULL");
+                    }
+                    defs.push(d);
+                }
+                let unlogged = if r.get::<String, _>(4) == "u" { "UNLOGGED " } else { "" };
+                let sql = match &partition_of {
+                    Some(parent) => format!("CREATE {unlogged}TABLE {full} PARTITION OF {parent} {}", r.get::<Option<String>, _>(7).unwrap_or_default()),
+                    None => {
+                        let mut sql = format!("CREATE {unlogged}TABLE {full} (\n    {}\n)", defs.join(",\n    "));
+                        if let Some(pk) = r.get::<Option<String>, _>(8) {
+                            sql.push_str(&format!(" PARTITION BY {pk}"));
+                        }
+                        sql
+                    }
+                };
+                s.objects.push(Stmt { what: format!("table {qualified}"), sql });
+                if r.get::<bool, _>(10) {
+                    s.post.push(Stmt { what: format!("row security on {qualified}"), sql: format!("ALTER TABLE {full} ENABLE ROW LEVEL SECURITY") });
+                }
+                if r.get::<bool, _>(11) {
+                    s.post.push(Stmt { what: format!("forced row security on {qualified}"), sql: format!("ALTER TABLE {full} FORCE ROW LEVEL SECURITY") });
+                }
+                table_names.push(qualified.clone());
+                if kind == "r" {
+                    pending_tables.push(PgTable { schema: ns.clone(), name: name.clone(), columns: copy_cols, class: TableClass::System });
+                }
+            }
+        }
+    }
+    // Identity columns keep their sequences' values: set after the data.
+    for r in rows(conn, format!(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname, pg_get_serial_sequence(quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname) \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE a.attidentity <> '' AND NOT c.relispartition AND {USER_NS} AND {}", not_ext("c.oid")), "read identity columns").await? {
+        if let Some(seq) = r.get::<Option<String>, _>(2) {
+            let (v, called): (i64, bool) = sqlx::query_as(AssertSqlSafe(format!("SELECT last_value, is_called FROM {seq}")))
+                .fetch_one(&mut *conn).await.map_err(q("read an identity sequence"))?;
+            s.post.push(Stmt { what: format!("identity of {}", r.get::<String, _>(0)), sql: format!("SELECT setval(pg_get_serial_sequence({}, {}), {v}, {called})", ql(&r.get::<String, _>(0)), ql(&r.get::<String, _>(1))) });
+        }
+    }
+    for r in &seqs {
+        let (ns, name): (String, String) = (r.get(0), r.get(1));
+        let full = format!("{}.{}", qi(&ns), qi(&name));
+        let (v, called): (i64, bool) = sqlx::query_as(AssertSqlSafe(format!("SELECT last_value, is_called FROM {full}")))
+            .fetch_one(&mut *conn).await.map_err(q("read a sequence value"))?;
+        s.post.push(Stmt { what: format!("value of {ns}.{name}"), sql: format!("SELECT setval({}, {v}, {called})", ql(&full)) });
+    }
+    // Constraints: keys, unique, check, exclusion first; foreign keys after.
+    let cons = rows(conn, format!(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), co.conname, pg_get_constraintdef(co.oid), co.contype::text, \
+                n.nspname || '.' || c.relname, (SELECT rn.nspname || '.' || r.relname FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = co.confrelid) \
+         FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE co.contype IN ('p', 'u', 'c', 'x', 'f') AND co.conislocal AND co.conparentid = 0 AND {USER_NS} AND {} \
+         ORDER BY co.contype = 'f', n.nspname, c.relname, co.conname", not_ext("c.oid")), "read constraints").await?;
+    let mut fks = Vec::new();
+    for r in &cons {
+        let (table, name, def, kind): (String, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        if kind == "f" {
+            if let Some(parent) = r.get::<Option<String>, _>(5) {
+                fks.push((r.get::<String, _>(4), parent));
+            }
+        }
+        s.post.push(Stmt { what: format!("constraint {name} on {table}"), sql: format!("ALTER TABLE {table} ADD CONSTRAINT {} {def}", qi(&name)) });
+    }
+    // Foreign keys go after the indexes: move them to the end.
+    let (fk_stmts, other): (Vec<Stmt>, Vec<Stmt>) = std::mem::take(&mut s.post).into_iter().partition(|st| st.sql.contains(" FOREIGN KEY "));
+    s.post = other;
+    // Indexes not backing a constraint and not attached to a parent's index.
+    for r in rows(conn, format!(
+        "SELECT pg_get_indexdef(i.indexrelid), ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.contype IN ('p', 'u', 'x')) \
+           AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid) ORDER BY i.indexrelid", not_ext("c.oid")), "read indexes").await? {
+        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: r.get(0) });
+    }
+    s.post.extend(fk_stmts);
+    // Triggers and policies.
+    for r in rows(conn, format!(
+        "SELECT pg_get_triggerdef(t.oid), t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND {USER_NS} AND {} ORDER BY t.oid", not_ext("c.oid")), "read triggers").await? {
+        s.post.push(Stmt { what: format!("trigger {}", r.get::<String, _>(1)), sql: r.get(0) });
+    }
+    for r in rows(conn, "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename), policyname, permissive, array_to_string(roles, ', '), cmd, qual, with_check FROM pg_policies ORDER BY 1, 2".into(), "read policies").await? {
+        let (table, name, permissive, roles, cmd): (String, String, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let mut sql = format!("CREATE POLICY {} ON {table} AS {permissive} FOR {cmd} TO {roles}", qi(&name));
+        if let Some(u) = r.get::<Option<String>, _>(5) {
+            sql.push_str(&format!(" USING ({u})"));
+        }
+        if let Some(w) = r.get::<Option<String>, _>(6) {
+            sql.push_str(&format!(" WITH CHECK ({w})"));
+        }
+        s.post.push(Stmt { what: format!("policy {name} on {table}"), sql });
+    }
+    // Comments on schemas, tables, columns, views, types and functions.
+    for r in rows(conn, format!(
+        "SELECT CASE d.classoid \
+            WHEN 'pg_class'::regclass THEN CASE WHEN d.objsubid > 0 THEN 'COLUMN ' || d.objoid::regclass::text || '.' || quote_ident((SELECT attname FROM pg_attribute WHERE attrelid = d.objoid AND attnum = d.objsubid)) \
+                 ELSE (SELECT CASE relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW ' WHEN 'S' THEN 'SEQUENCE ' WHEN 'i' THEN 'INDEX ' ELSE 'TABLE ' END FROM pg_class WHERE oid = d.objoid) || d.objoid::regclass::text END \
+            WHEN 'pg_namespace'::regclass THEN 'SCHEMA ' || quote_ident((SELECT nspname FROM pg_namespace WHERE oid = d.objoid)) \
+            WHEN 'pg_type'::regclass THEN 'TYPE ' || d.objoid::regtype::text \
+            WHEN 'pg_proc'::regclass THEN (SELECT CASE prokind WHEN 'p' THEN 'PROCEDURE ' WHEN 'a' THEN 'AGGREGATE ' ELSE 'FUNCTION ' END FROM pg_proc WHERE oid = d.objoid) || d.objoid::regprocedure::text \
+            END, d.description \
+         FROM pg_description d \
+         WHERE d.classoid IN ('pg_class'::regclass, 'pg_namespace'::regclass, 'pg_type'::regclass, 'pg_proc'::regclass) AND {} \
+           AND NOT (d.classoid = 'pg_namespace'::regclass AND (SELECT nspname FROM pg_namespace WHERE oid = d.objoid) IN ('public', 'pg_catalog', 'information_schema')) \
+           AND d.objoid >= 16384 ORDER BY 1", not_ext("d.objoid")), "read comments").await? {
+        if let Some(target) = r.get::<Option<String>, _>(0) {
+            s.post.push(Stmt { what: format!("comment on {target}"), sql: format!("COMMENT ON {target} IS {}", ql(&r.get::<String, _>(1))) });
+        }
+    }
+    let classes = classify(&table_names, &|t| with_tenant.contains(t), &fks, tenants_table);
+    for mut t in pending_tables {
+        t.class = classes.get(&format!("{}.{}", t.schema, t.name)).copied().unwrap_or(TableClass::System);
+        s.tables.push(t);
+    }
+    Ok(s)
+}
+
+/// Dumps the database at `url` into `archive`.
+pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, cancel: &CancelToken, progress: &ProgressSink) -> Result<DumpStats> {
+    let mut conn = connect(url).await?;
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE").execute(&mut conn).await.map_err(q("start the snapshot"))?;
+    let (snapshot, xmin): (String, String) = sqlx::query_as("SELECT pg_export_snapshot(), pg_current_snapshot()::text")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(q("export the snapshot"))?;
+    let mut schema = read_schema(&mut conn, &req.tenant_column, &req.tenants_table).await?;
+    schema.tables.retain(|t| req.include.wants(t.class));
+    let mut sec = archive.section("schema", "schema");
+    sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?)?;
+    sec.finish()?;
+
+    let mut stats = DumpStats::default();
+    let total = schema.tables.len() as u64;
+    for (done, t) in schema.tables.iter().enumerate() {
+        cancel.check()?;
+        progress(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: done as u64, tables_total: total, rows: stats.rows, bytes: 0 });
+        let mut sec = archive.section(&t.section(), "table");
+        let mut rows = 0u64;
+        {
+            let mut out = conn.copy_out_raw(&format!("COPY {} TO STDOUT", t.copy_target())).await.map_err(q("read a table"))?;
+            while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: reading {} failed: {e}", t.section())))? {
+                rows += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+                sec.write(&bytes)?;
+                if cancel.is_cancelled() {
+                    break;
+                }
+            }
+        }
+        cancel.check()?;
+        sec.add_rows(rows);
+        sec.finish()?;
+        stats.rows += rows;
+        stats.tables += 1;
+        if t.name == req.tenants_table {
+            stats.tenant_count = rows;
+        }
+    }
+    archive.index_mut().source_state = serde_json::json!({ "snapshot": snapshot, "txid_snapshot": xmin, "server_version": schema.server_version });
+    let _ = sqlx::query("COMMIT").execute(&mut conn).await;
+    let _ = conn.close().await;
+    Ok(stats)
+}
+
+/// Restores into the (empty) database at `url`, in one transaction.
+pub async fn restore(reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, url: &str, _jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
+    let mut schema_json = Vec::new();
+    reader.read_section(index, "schema", &mut |c| {
+        schema_json.extend_from_slice(c);
+        Ok(())
+    })?;
+    let schema: PgSchema = serde_json::from_slice(&schema_json).map_err(|e| Error::validation(format!("the archive's schema is unreadable: {e}")))?;
+    let mut conn = connect(url).await?;
+    let existing: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_NS} AND {}",
+        not_ext("c.oid")
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .map_err(q("inspect the target"))?;
+    if existing > 0 {
+        return Err(Error::conflict(format!(
+            "the target {} already has {existing} tables or views; restore into an empty database (e.g. createdb a new one)",
+            super::redact(url)
+        )));
+    }
+    let mut tx = conn.begin().await.map_err(q("start the restore transaction"))?;
+    sqlx::query("SET LOCAL check_function_bodies = off").execute(&mut *tx).await.map_err(q("prepare the restore"))?;
+    for st in &schema.extensions {
+        sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
+    }
+    // Create objects in dependency order, found by retrying: each attempt runs in a savepoint.
+    let mut pending: Vec<&Stmt> = schema.objects.iter().collect();
+    while !pending.is_empty() {
+        cancel.check()?;
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for st in pending.iter().copied() {
+            sqlx::query("SAVEPOINT obj").execute(&mut *tx).await.map_err(q("create a savepoint"))?;
+            match sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await {
+                Ok(_) => {
+                    sqlx::query("RELEASE SAVEPOINT obj").execute(&mut *tx).await.map_err(q("release a savepoint"))?;
+                }
+                Err(e) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT obj").execute(&mut *tx).await.map_err(q("roll back a savepoint"))?;
+                    first_error.get_or_insert_with(|| restore_error(&st.what, &e));
+                    failed.push(st);
+                }
+            }
+        }
+        if failed.len() == pending.len() {
+            return Err(first_error.unwrap_or_else(|| Error::new(ErrorCode::Internal, "restore made no progress")));
+        }
+        pending = failed;
+    }
+    let mut total = 0u64;
+    let n = schema.tables.len() as u64;
+    for (done, t) in schema.tables.iter().enumerate() {
+        cancel.check()?;
+        progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done as u64, tables_total: n, rows: total, bytes: 0 });
+        let Some(entry) = index.section(&t.section()) else { continue };
+        let mut chunks = reader.section_chunks(index, &t.section())?;
+        let mut copy = (*tx).copy_in_raw(&format!("COPY {} FROM STDIN", t.copy_target())).await.map_err(|e| restore_error(&format!("table {}", t.section()), &e))?;
+        while let Some(chunk) = chunks.recv().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = copy.abort("the archive is damaged").await;
+                    return Err(e);
+                }
+            };
+            if cancel.is_cancelled() {
+                let _ = copy.abort("cancelled").await;
+                return Err(Error::new(ErrorCode::Cancelled, "restore cancelled; the target was left as it was"));
+            }
+            copy.send(chunk).await.map_err(|e| restore_error(&format!("table {}", t.section()), &e))?;
+        }
+        let loaded = copy.finish().await.map_err(|e| restore_error(&format!("table {}", t.section()), &e))?;
+        if loaded != entry.rows {
+            return Err(Error::validation(format!("{}: the archive says {} rows but {loaded} were loaded", t.section(), entry.rows)));
+        }
+        total += loaded;
+    }
+    for st in &schema.post {
+        cancel.check()?;
+        sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
+    }
+    tx.commit().await.map_err(q("commit the restore"))?;
+    let _ = conn.close().await;
+    Ok(total)
+}
+
+fn restore_error(what: &str, e: &sqlx::Error) -> Error {
+    Error::new(ErrorCode::Database, format!("restore failed at {what}: {e}; the target was left as it was"))
+}
+
+/// Creates the database named in `url` (connecting to the server's `postgres` database).
+pub async fn create_database(url: &str) -> Result<()> {
+    let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
+    let db = admin_url.path().trim_start_matches('/').to_string();
+    if db.is_empty() {
+        return Err(Error::validation("the target URL names no database"));
+    }
+    admin_url.set_path("/postgres");
+    let mut admin = connect(admin_url.as_str()).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(&db).fetch_one(&mut admin).await.map_err(q("look for the database"))?;
+    if !exists {
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {}", qi(&db)))).execute(&mut admin).await.map_err(q("create the target database"))?;
+    }
+    let _ = admin.close().await;
+    Ok(())
+}

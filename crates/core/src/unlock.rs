@@ -1,0 +1,99 @@
+//! Finding the key for a repository or an archive, the same way for every host: an explicit
+//! recovery key, else a password (file, environment), else the OS keychain.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::archive::keys::{self, KdfParams, SecretKey, Unlock};
+use crate::archive::ArchiveReader;
+use crate::error::{Error, ErrorCode, Result};
+use crate::repository::{self, keychain_account, Repository, SecretSource};
+use crate::secrets::{self, SecretStore};
+
+/// Where keys may come from.
+#[derive(Clone, Default)]
+pub struct KeySources {
+    pub password_file: Option<PathBuf>,
+    pub recovery_key_file: Option<PathBuf>,
+    pub keychain: Option<Arc<dyn SecretStore>>,
+}
+
+impl KeySources {
+    fn secret_source(&self) -> SecretSource {
+        SecretSource { password_file: self.password_file.clone() }
+    }
+
+    pub fn recovery(&self) -> Result<Option<SecretKey>> {
+        match &self.recovery_key_file {
+            None => Ok(None),
+            Some(f) => {
+                let text = std::fs::read_to_string(f).map_err(|e| Error::io(format!("cannot read the recovery key file {}", f.display()), &e))?;
+                // The kit holds other lines; take the one with the key.
+                let line = text.lines().find(|l| l.contains("SHRK-")).unwrap_or(text.as_str());
+                let start = line.find("SHRK-").unwrap_or(0);
+                Ok(Some(keys::parse_recovery_key(&line[start..])?))
+            }
+        }
+    }
+
+    /// The password for repository `id`: headless sources first, then the keychain.
+    pub async fn password(&self, repository_id: &str) -> Result<Option<String>> {
+        if let Some(p) = repository::headless_password(&self.secret_source())? {
+            return Ok(Some(p));
+        }
+        match &self.keychain {
+            Some(store) => {
+                let account = keychain_account(repository_id);
+                secrets::run(store, move |s| s.get(&account)).await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Opens (or creates) a repository for writing a backup.
+    pub async fn open_repository_for_backup(&self, dir: &Path) -> Result<(Repository, SecretKey)> {
+        repository::open_or_init(dir, &self.secret_source(), self.keychain.as_ref(), KdfParams::default()).await
+    }
+
+    /// Unlocks an archive on its own (recovery key, password or keychain secret of its repository).
+    pub async fn unlock_archive(&self, reader: &mut ArchiveReader, repo: Option<&Repository>) -> Result<()> {
+        if !reader.header.encrypted {
+            return Ok(());
+        }
+        if let Some(rk) = self.recovery()? {
+            return tokio::task::block_in_place(|| reader.unlock(None, Some(&Unlock::Recovery(rk))));
+        }
+        let id = reader.header.repository_id.clone();
+        if let Some(repo) = repo {
+            if repo.id() != id {
+                return Err(Error::validation(format!(
+                    "the archive {} belongs to another repository ({id}), not to {} ({}); restore it from its own repository or with its recovery key",
+                    reader.path().display(),
+                    repo.dir.display(),
+                    repo.id()
+                )));
+            }
+        }
+        let password = self.password(&id).await?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::AuthFailed,
+                format!(
+                    "no key for the archive {}: give --password-file, SAFEHOLD_PASSWORD or --recovery-key-file",
+                    reader.path().display()
+                ),
+            )
+        })?;
+        tokio::task::block_in_place(|| reader.unlock(None, Some(&Unlock::Password(password))))
+    }
+
+    /// Unlocks a repository's master key (for `key export-recovery`).
+    pub async fn unlock_repository(&self, repo: &Repository) -> Result<SecretKey> {
+        if let Some(rk) = self.recovery()? {
+            return tokio::task::block_in_place(|| repo.unlock(&Unlock::Recovery(rk)));
+        }
+        let password = self.password(repo.id()).await?.ok_or_else(|| {
+            Error::new(ErrorCode::AuthFailed, format!("no key for the repository {}: give --password-file or SAFEHOLD_PASSWORD", repo.dir.display()))
+        })?;
+        tokio::task::block_in_place(|| repo.unlock(&Unlock::Password(password)))
+    }
+}
