@@ -199,7 +199,8 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
     // Functions and procedures (aggregates separately).
     for r in rows(conn, format!(
         "SELECT p.oid::int8, n.nspname, p.proname, p.prokind::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-         WHERE {USER_NS} AND {} ORDER BY p.oid", not_ext("p.oid")), "read functions").await? {
+         WHERE {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = p.oid AND dep.deptype = 'i') \
+         ORDER BY p.oid", not_ext("p.oid")), "read functions").await? {
         let (oid, ns, name, kind): (i64, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
         let sql: String = if kind == "a" {
             let a = sqlx::query(
@@ -357,7 +358,10 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.contype IN ('p', 'u', 'x')) \
            AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid) ORDER BY i.indexrelid", not_ext("c.oid")), "read indexes").await? {
-        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: r.get(0) });
+        // "ON ONLY" would leave the partitions without their index; PostgreSQL builds and
+        // attaches the partitions' indexes itself when the parent's is created without it.
+        let def: String = r.get(0);
+        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: def.replacen(" ON ONLY ", " ON ", 1) });
     }
     s.post.extend(fk_stmts);
     // Triggers and policies.

@@ -2,6 +2,7 @@
 //! PostgreSQL (127.0.0.1:5432 or `SAFEHOLD_TEST_PG`), real SQLite files, a real Secret Service
 //! (when the harness started one; see scripts/test.sh).
 
+mod backup;
 mod bindings;
 mod catalog;
 mod configurations;

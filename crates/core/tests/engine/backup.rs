@@ -1,0 +1,368 @@
+//! The backup engine end to end: exact round trips (Pagila, a schema of our own with every
+//! feature and hostile values, Chinook in SQLite), hostile archives, keys.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use safehold_core::archive::ArchiveReader;
+use safehold_core::backup::{self, BackupRequest, BackupOutcome};
+use safehold_core::repository::Repository;
+use safehold_core::restore;
+use safehold_core::source::{no_progress, CancelToken, SourceSpec};
+use safehold_core::unlock::KeySources;
+use safehold_core::{verify, ErrorCode};
+use sqlx::{AssertSqlSafe, Connection as _};
+
+use crate::support::{fixture_copy, pg_base, ScratchDb};
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+}
+
+fn psql_file(db: &ScratchDb, file: &Path) {
+    let out = Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url(), "-f"]).arg(file).output().expect("psql");
+    assert!(out.status.success(), "loading {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+}
+
+/// pg_dump's view of a database, without its own comments, SET lines and random \restrict keys.
+fn pg_dump(db: &ScratchDb, args: &[&str], sort: bool) -> String {
+    let out = Command::new("pg_dump").args(args).args(["--no-owner", "--no-privileges", &db.url()]).output().expect("pg_dump");
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !(l.is_empty() || l.starts_with("--") || l.starts_with("SET ") || l.starts_with("SELECT pg_catalog.set_config") || l.starts_with("\\restrict") || l.starts_with("\\unrestrict")))
+        .map(str::to_string)
+        .collect();
+    if sort {
+        lines.sort();
+    }
+    lines.join("\n")
+}
+
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+    pub keys: KeySources,
+}
+
+pub fn repo_with_password(password: &str) -> Repo {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, password).expect("password file");
+    Repo { keys: KeySources { password_file: Some(pw), ..Default::default() }, dir }
+}
+
+impl Repo {
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+    pub async fn backup(&self, source: SourceSpec) -> BackupOutcome {
+        let (repo, mk) = self.keys.open_repository_for_backup(&self.path()).await.expect("open repository");
+        backup::run(&repo, &mk, &BackupRequest::new(source), &CancelToken::new(), &no_progress()).await.expect("backup")
+    }
+    pub async fn restore(&self, archive: &Path, target: &SourceSpec) -> safehold_core::Result<restore::RestoreOutcome> {
+        let mut reader = ArchiveReader::open(archive)?;
+        let repo = Repository::open(&self.path())?;
+        self.keys.unlock_archive(&mut reader, repo.as_ref()).await?;
+        restore::restore_full(reader, target, 2, &CancelToken::new(), &no_progress()).await
+    }
+}
+
+async fn pg_round_trip(load: &[&str]) {
+    let src = ScratchDb::create().await;
+    for f in load {
+        psql_file(&src, &fixture(f));
+    }
+    let repo = repo_with_password("correct horse");
+    let out = repo.backup(SourceSpec::Postgres { url: src.url() }).await;
+    assert!(out.rows > 0 && out.tables > 0);
+    let dst = ScratchDb::create().await;
+    let restored = repo.restore(Path::new(&out.archive), &SourceSpec::Postgres { url: dst.url() }).await.expect("restore");
+    assert_eq!(restored.rows, out.rows, "every row backed up is restored");
+    assert_eq!(pg_dump(&src, &["--schema-only"], false), pg_dump(&dst, &["--schema-only"], false), "the schema is the same");
+    assert_eq!(pg_dump(&src, &["--data-only"], true), pg_dump(&dst, &["--data-only"], true), "every row and sequence value is the same");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagila_round_trips_exactly() {
+    pg_round_trip(&["pagila/pagila-schema.sql", "pagila/pagila-data.sql"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_with_every_feature_and_hostile_values_round_trips_exactly() {
+    pg_round_trip(&["features.sql"]).await;
+}
+
+/// Rows of every table of two SQLite files, compared both ways, and their schemas.
+async fn sqlite_equal(a: &Path, b: &Path) {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", a.display())).await.expect("open a");
+    sqlx::query(AssertSqlSafe(format!("ATTACH DATABASE '{}' AS other", b.display()))).execute(&mut conn).await.expect("attach");
+    let schema_a: Vec<(String, Option<String>)> = sqlx::query_as("SELECT name, sql FROM main.sqlite_master ORDER BY name").fetch_all(&mut conn).await.expect("schema a");
+    let schema_b: Vec<(String, Option<String>)> = sqlx::query_as("SELECT name, sql FROM other.sqlite_master ORDER BY name").fetch_all(&mut conn).await.expect("schema b");
+    assert_eq!(schema_a, schema_b, "the same tables, indexes, views and triggers");
+    for (name, _) in schema_a.iter().filter(|(n, _)| !n.starts_with("sqlite_autoindex")) {
+        let kind: String = sqlx::query_scalar("SELECT type FROM main.sqlite_master WHERE name = ?").bind(name).fetch_one(&mut conn).await.expect("type");
+        if kind != "table" {
+            continue;
+        }
+        let q = |x: &str, y: &str| format!("SELECT count(*) FROM (SELECT * FROM {x}.\"{name}\" EXCEPT SELECT * FROM {y}.\"{name}\")");
+        for (x, y) in [("main", "other"), ("other", "main")] {
+            let diff: i64 = sqlx::query_scalar(AssertSqlSafe(q(x, y))).fetch_one(&mut conn).await.expect("except");
+            assert_eq!(diff, 0, "table {name}: rows in {x} missing from {y}");
+        }
+        let n = |x: &str| format!("SELECT count(*) FROM {x}.\"{name}\"");
+        let (na, nb): (i64, i64) = (
+            sqlx::query_scalar(AssertSqlSafe(n("main"))).fetch_one(&mut conn).await.expect("count"),
+            sqlx::query_scalar(AssertSqlSafe(n("other"))).fetch_one(&mut conn).await.expect("count"),
+        );
+        assert_eq!(na, nb, "table {name} has as many rows");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chinook_in_sqlite_round_trips_exactly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = fixture_copy("chinook/Chinook_Sqlite.sqlite", &tmp);
+    let repo = repo_with_password("pw");
+    let out = repo.backup(SourceSpec::Sqlite { path: src.clone() }).await;
+    assert_eq!(out.tables, 11);
+    let target = tmp.path().join("restored.db");
+    repo.restore(Path::new(&out.archive), &SourceSpec::Sqlite { path: target.clone() }).await.expect("restore");
+    sqlite_equal(&src, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_values_keep_their_storage_class_bit_for_bit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("values.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", src.display())).await.expect("create");
+    sqlx::raw_sql(
+        "CREATE TABLE v (id INTEGER PRIMARY KEY AUTOINCREMENT, a, b TEXT, c BLOB, d REAL);
+         INSERT INTO v (a, b, c, d) VALUES (9223372036854775807, '', x'0000ff', 0.1), (-0.0, NULL, x'', 1e308), ('12', 'tab\tnl\n\"q\"', NULL, 2.2250738585072014e-308), (9e999, 'ü', zeroblob(3), -9e999);
+         CREATE INDEX v_b ON v (b); CREATE VIEW vv AS SELECT id, b FROM v; PRAGMA user_version = 42;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("fill");
+    conn.close().await.expect("close");
+    let repo = repo_with_password("pw");
+    let out = repo.backup(SourceSpec::Sqlite { path: src.clone() }).await;
+    let target = tmp.path().join("restored.db");
+    repo.restore(Path::new(&out.archive), &SourceSpec::Sqlite { path: target.clone() }).await.expect("restore");
+    sqlite_equal(&src, &target).await;
+    let typed = "SELECT typeof(a) || '/' || typeof(c) || '/' || quote(d) || '/' || quote(a) FROM v ORDER BY id";
+    let mut s = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", src.display())).await.expect("open");
+    let before: Vec<String> = sqlx::query_scalar(typed).fetch_all(&mut s).await.expect("types");
+    let mut r = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", target.display())).await.expect("open");
+    let after: Vec<String> = sqlx::query_scalar(typed).fetch_all(&mut r).await.expect("types");
+    assert_eq!(before, after, "storage classes and values are the same");
+    assert!(after[0].starts_with("integer/blob/0.1/9223372036854775807"), "{}", after[0]);
+    assert!(after[2].starts_with("text/null/"), "{}", after[2]);
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut r).await.expect("version");
+    assert_eq!(version, 42);
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'v'").fetch_one(&mut r).await.expect("autoincrement counter");
+    assert_eq!(seq, 4, "AUTOINCREMENT counters are carried");
+}
+
+/// A demo-sized SQLite source with one table large enough to span several chunks.
+async fn multi_chunk_source(dir: &Path) -> PathBuf {
+    let path = dir.join("big.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.expect("create");
+    sqlx::raw_sql(
+        "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT);
+         INSERT INTO tenants VALUES (1, 'a'), (2, 'b');
+         CREATE TABLE blobs (id INTEGER PRIMARY KEY, tenant_id INTEGER REFERENCES tenants(id), body BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) INSERT INTO blobs SELECT i, 1 + i % 2, randomblob(8000) FROM n;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("fill");
+    conn.close().await.expect("close");
+    path
+}
+
+fn expect_rejected(result: safehold_core::Result<impl std::fmt::Debug>, what: &str) -> safehold_core::Error {
+    match result {
+        Ok(v) => panic!("{what}: accepted ({v:?})"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_archives_are_rejected_by_verify_and_restore_and_leave_the_target_untouched() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = multi_chunk_source(tmp.path()).await;
+    let repo = repo_with_password("pw");
+    let out = repo.backup(SourceSpec::Sqlite { path: src }).await;
+    let good = std::fs::read(&out.archive).expect("read");
+    let reader = {
+        let mut r = ArchiveReader::open(Path::new(&out.archive)).expect("open");
+        repo.keys.unlock_archive(&mut r, None).await.expect("unlock");
+        r
+    };
+    let index = reader.index().expect("index");
+    let blobs = index.section("blobs").expect("blobs section").clone();
+    assert!(blobs.frames >= 2, "the blobs table spans several chunks");
+    let len = good.len();
+    let index_at = usize::try_from(index.sections.last().expect("last").offset + index.sections.last().expect("last").length).expect("offset") + 10;
+
+    // Swap the first two chunks of the blobs section (same total length, so nothing else moves).
+    let swapped = {
+        let at = usize::try_from(blobs.offset).expect("offset");
+        let l1 = u32::from_be_bytes(good[at..at + 4].try_into().expect("len")) as usize;
+        let l2 = u32::from_be_bytes(good[at + 4 + l1..at + 8 + l1].try_into().expect("len")) as usize;
+        let mut v = good.clone();
+        let first = good[at..at + 4 + l1].to_vec();
+        let second = good[at + 4 + l1..at + 8 + l1 + l2].to_vec();
+        v[at..at + second.len()].copy_from_slice(&second);
+        v[at + second.len()..at + second.len() + first.len()].copy_from_slice(&first);
+        v
+    };
+    let flip = |at: usize| {
+        let mut v = good.clone();
+        v[at] ^= 0x01;
+        v
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a bit flipped in the header", flip(40)),
+        ("a bit flipped in a data chunk", flip(usize::try_from(blobs.offset).expect("o") + 100)),
+        ("a bit flipped in the index", flip(index_at)),
+        ("a bit flipped in the trailer", flip(len - 40)),
+        ("truncated in the middle", good[..len / 2].to_vec()),
+        ("truncated by one byte", good[..len - 1].to_vec()),
+        ("truncated before the trailer", good[..len - safehold_core::archive::TRAILER_LEN].to_vec()),
+        ("two chunks swapped", swapped),
+    ];
+    for (what, bytes) in cases {
+        let path = tmp.path().join("damaged.shar");
+        std::fs::write(&path, &bytes).expect("write");
+        let err = expect_rejected(
+            async {
+                let mut r = ArchiveReader::open(&path)?;
+                repo.keys.unlock_archive(&mut r, None).await?;
+                verify::deep_with(r)
+            }
+            .await,
+            what,
+        );
+        assert!(err.message.contains("damaged") || err.message.contains("not a Safehold archive") || err.message.contains("does not open"), "{what}: {}", err.message);
+        let target = tmp.path().join("target.db");
+        let err = expect_rejected(repo.restore(&path, &SourceSpec::Sqlite { path: target.clone() }).await, what);
+        assert!(!err.message.is_empty());
+        assert!(!target.exists(), "{what}: a failed restore leaves no target file behind");
+        assert!(!target.with_extension("partial").exists(), "{what}: no partial file either");
+    }
+    // The undamaged archive still verifies: the checks are not failing for another reason.
+    let mut r = ArchiveReader::open(Path::new(&out.archive)).expect("open");
+    repo.keys.unlock_archive(&mut r, None).await.expect("unlock");
+    verify::deep_with(r).expect("the original verifies");
+    verify::quick(Path::new(&out.archive), Some(&out.sha256)).expect("quick verify against the recorded checksum");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_postgres_archive_leaves_the_target_database_empty() {
+    let src = ScratchDb::create().await;
+    psql_file(&src, &fixture("features.sql"));
+    let repo = repo_with_password("pw");
+    let out = repo.backup(SourceSpec::Postgres { url: src.url() }).await;
+    let mut bytes = std::fs::read(&out.archive).expect("read");
+    let mut r = ArchiveReader::open(Path::new(&out.archive)).expect("open");
+    repo.keys.unlock_archive(&mut r, None).await.expect("unlock");
+    let index = r.index().expect("index");
+    // Damage the last table: the schema and earlier tables are already created when it fails.
+    let last = index.sections.iter().rev().find(|s| s.kind == "table" && s.rows > 0).expect("a table");
+    bytes[usize::try_from(last.offset).expect("o") + 8] ^= 0x40;
+    let damaged = repo.dir.path().join("damaged.shar");
+    std::fs::write(&damaged, &bytes).expect("write");
+    let dst = ScratchDb::create().await;
+    let err = repo.restore(&damaged, &SourceSpec::Postgres { url: dst.url() }).await.expect_err("damaged");
+    assert!(err.message.contains(&last.name), "names the section: {}", err.message);
+    let mut conn = sqlx::PgConnection::connect(&dst.url()).await.expect("connect");
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(tables, 0, "the target is exactly as it was: empty");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_keys_and_foreign_archives_are_refused_clearly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = fixture_copy("chinook/Chinook_Sqlite.sqlite", &tmp);
+    let a = repo_with_password("password of A");
+    let out = a.backup(SourceSpec::Sqlite { path: src.clone() }).await;
+    let archive = Path::new(&out.archive);
+
+    let wrong = repo_with_password("not the password");
+    let err = expect_rejected(wrong.restore(archive, &SourceSpec::Sqlite { path: tmp.path().join("x.db") }).await, "wrong password");
+    assert_eq!(err.code, ErrorCode::AuthFailed);
+    assert!(err.message.contains("the password does not open"), "{}", err.message);
+
+    let rk_file = tmp.path().join("wrong-kit.txt");
+    std::fs::write(&rk_file, format!("Recovery key:\n  {}\n", safehold_core::archive::keys::format_recovery_key(&safehold_core::archive::SecretKey::random()))).expect("kit");
+    let keys = KeySources { recovery_key_file: Some(rk_file), ..Default::default() };
+    let mut r = ArchiveReader::open(archive).expect("open");
+    let err = expect_rejected(keys.unlock_archive(&mut r, None).await, "wrong recovery key");
+    assert!(err.message.contains("the recovery key does not open"), "{}", err.message);
+
+    // An archive of repository A offered to repository B.
+    let b = repo_with_password("password of A");
+    b.backup(SourceSpec::Sqlite { path: src }).await;
+    let repo_b = Repository::open(&b.path()).expect("open b").expect("b exists");
+    let mut r = ArchiveReader::open(archive).expect("open");
+    let err = expect_rejected(b.keys.unlock_archive(&mut r, Some(&repo_b)).await, "another repository");
+    assert!(err.message.contains("belongs to another repository"), "{}", err.message);
+    assert!(!tmp.path().join("x.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recovery_kit_is_exported_once_and_alone_opens_every_archive() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = fixture_copy("chinook/Chinook_Sqlite.sqlite", &tmp);
+    let repo = repo_with_password("pw");
+    let first = repo.backup(SourceSpec::Sqlite { path: src.clone() }).await;
+    let second = repo.backup(SourceSpec::Sqlite { path: src.clone() }).await;
+    let mut r = Repository::open(&repo.path()).expect("open").expect("exists");
+    let mk = repo.keys.unlock_repository(&r).await.expect("unlock");
+    let kit = r.export_recovery(&mk).expect("export");
+    assert!(kit.contains("SHRK-"), "{kit}");
+    let again = r.export_recovery(&mk).expect_err("only once");
+    assert!(again.message.contains("already exported"));
+    // The repository file is gone and the password forgotten: the kit alone restores.
+    std::fs::remove_file(repo.path().join(safehold_core::repository::CONFIG_FILE)).expect("lose the repository file");
+    let kit_file = tmp.path().join("kit.txt");
+    std::fs::write(&kit_file, &kit).expect("kit");
+    let keys = KeySources { recovery_key_file: Some(kit_file), ..Default::default() };
+    for (i, out) in [first, second].iter().enumerate() {
+        let mut reader = ArchiveReader::open(Path::new(&out.archive)).expect("open");
+        keys.unlock_archive(&mut reader, None).await.expect("the kit opens the archive");
+        let target = tmp.path().join(format!("r{i}.db"));
+        restore::restore_full(reader, &SourceSpec::Sqlite { path: target.clone() }, 1, &CancelToken::new(), &no_progress()).await.expect("restore");
+        sqlite_equal(&src, &target).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_backup_leaves_no_archive() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = fixture_copy("chinook/Chinook_Sqlite.sqlite", &tmp);
+    let repo = repo_with_password("pw");
+    let (r, mk) = repo.keys.open_repository_for_backup(&repo.path()).await.expect("repo");
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let err = backup::run(&r, &mk, &BackupRequest::new(SourceSpec::Sqlite { path: src }), &cancel, &no_progress()).await.expect_err("cancelled");
+    assert_eq!(err.code, ErrorCode::Cancelled);
+    let left: Vec<_> = std::fs::read_dir(r.archives_dir()).expect("ls").collect();
+    assert!(left.is_empty(), "no archive and no partial file: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_source_fails_with_its_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let repo = repo_with_password("pw");
+    let (r, mk) = repo.keys.open_repository_for_backup(&repo.path()).await.expect("repo");
+    let url = format!("postgres://postgres:secret@127.0.0.1:{port}/db");
+    let err = backup::run(&r, &mk, &BackupRequest::new(SourceSpec::Postgres { url }), &CancelToken::new(), &no_progress()).await.expect_err("unreachable");
+    assert_eq!(err.code, ErrorCode::Unreachable);
+    assert!(!err.message.contains("secret"), "never the password: {}", err.message);
+    let _ = pg_base();
+}
