@@ -6,7 +6,9 @@ use safehold_core::cron::{self, CronPreview};
 use safehold_core::history::{self, BackupExecution, MigrationJob, RestoreOperation};
 use safehold_core::storage::{self, BackupStorage};
 use safehold_core::{demo, Error, FieldError};
-use tauri::State;
+use safehold_core::runs;
+use safehold_core::source::CancelToken;
+use tauri::{Manager, State};
 
 use crate::AppState;
 
@@ -114,4 +116,39 @@ pub async fn probe_connection(input: ConnectionInput) -> Res<ConnectionReport> {
 #[tauri::command]
 pub async fn setup_demo(state: State<'_, AppState>) -> Res<demo::DemoReport> {
     demo::ensure(state.ctx()?, true).await
+}
+
+/// Starts a backup of a configuration now; returns the execution's id at once. The backup runs
+/// in the background; the dashboard follows it through the catalog.
+#[tauri::command]
+pub async fn run_backup_now(app: tauri::AppHandle, state: State<'_, AppState>, configuration_id: String) -> Res<String> {
+    let ctx = state.ctx()?.clone();
+    let id = runs::enqueue(&ctx, &configuration_id).await?;
+    let token = CancelToken::new();
+    if let Ok(mut running) = state.running.lock() {
+        running.insert(id.clone(), token.clone());
+    }
+    let exec_id = id.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Err(e) = runs::run(&ctx, &exec_id, &token).await {
+            tracing::error!("backup {exec_id} could not be recorded: {}", e.message);
+        }
+        if let Ok(mut running) = app.state::<AppState>().running.lock() {
+            running.remove(&exec_id);
+        }
+    });
+    Ok(id)
+}
+
+/// Cancels a running backup: its partial archive is removed and the row says "cancelled".
+#[tauri::command]
+pub fn cancel_backup(state: State<'_, AppState>, execution_id: String) -> Res<bool> {
+    let running = state.running.lock().map_err(|_| Error::new(safehold_core::ErrorCode::Internal, "state lock poisoned"))?;
+    match running.get(&execution_id) {
+        Some(t) => {
+            t.cancel();
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }

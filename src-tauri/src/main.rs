@@ -10,6 +10,8 @@ use safehold_core::{context, demo, Ctx, Error};
 /// What the commands share: the engine context, or why it could not be opened (shown by the UI).
 pub struct AppState {
     pub ctx: Result<Ctx, Error>,
+    /// Backups running now, by execution id, with the token that cancels them.
+    pub running: std::sync::Mutex<std::collections::HashMap<String, safehold_core::source::CancelToken>>,
 }
 
 impl AppState {
@@ -35,7 +37,7 @@ fn main() {
     }
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
-        .manage(AppState { ctx })
+        .manage(AppState { ctx, running: Default::default() })
         .invoke_handler(tauri::generate_handler![
             commands::startup_status,
             commands::list_executions,
@@ -56,6 +58,8 @@ fn main() {
             commands::test_connection,
             commands::probe_connection,
             commands::setup_demo,
+            commands::run_backup_now,
+            commands::cancel_backup,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

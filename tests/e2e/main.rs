@@ -144,7 +144,8 @@ async fn the_app_starts_on_the_demo_platform_with_the_five_tabs() {
 async fn a_configuration_created_through_the_form_appears_in_the_list_and_the_catalog() {
     let app = App::start().await;
     app.wait_text("h1", "Backup Management").await;
-    app.find("[data-testid=new-backup]").await.click().await.expect("New Backup");
+    app.find("[data-testid=tab-configurations]").await.click().await.expect("open Configurations");
+    app.find("[data-testid=new-configuration]").await.click().await.expect("New configuration");
     let form = app.find("[data-testid=configuration-form]").await;
     form.find(Locator::Css("#cfg-name")).await.expect("name").send_keys("E2E nightly").await.expect("type name");
     retype(&form.find(Locator::Css("#cfg-cron")).await.expect("cron"), "30 3 * * 1-5").await;
@@ -167,6 +168,8 @@ async fn an_invalid_cron_line_shows_an_error_and_writes_nothing() {
     let app = App::start().await;
     app.wait_text("h1", "Backup Management").await;
     app.find("[data-testid=new-backup]").await.click().await.expect("New Backup");
+    app.find("[data-testid=new-backup-panel]").await;
+    app.client.find(Locator::XPath("//button[contains(., 'Set up a new configuration')]")).await.expect("link").click().await.expect("set up");
     let form = app.find("[data-testid=configuration-form]").await;
     form.find(Locator::Css("#cfg-name")).await.expect("name").send_keys("Bad cron").await.expect("type name");
     retype(&form.find(Locator::Css("#cfg-cron")).await.expect("cron"), "61 * * * *").await;
@@ -178,5 +181,34 @@ async fn an_invalid_cron_line_shows_an_error_and_writes_nothing() {
     app.screenshot("invalid-cron").await;
     let stored = app.catalog_count("SELECT count(*) FROM backup_configurations WHERE configuration_name = ?", "Bad cron").await;
     assert_eq!(stored, 0, "nothing is written for an invalid cron line");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn run_now_backs_up_the_demo_and_the_completed_backup_shows_in_recent_backups() {
+    let app = App::start().await;
+    app.wait_text("h1", "Backup Management").await;
+    app.find("[data-testid=tab-configurations]").await.click().await.expect("open Configurations");
+    app.wait_text("[data-testid=configuration]", "Daily demo backup").await;
+    app.find("[data-testid=run-now]").await.click().await.expect("Run Now");
+    app.find("[data-testid=tab-executions]").await.click().await.expect("open Recent Backups");
+    let row = app.wait_text("[data-testid=execution]", "completed").await;
+    let text = row.text().await.expect("text");
+    assert!(text.contains("Daily demo backup"), "{text}");
+    assert!(text.contains("5 tables"), "the demo's five tables are counted: {text}");
+    assert!(text.contains("50 tenants"), "{text}");
+    app.screenshot("backup-completed").await;
+    let url = format!("sqlite://{}?mode=ro", app.home.path().join("catalog.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("catalog");
+    let (status, path, rows, sha): (String, String, i64, String) =
+        sqlx::query_as("SELECT status, file_path, record_count, checksum FROM backup_executions")
+            .fetch_one(&mut conn)
+            .await
+            .expect("one execution");
+    assert_eq!(status, "completed");
+    assert!(rows > 30_000, "rows counted: {rows}");
+    let bytes = std::fs::read(&path).expect("the archive exists where the catalog says");
+    assert_eq!(sha.len(), 64);
+    assert!(bytes.starts_with(b"SAFEHOLD"), "it is a Safehold archive");
     app.stop().await;
 }

@@ -3,7 +3,7 @@
 
 export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]?: JsonValue } | null;
 
-export type ErrorCode = "validation" | "not_found" | "conflict" | "unreachable" | "auth_failed" | "keychain" | "database" | "io" | "permission_denied" | "internal";
+export type ErrorCode = "validation" | "not_found" | "conflict" | "unreachable" | "auth_failed" | "keychain" | "database" | "io" | "permission_denied" | "cancelled" | "internal";
 
 export type EngineError = { code: ErrorCode, message: string, 
 /**

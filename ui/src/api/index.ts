@@ -72,6 +72,9 @@ export const api = {
   testConnection: (id: string) => call<ConnectionReport>("test_connection", { id }),
   probeConnection: (input: ConnectionInput) => call<ConnectionReport>("probe_connection", { input }),
   setupDemo: () => call<DemoReport>("setup_demo"),
+  /** Starts a backup of the configuration now; resolves with the execution's id. */
+  runBackupNow: (configurationId: string) => call<string>("run_backup_now", { configurationId }),
+  cancelBackup: (executionId: string) => call<boolean>("cancel_backup", { executionId }),
   /** The native file picker for a SQLite database; null when the user cancels. */
   pickSqliteFile: async (): Promise<string | null> => {
     const chosen = await open({

@@ -1,7 +1,7 @@
-import { useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery } from "@tanstack/react-query";
 import { CheckCircle, Clock, RefreshCw, XCircle } from "lucide-react";
 import { api, type BackupExecution } from "../api";
-import { Badge, Card, CardContent, CardHeader } from "../components/ui";
+import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../components/ui";
 import { Empty, QueryView } from "../components/states";
 import { formatDate, formatDuration, formatFileSize } from "../components/format";
 
@@ -22,8 +22,15 @@ export function statusVariant(status: string) {
   return status === "completed" ? "default" : status === "failed" ? "destructive" : "secondary";
 }
 
+type ProgressInfo = { table?: string; tables_done?: number; tables_total?: number; rows?: number };
+
 function ExecutionRow({ backup }: { backup: BackupExecution }) {
   const duration = formatDuration(backup.started_at, backup.completed_at);
+  const cancel = useMutation({ mutationFn: () => api.cancelBackup(backup.id) });
+  const meta = (backup.metadata ?? {}) as { progress?: ProgressInfo };
+  const progress = meta.progress;
+  const active = backup.status === "running" || backup.status === "pending";
+  const pct = progress?.tables_total ? Math.round(((progress.tables_done ?? 0) / progress.tables_total) * 100) : 0;
   return (
     <div className="flex items-center justify-between p-4 border rounded-lg" data-testid="execution">
       <div className="flex items-center gap-4">
@@ -34,15 +41,32 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
           <div className="text-sm text-slate-500">Started: {formatDate(backup.started_at)}</div>
           {duration && <div className="text-sm text-slate-500">Duration: {duration}</div>}
           {backup.error_message && <div className="text-sm text-red-600">{backup.error_message}</div>}
+          {active && progress && (
+            <div className="text-sm text-slate-500 flex items-center gap-2">
+              <Progress value={pct} label="backup progress" /> {progress.table} · {progress.rows ?? 0} rows
+            </div>
+          )}
+          {backup.checksum && <div className="text-xs text-slate-400 font-mono" title="SHA-256 of the archive">sha256 {backup.checksum.slice(0, 16)}…</div>}
         </div>
       </div>
       <div className="text-right">
         <Badge variant={statusVariant(backup.status)}>{backup.status}</Badge>
-        {backup.file_size != null && <div className="text-sm text-slate-500 mt-1">{formatFileSize(backup.file_size)}</div>}
+        {backup.file_size != null && (
+          <div className="text-sm text-slate-500 mt-1">
+            {formatFileSize(backup.file_size)}
+            {backup.compressed_size != null && ` → ${formatFileSize(backup.compressed_size)}`}
+          </div>
+        )}
         {backup.record_count != null && (
           <div className="text-xs text-slate-500">
             {backup.table_count ?? 0} tables · {backup.record_count} rows
+            {backup.tenant_count != null && ` · ${backup.tenant_count} tenants`}
           </div>
+        )}
+        {active && (
+          <Button size="sm" variant="outline" className="mt-1" onClick={() => cancel.mutate()} disabled={cancel.isPending} data-testid="cancel-backup">
+            Cancel
+          </Button>
         )}
       </div>
     </div>
@@ -50,7 +74,12 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
 }
 
 export function RecentBackups() {
-  const query = useQuery({ queryKey: ["executions"], queryFn: api.listExecutions });
+  const query = useQuery({
+    queryKey: ["executions"],
+    queryFn: api.listExecutions,
+    // Follow running backups live.
+    refetchInterval: (q) => (q.state.data?.some((b) => b.status === "running" || b.status === "pending") ? 1000 : false),
+  });
   return (
     <Card>
       <CardHeader title="Recent Backup Executions" description="Latest backup operations and their status" />

@@ -12,6 +12,10 @@ function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onE
   const refresh = () => queryClient.invalidateQueries({ queryKey: ["configurations"] });
   const toggle = useMutation({ mutationFn: () => api.setConfigurationActive(config.id, !config.is_active), onSuccess: refresh });
   const remove = useMutation({ mutationFn: () => api.deleteConfiguration(config.id), onSuccess: refresh });
+  const run = useMutation({
+    mutationFn: () => api.runBackupNow(config.id),
+    onSuccess: () => queryClient.invalidateQueries({ queryKey: ["executions"] }),
+  });
   return (
     <div className="p-4 border rounded-lg" data-testid="configuration" data-name={config.configuration_name}>
       <div className="flex items-center justify-between">
@@ -33,6 +37,10 @@ function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onE
         </div>
         <div className="flex items-center gap-2">
           <Badge variant={config.is_active ? "default" : "secondary"}>{config.is_active ? "Active" : "Inactive"}</Badge>
+          <Button size="sm" onClick={() => run.mutate()} disabled={!config.is_active || run.isPending}
+            title={config.is_active ? "Back up now" : "Activate the configuration to run it"} data-testid="run-now">
+            Run Now
+          </Button>
           <Button size="sm" variant="outline" onClick={onEdit}>Edit</Button>
           <Button size="sm" variant="outline" onClick={() => toggle.mutate()} disabled={toggle.isPending}>
             {config.is_active ? "Deactivate" : "Activate"}
@@ -47,6 +55,8 @@ function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onE
           )}
         </div>
       </div>
+      {run.isSuccess && <p className="text-sm text-green-700 mt-2">Backup started — follow it in Recent Backups.</p>}
+      {run.isError && <ErrorBox error={run.error} />}
       {toggle.isError && <ErrorBox error={toggle.error} />}
       {remove.isError && <ErrorBox error={remove.error} />}
     </div>

@@ -23,6 +23,8 @@ vi.mock("../api", async () => {
       createConfiguration: vi.fn(),
       setConfigurationActive: vi.fn(),
       deleteConfiguration: vi.fn(),
+      runBackupNow: vi.fn(),
+      cancelBackup: vi.fn(),
     },
   };
 });
@@ -101,7 +103,8 @@ describe("BackupDashboard", () => {
     renderWithClient(<BackupDashboard />);
     expect(await screen.findByText("full Backup")).toBeInTheDocument();
     expect(screen.getByText("incremental Backup")).toBeInTheDocument();
-    expect(screen.getByText("1 MB")).toBeInTheDocument();
+    expect(screen.getByText("1 MB → 390.63 KB")).toBeInTheDocument();
+    expect(screen.getByText(/5 tables · 1200 rows · 3 tenants/)).toBeInTheDocument();
     expect(screen.getByText("completed")).toBeInTheDocument();
   });
 
@@ -132,7 +135,8 @@ describe("BackupDashboard", () => {
         : [],
     );
     renderWithClient(<BackupDashboard />);
-    await userEvent.click(screen.getByTestId("new-backup"));
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    await userEvent.click(await screen.findByTestId("new-configuration"));
     const form = await screen.findByTestId("configuration-form");
     const cron = within(form).getByLabelText("Schedule (cron)");
     await userEvent.clear(cron);
@@ -145,7 +149,8 @@ describe("BackupDashboard", () => {
   it("creates a configuration from the form with the default storage and connection", async () => {
     mocked.createConfiguration.mockResolvedValue({ ...configurations[0], id: "c2", configuration_name: "Hourly" });
     renderWithClient(<BackupDashboard />);
-    await userEvent.click(screen.getByTestId("new-backup"));
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    await userEvent.click(await screen.findByTestId("new-configuration"));
     const form = await screen.findByTestId("configuration-form");
     await userEvent.type(within(form).getByLabelText("Name"), "Hourly");
     await waitFor(() => expect(within(form).getByLabelText("Storage")).toHaveValue("Local backups"));
@@ -162,11 +167,45 @@ describe("BackupDashboard", () => {
       ]),
     );
     renderWithClient(<BackupDashboard />);
-    await userEvent.click(screen.getByTestId("new-backup"));
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    await userEvent.click(await screen.findByTestId("new-configuration"));
     const form = await screen.findByTestId("configuration-form");
     await userEvent.type(within(form).getByLabelText("Name"), "Daily Full Backup");
     await userEvent.click(within(form).getByTestId("save-configuration"));
     expect(await within(form).findByTestId("error-configuration_name")).toHaveTextContent("already exists");
+  });
+
+  it("Run Now calls the trigger command with the configuration's id", async () => {
+    mocked.runBackupNow.mockResolvedValue("exec-1");
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    await userEvent.click(await screen.findByTestId("run-now"));
+    await waitFor(() => expect(mocked.runBackupNow).toHaveBeenCalledWith("c1"));
+    expect(await screen.findByText(/Backup started/)).toBeInTheDocument();
+  });
+
+  it("Run Now is disabled for an inactive configuration", async () => {
+    mocked.listConfigurations.mockResolvedValue([{ ...configurations[0], is_active: false }]);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    expect(await screen.findByTestId("run-now")).toBeDisabled();
+  });
+
+  it("New Backup starts a backup of the chosen configuration", async () => {
+    mocked.runBackupNow.mockResolvedValue("exec-2");
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByTestId("new-backup"));
+    await userEvent.click(await screen.findByTestId("start-backup"));
+    await waitFor(() => expect(mocked.runBackupNow).toHaveBeenCalledWith("c1"));
+  });
+
+  it("shows a running backup's progress and cancels it", async () => {
+    mocked.listExecutions.mockResolvedValue([{ ...executions[1], metadata: { progress: { table: "users", tables_done: 1, tables_total: 4, rows: 10 } } }]);
+    mocked.cancelBackup.mockResolvedValue(true);
+    renderWithClient(<BackupDashboard />);
+    expect(await screen.findByText(/users · 10 rows/)).toBeInTheDocument();
+    await userEvent.click(screen.getByTestId("cancel-backup"));
+    await waitFor(() => expect(mocked.cancelBackup).toHaveBeenCalledWith("2"));
   });
 
   it("lists storage with its location", async () => {

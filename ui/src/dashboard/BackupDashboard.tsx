@@ -9,6 +9,7 @@ import { RestoreTab } from "../restore/RestoreTab";
 import { MigrationTab } from "../migration/MigrationTab";
 import { StorageTab } from "../storage/StorageTab";
 import { ConnectionsSettings } from "../settings/ConnectionsSettings";
+import { NewBackup } from "./NewBackup";
 
 const TABS = [
   { value: "executions", label: "Recent Backups" },
@@ -24,6 +25,7 @@ export function BackupDashboard() {
   const [tab, setTab] = useState<string>("executions");
   const [creating, setCreating] = useState(false);
   const [settings, setSettings] = useState(false);
+  const [newBackup, setNewBackup] = useState(false);
 
   if (settings) return <ConnectionsSettings onClose={() => setSettings(false)} />;
 
@@ -44,11 +46,8 @@ export function BackupDashboard() {
             Connections
           </Button>
           <Button
-            onClick={() => {
-              setTab("configurations");
-              setCreating(true);
-            }}
-            title="Set up a new backup: what to back up, when, and where"
+            onClick={() => setNewBackup(true)}
+            title="Back up now, or set up a new backup configuration"
             data-testid="new-backup"
           >
             <Database className="w-4 h-4" />
@@ -56,6 +55,20 @@ export function BackupDashboard() {
           </Button>
         </div>
       </div>
+
+      {newBackup && (
+        <NewBackup
+          onClose={() => {
+            setNewBackup(false);
+            setTab("executions");
+          }}
+          onNewConfiguration={() => {
+            setNewBackup(false);
+            setTab("configurations");
+            setCreating(true);
+          }}
+        />
+      )}
 
       <Tabs.Root value={tab} onValueChange={setTab}>
         <Tabs.List className="grid w-full grid-cols-5 rounded-lg bg-slate-100 p-1" aria-label="Dashboard sections">

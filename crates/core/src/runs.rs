@@ -1,0 +1,177 @@
+//! Backups run from the catalog: a configuration's connection, storage and options turned into a
+//! backup, recorded as a `backup_executions` row going pending → running → completed | failed |
+//! cancelled, with what was counted (tables, rows, tenants) and the archive's checksum.
+
+use serde_json::json;
+
+use crate::backup::{self, BackupRequest};
+use crate::catalog::{audit, now};
+use crate::configurations;
+use crate::connections::{self, ConnectionKind};
+use crate::context::Ctx;
+use crate::error::{Error, ErrorCode, Result};
+use crate::history::BackupExecution;
+use crate::secrets::{self, connection_account};
+use crate::source::{CancelToken, Include, Progress, ProgressSink, SourceSpec};
+use crate::storage::{self, StorageType};
+use crate::unlock::KeySources;
+
+/// Records a pending execution of the configuration and returns its id. Refused for an inactive
+/// configuration.
+pub async fn enqueue(ctx: &Ctx, configuration_id: &str) -> Result<String> {
+    let config = configurations::get(ctx, configuration_id).await?;
+    if !config.is_active {
+        return Err(Error::validation(format!(
+            "the configuration \"{}\" is inactive; activate it to run it",
+            config.configuration_name
+        )));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query("INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at) VALUES (?, ?, ?, 'pending', ?)")
+        .bind(&id)
+        .bind(configuration_id)
+        .bind(format!("{:?}", config.backup_type).to_lowercase())
+        .bind(now())
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record the backup", &e))?;
+    Ok(id)
+}
+
+/// Builds the source URL of a connection (with its password from the keychain, in memory only).
+pub async fn source_of(ctx: &Ctx, connection_id: &str) -> Result<(SourceSpec, connections::Connection)> {
+    let conn = connections::get(ctx, connection_id).await?;
+    let spec = match conn.kind {
+        ConnectionKind::Sqlite => SourceSpec::Sqlite { path: conn.sqlite_path.clone().unwrap_or_default().into() },
+        ConnectionKind::Postgres => {
+            let mut url = url::Url::parse("postgres://localhost/").map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+            let _ = url.set_host(conn.host.as_deref());
+            let _ = url.set_port(conn.port.and_then(|p| u16::try_from(p).ok()));
+            let _ = url.set_username(conn.username.as_deref().unwrap_or(""));
+            url.set_path(conn.database_name.as_deref().unwrap_or(""));
+            if let Some(tls) = conn.tls_mode {
+                let mode = serde_json::to_value(tls).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                url.query_pairs_mut().append_pair("sslmode", &mode);
+            }
+            if conn.has_password {
+                let account = connection_account(&conn.id);
+                if let Some(pw) = secrets::run(&ctx.secrets, move |s| s.get(&account)).await? {
+                    let _ = url.set_password(Some(&pw));
+                }
+            }
+            SourceSpec::Postgres { url: url.to_string() }
+        }
+    };
+    Ok((spec, conn))
+}
+
+async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
+    let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.progress', json(?)) WHERE id = ?")
+        .bind(json!({ "table": p.table, "tables_done": p.tables_done, "tables_total": p.tables_total, "rows": p.rows }).to_string())
+        .bind(id)
+        .execute(&ctx.pool)
+        .await;
+}
+
+/// Runs a pending execution to its end and records the outcome. Returns the final row.
+pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<BackupExecution> {
+    let config_id: Option<String> = sqlx::query_scalar("SELECT configuration_id FROM backup_executions WHERE id = ? AND status = 'pending'")
+        .bind(execution_id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read the backup", &e))?
+        .ok_or_else(|| Error::not_found(format!("no pending backup {execution_id}")))?;
+    let config_id = config_id.ok_or_else(|| Error::not_found("the backup's configuration was deleted"))?;
+    sqlx::query("UPDATE backup_executions SET status = 'running', started_at = ? WHERE id = ?")
+        .bind(now())
+        .bind(execution_id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("start the backup", &e))?;
+    let result = execute(ctx, execution_id, &config_id, cancel).await;
+    let name = configurations::get(ctx, &config_id).await.map(|c| c.configuration_name).unwrap_or_default();
+    match &result {
+        Ok(out) => {
+            sqlx::query(
+                "UPDATE backup_executions SET status = 'completed', completed_at = ?, file_path = ?, file_size = ?, compressed_size = ?, \
+                 tenant_count = ?, table_count = ?, record_count = ?, checksum = ?, \
+                 metadata = json_remove(json_patch(coalesce(metadata, '{}'), json(?)), '$.progress') WHERE id = ?",
+            )
+            .bind(now())
+            .bind(&out.archive)
+            .bind(i64::try_from(out.raw_bytes).unwrap_or(i64::MAX))
+            .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
+            .bind(i64::try_from(out.tenant_count).unwrap_or(i64::MAX))
+            .bind(i64::try_from(out.tables).unwrap_or(i64::MAX))
+            .bind(i64::try_from(out.rows).unwrap_or(i64::MAX))
+            .bind(&out.sha256)
+            .bind(json!({ "archive_id": out.id, "parent_id": out.parent, "seconds": out.seconds, "snapshot_time": out.snapshot_time }).to_string())
+            .bind(execution_id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record the finished backup", &e))?;
+            audit(&ctx.pool, &ctx.operator_id, "backup.run", &name, "success", Some(&out.id)).await?;
+        }
+        Err(e) => {
+            let status = if e.code == ErrorCode::Cancelled { "cancelled" } else { "failed" };
+            sqlx::query("UPDATE backup_executions SET status = ?, completed_at = ?, error_message = ?, metadata = json_remove(coalesce(metadata, '{}'), '$.progress') WHERE id = ?")
+                .bind(status)
+                .bind(now())
+                .bind(&e.message)
+                .bind(execution_id)
+                .execute(&ctx.pool)
+                .await
+                .map_err(|e| Error::catalog("record the failed backup", &e))?;
+            audit(&ctx.pool, &ctx.operator_id, "backup.run", &name, "failure", Some(&e.message)).await?;
+        }
+    }
+    crate::history::executions(ctx, 500)
+        .await?
+        .into_iter()
+        .find(|x| x.id == execution_id)
+        .ok_or_else(|| Error::not_found("the backup's record vanished"))
+}
+
+async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &CancelToken) -> Result<backup::BackupOutcome> {
+    let config = configurations::get(ctx, config_id).await?;
+    let connection_id = config.connection_id.clone().ok_or_else(|| Error::validation("the configuration names no connection; edit it and choose one"))?;
+    let (spec, conn) = source_of(ctx, &connection_id).await?;
+    let store = storage::list(ctx)
+        .await?
+        .into_iter()
+        .find(|s| s.storage_name == config.storage_location)
+        .ok_or_else(|| Error::not_found(format!("the storage \"{}\" does not exist any more", config.storage_location)))?;
+    if store.storage_type != StorageType::Local {
+        return Err(Error::validation(format!("backups to {:?} storage are not available in this version yet", store.storage_type)));
+    }
+    let dir = store
+        .storage_config
+        .get("path")
+        .and_then(|p| p.as_str())
+        .ok_or_else(|| Error::validation(format!("the storage \"{}\" has no path", store.storage_name)))?;
+    let keys = KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
+    let (repo, mk) = keys.open_repository_for_backup(std::path::Path::new(dir)).await?;
+    let mut req = BackupRequest::new(spec);
+    req.source_name = conn.name.clone();
+    req.tenant_column = conn.tenant_column.clone();
+    req.tenants_table = conn.tenants_table.clone();
+    req.backup_type = config.backup_type;
+    req.zstd_level = config.compression_enabled.then_some(3);
+    req.encrypt = config.encryption_enabled;
+    req.include = Include { tenant_data: config.includes_tenant_data, system_data: config.includes_system_data, logs: config.includes_logs };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+    let sink: ProgressSink = std::sync::Arc::new(move |p| {
+        let _ = tx.send(p);
+    });
+    let ctx2 = ctx.clone();
+    let id2 = execution_id.to_string();
+    let writer = tokio::spawn(async move {
+        while let Some(p) = rx.recv().await {
+            set_progress(&ctx2, &id2, &p).await;
+        }
+    });
+    let out = backup::run(&repo, &mk, &req, cancel, &sink).await;
+    drop(sink);
+    let _ = writer.await;
+    out
+}
