@@ -10,4 +10,5 @@ mod connections;
 mod cron;
 mod demo;
 mod keychain;
+mod runs;
 mod support;

@@ -1,0 +1,120 @@
+//! Backups run from the catalog (what Run Now does), through the real keychain for the
+//! repository secret. scripts/test.sh provides the Secret Service (SAFEHOLD_TEST_KEYCHAIN=1).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use safehold_core::archive::ArchiveReader;
+use safehold_core::configurations::{self, ConfigurationInput};
+use safehold_core::history::JobStatus;
+use safehold_core::secrets::{Keychain, SecretStore};
+use safehold_core::source::CancelToken;
+use safehold_core::{demo, runs, Ctx};
+
+async fn keychain_home() -> Option<(tempfile::TempDir, Ctx)> {
+    if std::env::var_os("SAFEHOLD_TEST_KEYCHAIN").is_none() {
+        eprintln!("SAFEHOLD_TEST_KEYCHAIN is not set (scripts/test.sh runs these with a real Secret Service): skipped");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc: Arc<dyn SecretStore> = Arc::new(Keychain::with_service(format!("safehold-test-{}", uuid::Uuid::new_v4())));
+    let ctx = Ctx::open_with(dir.path(), kc).await.expect("ctx");
+    Some((dir, ctx))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configuration_run_records_what_it_counted_and_a_verifiable_archive() {
+    let Some((_dir, ctx)) = keychain_home().await else { return };
+    let report = demo::ensure(&ctx, false).await.expect("demo");
+    let config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let id = runs::enqueue(&ctx, &config.id).await.expect("enqueue");
+    let pending = safehold_core::history::executions(&ctx, 10).await.expect("list");
+    assert_eq!(pending[0].status, JobStatus::Pending);
+    let done = runs::run(&ctx, &id, &CancelToken::new()).await.expect("run");
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error_message);
+    assert_eq!(done.table_count, Some(5));
+    assert_eq!(done.tenant_count, Some(50));
+    assert_eq!(done.record_count, Some(report.rows), "rows counted, not estimated");
+    let path = done.file_path.clone().expect("archive path");
+    let q = safehold_core::verify::quick(Path::new(&path), done.checksum.as_deref()).expect("the archive matches the catalog's checksum");
+    assert_eq!(Some(i64::try_from(q.bytes).expect("size")), done.compressed_size);
+    // The repository secret went to the keychain: a second run opens the same repository with it.
+    let again = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("run");
+    assert_eq!(again.status, JobStatus::Completed, "{:?}", again.error_message);
+    let a = ArchiveReader::open(Path::new(&path)).expect("open").header.repository_id;
+    let b = ArchiveReader::open(Path::new(&again.file_path.expect("path"))).expect("open").header.repository_id;
+    assert_eq!(a, b, "both backups are in the same repository");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn includes_choose_tenant_system_and_log_tables() {
+    let Some((dir, ctx)) = keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    // Add a system table and a log table to the demo platform.
+    let db = demo::database_path(dir.path());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", db.display())).await.expect("open demo");
+    sqlx::raw_sql("CREATE TABLE feature_flags (key TEXT PRIMARY KEY, on_off INTEGER); INSERT INTO feature_flags VALUES ('x', 1);
+                   CREATE TABLE request_log (id INTEGER PRIMARY KEY, path TEXT); INSERT INTO request_log (path) VALUES ('/'), ('/a');")
+        .execute(&mut conn)
+        .await
+        .expect("extend demo");
+    let base = configurations::list(&ctx).await.expect("configs").remove(0);
+    let conn_id = base.connection_id.clone().expect("connection");
+    let mk = |name: &str, tenant: bool, system: bool, logs: bool| ConfigurationInput {
+        configuration_name: name.into(),
+        backup_type: configurations::BackupType::Full,
+        schedule_cron: "0 3 * * *".into(),
+        retention_days: 7,
+        compression_enabled: true,
+        encryption_enabled: false,
+        storage_location: demo::DEMO_STORAGE.into(),
+        includes_tenant_data: tenant,
+        includes_system_data: system,
+        includes_logs: logs,
+        is_active: true,
+        connection_id: conn_id.clone(),
+    };
+    for (name, t, s, l, expected) in [
+        ("tenants only", true, false, false, vec!["documents", "events", "projects", "tenants", "users"]),
+        ("system only", false, true, false, vec!["feature_flags"]),
+        ("logs only", false, false, true, vec!["request_log"]),
+    ] {
+        let c = configurations::create(&ctx, mk(name, t, s, l)).await.expect("config");
+        let done = runs::run(&ctx, &runs::enqueue(&ctx, &c.id).await.expect("enqueue"), &CancelToken::new()).await.expect("run");
+        assert_eq!(done.status, JobStatus::Completed, "{name}: {:?}", done.error_message);
+        let reader = ArchiveReader::open(Path::new(&done.file_path.expect("path"))).expect("open");
+        let mut tables: Vec<String> = reader.index().expect("index").sections.into_iter().filter(|s| s.kind == "table" && s.name != "sqlite_sequence").map(|s| s.name).collect();
+        tables.sort();
+        assert_eq!(tables, expected, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_says_why_and_leaves_no_archive() {
+    let Some((dir, ctx)) = keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    std::fs::remove_file(demo::database_path(dir.path())).expect("lose the demo database");
+    let config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let done = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("recorded");
+    assert_eq!(done.status, JobStatus::Failed);
+    assert!(done.error_message.as_deref().unwrap_or_default().contains("does not exist"), "{:?}", done.error_message);
+    let archives = dir.path().join("backups/archives");
+    let left = std::fs::read_dir(&archives).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "no archive or partial file");
+
+    configurations::set_active(&ctx, &config.id, false).await.expect("deactivate");
+    let refused = runs::enqueue(&ctx, &config.id).await.expect_err("inactive");
+    assert!(refused.message.contains("inactive"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_run_is_recorded_as_cancelled() {
+    let Some((_dir, ctx)) = keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    let config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let done = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &cancel).await.expect("recorded");
+    assert_eq!(done.status, JobStatus::Cancelled);
+    assert!(done.file_path.is_none());
+}
