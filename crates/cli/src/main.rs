@@ -267,24 +267,26 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
                 print_json(&out);
             } else {
                 println!(
-                    "backup {} of {}: {} tables, {} rows, {} bytes ({} raw) in {:.1} s\n  {}\n  sha256 {}",
-                    out.id, req.source_name, out.tables, out.rows, out.bytes, out.raw_bytes, out.seconds, out.archive, out.sha256
+                    "{:?} backup {} of {}: {} tables, {} rows, {} bytes ({} raw) in {:.1} s\n  {}\n  sha256 {}",
+                    out.backup_type, out.id, req.source_name, out.tables, out.rows, out.bytes, out.raw_bytes, out.seconds, out.archive, out.sha256
                 );
+                if let Some(note) = &out.note {
+                    println!("  note: {note}");
+                }
             }
         }
         Command::Restore(a) => {
             let target = SourceSpec::parse(&a.target)?;
             let keys = key_sources(&a.keys);
             let (path, repo) = resolve_archive(&a.from, a.backup.as_deref())?;
-            let mut reader = ArchiveReader::open(&path)?;
-            keys.unlock_archive(&mut reader, repo.as_ref()).await?;
+            let chain = keys.open_chain(&path, repo.as_ref()).await?;
             if a.create {
                 if let SourceSpec::Postgres { url } = &target {
                     source::postgres::create_database(url).await?;
                 }
             }
             let jobs = a.jobs.unwrap_or(2);
-            let out = restore::restore_full(reader, &target, jobs, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            let out = restore::restore_chain(chain, &target, jobs, &cancel_on_ctrl_c(), &progress_sink(json)).await;
             end_progress(json);
             let out = out?;
             if json {

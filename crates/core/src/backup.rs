@@ -12,6 +12,7 @@ use crate::archive::{data_key_aad, ArchiveHeader, ArchiveWriter, KeySlot, WriteO
 use crate::catalog::now;
 use crate::configurations::BackupType;
 use crate::error::{Error, Result};
+
 use crate::repository::{Repository, ARCHIVE_EXT};
 use crate::source::{self, CancelToken, Include, ProgressSink, SourceSpec};
 
@@ -64,15 +65,12 @@ pub struct BackupOutcome {
     pub sha256: String,
     pub seconds: f64,
     pub snapshot_time: String,
+    /// Why the backup is not of the type asked for (e.g. the first incremental is a full).
+    pub note: Option<String>,
 }
 
 /// Runs a backup into `repo` (whose master key is `master`).
 pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, cancel: &CancelToken, progress: &ProgressSink) -> Result<BackupOutcome> {
-    if req.backup_type != BackupType::Full {
-        return Err(Error::validation(
-            "incremental and differential backups are not available in this version yet; take a full backup (--type full)",
-        ));
-    }
     let started = Instant::now();
     let id = uuid::Uuid::new_v4().to_string();
     let snapshot_time = now();
@@ -87,12 +85,40 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
         SourceSpec::Sqlite { path } => format!("sqlite:{}", std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()).display()),
         SourceSpec::Postgres { url } => source::postgres::fingerprint(url).await?,
     };
+    // Incremental: changes since the newest backup of this source; differential: since the newest
+    // full. Without one, the backup is a full (and says so).
+    let (backup_type, parent, note) = match (req.backup_type, &req.source) {
+        (BackupType::Full, _) => (BackupType::Full, None, None),
+        (_, SourceSpec::Sqlite { .. }) => {
+            (BackupType::Full, None, Some("SQLite sources are backed up whole: this backup is a full one".to_string()))
+        }
+        (wanted, SourceSpec::Postgres { .. }) => {
+            let parent = repo
+                .list()?
+                .into_iter()
+                .filter(|(_, h)| h.source_fingerprint == fingerprint && (wanted == BackupType::Incremental || h.backup_type == "full"))
+                .last();
+            match parent {
+                None => (BackupType::Full, None, Some("no earlier full backup of this source in the repository: this backup is a full one".to_string())),
+                Some((path, h)) => {
+                    let mut reader = crate::archive::ArchiveReader::open(&path)?;
+                    reader.unlock(Some(master), None)?;
+                    (wanted, Some((h.archive_id, source::postgres::Parent::from_archive(&reader)?)), None)
+                }
+            }
+        }
+    };
+    let type_name = match backup_type {
+        BackupType::Full => "full",
+        BackupType::Incremental => "incremental",
+        BackupType::Differential => "differential",
+    };
     let header = ArchiveHeader {
         format_version: FORMAT_VERSION,
         archive_id: id.clone(),
         repository_id: repo.id().to_string(),
-        backup_type: "full".into(),
-        parent_id: None,
+        backup_type: type_name.into(),
+        parent_id: parent.as_ref().map(|(id, _)| id.clone()),
         source_kind: req.source.kind().into(),
         source_name: req.source_name.clone(),
         source_fingerprint: fingerprint,
@@ -111,7 +137,7 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
         SourceSpec::Sqlite { path } => {
             source::sqlite::dump(path, &mut writer, req.include, &req.tenant_column, &req.tenants_table, cancel, progress).await?
         }
-        SourceSpec::Postgres { url } => source::postgres::dump(url, &mut writer, req, cancel, progress).await?,
+        SourceSpec::Postgres { url } => source::postgres::dump(url, &mut writer, req, parent.as_ref().map(|(_, p)| p), cancel, progress).await?,
     };
     cancel.check()?;
     let index = writer.index_mut();
@@ -122,8 +148,8 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
     Ok(BackupOutcome {
         id,
         archive: written.path.display().to_string(),
-        backup_type: req.backup_type,
-        parent: None,
+        backup_type,
+        parent: parent.map(|(id, _)| id),
         bytes: written.bytes,
         raw_bytes: written.raw_bytes,
         tables: stats.tables,
@@ -132,5 +158,6 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
         sha256: written.sha256,
         seconds: started.elapsed().as_secs_f64(),
         snapshot_time,
+        note,
     })
 }

@@ -16,6 +16,8 @@ pub struct RestoreOutcome {
     pub target: String,
     pub tables: u64,
     pub rows: u64,
+    /// How many backups of the chain were read (1 for a full).
+    pub backups: u64,
     pub seconds: f64,
 }
 
@@ -27,12 +29,40 @@ pub fn open_archive(path: &std::path::Path, master: Option<&SecretKey>, unlock: 
     Ok(reader)
 }
 
-/// Restores the whole archive into `target`, which must be empty (a new SQLite file, or a
-/// PostgreSQL database without tables). All or nothing.
+/// Restores a full backup into `target`, which must be empty (a new SQLite file, or a PostgreSQL
+/// database without tables). All or nothing. Incremental and differential backups need their
+/// chain: see [`restore_chain`].
 pub async fn restore_full(reader: ArchiveReader, target: &SourceSpec, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
+    restore_chain(vec![reader], target, jobs, cancel, progress).await
+}
+
+/// Restores the newest backup of `chain` (its full first, then each backup that builds on the
+/// one before) into the empty `target`, exactly as its source was at that backup's snapshot.
+pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
     let started = std::time::Instant::now();
-    let reader = Arc::new(reader);
-    let index = reader.index()?;
+    for pair in chain.windows(2) {
+        if pair[1].header.parent_id.as_deref() != Some(pair[0].header.archive_id.as_str()) {
+            return Err(Error::validation(format!("backup {} does not build on {}: the chain is broken", pair[1].header.archive_id, pair[0].header.archive_id)));
+        }
+    }
+    match chain.first() {
+        Some(first) if first.header.parent_id.is_some() => {
+            return Err(Error::validation(format!(
+                "backup {} is {} and needs the backup it builds on ({}); restore it from its repository",
+                first.header.archive_id,
+                first.header.backup_type,
+                first.header.parent_id.clone().unwrap_or_default()
+            )))
+        }
+        None => return Err(Error::validation("nothing to restore")),
+        _ => {}
+    }
+    let mut members = Vec::with_capacity(chain.len());
+    for r in chain {
+        let index = r.index()?;
+        members.push((Arc::new(r), index));
+    }
+    let (reader, index) = members.last().cloned().ok_or_else(|| Error::validation("nothing to restore"))?;
     if reader.header.source_kind != target.kind() {
         return Err(Error::validation(format!(
             "the backup {} is of a {} database and cannot be restored into {}; restore it into a {} target",
@@ -44,12 +74,13 @@ pub async fn restore_full(reader: ArchiveReader, target: &SourceSpec, jobs: usiz
     }
     let rows = match target {
         SourceSpec::Sqlite { path } => source::sqlite::restore(&reader, &index, path, cancel, progress).await?,
-        SourceSpec::Postgres { url } => source::postgres::restore(&reader, &index, url, jobs, cancel, progress).await?,
+        SourceSpec::Postgres { url } => source::postgres::restore(&members, url, jobs, cancel, progress).await?,
     };
     Ok(RestoreOutcome {
         archive_id: reader.header.archive_id.clone(),
         target: target.display(),
         tables: index.sections.iter().filter(|s| s.kind == "table" && s.name != "sqlite_sequence").count() as u64,
+        backups: members.len() as u64,
         rows,
         seconds: started.elapsed().as_secs_f64(),
     })

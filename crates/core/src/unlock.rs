@@ -86,6 +86,33 @@ impl KeySources {
         tokio::task::block_in_place(|| reader.unlock(None, Some(&Unlock::Password(password))))
     }
 
+    /// Opens and unlocks a backup and every backup it builds on (found beside it), oldest first.
+    pub async fn open_chain(&self, path: &Path, repo: Option<&Repository>) -> Result<Vec<ArchiveReader>> {
+        let mut reader = ArchiveReader::open(path)?;
+        self.unlock_archive(&mut reader, repo).await?;
+        let mut chain = vec![reader];
+        while let Some(parent) = chain.last().and_then(|r| r.header.parent_id.clone()) {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let found = std::fs::read_dir(dir)
+                .map_err(|e| Error::io(format!("cannot list {}", dir.display()), &e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(crate::repository::ARCHIVE_EXT))
+                .find(|p| ArchiveReader::open(p).map(|r| r.header.archive_id == parent).unwrap_or(false))
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "backup {} builds on {parent}, which is not in {}; the chain is incomplete",
+                        chain.last().map(|r| r.header.archive_id.clone()).unwrap_or_default(),
+                        dir.display()
+                    ))
+                })?;
+            let mut r = ArchiveReader::open(&found)?;
+            self.unlock_archive(&mut r, repo).await?;
+            chain.push(r);
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
     /// Unlocks a repository's master key (for `key export-recovery`).
     pub async fn unlock_repository(&self, repo: &Repository) -> Result<SecretKey> {
         if let Some(rk) = self.recovery()? {

@@ -64,6 +64,11 @@ pub struct SectionEntry {
     pub plain_bytes: u64,
     pub sha256: String,
     pub rows: u64,
+    /// For tables of incremental and differential backups: "delta" when the section holds only
+    /// the rows changed since the parent (with a "<name>#keys" section listing every key at the
+    /// snapshot), absent when it holds the whole table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// The index: the sections and what the backup counted, written after them.

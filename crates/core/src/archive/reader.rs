@@ -210,6 +210,7 @@ impl ArchiveReader {
             plain_bytes: 0,
             sha256: String::new(),
             rows: 0,
+            mode: None,
         };
         let mut json = Vec::new();
         self.read_numbered(&entry, INDEX_SECTION_NO, false, &mut |chunk| {

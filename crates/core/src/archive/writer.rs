@@ -111,6 +111,7 @@ impl ArchiveWriter {
             plain: 0,
             hash: Sha256::new(),
             rows: 0,
+            mode: None,
         }
     }
 
@@ -187,6 +188,7 @@ pub struct SectionWriter<'a> {
     plain: u64,
     hash: Sha256,
     rows: u64,
+    mode: Option<String>,
 }
 
 impl SectionWriter<'_> {
@@ -202,6 +204,11 @@ impl SectionWriter<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Marks the section as holding only changed rows (see [`SectionEntry::mode`]).
+    pub fn set_mode(&mut self, mode: &str) {
+        self.mode = Some(mode.to_string());
     }
 
     pub fn add_rows(&mut self, n: u64) {
@@ -244,6 +251,7 @@ impl SectionWriter<'_> {
             plain_bytes: self.plain,
             sha256: hex::encode(self.hash.clone().finalize()),
             rows: self.rows,
+            mode: self.mode.clone(),
         })
     }
 

@@ -34,6 +34,9 @@ pub struct PgTable {
     pub name: String,
     /// Columns written by COPY (generated columns are computed again on restore).
     pub columns: Vec<String>,
+    /// The primary key's columns (empty without one): how incremental backups match rows.
+    #[serde(default)]
+    pub key_columns: Vec<String>,
     pub class: TableClass,
 }
 
@@ -309,7 +312,15 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 }
                 table_names.push(qualified.clone());
                 if kind == "r" {
-                    pending_tables.push(PgTable { schema: ns.clone(), name: name.clone(), columns: copy_cols, class: TableClass::System });
+                    let key_columns: Vec<String> = sqlx::query_scalar(
+                        "SELECT a.attname::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE i.indrelid = $1::oid AND i.indisprimary ORDER BY k.ord",
+                    )
+                    .bind(oid)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(q("read primary keys"))?;
+                    pending_tables.push(PgTable { schema: ns.clone(), name: name.clone(), columns: copy_cols, key_columns, class: TableClass::System });
                 }
             }
         }
@@ -406,14 +417,52 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
     Ok(s)
 }
 
-/// Dumps the database at `url` into `archive`.
-pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, cancel: &CancelToken, progress: &ProgressSink) -> Result<DumpStats> {
+/// What an incremental or differential backup needs of its parent.
+#[derive(Debug, Clone)]
+pub struct Parent {
+    /// `pg_current_snapshot()` as the parent's backup saw it.
+    pub snapshot: String,
+    /// The parent's tables (section name → COPY columns).
+    pub tables: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Parent {
+    /// Reads what is needed from the parent archive (unlocked).
+    pub fn from_archive(reader: &ArchiveReader) -> Result<Self> {
+        let index = reader.index()?;
+        let snapshot = index
+            .source_state
+            .get("txid_snapshot")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| Error::validation(format!("the parent backup {} records no snapshot", reader.header.archive_id)))?
+            .to_string();
+        let mut json = Vec::new();
+        reader.read_section(&index, "schema", &mut |c| {
+            json.extend_from_slice(c);
+            Ok(())
+        })?;
+        let schema: PgSchema = serde_json::from_slice(&json).map_err(|e| Error::validation(format!("the parent's schema is unreadable: {e}")))?;
+        Ok(Self { snapshot, tables: schema.tables.into_iter().map(|t| (t.section(), t.columns)).collect() })
+    }
+}
+
+/// Dumps the database at `url` into `archive`: every table whole, or — with a `parent` — only
+/// the rows written since the parent's snapshot (by any transaction the parent could not see,
+/// including ones still open then) plus every primary key, from which deletes are found.
+pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, parent: Option<&Parent>, cancel: &CancelToken, progress: &ProgressSink) -> Result<DumpStats> {
     let mut conn = connect(url).await?;
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE").execute(&mut conn).await.map_err(q("start the snapshot"))?;
-    let (snapshot, xmin): (String, String) = sqlx::query_as("SELECT pg_export_snapshot(), pg_current_snapshot()::text")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(q("export the snapshot"))?;
+    let (snapshot, xmin, next_xid): (String, String, i64) =
+        sqlx::query_as("SELECT pg_export_snapshot(), pg_current_snapshot()::text, pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(q("export the snapshot"))?;
+    // A row's 32-bit xmin widened to xid8 with the current epoch (xids below the next one are
+    // of this epoch, the others of the previous one).
+    let (epoch, low) = (next_xid >> 32, next_xid & 0xffff_ffff);
+    let full_xmin = format!(
+        "(CASE WHEN xmin::text::bigint <= {low} THEN ({epoch}::bigint << 32) + xmin::text::bigint ELSE (({epoch}::bigint - 1) << 32) + xmin::text::bigint END)::text::xid8"
+    );
     let mut schema = read_schema(&mut conn, &req.tenant_column, &req.tenants_table).await?;
     schema.tables.retain(|t| req.include.wants(t.class));
     let mut sec = archive.section("schema", "schema");
@@ -425,26 +474,29 @@ pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, c
     for (done, t) in schema.tables.iter().enumerate() {
         cancel.check()?;
         progress(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: done as u64, tables_total: total, rows: stats.rows, bytes: 0 });
-        let mut sec = archive.section(&t.section(), "table");
-        let mut rows = 0u64;
-        {
-            let mut out = conn.copy_out_raw(&format!("COPY {} TO STDOUT", t.copy_target())).await.map_err(q("read a table"))?;
-            while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: reading {} failed: {e}", t.section())))? {
-                rows += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-                sec.write(&bytes)?;
-                if cancel.is_cancelled() {
-                    break;
-                }
+        let delta = parent.filter(|p| !t.key_columns.is_empty() && p.tables.get(&t.section()) == Some(&t.columns)).map(|p| p.snapshot.clone());
+        let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
+        let from = format!("{}.{}", qi(&t.schema), qi(&t.name));
+        let (sql, mode) = match &delta {
+            None => (format!("COPY {} TO STDOUT", t.copy_target()), None),
+            Some(snap) => (
+                format!("COPY (SELECT {} FROM {from} WHERE NOT pg_visible_in_snapshot({full_xmin}, {}::pg_snapshot)) TO STDOUT", cols.join(", "), ql(snap)),
+                Some("delta"),
+            ),
+        };
+        let rows = copy_section(&mut conn, archive, &t.section(), "table", &sql, mode, cancel).await?;
+        if delta.is_some() {
+            let keys: Vec<String> = t.key_columns.iter().map(|c| qi(c)).collect();
+            let keys_sql = format!("COPY (SELECT {} FROM {from}) TO STDOUT", keys.join(", "));
+            let all = copy_section(&mut conn, archive, &format!("{}#keys", t.section()), "keys", &keys_sql, None, cancel).await?;
+            if t.name == req.tenants_table {
+                stats.tenant_count = all;
             }
-        }
-        cancel.check()?;
-        sec.add_rows(rows);
-        sec.finish()?;
-        stats.rows += rows;
-        stats.tables += 1;
-        if t.name == req.tenants_table {
+        } else if t.name == req.tenants_table {
             stats.tenant_count = rows;
         }
+        stats.rows += rows;
+        stats.tables += 1;
     }
     archive.index_mut().source_state = serde_json::json!({ "snapshot": snapshot, "txid_snapshot": xmin, "server_version": schema.server_version });
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
@@ -452,8 +504,34 @@ pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, c
     Ok(stats)
 }
 
+/// Streams `COPY … TO STDOUT` into a new section; returns the rows written.
+async fn copy_section(conn: &mut PgConnection, archive: &mut ArchiveWriter, name: &str, kind: &str, sql: &str, mode: Option<&str>, cancel: &CancelToken) -> Result<u64> {
+    let mut sec = archive.section(name, kind);
+    if let Some(m) = mode {
+        sec.set_mode(m);
+    }
+    let mut rows = 0u64;
+    {
+        let mut out = conn.copy_out_raw(sql).await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot read {name}: {e}")))?;
+        while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: reading {name} failed: {e}")))? {
+            rows += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            sec.write(&bytes)?;
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+    }
+    cancel.check()?;
+    sec.add_rows(rows);
+    sec.finish()?;
+    Ok(rows)
+}
+
 /// Restores into the (empty) database at `url`, in one transaction.
-pub async fn restore(reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, url: &str, _jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
+/// `chain` is the backup and its ancestors, oldest (the full) first, each with its index; the
+/// state restored is the newest one's.
+pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, _jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
+    let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
     let mut schema_json = Vec::new();
     reader.read_section(index, "schema", &mut |c| {
         schema_json.extend_from_slice(c);
@@ -508,28 +586,26 @@ pub async fn restore(reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveInde
     for (done, t) in schema.tables.iter().enumerate() {
         cancel.check()?;
         progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done as u64, tables_total: n, rows: total, bytes: 0 });
-        let Some(entry) = index.section(&t.section()) else { continue };
-        let mut chunks = reader.section_chunks(index, &t.section())?;
-        let mut copy = (*tx).copy_in_raw(&format!("COPY {} FROM STDIN", t.copy_target())).await.map_err(|e| restore_error(&format!("table {}", t.section()), &e))?;
-        while let Some(chunk) = chunks.recv().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = copy.abort("the archive is damaged").await;
-                    return Err(e);
-                }
-            };
-            if cancel.is_cancelled() {
-                let _ = copy.abort("cancelled").await;
-                return Err(Error::new(ErrorCode::Cancelled, "restore cancelled; the target was left as it was"));
+        // The newest whole copy of the table, then every later delta in order.
+        let section = t.section();
+        let Some(base) = chain.iter().rposition(|(_, ix)| ix.section(&section).is_some_and(|e| e.mode.is_none())) else { continue };
+        let (base_reader, base_index) = &chain[base];
+        let mut expected = copy_in(&mut tx, base_reader, base_index, &section, &t.copy_target(), cancel).await?;
+        for (r, ix) in &chain[base + 1..] {
+            let entry = ix.section(&section).ok_or_else(|| Error::validation(format!("{section} is missing from backup {} of the chain", r.header.archive_id)))?;
+            if entry.mode.as_deref() != Some("delta") {
+                return Err(Error::validation(format!("{section}: backup {} of the chain is not a delta", r.header.archive_id)));
             }
-            copy.send(chunk).await.map_err(|e| restore_error(&format!("table {}", t.section()), &e))?;
+            expected = apply_delta(&mut tx, r, ix, t, cancel).await?;
         }
-        let loaded = copy.finish().await.map_err(|e| restore_error(&format!("table {}", t.section()), &e))?;
-        if loaded != entry.rows {
-            return Err(Error::validation(format!("{}: the archive says {} rows but {loaded} were loaded", t.section(), entry.rows)));
+        let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}.{}", qi(&t.schema), qi(&t.name))))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| restore_error(&format!("table {section}"), &e))?;
+        if u64::try_from(have).unwrap_or(0) != expected {
+            return Err(Error::validation(format!("{section}: the backup says {expected} rows but {have} were restored")));
         }
-        total += loaded;
+        total += expected;
     }
     for st in &schema.post {
         cancel.check()?;
@@ -538,6 +614,68 @@ pub async fn restore(reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveInde
     tx.commit().await.map_err(q("commit the restore"))?;
     let _ = conn.close().await;
     Ok(total)
+}
+
+/// COPYs a section into `target`; returns the rows loaded (checked against the index).
+async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, section: &str, target: &str, cancel: &CancelToken) -> Result<u64> {
+    let entry = index.section(section).ok_or_else(|| Error::validation(format!("the archive has no section {section}")))?;
+    let mut chunks = reader.section_chunks(index, section)?;
+    let mut copy = (**tx).copy_in_raw(&format!("COPY {target} FROM STDIN")).await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = copy.abort("the archive is damaged").await;
+                return Err(e);
+            }
+        };
+        if cancel.is_cancelled() {
+            let _ = copy.abort("cancelled").await;
+            return Err(Error::new(ErrorCode::Cancelled, "restore cancelled; the target was left as it was"));
+        }
+        copy.send(chunk).await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
+    }
+    let loaded = copy.finish().await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
+    if loaded != entry.rows {
+        return Err(Error::validation(format!("{section}: the archive says {} rows but {loaded} were loaded", entry.rows)));
+    }
+    Ok(loaded)
+}
+
+/// Applies one backup's delta to a table: changed rows replace their old versions, rows whose key
+/// is gone from the backup's key list are deleted. Returns the table's row count afterwards.
+async fn apply_delta(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, t: &PgTable, cancel: &CancelToken) -> Result<u64> {
+    let section = t.section();
+    let table = format!("{}.{}", qi(&t.schema), qi(&t.name));
+    let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
+    let keys: Vec<String> = t.key_columns.iter().map(|c| qi(c)).collect();
+    let run = |sql: String| AssertSqlSafe(sql);
+    let fail = |e: sqlx::Error| restore_error(&format!("table {section} (applying a delta)"), &e);
+    sqlx::raw_sql(run(format!(
+        "DROP TABLE IF EXISTS pg_temp._sh_delta, pg_temp._sh_keys; \
+         CREATE TEMP TABLE _sh_delta AS SELECT {} FROM {table} WITH NO DATA; \
+         CREATE TEMP TABLE _sh_keys AS SELECT {} FROM {table} WITH NO DATA;",
+        cols.join(", "),
+        keys.join(", ")
+    )))
+    .execute(&mut **tx)
+    .await
+    .map_err(fail)?;
+    copy_in(tx, reader, index, &section, "pg_temp._sh_delta", cancel).await?;
+    let all = copy_in(tx, reader, index, &format!("{section}#keys"), "pg_temp._sh_keys", cancel).await?;
+    let t_keys = keys.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", ");
+    let d_keys = keys.iter().map(|k| format!("d.{k}")).collect::<Vec<_>>().join(", ");
+    sqlx::raw_sql(run(format!(
+        "DELETE FROM {table} t USING pg_temp._sh_delta d WHERE ({t_keys}) = ({d_keys}); \
+         DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp._sh_keys d WHERE ({t_keys}) = ({d_keys})); \
+         INSERT INTO {table} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM pg_temp._sh_delta; \
+         DROP TABLE pg_temp._sh_delta, pg_temp._sh_keys;",
+        c = cols.join(", ")
+    )))
+    .execute(&mut **tx)
+    .await
+    .map_err(fail)?;
+    Ok(all)
 }
 
 fn restore_error(what: &str, e: &sqlx::Error) -> Error {

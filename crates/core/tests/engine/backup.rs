@@ -25,7 +25,7 @@ fn psql_file(db: &ScratchDb, file: &Path) {
 }
 
 /// pg_dump's view of a database, without its own comments, SET lines and random \restrict keys.
-fn pg_dump(db: &ScratchDb, args: &[&str], sort: bool) -> String {
+pub fn pg_dump(db: &ScratchDb, args: &[&str], sort: bool) -> String {
     let out = Command::new("pg_dump").args(args).args(["--no-owner", "--no-privileges", &db.url()]).output().expect("pg_dump");
     assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -59,11 +59,16 @@ impl Repo {
         let (repo, mk) = self.keys.open_repository_for_backup(&self.path()).await.expect("open repository");
         backup::run(&repo, &mk, &BackupRequest::new(source), &CancelToken::new(), &no_progress()).await.expect("backup")
     }
+    pub async fn backup_typed(&self, source: SourceSpec, t: safehold_core::configurations::BackupType) -> BackupOutcome {
+        let (repo, mk) = self.keys.open_repository_for_backup(&self.path()).await.expect("open repository");
+        let mut req = BackupRequest::new(source);
+        req.backup_type = t;
+        backup::run(&repo, &mk, &req, &CancelToken::new(), &no_progress()).await.expect("backup")
+    }
     pub async fn restore(&self, archive: &Path, target: &SourceSpec) -> safehold_core::Result<restore::RestoreOutcome> {
-        let mut reader = ArchiveReader::open(archive)?;
         let repo = Repository::open(&self.path())?;
-        self.keys.unlock_archive(&mut reader, repo.as_ref()).await?;
-        restore::restore_full(reader, target, 2, &CancelToken::new(), &no_progress()).await
+        let chain = self.keys.open_chain(archive, repo.as_ref()).await?;
+        restore::restore_chain(chain, target, 2, &CancelToken::new(), &no_progress()).await
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod backup;
 mod bindings;
+mod chains;
 mod catalog;
 mod configurations;
 mod connections;
