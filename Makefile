@@ -32,6 +32,12 @@ test:
 bindings:
 	SAFEHOLD_WRITE_BINDINGS=1 cargo test -p safehold-core --test engine bindings
 
+## Benchmarks against pg_dump/pg_restore (not part of make test). BENCH_SCALE=0.25 for a quick run.
+bench:
+	scripts/deps.sh bench
+	cargo build --release -p safehold-cli
+	bench/run.py
+
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd ui && npx tsc --noEmit

@@ -17,6 +17,7 @@ test_pkgs=(xvfb xauth xdotool webkit2gtk-driver gnome-keyring dbus dbus-x11 libs
 
 want=("${build_pkgs[@]}")
 if [ "$mode" = test ]; then want+=("${test_pkgs[@]}"); fi
+if [ "$mode" = bench ]; then want=(postgresql-client zstd openssl python3); fi
 # Without a PostgreSQL answering on 127.0.0.1:5432 the tests start a private cluster: they need the server.
 if [ "$mode" = test ] && ! (command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432); then
   want+=(postgresql postgresql-client)
@@ -40,6 +41,7 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 
+if [ "$mode" = bench ]; then exit 0; fi
 if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
   echo "deps: npm ci in ui/"
   (cd ui && npm ci --no-audit --no-fund --loglevel=error)

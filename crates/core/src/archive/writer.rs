@@ -18,11 +18,89 @@ use crate::error::{Error, ErrorCode, Result};
 pub struct WriteOptions {
     /// zstd level; `None` stores chunks uncompressed.
     pub zstd_level: Option<i32>,
+    /// Threads that compress and seal chunks while the source keeps streaming.
+    pub threads: usize,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        Self { zstd_level: Some(3) }
+        Self { zstd_level: Some(3), threads: std::thread::available_parallelism().map(usize::from).unwrap_or(1) }
+    }
+}
+
+/// One chunk to compress and seal.
+struct Job {
+    seq: u64,
+    section_no: u32,
+    nonce: [u8; 7],
+    counter: u32,
+    last: bool,
+    plain: Vec<u8>,
+}
+
+/// Compresses and seals chunks on worker threads; frames come back tagged with their sequence
+/// number and are written in order by the archive writer. Memory stays bounded: at most
+/// `2 × threads` chunks are in flight.
+struct Sealer {
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+    results: std::sync::mpsc::Receiver<(u64, Result<Vec<u8>>)>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    max_in_flight: usize,
+}
+
+impl Sealer {
+    fn start(key: Option<SecretKey>, header_hash: [u8; 32], level: Option<i32>, threads: usize) -> Self {
+        let threads = threads.max(1);
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(threads * 2);
+        let (res_tx, res_rx) = std::sync::mpsc::channel();
+        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = std::sync::Arc::clone(&job_rx);
+                let tx = res_tx.clone();
+                let cipher = key.as_ref().map(SecretKey::cipher);
+                std::thread::spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => match guard.recv() {
+                            Ok(j) => j,
+                            Err(_) => return,
+                        },
+                        Err(_) => return,
+                    };
+                    let frame = seal(&job, cipher.as_ref(), &header_hash, level);
+                    if tx.send((job.seq, frame)).is_err() {
+                        return;
+                    }
+                })
+            })
+            .collect();
+        Self { jobs: Some(job_tx), results: res_rx, workers, max_in_flight: threads * 2 }
+    }
+}
+
+impl Drop for Sealer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn seal(job: &Job, cipher: Option<&Aes256Gcm>, header_hash: &[u8; 32], level: Option<i32>) -> Result<Vec<u8>> {
+    let packed = match level {
+        Some(level) => zstd::bulk::compress(&job.plain, level).map_err(|e| Error::new(ErrorCode::Internal, format!("zstd failed: {e}")))?,
+        None => job.plain.clone(),
+    };
+    match cipher {
+        Some(c) => {
+            let stream = StreamBE32::<Aes256Gcm>::from_aead(c.clone(), &job.nonce.into());
+            let aad = chunk_aad(header_hash, job.section_no);
+            stream
+                .encrypt(job.counter, job.last, Payload { msg: &packed, aad: &aad })
+                .map_err(|_| Error::new(ErrorCode::Internal, "AES-GCM encryption failed"))
+        }
+        None => Ok(packed),
     }
 }
 
@@ -53,12 +131,15 @@ impl Hashing {
 }
 
 pub struct ArchiveWriter {
+    sealer: Sealer,
+    next_seq: u64,
+    next_to_write: u64,
+    ready: std::collections::BTreeMap<u64, Vec<u8>>,
     file: Hashing,
     tmp: PathBuf,
     dest: PathBuf,
     key: Option<SecretKey>,
     header_hash: [u8; 32],
-    options: WriteOptions,
     index: ArchiveIndex,
     raw_bytes: u64,
     finished: bool,
@@ -85,7 +166,8 @@ impl ArchiveWriter {
             file.write(&header_json)
         };
         w().map_err(|e| io(&tmp, e))?;
-        Ok(Self { file, tmp, dest: dest.to_path_buf(), key, header_hash, options, index: ArchiveIndex::default(), raw_bytes: 0, finished: false })
+        let sealer = Sealer::start(key.clone(), header_hash, options.zstd_level, options.threads);
+        Ok(Self { sealer, next_seq: 0, next_to_write: 0, ready: Default::default(), file, tmp, dest: dest.to_path_buf(), key, header_hash, index: ArchiveIndex::default(), raw_bytes: 0, finished: false })
     }
 
     /// Starts the next section. Sections are written one after the other.
@@ -99,7 +181,6 @@ impl ArchiveWriter {
         rand::rng().fill_bytes(&mut nonce);
         let offset = self.file.pos;
         SectionWriter {
-            stream: self.key.as_ref().map(|k| StreamBE32::<Aes256Gcm>::from_aead(k.cipher(), &nonce.into())),
             archive: self,
             name: name.to_string(),
             kind: kind.to_string(),
@@ -113,6 +194,45 @@ impl ArchiveWriter {
             rows: 0,
             mode: None,
         }
+    }
+
+    /// Hands a chunk to the sealing threads, writing finished frames in order meanwhile.
+    fn submit(&mut self, job: Job) -> Result<()> {
+        while self.next_seq - self.next_to_write >= self.sealer.max_in_flight as u64 {
+            self.receive_one()?;
+        }
+        let tx = self.sealer.jobs.as_ref().ok_or_else(|| Error::new(ErrorCode::Internal, "the sealing threads stopped"))?;
+        tx.send(job).map_err(|_| Error::new(ErrorCode::Internal, "the sealing threads stopped"))?;
+        self.next_seq += 1;
+        while let Ok((seq, frame)) = self.sealer.results.try_recv() {
+            self.ready.insert(seq, frame?);
+        }
+        self.write_ready()
+    }
+
+    fn receive_one(&mut self) -> Result<()> {
+        let (seq, frame) = self.sealer.results.recv().map_err(|_| Error::new(ErrorCode::Internal, "the sealing threads stopped"))?;
+        self.ready.insert(seq, frame?);
+        self.write_ready()
+    }
+
+    fn write_ready(&mut self) -> Result<()> {
+        while let Some(frame) = self.ready.remove(&self.next_to_write) {
+            let tmp = self.tmp.clone();
+            let len = u32::try_from(frame.len()).map_err(|_| Error::new(ErrorCode::Internal, "frame too large"))?;
+            self.file.write(&len.to_be_bytes()).map_err(|e| io(&tmp, e))?;
+            self.file.write(&frame).map_err(|e| io(&tmp, e))?;
+            self.next_to_write += 1;
+        }
+        Ok(())
+    }
+
+    /// Waits until every submitted frame is written.
+    fn drain(&mut self) -> Result<()> {
+        while self.next_to_write < self.next_seq {
+            self.receive_one()?;
+        }
+        Ok(())
     }
 
     pub fn index_mut(&mut self) -> &mut ArchiveIndex {
@@ -177,7 +297,6 @@ pub(crate) fn trailer_mac(key: Option<&SecretKey>, header_hash: &[u8; 32], field
 /// Writes one section: buffers plaintext into chunks, compresses and seals each.
 pub struct SectionWriter<'a> {
     archive: &'a mut ArchiveWriter,
-    stream: Option<StreamBE32<Aes256Gcm>>,
     name: String,
     kind: String,
     nonce: [u8; 7],
@@ -216,31 +335,16 @@ impl SectionWriter<'_> {
     }
 
     fn flush_chunk(&mut self, last: bool) -> Result<()> {
-        let plain = std::mem::take(&mut self.buf);
-        self.buf.reserve(CHUNK_SIZE);
-        let packed = match self.archive.options.zstd_level {
-            Some(level) => zstd::bulk::compress(&plain, level)
-                .map_err(|e| Error::new(ErrorCode::Internal, format!("zstd failed: {e}")))?,
-            None => plain,
-        };
-        let frame = match &self.stream {
-            Some(s) => {
-                let aad = chunk_aad(&self.archive.header_hash, self.section_no);
-                s.encrypt(self.frames, last, Payload { msg: &packed, aad: &aad })
-                    .map_err(|_| Error::new(ErrorCode::Internal, "AES-GCM encryption failed"))?
-            }
-            None => packed,
-        };
-        let tmp = self.archive.tmp.clone();
-        let len = u32::try_from(frame.len()).map_err(|_| Error::new(ErrorCode::Internal, "frame too large"))?;
-        self.archive.file.write(&len.to_be_bytes()).map_err(|e| io(&tmp, e))?;
-        self.archive.file.write(&frame).map_err(|e| io(&tmp, e))?;
+        let plain = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
+        let seq = self.archive.next_seq;
+        self.archive.submit(Job { seq, section_no: self.section_no, nonce: self.nonce, counter: self.frames, last, plain })?;
         self.frames += 1;
         Ok(())
     }
 
     fn close_entry(&mut self) -> Result<SectionEntry> {
         self.flush_chunk(true)?;
+        self.archive.drain()?;
         Ok(SectionEntry {
             name: self.name.clone(),
             kind: self.kind.clone(),
