@@ -280,13 +280,14 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
             let keys = key_sources(&a.keys);
             let (path, repo) = resolve_archive(&a.from, a.backup.as_deref())?;
             let chain = keys.open_chain(&path, repo.as_ref()).await?;
+            let mut created = false;
             if a.create {
                 if let SourceSpec::Postgres { url } = &target {
-                    source::postgres::create_database(url).await?;
+                    created = source::postgres::create_database(url).await?;
                 }
             }
-            let jobs = a.jobs.unwrap_or(2);
-            let out = restore::restore_chain(chain, &target, jobs, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
+            let out = restore::restore_chain(chain, &target, jobs, created, &cancel_on_ctrl_c(), &progress_sink(json)).await;
             end_progress(json);
             let out = out?;
             if json {

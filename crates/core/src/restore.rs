@@ -33,12 +33,15 @@ pub fn open_archive(path: &std::path::Path, master: Option<&SecretKey>, unlock: 
 /// database without tables). All or nothing. Incremental and differential backups need their
 /// chain: see [`restore_chain`].
 pub async fn restore_full(reader: ArchiveReader, target: &SourceSpec, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
-    restore_chain(vec![reader], target, jobs, cancel, progress).await
+    restore_chain(vec![reader], target, jobs, false, cancel, progress).await
 }
 
 /// Restores the newest backup of `chain` (its full first, then each backup that builds on the
 /// one before) into the empty `target`, exactly as its source was at that backup's snapshot.
-pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
+/// Into an existing database the restore is one transaction. Into a PostgreSQL database that
+/// this restore created (`created_target`), `jobs` connections load and index in parallel and a
+/// failure drops the new database.
+pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs: usize, created_target: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
     let started = std::time::Instant::now();
     for pair in chain.windows(2) {
         if pair[1].header.parent_id.as_deref() != Some(pair[0].header.archive_id.as_str()) {
@@ -74,6 +77,7 @@ pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs:
     }
     let rows = match target {
         SourceSpec::Sqlite { path } => source::sqlite::restore(&reader, &index, path, cancel, progress).await?,
+        SourceSpec::Postgres { url } if created_target && jobs > 1 => source::postgres::restore_parallel(&members, url, jobs, cancel, progress).await?,
         SourceSpec::Postgres { url } => source::postgres::restore(&members, url, jobs, cancel, progress).await?,
     };
     Ok(RestoreOutcome {

@@ -553,24 +553,43 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
         )));
     }
     let mut tx = conn.begin().await.map_err(q("start the restore transaction"))?;
-    sqlx::query("SET LOCAL check_function_bodies = off").execute(&mut *tx).await.map_err(q("prepare the restore"))?;
-    for st in &schema.extensions {
+    create_objects(&mut tx, &schema, cancel).await?;
+    let mut total = 0u64;
+    let n = schema.tables.len() as u64;
+    for (done, t) in schema.tables.iter().enumerate() {
+        cancel.check()?;
+        progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done as u64, tables_total: n, rows: total, bytes: 0 });
+        total += load_table(&mut tx, chain, t, cancel).await?;
+    }
+    for st in &schema.post {
+        cancel.check()?;
         sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
     }
-    // Create objects in dependency order, found by retrying: each attempt runs in a savepoint.
+    tx.commit().await.map_err(q("commit the restore"))?;
+    let _ = conn.close().await;
+    Ok(total)
+}
+
+/// Creates the extensions and every object of the schema in dependency order, found by
+/// retrying: each attempt runs in a savepoint.
+async fn create_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, schema: &PgSchema, cancel: &CancelToken) -> Result<()> {
+    sqlx::query("SET LOCAL check_function_bodies = off").execute(&mut **tx).await.map_err(q("prepare the restore"))?;
+    for st in &schema.extensions {
+        sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut **tx).await.map_err(|e| restore_error(&st.what, &e))?;
+    }
     let mut pending: Vec<&Stmt> = schema.objects.iter().collect();
     while !pending.is_empty() {
         cancel.check()?;
         let mut failed = Vec::new();
         let mut first_error = None;
         for st in pending.iter().copied() {
-            sqlx::query("SAVEPOINT obj").execute(&mut *tx).await.map_err(q("create a savepoint"))?;
-            match sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await {
+            sqlx::query("SAVEPOINT obj").execute(&mut **tx).await.map_err(q("create a savepoint"))?;
+            match sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut **tx).await {
                 Ok(_) => {
-                    sqlx::query("RELEASE SAVEPOINT obj").execute(&mut *tx).await.map_err(q("release a savepoint"))?;
+                    sqlx::query("RELEASE SAVEPOINT obj").execute(&mut **tx).await.map_err(q("release a savepoint"))?;
                 }
                 Err(e) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT obj").execute(&mut *tx).await.map_err(q("roll back a savepoint"))?;
+                    sqlx::query("ROLLBACK TO SAVEPOINT obj").execute(&mut **tx).await.map_err(q("roll back a savepoint"))?;
                     first_error.get_or_insert_with(|| restore_error(&st.what, &e));
                     failed.push(st);
                 }
@@ -581,39 +600,31 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
         }
         pending = failed;
     }
-    let mut total = 0u64;
-    let n = schema.tables.len() as u64;
-    for (done, t) in schema.tables.iter().enumerate() {
-        cancel.check()?;
-        progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done as u64, tables_total: n, rows: total, bytes: 0 });
-        // The newest whole copy of the table, then every later delta in order.
-        let section = t.section();
-        let Some(base) = chain.iter().rposition(|(_, ix)| ix.section(&section).is_some_and(|e| e.mode.is_none())) else { continue };
-        let (base_reader, base_index) = &chain[base];
-        let mut expected = copy_in(&mut tx, base_reader, base_index, &section, &t.copy_target(), cancel).await?;
-        for (r, ix) in &chain[base + 1..] {
-            let entry = ix.section(&section).ok_or_else(|| Error::validation(format!("{section} is missing from backup {} of the chain", r.header.archive_id)))?;
-            if entry.mode.as_deref() != Some("delta") {
-                return Err(Error::validation(format!("{section}: backup {} of the chain is not a delta", r.header.archive_id)));
-            }
-            expected = apply_delta(&mut tx, r, ix, t, cancel).await?;
+    Ok(())
+}
+
+/// Loads one table: the newest whole copy in the chain, then every later delta in order; checks
+/// the final row count. Returns the rows.
+async fn load_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, cancel: &CancelToken) -> Result<u64> {
+    let section = t.section();
+    let Some(base) = chain.iter().rposition(|(_, ix)| ix.section(&section).is_some_and(|e| e.mode.is_none())) else { return Ok(0) };
+    let (base_reader, base_index) = &chain[base];
+    let mut expected = copy_in(tx, base_reader, base_index, &section, &t.copy_target(), cancel).await?;
+    for (r, ix) in &chain[base + 1..] {
+        let entry = ix.section(&section).ok_or_else(|| Error::validation(format!("{section} is missing from backup {} of the chain", r.header.archive_id)))?;
+        if entry.mode.as_deref() != Some("delta") {
+            return Err(Error::validation(format!("{section}: backup {} of the chain is not a delta", r.header.archive_id)));
         }
-        let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}.{}", qi(&t.schema), qi(&t.name))))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| restore_error(&format!("table {section}"), &e))?;
-        if u64::try_from(have).unwrap_or(0) != expected {
-            return Err(Error::validation(format!("{section}: the backup says {expected} rows but {have} were restored")));
-        }
-        total += expected;
+        expected = apply_delta(tx, r, ix, t, cancel).await?;
     }
-    for st in &schema.post {
-        cancel.check()?;
-        sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
+    let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}.{}", qi(&t.schema), qi(&t.name))))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(|e| restore_error(&format!("table {section}"), &e))?;
+    if u64::try_from(have).unwrap_or(0) != expected {
+        return Err(Error::validation(format!("{section}: the backup says {expected} rows but {have} were restored")));
     }
-    tx.commit().await.map_err(q("commit the restore"))?;
-    let _ = conn.close().await;
-    Ok(total)
+    Ok(expected)
 }
 
 /// COPYs a section into `target`; returns the rows loaded (checked against the index).
@@ -682,8 +693,9 @@ fn restore_error(what: &str, e: &sqlx::Error) -> Error {
     Error::new(ErrorCode::Database, format!("restore failed at {what}: {e}; the target was left as it was"))
 }
 
-/// Creates the database named in `url` (connecting to the server's `postgres` database).
-pub async fn create_database(url: &str) -> Result<()> {
+/// Creates the database named in `url` (connecting to the server's `postgres` database);
+/// `true` when it was created, `false` when it existed.
+pub async fn create_database(url: &str) -> Result<bool> {
     let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
     let db = admin_url.path().trim_start_matches('/').to_string();
     if db.is_empty() {
@@ -696,5 +708,113 @@ pub async fn create_database(url: &str) -> Result<()> {
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {}", qi(&db)))).execute(&mut admin).await.map_err(q("create the target database"))?;
     }
     let _ = admin.close().await;
+    Ok(!exists)
+}
+
+/// Drops the database named in `url` (used to undo a failed restore into a database it created).
+pub async fn drop_database(url: &str) -> Result<()> {
+    let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
+    let db = admin_url.path().trim_start_matches('/').to_string();
+    admin_url.set_path("/postgres");
+    let mut admin = connect(admin_url.as_str()).await?;
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", qi(&db)))).execute(&mut admin).await.map_err(q("drop the unfinished database"))?;
+    let _ = admin.close().await;
     Ok(())
+}
+
+/// Restores into a database this restore created, with `jobs` connections in parallel: tables are
+/// loaded and indexes and constraints built concurrently. Not one transaction — so any failure
+/// drops the new database, which is all-or-nothing at the level of the database.
+pub async fn restore_parallel(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
+    let result = restore_parallel_inner(chain, url, jobs.max(1), cancel, progress).await;
+    if let Err(e) = result {
+        let undo = drop_database(url).await;
+        let mut e = e;
+        e.message = match undo {
+            Ok(()) => format!("{}; the new database was removed", e.message.trim_end_matches("; the target was left as it was")),
+            Err(u) => format!("{}; removing the new database failed too: {}", e.message, u.message),
+        };
+        return Err(e);
+    }
+    result
+}
+
+async fn restore_parallel_inner(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
+    let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
+    let mut schema_json = Vec::new();
+    reader.read_section(index, "schema", &mut |c| {
+        schema_json.extend_from_slice(c);
+        Ok(())
+    })?;
+    let schema: PgSchema = serde_json::from_slice(&schema_json).map_err(|e| Error::validation(format!("the archive's schema is unreadable: {e}")))?;
+    {
+        let mut conn = connect(url).await?;
+        let mut tx = conn.begin().await.map_err(q("start the restore"))?;
+        create_objects(&mut tx, &schema, cancel).await?;
+        tx.commit().await.map_err(q("commit the schema"))?;
+    }
+    // Tables, biggest first, shared by the workers.
+    let mut tables: Vec<PgTable> = schema.tables.clone();
+    let size = |t: &PgTable| index.section(&t.section()).map(|e| e.plain_bytes).unwrap_or(0);
+    tables.sort_by_key(|t| std::cmp::Reverse(size(t)));
+    let total_tables = tables.len() as u64;
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(tables)));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rows = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..jobs {
+        let (queue, done, rows) = (queue.clone(), done.clone(), rows.clone());
+        let chain = chain.to_vec();
+        let (url, cancel, progress) = (url.to_string(), cancel.clone(), progress.clone());
+        workers.spawn(async move {
+            let mut conn = connect(&url).await?;
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                let Some(t) = next else { break };
+                cancel.check()?;
+                progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done.load(std::sync::atomic::Ordering::SeqCst), tables_total: total_tables, rows: rows.load(std::sync::atomic::Ordering::SeqCst), bytes: 0 });
+                let mut tx = conn.begin().await.map_err(q("start a table's load"))?;
+                let n = load_table(&mut tx, &chain, &t, &cancel).await?;
+                tx.commit().await.map_err(q("commit a table's load"))?;
+                rows.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            let _ = conn.close().await;
+            Ok::<(), Error>(())
+        });
+    }
+    while let Some(r) = workers.join_next().await {
+        r.map_err(|e| Error::new(ErrorCode::Internal, format!("a restore worker failed: {e}")))??;
+    }
+    // Keys, unique and check constraints and indexes in parallel; the rest in order after them.
+    let parallel = |st: &Stmt| st.sql.starts_with("CREATE INDEX") || st.sql.starts_with("CREATE UNIQUE INDEX") || (st.sql.contains(" ADD CONSTRAINT ") && !st.sql.contains(" FOREIGN KEY "));
+    let (first, rest): (Vec<Stmt>, Vec<Stmt>) = schema.post.iter().cloned().partition(|st| parallel(st));
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(first)));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..jobs {
+        let queue = queue.clone();
+        let (url, cancel) = (url.to_string(), cancel.clone());
+        workers.spawn(async move {
+            let mut conn = connect(&url).await?;
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                let Some(st) = next else { break };
+                cancel.check()?;
+                sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut conn).await.map_err(|e| restore_error(&st.what, &e))?;
+            }
+            let _ = conn.close().await;
+            Ok::<(), Error>(())
+        });
+    }
+    while let Some(r) = workers.join_next().await {
+        r.map_err(|e| Error::new(ErrorCode::Internal, format!("a restore worker failed: {e}")))??;
+    }
+    let mut conn = connect(url).await?;
+    let mut tx = conn.begin().await.map_err(q("start the last step"))?;
+    for st in &rest {
+        cancel.check()?;
+        sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
+    }
+    tx.commit().await.map_err(q("commit the restore"))?;
+    Ok(rows.load(std::sync::atomic::Ordering::SeqCst))
 }

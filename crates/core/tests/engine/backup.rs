@@ -68,7 +68,7 @@ impl Repo {
     pub async fn restore(&self, archive: &Path, target: &SourceSpec) -> safehold_core::Result<restore::RestoreOutcome> {
         let repo = Repository::open(&self.path())?;
         let chain = self.keys.open_chain(archive, repo.as_ref()).await?;
-        restore::restore_chain(chain, target, 2, &CancelToken::new(), &no_progress()).await
+        restore::restore_chain(chain, target, 2, false, &CancelToken::new(), &no_progress()).await
     }
 }
 
@@ -428,4 +428,41 @@ async fn random_corruptions_are_always_rejected() {
             Ok(Err(_)) => {}
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parallel_restore_into_a_new_database_is_exact_and_a_failure_removes_the_database() {
+    let src = ScratchDb::create().await;
+    psql_file(&src, &fixture("pagila/pagila-schema.sql"));
+    psql_file(&src, &fixture("pagila/pagila-data.sql"));
+    let repo = repo_with_password("pw");
+    let out = repo.backup(SourceSpec::Postgres { url: src.url() }).await;
+    let name = format!("safehold_test_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{}/{name}", pg_base());
+    assert!(safehold_core::source::postgres::create_database(&url).await.expect("create"), "a new database");
+    let chain = repo.keys.open_chain(Path::new(&out.archive), None).await.expect("chain");
+    restore::restore_chain(chain, &SourceSpec::Postgres { url: url.clone() }, 3, true, &CancelToken::new(), &no_progress()).await.expect("parallel restore");
+    let dst = ScratchDb { name: name.clone() };
+    assert_eq!(pg_dump(&src, &["--schema-only"], false), pg_dump(&dst, &["--schema-only"], false));
+    assert_eq!(pg_dump(&src, &["--data-only"], true), pg_dump(&dst, &["--data-only"], true));
+    drop(dst);
+
+    // A damaged table: the parallel restore fails and the database it created is gone.
+    let mut bytes = std::fs::read(&out.archive).expect("read");
+    let mut r = ArchiveReader::open(Path::new(&out.archive)).expect("open");
+    repo.keys.unlock_archive(&mut r, None).await.expect("unlock");
+    let index = r.index().expect("index");
+    let big = index.sections.iter().filter(|s| s.kind == "table").max_by_key(|s| s.plain_bytes).expect("a table");
+    bytes[usize::try_from(big.offset).expect("o") + 8] ^= 0x10;
+    let damaged = repo.dir.path().join("damaged.shar");
+    std::fs::write(&damaged, &bytes).expect("write");
+    let name2 = format!("safehold_test_{}", uuid::Uuid::new_v4().simple());
+    let url2 = format!("{}/{name2}", pg_base());
+    assert!(safehold_core::source::postgres::create_database(&url2).await.expect("create"));
+    let chain = repo.keys.open_chain(&damaged, None).await.expect("chain");
+    let err = restore::restore_chain(chain, &SourceSpec::Postgres { url: url2.clone() }, 3, true, &CancelToken::new(), &no_progress()).await.expect_err("damaged");
+    assert!(err.message.contains("the new database was removed"), "{}", err.message);
+    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await.expect("admin");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(&name2).fetch_one(&mut admin).await.expect("q");
+    assert!(!exists, "the half-restored database is gone");
 }
