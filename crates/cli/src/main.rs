@@ -165,6 +165,8 @@ enum ConnectionCommand {
 enum ConfigCommand {
     /// List backup configurations.
     List,
+    /// Run a configuration's backup now and record it in the catalog.
+    Run { name: String },
 }
 
 fn print_json(v: &impl serde::Serialize) {
@@ -244,6 +246,21 @@ fn archives_of(target: &Path) -> Result<(Vec<PathBuf>, Option<Repository>), Erro
     }
 }
 
+/// Archive path → SHA-256 recorded in the catalog (empty when there is no catalog).
+async fn recorded_checksums(home: Option<&Path>) -> std::collections::HashMap<PathBuf, String> {
+    let Some(home) = home.map(Path::to_path_buf).or_else(|| context::default_home().ok()) else { return Default::default() };
+    if !home.join(safehold_core::catalog::CATALOG_FILE).exists() {
+        return Default::default();
+    }
+    let Ok(ctx) = Ctx::open(&home).await else { return Default::default() };
+    safehold_core::history::executions(&ctx, i64::MAX)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| Some((std::fs::canonicalize(e.file_path?).ok()?, e.checksum?)))
+        .collect()
+}
+
 async fn run_engine(cli: &Cli) -> Result<bool, Error> {
     let json = cli.json;
     match &cli.command {
@@ -299,6 +316,8 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
         Command::Verify(a) => {
             let (paths, repo) = archives_of(&a.target)?;
             let keys = key_sources(&a.keys);
+            // The checksums the catalog recorded when the archives were written, if it knows them.
+            let recorded = recorded_checksums(cli.home.as_deref()).await;
             let mut reports = Vec::new();
             for p in &paths {
                 let report = if a.deep {
@@ -306,7 +325,8 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
                     keys.unlock_archive(&mut reader, repo.as_ref()).await?;
                     verify::deep_with(reader)?
                 } else {
-                    verify::quick(p, None)?
+                    let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                    verify::quick(p, recorded.get(&canonical).map(String::as_str))?
                 };
                 if !json {
                     println!("ok  {}  {}  sha256 {}{}", report.archive_id, report.archive, report.sha256, if report.deep { format!("  {} sections, {} rows", report.sections, report.rows) } else { String::new() });
@@ -455,6 +475,23 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         c.storage_location
                     );
                 }
+            }
+        }
+        Command::Config(ConfigCommand::Run { name }) => {
+            let config = configurations::list(&ctx)
+                .await?
+                .into_iter()
+                .find(|c| c.configuration_name == name || c.id == name)
+                .ok_or_else(|| Error::not_found(format!("no configuration is named \"{name}\"; `safehold config list` shows them")))?;
+            let id = safehold_core::runs::enqueue(&ctx, &config.id).await?;
+            let done = safehold_core::runs::run(&ctx, &id, &cancel_on_ctrl_c()).await?;
+            if cli.json {
+                print_json(&done);
+            } else {
+                println!("{} backup of \"{}\": {:?}{}", done.backup_type, name, done.status, done.file_path.as_deref().map(|p| format!(" — {p}")).unwrap_or_default());
+            }
+            if let Some(e) = done.error_message {
+                return Err(Error::new(safehold_core::ErrorCode::Database, e));
             }
         }
         Command::Backup(_) | Command::Restore(_) | Command::Verify(_) | Command::Ls { .. } | Command::Inspect { .. } | Command::Key(_) => {}

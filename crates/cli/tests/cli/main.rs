@@ -96,3 +96,27 @@ fn a_bad_url_is_refused_with_what_to_use_instead() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("use postgres://user@host:5432/database or sqlite:///path/to.db"));
 }
+
+#[test]
+fn a_configuration_runs_from_the_command_line_and_verify_checks_the_catalogs_checksum() {
+    let home = tempfile::tempdir().expect("tmp");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", home.path()).env("SAFEHOLD_PASSWORD", "cli-test").output().expect("run")
+    };
+    assert!(run(&["demo"]).status.success());
+    let first = stdout_json(&run(&["config", "run", "Daily demo backup", "--json"]));
+    assert_eq!(first["status"], "completed", "{first}");
+    let second = stdout_json(&run(&["config", "run", "Daily demo backup", "--json"]));
+    let repo = home.path().join("backups");
+    let ok = run(&["verify", repo.to_str().expect("utf8")]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let deep = run(&["verify", "--deep", repo.to_str().expect("utf8")]);
+    assert!(deep.status.success(), "{}", String::from_utf8_lossy(&deep.stderr));
+    // A valid archive put in another's place passes its own trailer check but not the catalog's.
+    let a = first["file_path"].as_str().expect("path");
+    let b = second["file_path"].as_str().expect("path");
+    std::fs::copy(b, a).expect("swap");
+    let bad = run(&["verify", a]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not match the checksum recorded"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
