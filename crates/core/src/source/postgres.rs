@@ -26,6 +26,10 @@ use crate::error::{Error, ErrorCode, Result};
 pub struct Stmt {
     pub what: String,
     pub sql: String,
+    /// The table (`schema.name`) an index or constraint belongs to: a parallel restore builds it
+    /// as soon as that table is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,11 +126,11 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
     // Schemas and extensions.
     for r in rows(conn, format!("SELECT n.nspname FROM pg_namespace n WHERE {USER_NS} AND {} ORDER BY 1", not_ext("n.oid")), "read schemas").await? {
         let name: String = r.get(0);
-        s.extensions.push(Stmt { what: format!("schema {name}"), sql: format!("CREATE SCHEMA IF NOT EXISTS {}", qi(&name)) });
+        s.extensions.push(Stmt { what: format!("schema {name}"), sql: format!("CREATE SCHEMA IF NOT EXISTS {}", qi(&name)), table: None });
     }
     for r in rows(conn, "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY 1".into(), "read extensions").await? {
         let (name, ns): (String, String) = (r.get(0), r.get(1));
-        s.extensions.push(Stmt { what: format!("extension {name}"), sql: format!("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}", qi(&name), qi(&ns)) });
+        s.extensions.push(Stmt { what: format!("extension {name}"), sql: format!("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}", qi(&name), qi(&ns)), table: None });
     }
     // Enums, domains, composite and range types.
     let types = rows(conn, format!(
@@ -176,7 +180,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 format!("CREATE TYPE {full} AS RANGE ({})", opts.join(", "))
             }
         };
-        s.objects.push(Stmt { what: format!("type {ns}.{name}"), sql });
+        s.objects.push(Stmt { what: format!("type {ns}.{name}"), sql, table: None });
     }
     // Sequences that are not identity sequences.
     let seqs = rows(conn, format!(
@@ -194,9 +198,10 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         s.objects.push(Stmt {
             what: format!("sequence {ns}.{name}"),
             sql: format!("CREATE SEQUENCE {full} AS {ty} INCREMENT BY {inc} MINVALUE {min} MAXVALUE {max} START WITH {start} CACHE {cache}{}", if cycle { " CYCLE" } else { "" }),
+            table: None,
         });
         if let Some(owner) = r.get::<Option<String>, _>(9) {
-            s.post.push(Stmt { what: format!("sequence {ns}.{name} owner"), sql: format!("ALTER SEQUENCE {full} OWNED BY {owner}") });
+            s.post.push(Stmt { what: format!("sequence {ns}.{name} owner"), sql: format!("ALTER SEQUENCE {full} OWNED BY {owner}"), table: None });
         }
     }
     // Functions and procedures (aggregates separately).
@@ -221,7 +226,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         } else {
             sqlx::query_scalar("SELECT pg_get_functiondef($1::oid)").bind(oid).fetch_one(&mut *conn).await.map_err(q("read a function"))?
         };
-        s.objects.push(Stmt { what: format!("function {ns}.{name}"), sql });
+        s.objects.push(Stmt { what: format!("function {ns}.{name}"), sql, table: None });
     }
     // Tables (ordinary, partitioned, partitions), views and materialized views.
     let rels = rows(conn, format!(
@@ -243,12 +248,12 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
             "v" => {
                 let opts: Option<String> = r.get(13);
                 let with = opts.filter(|o| !o.is_empty()).map(|o| format!(" WITH ({o})")).unwrap_or_default();
-                s.objects.push(Stmt { what: format!("view {qualified}"), sql: format!("CREATE VIEW {full}{with} AS {}", r.get::<String, _>(9).trim_end_matches(';')) });
+                s.objects.push(Stmt { what: format!("view {qualified}"), sql: format!("CREATE VIEW {full}{with} AS {}", r.get::<String, _>(9).trim_end_matches(';')), table: None });
             }
             "m" => {
-                s.objects.push(Stmt { what: format!("materialized view {qualified}"), sql: format!("CREATE MATERIALIZED VIEW {full} AS {} WITH NO DATA", r.get::<String, _>(9).trim_end_matches(';')) });
+                s.objects.push(Stmt { what: format!("materialized view {qualified}"), sql: format!("CREATE MATERIALIZED VIEW {full} AS {} WITH NO DATA", r.get::<String, _>(9).trim_end_matches(';')), table: None });
                 if r.get::<bool, _>(12) {
-                    s.post.push(Stmt { what: format!("refresh {qualified}"), sql: format!("REFRESH MATERIALIZED VIEW {full}") });
+                    s.post.push(Stmt { what: format!("refresh {qualified}"), sql: format!("REFRESH MATERIALIZED VIEW {full}"), table: None });
                 }
             }
             _ => {
@@ -303,12 +308,12 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                         sql
                     }
                 };
-                s.objects.push(Stmt { what: format!("table {qualified}"), sql });
+                s.objects.push(Stmt { what: format!("table {qualified}"), sql, table: None });
                 if r.get::<bool, _>(10) {
-                    s.post.push(Stmt { what: format!("row security on {qualified}"), sql: format!("ALTER TABLE {full} ENABLE ROW LEVEL SECURITY") });
+                    s.post.push(Stmt { what: format!("row security on {qualified}"), sql: format!("ALTER TABLE {full} ENABLE ROW LEVEL SECURITY"), table: None });
                 }
                 if r.get::<bool, _>(11) {
-                    s.post.push(Stmt { what: format!("forced row security on {qualified}"), sql: format!("ALTER TABLE {full} FORCE ROW LEVEL SECURITY") });
+                    s.post.push(Stmt { what: format!("forced row security on {qualified}"), sql: format!("ALTER TABLE {full} FORCE ROW LEVEL SECURITY"), table: None });
                 }
                 table_names.push(qualified.clone());
                 if kind == "r" {
@@ -333,7 +338,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         if let Some(seq) = r.get::<Option<String>, _>(2) {
             let (v, called): (i64, bool) = sqlx::query_as(AssertSqlSafe(format!("SELECT last_value, is_called FROM {seq}")))
                 .fetch_one(&mut *conn).await.map_err(q("read an identity sequence"))?;
-            s.post.push(Stmt { what: format!("identity of {}", r.get::<String, _>(0)), sql: format!("SELECT setval(pg_get_serial_sequence({}, {}), {v}, {called})", ql(&r.get::<String, _>(0)), ql(&r.get::<String, _>(1))) });
+            s.post.push(Stmt { what: format!("identity of {}", r.get::<String, _>(0)), sql: format!("SELECT setval(pg_get_serial_sequence({}, {}), {v}, {called})", ql(&r.get::<String, _>(0)), ql(&r.get::<String, _>(1))), table: None });
         }
     }
     for r in &seqs {
@@ -341,7 +346,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         let full = format!("{}.{}", qi(&ns), qi(&name));
         let (v, called): (i64, bool) = sqlx::query_as(AssertSqlSafe(format!("SELECT last_value, is_called FROM {full}")))
             .fetch_one(&mut *conn).await.map_err(q("read a sequence value"))?;
-        s.post.push(Stmt { what: format!("value of {ns}.{name}"), sql: format!("SELECT setval({}, {v}, {called})", ql(&full)) });
+        s.post.push(Stmt { what: format!("value of {ns}.{name}"), sql: format!("SELECT setval({}, {v}, {called})", ql(&full)), table: None });
     }
     // Constraints: keys, unique, check, exclusion first; foreign keys after.
     let cons = rows(conn, format!(
@@ -358,28 +363,28 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 fks.push((r.get::<String, _>(4), parent));
             }
         }
-        s.post.push(Stmt { what: format!("constraint {name} on {table}"), sql: format!("ALTER TABLE {table} ADD CONSTRAINT {} {def}", qi(&name)) });
+        s.post.push(Stmt { what: format!("constraint {name} on {table}"), sql: format!("ALTER TABLE {table} ADD CONSTRAINT {} {def}", qi(&name)), table: None });
     }
     // Foreign keys go after the indexes: move them to the end.
     let (fk_stmts, other): (Vec<Stmt>, Vec<Stmt>) = std::mem::take(&mut s.post).into_iter().partition(|st| st.sql.contains(" FOREIGN KEY "));
     s.post = other;
     // Indexes not backing a constraint and not attached to a parent's index.
     for r in rows(conn, format!(
-        "SELECT pg_get_indexdef(i.indexrelid), ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
+        "SELECT pg_get_indexdef(i.indexrelid), ic.relname, n.nspname || '.' || c.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.contype IN ('p', 'u', 'x')) \
            AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid) ORDER BY i.indexrelid", not_ext("c.oid")), "read indexes").await? {
         // "ON ONLY" would leave the partitions without their index; PostgreSQL builds and
         // attaches the partitions' indexes itself when the parent's is created without it.
         let def: String = r.get(0);
-        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: def.replacen(" ON ONLY ", " ON ", 1) });
+        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: def.replacen(" ON ONLY ", " ON ", 1), table: None });
     }
     s.post.extend(fk_stmts);
     // Triggers and policies.
     for r in rows(conn, format!(
         "SELECT pg_get_triggerdef(t.oid), t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND {USER_NS} AND {} ORDER BY t.oid", not_ext("c.oid")), "read triggers").await? {
-        s.post.push(Stmt { what: format!("trigger {}", r.get::<String, _>(1)), sql: r.get(0) });
+        s.post.push(Stmt { what: format!("trigger {}", r.get::<String, _>(1)), sql: r.get(0), table: None });
     }
     for r in rows(conn, "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename), policyname, permissive, array_to_string(roles, ', '), cmd, qual, with_check FROM pg_policies ORDER BY 1, 2".into(), "read policies").await? {
         let (table, name, permissive, roles, cmd): (String, String, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
@@ -390,7 +395,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         if let Some(w) = r.get::<Option<String>, _>(6) {
             sql.push_str(&format!(" WITH CHECK ({w})"));
         }
-        s.post.push(Stmt { what: format!("policy {name} on {table}"), sql });
+        s.post.push(Stmt { what: format!("policy {name} on {table}"), sql, table: None });
     }
     // Comments on schemas, tables, columns, views, types and functions.
     for r in rows(conn, format!(
@@ -406,7 +411,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
            AND NOT (d.classoid = 'pg_namespace'::regclass AND (SELECT nspname FROM pg_namespace WHERE oid = d.objoid) IN ('public', 'pg_catalog', 'information_schema')) \
            AND d.objoid >= 16384 ORDER BY 1", not_ext("d.objoid")), "read comments").await? {
         if let Some(target) = r.get::<Option<String>, _>(0) {
-            s.post.push(Stmt { what: format!("comment on {target}"), sql: format!("COMMENT ON {target} IS {}", ql(&r.get::<String, _>(1))) });
+            s.post.push(Stmt { what: format!("comment on {target}"), sql: format!("COMMENT ON {target} IS {}", ql(&r.get::<String, _>(1))), table: None });
         }
     }
     let classes = classify(&table_names, &|t| with_tenant.contains(t), &fks, tenants_table);
@@ -609,7 +614,9 @@ async fn load_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(st
     let section = t.section();
     let Some(base) = chain.iter().rposition(|(_, ix)| ix.section(&section).is_some_and(|e| e.mode.is_none())) else { return Ok(0) };
     let (base_reader, base_index) = &chain[base];
-    let mut expected = copy_in(tx, base_reader, base_index, &section, &t.copy_target(), cancel).await?;
+    // (COPY … WITH (FREEZE) after a TRUNCATE was measured slower here, on wal_level=replica.)
+    let target = format!("{} FROM STDIN", t.copy_target());
+    let mut expected = copy_in(tx, base_reader, base_index, &section, &target, cancel).await?;
     for (r, ix) in &chain[base + 1..] {
         let entry = ix.section(&section).ok_or_else(|| Error::validation(format!("{section} is missing from backup {} of the chain", r.header.archive_id)))?;
         if entry.mode.as_deref() != Some("delta") {
@@ -631,7 +638,7 @@ async fn load_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(st
 async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, section: &str, target: &str, cancel: &CancelToken) -> Result<u64> {
     let entry = index.section(section).ok_or_else(|| Error::validation(format!("the archive has no section {section}")))?;
     let mut chunks = reader.section_chunks(index, section)?;
-    let mut copy = (**tx).copy_in_raw(&format!("COPY {target} FROM STDIN")).await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
+    let mut copy = (**tx).copy_in_raw(&format!("COPY {target}")).await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
     while let Some(chunk) = chunks.recv().await {
         let chunk = match chunk {
             Ok(c) => c,
@@ -672,8 +679,8 @@ async fn apply_delta(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &st
     .execute(&mut **tx)
     .await
     .map_err(fail)?;
-    copy_in(tx, reader, index, &section, "pg_temp._sh_delta", cancel).await?;
-    let all = copy_in(tx, reader, index, &format!("{section}#keys"), "pg_temp._sh_keys", cancel).await?;
+    copy_in(tx, reader, index, &section, "pg_temp._sh_delta FROM STDIN", cancel).await?;
+    let all = copy_in(tx, reader, index, &format!("{section}#keys"), "pg_temp._sh_keys FROM STDIN", cancel).await?;
     let t_keys = keys.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", ");
     let d_keys = keys.iter().map(|k| format!("d.{k}")).collect::<Vec<_>>().join(", ");
     sqlx::raw_sql(run(format!(
@@ -753,62 +760,92 @@ async fn restore_parallel_inner(chain: &[(std::sync::Arc<ArchiveReader>, Archive
         create_objects(&mut tx, &schema, cancel).await?;
         tx.commit().await.map_err(q("commit the schema"))?;
     }
-    // Tables, biggest first, shared by the workers.
+    // One queue of work shared by the workers: tables, biggest first; as soon as a table is
+    // loaded, its keys, checks and indexes go to the front of the queue, so index builds overlap
+    // the loading of other tables. Foreign keys, triggers and the rest come after, in order.
+    let parallel = |st: &Stmt| st.sql.starts_with("CREATE INDEX") || st.sql.starts_with("CREATE UNIQUE INDEX") || (st.sql.contains(" ADD CONSTRAINT ") && !st.sql.contains(" FOREIGN KEY "));
+    let loaded: std::collections::HashSet<String> = schema.tables.iter().map(PgTable::section).collect();
+    let mut per_table: std::collections::HashMap<String, Vec<Stmt>> = std::collections::HashMap::new();
+    let mut after_load = Vec::new();
+    let mut rest = Vec::new();
+    for st in schema.post.iter().cloned() {
+        match &st.table {
+            Some(t) if parallel(&st) && loaded.contains(t) => per_table.entry(t.clone()).or_default().push(st),
+            _ if parallel(&st) => after_load.push(st),
+            _ => rest.push(st),
+        }
+    }
     let mut tables: Vec<PgTable> = schema.tables.clone();
     let size = |t: &PgTable| index.section(&t.section()).map(|e| e.plain_bytes).unwrap_or(0);
     tables.sort_by_key(|t| std::cmp::Reverse(size(t)));
     let total_tables = tables.len() as u64;
-    let queue = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(tables)));
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let queue: std::collections::VecDeque<Task> = tables.into_iter().map(Task::Load).collect();
+    let state = std::sync::Arc::new(std::sync::Mutex::new((queue, per_table)));
     let rows = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..jobs {
-        let (queue, done, rows) = (queue.clone(), done.clone(), rows.clone());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    run_workers(jobs, url, cancel, {
         let chain = chain.to_vec();
-        let (url, cancel, progress) = (url.to_string(), cancel.clone(), progress.clone());
-        workers.spawn(async move {
-            let mut conn = connect(&url).await?;
-            loop {
-                let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                let Some(t) = next else { break };
-                cancel.check()?;
-                progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done.load(std::sync::atomic::Ordering::SeqCst), tables_total: total_tables, rows: rows.load(std::sync::atomic::Ordering::SeqCst), bytes: 0 });
-                let mut tx = conn.begin().await.map_err(q("start a table's load"))?;
-                let n = load_table(&mut tx, &chain, &t, &cancel).await?;
-                tx.commit().await.map_err(q("commit a table's load"))?;
-                rows.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
-                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            let _ = conn.close().await;
-            Ok::<(), Error>(())
-        });
-    }
-    while let Some(r) = workers.join_next().await {
-        r.map_err(|e| Error::new(ErrorCode::Internal, format!("a restore worker failed: {e}")))??;
-    }
-    // Keys, unique and check constraints and indexes in parallel; the rest in order after them.
-    let parallel = |st: &Stmt| st.sql.starts_with("CREATE INDEX") || st.sql.starts_with("CREATE UNIQUE INDEX") || (st.sql.contains(" ADD CONSTRAINT ") && !st.sql.contains(" FOREIGN KEY "));
-    let (first, rest): (Vec<Stmt>, Vec<Stmt>) = schema.post.iter().cloned().partition(|st| parallel(st));
-    let queue = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(first)));
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..jobs {
+        let (rows, done, progress) = (rows.clone(), done.clone(), progress.clone());
+        move || {
+            let state = state.clone();
+            let (chain, rows, done, progress) = (chain.clone(), rows.clone(), done.clone(), progress.clone());
+            Box::new(move |mut conn: PgConnection, cancel: CancelToken| {
+                let state = state.clone();
+                let (chain, rows, done, progress) = (chain.clone(), rows.clone(), done.clone(), progress.clone());
+                Box::pin(async move {
+                    loop {
+                        let next = state.lock().ok().and_then(|mut s| s.0.pop_front());
+                        let Some(task) = next else {
+                            let _ = conn.close().await;
+                            return Ok(());
+                        };
+                        cancel.check()?;
+                        match task {
+                            Task::Load(t) => {
+                                progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done.load(std::sync::atomic::Ordering::SeqCst), tables_total: total_tables, rows: rows.load(std::sync::atomic::Ordering::SeqCst), bytes: 0 });
+                                let mut tx = (&mut conn).begin().await.map_err(q("start a table's load"))?;
+                                let n = load_table(&mut tx, &chain, &t, &cancel).await?;
+                                tx.commit().await.map_err(q("commit a table's load"))?;
+                                rows.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                if let Ok(mut s) = state.lock() {
+                                    let stmts = s.1.remove(&t.section()).unwrap_or_default();
+                                    for st in stmts.into_iter().rev() {
+                                        s.0.push_front(Task::Post(st));
+                                    }
+                                }
+                            }
+                            Task::Post(st) => {
+                                sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut conn).await.map_err(|e| restore_error(&st.what, &e))?;
+                            }
+                        }
+                    }
+                }) as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>
+            }) as Worker
+        }
+    })
+    .await?;
+    // Indexes and keys of tables without rows of their own (partitioned parents, materialized
+    // views), in parallel; then the rest in order.
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(after_load)));
+    run_workers(jobs, url, cancel, move || {
         let queue = queue.clone();
-        let (url, cancel) = (url.to_string(), cancel.clone());
-        workers.spawn(async move {
-            let mut conn = connect(&url).await?;
-            loop {
-                let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                let Some(st) = next else { break };
-                cancel.check()?;
-                sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut conn).await.map_err(|e| restore_error(&st.what, &e))?;
-            }
-            let _ = conn.close().await;
-            Ok::<(), Error>(())
-        });
-    }
-    while let Some(r) = workers.join_next().await {
-        r.map_err(|e| Error::new(ErrorCode::Internal, format!("a restore worker failed: {e}")))??;
-    }
+        Box::new(move |mut conn: PgConnection, cancel: CancelToken| {
+            let queue = queue.clone();
+            Box::pin(async move {
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                    let Some(st) = next else {
+                        let _ = conn.close().await;
+                        return Ok(());
+                    };
+                    cancel.check()?;
+                    sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut conn).await.map_err(|e| restore_error(&st.what, &e))?;
+                }
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>
+        }) as Worker
+    })
+    .await?;
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await.map_err(q("start the last step"))?;
     for st in &rest {
@@ -817,4 +854,43 @@ async fn restore_parallel_inner(chain: &[(std::sync::Arc<ArchiveReader>, Archive
     }
     tx.commit().await.map_err(q("commit the restore"))?;
     Ok(rows.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+enum Task {
+    Load(PgTable),
+    Post(Stmt),
+}
+
+type Worker = Box<dyn FnOnce(PgConnection, CancelToken) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> + Send>;
+
+/// Runs `jobs` workers, each on its own connection prepared for bulk work, until all return.
+async fn run_workers(jobs: usize, url: &str, cancel: &CancelToken, make: impl Fn() -> Worker) -> Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..jobs {
+        let work = make();
+        let (url, cancel) = (url.to_string(), cancel.clone());
+        set.spawn(async move {
+            let mut conn = connect(&url).await?;
+            // Index builds sort in memory rather than on disk; commits need not wait for the disk
+            // (a restore that dies is discarded whole anyway).
+            sqlx::raw_sql("SET maintenance_work_mem = '512MB'; SET synchronous_commit = off; SET max_parallel_maintenance_workers = 0")
+                .execute(&mut conn)
+                .await
+                .map_err(q("prepare a restore worker"))?;
+            work(conn, cancel).await
+        });
+    }
+    let mut first_error = None;
+    while let Some(r) = set.join_next().await {
+        let r = r.map_err(|e| Error::new(ErrorCode::Internal, format!("a restore worker failed: {e}"))).and_then(|r| r);
+        if let Err(e) = r {
+            cancel_all(&mut set);
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn cancel_all(set: &mut tokio::task::JoinSet<Result<()>>) {
+    set.abort_all();
 }
