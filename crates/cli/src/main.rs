@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use safehold_core::connections::{self, ConnectionInput};
 use safehold_core::archive::ArchiveReader;
-use safehold_core::backup::{self, BackupRequest};
+use safehold_core::backup::{self, BackupRequest, DEFAULT_ZSTD_LEVEL};
 use safehold_core::configurations::BackupType;
 use safehold_core::repository::Repository;
 use safehold_core::secrets::{Keychain, SecretStore};
@@ -79,7 +79,7 @@ struct BackupArgs {
     #[arg(long = "type", value_enum, default_value = "full")]
     backup_type: BackupType,
     /// zstd[:LEVEL] or none
-    #[arg(long, default_value = "zstd:3")]
+    #[arg(long, default_value = "zstd:2")]
     compression: String,
     /// Store the archive unencrypted (it is still checksummed).
     #[arg(long)]
@@ -215,7 +215,7 @@ fn cancel_on_ctrl_c() -> CancelToken {
 fn parse_compression(s: &str) -> Result<Option<i32>, Error> {
     match s {
         "none" => Ok(None),
-        "zstd" => Ok(Some(3)),
+        "zstd" => Ok(Some(DEFAULT_ZSTD_LEVEL)),
         other => match other.strip_prefix("zstd:").and_then(|l| l.parse::<i32>().ok()) {
             Some(l) if (1..=22).contains(&l) => Ok(Some(l)),
             _ => Err(Error::validation(format!("invalid --compression \"{other}\"; use zstd, zstd:LEVEL (1-22) or none"))),

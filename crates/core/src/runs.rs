@@ -156,7 +156,7 @@ async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &Cancel
     req.tenant_column = conn.tenant_column.clone();
     req.tenants_table = conn.tenants_table.clone();
     req.backup_type = config.backup_type;
-    req.zstd_level = config.compression_enabled.then_some(3);
+    req.zstd_level = config.compression_enabled.then_some(backup::DEFAULT_ZSTD_LEVEL);
     req.encrypt = config.encryption_enabled;
     req.include = Include { tenant_data: config.includes_tenant_data, system_data: config.includes_system_data, logs: config.includes_logs };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();

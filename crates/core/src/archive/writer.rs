@@ -24,7 +24,7 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        Self { zstd_level: Some(3), threads: std::thread::available_parallelism().map(usize::from).unwrap_or(1) }
+        Self { zstd_level: Some(crate::backup::DEFAULT_ZSTD_LEVEL), threads: std::thread::available_parallelism().map(usize::from).unwrap_or(1) }
     }
 }
 
