@@ -422,6 +422,16 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
     Ok(s)
 }
 
+/// The schema section of an archive.
+fn archived_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> Result<PgSchema> {
+    let mut json = Vec::new();
+    reader.read_section(index, "schema", &mut |c| {
+        json.extend_from_slice(c);
+        Ok(())
+    })?;
+    serde_json::from_slice(&json).map_err(|e| Error::validation(format!("the schema of backup {} is unreadable: {e}", reader.header.archive_id)))
+}
+
 /// What an incremental or differential backup needs of its parent.
 #[derive(Debug, Clone)]
 pub struct Parent {
@@ -441,12 +451,7 @@ impl Parent {
             .and_then(|v| v.as_str())
             .ok_or_else(|| Error::validation(format!("the parent backup {} records no snapshot", reader.header.archive_id)))?
             .to_string();
-        let mut json = Vec::new();
-        reader.read_section(&index, "schema", &mut |c| {
-            json.extend_from_slice(c);
-            Ok(())
-        })?;
-        let schema: PgSchema = serde_json::from_slice(&json).map_err(|e| Error::validation(format!("the parent's schema is unreadable: {e}")))?;
+        let schema = archived_schema(reader, &index)?;
         Ok(Self { snapshot, tables: schema.tables.into_iter().map(|t| (t.section(), t.columns)).collect() })
     }
 }
@@ -537,12 +542,7 @@ async fn copy_section(conn: &mut PgConnection, archive: &mut ArchiveWriter, name
 /// state restored is the newest one's.
 pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, _jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
-    let mut schema_json = Vec::new();
-    reader.read_section(index, "schema", &mut |c| {
-        schema_json.extend_from_slice(c);
-        Ok(())
-    })?;
-    let schema: PgSchema = serde_json::from_slice(&schema_json).map_err(|e| Error::validation(format!("the archive's schema is unreadable: {e}")))?;
+    let schema = archived_schema(reader, index)?;
     let mut conn = connect(url).await?;
     let existing: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_NS} AND {}",
@@ -748,12 +748,7 @@ pub async fn restore_parallel(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIn
 
 async fn restore_parallel_inner(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
-    let mut schema_json = Vec::new();
-    reader.read_section(index, "schema", &mut |c| {
-        schema_json.extend_from_slice(c);
-        Ok(())
-    })?;
-    let schema: PgSchema = serde_json::from_slice(&schema_json).map_err(|e| Error::validation(format!("the archive's schema is unreadable: {e}")))?;
+    let schema = archived_schema(reader, index)?;
     {
         let mut conn = connect(url).await?;
         let mut tx = conn.begin().await.map_err(q("start the restore"))?;
