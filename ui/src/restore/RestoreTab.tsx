@@ -31,7 +31,10 @@ export function RestoreTab() {
               );
             }}
           </QueryView>
-          <p className="text-xs text-slate-500">Restoring (full, selective, tenant only) is not available in this version yet.</p>
+          <p className="text-xs text-slate-500">
+            Restoring from the app (full, selective, tenant only, point in time) is not available in this version yet. A whole
+            backup restores from the command line: <code>safehold restore --from &lt;repository&gt; --target &lt;database&gt;</code>.
+          </p>
         </CardContent>
       </Card>
       <Card>
