@@ -59,7 +59,6 @@ HOME="$work/home" XDG_RUNTIME_DIR="$work/run" \
     set -euo pipefail
     eval "$(printf %s "$SAFEHOLD_KEYRING_PW" | gnome-keyring-daemon --unlock --components=secrets)"
     export SAFEHOLD_TEST_KEYCHAIN=1
-    cargo test -p safehold-core -p safehold-cli
-    cargo test -p safehold-e2e -- --test-threads=1
+    cargo test -p safehold-core -p safehold-cli -p safehold-e2e
   ' 2> >(grep -v -E "dbus-daemon|SpiRegistry|Failed to set fd limit" >&2)
 echo "== all tests passed"

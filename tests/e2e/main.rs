@@ -21,15 +21,21 @@ fn app_binary() -> PathBuf {
     })
 }
 
+/// One app at a time: the tests share the display and the session bus, and run in the same
+/// `cargo test` as the engine's tests (one build of the dependencies).
+static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A running app: tauri-driver, the WebDriver session and the app's home directory.
 struct App {
     client: Client,
     driver: Child,
     home: tempfile::TempDir,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl App {
     async fn start() -> App {
+        let turn = ONE_APP.lock().await;
         let binary = app_binary();
         assert!(binary.exists(), "the app binary {} is missing: build it with `make app`", binary.display());
         let home = tempfile::tempdir().expect("temp home");
@@ -54,7 +60,7 @@ impl App {
                 Err(e) => panic!("no WebDriver session with the app: {e}"),
             }
         };
-        App { client, driver, home }
+        App { client, driver, home, _turn: turn }
     }
 
     async fn find(&self, css: &str) -> Element {
@@ -96,6 +102,14 @@ impl App {
 
     async fn stop(mut self) {
         let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for App {
+    /// A failed test still stops its driver and app.
+    fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

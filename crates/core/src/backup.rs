@@ -100,8 +100,7 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
             let parent = repo
                 .list()?
                 .into_iter()
-                .filter(|(_, h)| h.source_fingerprint == fingerprint && (wanted == BackupType::Incremental || h.backup_type == "full"))
-                .last();
+                .rfind(|(_, h)| h.source_fingerprint == fingerprint && (wanted == BackupType::Incremental || h.backup_type == "full"));
             match parent {
                 None => (BackupType::Full, None, Some("no earlier full backup of this source in the repository: this backup is a full one".to_string())),
                 Some((path, h)) => {

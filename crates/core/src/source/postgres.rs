@@ -798,7 +798,7 @@ async fn restore_parallel_inner(chain: &[(std::sync::Arc<ArchiveReader>, Archive
                         match task {
                             Task::Load(t) => {
                                 progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done.load(std::sync::atomic::Ordering::SeqCst), tables_total: total_tables, rows: rows.load(std::sync::atomic::Ordering::SeqCst), bytes: 0 });
-                                let mut tx = (&mut conn).begin().await.map_err(q("start a table's load"))?;
+                                let mut tx = conn.begin().await.map_err(q("start a table's load"))?;
                                 let n = load_table(&mut tx, &chain, &t, &cancel).await?;
                                 tx.commit().await.map_err(q("commit a table's load"))?;
                                 rows.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
