@@ -208,6 +208,29 @@ describe("BackupDashboard", () => {
     await waitFor(() => expect(mocked.cancelBackup).toHaveBeenCalledWith("2"));
   });
 
+  it("lists recorded restore operations and migration jobs with status, progress and errors", async () => {
+    mocked.listRestores.mockResolvedValue([{
+      id: "r1", backup_execution_id: "1", restore_type: "tenant_only", target_tenant_id: "t", restore_point: null, status: "failed",
+      progress_percentage: 40, tables_to_restore: null, exclude_tables: null, preserve_ids: false, started_at: "2025-01-05T12:00:00Z",
+      completed_at: null, initiated_by: "op", error_message: "the target is not empty", restored_records: {},
+    }]);
+    mocked.listMigrations.mockResolvedValue([{
+      id: "m1", migration_name: "Copy Acme", migration_type: "tenant_copy", source_tenant_id: null, target_tenant_id: null,
+      source_file_path: null, target_file_path: null, status: "running", progress_percentage: 75, records_processed: 3, records_total: 4,
+      started_at: "2025-01-05T12:00:00Z", completed_at: null, initiated_by: "op", error_message: null,
+    }]);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    const restore = await screen.findByTestId("restore-operation");
+    expect(restore).toHaveTextContent("tenant_only restore");
+    expect(restore).toHaveTextContent("the target is not empty");
+    expect(within(restore).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "40");
+    await userEvent.click(screen.getByRole("tab", { name: "Migration" }));
+    const job = await screen.findByTestId("migration-job");
+    expect(job).toHaveTextContent("tenant_copy · 3/4 records");
+    expect(within(job).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "75");
+  });
+
   it("lists storage with its location", async () => {
     renderWithClient(<BackupDashboard />);
     await userEvent.click(screen.getByRole("tab", { name: "Storage" }));

@@ -1,9 +1,9 @@
 import { useQuery } from "@tanstack/react-query";
 import { api } from "../api";
-import { Badge, Card, CardContent, CardHeader, Progress } from "../components/ui";
+import { Card, CardContent, CardHeader } from "../components/ui";
+import { JobRow } from "../components/JobRow";
 import { Empty, QueryView } from "../components/states";
 import { formatDate } from "../components/format";
-import { statusVariant } from "../backups/RecentBackups";
 
 /** The spec's restore cards. Restoring itself arrives with the restore engine; until then the
  * tab shows the completed backups a restore could start from and the recorded operations. */
@@ -47,17 +47,8 @@ export function RestoreTab() {
               ) : (
                 <div className="space-y-3">
                   {list.map((r) => (
-                    <div key={r.id} className="flex items-center justify-between p-3 border rounded-lg" data-testid="restore-operation">
-                      <div>
-                        <div className="font-medium">{r.restore_type} restore</div>
-                        <div className="text-sm text-slate-500">Started: {formatDate(r.started_at)}</div>
-                        {r.error_message && <div className="text-sm text-red-600">{r.error_message}</div>}
-                      </div>
-                      <div className="text-right space-y-1">
-                        <Badge variant={statusVariant(r.status)}>{r.status}</Badge>
-                        <Progress value={r.progress_percentage} label="restore progress" />
-                      </div>
-                    </div>
+                    <JobRow key={r.id} testId="restore-operation" kind="restore" title={`${r.restore_type} restore`} status={r.status}
+                      progress={r.progress_percentage} error={r.error_message} detail={`Started: ${formatDate(r.started_at)}`} />
                   ))}
                 </div>
               )
