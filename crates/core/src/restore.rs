@@ -78,7 +78,7 @@ pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs:
     let rows = match target {
         SourceSpec::Sqlite { path } => source::sqlite::restore(&reader, &index, path, cancel, progress).await?,
         SourceSpec::Postgres { url } if created_target && jobs > 1 => source::postgres::restore_parallel(&members, url, jobs, cancel, progress).await?,
-        SourceSpec::Postgres { url } => source::postgres::restore(&members, url, jobs, cancel, progress).await?,
+        SourceSpec::Postgres { url } => source::postgres::restore(&members, url, cancel, progress).await?,
     };
     Ok(RestoreOutcome {
         archive_id: reader.header.archive_id.clone(),

@@ -540,7 +540,7 @@ async fn copy_section(conn: &mut PgConnection, archive: &mut ArchiveWriter, name
 /// Restores into the (empty) database at `url`, in one transaction.
 /// `chain` is the backup and its ancestors, oldest (the full) first, each with its index; the
 /// state restored is the newest one's.
-pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, _jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
+pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
     let schema = archived_schema(reader, index)?;
     let mut conn = connect(url).await?;
