@@ -6,6 +6,8 @@ use safehold_core::cron::{self, CronPreview};
 use safehold_core::history::{self, BackupExecution, MigrationJob, RestoreOperation};
 use safehold_core::storage::{self, BackupStorage};
 use safehold_core::{demo, Error, FieldError};
+use safehold_core::restore::RestorePlan;
+use safehold_core::restores::{self, RestoreForm};
 use safehold_core::runs;
 use safehold_core::source::CancelToken;
 use tauri::{Manager, State};
@@ -151,4 +153,40 @@ pub fn cancel_backup(state: State<'_, AppState>, execution_id: String) -> Res<bo
         }
         None => Ok(false),
     }
+}
+
+/// The plan of a restore: what it will read, write, replace and warn about (a rolled-back trial
+/// run for selective and tenant restores). Nothing is changed.
+#[tauri::command]
+pub async fn plan_restore(state: State<'_, AppState>, form: RestoreForm) -> Res<RestorePlan> {
+    restores::plan(state.ctx()?, &form).await
+}
+
+/// Starts a restore; returns the restore operation's id at once. The Restore tab follows it
+/// through the catalog (progress, current table) and can cancel it.
+#[tauri::command]
+pub async fn start_restore(app: tauri::AppHandle, state: State<'_, AppState>, form: RestoreForm) -> Res<String> {
+    let ctx = state.ctx()?.clone();
+    let (id, req) = restores::start(&ctx, &form).await?;
+    let token = CancelToken::new();
+    if let Ok(mut running) = state.running.lock() {
+        running.insert(id.clone(), token.clone());
+    }
+    let op_id = id.clone();
+    tauri::async_runtime::spawn(async move {
+        let keys = safehold_core::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
+        if let Err(e) = restores::run(&ctx, &op_id, &req, &keys, None, &token, None).await {
+            tracing::warn!("restore {op_id} ended: {}", e.message);
+        }
+        if let Ok(mut running) = app.state::<AppState>().running.lock() {
+            running.remove(&op_id);
+        }
+    });
+    Ok(id)
+}
+
+/// Cancels a running restore: its transaction is rolled back and the row says "cancelled".
+#[tauri::command]
+pub fn cancel_restore(state: State<'_, AppState>, restore_id: String) -> Res<bool> {
+    cancel_backup(state, restore_id)
 }

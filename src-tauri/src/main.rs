@@ -60,6 +60,9 @@ fn main() {
             commands::setup_demo,
             commands::run_backup_now,
             commands::cancel_backup,
+            commands::plan_restore,
+            commands::start_restore,
+            commands::cancel_restore,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

@@ -14,7 +14,7 @@ use safehold_core::repository::Repository;
 use safehold_core::secrets::{Keychain, SecretStore};
 use safehold_core::source::{self, CancelToken, Progress, ProgressSink, SourceSpec};
 use safehold_core::unlock::KeySources;
-use safehold_core::{configurations, context, demo, restore, verify, Ctx, Error};
+use safehold_core::{configurations, context, demo, restore, restores, verify, Ctx, Error};
 
 #[derive(Parser)]
 #[command(name = "safehold", version, about = "Back up, verify, restore and migrate a multi-tenant platform's data")]
@@ -101,18 +101,71 @@ struct RestoreArgs {
     #[arg(long)]
     from: PathBuf,
     /// The backup's id (default: the newest in the repository).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "at")]
     backup: Option<String>,
-    /// The empty database to restore into.
+    /// Point in time (RFC 3339): the newest backup taken at or before it.
+    #[arg(long)]
+    at: Option<String>,
+    /// With --at, when the repository holds backups of several databases: the source's name.
+    #[arg(long)]
+    source: Option<String>,
+    /// The database to restore into: postgres://user@host:port/db or sqlite:///path/to.db
     #[arg(long)]
     target: String,
+    #[arg(long = "type", value_enum, default_value = "full")]
+    restore_type: RestoreTypeArg,
+    /// Selective: the tables to restore (comma-separated; schema.table or table).
+    #[arg(long, value_delimiter = ',')]
+    tables: Vec<String>,
+    /// Selective: tables to leave out.
+    #[arg(long, value_delimiter = ',')]
+    exclude_tables: Vec<String>,
+    /// Tenant only: the tenant's id.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Tenant only: restore the tenant as a copy under this new tenant id (new keys everywhere).
+    #[arg(long, conflicts_with = "preserve_ids")]
+    new_tenant_id: Option<String>,
+    /// Tenant only: restore as a copy with a new id made by the tenants table's default.
+    #[arg(long, conflicts_with = "preserve_ids")]
+    as_copy: bool,
+    /// Tenant only, as a copy: the new tenant's name (the tenants table's `name` column).
+    #[arg(long)]
+    new_tenant_name: Option<String>,
+    /// Tenant only: replace the tenant's rows in place, keeping their ids (the default).
+    #[arg(long)]
+    preserve_ids: bool,
     /// Create the target PostgreSQL database if it does not exist.
     #[arg(long)]
     create: bool,
+    /// Full restore: drop the target's objects and restore in their place (one transaction).
+    #[arg(long)]
+    clean: bool,
+    /// Do not back up what a destructive restore replaces first.
+    #[arg(long)]
+    no_safety_backup: bool,
+    /// Show the plan (a rolled-back trial run for selective and tenant restores) and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run a destructive plan without asking.
+    #[arg(long)]
+    yes: bool,
     #[arg(long)]
     jobs: Option<usize>,
+    #[arg(long, default_value = "tenant_id")]
+    tenant_column: String,
+    #[arg(long, default_value = "tenants")]
+    tenants_table: String,
     #[command(flatten)]
     keys: KeyArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RestoreTypeArg {
+    Full,
+    Selective,
+    #[value(name = "tenant_only", alias = "tenant-only")]
+    TenantOnly,
 }
 
 #[derive(clap::Args)]
@@ -122,6 +175,17 @@ struct VerifyArgs {
     /// Decrypt and check every section (needs the key).
     #[arg(long)]
     deep: bool,
+    /// Restore the backup (a repository's newest) into a scratch database and compare every
+    /// table's rows with the archive (and with --source).
+    #[arg(long)]
+    restore_test: bool,
+    /// The PostgreSQL server for the scratch database (created and dropped), e.g.
+    /// postgres://postgres@127.0.0.1:5432/postgres. Default: SAFEHOLD_SCRATCH_URL.
+    #[arg(long, env = "SAFEHOLD_SCRATCH_URL")]
+    scratch: Option<String>,
+    /// With --restore-test: the live source to compare unchanged tables with.
+    #[arg(long)]
+    source: Option<String>,
     #[command(flatten)]
     keys: KeyArgs,
 }
@@ -223,20 +287,6 @@ fn parse_compression(s: &str) -> Result<Option<i32>, Error> {
     }
 }
 
-/// Resolves `--from`: a repository (and a backup in it) or an archive file.
-fn resolve_archive(from: &Path, backup: Option<&str>) -> Result<(PathBuf, Option<Repository>), Error> {
-    if from.is_dir() {
-        let repo = Repository::open(from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", from.display())))?;
-        let path = match backup {
-            Some(id) => repo.find(id)?.0,
-            None => repo.list()?.pop().map(|(p, _)| p).ok_or_else(|| Error::not_found(format!("the repository {} holds no backups yet", from.display())))?,
-        };
-        Ok((path, Some(repo)))
-    } else {
-        Ok((from.to_path_buf(), None))
-    }
-}
-
 fn archives_of(target: &Path) -> Result<(Vec<PathBuf>, Option<Repository>), Error> {
     if target.is_dir() {
         let repo = Repository::open(target)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", target.display())))?;
@@ -259,6 +309,140 @@ async fn recorded_checksums(home: Option<&Path>) -> std::collections::HashMap<Pa
         .into_iter()
         .filter_map(|e| Some((std::fs::canonicalize(e.file_path?).ok()?, e.checksum?)))
         .collect()
+}
+
+fn print_plan(p: &restore::RestorePlan) {
+    let newest = p.chain.last();
+    eprintln!("Restore plan ({})", if p.exact { "from a trial run, rolled back" } else { "from the backup's index" });
+    if let Some(b) = newest {
+        eprintln!("  backup:  {} ({}, snapshot {}) of {}", b.id, b.backup_type, b.snapshot_time, b.source_name);
+    }
+    if p.chain.len() > 1 {
+        eprintln!("  chain:   {}", p.chain.iter().map(|b| format!("{} ({})", &b.id[..8.min(b.id.len())], b.backup_type)).collect::<Vec<_>>().join(" → "));
+    }
+    if let Some(pit) = &p.point_in_time {
+        eprintln!("  point:   requested {} → reaches {} ({:.0} s earlier)", pit.requested, pit.reached, pit.gap_seconds);
+    }
+    eprintln!("  target:  {}{}", p.target, if p.create { " (created if missing)" } else { "" });
+    let what = match p.restore_type {
+        restore::RestoreType::Full if p.clean => format!("full, replacing the target's {} tables and views", p.replaced_objects),
+        restore::RestoreType::Full => "full, into an empty database".to_string(),
+        restore::RestoreType::Selective => "selective: the tables below replace the target's".to_string(),
+        restore::RestoreType::TenantOnly if p.preserve_ids => format!("tenant {}: its rows replace the tenant's current rows; no other tenant is touched", p.tenant_id.clone().unwrap_or_default()),
+        restore::RestoreType::TenantOnly => format!(
+            "tenant {} restored as a copy{}, with new ids",
+            p.tenant_id.clone().unwrap_or_default(),
+            p.new_tenant_id.as_ref().map(|n| format!(" under tenant id {n}")).unwrap_or_default()
+        ),
+    };
+    eprintln!("  restore: {what}");
+    for t in &p.tables {
+        if p.exact {
+            eprintln!("    {:<40} {:>9} rows   +{} inserted  ~{} updated  -{} deleted", t.table, t.rows_in_backup, t.inserted, t.updated, t.deleted);
+        } else {
+            eprintln!("    {:<40} {:>9} rows", t.table, t.rows_in_backup);
+        }
+    }
+    eprintln!("  total:   {} rows, ~{} MB to read, ~{:.0} s", p.rows, p.estimated_bytes / 1_000_000, p.estimated_seconds);
+    for w in &p.warnings {
+        eprintln!("  warning: {w}");
+    }
+    if p.destructive {
+        eprintln!("  safety backup first: {}", if p.safety_backup { "yes (into the backup's repository)" } else { "no (skipped)" });
+    }
+}
+
+async fn restore_command(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
+    let json = cli.json;
+    let mut req = restore::RestoreRequest::new(a.from.clone(), a.target.clone());
+    req.backup_id = a.backup.clone();
+    req.at = a.at.clone();
+    req.source_name = a.source.clone();
+    req.restore_type = match a.restore_type {
+        RestoreTypeArg::Full => restore::RestoreType::Full,
+        RestoreTypeArg::Selective => restore::RestoreType::Selective,
+        RestoreTypeArg::TenantOnly => restore::RestoreType::TenantOnly,
+    };
+    req.tables = a.tables.clone();
+    req.exclude_tables = a.exclude_tables.clone();
+    req.tenant_id = a.tenant.clone();
+    req.preserve_ids = !(a.as_copy || a.new_tenant_id.is_some());
+    req.new_tenant_id = a.new_tenant_id.clone();
+    req.new_tenant_name = a.new_tenant_name.clone();
+    req.create = a.create;
+    req.clean = a.clean;
+    req.safety_backup = !a.no_safety_backup;
+    req.tenant_column = a.tenant_column.clone();
+    req.tenants_table = a.tenants_table.clone();
+    if let Some(j) = a.jobs {
+        req.jobs = j.max(1);
+    }
+    let keys = key_sources(&a.keys);
+    let opened = restore::open(&req, &keys).await?;
+    let cancel = cancel_on_ctrl_c();
+    let plan = restore::plan(&req, &opened, a.dry_run, &cancel).await?;
+    if a.dry_run {
+        if json {
+            print_json(&plan);
+        } else {
+            print_plan(&plan);
+            eprintln!("dry run: nothing was changed");
+        }
+        return Ok(());
+    }
+    if !json {
+        print_plan(&plan);
+    }
+    if plan.destructive && !a.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::validation(format!(
+                "this restore replaces data in {}; review the plan (--dry-run) and add --yes to run it without a prompt",
+                plan.target
+            )));
+        }
+        eprint!("This replaces data in {}. Type the database name ({}) to go on: ", plan.target, plan.target_database);
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| Error::io("cannot read the answer", &e))?;
+        if line.trim() != plan.target_database {
+            return Err(Error::new(safehold_core::ErrorCode::Cancelled, "not confirmed: nothing was changed"));
+        }
+    }
+    // Recorded in the catalog as a restore operation.
+    let home = match &cli.home {
+        Some(h) => h.clone(),
+        None => context::default_home()?,
+    };
+    let ctx = Ctx::open(&home).await?;
+    let id = restores::insert(&ctx, &req, None).await?;
+    let out = restores::run(&ctx, &id, &req, &keys, Some(opened), &cancel, Some(progress_sink(json))).await;
+    end_progress(json);
+    let out = out?;
+    if json {
+        print_json(&serde_json::json!({ "restore_id": id, "outcome": out }));
+    } else {
+        if let Some(b) = &out.safety_backup {
+            println!("safety backup {} of what was replaced: {}", b.id, b.archive);
+        }
+        match out.restore_type {
+            restore::RestoreType::Full => println!("restored backup {} into {}: {} tables, {} rows in {:.1} s", out.archive_id, out.target, out.tables, out.rows, out.seconds),
+            _ => {
+                for c in &out.changes {
+                    println!("  {:<40} {:>9} rows   +{} inserted  ~{} updated  -{} deleted", c.table, c.rows_in_backup, c.inserted, c.updated, c.deleted);
+                }
+                println!(
+                    "restored {} of backup {} into {}{}: {} tables, {} rows in {:.1} s",
+                    out.restore_type.as_str(),
+                    out.archive_id,
+                    out.target,
+                    out.new_tenant_id.as_ref().map(|n| format!(" as new tenant {n}")).unwrap_or_default(),
+                    out.tables,
+                    out.rows,
+                    out.seconds
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn run_engine(cli: &Cli) -> Result<bool, Error> {
@@ -292,25 +476,27 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
                 }
             }
         }
-        Command::Restore(a) => {
-            let target = SourceSpec::parse(&a.target)?;
+        Command::Restore(a) => restore_command(cli, a).await?,
+        Command::Verify(a) if a.restore_test => {
+            let scratch = a.scratch.clone().ok_or_else(|| {
+                Error::validation("a test restore needs a PostgreSQL server for its scratch database: give --scratch postgres://user@host:5432/postgres or set SAFEHOLD_SCRATCH_URL")
+            })?;
+            let req = restore::RestoreRequest::new(a.target.clone(), String::new());
             let keys = key_sources(&a.keys);
-            let (path, repo) = resolve_archive(&a.from, a.backup.as_deref())?;
-            let chain = keys.open_chain(&path, repo.as_ref()).await?;
-            let mut created = false;
-            if a.create {
-                if let SourceSpec::Postgres { url } = &target {
-                    created = source::postgres::create_database(url).await?;
+            let opened = restore::open(&req, &keys).await?;
+            let report = verify::restore_test(&opened, &scratch, a.source.as_deref(), &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            end_progress(json);
+            let report = report?;
+            if json {
+                print_json(&report);
+            } else {
+                println!("test restore of backup {} ({} backups read) into scratch database {} (dropped):", report.archive_id, report.backups, report.scratch_database);
+                for t in &report.tables {
+                    println!("  {}  {:<40} rows {}/{}  archive {}  source {}", if t.ok { "ok  " } else { "FAIL" }, t.table, t.restored_rows, t.expected_rows, t.archive_checksum, t.source);
                 }
             }
-            let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
-            let out = restore::restore_chain(chain, &target, jobs, created, &cancel_on_ctrl_c(), &progress_sink(json)).await;
-            end_progress(json);
-            let out = out?;
-            if json {
-                print_json(&out);
-            } else {
-                println!("restored backup {} into {}: {} tables, {} rows in {:.1} s", out.archive_id, out.target, out.tables, out.rows, out.seconds);
+            if !report.ok {
+                return Err(Error::validation(format!("the test restore of backup {} found differences (see the tables marked FAIL)", report.archive_id)));
             }
         }
         Command::Verify(a) => {

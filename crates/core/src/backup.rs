@@ -20,6 +20,9 @@ use crate::source::{self, CancelToken, Include, ProgressSink, SourceSpec};
 /// (shared/bench measurements), which keeps the backup close to the database's read speed.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 2;
 
+/// Ends the source fingerprint of a safety backup.
+pub const SAFETY_MARK: &str = "#safety";
+
 /// What to back up and how.
 #[derive(Debug, Clone)]
 pub struct BackupRequest {
@@ -34,6 +37,11 @@ pub struct BackupRequest {
     pub encrypt: bool,
     pub jobs: usize,
     pub include: Include,
+    /// Only these tables (`schema.table`), e.g. a safety backup of what a restore replaces.
+    pub tables: Option<std::collections::BTreeSet<String>>,
+    /// A safety backup taken before a restore: its fingerprint is marked so it never becomes the
+    /// parent of an incremental backup nor the pick of a point-in-time restore.
+    pub safety: bool,
 }
 
 impl BackupRequest {
@@ -48,6 +56,8 @@ impl BackupRequest {
             encrypt: true,
             jobs: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
             include: Include::default(),
+            tables: None,
+            safety: false,
         }
     }
 }
@@ -89,6 +99,7 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
         SourceSpec::Sqlite { path } => format!("sqlite:{}", std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()).display()),
         SourceSpec::Postgres { url } => source::postgres::fingerprint(url).await?,
     };
+    let fingerprint = if req.safety { format!("{fingerprint}{SAFETY_MARK}") } else { fingerprint };
     // Incremental: changes since the newest backup of this source; differential: since the newest
     // full. Without one, the backup is a full (and says so).
     let (backup_type, parent, note) = match (req.backup_type, &req.source) {

@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{configurations, connections, cron, demo, error, history, storage};
+use crate::{backup, configurations, connections, cron, demo, error, history, restore, restores, source, storage};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -33,6 +33,14 @@ pub fn typescript() -> String {
         history::RestoreOperation::decl(&cfg),
         history::MigrationJob::decl(&cfg),
         demo::DemoReport::decl(&cfg),
+        backup::BackupOutcome::decl(&cfg),
+        restore::RestoreType::decl(&cfg),
+        restore::PlanBackup::decl(&cfg),
+        restore::PointInTime::decl(&cfg),
+        restore::RestorePlan::decl(&cfg),
+        restore::RestoreOutcome::decl(&cfg),
+        restores::RestoreForm::decl(&cfg),
+        source::pg_apply::TableChange::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust types by safehold-core (src/bindings.rs). Do not edit by hand:\n\

@@ -48,9 +48,9 @@ pub struct RestoreOperation {
     pub restore_point: Option<String>,
     pub status: JobStatus,
     pub progress_percentage: i64,
-    #[sqlx(json)]
+    #[sqlx(json(nullable))]
     pub tables_to_restore: Option<Vec<String>>,
-    #[sqlx(json)]
+    #[sqlx(json(nullable))]
     pub exclude_tables: Option<Vec<String>>,
     pub preserve_ids: bool,
     pub started_at: String,
@@ -59,6 +59,13 @@ pub struct RestoreOperation {
     pub error_message: Option<String>,
     #[sqlx(json)]
     pub restored_records: serde_json::Value,
+    /// Where it restored to (no password).
+    pub target: Option<String>,
+    pub source_archive: Option<String>,
+    /// The backup taken of what the restore replaced (a backup execution's id).
+    pub safety_backup_id: Option<String>,
+    pub new_tenant_id: Option<String>,
+    pub current_table: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
@@ -100,8 +107,8 @@ pub async fn restores(ctx: &Ctx, limit: i64) -> Result<Vec<RestoreOperation>> {
         "SELECT id, backup_execution_id, restore_type, target_tenant_id, restore_point, status, \
          coalesce(progress_percentage, 0) AS progress_percentage, tables_to_restore, exclude_tables, \
          coalesce(preserve_ids, 0) AS preserve_ids, coalesce(started_at, '') AS started_at, completed_at, initiated_by, \
-         error_message, coalesce(restored_records, '{}') AS restored_records \
-         FROM restore_operations ORDER BY started_at DESC LIMIT ?",
+         error_message, coalesce(restored_records, '{}') AS restored_records, target, source_archive, safety_backup_id, \
+         new_tenant_id, current_table FROM restore_operations ORDER BY started_at DESC LIMIT ?",
     )
     .bind(limit)
     .fetch_all(&ctx.pool)

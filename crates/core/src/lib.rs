@@ -14,6 +14,7 @@ pub mod backup;
 pub mod history;
 pub mod repository;
 pub mod restore;
+pub mod restores;
 pub mod runs;
 pub mod secrets;
 pub mod source;

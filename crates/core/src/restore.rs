@@ -1,48 +1,324 @@
-//! Restoring a whole backup into an empty target. (Selective, tenant and point-in-time restores
-//! build on this in their own issue.)
+//! Restores: plan first, then execute, all or nothing.
+//!
+//! - `full`: the whole backup (its chain), into an empty or new database (`create`), or replacing
+//!   the target's objects (`clean`) in the same transaction;
+//! - `selective`: chosen tables of a backup replace the target's tables (`tables` /
+//!   `exclude_tables`);
+//! - `tenant_only`: one tenant's rows replace the tenant's current rows, no other tenant touched;
+//!   with `preserve_ids: false` the tenant is restored as a copy under a new tenant id.
+//!
+//! A point in time (`at`) picks the newest backup whose snapshot is at or before it. Before a
+//! destructive restore, a safety backup of what will be replaced is taken into the same
+//! repository, so a mistaken restore can itself be undone.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::archive::{ArchiveReader, SecretKey, Unlock};
-use crate::error::{Error, Result};
-use crate::source::{self, CancelToken, ProgressSink, SourceSpec};
+use crate::archive::{ArchiveIndex, ArchiveReader, SecretKey, Unlock};
+use crate::backup::{self, BackupOutcome, BackupRequest};
+use crate::configurations::BackupType;
+use crate::error::{Error, ErrorCode, Result};
+use crate::repository::Repository;
+use crate::source::pg_apply::{self, CopyAs, Scope, TableChange, TenantScope};
+use crate::source::{self, CancelToken, Include, ProgressSink, SourceSpec};
+use crate::unlock::KeySources;
+
+/// The spec's `restore_type`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreType {
+    #[default]
+    Full,
+    Selective,
+    TenantOnly,
+}
+
+impl RestoreType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreType::Full => "full",
+            RestoreType::Selective => "selective",
+            RestoreType::TenantOnly => "tenant_only",
+        }
+    }
+}
+
+/// Everything a restore needs to know. `from` and `target` are resolved by the host (a path and
+/// a URL that may hold a password: never stored).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreRequest {
+    /// A repository directory or an archive file.
+    pub from: PathBuf,
+    /// A backup of the repository (default: the newest, or the newest at `at`).
+    pub backup_id: Option<String>,
+    /// Point in time (RFC 3339): the newest backup whose snapshot is at or before it.
+    pub at: Option<String>,
+    /// With `at`: only backups of this source (its name as listings show it).
+    pub source_name: Option<String>,
+    pub target: String,
+    pub restore_type: RestoreType,
+    pub tables: Vec<String>,
+    pub exclude_tables: Vec<String>,
+    pub tenant_id: Option<String>,
+    /// `false`: restore the tenant as a copy under a new tenant id.
+    pub preserve_ids: bool,
+    pub new_tenant_id: Option<String>,
+    pub new_tenant_name: Option<String>,
+    /// Create the target database (PostgreSQL) when it does not exist.
+    pub create: bool,
+    /// Replace the target's objects (a full restore into a database that is not empty).
+    pub clean: bool,
+    /// Take a safety backup before a destructive restore (skippable only explicitly).
+    pub safety_backup: bool,
+    pub tenant_column: String,
+    pub tenants_table: String,
+    pub jobs: usize,
+}
+
+impl RestoreRequest {
+    pub fn new(from: impl Into<PathBuf>, target: impl Into<String>) -> Self {
+        Self {
+            from: from.into(),
+            target: target.into(),
+            preserve_ids: true,
+            safety_backup: true,
+            tenant_column: "tenant_id".into(),
+            tenants_table: "tenants".into(),
+            jobs: std::thread::available_parallelism().map(usize::from).unwrap_or(2),
+            ..Default::default()
+        }
+    }
+
+    /// A copy of a tenant adds rows and replaces none: everything else here replaces something.
+    pub fn destructive(&self) -> bool {
+        match self.restore_type {
+            RestoreType::Full => self.clean,
+            RestoreType::Selective => true,
+            RestoreType::TenantOnly => self.preserve_ids,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct PlanBackup {
+    pub id: String,
+    pub backup_type: String,
+    pub snapshot_time: String,
+    pub source_name: String,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct PointInTime {
+    pub requested: String,
+    /// The snapshot time of the backup restored: the exact point the target will reach.
+    pub reached: String,
+    /// How far before the requested time that is.
+    pub gap_seconds: f64,
+}
+
+/// What a restore will do, shown before anything is touched.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct RestorePlan {
+    pub restore_type: RestoreType,
+    /// The backups read, the full first.
+    pub chain: Vec<PlanBackup>,
+    pub point_in_time: Option<PointInTime>,
+    pub target: String,
+    /// The database (or file) name to type to confirm a destructive restore.
+    pub target_database: String,
+    pub create: bool,
+    pub clean: bool,
+    pub tenant_id: Option<String>,
+    pub preserve_ids: bool,
+    /// The copy's tenant id (known after a dry run, or when given).
+    pub new_tenant_id: Option<String>,
+    /// Per table: rows in the backup and — for a dry-run plan — inserted, updated, deleted.
+    pub tables: Vec<TableChange>,
+    pub rows: u64,
+    /// Tables and views of the target a `clean` restore drops.
+    pub replaced_objects: u64,
+    pub destructive: bool,
+    pub safety_backup: bool,
+    pub warnings: Vec<String>,
+    /// The counts come from a rolled-back dry run against the target (not only from the index).
+    pub exact: bool,
+    pub estimated_bytes: u64,
+    pub estimated_seconds: f64,
+}
 
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct RestoreOutcome {
     pub archive_id: String,
     pub target: String,
+    pub restore_type: RestoreType,
     pub tables: u64,
     pub rows: u64,
     /// How many backups of the chain were read (1 for a full).
     pub backups: u64,
     pub seconds: f64,
+    /// Per table, what changed (selective and tenant restores).
+    pub changes: Vec<TableChange>,
+    pub new_tenant_id: Option<String>,
+    pub safety_backup: Option<BackupOutcome>,
+    pub point_in_time: Option<PointInTime>,
 }
 
 /// Opens and unlocks an archive: with the repository's master key, or on its own with a
 /// password or the recovery key.
-pub fn open_archive(path: &std::path::Path, master: Option<&SecretKey>, unlock: Option<&Unlock>) -> Result<ArchiveReader> {
+pub fn open_archive(path: &Path, master: Option<&SecretKey>, unlock: Option<&Unlock>) -> Result<ArchiveReader> {
     let mut reader = ArchiveReader::open(path)?;
     reader.unlock(master, unlock)?;
     Ok(reader)
 }
 
-/// Restores a full backup into `target`, which must be empty (a new SQLite file, or a PostgreSQL
-/// database without tables). All or nothing. Incremental and differential backups need their
-/// chain: see [`restore_chain`].
-pub async fn restore_full(reader: ArchiveReader, target: &SourceSpec, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
-    restore_chain(vec![reader], target, jobs, false, cancel, progress).await
+fn parse_time(s: &str, what: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::validation(format!("{what} \"{s}\" is not a time: {e}; use RFC 3339, e.g. 2026-11-24T18:00:00Z")))
 }
 
-/// Restores the newest backup of `chain` (its full first, then each backup that builds on the
-/// one before) into the empty `target`, exactly as its source was at that backup's snapshot.
-/// Into an existing database the restore is one transaction. Into a PostgreSQL database that
-/// this restore created (`created_target`), `jobs` connections load and index in parallel and a
-/// failure drops the new database.
-pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs: usize, created_target: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
-    let started = std::time::Instant::now();
+/// The repository an archive belongs to, when it sits in one (`<repo>/archives/<file>`).
+pub fn repository_of(archive: &Path) -> Option<Repository> {
+    let dir = archive.parent()?.parent()?;
+    Repository::open(dir).ok().flatten()
+}
+
+/// Picks the archive to restore: a backup by id, the newest at a point in time, or the newest.
+pub fn select_backup(req: &RestoreRequest) -> Result<(PathBuf, Option<Repository>, Option<PointInTime>)> {
+    if !req.from.is_dir() {
+        if req.at.is_some() || req.backup_id.is_some() {
+            return Err(Error::validation("--at and --backup choose among a repository's backups: give the repository directory as --from"));
+        }
+        if !req.from.exists() {
+            return Err(Error::not_found(format!("{} does not exist; give a repository directory or an archive file", req.from.display())));
+        }
+        return Ok((req.from.clone(), repository_of(&req.from), None));
+    }
+    let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
+    // Safety backups are restored by id only: they hold part of a database.
+    let list: Vec<_> = repo.list()?.into_iter().filter(|(_, h)| !h.source_fingerprint.ends_with(backup::SAFETY_MARK)).collect();
+    if let Some(id) = &req.backup_id {
+        let (path, _) = repo.find(id)?;
+        return Ok((path, Some(repo), None));
+    }
+    let Some(at) = &req.at else {
+        let newest = list.into_iter().max_by(|a, b| a.1.snapshot_time.cmp(&b.1.snapshot_time));
+        let (path, _) = newest.ok_or_else(|| Error::not_found(format!("the repository {} holds no backups yet", req.from.display())))?;
+        return Ok((path, Some(repo), None));
+    };
+    let wanted = parse_time(at, "the point in time")?;
+    let list: Vec<_> = list.into_iter().filter(|(_, h)| req.source_name.as_ref().is_none_or(|n| &h.source_name == n)).collect();
+    let sources: BTreeSet<&str> = list.iter().map(|(_, h)| h.source_name.as_str()).collect();
+    if sources.len() > 1 {
+        return Err(Error::validation(format!(
+            "the repository holds backups of several databases ({}); say which with --source NAME",
+            sources.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let mut best: Option<(PathBuf, DateTime<Utc>, String)> = None;
+    let mut oldest: Option<DateTime<Utc>> = None;
+    for (path, h) in list {
+        let Ok(t) = parse_time(&h.snapshot_time, "a backup's snapshot time") else { continue };
+        oldest = Some(oldest.map_or(t, |o| o.min(t)));
+        if t <= wanted && best.as_ref().is_none_or(|(_, bt, _)| t > *bt) {
+            best = Some((path, t, h.snapshot_time.clone()));
+        }
+    }
+    let (path, t, reached) = best.ok_or_else(|| match oldest {
+        Some(o) => Error::not_found(format!("no backup was taken at or before {at}: the oldest in the repository is from {}", o.to_rfc3339())),
+        None => Error::not_found(format!("the repository {} holds no backups yet", req.from.display())),
+    })?;
+    let gap = (wanted - t).num_milliseconds() as f64 / 1000.0;
+    Ok((path, Some(repo), Some(PointInTime { requested: at.clone(), reached, gap_seconds: gap })))
+}
+
+/// The tables a selective restore names, resolved against the backup's tables (bare names match
+/// when unambiguous).
+fn resolve_tables(names: &[String], available: &[String]) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let hits: Vec<&String> = available.iter().filter(|a| a.as_str() == n || a.rsplit('.').next() == Some(n)).collect();
+        match hits.as_slice() {
+            [one] => {
+                out.insert((*one).clone());
+            }
+            [] => {
+                return Err(Error::not_found(format!(
+                    "the backup has no table \"{n}\"; its tables are: {}",
+                    available.iter().take(30).cloned().collect::<Vec<_>>().join(", ")
+                )))
+            }
+            many => {
+                return Err(Error::validation(format!(
+                    "\"{n}\" names several tables ({}); give it with its schema",
+                    many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Table sections of an index (not schema or key lists).
+fn table_sections(index: &ArchiveIndex) -> Vec<String> {
+    index.sections.iter().filter(|s| s.kind == "table" && s.name != "sqlite_sequence").map(|s| s.name.clone()).collect()
+}
+
+/// Rows a table will have after the chain: the newest key list for a delta, else the section's.
+fn final_rows(index: &ArchiveIndex, table: &str) -> u64 {
+    match index.section(table) {
+        Some(e) if e.mode.as_deref() == Some("delta") => index.section(&format!("{table}#keys")).map(|k| k.rows).unwrap_or(e.rows),
+        Some(e) => e.rows,
+        None => 0,
+    }
+}
+
+fn scope_of(req: &RestoreRequest, available: &[String]) -> Result<Option<Scope>> {
+    Ok(match req.restore_type {
+        RestoreType::Full => None,
+        RestoreType::Selective => {
+            let mut set = if req.tables.is_empty() { available.iter().cloned().collect() } else { resolve_tables(&req.tables, available)? };
+            for t in resolve_tables(&req.exclude_tables, available)? {
+                set.remove(&t);
+            }
+            if set.is_empty() {
+                return Err(Error::validation("a selective restore needs at least one table: give --tables (or fewer --exclude-tables)"));
+            }
+            Some(Scope::Tables(set))
+        }
+        RestoreType::TenantOnly => {
+            let tenant = req.tenant_id.clone().filter(|t| !t.trim().is_empty()).ok_or_else(|| Error::validation("a tenant-only restore needs the tenant's id (--tenant)"))?;
+            Some(Scope::Tenant(TenantScope {
+                tenant_id: tenant,
+                tenant_column: req.tenant_column.clone(),
+                tenants_table: req.tenants_table.clone(),
+                copy: (!req.preserve_ids).then(|| CopyAs { new_tenant_id: req.new_tenant_id.clone(), new_tenant_name: req.new_tenant_name.clone() }),
+            }))
+        }
+    })
+}
+
+/// The opened chain of the backup a request restores.
+pub struct Opened {
+    pub chain: Vec<(Arc<ArchiveReader>, ArchiveIndex)>,
+    pub repo: Option<Repository>,
+    pub point_in_time: Option<PointInTime>,
+}
+
+pub async fn open(req: &RestoreRequest, keys: &KeySources) -> Result<Opened> {
+    let (path, repo, pit) = select_backup(req)?;
+    let readers = keys.open_chain(&path, repo.as_ref()).await?;
+    let chain = check_chain(readers)?;
+    Ok(Opened { chain, repo, point_in_time: pit })
+}
+
+fn check_chain(chain: Vec<ArchiveReader>) -> Result<Vec<(Arc<ArchiveReader>, ArchiveIndex)>> {
     for pair in chain.windows(2) {
         if pair[1].header.parent_id.as_deref() != Some(pair[0].header.archive_id.as_str()) {
             return Err(Error::validation(format!("backup {} does not build on {}: the chain is broken", pair[1].header.archive_id, pair[0].header.archive_id)));
@@ -65,6 +341,244 @@ pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs:
         let index = r.index()?;
         members.push((Arc::new(r), index));
     }
+    Ok(members)
+}
+
+fn database_name(target: &SourceSpec) -> String {
+    match target {
+        SourceSpec::Postgres { url } => url::Url::parse(url).map(|u| u.path().trim_start_matches('/').to_string()).unwrap_or_default(),
+        SourceSpec::Sqlite { path } => path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+    }
+}
+
+/// Plans a restore. With `exact`, selective and tenant restores run once against the target in
+/// a transaction that is rolled back, which gives exact counts and finds an incompatible target
+/// before anything is kept.
+pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &CancelToken) -> Result<RestorePlan> {
+    let target = SourceSpec::parse(&req.target)?;
+    let (reader, index) = opened.chain.last().ok_or_else(|| Error::validation("nothing to restore"))?;
+    if reader.header.source_kind != target.kind() {
+        return Err(Error::validation(format!(
+            "the backup {} is of a {} database and cannot be restored into {}; restore it into a {} target",
+            reader.header.archive_id,
+            reader.header.source_kind,
+            target.display(),
+            reader.header.source_kind
+        )));
+    }
+    let available = table_sections(index);
+    let scope = scope_of(req, &available)?;
+    let mut plan = RestorePlan {
+        restore_type: req.restore_type,
+        chain: opened
+            .chain
+            .iter()
+            .map(|(r, _)| PlanBackup {
+                id: r.header.archive_id.clone(),
+                backup_type: r.header.backup_type.clone(),
+                snapshot_time: r.header.snapshot_time.clone(),
+                source_name: r.header.source_name.clone(),
+                file: r.path().display().to_string(),
+            })
+            .collect(),
+        point_in_time: opened.point_in_time.clone(),
+        target: target.display(),
+        target_database: database_name(&target),
+        create: req.create,
+        clean: req.clean,
+        tenant_id: req.tenant_id.clone().filter(|_| req.restore_type == RestoreType::TenantOnly),
+        preserve_ids: req.preserve_ids,
+        new_tenant_id: req.new_tenant_id.clone().filter(|_| !req.preserve_ids && req.restore_type == RestoreType::TenantOnly),
+        tables: Vec::new(),
+        rows: 0,
+        replaced_objects: 0,
+        destructive: req.destructive(),
+        safety_backup: req.safety_backup && req.destructive(),
+        warnings: Vec::new(),
+        exact: false,
+        estimated_bytes: 0,
+        estimated_seconds: 0.0,
+    };
+    let raw: u64 = opened.chain.iter().flat_map(|(_, ix)| ix.sections.iter()).map(|s| s.plain_bytes).sum();
+    plan.estimated_bytes = raw;
+    // ~60 MB/s of COPY text through load and index builds on a small machine: an estimate.
+    plan.estimated_seconds = (raw as f64 / 60e6).max(0.5);
+    match (&target, &scope) {
+        (SourceSpec::Sqlite { path }, None) => {
+            if req.clean {
+                return Err(Error::validation("--clean is for PostgreSQL targets; restore a SQLite backup into a new file"));
+            }
+            if path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false) {
+                return Err(Error::conflict(format!("{} already exists; restore into a new file", path.display())));
+            }
+            plan.tables = available.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: final_rows(index, t), updated: 0, deleted: 0 }).collect();
+        }
+        (SourceSpec::Sqlite { .. }, Some(_)) => {
+            return Err(Error::validation("selective and tenant-only restores need a PostgreSQL target in this version; restore the whole SQLite backup into a new file"));
+        }
+        (SourceSpec::Postgres { url }, None) => {
+            let exists = database_exists(url).await?;
+            if !exists && !req.create {
+                return Err(Error::not_found(format!("the target database {} does not exist; add --create to create it", plan.target_database)));
+            }
+            if exists {
+                let mut conn = source::postgres::connect(url).await?;
+                let n = source::postgres::count_user_relations(&mut conn).await?;
+                let _ = sqlx::Connection::close(conn).await;
+                if n > 0 && !req.clean {
+                    return Err(Error::conflict(format!(
+                        "the target {} already has {n} tables or views; restore into a new database (--create with a new name) or replace them with --clean",
+                        plan.target
+                    )));
+                }
+                plan.replaced_objects = u64::try_from(n).unwrap_or(0);
+            }
+            plan.destructive = plan.replaced_objects > 0;
+            plan.safety_backup = req.safety_backup && plan.destructive;
+            plan.tables = available.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: final_rows(index, t), updated: 0, deleted: 0 }).collect();
+        }
+        (SourceSpec::Postgres { url }, Some(scope)) => {
+            if req.create || req.clean {
+                return Err(Error::validation("--create and --clean are for full restores; a selective or tenant restore writes into an existing database"));
+            }
+            if exact {
+                let started = std::time::Instant::now();
+                let out = pg_apply::apply(&opened.chain, url, scope, false, cancel, &source::no_progress()).await?;
+                plan.exact = true;
+                plan.tables = out.tables;
+                plan.warnings = out.warnings;
+                plan.new_tenant_id = plan.new_tenant_id.or(out.new_tenant_id.map(|id| format!("{id} (drawn in the dry run; the restore draws its own)")));
+                plan.estimated_seconds = started.elapsed().as_secs_f64();
+            } else {
+                if let Scope::Tables(set) = scope {
+                    let fks = pg_apply::foreign_keys(url).await?;
+                    plan.warnings = pg_apply::fk_warnings(set, &fks);
+                    plan.tables = set.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: 0, updated: 0, deleted: 0 }).collect();
+                }
+            }
+        }
+    }
+    plan.rows = plan.tables.iter().map(|t| t.rows_in_backup).sum();
+    Ok(plan)
+}
+
+async fn database_exists(url: &str) -> Result<bool> {
+    let mut admin = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
+    let db = admin.path().trim_start_matches('/').to_string();
+    if db.is_empty() {
+        return Err(Error::validation("the target URL names no database"));
+    }
+    admin.set_path("/postgres");
+    let mut conn = source::postgres::connect(admin.as_str()).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&db)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot look for the database {db}: {e}")))?;
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(exists)
+}
+
+/// Runs a restore: safety backup first when the restore is destructive (and not skipped), then
+/// the restore itself in one transaction (or into a new database dropped again on failure).
+pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
+    let started = std::time::Instant::now();
+    let plan = plan(req, &opened, false, cancel).await?;
+    let target = SourceSpec::parse(&req.target)?;
+    let (reader, index) = opened.chain.last().cloned().ok_or_else(|| Error::validation("nothing to restore"))?;
+    let available = table_sections(&index);
+    let scope = scope_of(req, &available)?;
+
+    let safety_backup = if plan.safety_backup {
+        cancel.check()?;
+        Some(safety_backup(req, &opened, &scope, &target, keys, cancel, progress).await?)
+    } else {
+        None
+    };
+    let mut out = RestoreOutcome {
+        archive_id: reader.header.archive_id.clone(),
+        target: target.display(),
+        restore_type: req.restore_type,
+        tables: 0,
+        rows: 0,
+        backups: opened.chain.len() as u64,
+        seconds: 0.0,
+        changes: Vec::new(),
+        new_tenant_id: None,
+        safety_backup,
+        point_in_time: opened.point_in_time.clone(),
+    };
+    match (&target, scope) {
+        (SourceSpec::Sqlite { path }, None) => {
+            out.rows = source::sqlite::restore(&reader, &index, path, cancel, progress).await?;
+            out.tables = available.len() as u64;
+        }
+        (SourceSpec::Postgres { url }, None) => {
+            let created = req.create && source::postgres::create_database(url).await?;
+            out.rows = if created && req.jobs > 1 {
+                source::postgres::restore_parallel(&opened.chain, url, req.jobs, cancel, progress).await?
+            } else {
+                let r = source::postgres::restore(&opened.chain, url, req.clean, cancel, progress).await;
+                if r.is_err() && created {
+                    let _ = source::postgres::drop_database(url).await;
+                }
+                r?
+            };
+            out.tables = available.len() as u64;
+        }
+        (SourceSpec::Postgres { url }, Some(scope)) => {
+            let applied = pg_apply::apply(&opened.chain, url, &scope, true, cancel, progress).await?;
+            out.tables = applied.tables.len() as u64;
+            out.rows = applied.tables.iter().map(|t| t.rows_in_backup).sum();
+            out.changes = applied.tables;
+            out.new_tenant_id = applied.new_tenant_id;
+        }
+        (SourceSpec::Sqlite { .. }, Some(_)) => return Err(Error::validation("selective and tenant-only restores need a PostgreSQL target")),
+    }
+    out.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// A backup of what a restore will replace, into the repository the restore reads from: the
+/// tenant tables for a tenant restore, the chosen tables for a selective one, the whole target
+/// for a `clean` full restore.
+async fn safety_backup(req: &RestoreRequest, opened: &Opened, scope: &Option<Scope>, target: &SourceSpec, keys: &KeySources, cancel: &CancelToken, progress: &ProgressSink) -> Result<BackupOutcome> {
+    let repo = opened.repo.as_ref().ok_or_else(|| {
+        Error::validation(
+            "a safety backup goes into the backup's repository, and this archive is not in one: restore from the repository directory, or skip the safety backup explicitly (--no-safety-backup)",
+        )
+    })?;
+    let master = keys.unlock_repository(repo).await.map_err(|e| Error::new(e.code, format!("cannot take the safety backup: {}", e.message)))?;
+    let mut b = BackupRequest::new(target.clone());
+    b.source_name = format!("{} (safety backup before a {} restore)", target.display(), req.restore_type.as_str());
+    b.backup_type = BackupType::Full;
+    b.safety = true;
+    b.tenant_column = req.tenant_column.clone();
+    b.tenants_table = req.tenants_table.clone();
+    b.jobs = req.jobs.max(1);
+    match scope {
+        Some(Scope::Tables(set)) => b.tables = Some(set.clone()),
+        Some(Scope::Tenant(_)) => b.include = Include { tenant_data: true, system_data: false, logs: true },
+        None => {}
+    }
+    backup::run(repo, &master, &b, cancel, progress).await.map_err(|e| Error::new(e.code, format!("the safety backup failed, so nothing was restored: {}", e.message)))
+}
+
+/// Restores a full backup into `target`, which must be empty (a new SQLite file, or a PostgreSQL
+/// database without tables). All or nothing. Incremental and differential backups need their
+/// chain: see [`restore_chain`].
+pub async fn restore_full(reader: ArchiveReader, target: &SourceSpec, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
+    restore_chain(vec![reader], target, jobs, false, cancel, progress).await
+}
+
+/// Restores the newest backup of `chain` (its full first, then each backup that builds on the
+/// one before) into the empty `target`, exactly as its source was at that backup's snapshot.
+/// Into an existing database the restore is one transaction. Into a PostgreSQL database that
+/// this restore created (`created_target`), `jobs` connections load and index in parallel and a
+/// failure drops the new database.
+pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs: usize, created_target: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
+    let started = std::time::Instant::now();
+    let members = check_chain(chain)?;
     let (reader, index) = members.last().cloned().ok_or_else(|| Error::validation("nothing to restore"))?;
     if reader.header.source_kind != target.kind() {
         return Err(Error::validation(format!(
@@ -78,14 +592,19 @@ pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs:
     let rows = match target {
         SourceSpec::Sqlite { path } => source::sqlite::restore(&reader, &index, path, cancel, progress).await?,
         SourceSpec::Postgres { url } if created_target && jobs > 1 => source::postgres::restore_parallel(&members, url, jobs, cancel, progress).await?,
-        SourceSpec::Postgres { url } => source::postgres::restore(&members, url, cancel, progress).await?,
+        SourceSpec::Postgres { url } => source::postgres::restore(&members, url, false, cancel, progress).await?,
     };
     Ok(RestoreOutcome {
         archive_id: reader.header.archive_id.clone(),
         target: target.display(),
-        tables: index.sections.iter().filter(|s| s.kind == "table" && s.name != "sqlite_sequence").count() as u64,
+        restore_type: RestoreType::Full,
+        tables: table_sections(&index).len() as u64,
         backups: members.len() as u64,
         rows,
         seconds: started.elapsed().as_secs_f64(),
+        changes: Vec::new(),
+        new_tenant_id: None,
+        safety_backup: None,
+        point_in_time: None,
     })
 }

@@ -73,7 +73,15 @@ export type JobStatus = "pending" | "running" | "completed" | "failed" | "cancel
 
 export type BackupExecution = { id: string, configuration_id: string | null, configuration_name: string | null, backup_type: string, status: JobStatus, started_at: string, completed_at: string | null, file_path: string | null, file_size: number | null, compressed_size: number | null, tenant_count: number | null, table_count: number | null, record_count: number | null, checksum: string | null, error_message: string | null, metadata: JsonValue, };
 
-export type RestoreOperation = { id: string, backup_execution_id: string | null, restore_type: string, target_tenant_id: string | null, restore_point: string | null, status: JobStatus, progress_percentage: number, tables_to_restore: Array<string> | null, exclude_tables: Array<string> | null, preserve_ids: boolean, started_at: string, completed_at: string | null, initiated_by: string, error_message: string | null, restored_records: JsonValue, };
+export type RestoreOperation = { id: string, backup_execution_id: string | null, restore_type: string, target_tenant_id: string | null, restore_point: string | null, status: JobStatus, progress_percentage: number, tables_to_restore: Array<string> | null, exclude_tables: Array<string> | null, preserve_ids: boolean, started_at: string, completed_at: string | null, initiated_by: string, error_message: string | null, restored_records: JsonValue, 
+/**
+ * Where it restored to (no password).
+ */
+target: string | null, source_archive: string | null, 
+/**
+ * The backup taken of what the restore replaced (a backup execution's id).
+ */
+safety_backup_id: string | null, new_tenant_id: string | null, current_table: string | null, };
 
 export type MigrationJob = { id: string, migration_name: string, migration_type: string, source_tenant_id: string | null, target_tenant_id: string | null, source_file_path: string | null, target_file_path: string | null, status: JobStatus, progress_percentage: number, records_processed: number, records_total: number, started_at: string, completed_at: string | null, initiated_by: string, error_message: string | null, };
 
@@ -82,3 +90,91 @@ export type DemoReport = {
  * False when the demo was already there and nothing was created.
  */
 created: boolean, database_path: string, tenants: number, rows: number, };
+
+export type BackupOutcome = { id: string, archive: string, type: BackupType, parent: string | null, bytes: number, raw_bytes: number, tables: number, rows: number, tenant_count: number, sha256: string, seconds: number, snapshot_time: string, 
+/**
+ * Why the backup is not of the type asked for (e.g. the first incremental is a full).
+ */
+note: string | null, };
+
+export type RestoreType = "full" | "selective" | "tenant_only";
+
+export type PlanBackup = { id: string, backup_type: string, snapshot_time: string, source_name: string, file: string, };
+
+export type PointInTime = { requested: string, 
+/**
+ * The snapshot time of the backup restored: the exact point the target will reach.
+ */
+reached: string, 
+/**
+ * How far before the requested time that is.
+ */
+gap_seconds: number, };
+
+export type RestorePlan = { restore_type: RestoreType, 
+/**
+ * The backups read, the full first.
+ */
+chain: Array<PlanBackup>, point_in_time: PointInTime | null, target: string, 
+/**
+ * The database (or file) name to type to confirm a destructive restore.
+ */
+target_database: string, create: boolean, clean: boolean, tenant_id: string | null, preserve_ids: boolean, 
+/**
+ * The copy's tenant id (known after a dry run, or when given).
+ */
+new_tenant_id: string | null, 
+/**
+ * Per table: rows in the backup and — for a dry-run plan — inserted, updated, deleted.
+ */
+tables: Array<TableChange>, rows: number, 
+/**
+ * Tables and views of the target a `clean` restore drops.
+ */
+replaced_objects: number, destructive: boolean, safety_backup: boolean, warnings: Array<string>, 
+/**
+ * The counts come from a rolled-back dry run against the target (not only from the index).
+ */
+exact: boolean, estimated_bytes: number, estimated_seconds: number, };
+
+export type RestoreOutcome = { archive_id: string, target: string, restore_type: RestoreType, tables: number, rows: number, 
+/**
+ * How many backups of the chain were read (1 for a full).
+ */
+backups: number, seconds: number, 
+/**
+ * Per table, what changed (selective and tenant restores).
+ */
+changes: Array<TableChange>, new_tenant_id: string | null, safety_backup: BackupOutcome | null, point_in_time: PointInTime | null, };
+
+export type RestoreForm = { 
+/**
+ * The recorded backup to restore (a completed backup execution).
+ */
+backup_execution_id: string, 
+/**
+ * The connection to restore into.
+ */
+connection_id: string, restore_type: RestoreType, tables: Array<string>, exclude_tables: Array<string>, tenant_id: string | null, 
+/**
+ * `false` restores the tenant as a copy under a new tenant id.
+ */
+preserve_ids: boolean, new_tenant_id: string | null, new_tenant_name: string | null, 
+/**
+ * RFC 3339: restore, from the same repository and source, the newest backup at or before it.
+ */
+restore_point: string | null, 
+/**
+ * Take a safety backup before a destructive restore.
+ */
+safety_backup: boolean, 
+/**
+ * Replace the target's objects (full restore into a database that is not empty).
+ */
+clean: boolean, };
+
+export type TableChange = { table: string, 
+/**
+ * Rows the backup holds for the restore (the tenant's rows, or the whole table).
+ */
+rows_in_backup: number, inserted: number, updated: number, deleted: number, };

@@ -67,11 +67,11 @@ pub struct PgSchema {
     pub post: Vec<Stmt>,
 }
 
-fn qi(s: &str) -> String {
+pub(crate) fn qi(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-fn ql(s: &str) -> String {
+pub(crate) fn ql(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -90,7 +90,7 @@ pub(crate) async fn connect(url: &str) -> Result<PgConnection> {
     }
 }
 
-fn q(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
+pub(crate) fn q(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
     move |e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot {what}: {e}"))
 }
 
@@ -108,10 +108,10 @@ pub async fn fingerprint(url: &str) -> Result<String> {
 
 /// Excludes objects that belong to extensions.
 const NOT_EXT: &str = "NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = {oid} AND dep.deptype = 'e')";
-fn not_ext(oid: &str) -> String {
+pub(crate) fn not_ext(oid: &str) -> String {
     NOT_EXT.replace("{oid}", oid)
 }
-const USER_NS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
+pub(crate) const USER_NS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
 
 async fn rows(conn: &mut PgConnection, sql: String, what: &str) -> Result<Vec<sqlx::postgres::PgRow>> {
     sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(q(what))
@@ -423,7 +423,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
 }
 
 /// The schema section of an archive.
-fn archived_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> Result<PgSchema> {
+pub(crate) fn archived_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> Result<PgSchema> {
     let mut json = Vec::new();
     reader.read_section(index, "schema", &mut |c| {
         json.extend_from_slice(c);
@@ -474,7 +474,7 @@ pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, p
         "(CASE WHEN xmin::text::bigint <= {low} THEN ({epoch}::bigint << 32) + xmin::text::bigint ELSE (({epoch}::bigint - 1) << 32) + xmin::text::bigint END)::text::xid8"
     );
     let mut schema = read_schema(&mut conn, &req.tenant_column, &req.tenants_table).await?;
-    schema.tables.retain(|t| req.include.wants(t.class));
+    schema.tables.retain(|t| req.include.wants(t.class) && req.tables.as_ref().is_none_or(|only| only.contains(&t.section())));
     let mut sec = archive.section("schema", "schema");
     sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?)?;
     sec.finish()?;
@@ -540,24 +540,23 @@ async fn copy_section(conn: &mut PgConnection, archive: &mut ArchiveWriter, name
 /// Restores into the (empty) database at `url`, in one transaction.
 /// `chain` is the backup and its ancestors, oldest (the full) first, each with its index; the
 /// state restored is the newest one's.
-pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
+/// With `clean`, the target's own objects (every user schema's tables, views, sequences, types
+/// and functions; not extensions) are dropped first, in the same transaction.
+pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, clean: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
     let schema = archived_schema(reader, index)?;
     let mut conn = connect(url).await?;
-    let existing: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_NS} AND {}",
-        not_ext("c.oid")
-    )))
-    .fetch_one(&mut conn)
-    .await
-    .map_err(q("inspect the target"))?;
-    if existing > 0 {
+    let existing = count_user_relations(&mut conn).await?;
+    if existing > 0 && !clean {
         return Err(Error::conflict(format!(
-            "the target {} already has {existing} tables or views; restore into an empty database (e.g. createdb a new one)",
+            "the target {} already has {existing} tables or views; restore into an empty database (e.g. createdb a new one), or replace them with --clean",
             super::redact(url)
         )));
     }
     let mut tx = conn.begin().await.map_err(q("start the restore transaction"))?;
+    if clean {
+        drop_user_objects(&mut tx).await?;
+    }
     create_objects(&mut tx, &schema, cancel).await?;
     let mut total = 0u64;
     let n = schema.tables.len() as u64;
@@ -573,6 +572,36 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
     tx.commit().await.map_err(q("commit the restore"))?;
     let _ = conn.close().await;
     Ok(total)
+}
+
+/// Tables, views and materialized views of the users' schemas (not of extensions).
+pub(crate) async fn count_user_relations(conn: &mut PgConnection) -> Result<i64> {
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_NS} AND {}",
+        not_ext("c.oid")
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(q("inspect the target"))
+}
+
+/// Drops every user object of the database (schemas other than `public` whole; in `public` its
+/// relations, functions and types), leaving extensions. Inside the caller's transaction.
+async fn drop_user_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
+    let stmts: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT 'DROP SCHEMA IF EXISTS ' || quote_ident(n.nspname) || ' CASCADE' FROM pg_namespace n WHERE {USER_NS} AND n.nspname <> 'public' AND {ns}          UNION ALL          SELECT 'DROP ' || CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END                 || ' IF EXISTS ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' CASCADE'            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition AND {rel}          UNION ALL          SELECT 'DROP ' || CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END || ' IF EXISTS ' || p.oid::regprocedure::text || ' CASCADE'            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' AND {pr}          UNION ALL          SELECT 'DROP TYPE IF EXISTS ' || t.oid::regtype::text || ' CASCADE' FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace           WHERE n.nspname = 'public' AND {ty} AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))",
+        ns = not_ext("n.oid"),
+        rel = not_ext("c.oid"),
+        pr = not_ext("p.oid"),
+        ty = not_ext("t.oid"),
+    )))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(q("list the objects to replace"))?;
+    for st in stmts {
+        sqlx::raw_sql(AssertSqlSafe(st.clone())).execute(&mut **tx).await.map_err(|e| restore_error(&format!("replacing the target's objects ({st})"), &e))?;
+    }
+    Ok(())
 }
 
 /// Creates the extensions and every object of the schema in dependency order, found by
@@ -611,20 +640,28 @@ async fn create_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, schema: 
 /// Loads one table: the newest whole copy in the chain, then every later delta in order; checks
 /// the final row count. Returns the rows.
 async fn load_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, cancel: &CancelToken) -> Result<u64> {
+    load_table_into(tx, chain, t, &format!("{}.{}", qi(&t.schema), qi(&t.name)), cancel).await
+}
+
+/// Loads one table of the chain into `relation` (the table itself, or a staging table with the
+/// same columns): the newest whole copy, then every later delta in order; checks the final row
+/// count. Returns the rows.
+pub(crate) async fn load_table_into(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, relation: &str, cancel: &CancelToken) -> Result<u64> {
     let section = t.section();
     let Some(base) = chain.iter().rposition(|(_, ix)| ix.section(&section).is_some_and(|e| e.mode.is_none())) else { return Ok(0) };
     let (base_reader, base_index) = &chain[base];
     // (COPY … WITH (FREEZE) after a TRUNCATE was measured slower here, on wal_level=replica.)
-    let target = format!("{} FROM STDIN", t.copy_target());
+    let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
+    let target = format!("{relation} ({}) FROM STDIN", cols.join(", "));
     let mut expected = copy_in(tx, base_reader, base_index, &section, &target, cancel).await?;
     for (r, ix) in &chain[base + 1..] {
         let entry = ix.section(&section).ok_or_else(|| Error::validation(format!("{section} is missing from backup {} of the chain", r.header.archive_id)))?;
         if entry.mode.as_deref() != Some("delta") {
             return Err(Error::validation(format!("{section}: backup {} of the chain is not a delta", r.header.archive_id)));
         }
-        expected = apply_delta(tx, r, ix, t, cancel).await?;
+        expected = apply_delta(tx, r, ix, t, relation, cancel).await?;
     }
-    let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}.{}", qi(&t.schema), qi(&t.name))))
+    let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {relation}")))
         .fetch_one(&mut **tx)
         .await
         .map_err(|e| restore_error(&format!("table {section}"), &e))?;
@@ -662,9 +699,8 @@ async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::s
 
 /// Applies one backup's delta to a table: changed rows replace their old versions, rows whose key
 /// is gone from the backup's key list are deleted. Returns the table's row count afterwards.
-async fn apply_delta(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, t: &PgTable, cancel: &CancelToken) -> Result<u64> {
+async fn apply_delta(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, t: &PgTable, table: &str, cancel: &CancelToken) -> Result<u64> {
     let section = t.section();
-    let table = format!("{}.{}", qi(&t.schema), qi(&t.name));
     let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
     let keys: Vec<String> = t.key_columns.iter().map(|c| qi(c)).collect();
     let run = |sql: String| AssertSqlSafe(sql);
@@ -696,7 +732,7 @@ async fn apply_delta(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &st
     Ok(all)
 }
 
-fn restore_error(what: &str, e: &sqlx::Error) -> Error {
+pub(crate) fn restore_error(what: &str, e: &sqlx::Error) -> Error {
     Error::new(ErrorCode::Database, format!("restore failed at {what}: {e}; the target was left as it was"))
 }
 

@@ -11,5 +11,6 @@ mod connections;
 mod cron;
 mod demo;
 mod keychain;
+mod restores;
 mod runs;
 mod support;

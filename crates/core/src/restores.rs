@@ -1,0 +1,257 @@
+//! Restores run from the catalog (the app, and the CLI when it has a catalog): a form naming a
+//! recorded backup and a target connection turned into a restore request, planned, then run and
+//! recorded as a `restore_operations` row going pending → running → completed | failed |
+//! cancelled, with its progress, the rows restored per table, the safety backup taken before it
+//! (itself a `backup_executions` row) and any error.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use ts_rs::TS;
+
+use crate::backup::BackupOutcome;
+use crate::catalog::{audit, now};
+use crate::context::Ctx;
+use crate::error::{Error, ErrorCode, Result};
+use crate::history::{self, RestoreOperation};
+use crate::restore::{self, RestoreOutcome, RestorePlan, RestoreRequest, RestoreType};
+use crate::runs;
+use crate::source::{CancelToken, Progress, ProgressSink};
+use crate::unlock::KeySources;
+
+/// What the Restore tab asks for.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, Default)]
+pub struct RestoreForm {
+    /// The recorded backup to restore (a completed backup execution).
+    pub backup_execution_id: String,
+    /// The connection to restore into.
+    pub connection_id: String,
+    pub restore_type: RestoreType,
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
+    pub tenant_id: Option<String>,
+    /// `false` restores the tenant as a copy under a new tenant id.
+    pub preserve_ids: bool,
+    pub new_tenant_id: Option<String>,
+    pub new_tenant_name: Option<String>,
+    /// RFC 3339: restore, from the same repository and source, the newest backup at or before it.
+    pub restore_point: Option<String>,
+    /// Take a safety backup before a destructive restore.
+    pub safety_backup: bool,
+    /// Replace the target's objects (full restore into a database that is not empty).
+    pub clean: bool,
+}
+
+/// Turns a form into a request (the target's URL, with its password, stays in memory).
+pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
+    let exec = history::executions(ctx, i64::MAX)
+        .await?
+        .into_iter()
+        .find(|e| e.id == form.backup_execution_id)
+        .ok_or_else(|| Error::not_found("choose a backup to restore: the one selected is not in the catalog any more"))?;
+    let file = exec
+        .file_path
+        .clone()
+        .filter(|_| exec.status == history::JobStatus::Completed)
+        .ok_or_else(|| Error::validation("the selected backup did not complete: choose a completed backup"))?;
+    if form.connection_id.is_empty() {
+        return Err(Error::validation("choose the connection to restore into"));
+    }
+    let (target, conn) = runs::source_of(ctx, &form.connection_id).await?;
+    let mut req = RestoreRequest::new(PathBuf::from(&file), target_url(&target));
+    req.restore_type = form.restore_type;
+    req.tables = form.tables.clone();
+    req.exclude_tables = form.exclude_tables.clone();
+    req.tenant_id = form.tenant_id.clone().filter(|t| !t.trim().is_empty());
+    req.preserve_ids = form.preserve_ids;
+    req.new_tenant_id = form.new_tenant_id.clone().filter(|t| !t.trim().is_empty());
+    req.new_tenant_name = form.new_tenant_name.clone().filter(|t| !t.trim().is_empty());
+    req.safety_backup = form.safety_backup;
+    req.clean = form.clean;
+    req.tenant_column = conn.tenant_column.clone();
+    req.tenants_table = conn.tenants_table.clone();
+    if let Some(at) = form.restore_point.clone().filter(|t| !t.trim().is_empty()) {
+        // The newest backup of the same source and repository at or before the point.
+        let archive = PathBuf::from(&file);
+        let repo_dir = archive.parent().and_then(|p| p.parent()).map(PathBuf::from).ok_or_else(|| Error::validation("the backup is not in a repository"))?;
+        let header = crate::archive::ArchiveReader::open(&archive)?.header;
+        req.from = repo_dir;
+        req.at = Some(at);
+        req.source_name = Some(header.source_name);
+    }
+    Ok(req)
+}
+
+fn target_url(spec: &crate::source::SourceSpec) -> String {
+    match spec {
+        crate::source::SourceSpec::Postgres { url } => url.clone(),
+        crate::source::SourceSpec::Sqlite { path } => format!("sqlite://{}", path.display()),
+    }
+}
+
+fn keys(ctx: &Ctx) -> KeySources {
+    KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() }
+}
+
+/// Plans a restore from the app: an exact plan (a rolled-back dry run for selective and tenant
+/// restores).
+pub async fn plan(ctx: &Ctx, form: &RestoreForm) -> Result<RestorePlan> {
+    let req = resolve(ctx, form).await?;
+    let opened = restore::open(&req, &keys(ctx)).await?;
+    restore::plan(&req, &opened, true, &CancelToken::new()).await
+}
+
+/// Records a pending restore; returns its id.
+pub async fn insert(ctx: &Ctx, req: &RestoreRequest, backup_execution_id: Option<&str>) -> Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let target = crate::source::SourceSpec::parse(&req.target)?.display();
+    sqlx::query(
+        "INSERT INTO restore_operations (id, backup_execution_id, restore_type, target_tenant_id, restore_point, status, progress_percentage, \
+         tables_to_restore, exclude_tables, preserve_ids, started_at, initiated_by, target, source_archive) \
+         VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(backup_execution_id)
+    .bind(req.restore_type.as_str())
+    .bind(&req.tenant_id)
+    .bind(&req.at)
+    .bind((!req.tables.is_empty()).then(|| json!(req.tables).to_string()))
+    .bind((!req.exclude_tables.is_empty()).then(|| json!(req.exclude_tables).to_string()))
+    .bind(req.preserve_ids)
+    .bind(now())
+    .bind(&ctx.operator_id)
+    .bind(&target)
+    .bind(req.from.display().to_string())
+    .execute(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("record the restore", &e))?;
+    Ok(id)
+}
+
+/// Records a pending restore of a form (the app): returns its id and the request to run.
+pub async fn start(ctx: &Ctx, form: &RestoreForm) -> Result<(String, RestoreRequest)> {
+    let req = resolve(ctx, form).await?;
+    let id = insert(ctx, &req, Some(&form.backup_execution_id)).await?;
+    Ok((id, req))
+}
+
+async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
+    let pct = if p.tables_total == 0 { 0 } else { (p.tables_done * 100 / p.tables_total).min(99) };
+    let _ = sqlx::query("UPDATE restore_operations SET progress_percentage = ?, current_table = ? WHERE id = ?")
+        .bind(i64::try_from(pct).unwrap_or(0))
+        .bind(&p.table)
+        .bind(id)
+        .execute(&ctx.pool)
+        .await;
+}
+
+/// Records a safety backup as a backup execution (restorable like any other).
+async fn record_safety_backup(ctx: &Ctx, restore_id: &str, b: &BackupOutcome) -> Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at, completed_at, file_path, file_size, compressed_size, \
+         tenant_count, table_count, record_count, checksum, metadata) VALUES (?, NULL, 'full', 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&b.snapshot_time)
+    .bind(now())
+    .bind(&b.archive)
+    .bind(i64::try_from(b.raw_bytes).unwrap_or(i64::MAX))
+    .bind(i64::try_from(b.bytes).unwrap_or(i64::MAX))
+    .bind(i64::try_from(b.tenant_count).unwrap_or(i64::MAX))
+    .bind(i64::try_from(b.tables).unwrap_or(i64::MAX))
+    .bind(i64::try_from(b.rows).unwrap_or(i64::MAX))
+    .bind(&b.sha256)
+    .bind(json!({ "archive_id": b.id, "snapshot_time": b.snapshot_time, "safety_for_restore": restore_id, "seconds": b.seconds }).to_string())
+    .execute(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("record the safety backup", &e))?;
+    Ok(id)
+}
+
+/// Runs a recorded restore to its end and records the outcome.
+pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, opened: Option<restore::Opened>, cancel: &CancelToken, progress: Option<ProgressSink>) -> Result<RestoreOutcome> {
+    sqlx::query("UPDATE restore_operations SET status = 'running', started_at = ? WHERE id = ?")
+        .bind(now())
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("start the restore", &e))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+    let sink: ProgressSink = std::sync::Arc::new(move |p: Progress| {
+        if let Some(extra) = &progress {
+            extra(p.clone());
+        }
+        let _ = tx.send(p);
+    });
+    let writer = {
+        let (ctx, id) = (ctx.clone(), id.to_string());
+        tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                set_progress(&ctx, &id, &p).await;
+            }
+        })
+    };
+    let result = async {
+        let opened = match opened {
+            Some(o) => o,
+            None => restore::open(req, keys).await?,
+        };
+        restore::execute(req, opened, keys, cancel, &sink).await
+    }
+    .await;
+    drop(sink);
+    let _ = writer.await;
+    let target = crate::source::SourceSpec::parse(&req.target).map(|s| s.display()).unwrap_or_default();
+    match &result {
+        Ok(out) => {
+            let safety = match &out.safety_backup {
+                Some(b) => Some(record_safety_backup(ctx, id, b).await?),
+                None => None,
+            };
+            let records: serde_json::Map<String, serde_json::Value> = if out.changes.is_empty() {
+                serde_json::Map::from_iter([("rows".to_string(), json!(out.rows)), ("tables".to_string(), json!(out.tables))])
+            } else {
+                out.changes
+                    .iter()
+                    .map(|c| (c.table.clone(), json!({ "rows": c.rows_in_backup, "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted })))
+                    .collect()
+            };
+            sqlx::query(
+                "UPDATE restore_operations SET status = 'completed', completed_at = ?, progress_percentage = 100, current_table = NULL, \
+                 restored_records = ?, safety_backup_id = ?, new_tenant_id = ?, restore_point = coalesce(restore_point, ?) WHERE id = ?",
+            )
+            .bind(now())
+            .bind(serde_json::Value::Object(records).to_string())
+            .bind(&safety)
+            .bind(&out.new_tenant_id)
+            .bind(out.point_in_time.as_ref().map(|p| p.requested.clone()))
+            .bind(id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record the finished restore", &e))?;
+            audit(&ctx.pool, &ctx.operator_id, "restore.run", &target, "success", Some(&format!("{} of backup {}", req.restore_type.as_str(), out.archive_id))).await?;
+        }
+        Err(e) => {
+            let status = if e.code == ErrorCode::Cancelled { "cancelled" } else { "failed" };
+            sqlx::query("UPDATE restore_operations SET status = ?, completed_at = ?, error_message = ?, current_table = NULL WHERE id = ?")
+                .bind(status)
+                .bind(now())
+                .bind(&e.message)
+                .bind(id)
+                .execute(&ctx.pool)
+                .await
+                .map_err(|e| Error::catalog("record the failed restore", &e))?;
+            audit(&ctx.pool, &ctx.operator_id, "restore.run", &target, "failure", Some(&e.message)).await?;
+        }
+    }
+    result
+}
+
+/// One restore operation by id.
+pub async fn get(ctx: &Ctx, id: &str) -> Result<RestoreOperation> {
+    history::restores(ctx, i64::MAX).await?.into_iter().find(|r| r.id == id).ok_or_else(|| Error::not_found(format!("no restore {id}")))
+}

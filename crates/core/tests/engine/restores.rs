@@ -1,0 +1,417 @@
+//! Restores against the real PostgreSQL: tenant only (in place and as a copy), selective, point
+//! in time, clean, failures half-way (constraint, killed connection, cancel) leaving the target
+//! as it was, safety backups, incompatible targets, and test restores.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use safehold_core::restore::{self, RestoreRequest, RestoreType};
+use safehold_core::restores;
+use safehold_core::source::{no_progress, CancelToken, Progress, ProgressSink, SourceSpec};
+use safehold_core::{verify, ErrorCode};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+
+use crate::backup::{pg_dump, repo_with_password, Repo};
+use crate::support::{home, ScratchDb};
+
+const A: &str = "00000000-0000-0000-0000-00000000000a";
+const B: &str = "00000000-0000-0000-0000-00000000000b";
+
+/// A small multi-tenant platform: tenants, users (identity keys), projects (serial keys, owned by
+/// a user), project notes (uuid keys, reached only through projects, with replies to notes),
+/// and a system table.
+async fn platform() -> ScratchDb {
+    let db = ScratchDb::create().await;
+    db.execute(&format!(
+        "CREATE TABLE tenants (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL UNIQUE);
+         CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id uuid NOT NULL REFERENCES tenants(id), email text NOT NULL, UNIQUE (tenant_id, email));
+         CREATE TABLE projects (id serial PRIMARY KEY, tenant_id uuid NOT NULL REFERENCES tenants(id), owner_id bigint REFERENCES users(id), title text NOT NULL);
+         CREATE TABLE project_notes (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), project_id int NOT NULL REFERENCES projects(id), reply_to uuid REFERENCES project_notes(id), body text);
+         CREATE TABLE settings (key text PRIMARY KEY, value text);
+         INSERT INTO tenants VALUES ('{A}', 'Acme'), ('{B}', 'Beta'), ('00000000-0000-0000-0000-00000000000c', 'Gamma');
+         INSERT INTO users (tenant_id, email) SELECT t.id, 'user' || g || '@' || lower(t.name) || '.test' FROM tenants t, generate_series(1, 4) g ORDER BY t.name, g;
+         INSERT INTO projects (tenant_id, owner_id, title) SELECT u.tenant_id, u.id, 'project of ' || u.email FROM users u ORDER BY u.id;
+         INSERT INTO projects (tenant_id, owner_id, title) SELECT u.tenant_id, NULL, 'unowned ' || u.email FROM users u WHERE u.email LIKE 'user1@%' ORDER BY u.id;
+         INSERT INTO project_notes (project_id, body) SELECT p.id, 'note ' || g || ' on ' || p.id FROM projects p, generate_series(1, 3) g ORDER BY p.id, g;
+         INSERT INTO project_notes (project_id, reply_to, body) SELECT n.project_id, n.id, 'reply to ' || n.body FROM project_notes n WHERE n.body LIKE 'note 1 %';
+         INSERT INTO settings VALUES ('plan', 'gold'), ('region', 'eu');"
+    ))
+    .await;
+    db
+}
+
+async fn rows(db: &ScratchDb, sql: &str) -> Vec<String> {
+    let mut conn = PgConnection::connect(&db.url()).await.expect("connect");
+    let mut out: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    out.sort();
+    out
+}
+
+/// Every row of every table, split into tenant `t`'s rows and everyone else's.
+async fn split(db: &ScratchDb, t: &str) -> (BTreeMap<&'static str, Vec<String>>, BTreeMap<&'static str, Vec<String>>) {
+    let preds: [(&str, String); 5] = [
+        ("tenants", format!("id = '{t}'")),
+        ("users", format!("tenant_id = '{t}'")),
+        ("projects", format!("tenant_id = '{t}'")),
+        ("project_notes", format!("project_id IN (SELECT id FROM projects WHERE tenant_id = '{t}')")),
+        ("settings", "false".into()),
+    ];
+    let (mut mine, mut others) = (BTreeMap::new(), BTreeMap::new());
+    for (table, pred) in preds {
+        mine.insert(table, rows(db, &format!("SELECT x::text FROM {table} x WHERE {pred}")).await);
+        others.insert(table, rows(db, &format!("SELECT x::text FROM {table} x WHERE NOT ({pred})")).await);
+    }
+    (mine, others)
+}
+
+fn request(repo: &Repo, target: &ScratchDb) -> RestoreRequest {
+    let mut r = RestoreRequest::new(repo.path(), target.url());
+    r.jobs = 2;
+    r
+}
+
+async fn run(repo: &Repo, req: &RestoreRequest) -> safehold_core::Result<restore::RestoreOutcome> {
+    let opened = restore::open(req, &repo.keys).await?;
+    restore::execute(req, opened, &repo.keys, &CancelToken::new(), &no_progress()).await
+}
+
+async fn plan(repo: &Repo, req: &RestoreRequest) -> safehold_core::Result<restore::RestorePlan> {
+    let opened = restore::open(req, &repo.keys).await?;
+    restore::plan(req, &opened, true, &CancelToken::new()).await
+}
+
+/// Changes tenant A across parent and child tables (update, delete, insert) and tenant B, and the
+/// system table.
+async fn change_a_and_b(db: &ScratchDb) {
+    db.execute(&format!(
+        "UPDATE projects SET title = title || ' (renamed)' WHERE tenant_id = '{A}';
+         DELETE FROM project_notes WHERE reply_to IS NOT NULL AND project_id IN (SELECT id FROM projects WHERE tenant_id = '{A}');
+         DELETE FROM project_notes WHERE body LIKE 'note 3 %' AND project_id IN (SELECT id FROM projects WHERE tenant_id = '{A}');
+         UPDATE projects SET owner_id = NULL WHERE owner_id = (SELECT max(id) FROM users WHERE tenant_id = '{A}');
+         DELETE FROM users WHERE id = (SELECT max(id) FROM users WHERE tenant_id = '{A}');
+         INSERT INTO users (tenant_id, email) VALUES ('{A}', 'late@acme.test');
+         INSERT INTO projects (tenant_id, owner_id, title) SELECT '{A}', id, 'new project' FROM users WHERE email = 'late@acme.test';
+         INSERT INTO project_notes (project_id, body) SELECT id, 'new note' FROM projects WHERE title = 'new project';
+         UPDATE tenants SET name = 'Acme Corp' WHERE id = '{A}';
+         UPDATE projects SET title = 'B changed' WHERE tenant_id = '{B}' AND owner_id IS NULL;
+         INSERT INTO users (tenant_id, email) VALUES ('{B}', 'new@beta.test');
+         UPDATE settings SET value = 'platinum' WHERE key = 'plan';"
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_restore_replaces_that_tenant_only_and_its_safety_backup_undoes_it() {
+    let db = platform().await;
+    let repo = repo_with_password("pw");
+    let (a_backed_up, _) = split(&db, A).await;
+    repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+    change_a_and_b(&db).await;
+    let (a_changed, others_before) = split(&db, A).await;
+    assert_ne!(a_changed, a_backed_up, "the test changed tenant A");
+
+    let mut req = request(&repo, &db);
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(A.into());
+
+    // The plan: a rolled-back trial run with exact counts; it changes nothing.
+    let p = plan(&repo, &req).await.expect("plan");
+    assert!(p.exact && p.destructive && p.safety_backup, "{p:?}");
+    let tables: BTreeMap<&str, &safehold_core::source::pg_apply::TableChange> = p.tables.iter().map(|t| (t.table.as_str(), t)).collect();
+    assert_eq!(tables.len(), 4, "the tenant tables, project_notes found through projects: {tables:?}");
+    assert_eq!(tables["public.project_notes"].rows_in_backup as usize, a_backed_up["project_notes"].len());
+    assert_eq!(tables["public.users"].deleted, 1, "late@acme.test goes");
+    assert_eq!(tables["public.users"].inserted, 1, "the deleted user comes back");
+    assert_eq!(tables["public.tenants"].updated, 1, "the name is restored");
+    assert!(tables["public.project_notes"].inserted >= 2, "deleted notes come back");
+    assert_eq!(split(&db, A).await.0, a_changed, "planning changed nothing");
+
+    let out = run(&repo, &req).await.expect("tenant restore");
+    let (a_now, others_now) = split(&db, A).await;
+    assert_eq!(a_now, a_backed_up, "tenant A equals its backed-up state in every table");
+    assert_eq!(others_now, others_before, "every other row (tenant B's changes, the system table) is as it was");
+    let safety = out.safety_backup.expect("a safety backup was taken");
+
+    // New rows after the restore still get fresh keys: the sequences are past the restored ones.
+    db.execute(&format!("INSERT INTO users (tenant_id, email) VALUES ('{A}', 'after@acme.test'); INSERT INTO projects (tenant_id, title) VALUES ('{A}', 'after');")).await;
+    db.execute("DELETE FROM projects WHERE title = 'after'; DELETE FROM users WHERE email = 'after@acme.test';").await;
+
+    // The safety backup undoes the restore: tenant A as it was just before.
+    let mut undo = request(&repo, &db);
+    undo.restore_type = RestoreType::TenantOnly;
+    undo.tenant_id = Some(A.into());
+    undo.backup_id = Some(safety.id.clone());
+    undo.safety_backup = false;
+    run(&repo, &undo).await.expect("restore the safety backup");
+    let (a_undone, others_undone) = split(&db, A).await;
+    assert_eq!(a_undone, a_changed, "the safety backup restores the pre-restore state");
+    assert_eq!(others_undone, others_before);
+
+    // A safety backup is never the pick of "the newest backup".
+    let p = plan(&repo, &req).await.expect("plan");
+    assert_ne!(p.chain.last().map(|b| b.id.clone()), Some(safety.id), "the newest regular backup is restored, not the safety backup");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_restored_as_a_copy_gets_new_ids_everywhere_and_leaves_the_original() {
+    let db = platform().await;
+    let repo = repo_with_password("pw");
+    repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+    // (Sequences are not transactional: a trial run of a copy uses up the key values it drew.)
+    let data = |db: &ScratchDb| pg_dump(db, &["--data-only"], true).lines().filter(|l| !l.contains("setval(")).collect::<Vec<_>>().join("\n");
+    let before = data(&db);
+    let (a_rows, _) = split(&db, A).await;
+
+    let mut req = request(&repo, &db);
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(A.into());
+    req.preserve_ids = false;
+
+    // The tenants' names are unique: a copy under the same name is refused in the plan.
+    let err = plan(&repo, &req).await.expect_err("the name clashes");
+    assert!(err.message.contains("tenants_name_key") && err.message.contains("left as it was"), "{}", err.message);
+    assert_eq!(data(&db), before, "a refused plan changes nothing");
+
+    req.new_tenant_name = Some("Acme (restored 24 Nov)".into());
+    let p = plan(&repo, &req).await.expect("plan");
+    assert!(!p.destructive && !p.safety_backup, "a copy replaces nothing");
+    let out = run(&repo, &req).await.expect("copy");
+    let new = out.new_tenant_id.expect("the new tenant's id");
+    assert_ne!(new, A);
+
+    let (a_after, _) = split(&db, A).await;
+    assert_eq!(a_after, a_rows, "the original tenant is untouched");
+    let count = |sql: String| {
+        let db = &db;
+        async move { rows(db, &sql).await.len() }
+    };
+    for (table, pred) in [
+        ("users", "tenant_id = '{T}'"),
+        ("projects", "tenant_id = '{T}'"),
+        ("project_notes", "project_id IN (SELECT id FROM projects WHERE tenant_id = '{T}')"),
+    ] {
+        let of = |t: &str| format!("SELECT x::text FROM {table} x WHERE {}", pred.replace("{T}", t));
+        assert_eq!(count(of(&new)).await, count(of(A)).await, "{table}: the copy has the source tenant's rows");
+        let ids_new = rows(&db, &of(&new).replace("x::text", "x.id::text")).await;
+        let ids_a = rows(&db, &of(A).replace("x::text", "x.id::text")).await;
+        assert!(ids_new.iter().all(|i| !ids_a.contains(i)), "{table}: new ids everywhere");
+    }
+    assert_eq!(rows(&db, &format!("SELECT name FROM tenants WHERE id = '{new}'")).await, vec!["Acme (restored 24 Nov)".to_string()]);
+    // Every foreign key of the copy resolves inside the copy.
+    let outside = rows(
+        &db,
+        &format!(
+            "SELECT 'project ' || p.id FROM projects p WHERE p.tenant_id = '{new}' AND p.owner_id IS NOT NULL AND p.owner_id NOT IN (SELECT id FROM users WHERE tenant_id = '{new}')
+             UNION ALL SELECT 'note ' || n.id FROM project_notes n JOIN projects p ON p.id = n.project_id WHERE p.tenant_id = '{new}'
+               AND n.reply_to IS NOT NULL AND n.reply_to NOT IN (SELECT n2.id FROM project_notes n2 JOIN projects p2 ON p2.id = n2.project_id WHERE p2.tenant_id = '{new}')"
+        ),
+    )
+    .await;
+    assert!(outside.is_empty(), "references leaving the copy: {outside:?}");
+    let owned = rows(&db, &format!("SELECT p.id::text FROM projects p WHERE p.tenant_id = '{new}' AND p.owner_id IS NOT NULL")).await;
+    assert_eq!(owned.len(), 4, "owners were rewritten, not dropped");
+    // The copy's id is taken now: a second copy under it is refused.
+    req.new_tenant_id = Some(new.clone());
+    let err = plan(&repo, &req).await.expect_err("taken");
+    assert!(err.message.contains("already used"), "{}", err.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_selective_restore_changes_only_the_chosen_tables_and_warns_about_missing_parents() {
+    let db = platform().await;
+    let repo = repo_with_password("pw");
+    let notes_backed_up = rows(&db, "SELECT x::text FROM project_notes x").await;
+    let settings_backed_up = rows(&db, "SELECT x::text FROM settings x").await;
+    repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+    db.execute("DELETE FROM project_notes WHERE reply_to IS NOT NULL; UPDATE project_notes SET body = 'edited'; UPDATE settings SET value = 'x'; INSERT INTO users (tenant_id, email) SELECT id, 'kept@x.test' FROM tenants;").await;
+    let users_before = rows(&db, "SELECT x::text FROM users x").await;
+    let projects_before = rows(&db, "SELECT x::text FROM projects x").await;
+
+    let mut req = request(&repo, &db);
+    req.restore_type = RestoreType::Selective;
+    req.tables = vec!["project_notes".into(), "public.settings".into()];
+    let p = plan(&repo, &req).await.expect("plan");
+    assert!(
+        p.warnings.iter().any(|w| w.starts_with("public.project_notes is restored without its parent table public.projects")),
+        "{:?}",
+        p.warnings
+    );
+    assert_eq!(p.tables.iter().map(|t| t.table.as_str()).collect::<Vec<_>>(), vec!["public.project_notes", "public.settings"]);
+
+    let mut bad = req.clone();
+    bad.tables = vec!["no_such_table".into()];
+    let err = plan(&repo, &bad).await.expect_err("unknown table");
+    assert!(err.message.contains("no table \"no_such_table\""), "{}", err.message);
+
+    run(&repo, &req).await.expect("selective restore");
+    assert_eq!(rows(&db, "SELECT x::text FROM project_notes x").await, notes_backed_up);
+    assert_eq!(rows(&db, "SELECT x::text FROM settings x").await, settings_backed_up);
+    assert_eq!(rows(&db, "SELECT x::text FROM users x").await, users_before, "tables not chosen keep their changes");
+    assert_eq!(rows(&db, "SELECT x::text FROM projects x").await, projects_before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_point_in_time_restore_reaches_the_newest_backup_at_or_before_it() {
+    let db = platform().await;
+    let repo = repo_with_password("pw");
+    let mut times = Vec::new();
+    for value in ["t1", "t2", "t3"] {
+        db.execute(&format!("UPDATE settings SET value = '{value}' WHERE key = 'plan'")).await;
+        let b = repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+        times.push(chrono::DateTime::parse_from_rfc3339(&b.snapshot_time).expect("time"));
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let between = times[1] + (times[2] - times[1]) / 2;
+    let target = ScratchDb::create().await;
+    let mut req = request(&repo, &target);
+    req.at = Some(between.to_rfc3339());
+    let p = plan(&repo, &req).await.expect("plan");
+    let pit = p.point_in_time.expect("the plan states the point reached");
+    assert_eq!(chrono::DateTime::parse_from_rfc3339(&pit.reached).expect("time"), times[1]);
+    assert!(pit.gap_seconds > 0.0);
+    run(&repo, &req).await.expect("restore at a point in time");
+    assert_eq!(rows(&target, "SELECT value FROM settings WHERE key = 'plan'").await, vec!["t2".to_string()]);
+
+    let mut early = request(&repo, &target);
+    early.at = Some((times[0] - chrono::Duration::hours(1)).to_rfc3339());
+    let err = plan(&repo, &early).await.expect_err("nothing that early");
+    assert!(err.message.contains("no backup was taken at or before"), "{}", err.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_restore_replaces_a_database_with_clean_after_a_safety_backup() {
+    let src = platform().await;
+    let repo = repo_with_password("pw");
+    repo.backup(SourceSpec::Postgres { url: src.url() }).await;
+    let target = ScratchDb::create().await;
+    target.execute("CREATE TABLE leftover (x int); INSERT INTO leftover VALUES (42); CREATE TYPE mood AS ENUM ('ok');").await;
+    let mut req = request(&repo, &target);
+    let err = plan(&repo, &req).await.expect_err("not empty");
+    assert!(err.message.contains("--clean"), "{}", err.message);
+    req.clean = true;
+    let p = plan(&repo, &req).await.expect("plan");
+    assert!(p.destructive && p.replaced_objects == 1, "{p:?}");
+    let out = run(&repo, &req).await.expect("clean restore");
+    assert_eq!(pg_dump(&target, &[], true), pg_dump(&src, &[], true), "the target is the backup, exactly");
+    // The safety backup holds what was replaced.
+    let safety = out.safety_backup.expect("safety backup");
+    let again = ScratchDb::create().await;
+    let mut undo = request(&repo, &again);
+    undo.backup_id = Some(safety.id);
+    run(&repo, &undo).await.expect("restore the safety backup");
+    assert_eq!(rows(&again, "SELECT x::text FROM leftover x").await, vec!["42".to_string()]);
+}
+
+/// Runs a recorded tenant restore that fails half-way, and checks the target and the record.
+async fn failing_restore(db: &ScratchDb, repo: &Repo, cancel: CancelToken, progress: ProgressSink, expect_status: &str, expect_in_error: &str) {
+    let h = home().await;
+    let before = pg_dump(db, &["--data-only"], true);
+    let mut req = request(repo, db);
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(A.into());
+    req.safety_backup = false;
+    let id = restores::insert(&h.ctx, &req, None).await.expect("record");
+    let err = restores::run(&h.ctx, &id, &req, &repo.keys, None, &cancel, Some(progress)).await.expect_err("the restore fails");
+    assert!(err.message.contains(expect_in_error), "{}", err.message);
+    assert_eq!(pg_dump(db, &["--data-only"], true), before, "the target is exactly as it was");
+    let op = restores::get(&h.ctx, &id).await.expect("the record");
+    assert_eq!(serde_json::to_value(op.status).expect("json"), serde_json::json!(expect_status));
+    assert!(op.error_message.as_deref().is_some_and(|m| m.contains(expect_in_error)), "{:?}", op.error_message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_that_fails_half_way_leaves_the_target_as_it_was() {
+    let db = platform().await;
+    let repo = repo_with_password("pw");
+    repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+    change_a_and_b(&db).await;
+
+    // A constraint of the target that the backup's rows violate.
+    db.execute("ALTER TABLE project_notes ADD CONSTRAINT no_replies CHECK (body NOT LIKE 'reply to %') NOT VALID").await;
+    failing_restore(&db, &repo, CancelToken::new(), no_progress(), "failed", "no_replies").await;
+    db.execute("ALTER TABLE project_notes DROP CONSTRAINT no_replies").await;
+
+    // A cancel while the restore is writing.
+    let token = CancelToken::new();
+    let t2 = token.clone();
+    let cancel_when_restoring: ProgressSink = Arc::new(move |p: Progress| {
+        if p.phase == "restoring" && p.table.as_deref() == Some("public.projects") {
+            t2.cancel();
+        }
+    });
+    failing_restore(&db, &repo, token, cancel_when_restoring, "cancelled", "cancelled").await;
+
+    // The server connection killed during the load.
+    let url = db.url();
+    let name = db.name.clone();
+    let kill: ProgressSink = Arc::new(move |p: Progress| {
+        if p.phase == "restoring" && p.table.as_deref() == Some("public.projects") {
+            let out = std::process::Command::new("psql")
+                .args(["-X", "-q", "-d", &url, "-c"])
+                .arg(format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND application_name = 'safehold'"))
+                .output()
+                .expect("psql");
+            assert!(out.status.success());
+        }
+    });
+    failing_restore(&db, &repo, CancelToken::new(), kill, "failed", "the target was left as it was").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compatible_targets_work_and_incompatible_ones_fail_in_the_plan() {
+    let src = platform().await;
+    let repo = repo_with_password("pw");
+    repo.backup(SourceSpec::Postgres { url: src.url() }).await;
+    // Another database (another name) made from the same backup, then changed: a tenant restore works.
+    let other = ScratchDb::create().await;
+    run(&repo, &request(&repo, &other)).await.expect("full restore into another database");
+    let (a_backed_up, _) = split(&other, A).await;
+    change_a_and_b(&other).await;
+    let mut req = request(&repo, &other);
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(A.into());
+    req.safety_backup = false;
+    run(&repo, &req).await.expect("tenant restore into another database");
+    assert_eq!(split(&other, A).await.0, a_backed_up);
+
+    // A target whose table lacks a column of the backup: refused in the plan, nothing changed.
+    let odd = ScratchDb::create().await;
+    run(&repo, &request(&repo, &odd)).await.expect("full restore");
+    odd.execute("ALTER TABLE projects DROP COLUMN title").await;
+    let before = pg_dump(&odd, &["--data-only"], true);
+    let mut req = request(&repo, &odd);
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(A.into());
+    let err = plan(&repo, &req).await.expect_err("incompatible");
+    assert_eq!(err.code, ErrorCode::Validation);
+    assert!(err.message.contains("public.projects has no column title"), "{}", err.message);
+    assert_eq!(pg_dump(&odd, &["--data-only"], true), before);
+    // A tenant restore without a tenant id, and a SQLite target for a PostgreSQL backup.
+    req.tenant_id = None;
+    assert!(plan(&repo, &req).await.expect_err("no tenant").message.contains("--tenant"));
+    let mut sqlite = RestoreRequest::new(repo.path(), "sqlite:///tmp/nowhere.db");
+    sqlite.jobs = 1;
+    assert!(plan(&repo, &sqlite).await.expect_err("kind").message.contains("is of a postgres database"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_test_restore_checks_every_table_against_the_archive_and_the_source() {
+    let db = platform().await;
+    let repo = repo_with_password("pw");
+    repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+    let scratch = format!("{}/postgres", crate::support::pg_base());
+    let req = RestoreRequest::new(repo.path(), String::new());
+    let opened = restore::open(&req, &repo.keys).await.expect("open");
+    let report = verify::restore_test(&opened, &scratch, Some(&db.url()), &CancelToken::new(), &no_progress()).await.expect("test restore");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.tables.len(), 5);
+    assert!(report.tables.iter().all(|t| t.archive_checksum == "match" && t.source == "match" && t.restored_rows == t.expected_rows), "{report:?}");
+    let left: Vec<String> = rows(&db, &format!("SELECT datname::text FROM pg_database WHERE datname = '{}'", report.scratch_database)).await;
+    assert!(left.is_empty(), "the scratch database was dropped");
+
+    db.execute("UPDATE settings SET value = 'changed'").await;
+    let report = verify::restore_test(&opened, &scratch, Some(&db.url()), &CancelToken::new(), &no_progress()).await.expect("test restore");
+    let settings = report.tables.iter().find(|t| t.table == "public.settings").expect("settings");
+    assert_eq!(settings.source, "changed since the backup");
+    assert!(report.ok, "a changed source is reported, not a failure");
+}
