@@ -139,7 +139,7 @@ pub async fn start(ctx: &Ctx, form: &RestoreForm) -> Result<(String, RestoreRequ
 }
 
 async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
-    let pct = if p.tables_total == 0 { 0 } else { (p.tables_done * 100 / p.tables_total).min(99) };
+    let pct = (p.tables_done * 100).checked_div(p.tables_total).unwrap_or(0).min(99);
     let _ = sqlx::query("UPDATE restore_operations SET progress_percentage = ?, current_table = ? WHERE id = ?")
         .bind(i64::try_from(pct).unwrap_or(0))
         .bind(&p.table)

@@ -120,3 +120,82 @@ fn a_configuration_runs_from_the_command_line_and_verify_checks_the_catalogs_che
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("does not match the checksum recorded"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql").args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql]).output().expect("psql");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A scratch database dropped at the end of the test.
+struct Db(String);
+impl Db {
+    fn new() -> Db {
+        let name = format!("safehold_cli_{}", std::process::id()) + &format!("_{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
+        psql(&format!("{}/postgres", pg_base()), &format!("CREATE DATABASE {name}"));
+        Db(name)
+    }
+    fn url(&self) -> String {
+        format!("{}/{}", pg_base(), self.0)
+    }
+}
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = Command::new("psql").args(["-X", "-q", "-d", &format!("{}/postgres", pg_base()), "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0)]).output();
+    }
+}
+
+#[test]
+fn a_tenant_restore_from_the_command_line_shows_its_plan_and_asks_before_replacing() {
+    let home = tempfile::tempdir().expect("tmp");
+    let db = Db::new();
+    let url = db.url();
+    psql(
+        &url,
+        "CREATE TABLE tenants (id text PRIMARY KEY, name text);
+         CREATE TABLE projects (id serial PRIMARY KEY, tenant_id text REFERENCES tenants(id), title text);
+         CREATE TABLE project_notes (id serial PRIMARY KEY, project_id int REFERENCES projects(id), body text);
+         INSERT INTO tenants VALUES ('a', 'Acme'), ('b', 'Beta');
+         INSERT INTO projects (tenant_id, title) SELECT t, 'p' || g FROM unnest(ARRAY['a', 'b']) t, generate_series(1, 3) g;
+         INSERT INTO project_notes (project_id, body) SELECT id, 'note on ' || title FROM projects;",
+    );
+    let repo = home.path().join("repo");
+    let repo_s = repo.to_str().expect("utf8");
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", home.path()).env("SAFEHOLD_PASSWORD", "cli-test").output().expect("run");
+    let backup = run(&["backup", "--source", &url, "--to", repo_s]);
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    let state = || psql(&url, "SELECT string_agg(p.tenant_id || ':' || p.title || ':' || coalesce(n.body, '-'), ',' ORDER BY p.id, n.id) FROM projects p LEFT JOIN project_notes n ON n.project_id = p.id");
+    let backed_up = state();
+    psql(&url, "DELETE FROM project_notes WHERE project_id IN (SELECT id FROM projects WHERE tenant_id = 'a'); UPDATE projects SET title = 'changed' WHERE tenant_id IN ('a', 'b');");
+    let changed = state();
+
+    let restore = ["restore", "--from", repo_s, "--target", &url, "--type", "tenant_only", "--tenant", "a"];
+    let dry = run(&[&restore[..], &["--dry-run"]].concat());
+    let err = String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.status.success(), "{err}");
+    assert!(err.contains("Restore plan (from a trial run, rolled back)") && err.contains("public.project_notes") && err.contains("dry run: nothing was changed"), "{err}");
+    assert_eq!(state(), changed, "a dry run changes nothing");
+
+    let unconfirmed = run(&restore);
+    assert!(!unconfirmed.status.success());
+    assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("add --yes"), "{}", String::from_utf8_lossy(&unconfirmed.stderr));
+    assert_eq!(state(), changed, "nothing runs without confirmation");
+
+    let done = stdout_json(&run(&[&restore[..], &["--yes", "--json"]].concat()));
+    assert!(done["outcome"]["safety_backup"]["id"].is_string(), "{done}");
+    let now = state();
+    assert_ne!(now, changed);
+    // Tenant a is back as it was; tenant b keeps its change.
+    let expected: Vec<String> = backed_up.split(',').map(|r| if r.starts_with("b:") { r.replacen(r.split(':').nth(1).unwrap_or(""), "changed", 1) } else { r.to_string() }).collect();
+    assert_eq!(now, expected.join(","));
+
+    // Verify by restoring: a scratch database, every table compared, dropped again.
+    let scratch = format!("{}/postgres", pg_base());
+    let test = stdout_json(&run(&["verify", "--restore-test", repo_s, "--scratch", &scratch, "--json"]));
+    assert_eq!(test["ok"], true, "{test}");
+    assert_eq!(test["tables"].as_array().map(Vec::len), Some(3));
+    let name = test["scratch_database"].as_str().expect("name");
+    assert_eq!(psql(&scratch, &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'")), "0");
+    let no_scratch = Command::new(env!("CARGO_BIN_EXE_safehold")).args(["verify", "--restore-test", repo_s]).env("SAFEHOLD_HOME", home.path()).env_remove("SAFEHOLD_SCRATCH_URL").output().expect("run");
+    assert!(String::from_utf8_lossy(&no_scratch.stderr).contains("--scratch"), "{}", String::from_utf8_lossy(&no_scratch.stderr));
+}
