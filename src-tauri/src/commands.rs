@@ -190,3 +190,9 @@ pub async fn start_restore(app: tauri::AppHandle, state: State<'_, AppState>, fo
 pub fn cancel_restore(state: State<'_, AppState>, restore_id: String) -> Res<bool> {
     cancel_backup(state, restore_id)
 }
+
+/// Verifies a backup by restoring it into a scratch database on its source's server.
+#[tauri::command]
+pub async fn verify_by_restoring(state: State<'_, AppState>, execution_id: String) -> Res<safehold_core::verify::RestoreTestReport> {
+    restores::verify_by_restoring(state.ctx()?, &execution_id).await
+}

@@ -63,6 +63,7 @@ fn main() {
             commands::plan_restore,
             commands::start_restore,
             commands::cancel_restore,
+            commands::verify_by_restoring,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{backup, configurations, connections, cron, demo, error, history, restore, restores, source, storage};
+use crate::{backup, configurations, connections, cron, demo, error, history, restore, restores, source, storage, verify};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -41,6 +41,8 @@ pub fn typescript() -> String {
         restore::RestoreOutcome::decl(&cfg),
         restores::RestoreForm::decl(&cfg),
         source::pg_apply::TableChange::decl(&cfg),
+        verify::RestoreTestTable::decl(&cfg),
+        verify::RestoreTestReport::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust types by safehold-core (src/bindings.rs). Do not edit by hand:\n\

@@ -255,3 +255,31 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
 pub async fn get(ctx: &Ctx, id: &str) -> Result<RestoreOperation> {
     history::restores(ctx, i64::MAX).await?.into_iter().find(|r| r.id == id).ok_or_else(|| Error::not_found(format!("no restore {id}")))
 }
+
+/// "Verify by restoring" from the app: the backup restored into a scratch database on its
+/// source's server (created and dropped), every table compared with the archive and with the
+/// live source.
+pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str) -> Result<crate::verify::RestoreTestReport> {
+    let exec = history::executions(ctx, i64::MAX)
+        .await?
+        .into_iter()
+        .find(|e| e.id == backup_execution_id)
+        .ok_or_else(|| Error::not_found("the selected backup is not in the catalog any more"))?;
+    let file = exec.file_path.clone().filter(|_| exec.status == history::JobStatus::Completed).ok_or_else(|| Error::validation("choose a completed backup"))?;
+    let config_id = exec.configuration_id.clone().ok_or_else(|| Error::validation("this backup belongs to no configuration, so its source server is unknown; test it with safehold verify --restore-test --scratch URL"))?;
+    let config = crate::configurations::get(ctx, &config_id).await?;
+    let connection_id = config.connection_id.ok_or_else(|| Error::validation("the backup's configuration names no connection"))?;
+    let (source, _) = runs::source_of(ctx, &connection_id).await?;
+    let crate::source::SourceSpec::Postgres { url } = source else {
+        return Err(Error::validation("verifying by restoring needs a PostgreSQL backup; SQLite backups are checked with a deep verify"));
+    };
+    let req = RestoreRequest::new(PathBuf::from(&file), String::new());
+    let opened = restore::open(&req, &keys(ctx)).await?;
+    let report = crate::verify::restore_test(&opened, &url, Some(&url), &CancelToken::new(), &crate::source::no_progress()).await;
+    let outcome = match &report {
+        Ok(r) if r.ok => "success",
+        _ => "failure",
+    };
+    audit(&ctx.pool, &ctx.operator_id, "backup.verify_restore", &file, outcome, report.as_ref().err().map(|e| e.message.as_str())).await?;
+    report
+}

@@ -178,3 +178,15 @@ export type TableChange = { table: string,
  * Rows the backup holds for the restore (the tenant's rows, or the whole table).
  */
 rows_in_backup: number, inserted: number, updated: number, deleted: number, };
+
+export type RestoreTestTable = { table: string, expected_rows: number, restored_rows: number, 
+/**
+ * "match", "mismatch", or "n/a" (the table's newest copy is a delta: counts only).
+ */
+archive_checksum: string, 
+/**
+ * Against the live source: "match", "changed since the backup", or "n/a".
+ */
+source: string, ok: boolean, };
+
+export type RestoreTestReport = { archive_id: string, backups: number, scratch_database: string, tables: Array<RestoreTestTable>, ok: boolean, seconds: number, };

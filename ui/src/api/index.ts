@@ -15,7 +15,10 @@ import type {
   ErrorCode,
   FieldError,
   MigrationJob,
+  RestoreForm,
   RestoreOperation,
+  RestorePlan,
+  RestoreTestReport,
 } from "./bindings";
 
 export type * from "./bindings";
@@ -75,6 +78,12 @@ export const api = {
   /** Starts a backup of the configuration now; resolves with the execution's id. */
   runBackupNow: (configurationId: string) => call<string>("run_backup_now", { configurationId }),
   cancelBackup: (executionId: string) => call<boolean>("cancel_backup", { executionId }),
+  /** What a restore would do; nothing is changed (a rolled-back trial run for tenant and selective restores). */
+  planRestore: (form: RestoreForm) => call<RestorePlan>("plan_restore", { form }),
+  /** Starts a restore; resolves with the restore operation's id. */
+  startRestore: (form: RestoreForm) => call<string>("start_restore", { form }),
+  cancelRestore: (restoreId: string) => call<boolean>("cancel_restore", { restoreId }),
+  verifyByRestoring: (executionId: string) => call<RestoreTestReport>("verify_by_restoring", { executionId }),
   /** The native file picker for a SQLite database; null when the user cancels. */
   pickSqliteFile: async (): Promise<string | null> => {
     const chosen = await open({

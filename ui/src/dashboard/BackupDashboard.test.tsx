@@ -25,6 +25,10 @@ vi.mock("../api", async () => {
       deleteConfiguration: vi.fn(),
       runBackupNow: vi.fn(),
       cancelBackup: vi.fn(),
+      planRestore: vi.fn(),
+      startRestore: vi.fn(),
+      cancelRestore: vi.fn(),
+      verifyByRestoring: vi.fn(),
     },
   };
 });
@@ -213,6 +217,7 @@ describe("BackupDashboard", () => {
       id: "r1", backup_execution_id: "1", restore_type: "tenant_only", target_tenant_id: "t", restore_point: null, status: "failed",
       progress_percentage: 40, tables_to_restore: null, exclude_tables: null, preserve_ids: false, started_at: "2025-01-05T12:00:00Z",
       completed_at: null, initiated_by: "op", error_message: "the target is not empty", restored_records: {},
+      target: "postgres://db/app", source_archive: "/b/1", safety_backup_id: null, new_tenant_id: null, current_table: null,
     }]);
     mocked.listMigrations.mockResolvedValue([{
       id: "m1", migration_name: "Copy Acme", migration_type: "tenant_copy", source_tenant_id: null, target_tenant_id: null,
@@ -222,13 +227,65 @@ describe("BackupDashboard", () => {
     renderWithClient(<BackupDashboard />);
     await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
     const restore = await screen.findByTestId("restore-operation");
-    expect(restore).toHaveTextContent("tenant_only restore");
+    expect(restore).toHaveTextContent("Restore: tenant t (as a copy)");
     expect(restore).toHaveTextContent("the target is not empty");
     expect(within(restore).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "40");
     await userEvent.click(screen.getByRole("tab", { name: "Migration" }));
     const job = await screen.findByTestId("migration-job");
     expect(job).toHaveTextContent("tenant_copy · 3/4 records");
     expect(within(job).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "75");
+  });
+
+  it("plans a tenant restore, asks for the database's name, then starts it; a running restore can be cancelled", async () => {
+    mocked.listRestores.mockResolvedValue([{
+      id: "r2", backup_execution_id: "1", restore_type: "tenant_only", target_tenant_id: "acme", restore_point: null, status: "running",
+      progress_percentage: 50, tables_to_restore: null, exclude_tables: null, preserve_ids: true, started_at: "2025-01-05T12:00:00Z",
+      completed_at: null, initiated_by: "op", error_message: null, restored_records: {},
+      target: "postgres://db/app", source_archive: "/b/1", safety_backup_id: null, new_tenant_id: null, current_table: "public.projects",
+    }]);
+    mocked.planRestore.mockResolvedValue({
+      restore_type: "tenant_only", chain: [{ id: "abcdef123456", backup_type: "full", snapshot_time: "2025-01-05T10:00:00Z", source_name: "Demo platform", file: "/b/1" }],
+      point_in_time: null, target: "postgres://db/app", target_database: "app", create: false, clean: false, tenant_id: "acme", preserve_ids: true,
+      new_tenant_id: null, tables: [{ table: "public.projects", rows_in_backup: 12, inserted: 1, updated: 2, deleted: 3 }], rows: 12,
+      replaced_objects: 0, destructive: true, safety_backup: true, warnings: ["x references the tenant table y but is not in the backup"],
+      exact: true, estimated_bytes: 1000, estimated_seconds: 1,
+    });
+    mocked.startRestore.mockResolvedValue("r3");
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    const running = await screen.findByTestId("restore-operation");
+    expect(running).toHaveTextContent("now: public.projects");
+    await userEvent.click(screen.getByTestId("restore-cancel"));
+    await waitFor(() => expect(mocked.cancelRestore).toHaveBeenCalledWith("r2"));
+
+    await userEvent.type(await screen.findByTestId("restore-tenant"), "acme");
+    await userEvent.click(screen.getByTestId("restore-review"));
+    const plan = await screen.findByTestId("restore-plan");
+    expect(mocked.planRestore).toHaveBeenCalledWith(expect.objectContaining({
+      backup_execution_id: "1", connection_id: "k1", restore_type: "tenant_only", tenant_id: "acme", preserve_ids: true, safety_backup: true,
+    }));
+    expect(within(plan).getByTestId("restore-plan-table")).toHaveTextContent("public.projects1212");
+    expect(within(plan).getByTestId("restore-plan-warning")).toHaveTextContent("not in the backup");
+    expect(plan).toHaveTextContent("A safety backup of what is replaced is taken first.");
+    const start = screen.getByTestId("restore-start");
+    expect(start).toBeDisabled();
+    await userEvent.type(screen.getByTestId("restore-confirm"), "ap");
+    expect(start).toBeDisabled();
+    await userEvent.type(screen.getByTestId("restore-confirm"), "p");
+    expect(start).toBeEnabled();
+    await userEvent.click(start);
+    await waitFor(() => expect(mocked.startRestore).toHaveBeenCalledTimes(1));
+    expect(await screen.findByTestId("restore-started")).toBeInTheDocument();
+  });
+
+  it("shows why a plan is refused", async () => {
+    mocked.planRestore.mockRejectedValue(new ApiError("validation", "the target's table public.projects has no column title that the backup has"));
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await userEvent.type(await screen.findByTestId("restore-tenant"), "acme");
+    await userEvent.click(screen.getByTestId("restore-review"));
+    expect(await screen.findByRole("alert")).toHaveTextContent("has no column title");
+    expect(screen.queryByTestId("restore-start")).not.toBeInTheDocument();
   });
 
   it("lists storage with its location", async () => {

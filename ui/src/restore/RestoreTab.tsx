@@ -1,40 +1,27 @@
-import { useQuery } from "@tanstack/react-query";
-import { api } from "../api";
-import { Card, CardContent, CardHeader } from "../components/ui";
+import { useMutation, useQuery } from "@tanstack/react-query";
+import { api, type RestoreOperation } from "../api";
+import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { JobRow } from "../components/JobRow";
 import { Empty, QueryView } from "../components/states";
 import { formatDate } from "../components/format";
+import { RestorePlanner } from "./RestorePlanner";
 
-/** The spec's restore cards. Restoring itself arrives with the restore engine; until then the
- * tab shows the completed backups a restore could start from and the recorded operations. */
+const active = (r: RestoreOperation) => r.status === "running" || r.status === "pending";
+
+/** The spec's restore cards: Point-in-Time Recovery (plan, confirm, start) and the restore
+ * operations with live progress and Cancel. */
 export function RestoreTab() {
-  const backups = useQuery({ queryKey: ["executions"], queryFn: api.listExecutions });
-  const restores = useQuery({ queryKey: ["restores"], queryFn: api.listRestores });
+  const restores = useQuery({
+    queryKey: ["restores"],
+    queryFn: api.listRestores,
+    refetchInterval: (q) => (q.state.data?.some(active) ? 1000 : 5000),
+  });
   return (
     <div className="grid grid-cols-1 md:grid-cols-2 gap-6">
       <Card>
         <CardHeader title="Point-in-Time Recovery" description="Restore data to a specific point in time" />
-        <CardContent className="space-y-3">
-          <QueryView query={backups} what="backups">
-            {(list) => {
-              const completed = list.filter((b) => b.status === "completed");
-              return completed.length === 0 ? (
-                <Empty>No completed backup to restore from yet.</Empty>
-              ) : (
-                <ul className="text-sm space-y-1" data-testid="restorable-backups">
-                  {completed.map((b) => (
-                    <li key={b.id}>
-                      {b.backup_type} — {formatDate(b.started_at)}
-                    </li>
-                  ))}
-                </ul>
-              );
-            }}
-          </QueryView>
-          <p className="text-xs text-slate-500">
-            Restoring from the app (full, selective, tenant only, point in time) is not available in this version yet. A whole
-            backup restores from the command line: <code>safehold restore --from &lt;repository&gt; --target &lt;database&gt;</code>.
-          </p>
+        <CardContent>
+          <RestorePlanner />
         </CardContent>
       </Card>
       <Card>
@@ -47,8 +34,7 @@ export function RestoreTab() {
               ) : (
                 <div className="space-y-3">
                   {list.map((r) => (
-                    <JobRow key={r.id} testId="restore-operation" kind="restore" title={`${r.restore_type} restore`} status={r.status}
-                      progress={r.progress_percentage} error={r.error_message} detail={`Started: ${formatDate(r.started_at)}`} />
+                    <RestoreRow key={r.id} op={r} />
                   ))}
                 </div>
               )
@@ -56,6 +42,40 @@ export function RestoreTab() {
           </QueryView>
         </CardContent>
       </Card>
+    </div>
+  );
+}
+
+function summary(r: RestoreOperation): string {
+  const records = (r.restored_records ?? {}) as Record<string, unknown>;
+  const tables = Object.entries(records).filter(([, v]) => typeof v === "object" && v !== null) as [string, { rows?: number }][];
+  if (tables.length > 0) {
+    const rows = tables.reduce((n, [, v]) => n + (v.rows ?? 0), 0);
+    return `${rows} rows in ${tables.length} tables`;
+  }
+  return typeof records.rows === "number" ? `${records.rows} rows` : "";
+}
+
+function RestoreRow({ op }: { op: RestoreOperation }) {
+  const cancel = useMutation({ mutationFn: () => api.cancelRestore(op.id) });
+  const what = op.restore_type === "tenant_only" ? `tenant ${op.target_tenant_id ?? ""}${op.preserve_ids ? "" : " (as a copy)"}` : op.restore_type;
+  const detail = [
+    op.target ? `into ${op.target}` : null,
+    `started ${formatDate(op.started_at)}`,
+    active(op) && op.current_table ? `now: ${op.current_table}` : null,
+    op.status === "completed" ? summary(op) : null,
+    op.new_tenant_id ? `new tenant ${op.new_tenant_id}` : null,
+    op.safety_backup_id ? "safety backup taken" : null,
+  ].filter(Boolean).join(" · ");
+  return (
+    <div>
+      <JobRow testId="restore-operation" kind="restore" title={`Restore: ${what}`} status={op.status} progress={op.progress_percentage}
+        error={op.error_message} detail={detail} />
+      {active(op) && (
+        <Button size="sm" variant="outline" className="mt-1" data-testid="restore-cancel" disabled={cancel.isPending} onClick={() => cancel.mutate()}>
+          Cancel
+        </Button>
+      )}
     </div>
   );
 }
