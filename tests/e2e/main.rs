@@ -36,9 +36,13 @@ struct App {
 impl App {
     async fn start() -> App {
         let turn = ONE_APP.lock().await;
+        Self::start_in(tempfile::tempdir().expect("temp home"), turn).await
+    }
+
+    /// Starts the app on a home prepared by the test (holding its turn).
+    async fn start_in(home: tempfile::TempDir, turn: tokio::sync::MutexGuard<'static, ()>) -> App {
         let binary = app_binary();
         assert!(binary.exists(), "the app binary {} is missing: build it with `make app`", binary.display());
-        let home = tempfile::tempdir().expect("temp home");
         let port = free_port();
         let driver = Command::new(std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into()))
             .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
@@ -225,4 +229,97 @@ async fn run_now_backs_up_the_demo_and_the_completed_backup_shows_in_recent_back
     assert_eq!(sha.len(), 64);
     assert!(bytes.starts_with(b"SAFEHOLD"), "it is a Safehold archive");
     app.stop().await;
+}
+
+fn pg_base() -> String {
+    std::env::var("SAFEHOLD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+async fn pg(url: &str, sql: &str) {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to PostgreSQL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn pg_rows(url: &str, sql: &str) -> Vec<String> {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to PostgreSQL");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+#[tokio::test]
+async fn a_tenant_restore_is_planned_confirmed_and_followed_to_completion_in_the_app() {
+    use safehold_core::{configurations, connections, demo, runs, Ctx};
+    let turn = ONE_APP.lock().await;
+    // A PostgreSQL platform with two tenants, registered with a configuration and backed up.
+    let db = format!("safehold_e2e_{}", std::process::id());
+    pg(&format!("{}/postgres", pg_base()), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE); CREATE DATABASE {db}")).await;
+    let url = format!("{}/{db}", pg_base());
+    pg(
+        &url,
+        "CREATE TABLE tenants (id text PRIMARY KEY, name text);
+         CREATE TABLE projects (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants(id), title text);
+         CREATE TABLE project_notes (id serial PRIMARY KEY, project_id int NOT NULL REFERENCES projects(id), body text);
+         INSERT INTO tenants VALUES ('acme', 'Acme'), ('beta', 'Beta');
+         INSERT INTO projects (tenant_id, title) SELECT t, t || ' project ' || g FROM unnest(ARRAY['acme', 'beta']) t, generate_series(1, 20) g;
+         INSERT INTO project_notes (project_id, body) SELECT id, 'note on ' || title FROM projects;",
+    )
+    .await;
+    let home = tempfile::tempdir().expect("temp home");
+    let ctx = Ctx::open(home.path()).await.expect("catalog");
+    demo::ensure(&ctx, false).await.expect("demo");
+    let mut input = connections::ConnectionInput::from_url("Platform", &url).expect("connection input");
+    input.password = None;
+    let conn = connections::add(&ctx, input).await.expect("add connection");
+    let mut cfg = configurations::ConfigurationInput {
+        configuration_name: "Platform nightly".into(),
+        connection_id: conn.id.clone(),
+        ..serde_json::from_value(serde_json::json!({
+            "configuration_name": "x", "backup_type": "full", "schedule_cron": "0 2 * * *", "retention_days": 30,
+            "compression_enabled": true, "encryption_enabled": true, "storage_location": "Local backups",
+            "includes_tenant_data": true, "includes_system_data": true, "includes_logs": true, "is_active": true, "connection_id": ""
+        }))
+        .expect("input")
+    };
+    cfg.is_active = true;
+    let cfg = configurations::create(&ctx, cfg).await.expect("configuration");
+    let exec = runs::enqueue(&ctx, &cfg.id).await.expect("enqueue");
+    let done = runs::run(&ctx, &exec, &safehold_core::source::CancelToken::new()).await.expect("backup");
+    assert_eq!(serde_json::to_value(done.status).expect("json"), serde_json::json!("completed"), "{:?}", done.error_message);
+    ctx.pool.close().await;
+    let state = |t: &'static str| {
+        let url = url.clone();
+        async move {
+            pg_rows(&url, &format!("SELECT p.title || '/' || coalesce(string_agg(n.body, ',' ORDER BY n.id), '') FROM projects p LEFT JOIN project_notes n ON n.project_id = p.id WHERE p.tenant_id = '{t}' GROUP BY p.id ORDER BY p.id")).await
+        }
+    };
+    let acme_backed_up = state("acme").await;
+    pg(&url, "DELETE FROM project_notes WHERE project_id IN (SELECT id FROM projects WHERE tenant_id = 'acme'); UPDATE projects SET title = 'broken' WHERE tenant_id IN ('acme', 'beta');").await;
+    let beta_changed = state("beta").await;
+
+    let app = App::start_in(home, turn).await;
+    app.wait_text("h1", "Backup Management").await;
+    app.find("[data-testid=tab-restore]").await.click().await.expect("open Restore");
+    app.find("[data-testid=restore-planner]").await;
+    app.find("[data-testid=restore-target]").await.select_by_value(&conn.id).await.expect("choose the target");
+    app.find("[data-testid=restore-type]").await.select_by_value("tenant_only").await.expect("tenant only");
+    app.find("[data-testid=restore-tenant]").await.send_keys("acme").await.expect("tenant");
+    app.find("[data-testid=restore-review]").await.click().await.expect("Review plan");
+    let plan = app.wait_text("[data-testid=restore-plan]", "public.project_notes").await;
+    let text = plan.text().await.expect("plan text");
+    assert!(text.contains("Tenant acme") && text.contains("trial run"), "{text}");
+    assert_eq!(state("acme").await, vec!["broken/".to_string(); 20], "planning changed nothing");
+    let start = app.find("[data-testid=restore-start]").await;
+    assert!(start.attr("disabled").await.expect("attr").is_some(), "Restore waits for the typed database name");
+    app.find("[data-testid=restore-confirm]").await.send_keys(&db).await.expect("confirm");
+    app.screenshot("restore-plan").await;
+    app.find("[data-testid=restore-start]").await.click().await.expect("Restore");
+    let op = app.wait_text("[data-testid=restore-operation]", "completed").await;
+    let op_text = op.text().await.expect("text");
+    assert!(op_text.contains("Restore: tenant acme") && op_text.contains("safety backup taken"), "{op_text}");
+    app.screenshot("restore-completed").await;
+    assert_eq!(state("acme").await, acme_backed_up, "tenant acme is back as it was backed up");
+    assert_eq!(state("beta").await, beta_changed, "tenant beta keeps its changes");
+    let recorded = app.catalog_count("SELECT count(*) FROM restore_operations WHERE status = 'completed' AND progress_percentage = 100 AND target_tenant_id = ? AND safety_backup_id IS NOT NULL", "acme").await;
+    assert_eq!(recorded, 1);
+    app.stop().await;
+    pg(&format!("{}/postgres", pg_base()), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
 }
