@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: installs what is missing, then runs every test — UI components, the engine, the
 # CLI, and the real app end to end — against real parts: PostgreSQL, a Secret Service, Xvfb.
+# SAFEHOLD_TEST_ARGS="-- NAME" runs only the tests whose names contain NAME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -59,6 +60,6 @@ HOME="$work/home" XDG_RUNTIME_DIR="$work/run" \
     set -euo pipefail
     eval "$(printf %s "$SAFEHOLD_KEYRING_PW" | gnome-keyring-daemon --unlock --components=secrets)"
     export SAFEHOLD_TEST_KEYCHAIN=1
-    cargo test -p safehold-core -p safehold-cli -p safehold-e2e
+    cargo test -p safehold-core -p safehold-cli -p safehold-e2e ${SAFEHOLD_TEST_ARGS:-}
   ' 2> >(grep -v -E "dbus-daemon|SpiRegistry|Failed to set fd limit" >&2)
 echo "== all tests passed"

@@ -245,13 +245,14 @@ async fn pg_rows(url: &str, sql: &str) -> Vec<String> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_restore_is_planned_confirmed_and_followed_to_completion_in_the_app() {
     use safehold_core::{configurations, connections, demo, runs, Ctx};
     let turn = ONE_APP.lock().await;
     // A PostgreSQL platform with two tenants, registered with a configuration and backed up.
     let db = format!("safehold_e2e_{}", std::process::id());
-    pg(&format!("{}/postgres", pg_base()), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE); CREATE DATABASE {db}")).await;
+    pg(&format!("{}/postgres", pg_base()), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+    pg(&format!("{}/postgres", pg_base()), &format!("CREATE DATABASE {db}")).await;
     let url = format!("{}/{db}", pg_base());
     pg(
         &url,
@@ -299,6 +300,11 @@ async fn a_tenant_restore_is_planned_confirmed_and_followed_to_completion_in_the
     app.wait_text("h1", "Backup Management").await;
     app.find("[data-testid=tab-restore]").await.click().await.expect("open Restore");
     app.find("[data-testid=restore-planner]").await;
+    // Verify by restoring: a scratch database on the source's server, every table compared.
+    app.find("[data-testid=verify-by-restoring]").await.click().await.expect("Verify by restoring");
+    let report = app.wait_text("[data-testid=verify-report]", "Verified by restoring").await;
+    let report = report.text().await.expect("report");
+    assert!(report.contains("public.project_notes: 40/40 rows, archive match, source changed since the backup"), "{report}");
     app.find("[data-testid=restore-target]").await.select_by_value(&conn.id).await.expect("choose the target");
     app.find("[data-testid=restore-type]").await.select_by_value("tenant_only").await.expect("tenant only");
     app.find("[data-testid=restore-tenant]").await.send_keys("acme").await.expect("tenant");
