@@ -15,13 +15,13 @@ export function JobRow({ title, detail, status, progress, error, kind, testId }:
   testId: string;
 }) {
   return (
-    <div className="flex items-center justify-between p-3 border rounded-lg" data-testid={testId}>
-      <div>
+    <div className="flex items-center justify-between gap-3 p-3 border rounded-lg" data-testid={testId}>
+      <div className="min-w-0 flex-1 break-words">
         <div className="font-medium">{title}</div>
         <div className="text-sm text-slate-500">{detail}</div>
         {error && <div className="text-sm text-red-600">{error}</div>}
       </div>
-      <div className="text-right space-y-1">
+      <div className="text-right space-y-1 shrink-0">
         <Badge variant={statusVariant(status)}>{status}</Badge>
         <Progress value={progress} label={`${kind} progress`} />
       </div>

@@ -1,6 +1,6 @@
 // The spec's dashboard tests, against the typed API module (the Tauri boundary) replaced by
 // fixtures. The real backend is exercised by the end-to-end suite (tests/e2e).
-import { render, screen, waitFor, within } from "@testing-library/react";
+import { fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { beforeEach, describe, expect, it, vi } from "vitest";
@@ -276,6 +276,21 @@ describe("BackupDashboard", () => {
     await userEvent.click(start);
     await waitFor(() => expect(mocked.startRestore).toHaveBeenCalledTimes(1));
     expect(await screen.findByTestId("restore-started")).toBeInTheDocument();
+  });
+
+  it("asks for a point in time only when chosen, and sends it as UTC", async () => {
+    mocked.planRestore.mockRejectedValue(new ApiError("not_found", "no backup was taken at or before that time"));
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await userEvent.type(await screen.findByTestId("restore-tenant"), "acme");
+    expect(screen.queryByTestId("restore-point")).not.toBeInTheDocument();
+    await userEvent.click(screen.getByTestId("restore-at-point"));
+    fireEvent.change(screen.getByTestId("restore-point"), { target: { value: "2025-01-05T10:15:00" } });
+    await userEvent.click(screen.getByTestId("restore-review"));
+    await waitFor(() => expect(mocked.planRestore).toHaveBeenCalledWith(expect.objectContaining({
+      restore_point: new Date("2025-01-05T10:15:00").toISOString(),
+    })));
+    expect(await screen.findByRole("alert")).toHaveTextContent("no backup was taken at or before");
   });
 
   it("shows why a plan is refused", async () => {

@@ -45,6 +45,7 @@ export function RestorePlanner() {
   const [tables, setTables] = useState("");
   const [excluded, setExcluded] = useState("");
   const [point, setPoint] = useState("");
+  const [atPoint, setAtPoint] = useState(false);
   const [asCopy, setAsCopy] = useState(false);
   const [plan, setPlan] = useState<RestorePlan | null>(null);
   const [confirm, setConfirm] = useState("");
@@ -69,7 +70,7 @@ export function RestorePlanner() {
     preserve_ids: form.restore_type !== "tenant_only" || !asCopy,
     new_tenant_id: asCopy ? form.new_tenant_id : null,
     new_tenant_name: asCopy ? form.new_tenant_name : null,
-    restore_point: toRfc3339(point),
+    restore_point: atPoint ? toRfc3339(point) : null,
     clean: form.restore_type === "full" && form.clean,
   });
   const change = (patch: Partial<RestoreForm>) => {
@@ -174,10 +175,17 @@ export function RestorePlanner() {
               </label>
             )}
             <div>
-              <label className={label} htmlFor="restore-point">Point in time (optional)</label>
-              <input id="restore-point" data-testid="restore-point" type="datetime-local" step="1" className={field} value={point}
-                onChange={(e) => { setPoint(e.target.value); setPlan(null); }} />
-              <p className="text-xs text-slate-500 mt-1">Restores the newest backup of the same source taken at or before this time.</p>
+              <label className="flex items-center gap-2 text-sm">
+                <input type="checkbox" data-testid="restore-at-point" checked={atPoint} onChange={(e) => { setAtPoint(e.target.checked); setPlan(null); }} />
+                Restore to a point in time instead
+              </label>
+              {atPoint && (
+                <>
+                  <input id="restore-point" aria-label="Point in time" data-testid="restore-point" type="datetime-local" step="1" className={`${field} mt-1`} value={point}
+                    onChange={(e) => { setPoint(e.target.value); setPlan(null); }} />
+                  <p className="text-xs text-slate-500 mt-1">Restores the newest backup of the same source taken at or before this time (your local time).</p>
+                </>
+              )}
             </div>
             <label className="flex items-center gap-2 text-sm">
               <input type="checkbox" data-testid="restore-safety" checked={form.safety_backup} onChange={(e) => change({ safety_backup: e.target.checked })} />
