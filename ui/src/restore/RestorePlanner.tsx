@@ -127,6 +127,13 @@ export function RestorePlanner() {
                 ))}
               </select>
             </div>
+            {connections.data?.find((c) => c.id === form.connection_id)?.kind === "sqlite" && (
+              <p className="text-xs text-amber-700" data-testid="restore-sqlite-note">
+                This connection is a SQLite database: in this version a SQLite backup restores whole into a new file, from the command
+                line (<code>safehold restore --from REPOSITORY --target sqlite:///path/new.db</code>). Tenant and selective restores need a
+                PostgreSQL connection.
+              </p>
+            )}
             <div>
               <label className={label} htmlFor="restore-type">Restore type</label>
               <select id="restore-type" data-testid="restore-type" className={field} value={form.restore_type}
