@@ -196,3 +196,15 @@ pub fn cancel_restore(state: State<'_, AppState>, restore_id: String) -> Res<boo
 pub async fn verify_by_restoring(state: State<'_, AppState>, execution_id: String) -> Res<safehold_core::verify::RestoreTestReport> {
     restores::verify_by_restoring(state.ctx()?, &execution_id).await
 }
+
+/// What retention would delete now for a configuration, and why.
+#[tauri::command]
+pub async fn preview_retention(state: State<'_, AppState>, configuration_id: String) -> Res<safehold_core::retention::RetentionPlan> {
+    safehold_core::retention::preview(state.ctx()?, &configuration_id).await
+}
+
+/// Applies retention now for a configuration.
+#[tauri::command]
+pub async fn apply_retention(state: State<'_, AppState>, configuration_id: String) -> Res<safehold_core::retention::RetentionPlan> {
+    safehold_core::retention::apply(state.ctx()?, &configuration_id).await
+}

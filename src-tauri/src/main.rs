@@ -64,6 +64,8 @@ fn main() {
             commands::start_restore,
             commands::cancel_restore,
             commands::verify_by_restoring,
+            commands::preview_retention,
+            commands::apply_retention,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

@@ -231,6 +231,15 @@ enum ConfigCommand {
     List,
     /// Run a configuration's backup now and record it in the catalog.
     Run { name: String },
+    /// Show what retention would delete now, and why (nothing is deleted).
+    RetentionPreview { name: String },
+    /// Apply retention now: delete the expired backups no kept backup depends on.
+    RetentionApply {
+        name: String,
+        /// Delete without asking.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn print_json(v: &impl serde::Serialize) {
@@ -440,6 +449,45 @@ async fn restore_command(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
                     out.seconds
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn retention_command(ctx: &Ctx, json: bool, name: &str, apply: Option<bool>) -> Result<(), Error> {
+    let config = configurations::list(ctx)
+        .await?
+        .into_iter()
+        .find(|c| c.configuration_name == name || c.id == name)
+        .ok_or_else(|| Error::not_found(format!("no configuration is named \"{name}\"; `safehold config list` shows them")))?;
+    let plan = safehold_core::retention::preview(ctx, &config.id).await?;
+    let print = |plan: &safehold_core::retention::RetentionPlan, done: bool| {
+        if json {
+            print_json(plan);
+            return;
+        }
+        println!("retention of \"{}\": keep {} days (backups before {})", plan.configuration_name, plan.retention_days, plan.cutoff);
+        for i in &plan.items {
+            let verb = match i.action {
+                safehold_core::retention::RetentionAction::Delete if done => "deleted",
+                safehold_core::retention::RetentionAction::Delete => "delete ",
+                safehold_core::retention::RetentionAction::Keep => "keep   ",
+            };
+            println!("  {verb} {:<12} {}  {}", i.backup_type, i.started_at, i.reason);
+        }
+        println!("{} backups, {} bytes {}", plan.delete_count, plan.bytes_freed, if done { "deleted" } else { "would be deleted" });
+    };
+    match apply {
+        None => print(&plan, false),
+        Some(yes) => {
+            if plan.delete_count > 0 && !yes {
+                if !json {
+                    print(&plan, false);
+                }
+                return Err(Error::validation("add --yes to delete these backups (or run retention-preview to review them)"));
+            }
+            let done = safehold_core::retention::apply(ctx, &config.id).await?;
+            print(&done, true);
         }
     }
     Ok(())
@@ -680,6 +728,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 return Err(Error::new(safehold_core::ErrorCode::Database, e));
             }
         }
+        Command::Config(ConfigCommand::RetentionPreview { name }) => retention_command(&ctx, cli.json, &name, None).await?,
+        Command::Config(ConfigCommand::RetentionApply { name, yes }) => retention_command(&ctx, cli.json, &name, Some(yes)).await?,
         Command::Backup(_) | Command::Restore(_) | Command::Verify(_) | Command::Ls { .. } | Command::Inspect { .. } | Command::Key(_) => {}
         Command::Demo => {
             let report = demo::ensure(&ctx, true).await?;

@@ -37,6 +37,8 @@ pub struct BackupExecution {
     pub error_message: Option<String>,
     #[sqlx(json)]
     pub metadata: serde_json::Value,
+    /// When retention deleted the archive (the row stays in the history).
+    pub deleted_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
@@ -92,7 +94,7 @@ pub async fn executions(ctx: &Ctx, limit: i64) -> Result<Vec<BackupExecution>> {
     sqlx::query_as(
         "SELECT e.id, e.configuration_id, c.configuration_name, e.backup_type, e.status, \
          coalesce(e.started_at, '') AS started_at, e.completed_at, e.file_path, e.file_size, e.compressed_size, \
-         e.tenant_count, e.table_count, e.record_count, e.checksum, e.error_message, coalesce(e.metadata, '{}') AS metadata \
+         e.tenant_count, e.table_count, e.record_count, e.checksum, e.error_message, coalesce(e.metadata, '{}') AS metadata, e.deleted_at \
          FROM backup_executions e LEFT JOIN backup_configurations c ON c.id = e.configuration_id \
          ORDER BY e.started_at DESC LIMIT ?",
     )

@@ -15,6 +15,7 @@ pub mod history;
 pub mod repository;
 pub mod restore;
 pub mod restores;
+pub mod retention;
 pub mod runs;
 pub mod secrets;
 pub mod source;

@@ -57,6 +57,9 @@ pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
         .clone()
         .filter(|_| exec.status == history::JobStatus::Completed)
         .ok_or_else(|| Error::validation("the selected backup did not complete: choose a completed backup"))?;
+    if let Some(when) = &exec.deleted_at {
+        return Err(Error::validation(format!("the selected backup was deleted by retention on {when}: choose another backup")));
+    }
     if form.connection_id.is_empty() {
         return Err(Error::validation("choose the connection to restore into"));
     }

@@ -111,6 +111,14 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
             .await
             .map_err(|e| Error::catalog("record the finished backup", &e))?;
             audit(&ctx.pool, &ctx.operator_id, "backup.run", &name, "success", Some(&out.id)).await?;
+            // Retention after each backup; a failure there is recorded, the backup stands.
+            if let Err(e) = crate::retention::apply(ctx, &config_id).await {
+                let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.retention_error', ?) WHERE id = ?")
+                    .bind(&e.message)
+                    .bind(execution_id)
+                    .execute(&ctx.pool)
+                    .await;
+            }
         }
         Err(e) => {
             let status = if e.code == ErrorCode::Cancelled { "cancelled" } else { "failed" };

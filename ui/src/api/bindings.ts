@@ -71,7 +71,11 @@ storage_config: JsonValue, is_default: boolean, is_active: boolean, total_capaci
 
 export type JobStatus = "pending" | "running" | "completed" | "failed" | "cancelled";
 
-export type BackupExecution = { id: string, configuration_id: string | null, configuration_name: string | null, backup_type: string, status: JobStatus, started_at: string, completed_at: string | null, file_path: string | null, file_size: number | null, compressed_size: number | null, tenant_count: number | null, table_count: number | null, record_count: number | null, checksum: string | null, error_message: string | null, metadata: JsonValue, };
+export type BackupExecution = { id: string, configuration_id: string | null, configuration_name: string | null, backup_type: string, status: JobStatus, started_at: string, completed_at: string | null, file_path: string | null, file_size: number | null, compressed_size: number | null, tenant_count: number | null, table_count: number | null, record_count: number | null, checksum: string | null, error_message: string | null, metadata: JsonValue, 
+/**
+ * When retention deleted the archive (the row stays in the history).
+ */
+deleted_at: string | null, };
 
 export type RestoreOperation = { id: string, backup_execution_id: string | null, restore_type: string, target_tenant_id: string | null, restore_point: string | null, status: JobStatus, progress_percentage: number, tables_to_restore: Array<string> | null, exclude_tables: Array<string> | null, preserve_ids: boolean, started_at: string, completed_at: string | null, initiated_by: string, error_message: string | null, restored_records: JsonValue, 
 /**
@@ -190,3 +194,17 @@ archive_checksum: string,
 source: string, ok: boolean, };
 
 export type RestoreTestReport = { archive_id: string, backups: number, scratch_database: string, tables: Array<RestoreTestTable>, ok: boolean, seconds: number, };
+
+export type RetentionAction = "keep" | "delete";
+
+export type RetentionItem = { execution_id: string, archive_id: string | null, backup_type: string, started_at: string, file_path: string | null, bytes: number, action: RetentionAction, reason: string, };
+
+export type RetentionPlan = { configuration_id: string, configuration_name: string, retention_days: number, 
+/**
+ * Backups taken before this are expired.
+ */
+cutoff: string, 
+/**
+ * Newest first.
+ */
+items: Array<RetentionItem>, delete_count: number, bytes_freed: number, };

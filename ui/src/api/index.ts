@@ -19,6 +19,7 @@ import type {
   RestoreOperation,
   RestorePlan,
   RestoreTestReport,
+  RetentionPlan,
 } from "./bindings";
 
 export type * from "./bindings";
@@ -83,6 +84,8 @@ export const api = {
   /** Starts a restore; resolves with the restore operation's id. */
   startRestore: (form: RestoreForm) => call<string>("start_restore", { form }),
   cancelRestore: (restoreId: string) => call<boolean>("cancel_restore", { restoreId }),
+  previewRetention: (configurationId: string) => call<RetentionPlan>("preview_retention", { configurationId }),
+  applyRetention: (configurationId: string) => call<RetentionPlan>("apply_retention", { configurationId }),
   verifyByRestoring: (executionId: string) => call<RestoreTestReport>("verify_by_restoring", { executionId }),
   /** The native file picker for a SQLite database; null when the user cancels. */
   pickSqliteFile: async (): Promise<string | null> => {

@@ -41,6 +41,10 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
           <div className="text-sm text-slate-500">Started: {formatDate(backup.started_at)}</div>
           {duration && <div className="text-sm text-slate-500">Duration: {duration}</div>}
           {backup.error_message && <div className="text-sm text-red-600">{backup.error_message}</div>}
+          {backup.deleted_at && <div className="text-sm text-slate-500" data-testid="deleted-by-retention">Archive deleted by retention on {formatDate(backup.deleted_at)}</div>}
+          {!backup.configuration_id && (backup.metadata as { safety_for_restore?: string })?.safety_for_restore && (
+            <div className="text-sm text-slate-500">Safety backup taken before a restore</div>
+          )}
           {active && progress && (
             <div className="text-sm text-slate-500 flex items-center gap-2">
               <Progress value={pct} label="backup progress" /> {progress.table} · {progress.rows ?? 0} rows

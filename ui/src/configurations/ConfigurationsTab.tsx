@@ -5,10 +5,12 @@ import { api, type BackupConfiguration } from "../api";
 import { Badge, Button, Card, CardContent, CardHeader } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { ConfigurationForm } from "./ConfigurationForm";
+import { RetentionPanel } from "./RetentionPanel";
 
 function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onEdit: () => void }) {
   const queryClient = useQueryClient();
   const [confirming, setConfirming] = useState(false);
+  const [retention, setRetention] = useState(false);
   const refresh = () => queryClient.invalidateQueries({ queryKey: ["configurations"] });
   const toggle = useMutation({ mutationFn: () => api.setConfigurationActive(config.id, !config.is_active), onSuccess: refresh });
   const remove = useMutation({ mutationFn: () => api.deleteConfiguration(config.id), onSuccess: refresh });
@@ -42,6 +44,7 @@ function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onE
             Run Now
           </Button>
           <Button size="sm" variant="outline" onClick={onEdit}>Edit</Button>
+          <Button size="sm" variant="outline" data-testid="retention" onClick={() => setRetention((r) => !r)}>Retention</Button>
           <Button size="sm" variant="outline" onClick={() => toggle.mutate()} disabled={toggle.isPending}>
             {config.is_active ? "Deactivate" : "Activate"}
           </Button>
@@ -55,6 +58,7 @@ function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onE
           )}
         </div>
       </div>
+      {retention && <RetentionPanel configurationId={config.id} onClose={() => setRetention(false)} />}
       {run.isSuccess && <p className="text-sm text-green-700 mt-2">Backup started — follow it in Recent Backups.</p>}
       {run.isError && <ErrorBox error={run.error} />}
       {toggle.isError && <ErrorBox error={toggle.error} />}

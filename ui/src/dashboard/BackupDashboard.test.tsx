@@ -29,6 +29,8 @@ vi.mock("../api", async () => {
       startRestore: vi.fn(),
       cancelRestore: vi.fn(),
       verifyByRestoring: vi.fn(),
+      previewRetention: vi.fn(),
+      applyRetention: vi.fn(),
     },
   };
 });
@@ -43,12 +45,12 @@ const executions: BackupExecution[] = [
   {
     id: "1", configuration_id: "c1", configuration_name: "Daily Full Backup", backup_type: "full", status: "completed",
     started_at: "2025-01-05T10:00:00Z", completed_at: "2025-01-05T10:30:00Z", file_path: "/b/1", file_size: 1048576,
-    compressed_size: 400000, tenant_count: 3, table_count: 5, record_count: 1200, checksum: "ab", error_message: null, metadata: {},
+    compressed_size: 400000, tenant_count: 3, table_count: 5, record_count: 1200, checksum: "ab", error_message: null, metadata: {}, deleted_at: null,
   },
   {
     id: "2", configuration_id: "c1", configuration_name: "Daily Full Backup", backup_type: "incremental", status: "running",
     started_at: "2025-01-05T11:00:00Z", completed_at: null, file_path: null, file_size: null, compressed_size: null,
-    tenant_count: null, table_count: null, record_count: null, checksum: null, error_message: null, metadata: {},
+    tenant_count: null, table_count: null, record_count: null, checksum: null, error_message: null, metadata: {}, deleted_at: null,
   },
 ];
 
@@ -291,6 +293,30 @@ describe("BackupDashboard", () => {
       restore_point: new Date("2025-01-05T10:15:00").toISOString(),
     })));
     expect(await screen.findByRole("alert")).toHaveTextContent("no backup was taken at or before");
+  });
+
+  it("previews retention with a reason per backup and applies it on request", async () => {
+    const plan = {
+      configuration_id: "c1", configuration_name: "Daily Full Backup", retention_days: 30, cutoff: "2025-01-01T00:00:00Z",
+      items: [
+        { execution_id: "1", archive_id: "a1", backup_type: "full", started_at: "2024-11-01T00:00:00Z", file_path: "/b/1", bytes: 2048, action: "delete" as const, reason: "older than 30 days" },
+        { execution_id: "2", archive_id: "a2", backup_type: "full", started_at: "2024-12-01T00:00:00Z", file_path: "/b/2", bytes: 2048, action: "keep" as const, reason: "the last completed full backup is always kept" },
+      ],
+      delete_count: 1, bytes_freed: 2048,
+    };
+    mocked.previewRetention.mockResolvedValue(plan);
+    mocked.applyRetention.mockResolvedValue(plan);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    await userEvent.click(await screen.findByTestId("retention"));
+    const items = await screen.findAllByTestId("retention-item");
+    expect(items[0]).toHaveTextContent("delete");
+    expect(items[0]).toHaveTextContent("older than 30 days");
+    expect(items[1]).toHaveTextContent("the last completed full backup is always kept");
+    expect(mocked.applyRetention).not.toHaveBeenCalled();
+    await userEvent.click(screen.getByTestId("retention-apply"));
+    await waitFor(() => expect(mocked.applyRetention).toHaveBeenCalledWith("c1"));
+    expect(await screen.findByTestId("retention-done")).toHaveTextContent("Deleted 1 backups");
   });
 
   it("shows why a plan is refused", async () => {

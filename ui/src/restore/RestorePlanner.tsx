@@ -52,7 +52,7 @@ export function RestorePlanner() {
   const [started, setStarted] = useState<string | null>(null);
   const [verifyReport, setVerifyReport] = useState<RestoreTestReport | null>(null);
 
-  const completed = (backups.data ?? []).filter((b) => b.status === "completed");
+  const completed = (backups.data ?? []).filter((b) => b.status === "completed" && !b.deleted_at);
   useEffect(() => {
     setForm((f) => ({
       ...f,

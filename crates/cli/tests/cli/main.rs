@@ -119,6 +119,13 @@ fn a_configuration_runs_from_the_command_line_and_verify_checks_the_catalogs_che
     let bad = run(&["verify", a]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("does not match the checksum recorded"), "{}", String::from_utf8_lossy(&bad.stderr));
+    // Retention: two fresh backups are kept, each with its reason.
+    let plan = stdout_json(&run(&["config", "retention-preview", "Daily demo backup", "--json"]));
+    assert_eq!(plan["delete_count"], 0, "{plan}");
+    let reasons: Vec<&str> = plan["items"].as_array().expect("items").iter().filter_map(|i| i["reason"].as_str()).collect();
+    assert_eq!(reasons, vec!["within 30 days"; 2], "{plan}");
+    let applied = stdout_json(&run(&["config", "retention-apply", "Daily demo backup", "--json"]));
+    assert_eq!(applied["delete_count"], 0);
 }
 
 fn psql(url: &str, sql: &str) -> String {

@@ -12,5 +12,6 @@ mod cron;
 mod demo;
 mod keychain;
 mod restores;
+mod retention;
 mod runs;
 mod support;

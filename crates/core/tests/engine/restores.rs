@@ -20,7 +20,7 @@ const B: &str = "00000000-0000-0000-0000-00000000000b";
 /// A small multi-tenant platform: tenants, users (identity keys), projects (serial keys, owned by
 /// a user), project notes (uuid keys, reached only through projects, with replies to notes),
 /// and a system table.
-async fn platform() -> ScratchDb {
+pub(crate) async fn platform() -> ScratchDb {
     let db = ScratchDb::create().await;
     db.execute(&format!(
         "CREATE TABLE tenants (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL UNIQUE);

@@ -1,0 +1,205 @@
+//! Retention: a configuration's `retention_days`, applied after each of its backups and on
+//! demand, with a preview first. It never deletes a backup that a kept backup's chain depends on
+//! (whichever configuration or command took the kept one), nor the configuration's last
+//! completed full backup. Deletions go children first, so an interruption never leaves a backup
+//! whose parent is gone; each is recorded on the execution (`deleted_at`) and in the audit log.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use ts_rs::TS;
+
+use crate::archive::ArchiveReader;
+use crate::catalog::{audit, now};
+use crate::configurations;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::history::{self, JobStatus};
+
+#[derive(Debug, Clone, Copy, Serialize, TS, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionAction {
+    Keep,
+    Delete,
+}
+
+/// One backup of the configuration and what retention does with it, and why.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct RetentionItem {
+    pub execution_id: String,
+    pub archive_id: Option<String>,
+    pub backup_type: String,
+    pub started_at: String,
+    pub file_path: Option<String>,
+    pub bytes: i64,
+    pub action: RetentionAction,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct RetentionPlan {
+    pub configuration_id: String,
+    pub configuration_name: String,
+    pub retention_days: i64,
+    /// Backups taken before this are expired.
+    pub cutoff: String,
+    /// Newest first.
+    pub items: Vec<RetentionItem>,
+    pub delete_count: u64,
+    pub bytes_freed: i64,
+}
+
+fn header_of(path: &Path) -> Option<crate::archive::ArchiveHeader> {
+    ArchiveReader::open(path).ok().map(|r| r.header)
+}
+
+/// Every archive's parent in the repositories holding `paths` (archive id → parent id), and
+/// archive id → path.
+fn repository_chains(paths: &[PathBuf]) -> (HashMap<String, Option<String>>, HashMap<String, PathBuf>) {
+    let mut parents = HashMap::new();
+    let mut files = HashMap::new();
+    let dirs: BTreeSet<PathBuf> = paths.iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some(crate::repository::ARCHIVE_EXT) {
+                continue;
+            }
+            if let Some(h) = header_of(&p) {
+                parents.insert(h.archive_id.clone(), h.parent_id.clone());
+                files.insert(h.archive_id, p);
+            }
+        }
+    }
+    (parents, files)
+}
+
+/// What retention would do to a configuration's backups now.
+pub async fn preview(ctx: &Ctx, configuration_id: &str) -> Result<RetentionPlan> {
+    preview_at(ctx, configuration_id, Utc::now()).await
+}
+
+pub async fn preview_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> Result<RetentionPlan> {
+    let config = configurations::get(ctx, configuration_id).await?;
+    let cutoff = at - Duration::days(config.retention_days);
+    let execs: Vec<_> = history::executions(ctx, i64::MAX)
+        .await?
+        .into_iter()
+        .filter(|e| e.configuration_id.as_deref() == Some(configuration_id) && e.status == JobStatus::Completed && e.deleted_at.is_none())
+        .collect();
+    let paths: Vec<PathBuf> = execs.iter().filter_map(|e| e.file_path.as_ref().map(PathBuf::from)).collect();
+    let (parents, _) = repository_chains(&paths);
+    // archive id of each execution (from its file's plaintext header).
+    let archive_of: HashMap<String, String> =
+        execs.iter().filter_map(|e| Some((e.id.clone(), header_of(Path::new(e.file_path.as_ref()?))?.archive_id))).collect();
+    let taken = |s: &str| DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).ok();
+    let last_full = execs
+        .iter()
+        .filter(|e| e.backup_type == "full" && archive_of.contains_key(&e.id))
+        .max_by(|a, b| a.started_at.cmp(&b.started_at))
+        .map(|e| e.id.clone());
+
+    // Candidates: expired backups, except the last full.
+    let mut deletable: BTreeSet<String> = execs
+        .iter()
+        .filter(|e| archive_of.contains_key(&e.id) && taken(&e.started_at).is_some_and(|t| t < cutoff) && Some(&e.id) != last_full.as_ref())
+        .map(|e| archive_of[&e.id].clone())
+        .collect();
+    // Anything kept protects its whole chain; repeat until nothing changes.
+    let mut needed_by: HashMap<String, String> = HashMap::new();
+    loop {
+        let mut changed = false;
+        for id in parents.keys() {
+            if deletable.contains(id) {
+                continue;
+            }
+            let mut cur = parents.get(id).cloned().flatten();
+            while let Some(p) = cur {
+                if deletable.remove(&p) {
+                    needed_by.insert(p.clone(), id.clone());
+                    changed = true;
+                }
+                cur = parents.get(&p).cloned().flatten();
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut items = Vec::new();
+    for e in &execs {
+        let archive = archive_of.get(&e.id).cloned();
+        let expired = taken(&e.started_at).is_some_and(|t| t < cutoff);
+        let (action, reason) = match &archive {
+            None => (RetentionAction::Keep, "its archive is missing or unreadable: nothing to delete (verify the storage)".to_string()),
+            Some(a) if deletable.contains(a) => (RetentionAction::Delete, format!("older than {} days", config.retention_days)),
+            Some(_) if Some(&e.id) == last_full.as_ref() && expired => (RetentionAction::Keep, "the last completed full backup is always kept".to_string()),
+            Some(a) if expired => (
+                RetentionAction::Keep,
+                format!("expired, but backup {} builds on it", needed_by.get(a).map(|s| &s[..8.min(s.len())]).unwrap_or("?")),
+            ),
+            Some(_) => (RetentionAction::Keep, format!("within {} days", config.retention_days)),
+        };
+        items.push(RetentionItem {
+            execution_id: e.id.clone(),
+            archive_id: archive,
+            backup_type: e.backup_type.clone(),
+            started_at: e.started_at.clone(),
+            file_path: e.file_path.clone(),
+            bytes: e.compressed_size.unwrap_or(0),
+            action,
+            reason,
+        });
+    }
+    let deleting: Vec<&RetentionItem> = items.iter().filter(|i| i.action == RetentionAction::Delete).collect();
+    Ok(RetentionPlan {
+        configuration_id: config.id.clone(),
+        configuration_name: config.configuration_name.clone(),
+        retention_days: config.retention_days,
+        cutoff: cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        delete_count: deleting.len() as u64,
+        bytes_freed: deleting.iter().map(|i| i.bytes).sum(),
+        items,
+    })
+}
+
+/// Applies retention now: deletes what the preview says, newest first, recording each deletion.
+pub async fn apply(ctx: &Ctx, configuration_id: &str) -> Result<RetentionPlan> {
+    apply_at(ctx, configuration_id, Utc::now()).await
+}
+
+pub async fn apply_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> Result<RetentionPlan> {
+    let plan = preview_at(ctx, configuration_id, at).await?;
+    // Items are newest first: children go before the backups they build on.
+    for item in plan.items.iter().filter(|i| i.action == RetentionAction::Delete) {
+        let Some(path) = &item.file_path else { continue };
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let err = Error::io(format!("retention could not delete {path}"), &e);
+                audit(&ctx.pool, &ctx.operator_id, "retention.delete", path, "failure", Some(&err.message)).await?;
+                return Err(err);
+            }
+        }
+        sqlx::query("UPDATE backup_executions SET deleted_at = ? WHERE id = ?")
+            .bind(now())
+            .bind(&item.execution_id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record the deletion", &e))?;
+        audit(
+            &ctx.pool,
+            &ctx.operator_id,
+            "retention.delete",
+            path,
+            "success",
+            Some(&format!("{} backup of \"{}\" taken {}: {}", item.backup_type, plan.configuration_name, item.started_at, item.reason)),
+        )
+        .await?;
+    }
+    Ok(plan)
+}
