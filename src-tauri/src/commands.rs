@@ -208,3 +208,9 @@ pub async fn preview_retention(state: State<'_, AppState>, configuration_id: Str
 pub async fn apply_retention(state: State<'_, AppState>, configuration_id: String) -> Res<safehold_core::retention::RetentionPlan> {
     safehold_core::retention::apply(state.ctx()?, &configuration_id).await
 }
+
+/// Disaster recovery: records a repository's backups (from their plaintext headers) in the catalog.
+#[tauri::command]
+pub async fn rebuild_catalog(state: State<'_, AppState>, path: String) -> Res<safehold_core::recovery::RebuildReport> {
+    safehold_core::recovery::rebuild_catalog(state.ctx()?, std::path::Path::new(&path)).await
+}

@@ -66,6 +66,7 @@ fn main() {
             commands::verify_by_restoring,
             commands::preview_retention,
             commands::apply_retention,
+            commands::rebuild_catalog,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

@@ -56,6 +56,19 @@ enum Command {
     /// Repository keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Disaster recovery: record a repository's backups in this catalog from their plaintext
+    /// headers (no key needed); restore them afterwards with --recovery-key-file.
+    Rebuild {
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -726,6 +739,23 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             if let Some(e) = done.error_message {
                 return Err(Error::new(safehold_core::ErrorCode::Database, e));
+            }
+        }
+        Command::Catalog(CatalogCommand::Rebuild { from }) => {
+            let report = safehold_core::recovery::rebuild_catalog(&ctx, &from).await?;
+            if cli.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "{} backups recorded from {} ({} already known){}; restore any of them with its repository's recovery key (--recovery-key-file)",
+                    report.added,
+                    report.repository,
+                    report.already_known,
+                    if report.storage_added { format!("; registered as the storage \"{}\"", report.storage_name) } else { String::new() }
+                );
+                for u in &report.unreadable {
+                    eprintln!("warning: not a readable archive: {u}");
+                }
             }
         }
         Command::Config(ConfigCommand::RetentionPreview { name }) => retention_command(&ctx, cli.json, &name, None).await?,

@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{backup, configurations, connections, cron, demo, error, history, restore, restores, retention, source, storage, verify};
+use crate::{backup, configurations, connections, cron, demo, error, history, restore, recovery, restores, retention, source, storage, verify};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -46,6 +46,7 @@ pub fn typescript() -> String {
         retention::RetentionAction::decl(&cfg),
         retention::RetentionItem::decl(&cfg),
         retention::RetentionPlan::decl(&cfg),
+        recovery::RebuildReport::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust types by safehold-core (src/bindings.rs). Do not edit by hand:\n\

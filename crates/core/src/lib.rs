@@ -12,6 +12,7 @@ pub mod error;
 pub mod archive;
 pub mod backup;
 pub mod history;
+pub mod recovery;
 pub mod repository;
 pub mod restore;
 pub mod restores;

@@ -208,3 +208,25 @@ cutoff: string,
  * Newest first.
  */
 items: Array<RetentionItem>, delete_count: number, bytes_freed: number, };
+
+export type RebuildReport = { repository: string, repository_id: string, 
+/**
+ * Archives found in the repository.
+ */
+archives: number, 
+/**
+ * Backups recorded in the catalog by this rebuild.
+ */
+added: number, 
+/**
+ * Backups the catalog already knew.
+ */
+already_known: number, 
+/**
+ * Files that are not readable archives (damaged or truncated), with why.
+ */
+unreadable: Array<string>, 
+/**
+ * The storage the repository is registered as.
+ */
+storage_name: string, storage_added: boolean, };

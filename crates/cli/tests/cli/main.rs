@@ -206,3 +206,52 @@ fn a_tenant_restore_from_the_command_line_shows_its_plan_and_asks_before_replaci
     let no_scratch = Command::new(env!("CARGO_BIN_EXE_safehold")).args(["verify", "--restore-test", repo_s]).env("SAFEHOLD_HOME", home.path()).env_remove("SAFEHOLD_SCRATCH_URL").output().expect("run");
     assert!(String::from_utf8_lossy(&no_scratch.stderr).contains("--scratch"), "{}", String::from_utf8_lossy(&no_scratch.stderr));
 }
+
+fn pg_dump(url: &str) -> String {
+    let out = Command::new("pg_dump").args(["--no-owner", "--no-privileges", url]).output().expect("pg_dump");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !(l.starts_with("--") || l.starts_with("\\restrict") || l.starts_with("\\unrestrict") || l.is_empty())).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn disaster_recovery_rebuilds_the_catalog_from_storage_and_restores_with_the_recovery_key_alone() {
+    let db = Db::new();
+    let url = db.url();
+    psql(&url, "CREATE TABLE tenants (id int PRIMARY KEY, name text); INSERT INTO tenants SELECT g, 'tenant ' || g FROM generate_series(1, 50) g;");
+    let lost = tempfile::tempdir().expect("the workstation that is lost");
+    let storage = tempfile::tempdir().expect("the storage that survives");
+    let repo = storage.path().join("platform");
+    let repo_s = repo.to_str().expect("utf8");
+    let as_before = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", lost.path()).env("SAFEHOLD_PASSWORD", "lost-with-the-workstation").output().expect("run");
+    assert!(as_before(&["backup", "--source", &url, "--to", repo_s]).status.success());
+    let kit = as_before(&["key", "export-recovery", repo_s]);
+    assert!(kit.status.success(), "{}", String::from_utf8_lossy(&kit.stderr));
+    let kit_file = storage.path().join("recovery-kit.txt");
+    std::fs::write(&kit_file, &kit.stdout).expect("print the kit");
+    drop(lost);
+
+    // A fresh install: empty catalog, no keychain, no password.
+    let fresh = tempfile::tempdir().expect("new workstation");
+    let after = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_safehold"))
+            .args(args)
+            .env("SAFEHOLD_HOME", fresh.path())
+            .env_remove("SAFEHOLD_PASSWORD")
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/safehold-test-bus")
+            .output()
+            .expect("run")
+    };
+    let report = stdout_json(&after(&["catalog", "rebuild", "--from", repo_s, "--json"]));
+    assert_eq!(report["added"], 1, "{report}");
+    assert_eq!(report["storage_added"], true);
+    let again = stdout_json(&after(&["catalog", "rebuild", "--from", repo_s, "--json"]));
+    assert_eq!((again["added"].as_u64(), again["already_known"].as_u64()), (Some(0), Some(1)), "a second rebuild adds nothing");
+    let without_key = after(&["restore", "--from", repo_s, "--target", &format!("{url}_restored"), "--create"]);
+    assert!(!without_key.status.success(), "no key, no restore");
+    let target = Db(format!("{}_restored", db.0));
+    let restored = after(&["restore", "--from", repo_s, "--target", &target.url(), "--create", "--recovery-key-file", kit_file.to_str().expect("utf8")]);
+    assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
+    assert_eq!(pg_dump(&target.url()), pg_dump(&url), "the restored database is identical to the source");
+    let missing = after(&["catalog", "rebuild", "--from", storage.path().to_str().expect("utf8")]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("is not a Safehold repository"), "{}", String::from_utf8_lossy(&missing.stderr));
+}
