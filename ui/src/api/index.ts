@@ -15,6 +15,7 @@ import type {
   ErrorCode,
   FieldError,
   MigrationJob,
+  RebuildReport,
   RestoreForm,
   RestoreOperation,
   RestorePlan,
@@ -87,6 +88,12 @@ export const api = {
   previewRetention: (configurationId: string) => call<RetentionPlan>("preview_retention", { configurationId }),
   applyRetention: (configurationId: string) => call<RetentionPlan>("apply_retention", { configurationId }),
   verifyByRestoring: (executionId: string) => call<RestoreTestReport>("verify_by_restoring", { executionId }),
+  rebuildCatalog: (path: string) => call<RebuildReport>("rebuild_catalog", { path }),
+  /** The native folder picker; null when the user cancels. */
+  pickDirectory: async (title: string): Promise<string | null> => {
+    const chosen = await open({ multiple: false, directory: true, title });
+    return typeof chosen === "string" ? chosen : null;
+  },
   /** The native file picker for a SQLite database; null when the user cancels. */
   pickSqliteFile: async (): Promise<string | null> => {
     const chosen = await open({

@@ -30,6 +30,8 @@ vi.mock("../api", async () => {
       cancelRestore: vi.fn(),
       verifyByRestoring: vi.fn(),
       previewRetention: vi.fn(),
+      pickDirectory: vi.fn(),
+      rebuildCatalog: vi.fn(),
       applyRetention: vi.fn(),
     },
   };
@@ -327,6 +329,21 @@ describe("BackupDashboard", () => {
     await userEvent.click(screen.getByTestId("restore-review"));
     expect(await screen.findByRole("alert")).toHaveTextContent("has no column title");
     expect(screen.queryByTestId("restore-start")).not.toBeInTheDocument();
+  });
+
+  it("recovers the catalog from a repository chosen with the folder picker, and shows the runbook", async () => {
+    mocked.pickDirectory.mockResolvedValue("/mnt/backups/platform");
+    mocked.rebuildCatalog.mockResolvedValue({
+      repository: "/mnt/backups/platform", repository_id: "r", archives: 3, added: 3, already_known: 0, unreadable: [],
+      storage_name: "Recovered platform", storage_added: true,
+    });
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
+    await userEvent.click(await screen.findByTestId("recover-from-storage"));
+    await waitFor(() => expect(mocked.rebuildCatalog).toHaveBeenCalledWith("/mnt/backups/platform"));
+    expect(await screen.findByTestId("recover-report")).toHaveTextContent('3 backups recorded from /mnt/backups/platform (0 already known); registered as the storage "Recovered platform"');
+    await userEvent.click(screen.getByTestId("runbook-toggle"));
+    expect(screen.getByTestId("runbook")).toHaveTextContent("recovery kit");
   });
 
   it("lists storage with its location", async () => {

@@ -4,6 +4,7 @@ import { api, type BackupStorage } from "../api";
 import { Badge, Card, CardContent, CardHeader, Progress } from "../components/ui";
 import { Empty, QueryView } from "../components/states";
 import { formatDate, formatFileSize } from "../components/format";
+import { DisasterRecovery } from "./DisasterRecovery";
 
 function where(s: BackupStorage): string {
   const cfg = (s.storage_config ?? {}) as Record<string, unknown>;
@@ -15,6 +16,7 @@ function where(s: BackupStorage): string {
 export function StorageTab() {
   const query = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
   return (
+    <div className="space-y-6">
     <Card>
       <CardHeader title="Storage Management" description="Monitor backup storage usage and health" />
       <CardContent>
@@ -56,5 +58,7 @@ export function StorageTab() {
         </QueryView>
       </CardContent>
     </Card>
+    <DisasterRecovery />
+    </div>
   );
 }
