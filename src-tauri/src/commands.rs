@@ -214,3 +214,21 @@ pub async fn apply_retention(state: State<'_, AppState>, configuration_id: Strin
 pub async fn rebuild_catalog(state: State<'_, AppState>, path: String) -> Res<safehold_core::recovery::RebuildReport> {
     safehold_core::recovery::rebuild_catalog(state.ctx()?, std::path::Path::new(&path)).await
 }
+
+/// Probes a storage now (write, read back, delete).
+#[tauri::command]
+pub async fn check_storage(state: State<'_, AppState>, id: String) -> Res<safehold_core::storage::HealthCheck> {
+    safehold_core::storage::check(state.ctx()?, &id).await
+}
+
+/// Measures a storage's used space and capacity now.
+#[tauri::command]
+pub async fn refresh_storage_usage(state: State<'_, AppState>, id: String) -> Res<safehold_core::storage::StorageUsage> {
+    safehold_core::storage::refresh_usage(state.ctx()?, &id).await
+}
+
+/// The used space over time.
+#[tauri::command]
+pub async fn storage_samples(state: State<'_, AppState>, id: String) -> Res<Vec<safehold_core::storage::UsageSample>> {
+    safehold_core::storage::samples(state.ctx()?, &id, 200).await
+}

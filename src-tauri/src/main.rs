@@ -27,6 +27,24 @@ async fn start() -> Result<Ctx, Error> {
     Ok(ctx)
 }
 
+/// The periodic storage check while the app runs: every storage is probed and measured at start
+/// and then every ten minutes; a failing one is flagged on the dashboard.
+async fn watch_storage(ctx: Ctx) {
+    loop {
+        if let Ok(list) = safehold_core::storage::list(&ctx).await {
+            for s in list.into_iter().filter(|s| s.is_active) {
+                if let Ok(h) = safehold_core::storage::check(&ctx, &s.id).await {
+                    if !h.ok {
+                        tracing::warn!("storage \"{}\" failed its health check: {}", h.storage_name, h.message);
+                    }
+                }
+                let _ = safehold_core::storage::refresh_usage(&ctx, &s.id).await;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    }
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -34,6 +52,9 @@ fn main() {
     let ctx = tauri::async_runtime::block_on(start());
     if let Err(e) = &ctx {
         tracing::error!("Safehold could not start its engine: {}", e.message);
+    }
+    if let Ok(c) = &ctx {
+        tauri::async_runtime::spawn(watch_storage(c.clone()));
     }
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
@@ -67,6 +88,9 @@ fn main() {
             commands::preview_retention,
             commands::apply_retention,
             commands::rebuild_catalog,
+            commands::check_storage,
+            commands::refresh_storage_usage,
+            commands::storage_samples,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

@@ -59,6 +59,29 @@ enum Command {
     /// The catalog.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Where backups are kept.
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Register a local directory as a storage (created if missing).
+    Add {
+        name: String,
+        path: PathBuf,
+        /// Make it the default storage.
+        #[arg(long)]
+        default: bool,
+    },
+    /// List storages with their used space and health.
+    List,
+    /// Write, read back and delete a probe object; exit code 1 when the storage fails.
+    Check { name: String },
+    /// Measure the used space (a real listing) and the capacity.
+    Usage { name: String },
+    /// Remove a storage from the catalog (its files are kept).
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -506,6 +529,63 @@ async fn retention_command(ctx: &Ctx, json: bool, name: &str, apply: Option<bool
     Ok(())
 }
 
+async fn storage_command(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<(), Error> {
+    use safehold_core::storage;
+    match cmd {
+        StorageCommand::Add { name, path, default } => {
+            let abs = if path.is_absolute() { path } else { std::env::current_dir().map_err(|e| Error::io("cannot read the current directory", &e))?.join(path) };
+            let s = storage::add_local(ctx, &name, &abs, default).await?;
+            if json {
+                print_json(&s);
+            } else {
+                println!("storage \"{}\" added at {}", s.storage_name, abs.display());
+            }
+        }
+        StorageCommand::List => {
+            let list = storage::list(ctx).await?;
+            if json {
+                print_json(&list);
+            } else {
+                for s in list {
+                    let health = match s.last_health_ok {
+                        Some(true) => format!("healthy ({} ms)", s.last_health_latency_ms.unwrap_or(0)),
+                        Some(false) => format!("FAILING: {}", s.last_health_message.unwrap_or_default()),
+                        None => "not checked yet".into(),
+                    };
+                    let path = s.storage_config.get("path").and_then(|p| p.as_str()).unwrap_or("").to_string();
+                    println!("{:<24} {:<6} {}  {} used{}  {health}", s.storage_name, format!("{:?}", s.storage_type).to_lowercase(), path, s.used_space, s.total_capacity.map(|t| format!(" of {t}")).unwrap_or_default());
+                }
+            }
+        }
+        StorageCommand::Check { name } => {
+            let h = storage::check(ctx, &name).await?;
+            if json {
+                print_json(&h);
+            } else {
+                println!("{}: {}", h.storage_name, h.message);
+            }
+            if !h.ok {
+                return Err(Error::new(safehold_core::ErrorCode::Io, format!("the storage \"{}\" failed its health check: {}", h.storage_name, h.message)));
+            }
+        }
+        StorageCommand::Usage { name } => {
+            let u = storage::refresh_usage(ctx, &name).await?;
+            if json {
+                print_json(&u);
+            } else {
+                println!("{}: {} bytes in {} archives{}", u.storage_name, u.used_space, u.archives, u.total_capacity.map(|t| format!(", filesystem {t} bytes ({} available)", u.available.unwrap_or(0))).unwrap_or_default());
+            }
+        }
+        StorageCommand::Remove { name } => {
+            storage::remove(ctx, &name).await?;
+            if !json {
+                println!("storage \"{name}\" removed from the catalog (its files were kept)");
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run_engine(cli: &Cli) -> Result<bool, Error> {
     let json = cli.json;
     match &cli.command {
@@ -741,6 +821,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 return Err(Error::new(safehold_core::ErrorCode::Database, e));
             }
         }
+        Command::Storage(cmd) => storage_command(&ctx, cli.json, cmd).await?,
         Command::Catalog(CatalogCommand::Rebuild { from }) => {
             let report = safehold_core::recovery::rebuild_catalog(&ctx, &from).await?;
             if cli.json {

@@ -47,6 +47,9 @@ pub fn typescript() -> String {
         retention::RetentionItem::decl(&cfg),
         retention::RetentionPlan::decl(&cfg),
         recovery::RebuildReport::decl(&cfg),
+        storage::StorageUsage::decl(&cfg),
+        storage::UsageSample::decl(&cfg),
+        storage::HealthCheck::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust types by safehold-core (src/bindings.rs). Do not edit by hand:\n\

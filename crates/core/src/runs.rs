@@ -111,6 +111,10 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
             .await
             .map_err(|e| Error::catalog("record the finished backup", &e))?;
             audit(&ctx.pool, &ctx.operator_id, "backup.run", &name, "success", Some(&out.id)).await?;
+            // The storage's used space, for the Storage tab's growth chart.
+            if let Ok(c) = configurations::get(ctx, &config_id).await {
+                let _ = crate::storage::refresh_usage(ctx, &c.storage_location).await;
+            }
             // Retention after each backup; a failure there is recorded, the backup stands.
             if let Err(e) = crate::retention::apply(ctx, &config_id).await {
                 let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.retention_error', ?) WHERE id = ?")

@@ -1,5 +1,6 @@
-//! Storage locations where archives are kept (the spec's `backup_storage`). This version knows
-//! the catalog side: listing and registering local directories.
+//! Storage locations where archives are kept (the spec's `backup_storage`): registering, removing,
+//! used space from a real listing and the filesystem's capacity, and a health probe that writes,
+//! reads back and deletes an object. This version stores to local directories.
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -33,13 +34,17 @@ pub struct BackupStorage {
     pub used_space: i64,
     pub created_at: String,
     pub last_health_check: Option<String>,
+    /// The last probe's outcome (`None` before the first check).
+    pub last_health_ok: Option<bool>,
+    pub last_health_latency_ms: Option<i64>,
+    pub last_health_message: Option<String>,
 }
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<BackupStorage>> {
     sqlx::query_as(
         "SELECT id, storage_name, storage_type, storage_config, coalesce(is_default, 0) AS is_default, \
          coalesce(is_active, 1) AS is_active, total_capacity, coalesce(used_space, 0) AS used_space, \
-         coalesce(created_at, '') AS created_at, last_health_check FROM backup_storage ORDER BY is_default DESC, storage_name",
+         coalesce(created_at, '') AS created_at, last_health_check, last_health_ok, last_health_latency_ms, last_health_message FROM backup_storage ORDER BY is_default DESC, storage_name",
     )
     .fetch_all(&ctx.pool)
     .await
@@ -90,4 +95,197 @@ pub async fn add_local(ctx: &Ctx, name: &str, path: &std::path::Path, is_default
         .into_iter()
         .find(|s| s.id == id)
         .ok_or_else(|| Error::not_found(format!("the storage \"{name}\" vanished after it was saved")))
+}
+
+/// A storage's directory (local storage).
+pub fn local_dir(s: &BackupStorage) -> Result<std::path::PathBuf> {
+    if s.storage_type != StorageType::Local {
+        return Err(Error::validation(format!("the storage \"{}\" is {:?}: cloud storage is not available in this version yet", s.storage_name, s.storage_type)));
+    }
+    s.storage_config
+        .get("path")
+        .and_then(|p| p.as_str())
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| Error::validation(format!("the storage \"{}\" has no path", s.storage_name)))
+}
+
+/// Finds a storage by name or id.
+pub async fn find(ctx: &Ctx, name_or_id: &str) -> Result<BackupStorage> {
+    list(ctx)
+        .await?
+        .into_iter()
+        .find(|s| s.storage_name == name_or_id || s.id == name_or_id)
+        .ok_or_else(|| Error::not_found(format!("no storage is named \"{name_or_id}\"; `safehold storage list` shows them")))
+}
+
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct StorageUsage {
+    pub storage_name: String,
+    /// The sum of the archives' sizes, from a listing of the storage.
+    pub used_space: i64,
+    pub archives: i64,
+    /// The filesystem's size (local storage).
+    pub total_capacity: Option<i64>,
+    pub available: Option<i64>,
+    pub at: String,
+}
+
+fn filesystem_space(dir: &std::path::Path) -> (Option<i64>, Option<i64>) {
+    #[cfg(unix)]
+    {
+        if let Ok(st) = rustix::fs::statvfs(dir) {
+            let block = st.f_frsize;
+            let total = i64::try_from(st.f_blocks.saturating_mul(block)).ok();
+            let avail = i64::try_from(st.f_bavail.saturating_mul(block)).ok();
+            return (total, avail);
+        }
+    }
+    let _ = dir;
+    (None, None)
+}
+
+fn archive_sizes(dir: &std::path::Path, out: &mut (i64, i64)) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            archive_sizes(&p, out);
+        } else if p.extension().and_then(|x| x.to_str()) == Some(crate::repository::ARCHIVE_EXT) {
+            out.0 += i64::try_from(meta.len()).unwrap_or(i64::MAX);
+            out.1 += 1;
+        }
+    }
+}
+
+/// Measures a storage now (a real listing), records it and a sample for the growth chart.
+pub async fn refresh_usage(ctx: &Ctx, name_or_id: &str) -> Result<StorageUsage> {
+    let s = find(ctx, name_or_id).await?;
+    let dir = local_dir(&s)?;
+    let d2 = dir.clone();
+    let ((used, archives), (total, available)) = tokio::task::spawn_blocking(move || {
+        let mut sizes = (0i64, 0i64);
+        archive_sizes(&d2, &mut sizes);
+        (sizes, filesystem_space(&d2))
+    })
+    .await
+    .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+    let at = now();
+    sqlx::query("UPDATE backup_storage SET used_space = ?, total_capacity = ? WHERE id = ?")
+        .bind(used)
+        .bind(total)
+        .bind(&s.id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record the storage's usage", &e))?;
+    sqlx::query("INSERT INTO storage_usage_samples (storage_id, at, used_space, total_capacity, archives) VALUES (?, ?, ?, ?, ?)")
+        .bind(&s.id)
+        .bind(&at)
+        .bind(used)
+        .bind(total)
+        .bind(archives)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record a usage sample", &e))?;
+    Ok(StorageUsage { storage_name: s.storage_name, used_space: used, archives, total_capacity: total, available, at })
+}
+
+#[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
+pub struct UsageSample {
+    pub at: String,
+    pub used_space: i64,
+    pub total_capacity: Option<i64>,
+    pub archives: i64,
+}
+
+/// The used space over time, oldest first (at most `limit` newest samples).
+pub async fn samples(ctx: &Ctx, storage_id: &str, limit: i64) -> Result<Vec<UsageSample>> {
+    let mut rows: Vec<UsageSample> =
+        sqlx::query_as("SELECT at, used_space, total_capacity, archives FROM storage_usage_samples WHERE storage_id = ? ORDER BY at DESC LIMIT ?")
+            .bind(storage_id)
+            .bind(limit)
+            .fetch_all(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("read the usage samples", &e))?;
+    rows.reverse();
+    Ok(rows)
+}
+
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct HealthCheck {
+    pub storage_name: String,
+    pub ok: bool,
+    pub latency_ms: i64,
+    pub message: String,
+    pub at: String,
+}
+
+fn probe(dir: &std::path::Path) -> std::result::Result<(), String> {
+    use std::io::Write;
+    if !dir.is_dir() {
+        return Err(format!("{} does not exist or is not a directory; mount the storage or fix its path", dir.display()));
+    }
+    let path = dir.join(format!(".safehold-probe-{}", Uuid::new_v4().simple()));
+    let data: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&data)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&path);
+        return Err(format!("cannot write to {}: {e}", dir.display()));
+    }
+    let back = std::fs::read(&path);
+    let removed = std::fs::remove_file(&path);
+    match back {
+        Ok(b) if b == data => {}
+        Ok(_) => return Err(format!("{} returned different bytes than were written", dir.display())),
+        Err(e) => return Err(format!("cannot read back from {}: {e}", dir.display())),
+    }
+    removed.map_err(|e| format!("cannot delete from {}: {e}", dir.display()))
+}
+
+/// Writes, reads back and deletes a probe object; records the outcome on the storage.
+pub async fn check(ctx: &Ctx, name_or_id: &str) -> Result<HealthCheck> {
+    let s = find(ctx, name_or_id).await?;
+    let dir = local_dir(&s)?;
+    let started = std::time::Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || probe(&dir)).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let (ok, message) = match outcome {
+        Ok(()) => (true, format!("wrote, read back and deleted a probe in {latency_ms} ms")),
+        Err(m) => (false, m),
+    };
+    let at = now();
+    sqlx::query("UPDATE backup_storage SET last_health_check = ?, last_health_ok = ?, last_health_latency_ms = ?, last_health_message = ? WHERE id = ?")
+        .bind(&at)
+        .bind(ok)
+        .bind(latency_ms)
+        .bind(&message)
+        .bind(&s.id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record the health check", &e))?;
+    Ok(HealthCheck { storage_name: s.storage_name, ok, latency_ms, message, at })
+}
+
+/// Removes a storage from the catalog (its files stay). Refused while a configuration uses it.
+pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
+    let s = find(ctx, name_or_id).await?;
+    let users: Vec<String> = sqlx::query_scalar("SELECT configuration_name FROM backup_configurations WHERE storage_location = ?")
+        .bind(&s.storage_name)
+        .fetch_all(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("look for configurations using the storage", &e))?;
+    if !users.is_empty() {
+        return Err(Error::conflict(format!(
+            "the storage \"{}\" is used by {}; change or delete those configurations first",
+            s.storage_name,
+            users.join(", ")
+        )));
+    }
+    sqlx::query("DELETE FROM backup_storage WHERE id = ?").bind(&s.id).execute(&ctx.pool).await.map_err(|e| Error::catalog("remove the storage", &e))?;
+    audit(&ctx.pool, &ctx.operator_id, "storage.remove", &s.storage_name, "success", Some("the files were kept")).await?;
+    Ok(())
 }

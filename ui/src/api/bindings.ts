@@ -67,7 +67,11 @@ export type BackupStorage = { id: string, storage_name: string, storage_type: St
 /**
  * Non-secret settings (e.g. `{"path": "/backups"}`); secrets are in the keychain.
  */
-storage_config: JsonValue, is_default: boolean, is_active: boolean, total_capacity: number | null, used_space: number, created_at: string, last_health_check: string | null, };
+storage_config: JsonValue, is_default: boolean, is_active: boolean, total_capacity: number | null, used_space: number, created_at: string, last_health_check: string | null, 
+/**
+ * The last probe's outcome (`None` before the first check).
+ */
+last_health_ok: boolean | null, last_health_latency_ms: number | null, last_health_message: string | null, };
 
 export type JobStatus = "pending" | "running" | "completed" | "failed" | "cancelled";
 
@@ -230,3 +234,17 @@ unreadable: Array<string>,
  * The storage the repository is registered as.
  */
 storage_name: string, storage_added: boolean, };
+
+export type StorageUsage = { storage_name: string, 
+/**
+ * The sum of the archives' sizes, from a listing of the storage.
+ */
+used_space: number, archives: number, 
+/**
+ * The filesystem's size (local storage).
+ */
+total_capacity: number | null, available: number | null, at: string, };
+
+export type UsageSample = { at: string, used_space: number, total_capacity: number | null, archives: number, };
+
+export type HealthCheck = { storage_name: string, ok: boolean, latency_ms: number, message: string, at: string, };

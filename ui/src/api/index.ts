@@ -14,6 +14,7 @@ import type {
   DemoReport,
   ErrorCode,
   FieldError,
+  HealthCheck,
   MigrationJob,
   RebuildReport,
   RestoreForm,
@@ -21,6 +22,8 @@ import type {
   RestorePlan,
   RestoreTestReport,
   RetentionPlan,
+  StorageUsage,
+  UsageSample,
 } from "./bindings";
 
 export type * from "./bindings";
@@ -88,6 +91,9 @@ export const api = {
   previewRetention: (configurationId: string) => call<RetentionPlan>("preview_retention", { configurationId }),
   applyRetention: (configurationId: string) => call<RetentionPlan>("apply_retention", { configurationId }),
   verifyByRestoring: (executionId: string) => call<RestoreTestReport>("verify_by_restoring", { executionId }),
+  checkStorage: (id: string) => call<HealthCheck>("check_storage", { id }),
+  refreshStorageUsage: (id: string) => call<StorageUsage>("refresh_storage_usage", { id }),
+  storageSamples: (id: string) => call<UsageSample[]>("storage_samples", { id }),
   rebuildCatalog: (path: string) => call<RebuildReport>("rebuild_catalog", { path }),
   /** The native folder picker; null when the user cancels. */
   pickDirectory: async (title: string): Promise<string | null> => {

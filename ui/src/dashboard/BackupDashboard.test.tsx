@@ -31,6 +31,9 @@ vi.mock("../api", async () => {
       verifyByRestoring: vi.fn(),
       previewRetention: vi.fn(),
       pickDirectory: vi.fn(),
+      checkStorage: vi.fn(),
+      refreshStorageUsage: vi.fn(),
+      storageSamples: vi.fn(),
       rebuildCatalog: vi.fn(),
       applyRetention: vi.fn(),
     },
@@ -69,6 +72,7 @@ const storage: BackupStorage[] = [
   {
     id: "s1", storage_name: "Local backups", storage_type: "local", storage_config: { path: "/backups" }, is_default: true,
     is_active: true, total_capacity: null, used_space: 0, created_at: "2025-01-01T00:00:00Z", last_health_check: null,
+    last_health_ok: null, last_health_latency_ms: null, last_health_message: null,
   },
 ];
 
@@ -94,6 +98,7 @@ beforeEach(() => {
   mocked.listMigrations.mockResolvedValue([]);
   mocked.listStorage.mockResolvedValue(storage);
   mocked.listConnections.mockResolvedValue(connections);
+  mocked.storageSamples.mockResolvedValue([]);
   mocked.validateConfiguration.mockResolvedValue([]);
   mocked.cronPreview.mockResolvedValue({ description: "At 02:00, every day", next_runs: [] });
 });
@@ -344,6 +349,31 @@ describe("BackupDashboard", () => {
     expect(await screen.findByTestId("recover-report")).toHaveTextContent('3 backups recorded from /mnt/backups/platform (0 already known); registered as the storage "Recovered platform"');
     await userEvent.click(screen.getByTestId("runbook-toggle"));
     expect(screen.getByTestId("runbook")).toHaveTextContent("recovery kit");
+  });
+
+  it("shows used space, capacity, growth and health per storage; Check now probes it; a failing storage is flagged", async () => {
+    mocked.listStorage.mockResolvedValue([
+      { ...storage[0], used_space: 500 * 1024 * 1024, total_capacity: 1000 * 1024 * 1024, last_health_check: "2025-01-05T10:00:00Z", last_health_ok: true, last_health_latency_ms: 3, last_health_message: "wrote, read back and deleted a probe in 3 ms" },
+      { ...storage[0], id: "s2", storage_name: "USB disk", is_default: false, last_health_check: "2025-01-05T10:00:00Z", last_health_ok: false, last_health_latency_ms: 0, last_health_message: "/mnt/usb does not exist or is not a directory" },
+    ]);
+    mocked.storageSamples.mockResolvedValue([
+      { at: "2025-01-01T00:00:00Z", used_space: 100, total_capacity: 1000, archives: 1 },
+      { at: "2025-01-03T00:00:00Z", used_space: 500, total_capacity: 1000, archives: 3 },
+    ]);
+    mocked.checkStorage.mockResolvedValue({ storage_name: "Local backups", ok: true, latency_ms: 2, message: "ok", at: "2025-01-05T11:00:00Z" });
+    mocked.refreshStorageUsage.mockResolvedValue({ storage_name: "Local backups", used_space: 1, archives: 1, total_capacity: 2, available: 1, at: "2025-01-05T11:00:00Z" });
+    renderWithClient(<BackupDashboard />);
+    expect(await screen.findByTestId("storage-failing")).toHaveTextContent("Storage “USB disk” is failing its health check: /mnt/usb does not exist");
+    await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
+    const rows = await screen.findAllByTestId("storage");
+    expect(rows[0]).toHaveTextContent("500 MB / 1000 MB");
+    expect(within(rows[0]).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "50");
+    expect(rows[0]).toHaveTextContent("healthy");
+    expect(rows[1]).toHaveTextContent("failing");
+    expect((await within(rows[0]).findAllByTestId("growth-chart"))[0]).toHaveAttribute("aria-label", "used space over time: 100 Bytes to 500 Bytes");
+    await userEvent.click(within(rows[0]).getByTestId("check-storage"));
+    await waitFor(() => expect(mocked.checkStorage).toHaveBeenCalledWith("s1"));
+    await waitFor(() => expect(mocked.refreshStorageUsage).toHaveBeenCalledWith("s1"));
   });
 
   it("lists storage with its location", async () => {

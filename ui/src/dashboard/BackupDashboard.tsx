@@ -1,5 +1,6 @@
 import { useState } from "react";
-import { useQueryClient } from "@tanstack/react-query";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { api } from "../api";
 import * as Tabs from "@radix-ui/react-tabs";
 import { Database, RefreshCw, Settings } from "lucide-react";
 import { Button } from "../components/ui";
@@ -26,6 +27,9 @@ export function BackupDashboard() {
   const [creating, setCreating] = useState(false);
   const [settings, setSettings] = useState(false);
   const [newBackup, setNewBackup] = useState(false);
+
+  const storage = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
+  const failing = (storage.data ?? []).filter((s) => s.is_active && s.last_health_ok === false);
 
   if (settings) return <ConnectionsSettings onClose={() => setSettings(false)} />;
 
@@ -55,6 +59,17 @@ export function BackupDashboard() {
           </Button>
         </div>
       </div>
+
+      {failing.length > 0 && (
+        <div role="alert" className="rounded-md border border-red-200 bg-red-50 p-3 text-sm text-red-800" data-testid="storage-failing">
+          {failing.map((s) => (
+            <div key={s.id}>
+              Storage “{s.storage_name}” is failing its health check: {s.last_health_message}.{" "}
+              <button className="underline" onClick={() => setTab("storage")}>Open Storage</button>
+            </div>
+          ))}
+        </div>
+      )}
 
       {newBackup && (
         <NewBackup

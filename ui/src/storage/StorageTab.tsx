@@ -1,8 +1,8 @@
-import { useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { HardDrive } from "lucide-react";
-import { api, type BackupStorage } from "../api";
-import { Badge, Card, CardContent, CardHeader, Progress } from "../components/ui";
-import { Empty, QueryView } from "../components/states";
+import { api, type BackupStorage, type UsageSample } from "../api";
+import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../components/ui";
+import { Empty, ErrorBox, QueryView } from "../components/states";
 import { formatDate, formatFileSize } from "../components/format";
 import { DisasterRecovery } from "./DisasterRecovery";
 
@@ -13,52 +13,97 @@ function where(s: BackupStorage): string {
   return s.storage_type;
 }
 
+/** The used space over time, as a small line chart. */
+export function GrowthChart({ samples }: { samples: UsageSample[] }) {
+  if (samples.length < 2) return <div className="text-xs text-slate-400">Growth: measured after each backup</div>;
+  const w = 160, h = 36;
+  const max = Math.max(...samples.map((s) => s.used_space), 1);
+  const t0 = new Date(samples[0].at).getTime();
+  const t1 = Math.max(new Date(samples[samples.length - 1].at).getTime(), t0 + 1);
+  const points = samples.map((s) => `${(((new Date(s.at).getTime() - t0) / (t1 - t0)) * w).toFixed(1)},${(h - (s.used_space / max) * h).toFixed(1)}`).join(" ");
+  return (
+    <svg width={w} height={h} role="img" aria-label={`used space over time: ${formatFileSize(samples[0].used_space)} to ${formatFileSize(samples[samples.length - 1].used_space)}`} data-testid="growth-chart">
+      <polyline points={points} fill="none" stroke="#2563eb" strokeWidth="2" />
+    </svg>
+  );
+}
+
+function StorageRow({ s }: { s: BackupStorage }) {
+  const queryClient = useQueryClient();
+  const samples = useQuery({ queryKey: ["storage-samples", s.id], queryFn: () => api.storageSamples(s.id) });
+  const refresh = () => {
+    void queryClient.invalidateQueries({ queryKey: ["storage"] });
+    void queryClient.invalidateQueries({ queryKey: ["storage-samples", s.id] });
+  };
+  const check = useMutation({
+    mutationFn: async () => {
+      const h = await api.checkStorage(s.id);
+      await api.refreshStorageUsage(s.id);
+      return h;
+    },
+    onSuccess: refresh,
+  });
+  const pct = s.total_capacity ? Math.round((s.used_space / s.total_capacity) * 100) : 0;
+  return (
+    <div className="p-4 border rounded-lg space-y-2" data-testid="storage">
+      <div className="flex items-center justify-between">
+        <div className="flex items-center gap-4">
+          <HardDrive className="w-5 h-5 text-blue-500" />
+          <div>
+            <div className="font-medium">
+              {s.storage_name} {s.is_default && <Badge>default</Badge>} {!s.is_active && <Badge variant="secondary">inactive</Badge>}{" "}
+              {s.last_health_ok === true && <Badge variant="secondary">healthy</Badge>}
+              {s.last_health_ok === false && <Badge variant="destructive">failing</Badge>}
+            </div>
+            <div className="text-sm text-slate-500">
+              {s.storage_type === "local" ? "Local filesystem" : s.storage_type.toUpperCase()} · {where(s)}
+            </div>
+            <div className="text-xs text-slate-500" data-testid="storage-health">
+              Last health check: {formatDate(s.last_health_check)}
+              {s.last_health_message && ` — ${s.last_health_message}`}
+            </div>
+          </div>
+        </div>
+        <div className="text-right space-y-1">
+          <div className="text-sm font-medium">
+            {formatFileSize(s.used_space)}
+            {s.total_capacity ? ` / ${formatFileSize(s.total_capacity)}` : " used"}
+          </div>
+          {s.total_capacity ? <Progress value={pct} label="storage used" /> : null}
+          <Button size="sm" variant="outline" data-testid="check-storage" disabled={check.isPending} onClick={() => check.mutate()}>
+            {check.isPending ? "Checking…" : "Check now"}
+          </Button>
+        </div>
+      </div>
+      {samples.data && <GrowthChart samples={samples.data} />}
+      {check.isError && <ErrorBox error={check.error} />}
+    </div>
+  );
+}
+
 export function StorageTab() {
   const query = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
   return (
     <div className="space-y-6">
-    <Card>
-      <CardHeader title="Storage Management" description="Monitor backup storage usage and health" />
-      <CardContent>
-        <QueryView query={query} what="storage">
-          {(list) =>
-            list.length === 0 ? (
-              <Empty>No storage configured.</Empty>
-            ) : (
-              <div className="space-y-4">
-                {list.map((s) => {
-                  const pct = s.total_capacity ? Math.round((s.used_space / s.total_capacity) * 100) : 0;
-                  return (
-                    <div key={s.id} className="flex items-center justify-between p-4 border rounded-lg" data-testid="storage">
-                      <div className="flex items-center gap-4">
-                        <HardDrive className="w-5 h-5 text-blue-500" />
-                        <div>
-                          <div className="font-medium">
-                            {s.storage_name} {s.is_default && <Badge>default</Badge>} {!s.is_active && <Badge variant="secondary">inactive</Badge>}
-                          </div>
-                          <div className="text-sm text-slate-500">
-                            {s.storage_type === "local" ? "Local filesystem" : s.storage_type.toUpperCase()} · {where(s)}
-                          </div>
-                          <div className="text-xs text-slate-500">Last health check: {formatDate(s.last_health_check)}</div>
-                        </div>
-                      </div>
-                      <div className="text-right">
-                        <div className="text-sm font-medium">
-                          {formatFileSize(s.used_space)}
-                          {s.total_capacity ? ` / ${formatFileSize(s.total_capacity)}` : " used"}
-                        </div>
-                        {s.total_capacity ? <Progress value={pct} label="storage used" /> : null}
-                      </div>
-                    </div>
-                  );
-                })}
-              </div>
-            )
-          }
-        </QueryView>
-      </CardContent>
-    </Card>
-    <DisasterRecovery />
+      <Card>
+        <CardHeader title="Storage Management" description="Monitor backup storage usage and health" />
+        <CardContent>
+          <QueryView query={query} what="storage">
+            {(list) =>
+              list.length === 0 ? (
+                <Empty>No storage configured.</Empty>
+              ) : (
+                <div className="space-y-4">
+                  {list.map((s) => (
+                    <StorageRow key={s.id} s={s} />
+                  ))}
+                </div>
+              )
+            }
+          </QueryView>
+        </CardContent>
+      </Card>
+      <DisasterRecovery />
     </div>
   );
 }

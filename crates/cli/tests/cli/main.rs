@@ -255,3 +255,27 @@ fn disaster_recovery_rebuilds_the_catalog_from_storage_and_restores_with_the_rec
     let missing = after(&["catalog", "rebuild", "--from", storage.path().to_str().expect("utf8")]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("is not a Safehold repository"), "{}", String::from_utf8_lossy(&missing.stderr));
 }
+
+#[test]
+fn storages_are_added_checked_measured_and_removed_from_the_command_line() {
+    let home = tempfile::tempdir().expect("tmp");
+    let disk = tempfile::tempdir().expect("disk");
+    let dir = disk.path().join("vault");
+    let dir_s = dir.to_str().expect("utf8");
+    let added = stdout_json(&safehold(home.path(), &["storage", "add", "Vault", dir_s, "--json"]));
+    assert_eq!(added["storage_name"], "Vault");
+    let check = stdout_json(&safehold(home.path(), &["storage", "check", "Vault", "--json"]));
+    assert_eq!(check["ok"], true, "{check}");
+    let usage = stdout_json(&safehold(home.path(), &["storage", "usage", "Vault", "--json"]));
+    assert_eq!(usage["archives"], 0);
+    assert!(usage["total_capacity"].as_i64().is_some_and(|t| t > 0), "{usage}");
+    let list = safehold(home.path(), &["storage", "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("healthy"), "{}", String::from_utf8_lossy(&list.stdout));
+    std::fs::remove_dir_all(&dir).expect("unplug");
+    let failing = safehold(home.path(), &["storage", "check", "Vault"]);
+    assert!(!failing.status.success(), "a failing storage exits 1");
+    assert!(String::from_utf8_lossy(&failing.stderr).contains("does not exist"), "{}", String::from_utf8_lossy(&failing.stderr));
+    assert!(safehold(home.path(), &["storage", "remove", "Vault"]).status.success());
+    let list = stdout_json(&safehold(home.path(), &["storage", "list", "--json"]));
+    assert_eq!(list.as_array().map(Vec::len), Some(0));
+}

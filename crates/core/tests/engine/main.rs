@@ -14,4 +14,5 @@ mod keychain;
 mod restores;
 mod retention;
 mod runs;
+mod storage;
 mod support;
