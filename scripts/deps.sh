@@ -13,7 +13,7 @@ build_pkgs=(build-essential pkg-config file curl wget xdg-utils libwebkit2gtk-4.
   libayatana-appindicator3-dev librsvg2-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
   libxdo-dev libdbus-1-dev)
 test_pkgs=(xvfb xauth xdotool webkit2gtk-driver gnome-keyring dbus dbus-x11 libsecret-tools
-  fonts-dejavu-core libgl1-mesa-dri at-spi2-core postgresql-client sqlite3)
+  fonts-dejavu-core libgl1-mesa-dri at-spi2-core postgresql-client sqlite3 python3-venv curl)
 
 want=("${build_pkgs[@]}")
 if [ "$mode" = test ]; then want+=("${test_pkgs[@]}"); fi
@@ -45,6 +45,15 @@ if [ "$mode" = bench ]; then exit 0; fi
 if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
   echo "deps: npm ci in ui/"
   (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The S3 emulator for the object storage tests (moto, from PyPI, in a venv of its own).
+tools="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}"
+if [ "$mode" = test ] && [ ! -x "$tools/venv/bin/moto_server" ]; then
+  echo "deps: installing moto (S3 emulator) into $tools/venv"
+  mkdir -p "$tools"
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*'
 fi
 
 if [ "$mode" = test ] && ! command -v tauri-driver >/dev/null && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then

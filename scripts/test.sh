@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 scripts/deps.sh test
 export PATH="$HOME/.cargo/bin:$PATH"
+export SAFEHOLD_MOTO_SERVER="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}/venv/bin/moto_server"
 
 work=$(mktemp -d /tmp/safehold-test.XXXXXX)
 clusters=()

@@ -333,7 +333,7 @@ fn parse_compression(s: &str) -> Result<Option<i32>, Error> {
 }
 
 fn archives_of(target: &Path) -> Result<(Vec<PathBuf>, Option<Repository>), Error> {
-    if target.is_dir() {
+    if safehold_core::repository::is_repository_location(target) {
         let repo = Repository::open(target)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", target.display())))?;
         Ok((repo.list()?.into_iter().map(|(p, _)| p).collect(), Some(repo)))
     } else {

@@ -145,7 +145,9 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
     };
     let stamp: String = snapshot_time.chars().filter(char::is_ascii_digit).take(14).collect();
     let dest: PathBuf = repo.archives_dir().join(format!("{stamp}-{}.{ARCHIVE_EXT}", &id[..8]));
-    std::fs::create_dir_all(repo.archives_dir()).map_err(|e| Error::io(format!("cannot create {}", repo.archives_dir().display()), &e))?;
+    if !crate::remote::is_remote(&repo.dir) {
+        std::fs::create_dir_all(repo.archives_dir()).map_err(|e| Error::io(format!("cannot create {}", repo.archives_dir().display()), &e))?;
+    }
     let mut writer = ArchiveWriter::create(&dest, &header, req.encrypt.then_some(dk), WriteOptions { zstd_level: req.zstd_level, threads: req.jobs })?;
     let stats = match &req.source {
         SourceSpec::Sqlite { path } => {

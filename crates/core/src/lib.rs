@@ -13,6 +13,7 @@ pub mod archive;
 pub mod backup;
 pub mod history;
 pub mod recovery;
+pub mod remote;
 pub mod repository;
 pub mod restore;
 pub mod restores;

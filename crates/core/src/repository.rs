@@ -65,22 +65,29 @@ impl Repository {
     /// Opens the repository in `dir`; `None` when `dir` holds no repository yet.
     pub fn open(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join(CONFIG_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let config: RepoConfig = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::validation(format!("{} is damaged ({e}); restore it from a copy or rebuild with the recovery key", path.display()))
-                })?;
-                Ok(Some(Self { dir: dir.to_path_buf(), config }))
+        let bytes = if crate::remote::is_remote(dir) {
+            match crate::remote::object(&path)?.get() {
+                Ok(b) => b,
+                Err(e) if e.code == ErrorCode::NotFound && !e.message.contains("bucket") => return Ok(None),
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("cannot read {}", path.display()), &e)),
-        }
+        } else {
+            match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), &e)),
+            }
+        };
+        let config: RepoConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::validation(format!("{} is damaged ({e}); restore it from a copy or rebuild with the recovery key", path.display())))?;
+        Ok(Some(Self { dir: dir.to_path_buf(), config }))
     }
 
     /// Creates a repository in `dir` protected by `password`, with a new recovery key.
     pub fn init(dir: &Path, password: &str, kdf: KdfParams) -> Result<(Self, SecretKey)> {
-        std::fs::create_dir_all(dir.join("archives"))
-            .map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
+        if !crate::remote::is_remote(dir) {
+            std::fs::create_dir_all(dir.join("archives")).map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
+        }
         let id = uuid::Uuid::new_v4().to_string();
         Self::init_with_id(dir, &id, password, kdf)
     }
@@ -105,6 +112,11 @@ impl Repository {
 
     fn save(&self) -> Result<()> {
         let path = self.dir.join(CONFIG_FILE);
+        if crate::remote::is_remote(&self.dir) {
+            // An object is replaced whole, atomically.
+            let json = serde_json::to_vec_pretty(&self.config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+            return crate::remote::object(&path)?.put(json);
+        }
         let tmp = self.dir.join(format!("{CONFIG_FILE}.partial"));
         let json = serde_json::to_vec_pretty(&self.config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
         std::fs::write(&tmp, json).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;
@@ -164,18 +176,8 @@ impl Repository {
 
     /// Every archive of the repository with its plaintext header, oldest snapshot first.
     pub fn list(&self) -> Result<Vec<(PathBuf, ArchiveHeader)>> {
-        let dir = self.archives_dir();
         let mut out = Vec::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), &e)),
-        };
-        for entry in entries {
-            let path = entry.map_err(|e| Error::io(dir.display(), &e))?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some(ARCHIVE_EXT) {
-                continue;
-            }
+        for path in archives_in(&self.archives_dir())? {
             let reader = ArchiveReader::open(&path)?;
             out.push((path, reader.header));
         }
@@ -192,6 +194,37 @@ impl Repository {
             _ => Err(Error::validation(format!("{id} matches several backups; give more of the id"))),
         }
     }
+}
+
+/// The archive files (or objects) in an archives directory (or prefix), by name.
+pub fn archives_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let is_archive = |p: &Path| p.extension().and_then(|e| e.to_str()) == Some(ARCHIVE_EXT);
+    if crate::remote::is_remote(dir) {
+        return Ok(crate::remote::object(dir)?.list()?.into_iter().map(|(url, _)| PathBuf::from(url)).filter(|p| is_archive(p)).collect());
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), &e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir.display(), &e))?.path();
+        if is_archive(&path) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Whether `location` is a repository (a directory, or an object storage URL not naming an
+/// archive) rather than one archive.
+pub fn is_repository_location(location: &Path) -> bool {
+    if crate::remote::is_remote(location) {
+        return location.extension().and_then(|e| e.to_str()) != Some(ARCHIVE_EXT);
+    }
+    location.is_dir()
 }
 
 /// Opens or creates the repository in `dir` and unlocks its master key. The secret comes from
@@ -222,8 +255,9 @@ pub async fn open_or_init(
             Ok((repo, mk))
         }
         None => {
-            std::fs::create_dir_all(dir.join("archives"))
-                .map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
+            if !crate::remote::is_remote(dir) {
+                std::fs::create_dir_all(dir.join("archives")).map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
+            }
             let id = uuid::Uuid::new_v4().to_string();
             let password = match headless {
                 Some(p) => p,

@@ -191,11 +191,11 @@ pub fn repository_of(archive: &Path) -> Option<Repository> {
 
 /// Picks the archive to restore: a backup by id, the newest at a point in time, or the newest.
 pub fn select_backup(req: &RestoreRequest) -> Result<(PathBuf, Option<Repository>, Option<PointInTime>)> {
-    if !req.from.is_dir() {
+    if !crate::repository::is_repository_location(&req.from) {
         if req.at.is_some() || req.backup_id.is_some() {
             return Err(Error::validation("--at and --backup choose among a repository's backups: give the repository directory as --from"));
         }
-        if !req.from.exists() {
+        if !crate::remote::is_remote(&req.from) && !req.from.exists() {
             return Err(Error::not_found(format!("{} does not exist; give a repository directory or an archive file", req.from.display())));
         }
         return Ok((req.from.clone(), repository_of(&req.from), None));

@@ -93,10 +93,8 @@ impl KeySources {
         let mut chain = vec![reader];
         while let Some(parent) = chain.last().and_then(|r| r.header.parent_id.clone()) {
             let dir = path.parent().unwrap_or(Path::new("."));
-            let found = std::fs::read_dir(dir)
-                .map_err(|e| Error::io(format!("cannot list {}", dir.display()), &e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(crate::repository::ARCHIVE_EXT))
+            let found = crate::repository::archives_in(dir)?
+                .into_iter()
                 .find(|p| ArchiveReader::open(p).map(|r| r.header.archive_id == parent).unwrap_or(false))
                 .ok_or_else(|| {
                     Error::not_found(format!(

@@ -61,14 +61,37 @@ fn read_exact(f: &mut impl Read, buf: &mut [u8], path: &Path, what: &str) -> Res
     })
 }
 
+/// An archive's size: a local file's, or an object's.
+pub(crate) fn byte_len(path: &Path) -> Result<u64> {
+    if crate::remote::is_remote(path) {
+        return crate::remote::object(path)?.size()?.ok_or_else(|| Error::not_found(format!("cannot open the archive {}: it does not exist", path.display())));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::NotFound { ErrorCode::NotFound } else { ErrorCode::Io };
+        Error::new(code, format!("cannot open the archive {}: {e}", path.display()))
+    })?;
+    Ok(meta.len())
+}
+
+/// `len` bytes of an archive from `offset`: a local file's, or an object's read in ranges (only
+/// what is read is fetched).
+pub(crate) fn read_range(path: &Path, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
+    if crate::remote::is_remote(path) {
+        return Ok(Box::new(crate::remote::object(path)?.reader(offset, len)));
+    }
+    let mut f = File::open(path).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::NotFound { ErrorCode::NotFound } else { ErrorCode::Io };
+        Error::new(code, format!("cannot open the archive {}: {e}", path.display()))
+    })?;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(path.display(), &e))?;
+    Ok(Box::new(f.take(len)))
+}
+
 impl ArchiveReader {
     /// Opens an archive and reads its plaintext header and trailer (no key needed).
     pub fn open(path: &Path) -> Result<Self> {
-        let mut f = File::open(path).map_err(|e| {
-            let code = if e.kind() == std::io::ErrorKind::NotFound { ErrorCode::NotFound } else { ErrorCode::Io };
-            Error::new(code, format!("cannot open the archive {}: {e}", path.display()))
-        })?;
-        let file_len = f.metadata().map_err(|e| Error::io(path.display(), &e))?.len();
+        let file_len = byte_len(path)?;
+        let mut f = read_range(path, 0, file_len)?;
         let mut magic = [0u8; 8];
         if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
             return Err(Error::validation(format!("{} is not a Safehold archive", path.display())));
@@ -93,7 +116,7 @@ impl ArchiveReader {
         let header: ArchiveHeader = serde_json::from_slice(&header_json).map_err(|e| corrupt(path, format!("the header is not readable ({e})")))?;
         let header_hash: [u8; 32] = Sha256::digest(&header_json).into();
 
-        f.seek(SeekFrom::Start(file_len - TRAILER_LEN as u64)).map_err(|e| Error::io(path.display(), &e))?;
+        let mut f = read_range(path, file_len - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
         let mut raw = vec![0u8; TRAILER_LEN];
         read_exact(&mut f, &mut raw, path, "the trailer")?;
         if &raw[..8] != TRAILER_MAGIC {
@@ -128,8 +151,8 @@ impl ArchiveReader {
 
     /// Hashes the whole file and checks it against the trailer. Needs no key.
     pub fn quick_check(&self) -> Result<QuickCheck> {
-        let mut f = BufReader::with_capacity(1 << 20, File::open(&self.path).map_err(|e| Error::io(self.path.display(), &e))?);
         let body_len = self.file_len - TRAILER_LEN as u64;
+        let mut f = BufReader::with_capacity(1 << 20, read_range(&self.path, 0, body_len)?);
         let mut body = Sha256::new();
         let mut whole = Sha256::new();
         let mut left = body_len;
@@ -261,9 +284,7 @@ impl ArchiveReader {
         if entry.offset < self.header_end || entry.offset + entry.length > self.file_len - TRAILER_LEN as u64 {
             return Err(corrupt(&self.path, format!("section \"{section}\" lies outside the file")));
         }
-        let mut f = File::open(&self.path).map_err(|e| Error::io(self.path.display(), &e))?;
-        f.seek(SeekFrom::Start(entry.offset)).map_err(|e| Error::io(self.path.display(), &e))?;
-        let mut f = BufReader::with_capacity(1 << 20, f.take(entry.length));
+        let mut f = BufReader::with_capacity(1 << 20, read_range(&self.path, entry.offset, entry.length)?);
         let nonce: [u8; 7] = hex::decode(&entry.nonce)
             .ok()
             .and_then(|n| n.try_into().ok())

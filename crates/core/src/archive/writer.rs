@@ -114,9 +114,34 @@ pub struct WrittenArchive {
     pub index: ArchiveIndex,
 }
 
-/// A file writer that counts and hashes everything written.
+/// Where the archive's bytes go: a local file (renamed into place when complete) or a multipart
+/// upload (the object appears when the upload completes).
+enum Sink {
+    File(BufWriter<File>),
+    Object(crate::remote::Upload),
+    Closed,
+}
+
+impl Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(b),
+            Sink::Object(u) => u.write(b),
+            Sink::Closed => Err(std::io::Error::other("the archive is closed")),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Object(u) => u.flush(),
+            Sink::Closed => Ok(()),
+        }
+    }
+}
+
+/// A writer that counts and hashes everything written.
 struct Hashing {
-    out: BufWriter<File>,
+    out: Sink,
     hash: Sha256,
     pos: u64,
 }
@@ -154,9 +179,14 @@ impl ArchiveWriter {
     /// Starts an archive at `dest` (written as `dest.partial` until [`finish`](Self::finish)).
     /// `key` is the archive's data key, `None` for an unencrypted archive.
     pub fn create(dest: &Path, header: &ArchiveHeader, key: Option<SecretKey>, options: WriteOptions) -> Result<Self> {
-        let tmp = dest.with_extension("partial");
-        let f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        let mut file = Hashing { out: BufWriter::with_capacity(1 << 20, f), hash: Sha256::new(), pos: 0 };
+        let (tmp, out) = if crate::remote::is_remote(dest) {
+            (dest.to_path_buf(), Sink::Object(crate::remote::object(dest)?.upload()?))
+        } else {
+            let tmp = dest.with_extension("partial");
+            let f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+            (tmp, Sink::File(BufWriter::with_capacity(1 << 20, f)))
+        };
+        let mut file = Hashing { out, hash: Sha256::new(), pos: 0 };
         let header_json = serde_json::to_vec(header).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
         let header_hash: [u8; 32] = Sha256::digest(&header_json).into();
         let mut w = || -> std::io::Result<()> {
@@ -259,12 +289,19 @@ impl ArchiveWriter {
         let tmp = self.tmp.clone();
         self.file.write(&trailer).map_err(|e| io(&tmp, e))?;
         self.file.out.flush().map_err(|e| io(&tmp, e))?;
-        self.file.out.get_ref().sync_all().map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| io(&self.dest, e))?;
-        if let Some(dir) = self.dest.parent() {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
+        match std::mem::replace(&mut self.file.out, Sink::Closed) {
+            Sink::File(f) => {
+                f.get_ref().sync_all().map_err(|e| io(&tmp, e))?;
+                drop(f);
+                std::fs::rename(&self.tmp, &self.dest).map_err(|e| io(&self.dest, e))?;
+                if let Some(dir) = self.dest.parent() {
+                    if let Ok(d) = File::open(dir) {
+                        let _ = d.sync_all();
+                    }
+                }
             }
+            Sink::Object(upload) => upload.finish()?,
+            Sink::Closed => return Err(Error::new(ErrorCode::Internal, "the archive was closed twice")),
         }
         self.finished = true;
         let sha = hex::encode(self.file.hash.clone().finalize());
@@ -275,7 +312,8 @@ impl ArchiveWriter {
 impl Drop for ArchiveWriter {
     /// An archive that was not finished is removed: no partial archive is ever left behind.
     fn drop(&mut self) {
-        if !self.finished {
+        // (An unfinished upload aborts itself when dropped.)
+        if !self.finished && !crate::remote::is_remote(&self.tmp) {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }

@@ -1,0 +1,241 @@
+//! Object storage against a real S3 server speaking the real protocol (moto, started per test on
+//! loopback; scripts/test.sh installs it and sets SAFEHOLD_MOTO_SERVER): objects, ranged reads,
+//! multipart uploads of tens of MiB, uploads abandoned half-way leaving nothing, backups and
+//! restores through S3, and the faults — no bucket, wrong credentials, no server, the server
+//! stopped in the middle of an upload.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use safehold_core::backup::{self, BackupRequest};
+use safehold_core::configurations::BackupType;
+use safehold_core::remote::{self, Settings};
+use safehold_core::restore::{self, RestoreRequest, RestoreType};
+use safehold_core::source::{no_progress, CancelToken, Progress, ProgressSink, SourceSpec};
+use safehold_core::unlock::KeySources;
+use safehold_core::{verify, ErrorCode};
+use sha2::Digest;
+
+use crate::backup::pg_dump;
+use crate::restores::platform;
+use crate::support::ScratchDb;
+
+pub struct S3 {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl S3 {
+    /// A moto server on a free port; `None` (the test says it is skipped) when moto is missing.
+    pub fn start(auth: bool) -> Option<S3> {
+        let bin = std::env::var_os("SAFEHOLD_MOTO_SERVER").map(PathBuf::from).or_else(|| {
+            let p = PathBuf::from(std::env::var_os("HOME")?).join(".cache/safehold/venv/bin/moto_server");
+            p.exists().then_some(p)
+        });
+        let Some(bin) = bin else {
+            eprintln!("moto_server is not installed (scripts/deps.sh test installs it): skipped");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+        let mut cmd = Command::new(bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        if auth {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = cmd.spawn().expect("start moto_server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some(S3 { child, endpoint })
+    }
+
+    /// Creates a bucket and connects it; returns `s3://bucket`.
+    pub fn bucket(&self, name: &str) -> String {
+        let out = Command::new("curl").args(["-sf", "-X", "PUT", &format!("{}/{name}", self.endpoint)]).output().expect("curl");
+        assert!(out.status.success(), "create bucket {name}");
+        let url = format!("s3://{name}");
+        remote::connect(&url, &self.settings()).expect("connect the bucket");
+        url
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            allow_http: Some(true),
+        }
+    }
+
+    /// Multipart uploads the server still holds for a bucket.
+    pub fn open_uploads(&self, bucket: &str) -> usize {
+        let out = Command::new("curl").args(["-sf", &format!("{}/{bucket}?uploads", self.endpoint)]).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).matches("<UploadId>").count()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    use rand::RngCore;
+    let mut v = vec![0u8; n];
+    rand::rng().fill_bytes(&mut v);
+    v
+}
+
+fn keys() -> (tempfile::TempDir, KeySources) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3-test").expect("pw");
+    (dir, KeySources { password_file: Some(pw), ..Default::default() })
+}
+
+async fn backup_to(repo: &Path, keys: &KeySources, source: SourceSpec, t: BackupType, progress: &ProgressSink) -> safehold_core::Result<safehold_core::backup::BackupOutcome> {
+    let (r, mk) = keys.open_repository_for_backup(repo).await?;
+    let mut req = BackupRequest::new(source);
+    req.backup_type = t;
+    backup::run(&r, &mk, &req, &CancelToken::new(), progress).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_objects_ranges_multipart_and_abandoned_uploads() {
+    let Some(s3) = S3::start(false) else { return };
+    let bucket = s3.bucket("conformance");
+    let base = remote::object(Path::new(&format!("{bucket}/prefix"))).expect("object");
+    let small = base.child("a/small.bin");
+    small.put(b"hello, object storage".to_vec()).expect("put");
+    assert_eq!(small.get().expect("get"), b"hello, object storage");
+    assert_eq!(small.get_range(7, 13).expect("range"), b"object");
+    assert_eq!(small.size().expect("head"), Some(21));
+
+    // Tens of MiB through a multipart upload, read back whole and by ranges.
+    let big = random_bytes(26 << 20);
+    let obj = base.child("a/big.bin");
+    let mut up = obj.upload().expect("start upload");
+    for chunk in big.chunks(1 << 20) {
+        up.write_all(chunk).expect("write");
+    }
+    assert_eq!(obj.size().expect("head"), None, "invisible until complete");
+    up.finish().expect("complete");
+    assert_eq!(obj.size().expect("head"), Some(big.len() as u64));
+    assert_eq!(sha2::Sha256::digest(obj.get().expect("get")), sha2::Sha256::digest(&big));
+    let at = 17 << 20;
+    assert_eq!(obj.get_range(at, at + 1000).expect("range"), &big[at as usize..at as usize + 1000]);
+    let listed: Vec<String> = base.list().expect("list").into_iter().map(|(u, _)| u).collect();
+    assert_eq!(listed, vec![format!("{bucket}/prefix/a/big.bin"), format!("{bucket}/prefix/a/small.bin")]);
+
+    // An upload dropped half-way leaves no object and no multipart upload behind.
+    let half = base.child("a/half.bin");
+    {
+        let mut up = half.upload().expect("start upload");
+        up.write_all(&big[..20 << 20]).expect("parts");
+        assert!(s3.open_uploads("conformance") >= 1, "the upload is under way");
+    }
+    assert_eq!(half.size().expect("head"), None);
+    assert_eq!(s3.open_uploads("conformance"), 0, "no orphaned multipart upload");
+    small.delete().expect("delete");
+    assert_eq!(small.size().expect("head"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_go_to_s3_and_restore_from_it_whole_by_chain_and_by_tenant() {
+    let Some(s3) = S3::start(false) else { return };
+    let bucket = s3.bucket("platform");
+    let repo = PathBuf::from(format!("{bucket}/prod"));
+    let (_k, keys) = keys();
+    let db = platform().await;
+    let full = backup_to(&repo, &keys, SourceSpec::Postgres { url: db.url() }, BackupType::Full, &no_progress()).await.expect("full backup to S3");
+    assert!(full.archive.starts_with("s3://platform/prod/archives/"), "{}", full.archive);
+    db.execute("UPDATE settings SET value = 'after the full' WHERE key = 'plan'; INSERT INTO tenants VALUES ('00000000-0000-0000-0000-0000000000dd', 'Delta');").await;
+    let inc = backup_to(&repo, &keys, SourceSpec::Postgres { url: db.url() }, BackupType::Incremental, &no_progress()).await.expect("incremental to S3");
+    assert_eq!(inc.parent.as_deref(), Some(full.id.as_str()));
+    let expected = pg_dump(&db, &[], true);
+
+    // Quick and deep verification read the objects.
+    let q = verify::quick(Path::new(&inc.archive), Some(&inc.sha256)).expect("quick");
+    assert_eq!(q.sha256, inc.sha256);
+    let mut reader = safehold_core::archive::ArchiveReader::open(Path::new(&inc.archive)).expect("open");
+    keys.unlock_archive(&mut reader, None).await.expect("unlock");
+    verify::deep_with(reader).expect("deep");
+
+    // The chain restores from S3.
+    let target = ScratchDb::create().await;
+    let req = RestoreRequest::new(repo.clone(), target.url());
+    let opened = restore::open(&req, &keys).await.expect("open the chain on S3");
+    assert_eq!(opened.chain.len(), 2);
+    restore::execute(&req, opened, &keys, &CancelToken::new(), &no_progress()).await.expect("restore from S3");
+    assert_eq!(pg_dump(&target, &[], true), expected);
+
+    // A tenant restore from S3 (with its safety backup written to S3 as well).
+    db.execute("DELETE FROM project_notes WHERE project_id IN (SELECT id FROM projects WHERE tenant_id = '00000000-0000-0000-0000-00000000000a')").await;
+    let mut t = RestoreRequest::new(repo.clone(), db.url());
+    t.restore_type = RestoreType::TenantOnly;
+    t.tenant_id = Some("00000000-0000-0000-0000-00000000000a".into());
+    let opened = restore::open(&t, &keys).await.expect("open");
+    let out = restore::execute(&t, opened, &keys, &CancelToken::new(), &no_progress()).await.expect("tenant restore from S3");
+    assert!(out.safety_backup.expect("safety").archive.starts_with("s3://platform/prod/archives/"));
+    assert_eq!(pg_dump(&db, &[], true), expected, "the tenant is back");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_faults_fail_clearly_naming_the_storage() {
+    let Some(mut s3) = S3::start(false) else { return };
+    let (_k, keys) = keys();
+    let db = platform().await;
+    let src = || SourceSpec::Postgres { url: db.url() };
+
+    // A bucket that does not exist.
+    remote::connect("s3://no-such-bucket", &s3.settings()).expect("connect");
+    let err = backup_to(Path::new("s3://no-such-bucket/x"), &keys, src(), BackupType::Full, &no_progress()).await.expect_err("no bucket");
+    assert_eq!(err.code, ErrorCode::NotFound, "{}", err.message);
+    assert!(err.message.contains("no-such-bucket") && err.message.contains("bucket does not exist"), "{}", err.message);
+
+    // The server stopped in the middle of an upload (a table of ~30 MiB that does not compress).
+    let bucket = s3.bucket("faults");
+    let repo = PathBuf::from(format!("{bucket}/repo"));
+    db.execute("CREATE TABLE blobs (id int PRIMARY KEY, b bytea); INSERT INTO blobs SELECT g, decode(string_agg(md5(random()::text || g || i), ''), 'hex') FROM generate_series(1, 1000) g, generate_series(1, 1800) i GROUP BY g;").await;
+    let pid = s3.child.id();
+    let kill: ProgressSink = std::sync::Arc::new(move |p: Progress| {
+        if p.table.as_deref() == Some("public.settings") {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    });
+    // (public.blobs is written first, then the others: the kill comes after parts were uploaded.)
+    let err = backup_to(&repo, &keys, src(), BackupType::Full, &kill).await.expect_err("the server went away");
+    assert!(matches!(err.code, ErrorCode::Unreachable | ErrorCode::Io), "{:?}: {}", err.code, err.message);
+    assert!(err.message.contains("s3://faults"), "names the storage: {}", err.message);
+    s3.stop();
+
+    // No server at all.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+    let mut none = s3.settings();
+    none.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    remote::connect("s3://nowhere", &none).expect("connect");
+    let err = backup_to(Path::new("s3://nowhere/repo"), &keys, src(), BackupType::Full, &no_progress()).await.expect_err("no server");
+    assert_eq!(err.code, ErrorCode::Unreachable, "{}", err.message);
+    assert!(err.message.contains("cannot reach s3://nowhere"), "{}", err.message);
+
+    // Wrong credentials, against a server that checks them.
+    let Some(strict) = S3::start(true) else { return };
+    let mut wrong = strict.settings();
+    wrong.access_key_id = Some("AKIAWRONG".into());
+    wrong.secret_access_key = Some("wrong".into());
+    remote::connect("s3://guarded", &wrong).expect("connect");
+    let err = backup_to(Path::new("s3://guarded/repo"), &keys, src(), BackupType::Full, &no_progress()).await.expect_err("refused");
+    assert_eq!(err.code, ErrorCode::AuthFailed, "{}", err.message);
+    assert!(err.message.contains("s3://guarded") && err.message.contains("credentials"), "{}", err.message);
+}
