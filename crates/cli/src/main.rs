@@ -66,13 +66,26 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StorageCommand {
-    /// Register a local directory as a storage (created if missing).
+    /// Register a storage: a local directory (created if missing), or s3://bucket/prefix,
+    /// az://container/prefix, gs://bucket/prefix.
     Add {
         name: String,
-        path: PathBuf,
+        location: String,
         /// Make it the default storage.
         #[arg(long)]
         default: bool,
+        /// Cloud: a custom endpoint (MinIO, Ceph, Garage, R2, an emulator).
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        /// Cloud: the capacity to measure usage against, in bytes.
+        #[arg(long)]
+        quota: Option<i64>,
+        /// Cloud: an access key id (its secret is read from standard input; both kept in the OS
+        /// keychain). Without it the provider's environment variables are used.
+        #[arg(long)]
+        access_key_id: Option<String>,
     },
     /// List storages with their used space and health.
     List,
@@ -532,13 +545,26 @@ async fn retention_command(ctx: &Ctx, json: bool, name: &str, apply: Option<bool
 async fn storage_command(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<(), Error> {
     use safehold_core::storage;
     match cmd {
-        StorageCommand::Add { name, path, default } => {
-            let abs = if path.is_absolute() { path } else { std::env::current_dir().map_err(|e| Error::io("cannot read the current directory", &e))?.join(path) };
-            let s = storage::add_local(ctx, &name, &abs, default).await?;
+        StorageCommand::Add { name, location, default, endpoint, region, quota, access_key_id } => {
+            let s = if safehold_core::remote::is_remote(Path::new(&location)) {
+                let credentials = match access_key_id {
+                    Some(id) => {
+                        let mut secret = String::new();
+                        std::io::stdin().read_to_string(&mut secret).map_err(|e| Error::io("cannot read the secret access key from standard input", &e))?;
+                        Some(storage::StorageCredentials { access_key_id: Some(id), secret_access_key: Some(secret.trim().to_string()) })
+                    }
+                    None => None,
+                };
+                storage::add_remote(ctx, storage::RemoteStorageInput { name, url: location.clone(), endpoint, region, quota_bytes: quota, credentials, is_default: default }).await?
+            } else {
+                let path = PathBuf::from(&location);
+                let abs = if path.is_absolute() { path } else { std::env::current_dir().map_err(|e| Error::io("cannot read the current directory", &e))?.join(path) };
+                storage::add_local(ctx, &name, &abs, default).await?
+            };
             if json {
                 print_json(&s);
             } else {
-                println!("storage \"{}\" added at {}", s.storage_name, abs.display());
+                println!("storage \"{}\" added ({location})", s.storage_name);
             }
         }
         StorageCommand::List => {
@@ -552,7 +578,7 @@ async fn storage_command(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<(
                         Some(false) => format!("FAILING: {}", s.last_health_message.unwrap_or_default()),
                         None => "not checked yet".into(),
                     };
-                    let path = s.storage_config.get("path").and_then(|p| p.as_str()).unwrap_or("").to_string();
+                    let path = s.storage_config.get("path").or_else(|| s.storage_config.get("url")).and_then(|p| p.as_str()).unwrap_or("").to_string();
                     println!("{:<24} {:<6} {}  {} used{}  {health}", s.storage_name, format!("{:?}", s.storage_type).to_lowercase(), path, s.used_space, s.total_capacity.map(|t| format!(" of {t}")).unwrap_or_default());
                 }
             }

@@ -36,13 +36,20 @@ pub struct RebuildReport {
 
 /// Records every archive of the repository at `dir` in the catalog (idempotent).
 pub async fn rebuild_catalog(ctx: &Ctx, dir: &Path) -> Result<RebuildReport> {
-    let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(format!("cannot open the repository {}", dir.display()), &e))?;
+    let remote = crate::remote::is_remote(dir);
+    let dir = if remote { std::path::PathBuf::from(dir.to_string_lossy().trim_end_matches('/')) } else { std::fs::canonicalize(dir).map_err(|e| Error::io(format!("cannot open the repository {}", dir.display()), &e))? };
     let repo = Repository::open(&dir)?.ok_or_else(|| {
         Error::not_found(format!("{} is not a Safehold repository (it has no safehold-repository.json); choose the directory that holds it", dir.display()))
     })?;
     // The storage: an existing one with this path, or a new one named after the directory.
     let storages = storage::list(ctx).await?;
-    let existing = storages.iter().find(|s| s.storage_config.get("path").and_then(|p| p.as_str()).map(std::path::PathBuf::from).and_then(|p| std::fs::canonicalize(p).ok()) == Some(dir.clone()));
+    let existing = storages.iter().find(|s| {
+        if remote {
+            s.storage_config.get("url").and_then(|p| p.as_str()) == Some(&*dir.to_string_lossy())
+        } else {
+            s.storage_config.get("path").and_then(|p| p.as_str()).map(std::path::PathBuf::from).and_then(|p| std::fs::canonicalize(p).ok()) == Some(dir.clone())
+        }
+    });
     let (storage_name, storage_added) = match existing {
         Some(s) => (s.storage_name.clone(), false),
         None => {
@@ -53,7 +60,12 @@ pub async fn rebuild_catalog(ctx: &Ctx, dir: &Path) -> Result<RebuildReport> {
                 name = format!("{base} ({n})");
                 n += 1;
             }
-            storage::add_local(ctx, &name, &dir, storages.is_empty()).await?;
+            if remote {
+                // Credentials stay where they came from (the environment) until the storage is edited.
+                storage::add_remote(ctx, storage::RemoteStorageInput { name: name.clone(), url: dir.to_string_lossy().to_string(), is_default: storages.is_empty(), ..Default::default() }).await?;
+            } else {
+                storage::add_local(ctx, &name, &dir, storages.is_empty()).await?;
+            }
             (name, true)
         }
     };
@@ -72,13 +84,7 @@ pub async fn rebuild_catalog(ctx: &Ctx, dir: &Path) -> Result<RebuildReport> {
         storage_name,
         storage_added,
     };
-    let archives_dir = repo.archives_dir();
-    let mut files: Vec<_> = std::fs::read_dir(&archives_dir)
-        .map_err(|e| Error::io(format!("cannot list {}", archives_dir.display()), &e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|x| x.to_str()) == Some(crate::repository::ARCHIVE_EXT))
-        .collect();
-    files.sort();
+    let files = crate::repository::archives_in(&repo.archives_dir())?;
     for path in files {
         let checked = ArchiveReader::open(&path).and_then(|r| r.quick_check().map(|q| (r.header, q)));
         let (h, q) = match checked {

@@ -68,7 +68,7 @@ impl Repository {
         let bytes = if crate::remote::is_remote(dir) {
             match crate::remote::object(&path)?.get() {
                 Ok(b) => b,
-                Err(e) if e.code == ErrorCode::NotFound && !e.message.contains("bucket") => return Ok(None),
+                Err(e) if e.code == ErrorCode::NotFound && !e.message.contains("the bucket does not exist") => return Ok(None),
                 Err(e) => return Err(e),
             }
         } else {

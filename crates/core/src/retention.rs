@@ -62,12 +62,7 @@ fn repository_chains(paths: &[PathBuf]) -> (HashMap<String, Option<String>>, Has
     let mut files = HashMap::new();
     let dirs: BTreeSet<PathBuf> = paths.iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.extension().and_then(|x| x.to_str()) != Some(crate::repository::ARCHIVE_EXT) {
-                continue;
-            }
+        for p in crate::repository::archives_in(&dir).unwrap_or_default() {
             if let Some(h) = header_of(&p) {
                 parents.insert(h.archive_id.clone(), h.parent_id.clone());
                 files.insert(h.archive_id, p);
@@ -176,7 +171,16 @@ pub async fn apply_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> R
     // Items are newest first: children go before the backups they build on.
     for item in plan.items.iter().filter(|i| i.action == RetentionAction::Delete) {
         let Some(path) = &item.file_path else { continue };
-        match std::fs::remove_file(path) {
+        let removed = if crate::remote::is_remote(Path::new(path)) {
+            let p = PathBuf::from(path);
+            tokio::task::spawn_blocking(move || crate::remote::object(&p)?.delete())
+                .await
+                .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?
+                .map_err(|e| std::io::Error::other(e.message))
+        } else {
+            std::fs::remove_file(path)
+        };
+        match removed {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {

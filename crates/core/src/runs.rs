@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::history::BackupExecution;
 use crate::secrets::{self, connection_account};
 use crate::source::{CancelToken, Include, Progress, ProgressSink, SourceSpec};
-use crate::storage::{self, StorageType};
+use crate::storage;
 use crate::unlock::KeySources;
 
 /// Records a pending execution of the configuration and returns its id. Refused for an inactive
@@ -153,16 +153,9 @@ async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &Cancel
         .into_iter()
         .find(|s| s.storage_name == config.storage_location)
         .ok_or_else(|| Error::not_found(format!("the storage \"{}\" does not exist any more", config.storage_location)))?;
-    if store.storage_type != StorageType::Local {
-        return Err(Error::validation(format!("backups to {:?} storage are not available in this version yet", store.storage_type)));
-    }
-    let dir = store
-        .storage_config
-        .get("path")
-        .and_then(|p| p.as_str())
-        .ok_or_else(|| Error::validation(format!("the storage \"{}\" has no path", store.storage_name)))?;
+    let dir = storage::location(ctx, &store).await?;
     let keys = KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
-    let (repo, mk) = keys.open_repository_for_backup(std::path::Path::new(dir)).await?;
+    let (repo, mk) = keys.open_repository_for_backup(&dir).await?;
     let mut req = BackupRequest::new(spec);
     req.source_name = conn.name.clone();
     req.tenant_column = conn.tenant_column.clone();

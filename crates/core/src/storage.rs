@@ -100,13 +100,121 @@ pub async fn add_local(ctx: &Ctx, name: &str, path: &std::path::Path, is_default
 /// A storage's directory (local storage).
 pub fn local_dir(s: &BackupStorage) -> Result<std::path::PathBuf> {
     if s.storage_type != StorageType::Local {
-        return Err(Error::validation(format!("the storage \"{}\" is {:?}: cloud storage is not available in this version yet", s.storage_name, s.storage_type)));
+        return Err(Error::validation(format!("the storage \"{}\" is not a local directory", s.storage_name)));
     }
     s.storage_config
         .get("path")
         .and_then(|p| p.as_str())
         .map(std::path::PathBuf::from)
         .ok_or_else(|| Error::validation(format!("the storage \"{}\" has no path", s.storage_name)))
+}
+
+/// The keychain account of a cloud storage's credentials.
+pub fn storage_account(storage_id: &str) -> String {
+    format!("storage:{storage_id}")
+}
+
+/// Credentials of a cloud storage, kept in the OS keychain (never in the catalog).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, TS)]
+pub struct StorageCredentials {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+/// Where a storage's repository is: a directory, or an object storage URL whose bucket is
+/// connected with the storage's settings and the credentials from the keychain (or the
+/// environment when none are stored).
+pub async fn location(ctx: &Ctx, s: &BackupStorage) -> Result<std::path::PathBuf> {
+    if s.storage_type == StorageType::Local {
+        return local_dir(s);
+    }
+    let url = s
+        .storage_config
+        .get("url")
+        .and_then(|p| p.as_str())
+        .ok_or_else(|| Error::validation(format!("the storage \"{}\" has no URL", s.storage_name)))?
+        .to_string();
+    let cfg = |k: &str| s.storage_config.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let account = storage_account(&s.id);
+    let creds: Option<StorageCredentials> = match crate::secrets::run(&ctx.secrets, move |st| st.get(&account)).await {
+        Ok(Some(json)) => serde_json::from_str(&json).ok(),
+        _ => None,
+    };
+    let creds = creds.unwrap_or_default();
+    let settings = crate::remote::Settings {
+        endpoint: cfg("endpoint"),
+        region: cfg("region"),
+        access_key_id: creds.access_key_id,
+        secret_access_key: creds.secret_access_key,
+        allow_http: s.storage_config.get("allow_http").and_then(|v| v.as_bool()),
+    };
+    crate::remote::connect(&url, &settings)?;
+    Ok(std::path::PathBuf::from(url))
+}
+
+/// What a cloud storage needs besides its URL.
+#[derive(Debug, Clone, Default, Deserialize, TS)]
+pub struct RemoteStorageInput {
+    pub name: String,
+    /// `s3://bucket/prefix`, `az://container/prefix` or `gs://bucket/prefix`.
+    pub url: String,
+    /// A custom endpoint (MinIO, Ceph, Garage, R2, an emulator).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Capacity to measure usage against (cloud storage has no filesystem size).
+    pub quota_bytes: Option<i64>,
+    pub credentials: Option<StorageCredentials>,
+    pub is_default: bool,
+}
+
+/// Registers a cloud storage: settings in the catalog, credentials in the keychain.
+pub async fn add_remote(ctx: &Ctx, input: RemoteStorageInput) -> Result<BackupStorage> {
+    let name = input.name.trim().to_string();
+    if name.is_empty() {
+        return Err(Error::validation("the storage needs a name"));
+    }
+    let storage_type = if input.url.starts_with("s3://") {
+        StorageType::S3
+    } else if input.url.starts_with("az://") {
+        StorageType::Azure
+    } else if input.url.starts_with("gs://") {
+        StorageType::Gcp
+    } else {
+        return Err(Error::validation(format!("\"{}\" is not a cloud storage URL; use s3://bucket/prefix, az://container/prefix or gs://bucket/prefix", input.url)));
+    };
+    let id = Uuid::new_v4().to_string();
+    let has_creds = input.credentials.as_ref().is_some_and(|c| c.access_key_id.is_some() || c.secret_access_key.is_some());
+    if let Some(c) = input.credentials.clone().filter(|_| has_creds) {
+        let account = storage_account(&id);
+        let value = serde_json::to_string(&c).map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+        crate::secrets::run(&ctx.secrets, move |st| st.set(&account, &value)).await?;
+    }
+    let mut config = serde_json::json!({ "url": input.url.trim_end_matches('/') });
+    if let Some(e) = &input.endpoint {
+        config["endpoint"] = serde_json::json!(e);
+        config["allow_http"] = serde_json::json!(e.starts_with("http://"));
+    }
+    if let Some(r) = &input.region {
+        config["region"] = serde_json::json!(r);
+    }
+    let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;
+    if input.is_default {
+        sqlx::query("UPDATE backup_storage SET is_default = 0").execute(&mut *tx).await.map_err(|e| Error::catalog("change the default storage", &e))?;
+    }
+    sqlx::query("INSERT INTO backup_storage (id, storage_name, storage_type, storage_config, is_default, is_active, total_capacity, created_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)")
+        .bind(&id)
+        .bind(&name)
+        .bind(storage_type)
+        .bind(config.to_string())
+        .bind(input.is_default)
+        .bind(input.quota_bytes)
+        .bind(now())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { Error::conflict(format!("a storage named \"{name}\" already exists; choose another name")) } else { Error::catalog("save the storage", &e) })?;
+    audit(&mut *tx, &ctx.operator_id, "storage.add", &name, "success", Some(&input.url)).await?;
+    tx.commit().await.map_err(|e| Error::catalog("save the storage", &e))?;
+    find(ctx, &id).await
 }
 
 /// Finds a storage by name or id.
@@ -161,15 +269,22 @@ fn archive_sizes(dir: &std::path::Path, out: &mut (i64, i64)) {
 /// Measures a storage now (a real listing), records it and a sample for the growth chart.
 pub async fn refresh_usage(ctx: &Ctx, name_or_id: &str) -> Result<StorageUsage> {
     let s = find(ctx, name_or_id).await?;
-    let dir = local_dir(&s)?;
+    let dir = location(ctx, &s).await?;
     let d2 = dir.clone();
-    let ((used, archives), (total, available)) = tokio::task::spawn_blocking(move || {
+    let quota = s.total_capacity.filter(|_| s.storage_type != StorageType::Local);
+    let ((used, archives), (total, available)) = tokio::task::spawn_blocking(move || -> Result<((i64, i64), (Option<i64>, Option<i64>))> {
+        if crate::remote::is_remote(&d2) {
+            let items = crate::remote::object(&d2)?.list()?;
+            let shars: Vec<&(String, u64)> = items.iter().filter(|(u, _)| u.ends_with(&format!(".{}", crate::repository::ARCHIVE_EXT))).collect();
+            let used: i64 = shars.iter().map(|(_, n)| i64::try_from(*n).unwrap_or(i64::MAX)).sum();
+            return Ok(((used, shars.len() as i64), (quota, quota.map(|q| (q - used).max(0)))));
+        }
         let mut sizes = (0i64, 0i64);
         archive_sizes(&d2, &mut sizes);
-        (sizes, filesystem_space(&d2))
+        Ok((sizes, filesystem_space(&d2)))
     })
     .await
-    .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+    .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))??;
     let at = now();
     sqlx::query("UPDATE backup_storage SET used_space = ?, total_capacity = ? WHERE id = ?")
         .bind(used)
@@ -246,12 +361,31 @@ fn probe(dir: &std::path::Path) -> std::result::Result<(), String> {
     removed.map_err(|e| format!("cannot delete from {}: {e}", dir.display()))
 }
 
+fn probe_remote(url: &std::path::Path) -> std::result::Result<(), String> {
+    let obj = crate::remote::object(url).map_err(|e| e.message)?.child(&format!(".safehold-probe-{}", Uuid::new_v4().simple()));
+    let data: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    obj.put(data.clone()).map_err(|e| e.message)?;
+    let back = obj.get();
+    let removed = obj.delete();
+    match back {
+        Ok(b) if b == data => {}
+        Ok(_) => return Err(format!("{} returned different bytes than were written", url.display())),
+        Err(e) => return Err(e.message),
+    }
+    removed.map_err(|e| e.message)
+}
+
 /// Writes, reads back and deletes a probe object; records the outcome on the storage.
 pub async fn check(ctx: &Ctx, name_or_id: &str) -> Result<HealthCheck> {
     let s = find(ctx, name_or_id).await?;
-    let dir = local_dir(&s)?;
+    let dir = location(ctx, &s).await;
     let started = std::time::Instant::now();
-    let outcome = tokio::task::spawn_blocking(move || probe(&dir)).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+    let outcome = match dir {
+        Err(e) => Err(e.message),
+        Ok(dir) => tokio::task::spawn_blocking(move || if crate::remote::is_remote(&dir) { probe_remote(&dir) } else { probe(&dir) })
+            .await
+            .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?,
+    };
     let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let (ok, message) = match outcome {
         Ok(()) => (true, format!("wrote, read back and deleted a probe in {latency_ms} ms")),
@@ -284,6 +418,10 @@ pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
             s.storage_name,
             users.join(", ")
         )));
+    }
+    let account = storage_account(&s.id);
+    if s.storage_type != StorageType::Local {
+        crate::secrets::run(&ctx.secrets, move |st| st.delete(&account)).await?;
     }
     sqlx::query("DELETE FROM backup_storage WHERE id = ?").bind(&s.id).execute(&ctx.pool).await.map_err(|e| Error::catalog("remove the storage", &e))?;
     audit(&ctx.pool, &ctx.operator_id, "storage.remove", &s.storage_name, "success", Some("the files were kept")).await?;

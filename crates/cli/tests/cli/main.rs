@@ -279,3 +279,77 @@ fn storages_are_added_checked_measured_and_removed_from_the_command_line() {
     let list = stdout_json(&safehold(home.path(), &["storage", "list", "--json"]));
     assert_eq!(list.as_array().map(Vec::len), Some(0));
 }
+
+/// A moto S3 server on a free port (scripts/test.sh installs it; SAFEHOLD_MOTO_SERVER).
+struct Moto(std::process::Child, String);
+impl Moto {
+    fn start() -> Option<Moto> {
+        let bin = std::env::var_os("SAFEHOLD_MOTO_SERVER").map(std::path::PathBuf::from).or_else(|| {
+            let p = std::path::PathBuf::from(std::env::var_os("HOME")?).join(".cache/safehold/venv/bin/moto_server");
+            p.exists().then_some(p)
+        });
+        let Some(bin) = bin else {
+            eprintln!("moto_server is not installed (scripts/deps.sh test installs it): skipped");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+        let child = Command::new(bin).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("moto");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some(Moto(child, format!("http://127.0.0.1:{port}")))
+    }
+}
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn disaster_recovery_from_s3_alone() {
+    let Some(moto) = Moto::start() else { return };
+    assert!(Command::new("curl").args(["-sf", "-X", "PUT", &format!("{}/dr-bucket", moto.1)]).status().expect("curl").success());
+    let db = Db::new();
+    let url = db.url();
+    psql(&url, "CREATE TABLE tenants (id int PRIMARY KEY, name text); INSERT INTO tenants SELECT g, 'tenant ' || g FROM generate_series(1, 500) g;");
+    let s3 = |cmd: &mut Command| {
+        cmd.env("AWS_ACCESS_KEY_ID", "test").env("AWS_SECRET_ACCESS_KEY", "test").env("AWS_REGION", "us-east-1").env("AWS_ENDPOINT_URL", &moto.1).env("AWS_ALLOW_HTTP", "true");
+    };
+    let lost = tempfile::tempdir().expect("lost workstation");
+    let before = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_safehold"));
+        c.args(args).env("SAFEHOLD_HOME", lost.path()).env("SAFEHOLD_PASSWORD", "gone");
+        s3(&mut c);
+        c.output().expect("run")
+    };
+    let b = before(&["backup", "--source", &url, "--to", "s3://dr-bucket/platform"]);
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let kit = before(&["key", "export-recovery", "s3://dr-bucket/platform"]);
+    assert!(kit.status.success(), "{}", String::from_utf8_lossy(&kit.stderr));
+    let kit_dir = tempfile::tempdir().expect("kit");
+    let kit_file = kit_dir.path().join("kit.txt");
+    std::fs::write(&kit_file, &kit.stdout).expect("kit");
+    drop(lost);
+
+    let fresh = tempfile::tempdir().expect("new workstation");
+    let after = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_safehold"));
+        c.args(args).env("SAFEHOLD_HOME", fresh.path()).env_remove("SAFEHOLD_PASSWORD").env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/safehold-test-bus");
+        s3(&mut c);
+        c.output().expect("run")
+    };
+    let report = stdout_json(&after(&["catalog", "rebuild", "--from", "s3://dr-bucket/platform", "--json"]));
+    assert_eq!(report["added"], 1, "{report}");
+    let storages = stdout_json(&after(&["storage", "list", "--json"]));
+    assert_eq!(storages[0]["storage_type"], "s3", "{storages}");
+    let usage = stdout_json(&after(&["storage", "usage", storages[0]["storage_name"].as_str().expect("name"), "--json"]));
+    assert_eq!(usage["archives"], 1, "{usage}");
+    let target = Db(format!("{}_from_s3", db.0));
+    let restored = after(&["restore", "--from", "s3://dr-bucket/platform", "--target", &target.url(), "--create", "--recovery-key-file", kit_file.to_str().expect("utf8")]);
+    assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
+    assert_eq!(pg_dump(&target.url()), pg_dump(&url), "identical to the source");
+}

@@ -118,3 +118,57 @@ async fn a_cancelled_run_is_recorded_as_cancelled() {
     assert_eq!(done.status, JobStatus::Cancelled);
     assert!(done.file_path.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configuration_backs_up_to_an_s3_storage_with_credentials_from_the_keychain() {
+    let Some((_dir, ctx)) = keychain_home().await else { return };
+    let Some(s3) = crate::objstore::S3::start(false) else { return };
+    let out = std::process::Command::new("curl").args(["-sf", "-X", "PUT", &format!("{}/cfg-bucket", s3.endpoint)]).output().expect("curl");
+    assert!(out.status.success());
+    demo::ensure(&ctx, false).await.expect("demo");
+    safehold_core::storage::add_remote(
+        &ctx,
+        safehold_core::storage::RemoteStorageInput {
+            name: "Offsite".into(),
+            url: "s3://cfg-bucket/nightly".into(),
+            endpoint: Some(s3.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            quota_bytes: Some(1 << 30),
+            credentials: Some(safehold_core::storage::StorageCredentials { access_key_id: Some("test".into()), secret_access_key: Some("secret-only-in-the-keychain".into()) }),
+            is_default: false,
+        },
+    )
+    .await
+    .expect("add the S3 storage");
+    let catalog = std::fs::read(ctx.home.join(safehold_core::catalog::CATALOG_FILE)).expect("catalog");
+    assert!(!String::from_utf8_lossy(&catalog).contains("secret-only-in-the-keychain"), "the secret key is in the keychain only");
+    let health = safehold_core::storage::check(&ctx, "Offsite").await.expect("check");
+    assert!(health.ok, "{}", health.message);
+
+    let mut config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let input = ConfigurationInput {
+        configuration_name: "Offsite nightly".into(),
+        backup_type: config.backup_type,
+        schedule_cron: config.schedule_cron.clone(),
+        retention_days: 30,
+        compression_enabled: true,
+        encryption_enabled: true,
+        storage_location: "Offsite".into(),
+        includes_tenant_data: true,
+        includes_system_data: true,
+        includes_logs: true,
+        is_active: true,
+        connection_id: config.connection_id.take().expect("connection"),
+    };
+    let cfg = configurations::create(&ctx, input).await.expect("configuration to S3");
+    let id = runs::enqueue(&ctx, &cfg.id).await.expect("enqueue");
+    let done = runs::run(&ctx, &id, &CancelToken::new()).await.expect("run");
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error_message);
+    let path = done.file_path.clone().expect("archive");
+    assert!(path.starts_with("s3://cfg-bucket/nightly/archives/"), "{path}");
+    safehold_core::verify::quick(Path::new(&path), done.checksum.as_deref()).expect("the object matches the catalog's checksum");
+    let usage = safehold_core::storage::refresh_usage(&ctx, "Offsite").await.expect("usage");
+    assert_eq!(usage.archives, 1);
+    assert_eq!(usage.used_space, done.compressed_size.expect("size"));
+    assert_eq!(usage.total_capacity, Some(1 << 30), "the configured quota");
+}
