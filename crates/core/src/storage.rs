@@ -266,13 +266,16 @@ fn archive_sizes(dir: &std::path::Path, out: &mut (i64, i64)) {
     }
 }
 
+/// (used bytes, archives), (capacity, available).
+type Measured = ((i64, i64), (Option<i64>, Option<i64>));
+
 /// Measures a storage now (a real listing), records it and a sample for the growth chart.
 pub async fn refresh_usage(ctx: &Ctx, name_or_id: &str) -> Result<StorageUsage> {
     let s = find(ctx, name_or_id).await?;
     let dir = location(ctx, &s).await?;
     let d2 = dir.clone();
     let quota = s.total_capacity.filter(|_| s.storage_type != StorageType::Local);
-    let ((used, archives), (total, available)) = tokio::task::spawn_blocking(move || -> Result<((i64, i64), (Option<i64>, Option<i64>))> {
+    let ((used, archives), (total, available)) = tokio::task::spawn_blocking(move || -> Result<Measured> {
         if crate::remote::is_remote(&d2) {
             let items = crate::remote::object(&d2)?.list()?;
             let shars: Vec<&(String, u64)> = items.iter().filter(|(u, _)| u.ends_with(&format!(".{}", crate::repository::ARCHIVE_EXT))).collect();
