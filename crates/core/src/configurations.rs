@@ -34,6 +34,8 @@ pub struct BackupConfiguration {
     pub compression_enabled: bool,
     pub encryption_enabled: bool,
     pub storage_location: String,
+    /// A second storage every completed backup is copied to (3-2-1).
+    pub secondary_storage: Option<String>,
     pub includes_tenant_data: bool,
     pub includes_system_data: bool,
     pub includes_logs: bool,
@@ -55,6 +57,9 @@ pub struct ConfigurationInput {
     pub encryption_enabled: bool,
     /// The name of a registered storage (see the Storage tab).
     pub storage_location: String,
+    /// A second storage every completed backup is copied to and verified on (optional).
+    #[serde(default)]
+    pub secondary_storage: Option<String>,
     pub includes_tenant_data: bool,
     pub includes_system_data: bool,
     pub includes_logs: bool,
@@ -63,9 +68,14 @@ pub struct ConfigurationInput {
     pub connection_id: String,
 }
 
+/// The second storage's name, `None` when empty.
+fn secondary(input: &ConfigurationInput) -> Option<String> {
+    input.secondary_storage.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
 const SELECT: &str = "SELECT id, configuration_name, backup_type, schedule_cron, retention_days, \
     coalesce(compression_enabled, 1) AS compression_enabled, coalesce(encryption_enabled, 1) AS encryption_enabled, \
-    storage_location, coalesce(includes_tenant_data, 1) AS includes_tenant_data, \
+    storage_location, secondary_storage, coalesce(includes_tenant_data, 1) AS includes_tenant_data, \
     coalesce(includes_system_data, 1) AS includes_system_data, coalesce(includes_logs, 0) AS includes_logs, \
     coalesce(is_active, 1) AS is_active, connection_id, created_by, coalesce(created_at, '') AS created_at, \
     coalesce(updated_at, '') AS updated_at FROM backup_configurations";
@@ -135,6 +145,20 @@ pub async fn validate(ctx: &Ctx, input: &ConfigurationInput, editing: Option<&st
         Some(false) => bad("storage_location", format!("the storage \"{}\" is deactivated; choose an active one", input.storage_location.trim())),
         Some(true) => {}
     }
+    if let Some(second) = secondary(input) {
+        let exists: Option<bool> = sqlx::query_scalar("SELECT coalesce(is_active, 1) FROM backup_storage WHERE storage_name = ?")
+            .bind(&second)
+            .fetch_optional(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("check the second storage", &e))?;
+        if second == input.storage_location.trim() {
+            bad("secondary_storage", "the second copy needs another storage than the first".into());
+        } else if exists.is_none() {
+            bad("secondary_storage", format!("no storage named \"{second}\" exists; add it in the Storage tab first"));
+        } else if exists == Some(false) {
+            bad("secondary_storage", format!("the storage \"{second}\" is deactivated; choose an active one"));
+        }
+    }
     let conn: Option<String> = sqlx::query_scalar("SELECT id FROM connections WHERE id = ?")
         .bind(&input.connection_id)
         .fetch_optional(&ctx.pool)
@@ -178,8 +202,8 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     sqlx::query(
         "INSERT INTO backup_configurations (id, configuration_name, backup_type, schedule_cron, retention_days, \
          compression_enabled, encryption_enabled, storage_location, includes_tenant_data, includes_system_data, \
-         includes_logs, is_active, created_by, created_at, updated_at, connection_id) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         includes_logs, is_active, created_by, created_at, updated_at, connection_id, secondary_storage) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(&name)
@@ -197,6 +221,7 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     .bind(&ts)
     .bind(&ts)
     .bind(&input.connection_id)
+    .bind(secondary(&input))
     .execute(&mut *tx)
     .await
     .map_err(|e| name_conflict(&e, &name, "save the configuration"))?;
@@ -214,7 +239,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
         "UPDATE backup_configurations SET configuration_name = ?, backup_type = ?, schedule_cron = ?, \
          retention_days = ?, compression_enabled = ?, encryption_enabled = ?, storage_location = ?, \
          includes_tenant_data = ?, includes_system_data = ?, includes_logs = ?, is_active = ?, \
-         connection_id = ?, updated_at = ? WHERE id = ?",
+         connection_id = ?, secondary_storage = ?, updated_at = ? WHERE id = ?",
     )
     .bind(&name)
     .bind(input.backup_type)
@@ -228,6 +253,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
     .bind(input.includes_logs)
     .bind(input.is_active)
     .bind(&input.connection_id)
+    .bind(secondary(&input))
     .bind(now())
     .bind(id)
     .execute(&mut *tx)

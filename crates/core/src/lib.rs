@@ -5,6 +5,7 @@ pub mod bindings;
 pub mod catalog;
 pub mod configurations;
 pub mod connections;
+pub mod copies;
 pub mod context;
 pub mod cron;
 pub mod demo;

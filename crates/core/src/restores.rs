@@ -60,6 +60,18 @@ pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
     if let Some(when) = &exec.deleted_at {
         return Err(Error::validation(format!("the selected backup was deleted by retention on {when}: choose another backup")));
     }
+    // Either copy restores: when the first is unreadable, the second copy is used.
+    let file = if crate::archive::ArchiveReader::open(std::path::Path::new(&file)).is_ok() {
+        file
+    } else {
+        crate::copies::of(ctx, &exec.id)
+            .await?
+            .into_iter()
+            .filter(|c| c.status == "completed")
+            .filter_map(|c| c.file_path)
+            .find(|p| crate::archive::ArchiveReader::open(std::path::Path::new(p)).is_ok())
+            .ok_or_else(|| Error::not_found(format!("the backup's archive {file} cannot be read and it has no readable second copy")))?
+    };
     if form.connection_id.is_empty() {
         return Err(Error::validation("choose the connection to restore into"));
     }

@@ -189,6 +189,13 @@ pub async fn apply_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> R
                 return Err(err);
             }
         }
+        // Its second copy goes too (the copy's chain is the same as the first's).
+        for copy in crate::copies::of(ctx, &item.execution_id).await?.into_iter().filter(|c| c.status == "completed") {
+            if let Some(p) = copy.file_path {
+                let p = PathBuf::from(p);
+                let _ = tokio::task::spawn_blocking(move || if crate::remote::is_remote(&p) { crate::remote::object(&p).and_then(|o| o.delete()) } else { std::fs::remove_file(&p).or(Ok(())).map_err(|e: std::io::Error| Error::io("delete a copy", &e)) }).await;
+            }
+        }
         sqlx::query("UPDATE backup_executions SET deleted_at = ? WHERE id = ?")
             .bind(now())
             .bind(&item.execution_id)

@@ -115,6 +115,14 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
             if let Ok(c) = configurations::get(ctx, &config_id).await {
                 let _ = crate::storage::refresh_usage(ctx, &c.storage_location).await;
             }
+            // The second copy (3-2-1); a failed copy is recorded, the backup stands.
+            if let Err(e) = crate::copies::copy_to_secondary(ctx, execution_id).await {
+                let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.copy_error', ?) WHERE id = ?")
+                    .bind(&e.message)
+                    .bind(execution_id)
+                    .execute(&ctx.pool)
+                    .await;
+            }
             // Retention after each backup; a failure there is recorded, the backup stands.
             if let Err(e) = crate::retention::apply(ctx, &config_id).await {
                 let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.retention_error', ?) WHERE id = ?")

@@ -15,13 +15,21 @@ export type FieldError = { field: string, message: string, };
 
 export type BackupType = "full" | "incremental" | "differential";
 
-export type BackupConfiguration = { id: string, configuration_name: string, backup_type: BackupType, schedule_cron: string, schedule_description: string, retention_days: number, compression_enabled: boolean, encryption_enabled: boolean, storage_location: string, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
+export type BackupConfiguration = { id: string, configuration_name: string, backup_type: BackupType, schedule_cron: string, schedule_description: string, retention_days: number, compression_enabled: boolean, encryption_enabled: boolean, storage_location: string, 
+/**
+ * A second storage every completed backup is copied to (3-2-1).
+ */
+secondary_storage: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
 
 export type ConfigurationInput = { configuration_name: string, backup_type: BackupType, schedule_cron: string, retention_days: number, compression_enabled: boolean, encryption_enabled: boolean, 
 /**
  * The name of a registered storage (see the Storage tab).
  */
-storage_location: string, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, 
+storage_location: string, 
+/**
+ * A second storage every completed backup is copied to and verified on (optional).
+ */
+secondary_storage: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, 
 /**
  * The connection (platform database) to back up.
  */

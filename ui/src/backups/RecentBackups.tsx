@@ -41,6 +41,9 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
           <div className="text-sm text-slate-500">Started: {formatDate(backup.started_at)}</div>
           {duration && <div className="text-sm text-slate-500">Duration: {duration}</div>}
           {backup.error_message && <div className="text-sm text-red-600">{backup.error_message}</div>}
+          {(backup.metadata as { copy_error?: string })?.copy_error && (
+            <div className="text-sm text-amber-700">Second copy failed: {(backup.metadata as { copy_error?: string }).copy_error}</div>
+          )}
           {backup.deleted_at && <div className="text-sm text-slate-500" data-testid="deleted-by-retention">Archive deleted by retention on {formatDate(backup.deleted_at)}</div>}
           {!backup.configuration_id && (backup.metadata as { safety_for_restore?: string })?.safety_for_restore && (
             <div className="text-sm text-slate-500">Safety backup taken before a restore</div>

@@ -15,6 +15,7 @@ export function defaultInput(storage: string, connectionId: string): Configurati
     compression_enabled: true,
     encryption_enabled: true,
     storage_location: storage,
+    secondary_storage: null,
     includes_tenant_data: true,
     includes_system_data: true,
     includes_logs: false,
@@ -32,6 +33,7 @@ export function toInput(c: BackupConfiguration): ConfigurationInput {
     compression_enabled: c.compression_enabled,
     encryption_enabled: c.encryption_enabled,
     storage_location: c.storage_location,
+    secondary_storage: c.secondary_storage,
     includes_tenant_data: c.includes_tenant_data,
     includes_system_data: c.includes_system_data,
     includes_logs: c.includes_logs,
@@ -177,6 +179,17 @@ export function ConfigurationForm({
               ))}
             </select>
             <FieldMessage errors={shown} field="storage_location" />
+          </div>
+          <div>
+            <label className="text-sm font-medium" htmlFor="cfg-secondary">Second copy (3-2-1)</label>
+            <select id="cfg-secondary" name="secondary_storage" className={input} value={value.secondary_storage ?? ""}
+              onChange={(e) => set("secondary_storage", e.target.value || null)}>
+              <option value="">None</option>
+              {storage.data?.filter((s) => s.storage_name !== value.storage_location).map((s) => (
+                <option key={s.id} value={s.storage_name}>{s.storage_name} ({s.storage_type})</option>
+              ))}
+            </select>
+            <FieldMessage errors={shown} field="secondary_storage" />
           </div>
         </div>
         <div className="grid grid-cols-3 gap-2">

@@ -12,7 +12,7 @@ mod writer;
 use serde::{Deserialize, Serialize};
 
 pub use keys::{KeySlot, SecretKey, Unlock};
-pub use reader::{data_key_aad, master_aad, ArchiveReader, QuickCheck};
+pub use reader::{byte_len, data_key_aad, master_aad, read_range, ArchiveReader, QuickCheck};
 pub use writer::{ArchiveWriter, SectionWriter, WriteOptions, WrittenArchive};
 
 pub const MAGIC: &[u8; 8] = b"SAFEHOLD";

@@ -62,7 +62,7 @@ fn read_exact(f: &mut impl Read, buf: &mut [u8], path: &Path, what: &str) -> Res
 }
 
 /// An archive's size: a local file's, or an object's.
-pub(crate) fn byte_len(path: &Path) -> Result<u64> {
+pub fn byte_len(path: &Path) -> Result<u64> {
     if crate::remote::is_remote(path) {
         return crate::remote::object(path)?.size()?.ok_or_else(|| Error::not_found(format!("cannot open the archive {}: it does not exist", path.display())));
     }
@@ -75,7 +75,7 @@ pub(crate) fn byte_len(path: &Path) -> Result<u64> {
 
 /// `len` bytes of an archive from `offset`: a local file's, or an object's read in ranges (only
 /// what is read is fetched).
-pub(crate) fn read_range(path: &Path, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
+pub fn read_range(path: &Path, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
     if crate::remote::is_remote(path) {
         return Ok(Box::new(crate::remote::object(path)?.reader(offset, len)));
     }

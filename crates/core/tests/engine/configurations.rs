@@ -19,6 +19,7 @@ fn input(name: &str, connection_id: &str) -> ConfigurationInput {
         compression_enabled: true,
         encryption_enabled: true,
         storage_location: demo::DEMO_STORAGE.into(),
+        secondary_storage: None,
         includes_tenant_data: true,
         includes_system_data: false,
         includes_logs: false,

@@ -68,6 +68,7 @@ async fn includes_choose_tenant_system_and_log_tables() {
         compression_enabled: true,
         encryption_enabled: false,
         storage_location: demo::DEMO_STORAGE.into(),
+        secondary_storage: None,
         includes_tenant_data: tenant,
         includes_system_data: system,
         includes_logs: logs,
@@ -154,6 +155,7 @@ async fn a_configuration_backs_up_to_an_s3_storage_with_credentials_from_the_key
         compression_enabled: true,
         encryption_enabled: true,
         storage_location: "Offsite".into(),
+        secondary_storage: None,
         includes_tenant_data: true,
         includes_system_data: true,
         includes_logs: true,
@@ -171,4 +173,69 @@ async fn a_configuration_backs_up_to_an_s3_storage_with_credentials_from_the_key
     assert_eq!(usage.archives, 1);
     assert_eq!(usage.used_space, done.compressed_size.expect("size"));
     assert_eq!(usage.total_capacity, Some(1 << 30), "the configured quota");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_backup_is_copied_to_the_second_storage_verified_and_restorable_from_there() {
+    let Some((dir, ctx)) = keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    let second_dir = dir.path().join("usb-disk");
+    safehold_core::storage::add_local(&ctx, "USB disk", &second_dir, false).await.expect("second storage");
+    let mut config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let mut input = ConfigurationInput {
+        configuration_name: config.configuration_name.clone(),
+        backup_type: config.backup_type,
+        schedule_cron: config.schedule_cron.clone(),
+        retention_days: config.retention_days,
+        compression_enabled: true,
+        encryption_enabled: true,
+        storage_location: config.storage_location.clone(),
+        secondary_storage: Some(config.storage_location.clone()),
+        includes_tenant_data: true,
+        includes_system_data: true,
+        includes_logs: true,
+        is_active: true,
+        connection_id: config.connection_id.take().expect("connection"),
+    };
+    let errors = configurations::validate(&ctx, &input, Some(&config.id)).await.expect("validate");
+    assert!(errors.iter().any(|e| e.field == "secondary_storage" && e.message.contains("another storage")), "{errors:?}");
+    input.secondary_storage = Some("USB disk".into());
+    configurations::update(&ctx, &config.id, input).await.expect("set the second copy");
+
+    let id = runs::enqueue(&ctx, &config.id).await.expect("enqueue");
+    let done = runs::run(&ctx, &id, &CancelToken::new()).await.expect("run");
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error_message);
+    let copies = safehold_core::copies::of(&ctx, &id).await.expect("copies");
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].status, "completed", "{:?}", copies[0].error_message);
+    let copy = copies[0].file_path.clone().expect("copy path");
+    assert!(copy.starts_with(&second_dir.display().to_string()), "{copy}");
+    safehold_core::verify::quick(Path::new(&copy), done.checksum.as_deref()).expect("the copy matches the backup's checksum");
+    assert!(second_dir.join(safehold_core::repository::CONFIG_FILE).exists(), "the second storage mirrors the repository");
+
+    // The first copy is lost: a restore uses the second.
+    std::fs::remove_file(done.file_path.clone().expect("primary")).expect("lose the first copy");
+    let target = dir.path().join("restored.db");
+    let form = safehold_core::restores::RestoreForm {
+        backup_execution_id: id.clone(),
+        connection_id: String::new(),
+        restore_type: safehold_core::restore::RestoreType::Full,
+        safety_backup: true,
+        preserve_ids: true,
+        ..Default::default()
+    };
+    let err = safehold_core::restores::resolve(&ctx, &form).await.expect_err("no target chosen");
+    assert!(err.message.contains("connection to restore into"), "{}", err.message);
+    let conn = safehold_core::connections::add(&ctx, safehold_core::connections::ConnectionInput::from_url("Restored copy", &format!("sqlite://{}", target.display())).expect("input"))
+        .await
+        .expect("target connection");
+    let form = safehold_core::restores::RestoreForm { connection_id: conn.id, ..form };
+    let (rid, req) = safehold_core::restores::start(&ctx, &form).await.expect("start");
+    assert_eq!(req.from, Path::new(&copy), "the second copy is used");
+    let keys = safehold_core::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
+    let out = safehold_core::restores::run(&ctx, &rid, &req, &keys, None, &CancelToken::new(), None).await.expect("restore from the second copy");
+    assert!(out.rows > 30_000, "{out:?}");
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", target.display())).await.expect("open the restored file");
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut db).await.expect("count");
+    assert_eq!(tenants, 50, "the demo's tenants, restored from the second copy");
 }
