@@ -56,6 +56,13 @@ if [ "$mode" = test ] && [ ! -x "$tools/venv/bin/moto_server" ]; then
   "$tools/venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*'
 fi
 
+# The Azure Blob emulator (Azurite, from npm) and the client that creates its containers.
+if [ "$mode" = test ] && [ ! -x "$tools/azurite/node_modules/.bin/azurite-blob" ]; then
+  echo "deps: installing Azurite (Azure Blob emulator) into $tools/azurite"
+  mkdir -p "$tools/azurite"
+  (cd "$tools/azurite" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --no-audit --no-fund --loglevel=error azurite@3 @azure/storage-blob@12)
+fi
+
 if [ "$mode" = test ] && ! command -v tauri-driver >/dev/null && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
   echo "deps: cargo install tauri-driver"
   cargo install tauri-driver --version 2.1.0 --locked

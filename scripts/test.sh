@@ -8,6 +8,7 @@ root=$PWD
 scripts/deps.sh test
 export PATH="$HOME/.cargo/bin:$PATH"
 export SAFEHOLD_MOTO_SERVER="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}/venv/bin/moto_server"
+export SAFEHOLD_AZURITE_DIR="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}/azurite"
 
 work=$(mktemp -d /tmp/safehold-test.XXXXXX)
 clusters=()

@@ -119,6 +119,13 @@ pub fn connect(url: &str, settings: &Settings) -> Result<()> {
         }
         "az" => {
             let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(&bucket);
+            // For Azure the key id is the storage account's name and the secret its key.
+            if let Some(a) = &settings.access_key_id {
+                b = b.with_account(a);
+            }
+            if let Some(k) = &settings.secret_access_key {
+                b = b.with_access_key(k);
+            }
             if let Some(e) = &settings.endpoint {
                 b = b.with_endpoint(e.clone()).with_allow_http(e.starts_with("http://"));
             }

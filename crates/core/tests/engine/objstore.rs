@@ -111,10 +111,9 @@ async fn backup_to(repo: &Path, keys: &KeySources, source: SourceSpec, t: Backup
     backup::run(&r, &mk, &req, &CancelToken::new(), progress).await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn s3_objects_ranges_multipart_and_abandoned_uploads() {
-    let Some(s3) = S3::start(false) else { return };
-    let bucket = s3.bucket("conformance");
+/// The conformance suite every backend passes: objects, ranges, tens of MiB through a multipart
+/// upload, an abandoned upload leaving nothing, listing and deleting under `bucket`.
+fn conformance(bucket: &str, open_uploads: Option<&dyn Fn() -> usize>) {
     let base = remote::object(Path::new(&format!("{bucket}/prefix"))).expect("object");
     let small = base.child("a/small.bin");
     small.put(b"hello, object storage".to_vec()).expect("put");
@@ -143,12 +142,106 @@ async fn s3_objects_ranges_multipart_and_abandoned_uploads() {
     {
         let mut up = half.upload().expect("start upload");
         up.write_all(&big[..20 << 20]).expect("parts");
-        assert!(s3.open_uploads("conformance") >= 1, "the upload is under way");
+        if let Some(open) = open_uploads {
+            assert!(open() >= 1, "the upload is under way");
+        }
     }
     assert_eq!(half.size().expect("head"), None);
-    assert_eq!(s3.open_uploads("conformance"), 0, "no orphaned multipart upload");
+    if let Some(open) = open_uploads {
+        assert_eq!(open(), 0, "no orphaned multipart upload");
+    }
     small.delete().expect("delete");
     assert_eq!(small.size().expect("head"), None);
+    obj.delete().expect("delete");
+}
+
+/// A full and an incremental backup into `repo` on object storage, then a restore of the chain.
+async fn round_trip(repo: &Path) {
+    let (_k, keys) = keys();
+    let db = platform().await;
+    let full = backup_to(repo, &keys, SourceSpec::Postgres { url: db.url() }, BackupType::Full, &no_progress()).await.expect("full backup");
+    assert!(full.archive.starts_with(&format!("{}/archives/", repo.display())), "{}", full.archive);
+    db.execute("UPDATE settings SET value = 'after the full' WHERE key = 'plan'").await;
+    backup_to(repo, &keys, SourceSpec::Postgres { url: db.url() }, BackupType::Incremental, &no_progress()).await.expect("incremental");
+    let target = ScratchDb::create().await;
+    let req = RestoreRequest::new(repo.to_path_buf(), target.url());
+    let opened = restore::open(&req, &keys).await.expect("open the chain");
+    restore::execute(&req, opened, &keys, &CancelToken::new(), &no_progress()).await.expect("restore");
+    assert_eq!(pg_dump(&target, &[], true), pg_dump(&db, &[], true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_objects_ranges_multipart_and_abandoned_uploads() {
+    let Some(s3) = S3::start(false) else { return };
+    let bucket = s3.bucket("conformance");
+    tokio::task::spawn_blocking(move || conformance(&bucket, Some(&|| s3.open_uploads("conformance")))).await.expect("conformance");
+}
+
+/// Azurite (npm; scripts/deps.sh test installs it with a container-creating script).
+struct Azurite {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl Azurite {
+    fn start() -> Option<Azurite> {
+        let tools = std::env::var_os("SAFEHOLD_AZURITE_DIR").map(PathBuf::from).or_else(|| {
+            let p = PathBuf::from(std::env::var_os("HOME")?).join(".cache/safehold/azurite");
+            p.exists().then_some(p)
+        });
+        let Some(tools) = tools else {
+            eprintln!("Azurite is not installed (scripts/deps.sh test installs it): skipped");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+        let child = Command::new(tools.join("node_modules/.bin/azurite-blob"))
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
+            .arg(dir.path())
+            .args(["--skipApiVersionCheck", "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start azurite");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "Azurite did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = &dir;
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/azurite-create-container.js");
+        let ok = Command::new("node").arg(script).args([&port.to_string(), "safehold"]).env("NODE_PATH", tools.join("node_modules")).status().expect("node");
+        assert!(ok.success(), "create the container");
+        remote::connect(
+            "az://safehold",
+            &Settings {
+                endpoint: Some(format!("http://127.0.0.1:{port}/devstoreaccount1")),
+                access_key_id: Some("devstoreaccount1".into()),
+                secret_access_key: Some(AZURITE_KEY.into()),
+                ..Default::default()
+            },
+        )
+        .expect("connect");
+        Some(Azurite { child, port, dir })
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = (self.port, self.dir.path());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_blob_passes_the_conformance_suite_and_a_backup_round_trip() {
+    let Some(_azurite) = Azurite::start() else { return };
+    tokio::task::spawn_blocking(|| conformance("az://safehold", None)).await.expect("conformance");
+    round_trip(Path::new("az://safehold/prod")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
