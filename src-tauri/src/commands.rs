@@ -232,3 +232,21 @@ pub async fn refresh_storage_usage(state: State<'_, AppState>, id: String) -> Re
 pub async fn storage_samples(state: State<'_, AppState>, id: String) -> Res<Vec<safehold_core::storage::UsageSample>> {
     safehold_core::storage::samples(state.ctx()?, &id, 200).await
 }
+
+/// Registers a local directory as a storage.
+#[tauri::command]
+pub async fn add_local_storage(state: State<'_, AppState>, name: String, path: String, is_default: bool) -> Res<BackupStorage> {
+    storage::add_local(state.ctx()?, &name, std::path::Path::new(&path), is_default).await
+}
+
+/// Registers a cloud storage (credentials go to the OS keychain).
+#[tauri::command]
+pub async fn add_remote_storage(state: State<'_, AppState>, input: storage::RemoteStorageInput) -> Res<BackupStorage> {
+    storage::add_remote(state.ctx()?, input).await
+}
+
+/// Removes a storage from the catalog (its files are kept).
+#[tauri::command]
+pub async fn remove_storage(state: State<'_, AppState>, id: String) -> Res<()> {
+    storage::remove(state.ctx()?, &id).await
+}

@@ -91,6 +91,9 @@ fn main() {
             commands::check_storage,
             commands::refresh_storage_usage,
             commands::storage_samples,
+            commands::add_local_storage,
+            commands::add_remote_storage,
+            commands::remove_storage,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{backup, configurations, connections, cron, demo, error, history, restore, recovery, restores, retention, source, storage, verify};
+use crate::{backup, configurations, copies, connections, cron, demo, error, history, restore, recovery, restores, retention, source, storage, verify};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -50,6 +50,9 @@ pub fn typescript() -> String {
         storage::StorageUsage::decl(&cfg),
         storage::UsageSample::decl(&cfg),
         storage::HealthCheck::decl(&cfg),
+        storage::StorageCredentials::decl(&cfg),
+        storage::RemoteStorageInput::decl(&cfg),
+        copies::BackupCopy::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust types by safehold-core (src/bindings.rs). Do not edit by hand:\n\

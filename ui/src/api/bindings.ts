@@ -256,3 +256,25 @@ total_capacity: number | null, available: number | null, at: string, };
 export type UsageSample = { at: string, used_space: number, total_capacity: number | null, archives: number, };
 
 export type HealthCheck = { storage_name: string, ok: boolean, latency_ms: number, message: string, at: string, };
+
+export type StorageCredentials = { access_key_id: string | null, secret_access_key: string | null, };
+
+export type RemoteStorageInput = { name: string, 
+/**
+ * `s3://bucket/prefix`, `az://container/prefix` or `gs://bucket/prefix`.
+ */
+url: string, 
+/**
+ * A custom endpoint (MinIO, Ceph, Garage, R2, an emulator).
+ */
+endpoint: string | null, region: string | null, 
+/**
+ * Capacity to measure usage against (cloud storage has no filesystem size).
+ */
+quota_bytes: number | null, credentials: StorageCredentials | null, is_default: boolean, };
+
+export type BackupCopy = { id: string, backup_execution_id: string, storage_name: string, file_path: string | null, checksum: string | null, 
+/**
+ * completed | failed
+ */
+status: string, error_message: string | null, created_at: string, };

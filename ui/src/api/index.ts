@@ -17,6 +17,7 @@ import type {
   HealthCheck,
   MigrationJob,
   RebuildReport,
+  RemoteStorageInput,
   RestoreForm,
   RestoreOperation,
   RestorePlan,
@@ -94,6 +95,9 @@ export const api = {
   checkStorage: (id: string) => call<HealthCheck>("check_storage", { id }),
   refreshStorageUsage: (id: string) => call<StorageUsage>("refresh_storage_usage", { id }),
   storageSamples: (id: string) => call<UsageSample[]>("storage_samples", { id }),
+  addLocalStorage: (name: string, path: string, isDefault: boolean) => call<BackupStorage>("add_local_storage", { name, path, isDefault }),
+  addRemoteStorage: (input: RemoteStorageInput) => call<BackupStorage>("add_remote_storage", { input }),
+  removeStorage: (id: string) => call<null>("remove_storage", { id }),
   rebuildCatalog: (path: string) => call<RebuildReport>("rebuild_catalog", { path }),
   /** The native folder picker; null when the user cancels. */
   pickDirectory: async (title: string): Promise<string | null> => {

@@ -32,6 +32,9 @@ vi.mock("../api", async () => {
       previewRetention: vi.fn(),
       pickDirectory: vi.fn(),
       checkStorage: vi.fn(),
+      addLocalStorage: vi.fn(),
+      addRemoteStorage: vi.fn(),
+      removeStorage: vi.fn(),
       refreshStorageUsage: vi.fn(),
       storageSamples: vi.fn(),
       rebuildCatalog: vi.fn(),
@@ -374,6 +377,26 @@ describe("BackupDashboard", () => {
     await userEvent.click(within(rows[0]).getByTestId("check-storage"));
     await waitFor(() => expect(mocked.checkStorage).toHaveBeenCalledWith("s1"));
     await waitFor(() => expect(mocked.refreshStorageUsage).toHaveBeenCalledWith("s1"));
+  });
+
+  it("adds an S3-compatible storage with its key kept for the keychain", async () => {
+    mocked.addRemoteStorage.mockResolvedValue({ ...storage[0], id: "s9", storage_name: "Offsite", storage_type: "s3", storage_config: { url: "s3://b/p" } });
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
+    await userEvent.click(await screen.findByTestId("add-storage"));
+    await userEvent.selectOptions(screen.getByLabelText("Kind"), "s3");
+    await userEvent.type(screen.getByLabelText("Name"), "Offsite");
+    await userEvent.type(screen.getByLabelText("Location"), "s3://b/p");
+    await userEvent.type(screen.getByLabelText("Endpoint"), "http://minio:9000");
+    await userEvent.type(screen.getByLabelText("Quota in GB"), "2");
+    await userEvent.type(screen.getByLabelText("Access key id"), "AKIA1");
+    await userEvent.type(screen.getByLabelText("Secret"), "s3cret");
+    await userEvent.click(screen.getByTestId("save-storage"));
+    await waitFor(() => expect(mocked.addRemoteStorage).toHaveBeenCalledWith({
+      name: "Offsite", url: "s3://b/p", endpoint: "http://minio:9000", region: null, quota_bytes: 2 * 1024 ** 3,
+      credentials: { access_key_id: "AKIA1", secret_access_key: "s3cret" }, is_default: false,
+    }));
+    await waitFor(() => expect(screen.queryByTestId("add-storage-form")).not.toBeInTheDocument());
   });
 
   it("lists storage with its location", async () => {

@@ -1,3 +1,4 @@
+import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { HardDrive } from "lucide-react";
 import { api, type BackupStorage, type UsageSample } from "../api";
@@ -5,11 +6,12 @@ import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../compo
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { formatDate, formatFileSize } from "../components/format";
 import { DisasterRecovery } from "./DisasterRecovery";
+import { AddStorage } from "./AddStorage";
 
 function where(s: BackupStorage): string {
   const cfg = (s.storage_config ?? {}) as Record<string, unknown>;
   if (typeof cfg.path === "string") return cfg.path;
-  if (typeof cfg.bucket === "string") return `${s.storage_type}://${cfg.bucket}`;
+  if (typeof cfg.url === "string") return cfg.url;
   return s.storage_type;
 }
 
@@ -43,6 +45,7 @@ function StorageRow({ s }: { s: BackupStorage }) {
     },
     onSuccess: refresh,
   });
+  const remove = useMutation({ mutationFn: () => api.removeStorage(s.id), onSuccess: refresh });
   const pct = s.total_capacity ? Math.round((s.used_space / s.total_capacity) * 100) : 0;
   return (
     <div className="p-4 border rounded-lg space-y-2" data-testid="storage">
@@ -73,21 +76,28 @@ function StorageRow({ s }: { s: BackupStorage }) {
           <Button size="sm" variant="outline" data-testid="check-storage" disabled={check.isPending} onClick={() => check.mutate()}>
             {check.isPending ? "Checking…" : "Check now"}
           </Button>
+          <Button size="sm" variant="ghost" onClick={() => remove.mutate()} disabled={remove.isPending} title="Remove from Safehold (the files stay)">
+            Remove
+          </Button>
         </div>
       </div>
       {samples.data && <GrowthChart samples={samples.data} />}
       {check.isError && <ErrorBox error={check.error} />}
+      {remove.isError && <ErrorBox error={remove.error} />}
     </div>
   );
 }
 
 export function StorageTab() {
   const query = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
+  const [adding, setAdding] = useState(false);
   return (
     <div className="space-y-6">
       <Card>
-        <CardHeader title="Storage Management" description="Monitor backup storage usage and health" />
-        <CardContent>
+        <CardHeader title="Storage Management" description="Monitor backup storage usage and health"
+          action={<Button size="sm" variant="outline" data-testid="add-storage" onClick={() => setAdding(true)}>Add storage</Button>} />
+        <CardContent className="space-y-4">
+          {adding && <AddStorage onDone={() => setAdding(false)} />}
           <QueryView query={query} what="storage">
             {(list) =>
               list.length === 0 ? (
