@@ -177,46 +177,55 @@ async fn s3_objects_ranges_multipart_and_abandoned_uploads() {
     tokio::task::spawn_blocking(move || conformance(&bucket, Some(&|| s3.open_uploads("conformance")))).await.expect("conformance");
 }
 
-/// Azurite (npm; scripts/deps.sh test installs it with a container-creating script).
+/// Azurite (npm; scripts/deps.sh test installs it with a container-creating script). Its blobs
+/// live in a directory, so a restarted server shows what survived.
 struct Azurite {
     child: Child,
     port: u16,
-    dir: tempfile::TempDir,
+    tmp: tempfile::TempDir,
 }
 
 const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
+fn azurite_tools() -> Option<PathBuf> {
+    std::env::var_os("SAFEHOLD_AZURITE_DIR").map(PathBuf::from).or_else(|| {
+        let p = PathBuf::from(std::env::var_os("HOME")?).join(".cache/safehold/azurite");
+        p.exists().then_some(p)
+    })
+}
+
+fn spawn_azurite(tools: &Path, port: u16, dir: &Path) -> Child {
+    let child = Command::new(tools.join("node_modules/.bin/azurite-blob"))
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
+        .arg(dir)
+        .args(["--skipApiVersionCheck", "--silent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start azurite");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "Azurite did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child
+}
+
 impl Azurite {
-    fn start() -> Option<Azurite> {
-        let tools = std::env::var_os("SAFEHOLD_AZURITE_DIR").map(PathBuf::from).or_else(|| {
-            let p = PathBuf::from(std::env::var_os("HOME")?).join(".cache/safehold/azurite");
-            p.exists().then_some(p)
-        });
-        let Some(tools) = tools else {
+    /// Starts a server with one container, connected as `az://CONTAINER` (a name per test).
+    fn start(container: &str) -> Option<Azurite> {
+        let Some(tools) = azurite_tools() else {
             eprintln!("Azurite is not installed (scripts/deps.sh test installs it): skipped");
             return None;
         };
-        let dir = tempfile::tempdir().expect("tmp");
+        let tmp = tempfile::tempdir().expect("tmp");
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
-        let child = Command::new(tools.join("node_modules/.bin/azurite-blob"))
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
-            .arg(dir.path())
-            .args(["--skipApiVersionCheck", "--silent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start azurite");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "Azurite did not start");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let _ = &dir;
+        let child = spawn_azurite(&tools, port, tmp.path());
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/azurite-create-container.js");
-        let ok = Command::new("node").arg(script).args([&port.to_string(), "safehold"]).env("NODE_PATH", tools.join("node_modules")).status().expect("node");
+        let ok = Command::new("node").arg(script).args([&port.to_string(), container]).env("NODE_PATH", tools.join("node_modules")).status().expect("node");
         assert!(ok.success(), "create the container");
         remote::connect(
-            "az://safehold",
+            &format!("az://{container}"),
             &Settings {
                 endpoint: Some(format!("http://127.0.0.1:{port}/devstoreaccount1")),
                 access_key_id: Some("devstoreaccount1".into()),
@@ -225,23 +234,57 @@ impl Azurite {
             },
         )
         .expect("connect");
-        Some(Azurite { child, port, dir })
+        Some(Azurite { child, port, tmp })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The same server again, on the same port and directory: it shows what survived.
+    fn restart(&mut self) {
+        self.stop();
+        let tools = azurite_tools().expect("tools");
+        self.child = spawn_azurite(&tools, self.port, self.tmp.path());
     }
 }
 
 impl Drop for Azurite {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = (self.port, self.dir.path());
+        self.stop();
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_server_stopped_in_the_middle_of_an_upload_leaves_no_partial_archive_and_earlier_backups_intact() {
+    let Some(mut az) = Azurite::start("stopped") else { return };
+    let (_k, keys) = keys();
+    let db = platform().await;
+    let repo = PathBuf::from("az://stopped/repo");
+    let earlier = backup_to(&repo, &keys, SourceSpec::Postgres { url: db.url() }, BackupType::Full, &no_progress()).await.expect("an earlier backup");
+    db.execute("CREATE TABLE blobs (id int PRIMARY KEY, b bytea); INSERT INTO blobs SELECT g, decode(string_agg(md5(random()::text || g || i), ''), 'hex') FROM generate_series(1, 1000) g, generate_series(1, 1800) i GROUP BY g;").await;
+    let pid = az.child.id();
+    let kill: ProgressSink = std::sync::Arc::new(move |p: Progress| {
+        if p.table.as_deref() == Some("public.settings") {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    });
+    let err = backup_to(&repo, &keys, SourceSpec::Postgres { url: db.url() }, BackupType::Full, &kill).await.expect_err("the server went away");
+    assert!(matches!(err.code, ErrorCode::Unreachable | ErrorCode::Io), "{:?}: {}", err.code, err.message);
+    assert!(err.message.contains("az://stopped"), "{}", err.message);
+
+    az.restart();
+    let archives = safehold_core::repository::archives_in(&repo.join("archives")).expect("list");
+    assert_eq!(archives, vec![PathBuf::from(&earlier.archive)], "only the earlier, complete archive exists");
+    verify::quick(Path::new(&earlier.archive), Some(&earlier.sha256)).expect("the earlier backup is intact");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn azure_blob_passes_the_conformance_suite_and_a_backup_round_trip() {
-    let Some(_azurite) = Azurite::start() else { return };
-    tokio::task::spawn_blocking(|| conformance("az://safehold", None)).await.expect("conformance");
-    round_trip(Path::new("az://safehold/prod")).await;
+    let Some(_azurite) = Azurite::start("conformance") else { return };
+    tokio::task::spawn_blocking(|| conformance("az://conformance", None)).await.expect("conformance");
+    round_trip(Path::new("az://conformance/prod")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

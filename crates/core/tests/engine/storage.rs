@@ -58,3 +58,44 @@ async fn usage_comes_from_a_listing_and_health_from_a_real_probe() {
     assert!(storage::find(&h.ctx, "Unplugged").await.is_err());
     assert!(std::path::Path::new(&a.archive).exists());
 }
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk(tempfile::TempDir);
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_fails_the_backup_clearly_and_leaves_earlier_backups_intact() {
+    let mnt = tempfile::tempdir().expect("tmp");
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(mnt.path()).status().is_ok_and(|s| s.success());
+    if !mounted {
+        let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        assert!(!root, "root could not mount a small tmpfs for the full-disk test");
+        eprintln!("not root: cannot mount a small tmpfs to fill; the full-disk test is skipped");
+        return;
+    }
+    let disk = SmallDisk(mnt);
+    let repo_dir = disk.0.path().join("repo");
+    let pw = tempfile::NamedTempFile::new().expect("pw");
+    std::fs::write(pw.path(), "pw").expect("pw");
+    let keys = safehold_core::unlock::KeySources { password_file: Some(pw.path().to_path_buf()), ..Default::default() };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (repo, mk) = keys.open_repository_for_backup(&repo_dir).await.expect("repository");
+    let small = fixture_copy("chinook/Chinook_Sqlite.sqlite", &tmp);
+    let earlier = safehold_core::backup::run(&repo, &mk, &safehold_core::backup::BackupRequest::new(SourceSpec::Sqlite { path: small }), &safehold_core::source::CancelToken::new(), &safehold_core::source::no_progress())
+        .await
+        .expect("an earlier backup fits");
+    let db = crate::support::ScratchDb::create().await;
+    db.execute("CREATE TABLE blobs (id int PRIMARY KEY, b bytea); INSERT INTO blobs SELECT g, decode(string_agg(md5(random()::text || g || i), ''), 'hex') FROM generate_series(1, 300) g, generate_series(1, 1000) i GROUP BY g;").await;
+    let err = safehold_core::backup::run(&repo, &mk, &safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: db.url() }), &safehold_core::source::CancelToken::new(), &safehold_core::source::no_progress())
+        .await
+        .expect_err("the disk fills up");
+    assert_eq!(err.code, safehold_core::ErrorCode::Io, "{}", err.message);
+    assert!(err.message.contains("the disk is full"), "says what happened and what to do: {}", err.message);
+    let left: Vec<String> = std::fs::read_dir(repo_dir.join("archives")).expect("list").flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    assert_eq!(left.len(), 1, "no partial archive remains: {left:?}");
+    safehold_core::verify::quick(std::path::Path::new(&earlier.archive), Some(&earlier.sha256)).expect("the earlier backup is intact");
+}
