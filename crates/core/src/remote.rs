@@ -67,6 +67,8 @@ pub struct Settings {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     pub allow_http: Option<bool>,
+    /// Google Cloud Storage: a service account key (JSON).
+    pub service_account_key: Option<String>,
 }
 
 type Stores = Mutex<HashMap<String, Arc<dyn ObjectStore>>>;
@@ -93,7 +95,7 @@ pub fn connect(url: &str, settings: &Settings) -> Result<()> {
     let (scheme, bucket, _) = split(url)?;
     let root = format!("{scheme}://{bucket}");
     let mut map = stores().lock().map_err(|_| Error::new(ErrorCode::Internal, "object store registry poisoned"))?;
-    if map.contains_key(&root) && settings.endpoint.is_none() && settings.access_key_id.is_none() {
+    if map.contains_key(&root) && settings.endpoint.is_none() && settings.access_key_id.is_none() && settings.service_account_key.is_none() {
         return Ok(());
     }
     let bad = |e: object_store::Error| Error::validation(format!("cannot use {root}: {e}"));
@@ -131,7 +133,13 @@ pub fn connect(url: &str, settings: &Settings) -> Result<()> {
             }
             Arc::new(b.build().map_err(bad)?)
         }
-        "gs" => Arc::new(object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(&bucket).build().map_err(bad)?),
+        "gs" => {
+            let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(&bucket);
+            if let Some(k) = &settings.service_account_key {
+                b = b.with_service_account_key(k.clone());
+            }
+            Arc::new(b.build().map_err(bad)?)
+        }
         other => return Err(Error::validation(format!("unsupported object storage scheme {other}"))),
     };
     map.insert(root, store);

@@ -147,6 +147,7 @@ pub async fn location(ctx: &Ctx, s: &BackupStorage) -> Result<std::path::PathBuf
         access_key_id: creds.access_key_id,
         secret_access_key: creds.secret_access_key,
         allow_http: s.storage_config.get("allow_http").and_then(|v| v.as_bool()),
+        service_account_key: None,
     };
     crate::remote::connect(&url, &settings)?;
     Ok(std::path::PathBuf::from(url))
