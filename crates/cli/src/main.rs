@@ -25,6 +25,13 @@ struct Cli {
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Object storage: a custom endpoint for s3:// (or az://) locations (MinIO, Ceph, Garage,
+    /// R2, an emulator); credentials come from the provider's environment variables.
+    #[arg(long, global = true)]
+    endpoint: Option<String>,
+    /// Object storage: the region.
+    #[arg(long, global = true)]
+    region: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -291,6 +298,38 @@ enum ConfigCommand {
     },
 }
 
+/// A repository or archive location as given: a path, an object storage URL (connected with
+/// --endpoint/--region if given), or `storage:NAME` — a storage registered in the catalog, with
+/// its settings and keychain credentials.
+async fn location(cli: &Cli, given: &Path) -> Result<PathBuf, Error> {
+    location_with(cli.home.as_deref(), cli.endpoint.as_deref(), cli.region.as_deref(), given).await
+}
+
+async fn location_with(home: Option<&Path>, endpoint: Option<&str>, region: Option<&str>, given: &Path) -> Result<PathBuf, Error> {
+    let text = given.to_string_lossy().to_string();
+    if let Some(name) = text.strip_prefix("storage:") {
+        let home = match home {
+            Some(h) => h.to_path_buf(),
+            None => context::default_home()?,
+        };
+        let ctx = Ctx::open(&home).await?;
+        let (name, rest) = name.split_once('/').unwrap_or((name, ""));
+        let store = safehold_core::storage::find(&ctx, name).await?;
+        let base = safehold_core::storage::location(&ctx, &store).await?;
+        return Ok(if rest.is_empty() { base } else { base.join(rest) });
+    }
+    if safehold_core::remote::is_remote(given) && (endpoint.is_some() || region.is_some()) {
+        let settings = safehold_core::remote::Settings {
+            endpoint: endpoint.map(str::to_string),
+            region: region.map(str::to_string),
+            allow_http: endpoint.map(|e| e.starts_with("http://")),
+            ..Default::default()
+        };
+        safehold_core::remote::connect(&text, &settings)?;
+    }
+    Ok(given.to_path_buf())
+}
+
 fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
 }
@@ -412,7 +451,7 @@ fn print_plan(p: &restore::RestorePlan) {
 
 async fn restore_command(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
     let json = cli.json;
-    let mut req = restore::RestoreRequest::new(a.from.clone(), a.target.clone());
+    let mut req = restore::RestoreRequest::new(location(cli, &a.from).await?, a.target.clone());
     req.backup_id = a.backup.clone();
     req.at = a.at.clone();
     req.source_name = a.source.clone();
@@ -627,7 +666,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
             if let Some(j) = a.jobs {
                 req.jobs = j.max(1);
             }
-            let (repo, mk) = keys.open_repository_for_backup(&a.to).await?;
+            let (repo, mk) = keys.open_repository_for_backup(&location(cli, &a.to).await?).await?;
             let out = backup::run(&repo, &mk, &req, &cancel_on_ctrl_c(), &progress_sink(json)).await;
             end_progress(json);
             let out = out?;
@@ -648,7 +687,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
             let scratch = a.scratch.clone().ok_or_else(|| {
                 Error::validation("a test restore needs a PostgreSQL server for its scratch database: give --scratch postgres://user@host:5432/postgres or set SAFEHOLD_SCRATCH_URL")
             })?;
-            let req = restore::RestoreRequest::new(a.target.clone(), String::new());
+            let req = restore::RestoreRequest::new(location(cli, &a.target).await?, String::new());
             let keys = key_sources(&a.keys);
             let opened = restore::open(&req, &keys).await?;
             let report = verify::restore_test(&opened, &scratch, a.source.as_deref(), &cancel_on_ctrl_c(), &progress_sink(json)).await;
@@ -667,7 +706,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
             }
         }
         Command::Verify(a) => {
-            let (paths, repo) = archives_of(&a.target)?;
+            let (paths, repo) = archives_of(&location(cli, &a.target).await?)?;
             let keys = key_sources(&a.keys);
             // The checksums the catalog recorded when the archives were written, if it knows them.
             let recorded = recorded_checksums(cli.home.as_deref()).await;
@@ -691,6 +730,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
             }
         }
         Command::Ls { repo } => {
+            let repo = &location(cli, repo).await?;
             let repo = Repository::open(repo)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", repo.display())))?;
             let list = repo.list()?;
             if json {
@@ -735,6 +775,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
             }
         }
         Command::Key(KeyCommand::ExportRecovery { repo, keys }) => {
+            let repo = &location(cli, repo).await?;
             let mut repository = Repository::open(repo)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", repo.display())))?;
             let mk = key_sources(keys).unlock_repository(&repository).await?;
             let kit = repository.export_recovery(&mk)?;
@@ -754,6 +795,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         None => context::default_home()?,
     };
     let ctx = Ctx::open(&home).await?;
+    let (given_home, endpoint, region) = (cli.home.clone(), cli.endpoint.clone(), cli.region.clone());
     match cli.command {
         Command::Connection(ConnectionCommand::Add { name, url, password_stdin, tenant_column, tenants_table }) => {
             let mut input = ConnectionInput::from_url(&name, &url)?;
@@ -849,7 +891,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Storage(cmd) => storage_command(&ctx, cli.json, cmd).await?,
         Command::Catalog(CatalogCommand::Rebuild { from }) => {
-            let report = safehold_core::recovery::rebuild_catalog(&ctx, &from).await?;
+            let report = safehold_core::recovery::rebuild_catalog(&ctx, &location_with(given_home.as_deref(), endpoint.as_deref(), region.as_deref(), &from).await?).await?;
             if cli.json {
                 print_json(&report);
             } else {

@@ -353,3 +353,35 @@ fn disaster_recovery_from_s3_alone() {
     assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
     assert_eq!(pg_dump(&target.url()), pg_dump(&url), "identical to the source");
 }
+
+#[test]
+fn object_storage_locations_take_an_endpoint_flag_or_a_named_storage_from_the_catalog() {
+    let Some(moto) = Moto::start() else { return };
+    assert!(Command::new("curl").args(["-sf", "-X", "PUT", &format!("{}/flags-bucket", moto.1)]).status().expect("curl").success());
+    let db = Db::new();
+    let url = db.url();
+    psql(&url, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);");
+    let home = tempfile::tempdir().expect("home");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_safehold"))
+            .args(args)
+            .env("SAFEHOLD_HOME", home.path())
+            .env("SAFEHOLD_PASSWORD", "pw")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_ENDPOINT_URL")
+            .output()
+            .expect("run")
+    };
+    let b = run(&["backup", "--source", &url, "--to", "s3://flags-bucket/repo", "--endpoint", &moto.1, "--region", "us-east-1"]);
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    assert!(stdout_json(&run(&["storage", "add", "Offsite", "s3://flags-bucket/repo", "--endpoint", &moto.1, "--region", "us-east-1", "--json"]))["storage_type"] == "s3");
+    let listed = stdout_json(&run(&["ls", "storage:Offsite", "--json"]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let target = Db(format!("{}_named", db.0));
+    let r = run(&["restore", "--from", "storage:Offsite", "--target", &target.url(), "--create"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(psql(&target.url(), "SELECT count(*) FROM t"), "10");
+    let missing = run(&["ls", "storage:Nowhere"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no storage is named \"Nowhere\""), "{}", String::from_utf8_lossy(&missing.stderr));
+}
