@@ -8,7 +8,6 @@ use safehold_core::storage::{self, BackupStorage};
 use safehold_core::{demo, Error, FieldError};
 use safehold_core::restore::RestorePlan;
 use safehold_core::restores::{self, RestoreForm};
-use safehold_core::runs;
 use safehold_core::source::CancelToken;
 use tauri::{Manager, State};
 
@@ -49,7 +48,9 @@ pub async fn list_configurations(state: State<'_, AppState>) -> Res<Vec<BackupCo
 
 #[tauri::command]
 pub async fn create_configuration(state: State<'_, AppState>, input: ConfigurationInput) -> Res<BackupConfiguration> {
-    configurations::create(state.ctx()?, input).await
+    let c = configurations::create(state.ctx()?, input).await?;
+    state.reschedule();
+    Ok(c)
 }
 
 #[tauri::command]
@@ -58,17 +59,23 @@ pub async fn update_configuration(
     id: String,
     input: ConfigurationInput,
 ) -> Res<BackupConfiguration> {
-    configurations::update(state.ctx()?, &id, input).await
+    let c = configurations::update(state.ctx()?, &id, input).await?;
+    state.reschedule();
+    Ok(c)
 }
 
 #[tauri::command]
 pub async fn set_configuration_active(state: State<'_, AppState>, id: String, active: bool) -> Res<BackupConfiguration> {
-    configurations::set_active(state.ctx()?, &id, active).await
+    let c = configurations::set_active(state.ctx()?, &id, active).await?;
+    state.reschedule();
+    Ok(c)
 }
 
 #[tauri::command]
 pub async fn delete_configuration(state: State<'_, AppState>, id: String) -> Res<()> {
-    configurations::delete(state.ctx()?, &id).await
+    configurations::delete(state.ctx()?, &id).await?;
+    state.reschedule();
+    Ok(())
 }
 
 #[tauri::command]
@@ -123,28 +130,20 @@ pub async fn setup_demo(state: State<'_, AppState>) -> Res<demo::DemoReport> {
 /// Starts a backup of a configuration now; returns the execution's id at once. The backup runs
 /// in the background; the dashboard follows it through the catalog.
 #[tauri::command]
-pub async fn run_backup_now(app: tauri::AppHandle, state: State<'_, AppState>, configuration_id: String) -> Res<String> {
-    let ctx = state.ctx()?.clone();
-    let id = runs::enqueue(&ctx, &configuration_id).await?;
-    let token = CancelToken::new();
-    if let Ok(mut running) = state.running.lock() {
-        running.insert(id.clone(), token.clone());
+pub async fn run_backup_now(state: State<'_, AppState>, configuration_id: String) -> Res<String> {
+    let ctx = state.ctx()?;
+    match &state.scheduler {
+        Some(s) => s.submit(&configuration_id, "manual").await,
+        None => Err(Error::new(safehold_core::ErrorCode::Internal, format!("the job runner is not running (catalog {})", ctx.home.display()))),
     }
-    let exec_id = id.clone();
-    tauri::async_runtime::spawn(async move {
-        if let Err(e) = runs::run(&ctx, &exec_id, &token).await {
-            tracing::error!("backup {exec_id} could not be recorded: {}", e.message);
-        }
-        if let Ok(mut running) = app.state::<AppState>().running.lock() {
-            running.remove(&exec_id);
-        }
-    });
-    Ok(id)
 }
 
 /// Cancels a running backup: its partial archive is removed and the row says "cancelled".
 #[tauri::command]
 pub fn cancel_backup(state: State<'_, AppState>, execution_id: String) -> Res<bool> {
+    if state.scheduler.as_ref().is_some_and(|s| s.cancel(&execution_id)) {
+        return Ok(true);
+    }
     let running = state.running.lock().map_err(|_| Error::new(safehold_core::ErrorCode::Internal, "state lock poisoned"))?;
     match running.get(&execution_id) {
         Some(t) => {

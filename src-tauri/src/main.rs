@@ -12,11 +12,20 @@ pub struct AppState {
     pub ctx: Result<Ctx, Error>,
     /// Backups running now, by execution id, with the token that cancels them.
     pub running: std::sync::Mutex<std::collections::HashMap<String, safehold_core::source::CancelToken>>,
+    /// The scheduler and job runner for backups (scheduled and "Run Now").
+    pub scheduler: Option<std::sync::Arc<safehold_core::scheduler::Scheduler>>,
 }
 
 impl AppState {
     pub fn ctx(&self) -> Result<&Ctx, Error> {
         self.ctx.as_ref().map_err(Clone::clone)
+    }
+
+    /// The schedules changed: the scheduler re-reads them at once.
+    pub fn reschedule(&self) {
+        if let Some(s) = &self.scheduler {
+            s.reschedule();
+        }
     }
 }
 
@@ -53,12 +62,21 @@ fn main() {
     if let Err(e) = &ctx {
         tracing::error!("Safehold could not start its engine: {}", e.message);
     }
+    let mut scheduler = None;
     if let Ok(c) = &ctx {
+        match tauri::async_runtime::block_on(safehold_core::scheduler::recover_interrupted(c)) {
+            Ok(r) if r.backups + r.restores > 0 => tracing::warn!("{} backups and {} restores were interrupted when Safehold last stopped", r.backups, r.restores),
+            Ok(_) => {}
+            Err(e) => tracing::error!("cannot check for interrupted jobs: {}", e.message),
+        }
+        let s = safehold_core::scheduler::Scheduler::new(c.clone(), 1, std::sync::Arc::new(|line| tracing::info!("{line}")));
+        tauri::async_runtime::spawn(s.clone().run());
+        scheduler = Some(s);
         tauri::async_runtime::spawn(watch_storage(c.clone()));
     }
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
-        .manage(AppState { ctx, running: Default::default() })
+        .manage(AppState { ctx, running: Default::default(), scheduler })
         .invoke_handler(tauri::generate_handler![
             commands::startup_status,
             commands::list_executions,

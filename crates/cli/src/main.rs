@@ -69,6 +69,22 @@ enum Command {
     /// Where backups are kept.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Scheduled backups without the app (for a server).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Run every active configuration on its schedule, without a window; one line per job.
+    /// Jobs left running by a stopped process are marked interrupted first. Ctrl-C stops it.
+    Run {
+        /// Backups running at the same time.
+        #[arg(long, default_value_t = 1)]
+        max_jobs: usize,
+    },
+    /// Configurations with their schedule and next run.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -890,6 +906,37 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
         }
         Command::Storage(cmd) => storage_command(&ctx, cli.json, cmd).await?,
+        Command::Schedule(ScheduleCommand::List) => {
+            let list = safehold_core::scheduler::list(&ctx).await?;
+            if cli.json {
+                print_json(&list);
+            } else {
+                for s in list {
+                    println!(
+                        "{:<28} {:<16} {:<40} {}",
+                        s.configuration_name,
+                        s.schedule_cron,
+                        s.description,
+                        s.next_run.map(|n| format!("next {n} ({})", s.time_zone)).unwrap_or_else(|| "inactive".into())
+                    );
+                }
+            }
+        }
+        Command::Schedule(ScheduleCommand::Run { max_jobs }) => {
+            let stamp = || safehold_core::catalog::now();
+            let r = safehold_core::scheduler::recover_interrupted(&ctx).await?;
+            if r.backups + r.restores + r.partial_files > 0 {
+                println!("{} {} backups and {} restores were interrupted by a stop; {} partial archives removed", stamp(), r.backups, r.restores, r.partial_files);
+            }
+            let log: safehold_core::scheduler::LogSink = Arc::new(move |line| println!("{} {line}", safehold_core::catalog::now()));
+            let scheduler = safehold_core::scheduler::Scheduler::new(ctx.clone(), max_jobs, log);
+            let active = configurations::list(&ctx).await?.into_iter().filter(|c| c.is_active).count();
+            println!("{} scheduler running: {active} active configurations, {max_jobs} job(s) at a time; Ctrl-C stops it", stamp());
+            tokio::select! {
+                _ = scheduler.clone().run() => {}
+                _ = tokio::signal::ctrl_c() => println!("{} stopping", stamp()),
+            }
+        }
         Command::Catalog(CatalogCommand::Rebuild { from }) => {
             let report = safehold_core::recovery::rebuild_catalog(&ctx, &location_with(given_home.as_deref(), endpoint.as_deref(), region.as_deref(), &from).await?).await?;
             if cli.json {

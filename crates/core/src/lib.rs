@@ -20,6 +20,7 @@ pub mod restore;
 pub mod restores;
 pub mod retention;
 pub mod runs;
+pub mod scheduler;
 pub mod secrets;
 pub mod source;
 pub mod storage;

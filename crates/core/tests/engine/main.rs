@@ -15,5 +15,6 @@ mod objstore;
 mod restores;
 mod retention;
 mod runs;
+mod scheduler;
 mod storage;
 mod support;

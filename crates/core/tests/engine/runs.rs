@@ -11,7 +11,7 @@ use safehold_core::secrets::{Keychain, SecretStore};
 use safehold_core::source::CancelToken;
 use safehold_core::{demo, runs, Ctx};
 
-async fn keychain_home() -> Option<(tempfile::TempDir, Ctx)> {
+pub(crate) async fn keychain_home() -> Option<(tempfile::TempDir, Ctx)> {
     if std::env::var_os("SAFEHOLD_TEST_KEYCHAIN").is_none() {
         eprintln!("SAFEHOLD_TEST_KEYCHAIN is not set (scripts/test.sh runs these with a real Secret Service): skipped");
         return None;

@@ -1,0 +1,302 @@
+//! The scheduler and the job runner, shared by the desktop app and `safehold schedule run`.
+//!
+//! Every active configuration runs on its cron line (five fields, or six with seconds first) in
+//! the workstation's time zone, while the app or the headless scheduler runs. Changing a
+//! configuration wakes the scheduler, which re-reads the schedules at once. A run that comes due
+//! while the same configuration is still running (or queued) is recorded as skipped, with the
+//! reason. At start-up, runs missed while nothing was running are caught up once per
+//! configuration (not once per missed slot), unless its policy is `skip`. Jobs go through one
+//! runner with a bounded number running at a time; queued and running jobs can be cancelled.
+//!
+//! (Built on croner — the cron parser the configurations already validate with — rather than
+//! tokio-cron-scheduler, whose cron dialect differs from the five-field lines users write.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Local};
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::catalog::now;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::history::JobStatus;
+use crate::source::CancelToken;
+use crate::{configurations, cron, runs};
+
+pub type LogSink = Arc<dyn Fn(String) + Send + Sync>;
+
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub struct Scheduler {
+    ctx: Ctx,
+    wake: Notify,
+    /// Configuration id → the execution running or queued for it.
+    active: Mutex<HashMap<String, String>>,
+    /// Execution id → its cancel token.
+    tokens: Mutex<HashMap<String, CancelToken>>,
+    permits: Arc<Semaphore>,
+    log: LogSink,
+}
+
+/// What start-up found of jobs that were running when Safehold stopped.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Recovered {
+    pub backups: u64,
+    pub restores: u64,
+    pub partial_files: u64,
+}
+
+/// Marks jobs left `running` or `pending` by a process that died as failed ("interrupted") and
+/// removes the partial archives they left in local storages. Completed backups are untouched.
+pub async fn recover_interrupted(ctx: &Ctx) -> Result<Recovered> {
+    let msg = "interrupted: Safehold stopped while this backup was running or queued; it did not complete and left no archive";
+    let backups = sqlx::query("UPDATE backup_executions SET status = 'failed', completed_at = ?, error_message = ? WHERE status IN ('running', 'pending')")
+        .bind(now())
+        .bind(msg)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record interrupted backups", &e))?
+        .rows_affected();
+    let restores = sqlx::query(
+        "UPDATE restore_operations SET status = 'failed', completed_at = ?, error_message = 'interrupted: Safehold stopped during this restore; the database rolled its transaction back' \
+         WHERE status IN ('running', 'pending')",
+    )
+    .bind(now())
+    .execute(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("record interrupted restores", &e))?
+    .rows_affected();
+    let mut partial_files = 0;
+    for s in crate::storage::list(ctx).await? {
+        let Ok(dir) = crate::storage::local_dir(&s) else { continue };
+        for entry in std::fs::read_dir(dir.join("archives")).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.extension().and_then(|e| e.to_str()) == Some("partial") && std::fs::remove_file(&p).is_ok() {
+                partial_files += 1;
+            }
+        }
+    }
+    if backups + restores + partial_files > 0 {
+        crate::catalog::audit(&ctx.pool, &ctx.operator_id, "jobs.recover", "catalog", "success", Some(&format!("{backups} backups and {restores} restores interrupted; {partial_files} partial archives removed"))).await?;
+    }
+    Ok(Recovered { backups, restores, partial_files })
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Local>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Local))
+}
+
+impl Scheduler {
+    /// A scheduler running at most `max_jobs` jobs at a time.
+    pub fn new(ctx: Ctx, max_jobs: usize, log: LogSink) -> Arc<Self> {
+        Arc::new(Self {
+            ctx,
+            wake: Notify::new(),
+            active: Mutex::default(),
+            tokens: Mutex::default(),
+            permits: Arc::new(Semaphore::new(max_jobs.max(1))),
+            log,
+        })
+    }
+
+    /// Re-reads the schedules now (after a configuration was added, edited, (de)activated or deleted).
+    pub fn reschedule(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Cancels a queued or running job; `false` when it is not known.
+    pub fn cancel(&self, execution_id: &str) -> bool {
+        match self.tokens.lock().ok().and_then(|t| t.get(execution_id).cloned()) {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a configuration has a job queued or running.
+    pub fn is_busy(&self, configuration_id: &str) -> bool {
+        self.active.lock().map(|a| a.contains_key(configuration_id)).unwrap_or(false)
+    }
+
+    /// Queues a backup of a configuration (`trigger`: schedule, catch_up or manual). When the
+    /// configuration already has one queued or running, the new run is recorded as skipped.
+    pub async fn submit(self: &Arc<Self>, configuration_id: &str, trigger: &str) -> Result<String> {
+        let busy = self.active.lock().ok().and_then(|a| a.get(configuration_id).cloned());
+        if let Some(running) = busy {
+            let config = configurations::get(&self.ctx, configuration_id).await?;
+            let id = uuid::Uuid::new_v4().to_string();
+            let reason = format!("skipped: the previous run ({running}) of \"{}\" was still running", config.configuration_name);
+            sqlx::query(
+                "INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at, completed_at, error_message, metadata) VALUES (?, ?, ?, 'cancelled', ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(configuration_id)
+            .bind(format!("{:?}", config.backup_type).to_lowercase())
+            .bind(now())
+            .bind(now())
+            .bind(&reason)
+            .bind(json!({ "skipped": true, "trigger": trigger, "running": running }).to_string())
+            .execute(&self.ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record the skipped run", &e))?;
+            (self.log)(format!("{} \"{}\": {reason}", trigger, config.configuration_name));
+            return Ok(id);
+        }
+        let id = runs::enqueue(&self.ctx, configuration_id).await?;
+        let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.trigger', ?) WHERE id = ?")
+            .bind(trigger)
+            .bind(&id)
+            .execute(&self.ctx.pool)
+            .await;
+        let token = CancelToken::new();
+        if let Ok(mut a) = self.active.lock() {
+            a.insert(configuration_id.to_string(), id.clone());
+        }
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(id.clone(), token.clone());
+        }
+        let me = Arc::clone(self);
+        let (exec, config) = (id.clone(), configuration_id.to_string());
+        let trigger = trigger.to_string();
+        tokio::spawn(async move {
+            let permit = me.permits.clone().acquire_owned().await;
+            let name = configurations::get(&me.ctx, &config).await.map(|c| c.configuration_name).unwrap_or_default();
+            if token.is_cancelled() {
+                let _ = sqlx::query("UPDATE backup_executions SET status = 'cancelled', completed_at = ?, error_message = 'cancelled while queued; it never started' WHERE id = ? AND status = 'pending'")
+                    .bind(now())
+                    .bind(&exec)
+                    .execute(&me.ctx.pool)
+                    .await;
+                (me.log)(format!("{trigger} backup of \"{name}\": cancelled while queued"));
+            } else {
+                match runs::run(&me.ctx, &exec, &token).await {
+                    Ok(done) => (me.log)(match done.status {
+                        JobStatus::Completed => format!(
+                            "{trigger} backup of \"{name}\": completed, {} rows, {} bytes — {}",
+                            done.record_count.unwrap_or(0),
+                            done.compressed_size.unwrap_or(0),
+                            done.file_path.unwrap_or_default()
+                        ),
+                        other => format!("{trigger} backup of \"{name}\": {other:?} — {}", done.error_message.unwrap_or_default()).to_lowercase(),
+                    }),
+                    Err(e) => (me.log)(format!("{trigger} backup of \"{name}\" could not be recorded: {}", e.message)),
+                }
+            }
+            drop(permit);
+            if let Ok(mut a) = me.active.lock() {
+                if a.get(&config) == Some(&exec) {
+                    a.remove(&config);
+                }
+            }
+            if let Ok(mut t) = me.tokens.lock() {
+                t.remove(&exec);
+            }
+        });
+        Ok(id)
+    }
+
+    /// Runs missed while nothing was running: one catch-up run per configuration whose schedule
+    /// had a slot between its last run (or its creation) and now, unless its policy is `skip`.
+    pub async fn catch_up(self: &Arc<Self>) -> Result<Vec<String>> {
+        let now = Local::now();
+        let mut started = Vec::new();
+        let policies: HashMap<String, String> = sqlx::query_as::<_, (String, Option<String>)>("SELECT id, missed_runs FROM backup_configurations")
+            .fetch_all(&self.ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("read the missed-run policies", &e))?
+            .into_iter()
+            .map(|(id, p)| (id, p.unwrap_or_else(|| "run_once".into())))
+            .collect();
+        for c in configurations::list(&self.ctx).await?.into_iter().filter(|c| c.is_active) {
+            let Ok(cron) = cron::parse(&c.schedule_cron) else { continue };
+            let last: Option<String> = sqlx::query_scalar("SELECT max(started_at) FROM backup_executions WHERE configuration_id = ?")
+                .bind(&c.id)
+                .fetch_one(&self.ctx.pool)
+                .await
+                .map_err(|e| Error::catalog("read the last run", &e))?;
+            let Some(since) = last.as_deref().and_then(parse_time).or_else(|| parse_time(&c.created_at)) else { continue };
+            let missed = cron.find_next_occurrence(&since, false).is_ok_and(|t| t <= now);
+            if !missed {
+                continue;
+            }
+            if policies.get(&c.id).map(String::as_str) == Some("skip") {
+                (self.log)(format!("\"{}\" missed a run while Safehold was not running; its policy is to skip it", c.configuration_name));
+                continue;
+            }
+            (self.log)(format!("\"{}\" missed a run while Safehold was not running: catching up once", c.configuration_name));
+            started.push(self.submit(&c.id, "catch_up").await?);
+        }
+        Ok(started)
+    }
+
+    /// The scheduler's loop: catch-up once, then every due configuration in time, forever.
+    pub async fn run(self: Arc<Self>) {
+        if let Err(e) = self.catch_up().await {
+            (self.log)(format!("catching up missed runs failed: {}", e.message));
+        }
+        let mut since = Local::now();
+        loop {
+            let due: Vec<(DateTime<Local>, String)> = match configurations::list(&self.ctx).await {
+                Ok(list) => list
+                    .into_iter()
+                    .filter(|c| c.is_active)
+                    .filter_map(|c| Some((cron::parse(&c.schedule_cron).ok()?.find_next_occurrence(&since, false).ok()?, c.id)))
+                    .collect(),
+                Err(e) => {
+                    (self.log)(format!("cannot read the configurations: {}", e.message));
+                    Vec::new()
+                }
+            };
+            let next = due.iter().map(|(t, _)| *t).min();
+            // At most a minute: changes made by another process (the CLI) are seen within one.
+            let wait = next.map(|t| (t - Local::now()).to_std().unwrap_or_default()).unwrap_or(MAX_WAIT).min(MAX_WAIT);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {
+                    since = Local::now();
+                    continue;
+                }
+            }
+            let now = Local::now();
+            for (t, id) in &due {
+                if *t <= now {
+                    if let Err(e) = self.submit(id, "schedule").await {
+                        (self.log)(format!("a scheduled backup could not start: {}", e.message));
+                    }
+                }
+            }
+            since = now;
+        }
+    }
+}
+
+/// A configuration and its next run, for `safehold schedule list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Scheduled {
+    pub configuration_name: String,
+    pub schedule_cron: String,
+    pub description: String,
+    pub is_active: bool,
+    pub next_run: Option<String>,
+    pub time_zone: String,
+}
+
+pub async fn list(ctx: &Ctx) -> Result<Vec<Scheduled>> {
+    let tz = Local::now().format("%Z (UTC%:z)").to_string();
+    Ok(configurations::list(ctx)
+        .await?
+        .into_iter()
+        .map(|c| Scheduled {
+            next_run: c.is_active.then(|| cron::parse(&c.schedule_cron).ok()?.find_next_occurrence(&Local::now(), false).ok().map(|t| t.to_rfc3339())).flatten(),
+            configuration_name: c.configuration_name,
+            description: c.schedule_description,
+            schedule_cron: c.schedule_cron,
+            is_active: c.is_active,
+            time_zone: tz.clone(),
+        })
+        .collect())
+}

@@ -1,0 +1,219 @@
+//! The scheduler and the job runner: per-second schedules, deactivating and editing without a
+//! restart, overlapping runs recorded as skipped, one catch-up for missed runs (or none with the
+//! `skip` policy), cancelling queued and running jobs. Backups go through the real keychain for
+//! the repository secret (scripts/test.sh provides it).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use safehold_core::configurations::{self, ConfigurationInput};
+use safehold_core::scheduler::{LogSink, Scheduler};
+use safehold_core::{demo, Ctx};
+use sqlx::Connection as _;
+
+use crate::runs::keychain_home;
+use crate::support::ScratchDb;
+
+fn log() -> (LogSink, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lines.clone();
+    (Arc::new(move |line| l2.lock().expect("log").push(line)), lines)
+}
+
+/// (status, trigger, skipped) of a configuration's executions, oldest first.
+async fn runs_of(ctx: &Ctx, config: &str) -> Vec<(String, String, bool)> {
+    sqlx::query_as::<_, (String, Option<String>, Option<bool>)>(
+        "SELECT status, json_extract(metadata, '$.trigger'), json_extract(metadata, '$.skipped') FROM backup_executions WHERE configuration_id = ? ORDER BY started_at",
+    )
+    .bind(config)
+    .fetch_all(&ctx.pool)
+    .await
+    .expect("executions")
+    .into_iter()
+    .map(|(s, t, k)| (s, t.unwrap_or_default(), k.unwrap_or(false)))
+    .collect()
+}
+
+async fn set_cron(ctx: &Ctx, id: &str, cron: &str, active: bool) {
+    let c = configurations::get(ctx, id).await.expect("config");
+    let input = ConfigurationInput {
+        configuration_name: c.configuration_name,
+        backup_type: c.backup_type,
+        schedule_cron: cron.into(),
+        retention_days: c.retention_days,
+        compression_enabled: c.compression_enabled,
+        encryption_enabled: c.encryption_enabled,
+        storage_location: c.storage_location,
+        secondary_storage: c.secondary_storage,
+        includes_tenant_data: c.includes_tenant_data,
+        includes_system_data: c.includes_system_data,
+        includes_logs: c.includes_logs,
+        is_active: active,
+        connection_id: c.connection_id.expect("connection"),
+    };
+    configurations::update(ctx, id, input).await.expect("update");
+}
+
+async fn settle(ctx: &Ctx, config: &str) {
+    for _ in 0..100 {
+        if !runs_of(ctx, config).await.iter().any(|(s, ..)| s == "running" || s == "pending") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the runs of {config} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_per_second_schedule_runs_stops_when_deactivated_and_follows_edits_without_restart() {
+    let Some((_dir, ctx)) = keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    let id = configurations::list(&ctx).await.expect("configs").remove(0).id;
+    set_cron(&ctx, &id, "* * * * * *", true).await;
+    let (sink, _lines) = log();
+    let s = Scheduler::new(ctx.clone(), 1, sink);
+    let task = tokio::spawn(s.clone().run());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let completed = runs_of(&ctx, &id).await.iter().filter(|(st, trig, _)| st == "completed" && trig == "schedule").count();
+    assert!(completed >= 2, "a per-second schedule ran: {:?}", runs_of(&ctx, &id).await);
+
+    // Deactivated: no new runs.
+    configurations::set_active(&ctx, &id, false).await.expect("deactivate");
+    s.reschedule();
+    settle(&ctx, &id).await;
+    let n = runs_of(&ctx, &id).await.len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(runs_of(&ctx, &id).await.len(), n, "a deactivated configuration does not run");
+
+    // Edited to a yearly line: nothing; edited back to every second: runs again, no restart.
+    set_cron(&ctx, &id, "0 0 1 1 *", true).await;
+    s.reschedule();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(runs_of(&ctx, &id).await.len(), n);
+    set_cron(&ctx, &id, "* * * * * *", true).await;
+    s.reschedule();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(runs_of(&ctx, &id).await.len() > n, "the edited schedule runs without a restart");
+    configurations::set_active(&ctx, &id, false).await.expect("stop");
+    s.reschedule();
+    settle(&ctx, &id).await;
+    task.abort();
+}
+
+/// A PostgreSQL platform registered with a configuration, and a connection that can lock its
+/// table so that a backup waits (a slow backup).
+async fn slow_source(ctx: &Ctx, cron: &str) -> (ScratchDb, String) {
+    demo::ensure(ctx, false).await.expect("demo");
+    let db = ScratchDb::create().await;
+    db.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);").await;
+    let mut input = safehold_core::connections::ConnectionInput::from_url("Slow platform", &db.url()).expect("input");
+    input.password = None;
+    let conn = safehold_core::connections::add(ctx, input).await.expect("connection");
+    let c = configurations::create(
+        ctx,
+        ConfigurationInput {
+            configuration_name: "Slow".into(),
+            backup_type: configurations::BackupType::Full,
+            schedule_cron: cron.into(),
+            retention_days: 30,
+            compression_enabled: true,
+            encryption_enabled: true,
+            storage_location: demo::DEMO_STORAGE.into(),
+            secondary_storage: None,
+            includes_tenant_data: true,
+            includes_system_data: true,
+            includes_logs: true,
+            is_active: true,
+            connection_id: conn.id,
+        },
+    )
+    .await
+    .expect("configuration");
+    (db, c.id)
+}
+
+async fn lock(db: &ScratchDb) -> sqlx::PgConnection {
+    let mut c = sqlx::PgConnection::connect(&db.url()).await.expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE;").execute(&mut c).await.expect("lock");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_due_while_the_previous_one_runs_is_recorded_as_skipped() {
+    let Some((_dir, ctx)) = keychain_home().await else { return };
+    let (db, id) = slow_source(&ctx, "* * * * * *").await;
+    let mut held = lock(&db).await;
+    let (sink, lines) = log();
+    let s = Scheduler::new(ctx.clone(), 1, sink);
+    let task = tokio::spawn(s.clone().run());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    sqlx::raw_sql("COMMIT").execute(&mut held).await.expect("unlock");
+    configurations::set_active(&ctx, &id, false).await.expect("stop");
+    s.reschedule();
+    settle(&ctx, &id).await;
+    task.abort();
+    let runs = runs_of(&ctx, &id).await;
+    let skipped = runs.iter().filter(|r| r.2).count();
+    let completed = runs.iter().filter(|r| r.0 == "completed").count();
+    assert!(completed >= 1 && skipped >= 2, "one ran, the ones due meanwhile were skipped: {runs:?}");
+    let reasons: Vec<String> = sqlx::query_scalar("SELECT error_message FROM backup_executions WHERE json_extract(metadata, '$.skipped') = 1")
+        .fetch_all(&ctx.pool)
+        .await
+        .expect("reasons");
+    assert!(reasons.iter().all(|r| r.contains("still running")), "{reasons:?}");
+    assert!(lines.lock().expect("log").iter().any(|l| l.contains("skipped")), "logged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_missed_while_closed_are_caught_up_once_unless_the_policy_is_skip() {
+    let Some((_dir, ctx)) = keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    let id = configurations::list(&ctx).await.expect("configs").remove(0).id;
+    // Created three days ago, midnight daily, never run: three slots missed.
+    let three_days_ago = (chrono::Utc::now() - chrono::Duration::days(3)).to_rfc3339();
+    sqlx::query("UPDATE backup_configurations SET created_at = ?, schedule_cron = '0 0 * * *' WHERE id = ?").bind(&three_days_ago).bind(&id).execute(&ctx.pool).await.expect("backdate");
+    let (sink, _lines) = log();
+    let s = Scheduler::new(ctx.clone(), 1, sink);
+    let started = s.catch_up().await.expect("catch up");
+    assert_eq!(started.len(), 1, "one catch-up run, not one per missed slot");
+    settle(&ctx, &id).await;
+    assert_eq!(runs_of(&ctx, &id).await, vec![("completed".to_string(), "catch_up".to_string(), false)]);
+    assert!(s.catch_up().await.expect("again").is_empty(), "nothing left to catch up");
+
+    // With the skip policy, nothing runs.
+    sqlx::query("UPDATE backup_configurations SET missed_runs = 'skip' WHERE id = ?").bind(&id).execute(&ctx.pool).await.expect("policy");
+    sqlx::query("UPDATE backup_executions SET started_at = ? WHERE configuration_id = ?").bind(&three_days_ago).bind(&id).execute(&ctx.pool).await.expect("backdate the run");
+    assert!(s.catch_up().await.expect("skip").is_empty());
+    assert_eq!(runs_of(&ctx, &id).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_and_running_jobs_can_be_cancelled() {
+    let Some((_dir, ctx)) = keychain_home().await else { return };
+    let (db, slow) = slow_source(&ctx, "0 0 1 1 *").await;
+    let demo_id = configurations::list(&ctx).await.expect("configs").into_iter().find(|c| c.configuration_name == demo::DEMO_CONFIGURATION).expect("demo").id;
+    let mut held = lock(&db).await;
+    let (sink, _lines) = log();
+    let s = Scheduler::new(ctx.clone(), 1, sink);
+    let running = s.submit(&slow, "manual").await.expect("submit the slow one");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let queued = s.submit(&demo_id, "manual").await.expect("submit a second one");
+    assert!(s.is_busy(&demo_id), "queued behind the running one (one job at a time)");
+    assert!(s.cancel(&queued), "the queued job is known");
+    assert!(s.cancel(&running), "the running job is known");
+    sqlx::raw_sql("COMMIT").execute(&mut held).await.expect("unlock");
+    settle(&ctx, &slow).await;
+    settle(&ctx, &demo_id).await;
+    let status = |id: String| {
+        let ctx = ctx.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>("SELECT status, error_message FROM backup_executions WHERE id = ?").bind(id).fetch_one(&ctx.pool).await.expect("row")
+        }
+    };
+    let (st, msg) = status(queued).await;
+    assert_eq!((st.as_str(), msg.as_deref()), ("cancelled", Some("cancelled while queued; it never started")));
+    let (st, _) = status(running).await;
+    assert_eq!(st, "cancelled", "the running backup was cancelled");
+    let partials = std::fs::read_dir(ctx.home.join("backups/archives")).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "partial")).count()).unwrap_or(0);
+    assert_eq!(partials, 0, "a cancelled backup leaves no partial archive");
+}
