@@ -385,3 +385,82 @@ fn object_storage_locations_take_an_endpoint_flag_or_a_named_storage_from_the_ca
     let missing = run(&["ls", "storage:Nowhere"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no storage is named \"Nowhere\""), "{}", String::from_utf8_lossy(&missing.stderr));
 }
+
+fn sqlite(home: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3").arg(home.join("catalog.db")).arg(sql).output().expect("sqlite3");
+    assert!(out.status.success(), "sqlite3 {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_scheduler_killed_during_a_backup_leaves_an_interrupted_row_no_partial_archive_and_intact_backups() {
+    let home = tempfile::tempdir().expect("home");
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", home.path()).env("SAFEHOLD_PASSWORD", "pw").output().expect("run");
+    let db = Db::new();
+    psql(&db.url(), "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 1000);");
+    assert!(run(&["demo"]).status.success());
+    sqlite(home.path(), "UPDATE backup_configurations SET is_active = 0");
+    let conn = stdout_json(&run(&["connection", "add", "slow", &db.url(), "--json"]));
+    let conn_id = conn["id"].as_str().expect("id");
+    sqlite(
+        home.path(),
+        &format!(
+            "INSERT INTO backup_configurations (id, configuration_name, backup_type, schedule_cron, storage_location, connection_id, created_by, created_at) \
+             VALUES ('slow', 'Slow', 'full', '* * * * * *', 'Local backups', '{conn_id}', (SELECT id FROM operators LIMIT 1), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+        ),
+    );
+    let earlier = stdout_json(&run(&["config", "run", "Slow", "--json"]));
+    assert_eq!(earlier["status"], "completed", "{earlier}");
+
+    // The table is locked, so the scheduled backup waits inside its snapshot; then the process dies.
+    let mut locker = Command::new("psql").args(["-X", "-q", "-d", &db.url(), "-c", "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);"]).spawn().expect("lock");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut scheduler = Command::new(env!("CARGO_BIN_EXE_safehold"))
+        .args(["schedule", "run"])
+        .env("SAFEHOLD_HOME", home.path())
+        .env("SAFEHOLD_PASSWORD", "pw")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("schedule run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let running = loop {
+        let id = sqlite(home.path(), "SELECT id FROM backup_executions WHERE configuration_id = 'slow' AND status = 'running'");
+        if !id.is_empty() {
+            break id;
+        }
+        assert!(std::time::Instant::now() < deadline, "no scheduled backup started");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    scheduler.kill().expect("SIGKILL");
+    let _ = scheduler.wait();
+    let _ = locker.kill();
+    let _ = locker.wait();
+    assert_eq!(sqlite(home.path(), &format!("SELECT status FROM backup_executions WHERE id = '{running}'")), "running", "the dead process could not record anything");
+    let partial = |home: &Path| std::fs::read_dir(home.join("backups/archives")).expect("archives").flatten().filter(|e| e.path().extension().is_some_and(|x| x == "partial")).count();
+    assert_eq!(partial(home.path()), 1, "the killed backup left its partial archive");
+
+    // The next start recovers: the row is failed "interrupted", no partial archive remains.
+    sqlite(home.path(), "UPDATE backup_configurations SET is_active = 0");
+    let mut again = Command::new(env!("CARGO_BIN_EXE_safehold"))
+        .args(["schedule", "run"])
+        .env("SAFEHOLD_HOME", home.path())
+        .env("SAFEHOLD_PASSWORD", "pw")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("schedule run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sqlite(home.path(), &format!("SELECT status FROM backup_executions WHERE id = '{running}'")) == "running" {
+        assert!(std::time::Instant::now() < deadline, "the interrupted row was not recovered");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = again.kill();
+    let _ = again.wait();
+    let row = sqlite(home.path(), &format!("SELECT status || ' ' || error_message FROM backup_executions WHERE id = '{running}'"));
+    assert!(row.starts_with("failed interrupted"), "{row}");
+    assert_eq!(partial(home.path()), 0, "no partial archive remains");
+    let verify = run(&["verify", home.path().join("backups").to_str().expect("utf8")]);
+    assert!(verify.status.success(), "earlier backups verify: {}", String::from_utf8_lossy(&verify.stderr));
+    let list = stdout_json(&run(&["schedule", "list", "--json"]));
+    assert!(list.as_array().expect("list").iter().any(|c| c["configuration_name"] == "Slow" && c["next_run"].is_null()), "{list}");
+}
