@@ -329,3 +329,32 @@ async fn a_tenant_restore_is_planned_confirmed_and_followed_to_completion_in_the
     app.stop().await;
     pg(&format!("{}/postgres", pg_base()), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configuration_on_a_short_schedule_backs_up_without_any_click() {
+    use safehold_core::{configurations, demo, Ctx};
+    let turn = ONE_APP.lock().await;
+    let home = tempfile::tempdir().expect("temp home");
+    let ctx = Ctx::open(home.path()).await.expect("catalog");
+    demo::ensure(&ctx, false).await.expect("demo");
+    let c = configurations::list(&ctx).await.expect("configs").remove(0);
+    let input: configurations::ConfigurationInput = serde_json::from_value(serde_json::json!({
+        "configuration_name": c.configuration_name, "backup_type": "full", "schedule_cron": "*/3 * * * * *", "retention_days": 30,
+        "compression_enabled": true, "encryption_enabled": true, "storage_location": c.storage_location,
+        "includes_tenant_data": true, "includes_system_data": true, "includes_logs": true, "is_active": true,
+        "connection_id": c.connection_id.clone().expect("connection")
+    }))
+    .expect("input");
+    configurations::update(&ctx, &c.id, input).await.expect("every three seconds");
+    ctx.pool.close().await;
+
+    let app = App::start_in(home, turn).await;
+    app.wait_text("h1", "Backup Management").await;
+    let row = app.wait_text("[data-testid=execution]", "completed").await;
+    let text = row.text().await.expect("text");
+    assert!(text.contains("Daily demo backup") && text.contains("scheduled"), "{text}");
+    app.screenshot("scheduled-backup").await;
+    let scheduled = app.catalog_count("SELECT count(*) FROM backup_executions WHERE status = 'completed' AND json_extract(metadata, '$.trigger') = ?", "schedule").await;
+    assert!(scheduled >= 1);
+    app.stop().await;
+}

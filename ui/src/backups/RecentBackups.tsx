@@ -24,6 +24,12 @@ export function statusVariant(status: string) {
 
 type ProgressInfo = { table?: string; tables_done?: number; tables_total?: number; rows?: number };
 
+/** How a backup was started: by its schedule, as a catch-up of missed runs, or by hand. */
+function trigger(b: BackupExecution): string | null {
+  const t = (b.metadata as { trigger?: string })?.trigger;
+  return t === "schedule" ? "scheduled" : t === "catch_up" ? "caught up after a missed run" : t === "manual" ? "run now" : null;
+}
+
 function ExecutionRow({ backup }: { backup: BackupExecution }) {
   const duration = formatDuration(backup.started_at, backup.completed_at);
   const cancel = useMutation({ mutationFn: () => api.cancelBackup(backup.id) });
@@ -37,7 +43,12 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
         <StatusIcon status={backup.status} />
         <div>
           <div className="font-medium">{backup.backup_type} Backup</div>
-          {backup.configuration_name && <div className="text-sm text-slate-500">{backup.configuration_name}</div>}
+          {backup.configuration_name && (
+            <div className="text-sm text-slate-500">
+              {backup.configuration_name}
+              {trigger(backup) && <span className="ml-1 text-xs text-slate-400">· {trigger(backup)}</span>}
+            </div>
+          )}
           <div className="text-sm text-slate-500">Started: {formatDate(backup.started_at)}</div>
           {duration && <div className="text-sm text-slate-500">Duration: {duration}</div>}
           {backup.error_message && <div className="text-sm text-red-600">{backup.error_message}</div>}
@@ -57,7 +68,7 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
         </div>
       </div>
       <div className="text-right">
-        <Badge variant={statusVariant(backup.status)}>{backup.status}</Badge>
+        <Badge variant={statusVariant(backup.status)}>{(backup.metadata as { skipped?: boolean })?.skipped ? "skipped" : backup.status}</Badge>
         {backup.file_size != null && (
           <div className="text-sm text-slate-500 mt-1">
             {formatFileSize(backup.file_size)}
@@ -85,7 +96,8 @@ export function RecentBackups() {
     queryKey: ["executions"],
     queryFn: api.listExecutions,
     // Follow running backups live.
-    refetchInterval: (q) => (q.state.data?.some((b) => b.status === "running" || b.status === "pending") ? 1000 : false),
+    // Every second while a backup runs; every few seconds otherwise, so scheduled backups appear.
+    refetchInterval: (q) => (q.state.data?.some((b) => b.status === "running" || b.status === "pending") ? 1000 : 4000),
   });
   return (
     <Card>

@@ -224,6 +224,18 @@ describe("BackupDashboard", () => {
     await waitFor(() => expect(mocked.cancelBackup).toHaveBeenCalledWith("2"));
   });
 
+  it("labels scheduled runs and runs skipped because the previous one was still running", async () => {
+    mocked.listExecutions.mockResolvedValue([
+      { ...executions[0], id: "s1", status: "cancelled", error_message: "skipped: the previous run (x) of \"Daily Full Backup\" was still running", metadata: { skipped: true, trigger: "schedule" } },
+      { ...executions[0], id: "s2", metadata: { trigger: "schedule" } },
+    ]);
+    renderWithClient(<BackupDashboard />);
+    const rows = await screen.findAllByTestId("execution");
+    expect(rows[0]).toHaveTextContent("skipped");
+    expect(rows[0]).toHaveTextContent("was still running");
+    expect(rows[1]).toHaveTextContent("Daily Full Backup· scheduled");
+  });
+
   it("lists recorded restore operations and migration jobs with status, progress and errors", async () => {
     mocked.listRestores.mockResolvedValue([{
       id: "r1", backup_execution_id: "1", restore_type: "tenant_only", target_tenant_id: "t", restore_point: null, status: "failed",
