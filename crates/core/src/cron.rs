@@ -15,6 +15,17 @@ pub struct CronPreview {
     pub description: String,
     /// The next run times (RFC 3339 with the workstation's offset).
     pub next_runs: Vec<String>,
+    /// The time zone schedules are evaluated in: the workstation's (e.g. "Europe/Berlin, UTC+01:00").
+    pub time_zone: String,
+}
+
+/// The workstation's time zone, by name when the system says it, with its current offset.
+pub fn time_zone() -> String {
+    let offset = Local::now().format("UTC%:z").to_string();
+    match iana_time_zone::get_timezone() {
+        Ok(name) => format!("{name}, {offset}"),
+        Err(_) => offset,
+    }
 }
 
 /// Parses a cron line; the error names the line and what is wrong with it.
@@ -44,7 +55,7 @@ pub fn parse(line: &str) -> Result<Cron> {
 /// A description and the next `count` run times of a valid cron line.
 pub fn preview(line: &str, count: usize) -> Result<CronPreview> {
     let cron = parse(line)?;
-    Ok(CronPreview { description: describe(line), next_runs: next_runs(&cron, Local::now(), count) })
+    Ok(CronPreview { description: describe(line), next_runs: next_runs(&cron, Local::now(), count), time_zone: time_zone() })
 }
 
 /// The next `count` run times after `after`.

@@ -286,7 +286,7 @@ pub struct Scheduled {
 }
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<Scheduled>> {
-    let tz = Local::now().format("%Z (UTC%:z)").to_string();
+    let tz = cron::time_zone();
     Ok(configurations::list(ctx)
         .await?
         .into_iter()

@@ -39,7 +39,11 @@ export type CronPreview = { description: string,
 /**
  * The next run times (RFC 3339 with the workstation's offset).
  */
-next_runs: Array<string>, };
+next_runs: Array<string>, 
+/**
+ * The time zone schedules are evaluated in: the workstation's (e.g. "Europe/Berlin, UTC+01:00").
+ */
+time_zone: string, };
 
 export type ConnectionKind = "postgres" | "sqlite";
 

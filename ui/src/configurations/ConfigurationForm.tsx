@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
 import { useQuery } from "@tanstack/react-query";
-import { api, ApiError, type BackupConfiguration, type ConfigurationInput, type FieldError } from "../api";
+import { api, ApiError, type BackupConfiguration, type ConfigurationInput, type CronPreview, type FieldError } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { ErrorBox } from "../components/states";
 
@@ -68,7 +68,7 @@ export function ConfigurationForm({
   const [errors, setErrors] = useState<FieldError[]>([]);
   const [saveError, setSaveError] = useState<unknown>(null);
   const [saving, setSaving] = useState(false);
-  const [preview, setPreview] = useState<{ description: string; next_runs: string[] } | null>(null);
+  const [preview, setPreview] = useState<CronPreview | null>(null);
 
   // Fill in the default storage and the first connection once they are known.
   useEffect(() => {
@@ -143,6 +143,7 @@ export function ConfigurationForm({
             {preview && !errors.some((e) => e.field === "schedule_cron") && (
               <p className="text-sm text-slate-600 mt-1" data-testid="cron-description">
                 {preview.description}
+                <span className="block text-xs text-slate-500" data-testid="cron-time-zone">Time zone: {preview.time_zone}</span>
                 {preview.next_runs.length > 0 && (
                   <span className="block text-xs text-slate-500">
                     Next: {preview.next_runs.map((r) => new Date(r).toLocaleString()).join(" · ")}

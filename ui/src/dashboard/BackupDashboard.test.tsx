@@ -103,7 +103,7 @@ beforeEach(() => {
   mocked.listConnections.mockResolvedValue(connections);
   mocked.storageSamples.mockResolvedValue([]);
   mocked.validateConfiguration.mockResolvedValue([]);
-  mocked.cronPreview.mockResolvedValue({ description: "At 02:00, every day", next_runs: [] });
+  mocked.cronPreview.mockResolvedValue({ description: "At 02:00, every day", next_runs: [], time_zone: "Europe/Berlin, UTC+01:00" });
 });
 
 describe("BackupDashboard", () => {
@@ -160,6 +160,13 @@ describe("BackupDashboard", () => {
     expect(await within(form).findByTestId("error-schedule_cron")).toHaveTextContent("invalid cron line");
     expect(within(form).getByTestId("save-configuration")).toBeDisabled();
     expect(mocked.createConfiguration).not.toHaveBeenCalled();
+  });
+
+  it("states the time zone schedules run in next to the cron line", async () => {
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    await userEvent.click(await screen.findByTestId("new-configuration"));
+    expect(await screen.findByTestId("cron-time-zone")).toHaveTextContent("Time zone: Europe/Berlin, UTC+01:00");
   });
 
   it("creates a configuration from the form with the default storage and connection", async () => {

@@ -44,3 +44,29 @@ fn the_next_runs_follow_the_schedule() {
     assert_eq!(runs, ["2026-03-02T02:00:00+00:00", "2026-03-03T02:00:00+00:00", "2026-03-04T02:00:00+00:00"]);
     assert_eq!(preview("*/10 * * * *", 3).expect("preview").next_runs.len(), 3);
 }
+
+#[test]
+fn next_runs_across_daylight_saving_changes_keep_the_wall_clock_time() {
+    use chrono_tz::Europe::Berlin;
+    // Spring forward on 29 March 2026 (02:00 → 03:00), fall back on 25 October 2026.
+    let daily_noon = parse("0 12 * * *").expect("valid");
+    let before_spring = Berlin.with_ymd_and_hms(2026, 3, 27, 13, 0, 0).single().expect("time");
+    assert_eq!(
+        next_runs(&daily_noon, before_spring, 3),
+        ["2026-03-28T12:00:00+01:00", "2026-03-29T12:00:00+02:00", "2026-03-30T12:00:00+02:00"],
+        "noon stays noon; the day of the change is 23 hours long"
+    );
+    let before_fall = Berlin.with_ymd_and_hms(2026, 10, 24, 13, 0, 0).single().expect("time");
+    assert_eq!(next_runs(&daily_noon, before_fall, 2), ["2026-10-25T12:00:00+01:00", "2026-10-26T12:00:00+01:00"]);
+    // A time that does not exist on the spring day (02:30) runs at the first moment after the gap,
+    // once; the other days keep 02:30.
+    let half_past_two = parse("30 2 * * *").expect("valid");
+    assert_eq!(
+        next_runs(&half_past_two, before_spring, 3),
+        ["2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]
+    );
+    // A time that happens twice on the autumn day (02:30) runs once.
+    let autumn = next_runs(&half_past_two, Berlin.with_ymd_and_hms(2026, 10, 24, 13, 0, 0).single().expect("time"), 3);
+    let on_the_day: Vec<&String> = autumn.iter().filter(|r| r.starts_with("2026-10-25")).collect();
+    assert_eq!(on_the_day.len(), 1, "{autumn:?}");
+}
