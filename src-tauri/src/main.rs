@@ -54,6 +54,84 @@ async fn watch_storage(ctx: Ctx) {
     }
 }
 
+/// Whether the tray icon exists: only then does closing the window keep the app running.
+static TRAY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The tray's status line: whether the last scheduled backup of every configuration succeeded.
+async fn tray_status(ctx: &Ctx) -> String {
+    match safehold_core::scheduler::last_scheduled_failures(ctx).await {
+        Ok((failed, _)) if !failed.is_empty() => format!("Last scheduled backup failed: {}", failed.join(", ")),
+        Ok((_, 0)) => "No scheduled backup has run yet".into(),
+        Ok((_, n)) => format!("Last scheduled backups: all {n} succeeded"),
+        Err(e) => format!("Status unknown: {}", e.message),
+    }
+}
+
+/// The tray icon: the status line, "Back up now" (every active configuration), "Open", "Quit".
+fn setup_tray(app: &tauri::App, ctx: Option<Ctx>, scheduler: Option<std::sync::Arc<safehold_core::scheduler::Scheduler>>) -> tauri::Result<()> {
+    use tauri::menu::{Menu, MenuItem};
+    use tauri::tray::TrayIconBuilder;
+    use tauri::Manager;
+    use tauri_plugin_notification::NotificationExt;
+    let status = MenuItem::with_id(app, "status", "Safehold", false, None::<&str>)?;
+    let now = MenuItem::with_id(app, "backup_now", "Back up now", true, None::<&str>)?;
+    let open = MenuItem::with_id(app, "open", "Open", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", "Quit Safehold", true, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&status, &now, &open, &quit])?;
+    let (ctx2, sched2) = (ctx.clone(), scheduler.clone());
+    let mut builder = TrayIconBuilder::with_id("safehold").menu(&menu).on_menu_event(move |app, event| match event.id().as_ref() {
+        "open" => {
+            if let Some(w) = app.get_webview_window("main") {
+                let _ = w.show();
+                let _ = w.set_focus();
+            }
+        }
+        "backup_now" => {
+            if let (Some(ctx), Some(s)) = (ctx2.clone(), sched2.clone()) {
+                tauri::async_runtime::spawn(async move {
+                    for c in safehold_core::configurations::list(&ctx).await.unwrap_or_default().into_iter().filter(|c| c.is_active) {
+                        let _ = s.submit(&c.id, "manual").await;
+                    }
+                });
+            }
+        }
+        "quit" => app.exit(0),
+        _ => {}
+    });
+    if let Some(icon) = app.default_window_icon() {
+        builder = builder.icon(icon.clone());
+    }
+    match builder.build(app) {
+        Ok(_) => TRAY.store(true, std::sync::atomic::Ordering::SeqCst),
+        Err(e) => tracing::warn!("no tray icon ({e}); closing the window quits Safehold"),
+    }
+    if let (Some(ctx), Some(s)) = (ctx, scheduler) {
+        let handle = app.handle().clone();
+        let status_item = status.clone();
+        let (c2, first) = (ctx.clone(), status.clone());
+        tauri::async_runtime::spawn(async move {
+            let _ = first.set_text(tray_status(&c2).await);
+        });
+        s.set_on_finish(std::sync::Arc::new(move |done, trigger| {
+            let failed = done.status == safehold_core::history::JobStatus::Failed;
+            let name = done.configuration_name.clone().unwrap_or_else(|| "a configuration".into());
+            if failed {
+                let body = format!("{name}: {}", done.error_message.clone().unwrap_or_default());
+                if let Err(e) = handle.notification().builder().title("Safehold: a backup failed").body(body).show() {
+                    tracing::warn!("cannot show a notification: {e}");
+                }
+            }
+            if trigger != "manual" {
+                let (ctx, item) = (ctx.clone(), status_item.clone());
+                tauri::async_runtime::spawn(async move {
+                    let _ = item.set_text(tray_status(&ctx).await);
+                });
+            }
+        }));
+    }
+    Ok(())
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -76,6 +154,23 @@ fn main() {
     }
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_notification::init())
+        .setup({
+            let (ctx, scheduler) = (ctx.as_ref().ok().cloned(), scheduler.clone());
+            move |app| {
+                setup_tray(app, ctx, scheduler)?;
+                Ok(())
+            }
+        })
+        // With a tray icon, closing the window keeps Safehold running so schedules keep running.
+        .on_window_event(|window, event| {
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+                if TRAY.load(std::sync::atomic::Ordering::SeqCst) && std::env::var_os("SAFEHOLD_QUIT_ON_CLOSE").is_none() {
+                    api.prevent_close();
+                    let _ = window.hide();
+                }
+            }
+        })
         .manage(AppState { ctx, running: Default::default(), scheduler })
         .invoke_handler(tauri::generate_handler![
             commands::startup_status,

@@ -47,6 +47,8 @@ impl App {
         let driver = Command::new(std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into()))
             .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
             .env("SAFEHOLD_HOME", home.path())
+            // The session's end closes the window: the app quits instead of going to the tray.
+            .env("SAFEHOLD_QUIT_ON_CLOSE", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -27,6 +27,9 @@ use crate::{configurations, cron, runs};
 
 pub type LogSink = Arc<dyn Fn(String) + Send + Sync>;
 
+/// Called when a job ends, with its final record and how it was started (for notifications).
+pub type FinishHook = Arc<dyn Fn(&crate::history::BackupExecution, &str) + Send + Sync>;
+
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct Scheduler {
@@ -38,6 +41,7 @@ pub struct Scheduler {
     tokens: Mutex<HashMap<String, CancelToken>>,
     permits: Arc<Semaphore>,
     log: LogSink,
+    on_finish: Mutex<Option<FinishHook>>,
 }
 
 /// What start-up found of jobs that were running when Safehold stopped.
@@ -98,7 +102,15 @@ impl Scheduler {
             tokens: Mutex::default(),
             permits: Arc::new(Semaphore::new(max_jobs.max(1))),
             log,
+            on_finish: Mutex::new(None),
         })
+    }
+
+    /// Sets what to do when a job ends (the app: a notification, the tray's status).
+    pub fn set_on_finish(&self, hook: FinishHook) {
+        if let Ok(mut h) = self.on_finish.lock() {
+            *h = Some(hook);
+        }
     }
 
     /// Re-reads the schedules now (after a configuration was added, edited, (de)activated or deleted).
@@ -174,7 +186,12 @@ impl Scheduler {
                 (me.log)(format!("{trigger} backup of \"{name}\": cancelled while queued"));
             } else {
                 match runs::run(&me.ctx, &exec, &token).await {
-                    Ok(done) => (me.log)(match done.status {
+                    Ok(done) => {
+                        let hook = me.on_finish.lock().ok().and_then(|h| h.clone());
+                        if let Some(hook) = hook {
+                            hook(&done, &trigger);
+                        }
+                        (me.log)(match done.status {
                         JobStatus::Completed => format!(
                             "{trigger} backup of \"{name}\": completed, {} rows, {} bytes — {}",
                             done.record_count.unwrap_or(0),
@@ -182,7 +199,8 @@ impl Scheduler {
                             done.file_path.unwrap_or_default()
                         ),
                         other => format!("{trigger} backup of \"{name}\": {other:?} — {}", done.error_message.unwrap_or_default()).to_lowercase(),
-                    }),
+                        })
+                    }
                     Err(e) => (me.log)(format!("{trigger} backup of \"{name}\" could not be recorded: {}", e.message)),
                 }
             }
@@ -272,6 +290,22 @@ impl Scheduler {
             since = now;
         }
     }
+}
+
+/// Whether the last scheduled backup of every active configuration succeeded: the names of those
+/// whose last scheduled (or catch-up) run failed, and how many were checked.
+pub async fn last_scheduled_failures(ctx: &Ctx) -> Result<(Vec<String>, usize)> {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT c.configuration_name, (SELECT e.status FROM backup_executions e WHERE e.configuration_id = c.id \
+           AND json_extract(e.metadata, '$.trigger') IN ('schedule', 'catch_up') AND coalesce(json_extract(e.metadata, '$.skipped'), 0) = 0 \
+           AND e.status IN ('completed', 'failed', 'cancelled') ORDER BY e.started_at DESC LIMIT 1) \
+         FROM backup_configurations c WHERE coalesce(c.is_active, 1) = 1 ORDER BY c.configuration_name",
+    )
+    .fetch_all(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("read the last scheduled backups", &e))?;
+    let checked = rows.iter().filter(|(_, s)| s.is_some()).count();
+    Ok((rows.into_iter().filter(|(_, s)| s.as_deref() == Some("failed")).map(|(n, _)| n).collect(), checked))
 }
 
 /// A configuration and its next run, for `safehold schedule list`.

@@ -179,6 +179,10 @@ async fn runs_missed_while_closed_are_caught_up_once_unless_the_policy_is_skip()
     settle(&ctx, &id).await;
     assert_eq!(runs_of(&ctx, &id).await, vec![("completed".to_string(), "catch_up".to_string(), false)]);
     assert!(s.catch_up().await.expect("again").is_empty(), "nothing left to catch up");
+    assert_eq!(safehold_core::scheduler::last_scheduled_failures(&ctx).await.expect("status"), (vec![], 1), "the tray's status: the last scheduled run succeeded");
+    sqlx::query("UPDATE backup_executions SET status = 'failed' WHERE configuration_id = ?").bind(&id).execute(&ctx.pool).await.expect("fail it");
+    assert_eq!(safehold_core::scheduler::last_scheduled_failures(&ctx).await.expect("status").0, vec![demo::DEMO_CONFIGURATION.to_string()]);
+    sqlx::query("UPDATE backup_executions SET status = 'completed' WHERE configuration_id = ?").bind(&id).execute(&ctx.pool).await.expect("restore it");
 
     // With the skip policy, nothing runs.
     sqlx::query("UPDATE backup_configurations SET missed_runs = 'skip' WHERE id = ?").bind(&id).execute(&ctx.pool).await.expect("policy");
