@@ -606,7 +606,7 @@ async fn storage_command(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<(
                     Some(id) => {
                         let mut secret = String::new();
                         std::io::stdin().read_to_string(&mut secret).map_err(|e| Error::io("cannot read the secret access key from standard input", &e))?;
-                        Some(storage::StorageCredentials { access_key_id: Some(id), secret_access_key: Some(secret.trim().to_string()) })
+                        Some(storage::StorageCredentials { access_key_id: Some(id), secret_access_key: Some(secret.trim().to_string()), service_account_key: None })
                     }
                     None => None,
                 };

@@ -117,8 +117,13 @@ pub fn storage_account(storage_id: &str) -> String {
 /// Credentials of a cloud storage, kept in the OS keychain (never in the catalog).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, TS)]
 pub struct StorageCredentials {
+    /// S3: the access key id; Azure: the storage account's name.
     pub access_key_id: Option<String>,
+    /// S3: the secret access key; Azure: the account key.
     pub secret_access_key: Option<String>,
+    /// Google Cloud Storage: the service account key (JSON).
+    #[serde(default)]
+    pub service_account_key: Option<String>,
 }
 
 /// Where a storage's repository is: a directory, or an object storage URL whose bucket is
@@ -147,7 +152,7 @@ pub async fn location(ctx: &Ctx, s: &BackupStorage) -> Result<std::path::PathBuf
         access_key_id: creds.access_key_id,
         secret_access_key: creds.secret_access_key,
         allow_http: s.storage_config.get("allow_http").and_then(|v| v.as_bool()),
-        service_account_key: None,
+        service_account_key: creds.service_account_key,
     };
     crate::remote::connect(&url, &settings)?;
     Ok(std::path::PathBuf::from(url))
@@ -184,7 +189,7 @@ pub async fn add_remote(ctx: &Ctx, input: RemoteStorageInput) -> Result<BackupSt
         return Err(Error::validation(format!("\"{}\" is not a cloud storage URL; use s3://bucket/prefix, az://container/prefix or gs://bucket/prefix", input.url)));
     };
     let id = Uuid::new_v4().to_string();
-    let has_creds = input.credentials.as_ref().is_some_and(|c| c.access_key_id.is_some() || c.secret_access_key.is_some());
+    let has_creds = input.credentials.as_ref().is_some_and(|c| c.access_key_id.is_some() || c.secret_access_key.is_some() || c.service_account_key.is_some());
     if let Some(c) = input.credentials.clone().filter(|_| has_creds) {
         let account = storage_account(&id);
         let value = serde_json::to_string(&c).map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;

@@ -261,7 +261,19 @@ export type UsageSample = { at: string, used_space: number, total_capacity: numb
 
 export type HealthCheck = { storage_name: string, ok: boolean, latency_ms: number, message: string, at: string, };
 
-export type StorageCredentials = { access_key_id: string | null, secret_access_key: string | null, };
+export type StorageCredentials = { 
+/**
+ * S3: the access key id; Azure: the storage account's name.
+ */
+access_key_id: string | null, 
+/**
+ * S3: the secret access key; Azure: the account key.
+ */
+secret_access_key: string | null, 
+/**
+ * Google Cloud Storage: the service account key (JSON).
+ */
+service_account_key: string | null, };
 
 export type RemoteStorageInput = { name: string, 
 /**

@@ -413,7 +413,7 @@ describe("BackupDashboard", () => {
     await userEvent.click(screen.getByTestId("save-storage"));
     await waitFor(() => expect(mocked.addRemoteStorage).toHaveBeenCalledWith({
       name: "Offsite", url: "s3://b/p", endpoint: "http://minio:9000", region: null, quota_bytes: 2 * 1024 ** 3,
-      credentials: { access_key_id: "AKIA1", secret_access_key: "s3cret" }, is_default: false,
+      credentials: { access_key_id: "AKIA1", secret_access_key: "s3cret", service_account_key: null }, is_default: false,
     }));
     await waitFor(() => expect(screen.queryByTestId("add-storage-form")).not.toBeInTheDocument());
   });

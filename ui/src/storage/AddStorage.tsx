@@ -31,7 +31,10 @@ export function AddStorage({ onDone }: { onDone: () => void }) {
             endpoint: endpoint || null,
             region: region || null,
             quota_bytes: quotaGb ? Math.round(Number(quotaGb) * 1024 ** 3) : null,
-            credentials: keyId || secret ? { access_key_id: keyId || null, secret_access_key: secret || null } : null,
+            credentials:
+              kind === "gs"
+                ? secret ? { access_key_id: null, secret_access_key: null, service_account_key: secret } : null
+                : keyId || secret ? { access_key_id: keyId || null, secret_access_key: secret || null, service_account_key: null } : null,
             is_default: false,
           }),
     onSuccess: () => {
@@ -79,10 +82,12 @@ export function AddStorage({ onDone }: { onDone: () => void }) {
             <input aria-label="Quota in GB" className={field} value={quotaGb} onChange={(e) => setQuotaGb(e.target.value)} placeholder="quota GB (optional)" />
           </div>
           <div className="grid grid-cols-2 gap-2">
-            <input aria-label="Access key id" className={field} value={keyId} onChange={(e) => setKeyId(e.target.value)}
-              placeholder={kind === "az" ? "account name" : "access key id"} />
+            {kind !== "gs" && (
+              <input aria-label="Access key id" className={field} value={keyId} onChange={(e) => setKeyId(e.target.value)}
+                placeholder={kind === "az" ? "account name" : "access key id"} />
+            )}
             <input aria-label="Secret" type="password" className={field} value={secret} onChange={(e) => setSecret(e.target.value)}
-              placeholder={kind === "az" ? "account key" : "secret access key"} />
+              placeholder={kind === "az" ? "account key" : kind === "gs" ? "service account key (JSON)" : "secret access key"} />
           </div>
           <p className="text-xs text-slate-500">
             The key is kept in the OS keychain. Left empty, the provider's usual environment variables are used.

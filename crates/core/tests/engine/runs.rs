@@ -135,7 +135,11 @@ async fn a_configuration_backs_up_to_an_s3_storage_with_credentials_from_the_key
             endpoint: Some(s3.endpoint.clone()),
             region: Some("us-east-1".into()),
             quota_bytes: Some(1 << 30),
-            credentials: Some(safehold_core::storage::StorageCredentials { access_key_id: Some("test".into()), secret_access_key: Some("secret-only-in-the-keychain".into()) }),
+            credentials: Some(safehold_core::storage::StorageCredentials {
+                access_key_id: Some("test".into()),
+                secret_access_key: Some("secret-only-in-the-keychain".into()),
+                service_account_key: None,
+            }),
             is_default: false,
         },
     )
