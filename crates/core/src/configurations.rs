@@ -46,6 +46,27 @@ pub struct BackupConfiguration {
     pub updated_at: String,
 }
 
+impl BackupConfiguration {
+    /// The input that saves this configuration as it is: edit a field or two, then update.
+    pub fn to_input(&self) -> ConfigurationInput {
+        ConfigurationInput {
+            configuration_name: self.configuration_name.clone(),
+            backup_type: self.backup_type,
+            schedule_cron: self.schedule_cron.clone(),
+            retention_days: self.retention_days,
+            compression_enabled: self.compression_enabled,
+            encryption_enabled: self.encryption_enabled,
+            storage_location: self.storage_location.clone(),
+            secondary_storage: self.secondary_storage.clone(),
+            includes_tenant_data: self.includes_tenant_data,
+            includes_system_data: self.includes_system_data,
+            includes_logs: self.includes_logs,
+            is_active: self.is_active,
+            connection_id: self.connection_id.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// What a person fills in to create or edit a configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub struct ConfigurationInput {

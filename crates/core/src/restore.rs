@@ -169,6 +169,20 @@ pub struct RestoreOutcome {
     pub point_in_time: Option<PointInTime>,
 }
 
+/// A backup restores only into a database of its kind.
+fn same_kind(reader: &ArchiveReader, target: &SourceSpec) -> Result<()> {
+    if reader.header.source_kind != target.kind() {
+        return Err(Error::validation(format!(
+            "the backup {} is of a {} database and cannot be restored into {}; restore it into a {} target",
+            reader.header.archive_id,
+            reader.header.source_kind,
+            target.display(),
+            reader.header.source_kind
+        )));
+    }
+    Ok(())
+}
+
 /// Opens and unlocks an archive: with the repository's master key, or on its own with a
 /// password or the recovery key.
 pub fn open_archive(path: &Path, master: Option<&SecretKey>, unlock: Option<&Unlock>) -> Result<ArchiveReader> {
@@ -357,15 +371,7 @@ fn database_name(target: &SourceSpec) -> String {
 pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &CancelToken) -> Result<RestorePlan> {
     let target = SourceSpec::parse(&req.target)?;
     let (reader, index) = opened.chain.last().ok_or_else(|| Error::validation("nothing to restore"))?;
-    if reader.header.source_kind != target.kind() {
-        return Err(Error::validation(format!(
-            "the backup {} is of a {} database and cannot be restored into {}; restore it into a {} target",
-            reader.header.archive_id,
-            reader.header.source_kind,
-            target.display(),
-            reader.header.source_kind
-        )));
-    }
+    same_kind(&reader, &target)?;
     let available = table_sections(index);
     let scope = scope_of(req, &available)?;
     let mut plan = RestorePlan {
@@ -580,15 +586,7 @@ pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs:
     let started = std::time::Instant::now();
     let members = check_chain(chain)?;
     let (reader, index) = members.last().cloned().ok_or_else(|| Error::validation("nothing to restore"))?;
-    if reader.header.source_kind != target.kind() {
-        return Err(Error::validation(format!(
-            "the backup {} is of a {} database and cannot be restored into {}; restore it into a {} target",
-            reader.header.archive_id,
-            reader.header.source_kind,
-            target.display(),
-            reader.header.source_kind
-        )));
-    }
+    same_kind(&reader, &target)?;
     let rows = match target {
         SourceSpec::Sqlite { path } => source::sqlite::restore(&reader, &index, path, cancel, progress).await?,
         SourceSpec::Postgres { url } if created_target && jobs > 1 => source::postgres::restore_parallel(&members, url, jobs, cancel, progress).await?,

@@ -185,22 +185,8 @@ async fn each_backup_is_copied_to_the_second_storage_verified_and_restorable_fro
     demo::ensure(&ctx, false).await.expect("demo");
     let second_dir = dir.path().join("usb-disk");
     safehold_core::storage::add_local(&ctx, "USB disk", &second_dir, false).await.expect("second storage");
-    let mut config = configurations::list(&ctx).await.expect("configs").remove(0);
-    let mut input = ConfigurationInput {
-        configuration_name: config.configuration_name.clone(),
-        backup_type: config.backup_type,
-        schedule_cron: config.schedule_cron.clone(),
-        retention_days: config.retention_days,
-        compression_enabled: true,
-        encryption_enabled: true,
-        storage_location: config.storage_location.clone(),
-        secondary_storage: Some(config.storage_location.clone()),
-        includes_tenant_data: true,
-        includes_system_data: true,
-        includes_logs: true,
-        is_active: true,
-        connection_id: config.connection_id.take().expect("connection"),
-    };
+    let config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let mut input = ConfigurationInput { encryption_enabled: true, secondary_storage: Some(config.storage_location.clone()), ..config.to_input() };
     let errors = configurations::validate(&ctx, &input, Some(&config.id)).await.expect("validate");
     assert!(errors.iter().any(|e| e.field == "secondary_storage" && e.message.contains("another storage")), "{errors:?}");
     input.secondary_storage = Some("USB disk".into());

@@ -35,22 +35,7 @@ async fn runs_of(ctx: &Ctx, config: &str) -> Vec<(String, String, bool)> {
 }
 
 async fn set_cron(ctx: &Ctx, id: &str, cron: &str, active: bool) {
-    let c = configurations::get(ctx, id).await.expect("config");
-    let input = ConfigurationInput {
-        configuration_name: c.configuration_name,
-        backup_type: c.backup_type,
-        schedule_cron: cron.into(),
-        retention_days: c.retention_days,
-        compression_enabled: c.compression_enabled,
-        encryption_enabled: c.encryption_enabled,
-        storage_location: c.storage_location,
-        secondary_storage: c.secondary_storage,
-        includes_tenant_data: c.includes_tenant_data,
-        includes_system_data: c.includes_system_data,
-        includes_logs: c.includes_logs,
-        is_active: active,
-        connection_id: c.connection_id.expect("connection"),
-    };
+    let input = ConfigurationInput { schedule_cron: cron.into(), is_active: active, ..configurations::get(ctx, id).await.expect("config").to_input() };
     configurations::update(ctx, id, input).await.expect("update");
 }
 
