@@ -371,7 +371,7 @@ fn database_name(target: &SourceSpec) -> String {
 pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &CancelToken) -> Result<RestorePlan> {
     let target = SourceSpec::parse(&req.target)?;
     let (reader, index) = opened.chain.last().ok_or_else(|| Error::validation("nothing to restore"))?;
-    same_kind(&reader, &target)?;
+    same_kind(reader, &target)?;
     let available = table_sections(index);
     let scope = scope_of(req, &available)?;
     let mut plan = RestorePlan {
@@ -586,7 +586,7 @@ pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs:
     let started = std::time::Instant::now();
     let members = check_chain(chain)?;
     let (reader, index) = members.last().cloned().ok_or_else(|| Error::validation("nothing to restore"))?;
-    same_kind(&reader, &target)?;
+    same_kind(&reader, target)?;
     let rows = match target {
         SourceSpec::Sqlite { path } => source::sqlite::restore(&reader, &index, path, cancel, progress).await?,
         SourceSpec::Postgres { url } if created_target && jobs > 1 => source::postgres::restore_parallel(&members, url, jobs, cancel, progress).await?,
