@@ -54,6 +54,9 @@ async fn watch_storage(ctx: Ctx) {
     }
 }
 
+/// The running app, for pushing job events to the window.
+static APP: std::sync::OnceLock<tauri::AppHandle> = std::sync::OnceLock::new();
+
 /// Whether the tray icon exists: only then does closing the window keep the app running.
 static TRAY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -136,7 +139,16 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let ctx = tauri::async_runtime::block_on(start());
+    let ctx = tauri::async_runtime::block_on(start()).map(|mut c| {
+        // Jobs push their progress; the window gets it as "job-event" events.
+        c.events = Some(std::sync::Arc::new(|e| {
+            if let Some(app) = APP.get() {
+                use tauri::Emitter;
+                let _ = app.emit("job-event", e);
+            }
+        }));
+        c
+    });
     if let Err(e) = &ctx {
         tracing::error!("Safehold could not start its engine: {}", e.message);
     }
@@ -158,6 +170,7 @@ fn main() {
         .setup({
             let (ctx, scheduler) = (ctx.as_ref().ok().cloned(), scheduler.clone());
             move |app| {
+                let _ = APP.set(app.handle().clone());
                 setup_tray(app, ctx, scheduler)?;
                 Ok(())
             }

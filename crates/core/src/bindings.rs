@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{backup, configurations, copies, connections, cron, demo, error, history, restore, recovery, restores, retention, source, storage, verify};
+use crate::{backup, configurations, context, copies, connections, cron, demo, error, history, restore, recovery, restores, retention, source, storage, verify};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -33,6 +33,7 @@ pub fn typescript() -> String {
         history::RestoreOperation::decl(&cfg),
         history::MigrationJob::decl(&cfg),
         demo::DemoReport::decl(&cfg),
+        context::JobEvent::decl(&cfg),
         backup::BackupOutcome::decl(&cfg),
         restore::RestoreType::decl(&cfg),
         restore::PlanBackup::decl(&cfg),

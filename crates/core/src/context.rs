@@ -20,6 +20,31 @@ pub struct Ctx {
     pub secrets: Arc<dyn SecretStore>,
     /// The operator on whose behalf calls are made (recorded as `created_by`, `initiated_by`).
     pub operator_id: String,
+    /// Where jobs push their progress as it happens (the app forwards it to the window as events).
+    pub events: Option<Arc<dyn Fn(JobEvent) + Send + Sync>>,
+}
+
+/// A job's progress or end, pushed as it happens.
+#[derive(Debug, Clone, serde::Serialize, ts_rs::TS)]
+pub struct JobEvent {
+    /// "backup" or "restore"
+    pub kind: String,
+    pub id: String,
+    /// Set when the job ended: completed, failed or cancelled.
+    pub status: Option<crate::history::JobStatus>,
+    pub table: Option<String>,
+    pub tables_done: u64,
+    pub tables_total: u64,
+    pub rows: u64,
+}
+
+impl Ctx {
+    /// Pushes a job event to whoever listens.
+    pub fn emit(&self, event: JobEvent) {
+        if let Some(f) = &self.events {
+            f(event);
+        }
+    }
 }
 
 impl std::fmt::Debug for Ctx {
@@ -55,6 +80,7 @@ impl Ctx {
             pool,
             secrets,
             operator_id: catalog::LOCAL_OPERATOR_ID.to_string(),
+            events: None,
         })
     }
 }

@@ -154,6 +154,15 @@ pub async fn start(ctx: &Ctx, form: &RestoreForm) -> Result<(String, RestoreRequ
 }
 
 async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
+    ctx.emit(crate::context::JobEvent {
+        kind: "restore".into(),
+        id: id.to_string(),
+        status: None,
+        table: p.table.clone(),
+        tables_done: p.tables_done,
+        tables_total: p.tables_total,
+        rows: p.rows,
+    });
     let pct = (p.tables_done * 100).checked_div(p.tables_total).unwrap_or(0).min(99);
     let _ = sqlx::query("UPDATE restore_operations SET progress_percentage = ?, current_table = ? WHERE id = ?")
         .bind(i64::try_from(pct).unwrap_or(0))
@@ -263,6 +272,19 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
             audit(&ctx.pool, &ctx.operator_id, "restore.run", &target, "failure", Some(&e.message)).await?;
         }
     }
+    ctx.emit(crate::context::JobEvent {
+        kind: "restore".into(),
+        id: id.to_string(),
+        status: Some(match &result {
+            Ok(_) => crate::history::JobStatus::Completed,
+            Err(e) if e.code == ErrorCode::Cancelled => crate::history::JobStatus::Cancelled,
+            Err(_) => crate::history::JobStatus::Failed,
+        }),
+        table: None,
+        tables_done: 0,
+        tables_total: 0,
+        rows: result.as_ref().map(|o| o.rows).unwrap_or(0),
+    });
     result
 }
 

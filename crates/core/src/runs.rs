@@ -66,6 +66,15 @@ pub async fn source_of(ctx: &Ctx, connection_id: &str) -> Result<(SourceSpec, co
 }
 
 async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
+    ctx.emit(crate::context::JobEvent {
+        kind: "backup".into(),
+        id: id.to_string(),
+        status: None,
+        table: p.table.clone(),
+        tables_done: p.tables_done,
+        tables_total: p.tables_total,
+        rows: p.rows,
+    });
     let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.progress', json(?)) WHERE id = ?")
         .bind(json!({ "table": p.table, "tables_done": p.tables_done, "tables_total": p.tables_total, "rows": p.rows }).to_string())
         .bind(id)
@@ -145,11 +154,21 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
             audit(&ctx.pool, &ctx.operator_id, "backup.run", &name, "failure", Some(&e.message)).await?;
         }
     }
-    crate::history::executions(ctx, 500)
+    let done = crate::history::executions(ctx, 500)
         .await?
         .into_iter()
         .find(|x| x.id == execution_id)
-        .ok_or_else(|| Error::not_found("the backup's record vanished"))
+        .ok_or_else(|| Error::not_found("the backup's record vanished"))?;
+    ctx.emit(crate::context::JobEvent {
+        kind: "backup".into(),
+        id: execution_id.to_string(),
+        status: Some(done.status),
+        table: None,
+        tables_done: u64::try_from(done.table_count.unwrap_or(0)).unwrap_or(0),
+        tables_total: u64::try_from(done.table_count.unwrap_or(0)).unwrap_or(0),
+        rows: u64::try_from(done.record_count.unwrap_or(0)).unwrap_or(0),
+    });
+    Ok(done)
 }
 
 async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &CancelToken) -> Result<backup::BackupOutcome> {

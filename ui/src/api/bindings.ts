@@ -111,6 +111,16 @@ export type DemoReport = {
  */
 created: boolean, database_path: string, tenants: number, rows: number, };
 
+export type JobEvent = { 
+/**
+ * "backup" or "restore"
+ */
+kind: string, id: string, 
+/**
+ * Set when the job ended: completed, failed or cancelled.
+ */
+status: JobStatus | null, table: string | null, tables_done: number, tables_total: number, rows: number, };
+
 export type BackupOutcome = { id: string, archive: string, type: BackupType, parent: string | null, bytes: number, raw_bytes: number, tables: number, rows: number, tenant_count: number, sha256: string, seconds: number, snapshot_time: string, 
 /**
  * Why the backup is not of the type asked for (e.g. the first incremental is a full).

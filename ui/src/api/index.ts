@@ -1,6 +1,7 @@
 // The only module that talks to the Tauri backend. Components call these typed functions;
 // nothing else imports @tauri-apps/*.
 import { invoke } from "@tauri-apps/api/core";
+import { listen } from "@tauri-apps/api/event";
 import { open } from "@tauri-apps/plugin-dialog";
 import type {
   BackupConfiguration,
@@ -15,6 +16,7 @@ import type {
   ErrorCode,
   FieldError,
   HealthCheck,
+  JobEvent,
   MigrationJob,
   RebuildReport,
   RemoteStorageInput,
@@ -91,6 +93,8 @@ export const api = {
   cancelRestore: (restoreId: string) => call<boolean>("cancel_restore", { restoreId }),
   previewRetention: (configurationId: string) => call<RetentionPlan>("preview_retention", { configurationId }),
   applyRetention: (configurationId: string) => call<RetentionPlan>("apply_retention", { configurationId }),
+  /** Jobs' progress and ends as they happen; resolves with a function that stops listening. */
+  onJobEvent: (handler: (e: JobEvent) => void): Promise<() => void> => listen<JobEvent>("job-event", (e) => handler(e.payload)),
   verifyByRestoring: (executionId: string) => call<RestoreTestReport>("verify_by_restoring", { executionId }),
   checkStorage: (id: string) => call<HealthCheck>("check_storage", { id }),
   refreshStorageUsage: (id: string) => call<StorageUsage>("refresh_storage_usage", { id }),

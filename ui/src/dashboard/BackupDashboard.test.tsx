@@ -30,6 +30,7 @@ vi.mock("../api", async () => {
       cancelRestore: vi.fn(),
       verifyByRestoring: vi.fn(),
       previewRetention: vi.fn(),
+      onJobEvent: vi.fn(),
       pickDirectory: vi.fn(),
       checkStorage: vi.fn(),
       addLocalStorage: vi.fn(),
@@ -102,6 +103,7 @@ beforeEach(() => {
   mocked.listStorage.mockResolvedValue(storage);
   mocked.listConnections.mockResolvedValue(connections);
   mocked.storageSamples.mockResolvedValue([]);
+  mocked.onJobEvent.mockResolvedValue(() => {});
   mocked.validateConfiguration.mockResolvedValue([]);
   mocked.cronPreview.mockResolvedValue({ description: "At 02:00, every day", next_runs: [], time_zone: "Europe/Berlin, UTC+01:00" });
 });
@@ -229,6 +231,20 @@ describe("BackupDashboard", () => {
     expect(await screen.findByText(/users · 10 rows/)).toBeInTheDocument();
     await userEvent.click(screen.getByTestId("cancel-backup"));
     await waitFor(() => expect(mocked.cancelBackup).toHaveBeenCalledWith("2"));
+  });
+
+  it("refreshes the backups at once when the engine pushes a job event", async () => {
+    let push: ((e: import("../api").JobEvent) => void) | undefined;
+    mocked.onJobEvent.mockImplementation(async (handler) => {
+      push = handler;
+      return () => {};
+    });
+    renderWithClient(<BackupDashboard />);
+    await screen.findAllByTestId("execution");
+    await waitFor(() => expect(push).toBeDefined());
+    const before = mocked.listExecutions.mock.calls.length;
+    push?.({ kind: "backup", id: "2", status: "completed", table: null, tables_done: 5, tables_total: 5, rows: 10 });
+    await waitFor(() => expect(mocked.listExecutions.mock.calls.length).toBeGreaterThan(before));
   });
 
   it("labels scheduled runs and runs skipped because the previous one was still running", async () => {

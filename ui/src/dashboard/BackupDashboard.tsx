@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import * as Tabs from "@radix-ui/react-tabs";
@@ -29,6 +29,26 @@ export function BackupDashboard() {
   const [newBackup, setNewBackup] = useState(false);
 
   const storage = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
+
+  // Progress pushed by the engine: refresh the job lists at once (at most every 300 ms).
+  useEffect(() => {
+    let last = 0;
+    let stop: (() => void) | undefined;
+    let cancelled = false;
+    api.onJobEvent((e) => {
+      const now = Date.now();
+      if (e.status === null && now - last < 300) return;
+      last = now;
+      void queryClient.invalidateQueries({ queryKey: [e.kind === "restore" ? "restores" : "executions"] });
+    }).then((unlisten) => {
+      if (cancelled) unlisten();
+      else stop = unlisten;
+    }, () => {});
+    return () => {
+      cancelled = true;
+      stop?.();
+    };
+  }, [queryClient]);
   const failing = (storage.data ?? []).filter((s) => s.is_active && s.last_health_ok === false);
 
   if (settings) return <ConnectionsSettings onClose={() => setSettings(false)} />;

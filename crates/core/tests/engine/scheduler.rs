@@ -206,3 +206,22 @@ async fn queued_and_running_jobs_can_be_cancelled() {
     let partials = std::fs::read_dir(ctx.home.join("backups/archives")).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "partial")).count()).unwrap_or(0);
     assert_eq!(partials, 0, "a cancelled backup leaves no partial archive");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_push_their_progress_and_their_end_as_events() {
+    let Some((_dir, mut ctx)) = keychain_home().await else { return };
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let e2 = events.clone();
+    ctx.events = Some(Arc::new(move |e| e2.lock().expect("events").push(e)));
+    demo::ensure(&ctx, false).await.expect("demo");
+    let id = configurations::list(&ctx).await.expect("configs").remove(0).id;
+    let exec = safehold_core::runs::enqueue(&ctx, &id).await.expect("enqueue");
+    safehold_core::runs::run(&ctx, &exec, &safehold_core::source::CancelToken::new()).await.expect("run");
+    let events = events.lock().expect("events").clone();
+    assert!(events.iter().all(|e| e.id == exec && e.kind == "backup"), "{events:?}");
+    let progress: Vec<u64> = events.iter().filter(|e| e.status.is_none()).map(|e| e.tables_done).collect();
+    assert!(progress.len() >= 5 && progress.windows(2).all(|w| w[0] <= w[1]), "progress table by table: {progress:?}");
+    let last = events.last().expect("an end");
+    assert_eq!(last.status, Some(safehold_core::history::JobStatus::Completed));
+    assert!(last.rows > 30_000);
+}
