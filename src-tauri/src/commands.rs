@@ -8,8 +8,7 @@ use safehold_core::storage::{self, BackupStorage};
 use safehold_core::{demo, Error, FieldError};
 use safehold_core::restore::RestorePlan;
 use safehold_core::restores::{self, RestoreForm};
-use safehold_core::source::CancelToken;
-use tauri::{Manager, State};
+use tauri::State;
 
 use crate::AppState;
 
@@ -164,23 +163,17 @@ pub async fn plan_restore(state: State<'_, AppState>, form: RestoreForm) -> Res<
 /// Starts a restore; returns the restore operation's id at once. The Restore tab follows it
 /// through the catalog (progress, current table) and can cancel it.
 #[tauri::command]
-pub async fn start_restore(app: tauri::AppHandle, state: State<'_, AppState>, form: RestoreForm) -> Res<String> {
+pub async fn start_restore(state: State<'_, AppState>, form: RestoreForm) -> Res<String> {
     let ctx = state.ctx()?.clone();
     let (id, req) = restores::start(&ctx, &form).await?;
-    let token = CancelToken::new();
-    if let Ok(mut running) = state.running.lock() {
-        running.insert(id.clone(), token.clone());
+    let keys = safehold_core::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
+    match &state.scheduler {
+        // Through the job runner: it waits for a running backup to finish, and can be cancelled.
+        Some(s) => {
+            s.submit_restore(&id, req, keys);
+        }
+        None => return Err(Error::new(safehold_core::ErrorCode::Internal, "the job runner is not running")),
     }
-    let op_id = id.clone();
-    tauri::async_runtime::spawn(async move {
-        let keys = safehold_core::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
-        if let Err(e) = restores::run(&ctx, &op_id, &req, &keys, None, &token, None).await {
-            tracing::warn!("restore {op_id} ended: {}", e.message);
-        }
-        if let Ok(mut running) = app.state::<AppState>().running.lock() {
-            running.remove(&op_id);
-        }
-    });
     Ok(id)
 }
 

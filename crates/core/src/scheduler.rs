@@ -217,6 +217,38 @@ impl Scheduler {
         Ok(id)
     }
 
+    /// Queues a recorded restore (see `restores::start`) behind the running jobs; it runs when a
+    /// slot is free and can be cancelled while queued or running.
+    pub fn submit_restore(self: &Arc<Self>, restore_id: &str, req: crate::restore::RestoreRequest, keys: crate::unlock::KeySources) -> CancelToken {
+        let token = CancelToken::new();
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(restore_id.to_string(), token.clone());
+        }
+        let me = Arc::clone(self);
+        let (id, t2) = (restore_id.to_string(), token.clone());
+        tokio::spawn(async move {
+            let permit = me.permits.clone().acquire_owned().await;
+            if t2.is_cancelled() {
+                let _ = sqlx::query("UPDATE restore_operations SET status = 'cancelled', completed_at = ?, error_message = 'cancelled while queued; nothing was changed' WHERE id = ? AND status = 'pending'")
+                    .bind(now())
+                    .bind(&id)
+                    .execute(&me.ctx.pool)
+                    .await;
+                (me.log)(format!("restore {id}: cancelled while queued"));
+            } else {
+                match crate::restores::run(&me.ctx, &id, &req, &keys, None, &t2, None).await {
+                    Ok(out) => (me.log)(format!("restore {id}: completed, {} rows into {}", out.rows, out.target)),
+                    Err(e) => (me.log)(format!("restore {id}: {}", e.message)),
+                }
+            }
+            drop(permit);
+            if let Ok(mut t) = me.tokens.lock() {
+                t.remove(&id);
+            }
+        });
+        token
+    }
+
     /// Runs missed while nothing was running: one catch-up run per configuration whose schedule
     /// had a slot between its last run (or its creation) and now, unless its policy is `skip`.
     pub async fn catch_up(self: &Arc<Self>) -> Result<Vec<String>> {

@@ -225,3 +225,34 @@ async fn jobs_push_their_progress_and_their_end_as_events() {
     assert_eq!(last.status, Some(safehold_core::history::JobStatus::Completed));
     assert!(last.rows > 30_000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_waits_in_the_same_queue_as_the_backups() {
+    let Some((dir, ctx)) = keychain_home().await else { return };
+    let (db, slow) = slow_source(&ctx, "0 0 1 1 *").await;
+    let demo_id = configurations::list(&ctx).await.expect("configs").into_iter().find(|c| c.configuration_name == demo::DEMO_CONFIGURATION).expect("demo").id;
+    let exec = safehold_core::runs::enqueue(&ctx, &demo_id).await.expect("enqueue");
+    let backup = safehold_core::runs::run(&ctx, &exec, &safehold_core::source::CancelToken::new()).await.expect("a backup to restore");
+    let mut held = lock(&db).await;
+    let (sink, _lines) = log();
+    let s = Scheduler::new(ctx.clone(), 1, sink);
+    s.submit(&slow, "manual").await.expect("a slow backup takes the one slot");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let target = dir.path().join("restored.db");
+    let req = safehold_core::restore::RestoreRequest::new(backup.file_path.clone().expect("archive"), format!("sqlite://{}", target.display()));
+    let rid = safehold_core::restores::insert(&ctx, &req, Some(&exec)).await.expect("record");
+    let keys = safehold_core::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
+    s.submit_restore(&rid, req, keys);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let status = || async { safehold_core::restores::get(&ctx, &rid).await.expect("restore").status };
+    assert_eq!(status().await, safehold_core::history::JobStatus::Pending, "queued behind the running backup");
+    sqlx::raw_sql("COMMIT").execute(&mut held).await.expect("unlock");
+    for _ in 0..100 {
+        if status().await == safehold_core::history::JobStatus::Completed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status().await, safehold_core::history::JobStatus::Completed);
+    assert!(target.exists());
+}
