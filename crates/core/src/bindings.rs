@@ -17,6 +17,7 @@ pub fn typescript() -> String {
         error::Error::decl(&cfg),
         error::FieldError::decl(&cfg),
         configurations::BackupType::decl(&cfg),
+        configurations::MissedRuns::decl(&cfg),
         configurations::BackupConfiguration::decl(&cfg),
         configurations::ConfigurationInput::decl(&cfg),
         cron::CronPreview::decl(&cfg),

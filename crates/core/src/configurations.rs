@@ -21,6 +21,18 @@ pub enum BackupType {
     Differential,
 }
 
+/// What the scheduler does at start-up about runs missed while Safehold was not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, TS, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
+pub enum MissedRuns {
+    /// One catch-up run, however many slots were missed.
+    #[default]
+    RunOnce,
+    /// Wait for the next slot.
+    Skip,
+}
+
 /// A configuration as stored, plus the schedule's description for display.
 #[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
 pub struct BackupConfiguration {
@@ -36,6 +48,7 @@ pub struct BackupConfiguration {
     pub storage_location: String,
     /// A second storage every completed backup is copied to (3-2-1).
     pub secondary_storage: Option<String>,
+    pub missed_runs: MissedRuns,
     pub includes_tenant_data: bool,
     pub includes_system_data: bool,
     pub includes_logs: bool,
@@ -58,6 +71,7 @@ impl BackupConfiguration {
             encryption_enabled: self.encryption_enabled,
             storage_location: self.storage_location.clone(),
             secondary_storage: self.secondary_storage.clone(),
+            missed_runs: self.missed_runs,
             includes_tenant_data: self.includes_tenant_data,
             includes_system_data: self.includes_system_data,
             includes_logs: self.includes_logs,
@@ -81,6 +95,9 @@ pub struct ConfigurationInput {
     /// A second storage every completed backup is copied to and verified on (optional).
     #[serde(default)]
     pub secondary_storage: Option<String>,
+    /// Runs missed while Safehold was not running: one catch-up run, or none.
+    #[serde(default)]
+    pub missed_runs: MissedRuns,
     pub includes_tenant_data: bool,
     pub includes_system_data: bool,
     pub includes_logs: bool,
@@ -96,7 +113,7 @@ fn secondary(input: &ConfigurationInput) -> Option<String> {
 
 const SELECT: &str = "SELECT id, configuration_name, backup_type, schedule_cron, retention_days, \
     coalesce(compression_enabled, 1) AS compression_enabled, coalesce(encryption_enabled, 1) AS encryption_enabled, \
-    storage_location, secondary_storage, coalesce(includes_tenant_data, 1) AS includes_tenant_data, \
+    storage_location, secondary_storage, missed_runs, coalesce(includes_tenant_data, 1) AS includes_tenant_data, \
     coalesce(includes_system_data, 1) AS includes_system_data, coalesce(includes_logs, 0) AS includes_logs, \
     coalesce(is_active, 1) AS is_active, connection_id, created_by, coalesce(created_at, '') AS created_at, \
     coalesce(updated_at, '') AS updated_at FROM backup_configurations";
@@ -223,8 +240,8 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     sqlx::query(
         "INSERT INTO backup_configurations (id, configuration_name, backup_type, schedule_cron, retention_days, \
          compression_enabled, encryption_enabled, storage_location, includes_tenant_data, includes_system_data, \
-         includes_logs, is_active, created_by, created_at, updated_at, connection_id, secondary_storage) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         includes_logs, is_active, created_by, created_at, updated_at, connection_id, secondary_storage, missed_runs) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(&name)
@@ -243,6 +260,7 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     .bind(&ts)
     .bind(&input.connection_id)
     .bind(secondary(&input))
+    .bind(input.missed_runs)
     .execute(&mut *tx)
     .await
     .map_err(|e| name_conflict(&e, &name, "save the configuration"))?;
@@ -260,7 +278,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
         "UPDATE backup_configurations SET configuration_name = ?, backup_type = ?, schedule_cron = ?, \
          retention_days = ?, compression_enabled = ?, encryption_enabled = ?, storage_location = ?, \
          includes_tenant_data = ?, includes_system_data = ?, includes_logs = ?, is_active = ?, \
-         connection_id = ?, secondary_storage = ?, updated_at = ? WHERE id = ?",
+         connection_id = ?, secondary_storage = ?, missed_runs = ?, updated_at = ? WHERE id = ?",
     )
     .bind(&name)
     .bind(input.backup_type)
@@ -275,6 +293,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
     .bind(input.is_active)
     .bind(&input.connection_id)
     .bind(secondary(&input))
+    .bind(input.missed_runs)
     .bind(now())
     .bind(id)
     .execute(&mut *tx)

@@ -15,11 +15,13 @@ export type FieldError = { field: string, message: string, };
 
 export type BackupType = "full" | "incremental" | "differential";
 
+export type MissedRuns = "run_once" | "skip";
+
 export type BackupConfiguration = { id: string, configuration_name: string, backup_type: BackupType, schedule_cron: string, schedule_description: string, retention_days: number, compression_enabled: boolean, encryption_enabled: boolean, storage_location: string, 
 /**
  * A second storage every completed backup is copied to (3-2-1).
  */
-secondary_storage: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
+secondary_storage: string | null, missed_runs: MissedRuns, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
 
 export type ConfigurationInput = { configuration_name: string, backup_type: BackupType, schedule_cron: string, retention_days: number, compression_enabled: boolean, encryption_enabled: boolean, 
 /**
@@ -29,7 +31,11 @@ storage_location: string,
 /**
  * A second storage every completed backup is copied to and verified on (optional).
  */
-secondary_storage: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, 
+secondary_storage: string | null, 
+/**
+ * Runs missed while Safehold was not running: one catch-up run, or none.
+ */
+missed_runs: MissedRuns, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, 
 /**
  * The connection (platform database) to back up.
  */

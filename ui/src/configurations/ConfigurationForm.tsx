@@ -16,6 +16,7 @@ export function defaultInput(storage: string, connectionId: string): Configurati
     encryption_enabled: true,
     storage_location: storage,
     secondary_storage: null,
+    missed_runs: "run_once",
     includes_tenant_data: true,
     includes_system_data: true,
     includes_logs: false,
@@ -34,6 +35,7 @@ export function toInput(c: BackupConfiguration): ConfigurationInput {
     encryption_enabled: c.encryption_enabled,
     storage_location: c.storage_location,
     secondary_storage: c.secondary_storage,
+    missed_runs: c.missed_runs,
     includes_tenant_data: c.includes_tenant_data,
     includes_system_data: c.includes_system_data,
     includes_logs: c.includes_logs,
@@ -191,6 +193,14 @@ export function ConfigurationForm({
               ))}
             </select>
             <FieldMessage errors={shown} field="secondary_storage" />
+          </div>
+          <div>
+            <label className="text-sm font-medium" htmlFor="cfg-missed">Runs missed while Safehold was closed</label>
+            <select id="cfg-missed" name="missed_runs" className={input} value={value.missed_runs}
+              onChange={(e) => set("missed_runs", e.target.value as ConfigurationInput["missed_runs"])}>
+              <option value="run_once">Run once when Safehold starts</option>
+              <option value="skip">Skip; wait for the next run</option>
+            </select>
           </div>
         </div>
         <div className="grid grid-cols-3 gap-2">

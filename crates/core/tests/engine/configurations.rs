@@ -20,6 +20,7 @@ fn input(name: &str, connection_id: &str) -> ConfigurationInput {
         encryption_enabled: true,
         storage_location: demo::DEMO_STORAGE.into(),
         secondary_storage: None,
+        missed_runs: Default::default(),
         includes_tenant_data: true,
         includes_system_data: false,
         includes_logs: false,

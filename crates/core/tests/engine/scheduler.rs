@@ -105,6 +105,7 @@ async fn slow_source(ctx: &Ctx, cron: &str) -> (ScratchDb, String) {
             encryption_enabled: true,
             storage_location: demo::DEMO_STORAGE.into(),
             secondary_storage: None,
+            missed_runs: Default::default(),
             includes_tenant_data: true,
             includes_system_data: true,
             includes_logs: true,
@@ -170,7 +171,8 @@ async fn runs_missed_while_closed_are_caught_up_once_unless_the_policy_is_skip()
     sqlx::query("UPDATE backup_executions SET status = 'completed' WHERE configuration_id = ?").bind(&id).execute(&ctx.pool).await.expect("restore it");
 
     // With the skip policy, nothing runs.
-    sqlx::query("UPDATE backup_configurations SET missed_runs = 'skip' WHERE id = ?").bind(&id).execute(&ctx.pool).await.expect("policy");
+    let skip = ConfigurationInput { missed_runs: configurations::MissedRuns::Skip, ..configurations::get(&ctx, &id).await.expect("config").to_input() };
+    configurations::update(&ctx, &id, skip).await.expect("policy: skip");
     sqlx::query("UPDATE backup_executions SET started_at = ? WHERE configuration_id = ?").bind(&three_days_ago).bind(&id).execute(&ctx.pool).await.expect("backdate the run");
     assert!(s.catch_up().await.expect("skip").is_empty());
     assert_eq!(runs_of(&ctx, &id).await.len(), 1);
