@@ -87,8 +87,8 @@ pub async fn validate_configuration(
 }
 
 #[tauri::command]
-pub fn cron_preview(line: String) -> Res<CronPreview> {
-    cron::preview(&line, 3)
+pub fn cron_preview(line: String, time_zone: Option<String>) -> Res<CronPreview> {
+    cron::preview_in(&line, time_zone.as_deref(), 3)
 }
 
 #[tauri::command]

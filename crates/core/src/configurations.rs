@@ -49,6 +49,8 @@ pub struct BackupConfiguration {
     /// A second storage every completed backup is copied to (3-2-1).
     pub secondary_storage: Option<String>,
     pub missed_runs: MissedRuns,
+    /// The time zone the schedule runs in (IANA name); `None`: the workstation's.
+    pub time_zone: Option<String>,
     pub includes_tenant_data: bool,
     pub includes_system_data: bool,
     pub includes_logs: bool,
@@ -72,6 +74,7 @@ impl BackupConfiguration {
             storage_location: self.storage_location.clone(),
             secondary_storage: self.secondary_storage.clone(),
             missed_runs: self.missed_runs,
+            time_zone: self.time_zone.clone(),
             includes_tenant_data: self.includes_tenant_data,
             includes_system_data: self.includes_system_data,
             includes_logs: self.includes_logs,
@@ -98,12 +101,20 @@ pub struct ConfigurationInput {
     /// Runs missed while Safehold was not running: one catch-up run, or none.
     #[serde(default)]
     pub missed_runs: MissedRuns,
+    /// The time zone the schedule runs in (IANA name, e.g. Europe/Berlin); empty: the workstation's.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     pub includes_tenant_data: bool,
     pub includes_system_data: bool,
     pub includes_logs: bool,
     pub is_active: bool,
     /// The connection (platform database) to back up.
     pub connection_id: String,
+}
+
+/// The time zone's name, `None` when empty.
+fn zone(input: &ConfigurationInput) -> Option<String> {
+    input.time_zone.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
 /// The second storage's name, `None` when empty.
@@ -113,7 +124,7 @@ fn secondary(input: &ConfigurationInput) -> Option<String> {
 
 const SELECT: &str = "SELECT id, configuration_name, backup_type, schedule_cron, retention_days, \
     coalesce(compression_enabled, 1) AS compression_enabled, coalesce(encryption_enabled, 1) AS encryption_enabled, \
-    storage_location, secondary_storage, missed_runs, coalesce(includes_tenant_data, 1) AS includes_tenant_data, \
+    storage_location, secondary_storage, missed_runs, time_zone, coalesce(includes_tenant_data, 1) AS includes_tenant_data, \
     coalesce(includes_system_data, 1) AS includes_system_data, coalesce(includes_logs, 0) AS includes_logs, \
     coalesce(is_active, 1) AS is_active, connection_id, created_by, coalesce(created_at, '') AS created_at, \
     coalesce(updated_at, '') AS updated_at FROM backup_configurations";
@@ -165,6 +176,9 @@ pub async fn validate(ctx: &Ctx, input: &ConfigurationInput, editing: Option<&st
     }
     if let Err(e) = cron::parse(&input.schedule_cron) {
         bad("schedule_cron", e.message);
+    }
+    if let Err(e) = cron::parse_time_zone(input.time_zone.as_deref()) {
+        bad("time_zone", e.message);
     }
     if input.retention_days < 1 {
         bad("retention_days", format!("retention must be at least 1 day (got {})", input.retention_days));
@@ -240,8 +254,8 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     sqlx::query(
         "INSERT INTO backup_configurations (id, configuration_name, backup_type, schedule_cron, retention_days, \
          compression_enabled, encryption_enabled, storage_location, includes_tenant_data, includes_system_data, \
-         includes_logs, is_active, created_by, created_at, updated_at, connection_id, secondary_storage, missed_runs) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         includes_logs, is_active, created_by, created_at, updated_at, connection_id, secondary_storage, missed_runs, time_zone) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(&name)
@@ -261,6 +275,7 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     .bind(&input.connection_id)
     .bind(secondary(&input))
     .bind(input.missed_runs)
+    .bind(zone(&input))
     .execute(&mut *tx)
     .await
     .map_err(|e| name_conflict(&e, &name, "save the configuration"))?;
@@ -278,7 +293,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
         "UPDATE backup_configurations SET configuration_name = ?, backup_type = ?, schedule_cron = ?, \
          retention_days = ?, compression_enabled = ?, encryption_enabled = ?, storage_location = ?, \
          includes_tenant_data = ?, includes_system_data = ?, includes_logs = ?, is_active = ?, \
-         connection_id = ?, secondary_storage = ?, missed_runs = ?, updated_at = ? WHERE id = ?",
+         connection_id = ?, secondary_storage = ?, missed_runs = ?, time_zone = ?, updated_at = ? WHERE id = ?",
     )
     .bind(&name)
     .bind(input.backup_type)
@@ -294,6 +309,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
     .bind(&input.connection_id)
     .bind(secondary(&input))
     .bind(input.missed_runs)
+    .bind(zone(&input))
     .bind(now())
     .bind(id)
     .execute(&mut *tx)

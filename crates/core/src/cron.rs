@@ -19,6 +19,37 @@ pub struct CronPreview {
     pub time_zone: String,
 }
 
+/// A configuration's time zone: an IANA name (e.g. "Europe/Berlin"), or the workstation's when
+/// `None` or empty.
+pub fn parse_time_zone(name: Option<&str>) -> Result<Option<chrono_tz::Tz>> {
+    match name.map(str::trim).filter(|n| !n.is_empty()) {
+        None => Ok(None),
+        Some(n) => n.parse::<chrono_tz::Tz>().map(Some).map_err(|_| {
+            Error::validation(format!("\"{n}\" is not a time zone; use an IANA name such as Europe/Berlin or America/New_York, or leave it empty for the workstation's"))
+        }),
+    }
+}
+
+/// The next run strictly after `after`, in the configuration's time zone (or the workstation's).
+pub fn next_after(cron: &Cron, tz: Option<chrono_tz::Tz>, after: DateTime<Local>) -> Option<DateTime<Local>> {
+    match tz {
+        Some(tz) => cron.find_next_occurrence(&after.with_timezone(&tz), false).ok().map(|t| t.with_timezone(&Local)),
+        None => cron.find_next_occurrence(&after, false).ok(),
+    }
+}
+
+/// A preview in a configuration's time zone (or the workstation's).
+pub fn preview_in(line: &str, time_zone: Option<&str>, count: usize) -> Result<CronPreview> {
+    let cron = parse(line)?;
+    match parse_time_zone(time_zone)? {
+        None => preview(line, count),
+        Some(tz) => {
+            let now = chrono::Utc::now().with_timezone(&tz);
+            Ok(CronPreview { description: describe(line), next_runs: next_runs(&cron, now, count), time_zone: format!("{tz}, UTC{}", now.format("%:z")) })
+        }
+    }
+}
+
 /// The workstation's time zone, by name when the system says it, with its current offset.
 pub fn time_zone() -> String {
     let offset = Local::now().format("UTC%:z").to_string();

@@ -269,7 +269,8 @@ impl Scheduler {
                 .await
                 .map_err(|e| Error::catalog("read the last run", &e))?;
             let Some(since) = last.as_deref().and_then(parse_time).or_else(|| parse_time(&c.created_at)) else { continue };
-            let missed = cron.find_next_occurrence(&since, false).is_ok_and(|t| t <= now);
+            let tz = cron::parse_time_zone(c.time_zone.as_deref()).ok().flatten();
+            let missed = cron::next_after(&cron, tz, since).is_some_and(|t| t <= now);
             if !missed {
                 continue;
             }
@@ -294,7 +295,10 @@ impl Scheduler {
                 Ok(list) => list
                     .into_iter()
                     .filter(|c| c.is_active)
-                    .filter_map(|c| Some((cron::parse(&c.schedule_cron).ok()?.find_next_occurrence(&since, false).ok()?, c.id)))
+                    .filter_map(|c| {
+                        let tz = cron::parse_time_zone(c.time_zone.as_deref()).ok()?;
+                        Some((cron::next_after(&cron::parse(&c.schedule_cron).ok()?, tz, since)?, c.id))
+                    })
                     .collect(),
                 Err(e) => {
                     (self.log)(format!("cannot read the configurations: {}", e.message));
@@ -357,12 +361,22 @@ pub async fn list(ctx: &Ctx) -> Result<Vec<Scheduled>> {
         .await?
         .into_iter()
         .map(|c| Scheduled {
-            next_run: c.is_active.then(|| cron::parse(&c.schedule_cron).ok()?.find_next_occurrence(&Local::now(), false).ok().map(|t| t.to_rfc3339())).flatten(),
+            next_run: c
+                .is_active
+                .then(|| {
+                    let tz = cron::parse_time_zone(c.time_zone.as_deref()).ok()?;
+                    let next = cron::next_after(&cron::parse(&c.schedule_cron).ok()?, tz, Local::now())?;
+                    Some(match tz {
+                        Some(tz) => next.with_timezone(&tz).to_rfc3339(),
+                        None => next.to_rfc3339(),
+                    })
+                })
+                .flatten(),
+            time_zone: c.time_zone.clone().unwrap_or_else(|| tz.clone()),
             configuration_name: c.configuration_name,
             description: c.schedule_description,
             schedule_cron: c.schedule_cron,
             is_active: c.is_active,
-            time_zone: tz.clone(),
         })
         .collect())
 }

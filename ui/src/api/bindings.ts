@@ -21,7 +21,11 @@ export type BackupConfiguration = { id: string, configuration_name: string, back
 /**
  * A second storage every completed backup is copied to (3-2-1).
  */
-secondary_storage: string | null, missed_runs: MissedRuns, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
+secondary_storage: string | null, missed_runs: MissedRuns, 
+/**
+ * The time zone the schedule runs in (IANA name); `None`: the workstation's.
+ */
+time_zone: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
 
 export type ConfigurationInput = { configuration_name: string, backup_type: BackupType, schedule_cron: string, retention_days: number, compression_enabled: boolean, encryption_enabled: boolean, 
 /**
@@ -35,7 +39,11 @@ secondary_storage: string | null,
 /**
  * Runs missed while Safehold was not running: one catch-up run, or none.
  */
-missed_runs: MissedRuns, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, 
+missed_runs: MissedRuns, 
+/**
+ * The time zone the schedule runs in (IANA name, e.g. Europe/Berlin); empty: the workstation's.
+ */
+time_zone: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, 
 /**
  * The connection (platform database) to back up.
  */

@@ -75,7 +75,7 @@ export const api = {
   deleteConfiguration: (id: string) => call<null>("delete_configuration", { id }),
   validateConfiguration: (input: ConfigurationInput, editing: string | null) =>
     call<FieldError[]>("validate_configuration", { input, editing }),
-  cronPreview: (line: string) => call<CronPreview>("cron_preview", { line }),
+  cronPreview: (line: string, timeZone: string | null = null) => call<CronPreview>("cron_preview", { line, timeZone }),
   listConnections: () => call<Connection[]>("list_connections"),
   addConnection: (input: ConnectionInput) => call<Connection>("add_connection", { input }),
   updateConnection: (id: string, input: ConnectionInput) => call<Connection>("update_connection", { id, input }),

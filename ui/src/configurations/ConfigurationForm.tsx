@@ -17,6 +17,7 @@ export function defaultInput(storage: string, connectionId: string): Configurati
     storage_location: storage,
     secondary_storage: null,
     missed_runs: "run_once",
+    time_zone: null,
     includes_tenant_data: true,
     includes_system_data: true,
     includes_logs: false,
@@ -36,6 +37,7 @@ export function toInput(c: BackupConfiguration): ConfigurationInput {
     storage_location: c.storage_location,
     secondary_storage: c.secondary_storage,
     missed_runs: c.missed_runs,
+    time_zone: c.time_zone,
     includes_tenant_data: c.includes_tenant_data,
     includes_system_data: c.includes_system_data,
     includes_logs: c.includes_logs,
@@ -85,7 +87,7 @@ export function ConfigurationForm({
   useEffect(() => {
     const t = setTimeout(() => {
       api.validateConfiguration(value, editing?.id ?? null).then(setErrors, (e) => setSaveError(e));
-      api.cronPreview(value.schedule_cron).then(setPreview, () => setPreview(null));
+      api.cronPreview(value.schedule_cron, value.time_zone).then(setPreview, () => setPreview(null));
     }, 200);
     return () => clearTimeout(t);
   }, [value, editing]);
@@ -193,6 +195,12 @@ export function ConfigurationForm({
               ))}
             </select>
             <FieldMessage errors={shown} field="secondary_storage" />
+          </div>
+          <div>
+            <label className="text-sm font-medium" htmlFor="cfg-tz">Time zone</label>
+            <input id="cfg-tz" name="time_zone" className={input} value={value.time_zone ?? ""} placeholder="the workstation's (e.g. Europe/Berlin)"
+              onChange={(e) => set("time_zone", e.target.value || null)} />
+            <FieldMessage errors={errors} field="time_zone" />
           </div>
           <div>
             <label className="text-sm font-medium" htmlFor="cfg-missed">Runs missed while Safehold was closed</label>

@@ -67,7 +67,7 @@ const configurations: BackupConfiguration[] = [
   {
     id: "c1", configuration_name: "Daily Full Backup", backup_type: "full", schedule_cron: "0 2 * * *",
     schedule_description: "At 02:00, every day", retention_days: 30, compression_enabled: true, encryption_enabled: true,
-    storage_location: "Local backups", secondary_storage: null, missed_runs: "run_once", includes_tenant_data: true, includes_system_data: true, includes_logs: false,
+    storage_location: "Local backups", secondary_storage: null, missed_runs: "run_once", time_zone: null, includes_tenant_data: true, includes_system_data: true, includes_logs: false,
     is_active: true, connection_id: "k1", created_by: "op", created_at: "2025-01-01T00:00:00Z", updated_at: "2025-01-01T00:00:00Z",
   },
 ];
@@ -169,6 +169,8 @@ describe("BackupDashboard", () => {
     await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
     await userEvent.click(await screen.findByTestId("new-configuration"));
     expect(await screen.findByTestId("cron-time-zone")).toHaveTextContent("Time zone: Europe/Berlin, UTC+01:00");
+    await userEvent.type(screen.getByLabelText("Time zone"), "America/New_York");
+    await waitFor(() => expect(mocked.cronPreview).toHaveBeenLastCalledWith("0 2 * * *", "America/New_York"));
   });
 
   it("creates a configuration from the form with the default storage and connection", async () => {

@@ -21,6 +21,7 @@ fn input(name: &str, connection_id: &str) -> ConfigurationInput {
         storage_location: demo::DEMO_STORAGE.into(),
         secondary_storage: None,
         missed_runs: Default::default(),
+        time_zone: None,
         includes_tenant_data: true,
         includes_system_data: false,
         includes_logs: false,
@@ -101,4 +102,21 @@ async fn a_configuration_is_edited_deactivated_and_deleted_keeping_its_history()
         1,
         "the execution history stays after its configuration is deleted"
     );
+}
+
+#[tokio::test]
+async fn a_configuration_runs_in_its_own_time_zone() {
+    let (h, conn) = with_demo().await;
+    let bad = ConfigurationInput { time_zone: Some("Mars/Olympus_Mons".into()), ..input("Mars", &conn) };
+    let errors = configurations::validate(&h.ctx, &bad, None).await.expect("validate");
+    assert!(errors.iter().any(|e| e.field == "time_zone" && e.message.contains("IANA")), "{errors:?}");
+    let kiritimati = ConfigurationInput { schedule_cron: "0 12 * * *".into(), time_zone: Some("Pacific/Kiritimati".into()), ..input("Noon at UTC+14", &conn) };
+    configurations::create(&h.ctx, kiritimati).await.expect("create");
+    let listed = safehold_core::scheduler::list(&h.ctx).await.expect("list");
+    let noon = listed.iter().find(|s| s.configuration_name == "Noon at UTC+14").expect("listed");
+    let next = noon.next_run.clone().expect("active");
+    assert!(next.ends_with("T12:00:00+14:00"), "noon in Kiritimati: {next}");
+    assert_eq!(noon.time_zone, "Pacific/Kiritimati");
+    let preview = safehold_core::cron::preview_in("0 12 * * *", Some("Pacific/Kiritimati"), 2).expect("preview");
+    assert!(preview.next_runs.iter().all(|r| r.ends_with("T12:00:00+14:00")) && preview.time_zone.starts_with("Pacific/Kiritimati, UTC+14:00"), "{preview:?}");
 }

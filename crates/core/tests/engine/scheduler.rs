@@ -106,6 +106,7 @@ async fn slow_source(ctx: &Ctx, cron: &str) -> (ScratchDb, String) {
             storage_location: demo::DEMO_STORAGE.into(),
             secondary_storage: None,
             missed_runs: Default::default(),
+            time_zone: None,
             includes_tenant_data: true,
             includes_system_data: true,
             includes_logs: true,
