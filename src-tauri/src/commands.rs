@@ -186,6 +186,11 @@ pub fn cancel_restore(state: State<'_, AppState>, restore_id: String) -> Res<boo
 /// Verifies a backup by restoring it into a scratch database on its source's server.
 #[tauri::command]
 pub async fn verify_by_restoring(state: State<'_, AppState>, execution_id: String) -> Res<safehold_core::verify::RestoreTestReport> {
+    // A heavy job: it waits for a slot of the job runner.
+    let _slot = match &state.scheduler {
+        Some(s) => s.slot().await,
+        None => None,
+    };
     restores::verify_by_restoring(state.ctx()?, &execution_id).await
 }
 
@@ -198,6 +203,10 @@ pub async fn preview_retention(state: State<'_, AppState>, configuration_id: Str
 /// Applies retention now for a configuration.
 #[tauri::command]
 pub async fn apply_retention(state: State<'_, AppState>, configuration_id: String) -> Res<safehold_core::retention::RetentionPlan> {
+    let _slot = match &state.scheduler {
+        Some(s) => s.slot().await,
+        None => None,
+    };
     safehold_core::retention::apply(state.ctx()?, &configuration_id).await
 }
 

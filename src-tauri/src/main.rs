@@ -71,7 +71,7 @@ async fn tray_status(ctx: &Ctx) -> String {
 }
 
 /// The tray icon: the status line, "Back up now" (every active configuration), "Open", "Quit".
-fn setup_tray(app: &tauri::App, ctx: Option<Ctx>, scheduler: Option<std::sync::Arc<safehold_core::scheduler::Scheduler>>) -> tauri::Result<()> {
+fn setup_tray(app: &tauri::App, ctx: Option<Ctx>, scheduler: Option<std::sync::Arc<safehold_core::scheduler::Scheduler>>, notify_on_success: bool) -> tauri::Result<()> {
     use tauri::menu::{Menu, MenuItem};
     use tauri::tray::TrayIconBuilder;
     use tauri::Manager;
@@ -80,7 +80,8 @@ fn setup_tray(app: &tauri::App, ctx: Option<Ctx>, scheduler: Option<std::sync::A
     let now = MenuItem::with_id(app, "backup_now", "Back up now", true, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Open", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit Safehold", true, None::<&str>)?;
-    let menu = Menu::with_items(app, &[&status, &now, &open, &quit])?;
+    let notify = tauri::menu::CheckMenuItem::with_id(app, "notify_success", "Notify when backups succeed", true, notify_on_success, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&status, &now, &notify, &open, &quit])?;
     let (ctx2, sched2) = (ctx.clone(), scheduler.clone());
     let mut builder = TrayIconBuilder::with_id("safehold").menu(&menu).on_menu_event(move |app, event| match event.id().as_ref() {
         "open" => {
@@ -99,6 +100,14 @@ fn setup_tray(app: &tauri::App, ctx: Option<Ctx>, scheduler: Option<std::sync::A
             }
         }
         "quit" => app.exit(0),
+        "notify_success" => {
+            if let Some(ctx) = ctx2.clone() {
+                tauri::async_runtime::spawn(async move {
+                    let on = safehold_core::scheduler::notify_on_success(&ctx).await.unwrap_or(false);
+                    let _ = safehold_core::scheduler::set_notify_on_success(&ctx, !on).await;
+                });
+            }
+        }
         _ => {}
     });
     if let Some(icon) = app.default_window_icon() {
@@ -123,6 +132,13 @@ fn setup_tray(app: &tauri::App, ctx: Option<Ctx>, scheduler: Option<std::sync::A
                 if let Err(e) = handle.notification().builder().title("Safehold: a backup failed").body(body).show() {
                     tracing::warn!("cannot show a notification: {e}");
                 }
+            } else if done.status == safehold_core::history::JobStatus::Completed {
+                let (ctx, handle, name) = (ctx.clone(), handle.clone(), name.clone());
+                tauri::async_runtime::spawn(async move {
+                    if safehold_core::scheduler::notify_on_success(&ctx).await.unwrap_or(false) {
+                        let _ = handle.notification().builder().title("Safehold: backup completed").body(name).show();
+                    }
+                });
             }
             if trigger != "manual" {
                 let (ctx, item) = (ctx.clone(), status_item.clone());
@@ -153,12 +169,14 @@ fn main() {
         tracing::error!("Safehold could not start its engine: {}", e.message);
     }
     let mut scheduler = None;
+    let mut notify_initial = false;
     if let Ok(c) = &ctx {
         match tauri::async_runtime::block_on(safehold_core::scheduler::recover_interrupted(c)) {
             Ok(r) if r.backups + r.restores > 0 => tracing::warn!("{} backups and {} restores were interrupted when Safehold last stopped", r.backups, r.restores),
             Ok(_) => {}
             Err(e) => tracing::error!("cannot check for interrupted jobs: {}", e.message),
         }
+        notify_initial = tauri::async_runtime::block_on(safehold_core::scheduler::notify_on_success(c)).unwrap_or(false);
         let s = safehold_core::scheduler::Scheduler::new(c.clone(), 1, std::sync::Arc::new(|line| tracing::info!("{line}")));
         tauri::async_runtime::spawn(s.clone().run());
         scheduler = Some(s);
@@ -171,7 +189,7 @@ fn main() {
             let (ctx, scheduler) = (ctx.as_ref().ok().cloned(), scheduler.clone());
             move |app| {
                 let _ = APP.set(app.handle().clone());
-                setup_tray(app, ctx, scheduler)?;
+                setup_tray(app, ctx, scheduler, notify_initial)?;
                 Ok(())
             }
         })

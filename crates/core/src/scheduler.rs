@@ -217,6 +217,12 @@ impl Scheduler {
         Ok(id)
     }
 
+    /// Waits for a free slot of the job runner (for other heavy work: a test restore, retention
+    /// on demand); the slot is held until the returned permit is dropped.
+    pub async fn slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().acquire_owned().await.ok()
+    }
+
     /// Queues a recorded restore (see `restores::start`) behind the running jobs; it runs when a
     /// slot is free and can be cancelled while queued or running.
     pub fn submit_restore(self: &Arc<Self>, restore_id: &str, req: crate::restore::RestoreRequest, keys: crate::unlock::KeySources) -> CancelToken {
@@ -326,6 +332,24 @@ impl Scheduler {
             since = now;
         }
     }
+}
+
+/// The app's "notify when a backup succeeds" setting (off by default; failures always notify).
+pub async fn notify_on_success(ctx: &Ctx) -> Result<bool> {
+    let v: Option<String> = sqlx::query_scalar("SELECT value FROM app_settings WHERE key = 'notify_on_success'")
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read the notification setting", &e))?;
+    Ok(v.as_deref() == Some("1"))
+}
+
+pub async fn set_notify_on_success(ctx: &Ctx, on: bool) -> Result<()> {
+    sqlx::query("INSERT INTO app_settings (key, value) VALUES ('notify_on_success', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .bind(if on { "1" } else { "0" })
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("save the notification setting", &e))?;
+    Ok(())
 }
 
 /// Whether the last scheduled backup of every active configuration succeeded: the names of those

@@ -259,3 +259,22 @@ async fn a_restore_waits_in_the_same_queue_as_the_backups() {
     assert_eq!(status().await, safehold_core::history::JobStatus::Completed);
     assert!(target.exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_heavy_work_waits_for_a_slot_and_the_success_notification_is_a_setting() {
+    let Some((_dir, ctx)) = keychain_home().await else { return };
+    let (db, slow) = slow_source(&ctx, "0 0 1 1 *").await;
+    let mut held = lock(&db).await;
+    let (sink, _lines) = log();
+    let s = Scheduler::new(ctx.clone(), 1, sink);
+    s.submit(&slow, "manual").await.expect("a slow backup takes the one slot");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(tokio::time::timeout(Duration::from_millis(700), s.slot()).await.is_err(), "a test restore or retention waits while the backup runs");
+    sqlx::raw_sql("COMMIT").execute(&mut held).await.expect("unlock");
+    let slot = tokio::time::timeout(Duration::from_secs(20), s.slot()).await.expect("the slot frees up when the backup ends");
+    assert!(slot.is_some());
+
+    assert!(!safehold_core::scheduler::notify_on_success(&ctx).await.expect("read"), "off by default");
+    safehold_core::scheduler::set_notify_on_success(&ctx, true).await.expect("turn on");
+    assert!(safehold_core::scheduler::notify_on_success(&ctx).await.expect("read"));
+}
