@@ -38,6 +38,13 @@ pub struct JobEvent {
     pub rows: u64,
 }
 
+impl JobEvent {
+    /// A job's progress (`kind`: backup or restore).
+    pub fn progress(kind: &str, id: &str, p: &crate::source::Progress) -> Self {
+        Self { kind: kind.into(), id: id.to_string(), status: None, table: p.table.clone(), tables_done: p.tables_done, tables_total: p.tables_total, rows: p.rows }
+    }
+}
+
 impl Ctx {
     /// Pushes a job event to whoever listens.
     pub fn emit(&self, event: JobEvent) {

@@ -154,15 +154,7 @@ pub async fn start(ctx: &Ctx, form: &RestoreForm) -> Result<(String, RestoreRequ
 }
 
 async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
-    ctx.emit(crate::context::JobEvent {
-        kind: "restore".into(),
-        id: id.to_string(),
-        status: None,
-        table: p.table.clone(),
-        tables_done: p.tables_done,
-        tables_total: p.tables_total,
-        rows: p.rows,
-    });
+    ctx.emit(crate::context::JobEvent::progress("restore", id, p));
     let pct = (p.tables_done * 100).checked_div(p.tables_total).unwrap_or(0).min(99);
     let _ = sqlx::query("UPDATE restore_operations SET progress_percentage = ?, current_table = ? WHERE id = ?")
         .bind(i64::try_from(pct).unwrap_or(0))

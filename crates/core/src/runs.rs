@@ -66,15 +66,7 @@ pub async fn source_of(ctx: &Ctx, connection_id: &str) -> Result<(SourceSpec, co
 }
 
 async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
-    ctx.emit(crate::context::JobEvent {
-        kind: "backup".into(),
-        id: id.to_string(),
-        status: None,
-        table: p.table.clone(),
-        tables_done: p.tables_done,
-        tables_total: p.tables_total,
-        rows: p.rows,
-    });
+    ctx.emit(crate::context::JobEvent::progress("backup", id, p));
     let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.progress', json(?)) WHERE id = ?")
         .bind(json!({ "table": p.table, "tables_done": p.tables_done, "tables_total": p.tables_total, "rows": p.rows }).to_string())
         .bind(id)
