@@ -152,23 +152,19 @@ async fn a_configuration_backs_up_to_an_s3_storage_with_credentials_from_the_key
     let health = safehold_core::storage::check(&ctx, "Offsite").await.expect("check");
     assert!(health.ok, "{}", health.message);
 
-    let mut config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let demo_config = configurations::list(&ctx).await.expect("configs").remove(0);
     let input = ConfigurationInput {
         configuration_name: "Offsite nightly".into(),
-        backup_type: config.backup_type,
-        schedule_cron: config.schedule_cron.clone(),
         retention_days: 30,
         compression_enabled: true,
         encryption_enabled: true,
         storage_location: "Offsite".into(),
         secondary_storage: None,
-        missed_runs: Default::default(),
-        time_zone: None,
         includes_tenant_data: true,
         includes_system_data: true,
         includes_logs: true,
         is_active: true,
-        connection_id: config.connection_id.take().expect("connection"),
+        ..demo_config.to_input()
     };
     let cfg = configurations::create(&ctx, input).await.expect("configuration to S3");
     let id = runs::enqueue(&ctx, &cfg.id).await.expect("enqueue");

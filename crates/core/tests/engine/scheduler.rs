@@ -94,28 +94,23 @@ async fn slow_source(ctx: &Ctx, cron: &str) -> (ScratchDb, String) {
     let mut input = safehold_core::connections::ConnectionInput::from_url("Slow platform", &db.url()).expect("input");
     input.password = None;
     let conn = safehold_core::connections::add(ctx, input).await.expect("connection");
-    let c = configurations::create(
-        ctx,
-        ConfigurationInput {
-            configuration_name: "Slow".into(),
-            backup_type: configurations::BackupType::Full,
-            schedule_cron: cron.into(),
-            retention_days: 30,
-            compression_enabled: true,
-            encryption_enabled: true,
-            storage_location: demo::DEMO_STORAGE.into(),
-            secondary_storage: None,
-            missed_runs: Default::default(),
-            time_zone: None,
-            includes_tenant_data: true,
-            includes_system_data: true,
-            includes_logs: true,
-            is_active: true,
-            connection_id: conn.id,
-        },
-    )
-    .await
-    .expect("configuration");
+    let demo_config = configurations::list(ctx).await.expect("configs").remove(0);
+    let input = ConfigurationInput {
+        configuration_name: "Slow".into(),
+        backup_type: configurations::BackupType::Full,
+        schedule_cron: cron.into(),
+        retention_days: 30,
+        compression_enabled: true,
+        encryption_enabled: true,
+        secondary_storage: None,
+        includes_tenant_data: true,
+        includes_system_data: true,
+        includes_logs: true,
+        is_active: true,
+        connection_id: conn.id,
+        ..demo_config.to_input()
+    };
+    let c = configurations::create(ctx, input).await.expect("configuration");
     (db, c.id)
 }
 
