@@ -13,6 +13,7 @@ pub mod error;
 pub mod archive;
 pub mod backup;
 pub mod history;
+pub mod migrate;
 pub mod recovery;
 pub mod remote;
 pub mod repository;

@@ -70,31 +70,36 @@ pub struct ApplyOutcome {
 
 /// A column of a target table.
 #[derive(Debug, Clone)]
-struct Col {
-    name: String,
-    ty: String,
-    identity: bool,
-    always: bool,
-    default: Option<String>,
+pub(crate) struct Col {
+    pub name: String,
+    pub ty: String,
+    pub identity: bool,
+    pub always: bool,
+    pub default: Option<String>,
+    pub not_null: bool,
+    /// A generated (computed) column: never written.
+    pub generated: bool,
 }
 
 #[derive(Debug, Clone)]
-struct Fk {
-    child: String,
-    parent: String,
-    cols: Vec<(String, String)>,
+pub(crate) struct Fk {
+    pub child: String,
+    pub parent: String,
+    pub cols: Vec<(String, String)>,
 }
 
 /// The target's tables, keys and foreign keys.
 #[derive(Debug, Default)]
-struct Target {
-    cols: HashMap<String, Vec<Col>>,
-    pks: HashMap<String, Vec<String>>,
-    fks: Vec<Fk>,
-    server_version_num: i64,
+pub(crate) struct Target {
+    pub cols: HashMap<String, Vec<Col>>,
+    pub pks: HashMap<String, Vec<String>>,
+    /// Unique constraints and unique indexes on plain columns (primary keys included).
+    pub uniques: HashMap<String, Vec<Vec<String>>>,
+    pub fks: Vec<Fk>,
+    pub server_version_num: i64,
 }
 
-async fn read_target(conn: &mut PgConnection) -> Result<Target> {
+pub(crate) async fn read_target(conn: &mut PgConnection) -> Result<Target> {
     let mut t = Target {
         server_version_num: sqlx::query_scalar::<_, String>("SELECT current_setting('server_version_num')")
             .fetch_one(&mut *conn)
@@ -105,7 +110,7 @@ async fn read_target(conn: &mut PgConnection) -> Result<Target> {
         ..Default::default()
     };
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT n.nspname || '.' || c.relname, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attidentity::text, pg_get_expr(d.adbin, d.adrelid) \
+        "SELECT n.nspname || '.' || c.relname, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attidentity::text, pg_get_expr(d.adbin, d.adrelid), a.attnotnull, a.attgenerated::text \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
@@ -122,7 +127,22 @@ async fn read_target(conn: &mut PgConnection) -> Result<Target> {
             identity: !identity.is_empty(),
             always: identity == "a",
             default: r.get(4),
+            not_null: r.get(5),
+            generated: !r.get::<String, _>(6).is_empty(),
         });
+    }
+    for r in sqlx::query(
+        "SELECT n.nspname || '.' || c.relname, array_agg(a.attname::text ORDER BY k.ord) \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+         WHERE i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL GROUP BY i.indexrelid, 1 ORDER BY i.indexrelid",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q("read the target's unique constraints"))?
+    {
+        t.uniques.entry(r.get(0)).or_default().push(r.get(1));
     }
     for r in sqlx::query(
         "SELECT n.nspname || '.' || c.relname, array_agg(a.attname::text ORDER BY k.ord) \
@@ -155,11 +175,11 @@ async fn read_target(conn: &mut PgConnection) -> Result<Target> {
     Ok(t)
 }
 
-fn bare(qualified: &str) -> &str {
+pub(crate) fn bare(qualified: &str) -> &str {
     qualified.rsplit('.').next().unwrap_or(qualified)
 }
 
-fn rel(section: &str) -> String {
+pub(crate) fn rel(section: &str) -> String {
     match section.split_once('.') {
         Some((s, n)) => format!("{}.{}", qi(s), qi(n)),
         None => qi(section),
@@ -167,7 +187,7 @@ fn rel(section: &str) -> String {
 }
 
 /// Orders `tables` parents before children (cycles broken in name order).
-fn parents_first(tables: &[String], fks: &[Fk]) -> Vec<String> {
+pub(crate) fn parents_first(tables: &[String], fks: &[Fk]) -> Vec<String> {
     let set: BTreeSet<&String> = tables.iter().collect();
     let mut deps: BTreeMap<&String, BTreeSet<&String>> = tables.iter().map(|t| (t, BTreeSet::new())).collect();
     for fk in fks {
@@ -198,21 +218,21 @@ fn parents_first(tables: &[String], fks: &[Fk]) -> Vec<String> {
 /// How a tenant table's rows are found: by its own tenant column, as the tenants table by its
 /// key, or through a foreign key to a parent tenant table.
 #[derive(Debug, Clone)]
-enum Reach {
+pub(crate) enum Reach {
     Column(String),
     TenantsKey(String),
     Via(usize),
 }
 
-struct Tenancy {
-    reach: HashMap<String, Reach>,
-    fks: Vec<Fk>,
-    tenant: String,
+pub(crate) struct Tenancy {
+    pub reach: HashMap<String, Reach>,
+    pub fks: Vec<Fk>,
+    pub tenant: String,
 }
 
 impl Tenancy {
     /// Finds the tenant tables of the target among `available`.
-    fn find(target: &Target, scope: &TenantScope, available: &BTreeSet<String>) -> Result<Self> {
+    pub(crate) fn find(target: &Target, scope: &TenantScope, available: &BTreeSet<String>) -> Result<Self> {
         let mut reach = HashMap::new();
         for (table, cols) in &target.cols {
             if !available.contains(table) {
@@ -250,13 +270,13 @@ impl Tenancy {
         Ok(Self { reach, fks: target.fks.clone(), tenant: scope.tenant_id.clone() })
     }
 
-    fn tables(&self) -> Vec<String> {
+    pub(crate) fn tables(&self) -> Vec<String> {
         self.reach.keys().cloned().collect()
     }
 
     /// A condition true for the tenant's rows of `table` aliased `alias`; `relation` names the
     /// relation holding a table's rows (the live table or its staging table).
-    fn predicate(&self, table: &str, alias: &str, relation: &dyn Fn(&str) -> String, depth: usize) -> String {
+    pub(crate) fn predicate(&self, table: &str, alias: &str, relation: &dyn Fn(&str) -> String, depth: usize) -> String {
         match self.reach.get(table) {
             Some(Reach::Column(c)) | Some(Reach::TenantsKey(c)) => format!("{alias}.{} = {}", qi(c), ql(&self.tenant)),
             Some(Reach::Via(i)) => {
@@ -607,7 +627,7 @@ async fn upsert(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, t: &str, archive
 }
 
 /// Moves the serial and identity sequences of `tables` past the largest value now in them.
-async fn bump_sequences(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, tables: &[String], target: &Target) -> Result<()> {
+pub(crate) async fn bump_sequences(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, tables: &[String], target: &Target) -> Result<()> {
     for t in tables {
         for c in target.cols.get(t).into_iter().flatten() {
             if !(c.identity || c.default.as_deref().is_some_and(|d| d.starts_with("nextval("))) {

@@ -1,0 +1,688 @@
+//! Tenant migrations: copy a tenant under a new id (in the same database or into another), merge
+//! one tenant into another, export tenants to a portable ZIP, import a portable export, a
+//! Safehold archive or plain CSV / JSON Lines files into a tenant.
+//!
+//! Every migration runs the same way, in ONE transaction on the database written (for an export,
+//! a transaction on the source that is rolled back):
+//! 1. **read** the source into staging tables (text columns): a tenant's rows from a live
+//!    database in one snapshot (tenant tables found by the tenant column and foreign keys), a
+//!    backup, a checked portable export, or files named after their tables;
+//! 2. **rules** change the staged rows, in order ([`rules`]);
+//! 3. **mapping** casts each source table onto its target table (renamed and dropped columns,
+//!    defaults), rows whose values do not fit the target's types set aside with the reason;
+//! 4. **write** ([`write`]): new keys, rewritten foreign keys, the tenant column, unique conflicts
+//!    resolved per table, rows breaking NOT NULL or lacking a parent set aside; inserted parents
+//!    first; for a merge, the source tenant removed when asked.
+//!
+//! Validation is the same run rolled back: its report lists per table the rows read, written and
+//! set aside, with samples. A real run that would set rows aside stops and keeps nothing, unless
+//! the user accepted skipping them (`skip_rejected`).
+
+pub mod portable;
+pub mod records;
+pub mod rules;
+mod stage;
+mod write;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AssertSqlSafe, Connection as _, Row};
+use ts_rs::TS;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::source::pg_apply::{parents_first, read_target, rel, Reach, Target, TenantScope, Tenancy};
+use crate::source::postgres::{connect, q, qi, ql, restore_error};
+use crate::source::{redact, CancelToken, Progress, ProgressSink};
+use crate::unlock::KeySources;
+use rules::Rule;
+use stage::{Staged, Tx};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationType {
+    TenantCopy,
+    TenantMerge,
+    DataExport,
+    DataImport,
+}
+
+impl MigrationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TenantCopy => "tenant_copy",
+            Self::TenantMerge => "tenant_merge",
+            Self::DataExport => "data_export",
+            Self::DataImport => "data_import",
+        }
+    }
+}
+
+/// What to do with a source row equal to a target row on a unique constraint.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Report the conflict; the migration does not run.
+    #[default]
+    Stop,
+    /// Keep the target's row; the source row is not written and references to it go to the
+    /// target's row.
+    KeepTarget,
+    /// The target's row takes the source row's values (its key stays); references go to it.
+    TakeSource,
+    /// Write both: the source row's first text column of the constraint gets the suffix.
+    KeepBoth,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    /// A ZIP of JSON Lines and CSV files with schema.json and manifest.json.
+    #[default]
+    Portable,
+}
+
+/// One source table onto one target table.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, Default, PartialEq, Eq)]
+pub struct TableMapping {
+    pub source: String,
+    pub target: String,
+    /// Source column → target column (a column not listed goes to the target column of the
+    /// same name, when there is one).
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// Source columns not written.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Values for target columns the source does not fill.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, String>,
+}
+
+/// A migration as the wizard and the CLI describe it.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, Default)]
+pub struct MigrationSpec {
+    pub migration_name: String,
+    pub migration_type: Option<MigrationType>,
+    /// The database read (copy, merge, export): a connection's id or name, or a PostgreSQL URL.
+    pub source: Option<String>,
+    /// The files read (import): a portable export (.zip), a Safehold archive or repository, or
+    /// CSV / JSON Lines files named after their tables.
+    #[serde(default)]
+    pub source_files: Vec<String>,
+    /// The tenants read (export: one or more; copy and merge: one).
+    #[serde(default)]
+    pub source_tenant_ids: Vec<String>,
+    /// The database written (copy, merge, import).
+    pub target: Option<String>,
+    /// The file written (export).
+    pub target_file: Option<String>,
+    /// The tenant written: new for a copy (made from the tenants table's key when empty), the
+    /// existing one for a merge, either for an import.
+    pub target_tenant_id: Option<String>,
+    /// The new tenant's name (copy, import into a new tenant).
+    pub target_tenant_name: Option<String>,
+    #[serde(default)]
+    pub export_format: ExportFormat,
+    /// Empty: proposed from the names.
+    #[serde(default)]
+    pub mapping: Vec<TableMapping>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Per target table (`schema.table` or bare name); tables not listed: stop.
+    #[serde(default)]
+    pub conflicts: BTreeMap<String, Resolution>,
+    /// The suffix `keep_both` adds (default `-copy`, `-merged` for a merge).
+    pub suffix: Option<String>,
+    /// Merge: remove the source tenant afterwards (same database only).
+    #[serde(default)]
+    pub remove_source_tenant: bool,
+    /// Write what can be written and skip the rows validation sets aside.
+    #[serde(default)]
+    pub skip_rejected: bool,
+    /// Override the connection's tenant column / tenants table.
+    pub tenant_column: Option<String>,
+    pub tenants_table: Option<String>,
+}
+
+/// A problem found with some rows.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, PartialEq, Eq)]
+pub struct Problem {
+    /// `unique_conflict`, `not_null`, `missing_parent`, `type_error`.
+    pub kind: String,
+    pub message: String,
+    #[ts(type = "number")]
+    pub count: u64,
+    pub samples: Vec<String>,
+}
+
+impl Problem {
+    pub(crate) fn new(kind: &str, message: String, count: i64, samples: Vec<String>) -> Self {
+        Self { kind: kind.into(), message, count: u64::try_from(count).unwrap_or(0), samples }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, PartialEq, Eq, Default)]
+pub struct TableReport {
+    /// The target table (for an export, the source table).
+    pub table: String,
+    pub source_table: Option<String>,
+    #[ts(type = "number")]
+    pub rows_read: u64,
+    #[ts(type = "number")]
+    pub rows_written: u64,
+    /// Target rows given the source's values (take source).
+    #[ts(type = "number")]
+    pub rows_updated: u64,
+    /// Source rows folded into existing target rows (keep target, the merged tenant's row).
+    #[ts(type = "number")]
+    pub rows_merged: u64,
+    /// Source rows written with the suffix (keep both).
+    #[ts(type = "number")]
+    pub rows_renamed: u64,
+    #[ts(type = "number")]
+    pub rows_rejected: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl TableReport {
+    pub(crate) fn new(table: &str) -> Self {
+        Self { table: table.into(), ..Default::default() }
+    }
+}
+
+/// What a migration did or, validated, would do.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, Default)]
+pub struct MigrationReport {
+    pub migration_type: Option<MigrationType>,
+    /// False for a validation (rolled back).
+    pub committed: bool,
+    pub source_tenant_ids: Vec<String>,
+    pub target_tenant_id: Option<String>,
+    pub tables: Vec<TableReport>,
+    pub warnings: Vec<String>,
+    /// The mapping used (proposed when none was given).
+    pub mapping: Vec<TableMapping>,
+    pub target_file: Option<String>,
+    pub files: Vec<portable::ExportedFile>,
+    #[ts(type = "number")]
+    pub rows_read: u64,
+    #[ts(type = "number")]
+    pub rows_written: u64,
+    #[ts(type = "number")]
+    pub rows_rejected: u64,
+    /// Source tenant rows removed (merge with removal).
+    #[ts(type = "number")]
+    pub rows_removed: u64,
+}
+
+impl MigrationReport {
+    /// Problems of every table.
+    pub fn problems(&self) -> impl Iterator<Item = (&str, &Problem)> {
+        self.tables.iter().flat_map(|t| t.problems.iter().map(move |p| (t.table.as_str(), p)))
+    }
+    pub fn is_clean(&self) -> bool {
+        self.problems().next().is_none()
+    }
+}
+
+/// Where the migration reads and writes, resolved (URLs hold passwords: never recorded).
+#[derive(Clone, Default)]
+pub struct Endpoints {
+    pub source_url: Option<String>,
+    pub target_url: Option<String>,
+    pub tenant_column: String,
+    pub tenants_table: String,
+    pub keys: KeySources,
+}
+
+fn kind(spec: &MigrationSpec) -> Result<MigrationType> {
+    spec.migration_type.ok_or_else(|| Error::validation("choose what to do: tenant copy, tenant merge, export or import"))
+}
+
+/// Runs `spec`: validation (`commit: false`, rolled back) or the migration itself.
+pub async fn execute(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<MigrationReport> {
+    let kind = kind(spec)?;
+    let tenants: Vec<String> = spec.source_tenant_ids.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+    let mut report = MigrationReport { migration_type: Some(kind), source_tenant_ids: tenants.clone(), ..Default::default() };
+    let step = |phase: &str, done: u64| progress(Progress { phase: phase.into(), table: None, tables_done: done, tables_total: 4, rows: 0, bytes: 0 });
+    for r in &spec.rules {
+        if r.table.trim().is_empty() || r.column.trim().is_empty() {
+            return Err(Error::validation("every rule needs a table and a column"));
+        }
+    }
+    if kind == MigrationType::DataExport {
+        return export(spec, ends, &tenants, commit, cancel, &step, report).await;
+    }
+    if matches!(kind, MigrationType::TenantCopy | MigrationType::TenantMerge) && tenants.len() != 1 {
+        return Err(Error::validation("choose the one tenant to copy or merge (--tenant)"));
+    }
+    let target_url = ends.target_url.as_deref().ok_or_else(|| Error::validation("choose the database to write into (--target)"))?;
+    let mut conn = connect(target_url).await?;
+    let target = read_target(&mut conn).await?;
+    let mut tx = conn.begin().await.map_err(q("start the migration's transaction"))?;
+    sqlx::query("SET CONSTRAINTS ALL DEFERRED").execute(&mut *tx).await.map_err(q("defer constraints"))?;
+
+    // 1. Read.
+    step("reading the source", 0);
+    let mut staged = Staged::default();
+    let mut source_schema: Option<Target> = None;
+    match kind {
+        MigrationType::TenantCopy | MigrationType::TenantMerge => {
+            let url = ends.source_url.as_deref().ok_or_else(|| Error::validation("choose the database to read the tenant from (--source)"))?;
+            source_schema = Some(stage::from_live(&mut tx, &mut staged, url, &tenants, &ends.tenant_column, &ends.tenants_table, cancel).await?);
+        }
+        MigrationType::DataImport => read_files(&mut tx, &mut staged, spec, ends, &target, &tenants, cancel).await?,
+        MigrationType::DataExport => unreachable!(),
+    }
+    report.rows_read = staged.tables.iter().map(|t| t.rows).sum();
+
+    // 2. Rules.
+    step("applying the rules", 1);
+    apply_rules(&mut tx, &mut staged, &spec.rules).await?;
+
+    // 3. Mapping.
+    let mapping = if spec.mapping.is_empty() { propose(&staged, &target, &mut report.warnings) } else { spec.mapping.clone() };
+    report.mapping = mapping.clone();
+    let (finals, mut reports) = map_rows(&mut tx, &staged, &target, &mapping, &ends.tenant_column, &ends.tenants_table).await?;
+
+    // The tenant written.
+    let order = parents_first(&finals.keys().cloned().collect::<Vec<_>>(), &target.fks);
+    let available: BTreeSet<String> = finals.keys().cloned().collect();
+    let scope = TenantScope { tenant_id: String::new(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None };
+    let mut tenancy = Tenancy::find(&target, &scope, &target.cols.keys().cloned().collect())?;
+    for t in &order {
+        if !tenancy.reach.contains_key(t) {
+            return Err(Error::validation(format!(
+                "{t} is not a tenant table of the target (it has no column {} and no foreign key to a tenant table): leave it out of the mapping",
+                ends.tenant_column
+            )));
+        }
+    }
+    tenancy.reach.retain(|t, _| available.contains(t));
+    let (tenant, existing) = target_tenant(&mut tx, &target, &tenancy, kind, spec, &tenants, ends).await?;
+    tenancy.tenant = tenant.clone();
+    report.target_tenant_id = Some(tenant.clone());
+
+    // 4. Write.
+    step("writing", 2);
+    let suffix = spec.suffix.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| if kind == MigrationType::TenantMerge { "-merged".into() } else { "-copy".into() });
+    let writer = write::Writer { target: &target, tenancy: &tenancy, tenant: tenant.clone(), existing, new_name: spec.target_tenant_name.clone().filter(|n| !n.trim().is_empty()), conflicts: &spec.conflicts, suffix: &suffix };
+    writer.write(&mut tx, &order, &finals, &mut reports, cancel).await?;
+    if kind == MigrationType::TenantMerge && spec.remove_source_tenant {
+        if ends.source_url.as_deref() != Some(target_url) {
+            return Err(Error::validation("the source tenant can be removed only when it is in the database merged into"));
+        }
+        let schema = source_schema.as_ref().unwrap_or(&target);
+        report.rows_removed = remove_tenant(&mut tx, schema, &tenants[0], ends, cancel).await?;
+    }
+    cancel.check()?;
+    report.tables = order.iter().filter_map(|t| reports.remove(t)).collect();
+    report.rows_written = report.tables.iter().map(|t| t.rows_written + t.rows_updated).sum();
+    report.rows_rejected = report.tables.iter().map(|t| t.rows_rejected).sum();
+    step("finishing", 3);
+    if commit && !report.is_clean() && !spec.skip_rejected {
+        let _ = tx.rollback().await;
+        return Err(rejected_error(&report));
+    }
+    if commit {
+        tx.commit().await.map_err(q("commit the migration"))?;
+    } else {
+        tx.rollback().await.map_err(q("roll back the validation"))?;
+    }
+    report.committed = commit;
+    Ok(report)
+}
+
+/// The error of a run that would set rows aside.
+pub fn rejected_error(report: &MigrationReport) -> Error {
+    let lines: Vec<String> = report.problems().take(5).map(|(t, p)| format!("{t}: {}", p.message)).collect();
+    Error::validation(format!(
+        "validation found problems, so nothing was written: {}; resolve them (mapping, rules, conflict rules) or accept skipping the rows",
+        lines.join("; ")
+    ))
+}
+
+async fn read_files(tx: &mut Tx<'_>, staged: &mut Staged, spec: &MigrationSpec, ends: &Endpoints, target: &Target, tenants: &[String], cancel: &CancelToken) -> Result<()> {
+    let files: Vec<PathBuf> = spec.source_files.iter().filter(|f| !f.trim().is_empty()).map(PathBuf::from).collect();
+    if files.is_empty() {
+        return Err(Error::validation("choose the files to import: a portable export (.zip), a Safehold archive, or CSV / JSON Lines files"));
+    }
+    for f in &files {
+        if !f.exists() {
+            return Err(Error::not_found(format!("{} does not exist: choose the file to import", f.display())));
+        }
+    }
+    let first = &files[0];
+    let is_zip = first.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+    if files.len() == 1 && is_zip {
+        let mut export = portable::open(first)?;
+        export.stage(tx, staged).await?;
+        return stage::keep_tenants(tx, staged, target, tenants, &ends.tenant_column, &ends.tenants_table).await;
+    }
+    if files.len() == 1 && (first.is_dir() || crate::archive::ArchiveReader::open(first).is_ok()) {
+        let req = crate::restore::RestoreRequest::new(first.clone(), String::new());
+        let opened = crate::restore::open(&req, &ends.keys).await?;
+        stage::from_archive(tx, staged, &opened.chain, target, cancel).await?;
+        if tenants.is_empty() {
+            return Err(Error::validation("a backup holds every tenant: choose the tenant to import from it (--tenant)"));
+        }
+        return stage::keep_tenants(tx, staged, target, tenants, &ends.tenant_column, &ends.tenants_table).await;
+    }
+    for f in &files {
+        cancel.check()?;
+        let name = stage::table_of_file(f);
+        let data = std::fs::read(f).map_err(|e| Error::io(format!("cannot read {}", f.display()), &e))?;
+        let ext = f.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        match ext.as_str() {
+            "csv" => {
+                let types: Vec<(String, String)> = target_table(target, &name).map(|t| target.cols[&t].iter().map(|c| (c.name.clone(), c.ty.clone())).collect()).unwrap_or_default();
+                stage::csv_file(tx, staged, &name, data, &types).await?
+            }
+            "jsonl" | "ndjson" | "json" => stage::jsonl_file(tx, staged, &name, data).await?,
+            "zip" => return Err(Error::validation(format!("{}: import one portable export at a time", f.display()))),
+            _ => {
+                return Err(Error::validation(format!(
+                    "{} is not something Safehold imports: choose a portable export (.zip), a Safehold archive, or .csv / .jsonl files named after their tables",
+                    f.display()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The target table a source table name stands for: the same qualified name, or the one table
+/// with the same bare name.
+fn target_table(target: &Target, source: &str) -> Option<String> {
+    if target.cols.contains_key(source) {
+        return Some(source.to_string());
+    }
+    let bare = stage::bare(source);
+    let matches: Vec<&String> = target.cols.keys().filter(|t| stage::bare(t) == bare).collect();
+    match matches.as_slice() {
+        [one] => Some((*one).clone()),
+        _ => matches.iter().find(|t| t.starts_with("public.")).map(|t| (*t).clone()),
+    }
+}
+
+/// The mapping proposed from names: same table, same columns; source columns without a target
+/// column are dropped.
+fn propose(staged: &Staged, target: &Target, warnings: &mut Vec<String>) -> Vec<TableMapping> {
+    let mut out = Vec::new();
+    for s in &staged.tables {
+        let Some(t) = target_table(target, &s.name) else {
+            warnings.push(format!("the target has no table {}: its {} rows are not written", s.name, s.rows));
+            continue;
+        };
+        let tcols: BTreeSet<&str> = target.cols[&t].iter().filter(|c| !c.generated).map(|c| c.name.as_str()).collect();
+        let mut m = TableMapping { source: s.name.clone(), target: t.clone(), ..Default::default() };
+        for (c, _) in &s.cols {
+            if tcols.contains(c.as_str()) {
+                m.columns.insert(c.clone(), c.clone());
+            } else {
+                m.drop.push(c.clone());
+                warnings.push(format!("{}.{c} has no column in {t}: not written", s.name));
+            }
+        }
+        out.push(m);
+    }
+    out
+}
+
+/// Proposes the mapping of a migration without running it (the wizard's mapping step).
+pub async fn propose_mapping(spec: &MigrationSpec, ends: &Endpoints) -> Result<(Vec<TableMapping>, Vec<String>)> {
+    let mut s = spec.clone();
+    s.mapping.clear();
+    s.rules.clear();
+    s.skip_rejected = true;
+    let report = execute(&s, ends, false, &CancelToken::new(), &(std::sync::Arc::new(|_| {}) as ProgressSink)).await?;
+    Ok((report.mapping, report.warnings))
+}
+
+async fn apply_rules(tx: &mut Tx<'_>, staged: &mut Staged, rules: &[Rule]) -> Result<()> {
+    for r in rules {
+        let t = staged.get(&r.table).ok_or_else(|| {
+            let names: Vec<&str> = staged.tables.iter().map(|t| t.name.as_str()).collect();
+            Error::validation(format!("rule {} names the table {}, which the source does not have (it has {})", rules::name(&r.action), r.table, names.join(", ")))
+        })?;
+        rules::check(r, &rules::Columns { table: &t.name, cols: &t.cols })?;
+        let ty = t.cols.iter().find(|(c, _)| *c == r.column).and_then(|(_, ty)| ty.clone());
+        sqlx::raw_sql(AssertSqlSafe(rules::sql(r, &t.relation, ty.as_deref())))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| Error::validation(format!("rule {} on {}.{}: {}", rules::name(&r.action), t.name, r.column, stage::pg_message(&e))))?;
+    }
+    staged.recount(tx).await
+}
+
+const CASTABLE: &str = "CREATE OR REPLACE FUNCTION pg_temp.sh_castable(v text, t text) RETURNS boolean LANGUAGE plpgsql AS $f$ \
+    BEGIN EXECUTE format('SELECT CAST(%L AS %s)', v, t); RETURN true; EXCEPTION WHEN others THEN RETURN false; END $f$";
+
+/// Casts the staged rows onto their target tables (`pg_temp._sh_f*`), setting aside rows whose
+/// values do not fit the target's types.
+async fn map_rows(tx: &mut Tx<'_>, staged: &Staged, target: &Target, mapping: &[TableMapping], tenant_column: &str, tenants_table: &str) -> Result<(HashMap<String, write::Final>, BTreeMap<String, TableReport>)> {
+    let mut finals = HashMap::new();
+    let mut reports: BTreeMap<String, TableReport> = BTreeMap::new();
+    let mut seen_targets = BTreeSet::new();
+    for (i, m) in mapping.iter().enumerate() {
+        let s = staged.get(&m.source).ok_or_else(|| Error::validation(format!("the mapping names the source table {}, which the source does not have", m.source)))?;
+        let t = target_table(target, &m.target).ok_or_else(|| Error::validation(format!("the mapping names the target table {}, which the target does not have", m.target)))?;
+        if !seen_targets.insert(t.clone()) {
+            return Err(Error::validation(format!("two source tables are mapped onto {t}: map each target table once")));
+        }
+        let tcols = &target.cols[&t];
+        let find = |c: &str| tcols.iter().find(|x| x.name == c);
+        let mut pairs: Vec<(String, String)> = Vec::new(); // target col → expression
+        for (c, _) in &s.cols {
+            if m.drop.contains(c) {
+                continue;
+            }
+            let to = m.columns.get(c).cloned().unwrap_or_else(|| c.clone());
+            match find(&to) {
+                Some(col) if col.generated => return Err(Error::validation(format!("{t}.{to} is computed by the target: drop {}.{c} from the mapping", s.name))),
+                Some(col) => pairs.push((to.clone(), format!("CAST(s.{} AS {})", qi(c), col.ty))),
+                None if m.columns.contains_key(c) => return Err(Error::validation(format!("the mapping sends {}.{c} to {t}.{to}, which does not exist", s.name))),
+                None => {}
+            }
+        }
+        for k in m.columns.keys() {
+            if !s.cols.iter().any(|(c, _)| c == k) {
+                return Err(Error::validation(format!("the mapping names the column {}.{k}, which the source does not have", s.name)));
+            }
+        }
+        for (c, v) in &m.defaults {
+            let col = find(c).ok_or_else(|| Error::validation(format!("the mapping gives a default for {t}.{c}, which does not exist")))?;
+            if !pairs.iter().any(|(p, _)| p == c) {
+                pairs.push((c.clone(), format!("CAST({} AS {})", ql(v), col.ty)));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        if let Some((dup, _)) = pairs.iter().find(|(p, _)| !seen.insert(p.clone())) {
+            return Err(Error::validation(format!("two source columns are mapped onto {t}.{dup}")));
+        }
+        // The tenant column and a one-column key are always there: the write fills them.
+        let single_key = target.pks.get(&t).filter(|k| k.len() == 1).map(|k| k[0].clone());
+        for c in [Some(tenant_column.to_string()), single_key.clone()].into_iter().flatten() {
+            if find(&c).is_some_and(|x| !x.generated) && !pairs.iter().any(|(p, _)| *p == c) {
+                pairs.push((c, "NULL".into()));
+            }
+        }
+        // Required columns the source does not fill.
+        for col in tcols.iter().filter(|c| c.not_null && !c.generated && !c.identity && c.default.is_none()) {
+            if !pairs.iter().any(|(p, _)| *p == col.name) && !(stage::bare(&t) == tenants_table && single_key.as_deref() == Some(&col.name)) {
+                return Err(Error::validation(format!(
+                    "{} has no column for {t}.{}, which the target requires (NOT NULL, no default): add the column, map one to it or give it a default",
+                    s.name, col.name
+                )));
+            }
+        }
+        let rep = reports.entry(t.clone()).or_insert_with(|| TableReport::new(&t));
+        rep.source_table = Some(s.name.clone());
+        rep.rows_read = s.rows;
+        // Values that do not fit the target's types.
+        let rejected = type_errors(tx, s, &t, m, tcols, rep).await?;
+        let f = format!("pg_temp._sh_f{i}");
+        let names: Vec<String> = pairs.iter().map(|(c, _)| qi(c)).collect();
+        let exprs: Vec<&str> = pairs.iter().map(|(_, e)| e.as_str()).collect();
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TEMP TABLE {f} ON COMMIT DROP AS SELECT {cols} FROM {live} WITH NO DATA; ALTER TABLE {f} ADD COLUMN _sh_row bigint; \
+             INSERT INTO {f} ({cols}, _sh_row) SELECT {exprs}, row_number() OVER () FROM {rel} s {skip};",
+            cols = names.join(", "),
+            live = rel(&t),
+            exprs = exprs.join(", "),
+            rel = s.relation,
+            skip = if rejected.is_empty() { String::new() } else { format!("WHERE NOT ({})", rejected.join(" OR ")) }
+        )))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| Error::validation(format!("mapping {} onto {t}: {}", s.name, stage::pg_message(&e))))?;
+        finals.insert(t.clone(), write::Final { relation: f, cols: pairs.into_iter().map(|(c, _)| c).collect() });
+    }
+    Ok((finals, reports))
+}
+
+/// Conditions matching the staged rows whose values do not fit their target columns' types;
+/// each column with such rows becomes a `type_error` problem.
+async fn type_errors(tx: &mut Tx<'_>, s: &stage::StagedTable, t: &str, m: &TableMapping, tcols: &[crate::source::pg_apply::Col], rep: &mut TableReport) -> Result<Vec<String>> {
+    let mut conds = Vec::new();
+    let mut created = false;
+    for (c, sty) in &s.cols {
+        if m.drop.contains(c) {
+            continue;
+        }
+        let to = m.columns.get(c).cloned().unwrap_or_else(|| c.clone());
+        let Some(col) = tcols.iter().find(|x| x.name == to) else { continue };
+        if col.ty == "text" || sty.as_deref() == Some(col.ty.as_str()) {
+            continue;
+        }
+        if !created {
+            sqlx::raw_sql(AssertSqlSafe(CASTABLE.to_string())).execute(&mut **tx).await.map_err(q("prepare the type checks"))?;
+            created = true;
+        }
+        let cond = format!("(s.{} IS NOT NULL AND NOT pg_temp.sh_castable(s.{0}, {}))", qi(c), ql(&col.ty));
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT count(*) OVER (), s.{}::text FROM {} s WHERE {cond} LIMIT 5", qi(c), s.relation)))
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| restore_error(&format!("checking {}", s.name), &e))?;
+        if let Some(r) = rows.first() {
+            let n: i64 = r.get(0);
+            rep.problems.push(Problem::new("type_error", format!("{n} values of {}.{c} are not valid {} for {t}.{to}", s.name, col.ty), n, rows.iter().map(|r| r.get(1)).collect()));
+            rep.rows_rejected += u64::try_from(n).unwrap_or(0);
+            conds.push(cond);
+        }
+    }
+    if !conds.is_empty() {
+        // Rows rejected for several columns are counted once.
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {} s WHERE {}", s.relation, conds.join(" OR "))))
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| restore_error(&format!("checking {}", s.name), &e))?;
+        rep.rows_rejected = u64::try_from(n).unwrap_or(0);
+    }
+    Ok(conds)
+}
+
+/// The tenant written, and whether it exists already.
+async fn target_tenant(tx: &mut Tx<'_>, target: &Target, tenancy: &Tenancy, kind: MigrationType, spec: &MigrationSpec, tenants: &[String], ends: &Endpoints) -> Result<(String, bool)> {
+    let tenants_tbl = target.cols.keys().find(|t| stage::bare(t) == ends.tenants_table).cloned();
+    let key = tenants_tbl.as_ref().and_then(|t| target.pks.get(t)).filter(|k| k.len() == 1).map(|k| k[0].clone());
+    let given = spec.target_tenant_id.clone().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    let id = match given {
+        Some(id) => id,
+        None if kind == MigrationType::TenantMerge => return Err(Error::validation("choose the tenant to merge into (--into)")),
+        None => {
+            let (Some(t), Some(k)) = (&tenants_tbl, &key) else {
+                return Err(Error::validation("the target has no tenants table to make a new tenant id from: give the tenant id to write (--new-tenant-id)"));
+            };
+            let col = target.cols[t].iter().find(|c| &c.name == k).cloned().ok_or_else(|| Error::new(ErrorCode::Internal, "no key column"))?;
+            let expr = if col.identity {
+                format!("nextval(pg_get_serial_sequence({}, {}))", ql(&rel(t)), ql(k))
+            } else if let Some(d) = col.default {
+                d
+            } else if col.ty == "uuid" || rules::is_text(&col.ty) {
+                "gen_random_uuid()".into()
+            } else {
+                return Err(Error::validation(format!("{t}'s key has no default: give the new tenant's id (--new-tenant-id)")));
+            };
+            sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("SELECT ({expr})::text"))).fetch_one(&mut **tx).await.map_err(q("make a new tenant id"))?
+        }
+    };
+    let is_there = match (&tenants_tbl, &key) {
+        (Some(t), Some(k)) => sqlx::query_scalar::<_, bool>(AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM {} WHERE {}::text = {})", rel(t), qi(k), ql(&id))))
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(q("look the tenant up"))?,
+        _ => true,
+    };
+    let same_db = ends.source_url.is_some() && ends.source_url == ends.target_url;
+    match kind {
+        MigrationType::TenantCopy if is_there && tenancy.reach.values().any(|r| matches!(r, Reach::TenantsKey(_))) => {
+            Err(Error::conflict(format!("tenant {id} already exists in the target: choose a new tenant id, or merge into it instead")))
+        }
+        MigrationType::TenantCopy if same_db && tenants.first() == Some(&id) => Err(Error::validation("a copy in the same database needs a tenant id other than the tenant's own")),
+        MigrationType::TenantMerge if !is_there => Err(Error::not_found(format!("tenant {id} does not exist in the target: choose an existing tenant to merge into"))),
+        MigrationType::TenantMerge if same_db && tenants.first() == Some(&id) => Err(Error::validation("a tenant cannot be merged into itself")),
+        _ => {
+            let has_tenants_rows = tenancy.reach.values().any(|r| matches!(r, Reach::TenantsKey(_)));
+            if !is_there && !has_tenants_rows {
+                return Err(Error::not_found(format!("tenant {id} does not exist in the target and the import has no {} table to create it from: import into an existing tenant", ends.tenants_table)));
+            }
+            Ok((id, is_there))
+        }
+    }
+}
+
+/// Deletes one tenant's rows from every tenant table of `schema`, children first.
+async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &Endpoints, cancel: &CancelToken) -> Result<u64> {
+    let scope = TenantScope { tenant_id: tenant.into(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None };
+    let ten = Tenancy::find(schema, &scope, &schema.cols.keys().cloned().collect())?;
+    let live = |t: &str| rel(t);
+    let mut n = 0;
+    for t in parents_first(&ten.tables(), &schema.fks).iter().rev() {
+        cancel.check()?;
+        let pred = ten.predicate(t, "l", &live, 0);
+        n += sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {} l WHERE {pred}", rel(t))))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| restore_error(&format!("removing tenant {tenant} from {t}"), &e))?
+            .rows_affected();
+    }
+    Ok(n)
+}
+
+async fn export(spec: &MigrationSpec, ends: &Endpoints, tenants: &[String], commit: bool, cancel: &CancelToken, step: &(dyn Fn(&str, u64) + Sync), mut report: MigrationReport) -> Result<MigrationReport> {
+    let url = ends.source_url.as_deref().ok_or_else(|| Error::validation("choose the database to export from (--source)"))?;
+    let path = spec.target_file.as_deref().filter(|p| !p.trim().is_empty()).map(PathBuf::from).ok_or_else(|| Error::validation("choose the file to save the export to (--to)"))?;
+    if path.is_dir() {
+        return Err(Error::validation(format!("{} is a folder: choose a file name for the export", path.display())));
+    }
+    let mut conn = connect(url).await?;
+    let mut tx = conn.begin().await.map_err(q("start the export"))?;
+    step("reading the source", 0);
+    let mut staged = Staged::default();
+    let schema = stage::from_live(&mut tx, &mut staged, url, tenants, &ends.tenant_column, &ends.tenants_table, cancel).await?;
+    report.rows_read = staged.tables.iter().map(|t| t.rows).sum();
+    step("applying the rules", 1);
+    apply_rules(&mut tx, &mut staged, &spec.rules).await?;
+    report.tables = staged.tables.iter().map(|t| TableReport { table: t.name.clone(), source_table: Some(t.name.clone()), rows_read: t.rows, rows_written: if commit { t.rows } else { 0 }, ..Default::default() }).collect();
+    if commit {
+        step("writing the export", 2);
+        let meta = portable::ExportMeta { source: redact(url), tenants, tenant_column: &ends.tenant_column, tenants_table: &ends.tenants_table };
+        report.files = portable::write(&mut tx, &path, &staged, &schema, &meta).await?;
+        report.rows_written = report.rows_read;
+    } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        return Err(Error::validation(format!("the folder {} does not exist: choose where to save the export", dir.display())));
+    }
+    let _ = tx.rollback().await;
+    report.target_file = Some(path.display().to_string());
+    report.committed = commit;
+    step("finished", 4);
+    Ok(report)
+}
+
+/// Whether `path` holds a Safehold portable export (for pickers).
+pub fn is_portable_export(path: &Path) -> bool {
+    portable::open(path).is_ok()
+}

@@ -1,0 +1,263 @@
+//! The portable export: what a customer gets for "give me my data" — a ZIP holding, per table,
+//! `tables/<schema.table>.jsonl` (one JSON object per row, values typed) and
+//! `tables/<schema.table>.csv` (PostgreSQL's CSV, header line, NULL unquoted-empty), a
+//! `schema.json` (tables, columns and types, keys, foreign keys, the tenant column) and a
+//! `manifest.json` (tenants, row counts, and the size and SHA-256 of every other file).
+//!
+//! Written to a temporary file beside the destination and renamed when complete. Read back
+//! (import) only after every file is checked against the manifest.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::AssertSqlSafe;
+use ts_rs::TS;
+
+use super::stage::{self, col_list, Staged, Tx};
+use crate::error::{Error, ErrorCode, Result};
+use crate::source::pg_apply::Target;
+use crate::source::postgres::{q, qi};
+
+pub const FORMAT: &str = "safehold-portable-export";
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct ExportedFile {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub created_at: String,
+    pub source: String,
+    pub tenants: Vec<String>,
+    pub tenant_column: String,
+    pub tenants_table: String,
+    /// Table → rows.
+    pub tables: BTreeMap<String, u64>,
+    pub files: Vec<ExportedFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchemaFile {
+    pub tables: Vec<TableSchema>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableSchema {
+    pub name: String,
+    pub columns: Vec<ColumnSchema>,
+    pub primary_key: Vec<String>,
+    pub foreign_keys: Vec<ForeignKeySchema>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ColumnSchema {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub nullable: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForeignKeySchema {
+    pub columns: Vec<String>,
+    pub references_table: String,
+    pub references_columns: Vec<String>,
+}
+
+fn hex_sha(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn zip_err(path: &Path) -> impl Fn(zip::result::ZipError) -> Error + '_ {
+    move |e| Error::new(ErrorCode::Io, format!("cannot write the export {}: {e}", path.display()))
+}
+
+pub(crate) struct ExportMeta<'a> {
+    pub source: String,
+    pub tenants: &'a [String],
+    pub tenant_column: &'a str,
+    pub tenants_table: &'a str,
+}
+
+/// Writes the staged tables (after rules) to a portable export at `path`.
+pub(crate) async fn write(tx: &mut Tx<'_>, path: &Path, staged: &Staged, schema: &Target, meta: &ExportMeta<'_>) -> Result<Vec<ExportedFile>> {
+    let partial = partial_path(path);
+    let out = write_to(tx, &partial, staged, schema, meta).await;
+    match out {
+        Ok(files) => {
+            std::fs::rename(&partial, path).map_err(|e| Error::io(format!("cannot move the export into place at {}", path.display()), &e))?;
+            Ok(files)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+pub(crate) fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+async fn write_to(tx: &mut Tx<'_>, partial: &Path, staged: &Staged, schema: &Target, meta: &ExportMeta<'_>) -> Result<Vec<ExportedFile>> {
+    if let Some(dir) = partial.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(Error::validation(format!("the folder {} does not exist: choose where to save the export", dir.display())));
+        }
+    }
+    let file = std::fs::File::create(partial).map_err(|e| Error::io(format!("cannot create {}", partial.display()), &e))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut files = Vec::new();
+    let mut tables = BTreeMap::new();
+    let mut add = |zip: &mut zip::ZipWriter<std::fs::File>, name: String, data: Vec<u8>| -> Result<()> {
+        zip.start_file(name.clone(), opts).map_err(zip_err(partial))?;
+        zip.write_all(&data).map_err(|e| Error::io(format!("cannot write the export {}", partial.display()), &e))?;
+        files.push(ExportedFile { path: name, bytes: data.len() as u64, sha256: hex_sha(&data) });
+        Ok(())
+    };
+    let mut described = Vec::new();
+    for t in &staged.tables {
+        // JSON Lines, values in their source types.
+        let typed: Vec<String> = t
+            .cols
+            .iter()
+            .map(|(c, ty)| match ty {
+                Some(ty) => format!("CAST(s.{0} AS {ty}) AS {0}", qi(c)),
+                None => format!("s.{0} AS {0}", qi(c)),
+            })
+            .collect();
+        let mut jsonl = Vec::new();
+        {
+            let sql = format!("SELECT row_to_json(x)::text FROM (SELECT {} FROM {} s) x", typed.join(", "), t.relation);
+            let mut rows = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).fetch(&mut **tx);
+            while let Some(line) = rows.try_next().await.map_err(q(&format!("export {}", t.name)))? {
+                jsonl.extend_from_slice(line.as_bytes());
+                jsonl.push(b'\n');
+            }
+        }
+        add(&mut zip, format!("tables/{}.jsonl", t.name), jsonl)?;
+        let mut csv = Vec::new();
+        {
+            let mut out = (**tx)
+                .copy_out_raw(&format!("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT csv, HEADER true)", col_list(&t.cols), t.relation))
+                .await
+                .map_err(q(&format!("export {}", t.name)))?;
+            while let Some(b) = out.try_next().await.map_err(q(&format!("export {}", t.name)))? {
+                csv.extend_from_slice(&b);
+            }
+        }
+        add(&mut zip, format!("tables/{}.csv", t.name), csv)?;
+        tables.insert(t.name.clone(), t.rows);
+        let not_null = |c: &str| schema.cols.get(&t.name).and_then(|cs| cs.iter().find(|x| x.name == c)).is_some_and(|x| x.not_null);
+        described.push(TableSchema {
+            name: t.name.clone(),
+            columns: t.cols.iter().map(|(c, ty)| ColumnSchema { name: c.clone(), ty: ty.clone().unwrap_or_else(|| "text".into()), nullable: !not_null(c) }).collect(),
+            primary_key: schema.pks.get(&t.name).cloned().unwrap_or_default(),
+            foreign_keys: schema
+                .fks
+                .iter()
+                .filter(|fk| fk.child == t.name)
+                .map(|fk| ForeignKeySchema {
+                    columns: fk.cols.iter().map(|(c, _)| c.clone()).collect(),
+                    references_table: fk.parent.clone(),
+                    references_columns: fk.cols.iter().map(|(_, p)| p.clone()).collect(),
+                })
+                .collect(),
+        });
+    }
+    let schema_json = serde_json::to_vec_pretty(&SchemaFile { tables: described }).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    add(&mut zip, "schema.json".into(), schema_json)?;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        version: 1,
+        created_at: crate::catalog::now(),
+        source: meta.source.clone(),
+        tenants: meta.tenants.to_vec(),
+        tenant_column: meta.tenant_column.into(),
+        tenants_table: meta.tenants_table.into(),
+        tables,
+        files: files.clone(),
+    };
+    let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    zip.start_file("manifest.json", opts).map_err(zip_err(partial))?;
+    zip.write_all(&manifest_json).map_err(|e| Error::io(format!("cannot write the export {}", partial.display()), &e))?;
+    let file = zip.finish().map_err(zip_err(partial))?;
+    file.sync_all().map_err(|e| Error::io(format!("cannot write the export {}", partial.display()), &e))?;
+    Ok(files)
+}
+
+/// A portable export, checked: every file present and matching the manifest.
+pub(crate) struct Opened {
+    pub manifest: Manifest,
+    pub schema: SchemaFile,
+    zip: zip::ZipArchive<std::fs::File>,
+    path: PathBuf,
+}
+
+fn read_entry(zip: &mut zip::ZipArchive<std::fs::File>, name: &str, path: &Path) -> Result<Vec<u8>> {
+    let mut f = zip.by_name(name).map_err(|_| Error::validation(format!("{} is not a complete portable export: it has no {name}", path.display())))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data).map_err(|e| Error::validation(format!("{}: {name} cannot be read ({e}): the file is damaged", path.display())))?;
+    Ok(data)
+}
+
+pub(crate) fn open(path: &Path) -> Result<Opened> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), &e))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|_| Error::validation(format!("{} is not a portable export (not a ZIP file)", path.display())))?;
+    if zip.by_name("manifest.json").is_err() {
+        return Err(Error::validation(format!("{} is not a Safehold portable export: it has no manifest.json", path.display())));
+    }
+    let manifest: Manifest = serde_json::from_slice(&read_entry(&mut zip, "manifest.json", path)?)
+        .map_err(|e| Error::validation(format!("{} is not a Safehold portable export: its manifest.json is not valid ({e})", path.display())))?;
+    if manifest.format != FORMAT {
+        return Err(Error::validation(format!("{} is not a Safehold portable export (its manifest says \"{}\")", path.display(), manifest.format)));
+    }
+    let listed: std::collections::BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    for i in 0..zip.len() {
+        let name = zip.by_index(i).map(|f| f.name().to_string()).unwrap_or_default();
+        if name != "manifest.json" && !listed.contains(name.as_str()) {
+            return Err(Error::validation(format!("{}: it holds {name}, which its manifest does not list: the export was changed; ask for a new export", path.display())));
+        }
+    }
+    for f in &manifest.files {
+        let data = read_entry(&mut zip, &f.path, path)?;
+        if hex_sha(&data) != f.sha256 || data.len() as u64 != f.bytes {
+            return Err(Error::validation(format!(
+                "{}: {} does not match its SHA-256 in manifest.json: the export is damaged or was changed; nothing was imported",
+                path.display(),
+                f.path
+            )));
+        }
+    }
+    let schema: SchemaFile = serde_json::from_slice(&read_entry(&mut zip, "schema.json", path)?)
+        .map_err(|e| Error::validation(format!("{}: schema.json is not valid ({e})", path.display())))?;
+    Ok(Opened { manifest, schema, zip, path: path.to_path_buf() })
+}
+
+impl Opened {
+    /// Stages every table from its CSV file; checks the counts against the manifest.
+    pub(crate) async fn stage(&mut self, tx: &mut Tx<'_>, staged: &mut Staged) -> Result<()> {
+        for t in self.schema.tables.clone() {
+            let data = read_entry(&mut self.zip, &format!("tables/{}.csv", t.name), &self.path)?;
+            let types: Vec<(String, String)> = t.columns.iter().map(|c| (c.name.clone(), c.ty.clone())).collect();
+            stage::csv_file(tx, staged, &t.name, data, &types).await?;
+            let rows = staged.get(&t.name).map(|s| s.rows).unwrap_or(0);
+            if let Some(expected) = self.manifest.tables.get(&t.name).filter(|n| **n != rows) {
+                return Err(Error::validation(format!("{}: {} holds {rows} rows, the manifest says {expected}", self.path.display(), t.name)));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! Migrations run from the catalog (the Migration tab, and `safehold tenant …` with a catalog):
+//! connections named by id or name, a `migration_jobs` row going pending → running → completed |
+//! failed | cancelled with its progress, counts, mapping, rules and validation results, and the
+//! audit log.
+
+use std::sync::Arc;
+
+use crate::catalog::{audit, now};
+use crate::connections::{self, ConnectionKind};
+use crate::context::{Ctx, JobEvent};
+use crate::error::{Error, ErrorCode, Result};
+use crate::history::JobStatus;
+use crate::source::{redact, CancelToken, Progress, ProgressSink, SourceSpec};
+use crate::unlock::KeySources;
+
+use super::{execute, Endpoints, MigrationReport, MigrationSpec};
+
+/// A connection's id or name, or a PostgreSQL URL → (URL, tenant column, tenants table).
+async fn endpoint(ctx: &Ctx, given: &str) -> Result<(String, Option<(String, String)>)> {
+    if given.starts_with("postgres://") || given.starts_with("postgresql://") {
+        return Ok((given.to_string(), None));
+    }
+    let conn = connections::find(ctx, given).await?;
+    if conn.kind != ConnectionKind::Postgres {
+        return Err(Error::validation(format!(
+            "{} is a SQLite database: tenant migrations work on PostgreSQL connections in this version",
+            conn.name
+        )));
+    }
+    let (spec, conn) = crate::runs::source_of(ctx, &conn.id).await?;
+    let SourceSpec::Postgres { url } = spec else { return Err(Error::new(ErrorCode::Internal, "not PostgreSQL")) };
+    Ok((url, Some((conn.tenant_column, conn.tenants_table))))
+}
+
+/// Resolves the spec's connections (their passwords from the keychain).
+pub async fn resolve(ctx: &Ctx, spec: &MigrationSpec, keys: KeySources) -> Result<Endpoints> {
+    let mut ends = Endpoints { keys, ..Default::default() };
+    let mut tenancy = None;
+    if let Some(s) = spec.source.as_deref().filter(|s| !s.trim().is_empty()) {
+        let (url, t) = endpoint(ctx, s.trim()).await?;
+        ends.source_url = Some(url);
+        tenancy = t;
+    }
+    if let Some(s) = spec.target.as_deref().filter(|s| !s.trim().is_empty()) {
+        let (url, t) = endpoint(ctx, s.trim()).await?;
+        ends.target_url = Some(url);
+        tenancy = tenancy.or(t);
+    }
+    let (col, table) = tenancy.unwrap_or_else(|| ("tenant_id".into(), "tenants".into()));
+    ends.tenant_column = spec.tenant_column.clone().filter(|c| !c.trim().is_empty()).unwrap_or(col);
+    ends.tenants_table = spec.tenants_table.clone().filter(|c| !c.trim().is_empty()).unwrap_or(table);
+    Ok(ends)
+}
+
+fn keys(ctx: &Ctx) -> KeySources {
+    KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() }
+}
+
+fn quiet() -> ProgressSink {
+    Arc::new(|_| {})
+}
+
+/// Validation: the migration run in a transaction that is rolled back.
+pub async fn validate(ctx: &Ctx, spec: &MigrationSpec) -> Result<MigrationReport> {
+    let ends = resolve(ctx, spec, keys(ctx)).await?;
+    execute(spec, &ends, false, &CancelToken::new(), &quiet()).await
+}
+
+/// The mapping proposed for the spec (the wizard's mapping step).
+pub async fn propose_mapping(ctx: &Ctx, spec: &MigrationSpec) -> Result<MigrationReport> {
+    let ends = resolve(ctx, spec, keys(ctx)).await?;
+    let (mapping, warnings) = super::propose_mapping(spec, &ends).await?;
+    Ok(MigrationReport { migration_type: spec.migration_type, mapping, warnings, ..Default::default() })
+}
+
+/// Records a pending migration job; returns its id.
+pub async fn start(ctx: &Ctx, spec: &MigrationSpec) -> Result<String> {
+    let kind = super::kind(spec)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let name = if spec.migration_name.trim().is_empty() {
+        format!("{} {}", kind.as_str().replace('_', " "), spec.source_tenant_ids.join(", "))
+    } else {
+        spec.migration_name.trim().to_string()
+    };
+    let source_file = if spec.source_files.is_empty() { spec.source.as_deref().map(redact) } else { Some(spec.source_files.join(", ")) };
+    sqlx::query(
+        "INSERT INTO migration_jobs (id, migration_name, migration_type, source_tenant_id, target_tenant_id, source_file_path, target_file_path, \
+         mapping_configuration, transformation_rules, status, initiated_by, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+    )
+    .bind(&id)
+    .bind(&name)
+    .bind(kind.as_str())
+    .bind(Some(spec.source_tenant_ids.join(",")).filter(|s| !s.is_empty()))
+    .bind(spec.target_tenant_id.clone().filter(|s| !s.is_empty()))
+    .bind(source_file)
+    .bind(spec.target_file.clone().or_else(|| spec.target.as_deref().map(redact)))
+    .bind(serde_json::to_string(&spec.mapping).unwrap_or_else(|_| "[]".into()))
+    .bind(serde_json::to_string(&spec.rules).unwrap_or_else(|_| "[]".into()))
+    .bind(&ctx.operator_id)
+    .bind(now())
+    .execute(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("record the migration", &e))?;
+    Ok(id)
+}
+
+async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
+    let pct = if p.tables_total == 0 { 0 } else { (p.tables_done * 100 / p.tables_total).min(99) };
+    let _ = sqlx::query("UPDATE migration_jobs SET progress_percentage = ? WHERE id = ? AND status = 'running'")
+        .bind(i64::try_from(pct).unwrap_or(0))
+        .bind(id)
+        .execute(&ctx.pool)
+        .await;
+}
+
+/// Runs a recorded migration job to its end and records the outcome.
+pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<KeySources>, cancel: &CancelToken) -> Result<MigrationReport> {
+    sqlx::query("UPDATE migration_jobs SET status = 'running', started_at = ? WHERE id = ?")
+        .bind(now())
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("start the migration", &e))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+    let sink: ProgressSink = {
+        let (ctx, id) = (ctx.clone(), id.to_string());
+        Arc::new(move |p: Progress| {
+            ctx.emit(JobEvent::progress("migration", &id, &p));
+            let _ = tx.send(p);
+        })
+    };
+    let writer = {
+        let (ctx, id) = (ctx.clone(), id.to_string());
+        tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                set_progress(&ctx, &id, &p).await;
+            }
+        })
+    };
+    let result = async {
+        let ends = resolve(ctx, spec, extra_keys.unwrap_or_else(|| keys(ctx))).await?;
+        execute(spec, &ends, true, cancel, &sink).await
+    }
+    .await;
+    drop(sink);
+    let _ = writer.await;
+    let kind = spec.migration_type.map(|k| k.as_str()).unwrap_or("migration");
+    let what = format!("{kind} {}", spec.source_tenant_ids.join(","));
+    let status = match &result {
+        Ok(report) => {
+            sqlx::query(
+                "UPDATE migration_jobs SET status = 'completed', completed_at = ?, progress_percentage = 100, records_processed = ?, records_total = ?, \
+                 target_tenant_id = coalesce(?, target_tenant_id), validation_results = ?, mapping_configuration = ? WHERE id = ?",
+            )
+            .bind(now())
+            .bind(i64::try_from(report.rows_written).unwrap_or(0))
+            .bind(i64::try_from(report.rows_read).unwrap_or(0))
+            .bind(&report.target_tenant_id)
+            .bind(serde_json::to_string(report).unwrap_or_else(|_| "{}".into()))
+            .bind(serde_json::to_string(&report.mapping).unwrap_or_else(|_| "[]".into()))
+            .bind(id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record the finished migration", &e))?;
+            audit(&ctx.pool, &ctx.operator_id, "migration.run", &what, "success", Some(&format!("{} rows written", report.rows_written))).await?;
+            JobStatus::Completed
+        }
+        Err(e) => {
+            let (status, label) = if e.code == ErrorCode::Cancelled { (JobStatus::Cancelled, "cancelled") } else { (JobStatus::Failed, "failed") };
+            let message = format!("{}; nothing was written", e.message.trim_end_matches("; nothing was written"));
+            sqlx::query("UPDATE migration_jobs SET status = ?, completed_at = ?, error_message = ? WHERE id = ?")
+                .bind(label)
+                .bind(now())
+                .bind(&message)
+                .bind(id)
+                .execute(&ctx.pool)
+                .await
+                .map_err(|e| Error::catalog("record the failed migration", &e))?;
+            audit(&ctx.pool, &ctx.operator_id, "migration.run", &what, label, Some(&message)).await?;
+            status
+        }
+    };
+    ctx.emit(JobEvent { kind: "migration".into(), id: id.to_string(), status: Some(status), table: None, tables_done: 0, tables_total: 0, rows: 0 });
+    result
+}
+
+/// Marks a queued migration cancelled.
+pub async fn cancel_queued(ctx: &Ctx, id: &str) -> Result<()> {
+    sqlx::query("UPDATE migration_jobs SET status = 'cancelled', completed_at = ?, error_message = 'cancelled while queued; nothing was written' WHERE id = ? AND status = 'pending'")
+        .bind(now())
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("cancel the migration", &e))?;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Transformation rules: per-row changes applied, in order, to the rows read from the source
+//! before they are mapped onto the target (copying production tenants into staging without
+//! their personal data, normalising imported files).
+//!
+//! Rules name the source's tables and columns. Each is checked before anything runs (unknown
+//! table or column, a text rule on a non-text column, an invalid regular expression) and then
+//! runs as one SQL statement over the staged rows, so a rule sees the result of the rules before
+//! it. NULL stays NULL under every rule that transforms a value (set and copy replace it).
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::error::{Error, Result};
+use crate::source::postgres::{qi, ql};
+
+/// One rule: what to do to which column of which table.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, PartialEq, Eq)]
+pub struct Rule {
+    /// The source table (`schema.table` or the bare name).
+    pub table: String,
+    /// The column changed (for `drop_row`, the column tested).
+    pub column: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS, PartialEq, Eq)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Action {
+    /// Set a constant (NULL when `value` is null).
+    Set { value: Option<String> },
+    /// Copy another column's value.
+    Copy { from: String },
+    Lower,
+    Upper,
+    Trim,
+    /// Replace every match of a POSIX regular expression (`\1`… refer to groups).
+    Replace { pattern: String, replacement: String },
+    /// SHA-256 of the salt followed by the value, in hex.
+    Hash { salt: String },
+    /// Keep the first and last characters, every other one becomes `*`.
+    Mask,
+    /// A realistic, deterministic fake (same input and salt → same fake).
+    Fake { kind: FakeKind, salt: String },
+    /// Set NULL.
+    Null,
+    /// Drop the row when the condition on `column` holds.
+    DropRow { op: Op, value: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FakeKind {
+    Email,
+    Name,
+    FirstName,
+    LastName,
+    Phone,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Contains,
+    Matches,
+    IsNull,
+    NotNull,
+}
+
+const FIRST: &[&str] = &[
+    "Ada", "Alan", "Amara", "Ben", "Carla", "Chen", "Dara", "Diego", "Elena", "Emil", "Fatima", "Felix", "Grace", "Hana", "Hugo", "Ines", "Ivan", "Jonas", "Kai",
+    "Lena", "Leo", "Maya", "Mateo", "Nadia", "Noah", "Olga", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Sofia", "Tariq", "Uma", "Vera", "Wei", "Yara", "Zoe",
+];
+const LAST: &[&str] = &[
+    "Abbott", "Bauer", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ibrahim", "Jensen", "Kowalski", "Larsen", "Moreau", "Nakamura", "Okafor",
+    "Petrov", "Quintero", "Rossi", "Schmidt", "Tanaka", "Ueda", "Varga", "Weber", "Xu", "Yilmaz", "Zimmer",
+];
+
+/// Types the text rules accept.
+pub(crate) fn is_text(ty: &str) -> bool {
+    let t = ty.to_ascii_lowercase();
+    t == "text" || t.starts_with("character") || t.starts_with("varchar") || t == "citext" || t == "name" || t.starts_with("char")
+}
+
+fn array(words: &[&str]) -> String {
+    let w: Vec<String> = words.iter().map(|w| ql(w)).collect();
+    format!("(ARRAY[{}])", w.join(", "))
+}
+
+/// A deterministic 31-bit number from the salt and the value.
+fn h(salt: &str, v: &str) -> String {
+    format!("(('x' || substr(encode(sha256(convert_to({} || {v}, 'UTF8')), 'hex'), 1, 8))::bit(32)::bigint & 2147483647)", ql(salt))
+}
+
+fn fake(kind: FakeKind, salt: &str, v: &str) -> String {
+    let n = h(salt, v);
+    let first = format!("{}[1 + {n} % {}]", array(FIRST), FIRST.len());
+    let last = format!("{}[1 + ({n} / {}) % {}]", array(LAST), FIRST.len(), LAST.len());
+    let e = match kind {
+        FakeKind::FirstName => first,
+        FakeKind::LastName => last,
+        FakeKind::Name => format!("{first} || ' ' || {last}"),
+        FakeKind::Email => format!("lower({first} || '.' || {last}) || ({n} % 1000)::text || '@example.com'"),
+        FakeKind::Phone => format!("'+1-555-' || lpad((({n} / 10000) % 1000)::text, 3, '0') || '-' || lpad(({n} % 10000)::text, 4, '0')"),
+    };
+    format!("CASE WHEN {v} IS NULL THEN NULL ELSE {e} END")
+}
+
+/// The columns of one staged table: name and, when known, the source type.
+pub(crate) struct Columns<'a> {
+    pub table: &'a str,
+    pub cols: &'a [(String, Option<String>)],
+}
+
+impl Columns<'_> {
+    fn ty(&self, col: &str) -> Result<Option<&str>> {
+        self.cols
+            .iter()
+            .find(|(c, _)| c == col)
+            .map(|(_, t)| t.as_deref())
+            .ok_or_else(|| Error::validation(format!("rule on {}: the table has no column \"{col}\" (it has {})", self.table, self.names())))
+    }
+    fn names(&self) -> String {
+        self.cols.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Checks a rule against its table's columns.
+pub(crate) fn check(rule: &Rule, cols: &Columns) -> Result<()> {
+    let ty = cols.ty(&rule.column)?;
+    let text_only = matches!(rule.action, Action::Lower | Action::Upper | Action::Trim | Action::Replace { .. } | Action::Mask | Action::Fake { .. } | Action::Hash { .. });
+    if let (true, Some(t)) = (text_only, ty) {
+        if !is_text(t) {
+            return Err(Error::validation(format!(
+                "rule {} on {}.{}: the column is {t}, and this rule changes text; use set, null or copy for it",
+                name(&rule.action),
+                cols.table,
+                rule.column
+            )));
+        }
+    }
+    match &rule.action {
+        Action::Copy { from } => {
+            cols.ty(from)?;
+        }
+        Action::Replace { pattern, .. } if pattern.is_empty() => return Err(Error::validation(format!("rule replace on {}.{}: the pattern is empty", cols.table, rule.column))),
+        Action::DropRow { op, value } if !matches!(op, Op::IsNull | Op::NotNull) && value.is_none() => {
+            return Err(Error::validation(format!("rule drop_row on {}.{}: the condition needs a value", cols.table, rule.column)))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub(crate) fn name(a: &Action) -> &'static str {
+    match a {
+        Action::Set { .. } => "set",
+        Action::Copy { .. } => "copy",
+        Action::Lower => "lower",
+        Action::Upper => "upper",
+        Action::Trim => "trim",
+        Action::Replace { .. } => "replace",
+        Action::Hash { .. } => "hash",
+        Action::Mask => "mask",
+        Action::Fake { .. } => "fake",
+        Action::Null => "null",
+        Action::DropRow { .. } => "drop_row",
+    }
+}
+
+/// The statement applying `rule` to the staged (text) relation; `ty` is the column's source
+/// type when known (comparisons use it).
+pub(crate) fn sql(rule: &Rule, relation: &str, ty: Option<&str>) -> String {
+    let c = qi(&rule.column);
+    let set = |e: String| format!("UPDATE {relation} SET {c} = {e}");
+    match &rule.action {
+        Action::Set { value } => set(value.as_deref().map(ql).unwrap_or_else(|| "NULL".into())),
+        Action::Copy { from } => set(qi(from)),
+        Action::Lower => set(format!("lower({c})")),
+        Action::Upper => set(format!("upper({c})")),
+        Action::Trim => set(format!("btrim({c})")),
+        Action::Replace { pattern, replacement } => set(format!("regexp_replace({c}, {}, {}, 'g')", ql(pattern), ql(replacement))),
+        Action::Hash { salt } => set(format!("encode(sha256(convert_to({} || {c}, 'UTF8')), 'hex')", ql(salt))),
+        Action::Mask => set(format!("CASE WHEN char_length({c}) <= 2 THEN repeat('*', char_length({c})) ELSE left({c}, 1) || repeat('*', char_length({c}) - 2) || right({c}, 1) END")),
+        Action::Fake { kind, salt } => set(fake(*kind, salt, &c)),
+        Action::Null => set("NULL".into()),
+        Action::DropRow { op, value } => {
+            let typed = |e: String| match ty {
+                Some(t) if !is_text(t) => format!("CAST({e} AS {t})"),
+                _ => e,
+            };
+            let v = value.as_deref().map(ql).unwrap_or_else(|| "NULL".into());
+            let cond = match op {
+                Op::Eq => format!("{} = {}", typed(c.clone()), typed(v)),
+                Op::Ne => format!("{} <> {}", typed(c.clone()), typed(v)),
+                Op::Lt => format!("{} < {}", typed(c.clone()), typed(v)),
+                Op::Gt => format!("{} > {}", typed(c.clone()), typed(v)),
+                Op::Contains => format!("strpos({c}, {v}) > 0"),
+                Op::Matches => format!("{c} ~ {v}"),
+                Op::IsNull => format!("{c} IS NULL"),
+                Op::NotNull => format!("{c} IS NOT NULL"),
+            };
+            format!("DELETE FROM {relation} WHERE {cond}")
+        }
+    }
+}

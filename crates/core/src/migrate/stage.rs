@@ -1,0 +1,250 @@
+//! Reading a migration's source into staging tables of the working transaction: temporary
+//! tables of text columns (the text form of every PostgreSQL value), one per source table, which
+//! the rules then change and the mapping casts onto the target's types.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use futures_util::TryStreamExt;
+use sqlx::{AssertSqlSafe, Postgres, Transaction};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::source::pg_apply::{parents_first, read_target, rel, Target, TenantScope, Tenancy};
+use crate::source::postgres::{archived_schema, connect, load_table_into, q, qi, ql, restore_error};
+use crate::source::CancelToken;
+
+/// One staged source table.
+#[derive(Debug, Clone)]
+pub(crate) struct StagedTable {
+    /// The source's name for it (`schema.table`, or the file's name for plain files).
+    pub name: String,
+    pub relation: String,
+    /// Columns, with the source type when known.
+    pub cols: Vec<(String, Option<String>)>,
+    pub rows: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    pub tables: Vec<StagedTable>,
+}
+
+pub(crate) type Tx<'a> = Transaction<'a, Postgres>;
+
+impl Staged {
+    pub fn get(&self, name: &str) -> Option<&StagedTable> {
+        self.tables.iter().find(|t| t.name == name).or_else(|| self.tables.iter().find(|t| bare(&t.name) == name))
+    }
+
+    /// The staging relation of `name`, created (text columns) when new.
+    pub async fn table(&mut self, tx: &mut Tx<'_>, name: &str, cols: Vec<(String, Option<String>)>) -> Result<String> {
+        if let Some(t) = self.tables.iter().find(|t| t.name == name) {
+            return Ok(t.relation.clone());
+        }
+        let relation = format!("pg_temp._sh_s{}", self.tables.len());
+        let defs: Vec<String> = cols.iter().map(|(c, _)| format!("{} text", qi(c))).collect();
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE {} ({}) ON COMMIT DROP", relation, defs.join(", "))))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| restore_error(&format!("staging {name}"), &e))?;
+        self.tables.push(StagedTable { name: name.to_string(), relation: relation.clone(), cols, rows: 0 });
+        Ok(relation)
+    }
+
+    pub async fn recount(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        for t in &mut self.tables {
+            let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", t.relation))).fetch_one(&mut **tx).await.map_err(q("count staged rows"))?;
+            t.rows = u64::try_from(n).unwrap_or(0);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn bare(name: &str) -> &str {
+    name.rsplit('.').next().unwrap_or(name)
+}
+
+/// The column list of a staging relation.
+pub(crate) fn col_list(cols: &[(String, Option<String>)]) -> String {
+    cols.iter().map(|(c, _)| qi(c)).collect::<Vec<_>>().join(", ")
+}
+
+/// Stages the rows of `tenants` from the live database at `url`, read in one snapshot. Returns
+/// the source's schema.
+pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, tenants: &[String], tenant_column: &str, tenants_table: &str, cancel: &CancelToken) -> Result<Target> {
+    if tenants.is_empty() {
+        return Err(Error::validation("choose the tenant to read from the source (--tenant)"));
+    }
+    let mut src = connect(url).await?;
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut src).await.map_err(q("start the source snapshot"))?;
+    let schema = read_target(&mut src).await?;
+    let available: BTreeSet<String> = schema.cols.keys().cloned().collect();
+    for tenant in tenants {
+        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), copy: None };
+        let ten = Tenancy::find(&schema, &scope, &available)?;
+        let mut found = 0u64;
+        for t in parents_first(&ten.tables(), &schema.fks) {
+            cancel.check()?;
+            let cols: Vec<(String, Option<String>)> = schema.cols[&t].iter().filter(|c| !c.generated).map(|c| (c.name.clone(), Some(c.ty.clone()))).collect();
+            let relation = staged.table(tx, &t, cols.clone()).await?;
+            let live = |x: &str| rel(x);
+            let pred = ten.predicate(&t, "l", &live, 0);
+            let list = col_list(&cols);
+            let lcols: Vec<String> = cols.iter().map(|(c, _)| format!("l.{}", qi(c))).collect();
+            let out_sql = format!("COPY (SELECT {} FROM {} l WHERE {pred}) TO STDOUT", lcols.join(", "), rel(&t));
+            let mut out = src.copy_out_raw(&out_sql).await.map_err(q(&format!("read {t}")))?;
+            let mut sink = (**tx).copy_in_raw(&format!("COPY {relation} ({list}) FROM STDIN")).await.map_err(|e| restore_error(&format!("staging {t}"), &e))?;
+            while let Some(bytes) = out.try_next().await.map_err(q(&format!("read {t}")))? {
+                if cancel.is_cancelled() {
+                    let _ = sink.abort("cancelled").await;
+                    return Err(Error::new(ErrorCode::Cancelled, "cancelled; nothing was written"));
+                }
+                sink.send(bytes).await.map_err(|e| restore_error(&format!("staging {t}"), &e))?;
+            }
+            drop(out);
+            found += sink.finish().await.map_err(|e| restore_error(&format!("staging {t}"), &e))?;
+        }
+        if found == 0 {
+            return Err(Error::not_found(format!("tenant \"{tenant}\" has no rows in {}: check the tenant id", crate::source::redact(url))));
+        }
+    }
+    let _ = sqlx::query("COMMIT").execute(&mut src).await;
+    staged.recount(tx).await?;
+    Ok(schema)
+}
+
+/// Stages every table of a backup chain (the newest backup's state).
+pub(crate) async fn from_archive(tx: &mut Tx<'_>, staged: &mut Staged, chain: &crate::source::pg_apply::Chain, target: &Target, cancel: &CancelToken) -> Result<()> {
+    let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty chain"))?;
+    let schema = archived_schema(reader, index)?;
+    for t in &schema.tables {
+        cancel.check()?;
+        let section = t.section();
+        let types = target.cols.get(&section);
+        let cols: Vec<(String, Option<String>)> =
+            t.columns.iter().map(|c| (c.clone(), types.and_then(|tc| tc.iter().find(|x| &x.name == c)).map(|x| x.ty.clone()))).collect();
+        let relation = staged.table(tx, &section, cols).await?;
+        load_table_into(tx, chain, t, &relation, cancel).await?;
+    }
+    staged.recount(tx).await
+}
+
+/// Keeps only the rows of `tenants` in the staged tables that are tenant tables of `target`
+/// (found through the target's tenant column and foreign keys); other staged tables are dropped.
+pub(crate) async fn keep_tenants(tx: &mut Tx<'_>, staged: &mut Staged, target: &Target, tenants: &[String], tenant_column: &str, tenants_table: &str) -> Result<()> {
+    if tenants.is_empty() {
+        return Ok(());
+    }
+    let available: BTreeSet<String> = staged.tables.iter().map(|t| t.name.clone()).filter(|t| target.cols.contains_key(t)).collect();
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let mut preds: Vec<(String, String)> = Vec::new();
+    let relation_of = |t: &str| staged.get(t).map(|s| s.relation.clone()).unwrap_or_else(|| rel(t));
+    for tenant in tenants {
+        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), copy: None };
+        let ten = Tenancy::find(target, &scope, &available)?;
+        for t in ten.tables() {
+            keep.insert(t.clone());
+            preds.push((t.clone(), ten.predicate(&t, "s", &relation_of, 0)));
+        }
+    }
+    // Parents first: a child's condition sees only the kept parents.
+    let order = parents_first(&keep.iter().cloned().collect::<Vec<_>>(), &target.fks);
+    for t in &order {
+        let p: Vec<String> = preds.iter().filter(|(x, _)| x == t).map(|(_, p)| format!("({p})")).collect();
+        let relation = relation_of(t);
+        sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {relation} s WHERE ({}) IS NOT TRUE", p.join(" OR "))))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| restore_error(&format!("selecting the tenant's rows of {t}"), &e))?;
+    }
+    staged.tables.retain(|t| keep.contains(&t.name));
+    staged.recount(tx).await?;
+    let total: u64 = staged.tables.iter().map(|t| t.rows).sum();
+    if total == 0 {
+        return Err(Error::not_found(format!("the source holds no rows of tenant {}: check the tenant id", tenants.join(", "))));
+    }
+    Ok(())
+}
+
+/// Stages a CSV file (with a header line) as the table named after the file.
+pub(crate) async fn csv_file(tx: &mut Tx<'_>, staged: &mut Staged, name: &str, data: Vec<u8>, types: &[(String, String)]) -> Result<()> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(data.as_slice());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| Error::validation(format!("{name}: not a CSV file with a header line: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if header.is_empty() || header.iter().any(String::is_empty) {
+        return Err(Error::validation(format!("{name}: the CSV header has an empty column name")));
+    }
+    let mut seen = BTreeSet::new();
+    if let Some(d) = header.iter().find(|h| !seen.insert(h.as_str())) {
+        return Err(Error::validation(format!("{name}: the CSV header names the column \"{d}\" twice")));
+    }
+    let cols: Vec<(String, Option<String>)> = header.iter().map(|h| (h.clone(), types.iter().find(|(c, _)| c == h).map(|(_, t)| t.clone()))).collect();
+    let relation = staged.table(tx, name, cols.clone()).await?;
+    let mut sink = (**tx)
+        .copy_in_raw(&format!("COPY {relation} ({}) FROM STDIN (FORMAT csv, HEADER true)", col_list(&cols)))
+        .await
+        .map_err(|e| restore_error(&format!("reading {name}"), &e))?;
+    for chunk in data.chunks(1 << 20) {
+        sink.send(chunk.to_vec()).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))))?;
+    }
+    sink.finish().await.map_err(|e| Error::validation(format!("{name} is not valid CSV for its header: {}", pg_message(&e))))?;
+    staged.recount(tx).await
+}
+
+/// Stages a JSON Lines file (one object per line) as the table named after the file.
+pub(crate) async fn jsonl_file(tx: &mut Tx<'_>, staged: &mut Staged, name: &str, data: Vec<u8>) -> Result<()> {
+    let raw = format!("pg_temp._sh_raw{}", staged.tables.len());
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE {raw} (n bigserial, j jsonb) ON COMMIT DROP")))
+        .execute(&mut **tx)
+        .await
+        .map_err(q("stage a JSON Lines file"))?;
+    // Each line verbatim: CSV with quote and delimiter characters that JSON text never holds.
+    let mut sink = (**tx)
+        .copy_in_raw(&format!("COPY {raw} (j) FROM STDIN (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"))
+        .await
+        .map_err(q("stage a JSON Lines file"))?;
+    let text: Vec<u8> = data.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).flat_map(|l| l.iter().copied().chain([b'\n'])).collect();
+    sink.send(text).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))))?;
+    sink.finish().await.map_err(|e| Error::validation(format!("{name} is not JSON Lines (one JSON object per line): {}", pg_message(&e))))?;
+    let not_objects: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {raw} WHERE jsonb_typeof(j) <> 'object'")))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(q("read a JSON Lines file"))?;
+    if not_objects > 0 {
+        return Err(Error::validation(format!("{name}: {not_objects} lines are not JSON objects; each line must be one object whose keys are the columns")));
+    }
+    let keys: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT k FROM (SELECT DISTINCT jsonb_object_keys(j) AS k FROM {raw}) x ORDER BY k")))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(q("read a JSON Lines file"))?;
+    if keys.is_empty() {
+        return Err(Error::validation(format!("{name}: no rows")));
+    }
+    let cols: Vec<(String, Option<String>)> = keys.iter().map(|k| (k.clone(), None)).collect();
+    let relation = staged.table(tx, name, cols.clone()).await?;
+    // Strings as they are; numbers, booleans, arrays and objects in their JSON text.
+    let exprs: Vec<String> = keys.iter().map(|k| format!("CASE jsonb_typeof(j -> {0}) WHEN 'string' THEN j ->> {0} WHEN 'null' THEN NULL ELSE (j -> {0})::text END", ql(k))).collect();
+    sqlx::raw_sql(AssertSqlSafe(format!("INSERT INTO {relation} ({}) SELECT {} FROM {raw} ORDER BY n", col_list(&cols), exprs.join(", "))))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| restore_error(&format!("reading {name}"), &e))?;
+    staged.recount(tx).await
+}
+
+/// PostgreSQL's own message for an error, without sqlx's prefix.
+pub(crate) fn pg_message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => d.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The table name a plain file stands for: its name without the extension.
+pub(crate) fn table_of_file(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    name.strip_suffix(".csv").or_else(|| name.strip_suffix(".jsonl")).or_else(|| name.strip_suffix(".ndjson")).or_else(|| name.strip_suffix(".json")).unwrap_or(&name).to_string()
+}
