@@ -184,6 +184,8 @@ pub struct TableReport {
     #[ts(type = "number")]
     pub rows_rejected: u64,
     pub problems: Vec<Problem>,
+    /// Rows left out because a row they belong to was set aside (the problem is reported there).
+    pub notes: Vec<String>,
 }
 
 impl TableReport {
@@ -285,7 +287,7 @@ pub async fn execute(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cance
     // 3. Mapping.
     let mapping = if spec.mapping.is_empty() { propose(&staged, &target, &mut report.warnings) } else { spec.mapping.clone() };
     report.mapping = mapping.clone();
-    let (finals, mut reports) = map_rows(&mut tx, &staged, &target, &mapping, &ends.tenant_column, &ends.tenants_table).await?;
+    let (finals, mut reports) = map_rows(&mut tx, &staged, &target, &mapping, &ends.tenant_column).await?;
 
     // The tenant written.
     let order = parents_first(&finals.keys().cloned().collect::<Vec<_>>(), &target.fks);
@@ -377,8 +379,8 @@ async fn read_files(tx: &mut Tx<'_>, staged: &mut Staged, spec: &MigrationSpec, 
         let ext = f.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
         match ext.as_str() {
             "csv" => {
-                let types: Vec<(String, String)> = target_table(target, &name).map(|t| target.cols[&t].iter().map(|c| (c.name.clone(), c.ty.clone())).collect()).unwrap_or_default();
-                stage::csv_file(tx, staged, &name, data, &types).await?
+                // No types: a plain file's values are all checked against the target's types.
+                stage::csv_file(tx, staged, &name, data, &[]).await?
             }
             "jsonl" | "ndjson" | "json" => stage::jsonl_file(tx, staged, &name, data).await?,
             "zip" => return Err(Error::validation(format!("{}: import one portable export at a time", f.display()))),
@@ -462,7 +464,7 @@ const CASTABLE: &str = "CREATE OR REPLACE FUNCTION pg_temp.sh_castable(v text, t
 
 /// Casts the staged rows onto their target tables (`pg_temp._sh_f*`), setting aside rows whose
 /// values do not fit the target's types.
-async fn map_rows(tx: &mut Tx<'_>, staged: &Staged, target: &Target, mapping: &[TableMapping], tenant_column: &str, tenants_table: &str) -> Result<(HashMap<String, write::Final>, BTreeMap<String, TableReport>)> {
+async fn map_rows(tx: &mut Tx<'_>, staged: &Staged, target: &Target, mapping: &[TableMapping], tenant_column: &str) -> Result<(HashMap<String, write::Final>, BTreeMap<String, TableReport>)> {
     let mut finals = HashMap::new();
     let mut reports: BTreeMap<String, TableReport> = BTreeMap::new();
     let mut seen_targets = BTreeSet::new();
@@ -511,7 +513,7 @@ async fn map_rows(tx: &mut Tx<'_>, staged: &Staged, target: &Target, mapping: &[
         }
         // Required columns the source does not fill.
         for col in tcols.iter().filter(|c| c.not_null && !c.generated && !c.identity && c.default.is_none()) {
-            if !pairs.iter().any(|(p, _)| *p == col.name) && !(stage::bare(&t) == tenants_table && single_key.as_deref() == Some(&col.name)) {
+            if !pairs.iter().any(|(p, _)| *p == col.name) {
                 return Err(Error::validation(format!(
                     "{} has no column for {t}.{}, which the target requires (NOT NULL, no default): add the column, map one to it or give it a default",
                     s.name, col.name

@@ -105,7 +105,7 @@ pub async fn start(ctx: &Ctx, spec: &MigrationSpec) -> Result<String> {
 }
 
 async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
-    let pct = if p.tables_total == 0 { 0 } else { (p.tables_done * 100 / p.tables_total).min(99) };
+    let pct = p.tables_done.saturating_mul(100).checked_div(p.tables_total).unwrap_or(0).min(99);
     let _ = sqlx::query("UPDATE migration_jobs SET progress_percentage = ? WHERE id = ? AND status = 'running'")
         .bind(i64::try_from(pct).unwrap_or(0))
         .bind(id)
@@ -176,7 +176,7 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
                 .execute(&ctx.pool)
                 .await
                 .map_err(|e| Error::catalog("record the failed migration", &e))?;
-            audit(&ctx.pool, &ctx.operator_id, "migration.run", &what, label, Some(&message)).await?;
+            audit(&ctx.pool, &ctx.operator_id, "migration.run", &what, "failure", Some(&format!("{label}: {message}"))).await?;
             status
         }
     };

@@ -36,6 +36,17 @@ pub(crate) struct Writer<'a> {
 
 const SAMPLES: i64 = 5;
 
+/// Where a table's set-aside rows are kept (children of them are left out too, as notes).
+fn aside(f: &Final) -> String {
+    format!("{}_x", f.relation)
+}
+
+/// Moves the rows of `f` matching `cond` (alias `f`) aside; returns how many.
+async fn set_aside(tx: &mut Tx<'_>, t: &str, f: &Final, cond: &str) -> Result<u64> {
+    exec(tx, &format!("INSERT INTO {} SELECT * FROM {} f WHERE {cond}", aside(f), f.relation), t).await?;
+    exec(tx, &format!("DELETE FROM {} f WHERE {cond}", f.relation), t).await
+}
+
 fn key_of(target: &Target, t: &str) -> Option<String> {
     target.pks.get(t).filter(|pk| pk.len() == 1).map(|pk| pk[0].clone())
 }
@@ -57,6 +68,9 @@ impl Writer<'_> {
     /// Writes every table of `order` (parents first); returns the maps' relations per table.
     pub async fn write(&self, tx: &mut Tx<'_>, order: &[String], finals: &HashMap<String, Final>, reports: &mut BTreeMap<String, TableReport>, cancel: &CancelToken) -> Result<()> {
         let mut maps: HashMap<String, String> = HashMap::new();
+        for (t, f) in finals {
+            exec(tx, &format!("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WITH NO DATA", aside(f), f.relation), t).await?;
+        }
         for (i, t) in order.iter().enumerate() {
             cancel.check()?;
             let Some(f) = finals.get(t) else { continue };
@@ -71,7 +85,7 @@ impl Writer<'_> {
             }
             self.resolve_conflicts(tx, t, f, &maps, rep).await?;
             self.reject_not_null(tx, t, f, rep).await?;
-            self.reject_missing_parents(tx, t, f, rep).await?;
+            self.reject_missing_parents(tx, t, f, finals, rep).await?;
             let cols: Vec<String> = f.cols.iter().map(|c| qi(c)).collect();
             let n = exec(
                 tx,
@@ -235,9 +249,11 @@ impl Writer<'_> {
             } else if rule == Resolution::KeepTarget {
                 rep.rows_merged += u64::try_from(n).unwrap_or(0);
             }
-            let removed = exec(tx, &format!("DELETE FROM {} f WHERE EXISTS (SELECT 1 FROM {} l WHERE {on})", f.relation, rel(t)), t).await?;
+            let cond = format!("EXISTS (SELECT 1 FROM {} l WHERE {on})", rel(t));
             if rule == Resolution::Stop {
-                rep.rows_rejected += removed;
+                rep.rows_rejected += set_aside(tx, t, f, &cond).await?;
+            } else {
+                exec(tx, &format!("DELETE FROM {} f WHERE {cond}", f.relation), t).await?;
             }
         }
         Ok(())
@@ -250,19 +266,28 @@ impl Writer<'_> {
             if let Some(r) = rows.first() {
                 let n: i64 = r.get(0);
                 rep.problems.push(Problem::new("not_null", format!("{n} rows have no value for {t}.{}, which the target requires", c.name), n, rows.iter().map(|r| r.get(1)).collect()));
-                rep.rows_rejected += exec(tx, &format!("DELETE FROM {} WHERE {} IS NULL", f.relation, qi(&c.name)), t).await?;
+                rep.rows_rejected += set_aside(tx, t, f, &format!("f.{} IS NULL", qi(&c.name))).await?;
             }
         }
         Ok(())
     }
 
-    async fn reject_missing_parents(&self, tx: &mut Tx<'_>, t: &str, f: &Final, rep: &mut TableReport) -> Result<()> {
+    async fn reject_missing_parents(&self, tx: &mut Tx<'_>, t: &str, f: &Final, finals: &HashMap<String, Final>, rep: &mut TableReport) -> Result<()> {
         for fk in self.target.fks.iter().filter(|fk| fk.child == t) {
             if !fk.cols.iter().all(|(c, _)| f.cols.contains(c)) {
                 continue;
             }
             let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("f.{} IS NOT NULL", qi(c))).collect();
             let on: Vec<String> = fk.cols.iter().map(|(c, p)| format!("p.{} = f.{}", qi(p), qi(c))).collect();
+            // Rows of a parent row this migration set aside: left out with it.
+            if let Some(pf) = finals.get(&fk.parent) {
+                let cond = format!("EXISTS (SELECT 1 FROM {} p WHERE {})", aside(pf), on.join(" AND "));
+                let n = set_aside(tx, t, f, &cond).await?;
+                if n > 0 {
+                    rep.rows_rejected += n;
+                    rep.notes.push(format!("{n} rows left out with the {} rows they belong to", fk.parent));
+                }
+            }
             let mut missing = format!("{} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})", set.join(" AND "), rel(&fk.parent), on.join(" AND "));
             if fk.parent == t {
                 missing.push_str(&format!(" AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})", f.relation, on.join(" AND ")));
@@ -279,7 +304,7 @@ impl Writer<'_> {
                     n,
                     rows.iter().map(|r| r.get(1)).collect(),
                 ));
-                rep.rows_rejected += exec(tx, &format!("DELETE FROM {} f WHERE {missing}", f.relation), t).await?;
+                rep.rows_rejected += set_aside(tx, t, f, &missing).await?;
             }
         }
         Ok(())

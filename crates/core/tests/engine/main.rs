@@ -11,6 +11,7 @@ mod connections;
 mod cron;
 mod demo;
 mod keychain;
+mod migrations;
 mod objstore;
 mod restores;
 mod retention;
