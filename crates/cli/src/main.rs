@@ -14,6 +14,7 @@ use safehold_core::repository::Repository;
 use safehold_core::secrets::{Keychain, SecretStore};
 use safehold_core::source::{self, CancelToken, Progress, ProgressSink, SourceSpec};
 use safehold_core::unlock::KeySources;
+use safehold_core::migrate::{self, records, MigrationReport, MigrationSpec, MigrationType, Resolution};
 use safehold_core::{configurations, context, demo, restore, restores, verify, Ctx, Error};
 
 #[derive(Parser)]
@@ -72,6 +73,114 @@ enum Command {
     /// Scheduled backups without the app (for a server).
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Tenant migrations: copy, merge, export, import (recorded in the catalog).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Copy a tenant under a new id, in the same database or into another, with new keys.
+    Copy {
+        /// The database read: a connection's name or id, or a PostgreSQL URL.
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        tenant: String,
+        /// The database written (default: the source).
+        #[arg(long)]
+        target: Option<String>,
+        /// The copy's tenant id (default: made by the tenants table's key default, or a UUID).
+        #[arg(long)]
+        new_tenant_id: Option<String>,
+        #[arg(long)]
+        new_tenant_name: Option<String>,
+        #[command(flatten)]
+        common: MigrationArgs,
+    },
+    /// Merge a tenant into an existing one: rows re-parented, unique conflicts resolved per table.
+    Merge {
+        #[arg(long)]
+        source: String,
+        /// The tenant merged.
+        #[arg(long)]
+        tenant: String,
+        /// The existing tenant merged into.
+        #[arg(long)]
+        into: String,
+        /// The database written (default: the source).
+        #[arg(long)]
+        target: Option<String>,
+        /// Remove the merged tenant afterwards (same database only).
+        #[arg(long)]
+        remove_source: bool,
+        #[command(flatten)]
+        common: MigrationArgs,
+    },
+    /// Export tenants to a portable ZIP (JSON Lines and CSV per table, schema.json, manifest.json).
+    Export {
+        #[arg(long)]
+        source: String,
+        /// The tenants (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        tenant: Vec<String>,
+        /// The file written.
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        common: MigrationArgs,
+    },
+    /// Import a portable export, a Safehold archive, or CSV / JSON Lines files (named after their
+    /// tables) into a tenant, new or existing.
+    Import {
+        /// The files read.
+        #[arg(long, required = true, num_args = 1..)]
+        from: Vec<PathBuf>,
+        /// The database written.
+        #[arg(long)]
+        target: String,
+        /// From an archive or a multi-tenant export: the tenant to import.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The tenant written (existing: merged into; new: created from the import's tenants row).
+        #[arg(long)]
+        into: Option<String>,
+        #[arg(long)]
+        new_tenant_name: Option<String>,
+        #[command(flatten)]
+        keys: KeyArgs,
+        #[command(flatten)]
+        common: MigrationArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct MigrationArgs {
+    /// Transformation rules: a JSON file holding a list of rules.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// The mapping: a JSON file holding a list of table mappings (default: proposed from names).
+    #[arg(long)]
+    mapping: Option<PathBuf>,
+    /// Unique conflicts, per table: TABLE=stop|keep-target|take-source|keep-both (comma-separated;
+    /// `*` for every table).
+    #[arg(long, value_delimiter = ',')]
+    on_conflict: Vec<String>,
+    /// The suffix keep-both adds.
+    #[arg(long)]
+    suffix: Option<String>,
+    /// Write what can be written and skip the rows validation sets aside.
+    #[arg(long)]
+    skip_rejected: bool,
+    /// Validate only: run everything in a transaction that is rolled back and show the report.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    tenant_column: Option<String>,
+    #[arg(long)]
+    tenants_table: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -956,6 +1065,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Config(ConfigCommand::RetentionPreview { name }) => retention_command(&ctx, cli.json, &name, None).await?,
         Command::Config(ConfigCommand::RetentionApply { name, yes }) => retention_command(&ctx, cli.json, &name, Some(yes)).await?,
+        Command::Tenant(t) => tenant_command(&ctx, cli.json, t).await?,
         Command::Backup(_) | Command::Restore(_) | Command::Verify(_) | Command::Ls { .. } | Command::Inspect { .. } | Command::Key(_) => {}
         Command::Demo => {
             let report = demo::ensure(&ctx, true).await?;
@@ -966,6 +1076,140 @@ async fn run(cli: Cli) -> Result<(), Error> {
             } else {
                 println!("the demo platform is already set up at {}", report.database_path);
             }
+        }
+    }
+    Ok(())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read the {what} file {}", path.display()), &e))?;
+    serde_json::from_str(&text).map_err(|e| Error::validation(format!("the {what} file {} is not valid: {e}", path.display())))
+}
+
+fn migration_spec(kind: MigrationType, common: &MigrationArgs) -> Result<MigrationSpec, Error> {
+    let mut spec = MigrationSpec { migration_type: Some(kind), migration_name: common.name.clone().unwrap_or_default(), ..Default::default() };
+    if let Some(r) = &common.rules {
+        spec.rules = read_json(r, "rules")?;
+    }
+    if let Some(m) = &common.mapping {
+        spec.mapping = read_json(m, "mapping")?;
+    }
+    for c in &common.on_conflict {
+        let (table, rule) = c.split_once('=').ok_or_else(|| Error::validation(format!("--on-conflict {c}: write TABLE=stop|keep-target|take-source|keep-both")))?;
+        let rule = match rule.trim().replace('_', "-").as_str() {
+            "stop" => Resolution::Stop,
+            "keep-target" => Resolution::KeepTarget,
+            "take-source" => Resolution::TakeSource,
+            "keep-both" => Resolution::KeepBoth,
+            other => return Err(Error::validation(format!("--on-conflict {table}={other}: the rule is stop, keep-target, take-source or keep-both"))),
+        };
+        spec.conflicts.insert(table.trim().to_string(), rule);
+    }
+    spec.suffix = common.suffix.clone();
+    spec.skip_rejected = common.skip_rejected;
+    spec.tenant_column = common.tenant_column.clone();
+    spec.tenants_table = common.tenants_table.clone();
+    Ok(spec)
+}
+
+fn print_migration(r: &MigrationReport) {
+    for t in &r.tables {
+        let from = t.source_table.as_deref().filter(|s| *s != t.table).map(|s| format!(" (from {s})")).unwrap_or_default();
+        println!(
+            "  {:<34} {:>7} read {:>7} written{}{}{}{}",
+            format!("{}{from}", t.table),
+            t.rows_read,
+            t.rows_written,
+            if t.rows_updated > 0 { format!("  ~{} updated", t.rows_updated) } else { String::new() },
+            if t.rows_merged > 0 { format!("  {} merged", t.rows_merged) } else { String::new() },
+            if t.rows_renamed > 0 { format!("  {} with suffix", t.rows_renamed) } else { String::new() },
+            if t.rows_rejected > 0 { format!("  {} set aside", t.rows_rejected) } else { String::new() },
+        );
+        for p in &t.problems {
+            println!("    {}: {}", p.kind, p.message);
+            for s in &p.samples {
+                println!("      e.g. {s}");
+            }
+        }
+        for n in &t.notes {
+            println!("    note: {n}");
+        }
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    for f in &r.files {
+        println!("  {}  {} bytes  sha256 {}", f.path, f.bytes, f.sha256);
+    }
+}
+
+async fn tenant_command(ctx: &Ctx, json: bool, cmd: TenantCommand) -> Result<(), Error> {
+    let (spec, dry_run, keys) = match cmd {
+        TenantCommand::Copy { source, tenant, target, new_tenant_id, new_tenant_name, common } => {
+            let mut s = migration_spec(MigrationType::TenantCopy, &common)?;
+            s.target = Some(target.unwrap_or_else(|| source.clone()));
+            (s.source, s.source_tenant_ids, s.target_tenant_id, s.target_tenant_name) = (Some(source), vec![tenant], new_tenant_id, new_tenant_name);
+            (s, common.dry_run, None)
+        }
+        TenantCommand::Merge { source, tenant, into, target, remove_source, common } => {
+            let mut s = migration_spec(MigrationType::TenantMerge, &common)?;
+            s.target = Some(target.unwrap_or_else(|| source.clone()));
+            (s.source, s.source_tenant_ids, s.target_tenant_id, s.remove_source_tenant) = (Some(source), vec![tenant], Some(into), remove_source);
+            (s, common.dry_run, None)
+        }
+        TenantCommand::Export { source, tenant, to, common } => {
+            let mut s = migration_spec(MigrationType::DataExport, &common)?;
+            (s.source, s.source_tenant_ids, s.target_file) = (Some(source), tenant, Some(to.display().to_string()));
+            (s, common.dry_run, None)
+        }
+        TenantCommand::Import { from, target, tenant, into, new_tenant_name, keys, common } => {
+            let mut s = migration_spec(MigrationType::DataImport, &common)?;
+            s.source_files = from.iter().map(|f| f.display().to_string()).collect();
+            (s.target, s.source_tenant_ids, s.target_tenant_id, s.target_tenant_name) = (Some(target), tenant.into_iter().collect(), into, new_tenant_name);
+            (s, common.dry_run, Some(key_sources(&keys)))
+        }
+    };
+    if dry_run {
+        let ends = records::resolve(ctx, &spec, keys.unwrap_or_else(|| KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() })).await?;
+        let report = migrate::execute(&spec, &ends, false, &CancelToken::new(), &progress_sink(json)).await;
+        end_progress(json);
+        let report = report?;
+        if json {
+            print_json(&report);
+        } else {
+            print_migration(&report);
+            if report.is_clean() {
+                println!("validation passed: nothing was changed; run without --dry-run to migrate");
+            } else {
+                println!("validation found problems (above): nothing was changed; fix them, choose conflict rules, or run with --skip-rejected");
+            }
+        }
+        return Ok(());
+    }
+    let id = records::start(ctx, &spec).await?;
+    let cancel = CancelToken::new();
+    let c2 = cancel.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            c2.cancel();
+        }
+    });
+    let out = records::run(ctx, &id, &spec, keys, &cancel).await;
+    ctrl_c.abort();
+    let report = out?;
+    if json {
+        print_json(&serde_json::json!({ "migration_id": id, "report": report }));
+    } else {
+        print_migration(&report);
+        let kind = spec.migration_type.map(|k| k.as_str()).unwrap_or_default();
+        match &report.target_file {
+            Some(f) => println!("{kind}: {} rows written to {f}", report.rows_written),
+            None => println!(
+                "{kind}: {} rows written into tenant {}{}",
+                report.rows_written,
+                report.target_tenant_id.as_deref().unwrap_or("?"),
+                if report.rows_removed > 0 { format!("; {} rows of the merged tenant removed", report.rows_removed) } else { String::new() }
+            ),
         }
     }
     Ok(())

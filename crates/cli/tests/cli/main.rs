@@ -464,3 +464,45 @@ fn a_scheduler_killed_during_a_backup_leaves_an_interrupted_row_no_partial_archi
     let list = stdout_json(&run(&["schedule", "list", "--json"]));
     assert!(list.as_array().expect("list").iter().any(|c| c["configuration_name"] == "Slow" && c["next_run"].is_null()), "{list}");
 }
+
+#[test]
+fn tenants_are_exported_validated_imported_and_merged_from_the_command_line() {
+    let home = tempfile::tempdir().expect("tmp");
+    let (src, dst) = (Db::new(), Db::new());
+    let schema = "CREATE TABLE tenants (id text PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE users (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants(id), email text NOT NULL, UNIQUE (tenant_id, email));";
+    psql(&src.url(), schema);
+    psql(&dst.url(), schema);
+    psql(&src.url(), "INSERT INTO tenants VALUES ('acme', 'Acme'), ('beta', 'Beta');
+         INSERT INTO users (tenant_id, email) VALUES ('acme', 'a@x.test'), ('acme', 'same@x.test'), ('beta', 'same@x.test'), ('beta', 'b@x.test');");
+    let zip = home.path().join("acme.zip");
+    let h = home.path();
+    // Export with a rule (emails masked), then validate and import into another database.
+    let rules = home.path().join("rules.json");
+    std::fs::write(&rules, r#"[{"table": "users", "column": "email", "action": {"rule": "upper"}}]"#).expect("rules");
+    let out = safehold(h, &["tenant", "export", "--source", &src.url(), "--tenant", "acme", "--to", zip.to_str().expect("utf-8"), "--rules", rules.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 rows written to"), "{}", String::from_utf8_lossy(&out.stdout));
+    let dry = safehold(h, &["tenant", "import", "--from", zip.to_str().expect("utf-8"), "--target", &dst.url(), "--into", "acme", "--dry-run"]);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success() && text.contains("validation passed"), "{text} {}", String::from_utf8_lossy(&dry.stderr));
+    assert_eq!(psql(&dst.url(), "SELECT count(*) FROM users"), "0", "a dry run writes nothing");
+    let report = stdout_json(&safehold(h, &["--json", "tenant", "import", "--from", zip.to_str().expect("utf-8"), "--target", &dst.url(), "--into", "acme"]));
+    assert_eq!(report["report"]["rows_written"], 3);
+    assert_eq!(psql(&dst.url(), "SELECT string_agg(email, ',' ORDER BY email) FROM users WHERE tenant_id = 'acme'"), "A@X.TEST,SAME@X.TEST");
+    // A merge with a conflict: refused without a rule, then keep-target, removing the source.
+    let out = safehold(h, &["tenant", "merge", "--source", &src.url(), "--tenant", "beta", "--into", "acme"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("public.users") && err.contains("nothing was written"), "{err}");
+    let out = safehold(h, &["tenant", "merge", "--source", &src.url(), "--tenant", "beta", "--into", "acme", "--on-conflict", "users=keep-target", "--remove-source"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(psql(&src.url(), "SELECT string_agg(tenant_id || ':' || email, ',' ORDER BY email) FROM users"), "acme:a@x.test,acme:b@x.test,acme:same@x.test");
+    assert_eq!(psql(&src.url(), "SELECT string_agg(id, ',') FROM tenants"), "acme");
+    // Every run is recorded.
+    let jobs = sqlite(h, "SELECT migration_type || ':' || status FROM migration_jobs ORDER BY started_at");
+    assert_eq!(jobs.lines().collect::<Vec<_>>(), vec!["data_export:completed", "data_import:completed", "tenant_merge:failed", "tenant_merge:completed"]);
+    // Bad input: an unknown conflict rule.
+    let out = safehold(h, &["tenant", "merge", "--source", &src.url(), "--tenant", "x", "--into", "acme", "--on-conflict", "users=whatever"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keep-target"));
+}
