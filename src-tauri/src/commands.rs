@@ -5,6 +5,7 @@ use safehold_core::connections::{self, Connection, ConnectionInput, ConnectionRe
 use safehold_core::cron::{self, CronPreview};
 use safehold_core::history::{self, BackupExecution, MigrationJob, RestoreOperation};
 use safehold_core::storage::{self, BackupStorage};
+use safehold_core::migrate::{self, MigrationReport, MigrationSpec};
 use safehold_core::{demo, Error, FieldError};
 use safehold_core::restore::RestorePlan;
 use safehold_core::restores::{self, RestoreForm};
@@ -250,4 +251,46 @@ pub async fn add_remote_storage(state: State<'_, AppState>, input: storage::Remo
 #[tauri::command]
 pub async fn remove_storage(state: State<'_, AppState>, id: String) -> Res<()> {
     storage::remove(state.ctx()?, &id).await
+}
+
+/// The tenants of a connection, for the migration wizard's pickers.
+#[tauri::command]
+pub async fn list_tenants(state: State<'_, AppState>, connection: String) -> Res<Vec<migrate::records::TenantRow>> {
+    migrate::records::tenants(state.ctx()?, &connection).await
+}
+
+/// The mapping proposed from names for a migration (the wizard's mapping step). Nothing is changed.
+#[tauri::command]
+pub async fn propose_migration(state: State<'_, AppState>, spec: MigrationSpec) -> Res<MigrationReport> {
+    migrate::records::propose_mapping(state.ctx()?, &spec).await
+}
+
+/// Validation: the whole migration run in a transaction that is rolled back; its report.
+#[tauri::command]
+pub async fn validate_migration(state: State<'_, AppState>, spec: MigrationSpec) -> Res<MigrationReport> {
+    let _slot = match &state.scheduler {
+        Some(s) => s.slot().await,
+        None => None,
+    };
+    migrate::records::validate(state.ctx()?, &spec).await
+}
+
+/// Starts a migration through the job runner; returns the migration job's id at once.
+#[tauri::command]
+pub async fn start_migration(state: State<'_, AppState>, spec: MigrationSpec) -> Res<String> {
+    let ctx = state.ctx()?.clone();
+    let id = migrate::records::start(&ctx, &spec).await?;
+    match &state.scheduler {
+        Some(s) => {
+            s.submit_migration(&id, spec);
+        }
+        None => return Err(Error::new(safehold_core::ErrorCode::Internal, "the job runner is not running")),
+    }
+    Ok(id)
+}
+
+/// Cancels a queued or running migration: nothing it did is kept.
+#[tauri::command]
+pub fn cancel_migration(state: State<'_, AppState>, migration_id: String) -> Res<bool> {
+    cancel_backup(state, migration_id)
 }

@@ -238,6 +238,11 @@ fn main() {
             commands::add_local_storage,
             commands::add_remote_storage,
             commands::remove_storage,
+            commands::list_tenants,
+            commands::propose_migration,
+            commands::validate_migration,
+            commands::start_migration,
+            commands::cancel_migration,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

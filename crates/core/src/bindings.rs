@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{backup, configurations, context, copies, connections, cron, demo, error, history, restore, recovery, restores, retention, source, storage, verify};
+use crate::{backup, configurations, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, source, storage, verify};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -55,6 +55,20 @@ pub fn typescript() -> String {
         storage::StorageCredentials::decl(&cfg),
         storage::RemoteStorageInput::decl(&cfg),
         copies::BackupCopy::decl(&cfg),
+        migrate::MigrationType::decl(&cfg),
+        migrate::Resolution::decl(&cfg),
+        migrate::ExportFormat::decl(&cfg),
+        migrate::TableMapping::decl(&cfg),
+        migrate::MigrationSpec::decl(&cfg),
+        migrate::Problem::decl(&cfg),
+        migrate::TableReport::decl(&cfg),
+        migrate::MigrationReport::decl(&cfg),
+        migrate::portable::ExportedFile::decl(&cfg),
+        migrate::rules::Rule::decl(&cfg),
+        migrate::rules::Action::decl(&cfg),
+        migrate::rules::FakeKind::decl(&cfg),
+        migrate::rules::Op::decl(&cfg),
+        migrate::records::TenantRow::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust types by safehold-core (src/bindings.rs). Do not edit by hand:\n\

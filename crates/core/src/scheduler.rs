@@ -226,27 +226,56 @@ impl Scheduler {
     /// Queues a recorded restore (see `restores::start`) behind the running jobs; it runs when a
     /// slot is free and can be cancelled while queued or running.
     pub fn submit_restore(self: &Arc<Self>, restore_id: &str, req: crate::restore::RestoreRequest, keys: crate::unlock::KeySources) -> CancelToken {
+        self.submit_job(restore_id, "restore", move |me, id, cancel| {
+            Box::pin(async move {
+                if cancel.is_cancelled() {
+                    let _ = sqlx::query("UPDATE restore_operations SET status = 'cancelled', completed_at = ?, error_message = 'cancelled while queued; nothing was changed' WHERE id = ? AND status = 'pending'")
+                        .bind(now())
+                        .bind(&id)
+                        .execute(&me.ctx.pool)
+                        .await;
+                    return "cancelled while queued".to_string();
+                }
+                match crate::restores::run(&me.ctx, &id, &req, &keys, None, &cancel, None).await {
+                    Ok(out) => format!("completed, {} rows into {}", out.rows, out.target),
+                    Err(e) => e.message,
+                }
+            })
+        })
+    }
+
+    /// Queues a recorded migration (see `migrate::records::start`) like a restore.
+    pub fn submit_migration(self: &Arc<Self>, migration_id: &str, spec: crate::migrate::MigrationSpec) -> CancelToken {
+        self.submit_job(migration_id, "migration", move |me, id, cancel| {
+            Box::pin(async move {
+                if cancel.is_cancelled() {
+                    let _ = crate::migrate::records::cancel_queued(&me.ctx, &id).await;
+                    return "cancelled while queued".to_string();
+                }
+                match crate::migrate::records::run(&me.ctx, &id, &spec, None, &cancel).await {
+                    Ok(out) => format!("completed, {} rows written", out.rows_written),
+                    Err(e) => e.message,
+                }
+            })
+        })
+    }
+
+    /// Runs `job` (given the scheduler, the job's id and its cancel token; returning the line
+    /// logged) when a slot of the runner is free; cancellable from now on.
+    fn submit_job<F>(self: &Arc<Self>, id: &str, label: &'static str, job: F) -> CancelToken
+    where
+        F: FnOnce(Arc<Self>, String, CancelToken) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + 'static,
+    {
         let token = CancelToken::new();
         if let Ok(mut t) = self.tokens.lock() {
-            t.insert(restore_id.to_string(), token.clone());
+            t.insert(id.to_string(), token.clone());
         }
         let me = Arc::clone(self);
-        let (id, t2) = (restore_id.to_string(), token.clone());
+        let (id, t2) = (id.to_string(), token.clone());
         tokio::spawn(async move {
             let permit = me.permits.clone().acquire_owned().await;
-            if t2.is_cancelled() {
-                let _ = sqlx::query("UPDATE restore_operations SET status = 'cancelled', completed_at = ?, error_message = 'cancelled while queued; nothing was changed' WHERE id = ? AND status = 'pending'")
-                    .bind(now())
-                    .bind(&id)
-                    .execute(&me.ctx.pool)
-                    .await;
-                (me.log)(format!("restore {id}: cancelled while queued"));
-            } else {
-                match crate::restores::run(&me.ctx, &id, &req, &keys, None, &t2, None).await {
-                    Ok(out) => (me.log)(format!("restore {id}: completed, {} rows into {}", out.rows, out.target)),
-                    Err(e) => (me.log)(format!("restore {id}: {}", e.message)),
-                }
-            }
+            let line = job(Arc::clone(&me), id.clone(), t2).await;
+            (me.log)(format!("{label} {id}: {line}"));
             drop(permit);
             if let Ok(mut t) = me.tokens.lock() {
                 t.remove(&id);

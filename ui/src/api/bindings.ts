@@ -318,3 +318,146 @@ export type BackupCopy = { id: string, backup_execution_id: string, storage_name
  * completed | failed
  */
 status: string, error_message: string | null, created_at: string, };
+
+export type MigrationType = "tenant_copy" | "tenant_merge" | "data_export" | "data_import";
+
+export type Resolution = "stop" | "keep_target" | "take_source" | "keep_both";
+
+export type ExportFormat = "portable";
+
+export type TableMapping = { source: string, target: string, 
+/**
+ * Source column → target column (a column not listed goes to the target column of the
+ * same name, when there is one).
+ */
+columns: { [key in string]: string }, 
+/**
+ * Source columns not written.
+ */
+drop: Array<string>, 
+/**
+ * Values for target columns the source does not fill.
+ */
+defaults: { [key in string]: string }, };
+
+export type MigrationSpec = { migration_name: string, migration_type: MigrationType | null, 
+/**
+ * The database read (copy, merge, export): a connection's id or name, or a PostgreSQL URL.
+ */
+source: string | null, 
+/**
+ * The files read (import): a portable export (.zip), a Safehold archive or repository, or
+ * CSV / JSON Lines files named after their tables.
+ */
+source_files: Array<string>, 
+/**
+ * The tenants read (export: one or more; copy and merge: one).
+ */
+source_tenant_ids: Array<string>, 
+/**
+ * The database written (copy, merge, import).
+ */
+target: string | null, 
+/**
+ * The file written (export).
+ */
+target_file: string | null, 
+/**
+ * The tenant written: new for a copy (made from the tenants table's key when empty), the
+ * existing one for a merge, either for an import.
+ */
+target_tenant_id: string | null, 
+/**
+ * The new tenant's name (copy, import into a new tenant).
+ */
+target_tenant_name: string | null, export_format: ExportFormat, 
+/**
+ * Empty: proposed from the names.
+ */
+mapping: Array<TableMapping>, rules: Array<Rule>, 
+/**
+ * Per target table (`schema.table` or bare name); tables not listed: stop.
+ */
+conflicts: { [key in string]: Resolution }, 
+/**
+ * The suffix `keep_both` adds (default `-copy`, `-merged` for a merge).
+ */
+suffix: string | null, 
+/**
+ * Merge: remove the source tenant afterwards (same database only).
+ */
+remove_source_tenant: boolean, 
+/**
+ * Write what can be written and skip the rows validation sets aside.
+ */
+skip_rejected: boolean, 
+/**
+ * Override the connection's tenant column / tenants table.
+ */
+tenant_column: string | null, tenants_table: string | null, };
+
+export type Problem = { 
+/**
+ * `unique_conflict`, `not_null`, `missing_parent`, `type_error`.
+ */
+kind: string, message: string, count: number, samples: Array<string>, };
+
+export type TableReport = { 
+/**
+ * The target table (for an export, the source table).
+ */
+table: string, source_table: string | null, rows_read: number, rows_written: number, 
+/**
+ * Target rows given the source's values (take source).
+ */
+rows_updated: number, 
+/**
+ * Source rows folded into existing target rows (keep target, the merged tenant's row).
+ */
+rows_merged: number, 
+/**
+ * Source rows written with the suffix (keep both).
+ */
+rows_renamed: number, rows_rejected: number, problems: Array<Problem>, 
+/**
+ * Rows left out because a row they belong to was set aside (the problem is reported there).
+ */
+notes: Array<string>, };
+
+export type MigrationReport = { migration_type: MigrationType | null, 
+/**
+ * False for a validation (rolled back).
+ */
+committed: boolean, source_tenant_ids: Array<string>, target_tenant_id: string | null, tables: Array<TableReport>, warnings: Array<string>, 
+/**
+ * The mapping used (proposed when none was given).
+ */
+mapping: Array<TableMapping>, target_file: string | null, files: Array<ExportedFile>, rows_read: number, rows_written: number, rows_rejected: number, 
+/**
+ * Source tenant rows removed (merge with removal).
+ */
+rows_removed: number, };
+
+export type ExportedFile = { path: string, bytes: number, sha256: string, };
+
+export type Rule = { 
+/**
+ * The source table (`schema.table` or the bare name).
+ */
+table: string, 
+/**
+ * The column changed (for `drop_row`, the column tested).
+ */
+column: string, action: Action, };
+
+export type Action = { "rule": "set", value: string | null, } | { "rule": "copy", from: string, } | { "rule": "lower" } | { "rule": "upper" } | { "rule": "trim" } | { "rule": "replace", pattern: string, replacement: string, } | { "rule": "hash", salt: string, } | { "rule": "mask" } | { "rule": "fake", kind: FakeKind, salt: string, } | { "rule": "null" } | { "rule": "drop_row", op: Op, value: string | null, };
+
+export type FakeKind = "email" | "name" | "first_name" | "last_name" | "phone";
+
+export type Op = "eq" | "ne" | "lt" | "gt" | "contains" | "matches" | "is_null" | "not_null";
+
+export type TenantRow = { id: string, 
+/**
+ * The tenants table's `name` column, when it has one.
+ */
+name: string | null, };

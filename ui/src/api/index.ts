@@ -2,7 +2,7 @@
 // nothing else imports @tauri-apps/*.
 import { invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
-import { open } from "@tauri-apps/plugin-dialog";
+import { open, save } from "@tauri-apps/plugin-dialog";
 import type {
   BackupConfiguration,
   BackupExecution,
@@ -18,6 +18,8 @@ import type {
   HealthCheck,
   JobEvent,
   MigrationJob,
+  MigrationReport,
+  MigrationSpec,
   RebuildReport,
   RemoteStorageInput,
   RestoreForm,
@@ -26,6 +28,7 @@ import type {
   RestoreTestReport,
   RetentionPlan,
   StorageUsage,
+  TenantRow,
   UsageSample,
 } from "./bindings";
 
@@ -103,6 +106,30 @@ export const api = {
   addRemoteStorage: (input: RemoteStorageInput) => call<BackupStorage>("add_remote_storage", { input }),
   removeStorage: (id: string) => call<null>("remove_storage", { id }),
   rebuildCatalog: (path: string) => call<RebuildReport>("rebuild_catalog", { path }),
+  listTenants: (connection: string) => call<TenantRow[]>("list_tenants", { connection }),
+  /** The mapping proposed from names; nothing is changed. */
+  proposeMigration: (spec: MigrationSpec) => call<MigrationReport>("propose_migration", { spec }),
+  /** Validation: the whole migration run and rolled back. */
+  validateMigration: (spec: MigrationSpec) => call<MigrationReport>("validate_migration", { spec }),
+  /** Starts a migration; resolves with the migration job's id. */
+  startMigration: (spec: MigrationSpec) => call<string>("start_migration", { spec }),
+  cancelMigration: (migrationId: string) => call<boolean>("cancel_migration", { migrationId }),
+  /** The native file picker for files to import; [] when the user cancels. */
+  pickImportFiles: async (): Promise<string[]> => {
+    const chosen = await open({
+      multiple: true,
+      directory: false,
+      title: "Choose what to import",
+      filters: [{ name: "Exports, archives, CSV, JSON Lines", extensions: ["zip", "shar", "csv", "jsonl", "ndjson", "json"] }],
+    });
+    if (Array.isArray(chosen)) return chosen;
+    return typeof chosen === "string" ? [chosen] : [];
+  },
+  /** The native save dialog for an export; null when the user cancels. */
+  pickExportFile: async (suggested: string): Promise<string | null> => {
+    const chosen = await save({ title: "Save the export", defaultPath: suggested, filters: [{ name: "Portable export", extensions: ["zip"] }] });
+    return typeof chosen === "string" ? chosen : null;
+  },
   /** The native folder picker; null when the user cancels. */
   pickDirectory: async (title: string): Promise<string | null> => {
     const chosen = await open({ multiple: false, directory: true, title });

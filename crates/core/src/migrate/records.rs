@@ -32,6 +32,35 @@ async fn endpoint(ctx: &Ctx, given: &str) -> Result<(String, Option<(String, Str
     Ok((url, Some((conn.tenant_column, conn.tenants_table))))
 }
 
+/// A tenant of a connection, for pickers.
+#[derive(Debug, Clone, serde::Serialize, ts_rs::TS)]
+pub struct TenantRow {
+    pub id: String,
+    /// The tenants table's `name` column, when it has one.
+    pub name: Option<String>,
+}
+
+/// The tenants of a PostgreSQL connection (its tenants table's keys and names).
+pub async fn tenants(ctx: &Ctx, connection: &str) -> Result<Vec<TenantRow>> {
+    let (url, tenancy) = endpoint(ctx, connection).await?;
+    let table = tenancy.map(|t| t.1).unwrap_or_else(|| "tenants".into());
+    let mut conn = crate::source::postgres::connect(&url).await?;
+    let target = crate::source::pg_apply::read_target(&mut conn).await?;
+    let Some(t) = target.cols.keys().find(|t| super::stage::bare(t) == table).cloned() else {
+        return Err(Error::not_found(format!("the connection has no tenants table \"{table}\": set it in the connection")));
+    };
+    let key = target.pks.get(&t).filter(|k| k.len() == 1).map(|k| k[0].clone()).ok_or_else(|| Error::validation(format!("{t} has no one-column primary key")))?;
+    let has_name = target.cols[&t].iter().any(|c| c.name == "name");
+    let sql = format!(
+        "SELECT {k}::text, {name} FROM {rel} ORDER BY 2, 1 LIMIT 5000",
+        k = crate::source::postgres::qi(&key),
+        name = if has_name { "name::text" } else { "NULL::text" },
+        rel = crate::source::pg_apply::rel(&t)
+    );
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await.map_err(crate::source::postgres::q("list the tenants"))?;
+    Ok(rows.into_iter().map(|(id, name)| TenantRow { id, name }).collect())
+}
+
 /// Resolves the spec's connections (their passwords from the keychain).
 pub async fn resolve(ctx: &Ctx, spec: &MigrationSpec, keys: KeySources) -> Result<Endpoints> {
     let mut ends = Endpoints { keys, ..Default::default() };
