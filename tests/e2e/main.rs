@@ -362,3 +362,96 @@ async fn a_configuration_on_a_short_schedule_backs_up_without_any_click() {
     assert!(scheduled >= 1);
     app.stop().await;
 }
+
+/// Selects `value` in a select whose options arrive asynchronously.
+async fn select_when_ready(app: &App, css: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if app.find(css).await.select_by_value(value).await.is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{css} never offered {value}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_migration_wizard_copies_a_demo_tenant_and_the_new_tenant_shows_up_with_its_data() {
+    use safehold_core::{connections, demo, Ctx};
+    let turn = ONE_APP.lock().await;
+    // The demo platform, copied into PostgreSQL (where tenant migrations run) and registered.
+    let db = format!("safehold_e2e_mig_{}", std::process::id());
+    pg(&format!("{}/postgres", pg_base()), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+    pg(&format!("{}/postgres", pg_base()), &format!("CREATE DATABASE {db}")).await;
+    let url = format!("{}/{db}", pg_base());
+    let home = tempfile::tempdir().expect("temp home");
+    let ctx = Ctx::open(home.path()).await.expect("catalog");
+    demo::ensure(&ctx, false).await.expect("demo");
+    demo::copy_to_postgres(&demo::database_path(home.path()), &url).await.expect("demo into PostgreSQL");
+    let mut input = connections::ConnectionInput::from_url(demo::DEMO_POSTGRES_CONNECTION, &url).expect("connection input");
+    input.password = None;
+    let conn = connections::add(&ctx, input).await.expect("add connection");
+    ctx.pool.close().await;
+    let tenant = pg_rows(&url, "SELECT t.id FROM tenants t ORDER BY (SELECT count(*) FROM users u WHERE u.tenant_id = t.id), t.id LIMIT 1").await.remove(0);
+    let counts = |t: String| {
+        let url = url.clone();
+        async move {
+            pg_rows(
+                &url,
+                &format!(
+                    "SELECT concat_ws(',', (SELECT count(*) FROM users WHERE tenant_id = '{t}'), (SELECT count(*) FROM projects WHERE tenant_id = '{t}'), \
+                     (SELECT count(*) FROM documents WHERE tenant_id = '{t}'), (SELECT count(*) FROM events WHERE tenant_id = '{t}'))"
+                ),
+            )
+            .await
+        }
+    };
+    let source_counts = counts(tenant.clone()).await;
+    let source_before = pg_rows(&url, &format!("SELECT u::text FROM users u WHERE tenant_id = '{tenant}' ORDER BY id")).await;
+
+    let app = App::start_in(home, turn).await;
+    app.wait_text("h1", "Backup Management").await;
+    app.find("[data-testid=tab-migration]").await.click().await.expect("open Migration");
+    app.find("[data-testid=mig-migrate]").await.click().await.expect("Migrate Tenant");
+    select_when_ready(&app, "[data-testid=mig-source]", &conn.id).await;
+    select_when_ready(&app, "[data-testid=mig-tenant]", &tenant).await;
+    app.find("[data-testid=mig-next]").await.click().await.expect("Next: target");
+    select_when_ready(&app, "[data-testid=mig-target]", &conn.id).await;
+    app.find("[data-testid=mig-new-tenant]").await.send_keys("demo-copy").await.expect("new tenant id");
+    app.find("[data-testid=mig-new-name]").await.send_keys("Demo Copy").await.expect("new name");
+    app.find("[data-testid=mig-next]").await.click().await.expect("Next: mapping");
+    app.wait_text("[data-testid=mig-mapping]", "public.documents").await;
+    app.find("[data-testid=mig-next]").await.click().await.expect("Next: rules");
+    // Production emails are masked in the copy.
+    app.find("[data-testid=mig-add-rule]").await.click().await.expect("Add a rule");
+    retype(&app.find("[data-testid=mig-rule] input[aria-label=Table]").await, "public.users").await;
+    retype(&app.find("[data-testid=mig-rule] input[aria-label=Column]").await, "email").await;
+    app.find("[data-testid=mig-next]").await.click().await.expect("Next: validate");
+    // The tenants' slug is unique: validation shows the conflict; keep both resolves it.
+    app.wait_text("[data-testid=mig-problem]", "slug").await;
+    app.screenshot("migration-conflict").await;
+    assert_eq!(counts("demo-copy".into()).await, vec!["0,0,0,0".to_string()], "validation wrote nothing");
+    app.find("[data-testid='mig-conflict-public.tenants']").await.select_by_value("keep_both").await.expect("keep both");
+    app.find("[data-testid=mig-revalidate]").await.click().await.expect("Validate again");
+    app.wait_text("[data-testid=mig-valid]", "Validation passed").await;
+    app.find("[data-testid=mig-next]").await.click().await.expect("Next: run");
+    let summary = app.find("[data-testid=mig-summary]").await.text().await.expect("summary");
+    assert!(summary.contains(&format!("Copy tenant {tenant}")) && summary.contains("as demo-copy"), "{summary}");
+    app.find("[data-testid=mig-run]").await.click().await.expect("Run");
+    let job = app.wait_text("[data-testid=migration-job]", "completed").await;
+    let job_text = job.text().await.expect("text");
+    assert!(job_text.contains("tenant_copy") && job_text.contains("demo-copy"), "{job_text}");
+    app.screenshot("migration-completed").await;
+    // The new tenant, with its data.
+    assert_eq!(counts("demo-copy".into()).await, source_counts, "every table of the tenant was copied");
+    assert_eq!(pg_rows(&url, "SELECT name FROM tenants WHERE id = 'demo-copy'").await, vec!["Demo Copy".to_string()]);
+    let leaked = pg_rows(&url, &format!("SELECT count(*)::text FROM users c JOIN users s ON s.email = c.email AND s.tenant_id = '{tenant}' WHERE c.tenant_id = 'demo-copy'")).await;
+    assert_eq!(leaked, vec!["0".to_string()], "no production email in the copy");
+    let shared = pg_rows(&url, &format!("SELECT count(*)::text FROM documents c JOIN documents s ON s.id = c.id AND s.tenant_id = '{tenant}' WHERE c.tenant_id = 'demo-copy'")).await;
+    assert_eq!(shared, vec!["0".to_string()], "new ids everywhere");
+    assert_eq!(pg_rows(&url, &format!("SELECT u::text FROM users u WHERE tenant_id = '{tenant}' ORDER BY id")).await, source_before, "the source tenant is untouched");
+    let recorded = app.catalog_count("SELECT count(*) FROM migration_jobs WHERE status = 'completed' AND target_tenant_id = ?", "demo-copy").await;
+    assert_eq!(recorded, 1);
+    app.stop().await;
+    pg(&format!("{}/postgres", pg_base()), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+}

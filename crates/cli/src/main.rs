@@ -46,7 +46,12 @@ enum Command {
     #[command(subcommand, name = "config")]
     Config(ConfigCommand),
     /// Create the embedded demo platform (a SQLite database) and register it, if it is not there.
-    Demo,
+    Demo {
+        /// Also copy the demo into this empty PostgreSQL database and register it as the
+        /// connection "Demo platform (PostgreSQL)" (tenant restores and migrations need PostgreSQL).
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Back up a database into a repository (a directory), as one encrypted, compressed archive.
     Backup(BackupArgs),
     /// Restore a whole backup into an empty database.
@@ -1067,14 +1072,29 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Config(ConfigCommand::RetentionApply { name, yes }) => retention_command(&ctx, cli.json, &name, Some(yes)).await?,
         Command::Tenant(t) => tenant_command(&ctx, cli.json, t).await?,
         Command::Backup(_) | Command::Restore(_) | Command::Verify(_) | Command::Ls { .. } | Command::Inspect { .. } | Command::Key(_) => {}
-        Command::Demo => {
+        Command::Demo { postgres } => {
             let report = demo::ensure(&ctx, true).await?;
+            let copied = match &postgres {
+                Some(url) => {
+                    let rows = demo::copy_to_postgres(&demo::database_path(&ctx.home), url).await?;
+                    let mut input = ConnectionInput::from_url(demo::DEMO_POSTGRES_CONNECTION, url)?;
+                    input.password = None;
+                    connections::add(&ctx, input).await?;
+                    Some(rows)
+                }
+                None => None,
+            };
             if cli.json {
-                print_json(&report);
-            } else if report.created {
-                println!("demo platform ready at {} ({} tenants, {} rows)", report.database_path, report.tenants, report.rows);
+                print_json(&serde_json::json!({ "demo": report, "postgres_rows": copied }));
             } else {
-                println!("the demo platform is already set up at {}", report.database_path);
+                if report.created {
+                    println!("demo platform ready at {} ({} tenants, {} rows)", report.database_path, report.tenants, report.rows);
+                } else {
+                    println!("the demo platform is already set up at {}", report.database_path);
+                }
+                if let Some(rows) = copied {
+                    println!("copied into PostgreSQL ({rows} rows) and registered as the connection \"{}\"", demo::DEMO_POSTGRES_CONNECTION);
+                }
             }
         }
     }
