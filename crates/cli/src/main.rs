@@ -1085,7 +1085,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 None => None,
             };
             if cli.json {
-                print_json(&serde_json::json!({ "demo": report, "postgres_rows": copied }));
+                let mut out = serde_json::to_value(&report).unwrap_or_default();
+                if let (Some(rows), Some(map)) = (copied, out.as_object_mut()) {
+                    map.insert("postgres_rows".into(), rows.into());
+                }
+                print_json(&out);
             } else {
                 if report.created {
                     println!("demo platform ready at {} ({} tenants, {} rows)", report.database_path, report.tenants, report.rows);

@@ -87,6 +87,17 @@ fn demo_sets_up_the_demo_platform_once() {
     assert_eq!(second["created"], false);
     let configs = stdout_json(&safehold(home.path(), &["config", "list", "--json"]));
     assert_eq!(configs[0]["configuration_name"], "Daily demo backup");
+    // The demo copied into an empty PostgreSQL database and registered.
+    let db = Db::new();
+    let third = stdout_json(&safehold(home.path(), &["demo", "--postgres", &db.url(), "--json"]));
+    let rows = third["postgres_rows"].as_i64().expect("rows copied");
+    let counted: i64 = psql(&db.url(), "SELECT (SELECT count(*) FROM tenants) + (SELECT count(*) FROM users) + (SELECT count(*) FROM projects) + (SELECT count(*) FROM documents) + (SELECT count(*) FROM events)").parse().expect("a number");
+    assert_eq!(rows, counted);
+    assert_eq!(psql(&db.url(), "SELECT count(*) FROM tenants"), "50");
+    let conns = stdout_json(&safehold(home.path(), &["connection", "list", "--json"]));
+    assert!(conns.as_array().expect("list").iter().any(|c| c["name"] == "Demo platform (PostgreSQL)"), "{conns}");
+    let again = safehold(home.path(), &["demo", "--postgres", &db.url()]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&again.stderr));
 }
 
 #[test]
