@@ -14,7 +14,7 @@ use safehold_core::repository::Repository;
 use safehold_core::secrets::{Keychain, SecretStore};
 use safehold_core::source::{self, CancelToken, Progress, ProgressSink, SourceSpec};
 use safehold_core::unlock::KeySources;
-use safehold_core::migrate::{self, records, MigrationReport, MigrationSpec, MigrationType, Resolution};
+use safehold_core::migrate::{self, records, MigrationReport, ExportFormat, MigrationSpec, MigrationType, Resolution};
 use safehold_core::{configurations, context, demo, restore, restores, verify, Ctx, Error};
 
 #[derive(Parser)]
@@ -122,7 +122,8 @@ enum TenantCommand {
         #[command(flatten)]
         common: MigrationArgs,
     },
-    /// Export tenants to a portable ZIP (JSON Lines and CSV per table, schema.json, manifest.json).
+    /// Export tenants to a portable ZIP (JSON Lines and CSV per table, schema.json, manifest.json)
+    /// or to an encrypted Safehold archive (restorable with `safehold restore`).
     Export {
         #[arg(long)]
         source: String,
@@ -132,6 +133,15 @@ enum TenantCommand {
         /// The file written.
         #[arg(long)]
         to: PathBuf,
+        /// portable (a ZIP) or archive (default: archive when the file ends in .shar).
+        #[arg(long)]
+        format: Option<String>,
+        /// An archive export: the repository whose key encrypts it (a storage location's name or a
+        /// repository directory; default: the default storage location).
+        #[arg(long)]
+        repo: Option<String>,
+        #[command(flatten)]
+        keys: KeyArgs,
         #[command(flatten)]
         common: MigrationArgs,
     },
@@ -1181,10 +1191,17 @@ async fn tenant_command(ctx: &Ctx, json: bool, cmd: TenantCommand) -> Result<(),
             (s.source, s.source_tenant_ids, s.target_tenant_id, s.remove_source_tenant) = (Some(source), vec![tenant], Some(into), remove_source);
             (s, common.dry_run, None)
         }
-        TenantCommand::Export { source, tenant, to, common } => {
+        TenantCommand::Export { source, tenant, to, format, repo, keys, common } => {
             let mut s = migration_spec(MigrationType::DataExport, &common)?;
-            (s.source, s.source_tenant_ids, s.target_file) = (Some(source), tenant, Some(to.display().to_string()));
-            (s, common.dry_run, None)
+            let by_name = to.extension().is_some_and(|e| e == safehold_core::repository::ARCHIVE_EXT);
+            s.export_format = match format.as_deref() {
+                None if by_name => ExportFormat::Archive,
+                None | Some("portable") | Some("zip") => ExportFormat::Portable,
+                Some("archive") => ExportFormat::Archive,
+                Some(other) => return Err(Error::validation(format!("unknown export format \"{other}\": use portable or archive"))),
+            };
+            (s.source, s.source_tenant_ids, s.target_file, s.archive_repository) = (Some(source), tenant, Some(to.display().to_string()), repo);
+            (s, common.dry_run, Some(key_sources(&keys)))
         }
         TenantCommand::Import { from, target, tenant, into, new_tenant_name, keys, common } => {
             let mut s = migration_spec(MigrationType::DataImport, &common)?;

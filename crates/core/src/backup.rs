@@ -23,6 +23,15 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 2;
 /// Ends the source fingerprint of a safety backup.
 pub const SAFETY_MARK: &str = "#safety";
 
+/// Ends the source fingerprint of a tenant export (a backup of some tenants only).
+pub const TENANTS_MARK: &str = "#tenants";
+
+/// Whether a backup with this fingerprint holds a whole source (not a safety backup of some
+/// tables nor a tenant export), so that it may be a parent or a point-in-time pick.
+pub fn is_whole(fingerprint: &str) -> bool {
+    !fingerprint.ends_with(SAFETY_MARK) && !fingerprint.ends_with(TENANTS_MARK)
+}
+
 /// What to back up and how.
 #[derive(Debug, Clone)]
 pub struct BackupRequest {
@@ -42,6 +51,11 @@ pub struct BackupRequest {
     /// A safety backup taken before a restore: its fingerprint is marked so it never becomes the
     /// parent of an incremental backup nor the pick of a point-in-time restore.
     pub safety: bool,
+    /// Only these tenants' rows of the tenant tables (a tenant export); the other tables whole.
+    /// Always a full backup, marked so it never becomes a parent nor a point-in-time pick.
+    pub tenants: Vec<String>,
+    /// Write the archive to this file instead of the repository's archives folder.
+    pub dest: Option<PathBuf>,
 }
 
 impl BackupRequest {
@@ -58,6 +72,8 @@ impl BackupRequest {
             include: Include::default(),
             tables: None,
             safety: false,
+            tenants: Vec::new(),
+            dest: None,
         }
     }
 }
@@ -99,11 +115,21 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
         SourceSpec::Sqlite { path } => format!("sqlite:{}", std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()).display()),
         SourceSpec::Postgres { url } => source::postgres::fingerprint(url).await?,
     };
-    let fingerprint = if req.safety { format!("{fingerprint}{SAFETY_MARK}") } else { fingerprint };
+    let fingerprint = if req.safety {
+        format!("{fingerprint}{SAFETY_MARK}")
+    } else if !req.tenants.is_empty() {
+        format!("{fingerprint}{TENANTS_MARK}")
+    } else {
+        fingerprint
+    };
+    if !req.tenants.is_empty() && !matches!(req.source, SourceSpec::Postgres { .. }) {
+        return Err(Error::validation("a backup of some tenants only needs a PostgreSQL source"));
+    }
     // Incremental: changes since the newest backup of this source; differential: since the newest
     // full. Without one, the backup is a full (and says so).
     let (backup_type, parent, note) = match (req.backup_type, &req.source) {
         (BackupType::Full, _) => (BackupType::Full, None, None),
+        (_, _) if !req.tenants.is_empty() => (BackupType::Full, None, Some("a backup of some tenants is always a full one".to_string())),
         (_, SourceSpec::Sqlite { .. }) => {
             (BackupType::Full, None, Some("SQLite sources are backed up whole: this backup is a full one".to_string()))
         }
@@ -111,7 +137,7 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
             let parent = repo
                 .list()?
                 .into_iter()
-                .rfind(|(_, h)| h.source_fingerprint == fingerprint && (wanted == BackupType::Incremental || h.backup_type == "full"));
+                .rfind(|(_, h)| h.source_fingerprint == fingerprint && is_whole(&h.source_fingerprint) && (wanted == BackupType::Incremental || h.backup_type == "full"));
             match parent {
                 None => (BackupType::Full, None, Some("no earlier full backup of this source in the repository: this backup is a full one".to_string())),
                 Some((path, h)) => {
@@ -144,8 +170,11 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
         master_slots: if req.encrypt { repo.config.master_slots.clone() } else { Vec::new() },
     };
     let stamp: String = snapshot_time.chars().filter(char::is_ascii_digit).take(14).collect();
-    let dest: PathBuf = repo.archives_dir().join(format!("{stamp}-{}.{ARCHIVE_EXT}", &id[..8]));
-    if !crate::remote::is_remote(&repo.dir) {
+    let dest: PathBuf = match &req.dest {
+        Some(d) => d.clone(),
+        None => repo.archives_dir().join(format!("{stamp}-{}.{ARCHIVE_EXT}", &id[..8])),
+    };
+    if req.dest.is_none() && !crate::remote::is_remote(&repo.dir) {
         std::fs::create_dir_all(repo.archives_dir()).map_err(|e| Error::io(format!("cannot create {}", repo.archives_dir().display()), &e))?;
     }
     let mut writer = ArchiveWriter::create(&dest, &header, req.encrypt.then_some(dk), WriteOptions { zstd_level: req.zstd_level, threads: req.jobs })?;

@@ -91,3 +91,38 @@ impl Ctx {
         })
     }
 }
+
+/// A job's progress sink whose reports go, in order and off the job's task, to `record` (the
+/// job's catalog row), after `also` (events to the UI, a terminal) has seen each of them.
+pub struct ProgressRecorder {
+    pub sink: crate::source::ProgressSink,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressRecorder {
+    pub fn new<F, Fut>(also: Option<crate::source::ProgressSink>, record: F) -> Self
+    where
+        F: Fn(crate::source::Progress) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::source::Progress>();
+        let sink: crate::source::ProgressSink = Arc::new(move |p| {
+            if let Some(also) = &also {
+                also(p.clone());
+            }
+            let _ = tx.send(p);
+        });
+        let writer = tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                record(p).await;
+            }
+        });
+        Self { sink, writer }
+    }
+
+    /// Waits until every report is recorded.
+    pub async fn finish(self) {
+        drop(self.sink);
+        let _ = self.writer.await;
+    }
+}

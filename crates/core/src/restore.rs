@@ -216,7 +216,7 @@ pub fn select_backup(req: &RestoreRequest) -> Result<(PathBuf, Option<Repository
     }
     let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
     // Safety backups are restored by id only: they hold part of a database.
-    let list: Vec<_> = repo.list()?.into_iter().filter(|(_, h)| !h.source_fingerprint.ends_with(backup::SAFETY_MARK)).collect();
+    let list: Vec<_> = repo.list()?.into_iter().filter(|(_, h)| backup::is_whole(&h.source_fingerprint)).collect();
     if let Some(id) = &req.backup_id {
         let (path, _) = repo.find(id)?;
         return Ok((path, Some(repo), None));

@@ -12,7 +12,7 @@ use ts_rs::TS;
 
 use crate::backup::BackupOutcome;
 use crate::catalog::{audit, now};
-use crate::context::Ctx;
+use crate::context::{Ctx, ProgressRecorder};
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::{self, RestoreOperation};
 use crate::restore::{self, RestoreOutcome, RestorePlan, RestoreRequest, RestoreType};
@@ -196,19 +196,11 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
         .execute(&ctx.pool)
         .await
         .map_err(|e| Error::catalog("start the restore", &e))?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
-    let sink: ProgressSink = std::sync::Arc::new(move |p: Progress| {
-        if let Some(extra) = &progress {
-            extra(p.clone());
-        }
-        let _ = tx.send(p);
-    });
-    let writer = {
+    let recorder = {
         let (ctx, id) = (ctx.clone(), id.to_string());
-        tokio::spawn(async move {
-            while let Some(p) = rx.recv().await {
-                set_progress(&ctx, &id, &p).await;
-            }
+        ProgressRecorder::new(progress, move |p| {
+            let (ctx, id) = (ctx.clone(), id.clone());
+            async move { set_progress(&ctx, &id, &p).await }
         })
     };
     let result = async {
@@ -216,11 +208,10 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
             Some(o) => o,
             None => restore::open(req, keys).await?,
         };
-        restore::execute(req, opened, keys, cancel, &sink).await
+        restore::execute(req, opened, keys, cancel, &recorder.sink).await
     }
     .await;
-    drop(sink);
-    let _ = writer.await;
+    recorder.finish().await;
     let target = crate::source::SourceSpec::parse(&req.target).map(|s| s.display()).unwrap_or_default();
     match &result {
         Ok(out) => {

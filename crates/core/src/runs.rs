@@ -8,11 +8,11 @@ use crate::backup::{self, BackupRequest};
 use crate::catalog::{audit, now};
 use crate::configurations;
 use crate::connections::{self, ConnectionKind};
-use crate::context::Ctx;
+use crate::context::{Ctx, ProgressRecorder};
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::BackupExecution;
 use crate::secrets::{self, connection_account};
-use crate::source::{CancelToken, Include, Progress, ProgressSink, SourceSpec};
+use crate::source::{CancelToken, Include, Progress, SourceSpec};
 use crate::storage;
 use crate::unlock::KeySources;
 
@@ -183,19 +183,14 @@ async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &Cancel
     req.zstd_level = config.compression_enabled.then_some(backup::DEFAULT_ZSTD_LEVEL);
     req.encrypt = config.encryption_enabled;
     req.include = Include { tenant_data: config.includes_tenant_data, system_data: config.includes_system_data, logs: config.includes_logs };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
-    let sink: ProgressSink = std::sync::Arc::new(move |p| {
-        let _ = tx.send(p);
-    });
-    let ctx2 = ctx.clone();
-    let id2 = execution_id.to_string();
-    let writer = tokio::spawn(async move {
-        while let Some(p) = rx.recv().await {
-            set_progress(&ctx2, &id2, &p).await;
-        }
-    });
-    let out = backup::run(&repo, &mk, &req, cancel, &sink).await;
-    drop(sink);
-    let _ = writer.await;
+    let recorder = {
+        let (ctx, id) = (ctx.clone(), execution_id.to_string());
+        ProgressRecorder::new(None, move |p| {
+            let (ctx, id) = (ctx.clone(), id.clone());
+            async move { set_progress(&ctx, &id, &p).await }
+        })
+    };
+    let out = backup::run(&repo, &mk, &req, cancel, &recorder.sink).await;
+    recorder.finish().await;
     out
 }

@@ -127,7 +127,8 @@ export const api = {
   },
   /** The native save dialog for an export; null when the user cancels. */
   pickExportFile: async (suggested: string): Promise<string | null> => {
-    const chosen = await save({ title: "Save the export", defaultPath: suggested, filters: [{ name: "Portable export", extensions: ["zip"] }] });
+    const filters = suggested.endsWith(".shar") ? [{ name: "Safehold archive", extensions: ["shar"] }] : [{ name: "Portable export", extensions: ["zip"] }];
+    const chosen = await save({ title: "Save the export", defaultPath: suggested, filters });
     return typeof chosen === "string" ? chosen : null;
   },
   /** The native folder picker; null when the user cancels. */

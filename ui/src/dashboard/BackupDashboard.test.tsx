@@ -524,6 +524,34 @@ describe("Migration wizard", () => {
     expect(screen.getByTestId("mig-next")).toBeEnabled();
   });
 
+  it("exports a tenant as an encrypted archive: no rules step, a storage key, a .shar file", async () => {
+    mocked.listConnections.mockResolvedValue([pg]);
+    mocked.listTenants.mockResolvedValue([{ id: "acme", name: null }]);
+    mocked.pickExportFile.mockResolvedValue("/home/me/acme.shar");
+    mocked.validateMigration.mockResolvedValue({ ...report([table("public.users")]), migration_type: "data_export" });
+    mocked.startMigration.mockResolvedValue("m7");
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Migration" }));
+    await userEvent.click(await screen.findByTestId("mig-export"));
+    await userEvent.selectOptions(await screen.findByTestId("mig-tenant"), await screen.findByRole("option", { name: "acme" }));
+    await userEvent.click(screen.getByTestId("mig-next"));
+    await userEvent.selectOptions(screen.getByTestId("mig-export-format"), "archive");
+    expect(screen.getByTestId("mig-archive-repo")).toHaveValue("");
+    await userEvent.click(screen.getByRole("button", { name: "Save as…" }));
+    expect(mocked.pickExportFile).toHaveBeenCalledWith("tenant-acme.shar");
+    await waitFor(() => expect(screen.getByTestId("mig-target-file")).toHaveValue("/home/me/acme.shar"));
+    await userEvent.click(screen.getByTestId("mig-next"));
+    // Straight to validation: an archive holds the rows as they are.
+    expect(screen.queryByTestId("mig-add-rule")).not.toBeInTheDocument();
+    expect(await screen.findByTestId("mig-valid")).toHaveTextContent("Validation passed");
+    await userEvent.click(screen.getByTestId("mig-next"));
+    expect(screen.getByTestId("mig-summary")).toHaveTextContent("as an encrypted Safehold archive");
+    await userEvent.click(screen.getByTestId("mig-run"));
+    await waitFor(() => expect(mocked.startMigration).toHaveBeenCalledWith(expect.objectContaining({
+      migration_type: "data_export", export_format: "archive", archive_repository: null, target_file: "/home/me/acme.shar", rules: [],
+    })));
+  });
+
   it("a queued or running migration can be cancelled", async () => {
     mocked.listMigrations.mockResolvedValue([{
       id: "m1", migration_name: "Copy Acme", migration_type: "tenant_copy", source_tenant_id: "acme", target_tenant_id: "acme-2",

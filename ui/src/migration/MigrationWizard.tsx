@@ -57,6 +57,7 @@ function emptySpec(kind: MigrationType): MigrationSpec {
     target_tenant_id: null,
     target_tenant_name: null,
     export_format: "portable",
+    archive_repository: null,
     mapping: [],
     rules: [],
     conflicts: {},
@@ -95,7 +96,7 @@ export function describeSpec(spec: MigrationSpec, connName: (id: string | null) 
     case "tenant_merge":
       return `Merge tenant ${tenants} into tenant ${spec.target_tenant_id ?? "?"} of ${connName(spec.target)}${spec.remove_source_tenant ? ", then remove tenant " + tenants : ""}`;
     case "data_export":
-      return `Export tenant ${tenants} of ${connName(spec.source)} to ${spec.target_file ?? "?"}`;
+      return `Export tenant ${tenants} of ${connName(spec.source)} to ${spec.target_file ?? "?"} as ${spec.export_format === "archive" ? "an encrypted Safehold archive" : "a portable ZIP"}`;
     case "data_import":
       return `Import ${spec.source_files.length} file(s) into tenant ${spec.target_tenant_id || "(new)"} of ${connName(spec.target)}`;
     default:
@@ -106,6 +107,7 @@ export function describeSpec(spec: MigrationSpec, connName: (id: string | null) 
 export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: () => void }) {
   const queryClient = useQueryClient();
   const connections = useQuery({ queryKey: ["connections"], queryFn: api.listConnections });
+  const storage = useQuery({ queryKey: ["storage"], queryFn: api.listStorage, enabled: kind === "export" });
   const pgConnections = (connections.data ?? []).filter((c) => c.kind === "postgres");
   const initial: MigrationType = kind === "import" ? "data_import" : kind === "export" ? "data_export" : "tenant_copy";
   const [spec, setSpec] = useState<MigrationSpec>(() => emptySpec(initial));
@@ -114,7 +116,10 @@ export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: 
   const [started, setStarted] = useState<string | null>(null);
   // Conflict rules chosen after a validation: validate again before running.
   const [stale, setStale] = useState(false);
-  const steps: Step[] = spec.migration_type === "data_export" ? ["Source", "Target", "Rules", "Validate", "Run"] : [...STEPS];
+  const archiveExport = spec.migration_type === "data_export" && spec.export_format === "archive";
+  // An archive holds the rows as they are: no rules step.
+  const steps: Step[] =
+    spec.migration_type === "data_export" ? (archiveExport ? ["Source", "Target", "Validate", "Run"] : ["Source", "Target", "Rules", "Validate", "Run"]) : [...STEPS];
   const at = steps.indexOf(step);
   const change = (patch: Partial<MigrationSpec>) => {
     setSpec((s) => ({ ...s, ...patch }));
@@ -260,12 +265,32 @@ export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: 
         <div className="space-y-3">
           {spec.migration_type === "data_export" ? (
             <div className="space-y-2">
-              <label className={label} htmlFor="mig-target-file">Save the portable export (ZIP: JSON Lines and CSV per table, schema.json, manifest.json) to</label>
+              <label className={label} htmlFor="mig-export-format">Format</label>
+              <select id="mig-export-format" className={field} data-testid="mig-export-format" value={spec.export_format}
+                onChange={(e) => change({ export_format: e.target.value as MigrationSpec["export_format"], rules: [], target_file: null })}>
+                <option value="portable">Portable export for the customer (ZIP: JSON Lines and CSV per table, schema.json, manifest.json)</option>
+                <option value="archive">Safehold archive (encrypted; restorable with Restore)</option>
+              </select>
+              {archiveExport && (
+                <>
+                  <label className={label} htmlFor="mig-archive-repo">Encrypted with the key of the storage</label>
+                  <select id="mig-archive-repo" className={field} data-testid="mig-archive-repo" value={spec.archive_repository ?? ""}
+                    onChange={(e) => change({ archive_repository: e.target.value || null })}>
+                    <option value="">The default storage location</option>
+                    {(storage.data ?? []).map((s) => <option key={s.id} value={s.id}>{s.storage_name}</option>)}
+                  </select>
+                  <p className="text-xs text-muted-foreground">
+                    The archive holds the tenant's rows of every tenant table and the shared tables whole. It opens with that storage's key or its recovery kit.
+                  </p>
+                </>
+              )}
+              <label className={label} htmlFor="mig-target-file">Save the export to</label>
               <div className="flex gap-2">
                 <input id="mig-target-file" className={field} data-testid="mig-target-file" value={spec.target_file ?? ""}
                   onChange={(e) => change({ target_file: e.target.value || null })} />
                 <Button variant="outline" onClick={async () => {
-                  const f = await api.pickExportFile(`tenant-${spec.source_tenant_ids[0] ?? "export"}.zip`);
+                  const base = `tenant-${spec.source_tenant_ids[0] ?? "export"}`;
+                  const f = await api.pickExportFile(archiveExport ? `${base}.shar` : `${base}.zip`);
                   if (f) change({ target_file: f });
                 }}>
                   Save as…

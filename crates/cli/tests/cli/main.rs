@@ -501,6 +501,19 @@ fn tenants_are_exported_validated_imported_and_merged_from_the_command_line() {
     let report = stdout_json(&safehold(h, &["--json", "tenant", "import", "--from", zip.to_str().expect("utf-8"), "--target", &dst.url(), "--into", "acme"]));
     assert_eq!(report["report"]["rows_written"], 3);
     assert_eq!(psql(&dst.url(), "SELECT string_agg(email, ',' ORDER BY email) FROM users WHERE tenant_id = 'acme'"), "A@X.TEST,SAME@X.TEST");
+    // beta as an encrypted archive, restored whole into an empty database with the repository's password.
+    let pw = h.join("password");
+    std::fs::write(&pw, "tenant archive password").expect("password");
+    let (shar, repo) = (h.join("beta.shar"), h.join("repo"));
+    let args = ["tenant", "export", "--source", &src.url(), "--tenant", "beta", "--to", shar.to_str().expect("utf-8"), "--repo", repo.to_str().expect("utf-8")];
+    let out = safehold(h, &[&args[..], &["--password-file", pw.to_str().expect("utf-8")]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let with_rules = safehold(h, &[&args[..], &["--password-file", pw.to_str().expect("utf-8"), "--rules", rules.to_str().expect("utf-8")]].concat());
+    assert!(String::from_utf8_lossy(&with_rules.stderr).contains("transformation rules apply to portable exports"), "{}", String::from_utf8_lossy(&with_rules.stderr));
+    let restored = Db::new();
+    let out = safehold(h, &["restore", "--from", shar.to_str().expect("utf-8"), "--target", &restored.url(), "--password-file", pw.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(psql(&restored.url(), "SELECT string_agg(tenant_id || ':' || email, ',' ORDER BY email) FROM users"), "beta:b@x.test,beta:same@x.test");
     // A merge with a conflict: refused without a rule, then keep-target, removing the source.
     let out = safehold(h, &["tenant", "merge", "--source", &src.url(), "--tenant", "beta", "--into", "acme"]);
     assert!(!out.status.success());
@@ -512,7 +525,7 @@ fn tenants_are_exported_validated_imported_and_merged_from_the_command_line() {
     assert_eq!(psql(&src.url(), "SELECT string_agg(id, ',') FROM tenants"), "acme");
     // Every run is recorded.
     let jobs = sqlite(h, "SELECT migration_type || ':' || status FROM migration_jobs ORDER BY started_at");
-    assert_eq!(jobs.lines().collect::<Vec<_>>(), vec!["data_export:completed", "data_import:completed", "tenant_merge:failed", "tenant_merge:completed"]);
+    assert_eq!(jobs.lines().collect::<Vec<_>>(), vec!["data_export:completed", "data_import:completed", "data_export:completed", "data_export:failed", "tenant_merge:failed", "tenant_merge:completed"]);
     // Bad input: an unknown conflict rule.
     let out = safehold(h, &["tenant", "merge", "--source", &src.url(), "--tenant", "x", "--into", "acme", "--on-conflict", "users=whatever"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("keep-target"));

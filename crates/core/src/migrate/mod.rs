@@ -81,6 +81,9 @@ pub enum ExportFormat {
     /// A ZIP of JSON Lines and CSV files with schema.json and manifest.json.
     #[default]
     Portable,
+    /// A Safehold archive (encrypted with a repository's key, restorable with the restore
+    /// engine): the tenants' rows of every tenant table, the shared tables whole, the schema.
+    Archive,
 }
 
 /// One source table onto one target table.
@@ -125,6 +128,9 @@ pub struct MigrationSpec {
     pub target_tenant_name: Option<String>,
     #[serde(default)]
     pub export_format: ExportFormat,
+    /// An archive export: the repository whose key encrypts it (a storage location's name or
+    /// id, or a repository directory); default: the default storage location.
+    pub archive_repository: Option<String>,
     /// Empty: proposed from the names.
     #[serde(default)]
     pub mapping: Vec<TableMapping>,
@@ -152,7 +158,6 @@ pub struct Problem {
     /// `unique_conflict`, `not_null`, `missing_parent`, `type_error`.
     pub kind: String,
     pub message: String,
-    #[ts(type = "number")]
     pub count: u64,
     pub samples: Vec<String>,
 }
@@ -168,20 +173,14 @@ pub struct TableReport {
     /// The target table (for an export, the source table).
     pub table: String,
     pub source_table: Option<String>,
-    #[ts(type = "number")]
     pub rows_read: u64,
-    #[ts(type = "number")]
     pub rows_written: u64,
     /// Target rows given the source's values (take source).
-    #[ts(type = "number")]
     pub rows_updated: u64,
     /// Source rows folded into existing target rows (keep target, the merged tenant's row).
-    #[ts(type = "number")]
     pub rows_merged: u64,
     /// Source rows written with the suffix (keep both).
-    #[ts(type = "number")]
     pub rows_renamed: u64,
-    #[ts(type = "number")]
     pub rows_rejected: u64,
     pub problems: Vec<Problem>,
     /// Rows left out because a row they belong to was set aside (the problem is reported there).
@@ -208,14 +207,10 @@ pub struct MigrationReport {
     pub mapping: Vec<TableMapping>,
     pub target_file: Option<String>,
     pub files: Vec<portable::ExportedFile>,
-    #[ts(type = "number")]
     pub rows_read: u64,
-    #[ts(type = "number")]
     pub rows_written: u64,
-    #[ts(type = "number")]
     pub rows_rejected: u64,
     /// Source tenant rows removed (merge with removal).
-    #[ts(type = "number")]
     pub rows_removed: u64,
 }
 
@@ -237,6 +232,10 @@ pub struct Endpoints {
     pub tenant_column: String,
     pub tenants_table: String,
     pub keys: KeySources,
+    /// An archive export: the repository whose key encrypts the archive.
+    pub archive_repository: Option<PathBuf>,
+    /// The source's name in the archive (a connection's name).
+    pub source_name: Option<String>,
 }
 
 fn kind(spec: &MigrationSpec) -> Result<MigrationType> {
@@ -255,7 +254,7 @@ pub async fn execute(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cance
         }
     }
     if kind == MigrationType::DataExport {
-        return export(spec, ends, &tenants, commit, cancel, &step, report).await;
+        return export(spec, ends, &tenants, commit, cancel, progress, &step, report).await;
     }
     if matches!(kind, MigrationType::TenantCopy | MigrationType::TenantMerge) && tenants.len() != 1 {
         return Err(Error::validation("choose the one tenant to copy or merge (--tenant)"));
@@ -654,12 +653,36 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
     Ok(n)
 }
 
-async fn export(spec: &MigrationSpec, ends: &Endpoints, tenants: &[String], commit: bool, cancel: &CancelToken, step: &(dyn Fn(&str, u64) + Sync), mut report: MigrationReport) -> Result<MigrationReport> {
+#[allow(clippy::too_many_arguments)]
+async fn export(
+    spec: &MigrationSpec,
+    ends: &Endpoints,
+    tenants: &[String],
+    commit: bool,
+    cancel: &CancelToken,
+    progress: &ProgressSink,
+    step: &(dyn Fn(&str, u64) + Sync),
+    mut report: MigrationReport,
+) -> Result<MigrationReport> {
     let url = ends.source_url.as_deref().ok_or_else(|| Error::validation("choose the database to export from (--source)"))?;
     let path = spec.target_file.as_deref().filter(|p| !p.trim().is_empty()).map(PathBuf::from).ok_or_else(|| Error::validation("choose the file to save the export to (--to)"))?;
     if path.is_dir() {
         return Err(Error::validation(format!("{} is a folder: choose a file name for the export", path.display())));
     }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        return Err(Error::validation(format!("the folder {} does not exist: choose where to save the export", dir.display())));
+    }
+    let archive = spec.export_format == ExportFormat::Archive;
+    if archive && !spec.rules.is_empty() {
+        return Err(Error::validation(
+            "an archive export holds the tenants' rows as they are: transformation rules apply to portable exports (or restore the archive, then copy the tenant with rules)",
+        ));
+    }
+    let repository = if archive {
+        Some(ends.archive_repository.clone().ok_or_else(|| Error::validation("choose the repository whose key encrypts the archive (--repo, or a default storage location)"))?)
+    } else {
+        None
+    };
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await.map_err(q("start the export"))?;
     step("reading the source", 0);
@@ -671,11 +694,21 @@ async fn export(spec: &MigrationSpec, ends: &Endpoints, tenants: &[String], comm
     report.tables = staged.tables.iter().map(|t| TableReport { table: t.name.clone(), source_table: Some(t.name.clone()), rows_read: t.rows, rows_written: if commit { t.rows } else { 0 }, ..Default::default() }).collect();
     if commit {
         step("writing the export", 2);
-        let meta = portable::ExportMeta { source: redact(url), tenants, tenant_column: &ends.tenant_column, tenants_table: &ends.tenants_table };
-        report.files = portable::write(&mut tx, &path, &staged, &schema, &meta).await?;
-        report.rows_written = report.rows_read;
-    } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-        return Err(Error::validation(format!("the folder {} does not exist: choose where to save the export", dir.display())));
+        match &repository {
+            None => {
+                let meta = portable::ExportMeta { source: redact(url), tenants, tenant_column: &ends.tenant_column, tenants_table: &ends.tenants_table };
+                report.files = portable::write(&mut tx, &path, &staged, &schema, &meta).await?;
+                report.rows_written = report.rows_read;
+            }
+            Some(repo_dir) => {
+                let _ = tx.rollback().await;
+                export_archive(ends, url, tenants, &path, repo_dir, cancel, progress, &mut report).await?;
+                report.target_file = Some(path.display().to_string());
+                report.committed = true;
+                step("finished", 4);
+                return Ok(report);
+            }
+        }
     }
     let _ = tx.rollback().await;
     report.target_file = Some(path.display().to_string());
@@ -684,7 +717,49 @@ async fn export(spec: &MigrationSpec, ends: &Endpoints, tenants: &[String], comm
     Ok(report)
 }
 
-/// Whether `path` holds a Safehold portable export (for pickers).
-pub fn is_portable_export(path: &Path) -> bool {
-    portable::open(path).is_ok()
+/// Writes the tenants' archive: a full backup of the source limited to the tenants' rows of the
+/// tenant tables (the shared tables whole), encrypted with the repository's key, saved at `path`.
+#[allow(clippy::too_many_arguments)]
+async fn export_archive(
+    ends: &Endpoints,
+    url: &str,
+    tenants: &[String],
+    path: &Path,
+    repo_dir: &Path,
+    cancel: &CancelToken,
+    progress: &ProgressSink,
+    report: &mut MigrationReport,
+) -> Result<()> {
+    let (repo, master) = ends.keys.open_repository_for_backup(repo_dir).await?;
+    let mut req = crate::backup::BackupRequest::new(crate::source::SourceSpec::Postgres { url: url.to_string() });
+    req.source_name = ends.source_name.clone().unwrap_or_else(|| redact(url));
+    req.tenant_column = ends.tenant_column.clone();
+    req.tenants_table = ends.tenants_table.clone();
+    req.tenants = tenants.to_vec();
+    req.dest = Some(path.to_path_buf());
+    let out = crate::backup::run(&repo, &master, &req, cancel, progress).await?;
+    let mut reader = crate::archive::ArchiveReader::open(path)?;
+    tokio::task::block_in_place(|| reader.unlock(Some(&master), None))?;
+    let index = reader.index()?;
+    let tenant_tables: BTreeSet<String> = report.tables.iter().map(|t| t.table.clone()).collect();
+    report.tables = index
+        .sections
+        .iter()
+        .filter(|s| s.kind == "table")
+        .map(|s| TableReport { table: s.name.clone(), source_table: Some(s.name.clone()), rows_read: s.rows, rows_written: s.rows, ..Default::default() })
+        .collect();
+    let shared: Vec<&str> = report.tables.iter().filter(|t| !tenant_tables.contains(&t.table)).map(|t| t.table.as_str()).collect();
+    if !shared.is_empty() {
+        report.warnings.push(format!("shared tables saved whole (no tenant column; tenant rows refer to them): {}", shared.join(", ")));
+    }
+    report.warnings.push(format!(
+        "archive {} is encrypted with the key of the repository {}: restore it with that repository's password or its recovery kit",
+        out.id,
+        repo_dir.display()
+    ));
+    report.rows_read = out.rows;
+    report.rows_written = out.rows;
+    report.files = vec![portable::ExportedFile { path: out.archive.clone(), bytes: out.bytes, sha256: out.sha256.clone() }];
+    Ok(())
 }
+

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::catalog::{audit, now};
 use crate::connections::{self, ConnectionKind};
-use crate::context::{Ctx, JobEvent};
+use crate::context::{Ctx, JobEvent, ProgressRecorder};
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::JobStatus;
 use crate::source::{redact, CancelToken, Progress, ProgressSink, SourceSpec};
@@ -75,10 +75,32 @@ pub async fn resolve(ctx: &Ctx, spec: &MigrationSpec, keys: KeySources) -> Resul
         ends.target_url = Some(url);
         tenancy = tenancy.or(t);
     }
+    if spec.migration_type == Some(super::MigrationType::DataExport) && spec.export_format == super::ExportFormat::Archive {
+        ends.archive_repository = Some(archive_repository(ctx, spec.archive_repository.as_deref()).await?);
+        if let Some(s) = spec.source.as_deref().map(str::trim).filter(|s| !s.starts_with("postgres://") && !s.starts_with("postgresql://")) {
+            ends.source_name = Some(connections::find(ctx, s).await?.name);
+        }
+    }
     let (col, table) = tenancy.unwrap_or_else(|| ("tenant_id".into(), "tenants".into()));
     ends.tenant_column = spec.tenant_column.clone().filter(|c| !c.trim().is_empty()).unwrap_or(col);
     ends.tenants_table = spec.tenants_table.clone().filter(|c| !c.trim().is_empty()).unwrap_or(table);
     Ok(ends)
+}
+
+/// The repository whose key encrypts an archive export: a storage location (by name or id) or a
+/// repository directory; none given, the default storage location.
+async fn archive_repository(ctx: &Ctx, given: Option<&str>) -> Result<std::path::PathBuf> {
+    let stores = crate::storage::list(ctx).await?;
+    let store = match given.map(str::trim).filter(|g| !g.is_empty()) {
+        Some(g) => match stores.into_iter().find(|s| s.storage_name == g || s.id == g) {
+            Some(s) => s,
+            None => return Ok(std::path::PathBuf::from(g)),
+        },
+        None => stores.into_iter().next().ok_or_else(|| {
+            Error::validation("an archive export is encrypted with a repository's key: add a storage location first, or choose a repository (--repo)")
+        })?,
+    };
+    crate::storage::location(ctx, &store).await
 }
 
 fn keys(ctx: &Ctx) -> KeySources {
@@ -150,29 +172,23 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
         .execute(&ctx.pool)
         .await
         .map_err(|e| Error::catalog("start the migration", &e))?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
-    let sink: ProgressSink = {
+    let recorder = {
         let (ctx, id) = (ctx.clone(), id.to_string());
-        Arc::new(move |p: Progress| {
-            ctx.emit(JobEvent::progress("migration", &id, &p));
-            let _ = tx.send(p);
-        })
-    };
-    let writer = {
-        let (ctx, id) = (ctx.clone(), id.to_string());
-        tokio::spawn(async move {
-            while let Some(p) = rx.recv().await {
-                set_progress(&ctx, &id, &p).await;
-            }
+        let events: ProgressSink = {
+            let (ctx, id) = (ctx.clone(), id.clone());
+            Arc::new(move |p: Progress| ctx.emit(JobEvent::progress("migration", &id, &p)))
+        };
+        ProgressRecorder::new(Some(events), move |p| {
+            let (ctx, id) = (ctx.clone(), id.clone());
+            async move { set_progress(&ctx, &id, &p).await }
         })
     };
     let result = async {
         let ends = resolve(ctx, spec, extra_keys.unwrap_or_else(|| keys(ctx))).await?;
-        execute(spec, &ends, true, cancel, &sink).await
+        execute(spec, &ends, true, cancel, &recorder.sink).await
     }
     .await;
-    drop(sink);
-    let _ = writer.await;
+    recorder.finish().await;
     let kind = spec.migration_type.map(|k| k.as_str()).unwrap_or("migration");
     let what = format!("{kind} {}", spec.source_tenant_ids.join(","));
     let status = match &result {

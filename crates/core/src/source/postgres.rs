@@ -475,6 +475,9 @@ pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, p
     );
     let mut schema = read_schema(&mut conn, &req.tenant_column, &req.tenants_table).await?;
     schema.tables.retain(|t| req.include.wants(t.class) && req.tables.as_ref().is_none_or(|only| only.contains(&t.section())));
+    // A tenant export: each tenant table's rows of the chosen tenants (found by the tenant column
+    // and foreign keys, as a tenant restore finds them), the shared tables whole.
+    let tenant_filter = if req.tenants.is_empty() { None } else { Some(tenant_predicates(&mut conn, &schema, req).await?) };
     let mut sec = archive.section("schema", "schema");
     sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?)?;
     sec.finish()?;
@@ -488,7 +491,10 @@ pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, p
         let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
         let from = format!("{}.{}", qi(&t.schema), qi(&t.name));
         let (sql, mode) = match &delta {
-            None => (format!("COPY {} TO STDOUT", t.copy_target()), None),
+            None => match tenant_filter.as_ref().and_then(|f| f.get(&t.section())) {
+                Some(pred) => (format!("COPY (SELECT {} FROM {from} l WHERE {pred}) TO STDOUT", cols.iter().map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")), None),
+                None => (format!("COPY {} TO STDOUT", t.copy_target()), None),
+            },
             Some(snap) => (
                 format!("COPY (SELECT {} FROM {from} WHERE NOT pg_visible_in_snapshot({full_xmin}, {}::pg_snapshot)) TO STDOUT", cols.join(", "), ql(snap)),
                 Some("delta"),
@@ -512,6 +518,34 @@ pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, p
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
     let _ = conn.close().await;
     Ok(stats)
+}
+
+/// Per tenant table (`schema.table`), the condition (on alias `l`) true for the rows of the
+/// request's tenants.
+async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &BackupRequest) -> Result<std::collections::HashMap<String, String>> {
+    use super::pg_apply::{read_target, rel, TenantScope, Tenancy};
+    let target = read_target(conn).await?;
+    let available: std::collections::BTreeSet<String> = schema.tables.iter().map(PgTable::section).collect();
+    let mut preds: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for tenant in &req.tenants {
+        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: req.tenant_column.clone(), tenants_table: req.tenants_table.clone(), copy: None };
+        let ten = Tenancy::find(&target, &scope, &available)?;
+        let tenants_table = ten.tables().into_iter().find(|t| t.rsplit('.').next() == Some(req.tenants_table.as_str()));
+        if let Some(tt) = &tenants_table {
+            let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT 1 FROM {} l WHERE {} LIMIT 1", rel(tt), ten.predicate(tt, "l", &|x: &str| rel(x), 0))))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(q("look the tenant up"))?;
+            if found.is_none() {
+                return Err(Error::not_found(format!("there is no tenant \"{tenant}\" in {tt}: check the tenant id")));
+            }
+        }
+        for t in ten.tables() {
+            let pred = ten.predicate(&t, "l", &|x: &str| rel(x), 0);
+            preds.entry(t).or_default().push(format!("({pred})"));
+        }
+    }
+    Ok(preds.into_iter().map(|(t, p)| (t, p.join(" OR "))).collect())
 }
 
 /// Streams `COPY … TO STDOUT` into a new section; returns the rows written.

@@ -343,6 +343,78 @@ async fn an_export_imports_back_through_the_portable_zip_and_through_a_backup() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_exported_as_an_encrypted_archive_restores_and_imports_with_only_its_rows() {
+    let src = platform().await;
+    let before = everything(&src.url()).await;
+    let repo = repo_with_password("tenant archive");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("acme.shar");
+    let mut s = spec(MigrationType::DataExport, "acme");
+    s.target_file = Some(path.display().to_string());
+    s.export_format = migrate::ExportFormat::Archive;
+    let e = Endpoints { keys: repo.keys.clone(), archive_repository: Some(repo.path()), ..ends(Some(&src), None) };
+
+    // Validation reads the tenant and writes nothing.
+    let v = validate(&s, &e).await;
+    assert_eq!(table(&v, "public.users").rows_read, 5);
+    assert!(!path.exists(), "validation writes no file");
+    // Rules do not apply to an archive; an unknown tenant is named.
+    let mut ruled = s.clone();
+    ruled.rules = vec![Rule { table: "users".into(), column: "email".into(), action: Action::Upper }];
+    let err = run(&ruled, &e).await.expect_err("rules refused");
+    assert!(err.message.contains("transformation rules apply to portable exports"), "{}", err.message);
+    let mut unknown = s.clone();
+    unknown.source_tenant_ids = vec!["nobody".into()];
+    let err = run(&unknown, &e).await.expect_err("unknown tenant");
+    assert!(err.message.contains("nobody"), "{}", err.message);
+    assert!(!path.exists() && std::fs::read_dir(dir.path()).expect("dir").next().is_none(), "a failed export leaves no file, partial or whole");
+
+    let r = run(&s, &e).await.expect("export as an archive");
+    assert!(r.committed);
+    assert_eq!(r.files.len(), 1);
+    assert_eq!(r.files[0].path, path.display().to_string());
+    assert_eq!(r.files[0].sha256, hex::encode(sha2::Sha256::digest(std::fs::read(&path).expect("archive"))), "the reported checksum is the file's");
+    assert_eq!(table(&r, "public.users").rows_written, 5, "only acme's users: {:?}", r.tables);
+    assert_eq!(table(&r, "public.project_notes").rows_written, 18);
+    assert_eq!(table(&r, "public.plans").rows_written, 1, "the shared table whole");
+    assert!(r.warnings.iter().any(|w| w.contains("public.plans")), "{:?}", r.warnings);
+    assert_eq!(everything(&src.url()).await, before, "the source is untouched");
+    // Encrypted: nothing readable without the repository's key.
+    let mut reader = safehold_core::archive::ArchiveReader::open(&path).expect("an archive");
+    assert!(reader.header.encrypted && reader.header.source_fingerprint.ends_with("#tenants"));
+    assert!(reader.index().is_err(), "the index needs the key");
+    let wrong = repo_with_password("not the password");
+    let err = wrong.keys.unlock_archive(&mut reader, None).await.expect_err("wrong password");
+    assert_eq!(err.code, ErrorCode::AuthFailed, "{}", err.message);
+    // It is not one of the repository's backups (never a parent, never a point-in-time pick).
+    let listed = safehold_core::repository::Repository::open(&repo.path()).expect("repo").expect("exists").list().expect("list");
+    assert!(listed.is_empty(), "the export is not in the repository: {listed:?}");
+
+    // Restored whole into an empty database: the tenant's rows, the shared table, nothing of beta.
+    let restored = ScratchDb::create().await;
+    repo.restore(&path, &SourceSpec::Postgres { url: restored.url() }).await.expect("restore the tenant archive");
+    assert_eq!(content(&restored.url(), "acme").await, content(&src.url(), "acme").await, "acme's rows are reproduced");
+    assert_eq!(rows(&restored.url(), "SELECT id FROM tenants").await, vec!["acme".to_string()]);
+    assert_eq!(count(&restored.url(), "SELECT count(*) FROM users").await, 5);
+    assert_eq!(count(&restored.url(), "SELECT count(*) FROM project_notes").await, 18);
+    assert_eq!(rows(&restored.url(), "SELECT code || price FROM plans").await, vec!["gold10".to_string()]);
+
+    // Imported into another platform through the migration engine.
+    let dst = ScratchDb::create().await;
+    dst.execute(SCHEMA).await;
+    let imp = MigrationSpec {
+        migration_type: Some(MigrationType::DataImport),
+        source_files: vec![path.display().to_string()],
+        source_tenant_ids: vec!["acme".into()],
+        target_tenant_id: Some("acme".into()),
+        ..Default::default()
+    };
+    run(&imp, &Endpoints { keys: repo.keys.clone(), ..ends(None, Some(&dst)) }).await.expect("import the tenant archive");
+    assert_eq!(content(&dst.url(), "acme").await, content(&src.url(), "acme").await);
+    assert_eq!(count(&dst.url(), "SELECT count(*) FROM users").await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_refused_with_a_clear_error_and_nothing_is_written() {
     let src = platform().await;
     let dir = tempfile::tempdir().expect("tmp");
