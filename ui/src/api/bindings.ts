@@ -323,7 +323,7 @@ export type MigrationType = "tenant_copy" | "tenant_merge" | "data_export" | "da
 
 export type Resolution = "stop" | "keep_target" | "take_source" | "keep_both";
 
-export type ExportFormat = "portable";
+export type ExportFormat = "portable" | "archive";
 
 export type TableMapping = { source: string, target: string, 
 /**
@@ -371,6 +371,11 @@ target_tenant_id: string | null,
  * The new tenant's name (copy, import into a new tenant).
  */
 target_tenant_name: string | null, export_format: ExportFormat, 
+/**
+ * An archive export: the repository whose key encrypts it (a storage location's name or
+ * id, or a repository directory); default: the default storage location.
+ */
+archive_repository: string | null, 
 /**
  * Empty: proposed from the names.
  */
