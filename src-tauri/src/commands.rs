@@ -6,7 +6,7 @@ use safehold_core::cron::{self, CronPreview};
 use safehold_core::history::{self, BackupExecution, MigrationJob, RestoreOperation};
 use safehold_core::storage::{self, BackupStorage};
 use safehold_core::migrate::{self, MigrationReport, MigrationSpec};
-use safehold_core::{demo, Error, FieldError};
+use safehold_core::{auditlog, demo, operators, Error, FieldError};
 use safehold_core::restore::RestorePlan;
 use safehold_core::restores::{self, RestoreForm};
 use tauri::State;
@@ -133,7 +133,7 @@ pub async fn setup_demo(state: State<'_, AppState>) -> Res<demo::DemoReport> {
 pub async fn run_backup_now(state: State<'_, AppState>, configuration_id: String) -> Res<String> {
     let ctx = state.ctx()?;
     match &state.scheduler {
-        Some(s) => s.submit(&configuration_id, "manual").await,
+        Some(s) => s.submit_as(ctx, &configuration_id, "manual").await,
         None => Err(Error::new(safehold_core::ErrorCode::Internal, format!("the job runner is not running (catalog {})", ctx.home.display()))),
     }
 }
@@ -293,4 +293,64 @@ pub async fn start_migration(state: State<'_, AppState>, spec: MigrationSpec) ->
 #[tauri::command]
 pub fn cancel_migration(state: State<'_, AppState>, migration_id: String) -> Res<bool> {
     cancel_backup(state, migration_id)
+}
+
+/// Who is signed in, and whether the first super admin is still to be created.
+#[tauri::command]
+pub async fn session_info(state: State<'_, AppState>) -> Res<operators::SessionInfo> {
+    operators::session_info(state.ctx()?).await
+}
+
+/// The first start: creates the first super admin, who is then signed in.
+#[tauri::command]
+pub async fn create_first_operator(state: State<'_, AppState>, name: String, password: String) -> Res<operators::Acting> {
+    operators::create_first(state.ctx()?, &name, &password).await
+}
+
+/// Signs an operator in; the session ends after the configured idle time.
+#[tauri::command]
+pub async fn sign_in(state: State<'_, AppState>, name: String, password: String) -> Res<operators::Acting> {
+    operators::sign_in(state.ctx()?, &name, &password, true).await
+}
+
+#[tauri::command]
+pub async fn sign_out(state: State<'_, AppState>) -> Res<()> {
+    operators::sign_out(state.ctx()?).await
+}
+
+#[tauri::command]
+pub async fn list_operators(state: State<'_, AppState>) -> Res<Vec<operators::Operator>> {
+    operators::list(state.ctx()?).await
+}
+
+#[tauri::command]
+pub async fn add_operator(state: State<'_, AppState>, name: String, role: operators::Role, password: String) -> Res<operators::Operator> {
+    operators::add(state.ctx()?, &name, role, &password).await
+}
+
+#[tauri::command]
+pub async fn set_operator_role(state: State<'_, AppState>, id: String, role: operators::Role) -> Res<operators::Operator> {
+    operators::set_role(state.ctx()?, &id, role).await
+}
+
+#[tauri::command]
+pub async fn set_operator_active(state: State<'_, AppState>, id: String, active: bool) -> Res<operators::Operator> {
+    operators::set_active(state.ctx()?, &id, active).await
+}
+
+#[tauri::command]
+pub async fn remove_operator(state: State<'_, AppState>, id: String) -> Res<()> {
+    operators::remove(state.ctx()?, &id).await
+}
+
+/// The audit log, filtered, newest first.
+#[tauri::command]
+pub async fn list_audit(state: State<'_, AppState>, filter: auditlog::AuditFilter) -> Res<Vec<auditlog::AuditEntry>> {
+    auditlog::list(state.ctx()?, &filter).await
+}
+
+/// Writes the filtered audit log to a CSV file chosen with the save dialog.
+#[tauri::command]
+pub async fn export_audit(state: State<'_, AppState>, filter: auditlog::AuditFilter, path: String) -> Res<usize> {
+    auditlog::export_csv(state.ctx()?, &filter, std::path::Path::new(&path)).await
 }

@@ -36,6 +36,12 @@ async fn start() -> Result<Ctx, Error> {
     Ok(ctx)
 }
 
+/// A context for the app's own background work (storage checks, the tray's status line).
+fn background(ctx: &Ctx) -> Ctx {
+    use safehold_core::operators::{Acting, Session};
+    ctx.detached(Session::of(Some(Acting::background()), None))
+}
+
 /// The periodic storage check while the app runs: every storage is probed and measured at start
 /// and then every ten minutes; a failing one is flagged on the dashboard.
 async fn watch_storage(ctx: Ctx) {
@@ -62,7 +68,9 @@ static TRAY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(
 
 /// The tray's status line: whether the last scheduled backup of every configuration succeeded.
 async fn tray_status(ctx: &Ctx) -> String {
-    match safehold_core::scheduler::last_scheduled_failures(ctx).await {
+    // Shown to whoever looks at the tray, signed in or not.
+    let ctx = background(ctx);
+    match safehold_core::scheduler::last_scheduled_failures(&ctx).await {
         Ok((failed, _)) if !failed.is_empty() => format!("Last scheduled backup failed: {}", failed.join(", ")),
         Ok((_, 0)) => "No scheduled backup has run yet".into(),
         Ok((_, n)) => format!("Last scheduled backups: all {n} succeeded"),
@@ -94,7 +102,8 @@ fn setup_tray(app: &tauri::App, ctx: Option<Ctx>, scheduler: Option<std::sync::A
             if let (Some(ctx), Some(s)) = (ctx2.clone(), sched2.clone()) {
                 tauri::async_runtime::spawn(async move {
                     for c in safehold_core::configurations::list(&ctx).await.unwrap_or_default().into_iter().filter(|c| c.is_active) {
-                        let _ = s.submit(&c.id, "manual").await;
+                        // As the signed-in operator: refused (and audited) without the right.
+                        let _ = s.submit_as(&ctx, &c.id, "manual").await;
                     }
                 });
             }
@@ -180,7 +189,7 @@ fn main() {
         let s = safehold_core::scheduler::Scheduler::new(c.clone(), 1, std::sync::Arc::new(|line| tracing::info!("{line}")));
         tauri::async_runtime::spawn(s.clone().run());
         scheduler = Some(s);
-        tauri::async_runtime::spawn(watch_storage(c.clone()));
+        tauri::async_runtime::spawn(watch_storage(background(c)));
     }
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
@@ -205,6 +214,17 @@ fn main() {
         .manage(AppState { ctx, running: Default::default(), scheduler })
         .invoke_handler(tauri::generate_handler![
             commands::startup_status,
+            commands::session_info,
+            commands::create_first_operator,
+            commands::sign_in,
+            commands::sign_out,
+            commands::list_operators,
+            commands::add_operator,
+            commands::set_operator_role,
+            commands::set_operator_active,
+            commands::remove_operator,
+            commands::list_audit,
+            commands::export_audit,
             commands::list_executions,
             commands::list_restores,
             commands::list_migrations,

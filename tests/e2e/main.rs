@@ -463,3 +463,68 @@ async fn the_migration_wizard_copies_a_demo_tenant_and_the_new_tenant_shows_up_w
     app.stop().await;
     pg(&format!("{}/postgres", pg_base()), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
 }
+
+async fn sign_in(app: &App, name: &str, password: &str) {
+    retype(&app.find("[data-testid=sign-in-name]").await, name).await;
+    retype(&app.find("[data-testid=sign-in-password]").await, password).await;
+    app.find("[data-testid=sign-in-submit]").await.click().await.expect("Sign in");
+    app.wait_text("[data-testid=session-operator]", name).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_admin_only_looks_and_a_platform_operator_runs_backups_but_cannot_restore() {
+    use safehold_core::operators::{self, Role};
+    use safehold_core::{demo, Ctx};
+    const PW: &str = "correct horse battery";
+    let turn = ONE_APP.lock().await;
+    let home = tempfile::tempdir().expect("temp home");
+    let ctx = Ctx::open(home.path()).await.expect("catalog");
+    demo::ensure(&ctx, false).await.expect("demo");
+    operators::create_first(&ctx, "alice", PW).await.expect("first super admin");
+    operators::add(&ctx, "rita", Role::ReadOnlyAdmin, PW).await.expect("rita");
+    operators::add(&ctx, "olga", Role::PlatformOperator, PW).await.expect("olga");
+    ctx.pool.close().await;
+
+    let app = App::start_in(home, turn).await;
+    // Nobody acts until somebody signs in; a wrong password says so.
+    app.find("[data-testid=sign-in]").await;
+    retype(&app.find("[data-testid=sign-in-name]").await, "rita").await;
+    retype(&app.find("[data-testid=sign-in-password]").await, "not the password").await;
+    app.find("[data-testid=sign-in-submit]").await.click().await.expect("Sign in");
+    app.wait_text("[role=alert]", "wrong operator name or password").await;
+    sign_in(&app, "rita", PW).await;
+    // The read-only admin: history and configurations, no Run Now, no restore, no storage changes.
+    app.find("[data-testid=tab-audit]").await;
+    app.find("[data-testid=tab-configurations]").await.click().await.expect("open Configurations");
+    app.wait_text("[data-testid=configuration]", "Daily demo backup").await;
+    assert!(app.client.find(Locator::Css("[data-testid=run-now]")).await.is_err(), "no Run Now for a read-only admin");
+    assert!(app.client.find(Locator::Css("[data-testid=new-backup]")).await.is_err(), "no New Backup");
+    app.find("[data-testid=tab-restore]").await.click().await.expect("open Restore");
+    app.wait_text("[data-testid=restore-denied]", "backup:restore_data").await;
+    app.find("[data-testid=tab-storage]").await.click().await.expect("open Storage");
+    app.wait_text("[data-testid=storage]", "Local backups").await;
+    assert!(app.client.find(Locator::Css("[data-testid=add-storage]")).await.is_err(), "no storage changes");
+    assert!(app.client.find(Locator::Css("[data-testid=remove-storage]")).await.is_err(), "no storage changes");
+    app.screenshot("read-only-admin").await;
+    app.find("[data-testid=sign-out]").await.click().await.expect("Sign out");
+
+    // The platform operator: Run Now works, restoring does not.
+    app.find("[data-testid=sign-in]").await;
+    sign_in(&app, "olga", PW).await;
+    app.find("[data-testid=tab-configurations]").await.click().await.expect("open Configurations");
+    app.wait_text("[data-testid=configuration]", "Daily demo backup").await;
+    app.find("[data-testid=run-now]").await.click().await.expect("Run Now");
+    app.find("[data-testid=tab-executions]").await.click().await.expect("open Recent Backups");
+    app.wait_text("[data-testid=execution]", "completed").await;
+    app.find("[data-testid=tab-restore]").await.click().await.expect("open Restore");
+    app.wait_text("[data-testid=restore-denied]", "olga (platform_operator)").await;
+    assert!(app.client.find(Locator::Css("[data-testid=tab-operators]")).await.is_err(), "operators are for super admins");
+    app.screenshot("platform-operator").await;
+    let by = app
+        .catalog_count("SELECT count(*) FROM backup_executions e JOIN operators o ON o.id = e.initiated_by WHERE o.name = ? AND e.status = 'completed'", "olga")
+        .await;
+    assert_eq!(by, 1, "the backup is recorded as olga's");
+    let signed = app.catalog_count("SELECT count(*) FROM audit_log WHERE action = 'operator.sign_in' AND outcome = ?", "success").await;
+    assert_eq!(signed, 2, "both sign-ins are audited");
+    app.stop().await;
+}

@@ -15,7 +15,7 @@ use safehold_core::secrets::{Keychain, SecretStore};
 use safehold_core::source::{self, CancelToken, Progress, ProgressSink, SourceSpec};
 use safehold_core::unlock::KeySources;
 use safehold_core::migrate::{self, records, MigrationReport, ExportFormat, MigrationSpec, MigrationType, Resolution};
-use safehold_core::{configurations, context, demo, restore, restores, verify, Ctx, Error};
+use safehold_core::{auditlog, configurations, context, demo, operators, restore, restores, verify, Ctx, Error, ErrorCode};
 
 #[derive(Parser)]
 #[command(name = "safehold", version, about = "Back up, verify, restore and migrate a multi-tenant platform's data")]
@@ -33,6 +33,10 @@ struct Cli {
     /// Object storage: the region.
     #[arg(long, global = true)]
     region: Option<String>,
+    /// The operator acting on the catalog, once operators exist (the password is prompted, or
+    /// read from SAFEHOLD_OPERATOR_PASSWORD_FILE).
+    #[arg(long, global = true, env = "SAFEHOLD_OPERATOR")]
+    operator: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +85,61 @@ enum Command {
     /// Tenant migrations: copy, merge, export, import (recorded in the catalog).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Operators and their roles (super admins).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// The audit log: who did what, when, with what outcome.
+    Audit {
+        /// Only this operator's entries (name or id).
+        #[arg(long = "by")]
+        by: Option<String>,
+        /// Only this action, or actions starting with it (e.g. `backup.`).
+        #[arg(long)]
+        action: Option<String>,
+        /// success, failure or denied.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+        /// Write the entries to this CSV file instead of printing them.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Create the first super admin of this catalog (the password is prompted, or read from
+    /// --password-file). Until then the workstation's local administrator acts.
+    Setup {
+        name: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Add an operator with a role: super_admin, platform_operator or read_only_admin.
+    Add {
+        name: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List operators.
+    List,
+    /// Change an operator's role.
+    SetRole { name: String, role: String },
+    /// Disable an operator (they can no longer sign in).
+    Disable { name: String },
+    /// Enable (and unlock) an operator.
+    Enable { name: String },
+    /// Remove an operator (kept, disabled, in the history when they did anything).
+    Remove { name: String },
+    /// Set the idle time after which app sessions end.
+    IdleTimeout { seconds: u64 },
 }
 
 #[derive(Subcommand)]
@@ -442,10 +501,10 @@ enum ConfigCommand {
 /// --endpoint/--region if given), or `storage:NAME` — a storage registered in the catalog, with
 /// its settings and keychain credentials.
 async fn location(cli: &Cli, given: &Path) -> Result<PathBuf, Error> {
-    location_with(cli.home.as_deref(), cli.endpoint.as_deref(), cli.region.as_deref(), given).await
+    location_with(cli.home.as_deref(), cli.endpoint.as_deref(), cli.region.as_deref(), cli.operator.as_deref(), given).await
 }
 
-async fn location_with(home: Option<&Path>, endpoint: Option<&str>, region: Option<&str>, given: &Path) -> Result<PathBuf, Error> {
+async fn location_with(home: Option<&Path>, endpoint: Option<&str>, region: Option<&str>, operator: Option<&str>, given: &Path) -> Result<PathBuf, Error> {
     let text = given.to_string_lossy().to_string();
     if let Some(name) = text.strip_prefix("storage:") {
         let home = match home {
@@ -453,6 +512,7 @@ async fn location_with(home: Option<&Path>, endpoint: Option<&str>, region: Opti
             None => context::default_home()?,
         };
         let ctx = Ctx::open(&home).await?;
+        sign_in_if_needed(&ctx, operator).await?;
         let (name, rest) = name.split_once('/').unwrap_or((name, ""));
         let store = safehold_core::storage::find(&ctx, name).await?;
         let base = safehold_core::storage::location(&ctx, &store).await?;
@@ -926,16 +986,95 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
     Ok(true)
 }
 
-async fn run(cli: Cli) -> Result<(), Error> {
-    if run_engine(&cli).await? {
-        return Ok(());
+/// A password: from `file`, else prompted on the terminal (`confirm`: asked twice).
+fn read_password(file: Option<&Path>, prompt: &str, confirm: bool) -> Result<String, Error> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).map_err(|e| Error::io(format!("cannot read the password file {}", f.display()), &e))?;
+        return Ok(text.trim_end_matches(['\n', '\r']).to_string());
     }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::validation(format!("{prompt}: no terminal to ask on; give the password in a file (--password-file, or SAFEHOLD_OPERATOR_PASSWORD_FILE)")));
+    }
+    let pw = rpassword::prompt_password(format!("{prompt}: ")).map_err(|e| Error::io("cannot read the password", &e))?;
+    if confirm && rpassword::prompt_password("again: ").map_err(|e| Error::io("cannot read the password", &e))? != pw {
+        return Err(Error::validation("the two passwords differ"));
+    }
+    Ok(pw)
+}
+
+/// Opens the catalog; once operators exist, signs in the one named by --operator.
+async fn open_catalog(cli: &Cli) -> Result<Ctx, Error> {
     let home = match cli.home.clone() {
         Some(h) => h,
         None => context::default_home()?,
     };
     let ctx = Ctx::open(&home).await?;
-    let (given_home, endpoint, region) = (cli.home.clone(), cli.endpoint.clone(), cli.region.clone());
+    if !matches!(cli.command, Command::Operator(OperatorCommand::Setup { .. })) {
+        sign_in_if_needed(&ctx, cli.operator.as_deref()).await?;
+    }
+    Ok(ctx)
+}
+
+/// Once the catalog has operators, signs in `operator` (its password prompted, or read from
+/// SAFEHOLD_OPERATOR_PASSWORD_FILE).
+async fn sign_in_if_needed(ctx: &Ctx, operator: Option<&str>) -> Result<(), Error> {
+    if !operators::set_up(&ctx.pool).await? {
+        return Ok(());
+    }
+    let name = operator.filter(|n| !n.trim().is_empty()).ok_or_else(|| {
+        Error::new(
+            ErrorCode::PermissionDenied,
+            "this catalog has operators: give --operator NAME (or SAFEHOLD_OPERATOR); the password is prompted, or read from SAFEHOLD_OPERATOR_PASSWORD_FILE",
+        )
+    })?;
+    let file = std::env::var_os("SAFEHOLD_OPERATOR_PASSWORD_FILE").map(PathBuf::from);
+    let pw = read_password(file.as_deref(), &format!("password of {name}"), false)?;
+    operators::sign_in(ctx, name, &pw, false).await?;
+    Ok(())
+}
+
+async fn operator_command(ctx: &Ctx, cmd: &OperatorCommand, json: bool) -> Result<(), Error> {
+    let show = |o: &operators::Operator| {
+        let state = if !o.is_active { "disabled" } else if o.locked_until.as_deref().is_some_and(|u| u > safehold_core::catalog::now().as_str()) { "locked" } else { "active" };
+        println!("{:<24} {:<18} {:<9} last sign-in {}", o.name, o.role, state, o.last_sign_in.as_deref().unwrap_or("never"));
+    };
+    match cmd {
+        OperatorCommand::Setup { name, password_file } => {
+            let pw = read_password(password_file.as_deref(), &format!("new password of {name}"), true)?;
+            let a = operators::create_first(ctx, name, &pw).await?;
+            println!("{} is the first super admin; catalog commands now need --operator", a.name);
+        }
+        OperatorCommand::Add { name, role, password_file } => {
+            let role = operators::Role::parse(role)?;
+            let pw = read_password(password_file.as_deref(), &format!("new password of {name}"), true)?;
+            let o = operators::add(ctx, name, role, &pw).await?;
+            if json { print_json(&o) } else { show(&o) }
+        }
+        OperatorCommand::List => {
+            let list = operators::list(ctx).await?;
+            if json { print_json(&list) } else { list.iter().for_each(show) }
+        }
+        OperatorCommand::SetRole { name, role } => show(&operators::set_role(ctx, name, operators::Role::parse(role)?).await?),
+        OperatorCommand::Disable { name } => show(&operators::set_active(ctx, name, false).await?),
+        OperatorCommand::Enable { name } => show(&operators::set_active(ctx, name, true).await?),
+        OperatorCommand::Remove { name } => {
+            operators::remove(ctx, name).await?;
+            println!("removed {name}");
+        }
+        OperatorCommand::IdleTimeout { seconds } => {
+            operators::set_idle_timeout(ctx, *seconds).await?;
+            println!("app sessions end after {seconds} s idle");
+        }
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    if run_engine(&cli).await? {
+        return Ok(());
+    }
+    let ctx = open_catalog(&cli).await?;
+    let (given_home, endpoint, region, operator) = (cli.home.clone(), cli.endpoint.clone(), cli.region.clone(), cli.operator.clone());
     match cli.command {
         Command::Connection(ConnectionCommand::Add { name, url, password_stdin, tenant_column, tenants_table }) => {
             let mut input = ConnectionInput::from_url(&name, &url)?;
@@ -1062,7 +1201,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
         }
         Command::Catalog(CatalogCommand::Rebuild { from }) => {
-            let report = safehold_core::recovery::rebuild_catalog(&ctx, &location_with(given_home.as_deref(), endpoint.as_deref(), region.as_deref(), &from).await?).await?;
+            let report = safehold_core::recovery::rebuild_catalog(&ctx, &location_with(given_home.as_deref(), endpoint.as_deref(), region.as_deref(), operator.as_deref(), &from).await?).await?;
             if cli.json {
                 print_json(&report);
             } else {
@@ -1081,6 +1220,34 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Config(ConfigCommand::RetentionPreview { name }) => retention_command(&ctx, cli.json, &name, None).await?,
         Command::Config(ConfigCommand::RetentionApply { name, yes }) => retention_command(&ctx, cli.json, &name, Some(yes)).await?,
         Command::Tenant(t) => tenant_command(&ctx, cli.json, t).await?,
+        Command::Operator(cmd) => operator_command(&ctx, &cmd, cli.json).await?,
+        Command::Audit { by, action, outcome, since, until, limit, csv } => {
+            let filter = auditlog::AuditFilter { operator: by, action, outcome, since, until, limit };
+            match csv {
+                Some(path) => {
+                    let n = auditlog::export_csv(&ctx, &filter, &path).await?;
+                    println!("{n} entries written to {}", path.display());
+                }
+                None => {
+                    let rows = auditlog::list(&ctx, &filter).await?;
+                    if cli.json {
+                        print_json(&rows);
+                    } else {
+                        for r in rows.iter().rev() {
+                            println!(
+                                "{}  {:<20} {:<28} {:<8} {}{}",
+                                r.at,
+                                r.operator.as_deref().unwrap_or("-"),
+                                r.action,
+                                r.outcome,
+                                r.target.as_deref().unwrap_or(""),
+                                r.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+            }
+        }
         Command::Backup(_) | Command::Restore(_) | Command::Verify(_) | Command::Ls { .. } | Command::Inspect { .. } | Command::Key(_) => {}
         Command::Demo { postgres } => {
             let report = demo::ensure(&ctx, true).await?;

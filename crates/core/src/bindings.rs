@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{backup, configurations, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, source, storage, verify};
+use crate::{auditlog, backup, configurations, operators, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, source, storage, verify};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -58,6 +58,13 @@ pub fn typescript() -> String {
         migrate::MigrationType::decl(&cfg),
         migrate::Resolution::decl(&cfg),
         migrate::ExportFormat::decl(&cfg),
+        operators::Role::decl(&cfg),
+        operators::Permission::decl(&cfg),
+        operators::Acting::decl(&cfg),
+        operators::Operator::decl(&cfg),
+        operators::SessionInfo::decl(&cfg),
+        auditlog::AuditEntry::decl(&cfg),
+        auditlog::AuditFilter::decl(&cfg),
         migrate::TableMapping::decl(&cfg),
         migrate::MigrationSpec::decl(&cfg),
         migrate::Problem::decl(&cfg),

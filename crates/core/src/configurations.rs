@@ -135,6 +135,7 @@ fn with_description(mut c: BackupConfiguration) -> BackupConfiguration {
 }
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<BackupConfiguration>> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "configuration.list", "configurations").await?;
     let rows: Vec<BackupConfiguration> = sqlx::query_as(AssertSqlSafe(format!("{SELECT} ORDER BY configuration_name")))
         .fetch_all(&ctx.pool)
         .await
@@ -143,6 +144,7 @@ pub async fn list(ctx: &Ctx) -> Result<Vec<BackupConfiguration>> {
 }
 
 pub async fn get(ctx: &Ctx, id: &str) -> Result<BackupConfiguration> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "configuration.get", id).await?;
     sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
         .bind(id)
         .fetch_optional(&ctx.pool)
@@ -155,6 +157,7 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<BackupConfiguration> {
 /// Checks every field of `input` against the catalog; `editing` is the id of the configuration
 /// being edited (its own name is not a conflict). Returns the invalid fields, empty when valid.
 pub async fn validate(ctx: &Ctx, input: &ConfigurationInput, editing: Option<&str>) -> Result<Vec<FieldError>> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "configuration.validate", "configuration").await?;
     let mut errors = Vec::new();
     let mut bad = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
 
@@ -246,6 +249,7 @@ fn name_conflict(e: &sqlx::Error, name: &str, what: &str) -> Error {
 }
 
 pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfiguration> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "configuration.create", &input.configuration_name).await?;
     ensure_valid(ctx, &input, None).await?;
     let id = Uuid::new_v4().to_string();
     let name = input.configuration_name.trim().to_string();
@@ -269,7 +273,7 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     .bind(input.includes_system_data)
     .bind(input.includes_logs)
     .bind(input.is_active)
-    .bind(&ctx.operator_id)
+    .bind(ctx.operator_id())
     .bind(&ts)
     .bind(&ts)
     .bind(&input.connection_id)
@@ -279,12 +283,13 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     .execute(&mut *tx)
     .await
     .map_err(|e| name_conflict(&e, &name, "save the configuration"))?;
-    audit(&mut *tx, &ctx.operator_id, "configuration.create", &name, "success", None).await?;
+    audit(&mut *tx, &ctx.operator_id(), "configuration.create", &name, "success", None).await?;
     tx.commit().await.map_err(|e| Error::catalog("save the configuration", &e))?;
     get(ctx, &id).await
 }
 
 pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<BackupConfiguration> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "configuration.update", id).await?;
     get(ctx, id).await?;
     ensure_valid(ctx, &input, Some(id)).await?;
     let name = input.configuration_name.trim().to_string();
@@ -315,12 +320,13 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
     .execute(&mut *tx)
     .await
     .map_err(|e| name_conflict(&e, &name, "update the configuration"))?;
-    audit(&mut *tx, &ctx.operator_id, "configuration.update", &name, "success", None).await?;
+    audit(&mut *tx, &ctx.operator_id(), "configuration.update", &name, "success", None).await?;
     tx.commit().await.map_err(|e| Error::catalog("update the configuration", &e))?;
     get(ctx, id).await
 }
 
 pub async fn set_active(ctx: &Ctx, id: &str, active: bool) -> Result<BackupConfiguration> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "configuration.set_active", id).await?;
     let current = get(ctx, id).await?;
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;
     sqlx::query("UPDATE backup_configurations SET is_active = ?, updated_at = ? WHERE id = ?")
@@ -331,13 +337,14 @@ pub async fn set_active(ctx: &Ctx, id: &str, active: bool) -> Result<BackupConfi
         .await
         .map_err(|e| Error::catalog("change the configuration", &e))?;
     let action = if active { "configuration.activate" } else { "configuration.deactivate" };
-    audit(&mut *tx, &ctx.operator_id, action, &current.configuration_name, "success", None).await?;
+    audit(&mut *tx, &ctx.operator_id(), action, &current.configuration_name, "success", None).await?;
     tx.commit().await.map_err(|e| Error::catalog("change the configuration", &e))?;
     get(ctx, id).await
 }
 
 /// Deletes a configuration. Its past executions stay in the history, no longer linked to it.
 pub async fn delete(ctx: &Ctx, id: &str) -> Result<()> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "configuration.delete", id).await?;
     let current = get(ctx, id).await?;
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;
     sqlx::query("DELETE FROM backup_configurations WHERE id = ?")
@@ -345,6 +352,6 @@ pub async fn delete(ctx: &Ctx, id: &str) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::catalog("delete the configuration", &e))?;
-    audit(&mut *tx, &ctx.operator_id, "configuration.delete", &current.configuration_name, "success", None).await?;
+    audit(&mut *tx, &ctx.operator_id(), "configuration.delete", &current.configuration_name, "success", None).await?;
     tx.commit().await.map_err(|e| Error::catalog("delete the configuration", &e))
 }

@@ -190,6 +190,7 @@ const SELECT: &str = "SELECT id, name, kind, host, port, database_name, username
     has_password, tenant_column, tenants_table, created_at, updated_at FROM connections";
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<Connection>> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "connection.list", "connections").await?;
     sqlx::query_as(AssertSqlSafe(format!("{SELECT} ORDER BY name")))
         .fetch_all(&ctx.pool)
         .await
@@ -197,6 +198,7 @@ pub async fn list(ctx: &Ctx) -> Result<Vec<Connection>> {
 }
 
 pub async fn get(ctx: &Ctx, id: &str) -> Result<Connection> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "connection.get", id).await?;
     sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
         .bind(id)
         .fetch_optional(&ctx.pool)
@@ -207,6 +209,7 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<Connection> {
 
 /// Finds a connection by id or, failing that, by name.
 pub async fn find(ctx: &Ctx, id_or_name: &str) -> Result<Connection> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "connection.find", id_or_name).await?;
     let found: Option<Connection> = sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE id = ? OR name = ? LIMIT 1")))
         .bind(id_or_name)
         .bind(id_or_name)
@@ -310,6 +313,7 @@ fn name_conflict(e: &sqlx::Error, name: &str, what: &str) -> Error {
 /// Adds a connection; its password (if any) goes to the keychain. All or nothing: when the
 /// keychain refuses, no connection is added.
 pub async fn add(ctx: &Ctx, input: ConnectionInput) -> Result<Connection> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "connection.add", &input.name).await?;
     let c = check(&input)?;
     let id = Uuid::new_v4().to_string();
     let password = input.password.filter(|p| !p.is_empty());
@@ -336,7 +340,7 @@ pub async fn add(ctx: &Ctx, input: ConnectionInput) -> Result<Connection> {
     .execute(&mut *tx)
     .await
     .map_err(|e| name_conflict(&e, &c.name, "save the connection"))?;
-    audit(&mut *tx, &ctx.operator_id, "connection.add", &c.name, "success", None).await?;
+    audit(&mut *tx, &ctx.operator_id(), "connection.add", &c.name, "success", None).await?;
     if let Some(pw) = password {
         let account = connection_account(&id);
         secrets::run(&ctx.secrets, move |s| s.set(&account, &pw)).await?;
@@ -352,6 +356,7 @@ pub async fn add(ctx: &Ctx, input: ConnectionInput) -> Result<Connection> {
 /// Edits a connection. The password changes only when the input carries one (see
 /// [`ConnectionInput::password`]).
 pub async fn update(ctx: &Ctx, id: &str, input: ConnectionInput) -> Result<Connection> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "connection.update", id).await?;
     let before = get(ctx, id).await?;
     let c = check(&input)?;
     let has_password = match &input.password {
@@ -379,7 +384,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConnectionInput) -> Result<Conne
     .execute(&mut *tx)
     .await
     .map_err(|e| name_conflict(&e, &c.name, "update the connection"))?;
-    audit(&mut *tx, &ctx.operator_id, "connection.update", &c.name, "success", None).await?;
+    audit(&mut *tx, &ctx.operator_id(), "connection.update", &c.name, "success", None).await?;
     if let Some(pw) = input.password {
         let account = connection_account(id);
         secrets::run(&ctx.secrets, move |s| if pw.is_empty() { s.delete(&account) } else { s.set(&account, &pw) })
@@ -391,6 +396,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConnectionInput) -> Result<Conne
 
 /// Removes a connection and its keychain entry. Refused while a configuration backs it up.
 pub async fn remove(ctx: &Ctx, id: &str) -> Result<()> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "connection.remove", id).await?;
     let conn = get(ctx, id).await?;
     let used: Vec<String> =
         sqlx::query_scalar("SELECT configuration_name FROM backup_configurations WHERE connection_id = ?")
@@ -411,7 +417,7 @@ pub async fn remove(ctx: &Ctx, id: &str) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::catalog("remove the connection", &e))?;
-    audit(&mut *tx, &ctx.operator_id, "connection.remove", &conn.name, "success", None).await?;
+    audit(&mut *tx, &ctx.operator_id(), "connection.remove", &conn.name, "success", None).await?;
     if conn.has_password {
         let account = connection_account(id);
         secrets::run(&ctx.secrets, move |s| s.delete(&account)).await?;
@@ -421,6 +427,7 @@ pub async fn remove(ctx: &Ctx, id: &str) -> Result<()> {
 
 /// Tests a saved connection, with its password from the keychain.
 pub async fn test(ctx: &Ctx, id: &str) -> Result<ConnectionReport> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "connection.test", id).await?;
     let conn = get(ctx, id).await?;
     let password = if conn.has_password {
         let account = connection_account(id);

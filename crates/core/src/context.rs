@@ -18,8 +18,9 @@ pub struct Ctx {
     pub home: PathBuf,
     pub pool: SqlitePool,
     pub secrets: Arc<dyn SecretStore>,
-    /// The operator on whose behalf calls are made (recorded as `created_by`, `initiated_by`).
-    pub operator_id: String,
+    /// Who is acting: the signed-in operator (shared by the clones of this context), checked by
+    /// every engine call that needs a permission ([`crate::operators`]).
+    pub session: Arc<std::sync::Mutex<crate::operators::Session>>,
     /// Where jobs push their progress as it happens (the app forwards it to the window as events).
     pub events: Option<Arc<dyn Fn(JobEvent) + Send + Sync>>,
 }
@@ -56,7 +57,7 @@ impl Ctx {
 
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").field("home", &self.home).field("operator_id", &self.operator_id).finish()
+        f.debug_struct("Ctx").field("home", &self.home).field("operator_id", &self.operator_id()).finish()
     }
 }
 
@@ -82,13 +83,22 @@ impl Ctx {
         std::fs::create_dir_all(home)
             .map_err(|e| Error::io(format!("cannot create the Safehold home {}", home.display()), &e))?;
         let pool = catalog::open(&home.join(catalog::CATALOG_FILE)).await?;
-        Ok(Self {
-            home: home.to_path_buf(),
-            pool,
-            secrets,
-            operator_id: catalog::LOCAL_OPERATOR_ID.to_string(),
-            events: None,
-        })
+        // Until the first super admin is created, the workstation's local administrator acts;
+        // afterwards nobody does until an operator signs in.
+        let session = crate::operators::Session::initial(&pool).await?;
+        Ok(Self { home: home.to_path_buf(), pool, secrets, session: Arc::new(std::sync::Mutex::new(session)), events: None })
+    }
+
+    /// The operator acting (recorded as `created_by`, `initiated_by`, in the audit log); the
+    /// local administrator when nobody is signed in.
+    pub fn operator_id(&self) -> String {
+        self.session.lock().ok().and_then(|s| s.acting.as_ref().map(|a| a.id.clone())).unwrap_or_else(|| catalog::LOCAL_OPERATOR_ID.to_string())
+    }
+
+    /// A context sharing this one's catalog and secrets with a session of its own (the
+    /// scheduler's, acting as each configuration's owner).
+    pub fn detached(&self, session: crate::operators::Session) -> Self {
+        Self { session: Arc::new(std::sync::Mutex::new(session)), ..self.clone() }
     }
 }
 

@@ -279,6 +279,9 @@ pub fn database_path(home: &Path) -> PathBuf {
 /// "Local backups" and the configuration "Daily demo backup". On first launch (`force` false) this
 /// runs once; a user who later removes the demo does not get it back unless they ask (`force`).
 pub async fn ensure(ctx: &Ctx, force: bool) -> Result<DemoReport> {
+    if force {
+        crate::operators::require(ctx, crate::operators::Permission::ManageAll, "demo.setup", DEMO_CONNECTION).await?;
+    }
     let path = database_path(&ctx.home);
     let done: Option<String> = sqlx::query_scalar("SELECT value FROM app_settings WHERE key = ?")
         .bind(SETTING)
@@ -343,7 +346,7 @@ pub async fn ensure(ctx: &Ctx, force: bool) -> Result<DemoReport> {
     .bind(Uuid::new_v4().to_string())
     .bind(DEMO_CONFIGURATION)
     .bind(DEMO_STORAGE)
-    .bind(&ctx.operator_id)
+    .bind(ctx.operator_id())
     .bind(&ts)
     .bind(&ts)
     .bind(&connection_id)
@@ -356,7 +359,7 @@ pub async fn ensure(ctx: &Ctx, force: bool) -> Result<DemoReport> {
         .execute(&mut *tx)
         .await
         .map_err(fail)?;
-    audit(&mut *tx, &ctx.operator_id, "demo.setup", DEMO_CONNECTION, "success", None).await?;
+    audit(&mut *tx, &ctx.operator_id(), "demo.setup", DEMO_CONNECTION, "success", None).await?;
     tx.commit().await.map_err(fail)?;
     Ok(DemoReport { created: true, database_path: path.display().to_string(), tenants, rows })
 }

@@ -91,6 +91,7 @@ pub struct MigrationJob {
 
 /// The newest `limit` backup executions, with their configuration's name.
 pub async fn executions(ctx: &Ctx, limit: i64) -> Result<Vec<BackupExecution>> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "history.executions", "backups").await?;
     sqlx::query_as(
         "SELECT e.id, e.configuration_id, c.configuration_name, e.backup_type, e.status, \
          coalesce(e.started_at, '') AS started_at, e.completed_at, e.file_path, e.file_size, e.compressed_size, \
@@ -105,6 +106,7 @@ pub async fn executions(ctx: &Ctx, limit: i64) -> Result<Vec<BackupExecution>> {
 }
 
 pub async fn restores(ctx: &Ctx, limit: i64) -> Result<Vec<RestoreOperation>> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "history.restores", "restores").await?;
     sqlx::query_as(
         "SELECT id, backup_execution_id, restore_type, target_tenant_id, restore_point, status, \
          coalesce(progress_percentage, 0) AS progress_percentage, tables_to_restore, exclude_tables, \
@@ -119,6 +121,7 @@ pub async fn restores(ctx: &Ctx, limit: i64) -> Result<Vec<RestoreOperation>> {
 }
 
 pub async fn migrations(ctx: &Ctx, limit: i64) -> Result<Vec<MigrationJob>> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "history.migrations", "migrations").await?;
     sqlx::query_as(
         "SELECT id, migration_name, migration_type, source_tenant_id, target_tenant_id, source_file_path, \
          target_file_path, status, coalesce(progress_percentage, 0) AS progress_percentage, \

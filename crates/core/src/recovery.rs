@@ -36,6 +36,7 @@ pub struct RebuildReport {
 
 /// Records every archive of the repository at `dir` in the catalog (idempotent).
 pub async fn rebuild_catalog(ctx: &Ctx, dir: &Path) -> Result<RebuildReport> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "catalog.rebuild", "catalog").await?;
     let remote = crate::remote::is_remote(dir);
     let dir = if remote { std::path::PathBuf::from(dir.to_string_lossy().trim_end_matches('/')) } else { std::fs::canonicalize(dir).map_err(|e| Error::io(format!("cannot open the repository {}", dir.display()), &e))? };
     let repo = Repository::open(&dir)?.ok_or_else(|| {
@@ -122,6 +123,6 @@ pub async fn rebuild_catalog(ctx: &Ctx, dir: &Path) -> Result<RebuildReport> {
         .map_err(|e| Error::catalog("record a recovered backup", &e))?;
         report.added += 1;
     }
-    audit(&ctx.pool, &ctx.operator_id, "catalog.rebuild", &report.repository, "success", Some(&format!("{} backups added, {} known", report.added, report.already_known))).await?;
+    audit(&ctx.pool, &ctx.operator_id(), "catalog.rebuild", &report.repository, "success", Some(&format!("{} backups added, {} known", report.added, report.already_known))).await?;
     Ok(report)
 }

@@ -114,6 +114,7 @@ fn keys(ctx: &Ctx) -> KeySources {
 /// Plans a restore from the app: an exact plan (a rolled-back dry run for selective and tenant
 /// restores).
 pub async fn plan(ctx: &Ctx, form: &RestoreForm) -> Result<RestorePlan> {
+    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "restore.plan", &form.backup_execution_id).await?;
     let req = resolve(ctx, form).await?;
     let opened = restore::open(&req, &keys(ctx)).await?;
     restore::plan(&req, &opened, true, &CancelToken::new()).await
@@ -137,7 +138,7 @@ pub async fn insert(ctx: &Ctx, req: &RestoreRequest, backup_execution_id: Option
     .bind((!req.exclude_tables.is_empty()).then(|| json!(req.exclude_tables).to_string()))
     .bind(req.preserve_ids)
     .bind(now())
-    .bind(&ctx.operator_id)
+    .bind(ctx.operator_id())
     .bind(&target)
     .bind(req.from.display().to_string())
     .execute(&ctx.pool)
@@ -148,6 +149,7 @@ pub async fn insert(ctx: &Ctx, req: &RestoreRequest, backup_execution_id: Option
 
 /// Records a pending restore of a form (the app): returns its id and the request to run.
 pub async fn start(ctx: &Ctx, form: &RestoreForm) -> Result<(String, RestoreRequest)> {
+    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "restore.start", &form.backup_execution_id).await?;
     let req = resolve(ctx, form).await?;
     let id = insert(ctx, &req, Some(&form.backup_execution_id)).await?;
     Ok((id, req))
@@ -240,7 +242,7 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
             .execute(&ctx.pool)
             .await
             .map_err(|e| Error::catalog("record the finished restore", &e))?;
-            audit(&ctx.pool, &ctx.operator_id, "restore.run", &target, "success", Some(&format!("{} of backup {}", req.restore_type.as_str(), out.archive_id))).await?;
+            audit(&ctx.pool, &ctx.operator_id(), "restore.run", &target, "success", Some(&format!("{} of backup {}", req.restore_type.as_str(), out.archive_id))).await?;
         }
         Err(e) => {
             let status = if e.code == ErrorCode::Cancelled { "cancelled" } else { "failed" };
@@ -252,7 +254,7 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
                 .execute(&ctx.pool)
                 .await
                 .map_err(|e| Error::catalog("record the failed restore", &e))?;
-            audit(&ctx.pool, &ctx.operator_id, "restore.run", &target, "failure", Some(&e.message)).await?;
+            audit(&ctx.pool, &ctx.operator_id(), "restore.run", &target, "failure", Some(&e.message)).await?;
         }
     }
     ctx.emit(crate::context::JobEvent {
@@ -280,6 +282,7 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<RestoreOperation> {
 /// source's server (created and dropped), every table compared with the archive and with the
 /// live source.
 pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str) -> Result<crate::verify::RestoreTestReport> {
+    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "backup.verify_restore", backup_execution_id).await?;
     let exec = history::executions(ctx, i64::MAX)
         .await?
         .into_iter()
@@ -300,6 +303,6 @@ pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str) -> Result
         Ok(r) if r.ok => "success",
         _ => "failure",
     };
-    audit(&ctx.pool, &ctx.operator_id, "backup.verify_restore", &file, outcome, report.as_ref().err().map(|e| e.message.as_str())).await?;
+    audit(&ctx.pool, &ctx.operator_id(), "backup.verify_restore", &file, outcome, report.as_ref().err().map(|e| e.message.as_str())).await?;
     report
 }

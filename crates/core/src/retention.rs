@@ -78,6 +78,7 @@ pub async fn preview(ctx: &Ctx, configuration_id: &str) -> Result<RetentionPlan>
 }
 
 pub async fn preview_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> Result<RetentionPlan> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "retention.preview", configuration_id).await?;
     let config = configurations::get(ctx, configuration_id).await?;
     let cutoff = at - Duration::days(config.retention_days);
     let execs: Vec<_> = history::executions(ctx, i64::MAX)
@@ -167,6 +168,13 @@ pub async fn apply(ctx: &Ctx, configuration_id: &str) -> Result<RetentionPlan> {
 }
 
 pub async fn apply_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> Result<RetentionPlan> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "retention.apply", configuration_id).await?;
+    apply_policy(ctx, configuration_id, at).await
+}
+
+/// Applies the configuration's retention policy (set by a super admin) after one of its backups,
+/// whoever ran the backup.
+pub(crate) async fn apply_policy(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> Result<RetentionPlan> {
     let plan = preview_at(ctx, configuration_id, at).await?;
     // Items are newest first: children go before the backups they build on.
     for item in plan.items.iter().filter(|i| i.action == RetentionAction::Delete) {
@@ -185,7 +193,7 @@ pub async fn apply_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> R
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 let err = Error::io(format!("retention could not delete {path}"), &e);
-                audit(&ctx.pool, &ctx.operator_id, "retention.delete", path, "failure", Some(&err.message)).await?;
+                audit(&ctx.pool, &ctx.operator_id(), "retention.delete", path, "failure", Some(&err.message)).await?;
                 return Err(err);
             }
         }
@@ -204,7 +212,7 @@ pub async fn apply_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> R
             .map_err(|e| Error::catalog("record the deletion", &e))?;
         audit(
             &ctx.pool,
-            &ctx.operator_id,
+            &ctx.operator_id(),
             "retention.delete",
             path,
             "success",

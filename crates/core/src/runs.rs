@@ -19,6 +19,7 @@ use crate::unlock::KeySources;
 /// Records a pending execution of the configuration and returns its id. Refused for an inactive
 /// configuration.
 pub async fn enqueue(ctx: &Ctx, configuration_id: &str) -> Result<String> {
+    crate::operators::require(ctx, crate::operators::Permission::TriggerManual, "backup.start", configuration_id).await?;
     let config = configurations::get(ctx, configuration_id).await?;
     if !config.is_active {
         return Err(Error::validation(format!(
@@ -27,11 +28,12 @@ pub async fn enqueue(ctx: &Ctx, configuration_id: &str) -> Result<String> {
         )));
     }
     let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query("INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at) VALUES (?, ?, ?, 'pending', ?)")
+    sqlx::query("INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at, initiated_by) VALUES (?, ?, ?, 'pending', ?, ?)")
         .bind(&id)
         .bind(configuration_id)
         .bind(format!("{:?}", config.backup_type).to_lowercase())
         .bind(now())
+        .bind(ctx.operator_id())
         .execute(&ctx.pool)
         .await
         .map_err(|e| Error::catalog("record the backup", &e))?;
@@ -76,12 +78,14 @@ async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
 
 /// Runs a pending execution to its end and records the outcome. Returns the final row.
 pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<BackupExecution> {
-    let config_id: Option<String> = sqlx::query_scalar("SELECT configuration_id FROM backup_executions WHERE id = ? AND status = 'pending'")
+    let (config_id, by): (Option<String>, Option<String>) = sqlx::query_as("SELECT configuration_id, initiated_by FROM backup_executions WHERE id = ? AND status = 'pending'")
         .bind(execution_id)
         .fetch_optional(&ctx.pool)
         .await
         .map_err(|e| Error::catalog("read the backup", &e))?
         .ok_or_else(|| Error::not_found(format!("no pending backup {execution_id}")))?;
+    // The audit names who asked for the backup (the runner only carries it out).
+    let by = by.unwrap_or_else(|| ctx.operator_id());
     let config_id = config_id.ok_or_else(|| Error::not_found("the backup's configuration was deleted"))?;
     sqlx::query("UPDATE backup_executions SET status = 'running', started_at = ? WHERE id = ?")
         .bind(now())
@@ -111,10 +115,10 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
             .execute(&ctx.pool)
             .await
             .map_err(|e| Error::catalog("record the finished backup", &e))?;
-            audit(&ctx.pool, &ctx.operator_id, "backup.run", &name, "success", Some(&out.id)).await?;
+            audit(&ctx.pool, &by, "backup.run", &name, "success", Some(&out.id)).await?;
             // The storage's used space, for the Storage tab's growth chart.
             if let Ok(c) = configurations::get(ctx, &config_id).await {
-                let _ = crate::storage::refresh_usage(ctx, &c.storage_location).await;
+                let _ = crate::storage::record_usage(ctx, &c.storage_location).await;
             }
             // The second copy (3-2-1); a failed copy is recorded, the backup stands.
             if let Err(e) = crate::copies::copy_to_secondary(ctx, execution_id).await {
@@ -125,7 +129,7 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
                     .await;
             }
             // Retention after each backup; a failure there is recorded, the backup stands.
-            if let Err(e) = crate::retention::apply(ctx, &config_id).await {
+            if let Err(e) = crate::retention::apply_policy(ctx, &config_id, chrono::Utc::now()).await {
                 let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.retention_error', ?) WHERE id = ?")
                     .bind(&e.message)
                     .bind(execution_id)
@@ -143,7 +147,7 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
                 .execute(&ctx.pool)
                 .await
                 .map_err(|e| Error::catalog("record the failed backup", &e))?;
-            audit(&ctx.pool, &ctx.operator_id, "backup.run", &name, "failure", Some(&e.message)).await?;
+            audit(&ctx.pool, &by, "backup.run", &name, "failure", Some(&e.message)).await?;
         }
     }
     let done = crate::history::executions(ctx, 500)

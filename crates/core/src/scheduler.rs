@@ -83,7 +83,7 @@ pub async fn recover_interrupted(ctx: &Ctx) -> Result<Recovered> {
         }
     }
     if backups + restores + partial_files > 0 {
-        crate::catalog::audit(&ctx.pool, &ctx.operator_id, "jobs.recover", "catalog", "success", Some(&format!("{backups} backups and {restores} restores interrupted; {partial_files} partial archives removed"))).await?;
+        crate::catalog::audit(&ctx.pool, &ctx.operator_id(), "jobs.recover", "catalog", "success", Some(&format!("{backups} backups and {restores} restores interrupted; {partial_files} partial archives removed"))).await?;
     }
     Ok(Recovered { backups, restores, partial_files })
 }
@@ -96,7 +96,8 @@ impl Scheduler {
     /// A scheduler running at most `max_jobs` jobs at a time.
     pub fn new(ctx: Ctx, max_jobs: usize, log: LogSink) -> Arc<Self> {
         Arc::new(Self {
-            ctx,
+            // The runner acts for itself; each job was allowed when it was asked for.
+            ctx: ctx.detached(crate::operators::Session::of(Some(crate::operators::Acting::background()), None)),
             wake: Notify::new(),
             active: Mutex::default(),
             tokens: Mutex::default(),
@@ -134,9 +135,28 @@ impl Scheduler {
         self.active.lock().map(|a| a.contains_key(configuration_id)).unwrap_or(false)
     }
 
-    /// Queues a backup of a configuration (`trigger`: schedule, catch_up or manual). When the
-    /// configuration already has one queued or running, the new run is recorded as skipped.
+    /// Queues a scheduled backup of a configuration (`trigger`: schedule, catch_up), on behalf of
+    /// the configuration's owner: refused (and audited) when the owner is disabled or may not
+    /// run backups.
     pub async fn submit(self: &Arc<Self>, configuration_id: &str, trigger: &str) -> Result<String> {
+        let config = configurations::get(&self.ctx, configuration_id).await?;
+        let owner = match crate::operators::load(&self.ctx.pool, &config.created_by).await {
+            Ok(o) => o,
+            Err(e) => {
+                let why = format!("the scheduled backup of \"{}\" did not run: {}", config.configuration_name, e.message);
+                crate::catalog::audit(&self.ctx.pool, &config.created_by, "backup.start", &config.configuration_name, "denied", Some(&why)).await?;
+                return Err(Error::new(crate::error::ErrorCode::PermissionDenied, why));
+            }
+        };
+        let by = self.ctx.detached(crate::operators::Session::of(Some(owner), None));
+        self.submit_as(&by, configuration_id, trigger).await
+    }
+
+    /// Queues a backup of a configuration asked for by the operator acting in `by` (`trigger`:
+    /// manual, or schedule and catch_up through [`Self::submit`]). When the configuration already
+    /// has one queued or running, the new run is recorded as skipped.
+    pub async fn submit_as(self: &Arc<Self>, by: &Ctx, configuration_id: &str, trigger: &str) -> Result<String> {
+        crate::operators::require(by, crate::operators::Permission::TriggerManual, "backup.start", configuration_id).await?;
         let busy = self.active.lock().ok().and_then(|a| a.get(configuration_id).cloned());
         if let Some(running) = busy {
             let config = configurations::get(&self.ctx, configuration_id).await?;
@@ -158,7 +178,7 @@ impl Scheduler {
             (self.log)(format!("{} \"{}\": {reason}", trigger, config.configuration_name));
             return Ok(id);
         }
-        let id = runs::enqueue(&self.ctx, configuration_id).await?;
+        let id = runs::enqueue(by, configuration_id).await?;
         let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.trigger', ?) WHERE id = ?")
             .bind(trigger)
             .bind(&id)
@@ -314,7 +334,10 @@ impl Scheduler {
                 continue;
             }
             (self.log)(format!("\"{}\" missed a run while Safehold was not running: catching up once", c.configuration_name));
-            started.push(self.submit(&c.id, "catch_up").await?);
+            match self.submit(&c.id, "catch_up").await {
+                Ok(id) => started.push(id),
+                Err(e) => (self.log)(format!("\"{}\" could not catch up: {}", c.configuration_name, e.message)),
+            }
         }
         Ok(started)
     }
@@ -373,6 +396,7 @@ pub async fn notify_on_success(ctx: &Ctx) -> Result<bool> {
 }
 
 pub async fn set_notify_on_success(ctx: &Ctx, on: bool) -> Result<()> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "settings.notify_on_success", "notifications").await?;
     sqlx::query("INSERT INTO app_settings (key, value) VALUES ('notify_on_success', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
         .bind(if on { "1" } else { "0" })
         .execute(&ctx.pool)
@@ -384,6 +408,7 @@ pub async fn set_notify_on_success(ctx: &Ctx, on: bool) -> Result<()> {
 /// Whether the last scheduled backup of every active configuration succeeded: the names of those
 /// whose last scheduled (or catch-up) run failed, and how many were checked.
 pub async fn last_scheduled_failures(ctx: &Ctx) -> Result<(Vec<String>, usize)> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewStatus, "schedule.status", "schedules").await?;
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT c.configuration_name, (SELECT e.status FROM backup_executions e WHERE e.configuration_id = c.id \
            AND json_extract(e.metadata, '$.trigger') IN ('schedule', 'catch_up') AND coalesce(json_extract(e.metadata, '$.skipped'), 0) = 0 \
@@ -409,6 +434,7 @@ pub struct Scheduled {
 }
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<Scheduled>> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "schedule.list", "schedules").await?;
     let tz = cron::time_zone();
     Ok(configurations::list(ctx)
         .await?

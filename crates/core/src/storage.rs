@@ -41,6 +41,7 @@ pub struct BackupStorage {
 }
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<BackupStorage>> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "storage.list", "storage").await?;
     sqlx::query_as(
         "SELECT id, storage_name, storage_type, storage_config, coalesce(is_default, 0) AS is_default, \
          coalesce(is_active, 1) AS is_active, total_capacity, coalesce(used_space, 0) AS used_space, \
@@ -53,6 +54,7 @@ pub async fn list(ctx: &Ctx) -> Result<Vec<BackupStorage>> {
 
 /// Registers a local directory as a storage location, creating the directory.
 pub async fn add_local(ctx: &Ctx, name: &str, path: &std::path::Path, is_default: bool) -> Result<BackupStorage> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.add", name).await?;
     let name = name.trim();
     if name.is_empty() {
         return Err(Error::validation("the storage needs a name"));
@@ -88,7 +90,7 @@ pub async fn add_local(ctx: &Ctx, name: &str, path: &std::path::Path, is_default
             Error::catalog("save the storage", &e)
         }
     })?;
-    audit(&mut *tx, &ctx.operator_id, "storage.add", name, "success", None).await?;
+    audit(&mut *tx, &ctx.operator_id(), "storage.add", name, "success", None).await?;
     tx.commit().await.map_err(|e| Error::catalog("save the storage", &e))?;
     list(ctx)
         .await?
@@ -175,6 +177,7 @@ pub struct RemoteStorageInput {
 
 /// Registers a cloud storage: settings in the catalog, credentials in the keychain.
 pub async fn add_remote(ctx: &Ctx, input: RemoteStorageInput) -> Result<BackupStorage> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.add", &input.name).await?;
     let name = input.name.trim().to_string();
     if name.is_empty() {
         return Err(Error::validation("the storage needs a name"));
@@ -218,13 +221,14 @@ pub async fn add_remote(ctx: &Ctx, input: RemoteStorageInput) -> Result<BackupSt
         .execute(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { Error::conflict(format!("a storage named \"{name}\" already exists; choose another name")) } else { Error::catalog("save the storage", &e) })?;
-    audit(&mut *tx, &ctx.operator_id, "storage.add", &name, "success", Some(&input.url)).await?;
+    audit(&mut *tx, &ctx.operator_id(), "storage.add", &name, "success", Some(&input.url)).await?;
     tx.commit().await.map_err(|e| Error::catalog("save the storage", &e))?;
     find(ctx, &id).await
 }
 
 /// Finds a storage by name or id.
 pub async fn find(ctx: &Ctx, name_or_id: &str) -> Result<BackupStorage> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "storage.find", name_or_id).await?;
     list(ctx)
         .await?
         .into_iter()
@@ -277,6 +281,12 @@ type Measured = ((i64, i64), (Option<i64>, Option<i64>));
 
 /// Measures a storage now (a real listing), records it and a sample for the growth chart.
 pub async fn refresh_usage(ctx: &Ctx, name_or_id: &str) -> Result<StorageUsage> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.refresh", name_or_id).await?;
+    record_usage(ctx, name_or_id).await
+}
+
+/// Measures and records a storage's used space (after each backup, and for the growth chart).
+pub(crate) async fn record_usage(ctx: &Ctx, name_or_id: &str) -> Result<StorageUsage> {
     let s = find(ctx, name_or_id).await?;
     let dir = location(ctx, &s).await?;
     let d2 = dir.clone();
@@ -324,6 +334,7 @@ pub struct UsageSample {
 
 /// The used space over time, oldest first (at most `limit` newest samples).
 pub async fn samples(ctx: &Ctx, storage_id: &str, limit: i64) -> Result<Vec<UsageSample>> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "storage.samples", storage_id).await?;
     let mut rows: Vec<UsageSample> =
         sqlx::query_as("SELECT at, used_space, total_capacity, archives FROM storage_usage_samples WHERE storage_id = ? ORDER BY at DESC LIMIT ?")
             .bind(storage_id)
@@ -386,6 +397,7 @@ fn probe_remote(url: &std::path::Path) -> std::result::Result<(), String> {
 
 /// Writes, reads back and deletes a probe object; records the outcome on the storage.
 pub async fn check(ctx: &Ctx, name_or_id: &str) -> Result<HealthCheck> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.check", name_or_id).await?;
     let s = find(ctx, name_or_id).await?;
     let dir = location(ctx, &s).await;
     let started = std::time::Instant::now();
@@ -415,6 +427,7 @@ pub async fn check(ctx: &Ctx, name_or_id: &str) -> Result<HealthCheck> {
 
 /// Removes a storage from the catalog (its files stay). Refused while a configuration uses it.
 pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.remove", name_or_id).await?;
     let s = find(ctx, name_or_id).await?;
     let users: Vec<String> = sqlx::query_scalar("SELECT configuration_name FROM backup_configurations WHERE storage_location = ?")
         .bind(&s.storage_name)
@@ -433,6 +446,6 @@ pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
         crate::secrets::run(&ctx.secrets, move |st| st.delete(&account)).await?;
     }
     sqlx::query("DELETE FROM backup_storage WHERE id = ?").bind(&s.id).execute(&ctx.pool).await.map_err(|e| Error::catalog("remove the storage", &e))?;
-    audit(&ctx.pool, &ctx.operator_id, "storage.remove", &s.storage_name, "success", Some("the files were kept")).await?;
+    audit(&ctx.pool, &ctx.operator_id(), "storage.remove", &s.storage_name, "success", Some("the files were kept")).await?;
     Ok(())
 }

@@ -325,6 +325,48 @@ export type Resolution = "stop" | "keep_target" | "take_source" | "keep_both";
 
 export type ExportFormat = "portable" | "archive";
 
+export type Role = "super_admin" | "platform_operator" | "read_only_admin";
+
+export type Permission = "backup:manage_all" | "backup:trigger_manual" | "backup:restore_data" | "backup:manage_storage" | "backup:view_status" | "backup:view_history";
+
+export type Acting = { id: string, name: string, role: Role, permissions: Array<Permission>, };
+
+export type Operator = { id: string, name: string, role: string, is_active: boolean, created_at: string, last_sign_in: string | null, locked_until: string | null, failed_attempts: number, };
+
+export type SessionInfo = { needs_setup: boolean, operator: Acting | null, 
+/**
+ * Why the last session ended, when it ended by itself.
+ */
+ended: string | null, };
+
+export type AuditEntry = { id: number, at: string, operator_id: string | null, 
+/**
+ * The operator's name (the id when the operator was removed).
+ */
+operator: string | null, action: string, target: string | null, 
+/**
+ * success, failure or denied.
+ */
+outcome: string, detail: string | null, };
+
+export type AuditFilter = { 
+/**
+ * The operator's name or id.
+ */
+operator: string | null, 
+/**
+ * An action or its prefix (`backup.` for every backup action).
+ */
+action: string | null, outcome: string | null, 
+/**
+ * RFC 3339 bounds on `at`.
+ */
+since: string | null, until: string | null, 
+/**
+ * Newest first; default 500.
+ */
+limit: number | null, };
+
 export type TableMapping = { source: string, target: string, 
 /**
  * Source column → target column (a column not listed goes to the target column of the

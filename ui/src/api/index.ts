@@ -4,6 +4,9 @@ import { invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import { open, save } from "@tauri-apps/plugin-dialog";
 import type {
+  Acting,
+  AuditEntry,
+  AuditFilter,
   BackupConfiguration,
   BackupExecution,
   BackupStorage,
@@ -20,6 +23,7 @@ import type {
   MigrationJob,
   MigrationReport,
   MigrationSpec,
+  Operator,
   RebuildReport,
   RemoteStorageInput,
   RestoreForm,
@@ -27,6 +31,8 @@ import type {
   RestorePlan,
   RestoreTestReport,
   RetentionPlan,
+  Role,
+  SessionInfo,
   StorageUsage,
   TenantRow,
   UsageSample,
@@ -114,6 +120,22 @@ export const api = {
   /** Starts a migration; resolves with the migration job's id. */
   startMigration: (spec: MigrationSpec) => call<string>("start_migration", { spec }),
   cancelMigration: (migrationId: string) => call<boolean>("cancel_migration", { migrationId }),
+  sessionInfo: () => call<SessionInfo>("session_info"),
+  createFirstOperator: (name: string, password: string) => call<Acting>("create_first_operator", { name, password }),
+  signIn: (name: string, password: string) => call<Acting>("sign_in", { name, password }),
+  signOut: () => call<null>("sign_out"),
+  listOperators: () => call<Operator[]>("list_operators"),
+  addOperator: (name: string, role: Role, password: string) => call<Operator>("add_operator", { name, role, password }),
+  setOperatorRole: (id: string, role: Role) => call<Operator>("set_operator_role", { id, role }),
+  setOperatorActive: (id: string, active: boolean) => call<Operator>("set_operator_active", { id, active }),
+  removeOperator: (id: string) => call<null>("remove_operator", { id }),
+  listAudit: (filter: AuditFilter) => call<AuditEntry[]>("list_audit", { filter }),
+  exportAudit: (filter: AuditFilter, path: string) => call<number>("export_audit", { filter, path }),
+  /** The native save dialog for the audit log's CSV; null when the user cancels. */
+  pickCsvFile: async (suggested: string): Promise<string | null> => {
+    const chosen = await save({ title: "Export the audit log", defaultPath: suggested, filters: [{ name: "CSV", extensions: ["csv"] }] });
+    return typeof chosen === "string" ? chosen : null;
+  },
   /** The native file picker for files to import; [] when the user cancels. */
   pickImportFiles: async (): Promise<string[]> => {
     const chosen = await open({

@@ -6,9 +6,12 @@ import { Badge, Button, Card, CardContent, CardHeader } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { ConfigurationForm } from "./ConfigurationForm";
 import { RetentionPanel } from "./RetentionPanel";
+import { useSession } from "../session/Session";
 
 function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onEdit: () => void }) {
   const queryClient = useQueryClient();
+  const { may } = useSession();
+  const manage = may("backup:manage_all");
   const [confirming, setConfirming] = useState(false);
   const [retention, setRetention] = useState(false);
   const refresh = () => queryClient.invalidateQueries({ queryKey: ["configurations"] });
@@ -39,16 +42,20 @@ function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onE
         </div>
         <div className="flex items-center gap-2">
           <Badge variant={config.is_active ? "default" : "secondary"}>{config.is_active ? "Active" : "Inactive"}</Badge>
-          <Button size="sm" onClick={() => run.mutate()} disabled={!config.is_active || run.isPending}
-            title={config.is_active ? "Back up now" : "Activate the configuration to run it"} data-testid="run-now">
-            Run Now
-          </Button>
-          <Button size="sm" variant="outline" onClick={onEdit}>Edit</Button>
+          {may("backup:trigger_manual") && (
+            <Button size="sm" onClick={() => run.mutate()} disabled={!config.is_active || run.isPending}
+              title={config.is_active ? "Back up now" : "Activate the configuration to run it"} data-testid="run-now">
+              Run Now
+            </Button>
+          )}
+          {manage && <Button size="sm" variant="outline" onClick={onEdit}>Edit</Button>}
           <Button size="sm" variant="outline" data-testid="retention" onClick={() => setRetention((r) => !r)}>Retention</Button>
-          <Button size="sm" variant="outline" onClick={() => toggle.mutate()} disabled={toggle.isPending}>
-            {config.is_active ? "Deactivate" : "Activate"}
-          </Button>
-          {confirming ? (
+          {manage && (
+            <Button size="sm" variant="outline" onClick={() => toggle.mutate()} disabled={toggle.isPending}>
+              {config.is_active ? "Deactivate" : "Activate"}
+            </Button>
+          )}
+          {!manage ? null : confirming ? (
             <>
               <Button size="sm" variant="destructive" onClick={() => remove.mutate()} disabled={remove.isPending}>Confirm delete</Button>
               <Button size="sm" variant="ghost" onClick={() => setConfirming(false)}>Keep</Button>
@@ -70,6 +77,7 @@ function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onE
 export function ConfigurationsTab({ creating, onCreatingChange }: { creating: boolean; onCreatingChange: (v: boolean) => void }) {
   const queryClient = useQueryClient();
   const query = useQuery({ queryKey: ["configurations"], queryFn: api.listConfigurations });
+  const { may } = useSession();
   const [editing, setEditing] = useState<BackupConfiguration | null>(null);
   const formOpen = creating || editing !== null;
   const close = (saved: BackupConfiguration | null) => {
@@ -85,7 +93,7 @@ export function ConfigurationsTab({ creating, onCreatingChange }: { creating: bo
           title="Backup Configurations"
           description="Manage automated backup schedules and settings"
           action={
-            !formOpen && (
+            !formOpen && may("backup:manage_all") && (
               <Button size="sm" onClick={() => onCreatingChange(true)} data-testid="new-configuration">
                 <Plus className="w-4 h-4" /> New configuration
               </Button>

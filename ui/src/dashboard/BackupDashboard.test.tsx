@@ -47,6 +47,18 @@ vi.mock("../api", async () => {
       cancelMigration: vi.fn(),
       pickImportFiles: vi.fn(),
       pickExportFile: vi.fn(),
+      sessionInfo: vi.fn(),
+      signIn: vi.fn(),
+      signOut: vi.fn(),
+      createFirstOperator: vi.fn(),
+      listOperators: vi.fn(),
+      addOperator: vi.fn(),
+      setOperatorRole: vi.fn(),
+      setOperatorActive: vi.fn(),
+      removeOperator: vi.fn(),
+      listAudit: vi.fn(),
+      exportAudit: vi.fn(),
+      pickCsvFile: vi.fn(),
     },
   };
 });
@@ -54,6 +66,8 @@ vi.mock("../api", async () => {
 import { api, ApiError } from "../api";
 import { BackupDashboard } from "./BackupDashboard";
 import { App } from "../App";
+import { SessionProvider } from "../session/Session";
+import type { Acting, Permission, Role, SessionInfo } from "../api/bindings";
 
 const mocked = vi.mocked(api, true);
 
@@ -95,6 +109,10 @@ const connections: Connection[] = [
   },
 ];
 
+const superPermissions: Permission[] = ["backup:manage_all", "backup:manage_storage", "backup:restore_data", "backup:trigger_manual"];
+const localAdmin: Acting = { id: "local", name: "local administrator", role: "super_admin", permissions: superPermissions };
+const acting = (name: string, role: Role, permissions: Permission[]): SessionInfo => ({ needs_setup: false, operator: { id: name, name, role, permissions }, ended: null });
+
 function renderWithClient(ui: React.ReactElement) {
   const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
   return render(<QueryClientProvider client={client}>{ui}</QueryClientProvider>);
@@ -103,6 +121,7 @@ function renderWithClient(ui: React.ReactElement) {
 beforeEach(() => {
   vi.clearAllMocks();
   mocked.startupStatus.mockResolvedValue("/home");
+  mocked.sessionInfo.mockResolvedValue({ needs_setup: true, operator: localAdmin, ended: null });
   mocked.listExecutions.mockResolvedValue(executions);
   mocked.listConfigurations.mockResolvedValue(configurations);
   mocked.listRestores.mockResolvedValue([]);
@@ -572,5 +591,109 @@ describe("App", () => {
     renderWithClient(<App />);
     expect(await screen.findByText("Safehold could not start")).toBeInTheDocument();
     expect(screen.getByRole("alert")).toHaveTextContent("no OS keychain is available");
+  });
+});
+
+describe("Operators and permissions", () => {
+  const renderAs = (info: SessionInfo) =>
+    renderWithClient(
+      <SessionProvider info={info}>
+        <BackupDashboard />
+      </SessionProvider>,
+    );
+
+  it("a read-only admin sees history and configurations but no Run Now, Restore or storage changes", async () => {
+    renderAs(acting("rita", "read_only_admin", ["backup:view_history"]));
+    expect(await screen.findByText("full Backup")).toBeInTheDocument();
+    expect(screen.queryByTestId("new-backup")).not.toBeInTheDocument();
+    expect(screen.queryByTestId("open-settings")).not.toBeInTheDocument();
+    expect(screen.getByRole("tab", { name: "Audit Log" })).toBeInTheDocument();
+    expect(screen.queryByRole("tab", { name: "Operators" })).not.toBeInTheDocument();
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    expect(await screen.findByText("Daily Full Backup", { selector: ".font-medium" })).toBeInTheDocument();
+    expect(screen.queryByTestId("run-now")).not.toBeInTheDocument();
+    expect(screen.queryByTestId("new-configuration")).not.toBeInTheDocument();
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    expect(await screen.findByTestId("restore-denied")).toHaveTextContent("rita (read_only_admin) may not do this: it needs backup:restore_data");
+    await userEvent.click(screen.getByRole("tab", { name: "Migration" }));
+    expect(screen.getByTestId("mig-migrate")).toBeDisabled();
+    await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
+    expect(await screen.findByText(/\/backups/)).toBeInTheDocument();
+    expect(screen.queryByTestId("add-storage")).not.toBeInTheDocument();
+    expect(screen.queryByTestId("remove-storage")).not.toBeInTheDocument();
+  });
+
+  it("a platform operator can Run Now but not restore", async () => {
+    mocked.runBackupNow.mockResolvedValue("e9");
+    renderAs(acting("olga", "platform_operator", ["backup:trigger_manual", "backup:view_status"]));
+    expect(await screen.findByTestId("new-backup")).toBeInTheDocument();
+    expect(screen.getByTestId("session-operator")).toHaveTextContent("olga");
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    await userEvent.click(await screen.findByTestId("run-now"));
+    await waitFor(() => expect(mocked.runBackupNow).toHaveBeenCalledWith("c1"));
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    expect(await screen.findByTestId("restore-denied")).toBeInTheDocument();
+  });
+
+  it("asks to sign in once operators exist, says why the last session ended, and signs in", async () => {
+    mocked.sessionInfo
+      .mockResolvedValueOnce({ needs_setup: false, operator: null, ended: "the session of alice ended after 15 minutes idle; sign in again" })
+      .mockResolvedValue(acting("alice", "super_admin", superPermissions));
+    mocked.signIn.mockRejectedValueOnce(new ApiError("auth_failed", 'wrong operator name or password for "alice"'));
+    mocked.signIn.mockResolvedValue({ id: "alice", name: "alice", role: "super_admin", permissions: superPermissions });
+    renderWithClient(<App />);
+    expect(await screen.findByTestId("session-ended")).toHaveTextContent("ended after 15 minutes idle");
+    await userEvent.type(screen.getByTestId("sign-in-name"), "alice");
+    await userEvent.type(screen.getByTestId("sign-in-password"), "wrong one");
+    await userEvent.click(screen.getByTestId("sign-in-submit"));
+    expect(await screen.findByRole("alert")).toHaveTextContent("wrong operator name or password");
+    await userEvent.clear(screen.getByTestId("sign-in-password"));
+    await userEvent.type(screen.getByTestId("sign-in-password"), "correct horse battery");
+    await userEvent.click(screen.getByTestId("sign-in-submit"));
+    await waitFor(() => expect(mocked.signIn).toHaveBeenLastCalledWith("alice", "correct horse battery"));
+    expect(await screen.findByText("Backup Management")).toBeInTheDocument();
+    expect(screen.getByTestId("session-operator")).toHaveTextContent("alice");
+  });
+
+  it("offers to create the first super admin on the first start", async () => {
+    mocked.createFirstOperator.mockResolvedValue({ id: "a", name: "alice", role: "super_admin", permissions: superPermissions });
+    renderWithClient(<App />);
+    await userEvent.click(await screen.findByTestId("first-operator-open"));
+    await userEvent.type(screen.getByTestId("first-name"), "alice");
+    await userEvent.type(screen.getByTestId("first-password"), "correct horse battery");
+    await userEvent.type(screen.getByTestId("first-again"), "correct horse batterx");
+    expect(screen.getByText("The passwords differ.")).toBeInTheDocument();
+    expect(screen.getByTestId("first-create")).toBeDisabled();
+    await userEvent.clear(screen.getByTestId("first-again"));
+    await userEvent.type(screen.getByTestId("first-again"), "correct horse battery");
+    await userEvent.click(screen.getByTestId("first-create"));
+    await waitFor(() => expect(mocked.createFirstOperator).toHaveBeenCalledWith("alice", "correct horse battery"));
+  });
+
+  it("a super admin adds operators and filters and exports the audit log", async () => {
+    mocked.listOperators.mockResolvedValue([
+      { id: "a", name: "alice", role: "super_admin", is_active: true, created_at: "2026-01-01T00:00:00Z", last_sign_in: null, locked_until: null, failed_attempts: 0 },
+    ]);
+    mocked.addOperator.mockResolvedValue({ id: "o", name: "olga", role: "platform_operator", is_active: true, created_at: "2026-01-01T00:00:00Z", last_sign_in: null, locked_until: null, failed_attempts: 0 });
+    mocked.listAudit.mockResolvedValue([
+      { id: 7, at: "2026-12-01T10:00:00.000Z", operator_id: "r", operator: "rita", action: "backup.start", target: "c1", outcome: "denied", detail: "needs backup:trigger_manual" },
+    ]);
+    mocked.pickCsvFile.mockResolvedValue("/home/me/audit.csv");
+    mocked.exportAudit.mockResolvedValue(1);
+    renderAs(acting("alice", "super_admin", superPermissions));
+    await userEvent.click(await screen.findByRole("tab", { name: "Operators" }));
+    expect(await screen.findByTestId("operator")).toHaveTextContent("alice");
+    await userEvent.type(screen.getByTestId("operator-name"), "olga");
+    await userEvent.selectOptions(screen.getByTestId("operator-role"), "platform_operator");
+    await userEvent.type(screen.getByTestId("operator-password"), "another long password");
+    await userEvent.click(screen.getByTestId("operator-add"));
+    await waitFor(() => expect(mocked.addOperator).toHaveBeenCalledWith("olga", "platform_operator", "another long password"));
+    await userEvent.click(screen.getByRole("tab", { name: "Audit Log" }));
+    expect(await screen.findByTestId("audit-row")).toHaveTextContent("backup.start");
+    await userEvent.selectOptions(screen.getByTestId("audit-outcome"), "denied");
+    await waitFor(() => expect(mocked.listAudit).toHaveBeenLastCalledWith(expect.objectContaining({ outcome: "denied" })));
+    await userEvent.click(screen.getByTestId("audit-export"));
+    await waitFor(() => expect(mocked.exportAudit).toHaveBeenCalledWith(expect.objectContaining({ outcome: "denied", limit: null }), "/home/me/audit.csv"));
+    expect(await screen.findByText("1 entries exported.")).toBeInTheDocument();
   });
 });

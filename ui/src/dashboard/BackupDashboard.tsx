@@ -11,18 +11,26 @@ import { MigrationTab } from "../migration/MigrationTab";
 import { StorageTab } from "../storage/StorageTab";
 import { ConnectionsSettings } from "../settings/ConnectionsSettings";
 import { NewBackup } from "./NewBackup";
+import { FirstOperator, SessionBar, useSession } from "../session/Session";
+import { OperatorsTab } from "../session/OperatorsTab";
+import { AuditTab } from "../session/AuditTab";
+import type { Permission } from "../api";
 
-const TABS = [
+const TABS: { value: string; label: string; needs?: Permission }[] = [
   { value: "executions", label: "Recent Backups" },
   { value: "configurations", label: "Configurations" },
   { value: "restore", label: "Restore" },
   { value: "migration", label: "Migration" },
   { value: "storage", label: "Storage" },
-] as const;
+  { value: "operators", label: "Operators", needs: "backup:manage_all" },
+  { value: "audit", label: "Audit Log", needs: "backup:view_history" },
+];
 
 /** The spec's Backup Management dashboard: a header and five tabs, all on the real catalog. */
 export function BackupDashboard() {
   const queryClient = useQueryClient();
+  const { info, may } = useSession();
+  const tabs = TABS.filter((t) => !t.needs || may(t.needs));
   const [tab, setTab] = useState<string>("executions");
   const [creating, setCreating] = useState(false);
   const [settings, setSettings] = useState(false);
@@ -60,25 +68,32 @@ export function BackupDashboard() {
           <h1 className="text-3xl font-bold">Backup Management</h1>
           <p className="text-slate-600">Manage platform backups, restore operations, and data migrations</p>
         </div>
-        <div className="flex gap-2">
+        <div className="flex gap-2 items-center">
+          <SessionBar />
           <Button variant="outline" onClick={() => queryClient.invalidateQueries()} data-testid="refresh">
             <RefreshCw className="w-4 h-4" />
             Refresh
           </Button>
-          <Button variant="outline" onClick={() => setSettings(true)} data-testid="open-settings">
-            <Settings className="w-4 h-4" />
-            Connections
-          </Button>
-          <Button
-            onClick={() => setNewBackup(true)}
-            title="Back up now, or set up a new backup configuration"
-            data-testid="new-backup"
-          >
-            <Database className="w-4 h-4" />
-            New Backup
-          </Button>
+          {may("backup:manage_all") && (
+            <Button variant="outline" onClick={() => setSettings(true)} data-testid="open-settings">
+              <Settings className="w-4 h-4" />
+              Connections
+            </Button>
+          )}
+          {may("backup:trigger_manual") && (
+            <Button
+              onClick={() => setNewBackup(true)}
+              title="Back up now, or set up a new backup configuration"
+              data-testid="new-backup"
+            >
+              <Database className="w-4 h-4" />
+              New Backup
+            </Button>
+          )}
         </div>
       </div>
+
+      {info?.needs_setup && <FirstOperator />}
 
       {failing.length > 0 && (
         <div role="alert" className="rounded-md border border-red-200 bg-red-50 p-3 text-sm text-red-800" data-testid="storage-failing">
@@ -106,13 +121,13 @@ export function BackupDashboard() {
       )}
 
       <Tabs.Root value={tab} onValueChange={setTab}>
-        <Tabs.List className="grid w-full grid-cols-5 rounded-lg bg-slate-100 p-1" aria-label="Dashboard sections">
-          {TABS.map((t) => (
+        <Tabs.List className="flex w-full rounded-lg bg-slate-100 p-1" aria-label="Dashboard sections">
+          {tabs.map((t) => (
             <Tabs.Trigger
               key={t.value}
               value={t.value}
               data-testid={`tab-${t.value}`}
-              className="rounded-md px-3 py-1.5 text-sm font-medium text-slate-600 data-[state=active]:bg-white data-[state=active]:text-slate-900 data-[state=active]:shadow"
+              className="flex-1 rounded-md px-3 py-1.5 text-sm font-medium text-slate-600 data-[state=active]:bg-white data-[state=active]:text-slate-900 data-[state=active]:shadow"
             >
               {t.label}
             </Tabs.Trigger>
@@ -134,6 +149,16 @@ export function BackupDashboard() {
           <Tabs.Content value="storage">
             <StorageTab />
           </Tabs.Content>
+          {may("backup:manage_all") && (
+            <Tabs.Content value="operators">
+              <OperatorsTab />
+            </Tabs.Content>
+          )}
+          {may("backup:view_history") && (
+            <Tabs.Content value="audit">
+              <AuditTab />
+            </Tabs.Content>
+          )}
         </div>
       </Tabs.Root>
     </div>

@@ -6,12 +6,15 @@ import { JobRow } from "../components/JobRow";
 import { Empty, QueryView } from "../components/states";
 import { formatDate } from "../components/format";
 import { MigrationWizard, type WizardKind } from "./MigrationWizard";
+import { useSession } from "../session/Session";
 
 const active = (j: MigrationJob) => j.status === "pending" || j.status === "running";
 
 /** The spec's Data Migration Tools card: Import Data, Export Data, Migrate Tenant (each opens the
  * wizard), and the migration jobs recorded in the catalog, followed live. */
 export function MigrationTab() {
+  const { may, why } = useSession();
+  const allowed = may("backup:restore_data");
   const [wizard, setWizard] = useState<WizardKind | null>(null);
   const jobs = useQuery({
     queryKey: ["migrations"],
@@ -23,10 +26,11 @@ export function MigrationTab() {
       <CardHeader title="Data Migration Tools" description="Import, export, and migrate tenant data" />
       <CardContent className="space-y-4">
         <div className="flex flex-wrap gap-2">
-          <Button variant="outline" data-testid="mig-import" onClick={() => setWizard("import")}>Import Data</Button>
-          <Button variant="outline" data-testid="mig-export" onClick={() => setWizard("export")}>Export Data</Button>
-          <Button variant="outline" data-testid="mig-migrate" onClick={() => setWizard("migrate")}>Migrate Tenant</Button>
+          <Button variant="outline" data-testid="mig-import" disabled={!allowed} title={allowed ? undefined : why("backup:restore_data")} onClick={() => setWizard("import")}>Import Data</Button>
+          <Button variant="outline" data-testid="mig-export" disabled={!allowed} title={allowed ? undefined : why("backup:restore_data")} onClick={() => setWizard("export")}>Export Data</Button>
+          <Button variant="outline" data-testid="mig-migrate" disabled={!allowed} title={allowed ? undefined : why("backup:restore_data")} onClick={() => setWizard("migrate")}>Migrate Tenant</Button>
         </div>
+        {!allowed && <p className="text-sm text-slate-600" data-testid="migration-denied">{why("backup:restore_data")}</p>}
         {wizard && <MigrationWizard key={wizard} kind={wizard} onClose={() => setWizard(null)} />}
         <QueryView query={jobs} what="migration jobs">
           {(list) =>

@@ -5,12 +5,14 @@ import { JobRow } from "../components/JobRow";
 import { Empty, QueryView } from "../components/states";
 import { formatDate } from "../components/format";
 import { RestorePlanner } from "./RestorePlanner";
+import { useSession } from "../session/Session";
 
 const active = (r: RestoreOperation) => r.status === "running" || r.status === "pending";
 
 /** The spec's restore cards: Point-in-Time Recovery (plan, confirm, start) and the restore
  * operations with live progress and Cancel. */
 export function RestoreTab() {
+  const { may, why } = useSession();
   const restores = useQuery({
     queryKey: ["restores"],
     queryFn: api.listRestores,
@@ -21,7 +23,11 @@ export function RestoreTab() {
       <Card>
         <CardHeader title="Point-in-Time Recovery" description="Restore data to a specific point in time" />
         <CardContent>
-          <RestorePlanner />
+          {may("backup:restore_data") ? (
+            <RestorePlanner />
+          ) : (
+            <p className="text-sm text-slate-600" data-testid="restore-denied">{why("backup:restore_data")}</p>
+          )}
         </CardContent>
       </Card>
       <Card>

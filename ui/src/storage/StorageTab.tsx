@@ -7,6 +7,7 @@ import { Empty, ErrorBox, QueryView } from "../components/states";
 import { formatDate, formatFileSize } from "../components/format";
 import { DisasterRecovery } from "./DisasterRecovery";
 import { AddStorage } from "./AddStorage";
+import { useSession } from "../session/Session";
 
 function where(s: BackupStorage): string {
   const cfg = (s.storage_config ?? {}) as Record<string, unknown>;
@@ -31,6 +32,7 @@ export function GrowthChart({ samples }: { samples: UsageSample[] }) {
 }
 
 function StorageRow({ s }: { s: BackupStorage }) {
+  const manage = useSession().may("backup:manage_storage");
   const queryClient = useQueryClient();
   const samples = useQuery({ queryKey: ["storage-samples", s.id], queryFn: () => api.storageSamples(s.id) });
   const refresh = () => {
@@ -73,12 +75,16 @@ function StorageRow({ s }: { s: BackupStorage }) {
             {s.total_capacity ? ` / ${formatFileSize(s.total_capacity)}` : " used"}
           </div>
           {s.total_capacity ? <Progress value={pct} label="storage used" /> : null}
-          <Button size="sm" variant="outline" data-testid="check-storage" disabled={check.isPending} onClick={() => check.mutate()}>
-            {check.isPending ? "Checking…" : "Check now"}
-          </Button>
-          <Button size="sm" variant="ghost" onClick={() => remove.mutate()} disabled={remove.isPending} title="Remove from Safehold (the files stay)">
-            Remove
-          </Button>
+          {manage && (
+            <>
+              <Button size="sm" variant="outline" data-testid="check-storage" disabled={check.isPending} onClick={() => check.mutate()}>
+                {check.isPending ? "Checking…" : "Check now"}
+              </Button>
+              <Button size="sm" variant="ghost" onClick={() => remove.mutate()} disabled={remove.isPending} title="Remove from Safehold (the files stay)" data-testid="remove-storage">
+                Remove
+              </Button>
+            </>
+          )}
         </div>
       </div>
       {samples.data && <GrowthChart samples={samples.data} />}
@@ -89,13 +95,14 @@ function StorageRow({ s }: { s: BackupStorage }) {
 }
 
 export function StorageTab() {
+  const { may } = useSession();
   const query = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
   const [adding, setAdding] = useState(false);
   return (
     <div className="space-y-6">
       <Card>
         <CardHeader title="Storage Management" description="Monitor backup storage usage and health"
-          action={<Button size="sm" variant="outline" data-testid="add-storage" onClick={() => setAdding(true)}>Add storage</Button>} />
+          action={may("backup:manage_storage") ? <Button size="sm" variant="outline" data-testid="add-storage" onClick={() => setAdding(true)}>Add storage</Button> : null} />
         <CardContent className="space-y-4">
           {adding && <AddStorage onDone={() => setAdding(false)} />}
           <QueryView query={query} what="storage">
@@ -113,7 +120,7 @@ export function StorageTab() {
           </QueryView>
         </CardContent>
       </Card>
-      <DisasterRecovery />
+      {may("backup:manage_all") && <DisasterRecovery />}
     </div>
   );
 }

@@ -530,3 +530,60 @@ fn tenants_are_exported_validated_imported_and_merged_from_the_command_line() {
     let out = safehold(h, &["tenant", "merge", "--source", &src.url(), "--tenant", "x", "--into", "acme", "--on-conflict", "users=whatever"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("keep-target"));
 }
+
+/// `safehold` as an operator: --operator with the password from SAFEHOLD_OPERATOR_PASSWORD_FILE.
+fn as_operator(home: &Path, who: &str, pw: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_safehold"))
+        .args(["--operator", who])
+        .args(args)
+        .env("SAFEHOLD_HOME", home)
+        .env("SAFEHOLD_OPERATOR_PASSWORD_FILE", pw)
+        .output()
+        .expect("run safehold")
+}
+
+#[test]
+fn catalog_commands_act_as_a_signed_in_operator_with_that_operators_rights() {
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let pw = h.join("pw");
+    std::fs::write(&pw, "correct horse battery\n").expect("pw");
+    let pw_s = pw.to_str().expect("utf-8");
+    assert!(safehold(h, &["demo"]).status.success());
+    // Before the first super admin, the local administrator acts.
+    assert!(safehold(h, &["config", "list"]).status.success());
+    let out = safehold(h, &["operator", "setup", "alice", "--password-file", pw_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Afterwards a catalog command needs an operator.
+    let out = safehold(h, &["config", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--operator"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = as_operator(h, "alice", &pw, &["operator", "add", "rita", "--role", "read_only_admin", "--password-file", pw_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = as_operator(h, "rita", &pw, &["config", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Daily demo backup"));
+    let out = as_operator(h, "rita", &pw, &["config", "run", "Daily demo backup"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rita (read_only_admin) may not do this") && err.contains("backup:trigger_manual"), "{err}");
+    assert_eq!(sqlite(h, "SELECT count(*) FROM backup_executions"), "0", "nothing ran");
+    // A wrong password is refused without naming it.
+    let bad = h.join("bad");
+    std::fs::write(&bad, "not it").expect("bad");
+    let out = as_operator(h, "rita", &bad, &["config", "list"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("wrong operator name or password"));
+    // The audit log, filtered and exported.
+    let out = as_operator(h, "rita", &pw, &["--json", "audit", "--outcome", "denied"]);
+    let denied = stdout_json(&out);
+    assert_eq!(denied.as_array().map(Vec::len), Some(1), "{denied}");
+    assert_eq!(denied[0]["action"], "backup.start");
+    let csv = h.join("audit.csv");
+    let out = as_operator(h, "alice", &pw, &["audit", "--csv", csv.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    assert!(text.contains("operator.sign_in") && text.contains(",denied,"), "{text}");
+    let out = as_operator(h, "alice", &pw, &["operator", "list"]);
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("alice") && list.contains("read_only_admin"), "{list}");
+}

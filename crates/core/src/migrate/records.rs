@@ -42,6 +42,7 @@ pub struct TenantRow {
 
 /// The tenants of a PostgreSQL connection (its tenants table's keys and names).
 pub async fn tenants(ctx: &Ctx, connection: &str) -> Result<Vec<TenantRow>> {
+    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.tenants", connection).await?;
     let (url, tenancy) = endpoint(ctx, connection).await?;
     let table = tenancy.map(|t| t.1).unwrap_or_else(|| "tenants".into());
     let mut conn = crate::source::postgres::connect(&url).await?;
@@ -113,12 +114,14 @@ fn quiet() -> ProgressSink {
 
 /// Validation: the migration run in a transaction that is rolled back.
 pub async fn validate(ctx: &Ctx, spec: &MigrationSpec) -> Result<MigrationReport> {
+    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.validate", &spec.migration_name).await?;
     let ends = resolve(ctx, spec, keys(ctx)).await?;
     execute(spec, &ends, false, &CancelToken::new(), &quiet()).await
 }
 
 /// The mapping proposed for the spec (the wizard's mapping step).
 pub async fn propose_mapping(ctx: &Ctx, spec: &MigrationSpec) -> Result<MigrationReport> {
+    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.propose", &spec.migration_name).await?;
     let ends = resolve(ctx, spec, keys(ctx)).await?;
     let (mapping, warnings) = super::propose_mapping(spec, &ends).await?;
     Ok(MigrationReport { migration_type: spec.migration_type, mapping, warnings, ..Default::default() })
@@ -126,6 +129,7 @@ pub async fn propose_mapping(ctx: &Ctx, spec: &MigrationSpec) -> Result<Migratio
 
 /// Records a pending migration job; returns its id.
 pub async fn start(ctx: &Ctx, spec: &MigrationSpec) -> Result<String> {
+    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.start", &spec.migration_name).await?;
     let kind = super::kind(spec)?;
     let id = uuid::Uuid::new_v4().to_string();
     let name = if spec.migration_name.trim().is_empty() {
@@ -147,7 +151,7 @@ pub async fn start(ctx: &Ctx, spec: &MigrationSpec) -> Result<String> {
     .bind(spec.target_file.clone().or_else(|| spec.target.as_deref().map(redact)))
     .bind(serde_json::to_string(&spec.mapping).unwrap_or_else(|_| "[]".into()))
     .bind(serde_json::to_string(&spec.rules).unwrap_or_else(|_| "[]".into()))
-    .bind(&ctx.operator_id)
+    .bind(ctx.operator_id())
     .bind(now())
     .execute(&ctx.pool)
     .await
@@ -207,7 +211,7 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
             .execute(&ctx.pool)
             .await
             .map_err(|e| Error::catalog("record the finished migration", &e))?;
-            audit(&ctx.pool, &ctx.operator_id, "migration.run", &what, "success", Some(&format!("{} rows written", report.rows_written))).await?;
+            audit(&ctx.pool, &ctx.operator_id(), "migration.run", &what, "success", Some(&format!("{} rows written", report.rows_written))).await?;
             JobStatus::Completed
         }
         Err(e) => {
@@ -221,7 +225,7 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
                 .execute(&ctx.pool)
                 .await
                 .map_err(|e| Error::catalog("record the failed migration", &e))?;
-            audit(&ctx.pool, &ctx.operator_id, "migration.run", &what, "failure", Some(&format!("{label}: {message}"))).await?;
+            audit(&ctx.pool, &ctx.operator_id(), "migration.run", &what, "failure", Some(&format!("{label}: {message}"))).await?;
             status
         }
     };

@@ -39,7 +39,7 @@ async fn a_valid_configuration_is_created_listed_and_audited() {
     let (h, conn) = with_demo().await;
     let created = configurations::create(&h.ctx, input("Hourly tenants", &conn)).await.expect("create");
     assert_eq!(created.schedule_description, "At minute 15 of every hour");
-    assert_eq!(created.created_by, h.ctx.operator_id, "created_by is the acting operator");
+    assert_eq!(created.created_by, h.ctx.operator_id(), "created_by is the acting operator");
     let names: Vec<String> = configurations::list(&h.ctx).await.expect("list").into_iter().map(|c| c.configuration_name).collect();
     assert_eq!(names, ["Daily demo backup", "Hourly tenants"]);
     assert_eq!(count(&h, "SELECT count(*) FROM audit_log WHERE action = 'configuration.create' AND target = 'Hourly tenants'").await, 1);

@@ -13,6 +13,7 @@ mod demo;
 mod keychain;
 mod migrations;
 mod objstore;
+mod operators;
 mod restores;
 mod retention;
 mod runs;

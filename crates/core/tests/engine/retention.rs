@@ -40,7 +40,7 @@ async fn retention_deletes_what_the_preview_said_and_keeps_every_chain_restorabl
     let repo = repo_with_password("pw");
     let h = home().await;
     sqlx::query("INSERT INTO backup_configurations (id, configuration_name, backup_type, schedule_cron, retention_days, storage_location, created_by) VALUES ('c1', 'Nightly', 'incremental', '0 2 * * *', 15, 'Local backups', ?)")
-        .bind(&h.ctx.operator_id)
+        .bind(h.ctx.operator_id())
         .execute(&h.ctx.pool)
         .await
         .expect("configuration");

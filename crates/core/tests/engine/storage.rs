@@ -48,7 +48,7 @@ async fn usage_comes_from_a_listing_and_health_from_a_real_probe() {
 
     // Removing keeps the files; a storage in use by a configuration cannot be removed.
     sqlx::query("INSERT INTO backup_configurations (id, configuration_name, backup_type, schedule_cron, storage_location, created_by) VALUES ('c', 'Uses vault', 'full', '0 2 * * *', 'Vault', ?)")
-        .bind(&h.ctx.operator_id)
+        .bind(h.ctx.operator_id())
         .execute(&h.ctx.pool)
         .await
         .expect("configuration");

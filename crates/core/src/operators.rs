@@ -1,0 +1,575 @@
+//! Operators, their roles and permissions, sign-in, and the check every engine call makes.
+//!
+//! The spec's roles and grants (`role_permissions`): a super admin may do everything, a platform
+//! operator may trigger backups and see their status, a read-only admin may see the history. What
+//! each engine function needs is stated once, in [`Permission`]'s documentation and
+//! `docs/permissions.md`, and checked in the engine by [`require`] — for the app, the CLI acting
+//! on the catalog and the scheduler alike — so hiding a button is never the only guard. Every
+//! refusal is audited (`denied`), and so is every action that changes something or reads
+//! backed-up data.
+//!
+//! Until the first super admin is created the workstation's built-in local administrator acts
+//! (a catalog used by scripts before sign-in existed keeps working); afterwards nobody acts until
+//! an operator signs in. Passwords are hashed with Argon2id; failed sign-ins slow down and lock the
+//! operator after [`MAX_FAILURES`]; a session ends after the idle time set in the settings.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+use ts_rs::TS;
+
+use crate::archive::keys::{password_kek, KdfParams};
+use crate::catalog::{audit, now, LOCAL_OPERATOR_ID};
+use crate::context::Ctx;
+use crate::error::{Error, ErrorCode, Result};
+
+/// Consecutive failed sign-ins that lock an operator.
+pub const MAX_FAILURES: i64 = 5;
+/// How long a locked operator stays locked.
+pub const LOCK_MINUTES: i64 = 15;
+/// The idle time after which a session ends, unless the settings say otherwise.
+pub const DEFAULT_IDLE_SECONDS: u64 = 15 * 60;
+const IDLE_SETTING: &str = "session_idle_seconds";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    SuperAdmin,
+    PlatformOperator,
+    ReadOnlyAdmin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SuperAdmin => "super_admin",
+            Self::PlatformOperator => "platform_operator",
+            Self::ReadOnlyAdmin => "read_only_admin",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().replace('-', "_").as_str() {
+            "super_admin" => Ok(Self::SuperAdmin),
+            "platform_operator" => Ok(Self::PlatformOperator),
+            "read_only_admin" => Ok(Self::ReadOnlyAdmin),
+            other => Err(Error::validation(format!("unknown role \"{other}\": use super_admin, platform_operator or read_only_admin"))),
+        }
+    }
+}
+
+/// The spec's permissions, and what each engine function needs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    /// Configurations, connections, retention, operators, settings, the audit log's export.
+    #[serde(rename = "backup:manage_all")]
+    ManageAll,
+    /// Run Now, New Backup, scheduled backups (as the configuration's owner), quick verify,
+    /// copies to the second storage.
+    #[serde(rename = "backup:trigger_manual")]
+    TriggerManual,
+    /// Restores, deep verify and verify-by-restoring, migrations (copy, merge, export, import),
+    /// the recovery kit's export, tenant lists of a platform: everything that reads backed-up or
+    /// tenant data, or writes into a database.
+    #[serde(rename = "backup:restore_data")]
+    RestoreData,
+    /// Adding, checking and removing storage locations.
+    #[serde(rename = "backup:manage_storage")]
+    ManageStorage,
+    /// The state of backups and jobs (the dashboard's status).
+    #[serde(rename = "backup:view_status")]
+    ViewStatus,
+    /// The history of backups, restores and migrations, configurations, storage, the audit log.
+    #[serde(rename = "backup:view_history")]
+    ViewHistory,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 6] = [Self::ManageAll, Self::TriggerManual, Self::RestoreData, Self::ManageStorage, Self::ViewStatus, Self::ViewHistory];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ManageAll => "backup:manage_all",
+            Self::TriggerManual => "backup:trigger_manual",
+            Self::RestoreData => "backup:restore_data",
+            Self::ManageStorage => "backup:manage_storage",
+            Self::ViewStatus => "backup:view_status",
+            Self::ViewHistory => "backup:view_history",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+    /// Whether holding `held` grants this permission: `manage_all` grants every other, and
+    /// seeing the status or the history lets one see what the dashboard lists.
+    fn granted_by(self, held: &BTreeSet<Permission>) -> bool {
+        held.contains(&self)
+            || held.contains(&Self::ManageAll)
+            || (matches!(self, Self::ViewStatus | Self::ViewHistory) && (held.contains(&Self::ViewStatus) || held.contains(&Self::ViewHistory)))
+    }
+}
+
+/// The operator acting, with the permissions of their role.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct Acting {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub permissions: Vec<Permission>,
+}
+
+impl Acting {
+    /// Safehold's own background work (the job runner, storage health checks): it reads the
+    /// catalog, checks storage and carries out jobs that operators asked for and were allowed.
+    pub fn background() -> Self {
+        Self {
+            id: LOCAL_OPERATOR_ID.into(),
+            name: "Safehold (background)".into(),
+            role: Role::PlatformOperator,
+            permissions: vec![Permission::TriggerManual, Permission::ManageStorage, Permission::ViewStatus, Permission::ViewHistory],
+        }
+    }
+    pub fn may(&self, p: Permission) -> bool {
+        p.granted_by(&self.permissions.iter().copied().collect())
+    }
+}
+
+/// Who is acting in a context.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub acting: Option<Acting>,
+    last_active: Instant,
+    /// Ends the session after this long without a call (`None`: never, e.g. the scheduler, the CLI).
+    pub idle: Option<Duration>,
+    /// Why the last session ended (shown at the next call).
+    ended: Option<String>,
+}
+
+impl Session {
+    pub fn of(acting: Option<Acting>, idle: Option<Duration>) -> Self {
+        Self { acting, last_active: Instant::now(), idle, ended: None }
+    }
+
+    /// The session a freshly opened catalog starts with: the local administrator until the
+    /// first super admin exists, nobody afterwards.
+    pub async fn initial(pool: &SqlitePool) -> Result<Self> {
+        if set_up(pool).await? {
+            Ok(Self::of(None, None))
+        } else {
+            Ok(Self::of(Some(load(pool, LOCAL_OPERATOR_ID).await?), None))
+        }
+    }
+}
+
+/// An operator as listed.
+#[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
+pub struct Operator {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub is_active: bool,
+    pub created_at: String,
+    pub last_sign_in: Option<String>,
+    pub locked_until: Option<String>,
+    pub failed_attempts: i64,
+}
+
+/// Whether the first super admin has been created (some operator has a password).
+pub async fn set_up(pool: &SqlitePool) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM operators WHERE password_hash IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| Error::catalog("read the operators", &e))?;
+    Ok(n > 0)
+}
+
+async fn permissions_of(pool: &SqlitePool, role: Role) -> Result<Vec<Permission>> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT permission FROM role_permissions WHERE role_name = ? ORDER BY permission")
+        .bind(role.as_str())
+        .fetch_all(pool)
+        .await
+        .map_err(|e| Error::catalog("read the role's permissions", &e))?;
+    Ok(names.iter().filter_map(|n| Permission::parse(n)).collect())
+}
+
+/// Loads an active operator with their permissions.
+pub async fn load(pool: &SqlitePool, id: &str) -> Result<Acting> {
+    let row: Option<(String, String, String, bool)> = sqlx::query_as("SELECT id, name, role, is_active FROM operators WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| Error::catalog("read the operator", &e))?;
+    let (id, name, role, active) = row.ok_or_else(|| Error::not_found(format!("no operator has the id {id}")))?;
+    if !active {
+        return Err(Error::new(ErrorCode::PermissionDenied, format!("the operator \"{name}\" is disabled")));
+    }
+    let role = Role::parse(&role)?;
+    Ok(Acting { permissions: permissions_of(pool, role).await?, id, name, role })
+}
+
+/// Checks that the acting operator holds `permission` for `action` on `target`; a refusal is
+/// audited and changes nothing. Returns who acts.
+pub async fn require(ctx: &Ctx, permission: Permission, action: &str, target: &str) -> Result<Acting> {
+    let acting = current(ctx)?;
+    let held: BTreeSet<Permission> = acting.permissions.iter().copied().collect();
+    if permission.granted_by(&held) {
+        return Ok(acting);
+    }
+    audit(&ctx.pool, &acting.id, action, target, "denied", Some(&format!("needs {}", permission.as_str()))).await?;
+    Err(Error::new(
+        ErrorCode::PermissionDenied,
+        format!("{} ({}) may not do this: it needs the permission {}; ask a super admin", acting.name, acting.role.as_str(), permission.as_str()),
+    ))
+}
+
+/// The operator acting, ending the session when it has been idle too long.
+pub fn current(ctx: &Ctx) -> Result<Acting> {
+    let mut s = ctx.session.lock().map_err(|_| Error::new(ErrorCode::Internal, "the session lock is poisoned"))?;
+    if let (Some(idle), Some(a)) = (s.idle, s.acting.as_ref()) {
+        if s.last_active.elapsed() > idle {
+            let name = a.name.clone();
+            s.acting = None;
+            s.ended = Some(format!("the session of {name} ended after {} idle; sign in again", human(idle)));
+        }
+    }
+    match &s.acting {
+        Some(a) => {
+            let a = a.clone();
+            s.last_active = Instant::now();
+            Ok(a)
+        }
+        None => Err(Error::new(ErrorCode::PermissionDenied, s.ended.clone().unwrap_or_else(|| "nobody is signed in: sign in as an operator first".into()))),
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 && s.is_multiple_of(60) {
+        format!("{} minutes", s / 60)
+    } else {
+        format!("{s} seconds")
+    }
+}
+
+// Password hashes: "argon2id$<m>$<t>$<p>$<salt hex>$<hash hex>".
+fn hash_password(password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+    let kdf = KdfParams::default();
+    let h = password_kek(password, &salt, kdf)?;
+    Ok(format!("argon2id${}${}${}${}${}", kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, hex::encode(salt), hex::encode(h.0)))
+}
+
+fn verify_password(password: &str, stored: &str) -> bool {
+    let parts: Vec<&str> = stored.split('$').collect();
+    let [alg, m, t, p, salt, hash] = parts.as_slice() else { return false };
+    if *alg != "argon2id" {
+        return false;
+    }
+    let (Ok(m), Ok(t), Ok(p), Ok(salt), Ok(hash)) = (m.parse(), t.parse(), p.parse(), hex::decode(salt), hex::decode(hash)) else { return false };
+    let Ok(h) = password_kek(password, &salt, KdfParams { m_cost_kib: m, t_cost: t, p_cost: p }) else { return false };
+    // Constant time: every byte compared.
+    h.0.len() == hash.len() && h.0.iter().zip(&hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn check_password_rules(password: &str) -> Result<()> {
+    if password.chars().count() < 10 {
+        return Err(Error::validation("the password needs at least 10 characters"));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<String> {
+    let n = name.trim();
+    if n.is_empty() {
+        return Err(Error::validation("the operator needs a name"));
+    }
+    Ok(n.to_string())
+}
+
+/// Creates the first super admin (the first start of the app). The local administrator is
+/// disabled, and the new operator acts in `ctx`.
+pub async fn create_first(ctx: &Ctx, name: &str, password: &str) -> Result<Acting> {
+    let name = check_name(name)?;
+    check_password_rules(password)?;
+    if set_up(&ctx.pool).await? {
+        return Err(Error::new(ErrorCode::Conflict, "the first super admin exists already: sign in, and ask a super admin to add operators"));
+    }
+    let hash = tokio::task::spawn_blocking({
+        let p = password.to_string();
+        move || hash_password(&p)
+    })
+    .await
+    .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("create the operator", &e))?;
+    sqlx::query("INSERT INTO operators (id, name, role, password_hash, is_active, created_at) VALUES (?, ?, 'super_admin', ?, 1, ?)")
+        .bind(&id)
+        .bind(&name)
+        .bind(&hash)
+        .bind(now())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique(e, &name))?;
+    sqlx::query("UPDATE operators SET is_active = 0 WHERE id = ?").bind(LOCAL_OPERATOR_ID).execute(&mut *tx).await.map_err(|e| Error::catalog("disable the local administrator", &e))?;
+    audit(&mut *tx, &id, "operator.create_first", &name, "success", Some("super_admin")).await?;
+    tx.commit().await.map_err(|e| Error::catalog("create the operator", &e))?;
+    let acting = load(&ctx.pool, &id).await?;
+    let idle = idle_timeout(&ctx.pool).await?;
+    if let Ok(mut s) = ctx.session.lock() {
+        *s = Session::of(Some(acting.clone()), s.idle.or(Some(idle)));
+    }
+    Ok(acting)
+}
+
+fn unique(e: sqlx::Error, name: &str) -> Error {
+    if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+        Error::new(ErrorCode::Conflict, format!("an operator is named \"{name}\" already: choose another name"))
+    } else {
+        Error::catalog("write the operator", &e)
+    }
+}
+
+/// The idle time after which an app session ends (settings: `session_idle_seconds`).
+pub async fn idle_timeout(pool: &SqlitePool) -> Result<Duration> {
+    let v: Option<String> = sqlx::query_scalar("SELECT value FROM app_settings WHERE key = ?")
+        .bind(IDLE_SETTING)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| Error::catalog("read the settings", &e))?;
+    Ok(Duration::from_secs(v.and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_IDLE_SECONDS)))
+}
+
+/// Sets the idle time after which app sessions end (super admins).
+pub async fn set_idle_timeout(ctx: &Ctx, seconds: u64) -> Result<()> {
+    let who = require(ctx, Permission::ManageAll, "settings.session_idle", &seconds.to_string()).await?;
+    if seconds < 1 {
+        return Err(Error::validation("the idle time must be at least one second"));
+    }
+    sqlx::query("INSERT INTO app_settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .bind(IDLE_SETTING)
+        .bind(seconds.to_string())
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("save the setting", &e))?;
+    audit(&ctx.pool, &who.id, "settings.session_idle", &seconds.to_string(), "success", None).await?;
+    if let Ok(mut s) = ctx.session.lock() {
+        if s.idle.is_some() {
+            s.idle = Some(Duration::from_secs(seconds));
+        }
+    }
+    Ok(())
+}
+
+/// id, password hash, active, failures in a row, locked until.
+type SignInRow = (String, Option<String>, bool, i64, Option<String>);
+
+/// Signs `name` in (`idle`: whether the session ends when idle — the app's do, the CLI's one
+/// command does not). Wrong passwords slow down, and lock the operator after [`MAX_FAILURES`].
+pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Result<Acting> {
+    let name = name.trim();
+    let row: Option<SignInRow> =
+        sqlx::query_as("SELECT id, password_hash, is_active, failed_attempts, locked_until FROM operators WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("read the operator", &e))?;
+    let wrong = || Error::new(ErrorCode::AuthFailed, format!("wrong operator name or password for \"{name}\""));
+    let Some((id, hash, active, failures, locked_until)) = row else {
+        audit(&ctx.pool, LOCAL_OPERATOR_ID, "operator.sign_in", name, "failure", Some("no such operator")).await?;
+        tokio::time::sleep(delay(1)).await;
+        return Err(wrong());
+    };
+    let at = now();
+    if let Some(until) = locked_until.filter(|u| *u > at) {
+        audit(&ctx.pool, &id, "operator.sign_in", name, "denied", Some(&format!("locked until {until}"))).await?;
+        return Err(Error::new(ErrorCode::PermissionDenied, format!("\"{name}\" is locked after {MAX_FAILURES} failed sign-ins until {until}; try again later or ask a super admin to unlock it")));
+    }
+    if !active {
+        audit(&ctx.pool, &id, "operator.sign_in", name, "denied", Some("disabled")).await?;
+        return Err(Error::new(ErrorCode::PermissionDenied, format!("the operator \"{name}\" is disabled; ask a super admin")));
+    }
+    let ok = match hash {
+        Some(h) => {
+            let p = password.to_string();
+            tokio::task::spawn_blocking(move || verify_password(&p, &h)).await.unwrap_or(false)
+        }
+        None => false,
+    };
+    if !ok {
+        let failures = failures + 1;
+        let lock = (failures >= MAX_FAILURES).then(|| (chrono::Utc::now() + chrono::Duration::minutes(LOCK_MINUTES)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        sqlx::query("UPDATE operators SET failed_attempts = ?, locked_until = ? WHERE id = ?")
+            .bind(if lock.is_some() { 0 } else { failures })
+            .bind(&lock)
+            .bind(&id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record the failed sign-in", &e))?;
+        audit(&ctx.pool, &id, "operator.sign_in", name, "failure", Some(&format!("wrong password ({failures} in a row)"))).await?;
+        tokio::time::sleep(delay(failures)).await;
+        if let Some(until) = lock {
+            return Err(Error::new(ErrorCode::PermissionDenied, format!("wrong password: \"{name}\" is now locked until {until} after {MAX_FAILURES} failed sign-ins")));
+        }
+        return Err(wrong());
+    }
+    sqlx::query("UPDATE operators SET failed_attempts = 0, locked_until = NULL, last_sign_in = ? WHERE id = ?")
+        .bind(&at)
+        .bind(&id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record the sign-in", &e))?;
+    audit(&ctx.pool, &id, "operator.sign_in", name, "success", None).await?;
+    let acting = load(&ctx.pool, &id).await?;
+    let idle = if idle { Some(idle_timeout(&ctx.pool).await?) } else { None };
+    if let Ok(mut s) = ctx.session.lock() {
+        *s = Session::of(Some(acting.clone()), idle);
+    }
+    Ok(acting)
+}
+
+/// The pause after the n-th failed sign-in in a row: 0.2 s doubling, at most 3.2 s.
+fn delay(failures: i64) -> Duration {
+    Duration::from_millis(200u64 << failures.clamp(1, 5).saturating_sub(1))
+}
+
+/// Ends the session.
+pub async fn sign_out(ctx: &Ctx) -> Result<()> {
+    let who = ctx.session.lock().ok().and_then(|mut s| s.acting.take());
+    if let Some(a) = who {
+        audit(&ctx.pool, &a.id, "operator.sign_out", &a.name, "success", None).await?;
+    }
+    Ok(())
+}
+
+const LIST_SQL: &str = "SELECT id, name, role, is_active, created_at, last_sign_in, locked_until, failed_attempts FROM operators";
+
+/// Every operator (super admins).
+pub async fn list(ctx: &Ctx) -> Result<Vec<Operator>> {
+    require(ctx, Permission::ManageAll, "operator.list", "operators").await?;
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{LIST_SQL} ORDER BY name"))).fetch_all(&ctx.pool).await.map_err(|e| Error::catalog("list the operators", &e))
+}
+
+async fn find(ctx: &Ctx, name_or_id: &str) -> Result<Operator> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{LIST_SQL} WHERE id = ? OR name = ?")))
+        .bind(name_or_id)
+        .bind(name_or_id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read the operator", &e))?
+        .ok_or_else(|| Error::not_found(format!("no operator is named \"{name_or_id}\"")))
+}
+
+/// Adds an operator (super admins).
+pub async fn add(ctx: &Ctx, name: &str, role: Role, password: &str) -> Result<Operator> {
+    let who = require(ctx, Permission::ManageAll, "operator.add", name).await?;
+    let name = check_name(name)?;
+    check_password_rules(password)?;
+    let p = password.to_string();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&p)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("add the operator", &e))?;
+    sqlx::query("INSERT INTO operators (id, name, role, password_hash, is_active, created_at) VALUES (?, ?, ?, ?, 1, ?)")
+        .bind(&id)
+        .bind(&name)
+        .bind(role.as_str())
+        .bind(&hash)
+        .bind(now())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique(e, &name))?;
+    audit(&mut *tx, &who.id, "operator.add", &name, "success", Some(role.as_str())).await?;
+    tx.commit().await.map_err(|e| Error::catalog("add the operator", &e))?;
+    find(ctx, &id).await
+}
+
+/// Fails when the change would leave no active super admin who can sign in.
+async fn keep_a_super_admin(ctx: &Ctx, changed: &str) -> Result<()> {
+    let others: i64 = sqlx::query_scalar("SELECT count(*) FROM operators WHERE role = 'super_admin' AND is_active = 1 AND password_hash IS NOT NULL AND id <> ?")
+        .bind(changed)
+        .fetch_one(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read the operators", &e))?;
+    if others == 0 {
+        return Err(Error::validation("this is the last active super admin: add another super admin first"));
+    }
+    Ok(())
+}
+
+/// Sets an operator's role (super admins).
+pub async fn set_role(ctx: &Ctx, name_or_id: &str, role: Role) -> Result<Operator> {
+    let who = require(ctx, Permission::ManageAll, "operator.set_role", name_or_id).await?;
+    let op = find(ctx, name_or_id).await?;
+    if op.role == "super_admin" && role != Role::SuperAdmin {
+        keep_a_super_admin(ctx, &op.id).await?;
+    }
+    sqlx::query("UPDATE operators SET role = ? WHERE id = ?").bind(role.as_str()).bind(&op.id).execute(&ctx.pool).await.map_err(|e| Error::catalog("change the role", &e))?;
+    audit(&ctx.pool, &who.id, "operator.set_role", &op.name, "success", Some(&format!("{} → {}", op.role, role.as_str()))).await?;
+    find(ctx, &op.id).await
+}
+
+/// Enables or disables an operator; enabling also unlocks (super admins).
+pub async fn set_active(ctx: &Ctx, name_or_id: &str, active: bool) -> Result<Operator> {
+    let action = if active { "operator.enable" } else { "operator.disable" };
+    let who = require(ctx, Permission::ManageAll, action, name_or_id).await?;
+    let op = find(ctx, name_or_id).await?;
+    if !active && op.role == "super_admin" {
+        keep_a_super_admin(ctx, &op.id).await?;
+    }
+    sqlx::query("UPDATE operators SET is_active = ?, failed_attempts = 0, locked_until = NULL WHERE id = ?")
+        .bind(active)
+        .bind(&op.id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("change the operator", &e))?;
+    audit(&ctx.pool, &who.id, action, &op.name, "success", None).await?;
+    find(ctx, &op.id).await
+}
+
+/// Removes an operator. One who started jobs or wrote configurations stays in the history,
+/// disabled, under their name (super admins).
+pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
+    let who = require(ctx, Permission::ManageAll, "operator.remove", name_or_id).await?;
+    let op = find(ctx, name_or_id).await?;
+    if op.id == who.id {
+        return Err(Error::validation("you cannot remove yourself: ask another super admin"));
+    }
+    if op.role == "super_admin" {
+        keep_a_super_admin(ctx, &op.id).await?;
+    }
+    let deleted = sqlx::query("DELETE FROM operators WHERE id = ?").bind(&op.id).execute(&ctx.pool).await;
+    let detail = match deleted {
+        Ok(_) => "removed",
+        Err(e) if e.as_database_error().is_some_and(|d| d.is_foreign_key_violation()) => {
+            sqlx::query("UPDATE operators SET is_active = 0, password_hash = NULL WHERE id = ?")
+                .bind(&op.id)
+                .execute(&ctx.pool)
+                .await
+                .map_err(|e| Error::catalog("remove the operator", &e))?;
+            "disabled and kept in the history (they started jobs or wrote configurations)"
+        }
+        Err(e) => return Err(Error::catalog("remove the operator", &e)),
+    };
+    audit(&ctx.pool, &who.id, "operator.remove", &op.name, "success", Some(detail)).await?;
+    Ok(())
+}
+
+/// Who is signed in, if anybody (for the app's header); `needs_setup` when the first super admin
+/// is still to be created.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct SessionInfo {
+    pub needs_setup: bool,
+    pub operator: Option<Acting>,
+    /// Why the last session ended, when it ended by itself.
+    pub ended: Option<String>,
+}
+
+pub async fn session_info(ctx: &Ctx) -> Result<SessionInfo> {
+    let needs_setup = !set_up(&ctx.pool).await?;
+    // Looking does not keep the session alive.
+    let s = ctx.session.lock().map_err(|_| Error::new(ErrorCode::Internal, "the session lock is poisoned"))?;
+    let expired = matches!((s.idle, &s.acting), (Some(idle), Some(_)) if s.last_active.elapsed() > idle);
+    let operator = if expired { None } else { s.acting.clone() };
+    let ended = if expired { Some("the session ended after its idle time; sign in again".to_string()) } else { s.ended.clone() };
+    Ok(SessionInfo { needs_setup, operator, ended })
+}

@@ -1,0 +1,293 @@
+//! Operators, roles and the audit log: the first super admin, sign-in with slow-down and lockout,
+//! idle expiry, every role against every kind of engine function (allowed ones succeed, refused
+//! ones change nothing, and both are audited), the scheduler acting as a configuration's owner,
+//! and the audit log's filters and CSV export.
+
+use std::time::Duration;
+
+use safehold_core::auditlog::{self, AuditFilter};
+use safehold_core::configurations::{self, BackupType, ConfigurationInput};
+use safehold_core::operators::{self, Role};
+use safehold_core::scheduler::Scheduler;
+use safehold_core::{connections, demo, history, migrate, retention, runs, storage, Ctx, ErrorCode};
+
+use crate::support::{home, Home, ScratchDb};
+
+const PW: &str = "correct horse battery";
+
+fn input(name: &str, connection_id: &str) -> ConfigurationInput {
+    ConfigurationInput {
+        configuration_name: name.into(),
+        backup_type: BackupType::Full,
+        schedule_cron: "0 3 * * *".into(),
+        retention_days: 7,
+        compression_enabled: true,
+        encryption_enabled: true,
+        storage_location: demo::DEMO_STORAGE.into(),
+        secondary_storage: None,
+        missed_runs: Default::default(),
+        time_zone: None,
+        includes_tenant_data: true,
+        includes_system_data: true,
+        includes_logs: false,
+        is_active: true,
+        connection_id: connection_id.into(),
+    }
+}
+
+async fn count(ctx: &Ctx, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&ctx.pool).await.expect("count")
+}
+
+/// A catalog with the demo, a first super admin (alice), a platform operator (olga) and a
+/// read-only admin (rita); `h.ctx` acts as alice.
+async fn team() -> Home {
+    let h = home().await;
+    demo::ensure(&h.ctx, false).await.expect("demo");
+    operators::create_first(&h.ctx, "alice", PW).await.expect("first super admin");
+    operators::add(&h.ctx, "olga", Role::PlatformOperator, PW).await.expect("add olga");
+    operators::add(&h.ctx, "rita", Role::ReadOnlyAdmin, PW).await.expect("add rita");
+    h
+}
+
+/// A new session on the same catalog (another window, another process), signed in as `name`.
+async fn as_op(h: &Home, name: &str) -> Ctx {
+    let ctx = Ctx::open(h.dir.path()).await.expect("open");
+    operators::sign_in(&ctx, name, PW, false).await.unwrap_or_else(|e| panic!("sign in {name}: {}", e.message));
+    ctx
+}
+
+#[tokio::test]
+async fn the_first_start_creates_a_super_admin_and_then_nobody_acts_without_signing_in() {
+    let h = home().await;
+    let info = operators::session_info(&h.ctx).await.expect("info");
+    assert!(info.needs_setup);
+    assert_eq!(info.operator.map(|o| o.role), Some(Role::SuperAdmin), "the local administrator acts until then");
+    let err = operators::create_first(&h.ctx, "alice", "short").await.expect_err("weak password");
+    assert!(err.message.contains("at least 10 characters"), "{}", err.message);
+    let alice = operators::create_first(&h.ctx, "alice", PW).await.expect("first super admin");
+    assert_eq!(alice.role, Role::SuperAdmin);
+    let err = operators::create_first(&h.ctx, "mallory", PW).await.expect_err("only once");
+    assert_eq!(err.code, ErrorCode::Conflict);
+
+    // A new start: nobody acts until somebody signs in.
+    let ctx = Ctx::open(h.dir.path()).await.expect("reopen");
+    let info = operators::session_info(&ctx).await.expect("info");
+    assert!(!info.needs_setup && info.operator.is_none());
+    let err = configurations::list(&ctx).await.expect_err("not signed in");
+    assert_eq!(err.code, ErrorCode::PermissionDenied);
+    assert!(err.message.contains("sign in"), "{}", err.message);
+    let err = operators::sign_in(&ctx, "alice", "wrong password!", false).await.expect_err("wrong password");
+    assert_eq!(err.code, ErrorCode::AuthFailed);
+    assert!(!err.message.contains("wrong password!"), "the password is never echoed: {}", err.message);
+    operators::sign_in(&ctx, "alice", PW, false).await.expect("sign in");
+    configurations::list(&ctx).await.expect("signed in: allowed");
+    operators::sign_out(&ctx).await.expect("sign out");
+    assert_eq!(configurations::list(&ctx).await.expect_err("signed out").code, ErrorCode::PermissionDenied);
+    // Never a password or its hash in the audit log.
+    let leaked = count(&ctx, &format!("SELECT count(*) FROM audit_log WHERE coalesce(detail, '') || coalesce(target, '') LIKE '%{PW}%' OR detail LIKE '%argon2id$%'")).await;
+    assert_eq!(leaked, 0);
+}
+
+/// What each kind of engine function does for a role: Ok(()) allowed and done, Err(code).
+async fn attempt(ctx: &Ctx, what: &str, conn: &str, pg: &str, scratch: &std::path::Path) -> Result<(), ErrorCode> {
+    let r = match what {
+        // backup:view_history / view_status
+        "history" => history::executions(ctx, 10).await.map(drop),
+        "configurations" => configurations::list(ctx).await.map(drop),
+        "audit" => auditlog::list(ctx, &AuditFilter::default()).await.map(drop),
+        // backup:trigger_manual
+        "run_now" => {
+            let id = configurations::list(ctx).await.map_err(|e| e.code)?.remove(0).id;
+            runs::enqueue(ctx, &id).await.map(drop)
+        }
+        // backup:manage_all
+        "create_configuration" => configurations::create(ctx, input(&format!("by {}", ctx.operator_id()), conn)).await.map(drop),
+        "add_connection" => {
+            let i = connections::ConnectionInput::from_url(&format!("db of {}", ctx.operator_id()), &format!("sqlite://{}", scratch.join("x.db").display())).expect("input");
+            connections::add(ctx, i).await.map(drop)
+        }
+        "apply_retention" => {
+            let id = configurations::list(ctx).await.map_err(|e| e.code)?.remove(0).id;
+            retention::apply(ctx, &id).await.map(drop)
+        }
+        "notify_setting" => safehold_core::scheduler::set_notify_on_success(ctx, true).await,
+        "add_operator" => operators::add(ctx, &format!("new by {}", ctx.operator_id()), Role::ReadOnlyAdmin, PW).await.map(drop),
+        // backup:manage_storage
+        "add_storage" => storage::add_local(ctx, &format!("disk of {}", ctx.operator_id()), &scratch.join(ctx.operator_id()), false).await.map(drop),
+        // backup:restore_data
+        "list_tenants" => migrate::records::tenants(ctx, pg).await.map(drop),
+        "plan_restore" => {
+            let form = safehold_core::restores::RestoreForm { backup_execution_id: "none".into(), connection_id: conn.into(), ..Default::default() };
+            let _ = pg;
+            safehold_core::restores::plan(ctx, &form).await.map(drop)
+        }
+        other => panic!("no attempt {other}"),
+    };
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.code == ErrorCode::PermissionDenied => Err(e.code),
+        // Allowed, and failing for its own reason (the restore plan names a backup that does not exist).
+        Err(e) if what == "plan_restore" && e.code == ErrorCode::NotFound => Ok(()),
+        Err(e) => panic!("{what}: {:?} {}", e.code, e.message),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_role_may_do_what_its_grants_allow_and_nothing_else_and_both_are_audited() {
+    let h = team().await;
+    let pg = ScratchDb::create().await;
+    pg.execute("CREATE TABLE tenants (id text PRIMARY KEY, name text); INSERT INTO tenants VALUES ('acme', 'Acme');").await;
+    let conn = connections::list(&h.ctx).await.expect("connections").remove(0).id;
+    let scratch = tempfile::tempdir().expect("tmp");
+    // (function, super_admin, platform_operator, read_only_admin)
+    let matrix: [(&str, bool, bool, bool); 12] = [
+        ("history", true, true, true),
+        ("configurations", true, true, true),
+        ("audit", true, true, true),
+        ("run_now", true, true, false),
+        ("create_configuration", true, false, false),
+        ("add_connection", true, false, false),
+        ("apply_retention", true, false, false),
+        ("add_operator", true, false, false),
+        ("add_storage", true, false, false),
+        ("list_tenants", true, false, false),
+        ("plan_restore", true, false, false),
+        ("notify_setting", true, false, false),
+    ];
+    for (who, col) in [("alice", 1), ("olga", 2), ("rita", 3)] {
+        let ctx = as_op(&h, who).await;
+        for (what, sa, po, ro) in matrix {
+            let allowed = [sa, po, ro][col - 1];
+            let before_conf = count(&ctx, "SELECT count(*) FROM backup_configurations").await;
+            let before_exec = count(&ctx, "SELECT count(*) FROM backup_executions").await;
+            let before_denied = count(&ctx, &format!("SELECT count(*) FROM audit_log WHERE outcome = 'denied' AND operator_id = '{}'", ctx.operator_id())).await;
+            let got = attempt(&ctx, what, &conn, &pg.url(), scratch.path()).await;
+            assert_eq!(got.is_ok(), allowed, "{who} {what}: {got:?}");
+            let denied = count(&ctx, &format!("SELECT count(*) FROM audit_log WHERE outcome = 'denied' AND operator_id = '{}'", ctx.operator_id())).await;
+            if allowed {
+                assert_eq!(denied, before_denied, "{who} {what}: nothing denied");
+            } else {
+                assert_eq!(denied, before_denied + 1, "{who} {what}: the refusal is audited");
+                assert_eq!(count(&ctx, "SELECT count(*) FROM backup_configurations").await, before_conf, "{who} {what}: nothing changed");
+                assert_eq!(count(&ctx, "SELECT count(*) FROM backup_executions").await, before_exec, "{who} {what}: nothing changed");
+            }
+        }
+    }
+    // The allowed changes are audited under their operator.
+    let done = |action: &str, who: &str| format!("SELECT count(*) FROM audit_log a JOIN operators o ON o.id = a.operator_id WHERE a.action = '{action}' AND o.name = '{who}' AND a.outcome = 'success'");
+    assert_eq!(count(&h.ctx, &done("configuration.create", "alice")).await, 1);
+    assert_eq!(count(&h.ctx, &done("connection.add", "alice")).await, 1);
+    assert_eq!(count(&h.ctx, &done("storage.add", "alice")).await, 1);
+    assert_eq!(count(&h.ctx, &done("operator.add", "alice")).await, 3);
+    // Backups asked for are recorded with who asked.
+    let by: Vec<String> = sqlx::query_scalar("SELECT o.name FROM backup_executions e JOIN operators o ON o.id = e.initiated_by ORDER BY o.name")
+        .fetch_all(&h.ctx.pool)
+        .await
+        .expect("executions");
+    assert_eq!(by, ["alice", "olga"]);
+    // Only the app writes the audit log, and never changes it.
+    assert!(sqlx::query("UPDATE audit_log SET outcome = 'success' WHERE outcome = 'denied'").execute(&h.ctx.pool).await.is_err());
+    assert!(sqlx::query("DELETE FROM audit_log").execute(&h.ctx.pool).await.is_err());
+}
+
+#[tokio::test]
+async fn failed_sign_ins_slow_down_and_lock_and_idle_sessions_end() {
+    let h = team().await;
+    let ctx = Ctx::open(h.dir.path()).await.expect("open");
+    let started = std::time::Instant::now();
+    for i in 1..operators::MAX_FAILURES {
+        let err = operators::sign_in(&ctx, "olga", "not her password", false).await.expect_err("wrong");
+        assert_eq!(err.code, ErrorCode::AuthFailed, "attempt {i}");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(200 + 400 + 800 + 1600), "each failure waits longer: {:?}", started.elapsed());
+    let err = operators::sign_in(&ctx, "olga", "not her password", false).await.expect_err("locked now");
+    assert!(err.message.contains("locked until"), "{}", err.message);
+    let err = operators::sign_in(&ctx, "olga", PW, false).await.expect_err("locked even with the right password");
+    assert_eq!(err.code, ErrorCode::PermissionDenied);
+    assert!(err.message.contains("locked"), "{}", err.message);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM audit_log WHERE action = 'operator.sign_in' AND target = 'olga' AND outcome = 'failure'").await, operators::MAX_FAILURES);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM audit_log WHERE action = 'operator.sign_in' AND target = 'olga' AND outcome = 'denied'").await, 1);
+    // A super admin unlocks her.
+    operators::set_active(&h.ctx, "olga", true).await.expect("unlock");
+    operators::sign_in(&ctx, "olga", PW, false).await.expect("unlocked");
+    // A disabled operator cannot sign in.
+    operators::set_active(&h.ctx, "rita", false).await.expect("disable");
+    assert_eq!(operators::sign_in(&ctx, "rita", PW, false).await.expect_err("disabled").code, ErrorCode::PermissionDenied);
+    // The last super admin cannot be disabled, demoted or removed.
+    assert!(operators::set_active(&h.ctx, "alice", false).await.expect_err("last").message.contains("last active super admin"));
+    assert!(operators::set_role(&h.ctx, "alice", Role::ReadOnlyAdmin).await.is_err());
+
+    // Idle expiry (app sessions).
+    operators::set_idle_timeout(&h.ctx, 1).await.expect("idle 1 s");
+    let app = Ctx::open(h.dir.path()).await.expect("open");
+    operators::sign_in(&app, "alice", PW, true).await.expect("sign in");
+    configurations::list(&app).await.expect("active");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(operators::session_info(&app).await.expect("info").operator.is_none(), "looking shows the session ended");
+    let err = configurations::list(&app).await.expect_err("idle too long");
+    assert_eq!(err.code, ErrorCode::PermissionDenied);
+    assert!(err.message.contains("idle"), "{}", err.message);
+    operators::sign_in(&app, "alice", PW, true).await.expect("sign in again");
+    configurations::list(&app).await.expect("active again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_backups_run_as_the_configurations_owner_and_not_when_the_owner_is_disabled() {
+    let h = team().await;
+    operators::add(&h.ctx, "bob", Role::SuperAdmin, PW).await.expect("bob");
+    let bob = as_op(&h, "bob").await;
+    let conn = connections::list(&bob).await.expect("connections").remove(0).id;
+    let config = configurations::create(&bob, ConfigurationInput { is_active: true, ..input("Bob's nightly", &conn) }).await.expect("create");
+    operators::set_active(&h.ctx, "bob", false).await.expect("disable bob");
+    let s = Scheduler::new(h.ctx.clone(), 1, std::sync::Arc::new(|_| {}));
+    let err = s.submit(&config.id, "schedule").await.expect_err("the owner is disabled");
+    assert_eq!(err.code, ErrorCode::PermissionDenied);
+    assert!(err.message.contains("Bob's nightly") && err.message.contains("disabled"), "{}", err.message);
+    assert_eq!(count(&h.ctx, &format!("SELECT count(*) FROM backup_executions WHERE configuration_id = '{}'", config.id)).await, 0);
+    assert_eq!(count(&h.ctx, "SELECT count(*) FROM audit_log WHERE action = 'backup.start' AND outcome = 'denied' AND target = 'Bob''s nightly'").await, 1);
+    // A read-only admin cannot ask the runner for a backup either.
+    let rita = as_op(&h, "rita").await;
+    assert_eq!(s.submit_as(&rita, &config.id, "manual").await.expect_err("read-only").code, ErrorCode::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_filters_and_exports_as_csv() {
+    let h = team().await;
+    let rita = as_op(&h, "rita").await;
+    let _ = configurations::create(&rita, input("nope", "x")).await.expect_err("denied");
+    let denied = auditlog::list(&rita, &AuditFilter { outcome: Some("denied".into()), ..Default::default() }).await.expect("list");
+    assert_eq!(denied.len(), 1);
+    assert_eq!((denied[0].operator.as_deref(), denied[0].action.as_str(), denied[0].target.as_deref()), (Some("rita"), "configuration.create", Some("nope")));
+    let ops = auditlog::list(&rita, &AuditFilter { action: Some("operator.".into()), operator: Some("alice".into()), ..Default::default() }).await.expect("list");
+    assert_eq!(ops.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["operator.add", "operator.add", "operator.create_first"]);
+    let err = auditlog::list(&rita, &AuditFilter { since: Some("yesterday".into()), ..Default::default() }).await.expect_err("bad date");
+    assert!(err.message.contains("is not a date"), "{}", err.message);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("audit.csv");
+    let n = auditlog::export_csv(&rita, &AuditFilter::default(), &path).await.expect("export");
+    let text = std::fs::read_to_string(&path).expect("csv");
+    assert!(text.starts_with("id,at,operator,operator_id,action,target,outcome,detail\n"), "{text}");
+    assert_eq!(text.lines().count(), n + 1);
+    assert!(text.contains(",rita,") && text.contains(",configuration.create,nope,denied,"), "{text}");
+    let last = auditlog::list(&rita, &AuditFilter { limit: Some(1), ..Default::default() }).await.expect("newest");
+    assert_eq!(last[0].action, "audit.export", "the export is audited");
+    let err = auditlog::export_csv(&rita, &AuditFilter::default(), &dir.path().join("missing/dir/a.csv")).await.expect_err("no folder");
+    assert_eq!(err.code, ErrorCode::Io);
+}
+
+#[tokio::test]
+async fn an_operator_who_did_something_is_kept_disabled_when_removed() {
+    let h = team().await;
+    let olga = as_op(&h, "olga").await;
+    let id = configurations::list(&olga).await.expect("list").remove(0).id;
+    runs::enqueue(&olga, &id).await.expect("olga runs a backup");
+    operators::remove(&h.ctx, "olga").await.expect("remove olga");
+    operators::remove(&h.ctx, "rita").await.expect("remove rita");
+    let left: Vec<(String, bool)> = sqlx::query_as("SELECT name, is_active FROM operators WHERE name IN ('olga', 'rita')").fetch_all(&h.ctx.pool).await.expect("operators");
+    assert_eq!(left, [("olga".to_string(), false)], "olga stays in the history, disabled; rita is gone");
+    assert_eq!(operators::sign_in(&olga, "olga", PW, false).await.expect_err("removed").code, ErrorCode::PermissionDenied);
+    let err = operators::remove(&h.ctx, "alice").await.expect_err("yourself");
+    assert!(err.message.contains("yourself"), "{}", err.message);
+}

@@ -1,0 +1,132 @@
+// Who is signed in, what they may do, and the screens around it: the first super admin, the
+// sign-in, the header's "signed in as". The engine checks every permission itself; the UI hides
+// what the operator may not do and says why.
+import { createContext, useContext, useState, type ReactNode } from "react";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { api, type Permission, type SessionInfo } from "../api";
+import { Button } from "../components/ui";
+import { ErrorBox } from "../components/states";
+
+type SessionValue = { info: SessionInfo | null; may: (p: Permission) => boolean; why: (p: Permission) => string };
+
+// Outside a provider (component tests of single tabs) everything is allowed: the engine decides.
+const SessionContext = createContext<SessionValue>({ info: null, may: () => true, why: () => "" });
+
+export function useSession(): SessionValue {
+  return useContext(SessionContext);
+}
+
+/** Mirrors the engine's rule: manage_all grants everything; status and history show the lists. */
+export function grants(held: Permission[], p: Permission): boolean {
+  const view = (x: Permission) => x === "backup:view_status" || x === "backup:view_history";
+  return held.includes(p) || held.includes("backup:manage_all") || (view(p) && held.some(view));
+}
+
+export function SessionProvider({ info, children }: { info: SessionInfo; children: ReactNode }) {
+  const held = info.operator?.permissions ?? [];
+  const who = info.operator ? `${info.operator.name} (${info.operator.role})` : "Nobody";
+  const value: SessionValue = {
+    info,
+    may: (p) => grants(held, p),
+    why: (p) => `${who} may not do this: it needs ${p}. Ask a super admin.`,
+  };
+  return <SessionContext.Provider value={value}>{children}</SessionContext.Provider>;
+}
+
+const field = "w-full rounded-md border border-slate-300 px-3 py-2 text-sm";
+
+export function SignIn({ info }: { info: SessionInfo }) {
+  const queryClient = useQueryClient();
+  const [name, setName] = useState("");
+  const [password, setPassword] = useState("");
+  const signIn = useMutation({
+    mutationFn: () => api.signIn(name, password),
+    onSuccess: () => {
+      setPassword("");
+      void queryClient.invalidateQueries();
+    },
+  });
+  return (
+    <form
+      className="max-w-sm mx-auto mt-24 space-y-3 rounded-lg border p-6"
+      data-testid="sign-in"
+      onSubmit={(e) => {
+        e.preventDefault();
+        signIn.mutate();
+      }}
+    >
+      <h1 className="text-xl font-bold">Sign in to Safehold</h1>
+      {info.ended && <p className="text-sm text-amber-700" data-testid="session-ended">{info.ended}</p>}
+      <label className="block text-sm" htmlFor="sign-in-name">Operator</label>
+      <input id="sign-in-name" className={field} data-testid="sign-in-name" value={name} autoComplete="username" onChange={(e) => setName(e.target.value)} />
+      <label className="block text-sm" htmlFor="sign-in-password">Password</label>
+      <input id="sign-in-password" type="password" className={field} data-testid="sign-in-password" value={password} autoComplete="current-password"
+        onChange={(e) => setPassword(e.target.value)} />
+      <Button type="submit" disabled={!name || !password || signIn.isPending} data-testid="sign-in-submit">
+        {signIn.isPending ? "Signing in…" : "Sign in"}
+      </Button>
+      {signIn.isError && <ErrorBox error={signIn.error} />}
+    </form>
+  );
+}
+
+/** Shown until the first super admin exists: the local administrator acts meanwhile. */
+export function FirstOperator() {
+  const queryClient = useQueryClient();
+  const [open, setOpen] = useState(false);
+  const [name, setName] = useState("");
+  const [password, setPassword] = useState("");
+  const [again, setAgain] = useState("");
+  const create = useMutation({ mutationFn: () => api.createFirstOperator(name, password), onSuccess: () => void queryClient.invalidateQueries() });
+  if (!open)
+    return (
+      <div className="rounded-md border border-amber-200 bg-amber-50 p-3 text-sm flex items-center justify-between" data-testid="first-operator">
+        <span>Anyone at this workstation acts as its local administrator. Create the first super admin to require sign-in and keep an audit of who did what.</span>
+        <Button size="sm" variant="outline" onClick={() => setOpen(true)} data-testid="first-operator-open">Create super admin</Button>
+      </div>
+    );
+  const mismatch = again.length > 0 && again !== password;
+  return (
+    <form
+      className="rounded-md border p-4 space-y-2 text-sm"
+      data-testid="first-operator-form"
+      onSubmit={(e) => {
+        e.preventDefault();
+        create.mutate();
+      }}
+    >
+      <label className="block" htmlFor="first-name">Name</label>
+      <input id="first-name" className={field} data-testid="first-name" value={name} onChange={(e) => setName(e.target.value)} />
+      <label className="block" htmlFor="first-password">Password (at least 10 characters)</label>
+      <input id="first-password" type="password" className={field} data-testid="first-password" value={password} onChange={(e) => setPassword(e.target.value)} />
+      <label className="block" htmlFor="first-again">Password again</label>
+      <input id="first-again" type="password" className={field} data-testid="first-again" value={again} onChange={(e) => setAgain(e.target.value)} />
+      {mismatch && <p className="text-red-700">The passwords differ.</p>}
+      <div className="flex gap-2">
+        <Button type="submit" size="sm" disabled={!name || !password || again !== password || create.isPending} data-testid="first-create">Create and sign in</Button>
+        <Button type="button" size="sm" variant="ghost" onClick={() => setOpen(false)}>Later</Button>
+      </div>
+      {create.isError && <ErrorBox error={create.error} />}
+    </form>
+  );
+}
+
+export function SessionBar() {
+  const { info } = useSession();
+  const queryClient = useQueryClient();
+  const out = useMutation({ mutationFn: api.signOut, onSuccess: () => void queryClient.invalidateQueries() });
+  if (!info?.operator || info.needs_setup) return null;
+  return (
+    <div className="flex items-center gap-2 text-sm text-slate-600" data-testid="session-bar">
+      <span>
+        Signed in as <strong data-testid="session-operator">{info.operator.name}</strong> ({info.operator.role.replace(/_/g, " ")})
+      </span>
+      <Button size="sm" variant="ghost" onClick={() => out.mutate()} data-testid="sign-out">Sign out</Button>
+    </div>
+  );
+}
+
+/** The session, refreshed every 30 s and whenever the engine refuses for want of a session. */
+export function useSessionInfo() {
+  return useQuery({ queryKey: ["session"], queryFn: api.sessionInfo, refetchInterval: 30_000 });
+}
