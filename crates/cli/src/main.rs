@@ -866,8 +866,9 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
             if let Some(j) = a.jobs {
                 req.jobs = j.max(1);
             }
-            let (repo, mk) = keys.open_repository_for_backup(&location(cli, &a.to).await?).await?;
-            let out = backup::run(&repo, &mk, &req, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            // Sealed to the repository's public key: an existing repository needs no password.
+            let (repo, mk) = keys.open_repository_for_sealed_backup(&location(cli, &a.to).await?).await?;
+            let out = backup::run_with(&repo, mk.as_ref(), &req, &cancel_on_ctrl_c(), &progress_sink(json)).await;
             end_progress(json);
             let out = out?;
             if json {

@@ -101,15 +101,31 @@ pub struct BackupOutcome {
 
 /// Runs a backup into `repo` (whose master key is `master`).
 pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, cancel: &CancelToken, progress: &ProgressSink) -> Result<BackupOutcome> {
+    run_with(repo, Some(master), req, cancel, progress).await
+}
+
+/// Runs a backup into `repo`. The archive's data key is sealed to the repository's public key,
+/// so writing needs no secret and reading needs the private key (the repository's password or
+/// recovery kit). `master` is needed only to read the parent of an incremental or differential
+/// backup (without it the backup is a full one), and for a repository without a key pair yet.
+pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &BackupRequest, cancel: &CancelToken, progress: &ProgressSink) -> Result<BackupOutcome> {
     let started = Instant::now();
     let id = uuid::Uuid::new_v4().to_string();
     let snapshot_time = now();
     let dk = SecretKey::random();
-    let key_slots = if req.encrypt {
-        let (nonce, wrapped) = keys::wrap(master, &dk, &data_key_aad(&id))?;
-        vec![KeySlot::Repository { repository_id: repo.id().to_string(), nonce, wrapped }]
-    } else {
-        Vec::new()
+    let key_slots = match (req.encrypt, &repo.config.public_key, master) {
+        (false, _, _) => Vec::new(),
+        (true, Some(public), _) => vec![keys::seal_to_public(public, &dk, &data_key_aad(&id))?],
+        (true, None, Some(mk)) => {
+            let (nonce, wrapped) = keys::wrap(mk, &dk, &data_key_aad(&id))?;
+            vec![KeySlot::Repository { repository_id: repo.id().to_string(), nonce, wrapped }]
+        }
+        (true, None, None) => {
+            return Err(Error::new(
+                crate::error::ErrorCode::AuthFailed,
+                format!("the repository {} has no public key yet: back up once with its password (or keychain secret) to give it one", repo.dir.display()),
+            ))
+        }
     };
     let fingerprint = match &req.source {
         SourceSpec::Sqlite { path } => format!("sqlite:{}", std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()).display()),
@@ -133,6 +149,9 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
         (_, SourceSpec::Sqlite { .. }) => {
             (BackupType::Full, None, Some("SQLite sources are backed up whole: this backup is a full one".to_string()))
         }
+        (_, SourceSpec::Postgres { .. }) if master.is_none() => {
+            (BackupType::Full, None, Some("reading the parent backup needs the repository's key: without it, this backup is a full one".to_string()))
+        }
         (wanted, SourceSpec::Postgres { .. }) => {
             let parent = repo
                 .list()?
@@ -142,7 +161,7 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
                 None => (BackupType::Full, None, Some("no earlier full backup of this source in the repository: this backup is a full one".to_string())),
                 Some((path, h)) => {
                     let mut reader = crate::archive::ArchiveReader::open(&path)?;
-                    reader.unlock(Some(master), None)?;
+                    reader.unlock(master, None)?;
                     (wanted, Some((h.archive_id, source::postgres::Parent::from_archive(&reader)?)), None)
                 }
             }
@@ -168,6 +187,7 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
         encrypted: req.encrypt,
         key_slots,
         master_slots: if req.encrypt { repo.config.master_slots.clone() } else { Vec::new() },
+        private_sealed: if req.encrypt { repo.config.private_sealed.clone() } else { None },
     };
     let stamp: String = snapshot_time.chars().filter(char::is_ascii_digit).take(14).collect();
     let dest: PathBuf = match &req.dest {

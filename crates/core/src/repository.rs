@@ -17,6 +17,14 @@ use crate::secrets::{self, SecretStore};
 pub const CONFIG_FILE: &str = "safehold-repository.json";
 pub const ARCHIVE_EXT: &str = "shar";
 
+/// What the master key is derived to for sealing the repository's private key.
+pub const PRIVATE_SEAL: &str = "x25519-private";
+
+/// Opens a repository's (or an archive's copy of its) sealed private key with the master key.
+pub fn open_private(master: &SecretKey, sealed: &(String, String), repository_id: &str) -> Option<SecretKey> {
+    keys::unwrap(&master.derive(PRIVATE_SEAL), &sealed.0, &sealed.1, &master_aad(repository_id))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepoConfig {
     pub repository_id: String,
@@ -26,6 +34,13 @@ pub struct RepoConfig {
     /// The recovery key, encrypted by the master key, until it has been exported.
     pub recovery_sealed: Option<(String, String)>,
     pub recovery_exported: bool,
+    /// The X25519 public key new backups are sealed to (hex): writing a backup needs no secret.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// The matching private key, encrypted by the master key (so the password and the recovery
+    /// kit open it).
+    #[serde(default)]
+    pub private_sealed: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +112,7 @@ impl Repository {
         let recovery = SecretKey::random();
         let aad = master_aad(id);
         let sealed = keys::wrap(&mk.derive("recovery-seal"), &recovery, &aad)?;
+        let (private, public) = keys::x25519_pair();
         let config = RepoConfig {
             repository_id: id.to_string(),
             format: 1,
@@ -104,6 +120,8 @@ impl Repository {
             master_slots: vec![keys::password_slot(password, &mk, &aad, kdf)?, keys::recovery_slot(&recovery, &mk, &aad)?],
             recovery_sealed: Some(sealed),
             recovery_exported: false,
+            public_key: Some(public),
+            private_sealed: Some(keys::wrap(&mk.derive(PRIVATE_SEAL), &private, &aad)?),
         };
         let repo = Self { dir: dir.to_path_buf(), config };
         repo.save()?;
@@ -125,6 +143,17 @@ impl Repository {
 
     pub fn id(&self) -> &str {
         &self.config.repository_id
+    }
+
+    /// Gives a repository made before key pairs existed its X25519 key pair.
+    pub fn ensure_key_pair(&mut self, master: &SecretKey) -> Result<()> {
+        if self.config.public_key.is_some() {
+            return Ok(());
+        }
+        let (private, public) = keys::x25519_pair();
+        self.config.private_sealed = Some(keys::wrap(&master.derive(PRIVATE_SEAL), &private, &master_aad(self.id()))?);
+        self.config.public_key = Some(public);
+        self.save()
     }
 
     /// Opens the master key.
@@ -251,7 +280,9 @@ pub async fn open_or_init(
                     )
                 })?,
             };
+            let mut repo = repo;
             let mk = tokio::task::block_in_place(|| repo.unlock(&Unlock::Password(password)))?;
+            repo.ensure_key_pair(&mk)?;
             Ok((repo, mk))
         }
         None => {

@@ -178,7 +178,7 @@ async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &Cancel
         .ok_or_else(|| Error::not_found(format!("the storage \"{}\" does not exist any more", config.storage_location)))?;
     let dir = storage::location(ctx, &store).await?;
     let keys = KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
-    let (repo, mk) = keys.open_repository_for_backup(&dir).await?;
+    let (repo, mk) = keys.open_repository_for_sealed_backup(&dir).await?;
     let mut req = BackupRequest::new(spec);
     req.source_name = conn.name.clone();
     req.tenant_column = conn.tenant_column.clone();
@@ -194,7 +194,7 @@ async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &Cancel
             async move { set_progress(&ctx, &id, &p).await }
         })
     };
-    let out = backup::run(&repo, &mk, &req, cancel, &recorder.sink).await;
+    let out = backup::run_with(&repo, mk.as_ref(), &req, cancel, &recorder.sink).await;
     recorder.finish().await;
     out
 }

@@ -55,6 +55,31 @@ impl KeySources {
         repository::open_or_init(dir, &self.secret_source(), self.keychain.as_ref(), KdfParams::default()).await
     }
 
+    /// Opens (or creates) a repository for a backup sealed to its public key: with its master
+    /// key when a password, the keychain or the recovery key gives it, else — for an existing
+    /// repository with a key pair — without any secret (an operator who may back up but not
+    /// read). A wrong password is an error, never a silent fallback.
+    pub async fn open_repository_for_sealed_backup(&self, dir: &Path) -> Result<(Repository, Option<SecretKey>)> {
+        if let Some(repo) = Repository::open(dir)? {
+            let has_password = repository::headless_password(&self.secret_source())?.is_some();
+            if !has_password && self.recovery_key_file.is_none() && repo.config.public_key.is_some() {
+                let id = repo.id().to_string();
+                match self.password(&id).await {
+                    Ok(Some(_)) => {}
+                    _ => return Ok((repo, None)),
+                }
+            }
+            if self.recovery_key_file.is_some() && !has_password {
+                let mut repo = repo;
+                let mk = self.unlock_repository(&repo).await?;
+                repo.ensure_key_pair(&mk)?;
+                return Ok((repo, Some(mk)));
+            }
+        }
+        let (repo, mk) = self.open_repository_for_backup(dir).await?;
+        Ok((repo, Some(mk)))
+    }
+
     /// Unlocks an archive on its own (recovery key, password or keychain secret of its repository).
     pub async fn unlock_archive(&self, reader: &mut ArchiveReader, repo: Option<&Repository>) -> Result<()> {
         if !reader.header.encrypted {

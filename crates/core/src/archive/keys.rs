@@ -69,6 +69,53 @@ pub enum KeySlot {
     Recovery { nonce: String, wrapped: String },
     /// The archive's data key wrapped by the repository's master key.
     Repository { repository_id: String, nonce: String, wrapped: String },
+    /// The archive's data key sealed to the repository's X25519 public key: KEK = SHA-256 of the
+    /// Diffie-Hellman secret of a one-time key pair (`ephemeral`, its public half) and the
+    /// repository's key pair. Writing needs only the public key; reading needs the private key,
+    /// which the master key (password, recovery kit) opens.
+    Public { public_key: String, ephemeral: String, nonce: String, wrapped: String },
+}
+
+/// A new X25519 key pair: (private key, public key hex).
+pub fn x25519_pair() -> (SecretKey, String) {
+    let private = SecretKey::random();
+    let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private.0));
+    (private, hex::encode(public.as_bytes()))
+}
+
+fn x25519_kek(shared: &[u8; 32], ephemeral: &[u8; 32], public: &[u8; 32]) -> SecretKey {
+    let mut h = Sha256::new();
+    h.update(b"safehold-x25519\0");
+    h.update(shared);
+    h.update(ephemeral);
+    h.update(public);
+    SecretKey(h.finalize().into())
+}
+
+fn public_bytes(hex_key: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_key).ok()?.try_into().ok()
+}
+
+/// Seals `key` to the public key `public_hex` (binding `aad`).
+pub fn seal_to_public(public_hex: &str, key: &SecretKey, aad: &[u8]) -> Result<KeySlot> {
+    let public = public_bytes(public_hex).ok_or_else(|| Error::validation("the repository's public key is damaged"))?;
+    let eph = x25519_dalek::StaticSecret::from(SecretKey::random().0);
+    let eph_pub = x25519_dalek::PublicKey::from(&eph);
+    let shared = eph.diffie_hellman(&x25519_dalek::PublicKey::from(public));
+    let (nonce, wrapped) = wrap(&x25519_kek(shared.as_bytes(), eph_pub.as_bytes(), &public), key, aad)?;
+    Ok(KeySlot::Public { public_key: public_hex.to_string(), ephemeral: hex::encode(eph_pub.as_bytes()), nonce, wrapped })
+}
+
+/// Opens a [`KeySlot::Public`] with the private key; `None` when it is not the right key.
+pub fn open_sealed(private: &SecretKey, slot: &KeySlot, aad: &[u8]) -> Option<SecretKey> {
+    let KeySlot::Public { public_key, ephemeral, nonce, wrapped } = slot else { return None };
+    let (public, eph) = (public_bytes(public_key)?, public_bytes(ephemeral)?);
+    let secret = x25519_dalek::StaticSecret::from(private.0);
+    if x25519_dalek::PublicKey::from(&secret).as_bytes() != &public {
+        return None;
+    }
+    let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(eph));
+    unwrap(&x25519_kek(shared.as_bytes(), &eph, &public), nonce, wrapped, aad)
 }
 
 fn crypto_error(what: &str) -> Error {

@@ -49,6 +49,10 @@ pub struct ArchiveHeader {
     /// slots (password, recovery), copied here so the archive opens on its own.
     pub key_slots: Vec<KeySlot>,
     pub master_slots: Vec<KeySlot>,
+    /// The repository's private key sealed by the master key, copied here (with the master
+    /// slots) so that an archive sealed to the public key opens on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_sealed: Option<(String, String)>,
 }
 
 /// One section of the archive as the index records it.

@@ -205,12 +205,15 @@ impl ArchiveReader {
             )
         };
         let mk = mk.ok_or_else(wrong)?;
+        let aad = data_key_aad(&self.header.archive_id);
+        let private = self.header.private_sealed.as_ref().and_then(|sealed| crate::repository::open_private(&mk, sealed, &self.header.repository_id));
         let dk = self
             .header
             .key_slots
             .iter()
             .find_map(|s| match s {
-                KeySlot::Repository { nonce, wrapped, .. } => keys::unwrap(&mk, nonce, wrapped, &data_key_aad(&self.header.archive_id)),
+                KeySlot::Repository { nonce, wrapped, .. } => keys::unwrap(&mk, nonce, wrapped, &aad),
+                KeySlot::Public { .. } => private.as_ref().and_then(|p| keys::open_sealed(p, s, &aad)),
                 _ => None,
             })
             .ok_or_else(wrong)?;

@@ -291,3 +291,63 @@ async fn an_operator_who_did_something_is_kept_disabled_when_removed() {
     let err = operators::remove(&h.ctx, "alice").await.expect_err("yourself");
     assert!(err.message.contains("yourself"), "{}", err.message);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operators_backup_is_sealed_to_the_public_key_and_opens_only_with_a_super_admins_key_or_the_recovery_kit() {
+    use safehold_core::archive::keys::KeySlot;
+    use safehold_core::archive::ArchiveReader;
+    use safehold_core::backup::{self, BackupRequest};
+    use safehold_core::source::{no_progress, CancelToken, SourceSpec};
+    use safehold_core::unlock::KeySources;
+    use safehold_core::{restore, verify};
+
+    let src = ScratchDb::create().await;
+    src.execute("CREATE TABLE accounts (id int PRIMARY KEY, secret text); INSERT INTO accounts VALUES (1, 'classified'), (2, 'also classified');").await;
+    // The super admin makes the repository (its password) and keeps the recovery kit.
+    let admin = crate::backup::repo_with_password("the super admin's repository password");
+    let (mut repo, mk) = admin.keys.open_repository_for_backup(&admin.path()).await.expect("repository");
+    assert!(repo.config.public_key.is_some(), "a new repository has a key pair");
+    let kit = admin.dir.path().join("kit.txt");
+    std::fs::write(&kit, repo.export_recovery(&mk).expect("kit")).expect("write kit");
+
+    // The operator has the repository's location and her own sign-in password, not the repository's.
+    let own = admin.dir.path().join("own");
+    std::fs::write(&own, PW).expect("own password");
+    let operator = KeySources::default();
+    let (sealed_repo, master) = operator.open_repository_for_sealed_backup(&admin.path()).await.expect("open without a secret");
+    assert!(master.is_none());
+    let mut req = BackupRequest::new(SourceSpec::Postgres { url: src.url() });
+    req.backup_type = BackupType::Incremental;
+    let out = backup::run_with(&sealed_repo, None, &req, &CancelToken::new(), &no_progress()).await.expect("the operator backs up");
+    assert!(out.note.as_deref().is_some_and(|n| n.contains("needs the repository's key")), "{:?}", out.note);
+    let path = std::path::PathBuf::from(&out.archive);
+    let header = ArchiveReader::open(&path).expect("archive").header;
+    assert!(header.key_slots.iter().all(|s| matches!(s, KeySlot::Public { .. })), "the data key is only sealed to the public key: {:?}", header.key_slots);
+    // She can check it (quick verify needs no key) ...
+    verify::quick(&path, Some(&out.sha256)).expect("quick verify");
+    // ... but not read it: not without a key, not with her own password.
+    let err = operator.open_chain(&path, None).await.err().expect("no key");
+    assert_eq!(err.code, ErrorCode::AuthFailed, "{}", err.message);
+    let with_own = KeySources { password_file: Some(own), ..Default::default() };
+    assert_eq!(with_own.open_chain(&path, None).await.err().expect("her password is not the key").code, ErrorCode::AuthFailed);
+    assert!(verify::deep(&path, None, None).is_err(), "a deep verify needs the key");
+
+    // The super admin's key restores it; so does the recovery kit alone.
+    let target = ScratchDb::create().await;
+    admin.restore(&path, &SourceSpec::Postgres { url: target.url() }).await.expect("restore with the super admin's key");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&target.url()).await.expect("connect");
+    let rows: Vec<String> = sqlx::query_scalar("SELECT secret FROM accounts ORDER BY id").fetch_all(&mut conn).await.expect("rows");
+    assert_eq!(rows, ["classified", "also classified"]);
+    let kit_keys = KeySources { recovery_key_file: Some(kit), ..Default::default() };
+    let chain = kit_keys.open_chain(&path, None).await.expect("the recovery kit opens it");
+    let target2 = ScratchDb::create().await;
+    restore::restore_chain(chain, &SourceSpec::Postgres { url: target2.url() }, 2, false, &CancelToken::new(), &no_progress()).await.expect("restore with the kit");
+    let mut conn2 = <sqlx::PgConnection as sqlx::Connection>::connect(&target2.url()).await.expect("connect");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts").fetch_one(&mut conn2).await.expect("count");
+    assert_eq!(n, 2);
+    // With the key, the next incremental reads its parent again.
+    let (repo2, mk2) = admin.keys.open_repository_for_sealed_backup(&admin.path()).await.expect("open with the password");
+    assert!(mk2.is_some());
+    let next = backup::run_with(&repo2, mk2.as_ref(), &req, &CancelToken::new(), &no_progress()).await.expect("incremental");
+    assert_eq!(next.parent.as_deref(), Some(out.id.as_str()), "an incremental on the operator's full");
+}
