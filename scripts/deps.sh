@@ -68,3 +68,10 @@ if [ "$mode" = test ] && ! command -v tauri-driver >/dev/null && [ ! -x "$HOME/.
   echo "deps: cargo install tauri-driver"
   cargo install tauri-driver --version 2.1.0 --locked
 fi
+
+# cargo-fuzz, for the archive reader's fuzz target (run briefly by make test, on stable Rust with
+# `--sanitizer none`).
+if [ "$mode" = test ] && ! command -v cargo-fuzz >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
+  echo "deps: cargo install cargo-fuzz"
+  cargo install cargo-fuzz --version 0.13.2 --locked
+fi

@@ -66,4 +66,13 @@ HOME="$work/home" XDG_RUNTIME_DIR="$work/run" \
     export SAFEHOLD_TEST_KEYCHAIN=1
     cargo test -p safehold-core -p safehold-cli -p safehold-e2e ${SAFEHOLD_TEST_ARGS:-}
   ' 2> >(grep -v -E "dbus-daemon|SpiRegistry|Failed to set fd limit" >&2)
+echo "== fuzzing the archive reader briefly (cargo fuzz, stable, no sanitizer)"
+# On a copy of the seed corpus: what the fuzzer finds stays out of the repository; a crash fails
+# the run and leaves its input in fuzz/artifacts/.
+# Skipped when only some tests were asked for (SAFEHOLD_TEST_ARGS).
+if [ -z "${SAFEHOLD_TEST_ARGS:-}" ]; then
+  cp -r fuzz/corpus/archive_reader "$work/fuzz-corpus"
+  cargo fuzz run --fuzz-dir fuzz -s none archive_reader "$work/fuzz-corpus" -- \
+    -max_total_time="${SAFEHOLD_FUZZ_SECONDS:-30}" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 | tail -n 12
+fi
 echo "== all tests passed"

@@ -466,3 +466,34 @@ async fn a_parallel_restore_into_a_new_database_is_exact_and_a_failure_removes_t
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(&name2).fetch_one(&mut admin).await.expect("q");
     assert!(!exists, "the half-restored database is gone");
 }
+
+/// The fuzz target's seed (fuzz/corpus/archive_reader/seed.shar): a small archive of a SQLite
+/// database, password "fuzz" with a cheap key derivation. Written with SAFEHOLD_WRITE_FUZZ_SEED=1;
+/// otherwise checked to open and hold its rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_seed_is_a_valid_small_archive() {
+    use safehold_core::archive::keys::{KdfParams, Unlock};
+    let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/archive_reader/seed.shar");
+    if std::env::var_os("SAFEHOLD_WRITE_FUZZ_SEED").is_some() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("tiny.db");
+        let url = format!("sqlite://{}?mode=rwc", db.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+        sqlx::raw_sql("CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT); CREATE TABLE notes (id INTEGER PRIMARY KEY, tenant_id TEXT REFERENCES tenants(id), body BLOB);
+                       INSERT INTO tenants VALUES ('a', 'Ä'), ('b', 'B\tb'); INSERT INTO notes VALUES (1, 'a', x'00ff10'), (2, 'b', 'line\nbreak'), (3, 'a', NULL);")
+            .execute(&mut conn)
+            .await
+            .expect("schema");
+        conn.close().await.expect("close");
+        let (repo, mk) = Repository::init(&dir.path().join("repo"), "fuzz", KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 }).expect("repo");
+        let out = backup::run(&repo, &mk, &BackupRequest::new(SourceSpec::Sqlite { path: db }), &CancelToken::new(), &no_progress()).await.expect("backup");
+        std::fs::create_dir_all(seed.parent().expect("dir")).expect("corpus dir");
+        std::fs::copy(&out.archive, &seed).expect("write the seed");
+        return;
+    }
+    assert!(std::fs::metadata(&seed).expect("the committed seed").len() < 16 * 1024, "a seed the fuzzer can mutate quickly");
+    let mut reader = ArchiveReader::open(&seed).expect("open the seed");
+    reader.unlock(None, Some(&Unlock::Password("fuzz".into()))).expect("the seed opens with its password");
+    let index = reader.index().expect("index");
+    assert_eq!(index.record_count, 5);
+}
