@@ -192,7 +192,23 @@ pub async fn verify_by_restoring(state: State<'_, AppState>, execution_id: Strin
         Some(s) => s.slot().await,
         None => None,
     };
-    restores::verify_by_restoring(state.ctx()?, &execution_id).await
+    // Cancel stops it (cancel_verify): the scratch database is dropped either way.
+    let key = format!("verify:{execution_id}");
+    let cancel = safehold_core::source::CancelToken::new();
+    if let Ok(mut running) = state.running.lock() {
+        running.insert(key.clone(), cancel.clone());
+    }
+    let report = restores::verify_by_restoring(state.ctx()?, &execution_id, &cancel).await;
+    if let Ok(mut running) = state.running.lock() {
+        running.remove(&key);
+    }
+    report
+}
+
+/// Cancels a running "Verify by restoring" of a backup.
+#[tauri::command]
+pub fn cancel_verify(state: State<'_, AppState>, execution_id: String) -> Res<bool> {
+    cancel_backup(state, format!("verify:{execution_id}"))
 }
 
 /// What retention would delete now for a configuration, and why.

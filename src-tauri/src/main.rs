@@ -249,6 +249,7 @@ fn main() {
             commands::start_restore,
             commands::cancel_restore,
             commands::verify_by_restoring,
+            commands::cancel_verify,
             commands::preview_retention,
             commands::apply_retention,
             commands::rebuild_catalog,

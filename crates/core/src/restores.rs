@@ -281,7 +281,7 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<RestoreOperation> {
 /// "Verify by restoring" from the app: the backup restored into a scratch database on its
 /// source's server (created and dropped), every table compared with the archive and with the
 /// live source.
-pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str) -> Result<crate::verify::RestoreTestReport> {
+pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str, cancel: &CancelToken) -> Result<crate::verify::RestoreTestReport> {
     crate::operators::require(ctx, crate::operators::Permission::RestoreData, "backup.verify_restore", backup_execution_id).await?;
     let exec = history::executions(ctx, i64::MAX)
         .await?
@@ -298,7 +298,8 @@ pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str) -> Result
     };
     let req = RestoreRequest::new(PathBuf::from(&file), String::new());
     let opened = restore::open(&req, &keys(ctx)).await?;
-    let report = crate::verify::restore_test(&opened, &url, Some(&url), &CancelToken::new(), &crate::source::no_progress()).await;
+    // Cancelled or failed, the scratch database is dropped: nothing is left behind.
+    let report = crate::verify::restore_test(&opened, &url, Some(&url), cancel, &crate::source::no_progress()).await;
     let outcome = match &report {
         Ok(r) if r.ok => "success",
         _ => "failure",

@@ -105,6 +105,7 @@ export const api = {
   /** Jobs' progress and ends as they happen; resolves with a function that stops listening. */
   onJobEvent: (handler: (e: JobEvent) => void): Promise<() => void> => listen<JobEvent>("job-event", (e) => handler(e.payload)),
   verifyByRestoring: (executionId: string) => call<RestoreTestReport>("verify_by_restoring", { executionId }),
+  cancelVerify: (executionId: string) => call<boolean>("cancel_verify", { executionId }),
   checkStorage: (id: string) => call<HealthCheck>("check_storage", { id }),
   refreshStorageUsage: (id: string) => call<StorageUsage>("refresh_storage_usage", { id }),
   storageSamples: (id: string) => call<UsageSample[]>("storage_samples", { id }),

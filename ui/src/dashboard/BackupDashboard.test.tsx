@@ -29,6 +29,7 @@ vi.mock("../api", async () => {
       startRestore: vi.fn(),
       cancelRestore: vi.fn(),
       verifyByRestoring: vi.fn(),
+      cancelVerify: vi.fn(),
       previewRetention: vi.fn(),
       onJobEvent: vi.fn(),
       pickDirectory: vi.fn(),
@@ -309,6 +310,22 @@ describe("BackupDashboard", () => {
     const job = await screen.findByTestId("migration-job");
     expect(job).toHaveTextContent("tenant_copy · 3/4 records");
     expect(within(job).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "75");
+  });
+
+  it("a running verify by restoring can be cancelled and says so", async () => {
+    let reject: (e: unknown) => void = () => {};
+    mocked.verifyByRestoring.mockReturnValue(new Promise((_, r) => { reject = r; }));
+    mocked.cancelVerify.mockImplementation(async () => {
+      reject(new ApiError("cancelled", "cancelled; nothing was kept"));
+      return true;
+    });
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await userEvent.click(await screen.findByTestId("verify-by-restoring"));
+    await userEvent.click(await screen.findByTestId("verify-cancel"));
+    await waitFor(() => expect(mocked.cancelVerify).toHaveBeenCalledWith("1"));
+    expect(await screen.findByRole("alert")).toHaveTextContent("cancelled; nothing was kept");
+    expect(screen.queryByTestId("verify-cancel")).not.toBeInTheDocument();
   });
 
   it("plans a tenant restore, asks for the database's name, then starts it; a running restore can be cancelled", async () => {

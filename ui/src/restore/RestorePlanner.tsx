@@ -114,6 +114,11 @@ export function RestorePlanner() {
                   onClick={() => { setVerifyReport(null); verifying.mutate(); }}>
                   {verifying.isPending ? "Verifying by restoring…" : "Verify by restoring"}
                 </Button>
+                {verifying.isPending && (
+                  <Button size="sm" variant="outline" data-testid="verify-cancel" onClick={() => void api.cancelVerify(form.backup_execution_id)}>
+                    Cancel
+                  </Button>
+                )}
               </div>
               {verifying.isError && <ErrorBox error={verifying.error} />}
               {verifyReport && <VerifyReport report={verifyReport} />}

@@ -415,3 +415,50 @@ async fn a_test_restore_checks_every_table_against_the_archive_and_the_source() 
     assert_eq!(settings.source, "changed since the backup");
     assert!(report.ok, "a changed source is reported, not a failure");
 }
+
+/// Verify by restoring, from the catalog: a completed backup of a PostgreSQL configuration is
+/// restored into a scratch database and compared; cancelled, it stops, says so, and leaves no
+/// scratch database behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_by_restoring_checks_a_recorded_backup_and_a_cancel_leaves_no_scratch_database() {
+    use safehold_core::{configurations, connections, demo, runs};
+    let Some((_dir, ctx)) = crate::runs::keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    let db = platform().await;
+    let mut input = connections::ConnectionInput::from_url("verify me", &db.url()).expect("input");
+    input.password = None;
+    let conn = connections::add(&ctx, input).await.expect("connection");
+    let demo_config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let cfg = configurations::ConfigurationInput {
+        configuration_name: "pg nightly".into(),
+        connection_id: conn.id.clone(),
+        ..demo_config.to_input()
+    };
+    let cfg = configurations::create(&ctx, cfg).await.expect("configuration");
+    let exec = runs::enqueue(&ctx, &cfg.id).await.expect("enqueue");
+    let done = runs::run(&ctx, &exec, &CancelToken::new()).await.expect("run");
+    assert_eq!(done.error_message, None);
+
+    let report = restores::verify_by_restoring(&ctx, &exec, &CancelToken::new()).await.expect("verify by restoring");
+    assert!(report.ok && !report.tables.is_empty(), "{report:?}");
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let err = restores::verify_by_restoring(&ctx, &exec, &cancel).await.expect_err("cancelled");
+    assert_eq!(err.code, ErrorCode::Cancelled, "{}", err.message);
+    // The scratch databases (this test's and any other test's running now) are gone soon after.
+    let mut admin = PgConnection::connect(&format!("{}/postgres", crate::support::pg_base())).await.expect("admin");
+    let mut left = -1i64;
+    for _ in 0..50 {
+        left = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'safehold_verify_%'").fetch_one(&mut admin).await.expect("count");
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(left, 0, "no scratch database is left behind");
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'backup.verify_restore' AND outcome = 'failure' AND detail LIKE '%cancel%'")
+        .fetch_one(&ctx.pool)
+        .await
+        .expect("audit");
+    assert_eq!(audited, 1, "the cancelled verification is audited");
+}
