@@ -10,7 +10,8 @@ async fn with_demo() -> (Home, String) {
     (h, conn.id)
 }
 
-fn input(name: &str, connection_id: &str) -> ConfigurationInput {
+/// A valid configuration of the demo's storage (other tests reuse it).
+pub(crate) fn input(name: &str, connection_id: &str) -> ConfigurationInput {
     ConfigurationInput {
         configuration_name: name.into(),
         backup_type: BackupType::Incremental,

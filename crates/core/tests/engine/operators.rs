@@ -11,29 +11,11 @@ use safehold_core::operators::{self, Role};
 use safehold_core::scheduler::Scheduler;
 use safehold_core::{connections, demo, history, migrate, retention, runs, storage, Ctx, ErrorCode};
 
+use crate::configurations::input;
 use crate::support::{home, Home, ScratchDb};
 
 const PW: &str = "correct horse battery";
 
-fn input(name: &str, connection_id: &str) -> ConfigurationInput {
-    ConfigurationInput {
-        configuration_name: name.into(),
-        backup_type: BackupType::Full,
-        schedule_cron: "0 3 * * *".into(),
-        retention_days: 7,
-        compression_enabled: true,
-        encryption_enabled: true,
-        storage_location: demo::DEMO_STORAGE.into(),
-        secondary_storage: None,
-        missed_runs: Default::default(),
-        time_zone: None,
-        includes_tenant_data: true,
-        includes_system_data: true,
-        includes_logs: false,
-        is_active: true,
-        connection_id: connection_id.into(),
-    }
-}
 
 async fn count(ctx: &Ctx, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&ctx.pool).await.expect("count")
