@@ -528,3 +528,52 @@ async fn a_read_only_admin_only_looks_and_a_platform_operator_runs_backups_but_c
     assert_eq!(signed, 2, "both sign-ins are audited");
     app.stop().await;
 }
+
+/// A scheduled backup that fails raises a desktop notification: the test watches the session bus
+/// (dbus-monitor) for the call to org.freedesktop.Notifications.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_scheduled_backup_raises_a_desktop_notification() {
+    use safehold_core::{configurations, connections, demo, Ctx};
+    let turn = ONE_APP.lock().await;
+    let home = tempfile::tempdir().expect("temp home");
+    let ctx = Ctx::open(home.path()).await.expect("catalog");
+    demo::ensure(&ctx, false).await.expect("demo");
+    // A platform nobody answers for: every run fails with "unreachable".
+    let mut input = connections::ConnectionInput::from_url("Gone platform", "postgres://postgres@127.0.0.1:1/gone").expect("input");
+    input.password = Some("n0t-in-any-message".into());
+    let conn = connections::add(&ctx, input).await.expect("connection");
+    let demo_config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let cfg = configurations::ConfigurationInput {
+        configuration_name: "Gone nightly".into(),
+        schedule_cron: "*/2 * * * * *".into(),
+        connection_id: conn.id.clone(),
+        ..demo_config.to_input()
+    };
+    configurations::create(&ctx, cfg).await.expect("configuration");
+    ctx.pool.close().await;
+
+    let log = home.path().join("notifications.log");
+    let mut monitor = Command::new("dbus-monitor")
+        .args(["--session", "type='method_call',interface='org.freedesktop.Notifications',member='Notify'"])
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dbus-monitor (package dbus) on the session bus");
+    let app = App::start_in(home, turn).await;
+    app.wait_text("h1", "Backup Management").await;
+    app.wait_text("[data-testid=execution]", "failed").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("Safehold: a backup failed") && text.contains("Gone nightly") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no failure notification on the session bus: {text}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(!seen.contains("n0t-in-any-message"), "no password in a notification: {seen}");
+    app.screenshot("failure-notified").await;
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    app.stop().await;
+}
