@@ -529,10 +529,41 @@ async fn a_read_only_admin_only_looks_and_a_platform_operator_runs_backups_but_c
     app.stop().await;
 }
 
-/// A scheduled backup that fails raises a desktop notification: the test watches the session bus
-/// (dbus-monitor) for the call to org.freedesktop.Notifications.
+/// The tray icon's menu as the desktop sees it (com.canonical.dbusmenu on the session bus): the
+/// app's connection that exports a NotificationItem menu, and its layout as text.
+fn tray_menu() -> Option<(String, String, String)> {
+    let names = Command::new("busctl").args(["--user", "list", "--no-legend"]).output().ok()?;
+    for name in String::from_utf8_lossy(&names.stdout).lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with(':')) {
+        let Ok(tree) = Command::new("busctl").args(["--user", "tree", "--list", name]).output() else { continue };
+        let tree = String::from_utf8_lossy(&tree.stdout).to_string();
+        if let Some(path) = tree.lines().find(|p| p.contains("/NotificationItem/") && p.ends_with("/Menu")) {
+            let layout = Command::new("gdbus")
+                .args(["call", "--session", "--dest", name, "--object-path", path, "--method", "com.canonical.dbusmenu.GetLayout", "--", "0", "-1", "[]"])
+                .output()
+                .ok()?;
+            return Some((name.to_string(), path.to_string(), String::from_utf8_lossy(&layout.stdout).to_string()));
+        }
+    }
+    None
+}
+
+/// Waits until the tray menu shows `text`; returns (bus name, menu path, layout).
+async fn tray_shows(text: &str) -> (String, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match tray_menu() {
+            Some(m) if m.2.contains(text) => return m,
+            other => assert!(Instant::now() < deadline, "the tray menu does not show {text:?}: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A scheduled backup that fails raises a desktop notification (the test watches the session bus
+/// with dbus-monitor for the call to org.freedesktop.Notifications) and the tray says so; the
+/// tray's "Back up now" backs up every active configuration.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failing_scheduled_backup_raises_a_desktop_notification() {
+async fn a_failing_scheduled_backup_raises_a_desktop_notification_and_the_tray_shows_it() {
     use safehold_core::{configurations, connections, demo, Ctx};
     let turn = ONE_APP.lock().await;
     let home = tempfile::tempdir().expect("temp home");
@@ -572,6 +603,25 @@ async fn a_failing_scheduled_backup_raises_a_desktop_notification() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert!(!seen.contains("n0t-in-any-message"), "no password in a notification: {seen}");
+    // The tray's status line, and its "Back up now".
+    let (name, path, layout) = tray_shows("Last scheduled backup failed: Gone nightly").await;
+    let id = layout
+        .split("<(")
+        .find(|item| item.contains("'label': <'Back up now'>"))
+        .and_then(|item| item.split(',').next())
+        .expect("a Back up now item")
+        .trim()
+        .to_string();
+    let clicked = Command::new("gdbus")
+        .args(["call", "--session", "--dest", &name, "--object-path", &path, "--method", "com.canonical.dbusmenu.Event", "--", &id, "clicked", "<0>", "0"])
+        .output()
+        .expect("gdbus");
+    assert!(clicked.status.success(), "{}", String::from_utf8_lossy(&clicked.stderr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.catalog_count("SELECT count(*) FROM backup_executions WHERE status = 'completed' AND json_extract(metadata, '$.trigger') = ?", "manual").await < 1 {
+        assert!(Instant::now() < deadline, "the tray's Back up now did not back up the demo");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     app.screenshot("failure-notified").await;
     let _ = monitor.kill();
     let _ = monitor.wait();
