@@ -1189,8 +1189,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Schedule(ScheduleCommand::Run { max_jobs }) => {
             let stamp = || safehold_core::catalog::now();
             let r = safehold_core::scheduler::recover_interrupted(&ctx).await?;
-            if r.backups + r.restores + r.partial_files > 0 {
-                println!("{} {} backups and {} restores were interrupted by a stop; {} partial archives removed", stamp(), r.backups, r.restores, r.partial_files);
+            if r.backups + r.restores + r.partial_files + r.uploads as u64 > 0 {
+                println!(
+                    "{} {} backups and {} restores were interrupted by a stop; {} partial archives removed, {} unfinished uploads aborted",
+                    stamp(),
+                    r.backups,
+                    r.restores,
+                    r.partial_files,
+                    r.uploads
+                );
             }
             let log: safehold_core::scheduler::LogSink = Arc::new(move |line| println!("{} {line}", safehold_core::catalog::now()));
             let scheduler = safehold_core::scheduler::Scheduler::new(ctx.clone(), max_jobs, log);

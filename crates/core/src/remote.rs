@@ -16,12 +16,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_util::TryStreamExt;
 use object_store::path::Path as ObjPath;
-use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -71,7 +72,14 @@ pub struct Settings {
     pub service_account_key: Option<String>,
 }
 
-type Stores = Mutex<HashMap<String, Arc<dyn ObjectStore>>>;
+/// A bucket's store, as objects and as the low-level multipart API (the same client).
+#[derive(Clone)]
+struct Store {
+    objects: Arc<dyn ObjectStore>,
+    multipart: Arc<dyn MultipartStore>,
+}
+
+type Stores = Mutex<HashMap<String, Store>>;
 
 fn stores() -> &'static Stores {
     static S: OnceLock<Stores> = OnceLock::new();
@@ -99,7 +107,11 @@ pub fn connect(url: &str, settings: &Settings) -> Result<()> {
         return Ok(());
     }
     let bad = |e: object_store::Error| Error::validation(format!("cannot use {root}: {e}"));
-    let store: Arc<dyn ObjectStore> = match scheme.as_str() {
+    fn both<T: ObjectStore + MultipartStore>(s: T) -> Store {
+        let s = Arc::new(s);
+        Store { objects: s.clone(), multipart: s }
+    }
+    let store: Store = match scheme.as_str() {
         "s3" => {
             let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket);
             let endpoint = settings.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()).or_else(|| std::env::var("AWS_ENDPOINT").ok());
@@ -117,7 +129,7 @@ pub fn connect(url: &str, settings: &Settings) -> Result<()> {
                 b = b.with_access_key_id(k).with_secret_access_key(s);
             }
             b = b.with_retry(object_store::RetryConfig { max_retries: 2, retry_timeout: std::time::Duration::from_secs(10), ..Default::default() });
-            Arc::new(b.build().map_err(bad)?)
+            both(b.build().map_err(bad)?)
         }
         "az" => {
             let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(&bucket);
@@ -131,14 +143,14 @@ pub fn connect(url: &str, settings: &Settings) -> Result<()> {
             if let Some(e) = &settings.endpoint {
                 b = b.with_endpoint(e.clone()).with_allow_http(e.starts_with("http://"));
             }
-            Arc::new(b.build().map_err(bad)?)
+            both(b.build().map_err(bad)?)
         }
         "gs" => {
             let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(&bucket);
             if let Some(k) = &settings.service_account_key {
                 b = b.with_service_account_key(k.clone());
             }
-            Arc::new(b.build().map_err(bad)?)
+            both(b.build().map_err(bad)?)
         }
         other => return Err(Error::validation(format!("unsupported object storage scheme {other}"))),
     };
@@ -150,6 +162,7 @@ pub fn connect(url: &str, settings: &Settings) -> Result<()> {
 #[derive(Clone)]
 pub struct Object {
     store: Arc<dyn ObjectStore>,
+    multipart: Arc<dyn MultipartStore>,
     pub key: ObjPath,
     pub url: String,
 }
@@ -174,7 +187,7 @@ pub fn object(url: &Path) -> Result<Object> {
             stores().lock().ok().and_then(|m| m.get(&root).cloned()).ok_or_else(|| Error::new(ErrorCode::Internal, "object store vanished"))?
         }
     };
-    Ok(Object { store, key: ObjPath::from(key), url })
+    Ok(Object { store: store.objects, multipart: store.multipart, key: ObjPath::from(key), url })
 }
 
 /// A clear error for a failed object-store call.
@@ -204,7 +217,7 @@ pub fn explain(url: &str, what: &str, e: object_store::Error) -> Error {
 impl Object {
     pub fn child(&self, rel: &str) -> Object {
         let key = if self.key.as_ref().is_empty() { ObjPath::from(rel) } else { ObjPath::from(format!("{}/{rel}", self.key)) };
-        Object { store: self.store.clone(), key, url: format!("{}/{rel}", self.url.trim_end_matches('/')) }
+        Object { store: self.store.clone(), multipart: self.multipart.clone(), key, url: format!("{}/{rel}", self.url.trim_end_matches('/')) }
     }
 
     pub fn size(&self) -> Result<Option<u64>> {
@@ -270,12 +283,60 @@ impl Object {
     }
 
     /// A streaming multipart upload: the object appears only when [`Upload::finish`] completes
-    /// it; dropped unfinished, the upload is aborted and nothing is left.
+    /// it; dropped unfinished, the upload is aborted and nothing is left. Until it ends, a small
+    /// marker object beside it (`<key>.uploading`: the upload's id, this host and process) lets
+    /// the next start abort an upload whose process was killed ([`abort_orphaned_uploads`]).
     pub fn upload(&self) -> Result<Upload> {
-        let (store, key, url) = (self.store.clone(), self.key.clone(), self.url.clone());
-        let up = block(async move { store.put_multipart(&key).await }).map_err(|e| explain(&url, "start an upload", e))?;
-        Ok(Upload { up: Some(up), buf: Vec::with_capacity(PART), url: self.url.clone() })
+        let (mp, key, url) = (self.multipart.clone(), self.key.clone(), self.url.clone());
+        let id = block(async move { mp.create_multipart(&key).await }).map_err(|e| explain(&url, "start an upload", e))?;
+        let marker = self.marker();
+        let entry = serde_json::json!({ "id": id, "host": host(), "pid": std::process::id() });
+        if let Err(e) = marker.put(entry.to_string().into_bytes()) {
+            let _ = self.abort(&id);
+            return Err(e);
+        }
+        Ok(Upload { object: self.clone(), id: Some(id), parts: Vec::new(), buf: Vec::with_capacity(PART), marker: Some(marker) })
     }
+
+    fn marker(&self) -> Object {
+        Object { store: self.store.clone(), multipart: self.multipart.clone(), key: ObjPath::from(format!("{}{MARKER}", self.key)), url: format!("{}{MARKER}", self.url) }
+    }
+
+    fn abort(&self, id: &str) -> Result<()> {
+        let (mp, key, url, id) = (self.multipart.clone(), self.key.clone(), self.url.clone(), id.to_string());
+        match block(async move { mp.abort_multipart(&key, &id).await }) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(explain(&url, "abort an unfinished upload", e)),
+        }
+    }
+}
+
+/// Ends the name of an upload's marker object.
+pub const MARKER: &str = ".uploading";
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").or_else(|_| std::fs::read_to_string("/etc/hostname")).unwrap_or_default().trim().to_string()
+}
+
+/// Aborts the multipart uploads below `location` that a process of this host which is no longer
+/// running left unfinished (killed mid-backup), and removes their markers; returns how many.
+/// Uploads of running processes and of other hosts are left alone.
+pub fn abort_orphaned_uploads(location: &Path) -> Result<usize> {
+    let dir = object(location)?;
+    let mut aborted = 0;
+    for (url, _) in dir.list()?.into_iter().filter(|(u, _)| u.ends_with(MARKER)) {
+        let marker = object(Path::new(&url))?;
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&marker.get()?) else { continue };
+        let (id, pid) = (v["id"].as_str().unwrap_or_default(), v["pid"].as_u64().unwrap_or(0));
+        let mine = v["host"].as_str() == Some(host().as_str());
+        if !mine || pid == u64::from(std::process::id()) || PathBuf::from(format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        object(Path::new(url.trim_end_matches(MARKER)))?.abort(id)?;
+        marker.delete()?;
+        aborted += 1;
+    }
+    Ok(aborted)
 }
 
 pub struct RangeReader {
@@ -313,27 +374,38 @@ impl Read for RangeReader {
 const PART: usize = 8 << 20;
 
 pub struct Upload {
-    up: Option<Box<dyn MultipartUpload>>,
+    object: Object,
+    id: Option<String>,
+    parts: Vec<PartId>,
     buf: Vec<u8>,
-    url: String,
+    marker: Option<Object>,
 }
 
 impl Upload {
     fn send_part(&mut self) -> std::io::Result<()> {
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(PART));
-        let up = self.up.as_mut().ok_or_else(|| std::io::Error::other("the upload is closed"))?;
-        let part = up.put_part(PutPayload::from(data));
-        block(part).map_err(|e| std::io::Error::other(explain(&self.url, "upload a part", e).message))
+        let id = self.id.clone().ok_or_else(|| std::io::Error::other("the upload is closed"))?;
+        let (mp, key, idx) = (self.object.multipart.clone(), self.object.key.clone(), self.parts.len());
+        let part = block(async move { mp.put_part(&key, &id, idx, PutPayload::from(data)).await })
+            .map_err(|e| std::io::Error::other(explain(&self.object.url, "upload a part", e).message))?;
+        self.parts.push(part);
+        Ok(())
     }
 
     /// Completes the upload: the object appears whole.
     pub fn finish(mut self) -> Result<()> {
-        if !self.buf.is_empty() {
+        if !self.buf.is_empty() || self.parts.is_empty() {
             self.send_part().map_err(|e| Error::new(ErrorCode::Io, e.to_string()))?;
         }
-        let mut up = self.up.take().ok_or_else(|| Error::new(ErrorCode::Internal, "the upload is closed"))?;
-        let url = self.url.clone();
-        block(async move { up.complete().await }).map(|_| ()).map_err(|e| explain(&url, "complete the upload", e))
+        let id = self.id.take().ok_or_else(|| Error::new(ErrorCode::Internal, "the upload is closed"))?;
+        let (mp, key, url, parts) = (self.object.multipart.clone(), self.object.key.clone(), self.object.url.clone(), std::mem::take(&mut self.parts));
+        let done = block(async move { mp.complete_multipart(&key, &id, parts).await }).map(|_| ()).map_err(|e| explain(&url, "complete the upload", e));
+        if done.is_ok() {
+            if let Some(m) = self.marker.take() {
+                let _ = m.delete();
+            }
+        }
+        done
     }
 }
 
@@ -355,8 +427,12 @@ impl Write for Upload {
 impl Drop for Upload {
     /// An unfinished upload is aborted: no partial object, no orphaned multipart upload.
     fn drop(&mut self) {
-        if let Some(mut up) = self.up.take() {
-            let _ = block(async move { up.abort().await });
+        if let Some(id) = self.id.take() {
+            if self.object.abort(&id).is_ok() {
+                if let Some(m) = self.marker.take() {
+                    let _ = m.delete();
+                }
+            }
         }
     }
 }

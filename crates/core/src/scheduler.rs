@@ -50,11 +50,16 @@ pub struct Recovered {
     pub backups: u64,
     pub restores: u64,
     pub partial_files: u64,
+    /// Multipart uploads left unfinished on object storage, aborted.
+    pub uploads: usize,
 }
 
 /// Marks jobs left `running` or `pending` by a process that died as failed ("interrupted") and
-/// removes the partial archives they left in local storages. Completed backups are untouched.
+/// removes the partial archives they left in local storages and the multipart uploads they left
+/// unfinished on object storage. Completed backups are untouched.
 pub async fn recover_interrupted(ctx: &Ctx) -> Result<Recovered> {
+    // Start-up housekeeping, before anybody signs in: Safehold acts for itself.
+    let ctx = &ctx.detached(crate::operators::Session::of(Some(crate::operators::Acting::background()), None));
     let msg = "interrupted: Safehold stopped while this backup was running or queued; it did not complete and left no archive";
     let backups = sqlx::query("UPDATE backup_executions SET status = 'failed', completed_at = ?, error_message = ? WHERE status IN ('running', 'pending')")
         .bind(now())
@@ -73,7 +78,18 @@ pub async fn recover_interrupted(ctx: &Ctx) -> Result<Recovered> {
     .map_err(|e| Error::catalog("record interrupted restores", &e))?
     .rows_affected();
     let mut partial_files = 0;
-    for s in crate::storage::list(ctx).await? {
+    let stores = crate::storage::list(ctx).await?;
+    // Multipart uploads a killed process left unfinished on object storage.
+    let mut uploads = 0;
+    for s in stores.iter().filter(|s| s.storage_type != crate::storage::StorageType::Local) {
+        let Ok(dir) = crate::storage::location(ctx, s).await else { continue };
+        match tokio::task::spawn_blocking(move || crate::remote::abort_orphaned_uploads(&dir)).await {
+            Ok(Ok(n)) => uploads += n,
+            Ok(Err(e)) => tracing::warn!("cannot check \"{}\" for unfinished uploads: {}", s.storage_name, e.message),
+            Err(e) => tracing::warn!("cannot check \"{}\" for unfinished uploads: {e}", s.storage_name),
+        }
+    }
+    for s in stores {
         let Ok(dir) = crate::storage::local_dir(&s) else { continue };
         for entry in std::fs::read_dir(dir.join("archives")).into_iter().flatten().flatten() {
             let p = entry.path();
@@ -82,10 +98,18 @@ pub async fn recover_interrupted(ctx: &Ctx) -> Result<Recovered> {
             }
         }
     }
-    if backups + restores + partial_files > 0 {
-        crate::catalog::audit(&ctx.pool, &ctx.operator_id(), "jobs.recover", "catalog", "success", Some(&format!("{backups} backups and {restores} restores interrupted; {partial_files} partial archives removed"))).await?;
+    if backups + restores + partial_files + uploads as u64 > 0 {
+        crate::catalog::audit(
+            &ctx.pool,
+            &ctx.operator_id(),
+            "jobs.recover",
+            "catalog",
+            "success",
+            Some(&format!("{backups} backups and {restores} restores interrupted; {partial_files} partial archives removed; {uploads} unfinished uploads aborted")),
+        )
+        .await?;
     }
-    Ok(Recovered { backups, restores, partial_files })
+    Ok(Recovered { backups, restores, partial_files, uploads })
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Local>> {

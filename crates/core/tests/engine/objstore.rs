@@ -445,3 +445,52 @@ async fn google_cloud_storage_passes_the_conformance_suite_and_a_backup_round_tr
     tokio::task::spawn_blocking(|| conformance("gs://gcs-conformance", None)).await.expect("conformance");
     round_trip(Path::new("gs://gcs-conformance/prod")).await;
 }
+
+/// A multipart upload whose process was killed (its Drop never ran) is found by its marker at the
+/// next start and aborted; an upload of a running process is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_left_by_a_killed_process_is_aborted_at_the_next_start() {
+    let Some((_dir, ctx)) = crate::runs::keychain_home().await else { return };
+    let Some(s3) = S3::start(false) else { return };
+    let bucket = s3.bucket("orphans");
+    safehold_core::storage::add_remote(
+        &ctx,
+        safehold_core::storage::RemoteStorageInput {
+            name: "Offsite".into(),
+            url: format!("{bucket}/repo"),
+            endpoint: Some(s3.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            quota_bytes: None,
+            credentials: Some(safehold_core::storage::StorageCredentials { access_key_id: Some("test".into()), secret_access_key: Some("test".into()), service_account_key: None }),
+            is_default: false,
+        },
+    )
+    .await
+    .expect("add the storage");
+    let obj = remote::object(Path::new(&format!("{bucket}/repo/archives/killed.shar"))).expect("object");
+    let mut up = obj.upload().expect("start an upload");
+    up.write_all(&random_bytes(9 << 20)).expect("a part");
+    // A helper process stands in for the killed one: it wrote the upload's marker, then died.
+    let mut dead = Command::new("true").spawn().expect("true");
+    let dead_pid = dead.id();
+    dead.wait().expect("exited");
+    let marker = remote::object(Path::new(&format!("{bucket}/repo/archives/killed.shar{}", remote::MARKER))).expect("marker");
+    let mut entry: serde_json::Value = serde_json::from_slice(&marker.get().expect("the marker exists while uploading")).expect("json");
+    entry["pid"] = dead_pid.into();
+    marker.put(entry.to_string().into_bytes()).expect("rewrite the marker");
+    std::mem::forget(up);
+    assert_eq!(s3.open_uploads("orphans"), 1, "the killed process's upload is still open");
+
+    // A live upload (this process) is left alone.
+    let live = remote::object(Path::new(&format!("{bucket}/repo/archives/live.shar"))).expect("object").upload().expect("live upload");
+    let r = safehold_core::scheduler::recover_interrupted(&ctx).await.expect("recover");
+    assert_eq!(r.uploads, 1);
+    assert_eq!(s3.open_uploads("orphans"), 1, "only the live upload remains");
+    assert_eq!(marker.size().expect("head"), None, "the orphan's marker is gone");
+    drop(live);
+    assert_eq!(s3.open_uploads("orphans"), 0, "a dropped upload aborts itself");
+    let left: Vec<String> = remote::object(Path::new(&format!("{bucket}/repo"))).expect("repo").list().expect("list").into_iter().map(|(u, _)| u).collect();
+    assert!(left.is_empty(), "no object, partial or marker, is left: {left:?}");
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'jobs.recover' AND detail LIKE '%1 unfinished uploads aborted%'").fetch_one(&ctx.pool).await.expect("audit");
+    assert_eq!(audited, 1);
+}
