@@ -220,11 +220,27 @@ pub async fn preview_retention(state: State<'_, AppState>, configuration_id: Str
 /// Applies retention now for a configuration.
 #[tauri::command]
 pub async fn apply_retention(state: State<'_, AppState>, configuration_id: String) -> Res<safehold_core::retention::RetentionPlan> {
+    // Cancel (cancel_retention) works while it waits for a slot and between two deletions.
+    let key = format!("retention:{configuration_id}");
+    let cancel = safehold_core::source::CancelToken::new();
+    if let Ok(mut running) = state.running.lock() {
+        running.insert(key.clone(), cancel.clone());
+    }
     let _slot = match &state.scheduler {
         Some(s) => s.slot().await,
         None => None,
     };
-    safehold_core::retention::apply(state.ctx()?, &configuration_id).await
+    let plan = safehold_core::retention::apply_cancellable(state.ctx()?, &configuration_id, &cancel).await;
+    if let Ok(mut running) = state.running.lock() {
+        running.remove(&key);
+    }
+    plan
+}
+
+/// Cancels retention being applied for a configuration (what is deleted stays deleted).
+#[tauri::command]
+pub fn cancel_retention(state: State<'_, AppState>, configuration_id: String) -> Res<bool> {
+    cancel_backup(state, format!("retention:{configuration_id}"))
 }
 
 /// Disaster recovery: records a repository's backups (from their plaintext headers) in the catalog.

@@ -252,6 +252,7 @@ fn main() {
             commands::cancel_verify,
             commands::preview_retention,
             commands::apply_retention,
+            commands::cancel_retention,
             commands::rebuild_catalog,
             commands::check_storage,
             commands::refresh_storage_usage,

@@ -17,6 +17,7 @@ use crate::configurations;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::history::{self, JobStatus};
+use crate::source::CancelToken;
 
 #[derive(Debug, Clone, Copy, Serialize, TS, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -168,16 +169,38 @@ pub async fn apply(ctx: &Ctx, configuration_id: &str) -> Result<RetentionPlan> {
 }
 
 pub async fn apply_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> Result<RetentionPlan> {
+    apply_cancellable_at(ctx, configuration_id, at, &CancelToken::new()).await
+}
+
+/// [`apply`], stopping at `cancel` (see [`apply_cancellable_at`]).
+pub async fn apply_cancellable(ctx: &Ctx, configuration_id: &str, cancel: &CancelToken) -> Result<RetentionPlan> {
+    apply_cancellable_at(ctx, configuration_id, Utc::now(), cancel).await
+}
+
+/// Applies retention, stopping at `cancel` between two deletions: what was deleted stays deleted
+/// (recorded and audited), the rest is kept — children go first, so every kept chain still
+/// restores.
+pub async fn apply_cancellable_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>, cancel: &CancelToken) -> Result<RetentionPlan> {
     crate::operators::require(ctx, crate::operators::Permission::ManageAll, "retention.apply", configuration_id).await?;
-    apply_policy(ctx, configuration_id, at).await
+    apply_policy_until(ctx, configuration_id, at, cancel).await
 }
 
 /// Applies the configuration's retention policy (set by a super admin) after one of its backups,
 /// whoever ran the backup.
 pub(crate) async fn apply_policy(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> Result<RetentionPlan> {
+    apply_policy_until(ctx, configuration_id, at, &CancelToken::new()).await
+}
+
+async fn apply_policy_until(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>, cancel: &CancelToken) -> Result<RetentionPlan> {
     let plan = preview_at(ctx, configuration_id, at).await?;
     // Items are newest first: children go before the backups they build on.
-    for item in plan.items.iter().filter(|i| i.action == RetentionAction::Delete) {
+    for (deleted, item) in plan.items.iter().filter(|i| i.action == RetentionAction::Delete).enumerate() {
+        if cancel.is_cancelled() {
+            return Err(Error::new(
+                crate::ErrorCode::Cancelled,
+                format!("retention cancelled: {deleted} of {} backups were deleted before the cancel; the others are kept", plan.delete_count),
+            ));
+        }
         let Some(path) = &item.file_path else { continue };
         let removed = if crate::remote::is_remote(Path::new(path)) {
             let p = PathBuf::from(path);

@@ -102,6 +102,7 @@ export const api = {
   cancelRestore: (restoreId: string) => call<boolean>("cancel_restore", { restoreId }),
   previewRetention: (configurationId: string) => call<RetentionPlan>("preview_retention", { configurationId }),
   applyRetention: (configurationId: string) => call<RetentionPlan>("apply_retention", { configurationId }),
+  cancelRetention: (configurationId: string) => call<boolean>("cancel_retention", { configurationId }),
   /** Jobs' progress and ends as they happen; resolves with a function that stops listening. */
   onJobEvent: (handler: (e: JobEvent) => void): Promise<() => void> => listen<JobEvent>("job-event", (e) => handler(e.payload)),
   verifyByRestoring: (executionId: string) => call<RestoreTestReport>("verify_by_restoring", { executionId }),

@@ -41,6 +41,9 @@ export function RetentionPanel({ configurationId, onClose }: { configurationId: 
                 onClick={() => apply.mutate()}>
                 {plan.delete_count === 0 ? "Nothing to delete" : `Delete ${plan.delete_count} backups (${formatFileSize(plan.bytes_freed)})`}
               </Button>
+              {apply.isPending && (
+                <Button size="sm" variant="outline" data-testid="retention-cancel" onClick={() => void api.cancelRetention(configurationId)}>Cancel</Button>
+              )}
               <Button size="sm" variant="ghost" onClick={onClose}>Close</Button>
             </div>
             {apply.isSuccess && <div className="text-green-700" data-testid="retention-done">Deleted {apply.data.delete_count} backups.</div>}

@@ -30,6 +30,7 @@ vi.mock("../api", async () => {
       cancelRestore: vi.fn(),
       verifyByRestoring: vi.fn(),
       cancelVerify: vi.fn(),
+      cancelRetention: vi.fn(),
       previewRetention: vi.fn(),
       onJobEvent: vi.fn(),
       pickDirectory: vi.fn(),
@@ -407,6 +408,18 @@ describe("BackupDashboard", () => {
     await userEvent.click(screen.getByTestId("retention-apply"));
     await waitFor(() => expect(mocked.applyRetention).toHaveBeenCalledWith("c1"));
     expect(await screen.findByTestId("retention-done")).toHaveTextContent("Deleted 1 backups");
+
+    // Applying again, and cancelling while it runs.
+    let reject: (e: unknown) => void = () => {};
+    mocked.applyRetention.mockReturnValue(new Promise((_, r) => { reject = r; }));
+    mocked.cancelRetention.mockImplementation(async () => {
+      reject(new ApiError("cancelled", "retention cancelled: 0 of 1 backups were deleted before the cancel; the others are kept"));
+      return true;
+    });
+    await userEvent.click(screen.getByTestId("retention-apply"));
+    await userEvent.click(await screen.findByTestId("retention-cancel"));
+    await waitFor(() => expect(mocked.cancelRetention).toHaveBeenCalledWith("c1"));
+    expect(await screen.findByRole("alert")).toHaveTextContent("retention cancelled");
   });
 
   it("shows why a plan is refused", async () => {

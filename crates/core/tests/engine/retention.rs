@@ -74,6 +74,14 @@ async fn retention_deletes_what_the_preview_said_and_keeps_every_chain_restorabl
     assert_eq!(plan.delete_count, 3);
     assert!(std::path::Path::new(&ids[0].1.archive).exists(), "a preview deletes nothing");
 
+    // Cancelled before its first deletion: it says so and deletes nothing.
+    let cancel = safehold_core::source::CancelToken::new();
+    cancel.cancel();
+    let err = retention::apply_cancellable(&h.ctx, "c1", &cancel).await.expect_err("cancelled");
+    assert_eq!(err.code, safehold_core::ErrorCode::Cancelled);
+    assert!(err.message.contains("0 of 3 backups were deleted"), "{}", err.message);
+    assert!(ids.iter().all(|(_, b)| std::path::Path::new(&b.archive).exists()), "a cancelled retention deleted nothing");
+
     let done = retention::apply(&h.ctx, "c1").await.expect("apply");
     let deleted: Vec<&str> = done.items.iter().filter(|i| i.action == RetentionAction::Delete).map(|i| i.execution_id.as_str()).collect();
     let previewed: Vec<&str> = plan.items.iter().filter(|i| i.action == RetentionAction::Delete).map(|i| i.execution_id.as_str()).collect();
