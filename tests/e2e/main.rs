@@ -559,6 +559,22 @@ async fn tray_shows(text: &str) -> (String, String, String) {
     }
 }
 
+/// Clicks the tray menu's item labelled `label`.
+fn click_tray(name: &str, path: &str, layout: &str, label: &str) {
+    let id = layout
+        .split("<(")
+        .find(|item| item.contains(&format!("'label': <'{label}'>")))
+        .and_then(|item| item.split(',').next())
+        .unwrap_or_else(|| panic!("no tray item {label:?} in {layout}"))
+        .trim()
+        .to_string();
+    let clicked = Command::new("gdbus")
+        .args(["call", "--session", "--dest", name, "--object-path", path, "--method", "com.canonical.dbusmenu.Event", "--", &id, "clicked", "<0>", "0"])
+        .output()
+        .expect("gdbus");
+    assert!(clicked.status.success(), "{}", String::from_utf8_lossy(&clicked.stderr));
+}
+
 /// A scheduled backup that fails raises a desktop notification (the test watches the session bus
 /// with dbus-monitor for the call to org.freedesktop.Notifications) and the tray says so; the
 /// tray's "Back up now" backs up every active configuration.
@@ -605,18 +621,7 @@ async fn a_failing_scheduled_backup_raises_a_desktop_notification_and_the_tray_s
     assert!(!seen.contains("n0t-in-any-message"), "no password in a notification: {seen}");
     // The tray's status line, and its "Back up now".
     let (name, path, layout) = tray_shows("Last scheduled backup failed: Gone nightly").await;
-    let id = layout
-        .split("<(")
-        .find(|item| item.contains("'label': <'Back up now'>"))
-        .and_then(|item| item.split(',').next())
-        .expect("a Back up now item")
-        .trim()
-        .to_string();
-    let clicked = Command::new("gdbus")
-        .args(["call", "--session", "--dest", &name, "--object-path", &path, "--method", "com.canonical.dbusmenu.Event", "--", &id, "clicked", "<0>", "0"])
-        .output()
-        .expect("gdbus");
-    assert!(clicked.status.success(), "{}", String::from_utf8_lossy(&clicked.stderr));
+    click_tray(&name, &path, &layout, "Back up now");
     let deadline = Instant::now() + Duration::from_secs(30);
     while app.catalog_count("SELECT count(*) FROM backup_executions WHERE status = 'completed' AND json_extract(metadata, '$.trigger') = ?", "manual").await < 1 {
         assert!(Instant::now() < deadline, "the tray's Back up now did not back up the demo");
