@@ -41,14 +41,22 @@ impl App {
 
     /// Starts the app on a home prepared by the test (holding its turn).
     async fn start_in(home: tempfile::TempDir, turn: tokio::sync::MutexGuard<'static, ()>) -> App {
+        Self::start_with(home, turn, true).await
+    }
+
+    /// `quit_on_close`: the session's end closes the window and the app quits (tests), instead of
+    /// staying in the tray (users).
+    async fn start_with(home: tempfile::TempDir, turn: tokio::sync::MutexGuard<'static, ()>, quit_on_close: bool) -> App {
         let binary = app_binary();
         assert!(binary.exists(), "the app binary {} is missing: build it with `make app`", binary.display());
         let port = free_port();
-        let driver = Command::new(std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into()))
-            .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
-            .env("SAFEHOLD_HOME", home.path())
+        let mut driver = Command::new(std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into()));
+        driver.args(["--port", &port.to_string(), "--native-port", &free_port().to_string()]).env("SAFEHOLD_HOME", home.path());
+        if quit_on_close {
             // The session's end closes the window: the app quits instead of going to the tray.
-            .env("SAFEHOLD_QUIT_ON_CLOSE", "1")
+            driver.env("SAFEHOLD_QUIT_ON_CLOSE", "1");
+        }
+        let driver = driver
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -630,5 +638,51 @@ async fn a_failing_scheduled_backup_raises_a_desktop_notification_and_the_tray_s
     app.screenshot("failure-notified").await;
     let _ = monitor.kill();
     let _ = monitor.wait();
+    app.stop().await;
+}
+
+/// The app's main window's X11 id, visible or not (`visible`: only when shown).
+fn main_window(visible: bool) -> Option<String> {
+    let mut args = vec!["search"];
+    if visible {
+        args.push("--onlyvisible");
+    }
+    args.extend(["--name", "Backup Management"]);
+    let out = Command::new("xdotool").args(&args).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_the_window_keeps_safehold_in_the_tray_until_it_is_quit_from_the_tray() {
+    let turn = ONE_APP.lock().await;
+    let app = App::start_with(tempfile::tempdir().expect("temp home"), turn, false).await;
+    app.wait_text("h1", "Backup Management").await;
+    let (name, _, _) = tray_shows("Quit Safehold").await;
+    // The window's close button, as a window manager delivers it (WM_DELETE_WINDOW).
+    let window = main_window(true).expect("the main window is shown");
+    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/wm_close.py");
+    assert!(Command::new("python3").arg(&tool).arg(&window).status().expect("python3").success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while main_window(true).is_some() {
+        assert!(Instant::now() < deadline, "the window did not close");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Still running in the tray; "Open" shows the window again.
+    let (still, path, layout) = tray_shows("Quit Safehold").await;
+    assert_eq!(still, name, "the same app is still running, in the tray");
+    click_tray(&still, &path, &layout, "Open");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while main_window(true).is_none() {
+        assert!(Instant::now() < deadline, "Open did not show the window again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Quit from the tray ends it.
+    click_tray(&still, &path, &layout, "Quit Safehold");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tray_menu().is_some() {
+        assert!(Instant::now() < deadline, "Quit Safehold did not end the app");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     app.stop().await;
 }
