@@ -87,17 +87,18 @@ pub async fn export_csv(ctx: &Ctx, filter: &AuditFilter, path: &Path) -> Result<
     let mut w = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| Error::new(crate::error::ErrorCode::Internal, format!("cannot write the CSV: {e}"));
     w.write_record(["id", "at", "operator", "operator_id", "action", "target", "outcome", "detail"]).map_err(io)?;
+    // A cell a spreadsheet would take for a formula (a crafted name, a target) is written as text.
+    let cell = |v: &str| if v.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{v}") } else { v.to_string() };
     for r in &rows {
-        let id = r.id.to_string();
         w.write_record([
-            id.as_str(),
-            &r.at,
-            r.operator.as_deref().unwrap_or(""),
-            r.operator_id.as_deref().unwrap_or(""),
-            &r.action,
-            r.target.as_deref().unwrap_or(""),
-            &r.outcome,
-            r.detail.as_deref().unwrap_or(""),
+            r.id.to_string(),
+            cell(&r.at),
+            cell(r.operator.as_deref().unwrap_or("")),
+            cell(r.operator_id.as_deref().unwrap_or("")),
+            cell(&r.action),
+            cell(r.target.as_deref().unwrap_or("")),
+            cell(&r.outcome),
+            cell(r.detail.as_deref().unwrap_or("")),
         ])
         .map_err(io)?;
     }

@@ -116,6 +116,10 @@ pub struct Acting {
     pub name: String,
     pub role: Role,
     pub permissions: Vec<Permission>,
+    /// Safehold's own background work, not an operator of the catalog.
+    #[serde(skip)]
+    #[ts(skip)]
+    pub background: bool,
 }
 
 impl Acting {
@@ -127,6 +131,7 @@ impl Acting {
             name: "Safehold (background)".into(),
             role: Role::PlatformOperator,
             permissions: vec![Permission::TriggerManual, Permission::ManageStorage, Permission::ViewStatus, Permission::ViewHistory],
+            background: true,
         }
     }
     pub fn may(&self, p: Permission) -> bool {
@@ -204,14 +209,32 @@ pub async fn load(pool: &SqlitePool, id: &str) -> Result<Acting> {
         return Err(Error::new(ErrorCode::PermissionDenied, format!("the operator \"{name}\" is disabled")));
     }
     let role = Role::parse(&role)?;
-    Ok(Acting { permissions: permissions_of(pool, role).await?, id, name, role })
+    Ok(Acting { permissions: permissions_of(pool, role).await?, id, name, role, background: false })
 }
 
 /// Checks that the acting operator holds `permission` for `action` on `target`; a refusal is
 /// audited and changes nothing. Returns who acts.
 pub async fn require(ctx: &Ctx, permission: Permission, action: &str, target: &str) -> Result<Acting> {
     let acting = current(ctx)?;
+    // The catalog decides, not the session's copy: a disabled, removed or re-roled operator's
+    // open sessions follow at once.
+    let acting = if acting.background {
+        acting
+    } else {
+        match load(&ctx.pool, &acting.id).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                end_session(ctx, format!("the session of {} ended: {}", acting.name, e.message));
+                return Err(Error::new(ErrorCode::PermissionDenied, format!("{}; sign in again", e.message)));
+            }
+        }
+    };
     let held: BTreeSet<Permission> = acting.permissions.iter().copied().collect();
+    let is_view = matches!(permission, Permission::ViewStatus | Permission::ViewHistory);
+    if !is_view {
+        // An action is activity; the dashboard's own polling for lists is not.
+        touch(ctx);
+    }
     if permission.granted_by(&held) {
         return Ok(acting);
     }
@@ -220,6 +243,22 @@ pub async fn require(ctx: &Ctx, permission: Permission, action: &str, target: &s
         ErrorCode::PermissionDenied,
         format!("{} ({}) may not do this: it needs the permission {}; ask a super admin", acting.name, acting.role.as_str(), permission.as_str()),
     ))
+}
+
+fn end_session(ctx: &Ctx, why: String) {
+    if let Ok(mut s) = ctx.session.lock() {
+        s.acting = None;
+        s.ended = Some(why);
+    }
+}
+
+/// The operator did something (a click, a key): the idle clock starts again.
+pub fn touch(ctx: &Ctx) {
+    if let Ok(mut s) = ctx.session.lock() {
+        if s.acting.is_some() && s.idle.is_none_or(|idle| s.last_active.elapsed() <= idle) {
+            s.last_active = Instant::now();
+        }
+    }
 }
 
 /// The operator acting, ending the session when it has been idle too long.
@@ -233,11 +272,7 @@ pub fn current(ctx: &Ctx) -> Result<Acting> {
         }
     }
     match &s.acting {
-        Some(a) => {
-            let a = a.clone();
-            s.last_active = Instant::now();
-            Ok(a)
-        }
+        Some(a) => Ok(a.clone()),
         None => Err(Error::new(ErrorCode::PermissionDenied, s.ended.clone().unwrap_or_else(|| "nobody is signed in: sign in as an operator first".into()))),
     }
 }
@@ -252,6 +287,9 @@ fn human(d: Duration) -> String {
 }
 
 // Password hashes: "argon2id$<m>$<t>$<p>$<salt hex>$<hash hex>".
+
+/// A hash checked for unknown names, so that they take as long as known ones.
+const DUMMY_HASH: &str = "argon2id$19456$2$1$00000000000000000000000000000000$0000000000000000000000000000000000000000000000000000000000000000";
 fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
@@ -312,6 +350,14 @@ pub async fn create_first(ctx: &Ctx, name: &str, password: &str) -> Result<Actin
         .await
         .map_err(|e| unique(e, &name))?;
     sqlx::query("UPDATE operators SET is_active = 0 WHERE id = ?").bind(LOCAL_OPERATOR_ID).execute(&mut *tx).await.map_err(|e| Error::catalog("disable the local administrator", &e))?;
+    // Schedules run on behalf of their owner: the local administrator's become the new super
+    // admin's, so they keep running.
+    sqlx::query("UPDATE backup_configurations SET created_by = ? WHERE created_by = ?")
+        .bind(&id)
+        .bind(LOCAL_OPERATOR_ID)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::catalog("hand the schedules over", &e))?;
     audit(&mut *tx, &id, "operator.create_first", &name, "success", Some("super_admin")).await?;
     tx.commit().await.map_err(|e| Error::catalog("create the operator", &e))?;
     let acting = load(&ctx.pool, &id).await?;
@@ -375,8 +421,12 @@ pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Resul
             .await
             .map_err(|e| Error::catalog("read the operator", &e))?;
     let wrong = || Error::new(ErrorCode::AuthFailed, format!("wrong operator name or password for \"{name}\""));
-    let Some((id, hash, active, failures, locked_until)) = row else {
-        audit(&ctx.pool, LOCAL_OPERATOR_ID, "operator.sign_in", name, "failure", Some("no such operator")).await?;
+    let Some((id, hash, active, _, locked_until)) = row else {
+        // As slow as a real check, so that names cannot be told by timing; the typed name is not
+        // recorded (it may be a password typed into the wrong field).
+        let p = password.to_string();
+        let _ = tokio::task::spawn_blocking(move || verify_password(&p, DUMMY_HASH)).await;
+        audit(&ctx.pool, LOCAL_OPERATOR_ID, "operator.sign_in", "(unknown operator)", "failure", Some("no such operator")).await?;
         tokio::time::sleep(delay(1)).await;
         return Err(wrong());
     };
@@ -397,15 +447,21 @@ pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Resul
         None => false,
     };
     if !ok {
-        let failures = failures + 1;
-        let lock = (failures >= MAX_FAILURES).then(|| (chrono::Utc::now() + chrono::Duration::minutes(LOCK_MINUTES)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        sqlx::query("UPDATE operators SET failed_attempts = ?, locked_until = ? WHERE id = ?")
-            .bind(if lock.is_some() { 0 } else { failures })
-            .bind(&lock)
+        // Counted in one statement: sign-ins tried in parallel cannot share a count.
+        let failures: i64 = sqlx::query_scalar("UPDATE operators SET failed_attempts = failed_attempts + 1 WHERE id = ? RETURNING failed_attempts")
             .bind(&id)
-            .execute(&ctx.pool)
+            .fetch_one(&ctx.pool)
             .await
             .map_err(|e| Error::catalog("record the failed sign-in", &e))?;
+        let lock = (failures >= MAX_FAILURES).then(|| (chrono::Utc::now() + chrono::Duration::minutes(LOCK_MINUTES)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        if let Some(until) = &lock {
+            sqlx::query("UPDATE operators SET failed_attempts = 0, locked_until = ? WHERE id = ?")
+                .bind(until)
+                .bind(&id)
+                .execute(&ctx.pool)
+                .await
+                .map_err(|e| Error::catalog("lock the operator", &e))?;
+        }
         audit(&ctx.pool, &id, "operator.sign_in", name, "failure", Some(&format!("wrong password ({failures} in a row)"))).await?;
         tokio::time::sleep(delay(failures)).await;
         if let Some(until) = lock {

@@ -324,17 +324,29 @@ fn host() -> String {
 pub fn abort_orphaned_uploads(location: &Path) -> Result<usize> {
     let dir = object(location)?;
     let mut aborted = 0;
+    let me = host();
+    // Without a host name or /proc, whether a process lives cannot be told: abort nothing.
+    if me.is_empty() || !Path::new("/proc/self").exists() {
+        return Ok(0);
+    }
     for (url, _) in dir.list()?.into_iter().filter(|(u, _)| u.ends_with(MARKER)) {
-        let marker = object(Path::new(&url))?;
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&marker.get()?) else { continue };
-        let (id, pid) = (v["id"].as_str().unwrap_or_default(), v["pid"].as_u64().unwrap_or(0));
-        let mine = v["host"].as_str() == Some(host().as_str());
-        if !mine || pid == u64::from(std::process::id()) || PathBuf::from(format!("/proc/{pid}")).exists() {
-            continue;
+        let swept = (|| -> Result<bool> {
+            let marker = object(Path::new(&url))?;
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&marker.get()?) else { return Ok(false) };
+            let (id, pid) = (v["id"].as_str().unwrap_or_default(), v["pid"].as_u64().unwrap_or(0));
+            if v["host"].as_str() != Some(me.as_str()) || pid == u64::from(std::process::id()) || PathBuf::from(format!("/proc/{pid}")).exists() {
+                return Ok(false);
+            }
+            object(Path::new(url.trim_end_matches(MARKER)))?.abort(id)?;
+            marker.delete()?;
+            Ok(true)
+        })();
+        // One marker that cannot be handled does not stop the others.
+        match swept {
+            Ok(true) => aborted += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot clear the unfinished upload {url}: {}", e.message),
         }
-        object(Path::new(url.trim_end_matches(MARKER)))?.abort(id)?;
-        marker.delete()?;
-        aborted += 1;
     }
     Ok(aborted)
 }
@@ -397,15 +409,15 @@ impl Upload {
         if !self.buf.is_empty() || self.parts.is_empty() {
             self.send_part().map_err(|e| Error::new(ErrorCode::Io, e.to_string()))?;
         }
-        let id = self.id.take().ok_or_else(|| Error::new(ErrorCode::Internal, "the upload is closed"))?;
+        let id = self.id.clone().ok_or_else(|| Error::new(ErrorCode::Internal, "the upload is closed"))?;
         let (mp, key, url, parts) = (self.object.multipart.clone(), self.object.key.clone(), self.object.url.clone(), std::mem::take(&mut self.parts));
-        let done = block(async move { mp.complete_multipart(&key, &id, parts).await }).map(|_| ()).map_err(|e| explain(&url, "complete the upload", e));
-        if done.is_ok() {
-            if let Some(m) = self.marker.take() {
-                let _ = m.delete();
-            }
+        block(async move { mp.complete_multipart(&key, &id, parts).await }).map_err(|e| explain(&url, "complete the upload", e))?;
+        // Completed: nothing to abort (a failed completion is aborted by Drop, marker and all).
+        self.id = None;
+        if let Some(m) = self.marker.take() {
+            let _ = m.delete();
         }
-        done
+        Ok(())
     }
 }
 

@@ -146,9 +146,19 @@ impl Repository {
     }
 
     /// Gives a repository made before key pairs existed its X25519 key pair.
+    /// Checks, when the public key is there, that it is the private key's own (the repository
+    /// file is not authenticated: a key swapped in by whoever can write to the storage is caught
+    /// the next time the repository is opened with its key).
     pub fn ensure_key_pair(&mut self, master: &SecretKey) -> Result<()> {
-        if self.config.public_key.is_some() {
-            return Ok(());
+        if let Some(public) = &self.config.public_key {
+            let private = self.config.private_sealed.as_ref().and_then(|sealed| open_private(master, sealed, self.id()));
+            return match private {
+                Some(p) if &keys::x25519_public(&p) == public => Ok(()),
+                _ => Err(Error::validation(format!(
+                    "the public key in {} is not the repository's own: the file was changed; back up into a new repository and check who can write to this storage",
+                    self.dir.join(CONFIG_FILE).display()
+                ))),
+            };
         }
         let (private, public) = keys::x25519_pair();
         self.config.private_sealed = Some(keys::wrap(&master.derive(PRIVATE_SEAL), &private, &master_aad(self.id()))?);

@@ -79,8 +79,13 @@ pub enum KeySlot {
 /// A new X25519 key pair: (private key, public key hex).
 pub fn x25519_pair() -> (SecretKey, String) {
     let private = SecretKey::random();
-    let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private.0));
-    (private, hex::encode(public.as_bytes()))
+    let public = x25519_public(&private);
+    (private, public)
+}
+
+/// The public key (hex) of an X25519 private key.
+pub fn x25519_public(private: &SecretKey) -> String {
+    hex::encode(x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private.0)).as_bytes())
 }
 
 fn x25519_kek(shared: &[u8; 32], ephemeral: &[u8; 32], public: &[u8; 32]) -> SecretKey {
@@ -102,6 +107,10 @@ pub fn seal_to_public(public_hex: &str, key: &SecretKey, aad: &[u8]) -> Result<K
     let eph = x25519_dalek::StaticSecret::from(SecretKey::random().0);
     let eph_pub = x25519_dalek::PublicKey::from(&eph);
     let shared = eph.diffie_hellman(&x25519_dalek::PublicKey::from(public));
+    if !shared.was_contributory() {
+        // A low-order point would make the key known to anyone.
+        return Err(Error::validation("the repository's public key is not a valid key: the repository file was changed"));
+    }
     let (nonce, wrapped) = wrap(&x25519_kek(shared.as_bytes(), eph_pub.as_bytes(), &public), key, aad)?;
     Ok(KeySlot::Public { public_key: public_hex.to_string(), ephemeral: hex::encode(eph_pub.as_bytes()), nonce, wrapped })
 }

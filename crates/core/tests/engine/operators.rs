@@ -27,6 +27,9 @@ async fn team() -> Home {
     let h = home().await;
     demo::ensure(&h.ctx, false).await.expect("demo");
     operators::create_first(&h.ctx, "alice", PW).await.expect("first super admin");
+    // The schedules set up before (the demo's) are hers now, so they keep running.
+    let owners: Vec<String> = sqlx::query_scalar("SELECT o.name FROM backup_configurations c JOIN operators o ON o.id = c.created_by").fetch_all(&h.ctx.pool).await.expect("owners");
+    assert_eq!(owners, ["alice"]);
     operators::add(&h.ctx, "olga", Role::PlatformOperator, PW).await.expect("add olga");
     operators::add(&h.ctx, "rita", Role::ReadOnlyAdmin, PW).await.expect("add rita");
     h
@@ -61,6 +64,9 @@ async fn the_first_start_creates_a_super_admin_and_then_nobody_acts_without_sign
     assert!(err.message.contains("sign in"), "{}", err.message);
     // Start-up housekeeping needs nobody signed in.
     safehold_core::scheduler::recover_interrupted(&ctx).await.expect("crash recovery at start-up");
+    let err = operators::sign_in(&ctx, "nobody-or-a-password", PW, false).await.expect_err("unknown");
+    assert_eq!(err.code, ErrorCode::AuthFailed);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM audit_log WHERE target LIKE '%nobody-or-a-password%'").await, 0, "a typed unknown name is not recorded");
     let err = operators::sign_in(&ctx, "alice", "wrong password!", false).await.expect_err("wrong password");
     assert_eq!(err.code, ErrorCode::AuthFailed);
     assert!(!err.message.contains("wrong password!"), "the password is never echoed: {}", err.message);
@@ -195,8 +201,12 @@ async fn failed_sign_ins_slow_down_and_lock_and_idle_sessions_end() {
     // A super admin unlocks her.
     operators::set_active(&h.ctx, "olga", true).await.expect("unlock");
     operators::sign_in(&ctx, "olga", PW, false).await.expect("unlocked");
-    // A disabled operator cannot sign in.
+    // Disabling ends the open sessions at their next call; a disabled operator cannot sign in.
+    let rita = as_op(&h, "rita").await;
+    configurations::list(&rita).await.expect("rita looks");
     operators::set_active(&h.ctx, "rita", false).await.expect("disable");
+    let err = configurations::list(&rita).await.expect_err("her open session ended");
+    assert!(err.code == ErrorCode::PermissionDenied && err.message.contains("disabled"), "{}", err.message);
     assert_eq!(operators::sign_in(&ctx, "rita", PW, false).await.expect_err("disabled").code, ErrorCode::PermissionDenied);
     // The last super admin cannot be disabled, demoted or removed.
     assert!(operators::set_active(&h.ctx, "alice", false).await.expect_err("last").message.contains("last active super admin"));
@@ -334,4 +344,19 @@ async fn an_operators_backup_is_sealed_to_the_public_key_and_opens_only_with_a_s
     assert!(mk2.is_some());
     let next = backup::run_with(&repo2, mk2.as_ref(), &req, &CancelToken::new(), &no_progress()).await.expect("incremental");
     assert_eq!(next.parent.as_deref(), Some(out.id.as_str()), "an incremental on the operator's full");
+
+    // The repository file is not authenticated: a public key swapped in is refused.
+    let file = admin.path().join(safehold_core::repository::CONFIG_FILE);
+    let original = std::fs::read_to_string(&file).expect("repository file");
+    let mut cfg: serde_json::Value = serde_json::from_str(&original).expect("json");
+    cfg["public_key"] = "00".repeat(32).into();
+    std::fs::write(&file, cfg.to_string()).expect("tamper");
+    let (weak, _) = operator.open_repository_for_sealed_backup(&admin.path()).await.expect("open");
+    let err = backup::run_with(&weak, None, &BackupRequest::new(SourceSpec::Postgres { url: src.url() }), &CancelToken::new(), &no_progress()).await.expect_err("a low-order key");
+    assert!(err.message.contains("not a valid key"), "{}", err.message);
+    let (_, other) = safehold_core::archive::keys::x25519_pair();
+    cfg["public_key"] = other.into();
+    std::fs::write(&file, cfg.to_string()).expect("tamper");
+    let err = admin.keys.open_repository_for_sealed_backup(&admin.path()).await.expect_err("a key that is not the repository's");
+    assert!(err.message.contains("is not the repository's own"), "{}", err.message);
 }
