@@ -140,12 +140,18 @@ pub async fn run_backup_now(state: State<'_, AppState>, configuration_id: String
 
 /// Cancels a running backup: its partial archive is removed and the row says "cancelled".
 #[tauri::command]
-pub fn cancel_backup(state: State<'_, AppState>, execution_id: String) -> Res<bool> {
-    if state.scheduler.as_ref().is_some_and(|s| s.cancel(&execution_id)) {
+pub async fn cancel_backup(state: State<'_, AppState>, execution_id: String) -> Res<bool> {
+    cancel_job(&state, &execution_id, operators::Permission::TriggerManual, "backup.cancel").await
+}
+
+/// Cancels a queued or running job after checking the operator may (a refusal is audited).
+async fn cancel_job(state: &AppState, key: &str, permission: operators::Permission, action: &str) -> Res<bool> {
+    operators::require(state.ctx()?, permission, action, key).await?;
+    if state.scheduler.as_ref().is_some_and(|s| s.cancel(key)) {
         return Ok(true);
     }
     let running = state.running.lock().map_err(|_| Error::new(safehold_core::ErrorCode::Internal, "state lock poisoned"))?;
-    match running.get(&execution_id) {
+    match running.get(key) {
         Some(t) => {
             t.cancel();
             Ok(true)
@@ -180,8 +186,8 @@ pub async fn start_restore(state: State<'_, AppState>, form: RestoreForm) -> Res
 
 /// Cancels a running restore: its transaction is rolled back and the row says "cancelled".
 #[tauri::command]
-pub fn cancel_restore(state: State<'_, AppState>, restore_id: String) -> Res<bool> {
-    cancel_backup(state, restore_id)
+pub async fn cancel_restore(state: State<'_, AppState>, restore_id: String) -> Res<bool> {
+    cancel_job(&state, &restore_id, operators::Permission::RestoreData, "restore.cancel").await
 }
 
 /// Verifies a backup by restoring it into a scratch database on its source's server.
@@ -207,8 +213,8 @@ pub async fn verify_by_restoring(state: State<'_, AppState>, execution_id: Strin
 
 /// Cancels a running "Verify by restoring" of a backup.
 #[tauri::command]
-pub fn cancel_verify(state: State<'_, AppState>, execution_id: String) -> Res<bool> {
-    cancel_backup(state, format!("verify:{execution_id}"))
+pub async fn cancel_verify(state: State<'_, AppState>, execution_id: String) -> Res<bool> {
+    cancel_job(&state, &format!("verify:{execution_id}"), operators::Permission::RestoreData, "backup.verify_restore.cancel").await
 }
 
 /// What retention would delete now for a configuration, and why.
@@ -239,8 +245,8 @@ pub async fn apply_retention(state: State<'_, AppState>, configuration_id: Strin
 
 /// Cancels retention being applied for a configuration (what is deleted stays deleted).
 #[tauri::command]
-pub fn cancel_retention(state: State<'_, AppState>, configuration_id: String) -> Res<bool> {
-    cancel_backup(state, format!("retention:{configuration_id}"))
+pub async fn cancel_retention(state: State<'_, AppState>, configuration_id: String) -> Res<bool> {
+    cancel_job(&state, &format!("retention:{configuration_id}"), operators::Permission::ManageAll, "retention.cancel").await
 }
 
 /// Disaster recovery: records a repository's backups (from their plaintext headers) in the catalog.
@@ -323,8 +329,15 @@ pub async fn start_migration(state: State<'_, AppState>, spec: MigrationSpec) ->
 
 /// Cancels a queued or running migration: nothing it did is kept.
 #[tauri::command]
-pub fn cancel_migration(state: State<'_, AppState>, migration_id: String) -> Res<bool> {
-    cancel_backup(state, migration_id)
+pub async fn cancel_migration(state: State<'_, AppState>, migration_id: String) -> Res<bool> {
+    cancel_job(&state, &migration_id, operators::Permission::RestoreData, "migration.cancel").await
+}
+
+/// The operator clicked or typed: the session's idle clock starts again.
+#[tauri::command]
+pub fn touch_session(state: State<'_, AppState>) -> Res<()> {
+    operators::touch(state.ctx()?);
+    Ok(())
 }
 
 /// Who is signed in, and whether the first super admin is still to be created.

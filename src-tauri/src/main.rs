@@ -215,6 +215,7 @@ fn main() {
         .invoke_handler(tauri::generate_handler![
             commands::startup_status,
             commands::session_info,
+            commands::touch_session,
             commands::create_first_operator,
             commands::sign_in,
             commands::sign_out,

@@ -215,6 +215,7 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
     .await;
     recorder.finish().await;
     let target = crate::source::SourceSpec::parse(&req.target).map(|s| s.display()).unwrap_or_default();
+    let by = initiated_by(ctx, "restore_operations", id).await;
     match &result {
         Ok(out) => {
             let safety = match &out.safety_backup {
@@ -242,7 +243,7 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
             .execute(&ctx.pool)
             .await
             .map_err(|e| Error::catalog("record the finished restore", &e))?;
-            audit(&ctx.pool, &ctx.operator_id(), "restore.run", &target, "success", Some(&format!("{} of backup {}", req.restore_type.as_str(), out.archive_id))).await?;
+            audit(&ctx.pool, &by, "restore.run", &target, "success", Some(&format!("{} of backup {}", req.restore_type.as_str(), out.archive_id))).await?;
         }
         Err(e) => {
             let status = if e.code == ErrorCode::Cancelled { "cancelled" } else { "failed" };
@@ -254,7 +255,7 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
                 .execute(&ctx.pool)
                 .await
                 .map_err(|e| Error::catalog("record the failed restore", &e))?;
-            audit(&ctx.pool, &ctx.operator_id(), "restore.run", &target, "failure", Some(&e.message)).await?;
+            audit(&ctx.pool, &by, "restore.run", &target, "failure", Some(&e.message)).await?;
         }
     }
     ctx.emit(crate::context::JobEvent {
@@ -306,4 +307,16 @@ pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str, cancel: &
     };
     audit(&ctx.pool, &ctx.operator_id(), "backup.verify_restore", &file, outcome, report.as_ref().err().map(|e| e.message.as_str())).await?;
     report
+}
+
+/// Who asked for a recorded job (the runner carries it out as itself); the acting operator when
+/// the row names nobody.
+pub(crate) async fn initiated_by(ctx: &Ctx, table: &str, id: &str) -> String {
+    let by: Option<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT initiated_by FROM {table} WHERE id = ?")))
+        .bind(id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .ok()
+        .flatten();
+    by.flatten().unwrap_or_else(|| ctx.operator_id())
 }

@@ -123,6 +123,8 @@ export const api = {
   startMigration: (spec: MigrationSpec) => call<string>("start_migration", { spec }),
   cancelMigration: (migrationId: string) => call<boolean>("cancel_migration", { migrationId }),
   sessionInfo: () => call<SessionInfo>("session_info"),
+  /** The operator clicked or typed: the session's idle clock starts again. */
+  touchSession: () => call<null>("touch_session"),
   createFirstOperator: (name: string, password: string) => call<Acting>("create_first_operator", { name, password }),
   signIn: (name: string, password: string) => call<Acting>("sign_in", { name, password }),
   signOut: () => call<null>("sign_out"),

@@ -50,6 +50,7 @@ vi.mock("../api", async () => {
       pickImportFiles: vi.fn(),
       pickExportFile: vi.fn(),
       sessionInfo: vi.fn(),
+      touchSession: vi.fn(),
       signIn: vi.fn(),
       signOut: vi.fn(),
       createFirstOperator: vi.fn(),
@@ -124,6 +125,7 @@ beforeEach(() => {
   vi.clearAllMocks();
   mocked.startupStatus.mockResolvedValue("/home");
   mocked.sessionInfo.mockResolvedValue({ needs_setup: true, operator: localAdmin, ended: null });
+  mocked.touchSession.mockResolvedValue(null);
   mocked.listExecutions.mockResolvedValue(executions);
   mocked.listConfigurations.mockResolvedValue(configurations);
   mocked.listRestores.mockResolvedValue([]);
@@ -661,6 +663,8 @@ describe("Operators and permissions", () => {
     await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
     await userEvent.click(await screen.findByTestId("run-now"));
     await waitFor(() => expect(mocked.runBackupNow).toHaveBeenCalledWith("c1"));
+    expect(mocked.touchSession).toHaveBeenCalledTimes(1);
+    expect(mocked.touchSession).toHaveBeenCalledTimes(1);
     await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
     expect(await screen.findByTestId("restore-denied")).toBeInTheDocument();
   });

@@ -1,7 +1,7 @@
 // Who is signed in, what they may do, and the screens around it: the first super admin, the
 // sign-in, the header's "signed in as". The engine checks every permission itself; the UI hides
 // what the operator may not do and says why.
-import { createContext, useContext, useState, type ReactNode } from "react";
+import { createContext, useContext, useEffect, useState, type ReactNode } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, type Permission, type SessionInfo } from "../api";
 import { Button } from "../components/ui";
@@ -23,6 +23,25 @@ export function grants(held: Permission[], p: Permission): boolean {
 }
 
 export function SessionProvider({ info, children }: { info: SessionInfo; children: ReactNode }) {
+  const signedIn = !!info.operator && !info.needs_setup;
+  // Clicks and keys are activity (the dashboard's polling is not): tell the engine, at most
+  // every 30 s, so that the idle time counts from the operator's last action.
+  useEffect(() => {
+    if (!signedIn) return;
+    let last = 0;
+    const onActivity = () => {
+      const now = Date.now();
+      if (now - last < 30_000) return;
+      last = now;
+      api.touchSession().catch(() => {});
+    };
+    window.addEventListener("pointerdown", onActivity);
+    window.addEventListener("keydown", onActivity);
+    return () => {
+      window.removeEventListener("pointerdown", onActivity);
+      window.removeEventListener("keydown", onActivity);
+    };
+  }, [signedIn]);
   const held = info.operator?.permissions ?? [];
   const who = info.operator ? `${info.operator.name} (${info.operator.role})` : "Nobody";
   const value: SessionValue = {

@@ -195,6 +195,7 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
     recorder.finish().await;
     let kind = spec.migration_type.map(|k| k.as_str()).unwrap_or("migration");
     let what = format!("{kind} {}", spec.source_tenant_ids.join(","));
+    let by = crate::restores::initiated_by(ctx, "migration_jobs", id).await;
     let status = match &result {
         Ok(report) => {
             sqlx::query(
@@ -211,7 +212,7 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
             .execute(&ctx.pool)
             .await
             .map_err(|e| Error::catalog("record the finished migration", &e))?;
-            audit(&ctx.pool, &ctx.operator_id(), "migration.run", &what, "success", Some(&format!("{} rows written", report.rows_written))).await?;
+            audit(&ctx.pool, &by, "migration.run", &what, "success", Some(&format!("{} rows written", report.rows_written))).await?;
             JobStatus::Completed
         }
         Err(e) => {
@@ -225,7 +226,7 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
                 .execute(&ctx.pool)
                 .await
                 .map_err(|e| Error::catalog("record the failed migration", &e))?;
-            audit(&ctx.pool, &ctx.operator_id(), "migration.run", &what, "failure", Some(&format!("{label}: {message}"))).await?;
+            audit(&ctx.pool, &by, "migration.run", &what, "failure", Some(&format!("{label}: {message}"))).await?;
             status
         }
     };
