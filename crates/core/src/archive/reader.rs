@@ -139,7 +139,8 @@ impl ArchiveReader {
             raw,
         };
         let header_end = 14 + header_len;
-        if trailer.index_offset < header_end || trailer.index_offset + trailer.index_length != file_len - TRAILER_LEN as u64 {
+        // Checked: hostile offsets must not overflow.
+        if trailer.index_offset < header_end || trailer.index_offset.checked_add(trailer.index_length) != file_len.checked_sub(TRAILER_LEN as u64) {
             return Err(corrupt(path, "the trailer does not point at the index"));
         }
         Ok(Self { path: path.to_path_buf(), header, header_hash, header_end, trailer, file_len, key: None })
@@ -284,7 +285,7 @@ impl ArchiveReader {
         if self.header.encrypted && self.key.is_none() {
             return Err(Error::new(ErrorCode::AuthFailed, format!("the archive {} is encrypted: unlock it first", self.path.display())));
         }
-        if entry.offset < self.header_end || entry.offset + entry.length > self.file_len - TRAILER_LEN as u64 {
+        if entry.offset < self.header_end || entry.offset.checked_add(entry.length).is_none_or(|end| end > self.file_len.saturating_sub(TRAILER_LEN as u64)) {
             return Err(corrupt(&self.path, format!("section \"{section}\" lies outside the file")));
         }
         let mut f = BufReader::with_capacity(1 << 20, read_range(&self.path, entry.offset, entry.length)?);

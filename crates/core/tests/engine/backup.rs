@@ -497,3 +497,17 @@ async fn fuzz_seed_is_a_valid_small_archive() {
     let index = reader.index().expect("index");
     assert_eq!(index.record_count, 5);
 }
+
+/// Inputs the fuzzer found (fuzz/corpus/archive_reader/regression-*) are refused with an error,
+/// not a panic.
+#[test]
+fn archives_the_fuzzer_found_are_refused_without_a_panic() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/archive_reader");
+    let mut n = 0;
+    for f in std::fs::read_dir(&dir).expect("corpus").flatten().filter(|f| f.file_name().to_string_lossy().starts_with("regression-")) {
+        let err = ArchiveReader::open(&f.path()).err().expect("a damaged archive is refused");
+        assert!(err.message.contains("damaged") || err.message.contains("trailer") || err.message.contains("not"), "{}", err.message);
+        n += 1;
+    }
+    assert!(n >= 1, "the regression inputs are there");
+}
