@@ -99,6 +99,12 @@ pub struct BackupOutcome {
     pub note: Option<String>,
 }
 
+/// What an incremental or differential backup reads of its parent, per kind of source.
+enum ParentBasis {
+    Postgres(source::postgres::Parent),
+    Sqlite(source::sqlite::Parent),
+}
+
 /// Runs a backup into `repo` (whose master key is `master`).
 pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, cancel: &CancelToken, progress: &ProgressSink) -> Result<BackupOutcome> {
     run_with(repo, Some(master), req, cancel, progress).await
@@ -143,16 +149,13 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
     }
     // Incremental: changes since the newest backup of this source; differential: since the newest
     // full. Without one, the backup is a full (and says so).
-    let (backup_type, parent, note) = match (req.backup_type, &req.source) {
-        (BackupType::Full, _) => (BackupType::Full, None, None),
-        (_, _) if !req.tenants.is_empty() => (BackupType::Full, None, Some("a backup of some tenants is always a full one".to_string())),
-        (_, SourceSpec::Sqlite { .. }) => {
-            (BackupType::Full, None, Some("SQLite sources are backed up whole: this backup is a full one".to_string()))
-        }
-        (_, SourceSpec::Postgres { .. }) if master.is_none() => {
+    let (backup_type, parent, note) = match req.backup_type {
+        BackupType::Full => (BackupType::Full, None, None),
+        _ if !req.tenants.is_empty() => (BackupType::Full, None, Some("a backup of some tenants is always a full one".to_string())),
+        _ if master.is_none() => {
             (BackupType::Full, None, Some("reading the parent backup needs the repository's key: without it, this backup is a full one".to_string()))
         }
-        (wanted, SourceSpec::Postgres { .. }) => {
+        wanted => {
             let parent = repo
                 .list()?
                 .into_iter()
@@ -162,7 +165,11 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
                 Some((path, h)) => {
                     let mut reader = crate::archive::ArchiveReader::open(&path)?;
                     reader.unlock(master, None)?;
-                    (wanted, Some((h.archive_id, source::postgres::Parent::from_archive(&reader)?)), None)
+                    let basis = match &req.source {
+                        SourceSpec::Postgres { .. } => ParentBasis::Postgres(source::postgres::Parent::from_archive(&reader)?),
+                        SourceSpec::Sqlite { .. } => ParentBasis::Sqlite(source::sqlite::Parent::from_archive(reader)?),
+                    };
+                    (wanted, Some((h.archive_id, basis)), None)
                 }
             }
         }
@@ -200,9 +207,19 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
     let mut writer = ArchiveWriter::create(&dest, &header, req.encrypt.then_some(dk), WriteOptions { zstd_level: req.zstd_level, threads: req.jobs })?;
     let stats = match &req.source {
         SourceSpec::Sqlite { path } => {
-            source::sqlite::dump(path, &mut writer, req.include, &req.tenant_column, &req.tenants_table, cancel, progress).await?
+            let basis = match &parent {
+                Some((_, ParentBasis::Sqlite(p))) => Some(p),
+                _ => None,
+            };
+            source::sqlite::dump(path, &mut writer, req.include, &req.tenant_column, &req.tenants_table, basis, cancel, progress).await?
         }
-        SourceSpec::Postgres { url } => source::postgres::dump(url, &mut writer, req, parent.as_ref().map(|(_, p)| p), cancel, progress).await?,
+        SourceSpec::Postgres { url } => {
+            let basis = match &parent {
+                Some((_, ParentBasis::Postgres(p))) => Some(p),
+                _ => None,
+            };
+            source::postgres::dump(url, &mut writer, req, basis, cancel, progress).await?
+        }
     };
     cancel.check()?;
     let index = writer.index_mut();

@@ -516,7 +516,7 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
     };
     match (&target, scope) {
         (SourceSpec::Sqlite { path }, None) => {
-            out.rows = source::sqlite::restore(&reader, &index, path, cancel, progress).await?;
+            out.rows = source::sqlite::restore(&opened.chain, path, cancel, progress).await?;
             out.tables = available.len() as u64;
         }
         (SourceSpec::Postgres { url }, None) => {
@@ -588,7 +588,7 @@ pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs:
     let (reader, index) = members.last().cloned().ok_or_else(|| Error::validation("nothing to restore"))?;
     same_kind(&reader, target)?;
     let rows = match target {
-        SourceSpec::Sqlite { path } => source::sqlite::restore(&reader, &index, path, cancel, progress).await?,
+        SourceSpec::Sqlite { path } => source::sqlite::restore(&members, path, cancel, progress).await?,
         SourceSpec::Postgres { url } if created_target && jobs > 1 => source::postgres::restore_parallel(&members, url, jobs, cancel, progress).await?,
         SourceSpec::Postgres { url } => source::postgres::restore(&members, url, false, cancel, progress).await?,
     };

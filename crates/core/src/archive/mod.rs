@@ -13,11 +13,15 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::{KeySlot, SecretKey, Unlock};
 pub use reader::{byte_len, data_key_aad, master_aad, read_range, ArchiveReader, QuickCheck};
-pub use writer::{ArchiveWriter, SectionWriter, WriteOptions, WrittenArchive};
+pub use writer::{ArchiveWriter, Section, SectionWriter, WriteOptions, WrittenArchive};
 
 pub const MAGIC: &[u8; 8] = b"SAFEHOLD";
 pub const TRAILER_MAGIC: &[u8; 8] = b"SHTRAILR";
-pub const FORMAT_VERSION: u16 = 1;
+/// Version 2 lets a section's frames lie in several runs (`extents`), so tables dumped in
+/// parallel stream into one file; version 1 archives (one run per section) still open.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format this Safehold reads.
+pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Plaintext bytes per chunk before compression.
 pub const CHUNK_SIZE: usize = 1 << 20;
 /// Upper bound of one frame on disk (a chunk that does not compress, plus the tag).
@@ -73,6 +77,30 @@ pub struct SectionEntry {
     /// snapshot), absent when it holds the whole table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// Where the section's frames lie when they are not one run (sections written concurrently
+    /// interleave): in order, each run's offset, length and frame count. Empty for one run
+    /// (`offset`, `length`); `length` and `frames` are then the totals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extents: Vec<Extent>,
+}
+
+/// A run of consecutive frames of one section.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Extent {
+    pub offset: u64,
+    pub length: u64,
+    pub frames: u32,
+}
+
+impl SectionEntry {
+    /// The runs of frames, in order.
+    pub fn runs(&self) -> Vec<Extent> {
+        if self.extents.is_empty() {
+            vec![Extent { offset: self.offset, length: self.length, frames: self.frames }]
+        } else {
+            self.extents.clone()
+        }
+    }
 }
 
 /// The index: the sections and what the backup counted, written after them.

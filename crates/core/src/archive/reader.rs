@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::keys::{self, SecretKey, Unlock};
 use super::writer::trailer_mac;
-use super::{chunk_aad, ArchiveHeader, ArchiveIndex, KeySlot, SectionEntry, CHUNK_SIZE, FORMAT_VERSION, INDEX_SECTION_NO, MAGIC, MAX_FRAME, TRAILER_LEN, TRAILER_MAGIC};
+use super::{chunk_aad, ArchiveHeader, ArchiveIndex, KeySlot, SectionEntry, CHUNK_SIZE, FORMAT_VERSION, INDEX_SECTION_NO, MIN_FORMAT_VERSION, MAGIC, MAX_FRAME, TRAILER_LEN, TRAILER_MAGIC};
 use crate::error::{Error, ErrorCode, Result};
 
 /// The trailer's fields.
@@ -99,9 +99,9 @@ impl ArchiveReader {
         let mut v = [0u8; 2];
         read_exact(&mut f, &mut v, path, "the header")?;
         let version = u16::from_be_bytes(v);
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(Error::validation(format!(
-                "{} uses archive format {version}; this Safehold reads format {FORMAT_VERSION} — use a newer Safehold",
+                "{} uses archive format {version}; this Safehold reads formats {MIN_FORMAT_VERSION} to {FORMAT_VERSION} — use a newer Safehold",
                 path.display()
             )));
         }
@@ -238,6 +238,7 @@ impl ArchiveReader {
             sha256: String::new(),
             rows: 0,
             mode: None,
+            extents: Vec::new(),
         };
         let mut json = Vec::new();
         self.read_numbered(&entry, INDEX_SECTION_NO, false, &mut |chunk| {
@@ -285,10 +286,14 @@ impl ArchiveReader {
         if self.header.encrypted && self.key.is_none() {
             return Err(Error::new(ErrorCode::AuthFailed, format!("the archive {} is encrypted: unlock it first", self.path.display())));
         }
-        if entry.offset < self.header_end || entry.offset.checked_add(entry.length).is_none_or(|end| end > self.file_len.saturating_sub(TRAILER_LEN as u64)) {
+        let runs = entry.runs();
+        let body_end = self.file_len.saturating_sub(TRAILER_LEN as u64);
+        if runs.iter().any(|r| r.offset < self.header_end || r.offset.checked_add(r.length).is_none_or(|end| end > body_end)) {
             return Err(corrupt(&self.path, format!("section \"{section}\" lies outside the file")));
         }
-        let mut f = BufReader::with_capacity(1 << 20, read_range(&self.path, entry.offset, entry.length)?);
+        if runs.iter().try_fold(0u32, |n, r| n.checked_add(r.frames)) != Some(entry.frames) {
+            return Err(corrupt(&self.path, format!("section \"{section}\" has runs that do not add up to its chunks")));
+        }
         let nonce: [u8; 7] = hex::decode(&entry.nonce)
             .ok()
             .and_then(|n| n.try_into().ok())
@@ -297,35 +302,40 @@ impl ArchiveReader {
         let aad = chunk_aad(&self.header_hash, no);
         let mut hash = Sha256::new();
         let mut plain = 0u64;
-        for i in 0..entry.frames {
-            let what = format!("section \"{section}\", chunk {} of {}", i + 1, entry.frames);
-            let mut l = [0u8; 4];
-            read_exact(&mut f, &mut l, &self.path, &what)?;
-            let len = u32::from_be_bytes(l);
-            if len > MAX_FRAME {
-                return Err(corrupt(&self.path, format!("{what} has an impossible length")));
+        let mut i = 0u32;
+        for run in runs {
+            let mut f = BufReader::with_capacity(1 << 20, read_range(&self.path, run.offset, run.length)?);
+            for _ in 0..run.frames {
+                let what = format!("section \"{section}\", chunk {} of {}", i + 1, entry.frames);
+                let mut l = [0u8; 4];
+                read_exact(&mut f, &mut l, &self.path, &what)?;
+                let len = u32::from_be_bytes(l);
+                if len > MAX_FRAME {
+                    return Err(corrupt(&self.path, format!("{what} has an impossible length")));
+                }
+                let mut frame = vec![0u8; len as usize];
+                read_exact(&mut f, &mut frame, &self.path, &what)?;
+                let last = i + 1 == entry.frames;
+                let packed = match &stream {
+                    Some(s) => s.decrypt(i, last, Payload { msg: &frame, aad: &aad }).map_err(|_| {
+                        corrupt(&self.path, format!("{what} failed authentication (altered, reordered or from another archive)"))
+                    })?,
+                    None => frame,
+                };
+                let chunk = if self.header.compression == "none" {
+                    packed
+                } else {
+                    zstd::bulk::decompress(&packed, CHUNK_SIZE).map_err(|e| corrupt(&self.path, format!("{what} does not decompress ({e})")))?
+                };
+                hash.update(&chunk);
+                plain += chunk.len() as u64;
+                sink(&chunk)?;
+                i += 1;
             }
-            let mut frame = vec![0u8; len as usize];
-            read_exact(&mut f, &mut frame, &self.path, &what)?;
-            let last = i + 1 == entry.frames;
-            let packed = match &stream {
-                Some(s) => s.decrypt(i, last, Payload { msg: &frame, aad: &aad }).map_err(|_| {
-                    corrupt(&self.path, format!("{what} failed authentication (altered, reordered or from another archive)"))
-                })?,
-                None => frame,
-            };
-            let chunk = if self.header.compression == "none" {
-                packed
-            } else {
-                zstd::bulk::decompress(&packed, CHUNK_SIZE).map_err(|e| corrupt(&self.path, format!("{what} does not decompress ({e})")))?
-            };
-            hash.update(&chunk);
-            plain += chunk.len() as u64;
-            sink(&chunk)?;
-        }
-        let mut rest = [0u8; 1];
-        if f.read(&mut rest).map_err(|e| Error::io(self.path.display(), &e))? != 0 {
-            return Err(corrupt(&self.path, format!("section \"{section}\" has bytes after its last chunk")));
+            let mut rest = [0u8; 1];
+            if f.read(&mut rest).map_err(|e| Error::io(self.path.display(), &e))? != 0 {
+                return Err(corrupt(&self.path, format!("section \"{section}\" has bytes after its last chunk")));
+            }
         }
         if check && (hex::encode(hash.finalize()) != entry.sha256 || plain != entry.plain_bytes) {
             return Err(corrupt(&self.path, format!("section \"{section}\" does not match its SHA-256 in the index")));

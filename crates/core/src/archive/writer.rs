@@ -11,7 +11,7 @@ use aes_gcm::Aes256Gcm;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::{chunk_aad, ArchiveHeader, ArchiveIndex, SectionEntry, SecretKey, CHUNK_SIZE, FORMAT_VERSION, MAGIC, TRAILER_MAGIC};
+use super::{chunk_aad, ArchiveHeader, ArchiveIndex, Extent, SectionEntry, SecretKey, CHUNK_SIZE, FORMAT_VERSION, MAGIC, TRAILER_MAGIC};
 use crate::error::{Error, ErrorCode, Result};
 
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +43,7 @@ struct Job {
 /// `2 × threads` chunks are in flight.
 struct Sealer {
     jobs: Option<std::sync::mpsc::SyncSender<Job>>,
-    results: std::sync::mpsc::Receiver<(u64, Result<Vec<u8>>)>,
+    results: std::sync::mpsc::Receiver<(u64, u32, Result<Vec<u8>>)>,
     workers: Vec<std::thread::JoinHandle<()>>,
     max_in_flight: usize,
 }
@@ -68,7 +68,7 @@ impl Sealer {
                         Err(_) => return,
                     };
                     let frame = seal(&job, cipher.as_ref(), &header_hash, level);
-                    if tx.send((job.seq, frame)).is_err() {
+                    if tx.send((job.seq, job.section_no, frame)).is_err() {
                         return;
                     }
                 })
@@ -159,7 +159,13 @@ pub struct ArchiveWriter {
     sealer: Sealer,
     next_seq: u64,
     next_to_write: u64,
-    ready: std::collections::BTreeMap<u64, Vec<u8>>,
+    ready: std::collections::BTreeMap<u64, (u32, Vec<u8>)>,
+    /// Where each open section's frames were written (sections may be written concurrently:
+    /// their frames interleave in the file).
+    extents: std::collections::HashMap<u32, Vec<Extent>>,
+    next_section_no: u32,
+    /// The section number of each entry of `index.sections` (sorted into place at the end).
+    numbers: Vec<u32>,
     file: Hashing,
     tmp: PathBuf,
     dest: PathBuf,
@@ -197,26 +203,33 @@ impl ArchiveWriter {
         };
         w().map_err(|e| io(&tmp, e))?;
         let sealer = Sealer::start(key.clone(), header_hash, options.zstd_level, options.threads);
-        Ok(Self { sealer, next_seq: 0, next_to_write: 0, ready: Default::default(), file, tmp, dest: dest.to_path_buf(), key, header_hash, index: ArchiveIndex::default(), raw_bytes: 0, finished: false })
+        Ok(Self { sealer, next_seq: 0, next_to_write: 0, ready: Default::default(), extents: Default::default(), next_section_no: 0, numbers: Vec::new(), file, tmp, dest: dest.to_path_buf(), key, header_hash, index: ArchiveIndex::default(), raw_bytes: 0, finished: false })
     }
 
-    /// Starts the next section. Sections are written one after the other.
+    /// Starts the next section; written to the end before the next one starts.
     pub fn section(&mut self, name: &str, kind: &str) -> SectionWriter<'_> {
-        let no = u32::try_from(self.index.sections.len()).unwrap_or(u32::MAX - 1);
-        self.section_numbered(name, kind, no)
+        let handle = self.begin(name, kind);
+        SectionWriter { archive: self, handle }
     }
 
-    fn section_numbered(&mut self, name: &str, kind: &str, section_no: u32) -> SectionWriter<'_> {
+    /// Starts a section that may be written while others are (a parallel dump): give its data to
+    /// [`write`](Self::write) and close it with [`end`](Self::end). Its frames interleave with
+    /// the other open sections' in the file; the index records where each run of them lies.
+    pub fn begin(&mut self, name: &str, kind: &str) -> Section {
+        let no = self.next_section_no;
+        self.next_section_no += 1;
+        self.begin_numbered(name, kind, no)
+    }
+
+    fn begin_numbered(&mut self, name: &str, kind: &str, section_no: u32) -> Section {
         let mut nonce = [0u8; 7];
         rand::rng().fill_bytes(&mut nonce);
-        let offset = self.file.pos;
-        SectionWriter {
-            archive: self,
+        self.extents.insert(section_no, Vec::new());
+        Section {
             name: name.to_string(),
             kind: kind.to_string(),
             nonce,
             section_no,
-            offset,
             buf: Vec::with_capacity(CHUNK_SIZE),
             frames: 0,
             plain: 0,
@@ -224,6 +237,59 @@ impl ArchiveWriter {
             rows: 0,
             mode: None,
         }
+    }
+
+    /// Adds plaintext to an open section.
+    pub fn write(&mut self, s: &mut Section, mut data: &[u8]) -> Result<()> {
+        s.hash.update(data);
+        s.plain += data.len() as u64;
+        while !data.is_empty() {
+            let take = (CHUNK_SIZE - s.buf.len()).min(data.len());
+            s.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if s.buf.len() == CHUNK_SIZE && !data.is_empty() {
+                self.flush_chunk(s, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_chunk(&mut self, s: &mut Section, last: bool) -> Result<()> {
+        let plain = std::mem::replace(&mut s.buf, Vec::with_capacity(CHUNK_SIZE));
+        let seq = self.next_seq;
+        self.submit(Job { seq, section_no: s.section_no, nonce: s.nonce, counter: s.frames, last, plain })?;
+        s.frames += 1;
+        Ok(())
+    }
+
+    fn close_entry(&mut self, mut s: Section) -> Result<SectionEntry> {
+        self.flush_chunk(&mut s, true)?;
+        self.drain()?;
+        let extents = self.extents.remove(&s.section_no).unwrap_or_default();
+        let offset = extents.first().map_or(self.file.pos, |e| e.offset);
+        Ok(SectionEntry {
+            name: s.name,
+            kind: s.kind,
+            offset,
+            length: extents.iter().map(|e| e.length).sum(),
+            frames: s.frames,
+            nonce: hex::encode(s.nonce),
+            plain_bytes: s.plain,
+            sha256: hex::encode(s.hash.finalize()),
+            rows: s.rows,
+            mode: s.mode,
+            extents: if extents.len() > 1 { extents } else { Vec::new() },
+        })
+    }
+
+    /// Ends an open section and records it in the index.
+    pub fn end(&mut self, s: Section) -> Result<SectionEntry> {
+        let no = s.section_no;
+        let entry = self.close_entry(s)?;
+        self.raw_bytes += entry.plain_bytes;
+        self.index.sections.push(entry.clone());
+        self.numbers.push(no);
+        Ok(entry)
     }
 
     /// Hands a chunk to the sealing threads, writing finished frames in order meanwhile.
@@ -234,25 +300,34 @@ impl ArchiveWriter {
         let tx = self.sealer.jobs.as_ref().ok_or_else(|| Error::new(ErrorCode::Internal, "the sealing threads stopped"))?;
         tx.send(job).map_err(|_| Error::new(ErrorCode::Internal, "the sealing threads stopped"))?;
         self.next_seq += 1;
-        while let Ok((seq, frame)) = self.sealer.results.try_recv() {
-            self.ready.insert(seq, frame?);
+        while let Ok((seq, no, frame)) = self.sealer.results.try_recv() {
+            self.ready.insert(seq, (no, frame?));
         }
         self.write_ready()
     }
 
     fn receive_one(&mut self) -> Result<()> {
-        let (seq, frame) = self.sealer.results.recv().map_err(|_| Error::new(ErrorCode::Internal, "the sealing threads stopped"))?;
-        self.ready.insert(seq, frame?);
+        let (seq, no, frame) = self.sealer.results.recv().map_err(|_| Error::new(ErrorCode::Internal, "the sealing threads stopped"))?;
+        self.ready.insert(seq, (no, frame?));
         self.write_ready()
     }
 
     fn write_ready(&mut self) -> Result<()> {
-        while let Some(frame) = self.ready.remove(&self.next_to_write) {
+        while let Some((no, frame)) = self.ready.remove(&self.next_to_write) {
             let tmp = self.tmp.clone();
             let len = u32::try_from(frame.len()).map_err(|_| Error::new(ErrorCode::Internal, "frame too large"))?;
+            let at = self.file.pos;
             self.file.write(&len.to_be_bytes()).map_err(|e| io(&tmp, e))?;
             self.file.write(&frame).map_err(|e| io(&tmp, e))?;
             self.next_to_write += 1;
+            let runs = self.extents.entry(no).or_default();
+            match runs.last_mut() {
+                Some(run) if run.offset + run.length == at => {
+                    run.length += 4 + u64::from(len);
+                    run.frames += 1;
+                }
+                _ => runs.push(Extent { offset: at, length: 4 + u64::from(len), frames: 1 }),
+            }
         }
         Ok(())
     }
@@ -271,10 +346,17 @@ impl ArchiveWriter {
 
     /// Writes the index and the trailer, flushes, syncs and renames the file into place.
     pub fn finish(mut self) -> Result<WrittenArchive> {
+        // Sections are numbered as they were started; the index lists them in that order.
+        let mut numbered: Vec<(u32, SectionEntry)> = std::mem::take(&mut self.numbers).into_iter().zip(std::mem::take(&mut self.index.sections)).collect();
+        numbered.sort_by_key(|(no, _)| *no);
+        if numbered.iter().enumerate().any(|(i, (no, _))| i as u64 != u64::from(*no)) || numbered.len() as u64 != u64::from(self.next_section_no) {
+            return Err(Error::new(ErrorCode::Internal, "a section of the archive was started but not finished"));
+        }
+        self.index.sections = numbered.into_iter().map(|(_, e)| e).collect();
         let index_json = serde_json::to_vec(&self.index).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-        let mut sec = self.section_numbered("index", "index", super::INDEX_SECTION_NO);
-        sec.write(&index_json)?;
-        let entry = sec.close_entry()?;
+        let mut sec = self.begin_numbered("index", "index", super::INDEX_SECTION_NO);
+        self.write(&mut sec, &index_json)?;
+        let entry = self.close_entry(sec)?;
         let index_nonce = hex::decode(&entry.nonce).unwrap_or_default();
         let body_hash: [u8; 32] = self.file.hash.clone().finalize().into();
         let mut trailer = Vec::with_capacity(super::TRAILER_LEN);
@@ -332,14 +414,12 @@ pub(crate) fn trailer_mac(key: Option<&SecretKey>, header_hash: &[u8; 32], field
     h.finalize().into()
 }
 
-/// Writes one section: buffers plaintext into chunks, compresses and seals each.
-pub struct SectionWriter<'a> {
-    archive: &'a mut ArchiveWriter,
+/// A section being written: plaintext buffered into chunks, each compressed and sealed.
+pub struct Section {
     name: String,
     kind: String,
     nonce: [u8; 7],
     section_no: u32,
-    offset: u64,
     buf: Vec<u8>,
     frames: u32,
     plain: u64,
@@ -348,21 +428,7 @@ pub struct SectionWriter<'a> {
     mode: Option<String>,
 }
 
-impl SectionWriter<'_> {
-    pub fn write(&mut self, mut data: &[u8]) -> Result<()> {
-        self.hash.update(data);
-        self.plain += data.len() as u64;
-        while !data.is_empty() {
-            let take = (CHUNK_SIZE - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.buf.len() == CHUNK_SIZE && !data.is_empty() {
-                self.flush_chunk(false)?;
-            }
-        }
-        Ok(())
-    }
-
+impl Section {
     /// Marks the section as holding only changed rows (see [`SectionEntry::mode`]).
     pub fn set_mode(&mut self, mode: &str) {
         self.mode = Some(mode.to_string());
@@ -371,37 +437,30 @@ impl SectionWriter<'_> {
     pub fn add_rows(&mut self, n: u64) {
         self.rows += n;
     }
+}
 
-    fn flush_chunk(&mut self, last: bool) -> Result<()> {
-        let plain = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
-        let seq = self.archive.next_seq;
-        self.archive.submit(Job { seq, section_no: self.section_no, nonce: self.nonce, counter: self.frames, last, plain })?;
-        self.frames += 1;
-        Ok(())
+/// Writes one section to its end.
+pub struct SectionWriter<'a> {
+    archive: &'a mut ArchiveWriter,
+    handle: Section,
+}
+
+impl SectionWriter<'_> {
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.archive.write(&mut self.handle, data)
     }
 
-    fn close_entry(&mut self) -> Result<SectionEntry> {
-        self.flush_chunk(true)?;
-        self.archive.drain()?;
-        Ok(SectionEntry {
-            name: self.name.clone(),
-            kind: self.kind.clone(),
-            offset: self.offset,
-            length: self.archive.file.pos - self.offset,
-            frames: self.frames,
-            nonce: hex::encode(self.nonce),
-            plain_bytes: self.plain,
-            sha256: hex::encode(self.hash.clone().finalize()),
-            rows: self.rows,
-            mode: self.mode.clone(),
-        })
+    /// Marks the section as holding only changed rows (see [`SectionEntry::mode`]).
+    pub fn set_mode(&mut self, mode: &str) {
+        self.handle.set_mode(mode);
+    }
+
+    pub fn add_rows(&mut self, n: u64) {
+        self.handle.add_rows(n);
     }
 
     /// Ends the section and records it in the index.
-    pub fn finish(mut self) -> Result<SectionEntry> {
-        let entry = self.close_entry()?;
-        self.archive.raw_bytes += entry.plain_bytes;
-        self.archive.index.sections.push(entry.clone());
-        Ok(entry)
+    pub fn finish(self) -> Result<SectionEntry> {
+        self.archive.end(self.handle)
     }
 }

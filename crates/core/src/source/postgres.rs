@@ -30,6 +30,10 @@ pub struct Stmt {
     /// as soon as that table is loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    /// For a foreign key, the table it references (`schema.name`): a parallel restore never adds
+    /// two keys touching the same table at once (they would wait for, or deadlock on, each other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,11 +130,11 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
     // Schemas and extensions.
     for r in rows(conn, format!("SELECT n.nspname FROM pg_namespace n WHERE {USER_NS} AND {} ORDER BY 1", not_ext("n.oid")), "read schemas").await? {
         let name: String = r.get(0);
-        s.extensions.push(Stmt { what: format!("schema {name}"), sql: format!("CREATE SCHEMA IF NOT EXISTS {}", qi(&name)), table: None });
+        s.extensions.push(Stmt { what: format!("schema {name}"), sql: format!("CREATE SCHEMA IF NOT EXISTS {}", qi(&name)), table: None, references: None });
     }
     for r in rows(conn, "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY 1".into(), "read extensions").await? {
         let (name, ns): (String, String) = (r.get(0), r.get(1));
-        s.extensions.push(Stmt { what: format!("extension {name}"), sql: format!("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}", qi(&name), qi(&ns)), table: None });
+        s.extensions.push(Stmt { what: format!("extension {name}"), sql: format!("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}", qi(&name), qi(&ns)), table: None, references: None });
     }
     // Enums, domains, composite and range types.
     let types = rows(conn, format!(
@@ -180,7 +184,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 format!("CREATE TYPE {full} AS RANGE ({})", opts.join(", "))
             }
         };
-        s.objects.push(Stmt { what: format!("type {ns}.{name}"), sql, table: None });
+        s.objects.push(Stmt { what: format!("type {ns}.{name}"), sql, table: None, references: None });
     }
     // Sequences that are not identity sequences.
     let seqs = rows(conn, format!(
@@ -199,9 +203,10 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
             what: format!("sequence {ns}.{name}"),
             sql: format!("CREATE SEQUENCE {full} AS {ty} INCREMENT BY {inc} MINVALUE {min} MAXVALUE {max} START WITH {start} CACHE {cache}{}", if cycle { " CYCLE" } else { "" }),
             table: None,
+            references: None,
         });
         if let Some(owner) = r.get::<Option<String>, _>(9) {
-            s.post.push(Stmt { what: format!("sequence {ns}.{name} owner"), sql: format!("ALTER SEQUENCE {full} OWNED BY {owner}"), table: None });
+            s.post.push(Stmt { what: format!("sequence {ns}.{name} owner"), sql: format!("ALTER SEQUENCE {full} OWNED BY {owner}"), table: None, references: None });
         }
     }
     // Functions and procedures (aggregates separately).
@@ -226,7 +231,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         } else {
             sqlx::query_scalar("SELECT pg_get_functiondef($1::oid)").bind(oid).fetch_one(&mut *conn).await.map_err(q("read a function"))?
         };
-        s.objects.push(Stmt { what: format!("function {ns}.{name}"), sql, table: None });
+        s.objects.push(Stmt { what: format!("function {ns}.{name}"), sql, table: None, references: None });
     }
     // Tables (ordinary, partitioned, partitions), views and materialized views.
     let rels = rows(conn, format!(
@@ -248,12 +253,12 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
             "v" => {
                 let opts: Option<String> = r.get(13);
                 let with = opts.filter(|o| !o.is_empty()).map(|o| format!(" WITH ({o})")).unwrap_or_default();
-                s.objects.push(Stmt { what: format!("view {qualified}"), sql: format!("CREATE VIEW {full}{with} AS {}", r.get::<String, _>(9).trim_end_matches(';')), table: None });
+                s.objects.push(Stmt { what: format!("view {qualified}"), sql: format!("CREATE VIEW {full}{with} AS {}", r.get::<String, _>(9).trim_end_matches(';')), table: None, references: None });
             }
             "m" => {
-                s.objects.push(Stmt { what: format!("materialized view {qualified}"), sql: format!("CREATE MATERIALIZED VIEW {full} AS {} WITH NO DATA", r.get::<String, _>(9).trim_end_matches(';')), table: None });
+                s.objects.push(Stmt { what: format!("materialized view {qualified}"), sql: format!("CREATE MATERIALIZED VIEW {full} AS {} WITH NO DATA", r.get::<String, _>(9).trim_end_matches(';')), table: None, references: None });
                 if r.get::<bool, _>(12) {
-                    s.post.push(Stmt { what: format!("refresh {qualified}"), sql: format!("REFRESH MATERIALIZED VIEW {full}"), table: None });
+                    s.post.push(Stmt { what: format!("refresh {qualified}"), sql: format!("REFRESH MATERIALIZED VIEW {full}"), table: None, references: None });
                 }
             }
             _ => {
@@ -308,12 +313,12 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                         sql
                     }
                 };
-                s.objects.push(Stmt { what: format!("table {qualified}"), sql, table: None });
+                s.objects.push(Stmt { what: format!("table {qualified}"), sql, table: None, references: None });
                 if r.get::<bool, _>(10) {
-                    s.post.push(Stmt { what: format!("row security on {qualified}"), sql: format!("ALTER TABLE {full} ENABLE ROW LEVEL SECURITY"), table: None });
+                    s.post.push(Stmt { what: format!("row security on {qualified}"), sql: format!("ALTER TABLE {full} ENABLE ROW LEVEL SECURITY"), table: None, references: None });
                 }
                 if r.get::<bool, _>(11) {
-                    s.post.push(Stmt { what: format!("forced row security on {qualified}"), sql: format!("ALTER TABLE {full} FORCE ROW LEVEL SECURITY"), table: None });
+                    s.post.push(Stmt { what: format!("forced row security on {qualified}"), sql: format!("ALTER TABLE {full} FORCE ROW LEVEL SECURITY"), table: None, references: None });
                 }
                 table_names.push(qualified.clone());
                 if kind == "r" {
@@ -338,7 +343,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         if let Some(seq) = r.get::<Option<String>, _>(2) {
             let (v, called): (i64, bool) = sqlx::query_as(AssertSqlSafe(format!("SELECT last_value, is_called FROM {seq}")))
                 .fetch_one(&mut *conn).await.map_err(q("read an identity sequence"))?;
-            s.post.push(Stmt { what: format!("identity of {}", r.get::<String, _>(0)), sql: format!("SELECT setval(pg_get_serial_sequence({}, {}), {v}, {called})", ql(&r.get::<String, _>(0)), ql(&r.get::<String, _>(1))), table: None });
+            s.post.push(Stmt { what: format!("identity of {}", r.get::<String, _>(0)), sql: format!("SELECT setval(pg_get_serial_sequence({}, {}), {v}, {called})", ql(&r.get::<String, _>(0)), ql(&r.get::<String, _>(1))), table: None, references: None });
         }
     }
     for r in &seqs {
@@ -346,7 +351,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         let full = format!("{}.{}", qi(&ns), qi(&name));
         let (v, called): (i64, bool) = sqlx::query_as(AssertSqlSafe(format!("SELECT last_value, is_called FROM {full}")))
             .fetch_one(&mut *conn).await.map_err(q("read a sequence value"))?;
-        s.post.push(Stmt { what: format!("value of {ns}.{name}"), sql: format!("SELECT setval({}, {v}, {called})", ql(&full)), table: None });
+        s.post.push(Stmt { what: format!("value of {ns}.{name}"), sql: format!("SELECT setval({}, {v}, {called})", ql(&full)), table: None, references: None });
     }
     // Constraints: keys, unique, check, exclusion first; foreign keys after.
     let cons = rows(conn, format!(
@@ -358,12 +363,18 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
     let mut fks = Vec::new();
     for r in &cons {
         let (table, name, def, kind): (String, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        let references: Option<String> = r.get(5);
         if kind == "f" {
-            if let Some(parent) = r.get::<Option<String>, _>(5) {
-                fks.push((r.get::<String, _>(4), parent));
+            if let Some(parent) = &references {
+                fks.push((r.get::<String, _>(4), parent.clone()));
             }
         }
-        s.post.push(Stmt { what: format!("constraint {name} on {table}"), sql: format!("ALTER TABLE {table} ADD CONSTRAINT {} {def}", qi(&name)), table: None });
+        s.post.push(Stmt {
+            what: format!("constraint {name} on {table}"),
+            sql: format!("ALTER TABLE {table} ADD CONSTRAINT {} {def}", qi(&name)),
+            table: Some(r.get(4)),
+            references: if kind == "f" { references } else { None },
+        });
     }
     // Foreign keys go after the indexes: move them to the end.
     let (fk_stmts, other): (Vec<Stmt>, Vec<Stmt>) = std::mem::take(&mut s.post).into_iter().partition(|st| st.sql.contains(" FOREIGN KEY "));
@@ -377,14 +388,14 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         // "ON ONLY" would leave the partitions without their index; PostgreSQL builds and
         // attaches the partitions' indexes itself when the parent's is created without it.
         let def: String = r.get(0);
-        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: def.replacen(" ON ONLY ", " ON ", 1), table: None });
+        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: def.replacen(" ON ONLY ", " ON ", 1), table: Some(r.get(2)), references: None });
     }
     s.post.extend(fk_stmts);
     // Triggers and policies.
     for r in rows(conn, format!(
         "SELECT pg_get_triggerdef(t.oid), t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND {USER_NS} AND {} ORDER BY t.oid", not_ext("c.oid")), "read triggers").await? {
-        s.post.push(Stmt { what: format!("trigger {}", r.get::<String, _>(1)), sql: r.get(0), table: None });
+        s.post.push(Stmt { what: format!("trigger {}", r.get::<String, _>(1)), sql: r.get(0), table: None, references: None });
     }
     for r in rows(conn, "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename), policyname, permissive, array_to_string(roles, ', '), cmd, qual, with_check FROM pg_policies ORDER BY 1, 2".into(), "read policies").await? {
         let (table, name, permissive, roles, cmd): (String, String, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
@@ -395,7 +406,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         if let Some(w) = r.get::<Option<String>, _>(6) {
             sql.push_str(&format!(" WITH CHECK ({w})"));
         }
-        s.post.push(Stmt { what: format!("policy {name} on {table}"), sql, table: None });
+        s.post.push(Stmt { what: format!("policy {name} on {table}"), sql, table: None, references: None });
     }
     // Comments on schemas, tables, columns, views, types and functions.
     for r in rows(conn, format!(
@@ -411,7 +422,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
            AND NOT (d.classoid = 'pg_namespace'::regclass AND (SELECT nspname FROM pg_namespace WHERE oid = d.objoid) IN ('public', 'pg_catalog', 'information_schema')) \
            AND d.objoid >= 16384 ORDER BY 1", not_ext("d.objoid")), "read comments").await? {
         if let Some(target) = r.get::<Option<String>, _>(0) {
-            s.post.push(Stmt { what: format!("comment on {target}"), sql: format!("COMMENT ON {target} IS {}", ql(&r.get::<String, _>(1))), table: None });
+            s.post.push(Stmt { what: format!("comment on {target}"), sql: format!("COMMENT ON {target} IS {}", ql(&r.get::<String, _>(1))), table: None, references: None });
         }
     }
     let classes = classify(&table_names, &|t| with_tenant.contains(t), &fks, tenants_table);
@@ -482,42 +493,118 @@ pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, p
     sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?)?;
     sec.finish()?;
 
+    // Parallel workers: more connections that import the exported snapshot, so every table is
+    // read as of the same instant; each takes the next table (biggest first) from one queue, and
+    // their sections stream into the archive side by side.
+    let sizes: std::collections::HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT n.nspname || '.' || c.relname, c.relpages::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(q("read table sizes"))?
+    .into_iter()
+    .collect();
+    let mut order: Vec<usize> = (0..schema.tables.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes.get(&schema.tables[i].section()).copied().unwrap_or(0)));
+    let mut conns = vec![conn];
+    for _ in 1..req.jobs.clamp(1, schema.tables.len().max(1)) {
+        match worker_connection(url, &snapshot).await {
+            Ok(c) => conns.push(c),
+            // The server may allow no more connections: fewer workers read it, on the same snapshot.
+            Err(e) => {
+                tracing::warn!("a parallel backup worker could not start ({}); continuing with {} connections", e.message, conns.len());
+                break;
+            }
+        }
+    }
+    let workers = conns.len();
+    let queue = std::sync::Mutex::new(std::collections::VecDeque::from(order));
+    let shared = std::sync::Mutex::new(archive);
+    let counters = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
+    let ctx = DumpCtx { schema: &schema, req, parent, tenant_filter: tenant_filter.as_ref(), full_xmin: &full_xmin, archive: &shared, queue: &queue, cancel, progress, done: &counters.0, rows: &counters.1 };
+    let results = futures_util::future::try_join_all(conns.iter_mut().map(|c| dump_worker(c, &ctx))).await?;
+    let archive = shared.into_inner().map_err(|_| Error::new(ErrorCode::Internal, "a backup worker failed"))?;
     let mut stats = DumpStats::default();
-    let total = schema.tables.len() as u64;
-    for (done, t) in schema.tables.iter().enumerate() {
-        cancel.check()?;
-        progress(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: done as u64, tables_total: total, rows: stats.rows, bytes: 0 });
-        let delta = parent.filter(|p| !t.key_columns.is_empty() && p.tables.get(&t.section()) == Some(&t.columns)).map(|p| p.snapshot.clone());
+    for (rows, tables, tenants) in results {
+        stats.rows += rows;
+        stats.tables += tables;
+        stats.tenant_count += tenants;
+    }
+    archive.index_mut().source_state = serde_json::json!({ "snapshot": snapshot, "txid_snapshot": xmin, "server_version": schema.server_version, "workers": workers });
+    for mut c in conns {
+        let _ = sqlx::query("COMMIT").execute(&mut c).await;
+        let _ = c.close().await;
+    }
+    Ok(stats)
+}
+
+/// A connection reading inside the snapshot another connection exported.
+async fn worker_connection(url: &str, snapshot: &str) -> Result<PgConnection> {
+    let mut c = connect(url).await?;
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut c).await.map_err(q("start a worker's transaction"))?;
+    sqlx::query(AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT {}", ql(snapshot)))).execute(&mut c).await.map_err(q("share the snapshot with a worker"))?;
+    Ok(c)
+}
+
+/// What the dump workers share.
+struct DumpCtx<'a, 'w> {
+    schema: &'a PgSchema,
+    req: &'a BackupRequest,
+    parent: Option<&'a Parent>,
+    tenant_filter: Option<&'a std::collections::HashMap<String, String>>,
+    full_xmin: &'a str,
+    archive: &'a std::sync::Mutex<&'w mut ArchiveWriter>,
+    queue: &'a std::sync::Mutex<std::collections::VecDeque<usize>>,
+    cancel: &'a CancelToken,
+    progress: &'a ProgressSink,
+    done: &'a std::sync::atomic::AtomicU64,
+    rows: &'a std::sync::atomic::AtomicU64,
+}
+
+/// Takes tables from the queue until it is empty; returns the rows, tables and tenants it counted.
+async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u64, u64, u64)> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (mut rows_total, mut tables, mut tenants) = (0u64, 0u64, 0u64);
+    let total = cx.schema.tables.len() as u64;
+    loop {
+        cx.cancel.check()?;
+        let Some(i) = cx.queue.lock().ok().and_then(|mut q| q.pop_front()) else { return Ok((rows_total, tables, tenants)) };
+        let t = &cx.schema.tables[i];
+        (cx.progress)(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: cx.done.load(SeqCst), tables_total: total, rows: cx.rows.load(SeqCst), bytes: 0 });
+        let delta = cx.parent.filter(|p| !t.key_columns.is_empty() && p.tables.get(&t.section()) == Some(&t.columns)).map(|p| p.snapshot.clone());
         let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
         let from = format!("{}.{}", qi(&t.schema), qi(&t.name));
         let (sql, mode) = match &delta {
-            None => match tenant_filter.as_ref().and_then(|f| f.get(&t.section())) {
+            None => match cx.tenant_filter.and_then(|f| f.get(&t.section())) {
                 Some(pred) => (format!("COPY (SELECT {} FROM {from} l WHERE {pred}) TO STDOUT", cols.iter().map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")), None),
                 None => (format!("COPY {} TO STDOUT", t.copy_target()), None),
             },
             Some(snap) => (
-                format!("COPY (SELECT {} FROM {from} WHERE NOT pg_visible_in_snapshot({full_xmin}, {}::pg_snapshot)) TO STDOUT", cols.join(", "), ql(snap)),
+                // Every row written by a transaction not finished before the parent's snapshot's
+                // xmin: the ones the parent could not see (in progress, or started after it) and,
+                // to be safe, the ones of transactions that finished between its xmin and xmax —
+                // pg_visible_in_snapshot cannot tell a subtransaction of a transaction that was
+                // still open (a savepoint's rows) from one that had finished.
+                format!("COPY (SELECT {} FROM {from} WHERE {} >= pg_snapshot_xmin({}::pg_snapshot)) TO STDOUT", cols.join(", "), cx.full_xmin, ql(snap)),
                 Some("delta"),
             ),
         };
-        let rows = copy_section(&mut conn, archive, &t.section(), "table", &sql, mode, cancel).await?;
+        let rows = copy_section(conn, cx.archive, &t.section(), "table", &sql, mode, cx.cancel).await?;
         if delta.is_some() {
             let keys: Vec<String> = t.key_columns.iter().map(|c| qi(c)).collect();
             let keys_sql = format!("COPY (SELECT {} FROM {from}) TO STDOUT", keys.join(", "));
-            let all = copy_section(&mut conn, archive, &format!("{}#keys", t.section()), "keys", &keys_sql, None, cancel).await?;
-            if t.name == req.tenants_table {
-                stats.tenant_count = all;
+            let all = copy_section(conn, cx.archive, &format!("{}#keys", t.section()), "keys", &keys_sql, None, cx.cancel).await?;
+            if t.name == cx.req.tenants_table {
+                tenants += all;
             }
-        } else if t.name == req.tenants_table {
-            stats.tenant_count = rows;
+        } else if t.name == cx.req.tenants_table {
+            tenants += rows;
         }
-        stats.rows += rows;
-        stats.tables += 1;
+        rows_total += rows;
+        tables += 1;
+        cx.rows.fetch_add(rows, SeqCst);
+        cx.done.fetch_add(1, SeqCst);
     }
-    archive.index_mut().source_state = serde_json::json!({ "snapshot": snapshot, "txid_snapshot": xmin, "server_version": schema.server_version });
-    let _ = sqlx::query("COMMIT").execute(&mut conn).await;
-    let _ = conn.close().await;
-    Ok(stats)
 }
 
 /// Per tenant table (`schema.table`), the condition (on alias `l`) true for the rows of the
@@ -548,9 +635,11 @@ async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &Bac
     Ok(preds.into_iter().map(|(t, p)| (t, p.join(" OR "))).collect())
 }
 
-/// Streams `COPY … TO STDOUT` into a new section; returns the rows written.
-async fn copy_section(conn: &mut PgConnection, archive: &mut ArchiveWriter, name: &str, kind: &str, sql: &str, mode: Option<&str>, cancel: &CancelToken) -> Result<u64> {
-    let mut sec = archive.section(name, kind);
+/// Streams `COPY … TO STDOUT` into a new section; returns the rows written. Other workers'
+/// sections may be open at the same time: the archive is locked only while a chunk is handed over.
+async fn copy_section(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut ArchiveWriter>, name: &str, kind: &str, sql: &str, mode: Option<&str>, cancel: &CancelToken) -> Result<u64> {
+    let locked = || archive.lock().map_err(|_| Error::new(ErrorCode::Internal, "a backup worker failed while writing the archive"));
+    let mut sec = locked()?.begin(name, kind);
     if let Some(m) = mode {
         sec.set_mode(m);
     }
@@ -559,7 +648,7 @@ async fn copy_section(conn: &mut PgConnection, archive: &mut ArchiveWriter, name
         let mut out = conn.copy_out_raw(sql).await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot read {name}: {e}")))?;
         while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: reading {name} failed: {e}")))? {
             rows += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-            sec.write(&bytes)?;
+            locked()?.write(&mut sec, &bytes)?;
             if cancel.is_cancelled() {
                 break;
             }
@@ -567,7 +656,7 @@ async fn copy_section(conn: &mut PgConnection, archive: &mut ArchiveWriter, name
     }
     cancel.check()?;
     sec.add_rows(rows);
-    sec.finish()?;
+    locked()?.end(sec)?;
     Ok(rows)
 }
 
@@ -688,6 +777,10 @@ pub(crate) async fn load_table_into(tx: &mut sqlx::Transaction<'_, sqlx::Postgre
     let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
     let target = format!("{relation} ({}) FROM STDIN", cols.join(", "));
     let mut expected = copy_in(tx, base_reader, base_index, &section, &target, cancel).await?;
+    if base + 1 == chain.len() {
+        // No deltas: COPY's own count was checked against the index.
+        return Ok(expected);
+    }
     for (r, ix) in &chain[base + 1..] {
         let entry = ix.section(&section).ok_or_else(|| Error::validation(format!("{section} is missing from backup {} of the chain", r.header.archive_id)))?;
         if entry.mode.as_deref() != Some("delta") {
@@ -827,16 +920,20 @@ async fn restore_parallel_inner(chain: &[(std::sync::Arc<ArchiveReader>, Archive
     }
     // One queue of work shared by the workers: tables, biggest first; as soon as a table is
     // loaded, its keys, checks and indexes go to the front of the queue, so index builds overlap
-    // the loading of other tables. Foreign keys, triggers and the rest come after, in order.
+    // the loading of other tables. Then foreign keys, in parallel but never two on one table at
+    // once; then triggers and the rest, in order.
     let parallel = |st: &Stmt| st.sql.starts_with("CREATE INDEX") || st.sql.starts_with("CREATE UNIQUE INDEX") || (st.sql.contains(" ADD CONSTRAINT ") && !st.sql.contains(" FOREIGN KEY "));
     let loaded: std::collections::HashSet<String> = schema.tables.iter().map(PgTable::section).collect();
     let mut per_table: std::collections::HashMap<String, Vec<Stmt>> = std::collections::HashMap::new();
     let mut after_load = Vec::new();
+    let mut foreign_keys = Vec::new();
     let mut rest = Vec::new();
     for st in schema.post.iter().cloned() {
         match &st.table {
             Some(t) if parallel(&st) && loaded.contains(t) => per_table.entry(t.clone()).or_default().push(st),
             _ if parallel(&st) => after_load.push(st),
+            // (Archives before foreign keys named their tables keep them in the last, serial step.)
+            Some(_) if st.references.is_some() && st.sql.contains(" FOREIGN KEY ") => foreign_keys.push(st),
             _ => rest.push(st),
         }
     }
@@ -911,6 +1008,7 @@ async fn restore_parallel_inner(chain: &[(std::sync::Arc<ArchiveReader>, Archive
         }) as Worker
     })
     .await?;
+    add_foreign_keys(foreign_keys, jobs, url, cancel).await?;
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await.map_err(q("start the last step"))?;
     for st in &rest {
@@ -919,6 +1017,65 @@ async fn restore_parallel_inner(chain: &[(std::sync::Arc<ArchiveReader>, Archive
     }
     tx.commit().await.map_err(q("commit the restore"))?;
     Ok(rows.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// Adds foreign keys on `jobs` connections. Adding one locks its table and the table it
+/// references, so two keys sharing a table are never added at the same time (they would queue
+/// behind each other, or deadlock when they point at each other's tables); a deadlock the server
+/// still reports is retried.
+async fn add_foreign_keys(keys: Vec<Stmt>, jobs: usize, url: &str, cancel: &CancelToken) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    type Shared = std::sync::Arc<std::sync::Mutex<(std::collections::VecDeque<Stmt>, std::collections::HashSet<String>)>>;
+    let shared: Shared = std::sync::Arc::new(std::sync::Mutex::new((keys.into(), Default::default())));
+    let tables = |st: &Stmt| [st.table.clone(), st.references.clone()].into_iter().flatten().collect::<Vec<String>>();
+    run_workers(jobs, url, cancel, move || {
+        let shared = shared.clone();
+        Box::new(move |mut conn: PgConnection, cancel: CancelToken| {
+            let shared = shared.clone();
+            Box::pin(async move {
+                loop {
+                    cancel.check()?;
+                    let next = {
+                        let mut g = shared.lock().map_err(|_| Error::new(ErrorCode::Internal, "a restore worker failed"))?;
+                        let (queue, busy) = &mut *g;
+                        if queue.is_empty() {
+                            None
+                        } else {
+                            let free = queue.iter().position(|st| tables(st).iter().all(|t| !busy.contains(t)));
+                            Some(free.and_then(|i| queue.remove(i)).inspect(|st| busy.extend(tables(st))))
+                        }
+                    };
+                    let st = match next {
+                        None => {
+                            let _ = conn.close().await;
+                            return Ok(());
+                        }
+                        Some(None) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            continue;
+                        }
+                        Some(Some(st)) => st,
+                    };
+                    let mut attempt = 0;
+                    let result = loop {
+                        match sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut conn).await {
+                            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01") && attempt < 3 => attempt += 1,
+                            other => break other,
+                        }
+                    };
+                    if let Ok(mut g) = shared.lock() {
+                        for t in tables(&st) {
+                            g.1.remove(&t);
+                        }
+                    }
+                    result.map_err(|e| restore_error(&st.what, &e))?;
+                }
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>
+        }) as Worker
+    })
+    .await
 }
 
 enum Task {
@@ -936,9 +1093,10 @@ async fn run_workers(jobs: usize, url: &str, cancel: &CancelToken, make: impl Fn
         let (url, cancel) = (url.to_string(), cancel.clone());
         set.spawn(async move {
             let mut conn = connect(&url).await?;
-            // Index builds sort in memory rather than on disk; commits need not wait for the disk
+            // Index builds sort in memory rather than on disk, foreign keys are checked with joins
+            // in memory; commits need not wait for the disk
             // (a restore that dies is discarded whole anyway).
-            sqlx::raw_sql("SET maintenance_work_mem = '512MB'; SET synchronous_commit = off; SET max_parallel_maintenance_workers = 0")
+            sqlx::raw_sql("SET maintenance_work_mem = '512MB'; SET work_mem = '256MB'; SET synchronous_commit = off; SET max_parallel_maintenance_workers = 0")
                 .execute(&mut conn)
                 .await
                 .map_err(q("prepare a restore worker"))?;

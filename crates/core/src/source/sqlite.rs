@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use futures_util::TryStreamExt;
-use sqlx::{AssertSqlSafe, Connection as _, Row, SqliteConnection, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Column as _, Connection as _, Row, SqliteConnection, TypeInfo, ValueRef};
 
 use super::{classify, CancelToken, DumpStats, Include, Progress, ProgressSink, TableClass};
 use crate::archive::{ArchiveIndex, ArchiveReader, ArchiveWriter};
@@ -57,13 +57,96 @@ fn encode(row: &SqliteRow, i: usize) -> Result<Value> {
     Ok(v)
 }
 
-/// Dumps the SQLite database at `path` into `archive`.
+/// What an incremental or differential backup needs of its parent: its schema (a table whose
+/// definition changed is carried whole) and, per table with a primary key, the digest of every
+/// row at the parent's snapshot (its `<table>#keys` section).
+pub struct Parent {
+    reader: std::sync::Arc<ArchiveReader>,
+    index: ArchiveIndex,
+    schema: SqliteSchema,
+}
+
+impl Parent {
+    /// Reads what is needed from the parent archive (unlocked).
+    pub fn from_archive(reader: ArchiveReader) -> Result<Self> {
+        let index = reader.index()?;
+        let schema = read_schema(&reader, &index)?;
+        Ok(Self { reader: std::sync::Arc::new(reader), index, schema })
+    }
+
+    /// The parent's row digests of `table` (key → digest), when the parent has them and the
+    /// table's definition is unchanged.
+    fn digests(&self, table: &str, create_sql: Option<&str>) -> Result<Option<std::collections::HashMap<String, u64>>> {
+        let same = self.schema.objects.iter().any(|o| o.kind == "table" && o.name == table && o.sql.as_deref() == create_sql);
+        let section = format!("{table}#keys");
+        if !same || self.index.section(&section).is_none() {
+            return Ok(None);
+        }
+        let mut map = std::collections::HashMap::new();
+        read_lines(&self.reader, &self.index, &section, &mut |line| {
+            let (key, digest) = split_key_line(line, table)?;
+            map.insert(key.to_string(), digest);
+            Ok(())
+        })?;
+        Ok(Some(map))
+    }
+}
+
+/// A `#keys` line: the key's values as JSON, a tab, the row's digest in hex.
+fn split_key_line<'a>(line: &'a [u8], table: &str) -> Result<(&'a str, u64)> {
+    let bad = || Error::validation(format!("a key of {table} in the archive is unreadable"));
+    let text = std::str::from_utf8(line).map_err(|_| bad())?;
+    let (key, digest) = text.rsplit_once('\t').ok_or_else(bad)?;
+    Ok((key, u64::from_str_radix(digest, 16).map_err(|_| bad())?))
+}
+
+/// The first 8 bytes of a row line's SHA-256: equal lines, equal rows.
+fn row_digest(line: &[u8]) -> u64 {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(line);
+    u64::from_be_bytes(h[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// Calls `each` with every line of a section, without holding the section in memory.
+fn read_lines(reader: &ArchiveReader, index: &ArchiveIndex, section: &str, each: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let mut rest: Vec<u8> = Vec::new();
+    reader.read_section(index, section, &mut |chunk| {
+        rest.extend_from_slice(chunk);
+        let mut start = 0;
+        while let Some(pos) = rest[start..].iter().position(|&b| b == b'\n') {
+            each(&rest[start..start + pos])?;
+            start += pos + 1;
+        }
+        rest.drain(..start);
+        Ok(())
+    })?;
+    if !rest.is_empty() {
+        return Err(Error::validation(format!("the last line of {section} in the archive is incomplete")));
+    }
+    Ok(())
+}
+
+fn read_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> Result<SqliteSchema> {
+    let mut schema_json = Vec::new();
+    reader.read_section(index, "schema", &mut |c| {
+        schema_json.extend_from_slice(c);
+        Ok(())
+    })?;
+    serde_json::from_slice(&schema_json).map_err(|e| Error::validation(format!("the archive's schema is unreadable: {e}")))
+}
+
+/// Dumps the SQLite database at `path` into `archive`: every table whole, or — with a `parent` —
+/// for each table with a primary key only the rows that are new or changed since the parent
+/// (their digests differ from the parent's), plus the key and digest of every row, from which
+/// deletes are found and the next incremental backup starts.
+#[allow(clippy::too_many_arguments)]
 pub async fn dump(
     path: &Path,
     archive: &mut ArchiveWriter,
     include: Include,
     tenant_column: &str,
     tenants_table: &str,
+    parent: Option<&Parent>,
     cancel: &CancelToken,
     progress: &ProgressSink,
 ) -> Result<DumpStats> {
@@ -128,31 +211,64 @@ pub async fn dump(
     for (done, table) in tables.iter().enumerate() {
         cancel.check()?;
         progress(Progress { phase: "backup".into(), table: Some(table.clone()), tables_done: done as u64, tables_total: total, rows: stats.rows, bytes: 0 });
-        let mut sec = archive.section(table, "table");
+        let key_columns: Vec<String> = if table == "sqlite_sequence" {
+            Vec::new()
+        } else {
+            sqlx::query_scalar("SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk").bind(table).fetch_all(&mut conn).await.map_err(db_err(path, "read its primary keys"))?
+        };
+        let create_sql = schema.objects.iter().find(|o| o.kind == "table" && &o.name == table).and_then(|o| o.sql.as_deref());
+        let before = match parent {
+            Some(p) if !key_columns.is_empty() => p.digests(table, create_sql)?,
+            _ => None,
+        };
+        let mut sec = archive.begin(table, "table");
+        if before.is_some() {
+            sec.set_mode("delta");
+        }
+        // Tables with a primary key also list every row's key and digest.
+        let mut keys_sec = (!key_columns.is_empty()).then(|| archive.begin(&format!("{table}#keys"), "keys"));
         let sql = format!("SELECT * FROM {}", quote_ident(table));
         let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn);
         let mut line = Vec::with_capacity(256);
-        let mut count = 0u64;
+        let mut key_line = Vec::with_capacity(64);
+        let mut key_at: Option<Vec<usize>> = None;
+        let (mut written, mut all) = (0u64, 0u64);
         while let Some(row) = rows.try_next().await.map_err(db_err(path, &format!("read the table {table}")))? {
             let values: Vec<Value> = (0..row.columns().len()).map(|i| encode(&row, i)).collect::<Result<_>>()?;
             line.clear();
             serde_json::to_writer(&mut line, &values).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
             line.push(b'\n');
-            sec.write(&line)?;
-            count += 1;
+            all += 1;
+            if let Some(ks) = keys_sec.as_mut() {
+                let at = key_at.get_or_insert_with(|| key_columns.iter().filter_map(|k| row.columns().iter().position(|c| c.name() == k)).collect());
+                let key: Vec<&Value> = at.iter().map(|&i| &values[i]).collect();
+                let digest = row_digest(&line);
+                key_line.clear();
+                serde_json::to_writer(&mut key_line, &key).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+                let unchanged = before.as_ref().is_some_and(|b| std::str::from_utf8(&key_line).ok().and_then(|k| b.get(k)) == Some(&digest));
+                key_line.extend_from_slice(format!("\t{digest:016x}\n").as_bytes());
+                archive.write(ks, &key_line)?;
+                if unchanged {
+                    continue;
+                }
+            }
+            archive.write(&mut sec, &line)?;
+            written += 1;
         }
         drop(rows);
-        sec.add_rows(count);
-        if table != "sqlite_sequence" {
-            stats.rows += count;
+        sec.add_rows(written);
+        archive.end(sec)?;
+        if let Some(mut ks) = keys_sec {
+            ks.add_rows(all);
+            archive.end(ks)?;
         }
-        if table == tenants_table {
-            stats.tenant_count = count;
-        }
         if table != "sqlite_sequence" {
+            stats.rows += written;
             stats.tables += 1;
         }
-        sec.finish()?;
+        if table == tenants_table {
+            stats.tenant_count = all;
+        }
     }
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
     let _ = conn.close().await;
@@ -186,22 +302,20 @@ enum SqlValue {
 
 /// Restores the SQLite backup into a new file at `target`, which must not exist. Built as
 /// `target.partial` and renamed only when complete: a failure leaves nothing.
-pub async fn restore(reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, target: &Path, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
+/// `chain` is the backup and its ancestors, oldest (the full) first, each with its index; the
+/// state restored is the newest one's.
+pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], target: &Path, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
     if target.exists() {
         return Err(Error::conflict(format!(
             "{} already exists; restore a SQLite backup into a new file (or remove the old one first)",
             target.display()
         )));
     }
-    let mut schema_json = Vec::new();
-    reader.read_section(index, "schema", &mut |c| {
-        schema_json.extend_from_slice(c);
-        Ok(())
-    })?;
-    let schema: SqliteSchema = serde_json::from_slice(&schema_json).map_err(|e| Error::validation(format!("the archive's schema is unreadable: {e}")))?;
+    let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
+    let schema = read_schema(reader, index)?;
     let partial = target.with_extension("partial");
     let _ = std::fs::remove_file(&partial);
-    let result = restore_into(reader, index, &schema, &partial, cancel, progress).await;
+    let result = restore_into(chain, &schema, &partial, cancel, progress).await;
     match result {
         Ok(rows) => {
             std::fs::rename(&partial, target).map_err(|e| Error::io(format!("cannot move the restored database to {}", target.display()), &e))?;
@@ -214,7 +328,95 @@ pub async fn restore(reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveInde
     }
 }
 
-async fn restore_into(reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, schema: &SqliteSchema, path: &Path, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
+fn bind_values<'q>(mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>, values: &[Value]) -> Result<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
+    for v in values {
+        q = match decode(v)? {
+            SqlValue::Null => q.bind(None::<i64>),
+            SqlValue::Int(i) => q.bind(i),
+            SqlValue::Real(f) => q.bind(f),
+            SqlValue::Text(s) => q.bind(s),
+            SqlValue::Blob(b) => q.bind(b),
+        };
+    }
+    Ok(q)
+}
+
+/// Inserts every row of a section into `table`; returns the rows.
+async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, table: &str, path: &Path) -> Result<u64> {
+    let mut chunks = reader.section_chunks(index, table)?;
+    let mut rest: Vec<u8> = Vec::new();
+    let mut total = 0u64;
+    while let Some(chunk) = chunks.recv().await {
+        rest.extend_from_slice(&chunk?);
+        let mut start = 0;
+        while let Some(pos) = rest[start..].iter().position(|&b| b == b'\n') {
+            let line = &rest[start..start + pos];
+            start += pos + 1;
+            let values: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of {table} is unreadable: {e}")))?;
+            let marks = vec!["?"; values.len()].join(", ");
+            let q = bind_values(sqlx::query(AssertSqlSafe(format!("INSERT INTO {} VALUES ({marks})", quote_ident(table)))), &values)?;
+            q.execute(&mut *tx).await.map_err(db_err(path, &format!("load a row into {table}")))?;
+            total += 1;
+        }
+        rest.drain(..start);
+    }
+    if !rest.is_empty() {
+        return Err(Error::validation(format!("the last row of {table} in the archive is incomplete")));
+    }
+    Ok(total)
+}
+
+/// Applies one backup's delta to `table`: rows whose key is gone from the backup's key list are
+/// deleted, changed rows replace their old versions. Returns the table's rows afterwards.
+async fn apply_delta(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, table: &str, path: &Path) -> Result<u64> {
+    let key_columns: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk").bind(table).fetch_all(&mut *tx).await.map_err(db_err(path, "read its primary keys"))?;
+    if key_columns.is_empty() {
+        return Err(Error::validation(format!("{table}: a delta for a table without a primary key")));
+    }
+    let mut keep = std::collections::HashSet::new();
+    read_lines(reader, index, &format!("{table}#keys"), &mut |line| {
+        keep.insert(split_key_line(line, table)?.0.to_string());
+        Ok(())
+    })?;
+    let cols = key_columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+    let matches = key_columns.iter().map(|c| format!("{} IS ?", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+    let delete = format!("DELETE FROM {} WHERE {matches}", quote_ident(table));
+    // Rows the backup no longer has.
+    let mut gone: Vec<Vec<Value>> = Vec::new();
+    {
+        let mut rows = sqlx::query(AssertSqlSafe(format!("SELECT {cols} FROM {}", quote_ident(table)))).fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await.map_err(db_err(path, &format!("read the table {table}")))? {
+            let key: Vec<Value> = (0..key_columns.len()).map(|i| encode(&row, i)).collect::<Result<_>>()?;
+            let text = serde_json::to_string(&key).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+            if !keep.contains(&text) {
+                gone.push(key);
+            }
+        }
+    }
+    for key in &gone {
+        bind_values(sqlx::query(AssertSqlSafe(delete.clone())), key)?.execute(&mut *tx).await.map_err(db_err(path, &format!("apply a delete to {table}")))?;
+    }
+    // Changed and new rows: the old version (if any) goes, the new one comes. The key's
+    // positions among the row's columns, from the table's columns.
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid").bind(table).fetch_all(&mut *tx).await.map_err(db_err(path, "read its columns"))?;
+    let at: Vec<usize> = key_columns.iter().filter_map(|k| names.iter().position(|n| n == k)).collect();
+    let mut changed: Vec<Vec<Value>> = Vec::new();
+    read_lines(reader, index, table, &mut |line| {
+        let values: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of {table} is unreadable: {e}")))?;
+        changed.push(at.iter().map(|&i| values.get(i).cloned().unwrap_or(Value::Null)).collect());
+        Ok(())
+    })?;
+    for key in &changed {
+        bind_values(sqlx::query(AssertSqlSafe(delete.clone())), key)?.execute(&mut *tx).await.map_err(db_err(path, &format!("apply a change to {table}")))?;
+    }
+    insert_rows(tx, reader, index, table, path).await?;
+    let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", quote_ident(table)))).fetch_one(&mut *tx).await.map_err(db_err(path, "count its rows"))?;
+    Ok(u64::try_from(have).unwrap_or(0))
+}
+
+async fn restore_into(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], schema: &SqliteSchema, path: &Path, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
+    let (_, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
     let opts = SqliteConnectOptions::new().filename(path).create_if_missing(true).foreign_keys(false);
     let mut conn = SqliteConnection::connect_with(&opts).await.map_err(db_err(path, "create it"))?;
     let mut tx = conn.begin().await.map_err(db_err(path, "start a transaction"))?;
@@ -232,33 +434,26 @@ async fn restore_into(reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveInd
         if *table == "sqlite_sequence" {
             sqlx::query("DELETE FROM sqlite_sequence").execute(&mut *tx).await.map_err(db_err(path, "reset sqlite_sequence"))?;
         }
-        let mut chunks = reader.section_chunks(index, table)?;
-        let mut rest: Vec<u8> = Vec::new();
-        while let Some(chunk) = chunks.recv().await {
-            rest.extend_from_slice(&chunk?);
-            let mut start = 0;
-            while let Some(pos) = rest[start..].iter().position(|&b| b == b'\n') {
-                let line = &rest[start..start + pos];
-                start += pos + 1;
-                let values: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of {table} is unreadable: {e}")))?;
-                let marks = vec!["?"; values.len()].join(", ");
-                let mut q = sqlx::query(AssertSqlSafe(format!("INSERT INTO {} VALUES ({marks})", quote_ident(table))));
-                for v in &values {
-                    q = match decode(v)? {
-                        SqlValue::Null => q.bind(None::<i64>),
-                        SqlValue::Int(i) => q.bind(i),
-                        SqlValue::Real(f) => q.bind(f),
-                        SqlValue::Text(s) => q.bind(s),
-                        SqlValue::Blob(b) => q.bind(b),
-                    };
-                }
-                q.execute(&mut *tx).await.map_err(db_err(path, &format!("load a row into {table}")))?;
-                total += 1;
+        // The newest whole copy of the table in the chain, then every later delta in order.
+        let base = chain
+            .iter()
+            .rposition(|(_, ix)| ix.section(table).is_some_and(|e| e.mode.is_none()))
+            .ok_or_else(|| Error::validation(format!("no backup of the chain holds the table {table} whole")))?;
+        let (base_reader, base_index) = &chain[base];
+        let mut rows = insert_rows(&mut tx, base_reader, base_index, table, path).await?;
+        for (r, ix) in &chain[base + 1..] {
+            let entry = ix.section(table).ok_or_else(|| Error::validation(format!("{table} is missing from backup {} of the chain", r.header.archive_id)))?;
+            if entry.mode.as_deref() != Some("delta") {
+                return Err(Error::validation(format!("{table}: backup {} of the chain is not a delta", r.header.archive_id)));
             }
-            rest.drain(..start);
+            rows = apply_delta(&mut tx, r, ix, table, path).await?;
+            let expected = ix.section(&format!("{table}#keys")).map(|k| k.rows).unwrap_or(u64::MAX);
+            if rows != expected {
+                return Err(Error::validation(format!("{table}: the backup says {expected} rows but {rows} were restored")));
+            }
         }
-        if !rest.is_empty() {
-            return Err(Error::validation(format!("the last row of {table} in the archive is incomplete")));
+        if *table != "sqlite_sequence" {
+            total += rows;
         }
     }
     for o in schema.objects.iter().filter(|o| o.kind == "view" || (o.kind != "table" && restored.contains(o.tbl_name.as_str()))) {

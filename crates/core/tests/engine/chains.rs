@@ -43,7 +43,9 @@ async fn every_backup_of_a_chain_restores_the_state_at_its_snapshot() {
     )
     .await;
     let mut open_tx = sqlx::PgConnection::connect(&src.url()).await.expect("connect");
-    sqlx::raw_sql("BEGIN; INSERT INTO notes SELECT 2, g, 2, 'written by a long transaction' FROM generate_series(1, 50) g; UPDATE tenants SET name = 'renamed in long tx' WHERE id = 3;")
+    // (Rows written in a savepoint carry the subtransaction's id, which a snapshot does not list.)
+    sqlx::raw_sql("BEGIN; INSERT INTO notes SELECT 2, g, 2, 'written by a long transaction' FROM generate_series(1, 50) g; UPDATE tenants SET name = 'renamed in long tx' WHERE id = 3;
+                   SAVEPOINT s; INSERT INTO notes SELECT 3, g, 3, 'written in a savepoint' FROM generate_series(1, 20) g; RELEASE SAVEPOINT s;")
         .execute(&mut open_tx)
         .await
         .expect("open a long transaction");
@@ -52,6 +54,12 @@ async fn every_backup_of_a_chain_restores_the_state_at_its_snapshot() {
     assert!(inc1.rows < full.rows, "an incremental carries only what changed ({} < {})", inc1.rows, full.rows);
     expected.push((inc1.clone(), state()));
     sqlx::raw_sql("COMMIT").execute(&mut open_tx).await.expect("commit the long transaction");
+    // An incremental on top of the one whose snapshot saw the long transaction open: it must
+    // carry that transaction's rows, the savepoint's included.
+    let inc1b = repo.backup_typed(spec(), BackupType::Incremental).await;
+    assert_eq!(inc1b.parent.as_deref(), Some(inc1.id.as_str()));
+    expected.push((inc1b.clone(), state()));
+    assert!(expected[2].1.contains("written in a savepoint") && !expected[1].1.contains("written in a savepoint"));
 
     src.execute("UPDATE notes SET txt = 'second' WHERE line = 1 AND project_id < 10; DELETE FROM tenants WHERE id = 21; TRUNCATE audit_log;").await;
     let diff = repo.backup_typed(spec(), BackupType::Differential).await;
@@ -64,6 +72,7 @@ async fn every_backup_of_a_chain_restores_the_state_at_its_snapshot() {
     expected.push((inc2.clone(), state()));
     // The rows of the transaction that was open at inc1's snapshot are in the chain after it.
     assert!(expected[2].1.contains("written by a long transaction") && !expected[1].1.contains("written by a long transaction"));
+    assert_eq!(expected.len(), 5);
 
     for (out, want) in &expected {
         let dst = ScratchDb::create().await;
@@ -96,4 +105,95 @@ async fn an_incremental_without_its_parent_is_refused_with_the_missing_id() {
     let dst = ScratchDb::create().await;
     let err = repo.restore(Path::new(&inc.archive), &SourceSpec::Postgres { url: dst.url() }).await.expect_err("no parent");
     assert!(err.message.contains(&full.id), "names the missing backup: {}", err.message);
+}
+
+/// SQLite sources have incremental and differential backups too: a table with a primary key
+/// carries only its new and changed rows (found by comparing each row's digest with the
+/// parent's) and every key (for deletes); a table without one, or whose definition changed, is
+/// carried whole. Restoring any backup of the chain gives the file's state at its snapshot.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_backup_of_a_sqlite_chain_restores_the_state_at_its_snapshot() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = tmp.path().join("platform.db");
+    let run = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", db.display())).await.expect("open");
+            sqlx::raw_sql(sql).execute(&mut c).await.expect("sql");
+            c.close().await.expect("close");
+        }
+    };
+    run("CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE projects (id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT REFERENCES tenants(id), title TEXT, score REAL, data BLOB);
+         CREATE TABLE members (project_id INTEGER, user_name TEXT, role TEXT, PRIMARY KEY (project_id, user_name)) WITHOUT ROWID;
+         CREATE TABLE audit_log (at TEXT, what TEXT);
+         CREATE INDEX projects_tenant ON projects(tenant_id);
+         WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 30) INSERT INTO tenants SELECT 't' || i, 'Tenant ' || i FROM g;
+         WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 3000) INSERT INTO projects (tenant_id, title, score, data) SELECT 't' || (1 + i % 30), 'p' || i, i / 7.0, randomblob(16) FROM g;
+         WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 2000) INSERT INTO members SELECT i, 'u' || (i % 50), 'viewer' FROM g;
+         INSERT INTO audit_log VALUES ('2026-01-01', 'created');")
+        .await;
+    let repo = repo_with_password("pw");
+    let spec = || SourceSpec::Sqlite { path: db.clone() };
+    let mut expected = Vec::new();
+    // The state at a backup: a consistent copy of the file (VACUUM INTO; a plain copy would miss
+    // what is still in the write-ahead log).
+    let snapshot = |n: usize| {
+        let (db, copy) = (db.clone(), tmp.path().join(format!("state-{n}.db")));
+        async move {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.expect("open");
+            sqlx::query("VACUUM INTO ?").bind(copy.display().to_string()).execute(&mut c).await.expect("vacuum into");
+            c.close().await.expect("close");
+            copy
+        }
+    };
+
+    let full = repo.backup_typed(spec(), BackupType::Full).await;
+    assert_eq!(full.backup_type, BackupType::Full);
+    expected.push((full.clone(), snapshot(0).await));
+
+    run("INSERT INTO tenants VALUES ('t31', 'New tenant');
+         UPDATE projects SET title = title || ' (edited)', score = -0.0 WHERE id % 7 = 0;
+         DELETE FROM projects WHERE id % 11 = 0;
+         UPDATE members SET role = 'owner' WHERE project_id < 40;
+         DELETE FROM members WHERE project_id % 13 = 0;
+         INSERT INTO audit_log VALUES ('2026-01-02', 'edited');")
+        .await;
+    let inc1 = repo.backup_typed(spec(), BackupType::Incremental).await;
+    assert_eq!(inc1.backup_type, BackupType::Incremental, "{:?}", inc1.note);
+    assert_eq!(inc1.parent.as_deref(), Some(full.id.as_str()), "an incremental builds on the previous backup");
+    assert!(inc1.rows < full.rows / 2, "an incremental carries only what changed ({} of {})", inc1.rows, full.rows);
+    expected.push((inc1.clone(), snapshot(1).await));
+
+    // A column added to a table: that table is carried whole.
+    run("ALTER TABLE tenants ADD COLUMN plan TEXT DEFAULT 'free'; UPDATE tenants SET plan = 'pro' WHERE id = 't2';
+         DELETE FROM tenants WHERE id = 't31'; DELETE FROM audit_log;")
+        .await;
+    let diff = repo.backup_typed(spec(), BackupType::Differential).await;
+    assert_eq!(diff.parent.as_deref(), Some(full.id.as_str()), "a differential builds on the last full");
+    expected.push((diff.clone(), snapshot(2).await));
+
+    run("INSERT INTO projects (tenant_id, title) VALUES ('t5', 'after the differential'); DELETE FROM members WHERE project_id = 1; UPDATE projects SET data = NULL WHERE id = 2;").await;
+    let inc2 = repo.backup_typed(spec(), BackupType::Incremental).await;
+    assert_eq!(inc2.parent.as_deref(), Some(diff.id.as_str()));
+    assert!(inc2.rows < 100, "only the changes: {}", inc2.rows);
+    expected.push((inc2.clone(), snapshot(3).await));
+
+    for (out, want) in &expected {
+        let target = tmp.path().join(format!("restored-{}.db", out.id));
+        let restored = repo.restore(Path::new(&out.archive), &SourceSpec::Sqlite { path: target.clone() }).await.expect("restore");
+        crate::backup::sqlite_equal(&target, want).await;
+        assert!(restored.backups >= 1);
+        // AUTOINCREMENT's counter is restored too.
+        let seq = |p: &Path| {
+            let p = p.to_path_buf();
+            async move {
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", p.display())).await.expect("open");
+                let v: i64 = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'projects'").fetch_one(&mut c).await.expect("seq");
+                v
+            }
+        };
+        assert_eq!(seq(&target).await, seq(want).await);
+    }
+    assert_eq!(expected[3].0.parent.as_deref(), Some(expected[2].0.id.as_str()));
 }
