@@ -48,9 +48,18 @@ def main():
         f"pg_dump -Fp {PG}/{SRC} | zstd -3 -T2 -q | openssl enc -aes-256-ctr -pbkdf2 -pass pass:x | tee {work}/dump.zst.enc | sha256sum > /dev/null",
         shell=True)
     results["safehold_backup"] = measure("safehold backup", [SAFEHOLD, "backup", "--source", f"{PG}/{SRC}", "--to", repo, "--json"], env=env)
-    psql("postgres", "-c", f"CREATE DATABASE {DST1}")
-    results["pg_restore"] = measure("pg_restore -j 2", ["pg_restore", "-j", "2", "-d", f"{PG}/{DST1}", os.path.join(work, "dump.fc")])
-    results["safehold_restore"] = measure("safehold restore", [SAFEHOLD, "restore", "--from", repo, "--target", f"{PG}/{DST2}", "--create", "--json"], env=env)
+    # Restores write a lot: whichever runs second would pay for the checkpoints of the first's WAL.
+    # So each starts after a CHECKPOINT, they alternate, and the better of two rounds counts.
+    for _ in range(2):
+        for db in (DST1, DST2):
+            psql("postgres", "-c", f"DROP DATABASE IF EXISTS {db}")
+        psql("postgres", "-c", f"CREATE DATABASE {DST1}")
+        psql("postgres", "-c", "CHECKPOINT")
+        r = measure("pg_restore -j 2", ["pg_restore", "-j", "2", "-d", f"{PG}/{DST1}", os.path.join(work, "dump.fc")])
+        results["pg_restore"] = min(results.get("pg_restore", r), r)
+        psql("postgres", "-c", "CHECKPOINT")
+        r = measure("safehold restore", [SAFEHOLD, "restore", "--from", repo, "--target", f"{PG}/{DST2}", "--create", "--json"], env=env)
+        results["safehold_restore"] = min(results.get("safehold_restore", r), r)
     archive = [os.path.join(repo, "archives", f) for f in os.listdir(os.path.join(repo, "archives"))][0]
     sizes = {"pg_dump -Fc": os.path.getsize(os.path.join(work, "dump.fc")), "pipeline": os.path.getsize(os.path.join(work, "dump.zst.enc")), "safehold": os.path.getsize(archive)}
     raw = int(subprocess.run(["psql", "-X", "-At", "-d", f"{PG}/{SRC}", "-c", "SELECT pg_database_size(current_database())"], capture_output=True, text=True).stdout)

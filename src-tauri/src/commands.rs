@@ -173,7 +173,7 @@ pub async fn plan_restore(state: State<'_, AppState>, form: RestoreForm) -> Res<
 pub async fn start_restore(state: State<'_, AppState>, form: RestoreForm) -> Res<String> {
     let ctx = state.ctx()?.clone();
     let (id, req) = restores::start(&ctx, &form).await?;
-    let keys = safehold_core::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
+    let keys = safehold_core::custody::key_sources(&ctx).await?;
     match &state.scheduler {
         // Through the job runner: it waits for a running backup to finish, and can be cancelled.
         Some(s) => {

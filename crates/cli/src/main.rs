@@ -536,7 +536,26 @@ fn print_json(v: &impl serde::Serialize) {
 
 fn key_sources(k: &KeyArgs) -> KeySources {
     let keychain: Arc<dyn SecretStore> = Arc::new(Keychain::default());
-    KeySources { password_file: k.password_file.clone(), recovery_key_file: k.recovery_key_file.clone(), keychain: Some(keychain) }
+    KeySources { password_file: k.password_file.clone(), recovery_key_file: k.recovery_key_file.clone(), keychain: Some(keychain), ..Default::default() }
+}
+
+/// The keys given on the command line and — with `--operator` — the signed-in super admin's own
+/// key (repositories whose key is held by the super admins) and the super admins' public keys (a
+/// new repository is sealed to them).
+async fn operator_keys(cli: &Cli, k: &KeyArgs) -> Result<KeySources, Error> {
+    let mut keys = key_sources(k);
+    if cli.operator.as_deref().is_some_and(|o| !o.trim().is_empty()) {
+        let ctx = open_catalog(cli).await?;
+        with_session(&mut keys, &ctx).await?;
+    }
+    Ok(keys)
+}
+
+async fn with_session(keys: &mut KeySources, ctx: &Ctx) -> Result<(), Error> {
+    let from = safehold_core::custody::key_sources(ctx).await?;
+    keys.operator_key = from.operator_key;
+    keys.custodians = from.custodians;
+    Ok(())
 }
 
 /// Progress on a terminal (one updating line on stderr); plain lines when not a terminal.
@@ -674,7 +693,7 @@ async fn restore_command(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
     if let Some(j) = a.jobs {
         req.jobs = j.max(1);
     }
-    let keys = key_sources(&a.keys);
+    let keys = operator_keys(cli, &a.keys).await?;
     let opened = restore::open(&req, &keys).await?;
     let cancel = cancel_on_ctrl_c();
     let plan = restore::plan(&req, &opened, a.dry_run, &cancel).await?;
@@ -856,7 +875,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
     match &cli.command {
         Command::Backup(a) => {
             let spec = SourceSpec::parse(&a.source)?;
-            let keys = key_sources(&a.keys);
+            let keys = operator_keys(cli, &a.keys).await?;
             let mut req = BackupRequest::new(spec);
             req.backup_type = a.backup_type;
             req.zstd_level = parse_compression(&a.compression)?;
@@ -889,7 +908,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
                 Error::validation("a test restore needs a PostgreSQL server for its scratch database: give --scratch postgres://user@host:5432/postgres or set SAFEHOLD_SCRATCH_URL")
             })?;
             let req = restore::RestoreRequest::new(location(cli, &a.target).await?, String::new());
-            let keys = key_sources(&a.keys);
+            let keys = operator_keys(cli, &a.keys).await?;
             let opened = restore::open(&req, &keys).await?;
             let report = verify::restore_test(&opened, &scratch, a.source.as_deref(), &cancel_on_ctrl_c(), &progress_sink(json)).await;
             end_progress(json);
@@ -908,7 +927,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
         }
         Command::Verify(a) => {
             let (paths, repo) = archives_of(&location(cli, &a.target).await?)?;
-            let keys = key_sources(&a.keys);
+            let keys = operator_keys(cli, &a.keys).await?;
             // The checksums the catalog recorded when the archives were written, if it knows them.
             let recorded = recorded_checksums(cli.home.as_deref()).await;
             let mut reports = Vec::new();
@@ -951,7 +970,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
         Command::Inspect { archive, keys } => {
             let mut reader = ArchiveReader::open(archive)?;
             let header = reader.header.clone();
-            let keys = key_sources(keys);
+            let keys = operator_keys(cli, keys).await?;
             let index = match keys.unlock_archive(&mut reader, None).await {
                 Ok(()) => Some(reader.index()?),
                 Err(_) => None,
@@ -978,7 +997,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
         Command::Key(KeyCommand::ExportRecovery { repo, keys }) => {
             let repo = &location(cli, repo).await?;
             let mut repository = Repository::open(repo)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", repo.display())))?;
-            let mk = key_sources(keys).unlock_repository(&repository).await?;
+            let mk = operator_keys(cli, keys).await?.unlock_repository(&repository).await?;
             let kit = repository.export_recovery(&mk)?;
             print!("{kit}");
         }
@@ -1376,17 +1395,28 @@ async fn tenant_command(ctx: &Ctx, json: bool, cmd: TenantCommand) -> Result<(),
                 Some(other) => return Err(Error::validation(format!("unknown export format \"{other}\": use portable or archive"))),
             };
             (s.source, s.source_tenant_ids, s.target_file, s.archive_repository) = (Some(source), tenant, Some(to.display().to_string()), repo);
-            (s, common.dry_run, Some(key_sources(&keys)))
+            (s, common.dry_run, Some({
+                let mut k = key_sources(&keys);
+                with_session(&mut k, ctx).await?;
+                k
+            }))
         }
         TenantCommand::Import { from, target, tenant, into, new_tenant_name, keys, common } => {
             let mut s = migration_spec(MigrationType::DataImport, &common)?;
             s.source_files = from.iter().map(|f| f.display().to_string()).collect();
             (s.target, s.source_tenant_ids, s.target_tenant_id, s.target_tenant_name) = (Some(target), tenant.into_iter().collect(), into, new_tenant_name);
-            (s, common.dry_run, Some(key_sources(&keys)))
+            (s, common.dry_run, Some({
+                let mut k = key_sources(&keys);
+                with_session(&mut k, ctx).await?;
+                k
+            }))
         }
     };
     if dry_run {
-        let ends = records::resolve(ctx, &spec, keys.unwrap_or_else(|| KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() })).await?;
+        let ends = records::resolve(ctx, &spec, match keys {
+            Some(k) => k,
+            None => safehold_core::custody::key_sources(ctx).await?,
+        }).await?;
         let report = migrate::execute(&spec, &ends, false, &CancelToken::new(), &progress_sink(json)).await;
         end_progress(json);
         let report = report?;

@@ -23,6 +23,9 @@ pub struct Ctx {
     pub session: Arc<std::sync::Mutex<crate::operators::Session>>,
     /// Where jobs push their progress as it happens (the app forwards it to the window as events).
     pub events: Option<Arc<dyn Fn(JobEvent) + Send + Sync>>,
+    /// For a detached context (the scheduler's): the session it came from, whose signed-in super
+    /// admin's key background backups may use to read the parent of an incremental backup.
+    pub keys_of: Option<Arc<std::sync::Mutex<crate::operators::Session>>>,
 }
 
 /// A job's progress or end, pushed as it happens.
@@ -86,7 +89,7 @@ impl Ctx {
         // Until the first super admin is created, the workstation's local administrator acts;
         // afterwards nobody does until an operator signs in.
         let session = crate::operators::Session::initial(&pool).await?;
-        Ok(Self { home: home.to_path_buf(), pool, secrets, session: Arc::new(std::sync::Mutex::new(session)), events: None })
+        Ok(Self { home: home.to_path_buf(), pool, secrets, session: Arc::new(std::sync::Mutex::new(session)), events: None, keys_of: None })
     }
 
     /// The operator acting (recorded as `created_by`, `initiated_by`, in the audit log); the
@@ -98,7 +101,7 @@ impl Ctx {
     /// A context sharing this one's catalog and secrets with a session of its own (the
     /// scheduler's, acting as each configuration's owner).
     pub fn detached(&self, session: crate::operators::Session) -> Self {
-        Self { session: Arc::new(std::sync::Mutex::new(session)), ..self.clone() }
+        Self { session: Arc::new(std::sync::Mutex::new(session)), keys_of: Some(self.keys_of.clone().unwrap_or_else(|| self.session.clone())), ..self.clone() }
     }
 }
 

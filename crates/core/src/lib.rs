@@ -8,6 +8,7 @@ pub mod connections;
 pub mod copies;
 pub mod context;
 pub mod cron;
+pub mod custody;
 pub mod demo;
 pub mod error;
 pub mod archive;

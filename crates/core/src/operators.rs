@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 use ts_rs::TS;
 
-use crate::archive::keys::{password_kek, KdfParams};
+use crate::archive::keys::{self, password_kek, KdfParams, KeySlot, SecretKey, Unlock};
 use crate::catalog::{audit, now, LOCAL_OPERATOR_ID};
 use crate::context::Ctx;
 use crate::error::{Error, ErrorCode, Result};
@@ -148,11 +148,20 @@ pub struct Session {
     pub idle: Option<Duration>,
     /// Why the last session ended (shown at the next call).
     ended: Option<String>,
+    /// A signed-in super admin's own private key (opened by their password at sign-in): opens
+    /// the repositories sealed to them ([`crate::custody`]). Gone with the session.
+    pub private: Option<SecretKey>,
 }
 
 impl Session {
     pub fn of(acting: Option<Acting>, idle: Option<Duration>) -> Self {
-        Self { acting, last_active: Instant::now(), idle, ended: None }
+        Self { acting, last_active: Instant::now(), idle, ended: None, private: None }
+    }
+
+    /// Ends the session (sign-out, idle expiry): the acting operator and their key are dropped.
+    fn end(&mut self) -> Option<Acting> {
+        self.private = None;
+        self.acting.take()
     }
 
     /// The session a freshly opened catalog starts with: the local administrator until the
@@ -222,7 +231,15 @@ pub async fn require(ctx: &Ctx, permission: Permission, action: &str, target: &s
         acting
     } else {
         match load(&ctx.pool, &acting.id).await {
-            Ok(fresh) => fresh,
+            Ok(fresh) => {
+                // No longer a super admin: the session lets go of their key.
+                if fresh.role != Role::SuperAdmin {
+                    if let Ok(mut s) = ctx.session.lock() {
+                        s.private = None;
+                    }
+                }
+                fresh
+            }
             Err(e) => {
                 end_session(ctx, format!("the session of {} ended: {}", acting.name, e.message));
                 return Err(Error::new(ErrorCode::PermissionDenied, format!("{}; sign in again", e.message)));
@@ -247,7 +264,7 @@ pub async fn require(ctx: &Ctx, permission: Permission, action: &str, target: &s
 
 fn end_session(ctx: &Ctx, why: String) {
     if let Ok(mut s) = ctx.session.lock() {
-        s.acting = None;
+        s.end();
         s.ended = Some(why);
     }
 }
@@ -267,7 +284,7 @@ pub fn current(ctx: &Ctx) -> Result<Acting> {
     if let (Some(idle), Some(a)) = (s.idle, s.acting.as_ref()) {
         if s.last_active.elapsed() > idle {
             let name = a.name.clone();
-            s.acting = None;
+            s.end();
             s.ended = Some(format!("the session of {name} ended after {} idle; sign in again", human(idle)));
         }
     }
@@ -325,6 +342,49 @@ fn check_name(name: &str) -> Result<String> {
     Ok(n.to_string())
 }
 
+fn operator_key_aad(operator_id: &str) -> Vec<u8> {
+    format!("safehold-operator-key:{operator_id}").into_bytes()
+}
+
+/// Gives operator `id` a new X25519 key pair, its private key wrapped by `password`; returns
+/// the private key.
+async fn new_key_pair(pool: &SqlitePool, id: &str, password: &str) -> Result<SecretKey> {
+    let (private, public) = keys::x25519_pair();
+    let slot = {
+        let (p, k, aad) = (password.to_string(), private.clone(), operator_key_aad(id));
+        tokio::task::spawn_blocking(move || keys::password_slot(&p, &k, &aad, KdfParams::default())).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??
+    };
+    let sealed = serde_json::to_string(&slot).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    sqlx::query("UPDATE operators SET public_key = ?, private_sealed = ? WHERE id = ?")
+        .bind(&public)
+        .bind(&sealed)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(|e| Error::catalog("store the operator's key", &e))?;
+    Ok(private)
+}
+
+/// Operator `id`'s private key, opened with their (just checked) password; an operator from
+/// before keys existed gets a key pair now. (A key that does not open — the password was set
+/// anew — is replaced: what was sealed to the old one is sealed again by the next sweep of a
+/// super admin who holds it.)
+async fn open_key_pair(pool: &SqlitePool, id: &str, password: &str) -> Result<SecretKey> {
+    let sealed: Option<String> = sqlx::query_scalar("SELECT private_sealed FROM operators WHERE id = ?")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| Error::catalog("read the operator's key", &e))?;
+    if let Some(slot) = sealed.and_then(|j| serde_json::from_str::<KeySlot>(&j).ok()) {
+        let (p, aad) = (password.to_string(), operator_key_aad(id));
+        let opened = tokio::task::spawn_blocking(move || keys::open_master(&[slot], &Unlock::Password(p), &aad)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+        if let Some(k) = opened {
+            return Ok(k);
+        }
+    }
+    new_key_pair(pool, id, password).await
+}
+
 /// Creates the first super admin (the first start of the app). The local administrator is
 /// disabled, and the new operator acts in `ctx`.
 pub async fn create_first(ctx: &Ctx, name: &str, password: &str) -> Result<Acting> {
@@ -360,11 +420,15 @@ pub async fn create_first(ctx: &Ctx, name: &str, password: &str) -> Result<Actin
         .map_err(|e| Error::catalog("hand the schedules over", &e))?;
     audit(&mut *tx, &id, "operator.create_first", &name, "success", Some("super_admin")).await?;
     tx.commit().await.map_err(|e| Error::catalog("create the operator", &e))?;
+    let private = new_key_pair(&ctx.pool, &id, password).await?;
     let acting = load(&ctx.pool, &id).await?;
     let idle = idle_timeout(&ctx.pool).await?;
     if let Ok(mut s) = ctx.session.lock() {
         *s = Session::of(Some(acting.clone()), s.idle.or(Some(idle)));
+        s.private = Some(private);
     }
+    // The repositories' keys move from the keychain to the super admin.
+    crate::custody::sweep_quietly(ctx).await;
     Ok(acting)
 }
 
@@ -476,10 +540,17 @@ pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Resul
         .await
         .map_err(|e| Error::catalog("record the sign-in", &e))?;
     audit(&ctx.pool, &id, "operator.sign_in", name, "success", None).await?;
+    let private = open_key_pair(&ctx.pool, &id, password).await?;
     let acting = load(&ctx.pool, &id).await?;
     let idle = if idle { Some(idle_timeout(&ctx.pool).await?) } else { None };
+    let super_admin = acting.role == Role::SuperAdmin;
     if let Ok(mut s) = ctx.session.lock() {
         *s = Session::of(Some(acting.clone()), idle);
+        // Only a super admin's key opens anything; the others' stays closed.
+        s.private = super_admin.then_some(private);
+    }
+    if super_admin {
+        crate::custody::sweep_quietly(ctx).await;
     }
     Ok(acting)
 }
@@ -491,7 +562,7 @@ fn delay(failures: i64) -> Duration {
 
 /// Ends the session.
 pub async fn sign_out(ctx: &Ctx) -> Result<()> {
-    let who = ctx.session.lock().ok().and_then(|mut s| s.acting.take());
+    let who = ctx.session.lock().ok().and_then(|mut s| s.end());
     if let Some(a) = who {
         audit(&ctx.pool, &a.id, "operator.sign_out", &a.name, "success", None).await?;
     }
@@ -536,6 +607,10 @@ pub async fn add(ctx: &Ctx, name: &str, role: Role, password: &str) -> Result<Op
         .map_err(|e| unique(e, &name))?;
     audit(&mut *tx, &who.id, "operator.add", &name, "success", Some(role.as_str())).await?;
     tx.commit().await.map_err(|e| Error::catalog("add the operator", &e))?;
+    new_key_pair(&ctx.pool, &id, password).await?;
+    if role == Role::SuperAdmin {
+        crate::custody::sweep_quietly(ctx).await;
+    }
     find(ctx, &id).await
 }
 
@@ -561,6 +636,7 @@ pub async fn set_role(ctx: &Ctx, name_or_id: &str, role: Role) -> Result<Operato
     }
     sqlx::query("UPDATE operators SET role = ? WHERE id = ?").bind(role.as_str()).bind(&op.id).execute(&ctx.pool).await.map_err(|e| Error::catalog("change the role", &e))?;
     audit(&ctx.pool, &who.id, "operator.set_role", &op.name, "success", Some(&format!("{} → {}", op.role, role.as_str()))).await?;
+    crate::custody::sweep_quietly(ctx).await;
     find(ctx, &op.id).await
 }
 
@@ -579,6 +655,7 @@ pub async fn set_active(ctx: &Ctx, name_or_id: &str, active: bool) -> Result<Ope
         .await
         .map_err(|e| Error::catalog("change the operator", &e))?;
     audit(&ctx.pool, &who.id, action, &op.name, "success", None).await?;
+    crate::custody::sweep_quietly(ctx).await;
     find(ctx, &op.id).await
 }
 
@@ -593,6 +670,7 @@ pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
     if op.role == "super_admin" {
         keep_a_super_admin(ctx, &op.id).await?;
     }
+    let key: Option<String> = sqlx::query_scalar("SELECT public_key FROM operators WHERE id = ?").bind(&op.id).fetch_one(&ctx.pool).await.map_err(|e| Error::catalog("read the operator", &e))?;
     let deleted = sqlx::query("DELETE FROM operators WHERE id = ?").bind(&op.id).execute(&ctx.pool).await;
     let detail = match deleted {
         Ok(_) => "removed",
@@ -607,6 +685,10 @@ pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
         Err(e) => return Err(Error::catalog("remove the operator", &e)),
     };
     audit(&ctx.pool, &who.id, "operator.remove", &op.name, "success", Some(detail)).await?;
+    // Their key no longer opens the repositories.
+    if let Err(e) = crate::custody::sweep_with(ctx, key.as_slice()).await {
+        tracing::warn!("the repositories' keys could not be brought in step with the super admins: {}", e.message);
+    }
     Ok(())
 }
 

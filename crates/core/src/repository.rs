@@ -166,6 +166,37 @@ impl Repository {
         self.save()
     }
 
+    /// Public keys whose holders the master key is sealed to (super admins' keys).
+    pub fn custodians(&self) -> Vec<String> {
+        self.config
+            .master_slots
+            .iter()
+            .filter_map(|s| match s {
+                KeySlot::Public { public_key, .. } => Some(public_key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Seals the master key to each of `add` that does not hold it yet, and removes the slots of
+    /// `remove` (operators who are no longer super admins). Returns whether anything changed; the
+    /// file is saved then. Archives already written keep the slots they were written with.
+    pub fn set_custodians(&mut self, master: &SecretKey, add: &[String], remove: &[String]) -> Result<bool> {
+        let aad = master_aad(self.id());
+        let have = self.custodians();
+        let before = self.config.master_slots.len();
+        self.config.master_slots.retain(|s| !matches!(s, KeySlot::Public { public_key, .. } if remove.contains(public_key)));
+        let mut changed = self.config.master_slots.len() != before;
+        for key in add.iter().filter(|k| !have.contains(k) && !remove.contains(k)) {
+            self.config.master_slots.push(keys::seal_to_public(key, master, &aad)?);
+            changed = true;
+        }
+        if changed {
+            self.save()?;
+        }
+        Ok(changed)
+    }
+
     /// Opens the master key.
     pub fn unlock(&self, unlock: &Unlock) -> Result<SecretKey> {
         keys::open_master(&self.config.master_slots, unlock, &master_aad(self.id()))?.ok_or_else(|| {
@@ -176,6 +207,7 @@ impl Repository {
                     match unlock {
                         Unlock::Password(_) => "password",
                         Unlock::Recovery(_) => "recovery key",
+                        Unlock::Operator(_) => "operator key",
                     },
                     self.dir.display()
                 ),
@@ -268,11 +300,14 @@ pub fn is_repository_location(location: &Path) -> bool {
 
 /// Opens or creates the repository in `dir` and unlocks its master key. The secret comes from
 /// the headless sources if one is given, else from the OS keychain (a new repository gets a
-/// random secret stored there).
+/// random secret stored there) — except when `custodians` (super admins' public keys) are given:
+/// a new repository's master key is then sealed to them and no secret is kept anywhere, so only
+/// they (and the recovery kit) can read its backups.
 pub async fn open_or_init(
     dir: &Path,
     source: &SecretSource,
     keychain: Option<&Arc<dyn SecretStore>>,
+    custodians: &[String],
     kdf: KdfParams,
 ) -> Result<(Repository, SecretKey)> {
     let headless = headless_password(source)?;
@@ -302,6 +337,8 @@ pub async fn open_or_init(
             let id = uuid::Uuid::new_v4().to_string();
             let password = match headless {
                 Some(p) => p,
+                // Withheld: a random secret that nobody keeps; the super admins' keys open it.
+                None if !custodians.is_empty() => hex::encode(SecretKey::random().0),
                 None => {
                     let store = keychain.ok_or_else(|| Error::new(ErrorCode::Keychain, "no keychain and no password: give --password-file or SAFEHOLD_PASSWORD"))?;
                     let secret = hex::encode(SecretKey::random().0);
@@ -310,7 +347,11 @@ pub async fn open_or_init(
                     secret
                 }
             };
-            tokio::task::block_in_place(|| Repository::init_with_id(dir, &id, &password, kdf))
+            let (mut repo, mk) = tokio::task::block_in_place(|| Repository::init_with_id(dir, &id, &password, kdf))?;
+            if !custodians.is_empty() {
+                repo.set_custodians(&mk, custodians, &[])?;
+            }
+            Ok((repo, mk))
         }
     }
 }

@@ -107,8 +107,8 @@ fn target_url(spec: &crate::source::SourceSpec) -> String {
     }
 }
 
-fn keys(ctx: &Ctx) -> KeySources {
-    KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() }
+async fn keys(ctx: &Ctx) -> Result<KeySources> {
+    crate::custody::key_sources(ctx).await
 }
 
 /// Plans a restore from the app: an exact plan (a rolled-back dry run for selective and tenant
@@ -116,7 +116,7 @@ fn keys(ctx: &Ctx) -> KeySources {
 pub async fn plan(ctx: &Ctx, form: &RestoreForm) -> Result<RestorePlan> {
     crate::operators::require(ctx, crate::operators::Permission::RestoreData, "restore.plan", &form.backup_execution_id).await?;
     let req = resolve(ctx, form).await?;
-    let opened = restore::open(&req, &keys(ctx)).await?;
+    let opened = restore::open(&req, &keys(ctx).await?).await?;
     restore::plan(&req, &opened, true, &CancelToken::new()).await
 }
 
@@ -298,7 +298,7 @@ pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str, cancel: &
         return Err(Error::validation("verifying by restoring needs a PostgreSQL backup; SQLite backups are checked with a deep verify"));
     };
     let req = RestoreRequest::new(PathBuf::from(&file), String::new());
-    let opened = restore::open(&req, &keys(ctx)).await?;
+    let opened = restore::open(&req, &keys(ctx).await?).await?;
     // Cancelled or failed, the scratch database is dropped: nothing is left behind.
     let report = crate::verify::restore_test(&opened, &url, Some(&url), cancel, &crate::source::no_progress()).await;
     let outcome = match &report {

@@ -14,7 +14,6 @@ use crate::history::BackupExecution;
 use crate::secrets::{self, connection_account};
 use crate::source::{CancelToken, Include, Progress, SourceSpec};
 use crate::storage;
-use crate::unlock::KeySources;
 
 /// Records a pending execution of the configuration and returns its id. Refused for an inactive
 /// configuration.
@@ -177,7 +176,7 @@ async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &Cancel
         .find(|s| s.storage_name == config.storage_location)
         .ok_or_else(|| Error::not_found(format!("the storage \"{}\" does not exist any more", config.storage_location)))?;
     let dir = storage::location(ctx, &store).await?;
-    let keys = KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
+    let keys = crate::custody::key_sources(ctx).await?;
     let (repo, mk) = keys.open_repository_for_sealed_backup(&dir).await?;
     let mut req = BackupRequest::new(spec);
     req.source_name = conn.name.clone();

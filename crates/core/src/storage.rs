@@ -42,12 +42,17 @@ pub struct BackupStorage {
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<BackupStorage>> {
     crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "storage.list", "storage").await?;
+    all(&ctx.pool).await
+}
+
+/// Every storage location (for the engine's own work: key custody, crash recovery).
+pub(crate) async fn all(pool: &sqlx::SqlitePool) -> Result<Vec<BackupStorage>> {
     sqlx::query_as(
         "SELECT id, storage_name, storage_type, storage_config, coalesce(is_default, 0) AS is_default, \
          coalesce(is_active, 1) AS is_active, total_capacity, coalesce(used_space, 0) AS used_space, \
          coalesce(created_at, '') AS created_at, last_health_check, last_health_ok, last_health_latency_ms, last_health_message FROM backup_storage ORDER BY is_default DESC, storage_name",
     )
-    .fetch_all(&ctx.pool)
+    .fetch_all(pool)
     .await
     .map_err(|e| Error::catalog("list the storage locations", &e))
 }

@@ -16,6 +16,12 @@ pub struct KeySources {
     pub password_file: Option<PathBuf>,
     pub recovery_key_file: Option<PathBuf>,
     pub keychain: Option<Arc<dyn SecretStore>>,
+    /// The signed-in super admin's private key: opens repositories whose master key is sealed
+    /// to them ([`crate::custody`]).
+    pub operator_key: Option<SecretKey>,
+    /// The super admins' public keys: a repository created now is sealed to them instead of
+    /// keeping its secret in the keychain.
+    pub custodians: Vec<String>,
 }
 
 impl KeySources {
@@ -50,9 +56,23 @@ impl KeySources {
         }
     }
 
+    /// The master key through the signed-in super admin's own key, when it opens `repo`.
+    fn operator_unlock(&self, repo: &Repository) -> Option<SecretKey> {
+        let key = self.operator_key.clone()?;
+        tokio::task::block_in_place(|| repo.unlock(&Unlock::Operator(key))).ok()
+    }
+
     /// Opens (or creates) a repository for writing a backup.
     pub async fn open_repository_for_backup(&self, dir: &Path) -> Result<(Repository, SecretKey)> {
-        repository::open_or_init(dir, &self.secret_source(), self.keychain.as_ref(), KdfParams::default()).await
+        if self.operator_key.is_some() && repository::headless_password(&self.secret_source())?.is_none() {
+            if let Some(mut repo) = Repository::open(dir)? {
+                if let Some(mk) = self.operator_unlock(&repo) {
+                    repo.ensure_key_pair(&mk)?;
+                    return Ok((repo, mk));
+                }
+            }
+        }
+        repository::open_or_init(dir, &self.secret_source(), self.keychain.as_ref(), &self.custodians, KdfParams::default()).await
     }
 
     /// Opens (or creates) a repository for a backup sealed to its public key: with its master
@@ -62,6 +82,13 @@ impl KeySources {
     pub async fn open_repository_for_sealed_backup(&self, dir: &Path) -> Result<(Repository, Option<SecretKey>)> {
         if let Some(repo) = Repository::open(dir)? {
             let has_password = repository::headless_password(&self.secret_source())?.is_some();
+            if !has_password && self.recovery_key_file.is_none() {
+                if let Some(mk) = self.operator_unlock(&repo) {
+                    let mut repo = repo;
+                    repo.ensure_key_pair(&mk)?;
+                    return Ok((repo, Some(mk)));
+                }
+            }
             if !has_password && self.recovery_key_file.is_none() && repo.config.public_key.is_some() {
                 let id = repo.id().to_string();
                 match self.password(&id).await {
@@ -99,11 +126,22 @@ impl KeySources {
                 )));
             }
         }
+        if let Some(key) = &self.operator_key {
+            // The archive's own copy of the slots, or — for an archive written before this
+            // super admin held the key — the repository's.
+            let via_archive = tokio::task::block_in_place(|| reader.unlock(None, Some(&Unlock::Operator(key.clone()))));
+            if via_archive.is_ok() {
+                return Ok(());
+            }
+            if let Some(mk) = repo.and_then(|r| self.operator_unlock(r)) {
+                return tokio::task::block_in_place(|| reader.unlock(Some(&mk), None));
+            }
+        }
         let password = self.password(&id).await?.ok_or_else(|| {
             Error::new(
                 ErrorCode::AuthFailed,
                 format!(
-                    "no key for the archive {}: give --password-file, SAFEHOLD_PASSWORD or --recovery-key-file",
+                    "no key for the archive {}: sign in as a super admin who holds this repository's key, or give --password-file, SAFEHOLD_PASSWORD or --recovery-key-file",
                     reader.path().display()
                 ),
             )
@@ -140,6 +178,11 @@ impl KeySources {
     pub async fn unlock_repository(&self, repo: &Repository) -> Result<SecretKey> {
         if let Some(rk) = self.recovery()? {
             return tokio::task::block_in_place(|| repo.unlock(&Unlock::Recovery(rk)));
+        }
+        if repository::headless_password(&self.secret_source())?.is_none() {
+            if let Some(mk) = self.operator_unlock(repo) {
+                return Ok(mk);
+            }
         }
         let password = self.password(repo.id()).await?.ok_or_else(|| {
             Error::new(ErrorCode::AuthFailed, format!("no key for the repository {}: give --password-file or SAFEHOLD_PASSWORD", repo.dir.display()))

@@ -184,6 +184,9 @@ pub fn recovery_slot(recovery: &SecretKey, mk: &SecretKey, aad: &[u8]) -> Result
 pub enum Unlock {
     Password(String),
     Recovery(SecretKey),
+    /// A super admin's own X25519 private key (opened by their sign-in password): opens the
+    /// master key sealed to their public key.
+    Operator(SecretKey),
 }
 
 impl std::fmt::Debug for Unlock {
@@ -191,6 +194,7 @@ impl std::fmt::Debug for Unlock {
         f.write_str(match self {
             Unlock::Password(_) => "Unlock::Password(…)",
             Unlock::Recovery(_) => "Unlock::Recovery(…)",
+            Unlock::Operator(_) => "Unlock::Operator(…)",
         })
     }
 }
@@ -207,6 +211,11 @@ pub fn open_master(slots: &[KeySlot], unlock: &Unlock, aad: &[u8]) -> Result<Opt
             }
             (KeySlot::Recovery { nonce, wrapped }, Unlock::Recovery(rk)) => {
                 if let Some(k) = unwrap(&recovery_kek(rk), nonce, wrapped, aad) {
+                    return Ok(Some(k));
+                }
+            }
+            (KeySlot::Public { .. }, Unlock::Operator(private)) => {
+                if let Some(k) = open_sealed(private, slot, aad) {
                     return Ok(Some(k));
                 }
             }

@@ -194,6 +194,7 @@ impl ArchiveReader {
             let what = match unlock {
                 Some(Unlock::Recovery(_)) => "the recovery key",
                 Some(Unlock::Password(_)) => "the password",
+                Some(Unlock::Operator(_)) => "your operator key",
                 None => "the repository's key",
             };
             Error::new(

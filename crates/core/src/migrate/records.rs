@@ -104,8 +104,8 @@ async fn archive_repository(ctx: &Ctx, given: Option<&str>) -> Result<std::path:
     crate::storage::location(ctx, &store).await
 }
 
-fn keys(ctx: &Ctx) -> KeySources {
-    KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() }
+async fn keys(ctx: &Ctx) -> Result<KeySources> {
+    crate::custody::key_sources(ctx).await
 }
 
 fn quiet() -> ProgressSink {
@@ -115,14 +115,14 @@ fn quiet() -> ProgressSink {
 /// Validation: the migration run in a transaction that is rolled back.
 pub async fn validate(ctx: &Ctx, spec: &MigrationSpec) -> Result<MigrationReport> {
     crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.validate", &spec.migration_name).await?;
-    let ends = resolve(ctx, spec, keys(ctx)).await?;
+    let ends = resolve(ctx, spec, keys(ctx).await?).await?;
     execute(spec, &ends, false, &CancelToken::new(), &quiet()).await
 }
 
 /// The mapping proposed for the spec (the wizard's mapping step).
 pub async fn propose_mapping(ctx: &Ctx, spec: &MigrationSpec) -> Result<MigrationReport> {
     crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.propose", &spec.migration_name).await?;
-    let ends = resolve(ctx, spec, keys(ctx)).await?;
+    let ends = resolve(ctx, spec, keys(ctx).await?).await?;
     let (mapping, warnings) = super::propose_mapping(spec, &ends).await?;
     Ok(MigrationReport { migration_type: spec.migration_type, mapping, warnings, ..Default::default() })
 }
@@ -188,7 +188,10 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
         })
     };
     let result = async {
-        let ends = resolve(ctx, spec, extra_keys.unwrap_or_else(|| keys(ctx))).await?;
+        let ends = resolve(ctx, spec, match extra_keys {
+            Some(k) => k,
+            None => keys(ctx).await?,
+        }).await?;
         execute(spec, &ends, true, cancel, &recorder.sink).await
     }
     .await;

@@ -229,3 +229,84 @@ async fn each_backup_is_copied_to_the_second_storage_verified_and_restorable_fro
     let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut db).await.expect("count");
     assert_eq!(tenants, 50, "the demo's tenants, restored from the second copy");
 }
+
+/// Once the first super admin exists, the repositories' keys leave the workstation's keychain and
+/// are sealed to each super admin's own key: a platform operator's session holds no key at all
+/// (she backs up, and cannot open a backup whatever the permission checks say), a super admin's
+/// sign-in opens them, and the slots follow the roles.
+#[tokio::test(flavor = "multi_thread")]
+async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_roles() {
+    use safehold_core::operators::{self, Role};
+    use safehold_core::repository::{keychain_account, Repository};
+    use safehold_core::{custody, restore, storage, ErrorCode};
+    const PW: &str = "correct horse battery";
+    let Some((dir, ctx)) = keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    let config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let before = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("run");
+    let repo_dir = storage::location(&ctx, &storage::find(&ctx, demo::DEMO_STORAGE).await.expect("storage")).await.expect("location");
+    let repo_id = Repository::open(&repo_dir).expect("open").expect("a repository").config.repository_id;
+    let secret = |ctx: &Ctx| {
+        let (store, account) = (ctx.secrets.clone(), keychain_account(&repo_id));
+        move || store.get(&account).expect("keychain")
+    };
+    assert!(secret(&ctx)().is_some(), "before operators, the secret is in the keychain");
+
+    // The first super admin: the key moves from the keychain to her.
+    operators::create_first(&ctx, "alice", PW).await.expect("first super admin");
+    assert!(secret(&ctx)().is_none(), "the keychain no longer holds the repository's secret");
+    let repo = Repository::open(&repo_dir).expect("open").expect("repository");
+    assert_eq!(repo.custodians().len(), 1, "sealed to alice");
+    let withheld: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'key.withhold' AND outcome = 'success'").fetch_one(&ctx.pool).await.expect("audit");
+    assert_eq!(withheld, 1);
+    operators::add(&ctx, "olga", Role::PlatformOperator, PW).await.expect("olga");
+
+    let session = |name: &'static str| {
+        let (home, store) = (dir.path().to_path_buf(), ctx.secrets.clone());
+        async move {
+            let c = Ctx::open_with(&home, store).await.expect("open");
+            operators::sign_in(&c, name, PW, false).await.expect("sign in");
+            c
+        }
+    };
+    // Olga backs up (sealed to the repository's public key) ...
+    let olga = session("olga").await;
+    let hers = runs::run(&olga, &runs::enqueue(&olga, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("olga's run");
+    assert_eq!(hers.status, JobStatus::Completed, "{:?}", hers.error_message);
+    let hers_path = std::path::PathBuf::from(hers.file_path.clone().expect("path"));
+    // ... and her session holds no key that opens it, nor the earlier backup.
+    let olga_keys = custody::key_sources(&olga).await.expect("keys");
+    assert!(olga_keys.operator_key.is_none());
+    for p in [&hers_path, &std::path::PathBuf::from(before.file_path.clone().expect("path"))] {
+        let err = olga_keys.open_chain(p, Repository::open(&repo_dir).expect("open").as_ref()).await.err().expect("no key for olga");
+        assert_eq!(err.code, ErrorCode::AuthFailed, "{}", err.message);
+    }
+
+    // Alice's sign-in opens both, and restores.
+    let alice = session("alice").await;
+    let alice_keys = custody::key_sources(&alice).await.expect("keys");
+    let repo = Repository::open(&repo_dir).expect("open");
+    let chain = alice_keys.open_chain(&hers_path, repo.as_ref()).await.expect("alice opens olga's backup");
+    let target = dir.path().join("restored.db");
+    let out = restore::restore_chain(chain, &safehold_core::source::SourceSpec::Sqlite { path: target.clone() }, 1, false, &CancelToken::new(), &safehold_core::source::no_progress()).await.expect("restore");
+    assert_eq!(Some(i64::try_from(out.rows).expect("rows")), before.record_count);
+
+    // A second super admin gets a slot at once (alice's session holds the key); demoted, he loses it.
+    operators::add(&alice, "bob", Role::SuperAdmin, PW).await.expect("bob");
+    assert_eq!(Repository::open(&repo_dir).expect("open").expect("repo").custodians().len(), 2);
+    let bob = session("bob").await;
+    let bob_keys = custody::key_sources(&bob).await.expect("keys");
+    bob_keys.open_chain(&hers_path, Repository::open(&repo_dir).expect("open").as_ref()).await.expect("bob opens it");
+    operators::set_role(&alice, "bob", Role::PlatformOperator).await.expect("demote bob");
+    assert_eq!(Repository::open(&repo_dir).expect("open").expect("repo").custodians().len(), 1, "bob's slot is gone");
+    assert!(custody::key_sources(&bob).await.expect("keys").operator_key.is_none(), "bob's open session lets go of his key");
+
+    // A repository created now (by anyone) is sealed to the super admins; no secret is kept.
+    let fresh = dir.path().join("fresh-repo");
+    let (new_repo, mk) = olga_keys.open_repository_for_sealed_backup(&fresh).await.expect("a new repository");
+    assert!(mk.is_some(), "the creator has the key only while creating it");
+    assert!(ctx.secrets.get(&keychain_account(new_repo.id())).expect("keychain").is_none(), "no secret in the keychain");
+    assert_eq!(new_repo.custodians(), custody::super_admin_keys(&ctx.pool).await.expect("keys"));
+    alice_keys.unlock_repository(&new_repo).await.expect("alice opens the new repository");
+    assert_eq!(olga_keys.unlock_repository(&new_repo).await.expect_err("olga does not").code, ErrorCode::AuthFailed);
+}

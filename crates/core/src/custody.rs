@@ -1,0 +1,190 @@
+//! Who holds the repositories' keys. Before anybody signs in, a repository's secret lives in the
+//! OS keychain of the workstation's user (whoever uses the app can read its backups). Once the
+//! first super admin exists, every repository's master key is **sealed to each active super
+//! admin's own X25519 public key** (their private key is stored wrapped by their sign-in password)
+//! and its secret is **taken out of the keychain**: from then on only a signed-in super admin, or
+//! the recovery kit, can read a backup — whatever the engine's permission checks say, the other
+//! operators' sessions hold no key. Backups need no key (they are sealed to the repository's
+//! public key), so platform operators and the scheduler keep backing up.
+//!
+//! [`sweep`] keeps the slots in step with the roles: it runs when a super admin signs in or is
+//! created, and after every change of operators, roles or activity. Repositories it cannot reach
+//! (storage offline) are brought in step at a later sweep; until then their secret stays where it
+//! was.
+
+use sqlx::SqlitePool;
+
+use crate::archive::keys::{SecretKey, Unlock};
+use crate::catalog::audit;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::repository::{keychain_account, Repository};
+use crate::unlock::KeySources;
+
+/// The keys a context acts with: the keychain (repositories from before operators, storage
+/// credentials), the signed-in super admin's private key, and the super admins' public keys a
+/// new repository is sealed to.
+pub async fn key_sources(ctx: &Ctx) -> Result<KeySources> {
+    let own = held_key(&ctx.pool, &ctx.session).await?;
+    let operator_key = match (own, &ctx.keys_of) {
+        (Some(k), _) => Some(k),
+        (None, Some(parent)) => held_key(&ctx.pool, parent).await?,
+        (None, None) => None,
+    };
+    let custodians = if crate::operators::set_up(&ctx.pool).await? { super_admin_keys(&ctx.pool).await? } else { Vec::new() };
+    Ok(KeySources { keychain: Some(ctx.secrets.clone()), operator_key, custodians, ..Default::default() })
+}
+
+/// A session's super admin key — if its operator still is an active super admin in the catalog
+/// (a demoted or disabled operator's open session lets go of it).
+async fn held_key(pool: &SqlitePool, session: &std::sync::Arc<std::sync::Mutex<crate::operators::Session>>) -> Result<Option<SecretKey>> {
+    let (id, key) = match session.lock() {
+        Ok(s) => match (&s.acting, &s.private) {
+            (Some(a), Some(k)) => (a.id.clone(), k.clone()),
+            _ => return Ok(None),
+        },
+        Err(_) => return Ok(None),
+    };
+    let still: bool = sqlx::query_scalar("SELECT count(*) > 0 FROM operators WHERE id = ? AND role = 'super_admin' AND is_active = 1 AND password_hash IS NOT NULL")
+        .bind(&id)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| Error::catalog("read the operator", &e))?;
+    if still {
+        return Ok(Some(key));
+    }
+    if let Ok(mut s) = session.lock() {
+        s.private = None;
+    }
+    Ok(None)
+}
+
+/// The public keys of the active super admins.
+pub async fn super_admin_keys(pool: &SqlitePool) -> Result<Vec<String>> {
+    sqlx::query_scalar("SELECT public_key FROM operators WHERE role = 'super_admin' AND is_active = 1 AND password_hash IS NOT NULL AND public_key IS NOT NULL ORDER BY created_at")
+        .fetch_all(pool)
+        .await
+        .map_err(|e| Error::catalog("read the super admins' keys", &e))
+}
+
+/// The public keys of operators who are not active super admins (any more).
+async fn other_keys(pool: &SqlitePool) -> Result<Vec<String>> {
+    sqlx::query_scalar("SELECT public_key FROM operators WHERE public_key IS NOT NULL AND NOT (role = 'super_admin' AND is_active = 1 AND password_hash IS NOT NULL)")
+        .fetch_all(pool)
+        .await
+        .map_err(|e| Error::catalog("read the operators' keys", &e))
+}
+
+/// What a sweep did.
+#[derive(Debug, Default, Clone)]
+pub struct Sweep {
+    /// Repositories whose master key is now sealed to the current super admins.
+    pub updated: Vec<String>,
+    /// Repositories whose secret was taken out of the keychain.
+    pub withheld: Vec<String>,
+    /// Repositories that could not be reached or opened, with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Brings every repository of the catalog's storage in step with the super admins: seals its
+/// master key to each active super admin who does not hold it, removes the slots of operators who
+/// are no longer super admins, and takes its secret out of the keychain once super admins hold it.
+/// The master key comes from the keychain (repositories from before) or from the signed-in super
+/// admin's own key. Does nothing before the first super admin exists.
+pub async fn sweep(ctx: &Ctx) -> Result<Sweep> {
+    sweep_with(ctx, &[]).await
+}
+
+/// A [`sweep`] that also removes the slots of `gone` (the key of an operator just removed).
+pub async fn sweep_with(ctx: &Ctx, gone: &[String]) -> Result<Sweep> {
+    let mut out = Sweep::default();
+    if !crate::operators::set_up(&ctx.pool).await? {
+        return Ok(out);
+    }
+    let admins = super_admin_keys(&ctx.pool).await?;
+    if admins.is_empty() {
+        return Ok(out);
+    }
+    let mut others = other_keys(&ctx.pool).await?;
+    others.extend(gone.iter().cloned());
+    let operator_key = ctx.session.lock().ok().and_then(|s| s.private.clone());
+    let who = ctx.session.lock().ok().and_then(|s| s.acting.as_ref().map(|a| a.id.clone())).unwrap_or_else(|| crate::catalog::LOCAL_OPERATOR_ID.into());
+    for store in crate::storage::all(&ctx.pool).await? {
+        let name = store.storage_name.clone();
+        let dir = match crate::storage::location(ctx, &store).await {
+            Ok(d) => d,
+            Err(e) => {
+                out.skipped.push((name, e.message));
+                continue;
+            }
+        };
+        let repo = match Repository::open(&dir) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                out.skipped.push((name, e.message));
+                continue;
+            }
+        };
+        let account = keychain_account(repo.id());
+        let in_keychain: Option<String> = {
+            let account = account.clone();
+            crate::secrets::run(&ctx.secrets, move |s| s.get(&account)).await.ok().flatten()
+        };
+        // (Key derivation and file writes off the async threads.)
+        let mk = {
+            let (r, kc, ok) = (repo.clone(), in_keychain.clone(), operator_key.clone());
+            tokio::task::spawn_blocking(move || open_master(&r, kc.as_deref(), ok.as_ref())).await.ok().flatten()
+        };
+        let Some(mk) = mk else {
+            if in_keychain.is_some() {
+                out.skipped.push((name, "the keychain's secret does not open it".into()));
+            }
+            continue;
+        };
+        let result = {
+            let (mut r, admins, others) = (repo, admins.clone(), others.clone());
+            tokio::task::spawn_blocking(move || r.set_custodians(&mk, &admins, &others).map(|changed| (r, changed)))
+                .await
+                .map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))
+                .and_then(|r| r)
+        };
+        let repo = match result {
+            Ok((r, changed)) => {
+                if changed {
+                    out.updated.push(name.clone());
+                }
+                r
+            }
+            Err(e) => {
+                out.skipped.push((name, e.message));
+                continue;
+            }
+        };
+        if in_keychain.is_some() && admins.iter().all(|k| repo.custodians().contains(k)) {
+            crate::secrets::run(&ctx.secrets, move |s| s.delete(&account)).await?;
+            audit(&ctx.pool, &who, "key.withhold", &name, "success", Some("the repository's key is held by the super admins only")).await?;
+            out.withheld.push(name);
+        }
+    }
+    for (name, why) in &out.skipped {
+        tracing::warn!("the keys of storage {name} could not be brought in step with the super admins: {why}");
+    }
+    Ok(out)
+}
+
+fn open_master(repo: &Repository, keychain_secret: Option<&str>, operator_key: Option<&SecretKey>) -> Option<SecretKey> {
+    if let Some(pw) = keychain_secret {
+        if let Ok(mk) = repo.unlock(&Unlock::Password(pw.to_string())) {
+            return Some(mk);
+        }
+    }
+    operator_key.and_then(|k| repo.unlock(&Unlock::Operator(k.clone())).ok())
+}
+
+/// A sweep whose failure does not fail the action it follows (it is retried at the next one).
+pub async fn sweep_quietly(ctx: &Ctx) {
+    if let Err(e) = sweep(ctx).await {
+        tracing::warn!("the repositories' keys could not be brought in step with the super admins: {}", e.message);
+    }
+}
