@@ -112,8 +112,9 @@ pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, can
 
 /// Runs a backup into `repo`. The archive's data key is sealed to the repository's public key,
 /// so writing needs no secret and reading needs the private key (the repository's password or
-/// recovery kit). `master` is needed only to read the parent of an incremental or differential
-/// backup (without it the backup is a full one), and for a repository without a key pair yet.
+/// recovery kit). `master` is needed for a repository without a key pair yet, and to read the
+/// parent of an incremental or differential backup of SQLite; a PostgreSQL parent's plaintext
+/// header says enough (without it, or for an older parent, the backup is a full one).
 pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &BackupRequest, cancel: &CancelToken, progress: &ProgressSink) -> Result<BackupOutcome> {
     let started = Instant::now();
     let id = uuid::Uuid::new_v4().to_string();
@@ -152,27 +153,40 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
     let (backup_type, parent, note) = match req.backup_type {
         BackupType::Full => (BackupType::Full, None, None),
         _ if !req.tenants.is_empty() => (BackupType::Full, None, Some("a backup of some tenants is always a full one".to_string())),
-        _ if master.is_none() => {
-            (BackupType::Full, None, Some("reading the parent backup needs the repository's key: without it, this backup is a full one".to_string()))
-        }
         wanted => {
             let parent = repo
                 .list()?
                 .into_iter()
                 .rfind(|(_, h)| h.source_fingerprint == fingerprint && is_whole(&h.source_fingerprint) && (wanted == BackupType::Incremental || h.backup_type == "full"));
-            match parent {
-                None => (BackupType::Full, None, Some("no earlier full backup of this source in the repository: this backup is a full one".to_string())),
-                Some((path, h)) => {
+            let keyless = || Some("reading the parent backup needs the repository's key: without it, this backup is a full one".to_string());
+            match (parent, master) {
+                (None, _) => (BackupType::Full, None, Some("no earlier full backup of this source in the repository: this backup is a full one".to_string())),
+                (Some((path, h)), Some(master)) => {
                     let mut reader = crate::archive::ArchiveReader::open(&path)?;
-                    reader.unlock(master, None)?;
+                    reader.unlock(Some(master), None)?;
                     let basis = match &req.source {
                         SourceSpec::Postgres { .. } => ParentBasis::Postgres(source::postgres::Parent::from_archive(&reader)?),
                         SourceSpec::Sqlite { .. } => ParentBasis::Sqlite(source::sqlite::Parent::from_archive(reader)?),
                     };
                     (wanted, Some((h.archive_id, basis)), None)
                 }
+                // Without the key: a PostgreSQL parent's plaintext header says enough.
+                (Some((_, h)), None) => match (&req.source, source::postgres::Parent::from_header(&h)) {
+                    (SourceSpec::Postgres { .. }, Some(p)) => (wanted, Some((h.archive_id, ParentBasis::Postgres(p))), None),
+                    (SourceSpec::Sqlite { .. }, _) => (
+                        BackupType::Full,
+                        None,
+                        Some("an incremental backup of a SQLite database compares rows with its parent's, which needs the repository's key: without it, this backup is a full one".to_string()),
+                    ),
+                    _ => (BackupType::Full, None, keyless()),
+                },
             }
         }
+    };
+    // PostgreSQL: the snapshot is taken before the archive starts, so its header can carry it.
+    let pg_snapshot = match &req.source {
+        SourceSpec::Postgres { url } => Some(source::postgres::snapshot(url, req).await?),
+        SourceSpec::Sqlite { .. } => None,
     };
     let type_name = match backup_type {
         BackupType::Full => "full",
@@ -195,6 +209,7 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
         key_slots,
         master_slots: if req.encrypt { repo.config.master_slots.clone() } else { Vec::new() },
         private_sealed: if req.encrypt { repo.config.private_sealed.clone() } else { None },
+        basis: pg_snapshot.as_ref().map(|snap| snap.basis(&id)),
     };
     let stamp: String = snapshot_time.chars().filter(char::is_ascii_digit).take(14).collect();
     let dest: PathBuf = match &req.dest {
@@ -218,7 +233,8 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
                 Some((_, ParentBasis::Postgres(p))) => Some(p),
                 _ => None,
             };
-            source::postgres::dump(url, &mut writer, req, basis, cancel, progress).await?
+            let snap = pg_snapshot.ok_or_else(|| Error::new(crate::error::ErrorCode::Internal, "the snapshot was not taken"))?;
+            source::postgres::dump(url, snap, &mut writer, req, basis, cancel, progress).await?
         }
     };
     cancel.check()?;

@@ -57,6 +57,11 @@ pub struct ArchiveHeader {
     /// slots) so that an archive sealed to the public key opens on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_sealed: Option<(String, String)>,
+    /// What an incremental backup needs of this one to build on it without the repository's key
+    /// (PostgreSQL: the transaction snapshot, and each table's columns as hashes salted with the
+    /// archive id — no names in clear). Absent in archives from before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<serde_json::Value>,
 }
 
 /// One section of the archive as the index records it.

@@ -448,8 +448,27 @@ pub(crate) fn archived_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> R
 pub struct Parent {
     /// `pg_current_snapshot()` as the parent's backup saw it.
     pub snapshot: String,
-    /// The parent's tables (section name → COPY columns).
-    pub tables: std::collections::HashMap<String, Vec<String>>,
+    tables: ParentTables,
+}
+
+/// The parent's tables and their COPY columns: by name (read from the unlocked archive), or as
+/// the salted hashes of its plaintext header (read without the key).
+#[derive(Debug, Clone)]
+enum ParentTables {
+    Named(std::collections::HashMap<String, Vec<String>>),
+    Hashed { salt: String, tables: std::collections::HashMap<String, String> },
+}
+
+/// A table's name or columns as the header's basis keeps them: SHA-256 of the archive id and the
+/// text, 16 hex digits.
+fn basis_hash(salt: &str, text: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"safehold-basis\0");
+    h.update(salt.as_bytes());
+    h.update([0]);
+    h.update(text.as_bytes());
+    hex::encode(&h.finalize()[..8])
 }
 
 impl Parent {
@@ -463,17 +482,55 @@ impl Parent {
             .ok_or_else(|| Error::validation(format!("the parent backup {} records no snapshot", reader.header.archive_id)))?
             .to_string();
         let schema = archived_schema(reader, &index)?;
-        Ok(Self { snapshot, tables: schema.tables.into_iter().map(|t| (t.section(), t.columns)).collect() })
+        Ok(Self { snapshot, tables: ParentTables::Named(schema.tables.into_iter().map(|t| (t.section(), t.columns)).collect()) })
+    }
+
+    /// Reads what is needed from the parent's plaintext header: no key needed. `None` for an
+    /// archive from before headers carried it.
+    pub fn from_header(header: &crate::archive::ArchiveHeader) -> Option<Self> {
+        let basis = header.basis.as_ref()?;
+        let snapshot = basis.get("txid_snapshot")?.as_str()?.to_string();
+        let tables = basis.get("tables")?.as_object()?.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect();
+        Some(Self { snapshot, tables: ParentTables::Hashed { salt: header.archive_id.clone(), tables } })
+    }
+
+    /// Whether the parent had this table with the same columns (else it is carried whole).
+    fn same_columns(&self, t: &PgTable) -> bool {
+        match &self.tables {
+            ParentTables::Named(m) => m.get(&t.section()) == Some(&t.columns),
+            ParentTables::Hashed { salt, tables } => tables.get(&basis_hash(salt, &t.section())) == Some(&basis_hash(salt, &t.columns.join("\0"))),
+        }
     }
 }
 
-/// Dumps the database at `url` into `archive`: every table whole, or — with a `parent` — only
-/// the rows written since the parent's snapshot (by any transaction the parent could not see,
-/// including ones still open then) plus every primary key, from which deletes are found.
-pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, parent: Option<&Parent>, cancel: &CancelToken, progress: &ProgressSink) -> Result<DumpStats> {
+/// One consistent snapshot of a PostgreSQL database with its schema, taken before the archive
+/// is started: the transaction snapshot goes into the archive's plaintext header, so a later
+/// incremental backup can build on this one without the key.
+pub struct Snapshot {
+    conn: PgConnection,
+    exported: String,
+    txid_snapshot: String,
+    full_xmin: String,
+    schema: PgSchema,
+    tenant_filter: Option<std::collections::HashMap<String, String>>,
+}
+
+impl Snapshot {
+    /// The header's basis: the transaction snapshot and each table's columns, hashed with the
+    /// archive's id.
+    pub fn basis(&self, archive_id: &str) -> serde_json::Value {
+        let tables: std::collections::BTreeMap<String, String> =
+            self.schema.tables.iter().map(|t| (basis_hash(archive_id, &t.section()), basis_hash(archive_id, &t.columns.join("\0")))).collect();
+        serde_json::json!({ "txid_snapshot": self.txid_snapshot, "tables": tables })
+    }
+}
+
+/// Opens the snapshot: `REPEATABLE READ, READ ONLY, DEFERRABLE`, exported for the parallel
+/// workers; reads the schema and the tables the request wants.
+pub async fn snapshot(url: &str, req: &BackupRequest) -> Result<Snapshot> {
     let mut conn = connect(url).await?;
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE").execute(&mut conn).await.map_err(q("start the snapshot"))?;
-    let (snapshot, xmin, next_xid): (String, String, i64) =
+    let (exported, txid_snapshot, next_xid): (String, String, i64) =
         sqlx::query_as("SELECT pg_export_snapshot(), pg_current_snapshot()::text, pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
             .fetch_one(&mut conn)
             .await
@@ -489,6 +546,14 @@ pub async fn dump(url: &str, archive: &mut ArchiveWriter, req: &BackupRequest, p
     // A tenant export: each tenant table's rows of the chosen tenants (found by the tenant column
     // and foreign keys, as a tenant restore finds them), the shared tables whole.
     let tenant_filter = if req.tenants.is_empty() { None } else { Some(tenant_predicates(&mut conn, &schema, req).await?) };
+    Ok(Snapshot { conn, exported, txid_snapshot, full_xmin, schema, tenant_filter })
+}
+
+/// Dumps the database at `url` into `archive`: every table whole, or — with a `parent` — only
+/// the rows written since the parent's snapshot (by any transaction the parent could not see,
+/// including ones still open then) plus every primary key, from which deletes are found.
+pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &BackupRequest, parent: Option<&Parent>, cancel: &CancelToken, progress: &ProgressSink) -> Result<DumpStats> {
+    let Snapshot { mut conn, exported: snapshot, txid_snapshot: xmin, full_xmin, schema, tenant_filter } = snap;
     let mut sec = archive.section("schema", "schema");
     sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?)?;
     sec.finish()?;
@@ -571,7 +636,7 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
         let Some(i) = cx.queue.lock().ok().and_then(|mut q| q.pop_front()) else { return Ok((rows_total, tables, tenants)) };
         let t = &cx.schema.tables[i];
         (cx.progress)(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: cx.done.load(SeqCst), tables_total: total, rows: cx.rows.load(SeqCst), bytes: 0 });
-        let delta = cx.parent.filter(|p| !t.key_columns.is_empty() && p.tables.get(&t.section()) == Some(&t.columns)).map(|p| p.snapshot.clone());
+        let delta = cx.parent.filter(|p| !t.key_columns.is_empty() && p.same_columns(t)).map(|p| p.snapshot.clone());
         let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
         let from = format!("{}.{}", qi(&t.schema), qi(&t.name));
         let (sql, mode) = match &delta {

@@ -544,6 +544,7 @@ fn sections_written_side_by_side_interleave_and_read_back_exactly() {
         key_slots: Vec::new(),
         master_slots: Vec::new(),
         private_sealed: None,
+        basis: None,
     };
     // Two sections of several chunks each, written a piece at a time in turn, closed out of order.
     let write = |dest: &Path, a: &[u8], b: &[u8]| {
