@@ -587,3 +587,50 @@ fn catalog_commands_act_as_a_signed_in_operator_with_that_operators_rights() {
     let list = String::from_utf8_lossy(&out.stdout);
     assert!(list.contains("alice") && list.contains("read_only_admin"), "{list}");
 }
+
+/// Once the first super admin exists, the repository's key is no longer in the keychain: a
+/// restore without an operator finds no key, a super admin's `--operator` brings hers, and
+/// another operator's brings none.
+#[test]
+fn after_the_first_super_admin_only_a_super_admins_operator_key_opens_the_backups() {
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let pw = h.join("pw");
+    std::fs::write(&pw, "correct horse battery\n").expect("pw");
+    let pw_s = pw.to_str().expect("utf-8");
+    assert!(safehold(h, &["demo"]).status.success());
+    let out = safehold(h, &["config", "run", "Daily demo backup"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let repo = h.join("backups");
+    let repo_s = repo.to_str().expect("utf-8");
+    let restore = |who: Option<&str>, target: &str| {
+        let args = ["restore", "--from", repo_s, "--target", target, "--yes"];
+        match who {
+            Some(w) => as_operator(h, w, &pw, &args),
+            None => safehold(h, &args),
+        }
+    };
+    let target = |n: &str| format!("sqlite://{}", h.join(format!("restored-{n}.db")).display());
+    // Before operators: the keychain's secret opens it.
+    let out = restore(None, &target("before"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = safehold(h, &["operator", "setup", "alice", "--password-file", pw_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = as_operator(h, "alice", &pw, &["operator", "add", "olga", "--role", "platform_operator", "--password-file", pw_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Without an operator: no key anywhere on the workstation.
+    let out = restore(None, &target("none"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no key") && err.contains("super admin"), "{err}");
+    assert!(!h.join("restored-none.db").exists(), "nothing was written");
+    // A platform operator's sign-in brings no key either.
+    let out = restore(Some("olga"), &target("olga"));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no key"), "{}", String::from_utf8_lossy(&out.stderr));
+    // The super admin's does.
+    let out = restore(Some("alice"), &target("alice"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sqlite3").arg(h.join("restored-alice.db")).arg("SELECT count(*) FROM tenants").output().expect("sqlite3");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "50");
+}
