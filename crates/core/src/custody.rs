@@ -31,7 +31,8 @@ pub async fn key_sources(ctx: &Ctx) -> Result<KeySources> {
         (None, Some(parent)) => held_key(&ctx.pool, parent).await?,
         (None, None) => None,
     };
-    let custodians = if crate::operators::set_up(&ctx.pool).await? { super_admin_keys(&ctx.pool).await? } else { Vec::new() };
+    // (Empty until the first super admin exists: the local administrator has no key.)
+    let custodians = super_admin_keys(&ctx.pool).await?;
     Ok(KeySources { keychain: Some(ctx.secrets.clone()), operator_key, custodians, ..Default::default() })
 }
 
@@ -90,7 +91,7 @@ pub struct Sweep {
 /// master key to each active super admin who does not hold it, removes the slots of operators who
 /// are no longer super admins, and takes its secret out of the keychain once super admins hold it.
 /// The master key comes from the keychain (repositories from before) or from the signed-in super
-/// admin's own key. Does nothing before the first super admin exists.
+/// admin's own key. Does nothing before the first super admin exists (nobody has a key).
 pub async fn sweep(ctx: &Ctx) -> Result<Sweep> {
     sweep_with(ctx, &[]).await
 }
@@ -98,9 +99,6 @@ pub async fn sweep(ctx: &Ctx) -> Result<Sweep> {
 /// A [`sweep`] that also removes the slots of `gone` (the key of an operator just removed).
 pub async fn sweep_with(ctx: &Ctx, gone: &[String]) -> Result<Sweep> {
     let mut out = Sweep::default();
-    if !crate::operators::set_up(&ctx.pool).await? {
-        return Ok(out);
-    }
     let admins = super_admin_keys(&ctx.pool).await?;
     if admins.is_empty() {
         return Ok(out);

@@ -231,15 +231,7 @@ pub async fn require(ctx: &Ctx, permission: Permission, action: &str, target: &s
         acting
     } else {
         match load(&ctx.pool, &acting.id).await {
-            Ok(fresh) => {
-                // No longer a super admin: the session lets go of their key.
-                if fresh.role != Role::SuperAdmin {
-                    if let Ok(mut s) = ctx.session.lock() {
-                        s.private = None;
-                    }
-                }
-                fresh
-            }
+            Ok(fresh) => fresh,
             Err(e) => {
                 end_session(ctx, format!("the session of {} ended: {}", acting.name, e.message));
                 return Err(Error::new(ErrorCode::PermissionDenied, format!("{}; sign in again", e.message)));

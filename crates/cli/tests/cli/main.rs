@@ -1,6 +1,6 @@
 //! The `safehold` binary as scripts use it: exit codes, `--json`, and clear errors on stderr.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn safehold(home: &Path, args: &[&str]) -> Output {
@@ -542,14 +542,20 @@ fn as_operator(home: &Path, who: &str, pw: &Path, args: &[&str]) -> Output {
         .expect("run safehold")
 }
 
+/// A home with the demo platform, and a file holding the operators' password.
+fn demo_home_with_password() -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().expect("tmp");
+    let pw = home.path().join("pw");
+    std::fs::write(&pw, "correct horse battery\n").expect("pw");
+    assert!(safehold(home.path(), &["demo"]).status.success());
+    (home, pw)
+}
+
 #[test]
 fn catalog_commands_act_as_a_signed_in_operator_with_that_operators_rights() {
-    let home = tempfile::tempdir().expect("tmp");
+    let (home, pw) = demo_home_with_password();
     let h = home.path();
-    let pw = h.join("pw");
-    std::fs::write(&pw, "correct horse battery\n").expect("pw");
     let pw_s = pw.to_str().expect("utf-8");
-    assert!(safehold(h, &["demo"]).status.success());
     // Before the first super admin, the local administrator acts.
     assert!(safehold(h, &["config", "list"]).status.success());
     let out = safehold(h, &["operator", "setup", "alice", "--password-file", pw_s]);
@@ -593,12 +599,9 @@ fn catalog_commands_act_as_a_signed_in_operator_with_that_operators_rights() {
 /// another operator's brings none.
 #[test]
 fn after_the_first_super_admin_only_a_super_admins_operator_key_opens_the_backups() {
-    let home = tempfile::tempdir().expect("tmp");
+    let (home, pw) = demo_home_with_password();
     let h = home.path();
-    let pw = h.join("pw");
-    std::fs::write(&pw, "correct horse battery\n").expect("pw");
     let pw_s = pw.to_str().expect("utf-8");
-    assert!(safehold(h, &["demo"]).status.success());
     let out = safehold(h, &["config", "run", "Daily demo backup"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let repo = h.join("backups");

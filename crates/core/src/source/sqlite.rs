@@ -341,8 +341,16 @@ fn bind_values<'q>(mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::Sql
     Ok(q)
 }
 
-/// Inserts every row of a section into `table`; returns the rows.
-async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, table: &str, path: &Path) -> Result<u64> {
+/// A delta's rows replace their old versions: each row's old version (same key) is deleted with
+/// `delete` (bound to the values at `key_at`) before it is inserted.
+struct Replace<'a> {
+    delete: &'a str,
+    key_at: &'a [usize],
+}
+
+/// Inserts every row of a section into `table` (replacing the old version of each with
+/// `replace`); returns the rows.
+async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, table: &str, path: &Path, replace: Option<Replace<'_>>) -> Result<u64> {
     let mut chunks = reader.section_chunks(index, table)?;
     let mut rest: Vec<u8> = Vec::new();
     let mut total = 0u64;
@@ -353,6 +361,10 @@ async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveR
             let line = &rest[start..start + pos];
             start += pos + 1;
             let values: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of {table} is unreadable: {e}")))?;
+            if let Some(r) = &replace {
+                let key: Vec<Value> = r.key_at.iter().map(|&i| values.get(i).cloned().unwrap_or(Value::Null)).collect();
+                bind_values(sqlx::query(AssertSqlSafe(r.delete.to_string())), &key)?.execute(&mut *tx).await.map_err(db_err(path, &format!("apply a change to {table}")))?;
+            }
             let marks = vec!["?"; values.len()].join(", ");
             let q = bind_values(sqlx::query(AssertSqlSafe(format!("INSERT INTO {} VALUES ({marks})", quote_ident(table)))), &values)?;
             q.execute(&mut *tx).await.map_err(db_err(path, &format!("load a row into {table}")))?;
@@ -401,16 +413,7 @@ async fn apply_delta(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveR
     // positions among the row's columns, from the table's columns.
     let names: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid").bind(table).fetch_all(&mut *tx).await.map_err(db_err(path, "read its columns"))?;
     let at: Vec<usize> = key_columns.iter().filter_map(|k| names.iter().position(|n| n == k)).collect();
-    let mut changed: Vec<Vec<Value>> = Vec::new();
-    read_lines(reader, index, table, &mut |line| {
-        let values: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of {table} is unreadable: {e}")))?;
-        changed.push(at.iter().map(|&i| values.get(i).cloned().unwrap_or(Value::Null)).collect());
-        Ok(())
-    })?;
-    for key in &changed {
-        bind_values(sqlx::query(AssertSqlSafe(delete.clone())), key)?.execute(&mut *tx).await.map_err(db_err(path, &format!("apply a change to {table}")))?;
-    }
-    insert_rows(tx, reader, index, table, path).await?;
+    insert_rows(tx, reader, index, table, path, Some(Replace { delete: &delete, key_at: &at })).await?;
     let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", quote_ident(table)))).fetch_one(&mut *tx).await.map_err(db_err(path, "count its rows"))?;
     Ok(u64::try_from(have).unwrap_or(0))
 }
@@ -440,7 +443,7 @@ async fn restore_into(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], s
             .rposition(|(_, ix)| ix.section(table).is_some_and(|e| e.mode.is_none()))
             .ok_or_else(|| Error::validation(format!("no backup of the chain holds the table {table} whole")))?;
         let (base_reader, base_index) = &chain[base];
-        let mut rows = insert_rows(&mut tx, base_reader, base_index, table, path).await?;
+        let mut rows = insert_rows(&mut tx, base_reader, base_index, table, path, None).await?;
         for (r, ix) in &chain[base + 1..] {
             let entry = ix.section(table).ok_or_else(|| Error::validation(format!("{table} is missing from backup {} of the chain", r.header.archive_id)))?;
             if entry.mode.as_deref() != Some("delta") {
