@@ -1463,6 +1463,10 @@ async fn tenant_command(ctx: &Ctx, json: bool, cmd: TenantCommand) -> Result<(),
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
+    // Diagnostics on stderr only when asked for (`SAFEHOLD_LOG=debug`); they never carry secrets.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("SAFEHOLD_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let cli = Cli::parse();
     let json = cli.json;
     match run(cli).await {

@@ -282,6 +282,37 @@ impl ArchiveReader {
         Ok(rx)
     }
 
+    /// Like `section_chunks`, but every chunk ends at a line end (COPY's text format ends each row
+    /// with the only raw newline it has), so the chunks can go to several COPYs into one table.
+    /// The section's SHA-256 is checked when its end is read: a mismatch arrives as an error.
+    pub fn section_lines(self: &std::sync::Arc<Self>, index: &ArchiveIndex, name: &str) -> Result<tokio::sync::mpsc::Receiver<Result<Vec<u8>>>> {
+        if !index.sections.iter().any(|s| s.name == name) {
+            return Err(Error::not_found(format!("the archive {} has no section \"{name}\"", self.path.display())));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let me = std::sync::Arc::clone(self);
+        let index = index.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let stopped = || Error::new(ErrorCode::Cancelled, "the reader was stopped");
+            let mut carry = Vec::new();
+            let result = me.read_section(&index, &name, &mut |chunk| {
+                let Some(end) = chunk.iter().rposition(|&b| b == b'\n') else {
+                    carry.extend_from_slice(chunk);
+                    return Ok(());
+                };
+                let mut lines = std::mem::replace(&mut carry, chunk[end + 1..].to_vec());
+                lines.extend_from_slice(&chunk[..=end]);
+                tx.blocking_send(Ok(lines)).map_err(|_| stopped())
+            });
+            let result = result.and_then(|()| if carry.is_empty() { Ok(()) } else { tx.blocking_send(Ok(carry)).map_err(|_| stopped()) });
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(rx)
+    }
+
     fn read_numbered(&self, entry: &SectionEntry, no: u32, check: bool, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         let section = &entry.name;
         if self.header.encrypted && self.key.is_none() {

@@ -20,6 +20,7 @@ use crate::archive::{ArchiveIndex, ArchiveReader, ArchiveWriter};
 use crate::backup::BackupRequest;
 use crate::connections::explain_pg_error;
 use crate::error::{Error, ErrorCode, Result};
+pub use super::pg_parallel::{restore_parallel, set_split_bytes};
 
 /// One DDL statement and what it creates (for messages).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -794,7 +795,7 @@ async fn drop_user_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Re
 
 /// Creates the extensions and every object of the schema in dependency order, found by
 /// retrying: each attempt runs in a savepoint.
-async fn create_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, schema: &PgSchema, cancel: &CancelToken) -> Result<()> {
+pub(super) async fn create_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, schema: &PgSchema, cancel: &CancelToken) -> Result<()> {
     sqlx::query("SET LOCAL check_function_bodies = off").execute(&mut **tx).await.map_err(q("prepare the restore"))?;
     for st in &schema.extensions {
         sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut **tx).await.map_err(|e| restore_error(&st.what, &e))?;
@@ -827,7 +828,7 @@ async fn create_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, schema: 
 
 /// Loads one table: the newest whole copy in the chain, then every later delta in order; checks
 /// the final row count. Returns the rows.
-async fn load_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, cancel: &CancelToken) -> Result<u64> {
+pub(super) async fn load_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, cancel: &CancelToken) -> Result<u64> {
     load_table_into(tx, chain, t, &format!("{}.{}", qi(&t.schema), qi(&t.name)), cancel).await
 }
 
@@ -863,7 +864,7 @@ pub(crate) async fn load_table_into(tx: &mut sqlx::Transaction<'_, sqlx::Postgre
 }
 
 /// COPYs a section into `target`; returns the rows loaded (checked against the index).
-async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, section: &str, target: &str, cancel: &CancelToken) -> Result<u64> {
+pub(super) async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, section: &str, target: &str, cancel: &CancelToken) -> Result<u64> {
     let entry = index.section(section).ok_or_else(|| Error::validation(format!("the archive has no section {section}")))?;
     let mut chunks = reader.section_chunks(index, section)?;
     let mut copy = (**tx).copy_in_raw(&format!("COPY {target}")).await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
@@ -954,256 +955,4 @@ pub async fn drop_database(url: &str) -> Result<()> {
     sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", qi(&db)))).execute(&mut admin).await.map_err(q("drop the unfinished database"))?;
     let _ = admin.close().await;
     Ok(())
-}
-
-/// Restores into a database this restore created, with `jobs` connections in parallel: tables are
-/// loaded and indexes and constraints built concurrently. Not one transaction — so any failure
-/// drops the new database, which is all-or-nothing at the level of the database.
-pub async fn restore_parallel(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
-    let result = restore_parallel_inner(chain, url, jobs.max(1), cancel, progress).await;
-    if let Err(e) = result {
-        let undo = drop_database(url).await;
-        let mut e = e;
-        e.message = match undo {
-            Ok(()) => format!("{}; the new database was removed", e.message.trim_end_matches("; the target was left as it was")),
-            Err(u) => format!("{}; removing the new database failed too: {}", e.message, u.message),
-        };
-        return Err(e);
-    }
-    result
-}
-
-async fn restore_parallel_inner(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
-    let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
-    let schema = archived_schema(reader, index)?;
-    {
-        let mut conn = connect(url).await?;
-        let mut tx = conn.begin().await.map_err(q("start the restore"))?;
-        create_objects(&mut tx, &schema, cancel).await?;
-        tx.commit().await.map_err(q("commit the schema"))?;
-    }
-    // One queue of work shared by the workers: tables, biggest first; as soon as a table is
-    // loaded, its keys, checks and indexes go to the front of the queue, so index builds overlap
-    // the loading of other tables. Then foreign keys, in parallel but never two on one table at
-    // once; then triggers and the rest, in order.
-    let parallel = |st: &Stmt| st.sql.starts_with("CREATE INDEX") || st.sql.starts_with("CREATE UNIQUE INDEX") || (st.sql.contains(" ADD CONSTRAINT ") && !st.sql.contains(" FOREIGN KEY "));
-    let loaded: std::collections::HashSet<String> = schema.tables.iter().map(PgTable::section).collect();
-    let mut per_table: std::collections::HashMap<String, Vec<Stmt>> = std::collections::HashMap::new();
-    let mut after_load = Vec::new();
-    let mut foreign_keys = Vec::new();
-    let mut rest = Vec::new();
-    for st in schema.post.iter().cloned() {
-        match &st.table {
-            Some(t) if parallel(&st) && loaded.contains(t) => per_table.entry(t.clone()).or_default().push(st),
-            _ if parallel(&st) => after_load.push(st),
-            // (Archives before foreign keys named their tables keep them in the last, serial step.)
-            Some(_) if st.references.is_some() && st.sql.contains(" FOREIGN KEY ") => foreign_keys.push(st),
-            _ => rest.push(st),
-        }
-    }
-    let mut tables: Vec<PgTable> = schema.tables.clone();
-    let size = |t: &PgTable| index.section(&t.section()).map(|e| e.plain_bytes).unwrap_or(0);
-    tables.sort_by_key(|t| std::cmp::Reverse(size(t)));
-    let total_tables = tables.len() as u64;
-    let started = std::time::Instant::now();
-    let queue: std::collections::VecDeque<Task> = tables.into_iter().map(Task::Load).collect();
-    let state = std::sync::Arc::new(std::sync::Mutex::new((queue, per_table)));
-    let rows = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    run_workers(jobs, url, cancel, {
-        let chain = chain.to_vec();
-        let (rows, done, progress) = (rows.clone(), done.clone(), progress.clone());
-        move || {
-            let state = state.clone();
-            let (chain, rows, done, progress) = (chain.clone(), rows.clone(), done.clone(), progress.clone());
-            Box::new(move |mut conn: PgConnection, cancel: CancelToken| {
-                let state = state.clone();
-                let (chain, rows, done, progress) = (chain.clone(), rows.clone(), done.clone(), progress.clone());
-                Box::pin(async move {
-                    loop {
-                        let next = state.lock().ok().and_then(|mut s| s.0.pop_front());
-                        let Some(task) = next else {
-                            let _ = conn.close().await;
-                            return Ok(());
-                        };
-                        cancel.check()?;
-                        match task {
-                            Task::Load(t) => {
-                                progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done.load(std::sync::atomic::Ordering::SeqCst), tables_total: total_tables, rows: rows.load(std::sync::atomic::Ordering::SeqCst), bytes: 0 });
-                                let t0 = std::time::Instant::now();
-                                let mut tx = conn.begin().await.map_err(q("start a table's load"))?;
-                                let n = load_frozen(&mut tx, &chain, &t, &cancel).await?;
-                                tx.commit().await.map_err(q("commit a table's load"))?;
-                                tracing::debug!("restore at {:.2}s: loaded {} in {:.2}s", started.elapsed().as_secs_f64(), t.section(), t0.elapsed().as_secs_f64());
-                                rows.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
-                                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                                if let Ok(mut s) = state.lock() {
-                                    let stmts = s.1.remove(&t.section()).unwrap_or_default();
-                                    for st in stmts.into_iter().rev() {
-                                        s.0.push_front(Task::Post(st));
-                                    }
-                                }
-                            }
-                            Task::Post(st) => {
-                                let t0 = std::time::Instant::now();
-                                sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut conn).await.map_err(|e| restore_error(&st.what, &e))?;
-                                tracing::debug!("restore at {:.2}s: {} in {:.2}s", started.elapsed().as_secs_f64(), st.what, t0.elapsed().as_secs_f64());
-                            }
-                        }
-                    }
-                }) as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>
-            }) as Worker
-        }
-    })
-    .await?;
-    // Indexes and keys of tables without rows of their own (partitioned parents, materialized
-    // views), in parallel; then the rest in order.
-    let queue = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(after_load)));
-    run_workers(jobs, url, cancel, move || {
-        let queue = queue.clone();
-        Box::new(move |mut conn: PgConnection, cancel: CancelToken| {
-            let queue = queue.clone();
-            Box::pin(async move {
-                loop {
-                    let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                    let Some(st) = next else {
-                        let _ = conn.close().await;
-                        return Ok(());
-                    };
-                    cancel.check()?;
-                    sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut conn).await.map_err(|e| restore_error(&st.what, &e))?;
-                }
-            }) as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>
-        }) as Worker
-    })
-    .await?;
-    tracing::debug!("restore at {:.2}s: tables loaded, keys and indexes built", started.elapsed().as_secs_f64());
-    add_foreign_keys(foreign_keys, jobs, url, cancel).await?;
-    tracing::debug!("restore at {:.2}s: foreign keys added", started.elapsed().as_secs_f64());
-    let mut conn = connect(url).await?;
-    let mut tx = conn.begin().await.map_err(q("start the last step"))?;
-    for st in &rest {
-        cancel.check()?;
-        sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
-    }
-    tx.commit().await.map_err(q("commit the restore"))?;
-    Ok(rows.load(std::sync::atomic::Ordering::SeqCst))
-}
-
-/// Adds foreign keys on `jobs` connections. Adding one locks its table and the table it
-/// references, so two keys sharing a table are never added at the same time (they would queue
-/// behind each other, or deadlock when they point at each other's tables); a deadlock the server
-/// still reports is retried.
-async fn add_foreign_keys(keys: Vec<Stmt>, jobs: usize, url: &str, cancel: &CancelToken) -> Result<()> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    type Shared = std::sync::Arc<std::sync::Mutex<(std::collections::VecDeque<Stmt>, std::collections::HashSet<String>)>>;
-    let shared: Shared = std::sync::Arc::new(std::sync::Mutex::new((keys.into(), Default::default())));
-    let tables = |st: &Stmt| [st.table.clone(), st.references.clone()].into_iter().flatten().collect::<Vec<String>>();
-    run_workers(jobs, url, cancel, move || {
-        let shared = shared.clone();
-        Box::new(move |mut conn: PgConnection, cancel: CancelToken| {
-            let shared = shared.clone();
-            Box::pin(async move {
-                loop {
-                    cancel.check()?;
-                    let next = {
-                        let mut g = shared.lock().map_err(|_| Error::new(ErrorCode::Internal, "a restore worker failed"))?;
-                        let (queue, busy) = &mut *g;
-                        if queue.is_empty() {
-                            None
-                        } else {
-                            let free = queue.iter().position(|st| tables(st).iter().all(|t| !busy.contains(t)));
-                            Some(free.and_then(|i| queue.remove(i)).inspect(|st| busy.extend(tables(st))))
-                        }
-                    };
-                    let st = match next {
-                        None => {
-                            let _ = conn.close().await;
-                            return Ok(());
-                        }
-                        Some(None) => {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                            continue;
-                        }
-                        Some(Some(st)) => st,
-                    };
-                    let mut attempt = 0;
-                    let result = loop {
-                        match sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut conn).await {
-                            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01") && attempt < 3 => attempt += 1,
-                            other => break other,
-                        }
-                    };
-                    if let Ok(mut g) = shared.lock() {
-                        for t in tables(&st) {
-                            g.1.remove(&t);
-                        }
-                    }
-                    result.map_err(|e| restore_error(&st.what, &e))?;
-                }
-            }) as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>
-        }) as Worker
-    })
-    .await
-}
-
-/// Loads a table that was emptied in this transaction with `COPY … FREEZE`: its rows are written
-/// frozen and its pages all-visible, so building its indexes (and the first vacuum) does not
-/// rewrite every page to set hint bits. Tables with deltas in the chain load as usual.
-async fn load_frozen(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, cancel: &CancelToken) -> Result<u64> {
-    let section = t.section();
-    let relation = format!("{}.{}", qi(&t.schema), qi(&t.name));
-    let Some(base) = chain.iter().rposition(|(_, ix)| ix.section(&section).is_some_and(|e| e.mode.is_none())) else { return Ok(0) };
-    if base + 1 != chain.len() {
-        return load_table(tx, chain, t, cancel).await;
-    }
-    sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE ONLY {relation}"))).execute(&mut **tx).await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
-    let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
-    let (reader, index) = &chain[base];
-    copy_in(tx, reader, index, &section, &format!("{relation} ({}) FROM STDIN WITH (FREEZE)", cols.join(", ")), cancel).await
-}
-
-enum Task {
-    Load(PgTable),
-    Post(Stmt),
-}
-
-type Worker = Box<dyn FnOnce(PgConnection, CancelToken) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> + Send>;
-
-/// Runs `jobs` workers, each on its own connection prepared for bulk work, until all return.
-async fn run_workers(jobs: usize, url: &str, cancel: &CancelToken, make: impl Fn() -> Worker) -> Result<()> {
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..jobs {
-        let work = make();
-        let (url, cancel) = (url.to_string(), cancel.clone());
-        set.spawn(async move {
-            let mut conn = connect(&url).await?;
-            // Index builds sort in memory rather than on disk, foreign keys are checked with joins
-            // in memory; commits need not wait for the disk
-            // (a restore that dies is discarded whole anyway).
-            sqlx::raw_sql("SET maintenance_work_mem = '512MB'; SET work_mem = '256MB'; SET synchronous_commit = off; SET max_parallel_maintenance_workers = 0")
-                .execute(&mut conn)
-                .await
-                .map_err(q("prepare a restore worker"))?;
-            // Long values are compressed with lz4 while loading, much faster than pglz (a server
-            // built without lz4 keeps its own default). The data and the schema are the same.
-            let _ = sqlx::raw_sql("SET default_toast_compression = lz4").execute(&mut conn).await;
-            work(conn, cancel).await
-        });
-    }
-    let mut first_error = None;
-    while let Some(r) = set.join_next().await {
-        let r = r.map_err(|e| Error::new(ErrorCode::Internal, format!("a restore worker failed: {e}"))).and_then(|r| r);
-        if let Err(e) = r {
-            cancel_all(&mut set);
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-fn cancel_all(set: &mut tokio::task::JoinSet<Result<()>>) {
-    set.abort_all();
 }
