@@ -3,7 +3,8 @@
 import os, platform, shutil, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCALE = os.environ.get("BENCH_SCALE", "1")
+# Scale 1 is ≈1 GB; memory is also measured at 0.25 to show it does not grow with the data.
+SCALES = (os.environ.get("BENCH_SCALE") or os.environ.get("BENCH_SCALES") or "0.25 1").split()
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 SAFEHOLD = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "safehold")
 SRC, DST1, DST2 = "safehold_bench", "safehold_bench_pgrestore", "safehold_bench_restore"
@@ -26,12 +27,25 @@ def main():
     for tool in ["psql", "pg_dump", "pg_restore", "zstd", "openssl"]:
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} is missing (scripts/deps.sh bench installs it)")
+    memory = {}
+    for scale in SCALES:
+        memory[scale] = run_scale(scale)
+    if len(memory) > 1:
+        print()
+        low, high = SCALES[0], SCALES[-1]
+        print(f"safehold backup peak memory by scale: " + ", ".join(f"{m:.0f} MB at {s}" for s, (m, _) in memory.items()))
+        print(f"safehold restore peak memory by scale: " + ", ".join(f"{r:.0f} MB at {s}" for s, (_, r) in memory.items()))
+        print(f"backup peak memory at {high} / at {low}  = {memory[high][0] / memory[low][0]:.2f}   (flat: target <= 1.2)")
+
+def run_scale(scale):
+    """One run at one scale; returns safehold's peak memory (backup, restore) in MB."""
+    print(f"== scale {scale}", flush=True)
     work = tempfile.mkdtemp(prefix="safehold-bench-")
     for db in (SRC, DST1, DST2):
         psql("postgres", "-c", f"DROP DATABASE IF EXISTS {db}")
     psql("postgres", "-c", f"CREATE DATABASE {SRC}")
-    print(f"generating the dataset at scale {SCALE}…", flush=True)
-    psql(SRC, "-v", f"scale={SCALE}", "-f", os.path.join(ROOT, "bench", "gen.sql"), stdout=subprocess.DEVNULL)
+    print(f"generating the dataset at scale {scale}…", flush=True)
+    psql(SRC, "-v", f"scale={scale}", "-f", os.path.join(ROOT, "bench", "gen.sql"), stdout=subprocess.DEVNULL)
     psql(SRC, "-c", "VACUUM ANALYZE")
     tables = subprocess.run(["psql", "-X", "-At", "-d", f"{PG}/{SRC}", "-c",
         "SELECT quote_ident(schemaname) || '.' || quote_ident(relname) FROM pg_stat_user_tables ORDER BY 1"],
@@ -59,7 +73,7 @@ def main():
             f"psql -X -q -d {PG}/postgres -c 'CREATE DATABASE {DST1}' && pg_restore -j 2 -d {PG}/{DST1} {os.path.join(work, 'dump.fc')}", shell=True)
         results["pg_restore"] = min(results.get("pg_restore", r), r)
         psql("postgres", "-c", "CHECKPOINT")
-        r = measure("safehold restore", [SAFEHOLD, "restore", "--from", repo, "--target", f"{PG}/{DST2}", "--create", "--json"], env=env)
+        r = measure("safehold restore", [SAFEHOLD, "restore", "--from", repo, "--target", f"{PG}/{DST2}", "--create", "--jobs", "2", "--json"], env=env)
         results["safehold_restore"] = min(results.get("safehold_restore", r), r)
     archive = [os.path.join(repo, "archives", f) for f in os.listdir(os.path.join(repo, "archives"))][0]
     sizes = {"pg_dump -Fc": os.path.getsize(os.path.join(work, "dump.fc")), "pipeline": os.path.getsize(os.path.join(work, "dump.zst.enc")), "safehold": os.path.getsize(archive)}
@@ -67,7 +81,7 @@ def main():
 
     s = lambda k: results[k][0]
     print()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; PostgreSQL {subprocess.run(['psql','-X','-At','-d',f'{PG}/{SRC}','-c','SHOW server_version'],capture_output=True,text=True).stdout.strip()}; scale {SCALE} ({raw/1e6:.0f} MB on disk)")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; PostgreSQL {subprocess.run(['psql','-X','-At','-d',f'{PG}/{SRC}','-c','SHOW server_version'],capture_output=True,text=True).stdout.strip()}; scale {scale} ({raw/1e6:.0f} MB on disk)")
     print(f"{'command':<44}{'seconds':>9}{'max RSS MB':>12}")
     names = {"copy": "COPY every table to /dev/null (read limit)", "pg_dump_fc": "pg_dump -Fc", "pipeline": "pg_dump -Fp | zstd -3 -T2 | openssl | sha256sum",
              "safehold_backup": "safehold backup (zstd+AES-GCM+SHA-256)", "pg_restore": "pg_restore -j 2", "safehold_restore": "safehold restore"}
@@ -84,6 +98,7 @@ def main():
         for db in (SRC, DST1, DST2):
             psql("postgres", "-c", f"DROP DATABASE IF EXISTS {db}")
         shutil.rmtree(work, ignore_errors=True)
+    return results["safehold_backup"][1], results["safehold_restore"][1]
 
 if __name__ == "__main__":
     main()

@@ -567,11 +567,18 @@ fn progress_sink(json: bool) -> ProgressSink {
     Arc::new(move |p: Progress| {
         let table = p.table.unwrap_or_default();
         if tty {
-            eprint!("\r\x1b[2K{} {}/{} {table} ({} rows)", p.phase, p.tables_done + 1, p.tables_total, p.rows);
+            eprint!("\r\x1b[2K{} {} {}/{} tables, {} rows  {table}", p.phase, progress_bar(p.tables_done, p.tables_total, 24), p.tables_done, p.tables_total, p.rows);
         } else {
             eprintln!("{} {}/{} {table}", p.phase, p.tables_done + 1, p.tables_total);
         }
     })
+}
+
+/// `[#########---------------]`: `done` of `total` in `width` cells.
+fn progress_bar(done: u64, total: u64, width: usize) -> String {
+    let cells = u64::try_from(width).unwrap_or(0);
+    let filled = if total == 0 { 0 } else { usize::try_from(done.min(total) * cells / total).unwrap_or(width) };
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
 }
 
 fn end_progress(json: bool) {

@@ -44,7 +44,8 @@ pub fn deep(path: &std::path::Path, master: Option<&SecretKey>, unlock: Option<&
 pub fn deep_with(reader: ArchiveReader) -> Result<VerifyReport> {
     let path = reader.path().to_path_buf();
     let path = path.as_path();
-    let mut report = quick(path, None)?;
+    // Section by section first, so that damage inside one is reported with the section's name;
+    // then the whole file, which also covers what lies between and after the sections.
     let index = reader.index()?;
     let mut rows = 0u64;
     for s in &index.sections {
@@ -65,6 +66,7 @@ pub fn deep_with(reader: ArchiveReader) -> Result<VerifyReport> {
         }
         rows += lines * u64::from(s.kind == "table");
     }
+    let mut report = quick(path, None)?;
     report.deep = true;
     report.sections = index.sections.len() as u64;
     report.rows = rows;

@@ -637,3 +637,113 @@ fn after_the_first_super_admin_only_a_super_admins_operator_key_opens_the_backup
     let out = Command::new("sqlite3").arg(h.join("restored-alice.db")).arg("SELECT count(*) FROM tenants").output().expect("sqlite3");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "50");
 }
+
+/// The backup commands' contract, which scripts depend on: every flag of backup, restore, verify,
+/// ls, inspect; `postgresql://` URLs; the password from SAFEHOLD_PASSWORD_FILE; the fields of
+/// `backup --json`; a progress bar on a terminal and plain lines elsewhere.
+#[test]
+fn the_backup_commands_keep_their_contract() {
+    let home = tempfile::tempdir().expect("tmp");
+    let db = Db::new();
+    let url = db.url().replacen("postgres://", "postgresql://", 1);
+    psql(
+        &db.url(),
+        "CREATE TABLE tenants (id int PRIMARY KEY, name text);
+         INSERT INTO tenants SELECT g, 'tenant ' || g FROM generate_series(1, 100) g;
+         CREATE TABLE events (id bigserial PRIMARY KEY, tenant_id int REFERENCES tenants(id), what text);
+         INSERT INTO events (tenant_id, what) SELECT 1 + g % 100, repeat('event ', 20) || g FROM generate_series(1, 5000) g;",
+    );
+    let pw = home.path().join("password");
+    std::fs::write(&pw, "contract password\n").expect("password file");
+    let repo = home.path().join("repo");
+    let repo_s = repo.to_str().expect("utf8");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", home.path()).env_remove("SAFEHOLD_PASSWORD").env("SAFEHOLD_PASSWORD_FILE", &pw).output().expect("run")
+    };
+    let state = || psql(&db.url(), "SELECT count(*) || ':' || sum(id) || ':' || string_agg(DISTINCT what, '' ORDER BY what) FROM events");
+
+    let full = stdout_json(&run(&["backup", "--source", &url, "--to", repo_s, "--type", "full", "--compression", "zstd:19", "--jobs", "2", "--json"]));
+    for field in ["id", "archive", "type", "parent", "bytes", "raw_bytes", "tables", "rows", "sha256", "seconds"] {
+        assert!(full.get(field).is_some(), "backup --json has {field}: {full}");
+    }
+    assert_eq!((full["type"].as_str(), full["parent"].is_null(), full["tables"].as_u64(), full["rows"].as_u64()), (Some("full"), true, Some(2), Some(5100)), "{full}");
+    assert!(full["bytes"].as_u64() < full["raw_bytes"].as_u64(), "compressed: {full}");
+    assert!(full["seconds"].as_f64().is_some_and(|s| s > 0.0), "{full}");
+    let archive = full["archive"].as_str().expect("archive path");
+    let sum = Command::new("sha256sum").arg(archive).output().expect("sha256sum");
+    assert_eq!(Some(String::from_utf8_lossy(&sum.stdout).split_whitespace().next().unwrap_or_default()), full["sha256"].as_str(), "sha256 is the whole file's");
+    let at_full = state();
+
+    psql(&db.url(), "INSERT INTO events (tenant_id, what) VALUES (1, 'after the full'); DELETE FROM events WHERE id % 10 = 0; UPDATE events SET what = 'edited' WHERE id % 7 = 0;");
+    let inc = stdout_json(&run(&["backup", "--source", &url, "--to", repo_s, "--type", "incremental", "--json"]));
+    assert_eq!((inc["type"].as_str(), inc["parent"].as_str()), (Some("incremental"), full["id"].as_str()), "{inc}");
+    assert!(inc["rows"].as_u64() < full["rows"].as_u64(), "only the changes: {inc}");
+    let at_inc = state();
+    psql(&db.url(), "DELETE FROM events WHERE id < 100;");
+    let diff = stdout_json(&run(&["backup", "--source", &url, "--to", repo_s, "--type", "differential", "--compression", "none", "--no-encrypt", "--json"]));
+    assert_eq!((diff["type"].as_str(), diff["parent"].as_str()), (Some("differential"), full["id"].as_str()), "{diff}");
+    let bad = run(&["backup", "--source", &url, "--to", repo_s, "--compression", "zstd:99"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("use zstd, zstd:LEVEL (1-22) or none"), "{}", String::from_utf8_lossy(&bad.stderr));
+
+    // ls lists the chain without the key.
+    let no_key = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", home.path()).env_remove("SAFEHOLD_PASSWORD").env_remove("SAFEHOLD_PASSWORD_FILE").env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/safehold-test-bus").output().expect("run");
+    let list = stdout_json(&no_key(&["ls", repo_s, "--json"]));
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 3, "{list:?}");
+    for b in [&full, &inc, &diff] {
+        let row = list.iter().find(|r| r["id"] == b["id"]).unwrap_or_else(|| panic!("{} listed", b["id"]));
+        assert_eq!((&row["type"], &row["parent"], &row["archive"]), (&b["type"], &b["parent"], &b["archive"]), "{row}");
+    }
+    assert_eq!(list.iter().filter(|r| r["encrypted"] == true).count(), 2, "the differential is not encrypted");
+    // inspect: the plaintext header without the key; the tables with it.
+    let header = stdout_json(&no_key(&["inspect", archive, "--json"]));
+    assert_eq!((header["header"]["archive_id"].as_str(), header["header"]["encrypted"].as_bool(), header["header"]["compression"].as_str()), (full["id"].as_str(), Some(true), Some("zstd")), "{header}");
+    assert!(header["header"]["format_version"].is_u64() && header["header"]["source_fingerprint"].is_string() && header["index"].is_null(), "{header}");
+    let inspected = stdout_json(&run(&["inspect", archive, "--json"]));
+    let sections = inspected["index"]["sections"].as_array().expect("sections with the key");
+    assert!(sections.iter().any(|s| s["name"] == "public.events" && s["rows"] == 5000), "{inspected}");
+    let text = String::from_utf8_lossy(&run(&["inspect", archive]).stdout).to_string();
+    assert!(text.contains("public.events") && text.contains("5000 rows"), "{text}");
+
+    // verify: quick without the key (every archive of the repository), deep with it.
+    let quick = stdout_json(&no_key(&["verify", repo_s, "--json"]));
+    assert_eq!(quick.as_array().map(Vec::len), Some(3), "{quick}");
+    assert!(quick.as_array().expect("reports").iter().all(|r| r["deep"] == false), "{quick}");
+    let deep = stdout_json(&run(&["verify", archive, "--deep", "--json"]));
+    assert_eq!((deep[0]["deep"].as_bool(), deep[0]["rows"].as_u64(), deep[0]["sha256"].as_str()), (Some(true), Some(5100), full["sha256"].as_str()), "{deep}");
+    let deep_no_key = no_key(&["verify", archive, "--deep"]);
+    assert!(!deep_no_key.status.success(), "a deep verify needs the key");
+
+    // restore --backup picks a backup of the chain; --jobs sets the connections.
+    for (b, want) in [(&inc, &at_inc), (&full, &at_full)] {
+        let target = Db::new();
+        let restored = stdout_json(&run(&["restore", "--from", repo_s, "--backup", b["id"].as_str().expect("id"), "--target", &target.url().replacen("postgres://", "postgresql://", 1), "--jobs", "2", "--json"]));
+        assert_eq!(restored["outcome"]["archive_id"], b["id"], "{restored}");
+        assert_eq!(&psql(&target.url(), "SELECT count(*) || ':' || sum(id) || ':' || string_agg(DISTINCT what, '' ORDER BY what) FROM events"), want, "backup {} restores its state", b["id"]);
+    }
+    // The newest backup by default; a wrong password is refused and the target keeps nothing.
+    let target = Db::new();
+    let wrong = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(wrong.path(), "not it").expect("write");
+    let refused = Command::new(env!("CARGO_BIN_EXE_safehold"))
+        .args(["restore", "--from", repo_s, "--backup", inc["id"].as_str().expect("id"), "--target", &target.url()])
+        .env("SAFEHOLD_HOME", home.path())
+        .env("SAFEHOLD_PASSWORD_FILE", wrong.path())
+        .output()
+        .expect("run");
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("password does not open"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(psql(&target.url(), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), "0", "nothing was restored");
+    let newest = stdout_json(&run(&["restore", "--from", repo_s, "--target", &target.url(), "--json"]));
+    assert_eq!(newest["outcome"]["archive_id"], diff["id"], "{newest}");
+    assert_eq!(psql(&target.url(), "SELECT count(*) FROM events"), psql(&db.url(), "SELECT count(*) FROM events"));
+
+    // Progress: plain lines when not a terminal, a bar on one (under `script`, a pseudo-terminal).
+    let plain = run(&["backup", "--source", &url, "--to", repo_s]);
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(plain.status.success() && err.lines().any(|l| l.starts_with("backup ") && l.contains("public.events")) && !err.contains('\r'), "{err}");
+    let cmd = format!("{} backup --source {url} --to {repo_s}", env!("CARGO_BIN_EXE_safehold"));
+    let tty = Command::new("script").args(["-qefc", &cmd, "/dev/null"]).env("SAFEHOLD_HOME", home.path()).env("SAFEHOLD_PASSWORD_FILE", &pw).output().expect("script");
+    let out = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{out}");
+    assert!(out.contains("\r\x1b[2Kbackup [") && out.contains("/2 tables, ") && out.contains('#'), "a progress bar redrawn in place: {out:?}");
+}

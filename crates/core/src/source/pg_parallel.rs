@@ -23,21 +23,27 @@ use crate::error::{Error, ErrorCode, Result};
 type Chain = [(Arc<ArchiveReader>, ArchiveIndex)];
 
 /// Tables with at least this much data (bytes of COPY text) are loaded by several workers
-/// together, unless `SAFEHOLD_RESTORE_SPLIT_BYTES` or `set_split_bytes` says otherwise.
+/// together, unless `SAFEHOLD_RESTORE_SPLIT_BYTES` or `with_split_bytes` says otherwise.
 const SPLIT_BYTES: u64 = 64 << 20;
-static SPLIT_OVERRIDE: AtomicU64 = AtomicU64::new(0);
 
-/// Sets, for this process, how big a table must be to be loaded by several workers (tests use
-/// it to split small tables); 0 returns to the default.
-pub fn set_split_bytes(bytes: u64) {
-    SPLIT_OVERRIDE.store(bytes, SeqCst);
+tokio::task_local! {
+    static SPLIT_HERE: u64;
+}
+
+/// Runs `restore` with tables of `bytes` or more loaded by several workers together (tests use
+/// it to split small tables). Only the restore awaited inside sees it: other restores of the
+/// process keep the default.
+pub async fn with_split_bytes<F: std::future::Future>(bytes: u64, restore: F) -> F::Output {
+    SPLIT_HERE.scope(bytes, restore).await
 }
 
 fn split_bytes() -> u64 {
-    match SPLIT_OVERRIDE.load(SeqCst) {
-        0 => std::env::var("SAFEHOLD_RESTORE_SPLIT_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(SPLIT_BYTES),
-        n => n,
-    }
+    SPLIT_HERE
+        .try_with(|b| *b)
+        .ok()
+        .or_else(|| std::env::var("SAFEHOLD_RESTORE_SPLIT_BYTES").ok().and_then(|v| v.parse().ok()))
+        .unwrap_or(SPLIT_BYTES)
+        .max(1)
 }
 
 /// Restores into a database this restore created, with `jobs` connections in parallel: tables are
@@ -191,8 +197,9 @@ async fn work(conn: &mut PgConnection, shared: &Shared, chain: &Chain, jobs: usi
                     tx.commit().await.map_err(q("commit a table's load"))?;
                     n
                 };
-                shared.rows.fetch_add(n, SeqCst);
-                shared.done.fetch_add(1, SeqCst);
+                let rows = shared.rows.fetch_add(n, SeqCst) + n;
+                let done = shared.done.fetch_add(1, SeqCst) + 1;
+                progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done, tables_total: total_tables, rows, bytes: 0 });
             }
             Task::Post(st) => {
                 // The only step that can start now: its index build may use the idle cores.

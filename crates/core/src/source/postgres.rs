@@ -20,7 +20,7 @@ use crate::archive::{ArchiveIndex, ArchiveReader, ArchiveWriter};
 use crate::backup::BackupRequest;
 use crate::connections::explain_pg_error;
 use crate::error::{Error, ErrorCode, Result};
-pub use super::pg_parallel::{restore_parallel, set_split_bytes};
+pub use super::pg_parallel::{restore_parallel, with_split_bytes};
 
 /// One DDL statement and what it creates (for messages).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -668,8 +668,9 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
         }
         rows_total += rows;
         tables += 1;
-        cx.rows.fetch_add(rows, SeqCst);
-        cx.done.fetch_add(1, SeqCst);
+        let rows_now = cx.rows.fetch_add(rows, SeqCst) + rows;
+        let done = cx.done.fetch_add(1, SeqCst) + 1;
+        (cx.progress)(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: done, tables_total: total, rows: rows_now, bytes: 0 });
     }
 }
 
@@ -754,6 +755,7 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
         progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: done as u64, tables_total: n, rows: total, bytes: 0 });
         total += load_table(&mut tx, chain, t, cancel).await?;
     }
+    progress(Progress { phase: "restore".into(), table: None, tables_done: n, tables_total: n, rows: total, bytes: 0 });
     for st in &schema.post {
         cancel.check()?;
         sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;

@@ -270,6 +270,7 @@ pub async fn dump(
             stats.tenant_count = all;
         }
     }
+    progress(Progress { phase: "backup".into(), table: None, tables_done: total, tables_total: total, rows: stats.rows, bytes: 0 });
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
     let _ = conn.close().await;
     Ok(stats)
@@ -459,6 +460,7 @@ async fn restore_into(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], s
             total += rows;
         }
     }
+    progress(Progress { phase: "restore".into(), table: None, tables_done: sections.len() as u64, tables_total: sections.len() as u64, rows: total, bytes: 0 });
     for o in schema.objects.iter().filter(|o| o.kind == "view" || (o.kind != "table" && restored.contains(o.tbl_name.as_str()))) {
         if let Some(sql) = &o.sql {
             sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *tx).await.map_err(db_err(path, &format!("create {} {}", o.kind, o.name)))?;

@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use safehold_core::archive::ArchiveReader;
 use safehold_core::backup::{self, BackupRequest, BackupOutcome};
 use safehold_core::repository::Repository;
 use safehold_core::restore;
-use safehold_core::source::{no_progress, CancelToken, SourceSpec};
+use safehold_core::source::{no_progress, CancelToken, Progress, ProgressSink, SourceSpec};
 use safehold_core::unlock::KeySources;
 use safehold_core::{verify, ErrorCode};
 use sqlx::{AssertSqlSafe, Connection as _};
@@ -37,6 +38,17 @@ pub fn pg_dump(db: &ScratchDb, args: &[&str], sort: bool) -> String {
         lines.sort();
     }
     lines.join("\n")
+}
+
+/// Every materialized view of a database and its rows, as text in order.
+fn matview_rows(db: &ScratchDb) -> Vec<(String, String)> {
+    let psql = |sql: &str| {
+        let out = Command::new("psql").args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", &db.url(), "-c", sql]).output().expect("psql");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    };
+    let names = psql("SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews ORDER BY 1");
+    names.lines().map(|v| (v.to_string(), psql(&format!("SELECT t::text FROM {v} t ORDER BY 1")))).collect()
 }
 
 pub struct Repo {
@@ -72,6 +84,24 @@ impl Repo {
     }
 }
 
+/// Restores `archive` with `jobs` connections into a new database that the restore creates (the
+/// parallel restore); returns the database (dropped with the value) and what the restore said.
+pub async fn restore_into_new_database(keys: &KeySources, archive: &Path, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> (ScratchDb, safehold_core::Result<restore::RestoreOutcome>) {
+    let name = format!("safehold_test_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{}/{name}", pg_base());
+    assert!(safehold_core::source::postgres::create_database(&url).await.expect("create"));
+    let db = ScratchDb { name };
+    let chain = keys.open_chain(archive, None).await.expect("chain");
+    let result = restore::restore_chain(chain, &SourceSpec::Postgres { url }, jobs, true, cancel, progress).await;
+    (db, result)
+}
+
+/// Whether the server still has a database of this name.
+pub async fn database_exists(name: &str) -> bool {
+    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await.expect("admin");
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(name).fetch_one(&mut admin).await.expect("look up a database")
+}
+
 async fn pg_round_trip(load: &[&str]) {
     let src = ScratchDb::create().await;
     for f in load {
@@ -85,16 +115,16 @@ async fn pg_round_trip(load: &[&str]) {
     assert_eq!(restored.rows, out.rows, "every row backed up is restored");
     assert_eq!(pg_dump(&src, &["--schema-only"], false), pg_dump(&dst, &["--schema-only"], false), "the schema is the same");
     assert_eq!(pg_dump(&src, &["--data-only"], true), pg_dump(&dst, &["--data-only"], true), "every row and sequence value is the same");
+    let views = matview_rows(&src);
+    assert!(views.iter().all(|(_, rows)| !rows.is_empty()), "the source's materialized views have rows: {views:?}");
+    assert_eq!(matview_rows(&dst), views, "the materialized views are refreshed (pg_dump does not show their rows)");
     // The same through the parallel restore into a database it creates (loads, indexes and
     // foreign keys on several connections).
-    let name = format!("safehold_test_{}", uuid::Uuid::new_v4().simple());
-    let url = format!("{}/{name}", pg_base());
-    assert!(safehold_core::source::postgres::create_database(&url).await.expect("create"));
-    let par = ScratchDb { name };
-    let chain = repo.keys.open_chain(Path::new(&out.archive), None).await.expect("chain");
-    restore::restore_chain(chain, &SourceSpec::Postgres { url }, 3, true, &CancelToken::new(), &no_progress()).await.expect("parallel restore");
+    let (par, result) = restore_into_new_database(&repo.keys, Path::new(&out.archive), 3, &CancelToken::new(), &no_progress()).await;
+    result.expect("parallel restore");
     assert_eq!(pg_dump(&src, &["--schema-only"], false), pg_dump(&par, &["--schema-only"], false), "the schema is the same (parallel restore)");
     assert_eq!(pg_dump(&src, &["--data-only"], true), pg_dump(&par, &["--data-only"], true), "every row is the same (parallel restore)");
+    assert_eq!(matview_rows(&par), views, "the materialized views are refreshed (parallel restore)");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -219,6 +249,7 @@ async fn damaged_archives_are_rejected_by_verify_and_restore_and_leave_the_targe
     assert!(blobs.frames >= 2, "the blobs table spans several chunks");
     let len = good.len();
     let index_at = usize::try_from(index.sections.last().expect("last").offset + index.sections.last().expect("last").length).expect("offset") + 10;
+    assert!(index_at + 40 < len - safehold_core::archive::TRAILER_LEN, "the index lies between the last section and the trailer, and index_at falls in it");
 
     // Swap the first two chunks of the blobs section (same total length, so nothing else moves).
     let swapped = {
@@ -237,17 +268,19 @@ async fn damaged_archives_are_rejected_by_verify_and_restore_and_leave_the_targe
         v[at] ^= 0x01;
         v
     };
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("a bit flipped in the header", flip(40)),
-        ("a bit flipped in a data chunk", flip(usize::try_from(blobs.offset).expect("o") + 100)),
-        ("a bit flipped in the index", flip(index_at)),
-        ("a bit flipped in the trailer", flip(len - 40)),
-        ("truncated in the middle", good[..len / 2].to_vec()),
-        ("truncated by one byte", good[..len - 1].to_vec()),
-        ("truncated before the trailer", good[..len - safehold_core::archive::TRAILER_LEN].to_vec()),
-        ("two chunks swapped", swapped),
+    // What each damage is, and the part a deep verify names (the section when it is in one).
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("a bit flipped in the header", flip(40), ""),
+        ("a bit flipped in a data chunk", flip(usize::try_from(blobs.offset).expect("o") + 100), "section \"blobs\", chunk 1 of"),
+        ("a bit flipped in the index", flip(index_at), ""),
+        ("a bit flipped in the trailer", flip(len - 40), ""),
+        ("truncated in the middle", good[..len / 2].to_vec(), ""),
+        ("truncated by one byte", good[..len - 1].to_vec(), ""),
+        ("truncated before the trailer", good[..len - safehold_core::archive::TRAILER_LEN].to_vec(), ""),
+        ("two chunks swapped", swapped, "section \"blobs\", chunk 1 of"),
     ];
-    for (what, bytes) in cases {
+    let clear = |m: &str| m.contains("damaged") || m.contains("not a Safehold archive") || m.contains("does not open");
+    for (what, bytes, part) in cases {
         let path = tmp.path().join("damaged.shar");
         std::fs::write(&path, &bytes).expect("write");
         let err = expect_rejected(
@@ -259,10 +292,11 @@ async fn damaged_archives_are_rejected_by_verify_and_restore_and_leave_the_targe
             .await,
             what,
         );
-        assert!(err.message.contains("damaged") || err.message.contains("not a Safehold archive") || err.message.contains("does not open"), "{what}: {}", err.message);
+        assert!(clear(&err.message) && err.message.contains(&path.display().to_string()), "{what}: verify names the archive and says what is wrong: {}", err.message);
+        assert!(err.message.contains(part), "{what}: verify names {part:?}: {}", err.message);
         let target = tmp.path().join("target.db");
         let err = expect_rejected(repo.restore(&path, &SourceSpec::Sqlite { path: target.clone() }).await, what);
-        assert!(!err.message.is_empty());
+        assert!(clear(&err.message) && err.message.contains(&path.display().to_string()), "{what}: restore names the archive and says what is wrong: {}", err.message);
         assert!(!target.exists(), "{what}: a failed restore leaves no target file behind");
         assert!(!target.with_extension("partial").exists(), "{what}: no partial file either");
     }
@@ -307,26 +341,41 @@ async fn wrong_keys_and_foreign_archives_are_refused_clearly() {
     let out = a.backup(SourceSpec::Sqlite { path: src.clone() }).await;
     let archive = Path::new(&out.archive);
 
+    let target = SourceSpec::Sqlite { path: tmp.path().join("x.db") };
+    // Each is refused by a deep verify (the archive is opened with the key, then read whole) and
+    // by a restore, with the same clear reason.
+    let deep = |keys: KeySources, repo: Option<Repository>| async move {
+        let mut r = ArchiveReader::open(archive)?;
+        keys.unlock_archive(&mut r, repo.as_ref()).await?;
+        verify::deep_with(r)
+    };
+
     let wrong = repo_with_password("not the password");
-    let err = expect_rejected(wrong.restore(archive, &SourceSpec::Sqlite { path: tmp.path().join("x.db") }).await, "wrong password");
-    assert_eq!(err.code, ErrorCode::AuthFailed);
-    assert!(err.message.contains("the password does not open"), "{}", err.message);
+    for (how, err) in [("verify", expect_rejected(deep(wrong.keys.clone(), None).await, "wrong password")), ("restore", expect_rejected(wrong.restore(archive, &target).await, "wrong password"))] {
+        assert_eq!(err.code, ErrorCode::AuthFailed, "{how}");
+        assert!(err.message.contains("the password does not open"), "{how}: {}", err.message);
+    }
 
     let rk_file = tmp.path().join("wrong-kit.txt");
     std::fs::write(&rk_file, format!("Recovery key:\n  {}\n", safehold_core::archive::keys::format_recovery_key(&safehold_core::archive::SecretKey::random()))).expect("kit");
     let keys = KeySources { recovery_key_file: Some(rk_file), ..Default::default() };
-    let mut r = ArchiveReader::open(archive).expect("open");
-    let err = expect_rejected(keys.unlock_archive(&mut r, None).await, "wrong recovery key");
-    assert!(err.message.contains("the recovery key does not open"), "{}", err.message);
+    let restored = async {
+        let chain = keys.open_chain(archive, None).await?;
+        restore::restore_chain(chain, &target, 1, false, &CancelToken::new(), &no_progress()).await
+    };
+    for (how, err) in [("verify", expect_rejected(deep(keys.clone(), None).await, "wrong recovery key")), ("restore", expect_rejected(restored.await, "wrong recovery key"))] {
+        assert_eq!(err.code, ErrorCode::AuthFailed, "{how}");
+        assert!(err.message.contains("the recovery key does not open"), "{how}: {}", err.message);
+    }
 
-    // An archive of repository A offered to repository B.
+    // An archive of repository A offered to repository B (even with the same password).
     let b = repo_with_password("password of A");
     b.backup(SourceSpec::Sqlite { path: src }).await;
     let repo_b = Repository::open(&b.path()).expect("open b").expect("b exists");
-    let mut r = ArchiveReader::open(archive).expect("open");
-    let err = expect_rejected(b.keys.unlock_archive(&mut r, Some(&repo_b)).await, "another repository");
-    assert!(err.message.contains("belongs to another repository"), "{}", err.message);
-    assert!(!tmp.path().join("x.db").exists());
+    for (how, err) in [("verify", expect_rejected(deep(b.keys.clone(), Some(repo_b)).await, "another repository")), ("restore", expect_rejected(b.restore(archive, &target).await, "another repository"))] {
+        assert!(err.message.contains("belongs to another repository"), "{how}: {}", err.message);
+    }
+    assert!(!tmp.path().join("x.db").exists(), "no restore wrote its target");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -356,18 +405,51 @@ async fn the_recovery_kit_is_exported_once_and_alone_opens_every_archive() {
     }
 }
 
+/// A backup cancelled before it starts, or half-way (some tables written, on several
+/// connections for PostgreSQL), stops with "cancelled" and leaves no archive and no partial file.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_backup_leaves_no_archive() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let src = fixture_copy("chinook/Chinook_Sqlite.sqlite", &tmp);
+    let chinook = fixture_copy("chinook/Chinook_Sqlite.sqlite", &tmp);
+    let pagila = ScratchDb::create().await;
+    psql_file(&pagila, &fixture("pagila/pagila-schema.sql"));
+    psql_file(&pagila, &fixture("pagila/pagila-data.sql"));
     let repo = repo_with_password("pw");
     let (r, mk) = repo.keys.open_repository_for_backup(&repo.path()).await.expect("repo");
-    let cancel = CancelToken::new();
-    cancel.cancel();
-    let err = backup::run(&r, &mk, &BackupRequest::new(SourceSpec::Sqlite { path: src }), &cancel, &no_progress()).await.expect_err("cancelled");
-    assert_eq!(err.code, ErrorCode::Cancelled);
-    let left: Vec<_> = std::fs::read_dir(r.archives_dir()).expect("ls").collect();
-    assert!(left.is_empty(), "no archive and no partial file: {left:?}");
+    let sources = [SourceSpec::Sqlite { path: chinook }, SourceSpec::Postgres { url: pagila.url() }];
+    for (source, after_tables) in sources.iter().flat_map(|s| [(s, None), (s, Some(3))]) {
+        let cancel = CancelToken::new();
+        let started = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let progress: ProgressSink = match after_tables {
+            None => {
+                cancel.cancel();
+                no_progress()
+            }
+            Some(n) => {
+                let (cancel, started) = (cancel.clone(), started.clone());
+                Arc::new(move |p: Progress| {
+                    started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if p.tables_done >= n {
+                        cancel.cancel();
+                    }
+                })
+            }
+        };
+        let mut req = BackupRequest::new(source.clone());
+        req.jobs = 2;
+        let err = backup::run(&r, &mk, &req, &cancel, &progress).await.expect_err("cancelled");
+        assert_eq!(err.code, ErrorCode::Cancelled, "{}", err.message);
+        assert!(err.message.contains("cancelled"), "{}", err.message);
+        if after_tables.is_some() {
+            assert!(started.load(std::sync::atomic::Ordering::SeqCst) > 3, "cancelled half-way, after some tables were written");
+        }
+        let left: Vec<_> = std::fs::read_dir(r.archives_dir()).expect("ls").collect();
+        assert!(left.is_empty(), "{source:?} cancelled after {after_tables:?} tables: no archive and no partial file: {left:?}");
+    }
+    // The repository is as it was: the next backup is a full and verifies.
+    let out = backup::run(&r, &mk, &BackupRequest::new(sources[1].clone()), &CancelToken::new(), &no_progress()).await.expect("a backup after the cancelled ones");
+    assert!(out.parent.is_none());
+    verify::quick(Path::new(&out.archive), Some(&out.sha256)).expect("verifies");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -440,41 +522,54 @@ async fn random_corruptions_are_always_rejected() {
     }
 }
 
+/// A parallel restore that fails (a damaged table) or is cancelled half-way (while the biggest
+/// table is being loaded by several workers) removes the database it created and says so.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_parallel_restore_into_a_new_database_is_exact_and_a_failure_removes_the_database() {
+async fn a_failed_or_cancelled_parallel_restore_removes_the_new_database() {
     let src = ScratchDb::create().await;
     psql_file(&src, &fixture("pagila/pagila-schema.sql"));
     psql_file(&src, &fixture("pagila/pagila-data.sql"));
     let repo = repo_with_password("pw");
     let out = repo.backup(SourceSpec::Postgres { url: src.url() }).await;
-    let name = format!("safehold_test_{}", uuid::Uuid::new_v4().simple());
-    let url = format!("{}/{name}", pg_base());
-    assert!(safehold_core::source::postgres::create_database(&url).await.expect("create"), "a new database");
-    let chain = repo.keys.open_chain(Path::new(&out.archive), None).await.expect("chain");
-    restore::restore_chain(chain, &SourceSpec::Postgres { url: url.clone() }, 3, true, &CancelToken::new(), &no_progress()).await.expect("parallel restore");
-    let dst = ScratchDb { name: name.clone() };
-    assert_eq!(pg_dump(&src, &["--schema-only"], false), pg_dump(&dst, &["--schema-only"], false));
-    assert_eq!(pg_dump(&src, &["--data-only"], true), pg_dump(&dst, &["--data-only"], true));
-    drop(dst);
-
-    // A damaged table: the parallel restore fails and the database it created is gone.
     let mut bytes = std::fs::read(&out.archive).expect("read");
     let mut r = ArchiveReader::open(Path::new(&out.archive)).expect("open");
     repo.keys.unlock_archive(&mut r, None).await.expect("unlock");
     let index = r.index().expect("index");
-    let big = index.sections.iter().filter(|s| s.kind == "table").max_by_key(|s| s.plain_bytes).expect("a table");
+    let big = index.sections.iter().filter(|s| s.kind == "table").max_by_key(|s| s.plain_bytes).expect("a table").clone();
+
+    // A damaged table: the restore fails, names it, and the database it created is gone.
     bytes[usize::try_from(big.offset).expect("o") + 8] ^= 0x10;
     let damaged = repo.dir.path().join("damaged.shar");
     std::fs::write(&damaged, &bytes).expect("write");
-    let name2 = format!("safehold_test_{}", uuid::Uuid::new_v4().simple());
-    let url2 = format!("{}/{name2}", pg_base());
-    assert!(safehold_core::source::postgres::create_database(&url2).await.expect("create"));
-    let chain = repo.keys.open_chain(&damaged, None).await.expect("chain");
-    let err = restore::restore_chain(chain, &SourceSpec::Postgres { url: url2.clone() }, 3, true, &CancelToken::new(), &no_progress()).await.expect_err("damaged");
-    assert!(err.message.contains("the new database was removed"), "{}", err.message);
-    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await.expect("admin");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(&name2).fetch_one(&mut admin).await.expect("q");
-    assert!(!exists, "the half-restored database is gone");
+    let (dst, result) = restore_into_new_database(&repo.keys, &damaged, 3, &CancelToken::new(), &no_progress()).await;
+    let err = result.expect_err("damaged");
+    assert!(err.message.contains(&big.name) && err.message.contains("the new database was removed"), "{}", err.message);
+    assert!(!database_exists(&dst.name).await, "the half-restored database is gone");
+
+    // Cancelled as the biggest table starts loading, shared out to several workers (tables of
+    // 100 kB and more are): the workers stop, and the new database is removed.
+    let cancel = CancelToken::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let progress: ProgressSink = {
+        let (cancel, seen, big) = (cancel.clone(), seen.clone(), big.name.clone());
+        Arc::new(move |p: Progress| {
+            if p.table.as_deref() == Some(big.as_str()) {
+                cancel.cancel();
+            }
+            if let (Some(t), Ok(mut seen)) = (p.table, seen.lock()) {
+                seen.push(t);
+            }
+        })
+    };
+    let (dst, result) = safehold_core::source::postgres::with_split_bytes(100_000, restore_into_new_database(&repo.keys, Path::new(&out.archive), 3, &cancel, &progress)).await;
+    let err = result.expect_err("cancelled");
+    assert_eq!(err.code, ErrorCode::Cancelled, "{}", err.message);
+    assert!(err.message.contains("cancelled") && err.message.contains("the new database was removed"), "{}", err.message);
+    assert!(!database_exists(&dst.name).await, "the half-restored database is gone");
+    let seen = seen.lock().expect("seen").clone();
+    assert!(seen.contains(&big.name), "the cancel came while {} was loading: {seen:?}", big.name);
+    let tables = index.sections.iter().filter(|s| s.kind == "table").count();
+    assert!(seen.len() < tables, "the restore stopped before every table was loaded ({} of {tables})", seen.len());
 }
 
 /// A big table is loaded by several workers at once (its rows shared out in chunks of whole
@@ -484,8 +579,6 @@ async fn a_parallel_restore_into_a_new_database_is_exact_and_a_failure_removes_t
 /// compressed (the altered rows themselves load without complaint).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_big_table_is_loaded_by_several_workers_exactly_and_damage_in_it_still_fails() {
-    // Tables of 2 MB and more are shared out (the default is 64 MiB); the small one is not.
-    safehold_core::source::postgres::set_split_bytes(2_000_000);
     let src = ScratchDb::create().await;
     src.execute(
         "CREATE TABLE tenants (id int PRIMARY KEY, name text NOT NULL);
@@ -496,16 +589,10 @@ async fn a_big_table_is_loaded_by_several_workers_exactly_and_damage_in_it_still
     )
     .await;
     let repo = repo_with_password("pw");
+    // Tables of 2 MB and more are shared out (the default is 64 MiB); the small one is not.
     let restore_new = |archive: PathBuf| {
         let keys = repo.keys.clone();
-        async move {
-            let name = format!("safehold_test_{}", uuid::Uuid::new_v4().simple());
-            let url = format!("{}/{name}", pg_base());
-            assert!(safehold_core::source::postgres::create_database(&url).await.expect("create"));
-            let chain = keys.open_chain(&archive, None).await.expect("chain");
-            let result = restore::restore_chain(chain, &SourceSpec::Postgres { url }, 3, true, &CancelToken::new(), &no_progress()).await;
-            (ScratchDb { name }, result)
-        }
+        async move { safehold_core::source::postgres::with_split_bytes(2_000_000, async { restore_into_new_database(&keys, &archive, 3, &CancelToken::new(), &no_progress()).await }).await }
     };
     let out = repo.backup(SourceSpec::Postgres { url: src.url() }).await;
     let (dst, result) = restore_new(PathBuf::from(&out.archive)).await;
@@ -535,11 +622,6 @@ async fn a_big_table_is_loaded_by_several_workers_exactly_and_damage_in_it_still
         std::fs::write(&path, &bytes).expect("write");
         path
     };
-    let gone = |name: String| async move {
-        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await.expect("admin");
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(&name).fetch_one(&mut admin).await.expect("q");
-        !exists
-    };
 
     // Encrypted: a byte near the end of the big table's last chunk.
     let big = big_section(PathBuf::from(&out.archive)).await;
@@ -550,7 +632,7 @@ async fn a_big_table_is_loaded_by_several_workers_exactly_and_damage_in_it_still
     let (dst, result) = restore_new(damaged_copy(Path::new(&out.archive), at, byte ^ 0x01)).await;
     let err = result.expect_err("a damaged chunk");
     assert!(err.message.contains("failed authentication") && err.message.contains("the new database was removed"), "{}", err.message);
-    assert!(gone(dst.name.clone()).await, "the half-restored database is gone");
+    assert!(!database_exists(&dst.name).await, "the half-restored database is gone");
 
     // Neither encrypted nor compressed: one letter of one row changed.
     let (r, mk) = repo.keys.open_repository_for_backup(&repo.path()).await.expect("open repository");
@@ -566,8 +648,7 @@ async fn a_big_table_is_loaded_by_several_workers_exactly_and_damage_in_it_still
     let (dst, result) = restore_new(damaged_copy(Path::new(&plain.archive), at, b'f')).await;
     let err = result.expect_err("an altered row");
     assert!(err.message.contains("SHA-256") && err.message.contains("the new database was removed"), "{}", err.message);
-    assert!(gone(dst.name.clone()).await, "the half-restored database is gone");
-    safehold_core::source::postgres::set_split_bytes(0);
+    assert!(!database_exists(&dst.name).await, "the half-restored database is gone");
 }
 
 /// The fuzz target's seed (fuzz/corpus/archive_reader/seed.shar): a small archive of a SQLite

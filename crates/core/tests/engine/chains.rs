@@ -5,10 +5,11 @@
 use std::path::Path;
 
 use safehold_core::configurations::BackupType;
-use safehold_core::source::SourceSpec;
+use safehold_core::source::postgres::with_split_bytes;
+use safehold_core::source::{no_progress, CancelToken, SourceSpec};
 use sqlx::Connection as _;
 
-use crate::backup::{pg_dump, repo_with_password};
+use crate::backup::{pg_dump, repo_with_password, restore_into_new_database};
 use crate::support::ScratchDb;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,6 +81,13 @@ async fn every_backup_of_a_chain_restores_the_state_at_its_snapshot() {
         assert_eq!(&pg_dump(&dst, &["--data-only"], true), want, "{:?} backup {} restores the state at its snapshot", out.backup_type, out.id);
         assert_eq!(pg_dump(&dst, &["--schema-only"], false), pg_dump(&src, &["--schema-only"], false));
         assert!(restored.backups >= 1);
+        // The same through the parallel restore into a new database, with every table whose
+        // rows are whole in this backup shared out to several workers (a table with changes in
+        // this backup is loaded and patched by one).
+        let (par, result) = with_split_bytes(1, restore_into_new_database(&repo.keys, Path::new(&out.archive), 3, &CancelToken::new(), &no_progress())).await;
+        result.expect("parallel restore");
+        assert_eq!(&pg_dump(&par, &["--data-only"], true), want, "{:?} backup {} restores the state at its snapshot (parallel restore)", out.backup_type, out.id);
+        assert_eq!(pg_dump(&par, &["--schema-only"], false), pg_dump(&src, &["--schema-only"], false), "the schema is the same (parallel restore)");
     }
 }
 
