@@ -273,6 +273,12 @@ pub async fn storage_samples(state: State<'_, AppState>, id: String) -> Res<Vec<
     safehold_core::storage::samples(state.ctx()?, &id, 200).await
 }
 
+/// Who holds a storage's key: this workstation's keychain, which super admins, the recovery kit.
+#[tauri::command]
+pub async fn storage_key_custody(state: State<'_, AppState>, id: String) -> Res<safehold_core::custody::KeyCustody> {
+    safehold_core::custody::custody(state.ctx()?, &id).await
+}
+
 /// Registers a local directory as a storage.
 #[tauri::command]
 pub async fn add_local_storage(state: State<'_, AppState>, name: String, path: String, is_default: bool) -> Res<BackupStorage> {

@@ -258,6 +258,7 @@ fn main() {
             commands::check_storage,
             commands::refresh_storage_usage,
             commands::storage_samples,
+            commands::storage_key_custody,
             commands::add_local_storage,
             commands::add_remote_storage,
             commands::remove_storage,

@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{auditlog, backup, configurations, operators, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, source, storage, verify};
+use crate::{auditlog, backup, configurations, custody, operators, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, source, storage, verify};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -29,6 +29,7 @@ pub fn typescript() -> String {
         connections::TenantTable::decl(&cfg),
         storage::StorageType::decl(&cfg),
         storage::BackupStorage::decl(&cfg),
+        custody::KeyCustody::decl(&cfg),
         history::JobStatus::decl(&cfg),
         history::BackupExecution::decl(&cfg),
         history::RestoreOperation::decl(&cfg),

@@ -186,3 +186,62 @@ pub async fn sweep_quietly(ctx: &Ctx) {
         tracing::warn!("the repositories' keys could not be brought in step with the super admins: {}", e.message);
     }
 }
+
+/// Who can read a storage's backups, as the Storage tab shows it beside each storage.
+#[derive(Debug, Clone, Default, serde::Serialize, ts_rs::TS, PartialEq, Eq)]
+pub struct KeyCustody {
+    pub storage_id: String,
+    /// Whether the storage holds a repository yet (the first backup into it makes one).
+    pub has_repository: bool,
+    /// The repository's secret is in this workstation's OS keychain: whoever uses Safehold here
+    /// can read its backups (so it is until the first super admin exists).
+    pub in_keychain: bool,
+    /// The super admins whose own key opens the repository, by name.
+    pub super_admins: Vec<String>,
+    /// Active super admins who do not hold it yet: they get it at the next sign-in of a super
+    /// admin while the storage is reachable.
+    pub pending: Vec<String>,
+    /// Keys of people who are no longer super admins that the repository still holds (removed at
+    /// the next sweep).
+    pub former: Vec<String>,
+    /// The recovery kit was exported (the repository keeps no copy of it any more).
+    pub recovery_exported: bool,
+    /// Why the storage could not be read, when it could not.
+    pub problem: Option<String>,
+}
+
+/// Who holds the key of the repository in storage `name_or_id`: the keychain of this workstation,
+/// which super admins, and whether the recovery kit was exported. Reads no secret.
+pub async fn custody(ctx: &Ctx, name_or_id: &str) -> Result<KeyCustody> {
+    let store = crate::storage::find(ctx, name_or_id).await?;
+    let mut out = KeyCustody { storage_id: store.id.clone(), ..Default::default() };
+    let repo = match crate::storage::location(ctx, &store).await.and_then(|dir| Repository::open(&dir)) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(out),
+        Err(e) => {
+            out.problem = Some(e.message);
+            return Ok(out);
+        }
+    };
+    out.has_repository = true;
+    out.recovery_exported = repo.config.recovery_exported;
+    let account = keychain_account(repo.id());
+    out.in_keychain = crate::secrets::run(&ctx.secrets, move |s| s.get(&account)).await.ok().flatten().is_some();
+    let operators: Vec<(String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT name, public_key, (role = 'super_admin' AND is_active = 1 AND password_hash IS NOT NULL) AS custodian FROM operators WHERE public_key IS NOT NULL ORDER BY name",
+    )
+    .fetch_all(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("read the operators' keys", &e))?;
+    let held = repo.custodians();
+    for (name, key, custodian) in operators {
+        let holds = key.as_ref().is_some_and(|k| held.contains(k));
+        match (custodian, holds) {
+            (true, true) => out.super_admins.push(name),
+            (true, false) => out.pending.push(name),
+            (false, true) => out.former.push(name),
+            (false, false) => {}
+        }
+    }
+    Ok(out)
+}

@@ -99,6 +99,39 @@ storage_config: JsonValue, is_default: boolean, is_active: boolean, total_capaci
  */
 last_health_ok: boolean | null, last_health_latency_ms: number | null, last_health_message: string | null, };
 
+export type KeyCustody = { storage_id: string, 
+/**
+ * Whether the storage holds a repository yet (the first backup into it makes one).
+ */
+has_repository: boolean, 
+/**
+ * The repository's secret is in this workstation's OS keychain: whoever uses Safehold here
+ * can read its backups (so it is until the first super admin exists).
+ */
+in_keychain: boolean, 
+/**
+ * The super admins whose own key opens the repository, by name.
+ */
+super_admins: Array<string>, 
+/**
+ * Active super admins who do not hold it yet: they get it at the next sign-in of a super
+ * admin while the storage is reachable.
+ */
+pending: Array<string>, 
+/**
+ * Keys of people who are no longer super admins that the repository still holds (removed at
+ * the next sweep).
+ */
+former: Array<string>, 
+/**
+ * The recovery kit was exported (the repository keeps no copy of it any more).
+ */
+recovery_exported: boolean, 
+/**
+ * Why the storage could not be read, when it could not.
+ */
+problem: string | null, };
+
 export type JobStatus = "pending" | "running" | "completed" | "failed" | "cancelled";
 
 export type BackupExecution = { id: string, configuration_id: string | null, configuration_name: string | null, backup_type: string, status: JobStatus, started_at: string, completed_at: string | null, file_path: string | null, file_size: number | null, compressed_size: number | null, tenant_count: number | null, table_count: number | null, record_count: number | null, checksum: string | null, error_message: string | null, metadata: JsonValue, 

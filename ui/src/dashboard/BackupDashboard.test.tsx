@@ -4,7 +4,7 @@ import { fireEvent, render, screen, waitFor, within } from "@testing-library/rea
 import userEvent from "@testing-library/user-event";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import type { BackupConfiguration, BackupExecution, BackupStorage, Connection, MigrationReport } from "../api/bindings";
+import type { BackupConfiguration, BackupExecution, BackupStorage, Connection, KeyCustody, MigrationReport } from "../api/bindings";
 
 vi.mock("../api", async () => {
   const actual = await vi.importActual<typeof import("../api")>("../api");
@@ -40,6 +40,7 @@ vi.mock("../api", async () => {
       removeStorage: vi.fn(),
       refreshStorageUsage: vi.fn(),
       storageSamples: vi.fn(),
+      storageKeyCustody: vi.fn(),
       rebuildCatalog: vi.fn(),
       applyRetention: vi.fn(),
       listTenants: vi.fn(),
@@ -133,6 +134,7 @@ beforeEach(() => {
   mocked.listStorage.mockResolvedValue(storage);
   mocked.listConnections.mockResolvedValue(connections);
   mocked.storageSamples.mockResolvedValue([]);
+  mocked.storageKeyCustody.mockResolvedValue({ storage_id: "s1", has_repository: false, in_keychain: false, super_admins: [], pending: [], former: [], recovery_exported: false, problem: null });
   mocked.onJobEvent.mockResolvedValue(() => {});
   mocked.validateConfiguration.mockResolvedValue([]);
   mocked.cronPreview.mockResolvedValue({ description: "At 02:00, every day", next_runs: [], time_zone: "Europe/Berlin, UTC+01:00" });
@@ -472,6 +474,37 @@ describe("BackupDashboard", () => {
     await userEvent.click(within(rows[0]).getByTestId("check-storage"));
     await waitFor(() => expect(mocked.checkStorage).toHaveBeenCalledWith("s1"));
     await waitFor(() => expect(mocked.refreshStorageUsage).toHaveBeenCalledWith("s1"));
+  });
+
+  it("says per storage who can open its backups and whether the recovery kit was printed", async () => {
+    mocked.listStorage.mockResolvedValue([
+      storage[0],
+      { ...storage[0], id: "s2", storage_name: "Offsite", is_default: false },
+      { ...storage[0], id: "s3", storage_name: "New disk", is_default: false },
+      { ...storage[0], id: "s4", storage_name: "USB disk", is_default: false },
+    ]);
+    const none = { has_repository: true, in_keychain: false, super_admins: [], pending: [], former: [], recovery_exported: false, problem: null };
+    const custody: Record<string, KeyCustody> = {
+      s1: { ...none, storage_id: "s1", in_keychain: true },
+      s2: { ...none, storage_id: "s2", super_admins: ["alice", "bob"], pending: ["carol"], former: ["dave"], recovery_exported: true },
+      s3: { ...none, storage_id: "s3", has_repository: false },
+      s4: { ...none, storage_id: "s4", problem: "/mnt/usb does not exist" },
+    };
+    mocked.storageKeyCustody.mockImplementation(async (id: string) => custody[id]);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
+    const rows = await screen.findAllByTestId("storage");
+    const holders = async (i: number) => (await within(rows[i]).findByTestId("key-holders")).textContent;
+    expect(await holders(0)).toContain("Backups open with: this workstation's keychain (anyone using Safehold here can restore)");
+    expect(await holders(0)).toContain("Recovery kit: not exported yet — print it with safehold key export-recovery");
+    expect(await holders(1)).toContain("Backups open with: the super admins alice, bob");
+    expect(await holders(1)).toContain("Not yet sealed to carol");
+    expect(await holders(1)).toContain("Still sealed to former super admin dave");
+    expect(await holders(1)).toContain("Recovery kit: exported");
+    expect(await holders(1)).not.toContain("keychain");
+    expect(await holders(2)).toContain("Keys: none yet");
+    expect(await holders(3)).toContain("Keys: not known — /mnt/usb does not exist");
+    expect(mocked.storageKeyCustody).toHaveBeenCalledWith("s2");
   });
 
   it("adds an S3-compatible storage with its key kept for the keychain", async () => {

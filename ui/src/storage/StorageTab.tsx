@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { HardDrive } from "lucide-react";
-import { api, type BackupStorage, type UsageSample } from "../api";
+import { api, type BackupStorage, type KeyCustody, type UsageSample } from "../api";
 import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { formatDate, formatFileSize } from "../components/format";
@@ -31,10 +31,35 @@ export function GrowthChart({ samples }: { samples: UsageSample[] }) {
   );
 }
 
+/** Who can read a storage's backups — and whether the recovery kit that alone opens them was printed. */
+export function KeyHolders({ c }: { c: KeyCustody }) {
+  if (c.problem) return <div className="text-xs text-amber-700" data-testid="key-holders">Keys: not known — {c.problem}</div>;
+  if (!c.has_repository) return <div className="text-xs text-slate-500" data-testid="key-holders">Keys: none yet (the first backup into this storage creates its key)</div>;
+  const plural = (n: number) => (n > 1 ? "s" : "");
+  const holders: string[] = [];
+  if (c.super_admins.length) holders.push(`the super admin${plural(c.super_admins.length)} ${c.super_admins.join(", ")}`);
+  if (c.in_keychain) holders.push("this workstation's keychain (anyone using Safehold here can restore)");
+  return (
+    <div className="text-xs text-slate-500 space-y-0.5" data-testid="key-holders">
+      <div>Backups open with: {holders.length ? holders.join("; ") : "the recovery kit only"}</div>
+      {c.pending.length > 0 && (
+        <div className="text-amber-700">
+          Not yet sealed to {c.pending.join(", ")}: done at the next super admin sign-in while this storage is reachable.
+        </div>
+      )}
+      {c.former.length > 0 && <div className="text-amber-700">Still sealed to former super admin{plural(c.former.length)} {c.former.join(", ")}: removed at the next super admin sign-in.</div>}
+      <div className={c.recovery_exported ? "" : "text-amber-700"}>
+        Recovery kit: {c.recovery_exported ? "exported" : <>not exported yet — print it with <code>safehold key export-recovery</code></>}
+      </div>
+    </div>
+  );
+}
+
 function StorageRow({ s }: { s: BackupStorage }) {
   const manage = useSession().may("backup:manage_storage");
   const queryClient = useQueryClient();
   const samples = useQuery({ queryKey: ["storage-samples", s.id], queryFn: () => api.storageSamples(s.id) });
+  const custody = useQuery({ queryKey: ["storage-custody", s.id], queryFn: () => api.storageKeyCustody(s.id) });
   const refresh = () => {
     void queryClient.invalidateQueries({ queryKey: ["storage"] });
     void queryClient.invalidateQueries({ queryKey: ["storage-samples", s.id] });
@@ -67,6 +92,7 @@ function StorageRow({ s }: { s: BackupStorage }) {
               Last health check: {formatDate(s.last_health_check)}
               {s.last_health_message && ` — ${s.last_health_message}`}
             </div>
+            {custody.data && <KeyHolders c={custody.data} />}
           </div>
         </div>
         <div className="text-right space-y-1">

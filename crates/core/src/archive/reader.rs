@@ -264,28 +264,18 @@ impl ArchiveReader {
     /// (COPY FROM STDIN, inserts) never hold a whole section in memory. A damaged chunk arrives
     /// as an error.
     pub fn section_chunks(self: &std::sync::Arc<Self>, index: &ArchiveIndex, name: &str) -> Result<tokio::sync::mpsc::Receiver<Result<Vec<u8>>>> {
-        if !index.sections.iter().any(|s| s.name == name) {
-            return Err(Error::not_found(format!("the archive {} has no section \"{name}\"", self.path.display())));
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let me = std::sync::Arc::clone(self);
-        let index = index.clone();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || {
-            let result = me.read_section(&index, &name, &mut |chunk| {
-                tx.blocking_send(Ok(chunk.to_vec())).map_err(|_| Error::new(ErrorCode::Cancelled, "the reader was stopped"))
-            });
-            if let Err(e) = result {
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
-        Ok(rx)
+        self.stream_section(index, name, false)
     }
 
     /// Like `section_chunks`, but every chunk ends at a line end (COPY's text format ends each row
-    /// with the only raw newline it has), so the chunks can go to several COPYs into one table.
+    /// with the only raw newline it has), so the chunks can go to several COPYs into one table;
+    /// only a last line without its newline (a damaged section) arrives as a chunk of its own.
     /// The section's SHA-256 is checked when its end is read: a mismatch arrives as an error.
     pub fn section_lines(self: &std::sync::Arc<Self>, index: &ArchiveIndex, name: &str) -> Result<tokio::sync::mpsc::Receiver<Result<Vec<u8>>>> {
+        self.stream_section(index, name, true)
+    }
+
+    fn stream_section(self: &std::sync::Arc<Self>, index: &ArchiveIndex, name: &str, whole_lines: bool) -> Result<tokio::sync::mpsc::Receiver<Result<Vec<u8>>>> {
         if !index.sections.iter().any(|s| s.name == name) {
             return Err(Error::not_found(format!("the archive {} has no section \"{name}\"", self.path.display())));
         }
@@ -297,6 +287,9 @@ impl ArchiveReader {
             let stopped = || Error::new(ErrorCode::Cancelled, "the reader was stopped");
             let mut carry = Vec::new();
             let result = me.read_section(&index, &name, &mut |chunk| {
+                if !whole_lines {
+                    return tx.blocking_send(Ok(chunk.to_vec())).map_err(|_| stopped());
+                }
                 let Some(end) = chunk.iter().rposition(|&b| b == b'\n') else {
                     carry.extend_from_slice(chunk);
                     return Ok(());

@@ -352,15 +352,15 @@ struct Replace<'a> {
 /// Inserts every row of a section into `table` (replacing the old version of each with
 /// `replace`); returns the rows.
 async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, table: &str, path: &Path, replace: Option<Replace<'_>>) -> Result<u64> {
-    let mut chunks = reader.section_chunks(index, table)?;
-    let mut rest: Vec<u8> = Vec::new();
+    // Chunks of whole lines: one that does not end with a newline is a last row cut short.
+    let mut chunks = reader.section_lines(index, table)?;
     let mut total = 0u64;
     while let Some(chunk) = chunks.recv().await {
-        rest.extend_from_slice(&chunk?);
-        let mut start = 0;
-        while let Some(pos) = rest[start..].iter().position(|&b| b == b'\n') {
-            let line = &rest[start..start + pos];
-            start += pos + 1;
+        let chunk = chunk?;
+        let Some(lines) = chunk.strip_suffix(b"\n") else {
+            return Err(Error::validation(format!("the last row of {table} in the archive is incomplete")));
+        };
+        for line in lines.split(|&b| b == b'\n') {
             let values: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of {table} is unreadable: {e}")))?;
             if let Some(r) = &replace {
                 let key: Vec<Value> = r.key_at.iter().map(|&i| values.get(i).cloned().unwrap_or(Value::Null)).collect();
@@ -371,10 +371,6 @@ async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveR
             q.execute(&mut *tx).await.map_err(db_err(path, &format!("load a row into {table}")))?;
             total += 1;
         }
-        rest.drain(..start);
-    }
-    if !rest.is_empty() {
-        return Err(Error::validation(format!("the last row of {table} in the archive is incomplete")));
     }
     Ok(total)
 }

@@ -251,6 +251,8 @@ async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_rol
         move || store.get(&account).expect("keychain")
     };
     assert!(secret(&ctx)().is_some(), "before operators, the secret is in the keychain");
+    let held = custody::custody(&ctx, demo::DEMO_STORAGE).await.expect("custody");
+    assert!(held.has_repository && held.in_keychain && held.super_admins.is_empty() && !held.recovery_exported, "the app says the keychain holds it: {held:?}");
 
     // The first super admin: the key moves from the keychain to her.
     operators::create_first(&ctx, "alice", PW).await.expect("first super admin");
@@ -290,16 +292,21 @@ async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_rol
     let target = dir.path().join("restored.db");
     let out = restore::restore_chain(chain, &safehold_core::source::SourceSpec::Sqlite { path: target.clone() }, 1, false, &CancelToken::new(), &safehold_core::source::no_progress()).await.expect("restore");
     assert_eq!(Some(i64::try_from(out.rows).expect("rows")), before.record_count);
+    let held = custody::custody(&alice, demo::DEMO_STORAGE).await.expect("custody");
+    assert_eq!((held.in_keychain, held.super_admins.clone(), held.pending.len()), (false, vec!["alice".to_string()], 0), "the app says alice alone holds it: {held:?}");
 
     // A second super admin gets a slot at once (alice's session holds the key); demoted, he loses it.
     operators::add(&alice, "bob", Role::SuperAdmin, PW).await.expect("bob");
     assert_eq!(Repository::open(&repo_dir).expect("open").expect("repo").custodians().len(), 2);
+    assert_eq!(custody::custody(&olga, demo::DEMO_STORAGE).await.expect("custody").super_admins, ["alice", "bob"], "anyone who sees the storage sees who holds it");
     let bob = session("bob").await;
     let bob_keys = custody::key_sources(&bob).await.expect("keys");
     bob_keys.open_chain(&hers_path, Repository::open(&repo_dir).expect("open").as_ref()).await.expect("bob opens it");
     operators::set_role(&alice, "bob", Role::PlatformOperator).await.expect("demote bob");
     assert_eq!(Repository::open(&repo_dir).expect("open").expect("repo").custodians().len(), 1, "bob's slot is gone");
     assert!(custody::key_sources(&bob).await.expect("keys").operator_key.is_none(), "bob's open session lets go of his key");
+    let held = custody::custody(&alice, demo::DEMO_STORAGE).await.expect("custody");
+    assert_eq!((held.super_admins.clone(), held.former.len()), (vec!["alice".to_string()], 0), "{held:?}");
 
     // A repository created now (by anyone) is sealed to the super admins; no secret is kept.
     let fresh = dir.path().join("fresh-repo");
