@@ -279,6 +279,13 @@ pub async fn storage_key_custody(state: State<'_, AppState>, id: String) -> Res<
     safehold_core::custody::custody(state.ctx()?, &id).await
 }
 
+/// Saves a storage's recovery kit to `path` (chosen in the save dialog) and returns its text, to
+/// print; the repository keeps no copy afterwards.
+#[tauri::command]
+pub async fn export_recovery_kit(state: State<'_, AppState>, id: String, path: String) -> Res<String> {
+    safehold_core::custody::export_recovery_kit(state.ctx()?, &id, std::path::Path::new(&path)).await
+}
+
 /// Registers a local directory as a storage.
 #[tauri::command]
 pub async fn add_local_storage(state: State<'_, AppState>, name: String, path: String, is_default: bool) -> Res<BackupStorage> {

@@ -1,6 +1,6 @@
 //! `safehold`: the Safehold engine from a terminal, for servers and scripts.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::process::ExitCode;
@@ -1005,8 +1005,12 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
             let repo = &location(cli, repo).await?;
             let mut repository = Repository::open(repo)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", repo.display())))?;
             let mk = operator_keys(cli, keys).await?.unlock_repository(&repository).await?;
-            let kit = repository.export_recovery(&mk)?;
-            print!("{kit}");
+            // Printed (and the output flushed) before the repository forgets it: a kit that
+            // could not be written out is not lost.
+            let kit = repository.recovery_kit(&mk)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(kit.as_bytes()).and_then(|()| out.flush()).map_err(|e| Error::io("cannot write the recovery kit to the standard output (the repository still keeps it)", &e))?;
+            repository.forget_recovery()?;
         }
         _ => return Ok(false),
     }

@@ -245,3 +245,43 @@ pub async fn custody(ctx: &Ctx, name_or_id: &str) -> Result<KeyCustody> {
     }
     Ok(out)
 }
+
+/// Writes the recovery kit of the repository in storage `name_or_id` to `path` — a new file,
+/// readable by its owner only, written whole or not at all — and only then marks the kit
+/// exported (the repository keeps no copy of it afterwards). Returns the kit's text, to print.
+/// Needs the repository's key: this workstation's keychain before the first super admin exists,
+/// a signed-in super admin's own key after.
+pub async fn export_recovery_kit(ctx: &Ctx, name_or_id: &str, path: &std::path::Path) -> Result<String> {
+    let who = crate::operators::require(ctx, crate::operators::Permission::RestoreData, "key.export_recovery", name_or_id).await?;
+    let store = crate::storage::find(ctx, name_or_id).await?;
+    let dir = crate::storage::location(ctx, &store).await?;
+    let mut repo = Repository::open(&dir)?
+        .ok_or_else(|| Error::not_found(format!("the storage {} holds no backups yet: its recovery kit is made with its first backup", store.storage_name)))?;
+    let mk = key_sources(ctx).await?.unlock_repository(&repo).await?;
+    let kit = repo.recovery_kit(&mk)?;
+    write_private_file(path, &kit)?;
+    repo.forget_recovery().map_err(|e| Error::new(e.code, format!("the recovery kit was saved to {}, but the repository could not be marked: {}", path.display(), e.message)))?;
+    audit(&ctx.pool, &who.id, "key.export_recovery", &store.storage_name, "success", Some("saved to a file the operator chose; the repository keeps no copy")).await?;
+    Ok(kit)
+}
+
+/// Writes `text` to `path`, readable by its owner only, whole or not at all (a file there is
+/// replaced only once the new one is complete: the save dialog asked before overwriting).
+fn write_private_file(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let io = |e: std::io::Error| Error::io(format!("cannot write the recovery kit to {}", path.display()), &e);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&tmp).and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all())).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    Ok(())
+}

@@ -217,6 +217,15 @@ impl Repository {
 
     /// Returns the printable recovery kit once; later calls are refused.
     pub fn export_recovery(&mut self, master: &SecretKey) -> Result<String> {
+        let kit = self.recovery_kit(master)?;
+        self.forget_recovery()?;
+        Ok(kit)
+    }
+
+    /// The printable recovery kit, changing nothing: the caller puts it somewhere safe (prints it,
+    /// writes it to a file), then calls [`Repository::forget_recovery`], so that a kit that could
+    /// not be handed over is not lost.
+    pub fn recovery_kit(&self, master: &SecretKey) -> Result<String> {
         if self.config.recovery_exported {
             return Err(Error::conflict(format!(
                 "the recovery key of {} was already exported; it is shown only once",
@@ -226,9 +235,6 @@ impl Repository {
         let (nonce, wrapped) = self.config.recovery_sealed.clone().ok_or_else(|| Error::not_found("this repository keeps no recovery key"))?;
         let recovery = keys::unwrap(&master.derive("recovery-seal"), &nonce, &wrapped, &master_aad(self.id()))
             .ok_or_else(|| Error::new(ErrorCode::AuthFailed, "the sealed recovery key does not open with this key"))?;
-        self.config.recovery_exported = true;
-        self.config.recovery_sealed = None;
-        self.save()?;
         Ok(format!(
             "SAFEHOLD RECOVERY KIT\n\nRepository: {}\nCreated:    {}\nExported:   {}\n\nRecovery key:\n\n    {}\n\n\
              This key alone opens every backup of this repository, even without the repository file,\n\
@@ -239,6 +245,13 @@ impl Repository {
             now(),
             keys::format_recovery_key(&recovery)
         ))
+    }
+
+    /// Marks the recovery kit as exported and drops the repository's sealed copy of it.
+    pub fn forget_recovery(&mut self) -> Result<()> {
+        self.config.recovery_exported = true;
+        self.config.recovery_sealed = None;
+        self.save()
     }
 
     pub fn archives_dir(&self) -> PathBuf {

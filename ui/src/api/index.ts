@@ -112,6 +112,12 @@ export const api = {
   refreshStorageUsage: (id: string) => call<StorageUsage>("refresh_storage_usage", { id }),
   storageSamples: (id: string) => call<UsageSample[]>("storage_samples", { id }),
   storageKeyCustody: (id: string) => call<KeyCustody>("storage_key_custody", { id }),
+  exportRecoveryKit: (id: string, path: string) => call<string>("export_recovery_kit", { id, path }),
+  /** The native save dialog for a recovery kit; null when the user cancels. */
+  pickKitFile: async (suggested: string): Promise<string | null> => {
+    const chosen = await save({ title: "Save the recovery kit", defaultPath: suggested, filters: [{ name: "Text", extensions: ["txt"] }] });
+    return typeof chosen === "string" ? chosen : null;
+  },
   addLocalStorage: (name: string, path: string, isDefault: boolean) => call<BackupStorage>("add_local_storage", { name, path, isDefault }),
   addRemoteStorage: (input: RemoteStorageInput) => call<BackupStorage>("add_remote_storage", { input }),
   removeStorage: (id: string) => call<null>("remove_storage", { id }),

@@ -63,6 +63,8 @@ vi.mock("../api", async () => {
       listAudit: vi.fn(),
       exportAudit: vi.fn(),
       pickCsvFile: vi.fn(),
+      pickKitFile: vi.fn(),
+      exportRecoveryKit: vi.fn(),
     },
   };
 });
@@ -496,7 +498,7 @@ describe("BackupDashboard", () => {
     const rows = await screen.findAllByTestId("storage");
     const holders = async (i: number) => (await within(rows[i]).findByTestId("key-holders")).textContent;
     expect(await holders(0)).toContain("Backups open with: this workstation's keychain (anyone using Safehold here can restore)");
-    expect(await holders(0)).toContain("Recovery kit: not exported yet — print it with safehold key export-recovery");
+    expect(await holders(0)).toContain("Recovery kit: not exported yet — without it, a lost key loses every backup");
     expect(await holders(1)).toContain("Backups open with: the super admins alice, bob");
     expect(await holders(1)).toContain("Not yet sealed to carol");
     expect(await holders(1)).toContain("Still sealed to former super admin dave");
@@ -505,6 +507,41 @@ describe("BackupDashboard", () => {
     expect(await holders(2)).toContain("Keys: none yet");
     expect(await holders(3)).toContain("Keys: not known — /mnt/usb does not exist");
     expect(mocked.storageKeyCustody).toHaveBeenCalledWith("s2");
+    expect(within(rows[1]).queryByTestId("save-recovery-kit")).toBeNull();
+  });
+
+  it("saves a storage's recovery kit to the file chosen, shows it once, and asks nothing when the dialog is cancelled", async () => {
+    let exported = false;
+    mocked.storageKeyCustody.mockImplementation(async () => ({ storage_id: "s1", has_repository: true, in_keychain: true, super_admins: [], pending: [], former: [], recovery_exported: exported, problem: null }));
+    mocked.pickKitFile.mockResolvedValueOnce(null).mockResolvedValueOnce("/home/me/kit.txt");
+    mocked.exportRecoveryKit.mockImplementation(async () => {
+      exported = true;
+      return "SAFEHOLD RECOVERY KIT\n\nRecovery key:\n\n    SHRK-0123-4567\n";
+    });
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
+    await userEvent.click(await screen.findByTestId("save-recovery-kit"));
+    await waitFor(() => expect(mocked.pickKitFile).toHaveBeenCalledWith("safehold-recovery-kit-Local-backups.txt"));
+    expect(mocked.exportRecoveryKit).not.toHaveBeenCalled();
+    await userEvent.click(screen.getByTestId("save-recovery-kit"));
+    await waitFor(() => expect(mocked.exportRecoveryKit).toHaveBeenCalledWith("s1", "/home/me/kit.txt"));
+    const kit = await screen.findByTestId("recovery-kit");
+    expect(kit).toHaveTextContent("Saved to /home/me/kit.txt");
+    expect(kit).toHaveTextContent("SHRK-0123-4567");
+    expect(await screen.findByText(/Recovery kit: exported/)).toBeInTheDocument();
+    expect(screen.queryByTestId("save-recovery-kit")).toBeNull();
+  });
+
+  it("offers the recovery kit only to those who may read backups", async () => {
+    mocked.storageKeyCustody.mockResolvedValue({ storage_id: "s1", has_repository: true, in_keychain: false, super_admins: ["alice"], pending: [], former: [], recovery_exported: false, problem: null });
+    renderWithClient(
+      <SessionProvider info={acting("olga", "platform_operator", ["backup:view_history", "backup:view_status", "backup:trigger_manual"])}>
+        <BackupDashboard />
+      </SessionProvider>,
+    );
+    await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
+    expect(await screen.findByTestId("key-holders")).toHaveTextContent("a super admin saves it here");
+    expect(screen.queryByTestId("save-recovery-kit")).toBeNull();
   });
 
   it("adds an S3-compatible storage with its key kept for the keychain", async () => {

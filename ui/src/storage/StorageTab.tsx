@@ -32,7 +32,7 @@ export function GrowthChart({ samples }: { samples: UsageSample[] }) {
 }
 
 /** Who can read a storage's backups — and whether the recovery kit that alone opens them was printed. */
-export function KeyHolders({ c }: { c: KeyCustody }) {
+export function KeyHolders({ c, s }: { c: KeyCustody; s: BackupStorage }) {
   if (c.problem) return <div className="text-xs text-amber-700" data-testid="key-holders">Keys: not known — {c.problem}</div>;
   if (!c.has_repository) return <div className="text-xs text-slate-500" data-testid="key-holders">Keys: none yet (the first backup into this storage creates its key)</div>;
   const plural = (n: number) => (n > 1 ? "s" : "");
@@ -48,10 +48,53 @@ export function KeyHolders({ c }: { c: KeyCustody }) {
         </div>
       )}
       {c.former.length > 0 && <div className="text-amber-700">Still sealed to former super admin{plural(c.former.length)} {c.former.join(", ")}: removed at the next super admin sign-in.</div>}
-      <div className={c.recovery_exported ? "" : "text-amber-700"}>
-        Recovery kit: {c.recovery_exported ? "exported" : <>not exported yet — print it with <code>safehold key export-recovery</code></>}
-      </div>
+      <RecoveryKit c={c} s={s} />
     </div>
+  );
+}
+
+/** The recovery kit's state; for whoever may read backups, "Save recovery kit…" while it is not exported. */
+function RecoveryKit({ c, s }: { c: KeyCustody; s: BackupStorage }) {
+  const allowed = useSession().may("backup:restore_data");
+  const queryClient = useQueryClient();
+  const [saved, setSaved] = useState<{ path: string; text: string } | null>(null);
+  const save = useMutation({
+    mutationFn: async () => {
+      const path = await api.pickKitFile(`safehold-recovery-kit-${s.storage_name.replace(/[^A-Za-z0-9._-]+/g, "-")}.txt`);
+      return path ? { path, text: await api.exportRecoveryKit(s.id, path) } : null;
+    },
+    onSuccess: (r) => {
+      if (!r) return;
+      setSaved(r);
+      void queryClient.invalidateQueries({ queryKey: ["storage-custody", s.id] });
+    },
+  });
+  return (
+    <>
+      <div className={c.recovery_exported ? "" : "text-amber-700"}>
+        Recovery kit: {c.recovery_exported ? "exported" : "not exported yet — without it, a lost key loses every backup"}
+        {!c.recovery_exported && !allowed && (
+          <>
+            {" "}
+            (a super admin saves it here, or <code>safehold key export-recovery</code>)
+          </>
+        )}
+        {!c.recovery_exported && allowed && (
+          <Button size="sm" variant="outline" className="ml-2" data-testid="save-recovery-kit" disabled={save.isPending} onClick={() => save.mutate()}>
+            {save.isPending ? "Saving…" : "Save recovery kit…"}
+          </Button>
+        )}
+      </div>
+      {saved && (
+        <div className="border rounded p-2 bg-slate-50 text-slate-700" data-testid="recovery-kit">
+          <div>
+            Saved to {saved.path}. Print it and keep it offline, away from this workstation: Safehold will not show it again.
+          </div>
+          <pre className="whitespace-pre-wrap text-[11px]">{saved.text}</pre>
+        </div>
+      )}
+      {save.isError && <ErrorBox error={save.error} />}
+    </>
   );
 }
 
@@ -92,7 +135,7 @@ function StorageRow({ s }: { s: BackupStorage }) {
               Last health check: {formatDate(s.last_health_check)}
               {s.last_health_message && ` — ${s.last_health_message}`}
             </div>
-            {custody.data && <KeyHolders c={custody.data} />}
+            {custody.data && <KeyHolders c={custody.data} s={s} />}
           </div>
         </div>
         <div className="text-right space-y-1">

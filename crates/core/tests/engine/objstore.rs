@@ -266,8 +266,11 @@ async fn a_server_stopped_in_the_middle_of_an_upload_leaves_no_partial_archive_a
     let earlier = backup_to(&repo, &keys, SourceSpec::Postgres { url: db.url() }, BackupType::Full, &no_progress()).await.expect("an earlier backup");
     db.execute("CREATE TABLE blobs (id int PRIMARY KEY, b bytea); INSERT INTO blobs SELECT g, decode(string_agg(md5(random()::text || g || i), ''), 'hex') FROM generate_series(1, 1000) g, generate_series(1, 1800) i GROUP BY g;").await;
     let pid = az.child.id();
+    // Stopped once (SIGTERM), as the table starts: progress also reports the table's end, and a
+    // second signal during Azurite's shutdown would end it before it saved its own state.
+    let stopped = std::sync::atomic::AtomicBool::new(false);
     let kill: ProgressSink = std::sync::Arc::new(move |p: Progress| {
-        if p.table.as_deref() == Some("public.settings") {
+        if p.table.as_deref() == Some("public.settings") && !stopped.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let _ = Command::new("kill").arg(pid.to_string()).status();
         }
     });
@@ -346,8 +349,9 @@ async fn s3_faults_fail_clearly_naming_the_storage() {
     let repo = PathBuf::from(format!("{bucket}/repo"));
     db.execute("CREATE TABLE blobs (id int PRIMARY KEY, b bytea); INSERT INTO blobs SELECT g, decode(string_agg(md5(random()::text || g || i), ''), 'hex') FROM generate_series(1, 1000) g, generate_series(1, 1800) i GROUP BY g;").await;
     let pid = s3.child.id();
+    let stopped = std::sync::atomic::AtomicBool::new(false);
     let kill: ProgressSink = std::sync::Arc::new(move |p: Progress| {
-        if p.table.as_deref() == Some("public.settings") {
+        if p.table.as_deref() == Some("public.settings") && !stopped.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let _ = Command::new("kill").arg(pid.to_string()).status();
         }
     });

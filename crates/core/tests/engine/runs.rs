@@ -295,6 +295,27 @@ async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_rol
     let held = custody::custody(&alice, demo::DEMO_STORAGE).await.expect("custody");
     assert_eq!((held.in_keychain, held.super_admins.clone(), held.pending.len()), (false, vec!["alice".to_string()], 0), "the app says alice alone holds it: {held:?}");
 
+    // The recovery kit: not for olga; alice saves it to a file (a failed write keeps it in the
+    // repository), once; the kit alone opens olga's backup.
+    let kit = dir.path().join("kit.txt");
+    let refused = custody::export_recovery_kit(&olga, demo::DEMO_STORAGE, &kit).await.expect_err("olga may not");
+    assert_eq!(refused.code, ErrorCode::PermissionDenied, "{}", refused.message);
+    let failed = custody::export_recovery_kit(&alice, demo::DEMO_STORAGE, &dir.path().join("no-such-dir").join("kit.txt")).await.expect_err("no such directory");
+    assert!(failed.message.contains("cannot write the recovery kit"), "{}", failed.message);
+    assert!(!custody::custody(&alice, demo::DEMO_STORAGE).await.expect("custody").recovery_exported, "a kit that could not be saved is not lost");
+    let text = custody::export_recovery_kit(&alice, demo::DEMO_STORAGE, &kit).await.expect("alice saves the kit");
+    assert_eq!(std::fs::read_to_string(&kit).expect("the kit file"), text);
+    assert!(text.contains("SHRK-"), "{text}");
+    #[cfg(unix)]
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&kit).expect("meta").permissions()) & 0o777, 0o600, "readable by its owner only");
+    assert!(custody::custody(&alice, demo::DEMO_STORAGE).await.expect("custody").recovery_exported);
+    let again = custody::export_recovery_kit(&alice, demo::DEMO_STORAGE, &dir.path().join("kit2.txt")).await.expect_err("once");
+    assert!(again.message.contains("already exported") && !dir.path().join("kit2.txt").exists(), "{}", again.message);
+    let by_kit = safehold_core::unlock::KeySources { recovery_key_file: Some(kit.clone()), ..Default::default() };
+    by_kit.open_chain(&hers_path, None).await.expect("the kit alone opens olga's backup");
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'key.export_recovery' AND outcome = 'success'").fetch_one(&ctx.pool).await.expect("audit");
+    assert_eq!(audited, 1, "the export is audited");
+
     // A second super admin gets a slot at once (alice's session holds the key); demoted, he loses it.
     operators::add(&alice, "bob", Role::SuperAdmin, PW).await.expect("bob");
     assert_eq!(Repository::open(&repo_dir).expect("open").expect("repo").custodians().len(), 2);
