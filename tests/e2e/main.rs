@@ -238,6 +238,13 @@ async fn run_now_backs_up_the_demo_and_the_completed_backup_shows_in_recent_back
     let bytes = std::fs::read(&path).expect("the archive exists where the catalog says");
     assert_eq!(sha.len(), 64);
     assert!(bytes.starts_with(b"SAFEHOLD"), "it is a Safehold archive");
+    // The Storage tab says who can open it: this workstation's keychain (there is no super admin
+    // yet), and that its recovery kit has not been saved.
+    app.find("[data-testid=tab-storage]").await.click().await.expect("open Storage");
+    let keys = app.wait_text("[data-testid=key-holders]", "this workstation's keychain").await;
+    let text = keys.text().await.expect("text");
+    assert!(text.contains("Recovery kit: not exported yet"), "{text}");
+    app.find("[data-testid=save-recovery-kit]").await;
     app.stop().await;
 }
 

@@ -299,6 +299,9 @@ enum StorageCommand {
     Check { name: String },
     /// Measure the used space (a real listing) and the capacity.
     Usage { name: String },
+    /// Who can open the storage's backups: this workstation's keychain, which super admins, and
+    /// whether the recovery kit was exported.
+    Keys { name: String },
     /// Remove a storage from the catalog (its files are kept).
     Remove { name: String },
 }
@@ -857,6 +860,34 @@ async fn storage_command(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<(
             }
             if !h.ok {
                 return Err(Error::new(safehold_core::ErrorCode::Io, format!("the storage \"{}\" failed its health check: {}", h.storage_name, h.message)));
+            }
+        }
+        StorageCommand::Keys { name } => {
+            let c = safehold_core::custody::custody(ctx, &name).await?;
+            if json {
+                print_json(&c);
+            } else if let Some(problem) = &c.problem {
+                println!("{name}: keys not known: {problem}");
+            } else if !c.has_repository {
+                println!("{name}: no backups yet (the first backup creates the repository and its key)");
+            } else {
+                let mut holders = Vec::new();
+                if !c.super_admins.is_empty() {
+                    holders.push(format!("the super admins {}", c.super_admins.join(", ")));
+                }
+                if c.in_keychain {
+                    holders.push("this workstation's keychain (anyone using Safehold here can restore)".to_string());
+                } else if c.password && c.super_admins.is_empty() {
+                    holders.push("its repository password (given with --password-file; not kept on this workstation)".to_string());
+                }
+                println!("{name}: backups open with {}", if holders.is_empty() { "the recovery kit only".to_string() } else { holders.join("; ") });
+                if !c.pending.is_empty() {
+                    println!("  not yet sealed to {} (done at the next super admin sign-in while the storage is reachable)", c.pending.join(", "));
+                }
+                if !c.former.is_empty() {
+                    println!("  still sealed to former super admins {} (removed at the next super admin sign-in)", c.former.join(", "));
+                }
+                println!("  recovery kit: {}", if c.recovery_exported { "exported" } else { "not exported yet: safehold key export-recovery <the storage's location>" });
             }
         }
         StorageCommand::Usage { name } => {

@@ -196,6 +196,9 @@ pub struct KeyCustody {
     /// The repository's secret is in this workstation's OS keychain: whoever uses Safehold here
     /// can read its backups (so it is until the first super admin exists).
     pub in_keychain: bool,
+    /// The repository has a password slot. With no super admin and nothing in the keychain, it
+    /// is a password given on the command line (`--password-file`), kept by whoever set it.
+    pub password: bool,
     /// The super admins whose own key opens the repository, by name.
     pub super_admins: Vec<String>,
     /// Active super admins who do not hold it yet: they get it at the next sign-in of a super
@@ -225,6 +228,7 @@ pub async fn custody(ctx: &Ctx, name_or_id: &str) -> Result<KeyCustody> {
     };
     out.has_repository = true;
     out.recovery_exported = repo.config.recovery_exported;
+    out.password = repo.config.master_slots.iter().any(|s| matches!(s, crate::archive::keys::KeySlot::Password { .. }));
     let account = keychain_account(repo.id());
     out.in_keychain = crate::secrets::run(&ctx.secrets, move |s| s.get(&account)).await.ok().flatten().is_some();
     let operators: Vec<(String, Option<String>, bool)> = sqlx::query_as(

@@ -110,6 +110,11 @@ has_repository: boolean,
  */
 in_keychain: boolean, 
 /**
+ * The repository has a password slot. With no super admin and nothing in the keychain, it
+ * is a password given on the command line (`--password-file`), kept by whoever set it.
+ */
+password: boolean, 
+/**
  * The super admins whose own key opens the repository, by name.
  */
 super_admins: Array<string>, 

@@ -136,7 +136,7 @@ beforeEach(() => {
   mocked.listStorage.mockResolvedValue(storage);
   mocked.listConnections.mockResolvedValue(connections);
   mocked.storageSamples.mockResolvedValue([]);
-  mocked.storageKeyCustody.mockResolvedValue({ storage_id: "s1", has_repository: false, in_keychain: false, super_admins: [], pending: [], former: [], recovery_exported: false, problem: null });
+  mocked.storageKeyCustody.mockResolvedValue({ storage_id: "s1", has_repository: false, in_keychain: false, password: false, super_admins: [], pending: [], former: [], recovery_exported: false, problem: null });
   mocked.onJobEvent.mockResolvedValue(() => {});
   mocked.validateConfiguration.mockResolvedValue([]);
   mocked.cronPreview.mockResolvedValue({ description: "At 02:00, every day", next_runs: [], time_zone: "Europe/Berlin, UTC+01:00" });
@@ -484,13 +484,15 @@ describe("BackupDashboard", () => {
       { ...storage[0], id: "s2", storage_name: "Offsite", is_default: false },
       { ...storage[0], id: "s3", storage_name: "New disk", is_default: false },
       { ...storage[0], id: "s4", storage_name: "USB disk", is_default: false },
+      { ...storage[0], id: "s5", storage_name: "Headless", is_default: false },
     ]);
-    const none = { has_repository: true, in_keychain: false, super_admins: [], pending: [], former: [], recovery_exported: false, problem: null };
+    const none = { has_repository: true, in_keychain: false, password: true, super_admins: [], pending: [], former: [], recovery_exported: false, problem: null };
     const custody: Record<string, KeyCustody> = {
       s1: { ...none, storage_id: "s1", in_keychain: true },
       s2: { ...none, storage_id: "s2", super_admins: ["alice", "bob"], pending: ["carol"], former: ["dave"], recovery_exported: true },
       s3: { ...none, storage_id: "s3", has_repository: false },
       s4: { ...none, storage_id: "s4", problem: "/mnt/usb does not exist" },
+      s5: { ...none, storage_id: "s5" },
     };
     mocked.storageKeyCustody.mockImplementation(async (id: string) => custody[id]);
     renderWithClient(<BackupDashboard />);
@@ -506,13 +508,14 @@ describe("BackupDashboard", () => {
     expect(await holders(1)).not.toContain("keychain");
     expect(await holders(2)).toContain("Keys: none yet");
     expect(await holders(3)).toContain("Keys: not known — /mnt/usb does not exist");
+    expect(await holders(4)).toContain("Backups open with: its repository password (given with --password-file; not kept on this workstation)");
     expect(mocked.storageKeyCustody).toHaveBeenCalledWith("s2");
     expect(within(rows[1]).queryByTestId("save-recovery-kit")).toBeNull();
   });
 
   it("saves a storage's recovery kit to the file chosen, shows it once, and asks nothing when the dialog is cancelled", async () => {
     let exported = false;
-    mocked.storageKeyCustody.mockImplementation(async () => ({ storage_id: "s1", has_repository: true, in_keychain: true, super_admins: [], pending: [], former: [], recovery_exported: exported, problem: null }));
+    mocked.storageKeyCustody.mockImplementation(async () => ({ storage_id: "s1", has_repository: true, in_keychain: true, password: true, super_admins: [], pending: [], former: [], recovery_exported: exported, problem: null }));
     mocked.pickKitFile.mockResolvedValueOnce(null).mockResolvedValueOnce("/home/me/kit.txt");
     mocked.exportRecoveryKit.mockImplementation(async () => {
       exported = true;
@@ -533,7 +536,7 @@ describe("BackupDashboard", () => {
   });
 
   it("offers the recovery kit only to those who may read backups", async () => {
-    mocked.storageKeyCustody.mockResolvedValue({ storage_id: "s1", has_repository: true, in_keychain: false, super_admins: ["alice"], pending: [], former: [], recovery_exported: false, problem: null });
+    mocked.storageKeyCustody.mockResolvedValue({ storage_id: "s1", has_repository: true, in_keychain: false, password: true, super_admins: ["alice"], pending: [], former: [], recovery_exported: false, problem: null });
     renderWithClient(
       <SessionProvider info={acting("olga", "platform_operator", ["backup:view_history", "backup:view_status", "backup:trigger_manual"])}>
         <BackupDashboard />

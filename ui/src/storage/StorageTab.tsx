@@ -39,6 +39,7 @@ export function KeyHolders({ c, s }: { c: KeyCustody; s: BackupStorage }) {
   const holders: string[] = [];
   if (c.super_admins.length) holders.push(`the super admin${plural(c.super_admins.length)} ${c.super_admins.join(", ")}`);
   if (c.in_keychain) holders.push("this workstation's keychain (anyone using Safehold here can restore)");
+  else if (c.password && !c.super_admins.length) holders.push("its repository password (given with --password-file; not kept on this workstation)");
   return (
     <div className="text-xs text-slate-500 space-y-0.5" data-testid="key-holders">
       <div>Backups open with: {holders.length ? holders.join("; ") : "the recovery kit only"}</div>

@@ -137,6 +137,15 @@ fn a_configuration_runs_from_the_command_line_and_verify_checks_the_catalogs_che
     assert_eq!(reasons, vec!["within 30 days"; 2], "{plan}");
     let applied = stdout_json(&run(&["config", "retention-apply", "Daily demo backup", "--json"]));
     assert_eq!(applied["delete_count"], 0);
+    // Who can open the backups: the password given here; the recovery kit not printed yet.
+    let keys = stdout_json(&run(&["storage", "keys", "Local backups", "--json"]));
+    assert_eq!((keys["has_repository"].as_bool(), keys["password"].as_bool(), keys["recovery_exported"].as_bool(), keys["super_admins"].as_array().map(Vec::len)), (Some(true), Some(true), Some(false), Some(0)), "{keys}");
+    let text = String::from_utf8_lossy(&run(&["storage", "keys", "Local backups"]).stdout).to_string();
+    assert!(text.starts_with("Local backups: backups open with ") && text.contains("recovery kit: not exported yet"), "{text}");
+    let kit = run(&["key", "export-recovery", repo.to_str().expect("utf8")]);
+    assert!(kit.status.success() && String::from_utf8_lossy(&kit.stdout).contains("SHRK-"), "{}", String::from_utf8_lossy(&kit.stderr));
+    let keys = stdout_json(&run(&["storage", "keys", "Local backups", "--json"]));
+    assert_eq!(keys["recovery_exported"], true, "{keys}");
 }
 
 fn psql(url: &str, sql: &str) -> String {

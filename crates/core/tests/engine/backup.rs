@@ -208,6 +208,85 @@ async fn sqlite_values_keep_their_storage_class_bit_for_bit() {
     assert_eq!(seq, 5, "AUTOINCREMENT counters are carried");
 }
 
+/// A SQLite backup reads one consistent state while the application keeps writing (WAL mode, as
+/// a live platform runs): transfers between accounts, each a ledger row and two balance updates in
+/// one transaction, go on during the backup, and the restored file's balances agree with its
+/// ledger. A restore into an existing file is refused and leaves it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_backup_reads_one_consistent_state_while_the_application_writes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("live.db");
+    let url = format!("sqlite://{}?mode=rwc", src.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("create");
+    sqlx::raw_sql(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
+         CREATE TABLE filler (id INTEGER PRIMARY KEY, b BLOB);
+         CREATE TABLE ledger (id INTEGER PRIMARY KEY, from_id INTEGER, to_id INTEGER, amount INTEGER);
+         WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 100) INSERT INTO accounts SELECT i, 1000 FROM g;
+         WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 40000) INSERT INTO filler SELECT i, randomblob(200) FROM g;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("fill");
+    let transfers = || {
+        let src = src.clone();
+        async move {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", src.display())).await.expect("open");
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger").fetch_one(&mut c).await.expect("count");
+            n
+        }
+    };
+    // The application: a transfer every moment until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut i = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let (a, b, amount) = (1 + i % 100, 1 + (i * 7 + 3) % 100, 1 + i % 13);
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "BEGIN IMMEDIATE; UPDATE accounts SET balance = balance - {amount} WHERE id = {a}; INSERT INTO ledger (from_id, to_id, amount) VALUES ({a}, {b}, {amount}); UPDATE accounts SET balance = balance + {amount} WHERE id = {b}; COMMIT;"
+                )))
+                .execute(&mut conn)
+                .await
+                .expect("a transfer");
+            }
+        })
+    };
+    while transfers().await < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let repo = repo_with_password("pw");
+    let before = transfers().await;
+    let out = repo.backup(SourceSpec::Sqlite { path: src.clone() }).await;
+    let after = transfers().await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.await.expect("the writer");
+    assert!(after > before, "the application kept writing during the backup ({before} → {after} transfers)");
+
+    let target = tmp.path().join("restored.db");
+    repo.restore(Path::new(&out.archive), &SourceSpec::Sqlite { path: target.clone() }).await.expect("restore");
+    let mut r = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", target.display())).await.expect("open");
+    let restored: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger").fetch_one(&mut r).await.expect("count");
+    assert!((before..=after).contains(&restored), "the backup holds the transfers of one moment during it: {before} ≤ {restored} ≤ {after}");
+    let disagree: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM accounts a WHERE a.balance <> 1000 - coalesce((SELECT sum(amount) FROM ledger WHERE from_id = a.id), 0) + coalesce((SELECT sum(amount) FROM ledger WHERE to_id = a.id), 0)",
+    )
+    .fetch_one(&mut r)
+    .await
+    .expect("balances");
+    assert_eq!(disagree, 0, "every balance agrees with the ledger: the tables were read at the same moment");
+    r.close().await.expect("close");
+
+    // Into an existing file: refused, the file untouched.
+    let before = std::fs::read(&target).expect("read");
+    let err = repo.restore(Path::new(&out.archive), &SourceSpec::Sqlite { path: target.clone() }).await.expect_err("an existing file");
+    assert!(err.message.contains("already exists") && err.message.contains("new file"), "{}", err.message);
+    assert_eq!(std::fs::read(&target).expect("read"), before, "the existing file is left as it was");
+}
+
 /// A demo-sized SQLite source with one table large enough to span several chunks.
 async fn multi_chunk_source(dir: &Path) -> PathBuf {
     let path = dir.join("big.db");
