@@ -580,7 +580,7 @@ fn progress_sink(json: bool) -> ProgressSink {
 /// `[#########---------------]`: `done` of `total` in `width` cells.
 fn progress_bar(done: u64, total: u64, width: usize) -> String {
     let cells = u64::try_from(width).unwrap_or(0);
-    let filled = if total == 0 { 0 } else { usize::try_from(done.min(total) * cells / total).unwrap_or(width) };
+    let filled = (done.min(total) * cells).checked_div(total).map_or(0, |f| usize::try_from(f).unwrap_or(width));
     format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
 }
 
