@@ -190,6 +190,18 @@ pub async fn cancel_restore(state: State<'_, AppState>, restore_id: String) -> R
     cancel_job(&state, &restore_id, operators::Permission::RestoreData, "restore.cancel").await
 }
 
+/// Checks a recorded backup: quick (its SHA-256) or deep (its whole chain read with the key). The
+/// result is kept on the backup's record.
+#[tauri::command]
+pub async fn check_backup(state: State<'_, AppState>, execution_id: String, deep: bool) -> Res<safehold_core::checks::BackupCheck> {
+    // A deep check reads every archive of the chain: it waits for a slot of the job runner.
+    let _slot = match (&state.scheduler, deep) {
+        (Some(s), true) => s.slot().await,
+        _ => None,
+    };
+    safehold_core::checks::check_backup(state.ctx()?, &execution_id, deep).await
+}
+
 /// Verifies a backup by restoring it into a scratch database on its source's server.
 #[tauri::command]
 pub async fn verify_by_restoring(state: State<'_, AppState>, execution_id: String) -> Res<safehold_core::verify::RestoreTestReport> {

@@ -259,6 +259,7 @@ fn main() {
             commands::refresh_storage_usage,
             commands::storage_samples,
             commands::storage_key_custody,
+            commands::check_backup,
             commands::export_recovery_kit,
             commands::add_local_storage,
             commands::add_remote_storage,

@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{auditlog, backup, configurations, custody, operators, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, source, storage, verify};
+use crate::{auditlog, backup, checks, configurations, custody, operators, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, source, storage, verify};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -32,6 +32,7 @@ pub fn typescript() -> String {
         custody::KeyCustody::decl(&cfg),
         history::JobStatus::decl(&cfg),
         history::BackupExecution::decl(&cfg),
+        checks::BackupCheck::decl(&cfg),
         history::RestoreOperation::decl(&cfg),
         history::MigrationJob::decl(&cfg),
         demo::DemoReport::decl(&cfg),

@@ -42,6 +42,11 @@ pub fn deep(path: &std::path::Path, master: Option<&SecretKey>, unlock: Option<&
 
 /// Deep verification of an archive that is already unlocked.
 pub fn deep_with(reader: ArchiveReader) -> Result<VerifyReport> {
+    deep_check(&reader)
+}
+
+/// [`deep_with`] of a reader that is shared (an opened restore chain's).
+pub fn deep_check(reader: &ArchiveReader) -> Result<VerifyReport> {
     let path = reader.path().to_path_buf();
     let path = path.as_path();
     // Section by section first, so that damage inside one is reported with the section's name;

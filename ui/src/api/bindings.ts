@@ -145,6 +145,20 @@ export type BackupExecution = { id: string, configuration_id: string | null, con
  */
 deleted_at: string | null, };
 
+export type BackupCheck = { execution_id: string, deep: boolean, ok: boolean, 
+/**
+ * What was checked, or what is wrong (naming the archive and, inside it, the section).
+ */
+message: string, at: string, 
+/**
+ * Archives read: the backup's own, and for a deep check every backup it builds on.
+ */
+archives: number, 
+/**
+ * Rows counted (deep checks).
+ */
+rows: number, };
+
 export type RestoreOperation = { id: string, backup_execution_id: string | null, restore_type: string, target_tenant_id: string | null, restore_point: string | null, status: JobStatus, progress_percentage: number, tables_to_restore: Array<string> | null, exclude_tables: Array<string> | null, preserve_ids: boolean, started_at: string, completed_at: string | null, initiated_by: string, error_message: string | null, restored_records: JsonValue, 
 /**
  * Where it restored to (no password).

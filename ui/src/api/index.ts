@@ -6,6 +6,7 @@ import { open, save } from "@tauri-apps/plugin-dialog";
 import type {
   Acting,
   AuditEntry,
+  BackupCheck,
   AuditFilter,
   BackupConfiguration,
   BackupExecution,
@@ -111,6 +112,7 @@ export const api = {
   checkStorage: (id: string) => call<HealthCheck>("check_storage", { id }),
   refreshStorageUsage: (id: string) => call<StorageUsage>("refresh_storage_usage", { id }),
   storageSamples: (id: string) => call<UsageSample[]>("storage_samples", { id }),
+  checkBackup: (executionId: string, deep: boolean) => call<BackupCheck>("check_backup", { executionId, deep }),
   storageKeyCustody: (id: string) => call<KeyCustody>("storage_key_custody", { id }),
   exportRecoveryKit: (id: string, path: string) => call<string>("export_recovery_kit", { id, path }),
   /** The native save dialog for a recovery kit; null when the user cancels. */

@@ -1,8 +1,9 @@
-import { useMutation, useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { CheckCircle, Clock, RefreshCw, XCircle } from "lucide-react";
-import { api, type BackupExecution } from "../api";
+import { api, type BackupCheck, type BackupExecution } from "../api";
 import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../components/ui";
-import { Empty, QueryView } from "../components/states";
+import { Empty, ErrorBox, QueryView } from "../components/states";
+import { useSession } from "../session/Session";
 import { formatDate, formatDuration, formatFileSize } from "../components/format";
 
 export function StatusIcon({ status }: { status: string }) {
@@ -30,9 +31,31 @@ function trigger(b: BackupExecution): string | null {
   return t === "schedule" ? "scheduled" : t === "catch_up" ? "caught up after a missed run" : t === "manual" ? "run now" : null;
 }
 
+/** When the backup was last proven readable, or what its last check found wrong. */
+function LastCheck({ check }: { check: BackupCheck }) {
+  const kind = check.deep ? "deep check" : "quick check";
+  return check.ok ? (
+    <div className="text-xs text-green-700" data-testid="last-check">
+      Verified {formatDate(check.at)} ({kind}): {check.message}
+    </div>
+  ) : (
+    <div className="text-sm text-red-600" data-testid="last-check">
+      Check failed {formatDate(check.at)} ({kind}): {check.message}
+    </div>
+  );
+}
+
 function ExecutionRow({ backup }: { backup: BackupExecution }) {
   const duration = formatDuration(backup.started_at, backup.completed_at);
+  const { may } = useSession();
+  const queryClient = useQueryClient();
   const cancel = useMutation({ mutationFn: () => api.cancelBackup(backup.id) });
+  const check = useMutation({
+    mutationFn: (deep: boolean) => api.checkBackup(backup.id, deep),
+    onSuccess: () => void queryClient.invalidateQueries({ queryKey: ["executions"] }),
+  });
+  const lastCheck = check.data ?? (backup.metadata as { last_check?: BackupCheck })?.last_check;
+  const checkable = backup.status === "completed" && !backup.deleted_at && !!backup.file_path;
   const meta = (backup.metadata ?? {}) as { progress?: ProgressInfo };
   const progress = meta.progress;
   const active = backup.status === "running" || backup.status === "pending";
@@ -65,6 +88,8 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
             </div>
           )}
           {backup.checksum && <div className="text-xs text-slate-400 font-mono" title="SHA-256 of the archive">sha256 {backup.checksum.slice(0, 16)}…</div>}
+          {lastCheck && <LastCheck check={lastCheck} />}
+          {check.isError && <ErrorBox error={check.error} />}
         </div>
       </div>
       <div className="text-right">
@@ -81,10 +106,24 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
             {backup.tenant_count != null && ` · ${backup.tenant_count} tenants`}
           </div>
         )}
-        {active && (
+        {active && may("backup:trigger_manual") && (
           <Button size="sm" variant="outline" className="mt-1" onClick={() => cancel.mutate()} disabled={cancel.isPending} data-testid="cancel-backup">
             Cancel
           </Button>
+        )}
+        {checkable && (
+          <div className="mt-1 flex gap-1 justify-end">
+            {may("backup:trigger_manual") && (
+              <Button size="sm" variant="outline" onClick={() => check.mutate(false)} disabled={check.isPending} data-testid="verify-backup" title="The archive's SHA-256 against its trailer and the catalog (no key needed)">
+                {check.isPending && check.variables === false ? "Verifying…" : "Verify"}
+              </Button>
+            )}
+            {may("backup:restore_data") && (
+              <Button size="sm" variant="outline" onClick={() => check.mutate(true)} disabled={check.isPending} data-testid="deep-verify-backup" title="Read the backup and every backup it builds on with the key: every section authenticated, decompressed and hashed">
+                {check.isPending && check.variables === true ? "Reading…" : "Deep verify"}
+              </Button>
+            )}
+          </div>
         )}
       </div>
     </div>

@@ -25,6 +25,7 @@ vi.mock("../api", async () => {
       deleteConfiguration: vi.fn(),
       runBackupNow: vi.fn(),
       cancelBackup: vi.fn(),
+      checkBackup: vi.fn(),
       planRestore: vi.fn(),
       startRestore: vi.fn(),
       cancelRestore: vi.fn(),
@@ -267,6 +268,38 @@ describe("BackupDashboard", () => {
     expect(await screen.findByText(/users · 10 rows/)).toBeInTheDocument();
     await userEvent.click(screen.getByTestId("cancel-backup"));
     await waitFor(() => expect(mocked.cancelBackup).toHaveBeenCalledWith("2"));
+  });
+
+  it("verifies a completed backup quickly or deeply and shows the last check, failed ones in red", async () => {
+    const quick = { execution_id: "1", deep: false, ok: true, message: "the archive's SHA-256 matches its trailer and the catalog (400000 bytes)", at: "2025-01-06T09:00:00Z", archives: 1, rows: 0 };
+    const deep = { execution_id: "1", deep: true, ok: false, message: "the archive /b/1 is damaged or was altered: section \"public.users\", chunk 2 of 3 failed authentication", at: "2025-01-06T09:05:00Z", archives: 0, rows: 0 };
+    mocked.checkBackup.mockResolvedValueOnce(quick).mockResolvedValueOnce(deep);
+    renderWithClient(<BackupDashboard />);
+    const rows = await screen.findAllByTestId("execution");
+    expect(within(rows[1]).queryByTestId("verify-backup")).toBeNull();
+    await userEvent.click(within(rows[0]).getByTestId("verify-backup"));
+    await waitFor(() => expect(mocked.checkBackup).toHaveBeenCalledWith("1", false));
+    expect(await within(rows[0]).findByTestId("last-check")).toHaveTextContent("(quick check): the archive's SHA-256 matches its trailer and the catalog");
+    await userEvent.click(within(rows[0]).getByTestId("deep-verify-backup"));
+    await waitFor(() => expect(mocked.checkBackup).toHaveBeenCalledWith("1", true));
+    await waitFor(() => expect(within(rows[0]).getByTestId("last-check")).toHaveTextContent('Check failed'));
+    expect(within(rows[0]).getByTestId("last-check")).toHaveTextContent('(deep check): the archive /b/1 is damaged or was altered: section "public.users", chunk 2 of 3');
+    expect(within(rows[0]).getByTestId("last-check")).toHaveClass("text-red-600");
+  });
+
+  it("shows the last check recorded with a backup, and no Verify, Deep verify or Cancel to a read-only admin", async () => {
+    const recorded = { execution_id: "1", deep: true, ok: true, message: "every section of the backup decrypts", at: "2025-01-06T09:00:00Z", archives: 1, rows: 1200 };
+    mocked.listExecutions.mockResolvedValue([{ ...executions[0], metadata: { last_check: recorded } }, executions[1]]);
+    renderWithClient(
+      <SessionProvider info={acting("rita", "read_only_admin", ["backup:view_history", "backup:view_status"])}>
+        <BackupDashboard />
+      </SessionProvider>,
+    );
+    const rows = await screen.findAllByTestId("execution");
+    expect(within(rows[0]).getByTestId("last-check")).toHaveTextContent("(deep check): every section of the backup decrypts");
+    expect(screen.queryByTestId("verify-backup")).toBeNull();
+    expect(screen.queryByTestId("deep-verify-backup")).toBeNull();
+    expect(screen.queryByTestId("cancel-backup")).toBeNull();
   });
 
   it("refreshes the backups at once when the engine pushes a job event", async () => {

@@ -46,6 +46,59 @@ async fn a_configuration_run_records_what_it_counted_and_a_verifiable_archive() 
     assert_eq!(a, b, "both backups are in the same repository");
 }
 
+/// Verify and Deep verify of a recorded backup (what the Recent Backups buttons do): an intact
+/// backup passes both (the deep check counts its rows); a damaged one fails both, the deep check
+/// naming the section; each result is kept on the backup's record and audited; a backup that is
+/// not complete cannot be checked, and nothing is recorded then.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_backup_is_checked_quickly_and_deeply_and_the_result_is_kept() {
+    use safehold_core::checks::{check_backup, BackupCheck};
+    let Some((_dir, ctx)) = keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    let config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let done = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("run");
+    let recorded = |ctx: &Ctx, id: String| {
+        let pool = ctx.pool.clone();
+        async move {
+            let meta: String = sqlx::query_scalar("SELECT metadata FROM backup_executions WHERE id = ?").bind(&id).fetch_one(&pool).await.expect("metadata");
+            let v: serde_json::Value = serde_json::from_str(&meta).expect("json");
+            serde_json::from_value::<BackupCheck>(v["last_check"].clone()).expect("a recorded check")
+        }
+    };
+    let quick = check_backup(&ctx, &done.id, false).await.expect("quick check");
+    assert!(quick.ok && !quick.deep, "{quick:?}");
+    assert_eq!(recorded(&ctx, done.id.clone()).await, quick, "kept on the backup's record");
+    let path = done.file_path.clone().expect("path");
+    let mut reader = ArchiveReader::open(Path::new(&path)).expect("open");
+    safehold_core::custody::key_sources(&ctx).await.expect("keys").unlock_archive(&mut reader, None).await.expect("unlock");
+    let index = reader.index().expect("index");
+    let deep = check_backup(&ctx, &done.id, true).await.expect("deep check");
+    assert!(deep.ok && deep.deep, "{deep:?}");
+    let in_index: u64 = index.sections.iter().filter(|s| s.kind == "table").map(|s| s.rows).sum();
+    assert_eq!(deep.rows, in_index, "the deep check counts every row of every table section (sqlite_sequence's too)");
+    assert!(i64::try_from(deep.rows).expect("rows") >= done.record_count.expect("counted"), "{deep:?}");
+
+    // One byte of a table's data changed.
+    let section = index.sections.iter().filter(|s| s.kind == "table").max_by_key(|s| s.plain_bytes).expect("a table").clone();
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[usize::try_from(section.offset).expect("offset") + 20] ^= 0x04;
+    std::fs::write(&path, &bytes).expect("damage");
+    let quick = check_backup(&ctx, &done.id, false).await.expect("a failed check is a result");
+    assert!(!quick.ok && quick.message.contains("damaged"), "{quick:?}");
+    let deep = check_backup(&ctx, &done.id, true).await.expect("a failed check is a result");
+    assert!(!deep.ok && deep.message.contains(&format!("section \"{}\"", section.name)) && deep.message.contains(&path), "names the archive and the section: {deep:?}");
+    assert_eq!(recorded(&ctx, done.id.clone()).await, deep);
+    let failures: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action IN ('backup.verify', 'backup.verify_deep') AND outcome = 'failure'").fetch_one(&ctx.pool).await.expect("audit");
+    assert_eq!(failures, 2, "failed checks are audited");
+
+    // A backup that is not complete: refused, nothing recorded.
+    let pending = runs::enqueue(&ctx, &config.id).await.expect("enqueue");
+    let err = check_backup(&ctx, &pending, false).await.expect_err("pending");
+    assert!(err.message.contains("only a completed backup"), "{}", err.message);
+    let meta: String = sqlx::query_scalar("SELECT metadata FROM backup_executions WHERE id = ?").bind(&pending).fetch_one(&ctx.pool).await.expect("metadata");
+    assert!(!meta.contains("last_check"), "{meta}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn includes_choose_tenant_system_and_log_tables() {
     let Some((dir, ctx)) = keychain_home().await else { return };
