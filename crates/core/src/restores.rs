@@ -27,6 +27,11 @@ pub struct RestoreForm {
     pub backup_execution_id: String,
     /// The connection to restore into.
     pub connection_id: String,
+    /// Instead of a connection: a new SQLite file (an absolute path, chosen in a save dialog)
+    /// that a SQLite backup is restored into whole.
+    #[serde(default)]
+    #[ts(optional)]
+    pub target_file: Option<String>,
     pub restore_type: RestoreType,
     #[serde(default)]
     pub tables: Vec<String>,
@@ -72,10 +77,24 @@ pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
             .find(|p| crate::archive::ArchiveReader::open(std::path::Path::new(p)).is_ok())
             .ok_or_else(|| Error::not_found(format!("the backup's archive {file} cannot be read and it has no readable second copy")))?
     };
-    if form.connection_id.is_empty() {
-        return Err(Error::validation("choose the connection to restore into"));
-    }
-    let (target, conn) = runs::source_of(ctx, &form.connection_id).await?;
+    let (target, conn) = match form.target_file.as_deref().map(str::trim) {
+        Some("") => return Err(Error::validation("choose the new SQLite file to restore into")),
+        Some(new_file) => {
+            let path = PathBuf::from(new_file);
+            if !path.is_absolute() {
+                return Err(Error::validation(format!("the new SQLite file {new_file} must be an absolute path")));
+            }
+            if form.restore_type != RestoreType::Full {
+                return Err(Error::validation("a restore into a new SQLite file restores the whole backup: choose the Full restore type"));
+            }
+            (crate::source::SourceSpec::Sqlite { path }, None)
+        }
+        None if form.connection_id.is_empty() => return Err(Error::validation("choose the connection to restore into (or a new SQLite file)")),
+        None => {
+            let (target, conn) = runs::source_of(ctx, &form.connection_id).await?;
+            (target, Some(conn))
+        }
+    };
     let mut req = RestoreRequest::new(PathBuf::from(&file), target_url(&target));
     req.restore_type = form.restore_type;
     req.tables = form.tables.clone();
@@ -86,8 +105,10 @@ pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
     req.new_tenant_name = form.new_tenant_name.clone().filter(|t| !t.trim().is_empty());
     req.safety_backup = form.safety_backup;
     req.clean = form.clean;
-    req.tenant_column = conn.tenant_column.clone();
-    req.tenants_table = conn.tenants_table.clone();
+    if let Some(conn) = &conn {
+        req.tenant_column = conn.tenant_column.clone();
+        req.tenants_table = conn.tenants_table.clone();
+    }
     if let Some(at) = form.restore_point.clone().filter(|t| !t.trim().is_empty()) {
         // The newest backup of the same source and repository at or before the point.
         let archive = PathBuf::from(&file);

@@ -251,7 +251,12 @@ backup_execution_id: string,
 /**
  * The connection to restore into.
  */
-connection_id: string, restore_type: RestoreType, tables: Array<string>, exclude_tables: Array<string>, tenant_id: string | null, 
+connection_id: string, 
+/**
+ * Instead of a connection: a new SQLite file (an absolute path, chosen in a save dialog)
+ * that a SQLite backup is restored into whole.
+ */
+target_file?: string, restore_type: RestoreType, tables: Array<string>, exclude_tables: Array<string>, tenant_id: string | null, 
 /**
  * `false` restores the tenant as a copy under a new tenant id.
  */

@@ -115,6 +115,11 @@ export const api = {
   checkBackup: (executionId: string, deep: boolean) => call<BackupCheck>("check_backup", { executionId, deep }),
   storageKeyCustody: (id: string) => call<KeyCustody>("storage_key_custody", { id }),
   exportRecoveryKit: (id: string, path: string) => call<string>("export_recovery_kit", { id, path }),
+  /** The native save dialog for a new SQLite file to restore into; null when the user cancels. */
+  pickNewDatabaseFile: async (suggested: string): Promise<string | null> => {
+    const chosen = await save({ title: "Restore into a new SQLite file", defaultPath: suggested, filters: [{ name: "SQLite database", extensions: ["db", "sqlite", "sqlite3"] }] });
+    return typeof chosen === "string" ? chosen : null;
+  },
   /** The native save dialog for a recovery kit; null when the user cancels. */
   pickKitFile: async (suggested: string): Promise<string | null> => {
     const chosen = await save({ title: "Save the recovery kit", defaultPath: suggested, filters: [{ name: "Text", extensions: ["txt"] }] });

@@ -65,6 +65,7 @@ vi.mock("../api", async () => {
       exportAudit: vi.fn(),
       pickCsvFile: vi.fn(),
       pickKitFile: vi.fn(),
+      pickNewDatabaseFile: vi.fn(),
       exportRecoveryKit: vi.fn(),
     },
   };
@@ -408,6 +409,29 @@ describe("BackupDashboard", () => {
     await userEvent.click(start);
     await waitFor(() => expect(mocked.startRestore).toHaveBeenCalledTimes(1));
     expect(await screen.findByTestId("restore-started")).toBeInTheDocument();
+  });
+
+  it("restores a backup whole into a new SQLite file chosen in a save dialog", async () => {
+    mocked.pickNewDatabaseFile.mockResolvedValue("/home/me/restored.db");
+    mocked.planRestore.mockResolvedValue({
+      restore_type: "full", chain: [{ id: "abcdef123456", backup_type: "full", snapshot_time: "2025-01-05T10:00:00Z", source_name: "Demo platform", file: "/b/1" }],
+      point_in_time: null, target: "sqlite:///home/me/restored.db", target_database: "/home/me/restored.db", create: false, clean: false, tenant_id: null, preserve_ids: true,
+      new_tenant_id: null, tables: [{ table: "tenants", rows_in_backup: 50, inserted: 50, updated: 0, deleted: 0 }], rows: 50,
+      replaced_objects: 0, destructive: false, safety_backup: false, warnings: [], exact: false, estimated_bytes: 1000, estimated_seconds: 1,
+    });
+    mocked.startRestore.mockResolvedValue("r9");
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await userEvent.selectOptions(await screen.findByTestId("restore-target"), "A new SQLite file…");
+    expect(screen.getByTestId("restore-type")).toHaveValue("full");
+    expect(screen.getByTestId("restore-new-file")).toHaveTextContent("no file chosen yet");
+    expect(screen.getByTestId("restore-review")).toBeDisabled();
+    await userEvent.click(screen.getByTestId("choose-new-file"));
+    expect(await screen.findByTestId("restore-new-file")).toHaveTextContent("/home/me/restored.db");
+    await userEvent.click(screen.getByTestId("restore-review"));
+    await waitFor(() => expect(mocked.planRestore).toHaveBeenCalledWith(expect.objectContaining({ backup_execution_id: "1", restore_type: "full", target_file: "/home/me/restored.db" })));
+    await userEvent.click(await screen.findByTestId("restore-start"));
+    await waitFor(() => expect(mocked.startRestore).toHaveBeenCalledWith(expect.objectContaining({ target_file: "/home/me/restored.db" })));
   });
 
   it("asks for a point in time only when chosen, and sends it as UTC", async () => {

@@ -28,6 +28,9 @@ export function emptyForm(): RestoreForm {
   };
 }
 
+/** The "Restore into" choice of a new SQLite file instead of a connection. */
+const NEW_FILE = "__new_sqlite_file__";
+
 const list = (s: string) => s.split(",").map((t) => t.trim()).filter(Boolean);
 
 /** `datetime-local` value (local time, no zone) → RFC 3339 in UTC. */
@@ -125,18 +128,33 @@ export function RestorePlanner() {
             </div>
             <div>
               <label className={label} htmlFor="restore-target">Restore into</label>
-              <select id="restore-target" data-testid="restore-target" className={field} value={form.connection_id}
-                onChange={(e) => change({ connection_id: e.target.value })}>
+              <select id="restore-target" data-testid="restore-target" className={field} value={form.target_file != null ? NEW_FILE : form.connection_id}
+                onChange={(e) =>
+                  e.target.value === NEW_FILE
+                    ? change({ target_file: "", restore_type: "full" })
+                    : change({ connection_id: e.target.value, target_file: undefined })
+                }>
                 {(connections.data ?? []).map((c) => (
                   <option key={c.id} value={c.id}>{c.name}</option>
                 ))}
+                <option value={NEW_FILE}>A new SQLite file…</option>
               </select>
             </div>
-            {connections.data?.find((c) => c.id === form.connection_id)?.kind === "sqlite" && (
+            {form.target_file != null && (
+              <div className="flex items-center gap-2 text-sm" data-testid="restore-new-file">
+                <Button size="sm" variant="outline" data-testid="choose-new-file" onClick={async () => {
+                  const path = await api.pickNewDatabaseFile("restored.db");
+                  if (path) change({ target_file: path });
+                }}>
+                  Choose file…
+                </Button>
+                <span className="text-slate-600">{form.target_file || "no file chosen yet"}</span>
+              </div>
+            )}
+            {form.target_file == null && connections.data?.find((c) => c.id === form.connection_id)?.kind === "sqlite" && (
               <p className="text-xs text-amber-700" data-testid="restore-sqlite-note">
-                This connection is a SQLite database: in this version a SQLite backup restores whole into a new file, from the command
-                line (<code>safehold restore --from REPOSITORY --target sqlite:///path/new.db</code>). Tenant and selective restores need a
-                PostgreSQL connection.
+                This connection is a SQLite database: a SQLite backup restores whole into a new file (choose "A new SQLite file…" above).
+                Tenant and selective restores need a PostgreSQL connection.
               </p>
             )}
             <div>
@@ -203,7 +221,7 @@ export function RestorePlanner() {
               <input type="checkbox" data-testid="restore-safety" checked={form.safety_backup} onChange={(e) => change({ safety_backup: e.target.checked })} />
               Back up what will be replaced first (safety backup)
             </label>
-            <Button data-testid="restore-review" variant="outline" disabled={planning.isPending || !form.backup_execution_id || !form.connection_id}
+            <Button data-testid="restore-review" variant="outline" disabled={planning.isPending || !form.backup_execution_id || !(form.target_file != null ? form.target_file : form.connection_id)}
               onClick={() => planning.mutate()}>
               {planning.isPending ? "Planning…" : "Review plan"}
             </Button>

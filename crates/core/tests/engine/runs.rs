@@ -283,6 +283,43 @@ async fn each_backup_is_copied_to_the_second_storage_verified_and_restorable_fro
     assert_eq!(tenants, 50, "the demo's tenants, restored from the second copy");
 }
 
+/// A SQLite backup (the demo platform's) restores from the app into a new file chosen in a save
+/// dialog, without a connection for it: planned first, then run; the file must be new, absolute,
+/// and the restore whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_backup_restores_from_the_app_into_a_new_file() {
+    use safehold_core::restore::RestoreType;
+    use safehold_core::restores::{self, RestoreForm};
+    let Some((dir, ctx)) = keychain_home().await else { return };
+    let report = demo::ensure(&ctx, false).await.expect("demo");
+    let config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let done = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("run");
+    let target = dir.path().join("restored demo.db");
+    let form = RestoreForm { backup_execution_id: done.id.clone(), target_file: Some(target.display().to_string()), restore_type: RestoreType::Full, preserve_ids: true, ..Default::default() };
+
+    let err = restores::plan(&ctx, &RestoreForm { restore_type: RestoreType::TenantOnly, tenant_id: Some("t1".into()), ..form.clone() }).await.expect_err("whole only");
+    assert!(err.message.contains("choose the Full restore type"), "{}", err.message);
+    let err = restores::plan(&ctx, &RestoreForm { target_file: Some("relative.db".into()), ..form.clone() }).await.expect_err("absolute only");
+    assert!(err.message.contains("absolute path"), "{}", err.message);
+    std::fs::write(dir.path().join("taken.db"), b"not empty").expect("an existing file");
+    let err = restores::plan(&ctx, &RestoreForm { target_file: Some(dir.path().join("taken.db").display().to_string()), ..form.clone() }).await.expect_err("a new file only");
+    assert!(err.message.contains("already exists"), "{}", err.message);
+    assert_eq!(std::fs::read(dir.path().join("taken.db")).expect("read"), b"not empty", "left alone");
+
+    let plan = restores::plan(&ctx, &form).await.expect("plan");
+    assert_eq!(plan.tables.len(), 5, "{plan:?}");
+    assert!(!target.exists(), "planning writes nothing");
+    let (rid, req) = restores::start(&ctx, &form).await.expect("start");
+    let keys = safehold_core::custody::key_sources(&ctx).await.expect("keys");
+    let out = restores::run(&ctx, &rid, &req, &keys, None, &CancelToken::new(), None).await.expect("restore");
+    assert_eq!(i64::try_from(out.rows).expect("rows"), report.rows, "every row of the demo");
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}?mode=ro", target.display())).await.expect("open the new file");
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut db).await.expect("count");
+    assert_eq!(tenants, 50);
+    let status: String = sqlx::query_scalar("SELECT status FROM restore_operations WHERE id = ?").bind(&rid).fetch_one(&ctx.pool).await.expect("record");
+    assert_eq!(status, "completed");
+}
+
 /// Once the first super admin exists, the repositories' keys leave the workstation's keychain and
 /// are sealed to each super admin's own key: a platform operator's session holds no key at all
 /// (she backs up, and cannot open a backup whatever the permission checks say), a super admin's
