@@ -22,8 +22,8 @@ pub fn startup_status(state: State<'_, AppState>) -> Res<String> {
 }
 
 #[tauri::command]
-pub async fn list_executions(state: State<'_, AppState>, limit: Option<i64>) -> Res<Vec<BackupExecution>> {
-    history::executions(state.ctx()?, limit.unwrap_or(50)).await
+pub async fn list_executions(state: State<'_, AppState>, limit: Option<i64>, status: Option<history::JobStatus>) -> Res<Vec<BackupExecution>> {
+    history::executions_with(state.ctx()?, limit.unwrap_or(50), status).await
 }
 
 #[tauri::command]

@@ -88,6 +88,21 @@ enum Command {
     /// Operators and their roles (super admins).
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// The backups recorded in the catalog, newest first (with `--check`: verify one of them,
+    /// `--deep` with the key, the result kept on its record as in the app).
+    History {
+        /// Only backups with this status: pending, running, completed, failed or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Check this backup (its id): the archive's SHA-256 against its trailer and the catalog.
+        #[arg(long)]
+        check: Option<String>,
+        /// With --check: read the backup and every backup it builds on with the key.
+        #[arg(long, requires = "check")]
+        deep: bool,
+    },
     /// The audit log: who did what, when, with what outcome.
     Audit {
         /// Only this operator's entries (name or id).
@@ -1290,6 +1305,46 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Config(ConfigCommand::RetentionApply { name, yes }) => retention_command(&ctx, cli.json, &name, Some(yes)).await?,
         Command::Tenant(t) => tenant_command(&ctx, cli.json, t).await?,
         Command::Operator(cmd) => operator_command(&ctx, &cmd, cli.json).await?,
+        Command::History { check: Some(id), deep, .. } => {
+            let c = safehold_core::checks::check_backup(&ctx, &id, deep).await?;
+            if cli.json {
+                print_json(&c);
+            } else {
+                println!("{} {} ({} check): {}", if c.ok { "ok  " } else { "FAIL" }, c.execution_id, if c.deep { "deep" } else { "quick" }, c.message);
+            }
+            if !c.ok {
+                return Err(Error::validation(format!("backup {} failed its check: {}", c.execution_id, c.message)));
+            }
+        }
+        Command::History { status, limit, check: None, .. } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => Some(serde_json::from_value::<safehold_core::history::JobStatus>(serde_json::Value::String(s.to_string())).map_err(|_| {
+                    Error::validation(format!("unknown status \"{s}\"; use pending, running, completed, failed or cancelled"))
+                })?),
+            };
+            let rows = safehold_core::history::executions_with(&ctx, limit, status).await?;
+            if cli.json {
+                print_json(&rows);
+            } else if rows.is_empty() {
+                println!("no backups{}", status.map(|_| " with that status").unwrap_or_default());
+            } else {
+                for b in &rows {
+                    let check = b.metadata.get("last_check").and_then(|c| c.get("ok")).and_then(serde_json::Value::as_bool).map(|ok| if ok { "  verified" } else { "  CHECK FAILED" }).unwrap_or_default();
+                    println!(
+                        "{}  {:<9} {:<12} {:<24} {:>10} rows  {}{}{}",
+                        b.started_at,
+                        serde_json::to_value(b.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                        b.backup_type,
+                        b.configuration_name.as_deref().unwrap_or("-"),
+                        b.record_count.unwrap_or(0),
+                        b.id,
+                        check,
+                        b.error_message.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+                    );
+                }
+            }
+        }
         Command::Audit { by, action, outcome, since, until, limit, csv } => {
             let filter = auditlog::AuditFilter { operator: by, action, outcome, since, until, limit };
             match csv {

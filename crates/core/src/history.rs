@@ -91,14 +91,21 @@ pub struct MigrationJob {
 
 /// The newest `limit` backup executions, with their configuration's name.
 pub async fn executions(ctx: &Ctx, limit: i64) -> Result<Vec<BackupExecution>> {
+    executions_with(ctx, limit, None).await
+}
+
+/// The newest `limit` backup executions with the given status (all when `None`).
+pub async fn executions_with(ctx: &Ctx, limit: i64, status: Option<JobStatus>) -> Result<Vec<BackupExecution>> {
     crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "history.executions", "backups").await?;
     sqlx::query_as(
         "SELECT e.id, e.configuration_id, c.configuration_name, e.backup_type, e.status, \
          coalesce(e.started_at, '') AS started_at, e.completed_at, e.file_path, e.file_size, e.compressed_size, \
          e.tenant_count, e.table_count, e.record_count, e.checksum, e.error_message, coalesce(e.metadata, '{}') AS metadata, e.deleted_at \
          FROM backup_executions e LEFT JOIN backup_configurations c ON c.id = e.configuration_id \
-         ORDER BY e.started_at DESC LIMIT ?",
+         WHERE ?1 IS NULL OR e.status = ?1 \
+         ORDER BY e.started_at DESC LIMIT ?2",
     )
+    .bind(status)
     .bind(limit)
     .fetch_all(&ctx.pool)
     .await

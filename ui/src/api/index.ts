@@ -21,6 +21,7 @@ import type {
   FieldError,
   HealthCheck,
   JobEvent,
+  JobStatus,
   KeyCustody,
   MigrationJob,
   MigrationReport,
@@ -73,7 +74,8 @@ async function call<T>(command: string, args?: Record<string, unknown>): Promise
 
 export const api = {
   startupStatus: () => call<string>("startup_status"),
-  listExecutions: () => call<BackupExecution[]>("list_executions", { limit: 50 }),
+  /** The newest `limit` backups, of one status or all. */
+  listExecutions: (limit = 50, status: JobStatus | null = null) => call<BackupExecution[]>("list_executions", { limit, status }),
   listRestores: () => call<RestoreOperation[]>("list_restores"),
   listMigrations: () => call<MigrationJob[]>("list_migrations"),
   listStorage: () => call<BackupStorage[]>("list_storage"),

@@ -1,6 +1,7 @@
+import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { CheckCircle, Clock, RefreshCw, XCircle } from "lucide-react";
-import { api, type BackupCheck, type BackupExecution } from "../api";
+import { api, type BackupCheck, type BackupExecution, type JobStatus } from "../api";
 import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { useSession } from "../session/Session";
@@ -130,27 +131,50 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
   );
 }
 
+const PAGE = 50;
+
 export function RecentBackups() {
+  const [status, setStatus] = useState<JobStatus | "">("");
+  const [limit, setLimit] = useState(PAGE);
   const query = useQuery({
-    queryKey: ["executions"],
-    queryFn: api.listExecutions,
+    queryKey: ["executions", "recent", limit, status],
+    queryFn: () => api.listExecutions(limit, status || null),
     // Follow running backups live.
     // Every second while a backup runs; every few seconds otherwise, so scheduled backups appear.
     refetchInterval: (q) => (q.state.data?.some((b) => b.status === "running" || b.status === "pending") ? 1000 : 4000),
   });
   return (
     <Card>
-      <CardHeader title="Recent Backup Executions" description="Latest backup operations and their status" />
+      <CardHeader
+        title="Recent Backup Executions"
+        description="Latest backup operations and their status"
+        action={
+          <select aria-label="Show backups" data-testid="executions-status" className="rounded-md border border-slate-300 px-2 py-1 text-sm" value={status}
+            onChange={(e) => { setStatus(e.target.value as JobStatus | ""); setLimit(PAGE); }}>
+            <option value="">All</option>
+            <option value="completed">Completed</option>
+            <option value="failed">Failed</option>
+            <option value="running">Running</option>
+            <option value="pending">Pending</option>
+            <option value="cancelled">Cancelled</option>
+          </select>
+        }
+      />
       <CardContent>
         <QueryView query={query} what="backups">
           {(backups) =>
             backups.length === 0 ? (
-              <Empty>No backups have run yet. They appear here as soon as a configuration runs.</Empty>
+              <Empty>{status ? `No ${status} backups.` : "No backups have run yet. They appear here as soon as a configuration runs."}</Empty>
             ) : (
               <div className="space-y-4">
                 {backups.map((b) => (
                   <ExecutionRow key={b.id} backup={b} />
                 ))}
+                {backups.length >= limit && (
+                  <Button variant="outline" size="sm" data-testid="executions-more" onClick={() => setLimit((l) => l + PAGE)}>
+                    Show older backups
+                  </Button>
+                )}
               </div>
             )
           }

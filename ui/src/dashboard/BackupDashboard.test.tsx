@@ -303,6 +303,22 @@ describe("BackupDashboard", () => {
     expect(screen.queryByTestId("cancel-backup")).toBeNull();
   });
 
+  it("filters the backups by status and shows older ones on request; the Restore tab offers every completed backup", async () => {
+    const many = Array.from({ length: 50 }, (_, i) => ({ ...executions[0], id: `f${i}`, status: "failed" as const, error_message: `failure ${i}` }));
+    mocked.listExecutions.mockImplementation(async (limit?: number, status?: string | null) => (status === "failed" ? many.slice(0, limit) : executions));
+    renderWithClient(<BackupDashboard />);
+    await screen.findAllByTestId("execution");
+    expect(mocked.listExecutions).toHaveBeenCalledWith(50, null);
+    expect(screen.queryByTestId("executions-more")).toBeNull();
+    await userEvent.selectOptions(screen.getByTestId("executions-status"), "failed");
+    await waitFor(() => expect(mocked.listExecutions).toHaveBeenCalledWith(50, "failed"));
+    expect(await screen.findByText("failure 49")).toBeInTheDocument();
+    await userEvent.click(screen.getByTestId("executions-more"));
+    await waitFor(() => expect(mocked.listExecutions).toHaveBeenCalledWith(100, "failed"));
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await waitFor(() => expect(mocked.listExecutions).toHaveBeenCalledWith(1000, "completed"));
+  });
+
   it("refreshes the backups at once when the engine pushes a job event", async () => {
     let push: ((e: import("../api").JobEvent) => void) | undefined;
     mocked.onJobEvent.mockImplementation(async (handler) => {

@@ -42,7 +42,8 @@ function toRfc3339(local: string): string | null {
 
 export function RestorePlanner() {
   const queryClient = useQueryClient();
-  const backups = useQuery({ queryKey: ["executions"], queryFn: api.listExecutions });
+  // Every completed backup can be restored, not only the newest few.
+  const backups = useQuery({ queryKey: ["executions", "completed"], queryFn: () => api.listExecutions(1000, "completed") });
   const connections = useQuery({ queryKey: ["connections"], queryFn: api.listConnections });
   const [form, setForm] = useState<RestoreForm>(emptyForm);
   const [tables, setTables] = useState("");

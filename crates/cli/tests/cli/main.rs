@@ -118,6 +118,17 @@ fn a_configuration_runs_from_the_command_line_and_verify_checks_the_catalogs_che
     let first = stdout_json(&run(&["config", "run", "Daily demo backup", "--json"]));
     assert_eq!(first["status"], "completed", "{first}");
     let second = stdout_json(&run(&["config", "run", "Daily demo backup", "--json"]));
+    // The catalog's history, by status; a deep check of a recorded backup.
+    let history = stdout_json(&run(&["history", "--status", "completed", "--json"]));
+    assert_eq!(history.as_array().map(Vec::len), Some(2), "{history}");
+    assert_eq!(stdout_json(&run(&["history", "--status", "failed", "--json"])).as_array().map(Vec::len), Some(0));
+    let bad = run(&["history", "--status", "nope"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("use pending, running, completed, failed or cancelled"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let first_id = first["id"].as_str().expect("id");
+    let deep = stdout_json(&run(&["history", "--check", first_id, "--deep", "--json"]));
+    assert_eq!((deep["ok"].as_bool(), deep["deep"].as_bool()), (Some(true), Some(true)), "{deep}");
+    let text = String::from_utf8_lossy(&run(&["history"]).stdout).to_string();
+    assert!(text.contains(first_id) && text.contains("verified") && text.contains("Daily demo backup"), "{text}");
     let repo = home.path().join("backups");
     let ok = run(&["verify", repo.to_str().expect("utf8")]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
@@ -130,6 +141,9 @@ fn a_configuration_runs_from_the_command_line_and_verify_checks_the_catalogs_che
     let bad = run(&["verify", a]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("does not match the checksum recorded"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let failed = run(&["history", "--check", first_id]);
+    assert!(!failed.status.success() && String::from_utf8_lossy(&failed.stdout).starts_with("FAIL"), "{}", String::from_utf8_lossy(&failed.stdout));
+    assert!(String::from_utf8_lossy(&run(&["history"]).stdout).contains("CHECK FAILED"), "the failed check is kept on the record");
     // Retention: two fresh backups are kept, each with its reason.
     let plan = stdout_json(&run(&["config", "retention-preview", "Daily demo backup", "--json"]));
     assert_eq!(plan["delete_count"], 0, "{plan}");

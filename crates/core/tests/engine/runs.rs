@@ -97,6 +97,14 @@ async fn a_recorded_backup_is_checked_quickly_and_deeply_and_the_result_is_kept(
     assert!(err.message.contains("only a completed backup"), "{}", err.message);
     let meta: String = sqlx::query_scalar("SELECT metadata FROM backup_executions WHERE id = ?").bind(&pending).fetch_one(&ctx.pool).await.expect("metadata");
     assert!(!meta.contains("last_check"), "{meta}");
+    // The history by status (what the Recent Backups filter asks for).
+    let of = |status| {
+        let ctx = ctx.clone();
+        async move { safehold_core::history::executions_with(&ctx, 10, Some(status)).await.expect("list").into_iter().map(|e| e.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(of(JobStatus::Completed).await, vec![done.id.clone()]);
+    assert_eq!(of(JobStatus::Pending).await, vec![pending.clone()]);
+    assert!(of(JobStatus::Failed).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
