@@ -413,6 +413,18 @@ pub async fn remove_operator(state: State<'_, AppState>, id: String) -> Res<()> 
     operators::remove(state.ctx()?, &id).await
 }
 
+/// The signed-in operator's own password (their key is kept, wrapped by the new one).
+#[tauri::command]
+pub async fn change_password(state: State<'_, AppState>, current: String, password: String) -> Res<()> {
+    operators::change_password(state.ctx()?, &current, &password).await
+}
+
+/// A super admin sets a forgotten password anew (a new key pair for that operator).
+#[tauri::command]
+pub async fn reset_operator_password(state: State<'_, AppState>, id: String, password: String) -> Res<operators::Operator> {
+    operators::reset_password(state.ctx()?, &id, &password).await
+}
+
 /// The audit log, filtered, newest first.
 #[tauri::command]
 pub async fn list_audit(state: State<'_, AppState>, filter: auditlog::AuditFilter) -> Res<Vec<auditlog::AuditEntry>> {

@@ -224,6 +224,8 @@ fn main() {
             commands::set_operator_role,
             commands::set_operator_active,
             commands::remove_operator,
+            commands::change_password,
+            commands::reset_operator_password,
             commands::list_audit,
             commands::export_audit,
             commands::list_executions,

@@ -153,6 +153,20 @@ enum OperatorCommand {
     Enable { name: String },
     /// Remove an operator (kept, disabled, in the history when they did anything).
     Remove { name: String },
+    /// Change your own password (act as yourself with --operator): the current one is checked,
+    /// your key is kept.
+    Password {
+        #[arg(long)]
+        current_password_file: Option<PathBuf>,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Set a new password for an operator who forgot theirs (super admins): they get a new key.
+    Reset {
+        name: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
     /// Set the idle time after which app sessions end.
     IdleTimeout { seconds: u64 },
 }
@@ -1137,6 +1151,17 @@ async fn operator_command(ctx: &Ctx, cmd: &OperatorCommand, json: bool) -> Resul
         OperatorCommand::Remove { name } => {
             operators::remove(ctx, name).await?;
             println!("removed {name}");
+        }
+        OperatorCommand::Password { current_password_file, password_file } => {
+            let current = read_password(current_password_file.as_deref(), "current password", false)?;
+            let pw = read_password(password_file.as_deref(), "new password", true)?;
+            operators::change_password(ctx, &current, &pw).await?;
+            println!("password changed");
+        }
+        OperatorCommand::Reset { name, password_file } => {
+            let pw = read_password(password_file.as_deref(), &format!("new password of {name}"), true)?;
+            let o = operators::reset_password(ctx, name, &pw).await?;
+            if json { print_json(&o) } else { show(&o) }
         }
         OperatorCommand::IdleTimeout { seconds } => {
             operators::set_idle_timeout(ctx, *seconds).await?;

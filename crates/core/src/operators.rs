@@ -341,12 +341,7 @@ fn operator_key_aad(operator_id: &str) -> Vec<u8> {
 /// Gives operator `id` a new X25519 key pair, its private key wrapped by `password`; returns
 /// the private key.
 async fn new_key_pair(pool: &SqlitePool, id: &str, password: &str) -> Result<SecretKey> {
-    let (private, public) = keys::x25519_pair();
-    let slot = {
-        let (p, k, aad) = (password.to_string(), private.clone(), operator_key_aad(id));
-        tokio::task::spawn_blocking(move || keys::password_slot(&p, &k, &aad, KdfParams::default())).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??
-    };
-    let sealed = serde_json::to_string(&slot).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let (private, public, sealed) = sealed_key_pair(id, password).await?;
     sqlx::query("UPDATE operators SET public_key = ?, private_sealed = ? WHERE id = ?")
         .bind(&public)
         .bind(&sealed)
@@ -355,6 +350,18 @@ async fn new_key_pair(pool: &SqlitePool, id: &str, password: &str) -> Result<Sec
         .await
         .map_err(|e| Error::catalog("store the operator's key", &e))?;
     Ok(private)
+}
+
+/// A new X25519 key pair for operator `id`: the private key, the public key, and the private
+/// key wrapped by `password` (as stored in `private_sealed`).
+async fn sealed_key_pair(id: &str, password: &str) -> Result<(SecretKey, String, String)> {
+    let (private, public) = keys::x25519_pair();
+    let slot = {
+        let (p, k, aad) = (password.to_string(), private.clone(), operator_key_aad(id));
+        tokio::task::spawn_blocking(move || keys::password_slot(&p, &k, &aad, KdfParams::default())).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??
+    };
+    let sealed = serde_json::to_string(&slot).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    Ok((private, public, sealed))
 }
 
 /// Operator `id`'s private key, opened with their (just checked) password; an operator from
@@ -604,6 +611,84 @@ pub async fn add(ctx: &Ctx, name: &str, role: Role, password: &str) -> Result<Op
         crate::custody::sweep_quietly(ctx).await;
     }
     find(ctx, &id).await
+}
+
+/// The signed-in operator changes their own password: the current one is checked (a wrong one
+/// is refused and audited), and their private key is wrapped anew by the new one — the same key,
+/// so every repository sealed to them still opens.
+pub async fn change_password(ctx: &Ctx, current_password: &str, new_password: &str) -> Result<()> {
+    let me = current(ctx)?;
+    if me.background || me.id == crate::catalog::LOCAL_OPERATOR_ID {
+        return Err(Error::new(ErrorCode::PermissionDenied, "sign in as an operator to change your password"));
+    }
+    check_password_rules(new_password)?;
+    let stored: Option<String> = sqlx::query_scalar("SELECT password_hash FROM operators WHERE id = ? AND is_active = 1")
+        .bind(&me.id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read the operator", &e))?
+        .flatten();
+    let ok = {
+        let (p, h) = (current_password.to_string(), stored.clone().unwrap_or_else(|| DUMMY_HASH.to_string()));
+        tokio::task::spawn_blocking(move || verify_password(&p, &h)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?
+    };
+    if !ok || stored.is_none() {
+        audit(&ctx.pool, &me.id, "operator.change_password", &me.name, "failure", Some("the current password was wrong")).await?;
+        return Err(Error::new(ErrorCode::AuthFailed, "the current password is wrong; nothing was changed"));
+    }
+    let private = open_key_pair(&ctx.pool, &me.id, current_password).await?;
+    let (hash, slot) = {
+        let (p, k, aad) = (new_password.to_string(), private, operator_key_aad(&me.id));
+        tokio::task::spawn_blocking(move || Ok::<_, Error>((hash_password(&p)?, keys::password_slot(&p, &k, &aad, KdfParams::default())?)))
+            .await
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??
+    };
+    let sealed = serde_json::to_string(&slot).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("change the password", &e))?;
+    sqlx::query("UPDATE operators SET password_hash = ?, private_sealed = ? WHERE id = ?")
+        .bind(&hash)
+        .bind(&sealed)
+        .bind(&me.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::catalog("change the password", &e))?;
+    audit(&mut *tx, &me.id, "operator.change_password", &me.name, "success", None).await?;
+    tx.commit().await.map_err(|e| Error::catalog("change the password", &e))
+}
+
+/// A super admin sets a new password for another operator who forgot theirs (and unlocks them).
+/// Their old private key is lost with the old password: they get a new key pair, their old key's
+/// slots are removed and — for a super admin — the repositories are sealed to the new key (by
+/// the acting super admin's key, now or at the next super admin sign-in).
+pub async fn reset_password(ctx: &Ctx, name_or_id: &str, new_password: &str) -> Result<Operator> {
+    let who = require(ctx, Permission::ManageAll, "operator.reset_password", name_or_id).await?;
+    let op = find(ctx, name_or_id).await?;
+    if op.id == who.id {
+        return Err(Error::validation("to change your own password, use Change password (it keeps your key)"));
+    }
+    if op.id == crate::catalog::LOCAL_OPERATOR_ID {
+        return Err(Error::validation("the local administrator has no password to reset"));
+    }
+    check_password_rules(new_password)?;
+    let old_key: Option<String> = sqlx::query_scalar("SELECT public_key FROM operators WHERE id = ?").bind(&op.id).fetch_one(&ctx.pool).await.map_err(|e| Error::catalog("read the operator", &e))?;
+    let p = new_password.to_string();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&p)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+    let (_, public, sealed) = sealed_key_pair(&op.id, new_password).await?;
+    let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("reset the password", &e))?;
+    sqlx::query("UPDATE operators SET password_hash = ?, public_key = ?, private_sealed = ?, failed_attempts = 0, locked_until = NULL WHERE id = ?")
+        .bind(&hash)
+        .bind(&public)
+        .bind(&sealed)
+        .bind(&op.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::catalog("reset the password", &e))?;
+    audit(&mut *tx, &who.id, "operator.reset_password", &op.name, "success", Some("new password and key pair; the old key's slots are removed")).await?;
+    tx.commit().await.map_err(|e| Error::catalog("reset the password", &e))?;
+    if let Err(e) = crate::custody::sweep_with(ctx, old_key.as_slice()).await {
+        tracing::warn!("the repositories' keys could not be brought in step with the super admins: {}", e.message);
+    }
+    find(ctx, &op.id).await
 }
 
 /// Fails when the change would leave no active super admin who can sign in.

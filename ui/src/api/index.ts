@@ -150,6 +150,8 @@ export const api = {
   setOperatorRole: (id: string, role: Role) => call<Operator>("set_operator_role", { id, role }),
   setOperatorActive: (id: string, active: boolean) => call<Operator>("set_operator_active", { id, active }),
   removeOperator: (id: string) => call<null>("remove_operator", { id }),
+  changePassword: (current: string, password: string) => call<null>("change_password", { current, password }),
+  resetOperatorPassword: (id: string, password: string) => call<Operator>("reset_operator_password", { id, password }),
   listAudit: (filter: AuditFilter) => call<AuditEntry[]>("list_audit", { filter }),
   exportAudit: (filter: AuditFilter, path: string) => call<number>("export_audit", { filter, path }),
   /** The native save dialog for the audit log's CSV; null when the user cancels. */

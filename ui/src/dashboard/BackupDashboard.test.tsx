@@ -61,6 +61,8 @@ vi.mock("../api", async () => {
       setOperatorRole: vi.fn(),
       setOperatorActive: vi.fn(),
       removeOperator: vi.fn(),
+      changePassword: vi.fn(),
+      resetOperatorPassword: vi.fn(),
       listAudit: vi.fn(),
       exportAudit: vi.fn(),
       pickCsvFile: vi.fn(),
@@ -848,6 +850,41 @@ describe("Operators and permissions", () => {
     await userEvent.type(screen.getByTestId("first-again"), "correct horse battery");
     await userEvent.click(screen.getByTestId("first-create"));
     await waitFor(() => expect(mocked.createFirstOperator).toHaveBeenCalledWith("alice", "correct horse battery"));
+  });
+
+  it("an operator changes their own password (current one checked, new one twice)", async () => {
+    mocked.changePassword.mockRejectedValueOnce(new ApiError("auth_failed", "the current password is wrong; nothing was changed")).mockResolvedValue(null);
+    renderAs(acting("olga", "platform_operator", ["backup:trigger_manual", "backup:view_status"]));
+    await userEvent.click(await screen.findByTestId("change-password-open"));
+    await userEvent.type(screen.getByTestId("password-current"), "not it");
+    await userEvent.type(screen.getByTestId("password-new"), "a new long password");
+    await userEvent.type(screen.getByTestId("password-again"), "a new long passworx");
+    expect(screen.getByTestId("password-save")).toBeDisabled();
+    await userEvent.clear(screen.getByTestId("password-again"));
+    await userEvent.type(screen.getByTestId("password-again"), "a new long password");
+    await userEvent.click(screen.getByTestId("password-save"));
+    expect(await screen.findByRole("alert")).toHaveTextContent("the current password is wrong");
+    await userEvent.clear(screen.getByTestId("password-current"));
+    await userEvent.type(screen.getByTestId("password-current"), "my old password");
+    await userEvent.click(screen.getByTestId("password-save"));
+    await waitFor(() => expect(mocked.changePassword).toHaveBeenLastCalledWith("my old password", "a new long password"));
+    expect(await screen.findByTestId("password-changed")).toHaveTextContent("Password changed.");
+    expect(screen.queryByTestId("change-password")).toBeNull();
+  });
+
+  it("a super admin resets another operator's forgotten password", async () => {
+    const olga = { id: "o", name: "olga", role: "platform_operator", is_active: true, created_at: "2026-01-01T00:00:00Z", last_sign_in: null, locked_until: "2999-01-01T00:00:00Z", failed_attempts: 5 };
+    mocked.listOperators.mockResolvedValue([olga]);
+    mocked.resetOperatorPassword.mockResolvedValue({ ...olga, locked_until: null, failed_attempts: 0 });
+    renderAs(acting("alice", "super_admin", superPermissions));
+    await userEvent.click(await screen.findByRole("tab", { name: "Operators" }));
+    const row = await screen.findByTestId("operator");
+    expect(row).toHaveTextContent("Locked");
+    await userEvent.click(within(row).getByTestId("reset-password"));
+    await userEvent.type(within(row).getByTestId("reset-password-value"), "olga's new password");
+    await userEvent.click(within(row).getByTestId("reset-password-save"));
+    await waitFor(() => expect(mocked.resetOperatorPassword).toHaveBeenCalledWith("o", "olga's new password"));
+    expect(await within(row).findByTestId("reset-password-done")).toHaveTextContent("Password of olga set");
   });
 
   it("a super admin adds operators and filters and exports the audit log", async () => {

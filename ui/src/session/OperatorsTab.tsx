@@ -18,6 +18,16 @@ function OperatorRow({ op }: { op: Operator }) {
   const role = useMutation({ mutationFn: (r: Role) => api.setOperatorRole(op.id, r), onSuccess: done });
   const active = useMutation({ mutationFn: () => api.setOperatorActive(op.id, !op.is_active || !!op.locked_until), onSuccess: done });
   const remove = useMutation({ mutationFn: () => api.removeOperator(op.id), onSuccess: done });
+  const [resetting, setResetting] = useState(false);
+  const [newPassword, setNewPassword] = useState("");
+  const reset = useMutation({
+    mutationFn: () => api.resetOperatorPassword(op.id, newPassword),
+    onSuccess: () => {
+      setResetting(false);
+      setNewPassword("");
+      done();
+    },
+  });
   const locked = !!op.locked_until && op.locked_until > new Date().toISOString();
   return (
     <div className="p-3 border rounded-lg space-y-1" data-testid="operator" data-name={op.name}>
@@ -32,10 +42,21 @@ function OperatorRow({ op }: { op: Operator }) {
             {ROLES.map((r) => <option key={r.value} value={r.value}>{r.value.replace(/_/g, " ")}</option>)}
           </select>
           <Button size="sm" variant="outline" onClick={() => active.mutate()}>{op.is_active && !locked ? "Disable" : locked ? "Unlock" : "Enable"}</Button>
+          <Button size="sm" variant="ghost" data-testid="reset-password" onClick={() => setResetting((r) => !r)}>Reset password</Button>
           <Button size="sm" variant="ghost" onClick={() => remove.mutate()}>Remove</Button>
         </div>
       </div>
-      {[role, active, remove].map((m, i) => m.isError && <ErrorBox key={i} error={m.error} />)}
+      {resetting && (
+        <form className="flex flex-wrap items-end gap-2 text-sm" data-testid="reset-password-form" onSubmit={(e) => { e.preventDefault(); reset.mutate(); }}>
+          <label>New password for {op.name}<br />
+            <input type="password" className={field} data-testid="reset-password-value" value={newPassword} onChange={(e) => setNewPassword(e.target.value)} />
+          </label>
+          <Button type="submit" size="sm" disabled={!newPassword || reset.isPending} data-testid="reset-password-save">Set password</Button>
+          <span className="text-xs text-slate-500">They get a new key: for a super admin, the repositories are sealed to it anew.</span>
+        </form>
+      )}
+      {reset.isSuccess && <div className="text-xs text-green-700" data-testid="reset-password-done">Password of {op.name} set; tell them in person.</div>}
+      {[role, active, remove, reset].map((m, i) => m.isError && <ErrorBox key={i} error={m.error} />)}
     </div>
   );
 }

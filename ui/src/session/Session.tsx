@@ -130,17 +130,42 @@ export function FirstOperator() {
   );
 }
 
+/** The signed-in operator's own password: the current one, the new one twice. */
+function ChangePassword({ onDone }: { onDone: () => void }) {
+  const [current, setCurrent] = useState("");
+  const [password, setPassword] = useState("");
+  const [again, setAgain] = useState("");
+  const change = useMutation({ mutationFn: () => api.changePassword(current, password), onSuccess: onDone });
+  const field = "rounded-md border border-slate-300 px-2 py-1 text-sm";
+  return (
+    <form className="flex flex-wrap items-end gap-2" data-testid="change-password" onSubmit={(e) => { e.preventDefault(); change.mutate(); }}>
+      <label>Current password<br /><input type="password" className={field} data-testid="password-current" value={current} onChange={(e) => setCurrent(e.target.value)} /></label>
+      <label>New password<br /><input type="password" className={field} data-testid="password-new" value={password} onChange={(e) => setPassword(e.target.value)} /></label>
+      <label>Again<br /><input type="password" className={field} data-testid="password-again" value={again} onChange={(e) => setAgain(e.target.value)} /></label>
+      <Button type="submit" size="sm" disabled={!current || !password || again !== password || change.isPending} data-testid="password-save">Change</Button>
+      {change.isError && <ErrorBox error={change.error} />}
+    </form>
+  );
+}
+
 export function SessionBar() {
   const { info } = useSession();
   const queryClient = useQueryClient();
   const out = useMutation({ mutationFn: api.signOut, onSuccess: () => void queryClient.invalidateQueries() });
+  const [changing, setChanging] = useState(false);
+  const [changed, setChanged] = useState(false);
   if (!info?.operator || info.needs_setup) return null;
   return (
-    <div className="flex items-center gap-2 text-sm text-slate-600" data-testid="session-bar">
-      <span>
-        Signed in as <strong data-testid="session-operator">{info.operator.name}</strong> ({info.operator.role.replace(/_/g, " ")})
-      </span>
-      <Button size="sm" variant="ghost" onClick={() => out.mutate()} data-testid="sign-out">Sign out</Button>
+    <div className="flex flex-col items-end gap-1 text-sm text-slate-600" data-testid="session-bar">
+      <div className="flex items-center gap-2">
+        <span>
+          Signed in as <strong data-testid="session-operator">{info.operator.name}</strong> ({info.operator.role.replace(/_/g, " ")})
+        </span>
+        <Button size="sm" variant="ghost" onClick={() => { setChanging((c) => !c); setChanged(false); }} data-testid="change-password-open">Change password</Button>
+        <Button size="sm" variant="ghost" onClick={() => out.mutate()} data-testid="sign-out">Sign out</Button>
+      </div>
+      {changing && <ChangePassword onDone={() => { setChanging(false); setChanged(true); }} />}
+      {changed && <span className="text-xs text-green-700" data-testid="password-changed">Password changed.</span>}
     </div>
   );
 }

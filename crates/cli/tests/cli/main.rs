@@ -615,6 +615,20 @@ fn catalog_commands_act_as_a_signed_in_operator_with_that_operators_rights() {
     let out = as_operator(h, "alice", &pw, &["operator", "list"]);
     let list = String::from_utf8_lossy(&out.stdout);
     assert!(list.contains("alice") && list.contains("read_only_admin"), "{list}");
+    // Rita changes her own password; later she forgets it and alice sets a new one.
+    let rita_pw = h.join("rita-pw");
+    std::fs::write(&rita_pw, "rita's own password").expect("pw");
+    let out = as_operator(h, "rita", &pw, &["operator", "password", "--current-password-file", bad.to_str().expect("utf-8"), "--password-file", rita_pw.to_str().expect("utf-8")]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("the current password is wrong"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = as_operator(h, "rita", &pw, &["operator", "password", "--current-password-file", pw_s, "--password-file", rita_pw.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!as_operator(h, "rita", &pw, &["config", "list"]).status.success(), "the old password no longer signs in");
+    assert!(as_operator(h, "rita", &rita_pw, &["config", "list"]).status.success(), "the new one does");
+    let out = as_operator(h, "rita", &rita_pw, &["operator", "reset", "alice", "--password-file", pw_s]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("backup:manage_all"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = as_operator(h, "alice", &pw, &["operator", "reset", "rita", "--password-file", pw_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(as_operator(h, "rita", &pw, &["config", "list"]).status.success(), "rita signs in with the password alice set");
 }
 
 /// Once the first super admin exists, the repository's key is no longer in the keychain: a

@@ -435,4 +435,41 @@ async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_rol
     assert_eq!(new_repo.custodians(), custody::super_admin_keys(&ctx.pool).await.expect("keys"));
     alice_keys.unlock_repository(&new_repo).await.expect("alice opens the new repository");
     assert_eq!(olga_keys.unlock_repository(&new_repo).await.expect_err("olga does not").code, ErrorCode::AuthFailed);
+
+    // Passwords: one's own changed (the key stays, so it still opens everything), a forgotten one
+    // reset by a super admin (a new key pair; the repositories are sealed to it, not the old one).
+    let signed_in = |name: &'static str, pw: &'static str| {
+        let (home, store) = (dir.path().to_path_buf(), ctx.secrets.clone());
+        async move {
+            let c = Ctx::open_with(&home, store).await.expect("open");
+            operators::sign_in(&c, name, pw, false).await.map(|_| c)
+        }
+    };
+    let wrong = operators::change_password(&alice, "not my password", "a brand new password").await.expect_err("wrong current password");
+    assert_eq!(wrong.code, ErrorCode::AuthFailed, "{}", wrong.message);
+    assert_eq!(operators::change_password(&alice, PW, "short").await.expect_err("too short").code, ErrorCode::Validation);
+    operators::change_password(&alice, PW, "alice's new password").await.expect("alice changes hers");
+    assert!(signed_in("alice", PW).await.is_err(), "the old password no longer signs in");
+    let alice2 = signed_in("alice", "alice's new password").await.expect("the new one does");
+    let keys2 = custody::key_sources(&alice2).await.expect("keys");
+    keys2.open_chain(&hers_path, Repository::open(&repo_dir).expect("open").as_ref()).await.expect("her key still opens olga's backup");
+
+    operators::set_role(&alice2, "bob", Role::SuperAdmin).await.expect("bob is a super admin again");
+    let bob_old_key: String = sqlx::query_scalar("SELECT public_key FROM operators WHERE name = 'bob'").fetch_one(&ctx.pool).await.expect("key");
+    assert!(Repository::open(&repo_dir).expect("open").expect("repo").custodians().contains(&bob_old_key));
+    assert_eq!(operators::reset_password(&olga, "bob", "bob's new password").await.expect_err("olga may not").code, ErrorCode::PermissionDenied);
+    assert_eq!(operators::reset_password(&alice2, "alice", "x".repeat(12).as_str()).await.expect_err("not one's own").code, ErrorCode::Validation);
+    operators::reset_password(&alice2, "bob", "bob's new password").await.expect("alice resets bob's");
+    let custodians = Repository::open(&repo_dir).expect("open").expect("repo").custodians();
+    let bob_new_key: String = sqlx::query_scalar("SELECT public_key FROM operators WHERE name = 'bob'").fetch_one(&ctx.pool).await.expect("key");
+    assert!(!custodians.contains(&bob_old_key) && custodians.contains(&bob_new_key), "the old key's slot is gone, the new key holds one");
+    assert!(signed_in("bob", PW).await.is_err(), "bob's old password no longer signs in");
+    let bob2 = signed_in("bob", "bob's new password").await.expect("bob signs in with the new one");
+    custody::key_sources(&bob2).await.expect("keys").open_chain(&hers_path, Repository::open(&repo_dir).expect("open").as_ref()).await.expect("bob's new key opens the backup");
+    let audited: Vec<(String, String)> = sqlx::query_as("SELECT action, outcome FROM audit_log WHERE action IN ('operator.change_password', 'operator.reset_password') ORDER BY id").fetch_all(&ctx.pool).await.expect("audit");
+    assert_eq!(
+        audited.iter().map(|(a, o)| format!("{a}:{o}")).collect::<Vec<_>>(),
+        ["operator.change_password:failure", "operator.change_password:success", "operator.reset_password:denied", "operator.reset_password:success"],
+        "{audited:?}"
+    );
 }
