@@ -46,6 +46,12 @@ pub async fn list_configurations(state: State<'_, AppState>) -> Res<Vec<BackupCo
     configurations::list(state.ctx()?).await
 }
 
+/// Each configuration's next run and last backup.
+#[tauri::command]
+pub async fn configuration_overview(state: State<'_, AppState>) -> Res<Vec<safehold_core::scheduler::ConfigurationStatus>> {
+    safehold_core::scheduler::overview(state.ctx()?).await
+}
+
 #[tauri::command]
 pub async fn create_configuration(state: State<'_, AppState>, input: ConfigurationInput) -> Res<BackupConfiguration> {
     let c = configurations::create(state.ctx()?, input).await?;

@@ -233,6 +233,7 @@ fn main() {
             commands::list_migrations,
             commands::list_storage,
             commands::list_configurations,
+            commands::configuration_overview,
             commands::create_configuration,
             commands::update_configuration,
             commands::set_configuration_active,

@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{auditlog, backup, checks, configurations, custody, operators, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, source, storage, verify};
+use crate::{auditlog, backup, checks, configurations, custody, operators, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, scheduler, source, storage, verify};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -19,6 +19,7 @@ pub fn typescript() -> String {
         configurations::BackupType::decl(&cfg),
         configurations::MissedRuns::decl(&cfg),
         configurations::BackupConfiguration::decl(&cfg),
+        scheduler::ConfigurationStatus::decl(&cfg),
         configurations::ConfigurationInput::decl(&cfg),
         cron::CronPreview::decl(&cfg),
         connections::ConnectionKind::decl(&cfg),

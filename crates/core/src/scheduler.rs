@@ -464,22 +464,62 @@ pub async fn list(ctx: &Ctx) -> Result<Vec<Scheduled>> {
         .await?
         .into_iter()
         .map(|c| Scheduled {
-            next_run: c
-                .is_active
-                .then(|| {
-                    let tz = cron::parse_time_zone(c.time_zone.as_deref()).ok()?;
-                    let next = cron::next_after(&cron::parse(&c.schedule_cron).ok()?, tz, Local::now())?;
-                    Some(match tz {
-                        Some(tz) => next.with_timezone(&tz).to_rfc3339(),
-                        None => next.to_rfc3339(),
-                    })
-                })
-                .flatten(),
+            next_run: next_run(&c),
             time_zone: c.time_zone.clone().unwrap_or_else(|| tz.clone()),
             configuration_name: c.configuration_name,
             description: c.schedule_description,
             schedule_cron: c.schedule_cron,
             is_active: c.is_active,
+        })
+        .collect())
+}
+
+/// When an active configuration runs next (RFC 3339, in its time zone).
+fn next_run(c: &configurations::BackupConfiguration) -> Option<String> {
+    if !c.is_active {
+        return None;
+    }
+    let tz = cron::parse_time_zone(c.time_zone.as_deref()).ok()?;
+    let next = cron::next_after(&cron::parse(&c.schedule_cron).ok()?, tz, Local::now())?;
+    Some(match tz {
+        Some(tz) => next.with_timezone(&tz).to_rfc3339(),
+        None => next.to_rfc3339(),
+    })
+}
+
+/// A configuration's schedule at a glance: when it runs next and how its last backup went.
+#[derive(Debug, Clone, serde::Serialize, ts_rs::TS)]
+pub struct ConfigurationStatus {
+    pub configuration_id: String,
+    pub next_run: Option<String>,
+    pub last_status: Option<JobStatus>,
+    pub last_started_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// Every configuration's next run and last backup (the Configurations tab's list).
+pub async fn overview(ctx: &Ctx) -> Result<Vec<ConfigurationStatus>> {
+    let configs = configurations::list(ctx).await?;
+    let last: Vec<(String, JobStatus, String, Option<String>)> = sqlx::query_as(
+        "SELECT e.configuration_id, e.status, coalesce(e.started_at, ''), e.error_message FROM backup_executions e \
+         WHERE e.configuration_id IS NOT NULL AND coalesce(json_extract(e.metadata, '$.skipped'), 0) = 0 \
+           AND e.started_at = (SELECT max(x.started_at) FROM backup_executions x WHERE x.configuration_id = e.configuration_id AND coalesce(json_extract(x.metadata, '$.skipped'), 0) = 0)",
+    )
+    .fetch_all(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("read the last backups", &e))?;
+    let last: HashMap<String, (JobStatus, String, Option<String>)> = last.into_iter().map(|(id, s, at, err)| (id, (s, at, err))).collect();
+    Ok(configs
+        .iter()
+        .map(|c| {
+            let l = last.get(&c.id);
+            ConfigurationStatus {
+                configuration_id: c.id.clone(),
+                next_run: next_run(c),
+                last_status: l.map(|l| l.0),
+                last_started_at: l.map(|l| l.1.clone()),
+                last_error: l.and_then(|l| l.2.clone()),
+            }
         })
         .collect())
 }

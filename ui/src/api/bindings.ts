@@ -27,6 +27,8 @@ secondary_storage: string | null, missed_runs: MissedRuns,
  */
 time_zone: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
 
+export type ConfigurationStatus = { configuration_id: string, next_run: string | null, last_status: JobStatus | null, last_started_at: string | null, last_error: string | null, };
+
 export type ConfigurationInput = { configuration_name: string, backup_type: BackupType, schedule_cron: string, retention_days: number, compression_enabled: boolean, encryption_enabled: boolean, 
 /**
  * The name of a registered storage (see the Storage tab).

@@ -12,6 +12,7 @@ import type {
   BackupExecution,
   BackupStorage,
   ConfigurationInput,
+  ConfigurationStatus,
   Connection,
   ConnectionInput,
   ConnectionReport,
@@ -80,6 +81,7 @@ export const api = {
   listMigrations: () => call<MigrationJob[]>("list_migrations"),
   listStorage: () => call<BackupStorage[]>("list_storage"),
   listConfigurations: () => call<BackupConfiguration[]>("list_configurations"),
+  configurationOverview: () => call<ConfigurationStatus[]>("configuration_overview"),
   createConfiguration: (input: ConfigurationInput) => call<BackupConfiguration>("create_configuration", { input }),
   updateConfiguration: (id: string, input: ConfigurationInput) =>
     call<BackupConfiguration>("update_configuration", { id, input }),

@@ -1,14 +1,33 @@
 import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Calendar, Plus } from "lucide-react";
-import { api, type BackupConfiguration } from "../api";
+import { api, type BackupConfiguration, type ConfigurationStatus } from "../api";
+import { formatDate } from "../components/format";
 import { Badge, Button, Card, CardContent, CardHeader } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { ConfigurationForm } from "./ConfigurationForm";
 import { RetentionPanel } from "./RetentionPanel";
 import { useSession } from "../session/Session";
 
-function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onEdit: () => void }) {
+/** When the configuration runs next, and how its last backup went. */
+function RunStatus({ status }: { status: ConfigurationStatus }) {
+  return (
+    <div className="text-sm text-slate-500" data-testid="configuration-status">
+      Next run: {status.next_run ? formatDate(status.next_run) : "not scheduled (inactive)"}
+      {" | "}Last backup:{" "}
+      {status.last_status ? (
+        <span className={status.last_status === "failed" ? "text-red-600" : status.last_status === "completed" ? "text-green-700" : ""}>
+          {status.last_status} {formatDate(status.last_started_at)}
+          {status.last_error && ` — ${status.last_error}`}
+        </span>
+      ) : (
+        "none yet"
+      )}
+    </div>
+  );
+}
+
+function ConfigurationRow({ config, onEdit, status }: { config: BackupConfiguration; onEdit: () => void; status?: ConfigurationStatus }) {
   const queryClient = useQueryClient();
   const { may } = useSession();
   const manage = may("backup:manage_all");
@@ -37,7 +56,10 @@ function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onE
               {config.includes_tenant_data && " | tenant data"}
               {config.includes_system_data && " | system data"}
               {config.includes_logs && " | logs"}
+              {!config.compression_enabled && " | not compressed"}
+              {!config.encryption_enabled && " | not encrypted"}
             </div>
+            {status && <RunStatus status={status} />}
           </div>
         </div>
         <div className="flex items-center gap-2">
@@ -77,6 +99,8 @@ function ConfigurationRow({ config, onEdit }: { config: BackupConfiguration; onE
 export function ConfigurationsTab({ creating, onCreatingChange }: { creating: boolean; onCreatingChange: (v: boolean) => void }) {
   const queryClient = useQueryClient();
   const query = useQuery({ queryKey: ["configurations"], queryFn: api.listConfigurations });
+  // Next runs move with the clock and last backups with every run: refreshed every few seconds.
+  const overview = useQuery({ queryKey: ["executions", "configuration-overview"], queryFn: api.configurationOverview, refetchInterval: 10_000 });
   const { may } = useSession();
   const [editing, setEditing] = useState<BackupConfiguration | null>(null);
   const formOpen = creating || editing !== null;
@@ -108,7 +132,7 @@ export function ConfigurationsTab({ creating, onCreatingChange }: { creating: bo
               ) : (
                 <div className="space-y-4">
                   {configs.map((c) => (
-                    <ConfigurationRow key={c.id} config={c} onEdit={() => setEditing(c)} />
+                    <ConfigurationRow key={c.id} config={c} onEdit={() => setEditing(c)} status={overview.data?.find((o) => o.configuration_id === c.id)} />
                   ))}
                 </div>
               )

@@ -14,6 +14,7 @@ vi.mock("../api", async () => {
       startupStatus: vi.fn(),
       listExecutions: vi.fn(),
       listConfigurations: vi.fn(),
+      configurationOverview: vi.fn(),
       listRestores: vi.fn(),
       listMigrations: vi.fn(),
       listStorage: vi.fn(),
@@ -135,6 +136,7 @@ beforeEach(() => {
   mocked.touchSession.mockResolvedValue(null);
   mocked.listExecutions.mockResolvedValue(executions);
   mocked.listConfigurations.mockResolvedValue(configurations);
+  mocked.configurationOverview.mockResolvedValue([]);
   mocked.listRestores.mockResolvedValue([]);
   mocked.listMigrations.mockResolvedValue([]);
   mocked.listStorage.mockResolvedValue(storage);
@@ -247,6 +249,24 @@ describe("BackupDashboard", () => {
     await userEvent.click(await screen.findByTestId("run-now"));
     await waitFor(() => expect(mocked.runBackupNow).toHaveBeenCalledWith("c1"));
     expect(await screen.findByText(/Backup started/)).toBeInTheDocument();
+  });
+
+  it("shows each configuration's next run and how its last backup went", async () => {
+    mocked.listConfigurations.mockResolvedValue([configurations[0], { ...configurations[0], id: "c2", configuration_name: "Weekly", is_active: false, encryption_enabled: false }]);
+    mocked.configurationOverview.mockResolvedValue([
+      { configuration_id: "c1", next_run: "2025-01-06T02:00:00+01:00", last_status: "failed", last_started_at: "2025-01-05T02:00:00Z", last_error: "cannot connect to postgres://db/app" },
+      { configuration_id: "c2", next_run: null, last_status: null, last_started_at: null, last_error: null },
+    ]);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    const rows = await screen.findAllByTestId("configuration");
+    const status = await within(rows[0]).findByTestId("configuration-status");
+    expect(status).toHaveTextContent("Next run:");
+    expect(status).not.toHaveTextContent("not scheduled");
+    expect(status).toHaveTextContent("Last backup: failed");
+    expect(status).toHaveTextContent("cannot connect to postgres://db/app");
+    expect(await within(rows[1]).findByTestId("configuration-status")).toHaveTextContent("Next run: not scheduled (inactive) | Last backup: none yet");
+    expect(rows[1]).toHaveTextContent("not encrypted");
   });
 
   it("Run Now is disabled for an inactive configuration", async () => {

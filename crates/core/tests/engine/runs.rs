@@ -165,10 +165,21 @@ async fn a_failed_run_says_why_and_leaves_no_archive() {
     let archives = dir.path().join("backups/archives");
     let left = std::fs::read_dir(&archives).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "no archive or partial file");
+    // The Configurations tab's line: the next run, and the last backup's failure with its reason.
+    let overview = safehold_core::scheduler::overview(&ctx).await.expect("overview");
+    let line = overview.iter().find(|o| o.configuration_id == config.id).expect("the configuration");
+    assert_eq!(line.last_status, Some(JobStatus::Failed));
+    assert_eq!(line.last_error, done.error_message);
+    assert!(line.next_run.as_deref().is_some_and(|n| chrono::DateTime::parse_from_rfc3339(n).is_ok()), "{line:?}");
 
     configurations::set_active(&ctx, &config.id, false).await.expect("deactivate");
     let refused = runs::enqueue(&ctx, &config.id).await.expect_err("inactive");
     assert!(refused.message.contains("inactive"));
+    let overview = safehold_core::scheduler::overview(&ctx).await.expect("overview");
+    assert_eq!(overview.iter().find(|o| o.configuration_id == config.id).and_then(|o| o.next_run.clone()), None, "an inactive configuration has no next run");
+    // Run Now of a configuration that does not exist: not found (the spec's "404 for invalid configuration").
+    let missing = runs::enqueue(&ctx, "00000000-0000-0000-0000-000000000000").await.expect_err("no such configuration");
+    assert_eq!(missing.code, safehold_core::ErrorCode::NotFound, "{}", missing.message);
 }
 
 #[tokio::test(flavor = "multi_thread")]
