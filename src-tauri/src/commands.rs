@@ -304,6 +304,12 @@ pub async fn export_recovery_kit(state: State<'_, AppState>, id: String, path: S
     safehold_core::custody::export_recovery_kit(state.ctx()?, &id, std::path::Path::new(&path)).await
 }
 
+/// Changes a storage: the default, in use or not, its quota, its credentials.
+#[tauri::command]
+pub async fn update_storage(state: State<'_, AppState>, id: String, change: safehold_core::storage::StorageChange) -> Res<BackupStorage> {
+    storage::update(state.ctx()?, &id, change).await
+}
+
 /// Registers a local directory as a storage.
 #[tauri::command]
 pub async fn add_local_storage(state: State<'_, AppState>, name: String, path: String, is_default: bool) -> Res<BackupStorage> {

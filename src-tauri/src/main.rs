@@ -267,6 +267,7 @@ fn main() {
             commands::add_local_storage,
             commands::add_remote_storage,
             commands::remove_storage,
+            commands::update_storage,
             commands::list_tenants,
             commands::propose_migration,
             commands::validate_migration,

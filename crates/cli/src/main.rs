@@ -331,6 +331,23 @@ enum StorageCommand {
     /// Who can open the storage's backups: this workstation's keychain, which super admins, and
     /// whether the recovery kit was exported.
     Keys { name: String },
+    /// Change a storage: make it the default, take it out of use or back, set a cloud storage's
+    /// quota, or replace its credentials (the secret read from standard input; tried first).
+    Set {
+        name: String,
+        #[arg(long)]
+        default: bool,
+        #[arg(long, conflicts_with = "activate")]
+        deactivate: bool,
+        #[arg(long)]
+        activate: bool,
+        /// Cloud: the capacity to measure usage against, in bytes (0 clears it).
+        #[arg(long)]
+        quota: Option<i64>,
+        /// Cloud: a new access key id; its secret is read from standard input.
+        #[arg(long)]
+        access_key_id: Option<String>,
+    },
     /// Remove a storage from the catalog (its files are kept).
     Remove { name: String },
 }
@@ -889,6 +906,23 @@ async fn storage_command(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<(
             }
             if !h.ok {
                 return Err(Error::new(safehold_core::ErrorCode::Io, format!("the storage \"{}\" failed its health check: {}", h.storage_name, h.message)));
+            }
+        }
+        StorageCommand::Set { name, default, deactivate, activate, quota, access_key_id } => {
+            let credentials = match access_key_id {
+                Some(id) => {
+                    let mut secret = String::new();
+                    std::io::stdin().read_to_string(&mut secret).map_err(|e| Error::io("cannot read the secret access key from standard input", &e))?;
+                    Some(storage::StorageCredentials { access_key_id: Some(id), secret_access_key: Some(secret.trim().to_string()), service_account_key: None })
+                }
+                None => None,
+            };
+            let is_active = if deactivate { Some(false) } else if activate { Some(true) } else { None };
+            let s = storage::update(ctx, &name, storage::StorageChange { make_default: default, is_active, quota_bytes: quota, credentials }).await?;
+            if json {
+                print_json(&s);
+            } else {
+                println!("storage \"{}\" changed{}{}", s.storage_name, if s.is_default { " (default)" } else { "" }, if s.is_active { "" } else { " (inactive)" });
             }
         }
         StorageCommand::Keys { name } => {

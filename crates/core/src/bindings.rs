@@ -30,6 +30,7 @@ pub fn typescript() -> String {
         connections::TenantTable::decl(&cfg),
         storage::StorageType::decl(&cfg),
         storage::BackupStorage::decl(&cfg),
+        storage::StorageChange::decl(&cfg),
         custody::KeyCustody::decl(&cfg),
         history::JobStatus::decl(&cfg),
         history::BackupExecution::decl(&cfg),

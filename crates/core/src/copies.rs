@@ -104,6 +104,9 @@ pub async fn copy_to_secondary(ctx: &Ctx, execution_id: &str) -> Result<Option<B
     let src = PathBuf::from(exec.file_path.clone().ok_or_else(|| Error::validation("the backup has no archive to copy"))?);
     let result = async {
         let store = storage::find(ctx, &second).await?;
+        if !store.is_active {
+            return Err(Error::validation(format!("the second storage \"{}\" is inactive: activate it in the Storage tab", store.storage_name)));
+        }
         let dest_repo = storage::location(ctx, &store).await?;
         let primary_repo = src.parent().and_then(Path::parent).map(Path::to_path_buf).ok_or_else(|| Error::validation("the backup is not in a repository"))?;
         let file = src.file_name().ok_or_else(|| Error::validation("the backup's archive has no file name"))?.to_owned();

@@ -175,6 +175,9 @@ async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &Cancel
         .into_iter()
         .find(|s| s.storage_name == config.storage_location)
         .ok_or_else(|| Error::not_found(format!("the storage \"{}\" does not exist any more", config.storage_location)))?;
+    if !store.is_active {
+        return Err(Error::validation(format!("the storage \"{}\" is inactive: activate it in the Storage tab or choose another storage for this configuration", store.storage_name)));
+    }
     let dir = storage::location(ctx, &store).await?;
     let keys = crate::custody::key_sources(ctx).await?;
     let (repo, mk) = keys.open_repository_for_sealed_backup(&dir).await?;

@@ -430,11 +430,91 @@ pub async fn check(ctx: &Ctx, name_or_id: &str) -> Result<HealthCheck> {
     Ok(HealthCheck { storage_name: s.storage_name, ok, latency_ms, message, at })
 }
 
+/// A change to a storage: make it the default, take it out of use or back, its quota, its
+/// credentials. Fields left `None` (or `false`) are unchanged.
+#[derive(Debug, Clone, Default, Deserialize, TS)]
+pub struct StorageChange {
+    /// Make it the default storage (another becomes the default by making it so).
+    #[serde(default)]
+    pub make_default: bool,
+    /// `false`: backups into it are refused until it is active again (its archives stay readable).
+    pub is_active: Option<bool>,
+    /// Cloud: the capacity to measure usage against, in bytes; 0 clears it.
+    pub quota_bytes: Option<i64>,
+    /// Cloud: new credentials, replacing those in the keychain (rotated keys).
+    pub credentials: Option<StorageCredentials>,
+}
+
+/// Changes a storage (see [`StorageChange`]), audited. New credentials are tried first: a storage
+/// they do not reach is refused and keeps its old ones.
+pub async fn update(ctx: &Ctx, name_or_id: &str, change: StorageChange) -> Result<BackupStorage> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.update", name_or_id).await?;
+    let s = find(ctx, name_or_id).await?;
+    let mut what = Vec::new();
+    if change.is_active == Some(false) && s.is_default {
+        return Err(Error::validation(format!("\"{}\" is the default storage: make another storage the default first", s.storage_name)));
+    }
+    if let Some(q) = change.quota_bytes {
+        if s.storage_type == StorageType::Local {
+            return Err(Error::validation("a local storage's capacity is its filesystem's; a quota is for cloud storage"));
+        }
+        if q < 0 {
+            return Err(Error::validation("the quota is a number of bytes (0 clears it)"));
+        }
+    }
+    if let Some(c) = &change.credentials {
+        if s.storage_type == StorageType::Local {
+            return Err(Error::validation("a local storage has no credentials"));
+        }
+        // Tried before they are kept: a probe written, read back and deleted with them.
+        let account = storage_account(&s.id);
+        let old = {
+            let account = account.clone();
+            crate::secrets::run(&ctx.secrets, move |st| st.get(&account)).await?
+        };
+        let value = serde_json::to_string(c).map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+        {
+            let (account, value) = (account.clone(), value.clone());
+            crate::secrets::run(&ctx.secrets, move |st| st.set(&account, &value)).await?;
+        }
+        let probe = match location(ctx, &s).await {
+            Ok(url) => tokio::task::spawn_blocking(move || probe_remote(&url)).await.map_err(|e| e.to_string()).and_then(|r| r),
+            Err(e) => Err(e.message),
+        };
+        if let Err(why) = probe {
+            let account = account.clone();
+            let _ = crate::secrets::run(&ctx.secrets, move |st| match old {
+                Some(old) => st.set(&account, &old),
+                None => st.delete(&account),
+            })
+            .await;
+            return Err(Error::new(crate::ErrorCode::AuthFailed, format!("the new credentials do not reach \"{}\" ({why}); the old ones are kept", s.storage_name)));
+        }
+        what.push("credentials replaced".to_string());
+    }
+    let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;
+    if change.make_default && !s.is_default {
+        sqlx::query("UPDATE backup_storage SET is_default = (id = ?)").bind(&s.id).execute(&mut *tx).await.map_err(|e| Error::catalog("change the default storage", &e))?;
+        what.push("made the default".into());
+    }
+    if let Some(active) = change.is_active.filter(|a| *a != s.is_active) {
+        sqlx::query("UPDATE backup_storage SET is_active = ? WHERE id = ?").bind(active).bind(&s.id).execute(&mut *tx).await.map_err(|e| Error::catalog("change the storage", &e))?;
+        what.push(if active { "activated".into() } else { "deactivated".into() });
+    }
+    if let Some(q) = change.quota_bytes {
+        sqlx::query("UPDATE backup_storage SET total_capacity = ? WHERE id = ?").bind((q > 0).then_some(q)).bind(&s.id).execute(&mut *tx).await.map_err(|e| Error::catalog("change the quota", &e))?;
+        what.push(if q > 0 { format!("quota {q} bytes") } else { "quota cleared".into() });
+    }
+    audit(&mut *tx, &ctx.operator_id(), "storage.update", &s.storage_name, "success", Some(&what.join(", "))).await?;
+    tx.commit().await.map_err(|e| Error::catalog("change the storage", &e))?;
+    find(ctx, &s.id).await
+}
+
 /// Removes a storage from the catalog (its files stay). Refused while a configuration uses it.
 pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
     crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.remove", name_or_id).await?;
     let s = find(ctx, name_or_id).await?;
-    let users: Vec<String> = sqlx::query_scalar("SELECT configuration_name FROM backup_configurations WHERE storage_location = ?")
+    let users: Vec<String> = sqlx::query_scalar("SELECT configuration_name FROM backup_configurations WHERE storage_location = ?1 OR secondary_storage = ?1")
         .bind(&s.storage_name)
         .fetch_all(&ctx.pool)
         .await
@@ -446,11 +526,14 @@ pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
             users.join(", ")
         )));
     }
-    let account = storage_account(&s.id);
-    if s.storage_type != StorageType::Local {
-        crate::secrets::run(&ctx.secrets, move |st| st.delete(&account)).await?;
-    }
     sqlx::query("DELETE FROM backup_storage WHERE id = ?").bind(&s.id).execute(&ctx.pool).await.map_err(|e| Error::catalog("remove the storage", &e))?;
     audit(&ctx.pool, &ctx.operator_id(), "storage.remove", &s.storage_name, "success", Some("the files were kept")).await?;
+    // The credentials last: a removal that failed keeps them.
+    let account = storage_account(&s.id);
+    if s.storage_type != StorageType::Local {
+        if let Err(e) = crate::secrets::run(&ctx.secrets, move |st| st.delete(&account)).await {
+            tracing::warn!("the credentials of the removed storage {} stay in the keychain: {}", s.storage_name, e.message);
+        }
+    }
     Ok(())
 }

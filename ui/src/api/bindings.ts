@@ -101,6 +101,24 @@ storage_config: JsonValue, is_default: boolean, is_active: boolean, total_capaci
  */
 last_health_ok: boolean | null, last_health_latency_ms: number | null, last_health_message: string | null, };
 
+export type StorageChange = { 
+/**
+ * Make it the default storage (another becomes the default by making it so).
+ */
+make_default: boolean, 
+/**
+ * `false`: backups into it are refused until it is active again (its archives stay readable).
+ */
+is_active: boolean | null, 
+/**
+ * Cloud: the capacity to measure usage against, in bytes; 0 clears it.
+ */
+quota_bytes: number | null, 
+/**
+ * Cloud: new credentials, replacing those in the keychain (rotated keys).
+ */
+credentials: StorageCredentials | null, };
+
 export type KeyCustody = { storage_id: string, 
 /**
  * Whether the storage holds a repository yet (the first backup into it makes one).

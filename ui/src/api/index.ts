@@ -37,6 +37,7 @@ import type {
   RetentionPlan,
   Role,
   SessionInfo,
+  StorageChange,
   StorageUsage,
   TenantRow,
   UsageSample,
@@ -132,6 +133,7 @@ export const api = {
   addLocalStorage: (name: string, path: string, isDefault: boolean) => call<BackupStorage>("add_local_storage", { name, path, isDefault }),
   addRemoteStorage: (input: RemoteStorageInput) => call<BackupStorage>("add_remote_storage", { input }),
   removeStorage: (id: string) => call<null>("remove_storage", { id }),
+  updateStorage: (id: string, change: StorageChange) => call<BackupStorage>("update_storage", { id, change }),
   rebuildCatalog: (path: string) => call<RebuildReport>("rebuild_catalog", { path }),
   listTenants: (connection: string) => call<TenantRow[]>("list_tenants", { connection }),
   /** The mapping proposed from names; nothing is changed. */

@@ -40,6 +40,7 @@ vi.mock("../api", async () => {
       addLocalStorage: vi.fn(),
       addRemoteStorage: vi.fn(),
       removeStorage: vi.fn(),
+      updateStorage: vi.fn(),
       refreshStorageUsage: vi.fn(),
       storageSamples: vi.fn(),
       storageKeyCustody: vi.fn(),
@@ -640,6 +641,34 @@ describe("BackupDashboard", () => {
     await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
     expect(await screen.findByTestId("key-holders")).toHaveTextContent("a super admin saves it here");
     expect(screen.queryByTestId("save-recovery-kit")).toBeNull();
+  });
+
+  it("makes a storage the default, deactivates it, changes a cloud storage's quota and keys, and asks before removing", async () => {
+    const offsite = { ...storage[0], id: "s2", storage_name: "Offsite", storage_type: "s3" as const, is_default: false, storage_config: { url: "s3://b/p" } };
+    mocked.listStorage.mockResolvedValue([storage[0], offsite]);
+    mocked.updateStorage.mockResolvedValue(offsite);
+    mocked.removeStorage.mockResolvedValue(null);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
+    const rows = await screen.findAllByTestId("storage");
+    expect(within(rows[0]).queryByTestId("make-default")).toBeNull();
+    expect(within(rows[0]).queryByTestId("edit-storage")).toBeNull();
+    await userEvent.click(within(rows[1]).getByTestId("make-default"));
+    await waitFor(() => expect(mocked.updateStorage).toHaveBeenLastCalledWith("s2", { make_default: true, is_active: null, quota_bytes: null, credentials: null }));
+    await userEvent.click(within(rows[1]).getByTestId("toggle-storage"));
+    await waitFor(() => expect(mocked.updateStorage).toHaveBeenLastCalledWith("s2", { make_default: false, is_active: false, quota_bytes: null, credentials: null }));
+    await userEvent.click(within(rows[1]).getByTestId("edit-storage"));
+    await userEvent.type(within(rows[1]).getByTestId("storage-quota"), "2");
+    await userEvent.type(within(rows[1]).getByTestId("storage-key-id"), "AKIANEW");
+    await userEvent.type(within(rows[1]).getByTestId("storage-secret"), "new secret");
+    await userEvent.click(within(rows[1]).getByTestId("storage-save"));
+    await waitFor(() => expect(mocked.updateStorage).toHaveBeenLastCalledWith("s2", {
+      make_default: false, is_active: null, quota_bytes: 2 * 1024 ** 3, credentials: { access_key_id: "AKIANEW", secret_access_key: "new secret", service_account_key: null },
+    }));
+    await userEvent.click(within(rows[1]).getByTestId("remove-storage"));
+    expect(mocked.removeStorage).not.toHaveBeenCalled();
+    await userEvent.click(within(rows[1]).getByTestId("remove-storage-confirm"));
+    await waitFor(() => expect(mocked.removeStorage).toHaveBeenCalledWith("s2"));
   });
 
   it("adds an S3-compatible storage with its key kept for the keychain", async () => {

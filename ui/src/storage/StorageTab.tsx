@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { HardDrive } from "lucide-react";
-import { api, type BackupStorage, type KeyCustody, type UsageSample } from "../api";
+import { api, type BackupStorage, type KeyCustody, type StorageChange, type UsageSample } from "../api";
 import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { formatDate, formatFileSize } from "../components/format";
@@ -99,6 +99,31 @@ function RecoveryKit({ c, s }: { c: KeyCustody; s: BackupStorage }) {
   );
 }
 
+/** A cloud storage's quota and credentials (new credentials are tried before they are kept). */
+function EditCloudStorage({ s, saving, onSave }: { s: BackupStorage; saving: boolean; onSave: (c: Partial<StorageChange>) => void }) {
+  const [quotaGb, setQuotaGb] = useState(s.total_capacity ? String(s.total_capacity / 1024 ** 3) : "");
+  const [keyId, setKeyId] = useState("");
+  const [secret, setSecret] = useState("");
+  const input = "rounded-md border border-slate-300 px-2 py-1 text-sm";
+  const gcs = s.storage_type === "gcp";
+  return (
+    <form className="flex flex-wrap items-end gap-2 text-sm" data-testid="edit-storage-form"
+      onSubmit={(e) => {
+        e.preventDefault();
+        onSave({
+          quota_bytes: quotaGb === "" ? 0 : Math.round(Number(quotaGb) * 1024 ** 3),
+          credentials: !keyId && !secret ? null : gcs ? { access_key_id: null, secret_access_key: null, service_account_key: secret } : { access_key_id: keyId || null, secret_access_key: secret || null, service_account_key: null },
+        });
+      }}>
+      <label>Quota (GB, empty: none)<br /><input className={input} data-testid="storage-quota" value={quotaGb} onChange={(e) => setQuotaGb(e.target.value)} /></label>
+      {!gcs && <label>New access key id<br /><input className={input} data-testid="storage-key-id" value={keyId} onChange={(e) => setKeyId(e.target.value)} /></label>}
+      <label>{gcs ? "New service account key (JSON)" : "New secret key"}<br /><input type="password" className={input} data-testid="storage-secret" value={secret} onChange={(e) => setSecret(e.target.value)} /></label>
+      <Button type="submit" size="sm" disabled={saving} data-testid="storage-save">Save</Button>
+      <span className="text-xs text-slate-500">New keys are tried on the storage first; the old ones stay if they do not work.</span>
+    </form>
+  );
+}
+
 function StorageRow({ s }: { s: BackupStorage }) {
   const manage = useSession().may("backup:manage_storage");
   const queryClient = useQueryClient();
@@ -117,6 +142,15 @@ function StorageRow({ s }: { s: BackupStorage }) {
     onSuccess: refresh,
   });
   const remove = useMutation({ mutationFn: () => api.removeStorage(s.id), onSuccess: refresh });
+  const [confirmRemove, setConfirmRemove] = useState(false);
+  const [editing, setEditing] = useState(false);
+  const change = useMutation({
+    mutationFn: (c: Partial<StorageChange>) => api.updateStorage(s.id, { make_default: false, is_active: null, quota_bytes: null, credentials: null, ...c }),
+    onSuccess: () => {
+      setEditing(false);
+      refresh();
+    },
+  });
   const pct = s.total_capacity ? Math.round((s.used_space / s.total_capacity) * 100) : 0;
   return (
     <div className="p-4 border rounded-lg space-y-2" data-testid="storage">
@@ -150,13 +184,36 @@ function StorageRow({ s }: { s: BackupStorage }) {
               <Button size="sm" variant="outline" data-testid="check-storage" disabled={check.isPending} onClick={() => check.mutate()}>
                 {check.isPending ? "Checking…" : "Check now"}
               </Button>
-              <Button size="sm" variant="ghost" onClick={() => remove.mutate()} disabled={remove.isPending} title="Remove from Safehold (the files stay)" data-testid="remove-storage">
-                Remove
+              {!s.is_default && (
+                <Button size="sm" variant="outline" data-testid="make-default" disabled={change.isPending} onClick={() => change.mutate({ make_default: true })}>
+                  Make default
+                </Button>
+              )}
+              <Button size="sm" variant="outline" data-testid="toggle-storage" disabled={change.isPending} onClick={() => change.mutate({ is_active: !s.is_active })}
+                title={s.is_active ? "Refuse backups into it (its archives stay readable)" : "Accept backups into it again"}>
+                {s.is_active ? "Deactivate" : "Activate"}
               </Button>
+              {s.storage_type !== "local" && (
+                <Button size="sm" variant="outline" data-testid="edit-storage" onClick={() => setEditing((e) => !e)}>Quota and keys</Button>
+              )}
+              {confirmRemove ? (
+                <>
+                  <Button size="sm" variant="destructive" onClick={() => remove.mutate()} disabled={remove.isPending} data-testid="remove-storage-confirm">
+                    Remove {s.storage_name}
+                  </Button>
+                  <Button size="sm" variant="ghost" onClick={() => setConfirmRemove(false)}>Keep</Button>
+                </>
+              ) : (
+                <Button size="sm" variant="ghost" onClick={() => setConfirmRemove(true)} title="Remove from Safehold (the files stay)" data-testid="remove-storage">
+                  Remove
+                </Button>
+              )}
             </>
           )}
         </div>
       </div>
+      {editing && <EditCloudStorage s={s} saving={change.isPending} onSave={(c) => change.mutate(c)} />}
+      {change.isError && <ErrorBox error={change.error} />}
       {samples.data && <GrowthChart samples={samples.data} />}
       {check.isError && <ErrorBox error={check.error} />}
       {remove.isError && <ErrorBox error={remove.error} />}

@@ -305,6 +305,18 @@ fn storages_are_added_checked_measured_and_removed_from_the_command_line() {
     assert!(usage["total_capacity"].as_i64().is_some_and(|t| t > 0), "{usage}");
     let list = safehold(home.path(), &["storage", "list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("healthy"), "{}", String::from_utf8_lossy(&list.stdout));
+    // Changed: made the default, taken out of use (not while default), a quota refused on a local disk.
+    let second = disk.path().join("second");
+    assert!(safehold(home.path(), &["storage", "add", "Second", second.to_str().expect("utf8")]).status.success());
+    let out = safehold(home.path(), &["storage", "set", "Vault", "--default"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("(default)"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = safehold(home.path(), &["storage", "set", "Vault", "--deactivate"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("make another storage the default first"), "{}", String::from_utf8_lossy(&out.stderr));
+    let changed = stdout_json(&safehold(home.path(), &["storage", "set", "Second", "--deactivate", "--json"]));
+    assert_eq!((changed["is_active"].as_bool(), changed["is_default"].as_bool()), (Some(false), Some(false)), "{changed}");
+    let out = safehold(home.path(), &["storage", "set", "Second", "--quota", "1000"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("filesystem"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(safehold(home.path(), &["storage", "remove", "Second"]).status.success());
     std::fs::remove_dir_all(&dir).expect("unplug");
     let failing = safehold(home.path(), &["storage", "check", "Vault"]);
     assert!(!failing.status.success(), "a failing storage exits 1");

@@ -46,6 +46,81 @@ async fn a_configuration_run_records_what_it_counted_and_a_verifiable_archive() 
     assert_eq!(a, b, "both backups are in the same repository");
 }
 
+/// A storage changes after it is added: made the default, taken out of use (backups into it are
+/// refused with the reason, the default cannot be), a quota (cloud only), rotated credentials —
+/// tried first, and refused with the old ones kept when they do not reach the storage; removing a
+/// storage that is some configuration's second storage is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storage_is_made_default_deactivated_given_a_quota_and_new_credentials() {
+    use safehold_core::storage::{self, StorageChange, StorageCredentials};
+    let Some((dir, ctx)) = keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    let config = configurations::list(&ctx).await.expect("configs").remove(0);
+    let spare = storage::add_local(&ctx, "Spare disk", &dir.path().join("spare"), false).await.expect("a second storage");
+
+    let err = storage::update(&ctx, demo::DEMO_STORAGE, StorageChange { is_active: Some(false), ..Default::default() }).await.expect_err("the default");
+    assert!(err.message.contains("make another storage the default first"), "{}", err.message);
+    let s = storage::update(&ctx, "Spare disk", StorageChange { make_default: true, ..Default::default() }).await.expect("make default");
+    assert!(s.is_default);
+    assert!(!storage::find(&ctx, demo::DEMO_STORAGE).await.expect("find").is_default, "one default at a time");
+    let s = storage::update(&ctx, demo::DEMO_STORAGE, StorageChange { is_active: Some(false), ..Default::default() }).await.expect("deactivate");
+    assert!(!s.is_active);
+    let refused = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("recorded");
+    assert_eq!(refused.status, JobStatus::Failed);
+    assert!(refused.error_message.as_deref().unwrap_or_default().contains("is inactive"), "{:?}", refused.error_message);
+    storage::update(&ctx, demo::DEMO_STORAGE, StorageChange { is_active: Some(true), ..Default::default() }).await.expect("activate");
+    let done = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("run");
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error_message);
+    let err = storage::update(&ctx, "Spare disk", StorageChange { quota_bytes: Some(1000), ..Default::default() }).await.expect_err("local quota");
+    assert!(err.message.contains("filesystem"), "{}", err.message);
+
+    // A configuration's second storage cannot be removed from under it.
+    let mut input = config.to_input();
+    input.secondary_storage = Some(spare.storage_name.clone());
+    configurations::update(&ctx, &config.id, input).await.expect("second storage");
+    let err = storage::remove(&ctx, "Spare disk").await.expect_err("in use as the second storage");
+    assert!(err.message.contains(&config.configuration_name), "{}", err.message);
+
+    // Cloud: a quota, and credentials rotated — the wrong ones refused, the old ones kept.
+    let Some(strict) = crate::objstore::S3::start(true) else { return };
+    let cloud = storage::add_remote(
+        &ctx,
+        storage::RemoteStorageInput {
+            name: "Guarded".into(),
+            url: "s3://guarded/nightly".into(),
+            endpoint: Some(strict.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            credentials: Some(StorageCredentials { access_key_id: Some("AKIAOLD".into()), secret_access_key: Some("old secret".into()), service_account_key: None }),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("add");
+    let s = storage::update(&ctx, "Guarded", StorageChange { quota_bytes: Some(5 << 30), ..Default::default() }).await.expect("quota");
+    assert_eq!(s.total_capacity, Some(5 << 30));
+    let wrong = StorageCredentials { access_key_id: Some("AKIAWRONG".into()), secret_access_key: Some("wrong".into()), service_account_key: None };
+    let err = storage::update(&ctx, "Guarded", StorageChange { credentials: Some(wrong), ..Default::default() }).await.expect_err("they do not reach it");
+    assert!(err.message.contains("the old ones are kept") && !err.message.contains("wrong\""), "{}", err.message);
+    let kept = ctx.secrets.get(&storage::storage_account(&cloud.id)).expect("keychain").expect("credentials");
+    assert!(kept.contains("AKIAOLD") && !kept.contains("AKIAWRONG"), "the old credentials are kept");
+    let Some(open) = crate::objstore::S3::start(false) else { return };
+    let bucket = open.bucket("rotated");
+    let rotated = storage::add_remote(
+        &ctx,
+        storage::RemoteStorageInput { name: "Rotated".into(), url: format!("{bucket}/p"), endpoint: Some(open.endpoint.clone()), region: Some("us-east-1".into()), ..Default::default() },
+    )
+    .await
+    .expect("add");
+    let new = StorageCredentials { access_key_id: Some("AKIANEW".into()), secret_access_key: Some("new secret".into()), service_account_key: None };
+    storage::update(&ctx, "Rotated", StorageChange { credentials: Some(new), ..Default::default() }).await.expect("new credentials that reach it");
+    let stored = ctx.secrets.get(&storage::storage_account(&rotated.id)).expect("keychain").expect("credentials");
+    assert!(stored.contains("AKIANEW"), "the new credentials are kept");
+    let catalog = std::fs::read(ctx.home.join(safehold_core::catalog::CATALOG_FILE)).expect("catalog");
+    assert!(!String::from_utf8_lossy(&catalog).contains("new secret"), "secrets stay out of the catalog");
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'storage.update' AND outcome = 'success'").fetch_one(&ctx.pool).await.expect("audit");
+    assert_eq!(audited, 5, "each change is audited");
+}
+
 /// Verify and Deep verify of a recorded backup (what the Recent Backups buttons do): an intact
 /// backup passes both (the deep check counts its rows); a damaged one fails both, the deep check
 /// naming the section; each result is kept on the backup's record and audited; a backup that is
