@@ -533,6 +533,33 @@ enum ConnectionCommand {
 enum ConfigCommand {
     /// List backup configurations.
     List,
+    /// Create a backup configuration (what the app's New configuration does).
+    Add {
+        name: String,
+        /// The connection (platform database) to back up: its name or id.
+        #[arg(long)]
+        connection: String,
+        /// When it runs: a cron line (minute hour day month weekday).
+        #[arg(long)]
+        schedule: String,
+        #[command(flatten)]
+        settings: ConfigSettings,
+    },
+    /// Change a backup configuration: only the settings given change.
+    Set {
+        name: String,
+        #[arg(long)]
+        connection: Option<String>,
+        #[arg(long)]
+        schedule: Option<String>,
+        #[command(flatten)]
+        settings: ConfigSettings,
+        /// Rename it.
+        #[arg(long)]
+        rename: Option<String>,
+    },
+    /// Delete a backup configuration (its backups stay, with their history).
+    Remove { name: String },
     /// Run a configuration's backup now and record it in the catalog.
     Run { name: String },
     /// Show what retention would delete now, and why (nothing is deleted).
@@ -544,6 +571,116 @@ enum ConfigCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// A configuration's settings on the command line; each one given is set, the others keep
+/// their value (or the default, for a new configuration).
+#[derive(clap::Args)]
+struct ConfigSettings {
+    #[arg(long = "type", value_enum)]
+    backup_type: Option<BackupType>,
+    #[arg(long)]
+    retention_days: Option<i64>,
+    /// The storage's name (default for a new configuration: the default storage).
+    #[arg(long)]
+    storage: Option<String>,
+    /// A second storage every backup is copied to and verified on; `none` removes it.
+    #[arg(long)]
+    second_storage: Option<String>,
+    /// The time zone the schedule runs in (IANA name); `local` for the workstation's.
+    #[arg(long)]
+    time_zone: Option<String>,
+    /// on or off.
+    #[arg(long)]
+    compression: Option<OnOff>,
+    /// on or off.
+    #[arg(long)]
+    encryption: Option<OnOff>,
+    /// on or off: the tenant tables.
+    #[arg(long)]
+    tenant_data: Option<OnOff>,
+    /// on or off: the other tables.
+    #[arg(long)]
+    system_data: Option<OnOff>,
+    /// on or off: log tables (`*_log`, `*_logs`, `audit_*`).
+    #[arg(long)]
+    logs: Option<OnOff>,
+    /// Runs missed while Safehold was not running: one catch-up run, or none.
+    #[arg(long, value_enum)]
+    missed_runs: Option<MissedArg>,
+    /// on or off.
+    #[arg(long)]
+    active: Option<OnOff>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MissedArg {
+    RunOnce,
+    Skip,
+}
+
+impl ConfigSettings {
+    /// Applies the settings given to `input`.
+    async fn apply(&self, ctx: &Ctx, input: &mut configurations::ConfigurationInput) -> Result<(), Error> {
+        let on = |v: OnOff| matches!(v, OnOff::On);
+        if let Some(t) = self.backup_type {
+            input.backup_type = t;
+        }
+        if let Some(d) = self.retention_days {
+            input.retention_days = d;
+        }
+        if let Some(s) = &self.storage {
+            input.storage_location = safehold_core::storage::find(ctx, s).await?.storage_name;
+        }
+        if let Some(s) = &self.second_storage {
+            input.secondary_storage = if s == "none" { None } else { Some(safehold_core::storage::find(ctx, s).await?.storage_name) };
+        }
+        if let Some(tz) = &self.time_zone {
+            input.time_zone = (tz != "local").then(|| tz.clone());
+        }
+        for (v, field) in [
+            (self.compression, &mut input.compression_enabled),
+            (self.encryption, &mut input.encryption_enabled),
+            (self.tenant_data, &mut input.includes_tenant_data),
+            (self.system_data, &mut input.includes_system_data),
+            (self.logs, &mut input.includes_logs),
+            (self.active, &mut input.is_active),
+        ] {
+            if let Some(v) = v {
+                *field = on(v);
+            }
+        }
+        if let Some(m) = self.missed_runs {
+            input.missed_runs = match m {
+                MissedArg::RunOnce => configurations::MissedRuns::RunOnce,
+                MissedArg::Skip => configurations::MissedRuns::Skip,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// A configuration by name or id.
+async fn configuration(ctx: &Ctx, name: &str) -> Result<configurations::BackupConfiguration, Error> {
+    configurations::list(ctx)
+        .await?
+        .into_iter()
+        .find(|c| c.configuration_name == name || c.id == name)
+        .ok_or_else(|| Error::not_found(format!("no configuration is named \"{name}\"; `safehold config list` shows them")))
+}
+
+fn show_configuration(json: bool, c: &configurations::BackupConfiguration, what: &str) {
+    if json {
+        print_json(c);
+    } else {
+        println!("configuration \"{}\" {what}: {} ({}), {} backups into {}, {}", c.configuration_name, c.schedule_cron, c.schedule_description, format!("{:?}", c.backup_type).to_lowercase(), c.storage_location, if c.is_active { "active" } else { "inactive" });
+    }
 }
 
 /// A repository or archive location as given: a path, an object storage URL (connected with
@@ -1286,6 +1423,51 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     );
                 }
             }
+        }
+        Command::Config(ConfigCommand::Add { name, connection, schedule, settings }) => {
+            let conn = connections::find(&ctx, &connection).await?;
+            let default_storage = safehold_core::storage::list(&ctx).await?.into_iter().find(|s| s.is_default).map(|s| s.storage_name).unwrap_or_default();
+            let mut input = configurations::ConfigurationInput {
+                configuration_name: name,
+                backup_type: BackupType::Full,
+                schedule_cron: schedule,
+                retention_days: 30,
+                compression_enabled: true,
+                encryption_enabled: true,
+                storage_location: default_storage,
+                secondary_storage: None,
+                missed_runs: configurations::MissedRuns::RunOnce,
+                time_zone: None,
+                includes_tenant_data: true,
+                includes_system_data: true,
+                includes_logs: false,
+                is_active: true,
+                connection_id: conn.id,
+            };
+            settings.apply(&ctx, &mut input).await?;
+            let c = configurations::create(&ctx, input).await?;
+            show_configuration(cli.json, &c, "created");
+        }
+        Command::Config(ConfigCommand::Set { name, connection, schedule, settings, rename }) => {
+            let current = configuration(&ctx, &name).await?;
+            let mut input = current.to_input();
+            if let Some(c) = connection {
+                input.connection_id = connections::find(&ctx, &c).await?.id;
+            }
+            if let Some(s) = schedule {
+                input.schedule_cron = s;
+            }
+            if let Some(n) = rename {
+                input.configuration_name = n;
+            }
+            settings.apply(&ctx, &mut input).await?;
+            let c = configurations::update(&ctx, &current.id, input).await?;
+            show_configuration(cli.json, &c, "changed");
+        }
+        Command::Config(ConfigCommand::Remove { name }) => {
+            let c = configuration(&ctx, &name).await?;
+            configurations::delete(&ctx, &c.id).await?;
+            println!("configuration \"{}\" deleted (its backups stay)", c.configuration_name);
         }
         Command::Config(ConfigCommand::Run { name }) => {
             let config = configurations::list(&ctx)

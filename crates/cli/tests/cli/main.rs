@@ -796,3 +796,47 @@ fn the_backup_commands_keep_their_contract() {
     assert!(tty.status.success(), "{out}");
     assert!(out.contains("\r\x1b[2Kbackup [") && out.contains("/2 tables, ") && out.contains('#'), "a progress bar redrawn in place: {out:?}");
 }
+
+/// A server set up from the command line alone: a configuration created with its settings,
+/// changed, run, and deleted; a bad cron line or an unknown storage refused, changing nothing.
+#[test]
+fn configurations_are_created_changed_and_deleted_from_the_command_line() {
+    let home = tempfile::tempdir().expect("tmp");
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", home.path()).env("SAFEHOLD_PASSWORD", "cli-test").output().expect("run");
+    assert!(run(&["demo"]).status.success());
+    let second = home.path().join("second");
+    assert!(run(&["storage", "add", "Second", second.to_str().expect("utf8")]).status.success());
+    let count = || stdout_json(&run(&["config", "list", "--json"])).as_array().map(Vec::len).unwrap_or(0);
+    let before = count();
+
+    let bad = run(&["config", "add", "Nightly", "--connection", "Demo platform", "--schedule", "61 2 * * *"]);
+    assert!(!bad.status.success(), "an invalid cron line is refused");
+    assert!(String::from_utf8_lossy(&bad.stderr).to_lowercase().contains("cron") || String::from_utf8_lossy(&bad.stderr).contains("schedule"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let bad = run(&["config", "add", "Nightly", "--connection", "Demo platform", "--schedule", "0 2 * * *", "--storage", "Nowhere"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("Nowhere"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert_eq!(count(), before, "nothing was created");
+
+    let c = stdout_json(&run(&[
+        "config", "add", "Nightly", "--connection", "Demo platform", "--schedule", "30 1 * * *", "--type", "incremental", "--retention-days", "14",
+        "--second-storage", "Second", "--time-zone", "Europe/Berlin", "--logs", "on", "--missed-runs", "skip", "--json",
+    ]));
+    assert_eq!(
+        (c["configuration_name"].as_str(), c["backup_type"].as_str(), c["schedule_cron"].as_str(), c["retention_days"].as_i64(), c["storage_location"].as_str()),
+        (Some("Nightly"), Some("incremental"), Some("30 1 * * *"), Some(14), Some("Local backups")),
+        "{c}"
+    );
+    assert_eq!((c["secondary_storage"].as_str(), c["time_zone"].as_str(), c["includes_logs"].as_bool(), c["missed_runs"].as_str()), (Some("Second"), Some("Europe/Berlin"), Some(true), Some("skip")), "{c}");
+    assert_eq!(count(), before + 1);
+
+    let c = stdout_json(&run(&["config", "set", "Nightly", "--schedule", "0 3 * * 1-5", "--second-storage", "none", "--encryption", "off", "--rename", "Weeknights", "--json"]));
+    assert_eq!((c["configuration_name"].as_str(), c["schedule_cron"].as_str(), c["secondary_storage"].is_null(), c["encryption_enabled"].as_bool(), c["retention_days"].as_i64()), (Some("Weeknights"), Some("0 3 * * 1-5"), true, Some(false), Some(14)), "the rest is kept: {c}");
+    let done = stdout_json(&run(&["config", "run", "Weeknights", "--json"]));
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(run(&["config", "set", "Weeknights", "--active", "off"]).status.success());
+    let refused = run(&["config", "run", "Weeknights"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("inactive"), "{}", String::from_utf8_lossy(&refused.stderr));
+    let out = run(&["config", "remove", "Weeknights"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("its backups stay"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(count(), before);
+    assert_eq!(stdout_json(&run(&["history", "--status", "completed", "--json"])).as_array().map(Vec::len), Some(1), "its backup stays in the history");
+}
