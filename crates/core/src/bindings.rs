@@ -34,6 +34,7 @@ pub fn typescript() -> String {
         custody::KeyCustody::decl(&cfg),
         history::JobStatus::decl(&cfg),
         history::BackupExecution::decl(&cfg),
+        history::SecondCopy::decl(&cfg),
         checks::BackupCheck::decl(&cfg),
         history::RestoreOperation::decl(&cfg),
         history::MigrationJob::decl(&cfg),

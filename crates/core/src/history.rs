@@ -39,6 +39,22 @@ pub struct BackupExecution {
     pub metadata: serde_json::Value,
     /// When retention deleted the archive (the row stays in the history).
     pub deleted_at: Option<String>,
+    /// Who started it (an operator's name; Safehold's own scheduler for scheduled runs).
+    pub initiated_by: Option<String>,
+    /// The newest copy on the configuration's second storage, if any.
+    #[sqlx(json(nullable))]
+    pub second_copy: Option<SecondCopy>,
+}
+
+/// A backup's copy on a second storage, as the history shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, TS)]
+pub struct SecondCopy {
+    pub storage_name: String,
+    /// completed | failed
+    pub status: String,
+    pub file_path: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
@@ -100,8 +116,11 @@ pub async fn executions_with(ctx: &Ctx, limit: i64, status: Option<JobStatus>) -
     sqlx::query_as(
         "SELECT e.id, e.configuration_id, c.configuration_name, e.backup_type, e.status, \
          coalesce(e.started_at, '') AS started_at, e.completed_at, e.file_path, e.file_size, e.compressed_size, \
-         e.tenant_count, e.table_count, e.record_count, e.checksum, e.error_message, coalesce(e.metadata, '{}') AS metadata, e.deleted_at \
-         FROM backup_executions e LEFT JOIN backup_configurations c ON c.id = e.configuration_id \
+         e.tenant_count, e.table_count, e.record_count, e.checksum, e.error_message, coalesce(e.metadata, '{}') AS metadata, e.deleted_at, \
+         o.name AS initiated_by, \
+         (SELECT json_object('storage_name', k.storage_name, 'status', k.status, 'file_path', k.file_path, 'error_message', k.error_message, 'created_at', k.created_at) \
+            FROM backup_copies k WHERE k.backup_execution_id = e.id ORDER BY k.created_at DESC LIMIT 1) AS second_copy \
+         FROM backup_executions e LEFT JOIN backup_configurations c ON c.id = e.configuration_id LEFT JOIN operators o ON o.id = e.initiated_by \
          WHERE ?1 IS NULL OR e.status = ?1 \
          ORDER BY e.started_at DESC LIMIT ?2",
     )

@@ -163,7 +163,21 @@ export type BackupExecution = { id: string, configuration_id: string | null, con
 /**
  * When retention deleted the archive (the row stays in the history).
  */
-deleted_at: string | null, };
+deleted_at: string | null, 
+/**
+ * Who started it (an operator's name; Safehold's own scheduler for scheduled runs).
+ */
+initiated_by: string | null, 
+/**
+ * The newest copy on the configuration's second storage, if any.
+ */
+second_copy: SecondCopy | null, };
+
+export type SecondCopy = { storage_name: string, 
+/**
+ * completed | failed
+ */
+status: string, file_path: string | null, error_message: string | null, created_at: string, };
 
 export type BackupCheck = { execution_id: string, deep: boolean, ok: boolean, 
 /**

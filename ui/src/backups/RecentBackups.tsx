@@ -73,11 +73,29 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
               {trigger(backup) && <span className="ml-1 text-xs text-slate-400">· {trigger(backup)}</span>}
             </div>
           )}
-          <div className="text-sm text-slate-500">Started: {formatDate(backup.started_at)}</div>
+          <div className="text-sm text-slate-500">
+            Started: {formatDate(backup.started_at)}
+            {backup.initiated_by && <span data-testid="initiated-by"> by {backup.initiated_by}</span>}
+          </div>
           {duration && <div className="text-sm text-slate-500">Duration: {duration}</div>}
           {backup.error_message && <div className="text-sm text-red-600">{backup.error_message}</div>}
-          {(backup.metadata as { copy_error?: string })?.copy_error && (
-            <div className="text-sm text-amber-700">Second copy failed: {(backup.metadata as { copy_error?: string }).copy_error}</div>
+          {backup.second_copy ? (
+            backup.second_copy.status === "completed" ? (
+              <div className="text-xs text-slate-500" data-testid="second-copy" title={backup.second_copy.file_path ?? undefined}>
+                Second copy on {backup.second_copy.storage_name}: copied and verified {formatDate(backup.second_copy.created_at)}
+              </div>
+            ) : (
+              <div className="text-sm text-amber-700" data-testid="second-copy">
+                Second copy on {backup.second_copy.storage_name} failed: {backup.second_copy.error_message}
+              </div>
+            )
+          ) : (
+            (backup.metadata as { copy_error?: string })?.copy_error && (
+              <div className="text-sm text-amber-700">Second copy failed: {(backup.metadata as { copy_error?: string }).copy_error}</div>
+            )
+          )}
+          {backup.file_path && !backup.deleted_at && (
+            <div className="text-xs text-slate-400 truncate max-w-md" title={backup.file_path} data-testid="archive-path">{backup.file_path}</div>
           )}
           {backup.deleted_at && <div className="text-sm text-slate-500" data-testid="deleted-by-retention">Archive deleted by retention on {formatDate(backup.deleted_at)}</div>}
           {!backup.configuration_id && (backup.metadata as { safety_for_restore?: string })?.safety_for_restore && (

@@ -88,11 +88,13 @@ const executions: BackupExecution[] = [
     id: "1", configuration_id: "c1", configuration_name: "Daily Full Backup", backup_type: "full", status: "completed",
     started_at: "2025-01-05T10:00:00Z", completed_at: "2025-01-05T10:30:00Z", file_path: "/b/1", file_size: 1048576,
     compressed_size: 400000, tenant_count: 3, table_count: 5, record_count: 1200, checksum: "ab", error_message: null, metadata: {}, deleted_at: null,
+    initiated_by: null, second_copy: null,
   },
   {
     id: "2", configuration_id: "c1", configuration_name: "Daily Full Backup", backup_type: "incremental", status: "running",
     started_at: "2025-01-05T11:00:00Z", completed_at: null, file_path: null, file_size: null, compressed_size: null,
     tenant_count: null, table_count: null, record_count: null, checksum: null, error_message: null, metadata: {}, deleted_at: null,
+    initiated_by: null, second_copy: null,
   },
 ];
 
@@ -309,6 +311,20 @@ describe("BackupDashboard", () => {
     await waitFor(() => expect(within(rows[0]).getByTestId("last-check")).toHaveTextContent('Check failed'));
     expect(within(rows[0]).getByTestId("last-check")).toHaveTextContent('(deep check): the archive /b/1 is damaged or was altered: section "public.users", chunk 2 of 3');
     expect(within(rows[0]).getByTestId("last-check")).toHaveClass("text-red-600");
+  });
+
+  it("shows who started a backup, where its archive is, and its second copy (verified or failed)", async () => {
+    mocked.listExecutions.mockResolvedValue([
+      { ...executions[0], initiated_by: "olga", second_copy: { storage_name: "Offsite", status: "completed", file_path: "s3://b/p/archives/1.shar", error_message: null, created_at: "2025-01-05T10:31:00Z" } },
+      { ...executions[0], id: "3", second_copy: { storage_name: "USB disk", status: "failed", file_path: null, error_message: "/mnt/usb does not exist", created_at: "2025-01-05T10:31:00Z" } },
+    ]);
+    renderWithClient(<BackupDashboard />);
+    const rows = await screen.findAllByTestId("execution");
+    expect(within(rows[0]).getByTestId("initiated-by")).toHaveTextContent("by olga");
+    expect(within(rows[0]).getByTestId("archive-path")).toHaveTextContent("/b/1");
+    expect(within(rows[0]).getByTestId("second-copy")).toHaveTextContent("Second copy on Offsite: copied and verified");
+    expect(within(rows[1]).getByTestId("second-copy")).toHaveTextContent("Second copy on USB disk failed: /mnt/usb does not exist");
+    expect(within(rows[1]).queryByTestId("initiated-by")).toBeNull();
   });
 
   it("shows the last check recorded with a backup, and no Verify, Deep verify or Cancel to a read-only admin", async () => {

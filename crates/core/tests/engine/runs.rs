@@ -349,6 +349,10 @@ async fn each_backup_is_copied_to_the_second_storage_verified_and_restorable_fro
     assert!(copy.starts_with(&second_dir.display().to_string()), "{copy}");
     safehold_core::verify::quick(Path::new(&copy), done.checksum.as_deref()).expect("the copy matches the backup's checksum");
     assert!(second_dir.join(safehold_core::repository::CONFIG_FILE).exists(), "the second storage mirrors the repository");
+    let listed = safehold_core::history::executions(&ctx, 10).await.expect("history").into_iter().find(|e| e.id == id).expect("listed");
+    let shown = listed.second_copy.expect("the history shows the second copy");
+    assert_eq!((shown.status.as_str(), shown.file_path.as_deref()), ("completed", Some(copy.as_str())));
+    assert!(listed.initiated_by.is_some(), "who started it is shown");
 
     // The first copy is lost: a restore uses the second.
     std::fs::remove_file(done.file_path.clone().expect("primary")).expect("lose the first copy");
