@@ -73,6 +73,7 @@ pub struct RestoreOperation {
     pub preserve_ids: bool,
     pub started_at: String,
     pub completed_at: Option<String>,
+    /// Who asked for it: the operator's name.
     pub initiated_by: String,
     pub error_message: Option<String>,
     #[sqlx(json)]
@@ -134,11 +135,12 @@ pub async fn executions_with(ctx: &Ctx, limit: i64, status: Option<JobStatus>) -
 pub async fn restores(ctx: &Ctx, limit: i64) -> Result<Vec<RestoreOperation>> {
     crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "history.restores", "restores").await?;
     sqlx::query_as(
-        "SELECT id, backup_execution_id, restore_type, target_tenant_id, restore_point, status, \
-         coalesce(progress_percentage, 0) AS progress_percentage, tables_to_restore, exclude_tables, \
-         coalesce(preserve_ids, 0) AS preserve_ids, coalesce(started_at, '') AS started_at, completed_at, initiated_by, \
-         error_message, coalesce(restored_records, '{}') AS restored_records, target, source_archive, safety_backup_id, \
-         new_tenant_id, current_table FROM restore_operations ORDER BY started_at DESC LIMIT ?",
+        "SELECT r.id, r.backup_execution_id, r.restore_type, r.target_tenant_id, r.restore_point, r.status, \
+         coalesce(r.progress_percentage, 0) AS progress_percentage, r.tables_to_restore, r.exclude_tables, \
+         coalesce(r.preserve_ids, 0) AS preserve_ids, coalesce(r.started_at, '') AS started_at, r.completed_at, \
+         coalesce(o.name, r.initiated_by) AS initiated_by, \
+         r.error_message, coalesce(r.restored_records, '{}') AS restored_records, r.target, r.source_archive, r.safety_backup_id, \
+         r.new_tenant_id, r.current_table FROM restore_operations r LEFT JOIN operators o ON o.id = r.initiated_by ORDER BY r.started_at DESC LIMIT ?",
     )
     .bind(limit)
     .fetch_all(&ctx.pool)

@@ -193,7 +193,11 @@ archives: number,
  */
 rows: number, };
 
-export type RestoreOperation = { id: string, backup_execution_id: string | null, restore_type: string, target_tenant_id: string | null, restore_point: string | null, status: JobStatus, progress_percentage: number, tables_to_restore: Array<string> | null, exclude_tables: Array<string> | null, preserve_ids: boolean, started_at: string, completed_at: string | null, initiated_by: string, error_message: string | null, restored_records: JsonValue, 
+export type RestoreOperation = { id: string, backup_execution_id: string | null, restore_type: string, target_tenant_id: string | null, restore_point: string | null, status: JobStatus, progress_percentage: number, tables_to_restore: Array<string> | null, exclude_tables: Array<string> | null, preserve_ids: boolean, started_at: string, completed_at: string | null, 
+/**
+ * Who asked for it: the operator's name.
+ */
+initiated_by: string, error_message: string | null, restored_records: JsonValue, 
 /**
  * Where it restored to (no password).
  */

@@ -443,6 +443,8 @@ describe("BackupDashboard", () => {
     await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
     const running = await screen.findByTestId("restore-operation");
     expect(running).toHaveTextContent("now: public.projects");
+    expect(running).toHaveTextContent("from /b/1");
+    expect(running).toHaveTextContent("by op");
     await userEvent.click(screen.getByTestId("restore-cancel"));
     await waitFor(() => expect(mocked.cancelRestore).toHaveBeenCalledWith("r2"));
 

@@ -64,10 +64,17 @@ function summary(r: RestoreOperation): string {
 
 function RestoreRow({ op }: { op: RestoreOperation }) {
   const cancel = useMutation({ mutationFn: () => api.cancelRestore(op.id) });
+  const { may } = useSession();
   const what = op.restore_type === "tenant_only" ? `tenant ${op.target_tenant_id ?? ""}${op.preserve_ids ? "" : " (as a copy)"}` : op.restore_type;
   const detail = [
     op.target ? `into ${op.target}` : null,
+    op.source_archive ? `from ${op.source_archive}` : null,
+    op.restore_point ? `point in time ${formatDate(op.restore_point)}` : null,
+    op.tables_to_restore?.length ? `tables ${op.tables_to_restore.join(", ")}` : null,
+    op.exclude_tables?.length ? `except ${op.exclude_tables.join(", ")}` : null,
     `started ${formatDate(op.started_at)}`,
+    op.initiated_by ? `by ${op.initiated_by}` : null,
+    op.completed_at ? `ended ${formatDate(op.completed_at)}` : null,
     active(op) && op.current_table ? `now: ${op.current_table}` : null,
     op.status === "completed" ? summary(op) : null,
     op.new_tenant_id ? `new tenant ${op.new_tenant_id}` : null,
@@ -77,7 +84,7 @@ function RestoreRow({ op }: { op: RestoreOperation }) {
     <div>
       <JobRow testId="restore-operation" kind="restore" title={`Restore: ${what}`} status={op.status} progress={op.progress_percentage}
         error={op.error_message} detail={detail} />
-      {active(op) && (
+      {active(op) && may("backup:restore_data") && (
         <Button size="sm" variant="outline" className="mt-1" data-testid="restore-cancel" disabled={cancel.isPending} onClick={() => cancel.mutate()}>
           Cancel
         </Button>
