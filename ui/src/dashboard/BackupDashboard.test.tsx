@@ -491,6 +491,18 @@ describe("BackupDashboard", () => {
     await waitFor(() => expect(mocked.startRestore).toHaveBeenCalledWith(expect.objectContaining({ target_file: "/home/me/restored.db" })));
   });
 
+  it("suggests the target's tenants for a tenant restore", async () => {
+    mocked.listConnections.mockResolvedValue([{ ...connections[0], id: "pg", name: "Platform", kind: "postgres", sqlite_path: null, host: "db" }]);
+    mocked.listTenants.mockResolvedValue([{ id: "acme", name: "Acme Corp" }, { id: "beta", name: null }]);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await waitFor(() => expect(mocked.listTenants).toHaveBeenCalledWith("pg"));
+    const options = await screen.findByTestId("restore-tenant-options");
+    await waitFor(() => expect(options.querySelectorAll("option")).toHaveLength(2));
+    expect(options.querySelector("option[value=acme]")).toHaveTextContent("Acme Corp");
+    expect(screen.getByTestId("restore-tenant")).toHaveAttribute("list", "restore-tenant-options");
+  });
+
   it("asks for a point in time only when chosen, and sends it as UTC", async () => {
     mocked.planRestore.mockRejectedValue(new ApiError("not_found", "no backup was taken at or before that time"));
     renderWithClient(<BackupDashboard />);

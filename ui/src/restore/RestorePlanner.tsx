@@ -57,6 +57,15 @@ export function RestorePlanner() {
   const [verifyReport, setVerifyReport] = useState<RestoreTestReport | null>(null);
 
   const completed = (backups.data ?? []).filter((b) => b.status === "completed" && !b.deleted_at);
+  // The target's tenants, offered as suggestions for a tenant restore (any id can be typed: a
+  // tenant deleted since the backup is not in the target any more).
+  const targetConnection = connections.data?.find((c) => c.id === form.connection_id);
+  const tenants = useQuery({
+    queryKey: ["tenants", form.connection_id],
+    queryFn: () => api.listTenants(form.connection_id),
+    enabled: form.restore_type === "tenant_only" && form.target_file == null && targetConnection?.kind === "postgres",
+    retry: false,
+  });
   useEffect(() => {
     setForm((f) => ({
       ...f,
@@ -170,8 +179,13 @@ export function RestorePlanner() {
             {form.restore_type === "tenant_only" && (
               <div className="space-y-2">
                 <label className={label} htmlFor="restore-tenant">Tenant ID</label>
-                <input id="restore-tenant" data-testid="restore-tenant" className={field} value={form.tenant_id ?? ""}
+                <input id="restore-tenant" data-testid="restore-tenant" className={field} value={form.tenant_id ?? ""} list="restore-tenant-options"
                   onChange={(e) => change({ tenant_id: e.target.value })} placeholder="the tenant's id" />
+                <datalist id="restore-tenant-options" data-testid="restore-tenant-options">
+                  {(tenants.data ?? []).map((t) => (
+                    <option key={t.id} value={t.id}>{t.name ?? t.id}</option>
+                  ))}
+                </datalist>
                 <label className="flex items-center gap-2 text-sm">
                   <input type="checkbox" data-testid="restore-as-copy" checked={asCopy} onChange={(e) => { setAsCopy(e.target.checked); setPlan(null); }} />
                   Restore as a copy under a new tenant (new ids everywhere; the tenant itself is not touched)
