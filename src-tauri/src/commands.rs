@@ -273,6 +273,12 @@ pub async fn rebuild_catalog(state: State<'_, AppState>, path: String) -> Res<sa
     safehold_core::recovery::rebuild_catalog(state.ctx()?, std::path::Path::new(&path)).await
 }
 
+/// Disaster recovery from a registered storage (a cloud bucket added with its credentials).
+#[tauri::command]
+pub async fn rebuild_catalog_from_storage(state: State<'_, AppState>, id: String) -> Res<safehold_core::recovery::RebuildReport> {
+    safehold_core::recovery::rebuild_from_storage(state.ctx()?, &id).await
+}
+
 /// Probes a storage now (write, read back, delete).
 #[tauri::command]
 pub async fn check_storage(state: State<'_, AppState>, id: String) -> Res<safehold_core::storage::HealthCheck> {

@@ -258,6 +258,7 @@ fn main() {
             commands::apply_retention,
             commands::cancel_retention,
             commands::rebuild_catalog,
+            commands::rebuild_catalog_from_storage,
             commands::check_storage,
             commands::refresh_storage_usage,
             commands::storage_samples,

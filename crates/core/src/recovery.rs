@@ -34,6 +34,15 @@ pub struct RebuildReport {
     pub storage_added: bool,
 }
 
+/// [`rebuild_catalog`] from a storage registered in the catalog — a cloud bucket added with its
+/// credentials after the workstation was lost, say.
+pub async fn rebuild_from_storage(ctx: &Ctx, name_or_id: &str) -> Result<RebuildReport> {
+    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "catalog.rebuild", name_or_id).await?;
+    let store = storage::find(ctx, name_or_id).await?;
+    let location = storage::location(ctx, &store).await?;
+    rebuild_catalog(ctx, &location).await
+}
+
 /// Records every archive of the repository at `dir` in the catalog (idempotent).
 pub async fn rebuild_catalog(ctx: &Ctx, dir: &Path) -> Result<RebuildReport> {
     crate::operators::require(ctx, crate::operators::Permission::ManageAll, "catalog.rebuild", "catalog").await?;

@@ -135,6 +135,7 @@ export const api = {
   removeStorage: (id: string) => call<null>("remove_storage", { id }),
   updateStorage: (id: string, change: StorageChange) => call<BackupStorage>("update_storage", { id, change }),
   rebuildCatalog: (path: string) => call<RebuildReport>("rebuild_catalog", { path }),
+  rebuildCatalogFromStorage: (id: string) => call<RebuildReport>("rebuild_catalog_from_storage", { id }),
   listTenants: (connection: string) => call<TenantRow[]>("list_tenants", { connection }),
   /** The mapping proposed from names; nothing is changed. */
   proposeMigration: (spec: MigrationSpec) => call<MigrationReport>("propose_migration", { spec }),

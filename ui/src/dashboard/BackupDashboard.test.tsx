@@ -45,6 +45,7 @@ vi.mock("../api", async () => {
       storageSamples: vi.fn(),
       storageKeyCustody: vi.fn(),
       rebuildCatalog: vi.fn(),
+      rebuildCatalogFromStorage: vi.fn(),
       applyRetention: vi.fn(),
       listTenants: vi.fn(),
       proposeMigration: vi.fn(),
@@ -577,6 +578,15 @@ describe("BackupDashboard", () => {
     expect(await screen.findByTestId("recover-report")).toHaveTextContent('3 backups recorded from /mnt/backups/platform (0 already known); registered as the storage "Recovered platform"');
     await userEvent.click(screen.getByTestId("runbook-toggle"));
     expect(screen.getByTestId("runbook")).toHaveTextContent("recovery kit");
+    // From a registered (cloud) storage, without a folder picker.
+    mocked.rebuildCatalogFromStorage.mockResolvedValue({
+      repository: "s3://bucket/platform", repository_id: "r", archives: 2, added: 2, already_known: 0, unreadable: [], storage_name: "Local backups", storage_added: false,
+    });
+    await userEvent.selectOptions(screen.getByTestId("recover-source"), "Local backups");
+    await userEvent.click(screen.getByTestId("recover-from-storage"));
+    await waitFor(() => expect(mocked.rebuildCatalogFromStorage).toHaveBeenCalledWith("s1"));
+    expect(await screen.findByText(/2 backups recorded from s3:\/\/bucket\/platform/)).toBeInTheDocument();
+    expect(mocked.pickDirectory).toHaveBeenCalledTimes(1);
   });
 
   it("shows used space, capacity, growth and health per storage; Check now probes it; a failing storage is flagged", async () => {

@@ -1,6 +1,6 @@
 // "Recover from storage" and the in-app disaster recovery runbook (docs/disaster-recovery.md).
 import { useState } from "react";
-import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { ErrorBox } from "../components/states";
@@ -8,8 +8,11 @@ import { ErrorBox } from "../components/states";
 export function DisasterRecovery() {
   const queryClient = useQueryClient();
   const [open, setOpen] = useState(false);
+  const storages = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
+  const [from, setFrom] = useState("");
   const recover = useMutation({
-    mutationFn: async () => {
+    mutationFn: async (storageId: string | null) => {
+      if (storageId) return api.rebuildCatalogFromStorage(storageId);
       const dir = await api.pickDirectory("Choose the repository directory (it holds safehold-repository.json)");
       return dir ? api.rebuildCatalog(dir) : null;
     },
@@ -24,12 +27,24 @@ export function DisasterRecovery() {
         title="Disaster recovery"
         description="Rebuild the catalog from a repository when this workstation's catalog is lost"
         action={
-          <Button size="sm" variant="outline" data-testid="recover-from-storage" disabled={recover.isPending} onClick={() => recover.mutate()}>
-            {recover.isPending ? "Reading the repository…" : "Recover from storage"}
-          </Button>
+          <div className="flex items-center gap-2">
+            <select aria-label="Recover from" data-testid="recover-source" className="rounded-md border border-slate-300 px-2 py-1 text-sm" value={from} onChange={(e) => setFrom(e.target.value)}>
+              <option value="">a folder…</option>
+              {(storages.data ?? []).map((s) => (
+                <option key={s.id} value={s.id}>{s.storage_name}</option>
+              ))}
+            </select>
+            <Button size="sm" variant="outline" data-testid="recover-from-storage" disabled={recover.isPending} onClick={() => recover.mutate(from || null)}>
+              {recover.isPending ? "Reading the repository…" : "Recover from storage"}
+            </Button>
+          </div>
         }
       />
       <CardContent className="space-y-2 text-sm">
+        <p className="text-slate-500">
+          From a folder, or from a storage of this list: to recover from a cloud bucket, add it with its credentials (Add storage) first,
+          then choose it here.
+        </p>
         {recover.isError && <ErrorBox error={recover.error} />}
         {recover.data && (
           <p className="text-green-700" data-testid="recover-report">

@@ -324,6 +324,28 @@ async fn a_configuration_backs_up_to_an_s3_storage_with_credentials_from_the_key
     assert_eq!(usage.archives, 1);
     assert_eq!(usage.used_space, done.compressed_size.expect("size"));
     assert_eq!(usage.total_capacity, Some(1 << 30), "the configured quota");
+
+    // The workstation is lost: on a new one the bucket is added with its credentials, and the
+    // catalog is rebuilt from it (the app's "Recover from storage" with the storage chosen).
+    let new_home = tempfile::tempdir().expect("new home");
+    let fresh = Ctx::open_with(new_home.path(), ctx.secrets.clone()).await.expect("a new catalog");
+    safehold_core::storage::add_remote(
+        &fresh,
+        safehold_core::storage::RemoteStorageInput {
+            name: "Offsite (found)".into(),
+            url: "s3://cfg-bucket/nightly".into(),
+            endpoint: Some(s3.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            credentials: Some(safehold_core::storage::StorageCredentials { access_key_id: Some("test".into()), secret_access_key: Some("secret-only-in-the-keychain".into()), service_account_key: None }),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("add the bucket");
+    let report = safehold_core::recovery::rebuild_from_storage(&fresh, "Offsite (found)").await.expect("rebuild from the storage");
+    assert_eq!((report.added, report.storage_added, report.storage_name.as_str()), (1, false, "Offsite (found)"), "{report:?}");
+    let found = safehold_core::history::executions(&fresh, 10).await.expect("history");
+    assert_eq!(found.iter().filter_map(|e| e.file_path.as_deref()).collect::<Vec<_>>(), vec![path.as_str()], "the backup is in the new catalog");
 }
 
 #[tokio::test(flavor = "multi_thread")]
