@@ -755,7 +755,7 @@ fn progress_sink(json: bool) -> ProgressSink {
         if tty {
             eprint!("\r\x1b[2K{} {} {}/{} tables, {} rows  {table}", p.phase, progress_bar(p.tables_done, p.tables_total, 24), p.tables_done, p.tables_total, p.rows);
         } else {
-            eprintln!("{} {}/{} {table}", p.phase, p.tables_done + 1, p.tables_total);
+            eprintln!("{} {}/{} tables done, {} rows  {table}", p.phase, p.tables_done, p.tables_total, p.rows);
         }
     })
 }

@@ -33,8 +33,8 @@ pub struct BackupCheck {
 
 /// Checks the backup recorded as `execution_id` (quick: `backup:trigger_manual`; deep:
 /// `backup:restore_data`, which reads backed-up data). A damaged or missing archive is a failed
-/// check, recorded and returned as such; a check that cannot be made (no key, no permission,
-/// not a completed backup) is an error and records nothing.
+/// check, recorded and returned as such; a check that cannot be made (no key, no permission, a
+/// network or disk error, not a completed backup) is an error and records nothing.
 pub async fn check_backup(ctx: &Ctx, execution_id: &str, deep: bool) -> Result<BackupCheck> {
     let (permission, action) = if deep { (Permission::RestoreData, "backup.verify_deep") } else { (Permission::TriggerManual, "backup.verify") };
     let who = require(ctx, permission, action, execution_id).await?;
@@ -52,9 +52,10 @@ pub async fn check_backup(ctx: &Ctx, execution_id: &str, deep: bool) -> Result<B
     let outcome = if deep { deep_chain(ctx, &file, checksum.as_deref()).await } else { quick(&file, checksum.as_deref()) };
     let (ok, message, archives, rows) = match outcome {
         Ok((message, archives, rows)) => (true, message, archives, rows),
-        // Not the backup's fault: nothing to record.
-        Err(e) if matches!(e.code, ErrorCode::AuthFailed | ErrorCode::Keychain | ErrorCode::PermissionDenied | ErrorCode::Unreachable | ErrorCode::Internal) => return Err(e),
-        Err(e) => (false, e.message, 0, 0),
+        // The archive is damaged, altered, truncated or gone: that is what a check is for.
+        Err(e) if matches!(e.code, ErrorCode::Validation | ErrorCode::NotFound) => (false, e.message, 0, 0),
+        // No key, a network or disk error, …: not the backup's fault, and nothing is recorded.
+        Err(e) => return Err(e),
     };
     let check = BackupCheck { execution_id: execution_id.to_string(), deep, ok, message, at: now(), archives, rows };
     let json = serde_json::to_string(&check).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;

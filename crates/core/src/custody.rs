@@ -68,10 +68,14 @@ pub async fn super_admin_keys(pool: &SqlitePool) -> Result<Vec<String>> {
         .map_err(|e| Error::catalog("read the super admins' keys", &e))
 }
 
-/// The public keys of operators who are not active super admins (any more).
+/// The public keys of operators who are not active super admins (any more), and keys a password
+/// reset retired.
 async fn other_keys(pool: &SqlitePool) -> Result<Vec<String>> {
-    sqlx::query_scalar("SELECT public_key FROM operators WHERE public_key IS NOT NULL AND NOT (role = 'super_admin' AND is_active = 1 AND password_hash IS NOT NULL)")
-        .fetch_all(pool)
+    sqlx::query_scalar(
+        "SELECT public_key FROM operators WHERE public_key IS NOT NULL AND NOT (role = 'super_admin' AND is_active = 1 AND password_hash IS NOT NULL) \
+         UNION SELECT public_key FROM retired_keys",
+    )
+    .fetch_all(pool)
         .await
         .map_err(|e| Error::catalog("read the operators' keys", &e))
 }
@@ -246,6 +250,14 @@ pub async fn custody(ctx: &Ctx, name_or_id: &str) -> Result<KeyCustody> {
             (false, true) => out.former.push(name),
             (false, false) => {}
         }
+    }
+    let retired: Vec<(Option<String>, String)> =
+        sqlx::query_as("SELECT o.name, r.public_key FROM retired_keys r LEFT JOIN operators o ON o.id = r.operator_id ORDER BY r.retired_at")
+            .fetch_all(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("read the retired keys", &e))?;
+    for (name, _) in retired.into_iter().filter(|(_, k)| held.contains(k)) {
+        out.former.push(format!("{} (a key replaced by a password reset)", name.unwrap_or_else(|| "a removed operator".into())));
     }
     Ok(out)
 }

@@ -633,7 +633,25 @@ pub async fn change_password(ctx: &Ctx, current_password: &str, new_password: &s
         tokio::task::spawn_blocking(move || verify_password(&p, &h)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?
     };
     if !ok || stored.is_none() {
-        audit(&ctx.pool, &me.id, "operator.change_password", &me.name, "failure", Some("the current password was wrong")).await?;
+        // Counted, slowed down and locked like sign-ins: an unattended session is no way to guess.
+        let failures: i64 = sqlx::query_scalar("UPDATE operators SET failed_attempts = failed_attempts + 1 WHERE id = ? RETURNING failed_attempts")
+            .bind(&me.id)
+            .fetch_one(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record the failed attempt", &e))?;
+        audit(&ctx.pool, &me.id, "operator.change_password", &me.name, "failure", Some(&format!("the current password was wrong ({failures} in a row)"))).await?;
+        tokio::time::sleep(delay(failures)).await;
+        if failures >= MAX_FAILURES {
+            let until = (chrono::Utc::now() + chrono::Duration::minutes(LOCK_MINUTES)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            sqlx::query("UPDATE operators SET failed_attempts = 0, locked_until = ? WHERE id = ?")
+                .bind(&until)
+                .bind(&me.id)
+                .execute(&ctx.pool)
+                .await
+                .map_err(|e| Error::catalog("lock the operator", &e))?;
+            end_session(ctx, format!("\"{}\" is locked until {until} after {MAX_FAILURES} wrong passwords", me.name));
+            return Err(Error::new(ErrorCode::PermissionDenied, format!("wrong password: \"{}\" is now locked until {until} and signed out", me.name)));
+        }
         return Err(Error::new(ErrorCode::AuthFailed, "the current password is wrong; nothing was changed"));
     }
     let private = open_key_pair(&ctx.pool, &me.id, current_password).await?;
@@ -645,7 +663,7 @@ pub async fn change_password(ctx: &Ctx, current_password: &str, new_password: &s
     };
     let sealed = serde_json::to_string(&slot).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("change the password", &e))?;
-    sqlx::query("UPDATE operators SET password_hash = ?, private_sealed = ? WHERE id = ?")
+    sqlx::query("UPDATE operators SET password_hash = ?, private_sealed = ?, failed_attempts = 0 WHERE id = ?")
         .bind(&hash)
         .bind(&sealed)
         .bind(&me.id)
@@ -683,6 +701,16 @@ pub async fn reset_password(ctx: &Ctx, name_or_id: &str, new_password: &str) -> 
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::catalog("reset the password", &e))?;
+    if let Some(old) = &old_key {
+        // Kept, so that every later sweep removes its slots (repositories offline now included).
+        sqlx::query("INSERT OR IGNORE INTO retired_keys (public_key, operator_id, retired_at) VALUES (?, ?, ?)")
+            .bind(old)
+            .bind(&op.id)
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::catalog("retire the old key", &e))?;
+    }
     audit(&mut *tx, &who.id, "operator.reset_password", &op.name, "success", Some("new password and key pair; the old key's slots are removed")).await?;
     tx.commit().await.map_err(|e| Error::catalog("reset the password", &e))?;
     if let Err(e) = crate::custody::sweep_with(ctx, old_key.as_slice()).await {

@@ -97,6 +97,14 @@ fn split(url: &str) -> Result<(String, String, String)> {
     Ok((scheme.trim_end_matches("://").to_string(), bucket.to_string(), key.trim_matches('/').to_string()))
 }
 
+/// Forgets the connection of `url`'s bucket: the next [`connect`] builds it anew (credentials
+/// that were tried and refused must not stay in use).
+pub fn forget(url: &str) -> Result<()> {
+    let (scheme, bucket, _) = split(url)?;
+    stores().lock().map_err(|_| Error::new(ErrorCode::Internal, "object store registry poisoned"))?.remove(&format!("{scheme}://{bucket}"));
+    Ok(())
+}
+
 /// Connects the bucket of `url` (once per process) with the environment's credentials and any
 /// extra `settings`.
 pub fn connect(url: &str, settings: &Settings) -> Result<()> {

@@ -140,6 +140,16 @@ pub async fn location(ctx: &Ctx, s: &BackupStorage) -> Result<std::path::PathBuf
     if s.storage_type == StorageType::Local {
         return local_dir(s);
     }
+    let account = storage_account(&s.id);
+    let creds: Option<StorageCredentials> = match crate::secrets::run(&ctx.secrets, move |st| st.get(&account)).await {
+        Ok(Some(json)) => serde_json::from_str(&json).ok(),
+        _ => None,
+    };
+    connect_with(s, creds.unwrap_or_default())
+}
+
+/// Connects a cloud storage's bucket with these credentials; returns its URL.
+fn connect_with(s: &BackupStorage, creds: StorageCredentials) -> Result<std::path::PathBuf> {
     let url = s
         .storage_config
         .get("url")
@@ -147,12 +157,6 @@ pub async fn location(ctx: &Ctx, s: &BackupStorage) -> Result<std::path::PathBuf
         .ok_or_else(|| Error::validation(format!("the storage \"{}\" has no URL", s.storage_name)))?
         .to_string();
     let cfg = |k: &str| s.storage_config.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let account = storage_account(&s.id);
-    let creds: Option<StorageCredentials> = match crate::secrets::run(&ctx.secrets, move |st| st.get(&account)).await {
-        Ok(Some(json)) => serde_json::from_str(&json).ok(),
-        _ => None,
-    };
-    let creds = creds.unwrap_or_default();
     let settings = crate::remote::Settings {
         endpoint: cfg("endpoint"),
         region: cfg("region"),
@@ -163,6 +167,14 @@ pub async fn location(ctx: &Ctx, s: &BackupStorage) -> Result<std::path::PathBuf
     };
     crate::remote::connect(&url, &settings)?;
     Ok(std::path::PathBuf::from(url))
+}
+
+/// Back to the credentials the keychain holds (after new ones were tried and not kept).
+async fn reconnect(ctx: &Ctx, s: &BackupStorage) {
+    if let Some(url) = s.storage_config.get("url").and_then(|p| p.as_str()) {
+        let _ = crate::remote::forget(url);
+    }
+    let _ = location(ctx, s).await;
 }
 
 /// What a cloud storage needs besides its URL.
@@ -451,8 +463,9 @@ pub async fn update(ctx: &Ctx, name_or_id: &str, change: StorageChange) -> Resul
     crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.update", name_or_id).await?;
     let s = find(ctx, name_or_id).await?;
     let mut what = Vec::new();
-    if change.is_active == Some(false) && s.is_default {
-        return Err(Error::validation(format!("\"{}\" is the default storage: make another storage the default first", s.storage_name)));
+    let active_after = change.is_active.unwrap_or(s.is_active);
+    if !active_after && (s.is_default || change.make_default) {
+        return Err(Error::validation(format!("\"{}\" is (or would be) the default storage, which must be active: make another storage the default first, or activate it", s.storage_name)));
     }
     if let Some(q) = change.quota_bytes {
         if s.storage_type == StorageType::Local {
@@ -462,32 +475,28 @@ pub async fn update(ctx: &Ctx, name_or_id: &str, change: StorageChange) -> Resul
             return Err(Error::validation("the quota is a number of bytes (0 clears it)"));
         }
     }
+    let filled = |v: &Option<String>| v.as_deref().is_some_and(|x| !x.trim().is_empty());
     if let Some(c) = &change.credentials {
-        if s.storage_type == StorageType::Local {
-            return Err(Error::validation("a local storage has no credentials"));
-        }
-        // Tried before they are kept: a probe written, read back and deleted with them.
-        let account = storage_account(&s.id);
-        let old = {
-            let account = account.clone();
-            crate::secrets::run(&ctx.secrets, move |st| st.get(&account)).await?
+        let complete = match s.storage_type {
+            StorageType::Local => return Err(Error::validation("a local storage has no credentials")),
+            StorageType::Gcp => filled(&c.service_account_key),
+            StorageType::S3 | StorageType::Azure => filled(&c.access_key_id) && filled(&c.secret_access_key),
         };
-        let value = serde_json::to_string(c).map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
-        {
-            let (account, value) = (account.clone(), value.clone());
-            crate::secrets::run(&ctx.secrets, move |st| st.set(&account, &value)).await?;
+        if !complete {
+            return Err(Error::validation(if s.storage_type == StorageType::Gcp {
+                "new credentials for Google Cloud Storage are a service account key (JSON)"
+            } else {
+                "new credentials need both the key id (the account name, for Azure) and its secret"
+            }));
         }
-        let probe = match location(ctx, &s).await {
+        // Tried before they are kept: a connection built with them writes, reads back and
+        // deletes a probe. Refused, the connection goes back to the old credentials.
+        let probe = match connect_with(&s, c.clone()) {
             Ok(url) => tokio::task::spawn_blocking(move || probe_remote(&url)).await.map_err(|e| e.to_string()).and_then(|r| r),
             Err(e) => Err(e.message),
         };
         if let Err(why) = probe {
-            let account = account.clone();
-            let _ = crate::secrets::run(&ctx.secrets, move |st| match old {
-                Some(old) => st.set(&account, &old),
-                None => st.delete(&account),
-            })
-            .await;
+            reconnect(ctx, &s).await;
             return Err(Error::new(crate::ErrorCode::AuthFailed, format!("the new credentials do not reach \"{}\" ({why}); the old ones are kept", s.storage_name)));
         }
         what.push("credentials replaced".to_string());
@@ -506,7 +515,39 @@ pub async fn update(ctx: &Ctx, name_or_id: &str, change: StorageChange) -> Resul
         what.push(if q > 0 { format!("quota {q} bytes") } else { "quota cleared".into() });
     }
     audit(&mut *tx, &ctx.operator_id(), "storage.update", &s.storage_name, "success", Some(&what.join(", "))).await?;
-    tx.commit().await.map_err(|e| Error::catalog("change the storage", &e))?;
+    // The keychain last, then the commit; either failing leaves the old credentials in use.
+    let mut previous = None;
+    if let Some(c) = &change.credentials {
+        let account = storage_account(&s.id);
+        let value = serde_json::to_string(c).map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+        let old = {
+            let account = account.clone();
+            crate::secrets::run(&ctx.secrets, move |st| st.get(&account)).await
+        };
+        let set = match old {
+            Ok(old) => {
+                previous = Some(old);
+                crate::secrets::run(&ctx.secrets, move |st| st.set(&account, &value)).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = set {
+            reconnect(ctx, &s).await;
+            return Err(e);
+        }
+    }
+    if let Err(e) = tx.commit().await {
+        if let Some(old) = previous {
+            let account = storage_account(&s.id);
+            let _ = crate::secrets::run(&ctx.secrets, move |st| match old {
+                Some(old) => st.set(&account, &old),
+                None => st.delete(&account),
+            })
+            .await;
+            reconnect(ctx, &s).await;
+        }
+        return Err(Error::catalog("change the storage", &e));
+    }
     find(ctx, &s.id).await
 }
 

@@ -55,7 +55,9 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
     mutationFn: (deep: boolean) => api.checkBackup(backup.id, deep),
     onSuccess: () => void queryClient.invalidateQueries({ queryKey: ["executions"] }),
   });
-  const lastCheck = check.data ?? (backup.metadata as { last_check?: BackupCheck })?.last_check;
+  // The newer of this row's own check and the one recorded (another window or the CLI may have checked since).
+  const recorded = (backup.metadata as { last_check?: BackupCheck })?.last_check;
+  const lastCheck = check.data && (!recorded || check.data.at >= recorded.at) ? check.data : recorded;
   const checkable = backup.status === "completed" && !backup.deleted_at && !!backup.file_path;
   const meta = (backup.metadata ?? {}) as { progress?: ProgressInfo };
   const progress = meta.progress;

@@ -356,7 +356,7 @@ describe("BackupDashboard", () => {
     await userEvent.click(screen.getByTestId("executions-more"));
     await waitFor(() => expect(mocked.listExecutions).toHaveBeenCalledWith(100, "failed"));
     await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
-    await waitFor(() => expect(mocked.listExecutions).toHaveBeenCalledWith(1000, "completed"));
+    await waitFor(() => expect(mocked.listExecutions).toHaveBeenCalledWith(1_000_000, "completed"));
   });
 
   it("refreshes the backups at once when the engine pushes a job event", async () => {
@@ -963,11 +963,13 @@ describe("Operators and permissions", () => {
 
   it("a super admin resets another operator's forgotten password", async () => {
     const olga = { id: "o", name: "olga", role: "platform_operator", is_active: true, created_at: "2026-01-01T00:00:00Z", last_sign_in: null, locked_until: "2999-01-01T00:00:00Z", failed_attempts: 5 };
-    mocked.listOperators.mockResolvedValue([olga]);
+    const alice = { ...olga, id: "alice", name: "alice", role: "super_admin", locked_until: null, failed_attempts: 0 };
+    mocked.listOperators.mockResolvedValue([alice, olga]);
     mocked.resetOperatorPassword.mockResolvedValue({ ...olga, locked_until: null, failed_attempts: 0 });
     renderAs(acting("alice", "super_admin", superPermissions));
     await userEvent.click(await screen.findByRole("tab", { name: "Operators" }));
-    const row = await screen.findByTestId("operator");
+    const [own, row] = await screen.findAllByTestId("operator");
+    expect(within(own).queryByTestId("reset-password")).toBeNull();
     expect(row).toHaveTextContent("Locked");
     await userEvent.click(within(row).getByTestId("reset-password"));
     await userEvent.type(within(row).getByTestId("reset-password-value"), "olga's new password");

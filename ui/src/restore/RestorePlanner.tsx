@@ -43,7 +43,7 @@ function toRfc3339(local: string): string | null {
 export function RestorePlanner() {
   const queryClient = useQueryClient();
   // Every completed backup can be restored, not only the newest few.
-  const backups = useQuery({ queryKey: ["executions", "completed"], queryFn: () => api.listExecutions(1000, "completed") });
+  const backups = useQuery({ queryKey: ["executions", "completed"], queryFn: () => api.listExecutions(1_000_000, "completed") });
   const connections = useQuery({ queryKey: ["connections"], queryFn: api.listConnections });
   const [form, setForm] = useState<RestoreForm>(emptyForm);
   const [tables, setTables] = useState("");

@@ -4,6 +4,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, type Operator, type Role } from "../api";
 import { Badge, Button, Card, CardContent, CardHeader } from "../components/ui";
 import { ErrorBox, QueryView } from "../components/states";
+import { useSession } from "./Session";
 
 const ROLES: { value: Role; text: string }[] = [
   { value: "super_admin", text: "Super admin — everything" },
@@ -12,7 +13,12 @@ const ROLES: { value: Role; text: string }[] = [
 ];
 const field = "rounded-md border border-slate-300 px-2 py-1 text-sm";
 
+/** The workstation's built-in operator from before sign-in (it has no password). */
+const LOCAL_OPERATOR_ID = "00000000-0000-4000-8000-000000000001";
+
 function OperatorRow({ op }: { op: Operator }) {
+  // One's own password is changed from the session bar (it keeps one's key), not reset.
+  const me = useSession().info?.operator?.id;
   const queryClient = useQueryClient();
   const done = () => void queryClient.invalidateQueries({ queryKey: ["operators"] });
   const role = useMutation({ mutationFn: (r: Role) => api.setOperatorRole(op.id, r), onSuccess: done });
@@ -42,7 +48,9 @@ function OperatorRow({ op }: { op: Operator }) {
             {ROLES.map((r) => <option key={r.value} value={r.value}>{r.value.replace(/_/g, " ")}</option>)}
           </select>
           <Button size="sm" variant="outline" onClick={() => active.mutate()}>{op.is_active && !locked ? "Disable" : locked ? "Unlock" : "Enable"}</Button>
-          <Button size="sm" variant="ghost" data-testid="reset-password" onClick={() => setResetting((r) => !r)}>Reset password</Button>
+          {op.id !== me && op.id !== LOCAL_OPERATOR_ID && (
+            <Button size="sm" variant="ghost" data-testid="reset-password" onClick={() => setResetting((r) => !r)}>Reset password</Button>
+          )}
           <Button size="sm" variant="ghost" onClick={() => remove.mutate()}>Remove</Button>
         </div>
       </div>

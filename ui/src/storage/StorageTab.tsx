@@ -184,15 +184,17 @@ function StorageRow({ s }: { s: BackupStorage }) {
               <Button size="sm" variant="outline" data-testid="check-storage" disabled={check.isPending} onClick={() => check.mutate()}>
                 {check.isPending ? "Checking…" : "Check now"}
               </Button>
-              {!s.is_default && (
+              {!s.is_default && s.is_active && (
                 <Button size="sm" variant="outline" data-testid="make-default" disabled={change.isPending} onClick={() => change.mutate({ make_default: true })}>
                   Make default
                 </Button>
               )}
-              <Button size="sm" variant="outline" data-testid="toggle-storage" disabled={change.isPending} onClick={() => change.mutate({ is_active: !s.is_active })}
-                title={s.is_active ? "Refuse backups into it (its archives stay readable)" : "Accept backups into it again"}>
-                {s.is_active ? "Deactivate" : "Activate"}
-              </Button>
+              {!(s.is_default && s.is_active) && (
+                <Button size="sm" variant="outline" data-testid="toggle-storage" disabled={change.isPending} onClick={() => change.mutate({ is_active: !s.is_active })}
+                  title={s.is_active ? "Refuse backups into it (its archives stay readable)" : "Accept backups into it again"}>
+                  {s.is_active ? "Deactivate" : "Activate"}
+                </Button>
+              )}
               {s.storage_type !== "local" && (
                 <Button size="sm" variant="outline" data-testid="edit-storage" onClick={() => setEditing((e) => !e)}>Quota and keys</Button>
               )}

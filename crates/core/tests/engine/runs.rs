@@ -68,6 +68,8 @@ async fn a_storage_is_made_default_deactivated_given_a_quota_and_new_credentials
     let refused = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("recorded");
     assert_eq!(refused.status, JobStatus::Failed);
     assert!(refused.error_message.as_deref().unwrap_or_default().contains("is inactive"), "{:?}", refused.error_message);
+    let err = storage::update(&ctx, demo::DEMO_STORAGE, StorageChange { make_default: true, ..Default::default() }).await.expect_err("an inactive default");
+    assert!(err.message.contains("must be active"), "{}", err.message);
     storage::update(&ctx, demo::DEMO_STORAGE, StorageChange { is_active: Some(true), ..Default::default() }).await.expect("activate");
     let done = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("run");
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error_message);
@@ -98,6 +100,9 @@ async fn a_storage_is_made_default_deactivated_given_a_quota_and_new_credentials
     .expect("add");
     let s = storage::update(&ctx, "Guarded", StorageChange { quota_bytes: Some(5 << 30), ..Default::default() }).await.expect("quota");
     assert_eq!(s.total_capacity, Some(5 << 30));
+    let half = StorageCredentials { access_key_id: None, secret_access_key: Some("only a secret".into()), service_account_key: None };
+    let err = storage::update(&ctx, "Guarded", StorageChange { credentials: Some(half), ..Default::default() }).await.expect_err("incomplete");
+    assert!(err.message.contains("both the key id"), "{}", err.message);
     let wrong = StorageCredentials { access_key_id: Some("AKIAWRONG".into()), secret_access_key: Some("wrong".into()), service_account_key: None };
     let err = storage::update(&ctx, "Guarded", StorageChange { credentials: Some(wrong), ..Default::default() }).await.expect_err("they do not reach it");
     assert!(err.message.contains("the old ones are kept") && !err.message.contains("wrong\""), "{}", err.message);
@@ -575,7 +580,16 @@ async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_rol
     assert!(Repository::open(&repo_dir).expect("open").expect("repo").custodians().contains(&bob_old_key));
     assert_eq!(operators::reset_password(&olga, "bob", "bob's new password").await.expect_err("olga may not").code, ErrorCode::PermissionDenied);
     assert_eq!(operators::reset_password(&alice2, "alice", "x".repeat(12).as_str()).await.expect_err("not one's own").code, ErrorCode::Validation);
+    // The storage is offline during the reset: the old key keeps its slot there, the Storage tab
+    // says so, and the next sweep (a super admin's sign-in, say) removes it.
+    let away = repo_dir.with_extension("away");
+    std::fs::rename(&repo_dir, &away).expect("unplug the storage");
     operators::reset_password(&alice2, "bob", "bob's new password").await.expect("alice resets bob's");
+    std::fs::rename(&away, &repo_dir).expect("plug it back");
+    assert!(Repository::open(&repo_dir).expect("open").expect("repo").custodians().contains(&bob_old_key), "offline during the reset");
+    let held = custody::custody(&alice2, demo::DEMO_STORAGE).await.expect("custody");
+    assert!(held.former.iter().any(|f| f.contains("bob") && f.contains("password reset")), "{held:?}");
+    custody::sweep(&alice2).await.expect("sweep");
     let custodians = Repository::open(&repo_dir).expect("open").expect("repo").custodians();
     let bob_new_key: String = sqlx::query_scalar("SELECT public_key FROM operators WHERE name = 'bob'").fetch_one(&ctx.pool).await.expect("key");
     assert!(!custodians.contains(&bob_old_key) && custodians.contains(&bob_new_key), "the old key's slot is gone, the new key holds one");
@@ -588,4 +602,14 @@ async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_rol
         ["operator.change_password:failure", "operator.change_password:success", "operator.reset_password:denied", "operator.reset_password:success"],
         "{audited:?}"
     );
+    // Guessing one's current password is slowed and locked like sign-ins: the 5th wrong one locks
+    // and ends the session.
+    for _ in 0..4 {
+        assert_eq!(operators::change_password(&olga, "a guess at it", "a brand new password").await.expect_err("wrong").code, ErrorCode::AuthFailed);
+    }
+    let locked = operators::change_password(&olga, "a guess at it", "a brand new password").await.expect_err("locked");
+    assert_eq!(locked.code, ErrorCode::PermissionDenied, "{}", locked.message);
+    assert!(locked.message.contains("locked"), "{}", locked.message);
+    assert!(operators::current(&olga).is_err(), "her session ended");
+    assert!(signed_in("olga", PW).await.is_err(), "she is locked even with her password");
 }
