@@ -993,19 +993,19 @@ async fn retention_command(ctx: &Ctx, json: bool, name: &str, apply: Option<bool
     Ok(())
 }
 
+/// A cloud storage's credentials: this access key id, and its secret read from standard input.
+fn credentials_from_stdin(access_key_id: String) -> Result<safehold_core::storage::StorageCredentials, Error> {
+    let mut secret = String::new();
+    std::io::stdin().read_to_string(&mut secret).map_err(|e| Error::io("cannot read the secret access key from standard input", &e))?;
+    Ok(safehold_core::storage::StorageCredentials { access_key_id: Some(access_key_id), secret_access_key: Some(secret.trim().to_string()), service_account_key: None })
+}
+
 async fn storage_command(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<(), Error> {
     use safehold_core::storage;
     match cmd {
         StorageCommand::Add { name, location, default, endpoint, region, quota, access_key_id } => {
             let s = if safehold_core::remote::is_remote(Path::new(&location)) {
-                let credentials = match access_key_id {
-                    Some(id) => {
-                        let mut secret = String::new();
-                        std::io::stdin().read_to_string(&mut secret).map_err(|e| Error::io("cannot read the secret access key from standard input", &e))?;
-                        Some(storage::StorageCredentials { access_key_id: Some(id), secret_access_key: Some(secret.trim().to_string()), service_account_key: None })
-                    }
-                    None => None,
-                };
+                let credentials = access_key_id.map(credentials_from_stdin).transpose()?;
                 storage::add_remote(ctx, storage::RemoteStorageInput { name, url: location.clone(), endpoint, region, quota_bytes: quota, credentials, is_default: default }).await?
             } else {
                 let path = PathBuf::from(&location);
@@ -1046,14 +1046,7 @@ async fn storage_command(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<(
             }
         }
         StorageCommand::Set { name, default, deactivate, activate, quota, access_key_id } => {
-            let credentials = match access_key_id {
-                Some(id) => {
-                    let mut secret = String::new();
-                    std::io::stdin().read_to_string(&mut secret).map_err(|e| Error::io("cannot read the secret access key from standard input", &e))?;
-                    Some(storage::StorageCredentials { access_key_id: Some(id), secret_access_key: Some(secret.trim().to_string()), service_account_key: None })
-                }
-                None => None,
-            };
+            let credentials = access_key_id.map(credentials_from_stdin).transpose()?;
             let is_active = if deactivate { Some(false) } else if activate { Some(true) } else { None };
             let s = storage::update(ctx, &name, storage::StorageChange { make_default: default, is_active, quota_bytes: quota, credentials }).await?;
             if json {

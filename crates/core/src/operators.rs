@@ -516,15 +516,7 @@ pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Resul
             .fetch_one(&ctx.pool)
             .await
             .map_err(|e| Error::catalog("record the failed sign-in", &e))?;
-        let lock = (failures >= MAX_FAILURES).then(|| (chrono::Utc::now() + chrono::Duration::minutes(LOCK_MINUTES)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        if let Some(until) = &lock {
-            sqlx::query("UPDATE operators SET failed_attempts = 0, locked_until = ? WHERE id = ?")
-                .bind(until)
-                .bind(&id)
-                .execute(&ctx.pool)
-                .await
-                .map_err(|e| Error::catalog("lock the operator", &e))?;
-        }
+        let lock = if failures >= MAX_FAILURES { Some(lock_out(&ctx.pool, &id).await?) } else { None };
         audit(&ctx.pool, &id, "operator.sign_in", name, "failure", Some(&format!("wrong password ({failures} in a row)"))).await?;
         tokio::time::sleep(delay(failures)).await;
         if let Some(until) = lock {
@@ -555,6 +547,19 @@ pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Resul
 }
 
 /// The pause after the n-th failed sign-in in a row: 0.2 s doubling, at most 3.2 s.
+/// Locks operator `id` for [`LOCK_MINUTES`] (after [`MAX_FAILURES`] wrong passwords in a row);
+/// returns until when.
+async fn lock_out(pool: &SqlitePool, id: &str) -> Result<String> {
+    let until = (chrono::Utc::now() + chrono::Duration::minutes(LOCK_MINUTES)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    sqlx::query("UPDATE operators SET failed_attempts = 0, locked_until = ? WHERE id = ?")
+        .bind(&until)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(|e| Error::catalog("lock the operator", &e))?;
+    Ok(until)
+}
+
 fn delay(failures: i64) -> Duration {
     Duration::from_millis(200u64 << failures.clamp(1, 5).saturating_sub(1))
 }
@@ -642,13 +647,7 @@ pub async fn change_password(ctx: &Ctx, current_password: &str, new_password: &s
         audit(&ctx.pool, &me.id, "operator.change_password", &me.name, "failure", Some(&format!("the current password was wrong ({failures} in a row)"))).await?;
         tokio::time::sleep(delay(failures)).await;
         if failures >= MAX_FAILURES {
-            let until = (chrono::Utc::now() + chrono::Duration::minutes(LOCK_MINUTES)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            sqlx::query("UPDATE operators SET failed_attempts = 0, locked_until = ? WHERE id = ?")
-                .bind(&until)
-                .bind(&me.id)
-                .execute(&ctx.pool)
-                .await
-                .map_err(|e| Error::catalog("lock the operator", &e))?;
+            let until = lock_out(&ctx.pool, &me.id).await?;
             end_session(ctx, format!("\"{}\" is locked until {until} after {MAX_FAILURES} wrong passwords", me.name));
             return Err(Error::new(ErrorCode::PermissionDenied, format!("wrong password: \"{}\" is now locked until {until} and signed out", me.name)));
         }
