@@ -113,14 +113,7 @@ pub async fn sweep_with(ctx: &Ctx, gone: &[String]) -> Result<Sweep> {
     let who = ctx.session.lock().ok().and_then(|s| s.acting.as_ref().map(|a| a.id.clone())).unwrap_or_else(|| crate::catalog::LOCAL_OPERATOR_ID.into());
     for store in crate::storage::all(&ctx.pool).await? {
         let name = store.storage_name.clone();
-        let dir = match crate::storage::location(ctx, &store).await {
-            Ok(d) => d,
-            Err(e) => {
-                out.skipped.push((name, e.message));
-                continue;
-            }
-        };
-        let repo = match Repository::open(&dir) {
+        let repo = match repository_of(ctx, &store).await {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(e) => {
@@ -184,6 +177,11 @@ fn open_master(repo: &Repository, keychain_secret: Option<&str>, operator_key: O
     operator_key.and_then(|k| repo.unlock(&Unlock::Operator(k.clone())).ok())
 }
 
+/// The repository in a storage (`None` when no backup was written there yet).
+async fn repository_of(ctx: &Ctx, store: &crate::storage::BackupStorage) -> Result<Option<Repository>> {
+    Repository::open(&crate::storage::location(ctx, store).await?)
+}
+
 /// A sweep whose failure does not fail the action it follows (it is retried at the next one).
 pub async fn sweep_quietly(ctx: &Ctx) {
     if let Err(e) = sweep(ctx).await {
@@ -222,7 +220,7 @@ pub struct KeyCustody {
 pub async fn custody(ctx: &Ctx, name_or_id: &str) -> Result<KeyCustody> {
     let store = crate::storage::find(ctx, name_or_id).await?;
     let mut out = KeyCustody { storage_id: store.id.clone(), ..Default::default() };
-    let repo = match crate::storage::location(ctx, &store).await.and_then(|dir| Repository::open(&dir)) {
+    let repo = match repository_of(ctx, &store).await {
         Ok(Some(r)) => r,
         Ok(None) => return Ok(out),
         Err(e) => {
@@ -270,8 +268,8 @@ pub async fn custody(ctx: &Ctx, name_or_id: &str) -> Result<KeyCustody> {
 pub async fn export_recovery_kit(ctx: &Ctx, name_or_id: &str, path: &std::path::Path) -> Result<String> {
     let who = crate::operators::require(ctx, crate::operators::Permission::RestoreData, "key.export_recovery", name_or_id).await?;
     let store = crate::storage::find(ctx, name_or_id).await?;
-    let dir = crate::storage::location(ctx, &store).await?;
-    let mut repo = Repository::open(&dir)?
+    let mut repo = repository_of(ctx, &store)
+        .await?
         .ok_or_else(|| Error::not_found(format!("the storage {} holds no backups yet: its recovery kit is made with its first backup", store.storage_name)))?;
     let mk = key_sources(ctx).await?.unlock_repository(&repo).await?;
     let kit = repo.recovery_kit(&mk)?;
