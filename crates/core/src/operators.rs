@@ -546,7 +546,6 @@ pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Resul
     Ok(acting)
 }
 
-/// The pause after the n-th failed sign-in in a row: 0.2 s doubling, at most 3.2 s.
 /// Locks operator `id` for [`LOCK_MINUTES`] (after [`MAX_FAILURES`] wrong passwords in a row);
 /// returns until when.
 async fn lock_out(pool: &SqlitePool, id: &str) -> Result<String> {
@@ -560,6 +559,7 @@ async fn lock_out(pool: &SqlitePool, id: &str) -> Result<String> {
     Ok(until)
 }
 
+/// The pause after the n-th failed sign-in in a row: 0.2 s doubling, at most 3.2 s.
 fn delay(failures: i64) -> Duration {
     Duration::from_millis(200u64 << failures.clamp(1, 5).saturating_sub(1))
 }
