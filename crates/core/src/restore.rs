@@ -69,6 +69,9 @@ pub struct RestoreRequest {
     pub preserve_ids: bool,
     pub new_tenant_id: Option<String>,
     pub new_tenant_name: Option<String>,
+    /// A tenant restored as a copy: how rows equal to a target row on a unique constraint are
+    /// resolved, per table.
+    pub on_conflict: std::collections::BTreeMap<String, crate::migrate::Resolution>,
     /// Create the target database (PostgreSQL) when it does not exist.
     pub create: bool,
     /// Replace the target's objects (a full restore into a database that is not empty).
@@ -312,7 +315,7 @@ fn scope_of(req: &RestoreRequest, available: &[String]) -> Result<Option<Scope>>
                 tenant_id: tenant,
                 tenant_column: req.tenant_column.clone(),
                 tenants_table: req.tenants_table.clone(),
-                copy: (!req.preserve_ids).then(|| CopyAs { new_tenant_id: req.new_tenant_id.clone(), new_tenant_name: req.new_tenant_name.clone() }),
+                copy: (!req.preserve_ids).then(|| CopyAs { new_tenant_id: req.new_tenant_id.clone(), new_tenant_name: req.new_tenant_name.clone(), conflicts: req.on_conflict.clone() }),
             }))
         }
     })

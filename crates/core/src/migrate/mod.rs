@@ -32,7 +32,8 @@ use sqlx::{AssertSqlSafe, Connection as _, Row};
 use ts_rs::TS;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::source::pg_apply::{parents_first, read_target, rel, Reach, Target, TenantScope, Tenancy};
+use crate::source::pg_apply::{ApplyOutcome, Chain, TableChange};
+use crate::source::tenancy::{read_target, rel, write_order, Reach, Target, TenantScope, Tenancy};
 use crate::source::postgres::{connect, q, qi, ql, restore_error};
 use crate::source::{redact, CancelToken, Progress, ProgressSink};
 use crate::unlock::KeySources;
@@ -244,6 +245,38 @@ fn kind(spec: &MigrationSpec) -> Result<MigrationType> {
 
 /// Runs `spec`: validation (`commit: false`, rolled back) or the migration itself.
 pub async fn execute(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<MigrationReport> {
+    run(spec, ends, commit, cancel, progress, None).await
+}
+
+/// A tenant of a backup restored as a new tenant (a tenant-only restore without its ids): the
+/// migration writer reads the tenant's rows from the backup and writes them under a new id with
+/// new keys. A dry run returns the problems the real run would stop at as warnings.
+pub async fn restore_tenant_as_copy(chain: &Chain, url: &str, ts: &TenantScope, commit: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<ApplyOutcome> {
+    let copy = ts.copy.clone().unwrap_or_default();
+    let spec = MigrationSpec {
+        migration_name: "tenant restore as a copy".into(),
+        migration_type: Some(MigrationType::TenantCopy),
+        source_tenant_ids: vec![ts.tenant_id.clone()],
+        target_tenant_id: copy.new_tenant_id.clone(),
+        target_tenant_name: copy.new_tenant_name.clone(),
+        conflicts: copy.conflicts.clone(),
+        ..Default::default()
+    };
+    let ends = Endpoints { target_url: Some(url.to_string()), tenant_column: ts.tenant_column.clone(), tenants_table: ts.tenants_table.clone(), ..Default::default() };
+    let report = run(&spec, &ends, commit, cancel, progress, Some(chain)).await?;
+    let mut out = ApplyOutcome { new_tenant_id: report.target_tenant_id.clone(), warnings: report.warnings.clone(), ..Default::default() };
+    for (t, p) in report.problems() {
+        out.warnings.push(format!("{t}: {}", p.message));
+    }
+    out.tables = report
+        .tables
+        .iter()
+        .map(|t| TableChange { table: t.table.clone(), rows_in_backup: t.rows_read, inserted: t.rows_written, updated: t.rows_updated, deleted: 0 })
+        .collect();
+    Ok(out)
+}
+
+async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &CancelToken, progress: &ProgressSink, chain: Option<&Chain>) -> Result<MigrationReport> {
     let kind = kind(spec)?;
     let tenants: Vec<String> = spec.source_tenant_ids.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
     let mut report = MigrationReport { migration_type: Some(kind), source_tenant_ids: tenants.clone(), ..Default::default() };
@@ -263,19 +296,23 @@ pub async fn execute(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cance
     let mut conn = connect(target_url).await?;
     let target = read_target(&mut conn).await?;
     let mut tx = conn.begin().await.map_err(q("start the migration's transaction"))?;
-    sqlx::query("SET CONSTRAINTS ALL DEFERRED").execute(&mut *tx).await.map_err(q("defer constraints"))?;
+    sqlx::raw_sql("SET CONSTRAINTS ALL DEFERRED; SET LOCAL extra_float_digits = 3").execute(&mut *tx).await.map_err(q("defer constraints"))?;
 
     // 1. Read.
     step("reading the source", 0);
     let mut staged = Staged::default();
     let mut source_schema: Option<Target> = None;
-    match kind {
-        MigrationType::TenantCopy | MigrationType::TenantMerge => {
+    match (chain, kind) {
+        (Some(chain), _) => {
+            stage::from_archive(&mut tx, &mut staged, chain, &target, cancel).await?;
+            stage::keep_tenants(&mut tx, &mut staged, &target, &tenants, &ends.tenant_column, &ends.tenants_table).await?;
+        }
+        (None, MigrationType::TenantCopy | MigrationType::TenantMerge) => {
             let url = ends.source_url.as_deref().ok_or_else(|| Error::validation("choose the database to read the tenant from (--source)"))?;
             source_schema = Some(stage::from_live(&mut tx, &mut staged, url, &tenants, &ends.tenant_column, &ends.tenants_table, cancel).await?);
         }
-        MigrationType::DataImport => read_files(&mut tx, &mut staged, spec, ends, &target, &tenants, cancel).await?,
-        MigrationType::DataExport => unreachable!(),
+        (None, MigrationType::DataImport) => read_files(&mut tx, &mut staged, spec, ends, &target, &tenants, cancel).await?,
+        (None, MigrationType::DataExport) => unreachable!(),
     }
     report.rows_read = staged.tables.iter().map(|t| t.rows).sum();
 
@@ -289,11 +326,13 @@ pub async fn execute(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cance
     let (finals, mut reports) = map_rows(&mut tx, &staged, &target, &mapping, &ends.tenant_column).await?;
 
     // The tenant written.
-    let order = parents_first(&finals.keys().cloned().collect::<Vec<_>>(), &target.fks);
+    let mut names: Vec<String> = finals.keys().cloned().collect();
+    names.sort();
+    let order = write_order(&names, &target.fks)?;
     let available: BTreeSet<String> = finals.keys().cloned().collect();
     let scope = TenantScope { tenant_id: String::new(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None };
     let mut tenancy = Tenancy::find(&target, &scope, &target.cols.keys().cloned().collect())?;
-    for t in &order {
+    for t in &order.tables {
         if !tenancy.reach.contains_key(t) {
             return Err(Error::validation(format!(
                 "{t} is not a tenant table of the target (it has no column {} and no foreign key to a tenant table): leave it out of the mapping",
@@ -319,7 +358,7 @@ pub async fn execute(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cance
         report.rows_removed = remove_tenant(&mut tx, schema, &tenants[0], ends, cancel).await?;
     }
     cancel.check()?;
-    report.tables = order.iter().filter_map(|t| reports.remove(t)).collect();
+    report.tables = order.tables.iter().filter_map(|t| reports.remove(t)).collect();
     report.rows_written = report.tables.iter().map(|t| t.rows_written + t.rows_updated).sum();
     report.rows_rejected = report.tables.iter().map(|t| t.rows_rejected).sum();
     step("finishing", 3);
@@ -587,7 +626,7 @@ async fn type_errors(tx: &mut Tx<'_>, s: &stage::StagedTable, t: &str, m: &Table
 
 /// The tenant written, and whether it exists already.
 async fn target_tenant(tx: &mut Tx<'_>, target: &Target, tenancy: &Tenancy, kind: MigrationType, spec: &MigrationSpec, tenants: &[String], ends: &Endpoints) -> Result<(String, bool)> {
-    let tenants_tbl = target.cols.keys().find(|t| stage::bare(t) == ends.tenants_table).cloned();
+    let tenants_tbl = target.find_table(&ends.tenants_table).into_iter().next();
     let key = tenants_tbl.as_ref().and_then(|t| target.pks.get(t)).filter(|k| k.len() == 1).map(|k| k[0].clone());
     let given = spec.target_tenant_id.clone().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
     let id = match given {
@@ -635,16 +674,38 @@ async fn target_tenant(tx: &mut Tx<'_>, target: &Target, tenancy: &Tenancy, kind
     }
 }
 
-/// Deletes one tenant's rows from every tenant table of `schema`, children first.
+/// Deletes one tenant's rows from every tenant table of `schema`: the rows found first, then
+/// deleted children first (a cycle's references that are not deferrable emptied before).
 async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &Endpoints, cancel: &CancelToken) -> Result<u64> {
     let scope = TenantScope { tenant_id: tenant.into(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None };
-    let ten = Tenancy::find(schema, &scope, &schema.cols.keys().cloned().collect())?;
+    let mut ten = Tenancy::find(schema, &scope, &schema.cols.keys().cloned().collect())?;
+    ten.param = "safehold.remove".into();
+    ten.bind(&mut **tx).await?;
+    let tables = ten.reach_order();
+    let order = write_order(&tables, &schema.fks)?;
     let live = |t: &str| rel(t);
+    let found: HashMap<String, String> = tables.iter().enumerate().map(|(i, t)| (t.clone(), format!("pg_temp._sh_rm{i}"))).collect();
+    for t in &tables {
+        let id = crate::source::pg_apply::identity(schema, t);
+        let pred = ten.predicate(t, "l", &live, false, 0);
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} l WHERE {pred}", found[t], id.select("l"), rel(t))))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| restore_error(&format!("finding tenant {tenant} in {t}"), &e))?;
+    }
+    for fk in order.late.iter().filter(|fk| !fk.deferrable) {
+        let id = crate::source::pg_apply::identity(schema, &fk.child);
+        let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{} = NULL", qi(c))).collect();
+        sqlx::raw_sql(AssertSqlSafe(format!("UPDATE {} l SET {} WHERE {}", rel(&fk.child), set.join(", "), id.among("l", &found[&fk.child]))))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| restore_error(&format!("removing tenant {tenant} from {}", fk.child), &e))?;
+    }
     let mut n = 0;
-    for t in parents_first(&ten.tables(), &schema.fks).iter().rev() {
+    for t in order.tables.iter().rev() {
         cancel.check()?;
-        let pred = ten.predicate(t, "l", &live, 0);
-        n += sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {} l WHERE {pred}", rel(t))))
+        let id = crate::source::pg_apply::identity(schema, t);
+        n += sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {} l WHERE {}", rel(t), id.among("l", &found[t]))))
             .execute(&mut **tx)
             .await
             .map_err(|e| restore_error(&format!("removing tenant {tenant} from {t}"), &e))?

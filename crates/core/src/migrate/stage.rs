@@ -9,7 +9,7 @@ use futures_util::TryStreamExt;
 use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::source::pg_apply::{parents_first, read_target, rel, Target, TenantScope, Tenancy};
+use crate::source::tenancy::{read_target, rel, Target, TenantScope, Tenancy};
 use crate::source::postgres::{archived_schema, connect, load_table_into, q, qi, ql, restore_error};
 use crate::source::CancelToken;
 
@@ -33,7 +33,7 @@ pub(crate) type Tx<'a> = Transaction<'a, Postgres>;
 
 impl Staged {
     pub fn get(&self, name: &str) -> Option<&StagedTable> {
-        self.tables.iter().find(|t| t.name == name).or_else(|| self.tables.iter().find(|t| bare(&t.name) == name))
+        self.tables.iter().find(|t| t.name == name).or_else(|| self.tables.iter().find(|t| bare(&t.name) == name || t.name == bare(name)))
     }
 
     /// The staging relation of `name`, created (text columns) when new.
@@ -60,8 +60,8 @@ impl Staged {
     }
 }
 
-pub(crate) fn bare(name: &str) -> &str {
-    name.rsplit('.').next().unwrap_or(name)
+pub(crate) fn bare(name: &str) -> String {
+    crate::source::tenancy::bare(name)
 }
 
 /// The column list of a staging relation.
@@ -69,26 +69,29 @@ pub(crate) fn col_list(cols: &[(String, Option<String>)]) -> String {
     cols.iter().map(|(c, _)| qi(c)).collect::<Vec<_>>().join(", ")
 }
 
-/// Stages the rows of `tenants` from the live database at `url`, read in one snapshot. Returns
-/// the source's schema.
+/// Stages the rows of `tenants` from the live database at `url`, read in one snapshot: each
+/// tenant table once (a partitioned table through its root), its tenant's rows found along the
+/// paths [`Tenancy`] gives. Returns the source's schema.
 pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, tenants: &[String], tenant_column: &str, tenants_table: &str, cancel: &CancelToken) -> Result<Target> {
     if tenants.is_empty() {
         return Err(Error::validation("choose the tenant to read from the source (--tenant)"));
     }
     let mut src = connect(url).await?;
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut src).await.map_err(q("start the source snapshot"))?;
+    sqlx::raw_sql("SET LOCAL extra_float_digits = 3; SET LOCAL row_security = off").execute(&mut src).await.map_err(q("prepare the source snapshot"))?;
     let schema = read_target(&mut src).await?;
     let available: BTreeSet<String> = schema.cols.keys().cloned().collect();
     for tenant in tenants {
         let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), copy: None };
         let ten = Tenancy::find(&schema, &scope, &available)?;
+        ten.bind(&mut src).await?;
         let mut found = 0u64;
-        for t in parents_first(&ten.tables(), &schema.fks) {
+        for t in ten.reach_order() {
             cancel.check()?;
             let cols: Vec<(String, Option<String>)> = schema.cols[&t].iter().filter(|c| !c.generated).map(|c| (c.name.clone(), Some(c.ty.clone()))).collect();
             let relation = staged.table(tx, &t, cols.clone()).await?;
             let live = |x: &str| rel(x);
-            let pred = ten.predicate(&t, "l", &live, 0);
+            let pred = ten.predicate(&t, "l", &live, false, 0);
             let list = col_list(&cols);
             let lcols: Vec<String> = cols.iter().map(|(c, _)| format!("l.{}", qi(c))).collect();
             let out_sql = format!("COPY (SELECT {} FROM {} l WHERE {pred}) TO STDOUT", lcols.join(", "), rel(&t));
@@ -113,17 +116,29 @@ pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, t
     Ok(schema)
 }
 
-/// Stages every table of a backup chain (the newest backup's state).
+/// Stages every table of a backup chain (the newest backup's state): a table of the target
+/// once, its partitions' sections together.
 pub(crate) async fn from_archive(tx: &mut Tx<'_>, staged: &mut Staged, chain: &crate::source::pg_apply::Chain, target: &Target, cancel: &CancelToken) -> Result<()> {
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty chain"))?;
     let schema = archived_schema(reader, index)?;
-    for t in &schema.tables {
+    let groups = crate::source::pg_apply::archived_tables(&schema, target);
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    for (table, parts) in &groups {
         cancel.check()?;
-        let section = t.section();
-        let types = target.cols.get(&section);
+        let types = target.cols.get(table);
         let cols: Vec<(String, Option<String>)> =
-            t.columns.iter().map(|c| (c.clone(), types.and_then(|tc| tc.iter().find(|x| &x.name == c)).map(|x| x.ty.clone()))).collect();
-        let relation = staged.table(tx, &section, cols).await?;
+            parts[0].columns.iter().map(|c| (c.clone(), types.and_then(|tc| tc.iter().find(|x| &x.name == c)).map(|x| x.ty.clone()))).collect();
+        let relation = staged.table(tx, table, cols).await?;
+        for t in parts {
+            load_table_into(tx, chain, t, &relation, cancel).await?;
+            done.insert(t.section());
+        }
+    }
+    // Tables the target does not have: staged under their own names (the mapping says so).
+    for t in schema.tables.iter().filter(|t| !done.contains(&t.section())) {
+        cancel.check()?;
+        let cols: Vec<(String, Option<String>)> = t.columns.iter().map(|c| (c.clone(), None)).collect();
+        let relation = staged.table(tx, &t.section(), cols).await?;
         load_table_into(tx, chain, t, &relation, cancel).await?;
     }
     staged.recount(tx).await
@@ -136,19 +151,26 @@ pub(crate) async fn keep_tenants(tx: &mut Tx<'_>, staged: &mut Staged, target: &
         return Ok(());
     }
     let available: BTreeSet<String> = staged.tables.iter().map(|t| t.name.clone()).filter(|t| target.cols.contains_key(t)).collect();
-    let mut keep: BTreeSet<String> = BTreeSet::new();
-    let mut preds: Vec<(String, String)> = Vec::new();
     let relation_of = |t: &str| staged.get(t).map(|s| s.relation.clone()).unwrap_or_else(|| rel(t));
-    for tenant in tenants {
+    let mut order: Vec<String> = Vec::new();
+    let mut preds: Vec<(String, String)> = Vec::new();
+    for (i, tenant) in tenants.iter().enumerate() {
         let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), copy: None };
-        let ten = Tenancy::find(target, &scope, &available)?;
-        for t in ten.tables() {
-            keep.insert(t.clone());
-            preds.push((t.clone(), ten.predicate(&t, "s", &relation_of, 0)));
+        let mut ten = Tenancy::find(target, &scope, &available)?;
+        ten.param = format!("safehold.keep{i}");
+        // Staged columns are text: the tenant id is compared as text.
+        ten.types.values_mut().for_each(|t| *t = "text".into());
+        // Staged columns are text: the tenant id is compared as text.
+        ten.types.values_mut().for_each(|t| *t = "text".into());
+        ten.bind(&mut **tx).await?;
+        for t in ten.reach_order() {
+            if !order.contains(&t) {
+                order.push(t.clone());
+            }
+            // The tables a path goes through are cut first: one hop is enough.
+            preds.push((t.clone(), ten.predicate(&t, "s", &relation_of, true, 0)));
         }
     }
-    // Parents first: a child's condition sees only the kept parents.
-    let order = parents_first(&keep.iter().cloned().collect::<Vec<_>>(), &target.fks);
     for t in &order {
         let p: Vec<String> = preds.iter().filter(|(x, _)| x == t).map(|(_, p)| format!("({p})")).collect();
         let relation = relation_of(t);
@@ -157,7 +179,7 @@ pub(crate) async fn keep_tenants(tx: &mut Tx<'_>, staged: &mut Staged, target: &
             .await
             .map_err(|e| restore_error(&format!("selecting the tenant's rows of {t}"), &e))?;
     }
-    staged.tables.retain(|t| keep.contains(&t.name));
+    staged.tables.retain(|t| order.contains(&t.name));
     staged.recount(tx).await?;
     let total: u64 = staged.tables.iter().map(|t| t.rows).sum();
     if total == 0 {

@@ -1,8 +1,22 @@
-//! Writing mapped rows into the target as one tenant's: new keys where the target generates them
-//! (or a new UUID / the next free number where it does not), every foreign key to a moved row
-//! rewritten, the tenant column set, unique conflicts with the target's rows found and resolved
-//! by the table's rule, rows that cannot be written (NULL in a NOT NULL column, a missing parent)
-//! set aside with the reason — then inserted, parents first, in the working transaction.
+//! Writing mapped rows into the target as one tenant's rows.
+//!
+//! Every mapped row keeps its number (`_sh_row`) and a copy of its values as read
+//! (`<relation>_o`), and carries a fate: `insert`, `merged` (it is an existing target row: its
+//! values become that row's, so references follow) or `aside` (it cannot be written; the reason
+//! is a problem of its table). Tables are handled parents first ([`write_order`]); for each:
+//! 1. references to rows of the migration are rewritten to those rows' final values, through
+//!    every foreign key whatever its shape (composite keys, keys that are themselves references);
+//! 2. the tenant column and the tenants table's key take the tenant written;
+//! 3. columns of keys and unique constraints that the target generates (identity, sequences,
+//!    UUID defaults) get new values, and a self-reference follows;
+//! 4. rows equal to a target row on a key or a unique constraint — partial ones too — are
+//!    resolved by the table's rule, or reported;
+//! 5. rows breaking NOT NULL or pointing at a parent that neither the target nor the migration
+//!    has are set aside, and rows of rows set aside with them.
+//!
+//! References that close a cycle are rewritten once every table is done. Then, with the
+//! tables' triggers quiet, rows are inserted parents first; a cycle's references that are not
+//! deferrable are inserted empty and filled after.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,8 +25,8 @@ use sqlx::{AssertSqlSafe, Row};
 use super::stage::Tx;
 use super::{Problem, Resolution, TableReport};
 use crate::error::{Error, Result};
-use crate::source::pg_apply::{rel, Reach, Target, Tenancy};
 use crate::source::postgres::{q, qi, ql, restore_error};
+use crate::source::tenancy::{quiet_triggers, rel, Fk, Reach, Target, Tenancy, WriteOrder};
 use crate::source::CancelToken;
 
 /// A target table's mapped rows, typed like the target, plus a row number `_sh_row`.
@@ -20,6 +34,15 @@ use crate::source::CancelToken;
 pub(crate) struct Final {
     pub relation: String,
     pub cols: Vec<String>,
+}
+
+impl Final {
+    fn orig(&self) -> String {
+        format!("{}_o", self.relation)
+    }
+    fn has(&self, c: &str) -> bool {
+        self.cols.iter().any(|x| x == c)
+    }
 }
 
 pub(crate) struct Writer<'a> {
@@ -35,20 +58,29 @@ pub(crate) struct Writer<'a> {
 }
 
 const SAMPLES: i64 = 5;
+const INSERT: &str = "_sh_fate = 'insert'";
 
-/// Where a table's set-aside rows are kept (children of them are left out too, as notes).
-fn aside(f: &Final) -> String {
-    format!("{}_x", f.relation)
+async fn exec(tx: &mut Tx<'_>, sql: &str, t: &str) -> Result<u64> {
+    Ok(sqlx::raw_sql(AssertSqlSafe(sql.to_string())).execute(&mut **tx).await.map_err(|e| restore_error(&format!("table {t}"), &e))?.rows_affected())
 }
 
-/// Moves the rows of `f` matching `cond` (alias `f`) aside; returns how many.
+/// Sets rows of `f` matching `cond` (alias `f`) aside; returns how many.
 async fn set_aside(tx: &mut Tx<'_>, t: &str, f: &Final, cond: &str) -> Result<u64> {
-    exec(tx, &format!("INSERT INTO {} SELECT * FROM {} f WHERE {cond}", aside(f), f.relation), t).await?;
-    exec(tx, &format!("DELETE FROM {} f WHERE {cond}", f.relation), t).await
+    exec(tx, &format!("UPDATE {} f SET _sh_fate = 'aside' WHERE f.{INSERT} AND ({cond})", f.relation), t).await
 }
 
-fn key_of(target: &Target, t: &str) -> Option<String> {
-    target.pks.get(t).filter(|pk| pk.len() == 1).map(|pk| pk[0].clone())
+/// Samples of rows to insert matching `cond`: how many, and up to five shown as `(a, b)`.
+async fn sample(tx: &mut Tx<'_>, t: &str, f: &Final, cols: &[String], cond: &str) -> Result<(i64, Vec<String>)> {
+    sample_of(tx, t, f, cols, cond, INSERT).await
+}
+
+/// The same among the rows of a fate (`which`, on alias `f`).
+async fn sample_of(tx: &mut Tx<'_>, t: &str, f: &Final, cols: &[String], cond: &str, which: &str) -> Result<(i64, Vec<String>)> {
+    let show: Vec<String> = cols.iter().map(|c| format!("coalesce(f.{}::text, 'NULL')", qi(c))).collect();
+    let shown = if show.is_empty() { "row_to_json(f)::text".to_string() } else { format!("'(' || concat_ws(', ', {}) || ')'", show.join(", ")) };
+    let sql = format!("SELECT count(*) OVER (), {shown} FROM {} f WHERE f.{which} AND ({cond}) ORDER BY f._sh_row LIMIT {SAMPLES}", f.relation);
+    let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut **tx).await.map_err(|e| restore_error(&format!("checking {t}"), &e))?;
+    Ok((rows.first().map(|r| r.get::<i64, _>(0)).unwrap_or(0), rows.iter().map(|r| r.get::<String, _>(1)).collect()))
 }
 
 impl Writer<'_> {
@@ -62,163 +94,215 @@ impl Writer<'_> {
         matches!(self.tenancy.reach.get(t), Some(Reach::TenantsKey(_)))
     }
     fn ty(&self, t: &str, c: &str) -> String {
-        self.target.cols.get(t).and_then(|cs| cs.iter().find(|x| x.name == c)).map(|x| x.ty.clone()).unwrap_or_else(|| "text".into())
+        self.target.col(t, c).map(|x| x.ty.clone()).unwrap_or_else(|| "text".into())
+    }
+    /// The foreign keys of `t` to tables of the migration whose columns the rows carry.
+    fn refs<'f>(&'f self, t: &str, finals: &'f HashMap<String, Final>) -> impl Iterator<Item = &'f Fk> + 'f {
+        let t = t.to_string();
+        self.target.fks.iter().filter(move |fk| {
+            fk.child == t && finals.get(&fk.parent).is_some_and(|p| fk.cols.iter().all(|(_, pc)| p.has(pc))) && finals.get(&t).is_some_and(|f| fk.cols.iter().all(|(c, _)| f.has(c)))
+        })
     }
 
-    /// Writes every table of `order` (parents first); returns the maps' relations per table.
-    pub async fn write(&self, tx: &mut Tx<'_>, order: &[String], finals: &HashMap<String, Final>, reports: &mut BTreeMap<String, TableReport>, cancel: &CancelToken) -> Result<()> {
-        let mut maps: HashMap<String, String> = HashMap::new();
+    /// Writes every table of `order`.
+    pub async fn write(&self, tx: &mut Tx<'_>, order: &WriteOrder, finals: &HashMap<String, Final>, reports: &mut BTreeMap<String, TableReport>, cancel: &CancelToken) -> Result<()> {
         for (t, f) in finals {
-            exec(tx, &format!("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WITH NO DATA", aside(f), f.relation), t).await?;
+            exec(tx, &format!("ALTER TABLE {} ADD COLUMN _sh_fate text NOT NULL DEFAULT 'insert'", f.relation), t).await?;
+            exec(tx, &format!("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {}; CREATE INDEX ON {0} (_sh_row); CREATE INDEX ON {1} (_sh_row)", f.orig(), f.relation), t).await?;
         }
-        for (i, t) in order.iter().enumerate() {
+        let late = |fk: &Fk| order.late.iter().any(|l| l.name == fk.name && l.child == fk.child);
+        for t in &order.tables {
             cancel.check()?;
             let Some(f) = finals.get(t) else { continue };
             let rep = reports.entry(t.clone()).or_insert_with(|| TableReport::new(t));
-            self.keys(tx, i, t, f, &mut maps).await?;
-            self.rewrite(tx, t, f, &maps).await?;
+            for fk in self.refs(t, finals).filter(|fk| fk.parent != *t && !late(fk)).collect::<Vec<_>>() {
+                self.follow(tx, fk, finals).await?;
+            }
+            self.own_keys(tx, t, f, finals).await?;
+            for fk in self.refs(t, finals).filter(|fk| fk.parent == *t).collect::<Vec<_>>() {
+                self.follow(tx, fk, finals).await?;
+            }
             if self.is_tenants_table(t) && self.existing {
-                // The source's tenant row becomes the existing tenant: nothing inserted.
-                let n = exec(tx, &format!("DELETE FROM {}", f.relation), t).await?;
-                rep.rows_merged += n;
+                // The source's tenant row is the existing tenant: nothing inserted.
+                rep.rows_merged += exec(tx, &format!("UPDATE {} SET _sh_fate = 'merged'", f.relation), t).await?;
                 continue;
             }
-            self.resolve_conflicts(tx, t, f, &maps, rep).await?;
+            self.resolve_conflicts(tx, t, f, rep).await?;
             self.reject_not_null(tx, t, f, rep).await?;
-            self.reject_missing_parents(tx, t, f, finals, rep).await?;
-            let cols: Vec<String> = f.cols.iter().map(|c| qi(c)).collect();
-            let n = exec(
-                tx,
-                &format!("INSERT INTO {} ({list}) OVERRIDING SYSTEM VALUE SELECT {list} FROM {} ORDER BY _sh_row", rel(t), f.relation, list = cols.join(", ")),
-                t,
-            )
-            .await?;
-            rep.rows_written += n;
+            self.reject_missing_parents(tx, t, f, finals, rep, &|fk| !late(fk)).await?;
         }
-        crate::source::pg_apply::bump_sequences(tx, order, self.target).await
+        for fk in &order.late {
+            if self.refs(&fk.child, finals).any(|r| r.name == fk.name) {
+                self.follow(tx, fk, finals).await?;
+            }
+        }
+        for fk in &order.late {
+            if let (Some(f), Some(rep)) = (finals.get(&fk.child), reports.get_mut(&fk.child)) {
+                self.reject_missing_parents(tx, &fk.child, f, finals, rep, &|x| x.name == fk.name && x.child == fk.child).await?;
+            }
+        }
+        self.cascade_aside(tx, finals, reports).await?;
+        // Insert, parents first, triggers quiet.
+        let tables: Vec<String> = order.tables.iter().filter(|t| finals.contains_key(*t)).cloned().collect();
+        let again = quiet_triggers(tx, self.target, &tables).await?;
+        let held: Vec<&Fk> = order.late.iter().filter(|fk| !fk.deferrable).collect();
+        for t in &tables {
+            cancel.check()?;
+            let f = &finals[t];
+            let rep = reports.entry(t.clone()).or_insert_with(|| TableReport::new(t));
+            let cols: Vec<String> = f.cols.iter().map(|c| qi(c)).collect();
+            let exprs: Vec<String> = f.cols.iter().map(|c| if held.iter().any(|fk| &fk.child == t && fk.cols.iter().any(|(x, _)| x == c)) { "NULL".into() } else { format!("f.{}", qi(c)) }).collect();
+            rep.rows_written += exec(tx, &format!("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} f WHERE f.{INSERT} ORDER BY f._sh_row", rel(t), cols.join(", "), exprs.join(", "), f.relation), t).await?;
+            rep.rows_rejected = count(tx, &format!("SELECT count(*) FROM {} WHERE _sh_fate = 'aside'", f.relation)).await?;
+        }
+        for fk in held {
+            let (Some(f), Some(pk)) = (finals.get(&fk.child), self.target.pks.get(&fk.child)) else { continue };
+            if !pk.iter().all(|c| f.has(c)) {
+                continue;
+            }
+            let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{0} = f.{0}", qi(c))).collect();
+            let on: Vec<String> = pk.iter().map(|c| format!("l.{0} = f.{0}", qi(c))).collect();
+            exec(tx, &format!("UPDATE {} l SET {} FROM {} f WHERE f.{INSERT} AND {}", rel(&fk.child), set.join(", "), f.relation, on.join(" AND ")), &fk.child).await?;
+        }
+        // Deferred checks run now: a table with pending trigger events cannot be altered.
+        sqlx::query("SET CONSTRAINTS ALL IMMEDIATE").execute(&mut **tx).await.map_err(|e| restore_error("checking the foreign keys", &e))?;
+        for st in again {
+            exec(tx, &st, "turning the triggers on again").await?;
+        }
+        crate::source::pg_apply::bump_sequences(tx, &tables, self.target).await
     }
 
-    /// Old key → new key for a table with a one-column key the copy must renew.
-    async fn keys(&self, tx: &mut Tx<'_>, i: usize, t: &str, f: &Final, maps: &mut HashMap<String, String>) -> Result<()> {
-        let Some(key) = key_of(self.target, t) else { return Ok(()) };
-        if !f.cols.contains(&key) {
-            return Ok(());
-        }
-        let col = self.target.cols[t].iter().find(|c| c.name == key).cloned();
-        let Some(col) = col else { return Ok(()) };
-        let is_fk = self.target.fks.iter().any(|fk| fk.child == t && fk.cols.iter().any(|(c, _)| *c == key));
-        if self.tenant_col(t) == Some(key.as_str()) || is_fk {
-            return Ok(());
-        }
-        let k = qi(&key);
-        let generator = if self.is_tenants_table(t) {
-            if !self.existing {
-                let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", f.relation))).fetch_one(&mut **tx).await.map_err(q("count tenants"))?;
-                if n > 1 {
-                    return Err(Error::validation(format!("the source holds {n} tenants in {t}: choose one tenant to copy or import")));
-                }
-            }
-            format!("CAST({} AS {})", ql(&self.tenant), col.ty)
-        } else if col.identity {
-            format!("nextval(pg_get_serial_sequence({}, {}))", ql(&rel(t)), ql(&key))
-        } else if let Some(d) = &col.default {
-            d.clone()
-        } else if col.ty == "uuid" {
-            "gen_random_uuid()".into()
-        } else if super::rules::is_text(&col.ty) {
-            "gen_random_uuid()::text".into()
-        } else if matches!(col.ty.as_str(), "integer" | "bigint" | "smallint" | "numeric") {
-            format!("(SELECT coalesce(max({k}), 0) FROM {}) + row_number() OVER (ORDER BY _sh_row)", rel(t))
-        } else {
-            return Ok(());
-        };
-        let per_row = !generator.contains("row_number()");
-        let map = format!("pg_temp._sh_m{i}");
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE TEMP TABLE {map} ON COMMIT DROP AS SELECT {k} AS old, ({generator})::{ty} AS new FROM {rel} WHERE {k} IS NOT NULL; \
-             CREATE INDEX ON {map} (old); \
-             UPDATE {rel} f SET {k} = m.new FROM {map} m WHERE f.{k} = m.old;",
-            ty = col.ty,
-            rel = f.relation
-        )))
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| restore_error(&format!("new keys for {t}"), &e))?;
-        if per_row {
-            // Rows the source gave no key (plain files): a new one each.
-            exec(tx, &format!("UPDATE {} SET {k} = ({generator})::{} WHERE {k} IS NULL", f.relation, col.ty), t).await?;
-        }
-        maps.insert(t.to_string(), map);
+    /// Rewrites the references of `fk` (child rows) to the final values of the rows they
+    /// pointed at (matched on the values both had when read). References to rows outside the
+    /// migration stay.
+    async fn follow(&self, tx: &mut Tx<'_>, fk: &Fk, finals: &HashMap<String, Final>) -> Result<()> {
+        let (f, p) = (&finals[&fk.child], &finals[&fk.parent]);
+        let set: Vec<String> = fk.cols.iter().map(|(c, pc)| format!("{} = pn.{}", qi(c), qi(pc))).collect();
+        let on: Vec<String> = fk.cols.iter().map(|(c, pc)| format!("po.{} = o.{}", qi(pc), qi(c))).collect();
+        exec(
+            tx,
+            &format!(
+                "UPDATE {} f SET {} FROM {} o, {} po, {} pn WHERE f._sh_row = o._sh_row AND po._sh_row = pn._sh_row AND {}",
+                f.relation,
+                set.join(", "),
+                f.orig(),
+                p.orig(),
+                p.relation,
+                on.join(" AND ")
+            ),
+            &fk.child,
+        )
+        .await?;
         Ok(())
     }
 
-    /// The tenant column, foreign keys to moved rows, the new tenant's name.
-    async fn rewrite(&self, tx: &mut Tx<'_>, t: &str, f: &Final, maps: &HashMap<String, String>) -> Result<()> {
-        if let Some(tc) = self.tenant_col(t).filter(|c| f.cols.iter().any(|x| x == c)) {
+    /// The tenant column, the tenants table's key and name, and new values for the generated
+    /// columns of keys and unique constraints.
+    async fn own_keys(&self, tx: &mut Tx<'_>, t: &str, f: &Final, finals: &HashMap<String, Final>) -> Result<()> {
+        if let Some(tc) = self.tenant_col(t).filter(|c| f.has(c)) {
             exec(tx, &format!("UPDATE {} SET {} = CAST({} AS {})", f.relation, qi(tc), ql(&self.tenant), self.ty(t, tc)), t).await?;
         }
-        for fk in self.target.fks.iter().filter(|fk| fk.child == t) {
-            let Some(map) = maps.get(&fk.parent) else { continue };
-            let Some(pkey) = key_of(self.target, &fk.parent) else { continue };
-            for (cc, pc) in &fk.cols {
-                if *pc != pkey || !f.cols.contains(cc) || self.tenant_col(t) == Some(cc.as_str()) {
-                    continue;
+        let mapped: Vec<&str> = self.refs(t, finals).flat_map(|fk| fk.cols.iter().map(|(c, _)| c.as_str())).collect();
+        let mut key_cols: Vec<String> = self.target.pks.get(t).cloned().unwrap_or_default();
+        for u in self.target.unique_indexes.get(t).into_iter().flatten() {
+            for c in u.cols.iter().flatten() {
+                if !key_cols.contains(c) {
+                    key_cols.push(c.clone());
                 }
-                exec(tx, &format!("UPDATE {} f SET {c} = m.new FROM {map} m WHERE f.{c} = m.old", f.relation, c = qi(cc)), t).await?;
+            }
+        }
+        for key in key_cols {
+            if !f.has(&key) || mapped.contains(&key.as_str()) || self.tenant_col(t) == Some(key.as_str()) {
+                continue;
+            }
+            let Some(col) = self.target.col(t, &key).cloned() else { continue };
+            let k = qi(&key);
+            if self.is_tenants_table(t) && self.target.pks.get(t).is_some_and(|pk| pk.len() == 1 && pk[0] == key) {
+                if !self.existing {
+                    let n = count(tx, &format!("SELECT count(*) FROM {}", f.relation)).await?;
+                    if n > 1 {
+                        return Err(Error::validation(format!("the source holds {n} tenants in {t}: choose one tenant to copy or import")));
+                    }
+                }
+                exec(tx, &format!("UPDATE {} SET {k} = CAST({} AS {})", f.relation, ql(&self.tenant), col.ty), t).await?;
+                continue;
+            }
+            if col.generated_key() {
+                let generator = if col.identity { format!("nextval(pg_get_serial_sequence({}, {}))", ql(&rel(t)), ql(&key)) } else { col.default.clone().unwrap_or_default() };
+                exec(tx, &format!("UPDATE {} SET {k} = ({generator})::{}", f.relation, col.ty), t).await?;
+                continue;
+            }
+            // Plain files may leave a key empty: the next free number, or a new UUID.
+            let generator = if col.ty == "uuid" {
+                Some("gen_random_uuid()".to_string())
+            } else if super::rules::is_text(&col.ty) && self.target.pks.get(t).is_some_and(|pk| pk.contains(&key)) {
+                Some("gen_random_uuid()::text".to_string())
+            } else if matches!(col.ty.as_str(), "integer" | "bigint" | "smallint" | "numeric") && self.target.pks.get(t).is_some_and(|pk| pk.contains(&key)) {
+                Some(format!("(SELECT coalesce(max({k}), 0) FROM {}) + row_number() OVER (ORDER BY _sh_row)", rel(t)))
+            } else {
+                None
+            };
+            if let Some(g) = generator {
+                if g.contains("row_number()") {
+                    exec(tx, &format!("UPDATE {r} f SET {k} = n.v FROM (SELECT _sh_row, ({g})::{ty} AS v FROM {r} WHERE {k} IS NULL) n WHERE f._sh_row = n._sh_row", r = f.relation, ty = col.ty), t).await?;
+                } else {
+                    exec(tx, &format!("UPDATE {} SET {k} = ({g})::{} WHERE {k} IS NULL", f.relation, col.ty), t).await?;
+                }
             }
         }
         if let (true, Some(name), false) = (self.is_tenants_table(t), &self.new_name, self.existing) {
-            if f.cols.iter().any(|c| c == "name") {
+            if f.has("name") {
                 exec(tx, &format!("UPDATE {} SET name = {}", f.relation, ql(name)), t).await?;
             }
         }
         Ok(())
     }
 
-    async fn conflicting(&self, tx: &mut Tx<'_>, t: &str, f: &Final, cols: &[String]) -> Result<(i64, Vec<String>)> {
-        let on: Vec<String> = cols.iter().map(|c| format!("l.{0} = f.{0}", qi(c))).collect();
-        let show: Vec<String> = cols.iter().map(|c| format!("coalesce(f.{}::text, 'NULL')", qi(c))).collect();
-        let sql = format!(
-            "SELECT count(*) OVER (), '(' || concat_ws(', ', {}) || ')' FROM {} f WHERE EXISTS (SELECT 1 FROM {} l WHERE {}) ORDER BY f._sh_row LIMIT {SAMPLES}",
-            show.join(", "),
-            f.relation,
-            rel(t),
-            on.join(" AND ")
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut **tx).await.map_err(|e| restore_error(&format!("checking {t} for conflicts"), &e))?;
-        let n = rows.first().map(|r| r.get::<i64, _>(0)).unwrap_or(0);
-        Ok((n, rows.iter().map(|r| r.get::<String, _>(1)).collect()))
-    }
-
     /// Rows equal to a target row on a unique constraint: resolved by the table's rule.
-    async fn resolve_conflicts(&self, tx: &mut Tx<'_>, t: &str, f: &Final, maps: &HashMap<String, String>, rep: &mut TableReport) -> Result<()> {
-        let key = key_of(self.target, t);
-        let rule = self.conflicts.get(t).or_else(|| self.conflicts.get(super::stage::bare(t))).copied().unwrap_or_default();
-        for cols in self.target.uniques.get(t).cloned().unwrap_or_default() {
-            if !cols.iter().all(|c| f.cols.contains(c)) || (maps.contains_key(t) && key.as_ref().is_some_and(|k| cols.contains(k))) {
+    async fn resolve_conflicts(&self, tx: &mut Tx<'_>, t: &str, f: &Final, rep: &mut TableReport) -> Result<()> {
+        let rule = self.conflicts.get(t).or_else(|| self.conflicts.get(&crate::source::tenancy::bare(t))).copied().unwrap_or_default();
+        let pk = self.target.pks.get(t).cloned().unwrap_or_default();
+        for u in self.target.unique_indexes.get(t).cloned().unwrap_or_default() {
+            let Some(cols) = u.plain() else { continue };
+            if !cols.iter().all(|c| f.has(c)) {
                 continue;
             }
-            let (n, samples) = self.conflicting(tx, t, f, &cols).await?;
+            let on: Vec<String> = cols.iter().map(|c| if u.nulls_not_distinct { format!("l.{0} IS NOT DISTINCT FROM f.{0}", qi(c)) } else { format!("l.{0} = f.{0}", qi(c)) }).collect();
+            let mut on = on.join(" AND ");
+            if let Some(p) = &u.predicate {
+                on.push_str(&format!(" AND (SELECT {p} FROM (SELECT f.*) _x) AND (SELECT {p} FROM (SELECT l.*) _y)"));
+            }
+            let clash = format!("EXISTS (SELECT 1 FROM {} l WHERE {on})", rel(t));
+            // Counted among every row not merged: a row set aside for another reason would
+            // still conflict here, and validation reports each conflict.
+            let (n, samples) = sample_of(tx, t, f, &cols, &clash, "_sh_fate <> 'merged'").await?;
             if n == 0 {
                 continue;
             }
-            let on: Vec<String> = cols.iter().map(|c| format!("l.{0} = f.{0}", qi(c))).collect();
-            let on = on.join(" AND ");
-            let what = format!("{t} ({})", cols.join(", "));
+            let what = format!("{t} ({}{})", cols.join(", "), if u.predicate.is_some() { format!(", where {}", u.predicate.clone().unwrap_or_default()) } else { String::new() });
             let mut rule = rule;
+            if self.is_tenants_table(t) && !self.existing && rule == Resolution::Stop {
+                rep.problems.push(Problem::new(
+                    "unique_conflict",
+                    format!(
+                        "the tenant's {} is taken in {t} by another tenant: give the new tenant its own (--new-tenant-name, e.g. \"{} (copy)\")",
+                        cols.join(", "),
+                        samples.first().map(|s| s.trim_matches(['(', ')'])).unwrap_or("name")
+                    ),
+                    n,
+                    samples,
+                ));
+                set_aside(tx, t, f, &clash).await?;
+                continue;
+            }
             if rule == Resolution::KeepBoth {
                 let tc = self.tenant_col(t);
                 let fk_cols: Vec<&String> = self.target.fks.iter().filter(|fk| fk.child == t).flat_map(|fk| fk.cols.iter().map(|(c, _)| c)).collect();
                 match cols.iter().find(|c| Some(c.as_str()) != tc && !fk_cols.contains(c) && super::rules::is_text(&self.ty(t, c))) {
                     Some(c) => {
-                        exec(
-                            tx,
-                            &format!("UPDATE {} f SET {c} = f.{c} || {} WHERE EXISTS (SELECT 1 FROM {} l WHERE {on})", f.relation, ql(self.suffix), rel(t), c = qi(c)),
-                            t,
-                        )
-                        .await?;
+                        exec(tx, &format!("UPDATE {} f SET {c} = f.{c} || {} WHERE f.{INSERT} AND {clash}", f.relation, ql(self.suffix), c = qi(c)), t).await?;
                         rep.rows_renamed += u64::try_from(n).unwrap_or(0);
-                        let (left, samples) = self.conflicting(tx, t, f, &cols).await?;
+                        let (left, samples) = sample(tx, t, f, &cols, &clash).await?;
                         if left == 0 {
                             continue;
                         }
@@ -235,82 +319,99 @@ impl Writer<'_> {
             } else if rule == Resolution::Stop {
                 rep.problems.push(Problem::new("unique_conflict", format!("{n} rows equal a target row on {what}: choose keep target, take source or keep both for {t}"), n, samples));
             }
-            // The source rows give way to the target's: references to them go to the target row.
-            if let (Some(k), Some(map)) = (&key, maps.get(t)) {
-                exec(tx, &format!("UPDATE {map} m SET new = l.{k} FROM {} f JOIN {} l ON {on} WHERE m.new = f.{k}", f.relation, rel(t), k = qi(k)), t).await?;
-            }
-            if rule == Resolution::TakeSource {
-                let keep: Vec<&String> = f.cols.iter().filter(|c| key.as_ref() != Some(*c) && !cols.contains(c) && self.tenant_col(t) != Some(c.as_str())).collect();
-                if !keep.is_empty() {
-                    let set: Vec<String> = keep.iter().map(|c| format!("{0} = f.{0}", qi(c))).collect();
-                    let m = exec(tx, &format!("UPDATE {} l SET {} FROM {} f WHERE {on}", rel(t), set.join(", "), f.relation), t).await?;
-                    rep.rows_updated += m;
+            match rule {
+                Resolution::Stop | Resolution::KeepBoth => {
+                    set_aside(tx, t, f, &clash).await?;
                 }
-            } else if rule == Resolution::KeepTarget {
-                rep.rows_merged += u64::try_from(n).unwrap_or(0);
-            }
-            let cond = format!("EXISTS (SELECT 1 FROM {} l WHERE {on})", rel(t));
-            if rule == Resolution::Stop {
-                rep.rows_rejected += set_aside(tx, t, f, &cond).await?;
-            } else {
-                exec(tx, &format!("DELETE FROM {} f WHERE {cond}", f.relation), t).await?;
+                Resolution::KeepTarget | Resolution::TakeSource => {
+                    // The source rows are the target's rows from now on: references follow them.
+                    let all: Vec<String> = f.cols.iter().map(|c| qi(c)).collect();
+                    if rule == Resolution::TakeSource {
+                        let keep: Vec<&String> = f.cols.iter().filter(|c| !pk.contains(c) && !cols.contains(c) && self.tenant_col(t) != Some(c.as_str()) && !self.target.col(t, c).is_some_and(|x| x.always)).collect();
+                        if !keep.is_empty() {
+                            let set: Vec<String> = keep.iter().map(|c| format!("{0} = f.{0}", qi(c))).collect();
+                            rep.rows_updated += exec(tx, &format!("UPDATE {} l SET {} FROM {} f WHERE f.{INSERT} AND {on}", rel(t), set.join(", "), f.relation), t).await?;
+                        }
+                    } else {
+                        rep.rows_merged += u64::try_from(n).unwrap_or(0);
+                    }
+                    let set: Vec<String> = all.iter().map(|c| format!("{c} = l.{c}")).collect();
+                    exec(tx, &format!("UPDATE {} f SET {}, _sh_fate = 'merged' FROM {} l WHERE f.{INSERT} AND {on}", f.relation, set.join(", "), rel(t)), t).await?;
+                }
             }
         }
         Ok(())
     }
 
     async fn reject_not_null(&self, tx: &mut Tx<'_>, t: &str, f: &Final, rep: &mut TableReport) -> Result<()> {
-        for c in self.target.cols.get(t).into_iter().flatten().filter(|c| c.not_null && !c.generated && f.cols.contains(&c.name)) {
-            let sql = format!("SELECT count(*) OVER (), row_to_json(f)::text FROM {} f WHERE {} IS NULL ORDER BY _sh_row LIMIT {SAMPLES}", f.relation, qi(&c.name));
-            let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut **tx).await.map_err(|e| restore_error(&format!("checking {t}"), &e))?;
-            if let Some(r) = rows.first() {
-                let n: i64 = r.get(0);
-                rep.problems.push(Problem::new("not_null", format!("{n} rows have no value for {t}.{}, which the target requires", c.name), n, rows.iter().map(|r| r.get(1)).collect()));
-                rep.rows_rejected += set_aside(tx, t, f, &format!("f.{} IS NULL", qi(&c.name))).await?;
+        for c in self.target.cols.get(t).into_iter().flatten().filter(|c| c.not_null && !c.generated && f.has(&c.name)) {
+            let cond = format!("f.{} IS NULL", qi(&c.name));
+            let (n, samples) = sample(tx, t, f, &[], &cond).await?;
+            if n > 0 {
+                rep.problems.push(Problem::new("not_null", format!("{n} rows have no value for {t}.{}, which the target requires", c.name), n, samples));
+                set_aside(tx, t, f, &cond).await?;
             }
         }
         Ok(())
     }
 
-    async fn reject_missing_parents(&self, tx: &mut Tx<'_>, t: &str, f: &Final, finals: &HashMap<String, Final>, rep: &mut TableReport) -> Result<()> {
-        for fk in self.target.fks.iter().filter(|fk| fk.child == t) {
-            if !fk.cols.iter().all(|(c, _)| f.cols.contains(c)) {
+    async fn reject_missing_parents(&self, tx: &mut Tx<'_>, t: &str, f: &Final, finals: &HashMap<String, Final>, rep: &mut TableReport, which: &(dyn Fn(&Fk) -> bool + Sync)) -> Result<()> {
+        for fk in self.target.fks.iter().filter(|fk| fk.child == t && which(fk)) {
+            if !fk.cols.iter().all(|(c, _)| f.has(c)) {
                 continue;
             }
             let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("f.{} IS NOT NULL", qi(c))).collect();
             let on: Vec<String> = fk.cols.iter().map(|(c, p)| format!("p.{} = f.{}", qi(p), qi(c))).collect();
-            // Rows of a parent row this migration set aside: left out with it.
-            if let Some(pf) = finals.get(&fk.parent) {
-                let cond = format!("EXISTS (SELECT 1 FROM {} p WHERE {})", aside(pf), on.join(" AND "));
-                let n = set_aside(tx, t, f, &cond).await?;
+            let on = on.join(" AND ");
+            let mut missing = format!("{} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {on})", set.join(" AND "), rel(&fk.parent));
+            if let Some(pf) = finals.get(&fk.parent).filter(|p| fk.cols.iter().all(|(_, pc)| p.has(pc))) {
+                missing.push_str(&format!(" AND NOT EXISTS (SELECT 1 FROM {} p WHERE p._sh_fate <> 'aside' AND {on})", pf.relation));
+                // Rows of a parent row set aside: left out with it.
+                let with_aside = format!("{} AND EXISTS (SELECT 1 FROM {} p WHERE p._sh_fate = 'aside' AND {on})", set.join(" AND "), pf.relation);
+                let n = set_aside(tx, t, f, &with_aside).await?;
                 if n > 0 {
-                    rep.rows_rejected += n;
                     rep.notes.push(format!("{n} rows left out with the {} rows they belong to", fk.parent));
                 }
             }
-            let mut missing = format!("{} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})", set.join(" AND "), rel(&fk.parent), on.join(" AND "));
-            if fk.parent == t {
-                missing.push_str(&format!(" AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})", f.relation, on.join(" AND ")));
-            }
-            let cols: Vec<&str> = fk.cols.iter().map(|(c, _)| c.as_str()).collect();
-            let show: Vec<String> = fk.cols.iter().map(|(c, _)| format!("f.{}::text", qi(c))).collect();
-            let sql = format!("SELECT count(*) OVER (), concat_ws(', ', {}) FROM {} f WHERE {missing} ORDER BY _sh_row LIMIT {SAMPLES}", show.join(", "), f.relation);
-            let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut **tx).await.map_err(|e| restore_error(&format!("checking {t}'s references"), &e))?;
-            if let Some(r) = rows.first() {
-                let n: i64 = r.get(0);
+            let cols: Vec<String> = fk.cols.iter().map(|(c, _)| c.clone()).collect();
+            let (n, samples) = sample(tx, t, f, &cols, &missing).await?;
+            if n > 0 {
                 rep.problems.push(Problem::new(
                     "missing_parent",
                     format!("{n} rows of {t} refer through {} to {} rows that neither the target nor the migration has", cols.join(", "), fk.parent),
                     n,
-                    rows.iter().map(|r| r.get(1)).collect(),
+                    samples,
                 ));
-                rep.rows_rejected += set_aside(tx, t, f, &missing).await?;
+                set_aside(tx, t, f, &missing).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows whose parent row was set aside (late, through a cycle's reference) go aside too.
+    async fn cascade_aside(&self, tx: &mut Tx<'_>, finals: &HashMap<String, Final>, reports: &mut BTreeMap<String, TableReport>) -> Result<()> {
+        for _ in 0..finals.len() + 1 {
+            let mut moved = 0;
+            for (t, f) in finals {
+                for fk in self.refs(t, finals).collect::<Vec<_>>() {
+                    let pf = &finals[&fk.parent];
+                    let on: Vec<String> = fk.cols.iter().map(|(c, p)| format!("p.{} = f.{}", qi(p), qi(c))).collect();
+                    let n = set_aside(tx, t, f, &format!("EXISTS (SELECT 1 FROM {} p WHERE p._sh_fate = 'aside' AND {})", pf.relation, on.join(" AND "))).await?;
+                    if n > 0 {
+                        reports.entry(t.clone()).or_insert_with(|| TableReport::new(t)).notes.push(format!("{n} rows left out with the {} rows they belong to", fk.parent));
+                        moved += n;
+                    }
+                }
+            }
+            if moved == 0 {
+                break;
             }
         }
         Ok(())
     }
 }
 
-async fn exec(tx: &mut Tx<'_>, sql: &str, t: &str) -> Result<u64> {
-    Ok(sqlx::raw_sql(AssertSqlSafe(sql.to_string())).execute(&mut **tx).await.map_err(|e| restore_error(&format!("table {t}"), &e))?.rows_affected())
+async fn count(tx: &mut Tx<'_>, sql: &str) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(&mut **tx).await.map_err(q("count rows"))?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }

@@ -5,6 +5,7 @@ pub mod pg_apply;
 mod pg_parallel;
 pub mod postgres;
 pub mod sqlite;
+pub mod tenancy;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,11 +115,11 @@ pub fn classify(
     tenants_table: &str,
 ) -> std::collections::BTreeMap<String, TableClass> {
     let mut tenant: std::collections::BTreeSet<String> =
-        tables.iter().filter(|t| has_tenant_column(t) || bare(t) == tenants_table).cloned().collect();
+        tables.iter().filter(|t| has_tenant_column(t) || bare(t) == tenants_table || t.as_str() == tenants_table).cloned().collect();
     loop {
         let before = tenant.len();
         for (child, parent) in fks {
-            if tenant.contains(parent) && bare(parent) != tenants_table && !tenant.contains(child) {
+            if tenant.contains(parent) && bare(parent) != tenants_table && parent.as_str() != tenants_table && !tenant.contains(child) {
                 tenant.insert(child.clone());
             }
         }
@@ -129,7 +130,7 @@ pub fn classify(
     tables
         .iter()
         .map(|t| {
-            let class = if is_log_table(bare(t)) {
+            let class = if is_log_table(&bare(t)) {
                 TableClass::Log
             } else if tenant.contains(t) {
                 TableClass::Tenant
@@ -141,8 +142,8 @@ pub fn classify(
         .collect()
 }
 
-fn bare(qualified: &str) -> &str {
-    qualified.rsplit('.').next().unwrap_or(qualified)
+fn bare(qualified: &str) -> String {
+    tenancy::bare(qualified)
 }
 
 /// Cancels long work; checked between chunks and tables.

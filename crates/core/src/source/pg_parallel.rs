@@ -439,8 +439,10 @@ impl Plan {
     /// builds are done, so they need not wait for each other's locks); then its other
     /// constraints; a foreign key between two loaded tables once both are complete.
     /// Phase 1: indexes and keys of tables without rows of their own (partitioned parents,
-    /// materialized views). Phase 2: foreign keys that involve those, or that name no
-    /// referenced table (archives before foreign keys named it).
+    /// materialized views). Phase 2: partitions' indexes attached to their parents' (a
+    /// partitioned table's key is valid once every partition's is attached). Phase 3: foreign
+    /// keys that involve those, or that name no referenced table (archives before foreign keys
+    /// named it).
     fn new(tables: Vec<PgTable>, post: Vec<Stmt>) -> (Plan, Vec<Stmt>) {
         let mut steps = Vec::new();
         let mut load_of = HashMap::new();
@@ -488,6 +490,10 @@ impl Plan {
                     let lock = lock_of(&st.sql);
                     push(&mut steps, st, lock, vec![], 1);
                 }
+                // A partition's index attached to its parent's: once both are built.
+                _ if st.sql.starts_with("ALTER INDEX ") && st.sql.contains(" ATTACH PARTITION ") => {
+                    push(&mut steps, st, Lock::Alone, vec![], 2);
+                }
                 _ if is_fk(&st) && st.table.is_some() => fks.push(st),
                 _ => rest.push(st),
             }
@@ -513,14 +519,14 @@ impl Plan {
                 }
                 push(&mut steps, st, Lock::Alone, after, 0);
             } else {
-                push(&mut steps, st, Lock::Alone, vec![], 2);
+                push(&mut steps, st, Lock::Alone, vec![], 3);
             }
         }
         // Preference: whatever a finished load made possible, then the next load, then keys.
         let mut pending: Vec<usize> = (loads.len()..posts_end).collect();
         pending.extend(loads);
         pending.extend(posts_end..steps.len());
-        let mut left = vec![0; 3];
+        let mut left = vec![0; 4];
         for s in &steps {
             left[s.phase] += 1;
         }
@@ -639,7 +645,7 @@ mod tests {
     use crate::source::TableClass;
 
     fn table(name: &str) -> PgTable {
-        PgTable { schema: "public".into(), name: name.into(), columns: vec!["id".into()], key_columns: vec!["id".into()], class: TableClass::System }
+        PgTable { schema: "public".into(), name: name.into(), columns: vec!["id".into()], key_columns: vec!["id".into()], class: TableClass::System, root: None }
     }
     fn stmt(sql: &str, table: &str, references: Option<&str>) -> Stmt {
         Stmt { what: sql.into(), sql: sql.into(), table: Some(format!("public.{table}")), references: references.map(|r| format!("public.{r}")) }

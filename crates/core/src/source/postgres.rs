@@ -47,11 +47,15 @@ pub struct PgTable {
     #[serde(default)]
     pub key_columns: Vec<String>,
     pub class: TableClass,
+    /// For a partition: the partitioned table at the top (a section name). Tenant and selective
+    /// restores treat the partitions of one table as that table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 impl PgTable {
     pub fn section(&self) -> String {
-        format!("{}.{}", self.schema, self.name)
+        super::tenancy::section_name(&self.schema, &self.name)
     }
     fn copy_target(&self) -> String {
         let cols: Vec<String> = self.columns.iter().map(|c| qi(c)).collect();
@@ -240,33 +244,60 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 CASE WHEN c.relispartition THEN (SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.relname) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid) END, \
                 pg_get_expr(c.relpartbound, c.oid), CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END, \
                 CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END, c.relrowsecurity, c.relforcerowsecurity, c.relispopulated, \
-                array_to_string(c.reloptions, ', ') \
+                array_to_string(c.reloptions, ', '), \
+                (SELECT array_to_string(array_agg('toast.' || o), ', ') FROM pg_class tc, unnest(tc.reloptions) o WHERE tc.oid = c.reltoastrelid), \
+                CASE WHEN c.relispartition THEN (SELECT rn.nspname::text || chr(1) || r.relname::text FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = pg_partition_root(c.oid)) END, \
+                (SELECT quote_ident(ic.relname) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisclustered), \
+                c.relreplident::text, \
+                EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid AND d.classid = 'pg_rewrite'::regclass WHERE rw.ev_class = c.oid AND d.refclassid = 'pg_constraint'::regclass) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_NS} AND {} ORDER BY c.oid", not_ext("c.oid")), "read tables").await?;
     let mut table_names = Vec::new();
     let mut with_tenant = std::collections::BTreeSet::new();
     let mut pending_tables = Vec::new();
+    let mut views_after_keys: Vec<Stmt> = Vec::new();
+    let mut refreshes: Vec<Stmt> = Vec::new();
+    let mut storage: Vec<Stmt> = Vec::new();
     for r in &rels {
         let (oid, ns, name, kind): (i64, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
         let full = format!("{}.{}", qi(&ns), qi(&name));
-        let qualified = format!("{ns}.{name}");
+        let qualified = super::tenancy::section_name(&ns, &name);
+        // A view that leans on a key (a GROUP BY on the primary key) can only be made once the
+        // key exists: it is created after the keys, with the indexes.
+        let after_keys: bool = r.get(18);
         match kind.as_str() {
             "v" => {
                 let opts: Option<String> = r.get(13);
                 let with = opts.filter(|o| !o.is_empty()).map(|o| format!(" WITH ({o})")).unwrap_or_default();
-                s.objects.push(Stmt { what: format!("view {qualified}"), sql: format!("CREATE VIEW {full}{with} AS {}", r.get::<String, _>(9).trim_end_matches(';')), table: None, references: None });
+                let st = Stmt { what: format!("view {qualified}"), sql: format!("CREATE VIEW {full}{with} AS {}", r.get::<String, _>(9).trim_end_matches(';')), table: None, references: None };
+                if after_keys {
+                    views_after_keys.push(st);
+                } else {
+                    s.objects.push(st);
+                }
             }
             "m" => {
-                s.objects.push(Stmt { what: format!("materialized view {qualified}"), sql: format!("CREATE MATERIALIZED VIEW {full} AS {} WITH NO DATA", r.get::<String, _>(9).trim_end_matches(';')), table: None, references: None });
+                let opts: Option<String> = r.get(13);
+                let with = opts.filter(|o| !o.is_empty()).map(|o| format!(" WITH ({o})")).unwrap_or_default();
+                let st = Stmt { what: format!("materialized view {qualified}"), sql: format!("CREATE MATERIALIZED VIEW {full}{with} AS {} WITH NO DATA", r.get::<String, _>(9).trim_end_matches(';')), table: None, references: None };
+                if after_keys {
+                    views_after_keys.push(st);
+                } else {
+                    s.objects.push(st);
+                }
                 if r.get::<bool, _>(12) {
-                    s.post.push(Stmt { what: format!("refresh {qualified}"), sql: format!("REFRESH MATERIALIZED VIEW {full}"), table: None, references: None });
+                    refreshes.push(Stmt { what: format!("refresh {qualified}"), sql: format!("REFRESH MATERIALIZED VIEW {full}"), table: None, references: None });
                 }
             }
             _ => {
                 let cols = rows(conn, format!(
                     "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text, \
                             CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END, \
-                            a.attislocal \
+                            a.attislocal, \
+                            (SELECT 'SEQUENCE NAME ' || quote_ident(sn.nspname) || '.' || quote_ident(sc.relname) || ' START WITH ' || sq.seqstart || ' INCREMENT BY ' || sq.seqincrement \
+                                    || ' MINVALUE ' || sq.seqmin || ' MAXVALUE ' || sq.seqmax || ' CACHE ' || sq.seqcache || CASE WHEN sq.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END \
+                               FROM pg_depend dp JOIN pg_class sc ON sc.oid = dp.objid JOIN pg_namespace sn ON sn.oid = sc.relnamespace JOIN pg_sequence sq ON sq.seqrelid = sc.oid \
+                              WHERE dp.refobjid = a.attrelid AND dp.refobjsubid = a.attnum AND dp.classid = 'pg_class'::regclass AND dp.deptype = 'i' AND sc.relkind = 'S' LIMIT 1) \
                      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
                      WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"), "read columns").await?;
                 let partition_of: Option<String> = r.get(6);
@@ -290,8 +321,8 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                     }
                     match (generated.as_str(), identity.as_str()) {
                         ("s", _) => d.push_str(&format!(" GENERATED ALWAYS AS ({}) STORED", default.clone().unwrap_or_default())),
-                        (_, "a") => d.push_str(" GENERATED ALWAYS AS IDENTITY"),
-                        (_, "d") => d.push_str(" GENERATED BY DEFAULT AS IDENTITY"),
+                        (_, "a") => d.push_str(&format!(" GENERATED ALWAYS AS IDENTITY{}", c.get::<Option<String>, _>(8).map(|o| format!(" ({o})")).unwrap_or_default())),
+                        (_, "d") => d.push_str(&format!(" GENERATED BY DEFAULT AS IDENTITY{}", c.get::<Option<String>, _>(8).map(|o| format!(" ({o})")).unwrap_or_default())),
                         _ => {
                             if let Some(def) = &default {
                                 d.push_str(&format!(" DEFAULT {def}"));
@@ -304,17 +335,34 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                     defs.push(d);
                 }
                 let unlogged = if r.get::<String, _>(4) == "u" { "UNLOGGED " } else { "" };
-                let sql = match &partition_of {
+                let mut sql = match &partition_of {
                     Some(parent) => format!("CREATE {unlogged}TABLE {full} PARTITION OF {parent} {}", r.get::<Option<String>, _>(7).unwrap_or_default()),
-                    None => {
-                        let mut sql = format!("CREATE {unlogged}TABLE {full} (\n    {}\n)", defs.join(",\n    "));
-                        if let Some(pk) = r.get::<Option<String>, _>(8) {
-                            sql.push_str(&format!(" PARTITION BY {pk}"));
-                        }
-                        sql
-                    }
+                    None => format!("CREATE {unlogged}TABLE {full} (\n    {}\n)", defs.join(",\n    ")),
                 };
+                if let Some(pk) = r.get::<Option<String>, _>(8) {
+                    // A partitioned table, or a partition partitioned again.
+                    sql.push_str(&format!(" PARTITION BY {pk}"));
+                }
+                // Storage parameters, the table's and its TOAST table's.
+                let options: Vec<String> = [r.get::<Option<String>, _>(13), r.get::<Option<String>, _>(14)].into_iter().flatten().filter(|o| !o.is_empty()).collect();
+                if !options.is_empty() {
+                    sql.push_str(&format!(" WITH ({})", options.join(", ")));
+                }
                 s.objects.push(Stmt { what: format!("table {qualified}"), sql, table: None, references: None });
+                if let Some(index) = r.get::<Option<String>, _>(16) {
+                    storage.push(Stmt { what: format!("cluster {qualified} on {index}"), sql: format!("ALTER TABLE {full} CLUSTER ON {index}"), table: None, references: None });
+                }
+                match r.get::<String, _>(17).as_str() {
+                    "f" => storage.push(Stmt { what: format!("replica identity of {qualified}"), sql: format!("ALTER TABLE {full} REPLICA IDENTITY FULL"), table: None, references: None }),
+                    "n" => storage.push(Stmt { what: format!("replica identity of {qualified}"), sql: format!("ALTER TABLE {full} REPLICA IDENTITY NOTHING"), table: None, references: None }),
+                    "i" => {
+                        if let Some(ix) = sqlx::query_scalar::<_, String>("SELECT quote_ident(ic.relname) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid WHERE x.indrelid = $1::oid AND x.indisreplident")
+                            .bind(oid).fetch_optional(&mut *conn).await.map_err(q("read replica identities"))? {
+                            storage.push(Stmt { what: format!("replica identity of {qualified}"), sql: format!("ALTER TABLE {full} REPLICA IDENTITY USING INDEX {ix}"), table: None, references: None });
+                        }
+                    }
+                    _ => {}
+                }
                 if r.get::<bool, _>(10) {
                     s.post.push(Stmt { what: format!("row security on {qualified}"), sql: format!("ALTER TABLE {full} ENABLE ROW LEVEL SECURITY"), table: None, references: None });
                 }
@@ -331,7 +379,8 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(q("read primary keys"))?;
-                    pending_tables.push(PgTable { schema: ns.clone(), name: name.clone(), columns: copy_cols, key_columns, class: TableClass::System });
+                    let root = r.get::<Option<String>, _>(15).and_then(|x| x.split_once('\u{1}').map(|(a, b)| super::tenancy::section_name(a, b)));
+                    pending_tables.push(PgTable { schema: ns.clone(), name: name.clone(), columns: copy_cols, key_columns, class: TableClass::System, root });
                 }
             }
         }
@@ -354,43 +403,71 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
             .fetch_one(&mut *conn).await.map_err(q("read a sequence value"))?;
         s.post.push(Stmt { what: format!("value of {ns}.{name}"), sql: format!("SELECT setval({}, {v}, {called})", ql(&full)), table: None, references: None });
     }
-    // Constraints: keys, unique, check, exclusion first; foreign keys after.
+    // Constraints: keys, unique, check, exclusion first; foreign keys after. A partitioned
+    // table's key is added to it alone (`ONLY`) and each partition's under its own name, then
+    // attached, as the source has them: names kept, nothing left to timing.
     let cons = rows(conn, format!(
         "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), co.conname, pg_get_constraintdef(co.oid), co.contype::text, \
-                n.nspname || '.' || c.relname, (SELECT rn.nspname || '.' || r.relname FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = co.confrelid) \
+                n.nspname::text, c.relname::text, (SELECT rn.nspname::text || chr(1) || r.relname::text FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = co.confrelid), \
+                c.relkind = 'p', co.conparentid <> 0, \
+                (SELECT quote_ident(pn.nspname) || '.' || quote_ident(pi.relname) FROM pg_inherits h JOIN pg_class pi ON pi.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pi.relnamespace WHERE h.inhrelid = co.conindid), \
+                (SELECT quote_ident(ixn.nspname) || '.' || quote_ident(ix.relname) FROM pg_class ix JOIN pg_namespace ixn ON ixn.oid = ix.relnamespace WHERE ix.oid = co.conindid), \
+                (SELECT pn.nspname::text || chr(1) || pt.relname::text FROM pg_inherits h JOIN pg_class pt ON pt.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pt.relnamespace WHERE h.inhrelid = c.oid) \
          FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE co.contype IN ('p', 'u', 'c', 'x', 'f') AND co.conislocal AND co.conparentid = 0 AND {USER_NS} AND {} \
+         WHERE co.contype IN ('p', 'u', 'c', 'x', 'f') AND {USER_NS} AND {} \
+           AND ((co.conislocal AND co.conparentid = 0) OR (co.contype IN ('p', 'u', 'x') AND co.conparentid <> 0)) \
          ORDER BY co.contype = 'f', n.nspname, c.relname, co.conname", not_ext("c.oid")), "read constraints").await?;
     let mut fks = Vec::new();
+    let mut fk_stmts = Vec::new();
+    let mut attaches = Vec::new();
     for r in &cons {
         let (table, name, def, kind): (String, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
-        let references: Option<String> = r.get(5);
+        let section = super::tenancy::section_name(&r.get::<String, _>(4), &r.get::<String, _>(5));
+        let references: Option<String> = r.get::<Option<String>, _>(6).and_then(|x| x.split_once('\u{1}').map(|(a, b)| super::tenancy::section_name(a, b)));
+        let (partitioned, inherited): (bool, bool) = (r.get(7), r.get(8));
+        let only = if (partitioned || inherited) && matches!(kind.as_str(), "p" | "u" | "x") { "ONLY " } else { "" };
+        let st = Stmt {
+            what: format!("constraint {name} on {section}"),
+            sql: format!("ALTER TABLE {only}{table} ADD CONSTRAINT {} {def}", qi(&name)),
+            table: Some(section.clone()),
+            references: if kind == "f" { references.clone() } else { None },
+        };
         if kind == "f" {
             if let Some(parent) = &references {
-                fks.push((r.get::<String, _>(4), parent.clone()));
+                fks.push((section.clone(), parent.clone()));
             }
+            fk_stmts.push(st);
+        } else {
+            s.post.push(st);
         }
-        s.post.push(Stmt {
-            what: format!("constraint {name} on {table}"),
-            sql: format!("ALTER TABLE {table} ADD CONSTRAINT {} {def}", qi(&name)),
-            table: Some(r.get(4)),
-            references: if kind == "f" { references } else { None },
-        });
+        if let (true, Some(parent_index), Some(index)) = (inherited, r.get::<Option<String>, _>(9), r.get::<Option<String>, _>(10)) {
+            let parent_table = r.get::<Option<String>, _>(11).and_then(|x| x.split_once('\u{1}').map(|(a, b)| super::tenancy::section_name(a, b)));
+            attaches.push(Stmt { what: format!("index {index} attached to {parent_index}"), sql: format!("ALTER INDEX {parent_index} ATTACH PARTITION {index}"), table: parent_table, references: None });
+        }
     }
-    // Foreign keys go after the indexes: move them to the end.
-    let (fk_stmts, other): (Vec<Stmt>, Vec<Stmt>) = std::mem::take(&mut s.post).into_iter().partition(|st| st.sql.contains(" FOREIGN KEY "));
-    s.post = other;
-    // Indexes not backing a constraint and not attached to a parent's index.
+    // Indexes not backing a constraint: a partitioned table's on it alone, each partition's
+    // under its own name, attached to its parent's.
     for r in rows(conn, format!(
-        "SELECT pg_get_indexdef(i.indexrelid), ic.relname, n.nspname || '.' || c.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
+        "SELECT pg_get_indexdef(i.indexrelid), ic.relname::text, n.nspname::text, c.relname::text, \
+                (SELECT quote_ident(pn.nspname) || '.' || quote_ident(pi.relname) FROM pg_inherits h JOIN pg_class pi ON pi.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pi.relnamespace WHERE h.inhrelid = i.indexrelid), \
+                quote_ident(icn.nspname) || '.' || quote_ident(ic.relname), \
+                (SELECT pn.nspname::text || chr(1) || pt.relname::text FROM pg_inherits h JOIN pg_class pt ON pt.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pt.relnamespace WHERE h.inhrelid = c.oid) \
+         FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_namespace icn ON icn.oid = ic.relnamespace \
          WHERE {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.contype IN ('p', 'u', 'x')) \
-           AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid) ORDER BY i.indexrelid", not_ext("c.oid")), "read indexes").await? {
-        // "ON ONLY" would leave the partitions without their index; PostgreSQL builds and
-        // attaches the partitions' indexes itself when the parent's is created without it.
+         ORDER BY i.indexrelid", not_ext("c.oid")), "read indexes").await? {
         let def: String = r.get(0);
-        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: def.replacen(" ON ONLY ", " ON ", 1), table: Some(r.get(2)), references: None });
+        let section = super::tenancy::section_name(&r.get::<String, _>(2), &r.get::<String, _>(3));
+        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: def, table: Some(section), references: None });
+        if let Some(parent_index) = r.get::<Option<String>, _>(4) {
+            let parent_table = r.get::<Option<String>, _>(6).and_then(|x| x.split_once('\u{1}').map(|(a, b)| super::tenancy::section_name(a, b)));
+            attaches.push(Stmt { what: format!("index {} attached to {parent_index}", r.get::<String, _>(1)), sql: format!("ALTER INDEX {parent_index} ATTACH PARTITION {}", r.get::<String, _>(5)), table: parent_table, references: None });
+        }
     }
+    // Views that lean on keys, once the keys exist; indexes attached; then what needs indexes.
+    s.post.extend(views_after_keys);
+    s.post.extend(attaches);
+    s.post.extend(storage);
     s.post.extend(fk_stmts);
     // Triggers and policies.
     for r in rows(conn, format!(
@@ -426,6 +503,24 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
             s.post.push(Stmt { what: format!("comment on {target}"), sql: format!("COMMENT ON {target} IS {}", ql(&r.get::<String, _>(1))), table: None, references: None });
         }
     }
+    // Rules other than views' own.
+    for r in rows(conn, format!(
+        "SELECT pg_get_ruledef(rw.oid), rw.rulename::text, rw.ev_enabled::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_rewrite rw JOIN pg_class c ON c.oid = rw.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE rw.rulename <> '_RETURN' AND {USER_NS} AND {} ORDER BY rw.oid", not_ext("c.oid")), "read rules").await? {
+        let (def, name, enabled, table): (String, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        s.post.push(Stmt { what: format!("rule {name} on {table}"), sql: def.trim_end_matches(';').to_string(), table: None, references: None });
+        let mode = match enabled.as_str() {
+            "D" => Some("DISABLE RULE"),
+            "A" => Some("ENABLE ALWAYS RULE"),
+            "R" => Some("ENABLE REPLICA RULE"),
+            _ => None,
+        };
+        if let Some(m) = mode {
+            s.post.push(Stmt { what: format!("rule {name} on {table}"), sql: format!("ALTER TABLE {table} {m} {}", qi(&name)), table: None, references: None });
+        }
+    }
+    // Materialized views are filled last, once everything they read is there.
+    s.post.extend(refreshes);
     let classes = classify(&table_names, &|t| with_tenant.contains(t), &fks, tenants_table);
     for mut t in pending_tables {
         t.class = classes.get(&format!("{}.{}", t.schema, t.name)).copied().unwrap_or(TableClass::System);
@@ -531,6 +626,8 @@ impl Snapshot {
 pub async fn snapshot(url: &str, req: &BackupRequest) -> Result<Snapshot> {
     let mut conn = connect(url).await?;
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE").execute(&mut conn).await.map_err(q("start the snapshot"))?;
+    // Row security never filters a backup silently: a table it would filter is an error.
+    sqlx::raw_sql("SET LOCAL row_security = off; SET LOCAL extra_float_digits = 3").execute(&mut conn).await.map_err(q("prepare the snapshot"))?;
     let (exported, txid_snapshot, next_xid): (String, String, i64) =
         sqlx::query_as("SELECT pg_export_snapshot(), pg_current_snapshot()::text, pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
             .fetch_one(&mut conn)
@@ -575,7 +672,10 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
     let mut conns = vec![conn];
     for _ in 1..req.jobs.clamp(1, schema.tables.len().max(1)) {
         match worker_connection(url, &snapshot).await {
-            Ok(c) => conns.push(c),
+            Ok(mut c) => {
+                bind_tenants(&mut c, &req.tenants).await?;
+                conns.push(c)
+            }
             // The server may allow no more connections: fewer workers read it, on the same snapshot.
             Err(e) => {
                 tracing::warn!("a parallel backup worker could not start ({}); continuing with {} connections", e.message, conns.len());
@@ -609,6 +709,7 @@ async fn worker_connection(url: &str, snapshot: &str) -> Result<PgConnection> {
     let mut c = connect(url).await?;
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut c).await.map_err(q("start a worker's transaction"))?;
     sqlx::query(AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT {}", ql(snapshot)))).execute(&mut c).await.map_err(q("share the snapshot with a worker"))?;
+    sqlx::raw_sql("SET LOCAL row_security = off; SET LOCAL extra_float_digits = 3").execute(&mut c).await.map_err(q("prepare a worker"))?;
     Ok(c)
 }
 
@@ -674,19 +775,22 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
     }
 }
 
-/// Per tenant table (`schema.table`), the condition (on alias `l`) true for the rows of the
-/// request's tenants.
+/// Per tenant table (`schema.table`; a partition stands for its table), the condition (on
+/// alias `l`) true for the rows of the request's tenants. The ids are read from the transaction's
+/// settings `safehold.t<i>` ([`bind_tenants`]).
 async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &BackupRequest) -> Result<std::collections::HashMap<String, String>> {
-    use super::pg_apply::{read_target, rel, TenantScope, Tenancy};
+    use super::tenancy::{read_target, rel, TenantScope, Tenancy};
     let target = read_target(conn).await?;
-    let available: std::collections::BTreeSet<String> = schema.tables.iter().map(PgTable::section).collect();
+    let available: std::collections::BTreeSet<String> = schema.tables.iter().filter_map(|t| t.root.clone().or_else(|| target.table_of(&t.section()))).collect();
     let mut preds: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-    for tenant in &req.tenants {
+    bind_tenants(conn, &req.tenants).await?;
+    for (i, tenant) in req.tenants.iter().enumerate() {
         let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: req.tenant_column.clone(), tenants_table: req.tenants_table.clone(), copy: None };
-        let ten = Tenancy::find(&target, &scope, &available)?;
-        let tenants_table = ten.tables().into_iter().find(|t| t.rsplit('.').next() == Some(req.tenants_table.as_str()));
+        let mut ten = Tenancy::find(&target, &scope, &available)?;
+        ten.param = format!("safehold.t{i}");
+        let tenants_table = ten.tables().into_iter().find(|t| matches!(ten.reach.get(t), Some(super::tenancy::Reach::TenantsKey(_))));
         if let Some(tt) = &tenants_table {
-            let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT 1 FROM {} l WHERE {} LIMIT 1", rel(tt), ten.predicate(tt, "l", &|x: &str| rel(x), 0))))
+            let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT 1 FROM {} l WHERE {} LIMIT 1", rel(tt), ten.predicate(tt, "l", &|x: &str| rel(x), false, 0))))
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(q("look the tenant up"))?;
@@ -695,11 +799,27 @@ async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &Bac
             }
         }
         for t in ten.tables() {
-            let pred = ten.predicate(&t, "l", &|x: &str| rel(x), 0);
+            let pred = ten.predicate(&t, "l", &|x: &str| rel(x), false, 0);
             preds.entry(t).or_default().push(format!("({pred})"));
         }
     }
-    Ok(preds.into_iter().map(|(t, p)| (t, p.join(" OR "))).collect())
+    // Each partition of a tenant table takes its table's condition.
+    let mut out: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for t in &schema.tables {
+        let table = t.root.clone().or_else(|| target.table_of(&t.section())).unwrap_or_else(|| t.section());
+        if let Some(p) = preds.get(&table) {
+            out.insert(t.section(), p.join(" OR "));
+        }
+    }
+    Ok(out)
+}
+
+/// Puts the tenants' ids of a tenant export into the transaction's settings the conditions read.
+async fn bind_tenants(conn: &mut PgConnection, tenants: &[String]) -> Result<()> {
+    for (i, t) in tenants.iter().enumerate() {
+        sqlx::query("SELECT set_config($1, $2, true)").bind(format!("safehold.t{i}")).bind(t).execute(&mut *conn).await.map_err(q("set the tenants for the export"))?;
+    }
+    Ok(())
 }
 
 /// Streams `COPY … TO STDOUT` into a new section; returns the rows written. Other workers'

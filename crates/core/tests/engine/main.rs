@@ -18,5 +18,6 @@ mod restores;
 mod retention;
 mod runs;
 mod scheduler;
+mod schemas;
 mod storage;
 mod support;

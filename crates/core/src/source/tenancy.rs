@@ -1,0 +1,622 @@
+//! What a live PostgreSQL database's tables are to a tenant: its tables as the tenant operations
+//! see them (a partitioned table is ONE table: its root; partitions are where rows live, not
+//! tables of their own), their keys, unique constraints, foreign keys and triggers, and — for
+//! one tenant — how each table's rows are found: by the tenant column, as the tenants table's
+//! row, through a chain of foreign keys to such a row (the shortest), or as rows that the
+//! tenant's rows point at one-to-one.
+//!
+//! Orders: rows are read parents first along those paths ([`Tenancy::reach_order`]); rows are
+//! written parents first by every foreign key, a cycle broken at a deferrable key or else at a
+//! nullable one — never by name ([`write_order`]); a cycle of `NOT NULL`, non-deferrable keys is
+//! refused by name before anything is written.
+//!
+//! Table names are section names ([`section_name`]): `schema.table`, a part quoted as SQL quotes
+//! it when it holds a character that would make the pair ambiguous.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+
+use super::postgres::{q, qi, USER_NS};
+use crate::error::{Error, Result};
+
+/// A table's name in archives, plans and maps: `schema.table`; a part holding `.`, `"`, `#` or
+/// nothing is written quoted (`"a.b".c`), so every pair of names has its own section and the
+/// `#keys` sections of incremental backups can never be a table's.
+pub fn section_name(schema: &str, table: &str) -> String {
+    format!("{}.{}", section_part(schema), section_part(table))
+}
+
+fn section_part(s: &str) -> String {
+    if s.is_empty() || s.contains(['.', '"', '#']) {
+        qi(s)
+    } else {
+        s.to_string()
+    }
+}
+
+/// The schema and the table of a section name (the inverse of [`section_name`]); a name without
+/// a dot is a table of `public`.
+pub fn split_section(section: &str) -> (String, String) {
+    fn part(s: &str) -> (String, &str) {
+        if let Some(body) = s.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = body.char_indices();
+            while let Some((i, c)) = chars.next() {
+                if c == '"' {
+                    if body[i + 1..].starts_with('"') {
+                        out.push('"');
+                        chars.next();
+                        continue;
+                    }
+                    return (out, &body[i + 1..]);
+                }
+                out.push(c);
+            }
+            (out, "")
+        } else {
+            match s.find('.') {
+                Some(i) => (s[..i].to_string(), &s[i..]),
+                None => (s.to_string(), ""),
+            }
+        }
+    }
+    let (first, rest) = part(section);
+    match rest.strip_prefix('.') {
+        Some(r) => (first, part(r).0),
+        None => ("public".to_string(), first),
+    }
+}
+
+/// The quoted relation of a section name.
+pub fn rel(section: &str) -> String {
+    let (s, t) = split_section(section);
+    format!("{}.{}", qi(&s), qi(&t))
+}
+
+/// The table part of a section name.
+pub fn bare(section: &str) -> String {
+    split_section(section).1
+}
+
+/// A column of a target table.
+#[derive(Debug, Clone)]
+pub(crate) struct Col {
+    pub name: String,
+    pub ty: String,
+    pub identity: bool,
+    pub always: bool,
+    pub default: Option<String>,
+    pub not_null: bool,
+    /// A generated (computed) column: never written.
+    pub generated: bool,
+}
+
+impl Col {
+    /// Whether the target makes this column's values itself (identity, a sequence, a UUID
+    /// function): a copy draws new ones.
+    pub fn generated_key(&self) -> bool {
+        self.identity
+            || self.default.as_deref().is_some_and(|d| {
+                let d = d.to_ascii_lowercase();
+                d.starts_with("nextval(") || d.contains("gen_random_uuid()") || d.contains("uuid_generate_v") || d.contains("uuidv7()") || d.contains("uuidv4()")
+            })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Fk {
+    pub name: String,
+    pub child: String,
+    pub parent: String,
+    pub cols: Vec<(String, String)>,
+    pub deferrable: bool,
+    /// Some child column may be NULL: the reference can be left out and added later.
+    pub nullable: bool,
+}
+
+/// A unique constraint or unique index of a table.
+#[derive(Debug, Clone)]
+pub(crate) struct Unique {
+    pub name: String,
+    /// Plain columns; an expression appears as `None`.
+    pub cols: Vec<Option<String>>,
+    /// The predicate of a partial unique index.
+    pub predicate: Option<String>,
+    pub primary: bool,
+    pub nulls_not_distinct: bool,
+}
+
+impl Unique {
+    /// The plain columns, when every key part is one.
+    pub fn plain(&self) -> Option<Vec<String>> {
+        self.cols.iter().cloned().collect()
+    }
+}
+
+/// A user trigger that fires (its `tgenabled`).
+#[derive(Debug, Clone)]
+pub(crate) struct Trigger {
+    pub name: String,
+    pub enabled: String,
+}
+
+/// The target's tables, keys and foreign keys.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Target {
+    /// Plain tables and partitioned roots (never partitions), by section name.
+    pub cols: HashMap<String, Vec<Col>>,
+    pub pks: HashMap<String, Vec<String>>,
+    /// Unique constraints and unique indexes on plain columns without a predicate (primary
+    /// keys included).
+    pub uniques: HashMap<String, Vec<Vec<String>>>,
+    /// Every unique constraint and unique index, partial and expression ones too.
+    pub unique_indexes: HashMap<String, Vec<Unique>>,
+    pub fks: Vec<Fk>,
+    /// Every partition (at any level) → its root.
+    pub partitions: HashMap<String, String>,
+    pub triggers: HashMap<String, Vec<Trigger>>,
+    pub server_version_num: i64,
+}
+
+impl Target {
+    /// The table a section stands for: itself, or the root of the partition it is.
+    pub fn table_of(&self, section: &str) -> Option<String> {
+        if self.cols.contains_key(section) {
+            Some(section.to_string())
+        } else {
+            self.partitions.get(section).cloned()
+        }
+    }
+
+    pub fn col(&self, table: &str, col: &str) -> Option<&Col> {
+        self.cols.get(table).and_then(|cs| cs.iter().find(|c| c.name == col))
+    }
+
+    /// The tables among `names` (section names or bare names) that is the tenants table.
+    pub fn find_table(&self, name: &str) -> Vec<String> {
+        let mut exact: Vec<String> = self.cols.keys().filter(|t| t.as_str() == name).cloned().collect();
+        if exact.is_empty() {
+            exact = self.cols.keys().filter(|t| bare(t) == name).cloned().collect();
+        }
+        exact.sort();
+        exact
+    }
+}
+
+pub(crate) async fn read_target(conn: &mut PgConnection) -> Result<Target> {
+    let mut t = Target {
+        server_version_num: sqlx::query_scalar::<_, String>("SELECT current_setting('server_version_num')")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(q("read the target's version"))?
+            .parse()
+            .unwrap_or(0),
+        ..Default::default()
+    };
+    let name_of = |ns: String, rel: String| section_name(&ns, &rel);
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attidentity::text, pg_get_expr(d.adbin, d.adrelid), a.attnotnull, a.attgenerated::text \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
+         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {USER_NS} ORDER BY c.oid, a.attnum"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q("read the target's tables"))?;
+    for r in rows {
+        let identity: String = r.get(4);
+        t.cols.entry(name_of(r.get(0), r.get(1))).or_default().push(Col {
+            name: r.get(2),
+            ty: r.get(3),
+            identity: !identity.is_empty(),
+            always: identity == "a",
+            default: r.get(5),
+            not_null: r.get(6),
+            generated: !r.get::<String, _>(7).is_empty(),
+        });
+    }
+    for r in sqlx::query(AssertSqlSafe(format!(
+        "SELECT n.nspname::text, c.relname::text, rn.nspname::text, r.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_class r ON r.oid = pg_partition_root(c.oid) JOIN pg_namespace rn ON rn.oid = r.relnamespace \
+         WHERE c.relispartition AND c.relkind IN ('r', 'p') AND {USER_NS}"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q("read the target's partitions"))?
+    {
+        t.partitions.insert(name_of(r.get(0), r.get(1)), name_of(r.get(2), r.get(3)));
+    }
+    // Unique indexes (constraints' included) of the tables: each key part a column or an
+    // expression, with the predicate of a partial one.
+    let nulls_not_distinct = if t.server_version_num >= 150000 { "i.indnullsnotdistinct" } else { "false" };
+    for r in sqlx::query(AssertSqlSafe(format!(
+        "SELECT n.nspname::text, c.relname::text, ic.relname::text, i.indisprimary, pg_get_expr(i.indpred, i.indrelid), {nulls_not_distinct}, \
+                array_agg(CASE WHEN k.attnum > 0 THEN a.attname::text END ORDER BY k.ord) \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_class ic ON ic.oid = i.indexrelid \
+         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
+         LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+         WHERE i.indisunique AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND k.ord <= i.indnkeyatts AND {USER_NS} \
+         GROUP BY i.indexrelid, n.nspname, c.relname, ic.relname, i.indisprimary, i.indpred, i.indrelid ORDER BY i.indexrelid"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q("read the target's unique constraints"))?
+    {
+        let table = name_of(r.get(0), r.get(1));
+        let cols: Vec<Option<String>> = r.get(6);
+        let u = Unique { name: r.get(2), cols, predicate: r.get(4), primary: r.get(3), nulls_not_distinct: r.get(5) };
+        if u.primary {
+            t.pks.insert(table.clone(), u.plain().unwrap_or_default());
+        }
+        if let (Some(plain), None) = (u.plain(), &u.predicate) {
+            t.uniques.entry(table.clone()).or_default().push(plain);
+        }
+        t.unique_indexes.entry(table).or_default().push(u);
+    }
+    for r in sqlx::query(
+        "SELECT cn.nspname::text, c.relname::text, pn.nspname::text, p.relname::text, co.conname::text, co.condeferrable, \
+                array_agg(ca.attname::text ORDER BY k.ord), array_agg(pa.attname::text ORDER BY k.ord), bool_or(NOT ca.attnotnull) \
+         FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace \
+         JOIN pg_class p ON p.oid = co.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace \
+         CROSS JOIN LATERAL unnest(co.conkey, co.confkey) WITH ORDINALITY k(ck, pk, ord) \
+         JOIN pg_attribute ca ON ca.attrelid = c.oid AND ca.attnum = k.ck JOIN pg_attribute pa ON pa.attrelid = p.oid AND pa.attnum = k.pk \
+         WHERE co.contype = 'f' AND co.conparentid = 0 GROUP BY co.oid, cn.nspname, c.relname, pn.nspname, p.relname, co.conname, co.condeferrable ORDER BY co.oid",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q("read the target's foreign keys"))?
+    {
+        let child = name_of(r.get(0), r.get(1));
+        let parent = name_of(r.get(2), r.get(3));
+        let (child_cols, parent_cols): (Vec<String>, Vec<String>) = (r.get(6), r.get(7));
+        let child = t.table_of(&child).unwrap_or(child);
+        let parent = t.table_of(&parent).unwrap_or(parent);
+        t.fks.push(Fk { name: r.get(4), child, parent, cols: child_cols.into_iter().zip(parent_cols).collect(), deferrable: r.get(5), nullable: r.get(8) });
+    }
+    for r in sqlx::query(AssertSqlSafe(format!(
+        "SELECT n.nspname::text, c.relname::text, tg.tgname::text, tg.tgenabled::text FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE NOT tg.tgisinternal AND tg.tgparentid = 0 AND tg.tgenabled <> 'D' AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND {USER_NS} ORDER BY tg.oid"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q("read the target's triggers"))?
+    {
+        t.triggers.entry(name_of(r.get(0), r.get(1))).or_default().push(Trigger { name: r.get(2), enabled: r.get(3) });
+    }
+    Ok(t)
+}
+
+/// Turns the user triggers of `tables` off for the rest of the transaction (a restore or a copy
+/// writes rows as they are: a trigger must not change them nor write elsewhere), and returns the
+/// statements that turn them on again as they were.
+pub(crate) async fn quiet_triggers(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, target: &Target, tables: &[String]) -> Result<Vec<String>> {
+    let mut again = Vec::new();
+    for t in tables {
+        for tg in target.triggers.get(t).into_iter().flatten() {
+            sqlx::raw_sql(AssertSqlSafe(format!("ALTER TABLE {} DISABLE TRIGGER {}", rel(t), qi(&tg.name))))
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| super::postgres::restore_error(&format!("turning off the trigger {} of {t} for the restore", tg.name), &e))?;
+            let mode = match tg.enabled.as_str() {
+                "A" => "ALWAYS ",
+                "R" => "REPLICA ",
+                _ => "",
+            };
+            again.push(format!("ALTER TABLE {} ENABLE {mode}TRIGGER {}", rel(t), qi(&tg.name)));
+        }
+    }
+    Ok(again)
+}
+
+/// How a tenant table's rows are found.
+#[derive(Debug, Clone)]
+pub(crate) enum Reach {
+    /// Its own tenant column.
+    Column(String),
+    /// The tenants table: its key is the tenant id.
+    TenantsKey(String),
+    /// Through this foreign key (index in `fks`) to a parent tenant table.
+    Via(usize),
+    /// Rows that the tenant's rows of another table point at through this one-to-one foreign key
+    /// (index in `fks`; its child is the owner): they belong to the tenant with them.
+    Owned(usize),
+}
+
+/// Which tenant of which table.
+#[derive(Debug, Clone)]
+pub struct TenantScope {
+    pub tenant_id: String,
+    pub tenant_column: String,
+    pub tenants_table: String,
+    /// Restore as a copy under a new tenant id instead of replacing the tenant.
+    pub copy: Option<CopyAs>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CopyAs {
+    /// The new tenant's id; when `None`, the tenants table's key default makes one.
+    pub new_tenant_id: Option<String>,
+    /// A new value for the tenants table's `name` column.
+    pub new_tenant_name: Option<String>,
+    /// How rows equal to a target row on a unique constraint are resolved, per table (as a
+    /// migration's conflict rules); tables not listed: reported, nothing written.
+    pub conflicts: std::collections::BTreeMap<String, crate::migrate::Resolution>,
+}
+
+pub(crate) struct Tenancy {
+    pub reach: HashMap<String, Reach>,
+    pub fks: Vec<Fk>,
+    pub tenant: String,
+    /// The type of each table's tenant column or tenants key.
+    pub types: HashMap<String, String>,
+    /// The setting that holds the tenant id in the transaction ([`Tenancy::bind`]): predicates
+    /// read it instead of carrying the id as text.
+    pub param: String,
+    /// Tables reached, in the order they were found (a table's path goes through earlier ones).
+    pub found: Vec<String>,
+}
+
+impl Tenancy {
+    /// Finds the tenant tables of the target among `available`: the tenants table, the tables
+    /// with the tenant column, then (breadth first, so each by its shortest path) tables with a
+    /// foreign key to a found one, and rows found ones point at one-to-one.
+    pub(crate) fn find(target: &Target, scope: &TenantScope, available: &BTreeSet<String>) -> Result<Self> {
+        let mut reach = HashMap::new();
+        let mut types = HashMap::new();
+        let mut found = Vec::new();
+        let tenants_tables: Vec<String> = target.find_table(&scope.tenants_table).into_iter().filter(|t| available.contains(t)).collect();
+        if tenants_tables.len() > 1 {
+            return Err(Error::validation(format!(
+                "several tables are called {}: {}; set the connection's tenants table with its schema (e.g. {})",
+                scope.tenants_table,
+                tenants_tables.join(", "),
+                tenants_tables[0]
+            )));
+        }
+        let mut names: Vec<&String> = target.cols.keys().filter(|t| available.contains(*t)).collect();
+        names.sort();
+        for table in names {
+            let cols = &target.cols[table];
+            if tenants_tables.contains(table) {
+                let pk = target.pks.get(table).cloned().unwrap_or_default();
+                if pk.len() != 1 {
+                    return Err(Error::validation(format!("the tenants table {table} needs a one-column primary key (the tenant id) for tenant operations")));
+                }
+                reach.insert(table.clone(), Reach::TenantsKey(pk[0].clone()));
+                types.insert(table.clone(), cols.iter().find(|c| c.name == pk[0]).map(|c| c.ty.clone()).unwrap_or_else(|| "text".into()));
+                found.insert(0, table.clone());
+            } else if let Some(c) = cols.iter().find(|c| c.name == scope.tenant_column) {
+                reach.insert(table.clone(), Reach::Column(scope.tenant_column.clone()));
+                types.insert(table.clone(), c.ty.clone());
+                found.push(table.clone());
+            }
+        }
+        if reach.is_empty() {
+            return Err(Error::validation(format!(
+                "no table of the target has the tenant column \"{}\" or is the tenants table \"{}\"; set the connection's tenant column and tenants table",
+                scope.tenant_column, scope.tenants_table
+            )));
+        }
+        // Breadth first: children by foreign keys; then rows owned one-to-one.
+        let mut queue: VecDeque<String> = found.iter().cloned().collect();
+        loop {
+            while let Some(parent) = queue.pop_front() {
+                for (i, fk) in target.fks.iter().enumerate() {
+                    if fk.parent == parent && fk.child != fk.parent && available.contains(&fk.child) && !reach.contains_key(&fk.child) {
+                        reach.insert(fk.child.clone(), Reach::Via(i));
+                        found.push(fk.child.clone());
+                        queue.push_back(fk.child.clone());
+                    }
+                }
+            }
+            // A table nothing else reaches, pointed at one-to-one by a found table: its rows go
+            // with the rows pointing at them.
+            let owned = target.fks.iter().enumerate().find(|(_, fk)| {
+                reach.contains_key(&fk.child)
+                    && !reach.contains_key(&fk.parent)
+                    && available.contains(&fk.parent)
+                    && fk.child != fk.parent
+                    && one_to_one(target, fk)
+                    && target.pks.get(&fk.parent).is_some_and(|pk| !pk.is_empty())
+            });
+            match owned {
+                Some((i, fk)) => {
+                    reach.insert(fk.parent.clone(), Reach::Owned(i));
+                    found.push(fk.parent.clone());
+                    queue.push_back(fk.parent.clone());
+                }
+                None => break,
+            }
+        }
+        Ok(Self { reach, fks: target.fks.clone(), tenant: scope.tenant_id.clone(), types, param: "safehold.tenant".into(), found })
+    }
+
+    /// Puts the tenant id into the transaction's setting that the predicates read (a bound
+    /// value: the id never becomes SQL text).
+    pub(crate) async fn bind(&self, conn: &mut PgConnection) -> Result<()> {
+        sqlx::query("SELECT set_config($1, $2, true)").bind(&self.param).bind(&self.tenant).execute(&mut *conn).await.map_err(q("set the tenant for the transaction"))?;
+        Ok(())
+    }
+
+    pub(crate) fn tables(&self) -> Vec<String> {
+        self.found.clone()
+    }
+
+    /// The tables in the order their rows can be selected: each after the table its path goes
+    /// through.
+    pub(crate) fn reach_order(&self) -> Vec<String> {
+        self.found.clone()
+    }
+
+    /// The tables whose rows are owned one-to-one (for the plan: shared when several tenants
+    /// point at the same row).
+    pub(crate) fn owned(&self) -> Vec<(String, String)> {
+        self.found
+            .iter()
+            .filter_map(|t| match self.reach.get(t) {
+                Some(Reach::Owned(i)) => Some((t.clone(), self.fks[*i].child.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A condition true for the tenant's rows of `table` aliased `alias`, where `relation` names
+    /// each table's relation. With `cut`, the relations of the tables a path goes through hold
+    /// only the tenant's rows already, so one hop is enough.
+    pub(crate) fn predicate(&self, table: &str, alias: &str, relation: &dyn Fn(&str) -> String, cut: bool, depth: usize) -> String {
+        match self.reach.get(table) {
+            Some(Reach::Column(c)) | Some(Reach::TenantsKey(c)) => {
+                let ty = self.types.get(table).map(String::as_str).unwrap_or("text");
+                format!("{alias}.{} = CAST(current_setting({}) AS {ty})", qi(c), super::postgres::ql(&self.param))
+            }
+            Some(Reach::Via(i)) => {
+                let fk = &self.fks[*i];
+                let p = format!("_p{depth}");
+                let join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{p}.{} = {alias}.{}", qi(pc), qi(cc))).collect();
+                let further = if cut { String::new() } else { format!(" AND {}", self.predicate(&fk.parent, &p, relation, cut, depth + 1)) };
+                format!("EXISTS (SELECT 1 FROM {} {p} WHERE {}{further})", relation(&fk.parent), join.join(" AND "))
+            }
+            Some(Reach::Owned(i)) => {
+                let fk = &self.fks[*i];
+                let o = format!("_o{depth}");
+                let join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{o}.{} = {alias}.{}", qi(cc), qi(pc))).collect();
+                let further = if cut { String::new() } else { format!(" AND {}", self.predicate(&fk.child, &o, relation, cut, depth + 1)) };
+                format!("EXISTS (SELECT 1 FROM {} {o} WHERE {}{further})", relation(&fk.child), join.join(" AND "))
+            }
+            None => "FALSE".into(),
+        }
+    }
+}
+
+/// A foreign key whose child columns are unique in the child: each parent row has at most one
+/// row pointing at it.
+fn one_to_one(target: &Target, fk: &Fk) -> bool {
+    let cols: BTreeSet<&str> = fk.cols.iter().map(|(c, _)| c.as_str()).collect();
+    target.uniques.get(&fk.child).into_iter().flatten().any(|u| u.iter().all(|c| cols.contains(c.as_str())) && !u.is_empty())
+}
+
+/// How rows of `tables` are written so every foreign key holds at every statement.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriteOrder {
+    /// Parents first.
+    pub tables: Vec<String>,
+    /// Keys that point forward in `tables` (a cycle): deferrable ones are checked at commit;
+    /// for the others (nullable), rows are inserted without the reference and given it once
+    /// every row is in, and the reference is removed before rows are deleted.
+    pub late: Vec<Fk>,
+}
+
+/// Orders `tables` parents before children by the foreign keys among them; a cycle is broken at
+/// a deferrable key, else at a nullable one; a cycle of NOT NULL keys that are not deferrable
+/// cannot be written row by row and is refused, naming its tables.
+pub(crate) fn write_order(tables: &[String], fks: &[Fk]) -> Result<WriteOrder> {
+    let set: BTreeSet<&String> = tables.iter().collect();
+    let edges: Vec<&Fk> = fks.iter().filter(|fk| fk.child != fk.parent && set.contains(&fk.child) && set.contains(&fk.parent)).collect();
+    let mut broken: Vec<usize> = Vec::new();
+    loop {
+        // Kahn's algorithm on the edges not broken; a table's place follows `tables` otherwise.
+        let active: Vec<&Fk> = edges.iter().enumerate().filter(|(i, _)| !broken.contains(i)).map(|(_, e)| *e).collect();
+        let mut indeg: BTreeMap<&String, usize> = tables.iter().map(|t| (t, 0)).collect();
+        for e in &active {
+            *indeg.get_mut(&e.child).expect("a table of the set") += 1;
+        }
+        let mut out: Vec<String> = Vec::new();
+        let mut placed: BTreeSet<&String> = BTreeSet::new();
+        let mut progress = true;
+        while progress {
+            progress = false;
+            for t in tables {
+                if !placed.contains(t) && indeg[t] == 0 {
+                    placed.insert(t);
+                    out.push(t.clone());
+                    for e in active.iter().filter(|e| &e.parent == t) {
+                        *indeg.get_mut(&e.child).expect("a table of the set") -= 1;
+                    }
+                    progress = true;
+                }
+            }
+        }
+        if out.len() == tables.len() {
+            let late = edges.iter().enumerate().filter(|(i, _)| broken.contains(i)).map(|(_, e)| (*e).clone()).collect();
+            return Ok(WriteOrder { tables: out, late });
+        }
+        // The tables left are on or behind a cycle: break one of the cycle's keys.
+        let left: BTreeSet<&String> = tables.iter().filter(|t| !placed.contains(t)).collect();
+        let on_cycle: Vec<usize> = edges.iter().enumerate().filter(|(i, e)| !broken.contains(i) && left.contains(&e.child) && left.contains(&e.parent) && reaches(&edges, &broken, &e.child, &e.parent)).map(|(i, _)| i).collect();
+        let pick = on_cycle.iter().copied().find(|&i| edges[i].deferrable).or_else(|| on_cycle.iter().copied().find(|&i| edges[i].nullable));
+        match pick {
+            Some(i) => broken.push(i),
+            None => {
+                let names: Vec<String> = on_cycle.iter().map(|&i| format!("{} → {} ({})", edges[i].child, edges[i].parent, edges[i].name)).collect();
+                return Err(Error::validation(format!(
+                    "the foreign keys {} form a cycle of NOT NULL keys that are not deferrable, so their rows cannot be written one table at a time; make one of them DEFERRABLE",
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+}
+
+/// Whether `from` reaches `to` (as child → parent edges from `to`… ): an edge child→parent is on a
+/// cycle when the parent leads back to the child.
+fn reaches(edges: &[&Fk], broken: &[usize], child: &str, parent: &str) -> bool {
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut stack = vec![parent];
+    while let Some(t) = stack.pop() {
+        if t == child {
+            return true;
+        }
+        if !seen.insert(t) {
+            continue;
+        }
+        for (i, e) in edges.iter().enumerate() {
+            if !broken.contains(&i) && e.child == t {
+                stack.push(e.parent.as_str());
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fk(child: &str, parent: &str, deferrable: bool, nullable: bool) -> Fk {
+        Fk { name: format!("{child}_{parent}"), child: child.into(), parent: parent.into(), cols: vec![("x".into(), "id".into())], deferrable, nullable }
+    }
+
+    #[test]
+    fn section_names_are_unambiguous_and_read_back() {
+        for (s, t) in [("public", "t"), ("a", "b.c"), ("a.b", "c"), ("x", "t#keys"), ("we\"ird", "Tab le"), ("", "e"), ("sch", "日本")] {
+            let n = section_name(s, t);
+            assert_eq!(split_section(&n), (s.to_string(), t.to_string()), "{n}");
+        }
+        assert_ne!(section_name("a", "b.c"), section_name("a.b", "c"));
+        assert_ne!(section_name("public", "t#keys"), format!("{}#keys", section_name("public", "t")));
+        assert_eq!(section_name("app", "events"), "app.events", "plain names stay as older archives wrote them");
+    }
+
+    #[test]
+    fn a_cycle_is_broken_at_a_nullable_key_never_by_name() {
+        // organisations → settings → (nullable) emails → organisations; names would put "emails" first.
+        let tables: Vec<String> = ["emails", "organisations", "settings"].iter().map(|s| s.to_string()).collect();
+        let fks = vec![fk("organisations", "settings", false, false), fk("settings", "emails", false, true), fk("emails", "organisations", false, false)];
+        let o = write_order(&tables, &fks).expect("an order");
+        assert_eq!(o.late.len(), 1);
+        assert_eq!(o.late[0].child, "settings", "the nullable key is the one left for later");
+        let pos = |t: &str| o.tables.iter().position(|x| x == t).expect("placed");
+        assert!(pos("settings") < pos("organisations") && pos("emails") > pos("organisations"));
+    }
+
+    #[test]
+    fn a_deferrable_key_is_preferred_and_a_cycle_of_not_null_keys_is_refused() {
+        let tables: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let o = write_order(&tables, &[fk("a", "b", false, true), fk("b", "a", true, false)]).expect("an order");
+        assert!(o.late[0].deferrable);
+        let e = write_order(&tables, &[fk("a", "b", false, false), fk("b", "a", false, false)]).expect_err("refused");
+        assert!(e.message.contains("a → b") && e.message.contains("DEFERRABLE"), "{}", e.message);
+    }
+}
