@@ -250,7 +250,8 @@ pub async fn execute(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cance
 
 /// A tenant of a backup restored as a new tenant (a tenant-only restore without its ids): the
 /// migration writer reads the tenant's rows from the backup and writes them under a new id with
-/// new keys. A dry run returns the problems the real run would stop at as warnings.
+/// new keys. A dry run stops, as the real run would, at the problems it finds (a tenant name
+/// already taken, a key value already used, …), naming each and what to do.
 pub async fn restore_tenant_as_copy(chain: &Chain, url: &str, ts: &TenantScope, commit: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<ApplyOutcome> {
     let copy = ts.copy.clone().unwrap_or_default();
     let spec = MigrationSpec {
@@ -264,10 +265,11 @@ pub async fn restore_tenant_as_copy(chain: &Chain, url: &str, ts: &TenantScope, 
     };
     let ends = Endpoints { target_url: Some(url.to_string()), tenant_column: ts.tenant_column.clone(), tenants_table: ts.tenants_table.clone(), ..Default::default() };
     let report = run(&spec, &ends, commit, cancel, progress, Some(chain)).await?;
-    let mut out = ApplyOutcome { new_tenant_id: report.target_tenant_id.clone(), warnings: report.warnings.clone(), ..Default::default() };
-    for (t, p) in report.problems() {
-        out.warnings.push(format!("{t}: {}", p.message));
+    if !report.is_clean() {
+        // The plan says what the restore would stop at, as the restore itself would.
+        return Err(rejected_error(&report));
     }
+    let mut out = ApplyOutcome { new_tenant_id: report.target_tenant_id.clone(), warnings: report.warnings.clone(), ..Default::default() };
     out.tables = report
         .tables
         .iter()

@@ -119,15 +119,16 @@ impl Writer<'_> {
                 self.follow(tx, fk, finals).await?;
             }
             self.own_keys(tx, t, f, finals).await?;
-            for fk in self.refs(t, finals).filter(|fk| fk.parent == *t).collect::<Vec<_>>() {
-                self.follow(tx, fk, finals).await?;
-            }
             if self.is_tenants_table(t) && self.existing {
                 // The source's tenant row is the existing tenant: nothing inserted.
                 rep.rows_merged += exec(tx, &format!("UPDATE {} SET _sh_fate = 'merged'", f.relation), t).await?;
                 continue;
             }
             self.resolve_conflicts(tx, t, f, rep).await?;
+            // A table's references to itself follow its rows' final keys (a suffix, a merge).
+            for fk in self.refs(t, finals).filter(|fk| fk.parent == *t).collect::<Vec<_>>() {
+                self.follow(tx, fk, finals).await?;
+            }
             self.reject_not_null(tx, t, f, rep).await?;
             self.reject_missing_parents(tx, t, f, finals, rep, &|fk| !late(fk)).await?;
         }
@@ -153,7 +154,7 @@ impl Writer<'_> {
             let cols: Vec<String> = f.cols.iter().map(|c| qi(c)).collect();
             let exprs: Vec<String> = f.cols.iter().map(|c| if held.iter().any(|fk| &fk.child == t && fk.cols.iter().any(|(x, _)| x == c)) { "NULL".into() } else { format!("f.{}", qi(c)) }).collect();
             rep.rows_written += exec(tx, &format!("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} f WHERE f.{INSERT} ORDER BY f._sh_row", rel(t), cols.join(", "), exprs.join(", "), f.relation), t).await?;
-            rep.rows_rejected = count(tx, &format!("SELECT count(*) FROM {} WHERE _sh_fate = 'aside'", f.relation)).await?;
+            rep.rows_rejected += count(tx, &format!("SELECT count(*) FROM {} WHERE _sh_fate = 'aside'", f.relation)).await?;
         }
         for fk in held {
             let (Some(f), Some(pk)) = (finals.get(&fk.child), self.target.pks.get(&fk.child)) else { continue };

@@ -149,25 +149,23 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
     for t in &tables {
         let id = identity(&target, t);
         let pred = match &tenancy {
-            Some(ten) => match ten.reach.get(t) {
-                // Rows owned one-to-one that nothing points at now (the row that did was lost)
-                // are the tenant's again when the backup has them.
-                Some(Reach::Owned(i)) => {
-                    let fk = &ten.fks[*i];
-                    let on: Vec<String> = fk.cols.iter().map(|(c, p)| format!("o.{} = l.{}", qi(c), qi(p))).collect();
-                    let keys: Vec<String> = fk.cols.iter().map(|(_, p)| qi(p)).collect();
-                    let lkeys: Vec<String> = fk.cols.iter().map(|(_, p)| format!("l.{}", qi(p))).collect();
+            // Rows that belong to nobody now (the row linking them to the tenant was deleted and
+            // their link emptied, or the row pointing at them one-to-one is gone) are the
+            // tenant's again when the backup has them under the same key.
+            Some(ten) => match target.pks.get(t).filter(|pk| !pk.is_empty()) {
+                Some(pk) => {
+                    let keys: Vec<String> = pk.iter().map(|c| qi(c)).collect();
+                    let lkeys: Vec<String> = pk.iter().map(|c| format!("l.{}", qi(c))).collect();
                     format!(
-                        "({}) OR (NOT EXISTS (SELECT 1 FROM {} o WHERE {}) AND ({}) IN (SELECT {} FROM {}))",
+                        "({}) OR (({}) IN (SELECT {} FROM {}) AND NOT {})",
                         ten.predicate(t, "l", &live, false, 0),
-                        live(&fk.child),
-                        on.join(" AND "),
                         lkeys.join(", "),
                         keys.join(", "),
-                        staged(t)
+                        staged(t),
+                        ten.anyones(t, "l", &live, 0)
                     )
                 }
-                _ => ten.predicate(t, "l", &live, false, 0),
+                None => ten.predicate(t, "l", &live, false, 0),
             },
             None => "TRUE".into(),
         };
@@ -245,7 +243,9 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
     //    (parents first); rows the backup lacks deleted (children first); the cycle references
     //    put back. Rows that stay are never deleted, so nothing cascades from them.
     let again = quiet_triggers(&mut tx, &target, &tables).await?;
-    let late: Vec<&Fk> = order.late.iter().filter(|fk| !fk.deferrable).collect();
+    // References that close a cycle, and a table's references to itself (a row updated in place
+    // may point at a row inserted after it), are written once every row is in.
+    let late: Vec<&Fk> = order.late.iter().filter(|fk| !fk.deferrable).chain(target.fks.iter().filter(|fk| fk.child == fk.parent && !fk.deferrable && fk.nullable && staging.contains_key(&fk.child))).collect();
     let is_late = |t: &str, c: &str| late.iter().any(|fk| fk.child == t && fk.cols.iter().any(|(x, _)| x == c));
     for fk in &late {
         let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{} = NULL", qi(c))).collect();

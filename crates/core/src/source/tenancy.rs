@@ -462,6 +462,28 @@ impl Tenancy {
             .collect()
     }
 
+    /// A condition true for the rows of `table` (aliased `alias`) that belong to some tenant,
+    /// any tenant: the others belong to nobody (their tenant column or link is empty).
+    pub(crate) fn anyones(&self, table: &str, alias: &str, relation: &dyn Fn(&str) -> String, depth: usize) -> String {
+        match self.reach.get(table) {
+            Some(Reach::Column(c)) => format!("{alias}.{} IS NOT NULL", qi(c)),
+            Some(Reach::TenantsKey(_)) => "TRUE".into(),
+            Some(Reach::Via(i)) => {
+                let fk = &self.fks[*i];
+                let p = format!("_a{depth}");
+                let join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{p}.{} = {alias}.{}", qi(pc), qi(cc))).collect();
+                format!("EXISTS (SELECT 1 FROM {} {p} WHERE {} AND {})", relation(&fk.parent), join.join(" AND "), self.anyones(&fk.parent, &p, relation, depth + 1))
+            }
+            Some(Reach::Owned(i)) => {
+                let fk = &self.fks[*i];
+                let o = format!("_b{depth}");
+                let join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{o}.{} = {alias}.{}", qi(cc), qi(pc))).collect();
+                format!("EXISTS (SELECT 1 FROM {} {o} WHERE {} AND {})", relation(&fk.child), join.join(" AND "), self.anyones(&fk.child, &o, relation, depth + 1))
+            }
+            None => "FALSE".into(),
+        }
+    }
+
     /// A condition true for the tenant's rows of `table` aliased `alias`, where `relation` names
     /// each table's relation. With `cut`, the relations of the tables a path goes through hold
     /// only the tenant's rows already, so one hop is enough.

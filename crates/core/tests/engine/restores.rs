@@ -169,7 +169,7 @@ async fn a_tenant_restored_as_a_copy_gets_new_ids_everywhere_and_leaves_the_orig
 
     // The tenants' names are unique: a copy under the same name is refused in the plan.
     let err = plan(&repo, &req).await.expect_err("the name clashes");
-    assert!(err.message.contains("tenants_name_key") && err.message.contains("left as it was"), "{}", err.message);
+    assert!(err.message.contains("name is taken") && err.message.contains("--new-tenant-name") && err.message.contains("nothing was written"), "{}", err.message);
     assert_eq!(data(&db), before, "a refused plan changes nothing");
 
     req.new_tenant_name = Some("Acme (restored 24 Nov)".into());
@@ -213,7 +213,7 @@ async fn a_tenant_restored_as_a_copy_gets_new_ids_everywhere_and_leaves_the_orig
     // The copy's id is taken now: a second copy under it is refused.
     req.new_tenant_id = Some(new.clone());
     let err = plan(&repo, &req).await.expect_err("taken");
-    assert!(err.message.contains("already used"), "{}", err.message);
+    assert!(err.message.contains("already exists") && err.message.contains("choose a new tenant id"), "{}", err.message);
 }
 
 #[tokio::test(flavor = "multi_thread")]

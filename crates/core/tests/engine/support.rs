@@ -55,7 +55,11 @@ impl Drop for ScratchDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         let base = pg_base();
-        let _ = std::thread::spawn(move || {
+        // Dropped inside a multi-threaded runtime, the worker hands its other tasks on while it
+        // waits: one of them may be what the DROP waits for (a COPY that must absorb the
+        // server's barrier).
+        let in_runtime = tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let drop_it = move || std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
                 if let Ok(mut admin) = PgConnection::connect(&format!("{base}/postgres")).await {
@@ -64,6 +68,7 @@ impl Drop for ScratchDb {
             });
         })
         .join();
+        let _ = if in_runtime { tokio::task::block_in_place(drop_it) } else { drop_it() };
     }
 }
 

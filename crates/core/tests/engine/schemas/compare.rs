@@ -258,10 +258,27 @@ pub fn not_of_tenant(rows: &[TableRows], tenant: &str, skip: &[&str]) -> Vec<Vec
         .collect()
 }
 
-/// Rows as [`not_of_tenant`] gives them, without the rows owned one-to-one that nothing points
-/// at any more (a damaged tenant lost the row pointing at them; the restore takes them back).
-pub fn without_orphans(s: &Schema, rows: &[Vec<Vec<Option<String>>>]) -> Vec<Vec<Vec<Option<String>>>> {
-    rows.iter().zip(&s.tables).map(|(r, t)| if matches!(t.link, Link::Owned { .. }) { Vec::new() } else { r.clone() }).collect()
+/// Everyone else's rows, without the rows of nobody whose key the tenant's rows in `backup` have:
+/// a damaged tenant lost the row linking them (their link emptied, or the row pointing at them
+/// one-to-one deleted), and the restore takes them back.
+pub fn others_but_reclaimed(s: &Schema, rows: &[TableRows], tenant: &str, backup: &[TableRows]) -> Vec<Vec<Vec<Option<String>>>> {
+    rows.iter()
+        .zip(backup)
+        .zip(&s.tables)
+        .map(|((r, b), t)| {
+            let pos: Vec<usize> = t.key_cols.iter().filter_map(|c| t.cols.iter().position(|x| &x.name == c)).collect();
+            let key = |row: &Vec<Option<String>>| pos.iter().map(|&p| row[p].clone()).collect::<Vec<_>>();
+            let reclaimed: Vec<Vec<Option<String>>> = b.rows.iter().filter(|(k, _)| k.as_deref() == Some(tenant)).map(|(_, row)| key(row)).collect();
+            let mut v: Vec<Vec<Option<String>>> = r
+                .rows
+                .iter()
+                .filter(|(k, row)| k.as_deref() != Some(tenant) && !(k.is_none() && !pos.is_empty() && reclaimed.contains(&key(row))))
+                .map(|(_, row)| row.clone())
+                .collect();
+            v.sort();
+            v
+        })
+        .collect()
 }
 
 /// One tenant's rows with everything a copy makes anew taken out: generated keys, the tenant
