@@ -3,7 +3,7 @@ SHELL := /bin/bash
 APP := $(or $(CARGO_TARGET_DIR),target)/debug/safehold-app
 .DEFAULT_GOAL := help
 
-.PHONY: help run test app ui deps bindings lint bench
+.PHONY: help run test app ui deps bindings lint bench fuzz-schemas
 
 help:
 	@echo "make run   - install what is missing, build, launch the app on the demo platform"
@@ -37,6 +37,12 @@ bench:
 	scripts/deps.sh bench
 	cargo build --release -p safehold-cli
 	bench/run.py
+
+## The generated-schema property suite for longer than make test runs it:
+## make fuzz-schemas SEED=1234 N=2000 (a random seed when SEED is not given; keeps going past failures).
+fuzz-schemas:
+	SAFEHOLD_SCHEMA_SEED=$(SEED) SAFEHOLD_SCHEMA_COUNT=$(or $(N),1000) SAFEHOLD_SCHEMA_SECONDS=$(or $(SECONDS_BUDGET),86400) SAFEHOLD_SCHEMA_KEEP_GOING=1 \
+	  cargo test -p safehold-core --test engine schemas::generated_schemas_keep_every_property -- --nocapture
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings

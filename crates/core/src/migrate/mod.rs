@@ -695,9 +695,9 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
             .await
             .map_err(|e| restore_error(&format!("finding tenant {tenant} in {t}"), &e))?;
     }
-    for fk in order.late.iter().filter(|fk| !fk.deferrable) {
+    for fk in order.late.iter().filter(|fk| crate::source::tenancy::WriteOrder::held(fk)) {
         let id = crate::source::pg_apply::identity(schema, &fk.child);
-        let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{} = NULL", qi(c))).collect();
+        let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{} = {}", qi(c), crate::source::tenancy::stand_in(fk, c))).collect();
         sqlx::raw_sql(AssertSqlSafe(format!("UPDATE {} l SET {} WHERE {}", rel(&fk.child), set.join(", "), id.among("l", &found[&fk.child]))))
             .execute(&mut **tx)
             .await

@@ -26,7 +26,7 @@ use super::stage::Tx;
 use super::{Problem, Resolution, TableReport};
 use crate::error::{Error, Result};
 use crate::source::postgres::{q, qi, ql, restore_error};
-use crate::source::tenancy::{quiet_triggers, rel, Fk, Reach, Target, Tenancy, WriteOrder};
+use crate::source::tenancy::{quiet_triggers, rel, stand_in, Fk, Reach, Target, Tenancy, WriteOrder};
 use crate::source::CancelToken;
 
 /// A target table's mapped rows, typed like the target, plus a row number `_sh_row`.
@@ -146,13 +146,20 @@ impl Writer<'_> {
         // Insert, parents first, triggers quiet.
         let tables: Vec<String> = order.tables.iter().filter(|t| finals.contains_key(*t)).cloned().collect();
         let again = quiet_triggers(tx, self.target, &tables).await?;
-        let held: Vec<&Fk> = order.late.iter().filter(|fk| !fk.deferrable).collect();
+        let held: Vec<&Fk> = order.late.iter().filter(|fk| WriteOrder::held(fk)).collect();
         for t in &tables {
             cancel.check()?;
             let f = &finals[t];
             let rep = reports.entry(t.clone()).or_insert_with(|| TableReport::new(t));
             let cols: Vec<String> = f.cols.iter().map(|c| qi(c)).collect();
-            let exprs: Vec<String> = f.cols.iter().map(|c| if held.iter().any(|fk| &fk.child == t && fk.cols.iter().any(|(x, _)| x == c)) { "NULL".into() } else { format!("f.{}", qi(c)) }).collect();
+            let exprs: Vec<String> = f
+                .cols
+                .iter()
+                .map(|c| match held.iter().find(|fk| &fk.child == t && fk.cols.iter().any(|(x, _)| x == c)) {
+                    Some(fk) => stand_in(fk, c),
+                    None => format!("f.{}", qi(c)),
+                })
+                .collect();
             rep.rows_written += exec(tx, &format!("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} f WHERE f.{INSERT} ORDER BY f._sh_row", rel(t), cols.join(", "), exprs.join(", "), f.relation), t).await?;
             rep.rows_rejected += count(tx, &format!("SELECT count(*) FROM {} WHERE _sh_fate = 'aside'", f.relation)).await?;
         }
@@ -170,6 +177,8 @@ impl Writer<'_> {
         for st in again {
             exec(tx, &st, "turning the triggers on again").await?;
         }
+        // What follows in the transaction (a merge removing its source) is checked at commit again.
+        sqlx::query("SET CONSTRAINTS ALL DEFERRED").execute(&mut **tx).await.map_err(q("defer constraints"))?;
         crate::source::pg_apply::bump_sequences(tx, &tables, self.target).await
     }
 
@@ -282,7 +291,10 @@ impl Writer<'_> {
             }
             let what = format!("{t} ({}{})", cols.join(", "), if u.predicate.is_some() { format!(", where {}", u.predicate.clone().unwrap_or_default()) } else { String::new() });
             let mut rule = rule;
-            if self.is_tenants_table(t) && !self.existing && rule == Resolution::Stop {
+            // The tenants table's own name (a text column alone under the constraint): the
+            // copy needs one of its own.
+            let named = cols.len() == 1 && super::rules::is_text(&self.ty(t, &cols[0])) && !self.target.fks.iter().any(|fk| fk.child == t && fk.cols.iter().any(|(c, _)| *c == cols[0]));
+            if self.is_tenants_table(t) && !self.existing && rule == Resolution::Stop && named {
                 rep.problems.push(Problem::new(
                     "unique_conflict",
                     format!(
@@ -346,7 +358,8 @@ impl Writer<'_> {
 
     async fn reject_not_null(&self, tx: &mut Tx<'_>, t: &str, f: &Final, rep: &mut TableReport) -> Result<()> {
         for c in self.target.cols.get(t).into_iter().flatten().filter(|c| c.not_null && !c.generated && f.has(&c.name)) {
-            let cond = format!("f.{} IS NULL", qi(&c.name));
+            // The value itself missing (a composite whose fields are all NULL `IS NULL` but is there).
+            let cond = format!("num_nulls(f.{}) = 1", qi(&c.name));
             let (n, samples) = sample(tx, t, f, &[], &cond).await?;
             if n > 0 {
                 rep.problems.push(Problem::new("not_null", format!("{n} rows have no value for {t}.{}, which the target requires", c.name), n, samples));

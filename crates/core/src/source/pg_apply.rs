@@ -20,7 +20,7 @@ use sqlx::{AssertSqlSafe, Connection as _};
 use ts_rs::TS;
 
 use super::postgres::{archived_schema, connect, load_table_into, q, qi, ql, restore_error, PgTable};
-pub(crate) use super::tenancy::{read_target, rel, write_order, Col, Fk, Reach, Target, Tenancy};
+pub(crate) use super::tenancy::{read_target, rel, stand_in, write_order, Col, Fk, Reach, Target, Tenancy, WriteOrder};
 pub use super::tenancy::{CopyAs, TenantScope};
 use super::tenancy::quiet_triggers;
 use super::{CancelToken, Progress, ProgressSink};
@@ -152,21 +152,29 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
             // Rows that belong to nobody now (the row linking them to the tenant was deleted and
             // their link emptied, or the row pointing at them one-to-one is gone) are the
             // tenant's again when the backup has them under the same key.
-            Some(ten) => match target.pks.get(t).filter(|pk| !pk.is_empty()) {
-                Some(pk) => {
-                    let keys: Vec<String> = pk.iter().map(|c| qi(c)).collect();
-                    let lkeys: Vec<String> = pk.iter().map(|c| format!("l.{}", qi(c))).collect();
-                    format!(
-                        "({}) OR (({}) IN (SELECT {} FROM {}) AND NOT {})",
-                        ten.predicate(t, "l", &live, false, 0),
-                        lkeys.join(", "),
-                        keys.join(", "),
-                        staged(t),
-                        ten.anyones(t, "l", &live, 0)
-                    )
+            // (The same row: the same primary key, or — without one — the same values of a
+            // unique index.)
+            Some(ten) => {
+                let same = target.pks.get(t).filter(|pk| !pk.is_empty()).cloned().map(|pk| (pk, None)).or_else(|| {
+                    target.unique_indexes.get(t).into_iter().flatten().find_map(|u| u.plain().filter(|c| c.iter().all(|c| groups[t][0].columns.contains(c))).map(|c| (c, u.predicate.clone())))
+                });
+                match same {
+                    Some((cols, predicate)) => {
+                        let keys: Vec<String> = cols.iter().map(|c| qi(c)).collect();
+                        let lkeys: Vec<String> = cols.iter().map(|c| format!("l.{}", qi(c))).collect();
+                        let partial = predicate.map(|p| format!(" AND (SELECT {p} FROM (SELECT l.*) _x)")).unwrap_or_default();
+                        format!(
+                            "({}) OR (({}) IN (SELECT {} FROM {}){partial} AND NOT {})",
+                            ten.predicate(t, "l", &live, false, 0),
+                            lkeys.join(", "),
+                            keys.join(", "),
+                            staged(t),
+                            ten.anyones(t, "l", &live, 0)
+                        )
+                    }
+                    None => ten.predicate(t, "l", &live, false, 0),
                 }
-                None => ten.predicate(t, "l", &live, false, 0),
-            },
+            }
             None => "TRUE".into(),
         };
         exec(&mut tx, &format!("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} l WHERE {pred}", captured[t], id.select("l"), live(t)), &format!("finding the rows of {t} to replace")).await?;
@@ -245,10 +253,11 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
     let again = quiet_triggers(&mut tx, &target, &tables).await?;
     // References that close a cycle, and a table's references to itself (a row updated in place
     // may point at a row inserted after it), are written once every row is in.
-    let late: Vec<&Fk> = order.late.iter().filter(|fk| !fk.deferrable).chain(target.fks.iter().filter(|fk| fk.child == fk.parent && !fk.deferrable && fk.nullable && staging.contains_key(&fk.child))).collect();
-    let is_late = |t: &str, c: &str| late.iter().any(|fk| fk.child == t && fk.cols.iter().any(|(x, _)| x == c));
+    let late: Vec<&Fk> = order.late.iter().filter(|fk| WriteOrder::held(fk)).chain(target.fks.iter().filter(|fk| fk.child == fk.parent && !fk.deferrable && fk.nullable && staging.contains_key(&fk.child))).collect();
+    let late_of = |t: &str, c: &str| late.iter().find(|fk| fk.child == t && fk.cols.iter().any(|(x, _)| x == c)).copied();
+    let is_late = |t: &str, c: &str| late_of(t, c).is_some();
     for fk in &late {
-        let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{} = NULL", qi(c))).collect();
+        let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{} = {}", qi(c), stand_in(fk, c))).collect();
         let id = identity(&target, &fk.child);
         exec(&mut tx, &format!("UPDATE {} l SET {} WHERE {}", live(&fk.child), set.join(", "), id.among("l", &captured[&fk.child])), &format!("table {}", fk.child)).await?;
     }
@@ -257,7 +266,7 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
         report(t, "restoring", &mut done);
         let cols = &groups[t][0].columns;
         let list: Vec<String> = cols.iter().map(|c| qi(c)).collect();
-        let exprs: Vec<String> = cols.iter().map(|c| if is_late(t, c) { "NULL".to_string() } else { format!("s.{}", qi(c)) }).collect();
+        let exprs: Vec<String> = cols.iter().map(|c| match late_of(t, c) { Some(fk) => stand_in(fk, c), None => format!("s.{}", qi(c)) }).collect();
         let id = identity(&target, t);
         let n = match target.pks.get(t) {
             Some(pk) => {

@@ -113,6 +113,8 @@ pub(crate) struct Fk {
     pub deferrable: bool,
     /// Some child column may be NULL: the reference can be left out and added later.
     pub nullable: bool,
+    /// The child columns are unique in the child (one row per parent row).
+    pub unique: bool,
 }
 
 /// A unique constraint or unique index of a table.
@@ -273,7 +275,12 @@ pub(crate) async fn read_target(conn: &mut PgConnection) -> Result<Target> {
         let (child_cols, parent_cols): (Vec<String>, Vec<String>) = (r.get(6), r.get(7));
         let child = t.table_of(&child).unwrap_or(child);
         let parent = t.table_of(&parent).unwrap_or(parent);
-        t.fks.push(Fk { name: r.get(4), child, parent, cols: child_cols.into_iter().zip(parent_cols).collect(), deferrable: r.get(5), nullable: r.get(8) });
+        t.fks.push(Fk { name: r.get(4), child, parent, cols: child_cols.into_iter().zip(parent_cols).collect(), deferrable: r.get(5), nullable: r.get(8), unique: false });
+    }
+    let uniques = t.uniques.clone();
+    for fk in &mut t.fks {
+        let cols: BTreeSet<&str> = fk.cols.iter().map(|(c, _)| c.as_str()).collect();
+        fk.unique = uniques.get(&fk.child).into_iter().flatten().any(|u| !u.is_empty() && u.iter().all(|c| cols.contains(c.as_str())));
     }
     for r in sqlx::query(AssertSqlSafe(format!(
         "SELECT n.nspname::text, c.relname::text, tg.tgname::text, tg.tgenabled::text FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -514,9 +521,8 @@ impl Tenancy {
 
 /// A foreign key whose child columns are unique in the child: each parent row has at most one
 /// row pointing at it.
-fn one_to_one(target: &Target, fk: &Fk) -> bool {
-    let cols: BTreeSet<&str> = fk.cols.iter().map(|(c, _)| c.as_str()).collect();
-    target.uniques.get(&fk.child).into_iter().flatten().any(|u| u.iter().all(|c| cols.contains(c.as_str())) && !u.is_empty())
+fn one_to_one(_target: &Target, fk: &Fk) -> bool {
+    fk.unique
 }
 
 /// How rows of `tables` are written so every foreign key holds at every statement.
@@ -525,14 +531,31 @@ pub(crate) struct WriteOrder {
     /// Parents first.
     pub tables: Vec<String>,
     /// Keys that point forward in `tables` (a cycle): deferrable ones are checked at commit;
-    /// for the others (nullable), rows are inserted without the reference and given it once
-    /// every row is in, and the reference is removed before rows are deleted.
+    /// for the others, rows are inserted with a stand-in reference (NULL, or for a NOT NULL key
+    /// an existing row of the parent) and given the real one once every row is in.
     pub late: Vec<Fk>,
 }
 
+impl WriteOrder {
+    /// Whether a late key must be written in two steps (it is checked at once).
+    pub fn held(fk: &Fk) -> bool {
+        !fk.deferrable
+    }
+}
+
+/// The stand-in a held reference of `fk` gets until its row's real parent is in: NULL, or for a
+/// NOT NULL key the key of some existing row of the parent (the same row for every column).
+pub(crate) fn stand_in(fk: &Fk, column: &str) -> String {
+    if fk.nullable {
+        return "NULL".into();
+    }
+    let pc = fk.cols.iter().find(|(c, _)| c == column).map(|(_, p)| p.clone()).unwrap_or_default();
+    format!("(SELECT _sh_p.{} FROM {} _sh_p ORDER BY _sh_p.ctid LIMIT 1)", qi(&pc), rel(&fk.parent))
+}
+
 /// Orders `tables` parents before children by the foreign keys among them; a cycle is broken at
-/// a deferrable key, else at a nullable one; a cycle of NOT NULL keys that are not deferrable
-/// cannot be written row by row and is refused, naming its tables.
+/// a deferrable key, else at a nullable one, else (a cycle of NOT NULL keys checked at once) at
+/// one of those, whose rows are then written with a stand-in reference first.
 pub(crate) fn write_order(tables: &[String], fks: &[Fk]) -> Result<WriteOrder> {
     let set: BTreeSet<&String> = tables.iter().collect();
     let edges: Vec<&Fk> = fks.iter().filter(|fk| fk.child != fk.parent && set.contains(&fk.child) && set.contains(&fk.parent)).collect();
@@ -567,16 +590,18 @@ pub(crate) fn write_order(tables: &[String], fks: &[Fk]) -> Result<WriteOrder> {
         // The tables left are on or behind a cycle: break one of the cycle's keys.
         let left: BTreeSet<&String> = tables.iter().filter(|t| !placed.contains(t)).collect();
         let on_cycle: Vec<usize> = edges.iter().enumerate().filter(|(i, e)| !broken.contains(i) && left.contains(&e.child) && left.contains(&e.parent) && reaches(&edges, &broken, &e.child, &e.parent)).map(|(i, _)| i).collect();
-        let pick = on_cycle.iter().copied().find(|&i| edges[i].deferrable).or_else(|| on_cycle.iter().copied().find(|&i| edges[i].nullable));
+        // A stand-in for a NOT NULL key is an existing parent row: not possible under a unique
+        // constraint, where every row needs its own.
+        let pick = on_cycle
+            .iter()
+            .copied()
+            .find(|&i| edges[i].deferrable)
+            .or_else(|| on_cycle.iter().copied().find(|&i| edges[i].nullable))
+            .or_else(|| on_cycle.iter().copied().find(|&i| !edges[i].unique))
+            .or_else(|| on_cycle.first().copied());
         match pick {
             Some(i) => broken.push(i),
-            None => {
-                let names: Vec<String> = on_cycle.iter().map(|&i| format!("{} → {} ({})", edges[i].child, edges[i].parent, edges[i].name)).collect();
-                return Err(Error::validation(format!(
-                    "the foreign keys {} form a cycle of NOT NULL keys that are not deferrable, so their rows cannot be written one table at a time; make one of them DEFERRABLE",
-                    names.join(", ")
-                )));
-            }
+            None => return Err(Error::new(crate::error::ErrorCode::Internal, "a cycle of foreign keys without a key on it")),
         }
     }
 }
@@ -607,7 +632,7 @@ mod tests {
     use super::*;
 
     fn fk(child: &str, parent: &str, deferrable: bool, nullable: bool) -> Fk {
-        Fk { name: format!("{child}_{parent}"), child: child.into(), parent: parent.into(), cols: vec![("x".into(), "id".into())], deferrable, nullable }
+        Fk { name: format!("{child}_{parent}"), child: child.into(), parent: parent.into(), cols: vec![("x".into(), "id".into())], deferrable, nullable, unique: false }
     }
 
     #[test]
@@ -634,11 +659,12 @@ mod tests {
     }
 
     #[test]
-    fn a_deferrable_key_is_preferred_and_a_cycle_of_not_null_keys_is_refused() {
+    fn a_deferrable_key_is_preferred_and_a_cycle_of_not_null_keys_is_held_with_a_stand_in() {
         let tables: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
         let o = write_order(&tables, &[fk("a", "b", false, true), fk("b", "a", true, false)]).expect("an order");
         assert!(o.late[0].deferrable);
-        let e = write_order(&tables, &[fk("a", "b", false, false), fk("b", "a", false, false)]).expect_err("refused");
-        assert!(e.message.contains("a → b") && e.message.contains("DEFERRABLE"), "{}", e.message);
+        let o = write_order(&tables, &[fk("a", "b", false, false), fk("b", "a", false, false)]).expect("an order");
+        assert_eq!(o.late.len(), 1);
+        assert!(WriteOrder::held(&o.late[0]) && stand_in(&o.late[0], "x").contains("LIMIT 1"), "a NOT NULL key gets an existing parent row as stand-in");
     }
 }

@@ -266,9 +266,11 @@ pub fn others_but_reclaimed(s: &Schema, rows: &[TableRows], tenant: &str, backup
         .zip(backup)
         .zip(&s.tables)
         .map(|((r, b), t)| {
-            let pos: Vec<usize> = t.key_cols.iter().filter_map(|c| t.cols.iter().position(|x| &x.name == c)).collect();
+            // The same row: the same key, or (without one) the same value of a unique column.
+            let same: Vec<String> = if t.key_cols.is_empty() { t.global_unique.iter().filter(|u| !u.starts_with(['+', '!'])).take(1).cloned().collect() } else { t.key_cols.clone() };
+            let pos: Vec<usize> = same.iter().filter_map(|c| t.cols.iter().position(|x| &x.name == c)).collect();
             let key = |row: &Vec<Option<String>>| pos.iter().map(|&p| row[p].clone()).collect::<Vec<_>>();
-            let reclaimed: Vec<Vec<Option<String>>> = b.rows.iter().filter(|(k, _)| k.as_deref() == Some(tenant)).map(|(_, row)| key(row)).collect();
+            let reclaimed: Vec<Vec<Option<String>>> = b.rows.iter().filter(|(k, _)| k.as_deref() == Some(tenant)).map(|(_, row)| key(row)).filter(|k| k.iter().all(Option::is_some)).collect();
             let mut v: Vec<Vec<Option<String>>> = r
                 .rows
                 .iter()
@@ -326,6 +328,8 @@ pub fn canonical_tenant(s: &Schema, rows: &[TableRows], tenant: &str, blank_uniq
                 let ppos: Vec<usize> = fk.parent_cols.iter().map(|c| p.cols.iter().position(|x| &x.name == c).expect("column")).collect();
                 let hit = mine[fk.parent].iter().find(|&&pi| ppos.iter().map(|&pp| rows[fk.parent].rows[pi].1[pp].clone()).collect::<Vec<_>>() == vals);
                 let shown = match hit {
+                    // The tenants table's row is the tenant itself (a merge points it elsewhere).
+                    Some(_) if p.link == Link::Tenants => "→tenant".into(),
                     Some(pi) => format!("→[{}]", base[fk.parent][pi]),
                     None if vals.iter().all(Option::is_none) => "→NULL".into(),
                     None => {

@@ -9,6 +9,7 @@
 
 pub mod compare;
 pub mod gen;
+mod published;
 mod strangers;
 
 use std::collections::BTreeMap;
@@ -28,8 +29,16 @@ use sqlx::{AssertSqlSafe, Connection as _};
 use crate::support::{pg_base, ScratchDb};
 use gen::{qi, ql, Key, Link, Options, Schema};
 
-/// Seeds that failed once: each a fixed case from then on.
-const REGRESSIONS: &[u64] = &[];
+/// Seeds that failed once: each a fixed case from then on. (What each found: 1 identity options
+/// written as `AS bigint` and keys of partitioned tables added with ONLY to their foreign keys;
+/// 3 a check added ONLY to a partitioned table, a materialized view filled at creation; 4 a
+/// tenant restored from a backup whose shared row is gone; 7 staged text compared with a typed
+/// id; 16 a row owned one-to-one whose owner the damage deleted; 29 a merge's removal checked
+/// immediately after the writer; 141 a self-reference rewritten before its key got a suffix;
+/// 154 a row whose nullable link was emptied; 166 a self-reference updated before its parent
+/// was inserted; 382 a keyless table's row of nobody taken back by its unique value; 405 a
+/// composite of NULLs taken for a missing value.)
+const REGRESSIONS: &[u64] = &[1, 3, 4, 7, 16, 29, 141, 154, 166, 382, 405];
 
 /// A repository for the whole run (a weak key derivation: the keys are not what is tested).
 struct Repo {
@@ -462,6 +471,60 @@ async fn export_import(s: &Schema, db: &ScratchDb, dir: &Path) -> Result<(), Str
     Ok(())
 }
 
+/// Tenant merge within the database, the source tenant removed: the target tenant holds its own
+/// rows and the source's (under new keys, conflicts resolved by keep both), the source tenant
+/// is gone, everyone else is as they were.
+async fn tenant_merge(s: &Schema, db: &ScratchDb) -> Result<(), String> {
+    let (a, b) = (tenant_text(s, 0), tenant_text(s, 1));
+    let before = compare::tenant_rows(&db.url(), s).await;
+    let mut spec = migration(s, MigrationType::TenantMerge, &a);
+    spec.target_tenant_id = Some(b.clone());
+    spec.target_tenant_name = None;
+    spec.remove_source_tenant = true;
+    spec.conflicts = planted_conflicts(s, 0, true).into_keys().map(|t| (t, Resolution::KeepBoth)).collect();
+    migrate::execute(&spec, &ends(s, Some(db), Some(db)), true, &CancelToken::new(), &no_progress()).await.map_err(|e| format!("{}\ntenant merge failed: {e}", s.describe()))?;
+    let after = compare::tenant_rows(&db.url(), s).await;
+    let (from, into) = (compare::canonical_tenant(s, &before, &a, true), compare::canonical_tenant(s, &before, &b, true));
+    let got = compare::canonical_tenant(s, &after, &b, true);
+    for (i, t) in s.tables.iter().enumerate() {
+        let mut want: Vec<String> = into[i].clone();
+        if t.link != Link::Tenants {
+            want.extend(from[i].iter().cloned());
+        }
+        want.sort();
+        if want != got[i] {
+            return Err(format!("{}\ntenant merge: {} differs:\n    expected: {want:?}\n    merged:   {:?}", s.describe(), t.name, got[i]));
+        }
+    }
+    if compare::of_tenant(&after, &a).iter().any(|t| !t.is_empty()) {
+        return Err(format!("{}\ntenant merge: rows of the source tenant {a} are left", s.describe()));
+    }
+    if compare::not_of_tenant(&after, &b, &[&a]) != compare::not_of_tenant(&before, &b, &[&a]) {
+        return Err(format!("{}\ntenant merge: rows of other tenants changed", s.describe()));
+    }
+    Ok(())
+}
+
+/// A tenant exported and imported into the database it came from, as a new tenant.
+async fn export_import_into_source(s: &Schema, db: &ScratchDb, dir: &Path) -> Result<(), String> {
+    let a = tenant_text(s, 2.min(s.tenant_ids.len() - 1));
+    let k = s.tenant_ids.iter().position(|t| *t == a).unwrap_or(0);
+    let zip = dir.join(format!("export-back-{}.zip", s.seed));
+    let mut spec = migration(s, MigrationType::DataExport, &a);
+    spec.target_file = Some(zip.display().to_string());
+    migrate::execute(&spec, &ends(s, Some(db), None), true, &CancelToken::new(), &no_progress()).await.map_err(|e| format!("{}\nexport failed: {e}", s.describe()))?;
+    let before = compare::tenant_rows(&db.url(), s).await;
+    let mut imp = migration(s, MigrationType::DataImport, &a);
+    imp.source_files = vec![zip.display().to_string()];
+    imp.conflicts = planted_conflicts(s, k, true).into_keys().map(|t| (t, Resolution::KeepBoth)).collect();
+    let out = migrate::execute(&imp, &ends(s, None, Some(db)), true, &CancelToken::new(), &no_progress())
+        .await
+        .map_err(|e| format!("{}\nimport into the database the export came from failed: {e}", s.describe()))?;
+    let new_id = out.target_tenant_id.ok_or("no tenant id")?;
+    let after = compare::tenant_rows(&db.url(), s).await;
+    same_copy(s, "export → import into its own database", &before, &a, &after, &new_id, true)
+}
+
 /// Every property on the schema of `seed`.
 async fn properties(seed: u64, r: &Repo, dir: &Path) -> Result<Vec<&'static str>, String> {
     let t0 = Instant::now();
@@ -475,7 +538,7 @@ async fn properties(seed: u64, r: &Repo, dir: &Path) -> Result<Vec<&'static str>
     let mut ran = vec!["full round trip"];
     full_round_trip(r, &s, &db, &full, seed % 2 == 0).await?;
     lap("round trip");
-    match seed % 4 {
+    match seed % 5 {
         0 => {
             chain(r, &s, &db, &full, &mut rng).await?;
             ran.push("chain");
@@ -490,9 +553,15 @@ async fn properties(seed: u64, r: &Repo, dir: &Path) -> Result<Vec<&'static str>
             ran.push("tenant copy into another database");
             ran.push("export and import");
         }
-        _ => {
+        3 => {
             tenant_as_copy(r, &s, &db).await?;
             ran.push("tenant restore as a copy");
+        }
+        _ => {
+            export_import_into_source(&s, &db, dir).await?;
+            ran.push("export and import into the source");
+            tenant_merge(&s, &db).await?;
+            ran.push("tenant merge");
         }
     }
     lap(ran.last().copied().unwrap_or_default());
@@ -560,12 +629,23 @@ async fn generated_schemas_keep_every_property() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_schemas_that_failed_once_stay_fixed() {
-    let r = repo();
-    let dir = tempfile::tempdir().expect("tmp");
+    let r = std::sync::Arc::new(repo());
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("tmp"));
+    let mut running = tokio::task::JoinSet::new();
+    let mut failures = Vec::new();
     for &seed in REGRESSIONS {
-        if let Err(e) = properties(seed, &r, dir.path()).await {
-            panic!("regression seed {seed}:\n{e}");
+        if running.len() >= 2 {
+            if let Some(Ok((seed, Err(e)))) = running.join_next().await {
+                failures.push(format!("regression seed {seed}:\n{e}"));
+            }
+        }
+        let (r, dir) = (r.clone(), dir.clone());
+        running.spawn(async move { (seed, properties(seed, &r, dir.path()).await) });
+    }
+    while let Some(joined) = running.join_next().await {
+        if let (seed, Err(e)) = joined.expect("a schema's task") {
+            failures.push(format!("regression seed {seed}:\n{e}"));
         }
     }
-    let _ = pg_base();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -1,0 +1,114 @@
+//! The properties on schemas we did not write either: Pagila (a store is a tenant; a rental
+//! belongs to a store through its inventory, a payment through its customer; the store and its
+//! manager point at each other through NOT NULL keys; payments are partitioned) and the demo
+//! platform copied into PostgreSQL.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use safehold_core::migrate::{self, Endpoints, MigrationSpec, MigrationType};
+use safehold_core::restore::{self, RestoreRequest, RestoreType};
+use safehold_core::source::{no_progress, CancelToken, SourceSpec};
+
+use super::{compare, exec_all, repo, Repo};
+use crate::support::ScratchDb;
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+}
+
+async fn pagila() -> ScratchDb {
+    let db = ScratchDb::create().await;
+    for f in ["pagila/pagila-schema.sql", "pagila/pagila-data.sql"] {
+        let out = Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url(), "-f"]).arg(fixture(f)).output().expect("psql");
+        assert!(out.status.success(), "loading {f}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    db
+}
+
+async fn backup(r: &Repo, db: &ScratchDb, tenant_column: &str, tenants_table: &str) -> PathBuf {
+    let mut req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: db.url() });
+    req.tenant_column = tenant_column.into();
+    req.tenants_table = tenants_table.into();
+    PathBuf::from(safehold_core::backup::run(&r.repo, &r.mk, &req, &CancelToken::new(), &no_progress()).await.expect("backup").archive)
+}
+
+fn tenant_request(db: &ScratchDb, tenant: &str, tenant_column: &str, tenants_table: &str) -> RestoreRequest {
+    let mut req = RestoreRequest::new(PathBuf::new(), db.url());
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(tenant.into());
+    req.tenant_column = tenant_column.into();
+    req.tenants_table = tenants_table.into();
+    req.safety_backup = false;
+    req
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagila_one_store_restores_in_place_exactly_and_a_copy_names_the_reference_no_key_declares() {
+    let r = repo();
+    let db = pagila().await;
+    let archive = backup(&r, &db, "store_id", "store").await;
+    let original = compare::rows(&db.url()).await;
+
+    // Store 1 damaged: payments of its customers gone, its customers changed, its unpaid
+    // rentals gone, one of its staff renamed.
+    exec_all(
+        &db,
+        &["DELETE FROM payment WHERE customer_id IN (SELECT customer_id FROM customer WHERE store_id = 1) AND payment_id % 3 = 0;
+           UPDATE customer SET email = 'damaged', activebool = NOT activebool WHERE store_id = 1;
+           DELETE FROM rental r WHERE r.inventory_id IN (SELECT inventory_id FROM inventory WHERE store_id = 1) AND r.rental_id % 5 = 0
+             AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.rental_id = r.rental_id);
+           UPDATE staff SET last_name = 'Damaged' WHERE store_id = 1;"
+            .to_string()],
+    )
+    .await
+    .expect("damage");
+    assert_ne!(compare::rows(&db.url()).await, original);
+    let req = tenant_request(&db, "1", "store_id", "store");
+    let plan = restore::plan(&req, &r.opened(&archive), true, &CancelToken::new()).await.expect("the plan");
+    let payment = plan.tables.iter().find(|t| t.table == "public.payment").expect("payments are one table, not one per partition");
+    assert!(payment.inserted > 0, "{payment:?}");
+    restore::execute(&req, r.opened(&archive), &Default::default(), &CancelToken::new(), &no_progress()).await.expect("tenant restore in place");
+    assert_eq!(compare::rows(&db.url()).await, original, "store 1 is as backed up, and store 2 as it was");
+
+    // A copy of store 2 in the same database: the store's manager is a staff member, referred
+    // to by store.manager_staff_id, which no foreign key declares and a unique index covers: the
+    // copy would reuse the manager, and validation says so, before writing anything.
+    let e = Endpoints { source_url: Some(db.url()), target_url: Some(db.url()), tenant_column: "store_id".into(), tenants_table: "store".into(), ..Default::default() };
+    let spec = MigrationSpec { migration_type: Some(MigrationType::TenantCopy), source_tenant_ids: vec!["2".into()], ..Default::default() };
+    let v = migrate::execute(&spec, &e, false, &CancelToken::new(), &no_progress()).await.expect("validation");
+    let problems: Vec<String> = v.problems().map(|(t, p)| format!("{t}: {}", p.message)).collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("public.store (manager_staff_id)"), "{}", problems[0]);
+    let before = compare::rows(&db.url()).await;
+    migrate::execute(&spec, &e, true, &CancelToken::new(), &no_progress()).await.expect_err("the copy stops at it");
+    assert_eq!(compare::rows(&db.url()).await, before, "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_platform_in_postgresql_restores_one_tenant_exactly() {
+    let r = repo();
+    let dir = tempfile::tempdir().expect("tmp");
+    let demo = dir.path().join("demo.db");
+    safehold_core::demo::generate(&demo, 7).await.expect("the demo platform");
+    let db = ScratchDb::create().await;
+    safehold_core::demo::copy_to_postgres(&demo, &db.url()).await.expect("copied to PostgreSQL");
+    let archive = backup(&r, &db, "tenant_id", "tenants").await;
+    let original = compare::rows(&db.url()).await;
+    let mut c = compare::connect(&db.url()).await;
+    let tenant: String = sqlx::query_scalar("SELECT id::text FROM tenants ORDER BY id LIMIT 1").fetch_one(&mut c).await.expect("a tenant");
+    // Every table with the tenant column loses the tenant's rows that nothing points at.
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.columns WHERE column_name = 'tenant_id' AND table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("tables");
+    for t in &tables {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DELETE FROM {t} WHERE tenant_id::text = '{tenant}'"))).execute(&mut c).await;
+    }
+    let req = tenant_request(&db, &tenant, "tenant_id", "tenants");
+    restore::execute(&req, r.opened(&archive), &Default::default(), &CancelToken::new(), &no_progress()).await.expect("tenant restore in place");
+    assert_eq!(compare::rows(&db.url()).await, original, "the tenant is back exactly; the others as they were");
+}
+
