@@ -272,6 +272,15 @@ struct MigrationArgs {
     /// The suffix keep-both adds.
     #[arg(long)]
     suffix: Option<String>,
+    /// A reference no foreign key declares, CHILD.COLUMN=PARENT.COLUMN (with ;TYPE_COLUMN=VALUE
+    /// for a polymorphic one): followed like a foreign key. Repeat for each. Validation lists the
+    /// columns that look like such references.
+    #[arg(long)]
+    reference: Vec<String>,
+    /// Columns whose values must differ in the copy (API keys, tokens, slugs under a unique
+    /// index): TABLE.COLUMN, each given a fresh value of the same form (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    regenerate: Vec<String>,
     /// Write what can be written and skip the rows validation sets aside.
     #[arg(long)]
     skip_rejected: bool,
@@ -439,6 +448,14 @@ struct RestoreArgs {
     /// Tenant only: replace the tenant's rows in place, keeping their ids (the default).
     #[arg(long)]
     preserve_ids: bool,
+    /// Tenant only, as a copy: a reference no foreign key declares, CHILD.COLUMN=PARENT.COLUMN
+    /// (with ;TYPE_COLUMN=VALUE for a polymorphic one); the copy follows it like a foreign key.
+    /// Repeat for each.
+    #[arg(long)]
+    reference: Vec<String>,
+    /// Tenant only, as a copy: unique conflicts, per table: TABLE=stop|keep-target|take-source|keep-both.
+    #[arg(long, value_delimiter = ',')]
+    on_conflict: Vec<String>,
     /// Create the target PostgreSQL database if it does not exist.
     #[arg(long)]
     create: bool,
@@ -878,6 +895,8 @@ async fn restore_command(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
     req.preserve_ids = !(a.as_copy || a.new_tenant_id.is_some());
     req.new_tenant_id = a.new_tenant_id.clone();
     req.new_tenant_name = a.new_tenant_name.clone();
+    req.references = a.reference.clone();
+    req.on_conflict = conflict_rules(&a.on_conflict)?;
     req.create = a.create;
     req.clean = a.clean;
     req.safety_backup = !a.no_safety_backup;
@@ -1645,15 +1664,10 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
     serde_json::from_str(&text).map_err(|e| Error::validation(format!("the {what} file {} is not valid: {e}", path.display())))
 }
 
-fn migration_spec(kind: MigrationType, common: &MigrationArgs) -> Result<MigrationSpec, Error> {
-    let mut spec = MigrationSpec { migration_type: Some(kind), migration_name: common.name.clone().unwrap_or_default(), ..Default::default() };
-    if let Some(r) = &common.rules {
-        spec.rules = read_json(r, "rules")?;
-    }
-    if let Some(m) = &common.mapping {
-        spec.mapping = read_json(m, "mapping")?;
-    }
-    for c in &common.on_conflict {
+/// `TABLE=stop|keep-target|take-source|keep-both`, each.
+fn conflict_rules(given: &[String]) -> Result<std::collections::BTreeMap<String, Resolution>, Error> {
+    let mut out = std::collections::BTreeMap::new();
+    for c in given {
         let (table, rule) = c.split_once('=').ok_or_else(|| Error::validation(format!("--on-conflict {c}: write TABLE=stop|keep-target|take-source|keep-both")))?;
         let rule = match rule.trim().replace('_', "-").as_str() {
             "stop" => Resolution::Stop,
@@ -1662,7 +1676,24 @@ fn migration_spec(kind: MigrationType, common: &MigrationArgs) -> Result<Migrati
             "keep-both" => Resolution::KeepBoth,
             other => return Err(Error::validation(format!("--on-conflict {table}={other}: the rule is stop, keep-target, take-source or keep-both"))),
         };
-        spec.conflicts.insert(table.trim().to_string(), rule);
+        out.insert(table.trim().to_string(), rule);
+    }
+    Ok(out)
+}
+
+fn migration_spec(kind: MigrationType, common: &MigrationArgs) -> Result<MigrationSpec, Error> {
+    let mut spec = MigrationSpec { migration_type: Some(kind), migration_name: common.name.clone().unwrap_or_default(), ..Default::default() };
+    if let Some(r) = &common.rules {
+        spec.rules = read_json(r, "rules")?;
+    }
+    if let Some(m) = &common.mapping {
+        spec.mapping = read_json(m, "mapping")?;
+    }
+    spec.conflicts = conflict_rules(&common.on_conflict)?;
+    spec.references = common.reference.clone();
+    for c in &common.regenerate {
+        let (table, column) = c.trim().rsplit_once('.').ok_or_else(|| Error::validation(format!("--regenerate {c}: write TABLE.COLUMN")))?;
+        spec.rules.push(safehold_core::migrate::rules::Rule { table: table.into(), column: column.into(), action: safehold_core::migrate::rules::Action::Regenerate { template: None } });
     }
     spec.suffix = common.suffix.clone();
     spec.skip_rejected = common.skip_rejected;

@@ -72,6 +72,8 @@ pub struct RestoreRequest {
     /// A tenant restored as a copy: how rows equal to a target row on a unique constraint are
     /// resolved, per table.
     pub on_conflict: std::collections::BTreeMap<String, crate::migrate::Resolution>,
+    /// A tenant restored as a copy: references no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`).
+    pub references: Vec<String>,
     /// Create the target database (PostgreSQL) when it does not exist.
     pub create: bool,
     /// Replace the target's objects (a full restore into a database that is not empty).
@@ -315,7 +317,12 @@ fn scope_of(req: &RestoreRequest, available: &[String]) -> Result<Option<Scope>>
                 tenant_id: tenant,
                 tenant_column: req.tenant_column.clone(),
                 tenants_table: req.tenants_table.clone(),
-                copy: (!req.preserve_ids).then(|| CopyAs { new_tenant_id: req.new_tenant_id.clone(), new_tenant_name: req.new_tenant_name.clone(), conflicts: req.on_conflict.clone() }),
+                copy: (!req.preserve_ids).then(|| CopyAs {
+                    new_tenant_id: req.new_tenant_id.clone(),
+                    new_tenant_name: req.new_tenant_name.clone(),
+                    conflicts: req.on_conflict.clone(),
+                    references: req.references.clone(),
+                }),
             }))
         }
     })

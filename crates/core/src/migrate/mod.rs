@@ -151,6 +151,11 @@ pub struct MigrationSpec {
     /// Override the connection's tenant column / tenants table.
     pub tenant_column: Option<String>,
     pub tenants_table: Option<String>,
+    /// References that no foreign key declares, as `CHILD.COLUMN=PARENT.COLUMN` (with
+    /// `;TYPE_COLUMN=VALUE` for a polymorphic one): followed like foreign keys (new keys of the
+    /// parent rows reach the rows that refer to them; the rows are the tenant's through them).
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 /// A problem found with some rows.
@@ -261,6 +266,7 @@ pub async fn restore_tenant_as_copy(chain: &Chain, url: &str, ts: &TenantScope, 
         target_tenant_id: copy.new_tenant_id.clone(),
         target_tenant_name: copy.new_tenant_name.clone(),
         conflicts: copy.conflicts.clone(),
+        references: copy.references.clone(),
         ..Default::default()
     };
     let ends = Endpoints { target_url: Some(url.to_string()), tenant_column: ts.tenant_column.clone(), tenants_table: ts.tenants_table.clone(), ..Default::default() };
@@ -296,7 +302,11 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
     }
     let target_url = ends.target_url.as_deref().ok_or_else(|| Error::validation("choose the database to write into (--target)"))?;
     let mut conn = connect(target_url).await?;
-    let target = read_target(&mut conn).await?;
+    let mut target = read_target(&mut conn).await?;
+    for r in spec.references.iter().filter(|r| !r.trim().is_empty()) {
+        let fk = crate::source::tenancy::parse_reference(r, &target)?;
+        target.fks.push(fk);
+    }
     let mut tx = conn.begin().await.map_err(q("start the migration's transaction"))?;
     sqlx::raw_sql("SET CONSTRAINTS ALL DEFERRED; SET LOCAL extra_float_digits = 3").execute(&mut *tx).await.map_err(q("defer constraints"))?;
 
@@ -311,7 +321,7 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
         }
         (None, MigrationType::TenantCopy | MigrationType::TenantMerge) => {
             let url = ends.source_url.as_deref().ok_or_else(|| Error::validation("choose the database to read the tenant from (--source)"))?;
-            source_schema = Some(stage::from_live(&mut tx, &mut staged, url, &tenants, &ends.tenant_column, &ends.tenants_table, cancel).await?);
+            source_schema = Some(stage::from_live(&mut tx, &mut staged, url, &tenants, &ends.tenant_column, &ends.tenants_table, &spec.references, cancel).await?);
         }
         (None, MigrationType::DataImport) => read_files(&mut tx, &mut staged, spec, ends, &target, &tenants, cancel).await?,
         (None, MigrationType::DataExport) => unreachable!(),
@@ -343,6 +353,17 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
         }
     }
     tenancy.reach.retain(|t, _| available.contains(t));
+    // References that look declared-worthy: shown, for the administrator to confirm.
+    let declared: Vec<&str> = spec.references.iter().map(|r| r.trim()).collect();
+    for r in crate::source::tenancy::inferred_references(&mut tx, &target, &order.tables, &ends.tenant_column).await? {
+        if !declared.iter().any(|d| r.starts_with(d.split(';').next().unwrap_or(d))) {
+            report.warnings.push(if r.contains(" is a polymorphic") {
+                format!("inferred: {r}")
+            } else {
+                format!("inferred: {r} looks like a reference that no foreign key declares (every value is found there): a copy keeps its values; confirm it with --reference {r}")
+            });
+        }
+    }
     let (tenant, existing) = target_tenant(&mut tx, &target, &tenancy, kind, spec, &tenants, ends).await?;
     tenancy.tenant = tenant.clone();
     report.target_tenant_id = Some(tenant.clone());
@@ -684,7 +705,7 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
     ten.param = "safehold.remove".into();
     ten.bind(&mut **tx).await?;
     let tables = ten.reach_order();
-    let order = write_order(&tables, &schema.fks)?;
+    let order = crate::source::tenancy::delete_order(&tables, &schema.fks)?;
     let live = |t: &str| rel(t);
     let found: HashMap<String, String> = tables.iter().enumerate().map(|(i, t)| (t.clone(), format!("pg_temp._sh_rm{i}"))).collect();
     for t in &tables {
@@ -695,7 +716,9 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
             .await
             .map_err(|e| restore_error(&format!("finding tenant {tenant} in {t}"), &e))?;
     }
-    for fk in order.late.iter().filter(|fk| crate::source::tenancy::WriteOrder::held(fk)) {
+    // The references that close a cycle are emptied first (NULL, or a stand-in for a NOT NULL
+    // key checked at once).
+    for fk in order.late.iter().filter(|fk| fk.nullable || crate::source::tenancy::WriteOrder::held(fk)) {
         let id = crate::source::pg_apply::identity(schema, &fk.child);
         let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{} = {}", qi(c), crate::source::tenancy::stand_in(fk, c))).collect();
         sqlx::raw_sql(AssertSqlSafe(format!("UPDATE {} l SET {} WHERE {}", rel(&fk.child), set.join(", "), id.among("l", &found[&fk.child]))))
@@ -750,7 +773,7 @@ async fn export(
     let mut tx = conn.begin().await.map_err(q("start the export"))?;
     step("reading the source", 0);
     let mut staged = Staged::default();
-    let schema = stage::from_live(&mut tx, &mut staged, url, tenants, &ends.tenant_column, &ends.tenants_table, cancel).await?;
+    let schema = stage::from_live(&mut tx, &mut staged, url, tenants, &ends.tenant_column, &ends.tenants_table, &spec.references, cancel).await?;
     report.rows_read = staged.tables.iter().map(|t| t.rows).sum();
     step("applying the rules", 1);
     apply_rules(&mut tx, &mut staged, &spec.rules).await?;

@@ -43,6 +43,11 @@ pub enum Action {
     Fake { kind: FakeKind, salt: String },
     /// Set NULL.
     Null,
+    /// A fresh value of the same form, for values that must differ in a copy (API keys, tokens,
+    /// idempotency keys, slugs under a unique index): a UUID for a UUID, hex or base64 of the same
+    /// length (and case) for hex or base64, else the value with a random suffix. A `template`
+    /// instead: `{value}`, `{uuid}`, `{hex}` (32 hex digits) are filled in, e.g. `key_{hex}`.
+    Regenerate { template: Option<String> },
     /// Drop the row when the condition on `column` holds.
     DropRow { op: Op, value: Option<String> },
 }
@@ -83,6 +88,28 @@ const LAST: &[&str] = &[
 pub(crate) fn is_text(ty: &str) -> bool {
     let t = ty.to_ascii_lowercase();
     t == "text" || t.starts_with("character") || t.starts_with("varchar") || t == "citext" || t == "name" || t.starts_with("char")
+}
+
+/// SQL for a fresh value in the form of `c` (see [`Action::Regenerate`]).
+fn regenerate(c: &str, template: Option<&str>) -> String {
+    let hex32 = "md5(random()::text || clock_timestamp()::text)";
+    let hex_of = |n: String| format!("substr(repeat({hex32}, ({n}) / 32 + 1), 1, {n})");
+    match template {
+        Some(t) => {
+            let t = ql(t);
+            format!("CASE WHEN {c} IS NULL THEN NULL ELSE replace(replace(replace({t}, '{{value}}', {c}), '{{uuid}}', gen_random_uuid()::text), '{{hex}}', {hex32}) END")
+        }
+        None => format!(
+            "CASE WHEN {c} IS NULL THEN NULL \
+             WHEN {c} ~* '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$' THEN gen_random_uuid()::text \
+             WHEN {c} ~ '^[0-9a-f]+$' THEN {lower} \
+             WHEN {c} ~ '^[0-9A-F]+$' THEN upper({lower}) \
+             WHEN {c} ~ '^[A-Za-z0-9+/_-]+=*$' AND char_length({c}) >= 16 THEN \
+                  rpad(substr(translate(encode(decode(repeat({hex32}, char_length({c}) / 24 + 1), 'hex'), 'base64'), E'\\n', ''), 1, char_length(rtrim({c}, '='))), char_length({c}), '=') \
+             ELSE {c} || '-' || substr({hex32}, 1, 6) END",
+            lower = hex_of(format!("char_length({c})"))
+        ),
+    }
 }
 
 fn array(words: &[&str]) -> String {
@@ -167,6 +194,7 @@ pub(crate) fn name(a: &Action) -> &'static str {
         Action::Mask => "mask",
         Action::Fake { .. } => "fake",
         Action::Null => "null",
+        Action::Regenerate { .. } => "regenerate",
         Action::DropRow { .. } => "drop_row",
     }
 }
@@ -187,6 +215,7 @@ pub(crate) fn sql(rule: &Rule, relation: &str, ty: Option<&str>) -> String {
         Action::Mask => set(format!("CASE WHEN char_length({c}) <= 2 THEN repeat('*', char_length({c})) ELSE left({c}, 1) || repeat('*', char_length({c}) - 2) || right({c}, 1) END")),
         Action::Fake { kind, salt } => set(fake(*kind, salt, &c)),
         Action::Null => set("NULL".into()),
+        Action::Regenerate { template } => set(regenerate(&c, template.as_deref())),
         Action::DropRow { op, value } => {
             let typed = |e: String| match ty {
                 Some(t) if !is_text(t) => format!("CAST({e} AS {t})"),

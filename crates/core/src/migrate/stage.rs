@@ -72,14 +72,19 @@ pub(crate) fn col_list(cols: &[(String, Option<String>)]) -> String {
 /// Stages the rows of `tenants` from the live database at `url`, read in one snapshot: each
 /// tenant table once (a partitioned table through its root), its tenant's rows found along the
 /// paths [`Tenancy`] gives. Returns the source's schema.
-pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, tenants: &[String], tenant_column: &str, tenants_table: &str, cancel: &CancelToken) -> Result<Target> {
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, tenants: &[String], tenant_column: &str, tenants_table: &str, references: &[String], cancel: &CancelToken) -> Result<Target> {
     if tenants.is_empty() {
         return Err(Error::validation("choose the tenant to read from the source (--tenant)"));
     }
     let mut src = connect(url).await?;
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut src).await.map_err(q("start the source snapshot"))?;
     sqlx::raw_sql("SET LOCAL extra_float_digits = 3; SET LOCAL row_security = off").execute(&mut src).await.map_err(q("prepare the source snapshot"))?;
-    let schema = read_target(&mut src).await?;
+    let mut schema = read_target(&mut src).await?;
+    for r in references.iter().filter(|r| !r.trim().is_empty()) {
+        let fk = crate::source::tenancy::parse_reference(r, &schema)?;
+        schema.fks.push(fk);
+    }
     let available: BTreeSet<String> = schema.cols.keys().cloned().collect();
     for tenant in tenants {
         let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), copy: None };

@@ -188,7 +188,10 @@ impl Writer<'_> {
     async fn follow(&self, tx: &mut Tx<'_>, fk: &Fk, finals: &HashMap<String, Final>) -> Result<()> {
         let (f, p) = (&finals[&fk.child], &finals[&fk.parent]);
         let set: Vec<String> = fk.cols.iter().map(|(c, pc)| format!("{} = pn.{}", qi(c), qi(pc))).collect();
-        let on: Vec<String> = fk.cols.iter().map(|(c, pc)| format!("po.{} = o.{}", qi(pc), qi(c))).collect();
+        let mut on: Vec<String> = fk.cols.iter().map(|(c, pc)| format!("po.{} = o.{}", qi(pc), qi(c))).collect();
+        if let Some((c, v)) = &fk.when {
+            on.push(format!("o.{}::text = {}", qi(c), ql(v)));
+        }
         exec(
             tx,
             &format!(
@@ -330,7 +333,13 @@ impl Writer<'_> {
                 }
                 rule = Resolution::Stop;
             } else if rule == Resolution::Stop {
-                rep.problems.push(Problem::new("unique_conflict", format!("{n} rows equal a target row on {what}: choose keep target, take source or keep both for {t}"), n, samples));
+                // A value that must differ in the copy (a token, a key, a slug): a fresh one.
+                let fresh = cols
+                    .iter()
+                    .find(|c| self.tenant_col(t) != Some(c.as_str()) && !self.target.fks.iter().any(|fk| fk.child == t && fk.cols.iter().any(|(x, _)| x == *c)) && (super::rules::is_text(&self.ty(t, c)) || self.ty(t, c) == "uuid"))
+                    .map(|c| format!(", or give the copy new values (--regenerate {t}.{c})"))
+                    .unwrap_or_default();
+                rep.problems.push(Problem::new("unique_conflict", format!("{n} rows equal a target row on {what}: choose keep target, take source or keep both for {t}{fresh}"), n, samples));
             }
             match rule {
                 Resolution::Stop | Resolution::KeepBoth => {
@@ -370,7 +379,8 @@ impl Writer<'_> {
     }
 
     async fn reject_missing_parents(&self, tx: &mut Tx<'_>, t: &str, f: &Final, finals: &HashMap<String, Final>, rep: &mut TableReport, which: &(dyn Fn(&Fk) -> bool + Sync)) -> Result<()> {
-        for fk in self.target.fks.iter().filter(|fk| fk.child == t && which(fk)) {
+        // A declared reference is not enforced: a value pointing at nothing may stay so.
+        for fk in self.target.fks.iter().filter(|fk| fk.child == t && !fk.declared && which(fk)) {
             if !fk.cols.iter().all(|(c, _)| f.has(c)) {
                 continue;
             }

@@ -20,7 +20,7 @@ use sqlx::{AssertSqlSafe, Connection as _};
 use ts_rs::TS;
 
 use super::postgres::{archived_schema, connect, load_table_into, q, qi, ql, restore_error, PgTable};
-pub(crate) use super::tenancy::{read_target, rel, stand_in, write_order, Col, Fk, Reach, Target, Tenancy, WriteOrder};
+pub(crate) use super::tenancy::{read_target, rel, stand_in, write_order, Col, Fk, Target, Tenancy, WriteOrder};
 pub use super::tenancy::{CopyAs, TenantScope};
 use super::tenancy::quiet_triggers;
 use super::{CancelToken, Progress, ProgressSink};

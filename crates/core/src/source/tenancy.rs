@@ -115,6 +115,10 @@ pub(crate) struct Fk {
     pub nullable: bool,
     /// The child columns are unique in the child (one row per parent row).
     pub unique: bool,
+    /// A reference the administrator declared (no foreign key in the database enforces it).
+    pub declared: bool,
+    /// A polymorphic reference: it holds only for child rows whose column has this value.
+    pub when: Option<(String, String)>,
 }
 
 /// A unique constraint or unique index of a table.
@@ -275,7 +279,7 @@ pub(crate) async fn read_target(conn: &mut PgConnection) -> Result<Target> {
         let (child_cols, parent_cols): (Vec<String>, Vec<String>) = (r.get(6), r.get(7));
         let child = t.table_of(&child).unwrap_or(child);
         let parent = t.table_of(&parent).unwrap_or(parent);
-        t.fks.push(Fk { name: r.get(4), child, parent, cols: child_cols.into_iter().zip(parent_cols).collect(), deferrable: r.get(5), nullable: r.get(8), unique: false });
+        t.fks.push(Fk { name: r.get(4), child, parent, cols: child_cols.into_iter().zip(parent_cols).collect(), deferrable: r.get(5), nullable: r.get(8), unique: false, declared: false, when: None });
     }
     let uniques = t.uniques.clone();
     for fk in &mut t.fks {
@@ -293,6 +297,115 @@ pub(crate) async fn read_target(conn: &mut PgConnection) -> Result<Target> {
         t.triggers.entry(name_of(r.get(0), r.get(1))).or_default().push(Trigger { name: r.get(2), enabled: r.get(3) });
     }
     Ok(t)
+}
+
+/// A declared reference, `CHILD.COLUMN=PARENT.COLUMN` (tables as `schema.table` or bare names),
+/// optionally only for rows whose type column has a value (`…;TYPE_COLUMN=VALUE`, Rails'
+/// polymorphic references), checked against the target's tables and columns.
+pub(crate) fn parse_reference(text: &str, target: &Target) -> Result<Fk> {
+    let bad = |why: &str| {
+        Error::validation(format!(
+            "the reference \"{text}\" {why}: write CHILD_TABLE.COLUMN=PARENT_TABLE.COLUMN (e.g. invoice_lines.invoice_id=invoices.id), with ;TYPE_COLUMN=VALUE for a polymorphic one"
+        ))
+    };
+    let (main, when) = match text.split_once(';') {
+        Some((m, w)) => {
+            let (c, v) = w.split_once('=').ok_or_else(|| bad("has a condition without ="))?;
+            (m, Some((c.trim().to_string(), v.trim().to_string())))
+        }
+        None => (text, None),
+    };
+    let (child, parent) = main.split_once('=').ok_or_else(|| bad("has no ="))?;
+    let side = |s: &str| -> Result<(String, String)> {
+        let (t, c) = s.trim().rsplit_once('.').ok_or_else(|| bad("names a column without its table"))?;
+        let tables = target.find_table(t.trim());
+        match tables.as_slice() {
+            [one] => {
+                if target.col(one, c.trim()).is_none() {
+                    return Err(Error::validation(format!("the reference \"{text}\": the table {one} has no column {}", c.trim())));
+                }
+                Ok((one.clone(), c.trim().to_string()))
+            }
+            [] => Err(Error::validation(format!("the reference \"{text}\": the target has no table {}", t.trim()))),
+            many => Err(Error::validation(format!("the reference \"{text}\": {} names several tables ({}); give it with its schema", t.trim(), many.join(", ")))),
+        }
+    };
+    let (ct, cc) = side(child)?;
+    let (pt, pc) = side(parent)?;
+    if let Some((c, _)) = &when {
+        if target.col(&ct, c).is_none() {
+            return Err(Error::validation(format!("the reference \"{text}\": the table {ct} has no column {c}")));
+        }
+    }
+    let unique = target.uniques.get(&ct).into_iter().flatten().any(|u| u.len() == 1 && u[0] == cc);
+    let nullable = !target.col(&ct, &cc).is_some_and(|c| c.not_null);
+    Ok(Fk { name: format!("declared {text}"), child: ct, parent: pt, cols: vec![(cc, pc)], deferrable: true, nullable, unique, declared: true, when })
+}
+
+/// Columns that look like references no foreign key declares: `<name>_id` (or `<name>Id`) whose
+/// every value is a key of a table named after `<name>` or its last words (singular or plural),
+/// and Rails' polymorphic pairs `<name>_type` + `<name>_id`. Each is given as the `--reference`
+/// text that would declare it (polymorphic ones with what to fill in), for the plan to show.
+pub(crate) async fn inferred_references(conn: &mut PgConnection, target: &Target, tables: &[String], tenant_column: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let declared: BTreeSet<(String, String)> = target.fks.iter().flat_map(|fk| fk.cols.iter().map(move |(c, _)| (fk.child.clone(), c.clone()))).collect();
+    for t in tables {
+        let Some(cols) = target.cols.get(t) else { continue };
+        for col in cols {
+            if col.name == tenant_column || declared.contains(&(t.clone(), col.name.clone())) || target.pks.get(t).is_some_and(|pk| pk.contains(&col.name)) {
+                continue;
+            }
+            let stem = match col.name.strip_suffix("_id").or_else(|| col.name.strip_suffix("Id")) {
+                Some(s) if !s.is_empty() => s.to_string(),
+                _ => continue,
+            };
+            if cols.iter().any(|c| c.name == format!("{stem}_type") || c.name == format!("{stem}Type")) {
+                out.push(format!(
+                    "{t}.{} is a polymorphic reference (with {stem}_type): declare it once per type, e.g. {t}.{}=<table>.id;{stem}_type=<Type>",
+                    col.name, col.name
+                ));
+                continue;
+            }
+            // The stem, then its last words: manager_staff → staff.
+            let words: Vec<String> = stem.split('_').map(|w| w.to_lowercase()).collect();
+            let mut found = None;
+            'stems: for k in 0..words.len() {
+                let base = words[k..].join("_");
+                let forms = [base.clone(), format!("{base}s"), format!("{base}es"), base.strip_suffix('y').map(|b| format!("{b}ies")).unwrap_or_default()];
+                for f in forms.iter().filter(|f| !f.is_empty()) {
+                    for cand in target.find_table(f) {
+                        let Some(pk) = target.pks.get(&cand).filter(|pk| pk.len() == 1) else { continue };
+                        let pty = target.col(&cand, &pk[0]).map(|c| c.ty.clone()).unwrap_or_default();
+                        if cand != *t && same_family(&pty, &col.ty) {
+                            found = Some((cand, pk[0].clone()));
+                            break 'stems;
+                        }
+                    }
+                }
+            }
+            let Some((parent, pcol)) = found else { continue };
+            let all_found: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT NOT EXISTS (SELECT 1 FROM {} c WHERE c.{} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {} p WHERE p.{}::text = c.{}::text))",
+                rel(t),
+                qi(&col.name),
+                rel(&parent),
+                qi(&pcol),
+                qi(&col.name)
+            )))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(q("look for references no foreign key declares"))?;
+            if all_found {
+                out.push(format!("{t}.{}={parent}.{pcol}", col.name));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn same_family(a: &str, b: &str) -> bool {
+    let ints = ["smallint", "integer", "bigint", "numeric"];
+    a == b || (ints.contains(&a) && ints.contains(&b)) || (super::super::migrate::rules::is_text(a) && super::super::migrate::rules::is_text(b))
 }
 
 /// Turns the user triggers of `tables` off for the rest of the transaction (a restore or a copy
@@ -350,6 +463,8 @@ pub struct CopyAs {
     /// How rows equal to a target row on a unique constraint are resolved, per table (as a
     /// migration's conflict rules); tables not listed: reported, nothing written.
     pub conflicts: std::collections::BTreeMap<String, crate::migrate::Resolution>,
+    /// References no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`).
+    pub references: Vec<String>,
 }
 
 pub(crate) struct Tenancy {
@@ -478,7 +593,10 @@ impl Tenancy {
             Some(Reach::Via(i)) => {
                 let fk = &self.fks[*i];
                 let p = format!("_a{depth}");
-                let join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{p}.{} = {alias}.{}", qi(pc), qi(cc))).collect();
+                let mut join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{p}.{} = {alias}.{}", qi(pc), qi(cc))).collect();
+                if let Some((c, v)) = &fk.when {
+                    join.push(format!("{alias}.{}::text = {}", qi(c), super::postgres::ql(v)));
+                }
                 format!("EXISTS (SELECT 1 FROM {} {p} WHERE {} AND {})", relation(&fk.parent), join.join(" AND "), self.anyones(&fk.parent, &p, relation, depth + 1))
             }
             Some(Reach::Owned(i)) => {
@@ -503,7 +621,10 @@ impl Tenancy {
             Some(Reach::Via(i)) => {
                 let fk = &self.fks[*i];
                 let p = format!("_p{depth}");
-                let join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{p}.{} = {alias}.{}", qi(pc), qi(cc))).collect();
+                let mut join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{p}.{} = {alias}.{}", qi(pc), qi(cc))).collect();
+                if let Some((c, v)) = &fk.when {
+                    join.push(format!("{alias}.{}::text = {}", qi(c), super::postgres::ql(v)));
+                }
                 let further = if cut { String::new() } else { format!(" AND {}", self.predicate(&fk.parent, &p, relation, cut, depth + 1)) };
                 format!("EXISTS (SELECT 1 FROM {} {p} WHERE {}{further})", relation(&fk.parent), join.join(" AND "))
             }
@@ -557,7 +678,22 @@ pub(crate) fn stand_in(fk: &Fk, column: &str) -> String {
 /// a deferrable key, else at a nullable one, else (a cycle of NOT NULL keys checked at once) at
 /// one of those, whose rows are then written with a stand-in reference first.
 pub(crate) fn write_order(tables: &[String], fks: &[Fk]) -> Result<WriteOrder> {
+    order(tables, fks, false)
+}
+
+/// The order in which rows of `tables` are deleted (the reverse of the returned tables): a cycle
+/// is broken at a nullable key first — its references are emptied before the deletes, so no
+/// row is deleted while another points at it and no `ON DELETE CASCADE` reaches a row that is
+/// still pointed at.
+pub(crate) fn delete_order(tables: &[String], fks: &[Fk]) -> Result<WriteOrder> {
+    order(tables, &fks.iter().filter(|f| !f.declared).cloned().collect::<Vec<_>>(), true)
+}
+
+fn order(tables: &[String], fks: &[Fk], deleting: bool) -> Result<WriteOrder> {
     let set: BTreeSet<&String> = tables.iter().collect();
+    // Declared references order the work too (a parent's new keys before the rows that point at
+    // them); the database does not check them, so they count as deferrable: a cycle is broken at
+    // them first.
     let edges: Vec<&Fk> = fks.iter().filter(|fk| fk.child != fk.parent && set.contains(&fk.child) && set.contains(&fk.parent)).collect();
     let mut broken: Vec<usize> = Vec::new();
     loop {
@@ -590,15 +726,16 @@ pub(crate) fn write_order(tables: &[String], fks: &[Fk]) -> Result<WriteOrder> {
         // The tables left are on or behind a cycle: break one of the cycle's keys.
         let left: BTreeSet<&String> = tables.iter().filter(|t| !placed.contains(t)).collect();
         let on_cycle: Vec<usize> = edges.iter().enumerate().filter(|(i, e)| !broken.contains(i) && left.contains(&e.child) && left.contains(&e.parent) && reaches(&edges, &broken, &e.child, &e.parent)).map(|(i, _)| i).collect();
-        // A stand-in for a NOT NULL key is an existing parent row: not possible under a unique
-        // constraint, where every row needs its own.
-        let pick = on_cycle
-            .iter()
-            .copied()
-            .find(|&i| edges[i].deferrable)
-            .or_else(|| on_cycle.iter().copied().find(|&i| edges[i].nullable))
-            .or_else(|| on_cycle.iter().copied().find(|&i| !edges[i].unique))
-            .or_else(|| on_cycle.first().copied());
+        // The key broken is written late: its references follow their parents only at the end
+        // (after the table's unique values were checked), so a key under a unique constraint is
+        // broken last. Among the others: one the database checks at commit (or does not check:
+        // a declared reference), then a nullable one, then a NOT NULL one (a stand-in first:
+        // an existing parent row).
+        let pick = if deleting {
+            on_cycle.iter().copied().min_by_key(|&i| (!edges[i].nullable, !edges[i].deferrable))
+        } else {
+            on_cycle.iter().copied().min_by_key(|&i| (edges[i].unique, !edges[i].deferrable && !edges[i].nullable, !edges[i].deferrable))
+        };
         match pick {
             Some(i) => broken.push(i),
             None => return Err(Error::new(crate::error::ErrorCode::Internal, "a cycle of foreign keys without a key on it")),
@@ -632,7 +769,7 @@ mod tests {
     use super::*;
 
     fn fk(child: &str, parent: &str, deferrable: bool, nullable: bool) -> Fk {
-        Fk { name: format!("{child}_{parent}"), child: child.into(), parent: parent.into(), cols: vec![("x".into(), "id".into())], deferrable, nullable, unique: false }
+        Fk { name: format!("{child}_{parent}"), child: child.into(), parent: parent.into(), cols: vec![("x".into(), "id".into())], deferrable, nullable, unique: false, declared: false, when: None }
     }
 
     #[test]

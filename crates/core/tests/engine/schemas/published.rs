@@ -44,7 +44,7 @@ fn tenant_request(db: &ScratchDb, tenant: &str, tenant_column: &str, tenants_tab
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn pagila_one_store_restores_in_place_exactly_and_a_copy_names_the_reference_no_key_declares() {
+async fn pagila_one_store_restores_in_place_exactly_and_copies_with_the_reference_no_key_declares() {
     let r = repo();
     let db = pagila().await;
     let archive = backup(&r, &db, "store_id", "store").await;
@@ -72,17 +72,40 @@ async fn pagila_one_store_restores_in_place_exactly_and_a_copy_names_the_referen
     assert_eq!(compare::rows(&db.url()).await, original, "store 1 is as backed up, and store 2 as it was");
 
     // A copy of store 2 in the same database: the store's manager is a staff member, referred
-    // to by store.manager_staff_id, which no foreign key declares and a unique index covers: the
-    // copy would reuse the manager, and validation says so, before writing anything.
+    // to by store.manager_staff_id, which no foreign key declares and a unique index covers.
+    // Validation finds the conflict before writing and names the reference it infers; declared,
+    // the copy's manager is its own staff member.
     let e = Endpoints { source_url: Some(db.url()), target_url: Some(db.url()), tenant_column: "store_id".into(), tenants_table: "store".into(), ..Default::default() };
-    let spec = MigrationSpec { migration_type: Some(MigrationType::TenantCopy), source_tenant_ids: vec!["2".into()], ..Default::default() };
+    let mut spec = MigrationSpec { migration_type: Some(MigrationType::TenantCopy), source_tenant_ids: vec!["2".into()], ..Default::default() };
     let v = migrate::execute(&spec, &e, false, &CancelToken::new(), &no_progress()).await.expect("validation");
     let problems: Vec<String> = v.problems().map(|(t, p)| format!("{t}: {}", p.message)).collect();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("public.store (manager_staff_id)"), "{}", problems[0]);
+    assert!(v.warnings.iter().any(|w| w.contains("--reference public.store.manager_staff_id=public.staff.staff_id")), "{:?}", v.warnings);
     let before = compare::rows(&db.url()).await;
     migrate::execute(&spec, &e, true, &CancelToken::new(), &no_progress()).await.expect_err("the copy stops at it");
     assert_eq!(compare::rows(&db.url()).await, before, "nothing was written");
+    spec.references = vec!["store.manager_staff_id=staff.staff_id".into()];
+    let out = migrate::execute(&spec, &e, true, &CancelToken::new(), &no_progress()).await.expect("the copy, with the reference declared");
+    let new: i64 = out.target_tenant_id.clone().expect("a new store").parse().expect("an integer id");
+    for t in ["public.rental", "public.payment"] {
+        let r = out.tables.iter().find(|x| x.table == t).expect("copied");
+        assert!(r.rows_written > 0 && r.rows_written == r.rows_read, "{t}: every row read is written: {r:?}");
+    }
+    let mut c = compare::connect(&db.url()).await;
+    let (same_counts, own_manager): (bool, bool) = sqlx::query_as(
+        "SELECT (SELECT array_agg(n ORDER BY t) FROM (SELECT 'c' t, count(*) n FROM customer WHERE store_id = 2 UNION ALL SELECT 's', count(*) FROM staff WHERE store_id = 2
+                   UNION ALL SELECT 'i', count(*) FROM inventory WHERE store_id = 2) x)
+              = (SELECT array_agg(n ORDER BY t) FROM (SELECT 'c' t, count(*) n FROM customer WHERE store_id = $1 UNION ALL SELECT 's', count(*) FROM staff WHERE store_id = $1
+                   UNION ALL SELECT 'i', count(*) FROM inventory WHERE store_id = $1) y),
+                EXISTS (SELECT 1 FROM store s JOIN staff m ON m.staff_id = s.manager_staff_id WHERE s.store_id = $1 AND m.store_id = $1)",
+    )
+    .bind(new as i32)
+    .fetch_one(&mut c)
+    .await
+    .expect("compare");
+    assert!(same_counts, "the copy has store 2's customers, staff and inventory");
+    assert!(own_manager, "the copy's manager is a staff member of the copy");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -111,4 +134,5 @@ async fn the_demo_platform_in_postgresql_restores_one_tenant_exactly() {
     restore::execute(&req, r.opened(&archive), &Default::default(), &CancelToken::new(), &no_progress()).await.expect("tenant restore in place");
     assert_eq!(compare::rows(&db.url()).await, original, "the tenant is back exactly; the others as they were");
 }
+
 
