@@ -448,9 +448,9 @@ struct RestoreArgs {
     /// Tenant only: replace the tenant's rows in place, keeping their ids (the default).
     #[arg(long)]
     preserve_ids: bool,
-    /// Tenant only, as a copy: a reference no foreign key declares, CHILD.COLUMN=PARENT.COLUMN
-    /// (with ;TYPE_COLUMN=VALUE for a polymorphic one); the copy follows it like a foreign key.
-    /// Repeat for each.
+    /// Tenant only: a reference no foreign key declares, CHILD.COLUMN=PARENT.COLUMN (with
+    /// ;TYPE_COLUMN=VALUE for a polymorphic one): the tenant's rows are found through it and a
+    /// copy follows it like a foreign key. Repeat for each.
     #[arg(long)]
     reference: Vec<String>,
     /// Tenant only, as a copy: unique conflicts, per table: TABLE=stop|keep-target|take-source|keep-both.

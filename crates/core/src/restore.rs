@@ -72,7 +72,7 @@ pub struct RestoreRequest {
     /// A tenant restored as a copy: how rows equal to a target row on a unique constraint are
     /// resolved, per table.
     pub on_conflict: std::collections::BTreeMap<String, crate::migrate::Resolution>,
-    /// A tenant restored as a copy: references no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`).
+    /// A tenant restore: references no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`).
     pub references: Vec<String>,
     /// Create the target database (PostgreSQL) when it does not exist.
     pub create: bool,
@@ -321,8 +321,8 @@ fn scope_of(req: &RestoreRequest, available: &[String]) -> Result<Option<Scope>>
                     new_tenant_id: req.new_tenant_id.clone(),
                     new_tenant_name: req.new_tenant_name.clone(),
                     conflicts: req.on_conflict.clone(),
-                    references: req.references.clone(),
                 }),
+                references: req.references.clone(),
             }))
         }
     })

@@ -536,7 +536,13 @@ skip_rejected: boolean,
 /**
  * Override the connection's tenant column / tenants table.
  */
-tenant_column: string | null, tenants_table: string | null, };
+tenant_column: string | null, tenants_table: string | null, 
+/**
+ * References that no foreign key declares, as `CHILD.COLUMN=PARENT.COLUMN` (with
+ * `;TYPE_COLUMN=VALUE` for a polymorphic one): followed like foreign keys (new keys of the
+ * parent rows reach the rows that refer to them; the rows are the tenant's through them).
+ */
+references: Array<string>, };
 
 export type Problem = { 
 /**
@@ -592,7 +598,7 @@ table: string,
  */
 column: string, action: Action, };
 
-export type Action = { "rule": "set", value: string | null, } | { "rule": "copy", from: string, } | { "rule": "lower" } | { "rule": "upper" } | { "rule": "trim" } | { "rule": "replace", pattern: string, replacement: string, } | { "rule": "hash", salt: string, } | { "rule": "mask" } | { "rule": "fake", kind: FakeKind, salt: string, } | { "rule": "null" } | { "rule": "drop_row", op: Op, value: string | null, };
+export type Action = { "rule": "set", value: string | null, } | { "rule": "copy", from: string, } | { "rule": "lower" } | { "rule": "upper" } | { "rule": "trim" } | { "rule": "replace", pattern: string, replacement: string, } | { "rule": "hash", salt: string, } | { "rule": "mask" } | { "rule": "fake", kind: FakeKind, salt: string, } | { "rule": "null" } | { "rule": "regenerate", template: string | null, } | { "rule": "drop_row", op: Op, value: string | null, };
 
 export type FakeKind = "email" | "name" | "first_name" | "last_name" | "phone";
 

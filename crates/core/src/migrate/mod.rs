@@ -266,7 +266,7 @@ pub async fn restore_tenant_as_copy(chain: &Chain, url: &str, ts: &TenantScope, 
         target_tenant_id: copy.new_tenant_id.clone(),
         target_tenant_name: copy.new_tenant_name.clone(),
         conflicts: copy.conflicts.clone(),
-        references: copy.references.clone(),
+        references: ts.references.clone(),
         ..Default::default()
     };
     let ends = Endpoints { target_url: Some(url.to_string()), tenant_column: ts.tenant_column.clone(), tenants_table: ts.tenants_table.clone(), ..Default::default() };
@@ -342,7 +342,7 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
     names.sort();
     let order = write_order(&names, &target.fks)?;
     let available: BTreeSet<String> = finals.keys().cloned().collect();
-    let scope = TenantScope { tenant_id: String::new(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None };
+    let scope = TenantScope { tenant_id: String::new(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None, references: Vec::new() };
     let mut tenancy = Tenancy::find(&target, &scope, &target.cols.keys().cloned().collect())?;
     for t in &order.tables {
         if !tenancy.reach.contains_key(t) {
@@ -355,7 +355,10 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
     tenancy.reach.retain(|t, _| available.contains(t));
     // References that look declared-worthy: shown, for the administrator to confirm.
     let declared: Vec<&str> = spec.references.iter().map(|r| r.trim()).collect();
-    for r in crate::source::tenancy::inferred_references(&mut tx, &target, &order.tables, &ends.tenant_column).await? {
+    // (Every table: one that no declared key links to the tenant is left out of the copy.)
+    let mut all_tables: Vec<String> = target.cols.keys().cloned().collect();
+    all_tables.sort();
+    for r in crate::source::tenancy::inferred_references(&mut tx, &target, &all_tables, &ends.tenant_column).await? {
         if !declared.iter().any(|d| r.starts_with(d.split(';').next().unwrap_or(d))) {
             report.warnings.push(if r.contains(" is a polymorphic") {
                 format!("inferred: {r}")
@@ -700,7 +703,7 @@ async fn target_tenant(tx: &mut Tx<'_>, target: &Target, tenancy: &Tenancy, kind
 /// Deletes one tenant's rows from every tenant table of `schema`: the rows found first, then
 /// deleted children first (a cycle's references that are not deferrable emptied before).
 async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &Endpoints, cancel: &CancelToken) -> Result<u64> {
-    let scope = TenantScope { tenant_id: tenant.into(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None };
+    let scope = TenantScope { tenant_id: tenant.into(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None, references: Vec::new() };
     let mut ten = Tenancy::find(schema, &scope, &schema.cols.keys().cloned().collect())?;
     ten.param = "safehold.remove".into();
     ten.bind(&mut **tx).await?;

@@ -65,7 +65,13 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
     let schema = archived_schema(reader, index)?;
     let mut conn = connect(url).await?;
-    let target = read_target(&mut conn).await?;
+    let mut target = read_target(&mut conn).await?;
+    if let Scope::Tenant(ts) = scope {
+        for r in ts.references.iter().filter(|r| !r.trim().is_empty()) {
+            let fk = super::tenancy::parse_reference(r, &target)?;
+            target.fks.push(fk);
+        }
+    }
     check_version(&schema.server_version, target.server_version_num)?;
     let groups = archived_tables(&schema, &target);
     let available: BTreeSet<String> = groups.keys().cloned().collect();
@@ -210,7 +216,7 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
 
     // A restored row pointing at a row of a table the restore does not write must find it
     // there: the target may have lost it since the backup.
-    for fk in target.fks.iter().filter(|fk| staging.contains_key(&fk.child) && !staging.contains_key(&fk.parent)) {
+    for fk in target.fks.iter().filter(|fk| !fk.declared && staging.contains_key(&fk.child) && !staging.contains_key(&fk.parent)) {
         if !fk.cols.iter().all(|(c, _)| groups[&fk.child][0].columns.contains(c)) {
             continue;
         }

@@ -785,7 +785,7 @@ async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &Bac
     let mut preds: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
     bind_tenants(conn, &req.tenants).await?;
     for (i, tenant) in req.tenants.iter().enumerate() {
-        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: req.tenant_column.clone(), tenants_table: req.tenants_table.clone(), copy: None };
+        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: req.tenant_column.clone(), tenants_table: req.tenants_table.clone(), copy: None, references: Vec::new() };
         let mut ten = Tenancy::find(&target, &scope, &available)?;
         ten.param = format!("safehold.t{i}");
         let tenants_table = ten.tables().into_iter().find(|t| matches!(ten.reach.get(t), Some(super::tenancy::Reach::TenantsKey(_))));

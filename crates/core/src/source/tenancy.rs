@@ -452,6 +452,9 @@ pub struct TenantScope {
     pub tenants_table: String,
     /// Restore as a copy under a new tenant id instead of replacing the tenant.
     pub copy: Option<CopyAs>,
+    /// References no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`): followed like foreign
+    /// keys, to the tenant's rows and to the new keys of a copy.
+    pub references: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -463,8 +466,6 @@ pub struct CopyAs {
     /// How rows equal to a target row on a unique constraint are resolved, per table (as a
     /// migration's conflict rules); tables not listed: reported, nothing written.
     pub conflicts: std::collections::BTreeMap<String, crate::migrate::Resolution>,
-    /// References no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`).
-    pub references: Vec<String>,
 }
 
 pub(crate) struct Tenancy {

@@ -196,6 +196,9 @@ pub struct Fk {
     pub on_delete: &'static str,
     /// Added after the data (the tenants table's cycle, a back edge).
     pub late: bool,
+    /// No foreign key declares it (common in Rails and Django schemas): the properties declare
+    /// it to the engine.
+    pub undeclared: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -494,7 +497,7 @@ impl Gen {
                 let col = g.name("default_ref");
                 let deferrable = g.rng.chance(0.5);
                 g.s.tables[0].cols.push(Col { name: col.clone(), ty, not_null: false });
-                g.s.tables[0].fks.push(Fk { cols: vec![col], parent: target, parent_cols: vec![kc], nullable: true, deferrable, on_delete: "NO ACTION", late: true });
+                g.s.tables[0].fks.push(Fk { cols: vec![col], parent: target, parent_cols: vec![kc], nullable: true, deferrable, on_delete: "NO ACTION", late: true, undeclared: false });
                 g.s.features.insert(if deferrable { "tenants table on a deferrable cycle" } else { "tenants table on a nullable cycle" });
             }
         }
@@ -657,6 +660,7 @@ impl Gen {
                     deferrable: false,
                     on_delete: *self.rng.pick(&["NO ACTION", "CASCADE"]),
                     late: false,
+                    undeclared: false,
                 });
             } else {
                 self.s.features.insert("tenant column without a foreign key");
@@ -708,7 +712,12 @@ impl Gen {
                     }
                     let deferrable = self.rng.chance(0.15);
                     let on_delete = if *nullable { *self.rng.pick(&["NO ACTION", "SET NULL", "CASCADE"]) } else { *self.rng.pick(&["NO ACTION", "CASCADE"]) };
-                    t.fks.push(Fk { cols, parent: *parent, parent_cols: pcols, nullable: *nullable, deferrable, on_delete, late: false });
+                    // Sometimes no foreign key declares the link (one column to a plain key).
+                    let undeclared = pcols.len() == 1 && self.rng.chance(0.15);
+                    if undeclared {
+                        self.s.features.insert("reference no key declares");
+                    }
+                    t.fks.push(Fk { cols, parent: *parent, parent_cols: pcols, nullable: *nullable, deferrable, on_delete, late: false, undeclared });
                     if let Link::Via { parent, .. } = &link {
                         if let Link::Via { parent: gp, .. } = &self.s.tables[*parent].link {
                             if matches!(self.s.tables[*gp].link, Link::Via { .. }) {
@@ -725,7 +734,7 @@ impl Gen {
                 let by = *by;
                 let col = self.name(&format!("{}_id", t.name.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_lowercase()));
                 self.s.tables[by].cols.push(Col { name: col.clone(), ty: Ty::BigInt, not_null: true });
-                self.s.tables[by].fks.push(Fk { cols: vec![col.clone()], parent: idx, parent_cols: vec!["id".into()], nullable: false, deferrable: false, on_delete: "NO ACTION", late: false });
+                self.s.tables[by].fks.push(Fk { cols: vec![col.clone()], parent: idx, parent_cols: vec!["id".into()], nullable: false, deferrable: false, on_delete: "NO ACTION", late: false, undeclared: false });
                 self.s.tables[by].global_unique.push(format!("!{col}"));
                 self.s.features.insert("rows owned one-to-one");
             }
@@ -737,7 +746,7 @@ impl Gen {
             let ty = t.col(&kc).map(|c| ref_ty(&c.ty)).unwrap_or(Ty::BigInt);
             let n = self.name("parent_ref");
             t.cols.push(Col { name: n.clone(), ty, not_null: false });
-            t.fks.push(Fk { cols: vec![n], parent: idx, parent_cols: vec![kc], nullable: true, deferrable: self.rng.chance(0.3), on_delete: *self.rng.pick(&["NO ACTION", "SET NULL", "CASCADE"]), late: false });
+            t.fks.push(Fk { cols: vec![n], parent: idx, parent_cols: vec![kc], nullable: true, deferrable: self.rng.chance(0.3), on_delete: *self.rng.pick(&["NO ACTION", "SET NULL", "CASCADE"]), late: false, undeclared: false });
             self.s.features.insert("self reference");
         }
         // A reference to a shared table.
@@ -749,7 +758,7 @@ impl Gen {
                 let ty = sp.col(&kc).map(|c| ref_ty(&c.ty)).unwrap_or(Ty::BigInt);
                 let n = self.name("shared_ref");
                 t.cols.push(Col { name: n.clone(), ty, not_null: false });
-                t.fks.push(Fk { cols: vec![n], parent: sidx, parent_cols: vec![kc], nullable: true, deferrable: false, on_delete: "SET NULL", late: false });
+                t.fks.push(Fk { cols: vec![n], parent: sidx, parent_cols: vec![kc], nullable: true, deferrable: false, on_delete: "SET NULL", late: false, undeclared: false });
                 self.s.features.insert("reference to a shared table");
             }
         }
@@ -763,7 +772,7 @@ impl Gen {
                     let n = self.name("latest_ref");
                     let deferrable = self.rng.chance(0.5);
                     self.s.tables[parent].cols.push(Col { name: n.clone(), ty, not_null: false });
-                    self.s.tables[parent].fks.push(Fk { cols: vec![n], parent: idx, parent_cols: vec![kc], nullable: true, deferrable, on_delete: "SET NULL", late: true });
+                    self.s.tables[parent].fks.push(Fk { cols: vec![n], parent: idx, parent_cols: vec![kc], nullable: true, deferrable, on_delete: "SET NULL", late: true, undeclared: false });
                     self.s.features.insert(if deferrable { "deferrable cycle" } else { "nullable cycle" });
                 }
             }
@@ -900,7 +909,7 @@ impl Gen {
                 self.s.ddl.push(format!("CREATE INDEX {} ON {} ({})", qi(&iname), t.qualified(), qi(&c)));
                 self.s.features.insert("partitioned index");
             }
-            for fk in &t.fks {
+            for fk in t.fks.iter().filter(|f| !f.undeclared) {
                 let c = format!(
                     "ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}{}",
                     t.qualified(),

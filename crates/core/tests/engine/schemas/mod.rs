@@ -266,6 +266,7 @@ fn restore_request(s: &Schema, db: &ScratchDb, tenant: &str, copy: bool) -> Rest
     req.tenants_table = s.tenants_table.clone();
     req.safety_backup = false;
     req.preserve_ids = !copy;
+    req.references = declared_refs(s);
     if copy {
         req.new_tenant_name = Some(format!("copy of {tenant} ✓"));
         if !s.tenants().renewed_key {
@@ -378,8 +379,21 @@ fn planted_conflicts(s: &Schema, k: usize, new_name: bool) -> BTreeMap<String, u
     out
 }
 
+/// The references the generator left undeclared, as the administrator declares them.
+fn declared_refs(s: &Schema) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &s.tables {
+        for fk in t.fks.iter().filter(|f| f.undeclared) {
+            let p = &s.tables[fk.parent];
+            out.push(format!("{}.{}={}.{}", section(&t.schema, &t.name), fk.cols[0], section(&p.schema, &p.name), fk.parent_cols[0]));
+        }
+    }
+    out
+}
+
 fn migration(s: &Schema, kind: MigrationType, tenant: &str) -> MigrationSpec {
     MigrationSpec {
+        references: declared_refs(s),
         migration_name: format!("property {}", s.seed),
         migration_type: Some(kind),
         source_tenant_ids: vec![tenant.to_string()],
@@ -420,7 +434,27 @@ async fn tenant_copy_same(s: &Schema, db: &ScratchDb) -> Result<(), String> {
     if found != planted {
         return Err(format!("{}\ntenant copy: validation reports conflicts {found:?}; the generator planted {planted:?}", s.describe()));
     }
+    // A reference no key declares, named plainly after its table, is inferred by validation.
+    let mut bare = spec.clone();
+    bare.references.clear();
+    let v = migrate::execute(&bare, &e, false, &CancelToken::new(), &no_progress()).await.map_err(|e| format!("{}\ntenant copy: validation without the references failed: {e}", s.describe()))?;
+    for r in declared_refs(s) {
+        let plain = r.split(['=', '.']).all(|p| p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        let named = r.split('=').next().is_some_and(|c| c.ends_with("_id"));
+        if plain && named && !v.warnings.iter().any(|w| w.contains(&format!("--reference {r}"))) {
+            return Err(format!("{}\ntenant copy: validation did not name the reference {r}: {:?}", s.describe(), v.warnings));
+        }
+    }
     let before = compare::tenant_rows(&db.url(), s).await;
+    // Conflicts resolved: text keys keep both (with a suffix); globally unique values are made
+    // anew (regenerate) or keep both, by seed.
+    for t in s.tables.iter().filter(|t| t.link != Link::Tenants) {
+        for u in t.global_unique.iter().filter(|u| !u.starts_with(['+', '!'])) {
+            if s.seed % 2 == 0 {
+                spec.rules.push(safehold_core::migrate::rules::Rule { table: section(&t.schema, &t.name), column: u.clone(), action: safehold_core::migrate::rules::Action::Regenerate { template: None } });
+            }
+        }
+    }
     spec.conflicts = planted.keys().map(|t| (t.clone(), Resolution::KeepBoth)).collect();
     let out = migrate::execute(&spec, &e, true, &CancelToken::new(), &no_progress()).await.map_err(|e| format!("{}\ntenant copy failed: {e}", s.describe()))?;
     let new_id = out.target_tenant_id.ok_or("no new tenant id")?;
