@@ -793,6 +793,30 @@ describe("Migration wizard", () => {
     expect(await screen.findByTestId("mig-started")).toBeInTheDocument();
   });
 
+  it("lists the references validation infers; a confirmed one is declared and validated again", async () => {
+    mocked.listConnections.mockResolvedValue([...connections, pg]);
+    mocked.listTenants.mockResolvedValue([{ id: "acme", name: "Acme" }]);
+    mocked.proposeMigration.mockResolvedValue(report([]));
+    const inferred = { ...report([table("public.store", [{ kind: "unique_conflict", message: "1 rows equal a target row on public.store (manager_staff_id)", count: 1, samples: ["(2)"] }])]) };
+    inferred.warnings = ["inferred: public.store.manager_staff_id=public.staff.staff_id looks like a reference that no foreign key declares (every value is found there): a copy keeps its values; confirm it with --reference public.store.manager_staff_id=public.staff.staff_id"];
+    mocked.validateMigration.mockResolvedValueOnce(inferred).mockResolvedValueOnce(report([table("public.store")]));
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Migration" }));
+    await userEvent.click(await screen.findByTestId("mig-migrate"));
+    await userEvent.selectOptions(await screen.findByTestId("mig-tenant"), await screen.findByRole("option", { name: "Acme (acme)" }));
+    await userEvent.click(screen.getByTestId("mig-next"));
+    await userEvent.click(screen.getByTestId("mig-next"));
+    await userEvent.click(screen.getByTestId("mig-next"));
+    await userEvent.click(screen.getByTestId("mig-next"));
+    const proposal = await screen.findByTestId("mig-inferred-reference");
+    expect(proposal).toHaveTextContent("public.store.manager_staff_id=public.staff.staff_id");
+    await userEvent.click(within(proposal).getByRole("button", { name: "Confirm" }));
+    expect(screen.getByTestId("mig-declared-reference")).toHaveTextContent("public.store.manager_staff_id=public.staff.staff_id");
+    await userEvent.click(screen.getByTestId("mig-revalidate"));
+    expect(await screen.findByTestId("mig-valid")).toHaveTextContent("Validation passed");
+    expect(mocked.validateMigration).toHaveBeenLastCalledWith(expect.objectContaining({ references: ["public.store.manager_staff_id=public.staff.staff_id"] }));
+  });
+
   it("exports to a file chosen with the save dialog and imports files chosen with the open dialog", async () => {
     mocked.listConnections.mockResolvedValue([pg]);
     mocked.listTenants.mockResolvedValue([{ id: "acme", name: null }]);

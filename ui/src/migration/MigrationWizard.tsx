@@ -35,6 +35,7 @@ const RULES: { value: Action["rule"]; text: string }[] = [
   { value: "trim", text: "Trim spaces" },
   { value: "replace", text: "Regex replace" },
   { value: "null", text: "Null out" },
+  { value: "regenerate", text: "Regenerate (a fresh value of the same form)" },
   { value: "drop_row", text: "Drop the row when…" },
 ];
 
@@ -66,6 +67,7 @@ function emptySpec(kind: MigrationType): MigrationSpec {
     skip_rejected: false,
     tenant_column: null,
     tenants_table: null,
+    references: [],
   };
 }
 
@@ -83,6 +85,8 @@ function defaultAction(rule: Action["rule"]): Action {
       return { rule, kind: "email", salt: "" };
     case "drop_row":
       return { rule, op: "eq", value: "" };
+    case "regenerate":
+      return { rule, template: null };
     default:
       return { rule } as Action;
   }
@@ -428,7 +432,15 @@ export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: 
                   ))}
                 </tbody>
               </table>
-              {report.warnings.map((w) => <p key={w} className="text-sm text-amber-700">{w}</p>)}
+              {report.warnings.filter((w) => !inferredReference(w)).map((w) => <p key={w} className="text-sm text-amber-700">{w}</p>)}
+              <References
+                inferred={report.warnings.map(inferredReference).filter((r): r is string => !!r)}
+                declared={spec.references}
+                onChange={(references) => {
+                  setSpec((s) => ({ ...s, references }));
+                  setStale(true);
+                }}
+              />
               {problems.length === 0 ? (
                 <p className="text-sm text-green-700" data-testid="mig-valid">Validation passed: nothing was changed. {report.rows_read} rows read.</p>
               ) : (
@@ -483,6 +495,45 @@ export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: 
         {step !== "Run" && (
           <Button data-testid="mig-next" disabled={!ready[step]} onClick={next}>Next</Button>
         )}
+      </div>
+    </div>
+  );
+}
+
+/// The reference a validation warning proposes (`… --reference CHILD.COL=PARENT.COL`), if any.
+function inferredReference(warning: string): string | null {
+  if (!warning.startsWith("inferred:")) return null;
+  const m = /--reference (\S+)$/.exec(warning);
+  return m ? m[1] : null;
+}
+
+/// References no foreign key declares: the ones validation infers, to confirm, and the declared
+/// ones, to remove; another typed in.
+function References({ inferred, declared, onChange }: { inferred: string[]; declared: string[]; onChange: (r: string[]) => void }) {
+  const [typed, setTyped] = useState("");
+  const open = inferred.filter((r) => !declared.includes(r));
+  return (
+    <div className="border rounded p-2 bg-white space-y-1" data-testid="mig-references">
+      <p className="text-sm font-medium">References no foreign key declares</p>
+      {open.length === 0 && declared.length === 0 && <p className="text-xs text-slate-500">None found. A copy follows only declared foreign keys and the references below.</p>}
+      {open.map((r) => (
+        <div key={r} className="flex items-center gap-2 text-sm" data-testid="mig-inferred-reference">
+          <span className="font-mono text-xs">{r}</span>
+          <span className="text-xs text-slate-500">inferred: every value is found there</span>
+          <Button variant="outline" onClick={() => onChange([...declared, r])}>Confirm</Button>
+        </div>
+      ))}
+      {declared.map((r) => (
+        <div key={r} className="flex items-center gap-2 text-sm" data-testid="mig-declared-reference">
+          <span className="font-mono text-xs">{r}</span>
+          <Badge>declared</Badge>
+          <Button variant="outline" onClick={() => onChange(declared.filter((d) => d !== r))}>Remove</Button>
+        </div>
+      ))}
+      <div className="flex items-center gap-2">
+        <input className="rounded border px-2 py-1 text-sm w-96" aria-label="Declare a reference" placeholder="child_table.column=parent_table.column" value={typed}
+          onChange={(e) => setTyped(e.target.value)} />
+        <Button variant="outline" disabled={!typed.includes("=")} onClick={() => { onChange([...declared, typed.trim()]); setTyped(""); }}>Declare</Button>
       </div>
     </div>
   );
