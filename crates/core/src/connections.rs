@@ -62,6 +62,29 @@ impl TlsMode {
     }
 }
 
+/// Adds `references` to the connection's declared references (a migration or a restore that ran
+/// with them: asked once), keeping the ones it has; audited.
+pub async fn remember_references(ctx: &Ctx, id: &str, references: &[String]) -> Result<()> {
+    let c = get(ctx, id).await?;
+    let mut all = c.references.clone();
+    for r in references.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
+        if !all.iter().any(|x| x == r) {
+            all.push(r.to_string());
+        }
+    }
+    if all == c.references {
+        return Ok(());
+    }
+    sqlx::query("UPDATE connections SET declared_references = ?, updated_at = ? WHERE id = ?")
+        .bind(serde_json::to_string(&all).unwrap_or_else(|_| "[]".into()))
+        .bind(chrono::Utc::now().to_rfc3339())
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("remember the connection's references", &e))?;
+    crate::catalog::audit(&ctx.pool, &ctx.operator_id(), "connection.references", &c.name, "success", Some(&all.join(", "))).await
+}
+
 /// A connection as the catalog keeps it (never with its password).
 #[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
 pub struct Connection {
@@ -78,6 +101,10 @@ pub struct Connection {
     pub has_password: bool,
     pub tenant_column: String,
     pub tenants_table: String,
+    /// References no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`), declared once: tenant
+    /// operations on this connection follow them like foreign keys.
+    #[sqlx(json, rename = "declared_references")]
+    pub references: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -187,7 +214,7 @@ pub struct TenantTable {
 }
 
 const SELECT: &str = "SELECT id, name, kind, host, port, database_name, username, tls_mode, sqlite_path, \
-    has_password, tenant_column, tenants_table, created_at, updated_at FROM connections";
+    has_password, tenant_column, tenants_table, declared_references, created_at, updated_at FROM connections";
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<Connection>> {
     crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "connection.list", "connections").await?;

@@ -108,6 +108,7 @@ pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
     if let Some(conn) = &conn {
         req.tenant_column = conn.tenant_column.clone();
         req.tenants_table = conn.tenants_table.clone();
+        req.references = conn.references.clone();
     }
     if let Some(at) = form.restore_point.clone().filter(|t| !t.trim().is_empty()) {
         // The newest backup of the same source and repository at or before the point.

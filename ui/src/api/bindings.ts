@@ -69,7 +69,12 @@ export type Connection = { id: string, name: string, kind: ConnectionKind, host:
 /**
  * Whether a password for it is kept in the OS keychain.
  */
-has_password: boolean, tenant_column: string, tenants_table: string, created_at: string, updated_at: string, };
+has_password: boolean, tenant_column: string, tenants_table: string, 
+/**
+ * References no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`), declared once: tenant
+ * operations on this connection follow them like foreign keys.
+ */
+references: Array<string>, created_at: string, updated_at: string, };
 
 export type ConnectionInput = { name: string, kind: ConnectionKind | null, host: string | null, port: number | null, database_name: string | null, username: string | null, tls_mode: TlsMode | null, sqlite_path: string | null, 
 /**
@@ -584,7 +589,12 @@ mapping: Array<TableMapping>, target_file: string | null, files: Array<ExportedF
 /**
  * Source tenant rows removed (merge with removal).
  */
-rows_removed: number, };
+rows_removed: number, 
+/**
+ * The references no foreign key declares that it followed (given, and remembered with the
+ * connections).
+ */
+references: Array<string>, };
 
 export type ExportedFile = { path: string, bytes: number, sha256: string, };
 

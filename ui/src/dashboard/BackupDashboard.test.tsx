@@ -119,7 +119,7 @@ const storage: BackupStorage[] = [
 const connections: Connection[] = [
   {
     id: "k1", name: "Demo platform", kind: "sqlite", host: null, port: null, database_name: null, username: null, tls_mode: null,
-    sqlite_path: "/demo.db", has_password: false, tenant_column: "tenant_id", tenants_table: "tenants",
+    sqlite_path: "/demo.db", has_password: false, tenant_column: "tenant_id", tenants_table: "tenants", references: [],
     created_at: "2025-01-01T00:00:00Z", updated_at: "2025-01-01T00:00:00Z",
   },
 ];
@@ -747,7 +747,7 @@ describe("Migration wizard", () => {
   const report = (tables: MigrationReport["tables"]): MigrationReport => ({
     migration_type: "tenant_copy", committed: false, source_tenant_ids: ["acme"], target_tenant_id: "acme-staging", tables, warnings: [],
     mapping: [{ source: "public.users", target: "public.users", columns: { email: "email", id: "id" }, drop: [], defaults: {} }],
-    target_file: null, files: [], rows_read: 8, rows_written: 4, rows_rejected: 0, rows_removed: 0,
+    target_file: null, files: [], rows_read: 8, rows_written: 4, rows_rejected: 0, rows_removed: 0, references: [],
   });
 
   it("walks source, target, mapping, rules and validation; a conflict needs a rule and a new validation before Run", async () => {

@@ -436,6 +436,7 @@ export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: 
               <References
                 inferred={report.warnings.map(inferredReference).filter((r): r is string => !!r)}
                 declared={spec.references}
+                remembered={report.references.filter((r) => !spec.references.includes(r))}
                 onChange={(references) => {
                   setSpec((s) => ({ ...s, references }));
                   setStale(true);
@@ -509,18 +510,24 @@ function inferredReference(warning: string): string | null {
 
 /// References no foreign key declares: the ones validation infers, to confirm, and the declared
 /// ones, to remove; another typed in.
-function References({ inferred, declared, onChange }: { inferred: string[]; declared: string[]; onChange: (r: string[]) => void }) {
+function References({ inferred, declared, remembered, onChange }: { inferred: string[]; declared: string[]; remembered: string[]; onChange: (r: string[]) => void }) {
   const [typed, setTyped] = useState("");
   const open = inferred.filter((r) => !declared.includes(r));
   return (
     <div className="border rounded p-2 bg-white space-y-1" data-testid="mig-references">
       <p className="text-sm font-medium">References no foreign key declares</p>
-      {open.length === 0 && declared.length === 0 && <p className="text-xs text-slate-500">None found. A copy follows only declared foreign keys and the references below.</p>}
+      {open.length === 0 && declared.length === 0 && remembered.length === 0 && <p className="text-xs text-slate-500">None found. A copy follows only declared foreign keys and the references below.</p>}
       {open.map((r) => (
         <div key={r} className="flex items-center gap-2 text-sm" data-testid="mig-inferred-reference">
           <span className="font-mono text-xs">{r}</span>
           <span className="text-xs text-slate-500">inferred: every value is found there</span>
           <Button variant="outline" onClick={() => onChange([...declared, r])}>Confirm</Button>
+        </div>
+      ))}
+      {remembered.map((r) => (
+        <div key={r} className="flex items-center gap-2 text-sm" data-testid="mig-remembered-reference">
+          <span className="font-mono text-xs">{r}</span>
+          <Badge>remembered with the connection</Badge>
         </div>
       ))}
       {declared.map((r) => (

@@ -218,6 +218,10 @@ pub struct MigrationReport {
     pub rows_rejected: u64,
     /// Source tenant rows removed (merge with removal).
     pub rows_removed: u64,
+    /// The references no foreign key declares that it followed (given, and remembered with the
+    /// connections).
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 impl MigrationReport {
@@ -242,6 +246,8 @@ pub struct Endpoints {
     pub archive_repository: Option<PathBuf>,
     /// The source's name in the archive (a connection's name).
     pub source_name: Option<String>,
+    /// References declared on the connections (added to the spec's).
+    pub references: Vec<String>,
 }
 
 fn kind(spec: &MigrationSpec) -> Result<MigrationType> {
@@ -250,6 +256,11 @@ fn kind(spec: &MigrationSpec) -> Result<MigrationType> {
 
 /// Runs `spec`: validation (`commit: false`, rolled back) or the migration itself.
 pub async fn execute(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<MigrationReport> {
+    if ends.references.iter().any(|r| !spec.references.contains(r)) {
+        let mut spec = spec.clone();
+        spec.references.extend(ends.references.iter().filter(|r| !spec.references.contains(r)).cloned().collect::<Vec<_>>());
+        return run(&spec, ends, commit, cancel, progress, None).await;
+    }
     run(spec, ends, commit, cancel, progress, None).await
 }
 
@@ -287,7 +298,7 @@ pub async fn restore_tenant_as_copy(chain: &Chain, url: &str, ts: &TenantScope, 
 async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &CancelToken, progress: &ProgressSink, chain: Option<&Chain>) -> Result<MigrationReport> {
     let kind = kind(spec)?;
     let tenants: Vec<String> = spec.source_tenant_ids.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
-    let mut report = MigrationReport { migration_type: Some(kind), source_tenant_ids: tenants.clone(), ..Default::default() };
+    let mut report = MigrationReport { migration_type: Some(kind), source_tenant_ids: tenants.clone(), references: spec.references.clone(), ..Default::default() };
     let step = |phase: &str, done: u64| progress(Progress { phase: phase.into(), table: None, tables_done: done, tables_total: 4, rows: 0, bytes: 0 });
     for r in &spec.rules {
         if r.table.trim().is_empty() || r.column.trim().is_empty() {

@@ -16,9 +16,9 @@ use crate::unlock::KeySources;
 use super::{execute, Endpoints, MigrationReport, MigrationSpec};
 
 /// A connection's id or name, or a PostgreSQL URL → (URL, tenant column, tenants table).
-async fn endpoint(ctx: &Ctx, given: &str) -> Result<(String, Option<(String, String)>)> {
+async fn endpoint(ctx: &Ctx, given: &str) -> Result<(String, Option<(String, String)>, Vec<String>)> {
     if given.starts_with("postgres://") || given.starts_with("postgresql://") {
-        return Ok((given.to_string(), None));
+        return Ok((given.to_string(), None, Vec::new()));
     }
     let conn = connections::find(ctx, given).await?;
     if conn.kind != ConnectionKind::Postgres {
@@ -29,7 +29,7 @@ async fn endpoint(ctx: &Ctx, given: &str) -> Result<(String, Option<(String, Str
     }
     let (spec, conn) = crate::runs::source_of(ctx, &conn.id).await?;
     let SourceSpec::Postgres { url } = spec else { return Err(Error::new(ErrorCode::Internal, "not PostgreSQL")) };
-    Ok((url, Some((conn.tenant_column, conn.tenants_table))))
+    Ok((url, Some((conn.tenant_column, conn.tenants_table)), conn.references))
 }
 
 /// A tenant of a connection, for pickers.
@@ -43,7 +43,7 @@ pub struct TenantRow {
 /// The tenants of a PostgreSQL connection (its tenants table's keys and names).
 pub async fn tenants(ctx: &Ctx, connection: &str) -> Result<Vec<TenantRow>> {
     crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.tenants", connection).await?;
-    let (url, tenancy) = endpoint(ctx, connection).await?;
+    let (url, tenancy, _) = endpoint(ctx, connection).await?;
     let table = tenancy.map(|t| t.1).unwrap_or_else(|| "tenants".into());
     let mut conn = crate::source::postgres::connect(&url).await?;
     let target = crate::source::pg_apply::read_target(&mut conn).await?;
@@ -67,14 +67,16 @@ pub async fn resolve(ctx: &Ctx, spec: &MigrationSpec, keys: KeySources) -> Resul
     let mut ends = Endpoints { keys, ..Default::default() };
     let mut tenancy = None;
     if let Some(s) = spec.source.as_deref().filter(|s| !s.trim().is_empty()) {
-        let (url, t) = endpoint(ctx, s.trim()).await?;
+        let (url, t, refs) = endpoint(ctx, s.trim()).await?;
         ends.source_url = Some(url);
         tenancy = t;
+        ends.references.extend(refs);
     }
     if let Some(s) = spec.target.as_deref().filter(|s| !s.trim().is_empty()) {
-        let (url, t) = endpoint(ctx, s.trim()).await?;
+        let (url, t, refs) = endpoint(ctx, s.trim()).await?;
         ends.target_url = Some(url);
         tenancy = tenancy.or(t);
+        ends.references.extend(refs.into_iter().filter(|r| !ends.references.contains(r)).collect::<Vec<_>>());
     }
     if spec.migration_type == Some(super::MigrationType::DataExport) && spec.export_format == super::ExportFormat::Archive {
         ends.archive_repository = Some(archive_repository(ctx, spec.archive_repository.as_deref()).await?);
@@ -216,6 +218,12 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
             .await
             .map_err(|e| Error::catalog("record the finished migration", &e))?;
             audit(&ctx.pool, &by, "migration.run", &what, "success", Some(&format!("{} rows written", report.rows_written))).await?;
+            // The references it ran with are remembered with its connections: asked once.
+            for c in [spec.source.as_deref(), spec.target.as_deref()].into_iter().flatten().filter(|c| !c.starts_with("postgres")) {
+                if let Ok(conn) = connections::find(ctx, c.trim()).await {
+                    connections::remember_references(ctx, &conn.id, &spec.references).await?;
+                }
+            }
             JobStatus::Completed
         }
         Err(e) => {

@@ -608,3 +608,67 @@ async fn a_migration_run_from_the_catalog_is_recorded_with_its_counts_and_result
     let status: String = sqlx::query_scalar("SELECT status FROM migration_jobs WHERE id = ?").bind(&id).fetch_one(&h.ctx.pool).await.expect("row");
     assert_eq!(status, "cancelled");
 }
+
+/// A reference no foreign key declares (`invoice_lines.invoice_id`, Rails-style) under a partial
+/// unique index: a copy that kept the old ids would collide with the source's lines. Validation
+/// names the index and infers the reference before writing anything; declared, the copy
+/// follows it; the connection remembers it, so the next migration and a tenant restore from the
+/// catalog need not be told again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reference_no_key_declares_is_inferred_declared_once_and_remembered_with_the_connection() {
+    let h = home().await;
+    let db = ScratchDb::create().await;
+    db.execute(
+        "CREATE TABLE tenants (id text PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE invoices (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants, total numeric);
+         CREATE TABLE invoice_lines (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants, invoice_id int NOT NULL, status int NOT NULL, amount numeric);
+         CREATE UNIQUE INDEX one_open_line_per_invoice ON invoice_lines (invoice_id, status) WHERE status = 0;
+         INSERT INTO tenants VALUES ('acme', 'Acme'), ('beta', 'Beta');
+         INSERT INTO invoices (tenant_id, total) VALUES ('acme', 10), ('acme', 20), ('beta', 5);
+         INSERT INTO invoice_lines (tenant_id, invoice_id, status, amount) SELECT tenant_id, id, 0, total FROM invoices;
+         INSERT INTO invoice_lines (tenant_id, invoice_id, status, amount) SELECT tenant_id, id, 1, total / 2 FROM invoices;",
+    )
+    .await;
+    let (host, port) = crate::support::pg_host_port();
+    let conn = safehold_core::connections::add(
+        &h.ctx,
+        safehold_core::connections::ConnectionInput {
+            name: "platform".into(),
+            kind: Some(safehold_core::connections::ConnectionKind::Postgres),
+            host: Some(host),
+            port: Some(i64::from(port)),
+            database_name: Some(db.name.clone()),
+            username: Some("postgres".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the connection");
+    let mut s = spec(MigrationType::TenantCopy, "acme");
+    s.source = Some("platform".into());
+    s.target = Some("platform".into());
+    s.target_tenant_id = Some("acme-2".into());
+    s.target_tenant_name = Some("Acme 2".into());
+    let v = records::validate(&h.ctx, &s).await.expect("validation");
+    let problems: Vec<String> = v.problems().map(|(t, p)| format!("{t}: {}", p.message)).collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("public.invoice_lines (invoice_id, status, where (status = 0))"), "{}", problems[0]);
+    assert!(v.warnings.iter().any(|w| w.contains("--reference public.invoice_lines.invoice_id=public.invoices.id")), "{:?}", v.warnings);
+
+    s.references = vec!["invoice_lines.invoice_id=invoices.id".into()];
+    let id = records::start(&h.ctx, &s).await.expect("record");
+    records::run(&h.ctx, &id, &s, None, &CancelToken::new()).await.expect("the copy follows the declared reference");
+    let wrong = count(&db.url(), "SELECT count(*) FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id WHERE l.tenant_id <> i.tenant_id").await;
+    assert_eq!(wrong, 0, "every copied line points at the copy's invoice");
+    assert_eq!(count(&db.url(), "SELECT count(*) FROM invoice_lines WHERE tenant_id = 'acme-2'").await, 4);
+    let remembered = safehold_core::connections::get(&h.ctx, &conn.id).await.expect("the connection").references;
+    assert_eq!(remembered, vec!["invoice_lines.invoice_id=invoices.id".to_string()], "asked once: remembered with the connection");
+
+    // The next copy, told nothing, uses the connection's.
+    let mut again = s.clone();
+    again.references.clear();
+    again.target_tenant_id = Some("acme-3".into());
+    again.target_tenant_name = Some("Acme 3".into());
+    let v = records::validate(&h.ctx, &again).await.expect("validation");
+    assert!(v.is_clean(), "{:?}", v.problems().map(|(_, p)| p.message.clone()).collect::<Vec<_>>());
+}
