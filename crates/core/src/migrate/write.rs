@@ -77,7 +77,7 @@ async fn sample(tx: &mut Tx<'_>, t: &str, f: &Final, cols: &[String], cond: &str
 /// The same among the rows of a fate (`which`, on alias `f`).
 async fn sample_of(tx: &mut Tx<'_>, t: &str, f: &Final, cols: &[String], cond: &str, which: &str) -> Result<(i64, Vec<String>)> {
     let show: Vec<String> = cols.iter().map(|c| format!("coalesce(f.{}::text, 'NULL')", qi(c))).collect();
-    let shown = if show.is_empty() { "row_to_json(f)::text".to_string() } else { format!("'(' || concat_ws(', ', {}) || ')'", show.join(", ")) };
+    let shown = if show.is_empty() { "row_to_json(f.*)::text".to_string() } else { format!("'(' || concat_ws(', ', {}) || ')'", show.join(", ")) };
     let sql = format!("SELECT count(*) OVER (), {shown} FROM {} f WHERE f.{which} AND ({cond}) ORDER BY f._sh_row LIMIT {SAMPLES}", f.relation);
     let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut **tx).await.map_err(|e| restore_error(&format!("checking {t}"), &e))?;
     Ok((rows.first().map(|r| r.get::<i64, _>(0)).unwrap_or(0), rows.iter().map(|r| r.get::<String, _>(1)).collect()))

@@ -200,7 +200,8 @@ pub async fn tenant_rows(url: &str, s: &Schema) -> Vec<TableRows> {
         let t = &s.tables[ti];
         match &t.link {
             Link::Tenants => {
-                let p = t.cols.iter().position(|c| c.name == "id").expect("id");
+                let key = t.key_cols.first().map(String::as_str).unwrap_or("id");
+                let p = t.cols.iter().position(|c| c.name == key).expect("the tenants table's key");
                 for (i, r) in raw[ti].iter().enumerate() {
                     tenant_of[ti][i] = r[p].clone();
                 }
@@ -297,7 +298,7 @@ pub fn canonical_tenant(s: &Schema, rows: &[TableRows], tenant: &str, blank_uniq
         let c = &t.cols[ci].name;
         (t.renewed_key && t.key_cols.first() == Some(c))
             || c == &s.tenant_column
-            || (t.link == Link::Tenants && (c == "id" || c == "name"))
+            || (t.link == Link::Tenants && (t.key_cols.first() == Some(c) || c == "name"))
             || (blank_unique && t.global_unique.iter().any(|u| u == c))
             || (blank_unique && t.key == Key::Text && t.key_cols.first() == Some(c))
             || t.fks.iter().any(|f| f.cols.contains(c))

@@ -9,6 +9,8 @@
 
 pub mod compare;
 pub mod gen;
+mod applications;
+pub mod filler;
 mod published;
 mod strangers;
 
@@ -26,7 +28,7 @@ use safehold_core::restore::{self, Opened, RestoreRequest, RestoreType};
 use safehold_core::source::{no_progress, CancelToken, SourceSpec};
 use sqlx::{AssertSqlSafe, Connection as _};
 
-use crate::support::{pg_base, ScratchDb};
+use crate::support::ScratchDb;
 use gen::{qi, ql, Key, Link, Options, Schema};
 
 /// Seeds that failed once: each a fixed case from then on. (What each found: 1 identity options
