@@ -166,11 +166,18 @@ pub struct Problem {
     pub message: String,
     pub count: u64,
     pub samples: Vec<String>,
+    /// The columns it is about (a unique constraint's, a foreign key's, the column).
+    #[serde(default)]
+    pub columns: Vec<String>,
 }
 
 impl Problem {
     pub(crate) fn new(kind: &str, message: String, count: i64, samples: Vec<String>) -> Self {
-        Self { kind: kind.into(), message, count: u64::try_from(count).unwrap_or(0), samples }
+        Self { kind: kind.into(), message, count: u64::try_from(count).unwrap_or(0), samples, columns: Vec::new() }
+    }
+    pub(crate) fn on(mut self, columns: &[String]) -> Self {
+        self.columns = columns.to_vec();
+        self
     }
 }
 

@@ -102,12 +102,14 @@ fn regenerate(c: &str, template: Option<&str>) -> String {
         None => format!(
             "CASE WHEN {c} IS NULL THEN NULL \
              WHEN {c} ~* '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$' THEN gen_random_uuid()::text \
+             WHEN {c} ~ '^[1-9][0-9]*$' THEN (floor(random() * 9) + 1)::int::text || substr(translate({lower_long}, 'abcdef', '012345'), 1, char_length({c}) - 1) \
              WHEN {c} ~ '^[0-9a-f]+$' THEN {lower} \
              WHEN {c} ~ '^[0-9A-F]+$' THEN upper({lower}) \
              WHEN {c} ~ '^[A-Za-z0-9+/_-]+=*$' AND char_length({c}) >= 16 THEN \
                   rpad(substr(translate(encode(decode(repeat({hex32}, char_length({c}) / 24 + 1), 'hex'), 'base64'), E'\\n', ''), 1, char_length(rtrim({c}, '='))), char_length({c}), '=') \
              ELSE {c} || '-' || substr({hex32}, 1, 6) END",
-            lower = hex_of(format!("char_length({c})"))
+            lower = hex_of(format!("char_length({c})")),
+            lower_long = hex_of(format!("char_length({c}) + 1"))
         ),
     }
 }

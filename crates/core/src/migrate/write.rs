@@ -324,22 +324,30 @@ impl Writer<'_> {
                         }
                         rep.problems.push(Problem::new("unique_conflict", format!("{left} rows of {what} still equal a target row after adding the suffix {:?}", self.suffix), left, samples));
                     }
-                    None => rep.problems.push(Problem::new(
-                        "unique_conflict",
-                        format!("{n} rows equal a target row on {what}, which has no text column to add a suffix to: choose keep target, take source or stop"),
-                        n,
-                        samples,
-                    )),
+                    None => rep.problems.push(
+                        Problem::new(
+                            "unique_conflict",
+                            format!("{n} rows equal a target row on {what}, which has no text column to add a suffix to: choose keep target, take source or stop, or give the copy new values (--regenerate)"),
+                            n,
+                            samples,
+                        )
+                        .on(&cols),
+                    ),
                 }
                 rule = Resolution::Stop;
             } else if rule == Resolution::Stop {
                 // A value that must differ in the copy (a token, a key, a slug): a fresh one.
                 let fresh = cols
                     .iter()
-                    .find(|c| self.tenant_col(t) != Some(c.as_str()) && !self.target.fks.iter().any(|fk| fk.child == t && fk.cols.iter().any(|(x, _)| x == *c)) && (super::rules::is_text(&self.ty(t, c)) || self.ty(t, c) == "uuid"))
+                    .find(|c| {
+                        let ty = self.ty(t, c);
+                        self.tenant_col(t) != Some(c.as_str())
+                            && !self.target.fks.iter().any(|fk| fk.child == t && fk.cols.iter().any(|(x, _)| x == *c))
+                            && (super::rules::is_text(&ty) || matches!(ty.as_str(), "uuid" | "integer" | "bigint" | "numeric"))
+                    })
                     .map(|c| format!(", or give the copy new values (--regenerate {t}.{c})"))
                     .unwrap_or_default();
-                rep.problems.push(Problem::new("unique_conflict", format!("{n} rows equal a target row on {what}: choose keep target, take source or keep both for {t}{fresh}"), n, samples));
+                rep.problems.push(Problem::new("unique_conflict", format!("{n} rows equal a target row on {what}: choose keep target, take source or keep both for {t}{fresh}"), n, samples).on(&cols));
             }
             match rule {
                 Resolution::Stop | Resolution::KeepBoth => {

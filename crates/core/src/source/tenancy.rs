@@ -181,9 +181,17 @@ impl Target {
 
     /// The tables among `names` (section names or bare names) that is the tenants table.
     pub fn find_table(&self, name: &str) -> Vec<String> {
+        let name = name.trim();
         let mut exact: Vec<String> = self.cols.keys().filter(|t| t.as_str() == name).cloned().collect();
         if exact.is_empty() {
-            exact = self.cols.keys().filter(|t| bare(t) == name).cloned().collect();
+            // `schema.table` written with other quoting, or a bare (maybe quoted) table name.
+            let (schema, table) = split_section(name);
+            let qualified = section_name(&schema, &table);
+            exact = self.cols.keys().filter(|t| **t == qualified).cloned().collect();
+            if exact.is_empty() {
+                let bare_name = unquote(name);
+                exact = self.cols.keys().filter(|t| bare(t) == bare_name).cloned().collect();
+            }
         }
         exact.sort();
         exact
@@ -308,30 +316,59 @@ pub(crate) fn parse_reference(text: &str, target: &Target) -> Result<Fk> {
             "the reference \"{text}\" {why}: write CHILD_TABLE.COLUMN=PARENT_TABLE.COLUMN (e.g. invoice_lines.invoice_id=invoices.id), with ;TYPE_COLUMN=VALUE for a polymorphic one"
         ))
     };
-    let (main, when) = match text.split_once(';') {
-        Some((m, w)) => {
-            let (c, v) = w.split_once('=').ok_or_else(|| bad("has a condition without ="))?;
-            (m, Some((c.trim().to_string(), v.trim().to_string())))
+    // Split at `;` and `=` outside double quotes (a quoted name may hold any character).
+    let split_outside = |s: &str, sep: char| -> Option<(String, String)> {
+        let mut quoted = false;
+        for (i, c) in s.char_indices() {
+            if c == '"' {
+                quoted = !quoted;
+            } else if c == sep && !quoted {
+                return Some((s[..i].to_string(), s[i + 1..].to_string()));
+            }
         }
-        None => (text, None),
+        None
     };
-    let (child, parent) = main.split_once('=').ok_or_else(|| bad("has no ="))?;
+    let (main, when) = match split_outside(text, ';') {
+        Some((m, w)) => {
+            let (c, v) = split_outside(&w, '=').ok_or_else(|| bad("has a condition without ="))?;
+            (m, Some((unquote(c.trim()), v.trim().to_string())))
+        }
+        None => (text.to_string(), None),
+    };
+    let (child, parent) = split_outside(&main, '=').ok_or_else(|| bad("has no ="))?;
     let side = |s: &str| -> Result<(String, String)> {
-        let (t, c) = s.trim().rsplit_once('.').ok_or_else(|| bad("names a column without its table"))?;
+        let s = s.trim();
+        // The column: the last part, quoted or not.
+        let (t, c) = if s.ends_with('"') {
+            let body = &s[..s.len() - 1];
+            let mut i = body.len();
+            loop {
+                let Some(j) = body[..i].rfind('"') else { return Err(bad("has an unclosed quote")) };
+                if j > 0 && body[..j].ends_with('"') {
+                    i = j - 1;
+                    continue;
+                }
+                break (body[..j].trim_end_matches('.').to_string(), unquote(&s[j..]));
+            }
+        } else {
+            let (t, c) = s.rsplit_once('.').ok_or_else(|| bad("names a column without its table"))?;
+            (t.to_string(), c.to_string())
+        };
         let tables = target.find_table(t.trim());
+        let c = c.trim().to_string();
         match tables.as_slice() {
             [one] => {
-                if target.col(one, c.trim()).is_none() {
-                    return Err(Error::validation(format!("the reference \"{text}\": the table {one} has no column {}", c.trim())));
+                if target.col(one, &c).is_none() {
+                    return Err(Error::validation(format!("the reference \"{text}\": the table {one} has no column {c}")));
                 }
-                Ok((one.clone(), c.trim().to_string()))
+                Ok((one.clone(), c))
             }
             [] => Err(Error::validation(format!("the reference \"{text}\": the target has no table {}", t.trim()))),
             many => Err(Error::validation(format!("the reference \"{text}\": {} names several tables ({}); give it with its schema", t.trim(), many.join(", ")))),
         }
     };
-    let (ct, cc) = side(child)?;
-    let (pt, pc) = side(parent)?;
+    let (ct, cc) = side(&child)?;
+    let (pt, pc) = side(&parent)?;
     if let Some((c, _)) = &when {
         if target.col(&ct, c).is_none() {
             return Err(Error::validation(format!("the reference \"{text}\": the table {ct} has no column {c}")));
@@ -340,6 +377,14 @@ pub(crate) fn parse_reference(text: &str, target: &Target) -> Result<Fk> {
     let unique = target.uniques.get(&ct).into_iter().flatten().any(|u| u.len() == 1 && u[0] == cc);
     let nullable = !target.col(&ct, &cc).is_some_and(|c| c.not_null);
     Ok(Fk { name: format!("declared {text}"), child: ct, parent: pt, cols: vec![(cc, pc)], deferrable: true, nullable, unique, declared: true, when })
+}
+
+/// A name as written in a reference: quoted (`"a.b"`, `""` for a quote) or plain.
+fn unquote(s: &str) -> String {
+    match s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(body) => body.replace("\"\"", "\""),
+        None => s.to_string(),
+    }
 }
 
 /// Columns that look like references no foreign key declares: `<name>_id` (or `<name>Id`) whose
@@ -437,8 +482,10 @@ pub(crate) enum Reach {
     Column(String),
     /// The tenants table: its key is the tenant id.
     TenantsKey(String),
-    /// Through this foreign key (index in `fks`) to a parent tenant table.
-    Via(usize),
+    /// Through these foreign keys (indexes in `fks`) to parent tenant tables: a row is the
+    /// tenant's when any of them leads to the tenant (an anonymous checkout session has no
+    /// customer but has its event).
+    Via(Vec<usize>),
     /// Rows that the tenant's rows of another table point at through this one-to-one foreign key
     /// (index in `fks`; its child is the owner): they belong to the tenant with them.
     Owned(usize),
@@ -528,7 +575,10 @@ impl Tenancy {
             while let Some(parent) = queue.pop_front() {
                 for (i, fk) in target.fks.iter().enumerate() {
                     if fk.parent == parent && fk.child != fk.parent && available.contains(&fk.child) && !reach.contains_key(&fk.child) {
-                        reach.insert(fk.child.clone(), Reach::Via(i));
+                        // Every key of the child to a table found already: each is a way in.
+                        let mut ways = vec![i];
+                        ways.extend(target.fks.iter().enumerate().filter(|(j, o)| *j != i && o.child == fk.child && o.parent != o.child && reach.contains_key(&o.parent)).map(|(j, _)| j));
+                        reach.insert(fk.child.clone(), Reach::Via(ways));
                         found.push(fk.child.clone());
                         queue.push_back(fk.child.clone());
                     }
@@ -591,14 +641,16 @@ impl Tenancy {
         match self.reach.get(table) {
             Some(Reach::Column(c)) => format!("{alias}.{} IS NOT NULL", qi(c)),
             Some(Reach::TenantsKey(_)) => "TRUE".into(),
-            Some(Reach::Via(i)) => {
-                let fk = &self.fks[*i];
-                let p = format!("_a{depth}");
-                let mut join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{p}.{} = {alias}.{}", qi(pc), qi(cc))).collect();
-                if let Some((c, v)) = &fk.when {
-                    join.push(format!("{alias}.{}::text = {}", qi(c), super::postgres::ql(v)));
-                }
-                format!("EXISTS (SELECT 1 FROM {} {p} WHERE {} AND {})", relation(&fk.parent), join.join(" AND "), self.anyones(&fk.parent, &p, relation, depth + 1))
+            Some(Reach::Via(ways)) => {
+                let each: Vec<String> = ways
+                    .iter()
+                    .map(|i| {
+                        let fk = &self.fks[*i];
+                        let p = format!("_a{depth}");
+                        format!("EXISTS (SELECT 1 FROM {} {p} WHERE {} AND {})", relation(&fk.parent), join_of(fk, &p, alias).join(" AND "), self.anyones(&fk.parent, &p, relation, depth + 1))
+                    })
+                    .collect();
+                format!("({})", each.join(" OR "))
             }
             Some(Reach::Owned(i)) => {
                 let fk = &self.fks[*i];
@@ -619,15 +671,17 @@ impl Tenancy {
                 let ty = self.types.get(table).map(String::as_str).unwrap_or("text");
                 format!("{alias}.{} = CAST(current_setting({}) AS {ty})", qi(c), super::postgres::ql(&self.param))
             }
-            Some(Reach::Via(i)) => {
-                let fk = &self.fks[*i];
-                let p = format!("_p{depth}");
-                let mut join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{p}.{} = {alias}.{}", qi(pc), qi(cc))).collect();
-                if let Some((c, v)) = &fk.when {
-                    join.push(format!("{alias}.{}::text = {}", qi(c), super::postgres::ql(v)));
-                }
-                let further = if cut { String::new() } else { format!(" AND {}", self.predicate(&fk.parent, &p, relation, cut, depth + 1)) };
-                format!("EXISTS (SELECT 1 FROM {} {p} WHERE {}{further})", relation(&fk.parent), join.join(" AND "))
+            Some(Reach::Via(ways)) => {
+                let each: Vec<String> = ways
+                    .iter()
+                    .map(|i| {
+                        let fk = &self.fks[*i];
+                        let p = format!("_p{depth}");
+                        let further = if cut { String::new() } else { format!(" AND {}", self.predicate(&fk.parent, &p, relation, cut, depth + 1)) };
+                        format!("EXISTS (SELECT 1 FROM {} {p} WHERE {}{further})", relation(&fk.parent), join_of(fk, &p, alias).join(" AND "))
+                    })
+                    .collect();
+                format!("({})", each.join(" OR "))
             }
             Some(Reach::Owned(i)) => {
                 let fk = &self.fks[*i];
@@ -639,6 +693,16 @@ impl Tenancy {
             None => "FALSE".into(),
         }
     }
+}
+
+/// The join of a child row (`alias`) to its parent (`p`) through `fk`, with a polymorphic
+/// reference's condition.
+fn join_of(fk: &Fk, p: &str, alias: &str) -> Vec<String> {
+    let mut join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{p}.{} = {alias}.{}", qi(pc), qi(cc))).collect();
+    if let Some((c, v)) = &fk.when {
+        join.push(format!("{alias}.{}::text = {}", qi(c), super::postgres::ql(v)));
+    }
+    join
 }
 
 /// A foreign key whose child columns are unique in the child: each parent row has at most one
@@ -782,6 +846,20 @@ mod tests {
         assert_ne!(section_name("a", "b.c"), section_name("a.b", "c"));
         assert_ne!(section_name("public", "t#keys"), format!("{}#keys", section_name("public", "t")));
         assert_eq!(section_name("app", "events"), "app.events", "plain names stay as older archives wrote them");
+    }
+
+    #[test]
+    fn a_reference_names_its_columns_plainly_or_quoted() {
+        let mut t = Target::default();
+        let col = |n: &str| Col { name: n.into(), ty: "bigint".into(), identity: false, always: false, default: None, not_null: false, generated: false };
+        t.cols.insert("public.notes".into(), vec![col("organizations_id.v2"), col("x=y")]);
+        t.cols.insert(section_name("app", "orgs.v2"), vec![col("id")]);
+        let r = parse_reference("notes.\"organizations_id.v2\"=\"orgs.v2\".id", &t).expect("quoted names");
+        assert_eq!((r.child.as_str(), r.cols[0].0.as_str(), r.parent.as_str()), ("public.notes", "organizations_id.v2", "app.\"orgs.v2\""));
+        let r = parse_reference("public.notes.\"x=y\"=app.\"orgs.v2\".id", &t).expect("an = inside quotes");
+        assert_eq!(r.cols[0].0, "x=y");
+        let e = parse_reference("notes.nothing=orgs.id", &t).expect_err("unknown");
+        assert!(e.message.contains("notes.nothing=orgs.id"), "{}", e.message);
     }
 
     #[test]

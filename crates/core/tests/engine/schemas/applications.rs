@@ -161,7 +161,7 @@ async fn every_path(name: &str, schema_sql: &std::path::Path, tenants_table: &st
     let out = migrate::execute(&spec, &e, true, &CancelToken::new(), &no_progress()).await.unwrap_or_else(|e| panic!("{name}: tenant copy into another database: {e}"));
     let new = out.target_tenant_id.expect("the tenant written");
     let (source, copied) = (compare::tenant_rows(&db.url(), &s).await, compare::tenant_rows(&other.url(), &s).await);
-    assert_eq!(compare::canonical_tenant(&s, &source, &b, false), compare::canonical_tenant(&s, &copied, &new, false), "{name}: the copy in another database");
+    same(&s, name, "the copy in another database", compare::canonical_tenant(&s, &source, &b, false), compare::canonical_tenant(&s, &copied, &new, false));
 
     // 4. Export → import into an empty database of the schema, with its shared rows.
     let dir = tempfile::tempdir().expect("tmp");
@@ -189,7 +189,7 @@ async fn every_path(name: &str, schema_sql: &std::path::Path, tenants_table: &st
         .await
         .unwrap_or_else(|e| panic!("{name}: import: {e}"));
     let imported = compare::tenant_rows(&third.url(), &s).await;
-    assert_eq!(compare::canonical_tenant(&s, &source, &b, false), compare::canonical_tenant(&s, &imported, &out.target_tenant_id.expect("tenant"), false), "{name}: export → import");
+    same(&s, name, "export → import", compare::canonical_tenant(&s, &source, &b, false), compare::canonical_tenant(&s, &imported, &out.target_tenant_id.expect("tenant"), false));
 
     if keys_made_by_the_database {
         // 5. A copy within the database: validation names what must differ; with the unique
@@ -201,15 +201,39 @@ async fn every_path(name: &str, schema_sql: &std::path::Path, tenants_table: &st
             assert_eq!(p.kind, "unique_conflict", "{name}: {t}: {}", p.message);
             spec.conflicts.insert(t.to_string(), Resolution::KeepBoth);
         }
+        // Values that must differ and cannot take a suffix: made anew.
+        let v2 = migrate::execute(&spec, &e, false, &CancelToken::new(), &no_progress()).await.expect("validation with keep both");
+        for (t, p) in v2.problems() {
+            assert!(p.message.contains("no text column"), "{name}: {t}: {}", p.message);
+            for c in &p.columns {
+                spec.rules.push(safehold_core::migrate::rules::Rule { table: t.to_string(), column: c.clone(), action: safehold_core::migrate::rules::Action::Regenerate { template: None } });
+            }
+        }
+        let v3 = migrate::execute(&spec, &e, false, &CancelToken::new(), &no_progress()).await.expect("validation with the resolutions");
+        let left: Vec<String> = v3.problems().map(|(t, p)| format!("{t}: {} {:?}", p.message, p.samples)).collect();
+        assert!(left.is_empty(), "{name}: with {:?} and {:?}, validation still finds {left:?}", spec.rules, spec.conflicts);
         let before = compare::tenant_rows(&db.url(), &s).await;
         let out = migrate::execute(&spec, &e, true, &CancelToken::new(), &no_progress()).await.unwrap_or_else(|e| panic!("{name}: tenant copy: {e}"));
         let after = compare::tenant_rows(&db.url(), &s).await;
         let new = out.target_tenant_id.expect("new tenant");
-        assert_eq!(compare::canonical_tenant(&s, &before, &b, true), compare::canonical_tenant(&s, &after, &new, true), "{name}: the copy within the database");
+        same(&s, name, "the copy within the database", compare::canonical_tenant(&s, &before, &b, true), compare::canonical_tenant(&s, &after, &new, true));
         assert_eq!(compare::not_of_tenant(&before, &new, &[]), compare::not_of_tenant(&after, &new, &[]), "{name}: the copy changed other rows");
     }
     let _ = pg_base();
     exec_all(&db, &["SELECT 1".to_string()]).await.expect("still there");
+}
+
+/// The tenant's rows as the source has them and as the copy has them, per table.
+fn same(s: &Schema, name: &str, what: &str, want: Vec<Vec<String>>, got: Vec<Vec<String>>) {
+    let diffs: Vec<String> = s
+        .tables
+        .iter()
+        .zip(want.iter().zip(&got))
+        .filter(|(_, (w, g))| w != g)
+        .take(3)
+        .map(|(t, (w, g))| format!("{}.{}: {} rows in the source, {} in the copy\n    source: {:?}\n    copy:   {:?}", t.schema, t.name, w.len(), g.len(), w.iter().take(3).collect::<Vec<_>>(), g.iter().take(3).collect::<Vec<_>>()))
+        .collect();
+    assert!(diffs.is_empty(), "{name}: {what} differs:\n  {}", diffs.join("\n  "));
 }
 
 #[tokio::test(flavor = "multi_thread")]

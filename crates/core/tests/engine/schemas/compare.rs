@@ -141,7 +141,7 @@ pub async fn rows(url: &str) -> BTreeMap<String, Vec<String>> {
     .expect("list tables");
     let mut out = BTreeMap::new();
     for r in rels {
-        let mut v: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT x::text FROM ONLY {r} x"))).fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("read {r}: {e}"));
+        let mut v: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT ROW(_sh_r.*)::text FROM ONLY {r} _sh_r"))).fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("read {r}: {e}"));
         v.sort();
         out.insert(r, v);
     }
@@ -195,43 +195,59 @@ pub async fn tenant_rows(url: &str, s: &Schema) -> Vec<TableRows> {
         let pos: Vec<usize> = cols.iter().map(|c| t.cols.iter().position(|x| &x.name == c).expect("column")).collect();
         raw[ti].iter().enumerate().map(|(i, r)| (pos.iter().map(|&p| r[p].clone()).collect(), i)).collect()
     };
-    let order: Vec<usize> = (0..s.tables.len()).filter(|&i| !matches!(s.tables[i].link, Link::Owned { .. })).chain((0..s.tables.len()).filter(|&i| matches!(s.tables[i].link, Link::Owned { .. }))).collect();
-    for ti in order {
-        let t = &s.tables[ti];
-        match &t.link {
-            Link::Tenants => {
-                let key = t.key_cols.first().map(String::as_str).unwrap_or("id");
-                let p = t.cols.iter().position(|c| c.name == key).expect("the tenants table's key");
-                for (i, r) in raw[ti].iter().enumerate() {
-                    tenant_of[ti][i] = r[p].clone();
-                }
-            }
-            Link::Column => {
-                let p = t.cols.iter().position(|c| c.name == s.tenant_column).expect("tenant column");
-                for (i, r) in raw[ti].iter().enumerate() {
-                    tenant_of[ti][i] = r[p].clone();
-                }
-            }
-            Link::Via { parent, .. } => {
-                let fk = t.fks.iter().find(|f| f.parent == *parent && !f.late).expect("the linking key");
-                let idx = key_index(*parent, &fk.parent_cols);
-                let pos: Vec<usize> = fk.cols.iter().map(|c| t.cols.iter().position(|x| &x.name == c).expect("column")).collect();
-                for (i, r) in raw[ti].iter().enumerate() {
-                    let k: Vec<Option<String>> = pos.iter().map(|&p| r[p].clone()).collect();
-                    tenant_of[ti][i] = idx.get(&k).and_then(|&pi| tenant_of[*parent][pi].clone());
-                }
-            }
-            Link::Owned { by } => {
-                let fk = s.tables[*by].fks.iter().find(|f| f.parent == ti).expect("the owner's key");
-                let pos = s.tables[*by].cols.iter().position(|x| x.name == fk.cols[0]).expect("column");
-                let idx = key_index(ti, &fk.parent_cols);
-                for (oi, r) in raw[*by].iter().enumerate() {
-                    if let Some(&i) = r[pos].as_ref().and_then(|v| idx.get(&vec![Some(v.clone())])) {
-                        tenant_of[ti][i] = tenant_of[*by][oi].clone();
+    // Until nothing changes: a table's rows take their tenant from their parents' (any link to a
+    // tenant row counts), the tenants table and the tenant column give it directly, rows owned
+    // one-to-one take it from the row pointing at them.
+    for _pass in 0..=s.tables.len() {
+        let before = tenant_of.clone();
+        for (ti, t) in s.tables.iter().enumerate() {
+            match &t.link {
+                Link::Tenants => {
+                    let key = t.key_cols.first().map(String::as_str).unwrap_or("id");
+                    let p = t.cols.iter().position(|c| c.name == key).expect("the tenants table's key");
+                    for (i, r) in raw[ti].iter().enumerate() {
+                        tenant_of[ti][i] = r[p].clone();
                     }
                 }
+                Link::Column => {
+                    let p = t.cols.iter().position(|c| c.name == s.tenant_column).expect("tenant column");
+                    for (i, r) in raw[ti].iter().enumerate() {
+                        tenant_of[ti][i] = r[p].clone();
+                    }
+                }
+                Link::Via { .. } => {
+                    // Any of its keys to a table found linked before it.
+                    let ways: Vec<&super::gen::Fk> =
+                        t.fks.iter().filter(|f| !f.late && f.parent != ti && !matches!(s.tables[f.parent].link, Link::Shared) && s.tables[f.parent].found < t.found).collect();
+                    for f in ways {
+                        let idx = key_index(f.parent, &f.parent_cols);
+                        let pos: Vec<usize> = f.cols.iter().map(|c| t.cols.iter().position(|x| &x.name == c).expect("column")).collect();
+                        for (i, r) in raw[ti].iter().enumerate() {
+                            if tenant_of[ti][i].is_some() {
+                                continue;
+                            }
+                            let k: Vec<Option<String>> = pos.iter().map(|&p| r[p].clone()).collect();
+                            tenant_of[ti][i] = idx.get(&k).and_then(|&pi| tenant_of[f.parent][pi].clone());
+                        }
+                    }
+                }
+                Link::Owned { by } => {
+                    let fk = s.tables[*by].fks.iter().find(|f| f.parent == ti).expect("the owner's key");
+                    let pos = s.tables[*by].cols.iter().position(|x| x.name == fk.cols[0]).expect("column");
+                    let idx = key_index(ti, &fk.parent_cols);
+                    for (oi, r) in raw[*by].iter().enumerate() {
+                        if let Some(&i) = r[pos].as_ref().and_then(|v| idx.get(&vec![Some(v.clone())])) {
+                            if tenant_of[ti][i].is_none() {
+                                tenant_of[ti][i] = tenant_of[*by][oi].clone();
+                            }
+                        }
+                    }
+                }
+                Link::Shared => {}
             }
-            Link::Shared => {}
+        }
+        if tenant_of == before {
+            break;
         }
     }
     raw.into_iter().zip(tenant_of).map(|(rows, tenants)| TableRows { rows: tenants.into_iter().zip(rows).collect() }).collect()

@@ -42,6 +42,16 @@ struct Table {
     uniques: Vec<Vec<String>>,
 }
 
+impl Table {
+    /// A one-column primary key of text (a copy gives it a suffix when it must differ).
+    fn key_cols_text(&self, pks: &HashMap<String, Vec<String>>) -> bool {
+        match pks.get(&self.name).map(Vec::as_slice) {
+            Some([k]) => self.cols.iter().any(|c| &c.name == k && (c.base.starts_with("character") || c.base == "text")),
+            _ => false,
+        }
+    }
+}
+
 /// What the filler made: each tenant's id, in the tenants table's key.
 #[derive(Debug, Clone)]
 pub struct Filled {
@@ -337,12 +347,14 @@ pub async fn describe(url: &str, tenants_table: &str, tenant_column: &str, tenan
     let names: Vec<String> = ts.keys().cloned().collect();
     let idx = |n: &str| names.iter().position(|x| x == n);
     let tt = names.iter().find(|k| k.rsplit('.').next().map(|b| b.trim_matches('"')) == Some(tenants_table)).cloned().expect("the tenants table");
-    // Links, breadth first.
+    // Links, breadth first (and the order they are found in).
     let mut link: HashMap<String, Link> = HashMap::new();
+    let mut found: Vec<String> = vec![tt.clone()];
     link.insert(tt.clone(), Link::Tenants);
     for t in ts.values() {
         if t.name != tt && t.cols.iter().any(|c| c.name == tenant_column) {
             link.insert(t.name.clone(), Link::Column);
+            found.push(t.name.clone());
         }
     }
     let mut frontier: Vec<String> = link.keys().cloned().collect();
@@ -356,6 +368,7 @@ pub async fn describe(url: &str, tenants_table: &str, tenant_column: &str, tenan
                     if let Some(f) = t.fks.iter().find(|f| &f.parent == p) {
                         let nullable = f.cols.iter().any(|c| t.cols.iter().any(|x| &x.name == c && !x.not_null));
                         link.insert(t.name.clone(), Link::Via { parent: idx(p).expect("a table"), nullable });
+                        found.push(t.name.clone());
                         next.push(t.name.clone());
                     }
                 }
@@ -371,6 +384,7 @@ pub async fn describe(url: &str, tenants_table: &str, tenant_column: &str, tenan
         match owned {
             Some((p, by)) => {
                 link.insert(p.clone(), Link::Owned { by: idx(&by).expect("a table") });
+                found.push(p.clone());
                 frontier = vec![p];
             }
             None => break,
@@ -396,7 +410,13 @@ pub async fn describe(url: &str, tenants_table: &str, tenant_column: &str, tenan
                 schema,
                 name,
                 link: link.get(n).cloned().unwrap_or(Link::Shared),
-                key: if renewed { Key::Serial } else { Key::None },
+                key: if renewed {
+                    Key::Serial
+                } else if t.key_cols_text(&pks) {
+                    Key::Text
+                } else {
+                    Key::None
+                },
                 key_cols,
                 cols: t.cols.iter().map(|c| Col { name: c.name.clone(), ty: Ty::Text, not_null: c.not_null }).collect(),
                 fks,
@@ -404,6 +424,7 @@ pub async fn describe(url: &str, tenants_table: &str, tenant_column: &str, tenan
                 global_unique: t.uniques.iter().filter(|u| u.len() == 1 && pks.get(n) != Some(*u)).map(|u| u[0].clone()).collect(),
                 rows: Vec::new(),
                 renewed_key: renewed,
+                found: found.iter().position(|f| f == n).unwrap_or(usize::MAX),
             }
         })
         .collect();

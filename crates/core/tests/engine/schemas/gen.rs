@@ -227,6 +227,9 @@ pub struct Table {
     pub rows: Vec<(Option<usize>, Vec<String>)>,
     /// Whether a copy makes the key anew (identity, serial, UUID default).
     pub renewed_key: bool,
+    /// When the table was found linked to the tenant (its links count only to tables found
+    /// before it).
+    pub found: usize,
 }
 
 impl Table {
@@ -478,6 +481,7 @@ impl Gen {
             global_unique: vec!["name".into()],
             rows: vec![],
             renewed_key: matches!(tkey, Key::Identity { .. } | Key::Uuid),
+            found: 0,
         };
         g.extra_cols(&mut tenants, 2);
         g.s.tables.push(tenants);
@@ -625,6 +629,7 @@ impl Gen {
             global_unique: vec![],
             rows: vec![],
             renewed_key: matches!(key, Key::Identity { .. } | Key::Serial | Key::Uuid),
+            found: idx,
         };
         match &key {
             Key::None => self.s.features.insert("no key"),

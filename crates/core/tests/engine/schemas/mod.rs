@@ -387,7 +387,8 @@ fn declared_refs(s: &Schema) -> Vec<String> {
     for t in &s.tables {
         for fk in t.fks.iter().filter(|f| f.undeclared) {
             let p = &s.tables[fk.parent];
-            out.push(format!("{}.{}={}.{}", section(&t.schema, &t.name), fk.cols[0], section(&p.schema, &p.name), fk.parent_cols[0]));
+            let col = |c: &str| if c.contains(['.', '"', '=', ';']) { qi(c) } else { c.to_string() };
+            out.push(format!("{}.{}={}.{}", section(&t.schema, &t.name), col(&fk.cols[0]), section(&p.schema, &p.name), col(&fk.parent_cols[0])));
         }
     }
     out
