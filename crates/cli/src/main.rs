@@ -456,6 +456,10 @@ struct RestoreArgs {
     /// Tenant only, as a copy: unique conflicts, per table: TABLE=stop|keep-target|take-source|keep-both.
     #[arg(long, value_delimiter = ',')]
     on_conflict: Vec<String>,
+    /// Tenant only, as a copy: columns whose values must differ (TABLE.COLUMN, comma-separated),
+    /// each given a fresh value of the same form.
+    #[arg(long, value_delimiter = ',')]
+    regenerate: Vec<String>,
     /// Create the target PostgreSQL database if it does not exist.
     #[arg(long)]
     create: bool,
@@ -897,6 +901,7 @@ async fn restore_command(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
     req.new_tenant_name = a.new_tenant_name.clone();
     req.references = a.reference.clone();
     req.on_conflict = conflict_rules(&a.on_conflict)?;
+    req.regenerate = a.regenerate.clone();
     req.create = a.create;
     req.clean = a.clean;
     req.safety_backup = !a.no_safety_backup;

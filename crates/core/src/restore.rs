@@ -72,6 +72,8 @@ pub struct RestoreRequest {
     /// A tenant restored as a copy: how rows equal to a target row on a unique constraint are
     /// resolved, per table.
     pub on_conflict: std::collections::BTreeMap<String, crate::migrate::Resolution>,
+    /// A tenant restored as a copy: columns (`TABLE.COLUMN`) whose values must differ, made anew.
+    pub regenerate: Vec<String>,
     /// A tenant restore: references no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`).
     pub references: Vec<String>,
     /// Create the target database (PostgreSQL) when it does not exist.
@@ -321,6 +323,7 @@ fn scope_of(req: &RestoreRequest, available: &[String]) -> Result<Option<Scope>>
                     new_tenant_id: req.new_tenant_id.clone(),
                     new_tenant_name: req.new_tenant_name.clone(),
                     conflicts: req.on_conflict.clone(),
+                    rules: req.regenerate.iter().filter_map(|c| c.trim().rsplit_once('.')).map(|(t, c)| crate::migrate::rules::Rule { table: t.into(), column: c.into(), action: crate::migrate::rules::Action::Regenerate { template: None } }).collect(),
                 }),
                 references: req.references.clone(),
             }))

@@ -553,7 +553,11 @@ export type Problem = {
 /**
  * `unique_conflict`, `not_null`, `missing_parent`, `type_error`.
  */
-kind: string, message: string, count: number, samples: Array<string>, };
+kind: string, message: string, count: number, samples: Array<string>, 
+/**
+ * The columns it is about (a unique constraint's, a foreign key's, the column).
+ */
+columns: Array<string>, };
 
 export type TableReport = { 
 /**

@@ -755,7 +755,7 @@ describe("Migration wizard", () => {
     mocked.listTenants.mockResolvedValue([{ id: "acme", name: "Acme" }, { id: "beta", name: "Beta" }]);
     mocked.proposeMigration.mockResolvedValue(report([]));
     mocked.validateMigration
-      .mockResolvedValueOnce(report([table("public.tenants", [{ kind: "unique_conflict", message: "1 rows equal a target row on public.tenants (slug)", count: 1, samples: ["(acme)"] }]), table("public.users")]))
+      .mockResolvedValueOnce(report([table("public.tenants", [{ kind: "unique_conflict", message: "1 rows equal a target row on public.tenants (slug)", count: 1, samples: ["(acme)"], columns: ["slug"] }]), table("public.users")]))
       .mockResolvedValueOnce(report([table("public.tenants"), table("public.users")]));
     mocked.startMigration.mockResolvedValue("m9");
     renderWithClient(<BackupDashboard />);
@@ -797,7 +797,7 @@ describe("Migration wizard", () => {
     mocked.listConnections.mockResolvedValue([...connections, pg]);
     mocked.listTenants.mockResolvedValue([{ id: "acme", name: "Acme" }]);
     mocked.proposeMigration.mockResolvedValue(report([]));
-    const inferred = { ...report([table("public.store", [{ kind: "unique_conflict", message: "1 rows equal a target row on public.store (manager_staff_id)", count: 1, samples: ["(2)"] }])]) };
+    const inferred = { ...report([table("public.store", [{ kind: "unique_conflict", message: "1 rows equal a target row on public.store (manager_staff_id)", count: 1, samples: ["(2)"], columns: ["manager_staff_id"] }])]) };
     inferred.warnings = ["inferred: public.store.manager_staff_id=public.staff.staff_id looks like a reference that no foreign key declares (every value is found there): a copy keeps its values; confirm it with --reference public.store.manager_staff_id=public.staff.staff_id"];
     mocked.validateMigration.mockResolvedValueOnce(inferred).mockResolvedValueOnce(report([table("public.store")]));
     renderWithClient(<BackupDashboard />);

@@ -284,6 +284,7 @@ pub async fn restore_tenant_as_copy(chain: &Chain, url: &str, ts: &TenantScope, 
         target_tenant_id: copy.new_tenant_id.clone(),
         target_tenant_name: copy.new_tenant_name.clone(),
         conflicts: copy.conflicts.clone(),
+        rules: copy.rules.clone(),
         references: ts.references.clone(),
         ..Default::default()
     };
@@ -731,7 +732,7 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
     let found: HashMap<String, String> = tables.iter().enumerate().map(|(i, t)| (t.clone(), format!("pg_temp._sh_rm{i}"))).collect();
     for t in &tables {
         let id = crate::source::pg_apply::identity(schema, t);
-        let pred = ten.predicate(t, "l", &live, false, 0);
+        let pred = ten.reaching(t, "l", &live);
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} l WHERE {pred}", found[t], id.select("l"), rel(t))))
             .execute(&mut **tx)
             .await

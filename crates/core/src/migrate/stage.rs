@@ -96,7 +96,7 @@ pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, t
             let cols: Vec<(String, Option<String>)> = schema.cols[&t].iter().filter(|c| !c.generated).map(|c| (c.name.clone(), Some(c.ty.clone()))).collect();
             let relation = staged.table(tx, &t, cols.clone()).await?;
             let live = |x: &str| rel(x);
-            let pred = ten.predicate(&t, "l", &live, false, 0);
+            let pred = ten.predicate(&t, "l", &live, 0);
             let list = col_list(&cols);
             let lcols: Vec<String> = cols.iter().map(|(c, _)| format!("l.{}", qi(c))).collect();
             let out_sql = format!("COPY (SELECT {} FROM {} l WHERE {pred}) TO STDOUT", lcols.join(", "), rel(&t));
@@ -159,27 +159,39 @@ pub(crate) async fn keep_tenants(tx: &mut Tx<'_>, staged: &mut Staged, target: &
     let relation_of = |t: &str| staged.get(t).map(|s| s.relation.clone()).unwrap_or_else(|| rel(t));
     let mut order: Vec<String> = Vec::new();
     let mut preds: Vec<(String, String)> = Vec::new();
+    let mut joins: Vec<(String, Vec<String>)> = Vec::new();
     for (i, tenant) in tenants.iter().enumerate() {
         let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), copy: None, references: Vec::new() };
         let mut ten = Tenancy::find(target, &scope, &available)?;
         ten.param = format!("safehold.keep{i}");
         // Staged columns are text: the tenant id is compared as text.
         ten.types.values_mut().for_each(|t| *t = "text".into());
-        // Staged columns are text: the tenant id is compared as text.
-        ten.types.values_mut().for_each(|t| *t = "text".into());
         ten.bind(&mut **tx).await?;
+        joins.extend(ten.join_columns());
         for t in ten.reach_order() {
             if !order.contains(&t) {
                 order.push(t.clone());
             }
-            // The tables a path goes through are cut first: one hop is enough.
-            preds.push((t.clone(), ten.predicate(&t, "s", &relation_of, true, 0)));
+            preds.push((t.clone(), ten.predicate(&t, "s", &relation_of, 0)));
         }
     }
-    for t in &order {
+    // The rows found on the whole staged tables first (a row reached by another tenant too is
+    // nobody's own), then the others dropped.
+    joins.sort();
+    joins.dedup();
+    for (t, cols) in joins.iter().filter(|(t, _)| order.contains(t)) {
+        let list: Vec<String> = cols.iter().map(|c| qi(c)).collect();
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE INDEX ON {} ({})", relation_of(t), list.join(", ")))).execute(&mut **tx).await.map_err(|e| restore_error(&format!("indexing {t}"), &e))?;
+    }
+    for (i, t) in order.iter().enumerate() {
         let p: Vec<String> = preds.iter().filter(|(x, _)| x == t).map(|(_, p)| format!("({p})")).collect();
-        let relation = relation_of(t);
-        sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {relation} s WHERE ({}) IS NOT TRUE", p.join(" OR "))))
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE pg_temp._sh_keep{i} ON COMMIT DROP AS SELECT s.ctid AS c FROM {} s WHERE {}", relation_of(t), p.join(" OR "))))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| restore_error(&format!("selecting the tenant's rows of {t}"), &e))?;
+    }
+    for (i, t) in order.iter().enumerate() {
+        sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {} s WHERE s.ctid NOT IN (SELECT c FROM pg_temp._sh_keep{i})", relation_of(t))))
             .execute(&mut **tx)
             .await
             .map_err(|e| restore_error(&format!("selecting the tenant's rows of {t}"), &e))?;

@@ -142,11 +142,13 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
         for a in &groups[t] {
             load_table_into(&mut tx, chain, a, &staged(t), cancel).await?;
         }
-        if let Some(ten) = &tenancy {
-            // The tables a path goes through are cut down already: one hop is enough.
-            let pred = ten.predicate(t, "s", &staged, true, 0);
-            exec(&mut tx, &format!("DELETE FROM {} s WHERE ({pred}) IS NOT TRUE", staged(t)), &format!("selecting the tenant's rows of {t}")).await?;
-        }
+    }
+    // The tenant's rows, found on the backup's whole tables (a row reached by several tenants
+    // is nobody's own), then the others dropped.
+    if let Some(ten) = &tenancy {
+        cut_to_tenant(&mut tx, ten, &tables, &staged).await?;
+    }
+    for t in &tables {
         let n = count(&mut tx, &staged(t)).await?;
         changes.insert(t.clone(), TableChange { table: t.clone(), rows_in_backup: n, inserted: 0, updated: 0, deleted: 0 });
     }
@@ -171,14 +173,14 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
                         let partial = predicate.map(|p| format!(" AND (SELECT {p} FROM (SELECT l.*) _x)")).unwrap_or_default();
                         format!(
                             "({}) OR (({}) IN (SELECT {} FROM {}){partial} AND NOT {})",
-                            ten.predicate(t, "l", &live, false, 0),
+                            ten.predicate(t, "l", &live, 0),
                             lkeys.join(", "),
                             keys.join(", "),
                             staged(t),
                             ten.anyones(t, "l", &live, 0)
                         )
                     }
-                    None => ten.predicate(t, "l", &live, false, 0),
+                    None => ten.predicate(t, "l", &live, 0),
                 }
             }
             None => "TRUE".into(),
@@ -266,6 +268,31 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
         let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{} = {}", qi(c), stand_in(fk, c))).collect();
         let id = identity(&target, &fk.child);
         exec(&mut tx, &format!("UPDATE {} l SET {} WHERE {}", live(&fk.child), set.join(", "), id.among("l", &captured[&fk.child])), &format!("table {}", fk.child)).await?;
+    }
+    // Rows the backup lacks that nothing points at go first (children first): a row whose key
+    // changed since the backup holds its unique values, which the backup's row takes back.
+    for t in order.tables.iter().rev() {
+        let Some(pk) = target.pks.get(t) else { continue };
+        let on: Vec<String> = pk.iter().map(|c| format!("l.{0} = s.{0}", qi(c))).collect();
+        let id = identity(&target, t);
+        let mut unreferenced = Vec::new();
+        for fk in target.fks.iter().filter(|fk| fk.parent == *t && !fk.declared) {
+            let join: Vec<String> = fk.cols.iter().map(|(c, p)| format!("c.{} = l.{}", qi(c), qi(p))).collect();
+            unreferenced.push(format!(" AND NOT EXISTS (SELECT 1 FROM {} c WHERE {})", live(&fk.child), join.join(" AND ")));
+        }
+        exec(
+            &mut tx,
+            &format!(
+                "DELETE FROM {} l WHERE {} AND NOT EXISTS (SELECT 1 FROM {} s WHERE {}){}",
+                live(t),
+                id.among("l", &captured[t]),
+                staged(t),
+                on.join(" AND "),
+                unreferenced.concat()
+            ),
+            &format!("removing the rows of {t}"),
+        )
+        .await?;
     }
     for t in &order.tables {
         cancel.check()?;
@@ -374,6 +401,30 @@ pub(crate) fn archived_tables<'a>(schema: &'a super::postgres::PgSchema, target:
         }
     }
     out
+}
+
+/// Cuts staged copies of whole tables down to the tenant's rows: each table's rows found first
+/// (on the whole copies, so a row that also leads to another tenant is seen to), then the others
+/// deleted. The staged copies get indexes on the columns the conditions join on.
+pub(crate) async fn cut_to_tenant(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, ten: &Tenancy, tables: &[String], staged: &(dyn Fn(&str) -> String + Sync)) -> Result<()> {
+    for (t, cols) in ten.join_columns() {
+        if tables.contains(&t) {
+            let list: Vec<String> = cols.iter().map(|c| qi(c)).collect();
+            exec(tx, &format!("CREATE INDEX ON {} ({})", staged(&t), list.join(", ")), &format!("indexing the staged rows of {t}")).await?;
+        }
+    }
+    for t in tables {
+        exec(tx, &format!("ANALYZE {}", staged(t)), &format!("staging {t}")).await?;
+    }
+    let keep: Vec<String> = (0..tables.len()).map(|i| format!("pg_temp._sh_k{i}")).collect();
+    for (t, k) in tables.iter().zip(&keep) {
+        let pred = ten.predicate(t, "s", staged, 0);
+        exec(tx, &format!("CREATE TEMP TABLE {k} ON COMMIT DROP AS SELECT s.ctid AS c FROM {} s WHERE {pred}", staged(t)), &format!("selecting the tenant's rows of {t}")).await?;
+    }
+    for (t, k) in tables.iter().zip(&keep) {
+        exec(tx, &format!("DELETE FROM {} s WHERE s.ctid NOT IN (SELECT c FROM {k})", staged(t)), &format!("selecting the tenant's rows of {t}")).await?;
+    }
+    Ok(())
 }
 
 /// What tells a table's rows apart: its primary key, or (without one) each row's place.

@@ -790,7 +790,7 @@ async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &Bac
         ten.param = format!("safehold.t{i}");
         let tenants_table = ten.tables().into_iter().find(|t| matches!(ten.reach.get(t), Some(super::tenancy::Reach::TenantsKey(_))));
         if let Some(tt) = &tenants_table {
-            let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT 1 FROM {} l WHERE {} LIMIT 1", rel(tt), ten.predicate(tt, "l", &|x: &str| rel(x), false, 0))))
+            let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT 1 FROM {} l WHERE {} LIMIT 1", rel(tt), ten.predicate(tt, "l", &|x: &str| rel(x), 0))))
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(q("look the tenant up"))?;
@@ -799,7 +799,7 @@ async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &Bac
             }
         }
         for t in ten.tables() {
-            let pred = ten.predicate(&t, "l", &|x: &str| rel(x), false, 0);
+            let pred = ten.predicate(&t, "l", &|x: &str| rel(x), 0);
             preds.entry(t).or_default().push(format!("({pred})"));
         }
     }

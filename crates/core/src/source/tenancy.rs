@@ -513,6 +513,8 @@ pub struct CopyAs {
     /// How rows equal to a target row on a unique constraint are resolved, per table (as a
     /// migration's conflict rules); tables not listed: reported, nothing written.
     pub conflicts: std::collections::BTreeMap<String, crate::migrate::Resolution>,
+    /// Rules applied to the backup's rows first (e.g. `regenerate` for values that must differ).
+    pub rules: Vec<crate::migrate::rules::Rule>,
 }
 
 pub(crate) struct Tenancy {
@@ -663,35 +665,80 @@ impl Tenancy {
     }
 
     /// A condition true for the tenant's rows of `table` aliased `alias`, where `relation` names
-    /// each table's relation. With `cut`, the relations of the tables a path goes through hold
-    /// only the tenant's rows already, so one hop is enough.
-    pub(crate) fn predicate(&self, table: &str, alias: &str, relation: &dyn Fn(&str) -> String, cut: bool, depth: usize) -> String {
+    /// each table's relation: rows that lead to the tenant through some way in, and to no other
+    /// tenant through any (a row that several tenants' rows reach is shared: nobody's own).
+    pub(crate) fn predicate(&self, table: &str, alias: &str, relation: &dyn Fn(&str) -> String, depth: usize) -> String {
+        match self.reach.get(table) {
+            // The tenant column or the key alone decides.
+            Some(Reach::Column(_)) | Some(Reach::TenantsKey(_)) => self.leads(table, alias, relation, depth, true),
+            Some(_) => format!("({} AND NOT {})", self.leads(table, alias, relation, depth, true), self.leads(table, alias, relation, depth, false)),
+            None => "FALSE".into(),
+        }
+    }
+
+    /// A condition true for every row of `table` that leads to the tenant at all (its own and
+    /// the ones it shares): what removing the tenant must remove, or they would point at rows
+    /// that are gone.
+    pub(crate) fn reaching(&self, table: &str, alias: &str, relation: &dyn Fn(&str) -> String) -> String {
+        self.leads(table, alias, relation, 0, true)
+    }
+
+    /// Whether a row of `table` leads to the tenant (`mine`) — or to another tenant (`!mine`) —
+    /// through some way in.
+    fn leads(&self, table: &str, alias: &str, relation: &dyn Fn(&str) -> String, depth: usize, mine: bool) -> String {
         match self.reach.get(table) {
             Some(Reach::Column(c)) | Some(Reach::TenantsKey(c)) => {
                 let ty = self.types.get(table).map(String::as_str).unwrap_or("text");
-                format!("{alias}.{} = CAST(current_setting({}) AS {ty})", qi(c), super::postgres::ql(&self.param))
+                let op = if mine { "=" } else { "<>" };
+                format!("{alias}.{} {op} CAST(current_setting({}) AS {ty})", qi(c), super::postgres::ql(&self.param))
             }
             Some(Reach::Via(ways)) => {
                 let each: Vec<String> = ways
                     .iter()
                     .map(|i| {
                         let fk = &self.fks[*i];
-                        let p = format!("_p{depth}");
-                        let further = if cut { String::new() } else { format!(" AND {}", self.predicate(&fk.parent, &p, relation, cut, depth + 1)) };
-                        format!("EXISTS (SELECT 1 FROM {} {p} WHERE {}{further})", relation(&fk.parent), join_of(fk, &p, alias).join(" AND "))
+                        let p = format!("_{}{depth}", if mine { 'p' } else { 'q' });
+                        format!(
+                            "EXISTS (SELECT 1 FROM {} {p} WHERE {} AND {})",
+                            relation(&fk.parent),
+                            join_of(fk, &p, alias).join(" AND "),
+                            self.leads(&fk.parent, &p, relation, depth + 1, mine)
+                        )
                     })
                     .collect();
                 format!("({})", each.join(" OR "))
             }
             Some(Reach::Owned(i)) => {
                 let fk = &self.fks[*i];
-                let o = format!("_o{depth}");
+                let o = format!("_{}{depth}", if mine { 'o' } else { 'r' });
                 let join: Vec<String> = fk.cols.iter().map(|(cc, pc)| format!("{o}.{} = {alias}.{}", qi(cc), qi(pc))).collect();
-                let further = if cut { String::new() } else { format!(" AND {}", self.predicate(&fk.child, &o, relation, cut, depth + 1)) };
-                format!("EXISTS (SELECT 1 FROM {} {o} WHERE {}{further})", relation(&fk.child), join.join(" AND "))
+                format!("EXISTS (SELECT 1 FROM {} {o} WHERE {} AND {})", relation(&fk.child), join.join(" AND "), self.leads(&fk.child, &o, relation, depth + 1, mine))
             }
             None => "FALSE".into(),
         }
+    }
+
+    /// The columns the predicates join on, per table (to index staged copies of the tables).
+    pub(crate) fn join_columns(&self) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        for r in self.reach.values() {
+            match r {
+                Reach::Via(ways) => {
+                    for i in ways {
+                        let fk = &self.fks[*i];
+                        out.push((fk.parent.clone(), fk.cols.iter().map(|(_, p)| p.clone()).collect()));
+                    }
+                }
+                Reach::Owned(i) => {
+                    let fk = &self.fks[*i];
+                    out.push((fk.child.clone(), fk.cols.iter().map(|(c, _)| c.clone()).collect()));
+                }
+                _ => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 }
 

@@ -148,6 +148,12 @@ async fn every_path(name: &str, schema_sql: &std::path::Path, tenants_table: &st
         sel.tables = shared.clone();
         sel.safety_backup = false;
         restore::execute(&sel, r.opened(&archive), &Default::default(), &CancelToken::new(), &no_progress()).await.unwrap_or_else(|e| panic!("{name}: selective restore of the shared tables: {e}"));
+        let (from, into) = (compare::rows(&db.url()).await, compare::rows(&other.url()).await);
+        let mut c = compare::connect(&db.url()).await;
+        for t in s.tables.iter().filter(|t| t.link == super::gen::Link::Shared) {
+            let k: String = sqlx::query_scalar("SELECT quote_ident($1) || '.' || quote_ident($2)").bind(&t.schema).bind(&t.name).fetch_one(&mut c).await.expect("name");
+            assert_eq!(from.get(&k), into.get(&k), "{name}: {k} after the selective restore");
+        }
     }
     let b = filled.tenants[1].clone();
     let e = Endpoints { source_url: Some(db.url()), target_url: Some(other.url()), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), ..Default::default() };
@@ -218,6 +224,39 @@ async fn every_path(name: &str, schema_sql: &std::path::Path, tenants_table: &st
         let new = out.target_tenant_id.expect("new tenant");
         same(&s, name, "the copy within the database", compare::canonical_tenant(&s, &before, &b, true), compare::canonical_tenant(&s, &after, &new, true));
         assert_eq!(compare::not_of_tenant(&before, &new, &[]), compare::not_of_tenant(&after, &new, &[]), "{name}: the copy changed other rows");
+
+        // 6. The tenant restored from the backup as a copy, with the same resolutions.
+        let mut req = tenant_request(&db, &s, &a);
+        req.preserve_ids = false;
+        req.on_conflict = spec.conflicts.clone();
+        req.regenerate = spec.rules.iter().map(|r| format!("{}.{}", r.table, r.column)).collect();
+        let before = compare::tenant_rows(&db.url(), &s).await;
+        let out = restore::execute(&req, r.opened(&archive), &Default::default(), &CancelToken::new(), &no_progress()).await.unwrap_or_else(|e| panic!("{name}: tenant restore as a copy: {e}"));
+        let after = compare::tenant_rows(&db.url(), &s).await;
+        let copy_id = out.new_tenant_id.expect("the copy's id");
+        same(&s, name, "the tenant restored as a copy", compare::canonical_tenant(&s, &before, &a, true), compare::canonical_tenant(&s, &after, &copy_id, true));
+
+        // 7. A merge of the third tenant into the first, the third removed.
+        let c3 = filled.tenants[2].clone();
+        let before = compare::tenant_rows(&db.url(), &s).await;
+        let mut merge = MigrationSpec { migration_type: Some(MigrationType::TenantMerge), source_tenant_ids: vec![c3.clone()], target_tenant_id: Some(a.clone()), remove_source_tenant: true, ..Default::default() };
+        // Each conflict kept as the target has it; rows that then point at a kept row may meet
+        // the target's own in turn: validated again until nothing is left.
+        for _ in 0..6 {
+            let v = migrate::execute(&merge, &e, false, &CancelToken::new(), &no_progress()).await.unwrap_or_else(|e| panic!("{name}: validation of a merge: {e}"));
+            if v.is_clean() {
+                break;
+            }
+            for (t, p) in v.problems() {
+                assert_eq!(p.kind, "unique_conflict", "{name}: merge: {t}: {}", p.message);
+                merge.conflicts.insert(t.to_string(), Resolution::KeepTarget);
+            }
+        }
+        migrate::execute(&merge, &e, true, &CancelToken::new(), &no_progress()).await.unwrap_or_else(|e| panic!("{name}: merge: {e}"));
+        let after = compare::tenant_rows(&db.url(), &s).await;
+        assert!(compare::of_tenant(&after, &c3).iter().all(Vec::is_empty), "{name}: the merged tenant is gone");
+        assert!(compare::of_tenant(&after, &a).iter().map(Vec::len).sum::<usize>() > compare::of_tenant(&before, &a).iter().map(Vec::len).sum::<usize>(), "{name}: the first tenant gained the third's rows");
+        assert_eq!(compare::not_of_tenant(&before, &a, &[&c3]), compare::not_of_tenant(&after, &a, &[&c3]), "{name}: the merge changed other tenants' rows");
     }
     let _ = pg_base();
     exec_all(&db, &["SELECT 1".to_string()]).await.expect("still there");

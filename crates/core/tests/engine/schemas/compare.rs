@@ -3,7 +3,7 @@
 //! of every table as exact text; and one tenant's rows in a form that does not depend on the keys
 //! a copy makes anew.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Row};
 
@@ -195,39 +195,34 @@ pub async fn tenant_rows(url: &str, s: &Schema) -> Vec<TableRows> {
         let pos: Vec<usize> = cols.iter().map(|c| t.cols.iter().position(|x| &x.name == c).expect("column")).collect();
         raw[ti].iter().enumerate().map(|(i, r)| (pos.iter().map(|&p| r[p].clone()).collect(), i)).collect()
     };
-    // Until nothing changes: a table's rows take their tenant from their parents' (any link to a
-    // tenant row counts), the tenants table and the tenant column give it directly, rows owned
-    // one-to-one take it from the row pointing at them.
+    // Until nothing changes: each row's set of tenants it leads to — the tenants table's key, the
+    // tenant column, any of its keys to a table found before it, the row pointing at it
+    // one-to-one. A row is a tenant's when that set is that tenant alone (a row several tenants
+    // reach is shared).
+    let mut sets: Vec<Vec<BTreeSet<String>>> = raw.iter().map(|r| vec![BTreeSet::new(); r.len()]).collect();
     for _pass in 0..=s.tables.len() {
-        let before = tenant_of.clone();
+        let before = sets.clone();
         for (ti, t) in s.tables.iter().enumerate() {
             match &t.link {
-                Link::Tenants => {
-                    let key = t.key_cols.first().map(String::as_str).unwrap_or("id");
-                    let p = t.cols.iter().position(|c| c.name == key).expect("the tenants table's key");
+                Link::Tenants | Link::Column => {
+                    let key = if t.link == Link::Tenants { t.key_cols.first().map(String::as_str).unwrap_or("id") } else { s.tenant_column.as_str() };
+                    let p = t.cols.iter().position(|c| c.name == key).expect("the tenant's column");
                     for (i, r) in raw[ti].iter().enumerate() {
-                        tenant_of[ti][i] = r[p].clone();
-                    }
-                }
-                Link::Column => {
-                    let p = t.cols.iter().position(|c| c.name == s.tenant_column).expect("tenant column");
-                    for (i, r) in raw[ti].iter().enumerate() {
-                        tenant_of[ti][i] = r[p].clone();
+                        sets[ti][i] = r[p].iter().cloned().collect();
                     }
                 }
                 Link::Via { .. } => {
-                    // Any of its keys to a table found linked before it.
                     let ways: Vec<&super::gen::Fk> =
                         t.fks.iter().filter(|f| !f.late && f.parent != ti && !matches!(s.tables[f.parent].link, Link::Shared) && s.tables[f.parent].found < t.found).collect();
                     for f in ways {
                         let idx = key_index(f.parent, &f.parent_cols);
                         let pos: Vec<usize> = f.cols.iter().map(|c| t.cols.iter().position(|x| &x.name == c).expect("column")).collect();
                         for (i, r) in raw[ti].iter().enumerate() {
-                            if tenant_of[ti][i].is_some() {
-                                continue;
-                            }
                             let k: Vec<Option<String>> = pos.iter().map(|&p| r[p].clone()).collect();
-                            tenant_of[ti][i] = idx.get(&k).and_then(|&pi| tenant_of[f.parent][pi].clone());
+                            if let Some(&pi) = idx.get(&k) {
+                                let add: Vec<String> = sets[f.parent][pi].iter().cloned().collect();
+                                sets[ti][i].extend(add);
+                            }
                         }
                     }
                 }
@@ -237,17 +232,21 @@ pub async fn tenant_rows(url: &str, s: &Schema) -> Vec<TableRows> {
                     let idx = key_index(ti, &fk.parent_cols);
                     for (oi, r) in raw[*by].iter().enumerate() {
                         if let Some(&i) = r[pos].as_ref().and_then(|v| idx.get(&vec![Some(v.clone())])) {
-                            if tenant_of[ti][i].is_none() {
-                                tenant_of[ti][i] = tenant_of[*by][oi].clone();
-                            }
+                            let add: Vec<String> = sets[*by][oi].iter().cloned().collect();
+                            sets[ti][i].extend(add);
                         }
                     }
                 }
                 Link::Shared => {}
             }
         }
-        if tenant_of == before {
+        if sets == before {
             break;
+        }
+    }
+    for (ti, rows) in sets.iter().enumerate() {
+        for (i, set) in rows.iter().enumerate() {
+            tenant_of[ti][i] = if set.len() == 1 { set.iter().next().cloned() } else { None };
         }
     }
     raw.into_iter().zip(tenant_of).map(|(rows, tenants)| TableRows { rows: tenants.into_iter().zip(rows).collect() }).collect()

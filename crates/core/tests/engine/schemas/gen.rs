@@ -914,6 +914,17 @@ impl Gen {
                 self.s.ddl.push(format!("CREATE INDEX {} ON {} ({})", qi(&iname), t.qualified(), qi(&c)));
                 self.s.features.insert("partitioned index");
             }
+            // A reference no key declares, under a unique index with another column (the copy
+            // must follow it, or the copied rows collide with the source's).
+            for fk in t.fks.iter().filter(|f| f.undeclared) {
+                if let (Some(key), true) = (t.key_cols.first(), t.key_cols.len() == 1) {
+                    if self.rng.chance(0.5) {
+                        let n = self.name("uq_ref");
+                        self.s.ddl.push(format!("CREATE UNIQUE INDEX {} ON {} ({}, {}) WHERE {2} IS NOT NULL", qi(&n), t.qualified(), qi(key), qi(&fk.cols[0])));
+                        self.s.features.insert("reference no key declares under a partial unique index");
+                    }
+                }
+            }
             for fk in t.fks.iter().filter(|f| !f.undeclared) {
                 let c = format!(
                     "ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}{}",

@@ -562,6 +562,48 @@ async fn export_import_into_source(s: &Schema, db: &ScratchDb, dir: &Path) -> Re
     same_copy(s, "export → import into its own database", &before, &a, &after, &new_id, true)
 }
 
+/// Selective restore of some tables after they were changed: those tables equal the backup,
+/// every other table is as it was.
+async fn selective(r: &Repo, s: &Schema, db: &ScratchDb, rng: &mut gen::Rng) -> Result<(), String> {
+    let archive = r.backup(s, db, BackupType::Full).await;
+    let backed = compare::rows(&db.url()).await;
+    let mut chosen: Vec<&gen::Table> = s.tables.iter().filter(|t| t.partitioning.is_none() && rng.chance(0.4)).collect();
+    if chosen.is_empty() {
+        chosen = s.tables.iter().filter(|t| t.partitioning.is_none()).take(1).collect();
+    }
+    // (As `quote_ident` writes them: the row comparison's names.)
+    let ident = |x: &str| {
+        let plain = x.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_') && x.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if plain { x.to_string() } else { qi(x) }
+    };
+    let names: Vec<String> = chosen.iter().map(|t| format!("{}.{}", ident(&t.schema), ident(&t.name))).collect();
+    let only = Schema { tables: s.tables.iter().filter(|t| chosen.iter().any(|c| c.qualified() == t.qualified())).cloned().collect(), ..s.clone() };
+    exec_lenient(db, &changes(&only, rng)).await;
+    let now = compare::rows(&db.url()).await;
+    let mut req = RestoreRequest::new(PathBuf::new(), db.url());
+    req.restore_type = RestoreType::Selective;
+    req.tables = chosen.iter().map(|t| section(&t.schema, &t.name)).collect();
+    req.safety_backup = false;
+    restore::execute(&req, r.opened(&archive), &Default::default(), &CancelToken::new(), &no_progress())
+        .await
+        .map_err(|e| format!("{}\nselective restore of {:?} failed: {e}", s.describe(), req.tables))?;
+    let after = compare::rows(&db.url()).await;
+    for (rel, rows) in &after {
+        let want = if names.contains(rel) { backed.get(rel) } else { now.get(rel) };
+        if Some(rows) != want {
+            return Err(format!(
+                "{}\nselective restore of {:?}: {rel} is not as {}:\n    want: {:?}\n    got:  {:?}",
+                s.describe(),
+                req.tables,
+                if names.contains(rel) { "backed up" } else { "it was" },
+                want,
+                rows
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every property on the schema of `seed`.
 async fn properties(seed: u64, r: &Repo, dir: &Path) -> Result<Vec<&'static str>, String> {
     let t0 = Instant::now();
@@ -583,6 +625,8 @@ async fn properties(seed: u64, r: &Repo, dir: &Path) -> Result<Vec<&'static str>
         1 => {
             tenant_copy_same(&s, &db).await?;
             ran.push("tenant copy");
+            selective(r, &s, &db, &mut rng).await?;
+            ran.push("selective restore");
         }
         2 => {
             tenant_copy_other(&s, &db).await?;
@@ -593,6 +637,8 @@ async fn properties(seed: u64, r: &Repo, dir: &Path) -> Result<Vec<&'static str>
         3 => {
             tenant_as_copy(r, &s, &db).await?;
             ran.push("tenant restore as a copy");
+            selective(r, &s, &db, &mut rng).await?;
+            ran.push("selective restore");
         }
         _ => {
             export_import_into_source(&s, &db, dir).await?;

@@ -54,10 +54,14 @@ async fn pagila_one_store_restores_in_place_exactly_and_copies_with_the_referenc
     // rentals gone, one of its staff renamed.
     exec_all(
         &db,
-        &["DELETE FROM payment WHERE customer_id IN (SELECT customer_id FROM customer WHERE store_id = 1) AND payment_id % 3 = 0;
+        // (Rows wholly the store's: a rental of store 1's inventory by store 2's customer or staff
+        // is shared between the stores, nobody's own.)
+        &["CREATE TEMP VIEW mine AS SELECT r.rental_id FROM rental r JOIN inventory i USING (inventory_id) JOIN customer c USING (customer_id) JOIN staff s ON s.staff_id = r.staff_id
+             WHERE i.store_id = 1 AND c.store_id = 1 AND s.store_id = 1;
+           DELETE FROM payment p WHERE p.payment_id % 3 = 0 AND p.customer_id IN (SELECT customer_id FROM customer WHERE store_id = 1)
+             AND p.staff_id IN (SELECT staff_id FROM staff WHERE store_id = 1) AND (p.rental_id IS NULL OR p.rental_id IN (SELECT rental_id FROM mine));
            UPDATE customer SET email = 'damaged', activebool = NOT activebool WHERE store_id = 1;
-           DELETE FROM rental r WHERE r.inventory_id IN (SELECT inventory_id FROM inventory WHERE store_id = 1) AND r.rental_id % 5 = 0
-             AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.rental_id = r.rental_id);
+           DELETE FROM rental r WHERE r.rental_id IN (SELECT rental_id FROM mine) AND r.rental_id % 5 = 0 AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.rental_id = r.rental_id);
            UPDATE staff SET last_name = 'Damaged' WHERE store_id = 1;"
             .to_string()],
     )
