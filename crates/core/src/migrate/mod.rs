@@ -725,7 +725,7 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
     let scope = TenantScope { tenant_id: tenant.into(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None, references: Vec::new() };
     let mut ten = Tenancy::find(schema, &scope, &schema.cols.keys().cloned().collect())?;
     ten.param = "safehold.remove".into();
-    ten.bind(&mut **tx).await?;
+    ten.bind(tx).await?;
     let tables = ten.reach_order();
     let order = crate::source::tenancy::delete_order(&tables, &schema.fks)?;
     let live = |t: &str| rel(t);

@@ -166,7 +166,7 @@ pub(crate) async fn keep_tenants(tx: &mut Tx<'_>, staged: &mut Staged, target: &
         ten.param = format!("safehold.keep{i}");
         // Staged columns are text: the tenant id is compared as text.
         ten.types.values_mut().for_each(|t| *t = "text".into());
-        ten.bind(&mut **tx).await?;
+        ten.bind(tx).await?;
         joins.extend(ten.join_columns());
         for t in ten.reach_order() {
             if !order.contains(&t) {

@@ -122,7 +122,7 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
     let mut tx = conn.begin().await.map_err(q("start the restore transaction"))?;
     sqlx::raw_sql("SET CONSTRAINTS ALL DEFERRED; SET LOCAL extra_float_digits = 3").execute(&mut *tx).await.map_err(q("prepare the restore"))?;
     if let Some(ten) = &tenancy {
-        ten.bind(&mut *tx).await?;
+        ten.bind(&mut tx).await?;
     }
     let total = tables.len() as u64 * 2;
     let mut done = 0u64;

@@ -339,8 +339,7 @@ pub(crate) fn parse_reference(text: &str, target: &Target) -> Result<Fk> {
     let side = |s: &str| -> Result<(String, String)> {
         let s = s.trim();
         // The column: the last part, quoted or not.
-        let (t, c) = if s.ends_with('"') {
-            let body = &s[..s.len() - 1];
+        let (t, c) = if let Some(body) = s.strip_suffix('"') {
             let mut i = body.len();
             loop {
                 let Some(j) = body[..i].rfind('"') else { return Err(bad("has an unclosed quote")) };

@@ -52,6 +52,9 @@ impl Table {
     }
 }
 
+/// A row made: its tenant, and its columns' values as text.
+type Made = (Option<usize>, BTreeMap<String, String>);
+
 /// What the filler made: each tenant's id, in the tenants table's key.
 #[derive(Debug, Clone)]
 pub struct Filled {
@@ -139,7 +142,7 @@ fn value(c: &Column, n: u64, unique: bool, rng: &mut Rng) -> String {
         "smallint" => ((n % 30000) as i64).to_string(),
         "integer" | "bigint" => (if unique { n as i64 + 1 } else { rng.range(0, 1000) }).to_string(),
         "numeric" | "real" | "double precision" => format!("{}.{}", n % 1000, rng.below(100)),
-        "boolean" => (n % 2 == 0).to_string(),
+        "boolean" => n.is_multiple_of(2).to_string(),
         "date" => format!("'2025-01-01'::date + {}", n % 3000),
         "uuid" => format!("{}::uuid", ql(&rng.uuid())),
         "json" | "jsonb" => ql(&format!("{{\"n\": {n}, \"k\": \"v{}\"}}", rng.below(10))),
@@ -200,7 +203,7 @@ pub async fn fill(url: &str, tenants_table: &str, tenant_column: &str, tenants: 
         order.extend(next);
     }
     // Each table's rows: (tenant, key columns' values as text).
-    let mut made: HashMap<String, Vec<(Option<usize>, BTreeMap<String, String>)>> = HashMap::new();
+    let mut made: HashMap<String, Vec<Made>> = HashMap::new();
     let mut total = 0;
     let mut counter = 0u64;
     let tenant_key = ts[&tt].cols.iter().find(|c| ts[&tt].uniques.iter().any(|u| u.len() == 1 && u[0] == c.name)).map(|c| c.name.clone()).unwrap_or_else(|| "id".into());
@@ -220,7 +223,7 @@ pub async fn fill(url: &str, tenants_table: &str, tenant_column: &str, tenants: 
             let mut fixed: BTreeMap<String, String> = BTreeMap::new();
             for f in &t.fks {
                 let parents = made.get(&f.parent).cloned().unwrap_or_default();
-                let candidates: Vec<&(Option<usize>, BTreeMap<String, String>)> =
+                let candidates: Vec<&Made> =
                     parents.iter().filter(|(pt, _)| !owned.contains(&f.parent) || *pt == tenant || tenant.is_none()).collect();
                 let nullable = f.cols.iter().all(|c| t.cols.iter().any(|x| &x.name == c && !x.not_null));
                 // A row linked to its tenant only through its references keeps them: left empty,
@@ -257,9 +260,10 @@ pub async fn fill(url: &str, tenants_table: &str, tenant_column: &str, tenants: 
                         Some(id) => ql(&id),
                         None => continue,
                     }
-                } else if c.has_default && !unique_cols.contains(c.name.as_str()) && !c.not_null {
-                    continue;
-                } else if c.has_default && (c.not_null || unique_cols.contains(c.name.as_str())) && !referenced.contains(&c.name) && c.base != "text" {
+                } else if c.has_default
+                    && ((!unique_cols.contains(c.name.as_str()) && !c.not_null) || ((c.not_null || unique_cols.contains(c.name.as_str())) && !referenced.contains(&c.name) && c.base != "text"))
+                {
+                    // The column's default makes it.
                     continue;
                 } else {
                     let v = value(c, counter, unique_cols.contains(c.name.as_str()), &mut rng);
@@ -403,7 +407,7 @@ pub async fn describe(url: &str, tenants_table: &str, tenant_column: &str, tenan
                 .fks
                 .iter()
                 .filter_map(|f| {
-                    Some(Fk { cols: f.cols.clone(), parent: idx(&f.parent)?, parent_cols: f.parent_cols.clone(), nullable: false, deferrable: false, on_delete: "NO ACTION", late: false, undeclared: false })
+                    Some(Fk { cols: f.cols.clone(), parent: idx(&f.parent)?, parent_cols: f.parent_cols.clone(), deferrable: false, on_delete: "NO ACTION", late: false, undeclared: false })
                 })
                 .collect();
             GTable {

@@ -191,7 +191,6 @@ pub struct Fk {
     pub cols: Vec<String>,
     pub parent: usize,
     pub parent_cols: Vec<String>,
-    pub nullable: bool,
     pub deferrable: bool,
     pub on_delete: &'static str,
     /// Added after the data (the tenants table's cycle, a back edge).
@@ -374,7 +373,7 @@ impl Gen {
                     }
                     6 => format!("we\"{base}"),
                     7 => format!("{base}$1"),
-                    _ => format!("{}", base.to_uppercase()),
+                    _ => base.to_uppercase(),
                 }
             } else {
                 base.to_string()
@@ -385,7 +384,7 @@ impl Gen {
             while n.len() > 63 {
                 n.pop();
             }
-            if n.contains('.') || n.contains('#') || n.contains('"') || n.chars().any(|c| !c.is_ascii()) || n.chars().any(|c| c.is_ascii_uppercase()) || n.contains(' ') {
+            if n.contains('.') || n.contains('#') || n.contains('"') || !n.is_ascii() || n.chars().any(|c| c.is_ascii_uppercase()) || n.contains(' ') {
                 self.s.features.insert("quoted names");
             }
             if self.used.insert(n.to_lowercase()) {
@@ -501,7 +500,7 @@ impl Gen {
                 let col = g.name("default_ref");
                 let deferrable = g.rng.chance(0.5);
                 g.s.tables[0].cols.push(Col { name: col.clone(), ty, not_null: false });
-                g.s.tables[0].fks.push(Fk { cols: vec![col], parent: target, parent_cols: vec![kc], nullable: true, deferrable, on_delete: "NO ACTION", late: true, undeclared: false });
+                g.s.tables[0].fks.push(Fk { cols: vec![col], parent: target, parent_cols: vec![kc], deferrable, on_delete: "NO ACTION", late: true, undeclared: false });
                 g.s.features.insert(if deferrable { "tenants table on a deferrable cycle" } else { "tenants table on a nullable cycle" });
             }
         }
@@ -579,8 +578,8 @@ impl Gen {
         let reachers: Vec<usize> = (0..idx).filter(|&i| matches!(self.s.tables[i].link, Link::Tenants | Link::Column | Link::Via { .. }) && !self.s.tables[i].key_cols.is_empty()).collect();
         let shared: Vec<usize> = (0..idx).filter(|&i| self.s.tables[i].link == Link::Shared).collect();
         let link = match self.rng.below(10) {
-            0 | 1 | 2 | 3 => Link::Column,
-            4 | 5 | 6 | 7 => {
+            0..=3 => Link::Column,
+            4..=7 => {
                 // Prefer deeper parents, for paths of two and three hops.
                 let parent = if self.rng.chance(0.6) { *reachers.last().unwrap_or(&0) } else { *self.rng.pick(&reachers) };
                 let nullable = self.rng.chance(0.2);
@@ -661,9 +660,8 @@ impl Gen {
                     cols: vec![tenant_column.into()],
                     parent: 0,
                     parent_cols: vec!["id".into()],
-                    nullable: false,
                     deferrable: false,
-                    on_delete: *self.rng.pick(&["NO ACTION", "CASCADE"]),
+                    on_delete: pick_action(&mut self.rng, &["NO ACTION", "CASCADE"]),
                     late: false,
                     undeclared: false,
                 });
@@ -722,7 +720,7 @@ impl Gen {
                     if undeclared {
                         self.s.features.insert("reference no key declares");
                     }
-                    t.fks.push(Fk { cols, parent: *parent, parent_cols: pcols, nullable: *nullable, deferrable, on_delete, late: false, undeclared });
+                    t.fks.push(Fk { cols, parent: *parent, parent_cols: pcols, deferrable, on_delete, late: false, undeclared });
                     if let Link::Via { parent, .. } = &link {
                         if let Link::Via { parent: gp, .. } = &self.s.tables[*parent].link {
                             if matches!(self.s.tables[*gp].link, Link::Via { .. }) {
@@ -739,7 +737,7 @@ impl Gen {
                 let by = *by;
                 let col = self.name(&format!("{}_id", t.name.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_lowercase()));
                 self.s.tables[by].cols.push(Col { name: col.clone(), ty: Ty::BigInt, not_null: true });
-                self.s.tables[by].fks.push(Fk { cols: vec![col.clone()], parent: idx, parent_cols: vec!["id".into()], nullable: false, deferrable: false, on_delete: "NO ACTION", late: false, undeclared: false });
+                self.s.tables[by].fks.push(Fk { cols: vec![col.clone()], parent: idx, parent_cols: vec!["id".into()], deferrable: false, on_delete: "NO ACTION", late: false, undeclared: false });
                 self.s.tables[by].global_unique.push(format!("!{col}"));
                 self.s.features.insert("rows owned one-to-one");
             }
@@ -751,7 +749,7 @@ impl Gen {
             let ty = t.col(&kc).map(|c| ref_ty(&c.ty)).unwrap_or(Ty::BigInt);
             let n = self.name("parent_ref");
             t.cols.push(Col { name: n.clone(), ty, not_null: false });
-            t.fks.push(Fk { cols: vec![n], parent: idx, parent_cols: vec![kc], nullable: true, deferrable: self.rng.chance(0.3), on_delete: *self.rng.pick(&["NO ACTION", "SET NULL", "CASCADE"]), late: false, undeclared: false });
+            t.fks.push(Fk { cols: vec![n], parent: idx, parent_cols: vec![kc], deferrable: self.rng.chance(0.3), on_delete: pick_action(&mut self.rng, &["NO ACTION", "SET NULL", "CASCADE"]), late: false, undeclared: false });
             self.s.features.insert("self reference");
         }
         // A reference to a shared table.
@@ -763,7 +761,7 @@ impl Gen {
                 let ty = sp.col(&kc).map(|c| ref_ty(&c.ty)).unwrap_or(Ty::BigInt);
                 let n = self.name("shared_ref");
                 t.cols.push(Col { name: n.clone(), ty, not_null: false });
-                t.fks.push(Fk { cols: vec![n], parent: sidx, parent_cols: vec![kc], nullable: true, deferrable: false, on_delete: "SET NULL", late: false, undeclared: false });
+                t.fks.push(Fk { cols: vec![n], parent: sidx, parent_cols: vec![kc], deferrable: false, on_delete: "SET NULL", late: false, undeclared: false });
                 self.s.features.insert("reference to a shared table");
             }
         }
@@ -777,7 +775,7 @@ impl Gen {
                     let n = self.name("latest_ref");
                     let deferrable = self.rng.chance(0.5);
                     self.s.tables[parent].cols.push(Col { name: n.clone(), ty, not_null: false });
-                    self.s.tables[parent].fks.push(Fk { cols: vec![n], parent: idx, parent_cols: vec![kc], nullable: true, deferrable, on_delete: "SET NULL", late: true, undeclared: false });
+                    self.s.tables[parent].fks.push(Fk { cols: vec![n], parent: idx, parent_cols: vec![kc], deferrable, on_delete: "SET NULL", late: true, undeclared: false });
                     self.s.features.insert(if deferrable { "deferrable cycle" } else { "nullable cycle" });
                 }
             }
@@ -1292,6 +1290,10 @@ impl Gen {
             Ty::Composite(t) => format!("ROW({}, {})::{t}", self.rng.pick(&["1.50", "NULL", "0"]), self.rng.pick(&["'EUR'", "NULL", "'a,b'"])),
         }
     }
+}
+
+fn pick_action(rng: &mut Rng, from: &[&'static str]) -> &'static str {
+    from[rng.below(from.len())]
 }
 
 fn key_ty(k: &Key) -> Ty {

@@ -453,7 +453,7 @@ async fn tenant_copy_same(s: &Schema, db: &ScratchDb) -> Result<(), String> {
     // anew (regenerate) or keep both, by seed.
     for t in s.tables.iter().filter(|t| t.link != Link::Tenants) {
         for u in t.global_unique.iter().filter(|u| !u.starts_with(['+', '!'])) {
-            if s.seed % 2 == 0 {
+            if s.seed.is_multiple_of(2) {
                 spec.rules.push(safehold_core::migrate::rules::Rule { table: section(&t.schema, &t.name), column: u.clone(), action: safehold_core::migrate::rules::Action::Regenerate { template: None } });
             }
         }
@@ -615,7 +615,7 @@ async fn properties(seed: u64, r: &Repo, dir: &Path) -> Result<Vec<&'static str>
     let full = r.backup(&s, &db, BackupType::Full).await;
     lap("backed up");
     let mut ran = vec!["full round trip"];
-    full_round_trip(r, &s, &db, &full, seed % 2 == 0).await?;
+    full_round_trip(r, &s, &db, &full, seed.is_multiple_of(2)).await?;
     lap("round trip");
     match seed % 5 {
         0 => {
