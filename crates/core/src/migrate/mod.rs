@@ -349,10 +349,25 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
 
     // 2. Rules.
     step("applying the rules", 1);
-    apply_rules(&mut tx, &mut staged, &spec.rules).await?;
+    apply_rules(&mut tx, &mut staged, &spec.rules, Some(&target)).await?;
 
     // 3. Mapping.
-    let mapping = if spec.mapping.is_empty() { propose(&staged, &target, &mut report.warnings) } else { spec.mapping.clone() };
+    let mapping = if spec.mapping.is_empty() {
+        let mut lost = Vec::new();
+        let m = propose(&staged, &target, &mut lost);
+        // An import writes every value it reads, or says what it would leave out and stops: a
+        // file for a table the target lacks (or a renamed one) is not dropped silently.
+        if kind == MigrationType::DataImport && !spec.skip_rejected && !lost.is_empty() {
+            return Err(Error::validation(format!(
+                "the import would leave data out: {}. Map it onto the target's tables (--mapping), or pass --skip-rejected to leave it out; nothing was imported",
+                lost.join("; ")
+            )));
+        }
+        report.warnings.extend(lost);
+        m
+    } else {
+        spec.mapping.clone()
+    };
     report.mapping = mapping.clone();
     let (finals, mut reports) = map_rows(&mut tx, &staged, &target, &mapping, &ends.tenant_column).await?;
 
@@ -526,18 +541,32 @@ pub async fn propose_mapping(spec: &MigrationSpec, ends: &Endpoints) -> Result<(
     Ok((report.mapping, report.warnings))
 }
 
-async fn apply_rules(tx: &mut Tx<'_>, staged: &mut Staged, rules: &[Rule]) -> Result<()> {
+/// Applies the rules to the staged rows. A comparison casts to the target's type of the column
+/// when the target has it, else to the source's type as the server names it, else compares text.
+async fn apply_rules(tx: &mut Tx<'_>, staged: &mut Staged, rules: &[Rule], target: Option<&Target>) -> Result<()> {
     for r in rules {
         let t = staged.get(&r.table).ok_or_else(|| {
             let names: Vec<&str> = staged.tables.iter().map(|t| t.name.as_str()).collect();
             Error::validation(format!("rule {} names the table {}, which the source does not have (it has {})", rules::name(&r.action), r.table, names.join(", ")))
         })?;
         rules::check(r, &rules::Columns { table: &t.name, cols: &t.cols })?;
-        let ty = t.cols.iter().find(|(c, _)| *c == r.column).and_then(|(_, ty)| ty.clone());
-        sqlx::raw_sql(AssertSqlSafe(rules::sql(r, &t.relation, ty.as_deref())))
+        let (relation, name) = (t.relation.clone(), t.name.clone());
+        // The type a comparison casts to, as the server names it (or none: compared as text).
+        let of_target = target.and_then(|tg| target_table(tg, &t.name).and_then(|tt| tg.cols[&tt].iter().find(|c| c.name == r.column).map(|c| c.ty.clone())));
+        let ty = match of_target.or_else(|| t.cols.iter().find(|(c, _)| *c == r.column).and_then(|(_, ty)| ty.clone())) {
+            Some(ty) => stage::known_type(tx, &ty).await?,
+            None => None,
+        };
+        let (stmt, binds) = rules::sql(r, &relation, ty.as_deref());
+        // One statement, prepared: nothing bound can become SQL.
+        let mut query = sqlx::query(AssertSqlSafe(stmt));
+        for v in binds.0 {
+            query = query.bind(v);
+        }
+        query
             .execute(&mut **tx)
             .await
-            .map_err(|e| Error::validation(format!("rule {} on {}.{}: {}", rules::name(&r.action), t.name, r.column, stage::pg_message(&e))))?;
+            .map_err(|e| Error::validation(format!("rule {} on {}.{}: {}", rules::name(&r.action), name, r.column, stage::pg_message(&e))))?;
     }
     staged.recount(tx).await
 }
@@ -798,7 +827,7 @@ async fn export(
     let schema = stage::from_live(&mut tx, &mut staged, url, tenants, &ends.tenant_column, &ends.tenants_table, &spec.references, cancel).await?;
     report.rows_read = staged.tables.iter().map(|t| t.rows).sum();
     step("applying the rules", 1);
-    apply_rules(&mut tx, &mut staged, &spec.rules).await?;
+    apply_rules(&mut tx, &mut staged, &spec.rules, None).await?;
     report.tables = staged.tables.iter().map(|t| TableReport { table: t.name.clone(), source_table: Some(t.name.clone()), rows_read: t.rows, rows_written: if commit { t.rows } else { 0 }, ..Default::default() }).collect();
     if commit {
         step("writing the export", 2);

@@ -8,7 +8,7 @@
 //! (import) only after every file is checked against the manifest.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use futures_util::TryStreamExt;
@@ -206,10 +206,48 @@ pub(crate) struct Opened {
     path: PathBuf,
 }
 
-fn read_entry(zip: &mut zip::ZipArchive<std::fs::File>, name: &str, path: &Path) -> Result<Vec<u8>> {
-    let mut f = zip.by_name(name).map_err(|_| Error::validation(format!("{} is not a complete portable export: it has no {name}", path.display())))?;
+/// The most a portable export's file may hold once uncompressed (SAFEHOLD_IMPORT_MAX_BYTES,
+/// default 64 GiB); the manifest and the schema are smaller still.
+fn max_entry_bytes() -> u64 {
+    std::env::var("SAFEHOLD_IMPORT_MAX_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(64 << 30)
+}
+const MAX_META_BYTES: u64 = 64 << 20;
+
+/// Streams an entry in chunks to `each`, never more than `limit` bytes (a ZIP that says less and
+/// holds more — a zip bomb — stops at the limit with an error). Returns the bytes and the SHA-256.
+fn stream_entry(zip: &mut zip::ZipArchive<std::fs::File>, name: &str, path: &Path, limit: u64, each: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<(u64, String)> {
+    let f = zip.by_name(name).map_err(|_| Error::validation(format!("{} is not a complete portable export: it has no {name}", path.display())))?;
+    if f.size() > limit {
+        return Err(Error::validation(format!(
+            "{}: {name} says it holds {} bytes, more than an import reads ({limit}); nothing was imported (SAFEHOLD_IMPORT_MAX_BYTES raises the limit)",
+            path.display(),
+            f.size()
+        )));
+    }
+    let mut reader = f.take(limit + 1);
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut total, mut sha) = (0u64, Sha256::new());
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| Error::validation(format!("{}: {name} cannot be read ({e}): the file is damaged", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > limit {
+            return Err(Error::validation(format!("{}: {name} holds more than it says (more than {limit} bytes uncompressed): the export is damaged or hostile; nothing was imported", path.display())));
+        }
+        sha.update(&buf[..n]);
+        each(&buf[..n])?;
+    }
+    Ok((total, hex::encode(sha.finalize())))
+}
+
+fn read_small(zip: &mut zip::ZipArchive<std::fs::File>, name: &str, path: &Path) -> Result<Vec<u8>> {
     let mut data = Vec::new();
-    f.read_to_end(&mut data).map_err(|e| Error::validation(format!("{}: {name} cannot be read ({e}): the file is damaged", path.display())))?;
+    stream_entry(zip, name, path, MAX_META_BYTES, &mut |c| {
+        data.extend_from_slice(c);
+        Ok(())
+    })?;
     Ok(data)
 }
 
@@ -219,7 +257,7 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
     if zip.by_name("manifest.json").is_err() {
         return Err(Error::validation(format!("{} is not a Safehold portable export: it has no manifest.json", path.display())));
     }
-    let manifest: Manifest = serde_json::from_slice(&read_entry(&mut zip, "manifest.json", path)?)
+    let manifest: Manifest = serde_json::from_slice(&read_small(&mut zip, "manifest.json", path)?)
         .map_err(|e| Error::validation(format!("{} is not a Safehold portable export: its manifest.json is not valid ({e})", path.display())))?;
     if manifest.format != FORMAT {
         return Err(Error::validation(format!("{} is not a Safehold portable export (its manifest says \"{}\")", path.display(), manifest.format)));
@@ -231,9 +269,12 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
             return Err(Error::validation(format!("{}: it holds {name}, which its manifest does not list: the export was changed; ask for a new export", path.display())));
         }
     }
+    // Every file checked against the manifest, streamed: a file may hold no more than the
+    // manifest says.
     for f in &manifest.files {
-        let data = read_entry(&mut zip, &f.path, path)?;
-        if hex_sha(&data) != f.sha256 || data.len() as u64 != f.bytes {
+        let limit = f.bytes.min(max_entry_bytes());
+        let (bytes, sha) = stream_entry(&mut zip, &f.path, path, limit, &mut |_| Ok(()))?;
+        if sha != f.sha256 || bytes != f.bytes {
             return Err(Error::validation(format!(
                 "{}: {} does not match its SHA-256 in manifest.json: the export is damaged or was changed; nothing was imported",
                 path.display(),
@@ -241,18 +282,43 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
             )));
         }
     }
-    let schema: SchemaFile = serde_json::from_slice(&read_entry(&mut zip, "schema.json", path)?)
+    let schema: SchemaFile = serde_json::from_slice(&read_small(&mut zip, "schema.json", path)?)
         .map_err(|e| Error::validation(format!("{}: schema.json is not valid ({e})", path.display())))?;
+    // The manifest and the schema name the same tables, each with its files.
+    let described: std::collections::BTreeSet<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+    for t in manifest.tables.keys() {
+        if !described.contains(t.as_str()) {
+            return Err(Error::validation(format!("{}: the manifest counts rows of {t}, which schema.json does not describe: the export was changed; ask for a new export", path.display())));
+        }
+    }
+    for t in &schema.tables {
+        if !manifest.tables.contains_key(&t.name) || !listed.contains(format!("tables/{}.csv", t.name).as_str()) {
+            return Err(Error::validation(format!("{}: schema.json describes {}, whose rows the manifest does not list: the export was changed; ask for a new export", path.display(), t.name)));
+        }
+    }
     Ok(Opened { manifest, schema, zip, path: path.to_path_buf() })
 }
 
 impl Opened {
-    /// Stages every table from its CSV file; checks the counts against the manifest.
+    /// Stages every table from its CSV file, streamed; the types schema.json names are only
+    /// kept when the server knows them as types (they are never SQL); checks the counts against
+    /// the manifest.
     pub(crate) async fn stage(&mut self, tx: &mut Tx<'_>, staged: &mut Staged) -> Result<()> {
         for t in self.schema.tables.clone() {
-            let data = read_entry(&mut self.zip, &format!("tables/{}.csv", t.name), &self.path)?;
-            let types: Vec<(String, String)> = t.columns.iter().map(|c| (c.name.clone(), c.ty.clone())).collect();
-            stage::csv_file(tx, staged, &t.name, data, &types).await?;
+            let mut types: Vec<(String, String)> = Vec::new();
+            for c in &t.columns {
+                if let Some(ty) = stage::known_type(tx, &c.ty).await? {
+                    types.push((c.name.clone(), ty));
+                }
+            }
+            let name = format!("tables/{}.csv", t.name);
+            let limit = self.manifest.files.iter().find(|f| f.path == name).map(|f| f.bytes).unwrap_or(0).min(max_entry_bytes());
+            // Unpacked to an unnamed temporary file (0600, gone when closed), never more than the
+            // manifest says, then streamed to the server: an export larger than memory imports.
+            let mut file = tempfile::tempfile().map_err(|e| Error::io("cannot create a temporary file to unpack the export into", &e))?;
+            stream_entry(&mut self.zip, &name, &self.path, limit, &mut |c| file.write_all(c).map_err(|e| Error::io("cannot unpack the export to a temporary file", &e)))?;
+            file.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io("cannot read the unpacked export", &e))?;
+            stage::csv_reader(tx, staged, &t.name, file, &types).await?;
             let rows = staged.get(&t.name).map(|s| s.rows).unwrap_or(0);
             if let Some(expected) = self.manifest.tables.get(&t.name).filter(|n| **n != rows) {
                 return Err(Error::validation(format!("{}: {} holds {rows} rows, the manifest says {expected}", self.path.display(), t.name)));

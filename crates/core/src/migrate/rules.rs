@@ -90,13 +90,25 @@ pub(crate) fn is_text(ty: &str) -> bool {
     t == "text" || t.starts_with("character") || t.starts_with("varchar") || t == "citext" || t == "name" || t.starts_with("char")
 }
 
+/// The values a rule's statement binds: `$1`, `$2`, … in the order given (text, or NULL).
+#[derive(Debug, Default)]
+pub(crate) struct Binds(pub Vec<Option<String>>);
+
+impl Binds {
+    /// A placeholder for `v`, typed text.
+    fn text(&mut self, v: Option<&str>) -> String {
+        self.0.push(v.map(str::to_string));
+        format!("${}::text", self.0.len())
+    }
+}
+
 /// SQL for a fresh value in the form of `c` (see [`Action::Regenerate`]).
-fn regenerate(c: &str, template: Option<&str>) -> String {
+fn regenerate(c: &str, template: Option<&str>, b: &mut Binds) -> String {
     let hex32 = "md5(random()::text || clock_timestamp()::text)";
     let hex_of = |n: String| format!("substr(repeat({hex32}, ({n}) / 32 + 1), 1, {n})");
     match template {
         Some(t) => {
-            let t = ql(t);
+            let t = b.text(Some(t));
             format!("CASE WHEN {c} IS NULL THEN NULL ELSE replace(replace(replace({t}, '{{value}}', {c}), '{{uuid}}', gen_random_uuid()::text), '{{hex}}', {hex32}) END")
         }
         None => format!(
@@ -120,12 +132,12 @@ fn array(words: &[&str]) -> String {
 }
 
 /// A deterministic 31-bit number from the salt and the value.
-fn h(salt: &str, v: &str) -> String {
-    format!("(('x' || substr(encode(sha256(convert_to({} || {v}, 'UTF8')), 'hex'), 1, 8))::bit(32)::bigint & 2147483647)", ql(salt))
+fn h(salt: &str, v: &str, b: &mut Binds) -> String {
+    format!("(('x' || substr(encode(sha256(convert_to({} || {v}, 'UTF8')), 'hex'), 1, 8))::bit(32)::bigint & 2147483647)", b.text(Some(salt)))
 }
 
-fn fake(kind: FakeKind, salt: &str, v: &str) -> String {
-    let n = h(salt, v);
+fn fake(kind: FakeKind, salt: &str, v: &str, b: &mut Binds) -> String {
+    let n = h(salt, v, b);
     let first = format!("{}[1 + {n} % {}]", array(FIRST), FIRST.len());
     let last = format!("{}[1 + ({n} / {}) % {}]", array(LAST), FIRST.len(), LAST.len());
     let e = match kind {
@@ -201,29 +213,46 @@ pub(crate) fn name(a: &Action) -> &'static str {
     }
 }
 
-/// The statement applying `rule` to the staged (text) relation; `ty` is the column's source
-/// type when known (comparisons use it).
-pub(crate) fn sql(rule: &Rule, relation: &str, ty: Option<&str>) -> String {
+/// The statement applying `rule` to the staged (text) relation, with the values it binds: every
+/// value from the rule is a bound parameter. `ty` is the column's source type when known, as the
+/// server names it (comparisons cast to it); the caller has it named by the server first.
+pub(crate) fn sql(rule: &Rule, relation: &str, ty: Option<&str>) -> (String, Binds) {
+    let mut b = Binds::default();
     let c = qi(&rule.column);
     let set = |e: String| format!("UPDATE {relation} SET {c} = {e}");
-    match &rule.action {
-        Action::Set { value } => set(value.as_deref().map(ql).unwrap_or_else(|| "NULL".into())),
+    let stmt = match &rule.action {
+        Action::Set { value } => {
+            let v = b.text(value.as_deref());
+            set(v)
+        }
         Action::Copy { from } => set(qi(from)),
         Action::Lower => set(format!("lower({c})")),
         Action::Upper => set(format!("upper({c})")),
         Action::Trim => set(format!("btrim({c})")),
-        Action::Replace { pattern, replacement } => set(format!("regexp_replace({c}, {}, {}, 'g')", ql(pattern), ql(replacement))),
-        Action::Hash { salt } => set(format!("encode(sha256(convert_to({} || {c}, 'UTF8')), 'hex')", ql(salt))),
+        Action::Replace { pattern, replacement } => {
+            let (p, r) = (b.text(Some(pattern)), b.text(Some(replacement)));
+            set(format!("regexp_replace({c}, {p}, {r}, 'g')"))
+        }
+        Action::Hash { salt } => {
+            let s = b.text(Some(salt));
+            set(format!("encode(sha256(convert_to({s} || {c}, 'UTF8')), 'hex')"))
+        }
         Action::Mask => set(format!("CASE WHEN char_length({c}) <= 2 THEN repeat('*', char_length({c})) ELSE left({c}, 1) || repeat('*', char_length({c}) - 2) || right({c}, 1) END")),
-        Action::Fake { kind, salt } => set(fake(*kind, salt, &c)),
+        Action::Fake { kind, salt } => {
+            let e = fake(*kind, salt, &c, &mut b);
+            set(e)
+        }
         Action::Null => set("NULL".into()),
-        Action::Regenerate { template } => set(regenerate(&c, template.as_deref())),
+        Action::Regenerate { template } => {
+            let e = regenerate(&c, template.as_deref(), &mut b);
+            set(e)
+        }
         Action::DropRow { op, value } => {
             let typed = |e: String| match ty {
                 Some(t) if !is_text(t) => format!("CAST({e} AS {t})"),
                 _ => e,
             };
-            let v = value.as_deref().map(ql).unwrap_or_else(|| "NULL".into());
+            let v = b.text(value.as_deref());
             let cond = match op {
                 Op::Eq => format!("{} = {}", typed(c.clone()), typed(v)),
                 Op::Ne => format!("{} <> {}", typed(c.clone()), typed(v)),
@@ -236,5 +265,6 @@ pub(crate) fn sql(rule: &Rule, relation: &str, ty: Option<&str>) -> String {
             };
             format!("DELETE FROM {relation} WHERE {cond}")
         }
-    }
+    };
+    (stmt, b)
 }

@@ -3,6 +3,7 @@
 //! the rules then change and the mapping casts onto the target's types.
 
 use std::collections::BTreeSet;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use futures_util::TryStreamExt;
@@ -10,7 +11,7 @@ use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::source::tenancy::{read_target, rel, Target, TenantScope, Tenancy};
-use crate::source::postgres::{archived_schema, connect, load_table_into, q, qi, ql, restore_error};
+use crate::source::postgres::{archived_schema, connect, load_table_into, q, qi, restore_error};
 use crate::source::CancelToken;
 
 /// One staged source table.
@@ -207,13 +208,21 @@ pub(crate) async fn keep_tenants(tx: &mut Tx<'_>, staged: &mut Staged, target: &
 
 /// Stages a CSV file (with a header line) as the table named after the file.
 pub(crate) async fn csv_file(tx: &mut Tx<'_>, staged: &mut Staged, name: &str, data: Vec<u8>, types: &[(String, String)]) -> Result<()> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(data.as_slice());
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| Error::validation(format!("{name}: not a CSV file with a header line: {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
+    csv_reader(tx, staged, name, std::io::Cursor::new(data), types).await
+}
+
+/// Stages CSV (with a header line) read from `source` in chunks, as the table `name`.
+pub(crate) async fn csv_reader<R: Read + Seek + Send>(tx: &mut Tx<'_>, staged: &mut Staged, name: &str, mut source: R, types: &[(String, String)]) -> Result<()> {
+    let header: Vec<String> = {
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(&mut source);
+        reader
+            .headers()
+            .map_err(|e| Error::validation(format!("{name}: not a CSV file with a header line: {e}")))?
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect()
+    };
+    source.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io(format!("cannot read {name} again"), &e))?;
     if header.is_empty() || header.iter().any(String::is_empty) {
         return Err(Error::validation(format!("{name}: the CSV header has an empty column name")));
     }
@@ -227,50 +236,86 @@ pub(crate) async fn csv_file(tx: &mut Tx<'_>, staged: &mut Staged, name: &str, d
         .copy_in_raw(&format!("COPY {relation} ({}) FROM STDIN (FORMAT csv, HEADER true)", col_list(&cols)))
         .await
         .map_err(|e| restore_error(&format!("reading {name}"), &e))?;
-    for chunk in data.chunks(1 << 20) {
-        sink.send(chunk.to_vec()).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = source.read(&mut buf).map_err(|e| Error::io(format!("cannot read {name}"), &e))?;
+        if n == 0 {
+            break;
+        }
+        sink.send(buf[..n].to_vec()).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))))?;
     }
     sink.finish().await.map_err(|e| Error::validation(format!("{name} is not valid CSV for its header: {}", pg_message(&e))))?;
     staged.recount(tx).await
 }
 
-/// Stages a JSON Lines file (one object per line) as the table named after the file.
+/// The server's own name for the type `ty` (`int` → `integer`), or None when the server knows no
+/// such type. The name is bound, never SQL: a type from a file is only used once the server
+/// has named it.
+pub(crate) async fn known_type(tx: &mut Tx<'_>, ty: &str) -> Result<Option<String>> {
+    if ty.trim().is_empty() || ty.len() > 200 {
+        return Ok(None);
+    }
+    sqlx::query("SAVEPOINT _sh_type").execute(&mut **tx).await.map_err(q("check a type"))?;
+    let found: std::result::Result<Option<String>, sqlx::Error> = sqlx::query_scalar("SELECT to_regtype($1)::text").bind(ty).fetch_one(&mut **tx).await;
+    match found {
+        Ok(t) => {
+            sqlx::query("RELEASE SAVEPOINT _sh_type").execute(&mut **tx).await.map_err(q("check a type"))?;
+            Ok(t)
+        }
+        Err(_) => {
+            // to_regtype raises on a name it cannot parse: the type is unknown.
+            sqlx::query("ROLLBACK TO SAVEPOINT _sh_type").execute(&mut **tx).await.map_err(q("check a type"))?;
+            sqlx::query("RELEASE SAVEPOINT _sh_type").execute(&mut **tx).await.map_err(q("check a type"))?;
+            Ok(None)
+        }
+    }
+}
+
+/// Stages a JSON Lines file (one object per line) as the table named after the file. Every line
+/// is checked here (a line that is not one JSON object is an error naming it) and sent to the
+/// server as a bound value: no line can end the data early or become SQL.
 pub(crate) async fn jsonl_file(tx: &mut Tx<'_>, staged: &mut Staged, name: &str, data: Vec<u8>) -> Result<()> {
     let raw = format!("pg_temp._sh_raw{}", staged.tables.len());
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE {raw} (n bigserial, j jsonb) ON COMMIT DROP")))
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE {raw} (n bigint, j jsonb) ON COMMIT DROP")))
         .execute(&mut **tx)
         .await
         .map_err(q("stage a JSON Lines file"))?;
-    // Each line verbatim: CSV with quote and delimiter characters that JSON text never holds.
-    let mut sink = (**tx)
-        .copy_in_raw(&format!("COPY {raw} (j) FROM STDIN (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"))
-        .await
-        .map_err(q("stage a JSON Lines file"))?;
-    let text: Vec<u8> = data.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).flat_map(|l| l.iter().copied().chain([b'\n'])).collect();
-    sink.send(text).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))))?;
-    sink.finish().await.map_err(|e| Error::validation(format!("{name} is not JSON Lines (one JSON object per line): {}", pg_message(&e))))?;
-    let not_objects: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {raw} WHERE jsonb_typeof(j) <> 'object'")))
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(q("read a JSON Lines file"))?;
-    if not_objects > 0 {
-        return Err(Error::validation(format!("{name}: {not_objects} lines are not JSON objects; each line must be one object whose keys are the columns")));
+    let insert = format!("INSERT INTO {raw} (n, j) SELECT n, l::jsonb FROM unnest($1::bigint[], $2::text[]) AS x(n, l)");
+    let mut keys: BTreeSet<String> = BTreeSet::new();
+    let (mut ns, mut lines): (Vec<i64>, Vec<String>) = (Vec::new(), Vec::new());
+    for (i, line) in data.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let text = std::str::from_utf8(line).map_err(|_| Error::validation(format!("{name}, line {}: not UTF-8 text; JSON Lines files are UTF-8", i + 1)))?;
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(o)) => keys.extend(o.keys().cloned()),
+            Ok(_) => return Err(Error::validation(format!("{name}, line {}: not a JSON object; each line must be one object whose keys are the columns", i + 1))),
+            Err(e) => return Err(Error::validation(format!("{name}, line {}: not valid JSON ({e}); each line must be one JSON object", i + 1))),
+        }
+        ns.push(i as i64 + 1);
+        lines.push(text.to_string());
+        if lines.len() >= 5000 {
+            sqlx::query(AssertSqlSafe(insert.clone())).bind(std::mem::take(&mut ns)).bind(std::mem::take(&mut lines)).execute(&mut **tx).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))))?;
+        }
     }
-    let keys: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT k FROM (SELECT DISTINCT jsonb_object_keys(j) AS k FROM {raw}) x ORDER BY k")))
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(q("read a JSON Lines file"))?;
+    if !lines.is_empty() {
+        sqlx::query(AssertSqlSafe(insert)).bind(ns).bind(lines).execute(&mut **tx).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))))?;
+    }
     if keys.is_empty() {
         return Err(Error::validation(format!("{name}: no rows")));
     }
+    let keys: Vec<String> = keys.into_iter().collect();
     let cols: Vec<(String, Option<String>)> = keys.iter().map(|k| (k.clone(), None)).collect();
     let relation = staged.table(tx, name, cols.clone()).await?;
-    // Strings as they are; numbers, booleans, arrays and objects in their JSON text.
-    let exprs: Vec<String> = keys.iter().map(|k| format!("CASE jsonb_typeof(j -> {0}) WHEN 'string' THEN j ->> {0} WHEN 'null' THEN NULL ELSE (j -> {0})::text END", ql(k))).collect();
-    sqlx::raw_sql(AssertSqlSafe(format!("INSERT INTO {relation} ({}) SELECT {} FROM {raw} ORDER BY n", col_list(&cols), exprs.join(", "))))
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| restore_error(&format!("reading {name}"), &e))?;
+    // Strings as they are; numbers, booleans, arrays and objects in their JSON text. The keys
+    // are bound.
+    let exprs: Vec<String> = (1..=keys.len()).map(|i| format!("CASE jsonb_typeof(j -> ${i}::text) WHEN 'string' THEN j ->> ${i}::text WHEN 'null' THEN NULL ELSE (j -> ${i}::text)::text END")).collect();
+    let mut query = sqlx::query(AssertSqlSafe(format!("INSERT INTO {relation} ({}) SELECT {} FROM {raw} ORDER BY n", col_list(&cols), exprs.join(", "))));
+    for k in &keys {
+        query = query.bind(k.clone());
+    }
+    query.execute(&mut **tx).await.map_err(|e| restore_error(&format!("reading {name}"), &e))?;
     staged.recount(tx).await
 }
 

@@ -10,6 +10,7 @@ mod configurations;
 mod connections;
 mod cron;
 mod demo;
+mod hardening;
 mod keychain;
 mod migrations;
 mod objstore;

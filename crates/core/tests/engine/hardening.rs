@@ -1,0 +1,277 @@
+//! Hostile input, built by each test: what an attacker can put in a file, an archive or a
+//! request must never reach SQL, drop rows silently, exhaust memory, or get round a role check.
+//! Each case was found by trying (issue 21) and stays here as a fixed case.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use safehold_core::migrate::rules::{Action, Op, Rule};
+use safehold_core::migrate::{self, Endpoints, MigrationReport, MigrationSpec, MigrationType};
+use safehold_core::source::{no_progress, CancelToken};
+use sha2::Digest;
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+
+use crate::support::ScratchDb;
+
+const SCHEMA: &str = "
+    CREATE TABLE tenants (id text PRIMARY KEY, name text NOT NULL);
+    CREATE TABLE projects (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants(id), title text NOT NULL, budget integer);
+    CREATE TABLE victim (x int);
+    INSERT INTO victim VALUES (1);";
+
+async fn platform() -> ScratchDb {
+    let db = ScratchDb::create().await;
+    db.execute(SCHEMA).await;
+    db.execute(
+        "INSERT INTO tenants VALUES ('acme', 'Acme'), ('beta', 'Beta');
+         INSERT INTO projects (tenant_id, title, budget) SELECT 'acme', 'p' || g, g * 50000 FROM generate_series(1, 4) g;
+         INSERT INTO projects (tenant_id, title, budget) VALUES ('beta', 'b1', 7);",
+    )
+    .await;
+    db
+}
+
+async fn scalar(url: &str, sql: &str) -> Option<String> {
+    let mut conn = PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn run(s: &MigrationSpec, e: &Endpoints, commit: bool) -> safehold_core::Result<MigrationReport> {
+    migrate::execute(s, e, commit, &CancelToken::new(), &no_progress()).await
+}
+
+fn ends(source: Option<&ScratchDb>, target: Option<&ScratchDb>) -> Endpoints {
+    Endpoints { source_url: source.map(ScratchDb::url), target_url: target.map(ScratchDb::url), tenant_column: "tenant_id".into(), tenants_table: "tenants".into(), ..Default::default() }
+}
+
+fn import(files: &[&Path], tenant: &str) -> MigrationSpec {
+    MigrationSpec {
+        migration_type: Some(MigrationType::DataImport),
+        source_files: files.iter().map(|f| f.display().to_string()).collect(),
+        target_tenant_id: Some(tenant.into()),
+        ..Default::default()
+    }
+}
+
+async fn export(src: &ScratchDb, tenant: &str, to: &Path) {
+    let s = MigrationSpec { migration_type: Some(MigrationType::DataExport), source_tenant_ids: vec![tenant.into()], target_file: Some(to.display().to_string()), ..Default::default() };
+    run(&s, &ends(Some(src), None), true).await.expect("export");
+}
+
+fn entries(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut z = zip::ZipArchive::new(std::fs::File::open(path).expect("open zip")).expect("a zip");
+    let mut out = BTreeMap::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).expect("entry");
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).expect("read entry");
+        out.insert(f.name().to_string(), data);
+    }
+    out
+}
+
+/// Writes `files` as a portable export whose manifest's sizes and checksums are recomputed (an
+/// attacker can always do that), after `manifest` changes the manifest.
+fn forge(to: &Path, mut files: BTreeMap<String, Vec<u8>>, manifest: impl Fn(&mut serde_json::Value)) {
+    let mut m: serde_json::Value = serde_json::from_slice(&files.remove("manifest.json").expect("a manifest")).expect("json");
+    m["files"] = files.iter().map(|(p, d)| serde_json::json!({"path": p, "bytes": d.len(), "sha256": hex::encode(sha2::Sha256::digest(d))})).collect();
+    manifest(&mut m);
+    let mut w = zip::ZipWriter::new(std::fs::File::create(to).expect("create"));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    w.start_file("manifest.json", opts).expect("start");
+    w.write_all(&serde_json::to_vec(&m).expect("json")).expect("write");
+    for (name, data) in files {
+        w.start_file(name, opts).expect("start");
+        w.write_all(&data).expect("write");
+    }
+    w.finish().expect("finish");
+}
+
+fn set_type(files: &mut BTreeMap<String, Vec<u8>>, table: &str, column: &str, ty: &str) {
+    let mut schema: serde_json::Value = serde_json::from_slice(&files["schema.json"]).expect("schema");
+    for t in schema["tables"].as_array_mut().expect("tables") {
+        if t["name"] == table {
+            for c in t["columns"].as_array_mut().expect("columns") {
+                if c["name"] == column {
+                    c["type"] = ty.into();
+                }
+            }
+        }
+    }
+    files.insert("schema.json".into(), serde_json::to_vec(&schema).expect("json"));
+}
+
+/// Issue 21 #1: a type in schema.json is never SQL, in a dry run or a real one; a rule's value
+/// is bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_type_or_a_rule_value_from_an_export_never_runs_as_sql() {
+    let src = platform().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let clean = dir.path().join("acme.zip");
+    export(&src, "acme", &clean).await;
+    let mut files = entries(&clean);
+    let payload = "integer) IS NOT NULL; COMMIT; DROP TABLE victim; CREATE TABLE pwned(x int); BEGIN; SELECT (1";
+    set_type(&mut files, "public.projects", "budget", payload);
+    let hostile = dir.path().join("hostile.zip");
+    forge(&hostile, files, |_| {});
+
+    let dst = ScratchDb::create().await;
+    dst.execute(SCHEMA).await;
+    dst.execute("INSERT INTO tenants VALUES ('t1', 'T1')").await;
+    let mut s = import(&[&hostile], "t1");
+    // Rows over 100000 dropped: the comparison is made, but never with the file's type as SQL.
+    s.rules = vec![
+        Rule { table: "public.projects".into(), column: "budget".into(), action: Action::DropRow { op: Op::Gt, value: Some("100000".into()) } },
+        Rule { table: "public.projects".into(), column: "title".into(), action: Action::Set { value: Some("x'); DROP TABLE victim; --".into()) } },
+    ];
+    let dry = run(&s, &ends(None, Some(&dst)), false).await;
+    let real = run(&s, &ends(None, Some(&dst)), true).await;
+    for url in [dst.url(), src.url()] {
+        assert_eq!(scalar(&url, "SELECT to_regclass('public.pwned')::text").await, None, "no table was created by the file");
+        assert_eq!(scalar(&url, "SELECT count(*)::text FROM victim").await.as_deref(), Some("1"), "victim is still there");
+    }
+    // The comparison casts to the target's type of the column (the file's type is only a hint):
+    // 50000 and 100000 are kept.
+    let dry = dry.expect("the dry run runs");
+    assert!(!dry.committed);
+    assert_eq!(scalar(&dst.url(), "SELECT count(*)::text FROM projects").await.as_deref(), Some("2"), "{real:?}");
+    assert_eq!(scalar(&dst.url(), "SELECT string_agg(DISTINCT title, ',') FROM projects").await.as_deref(), Some("x'); DROP TABLE victim; --"), "the value is written as a value");
+
+    // A table the target lacks, mapped onto one it has: the file's type, once the server has
+    // named it, is what the comparison casts to; one it cannot name compares text.
+    for (ty, kept) in [("pg_catalog.int4", "1"), (payload, "4")] {
+        let mut files = entries(&clean);
+        let csv = files.remove("tables/public.projects.csv").expect("csv");
+        files.remove("tables/public.projects.jsonl");
+        files.insert("tables/public.plans.csv".into(), csv);
+        let mut schema: serde_json::Value = serde_json::from_slice(&files["schema.json"]).expect("schema");
+        for t in schema["tables"].as_array_mut().expect("tables") {
+            if t["name"] == "public.projects" {
+                t["name"] = "public.plans".into();
+            }
+        }
+        files.insert("schema.json".into(), serde_json::to_vec(&schema).expect("json"));
+        set_type(&mut files, "public.plans", "budget", ty);
+        let renamed = dir.path().join("renamed.zip");
+        forge(&renamed, files, |m| {
+            let n = m["tables"]["public.projects"].take();
+            m["tables"].as_object_mut().expect("tables").remove("public.projects");
+            m["tables"]["public.plans"] = n;
+        });
+        let dst2 = ScratchDb::create().await;
+        dst2.execute(SCHEMA).await;
+        dst2.execute("INSERT INTO tenants VALUES ('t1', 'T1')").await;
+        let mut s2 = import(&[&renamed], "t1");
+        // Without a mapping, the table the target lacks is an error naming it.
+        let err = run(&s2, &ends(None, Some(&dst2)), true).await.expect_err("unmapped");
+        assert!(err.message.contains("public.plans"), "{}", err.message);
+        s2.mapping = vec![
+            migrate::TableMapping { source: "public.tenants".into(), target: "public.tenants".into(), columns: BTreeMap::from([("id".into(), "id".into()), ("name".into(), "name".into())]), ..Default::default() },
+            migrate::TableMapping {
+                source: "public.plans".into(),
+                target: "public.projects".into(),
+                columns: ["id", "tenant_id", "title", "budget"].iter().map(|c| (c.to_string(), c.to_string())).collect(),
+                ..Default::default()
+            },
+        ];
+        s2.rules = vec![Rule { table: "public.plans".into(), column: "budget".into(), action: Action::DropRow { op: Op::Gt, value: Some("99999".into()) } }];
+        run(&s2, &ends(None, Some(&dst2)), true).await.expect("import");
+        // As integers only 50000 is at most 99999; as text every value sorts before "99999".
+        assert_eq!(scalar(&dst2.url(), "SELECT count(*)::text FROM projects").await.as_deref(), Some(kept), "type {ty}");
+        assert_eq!(scalar(&dst2.url(), "SELECT to_regclass('public.pwned')::text").await, None);
+    }
+}
+
+/// Issue 21 #6: a JSON Lines line `\.` (COPY's end of data) does not end the import; every line
+/// that is not one JSON object is an error naming it, and nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_lines_line_that_ends_copy_is_an_error_not_the_end() {
+    let dst = platform().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("projects.jsonl");
+    std::fs::write(&f, "{\"title\": \"one\", \"budget\": 1}\n\\.\n{\"title\": \"two\", \"budget\": 2}\n").expect("write");
+    let before = scalar(&dst.url(), "SELECT count(*)::text FROM projects").await;
+    let err = run(&import(&[&f], "beta"), &ends(None, Some(&dst)), true).await.expect_err("refused");
+    assert!(err.message.contains("line 2") && err.message.contains("not valid JSON"), "{}", err.message);
+    assert_eq!(scalar(&dst.url(), "SELECT count(*)::text FROM projects").await, before, "nothing written");
+    // Without it, every line arrives, including ones holding COPY's special characters.
+    std::fs::write(&f, "{\"title\": \"one\\\\.\", \"budget\": 1}\n{\"title\": \"\\\\.\", \"budget\": 2}\n{\"title\": \"tab\\there\\nnewline\", \"budget\": 3}\n").expect("write");
+    run(&import(&[&f], "beta"), &ends(None, Some(&dst)), true).await.expect("import");
+    assert_eq!(
+        scalar(&dst.url(), "SELECT string_agg(title, '|' ORDER BY budget) FROM projects WHERE tenant_id = 'beta' AND budget < 7").await.as_deref(),
+        Some("one\\.|\\.|tab\there\nnewline")
+    );
+    // A file for a table the target does not have is an error, not a warning.
+    let g = dir.path().join("projekte.csv");
+    std::fs::write(&g, "title,budget\nx,1\n").expect("write");
+    let err = run(&import(&[&g], "beta"), &ends(None, Some(&dst)), true).await.expect_err("refused");
+    assert!(err.message.contains("projekte") && err.message.contains("--mapping"), "{}", err.message);
+}
+
+/// Issue 21 #6, #7: a manifest and a schema that disagree, and a ZIP whose entry holds far more
+/// than the manifest says (a zip bomb) are refused before anything is staged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_or_bombed_export_is_refused_before_it_is_read() {
+    let src = platform().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let clean = dir.path().join("acme.zip");
+    export(&src, "acme", &clean).await;
+    let dst = ScratchDb::create().await;
+    dst.execute(SCHEMA).await;
+    dst.execute("INSERT INTO tenants VALUES ('t1', 'T1')").await;
+    let e = ends(None, Some(&dst));
+
+    // The manifest counts a table that schema.json does not describe.
+    let forged = dir.path().join("forged.zip");
+    forge(&forged, entries(&clean), |m| {
+        m["tables"]["public.ghost"] = 3.into();
+    });
+    let err = run(&import(&[&forged], "t1"), &e, false).await.expect_err("refused");
+    assert!(err.message.contains("public.ghost") && err.message.contains("schema.json does not describe"), "{}", err.message);
+
+    // An entry the manifest says holds a few bytes, holding 64 MiB of zeros (64 KiB compressed).
+    let bomb = dir.path().join("bomb.zip");
+    let files = entries(&clean);
+    let small = files["tables/public.projects.csv"].len();
+    {
+        let mut m: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).expect("json");
+        for f in m["files"].as_array_mut().expect("files") {
+            if f["path"] == "tables/public.projects.csv" {
+                f["bytes"] = small.into();
+            }
+        }
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&bomb).expect("create"));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        w.start_file("manifest.json", opts).expect("start");
+        w.write_all(&serde_json::to_vec(&m).expect("json")).expect("write");
+        for (name, data) in files.iter().filter(|(n, _)| *n != "manifest.json") {
+            w.start_file(name.clone(), opts).expect("start");
+            w.write_all(data).expect("write");
+            if name == "tables/public.projects.csv" {
+                let zeros = vec![b'0'; 1 << 20];
+                for _ in 0..64 {
+                    w.write_all(&zeros).expect("write");
+                }
+            }
+        }
+        w.finish().expect("finish");
+    }
+    // The ZIP itself lies too: its headers say the entry holds what the manifest says.
+    let mut bytes = std::fs::read(&bomb).expect("bomb");
+    let name = b"tables/public.projects.csv";
+    let lie = u32::try_from(small).expect("small").to_le_bytes();
+    for i in 0..bytes.len().saturating_sub(46) {
+        if bytes[i..i + 4] == [0x50, 0x4b, 0x01, 0x02] && bytes[i + 46..].starts_with(name) {
+            bytes[i + 24..i + 28].copy_from_slice(&lie);
+        }
+        if bytes[i..i + 4] == [0x50, 0x4b, 0x03, 0x04] && bytes[i + 30..].starts_with(name) {
+            bytes[i + 22..i + 26].copy_from_slice(&lie);
+        }
+    }
+    std::fs::write(&bomb, &bytes).expect("write");
+    assert!(bytes.len() < 2 << 20);
+    let err = run(&import(&[&bomb], "t1"), &e, true).await.expect_err("refused");
+    assert!(err.message.contains("holds more than it says"), "{}", err.message);
+    assert_eq!(scalar(&dst.url(), "SELECT count(*)::text FROM projects").await.as_deref(), Some("0"));
+}
