@@ -14,7 +14,8 @@ use safehold_core::repository::Repository;
 use safehold_core::secrets::{Keychain, SecretStore};
 use safehold_core::source::{self, CancelToken, Progress, ProgressSink, SourceSpec};
 use safehold_core::unlock::KeySources;
-use safehold_core::migrate::{self, records, MigrationReport, ExportFormat, MigrationSpec, MigrationType, Resolution};
+use safehold_core::migrate::{records, MigrationReport, ExportFormat, MigrationSpec, MigrationType, Resolution};
+use safehold_core::operators::Permission;
 use safehold_core::{auditlog, configurations, context, demo, operators, restore, restores, verify, Ctx, Error, ErrorCode};
 
 #[derive(Parser)]
@@ -371,7 +372,7 @@ enum CatalogCommand {
     },
 }
 
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Default)]
 struct KeyArgs {
     /// A file holding the repository password (or SAFEHOLD_PASSWORD_FILE / SAFEHOLD_PASSWORD).
     #[arg(long)]
@@ -706,9 +707,16 @@ fn show_configuration(json: bool, c: &configurations::BackupConfiguration, what:
 
 /// A repository or archive location as given: a path, an object storage URL (connected with
 /// --endpoint/--region if given), or `storage:NAME` — a storage registered in the catalog, with
-/// its settings and keychain credentials.
-async fn location(cli: &Cli, given: &Path) -> Result<PathBuf, Error> {
-    location_with(cli.home.as_deref(), cli.endpoint.as_deref(), cli.region.as_deref(), cli.operator.as_deref(), given).await
+/// its settings and keychain credentials, read from the catalog already open (one sign-in).
+async fn location_in(cli: &Cli, ctx: &Ctx, given: &Path) -> Result<PathBuf, Error> {
+    let text = given.to_string_lossy().to_string();
+    if let Some(name) = text.strip_prefix("storage:") {
+        let (name, rest) = name.split_once('/').unwrap_or((name, ""));
+        let store = safehold_core::storage::find(ctx, name).await?;
+        let base = safehold_core::storage::location(ctx, &store).await?;
+        return Ok(if rest.is_empty() { base } else { base.join(rest) });
+    }
+    location_with(None, cli.endpoint.as_deref(), cli.region.as_deref(), None, given).await
 }
 
 async fn location_with(home: Option<&Path>, endpoint: Option<&str>, region: Option<&str>, operator: Option<&str>, given: &Path) -> Result<PathBuf, Error> {
@@ -749,22 +757,6 @@ fn key_sources(k: &KeyArgs) -> KeySources {
 /// The keys given on the command line and — with `--operator` — the signed-in super admin's own
 /// key (repositories whose key is held by the super admins) and the super admins' public keys (a
 /// new repository is sealed to them).
-async fn operator_keys(cli: &Cli, k: &KeyArgs) -> Result<KeySources, Error> {
-    let mut keys = key_sources(k);
-    if cli.operator.as_deref().is_some_and(|o| !o.trim().is_empty()) {
-        let ctx = open_catalog(cli).await?;
-        with_session(&mut keys, &ctx).await?;
-    }
-    Ok(keys)
-}
-
-async fn with_session(keys: &mut KeySources, ctx: &Ctx) -> Result<(), Error> {
-    let from = safehold_core::custody::key_sources(ctx).await?;
-    keys.operator_key = from.operator_key;
-    keys.custodians = from.custodians;
-    Ok(())
-}
-
 /// Progress on a terminal (one updating line on stderr); plain lines when not a terminal.
 fn progress_sink(json: bool) -> ProgressSink {
     if json {
@@ -883,8 +875,18 @@ fn print_plan(p: &restore::RestorePlan) {
 }
 
 async fn restore_command(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
+    let ctx = open_catalog(cli).await?;
+    let from = location_in(cli, &ctx, &a.from).await?;
+    let action = if a.dry_run { "restore.plan" } else { "restore.start" };
+    let (who, keys) = safehold_core::custody::adhoc(&ctx, Permission::RestoreData, action, &format!("{} → {}", from.display(), source::redact(&a.target)), &key_sources(&a.keys), Some(&from)).await?;
+    let out = restore_as(cli, &ctx, a, from.clone(), keys).await;
+    safehold_core::custody::adhoc_done(&ctx, &who, action, &format!("{} → {}", from.display(), source::redact(&a.target)), Some(&from), &out).await?;
+    out
+}
+
+async fn restore_as(cli: &Cli, ctx: &Ctx, a: &RestoreArgs, from: PathBuf, keys: KeySources) -> Result<(), Error> {
     let json = cli.json;
-    let mut req = restore::RestoreRequest::new(location(cli, &a.from).await?, a.target.clone());
+    let mut req = restore::RestoreRequest::new(from, a.target.clone());
     req.backup_id = a.backup.clone();
     req.at = a.at.clone();
     req.source_name = a.source.clone();
@@ -910,7 +912,6 @@ async fn restore_command(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
     if let Some(j) = a.jobs {
         req.jobs = j.max(1);
     }
-    let keys = operator_keys(cli, &a.keys).await?;
     let opened = restore::open(&req, &keys).await?;
     let cancel = cancel_on_ctrl_c();
     let plan = restore::plan(&req, &opened, a.dry_run, &cancel).await?;
@@ -940,14 +941,9 @@ async fn restore_command(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
             return Err(Error::new(safehold_core::ErrorCode::Cancelled, "not confirmed: nothing was changed"));
         }
     }
-    // Recorded in the catalog as a restore operation.
-    let home = match &cli.home {
-        Some(h) => h.clone(),
-        None => context::default_home()?,
-    };
-    let ctx = Ctx::open(&home).await?;
-    let id = restores::insert(&ctx, &req, None).await?;
-    let out = restores::run(&ctx, &id, &req, &keys, Some(opened), &cancel, Some(progress_sink(json))).await;
+    // Recorded in the catalog as a restore operation, by the operator who ran it.
+    let id = restores::insert(ctx, &req, None).await?;
+    let out = restores::run(ctx, &id, &req, &keys, Some(opened), &cancel, Some(progress_sink(json))).await;
     end_progress(json);
     let out = out?;
     if json {
@@ -1126,11 +1122,38 @@ async fn storage_command(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<(
 }
 
 async fn run_engine(cli: &Cli) -> Result<bool, Error> {
+    let no_keys = KeyArgs::default();
+    let (permission, action, place, keys) = match &cli.command {
+        Command::Backup(a) => (Permission::TriggerManual, "backup.adhoc", &a.to, &a.keys),
+        Command::Verify(a) if a.restore_test => (Permission::RestoreData, "backup.verify_restore", &a.target, &a.keys),
+        Command::Verify(a) if a.deep => (Permission::RestoreData, "backup.verify_deep", &a.target, &a.keys),
+        Command::Verify(a) => (Permission::TriggerManual, "backup.verify", &a.target, &a.keys),
+        Command::Ls { repo } => (Permission::ViewHistory, "backup.list", repo, &no_keys),
+        Command::Inspect { archive, keys } => (Permission::ViewHistory, "backup.inspect", archive, keys),
+        Command::Key(KeyCommand::ExportRecovery { repo, keys }) => (Permission::RestoreData, "key.export_recovery", repo, keys),
+        Command::Restore(a) => {
+            restore_command(cli, a).await?;
+            return Ok(true);
+        }
+        _ => return Ok(false),
+    };
+    // Every one of them acts as the signed-in operator (once operators exist), with that
+    // operator's permission checked and the outcome audited under their name.
+    let ctx = open_catalog(cli).await?;
+    let place = location_in(cli, &ctx, place).await?;
+    let (who, keys) = safehold_core::custody::adhoc(&ctx, permission, action, &place.display().to_string(), &key_sources(keys), Some(&place)).await?;
+    let out = engine_command(cli, &place, keys).await;
+    if !matches!(cli.command, Command::Ls { .. } | Command::Inspect { .. }) || out.is_err() {
+        safehold_core::custody::adhoc_done(&ctx, &who, action, &place.display().to_string(), Some(&place), &out).await?;
+    }
+    out.map(|()| true)
+}
+
+async fn engine_command(cli: &Cli, place: &Path, keys: KeySources) -> Result<(), Error> {
     let json = cli.json;
     match &cli.command {
         Command::Backup(a) => {
             let spec = SourceSpec::parse(&a.source)?;
-            let keys = operator_keys(cli, &a.keys).await?;
             let mut req = BackupRequest::new(spec);
             req.backup_type = a.backup_type;
             req.zstd_level = parse_compression(&a.compression)?;
@@ -1141,7 +1164,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
                 req.jobs = j.max(1);
             }
             // Sealed to the repository's public key: an existing repository needs no password.
-            let (repo, mk) = keys.open_repository_for_sealed_backup(&location(cli, &a.to).await?).await?;
+            let (repo, mk) = keys.open_repository_for_sealed_backup(place).await?;
             let out = backup::run_with(&repo, mk.as_ref(), &req, &cancel_on_ctrl_c(), &progress_sink(json)).await;
             end_progress(json);
             let out = out?;
@@ -1157,13 +1180,11 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
                 }
             }
         }
-        Command::Restore(a) => restore_command(cli, a).await?,
         Command::Verify(a) if a.restore_test => {
             let scratch = a.scratch.clone().ok_or_else(|| {
                 Error::validation("a test restore needs a PostgreSQL server for its scratch database: give --scratch postgres://user@host:5432/postgres or set SAFEHOLD_SCRATCH_URL")
             })?;
-            let req = restore::RestoreRequest::new(location(cli, &a.target).await?, String::new());
-            let keys = operator_keys(cli, &a.keys).await?;
+            let req = restore::RestoreRequest::new(place.to_path_buf(), String::new());
             let opened = restore::open(&req, &keys).await?;
             let report = verify::restore_test(&opened, &scratch, a.source.as_deref(), &cancel_on_ctrl_c(), &progress_sink(json)).await;
             end_progress(json);
@@ -1181,8 +1202,7 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
             }
         }
         Command::Verify(a) => {
-            let (paths, repo) = archives_of(&location(cli, &a.target).await?)?;
-            let keys = operator_keys(cli, &a.keys).await?;
+            let (paths, repo) = archives_of(place)?;
             // The checksums the catalog recorded when the archives were written, if it knows them.
             let recorded = recorded_checksums(cli.home.as_deref()).await;
             let mut reports = Vec::new();
@@ -1204,9 +1224,8 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
                 print_json(&reports);
             }
         }
-        Command::Ls { repo } => {
-            let repo = &location(cli, repo).await?;
-            let repo = Repository::open(repo)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", repo.display())))?;
+        Command::Ls { .. } => {
+            let repo = Repository::open(place)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", place.display())))?;
             let list = repo.list()?;
             if json {
                 let rows: Vec<_> = list
@@ -1222,10 +1241,9 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
                 }
             }
         }
-        Command::Inspect { archive, keys } => {
-            let mut reader = ArchiveReader::open(archive)?;
+        Command::Inspect { .. } => {
+            let mut reader = ArchiveReader::open(place)?;
             let header = reader.header.clone();
-            let keys = operator_keys(cli, keys).await?;
             let index = match keys.unlock_archive(&mut reader, None).await {
                 Ok(()) => Some(reader.index()?),
                 Err(_) => None,
@@ -1249,10 +1267,9 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
                 }
             }
         }
-        Command::Key(KeyCommand::ExportRecovery { repo, keys }) => {
-            let repo = &location(cli, repo).await?;
-            let mut repository = Repository::open(repo)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", repo.display())))?;
-            let mk = operator_keys(cli, keys).await?.unlock_repository(&repository).await?;
+        Command::Key(KeyCommand::ExportRecovery { .. }) => {
+            let mut repository = Repository::open(place)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", place.display())))?;
+            let mk = keys.unlock_repository(&repository).await?;
             // Printed (and the output flushed) before the repository forgets it: a kit that
             // could not be written out is not lost.
             let kit = repository.recovery_kit(&mk)?;
@@ -1260,9 +1277,9 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
             out.write_all(kit.as_bytes()).and_then(|()| out.flush()).map_err(|e| Error::io("cannot write the recovery kit to the standard output (the repository still keeps it)", &e))?;
             repository.forget_recovery()?;
         }
-        _ => return Ok(false),
+        _ => {}
     }
-    Ok(true)
+    Ok(())
 }
 
 /// A password: from `file`, else prompted on the terminal (`confirm`: asked twice).
@@ -1762,29 +1779,17 @@ async fn tenant_command(ctx: &Ctx, json: bool, cmd: TenantCommand) -> Result<(),
                 Some(other) => return Err(Error::validation(format!("unknown export format \"{other}\": use portable or archive"))),
             };
             (s.source, s.source_tenant_ids, s.target_file, s.archive_repository) = (Some(source), tenant, Some(to.display().to_string()), repo);
-            (s, common.dry_run, Some({
-                let mut k = key_sources(&keys);
-                with_session(&mut k, ctx).await?;
-                k
-            }))
+            (s, common.dry_run, Some(safehold_core::custody::keys_for(ctx, &key_sources(&keys)).await?))
         }
         TenantCommand::Import { from, target, tenant, into, new_tenant_name, keys, common } => {
             let mut s = migration_spec(MigrationType::DataImport, &common)?;
             s.source_files = from.iter().map(|f| f.display().to_string()).collect();
             (s.target, s.source_tenant_ids, s.target_tenant_id, s.target_tenant_name) = (Some(target), tenant.into_iter().collect(), into, new_tenant_name);
-            (s, common.dry_run, Some({
-                let mut k = key_sources(&keys);
-                with_session(&mut k, ctx).await?;
-                k
-            }))
+            (s, common.dry_run, Some(safehold_core::custody::keys_for(ctx, &key_sources(&keys)).await?))
         }
     };
     if dry_run {
-        let ends = records::resolve(ctx, &spec, match keys {
-            Some(k) => k,
-            None => safehold_core::custody::key_sources(ctx).await?,
-        }).await?;
-        let report = migrate::execute(&spec, &ends, false, &CancelToken::new(), &progress_sink(json)).await;
+        let report = records::validate_with(ctx, &spec, keys, &progress_sink(json)).await;
         end_progress(json);
         let report = report?;
         if json {

@@ -111,9 +111,19 @@ pub async fn sweep_with(ctx: &Ctx, gone: &[String]) -> Result<Sweep> {
     others.extend(gone.iter().cloned());
     let operator_key = ctx.session.lock().ok().and_then(|s| s.private.clone());
     let who = ctx.session.lock().ok().and_then(|s| s.acting.as_ref().map(|a| a.id.clone())).unwrap_or_else(|| crate::catalog::LOCAL_OPERATOR_ID.into());
+    let mut places: Vec<(String, Result<Option<Repository>>)> = Vec::new();
     for store in crate::storage::all(&ctx.pool).await? {
-        let name = store.storage_name.clone();
-        let repo = match repository_of(ctx, &store).await {
+        places.push((store.storage_name.clone(), repository_of(ctx, &store).await));
+    }
+    // Repositories ad-hoc commands used (named by path): their secret may be in the keychain too.
+    for location in known_locations(&ctx.pool).await? {
+        let dir = std::path::PathBuf::from(&location);
+        let opened = tokio::task::spawn_blocking(move || Repository::open(&dir)).await.map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string())).and_then(|r| r);
+        places.push((location, opened));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, opened) in places {
+        let repo = match opened {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(e) => {
@@ -121,51 +131,152 @@ pub async fn sweep_with(ctx: &Ctx, gone: &[String]) -> Result<Sweep> {
                 continue;
             }
         };
-        let account = keychain_account(repo.id());
-        let in_keychain: Option<String> = {
-            let account = account.clone();
-            crate::secrets::run(&ctx.secrets, move |s| s.get(&account)).await.ok().flatten()
-        };
-        // (Key derivation and file writes off the async threads.)
-        let mk = {
-            let (r, kc, ok) = (repo.clone(), in_keychain.clone(), operator_key.clone());
-            tokio::task::spawn_blocking(move || open_master(&r, kc.as_deref(), ok.as_ref())).await.ok().flatten()
-        };
-        let Some(mk) = mk else {
-            if in_keychain.is_some() {
-                out.skipped.push((name, "the keychain's secret does not open it".into()));
-            }
+        if !seen.insert(repo.id().to_string()) {
             continue;
-        };
-        let result = {
-            let (mut r, admins, others) = (repo, admins.clone(), others.clone());
-            tokio::task::spawn_blocking(move || r.set_custodians(&mk, &admins, &others).map(|changed| (r, changed)))
-                .await
-                .map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))
-                .and_then(|r| r)
-        };
-        let repo = match result {
-            Ok((r, changed)) => {
-                if changed {
-                    out.updated.push(name.clone());
-                }
-                r
-            }
-            Err(e) => {
-                out.skipped.push((name, e.message));
-                continue;
-            }
-        };
-        if in_keychain.is_some() && admins.iter().all(|k| repo.custodians().contains(k)) {
-            crate::secrets::run(&ctx.secrets, move |s| s.delete(&account)).await?;
-            audit(&ctx.pool, &who, "key.withhold", &name, "success", Some("the repository's key is held by the super admins only")).await?;
-            out.withheld.push(name);
         }
+        bring_in_step(ctx, &name, repo, &admins, &others, operator_key.as_ref(), &who, &mut out).await?;
     }
     for (name, why) in &out.skipped {
         tracing::warn!("the keys of storage {name} could not be brought in step with the super admins: {why}");
     }
     Ok(out)
+}
+
+/// Seals one repository's master key to the super admins (and takes the slots of the others
+/// away); once every super admin holds it, takes its secret out of the keychain.
+#[allow(clippy::too_many_arguments)]
+async fn bring_in_step(ctx: &Ctx, name: &str, repo: Repository, admins: &[String], others: &[String], operator_key: Option<&SecretKey>, who: &str, out: &mut Sweep) -> Result<()> {
+    let name = name.to_string();
+    let account = keychain_account(repo.id());
+    let in_keychain: Option<String> = {
+        let account = account.clone();
+        crate::secrets::run(&ctx.secrets, move |s| s.get(&account)).await.ok().flatten()
+    };
+    // (Key derivation and file writes off the async threads.)
+    let mk = {
+        let (r, kc, ok) = (repo.clone(), in_keychain.clone(), operator_key.cloned());
+        tokio::task::spawn_blocking(move || open_master(&r, kc.as_deref(), ok.as_ref())).await.ok().flatten()
+    };
+    let Some(mk) = mk else {
+        if in_keychain.is_some() {
+            out.skipped.push((name, "the keychain's secret does not open it".into()));
+        }
+        return Ok(());
+    };
+    let result = {
+        let (mut r, admins, others) = (repo, admins.to_vec(), others.to_vec());
+        tokio::task::spawn_blocking(move || r.set_custodians(&mk, &admins, &others).map(|changed| (r, changed)))
+            .await
+            .map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))
+            .and_then(|r| r)
+    };
+    let repo = match result {
+        Ok((r, changed)) => {
+            if changed {
+                out.updated.push(name.clone());
+            }
+            r
+        }
+        Err(e) => {
+            out.skipped.push((name, e.message));
+            return Ok(());
+        }
+    };
+    if in_keychain.is_some() && admins.iter().all(|k| repo.custodians().contains(k)) {
+        crate::secrets::run(&ctx.secrets, move |s| s.delete(&account)).await?;
+        audit(&ctx.pool, who, "key.withhold", &name, "success", Some("the repository's key is held by the super admins only")).await?;
+        out.withheld.push(name);
+    }
+    Ok(())
+}
+
+async fn known_locations(pool: &SqlitePool) -> Result<Vec<String>> {
+    sqlx::query_scalar("SELECT location FROM known_repositories ORDER BY first_seen").fetch_all(pool).await.map_err(|e| Error::catalog("read the known repositories", &e))
+}
+
+/// Remembers a repository a command named by path used: the sweeps keep it in step with the
+/// super admins like a registered storage's.
+pub async fn remember(ctx: &Ctx, repo: &Repository) -> Result<()> {
+    let location = std::fs::canonicalize(&repo.dir).unwrap_or_else(|_| repo.dir.clone()).display().to_string();
+    let now = crate::catalog::now();
+    sqlx::query(
+        "INSERT INTO known_repositories (location, repository_id, first_seen, last_seen) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (location) DO UPDATE SET repository_id = excluded.repository_id, last_seen = excluded.last_seen",
+    )
+    .bind(location)
+    .bind(repo.id())
+    .bind(&now)
+    .bind(&now)
+    .execute(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("remember the repository", &e))?;
+    Ok(())
+}
+
+/// An ad-hoc command (a repository or an archive named by path rather than a registered
+/// storage): the acting operator's permission is checked (a refusal audited), the repository is
+/// remembered and — when a super admin is signed in — sealed to the super admins at once, and the
+/// keys this operator may use are returned: the ones given on the command line, the signed-in
+/// super admin's own key, and the workstation's keychain only until the first super admin exists
+/// (afterwards it holds no repository's secret that anyone may use).
+pub async fn adhoc(ctx: &Ctx, permission: crate::operators::Permission, action: &str, target: &str, given: &KeySources, repo_dir: Option<&std::path::Path>) -> Result<(crate::operators::Acting, KeySources)> {
+    let who = crate::operators::require(ctx, permission, action, target).await?;
+    let keys = keys_for(ctx, given).await?;
+    let operators_exist = crate::operators::set_up(&ctx.pool).await?;
+    if let Some(dir) = repo_dir {
+        if let Some(repo) = repository_at(dir).await {
+            remember(ctx, &repo).await?;
+            if operators_exist && keys.operator_key.is_some() {
+                let admins = super_admin_keys(&ctx.pool).await?;
+                let others = other_keys(&ctx.pool).await?;
+                let mut out = Sweep::default();
+                bring_in_step(ctx, &dir.display().to_string(), repo, &admins, &others, keys.operator_key.as_ref(), &who.id, &mut out).await?;
+            }
+        }
+    }
+    Ok((who, keys))
+}
+
+/// The keys a command given on the command line may use: the files it names, the signed-in super
+/// admin's own key, and the workstation's keychain only until the first super admin exists.
+pub async fn keys_for(ctx: &Ctx, given: &KeySources) -> Result<KeySources> {
+    let mut keys = key_sources(ctx).await?;
+    keys.password_file = given.password_file.clone();
+    keys.recovery_key_file = given.recovery_key_file.clone();
+    if crate::operators::set_up(&ctx.pool).await? {
+        keys.keychain = None;
+    }
+    Ok(keys)
+}
+
+/// The repository at `path`: the directory itself, or the one an archive in it belongs to
+/// (`REPO/archives/X.shar`).
+async fn repository_at(path: &std::path::Path) -> Option<Repository> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let candidates = [Some(p.as_path()), p.parent().and_then(|a| a.parent())];
+        candidates.into_iter().flatten().find_map(|d| Repository::open(d).ok().flatten())
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Records how an ad-hoc command ended in the audit log, under the operator who ran it (a
+/// missing key as a refusal), and remembers the repository it wrote or read.
+pub async fn adhoc_done<T>(ctx: &Ctx, who: &crate::operators::Acting, action: &str, target: &str, repo_dir: Option<&std::path::Path>, result: &Result<T>) -> Result<()> {
+    if let Some(dir) = repo_dir {
+        if let Some(repo) = repository_at(dir).await {
+            remember(ctx, &repo).await?;
+        }
+    }
+    let (outcome, detail) = match result {
+        Ok(_) => ("success", None),
+        Err(e) if e.code == crate::error::ErrorCode::AuthFailed => ("denied", Some(format!("no key: {}", e.message))),
+        Err(e) if e.code == crate::error::ErrorCode::Cancelled => ("failure", Some("cancelled".to_string())),
+        Err(e) => ("failure", Some(e.message.clone())),
+    };
+    audit(&ctx.pool, &who.id, action, target, outcome, detail.as_deref()).await
 }
 
 fn open_master(repo: &Repository, keychain_secret: Option<&str>, operator_key: Option<&SecretKey>) -> Option<SecretKey> {

@@ -671,15 +671,15 @@ fn after_the_first_super_admin_only_a_super_admins_operator_key_opens_the_backup
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = as_operator(h, "alice", &pw, &["operator", "add", "olga", "--role", "platform_operator", "--password-file", pw_s]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // Without an operator: no key anywhere on the workstation.
+    // Without an operator: nobody acts (and the keychain holds no key any more).
     let out = restore(None, &target("none"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no key") && err.contains("super admin"), "{err}");
+    assert!(err.contains("--operator"), "{err}");
     assert!(!h.join("restored-none.db").exists(), "nothing was written");
-    // A platform operator's sign-in brings no key either.
+    // A platform operator may not restore (and holds no key either).
     let out = restore(Some("olga"), &target("olga"));
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no key"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("backup:restore_data"), "{}", String::from_utf8_lossy(&out.stderr));
     // The super admin's does.
     let out = restore(Some("alice"), &target("alice"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -839,4 +839,87 @@ fn configurations_are_created_changed_and_deleted_from_the_command_line() {
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("its backups stay"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(count(), before);
     assert_eq!(stdout_json(&run(&["history", "--status", "completed", "--json"])).as_array().map(Vec::len), Some(1), "its backup stays in the history");
+}
+
+/// Issue 21 #3: once operators exist, every command on a repository named by path acts as the
+/// signed-in operator — its permission checked, refusals (a missing key too) audited under their
+/// name — and a repository that an ad-hoc backup made keeps no usable secret in the keychain.
+#[test]
+fn once_operators_exist_ad_hoc_commands_act_as_the_signed_in_operator_with_its_rights() {
+    let (home, pw) = demo_home_with_password();
+    let h = home.path();
+    let pw_s = pw.to_str().expect("utf-8");
+    let db = Db::new();
+    psql(&db.url(), "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g;");
+    // Before operators: an ad-hoc backup, its secret in the keychain; another with a password.
+    let repo = h.join("adhoc");
+    let repo_s = repo.to_str().expect("utf-8");
+    let out = safehold(h, &["backup", "--source", &db.url(), "--to", repo_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let known = h.join("known-pw");
+    std::fs::write(&known, "a password olga knows\n").expect("pw");
+    let repo2 = h.join("with-password");
+    let repo2_s = repo2.to_str().expect("utf-8");
+    let out = safehold(h, &["backup", "--source", &db.url(), "--to", repo2_s, "--password-file", known.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    assert!(safehold(h, &["operator", "setup", "alice", "--password-file", pw_s]).status.success());
+    for (who, role) in [("olga", "platform_operator"), ("rita", "read_only_admin")] {
+        let out = as_operator(h, "alice", &pw, &["operator", "add", who, "--role", role, "--password-file", pw_s]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let sqlite_target = |n: &str| format!("sqlite://{}", h.join(format!("{n}.db")).display());
+    let kit_state = || {
+        let config: serde_json::Value = serde_json::from_slice(&std::fs::read(repo.join("safehold-repository.json")).expect("repository file")).expect("json");
+        config["recovery_exported"] == true
+    };
+    // Nobody signed in: restore, deep verify and the recovery kit's export are refused, and the
+    // kit stays with the repository.
+    for args in [
+        vec!["restore", "--from", repo_s, "--target", &sqlite_target("nobody"), "--yes"],
+        vec!["verify", "--deep", repo_s],
+        vec!["key", "export-recovery", repo_s],
+        vec!["restore", "--from", repo2_s, "--target", &sqlite_target("nobody"), "--yes", "--password-file", known.to_str().expect("utf-8")],
+    ] {
+        let out = safehold(h, &args);
+        assert!(!out.status.success(), "{args:?} ran with nobody signed in");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--operator"), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(!kit_state(), "the kit was not taken away");
+    assert!(!h.join("nobody.db").exists());
+    // A platform operator who knows a repository's password may still not restore from it; a
+    // read-only admin may list but not deep-verify. Each refusal is audited under their name.
+    let out = as_operator(h, "olga", &pw, &["restore", "--from", repo2_s, "--target", &sqlite_target("olga"), "--yes", "--password-file", known.to_str().expect("utf-8")]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("backup:restore_data"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!h.join("olga.db").exists());
+    let out = as_operator(h, "rita", &pw, &["verify", "--deep", repo_s]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("backup:restore_data"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(as_operator(h, "rita", &pw, &["ls", repo_s]).status.success());
+    assert_eq!(
+        sqlite(h, "SELECT group_concat(o.name || ':' || a.action, ',') FROM audit_log a JOIN operators o ON o.id = a.operator_id WHERE a.outcome = 'denied' ORDER BY a.id"),
+        "olga:restore.start,rita:backup.verify_deep"
+    );
+    // The platform operator backs up into it (sealed to its public key, no secret needed).
+    let out = as_operator(h, "olga", &pw, &["backup", "--source", &db.url(), "--to", repo_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The super admin's first command on it seals it to the super admins and takes its secret out
+    // of the keychain; she restores, and the log names her.
+    let target = Db::new();
+    let out = as_operator(h, "alice", &pw, &["restore", "--from", repo_s, "--target", &target.url(), "--yes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(psql(&target.url(), "SELECT count(*) FROM t"), "10");
+    assert_eq!(sqlite(h, "SELECT count(*) FROM audit_log WHERE action = 'key.withhold'"), "1", "the ad-hoc repository's secret was withheld");
+    assert_eq!(
+        sqlite(h, "SELECT o.name FROM audit_log a JOIN operators o ON o.id = a.operator_id WHERE a.action = 'restore.start' AND a.outcome = 'success'"),
+        "alice"
+    );
+    assert_eq!(sqlite(h, "SELECT o.name FROM restore_operations r JOIN operators o ON o.id = r.initiated_by WHERE r.status = 'completed'"), "alice");
+    // A platform operator's deep verify would need restore_data; olga's quick verify works.
+    assert!(as_operator(h, "olga", &pw, &["verify", repo_s]).status.success());
+    // With nobody signed in after the withholding, even a command that skipped the sign-in
+    // could not find a key: the keychain no longer holds the repository's secret.
+    let out = as_operator(h, "alice", &pw, &["key", "export-recovery", repo_s]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("SHRK-"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(kit_state(), "exported by alice");
+    assert_eq!(sqlite(h, "SELECT count(*) FROM audit_log a JOIN operators o ON o.id = a.operator_id WHERE a.action = 'key.export_recovery' AND o.name = 'alice' AND a.outcome = 'success'"), "1");
 }

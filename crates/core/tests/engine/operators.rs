@@ -112,6 +112,21 @@ async fn attempt(ctx: &Ctx, what: &str, conn: &str, pg: &str, scratch: &std::pat
             let _ = pg;
             safehold_core::restores::plan(ctx, &form).await.map(drop)
         }
+        // A dry run reads tenants' rows with the stored password: the same permission.
+        "validate_migration" => {
+            let spec = migrate::MigrationSpec {
+                migration_type: Some(migrate::MigrationType::TenantCopy),
+                source: Some(pg.into()),
+                target: Some(pg.into()),
+                source_tenant_ids: vec!["acme".into()],
+                target_tenant_id: Some(format!("acme-{}", ctx.operator_id())),
+                ..Default::default()
+            };
+            migrate::records::validate_with(ctx, &spec, None, &safehold_core::source::no_progress()).await.map(drop)
+        }
+        // A command on a repository named by path (the CLI's restore --from DIR, verify --deep …).
+        "adhoc_restore" => safehold_core::custody::adhoc(ctx, operators::Permission::RestoreData, "restore.plan", "/somewhere", &Default::default(), None).await.map(drop),
+        "adhoc_backup" => safehold_core::custody::adhoc(ctx, operators::Permission::TriggerManual, "backup.adhoc", "/somewhere", &Default::default(), None).await.map(drop),
         other => panic!("no attempt {other}"),
     };
     match r {
@@ -131,7 +146,7 @@ async fn every_role_may_do_what_its_grants_allow_and_nothing_else_and_both_are_a
     let conn = connections::list(&h.ctx).await.expect("connections").remove(0).id;
     let scratch = tempfile::tempdir().expect("tmp");
     // (function, super_admin, platform_operator, read_only_admin)
-    let matrix: [(&str, bool, bool, bool); 12] = [
+    let matrix: [(&str, bool, bool, bool); 15] = [
         ("history", true, true, true),
         ("configurations", true, true, true),
         ("audit", true, true, true),
@@ -144,6 +159,9 @@ async fn every_role_may_do_what_its_grants_allow_and_nothing_else_and_both_are_a
         ("list_tenants", true, false, false),
         ("plan_restore", true, false, false),
         ("notify_setting", true, false, false),
+        ("validate_migration", true, false, false),
+        ("adhoc_restore", true, false, false),
+        ("adhoc_backup", true, true, false),
     ];
     for (who, col) in [("alice", 1), ("olga", 2), ("rita", 3)] {
         let ctx = as_op(&h, who).await;
@@ -170,6 +188,7 @@ async fn every_role_may_do_what_its_grants_allow_and_nothing_else_and_both_are_a
     assert_eq!(count(&h.ctx, &done("connection.add", "alice")).await, 1);
     assert_eq!(count(&h.ctx, &done("storage.add", "alice")).await, 1);
     assert_eq!(count(&h.ctx, &done("operator.add", "alice")).await, 3);
+    assert_eq!(count(&h.ctx, &done("migration.validate", "alice")).await, 1, "a dry run is audited too");
     // Backups asked for are recorded with who asked.
     let by: Vec<String> = sqlx::query_scalar("SELECT o.name FROM backup_executions e JOIN operators o ON o.id = e.initiated_by ORDER BY o.name")
         .fetch_all(&h.ctx.pool)
