@@ -1305,6 +1305,17 @@ async fn open_catalog(cli: &Cli) -> Result<Ctx, Error> {
         None => context::default_home()?,
     };
     let ctx = Ctx::open(&home).await?;
+    // A command killed earlier (kill -9, power loss) left its rows `running`: they are marked
+    // interrupted now (never a job a live process runs), and the partial files it left removed.
+    if !matches!(cli.command, Command::Schedule(ScheduleCommand::Run { .. })) {
+        let r = safehold_core::scheduler::recover_dead(&ctx).await?;
+        if r.backups + r.restores + r.migrations + r.partial_files > 0 {
+            eprintln!(
+                "note: found what an earlier run left when it was stopped: {} backups, {} restores and {} migrations marked interrupted; {} partial files removed",
+                r.backups, r.restores, r.migrations, r.partial_files
+            );
+        }
+    }
     if !matches!(cli.command, Command::Operator(OperatorCommand::Setup { .. })) {
         sign_in_if_needed(&ctx, cli.operator.as_deref()).await?;
     }
@@ -1540,12 +1551,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Schedule(ScheduleCommand::Run { max_jobs }) => {
             let stamp = || safehold_core::catalog::now();
             let r = safehold_core::scheduler::recover_interrupted(&ctx).await?;
-            if r.backups + r.restores + r.partial_files + r.uploads as u64 > 0 {
+            if r.backups + r.restores + r.migrations + r.partial_files + r.uploads as u64 > 0 {
                 println!(
-                    "{} {} backups and {} restores were interrupted by a stop; {} partial archives removed, {} unfinished uploads aborted",
+                    "{} {} backups, {} restores and {} migrations were interrupted by a stop; {} partial archives removed, {} unfinished uploads aborted",
                     stamp(),
                     r.backups,
                     r.restores,
+                    r.migrations,
                     r.partial_files,
                     r.uploads
                 );

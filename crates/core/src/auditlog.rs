@@ -104,8 +104,8 @@ pub async fn export_csv(ctx: &Ctx, filter: &AuditFilter, path: &Path) -> Result<
     }
     let data = w.into_inner().map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))?;
     // Written whole or not at all.
-    let tmp = path.with_extension("csv.partial");
-    std::fs::write(&tmp, &data).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;
+    let tmp = crate::private::partial_beside(path);
+    crate::private::write(&tmp, &data).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(format!("cannot write {}", path.display()), &e)

@@ -217,7 +217,7 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
         None => repo.archives_dir().join(format!("{stamp}-{}.{ARCHIVE_EXT}", &id[..8])),
     };
     if req.dest.is_none() && !crate::remote::is_remote(&repo.dir) {
-        std::fs::create_dir_all(repo.archives_dir()).map_err(|e| Error::io(format!("cannot create {}", repo.archives_dir().display()), &e))?;
+        crate::private::create_dir_all(&repo.archives_dir()).map_err(|e| Error::io(format!("cannot create {}", repo.archives_dir().display()), &e))?;
     }
     let mut writer = ArchiveWriter::create(&dest, &header, req.encrypt.then_some(dk), WriteOptions { zstd_level: req.zstd_level, threads: req.jobs })?;
     let stats = match &req.source {

@@ -20,6 +20,16 @@ pub const CATALOG_FILE: &str = "catalog.db";
 
 /// Opens (creating if needed) the catalog at `path` without migrating it.
 pub async fn connect(path: &Path) -> Result<SqlitePool> {
+    // Made 0600 before SQLite opens it (its journal files take the same mode), and older
+    // catalogs restricted.
+    if !path.exists() {
+        crate::private::create_new(path).map_err(|e| Error::io(format!("cannot create the catalog {}", path.display()), &e))?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = crate::private::restrict(Path::new(&p));
+    }
     let url = format!("sqlite://{}", path.display());
     let opts = SqliteConnectOptions::from_str(&url)
         .map_err(|e| Error::new(ErrorCode::Io, format!("invalid catalog path {}: {e}", path.display())))?

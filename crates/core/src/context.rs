@@ -83,8 +83,10 @@ impl Ctx {
 
     /// Opens the catalog under `home` with the given secret store.
     pub async fn open_with(home: &Path, secrets: Arc<dyn SecretStore>) -> Result<Self> {
-        std::fs::create_dir_all(home)
-            .map_err(|e| Error::io(format!("cannot create the Safehold home {}", home.display()), &e))?;
+        // The catalog holds password hashes, wrapped keys and the audit log: the home and
+        // everything in it are the owner's alone (made so here too if an older version did not).
+        crate::private::create_dir_all(home).map_err(|e| Error::io(format!("cannot create the Safehold home {}", home.display()), &e))?;
+        crate::private::restrict(home).map_err(|e| Error::io(format!("cannot restrict the Safehold home {}", home.display()), &e))?;
         let pool = catalog::open(&home.join(catalog::CATALOG_FILE)).await?;
         // Until the first super admin is created, the workstation's local administrator acts;
         // afterwards nobody does until an operator signs in.

@@ -50,10 +50,10 @@ fn write_whole(dest: &Path, bytes: Vec<u8>) -> Result<()> {
         return crate::remote::object(dest)?.put(bytes);
     }
     if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
+        crate::private::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
     }
-    let tmp = dest.with_extension("partial");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;
+    let tmp = crate::private::partial_beside(dest);
+    crate::private::write(&tmp, &bytes).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;
     std::fs::rename(&tmp, dest).map_err(|e| Error::io(format!("cannot write {}", dest.display()), &e))
 }
 
@@ -77,11 +77,12 @@ pub fn copy_archive(src: &Path, dest: &Path) -> Result<u64> {
         return Ok(len);
     }
     if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
+        crate::private::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
     }
-    let tmp = dest.with_extension("partial");
+    let tmp = crate::private::partial_beside(dest);
     let result = (|| -> std::io::Result<()> {
-        let mut out = std::fs::File::create(&tmp)?;
+        let mut out = crate::private::create_new(&tmp)?;
+        crate::private::lock(&out)?;
         std::io::copy(&mut from, &mut out)?;
         out.sync_all()?;
         std::fs::rename(&tmp, dest)

@@ -226,6 +226,13 @@ pub async fn adhoc(ctx: &Ctx, permission: crate::operators::Permission, action: 
     if let Some(dir) = repo_dir {
         if let Some(repo) = repository_at(dir).await {
             remember(ctx, &repo).await?;
+            // What a killed backup into it left (a file no live process is writing).
+            if !crate::remote::is_remote(&repo.dir) {
+                let gone = crate::private::sweep_partials(&repo.archives_dir());
+                if !gone.is_empty() {
+                    audit(&ctx.pool, &who.id, "jobs.recover", &repo.dir.display().to_string(), "success", Some(&format!("{} partial archives of stopped backups removed", gone.len()))).await?;
+                }
+            }
             if operators_exist && keys.operator_key.is_some() {
                 let admins = super_admin_keys(&ctx.pool).await?;
                 let others = other_keys(&ctx.pool).await?;
@@ -395,15 +402,8 @@ pub async fn export_recovery_kit(ctx: &Ctx, name_or_id: &str, path: &std::path::
 fn write_private_file(path: &std::path::Path, text: &str) -> Result<()> {
     use std::io::Write as _;
     let io = |e: std::io::Error| Error::io(format!("cannot write the recovery kit to {}", path.display()), &e);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = std::path::PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&tmp).and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all())).and_then(|()| std::fs::rename(&tmp, path));
+    let tmp = crate::private::partial_beside(path);
+    let written = crate::private::create_new(&tmp).and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all())).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(io(e));

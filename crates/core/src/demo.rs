@@ -134,9 +134,9 @@ pub async fn generate(path: &Path, seed: u64) -> Result<(i64, i64)> {
         return Err(Error::conflict(format!("{} already exists; the demo is not regenerated over it", path.display())));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
-    let partial = path.with_extension("db.partial");
-    let _ = std::fs::remove_file(&partial);
+    crate::private::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
+    let partial = crate::private::partial_beside(path);
+    drop(crate::private::create_new(&partial).map_err(|e| Error::io(format!("cannot create {}", partial.display()), &e))?);
     let result = write_demo(&partial, seed).await;
     match result {
         Ok(counts) => {
@@ -299,7 +299,7 @@ pub async fn ensure(ctx: &Ctx, force: bool) -> Result<DemoReport> {
     }
     let (tenants, rows) = if path.exists() { (0, 0) } else { generate(&path, 125).await? };
     let backups = ctx.home.join("backups");
-    std::fs::create_dir_all(&backups).map_err(|e| Error::io(format!("cannot create {}", backups.display()), &e))?;
+    crate::private::create_dir_all(&backups).map_err(|e| Error::io(format!("cannot create {}", backups.display()), &e))?;
 
     let ts = now();
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;

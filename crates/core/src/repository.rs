@@ -101,7 +101,7 @@ impl Repository {
     /// Creates a repository in `dir` protected by `password`, with a new recovery key.
     pub fn init(dir: &Path, password: &str, kdf: KdfParams) -> Result<(Self, SecretKey)> {
         if !crate::remote::is_remote(dir) {
-            std::fs::create_dir_all(dir.join("archives")).map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
+            crate::private::create_dir_all(&dir.join("archives")).map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
         }
         let id = uuid::Uuid::new_v4().to_string();
         Self::init_with_id(dir, &id, password, kdf)
@@ -135,10 +135,13 @@ impl Repository {
             let json = serde_json::to_vec_pretty(&self.config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
             return crate::remote::object(&path)?.put(json);
         }
-        let tmp = self.dir.join(format!("{CONFIG_FILE}.partial"));
+        let tmp = crate::private::partial_beside(&path);
         let json = serde_json::to_vec_pretty(&self.config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-        std::fs::write(&tmp, json).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("cannot write {}", path.display()), &e))
+        crate::private::write(&tmp, &json).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(format!("cannot write {}", path.display()), &e)
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -345,7 +348,7 @@ pub async fn open_or_init(
         }
         None => {
             if !crate::remote::is_remote(dir) {
-                std::fs::create_dir_all(dir.join("archives")).map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
+                crate::private::create_dir_all(&dir.join("archives")).map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
             }
             let id = uuid::Uuid::new_v4().to_string();
             let password = match headless {

@@ -148,8 +148,8 @@ pub async fn insert(ctx: &Ctx, req: &RestoreRequest, backup_execution_id: Option
     let target = crate::source::SourceSpec::parse(&req.target)?.display();
     sqlx::query(
         "INSERT INTO restore_operations (id, backup_execution_id, restore_type, target_tenant_id, restore_point, status, progress_percentage, \
-         tables_to_restore, exclude_tables, preserve_ids, started_at, initiated_by, target, source_archive) \
-         VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?)",
+         tables_to_restore, exclude_tables, preserve_ids, started_at, initiated_by, target, source_archive, runner) \
+         VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(backup_execution_id)
@@ -163,6 +163,7 @@ pub async fn insert(ctx: &Ctx, req: &RestoreRequest, backup_execution_id: Option
     .bind(ctx.operator_id())
     .bind(&target)
     .bind(req.from.display().to_string())
+    .bind(crate::lease::runner(&ctx.home)?)
     .execute(&ctx.pool)
     .await
     .map_err(|e| Error::catalog("record the restore", &e))?;
@@ -214,8 +215,9 @@ async fn record_safety_backup(ctx: &Ctx, restore_id: &str, b: &BackupOutcome) ->
 
 /// Runs a recorded restore to its end and records the outcome.
 pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, opened: Option<restore::Opened>, cancel: &CancelToken, progress: Option<ProgressSink>) -> Result<RestoreOutcome> {
-    sqlx::query("UPDATE restore_operations SET status = 'running', started_at = ? WHERE id = ?")
+    sqlx::query("UPDATE restore_operations SET status = 'running', started_at = ?, runner = ? WHERE id = ?")
         .bind(now())
+        .bind(crate::lease::runner(&ctx.home)?)
         .bind(id)
         .execute(&ctx.pool)
         .await

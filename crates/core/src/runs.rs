@@ -27,12 +27,13 @@ pub async fn enqueue(ctx: &Ctx, configuration_id: &str) -> Result<String> {
         )));
     }
     let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query("INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at, initiated_by) VALUES (?, ?, ?, 'pending', ?, ?)")
+    sqlx::query("INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at, initiated_by, runner) VALUES (?, ?, ?, 'pending', ?, ?, ?)")
         .bind(&id)
         .bind(configuration_id)
         .bind(format!("{:?}", config.backup_type).to_lowercase())
         .bind(now())
         .bind(ctx.operator_id())
+        .bind(crate::lease::runner(&ctx.home)?)
         .execute(&ctx.pool)
         .await
         .map_err(|e| Error::catalog("record the backup", &e))?;
@@ -86,8 +87,9 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
     // The audit names who asked for the backup (the runner only carries it out).
     let by = by.unwrap_or_else(|| ctx.operator_id());
     let config_id = config_id.ok_or_else(|| Error::not_found("the backup's configuration was deleted"))?;
-    sqlx::query("UPDATE backup_executions SET status = 'running', started_at = ? WHERE id = ?")
+    sqlx::query("UPDATE backup_executions SET status = 'running', started_at = ?, runner = ? WHERE id = ?")
         .bind(now())
+        .bind(crate::lease::runner(&ctx.home)?)
         .bind(execution_id)
         .execute(&ctx.pool)
         .await

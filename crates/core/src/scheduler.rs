@@ -11,6 +11,7 @@
 //! (Built on croner — the cron parser the configurations already validate with — rather than
 //! tokio-cron-scheduler, whose cron dialect differs from the five-field lines users write.)
 
+use std::path::Path;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +50,7 @@ pub struct Scheduler {
 pub struct Recovered {
     pub backups: u64,
     pub restores: u64,
+    pub migrations: u64,
     pub partial_files: u64,
     /// Multipart uploads left unfinished on object storage, aborted.
     pub uploads: usize,
@@ -56,60 +58,85 @@ pub struct Recovered {
 
 /// Marks jobs left `running` or `pending` by a process that died as failed ("interrupted") and
 /// removes the partial archives they left in local storages and the multipart uploads they left
-/// unfinished on object storage. Completed backups are untouched.
+/// unfinished on object storage. Jobs of a live process (its lease held, see [`crate::lease`])
+/// and the archives it is writing are left alone. Completed backups are untouched.
 pub async fn recover_interrupted(ctx: &Ctx) -> Result<Recovered> {
+    recover(ctx, true).await
+}
+
+/// What [`recover_interrupted`] does but the object storages (no network): every command that
+/// opens the catalog runs it, so that a killed command's rows do not stay `running`.
+pub async fn recover_dead(ctx: &Ctx) -> Result<Recovered> {
+    recover(ctx, false).await
+}
+
+async fn dead_rows(ctx: &Ctx, table: &str) -> Result<Vec<String>> {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT id, runner FROM {table} WHERE status IN ('running', 'pending')")))
+        .fetch_all(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read the jobs", &e))?;
+    Ok(rows.into_iter().filter(|(_, runner)| !crate::lease::alive(&ctx.home, runner.as_deref())).map(|(id, _)| id).collect())
+}
+
+async fn recover(ctx: &Ctx, remote: bool) -> Result<Recovered> {
     // Start-up housekeeping, before anybody signs in: Safehold acts for itself.
     let ctx = &ctx.detached(crate::operators::Session::of(Some(crate::operators::Acting::background()), None));
-    let msg = "interrupted: Safehold stopped while this backup was running or queued; it did not complete and left no archive";
-    let backups = sqlx::query("UPDATE backup_executions SET status = 'failed', completed_at = ?, error_message = ? WHERE status IN ('running', 'pending')")
-        .bind(now())
-        .bind(msg)
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("record interrupted backups", &e))?
-        .rows_affected();
-    let restores = sqlx::query(
-        "UPDATE restore_operations SET status = 'failed', completed_at = ?, error_message = 'interrupted: Safehold stopped during this restore; the database rolled its transaction back' \
-         WHERE status IN ('running', 'pending')",
-    )
-    .bind(now())
-    .execute(&ctx.pool)
-    .await
-    .map_err(|e| Error::catalog("record interrupted restores", &e))?
-    .rows_affected();
-    let mut partial_files = 0;
+    let messages = [
+        ("backup_executions", "interrupted: Safehold stopped while this backup was running or queued; it did not complete and left no archive"),
+        ("restore_operations", "interrupted: Safehold stopped during this restore; the database rolled its transaction back"),
+        ("migration_jobs", "interrupted: Safehold stopped during this migration; the target database rolled its transaction back and nothing was written"),
+    ];
+    let mut counts = [0u64; 3];
+    for (i, (table, msg)) in messages.iter().enumerate() {
+        for id in dead_rows(ctx, table).await? {
+            counts[i] += sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET status = 'failed', completed_at = ?, error_message = ? WHERE id = ? AND status IN ('running', 'pending')")))
+                .bind(now())
+                .bind(*msg)
+                .bind(&id)
+                .execute(&ctx.pool)
+                .await
+                .map_err(|e| Error::catalog("record an interrupted job", &e))?
+                .rows_affected();
+        }
+    }
+    let [backups, restores, migrations] = counts;
+    crate::lease::sweep(&ctx.home);
     let stores = crate::storage::list(ctx).await?;
     // Multipart uploads a killed process left unfinished on object storage.
     let mut uploads = 0;
-    for s in stores.iter().filter(|s| s.storage_type != crate::storage::StorageType::Local) {
-        let Ok(dir) = crate::storage::location(ctx, s).await else { continue };
-        match tokio::task::spawn_blocking(move || crate::remote::abort_orphaned_uploads(&dir)).await {
-            Ok(Ok(n)) => uploads += n,
-            Ok(Err(e)) => tracing::warn!("cannot check \"{}\" for unfinished uploads: {}", s.storage_name, e.message),
-            Err(e) => tracing::warn!("cannot check \"{}\" for unfinished uploads: {e}", s.storage_name),
-        }
-    }
-    for s in stores {
-        let Ok(dir) = crate::storage::local_dir(&s) else { continue };
-        for entry in std::fs::read_dir(dir.join("archives")).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.extension().and_then(|e| e.to_str()) == Some("partial") && std::fs::remove_file(&p).is_ok() {
-                partial_files += 1;
+    if remote {
+        for s in stores.iter().filter(|s| s.storage_type != crate::storage::StorageType::Local) {
+            let Ok(dir) = crate::storage::location(ctx, s).await else { continue };
+            match tokio::task::spawn_blocking(move || crate::remote::abort_orphaned_uploads(&dir)).await {
+                Ok(Ok(n)) => uploads += n,
+                Ok(Err(e)) => tracing::warn!("cannot check \"{}\" for unfinished uploads: {}", s.storage_name, e.message),
+                Err(e) => tracing::warn!("cannot check \"{}\" for unfinished uploads: {e}", s.storage_name),
             }
         }
     }
-    if backups + restores + partial_files + uploads as u64 > 0 {
+    // Partial archives nobody is writing (a writer holds a lock on its own).
+    let mut partial_files = 0;
+    for s in stores {
+        let Ok(dir) = crate::storage::local_dir(&s) else { continue };
+        partial_files += crate::private::sweep_partials(&dir.join("archives")).len() as u64;
+    }
+    for location in sqlx::query_scalar::<_, String>("SELECT location FROM known_repositories").fetch_all(&ctx.pool).await.unwrap_or_default() {
+        if !crate::remote::is_remote(Path::new(&location)) {
+            partial_files += crate::private::sweep_partials(&Path::new(&location).join("archives")).len() as u64;
+        }
+    }
+    if backups + restores + migrations + partial_files + uploads as u64 > 0 {
         crate::catalog::audit(
             &ctx.pool,
             &ctx.operator_id(),
             "jobs.recover",
             "catalog",
             "success",
-            Some(&format!("{backups} backups and {restores} restores interrupted; {partial_files} partial archives removed; {uploads} unfinished uploads aborted")),
+            Some(&format!("{backups} backups, {restores} restores and {migrations} migrations interrupted; {partial_files} partial archives removed; {uploads} unfinished uploads aborted")),
         )
         .await?;
     }
-    Ok(Recovered { backups, restores, partial_files, uploads })
+    Ok(Recovered { backups, restores, migrations, partial_files, uploads })
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Local>> {

@@ -67,7 +67,7 @@ pub async fn add_local(ctx: &Ctx, name: &str, path: &std::path::Path, is_default
     if !path.is_absolute() {
         return Err(Error::validation(format!("the storage directory {} must be an absolute path", path.display())));
     }
-    std::fs::create_dir_all(path).map_err(|e| Error::io(format!("cannot create the storage directory {}", path.display()), &e))?;
+    crate::private::create_dir_all(path).map_err(|e| Error::io(format!("cannot create the storage directory {}", path.display()), &e))?;
     let id = Uuid::new_v4().to_string();
     let config = serde_json::json!({ "path": path.display().to_string() }).to_string();
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;

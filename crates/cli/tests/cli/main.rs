@@ -478,30 +478,39 @@ fn a_scheduler_killed_during_a_backup_leaves_an_interrupted_row_no_partial_archi
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     std::thread::sleep(std::time::Duration::from_millis(500));
-    scheduler.kill().expect("SIGKILL");
-    let _ = scheduler.wait();
-    let _ = locker.kill();
-    let _ = locker.wait();
-    assert_eq!(sqlite(home.path(), &format!("SELECT status FROM backup_executions WHERE id = '{running}'")), "running", "the dead process could not record anything");
     let partial = |home: &Path| std::fs::read_dir(home.join("backups/archives")).expect("archives").flatten().filter(|e| e.path().extension().is_some_and(|x| x == "partial")).count();
-    assert_eq!(partial(home.path()), 1, "the killed backup left its partial archive");
+    assert_eq!(partial(home.path()), 1, "the running backup writes its partial archive");
 
-    // The next start recovers: the row is failed "interrupted", no partial archive remains.
+    // A second scheduler starting meanwhile (issue 21 #8) leaves the live process's backup alone,
+    // and so does any other command.
     sqlite(home.path(), "UPDATE backup_configurations SET is_active = 0");
-    let mut again = Command::new(env!("CARGO_BIN_EXE_safehold"))
+    let mut second = Command::new(env!("CARGO_BIN_EXE_safehold"))
         .args(["schedule", "run"])
         .env("SAFEHOLD_HOME", home.path())
         .env("SAFEHOLD_PASSWORD", "pw")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("schedule run");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while sqlite(home.path(), &format!("SELECT status FROM backup_executions WHERE id = '{running}'")) == "running" {
-        assert!(std::time::Instant::now() < deadline, "the interrupted row was not recovered");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let _ = again.kill();
-    let _ = again.wait();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let out = run(&["history"]);
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("interrupted"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = second.kill();
+    let _ = second.wait();
+    assert_eq!(sqlite(home.path(), &format!("SELECT status FROM backup_executions WHERE id = '{running}'")), "running", "a live process's backup is not taken for interrupted");
+    assert_eq!(partial(home.path()), 1, "nor is its partial archive removed");
+
+    scheduler.kill().expect("SIGKILL");
+    let _ = scheduler.wait();
+    let _ = locker.kill();
+    let _ = locker.wait();
+    assert_eq!(sqlite(home.path(), &format!("SELECT status FROM backup_executions WHERE id = '{running}'")), "running", "the dead process could not record anything");
+    assert_eq!(partial(home.path()), 1, "the killed backup left its partial archive");
+
+    // The next command that opens the catalog recovers and says so: the row is failed
+    // "interrupted", no partial archive remains.
+    let out = run(&["history"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 backups, 0 restores and 0 migrations marked interrupted; 1 partial files removed"), "{}", String::from_utf8_lossy(&out.stderr));
     let row = sqlite(home.path(), &format!("SELECT status || ' ' || error_message FROM backup_executions WHERE id = '{running}'"));
     assert!(row.starts_with("failed interrupted"), "{row}");
     assert_eq!(partial(home.path()), 0, "no partial archive remains");
@@ -922,4 +931,110 @@ fn once_operators_exist_ad_hoc_commands_act_as_the_signed_in_operator_with_its_r
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("SHRK-"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(kit_state(), "exported by alice");
     assert_eq!(sqlite(h, "SELECT count(*) FROM audit_log a JOIN operators o ON o.id = a.operator_id WHERE a.action = 'key.export_recovery' AND o.name = 'alice' AND a.outcome = 'success'"), "1");
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+/// Issue 21 #11, #13, #16: with a umask that would let everybody read (000), what Safehold writes
+/// is its owner's alone; an export never touches a file beside it; a backup killed with -9
+/// leaves a partial archive that the next command on the repository removes.
+#[test]
+fn files_are_the_owners_alone_exports_touch_nothing_beside_them_and_a_killed_backups_leftover_goes() {
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path().join("home");
+    let run = |args: &[&str]| {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg("umask 000; exec \"$0\" \"$@\"").arg(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", &h).env("SAFEHOLD_PASSWORD", "pw");
+        c.output().expect("run")
+    };
+    let db = Db::new();
+    psql(
+        &db.url(),
+        "CREATE TABLE tenants (id text PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE notes (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants(id), body text);
+         INSERT INTO tenants VALUES ('acme', 'Acme'), ('beta', 'Beta');
+         INSERT INTO notes (tenant_id, body) SELECT CASE WHEN g % 2 = 0 THEN 'acme' ELSE 'beta' END, 'note ' || g FROM generate_series(1, 50) g;",
+    );
+    let out = run(&["demo"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["config", "run", "Daily demo backup"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let repo = home.path().join("repo");
+    let out = run(&["backup", "--source", &db.url(), "--to", repo.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exports = home.path().join("exports");
+    std::fs::create_dir(&exports).expect("dir");
+    // Files of the user's own beside the export, named as a careless writer would name its own.
+    for name in ["acme.partial", "acme.shar.partial", "acme.zip.partial"] {
+        std::fs::write(exports.join(name), "mine").expect("write");
+    }
+    let shar = exports.join("acme.shar");
+    let out = run(&["tenant", "export", "--source", &db.url(), "--tenant", "acme", "--to", shar.to_str().expect("utf-8"), "--repo", repo.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let zip = exports.join("acme.zip");
+    let out = run(&["tenant", "export", "--source", &db.url(), "--tenant", "acme", "--to", zip.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["acme.partial", "acme.shar.partial", "acme.zip.partial"] {
+        assert_eq!(std::fs::read_to_string(exports.join(name)).expect("still there"), "mine", "{name} untouched");
+    }
+    let restored = home.path().join("restored.db");
+    let out = run(&["restore", "--from", h.join("backups").to_str().expect("utf-8"), "--target", &format!("sqlite://{}", restored.display()), "--yes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    assert_eq!(mode(&h), 0o700, "the home");
+    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        if h.join(f).exists() {
+            assert_eq!(mode(&h.join(f)), 0o600, "{f}");
+        }
+    }
+    for d in [h.join("backups"), h.join("backups/archives"), repo.clone(), repo.join("archives")] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    let mut files = vec![repo.join("safehold-repository.json"), h.join("backups/safehold-repository.json"), shar.clone(), zip.clone(), restored.clone()];
+    for dir in [repo.join("archives"), h.join("backups/archives")] {
+        files.extend(std::fs::read_dir(&dir).expect("archives").flatten().map(|e| e.path()));
+    }
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    // An older home opened again is restricted.
+    std::fs::set_permissions(&h, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(h.join("catalog.db"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    assert!(run(&["history"]).status.success());
+    assert_eq!((mode(&h), mode(&h.join("catalog.db"))), (0o700, 0o600));
+
+    // A backup killed with -9 (waiting on a lock inside its snapshot) leaves its partial archive;
+    // the next command on the repository removes it.
+    let slow = Db::new();
+    psql(&slow.url(), "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 1000);");
+    let mut locker = Command::new("psql").args(["-X", "-q", "-d", &slow.url(), "-c", "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);"]).spawn().expect("lock");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut backup = Command::new(env!("CARGO_BIN_EXE_safehold"))
+        .args(["backup", "--source", &slow.url(), "--to", repo.to_str().expect("utf-8")])
+        .env("SAFEHOLD_HOME", &h)
+        .env("SAFEHOLD_PASSWORD", "pw")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("backup");
+    let partials = || std::fs::read_dir(repo.join("archives")).expect("archives").flatten().filter(|e| e.path().extension().is_some_and(|x| x == "partial")).count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while partials() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the backup never started writing");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // While it lives, another command leaves its partial archive alone.
+    assert!(run(&["ls", repo.to_str().expect("utf-8")]).status.success());
+    assert_eq!(partials(), 1, "a live backup's partial archive stays");
+    backup.kill().expect("SIGKILL");
+    let _ = backup.wait();
+    let _ = locker.kill();
+    let _ = locker.wait();
+    assert_eq!(partials(), 1, "the killed backup left it");
+    assert!(run(&["ls", repo.to_str().expect("utf-8")]).status.success());
+    assert_eq!(partials(), 0, "the next command on the repository removed it");
+    let out = run(&["verify", repo.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "the backups that completed verify: {}", String::from_utf8_lossy(&out.stderr));
 }

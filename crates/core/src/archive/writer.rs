@@ -182,14 +182,17 @@ fn io(path: &Path, e: std::io::Error) -> Error {
 }
 
 impl ArchiveWriter {
-    /// Starts an archive at `dest` (written as `dest.partial` until [`finish`](Self::finish)).
+    /// Starts an archive at `dest` (written as `dest.<tag>.partial` until [`finish`](Self::finish)).
     /// `key` is the archive's data key, `None` for an unencrypted archive.
     pub fn create(dest: &Path, header: &ArchiveHeader, key: Option<SecretKey>, options: WriteOptions) -> Result<Self> {
         let (tmp, out) = if crate::remote::is_remote(dest) {
             (dest.to_path_buf(), Sink::Object(crate::remote::object(dest)?.upload()?))
         } else {
-            let tmp = dest.with_extension("partial");
-            let f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+            // A name of its own (nothing beside it is overwritten), 0600, locked while it is
+            // written: a leftover of a killed process is told from one being written.
+            let tmp = crate::private::partial_beside(dest);
+            let f = crate::private::create_new(&tmp).map_err(|e| io(&tmp, e))?;
+            crate::private::lock(&f).map_err(|e| io(&tmp, e))?;
             (tmp, Sink::File(BufWriter::with_capacity(1 << 20, f)))
         };
         let mut file = Hashing { out, hash: Sha256::new(), pos: 0 };
@@ -374,8 +377,9 @@ impl ArchiveWriter {
         match std::mem::replace(&mut self.file.out, Sink::Closed) {
             Sink::File(f) => {
                 f.get_ref().sync_all().map_err(|e| io(&tmp, e))?;
-                drop(f);
+                // Renamed while still open (and so locked): a sweep never sees it unheld.
                 std::fs::rename(&self.tmp, &self.dest).map_err(|e| io(&self.dest, e))?;
+                drop(f);
                 if let Some(dir) = self.dest.parent() {
                     if let Ok(d) = File::open(dir) {
                         let _ = d.sync_all();

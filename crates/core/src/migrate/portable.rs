@@ -105,9 +105,7 @@ pub(crate) async fn write(tx: &mut Tx<'_>, path: &Path, staged: &Staged, schema:
 }
 
 pub(crate) fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".partial");
-    path.with_file_name(name)
+    crate::private::partial_beside(path)
 }
 
 async fn write_to(tx: &mut Tx<'_>, partial: &Path, staged: &Staged, schema: &Target, meta: &ExportMeta<'_>) -> Result<Vec<ExportedFile>> {
@@ -116,7 +114,8 @@ async fn write_to(tx: &mut Tx<'_>, partial: &Path, staged: &Staged, schema: &Tar
             return Err(Error::validation(format!("the folder {} does not exist: choose where to save the export", dir.display())));
         }
     }
-    let file = std::fs::File::create(partial).map_err(|e| Error::io(format!("cannot create {}", partial.display()), &e))?;
+    // Tenant data in plain text: its owner's alone.
+    let file = crate::private::create_new(partial).map_err(|e| Error::io(format!("cannot create {}", partial.display()), &e))?;
     let mut zip = zip::ZipWriter::new(file);
     let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     let mut files = Vec::new();

@@ -169,7 +169,7 @@ pub async fn start(ctx: &Ctx, spec: &MigrationSpec) -> Result<String> {
     let source_file = if spec.source_files.is_empty() { spec.source.as_deref().map(redact) } else { Some(spec.source_files.join(", ")) };
     sqlx::query(
         "INSERT INTO migration_jobs (id, migration_name, migration_type, source_tenant_id, target_tenant_id, source_file_path, target_file_path, \
-         mapping_configuration, transformation_rules, status, initiated_by, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+         mapping_configuration, transformation_rules, status, initiated_by, started_at, runner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
     )
     .bind(&id)
     .bind(&name)
@@ -182,6 +182,7 @@ pub async fn start(ctx: &Ctx, spec: &MigrationSpec) -> Result<String> {
     .bind(serde_json::to_string(&spec.rules).unwrap_or_else(|_| "[]".into()))
     .bind(ctx.operator_id())
     .bind(now())
+    .bind(crate::lease::runner(&ctx.home)?)
     .execute(&ctx.pool)
     .await
     .map_err(|e| Error::catalog("record the migration", &e))?;
@@ -199,8 +200,9 @@ async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
 
 /// Runs a recorded migration job to its end and records the outcome.
 pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<KeySources>, cancel: &CancelToken) -> Result<MigrationReport> {
-    sqlx::query("UPDATE migration_jobs SET status = 'running', started_at = ? WHERE id = ?")
+    sqlx::query("UPDATE migration_jobs SET status = 'running', started_at = ?, runner = ? WHERE id = ?")
         .bind(now())
+        .bind(crate::lease::runner(&ctx.home)?)
         .bind(id)
         .execute(&ctx.pool)
         .await

@@ -302,7 +302,7 @@ enum SqlValue {
 }
 
 /// Restores the SQLite backup into a new file at `target`, which must not exist. Built as
-/// `target.partial` and renamed only when complete: a failure leaves nothing.
+/// `target.<tag>.partial` and renamed only when complete: a failure leaves nothing.
 /// `chain` is the backup and its ancestors, oldest (the full) first, each with its index; the
 /// state restored is the newest one's.
 pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], target: &Path, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
@@ -314,12 +314,19 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ta
     }
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
     let schema = read_schema(reader, index)?;
-    let partial = target.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
+    // A name of its own beside the target, 0600 from the start (the restored rows are the
+    // owner's alone), locked while it is built.
+    let partial = crate::private::partial_beside(target);
+    let held = crate::private::create_new(&partial).map_err(|e| Error::io(format!("cannot create {}", partial.display()), &e))?;
+    let _ = crate::private::lock(&held);
     let result = restore_into(chain, &schema, &partial, cancel, progress).await;
     match result {
         Ok(rows) => {
-            std::fs::rename(&partial, target).map_err(|e| Error::io(format!("cannot move the restored database to {}", target.display()), &e))?;
+            std::fs::rename(&partial, target).map_err(|e| {
+                let _ = std::fs::remove_file(&partial);
+                Error::io(format!("cannot move the restored database to {}", target.display()), &e)
+            })?;
+            drop(held);
             Ok(rows)
         }
         Err(e) => {
