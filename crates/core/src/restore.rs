@@ -533,15 +533,28 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
             out.tables = available.len() as u64;
         }
         (SourceSpec::Postgres { url }, None) => {
-            let created = req.create && source::postgres::create_database(url).await?;
-            out.rows = if created && req.jobs > 1 {
-                source::postgres::restore_parallel(&opened.chain, url, req.jobs, cancel, progress).await?
-            } else {
-                let r = source::postgres::restore(&opened.chain, url, req.clean, cancel, progress).await;
-                if r.is_err() && created {
-                    let _ = source::postgres::drop_database(url).await;
+            // A new database is built under a temporary name and renamed when complete: a crash
+            // never leaves a half-made database under the target's name.
+            let building = if req.create { source::postgres::start_building(url).await? } else { None };
+            out.rows = match building {
+                Some(b) => {
+                    let r = if req.jobs > 1 {
+                        source::postgres::restore_parallel(&opened.chain, &b.url, req.jobs, cancel, progress).await
+                    } else {
+                        source::postgres::restore(&opened.chain, &b.url, false, cancel, progress).await
+                    };
+                    match r {
+                        Ok(rows) => {
+                            b.finish().await?;
+                            rows
+                        }
+                        Err(e) => {
+                            b.abandon().await;
+                            return Err(e);
+                        }
+                    }
                 }
-                r?
+                None => source::postgres::restore(&opened.chain, url, req.clean, cancel, progress).await?,
             };
             out.tables = available.len() as u64;
         }

@@ -83,7 +83,7 @@ async fn recover(ctx: &Ctx, remote: bool) -> Result<Recovered> {
     let ctx = &ctx.detached(crate::operators::Session::of(Some(crate::operators::Acting::background()), None));
     let messages = [
         ("backup_executions", "interrupted: Safehold stopped while this backup was running or queued; it did not complete and left no archive"),
-        ("restore_operations", "interrupted: Safehold stopped during this restore; the database rolled its transaction back"),
+        ("restore_operations", "interrupted: Safehold stopped during this restore; an existing database rolled its transaction back, and a new one (--create) was being built under a temporary name, never the target's (the next restore into that server removes it): run the restore again"),
         ("migration_jobs", "interrupted: Safehold stopped during this migration; the target database rolled its transaction back and nothing was written"),
     ];
     let mut counts = [0u64; 3];

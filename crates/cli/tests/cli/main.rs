@@ -1038,3 +1038,59 @@ fn files_are_the_owners_alone_exports_touch_nothing_beside_them_and_a_killed_bac
     let out = run(&["verify", repo.to_str().expect("utf-8")]);
     assert!(out.status.success(), "the backups that completed verify: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Issue 21 #9: `restore --create` killed with -9 while it loads leaves no database under the
+/// target's name (it builds under a temporary one), the catalog row is marked interrupted by the
+/// next command, and running the restore again works and removes the leftover.
+#[test]
+fn a_create_restore_killed_midway_leaves_no_half_made_database_and_runs_again() {
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", h).env("SAFEHOLD_PASSWORD", "pw").output().expect("run");
+    let db = Db::new();
+    psql(
+        &db.url(),
+        "CREATE TABLE events (id bigint PRIMARY KEY, what text NOT NULL, at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO events SELECT g, repeat('x', 40) || g, now() FROM generate_series(1, 400000) g;
+         CREATE INDEX ON events (what); CREATE INDEX ON events (at, what);",
+    );
+    let repo = h.join("repo");
+    let out = run(&["backup", "--source", &db.url(), "--to", repo.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let target_name = format!("safehold_cli_create_{}", std::process::id());
+    let base = pg_base();
+    let target = format!("{base}/{target_name}");
+    let admin = format!("{base}/postgres");
+    let databases = |like: &str| psql(&admin, &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{like}'"));
+    let building = format!("safehold\\_building\\_%{target_name}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_safehold"))
+        .args(["restore", "--from", repo.to_str().expect("utf-8"), "--target", &target, "--create", "--yes"])
+        .env("SAFEHOLD_HOME", h)
+        .env("SAFEHOLD_PASSWORD", "pw")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("restore");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while databases(&building) == "0" {
+        assert!(std::time::Instant::now() < deadline, "the restore never started building");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert_eq!(databases(&target_name), "0", "no database under the target's name");
+    assert_eq!(sqlite(h, "SELECT status FROM restore_operations"), "running", "the killed process could not say");
+    // The next command says what happened.
+    let out = run(&["history", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 restores"), "{}", String::from_utf8_lossy(&out.stderr));
+    let row = sqlite(h, "SELECT status || ': ' || error_message FROM restore_operations");
+    assert!(row.starts_with("failed: interrupted") && row.contains("temporary name"), "{row}");
+    // Run again: it works, and the leftover of the first is gone.
+    let out = run(&["restore", "--from", repo.to_str().expect("utf-8"), "--target", &target, "--create", "--yes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(psql(&target, "SELECT count(*) FROM events"), "400000");
+    assert_eq!(psql(&target, "SELECT count(*) FROM pg_indexes WHERE tablename = 'events'"), "3", "keys and indexes made");
+    assert_eq!(databases(&building), "0", "the abandoned build was removed");
+    psql(&admin, &format!("DROP DATABASE \"{target_name}\" WITH (FORCE)"));
+}

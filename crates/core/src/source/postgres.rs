@@ -1068,6 +1068,122 @@ pub async fn create_database(url: &str) -> Result<bool> {
     Ok(!exists)
 }
 
+/// Where a `--create` restore builds: a database under a temporary name, renamed to the
+/// target's only when complete. While it is built, a connection to it is kept open (its anchor):
+/// a database of that form that nobody is connected to was left by a process that died, and the
+/// next restore into that server drops it.
+pub struct Building {
+    /// The URL of the database being built.
+    pub url: String,
+    name: String,
+    target: String,
+    admin: String,
+    anchor: Option<PgConnection>,
+}
+
+pub const BUILDING_PREFIX: &str = "safehold_building_";
+
+/// The name a database is built under: the prefix, a tag, and as much of the target's name as
+/// fits in PostgreSQL's 63 bytes.
+fn building_name(target: &str) -> String {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut name = format!("{BUILDING_PREFIX}{}_", &tag[..8]);
+    for c in target.chars() {
+        if name.len() + c.len_utf8() > 63 {
+            break;
+        }
+        name.push(c);
+    }
+    name
+}
+
+fn admin_url(url: &str) -> Result<(url::Url, String)> {
+    let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
+    let db = percent_decode(admin_url.path().trim_start_matches('/'));
+    if db.is_empty() {
+        return Err(Error::validation("the target URL names no database"));
+    }
+    admin_url.set_path("/postgres");
+    Ok((admin_url, db))
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes()).next().map(|(_, v)| v.to_string()).unwrap_or_else(|| s.to_string())
+}
+
+/// Starts building the database `url` names under a temporary name (see [`Building`]); `None`
+/// when the target exists already (it is restored into in place). Drops what earlier builds into
+/// this server left first.
+pub async fn start_building(url: &str) -> Result<Option<Building>> {
+    let (admin_url, db) = admin_url(url)?;
+    let mut admin = connect(admin_url.as_str()).await?;
+    sweep_abandoned(&mut admin).await;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(&db).fetch_one(&mut admin).await.map_err(q("look for the database"))?;
+    if exists {
+        let _ = admin.close().await;
+        return Ok(None);
+    }
+    let name = building_name(&db);
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {}", qi(&name)))).execute(&mut admin).await.map_err(q("create the database to restore into"))?;
+    let _ = admin.close().await;
+    let mut build_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
+    build_url.set_path(&format!("/{}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()));
+    let anchor = connect(build_url.as_str()).await?;
+    Ok(Some(Building { url: build_url.to_string(), name, target: db, admin: admin_url.to_string(), anchor: Some(anchor) }))
+}
+
+impl Building {
+    /// Renames the complete database to the target's name.
+    pub async fn finish(mut self) -> Result<()> {
+        if let Some(a) = self.anchor.take() {
+            let _ = a.close().await;
+        }
+        let mut admin = connect(&self.admin).await?;
+        let renamed = sqlx::query(AssertSqlSafe(format!("ALTER DATABASE {} RENAME TO {}", qi(&self.name), qi(&self.target)))).execute(&mut admin).await;
+        if let Err(e) = renamed {
+            let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", qi(&self.name)))).execute(&mut admin).await;
+            return Err(Error::new(
+                ErrorCode::Database,
+                format!("the restored database could not be given the name {} ({e}); nothing was left behind: the name may have been taken meanwhile", self.target),
+            ));
+        }
+        let _ = admin.close().await;
+        Ok(())
+    }
+
+    /// Drops the unfinished database.
+    pub async fn abandon(mut self) {
+        if let Some(a) = self.anchor.take() {
+            let _ = a.close().await;
+        }
+        if let Ok(mut admin) = connect(&self.admin).await {
+            let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", qi(&self.name)))).execute(&mut admin).await;
+            let _ = admin.close().await;
+        }
+    }
+}
+
+/// Drops the databases earlier `--create` restores were building when their process died (the
+/// prefix, and nobody connected: a live build keeps its anchor connection). Returns their names.
+async fn sweep_abandoned(admin: &mut PgConnection) -> Vec<String> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT d.datname FROM pg_database d WHERE starts_with(d.datname, $1) AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+    )
+    .bind(BUILDING_PREFIX)
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_default();
+    let mut dropped = Vec::new();
+    for n in names {
+        // Without FORCE: a build that connected in the meantime is left alone.
+        if sqlx::query(AssertSqlSafe(format!("DROP DATABASE {}", qi(&n)))).execute(&mut *admin).await.is_ok() {
+            tracing::info!("dropped {n}, left by a restore that was stopped");
+            dropped.push(n);
+        }
+    }
+    dropped
+}
+
 /// Drops the database named in `url` (used to undo a failed restore into a database it created).
 pub async fn drop_database(url: &str) -> Result<()> {
     let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
