@@ -809,10 +809,15 @@ fn parse_compression(s: &str) -> Result<Option<i32>, Error> {
     }
 }
 
+/// The archives a verify checks: one, or every one in a repository (those that cannot even be
+/// opened included: they are reported as damaged, the others still checked).
 fn archives_of(target: &Path) -> Result<(Vec<PathBuf>, Option<Repository>), Error> {
     if safehold_core::repository::is_repository_location(target) {
         let repo = Repository::open(target)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", target.display())))?;
-        Ok((repo.list()?.into_iter().map(|(p, _)| p).collect(), Some(repo)))
+        let (ok, damaged) = repo.scan()?;
+        let mut all: Vec<PathBuf> = ok.into_iter().map(|(p, _)| p).chain(damaged.into_iter().map(|(p, _)| p)).collect();
+        all.sort();
+        Ok((all, Some(repo)))
     } else {
         Ok((vec![target.to_path_buf()], None))
     }
@@ -1206,27 +1211,50 @@ async fn engine_command(cli: &Cli, place: &Path, keys: KeySources) -> Result<(),
             // The checksums the catalog recorded when the archives were written, if it knows them.
             let recorded = recorded_checksums(cli.home.as_deref()).await;
             let mut reports = Vec::new();
+            let mut failed: Vec<String> = Vec::new();
             for p in &paths {
-                let report = if a.deep {
-                    let mut reader = ArchiveReader::open(p)?;
-                    keys.unlock_archive(&mut reader, repo.as_ref()).await?;
-                    verify::deep_with(reader)?
-                } else {
-                    let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-                    verify::quick(p, recorded.get(&canonical).map(String::as_str))?
-                };
-                if !json {
-                    println!("ok  {}  {}  sha256 {}{}", report.archive_id, report.archive, report.sha256, if report.deep { format!("  {} sections, {} rows", report.sections, report.rows) } else { String::new() });
+                // Each archive on its own: a damaged one is reported and the others still checked.
+                let checked = async {
+                    if a.deep {
+                        let mut reader = ArchiveReader::open(p)?;
+                        keys.unlock_archive(&mut reader, repo.as_ref()).await?;
+                        verify::deep_with(reader)
+                    } else {
+                        let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                        verify::quick_in(p, recorded.get(&canonical).map(String::as_str), repo.as_ref())
+                    }
                 }
-                reports.push(report);
+                .await;
+                match checked {
+                    Ok(report) => {
+                        if !json {
+                            println!("ok  {}  {}  sha256 {}{}", report.archive_id, report.archive, report.sha256, if report.deep { format!("  {} sections, {} rows", report.sections, report.rows) } else { String::new() });
+                        }
+                        reports.push(serde_json::to_value(&report).unwrap_or_default());
+                    }
+                    Err(e) if paths.len() > 1 && e.code != ErrorCode::AuthFailed => {
+                        if !json {
+                            println!("FAIL  {}  {}", p.display(), e.message);
+                        }
+                        reports.push(serde_json::json!({ "archive": p.display().to_string(), "ok": false, "error": e.message }));
+                        failed.push(p.display().to_string());
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if json {
                 print_json(&reports);
             }
+            if !failed.is_empty() {
+                return Err(Error::validation(format!("{} of {} archives failed verification: {}; the others are sound", failed.len(), paths.len(), failed.join(", "))));
+            }
         }
         Command::Ls { .. } => {
             let repo = Repository::open(place)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", place.display())))?;
-            let list = repo.list()?;
+            let (list, damaged) = repo.scan()?;
+            for (p, e) in &damaged {
+                eprintln!("warning: {} cannot be read and is skipped: {}", p.display(), e.message);
+            }
             if json {
                 let rows: Vec<_> = list
                     .iter()

@@ -263,13 +263,26 @@ impl Repository {
 
     /// Every archive of the repository with its plaintext header, oldest snapshot first.
     pub fn list(&self) -> Result<Vec<(PathBuf, ArchiveHeader)>> {
+        let (out, damaged) = self.scan()?;
+        for (p, e) in &damaged {
+            tracing::warn!("{} is skipped: {}", p.display(), e.message);
+        }
+        Ok(out)
+    }
+
+    /// The backups in the repository, oldest first, and apart from them the archives that cannot
+    /// be read (damaged, or not archives): one damaged archive never hides the others.
+    pub fn scan(&self) -> Result<(Vec<(PathBuf, ArchiveHeader)>, Vec<(PathBuf, Error)>)> {
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         for path in archives_in(&self.archives_dir())? {
-            let reader = ArchiveReader::open(&path)?;
-            out.push((path, reader.header));
+            match ArchiveReader::open(&path) {
+                Ok(reader) => out.push((path, reader.header)),
+                Err(e) => damaged.push((path, e)),
+            }
         }
         out.sort_by(|a, b| (a.1.snapshot_time.as_str(), a.1.created_at.as_str()).cmp(&(b.1.snapshot_time.as_str(), b.1.created_at.as_str())));
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// Finds an archive by id (or a unique prefix of it).

@@ -20,7 +20,24 @@ pub struct VerifyReport {
 }
 
 pub fn quick(path: &std::path::Path, expected_sha256: Option<&str>) -> Result<VerifyReport> {
+    quick_in(path, expected_sha256, None)
+}
+
+/// [`quick`] of an archive found in `repo`: it must be one of that repository's (an archive
+/// copied in from another one is not, and no key of this repository opens it).
+pub fn quick_in(path: &std::path::Path, expected_sha256: Option<&str>, repo: Option<&crate::repository::Repository>) -> Result<VerifyReport> {
     let reader = ArchiveReader::open(path)?;
+    if let Some(repo) = repo {
+        if reader.header.repository_id != repo.id() {
+            return Err(Error::validation(format!(
+                "the archive {} belongs to another repository ({}), not to {} ({}): it was copied in; restore it from its own repository",
+                path.display(),
+                reader.header.repository_id,
+                repo.dir.display(),
+                repo.id()
+            )));
+        }
+    }
     let q = reader.quick_check()?;
     if let Some(expected) = expected_sha256 {
         if expected != q.sha256 {

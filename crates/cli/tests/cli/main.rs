@@ -1094,3 +1094,55 @@ fn a_create_restore_killed_midway_leaves_no_half_made_database_and_runs_again() 
     assert_eq!(databases(&building), "0", "the abandoned build was removed");
     psql(&admin, &format!("DROP DATABASE \"{target_name}\" WITH (FORCE)"));
 }
+
+/// Issue 21 #10, #14: a damaged archive is reported and skipped — ls, verify, restore and the next
+/// incremental backup go on with the others — and an archive copied in from another repository
+/// fails even a quick verify.
+#[test]
+fn a_damaged_or_foreign_archive_is_reported_and_the_rest_of_the_repository_keeps_working() {
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", h).env("SAFEHOLD_PASSWORD", "pw").output().expect("run");
+    let db = Db::new();
+    psql(&db.url(), "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g;");
+    let repo = h.join("repo");
+    let repo_s = repo.to_str().expect("utf-8");
+    let mut archives = Vec::new();
+    for (i, kind) in ["full", "incremental", "incremental"].iter().enumerate() {
+        psql(&db.url(), &format!("INSERT INTO t VALUES ({}, 'added')", 1000 + i));
+        let out = stdout_json(&run(&["backup", "--source", &db.url(), "--to", repo_s, "--type", kind, "--json"]));
+        archives.push(out["archive"].as_str().expect("archive").to_string());
+    }
+    // The newest one damaged where its header is.
+    let newest = &archives[2];
+    let mut bytes = std::fs::read(newest).expect("archive");
+    for b in bytes.iter_mut().take(64) {
+        *b ^= 0xA5;
+    }
+    std::fs::write(newest, &bytes).expect("damage");
+    let out = run(&["ls", repo_s, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be read and is skipped"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout_json(&out).as_array().map(Vec::len), Some(2));
+    let out = run(&["verify", repo_s]);
+    assert!(!out.status.success(), "a damaged archive fails the verify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!((text.matches("ok  ").count(), text.matches("FAIL  ").count()), (2, 1), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 3 archives failed"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A restore takes the newest sound backup; the next incremental builds on a sound one.
+    let target = Db::new();
+    let out = run(&["restore", "--from", repo_s, "--target", &target.url(), "--yes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(psql(&target.url(), "SELECT count(*) FROM t"), "102", "the state of the second backup");
+    let out = stdout_json(&run(&["backup", "--source", &db.url(), "--to", repo_s, "--type", "incremental", "--json"]));
+    assert_eq!(out["type"], "incremental", "{out}");
+    // An archive of another repository, copied in, is not one of this repository's.
+    let other = h.join("other");
+    let foreign = stdout_json(&run(&["backup", "--source", &db.url(), "--to", other.to_str().expect("utf-8"), "--json"]));
+    std::fs::remove_file(newest).expect("remove the damaged one");
+    let copied = repo.join("archives").join("29990101000000-copied.shar");
+    std::fs::copy(foreign["archive"].as_str().expect("archive"), &copied).expect("copy");
+    let out = run(&["verify", repo_s]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("belongs to another repository"), "{}", String::from_utf8_lossy(&out.stdout));
+}
