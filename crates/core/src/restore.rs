@@ -264,7 +264,15 @@ pub fn select_backup(req: &RestoreRequest) -> Result<(PathBuf, Option<Repository
 fn resolve_tables(names: &[String], available: &[String]) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        let hits: Vec<&String> = available.iter().filter(|a| a.as_str() == n || a.rsplit('.').next() == Some(n)).collect();
+        // As the backup names it (`schema.table`, a part with a dot quoted), as typed without the
+        // quotes (`my.schema.orders`), or the table alone.
+        let hits: Vec<&String> = available
+            .iter()
+            .filter(|a| {
+                let (s, t) = crate::source::tenancy::split_section(a);
+                a.as_str() == n || t == n || format!("{s}.{t}") == n
+            })
+            .collect();
         match hits.as_slice() {
             [one] => {
                 out.insert((*one).clone());

@@ -162,9 +162,9 @@ pub struct RestoreTestReport {
 
 async fn table_digest(conn: &mut sqlx::PgConnection, table: &str, columns: &[String]) -> Result<RowsDigest> {
     use futures_util::TryStreamExt;
-    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+    // (A section name: a schema or table with a dot in its name is quoted in it.)
     let cols: Vec<String> = columns.iter().map(|c| crate::source::postgres::qi(c)).collect();
-    let sql = format!("COPY {}.{} ({}) TO STDOUT", crate::source::postgres::qi(schema), crate::source::postgres::qi(name), cols.join(", "));
+    let sql = format!("COPY {} ({}) TO STDOUT", crate::source::tenancy::rel(table), cols.join(", "));
     let mut d = LineDigester::default();
     let mut out = conn.copy_out_raw(&sql).await.map_err(|e| Error::new(crate::ErrorCode::Database, format!("PostgreSQL: cannot read {table}: {e}")))?;
     while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(crate::ErrorCode::Database, format!("PostgreSQL: reading {table} failed: {e}")))? {
