@@ -484,23 +484,50 @@ pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Resul
             .await
             .map_err(|e| Error::catalog("read the operator", &e))?;
     let wrong = || Error::new(ErrorCode::AuthFailed, format!("wrong operator name or password for \"{name}\""));
+    let locked = |until: &str| Error::new(ErrorCode::PermissionDenied, format!("\"{name}\" is locked after {MAX_FAILURES} failed sign-ins until {until}; try again later or ask a super admin to unlock it"));
+    let at = now();
     let Some((id, hash, active, _, locked_until)) = row else {
-        // As slow as a real check, so that names cannot be told by timing; the typed name is not
-        // recorded (it may be a password typed into the wrong field).
+        // A name that is no operator's is answered as a known one would be: as slow, slower with
+        // each failure, locked after as many. The typed name is not recorded (it may be a
+        // password typed into the wrong field), only a salted hash of it.
+        let key = stranger_key(&ctx.pool, name).await?;
+        let until: Option<String> = sqlx::query_scalar("SELECT locked_until FROM sign_in_strangers WHERE name_hash = ?")
+            .bind(&key)
+            .fetch_optional(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("read the failed sign-ins", &e))?
+            .flatten();
+        if let Some(until) = until.filter(|u| *u > at) {
+            audit(&ctx.pool, LOCAL_OPERATOR_ID, "operator.sign_in", "(unknown operator)", "denied", Some("no such operator; locked like one")).await?;
+            return Err(locked(&until));
+        }
         let p = password.to_string();
         let _ = tokio::task::spawn_blocking(move || verify_password(&p, DUMMY_HASH)).await;
+        let failures: i64 = sqlx::query_scalar(
+            "INSERT INTO sign_in_strangers (name_hash, failed_attempts) VALUES (?, 1) \
+             ON CONFLICT (name_hash) DO UPDATE SET failed_attempts = failed_attempts + 1 RETURNING failed_attempts",
+        )
+        .bind(&key)
+        .fetch_one(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record the failed sign-in", &e))?;
         audit(&ctx.pool, LOCAL_OPERATOR_ID, "operator.sign_in", "(unknown operator)", "failure", Some("no such operator")).await?;
-        tokio::time::sleep(delay(1)).await;
+        tokio::time::sleep(delay(failures)).await;
+        if failures >= MAX_FAILURES {
+            let until = (chrono::Utc::now() + chrono::Duration::minutes(LOCK_MINUTES)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            sqlx::query("UPDATE sign_in_strangers SET failed_attempts = 0, locked_until = ? WHERE name_hash = ?")
+                .bind(&until)
+                .bind(&key)
+                .execute(&ctx.pool)
+                .await
+                .map_err(|e| Error::catalog("record the failed sign-in", &e))?;
+            return Err(Error::new(ErrorCode::PermissionDenied, format!("wrong password: \"{name}\" is now locked until {until} after {MAX_FAILURES} failed sign-ins")));
+        }
         return Err(wrong());
     };
-    let at = now();
     if let Some(until) = locked_until.filter(|u| *u > at) {
         audit(&ctx.pool, &id, "operator.sign_in", name, "denied", Some(&format!("locked until {until}"))).await?;
-        return Err(Error::new(ErrorCode::PermissionDenied, format!("\"{name}\" is locked after {MAX_FAILURES} failed sign-ins until {until}; try again later or ask a super admin to unlock it")));
-    }
-    if !active {
-        audit(&ctx.pool, &id, "operator.sign_in", name, "denied", Some("disabled")).await?;
-        return Err(Error::new(ErrorCode::PermissionDenied, format!("the operator \"{name}\" is disabled; ask a super admin")));
+        return Err(locked(&until));
     }
     let ok = match hash {
         Some(h) => {
@@ -509,6 +536,12 @@ pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Resul
         }
         None => false,
     };
+    // Whether the operator is disabled is said only to whoever knows the password: to anyone
+    // else a disabled operator's name is answered as any wrong sign-in.
+    if ok && !active {
+        audit(&ctx.pool, &id, "operator.sign_in", name, "denied", Some("disabled")).await?;
+        return Err(Error::new(ErrorCode::PermissionDenied, format!("the operator \"{name}\" is disabled; ask a super admin")));
+    }
     if !ok {
         // Counted in one statement: sign-ins tried in parallel cannot share a count.
         let failures: i64 = sqlx::query_scalar("UPDATE operators SET failed_attempts = failed_attempts + 1 WHERE id = ? RETURNING failed_attempts")
@@ -544,6 +577,30 @@ pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Resul
         crate::custody::sweep_quietly(ctx).await;
     }
     Ok(acting)
+}
+
+/// The key failed sign-ins under an unknown name are counted by: SHA-256 of a salt kept in the
+/// catalog and the name.
+async fn stranger_key(pool: &SqlitePool, name: &str) -> Result<String> {
+    let salt: Option<String> = sqlx::query_scalar("SELECT value FROM app_settings WHERE key = 'sign_in_salt'")
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| Error::catalog("read the settings", &e))?;
+    let salt = match salt {
+        Some(s) => s,
+        None => {
+            let mut b = [0u8; 16];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+            sqlx::query("INSERT INTO app_settings (key, value) VALUES ('sign_in_salt', ?) ON CONFLICT (key) DO NOTHING")
+                .bind(hex::encode(b))
+                .execute(pool)
+                .await
+                .map_err(|e| Error::catalog("write the settings", &e))?;
+            sqlx::query_scalar("SELECT value FROM app_settings WHERE key = 'sign_in_salt'").fetch_one(pool).await.map_err(|e| Error::catalog("read the settings", &e))?
+        }
+    };
+    use sha2::Digest;
+    Ok(hex::encode(sha2::Sha256::digest(format!("{salt}\n{}", name.to_lowercase()).as_bytes())))
 }
 
 /// Locks operator `id` for [`LOCK_MINUTES`] (after [`MAX_FAILURES`] wrong passwords in a row);

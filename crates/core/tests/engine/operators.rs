@@ -200,6 +200,43 @@ async fn every_role_may_do_what_its_grants_allow_and_nothing_else_and_both_are_a
     assert!(sqlx::query("DELETE FROM audit_log").execute(&h.ctx.pool).await.is_err());
 }
 
+/// Issue 21 #15: sign-in tells nobody which names exist: a wrong password for an operator, for a
+/// disabled operator and for a name that is nobody's get the same answers, attempt after attempt
+/// (slower each time, then locked), and only the right password says "disabled".
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_answers_the_same_for_names_that_exist_and_names_that_do_not() {
+    let h = team().await;
+    operators::set_active(&h.ctx, "rita", false).await.expect("disable rita");
+    let answers = |name: &'static str| {
+        let dir = h.dir.path().to_path_buf();
+        async move {
+            let ctx = Ctx::open(&dir).await.expect("open");
+            let mut out = Vec::new();
+            for _ in 0..=operators::MAX_FAILURES {
+                let e = operators::sign_in(&ctx, name, "not the password", false).await.expect_err("wrong");
+                // (The time a lock ends is the one thing that differs.)
+                let msg = e.message.replace(name, "NAME");
+                let msg = msg.split(" until ").next().unwrap_or_default().to_string();
+                out.push(format!("{:?}: {msg}", e.code));
+            }
+            out
+        }
+    };
+    let (known, disabled, unknown) = tokio::join!(answers("olga"), answers("rita"), answers("nobody-at-all"));
+    assert_eq!(known, unknown, "an operator's name and nobody's are answered alike");
+    assert_eq!(disabled, unknown, "a disabled operator's name too");
+    assert!(known.last().is_some_and(|a| a.contains("locked")), "{known:?}");
+    // The typed names are not kept, only salted hashes of them.
+    assert_eq!(count(&h.ctx, "SELECT count(*) FROM sign_in_strangers WHERE name_hash LIKE '%nobody%'").await, 0);
+    assert_eq!(count(&h.ctx, "SELECT count(*) FROM audit_log WHERE target LIKE '%nobody%' OR detail LIKE '%nobody%'").await, 0);
+    // The right password tells a disabled operator (and only then) that they are disabled.
+    let ctx = Ctx::open(h.dir.path()).await.expect("open");
+    operators::set_active(&h.ctx, "rita", true).await.expect("unlock");
+    operators::set_active(&h.ctx, "rita", false).await.expect("disable again");
+    let e = operators::sign_in(&ctx, "rita", PW, false).await.expect_err("disabled");
+    assert!(e.message.contains("disabled"), "{}", e.message);
+}
+
 #[tokio::test]
 async fn failed_sign_ins_slow_down_and_lock_and_idle_sessions_end() {
     let h = team().await;
@@ -300,7 +337,8 @@ async fn an_operator_who_did_something_is_kept_disabled_when_removed() {
     operators::remove(&h.ctx, "rita").await.expect("remove rita");
     let left: Vec<(String, bool)> = sqlx::query_as("SELECT name, is_active FROM operators WHERE name IN ('olga', 'rita')").fetch_all(&h.ctx.pool).await.expect("operators");
     assert_eq!(left, [("olga".to_string(), false)], "olga stays in the history, disabled; rita is gone");
-    assert_eq!(operators::sign_in(&olga, "olga", PW, false).await.expect_err("removed").code, ErrorCode::PermissionDenied);
+    // A removed operator is answered as a name that is nobody's.
+    assert_eq!(operators::sign_in(&olga, "olga", PW, false).await.expect_err("removed").code, ErrorCode::AuthFailed);
     let err = operators::remove(&h.ctx, "alice").await.expect_err("yourself");
     assert!(err.message.contains("yourself"), "{}", err.message);
 }
