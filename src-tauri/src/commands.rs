@@ -124,8 +124,8 @@ pub async fn test_connection(state: State<'_, AppState>, id: String) -> Res<Conn
 }
 
 #[tauri::command]
-pub async fn probe_connection(input: ConnectionInput) -> Res<ConnectionReport> {
-    connections::probe(&input).await
+pub async fn probe_connection(state: State<'_, AppState>, input: ConnectionInput) -> Res<ConnectionReport> {
+    connections::probe_as(state.ctx()?, &input).await
 }
 
 #[tauri::command]

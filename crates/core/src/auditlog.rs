@@ -79,7 +79,12 @@ async fn query(ctx: &Ctx, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
 /// Writes the entries matching `filter` to `path` as CSV (oldest first); returns how many. The
 /// export is itself audited.
 pub async fn export_csv(ctx: &Ctx, filter: &AuditFilter, path: &Path) -> Result<usize> {
-    let who = require(ctx, Permission::ViewHistory, "audit.export", &path.display().to_string()).await?;
+    // Writing the log out (operators' names, what they did, to a file anyone may later read) is
+    // a super admin's: the permission that grants it is manage_all.
+    let who = require(ctx, Permission::ManageAll, "audit.export", &path.display().to_string()).await?;
+    if path.exists() && !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        return Err(Error::validation(format!("{} exists and is not a .csv file: the audit log replaces only a CSV file; choose a new name", path.display())));
+    }
     let mut f = filter.clone();
     f.limit = Some(f.limit.unwrap_or(1_000_000));
     let mut rows = query(ctx, &f).await?;

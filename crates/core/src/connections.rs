@@ -479,6 +479,24 @@ pub async fn test(ctx: &Ctx, id: &str) -> Result<ConnectionReport> {
 }
 
 /// Tests a connection as filled in, before it is saved. Writes nothing.
+/// [`probe`] for a signed-in operator who may add connections (it opens any host and port, or
+/// any local file as SQLite, and lists its tables): the permission checked, the attempt audited.
+pub async fn probe_as(ctx: &Ctx, input: &ConnectionInput) -> Result<ConnectionReport> {
+    let what = match check(input) {
+        Ok(c) if c.kind == ConnectionKind::Postgres => pg_address(&c),
+        Ok(c) => c.sqlite_path.clone().unwrap_or_default(),
+        Err(_) => input.name.clone(),
+    };
+    let who = crate::operators::require(ctx, crate::operators::Permission::ManageAll, "connection.probe", &what).await?;
+    let out = probe(input).await;
+    let (outcome, detail) = match &out {
+        Ok(r) => ("success", format!("{} tables", r.table_count)),
+        Err(e) => ("failure", e.message.clone()),
+    };
+    audit(&ctx.pool, &who.id, "connection.probe", &what, outcome, Some(&detail)).await?;
+    out
+}
+
 pub async fn probe(input: &ConnectionInput) -> Result<ConnectionReport> {
     let c = check(input)?;
     match c.kind {

@@ -351,3 +351,35 @@ async fn names_that_look_like_other_sections_round_trip_verify_and_restore_selec
     assert!(now[r#"public."X""#].iter().all(|r| r.contains("kept")), "X was not restored");
     assert_eq!(now[r#"a."b.c""#], want[r#"a."b.c""#], "a.\"b.c\" untouched");
 }
+
+/// Issue 21 #17: probing a connection (any host and port, any local file as SQLite) needs a
+/// session and the permission to add connections, and is audited; a read-only admin is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn probing_a_connection_needs_a_session_and_a_permission_and_is_audited() {
+    use safehold_core::{connections, operators};
+    let h = crate::support::home().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("secret.db");
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.expect("sqlite");
+    sqlx::raw_sql("CREATE TABLE payroll (id integer primary key, salary int); INSERT INTO payroll VALUES (1, 100000);").execute(&mut c).await.expect("table");
+    drop(c);
+    let input = connections::ConnectionInput::from_url("probe", &format!("sqlite://{}", file.display())).expect("input");
+    // Before operators exist the local administrator may.
+    connections::probe_as(&h.ctx, &input).await.expect("the local administrator probes");
+    operators::create_first(&h.ctx, "alice", "a long enough password").await.expect("first");
+    operators::add(&h.ctx, "rita", operators::Role::ReadOnlyAdmin, "a long enough password").await.expect("rita");
+    // Nobody signed in: refused.
+    let nobody = safehold_core::Ctx::open(&h.ctx.home).await.expect("open");
+    assert_eq!(connections::probe_as(&nobody, &input).await.expect_err("nobody").code, safehold_core::ErrorCode::PermissionDenied);
+    let rita = safehold_core::Ctx::open(&h.ctx.home).await.expect("open");
+    operators::sign_in(&rita, "rita", "a long enough password", false).await.expect("rita");
+    let err = connections::probe_as(&rita, &input).await.expect_err("read-only");
+    assert!(err.message.contains("backup:manage_all"), "{}", err.message);
+    let r = connections::probe_as(&h.ctx, &input).await.expect("alice probes");
+    assert_eq!(r.table_count, 1);
+    let audited: Vec<(String, String)> = sqlx::query_as("SELECT coalesce(o.name, ''), a.outcome FROM audit_log a LEFT JOIN operators o ON o.id = a.operator_id WHERE a.action = 'connection.probe' ORDER BY a.id")
+        .fetch_all(&h.ctx.pool)
+        .await
+        .expect("audit");
+    assert_eq!(audited.iter().map(|(w, o)| format!("{w}:{o}")).collect::<Vec<_>>(), ["local administrator:success", "rita:denied", "alice:success"]);
+}

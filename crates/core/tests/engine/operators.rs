@@ -316,15 +316,26 @@ async fn the_audit_log_filters_and_exports_as_csv() {
 
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("audit.csv");
-    let n = auditlog::export_csv(&rita, &AuditFilter::default(), &path).await.expect("export");
+    // Writing the log to a file is a super admin's (a read-only admin reads it in the app).
+    let err = auditlog::export_csv(&rita, &AuditFilter::default(), &path).await.expect_err("read-only");
+    assert_eq!(err.code, ErrorCode::PermissionDenied);
+    assert!(!path.exists());
+    let n = auditlog::export_csv(&h.ctx, &AuditFilter::default(), &path).await.expect("export");
     let text = std::fs::read_to_string(&path).expect("csv");
     assert!(text.starts_with("id,at,operator,operator_id,action,target,outcome,detail\n"), "{text}");
     assert_eq!(text.lines().count(), n + 1);
-    assert!(text.contains(",rita,") && text.contains(",configuration.create,nope,denied,"), "{text}");
+    assert!(text.contains(",rita,") && text.contains(",configuration.create,nope,denied,") && text.contains(",audit.export,"), "{text}");
     let last = auditlog::list(&rita, &AuditFilter { limit: Some(1), ..Default::default() }).await.expect("newest");
     assert_eq!(last[0].action, "audit.export", "the export is audited");
-    let err = auditlog::export_csv(&rita, &AuditFilter::default(), &dir.path().join("missing/dir/a.csv")).await.expect_err("no folder");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).expect("meta").permissions()) & 0o777, 0o600);
+    let err = auditlog::export_csv(&h.ctx, &AuditFilter::default(), &dir.path().join("missing/dir/a.csv")).await.expect_err("no folder");
     assert_eq!(err.code, ErrorCode::Io);
+    // It never replaces a file that is not a CSV file (a path typed wrong, or chosen to harm).
+    let profile = dir.path().join(".profile");
+    std::fs::write(&profile, "keep me").expect("write");
+    let err = auditlog::export_csv(&h.ctx, &AuditFilter::default(), &profile).await.expect_err("not a csv");
+    assert!(err.message.contains("not a .csv file"), "{}", err.message);
+    assert_eq!(std::fs::read_to_string(&profile).expect("read"), "keep me");
 }
 
 #[tokio::test]
