@@ -163,6 +163,7 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
             // (The same row: the same primary key, or — without one — the same values of a
             // unique index.)
             Some(ten) => {
+                let orphans = ten.under(t, "l", &staged).map(|u| format!(" OR ({u} AND NOT {})", ten.anyones(t, "l", &live, 0))).unwrap_or_default();
                 let same = target.pks.get(t).filter(|pk| !pk.is_empty()).cloned().map(|pk| (pk, None)).or_else(|| {
                     target.unique_indexes.get(t).into_iter().flatten().find_map(|u| u.plain().filter(|c| c.iter().all(|c| groups[t][0].columns.contains(c))).map(|c| (c, u.predicate.clone())))
                 });
@@ -172,7 +173,7 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
                         let lkeys: Vec<String> = cols.iter().map(|c| format!("l.{}", qi(c))).collect();
                         let partial = predicate.map(|p| format!(" AND (SELECT {p} FROM (SELECT l.*) _x)")).unwrap_or_default();
                         format!(
-                            "({}) OR (({}) IN (SELECT {} FROM {}){partial} AND NOT {})",
+                            "({}) OR (({}) IN (SELECT {} FROM {}){partial} AND NOT {}){orphans}",
                             ten.predicate(t, "l", &live, 0),
                             lkeys.join(", "),
                             keys.join(", "),
@@ -180,7 +181,7 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
                             ten.anyones(t, "l", &live, 0)
                         )
                     }
-                    None => ten.predicate(t, "l", &live, 0),
+                    None => format!("({}){orphans}", ten.predicate(t, "l", &live, 0)),
                 }
             }
             None => "TRUE".into(),

@@ -636,6 +636,22 @@ impl Tenancy {
             .collect()
     }
 
+    /// For a table reached through references: a condition true for the rows of `table` whose
+    /// reference points at a row of the parent in `parents` (the backup's rows of the tenant).
+    /// A row that belongs to nobody now but does so is the tenant's again once the restore puts
+    /// its parent back, so the restore replaces it.
+    pub(crate) fn under(&self, table: &str, alias: &str, parents: &dyn Fn(&str) -> String) -> Option<String> {
+        let Some(Reach::Via(ways)) = self.reach.get(table) else { return None };
+        let each: Vec<String> = ways
+            .iter()
+            .map(|i| {
+                let fk = &self.fks[*i];
+                format!("EXISTS (SELECT 1 FROM {} _u WHERE {})", parents(&fk.parent), join_of(fk, "_u", alias).join(" AND "))
+            })
+            .collect();
+        Some(format!("({})", each.join(" OR ")))
+    }
+
     /// A condition true for the rows of `table` (aliased `alias`) that belong to some tenant,
     /// any tenant: the others belong to nobody (their tenant column or link is empty).
     pub(crate) fn anyones(&self, table: &str, alias: &str, relation: &dyn Fn(&str) -> String, depth: usize) -> String {

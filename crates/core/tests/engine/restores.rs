@@ -152,6 +152,44 @@ async fn a_tenant_restore_replaces_that_tenant_only_and_its_safety_backup_undoes
     assert_ne!(p.chain.last().map(|b| b.id.clone()), Some(safety.id), "the newest regular backup is restored, not the safety backup");
 }
 
+/// Found by generated schema 3483542720: rows of a table without a key reach the tenant through
+/// a reference no foreign key declares; the parent row they point at is deleted after the
+/// backup, so they belong to nobody. The restore puts the parent back, so they are the tenant's
+/// again: they are replaced, not kept beside the backup's copies of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_restore_replaces_keyless_rows_whose_parent_was_deleted_under_an_undeclared_reference() {
+    let db = ScratchDb::create().await;
+    db.execute(&format!(
+        "CREATE TABLE tenants (id uuid PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id uuid NOT NULL REFERENCES tenants(id), body text);
+         CREATE TABLE payments (documents_id bigint NOT NULL, amount int, note text);
+         INSERT INTO tenants VALUES ('{A}', 'Acme'), ('{B}', 'Beta');
+         INSERT INTO documents (tenant_id, body) SELECT t, 'doc ' || g FROM unnest(ARRAY['{A}', '{B}']::uuid[]) t, generate_series(1, 3) g;
+         INSERT INTO payments SELECT d.id, g, 'paid ' || d.body FROM documents d, generate_series(1, 2) g;"
+    ))
+    .await;
+    let payments = "SELECT p::text FROM payments p";
+    let repo = repo_with_password("pw");
+    let backed_up = rows(&db, payments).await;
+    let of = |t: &str| format!("SELECT p::text FROM payments p WHERE documents_id IN (SELECT id FROM documents WHERE tenant_id = '{t}')");
+    let a_backed_up = rows(&db, &of(A)).await;
+    repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+    // Tenant A loses a document; its payments stay, pointing at nothing.
+    db.execute(&format!("DELETE FROM documents WHERE id = (SELECT min(id) FROM documents WHERE tenant_id = '{A}'); UPDATE payments SET amount = 99 WHERE documents_id IN (SELECT id FROM documents WHERE tenant_id = '{B}')")).await;
+    let b_now = rows(&db, &of(B)).await;
+
+    let mut req = request(&repo, &db);
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(A.into());
+    req.safety_backup = false;
+    req.references = vec!["public.payments.documents_id=public.documents.id".into()];
+    run(&repo, &req).await.expect("tenant restore");
+
+    assert_eq!(rows(&db, &of(A)).await, a_backed_up, "tenant A's payments are the backup's, each once");
+    assert_eq!(rows(&db, payments).await.len(), backed_up.len(), "no payment is doubled: {:?}", rows(&db, payments).await);
+    assert_eq!(rows(&db, &of(B)).await, b_now, "tenant B's payments are untouched");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_restored_as_a_copy_gets_new_ids_everywhere_and_leaves_the_original() {
     let db = platform().await;

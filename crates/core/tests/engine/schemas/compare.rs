@@ -274,14 +274,29 @@ pub fn not_of_tenant(rows: &[TableRows], tenant: &str, skip: &[&str]) -> Vec<Vec
         .collect()
 }
 
-/// Everyone else's rows, without the rows of nobody whose key the tenant's rows in `backup` have:
-/// a damaged tenant lost the row linking them (their link emptied, or the row pointing at them
-/// one-to-one deleted), and the restore takes them back.
+/// Everyone else's rows, without the rows of nobody whose key the tenant's rows in `backup` have
+/// (a damaged tenant lost the row linking them — their link emptied, or the row pointing at them
+/// one-to-one deleted — and the restore takes them back), and without the rows of nobody that
+/// point at a row the tenant had in `backup` (the parent they reach the tenant through was
+/// deleted: the restore puts it back, and them with it).
 pub fn others_but_reclaimed(s: &Schema, rows: &[TableRows], tenant: &str, backup: &[TableRows]) -> Vec<Vec<Vec<Option<String>>>> {
+    let under = |ti: usize, row: &Vec<Option<String>>| -> bool {
+        let t = &s.tables[ti];
+        if !matches!(t.link, Link::Via { .. }) {
+            return false;
+        }
+        t.fks.iter().filter(|f| !f.late && f.parent != ti && !matches!(s.tables[f.parent].link, Link::Shared)).any(|f| {
+            let p = &s.tables[f.parent];
+            let mine: Vec<Option<String>> = f.cols.iter().map(|c| t.cols.iter().position(|x| &x.name == c).and_then(|i| row[i].clone())).collect();
+            let at: Vec<usize> = f.parent_cols.iter().filter_map(|c| p.cols.iter().position(|x| &x.name == c)).collect();
+            mine.iter().all(Option::is_some) && backup[f.parent].rows.iter().any(|(k, pr)| k.as_deref() == Some(tenant) && at.iter().map(|&i| pr[i].clone()).collect::<Vec<_>>() == mine)
+        })
+    };
     rows.iter()
         .zip(backup)
         .zip(&s.tables)
-        .map(|((r, b), t)| {
+        .enumerate()
+        .map(|(ti, ((r, b), t))| {
             // The same row: the same key, or (without one) the same value of a unique column.
             let same: Vec<String> = if t.key_cols.is_empty() { t.global_unique.iter().filter(|u| !u.starts_with(['+', '!'])).take(1).cloned().collect() } else { t.key_cols.clone() };
             let pos: Vec<usize> = same.iter().filter_map(|c| t.cols.iter().position(|x| &x.name == c)).collect();
@@ -290,7 +305,7 @@ pub fn others_but_reclaimed(s: &Schema, rows: &[TableRows], tenant: &str, backup
             let mut v: Vec<Vec<Option<String>>> = r
                 .rows
                 .iter()
-                .filter(|(k, row)| k.as_deref() != Some(tenant) && !(k.is_none() && !pos.is_empty() && reclaimed.contains(&key(row))))
+                .filter(|(k, row)| k.as_deref() != Some(tenant) && !(k.is_none() && ((!pos.is_empty() && reclaimed.contains(&key(row))) || under(ti, row))))
                 .map(|(_, row)| row.clone())
                 .collect();
             v.sort();
