@@ -380,6 +380,10 @@ struct KeyArgs {
     /// A file holding the recovery key (the printed kit works as it is).
     #[arg(long)]
     recovery_key_file: Option<PathBuf>,
+    /// Read archives whose writer no key holder approved, or that carry no signature (written
+    /// by an older Safehold): only after checking where they came from.
+    #[arg(long)]
+    trust_unsigned: bool,
 }
 
 #[derive(clap::Args)]
@@ -521,6 +525,21 @@ enum KeyCommand {
     /// Print the repository's recovery kit, once.
     ExportRecovery {
         repo: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// The writers whose backups the repository accepts, and those seen in its archives that no
+    /// key holder approved yet.
+    Writers {
+        repo: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Approve a writer (a workstation or server whose key signed backups in the repository), by
+    /// the start of its public key as `key writers` shows it: its backups restore from then on.
+    ApproveWriter {
+        repo: PathBuf,
+        writer: String,
         #[command(flatten)]
         keys: KeyArgs,
     },
@@ -751,7 +770,7 @@ fn print_json(v: &impl serde::Serialize) {
 
 fn key_sources(k: &KeyArgs) -> KeySources {
     let keychain: Arc<dyn SecretStore> = Arc::new(Keychain::default());
-    KeySources { password_file: k.password_file.clone(), recovery_key_file: k.recovery_key_file.clone(), keychain: Some(keychain), ..Default::default() }
+    KeySources { password_file: k.password_file.clone(), recovery_key_file: k.recovery_key_file.clone(), keychain: Some(keychain), trust_unsigned: k.trust_unsigned, ..Default::default() }
 }
 
 /// The keys given on the command line and — with `--operator` — the signed-in super admin's own
@@ -1136,6 +1155,8 @@ async fn run_engine(cli: &Cli) -> Result<bool, Error> {
         Command::Ls { repo } => (Permission::ViewHistory, "backup.list", repo, &no_keys),
         Command::Inspect { archive, keys } => (Permission::ViewHistory, "backup.inspect", archive, keys),
         Command::Key(KeyCommand::ExportRecovery { repo, keys }) => (Permission::RestoreData, "key.export_recovery", repo, keys),
+        Command::Key(KeyCommand::Writers { repo, keys }) => (Permission::ViewHistory, "key.writers", repo, keys),
+        Command::Key(KeyCommand::ApproveWriter { repo, keys, .. }) => (Permission::RestoreData, "key.approve_writer", repo, keys),
         Command::Restore(a) => {
             restore_command(cli, a).await?;
             return Ok(true);
@@ -1160,6 +1181,7 @@ async fn engine_command(cli: &Cli, place: &Path, keys: KeySources) -> Result<(),
         Command::Backup(a) => {
             let spec = SourceSpec::parse(&a.source)?;
             let mut req = BackupRequest::new(spec);
+            req.signer = keys.writer.clone();
             req.backup_type = a.backup_type;
             req.zstd_level = parse_compression(&a.compression)?;
             req.encrypt = !a.no_encrypt;
@@ -1258,33 +1280,43 @@ async fn engine_command(cli: &Cli, place: &Path, keys: KeySources) -> Result<(),
             if json {
                 let rows: Vec<_> = list
                     .iter()
-                    .map(|(p, h)| serde_json::json!({ "id": h.archive_id, "type": h.backup_type, "parent": h.parent_id, "source": h.source_name, "snapshot_time": h.snapshot_time, "archive": p.display().to_string(), "bytes": std::fs::metadata(p).map(|m| m.len()).unwrap_or(0), "encrypted": h.encrypted }))
+                    .map(|(p, h)| serde_json::json!({ "id": h.archive_id, "type": h.backup_type, "parent": h.parent_id, "source": h.source_name, "snapshot_time": h.snapshot_time, "archive": p.display().to_string(), "bytes": std::fs::metadata(p).map(|m| m.len()).unwrap_or(0), "encrypted": h.encrypted, "writer": h.writer.as_ref().map(|w| &w.name), "writer_key": h.writer.as_ref().map(|w| &w.public_key) }))
                     .collect();
                 print_json(&rows);
             } else if list.is_empty() {
                 println!("no backups in {}", repo.dir.display());
             } else {
                 for (p, h) in list {
-                    println!("{}  {:<12} {}  {}  {}", h.archive_id, h.backup_type, h.snapshot_time, h.source_name, p.display());
+                    let by = h.writer.as_ref().map(|w| format!("by {}", w.name)).unwrap_or_else(|| "unsigned".into());
+                    println!("{}  {:<12} {}  {}  {by}  {}", h.archive_id, h.backup_type, h.snapshot_time, h.source_name, p.display());
                 }
             }
         }
         Command::Inspect { .. } => {
             let mut reader = ArchiveReader::open(place)?;
             let header = reader.header.clone();
-            let index = match keys.unlock_archive(&mut reader, None).await {
-                Ok(()) => Some(reader.index()?),
+            let index = match keys.unlock_archive_unchecked(&mut reader, None).await {
+                Ok(()) => reader.index().ok(),
                 Err(_) => None,
             };
+            let provenance = reader.provenance_in(None)?;
             if json {
                 print_json(&serde_json::json!({ "header": {
                     "archive_id": header.archive_id, "repository_id": header.repository_id, "type": header.backup_type,
                     "parent": header.parent_id, "source_kind": header.source_kind, "source_name": header.source_name,
                     "source_fingerprint": header.source_fingerprint, "snapshot_time": header.snapshot_time,
                     "format_version": header.format_version, "compression": header.compression, "encrypted": header.encrypted },
+                    "provenance": provenance,
                     "index": index }));
             } else {
                 println!("archive {} (format {})\n  repository {}\n  {} backup of {} ({})\n  snapshot {}\n  {}, {}", header.archive_id, header.format_version, header.repository_id, header.backup_type, header.source_name, header.source_kind, header.snapshot_time, header.compression, if header.encrypted { "encrypted" } else { "not encrypted" });
+                let by = match &provenance {
+                    safehold_core::writers::Provenance::Approved { writer, .. } => format!("written by {writer} (signature checked, an approved writer)"),
+                    safehold_core::writers::Provenance::Unapproved { writer, .. } => format!("written by {writer} (signature checked; no key holder approved this writer, or no key was given to tell)"),
+                    safehold_core::writers::Provenance::Forged => "its signature does not match it: changed after it was written".into(),
+                    safehold_core::writers::Provenance::Unsigned => "not signed".into(),
+                };
+                println!("  {by}");
                 match index {
                     Some(i) => {
                         for s in i.sections.iter().filter(|s| s.kind == "table") {
@@ -1294,6 +1326,48 @@ async fn engine_command(cli: &Cli, place: &Path, keys: KeySources) -> Result<(),
                     None => println!("  (tables hidden: no key; give --password-file or --recovery-key-file)"),
                 }
             }
+        }
+        Command::Key(KeyCommand::Writers { .. }) => {
+            let repo = Repository::open(place)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", place.display())))?;
+            let listed = repo.config.writers.clone().unwrap_or_default().list;
+            let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+            for (_, h) in repo.list()? {
+                if let Some(w) = h.writer {
+                    seen.insert(w.public_key, w.name);
+                }
+            }
+            let rows: Vec<serde_json::Value> = listed
+                .iter()
+                .map(|w| serde_json::json!({ "public_key": w.public_key, "name": w.name, "approved": true, "approved_at": w.approved_at }))
+                .chain(seen.iter().filter(|(k, _)| !listed.iter().any(|w| &w.public_key == *k)).map(|(k, n)| serde_json::json!({ "public_key": k, "name": n, "approved": false })))
+                .collect();
+            if json {
+                print_json(&rows);
+            } else {
+                for r in &rows {
+                    println!("{}  {:<32} {}", r["public_key"].as_str().unwrap_or_default(), r["name"].as_str().unwrap_or_default(), if r["approved"] == true { "approved" } else { "NOT approved: its backups do not restore" });
+                }
+            }
+        }
+        Command::Key(KeyCommand::ApproveWriter { writer, .. }) => {
+            let mut repo = Repository::open(place)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", place.display())))?;
+            let prefix = writer.trim().to_ascii_lowercase();
+            let mut found: Vec<(String, String)> = Vec::new();
+            for (_, h) in repo.list()? {
+                if let Some(w) = h.writer.filter(|w| prefix.len() >= 8 && w.public_key.starts_with(&prefix)) {
+                    if !found.iter().any(|(k, _)| *k == w.public_key) {
+                        found.push((w.public_key, w.name));
+                    }
+                }
+            }
+            let (key, name) = match found.as_slice() {
+                [one] => one.clone(),
+                [] => return Err(Error::not_found(format!("no archive in {} was written by a key starting {prefix} (give at least 8 characters, as `safehold key writers` shows)", place.display()))),
+                _ => return Err(Error::validation(format!("{prefix} starts several writers' keys: give more of it"))),
+            };
+            let mk = keys.unlock_repository(&repo).await?;
+            let added = repo.approve_writer(&mk, &key, &name)?;
+            println!("{} {name} ({key})", if added { "approved" } else { "already approved:" });
         }
         Command::Key(KeyCommand::ExportRecovery { .. }) => {
             let mut repository = Repository::open(place)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", place.display())))?;

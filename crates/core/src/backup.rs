@@ -56,6 +56,8 @@ pub struct BackupRequest {
     pub tenants: Vec<String>,
     /// Write the archive to this file instead of the repository's archives folder.
     pub dest: Option<PathBuf>,
+    /// The writer key that signs the archive (None: the default home's).
+    pub signer: Option<std::sync::Arc<crate::writers::WriterKey>>,
 }
 
 impl BackupRequest {
@@ -74,6 +76,7 @@ impl BackupRequest {
             safety: false,
             tenants: Vec::new(),
             dest: None,
+            signer: None,
         }
     }
 }
@@ -97,6 +100,9 @@ pub struct BackupOutcome {
     pub snapshot_time: String,
     /// Why the backup is not of the type asked for (e.g. the first incremental is a full).
     pub note: Option<String>,
+    /// The writer that signed the archive: its name and public key.
+    pub writer: String,
+    pub writer_key: String,
 }
 
 /// What an incremental or differential backup reads of its parent, per kind of source.
@@ -207,9 +213,12 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
         compression: if req.zstd_level.is_some() { "zstd".into() } else { "none".into() },
         encrypted: req.encrypt,
         key_slots,
-        master_slots: if req.encrypt { repo.config.master_slots.clone() } else { Vec::new() },
+        // (Also in an archive that is not encrypted: the master key authenticates its writers.)
+        master_slots: repo.config.master_slots.clone(),
         private_sealed: if req.encrypt { repo.config.private_sealed.clone() } else { None },
         basis: pg_snapshot.as_ref().map(|snap| snap.basis(&id)),
+        writer: None,
+        writers: repo.config.writers.clone(),
     };
     let stamp: String = snapshot_time.chars().filter(char::is_ascii_digit).take(14).collect();
     let dest: PathBuf = match &req.dest {
@@ -219,7 +228,11 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
     if req.dest.is_none() && !crate::remote::is_remote(&repo.dir) {
         crate::private::create_dir_all(&repo.archives_dir()).map_err(|e| Error::io(format!("cannot create {}", repo.archives_dir().display()), &e))?;
     }
-    let mut writer = ArchiveWriter::create(&dest, &header, req.encrypt.then_some(dk), WriteOptions { zstd_level: req.zstd_level, threads: req.jobs })?;
+    let signer = match &req.signer {
+        Some(s) => s.clone(),
+        None => crate::writers::WriterKey::of_default_home()?,
+    };
+    let mut writer = ArchiveWriter::create(&dest, &header, req.encrypt.then_some(dk), WriteOptions { zstd_level: req.zstd_level, threads: req.jobs, signer: Some(signer.clone()) })?;
     let stats = match &req.source {
         SourceSpec::Sqlite { path } => {
             let basis = match &parent {
@@ -257,5 +270,7 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
         seconds: started.elapsed().as_secs_f64(),
         snapshot_time,
         note,
+        writer: signer.name.clone(),
+        writer_key: signer.public_hex(),
     })
 }

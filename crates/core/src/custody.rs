@@ -33,7 +33,13 @@ pub async fn key_sources(ctx: &Ctx) -> Result<KeySources> {
     };
     // (Empty until the first super admin exists: the local administrator has no key.)
     let custodians = super_admin_keys(&ctx.pool).await?;
-    Ok(KeySources { keychain: Some(ctx.secrets.clone()), operator_key, custodians, ..Default::default() })
+    let writer = Some(crate::writers::WriterKey::for_home(&ctx.home)?);
+    // Backups this catalog recorded before archives were signed: their checksums vouch for them.
+    let vouched: Vec<String> = sqlx::query_scalar("SELECT checksum FROM backup_executions WHERE status = 'completed' AND checksum IS NOT NULL AND json_extract(coalesce(metadata, '{}'), '$.writer') IS NULL")
+        .fetch_all(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read the recorded checksums", &e))?;
+    Ok(KeySources { keychain: Some(ctx.secrets.clone()), operator_key, custodians, writer, vouched: vouched.into_iter().collect(), ..Default::default() })
 }
 
 /// A session's super admin key — if its operator still is an active super admin in the catalog
@@ -163,9 +169,19 @@ async fn bring_in_step(ctx: &Ctx, name: &str, repo: Repository, admins: &[String
         }
         return Ok(());
     };
+    // The workstation a super admin works at is one whose backups they vouch for: its writer
+    // key is approved into the repository.
+    let writer = crate::writers::WriterKey::for_home(&ctx.home).ok();
     let result = {
         let (mut r, admins, others) = (repo, admins.to_vec(), others.to_vec());
-        tokio::task::spawn_blocking(move || r.set_custodians(&mk, &admins, &others).map(|changed| (r, changed)))
+        tokio::task::spawn_blocking(move || {
+            let changed = r.set_custodians(&mk, &admins, &others)?;
+            let approved = match &writer {
+                Some(w) => r.approve_writer(&mk, &w.public_hex(), &w.name)?,
+                None => false,
+            };
+            Ok::<_, Error>((r, changed || approved))
+        })
             .await
             .map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))
             .and_then(|r| r)
@@ -250,6 +266,7 @@ pub async fn keys_for(ctx: &Ctx, given: &KeySources) -> Result<KeySources> {
     let mut keys = key_sources(ctx).await?;
     keys.password_file = given.password_file.clone();
     keys.recovery_key_file = given.recovery_key_file.clone();
+    keys.trust_unsigned = given.trust_unsigned;
     if crate::operators::set_up(&ctx.pool).await? {
         keys.keychain = None;
     }

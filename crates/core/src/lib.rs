@@ -33,6 +33,7 @@ pub mod source;
 pub mod storage;
 pub mod unlock;
 pub mod verify;
+pub mod writers;
 
 pub use context::Ctx;
 pub use error::{Error, ErrorCode, FieldError, Result};

@@ -41,6 +41,9 @@ pub struct RepoConfig {
     /// kit open it).
     #[serde(default)]
     pub private_sealed: Option<(String, String)>,
+    /// The writers a holder of the master key approved ([`crate::writers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writers: Option<crate::writers::Writers>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +125,7 @@ impl Repository {
             recovery_exported: false,
             public_key: Some(public),
             private_sealed: Some(keys::wrap(&mk.derive(PRIVATE_SEAL), &private, &aad)?),
+            writers: None,
         };
         let repo = Self { dir: dir.to_path_buf(), config };
         repo.save()?;
@@ -146,6 +150,23 @@ impl Repository {
 
     pub fn id(&self) -> &str {
         &self.config.repository_id
+    }
+
+    /// Approves `writer` (by a holder of the master key); true when it was not approved before.
+    pub fn approve_writer(&mut self, master: &SecretKey, public_key: &str, name: &str) -> Result<bool> {
+        let current = self.config.writers.clone().unwrap_or_default();
+        if current.authentic(master, self.id()) && current.find(public_key).is_some() {
+            return Ok(false);
+        }
+        let writer = crate::writers::ApprovedWriter { public_key: public_key.to_string(), name: name.to_string(), approved_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true) };
+        self.config.writers = Some(current.with(master, &self.config.repository_id.clone(), writer));
+        self.save()?;
+        Ok(true)
+    }
+
+    /// The approved writers, when the master key authenticates the list (else none).
+    pub fn approved_writers(&self, master: &SecretKey) -> Vec<crate::writers::ApprovedWriter> {
+        self.config.writers.as_ref().filter(|w| w.authentic(master, self.id())).map(|w| w.list.clone()).unwrap_or_default()
     }
 
     /// Gives a repository made before key pairs existed its X25519 key pair.
@@ -294,6 +315,16 @@ impl Repository {
             _ => Err(Error::validation(format!("{id} matches several backups; give more of the id"))),
         }
     }
+}
+
+/// The repository an archive file lies in (its `archives` folder's parent), when it is one and
+/// the archive is one of its own.
+pub fn of_archive(archive: &Path, repository_id: &str) -> Option<Repository> {
+    let archives = archive.parent()?;
+    if archives.file_name()? != "archives" {
+        return None;
+    }
+    Repository::open(archives.parent()?).ok().flatten().filter(|r| r.id() == repository_id)
 }
 
 /// The archive files (or objects) in an archives directory (or prefix), by name.

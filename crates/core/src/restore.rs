@@ -589,10 +589,17 @@ async fn safety_backup(req: &RestoreRequest, opened: &Opened, scope: &Option<Sco
         )
     })?;
     let master = keys.unlock_repository(repo).await.map_err(|e| Error::new(e.code, format!("cannot take the safety backup: {}", e.message)))?;
+    // (It goes into the repository: its writer is approved there, with the key at hand.)
+    let mut repo = repo.clone();
+    if let Ok(w) = keys.writer() {
+        repo.approve_writer(&master, &w.public_hex(), &w.name)?;
+    }
+    let repo = &repo;
     let mut b = BackupRequest::new(target.clone());
     b.source_name = format!("{} (safety backup before a {} restore)", target.display(), req.restore_type.as_str());
     b.backup_type = BackupType::Full;
     b.safety = true;
+    b.signer = keys.writer.clone();
     b.tenant_column = req.tenant_column.clone();
     b.tenants_table = req.tenants_table.clone();
     b.jobs = req.jobs.max(1);

@@ -111,7 +111,7 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
             .bind(i64::try_from(out.tables).unwrap_or(i64::MAX))
             .bind(i64::try_from(out.rows).unwrap_or(i64::MAX))
             .bind(&out.sha256)
-            .bind(json!({ "archive_id": out.id, "parent_id": out.parent, "seconds": out.seconds, "snapshot_time": out.snapshot_time }).to_string())
+            .bind(json!({ "archive_id": out.id, "parent_id": out.parent, "seconds": out.seconds, "snapshot_time": out.snapshot_time, "writer": out.writer, "writer_key": out.writer_key }).to_string())
             .bind(execution_id)
             .execute(&ctx.pool)
             .await
@@ -185,6 +185,7 @@ async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &Cancel
     let (repo, mk) = keys.open_repository_for_sealed_backup(&dir).await?;
     let mut req = BackupRequest::new(spec);
     req.source_name = conn.name.clone();
+    req.signer = keys.writer.clone();
     req.tenant_column = conn.tenant_column.clone();
     req.tenants_table = conn.tenants_table.clone();
     req.backup_type = config.backup_type;

@@ -22,6 +22,16 @@ pub struct KeySources {
     /// The super admins' public keys: a repository created now is sealed to them instead of
     /// keeping its secret in the keychain.
     pub custodians: Vec<String>,
+    /// This home's writer key (None: the default home's): it signs backups, is approved into a
+    /// repository whose key is at hand, and pins the public key of one that is not.
+    pub writer: Option<Arc<crate::writers::WriterKey>>,
+    /// Accept archives whose writer is not approved or that carry no signature (the
+    /// administrator's explicit `--trust-unsigned`).
+    pub trust_unsigned: bool,
+    /// SHA-256 checksums of unsigned archives this home's catalog recorded when it wrote them
+    /// (before archives were signed): accepted without `--trust-unsigned`, as long as not one
+    /// byte changed since.
+    pub vouched: std::collections::BTreeSet<String>,
 }
 
 impl KeySources {
@@ -62,17 +72,34 @@ impl KeySources {
         tokio::task::block_in_place(|| repo.unlock(&Unlock::Operator(key))).ok()
     }
 
+    /// This home's writer key.
+    pub fn writer(&self) -> Result<Arc<crate::writers::WriterKey>> {
+        match &self.writer {
+            Some(w) => Ok(w.clone()),
+            None => crate::writers::WriterKey::of_default_home(),
+        }
+    }
+
+    /// With the master key at hand, this home's writer is approved into the repository.
+    fn approve_self(&self, repo: &mut Repository, mk: &SecretKey) -> Result<()> {
+        let w = self.writer()?;
+        repo.approve_writer(mk, &w.public_hex(), &w.name).map(drop)
+    }
+
     /// Opens (or creates) a repository for writing a backup.
     pub async fn open_repository_for_backup(&self, dir: &Path) -> Result<(Repository, SecretKey)> {
         if self.operator_key.is_some() && repository::headless_password(&self.secret_source())?.is_none() {
             if let Some(mut repo) = Repository::open(dir)? {
                 if let Some(mk) = self.operator_unlock(&repo) {
                     repo.ensure_key_pair(&mk)?;
+                    self.approve_self(&mut repo, &mk)?;
                     return Ok((repo, mk));
                 }
             }
         }
-        repository::open_or_init(dir, &self.secret_source(), self.keychain.as_ref(), &self.custodians, KdfParams::default()).await
+        let (mut repo, mk) = repository::open_or_init(dir, &self.secret_source(), self.keychain.as_ref(), &self.custodians, KdfParams::default()).await?;
+        self.approve_self(&mut repo, &mk)?;
+        Ok((repo, mk))
     }
 
     /// Opens (or creates) a repository for a backup sealed to its public key: with its master
@@ -86,6 +113,7 @@ impl KeySources {
                 if let Some(mk) = self.operator_unlock(&repo) {
                     let mut repo = repo;
                     repo.ensure_key_pair(&mk)?;
+                    self.approve_self(&mut repo, &mk)?;
                     return Ok((repo, Some(mk)));
                 }
             }
@@ -93,13 +121,21 @@ impl KeySources {
                 let id = repo.id().to_string();
                 match self.password(&id).await {
                     Ok(Some(_)) => {}
-                    _ => return Ok((repo, None)),
+                    _ => {
+                        // Without the master key the public key cannot be checked: it must be
+                        // the one this home saw first.
+                        if let Some(pk) = &repo.config.public_key {
+                            self.writer()?.pin_repository_key(repo.id(), pk)?;
+                        }
+                        return Ok((repo, None));
+                    }
                 }
             }
             if self.recovery_key_file.is_some() && !has_password {
                 let mut repo = repo;
                 let mk = self.unlock_repository(&repo).await?;
                 repo.ensure_key_pair(&mk)?;
+                self.approve_self(&mut repo, &mk)?;
                 return Ok((repo, Some(mk)));
             }
         }
@@ -107,11 +143,52 @@ impl KeySources {
         Ok((repo, Some(mk)))
     }
 
-    /// Unlocks an archive on its own (recovery key, password or keychain secret of its repository).
+    /// Unlocks an archive on its own (recovery key, password or keychain secret of its
+    /// repository) and checks who wrote it: its signature, by a writer a holder of the master key
+    /// approved — unless [`trust_unsigned`](Self::trust_unsigned). A restore, a deep verify and an
+    /// import read only what passes.
     pub async fn unlock_archive(&self, reader: &mut ArchiveReader, repo: Option<&Repository>) -> Result<()> {
-        if !reader.header.encrypted {
+        self.unlock_archive_unchecked(reader, repo).await?;
+        if self.trust_unsigned {
             return Ok(());
         }
+        // Damage shows first as a whole-file hash or a signature that does not match: then the
+        // sections are checked one by one (nothing is executed) so the message names the one
+        // that is damaged, as a deep verify does.
+        let name_damage = |reader: &ArchiveReader| tokio::task::block_in_place(|| crate::verify::deep_check(reader)).err();
+        let provenance = match tokio::task::block_in_place(|| reader.provenance_in(repo)) {
+            Ok(p) => p,
+            Err(e) => return Err(name_damage(reader).unwrap_or(e)),
+        };
+        if provenance == crate::writers::Provenance::Forged {
+            if let Some(e) = name_damage(reader) {
+                return Err(e);
+            }
+        }
+        if provenance == crate::writers::Provenance::Unsigned && !self.vouched.is_empty() {
+            let sha = tokio::task::block_in_place(|| reader.quick_check())?.sha256;
+            if self.vouched.contains(&sha) {
+                return Ok(());
+            }
+        }
+        match provenance.refusal(reader.path()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`unlock_archive`](Self::unlock_archive) without the writer's check (to show an archive's
+    /// header and tables, never to restore it).
+    pub async fn unlock_archive_unchecked(&self, reader: &mut ArchiveReader, repo: Option<&Repository>) -> Result<()> {
+        if !reader.header.encrypted {
+            // Nothing to decrypt; the master key, when at hand, tells its approved writers.
+            let _ = self.open_keys(reader, repo).await;
+            return Ok(());
+        }
+        self.open_keys(reader, repo).await
+    }
+
+    async fn open_keys(&self, reader: &mut ArchiveReader, repo: Option<&Repository>) -> Result<()> {
         if let Some(rk) = self.recovery()? {
             return tokio::task::block_in_place(|| reader.unlock(None, Some(&Unlock::Recovery(rk))));
         }

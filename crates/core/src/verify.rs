@@ -39,6 +39,9 @@ pub fn quick_in(path: &std::path::Path, expected_sha256: Option<&str>, repo: Opt
         }
     }
     let q = reader.quick_check()?;
+    if q.signature_ok == Some(false) {
+        return Err(Error::validation(format!("the archive {} is not as its writer signed it: it was changed after it was written", path.display())));
+    }
     if let Some(expected) = expected_sha256 {
         if expected != q.sha256 {
             return Err(Error::validation(format!(

@@ -234,7 +234,11 @@ export type BackupOutcome = { id: string, archive: string, type: BackupType, par
 /**
  * Why the backup is not of the type asked for (e.g. the first incremental is a full).
  */
-note: string | null, };
+note: string | null, 
+/**
+ * The writer that signed the archive: its name and public key.
+ */
+writer: string, writer_key: string, };
 
 export type RestoreType = "full" | "selective" | "tenant_only";
 

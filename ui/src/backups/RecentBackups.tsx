@@ -26,6 +26,12 @@ export function statusVariant(status: string) {
 
 type ProgressInfo = { table?: string; tables_done?: number; tables_total?: number; rows?: number };
 
+/** The writer whose key signed the archive (name and public key), as the run recorded it. */
+function writer(b: BackupExecution): { name: string; key: string } | null {
+  const m = (b.metadata ?? {}) as { writer?: string; writer_key?: string };
+  return m.writer ? { name: m.writer, key: m.writer_key ?? "" } : null;
+}
+
 /** How a backup was started: by its schedule, as a catch-up of missed runs, or by hand. */
 function trigger(b: BackupExecution): string | null {
   const t = (b.metadata as { trigger?: string })?.trigger;
@@ -109,6 +115,11 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
             </div>
           )}
           {backup.checksum && <div className="text-xs text-slate-400 font-mono" title="SHA-256 of the archive">sha256 {backup.checksum.slice(0, 16)}…</div>}
+          {writer(backup) && (
+            <div className="text-xs text-slate-500" data-testid="signed-by" title={`writer key ${writer(backup)?.key ?? ""}`}>
+              Signed by {writer(backup)?.name}
+            </div>
+          )}
           {lastCheck && <LastCheck check={lastCheck} />}
           {check.isError && <ErrorBox error={check.error} />}
         </div>

@@ -314,9 +314,9 @@ describe("BackupDashboard", () => {
     expect(within(rows[0]).getByTestId("last-check")).toHaveClass("text-red-600");
   });
 
-  it("shows who started a backup, where its archive is, and its second copy (verified or failed)", async () => {
+  it("shows who started a backup, whose key signed it, where its archive is, and its second copy (verified or failed)", async () => {
     mocked.listExecutions.mockResolvedValue([
-      { ...executions[0], initiated_by: "olga", second_copy: { storage_name: "Offsite", status: "completed", file_path: "s3://b/p/archives/1.shar", error_message: null, created_at: "2025-01-05T10:31:00Z" } },
+      { ...executions[0], initiated_by: "olga", metadata: { writer: "backup@server-7", writer_key: "ab12cd34ef56" }, second_copy: { storage_name: "Offsite", status: "completed", file_path: "s3://b/p/archives/1.shar", error_message: null, created_at: "2025-01-05T10:31:00Z" } },
       { ...executions[0], id: "3", second_copy: { storage_name: "USB disk", status: "failed", file_path: null, error_message: "/mnt/usb does not exist", created_at: "2025-01-05T10:31:00Z" } },
     ]);
     renderWithClient(<BackupDashboard />);
@@ -326,6 +326,9 @@ describe("BackupDashboard", () => {
     expect(within(rows[0]).getByTestId("second-copy")).toHaveTextContent("Second copy on Offsite: copied and verified");
     expect(within(rows[1]).getByTestId("second-copy")).toHaveTextContent("Second copy on USB disk failed: /mnt/usb does not exist");
     expect(within(rows[1]).queryByTestId("initiated-by")).toBeNull();
+    expect(within(rows[0]).getByTestId("signed-by")).toHaveTextContent("Signed by backup@server-7");
+    expect(within(rows[0]).getByTestId("signed-by")).toHaveAttribute("title", "writer key ab12cd34ef56");
+    expect(within(rows[1]).queryByTestId("signed-by")).toBeNull();
   });
 
   it("shows the last check recorded with a backup, and no Verify, Deep verify or Cancel to a read-only admin", async () => {

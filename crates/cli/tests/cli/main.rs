@@ -1146,3 +1146,66 @@ fn a_damaged_or_foreign_archive_is_reported_and_the_rest_of_the_repository_keeps
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("belongs to another repository"), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Two homes write to one repository: the workstation that holds its password, and a server
+/// that only seals backups to its public key. The server's backups show who wrote them (`ls`,
+/// `inspect`), do not restore until a key holder approves the server (`key writers`, `key
+/// approve-writer`) — `--trust-unsigned` restores one explicitly — and restore after.
+#[test]
+fn a_backup_restores_only_once_its_writer_is_approved_and_listings_show_who_wrote_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (workstation, server) = (dir.path().join("workstation"), dir.path().join("server"));
+    let db = Db::new();
+    psql(&db.url(), "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g;");
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, "the workstation's password\n").expect("pw");
+    let repo = dir.path().join("repo");
+    let repo_s = repo.to_str().expect("utf-8");
+    let no_bus = "unix:path=/nonexistent/safehold-test-bus";
+    let with_key = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", &workstation).env("SAFEHOLD_PASSWORD_FILE", &pw).env("DBUS_SESSION_BUS_ADDRESS", no_bus).output().expect("run");
+    let on_server = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", &server).env_remove("SAFEHOLD_PASSWORD").env_remove("SAFEHOLD_PASSWORD_FILE").env("DBUS_SESSION_BUS_ADDRESS", no_bus).output().expect("run");
+
+    let own = stdout_json(&with_key(&["backup", "--source", &db.url(), "--to", repo_s, "--json"]));
+    psql(&db.url(), "INSERT INTO t VALUES (21, 'from the server');");
+    let theirs = stdout_json(&on_server(&["backup", "--source", &db.url(), "--to", repo_s, "--type", "full", "--json"]));
+    assert_eq!(mode(&server.join("writer.key")) & 0o777, 0o600, "the server made its writer key, its owner's alone");
+
+    // ls and key writers: who wrote each backup, and whether that writer is approved.
+    let list = stdout_json(&with_key(&["ls", repo_s, "--json"]));
+    let writer_of = |id: &serde_json::Value| list.as_array().expect("a list").iter().find(|r| r["id"] == *id).map(|r| (r["writer"].clone(), r["writer_key"].clone())).expect("listed");
+    let (own_writer, own_key) = writer_of(&own["id"]);
+    let (server_writer, server_key) = writer_of(&theirs["id"]);
+    assert!(own_writer.is_string() && server_writer.is_string() && own_key.is_string() && server_key.is_string() && own_key != server_key, "{list}");
+    let server_key = server_key.as_str().expect("hex").to_string();
+    let writers = stdout_json(&with_key(&["key", "writers", repo_s, "--json"]));
+    let approved = |k: &str| writers.as_array().expect("writers").iter().find(|w| w["public_key"] == k).map(|w| w["approved"].clone());
+    assert_eq!((approved(own_key.as_str().expect("hex")), approved(&server_key)), (Some(serde_json::json!(true)), Some(serde_json::json!(false))), "{writers}");
+    let inspected = stdout_json(&with_key(&["inspect", theirs["archive"].as_str().expect("archive"), "--json"]));
+    assert_eq!((inspected["provenance"]["state"].as_str(), inspected["provenance"]["public_key"].as_str()), (Some("unapproved"), Some(server_key.as_str())), "{inspected}");
+
+    // The server's backup is refused, with what to do; --trust-unsigned restores it.
+    let target = Db::new();
+    let refused = with_key(&["restore", "--from", repo_s, "--backup", theirs["id"].as_str().expect("id"), "--target", &target.url(), "--yes"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("safehold key approve-writer") && err.contains("--trust-unsigned") && err.contains("nothing was restored"), "{err}");
+    assert_eq!(psql(&target.url(), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), "0", "nothing was restored");
+    let deep = with_key(&["verify", theirs["archive"].as_str().expect("archive"), "--deep"]);
+    assert!(!deep.status.success(), "a deep verify refuses it too: {}", String::from_utf8_lossy(&deep.stdout));
+    let trusted = with_key(&["restore", "--from", repo_s, "--backup", theirs["id"].as_str().expect("id"), "--target", &target.url(), "--yes", "--trust-unsigned"]);
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    assert_eq!(psql(&target.url(), "SELECT count(*) FROM t"), "21");
+
+    // Approving needs the key: the server cannot approve itself.
+    let prefix = &server_key[..12];
+    let self_approval = on_server(&["key", "approve-writer", repo_s, prefix]);
+    assert!(!self_approval.status.success(), "{}", String::from_utf8_lossy(&self_approval.stdout));
+    let ok = with_key(&["key", "approve-writer", repo_s, prefix]);
+    assert!(ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains("approved"), "{}", String::from_utf8_lossy(&ok.stderr));
+    let inspected = stdout_json(&with_key(&["inspect", theirs["archive"].as_str().expect("archive"), "--json"]));
+    assert_eq!(inspected["provenance"]["state"].as_str(), Some("approved"), "{inspected}");
+    let target = Db::new();
+    let restored = with_key(&["restore", "--from", repo_s, "--backup", theirs["id"].as_str().expect("id"), "--target", &target.url(), "--yes"]);
+    assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
+    assert_eq!(psql(&target.url(), "SELECT count(*) FROM t"), "21");
+    assert!(with_key(&["verify", theirs["archive"].as_str().expect("archive"), "--deep"]).status.success(), "an approved writer's backup verifies");
+}

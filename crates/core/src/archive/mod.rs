@@ -18,8 +18,14 @@ pub use writer::{ArchiveWriter, Section, SectionWriter, WriteOptions, WrittenArc
 pub const MAGIC: &[u8; 8] = b"SAFEHOLD";
 pub const TRAILER_MAGIC: &[u8; 8] = b"SHTRAILR";
 /// Version 2 lets a section's frames lie in several runs (`extents`), so tables dumped in
-/// parallel stream into one file; version 1 archives (one run per section) still open.
-pub const FORMAT_VERSION: u16 = 2;
+/// parallel stream into one file; version 1 archives (one run per section) still open. Version 3
+/// ends with the writer's signature ([`SIGNATURE_MAGIC`], 64 bytes of Ed25519 over the SHA-256
+/// of everything before it): see [`crate::writers`].
+pub const FORMAT_VERSION: u16 = 3;
+/// The first version whose archives are signed.
+pub const SIGNED_FORMAT_VERSION: u16 = 3;
+pub const SIGNATURE_MAGIC: &[u8; 8] = b"SHSIGNAT";
+pub const SIGNATURE_LEN: usize = 8 + 64;
 /// The oldest format this Safehold reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Plaintext bytes per chunk before compression.
@@ -62,6 +68,19 @@ pub struct ArchiveHeader {
     /// archive id — no names in clear). Absent in archives from before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basis: Option<serde_json::Value>,
+    /// Who wrote it: the writer key whose signature ends the archive (format 3 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<WriterStamp>,
+    /// The repository's approved writers when it was written (authenticated by its master key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writers: Option<crate::writers::Writers>,
+}
+
+/// The writer named in an archive's header.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WriterStamp {
+    pub name: String,
+    pub public_key: String,
 }
 
 /// One section of the archive as the index records it.

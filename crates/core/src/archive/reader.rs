@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::keys::{self, SecretKey, Unlock};
 use super::writer::trailer_mac;
-use super::{chunk_aad, ArchiveHeader, ArchiveIndex, KeySlot, SectionEntry, CHUNK_SIZE, FORMAT_VERSION, INDEX_SECTION_NO, MIN_FORMAT_VERSION, MAGIC, MAX_FRAME, TRAILER_LEN, TRAILER_MAGIC};
+use super::{chunk_aad, ArchiveHeader, ArchiveIndex, KeySlot, SectionEntry, CHUNK_SIZE, FORMAT_VERSION, INDEX_SECTION_NO, MIN_FORMAT_VERSION, MAGIC, MAX_FRAME, SIGNATURE_LEN, SIGNATURE_MAGIC, SIGNED_FORMAT_VERSION, TRAILER_LEN, TRAILER_MAGIC};
+use crate::writers::Provenance;
 use crate::error::{Error, ErrorCode, Result};
 
 /// The trailer's fields.
@@ -34,6 +35,8 @@ pub struct QuickCheck {
     /// SHA-256 of the whole file, as the catalog records it.
     pub sha256: String,
     pub bytes: u64,
+    /// Whether the writer's signature matches the archive (None: not signed).
+    pub signature_ok: Option<bool>,
 }
 
 #[derive(Clone)]
@@ -44,7 +47,12 @@ pub struct ArchiveReader {
     header_end: u64,
     trailer: Trailer,
     file_len: u64,
+    /// Where the trailer ends (before the signature, when signed).
+    end: u64,
+    signature: Option<[u8; 64]>,
     key: Option<SecretKey>,
+    /// The repository's master key, once unlocked (it authenticates the approved writers).
+    master: Option<SecretKey>,
 }
 
 fn corrupt(path: &Path, what: impl std::fmt::Display) -> Error {
@@ -108,7 +116,9 @@ impl ArchiveReader {
         let mut l = [0u8; 4];
         read_exact(&mut f, &mut l, path, "the header")?;
         let header_len = u64::from(u32::from_be_bytes(l));
-        if header_len > 1 << 20 || 14 + header_len + TRAILER_LEN as u64 > file_len {
+        let signed = version >= SIGNED_FORMAT_VERSION;
+        let end = if signed { file_len.saturating_sub(SIGNATURE_LEN as u64) } else { file_len };
+        if header_len > 1 << 20 || 14 + header_len + TRAILER_LEN as u64 > end {
             return Err(corrupt(path, "the header length is impossible, or the file is truncated"));
         }
         let mut header_json = vec![0u8; usize::try_from(header_len).unwrap_or(0)];
@@ -116,9 +126,21 @@ impl ArchiveReader {
         let header: ArchiveHeader = serde_json::from_slice(&header_json).map_err(|e| corrupt(path, format!("the header is not readable ({e})")))?;
         let header_hash: [u8; 32] = Sha256::digest(&header_json).into();
 
-        let mut f = read_range(path, file_len - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
+        let mut f = read_range(path, end - TRAILER_LEN as u64, file_len - end + TRAILER_LEN as u64)?;
         let mut raw = vec![0u8; TRAILER_LEN];
         read_exact(&mut f, &mut raw, path, "the trailer")?;
+        let signature = if signed {
+            let mut block = [0u8; SIGNATURE_LEN];
+            read_exact(&mut f, &mut block, path, "the signature")?;
+            if &block[..8] != SIGNATURE_MAGIC {
+                return Err(corrupt(path, "the writer's signature is missing (the file is truncated or was not finished)"));
+            }
+            let mut sig = [0u8; 64];
+            sig.copy_from_slice(&block[8..]);
+            Some(sig)
+        } else {
+            None
+        };
         if &raw[..8] != TRAILER_MAGIC {
             return Err(corrupt(path, "the trailer is missing (the file is truncated or was not finished)"));
         }
@@ -140,10 +162,10 @@ impl ArchiveReader {
         };
         let header_end = 14 + header_len;
         // Checked: hostile offsets must not overflow.
-        if trailer.index_offset < header_end || trailer.index_offset.checked_add(trailer.index_length) != file_len.checked_sub(TRAILER_LEN as u64) {
+        if trailer.index_offset < header_end || trailer.index_offset.checked_add(trailer.index_length) != end.checked_sub(TRAILER_LEN as u64) {
             return Err(corrupt(path, "the trailer does not point at the index"));
         }
-        Ok(Self { path: path.to_path_buf(), header, header_hash, header_end, trailer, file_len, key: None })
+        Ok(Self { path: path.to_path_buf(), header, header_hash, header_end, trailer, file_len, end, signature, key: None, master: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -152,7 +174,7 @@ impl ArchiveReader {
 
     /// Hashes the whole file and checks it against the trailer. Needs no key.
     pub fn quick_check(&self) -> Result<QuickCheck> {
-        let body_len = self.file_len - TRAILER_LEN as u64;
+        let body_len = self.end - TRAILER_LEN as u64;
         let mut f = BufReader::with_capacity(1 << 20, read_range(&self.path, 0, body_len)?);
         let mut body = Sha256::new();
         let mut whole = Sha256::new();
@@ -166,6 +188,15 @@ impl ArchiveReader {
             left -= n as u64;
         }
         whole.update(&self.trailer.raw);
+        // The writer signed everything before its signature.
+        let signature_ok = self.signature.map(|sig| {
+            let prefix: [u8; 32] = whole.clone().finalize().into();
+            self.header.writer.as_ref().is_some_and(|w| crate::writers::verify(&w.public_key, &prefix, &sig))
+        });
+        if let Some(sig) = &self.signature {
+            whole.update(SIGNATURE_MAGIC);
+            whole.update(sig);
+        }
         let body: [u8; 32] = body.finalize().into();
         if body != self.trailer.body_sha256 {
             return Err(corrupt(&self.path, "its SHA-256 does not match the one recorded in its trailer"));
@@ -173,15 +204,46 @@ impl ArchiveReader {
         if !self.header.encrypted && trailer_mac(None, &self.header_hash, &self.trailer.raw[..67]) != self.trailer.mac {
             return Err(corrupt(&self.path, "the trailer's checksum is wrong"));
         }
-        Ok(QuickCheck { sha256: hex::encode(whole.finalize()), bytes: self.file_len })
+        Ok(QuickCheck { sha256: hex::encode(whole.finalize()), bytes: self.file_len, signature_ok })
+    }
+
+    /// Who wrote the archive, checked: its signature against its bytes (reading the whole file)
+    /// and its writer against the approved writers — the archive's copy of the list and
+    /// `repository`'s (each authenticated by the master key, so it needs [`unlock`](Self::unlock)
+    /// with a key first; without one a signed archive's writer cannot be told approved).
+    /// [`provenance`](Self::provenance) with the approved writers of `repo` — or, without one, of
+    /// the repository the archive lies in.
+    pub fn provenance_in(&self, repo: Option<&crate::repository::Repository>) -> Result<Provenance> {
+        let around = match repo {
+            Some(_) => None,
+            None if !crate::remote::is_remote(&self.path) => crate::repository::of_archive(&self.path, &self.header.repository_id),
+            None => None,
+        };
+        self.provenance(repo.or(around.as_ref()).and_then(|r| r.config.writers.as_ref()))
+    }
+
+    pub fn provenance(&self, repository: Option<&crate::writers::Writers>) -> Result<Provenance> {
+        let q = self.quick_check()?;
+        let Some(writer) = self.header.writer.clone() else { return Ok(Provenance::Unsigned) };
+        match q.signature_ok {
+            None => return Ok(Provenance::Unsigned),
+            Some(false) => return Ok(Provenance::Forged),
+            Some(true) => {}
+        }
+        let approved = self.master.as_ref().is_some_and(|mk| {
+            let id = &self.header.repository_id;
+            [self.header.writers.as_ref(), repository].into_iter().flatten().any(|w| w.authentic(mk, id) && w.find(&writer.public_key).is_some())
+        });
+        Ok(if approved {
+            Provenance::Approved { writer: writer.name, public_key: writer.public_key }
+        } else {
+            Provenance::Unapproved { writer: writer.name, public_key: writer.public_key }
+        })
     }
 
     /// Opens the data key: with the repository's master key if given, else through the archive's
     /// own copies of the master key's slots (password or recovery key).
     pub fn unlock(&mut self, master: Option<&SecretKey>, unlock: Option<&Unlock>) -> Result<()> {
-        if !self.header.encrypted {
-            return Ok(());
-        }
         let repo_aad = master_aad(&self.header.repository_id);
         let mk = match master {
             Some(mk) => Some(mk.clone()),
@@ -190,6 +252,11 @@ impl ArchiveReader {
                 None => None,
             },
         };
+        if !self.header.encrypted {
+            // Nothing to decrypt; the master key (when given) still tells approved writers.
+            self.master = mk;
+            return Ok(());
+        }
         let wrong = || {
             let what = match unlock {
                 Some(Unlock::Recovery(_)) => "the recovery key",
@@ -223,6 +290,7 @@ impl ArchiveReader {
             return Err(corrupt(&self.path, "its trailer is not authentic"));
         }
         self.key = Some(dk);
+        self.master = Some(mk);
         Ok(())
     }
 
@@ -312,7 +380,7 @@ impl ArchiveReader {
             return Err(Error::new(ErrorCode::AuthFailed, format!("the archive {} is encrypted: unlock it first", self.path.display())));
         }
         let runs = entry.runs();
-        let body_end = self.file_len.saturating_sub(TRAILER_LEN as u64);
+        let body_end = self.end.saturating_sub(TRAILER_LEN as u64);
         if runs.iter().any(|r| r.offset < self.header_end || r.offset.checked_add(r.length).is_none_or(|end| end > body_end)) {
             return Err(corrupt(&self.path, format!("section \"{section}\" lies outside the file")));
         }

@@ -14,17 +14,19 @@ use sha2::{Digest, Sha256};
 use super::{chunk_aad, ArchiveHeader, ArchiveIndex, Extent, SectionEntry, SecretKey, CHUNK_SIZE, FORMAT_VERSION, MAGIC, TRAILER_MAGIC};
 use crate::error::{Error, ErrorCode, Result};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriteOptions {
     /// zstd level; `None` stores chunks uncompressed.
     pub zstd_level: Option<i32>,
     /// Threads that compress and seal chunks while the source keeps streaming.
     pub threads: usize,
+    /// The writer key that signs the archive (None: the default home's).
+    pub signer: Option<std::sync::Arc<crate::writers::WriterKey>>,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        Self { zstd_level: Some(crate::backup::DEFAULT_ZSTD_LEVEL), threads: std::thread::available_parallelism().map(usize::from).unwrap_or(1) }
+        Self { zstd_level: Some(crate::backup::DEFAULT_ZSTD_LEVEL), threads: std::thread::available_parallelism().map(usize::from).unwrap_or(1), signer: None }
     }
 }
 
@@ -174,6 +176,7 @@ pub struct ArchiveWriter {
     index: ArchiveIndex,
     raw_bytes: u64,
     finished: bool,
+    signer: std::sync::Arc<crate::writers::WriterKey>,
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -185,6 +188,15 @@ impl ArchiveWriter {
     /// Starts an archive at `dest` (written as `dest.<tag>.partial` until [`finish`](Self::finish)).
     /// `key` is the archive's data key, `None` for an unencrypted archive.
     pub fn create(dest: &Path, header: &ArchiveHeader, key: Option<SecretKey>, options: WriteOptions) -> Result<Self> {
+        // Signed by its writer (the header names it; the signature closes the file).
+        let signer = match options.signer.clone() {
+            Some(s) => s,
+            None => crate::writers::WriterKey::of_default_home()?,
+        };
+        let mut header = header.clone();
+        header.format_version = FORMAT_VERSION;
+        header.writer = Some(super::WriterStamp { name: signer.name.clone(), public_key: signer.public_hex() });
+        let header = &header;
         let (tmp, out) = if crate::remote::is_remote(dest) {
             (dest.to_path_buf(), Sink::Object(crate::remote::object(dest)?.upload()?))
         } else {
@@ -206,7 +218,7 @@ impl ArchiveWriter {
         };
         w().map_err(|e| io(&tmp, e))?;
         let sealer = Sealer::start(key.clone(), header_hash, options.zstd_level, options.threads);
-        Ok(Self { sealer, next_seq: 0, next_to_write: 0, ready: Default::default(), extents: Default::default(), next_section_no: 0, numbers: Vec::new(), file, tmp, dest: dest.to_path_buf(), key, header_hash, index: ArchiveIndex::default(), raw_bytes: 0, finished: false })
+        Ok(Self { sealer, next_seq: 0, next_to_write: 0, ready: Default::default(), extents: Default::default(), next_section_no: 0, numbers: Vec::new(), file, tmp, dest: dest.to_path_buf(), key, header_hash, index: ArchiveIndex::default(), raw_bytes: 0, finished: false, signer })
     }
 
     /// Starts the next section; written to the end before the next one starts.
@@ -373,6 +385,11 @@ impl ArchiveWriter {
         trailer.extend_from_slice(&mac);
         let tmp = self.tmp.clone();
         self.file.write(&trailer).map_err(|e| io(&tmp, e))?;
+        // The writer's signature over everything before it.
+        let prefix: [u8; 32] = self.file.hash.clone().finalize().into();
+        let signature = self.signer.sign(&prefix);
+        self.file.write(super::SIGNATURE_MAGIC).map_err(|e| io(&tmp, e))?;
+        self.file.write(&signature).map_err(|e| io(&tmp, e))?;
         self.file.out.flush().map_err(|e| io(&tmp, e))?;
         match std::mem::replace(&mut self.file.out, Sink::Closed) {
             Sink::File(f) => {

@@ -874,6 +874,7 @@ async fn export_archive(
     req.tenants_table = ends.tenants_table.clone();
     req.tenants = tenants.to_vec();
     req.dest = Some(path.to_path_buf());
+    req.signer = ends.keys.writer.clone();
     let out = crate::backup::run(&repo, &master, &req, cancel, progress).await?;
     let mut reader = crate::archive::ArchiveReader::open(path)?;
     tokio::task::block_in_place(|| reader.unlock(Some(&master), None))?;

@@ -383,3 +383,158 @@ async fn probing_a_connection_needs_a_session_and_a_permission_and_is_audited() 
         .expect("audit");
     assert_eq!(audited.iter().map(|(w, o)| format!("{w}:{o}")).collect::<Vec<_>>(), ["local administrator:success", "rita:denied", "alice:success"]);
 }
+
+/// Someone who can write to the storage but holds no key of the repository (issue 21, #4): the
+/// repository's public key lets them write an archive that decrypts with the repository's key.
+/// Only an archive signed by a writer a holder of the master key approved is restored or deep
+/// verified; a forged signature, a writer the attacker added to the repository file, and a public
+/// key swapped in the repository file are each refused, and `--trust-unsigned` is the explicit way
+/// round.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_archives_of_approved_writers_are_restored_and_a_swapped_repository_key_is_refused() {
+    use safehold_core::archive::ArchiveReader;
+    use safehold_core::backup::{self, BackupRequest};
+    use safehold_core::repository::{Repository, CONFIG_FILE};
+    use safehold_core::restore;
+    use safehold_core::source::SourceSpec;
+    use safehold_core::unlock::KeySources;
+    use safehold_core::writers::{Provenance, WriterKey};
+    use safehold_core::ErrorCode;
+
+    let db = platform().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo_dir = dir.path().join("repo");
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, "the owner's password").expect("password");
+    let owner_writer = WriterKey::for_home(&dir.path().join("owner-home")).expect("owner's writer key");
+    let owner = KeySources { password_file: Some(pw.clone()), writer: Some(owner_writer.clone()), ..Default::default() };
+    let (repo, mk) = owner.open_repository_for_backup(&repo_dir).await.expect("repository");
+    assert!(repo.config.public_key.is_some(), "the repository has a public key to seal backups to");
+    let mut req = BackupRequest::new(SourceSpec::Postgres { url: db.url() });
+    req.signer = Some(owner_writer.clone());
+    let good = backup::run(&repo, &mk, &req, &CancelToken::new(), &no_progress()).await.expect("the owner's backup");
+    let good = std::path::PathBuf::from(&good.archive);
+
+    // What an archive says of its writer, read with the repository's key.
+    let provenance = |keys: KeySources, path: std::path::PathBuf| async move {
+        let repo = Repository::open(&repo_dir_of(&path)).expect("open").expect("a repository");
+        let mut reader = ArchiveReader::open(&path).expect("open archive");
+        keys.unlock_archive_unchecked(&mut reader, Some(&repo)).await.expect("unlock");
+        reader.provenance(repo.config.writers.as_ref()).expect("provenance")
+    };
+    let restore_into = |keys: &KeySources, path: &std::path::Path| {
+        let keys = keys.clone();
+        let path = path.to_path_buf();
+        async move {
+            let target = ScratchDb::create().await;
+            let repo = Repository::open(&repo_dir_of(&path))?;
+            let chain = keys.open_chain(&path, repo.as_ref()).await?;
+            restore::restore_chain(chain, &SourceSpec::Postgres { url: target.url() }, 1, false, &CancelToken::new(), &no_progress()).await.map(drop)
+        }
+    };
+    assert_eq!(provenance(owner.clone(), good.clone()).await, Provenance::Approved { writer: owner_writer.name.clone(), public_key: owner_writer.public_hex() });
+    restore_into(&owner, &good).await.expect("the owner's own backup restores");
+
+    // The attacker: another home, no password, no keychain — only the storage.
+    let mallory = WriterKey::for_home(&dir.path().join("mallory-home")).expect("mallory's writer key");
+    let attacker = KeySources { writer: Some(mallory.clone()), ..Default::default() };
+    let (arepo, amk) = attacker.open_repository_for_sealed_backup(&repo_dir).await.expect("a sealed backup needs no secret");
+    assert!(amk.is_none(), "the attacker has no master key");
+    let mut req = BackupRequest::new(SourceSpec::Postgres { url: db.url() });
+    req.signer = Some(mallory.clone());
+    let planted = backup::run_with(&arepo, None, &req, &CancelToken::new(), &no_progress()).await.expect("a planted archive");
+    let planted = std::path::PathBuf::from(&planted.archive);
+    assert_eq!(provenance(owner.clone(), planted.clone()).await, Provenance::Unapproved { writer: mallory.name.clone(), public_key: mallory.public_hex() });
+    let e = restore_into(&owner, &planted).await.expect_err("a planted archive is refused");
+    assert_eq!(e.code, ErrorCode::AuthFailed, "{e}");
+    assert!(e.message.contains("no holder of this repository's key approved") && e.message.contains("approve-writer") && e.message.contains("nothing was restored"), "{e}");
+    // Deep verify opens archives the same way.
+    let mut reader = ArchiveReader::open(&planted).expect("open");
+    let e = owner.unlock_archive(&mut reader, Repository::open(&repo_dir).expect("open").as_ref()).await.expect_err("deep verify refuses it too");
+    assert_eq!(e.code, ErrorCode::AuthFailed, "{e}");
+
+    // Adding itself to the repository file's list does not help: the list is authenticated by
+    // the master key.
+    let config_path = repo_dir.join(CONFIG_FILE);
+    let original_config = std::fs::read_to_string(&config_path).expect("config");
+    let mut config: serde_json::Value = serde_json::from_str(&original_config).expect("json");
+    config["writers"]["list"].as_array_mut().expect("a list of writers").push(serde_json::json!({"public_key": mallory.public_hex(), "name": "mallory", "approved_at": "2026-01-01T00:00:00Z"}));
+    std::fs::write(&config_path, serde_json::to_string(&config).expect("json")).expect("write config");
+    assert!(matches!(provenance(owner.clone(), planted.clone()).await, Provenance::Unapproved { .. }), "a writer added without the master key is not approved");
+    std::fs::write(&config_path, &original_config).expect("restore config");
+
+    // The administrator's explicit override.
+    let trusting = KeySources { trust_unsigned: true, ..owner.clone() };
+    restore_into(&trusting, &planted).await.expect("--trust-unsigned restores it");
+
+    // Approved by a holder of the master key: restored like any other.
+    let mut repo = Repository::open(&repo_dir).expect("open").expect("repository");
+    assert!(repo.approve_writer(&mk, &mallory.public_hex(), "mallory's server").expect("approve"), "a new writer");
+    assert_eq!(repo.approved_writers(&mk).len(), 2, "the owner and mallory's server");
+    restore_into(&owner, &planted).await.expect("an approved writer's backup restores");
+
+    // A signature that does not match the archive: forged.
+    let mut bytes = std::fs::read(&good).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&good, &bytes).expect("write");
+    assert_eq!(provenance(owner.clone(), good.clone()).await, Provenance::Forged);
+    let e = restore_into(&owner, &good).await.expect_err("a forged archive is refused");
+    assert!(e.message.contains("not as its writer signed it"), "{e}");
+    let e = safehold_core::verify::quick(&good, None).expect_err("even a quick verify sees it");
+    assert!(e.message.contains("not as its writer signed it"), "{e}");
+
+    // The repository file's public key swapped for one the attacker holds: a home that wrote
+    // to the repository before refuses to seal to the new key.
+    let other = tempfile::tempdir().expect("tmp");
+    let (other_repo, _) = KeySources { password_file: Some(pw.clone()), writer: Some(mallory.clone()), ..Default::default() }.open_repository_for_backup(&other.path().join("r")).await.expect("another repository");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).expect("config")).expect("json");
+    config["public_key"] = serde_json::json!(other_repo.config.public_key.clone().expect("a public key"));
+    std::fs::write(&config_path, serde_json::to_string(&config).expect("json")).expect("write config");
+    let e = attacker.open_repository_for_sealed_backup(&repo_dir).await.expect_err("a swapped public key is refused");
+    assert!(e.message.contains("its repository file was replaced") && e.message.contains("nothing was written"), "{e}");
+}
+
+fn repo_dir_of(archive: &Path) -> std::path::PathBuf {
+    let mut d = archive.parent().expect("a folder").to_path_buf();
+    while !d.join(safehold_core::repository::CONFIG_FILE).exists() {
+        d = d.parent().expect("inside a repository").to_path_buf();
+    }
+    d
+}
+
+/// An archive from before archives were signed (the fuzz seed: format 1) carries no signature: it
+/// is refused unless the administrator says `--trust-unsigned`, or this home's catalog recorded
+/// its checksum when it wrote it — and then only while not one byte of it changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsigned_archive_opens_only_when_trusted_explicitly_or_vouched_for_by_the_catalog() {
+    use safehold_core::archive::ArchiveReader;
+    use safehold_core::unlock::KeySources;
+    use safehold_core::writers::Provenance;
+    let dir = tempfile::tempdir().expect("tmp");
+    let old = dir.path().join("old.shar");
+    std::fs::copy(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/archive_reader/seed.shar"), &old).expect("copy the seed");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "fuzz").expect("pw");
+    let keys = KeySources { password_file: Some(pw), ..Default::default() };
+    let open = |keys: KeySources, path: std::path::PathBuf| async move {
+        let mut reader = ArchiveReader::open(&path).expect("open");
+        keys.unlock_archive(&mut reader, None).await
+    };
+    let reader = ArchiveReader::open(&old).expect("open");
+    assert!(reader.header.format_version < 3 && reader.header.writer.is_none(), "an archive from before signing");
+    assert_eq!(reader.provenance(None).expect("provenance"), Provenance::Unsigned);
+    let sha = reader.quick_check().expect("check").sha256;
+    let e = open(keys.clone(), old.clone()).await.expect_err("refused by default");
+    assert!(e.message.contains("carries no writer's signature") && e.message.contains("--trust-unsigned"), "{e}");
+    open(KeySources { trust_unsigned: true, ..keys.clone() }, old.clone()).await.expect("--trust-unsigned opens it");
+    let vouched = KeySources { vouched: [sha].into_iter().collect(), ..keys.clone() };
+    open(vouched.clone(), old.clone()).await.expect("the catalog's checksum vouches for it");
+    // One byte of the header's padding changed (the archive still opens): no longer vouched for.
+    let mut bytes = std::fs::read(&old).expect("read");
+    let at = bytes.len() - 150;
+    bytes[at] ^= 0xff;
+    std::fs::write(&old, &bytes).expect("write");
+    let e = open(vouched, old.clone()).await.expect_err("a changed archive is not the one the catalog recorded");
+    assert!(e.message.contains("carries no writer's signature") || e.message.contains("damaged") || e.message.contains("authentication"), "{e}");
+}

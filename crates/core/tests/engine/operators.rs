@@ -436,13 +436,18 @@ async fn an_operators_backup_is_sealed_to_the_public_key_and_opens_only_with_a_s
     let rows: Vec<String> = sqlx::query_scalar("SELECT secret FROM accounts ORDER BY id").fetch_all(&mut conn3).await.expect("rows");
     assert_eq!(rows, ["classified", "changed", "new"]);
 
-    // The repository file is not authenticated: a public key swapped in is refused.
+    // A public key swapped into the repository file is refused: by a home that wrote here before
+    // (it remembers the key it saw), and — a low-order key — by any home.
     let file = admin.path().join(safehold_core::repository::CONFIG_FILE);
     let original = std::fs::read_to_string(&file).expect("repository file");
     let mut cfg: serde_json::Value = serde_json::from_str(&original).expect("json");
     cfg["public_key"] = "00".repeat(32).into();
     std::fs::write(&file, cfg.to_string()).expect("tamper");
-    let (weak, _) = operator.open_repository_for_sealed_backup(&admin.path()).await.expect("open");
+    let err = operator.open_repository_for_sealed_backup(&admin.path()).await.expect_err("the key this home saw is pinned");
+    assert!(err.message.contains("its repository file was replaced"), "{}", err.message);
+    let fresh_home = tempfile::tempdir().expect("tmp");
+    let fresh = KeySources { writer: Some(safehold_core::writers::WriterKey::for_home(fresh_home.path()).expect("writer key")), ..operator.clone() };
+    let (weak, _) = fresh.open_repository_for_sealed_backup(&admin.path()).await.expect("open");
     let err = backup::run_with(&weak, None, &BackupRequest::new(SourceSpec::Postgres { url: src.url() }), &CancelToken::new(), &no_progress()).await.expect_err("a low-order key");
     assert!(err.message.contains("not a valid key"), "{}", err.message);
     let (_, other) = safehold_core::archive::keys::x25519_pair();

@@ -38,6 +38,11 @@ async fn a_configuration_run_records_what_it_counted_and_a_verifiable_archive() 
     let path = done.file_path.clone().expect("archive path");
     let q = safehold_core::verify::quick(Path::new(&path), done.checksum.as_deref()).expect("the archive matches the catalog's checksum");
     assert_eq!(Some(i64::try_from(q.bytes).expect("size")), done.compressed_size);
+    // The run records whose key signed the archive, as the archive itself says.
+    let stamp = ArchiveReader::open(Path::new(&path)).expect("open").header.writer.expect("a signed archive");
+    let home_key = safehold_core::writers::WriterKey::for_home(&ctx.home).expect("the home's writer key");
+    assert_eq!((done.metadata["writer"].as_str(), done.metadata["writer_key"].as_str()), (Some(stamp.name.as_str()), Some(stamp.public_key.as_str())), "{}", done.metadata);
+    assert_eq!(stamp.public_key, home_key.public_hex(), "signed by this home's writer key");
     // The repository secret went to the keychain: a second run opens the same repository with it.
     let again = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("run");
     assert_eq!(again.status, JobStatus::Completed, "{:?}", again.error_message);
