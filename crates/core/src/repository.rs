@@ -293,7 +293,7 @@ impl Repository {
 
     /// The backups in the repository, oldest first, and apart from them the archives that cannot
     /// be read (damaged, or not archives): one damaged archive never hides the others.
-    pub fn scan(&self) -> Result<(Vec<(PathBuf, ArchiveHeader)>, Vec<(PathBuf, Error)>)> {
+    pub fn scan(&self) -> Result<Scanned> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
         for path in archives_in(&self.archives_dir())? {
@@ -316,6 +316,10 @@ impl Repository {
         }
     }
 }
+
+/// What [`Repository::scan`] finds: the readable archives with their headers, and the archives
+/// that cannot be read with why.
+pub type Scanned = (Vec<(PathBuf, ArchiveHeader)>, Vec<(PathBuf, Error)>);
 
 /// The repository an archive file lies in (its `archives` folder's parent), when it is one and
 /// the archive is one of its own.
