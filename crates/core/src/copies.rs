@@ -3,7 +3,7 @@
 //! copied there first), so the copy restores on its own with the same password or recovery key —
 //! then verified against the checksum recorded for the backup, and the copy is recorded.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -46,15 +46,7 @@ fn read_all(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn write_whole(dest: &Path, bytes: Vec<u8>) -> Result<()> {
-    if crate::remote::is_remote(dest) {
-        return crate::remote::object(dest)?.put(bytes);
-    }
-    if let Some(dir) = dest.parent() {
-        crate::private::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
-    }
-    let tmp = crate::private::partial_beside(dest);
-    crate::private::write(&tmp, &bytes).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;
-    std::fs::rename(&tmp, dest).map_err(|e| Error::io(format!("cannot write {}", dest.display()), &e))
+    crate::storage::backend::at(dest)?.put(bytes)
 }
 
 /// Streams `src` to `dest` (a file written under a temporary name and renamed, or a multipart
@@ -62,35 +54,11 @@ fn write_whole(dest: &Path, bytes: Vec<u8>) -> Result<()> {
 pub fn copy_archive(src: &Path, dest: &Path) -> Result<u64> {
     let len = crate::archive::byte_len(src)?;
     let mut from = crate::archive::read_range(src, 0, len)?;
-    let mut buf = vec![0u8; 1 << 20];
     let fail = |e: std::io::Error| Error::io(format!("cannot copy {} to {}", src.display(), dest.display()), &e);
-    if crate::remote::is_remote(dest) {
-        let mut up = crate::remote::object(dest)?.upload()?;
-        loop {
-            let n = from.read(&mut buf).map_err(fail)?;
-            if n == 0 {
-                break;
-            }
-            up.write_all(&buf[..n]).map_err(fail)?;
-        }
-        up.finish()?;
-        return Ok(len);
-    }
-    if let Some(dir) = dest.parent() {
-        crate::private::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
-    }
-    let tmp = crate::private::partial_beside(dest);
-    let result = (|| -> std::io::Result<()> {
-        let mut out = crate::private::create_new(&tmp)?;
-        crate::private::lock(&out)?;
-        std::io::copy(&mut from, &mut out)?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, dest)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(e));
-    }
+    // Dropped unfinished (an error on the way), the upload leaves nothing.
+    let mut up = crate::storage::backend::at(dest)?.upload()?;
+    std::io::copy(&mut from, &mut up).map_err(fail)?;
+    up.finish()?;
     Ok(len)
 }
 

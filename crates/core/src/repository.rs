@@ -83,18 +83,10 @@ impl Repository {
     /// Opens the repository in `dir`; `None` when `dir` holds no repository yet.
     pub fn open(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join(CONFIG_FILE);
-        let bytes = if crate::remote::is_remote(dir) {
-            match crate::remote::object(&path)?.get() {
-                Ok(b) => b,
-                Err(e) if e.code == ErrorCode::NotFound && !e.message.contains("the bucket does not exist") => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        } else {
-            match std::fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), &e)),
-            }
+        let bytes = match crate::storage::backend::at(&path)?.get() {
+            Ok(b) => b,
+            Err(e) if e.code == ErrorCode::NotFound && !e.message.contains("the bucket does not exist") => return Ok(None),
+            Err(e) => return Err(e),
         };
         let config: RepoConfig = serde_json::from_slice(&bytes)
             .map_err(|e| Error::validation(format!("{} is damaged ({e}); restore it from a copy or rebuild with the recovery key", path.display())))?;
@@ -133,20 +125,11 @@ impl Repository {
     }
 
     fn save(&self) -> Result<()> {
-        let path = self.dir.join(CONFIG_FILE);
-        if crate::remote::is_remote(&self.dir) {
-            // An object is replaced whole, atomically.
-            let json = serde_json::to_vec_pretty(&self.config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-            return crate::remote::object(&path)?.put(json);
-        }
-        let tmp = crate::private::partial_beside(&path);
+        // Replaced whole, atomically (an object put; a file written beside and renamed).
         let json = serde_json::to_vec_pretty(&self.config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-        crate::private::write(&tmp, &json).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(format!("cannot write {}", path.display()), &e)
-        })
+        crate::storage::backend::at(&self.dir.join(CONFIG_FILE))?.put(json)
     }
+
 
     pub fn id(&self) -> &str {
         &self.config.repository_id
@@ -334,23 +317,7 @@ pub fn of_archive(archive: &Path, repository_id: &str) -> Option<Repository> {
 /// The archive files (or objects) in an archives directory (or prefix), by name.
 pub fn archives_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let is_archive = |p: &Path| p.extension().and_then(|e| e.to_str()) == Some(ARCHIVE_EXT);
-    if crate::remote::is_remote(dir) {
-        return Ok(crate::remote::object(dir)?.list()?.into_iter().map(|(url, _)| PathBuf::from(url)).filter(|p| is_archive(p)).collect());
-    }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), &e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| Error::io(dir.display(), &e))?.path();
-        if is_archive(&path) {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(crate::storage::backend::at(dir)?.list()?.into_iter().map(|(l, _)| PathBuf::from(l)).filter(|p| is_archive(p) && p.parent() == Some(dir)).collect())
 }
 
 /// Whether `location` is a repository (a directory, or an object storage URL not naming an

@@ -202,20 +202,12 @@ async fn apply_policy_until(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>
             ));
         }
         let Some(path) = &item.file_path else { continue };
-        let removed = if crate::remote::is_remote(Path::new(path)) {
-            let p = PathBuf::from(path);
-            tokio::task::spawn_blocking(move || crate::remote::object(&p)?.delete())
-                .await
-                .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?
-                .map_err(|e| std::io::Error::other(e.message))
-        } else {
-            std::fs::remove_file(path)
-        };
+        let p = PathBuf::from(path);
+        let removed = tokio::task::spawn_blocking(move || crate::storage::backend::at(&p)?.delete()).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
         match removed {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                let err = Error::io(format!("retention could not delete {path}"), &e);
+                let err = Error::new(e.code, format!("retention could not delete {path}: {}", e.message));
                 audit(&ctx.pool, &ctx.operator_id(), "retention.delete", path, "failure", Some(&err.message)).await?;
                 return Err(err);
             }
@@ -224,7 +216,7 @@ async fn apply_policy_until(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>
         for copy in crate::copies::of(ctx, &item.execution_id).await?.into_iter().filter(|c| c.status == "completed") {
             if let Some(p) = copy.file_path {
                 let p = PathBuf::from(p);
-                let _ = tokio::task::spawn_blocking(move || if crate::remote::is_remote(&p) { crate::remote::object(&p).and_then(|o| o.delete()) } else { std::fs::remove_file(&p).or(Ok(())).map_err(|e: std::io::Error| Error::io("delete a copy", &e)) }).await;
+                let _ = tokio::task::spawn_blocking(move || crate::storage::backend::at(&p)?.delete()).await;
             }
         }
         sqlx::query("UPDATE backup_executions SET deleted_at = ? WHERE id = ?")

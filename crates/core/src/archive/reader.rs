@@ -2,8 +2,7 @@
 //! section by its offset, without reading the others. Every failure names the archive, the
 //! section and what is wrong.
 
-use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
@@ -71,28 +70,13 @@ fn read_exact(f: &mut impl Read, buf: &mut [u8], path: &Path, what: &str) -> Res
 
 /// An archive's size: a local file's, or an object's.
 pub fn byte_len(path: &Path) -> Result<u64> {
-    if crate::remote::is_remote(path) {
-        return crate::remote::object(path)?.size()?.ok_or_else(|| Error::not_found(format!("cannot open the archive {}: it does not exist", path.display())));
-    }
-    let meta = std::fs::metadata(path).map_err(|e| {
-        let code = if e.kind() == std::io::ErrorKind::NotFound { ErrorCode::NotFound } else { ErrorCode::Io };
-        Error::new(code, format!("cannot open the archive {}: {e}", path.display()))
-    })?;
-    Ok(meta.len())
+    crate::storage::backend::at(path)?.size()?.ok_or_else(|| Error::not_found(format!("cannot open the archive {}: it does not exist", path.display())))
 }
 
 /// `len` bytes of an archive from `offset`: a local file's, or an object's read in ranges (only
 /// what is read is fetched).
 pub fn read_range(path: &Path, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
-    if crate::remote::is_remote(path) {
-        return Ok(Box::new(crate::remote::object(path)?.reader(offset, len)));
-    }
-    let mut f = File::open(path).map_err(|e| {
-        let code = if e.kind() == std::io::ErrorKind::NotFound { ErrorCode::NotFound } else { ErrorCode::Io };
-        Error::new(code, format!("cannot open the archive {}: {e}", path.display()))
-    })?;
-    f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(path.display(), &e))?;
-    Ok(Box::new(f.take(len)))
+    crate::storage::backend::at(path)?.read_range(offset, len).map_err(|e| if e.code == ErrorCode::NotFound { Error::not_found(format!("cannot open the archive {}: it does not exist", path.display())) } else { e })
 }
 
 impl ArchiveReader {

@@ -4,13 +4,14 @@
 //! restores through S3, and the faults — no bucket, wrong credentials, no server, the server
 //! stopped in the middle of an upload.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use safehold_core::backup::{self, BackupRequest};
 use safehold_core::configurations::BackupType;
 use safehold_core::remote::{self, Settings};
+use safehold_core::storage::backend;
 use safehold_core::restore::{self, RestoreRequest, RestoreType};
 use safehold_core::source::{no_progress, CancelToken, Progress, ProgressSink, SourceSpec};
 use safehold_core::unlock::KeySources;
@@ -114,15 +115,22 @@ async fn backup_to(repo: &Path, keys: &KeySources, source: SourceSpec, t: Backup
 
 /// The conformance suite every backend passes: objects, ranges, tens of MiB through a multipart
 /// upload, an abandoned upload leaving nothing, listing and deleting under `bucket`.
-fn conformance(bucket: &str, open_uploads: Option<&dyn Fn() -> usize>) {
-    let base = remote::object(Path::new(&format!("{bucket}/prefix"))).expect("object");
+/// The storage backend's promises (`storage::backend`), for any backend: an object store at
+/// `location` (a bucket URL) or a local folder.
+fn conformance(location: &str, open_uploads: Option<&dyn Fn() -> usize>) {
+    let root = backend::at(Path::new(location)).expect("backend");
+    let base = root.child("prefix");
     let small = base.child("a/small.bin");
     small.put(b"hello, object storage".to_vec()).expect("put");
     assert_eq!(small.get().expect("get"), b"hello, object storage");
-    assert_eq!(small.get_range(7, 13).expect("range"), b"object");
+    let mut part = Vec::new();
+    small.read_range(7, 6).expect("range").read_to_end(&mut part).expect("read");
+    assert_eq!(part, b"object");
     assert_eq!(small.size().expect("head"), Some(21));
+    small.put(b"replaced".to_vec()).expect("put again");
+    assert_eq!(small.get().expect("get"), b"replaced", "a put replaces the whole object");
 
-    // Tens of MiB through a multipart upload, read back whole and by ranges.
+    // Tens of MiB through a streaming upload, read back whole and by ranges.
     let big = random_bytes(26 << 20);
     let obj = base.child("a/big.bin");
     let mut up = obj.upload().expect("start upload");
@@ -134,11 +142,14 @@ fn conformance(bucket: &str, open_uploads: Option<&dyn Fn() -> usize>) {
     assert_eq!(obj.size().expect("head"), Some(big.len() as u64));
     assert_eq!(sha2::Sha256::digest(obj.get().expect("get")), sha2::Sha256::digest(&big));
     let at = 17 << 20;
-    assert_eq!(obj.get_range(at, at + 1000).expect("range"), &big[at as usize..at as usize + 1000]);
+    let mut range = Vec::new();
+    obj.read_range(at, 1000).expect("range").read_to_end(&mut range).expect("read");
+    assert_eq!(range, &big[at as usize..at as usize + 1000]);
     let listed: Vec<String> = base.list().expect("list").into_iter().map(|(u, _)| u).collect();
-    assert_eq!(listed, vec![format!("{bucket}/prefix/a/big.bin"), format!("{bucket}/prefix/a/small.bin")]);
+    let prefix = base.location();
+    assert_eq!(listed, vec![format!("{}/a/big.bin", prefix.trim_end_matches('/')), format!("{}/a/small.bin", prefix.trim_end_matches('/'))], "everything below, in order, nothing half-written");
 
-    // An upload dropped half-way leaves no object and no multipart upload behind.
+    // An upload dropped half-way leaves no object and no upload behind.
     let half = base.child("a/half.bin");
     {
         let mut up = half.upload().expect("start upload");
@@ -151,9 +162,21 @@ fn conformance(bucket: &str, open_uploads: Option<&dyn Fn() -> usize>) {
     if let Some(open) = open_uploads {
         assert_eq!(open(), 0, "no orphaned multipart upload");
     }
+    assert_eq!(base.list().expect("list").len(), 2, "nothing of the dropped upload is listed");
     small.delete().expect("delete");
     assert_eq!(small.size().expect("head"), None);
+    small.delete().expect("deleting what is gone is not an error");
+    assert!(base.child("a/never.bin").get().is_err_and(|e| e.code == ErrorCode::NotFound), "reading what does not exist says so");
     obj.delete().expect("delete");
+    assert!(base.list().expect("list").is_empty());
+}
+
+/// The local folder backend keeps the same promises as the object stores.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_folder_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let location = dir.path().join("storage").display().to_string();
+    tokio::task::spawn_blocking(move || conformance(&location, None)).await.expect("conformance");
 }
 
 /// A full and an incremental backup into `repo` on object storage, then a restore of the chain.

@@ -1,6 +1,9 @@
 //! Storage locations where archives are kept (the spec's `backup_storage`): registering, removing,
 //! used space from a real listing and the filesystem's capacity, and a health probe that writes,
-//! reads back and deletes an object. This version stores to local directories.
+//! reads back and deletes an object. Where the bytes go — a folder or an object store — is
+//! [`backend`]'s.
+
+pub mod backend;
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -279,20 +282,6 @@ fn filesystem_space(dir: &std::path::Path) -> (Option<i64>, Option<i64>) {
     (None, None)
 }
 
-fn archive_sizes(dir: &std::path::Path, out: &mut (i64, i64)) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let p = e.path();
-        let Ok(meta) = e.metadata() else { continue };
-        if meta.is_dir() {
-            archive_sizes(&p, out);
-        } else if p.extension().and_then(|x| x.to_str()) == Some(crate::repository::ARCHIVE_EXT) {
-            out.0 += i64::try_from(meta.len()).unwrap_or(i64::MAX);
-            out.1 += 1;
-        }
-    }
-}
-
 /// (used bytes, archives), (capacity, available).
 type Measured = ((i64, i64), (Option<i64>, Option<i64>));
 
@@ -309,15 +298,16 @@ pub(crate) async fn record_usage(ctx: &Ctx, name_or_id: &str) -> Result<StorageU
     let d2 = dir.clone();
     let quota = s.total_capacity.filter(|_| s.storage_type != StorageType::Local);
     let ((used, archives), (total, available)) = tokio::task::spawn_blocking(move || -> Result<Measured> {
-        if crate::remote::is_remote(&d2) {
-            let items = crate::remote::object(&d2)?.list()?;
-            let shars: Vec<&(String, u64)> = items.iter().filter(|(u, _)| u.ends_with(&format!(".{}", crate::repository::ARCHIVE_EXT))).collect();
-            let used: i64 = shars.iter().map(|(_, n)| i64::try_from(*n).unwrap_or(i64::MAX)).sum();
-            return Ok(((used, shars.len() as i64), (quota, quota.map(|q| (q - used).max(0)))));
-        }
-        let mut sizes = (0i64, 0i64);
-        archive_sizes(&d2, &mut sizes);
-        Ok((sizes, filesystem_space(&d2)))
+        let storage = backend::at(&d2)?;
+        let items = storage.list()?;
+        let shars: Vec<&(String, u64)> = items.iter().filter(|(u, _)| u.ends_with(&format!(".{}", crate::repository::ARCHIVE_EXT))).collect();
+        let used: i64 = shars.iter().map(|(_, n)| i64::try_from(*n).unwrap_or(i64::MAX)).sum();
+        // A filesystem tells its capacity; an object store has the quota given to it.
+        let space = match storage.capacity() {
+            (None, None) => (quota, quota.map(|q| (q - used).max(0))),
+            told => told,
+        };
+        Ok(((used, shars.len() as i64), space))
     })
     .await
     .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))??;
@@ -372,44 +362,21 @@ pub struct HealthCheck {
     pub at: String,
 }
 
-fn probe(dir: &std::path::Path) -> std::result::Result<(), String> {
-    use std::io::Write;
-    if !dir.is_dir() {
-        return Err(format!("{} does not exist or is not a directory; mount the storage or fix its path", dir.display()));
-    }
-    let path = dir.join(format!(".safehold-probe-{}", Uuid::new_v4().simple()));
+/// Writes 64 KiB, reads them back and deletes them, through the storage's backend.
+fn probe(location: &std::path::Path) -> std::result::Result<(), String> {
+    let root = backend::at(location).map_err(|e| e.message)?;
+    root.ready().map_err(|e| e.message)?;
+    let obj = root.child(&format!(".safehold-probe-{}", Uuid::new_v4().simple()));
     let data: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&path)?;
-        f.write_all(&data)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&path);
-        return Err(format!("cannot write to {}: {e}", dir.display()));
-    }
-    let back = std::fs::read(&path);
-    let removed = std::fs::remove_file(&path);
-    match back {
-        Ok(b) if b == data => {}
-        Ok(_) => return Err(format!("{} returned different bytes than were written", dir.display())),
-        Err(e) => return Err(format!("cannot read back from {}: {e}", dir.display())),
-    }
-    removed.map_err(|e| format!("cannot delete from {}: {e}", dir.display()))
-}
-
-fn probe_remote(url: &std::path::Path) -> std::result::Result<(), String> {
-    let obj = crate::remote::object(url).map_err(|e| e.message)?.child(&format!(".safehold-probe-{}", Uuid::new_v4().simple()));
-    let data: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
-    obj.put(data.clone()).map_err(|e| e.message)?;
+    obj.put(data.clone()).map_err(|e| format!("cannot write to {}: {}", location.display(), e.message))?;
     let back = obj.get();
     let removed = obj.delete();
     match back {
         Ok(b) if b == data => {}
-        Ok(_) => return Err(format!("{} returned different bytes than were written", url.display())),
-        Err(e) => return Err(e.message),
+        Ok(_) => return Err(format!("{} returned different bytes than were written", location.display())),
+        Err(e) => return Err(format!("cannot read back from {}: {}", location.display(), e.message)),
     }
-    removed.map_err(|e| e.message)
+    removed.map_err(|e| format!("cannot delete from {}: {}", location.display(), e.message))
 }
 
 /// Writes, reads back and deletes a probe object; records the outcome on the storage.
@@ -420,7 +387,7 @@ pub async fn check(ctx: &Ctx, name_or_id: &str) -> Result<HealthCheck> {
     let started = std::time::Instant::now();
     let outcome = match dir {
         Err(e) => Err(e.message),
-        Ok(dir) => tokio::task::spawn_blocking(move || if crate::remote::is_remote(&dir) { probe_remote(&dir) } else { probe(&dir) })
+        Ok(dir) => tokio::task::spawn_blocking(move || probe(&dir))
             .await
             .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?,
     };
@@ -492,7 +459,7 @@ pub async fn update(ctx: &Ctx, name_or_id: &str, change: StorageChange) -> Resul
         // Tried before they are kept: a connection built with them writes, reads back and
         // deletes a probe. Refused, the connection goes back to the old credentials.
         let probe = match connect_with(&s, c.clone()) {
-            Ok(url) => tokio::task::spawn_blocking(move || probe_remote(&url)).await.map_err(|e| e.to_string()).and_then(|r| r),
+            Ok(url) => tokio::task::spawn_blocking(move || probe(&url)).await.map_err(|e| e.to_string()).and_then(|r| r),
             Err(e) => Err(e.message),
         };
         if let Err(why) = probe {
