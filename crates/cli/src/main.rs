@@ -1299,7 +1299,7 @@ async fn engine_command(cli: &Cli, place: &Path, keys: KeySources) -> Result<(),
                 Ok(()) => reader.index().ok(),
                 Err(_) => None,
             };
-            let provenance = reader.provenance_in(None)?;
+            let provenance = safehold_core::unlock::provenance_in(&reader, None)?;
             if json {
                 print_json(&serde_json::json!({ "header": {
                     "archive_id": header.archive_id, "repository_id": header.repository_id, "type": header.backup_type,

@@ -18,7 +18,7 @@ use crate::source::{self, CancelToken, Include, ProgressSink, SourceSpec};
 
 /// zstd level 2: on platform data it compresses better than level 3 and runs ~1.6× faster
 /// (shared/bench measurements), which keeps the backup close to the database's read speed.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 2;
+pub use crate::archive::DEFAULT_ZSTD_LEVEL;
 
 /// Ends the source fingerprint of a safety backup.
 pub const SAFETY_MARK: &str = "#safety";

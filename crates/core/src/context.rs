@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::secrets::{Keychain, SecretStore};
 
 /// Environment variable that overrides where Safehold keeps its catalog and files.
-pub const HOME_ENV: &str = "SAFEHOLD_HOME";
+pub use crate::private::HOME_ENV;
 
 #[derive(Clone)]
 pub struct Ctx {
@@ -64,16 +64,8 @@ impl std::fmt::Debug for Ctx {
     }
 }
 
-/// The Safehold home: `SAFEHOLD_HOME`, else the OS data directory for the app
-/// (`~/.local/share/safehold` on Linux).
-pub fn default_home() -> Result<PathBuf> {
-    if let Some(h) = std::env::var_os(HOME_ENV).filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(h));
-    }
-    directories::ProjectDirs::from("dev", "safehold", "safehold")
-        .map(|d| d.data_dir().to_path_buf())
-        .ok_or_else(|| Error::validation(format!("cannot find a home directory for Safehold's data; set {HOME_ENV}")))
-}
+pub use crate::private::default_home;
+
 
 impl Ctx {
     /// Opens the catalog under `home` (creating and migrating it) with the OS keychain.

@@ -39,9 +39,9 @@ pub async fn of(ctx: &Ctx, execution_id: &str) -> Result<Vec<BackupCopy>> {
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>> {
-    let len = crate::archive::byte_len(path)?;
+    let len = crate::storage::archives::byte_len(path)?;
     let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    crate::archive::read_range(path, 0, len)?.read_to_end(&mut out).map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))?;
+    crate::storage::archives::read_range(path, 0, len)?.read_to_end(&mut out).map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))?;
     Ok(out)
 }
 
@@ -52,8 +52,8 @@ fn write_whole(dest: &Path, bytes: Vec<u8>) -> Result<()> {
 /// Streams `src` to `dest` (a file written under a temporary name and renamed, or a multipart
 /// upload): the copy appears only when complete.
 pub fn copy_archive(src: &Path, dest: &Path) -> Result<u64> {
-    let len = crate::archive::byte_len(src)?;
-    let mut from = crate::archive::read_range(src, 0, len)?;
+    let len = crate::storage::archives::byte_len(src)?;
+    let mut from = crate::storage::archives::read_range(src, 0, len)?;
     let fail = |e: std::io::Error| Error::io(format!("cannot copy {} to {}", src.display(), dest.display()), &e);
     // Dropped unfinished (an error on the way), the upload leaves nothing.
     let mut up = crate::storage::backend::at(dest)?.upload()?;

@@ -4,7 +4,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
 
 /// Creates `dir` and its missing parents, each new one 0700.
 pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
@@ -108,6 +110,20 @@ pub fn sweep_partials(dir: &Path) -> Vec<String> {
         }
     }
     removed
+}
+
+/// Where the Safehold home is, when not the OS data directory.
+pub const HOME_ENV: &str = "SAFEHOLD_HOME";
+
+/// The Safehold home: `SAFEHOLD_HOME`, else the OS data directory for the app
+/// (`~/.local/share/safehold` on Linux).
+pub fn default_home() -> Result<PathBuf> {
+    if let Some(h) = std::env::var_os(HOME_ENV).filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(h));
+    }
+    directories::ProjectDirs::from("dev", "safehold", "safehold")
+        .map(|d| d.data_dir().to_path_buf())
+        .ok_or_else(|| Error::validation(format!("cannot find a home directory for Safehold's data; set {HOME_ENV}")))
 }
 
 #[cfg(test)]

@@ -212,7 +212,7 @@ pub fn explain(url: &str, what: &str, e: object_store::Error) -> Error {
             ErrorCode::AuthFailed,
             format!("{url}: access denied (cannot {what}): check the credentials (e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the bucket's permissions"),
         ),
-        _ if all.contains("invalidaccesskeyid") || all.contains("signaturedoesnotmatch") || all.contains("accessdenied") || all.contains("403") => {
+        _ if all.contains("invalidaccesskeyid") || all.contains("signaturedoesnotmatch") || all.contains("accessdenied") || all.contains("status 403") || all.contains("403 forbidden") => {
             Error::new(ErrorCode::AuthFailed, format!("{url}: the credentials were refused (cannot {what}): {text}"))
         }
         _ if all.contains("connect") || all.contains("timed out") || all.contains("dns") || all.contains("connection") => {
@@ -454,5 +454,23 @@ impl Drop for Upload {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(msg: &str) -> object_store::Error {
+        object_store::Error::Generic { store: "S3", source: msg.to_string().into() }
+    }
+
+    /// Found when a test's random port was 33403: "403" in an address is not a refusal.
+    #[test]
+    fn a_server_that_does_not_answer_is_unreachable_whatever_its_port() {
+        let e = explain("s3://nowhere/repo", "read it", generic("Error performing GET http://127.0.0.1:33403/nowhere/repo in 213ms, after 2 retries - HTTP error: error sending request: client error (Connect)"));
+        assert_eq!(e.code, ErrorCode::Unreachable, "{}", e.message);
+        let e = explain("s3://guarded/repo", "read it", generic("Client error with status 403 Forbidden: <Error><Code>AccessDenied</Code></Error>"));
+        assert_eq!(e.code, ErrorCode::AuthFailed, "{}", e.message);
     }
 }

@@ -17,13 +17,7 @@ use crate::secrets::{self, SecretStore};
 pub const CONFIG_FILE: &str = "safehold-repository.json";
 pub const ARCHIVE_EXT: &str = "shar";
 
-/// What the master key is derived to for sealing the repository's private key.
-pub const PRIVATE_SEAL: &str = "x25519-private";
-
-/// Opens a repository's (or an archive's copy of its) sealed private key with the master key.
-pub fn open_private(master: &SecretKey, sealed: &(String, String), repository_id: &str) -> Option<SecretKey> {
-    keys::unwrap(&master.derive(PRIVATE_SEAL), &sealed.0, &sealed.1, &master_aad(repository_id))
-}
+pub use crate::archive::keys::{open_private, PRIVATE_SEAL};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepoConfig {

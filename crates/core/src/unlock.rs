@@ -156,7 +156,7 @@ impl KeySources {
         // sections are checked one by one (nothing is executed) so the message names the one
         // that is damaged, as a deep verify does.
         let name_damage = |reader: &ArchiveReader| tokio::task::block_in_place(|| crate::verify::deep_check(reader)).err();
-        let provenance = match tokio::task::block_in_place(|| reader.provenance_in(repo)) {
+        let provenance = match tokio::task::block_in_place(|| provenance_in(reader, repo)) {
             Ok(p) => p,
             Err(e) => return Err(name_damage(reader).unwrap_or(e)),
         };
@@ -266,4 +266,15 @@ impl KeySources {
         })?;
         tokio::task::block_in_place(|| repo.unlock(&Unlock::Password(password)))
     }
+}
+
+/// What an archive says of its writer ([`crate::writers::provenance`]), with the approved writers
+/// of `repo` — or, without one, of the repository the archive lies in.
+pub fn provenance_in(reader: &ArchiveReader, repo: Option<&Repository>) -> Result<crate::writers::Provenance> {
+    let around = match repo {
+        Some(_) => None,
+        None if !crate::remote::is_remote(reader.path()) => crate::repository::of_archive(reader.path(), &reader.header.repository_id),
+        None => None,
+    };
+    crate::writers::provenance(reader, repo.or(around.as_ref()).and_then(|r| r.config.writers.as_ref()))
 }

@@ -9,15 +9,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use hmac::{KeyInit, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::archive::SecretKey;
 use crate::error::{Error, ErrorCode, Result};
 
+pub use crate::archive::{verify_signature as verify, ApprovedWriter, Writers};
+
 const KEY_FILE: &str = "writer.key";
-const SIGNATURE_CONTEXT: &[u8] = b"safehold archive signature v1\0";
 
 /// This home's writer key.
 pub struct WriterKey {
@@ -78,7 +79,7 @@ impl WriterKey {
 
     /// The writer key of the default home (`SAFEHOLD_HOME`, else the OS data directory).
     pub fn of_default_home() -> Result<Arc<Self>> {
-        Self::for_home(&crate::context::default_home()?)
+        Self::for_home(&crate::private::default_home()?)
     }
 
     pub fn public_hex(&self) -> String {
@@ -87,7 +88,7 @@ impl WriterKey {
 
     /// The signature of an archive whose bytes before the signature hash to `prefix_sha256`.
     pub fn sign(&self, prefix_sha256: &[u8; 32]) -> [u8; 64] {
-        self.signing.sign(&message(prefix_sha256)).to_bytes()
+        self.signing.sign(&crate::archive::signed_message(prefix_sha256)).to_bytes()
     }
 
     /// Remembers the public key a repository seals backups to the first time this home writes
@@ -112,36 +113,6 @@ impl WriterKey {
             }
         }
     }
-}
-
-fn message(prefix_sha256: &[u8; 32]) -> Vec<u8> {
-    let mut m = SIGNATURE_CONTEXT.to_vec();
-    m.extend_from_slice(prefix_sha256);
-    m
-}
-
-/// Whether `signature` is `public_key`'s over an archive whose bytes before it hash to
-/// `prefix_sha256`.
-pub fn verify(public_key: &str, prefix_sha256: &[u8; 32], signature: &[u8; 64]) -> bool {
-    let Some(bytes) = hex::decode(public_key).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) else { return false };
-    let Ok(key) = VerifyingKey::from_bytes(&bytes) else { return false };
-    key.verify(&message(prefix_sha256), &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
-}
-
-/// A writer a holder of the master key approved.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ApprovedWriter {
-    pub public_key: String,
-    pub name: String,
-    pub approved_at: String,
-}
-
-/// A repository's approved writers, authenticated (with the repository's id and public key) by
-/// a key derived from its master key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct Writers {
-    pub list: Vec<ApprovedWriter>,
-    pub mac: String,
 }
 
 /// HMAC-SHA256 of `body` under a key derived from the master key for `purpose`.
@@ -224,4 +195,38 @@ impl Provenance {
         };
         Some(Error::new(ErrorCode::AuthFailed, msg))
     }
+}
+
+impl crate::archive::Signer for WriterKey {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn public_key(&self) -> String {
+        self.public_hex()
+    }
+    fn sign(&self, prefix_sha256: &[u8; 32]) -> [u8; 64] {
+        WriterKey::sign(self, prefix_sha256)
+    }
+}
+
+/// What `reader`'s archive says of its writer, checked: its signature, and whether a list of
+/// approved writers that the master key authenticates — the archive's own copy or `repository`'s —
+/// names it (the reader must be unlocked for the master key to tell).
+pub fn provenance(reader: &crate::archive::ArchiveReader, repository: Option<&Writers>) -> Result<Provenance> {
+    let q = reader.quick_check()?;
+    let Some(writer) = reader.header.writer.clone() else { return Ok(Provenance::Unsigned) };
+    match q.signature_ok {
+        None => return Ok(Provenance::Unsigned),
+        Some(false) => return Ok(Provenance::Forged),
+        Some(true) => {}
+    }
+    let approved = reader.master_key().is_some_and(|mk| {
+        let id = &reader.header.repository_id;
+        [reader.header.writers.as_ref(), repository].into_iter().flatten().any(|w| w.authentic(mk, id) && w.find(&writer.public_key).is_some())
+    });
+    Ok(if approved {
+        Provenance::Approved { writer: writer.name, public_key: writer.public_key }
+    } else {
+        Provenance::Unapproved { writer: writer.name, public_key: writer.public_key }
+    })
 }

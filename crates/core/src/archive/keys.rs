@@ -248,3 +248,11 @@ pub fn parse_recovery_key(text: &str) -> Result<SecretKey> {
     k.copy_from_slice(&bytes);
     Ok(SecretKey(k))
 }
+
+/// What the master key is derived to for sealing the repository's private key.
+pub const PRIVATE_SEAL: &str = "x25519-private";
+
+/// Opens a repository's (or an archive's copy of its) sealed private key with the master key.
+pub fn open_private(master: &SecretKey, sealed: &(String, String), repository_id: &str) -> Option<SecretKey> {
+    unwrap(&master.derive(PRIVATE_SEAL), &sealed.0, &sealed.1, &super::master_aad(repository_id))
+}

@@ -12,15 +12,18 @@ mod writer;
 use serde::{Deserialize, Serialize};
 
 pub use keys::{KeySlot, SecretKey, Unlock};
-pub use reader::{byte_len, data_key_aad, master_aad, read_range, ArchiveReader, QuickCheck};
-pub use writer::{ArchiveWriter, Section, SectionWriter, WriteOptions, WrittenArchive};
+pub use reader::{data_key_aad, master_aad, ArchiveReader, Bytes, QuickCheck};
+pub use writer::{ArchiveWriter, Section, SectionWriter, Signer, Sink, WriteOptions, WrittenArchive};
+
+/// The zstd level backups use unless told otherwise.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 2;
 
 pub const MAGIC: &[u8; 8] = b"SAFEHOLD";
 pub const TRAILER_MAGIC: &[u8; 8] = b"SHTRAILR";
 /// Version 2 lets a section's frames lie in several runs (`extents`), so tables dumped in
 /// parallel stream into one file; version 1 archives (one run per section) still open. Version 3
 /// ends with the writer's signature ([`SIGNATURE_MAGIC`], 64 bytes of Ed25519 over the SHA-256
-/// of everything before it): see [`crate::writers`].
+/// of everything before it: [`signed_message`]).
 pub const FORMAT_VERSION: u16 = 3;
 /// The first version whose archives are signed.
 pub const SIGNED_FORMAT_VERSION: u16 = 3;
@@ -73,7 +76,41 @@ pub struct ArchiveHeader {
     pub writer: Option<WriterStamp>,
     /// The repository's approved writers when it was written (authenticated by its master key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub writers: Option<crate::writers::Writers>,
+    pub writers: Option<Writers>,
+}
+
+/// A writer a holder of the master key approved.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApprovedWriter {
+    pub public_key: String,
+    pub name: String,
+    pub approved_at: String,
+}
+
+/// A repository's approved writers, with the authenticator a key derived from its master key
+/// made over them (checked where the master key is: `crate::writers`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Writers {
+    pub list: Vec<ApprovedWriter>,
+    pub mac: String,
+}
+
+const SIGNATURE_CONTEXT: &[u8] = b"safehold archive signature v1\0";
+
+/// What a writer signs: a fixed context and the SHA-256 of every byte before the signature.
+pub fn signed_message(prefix_sha256: &[u8; 32]) -> Vec<u8> {
+    let mut m = SIGNATURE_CONTEXT.to_vec();
+    m.extend_from_slice(prefix_sha256);
+    m
+}
+
+/// Whether `signature` is `public_key`'s (hex) over an archive whose bytes before it hash to
+/// `prefix_sha256`.
+pub fn verify_signature(public_key: &str, prefix_sha256: &[u8; 32], signature: &[u8; 64]) -> bool {
+    use ed25519_dalek::Verifier;
+    let Some(bytes) = hex::decode(public_key).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) else { return false };
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&bytes) else { return false };
+    key.verify(&signed_message(prefix_sha256), &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
 }
 
 /// The writer named in an archive's header.

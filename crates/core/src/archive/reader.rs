@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 use super::keys::{self, SecretKey, Unlock};
 use super::writer::trailer_mac;
 use super::{chunk_aad, ArchiveHeader, ArchiveIndex, KeySlot, SectionEntry, CHUNK_SIZE, FORMAT_VERSION, INDEX_SECTION_NO, MIN_FORMAT_VERSION, MAGIC, MAX_FRAME, SIGNATURE_LEN, SIGNATURE_MAGIC, SIGNED_FORMAT_VERSION, TRAILER_LEN, TRAILER_MAGIC};
-use crate::writers::Provenance;
 use crate::error::{Error, ErrorCode, Result};
 
 /// The trailer's fields.
@@ -41,6 +40,7 @@ pub struct QuickCheck {
 #[derive(Clone)]
 pub struct ArchiveReader {
     path: PathBuf,
+    source: std::sync::Arc<dyn Bytes>,
     pub header: ArchiveHeader,
     header_hash: [u8; 32],
     header_end: u64,
@@ -68,22 +68,20 @@ fn read_exact(f: &mut impl Read, buf: &mut [u8], path: &Path, what: &str) -> Res
     })
 }
 
-/// An archive's size: a local file's, or an object's.
-pub fn byte_len(path: &Path) -> Result<u64> {
-    crate::storage::backend::at(path)?.size()?.ok_or_else(|| Error::not_found(format!("cannot open the archive {}: it does not exist", path.display())))
-}
-
-/// `len` bytes of an archive from `offset`: a local file's, or an object's read in ranges (only
-/// what is read is fetched).
-pub fn read_range(path: &Path, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
-    crate::storage::backend::at(path)?.read_range(offset, len).map_err(|e| if e.code == ErrorCode::NotFound { Error::not_found(format!("cannot open the archive {}: it does not exist", path.display())) } else { e })
+/// The bytes of an archive, wherever they are (storage gives them: `crate::storage::archives`).
+pub trait Bytes: Send + Sync {
+    /// The archive's size.
+    fn size(&self) -> Result<u64>;
+    /// `len` bytes from `offset`, read as they are consumed.
+    fn read_range(&self, offset: u64, len: u64) -> Result<Box<dyn Read + Send>>;
 }
 
 impl ArchiveReader {
     /// Opens an archive and reads its plaintext header and trailer (no key needed).
-    pub fn open(path: &Path) -> Result<Self> {
-        let file_len = byte_len(path)?;
-        let mut f = read_range(path, 0, file_len)?;
+    /// Opens the archive whose bytes `source` gives; `path` names it in messages.
+    pub fn from_bytes(path: &Path, source: std::sync::Arc<dyn Bytes>) -> Result<Self> {
+        let file_len = source.size()?;
+        let mut f = source.read_range(0, file_len)?;
         let mut magic = [0u8; 8];
         if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
             return Err(Error::validation(format!("{} is not a Safehold archive", path.display())));
@@ -110,7 +108,7 @@ impl ArchiveReader {
         let header: ArchiveHeader = serde_json::from_slice(&header_json).map_err(|e| corrupt(path, format!("the header is not readable ({e})")))?;
         let header_hash: [u8; 32] = Sha256::digest(&header_json).into();
 
-        let mut f = read_range(path, end - TRAILER_LEN as u64, file_len - end + TRAILER_LEN as u64)?;
+        let mut f = source.read_range(end - TRAILER_LEN as u64, file_len - end + TRAILER_LEN as u64)?;
         let mut raw = vec![0u8; TRAILER_LEN];
         read_exact(&mut f, &mut raw, path, "the trailer")?;
         let signature = if signed {
@@ -149,7 +147,7 @@ impl ArchiveReader {
         if trailer.index_offset < header_end || trailer.index_offset.checked_add(trailer.index_length) != end.checked_sub(TRAILER_LEN as u64) {
             return Err(corrupt(path, "the trailer does not point at the index"));
         }
-        Ok(Self { path: path.to_path_buf(), header, header_hash, header_end, trailer, file_len, end, signature, key: None, master: None })
+        Ok(Self { path: path.to_path_buf(), source, header, header_hash, header_end, trailer, file_len, end, signature, key: None, master: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -159,7 +157,7 @@ impl ArchiveReader {
     /// Hashes the whole file and checks it against the trailer. Needs no key.
     pub fn quick_check(&self) -> Result<QuickCheck> {
         let body_len = self.end - TRAILER_LEN as u64;
-        let mut f = BufReader::with_capacity(1 << 20, read_range(&self.path, 0, body_len)?);
+        let mut f = BufReader::with_capacity(1 << 20, self.source.read_range(0, body_len)?);
         let mut body = Sha256::new();
         let mut whole = Sha256::new();
         let mut left = body_len;
@@ -175,7 +173,7 @@ impl ArchiveReader {
         // The writer signed everything before its signature.
         let signature_ok = self.signature.map(|sig| {
             let prefix: [u8; 32] = whole.clone().finalize().into();
-            self.header.writer.as_ref().is_some_and(|w| crate::writers::verify(&w.public_key, &prefix, &sig))
+            self.header.writer.as_ref().is_some_and(|w| super::verify_signature(&w.public_key, &prefix, &sig))
         });
         if let Some(sig) = &self.signature {
             whole.update(SIGNATURE_MAGIC);
@@ -195,34 +193,9 @@ impl ArchiveReader {
     /// and its writer against the approved writers — the archive's copy of the list and
     /// `repository`'s (each authenticated by the master key, so it needs [`unlock`](Self::unlock)
     /// with a key first; without one a signed archive's writer cannot be told approved).
-    /// [`provenance`](Self::provenance) with the approved writers of `repo` — or, without one, of
-    /// the repository the archive lies in.
-    pub fn provenance_in(&self, repo: Option<&crate::repository::Repository>) -> Result<Provenance> {
-        let around = match repo {
-            Some(_) => None,
-            None if !crate::remote::is_remote(&self.path) => crate::repository::of_archive(&self.path, &self.header.repository_id),
-            None => None,
-        };
-        self.provenance(repo.or(around.as_ref()).and_then(|r| r.config.writers.as_ref()))
-    }
-
-    pub fn provenance(&self, repository: Option<&crate::writers::Writers>) -> Result<Provenance> {
-        let q = self.quick_check()?;
-        let Some(writer) = self.header.writer.clone() else { return Ok(Provenance::Unsigned) };
-        match q.signature_ok {
-            None => return Ok(Provenance::Unsigned),
-            Some(false) => return Ok(Provenance::Forged),
-            Some(true) => {}
-        }
-        let approved = self.master.as_ref().is_some_and(|mk| {
-            let id = &self.header.repository_id;
-            [self.header.writers.as_ref(), repository].into_iter().flatten().any(|w| w.authentic(mk, id) && w.find(&writer.public_key).is_some())
-        });
-        Ok(if approved {
-            Provenance::Approved { writer: writer.name, public_key: writer.public_key }
-        } else {
-            Provenance::Unapproved { writer: writer.name, public_key: writer.public_key }
-        })
+    /// The repository's master key, once [`unlock`](Self::unlock) found it.
+    pub fn master_key(&self) -> Option<&SecretKey> {
+        self.master.as_ref()
     }
 
     /// Opens the data key: with the repository's master key if given, else through the archive's
@@ -259,7 +232,7 @@ impl ArchiveReader {
         };
         let mk = mk.ok_or_else(wrong)?;
         let aad = data_key_aad(&self.header.archive_id);
-        let private = self.header.private_sealed.as_ref().and_then(|sealed| crate::repository::open_private(&mk, sealed, &self.header.repository_id));
+        let private = self.header.private_sealed.as_ref().and_then(|sealed| keys::open_private(&mk, sealed, &self.header.repository_id));
         let dk = self
             .header
             .key_slots
@@ -381,7 +354,7 @@ impl ArchiveReader {
         let mut plain = 0u64;
         let mut i = 0u32;
         for run in runs {
-            let mut f = BufReader::with_capacity(1 << 20, read_range(&self.path, run.offset, run.length)?);
+            let mut f = BufReader::with_capacity(1 << 20, self.source.read_range(run.offset, run.length)?);
             for _ in 0..run.frames {
                 let what = format!("section \"{section}\", chunk {} of {}", i + 1, entry.frames);
                 let mut l = [0u8; 4];

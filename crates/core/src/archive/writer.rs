@@ -1,7 +1,6 @@
 //! Writing an archive in one pass. The file is written under a temporary name and renamed into
 //! place only when complete, so a failed or cancelled backup leaves nothing behind.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -21,12 +20,12 @@ pub struct WriteOptions {
     /// Threads that compress and seal chunks while the source keeps streaming.
     pub threads: usize,
     /// The writer key that signs the archive (None: the default home's).
-    pub signer: Option<std::sync::Arc<crate::writers::WriterKey>>,
+    pub signer: Option<std::sync::Arc<dyn Signer>>,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        Self { zstd_level: Some(crate::backup::DEFAULT_ZSTD_LEVEL), threads: std::thread::available_parallelism().map(usize::from).unwrap_or(1), signer: None }
+        Self { zstd_level: Some(super::DEFAULT_ZSTD_LEVEL), threads: std::thread::available_parallelism().map(usize::from).unwrap_or(1), signer: None }
     }
 }
 
@@ -116,41 +115,34 @@ pub struct WrittenArchive {
     pub index: ArchiveIndex,
 }
 
-/// Where the archive's bytes go: a local file (renamed into place when complete) or a multipart
-/// upload (the object appears when the upload completes).
-enum Sink {
-    File(BufWriter<File>),
-    Object(crate::remote::Upload),
-    Closed,
+/// Where an archive's bytes go — storage gives one (`crate::storage::backend`): a file written
+/// beside its place and renamed into it, or a multipart upload. It appears only when finished;
+/// dropped unfinished, it leaves nothing.
+pub trait Sink: Write + Send {
+    fn finish(self: Box<Self>) -> Result<()>;
 }
 
-impl Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Sink::File(f) => f.write(b),
-            Sink::Object(u) => u.write(b),
-            Sink::Closed => Err(std::io::Error::other("the archive is closed")),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::File(f) => f.flush(),
-            Sink::Object(u) => u.flush(),
-            Sink::Closed => Ok(()),
-        }
-    }
+/// Who signs an archive (a home's writer key: `crate::writers::WriterKey`).
+pub trait Signer: Send + Sync + std::fmt::Debug {
+    /// The writer's name, as listings show it.
+    fn name(&self) -> String;
+    /// The public key, hex.
+    fn public_key(&self) -> String;
+    /// The signature of an archive whose bytes before the signature hash to `prefix_sha256`
+    /// (over [`super::signed_message`]).
+    fn sign(&self, prefix_sha256: &[u8; 32]) -> [u8; 64];
 }
 
 /// A writer that counts and hashes everything written.
 struct Hashing {
-    out: Sink,
+    out: Option<BufWriter<Box<dyn Sink>>>,
     hash: Sha256,
     pos: u64,
 }
 
 impl Hashing {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.out.write_all(bytes)?;
+        self.out.as_mut().ok_or_else(|| std::io::Error::other("the archive is closed"))?.write_all(bytes)?;
         self.hash.update(bytes);
         self.pos += bytes.len() as u64;
         Ok(())
@@ -169,14 +161,13 @@ pub struct ArchiveWriter {
     /// The section number of each entry of `index.sections` (sorted into place at the end).
     numbers: Vec<u32>,
     file: Hashing,
-    tmp: PathBuf,
+    /// Where it is going (for messages, and what [`WrittenArchive::path`] says).
     dest: PathBuf,
     key: Option<SecretKey>,
     header_hash: [u8; 32],
     index: ArchiveIndex,
     raw_bytes: u64,
-    finished: bool,
-    signer: std::sync::Arc<crate::writers::WriterKey>,
+    signer: std::sync::Arc<dyn Signer>,
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -185,28 +176,17 @@ fn io(path: &Path, e: std::io::Error) -> Error {
 }
 
 impl ArchiveWriter {
-    /// Starts an archive at `dest` (written as `dest.<tag>.partial` until [`finish`](Self::finish)).
-    /// `key` is the archive's data key, `None` for an unencrypted archive.
-    pub fn create(dest: &Path, header: &ArchiveHeader, key: Option<SecretKey>, options: WriteOptions) -> Result<Self> {
+    /// Starts an archive into `sink` (`dest` names it). `key` is the archive's data key, `None`
+    /// for an unencrypted archive; the archive is signed by `options.signer`.
+    pub fn to_sink(dest: &Path, sink: Box<dyn Sink>, header: &ArchiveHeader, key: Option<SecretKey>, options: WriteOptions) -> Result<Self> {
         // Signed by its writer (the header names it; the signature closes the file).
-        let signer = match options.signer.clone() {
-            Some(s) => s,
-            None => crate::writers::WriterKey::of_default_home()?,
-        };
+        let signer = options.signer.clone().ok_or_else(|| Error::new(ErrorCode::Internal, "an archive is written with a writer key to sign it"))?;
         let mut header = header.clone();
         header.format_version = FORMAT_VERSION;
-        header.writer = Some(super::WriterStamp { name: signer.name.clone(), public_key: signer.public_hex() });
+        header.writer = Some(super::WriterStamp { name: signer.name(), public_key: signer.public_key() });
         let header = &header;
-        let (tmp, out) = if crate::remote::is_remote(dest) {
-            (dest.to_path_buf(), Sink::Object(crate::remote::object(dest)?.upload()?))
-        } else {
-            // A name of its own (nothing beside it is overwritten), 0600, locked while it is
-            // written: a leftover of a killed process is told from one being written.
-            let tmp = crate::private::partial_beside(dest);
-            let f = crate::private::create_new(&tmp).map_err(|e| io(&tmp, e))?;
-            crate::private::lock(&f).map_err(|e| io(&tmp, e))?;
-            (tmp, Sink::File(BufWriter::with_capacity(1 << 20, f)))
-        };
+        let tmp = dest.to_path_buf();
+        let out = Some(BufWriter::with_capacity(1 << 20, sink));
         let mut file = Hashing { out, hash: Sha256::new(), pos: 0 };
         let header_json = serde_json::to_vec(header).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
         let header_hash: [u8; 32] = Sha256::digest(&header_json).into();
@@ -218,7 +198,7 @@ impl ArchiveWriter {
         };
         w().map_err(|e| io(&tmp, e))?;
         let sealer = Sealer::start(key.clone(), header_hash, options.zstd_level, options.threads);
-        Ok(Self { sealer, next_seq: 0, next_to_write: 0, ready: Default::default(), extents: Default::default(), next_section_no: 0, numbers: Vec::new(), file, tmp, dest: dest.to_path_buf(), key, header_hash, index: ArchiveIndex::default(), raw_bytes: 0, finished: false, signer })
+        Ok(Self { sealer, next_seq: 0, next_to_write: 0, ready: Default::default(), extents: Default::default(), next_section_no: 0, numbers: Vec::new(), file, dest: dest.to_path_buf(), key, header_hash, index: ArchiveIndex::default(), raw_bytes: 0, signer })
     }
 
     /// Starts the next section; written to the end before the next one starts.
@@ -329,7 +309,7 @@ impl ArchiveWriter {
 
     fn write_ready(&mut self) -> Result<()> {
         while let Some((no, frame)) = self.ready.remove(&self.next_to_write) {
-            let tmp = self.tmp.clone();
+            let tmp = self.dest.clone();
             let len = u32::try_from(frame.len()).map_err(|_| Error::new(ErrorCode::Internal, "frame too large"))?;
             let at = self.file.pos;
             self.file.write(&len.to_be_bytes()).map_err(|e| io(&tmp, e))?;
@@ -383,42 +363,18 @@ impl ArchiveWriter {
         trailer.extend_from_slice(&body_hash);
         let mac = trailer_mac(self.key.as_ref(), &self.header_hash, &trailer);
         trailer.extend_from_slice(&mac);
-        let tmp = self.tmp.clone();
+        let tmp = self.dest.clone();
         self.file.write(&trailer).map_err(|e| io(&tmp, e))?;
         // The writer's signature over everything before it.
         let prefix: [u8; 32] = self.file.hash.clone().finalize().into();
         let signature = self.signer.sign(&prefix);
         self.file.write(super::SIGNATURE_MAGIC).map_err(|e| io(&tmp, e))?;
         self.file.write(&signature).map_err(|e| io(&tmp, e))?;
-        self.file.out.flush().map_err(|e| io(&tmp, e))?;
-        match std::mem::replace(&mut self.file.out, Sink::Closed) {
-            Sink::File(f) => {
-                f.get_ref().sync_all().map_err(|e| io(&tmp, e))?;
-                // Renamed while still open (and so locked): a sweep never sees it unheld.
-                std::fs::rename(&self.tmp, &self.dest).map_err(|e| io(&self.dest, e))?;
-                drop(f);
-                if let Some(dir) = self.dest.parent() {
-                    if let Ok(d) = File::open(dir) {
-                        let _ = d.sync_all();
-                    }
-                }
-            }
-            Sink::Object(upload) => upload.finish()?,
-            Sink::Closed => return Err(Error::new(ErrorCode::Internal, "the archive was closed twice")),
-        }
-        self.finished = true;
+        let out = self.file.out.take().ok_or_else(|| Error::new(ErrorCode::Internal, "the archive was closed twice"))?;
+        let sink = out.into_inner().map_err(|e| io(&tmp, e.into_error()))?;
+        sink.finish()?;
         let sha = hex::encode(self.file.hash.clone().finalize());
         Ok(WrittenArchive { path: self.dest.clone(), bytes: self.file.pos, raw_bytes: self.raw_bytes, sha256: sha, index: self.index.clone() })
-    }
-}
-
-impl Drop for ArchiveWriter {
-    /// An archive that was not finished is removed: no partial archive is ever left behind.
-    fn drop(&mut self) {
-        // (An unfinished upload aborts itself when dropped.)
-        if !self.finished && !crate::remote::is_remote(&self.tmp) {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 

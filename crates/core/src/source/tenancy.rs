@@ -417,7 +417,15 @@ pub(crate) async fn inferred_references(conn: &mut PgConnection, target: &Target
                 let base = words[k..].join("_");
                 let forms = [base.clone(), format!("{base}s"), format!("{base}es"), base.strip_suffix('y').map(|b| format!("{b}ies")).unwrap_or_default()];
                 for f in forms.iter().filter(|f| !f.is_empty()) {
-                    for cand in target.find_table(f) {
+                    // The table by its name, or with the words run together (`taskslog_id`,
+                    // `tasksLogId` → `tasks_log`).
+                    let mut cands = target.find_table(f);
+                    if cands.is_empty() {
+                        let squash = |n: &str| n.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect::<String>();
+                        cands = target.cols.keys().filter(|c| squash(&bare(c)) == squash(f)).cloned().collect();
+                        cands.sort();
+                    }
+                    for cand in cands {
                         let Some(pk) = target.pks.get(&cand).filter(|pk| pk.len() == 1) else { continue };
                         let pty = target.col(&cand, &pk[0]).map(|c| c.ty.clone()).unwrap_or_default();
                         if cand != *t && same_family(&pty, &col.ty) {

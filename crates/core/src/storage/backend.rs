@@ -56,10 +56,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 }
 
 /// A write under way: [`Write`] the bytes, then [`finish`](Upload::finish); dropped unfinished,
-/// nothing is left.
-pub trait Upload: Write + Send {
-    fn finish(self: Box<Self>) -> Result<()>;
-}
+/// nothing is left. (The archive writer's [`Sink`](crate::archive::Sink).)
+pub use crate::archive::Sink as Upload;
 
 /// The backend for `location`: an object store for `s3://`, `az://` and `gs://` URLs, else the
 /// local filesystem.
@@ -197,9 +195,16 @@ impl Write for LocalUpload {
 impl Upload for LocalUpload {
     fn finish(mut self: Box<Self>) -> Result<()> {
         let file = self.file.take().ok_or_else(|| Error::new(ErrorCode::Internal, "the upload is closed"))?;
+        // Renamed while still open (and so locked): a sweep of leftovers never sees it unheld.
         let done = file.sync_all().and_then(|()| std::fs::rename(&self.tmp, &self.dest));
         drop(file);
-        done.map_err(|e| Error::io(format!("cannot write {}", self.dest.display()), &e))
+        done.map_err(|e| Error::io(format!("cannot write {}", self.dest.display()), &e))?;
+        if let Some(dir) = self.dest.parent() {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 //! reads back and deletes an object. Where the bytes go — a folder or an object store — is
 //! [`backend`]'s.
 
+pub mod archives;
 pub mod backend;
 
 use serde::{Deserialize, Serialize};

@@ -420,7 +420,7 @@ async fn only_archives_of_approved_writers_are_restored_and_a_swapped_repository
         let repo = Repository::open(&repo_dir_of(&path)).expect("open").expect("a repository");
         let mut reader = ArchiveReader::open(&path).expect("open archive");
         keys.unlock_archive_unchecked(&mut reader, Some(&repo)).await.expect("unlock");
-        reader.provenance(repo.config.writers.as_ref()).expect("provenance")
+        safehold_core::writers::provenance(&reader, repo.config.writers.as_ref()).expect("provenance")
     };
     let restore_into = |keys: &KeySources, path: &std::path::Path| {
         let keys = keys.clone();
@@ -523,7 +523,7 @@ async fn an_unsigned_archive_opens_only_when_trusted_explicitly_or_vouched_for_b
     };
     let reader = ArchiveReader::open(&old).expect("open");
     assert!(reader.header.format_version < 3 && reader.header.writer.is_none(), "an archive from before signing");
-    assert_eq!(reader.provenance(None).expect("provenance"), Provenance::Unsigned);
+    assert_eq!(safehold_core::writers::provenance(&reader, None).expect("provenance"), Provenance::Unsigned);
     let sha = reader.quick_check().expect("check").sha256;
     let e = open(keys.clone(), old.clone()).await.expect_err("refused by default");
     assert!(e.message.contains("carries no writer's signature") && e.message.contains("--trust-unsigned"), "{e}");

@@ -20,5 +20,6 @@ mod retention;
 mod runs;
 mod scheduler;
 mod schemas;
+mod shape;
 mod storage;
 mod support;

@@ -1,0 +1,147 @@
+//! The engine's shape, kept by a test (docs/architecture.md): the imports between the top-level
+//! modules of `crates/core/src` (a `crate::x` reference outside `#[cfg(test)]` counts as an import
+//! of `x`). Import circles are being taken apart (issue 22); until they are gone this test keeps
+//! them from growing: a module that joins the known circle, or a new circle, fails it — and so
+//! does the archive format reaching for more of the engine than it does today.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The one circle left, and the modules in it. Shrink this list as modules leave it.
+const KNOWN_CIRCLE: &[&str] = &[
+    "backup", "configurations", "connections", "context", "copies", "custody", "history", "migrate", "operators", "repository", "restore", "restores", "retention", "runs", "source", "storage", "unlock", "verify",
+];
+
+/// What the archive format may import: the errors, nothing else of the engine.
+const ARCHIVE_MAY_IMPORT: &[&str] = &["error"];
+
+/// Top-level module → the top-level modules it imports.
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("read src").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().and_then(|x| x.to_str()) == Some("rs") {
+                files.push(p);
+            }
+        }
+    }
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).expect("under src");
+        let top = rel.components().next().expect("a component").as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+        if top == "lib" {
+            continue;
+        }
+        let mut text = std::fs::read_to_string(f).expect("read");
+        if let Some(i) = text.find("#[cfg(test)]") {
+            text.truncate(i);
+        }
+        // Comments name modules without importing them.
+        let code: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        let refs = graph.entry(top.clone()).or_default();
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + 7..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let end = group.find('}').unwrap_or(group.len());
+                for part in group[..end].split(',') {
+                    let name: String = part.trim().chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                    if !name.is_empty() {
+                        refs.insert(name);
+                    }
+                }
+            } else {
+                let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                if !name.is_empty() {
+                    refs.insert(name);
+                }
+            }
+        }
+    }
+    let modules: BTreeSet<String> = graph.keys().cloned().collect();
+    for (m, refs) in graph.iter_mut() {
+        refs.retain(|r| r != m && modules.contains(r));
+    }
+    graph
+}
+
+/// The strongly connected components with more than one module (Tarjan).
+fn circles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {
+    struct T<'a> {
+        g: &'a BTreeMap<String, BTreeSet<String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on: BTreeSet<&'a str>,
+        next: usize,
+        out: Vec<BTreeSet<String>>,
+    }
+    fn visit<'a>(t: &mut T<'a>, v: &'a str) {
+        t.index.insert(v, t.next);
+        t.low.insert(v, t.next);
+        t.next += 1;
+        t.stack.push(v);
+        t.on.insert(v);
+        let g = t.g;
+        for w in g[v].iter() {
+            let w = w.as_str();
+            if !t.index.contains_key(w) {
+                visit(t, w);
+                let lw = t.low[w];
+                let lv = t.low[v];
+                t.low.insert(v, lv.min(lw));
+            } else if t.on.contains(w) {
+                let iw = t.index[w];
+                let lv = t.low[v];
+                t.low.insert(v, lv.min(iw));
+            }
+        }
+        if t.low[v] == t.index[v] {
+            let mut c = BTreeSet::new();
+            while let Some(w) = t.stack.pop() {
+                t.on.remove(w);
+                c.insert(w.to_string());
+                if w == v {
+                    break;
+                }
+            }
+            if c.len() > 1 {
+                t.out.push(c);
+            }
+        }
+    }
+    let mut t = T { g: graph, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), on: BTreeSet::new(), next: 0, out: Vec::new() };
+    for v in graph.keys() {
+        if !t.index.contains_key(v.as_str()) {
+            visit(&mut t, v);
+        }
+    }
+    t.out
+}
+
+#[test]
+fn import_circles_do_not_grow_and_the_archive_format_reaches_no_further() {
+    let graph = imports();
+    assert!(graph.len() > 20 && graph.contains_key("archive") && graph["backup"].contains("archive"), "the import graph was read: {graph:?}");
+    let known: BTreeSet<String> = KNOWN_CIRCLE.iter().map(|s| s.to_string()).collect();
+    for c in circles(&graph) {
+        let new: Vec<&String> = c.difference(&known).collect();
+        assert!(new.is_empty() && c.is_subset(&known), "an import circle grew or appeared: {c:?} (not in the known circle: {new:?}); break it (docs/architecture.md)");
+    }
+    let archive: Vec<&String> = graph["archive"].iter().filter(|m| !ARCHIVE_MAY_IMPORT.contains(&m.as_str())).collect();
+    assert!(archive.is_empty(), "archive/ imports {archive:?}: the format must not reach further into the engine");
+}
+
+#[test]
+fn the_circle_finder_finds_a_circle_it_is_given() {
+    let g: BTreeMap<String, BTreeSet<String>> = [("a", vec!["b"]), ("b", vec!["c"]), ("c", vec!["a"]), ("d", vec!["a"])]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+        .collect();
+    assert_eq!(circles(&g), vec![["a", "b", "c"].into_iter().map(String::from).collect::<BTreeSet<_>>()]);
+}
