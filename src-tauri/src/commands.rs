@@ -303,6 +303,18 @@ pub async fn storage_key_custody(state: State<'_, AppState>, id: String) -> Res<
     safehold_core::custody::custody(state.ctx()?, &id).await
 }
 
+/// The writers whose keys signed a storage's backups, and which of them are approved.
+#[tauri::command]
+pub async fn storage_writers(state: State<'_, AppState>, id: String) -> Res<Vec<safehold_core::custody::WriterInfo>> {
+    safehold_core::custody::writers(state.ctx()?, &id).await
+}
+
+/// Approves a writer into a storage's repository: its backups restore from then on.
+#[tauri::command]
+pub async fn approve_writer(state: State<'_, AppState>, id: String, public_key: String) -> Res<safehold_core::custody::WriterInfo> {
+    safehold_core::custody::approve_writer(state.ctx()?, &id, &public_key).await
+}
+
 /// Saves a storage's recovery kit to `path` (chosen in the save dialog) and returns its text, to
 /// print; the repository keeps no copy afterwards.
 #[tauri::command]

@@ -263,6 +263,8 @@ fn main() {
             commands::refresh_storage_usage,
             commands::storage_samples,
             commands::storage_key_custody,
+            commands::storage_writers,
+            commands::approve_writer,
             commands::check_backup,
             commands::export_recovery_kit,
             commands::add_local_storage,

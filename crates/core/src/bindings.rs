@@ -32,6 +32,7 @@ pub fn typescript() -> String {
         storage::BackupStorage::decl(&cfg),
         storage::StorageChange::decl(&cfg),
         custody::KeyCustody::decl(&cfg),
+        custody::WriterInfo::decl(&cfg),
         history::JobStatus::decl(&cfg),
         history::BackupExecution::decl(&cfg),
         history::SecondCopy::decl(&cfg),

@@ -427,3 +427,75 @@ fn write_private_file(path: &std::path::Path, text: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A writer whose key signed backups in a storage's repository, or that a key holder approved.
+#[derive(Debug, Clone, serde::Serialize, ts_rs::TS, PartialEq, Eq)]
+pub struct WriterInfo {
+    /// The writer's Ed25519 public key (hex).
+    pub public_key: String,
+    pub name: String,
+    /// On the repository's list of approved writers (a restore still checks the list against the
+    /// master key before it trusts it).
+    pub approved: bool,
+    pub approved_at: Option<String>,
+    /// Backups in the repository that this writer signed.
+    pub backups: u64,
+}
+
+/// The writers of the repository in storage `name_or_id`: those on its approved list and those
+/// whose signature is on its backups. Reads no secret.
+pub async fn writers(ctx: &Ctx, name_or_id: &str) -> Result<Vec<WriterInfo>> {
+    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "key.writers", name_or_id).await?;
+    let store = crate::storage::find(ctx, name_or_id).await?;
+    let Some(repo) = repository_of(ctx, &store).await? else { return Ok(Vec::new()) };
+    let headers = tokio::task::spawn_blocking(move || repo.list().map(|l| (repo, l))).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+    let (repo, archives) = headers?;
+    let mut out: Vec<WriterInfo> = repo
+        .config
+        .writers
+        .clone()
+        .unwrap_or_default()
+        .list
+        .into_iter()
+        .map(|w| WriterInfo { public_key: w.public_key, name: w.name, approved: true, approved_at: Some(w.approved_at), backups: 0 })
+        .collect();
+    for (_, h) in archives {
+        let Some(w) = h.writer else { continue };
+        match out.iter_mut().find(|x| x.public_key == w.public_key) {
+            Some(x) => x.backups += 1,
+            None => out.push(WriterInfo { public_key: w.public_key, name: w.name, approved: false, approved_at: None, backups: 1 }),
+        }
+    }
+    Ok(out)
+}
+
+/// Approves a writer (by its public key, as [`writers`] lists it) into the repository in storage
+/// `name_or_id`: its backups restore from then on. Needs the repository's key and the right to
+/// restore; audited.
+pub async fn approve_writer(ctx: &Ctx, name_or_id: &str, public_key: &str) -> Result<WriterInfo> {
+    let who = crate::operators::require(ctx, crate::operators::Permission::RestoreData, "key.approve_writer", name_or_id).await?;
+    let known = writers(ctx, name_or_id).await?;
+    let Some(w) = known.into_iter().find(|w| w.public_key == public_key) else {
+        let err = Error::not_found(format!("no backup in the storage {name_or_id} was signed by the writer key {public_key}: only a writer whose backups are there can be approved"));
+        audit(&ctx.pool, &who.id, "key.approve_writer", name_or_id, "failure", Some(&err.message)).await?;
+        return Err(err);
+    };
+    let store = crate::storage::find(ctx, name_or_id).await?;
+    let mut repo = repository_of(ctx, &store).await?.ok_or_else(|| Error::not_found(format!("the storage {} holds no backups", store.storage_name)))?;
+    let approved = async {
+        let mk = key_sources(ctx).await?.unlock_repository(&repo).await?;
+        repo.approve_writer(&mk, &w.public_key, &w.name)
+    }
+    .await;
+    let detail = format!("writer {} ({}…)", w.name, &w.public_key[..16.min(w.public_key.len())]);
+    match approved {
+        Ok(_) => {
+            audit(&ctx.pool, &who.id, "key.approve_writer", &store.storage_name, "success", Some(&detail)).await?;
+            Ok(WriterInfo { approved: true, approved_at: Some(crate::catalog::now()), ..w })
+        }
+        Err(e) => {
+            audit(&ctx.pool, &who.id, "key.approve_writer", &store.storage_name, "failure", Some(&format!("{detail}: {}", e.message))).await?;
+            Err(e)
+        }
+    }
+}

@@ -16,6 +16,7 @@ pub mod archive;
 pub mod auditlog;
 pub mod backup;
 pub mod history;
+pub mod jobs;
 pub mod lease;
 pub mod migrate;
 pub mod operators;

@@ -162,6 +162,21 @@ recovery_exported: boolean,
  */
 problem: string | null, };
 
+export type WriterInfo = { 
+/**
+ * The writer's Ed25519 public key (hex).
+ */
+public_key: string, name: string, 
+/**
+ * On the repository's list of approved writers (a restore still checks the list against the
+ * master key before it trusts it).
+ */
+approved: boolean, approved_at: string | null, 
+/**
+ * Backups in the repository that this writer signed.
+ */
+backups: number, };
+
 export type JobStatus = "pending" | "running" | "completed" | "failed" | "cancelled";
 
 export type BackupExecution = { id: string, configuration_id: string | null, configuration_name: string | null, backup_type: string, status: JobStatus, started_at: string, completed_at: string | null, file_path: string | null, file_size: number | null, compressed_size: number | null, tenant_count: number | null, table_count: number | null, record_count: number | null, checksum: string | null, error_message: string | null, metadata: JsonValue, 

@@ -24,6 +24,7 @@ import type {
   JobEvent,
   JobStatus,
   KeyCustody,
+  WriterInfo,
   MigrationJob,
   MigrationReport,
   MigrationSpec,
@@ -120,6 +121,8 @@ export const api = {
   checkBackup: (executionId: string, deep: boolean) => call<BackupCheck>("check_backup", { executionId, deep }),
   storageKeyCustody: (id: string) => call<KeyCustody>("storage_key_custody", { id }),
   exportRecoveryKit: (id: string, path: string) => call<string>("export_recovery_kit", { id, path }),
+  storageWriters: (id: string) => call<WriterInfo[]>("storage_writers", { id }),
+  approveWriter: (id: string, publicKey: string) => call<WriterInfo>("approve_writer", { id, publicKey }),
   /** The native save dialog for a new SQLite file to restore into; null when the user cancels. */
   pickNewDatabaseFile: async (suggested: string): Promise<string | null> => {
     const chosen = await save({ title: "Restore into a new SQLite file", defaultPath: suggested, filters: [{ name: "SQLite database", extensions: ["db", "sqlite", "sqlite3"] }] });

@@ -72,6 +72,8 @@ vi.mock("../api", async () => {
       pickKitFile: vi.fn(),
       pickNewDatabaseFile: vi.fn(),
       exportRecoveryKit: vi.fn(),
+      storageWriters: vi.fn(),
+      approveWriter: vi.fn(),
     },
   };
 });
@@ -147,6 +149,7 @@ beforeEach(() => {
   mocked.listConnections.mockResolvedValue(connections);
   mocked.storageSamples.mockResolvedValue([]);
   mocked.storageKeyCustody.mockResolvedValue({ storage_id: "s1", has_repository: false, in_keychain: false, password: false, super_admins: [], pending: [], former: [], recovery_exported: false, problem: null });
+  mocked.storageWriters.mockResolvedValue([]);
   mocked.onJobEvent.mockResolvedValue(() => {});
   mocked.validateConfiguration.mockResolvedValue([]);
   mocked.cronPreview.mockResolvedValue({ description: "At 02:00, every day", next_runs: [], time_zone: "Europe/Berlin, UTC+01:00" });
@@ -674,7 +677,34 @@ describe("BackupDashboard", () => {
     expect(screen.queryByTestId("save-recovery-kit")).toBeNull();
   });
 
-  it("offers the recovery kit only to those who may read backups", async () => {
+  it("lists whose keys signed a storage's backups and approves a writer after asking", async () => {
+    mocked.storageKeyCustody.mockResolvedValue({ storage_id: "s1", has_repository: true, in_keychain: true, password: true, super_admins: [], pending: [], former: [], recovery_exported: true, problem: null });
+    let approved = false;
+    mocked.storageWriters.mockImplementation(async () => [
+      { public_key: "aa".repeat(32), name: "olga@workstation", approved: true, approved_at: "2026-12-01T10:00:00Z", backups: 12 },
+      { public_key: "bb".repeat(32), name: "backup@server-7", approved, approved_at: approved ? "2026-12-06T10:00:00Z" : null, backups: 1 },
+    ]);
+    mocked.approveWriter.mockImplementation(async (_id: string, key: string) => {
+      approved = true;
+      return { public_key: key, name: "backup@server-7", approved: true, approved_at: "2026-12-06T10:00:00Z", backups: 1 };
+    });
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
+    const writers = await screen.findAllByTestId("writer");
+    expect(writers[0]).toHaveTextContent("olga@workstation (12 backups, approved)");
+    expect(writers[1]).toHaveTextContent("backup@server-7 (1 backup, not approved: its backups do not restore)");
+    expect(within(writers[0]).queryByTestId("approve-writer")).toBeNull();
+    await userEvent.click(within(writers[1]).getByTestId("approve-writer"));
+    expect(mocked.approveWriter).not.toHaveBeenCalled();
+    expect(screen.getByTestId("approve-writer-confirm")).toHaveTextContent("Approve backup@server-7 (key bbbbbbbbbbbbbbbb…)?");
+    await userEvent.click(screen.getByTestId("approve-writer-yes"));
+    await waitFor(() => expect(mocked.approveWriter).toHaveBeenCalledWith("s1", "bb".repeat(32)));
+    await waitFor(() => expect(screen.getAllByTestId("writer")[1]).toHaveTextContent("backup@server-7 (1 backup, approved)"));
+    expect(screen.queryByTestId("approve-writer-confirm")).toBeNull();
+  });
+
+  it("offers the recovery kit and the approval of writers only to those who may read backups", async () => {
+    mocked.storageWriters.mockResolvedValue([{ public_key: "cc".repeat(32), name: "backup@server-9", approved: false, approved_at: null, backups: 2 }]);
     mocked.storageKeyCustody.mockResolvedValue({ storage_id: "s1", has_repository: true, in_keychain: false, password: true, super_admins: ["alice"], pending: [], former: [], recovery_exported: false, problem: null });
     renderWithClient(
       <SessionProvider info={acting("olga", "platform_operator", ["backup:view_history", "backup:view_status", "backup:trigger_manual"])}>
@@ -684,6 +714,8 @@ describe("BackupDashboard", () => {
     await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
     expect(await screen.findByTestId("key-holders")).toHaveTextContent("a super admin saves it here");
     expect(screen.queryByTestId("save-recovery-kit")).toBeNull();
+    expect(await screen.findByTestId("writer")).toHaveTextContent("not approved");
+    expect(screen.queryByTestId("approve-writer")).toBeNull();
   });
 
   it("makes a storage the default, deactivates it, changes a cloud storage's quota and keys, and asks before removing", async () => {

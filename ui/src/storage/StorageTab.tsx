@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { HardDrive } from "lucide-react";
-import { api, type BackupStorage, type KeyCustody, type StorageChange, type UsageSample } from "../api";
+import { api, type BackupStorage, type KeyCustody, type StorageChange, type UsageSample, type WriterInfo } from "../api";
 import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { formatDate, formatFileSize } from "../components/format";
@@ -50,6 +50,55 @@ export function KeyHolders({ c, s }: { c: KeyCustody; s: BackupStorage }) {
       )}
       {c.former.length > 0 && <div className="text-amber-700">Still sealed to former super admin{plural(c.former.length)} {c.former.join(", ")}: removed at the next super admin sign-in.</div>}
       <RecoveryKit c={c} s={s} />
+      <Writers s={s} />
+    </div>
+  );
+}
+
+/**
+ * Whose keys signed the storage's backups. A backup restores only when its writer is approved;
+ * whoever may restore approves a writer here (a server that backs up into the same storage).
+ */
+function Writers({ s }: { s: BackupStorage }) {
+  const allowed = useSession().may("backup:restore_data");
+  const queryClient = useQueryClient();
+  const writers = useQuery({ queryKey: ["storage-writers", s.id], queryFn: () => api.storageWriters(s.id) });
+  const [asked, setAsked] = useState<WriterInfo | null>(null);
+  const approve = useMutation({
+    mutationFn: (w: WriterInfo) => api.approveWriter(s.id, w.public_key),
+    onSuccess: () => {
+      setAsked(null);
+      void queryClient.invalidateQueries({ queryKey: ["storage-writers", s.id] });
+    },
+  });
+  if (!writers.data?.length) return null;
+  return (
+    <div data-testid="writers">
+      Written by:{" "}
+      {writers.data.map((w) => (
+        <span key={w.public_key} className={w.approved ? "mr-2" : "mr-2 text-amber-700"} data-testid="writer" title={`writer key ${w.public_key}`}>
+          {w.name} ({w.backups} backup{w.backups === 1 ? "" : "s"}
+          {w.approved ? ", approved" : ", not approved: its backups do not restore"})
+          {!w.approved && allowed && (
+            <Button size="sm" variant="outline" className="ml-1" data-testid="approve-writer" onClick={() => setAsked(w)}>
+              Approve…
+            </Button>
+          )}
+        </span>
+      ))}
+      {asked && (
+        <div className="border rounded p-2 bg-amber-50 text-slate-700" data-testid="approve-writer-confirm">
+          Approve {asked.name} (key {asked.public_key.slice(0, 16)}…)? Its backups will restore like this workstation&apos;s. Approve only a
+          workstation or server you set up to back up into this storage.
+          <Button size="sm" className="ml-2" data-testid="approve-writer-yes" disabled={approve.isPending} onClick={() => approve.mutate(asked)}>
+            Approve
+          </Button>
+          <Button size="sm" variant="outline" className="ml-1" onClick={() => setAsked(null)}>
+            Cancel
+          </Button>
+        </div>
+      )}
+      {approve.isError && <ErrorBox error={approve.error} />}
     </div>
   );
 }

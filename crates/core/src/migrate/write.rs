@@ -245,6 +245,19 @@ impl Writer<'_> {
                 exec(tx, &format!("UPDATE {} SET {k} = ({generator})::{}", f.relation, col.ty), t).await?;
                 continue;
             }
+            // A text key that holds UUIDs (made by the application, not the database): the copy's
+            // rows get fresh ones of the same form, as a generated key would (references follow).
+            if super::rules::is_text(&col.ty) && self.target.pks.get(t).is_some_and(|pk| pk.len() == 1 && pk[0] == key) {
+                let uuids = count(
+                    tx,
+                    &format!("SELECT CASE WHEN count({k}) > 0 AND bool_and({k} ~* '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$') THEN 1 ELSE 0 END::bigint FROM {}", f.relation),
+                )
+                .await?;
+                if uuids == 1 {
+                    exec(tx, &format!("UPDATE {} SET {k} = gen_random_uuid()::text WHERE {k} IS NOT NULL", f.relation), t).await?;
+                    continue;
+                }
+            }
             // Plain files may leave a key empty: the next free number, or a new UUID.
             let generator = if col.ty == "uuid" {
                 Some("gen_random_uuid()".to_string())

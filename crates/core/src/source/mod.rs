@@ -8,12 +8,10 @@ pub mod sqlite;
 pub mod tenancy;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 
 /// Where to read from or write to.
 #[derive(Debug, Clone)]
@@ -146,45 +144,7 @@ fn bare(qualified: &str) -> String {
     tenancy::bare(qualified)
 }
 
-/// Cancels long work; checked between chunks and tables.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-    pub fn check(&self) -> Result<()> {
-        if self.is_cancelled() {
-            Err(Error::new(ErrorCode::Cancelled, "cancelled; nothing was kept"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// Progress of long work, pushed to whoever shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Progress {
-    pub phase: String,
-    pub table: Option<String>,
-    pub tables_done: u64,
-    pub tables_total: u64,
-    pub rows: u64,
-    pub bytes: u64,
-}
-
-pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
-
-pub fn no_progress() -> ProgressSink {
-    Arc::new(|_| {})
-}
+pub use crate::jobs::{no_progress, CancelToken, Progress, ProgressSink};
 
 /// What a dump counted.
 #[derive(Debug, Clone, Default)]

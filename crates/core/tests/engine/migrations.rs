@@ -672,3 +672,34 @@ async fn a_reference_no_key_declares_is_inferred_declared_once_and_remembered_wi
     let v = records::validate(&h.ctx, &again).await.expect("validation");
     assert!(v.is_clean(), "{:?}", v.problems().map(|(_, p)| p.message.clone()).collect::<Vec<_>>());
 }
+
+/// The demo platform in PostgreSQL keeps UUIDs in text keys made by the application (no default):
+/// a copy within the database gives its rows fresh ones of the same form, as it does for generated
+/// keys, and every reference follows — found by the end-to-end wizard test, which copies a demo
+/// tenant with only the tenants' slug conflict to resolve.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_gives_text_keys_holding_uuids_fresh_uuids_and_references_follow() {
+    let db = ScratchDb::create().await;
+    let home = tempfile::tempdir().expect("tmp");
+    let ctx = safehold_core::Ctx::open(home.path()).await.expect("catalog");
+    safehold_core::demo::ensure(&ctx, false).await.expect("demo");
+    safehold_core::demo::copy_to_postgres(&safehold_core::demo::database_path(home.path()), &db.url()).await.expect("copy");
+    let tenant = rows(&db.url(), "SELECT t.id FROM tenants t ORDER BY (SELECT count(*) FROM users u WHERE u.tenant_id = t.id), t.id LIMIT 1").await.remove(0);
+    let mut s = spec(MigrationType::TenantCopy, &tenant);
+    s.target_tenant_id = Some("demo-copy".into());
+    s.target_tenant_name = Some("Demo Copy".into());
+    s.rules.push(safehold_core::migrate::rules::Rule { table: "public.users".into(), column: "email".into(), action: safehold_core::migrate::rules::Action::Mask });
+    s.conflicts.insert("public.tenants".into(), Resolution::KeepBoth);
+    let e = ends(Some(&db), Some(&db));
+    let v = validate(&s, &e).await;
+    assert!(v.is_clean(), "only the slug conflicts, and keep both resolves it: {:?}", v.problems().collect::<Vec<_>>());
+    run(&s, &e).await.expect("copy");
+    let per = |t: &str| format!("SELECT (SELECT count(*) FROM users WHERE tenant_id = '{t}') || ',' || (SELECT count(*) FROM projects WHERE tenant_id = '{t}') || ',' || (SELECT count(*) FROM documents WHERE tenant_id = '{t}')");
+    assert_eq!(rows(&db.url(), &per("demo-copy")).await, rows(&db.url(), &per(&tenant)).await, "every row copied");
+    let shared = count(&db.url(), &format!("SELECT count(*) FROM users a JOIN users b ON a.id = b.id WHERE a.tenant_id = '{tenant}' AND b.tenant_id = 'demo-copy'")).await;
+    assert_eq!(shared, 0, "the copy's users have ids of their own");
+    let uuid_like = count(&db.url(), "SELECT count(*) FROM users WHERE tenant_id = 'demo-copy' AND id !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'").await;
+    assert_eq!(uuid_like, 0, "fresh ids of the same form");
+    let stray = count(&db.url(), "SELECT count(*) FROM documents d JOIN projects p ON p.id = d.project_id WHERE d.tenant_id = 'demo-copy' AND p.tenant_id <> 'demo-copy'").await;
+    assert_eq!(stray, 0, "the copy's documents point at the copy's projects");
+}

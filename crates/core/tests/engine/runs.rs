@@ -540,6 +540,40 @@ async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_rol
     let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'key.export_recovery' AND outcome = 'success'").fetch_one(&ctx.pool).await.expect("audit");
     assert_eq!(audited, 1, "the export is audited");
 
+    // A server — another home, with only the repository's public key — backs up into the same
+    // storage: its backup is listed as not approved and does not open; olga may not approve it;
+    // alice does (audited), and then it opens.
+    let server_home = tempfile::tempdir().expect("tmp");
+    let server_writer = safehold_core::writers::WriterKey::for_home(server_home.path()).expect("the server's writer key");
+    let server = safehold_core::unlock::KeySources { writer: Some(server_writer.clone()), ..Default::default() };
+    let (srepo, smk) = server.open_repository_for_sealed_backup(&repo_dir).await.expect("a sealed backup needs no secret");
+    assert!(smk.is_none(), "the server holds no key");
+    let tiny = dir.path().join("tiny.db");
+    {
+        let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}?mode=rwc", tiny.display())).await.expect("sqlite");
+        sqlx::raw_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'from the server');").execute(&mut c).await.expect("tiny");
+    }
+    let mut req = safehold_core::backup::BackupRequest::new(safehold_core::source::SourceSpec::Sqlite { path: tiny });
+    req.signer = Some(server_writer.clone());
+    let planted = safehold_core::backup::run_with(&srepo, None, &req, &CancelToken::new(), &safehold_core::source::no_progress()).await.expect("the server's backup");
+    let listed = custody::writers(&alice, demo::DEMO_STORAGE).await.expect("writers");
+    let theirs = listed.iter().find(|w| w.public_key == server_writer.public_hex()).expect("the server is listed");
+    assert_eq!((theirs.approved, theirs.backups), (false, 1), "{listed:?}");
+    assert!(listed.iter().any(|w| w.approved && w.backups >= 2), "this home's own writer is approved: {listed:?}");
+    let planted_path = std::path::PathBuf::from(&planted.archive);
+    let err = alice_keys.open_chain(&planted_path, Repository::open(&repo_dir).expect("open").as_ref()).await.err().expect("not approved yet");
+    assert!(err.message.contains("approve"), "{}", err.message);
+    let refused = custody::approve_writer(&olga, demo::DEMO_STORAGE, &server_writer.public_hex()).await.expect_err("olga may not");
+    assert_eq!(refused.code, ErrorCode::PermissionDenied, "{}", refused.message);
+    let unknown = custody::approve_writer(&alice, demo::DEMO_STORAGE, &"ff".repeat(32)).await.expect_err("no backup of that writer");
+    assert_eq!(unknown.code, ErrorCode::NotFound, "{}", unknown.message);
+    let ok = custody::approve_writer(&alice, demo::DEMO_STORAGE, &server_writer.public_hex()).await.expect("alice approves the server");
+    assert!(ok.approved);
+    assert!(custody::writers(&alice, demo::DEMO_STORAGE).await.expect("writers").iter().all(|w| w.approved), "every writer approved now");
+    alice_keys.open_chain(&planted_path, Repository::open(&repo_dir).expect("open").as_ref()).await.expect("the server's backup opens once approved");
+    let audited: Vec<String> = sqlx::query_scalar("SELECT outcome FROM audit_log WHERE action = 'key.approve_writer' ORDER BY rowid").fetch_all(&ctx.pool).await.expect("audit");
+    assert_eq!(audited, ["denied", "failure", "success"], "each attempt is audited");
+
     // A second super admin gets a slot at once (alice's session holds the key); demoted, he loses it.
     operators::add(&alice, "bob", Role::SuperAdmin, PW).await.expect("bob");
     assert_eq!(Repository::open(&repo_dir).expect("open").expect("repo").custodians().len(), 2);
