@@ -40,7 +40,7 @@ use gen::{qi, ql, Key, Link, Options, Schema};
 /// 154 a row whose nullable link was emptied; 166 a self-reference updated before its parent
 /// was inserted; 382 a keyless table's row of nobody taken back by its unique value; 405 a
 /// composite of NULLs taken for a missing value.)
-const REGRESSIONS: &[u64] = &[1, 3, 4, 7, 16, 29, 141, 154, 166, 382, 405, 3429120431, 3483542720, 1549806221];
+const REGRESSIONS: &[u64] = &[1, 3, 4, 7, 16, 29, 141, 154, 166, 382, 405, 3429120431, 3483542720, 1549806221, 3264750321];
 
 /// A repository for the whole run (a weak key derivation: the keys are not what is tested).
 struct Repo {
@@ -447,7 +447,14 @@ async fn tenant_copy_same(s: &Schema, db: &ScratchDb) -> Result<(), String> {
     let v = migrate::execute(&bare, &e, false, &CancelToken::new(), &no_progress()).await.map_err(|e| format!("{}\ntenant copy: validation without the references failed: {e}", s.describe()))?;
     for r in declared_refs(s) {
         let plain = r.split(['=', '.']).all(|p| p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
-        let named = r.split('=').next().is_some_and(|c| c.ends_with("_id"));
+        // Named after its table: `<table>_id`, the table's words maybe run together (the
+        // generator also cuts long names short: those are not named after their table).
+        let squash = |n: &str| n.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
+        let named = r.split_once('=').is_some_and(|(c, p)| {
+            let col = c.rsplit('.').next().unwrap_or_default();
+            let table = p.rsplit('.').nth(1).unwrap_or_default();
+            col.strip_suffix("_id").is_some_and(|stem| squash(stem) == squash(table))
+        });
         if plain && named && !v.warnings.iter().any(|w| w.contains(&format!("--reference {r}"))) {
             return Err(format!("{}\ntenant copy: validation did not name the reference {r}: {:?}", s.describe(), v.warnings));
         }
