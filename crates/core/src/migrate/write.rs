@@ -293,6 +293,11 @@ impl Writer<'_> {
             if !cols.iter().all(|c| f.has(c)) {
                 continue;
             }
+            // A unique index over the whole primary key and more: a row can clash on it only when
+            // it clashes on the key, which reports that row already.
+            if !pk.is_empty() && cols != pk && pk.iter().all(|c| cols.contains(c)) {
+                continue;
+            }
             let on: Vec<String> = cols.iter().map(|c| if u.nulls_not_distinct { format!("l.{0} IS NOT DISTINCT FROM f.{0}", qi(c)) } else { format!("l.{0} = f.{0}", qi(c)) }).collect();
             let mut on = on.join(" AND ");
             if let Some(p) = &u.predicate {
