@@ -80,6 +80,13 @@ impl KeySources {
         }
     }
 
+    /// With the master key at hand: the repository's key pair checked (or made), and this home's
+    /// writer approved into it.
+    fn take_in(&self, repo: &mut Repository, mk: &SecretKey) -> Result<()> {
+        repo.ensure_key_pair(mk)?;
+        self.approve_self(repo, mk)
+    }
+
     /// With the master key at hand, this home's writer is approved into the repository.
     fn approve_self(&self, repo: &mut Repository, mk: &SecretKey) -> Result<()> {
         let w = self.writer()?;
@@ -91,8 +98,7 @@ impl KeySources {
         if self.operator_key.is_some() && repository::headless_password(&self.secret_source())?.is_none() {
             if let Some(mut repo) = Repository::open(dir)? {
                 if let Some(mk) = self.operator_unlock(&repo) {
-                    repo.ensure_key_pair(&mk)?;
-                    self.approve_self(&mut repo, &mk)?;
+                    self.take_in(&mut repo, &mk)?;
                     return Ok((repo, mk));
                 }
             }
@@ -112,8 +118,7 @@ impl KeySources {
             if !has_password && self.recovery_key_file.is_none() {
                 if let Some(mk) = self.operator_unlock(&repo) {
                     let mut repo = repo;
-                    repo.ensure_key_pair(&mk)?;
-                    self.approve_self(&mut repo, &mk)?;
+                    self.take_in(&mut repo, &mk)?;
                     return Ok((repo, Some(mk)));
                 }
             }
@@ -134,8 +139,7 @@ impl KeySources {
             if self.recovery_key_file.is_some() && !has_password {
                 let mut repo = repo;
                 let mk = self.unlock_repository(&repo).await?;
-                repo.ensure_key_pair(&mk)?;
-                self.approve_self(&mut repo, &mk)?;
+                self.take_in(&mut repo, &mk)?;
                 return Ok((repo, Some(mk)));
             }
         }
