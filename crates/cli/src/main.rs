@@ -263,7 +263,8 @@ struct MigrationArgs {
     /// Transformation rules: a JSON file holding a list of rules.
     #[arg(long)]
     rules: Option<PathBuf>,
-    /// The mapping: a JSON file holding a list of table mappings (default: proposed from names).
+    /// The mapping: a JSON file holding a list of table mappings (default: proposed from names),
+    /// or an object with that list as "tables" and "references" (as --reference takes them).
     #[arg(long)]
     mapping: Option<PathBuf>,
     /// Unique conflicts, per table: TABLE=stop|keep-target|take-source|keep-both (comma-separated;
@@ -1822,11 +1823,14 @@ fn migration_spec(kind: MigrationType, common: &MigrationArgs) -> Result<Migrati
     if let Some(r) = &common.rules {
         spec.rules = read_json(r, "rules")?;
     }
+    spec.references = common.reference.clone();
     if let Some(m) = &common.mapping {
-        spec.mapping = read_json(m, "mapping")?;
+        let text = std::fs::read_to_string(m).map_err(|e| Error::io(format!("cannot read the mapping file {}", m.display()), &e))?;
+        let file = safehold_core::migrate::MappingFile::parse(&text, &m.display().to_string())?;
+        spec.mapping = file.tables;
+        spec.references.extend(file.references.into_iter().filter(|r| !common.reference.contains(r)));
     }
     spec.conflicts = conflict_rules(&common.on_conflict)?;
-    spec.references = common.reference.clone();
     for c in &common.regenerate {
         let (table, column) = c.trim().rsplit_once('.').ok_or_else(|| Error::validation(format!("--regenerate {c}: write TABLE.COLUMN")))?;
         spec.rules.push(safehold_core::migrate::rules::Rule { table: table.into(), column: column.into(), action: safehold_core::migrate::rules::Action::Regenerate { template: None } });

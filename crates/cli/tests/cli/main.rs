@@ -575,6 +575,98 @@ fn tenants_are_exported_validated_imported_and_merged_from_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("keep-target"));
 }
 
+/// Issue 20: a reference no foreign key declares, under a unique index, stops a copy until it is
+/// declared — here in the mapping file's `references`; a mapping file that is neither form is
+/// refused naming the file and both forms.
+#[test]
+fn a_mapping_file_declares_references_that_no_foreign_key_does() {
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let db = Db::new();
+    psql(
+        &db.url(),
+        "CREATE TABLE tenants (id text PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE invoices (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants(id), total int);
+         CREATE TABLE invoice_lines (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants(id), invoice_id int NOT NULL, status int NOT NULL);
+         CREATE UNIQUE INDEX one_open_line ON invoice_lines (invoice_id, status) WHERE status = 0;
+         INSERT INTO tenants VALUES ('acme', 'Acme'), ('beta', 'Beta');
+         INSERT INTO invoices (tenant_id, total) VALUES ('acme', 10), ('acme', 20), ('beta', 30);
+         INSERT INTO invoice_lines (tenant_id, invoice_id, status) VALUES ('acme', 1, 0), ('acme', 2, 0), ('acme', 2, 1), ('beta', 3, 0);",
+    );
+    let copy = |extra: &[&str]| {
+        safehold(
+            h,
+            &[
+                &[
+                    "tenant",
+                    "copy",
+                    "--source",
+                    &db.url(),
+                    "--tenant",
+                    "acme",
+                    "--new-tenant-id",
+                    "acme2",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let out = copy(&[]);
+    assert!(
+        !out.status.success(),
+        "without the reference the copy collides"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("on public.invoice_lines (invoice_id, status, where (status = 0))")
+            && err.contains(
+                "declare it (--reference public.invoice_lines.invoice_id=public.invoices.id"
+            ),
+        "the refusal names the unique index and the reference to declare: {err}"
+    );
+    assert_eq!(
+        psql(&db.url(), "SELECT count(*) FROM invoice_lines"),
+        "4",
+        "a refused copy writes nothing"
+    );
+
+    let bad = h.join("bad-mapping.json");
+    std::fs::write(
+        &bad,
+        r#"{"tables": [], "refs": ["invoice_lines.invoice_id=invoices.id"]}"#,
+    )
+    .expect("mapping");
+    let out = copy(&["--mapping", bad.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("bad-mapping.json")
+            && err.contains("refs")
+            && err.contains("\"references\""),
+        "{err}"
+    );
+
+    let mapping = h.join("mapping.json");
+    std::fs::write(
+        &mapping,
+        r#"{"tables": [], "references": ["invoice_lines.invoice_id=invoices.id"]}"#,
+    )
+    .expect("mapping");
+    let out = copy(&["--mapping", mapping.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        psql(&db.url(), "SELECT count(*) FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id WHERE l.tenant_id = 'acme2' AND i.tenant_id = 'acme2'"),
+        "3",
+        "the copy's lines point at the copy's invoices"
+    );
+    assert_eq!(psql(&db.url(), "SELECT string_agg(tenant_id || ':' || invoice_id, ',' ORDER BY id) FROM invoice_lines WHERE tenant_id <> 'acme2'"), "acme:1,acme:2,acme:2,beta:3", "the source is untouched");
+}
+
 /// `safehold` as an operator: --operator with the password from SAFEHOLD_OPERATOR_PASSWORD_FILE.
 fn as_operator(home: &Path, who: &str, pw: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_safehold"))

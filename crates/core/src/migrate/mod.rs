@@ -104,6 +104,41 @@ pub struct TableMapping {
     pub defaults: BTreeMap<String, String>,
 }
 
+/// A mapping file (`--mapping`): either the list of table mappings alone, or an object with the
+/// `tables` and the `references` no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`, as
+/// `--reference` takes them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappingFile {
+    pub tables: Vec<TableMapping>,
+    pub references: Vec<String>,
+}
+
+impl MappingFile {
+    /// Reads a mapping file's text; `name` says which file in an error.
+    pub fn parse(text: &str, name: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Whole {
+            #[serde(default)]
+            tables: Vec<TableMapping>,
+            #[serde(default)]
+            references: Vec<String>,
+        }
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::validation(format!("the mapping file {name} is not valid JSON: {e}")))?;
+        let hint = "write a list of table mappings, or an object with \"tables\" (that list) and \"references\" ([\"child.column=parent.column\", …])";
+        let invalid = |e: serde_json::Error| Error::validation(format!("the mapping file {name} is not valid: {e}; {hint}"));
+        let whole = match value {
+            serde_json::Value::Array(_) => Whole { tables: serde_json::from_value(value).map_err(invalid)?, references: Vec::new() },
+            serde_json::Value::Object(_) => serde_json::from_value(value).map_err(invalid)?,
+            _ => return Err(Error::validation(format!("the mapping file {name} is not valid: {hint}"))),
+        };
+        if let Some(r) = whole.references.iter().find(|r| !r.contains('=')) {
+            return Err(Error::validation(format!("the mapping file {name} declares the reference \"{r}\": write it as child_table.column=parent_table.column")));
+        }
+        Ok(Self { tables: whole.tables, references: whole.references })
+    }
+}
+
 /// A migration as the wizard and the CLI describe it.
 #[derive(Debug, Clone, Serialize, Deserialize, TS, Default)]
 pub struct MigrationSpec {
@@ -340,7 +375,7 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
         }
         (None, MigrationType::TenantCopy | MigrationType::TenantMerge) => {
             let url = ends.source_url.as_deref().ok_or_else(|| Error::validation("choose the database to read the tenant from (--source)"))?;
-            source_schema = Some(stage::from_live(&mut tx, &mut staged, url, &tenants, &ends.tenant_column, &ends.tenants_table, &spec.references, cancel).await?);
+            source_schema = Some(stage::from_live(&mut tx, &mut staged, url, &tenants, &ends.tenant_column, &ends.tenants_table, &spec.references, &mut report.warnings, cancel).await?);
         }
         (None, MigrationType::DataImport) => read_files(&mut tx, &mut staged, spec, ends, &target, &tenants, cancel).await?,
         (None, MigrationType::DataExport) => unreachable!(),
@@ -438,8 +473,22 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
 /// The error of a run that would set rows aside.
 pub fn rejected_error(report: &MigrationReport) -> Error {
     let lines: Vec<String> = report.problems().take(5).map(|(t, p)| format!("{t}: {}", p.message)).collect();
+    // A problem on a table holding a column that looks like a reference no foreign key declares
+    // is most often that: a copy keeps its values until it is declared.
+    let inferred: Vec<&str> = report
+        .warnings
+        .iter()
+        .filter_map(|w| w.strip_prefix("inferred: ")?.split_once(" looks like a reference").map(|(r, _)| r))
+        .filter(|r| report.problems().any(|(t, _)| r.starts_with(&format!("{t}."))))
+        .collect();
+    let declare = if inferred.is_empty() {
+        String::new()
+    } else {
+        let each: Vec<String> = inferred.iter().map(|r| format!("--reference {r}")).collect();
+        format!("; where a column is a reference that no foreign key declares, declare it ({}, or in the mapping file's \"references\") and the copy's rows follow the copy's keys", each.join(" "))
+    };
     Error::validation(format!(
-        "validation found problems, so nothing was written: {}; resolve them (mapping, rules, conflict rules) or accept skipping the rows",
+        "validation found problems, so nothing was written: {}{declare}; resolve them (mapping, rules, conflict rules) or accept skipping the rows",
         lines.join("; ")
     ))
 }
@@ -824,7 +873,7 @@ async fn export(
     let mut tx = conn.begin().await.map_err(q("start the export"))?;
     step("reading the source", 0);
     let mut staged = Staged::default();
-    let schema = stage::from_live(&mut tx, &mut staged, url, tenants, &ends.tenant_column, &ends.tenants_table, &spec.references, cancel).await?;
+    let schema = stage::from_live(&mut tx, &mut staged, url, tenants, &ends.tenant_column, &ends.tenants_table, &spec.references, &mut report.warnings, cancel).await?;
     report.rows_read = staged.tables.iter().map(|t| t.rows).sum();
     step("applying the rules", 1);
     apply_rules(&mut tx, &mut staged, &spec.rules, None).await?;

@@ -72,9 +72,9 @@ pub(crate) fn col_list(cols: &[(String, Option<String>)]) -> String {
 
 /// Stages the rows of `tenants` from the live database at `url`, read in one snapshot: each
 /// tenant table once (a partitioned table through its root), its tenant's rows found along the
-/// paths [`Tenancy`] gives. Returns the source's schema.
+/// paths [`Tenancy`] gives. Returns the source's schema; `notes` gets the rows that stay shared.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, tenants: &[String], tenant_column: &str, tenants_table: &str, references: &[String], cancel: &CancelToken) -> Result<Target> {
+pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, tenants: &[String], tenant_column: &str, tenants_table: &str, references: &[String], notes: &mut Vec<String>, cancel: &CancelToken) -> Result<Target> {
     if tenants.is_empty() {
         return Err(Error::validation("choose the tenant to read from the source (--tenant)"));
     }
@@ -115,6 +115,9 @@ pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, t
         }
         if found == 0 {
             return Err(Error::not_found(format!("tenant \"{tenant}\" has no rows in {}: check the tenant id", crate::source::redact(url))));
+        }
+        for (table, by, n) in ten.shared_owned(&mut src, &|x: &str| rel(x)).await? {
+            notes.push(format!("{table}: {n} of the rows that the tenant's {by} rows point at are reached by other tenants' rows too: shared rows are not taken along"));
         }
     }
     let _ = sqlx::query("COMMIT").execute(&mut src).await;

@@ -146,7 +146,9 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
     // The tenant's rows, found on the backup's whole tables (a row reached by several tenants
     // is nobody's own), then the others dropped.
     if let Some(ten) = &tenancy {
-        cut_to_tenant(&mut tx, ten, &tables, &staged).await?;
+        for (table, by, n) in cut_to_tenant(&mut tx, ten, &tables, &staged).await? {
+            out.warnings.push(format!("{table}: {n} of the rows that the tenant's {by} rows point at are reached by other tenants' rows too: shared, they stay as they are"));
+        }
     }
     for t in &tables {
         let n = count(&mut tx, &staged(t)).await?;
@@ -407,7 +409,8 @@ pub(crate) fn archived_tables<'a>(schema: &'a super::postgres::PgSchema, target:
 /// Cuts staged copies of whole tables down to the tenant's rows: each table's rows found first
 /// (on the whole copies, so a row that also leads to another tenant is seen to), then the others
 /// deleted. The staged copies get indexes on the columns the conditions join on.
-pub(crate) async fn cut_to_tenant(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, ten: &Tenancy, tables: &[String], staged: &(dyn Fn(&str) -> String + Sync)) -> Result<()> {
+/// Returns the rows owned one-to-one that several tenants reach (they stay shared), per table.
+pub(crate) async fn cut_to_tenant(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, ten: &Tenancy, tables: &[String], staged: &(dyn Fn(&str) -> String + Sync)) -> Result<Vec<(String, String, i64)>> {
     for (t, cols) in ten.join_columns() {
         if tables.contains(&t) {
             let list: Vec<String> = cols.iter().map(|c| qi(c)).collect();
@@ -422,10 +425,11 @@ pub(crate) async fn cut_to_tenant(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>
         let pred = ten.predicate(t, "s", staged, 0);
         exec(tx, &format!("CREATE TEMP TABLE {k} ON COMMIT DROP AS SELECT s.ctid AS c FROM {} s WHERE {pred}", staged(t)), &format!("selecting the tenant's rows of {t}")).await?;
     }
+    let shared = ten.shared_owned(&mut **tx, staged).await?;
     for (t, k) in tables.iter().zip(&keep) {
         exec(tx, &format!("DELETE FROM {} s WHERE s.ctid NOT IN (SELECT c FROM {k})", staged(t)), &format!("selecting the tenant's rows of {t}")).await?;
     }
-    Ok(())
+    Ok(shared)
 }
 
 /// What tells a table's rows apart: its primary key, or (without one) each row's place.

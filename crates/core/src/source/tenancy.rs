@@ -644,6 +644,22 @@ impl Tenancy {
             .collect()
     }
 
+    /// For each table whose rows the tenant owns one-to-one: how many of its rows the tenant's
+    /// rows point at while other tenants' rows reach them too (through the row pointing at them).
+    /// Such rows are nobody's own: they stay shared, and the plan says so. `relation` names each
+    /// table's relation (live or staged); the tenant must be bound on `conn`.
+    pub(crate) async fn shared_owned(&self, conn: &mut PgConnection, relation: &(dyn Fn(&str) -> String + Sync)) -> Result<Vec<(String, String, i64)>> {
+        let mut out = Vec::new();
+        for (table, by) in self.owned() {
+            let sql = format!("SELECT count(*) FROM {} l WHERE {} AND {}", relation(&table), self.leads(&table, "l", relation, 0, true), self.leads(&table, "l", relation, 0, false));
+            let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut *conn).await.map_err(q(&format!("count the shared rows of {table}")))?;
+            if n > 0 {
+                out.push((table, by, n));
+            }
+        }
+        Ok(out)
+    }
+
     /// For a table reached through references: a condition true for the rows of `table` whose
     /// reference points at a row of the parent in `parents` (the backup's rows of the tenant).
     /// A row that belongs to nobody now but does so is the tenant's again once the restore puts

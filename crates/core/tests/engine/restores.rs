@@ -190,6 +190,74 @@ async fn a_tenant_restore_replaces_keyless_rows_whose_parent_was_deleted_under_a
     assert_eq!(rows(&db, &of(B)).await, b_now, "tenant B's payments are untouched");
 }
 
+/// Issue 20: rows the tenant's rows point at one-to-one belong to it, unless other tenants'
+/// rows reach them too — then they stay shared: the plan says how many, the restore leaves them,
+/// and a copy leaves them out.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_owned_one_to_one_that_several_tenants_reach_stay_shared_and_the_plan_says_so() {
+    let db = ScratchDb::create().await;
+    db.execute(&format!(
+        "CREATE TABLE tenants (id uuid PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE projects (id int PRIMARY KEY, tenant_id uuid NOT NULL REFERENCES tenants(id));
+         CREATE TABLE profiles (id int PRIMARY KEY, bio text);
+         CREATE TABLE links (id int PRIMARY KEY, a int REFERENCES projects(id), b int REFERENCES projects(id), profile_id int NOT NULL UNIQUE REFERENCES profiles(id));
+         INSERT INTO tenants VALUES ('{A}', 'Acme'), ('{B}', 'Beta');
+         INSERT INTO projects VALUES (1, '{A}'), (2, '{B}');
+         INSERT INTO profiles VALUES (10, 'acme alone'), (20, 'acme and beta'), (30, 'beta alone');
+         INSERT INTO links VALUES (1, 1, NULL, 10), (2, 1, 2, 20), (3, 2, NULL, 30);"
+    ))
+    .await;
+    let repo = repo_with_password("pw");
+    repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+    db.execute("UPDATE profiles SET bio = bio || ' (changed)'")
+        .await;
+
+    let mut req = request(&repo, &db);
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(A.into());
+    req.safety_backup = false;
+    let p = plan(&repo, &req).await.expect("plan");
+    let shared: Vec<&String> = p.warnings.iter().filter(|w| w.contains("shared")).collect();
+    assert_eq!(
+        shared.len(),
+        1,
+        "one note on the shared rows: {:?}",
+        p.warnings
+    );
+    assert!(shared[0].starts_with("public.profiles: 1 of the rows that the tenant's public.links rows point at are reached by other tenants' rows too"), "{}", shared[0]);
+    assert!(p.warnings.iter().any(|w| w.starts_with("public.profiles: the rows that the tenant's public.links rows point at belong to the tenant")), "{:?}", p.warnings);
+    run(&repo, &req).await.expect("tenant restore");
+    assert_eq!(
+        rows(&db, "SELECT id || ':' || bio FROM profiles").await,
+        ["10:acme alone", "20:acme and beta (changed)", "30:beta alone (changed)"],
+        "the tenant's own profile is the backup's; the shared one and the other tenant's stay as they are"
+    );
+
+    // A copy of the tenant takes its own profile along under a new key, and not the shared one.
+    let mut s = safehold_core::migrate::MigrationSpec {
+        migration_type: Some(safehold_core::migrate::MigrationType::TenantCopy),
+        source_tenant_ids: vec![A.into()],
+        ..Default::default()
+    };
+    s.target_tenant_name = Some("Acme copy".into());
+    let e = safehold_core::migrate::Endpoints {
+        source_url: Some(db.url()),
+        target_url: Some(db.url()),
+        tenant_column: "tenant_id".into(),
+        tenants_table: "tenants".into(),
+        ..Default::default()
+    };
+    let report =
+        safehold_core::migrate::execute(&s, &e, false, &CancelToken::new(), &no_progress())
+            .await
+            .expect("validation");
+    assert!(
+        report.warnings.iter().any(|w| w.starts_with("public.profiles: 1 of the rows that the tenant's public.links rows point at are reached by other tenants' rows too: shared rows are not taken along")),
+        "{:?}",
+        report.warnings
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_restored_as_a_copy_gets_new_ids_everywhere_and_leaves_the_original() {
     let db = platform().await;
