@@ -210,7 +210,7 @@ pub async fn check_backup(state: State<'_, AppState>, execution_id: String, deep
 
 /// Verifies a backup by restoring it into a scratch database on its source's server.
 #[tauri::command]
-pub async fn verify_by_restoring(state: State<'_, AppState>, execution_id: String) -> Res<safehold_core::verify::RestoreTestReport> {
+pub async fn verify_by_restoring(state: State<'_, AppState>, execution_id: String) -> Res<safehold_core::restore::RestoreTestReport> {
     // A heavy job: it waits for a slot of the job runner.
     let _slot = match &state.scheduler {
         Some(s) => s.slot().await,

@@ -9,7 +9,7 @@ use ts_rs::TS;
 use crate::catalog::audit;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::operators::{require, Permission};
+use crate::context::{require, Permission};
 
 #[derive(Debug, Clone, Serialize, TS, sqlx::FromRow, PartialEq, Eq)]
 pub struct AuditEntry {

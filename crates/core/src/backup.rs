@@ -61,6 +61,11 @@ pub struct BackupRequest {
 }
 
 impl BackupRequest {
+    /// What the source reads for this request.
+    pub fn dump_scope(&self) -> source::DumpScope {
+        source::DumpScope { tenant_column: self.tenant_column.clone(), tenants_table: self.tenants_table.clone(), include: self.include, tables: self.tables.clone(), tenants: self.tenants.clone(), jobs: self.jobs }
+    }
+
     pub fn new(source: SourceSpec) -> Self {
         Self {
             source_name: source.display(),
@@ -191,7 +196,7 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
     };
     // PostgreSQL: the snapshot is taken before the archive starts, so its header can carry it.
     let pg_snapshot = match &req.source {
-        SourceSpec::Postgres { url } => Some(source::postgres::snapshot(url, req).await?),
+        SourceSpec::Postgres { url } => Some(source::postgres::snapshot(url, &req.dump_scope()).await?),
         SourceSpec::Sqlite { .. } => None,
     };
     let type_name = match backup_type {
@@ -247,7 +252,7 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
                 _ => None,
             };
             let snap = pg_snapshot.ok_or_else(|| Error::new(crate::error::ErrorCode::Internal, "the snapshot was not taken"))?;
-            source::postgres::dump(url, snap, &mut writer, req, basis, cancel, progress).await?
+            source::postgres::dump(url, snap, &mut writer, &req.dump_scope(), basis, cancel, progress).await?
         }
     };
     cancel.check()?;

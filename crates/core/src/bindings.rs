@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{auditlog, backup, checks, configurations, custody, operators, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, scheduler, source, storage, verify};
+use crate::{auditlog, backup, checks, configurations, custody, operators, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, scheduler, source, storage};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -49,8 +49,8 @@ pub fn typescript() -> String {
         restore::RestoreOutcome::decl(&cfg),
         restores::RestoreForm::decl(&cfg),
         source::pg_apply::TableChange::decl(&cfg),
-        verify::RestoreTestTable::decl(&cfg),
-        verify::RestoreTestReport::decl(&cfg),
+        restore::RestoreTestTable::decl(&cfg),
+        restore::RestoreTestReport::decl(&cfg),
         retention::RetentionAction::decl(&cfg),
         retention::RetentionItem::decl(&cfg),
         retention::RetentionPlan::decl(&cfg),

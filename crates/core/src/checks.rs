@@ -13,7 +13,7 @@ use crate::catalog::{audit, now};
 use crate::context::Ctx;
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::JobStatus;
-use crate::operators::{require, Permission};
+use crate::context::{require, Permission};
 use crate::restore::{self, RestoreRequest};
 
 /// The outcome of a check of a recorded backup.

@@ -135,7 +135,7 @@ fn with_description(mut c: BackupConfiguration) -> BackupConfiguration {
 }
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<BackupConfiguration>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "configuration.list", "configurations").await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "configuration.list", "configurations").await?;
     let rows: Vec<BackupConfiguration> = sqlx::query_as(AssertSqlSafe(format!("{SELECT} ORDER BY configuration_name")))
         .fetch_all(&ctx.pool)
         .await
@@ -144,7 +144,7 @@ pub async fn list(ctx: &Ctx) -> Result<Vec<BackupConfiguration>> {
 }
 
 pub async fn get(ctx: &Ctx, id: &str) -> Result<BackupConfiguration> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "configuration.get", id).await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "configuration.get", id).await?;
     sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
         .bind(id)
         .fetch_optional(&ctx.pool)
@@ -157,7 +157,7 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<BackupConfiguration> {
 /// Checks every field of `input` against the catalog; `editing` is the id of the configuration
 /// being edited (its own name is not a conflict). Returns the invalid fields, empty when valid.
 pub async fn validate(ctx: &Ctx, input: &ConfigurationInput, editing: Option<&str>) -> Result<Vec<FieldError>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "configuration.validate", "configuration").await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "configuration.validate", "configuration").await?;
     let mut errors = Vec::new();
     let mut bad = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
 
@@ -249,7 +249,7 @@ fn name_conflict(e: &sqlx::Error, name: &str, what: &str) -> Error {
 }
 
 pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfiguration> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "configuration.create", &input.configuration_name).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "configuration.create", &input.configuration_name).await?;
     ensure_valid(ctx, &input, None).await?;
     let id = Uuid::new_v4().to_string();
     let name = input.configuration_name.trim().to_string();
@@ -289,7 +289,7 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
 }
 
 pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<BackupConfiguration> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "configuration.update", id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "configuration.update", id).await?;
     get(ctx, id).await?;
     ensure_valid(ctx, &input, Some(id)).await?;
     let name = input.configuration_name.trim().to_string();
@@ -326,7 +326,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
 }
 
 pub async fn set_active(ctx: &Ctx, id: &str, active: bool) -> Result<BackupConfiguration> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "configuration.set_active", id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "configuration.set_active", id).await?;
     let current = get(ctx, id).await?;
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;
     sqlx::query("UPDATE backup_configurations SET is_active = ?, updated_at = ? WHERE id = ?")
@@ -344,7 +344,7 @@ pub async fn set_active(ctx: &Ctx, id: &str, active: bool) -> Result<BackupConfi
 
 /// Deletes a configuration. Its past executions stay in the history, no longer linked to it.
 pub async fn delete(ctx: &Ctx, id: &str) -> Result<()> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "configuration.delete", id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "configuration.delete", id).await?;
     let current = get(ctx, id).await?;
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("start a transaction", &e))?;
     sqlx::query("DELETE FROM backup_configurations WHERE id = ?")

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
@@ -17,9 +16,8 @@ use crate::catalog::{audit, now};
 use crate::context::Ctx;
 use crate::error::{is_unique_violation, Error, ErrorCode, FieldError, Result};
 use crate::secrets::{self, connection_account};
-
-/// How long "Test connection" waits for a server before it reports it unreachable.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::source::postgres::{explain_pg_error, CONNECT_TIMEOUT};
+pub use crate::source::quote_ident;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
@@ -217,7 +215,7 @@ const SELECT: &str = "SELECT id, name, kind, host, port, database_name, username
     has_password, tenant_column, tenants_table, declared_references, created_at, updated_at FROM connections";
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<Connection>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "connection.list", "connections").await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "connection.list", "connections").await?;
     sqlx::query_as(AssertSqlSafe(format!("{SELECT} ORDER BY name")))
         .fetch_all(&ctx.pool)
         .await
@@ -225,7 +223,7 @@ pub async fn list(ctx: &Ctx) -> Result<Vec<Connection>> {
 }
 
 pub async fn get(ctx: &Ctx, id: &str) -> Result<Connection> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "connection.get", id).await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "connection.get", id).await?;
     sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
         .bind(id)
         .fetch_optional(&ctx.pool)
@@ -236,7 +234,7 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<Connection> {
 
 /// Finds a connection by id or, failing that, by name.
 pub async fn find(ctx: &Ctx, id_or_name: &str) -> Result<Connection> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "connection.find", id_or_name).await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "connection.find", id_or_name).await?;
     let found: Option<Connection> = sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE id = ? OR name = ? LIMIT 1")))
         .bind(id_or_name)
         .bind(id_or_name)
@@ -340,7 +338,7 @@ fn name_conflict(e: &sqlx::Error, name: &str, what: &str) -> Error {
 /// Adds a connection; its password (if any) goes to the keychain. All or nothing: when the
 /// keychain refuses, no connection is added.
 pub async fn add(ctx: &Ctx, input: ConnectionInput) -> Result<Connection> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "connection.add", &input.name).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "connection.add", &input.name).await?;
     let c = check(&input)?;
     let id = Uuid::new_v4().to_string();
     let password = input.password.filter(|p| !p.is_empty());
@@ -383,7 +381,7 @@ pub async fn add(ctx: &Ctx, input: ConnectionInput) -> Result<Connection> {
 /// Edits a connection. The password changes only when the input carries one (see
 /// [`ConnectionInput::password`]).
 pub async fn update(ctx: &Ctx, id: &str, input: ConnectionInput) -> Result<Connection> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "connection.update", id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "connection.update", id).await?;
     let before = get(ctx, id).await?;
     let c = check(&input)?;
     let has_password = match &input.password {
@@ -423,7 +421,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConnectionInput) -> Result<Conne
 
 /// Removes a connection and its keychain entry. Refused while a configuration backs it up.
 pub async fn remove(ctx: &Ctx, id: &str) -> Result<()> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "connection.remove", id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "connection.remove", id).await?;
     let conn = get(ctx, id).await?;
     let used: Vec<String> =
         sqlx::query_scalar("SELECT configuration_name FROM backup_configurations WHERE connection_id = ?")
@@ -454,7 +452,7 @@ pub async fn remove(ctx: &Ctx, id: &str) -> Result<()> {
 
 /// Tests a saved connection, with its password from the keychain.
 pub async fn test(ctx: &Ctx, id: &str) -> Result<ConnectionReport> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "connection.test", id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "connection.test", id).await?;
     let conn = get(ctx, id).await?;
     let password = if conn.has_password {
         let account = connection_account(id);
@@ -487,7 +485,7 @@ pub async fn probe_as(ctx: &Ctx, input: &ConnectionInput) -> Result<ConnectionRe
         Ok(c) => c.sqlite_path.clone().unwrap_or_default(),
         Err(_) => input.name.clone(),
     };
-    let who = crate::operators::require(ctx, crate::operators::Permission::ManageAll, "connection.probe", &what).await?;
+    let who = crate::context::require(ctx, crate::context::Permission::ManageAll, "connection.probe", &what).await?;
     let out = probe(input).await;
     let (outcome, detail) = match &out {
         Ok(r) => ("success", format!("{} tables", r.table_count)),
@@ -515,49 +513,6 @@ fn pg_address(c: &Checked) -> String {
     )
 }
 
-/// Explains a failure to reach or log in to PostgreSQL, naming the address and what to check.
-pub fn explain_pg_error(address: &str, user: &str, database: &str, err: &sqlx::Error) -> Error {
-    let at = format!("cannot connect to {address}");
-    match err {
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            match code.as_str() {
-                "28P01" | "28000" => Error::new(
-                    ErrorCode::AuthFailed,
-                    format!("{at}: {}; check the connection's user and password", db.message()),
-                ),
-                "3D000" => Error::new(
-                    ErrorCode::NotFound,
-                    format!("{at}: database \"{database}\" does not exist; check the database name"),
-                ),
-                _ => Error::new(ErrorCode::Database, format!("{at}: {}", db.message())),
-            }
-        }
-        sqlx::Error::Io(io) => Error::new(
-            ErrorCode::Unreachable,
-            format!("{at}: {io}; check the host and port, and that PostgreSQL is running and accepts TCP connections"),
-        ),
-        sqlx::Error::Tls(e) => Error::new(
-            ErrorCode::Unreachable,
-            format!("{at}: TLS failed ({e}); check the TLS mode and the server's certificate"),
-        ),
-        sqlx::Error::PoolTimedOut => Error::new(
-            ErrorCode::Unreachable,
-            format!("{at}: no answer within {} s; check the host, the port and any firewall", CONNECT_TIMEOUT.as_secs()),
-        ),
-        other => {
-            let text = other.to_string();
-            if text.contains("password") {
-                Error::new(
-                    ErrorCode::AuthFailed,
-                    format!("{at}: the server asks for a password for user \"{user}\" and none was given; set the connection's password"),
-                )
-            } else {
-                Error::new(ErrorCode::Unreachable, format!("{at}: {text}"))
-            }
-        }
-    }
-}
 
 async fn probe_postgres(c: &Checked, password: Option<&str>) -> Result<ConnectionReport> {
     let address = pg_address(c);
@@ -623,10 +578,6 @@ async fn probe_postgres(c: &Checked, password: Option<&str>) -> Result<Connectio
     })
 }
 
-/// Quotes an SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 async fn probe_sqlite(c: &Checked) -> Result<ConnectionReport> {
     let path = c.sqlite_path.clone().unwrap_or_default();
@@ -674,4 +625,31 @@ async fn probe_sqlite(c: &Checked) -> Result<ConnectionReport> {
         table_count: i64::try_from(tables.len()).unwrap_or(i64::MAX),
         tenant_tables,
     })
+}
+
+/// Builds the source URL of a connection (with its password from the keychain, in memory only).
+pub async fn source_of(ctx: &Ctx, connection_id: &str) -> Result<(crate::source::SourceSpec, Connection)> {
+    let conn = get(ctx, connection_id).await?;
+    let spec = match conn.kind {
+        ConnectionKind::Sqlite => crate::source::SourceSpec::Sqlite { path: conn.sqlite_path.clone().unwrap_or_default().into() },
+        ConnectionKind::Postgres => {
+            let mut url = url::Url::parse("postgres://localhost/").map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+            let _ = url.set_host(conn.host.as_deref());
+            let _ = url.set_port(conn.port.and_then(|p| u16::try_from(p).ok()));
+            let _ = url.set_username(conn.username.as_deref().unwrap_or(""));
+            url.set_path(conn.database_name.as_deref().unwrap_or(""));
+            if let Some(tls) = conn.tls_mode {
+                let mode = serde_json::to_value(tls).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                url.query_pairs_mut().append_pair("sslmode", &mode);
+            }
+            if conn.has_password {
+                let account = connection_account(&conn.id);
+                if let Some(pw) = secrets::run(&ctx.secrets, move |s| s.get(&account)).await? {
+                    let _ = url.set_password(Some(&pw));
+                }
+            }
+            crate::source::SourceSpec::Postgres { url: url.to_string() }
+        }
+    };
+    Ok((spec, conn))
 }

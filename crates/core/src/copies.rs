@@ -30,7 +30,7 @@ pub struct BackupCopy {
 
 /// The copies of a backup.
 pub async fn of(ctx: &Ctx, execution_id: &str) -> Result<Vec<BackupCopy>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "backup.copies", execution_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "backup.copies", execution_id).await?;
     sqlx::query_as("SELECT id, backup_execution_id, storage_name, file_path, checksum, status, error_message, created_at FROM backup_copies WHERE backup_execution_id = ? ORDER BY created_at")
         .bind(execution_id)
         .fetch_all(&ctx.pool)
@@ -65,7 +65,7 @@ pub fn copy_archive(src: &Path, dest: &Path) -> Result<u64> {
 /// Copies a completed backup of a configuration to the configuration's second storage and
 /// verifies it; `Ok(None)` when the configuration names none. The outcome is recorded either way.
 pub async fn copy_to_secondary(ctx: &Ctx, execution_id: &str) -> Result<Option<BackupCopy>> {
-    crate::operators::require(ctx, crate::operators::Permission::TriggerManual, "backup.copy", execution_id).await?;
+    crate::context::require(ctx, crate::context::Permission::TriggerManual, "backup.copy", execution_id).await?;
     let exec = history::executions(ctx, i64::MAX).await?.into_iter().find(|e| e.id == execution_id).ok_or_else(|| Error::not_found(format!("no backup {execution_id}")))?;
     let Some(config_id) = exec.configuration_id.clone() else { return Ok(None) };
     let config = configurations::get(ctx, &config_id).await?;

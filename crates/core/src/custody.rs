@@ -44,7 +44,7 @@ pub async fn key_sources(ctx: &Ctx) -> Result<KeySources> {
 
 /// A session's super admin key — if its operator still is an active super admin in the catalog
 /// (a demoted or disabled operator's open session lets go of it).
-async fn held_key(pool: &SqlitePool, session: &std::sync::Arc<std::sync::Mutex<crate::operators::Session>>) -> Result<Option<SecretKey>> {
+async fn held_key(pool: &SqlitePool, session: &std::sync::Arc<std::sync::Mutex<crate::context::Session>>) -> Result<Option<SecretKey>> {
     let (id, key) = match session.lock() {
         Ok(s) => match (&s.acting, &s.private) {
             (Some(a), Some(k)) => (a.id.clone(), k.clone()),
@@ -235,10 +235,10 @@ pub async fn remember(ctx: &Ctx, repo: &Repository) -> Result<()> {
 /// keys this operator may use are returned: the ones given on the command line, the signed-in
 /// super admin's own key, and the workstation's keychain only until the first super admin exists
 /// (afterwards it holds no repository's secret that anyone may use).
-pub async fn adhoc(ctx: &Ctx, permission: crate::operators::Permission, action: &str, target: &str, given: &KeySources, repo_dir: Option<&std::path::Path>) -> Result<(crate::operators::Acting, KeySources)> {
-    let who = crate::operators::require(ctx, permission, action, target).await?;
+pub async fn adhoc(ctx: &Ctx, permission: crate::context::Permission, action: &str, target: &str, given: &KeySources, repo_dir: Option<&std::path::Path>) -> Result<(crate::context::Acting, KeySources)> {
+    let who = crate::context::require(ctx, permission, action, target).await?;
     let keys = keys_for(ctx, given).await?;
-    let operators_exist = crate::operators::set_up(&ctx.pool).await?;
+    let operators_exist = crate::context::set_up(&ctx.pool).await?;
     if let Some(dir) = repo_dir {
         if let Some(repo) = repository_at(dir).await {
             remember(ctx, &repo).await?;
@@ -267,7 +267,7 @@ pub async fn keys_for(ctx: &Ctx, given: &KeySources) -> Result<KeySources> {
     keys.password_file = given.password_file.clone();
     keys.recovery_key_file = given.recovery_key_file.clone();
     keys.trust_unsigned = given.trust_unsigned;
-    if crate::operators::set_up(&ctx.pool).await? {
+    if crate::context::set_up(&ctx.pool).await? {
         keys.keychain = None;
     }
     Ok(keys)
@@ -288,7 +288,7 @@ async fn repository_at(path: &std::path::Path) -> Option<Repository> {
 
 /// Records how an ad-hoc command ended in the audit log, under the operator who ran it (a
 /// missing key as a refusal), and remembers the repository it wrote or read.
-pub async fn adhoc_done<T>(ctx: &Ctx, who: &crate::operators::Acting, action: &str, target: &str, repo_dir: Option<&std::path::Path>, result: &Result<T>) -> Result<()> {
+pub async fn adhoc_done<T>(ctx: &Ctx, who: &crate::context::Acting, action: &str, target: &str, repo_dir: Option<&std::path::Path>, result: &Result<T>) -> Result<()> {
     if let Some(dir) = repo_dir {
         if let Some(repo) = repository_at(dir).await {
             remember(ctx, &repo).await?;
@@ -401,7 +401,7 @@ pub async fn custody(ctx: &Ctx, name_or_id: &str) -> Result<KeyCustody> {
 /// Needs the repository's key: this workstation's keychain before the first super admin exists,
 /// a signed-in super admin's own key after.
 pub async fn export_recovery_kit(ctx: &Ctx, name_or_id: &str, path: &std::path::Path) -> Result<String> {
-    let who = crate::operators::require(ctx, crate::operators::Permission::RestoreData, "key.export_recovery", name_or_id).await?;
+    let who = crate::context::require(ctx, crate::context::Permission::RestoreData, "key.export_recovery", name_or_id).await?;
     let store = crate::storage::find(ctx, name_or_id).await?;
     let mut repo = repository_of(ctx, &store)
         .await?
@@ -445,7 +445,7 @@ pub struct WriterInfo {
 /// The writers of the repository in storage `name_or_id`: those on its approved list and those
 /// whose signature is on its backups. Reads no secret.
 pub async fn writers(ctx: &Ctx, name_or_id: &str) -> Result<Vec<WriterInfo>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "key.writers", name_or_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "key.writers", name_or_id).await?;
     let store = crate::storage::find(ctx, name_or_id).await?;
     let Some(repo) = repository_of(ctx, &store).await? else { return Ok(Vec::new()) };
     let headers = tokio::task::spawn_blocking(move || repo.list().map(|l| (repo, l))).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
@@ -473,7 +473,7 @@ pub async fn writers(ctx: &Ctx, name_or_id: &str) -> Result<Vec<WriterInfo>> {
 /// `name_or_id`: its backups restore from then on. Needs the repository's key and the right to
 /// restore; audited.
 pub async fn approve_writer(ctx: &Ctx, name_or_id: &str, public_key: &str) -> Result<WriterInfo> {
-    let who = crate::operators::require(ctx, crate::operators::Permission::RestoreData, "key.approve_writer", name_or_id).await?;
+    let who = crate::context::require(ctx, crate::context::Permission::RestoreData, "key.approve_writer", name_or_id).await?;
     let known = writers(ctx, name_or_id).await?;
     let Some(w) = known.into_iter().find(|w| w.public_key == public_key) else {
         let err = Error::not_found(format!("no backup in the storage {name_or_id} was signed by the writer key {public_key}: only a writer whose backups are there can be approved"));

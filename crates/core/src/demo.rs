@@ -280,7 +280,7 @@ pub fn database_path(home: &Path) -> PathBuf {
 /// runs once; a user who later removes the demo does not get it back unless they ask (`force`).
 pub async fn ensure(ctx: &Ctx, force: bool) -> Result<DemoReport> {
     if force {
-        crate::operators::require(ctx, crate::operators::Permission::ManageAll, "demo.setup", DEMO_CONNECTION).await?;
+        crate::context::require(ctx, crate::context::Permission::ManageAll, "demo.setup", DEMO_CONNECTION).await?;
     }
     let path = database_path(&ctx.home);
     let done: Option<String> = sqlx::query_scalar("SELECT value FROM app_settings WHERE key = ?")

@@ -1,22 +1,13 @@
 //! The records the dashboard shows: backup executions, restore operations and migration jobs,
 //! newest first.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use ts_rs::TS;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
-pub enum JobStatus {
-    Pending,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
-}
+pub use crate::jobs::JobStatus;
 
 #[derive(Debug, Clone, Serialize, TS, sqlx::FromRow)]
 pub struct BackupExecution {
@@ -113,7 +104,7 @@ pub async fn executions(ctx: &Ctx, limit: i64) -> Result<Vec<BackupExecution>> {
 
 /// The newest `limit` backup executions with the given status (all when `None`).
 pub async fn executions_with(ctx: &Ctx, limit: i64, status: Option<JobStatus>) -> Result<Vec<BackupExecution>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "history.executions", "backups").await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.executions", "backups").await?;
     sqlx::query_as(
         "SELECT e.id, e.configuration_id, c.configuration_name, e.backup_type, e.status, \
          coalesce(e.started_at, '') AS started_at, e.completed_at, e.file_path, e.file_size, e.compressed_size, \
@@ -133,7 +124,7 @@ pub async fn executions_with(ctx: &Ctx, limit: i64, status: Option<JobStatus>) -
 }
 
 pub async fn restores(ctx: &Ctx, limit: i64) -> Result<Vec<RestoreOperation>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "history.restores", "restores").await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.restores", "restores").await?;
     sqlx::query_as(
         "SELECT r.id, r.backup_execution_id, r.restore_type, r.target_tenant_id, r.restore_point, r.status, \
          coalesce(r.progress_percentage, 0) AS progress_percentage, r.tables_to_restore, r.exclude_tables, \
@@ -149,7 +140,7 @@ pub async fn restores(ctx: &Ctx, limit: i64) -> Result<Vec<RestoreOperation>> {
 }
 
 pub async fn migrations(ctx: &Ctx, limit: i64) -> Result<Vec<MigrationJob>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "history.migrations", "migrations").await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.migrations", "migrations").await?;
     sqlx::query_as(
         "SELECT id, migration_name, migration_type, source_tenant_id, target_tenant_id, source_file_path, \
          target_file_path, status, coalesce(progress_percentage, 0) AS progress_percentage, \
@@ -161,4 +152,16 @@ pub async fn migrations(ctx: &Ctx, limit: i64) -> Result<Vec<MigrationJob>> {
     .fetch_all(&ctx.pool)
     .await
     .map_err(|e| Error::catalog("list the migration jobs", &e))
+}
+
+/// Who asked for a recorded job (the runner carries it out as itself); the acting operator when
+/// the row names nobody.
+pub(crate) async fn initiated_by(ctx: &Ctx, table: &str, id: &str) -> String {
+    let by: Option<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT initiated_by FROM {table} WHERE id = ?")))
+        .bind(id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .ok()
+        .flatten();
+    by.flatten().unwrap_or_else(|| ctx.operator_id())
 }

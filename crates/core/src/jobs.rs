@@ -49,3 +49,70 @@ pub fn no_progress() -> ProgressSink {
     Arc::new(|_| {})
 }
 
+/// Where a job is: pending, running, or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, ts_rs::TS, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// A job's progress or end, pushed as it happens.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct JobEvent {
+    /// "backup" or "restore"
+    pub kind: String,
+    pub id: String,
+    /// Set when the job ended: completed, failed or cancelled.
+    pub status: Option<JobStatus>,
+    pub table: Option<String>,
+    pub tables_done: u64,
+    pub tables_total: u64,
+    pub rows: u64,
+}
+
+impl JobEvent {
+    /// A job's progress (`kind`: backup or restore).
+    pub fn progress(kind: &str, id: &str, p: &Progress) -> Self {
+        Self { kind: kind.into(), id: id.to_string(), status: None, table: p.table.clone(), tables_done: p.tables_done, tables_total: p.tables_total, rows: p.rows }
+    }
+}
+
+/// A job's progress sink whose reports go, in order and off the job's task, to `record` (the
+/// job's catalog row), after `also` (events to the UI, a terminal) has seen each of them.
+pub struct ProgressRecorder {
+    pub sink: ProgressSink,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressRecorder {
+    pub fn new<F, Fut>(also: Option<ProgressSink>, record: F) -> Self
+    where
+        F: Fn(Progress) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        let sink: ProgressSink = Arc::new(move |p| {
+            if let Some(also) = &also {
+                also(p.clone());
+            }
+            let _ = tx.send(p);
+        });
+        let writer = tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                record(p).await;
+            }
+        });
+        Self { sink, writer }
+    }
+
+    /// Waits until every report is recorded.
+    pub async fn finish(self) {
+        drop(self.sink);
+        let _ = self.writer.await;
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod bindings;
 pub mod catalog;
+pub mod chain;
 pub mod checks;
 pub mod configurations;
 pub mod connections;

@@ -37,7 +37,7 @@ pub struct RebuildReport {
 /// [`rebuild_catalog`] from a storage registered in the catalog — a cloud bucket added with its
 /// credentials after the workstation was lost, say.
 pub async fn rebuild_from_storage(ctx: &Ctx, name_or_id: &str) -> Result<RebuildReport> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "catalog.rebuild", name_or_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "catalog.rebuild", name_or_id).await?;
     let store = storage::find(ctx, name_or_id).await?;
     let location = storage::location(ctx, &store).await?;
     rebuild_catalog(ctx, &location).await
@@ -45,7 +45,7 @@ pub async fn rebuild_from_storage(ctx: &Ctx, name_or_id: &str) -> Result<Rebuild
 
 /// Records every archive of the repository at `dir` in the catalog (idempotent).
 pub async fn rebuild_catalog(ctx: &Ctx, dir: &Path) -> Result<RebuildReport> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "catalog.rebuild", "catalog").await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "catalog.rebuild", "catalog").await?;
     let remote = crate::remote::is_remote(dir);
     let dir = if remote { std::path::PathBuf::from(dir.to_string_lossy().trim_end_matches('/')) } else { std::fs::canonicalize(dir).map_err(|e| Error::io(format!("cannot open the repository {}", dir.display()), &e))? };
     let repo = Repository::open(&dir)?.ok_or_else(|| {

@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::secrets::{self, SecretStore};
 
 pub const CONFIG_FILE: &str = "safehold-repository.json";
-pub const ARCHIVE_EXT: &str = "shar";
+pub use crate::archive::ARCHIVE_EXT;
 
 pub use crate::archive::keys::{open_private, PRIVATE_SEAL};
 

@@ -16,7 +16,6 @@ use crate::context::{Ctx, ProgressRecorder};
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::{self, RestoreOperation};
 use crate::restore::{self, RestoreOutcome, RestorePlan, RestoreRequest, RestoreType};
-use crate::runs;
 use crate::source::{CancelToken, Progress, ProgressSink};
 use crate::unlock::KeySources;
 
@@ -91,7 +90,7 @@ pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
         }
         None if form.connection_id.is_empty() => return Err(Error::validation("choose the connection to restore into (or a new SQLite file)")),
         None => {
-            let (target, conn) = runs::source_of(ctx, &form.connection_id).await?;
+            let (target, conn) = crate::connections::source_of(ctx, &form.connection_id).await?;
             (target, Some(conn))
         }
     };
@@ -136,7 +135,7 @@ async fn keys(ctx: &Ctx) -> Result<KeySources> {
 /// Plans a restore from the app: an exact plan (a rolled-back dry run for selective and tenant
 /// restores).
 pub async fn plan(ctx: &Ctx, form: &RestoreForm) -> Result<RestorePlan> {
-    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "restore.plan", &form.backup_execution_id).await?;
+    crate::context::require(ctx, crate::context::Permission::RestoreData, "restore.plan", &form.backup_execution_id).await?;
     let req = resolve(ctx, form).await?;
     let opened = restore::open(&req, &keys(ctx).await?).await?;
     restore::plan(&req, &opened, true, &CancelToken::new()).await
@@ -172,7 +171,7 @@ pub async fn insert(ctx: &Ctx, req: &RestoreRequest, backup_execution_id: Option
 
 /// Records a pending restore of a form (the app): returns its id and the request to run.
 pub async fn start(ctx: &Ctx, form: &RestoreForm) -> Result<(String, RestoreRequest)> {
-    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "restore.start", &form.backup_execution_id).await?;
+    crate::context::require(ctx, crate::context::Permission::RestoreData, "restore.start", &form.backup_execution_id).await?;
     let req = resolve(ctx, form).await?;
     let id = insert(ctx, &req, Some(&form.backup_execution_id)).await?;
     Ok((id, req))
@@ -239,7 +238,7 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
     .await;
     recorder.finish().await;
     let target = crate::source::SourceSpec::parse(&req.target).map(|s| s.display()).unwrap_or_default();
-    let by = initiated_by(ctx, "restore_operations", id).await;
+    let by = crate::history::initiated_by(ctx, "restore_operations", id).await;
     match &result {
         Ok(out) => {
             let safety = match &out.safety_backup {
@@ -306,8 +305,8 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<RestoreOperation> {
 /// "Verify by restoring" from the app: the backup restored into a scratch database on its
 /// source's server (created and dropped), every table compared with the archive and with the
 /// live source.
-pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str, cancel: &CancelToken) -> Result<crate::verify::RestoreTestReport> {
-    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "backup.verify_restore", backup_execution_id).await?;
+pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str, cancel: &CancelToken) -> Result<crate::restore::RestoreTestReport> {
+    crate::context::require(ctx, crate::context::Permission::RestoreData, "backup.verify_restore", backup_execution_id).await?;
     let exec = history::executions(ctx, i64::MAX)
         .await?
         .into_iter()
@@ -317,14 +316,14 @@ pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str, cancel: &
     let config_id = exec.configuration_id.clone().ok_or_else(|| Error::validation("this backup belongs to no configuration, so its source server is unknown; test it with safehold verify --restore-test --scratch URL"))?;
     let config = crate::configurations::get(ctx, &config_id).await?;
     let connection_id = config.connection_id.ok_or_else(|| Error::validation("the backup's configuration names no connection"))?;
-    let (source, _) = runs::source_of(ctx, &connection_id).await?;
+    let (source, _) = crate::connections::source_of(ctx, &connection_id).await?;
     let crate::source::SourceSpec::Postgres { url } = source else {
         return Err(Error::validation("verifying by restoring needs a PostgreSQL backup; SQLite backups are checked with a deep verify"));
     };
     let req = RestoreRequest::new(PathBuf::from(&file), String::new());
     let opened = restore::open(&req, &keys(ctx).await?).await?;
     // Cancelled or failed, the scratch database is dropped: nothing is left behind.
-    let report = crate::verify::restore_test(&opened, &url, Some(&url), cancel, &crate::source::no_progress()).await;
+    let report = crate::restore::restore_test(&opened, &url, Some(&url), cancel, &crate::source::no_progress()).await;
     let outcome = match &report {
         Ok(r) if r.ok => "success",
         _ => "failure",
@@ -333,14 +332,3 @@ pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str, cancel: &
     report
 }
 
-/// Who asked for a recorded job (the runner carries it out as itself); the acting operator when
-/// the row names nobody.
-pub(crate) async fn initiated_by(ctx: &Ctx, table: &str, id: &str) -> String {
-    let by: Option<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT initiated_by FROM {table} WHERE id = ?")))
-        .bind(id)
-        .fetch_optional(&ctx.pool)
-        .await
-        .ok()
-        .flatten();
-    by.flatten().unwrap_or_else(|| ctx.operator_id())
-}

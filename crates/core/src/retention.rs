@@ -79,7 +79,7 @@ pub async fn preview(ctx: &Ctx, configuration_id: &str) -> Result<RetentionPlan>
 }
 
 pub async fn preview_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> Result<RetentionPlan> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "retention.preview", configuration_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "retention.preview", configuration_id).await?;
     let config = configurations::get(ctx, configuration_id).await?;
     let cutoff = at - Duration::days(config.retention_days);
     let execs: Vec<_> = history::executions(ctx, i64::MAX)
@@ -181,7 +181,7 @@ pub async fn apply_cancellable(ctx: &Ctx, configuration_id: &str, cancel: &Cance
 /// (recorded and audited), the rest is kept — children go first, so every kept chain still
 /// restores.
 pub async fn apply_cancellable_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>, cancel: &CancelToken) -> Result<RetentionPlan> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "retention.apply", configuration_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "retention.apply", configuration_id).await?;
     apply_policy_until(ctx, configuration_id, at, cancel).await
 }
 

@@ -7,18 +7,16 @@ use serde_json::json;
 use crate::backup::{self, BackupRequest};
 use crate::catalog::{audit, now};
 use crate::configurations;
-use crate::connections::{self, ConnectionKind};
 use crate::context::{Ctx, ProgressRecorder};
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::BackupExecution;
-use crate::secrets::{self, connection_account};
-use crate::source::{CancelToken, Include, Progress, SourceSpec};
+use crate::source::{CancelToken, Include, Progress};
 use crate::storage;
 
 /// Records a pending execution of the configuration and returns its id. Refused for an inactive
 /// configuration.
 pub async fn enqueue(ctx: &Ctx, configuration_id: &str) -> Result<String> {
-    crate::operators::require(ctx, crate::operators::Permission::TriggerManual, "backup.start", configuration_id).await?;
+    crate::context::require(ctx, crate::context::Permission::TriggerManual, "backup.start", configuration_id).await?;
     let config = configurations::get(ctx, configuration_id).await?;
     if !config.is_active {
         return Err(Error::validation(format!(
@@ -40,32 +38,6 @@ pub async fn enqueue(ctx: &Ctx, configuration_id: &str) -> Result<String> {
     Ok(id)
 }
 
-/// Builds the source URL of a connection (with its password from the keychain, in memory only).
-pub async fn source_of(ctx: &Ctx, connection_id: &str) -> Result<(SourceSpec, connections::Connection)> {
-    let conn = connections::get(ctx, connection_id).await?;
-    let spec = match conn.kind {
-        ConnectionKind::Sqlite => SourceSpec::Sqlite { path: conn.sqlite_path.clone().unwrap_or_default().into() },
-        ConnectionKind::Postgres => {
-            let mut url = url::Url::parse("postgres://localhost/").map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-            let _ = url.set_host(conn.host.as_deref());
-            let _ = url.set_port(conn.port.and_then(|p| u16::try_from(p).ok()));
-            let _ = url.set_username(conn.username.as_deref().unwrap_or(""));
-            url.set_path(conn.database_name.as_deref().unwrap_or(""));
-            if let Some(tls) = conn.tls_mode {
-                let mode = serde_json::to_value(tls).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                url.query_pairs_mut().append_pair("sslmode", &mode);
-            }
-            if conn.has_password {
-                let account = connection_account(&conn.id);
-                if let Some(pw) = secrets::run(&ctx.secrets, move |s| s.get(&account)).await? {
-                    let _ = url.set_password(Some(&pw));
-                }
-            }
-            SourceSpec::Postgres { url: url.to_string() }
-        }
-    };
-    Ok((spec, conn))
-}
 
 async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
     ctx.emit(crate::context::JobEvent::progress("backup", id, p));
@@ -171,7 +143,7 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
 async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, cancel: &CancelToken) -> Result<backup::BackupOutcome> {
     let config = configurations::get(ctx, config_id).await?;
     let connection_id = config.connection_id.clone().ok_or_else(|| Error::validation("the configuration names no connection; edit it and choose one"))?;
-    let (spec, conn) = source_of(ctx, &connection_id).await?;
+    let (spec, conn) = crate::connections::source_of(ctx, &connection_id).await?;
     let store = storage::list(ctx)
         .await?
         .into_iter()

@@ -80,7 +80,7 @@ async fn dead_rows(ctx: &Ctx, table: &str) -> Result<Vec<String>> {
 
 async fn recover(ctx: &Ctx, remote: bool) -> Result<Recovered> {
     // Start-up housekeeping, before anybody signs in: Safehold acts for itself.
-    let ctx = &ctx.detached(crate::operators::Session::of(Some(crate::operators::Acting::background()), None));
+    let ctx = &ctx.detached(crate::context::Session::of(Some(crate::context::Acting::background()), None));
     let messages = [
         ("backup_executions", "interrupted: Safehold stopped while this backup was running or queued; it did not complete and left no archive"),
         ("restore_operations", "interrupted: Safehold stopped during this restore; an existing database rolled its transaction back, and a new one (--create) was being built under a temporary name, never the target's (the next restore into that server removes it): run the restore again"),
@@ -148,7 +148,7 @@ impl Scheduler {
     pub fn new(ctx: Ctx, max_jobs: usize, log: LogSink) -> Arc<Self> {
         Arc::new(Self {
             // The runner acts for itself; each job was allowed when it was asked for.
-            ctx: ctx.detached(crate::operators::Session::of(Some(crate::operators::Acting::background()), None)),
+            ctx: ctx.detached(crate::context::Session::of(Some(crate::context::Acting::background()), None)),
             wake: Notify::new(),
             active: Mutex::default(),
             tokens: Mutex::default(),
@@ -191,7 +191,7 @@ impl Scheduler {
     /// run backups.
     pub async fn submit(self: &Arc<Self>, configuration_id: &str, trigger: &str) -> Result<String> {
         let config = configurations::get(&self.ctx, configuration_id).await?;
-        let owner = match crate::operators::load(&self.ctx.pool, &config.created_by).await {
+        let owner = match crate::context::load(&self.ctx.pool, &config.created_by).await {
             Ok(o) => o,
             Err(e) => {
                 let why = format!("the scheduled backup of \"{}\" did not run: {}", config.configuration_name, e.message);
@@ -199,7 +199,7 @@ impl Scheduler {
                 return Err(Error::new(crate::error::ErrorCode::PermissionDenied, why));
             }
         };
-        let by = self.ctx.detached(crate::operators::Session::of(Some(owner), None));
+        let by = self.ctx.detached(crate::context::Session::of(Some(owner), None));
         self.submit_as(&by, configuration_id, trigger).await
     }
 
@@ -207,7 +207,7 @@ impl Scheduler {
     /// manual, or schedule and catch_up through [`Self::submit`]). When the configuration already
     /// has one queued or running, the new run is recorded as skipped.
     pub async fn submit_as(self: &Arc<Self>, by: &Ctx, configuration_id: &str, trigger: &str) -> Result<String> {
-        crate::operators::require(by, crate::operators::Permission::TriggerManual, "backup.start", configuration_id).await?;
+        crate::context::require(by, crate::context::Permission::TriggerManual, "backup.start", configuration_id).await?;
         let busy = self.active.lock().ok().and_then(|a| a.get(configuration_id).cloned());
         if let Some(running) = busy {
             let config = configurations::get(&self.ctx, configuration_id).await?;
@@ -447,7 +447,7 @@ pub async fn notify_on_success(ctx: &Ctx) -> Result<bool> {
 }
 
 pub async fn set_notify_on_success(ctx: &Ctx, on: bool) -> Result<()> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageAll, "settings.notify_on_success", "notifications").await?;
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "settings.notify_on_success", "notifications").await?;
     sqlx::query("INSERT INTO app_settings (key, value) VALUES ('notify_on_success', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
         .bind(if on { "1" } else { "0" })
         .execute(&ctx.pool)
@@ -459,7 +459,7 @@ pub async fn set_notify_on_success(ctx: &Ctx, on: bool) -> Result<()> {
 /// Whether the last scheduled backup of every active configuration succeeded: the names of those
 /// whose last scheduled (or catch-up) run failed, and how many were checked.
 pub async fn last_scheduled_failures(ctx: &Ctx) -> Result<(Vec<String>, usize)> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewStatus, "schedule.status", "schedules").await?;
+    crate::context::require(ctx, crate::context::Permission::ViewStatus, "schedule.status", "schedules").await?;
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT c.configuration_name, (SELECT e.status FROM backup_executions e WHERE e.configuration_id = c.id \
            AND json_extract(e.metadata, '$.trigger') IN ('schedule', 'catch_up') AND coalesce(json_extract(e.metadata, '$.skipped'), 0) = 0 \
@@ -485,7 +485,7 @@ pub struct Scheduled {
 }
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<Scheduled>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "schedule.list", "schedules").await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "schedule.list", "schedules").await?;
     let tz = cron::time_zone();
     Ok(configurations::list(ctx)
         .await?

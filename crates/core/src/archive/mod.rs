@@ -17,6 +17,8 @@ pub use writer::{ArchiveWriter, Section, SectionWriter, Signer, Sink, WriteOptio
 
 /// The zstd level backups use unless told otherwise.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 2;
+/// The file name extension of an archive (`<time>-<id>.shar`).
+pub const ARCHIVE_EXT: &str = "shar";
 
 pub const MAGIC: &[u8; 8] = b"SAFEHOLD";
 pub const TRAILER_MAGIC: &[u8; 8] = b"SHTRAILR";

@@ -306,12 +306,26 @@ pub async fn execute(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cance
     run(spec, ends, commit, cancel, progress, None).await
 }
 
+/// A tenant of a backup restored as a copy: its new id and name, and how the copy treats rows
+/// that clash with the target's.
+#[derive(Debug, Clone, Default)]
+pub struct CopyAs {
+    /// The new tenant's id; when `None`, the tenants table's key default makes one.
+    pub new_tenant_id: Option<String>,
+    /// A new value for the tenants table's `name` column.
+    pub new_tenant_name: Option<String>,
+    /// How rows equal to a target row on a unique constraint are resolved, per table (as a
+    /// migration's conflict rules); tables not listed: reported, nothing written.
+    pub conflicts: std::collections::BTreeMap<String, Resolution>,
+    /// Rules applied to the backup's rows first (e.g. `regenerate` for values that must differ).
+    pub rules: Vec<Rule>,
+}
+
 /// A tenant of a backup restored as a new tenant (a tenant-only restore without its ids): the
 /// migration writer reads the tenant's rows from the backup and writes them under a new id with
 /// new keys. A dry run stops, as the real run would, at the problems it finds (a tenant name
 /// already taken, a key value already used, …), naming each and what to do.
-pub async fn restore_tenant_as_copy(chain: &Chain, url: &str, ts: &TenantScope, commit: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<ApplyOutcome> {
-    let copy = ts.copy.clone().unwrap_or_default();
+pub async fn restore_tenant_as_copy(chain: &Chain, url: &str, ts: &TenantScope, copy: &CopyAs, commit: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<ApplyOutcome> {
     let spec = MigrationSpec {
         migration_name: "tenant restore as a copy".into(),
         migration_type: Some(MigrationType::TenantCopy),
@@ -411,7 +425,7 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
     names.sort();
     let order = write_order(&names, &target.fks)?;
     let available: BTreeSet<String> = finals.keys().cloned().collect();
-    let scope = TenantScope { tenant_id: String::new(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None, references: Vec::new() };
+    let scope = TenantScope { tenant_id: String::new(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), references: Vec::new() };
     let mut tenancy = Tenancy::find(&target, &scope, &target.cols.keys().cloned().collect())?;
     for t in &order.tables {
         if !tenancy.reach.contains_key(t) {
@@ -511,8 +525,8 @@ async fn read_files(tx: &mut Tx<'_>, staged: &mut Staged, spec: &MigrationSpec, 
         return stage::keep_tenants(tx, staged, target, tenants, &ends.tenant_column, &ends.tenants_table).await;
     }
     if files.len() == 1 && (first.is_dir() || crate::archive::ArchiveReader::open(first).is_ok()) {
-        let req = crate::restore::RestoreRequest::new(first.clone(), String::new());
-        let opened = crate::restore::open(&req, &ends.keys).await?;
+        let pick = crate::chain::Pick { from: first, at: None, backup_id: None, source_name: None };
+        let opened = crate::chain::open(&pick, &ends.keys).await?;
         stage::from_archive(tx, staged, &opened.chain, target, cancel).await?;
         if tenants.is_empty() {
             return Err(Error::validation("a backup holds every tenant: choose the tenant to import from it (--tenant)"));
@@ -800,7 +814,7 @@ async fn target_tenant(tx: &mut Tx<'_>, target: &Target, tenancy: &Tenancy, kind
 /// Deletes one tenant's rows from every tenant table of `schema`: the rows found first, then
 /// deleted children first (a cycle's references that are not deferrable emptied before).
 async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &Endpoints, cancel: &CancelToken) -> Result<u64> {
-    let scope = TenantScope { tenant_id: tenant.into(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), copy: None, references: Vec::new() };
+    let scope = TenantScope { tenant_id: tenant.into(), tenant_column: ends.tenant_column.clone(), tenants_table: ends.tenants_table.clone(), references: Vec::new() };
     let mut ten = Tenancy::find(schema, &scope, &schema.cols.keys().cloned().collect())?;
     ten.param = "safehold.remove".into();
     ten.bind(tx).await?;

@@ -27,7 +27,7 @@ async fn endpoint(ctx: &Ctx, given: &str) -> Result<(String, Option<(String, Str
             conn.name
         )));
     }
-    let (spec, conn) = crate::runs::source_of(ctx, &conn.id).await?;
+    let (spec, conn) = crate::connections::source_of(ctx, &conn.id).await?;
     let SourceSpec::Postgres { url } = spec else { return Err(Error::new(ErrorCode::Internal, "not PostgreSQL")) };
     Ok((url, Some((conn.tenant_column, conn.tenants_table)), conn.references))
 }
@@ -42,7 +42,7 @@ pub struct TenantRow {
 
 /// The tenants of a PostgreSQL connection (its tenants table's keys and names).
 pub async fn tenants(ctx: &Ctx, connection: &str) -> Result<Vec<TenantRow>> {
-    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.tenants", connection).await?;
+    crate::context::require(ctx, crate::context::Permission::RestoreData, "migration.tenants", connection).await?;
     let (url, tenancy, _) = endpoint(ctx, connection).await?;
     let table = tenancy.map(|t| t.1).unwrap_or_else(|| "tenants".into());
     let mut conn = crate::source::postgres::connect(&url).await?;
@@ -124,7 +124,7 @@ pub async fn validate(ctx: &Ctx, spec: &MigrationSpec) -> Result<MigrationReport
 /// run reads tenants' rows with the connections' stored passwords: it needs the permission a run
 /// needs, and it is audited, as a refusal is.
 pub async fn validate_with(ctx: &Ctx, spec: &MigrationSpec, keys: Option<KeySources>, progress: &ProgressSink) -> Result<MigrationReport> {
-    let who = crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.validate", &what(spec)).await?;
+    let who = crate::context::require(ctx, crate::context::Permission::RestoreData, "migration.validate", &what(spec)).await?;
     let keys = match keys {
         Some(k) => k,
         None => self::keys(ctx).await?,
@@ -150,7 +150,7 @@ fn what(spec: &MigrationSpec) -> String {
 
 /// The mapping proposed for the spec (the wizard's mapping step).
 pub async fn propose_mapping(ctx: &Ctx, spec: &MigrationSpec) -> Result<MigrationReport> {
-    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.propose", &spec.migration_name).await?;
+    crate::context::require(ctx, crate::context::Permission::RestoreData, "migration.propose", &spec.migration_name).await?;
     let ends = resolve(ctx, spec, keys(ctx).await?).await?;
     let (mapping, warnings) = super::propose_mapping(spec, &ends).await?;
     Ok(MigrationReport { migration_type: spec.migration_type, mapping, warnings, ..Default::default() })
@@ -158,7 +158,7 @@ pub async fn propose_mapping(ctx: &Ctx, spec: &MigrationSpec) -> Result<Migratio
 
 /// Records a pending migration job; returns its id.
 pub async fn start(ctx: &Ctx, spec: &MigrationSpec) -> Result<String> {
-    crate::operators::require(ctx, crate::operators::Permission::RestoreData, "migration.start", &spec.migration_name).await?;
+    crate::context::require(ctx, crate::context::Permission::RestoreData, "migration.start", &spec.migration_name).await?;
     let kind = super::kind(spec)?;
     let id = uuid::Uuid::new_v4().to_string();
     let name = if spec.migration_name.trim().is_empty() {
@@ -229,7 +229,7 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
     recorder.finish().await;
     let kind = spec.migration_type.map(|k| k.as_str()).unwrap_or("migration");
     let what = format!("{kind} {}", spec.source_tenant_ids.join(","));
-    let by = crate::restores::initiated_by(ctx, "migration_jobs", id).await;
+    let by = crate::history::initiated_by(ctx, "migration_jobs", id).await;
     let status = match &result {
         Ok(report) => {
             sqlx::query(

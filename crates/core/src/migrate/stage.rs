@@ -88,7 +88,7 @@ pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, t
     }
     let available: BTreeSet<String> = schema.cols.keys().cloned().collect();
     for tenant in tenants {
-        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), copy: None, references: Vec::new() };
+        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), references: Vec::new() };
         let ten = Tenancy::find(&schema, &scope, &available)?;
         ten.bind(&mut src).await?;
         let mut found = 0u64;
@@ -165,7 +165,7 @@ pub(crate) async fn keep_tenants(tx: &mut Tx<'_>, staged: &mut Staged, target: &
     let mut preds: Vec<(String, String)> = Vec::new();
     let mut joins: Vec<(String, Vec<String>)> = Vec::new();
     for (i, tenant) in tenants.iter().enumerate() {
-        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), copy: None, references: Vec::new() };
+        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.into(), tenants_table: tenants_table.into(), references: Vec::new() };
         let mut ten = Tenancy::find(target, &scope, &available)?;
         ten.param = format!("safehold.keep{i}");
         // Staged columns are text: the tenant id is compared as text.

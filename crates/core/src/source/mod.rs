@@ -153,3 +153,22 @@ pub struct DumpStats {
     pub rows: u64,
     pub tenant_count: u64,
 }
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// What a backup reads of a source: the tenancy it records, which objects and tables, whose rows
+/// (a tenant export), and on how many connections.
+#[derive(Debug, Clone)]
+pub struct DumpScope {
+    pub tenant_column: String,
+    pub tenants_table: String,
+    pub include: Include,
+    /// Only these tables (`schema.table`).
+    pub tables: Option<std::collections::BTreeSet<String>>,
+    /// Only these tenants' rows of the tenant tables.
+    pub tenants: Vec<String>,
+    pub jobs: usize,
+}

@@ -21,7 +21,7 @@ use ts_rs::TS;
 
 use super::postgres::{archived_schema, connect, load_table_into, q, qi, ql, restore_error, PgTable};
 pub(crate) use super::tenancy::{read_target, rel, stand_in, write_order, Col, Fk, Target, Tenancy, WriteOrder};
-pub use super::tenancy::{CopyAs, TenantScope};
+pub use super::tenancy::TenantScope;
 use super::tenancy::quiet_triggers;
 use super::{CancelToken, Progress, ProgressSink};
 use crate::archive::{ArchiveIndex, ArchiveReader};
@@ -59,9 +59,6 @@ pub struct ApplyOutcome {
 /// Applies `scope` of the backup `chain` to the live database at `url`, in one transaction,
 /// committed only when `commit` (a dry run otherwise).
 pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<ApplyOutcome> {
-    if let Scope::Tenant(ts @ TenantScope { copy: Some(_), .. }) = scope {
-        return crate::migrate::restore_tenant_as_copy(chain, url, ts, commit, cancel, progress).await;
-    }
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
     let schema = archived_schema(reader, index)?;
     let mut conn = connect(url).await?;
@@ -425,7 +422,7 @@ pub(crate) async fn cut_to_tenant(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>
         let pred = ten.predicate(t, "s", staged, 0);
         exec(tx, &format!("CREATE TEMP TABLE {k} ON COMMIT DROP AS SELECT s.ctid AS c FROM {} s WHERE {pred}", staged(t)), &format!("selecting the tenant's rows of {t}")).await?;
     }
-    let shared = ten.shared_owned(&mut **tx, staged).await?;
+    let shared = ten.shared_owned(tx, staged).await?;
     for (t, k) in tables.iter().zip(&keep) {
         exec(tx, &format!("DELETE FROM {} s WHERE s.ctid NOT IN (SELECT c FROM {k})", staged(t)), &format!("selecting the tenant's rows of {t}")).await?;
     }

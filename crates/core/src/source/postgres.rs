@@ -17,9 +17,54 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection as _, PgConnection, Row};
 
 use super::{classify, CancelToken, DumpStats, Progress, ProgressSink, TableClass};
 use crate::archive::{ArchiveIndex, ArchiveReader, ArchiveWriter};
-use crate::backup::BackupRequest;
-use crate::connections::explain_pg_error;
 use crate::error::{Error, ErrorCode, Result};
+
+/// How long "Test connection" waits for a server before it reports it unreachable.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Explains a failure to reach or log in to PostgreSQL, naming the address and what to check.
+pub fn explain_pg_error(address: &str, user: &str, database: &str, err: &sqlx::Error) -> Error {
+    let at = format!("cannot connect to {address}");
+    match err {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            match code.as_str() {
+                "28P01" | "28000" => Error::new(
+                    ErrorCode::AuthFailed,
+                    format!("{at}: {}; check the connection's user and password", db.message()),
+                ),
+                "3D000" => Error::new(
+                    ErrorCode::NotFound,
+                    format!("{at}: database \"{database}\" does not exist; check the database name"),
+                ),
+                _ => Error::new(ErrorCode::Database, format!("{at}: {}", db.message())),
+            }
+        }
+        sqlx::Error::Io(io) => Error::new(
+            ErrorCode::Unreachable,
+            format!("{at}: {io}; check the host and port, and that PostgreSQL is running and accepts TCP connections"),
+        ),
+        sqlx::Error::Tls(e) => Error::new(
+            ErrorCode::Unreachable,
+            format!("{at}: TLS failed ({e}); check the TLS mode and the server's certificate"),
+        ),
+        sqlx::Error::PoolTimedOut => Error::new(
+            ErrorCode::Unreachable,
+            format!("{at}: no answer within {} s; check the host, the port and any firewall", CONNECT_TIMEOUT.as_secs()),
+        ),
+        other => {
+            let text = other.to_string();
+            if text.contains("password") {
+                Error::new(
+                    ErrorCode::AuthFailed,
+                    format!("{at}: the server asks for a password for user \"{user}\" and none was given; set the connection's password"),
+                )
+            } else {
+                Error::new(ErrorCode::Unreachable, format!("{at}: {text}"))
+            }
+        }
+    }
+}
 pub use super::pg_parallel::{restore_parallel, with_split_bytes};
 
 /// One DDL statement and what it creates (for messages).
@@ -92,7 +137,7 @@ pub(crate) async fn connect(url: &str) -> Result<PgConnection> {
     let address = super::redact(url);
     let user = opts.get_username().to_string();
     let db = opts.get_database().unwrap_or_default().to_string();
-    match tokio::time::timeout(crate::connections::CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
         Err(_) => Err(explain_pg_error(&address, &user, &db, &sqlx::Error::PoolTimedOut)),
         Ok(Err(e)) => Err(explain_pg_error(&address, &user, &db, &e)),
         Ok(Ok(c)) => Ok(c),
@@ -623,7 +668,7 @@ impl Snapshot {
 
 /// Opens the snapshot: `REPEATABLE READ, READ ONLY, DEFERRABLE`, exported for the parallel
 /// workers; reads the schema and the tables the request wants.
-pub async fn snapshot(url: &str, req: &BackupRequest) -> Result<Snapshot> {
+pub async fn snapshot(url: &str, req: &super::DumpScope) -> Result<Snapshot> {
     let mut conn = connect(url).await?;
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE").execute(&mut conn).await.map_err(q("start the snapshot"))?;
     // Row security never filters a backup silently: a table it would filter is an error.
@@ -650,7 +695,7 @@ pub async fn snapshot(url: &str, req: &BackupRequest) -> Result<Snapshot> {
 /// Dumps the database at `url` into `archive`: every table whole, or — with a `parent` — only
 /// the rows written since the parent's snapshot (by any transaction the parent could not see,
 /// including ones still open then) plus every primary key, from which deletes are found.
-pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &BackupRequest, parent: Option<&Parent>, cancel: &CancelToken, progress: &ProgressSink) -> Result<DumpStats> {
+pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &super::DumpScope, parent: Option<&Parent>, cancel: &CancelToken, progress: &ProgressSink) -> Result<DumpStats> {
     let Snapshot { mut conn, exported: snapshot, txid_snapshot: xmin, full_xmin, schema, tenant_filter } = snap;
     let mut sec = archive.section("schema", "schema");
     sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?)?;
@@ -716,7 +761,7 @@ async fn worker_connection(url: &str, snapshot: &str) -> Result<PgConnection> {
 /// What the dump workers share.
 struct DumpCtx<'a, 'w> {
     schema: &'a PgSchema,
-    req: &'a BackupRequest,
+    req: &'a super::DumpScope,
     parent: Option<&'a Parent>,
     tenant_filter: Option<&'a std::collections::HashMap<String, String>>,
     full_xmin: &'a str,
@@ -778,14 +823,14 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
 /// Per tenant table (`schema.table`; a partition stands for its table), the condition (on
 /// alias `l`) true for the rows of the request's tenants. The ids are read from the transaction's
 /// settings `safehold.t<i>` ([`bind_tenants`]).
-async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &BackupRequest) -> Result<std::collections::HashMap<String, String>> {
+async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &super::DumpScope) -> Result<std::collections::HashMap<String, String>> {
     use super::tenancy::{read_target, rel, TenantScope, Tenancy};
     let target = read_target(conn).await?;
     let available: std::collections::BTreeSet<String> = schema.tables.iter().filter_map(|t| t.root.clone().or_else(|| target.table_of(&t.section()))).collect();
     let mut preds: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
     bind_tenants(conn, &req.tenants).await?;
     for (i, tenant) in req.tenants.iter().enumerate() {
-        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: req.tenant_column.clone(), tenants_table: req.tenants_table.clone(), copy: None, references: Vec::new() };
+        let scope = TenantScope { tenant_id: tenant.clone(), tenant_column: req.tenant_column.clone(), tenants_table: req.tenants_table.clone(), references: Vec::new() };
         let mut ten = Tenancy::find(&target, &scope, &available)?;
         ten.param = format!("safehold.t{i}");
         let tenants_table = ten.tables().into_iter().find(|t| matches!(ten.reach.get(t), Some(super::tenancy::Reach::TenantsKey(_))));

@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, Column as _, Connection as _, Row, SqliteConnection, T
 
 use super::{classify, CancelToken, DumpStats, Include, Progress, ProgressSink, TableClass};
 use crate::archive::{ArchiveIndex, ArchiveReader, ArchiveWriter};
-use crate::connections::quote_ident;
+use super::quote_ident;
 use crate::error::{Error, ErrorCode, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -504,24 +504,9 @@ pub struct TenantScope {
     pub tenant_id: String,
     pub tenant_column: String,
     pub tenants_table: String,
-    /// Restore as a copy under a new tenant id instead of replacing the tenant.
-    pub copy: Option<CopyAs>,
     /// References no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`): followed like foreign
     /// keys, to the tenant's rows and to the new keys of a copy.
     pub references: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct CopyAs {
-    /// The new tenant's id; when `None`, the tenants table's key default makes one.
-    pub new_tenant_id: Option<String>,
-    /// A new value for the tenants table's `name` column.
-    pub new_tenant_name: Option<String>,
-    /// How rows equal to a target row on a unique constraint are resolved, per table (as a
-    /// migration's conflict rules); tables not listed: reported, nothing written.
-    pub conflicts: std::collections::BTreeMap<String, crate::migrate::Resolution>,
-    /// Rules applied to the backup's rows first (e.g. `regenerate` for values that must differ).
-    pub rules: Vec<crate::migrate::rules::Rule>,
 }
 
 pub(crate) struct Tenancy {

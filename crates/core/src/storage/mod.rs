@@ -45,7 +45,7 @@ pub struct BackupStorage {
 }
 
 pub async fn list(ctx: &Ctx) -> Result<Vec<BackupStorage>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "storage.list", "storage").await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "storage.list", "storage").await?;
     all(&ctx.pool).await
 }
 
@@ -63,7 +63,7 @@ pub(crate) async fn all(pool: &sqlx::SqlitePool) -> Result<Vec<BackupStorage>> {
 
 /// Registers a local directory as a storage location, creating the directory.
 pub async fn add_local(ctx: &Ctx, name: &str, path: &std::path::Path, is_default: bool) -> Result<BackupStorage> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.add", name).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageStorage, "storage.add", name).await?;
     let name = name.trim();
     if name.is_empty() {
         return Err(Error::validation("the storage needs a name"));
@@ -198,7 +198,7 @@ pub struct RemoteStorageInput {
 
 /// Registers a cloud storage: settings in the catalog, credentials in the keychain.
 pub async fn add_remote(ctx: &Ctx, input: RemoteStorageInput) -> Result<BackupStorage> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.add", &input.name).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageStorage, "storage.add", &input.name).await?;
     let name = input.name.trim().to_string();
     if name.is_empty() {
         return Err(Error::validation("the storage needs a name"));
@@ -249,7 +249,7 @@ pub async fn add_remote(ctx: &Ctx, input: RemoteStorageInput) -> Result<BackupSt
 
 /// Finds a storage by name or id.
 pub async fn find(ctx: &Ctx, name_or_id: &str) -> Result<BackupStorage> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "storage.find", name_or_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "storage.find", name_or_id).await?;
     list(ctx)
         .await?
         .into_iter()
@@ -288,7 +288,7 @@ type Measured = ((i64, i64), (Option<i64>, Option<i64>));
 
 /// Measures a storage now (a real listing), records it and a sample for the growth chart.
 pub async fn refresh_usage(ctx: &Ctx, name_or_id: &str) -> Result<StorageUsage> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.refresh", name_or_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageStorage, "storage.refresh", name_or_id).await?;
     record_usage(ctx, name_or_id).await
 }
 
@@ -301,7 +301,7 @@ pub(crate) async fn record_usage(ctx: &Ctx, name_or_id: &str) -> Result<StorageU
     let ((used, archives), (total, available)) = tokio::task::spawn_blocking(move || -> Result<Measured> {
         let storage = backend::at(&d2)?;
         let items = storage.list()?;
-        let shars: Vec<&(String, u64)> = items.iter().filter(|(u, _)| u.ends_with(&format!(".{}", crate::repository::ARCHIVE_EXT))).collect();
+        let shars: Vec<&(String, u64)> = items.iter().filter(|(u, _)| u.ends_with(&format!(".{}", crate::archive::ARCHIVE_EXT))).collect();
         let used: i64 = shars.iter().map(|(_, n)| i64::try_from(*n).unwrap_or(i64::MAX)).sum();
         // A filesystem tells its capacity; an object store has the quota given to it.
         let space = match storage.capacity() {
@@ -342,7 +342,7 @@ pub struct UsageSample {
 
 /// The used space over time, oldest first (at most `limit` newest samples).
 pub async fn samples(ctx: &Ctx, storage_id: &str, limit: i64) -> Result<Vec<UsageSample>> {
-    crate::operators::require(ctx, crate::operators::Permission::ViewHistory, "storage.samples", storage_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "storage.samples", storage_id).await?;
     let mut rows: Vec<UsageSample> =
         sqlx::query_as("SELECT at, used_space, total_capacity, archives FROM storage_usage_samples WHERE storage_id = ? ORDER BY at DESC LIMIT ?")
             .bind(storage_id)
@@ -382,7 +382,7 @@ fn probe(location: &std::path::Path) -> std::result::Result<(), String> {
 
 /// Writes, reads back and deletes a probe object; records the outcome on the storage.
 pub async fn check(ctx: &Ctx, name_or_id: &str) -> Result<HealthCheck> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.check", name_or_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageStorage, "storage.check", name_or_id).await?;
     let s = find(ctx, name_or_id).await?;
     let dir = location(ctx, &s).await;
     let started = std::time::Instant::now();
@@ -428,7 +428,7 @@ pub struct StorageChange {
 /// Changes a storage (see [`StorageChange`]), audited. New credentials are tried first: a storage
 /// they do not reach is refused and keeps its old ones.
 pub async fn update(ctx: &Ctx, name_or_id: &str, change: StorageChange) -> Result<BackupStorage> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.update", name_or_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageStorage, "storage.update", name_or_id).await?;
     let s = find(ctx, name_or_id).await?;
     let mut what = Vec::new();
     let active_after = change.is_active.unwrap_or(s.is_active);
@@ -521,7 +521,7 @@ pub async fn update(ctx: &Ctx, name_or_id: &str, change: StorageChange) -> Resul
 
 /// Removes a storage from the catalog (its files stay). Refused while a configuration uses it.
 pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
-    crate::operators::require(ctx, crate::operators::Permission::ManageStorage, "storage.remove", name_or_id).await?;
+    crate::context::require(ctx, crate::context::Permission::ManageStorage, "storage.remove", name_or_id).await?;
     let s = find(ctx, name_or_id).await?;
     let users: Vec<String> = sqlx::query_scalar("SELECT configuration_name FROM backup_configurations WHERE storage_location = ?1 OR secondary_storage = ?1")
         .bind(&s.storage_name)

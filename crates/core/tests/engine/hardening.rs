@@ -333,7 +333,7 @@ async fn names_that_look_like_other_sections_round_trip_verify_and_restore_selec
     safehold_core::verify::deep_with(reader).expect("deep verify");
     let req = RestoreRequest::new(repo.path(), String::new());
     let opened = restore::open(&req, &repo.keys).await.expect("open");
-    let report = safehold_core::verify::restore_test(&opened, &format!("{}/postgres", crate::support::pg_base()), Some(&src.url()), &CancelToken::new(), &no_progress()).await.expect("test restore");
+    let report = safehold_core::restore::restore_test(&opened, &format!("{}/postgres", crate::support::pg_base()), Some(&src.url()), &CancelToken::new(), &no_progress()).await.expect("test restore");
     assert!(report.ok && report.tables.len() == 5, "{report:?}");
 
     // Selective restore by the names typed: with and without quotes, the table alone.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use safehold_core::restore::{self, RestoreRequest, RestoreType};
 use safehold_core::restores;
 use safehold_core::source::{no_progress, CancelToken, Progress, ProgressSink, SourceSpec};
-use safehold_core::{verify, ErrorCode};
+use safehold_core::ErrorCode;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 use crate::backup::{pg_dump, repo_with_password, Repo};
@@ -508,7 +508,7 @@ async fn a_test_restore_checks_every_table_against_the_archive_and_the_source() 
     let scratch = format!("{}/postgres", crate::support::pg_base());
     let req = RestoreRequest::new(repo.path(), String::new());
     let opened = restore::open(&req, &repo.keys).await.expect("open");
-    let report = verify::restore_test(&opened, &scratch, Some(&db.url()), &CancelToken::new(), &no_progress()).await.expect("test restore");
+    let report = safehold_core::restore::restore_test(&opened, &scratch, Some(&db.url()), &CancelToken::new(), &no_progress()).await.expect("test restore");
     assert!(report.ok, "{report:?}");
     assert_eq!(report.tables.len(), 5);
     assert!(report.tables.iter().all(|t| t.archive_checksum == "match" && t.source == "match" && t.restored_rows == t.expected_rows), "{report:?}");
@@ -516,7 +516,7 @@ async fn a_test_restore_checks_every_table_against_the_archive_and_the_source() 
     assert!(left.is_empty(), "the scratch database was dropped");
 
     db.execute("UPDATE settings SET value = 'changed'").await;
-    let report = verify::restore_test(&opened, &scratch, Some(&db.url()), &CancelToken::new(), &no_progress()).await.expect("test restore");
+    let report = safehold_core::restore::restore_test(&opened, &scratch, Some(&db.url()), &CancelToken::new(), &no_progress()).await.expect("test restore");
     let settings = report.tables.iter().find(|t| t.table == "public.settings").expect("settings");
     assert_eq!(settings.source, "changed since the backup");
     assert!(report.ok, "a changed source is reported, not a failure");

@@ -6,7 +6,12 @@ use std::sync::Arc;
 
 use sqlx::SqlitePool;
 
+mod session;
+
 use crate::catalog;
+pub use session::{current, load, require, set_up, touch, Acting, Permission, Role, Session};
+pub(crate) use session::end_session;
+pub use crate::jobs::{JobEvent, ProgressRecorder};
 use crate::error::{Error, Result};
 use crate::secrets::{Keychain, SecretStore};
 
@@ -20,33 +25,12 @@ pub struct Ctx {
     pub secrets: Arc<dyn SecretStore>,
     /// Who is acting: the signed-in operator (shared by the clones of this context), checked by
     /// every engine call that needs a permission ([`crate::operators`]).
-    pub session: Arc<std::sync::Mutex<crate::operators::Session>>,
+    pub session: Arc<std::sync::Mutex<Session>>,
     /// Where jobs push their progress as it happens (the app forwards it to the window as events).
     pub events: Option<Arc<dyn Fn(JobEvent) + Send + Sync>>,
     /// For a detached context (the scheduler's): the session it came from, whose signed-in super
     /// admin's key background backups may use to read the parent of an incremental backup.
-    pub keys_of: Option<Arc<std::sync::Mutex<crate::operators::Session>>>,
-}
-
-/// A job's progress or end, pushed as it happens.
-#[derive(Debug, Clone, serde::Serialize, ts_rs::TS)]
-pub struct JobEvent {
-    /// "backup" or "restore"
-    pub kind: String,
-    pub id: String,
-    /// Set when the job ended: completed, failed or cancelled.
-    pub status: Option<crate::history::JobStatus>,
-    pub table: Option<String>,
-    pub tables_done: u64,
-    pub tables_total: u64,
-    pub rows: u64,
-}
-
-impl JobEvent {
-    /// A job's progress (`kind`: backup or restore).
-    pub fn progress(kind: &str, id: &str, p: &crate::source::Progress) -> Self {
-        Self { kind: kind.into(), id: id.to_string(), status: None, table: p.table.clone(), tables_done: p.tables_done, tables_total: p.tables_total, rows: p.rows }
-    }
+    pub keys_of: Option<Arc<std::sync::Mutex<Session>>>,
 }
 
 impl Ctx {
@@ -82,7 +66,7 @@ impl Ctx {
         let pool = catalog::open(&home.join(catalog::CATALOG_FILE)).await?;
         // Until the first super admin is created, the workstation's local administrator acts;
         // afterwards nobody does until an operator signs in.
-        let session = crate::operators::Session::initial(&pool).await?;
+        let session = Session::initial(&pool).await?;
         Ok(Self { home: home.to_path_buf(), pool, secrets, session: Arc::new(std::sync::Mutex::new(session)), events: None, keys_of: None })
     }
 
@@ -94,42 +78,7 @@ impl Ctx {
 
     /// A context sharing this one's catalog and secrets with a session of its own (the
     /// scheduler's, acting as each configuration's owner).
-    pub fn detached(&self, session: crate::operators::Session) -> Self {
+    pub fn detached(&self, session: Session) -> Self {
         Self { session: Arc::new(std::sync::Mutex::new(session)), keys_of: Some(self.keys_of.clone().unwrap_or_else(|| self.session.clone())), ..self.clone() }
-    }
-}
-
-/// A job's progress sink whose reports go, in order and off the job's task, to `record` (the
-/// job's catalog row), after `also` (events to the UI, a terminal) has seen each of them.
-pub struct ProgressRecorder {
-    pub sink: crate::source::ProgressSink,
-    writer: tokio::task::JoinHandle<()>,
-}
-
-impl ProgressRecorder {
-    pub fn new<F, Fut>(also: Option<crate::source::ProgressSink>, record: F) -> Self
-    where
-        F: Fn(crate::source::Progress) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::source::Progress>();
-        let sink: crate::source::ProgressSink = Arc::new(move |p| {
-            if let Some(also) = &also {
-                also(p.clone());
-            }
-            let _ = tx.send(p);
-        });
-        let writer = tokio::spawn(async move {
-            while let Some(p) = rx.recv().await {
-                record(p).await;
-            }
-        });
-        Self { sink, writer }
-    }
-
-    /// Waits until every report is recorded.
-    pub async fn finish(self) {
-        drop(self.sink);
-        let _ = self.writer.await;
     }
 }

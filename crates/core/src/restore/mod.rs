@@ -11,11 +11,13 @@
 //! destructive restore, a safety backup of what will be replaced is taken into the same
 //! repository, so a mistaken restore can itself be undone.
 
+pub mod test;
+pub use test::{restore_test, RestoreTestReport, RestoreTestTable, RowsDigest};
+pub use crate::chain::{repository_of, Opened, PointInTime};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
@@ -24,7 +26,8 @@ use crate::backup::{self, BackupOutcome, BackupRequest};
 use crate::configurations::BackupType;
 use crate::error::{Error, ErrorCode, Result};
 use crate::repository::Repository;
-use crate::source::pg_apply::{self, CopyAs, Scope, TableChange, TenantScope};
+use crate::migrate::CopyAs;
+use crate::source::pg_apply::{self, Scope, TableChange, TenantScope};
 use crate::source::{self, CancelToken, Include, ProgressSink, SourceSpec};
 use crate::unlock::KeySources;
 
@@ -88,6 +91,11 @@ pub struct RestoreRequest {
 }
 
 impl RestoreRequest {
+    /// Which backup the request reaches.
+    pub fn pick(&self) -> crate::chain::Pick<'_> {
+        crate::chain::Pick { from: &self.from, at: self.at.as_deref(), backup_id: self.backup_id.as_deref(), source_name: self.source_name.as_deref() }
+    }
+
     pub fn new(from: impl Into<PathBuf>, target: impl Into<String>) -> Self {
         Self {
             from: from.into(),
@@ -120,14 +128,6 @@ pub struct PlanBackup {
     pub file: String,
 }
 
-#[derive(Debug, Clone, Serialize, TS)]
-pub struct PointInTime {
-    pub requested: String,
-    /// The snapshot time of the backup restored: the exact point the target will reach.
-    pub reached: String,
-    /// How far before the requested time that is.
-    pub gap_seconds: f64,
-}
 
 /// What a restore will do, shown before anything is touched.
 #[derive(Debug, Clone, Serialize, TS)]
@@ -198,66 +198,8 @@ pub fn open_archive(path: &Path, master: Option<&SecretKey>, unlock: Option<&Unl
     Ok(reader)
 }
 
-fn parse_time(s: &str, what: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Error::validation(format!("{what} \"{s}\" is not a time: {e}; use RFC 3339, e.g. 2026-11-24T18:00:00Z")))
-}
 
-/// The repository an archive belongs to, when it sits in one (`<repo>/archives/<file>`).
-pub fn repository_of(archive: &Path) -> Option<Repository> {
-    let dir = archive.parent()?.parent()?;
-    Repository::open(dir).ok().flatten()
-}
 
-/// Picks the archive to restore: a backup by id, the newest at a point in time, or the newest.
-pub fn select_backup(req: &RestoreRequest) -> Result<(PathBuf, Option<Repository>, Option<PointInTime>)> {
-    if !crate::repository::is_repository_location(&req.from) {
-        if req.at.is_some() || req.backup_id.is_some() {
-            return Err(Error::validation("--at and --backup choose among a repository's backups: give the repository directory as --from"));
-        }
-        if !crate::remote::is_remote(&req.from) && !req.from.exists() {
-            return Err(Error::not_found(format!("{} does not exist; give a repository directory or an archive file", req.from.display())));
-        }
-        return Ok((req.from.clone(), repository_of(&req.from), None));
-    }
-    let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
-    // Safety backups are restored by id only: they hold part of a database.
-    let list: Vec<_> = repo.list()?.into_iter().filter(|(_, h)| backup::is_whole(&h.source_fingerprint)).collect();
-    if let Some(id) = &req.backup_id {
-        let (path, _) = repo.find(id)?;
-        return Ok((path, Some(repo), None));
-    }
-    let Some(at) = &req.at else {
-        let newest = list.into_iter().max_by(|a, b| a.1.snapshot_time.cmp(&b.1.snapshot_time));
-        let (path, _) = newest.ok_or_else(|| Error::not_found(format!("the repository {} holds no backups yet", req.from.display())))?;
-        return Ok((path, Some(repo), None));
-    };
-    let wanted = parse_time(at, "the point in time")?;
-    let list: Vec<_> = list.into_iter().filter(|(_, h)| req.source_name.as_ref().is_none_or(|n| &h.source_name == n)).collect();
-    let sources: BTreeSet<&str> = list.iter().map(|(_, h)| h.source_name.as_str()).collect();
-    if sources.len() > 1 {
-        return Err(Error::validation(format!(
-            "the repository holds backups of several databases ({}); say which with --source NAME",
-            sources.into_iter().collect::<Vec<_>>().join(", ")
-        )));
-    }
-    let mut best: Option<(PathBuf, DateTime<Utc>, String)> = None;
-    let mut oldest: Option<DateTime<Utc>> = None;
-    for (path, h) in list {
-        let Ok(t) = parse_time(&h.snapshot_time, "a backup's snapshot time") else { continue };
-        oldest = Some(oldest.map_or(t, |o| o.min(t)));
-        if t <= wanted && best.as_ref().is_none_or(|(_, bt, _)| t > *bt) {
-            best = Some((path, t, h.snapshot_time.clone()));
-        }
-    }
-    let (path, t, reached) = best.ok_or_else(|| match oldest {
-        Some(o) => Error::not_found(format!("no backup was taken at or before {at}: the oldest in the repository is from {}", o.to_rfc3339())),
-        None => Error::not_found(format!("the repository {} holds no backups yet", req.from.display())),
-    })?;
-    let gap = (wanted - t).num_milliseconds() as f64 / 1000.0;
-    Ok((path, Some(repo), Some(PointInTime { requested: at.clone(), reached, gap_seconds: gap })))
-}
 
 /// The tables a selective restore names, resolved against the backup's tables (bare names match
 /// when unambiguous).
@@ -327,57 +269,41 @@ fn scope_of(req: &RestoreRequest, available: &[String]) -> Result<Option<Scope>>
                 tenant_id: tenant,
                 tenant_column: req.tenant_column.clone(),
                 tenants_table: req.tenants_table.clone(),
-                copy: (!req.preserve_ids).then(|| CopyAs {
-                    new_tenant_id: req.new_tenant_id.clone(),
-                    new_tenant_name: req.new_tenant_name.clone(),
-                    conflicts: req.on_conflict.clone(),
-                    rules: req.regenerate.iter().filter_map(|c| c.trim().rsplit_once('.')).map(|(t, c)| crate::migrate::rules::Rule { table: t.into(), column: c.into(), action: crate::migrate::rules::Action::Regenerate { template: None } }).collect(),
-                }),
                 references: req.references.clone(),
             }))
         }
     })
 }
 
-/// The opened chain of the backup a request restores.
-pub struct Opened {
-    pub chain: Vec<(Arc<ArchiveReader>, ArchiveIndex)>,
-    pub repo: Option<Repository>,
-    pub point_in_time: Option<PointInTime>,
+/// Picks the archive to restore: a backup by id, the newest at a point in time, or the newest.
+pub fn select_backup(req: &RestoreRequest) -> Result<(PathBuf, Option<Repository>, Option<PointInTime>)> {
+    crate::chain::select(&req.pick())
 }
 
+/// Opens the chain of the backup a request restores.
 pub async fn open(req: &RestoreRequest, keys: &KeySources) -> Result<Opened> {
-    let (path, repo, pit) = select_backup(req)?;
-    let readers = keys.open_chain(&path, repo.as_ref()).await?;
-    let chain = check_chain(readers)?;
-    Ok(Opened { chain, repo, point_in_time: pit })
+    crate::chain::open(&req.pick(), keys).await
 }
 
-fn check_chain(chain: Vec<ArchiveReader>) -> Result<Vec<(Arc<ArchiveReader>, ArchiveIndex)>> {
-    for pair in chain.windows(2) {
-        if pair[1].header.parent_id.as_deref() != Some(pair[0].header.archive_id.as_str()) {
-            return Err(Error::validation(format!("backup {} does not build on {}: the chain is broken", pair[1].header.archive_id, pair[0].header.archive_id)));
+/// Applies a selective or tenant scope of the backup: a tenant restored without its ids goes
+/// through the migration writer (new keys, a new tenant); anything else replaces rows in place.
+async fn apply_scope(req: &RestoreRequest, chain: &pg_apply::Chain, url: &str, scope: &Scope, commit: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<pg_apply::ApplyOutcome> {
+    match scope {
+        Scope::Tenant(ts) if !req.preserve_ids => {
+            let copy = CopyAs {
+                new_tenant_id: req.new_tenant_id.clone(),
+                new_tenant_name: req.new_tenant_name.clone(),
+                conflicts: req.on_conflict.clone(),
+                rules: req.regenerate.iter().filter_map(|c| c.trim().rsplit_once('.')).map(|(t, c)| crate::migrate::rules::Rule { table: t.into(), column: c.into(), action: crate::migrate::rules::Action::Regenerate { template: None } }).collect(),
+            };
+            crate::migrate::restore_tenant_as_copy(chain, url, ts, &copy, commit, cancel, progress).await
         }
+        _ => pg_apply::apply(chain, url, scope, commit, cancel, progress).await,
     }
-    match chain.first() {
-        Some(first) if first.header.parent_id.is_some() => {
-            return Err(Error::validation(format!(
-                "backup {} is {} and needs the backup it builds on ({}); restore it from its repository",
-                first.header.archive_id,
-                first.header.backup_type,
-                first.header.parent_id.clone().unwrap_or_default()
-            )))
-        }
-        None => return Err(Error::validation("nothing to restore")),
-        _ => {}
-    }
-    let mut members = Vec::with_capacity(chain.len());
-    for r in chain {
-        let index = r.index()?;
-        members.push((Arc::new(r), index));
-    }
-    Ok(members)
 }
+
+
+
 
 fn database_name(target: &SourceSpec) -> String {
     match target {
@@ -470,7 +396,7 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
             }
             if exact {
                 let started = std::time::Instant::now();
-                let out = pg_apply::apply(&opened.chain, url, scope, false, cancel, &source::no_progress()).await?;
+                let out = apply_scope(req, &opened.chain, url, scope, false, cancel, &source::no_progress()).await?;
                 plan.exact = true;
                 plan.tables = out.tables;
                 plan.warnings = out.warnings;
@@ -567,7 +493,7 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
             out.tables = available.len() as u64;
         }
         (SourceSpec::Postgres { url }, Some(scope)) => {
-            let applied = pg_apply::apply(&opened.chain, url, &scope, true, cancel, progress).await?;
+            let applied = apply_scope(req, &opened.chain, url, &scope, true, cancel, progress).await?;
             out.tables = applied.tables.len() as u64;
             out.rows = applied.tables.iter().map(|t| t.rows_in_backup).sum();
             out.changes = applied.tables;
@@ -625,7 +551,7 @@ pub async fn restore_full(reader: ArchiveReader, target: &SourceSpec, jobs: usiz
 /// failure drops the new database.
 pub async fn restore_chain(chain: Vec<ArchiveReader>, target: &SourceSpec, jobs: usize, created_target: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<RestoreOutcome> {
     let started = std::time::Instant::now();
-    let members = check_chain(chain)?;
+    let members = crate::chain::check_chain(chain)?;
     let (reader, index) = members.last().cloned().ok_or_else(|| Error::validation("nothing to restore"))?;
     same_kind(&reader, target)?;
     let rows = match target {

@@ -1,0 +1,148 @@
+//! `safehold config …`: backup configurations, and their retention.
+
+use crate::prelude::*;
+
+pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: ConfigCommand) -> Result<(), Error> {
+    match cmd {
+        ConfigCommand::List => {
+            let list = configurations::list(ctx).await?;
+            if json {
+                print_json(&list);
+            } else {
+                for c in list {
+                    println!(
+                        "{:<28} {:<12} {:<14} {} ({}), keep {} days, {}",
+                        c.configuration_name,
+                        format!("{:?}", c.backup_type).to_lowercase(),
+                        c.schedule_cron,
+                        c.schedule_description,
+                        if c.is_active { "active" } else { "inactive" },
+                        c.retention_days,
+                        c.storage_location
+                    );
+                }
+            }
+        }
+        ConfigCommand::Add { name, connection, schedule, settings } => {
+            let conn = connections::find(ctx, &connection).await?;
+            let default_storage = safehold_core::storage::list(ctx).await?.into_iter().find(|s| s.is_default).map(|s| s.storage_name).unwrap_or_default();
+            let mut input = configurations::ConfigurationInput {
+                configuration_name: name,
+                backup_type: BackupType::Full,
+                schedule_cron: schedule,
+                retention_days: 30,
+                compression_enabled: true,
+                encryption_enabled: true,
+                storage_location: default_storage,
+                secondary_storage: None,
+                missed_runs: configurations::MissedRuns::RunOnce,
+                time_zone: None,
+                includes_tenant_data: true,
+                includes_system_data: true,
+                includes_logs: false,
+                is_active: true,
+                connection_id: conn.id,
+            };
+            settings.apply(ctx, &mut input).await?;
+            let c = configurations::create(ctx, input).await?;
+            show_configuration(json, &c, "created");
+        }
+        ConfigCommand::Set { name, connection, schedule, settings, rename } => {
+            let current = configuration(ctx, &name).await?;
+            let mut input = current.to_input();
+            if let Some(c) = connection {
+                input.connection_id = connections::find(ctx, &c).await?.id;
+            }
+            if let Some(s) = schedule {
+                input.schedule_cron = s;
+            }
+            if let Some(n) = rename {
+                input.configuration_name = n;
+            }
+            settings.apply(ctx, &mut input).await?;
+            let c = configurations::update(ctx, &current.id, input).await?;
+            show_configuration(json, &c, "changed");
+        }
+        ConfigCommand::Remove { name } => {
+            let c = configuration(ctx, &name).await?;
+            configurations::delete(ctx, &c.id).await?;
+            println!("configuration \"{}\" deleted (its backups stay)", c.configuration_name);
+        }
+        ConfigCommand::Run { name } => {
+            let config = configurations::list(ctx)
+                .await?
+                .into_iter()
+                .find(|c| c.configuration_name == name || c.id == name)
+                .ok_or_else(|| Error::not_found(format!("no configuration is named \"{name}\"; `safehold config list` shows them")))?;
+            let id = safehold_core::runs::enqueue(ctx, &config.id).await?;
+            let done = safehold_core::runs::run(ctx, &id, &cancel_on_ctrl_c()).await?;
+            if json {
+                print_json(&done);
+            } else {
+                println!("{} backup of \"{}\": {:?}{}", done.backup_type, name, done.status, done.file_path.as_deref().map(|p| format!(" — {p}")).unwrap_or_default());
+            }
+            if let Some(e) = done.error_message {
+                return Err(Error::new(safehold_core::ErrorCode::Database, e));
+            }
+        }
+        ConfigCommand::RetentionPreview { name } => retention(ctx, json, &name, None).await?,
+        ConfigCommand::RetentionApply { name, yes } => retention(ctx, json, &name, Some(yes)).await?,
+    }
+    Ok(())
+}
+
+/// A configuration by name or id.
+pub(crate) async fn configuration(ctx: &Ctx, name: &str) -> Result<configurations::BackupConfiguration, Error> {
+    configurations::list(ctx)
+        .await?
+        .into_iter()
+        .find(|c| c.configuration_name == name || c.id == name)
+        .ok_or_else(|| Error::not_found(format!("no configuration is named \"{name}\"; `safehold config list` shows them")))
+}
+
+pub(crate) fn show_configuration(json: bool, c: &configurations::BackupConfiguration, what: &str) {
+    if json {
+        print_json(c);
+    } else {
+        println!("configuration \"{}\" {what}: {} ({}), {} backups into {}, {}", c.configuration_name, c.schedule_cron, c.schedule_description, format!("{:?}", c.backup_type).to_lowercase(), c.storage_location, if c.is_active { "active" } else { "inactive" });
+    }
+}
+
+pub(crate) async fn retention(ctx: &Ctx, json: bool, name: &str, apply: Option<bool>) -> Result<(), Error> {
+    let config = configurations::list(ctx)
+        .await?
+        .into_iter()
+        .find(|c| c.configuration_name == name || c.id == name)
+        .ok_or_else(|| Error::not_found(format!("no configuration is named \"{name}\"; `safehold config list` shows them")))?;
+    let plan = safehold_core::retention::preview(ctx, &config.id).await?;
+    let print = |plan: &safehold_core::retention::RetentionPlan, done: bool| {
+        if json {
+            print_json(plan);
+            return;
+        }
+        println!("retention of \"{}\": keep {} days (backups before {})", plan.configuration_name, plan.retention_days, plan.cutoff);
+        for i in &plan.items {
+            let verb = match i.action {
+                safehold_core::retention::RetentionAction::Delete if done => "deleted",
+                safehold_core::retention::RetentionAction::Delete => "delete ",
+                safehold_core::retention::RetentionAction::Keep => "keep   ",
+            };
+            println!("  {verb} {:<12} {}  {}", i.backup_type, i.started_at, i.reason);
+        }
+        println!("{} backups, {} bytes {}", plan.delete_count, plan.bytes_freed, if done { "deleted" } else { "would be deleted" });
+    };
+    match apply {
+        None => print(&plan, false),
+        Some(yes) => {
+            if plan.delete_count > 0 && !yes {
+                if !json {
+                    print(&plan, false);
+                }
+                return Err(Error::validation("add --yes to delete these backups (or run retention-preview to review them)"));
+            }
+            let done = safehold_core::retention::apply(ctx, &config.id).await?;
+            print(&done, true);
+        }
+    }
+    Ok(())
+}

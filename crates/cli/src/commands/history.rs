@@ -1,0 +1,80 @@
+//! `safehold history` and `safehold audit`: what the catalog recorded.
+
+use crate::prelude::*;
+
+/// `history`: the backups recorded, newest first; with `--check`, one of them verified (the
+/// result kept on its record, as in the app).
+pub(crate) async fn run(ctx: &Ctx, json: bool, a: HistoryArgs) -> Result<(), Error> {
+    let HistoryArgs { status, limit, check, deep } = a;
+    if let Some(id) = check {
+        let c = safehold_core::checks::check_backup(ctx, &id, deep).await?;
+        if json {
+            print_json(&c);
+        } else {
+            println!("{} {} ({} check): {}", if c.ok { "ok  " } else { "FAIL" }, c.execution_id, if c.deep { "deep" } else { "quick" }, c.message);
+        }
+        if !c.ok {
+            return Err(Error::validation(format!("backup {} failed its check: {}", c.execution_id, c.message)));
+        }
+        return Ok(());
+    }
+    let status = match status.as_deref() {
+        None => None,
+        Some(s) => Some(serde_json::from_value::<safehold_core::history::JobStatus>(serde_json::Value::String(s.to_string())).map_err(|_| {
+            Error::validation(format!("unknown status \"{s}\"; use pending, running, completed, failed or cancelled"))
+        })?),
+    };
+    let rows = safehold_core::history::executions_with(ctx, limit, status).await?;
+    if json {
+        print_json(&rows);
+    } else if rows.is_empty() {
+        println!("no backups{}", status.map(|_| " with that status").unwrap_or_default());
+    } else {
+        for b in &rows {
+            let check = b.metadata.get("last_check").and_then(|c| c.get("ok")).and_then(serde_json::Value::as_bool).map(|ok| if ok { "  verified" } else { "  CHECK FAILED" }).unwrap_or_default();
+            println!(
+                "{}  {:<9} {:<12} {:<24} {:>10} rows  {}{}{}",
+                b.started_at,
+                serde_json::to_value(b.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                b.backup_type,
+                b.configuration_name.as_deref().unwrap_or("-"),
+                b.record_count.unwrap_or(0),
+                b.id,
+                check,
+                b.error_message.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `audit`: who did what, when, with what outcome (or the entries written to a CSV file).
+pub(crate) async fn audit(ctx: &Ctx, json: bool, a: AuditArgs) -> Result<(), Error> {
+    let AuditArgs { by, action, outcome, since, until, limit, csv } = a;
+    let filter = auditlog::AuditFilter { operator: by, action, outcome, since, until, limit };
+    match csv {
+        Some(path) => {
+            let n = auditlog::export_csv(ctx, &filter, &path).await?;
+            println!("{n} entries written to {}", path.display());
+        }
+        None => {
+            let rows = auditlog::list(ctx, &filter).await?;
+            if json {
+                print_json(&rows);
+            } else {
+                for r in rows.iter().rev() {
+                    println!(
+                        "{}  {:<20} {:<28} {:<8} {}{}",
+                        r.at,
+                        r.operator.as_deref().unwrap_or("-"),
+                        r.action,
+                        r.outcome,
+                        r.target.as_deref().unwrap_or(""),
+                        r.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! `safehold restore`: a backup restored, whole, selectively, or one tenant.
+
+use crate::prelude::*;
+
+pub(crate) async fn run(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
+    let ctx = open_catalog(cli).await?;
+    let from = location_in(cli, &ctx, &a.from).await?;
+    let action = if a.dry_run { "restore.plan" } else { "restore.start" };
+    let (who, keys) = safehold_core::custody::adhoc(&ctx, Permission::RestoreData, action, &format!("{} → {}", from.display(), source::redact(&a.target)), &key_sources(&a.keys), Some(&from)).await?;
+    let out = restore_as(cli, &ctx, a, from.clone(), keys).await;
+    safehold_core::custody::adhoc_done(&ctx, &who, action, &format!("{} → {}", from.display(), source::redact(&a.target)), Some(&from), &out).await?;
+    out
+}
+
+pub(crate) async fn restore_as(cli: &Cli, ctx: &Ctx, a: &RestoreArgs, from: PathBuf, keys: KeySources) -> Result<(), Error> {
+    let json = cli.json;
+    let mut req = restore::RestoreRequest::new(from, a.target.clone());
+    req.backup_id = a.backup.clone();
+    req.at = a.at.clone();
+    req.source_name = a.source.clone();
+    req.restore_type = match a.restore_type {
+        RestoreTypeArg::Full => restore::RestoreType::Full,
+        RestoreTypeArg::Selective => restore::RestoreType::Selective,
+        RestoreTypeArg::TenantOnly => restore::RestoreType::TenantOnly,
+    };
+    req.tables = a.tables.clone();
+    req.exclude_tables = a.exclude_tables.clone();
+    req.tenant_id = a.tenant.clone();
+    req.preserve_ids = !(a.as_copy || a.new_tenant_id.is_some());
+    req.new_tenant_id = a.new_tenant_id.clone();
+    req.new_tenant_name = a.new_tenant_name.clone();
+    req.references = a.reference.clone();
+    req.on_conflict = super::tenant::conflict_rules(&a.on_conflict)?;
+    req.regenerate = a.regenerate.clone();
+    req.create = a.create;
+    req.clean = a.clean;
+    req.safety_backup = !a.no_safety_backup;
+    req.tenant_column = a.tenant_column.clone();
+    req.tenants_table = a.tenants_table.clone();
+    if let Some(j) = a.jobs {
+        req.jobs = j.max(1);
+    }
+    let opened = restore::open(&req, &keys).await?;
+    let cancel = cancel_on_ctrl_c();
+    let plan = restore::plan(&req, &opened, a.dry_run, &cancel).await?;
+    if a.dry_run {
+        if json {
+            print_json(&plan);
+        } else {
+            print_plan(&plan);
+            eprintln!("dry run: nothing was changed");
+        }
+        return Ok(());
+    }
+    if !json {
+        print_plan(&plan);
+    }
+    if plan.destructive && !a.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::validation(format!(
+                "this restore replaces data in {}; review the plan (--dry-run) and add --yes to run it without a prompt",
+                plan.target
+            )));
+        }
+        eprint!("This replaces data in {}. Type the database name ({}) to go on: ", plan.target, plan.target_database);
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| Error::io("cannot read the answer", &e))?;
+        if line.trim() != plan.target_database {
+            return Err(Error::new(safehold_core::ErrorCode::Cancelled, "not confirmed: nothing was changed"));
+        }
+    }
+    // Recorded in the catalog as a restore operation, by the operator who ran it.
+    let id = restores::insert(ctx, &req, None).await?;
+    let out = restores::run(ctx, &id, &req, &keys, Some(opened), &cancel, Some(progress_sink(json))).await;
+    end_progress(json);
+    let out = out?;
+    if json {
+        print_json(&serde_json::json!({ "restore_id": id, "outcome": out }));
+    } else {
+        if let Some(b) = &out.safety_backup {
+            println!("safety backup {} of what was replaced: {}", b.id, b.archive);
+        }
+        match out.restore_type {
+            restore::RestoreType::Full => println!("restored backup {} into {}: {} tables, {} rows in {:.1} s", out.archive_id, out.target, out.tables, out.rows, out.seconds),
+            _ => {
+                for c in &out.changes {
+                    println!("  {:<40} {:>9} rows   +{} inserted  ~{} updated  -{} deleted", c.table, c.rows_in_backup, c.inserted, c.updated, c.deleted);
+                }
+                println!(
+                    "restored {} of backup {} into {}{}: {} tables, {} rows in {:.1} s",
+                    out.restore_type.as_str(),
+                    out.archive_id,
+                    out.target,
+                    out.new_tenant_id.as_ref().map(|n| format!(" as new tenant {n}")).unwrap_or_default(),
+                    out.tables,
+                    out.rows,
+                    out.seconds
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn print_plan(p: &restore::RestorePlan) {
+    let newest = p.chain.last();
+    eprintln!("Restore plan ({})", if p.exact { "from a trial run, rolled back" } else { "from the backup's index" });
+    if let Some(b) = newest {
+        eprintln!("  backup:  {} ({}, snapshot {}) of {}", b.id, b.backup_type, b.snapshot_time, b.source_name);
+    }
+    if p.chain.len() > 1 {
+        eprintln!("  chain:   {}", p.chain.iter().map(|b| format!("{} ({})", &b.id[..8.min(b.id.len())], b.backup_type)).collect::<Vec<_>>().join(" → "));
+    }
+    if let Some(pit) = &p.point_in_time {
+        eprintln!("  point:   requested {} → reaches {} ({:.0} s earlier)", pit.requested, pit.reached, pit.gap_seconds);
+    }
+    eprintln!("  target:  {}{}", p.target, if p.create { " (created if missing)" } else { "" });
+    let what = match p.restore_type {
+        restore::RestoreType::Full if p.clean => format!("full, replacing the target's {} tables and views", p.replaced_objects),
+        restore::RestoreType::Full => "full, into an empty database".to_string(),
+        restore::RestoreType::Selective => "selective: the tables below replace the target's".to_string(),
+        restore::RestoreType::TenantOnly if p.preserve_ids => format!("tenant {}: its rows replace the tenant's current rows; no other tenant is touched", p.tenant_id.clone().unwrap_or_default()),
+        restore::RestoreType::TenantOnly => format!(
+            "tenant {} restored as a copy{}, with new ids",
+            p.tenant_id.clone().unwrap_or_default(),
+            p.new_tenant_id.as_ref().map(|n| format!(" under tenant id {n}")).unwrap_or_default()
+        ),
+    };
+    eprintln!("  restore: {what}");
+    for t in &p.tables {
+        if p.exact {
+            eprintln!("    {:<40} {:>9} rows   +{} inserted  ~{} updated  -{} deleted", t.table, t.rows_in_backup, t.inserted, t.updated, t.deleted);
+        } else {
+            eprintln!("    {:<40} {:>9} rows", t.table, t.rows_in_backup);
+        }
+    }
+    eprintln!("  total:   {} rows, ~{} MB to read, ~{:.0} s", p.rows, p.estimated_bytes / 1_000_000, p.estimated_seconds);
+    for w in &p.warnings {
+        eprintln!("  warning: {w}");
+    }
+    if p.destructive {
+        eprintln!("  safety backup first: {}", if p.safety_backup { "yes (into the backup's repository)" } else { "no (skipped)" });
+    }
+}
