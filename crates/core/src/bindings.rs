@@ -93,6 +93,9 @@ pub fn typescript() -> String {
         out.push_str(&d);
         out.push_str("\n\n");
     }
+    // Values the UI starts from, as the engine defines them.
+    let defaults = serde_json::to_string(&configurations::ConfigurationInput::default()).unwrap_or_default();
+    out.push_str(&format!("/** A new configuration's settings until someone changes them (`ConfigurationInput::default()`). */\nexport const DEFAULT_CONFIGURATION_INPUT: ConfigurationInput = {defaults};\n"));
     out.truncate(out.trim_end().len());
     out.push('\n');
     out

@@ -112,6 +112,39 @@ pub struct ConfigurationInput {
     pub connection_id: String,
 }
 
+/// A new configuration's settings until someone changes them: a full backup every night at
+/// 02:00, kept 30 days, compressed and encrypted, tenant and system data without the logs, active.
+/// The app's form and `safehold config add` both start from these (the UI reads them from the
+/// generated bindings).
+impl Default for ConfigurationInput {
+    fn default() -> Self {
+        Self {
+            configuration_name: String::new(),
+            backup_type: BackupType::Full,
+            schedule_cron: "0 2 * * *".into(),
+            retention_days: 30,
+            compression_enabled: true,
+            encryption_enabled: true,
+            storage_location: String::new(),
+            secondary_storage: None,
+            missed_runs: MissedRuns::RunOnce,
+            time_zone: None,
+            includes_tenant_data: true,
+            includes_system_data: true,
+            includes_logs: false,
+            is_active: true,
+            connection_id: String::new(),
+        }
+    }
+}
+
+/// The settings of a new configuration named `name` backing up `connection_id` on `schedule`:
+/// the defaults, into the default storage.
+pub async fn new_input(ctx: &Ctx, name: &str, connection_id: &str, schedule: &str) -> Result<ConfigurationInput> {
+    let storage = crate::storage::list(ctx).await?.into_iter().find(|s| s.is_default).map(|s| s.storage_name).unwrap_or_default();
+    Ok(ConfigurationInput { configuration_name: name.into(), schedule_cron: schedule.into(), storage_location: storage, connection_id: connection_id.into(), ..Default::default() })
+}
+
 /// The time zone's name, `None` when empty.
 fn zone(input: &ConfigurationInput) -> Option<String> {
     input.time_zone.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
@@ -152,6 +185,18 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<BackupConfiguration> {
         .map_err(|e| Error::catalog("read a backup configuration", &e))?
         .map(with_description)
         .ok_or_else(|| Error::not_found(format!("no backup configuration has the id {id}")))
+}
+
+/// A configuration by its name or its id.
+pub async fn find(ctx: &Ctx, name_or_id: &str) -> Result<BackupConfiguration> {
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "configuration.get", name_or_id).await?;
+    sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE id = ?1 OR configuration_name = ?1 ORDER BY id = ?1 DESC LIMIT 1")))
+        .bind(name_or_id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read a backup configuration", &e))?
+        .map(with_description)
+        .ok_or_else(|| Error::not_found(format!("no configuration is named \"{name_or_id}\" or has that id; `safehold config list` shows them")))
 }
 
 /// Checks every field of `input` against the catalog; `editing` is the id of the configuration

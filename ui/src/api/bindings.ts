@@ -642,3 +642,6 @@ export type TenantRow = { id: string,
  * The tenants table's `name` column, when it has one.
  */
 name: string | null, };
+
+/** A new configuration's settings until someone changes them (`ConfigurationInput::default()`). */
+export const DEFAULT_CONFIGURATION_INPUT: ConfigurationInput = {"configuration_name":"","backup_type":"full","schedule_cron":"0 2 * * *","retention_days":30,"compression_enabled":true,"encryption_enabled":true,"storage_location":"","secondary_storage":null,"missed_runs":"run_once","time_zone":null,"includes_tenant_data":true,"includes_system_data":true,"includes_logs":false,"is_active":true,"connection_id":""};

@@ -45,6 +45,7 @@ import type {
 } from "./bindings";
 
 export type * from "./bindings";
+export { DEFAULT_CONFIGURATION_INPUT } from "./bindings";
 
 /** An engine error as it crossed the boundary: a closed code, a message, invalid fields. */
 export class ApiError extends Error {

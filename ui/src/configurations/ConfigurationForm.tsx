@@ -1,29 +1,14 @@
 import { useEffect, useState } from "react";
 import { useQuery } from "@tanstack/react-query";
-import { api, ApiError, type BackupConfiguration, type ConfigurationInput, type CronPreview, type FieldError } from "../api";
+import { api, ApiError, DEFAULT_CONFIGURATION_INPUT, type BackupConfiguration, type ConfigurationInput, type CronPreview, type FieldError } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { ErrorBox } from "../components/states";
 
 const input = "w-full rounded-md border border-slate-300 px-3 py-2 text-sm";
 
+/** A new configuration: the engine's defaults (`ConfigurationInput::default()`), into `storage`. */
 export function defaultInput(storage: string, connectionId: string): ConfigurationInput {
-  return {
-    configuration_name: "",
-    backup_type: "full",
-    schedule_cron: "0 2 * * *",
-    retention_days: 30,
-    compression_enabled: true,
-    encryption_enabled: true,
-    storage_location: storage,
-    secondary_storage: null,
-    missed_runs: "run_once",
-    time_zone: null,
-    includes_tenant_data: true,
-    includes_system_data: true,
-    includes_logs: false,
-    is_active: true,
-    connection_id: connectionId,
-  };
+  return { ...DEFAULT_CONFIGURATION_INPUT, storage_location: storage, connection_id: connectionId };
 }
 
 export function toInput(c: BackupConfiguration): ConfigurationInput {

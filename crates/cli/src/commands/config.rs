@@ -25,30 +25,13 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: ConfigCommand) -> Result<(),
         }
         ConfigCommand::Add { name, connection, schedule, settings } => {
             let conn = connections::find(ctx, &connection).await?;
-            let default_storage = safehold_core::storage::list(ctx).await?.into_iter().find(|s| s.is_default).map(|s| s.storage_name).unwrap_or_default();
-            let mut input = configurations::ConfigurationInput {
-                configuration_name: name,
-                backup_type: BackupType::Full,
-                schedule_cron: schedule,
-                retention_days: 30,
-                compression_enabled: true,
-                encryption_enabled: true,
-                storage_location: default_storage,
-                secondary_storage: None,
-                missed_runs: configurations::MissedRuns::RunOnce,
-                time_zone: None,
-                includes_tenant_data: true,
-                includes_system_data: true,
-                includes_logs: false,
-                is_active: true,
-                connection_id: conn.id,
-            };
+            let mut input = configurations::new_input(ctx, &name, &conn.id, &schedule).await?;
             settings.apply(ctx, &mut input).await?;
             let c = configurations::create(ctx, input).await?;
             show_configuration(json, &c, "created");
         }
         ConfigCommand::Set { name, connection, schedule, settings, rename } => {
-            let current = configuration(ctx, &name).await?;
+            let current = configurations::find(ctx, &name).await?;
             let mut input = current.to_input();
             if let Some(c) = connection {
                 input.connection_id = connections::find(ctx, &c).await?.id;
@@ -64,16 +47,12 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: ConfigCommand) -> Result<(),
             show_configuration(json, &c, "changed");
         }
         ConfigCommand::Remove { name } => {
-            let c = configuration(ctx, &name).await?;
+            let c = configurations::find(ctx, &name).await?;
             configurations::delete(ctx, &c.id).await?;
             println!("configuration \"{}\" deleted (its backups stay)", c.configuration_name);
         }
         ConfigCommand::Run { name } => {
-            let config = configurations::list(ctx)
-                .await?
-                .into_iter()
-                .find(|c| c.configuration_name == name || c.id == name)
-                .ok_or_else(|| Error::not_found(format!("no configuration is named \"{name}\"; `safehold config list` shows them")))?;
+            let config = configurations::find(ctx, &name).await?;
             let id = safehold_core::runs::enqueue(ctx, &config.id).await?;
             let done = safehold_core::runs::run(ctx, &id, &cancel_on_ctrl_c()).await?;
             if json {
@@ -91,15 +70,6 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: ConfigCommand) -> Result<(),
     Ok(())
 }
 
-/// A configuration by name or id.
-pub(crate) async fn configuration(ctx: &Ctx, name: &str) -> Result<configurations::BackupConfiguration, Error> {
-    configurations::list(ctx)
-        .await?
-        .into_iter()
-        .find(|c| c.configuration_name == name || c.id == name)
-        .ok_or_else(|| Error::not_found(format!("no configuration is named \"{name}\"; `safehold config list` shows them")))
-}
-
 pub(crate) fn show_configuration(json: bool, c: &configurations::BackupConfiguration, what: &str) {
     if json {
         print_json(c);
@@ -109,11 +79,7 @@ pub(crate) fn show_configuration(json: bool, c: &configurations::BackupConfigura
 }
 
 pub(crate) async fn retention(ctx: &Ctx, json: bool, name: &str, apply: Option<bool>) -> Result<(), Error> {
-    let config = configurations::list(ctx)
-        .await?
-        .into_iter()
-        .find(|c| c.configuration_name == name || c.id == name)
-        .ok_or_else(|| Error::not_found(format!("no configuration is named \"{name}\"; `safehold config list` shows them")))?;
+    let config = configurations::find(ctx, name).await?;
     let plan = safehold_core::retention::preview(ctx, &config.id).await?;
     let print = |plan: &safehold_core::retention::RetentionPlan, done: bool| {
         if json {

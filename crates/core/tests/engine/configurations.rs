@@ -44,6 +44,25 @@ async fn a_valid_configuration_is_created_listed_and_audited() {
     let names: Vec<String> = configurations::list(&h.ctx).await.expect("list").into_iter().map(|c| c.configuration_name).collect();
     assert_eq!(names, ["Daily demo backup", "Hourly tenants"]);
     assert_eq!(count(&h, "SELECT count(*) FROM audit_log WHERE action = 'configuration.create' AND target = 'Hourly tenants'").await, 1);
+    // Found by its name or by its id; an unknown one is named in the error.
+    assert_eq!(configurations::find(&h.ctx, "Hourly tenants").await.expect("by name").id, created.id);
+    assert_eq!(configurations::find(&h.ctx, &created.id).await.expect("by id").configuration_name, "Hourly tenants");
+    let missing = configurations::find(&h.ctx, "Weekly").await.expect_err("unknown");
+    assert!(missing.code == ErrorCode::NotFound && missing.message.contains("\"Weekly\""), "{missing:?}");
+}
+
+/// A new configuration starts from the engine's defaults (the app's form reads the same ones
+/// from the generated bindings), into the default storage.
+#[tokio::test]
+async fn a_new_configuration_starts_from_the_engines_defaults_in_the_default_storage() {
+    let (h, conn) = with_demo().await;
+    let input = configurations::new_input(&h.ctx, "Nightly", &conn, "0 3 * * *").await.expect("new input");
+    assert_eq!((input.storage_location.as_str(), input.retention_days, input.backup_type, input.includes_logs), (demo::DEMO_STORAGE, 30, BackupType::Full, false));
+    assert_eq!((input.configuration_name.as_str(), input.schedule_cron.as_str(), input.connection_id.as_str()), ("Nightly", "0 3 * * *", conn.as_str()));
+    let bindings = safehold_core::bindings::typescript();
+    let line = bindings.lines().find(|l| l.starts_with("export const DEFAULT_CONFIGURATION_INPUT")).expect("the defaults are in the bindings");
+    assert!(line.contains(r#""retention_days":30"#) && line.contains(r#""schedule_cron":"0 2 * * *""#), "{line}");
+    configurations::create(&h.ctx, input).await.expect("the defaults make a valid configuration");
 }
 
 #[tokio::test]
