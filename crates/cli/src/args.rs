@@ -369,87 +369,25 @@ pub(crate) struct BackupArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct RestoreArgs {
-    /// A repository directory or an archive file.
-    #[arg(long)]
-    pub(crate) from: PathBuf,
-    /// The backup's id (default: the newest in the repository).
-    #[arg(long, conflicts_with = "at")]
-    pub(crate) backup: Option<String>,
-    /// Point in time (RFC 3339): the newest backup taken at or before it.
-    #[arg(long)]
-    pub(crate) at: Option<String>,
-    /// With --at, when the repository holds backups of several databases: the source's name.
-    #[arg(long)]
-    pub(crate) source: Option<String>,
-    /// The database to restore into: postgres://user@host:port/db or sqlite:///path/to.db
-    #[arg(long)]
-    pub(crate) target: String,
-    #[arg(long = "type", value_enum, default_value = "full")]
-    pub(crate) restore_type: RestoreTypeArg,
-    /// Selective: the tables to restore (comma-separated; schema.table or table).
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) tables: Vec<String>,
-    /// Selective: tables to leave out.
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) exclude_tables: Vec<String>,
-    /// Tenant only: the tenant's id.
-    #[arg(long)]
-    pub(crate) tenant: Option<String>,
-    /// Tenant only: restore the tenant as a copy under this new tenant id (new keys everywhere).
-    #[arg(long, conflicts_with = "preserve_ids")]
-    pub(crate) new_tenant_id: Option<String>,
+    #[command(flatten)]
+    pub(crate) request: restore::RestoreRequest,
     /// Tenant only: restore as a copy with a new id made by the tenants table's default.
     #[arg(long, conflicts_with = "preserve_ids")]
     pub(crate) as_copy: bool,
-    /// Tenant only, as a copy: the new tenant's name (the tenants table's `name` column).
-    #[arg(long)]
-    pub(crate) new_tenant_name: Option<String>,
     /// Tenant only: replace the tenant's rows in place, keeping their ids (the default).
     #[arg(long)]
     pub(crate) preserve_ids: bool,
-    /// Tenant only: a reference no foreign key declares, CHILD.COLUMN=PARENT.COLUMN (with
-    /// ;TYPE_COLUMN=VALUE for a polymorphic one): the tenant's rows are found through it and a
-    /// copy follows it like a foreign key. Repeat for each.
-    #[arg(long)]
-    pub(crate) reference: Vec<String>,
     /// Tenant only, as a copy: unique conflicts, per table: TABLE=stop|keep-target|take-source|keep-both.
     #[arg(long, value_delimiter = ',')]
     pub(crate) on_conflict: Vec<String>,
-    /// Tenant only, as a copy: columns whose values must differ (TABLE.COLUMN, comma-separated),
-    /// each given a fresh value of the same form.
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) regenerate: Vec<String>,
-    /// Create the target PostgreSQL database if it does not exist.
-    #[arg(long)]
-    pub(crate) create: bool,
-    /// Full restore: drop the target's objects and restore in their place (one transaction).
-    #[arg(long)]
-    pub(crate) clean: bool,
-    /// Do not back up what a destructive restore replaces first.
-    #[arg(long)]
-    pub(crate) no_safety_backup: bool,
     /// Show the plan (a rolled-back trial run for selective and tenant restores) and stop.
     #[arg(long)]
     pub(crate) dry_run: bool,
     /// Run a destructive plan without asking.
     #[arg(long)]
     pub(crate) yes: bool,
-    #[arg(long)]
-    pub(crate) jobs: Option<usize>,
-    #[arg(long, default_value = "tenant_id")]
-    pub(crate) tenant_column: String,
-    #[arg(long, default_value = "tenants")]
-    pub(crate) tenants_table: String,
     #[command(flatten)]
     pub(crate) keys: KeyArgs,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub(crate) enum RestoreTypeArg {
-    Full,
-    Selective,
-    #[value(name = "tenant_only", alias = "tenant-only")]
-    TenantOnly,
 }
 
 #[derive(clap::Args)]
@@ -696,4 +634,44 @@ pub(crate) struct AuditArgs {
     /// Write the entries to this CSV file instead of printing them.
     #[arg(long)]
     pub(crate) csv: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn restore(flags: &[&str]) -> Result<RestoreArgs, clap::Error> {
+        let cli = Cli::try_parse_from([&["safehold", "restore", "--from", "/r", "--target", "postgres://h/db"][..], flags].concat())?;
+        match cli.command {
+            Command::Restore(a) => Ok(a),
+            _ => unreachable!("a restore parses as a restore"),
+        }
+    }
+
+    /// `safehold restore`'s flags land in the engine's `RestoreRequest` itself (its clap
+    /// attributes), with the engine's defaults where none is given.
+    #[test]
+    fn restore_flags_fill_the_engines_request() {
+        let a = restore(&[]).expect("the minimal restore");
+        let mut r = a.request.clone();
+        r.as_copy(a.as_copy);
+        assert_eq!((r.from.to_str(), r.target.as_str(), r.restore_type), (Some("/r"), "postgres://h/db", restore::RestoreType::Full));
+        assert!(r.safety_backup && r.preserve_ids && !r.clean && !r.create, "the safe defaults: {r:?}");
+        assert_eq!((r.tenant_column.as_str(), r.tenants_table.as_str(), r.jobs), ("tenant_id", "tenants", restore::default_jobs()));
+
+        let a = restore(&["--type", "tenant-only", "--tenant", "acme", "--as-copy", "--no-safety-backup", "--tables", "a,b", "--reference", "x.y=z.id", "--jobs", "3", "--backup", "b1"]).expect("a tenant copy");
+        let mut r = a.request.clone();
+        r.as_copy(a.as_copy);
+        assert_eq!(r.restore_type, restore::RestoreType::TenantOnly);
+        assert!(!r.preserve_ids && !r.safety_backup, "{r:?}");
+        assert_eq!((r.tenant_id.as_deref(), r.tables.clone(), r.references.clone(), r.jobs, r.backup_id.as_deref()), (Some("acme"), vec!["a".to_string(), "b".into()], vec!["x.y=z.id".to_string()], 3, Some("b1")));
+        let mut r = restore(&["--new-tenant-id", "acme2"]).expect("a new tenant id").request;
+        r.as_copy(false);
+        assert!(!r.preserve_ids, "a new tenant id makes a copy");
+
+        for bad in [&["--jobs", "0"][..], &["--as-copy", "--preserve-ids"], &["--backup", "b1", "--at", "2026-01-01T00:00:00Z"], &["--type", "partial"]] {
+            assert!(restore(bad).is_err(), "{bad:?} is refused");
+        }
+    }
 }

@@ -13,7 +13,7 @@ pub(crate) use safehold_core::repository::Repository;
 pub(crate) use safehold_core::secrets::{Keychain, SecretStore};
 pub(crate) use safehold_core::source::{self, CancelToken, Progress, ProgressSink, SourceSpec};
 pub(crate) use safehold_core::unlock::KeySources;
-pub(crate) use safehold_core::migrate::{records, MigrationReport, ExportFormat, MigrationSpec, MigrationType, Resolution};
+pub(crate) use safehold_core::migrate::{records, MigrationReport, ExportFormat, MigrationSpec, MigrationType};
 pub(crate) use safehold_core::operators::Permission;
 pub(crate) use safehold_core::{auditlog, configurations, context, demo, operators, restore, restores, verify, Ctx, Error, ErrorCode};
 

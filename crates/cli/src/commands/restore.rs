@@ -4,42 +4,20 @@ use crate::prelude::*;
 
 pub(crate) async fn run(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
     let ctx = open_catalog(cli).await?;
-    let from = location_in(cli, &ctx, &a.from).await?;
+    let from = location_in(cli, &ctx, &a.request.from).await?;
     let action = if a.dry_run { "restore.plan" } else { "restore.start" };
-    let (who, keys) = safehold_core::custody::adhoc(&ctx, Permission::RestoreData, action, &format!("{} → {}", from.display(), source::redact(&a.target)), &key_sources(&a.keys), Some(&from)).await?;
+    let (who, keys) = safehold_core::custody::adhoc(&ctx, Permission::RestoreData, action, &format!("{} → {}", from.display(), source::redact(&a.request.target)), &key_sources(&a.keys), Some(&from)).await?;
     let out = restore_as(cli, &ctx, a, from.clone(), keys).await;
-    safehold_core::custody::adhoc_done(&ctx, &who, action, &format!("{} → {}", from.display(), source::redact(&a.target)), Some(&from), &out).await?;
+    safehold_core::custody::adhoc_done(&ctx, &who, action, &format!("{} → {}", from.display(), source::redact(&a.request.target)), Some(&from), &out).await?;
     out
 }
 
 pub(crate) async fn restore_as(cli: &Cli, ctx: &Ctx, a: &RestoreArgs, from: PathBuf, keys: KeySources) -> Result<(), Error> {
     let json = cli.json;
-    let mut req = restore::RestoreRequest::new(from, a.target.clone());
-    req.backup_id = a.backup.clone();
-    req.at = a.at.clone();
-    req.source_name = a.source.clone();
-    req.restore_type = match a.restore_type {
-        RestoreTypeArg::Full => restore::RestoreType::Full,
-        RestoreTypeArg::Selective => restore::RestoreType::Selective,
-        RestoreTypeArg::TenantOnly => restore::RestoreType::TenantOnly,
-    };
-    req.tables = a.tables.clone();
-    req.exclude_tables = a.exclude_tables.clone();
-    req.tenant_id = a.tenant.clone();
-    req.preserve_ids = !(a.as_copy || a.new_tenant_id.is_some());
-    req.new_tenant_id = a.new_tenant_id.clone();
-    req.new_tenant_name = a.new_tenant_name.clone();
-    req.references = a.reference.clone();
-    req.on_conflict = super::tenant::conflict_rules(&a.on_conflict)?;
-    req.regenerate = a.regenerate.clone();
-    req.create = a.create;
-    req.clean = a.clean;
-    req.safety_backup = !a.no_safety_backup;
-    req.tenant_column = a.tenant_column.clone();
-    req.tenants_table = a.tenants_table.clone();
-    if let Some(j) = a.jobs {
-        req.jobs = j.max(1);
-    }
+    let mut req = a.request.clone();
+    req.from = from;
+    req.as_copy(a.as_copy);
+    req.on_conflict = safehold_core::migrate::parse_conflict_rules(&a.on_conflict)?;
     let opened = restore::open(&req, &keys).await?;
     let cancel = cancel_on_ctrl_c();
     let plan = restore::plan(&req, &opened, a.dry_run, &cancel).await?;

@@ -80,23 +80,6 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: TenantCommand) -> Result<(),
     Ok(())
 }
 
-/// `TABLE=stop|keep-target|take-source|keep-both`, each.
-pub(crate) fn conflict_rules(given: &[String]) -> Result<std::collections::BTreeMap<String, Resolution>, Error> {
-    let mut out = std::collections::BTreeMap::new();
-    for c in given {
-        let (table, rule) = c.split_once('=').ok_or_else(|| Error::validation(format!("--on-conflict {c}: write TABLE=stop|keep-target|take-source|keep-both")))?;
-        let rule = match rule.trim().replace('_', "-").as_str() {
-            "stop" => Resolution::Stop,
-            "keep-target" => Resolution::KeepTarget,
-            "take-source" => Resolution::TakeSource,
-            "keep-both" => Resolution::KeepBoth,
-            other => return Err(Error::validation(format!("--on-conflict {table}={other}: the rule is stop, keep-target, take-source or keep-both"))),
-        };
-        out.insert(table.trim().to_string(), rule);
-    }
-    Ok(out)
-}
-
 pub(crate) fn migration_spec(kind: MigrationType, common: &MigrationArgs) -> Result<MigrationSpec, Error> {
     let mut spec = MigrationSpec { migration_type: Some(kind), migration_name: common.name.clone().unwrap_or_default(), ..Default::default() };
     if let Some(r) = &common.rules {
@@ -109,7 +92,7 @@ pub(crate) fn migration_spec(kind: MigrationType, common: &MigrationArgs) -> Res
         spec.mapping = file.tables;
         spec.references.extend(file.references.into_iter().filter(|r| !common.reference.contains(r)));
     }
-    spec.conflicts = conflict_rules(&common.on_conflict)?;
+    spec.conflicts = safehold_core::migrate::parse_conflict_rules(&common.on_conflict)?;
     for c in &common.regenerate {
         let (table, column) = c.trim().rsplit_once('.').ok_or_else(|| Error::validation(format!("--regenerate {c}: write TABLE.COLUMN")))?;
         spec.rules.push(safehold_core::migrate::rules::Rule { table: table.into(), column: column.into(), action: safehold_core::migrate::rules::Action::Regenerate { template: None } });

@@ -76,6 +76,24 @@ pub enum Resolution {
     KeepBoth,
 }
 
+/// Conflict rules as given on a command line: `TABLE=stop|keep-target|take-source|keep-both`
+/// each (`*` for every table).
+pub fn parse_conflict_rules(given: &[String]) -> Result<BTreeMap<String, Resolution>> {
+    let mut out = BTreeMap::new();
+    for c in given {
+        let (table, rule) = c.split_once('=').ok_or_else(|| Error::validation(format!("--on-conflict {c}: write TABLE=stop|keep-target|take-source|keep-both")))?;
+        let rule = match rule.trim().replace('_', "-").as_str() {
+            "stop" => Resolution::Stop,
+            "keep-target" => Resolution::KeepTarget,
+            "take-source" => Resolution::TakeSource,
+            "keep-both" => Resolution::KeepBoth,
+            other => return Err(Error::validation(format!("--on-conflict {table}={other}: the rule is stop, keep-target, take-source or keep-both"))),
+        };
+        out.insert(table.trim().to_string(), rule);
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportFormat {

@@ -34,10 +34,12 @@ use crate::unlock::KeySources;
 /// The spec's `restore_type`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum RestoreType {
     #[default]
     Full,
     Selective,
+    #[cfg_attr(feature = "clap", value(name = "tenant_only", alias = "tenant-only"))]
     TenantOnly,
 }
 
@@ -52,42 +54,87 @@ impl RestoreType {
 }
 
 /// Everything a restore needs to know. `from` and `target` are resolved by the host (a path and
-/// a URL that may hold a password: never stored).
+/// a URL that may hold a password: never stored). With the `clap` feature it is also the
+/// command line's `safehold restore` arguments (`help` gives the flag's text where the field's
+/// documentation speaks of the engine).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct RestoreRequest {
     /// A repository directory or an archive file.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub from: PathBuf,
     /// A backup of the repository (default: the newest, or the newest at `at`).
+    #[cfg_attr(feature = "clap", arg(long = "backup", conflicts_with = "at", help = "The backup's id (default: the newest in the repository)"))]
     pub backup_id: Option<String>,
     /// Point in time (RFC 3339): the newest backup whose snapshot is at or before it.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub at: Option<String>,
     /// With `at`: only backups of this source (its name as listings show it).
+    #[cfg_attr(feature = "clap", arg(long = "source", help = "With --at, when the repository holds backups of several databases: the source's name"))]
     pub source_name: Option<String>,
+    /// The database to restore into: postgres://user@host:port/db or sqlite:///path/to.db
+    #[cfg_attr(feature = "clap", arg(long))]
     pub target: String,
+    #[cfg_attr(feature = "clap", arg(long = "type", value_enum, default_value = "full"))]
     pub restore_type: RestoreType,
+    /// Selective: the tables to restore (comma-separated; schema.table or table).
+    #[cfg_attr(feature = "clap", arg(long, value_delimiter = ','))]
     pub tables: Vec<String>,
+    /// Selective: tables to leave out.
+    #[cfg_attr(feature = "clap", arg(long, value_delimiter = ','))]
     pub exclude_tables: Vec<String>,
+    /// Tenant only: the tenant's id.
+    #[cfg_attr(feature = "clap", arg(long = "tenant"))]
     pub tenant_id: Option<String>,
-    /// `false`: restore the tenant as a copy under a new tenant id.
+    /// `false`: restore the tenant as a copy under a new tenant id (the command line: `--as-copy`
+    /// or `--new-tenant-id`, see [`RestoreRequest::as_copy`]).
+    #[cfg_attr(feature = "clap", arg(skip = true))]
     pub preserve_ids: bool,
+    /// Tenant only: restore the tenant as a copy under this new tenant id (new keys everywhere).
+    #[cfg_attr(feature = "clap", arg(long, conflicts_with = "preserve_ids"))]
     pub new_tenant_id: Option<String>,
+    /// Tenant only, as a copy: the new tenant's name (the tenants table's `name` column).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub new_tenant_name: Option<String>,
     /// A tenant restored as a copy: how rows equal to a target row on a unique constraint are
     /// resolved, per table.
-    pub on_conflict: std::collections::BTreeMap<String, crate::migrate::Resolution>,
-    /// A tenant restored as a copy: columns (`TABLE.COLUMN`) whose values must differ, made anew.
+    /// (The command line gives them as `--on-conflict TABLE=RULE`, read by
+    /// [`crate::migrate::parse_conflict_rules`].)
+    #[cfg_attr(feature = "clap", arg(skip))]
+    pub on_conflict: ConflictRules,
+    /// Tenant only, as a copy: columns whose values must differ (TABLE.COLUMN, comma-separated),
+    /// each given a fresh value of the same form.
+    #[cfg_attr(feature = "clap", arg(long, value_delimiter = ','))]
     pub regenerate: Vec<String>,
-    /// A tenant restore: references no foreign key declares (`CHILD.COLUMN=PARENT.COLUMN`).
+    /// Tenant only: a reference no foreign key declares, CHILD.COLUMN=PARENT.COLUMN (with
+    /// ;TYPE_COLUMN=VALUE for a polymorphic one): the tenant's rows are found through it and a
+    /// copy follows it like a foreign key. Repeat for each.
+    #[cfg_attr(feature = "clap", arg(long = "reference"))]
     pub references: Vec<String>,
-    /// Create the target database (PostgreSQL) when it does not exist.
+    /// Create the target PostgreSQL database if it does not exist.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub create: bool,
-    /// Replace the target's objects (a full restore into a database that is not empty).
+    /// Full restore: drop the target's objects and restore in their place (one transaction).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub clean: bool,
     /// Take a safety backup before a destructive restore (skippable only explicitly).
+    #[cfg_attr(feature = "clap", arg(long = "no-safety-backup", action = clap::ArgAction::SetFalse, help = "Do not back up what a destructive restore replaces first"))]
     pub safety_backup: bool,
+    #[cfg_attr(feature = "clap", arg(long, default_value = "tenant_id"))]
     pub tenant_column: String,
+    #[cfg_attr(feature = "clap", arg(long, default_value = "tenants"))]
     pub tenants_table: String,
+    /// How many connections build the database (one per core unless given).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = default_jobs(), value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from)))]
     pub jobs: usize,
+}
+
+/// The conflict rules of a tenant copy: target table → what to do with a row that clashes.
+pub type ConflictRules = std::collections::BTreeMap<String, crate::migrate::Resolution>;
+
+/// One connection per core.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(2)
 }
 
 impl RestoreRequest {
@@ -104,9 +151,15 @@ impl RestoreRequest {
             safety_backup: true,
             tenant_column: "tenant_id".into(),
             tenants_table: "tenants".into(),
-            jobs: std::thread::available_parallelism().map(usize::from).unwrap_or(2),
+            jobs: default_jobs(),
             ..Default::default()
         }
+    }
+
+    /// A tenant restore as a copy (new ids) when asked (`--as-copy`) or when a new tenant id is
+    /// given; in place otherwise.
+    pub fn as_copy(&mut self, asked: bool) {
+        self.preserve_ids = !(asked || self.new_tenant_id.is_some());
     }
 
     /// A copy of a tenant adds rows and replaces none: everything else here replaces something.
