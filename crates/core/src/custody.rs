@@ -428,19 +428,7 @@ fn write_private_file(path: &std::path::Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// A writer whose key signed backups in a storage's repository, or that a key holder approved.
-#[derive(Debug, Clone, serde::Serialize, ts_rs::TS, PartialEq, Eq)]
-pub struct WriterInfo {
-    /// The writer's Ed25519 public key (hex).
-    pub public_key: String,
-    pub name: String,
-    /// On the repository's list of approved writers (a restore still checks the list against the
-    /// master key before it trusts it).
-    pub approved: bool,
-    pub approved_at: Option<String>,
-    /// Backups in the repository that this writer signed.
-    pub backups: u64,
-}
+pub use crate::repository::WriterInfo;
 
 /// The writers of the repository in storage `name_or_id`: those on its approved list and those
 /// whose signature is on its backups. Reads no secret.
@@ -448,25 +436,7 @@ pub async fn writers(ctx: &Ctx, name_or_id: &str) -> Result<Vec<WriterInfo>> {
     crate::context::require(ctx, crate::context::Permission::ViewHistory, "key.writers", name_or_id).await?;
     let store = crate::storage::find(ctx, name_or_id).await?;
     let Some(repo) = repository_of(ctx, &store).await? else { return Ok(Vec::new()) };
-    let headers = tokio::task::spawn_blocking(move || repo.list().map(|l| (repo, l))).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
-    let (repo, archives) = headers?;
-    let mut out: Vec<WriterInfo> = repo
-        .config
-        .writers
-        .clone()
-        .unwrap_or_default()
-        .list
-        .into_iter()
-        .map(|w| WriterInfo { public_key: w.public_key, name: w.name, approved: true, approved_at: Some(w.approved_at), backups: 0 })
-        .collect();
-    for (_, h) in archives {
-        let Some(w) = h.writer else { continue };
-        match out.iter_mut().find(|x| x.public_key == w.public_key) {
-            Some(x) => x.backups += 1,
-            None => out.push(WriterInfo { public_key: w.public_key, name: w.name, approved: false, approved_at: None, backups: 1 }),
-        }
-    }
-    Ok(out)
+    tokio::task::spawn_blocking(move || repo.writers()).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?
 }
 
 /// Approves a writer (by its public key, as [`writers`] lists it) into the repository in storage

@@ -390,3 +390,56 @@ async fn keychain_secret(keychain: Option<&Arc<dyn SecretStore>>, id: &str) -> R
         None => Ok(None),
     }
 }
+
+/// A writer whose key signed backups in a storage's repository, or that a key holder approved.
+#[derive(Debug, Clone, serde::Serialize, ts_rs::TS, PartialEq, Eq)]
+pub struct WriterInfo {
+    /// The writer's Ed25519 public key (hex).
+    pub public_key: String,
+    pub name: String,
+    /// On the repository's list of approved writers (a restore still checks the list against the
+    /// master key before it trusts it).
+    pub approved: bool,
+    pub approved_at: Option<String>,
+    /// Backups in the repository that this writer signed.
+    pub backups: u64,
+}
+
+impl Repository {
+    /// The writers of this repository: those on its approved list, and those whose signature is
+    /// on its backups (with how many each signed). Reads no secret.
+    pub fn writers(&self) -> Result<Vec<WriterInfo>> {
+        let mut out: Vec<WriterInfo> = self
+            .config
+            .writers
+            .clone()
+            .unwrap_or_default()
+            .list
+            .into_iter()
+            .map(|w| WriterInfo { public_key: w.public_key, name: w.name, approved: true, approved_at: Some(w.approved_at), backups: 0 })
+            .collect();
+        for (_, h) in self.list()? {
+            let Some(w) = h.writer else { continue };
+            match out.iter_mut().find(|x| x.public_key == w.public_key) {
+                Some(x) => x.backups += 1,
+                None => out.push(WriterInfo { public_key: w.public_key, name: w.name, approved: false, approved_at: None, backups: 1 }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The writer whose public key starts with `prefix` (at least 8 hex characters, as
+    /// [`Repository::writers`] lists them), among those that signed a backup here.
+    pub fn writer_by_prefix(&self, prefix: &str) -> Result<WriterInfo> {
+        let prefix = prefix.trim().to_ascii_lowercase();
+        let found: Vec<WriterInfo> = self.writers()?.into_iter().filter(|w| w.backups > 0 && prefix.len() >= 8 && w.public_key.starts_with(&prefix)).collect();
+        match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(Error::not_found(format!(
+                "no archive in {} was written by a key starting {prefix} (give at least 8 characters, as `safehold key writers` shows)",
+                self.dir.display()
+            ))),
+            _ => Err(Error::validation(format!("{prefix} starts several writers' keys: give more of it"))),
+        }
+    }
+}

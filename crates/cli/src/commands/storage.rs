@@ -6,14 +6,8 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<()
     use safehold_core::storage;
     match cmd {
         StorageCommand::Add { name, location, default, endpoint, region, quota, access_key_id } => {
-            let s = if safehold_core::remote::is_remote(Path::new(&location)) {
-                let credentials = access_key_id.map(credentials_from_stdin).transpose()?;
-                storage::add_remote(ctx, storage::RemoteStorageInput { name, url: location.clone(), endpoint, region, quota_bytes: quota, credentials, is_default: default }).await?
-            } else {
-                let path = PathBuf::from(&location);
-                let abs = if path.is_absolute() { path } else { std::env::current_dir().map_err(|e| Error::io("cannot read the current directory", &e))?.join(path) };
-                storage::add_local(ctx, &name, &abs, default).await?
-            };
+            let credentials = access_key_id.map(credentials_from_stdin).transpose()?;
+            let s = storage::add(ctx, storage::RemoteStorageInput { name, url: location.clone(), endpoint, region, quota_bytes: quota, credentials, is_default: default }).await?;
             if json {
                 print_json(&s);
             } else {

@@ -196,6 +196,24 @@ pub struct RemoteStorageInput {
     pub is_default: bool,
 }
 
+/// Adds a storage wherever `input.url` says: an object-store URL (`s3://`, `az://`, `gs://`,
+/// with the endpoint, region, quota and credentials given) or a folder (a relative path taken
+/// from the current directory; endpoint, region and credentials refused: they are for object
+/// storage).
+pub async fn add(ctx: &Ctx, input: RemoteStorageInput) -> Result<BackupStorage> {
+    if crate::remote::is_remote(std::path::Path::new(&input.url)) {
+        return add_remote(ctx, input).await;
+    }
+    if input.endpoint.is_some() || input.region.is_some() || input.credentials.is_some() {
+        return Err(Error::validation(format!(
+            "{} is a folder: an endpoint, a region and credentials are for object storage (s3://, az://, gs://); leave them out",
+            input.url
+        )));
+    }
+    let path = std::path::absolute(&input.url).map_err(|e| Error::io(format!("cannot resolve the folder {}", input.url), &e))?;
+    add_local(ctx, &input.name, &path, input.is_default).await
+}
+
 /// Registers a cloud storage: settings in the catalog, credentials in the keychain.
 pub async fn add_remote(ctx: &Ctx, input: RemoteStorageInput) -> Result<BackupStorage> {
     crate::context::require(ctx, crate::context::Permission::ManageStorage, "storage.add", &input.name).await?;

@@ -99,3 +99,29 @@ async fn a_full_disk_fails_the_backup_clearly_and_leaves_earlier_backups_intact(
     assert_eq!(left.len(), 1, "no partial archive remains: {left:?}");
     safehold_core::verify::quick(std::path::Path::new(&earlier.archive), Some(&earlier.sha256)).expect("the earlier backup is intact");
 }
+
+/// One way in for every kind of storage: a URL goes to the object store, a folder (relative to
+/// the current directory) is made absolute; object-storage settings on a folder are refused and
+/// add nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storage_is_added_by_its_location_alone() {
+    let h = home().await;
+    let input = |name: &str, url: &str| storage::RemoteStorageInput { name: name.into(), url: url.into(), endpoint: None, region: None, quota_bytes: None, credentials: None, is_default: false };
+    let folder = tempfile::tempdir().expect("tmp");
+    let s = storage::add(&h.ctx, input("Local", folder.path().to_str().expect("utf-8"))).await.expect("a folder");
+    assert_eq!(s.storage_config["path"], folder.path().display().to_string());
+    let relative = format!("safehold-test-storage-{}", std::process::id());
+    let s = storage::add(&h.ctx, input("Relative", &relative)).await.expect("a relative folder");
+    let made = std::env::current_dir().expect("cwd").join(&relative);
+    assert_eq!(s.storage_config["path"], made.display().to_string(), "taken from the current directory");
+    std::fs::remove_dir_all(&made).expect("clean up");
+    let mut wrong = input("Wrong", folder.path().to_str().expect("utf-8"));
+    wrong.endpoint = Some("http://127.0.0.1:9".into());
+    let e = storage::add(&h.ctx, wrong).await.expect_err("an endpoint for a folder");
+    assert!(e.message.contains("is a folder") && e.message.contains("object storage"), "{}", e.message);
+    let names: Vec<String> = storage::list(&h.ctx).await.expect("list").into_iter().map(|s| s.storage_name).collect();
+    assert!(names.contains(&"Local".to_string()) && !names.contains(&"Wrong".to_string()), "{names:?}");
+    let remote = storage::add(&h.ctx, input("Remote", "s3://no-such-bucket/x")).await.expect("an object store is recorded");
+    assert_eq!(format!("{:?}", remote.storage_type), "S3", "a URL goes to the object store");
+    assert!(!std::path::Path::new("s3:").exists(), "and makes no folder");
+}
