@@ -90,3 +90,69 @@ async fn deep_chain(ctx: &Ctx, file: &str, checksum: Option<&str>) -> Result<(St
         Ok((format!("every section of the backup{chain} decrypts, authenticates and matches its SHA-256; {rows} rows counted"), n, rows))
     })
 }
+
+/// One archive's check, as `safehold verify` of a repository reports it: its report, or why it
+/// failed (`{"archive", "ok": false, "error"}`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ArchiveCheck {
+    Sound(crate::verify::VerifyReport),
+    Failed { archive: String, ok: bool, error: String },
+}
+
+/// Checks every archive at `place` (a repository, or one archive file): quickly (its checksum
+/// against its trailer and against `recorded`, the catalog's checksums by canonical path) or,
+/// with `deep`, every section with `keys`. Each archive on its own: a damaged one is reported and
+/// the others still checked; a single archive's failure, or a key refused, is the error.
+pub async fn check_archives(place: &Path, deep: bool, keys: &crate::unlock::KeySources, recorded: &std::collections::HashMap<PathBuf, String>) -> Result<Vec<ArchiveCheck>> {
+    let (paths, repo) = archives_of(place)?;
+    let mut out = Vec::new();
+    for p in &paths {
+        let checked = async {
+            if deep {
+                let mut reader = crate::archive::ArchiveReader::open(p)?;
+                keys.unlock_archive(&mut reader, repo.as_ref()).await?;
+                crate::verify::deep_with(reader)
+            } else {
+                let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                crate::verify::quick_in(p, recorded.get(&canonical).map(String::as_str), repo.as_ref())
+            }
+        }
+        .await;
+        match checked {
+            Ok(report) => out.push(ArchiveCheck::Sound(report)),
+            Err(e) if paths.len() > 1 && e.code != ErrorCode::AuthFailed => out.push(ArchiveCheck::Failed { archive: p.display().to_string(), ok: false, error: e.message }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// The archives a verify checks: one, or every one in a repository (those that cannot even be
+/// opened included: they are reported as damaged, the others still checked).
+fn archives_of(target: &Path) -> Result<(Vec<PathBuf>, Option<crate::repository::Repository>)> {
+    if crate::repository::is_repository_location(target) {
+        let repo = crate::repository::Repository::open(target)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", target.display())))?;
+        let (ok, damaged) = repo.scan()?;
+        let mut all: Vec<PathBuf> = ok.into_iter().map(|(p, _)| p).chain(damaged.into_iter().map(|(p, _)| p)).collect();
+        all.sort();
+        Ok((all, Some(repo)))
+    } else {
+        Ok((vec![target.to_path_buf()], None))
+    }
+}
+
+/// Archive path → the SHA-256 the catalog in `home` recorded when it was written (empty when
+/// there is no catalog there, or its history may not be read without signing in).
+pub async fn recorded_checksums(home: &Path) -> std::collections::HashMap<PathBuf, String> {
+    if !home.join(crate::catalog::CATALOG_FILE).exists() {
+        return Default::default();
+    }
+    let Ok(ctx) = Ctx::open(home).await else { return Default::default() };
+    crate::history::executions(&ctx, i64::MAX)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| Some((std::fs::canonicalize(e.file_path?).ok()?, e.checksum?)))
+        .collect()
+}

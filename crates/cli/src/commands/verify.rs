@@ -28,46 +28,26 @@ pub(crate) async fn restore_test(a: &VerifyArgs, json: bool, place: &Path, keys:
 
 /// Every archive of a repository (or one) checked: its checksum, or with `--deep` every section.
 pub(crate) async fn check(a: &VerifyArgs, json: bool, place: &Path, keys: KeySources, home: Option<&Path>) -> Result<(), Error> {
-    let (paths, repo) = archives_of(place)?;
+    use safehold_core::checks::{self, ArchiveCheck};
     // The checksums the catalog recorded when the archives were written, if it knows them.
-    let recorded = recorded_checksums(home).await;
-    let mut reports = Vec::new();
-    let mut failed: Vec<String> = Vec::new();
-    for p in &paths {
-        // Each archive on its own: a damaged one is reported and the others still checked.
-        let checked = async {
-            if a.deep {
-                let mut reader = ArchiveReader::open(p)?;
-                keys.unlock_archive(&mut reader, repo.as_ref()).await?;
-                verify::deep_with(reader)
-            } else {
-                let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-                verify::quick_in(p, recorded.get(&canonical).map(String::as_str), repo.as_ref())
-            }
-        }
-        .await;
-        match checked {
-            Ok(report) => {
-                if !json {
-                    println!("ok  {}  {}  sha256 {}{}", report.archive_id, report.archive, report.sha256, if report.deep { format!("  {} sections, {} rows", report.sections, report.rows) } else { String::new() });
-                }
-                reports.push(serde_json::to_value(&report).unwrap_or_default());
-            }
-            Err(e) if paths.len() > 1 && e.code != ErrorCode::AuthFailed => {
-                if !json {
-                    println!("FAIL  {}  {}", p.display(), e.message);
-                }
-                reports.push(serde_json::json!({ "archive": p.display().to_string(), "ok": false, "error": e.message }));
-                failed.push(p.display().to_string());
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let recorded = match home.map(Path::to_path_buf).or_else(|| context::default_home().ok()) {
+        Some(h) => checks::recorded_checksums(&h).await,
+        None => Default::default(),
+    };
+    let results = checks::check_archives(place, a.deep, &keys, &recorded).await?;
+    let failed: Vec<&str> = results.iter().filter_map(|c| if let ArchiveCheck::Failed { archive, .. } = c { Some(archive.as_str()) } else { None }).collect();
     if json {
-        print_json(&reports);
+        print_json(&results);
+    } else {
+        for c in &results {
+            match c {
+                ArchiveCheck::Sound(r) => println!("ok  {}  {}  sha256 {}{}", r.archive_id, r.archive, r.sha256, if r.deep { format!("  {} sections, {} rows", r.sections, r.rows) } else { String::new() }),
+                ArchiveCheck::Failed { archive, error, .. } => println!("FAIL  {archive}  {error}"),
+            }
+        }
     }
     if !failed.is_empty() {
-        return Err(Error::validation(format!("{} of {} archives failed verification: {}; the others are sound", failed.len(), paths.len(), failed.join(", "))));
+        return Err(Error::validation(format!("{} of {} archives failed verification: {}; the others are sound", failed.len(), results.len(), failed.join(", "))));
     }
     Ok(())
 }
@@ -134,31 +114,4 @@ pub(crate) async fn inspect(json: bool, place: &Path, keys: KeySources) -> Resul
     Ok(())
 }
 
-/// The archives a verify checks: one, or every one in a repository (those that cannot even be
-/// opened included: they are reported as damaged, the others still checked).
-pub(crate) fn archives_of(target: &Path) -> Result<(Vec<PathBuf>, Option<Repository>), Error> {
-    if safehold_core::repository::is_repository_location(target) {
-        let repo = Repository::open(target)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", target.display())))?;
-        let (ok, damaged) = repo.scan()?;
-        let mut all: Vec<PathBuf> = ok.into_iter().map(|(p, _)| p).chain(damaged.into_iter().map(|(p, _)| p)).collect();
-        all.sort();
-        Ok((all, Some(repo)))
-    } else {
-        Ok((vec![target.to_path_buf()], None))
-    }
-}
 
-/// Archive path → SHA-256 recorded in the catalog (empty when there is no catalog).
-pub(crate) async fn recorded_checksums(home: Option<&Path>) -> std::collections::HashMap<PathBuf, String> {
-    let Some(home) = home.map(Path::to_path_buf).or_else(|| context::default_home().ok()) else { return Default::default() };
-    if !home.join(safehold_core::catalog::CATALOG_FILE).exists() {
-        return Default::default();
-    }
-    let Ok(ctx) = Ctx::open(&home).await else { return Default::default() };
-    safehold_core::history::executions(&ctx, i64::MAX)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|e| Some((std::fs::canonicalize(e.file_path?).ok()?, e.checksum?)))
-        .collect()
-}
