@@ -153,16 +153,19 @@ pub async fn cancel_backup(state: State<'_, AppState>, execution_id: String) -> 
 /// Cancels a queued or running job after checking the operator may (a refusal is audited).
 async fn cancel_job(state: &AppState, key: &str, permission: operators::Permission, action: &str) -> Res<bool> {
     operators::require(state.ctx()?, permission, action, key).await?;
-    if state.scheduler.as_ref().is_some_and(|s| s.cancel(key)) {
-        return Ok(true);
-    }
-    let running = state.running.lock().map_err(|_| Error::new(safehold_core::ErrorCode::Internal, "state lock poisoned"))?;
-    match running.get(key) {
-        Some(t) => {
-            t.cancel();
-            Ok(true)
-        }
-        None => Ok(false),
+    Ok(state.scheduler.as_ref().is_some_and(|s| s.cancel(key)))
+}
+
+/// Heavy work asked for from a tab, run in a slot of the engine's job runner (which keeps the
+/// one registry of cancel tokens, under `key`); without a runner it runs at once.
+async fn in_slot<T, F, Fut>(state: &AppState, key: &str, work: F) -> Res<T>
+where
+    F: FnOnce(safehold_core::source::CancelToken) -> Fut,
+    Fut: std::future::Future<Output = Res<T>>,
+{
+    match &state.scheduler {
+        Some(s) => s.run_in_slot(key, work).await,
+        None => work(safehold_core::source::CancelToken::new()).await,
     }
 }
 
@@ -200,33 +203,21 @@ pub async fn cancel_restore(state: State<'_, AppState>, restore_id: String) -> R
 /// result is kept on the backup's record.
 #[tauri::command]
 pub async fn check_backup(state: State<'_, AppState>, execution_id: String, deep: bool) -> Res<safehold_core::checks::BackupCheck> {
+    let ctx = state.ctx()?;
+    if !deep {
+        return safehold_core::checks::check_backup(ctx, &execution_id, false).await;
+    }
     // A deep check reads every archive of the chain: it waits for a slot of the job runner.
-    let _slot = match (&state.scheduler, deep) {
-        (Some(s), true) => s.slot().await,
-        _ => None,
-    };
-    safehold_core::checks::check_backup(state.ctx()?, &execution_id, deep).await
+    in_slot(&state, &format!("check:{execution_id}"), |_| safehold_core::checks::check_backup(ctx, &execution_id, true)).await
 }
 
 /// Verifies a backup by restoring it into a scratch database on its source's server.
 #[tauri::command]
 pub async fn verify_by_restoring(state: State<'_, AppState>, execution_id: String) -> Res<safehold_core::restore::RestoreTestReport> {
-    // A heavy job: it waits for a slot of the job runner.
-    let _slot = match &state.scheduler {
-        Some(s) => s.slot().await,
-        None => None,
-    };
-    // Cancel stops it (cancel_verify): the scratch database is dropped either way.
-    let key = format!("verify:{execution_id}");
-    let cancel = safehold_core::source::CancelToken::new();
-    if let Ok(mut running) = state.running.lock() {
-        running.insert(key.clone(), cancel.clone());
-    }
-    let report = restores::verify_by_restoring(state.ctx()?, &execution_id, &cancel).await;
-    if let Ok(mut running) = state.running.lock() {
-        running.remove(&key);
-    }
-    report
+    // A heavy job: it waits for a slot of the job runner; Cancel stops it (cancel_verify) and the
+    // scratch database is dropped either way.
+    let ctx = state.ctx()?;
+    in_slot(&state, &format!("verify:{execution_id}"), |cancel| async move { restores::verify_by_restoring(ctx, &execution_id, &cancel).await }).await
 }
 
 /// Cancels a running "Verify by restoring" of a backup.
@@ -245,20 +236,8 @@ pub async fn preview_retention(state: State<'_, AppState>, configuration_id: Str
 #[tauri::command]
 pub async fn apply_retention(state: State<'_, AppState>, configuration_id: String) -> Res<safehold_core::retention::RetentionPlan> {
     // Cancel (cancel_retention) works while it waits for a slot and between two deletions.
-    let key = format!("retention:{configuration_id}");
-    let cancel = safehold_core::source::CancelToken::new();
-    if let Ok(mut running) = state.running.lock() {
-        running.insert(key.clone(), cancel.clone());
-    }
-    let _slot = match &state.scheduler {
-        Some(s) => s.slot().await,
-        None => None,
-    };
-    let plan = safehold_core::retention::apply_cancellable(state.ctx()?, &configuration_id, &cancel).await;
-    if let Ok(mut running) = state.running.lock() {
-        running.remove(&key);
-    }
-    plan
+    let ctx = state.ctx()?;
+    in_slot(&state, &format!("retention:{configuration_id}"), |cancel| async move { safehold_core::retention::apply_cancellable(ctx, &configuration_id, &cancel).await }).await
 }
 
 /// Cancels retention being applied for a configuration (what is deleted stays deleted).
@@ -361,11 +340,8 @@ pub async fn propose_migration(state: State<'_, AppState>, spec: MigrationSpec) 
 /// Validation: the whole migration run in a transaction that is rolled back; its report.
 #[tauri::command]
 pub async fn validate_migration(state: State<'_, AppState>, spec: MigrationSpec) -> Res<MigrationReport> {
-    let _slot = match &state.scheduler {
-        Some(s) => s.slot().await,
-        None => None,
-    };
-    migrate::records::validate(state.ctx()?, &spec).await
+    let ctx = state.ctx()?;
+    in_slot(&state, &format!("validate:{}", spec.migration_name), |_| migrate::records::validate(ctx, &spec)).await
 }
 
 /// Starts a migration through the job runner; returns the migration job's id at once.

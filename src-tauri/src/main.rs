@@ -10,8 +10,6 @@ use safehold_core::{context, demo, Ctx, Error};
 /// What the commands share: the engine context, or why it could not be opened (shown by the UI).
 pub struct AppState {
     pub ctx: Result<Ctx, Error>,
-    /// Backups running now, by execution id, with the token that cancels them.
-    pub running: std::sync::Mutex<std::collections::HashMap<String, safehold_core::source::CancelToken>>,
     /// The scheduler and job runner for backups (scheduled and "Run Now").
     pub scheduler: Option<std::sync::Arc<safehold_core::scheduler::Scheduler>>,
 }
@@ -211,7 +209,7 @@ fn main() {
                 }
             }
         })
-        .manage(AppState { ctx, running: Default::default(), scheduler })
+        .manage(AppState { ctx, scheduler })
         .invoke_handler(tauri::generate_handler![
             commands::startup_status,
             commands::session_info,

@@ -294,6 +294,31 @@ impl Scheduler {
         self.permits.clone().acquire_owned().await.ok()
     }
 
+    /// Runs heavy work asked for outside the queue (a test restore, retention on demand, a deep
+    /// check, a validation) in a slot of the runner: it waits for one, and [`Scheduler::cancel`]
+    /// with `key` stops it while it waits (nothing is done) or runs (the work checks the token).
+    /// One registry of cancel tokens for every job, queued or not.
+    pub async fn run_in_slot<T, F, Fut>(&self, key: &str, work: F) -> Result<T>
+    where
+        F: FnOnce(CancelToken) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let token = CancelToken::new();
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(key.to_string(), token.clone());
+        }
+        let out = async {
+            let _permit = self.slot().await;
+            token.check().map_err(|_| Error::new(crate::ErrorCode::Cancelled, "cancelled while waiting for a free slot; nothing was done"))?;
+            work(token.clone()).await
+        }
+        .await;
+        if let Ok(mut t) = self.tokens.lock() {
+            t.remove(key);
+        }
+        out
+    }
+
     /// Queues a recorded restore (see `restores::start`) behind the running jobs; it runs when a
     /// slot is free and can be cancelled while queued or running.
     pub fn submit_restore(self: &Arc<Self>, restore_id: &str, req: crate::restore::RestoreRequest, keys: crate::unlock::KeySources) -> CancelToken {

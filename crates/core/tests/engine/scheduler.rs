@@ -283,3 +283,56 @@ async fn other_heavy_work_waits_for_a_slot_and_the_success_notification_is_a_set
     safehold_core::scheduler::set_notify_on_success(&ctx, true).await.expect("turn on");
     assert!(safehold_core::scheduler::notify_on_success(&ctx).await.expect("read"));
 }
+
+/// Heavy work asked for outside the queue (a test restore, retention on demand) waits for a slot
+/// of the runner and is cancelled through the runner's one registry: while it waits nothing is
+/// done; while it runs its token says so. (Each step waits on a condition with a deadline, not on
+/// time.)
+#[tokio::test(flavor = "multi_thread")]
+async fn work_outside_the_queue_waits_for_a_slot_and_cancels_through_the_runner() {
+    let h = crate::support::home().await;
+    let s = Scheduler::new(h.ctx.clone(), 1, Arc::new(|_| {}));
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // The only slot is taken: the work waits, is cancelled while waiting, and never runs.
+    let held = s.slot().await.expect("the slot");
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s2, ran2) = (s.clone(), ran.clone());
+    let waiting = tokio::spawn(async move {
+        s2.run_in_slot("retention:x", |_| async move {
+            ran2.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+    });
+    until("the waiting work is registered and cancelled", || s.cancel("retention:x")).await;
+    drop(held);
+    let e = waiting.await.expect("join").expect_err("cancelled while waiting");
+    assert_eq!(e.code, safehold_core::ErrorCode::Cancelled, "{e:?}");
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "work cancelled while it waited does not run");
+    assert!(!s.cancel("retention:x"), "its token is gone with it");
+
+    // Running: the cancel reaches the work's token.
+    let (s3, started) = (s.clone(), Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let started2 = started.clone();
+    let running = tokio::spawn(async move {
+        s3.run_in_slot("verify:y", |token| async move {
+            started2.store(true, std::sync::atomic::Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !token.is_cancelled() {
+                assert!(std::time::Instant::now() < deadline, "the cancel never arrived");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            token.check()
+        })
+        .await
+    });
+    until("the work runs", || started.load(std::sync::atomic::Ordering::SeqCst)).await;
+    assert!(s.cancel("verify:y"), "a running job is known to the runner");
+    assert_eq!(running.await.expect("join").expect_err("cancelled").code, safehold_core::ErrorCode::Cancelled);
+}
