@@ -3,11 +3,12 @@ import { api } from "./api";
 import { BackupDashboard } from "./dashboard/BackupDashboard";
 import { ErrorBox, Loading } from "./components/states";
 import { SessionProvider, SignIn, useSessionInfo } from "./session/Session";
+import { queryKeys } from "./api/queries";
 
 /** Checks that the engine started (catalog opened, demo set up), then who is signed in, before
  * showing the dashboard. */
 export function App() {
-  const status = useQuery({ queryKey: ["startup"], queryFn: api.startupStatus });
+  const status = useQuery({ queryKey: queryKeys.startup, queryFn: api.startupStatus });
   const session = useSessionInfo();
   if (status.isPending) return <Loading what="Safehold" />;
   if (status.isError)

@@ -40,6 +40,7 @@ pub fn typescript() -> String {
         history::RestoreOperation::decl(&cfg),
         history::MigrationJob::decl(&cfg),
         demo::DemoReport::decl(&cfg),
+        crate::jobs::JobKind::decl(&cfg),
         context::JobEvent::decl(&cfg),
         backup::BackupOutcome::decl(&cfg),
         restore::RestoreType::decl(&cfg),

@@ -4,6 +4,8 @@
 use serde::Serialize;
 use ts_rs::TS;
 
+use sqlx::AssertSqlSafe;
+
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
@@ -102,19 +104,20 @@ pub async fn executions(ctx: &Ctx, limit: i64) -> Result<Vec<BackupExecution>> {
     executions_with(ctx, limit, None).await
 }
 
-/// The newest `limit` backup executions with the given status (all when `None`).
-pub async fn executions_with(ctx: &Ctx, limit: i64, status: Option<JobStatus>) -> Result<Vec<BackupExecution>> {
-    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.executions", "backups").await?;
-    sqlx::query_as(
-        "SELECT e.id, e.configuration_id, c.configuration_name, e.backup_type, e.status, \
+/// A backup execution row with its configuration's name, who started it and its latest second copy.
+const EXECUTIONS: &str = "SELECT e.id, e.configuration_id, c.configuration_name, e.backup_type, e.status, \
          coalesce(e.started_at, '') AS started_at, e.completed_at, e.file_path, e.file_size, e.compressed_size, \
          e.tenant_count, e.table_count, e.record_count, e.checksum, e.error_message, coalesce(e.metadata, '{}') AS metadata, e.deleted_at, \
          o.name AS initiated_by, \
          (SELECT json_object('storage_name', k.storage_name, 'status', k.status, 'file_path', k.file_path, 'error_message', k.error_message, 'created_at', k.created_at) \
             FROM backup_copies k WHERE k.backup_execution_id = e.id ORDER BY k.created_at DESC LIMIT 1) AS second_copy \
-         FROM backup_executions e LEFT JOIN backup_configurations c ON c.id = e.configuration_id LEFT JOIN operators o ON o.id = e.initiated_by \
-         WHERE ?1 IS NULL OR e.status = ?1 \
-         ORDER BY e.started_at DESC LIMIT ?2",
+         FROM backup_executions e LEFT JOIN backup_configurations c ON c.id = e.configuration_id LEFT JOIN operators o ON o.id = e.initiated_by ";
+
+/// The newest `limit` backup executions with the given status (all when `None`).
+pub async fn executions_with(ctx: &Ctx, limit: i64, status: Option<JobStatus>) -> Result<Vec<BackupExecution>> {
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.executions", "backups").await?;
+    sqlx::query_as(
+        AssertSqlSafe(format!("{EXECUTIONS} WHERE ?1 IS NULL OR e.status = ?1 ORDER BY e.started_at DESC LIMIT ?2")),
     )
     .bind(status)
     .bind(limit)
@@ -123,20 +126,55 @@ pub async fn executions_with(ctx: &Ctx, limit: i64, status: Option<JobStatus>) -
     .map_err(|e| Error::catalog("list the backup executions", &e))
 }
 
-pub async fn restores(ctx: &Ctx, limit: i64) -> Result<Vec<RestoreOperation>> {
-    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.restores", "restores").await?;
-    sqlx::query_as(
-        "SELECT r.id, r.backup_execution_id, r.restore_type, r.target_tenant_id, r.restore_point, r.status, \
+/// One backup execution by its id (a key lookup, however long the history).
+pub async fn execution(ctx: &Ctx, id: &str) -> Result<BackupExecution> {
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.executions", id).await?;
+    sqlx::query_as(AssertSqlSafe(format!("{EXECUTIONS} WHERE e.id = ?")))
+        .bind(id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read a backup execution", &e))?
+        .ok_or_else(|| Error::not_found(format!("no backup has the id {id} in the catalog")))
+}
+
+/// The completed backups of a configuration whose archives are still there, newest first.
+pub async fn kept_executions_of(ctx: &Ctx, configuration_id: &str) -> Result<Vec<BackupExecution>> {
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.executions", configuration_id).await?;
+    sqlx::query_as(AssertSqlSafe(format!("{EXECUTIONS} WHERE e.configuration_id = ? AND e.status = 'completed' AND e.deleted_at IS NULL ORDER BY e.started_at DESC")))
+        .bind(configuration_id)
+        .fetch_all(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("list a configuration's backups", &e))
+}
+
+/// A restore operation row with the name of who started it.
+const RESTORES: &str = "SELECT r.id, r.backup_execution_id, r.restore_type, r.target_tenant_id, r.restore_point, r.status, \
          coalesce(r.progress_percentage, 0) AS progress_percentage, r.tables_to_restore, r.exclude_tables, \
          coalesce(r.preserve_ids, 0) AS preserve_ids, coalesce(r.started_at, '') AS started_at, r.completed_at, \
          coalesce(o.name, r.initiated_by) AS initiated_by, \
          r.error_message, coalesce(r.restored_records, '{}') AS restored_records, r.target, r.source_archive, r.safety_backup_id, \
-         r.new_tenant_id, r.current_table FROM restore_operations r LEFT JOIN operators o ON o.id = r.initiated_by ORDER BY r.started_at DESC LIMIT ?",
+         r.new_tenant_id, r.current_table FROM restore_operations r LEFT JOIN operators o ON o.id = r.initiated_by";
+
+pub async fn restores(ctx: &Ctx, limit: i64) -> Result<Vec<RestoreOperation>> {
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.restores", "restores").await?;
+    sqlx::query_as(
+        AssertSqlSafe(format!("{RESTORES} ORDER BY r.started_at DESC LIMIT ?")),
     )
     .bind(limit)
     .fetch_all(&ctx.pool)
     .await
     .map_err(|e| Error::catalog("list the restore operations", &e))
+}
+
+/// One restore operation by its id.
+pub async fn restore(ctx: &Ctx, id: &str) -> Result<RestoreOperation> {
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.restores", id).await?;
+    sqlx::query_as(AssertSqlSafe(format!("{RESTORES} WHERE r.id = ?")))
+        .bind(id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read a restore operation", &e))?
+        .ok_or_else(|| Error::not_found(format!("no restore {id}")))
 }
 
 pub async fn migrations(ctx: &Ctx, limit: i64) -> Result<Vec<MigrationJob>> {

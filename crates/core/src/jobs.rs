@@ -61,11 +61,20 @@ pub enum JobStatus {
     Cancelled,
 }
 
+/// The kinds of jobs whose progress and end are pushed to the app (the UI maps each to the lists
+/// it refreshes, and its type check fails on a kind it does not map).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Backup,
+    Restore,
+    Migration,
+}
+
 /// A job's progress or end, pushed as it happens.
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct JobEvent {
-    /// "backup" or "restore"
-    pub kind: String,
+    pub kind: JobKind,
     pub id: String,
     /// Set when the job ended: completed, failed or cancelled.
     pub status: Option<JobStatus>,
@@ -76,9 +85,9 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
-    /// A job's progress (`kind`: backup or restore).
-    pub fn progress(kind: &str, id: &str, p: &Progress) -> Self {
-        Self { kind: kind.into(), id: id.to_string(), status: None, table: p.table.clone(), tables_done: p.tables_done, tables_total: p.tables_total, rows: p.rows }
+    /// A job's progress.
+    pub fn progress(kind: JobKind, id: &str, p: &Progress) -> Self {
+        Self { kind, id: id.to_string(), status: None, table: p.table.clone(), tables_done: p.tables_done, tables_total: p.tables_total, rows: p.rows }
     }
 }
 

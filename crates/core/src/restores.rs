@@ -51,11 +51,10 @@ pub struct RestoreForm {
 
 /// Turns a form into a request (the target's URL, with its password, stays in memory).
 pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
-    let exec = history::executions(ctx, i64::MAX)
-        .await?
-        .into_iter()
-        .find(|e| e.id == form.backup_execution_id)
-        .ok_or_else(|| Error::not_found("choose a backup to restore: the one selected is not in the catalog any more"))?;
+    let exec = history::execution(ctx, &form.backup_execution_id).await.map_err(|e| match e.code {
+        crate::ErrorCode::NotFound => Error::not_found("choose a backup to restore: the one selected is not in the catalog any more"),
+        _ => e,
+    })?;
     let file = exec
         .file_path
         .clone()
@@ -178,7 +177,7 @@ pub async fn start(ctx: &Ctx, form: &RestoreForm) -> Result<(String, RestoreRequ
 }
 
 async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
-    ctx.emit(crate::context::JobEvent::progress("restore", id, p));
+    ctx.emit(crate::context::JobEvent::progress(crate::jobs::JobKind::Restore, id, p));
     let pct = (p.tables_done * 100).checked_div(p.tables_total).unwrap_or(0).min(99);
     let _ = sqlx::query("UPDATE restore_operations SET progress_percentage = ?, current_table = ? WHERE id = ?")
         .bind(i64::try_from(pct).unwrap_or(0))
@@ -282,7 +281,7 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
         }
     }
     ctx.emit(crate::context::JobEvent {
-        kind: "restore".into(),
+        kind: crate::jobs::JobKind::Restore,
         id: id.to_string(),
         status: Some(match &result {
             Ok(_) => crate::history::JobStatus::Completed,
@@ -299,7 +298,7 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
 
 /// One restore operation by id.
 pub async fn get(ctx: &Ctx, id: &str) -> Result<RestoreOperation> {
-    history::restores(ctx, i64::MAX).await?.into_iter().find(|r| r.id == id).ok_or_else(|| Error::not_found(format!("no restore {id}")))
+    history::restore(ctx, id).await
 }
 
 /// "Verify by restoring" from the app: the backup restored into a scratch database on its
@@ -307,11 +306,10 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<RestoreOperation> {
 /// live source.
 pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str, cancel: &CancelToken) -> Result<crate::restore::RestoreTestReport> {
     crate::context::require(ctx, crate::context::Permission::RestoreData, "backup.verify_restore", backup_execution_id).await?;
-    let exec = history::executions(ctx, i64::MAX)
-        .await?
-        .into_iter()
-        .find(|e| e.id == backup_execution_id)
-        .ok_or_else(|| Error::not_found("the selected backup is not in the catalog any more"))?;
+    let exec = history::execution(ctx, backup_execution_id).await.map_err(|e| match e.code {
+        crate::ErrorCode::NotFound => Error::not_found("the selected backup is not in the catalog any more"),
+        _ => e,
+    })?;
     let file = exec.file_path.clone().filter(|_| exec.status == history::JobStatus::Completed).ok_or_else(|| Error::validation("choose a completed backup"))?;
     let config_id = exec.configuration_id.clone().ok_or_else(|| Error::validation("this backup belongs to no configuration, so its source server is unknown; test it with safehold verify --restore-test --scratch URL"))?;
     let config = crate::configurations::get(ctx, &config_id).await?;

@@ -16,7 +16,7 @@ use crate::catalog::{audit, now};
 use crate::configurations;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::history::{self, JobStatus};
+use crate::history;
 use crate::source::CancelToken;
 
 #[derive(Debug, Clone, Copy, Serialize, TS, PartialEq, Eq)]
@@ -82,11 +82,7 @@ pub async fn preview_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) ->
     crate::context::require(ctx, crate::context::Permission::ViewHistory, "retention.preview", configuration_id).await?;
     let config = configurations::get(ctx, configuration_id).await?;
     let cutoff = at - Duration::days(config.retention_days);
-    let execs: Vec<_> = history::executions(ctx, i64::MAX)
-        .await?
-        .into_iter()
-        .filter(|e| e.configuration_id.as_deref() == Some(configuration_id) && e.status == JobStatus::Completed && e.deleted_at.is_none())
-        .collect();
+    let execs = history::kept_executions_of(ctx, configuration_id).await?;
     let paths: Vec<PathBuf> = execs.iter().filter_map(|e| e.file_path.as_ref().map(PathBuf::from)).collect();
     let (parents, _) = repository_chains(&paths);
     // archive id of each execution (from its file's plaintext header).

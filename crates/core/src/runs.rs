@@ -40,7 +40,7 @@ pub async fn enqueue(ctx: &Ctx, configuration_id: &str) -> Result<String> {
 
 
 async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
-    ctx.emit(crate::context::JobEvent::progress("backup", id, p));
+    ctx.emit(crate::context::JobEvent::progress(crate::jobs::JobKind::Backup, id, p));
     let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.progress', json(?)) WHERE id = ?")
         .bind(json!({ "table": p.table, "tables_done": p.tables_done, "tables_total": p.tables_total, "rows": p.rows }).to_string())
         .bind(id)
@@ -123,13 +123,9 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
             audit(&ctx.pool, &by, "backup.run", &name, "failure", Some(&e.message)).await?;
         }
     }
-    let done = crate::history::executions(ctx, 500)
-        .await?
-        .into_iter()
-        .find(|x| x.id == execution_id)
-        .ok_or_else(|| Error::not_found("the backup's record vanished"))?;
+    let done = crate::history::execution(ctx, execution_id).await?;
     ctx.emit(crate::context::JobEvent {
-        kind: "backup".into(),
+        kind: crate::jobs::JobKind::Backup,
         id: execution_id.to_string(),
         status: Some(done.status),
         table: None,

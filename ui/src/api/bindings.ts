@@ -235,11 +235,9 @@ export type DemoReport = {
  */
 created: boolean, database_path: string, tenants: number, rows: number, };
 
-export type JobEvent = { 
-/**
- * "backup" or "restore"
- */
-kind: string, id: string, 
+export type JobKind = "backup" | "restore" | "migration";
+
+export type JobEvent = { kind: JobKind, id: string, 
 /**
  * Set when the job ended: completed, failed or cancelled.
  */

@@ -6,6 +6,7 @@ import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../compo
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { useSession } from "../session/Session";
 import { formatDate, formatDuration, formatFileSize } from "../components/format";
+import { queryKeys } from "../api/queries";
 
 export function StatusIcon({ status }: { status: string }) {
   switch (status) {
@@ -59,7 +60,7 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
   const cancel = useMutation({ mutationFn: () => api.cancelBackup(backup.id) });
   const check = useMutation({
     mutationFn: (deep: boolean) => api.checkBackup(backup.id, deep),
-    onSuccess: () => void queryClient.invalidateQueries({ queryKey: ["executions"] }),
+    onSuccess: () => void queryClient.invalidateQueries({ queryKey: queryKeys.executions }),
   });
   // The newer of this row's own check and the one recorded (another window or the CLI may have checked since).
   const recorded = (backup.metadata as { last_check?: BackupCheck })?.last_check;
@@ -168,7 +169,7 @@ export function RecentBackups() {
   const [status, setStatus] = useState<JobStatus | "">("");
   const [limit, setLimit] = useState(PAGE);
   const query = useQuery({
-    queryKey: ["executions", "recent", limit, status],
+    queryKey: queryKeys.executionsRecent(limit, status),
     queryFn: () => api.listExecutions(limit, status || null),
     // Follow running backups live.
     // Every second while a backup runs; every few seconds otherwise, so scheduled backups appear.

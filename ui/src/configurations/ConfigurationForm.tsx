@@ -3,6 +3,7 @@ import { useQuery } from "@tanstack/react-query";
 import { api, ApiError, DEFAULT_CONFIGURATION_INPUT, type BackupConfiguration, type ConfigurationInput, type CronPreview, type FieldError } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { ErrorBox } from "../components/states";
+import { queryKeys } from "../api/queries";
 
 const input = "w-full rounded-md border border-slate-300 px-3 py-2 text-sm";
 
@@ -48,8 +49,8 @@ export function ConfigurationForm({
   editing: BackupConfiguration | null;
   onDone: (saved: BackupConfiguration | null) => void;
 }) {
-  const storage = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
-  const connections = useQuery({ queryKey: ["connections"], queryFn: api.listConnections });
+  const storage = useQuery({ queryKey: queryKeys.storage, queryFn: api.listStorage });
+  const connections = useQuery({ queryKey: queryKeys.connections, queryFn: api.listConnections });
   const [value, setValue] = useState<ConfigurationInput>(() =>
     editing ? toInput(editing) : defaultInput("", ""),
   );

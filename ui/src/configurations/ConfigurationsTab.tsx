@@ -8,6 +8,7 @@ import { Empty, ErrorBox, QueryView } from "../components/states";
 import { ConfigurationForm } from "./ConfigurationForm";
 import { RetentionPanel } from "./RetentionPanel";
 import { useSession } from "../session/Session";
+import { queryKeys } from "../api/queries";
 
 /** When the configuration runs next, and how its last backup went. */
 function RunStatus({ status }: { status: ConfigurationStatus }) {
@@ -33,12 +34,12 @@ function ConfigurationRow({ config, onEdit, status }: { config: BackupConfigurat
   const manage = may("backup:manage_all");
   const [confirming, setConfirming] = useState(false);
   const [retention, setRetention] = useState(false);
-  const refresh = () => queryClient.invalidateQueries({ queryKey: ["configurations"] });
+  const refresh = () => queryClient.invalidateQueries({ queryKey: queryKeys.configurations });
   const toggle = useMutation({ mutationFn: () => api.setConfigurationActive(config.id, !config.is_active), onSuccess: refresh });
   const remove = useMutation({ mutationFn: () => api.deleteConfiguration(config.id), onSuccess: refresh });
   const run = useMutation({
     mutationFn: () => api.runBackupNow(config.id),
-    onSuccess: () => queryClient.invalidateQueries({ queryKey: ["executions"] }),
+    onSuccess: () => queryClient.invalidateQueries({ queryKey: queryKeys.executions }),
   });
   return (
     <div className="p-4 border rounded-lg" data-testid="configuration" data-name={config.configuration_name}>
@@ -98,16 +99,16 @@ function ConfigurationRow({ config, onEdit, status }: { config: BackupConfigurat
 
 export function ConfigurationsTab({ creating, onCreatingChange }: { creating: boolean; onCreatingChange: (v: boolean) => void }) {
   const queryClient = useQueryClient();
-  const query = useQuery({ queryKey: ["configurations"], queryFn: api.listConfigurations });
+  const query = useQuery({ queryKey: queryKeys.configurations, queryFn: api.listConfigurations });
   // Next runs move with the clock and last backups with every run: refreshed every few seconds.
-  const overview = useQuery({ queryKey: ["executions", "configuration-overview"], queryFn: api.configurationOverview, refetchInterval: 10_000 });
+  const overview = useQuery({ queryKey: queryKeys.configurationOverview, queryFn: api.configurationOverview, refetchInterval: 10_000 });
   const { may } = useSession();
   const [editing, setEditing] = useState<BackupConfiguration | null>(null);
   const formOpen = creating || editing !== null;
   const close = (saved: BackupConfiguration | null) => {
     onCreatingChange(false);
     setEditing(null);
-    if (saved) queryClient.invalidateQueries({ queryKey: ["configurations"] });
+    if (saved) queryClient.invalidateQueries({ queryKey: queryKeys.configurations });
   };
   return (
     <div className="space-y-4">

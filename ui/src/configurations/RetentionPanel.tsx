@@ -4,15 +4,16 @@ import { api, type RetentionPlan } from "../api";
 import { Badge, Button } from "../components/ui";
 import { ErrorBox, QueryView } from "../components/states";
 import { formatDate, formatFileSize } from "../components/format";
+import { queryKeys } from "../api/queries";
 
 export function RetentionPanel({ configurationId, onClose }: { configurationId: string; onClose: () => void }) {
   const queryClient = useQueryClient();
-  const preview = useQuery({ queryKey: ["retention", configurationId], queryFn: () => api.previewRetention(configurationId) });
+  const preview = useQuery({ queryKey: queryKeys.retention(configurationId), queryFn: () => api.previewRetention(configurationId) });
   const apply = useMutation({
     mutationFn: () => api.applyRetention(configurationId),
     onSuccess: () => {
-      void queryClient.invalidateQueries({ queryKey: ["executions"] });
-      void queryClient.invalidateQueries({ queryKey: ["retention", configurationId] });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.executions });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.retention(configurationId) });
     },
   });
   return (

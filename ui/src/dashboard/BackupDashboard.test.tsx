@@ -83,6 +83,7 @@ import { BackupDashboard } from "./BackupDashboard";
 import { App } from "../App";
 import { SessionProvider } from "../session/Session";
 import type { Acting, Permission, Role, SessionInfo } from "../api/bindings";
+import { staleAfterEvent } from "../api/queries";
 
 const mocked = vi.mocked(api, true);
 
@@ -377,6 +378,15 @@ describe("BackupDashboard", () => {
     const before = mocked.listExecutions.mock.calls.length;
     push?.({ kind: "backup", id: "2", status: "completed", table: null, tables_done: 5, tables_total: 5, rows: 10 });
     await waitFor(() => expect(mocked.listExecutions.mock.calls.length).toBeGreaterThan(before));
+  });
+
+  it("refreshes what each kind of job changes, and only that", () => {
+    // A migration's events refresh the migrations, not the backups (they once did); a restore's
+    // also the backups (its safety backup); every kind the engine has is mapped.
+    const keys = (kind: import("../api").JobKind) => staleAfterEvent({ kind, id: "1", status: null, table: null, tables_done: 0, tables_total: 0, rows: 0 }).map((k) => k[0]);
+    expect(keys("migration")).toEqual(["migrations"]);
+    expect(keys("backup")).toEqual(["executions"]);
+    expect(keys("restore")).toEqual(["restores", "executions"]);
   });
 
   it("labels scheduled runs and runs skipped because the previous one was still running", async () => {

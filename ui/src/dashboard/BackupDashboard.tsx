@@ -15,6 +15,7 @@ import { FirstOperator, SessionBar, useSession } from "../session/Session";
 import { OperatorsTab } from "../session/OperatorsTab";
 import { AuditTab } from "../session/AuditTab";
 import type { Permission } from "../api";
+import { queryKeys, staleAfterEvent } from "../api/queries";
 
 const TABS: { value: string; label: string; needs?: Permission }[] = [
   { value: "executions", label: "Recent Backups" },
@@ -36,7 +37,7 @@ export function BackupDashboard() {
   const [settings, setSettings] = useState(false);
   const [newBackup, setNewBackup] = useState(false);
 
-  const storage = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
+  const storage = useQuery({ queryKey: queryKeys.storage, queryFn: api.listStorage });
 
   // Progress pushed by the engine: refresh the job lists at once (at most every 300 ms).
   useEffect(() => {
@@ -47,7 +48,7 @@ export function BackupDashboard() {
       const now = Date.now();
       if (e.status === null && now - last < 300) return;
       last = now;
-      void queryClient.invalidateQueries({ queryKey: [e.kind === "restore" ? "restores" : "executions"] });
+      for (const queryKey of staleAfterEvent(e)) void queryClient.invalidateQueries({ queryKey });
     }).then((unlisten) => {
       if (cancelled) unlisten();
       else stop = unlisten;

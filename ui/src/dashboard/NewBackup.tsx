@@ -3,18 +3,19 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { ErrorBox } from "../components/states";
+import { queryKeys } from "../api/queries";
 
 /** "New Backup": back up one of the active configurations now, or set up a new one. */
 export function NewBackup({ onClose, onNewConfiguration }: { onClose: () => void; onNewConfiguration: () => void }) {
   const queryClient = useQueryClient();
-  const configs = useQuery({ queryKey: ["configurations"], queryFn: api.listConfigurations });
+  const configs = useQuery({ queryKey: queryKeys.configurations, queryFn: api.listConfigurations });
   const active = (configs.data ?? []).filter((c) => c.is_active);
   const [chosen, setChosen] = useState<string>("");
   const id = chosen || active[0]?.id || "";
   const run = useMutation({
     mutationFn: () => api.runBackupNow(id),
     onSuccess: () => {
-      queryClient.invalidateQueries({ queryKey: ["executions"] });
+      queryClient.invalidateQueries({ queryKey: queryKeys.executions });
       onClose();
     },
   });

@@ -7,6 +7,7 @@ import { Empty, QueryView } from "../components/states";
 import { formatDate } from "../components/format";
 import { MigrationWizard, type WizardKind } from "./MigrationWizard";
 import { useSession } from "../session/Session";
+import { queryKeys } from "../api/queries";
 
 const active = (j: MigrationJob) => j.status === "pending" || j.status === "running";
 
@@ -17,7 +18,7 @@ export function MigrationTab() {
   const allowed = may("backup:restore_data");
   const [wizard, setWizard] = useState<WizardKind | null>(null);
   const jobs = useQuery({
-    queryKey: ["migrations"],
+    queryKey: queryKeys.migrations,
     queryFn: api.listMigrations,
     refetchInterval: (q) => (q.state.data?.some(active) ? 1000 : 5000),
   });

@@ -15,6 +15,7 @@ import {
 } from "../api";
 import { Badge, Button } from "../components/ui";
 import { ErrorBox } from "../components/states";
+import { queryKeys } from "../api/queries";
 
 const field = "w-full rounded-md border border-slate-300 px-3 py-2 text-sm";
 const label = "block text-sm font-medium mb-1";
@@ -110,8 +111,8 @@ export function describeSpec(spec: MigrationSpec, connName: (id: string | null) 
 
 export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: () => void }) {
   const queryClient = useQueryClient();
-  const connections = useQuery({ queryKey: ["connections"], queryFn: api.listConnections });
-  const storage = useQuery({ queryKey: ["storage"], queryFn: api.listStorage, enabled: kind === "export" });
+  const connections = useQuery({ queryKey: queryKeys.connections, queryFn: api.listConnections });
+  const storage = useQuery({ queryKey: queryKeys.storage, queryFn: api.listStorage, enabled: kind === "export" });
   const pgConnections = (connections.data ?? []).filter((c) => c.kind === "postgres");
   const initial: MigrationType = kind === "import" ? "data_import" : kind === "export" ? "data_export" : "tenant_copy";
   const [spec, setSpec] = useState<MigrationSpec>(() => emptySpec(initial));
@@ -137,12 +138,12 @@ export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: 
   }, [connections.data]);
 
   const sourceTenants = useQuery({
-    queryKey: ["tenants", spec.source],
+    queryKey: queryKeys.tenants(spec.source),
     queryFn: () => api.listTenants(spec.source ?? ""),
     enabled: !!spec.source && spec.migration_type !== "data_import",
   });
   const targetTenants = useQuery({
-    queryKey: ["tenants", spec.target],
+    queryKey: queryKeys.tenants(spec.target),
     queryFn: () => api.listTenants(spec.target ?? ""),
     enabled: !!spec.target && (spec.migration_type === "tenant_merge" || spec.migration_type === "data_import"),
   });
@@ -162,7 +163,7 @@ export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: 
     mutationFn: () => api.startMigration(spec),
     onSuccess: (id) => {
       setStarted(id);
-      void queryClient.invalidateQueries({ queryKey: ["migrations"] });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.migrations });
     },
   });
 

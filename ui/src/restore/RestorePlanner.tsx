@@ -7,6 +7,7 @@ import { api, type RestoreForm, type RestorePlan, type RestoreTestReport, type R
 import { Badge, Button } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { formatDate, formatFileSize } from "../components/format";
+import { queryKeys } from "../api/queries";
 
 const field = "w-full rounded-md border border-slate-300 px-3 py-2 text-sm";
 const label = "block text-sm font-medium mb-1";
@@ -43,8 +44,8 @@ function toRfc3339(local: string): string | null {
 export function RestorePlanner() {
   const queryClient = useQueryClient();
   // Every completed backup can be restored, not only the newest few.
-  const backups = useQuery({ queryKey: ["executions", "completed"], queryFn: () => api.listExecutions(1_000_000, "completed") });
-  const connections = useQuery({ queryKey: ["connections"], queryFn: api.listConnections });
+  const backups = useQuery({ queryKey: queryKeys.executionsCompleted, queryFn: () => api.listExecutions(1_000_000, "completed") });
+  const connections = useQuery({ queryKey: queryKeys.connections, queryFn: api.listConnections });
   const [form, setForm] = useState<RestoreForm>(emptyForm);
   const [tables, setTables] = useState("");
   const [excluded, setExcluded] = useState("");
@@ -61,7 +62,7 @@ export function RestorePlanner() {
   // tenant deleted since the backup is not in the target any more).
   const targetConnection = connections.data?.find((c) => c.id === form.connection_id);
   const tenants = useQuery({
-    queryKey: ["tenants", form.connection_id],
+    queryKey: queryKeys.tenants(form.connection_id),
     queryFn: () => api.listTenants(form.connection_id),
     enabled: form.restore_type === "tenant_only" && form.target_file == null && targetConnection?.kind === "postgres",
     retry: false,
@@ -99,7 +100,7 @@ export function RestorePlanner() {
       setStarted(id);
       setPlan(null);
       setConfirm("");
-      void queryClient.invalidateQueries({ queryKey: ["restores"] });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.restores });
     },
   });
   const verifying = useMutation({ mutationFn: () => api.verifyByRestoring(form.backup_execution_id), onSuccess: setVerifyReport });

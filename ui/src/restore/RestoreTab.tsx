@@ -6,6 +6,7 @@ import { Empty, QueryView } from "../components/states";
 import { formatDate } from "../components/format";
 import { RestorePlanner } from "./RestorePlanner";
 import { useSession } from "../session/Session";
+import { queryKeys } from "../api/queries";
 
 const active = (r: RestoreOperation) => r.status === "running" || r.status === "pending";
 
@@ -14,7 +15,7 @@ const active = (r: RestoreOperation) => r.status === "running" || r.status === "
 export function RestoreTab() {
   const { may, why } = useSession();
   const restores = useQuery({
-    queryKey: ["restores"],
+    queryKey: queryKeys.restores,
     queryFn: api.listRestores,
     refetchInterval: (q) => (q.state.data?.some(active) ? 1000 : 5000),
   });

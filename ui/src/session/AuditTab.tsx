@@ -4,12 +4,13 @@ import { useMutation, useQuery } from "@tanstack/react-query";
 import { api, type AuditFilter } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
+import { queryKeys } from "../api/queries";
 
 const field = "rounded-md border border-slate-300 px-2 py-1 text-sm";
 
 export function AuditTab() {
   const [filter, setFilter] = useState<AuditFilter>({ operator: null, action: null, outcome: null, since: null, until: null, limit: 200 });
-  const query = useQuery({ queryKey: ["audit", filter], queryFn: () => api.listAudit(filter) });
+  const query = useQuery({ queryKey: queryKeys.audit(filter), queryFn: () => api.listAudit(filter) });
   const exportCsv = useMutation({
     mutationFn: async () => {
       const path = await api.pickCsvFile("safehold-audit.csv");

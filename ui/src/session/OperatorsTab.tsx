@@ -5,6 +5,7 @@ import { api, type Operator, type Role } from "../api";
 import { Badge, Button, Card, CardContent, CardHeader } from "../components/ui";
 import { ErrorBox, QueryView } from "../components/states";
 import { useSession } from "./Session";
+import { queryKeys } from "../api/queries";
 
 const ROLES: { value: Role; text: string }[] = [
   { value: "super_admin", text: "Super admin — everything" },
@@ -20,7 +21,7 @@ function OperatorRow({ op }: { op: Operator }) {
   // One's own password is changed from the session bar (it keeps one's key), not reset.
   const me = useSession().info?.operator?.id;
   const queryClient = useQueryClient();
-  const done = () => void queryClient.invalidateQueries({ queryKey: ["operators"] });
+  const done = () => void queryClient.invalidateQueries({ queryKey: queryKeys.operators });
   const role = useMutation({ mutationFn: (r: Role) => api.setOperatorRole(op.id, r), onSuccess: done });
   const active = useMutation({ mutationFn: () => api.setOperatorActive(op.id, !op.is_active || !!op.locked_until), onSuccess: done });
   const remove = useMutation({ mutationFn: () => api.removeOperator(op.id), onSuccess: done });
@@ -71,7 +72,7 @@ function OperatorRow({ op }: { op: Operator }) {
 
 export function OperatorsTab() {
   const queryClient = useQueryClient();
-  const query = useQuery({ queryKey: ["operators"], queryFn: api.listOperators });
+  const query = useQuery({ queryKey: queryKeys.operators, queryFn: api.listOperators });
   const [name, setName] = useState("");
   const [role, setRole] = useState<Role>("platform_operator");
   const [password, setPassword] = useState("");
@@ -80,7 +81,7 @@ export function OperatorsTab() {
     onSuccess: () => {
       setName("");
       setPassword("");
-      void queryClient.invalidateQueries({ queryKey: ["operators"] });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.operators });
     },
   });
   return (

@@ -6,6 +6,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, type Permission, type SessionInfo } from "../api";
 import { Button } from "../components/ui";
 import { ErrorBox } from "../components/states";
+import { queryKeys } from "../api/queries";
 
 type SessionValue = { info: SessionInfo | null; may: (p: Permission) => boolean; why: (p: Permission) => string };
 
@@ -172,5 +173,5 @@ export function SessionBar() {
 
 /** The session, refreshed every 30 s and whenever the engine refuses for want of a session. */
 export function useSessionInfo() {
-  return useQuery({ queryKey: ["session"], queryFn: api.sessionInfo, refetchInterval: 30_000 });
+  return useQuery({ queryKey: queryKeys.session, queryFn: api.sessionInfo, refetchInterval: 30_000 });
 }

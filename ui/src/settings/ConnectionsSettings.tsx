@@ -5,6 +5,7 @@ import { api, ApiError, type Connection, type ConnectionInput, type ConnectionRe
 import { Badge, Button, Card, CardContent, CardHeader } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { formatFileSize } from "../components/format";
+import { queryKeys } from "../api/queries";
 
 const field = "w-full rounded-md border border-slate-300 px-3 py-2 text-sm";
 
@@ -152,7 +153,7 @@ function ConnectionRow({ connection, onEdit }: { connection: Connection; onEdit:
   const test = useMutation({ mutationFn: () => api.testConnection(connection.id) });
   const remove = useMutation({
     mutationFn: () => api.removeConnection(connection.id),
-    onSuccess: () => queryClient.invalidateQueries({ queryKey: ["connections"] }),
+    onSuccess: () => queryClient.invalidateQueries({ queryKey: queryKeys.connections }),
   });
   const address = connection.kind === "sqlite"
     ? connection.sqlite_path
@@ -185,11 +186,11 @@ function ConnectionRow({ connection, onEdit }: { connection: Connection; onEdit:
 /** Settings: the connections (platform databases) that Safehold backs up. */
 export function ConnectionsSettings({ onClose }: { onClose: () => void }) {
   const queryClient = useQueryClient();
-  const query = useQuery({ queryKey: ["connections"], queryFn: api.listConnections });
+  const query = useQuery({ queryKey: queryKeys.connections, queryFn: api.listConnections });
   const [form, setForm] = useState<{ editing: Connection | null } | null>(null);
   const done = () => {
     setForm(null);
-    queryClient.invalidateQueries({ queryKey: ["connections"] });
+    queryClient.invalidateQueries({ queryKey: queryKeys.connections });
   };
   return (
     <div className="space-y-4">

@@ -6,6 +6,7 @@ import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { Button } from "../components/ui";
 import { ErrorBox } from "../components/states";
+import { queryKeys } from "../api/queries";
 
 const field = "w-full rounded-md border border-slate-300 px-3 py-2 text-sm";
 type Kind = "local" | "s3" | "az" | "gs";
@@ -38,7 +39,7 @@ export function AddStorage({ onDone }: { onDone: () => void }) {
             is_default: false,
           }),
     onSuccess: () => {
-      void queryClient.invalidateQueries({ queryKey: ["storage"] });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.storage });
       onDone();
     },
   });

@@ -4,11 +4,12 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { ErrorBox } from "../components/states";
+import { queryKeys } from "../api/queries";
 
 export function DisasterRecovery() {
   const queryClient = useQueryClient();
   const [open, setOpen] = useState(false);
-  const storages = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
+  const storages = useQuery({ queryKey: queryKeys.storage, queryFn: api.listStorage });
   const [from, setFrom] = useState("");
   const recover = useMutation({
     mutationFn: async (storageId: string | null) => {
@@ -17,8 +18,8 @@ export function DisasterRecovery() {
       return dir ? api.rebuildCatalog(dir) : null;
     },
     onSuccess: () => {
-      void queryClient.invalidateQueries({ queryKey: ["executions"] });
-      void queryClient.invalidateQueries({ queryKey: ["storage"] });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.executions });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.storage });
     },
   });
   return (

@@ -8,6 +8,7 @@ import { formatDate, formatFileSize } from "../components/format";
 import { DisasterRecovery } from "./DisasterRecovery";
 import { AddStorage } from "./AddStorage";
 import { useSession } from "../session/Session";
+import { queryKeys } from "../api/queries";
 
 function where(s: BackupStorage): string {
   const cfg = (s.storage_config ?? {}) as Record<string, unknown>;
@@ -62,13 +63,13 @@ export function KeyHolders({ c, s }: { c: KeyCustody; s: BackupStorage }) {
 function Writers({ s }: { s: BackupStorage }) {
   const allowed = useSession().may("backup:restore_data");
   const queryClient = useQueryClient();
-  const writers = useQuery({ queryKey: ["storage-writers", s.id], queryFn: () => api.storageWriters(s.id) });
+  const writers = useQuery({ queryKey: queryKeys.storageWriters(s.id), queryFn: () => api.storageWriters(s.id) });
   const [asked, setAsked] = useState<WriterInfo | null>(null);
   const approve = useMutation({
     mutationFn: (w: WriterInfo) => api.approveWriter(s.id, w.public_key),
     onSuccess: () => {
       setAsked(null);
-      void queryClient.invalidateQueries({ queryKey: ["storage-writers", s.id] });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.storageWriters(s.id) });
     },
   });
   if (!writers.data?.length) return null;
@@ -116,7 +117,7 @@ function RecoveryKit({ c, s }: { c: KeyCustody; s: BackupStorage }) {
     onSuccess: (r) => {
       if (!r) return;
       setSaved(r);
-      void queryClient.invalidateQueries({ queryKey: ["storage-custody", s.id] });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.storageCustody(s.id) });
     },
   });
   return (
@@ -176,11 +177,11 @@ function EditCloudStorage({ s, saving, onSave }: { s: BackupStorage; saving: boo
 function StorageRow({ s }: { s: BackupStorage }) {
   const manage = useSession().may("backup:manage_storage");
   const queryClient = useQueryClient();
-  const samples = useQuery({ queryKey: ["storage-samples", s.id], queryFn: () => api.storageSamples(s.id) });
-  const custody = useQuery({ queryKey: ["storage-custody", s.id], queryFn: () => api.storageKeyCustody(s.id) });
+  const samples = useQuery({ queryKey: queryKeys.storageSamples(s.id), queryFn: () => api.storageSamples(s.id) });
+  const custody = useQuery({ queryKey: queryKeys.storageCustody(s.id), queryFn: () => api.storageKeyCustody(s.id) });
   const refresh = () => {
-    void queryClient.invalidateQueries({ queryKey: ["storage"] });
-    void queryClient.invalidateQueries({ queryKey: ["storage-samples", s.id] });
+    void queryClient.invalidateQueries({ queryKey: queryKeys.storage });
+    void queryClient.invalidateQueries({ queryKey: queryKeys.storageSamples(s.id) });
   };
   const check = useMutation({
     mutationFn: async () => {
@@ -274,7 +275,7 @@ function StorageRow({ s }: { s: BackupStorage }) {
 
 export function StorageTab() {
   const { may } = useSession();
-  const query = useQuery({ queryKey: ["storage"], queryFn: api.listStorage });
+  const query = useQuery({ queryKey: queryKeys.storage, queryFn: api.listStorage });
   const [adding, setAdding] = useState(false);
   return (
     <div className="space-y-6">

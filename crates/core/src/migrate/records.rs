@@ -211,7 +211,7 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
         let (ctx, id) = (ctx.clone(), id.to_string());
         let events: ProgressSink = {
             let (ctx, id) = (ctx.clone(), id.clone());
-            Arc::new(move |p: Progress| ctx.emit(JobEvent::progress("migration", &id, &p)))
+            Arc::new(move |p: Progress| ctx.emit(JobEvent::progress(crate::jobs::JobKind::Migration, &id, &p)))
         };
         ProgressRecorder::new(Some(events), move |p| {
             let (ctx, id) = (ctx.clone(), id.clone());
@@ -270,7 +270,7 @@ pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<K
             status
         }
     };
-    ctx.emit(JobEvent { kind: "migration".into(), id: id.to_string(), status: Some(status), table: None, tables_done: 0, tables_total: 0, rows: 0 });
+    ctx.emit(JobEvent { kind: crate::jobs::JobKind::Migration, id: id.to_string(), status: Some(status), table: None, tables_done: 0, tables_total: 0, rows: 0 });
     result
 }
 

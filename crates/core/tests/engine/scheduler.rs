@@ -226,7 +226,7 @@ async fn jobs_push_their_progress_and_their_end_as_events() {
     let exec = safehold_core::runs::enqueue(&ctx, &id).await.expect("enqueue");
     safehold_core::runs::run(&ctx, &exec, &safehold_core::source::CancelToken::new()).await.expect("run");
     let events = events.lock().expect("events").clone();
-    assert!(events.iter().all(|e| e.id == exec && e.kind == "backup"), "{events:?}");
+    assert!(events.iter().all(|e| e.id == exec && e.kind == safehold_core::jobs::JobKind::Backup), "{events:?}");
     let progress: Vec<u64> = events.iter().filter(|e| e.status.is_none()).map(|e| e.tables_done).collect();
     assert!(progress.len() >= 5 && progress.windows(2).all(|w| w[0] <= w[1]), "progress table by table: {progress:?}");
     let last = events.last().expect("an end");
