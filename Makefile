@@ -28,9 +28,10 @@ run: app
 test:
 	scripts/test.sh
 
-## Regenerate ui/src/api/bindings.ts from the Rust types.
+## Regenerate ui/src/api/bindings.ts from the Rust types and ui/src/api/commands.ts from the shell's commands.
 bindings:
 	SAFEHOLD_WRITE_BINDINGS=1 cargo test -p safehold-core --test engine bindings
+	SAFEHOLD_WRITE_BINDINGS=1 cargo test -p safehold-e2e --test e2e commands::
 
 ## Benchmarks against pg_dump/pg_restore (not part of make test). BENCH_SCALE=0.25 for a quick run.
 bench:

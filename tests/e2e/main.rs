@@ -2,6 +2,8 @@
 //! (tauri-driver + WebKitWebDriver) under Xvfb, on a fresh Safehold home each test. Run by
 //! `make test` through scripts/test.sh, which builds the app and starts Xvfb and a session bus.
 
+mod commands;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

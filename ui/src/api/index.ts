@@ -43,6 +43,7 @@ import type {
   TenantRow,
   UsageSample,
 } from "./bindings";
+import type { Command } from "./commands";
 
 export type * from "./bindings";
 export { DEFAULT_CONFIGURATION_INPUT } from "./bindings";
@@ -68,7 +69,8 @@ function toApiError(e: unknown): ApiError {
   return new ApiError("internal", typeof e === "string" ? e : String(e));
 }
 
-async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+/** The one way to the shell: only a command it registers type-checks (`commands.ts`, generated). */
+async function call<T>(command: Command, args?: Record<string, unknown>): Promise<T> {
   try {
     return await invoke<T>(command, args);
   } catch (e) {
