@@ -14,7 +14,6 @@ pub(crate) use safehold_core::secrets::{Keychain, SecretStore};
 pub(crate) use safehold_core::source::{self, CancelToken, Progress, ProgressSink, SourceSpec};
 pub(crate) use safehold_core::unlock::KeySources;
 pub(crate) use safehold_core::migrate::{records, MigrationReport, ExportFormat, MigrationSpec, MigrationType};
-pub(crate) use safehold_core::operators::Permission;
 pub(crate) use safehold_core::{auditlog, configurations, context, demo, operators, restore, restores, Ctx, Error, ErrorCode};
 
 pub(crate) use crate::args::*;

@@ -229,14 +229,63 @@ pub async fn remember(ctx: &Ctx, repo: &Repository) -> Result<()> {
     Ok(())
 }
 
+/// The commands that act on a repository or an archive named by path (the command line's
+/// `backup`, `restore`, `verify`, `ls`, `inspect`, `key`), each with the permission it needs and
+/// the action its audit entry names: the engine's policy, not its callers'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adhoc {
+    Backup,
+    RestorePlan,
+    Restore,
+    Verify,
+    VerifyDeep,
+    VerifyByRestoring,
+    List,
+    Inspect,
+    ExportRecovery,
+    Writers,
+    ApproveWriter,
+}
+
+impl Adhoc {
+    pub fn permission(self) -> crate::context::Permission {
+        use crate::context::Permission::*;
+        match self {
+            Self::Backup | Self::Verify => TriggerManual,
+            Self::RestorePlan | Self::Restore | Self::VerifyDeep | Self::VerifyByRestoring | Self::ExportRecovery | Self::ApproveWriter => RestoreData,
+            Self::List | Self::Inspect | Self::Writers => ViewHistory,
+        }
+    }
+    /// The audit log's name for it.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Backup => "backup.adhoc",
+            Self::RestorePlan => "restore.plan",
+            Self::Restore => "restore.start",
+            Self::Verify => "backup.verify",
+            Self::VerifyDeep => "backup.verify_deep",
+            Self::VerifyByRestoring => "backup.verify_restore",
+            Self::List => "backup.list",
+            Self::Inspect => "backup.inspect",
+            Self::ExportRecovery => "key.export_recovery",
+            Self::Writers => "key.writers",
+            Self::ApproveWriter => "key.approve_writer",
+        }
+    }
+    /// Whether a success is audited too (looking at a listing or a header is not).
+    pub fn audits_success(self) -> bool {
+        !matches!(self, Self::List | Self::Inspect)
+    }
+}
+
 /// An ad-hoc command (a repository or an archive named by path rather than a registered
 /// storage): the acting operator's permission is checked (a refusal audited), the repository is
 /// remembered and — when a super admin is signed in — sealed to the super admins at once, and the
 /// keys this operator may use are returned: the ones given on the command line, the signed-in
 /// super admin's own key, and the workstation's keychain only until the first super admin exists
 /// (afterwards it holds no repository's secret that anyone may use).
-pub async fn adhoc(ctx: &Ctx, permission: crate::context::Permission, action: &str, target: &str, given: &KeySources, repo_dir: Option<&std::path::Path>) -> Result<(crate::context::Acting, KeySources)> {
-    let who = crate::context::require(ctx, permission, action, target).await?;
+pub async fn adhoc(ctx: &Ctx, what: Adhoc, target: &str, given: &KeySources, repo_dir: Option<&std::path::Path>) -> Result<(crate::context::Acting, KeySources)> {
+    let who = crate::context::require(ctx, what.permission(), what.action(), target).await?;
     let keys = keys_for(ctx, given).await?;
     let operators_exist = crate::context::set_up(&ctx.pool).await?;
     if let Some(dir) = repo_dir {
@@ -288,7 +337,11 @@ async fn repository_at(path: &std::path::Path) -> Option<Repository> {
 
 /// Records how an ad-hoc command ended in the audit log, under the operator who ran it (a
 /// missing key as a refusal), and remembers the repository it wrote or read.
-pub async fn adhoc_done<T>(ctx: &Ctx, who: &crate::context::Acting, action: &str, target: &str, repo_dir: Option<&std::path::Path>, result: &Result<T>) -> Result<()> {
+pub async fn adhoc_done<T>(ctx: &Ctx, who: &crate::context::Acting, what: Adhoc, target: &str, repo_dir: Option<&std::path::Path>, result: &Result<T>) -> Result<()> {
+    if result.is_ok() && !what.audits_success() {
+        return Ok(());
+    }
+    let action = what.action();
     if let Some(dir) = repo_dir {
         if let Some(repo) = repository_at(dir).await {
             remember(ctx, &repo).await?;

@@ -5,32 +5,31 @@
 use crate::prelude::*;
 
 pub(crate) async fn run(cli: &Cli) -> Result<bool, Error> {
+    use safehold_core::custody::{self, Adhoc};
     let no_keys = KeyArgs::default();
-    let (permission, action, place, keys) = match &cli.command {
-        Command::Backup(a) => (Permission::TriggerManual, "backup.adhoc", &a.to, &a.keys),
-        Command::Verify(a) if a.restore_test => (Permission::RestoreData, "backup.verify_restore", &a.target, &a.keys),
-        Command::Verify(a) if a.deep => (Permission::RestoreData, "backup.verify_deep", &a.target, &a.keys),
-        Command::Verify(a) => (Permission::TriggerManual, "backup.verify", &a.target, &a.keys),
-        Command::Ls { repo } => (Permission::ViewHistory, "backup.list", repo, &no_keys),
-        Command::Inspect { archive, keys } => (Permission::ViewHistory, "backup.inspect", archive, keys),
-        Command::Key(KeyCommand::ExportRecovery { repo, keys }) => (Permission::RestoreData, "key.export_recovery", repo, keys),
-        Command::Key(KeyCommand::Writers { repo, keys }) => (Permission::ViewHistory, "key.writers", repo, keys),
-        Command::Key(KeyCommand::ApproveWriter { repo, keys, .. }) => (Permission::RestoreData, "key.approve_writer", repo, keys),
+    let (what, place, keys) = match &cli.command {
+        Command::Backup(a) => (Adhoc::Backup, &a.to, &a.keys),
+        Command::Verify(a) if a.restore_test => (Adhoc::VerifyByRestoring, &a.target, &a.keys),
+        Command::Verify(a) if a.deep => (Adhoc::VerifyDeep, &a.target, &a.keys),
+        Command::Verify(a) => (Adhoc::Verify, &a.target, &a.keys),
+        Command::Ls { repo } => (Adhoc::List, repo, &no_keys),
+        Command::Inspect { archive, keys } => (Adhoc::Inspect, archive, keys),
+        Command::Key(KeyCommand::ExportRecovery { repo, keys }) => (Adhoc::ExportRecovery, repo, keys),
+        Command::Key(KeyCommand::Writers { repo, keys }) => (Adhoc::Writers, repo, keys),
+        Command::Key(KeyCommand::ApproveWriter { repo, keys, .. }) => (Adhoc::ApproveWriter, repo, keys),
         Command::Restore(a) => {
             super::restore::run(cli, a).await?;
             return Ok(true);
         }
         _ => return Ok(false),
     };
-    // Every one of them acts as the signed-in operator (once operators exist), with that
-    // operator's permission checked and the outcome audited under their name.
+    // Every one of them acts as the signed-in operator (once operators exist), with the
+    // permission the engine says it needs checked and the outcome audited under their name.
     let ctx = open_catalog(cli).await?;
     let place = location_in(cli, &ctx, place).await?;
-    let (who, keys) = safehold_core::custody::adhoc(&ctx, permission, action, &place.display().to_string(), &key_sources(keys), Some(&place)).await?;
+    let (who, keys) = custody::adhoc(&ctx, what, &place.display().to_string(), &key_sources(keys), Some(&place)).await?;
     let out = dispatch(cli, &place, keys).await;
-    if !matches!(cli.command, Command::Ls { .. } | Command::Inspect { .. }) || out.is_err() {
-        safehold_core::custody::adhoc_done(&ctx, &who, action, &place.display().to_string(), Some(&place), &out).await?;
-    }
+    custody::adhoc_done(&ctx, &who, what, &place.display().to_string(), Some(&place), &out).await?;
     out.map(|()| true)
 }
 

@@ -5,10 +5,10 @@ use crate::prelude::*;
 pub(crate) async fn run(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
     let ctx = open_catalog(cli).await?;
     let from = location_in(cli, &ctx, &a.request.from).await?;
-    let action = if a.dry_run { "restore.plan" } else { "restore.start" };
-    let (who, keys) = safehold_core::custody::adhoc(&ctx, Permission::RestoreData, action, &format!("{} → {}", from.display(), source::redact(&a.request.target)), &key_sources(&a.keys), Some(&from)).await?;
+    let what = if a.dry_run { safehold_core::custody::Adhoc::RestorePlan } else { safehold_core::custody::Adhoc::Restore };
+    let (who, keys) = safehold_core::custody::adhoc(&ctx, what, &format!("{} → {}", from.display(), source::redact(&a.request.target)), &key_sources(&a.keys), Some(&from)).await?;
     let out = restore_as(cli, &ctx, a, from.clone(), keys).await;
-    safehold_core::custody::adhoc_done(&ctx, &who, action, &format!("{} → {}", from.display(), source::redact(&a.request.target)), Some(&from), &out).await?;
+    safehold_core::custody::adhoc_done(&ctx, &who, what, &format!("{} → {}", from.display(), source::redact(&a.request.target)), Some(&from), &out).await?;
     out
 }
 

@@ -1208,20 +1208,28 @@ impl Building {
     }
 }
 
-/// Drops the databases earlier `--create` restores were building when their process died (the
-/// prefix, and nobody connected: a live build keeps its anchor connection). Returns their names.
+/// Drops the databases earlier `--create` restores were building when their process died.
+/// A live build holds its anchor connection, idle, from the moment its database exists until it
+/// is renamed; a dead one's connections are gone, or still running the statement they were in
+/// when the process was killed (an index build goes on until it next talks to its client). So a
+/// database with the prefix and no connection that is not running a statement is abandoned: one
+/// with none is dropped as it is (a build whose anchor connected meanwhile makes that fail, and is
+/// left alone), one with only running statements is dropped with FORCE, ending them. Returns
+/// their names.
 async fn sweep_abandoned(admin: &mut PgConnection) -> Vec<String> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT d.datname FROM pg_database d WHERE starts_with(d.datname, $1) AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+    let found: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT d.datname, EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname) \
+         FROM pg_database d WHERE starts_with(d.datname, $1) \
+         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname AND a.state IS DISTINCT FROM 'active')",
     )
     .bind(BUILDING_PREFIX)
     .fetch_all(&mut *admin)
     .await
     .unwrap_or_default();
     let mut dropped = Vec::new();
-    for n in names {
-        // Without FORCE: a build that connected in the meantime is left alone.
-        if sqlx::query(AssertSqlSafe(format!("DROP DATABASE {}", qi(&n)))).execute(&mut *admin).await.is_ok() {
+    for (n, running) in found {
+        let sql = if running { format!("DROP DATABASE {} WITH (FORCE)", qi(&n)) } else { format!("DROP DATABASE {}", qi(&n)) };
+        if sqlx::query(AssertSqlSafe(sql)).execute(&mut *admin).await.is_ok() {
             tracing::info!("dropped {n}, left by a restore that was stopped");
             dropped.push(n);
         }

@@ -125,8 +125,8 @@ async fn attempt(ctx: &Ctx, what: &str, conn: &str, pg: &str, scratch: &std::pat
             migrate::records::validate_with(ctx, &spec, None, &safehold_core::source::no_progress()).await.map(drop)
         }
         // A command on a repository named by path (the CLI's restore --from DIR, verify --deep …).
-        "adhoc_restore" => safehold_core::custody::adhoc(ctx, operators::Permission::RestoreData, "restore.plan", "/somewhere", &Default::default(), None).await.map(drop),
-        "adhoc_backup" => safehold_core::custody::adhoc(ctx, operators::Permission::TriggerManual, "backup.adhoc", "/somewhere", &Default::default(), None).await.map(drop),
+        "adhoc_restore" => safehold_core::custody::adhoc(ctx, safehold_core::custody::Adhoc::RestorePlan, "/somewhere", &Default::default(), None).await.map(drop),
+        "adhoc_backup" => safehold_core::custody::adhoc(ctx, safehold_core::custody::Adhoc::Backup, "/somewhere", &Default::default(), None).await.map(drop),
         other => panic!("no attempt {other}"),
     };
     match r {

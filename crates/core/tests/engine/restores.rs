@@ -568,3 +568,49 @@ async fn verify_by_restoring_checks_a_recorded_backup_and_a_cancel_leaves_no_scr
         .expect("audit");
     assert_eq!(audited, 1, "the cancelled verification is audited");
 }
+
+/// A `--create` restore first drops what builds killed earlier left on the server: a building
+/// database whose connections are all gone, or all still running the statement they were in when
+/// their process died (an index build does not notice its client is gone) — but never one whose
+/// idle anchor connection says its build is alive. (Found as a flake of the CLI's kill -9 test.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_restore_sweeps_dead_builds_and_leaves_live_ones() {
+    use safehold_core::source::postgres::{start_building, BUILDING_PREFIX};
+    let base = crate::support::pg_base();
+    let admin_url = format!("{base}/postgres");
+    let mut admin = PgConnection::connect(&admin_url).await.expect("admin");
+    let tag = format!("{}", std::process::id());
+    let (dead, live, target) = (format!("{BUILDING_PREFIX}dead{tag}"), format!("{BUILDING_PREFIX}live{tag}"), format!("safehold_sweep_target_{tag}"));
+    for d in [&dead, &live] {
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{d}\""))).execute(&mut admin).await.expect("create");
+    }
+    // The dead build: a statement still running, no idle connection.
+    let mut running = PgConnection::connect(&format!("{base}/{dead}")).await.expect("connect");
+    let sleeper = tokio::spawn(async move { sqlx::query("SELECT pg_sleep(120)").execute(&mut running).await.map(drop) });
+    // The live build: its idle anchor (and a statement running too).
+    let anchor = PgConnection::connect(&format!("{base}/{live}")).await.expect("anchor");
+    let mut worker = PgConnection::connect(&format!("{base}/{live}")).await.expect("worker");
+    let working = tokio::spawn(async move { sqlx::query("SELECT pg_sleep(120)").execute(&mut worker).await.map(drop) });
+    let active = |db: String| {
+        let admin_url = admin_url.clone();
+        async move {
+            let mut c = PgConnection::connect(&admin_url).await.expect("admin");
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active'").bind(db).fetch_one(&mut c).await.expect("activity")
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while active(dead.clone()).await == 0 || active(live.clone()).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the statements never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let building = start_building(&format!("{base}/{target}")).await.expect("start building").expect("a new database");
+    let exists = |db: &str| sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(db.to_string());
+    assert!(!exists(&dead).fetch_one(&mut admin).await.expect("look"), "the dead build is dropped, its running statement ended");
+    assert!(exists(&live).fetch_one(&mut admin).await.expect("look"), "a build with its anchor is alive and left alone");
+    assert!(sleeper.await.expect("join").is_err(), "the dead build's statement was ended");
+    building.abandon().await;
+    drop(anchor);
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{live}\" WITH (FORCE)"))).execute(&mut admin).await.expect("clean up");
+    let _ = working.await;
+}
