@@ -203,3 +203,25 @@ pub(crate) async fn initiated_by(ctx: &Ctx, table: &str, id: &str) -> String {
         .flatten();
     by.flatten().unwrap_or_else(|| ctx.operator_id())
 }
+
+/// For a record module: marks the jobs of `table` that a dead process left pending or running
+/// (its lease gone) as failed with `message`; returns how many. Only the module that owns
+/// `table` calls it.
+pub(crate) async fn interrupt_dead(ctx: &Ctx, table: &str, message: &str) -> Result<u64> {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(AssertSqlSafe(format!("SELECT id, runner FROM {table} WHERE status IN ('running', 'pending')")))
+        .fetch_all(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read the jobs", &e))?;
+    let mut n = 0;
+    for (id, _) in rows.into_iter().filter(|(_, runner)| !crate::lease::alive(&ctx.home, runner.as_deref())) {
+        n += sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET status = 'failed', completed_at = ?, error_message = ? WHERE id = ? AND status IN ('running', 'pending')")))
+            .bind(crate::catalog::now())
+            .bind(message)
+            .bind(&id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record an interrupted job", &e))?
+            .rows_affected();
+    }
+    Ok(n)
+}

@@ -109,27 +109,24 @@ pub async fn rebuild_catalog(ctx: &Ctx, dir: &Path) -> Result<RebuildReport> {
             report.already_known += 1;
             continue;
         }
-        sqlx::query(
-            "INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at, completed_at, file_path, compressed_size, checksum, metadata) \
-             VALUES (?, NULL, ?, 'completed', ?, ?, ?, ?, ?, ?)",
+        crate::backup::records::insert_completed(
+            ctx,
+            crate::backup::records::Completed {
+                backup_type: &h.backup_type,
+                started_at: &h.snapshot_time,
+                completed_at: &h.created_at,
+                file_path: &path.display().to_string(),
+                file_size: None,
+                compressed_size: i64::try_from(q.bytes).unwrap_or(i64::MAX),
+                counts: None,
+                checksum: &q.sha256,
+                metadata: json!({
+                    "archive_id": h.archive_id, "parent_id": h.parent_id, "snapshot_time": h.snapshot_time,
+                    "source_name": h.source_name, "recovered_at": now(), "storage": report.storage_name
+                }),
+            },
         )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(&h.backup_type)
-        .bind(&h.snapshot_time)
-        .bind(&h.created_at)
-        .bind(path.display().to_string())
-        .bind(i64::try_from(q.bytes).unwrap_or(i64::MAX))
-        .bind(&q.sha256)
-        .bind(
-            json!({
-                "archive_id": h.archive_id, "parent_id": h.parent_id, "snapshot_time": h.snapshot_time,
-                "source_name": h.source_name, "recovered_at": now(), "storage": report.storage_name
-            })
-            .to_string(),
-        )
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("record a recovered backup", &e))?;
+        .await?;
         report.added += 1;
     }
     audit(&ctx.pool, &ctx.operator_id(), "catalog.rebuild", &report.repository, "success", Some(&format!("{} backups added, {} known", report.added, report.already_known))).await?;

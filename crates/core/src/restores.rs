@@ -189,26 +189,22 @@ async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
 
 /// Records a safety backup as a backup execution (restorable like any other).
 async fn record_safety_backup(ctx: &Ctx, restore_id: &str, b: &BackupOutcome) -> Result<String> {
-    let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at, completed_at, file_path, file_size, compressed_size, \
-         tenant_count, table_count, record_count, checksum, metadata) VALUES (?, NULL, 'full', 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    let i = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    crate::backup::records::insert_completed(
+        ctx,
+        crate::backup::records::Completed {
+            backup_type: "full",
+            started_at: &b.snapshot_time,
+            completed_at: &now(),
+            file_path: &b.archive,
+            file_size: Some(i(b.raw_bytes)),
+            compressed_size: i(b.bytes),
+            counts: Some((i(b.tenant_count), i(b.tables), i(b.rows))),
+            checksum: &b.sha256,
+            metadata: json!({ "archive_id": b.id, "snapshot_time": b.snapshot_time, "safety_for_restore": restore_id, "seconds": b.seconds }),
+        },
     )
-    .bind(&id)
-    .bind(&b.snapshot_time)
-    .bind(now())
-    .bind(&b.archive)
-    .bind(i64::try_from(b.raw_bytes).unwrap_or(i64::MAX))
-    .bind(i64::try_from(b.bytes).unwrap_or(i64::MAX))
-    .bind(i64::try_from(b.tenant_count).unwrap_or(i64::MAX))
-    .bind(i64::try_from(b.tables).unwrap_or(i64::MAX))
-    .bind(i64::try_from(b.rows).unwrap_or(i64::MAX))
-    .bind(&b.sha256)
-    .bind(json!({ "archive_id": b.id, "snapshot_time": b.snapshot_time, "safety_for_restore": restore_id, "seconds": b.seconds }).to_string())
-    .execute(&ctx.pool)
     .await
-    .map_err(|e| Error::catalog("record the safety backup", &e))?;
-    Ok(id)
 }
 
 /// Runs a recorded restore to its end and records the outcome.
@@ -330,3 +326,23 @@ pub async fn verify_by_restoring(ctx: &Ctx, backup_execution_id: &str, cancel: &
     report
 }
 
+/// A queued restore cancelled before it started.
+pub(crate) async fn cancel_queued(ctx: &Ctx, id: &str) -> Result<()> {
+    sqlx::query("UPDATE restore_operations SET status = 'cancelled', completed_at = ?, error_message = 'cancelled while queued; nothing was changed' WHERE id = ? AND status = 'pending'")
+        .bind(now())
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record the cancelled restore", &e))?;
+    Ok(())
+}
+
+/// Marks the restores a dead process left pending or running as failed, saying why.
+pub(crate) async fn interrupt_dead(ctx: &Ctx) -> Result<u64> {
+    crate::history::interrupt_dead(
+        ctx,
+        "restore_operations",
+        "interrupted: Safehold stopped during this restore; an existing database rolled its transaction back, and a new one (--create) was being built under a temporary name, never the target's (the next restore into that server removes it): run the restore again",
+    )
+    .await
+}

@@ -12,7 +12,7 @@ use serde::Serialize;
 use ts_rs::TS;
 
 use crate::archive::ArchiveReader;
-use crate::catalog::{audit, now};
+use crate::catalog::audit;
 use crate::configurations;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -215,12 +215,7 @@ async fn apply_policy_until(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>
                 let _ = tokio::task::spawn_blocking(move || crate::storage::backend::at(&p)?.delete()).await;
             }
         }
-        sqlx::query("UPDATE backup_executions SET deleted_at = ? WHERE id = ?")
-            .bind(now())
-            .bind(&item.execution_id)
-            .execute(&ctx.pool)
-            .await
-            .map_err(|e| Error::catalog("record the deletion", &e))?;
+        crate::backup::records::mark_deleted(ctx, &item.execution_id).await?;
         audit(
             &ctx.pool,
             &ctx.operator_id(),

@@ -1,11 +1,10 @@
 //! Backups run from the catalog: a configuration's connection, storage and options turned into a
 //! backup, recorded as a `backup_executions` row going pending → running → completed | failed |
-//! cancelled, with what was counted (tables, rows, tenants) and the archive's checksum.
+//! cancelled, with what was counted (tables, rows, tenants) and the archive's checksum (the rows
+//! themselves are written by [`crate::backup::records`], the table's only writer).
 
-use serde_json::json;
-
-use crate::backup::{self, BackupRequest};
-use crate::catalog::{audit, now};
+use crate::backup::{self, records, BackupRequest};
+use crate::catalog::audit;
 use crate::configurations;
 use crate::context::{Ctx, ProgressRecorder};
 use crate::error::{Error, ErrorCode, Result};
@@ -24,28 +23,13 @@ pub async fn enqueue(ctx: &Ctx, configuration_id: &str) -> Result<String> {
             config.configuration_name
         )));
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query("INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at, initiated_by, runner) VALUES (?, ?, ?, 'pending', ?, ?, ?)")
-        .bind(&id)
-        .bind(configuration_id)
-        .bind(format!("{:?}", config.backup_type).to_lowercase())
-        .bind(now())
-        .bind(ctx.operator_id())
-        .bind(crate::lease::runner(&ctx.home)?)
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("record the backup", &e))?;
-    Ok(id)
+    records::insert_pending(ctx, configuration_id, &format!("{:?}", config.backup_type).to_lowercase()).await
 }
 
 
 async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
     ctx.emit(crate::context::JobEvent::progress(crate::jobs::JobKind::Backup, id, p));
-    let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.progress', json(?)) WHERE id = ?")
-        .bind(json!({ "table": p.table, "tables_done": p.tables_done, "tables_total": p.tables_total, "rows": p.rows }).to_string())
-        .bind(id)
-        .execute(&ctx.pool)
-        .await;
+    records::set_progress(ctx, id, p).await;
 }
 
 /// Runs a pending execution to its end and records the outcome. Returns the final row.
@@ -59,35 +43,12 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
     // The audit names who asked for the backup (the runner only carries it out).
     let by = by.unwrap_or_else(|| ctx.operator_id());
     let config_id = config_id.ok_or_else(|| Error::not_found("the backup's configuration was deleted"))?;
-    sqlx::query("UPDATE backup_executions SET status = 'running', started_at = ?, runner = ? WHERE id = ?")
-        .bind(now())
-        .bind(crate::lease::runner(&ctx.home)?)
-        .bind(execution_id)
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("start the backup", &e))?;
+    records::mark_running(ctx, execution_id).await?;
     let result = execute(ctx, execution_id, &config_id, cancel).await;
     let name = configurations::get(ctx, &config_id).await.map(|c| c.configuration_name).unwrap_or_default();
     match &result {
         Ok(out) => {
-            sqlx::query(
-                "UPDATE backup_executions SET status = 'completed', completed_at = ?, file_path = ?, file_size = ?, compressed_size = ?, \
-                 tenant_count = ?, table_count = ?, record_count = ?, checksum = ?, \
-                 metadata = json_remove(json_patch(coalesce(metadata, '{}'), json(?)), '$.progress') WHERE id = ?",
-            )
-            .bind(now())
-            .bind(&out.archive)
-            .bind(i64::try_from(out.raw_bytes).unwrap_or(i64::MAX))
-            .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
-            .bind(i64::try_from(out.tenant_count).unwrap_or(i64::MAX))
-            .bind(i64::try_from(out.tables).unwrap_or(i64::MAX))
-            .bind(i64::try_from(out.rows).unwrap_or(i64::MAX))
-            .bind(&out.sha256)
-            .bind(json!({ "archive_id": out.id, "parent_id": out.parent, "seconds": out.seconds, "snapshot_time": out.snapshot_time, "writer": out.writer, "writer_key": out.writer_key }).to_string())
-            .bind(execution_id)
-            .execute(&ctx.pool)
-            .await
-            .map_err(|e| Error::catalog("record the finished backup", &e))?;
+            records::mark_completed(ctx, execution_id, out).await?;
             audit(&ctx.pool, &by, "backup.run", &name, "success", Some(&out.id)).await?;
             // The storage's used space, for the Storage tab's growth chart.
             if let Ok(c) = configurations::get(ctx, &config_id).await {
@@ -95,31 +56,16 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
             }
             // The second copy (3-2-1); a failed copy is recorded, the backup stands.
             if let Err(e) = crate::copies::copy_to_secondary(ctx, execution_id).await {
-                let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.copy_error', ?) WHERE id = ?")
-                    .bind(&e.message)
-                    .bind(execution_id)
-                    .execute(&ctx.pool)
-                    .await;
+                let _ = records::note(ctx, execution_id, "copy_error", &e.message).await;
             }
             // Retention after each backup; a failure there is recorded, the backup stands.
             if let Err(e) = crate::retention::apply_policy(ctx, &config_id, chrono::Utc::now()).await {
-                let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.retention_error', ?) WHERE id = ?")
-                    .bind(&e.message)
-                    .bind(execution_id)
-                    .execute(&ctx.pool)
-                    .await;
+                let _ = records::note(ctx, execution_id, "retention_error", &e.message).await;
             }
         }
         Err(e) => {
             let status = if e.code == ErrorCode::Cancelled { "cancelled" } else { "failed" };
-            sqlx::query("UPDATE backup_executions SET status = ?, completed_at = ?, error_message = ?, metadata = json_remove(coalesce(metadata, '{}'), '$.progress') WHERE id = ?")
-                .bind(status)
-                .bind(now())
-                .bind(&e.message)
-                .bind(execution_id)
-                .execute(&ctx.pool)
-                .await
-                .map_err(|e| Error::catalog("record the failed backup", &e))?;
+            records::mark_ended(ctx, execution_id, status, &e.message).await?;
             audit(&ctx.pool, &by, "backup.run", &name, "failure", Some(&e.message)).await?;
         }
     }

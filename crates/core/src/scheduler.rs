@@ -19,7 +19,6 @@ use chrono::{DateTime, Local};
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::catalog::now;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::history::JobStatus;
@@ -70,36 +69,13 @@ pub async fn recover_dead(ctx: &Ctx) -> Result<Recovered> {
     recover(ctx, false).await
 }
 
-async fn dead_rows(ctx: &Ctx, table: &str) -> Result<Vec<String>> {
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT id, runner FROM {table} WHERE status IN ('running', 'pending')")))
-        .fetch_all(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("read the jobs", &e))?;
-    Ok(rows.into_iter().filter(|(_, runner)| !crate::lease::alive(&ctx.home, runner.as_deref())).map(|(id, _)| id).collect())
-}
-
 async fn recover(ctx: &Ctx, remote: bool) -> Result<Recovered> {
     // Start-up housekeeping, before anybody signs in: Safehold acts for itself.
     let ctx = &ctx.detached(crate::context::Session::of(Some(crate::context::Acting::background()), None));
-    let messages = [
-        ("backup_executions", "interrupted: Safehold stopped while this backup was running or queued; it did not complete and left no archive"),
-        ("restore_operations", "interrupted: Safehold stopped during this restore; an existing database rolled its transaction back, and a new one (--create) was being built under a temporary name, never the target's (the next restore into that server removes it): run the restore again"),
-        ("migration_jobs", "interrupted: Safehold stopped during this migration; the target database rolled its transaction back and nothing was written"),
-    ];
-    let mut counts = [0u64; 3];
-    for (i, (table, msg)) in messages.iter().enumerate() {
-        for id in dead_rows(ctx, table).await? {
-            counts[i] += sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET status = 'failed', completed_at = ?, error_message = ? WHERE id = ? AND status IN ('running', 'pending')")))
-                .bind(now())
-                .bind(*msg)
-                .bind(&id)
-                .execute(&ctx.pool)
-                .await
-                .map_err(|e| Error::catalog("record an interrupted job", &e))?
-                .rows_affected();
-        }
-    }
-    let [backups, restores, migrations] = counts;
+    // Each job table's own module marks its jobs that a dead process left.
+    let backups = crate::backup::records::interrupt_dead(ctx).await?;
+    let restores = crate::restores::interrupt_dead(ctx).await?;
+    let migrations = crate::migrate::records::interrupt_dead(ctx).await?;
     crate::lease::sweep(&ctx.home);
     let stores = crate::storage::list(ctx).await?;
     // Multipart uploads a killed process left unfinished on object storage.
@@ -211,30 +187,13 @@ impl Scheduler {
         let busy = self.active.lock().ok().and_then(|a| a.get(configuration_id).cloned());
         if let Some(running) = busy {
             let config = configurations::get(&self.ctx, configuration_id).await?;
-            let id = uuid::Uuid::new_v4().to_string();
             let reason = format!("skipped: the previous run ({running}) of \"{}\" was still running", config.configuration_name);
-            sqlx::query(
-                "INSERT INTO backup_executions (id, configuration_id, backup_type, status, started_at, completed_at, error_message, metadata) VALUES (?, ?, ?, 'cancelled', ?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(configuration_id)
-            .bind(format!("{:?}", config.backup_type).to_lowercase())
-            .bind(now())
-            .bind(now())
-            .bind(&reason)
-            .bind(json!({ "skipped": true, "trigger": trigger, "running": running }).to_string())
-            .execute(&self.ctx.pool)
-            .await
-            .map_err(|e| Error::catalog("record the skipped run", &e))?;
+            let id = crate::backup::records::insert_skipped(&self.ctx, configuration_id, &format!("{:?}", config.backup_type).to_lowercase(), &reason, json!({ "skipped": true, "trigger": trigger, "running": running })).await?;
             (self.log)(format!("{} \"{}\": {reason}", trigger, config.configuration_name));
             return Ok(id);
         }
         let id = runs::enqueue(by, configuration_id).await?;
-        let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.trigger', ?) WHERE id = ?")
-            .bind(trigger)
-            .bind(&id)
-            .execute(&self.ctx.pool)
-            .await;
+        let _ = crate::backup::records::set_trigger(&self.ctx, &id, trigger).await;
         let token = CancelToken::new();
         if let Ok(mut a) = self.active.lock() {
             a.insert(configuration_id.to_string(), id.clone());
@@ -249,11 +208,7 @@ impl Scheduler {
             let permit = me.permits.clone().acquire_owned().await;
             let name = configurations::get(&me.ctx, &config).await.map(|c| c.configuration_name).unwrap_or_default();
             if token.is_cancelled() {
-                let _ = sqlx::query("UPDATE backup_executions SET status = 'cancelled', completed_at = ?, error_message = 'cancelled while queued; it never started' WHERE id = ? AND status = 'pending'")
-                    .bind(now())
-                    .bind(&exec)
-                    .execute(&me.ctx.pool)
-                    .await;
+                let _ = crate::backup::records::cancel_queued(&me.ctx, &exec).await;
                 (me.log)(format!("{trigger} backup of \"{name}\": cancelled while queued"));
             } else {
                 match runs::run(&me.ctx, &exec, &token).await {
@@ -325,11 +280,7 @@ impl Scheduler {
         self.submit_job(restore_id, "restore", move |me, id, cancel| {
             Box::pin(async move {
                 if cancel.is_cancelled() {
-                    let _ = sqlx::query("UPDATE restore_operations SET status = 'cancelled', completed_at = ?, error_message = 'cancelled while queued; nothing was changed' WHERE id = ? AND status = 'pending'")
-                        .bind(now())
-                        .bind(&id)
-                        .execute(&me.ctx.pool)
-                        .await;
+                    let _ = crate::restores::cancel_queued(&me.ctx, &id).await;
                     return "cancelled while queued".to_string();
                 }
                 match crate::restores::run(&me.ctx, &id, &req, &keys, None, &cancel, None).await {

@@ -284,3 +284,8 @@ pub async fn cancel_queued(ctx: &Ctx, id: &str) -> Result<()> {
         .map_err(|e| Error::catalog("cancel the migration", &e))?;
     Ok(())
 }
+
+/// Marks the migrations a dead process left pending or running as failed, saying why.
+pub(crate) async fn interrupt_dead(ctx: &Ctx) -> Result<u64> {
+    crate::history::interrupt_dead(ctx, "migration_jobs", "interrupted: Safehold stopped during this migration; the target database rolled its transaction back and nothing was written").await
+}

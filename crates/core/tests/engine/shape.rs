@@ -144,3 +144,51 @@ fn the_circle_finder_finds_a_circle_it_is_given() {
         .collect();
     assert_eq!(circles(&g), vec![["a", "b", "c"].into_iter().map(String::from).collect::<BTreeSet<_>>()]);
 }
+
+/// Each job's catalog table has one writer, its record module: whatever else records something
+/// about a backup, a restore or a migration goes through it.
+#[test]
+fn each_job_table_is_written_by_its_record_module_alone() {
+    let owners = [("backup_executions", "backup/records.rs"), ("restore_operations", "restores.rs"), ("migration_jobs", "migrate/records.rs")];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("read src").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().and_then(|x| x.to_str()) == Some("rs") {
+                files.push(p);
+            }
+        }
+    }
+    let mut strays = Vec::new();
+    let mut seen = BTreeSet::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).expect("under src").to_string_lossy().replace('\\', "/");
+        let mut text = std::fs::read_to_string(f).expect("read");
+        if let Some(i) = text.find("#[cfg(test)]") {
+            text.truncate(i);
+        }
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (table, owner) in owners {
+            for verb in ["INSERT INTO", "UPDATE", "DELETE FROM"] {
+                if flat.contains(&format!("{verb} {table}")) {
+                    seen.insert(table);
+                    if rel != owner {
+                        strays.push(format!("{rel}: {verb} {table}"));
+                    }
+                }
+            }
+            if flat.contains(&format!("interrupt_dead( ctx, \"{table}\"")) || flat.contains(&format!("interrupt_dead(ctx, \"{table}\"")) {
+                seen.insert(table);
+                if rel != owner {
+                    strays.push(format!("{rel}: interrupt_dead on {table}"));
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len(), owners.len(), "every job table's writes were found: {seen:?}");
+    assert!(strays.is_empty(), "job tables written outside their record module: {strays:?}; add a function to the owner and call it");
+}

@@ -1,6 +1,8 @@
 //! Taking a backup: a source's consistent snapshot streamed into a new archive of a repository.
 //! The archive appears in the repository only when complete; a failure or a cancel leaves none.
 
+pub mod records;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
