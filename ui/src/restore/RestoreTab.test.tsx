@@ -1,0 +1,159 @@
+// The Restore tab: plans, confirmations, restores and test restores followed to their end.
+import { fireEvent, screen, waitFor, within } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+
+// The API module mocked (see src/test/apiMock.ts); vi.mock is hoisted above the imports.
+vi.mock("../api", async () => (await import("../test/apiMock")).apiModule());
+
+import { ApiError } from "../api";
+import { connections, mocked, renderWithClient, setDefaults } from "../test/harness";
+import { BackupDashboard } from "../dashboard/BackupDashboard";
+
+beforeEach(() => setDefaults());
+
+describe("Restore", () => {
+  it("lists recorded restore operations and migration jobs with status, progress and errors", async () => {
+    mocked.listRestores.mockResolvedValue([{
+      id: "r1", backup_execution_id: "1", restore_type: "tenant_only", target_tenant_id: "t", restore_point: null, status: "failed",
+      progress_percentage: 40, tables_to_restore: null, exclude_tables: null, preserve_ids: false, started_at: "2025-01-05T12:00:00Z",
+      completed_at: null, initiated_by: "op", error_message: "the target is not empty", restored_records: {},
+      target: "postgres://db/app", source_archive: "/b/1", safety_backup_id: null, new_tenant_id: null, current_table: null,
+    }]);
+    mocked.listMigrations.mockResolvedValue([{
+      id: "m1", migration_name: "Copy Acme", migration_type: "tenant_copy", source_tenant_id: null, target_tenant_id: null,
+      source_file_path: null, target_file_path: null, status: "running", progress_percentage: 75, records_processed: 3, records_total: 4,
+      started_at: "2025-01-05T12:00:00Z", completed_at: null, initiated_by: "op", error_message: null,
+    }]);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    const restore = await screen.findByTestId("restore-operation");
+    expect(restore).toHaveTextContent("Restore: tenant t (as a copy)");
+    expect(restore).toHaveTextContent("the target is not empty");
+    expect(within(restore).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "40");
+    await userEvent.click(screen.getByRole("tab", { name: "Migration" }));
+    const job = await screen.findByTestId("migration-job");
+    expect(job).toHaveTextContent("tenant_copy · 3/4 records");
+    expect(within(job).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "75");
+  });
+
+  it("a running verify by restoring can be cancelled and says so", async () => {
+    let reject: (e: unknown) => void = () => {};
+    mocked.verifyByRestoring.mockReturnValue(new Promise((_, r) => { reject = r; }));
+    mocked.cancelVerify.mockImplementation(async () => {
+      reject(new ApiError("cancelled", "cancelled; nothing was kept"));
+      return true;
+    });
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await userEvent.click(await screen.findByTestId("verify-by-restoring"));
+    await userEvent.click(await screen.findByTestId("verify-cancel"));
+    await waitFor(() => expect(mocked.cancelVerify).toHaveBeenCalledWith("1"));
+    expect(await screen.findByRole("alert")).toHaveTextContent("cancelled; nothing was kept");
+    expect(screen.queryByTestId("verify-cancel")).not.toBeInTheDocument();
+  });
+
+  it("plans a tenant restore, asks for the database's name, then starts it; a running restore can be cancelled", async () => {
+    mocked.listRestores.mockResolvedValue([{
+      id: "r2", backup_execution_id: "1", restore_type: "tenant_only", target_tenant_id: "acme", restore_point: null, status: "running",
+      progress_percentage: 50, tables_to_restore: null, exclude_tables: null, preserve_ids: true, started_at: "2025-01-05T12:00:00Z",
+      completed_at: null, initiated_by: "op", error_message: null, restored_records: {},
+      target: "postgres://db/app", source_archive: "/b/1", safety_backup_id: null, new_tenant_id: null, current_table: "public.projects",
+    }]);
+    mocked.planRestore.mockResolvedValue({
+      restore_type: "tenant_only", chain: [{ id: "abcdef123456", backup_type: "full", snapshot_time: "2025-01-05T10:00:00Z", source_name: "Demo platform", file: "/b/1" }],
+      point_in_time: null, target: "postgres://db/app", target_database: "app", create: false, clean: false, tenant_id: "acme", preserve_ids: true,
+      new_tenant_id: null, tables: [{ table: "public.projects", rows_in_backup: 12, inserted: 1, updated: 2, deleted: 3 }], rows: 12,
+      replaced_objects: 0, destructive: true, safety_backup: true, warnings: ["x references the tenant table y but is not in the backup"],
+      exact: true, estimated_bytes: 1000, estimated_seconds: 1,
+    });
+    mocked.startRestore.mockResolvedValue("r3");
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    const running = await screen.findByTestId("restore-operation");
+    expect(running).toHaveTextContent("now: public.projects");
+    expect(running).toHaveTextContent("from /b/1");
+    expect(running).toHaveTextContent("by op");
+    await userEvent.click(screen.getByTestId("restore-cancel"));
+    await waitFor(() => expect(mocked.cancelRestore).toHaveBeenCalledWith("r2"));
+
+    await userEvent.type(await screen.findByTestId("restore-tenant"), "acme");
+    await userEvent.click(screen.getByTestId("restore-review"));
+    const plan = await screen.findByTestId("restore-plan");
+    expect(mocked.planRestore).toHaveBeenCalledWith(expect.objectContaining({
+      backup_execution_id: "1", connection_id: "k1", restore_type: "tenant_only", tenant_id: "acme", preserve_ids: true, safety_backup: true,
+    }));
+    expect(within(plan).getByTestId("restore-plan-table")).toHaveTextContent("public.projects1212");
+    expect(within(plan).getByTestId("restore-plan-warning")).toHaveTextContent("not in the backup");
+    expect(plan).toHaveTextContent("A safety backup of what is replaced is taken first.");
+    const start = screen.getByTestId("restore-start");
+    expect(start).toBeDisabled();
+    await userEvent.type(screen.getByTestId("restore-confirm"), "ap");
+    expect(start).toBeDisabled();
+    await userEvent.type(screen.getByTestId("restore-confirm"), "p");
+    expect(start).toBeEnabled();
+    await userEvent.click(start);
+    await waitFor(() => expect(mocked.startRestore).toHaveBeenCalledTimes(1));
+    expect(await screen.findByTestId("restore-started")).toBeInTheDocument();
+  });
+
+  it("restores a backup whole into a new SQLite file chosen in a save dialog", async () => {
+    mocked.pickNewDatabaseFile.mockResolvedValue("/home/me/restored.db");
+    mocked.planRestore.mockResolvedValue({
+      restore_type: "full", chain: [{ id: "abcdef123456", backup_type: "full", snapshot_time: "2025-01-05T10:00:00Z", source_name: "Demo platform", file: "/b/1" }],
+      point_in_time: null, target: "sqlite:///home/me/restored.db", target_database: "/home/me/restored.db", create: false, clean: false, tenant_id: null, preserve_ids: true,
+      new_tenant_id: null, tables: [{ table: "tenants", rows_in_backup: 50, inserted: 50, updated: 0, deleted: 0 }], rows: 50,
+      replaced_objects: 0, destructive: false, safety_backup: false, warnings: [], exact: false, estimated_bytes: 1000, estimated_seconds: 1,
+    });
+    mocked.startRestore.mockResolvedValue("r9");
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await userEvent.selectOptions(await screen.findByTestId("restore-target"), "A new SQLite file…");
+    expect(screen.getByTestId("restore-type")).toHaveValue("full");
+    expect(screen.getByTestId("restore-new-file")).toHaveTextContent("no file chosen yet");
+    expect(screen.getByTestId("restore-review")).toBeDisabled();
+    await userEvent.click(screen.getByTestId("choose-new-file"));
+    expect(await screen.findByTestId("restore-new-file")).toHaveTextContent("/home/me/restored.db");
+    await userEvent.click(screen.getByTestId("restore-review"));
+    await waitFor(() => expect(mocked.planRestore).toHaveBeenCalledWith(expect.objectContaining({ backup_execution_id: "1", restore_type: "full", target_file: "/home/me/restored.db" })));
+    await userEvent.click(await screen.findByTestId("restore-start"));
+    await waitFor(() => expect(mocked.startRestore).toHaveBeenCalledWith(expect.objectContaining({ target_file: "/home/me/restored.db" })));
+  });
+
+  it("suggests the target's tenants for a tenant restore", async () => {
+    mocked.listConnections.mockResolvedValue([{ ...connections[0], id: "pg", name: "Platform", kind: "postgres", sqlite_path: null, host: "db" }]);
+    mocked.listTenants.mockResolvedValue([{ id: "acme", name: "Acme Corp" }, { id: "beta", name: null }]);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await waitFor(() => expect(mocked.listTenants).toHaveBeenCalledWith("pg"));
+    const options = await screen.findByTestId("restore-tenant-options");
+    await waitFor(() => expect(options.querySelectorAll("option")).toHaveLength(2));
+    expect(options.querySelector("option[value=acme]")).toHaveTextContent("Acme Corp");
+    expect(screen.getByTestId("restore-tenant")).toHaveAttribute("list", "restore-tenant-options");
+  });
+
+  it("asks for a point in time only when chosen, and sends it as UTC", async () => {
+    mocked.planRestore.mockRejectedValue(new ApiError("not_found", "no backup was taken at or before that time"));
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await userEvent.type(await screen.findByTestId("restore-tenant"), "acme");
+    expect(screen.queryByTestId("restore-point")).not.toBeInTheDocument();
+    await userEvent.click(screen.getByTestId("restore-at-point"));
+    fireEvent.change(screen.getByTestId("restore-point"), { target: { value: "2025-01-05T10:15:00" } });
+    await userEvent.click(screen.getByTestId("restore-review"));
+    await waitFor(() => expect(mocked.planRestore).toHaveBeenCalledWith(expect.objectContaining({
+      restore_point: new Date("2025-01-05T10:15:00").toISOString(),
+    })));
+    expect(await screen.findByRole("alert")).toHaveTextContent("no backup was taken at or before");
+  });
+
+  it("shows why a plan is refused", async () => {
+    mocked.planRestore.mockRejectedValue(new ApiError("validation", "the target's table public.projects has no column title that the backup has"));
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await userEvent.type(await screen.findByTestId("restore-tenant"), "acme");
+    await userEvent.click(screen.getByTestId("restore-review"));
+    expect(await screen.findByRole("alert")).toHaveTextContent("has no column title");
+    expect(screen.queryByTestId("restore-start")).not.toBeInTheDocument();
+  });
+});
