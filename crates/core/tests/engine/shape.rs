@@ -10,11 +10,10 @@ use std::path::Path;
 /// What the archive format may import: the errors, nothing else of the engine.
 const ARCHIVE_MAY_IMPORT: &[&str] = &["error"];
 
-/// Top-level module → the top-level modules it imports.
-fn imports() -> BTreeMap<String, BTreeSet<String>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// Every `.rs` file below `root`.
+fn sources(root: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
-    let mut dirs = vec![root.clone()];
+    let mut dirs = vec![root.to_path_buf()];
     while let Some(d) = dirs.pop() {
         for e in std::fs::read_dir(&d).expect("read src").flatten() {
             let p = e.path();
@@ -25,6 +24,13 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
             }
         }
     }
+    files
+}
+
+/// Top-level module → the top-level modules it imports.
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = sources(&root);
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in &files {
         let rel = f.strip_prefix(&root).expect("under src");
@@ -151,18 +157,7 @@ fn the_circle_finder_finds_a_circle_it_is_given() {
 fn each_job_table_is_written_by_its_record_module_alone() {
     let owners = [("backup_executions", "backup/records.rs"), ("restore_operations", "restores.rs"), ("migration_jobs", "migrate/records.rs")];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    let mut dirs = vec![root.clone()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).expect("read src").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().and_then(|x| x.to_str()) == Some("rs") {
-                files.push(p);
-            }
-        }
-    }
+    let files = sources(&root);
     let mut strays = Vec::new();
     let mut seen = BTreeSet::new();
     for f in &files {
