@@ -25,7 +25,7 @@ pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// Explains a failure to reach or log in to PostgreSQL, naming the address and what to check.
 pub fn explain_pg_error(address: &str, user: &str, database: &str, err: &sqlx::Error) -> Error {
     let at = format!("cannot connect to {address}");
-    match err {
+    let explained = match err {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             match code.as_str() {
@@ -63,8 +63,10 @@ pub fn explain_pg_error(address: &str, user: &str, database: &str, err: &sqlx::E
                 Error::new(ErrorCode::Unreachable, format!("{at}: {text}"))
             }
         }
-    }
+    };
+    explained.caused_by(err)
 }
+
 pub use super::pg_parallel::{restore_parallel, with_split_bytes};
 
 /// One DDL statement and what it creates (for messages).
@@ -145,7 +147,7 @@ pub(crate) async fn connect(url: &str) -> Result<PgConnection> {
 }
 
 pub(crate) fn q(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
-    move |e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot {what}: {e}"))
+    move |e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot {what}: {e}")).caused_by(&e)
 }
 
 /// The server's system identifier and the database name: which database a backup came from.
@@ -1092,7 +1094,7 @@ async fn apply_delta(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &st
 }
 
 pub(crate) fn restore_error(what: &str, e: &sqlx::Error) -> Error {
-    Error::new(ErrorCode::Database, format!("restore failed at {what}: {e}; the target was left as it was"))
+    Error::new(ErrorCode::Database, format!("restore failed at {what}: {e}; the target was left as it was")).caused_by(e)
 }
 
 /// Creates the database named in `url` (connecting to the server's `postgres` database);

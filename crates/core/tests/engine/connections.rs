@@ -169,3 +169,15 @@ fn database_urls_are_read_into_connections() {
     let err = ConnectionInput::from_url("x", "mysql://a@b/c").expect_err("mysql");
     assert!(err.message.contains("postgres://"), "{}", err.message);
 }
+
+/// An engine error from PostgreSQL keeps the driver's error as its cause (for logs and callers
+/// walking `source()`), while its message says what to do.
+#[tokio::test]
+async fn a_postgres_error_keeps_the_drivers_error_as_its_cause() {
+    let url = format!("{}/safehold_no_such_database_{}", crate::support::pg_base(), std::process::id());
+    let e = safehold_core::source::postgres::fingerprint(&url).await.expect_err("no such database");
+    assert_eq!(e.code, ErrorCode::NotFound, "{e:?}");
+    assert!(e.message.contains("does not exist; check the database name"), "{}", e.message);
+    let cause = std::error::Error::source(&e).expect("a cause").to_string();
+    assert!(cause.contains("does not exist") && cause != e.message, "the driver's own words: {cause}");
+}
