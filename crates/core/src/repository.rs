@@ -89,9 +89,7 @@ impl Repository {
 
     /// Creates a repository in `dir` protected by `password`, with a new recovery key.
     pub fn init(dir: &Path, password: &str, kdf: KdfParams) -> Result<(Self, SecretKey)> {
-        if !crate::remote::is_remote(dir) {
-            crate::private::create_dir_all(&dir.join("archives")).map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
-        }
+        crate::storage::backend::at(dir)?.child("archives").make_dir()?;
         let id = uuid::Uuid::new_v4().to_string();
         Self::init_with_id(dir, &id, password, kdf)
     }
@@ -356,9 +354,7 @@ pub async fn open_or_init(
             Ok((repo, mk))
         }
         None => {
-            if !crate::remote::is_remote(dir) {
-                crate::private::create_dir_all(&dir.join("archives")).map_err(|e| Error::io(format!("cannot create the repository {}", dir.display()), &e))?;
-            }
+            crate::storage::backend::at(dir)?.child("archives").make_dir()?;
             let id = uuid::Uuid::new_v4().to_string();
             let password = match headless {
                 Some(p) => p,

@@ -232,8 +232,8 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
         Some(d) => d.clone(),
         None => repo.archives_dir().join(format!("{stamp}-{}.{ARCHIVE_EXT}", &id[..8])),
     };
-    if req.dest.is_none() && !crate::remote::is_remote(&repo.dir) {
-        crate::private::create_dir_all(&repo.archives_dir()).map_err(|e| Error::io(format!("cannot create {}", repo.archives_dir().display()), &e))?;
+    if req.dest.is_none() {
+        crate::storage::backend::at(&repo.archives_dir())?.make_dir()?;
     }
     let signer = match &req.signer {
         Some(s) => s.clone(),

@@ -46,6 +46,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         (None, None)
     }
 
+    /// Makes the place able to hold children: a local folder is created with its parents (0700);
+    /// an object store's prefixes exist as soon as an object is written under them.
+    fn make_dir(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Its whole content.
     fn get(&self) -> Result<Vec<u8>> {
         let len = self.size()?.ok_or_else(|| Error::not_found(format!("{} does not exist", self.location())))?;
@@ -110,6 +116,10 @@ impl Backend for Local {
 
     fn capacity(&self) -> (Option<i64>, Option<i64>) {
         super::filesystem_space(&self.0)
+    }
+
+    fn make_dir(&self) -> Result<()> {
+        crate::private::create_dir_all(&self.0).map_err(|e| Error::io(format!("cannot create the folder {}", self.0.display()), &e))
     }
 
     fn size(&self) -> Result<Option<u64>> {

@@ -168,6 +168,19 @@ fn conformance(location: &str, open_uploads: Option<&dyn Fn() -> usize>) {
     small.delete().expect("deleting what is gone is not an error");
     assert!(base.child("a/never.bin").get().is_err_and(|e| e.code == ErrorCode::NotFound), "reading what does not exist says so");
     obj.delete().expect("delete");
+
+    // A place made ready for children (a repository's archives folder) takes an upload below it
+    // and, empty, lists nothing.
+    let folder = base.child("made/archives");
+    folder.make_dir().expect("make the folder");
+    folder.make_dir().expect("making it again is not an error");
+    assert!(base.list().expect("list").is_empty(), "an empty folder lists nothing");
+    let inside = folder.child("x.bin");
+    let mut up = inside.upload().expect("start upload below it");
+    up.write_all(b"archive").expect("write");
+    up.finish().expect("complete");
+    assert_eq!(inside.size().expect("head"), Some(7));
+    inside.delete().expect("delete");
     assert!(base.list().expect("list").is_empty());
 }
 
