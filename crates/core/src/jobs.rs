@@ -1,6 +1,7 @@
 //! What every long piece of work shares — backups, restores, verifications, migrations: a
-//! cancel token checked between chunks and tables, and progress pushed to whoever shows it.
-//! (The job records and their lifecycle are each operation's; see docs/architecture.md.)
+//! cancel token checked between chunks and tables, progress pushed to whoever shows it, a job's
+//! status and kind, the event the app hears, and the recorder that writes progress to a job's
+//! row in order. (Each job's catalog row is its record module's; see docs/architecture.md.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
