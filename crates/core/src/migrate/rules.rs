@@ -45,7 +45,8 @@ pub enum Action {
     Null,
     /// A fresh value of the same form, for values that must differ in a copy (API keys, tokens,
     /// idempotency keys, slugs under a unique index): a UUID for a UUID, hex or base64 of the same
-    /// length (and case) for hex or base64, else the value with a random suffix. A `template`
+    /// length (and case) for hex or base64, a number for a number (as long as an integer column always
+/// holds, at least nine digits in text), else the value with a random suffix. A `template`
     /// instead: `{value}`, `{uuid}`, `{hex}` (32 hex digits) are filled in, e.g. `key_{hex}`.
     Regenerate { template: Option<String> },
     /// Drop the row when the condition on `column` holds.
@@ -102,8 +103,26 @@ impl Binds {
     }
 }
 
-/// SQL for a fresh value in the form of `c` (see [`Action::Regenerate`]).
-fn regenerate(c: &str, template: Option<&str>, b: &mut Binds) -> String {
+/// How many digits a fresh number in column `c` of type `ty` has, and which values count as
+/// numbers: in an integer column as many digits as the type always holds, and every integer (0
+/// and negative ones too) becomes a positive number; in unbounded text at least nine; else the
+/// value's own length. So a short number (`7`) is not made anew among the eight others of its
+/// length, where it would meet a row the target has.
+fn number_form(c: &str, ty: Option<&str>) -> (String, &'static str) {
+    let natural = "^[1-9][0-9]*$";
+    match ty.map(|t| t.trim().to_ascii_lowercase()).as_deref() {
+        Some("smallint" | "int2") => ("4".into(), "^-?[0-9]+$"),
+        Some("integer" | "int" | "int4") => ("9".into(), "^-?[0-9]+$"),
+        Some("bigint" | "int8") => ("18".into(), "^-?[0-9]+$"),
+        Some("numeric" | "text" | "character varying" | "varchar" | "citext") => (format!("greatest(char_length({c}), 9)"), natural),
+        _ => (format!("char_length({c})"), natural),
+    }
+}
+
+/// SQL for a fresh value in the form of `c` (see [`Action::Regenerate`]); `ty` is the column's
+/// type when known (see [`number_form`]).
+fn regenerate(c: &str, template: Option<&str>, ty: Option<&str>, b: &mut Binds) -> String {
+    let (digits, number) = number_form(c, ty);
     let hex32 = "md5(random()::text || clock_timestamp()::text)";
     let hex_of = |n: String| format!("substr(repeat({hex32}, ({n}) / 32 + 1), 1, {n})");
     match template {
@@ -114,14 +133,14 @@ fn regenerate(c: &str, template: Option<&str>, b: &mut Binds) -> String {
         None => format!(
             "CASE WHEN {c} IS NULL THEN NULL \
              WHEN {c} ~* '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$' THEN gen_random_uuid()::text \
-             WHEN {c} ~ '^[1-9][0-9]*$' THEN (floor(random() * 9) + 1)::int::text || substr(translate({lower_long}, 'abcdef', '012345'), 1, char_length({c}) - 1) \
+             WHEN {c} ~ '{number}' THEN (floor(random() * 9) + 1)::int::text || substr(translate({lower_long}, 'abcdef', '012345'), 1, {digits} - 1) \
              WHEN {c} ~ '^[0-9a-f]+$' THEN {lower} \
              WHEN {c} ~ '^[0-9A-F]+$' THEN upper({lower}) \
              WHEN {c} ~ '^[A-Za-z0-9+/_-]+=*$' AND char_length({c}) >= 16 THEN \
                   rpad(substr(translate(encode(decode(repeat({hex32}, char_length({c}) / 24 + 1), 'hex'), 'base64'), E'\\n', ''), 1, char_length(rtrim({c}, '='))), char_length({c}), '=') \
              ELSE {c} || '-' || substr({hex32}, 1, 6) END",
             lower = hex_of(format!("char_length({c})")),
-            lower_long = hex_of(format!("char_length({c}) + 1"))
+            lower_long = hex_of(format!("{digits} + 1"))
         ),
     }
 }
@@ -244,7 +263,7 @@ pub(crate) fn sql(rule: &Rule, relation: &str, ty: Option<&str>) -> (String, Bin
         }
         Action::Null => set("NULL".into()),
         Action::Regenerate { template } => {
-            let e = regenerate(&c, template.as_deref(), &mut b);
+            let e = regenerate(&c, template.as_deref(), ty, &mut b);
             set(e)
         }
         Action::DropRow { op, value } => {

@@ -416,9 +416,18 @@ impl Writer<'_> {
             let mut missing = format!("{} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {on})", set.join(" AND "), rel(&fk.parent));
             if let Some(pf) = finals.get(&fk.parent).filter(|p| fk.cols.iter().all(|(_, pc)| p.has(pc))) {
                 missing.push_str(&format!(" AND NOT EXISTS (SELECT 1 FROM {} p WHERE p._sh_fate <> 'aside' AND {on})", pf.relation));
-                // Rows of a parent row set aside: left out with it.
+                // Rows of a parent row set aside: left out with it — through a table's references
+                // to itself too, a chain of them to its end (each pass sees the rows the last set
+                // aside).
                 let with_aside = format!("{} AND EXISTS (SELECT 1 FROM {} p WHERE p._sh_fate = 'aside' AND {on})", set.join(" AND "), pf.relation);
-                let n = set_aside(tx, t, f, &with_aside).await?;
+                let mut n = 0;
+                loop {
+                    let more = set_aside(tx, t, f, &with_aside).await?;
+                    n += more;
+                    if more == 0 || fk.parent != t {
+                        break;
+                    }
+                }
                 if n > 0 {
                     rep.notes.push(format!("{n} rows left out with the {} rows they belong to", fk.parent));
                 }

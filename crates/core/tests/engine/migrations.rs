@@ -703,3 +703,35 @@ async fn a_copy_gives_text_keys_holding_uuids_fresh_uuids_and_references_follow(
     let stray = count(&db.url(), "SELECT count(*) FROM documents d JOIN projects p ON p.id = d.project_id WHERE d.tenant_id = 'demo-copy' AND p.tenant_id <> 'demo-copy'").await;
     assert_eq!(stray, 0, "the copy's documents point at the copy's projects");
 }
+
+/// Numbers that must differ in a copy are made anew as long as their column always holds: a
+/// one-digit code among the nine taken ones (pretix's `public_id`, found by `make test`) would
+/// otherwise meet a row the source has, once in a while. Zero and negative numbers become numbers
+/// too (before, `0` could become a hex digit the column refuses).
+#[tokio::test(flavor = "multi_thread")]
+async fn regenerated_numbers_fill_their_column_and_never_meet_the_sources() {
+    let db = ScratchDb::create().await;
+    db.execute(
+        "CREATE TABLE tenants (id text PRIMARY KEY);
+         CREATE TABLE badges (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants(id), code smallint NOT NULL UNIQUE, pin int UNIQUE, serial_no bigint UNIQUE, ref text UNIQUE);
+         INSERT INTO tenants VALUES ('acme');
+         INSERT INTO badges (tenant_id, code, pin, serial_no, ref) SELECT 'acme', g, CASE g WHEN 1 THEN 0 WHEN 2 THEN -5 ELSE g END, g, g::text FROM generate_series(1, 9) g;",
+    )
+    .await;
+    let e = ends(Some(&db), Some(&db));
+    let mut s = spec(MigrationType::TenantCopy, "acme");
+    s.target_tenant_id = Some("acme-copy".into());
+    let v = validate(&s, &e).await;
+    let conflicting: Vec<(&str, Vec<String>)> = v.problems().map(|(t, p)| (t, p.columns.clone())).collect();
+    assert_eq!(conflicting.len(), 4, "each number meets the source's: {conflicting:?}");
+    for c in ["code", "pin", "serial_no", "ref"] {
+        s.rules.push(Rule { table: "public.badges".into(), column: c.into(), action: Action::Regenerate { template: None } });
+    }
+    let v = validate(&s, &e).await;
+    assert!(v.is_clean(), "made anew, nothing meets: {:?}", v.problems().collect::<Vec<_>>());
+    run(&s, &e).await.expect("the copy");
+    let made = rows(&db.url(), "SELECT concat_ws('|', length(code::text), length(pin::text), length(serial_no::text), length(ref)) FROM badges WHERE tenant_id = 'acme-copy'").await;
+    assert_eq!(made, vec!["4|9|18|9".to_string(); 9], "smallint, int and bigint numbers as long as the column always holds; in text at least nine digits");
+    assert_eq!(count(&db.url(), "SELECT count(*) FROM badges WHERE tenant_id = 'acme-copy' AND (code < 1000 OR pin < 100000000 OR serial_no < 100000000000000000)").await, 0, "positive and of full length");
+    assert_eq!(rows(&db.url(), "SELECT concat_ws('|', code, pin, serial_no, ref) FROM badges WHERE tenant_id = 'acme' ORDER BY 1").await.len(), 9, "the source's rows stay");
+}

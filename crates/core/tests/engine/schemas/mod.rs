@@ -39,8 +39,9 @@ use gen::{qi, ql, Key, Link, Options, Schema};
 /// immediately after the writer; 141 a self-reference rewritten before its key got a suffix;
 /// 154 a row whose nullable link was emptied; 166 a self-reference updated before its parent
 /// was inserted; 382 a keyless table's row of nobody taken back by its unique value; 405 a
-/// composite of NULLs taken for a missing value.)
-const REGRESSIONS: &[u64] = &[1, 3, 4, 7, 16, 29, 141, 154, 166, 382, 405, 3429120431, 3483542720, 1549806221, 3264750321, 1158566601];
+/// composite of NULLs taken for a missing value; 2896137111 a chain of a table's references to
+/// itself whose first row was set aside, the rest left pointing at it.)
+const REGRESSIONS: &[u64] = &[1, 3, 4, 7, 16, 29, 141, 154, 166, 382, 405, 3429120431, 3483542720, 1549806221, 3264750321, 1158566601, 2896137111];
 
 /// A repository for the whole run (a weak key derivation: the keys are not what is tested).
 struct Repo {
@@ -649,6 +650,9 @@ async fn properties(seed: u64, r: &Repo, dir: &Path) -> Result<Vec<&'static str>
     let lap = |what: &str| if std::env::var("SAFEHOLD_SCHEMA_TIMING").is_ok() { eprintln!("  {what}: {:.2}s", t0.elapsed().as_secs_f64()) };
     let s = gen::generate(seed, Options::default());
     let mut rng = gen::Rng::new(seed ^ 0x5eed);
+    if std::env::var("SAFEHOLD_SCHEMA_SHOW").is_ok() {
+        eprintln!("-- schema {seed}\n{};\n-- data\n{};\n-- after the data\n{};", s.ddl.join(";\n"), s.data.join(";\n"), s.post.join(";\n"));
+    }
     let db = build(&s).await;
     lap("built");
     let full = r.backup(&s, &db, BackupType::Full).await;
