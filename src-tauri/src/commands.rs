@@ -6,9 +6,10 @@ use safehold_core::cron::{self, CronPreview};
 use safehold_core::history::{self, BackupExecution, MigrationJob, RestoreOperation};
 use safehold_core::storage::{self, BackupStorage};
 use safehold_core::migrate::{self, MigrationReport, MigrationSpec};
-use safehold_core::{auditlog, demo, operators, Error, FieldError};
+use safehold_core::auth::{audit, operators};
+use safehold_core::{demo, Error, FieldError};
 use safehold_core::restore::RestorePlan;
-use safehold_core::restores::{self, RestoreForm};
+use safehold_core::restore::records::{self as restores, RestoreForm};
 use tauri::State;
 
 use crate::AppState;
@@ -182,7 +183,7 @@ pub async fn plan_restore(state: State<'_, AppState>, form: RestoreForm) -> Res<
 pub async fn start_restore(state: State<'_, AppState>, form: RestoreForm) -> Res<String> {
     let ctx = state.ctx()?.clone();
     let (id, req) = restores::start(&ctx, &form).await?;
-    let keys = safehold_core::custody::key_sources(&ctx).await?;
+    let keys = safehold_core::keys::custody::key_sources(&ctx).await?;
     match &state.scheduler {
         // Through the job runner: it waits for a running backup to finish, and can be cancelled.
         Some(s) => {
@@ -278,27 +279,27 @@ pub async fn storage_samples(state: State<'_, AppState>, id: String) -> Res<Vec<
 
 /// Who holds a storage's key: this workstation's keychain, which super admins, the recovery kit.
 #[tauri::command]
-pub async fn storage_key_custody(state: State<'_, AppState>, id: String) -> Res<safehold_core::custody::KeyCustody> {
-    safehold_core::custody::custody(state.ctx()?, &id).await
+pub async fn storage_key_custody(state: State<'_, AppState>, id: String) -> Res<safehold_core::keys::custody::KeyCustody> {
+    safehold_core::keys::custody::custody(state.ctx()?, &id).await
 }
 
 /// The writers whose keys signed a storage's backups, and which of them are approved.
 #[tauri::command]
-pub async fn storage_writers(state: State<'_, AppState>, id: String) -> Res<Vec<safehold_core::custody::WriterInfo>> {
-    safehold_core::custody::writers(state.ctx()?, &id).await
+pub async fn storage_writers(state: State<'_, AppState>, id: String) -> Res<Vec<safehold_core::keys::custody::WriterInfo>> {
+    safehold_core::keys::custody::writers(state.ctx()?, &id).await
 }
 
 /// Approves a writer into a storage's repository: its backups restore from then on.
 #[tauri::command]
-pub async fn approve_writer(state: State<'_, AppState>, id: String, public_key: String) -> Res<safehold_core::custody::WriterInfo> {
-    safehold_core::custody::approve_writer(state.ctx()?, &id, &public_key).await
+pub async fn approve_writer(state: State<'_, AppState>, id: String, public_key: String) -> Res<safehold_core::keys::custody::WriterInfo> {
+    safehold_core::keys::custody::approve_writer(state.ctx()?, &id, &public_key).await
 }
 
 /// Saves a storage's recovery kit to `path` (chosen in the save dialog) and returns its text, to
 /// print; the repository keeps no copy afterwards.
 #[tauri::command]
 pub async fn export_recovery_kit(state: State<'_, AppState>, id: String, path: String) -> Res<String> {
-    safehold_core::custody::export_recovery_kit(state.ctx()?, &id, std::path::Path::new(&path)).await
+    safehold_core::keys::custody::export_recovery_kit(state.ctx()?, &id, std::path::Path::new(&path)).await
 }
 
 /// Changes a storage: the default, in use or not, its quota, its credentials.
@@ -433,12 +434,12 @@ pub async fn reset_operator_password(state: State<'_, AppState>, id: String, pas
 
 /// The audit log, filtered, newest first.
 #[tauri::command]
-pub async fn list_audit(state: State<'_, AppState>, filter: auditlog::AuditFilter) -> Res<Vec<auditlog::AuditEntry>> {
-    auditlog::list(state.ctx()?, &filter).await
+pub async fn list_audit(state: State<'_, AppState>, filter: audit::AuditFilter) -> Res<Vec<audit::AuditEntry>> {
+    audit::list(state.ctx()?, &filter).await
 }
 
 /// Writes the filtered audit log to a CSV file chosen with the save dialog.
 #[tauri::command]
-pub async fn export_audit(state: State<'_, AppState>, filter: auditlog::AuditFilter, path: String) -> Res<usize> {
-    auditlog::export_csv(state.ctx()?, &filter, std::path::Path::new(&path)).await
+pub async fn export_audit(state: State<'_, AppState>, filter: audit::AuditFilter, path: String) -> Res<usize> {
+    audit::export_csv(state.ctx()?, &filter, std::path::Path::new(&path)).await
 }

@@ -36,7 +36,7 @@ async fn start() -> Result<Ctx, Error> {
 
 /// A context for the app's own background work (storage checks, the tray's status line).
 fn background(ctx: &Ctx) -> Ctx {
-    use safehold_core::operators::{Acting, Session};
+    use safehold_core::auth::operators::{Acting, Session};
     ctx.detached(Session::of(Some(Acting::background()), None))
 }
 

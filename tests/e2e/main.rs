@@ -490,7 +490,7 @@ async fn sign_in(app: &App, name: &str, password: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_only_admin_only_looks_and_a_platform_operator_runs_backups_but_cannot_restore() {
-    use safehold_core::operators::{self, Role};
+    use safehold_core::auth::operators::{self, Role};
     use safehold_core::{demo, Ctx};
     const PW: &str = "correct horse battery";
     let turn = ONE_APP.lock().await;

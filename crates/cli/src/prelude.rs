@@ -12,9 +12,10 @@ pub(crate) use safehold_core::configurations::BackupType;
 pub(crate) use safehold_core::repository::Repository;
 pub(crate) use safehold_core::secrets::{Keychain, SecretStore};
 pub(crate) use safehold_core::source::{self, CancelToken, Progress, ProgressSink, SourceSpec};
-pub(crate) use safehold_core::unlock::KeySources;
+pub(crate) use safehold_core::keys::unlock::KeySources;
 pub(crate) use safehold_core::migrate::{records, MigrationReport, ExportFormat, MigrationSpec, MigrationType};
-pub(crate) use safehold_core::{auditlog, configurations, context, demo, operators, restore, restores, Ctx, Error, ErrorCode};
+pub(crate) use safehold_core::auth::{audit, operators};
+pub(crate) use safehold_core::{configurations, context, demo, restore, Ctx, Error, ErrorCode};
 
 pub(crate) use crate::args::*;
 pub(crate) use crate::common::*;

@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{auditlog, backup, checks, configurations, custody, operators, context, copies, connections, cron, demo, error, history, migrate, restore, recovery, restores, retention, scheduler, source, storage};
+use crate::{auth, backup, checks, configurations, context, keys, copies, connections, cron, demo, error, history, migrate, restore, recovery, retention, scheduler, source, storage};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -31,8 +31,8 @@ pub fn typescript() -> String {
         storage::StorageType::decl(&cfg),
         storage::BackupStorage::decl(&cfg),
         storage::StorageChange::decl(&cfg),
-        custody::KeyCustody::decl(&cfg),
-        custody::WriterInfo::decl(&cfg),
+        keys::custody::KeyCustody::decl(&cfg),
+        keys::custody::WriterInfo::decl(&cfg),
         history::JobStatus::decl(&cfg),
         history::BackupExecution::decl(&cfg),
         history::SecondCopy::decl(&cfg),
@@ -48,7 +48,7 @@ pub fn typescript() -> String {
         restore::PointInTime::decl(&cfg),
         restore::RestorePlan::decl(&cfg),
         restore::RestoreOutcome::decl(&cfg),
-        restores::RestoreForm::decl(&cfg),
+        restore::records::RestoreForm::decl(&cfg),
         source::pg_apply::TableChange::decl(&cfg),
         restore::RestoreTestTable::decl(&cfg),
         restore::RestoreTestReport::decl(&cfg),
@@ -65,13 +65,13 @@ pub fn typescript() -> String {
         migrate::MigrationType::decl(&cfg),
         migrate::Resolution::decl(&cfg),
         migrate::ExportFormat::decl(&cfg),
-        operators::Role::decl(&cfg),
-        operators::Permission::decl(&cfg),
-        operators::Acting::decl(&cfg),
-        operators::Operator::decl(&cfg),
-        operators::SessionInfo::decl(&cfg),
-        auditlog::AuditEntry::decl(&cfg),
-        auditlog::AuditFilter::decl(&cfg),
+        auth::operators::Role::decl(&cfg),
+        auth::operators::Permission::decl(&cfg),
+        auth::operators::Acting::decl(&cfg),
+        auth::operators::Operator::decl(&cfg),
+        auth::operators::SessionInfo::decl(&cfg),
+        auth::audit::AuditEntry::decl(&cfg),
+        auth::audit::AuditFilter::decl(&cfg),
         migrate::TableMapping::decl(&cfg),
         migrate::MigrationSpec::decl(&cfg),
         migrate::Problem::decl(&cfg),

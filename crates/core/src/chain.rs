@@ -14,7 +14,7 @@ use crate::archive::{ArchiveIndex, ArchiveReader};
 use crate::backup;
 use crate::error::{Error, Result};
 use crate::repository::Repository;
-use crate::unlock::KeySources;
+use crate::keys::unlock::KeySources;
 
 /// Which backup to reach: in `from` (a repository directory, or an archive file), by id, the
 /// newest at or before a point in time (of one source, when the repository holds several), or

@@ -70,7 +70,7 @@ fn quick(file: &str, checksum: Option<&str>) -> Result<(String, u64, u64)> {
 }
 
 async fn deep_chain(ctx: &Ctx, file: &str, checksum: Option<&str>) -> Result<(String, u64, u64)> {
-    let keys = crate::custody::key_sources(ctx).await?;
+    let keys = crate::keys::custody::key_sources(ctx).await?;
     let opened = restore::open(&RestoreRequest::new(PathBuf::from(file), String::new()), &keys).await?;
     tokio::task::block_in_place(|| {
         // Section by section first (damage is named with its section), then the whole file
@@ -88,18 +88,33 @@ async fn deep_chain(ctx: &Ctx, file: &str, checksum: Option<&str>) -> Result<(St
 
 /// One archive's check, as `safehold verify` of a repository reports it: its report, or why it
 /// failed (`{"archive", "ok": false, "error"}`).
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum ArchiveCheck {
     Sound(crate::verify::VerifyReport),
-    Failed { archive: String, ok: bool, error: String },
+    Failed { archive: String, error: String },
+}
+
+impl Serialize for ArchiveCheck {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        match self {
+            ArchiveCheck::Sound(r) => r.serialize(s),
+            ArchiveCheck::Failed { archive, error } => {
+                let mut f = s.serialize_struct("ArchiveCheck", 3)?;
+                f.serialize_field("archive", archive)?;
+                f.serialize_field("ok", &false)?;
+                f.serialize_field("error", error)?;
+                f.end()
+            }
+        }
+    }
 }
 
 /// Checks every archive at `place` (a repository, or one archive file): quickly (its checksum
 /// against its trailer and against `recorded`, the catalog's checksums by canonical path) or,
 /// with `deep`, every section with `keys`. Each archive on its own: a damaged one is reported and
 /// the others still checked; a single archive's failure, or a key refused, is the error.
-pub async fn check_archives(place: &Path, deep: bool, keys: &crate::unlock::KeySources, recorded: &std::collections::HashMap<PathBuf, String>) -> Result<Vec<ArchiveCheck>> {
+pub async fn check_archives(place: &Path, deep: bool, keys: &crate::keys::unlock::KeySources, recorded: &std::collections::HashMap<PathBuf, String>) -> Result<Vec<ArchiveCheck>> {
     let (paths, repo) = archives_of(place)?;
     let mut out = Vec::new();
     for p in &paths {
@@ -116,7 +131,7 @@ pub async fn check_archives(place: &Path, deep: bool, keys: &crate::unlock::KeyS
         .await;
         match checked {
             Ok(report) => out.push(ArchiveCheck::Sound(report)),
-            Err(e) if paths.len() > 1 && e.code != ErrorCode::AuthFailed => out.push(ArchiveCheck::Failed { archive: p.display().to_string(), ok: false, error: e.message }),
+            Err(e) if paths.len() > 1 && e.code != ErrorCode::AuthFailed => out.push(ArchiveCheck::Failed { archive: p.display().to_string(), error: e.message }),
             Err(e) => return Err(e),
         }
     }

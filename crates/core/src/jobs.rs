@@ -62,6 +62,19 @@ pub enum JobStatus {
     Cancelled,
 }
 
+impl JobStatus {
+    /// As the catalog writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// The kinds of jobs whose progress and end are pushed to the app (the UI maps each to the lists
 /// it refreshes, and its type check fails on a kind it does not map).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ts_rs::TS)]

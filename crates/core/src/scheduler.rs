@@ -74,7 +74,7 @@ async fn recover(ctx: &Ctx, remote: bool) -> Result<Recovered> {
     let ctx = &ctx.detached(crate::context::Session::of(Some(crate::context::Acting::background()), None));
     // Each job table's own module marks its jobs that a dead process left.
     let backups = crate::backup::records::interrupt_dead(ctx).await?;
-    let restores = crate::restores::interrupt_dead(ctx).await?;
+    let restores = crate::restore::records::interrupt_dead(ctx).await?;
     let migrations = crate::migrate::records::interrupt_dead(ctx).await?;
     crate::lease::sweep(&ctx.home);
     let stores = crate::storage::list(ctx).await?;
@@ -274,16 +274,16 @@ impl Scheduler {
         out
     }
 
-    /// Queues a recorded restore (see `restores::start`) behind the running jobs; it runs when a
+    /// Queues a recorded restore (see `restore::records::start`) behind the running jobs; it runs when a
     /// slot is free and can be cancelled while queued or running.
-    pub fn submit_restore(self: &Arc<Self>, restore_id: &str, req: crate::restore::RestoreRequest, keys: crate::unlock::KeySources) -> CancelToken {
+    pub fn submit_restore(self: &Arc<Self>, restore_id: &str, req: crate::restore::RestoreRequest, keys: crate::keys::unlock::KeySources) -> CancelToken {
         self.submit_job(restore_id, "restore", move |me, id, cancel| {
             Box::pin(async move {
                 if cancel.is_cancelled() {
-                    let _ = crate::restores::cancel_queued(&me.ctx, &id).await;
+                    let _ = crate::restore::records::cancel_queued(&me.ctx, &id).await;
                     return "cancelled while queued".to_string();
                 }
-                match crate::restores::run(&me.ctx, &id, &req, &keys, None, &cancel, None).await {
+                match crate::restore::records::run(&me.ctx, &id, &req, &keys, None, &cancel, None).await {
                     Ok(out) => format!("completed, {} rows into {}", out.rows, out.target),
                     Err(e) => e.message,
                 }

@@ -615,7 +615,12 @@ rows_removed: number,
  * The references no foreign key declares that it followed (given, and remembered with the
  * connections).
  */
-references: Array<string>, };
+references: Array<string>, 
+/**
+ * References no foreign key declares that validation found (every value is found in the
+ * parent), to confirm: `child.col=parent.col`, each also said in `warnings`.
+ */
+inferred: Array<string>, };
 
 export type ExportedFile = { path: string, bytes: number, sha256: string, };
 

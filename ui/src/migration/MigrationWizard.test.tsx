@@ -21,7 +21,7 @@ describe("Migration wizard", () => {
   const report = (tables: MigrationReport["tables"]): MigrationReport => ({
     migration_type: "tenant_copy", committed: false, source_tenant_ids: ["acme"], target_tenant_id: "acme-staging", tables, warnings: [],
     mapping: [{ source: "public.users", target: "public.users", columns: { email: "email", id: "id" }, drop: [], defaults: {} }],
-    target_file: null, files: [], rows_read: 8, rows_written: 4, rows_rejected: 0, rows_removed: 0, references: [],
+    target_file: null, files: [], rows_read: 8, rows_written: 4, rows_rejected: 0, rows_removed: 0, references: [], inferred: [],
   });
 
   it("walks source, target, mapping, rules and validation; a conflict needs a rule and a new validation before Run", async () => {
@@ -73,6 +73,7 @@ describe("Migration wizard", () => {
     mocked.proposeMigration.mockResolvedValue(report([]));
     const inferred = { ...report([table("public.store", [{ kind: "unique_conflict", message: "1 rows equal a target row on public.store (manager_staff_id)", count: 1, samples: ["(2)"], columns: ["manager_staff_id"] }])]) };
     inferred.warnings = ["inferred: public.store.manager_staff_id=public.staff.staff_id looks like a reference that no foreign key declares (every value is found there): a copy keeps its values; confirm it with --reference public.store.manager_staff_id=public.staff.staff_id"];
+    inferred.inferred = ["public.store.manager_staff_id=public.staff.staff_id"];
     mocked.validateMigration.mockResolvedValueOnce(inferred).mockResolvedValueOnce(report([table("public.store")]));
     renderWithClient(<BackupDashboard />);
     await userEvent.click(screen.getByRole("tab", { name: "Migration" }));

@@ -66,13 +66,6 @@ export function describeSpec(spec: MigrationSpec, connName: (id: string | null) 
   }
 }
 
-// The reference a validation warning proposes (`… --reference CHILD.COL=PARENT.COL`), if any.
-export function inferredReference(warning: string): string | null {
-  if (!warning.startsWith("inferred:")) return null;
-  const m = /--reference (\S+)$/.exec(warning);
-  return m ? m[1] : null;
-}
-
 // References no foreign key declares: the ones validation infers, to confirm, and the declared
 // ones, to remove; another typed in.
 export function References({ inferred, declared, remembered, onChange }: { inferred: string[]; declared: string[]; remembered: string[]; onChange: (r: string[]) => void }) {

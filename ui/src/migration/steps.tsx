@@ -3,7 +3,7 @@ import type { UseMutationResult, UseQueryResult } from "@tanstack/react-query";
 import { api, type Action, type BackupStorage, type Connection, type MigrationReport, type MigrationSpec, type MigrationType, type Problem, type Resolution, type Rule, type TableMapping, type TenantRow } from "../api";
 import { Badge, Button } from "../components/ui";
 import { ErrorBox } from "../components/states";
-import { RESOLUTIONS, RULES, References, RuleParams, defaultAction, describeSpec, field, inferredReference, label } from "./parts";
+import { RESOLUTIONS, RULES, References, RuleParams, defaultAction, describeSpec, field, label } from "./parts";
 import type { WizardKind } from "./MigrationWizard";
 
 /** What the wizard holds and the steps read and change. */
@@ -272,9 +272,9 @@ export function ValidateStep({ w }: { w: WizardState }) {
               ))}
             </tbody>
           </table>
-          {report.warnings.filter((w) => !inferredReference(w)).map((w) => <p key={w} className="text-sm text-amber-700">{w}</p>)}
+          {report.warnings.filter((w) => !report.inferred.some((r) => w.startsWith(`inferred: ${r} `))).map((w) => <p key={w} className="text-sm text-amber-700">{w}</p>)}
           <References
-            inferred={report.warnings.map(inferredReference).filter((r): r is string => !!r)}
+            inferred={report.inferred}
             declared={spec.references}
             remembered={report.references.filter((r) => !spec.references.includes(r))}
             onChange={(references) => {

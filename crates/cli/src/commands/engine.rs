@@ -5,7 +5,7 @@
 use crate::prelude::*;
 
 pub(crate) async fn run(cli: &Cli) -> Result<bool, Error> {
-    use safehold_core::custody::{self, Adhoc};
+    use safehold_core::keys::custody::{self, Adhoc};
     let no_keys = KeyArgs::default();
     let (what, place, keys) = match &cli.command {
         Command::Backup(a) => (Adhoc::Backup, &a.to, &a.keys),

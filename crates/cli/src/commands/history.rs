@@ -51,14 +51,14 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, a: HistoryArgs) -> Result<(), Err
 /// `audit`: who did what, when, with what outcome (or the entries written to a CSV file).
 pub(crate) async fn audit(ctx: &Ctx, json: bool, a: AuditArgs) -> Result<(), Error> {
     let AuditArgs { by, action, outcome, since, until, limit, csv } = a;
-    let filter = auditlog::AuditFilter { operator: by, action, outcome, since, until, limit };
+    let filter = audit::AuditFilter { operator: by, action, outcome, since, until, limit };
     match csv {
         Some(path) => {
-            let n = auditlog::export_csv(ctx, &filter, &path).await?;
+            let n = audit::export_csv(ctx, &filter, &path).await?;
             println!("{n} entries written to {}", path.display());
         }
         None => {
-            let rows = auditlog::list(ctx, &filter).await?;
+            let rows = audit::list(ctx, &filter).await?;
             if json {
                 print_json(&rows);
             } else {

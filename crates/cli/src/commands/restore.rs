@@ -5,10 +5,10 @@ use crate::prelude::*;
 pub(crate) async fn run(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
     let ctx = open_catalog(cli).await?;
     let from = location_in(cli, &ctx, &a.request.from).await?;
-    let what = if a.dry_run { safehold_core::custody::Adhoc::RestorePlan } else { safehold_core::custody::Adhoc::Restore };
-    let (who, keys) = safehold_core::custody::adhoc(&ctx, what, &format!("{} → {}", from.display(), source::redact(&a.request.target)), &key_sources(&a.keys), Some(&from)).await?;
+    let what = if a.dry_run { safehold_core::keys::custody::Adhoc::RestorePlan } else { safehold_core::keys::custody::Adhoc::Restore };
+    let (who, keys) = safehold_core::keys::custody::adhoc(&ctx, what, &format!("{} → {}", from.display(), source::redact(&a.request.target)), &key_sources(&a.keys), Some(&from)).await?;
     let out = restore_as(cli, &ctx, a, from.clone(), keys).await;
-    safehold_core::custody::adhoc_done(&ctx, &who, what, &format!("{} → {}", from.display(), source::redact(&a.request.target)), Some(&from), &out).await?;
+    safehold_core::keys::custody::adhoc_done(&ctx, &who, what, &format!("{} → {}", from.display(), source::redact(&a.request.target)), Some(&from), &out).await?;
     out
 }
 
@@ -48,8 +48,8 @@ pub(crate) async fn restore_as(cli: &Cli, ctx: &Ctx, a: &RestoreArgs, from: Path
         }
     }
     // Recorded in the catalog as a restore operation, by the operator who ran it.
-    let id = restores::insert(ctx, &req, None).await?;
-    let out = restores::run(ctx, &id, &req, &keys, Some(opened), &cancel, Some(progress_sink(json))).await;
+    let id = restore::records::insert(ctx, &req, None).await?;
+    let out = restore::records::run(ctx, &id, &req, &keys, Some(opened), &cancel, Some(progress_sink(json))).await;
     end_progress(json);
     let out = out?;
     if json {

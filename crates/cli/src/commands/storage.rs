@@ -52,7 +52,7 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: StorageCommand) -> Result<()
             }
         }
         StorageCommand::Keys { name } => {
-            let c = safehold_core::custody::custody(ctx, &name).await?;
+            let c = safehold_core::keys::custody::custody(ctx, &name).await?;
             if json {
                 print_json(&c);
             } else if let Some(problem) = &c.problem {

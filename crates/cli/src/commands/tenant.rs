@@ -26,13 +26,13 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: TenantCommand) -> Result<(),
                 Some(other) => return Err(Error::validation(format!("unknown export format \"{other}\": use portable or archive"))),
             };
             (s.source, s.source_tenant_ids, s.target_file, s.archive_repository) = (Some(source), tenant, Some(to.display().to_string()), repo);
-            (s, common.dry_run, Some(safehold_core::custody::keys_for(ctx, &key_sources(&keys)).await?))
+            (s, common.dry_run, Some(safehold_core::keys::custody::keys_for(ctx, &key_sources(&keys)).await?))
         }
         TenantCommand::Import { from, target, tenant, into, new_tenant_name, keys, common } => {
             let mut s = migration_spec(MigrationType::DataImport, &common)?;
             s.source_files = from.iter().map(|f| f.display().to_string()).collect();
             (s.target, s.source_tenant_ids, s.target_tenant_id, s.target_tenant_name) = (Some(target), tenant.into_iter().collect(), into, new_tenant_name);
-            (s, common.dry_run, Some(safehold_core::custody::keys_for(ctx, &key_sources(&keys)).await?))
+            (s, common.dry_run, Some(safehold_core::keys::custody::keys_for(ctx, &key_sources(&keys)).await?))
         }
     };
     if dry_run {

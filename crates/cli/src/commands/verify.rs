@@ -84,7 +84,7 @@ pub(crate) async fn inspect(json: bool, place: &Path, keys: KeySources) -> Resul
         Ok(()) => reader.index().ok(),
         Err(_) => None,
     };
-    let provenance = safehold_core::unlock::provenance_in(&reader, None)?;
+    let provenance = safehold_core::keys::unlock::provenance_in(&reader, None)?;
     if json {
         print_json(&serde_json::json!({ "header": {
             "archive_id": header.archive_id, "repository_id": header.repository_id, "type": header.backup_type,

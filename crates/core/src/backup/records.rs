@@ -27,25 +27,46 @@ pub(crate) async fn insert_pending(ctx: &Ctx, configuration_id: &str, backup_typ
     Ok(id)
 }
 
-/// Where a running backup is (the current table and counts), on its row.
-pub(crate) async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
-    let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.progress', json(?)) WHERE id = ?")
-        .bind(json!({ "table": p.table, "tables_done": p.tables_done, "tables_total": p.tables_total, "rows": p.rows }).to_string())
-        .bind(id)
-        .execute(&ctx.pool)
-        .await;
-}
+/// A backup run's record (see [`crate::context::Job`]).
+pub(crate) struct BackupRun;
 
-/// The run starts, under this process's lease.
-pub(crate) async fn mark_running(ctx: &Ctx, id: &str) -> Result<()> {
-    sqlx::query("UPDATE backup_executions SET status = 'running', started_at = ?, runner = ? WHERE id = ?")
-        .bind(now())
-        .bind(crate::lease::runner(&ctx.home)?)
-        .bind(id)
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("start the backup", &e))?;
-    Ok(())
+impl crate::context::JobRecord for BackupRun {
+    const KIND: crate::jobs::JobKind = crate::jobs::JobKind::Backup;
+    const ACTION: &'static str = "backup.run";
+
+    /// The run starts, under this process's lease.
+    async fn running(ctx: &Ctx, id: &str) -> Result<()> {
+        sqlx::query("UPDATE backup_executions SET status = 'running', started_at = ?, runner = ? WHERE id = ?")
+            .bind(now())
+            .bind(crate::lease::runner(&ctx.home)?)
+            .bind(id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("start the backup", &e))?;
+        Ok(())
+    }
+
+    /// Where a running backup is (the current table and counts), on its row.
+    async fn progress(ctx: &Ctx, id: &str, p: &Progress) {
+        let _ = sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.progress', json(?)) WHERE id = ?")
+            .bind(json!({ "table": p.table, "tables_done": p.tables_done, "tables_total": p.tables_total, "rows": p.rows }).to_string())
+            .bind(id)
+            .execute(&ctx.pool)
+            .await;
+    }
+
+    /// The run ended without an archive (failed or cancelled), and why.
+    async fn ended(ctx: &Ctx, id: &str, status: crate::jobs::JobStatus, message: &str) -> Result<()> {
+        sqlx::query("UPDATE backup_executions SET status = ?, completed_at = ?, error_message = ?, metadata = json_remove(coalesce(metadata, '{}'), '$.progress') WHERE id = ?")
+            .bind(status.as_str())
+            .bind(now())
+            .bind(message)
+            .bind(id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record the failed backup", &e))?;
+        Ok(())
+    }
 }
 
 /// The run completed: its archive, sizes, counts, checksum and writer.
@@ -68,19 +89,6 @@ pub(crate) async fn mark_completed(ctx: &Ctx, execution_id: &str, out: &BackupOu
     .execute(&ctx.pool)
     .await
     .map_err(|e| Error::catalog("record the finished backup", &e))?;
-    Ok(())
-}
-
-/// The run ended without an archive (`status`: failed or cancelled), and why.
-pub(crate) async fn mark_ended(ctx: &Ctx, id: &str, status: &str, message: &str) -> Result<()> {
-    sqlx::query("UPDATE backup_executions SET status = ?, completed_at = ?, error_message = ?, metadata = json_remove(coalesce(metadata, '{}'), '$.progress') WHERE id = ?")
-        .bind(status)
-        .bind(now())
-        .bind(message)
-        .bind(id)
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("record the failed backup", &e))?;
     Ok(())
 }
 

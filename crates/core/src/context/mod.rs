@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use sqlx::SqlitePool;
 
+mod job;
 mod session;
 
 use crate::catalog;
+pub use job::{Counts, Job, JobRecord};
 pub use session::{current, load, require, set_up, touch, Acting, Permission, Role, Session};
 pub(crate) use session::end_session;
 pub use crate::jobs::{JobEvent, ProgressRecorder};
@@ -24,7 +26,7 @@ pub struct Ctx {
     pub pool: SqlitePool,
     pub secrets: Arc<dyn SecretStore>,
     /// Who is acting: the signed-in operator (shared by the clones of this context), checked by
-    /// every engine call that needs a permission ([`crate::operators`]).
+    /// every engine call that needs a permission ([`crate::auth::operators`]).
     pub session: Arc<std::sync::Mutex<Session>>,
     /// Where jobs push their progress as it happens (the app forwards it to the window as events).
     pub events: Option<Arc<dyn Fn(JobEvent) + Send + Sync>>,

@@ -1,7 +1,7 @@
 //! Who acts in a context, and what they may do: the session (the operator acting, their key,
 //! the idle clock), the spec's roles and permissions, and [`require`], the check every engine
 //! call makes (a refusal audited). Managing operators — adding them, signing in, passwords — is
-//! [`crate::operators`]'s.
+//! [`crate::auth::operators`]'s.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -131,7 +131,7 @@ pub struct Session {
     /// Why the last session ended (shown at the next call).
     pub(crate) ended: Option<String>,
     /// A signed-in super admin's own private key (opened by their password at sign-in): opens
-    /// the repositories sealed to them ([`crate::custody`]). Gone with the session.
+    /// the repositories sealed to them ([`crate::keys::custody`]). Gone with the session.
     pub private: Option<SecretKey>,
 }
 

@@ -36,7 +36,7 @@ use crate::source::pg_apply::{ApplyOutcome, Chain, TableChange};
 use crate::source::tenancy::{read_target, rel, write_order, Reach, Target, TenantScope, Tenancy};
 use crate::source::postgres::{connect, q, qi, ql, restore_error};
 use crate::source::{redact, CancelToken, Progress, ProgressSink};
-use crate::unlock::KeySources;
+use crate::keys::unlock::KeySources;
 use rules::Rule;
 use stage::{Staged, Tx};
 
@@ -282,6 +282,10 @@ pub struct MigrationReport {
     /// connections).
     #[serde(default)]
     pub references: Vec<String>,
+    /// References no foreign key declares that validation found (every value is found in the
+    /// parent), to confirm: `child.col=parent.col`, each also said in `warnings`.
+    #[serde(default)]
+    pub inferred: Vec<String>,
 }
 
 impl MigrationReport {
@@ -464,6 +468,7 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
             report.warnings.push(if r.contains(" is a polymorphic") {
                 format!("inferred: {r}")
             } else {
+                report.inferred.push(r.clone());
                 format!("inferred: {r} looks like a reference that no foreign key declares (every value is found there): a copy keeps its values; confirm it with --reference {r}")
             });
         }
@@ -507,12 +512,7 @@ pub fn rejected_error(report: &MigrationReport) -> Error {
     let lines: Vec<String> = report.problems().take(5).map(|(t, p)| format!("{t}: {}", p.message)).collect();
     // A problem on a table holding a column that looks like a reference no foreign key declares
     // is most often that: a copy keeps its values until it is declared.
-    let inferred: Vec<&str> = report
-        .warnings
-        .iter()
-        .filter_map(|w| w.strip_prefix("inferred: ")?.split_once(" looks like a reference").map(|(r, _)| r))
-        .filter(|r| report.problems().any(|(t, _)| r.starts_with(&format!("{t}."))))
-        .collect();
+    let inferred: Vec<&String> = report.inferred.iter().filter(|r| report.problems().any(|(t, _)| r.starts_with(&format!("{t}.")))).collect();
     let declare = if inferred.is_empty() {
         String::new()
     } else {

@@ -3,15 +3,13 @@
 //! failed | cancelled with its progress, counts, mapping, rules and validation results, and the
 //! audit log.
 
-use std::sync::Arc;
-
 use crate::catalog::{audit, now};
 use crate::connections::{self, ConnectionKind};
-use crate::context::{Ctx, JobEvent, ProgressRecorder};
+use crate::context::{Counts, Ctx, Job};
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::JobStatus;
 use crate::source::{redact, CancelToken, Progress, ProgressSink, SourceSpec};
-use crate::unlock::KeySources;
+use crate::keys::unlock::KeySources;
 
 use super::{execute, Endpoints, MigrationReport, MigrationSpec};
 
@@ -108,11 +106,11 @@ async fn archive_repository(ctx: &Ctx, given: Option<&str>) -> Result<std::path:
 }
 
 async fn keys(ctx: &Ctx) -> Result<KeySources> {
-    crate::custody::key_sources(ctx).await
+    crate::keys::custody::key_sources(ctx).await
 }
 
 fn quiet() -> ProgressSink {
-    Arc::new(|_| {})
+    std::sync::Arc::new(|_| {})
 }
 
 /// Validation: the migration run in a transaction that is rolled back.
@@ -189,89 +187,88 @@ pub async fn start(ctx: &Ctx, spec: &MigrationSpec) -> Result<String> {
     Ok(id)
 }
 
-async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
-    let pct = p.tables_done.saturating_mul(100).checked_div(p.tables_total).unwrap_or(0).min(99);
-    let _ = sqlx::query("UPDATE migration_jobs SET progress_percentage = ? WHERE id = ? AND status = 'running'")
-        .bind(i64::try_from(pct).unwrap_or(0))
-        .bind(id)
-        .execute(&ctx.pool)
-        .await;
+/// A migration's record (see [`crate::context::Job`]).
+pub(crate) struct MigrationRun;
+
+impl crate::context::JobRecord for MigrationRun {
+    const KIND: crate::jobs::JobKind = crate::jobs::JobKind::Migration;
+    const ACTION: &'static str = "migration.run";
+
+    async fn running(ctx: &Ctx, id: &str) -> Result<()> {
+        sqlx::query("UPDATE migration_jobs SET status = 'running', started_at = ?, runner = ? WHERE id = ?")
+            .bind(now())
+            .bind(crate::lease::runner(&ctx.home)?)
+            .bind(id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("start the migration", &e))?;
+        Ok(())
+    }
+
+    async fn progress(ctx: &Ctx, id: &str, p: &Progress) {
+        let pct = p.tables_done.saturating_mul(100).checked_div(p.tables_total).unwrap_or(0).min(99);
+        let _ = sqlx::query("UPDATE migration_jobs SET progress_percentage = ? WHERE id = ? AND status = 'running'")
+            .bind(i64::try_from(pct).unwrap_or(0))
+            .bind(id)
+            .execute(&ctx.pool)
+            .await;
+    }
+
+    /// A migration writes in one transaction: ended any other way, nothing was written.
+    async fn ended(ctx: &Ctx, id: &str, status: JobStatus, message: &str) -> Result<()> {
+        sqlx::query("UPDATE migration_jobs SET status = ?, completed_at = ?, error_message = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(now())
+            .bind(format!("{}; nothing was written", message.trim_end_matches("; nothing was written")))
+            .bind(id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record the failed migration", &e))?;
+        Ok(())
+    }
 }
 
-/// Runs a recorded migration job to its end and records the outcome.
+/// Runs a recorded migration job to its end and records the outcome (through the one job
+/// lifecycle, [`Job`]).
 pub async fn run(ctx: &Ctx, id: &str, spec: &MigrationSpec, extra_keys: Option<KeySources>, cancel: &CancelToken) -> Result<MigrationReport> {
-    sqlx::query("UPDATE migration_jobs SET status = 'running', started_at = ?, runner = ? WHERE id = ?")
-        .bind(now())
-        .bind(crate::lease::runner(&ctx.home)?)
-        .bind(id)
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("start the migration", &e))?;
-    let recorder = {
-        let (ctx, id) = (ctx.clone(), id.to_string());
-        let events: ProgressSink = {
-            let (ctx, id) = (ctx.clone(), id.clone());
-            Arc::new(move |p: Progress| ctx.emit(JobEvent::progress(crate::jobs::JobKind::Migration, &id, &p)))
-        };
-        ProgressRecorder::new(Some(events), move |p| {
-            let (ctx, id) = (ctx.clone(), id.clone());
-            async move { set_progress(&ctx, &id, &p).await }
-        })
-    };
+    let kind = spec.migration_type.map(|k| k.as_str()).unwrap_or("migration");
+    let what = format!("{kind} {}", spec.source_tenant_ids.join(","));
+    let by = crate::history::initiated_by(ctx, "migration_jobs", id).await;
+    let job = Job::<MigrationRun>::start(ctx, id, by, what, None).await?;
+    let sink = job.progress();
     let result = async {
         let ends = resolve(ctx, spec, match extra_keys {
             Some(k) => k,
             None => keys(ctx).await?,
         }).await?;
-        execute(spec, &ends, true, cancel, &recorder.sink).await
+        execute(spec, &ends, true, cancel, &sink).await
     }
     .await;
-    recorder.finish().await;
-    let kind = spec.migration_type.map(|k| k.as_str()).unwrap_or("migration");
-    let what = format!("{kind} {}", spec.source_tenant_ids.join(","));
-    let by = crate::history::initiated_by(ctx, "migration_jobs", id).await;
-    let status = match &result {
-        Ok(report) => {
-            sqlx::query(
-                "UPDATE migration_jobs SET status = 'completed', completed_at = ?, progress_percentage = 100, records_processed = ?, records_total = ?, \
-                 target_tenant_id = coalesce(?, target_tenant_id), validation_results = ?, mapping_configuration = ? WHERE id = ?",
-            )
-            .bind(now())
-            .bind(i64::try_from(report.rows_written).unwrap_or(0))
-            .bind(i64::try_from(report.rows_read).unwrap_or(0))
-            .bind(&report.target_tenant_id)
-            .bind(serde_json::to_string(report).unwrap_or_else(|_| "{}".into()))
-            .bind(serde_json::to_string(&report.mapping).unwrap_or_else(|_| "[]".into()))
-            .bind(id)
-            .execute(&ctx.pool)
-            .await
-            .map_err(|e| Error::catalog("record the finished migration", &e))?;
-            audit(&ctx.pool, &by, "migration.run", &what, "success", Some(&format!("{} rows written", report.rows_written))).await?;
-            // The references it ran with are remembered with its connections: asked once.
-            for c in [spec.source.as_deref(), spec.target.as_deref()].into_iter().flatten().filter(|c| !c.starts_with("postgres")) {
-                if let Ok(conn) = connections::find(ctx, c.trim()).await {
-                    connections::remember_references(ctx, &conn.id, &spec.references).await?;
-                }
+    drop(sink);
+    let completed = async |report: &MigrationReport| -> Result<String> {
+        sqlx::query(
+            "UPDATE migration_jobs SET status = 'completed', completed_at = ?, progress_percentage = 100, records_processed = ?, records_total = ?, \
+             target_tenant_id = coalesce(?, target_tenant_id), validation_results = ?, mapping_configuration = ? WHERE id = ?",
+        )
+        .bind(now())
+        .bind(i64::try_from(report.rows_written).unwrap_or(0))
+        .bind(i64::try_from(report.rows_read).unwrap_or(0))
+        .bind(&report.target_tenant_id)
+        .bind(serde_json::to_string(report).unwrap_or_else(|_| "{}".into()))
+        .bind(serde_json::to_string(&report.mapping).unwrap_or_else(|_| "[]".into()))
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record the finished migration", &e))?;
+        // The references it ran with are remembered with its connections: asked once.
+        for c in [spec.source.as_deref(), spec.target.as_deref()].into_iter().flatten().filter(|c| !c.starts_with("postgres")) {
+            if let Ok(conn) = connections::find(ctx, c.trim()).await {
+                connections::remember_references(ctx, &conn.id, &spec.references).await?;
             }
-            JobStatus::Completed
         }
-        Err(e) => {
-            let (status, label) = if e.code == ErrorCode::Cancelled { (JobStatus::Cancelled, "cancelled") } else { (JobStatus::Failed, "failed") };
-            let message = format!("{}; nothing was written", e.message.trim_end_matches("; nothing was written"));
-            sqlx::query("UPDATE migration_jobs SET status = ?, completed_at = ?, error_message = ? WHERE id = ?")
-                .bind(label)
-                .bind(now())
-                .bind(&message)
-                .bind(id)
-                .execute(&ctx.pool)
-                .await
-                .map_err(|e| Error::catalog("record the failed migration", &e))?;
-            audit(&ctx.pool, &by, "migration.run", &what, "failure", Some(&format!("{label}: {message}"))).await?;
-            status
-        }
+        Ok(format!("{} rows written", report.rows_written))
     };
-    ctx.emit(JobEvent { kind: crate::jobs::JobKind::Migration, id: id.to_string(), status: Some(status), table: None, tables_done: 0, tables_total: 0, rows: 0 });
-    result
+    job.end(result, completed, |r| Counts { tables: 0, rows: r.rows_written }).await?
 }
 
 /// Marks a queued migration cancelled.

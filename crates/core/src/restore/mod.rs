@@ -11,6 +11,7 @@
 //! destructive restore, a safety backup of what will be replaced is taken into the same
 //! repository, so a mistaken restore can itself be undone.
 
+pub mod records;
 pub mod test;
 pub use test::{restore_test, RestoreTestReport, RestoreTestTable, RowsDigest};
 pub use crate::chain::{repository_of, Opened, PointInTime};
@@ -29,7 +30,7 @@ use crate::repository::Repository;
 use crate::migrate::CopyAs;
 use crate::source::pg_apply::{self, Scope, TableChange, TenantScope};
 use crate::source::{self, CancelToken, Include, ProgressSink, SourceSpec};
-use crate::unlock::KeySources;
+use crate::keys::unlock::KeySources;
 
 /// The spec's `restore_type`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, TS, PartialEq, Eq, Default)]

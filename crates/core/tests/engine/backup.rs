@@ -10,7 +10,7 @@ use safehold_core::backup::{self, BackupRequest, BackupOutcome};
 use safehold_core::repository::Repository;
 use safehold_core::restore;
 use safehold_core::source::{no_progress, CancelToken, Progress, ProgressSink, SourceSpec};
-use safehold_core::unlock::KeySources;
+use safehold_core::keys::unlock::KeySources;
 use safehold_core::{verify, ErrorCode};
 use sqlx::{AssertSqlSafe, Connection as _};
 

@@ -356,7 +356,8 @@ async fn names_that_look_like_other_sections_round_trip_verify_and_restore_selec
 /// session and the permission to add connections, and is audited; a read-only admin is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn probing_a_connection_needs_a_session_and_a_permission_and_is_audited() {
-    use safehold_core::{connections, operators};
+    use safehold_core::auth::operators;
+    use safehold_core::connections;
     let h = crate::support::home().await;
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("secret.db");
@@ -397,7 +398,7 @@ async fn only_archives_of_approved_writers_are_restored_and_a_swapped_repository
     use safehold_core::repository::{Repository, CONFIG_FILE};
     use safehold_core::restore;
     use safehold_core::source::SourceSpec;
-    use safehold_core::unlock::KeySources;
+    use safehold_core::keys::unlock::KeySources;
     use safehold_core::writers::{Provenance, WriterKey};
     use safehold_core::ErrorCode;
 
@@ -509,7 +510,7 @@ fn repo_dir_of(archive: &Path) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unsigned_archive_opens_only_when_trusted_explicitly_or_vouched_for_by_the_catalog() {
     use safehold_core::archive::ArchiveReader;
-    use safehold_core::unlock::KeySources;
+    use safehold_core::keys::unlock::KeySources;
     use safehold_core::writers::Provenance;
     let dir = tempfile::tempdir().expect("tmp");
     let old = dir.path().join("old.shar");

@@ -14,7 +14,7 @@ use safehold_core::remote::{self, Settings};
 use safehold_core::storage::backend;
 use safehold_core::restore::{self, RestoreRequest, RestoreType};
 use safehold_core::source::{no_progress, CancelToken, Progress, ProgressSink, SourceSpec};
-use safehold_core::unlock::KeySources;
+use safehold_core::keys::unlock::KeySources;
 use safehold_core::{verify, ErrorCode};
 use sha2::Digest;
 

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use safehold_core::auditlog::{self, AuditFilter};
+use safehold_core::auth::audit::{self, AuditFilter};
 use safehold_core::configurations::{self, BackupType, ConfigurationInput};
-use safehold_core::operators::{self, Role};
+use safehold_core::auth::operators::{self, Role};
 use safehold_core::scheduler::Scheduler;
 use safehold_core::{connections, demo, history, migrate, retention, runs, storage, Ctx, ErrorCode};
 
@@ -85,7 +85,7 @@ async fn attempt(ctx: &Ctx, what: &str, conn: &str, pg: &str, scratch: &std::pat
         // backup:view_history / view_status
         "history" => history::executions(ctx, 10).await.map(drop),
         "configurations" => configurations::list(ctx).await.map(drop),
-        "audit" => auditlog::list(ctx, &AuditFilter::default()).await.map(drop),
+        "audit" => audit::list(ctx, &AuditFilter::default()).await.map(drop),
         // backup:trigger_manual
         "run_now" => {
             let id = configurations::list(ctx).await.map_err(|e| e.code)?.remove(0).id;
@@ -108,9 +108,9 @@ async fn attempt(ctx: &Ctx, what: &str, conn: &str, pg: &str, scratch: &std::pat
         // backup:restore_data
         "list_tenants" => migrate::records::tenants(ctx, pg).await.map(drop),
         "plan_restore" => {
-            let form = safehold_core::restores::RestoreForm { backup_execution_id: "none".into(), connection_id: conn.into(), ..Default::default() };
+            let form = safehold_core::restore::records::RestoreForm { backup_execution_id: "none".into(), connection_id: conn.into(), ..Default::default() };
             let _ = pg;
-            safehold_core::restores::plan(ctx, &form).await.map(drop)
+            safehold_core::restore::records::plan(ctx, &form).await.map(drop)
         }
         // A dry run reads tenants' rows with the stored password: the same permission.
         "validate_migration" => {
@@ -125,8 +125,8 @@ async fn attempt(ctx: &Ctx, what: &str, conn: &str, pg: &str, scratch: &std::pat
             migrate::records::validate_with(ctx, &spec, None, &safehold_core::source::no_progress()).await.map(drop)
         }
         // A command on a repository named by path (the CLI's restore --from DIR, verify --deep …).
-        "adhoc_restore" => safehold_core::custody::adhoc(ctx, safehold_core::custody::Adhoc::RestorePlan, "/somewhere", &Default::default(), None).await.map(drop),
-        "adhoc_backup" => safehold_core::custody::adhoc(ctx, safehold_core::custody::Adhoc::Backup, "/somewhere", &Default::default(), None).await.map(drop),
+        "adhoc_restore" => safehold_core::keys::custody::adhoc(ctx, safehold_core::keys::custody::Adhoc::RestorePlan, "/somewhere", &Default::default(), None).await.map(drop),
+        "adhoc_backup" => safehold_core::keys::custody::adhoc(ctx, safehold_core::keys::custody::Adhoc::Backup, "/somewhere", &Default::default(), None).await.map(drop),
         other => panic!("no attempt {other}"),
     };
     match r {
@@ -306,34 +306,34 @@ async fn the_audit_log_filters_and_exports_as_csv() {
     let h = team().await;
     let rita = as_op(&h, "rita").await;
     let _ = configurations::create(&rita, input("nope", "x")).await.expect_err("denied");
-    let denied = auditlog::list(&rita, &AuditFilter { outcome: Some("denied".into()), ..Default::default() }).await.expect("list");
+    let denied = audit::list(&rita, &AuditFilter { outcome: Some("denied".into()), ..Default::default() }).await.expect("list");
     assert_eq!(denied.len(), 1);
     assert_eq!((denied[0].operator.as_deref(), denied[0].action.as_str(), denied[0].target.as_deref()), (Some("rita"), "configuration.create", Some("nope")));
-    let ops = auditlog::list(&rita, &AuditFilter { action: Some("operator.".into()), operator: Some("alice".into()), ..Default::default() }).await.expect("list");
+    let ops = audit::list(&rita, &AuditFilter { action: Some("operator.".into()), operator: Some("alice".into()), ..Default::default() }).await.expect("list");
     assert_eq!(ops.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["operator.add", "operator.add", "operator.create_first"]);
-    let err = auditlog::list(&rita, &AuditFilter { since: Some("yesterday".into()), ..Default::default() }).await.expect_err("bad date");
+    let err = audit::list(&rita, &AuditFilter { since: Some("yesterday".into()), ..Default::default() }).await.expect_err("bad date");
     assert!(err.message.contains("is not a date"), "{}", err.message);
 
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("audit.csv");
     // Writing the log to a file is a super admin's (a read-only admin reads it in the app).
-    let err = auditlog::export_csv(&rita, &AuditFilter::default(), &path).await.expect_err("read-only");
+    let err = audit::export_csv(&rita, &AuditFilter::default(), &path).await.expect_err("read-only");
     assert_eq!(err.code, ErrorCode::PermissionDenied);
     assert!(!path.exists());
-    let n = auditlog::export_csv(&h.ctx, &AuditFilter::default(), &path).await.expect("export");
+    let n = audit::export_csv(&h.ctx, &AuditFilter::default(), &path).await.expect("export");
     let text = std::fs::read_to_string(&path).expect("csv");
     assert!(text.starts_with("id,at,operator,operator_id,action,target,outcome,detail\n"), "{text}");
     assert_eq!(text.lines().count(), n + 1);
     assert!(text.contains(",rita,") && text.contains(",configuration.create,nope,denied,") && text.contains(",audit.export,"), "{text}");
-    let last = auditlog::list(&rita, &AuditFilter { limit: Some(1), ..Default::default() }).await.expect("newest");
+    let last = audit::list(&rita, &AuditFilter { limit: Some(1), ..Default::default() }).await.expect("newest");
     assert_eq!(last[0].action, "audit.export", "the export is audited");
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).expect("meta").permissions()) & 0o777, 0o600);
-    let err = auditlog::export_csv(&h.ctx, &AuditFilter::default(), &dir.path().join("missing/dir/a.csv")).await.expect_err("no folder");
+    let err = audit::export_csv(&h.ctx, &AuditFilter::default(), &dir.path().join("missing/dir/a.csv")).await.expect_err("no folder");
     assert_eq!(err.code, ErrorCode::Io);
     // It never replaces a file that is not a CSV file (a path typed wrong, or chosen to harm).
     let profile = dir.path().join(".profile");
     std::fs::write(&profile, "keep me").expect("write");
-    let err = auditlog::export_csv(&h.ctx, &AuditFilter::default(), &profile).await.expect_err("not a csv");
+    let err = audit::export_csv(&h.ctx, &AuditFilter::default(), &profile).await.expect_err("not a csv");
     assert!(err.message.contains("not a .csv file"), "{}", err.message);
     assert_eq!(std::fs::read_to_string(&profile).expect("read"), "keep me");
 }
@@ -360,7 +360,7 @@ async fn an_operators_backup_is_sealed_to_the_public_key_and_opens_only_with_a_s
     use safehold_core::archive::ArchiveReader;
     use safehold_core::backup::{self, BackupRequest};
     use safehold_core::source::{no_progress, CancelToken, SourceSpec};
-    use safehold_core::unlock::KeySources;
+    use safehold_core::keys::unlock::KeySources;
     use safehold_core::{restore, verify};
 
     let src = ScratchDb::create().await;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use safehold_core::restore::{self, RestoreRequest, RestoreType};
-use safehold_core::restores;
+use safehold_core::restore::records as restores;
 use safehold_core::source::{no_progress, CancelToken, Progress, ProgressSink, SourceSpec};
 use safehold_core::ErrorCode;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};

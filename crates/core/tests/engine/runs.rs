@@ -155,7 +155,7 @@ async fn a_recorded_backup_is_checked_quickly_and_deeply_and_the_result_is_kept(
     assert_eq!(recorded(&ctx, done.id.clone()).await, quick, "kept on the backup's record");
     let path = done.file_path.clone().expect("path");
     let mut reader = ArchiveReader::open(Path::new(&path)).expect("open");
-    safehold_core::custody::key_sources(&ctx).await.expect("keys").unlock_archive(&mut reader, None).await.expect("unlock");
+    safehold_core::keys::custody::key_sources(&ctx).await.expect("keys").unlock_archive(&mut reader, None).await.expect("unlock");
     let index = reader.index().expect("index");
     let deep = check_backup(&ctx, &done.id, true).await.expect("deep check");
     assert!(deep.ok && deep.deep, "{deep:?}");
@@ -389,7 +389,7 @@ async fn each_backup_is_copied_to_the_second_storage_verified_and_restorable_fro
     // The first copy is lost: a restore uses the second.
     std::fs::remove_file(done.file_path.clone().expect("primary")).expect("lose the first copy");
     let target = dir.path().join("restored.db");
-    let form = safehold_core::restores::RestoreForm {
+    let form = safehold_core::restore::records::RestoreForm {
         backup_execution_id: id.clone(),
         connection_id: String::new(),
         restore_type: safehold_core::restore::RestoreType::Full,
@@ -397,16 +397,16 @@ async fn each_backup_is_copied_to_the_second_storage_verified_and_restorable_fro
         preserve_ids: true,
         ..Default::default()
     };
-    let err = safehold_core::restores::resolve(&ctx, &form).await.expect_err("no target chosen");
+    let err = safehold_core::restore::records::resolve(&ctx, &form).await.expect_err("no target chosen");
     assert!(err.message.contains("connection to restore into"), "{}", err.message);
     let conn = safehold_core::connections::add(&ctx, safehold_core::connections::ConnectionInput::from_url("Restored copy", &format!("sqlite://{}", target.display())).expect("input"))
         .await
         .expect("target connection");
-    let form = safehold_core::restores::RestoreForm { connection_id: conn.id, ..form };
-    let (rid, req) = safehold_core::restores::start(&ctx, &form).await.expect("start");
+    let form = safehold_core::restore::records::RestoreForm { connection_id: conn.id, ..form };
+    let (rid, req) = safehold_core::restore::records::start(&ctx, &form).await.expect("start");
     assert_eq!(req.from, Path::new(&copy), "the second copy is used");
-    let keys = safehold_core::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
-    let out = safehold_core::restores::run(&ctx, &rid, &req, &keys, None, &CancelToken::new(), None).await.expect("restore from the second copy");
+    let keys = safehold_core::keys::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
+    let out = safehold_core::restore::records::run(&ctx, &rid, &req, &keys, None, &CancelToken::new(), None).await.expect("restore from the second copy");
     assert!(out.rows > 30_000, "{out:?}");
     let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", target.display())).await.expect("open the restored file");
     let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut db).await.expect("count");
@@ -419,7 +419,7 @@ async fn each_backup_is_copied_to_the_second_storage_verified_and_restorable_fro
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sqlite_backup_restores_from_the_app_into_a_new_file() {
     use safehold_core::restore::RestoreType;
-    use safehold_core::restores::{self, RestoreForm};
+    use safehold_core::restore::records::{self as restores, RestoreForm};
     let Some((dir, ctx)) = keychain_home().await else { return };
     let report = demo::ensure(&ctx, false).await.expect("demo");
     let config = configurations::list(&ctx).await.expect("configs").remove(0);
@@ -440,7 +440,7 @@ async fn a_sqlite_backup_restores_from_the_app_into_a_new_file() {
     assert_eq!(plan.tables.len(), 5, "{plan:?}");
     assert!(!target.exists(), "planning writes nothing");
     let (rid, req) = restores::start(&ctx, &form).await.expect("start");
-    let keys = safehold_core::custody::key_sources(&ctx).await.expect("keys");
+    let keys = safehold_core::keys::custody::key_sources(&ctx).await.expect("keys");
     let out = restores::run(&ctx, &rid, &req, &keys, None, &CancelToken::new(), None).await.expect("restore");
     assert_eq!(i64::try_from(out.rows).expect("rows"), report.rows, "every row of the demo");
     let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}?mode=ro", target.display())).await.expect("open the new file");
@@ -449,7 +449,7 @@ async fn a_sqlite_backup_restores_from_the_app_into_a_new_file() {
     let status: String = sqlx::query_scalar("SELECT status FROM restore_operations WHERE id = ?").bind(&rid).fetch_one(&ctx.pool).await.expect("record");
     assert_eq!(status, "completed");
     let listed = safehold_core::history::restores(&ctx, 5).await.expect("history").into_iter().find(|r| r.id == rid).expect("listed");
-    let me = safehold_core::operators::current(&ctx).expect("acting").name;
+    let me = safehold_core::auth::operators::current(&ctx).expect("acting").name;
     assert_eq!(listed.initiated_by, me, "the history names who asked, not their id");
     assert_eq!(listed.source_archive.as_deref(), done.file_path.as_deref());
 }
@@ -460,9 +460,10 @@ async fn a_sqlite_backup_restores_from_the_app_into_a_new_file() {
 /// sign-in opens them, and the slots follow the roles.
 #[tokio::test(flavor = "multi_thread")]
 async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_roles() {
-    use safehold_core::operators::{self, Role};
+    use safehold_core::auth::operators::{self, Role};
     use safehold_core::repository::{keychain_account, Repository};
-    use safehold_core::{custody, restore, storage, ErrorCode};
+    use safehold_core::keys::custody;
+    use safehold_core::{restore, storage, ErrorCode};
     const PW: &str = "correct horse battery";
     let Some((dir, ctx)) = keychain_home().await else { return };
     demo::ensure(&ctx, false).await.expect("demo");
@@ -535,7 +536,7 @@ async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_rol
     assert!(custody::custody(&alice, demo::DEMO_STORAGE).await.expect("custody").recovery_exported);
     let again = custody::export_recovery_kit(&alice, demo::DEMO_STORAGE, &dir.path().join("kit2.txt")).await.expect_err("once");
     assert!(again.message.contains("already exported") && !dir.path().join("kit2.txt").exists(), "{}", again.message);
-    let by_kit = safehold_core::unlock::KeySources { recovery_key_file: Some(kit.clone()), ..Default::default() };
+    let by_kit = safehold_core::keys::unlock::KeySources { recovery_key_file: Some(kit.clone()), ..Default::default() };
     by_kit.open_chain(&hers_path, None).await.expect("the kit alone opens olga's backup");
     let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'key.export_recovery' AND outcome = 'success'").fetch_one(&ctx.pool).await.expect("audit");
     assert_eq!(audited, 1, "the export is audited");
@@ -545,7 +546,7 @@ async fn repository_keys_are_held_by_the_super_admins_alone_and_follow_their_rol
     // alice does (audited), and then it opens.
     let server_home = tempfile::tempdir().expect("tmp");
     let server_writer = safehold_core::writers::WriterKey::for_home(server_home.path()).expect("the server's writer key");
-    let server = safehold_core::unlock::KeySources { writer: Some(server_writer.clone()), ..Default::default() };
+    let server = safehold_core::keys::unlock::KeySources { writer: Some(server_writer.clone()), ..Default::default() };
     let (srepo, smk) = server.open_repository_for_sealed_backup(&repo_dir).await.expect("a sealed backup needs no secret");
     assert!(smk.is_none(), "the server holds no key");
     let tiny = dir.path().join("tiny.db");

@@ -248,11 +248,11 @@ async fn a_restore_waits_in_the_same_queue_as_the_backups() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let target = dir.path().join("restored.db");
     let req = safehold_core::restore::RestoreRequest::new(backup.file_path.clone().expect("archive"), format!("sqlite://{}", target.display()));
-    let rid = safehold_core::restores::insert(&ctx, &req, Some(&exec)).await.expect("record");
-    let keys = safehold_core::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
+    let rid = safehold_core::restore::records::insert(&ctx, &req, Some(&exec)).await.expect("record");
+    let keys = safehold_core::keys::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
     s.submit_restore(&rid, req, keys);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let status = || async { safehold_core::restores::get(&ctx, &rid).await.expect("restore").status };
+    let status = || async { safehold_core::restore::records::get(&ctx, &rid).await.expect("restore").status };
     assert_eq!(status().await, safehold_core::history::JobStatus::Pending, "queued behind the running backup");
     sqlx::raw_sql("COMMIT").execute(&mut held).await.expect("unlock");
     for _ in 0..100 {

@@ -155,7 +155,7 @@ fn the_circle_finder_finds_a_circle_it_is_given() {
 /// about a backup, a restore or a migration goes through it.
 #[test]
 fn each_job_table_is_written_by_its_record_module_alone() {
-    let owners = [("backup_executions", "backup/records.rs"), ("restore_operations", "restores.rs"), ("migration_jobs", "migrate/records.rs")];
+    let owners = [("backup_executions", "backup/records.rs"), ("restore_operations", "restore/records.rs"), ("migration_jobs", "migrate/records.rs")];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let files = sources(&root);
     let mut strays = Vec::new();

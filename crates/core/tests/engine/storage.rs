@@ -81,7 +81,7 @@ async fn a_full_disk_fails_the_backup_clearly_and_leaves_earlier_backups_intact(
     let repo_dir = disk.0.path().join("repo");
     let pw = tempfile::NamedTempFile::new().expect("pw");
     std::fs::write(pw.path(), "pw").expect("pw");
-    let keys = safehold_core::unlock::KeySources { password_file: Some(pw.path().to_path_buf()), ..Default::default() };
+    let keys = safehold_core::keys::unlock::KeySources { password_file: Some(pw.path().to_path_buf()), ..Default::default() };
     let tmp = tempfile::tempdir().expect("tmp");
     let (repo, mk) = keys.open_repository_for_backup(&repo_dir).await.expect("repository");
     let small = fixture_copy("chinook/Chinook_Sqlite.sqlite", &tmp);

@@ -12,12 +12,13 @@ use ts_rs::TS;
 
 use crate::backup::BackupOutcome;
 use crate::catalog::{audit, now};
-use crate::context::{Ctx, ProgressRecorder};
-use crate::error::{Error, ErrorCode, Result};
+use crate::context::{Counts, Ctx, Job};
+use crate::error::{Error, Result};
+use crate::jobs::JobStatus;
 use crate::history::{self, RestoreOperation};
 use crate::restore::{self, RestoreOutcome, RestorePlan, RestoreRequest, RestoreType};
 use crate::source::{CancelToken, Progress, ProgressSink};
-use crate::unlock::KeySources;
+use crate::keys::unlock::KeySources;
 
 /// What the Restore tab asks for.
 #[derive(Debug, Clone, Serialize, Deserialize, TS, Default)]
@@ -128,7 +129,7 @@ fn target_url(spec: &crate::source::SourceSpec) -> String {
 }
 
 async fn keys(ctx: &Ctx) -> Result<KeySources> {
-    crate::custody::key_sources(ctx).await
+    crate::keys::custody::key_sources(ctx).await
 }
 
 /// Plans a restore from the app: an exact plan (a rolled-back dry run for selective and tenant
@@ -176,15 +177,45 @@ pub async fn start(ctx: &Ctx, form: &RestoreForm) -> Result<(String, RestoreRequ
     Ok((id, req))
 }
 
-async fn set_progress(ctx: &Ctx, id: &str, p: &Progress) {
-    ctx.emit(crate::context::JobEvent::progress(crate::jobs::JobKind::Restore, id, p));
-    let pct = (p.tables_done * 100).checked_div(p.tables_total).unwrap_or(0).min(99);
-    let _ = sqlx::query("UPDATE restore_operations SET progress_percentage = ?, current_table = ? WHERE id = ?")
-        .bind(i64::try_from(pct).unwrap_or(0))
-        .bind(&p.table)
-        .bind(id)
-        .execute(&ctx.pool)
-        .await;
+/// A restore's record (see [`crate::context::Job`]).
+pub(crate) struct RestoreRun;
+
+impl crate::context::JobRecord for RestoreRun {
+    const KIND: crate::jobs::JobKind = crate::jobs::JobKind::Restore;
+    const ACTION: &'static str = "restore.run";
+
+    async fn running(ctx: &Ctx, id: &str) -> Result<()> {
+        sqlx::query("UPDATE restore_operations SET status = 'running', started_at = ?, runner = ? WHERE id = ?")
+            .bind(now())
+            .bind(crate::lease::runner(&ctx.home)?)
+            .bind(id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("start the restore", &e))?;
+        Ok(())
+    }
+
+    async fn progress(ctx: &Ctx, id: &str, p: &Progress) {
+        let pct = (p.tables_done * 100).checked_div(p.tables_total).unwrap_or(0).min(99);
+        let _ = sqlx::query("UPDATE restore_operations SET progress_percentage = ?, current_table = ? WHERE id = ?")
+            .bind(i64::try_from(pct).unwrap_or(0))
+            .bind(&p.table)
+            .bind(id)
+            .execute(&ctx.pool)
+            .await;
+    }
+
+    async fn ended(ctx: &Ctx, id: &str, status: JobStatus, message: &str) -> Result<()> {
+        sqlx::query("UPDATE restore_operations SET status = ?, completed_at = ?, error_message = ?, current_table = NULL WHERE id = ?")
+            .bind(status.as_str())
+            .bind(now())
+            .bind(message)
+            .bind(id)
+            .execute(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("record the failed restore", &e))?;
+        Ok(())
+    }
 }
 
 /// Records a safety backup as a backup execution (restorable like any other).
@@ -207,89 +238,51 @@ async fn record_safety_backup(ctx: &Ctx, restore_id: &str, b: &BackupOutcome) ->
     .await
 }
 
-/// Runs a recorded restore to its end and records the outcome.
+/// Runs a recorded restore to its end and records the outcome (through the one job lifecycle,
+/// [`Job`]).
 pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, opened: Option<restore::Opened>, cancel: &CancelToken, progress: Option<ProgressSink>) -> Result<RestoreOutcome> {
-    sqlx::query("UPDATE restore_operations SET status = 'running', started_at = ?, runner = ? WHERE id = ?")
-        .bind(now())
-        .bind(crate::lease::runner(&ctx.home)?)
-        .bind(id)
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("start the restore", &e))?;
-    let recorder = {
-        let (ctx, id) = (ctx.clone(), id.to_string());
-        ProgressRecorder::new(progress, move |p| {
-            let (ctx, id) = (ctx.clone(), id.clone());
-            async move { set_progress(&ctx, &id, &p).await }
-        })
-    };
+    let target = crate::source::SourceSpec::parse(&req.target).map(|s| s.display()).unwrap_or_default();
+    let by = crate::history::initiated_by(ctx, "restore_operations", id).await;
+    let job = Job::<RestoreRun>::start(ctx, id, by, target, progress).await?;
+    let sink = job.progress();
     let result = async {
         let opened = match opened {
             Some(o) => o,
             None => restore::open(req, keys).await?,
         };
-        restore::execute(req, opened, keys, cancel, &recorder.sink).await
+        restore::execute(req, opened, keys, cancel, &sink).await
     }
     .await;
-    recorder.finish().await;
-    let target = crate::source::SourceSpec::parse(&req.target).map(|s| s.display()).unwrap_or_default();
-    let by = crate::history::initiated_by(ctx, "restore_operations", id).await;
-    match &result {
-        Ok(out) => {
-            let safety = match &out.safety_backup {
-                Some(b) => Some(record_safety_backup(ctx, id, b).await?),
-                None => None,
-            };
-            let records: serde_json::Map<String, serde_json::Value> = if out.changes.is_empty() {
-                serde_json::Map::from_iter([("rows".to_string(), json!(out.rows)), ("tables".to_string(), json!(out.tables))])
-            } else {
-                out.changes
-                    .iter()
-                    .map(|c| (c.table.clone(), json!({ "rows": c.rows_in_backup, "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted })))
-                    .collect()
-            };
-            sqlx::query(
-                "UPDATE restore_operations SET status = 'completed', completed_at = ?, progress_percentage = 100, current_table = NULL, \
-                 restored_records = ?, safety_backup_id = ?, new_tenant_id = ?, restore_point = coalesce(restore_point, ?) WHERE id = ?",
-            )
-            .bind(now())
-            .bind(serde_json::Value::Object(records).to_string())
-            .bind(&safety)
-            .bind(&out.new_tenant_id)
-            .bind(out.point_in_time.as_ref().map(|p| p.requested.clone()))
-            .bind(id)
-            .execute(&ctx.pool)
-            .await
-            .map_err(|e| Error::catalog("record the finished restore", &e))?;
-            audit(&ctx.pool, &by, "restore.run", &target, "success", Some(&format!("{} of backup {}", req.restore_type.as_str(), out.archive_id))).await?;
-        }
-        Err(e) => {
-            let status = if e.code == ErrorCode::Cancelled { "cancelled" } else { "failed" };
-            sqlx::query("UPDATE restore_operations SET status = ?, completed_at = ?, error_message = ?, current_table = NULL WHERE id = ?")
-                .bind(status)
-                .bind(now())
-                .bind(&e.message)
-                .bind(id)
-                .execute(&ctx.pool)
-                .await
-                .map_err(|e| Error::catalog("record the failed restore", &e))?;
-            audit(&ctx.pool, &by, "restore.run", &target, "failure", Some(&e.message)).await?;
-        }
-    }
-    ctx.emit(crate::context::JobEvent {
-        kind: crate::jobs::JobKind::Restore,
-        id: id.to_string(),
-        status: Some(match &result {
-            Ok(_) => crate::history::JobStatus::Completed,
-            Err(e) if e.code == ErrorCode::Cancelled => crate::history::JobStatus::Cancelled,
-            Err(_) => crate::history::JobStatus::Failed,
-        }),
-        table: None,
-        tables_done: 0,
-        tables_total: 0,
-        rows: result.as_ref().map(|o| o.rows).unwrap_or(0),
-    });
-    result
+    drop(sink);
+    let completed = async |out: &RestoreOutcome| -> Result<String> {
+        let safety = match &out.safety_backup {
+            Some(b) => Some(record_safety_backup(ctx, id, b).await?),
+            None => None,
+        };
+        let records: serde_json::Map<String, serde_json::Value> = if out.changes.is_empty() {
+            serde_json::Map::from_iter([("rows".to_string(), json!(out.rows)), ("tables".to_string(), json!(out.tables))])
+        } else {
+            out.changes
+                .iter()
+                .map(|c| (c.table.clone(), json!({ "rows": c.rows_in_backup, "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted })))
+                .collect()
+        };
+        sqlx::query(
+            "UPDATE restore_operations SET status = 'completed', completed_at = ?, progress_percentage = 100, current_table = NULL, \
+             restored_records = ?, safety_backup_id = ?, new_tenant_id = ?, restore_point = coalesce(restore_point, ?) WHERE id = ?",
+        )
+        .bind(now())
+        .bind(serde_json::Value::Object(records).to_string())
+        .bind(&safety)
+        .bind(&out.new_tenant_id)
+        .bind(out.point_in_time.as_ref().map(|p| p.requested.clone()))
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record the finished restore", &e))?;
+        Ok(format!("{} of backup {}", req.restore_type.as_str(), out.archive_id))
+    };
+    job.end(result, completed, |out| Counts { tables: 0, rows: out.rows }).await?
 }
 
 /// One restore operation by id.

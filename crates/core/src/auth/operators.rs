@@ -178,7 +178,7 @@ pub async fn create_first(ctx: &Ctx, name: &str, password: &str) -> Result<Actin
         s.private = Some(private);
     }
     // The repositories' keys move from the keychain to the super admin.
-    crate::custody::sweep_quietly(ctx).await;
+    crate::keys::custody::sweep_quietly(ctx).await;
     Ok(acting)
 }
 
@@ -325,7 +325,7 @@ pub async fn sign_in(ctx: &Ctx, name: &str, password: &str, idle: bool) -> Resul
         s.private = super_admin.then_some(private);
     }
     if super_admin {
-        crate::custody::sweep_quietly(ctx).await;
+        crate::keys::custody::sweep_quietly(ctx).await;
     }
     Ok(acting)
 }
@@ -421,7 +421,7 @@ pub async fn add(ctx: &Ctx, name: &str, role: Role, password: &str) -> Result<Op
     tx.commit().await.map_err(|e| Error::catalog("add the operator", &e))?;
     new_key_pair(&ctx.pool, &id, password).await?;
     if role == Role::SuperAdmin {
-        crate::custody::sweep_quietly(ctx).await;
+        crate::keys::custody::sweep_quietly(ctx).await;
     }
     find(ctx, &id).await
 }
@@ -520,7 +520,7 @@ pub async fn reset_password(ctx: &Ctx, name_or_id: &str, new_password: &str) -> 
     }
     audit(&mut *tx, &who.id, "operator.reset_password", &op.name, "success", Some("new password and key pair; the old key's slots are removed")).await?;
     tx.commit().await.map_err(|e| Error::catalog("reset the password", &e))?;
-    if let Err(e) = crate::custody::sweep_with(ctx, old_key.as_slice()).await {
+    if let Err(e) = crate::keys::custody::sweep_with(ctx, old_key.as_slice()).await {
         tracing::warn!("the repositories' keys could not be brought in step with the super admins: {}", e.message);
     }
     find(ctx, &op.id).await
@@ -548,7 +548,7 @@ pub async fn set_role(ctx: &Ctx, name_or_id: &str, role: Role) -> Result<Operato
     }
     sqlx::query("UPDATE operators SET role = ? WHERE id = ?").bind(role.as_str()).bind(&op.id).execute(&ctx.pool).await.map_err(|e| Error::catalog("change the role", &e))?;
     audit(&ctx.pool, &who.id, "operator.set_role", &op.name, "success", Some(&format!("{} → {}", op.role, role.as_str()))).await?;
-    crate::custody::sweep_quietly(ctx).await;
+    crate::keys::custody::sweep_quietly(ctx).await;
     find(ctx, &op.id).await
 }
 
@@ -567,7 +567,7 @@ pub async fn set_active(ctx: &Ctx, name_or_id: &str, active: bool) -> Result<Ope
         .await
         .map_err(|e| Error::catalog("change the operator", &e))?;
     audit(&ctx.pool, &who.id, action, &op.name, "success", None).await?;
-    crate::custody::sweep_quietly(ctx).await;
+    crate::keys::custody::sweep_quietly(ctx).await;
     find(ctx, &op.id).await
 }
 
@@ -598,7 +598,7 @@ pub async fn remove(ctx: &Ctx, name_or_id: &str) -> Result<()> {
     };
     audit(&ctx.pool, &who.id, "operator.remove", &op.name, "success", Some(detail)).await?;
     // Their key no longer opens the repositories.
-    if let Err(e) = crate::custody::sweep_with(ctx, key.as_slice()).await {
+    if let Err(e) = crate::keys::custody::sweep_with(ctx, key.as_slice()).await {
         tracing::warn!("the repositories' keys could not be brought in step with the super admins: {}", e.message);
     }
     Ok(())

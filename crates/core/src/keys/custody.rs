@@ -19,7 +19,7 @@ use crate::catalog::audit;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::repository::{keychain_account, Repository};
-use crate::unlock::KeySources;
+use crate::keys::unlock::KeySources;
 
 /// The keys a context acts with: the keychain (repositories from before operators, storage
 /// credentials), the signed-in super admin's private key, and the super admins' public keys a
@@ -497,14 +497,22 @@ pub async fn writers(ctx: &Ctx, name_or_id: &str) -> Result<Vec<WriterInfo>> {
 /// restore; audited.
 pub async fn approve_writer(ctx: &Ctx, name_or_id: &str, public_key: &str) -> Result<WriterInfo> {
     let who = crate::context::require(ctx, crate::context::Permission::RestoreData, "key.approve_writer", name_or_id).await?;
-    let known = writers(ctx, name_or_id).await?;
-    let Some(w) = known.into_iter().find(|w| w.public_key == public_key) else {
+    // The repository opened once: its writers listed, then the one approved.
+    let store = crate::storage::find(ctx, name_or_id).await?;
+    let (repo, known) = match repository_of(ctx, &store).await? {
+        Some(repo) => tokio::task::spawn_blocking(move || {
+            let known = repo.writers();
+            known.map(|k| (Some(repo), k))
+        })
+        .await
+        .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))??,
+        None => (None, Vec::new()),
+    };
+    let (Some(mut repo), Some(w)) = (repo, known.into_iter().find(|w| w.public_key == public_key)) else {
         let err = Error::not_found(format!("no backup in the storage {name_or_id} was signed by the writer key {public_key}: only a writer whose backups are there can be approved"));
         audit(&ctx.pool, &who.id, "key.approve_writer", name_or_id, "failure", Some(&err.message)).await?;
         return Err(err);
     };
-    let store = crate::storage::find(ctx, name_or_id).await?;
-    let mut repo = repository_of(ctx, &store).await?.ok_or_else(|| Error::not_found(format!("the storage {} holds no backups", store.storage_name)))?;
     let approved = async {
         let mk = key_sources(ctx).await?.unlock_repository(&repo).await?;
         repo.approve_writer(&mk, &w.public_key, &w.name)

@@ -17,7 +17,7 @@ pub struct KeySources {
     pub recovery_key_file: Option<PathBuf>,
     pub keychain: Option<Arc<dyn SecretStore>>,
     /// The signed-in super admin's private key: opens repositories whose master key is sealed
-    /// to them ([`crate::custody`]).
+    /// to them ([`crate::keys::custody`]).
     pub operator_key: Option<SecretKey>,
     /// The super admins' public keys: a repository created now is sealed to them instead of
     /// keeping its secret in the keychain.
