@@ -225,13 +225,43 @@ async fn jobs_push_their_progress_and_their_end_as_events() {
     let id = configurations::list(&ctx).await.expect("configs").remove(0).id;
     let exec = safehold_core::runs::enqueue(&ctx, &id).await.expect("enqueue");
     safehold_core::runs::run(&ctx, &exec, &safehold_core::source::CancelToken::new()).await.expect("run");
-    let events = events.lock().expect("events").clone();
-    assert!(events.iter().all(|e| e.id == exec && e.kind == safehold_core::jobs::JobKind::Backup), "{events:?}");
-    let progress: Vec<u64> = events.iter().filter(|e| e.status.is_none()).map(|e| e.tables_done).collect();
+    let seen = events.lock().expect("events").clone();
+    assert!(seen.iter().all(|e| e.id == exec && e.kind == safehold_core::jobs::JobKind::Backup), "{seen:?}");
+    let progress: Vec<u64> = seen.iter().filter(|e| e.status.is_none()).map(|e| e.tables_done).collect();
     assert!(progress.len() >= 5 && progress.windows(2).all(|w| w[0] <= w[1]), "progress table by table: {progress:?}");
-    let last = events.last().expect("an end");
+    let last = seen.last().expect("an end");
     assert_eq!(last.status, Some(safehold_core::history::JobStatus::Completed));
     assert!(last.rows > 30_000);
+
+    // The same lifecycle for a restore (`context::Job`): its progress and end as events of its
+    // kind, its record, the audit — and a cancelled one recorded, audited and pushed as such.
+    let backup = safehold_core::history::execution(&ctx, &exec).await.expect("the backup");
+    let keys = safehold_core::keys::unlock::KeySources { keychain: Some(ctx.secrets.clone()), ..Default::default() };
+    let restore = |name: &str| safehold_core::restore::RestoreRequest::new(backup.file_path.clone().expect("archive"), format!("sqlite://{}", _dir.path().join(name).display()));
+    for (name, cancelled) in [("restored.db", false), ("cancelled.db", true)] {
+        events.lock().expect("events").clear();
+        let req = restore(name);
+        let rid = safehold_core::restore::records::insert(&ctx, &req, Some(&exec)).await.expect("record");
+        let cancel = safehold_core::source::CancelToken::new();
+        if cancelled {
+            cancel.cancel();
+        }
+        let out = safehold_core::restore::records::run(&ctx, &rid, &req, &keys, None, &cancel, None).await;
+        assert_eq!(out.is_err(), cancelled, "{name}: {:?}", out.as_ref().err());
+        let seen = events.lock().expect("events").clone();
+        assert!(seen.iter().all(|e| e.id == rid && e.kind == safehold_core::jobs::JobKind::Restore), "{seen:?}");
+        let want = if cancelled { safehold_core::history::JobStatus::Cancelled } else { safehold_core::history::JobStatus::Completed };
+        assert_eq!(seen.last().and_then(|e| e.status), Some(want), "{name}: the last event is the end");
+        assert_eq!(seen.iter().filter(|e| e.status.is_some()).count(), 1, "{name}: one end");
+        if !cancelled {
+            assert!(seen.iter().any(|e| e.status.is_none()), "progress pushed as it happened");
+        }
+        let op = safehold_core::restore::records::get(&ctx, &rid).await.expect("its record");
+        assert_eq!(op.status, want, "{name}: recorded");
+        assert_eq!(op.error_message.is_some(), cancelled, "{name}: {:?}", op.error_message);
+        let (outcome,): (String,) = sqlx::query_as("SELECT outcome FROM audit_log WHERE action = 'restore.run' ORDER BY id DESC LIMIT 1").fetch_one(&ctx.pool).await.expect("audited");
+        assert_eq!(outcome, if cancelled { "failure" } else { "success" }, "{name}: audited");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
