@@ -32,7 +32,7 @@ pub async fn connect(path: &Path) -> Result<SqlitePool> {
     }
     let url = format!("sqlite://{}", path.display());
     let opts = SqliteConnectOptions::from_str(&url)
-        .map_err(|e| Error::new(ErrorCode::Io, format!("invalid catalog path {}: {e}", path.display())))?
+        .map_err(|e| Error::new(ErrorCode::Io, format!("invalid catalog path {}: {e}", path.display())).caused_by(&e))?
         .create_if_missing(true)
         .foreign_keys(true)
         .journal_mode(SqliteJournalMode::Wal)

@@ -39,7 +39,7 @@ pub struct PointInTime {
 fn parse_time(s: &str, what: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Error::validation(format!("{what} \"{s}\" is not a time: {e}; use RFC 3339, e.g. 2026-11-24T18:00:00Z")))
+        .map_err(|e| Error::validation(format!("{what} \"{s}\" is not a time: {e}; use RFC 3339, e.g. 2026-11-24T18:00:00Z")).caused_by(&e))
 }
 
 /// The repository an archive belongs to, when it sits in one (`<repo>/archives/<file>`).

@@ -58,7 +58,7 @@ pub async fn check_backup(ctx: &Ctx, execution_id: &str, deep: bool) -> Result<B
         Err(e) => return Err(e),
     };
     let check = BackupCheck { execution_id: execution_id.to_string(), deep, ok, message, at: now(), archives, rows };
-    let json = serde_json::to_string(&check).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let json = serde_json::to_string(&check).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
     crate::backup::records::record_check(ctx, execution_id, &json).await?;
     audit(&ctx.pool, &who.id, action, &file, if ok { "success" } else { "failure" }, Some(&check.message)).await?;
     Ok(check)

@@ -633,7 +633,7 @@ pub async fn source_of(ctx: &Ctx, connection_id: &str) -> Result<(crate::source:
     let spec = match conn.kind {
         ConnectionKind::Sqlite => crate::source::SourceSpec::Sqlite { path: conn.sqlite_path.clone().unwrap_or_default().into() },
         ConnectionKind::Postgres => {
-            let mut url = url::Url::parse("postgres://localhost/").map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+            let mut url = url::Url::parse("postgres://localhost/").map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
             let _ = url.set_host(conn.host.as_deref());
             let _ = url.set_port(conn.port.and_then(|p| u16::try_from(p).ok()));
             let _ = url.set_username(conn.username.as_deref().unwrap_or(""));

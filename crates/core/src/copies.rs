@@ -100,7 +100,7 @@ pub async fn copy_to_secondary(ctx: &Ctx, execution_id: &str) -> Result<Option<B
             crate::verify::quick(&dest2, checksum.as_deref()).map(|_| ())
         })
         .await
-        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))??;
         let _ = storage::record_usage(ctx, &second).await;
         Ok::<_, Error>(dest)
     }

@@ -200,6 +200,12 @@ pub fn object(url: &Path) -> Result<Object> {
 
 /// A clear error for a failed object-store call.
 pub fn explain(url: &str, what: &str, e: object_store::Error) -> Error {
+    let explained = explain_only(url, what, &e);
+    explained.caused_by(&e)
+}
+
+/// What [`explain`] says, without the cause.
+fn explain_only(url: &str, what: &str, e: &object_store::Error) -> Error {
     let text = e.to_string();
     let all = format!("{text} {e:?}").to_lowercase();
     let bucket = url.split('/').take(3).collect::<Vec<_>>().join("/");
@@ -415,7 +421,7 @@ impl Upload {
     /// Completes the upload: the object appears whole.
     pub fn finish(mut self) -> Result<()> {
         if !self.buf.is_empty() || self.parts.is_empty() {
-            self.send_part().map_err(|e| Error::new(ErrorCode::Io, e.to_string()))?;
+            self.send_part().map_err(|e| Error::new(ErrorCode::Io, e.to_string()).caused_by(&e))?;
         }
         let id = self.id.clone().ok_or_else(|| Error::new(ErrorCode::Internal, "the upload is closed"))?;
         let (mp, key, url, parts) = (self.object.multipart.clone(), self.object.key.clone(), self.object.url.clone(), std::mem::take(&mut self.parts));

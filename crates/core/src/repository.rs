@@ -83,7 +83,7 @@ impl Repository {
             Err(e) => return Err(e),
         };
         let config: RepoConfig = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::validation(format!("{} is damaged ({e}); restore it from a copy or rebuild with the recovery key", path.display())))?;
+            .map_err(|e| Error::validation(format!("{} is damaged ({e}); restore it from a copy or rebuild with the recovery key", path.display())).caused_by(&e))?;
         Ok(Some(Self { dir: dir.to_path_buf(), config }))
     }
 
@@ -118,7 +118,7 @@ impl Repository {
 
     fn save(&self) -> Result<()> {
         // Replaced whole, atomically (an object put; a file written beside and renamed).
-        let json = serde_json::to_vec_pretty(&self.config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&self.config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
         crate::storage::backend::at(&self.dir.join(CONFIG_FILE))?.put(json)
     }
 

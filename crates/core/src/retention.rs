@@ -199,7 +199,7 @@ async fn apply_policy_until(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>
         }
         let Some(path) = &item.file_path else { continue };
         let p = PathBuf::from(path);
-        let removed = tokio::task::spawn_blocking(move || crate::storage::backend::at(&p)?.delete()).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+        let removed = tokio::task::spawn_blocking(move || crate::storage::backend::at(&p)?.delete()).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()).caused_by(&e))?;
         match removed {
             Ok(()) => {}
             Err(e) => {

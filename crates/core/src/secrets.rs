@@ -89,7 +89,7 @@ where
     let store = Arc::clone(store);
     tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
-        .map_err(|e| Error::new(ErrorCode::Internal, format!("the keychain task failed: {e}")))?
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("the keychain task failed: {e}")).caused_by(&e))?
 }
 
 /// The keychain account that holds a connection's password.

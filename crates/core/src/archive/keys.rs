@@ -153,12 +153,12 @@ pub fn unwrap(kek: &SecretKey, nonce: &str, wrapped: &str, aad: &[u8]) -> Option
 /// Derives a key-encryption key from a password.
 pub fn password_kek(password: &str, salt: &[u8], kdf: KdfParams) -> Result<SecretKey> {
     let params = argon2::Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(KEY_LEN))
-        .map_err(|e| Error::validation(format!("invalid key-derivation parameters in the archive: {e}")))?;
+        .map_err(|e| Error::validation(format!("invalid key-derivation parameters in the archive: {e}")).caused_by(&e))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = [0u8; KEY_LEN];
     argon
         .hash_password_into(password.as_bytes(), salt, &mut out)
-        .map_err(|e| Error::validation(format!("cannot derive a key from the password: {e}")))?;
+        .map_err(|e| Error::validation(format!("cannot derive a key from the password: {e}")).caused_by(&e))?;
     Ok(SecretKey(out))
 }
 

@@ -90,7 +90,7 @@ impl Drop for Sealer {
 
 fn seal(job: &Job, cipher: Option<&Aes256Gcm>, header_hash: &[u8; 32], level: Option<i32>) -> Result<Vec<u8>> {
     let packed = match level {
-        Some(level) => zstd::bulk::compress(&job.plain, level).map_err(|e| Error::new(ErrorCode::Internal, format!("zstd failed: {e}")))?,
+        Some(level) => zstd::bulk::compress(&job.plain, level).map_err(|e| Error::new(ErrorCode::Internal, format!("zstd failed: {e}")).caused_by(&e))?,
         None => job.plain.clone(),
     };
     match cipher {
@@ -188,7 +188,7 @@ impl ArchiveWriter {
         let tmp = dest.to_path_buf();
         let out = Some(BufWriter::with_capacity(1 << 20, sink));
         let mut file = Hashing { out, hash: Sha256::new(), pos: 0 };
-        let header_json = serde_json::to_vec(header).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        let header_json = serde_json::to_vec(header).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
         let header_hash: [u8; 32] = Sha256::digest(&header_json).into();
         let mut w = || -> std::io::Result<()> {
             file.write(MAGIC)?;
@@ -348,7 +348,7 @@ impl ArchiveWriter {
             return Err(Error::new(ErrorCode::Internal, "a section of the archive was started but not finished"));
         }
         self.index.sections = numbered.into_iter().map(|(_, e)| e).collect();
-        let index_json = serde_json::to_vec(&self.index).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        let index_json = serde_json::to_vec(&self.index).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
         let mut sec = self.begin_numbered("index", "index", super::INDEX_SECTION_NO);
         self.write(&mut sec, &index_json)?;
         let entry = self.close_entry(sec)?;

@@ -107,7 +107,7 @@ pub async fn export_csv(ctx: &Ctx, filter: &AuditFilter, path: &Path) -> Result<
         ])
         .map_err(io)?;
     }
-    let data = w.into_inner().map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))?;
+    let data = w.into_inner().map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()).caused_by(&e))?;
     // Written whole or not at all.
     let tmp = crate::private::partial_beside(path);
     crate::private::write(&tmp, &data).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), &e))?;

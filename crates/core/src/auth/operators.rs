@@ -109,9 +109,9 @@ async fn sealed_key_pair(id: &str, password: &str) -> Result<(SecretKey, String,
     let (private, public) = keys::x25519_pair();
     let slot = {
         let (p, k, aad) = (password.to_string(), private.clone(), operator_key_aad(id));
-        tokio::task::spawn_blocking(move || keys::password_slot(&p, &k, &aad, KdfParams::default())).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??
+        tokio::task::spawn_blocking(move || keys::password_slot(&p, &k, &aad, KdfParams::default())).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))??
     };
-    let sealed = serde_json::to_string(&slot).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let sealed = serde_json::to_string(&slot).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
     Ok((private, public, sealed))
 }
 
@@ -127,7 +127,7 @@ async fn open_key_pair(pool: &SqlitePool, id: &str, password: &str) -> Result<Se
         .map_err(|e| Error::catalog("read the operator's key", &e))?;
     if let Some(slot) = sealed.and_then(|j| serde_json::from_str::<KeySlot>(&j).ok()) {
         let (p, aad) = (password.to_string(), operator_key_aad(id));
-        let opened = tokio::task::spawn_blocking(move || keys::open_master(&[slot], &Unlock::Password(p), &aad)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+        let opened = tokio::task::spawn_blocking(move || keys::open_master(&[slot], &Unlock::Password(p), &aad)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))??;
         if let Some(k) = opened {
             return Ok(k);
         }
@@ -148,7 +148,7 @@ pub async fn create_first(ctx: &Ctx, name: &str, password: &str) -> Result<Actin
         move || hash_password(&p)
     })
     .await
-    .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+    .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))??;
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("create the operator", &e))?;
     sqlx::query("INSERT INTO operators (id, name, role, password_hash, is_active, created_at) VALUES (?, ?, 'super_admin', ?, 1, ?)")
@@ -184,7 +184,7 @@ pub async fn create_first(ctx: &Ctx, name: &str, password: &str) -> Result<Actin
 
 fn unique(e: sqlx::Error, name: &str) -> Error {
     if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
-        Error::new(ErrorCode::Conflict, format!("an operator is named \"{name}\" already: choose another name"))
+        Error::new(ErrorCode::Conflict, format!("an operator is named \"{name}\" already: choose another name")).caused_by(&e)
     } else {
         Error::catalog("write the operator", &e)
     }
@@ -405,7 +405,7 @@ pub async fn add(ctx: &Ctx, name: &str, role: Role, password: &str) -> Result<Op
     let name = check_name(name)?;
     check_password_rules(password)?;
     let p = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&p)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&p)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))??;
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("add the operator", &e))?;
     sqlx::query("INSERT INTO operators (id, name, role, password_hash, is_active, created_at) VALUES (?, ?, ?, ?, 1, ?)")
@@ -443,7 +443,7 @@ pub async fn change_password(ctx: &Ctx, current_password: &str, new_password: &s
         .flatten();
     let ok = {
         let (p, h) = (current_password.to_string(), stored.clone().unwrap_or_else(|| DUMMY_HASH.to_string()));
-        tokio::task::spawn_blocking(move || verify_password(&p, &h)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?
+        tokio::task::spawn_blocking(move || verify_password(&p, &h)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?
     };
     if !ok || stored.is_none() {
         // Counted, slowed down and locked like sign-ins: an unattended session is no way to guess.
@@ -466,9 +466,9 @@ pub async fn change_password(ctx: &Ctx, current_password: &str, new_password: &s
         let (p, k, aad) = (new_password.to_string(), private, operator_key_aad(&me.id));
         tokio::task::spawn_blocking(move || Ok::<_, Error>((hash_password(&p)?, keys::password_slot(&p, &k, &aad, KdfParams::default())?)))
             .await
-            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))??
     };
-    let sealed = serde_json::to_string(&slot).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let sealed = serde_json::to_string(&slot).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("change the password", &e))?;
     sqlx::query("UPDATE operators SET password_hash = ?, private_sealed = ?, failed_attempts = 0 WHERE id = ?")
         .bind(&hash)
@@ -497,7 +497,7 @@ pub async fn reset_password(ctx: &Ctx, name_or_id: &str, new_password: &str) -> 
     check_password_rules(new_password)?;
     let old_key: Option<String> = sqlx::query_scalar("SELECT public_key FROM operators WHERE id = ?").bind(&op.id).fetch_one(&ctx.pool).await.map_err(|e| Error::catalog("read the operator", &e))?;
     let p = new_password.to_string();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&p)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&p)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))??;
     let (_, public, sealed) = sealed_key_pair(&op.id, new_password).await?;
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("reset the password", &e))?;
     sqlx::query("UPDATE operators SET password_hash = ?, public_key = ?, private_sealed = ?, failed_attempts = 0, locked_until = NULL WHERE id = ?")

@@ -124,7 +124,7 @@ pub async fn sweep_with(ctx: &Ctx, gone: &[String]) -> Result<Sweep> {
     // Repositories ad-hoc commands used (named by path): their secret may be in the keychain too.
     for location in known_locations(&ctx.pool).await? {
         let dir = std::path::PathBuf::from(&location);
-        let opened = tokio::task::spawn_blocking(move || Repository::open(&dir)).await.map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string())).and_then(|r| r);
+        let opened = tokio::task::spawn_blocking(move || Repository::open(&dir)).await.map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()).caused_by(&e)).and_then(|r| r);
         places.push((location, opened));
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -183,7 +183,7 @@ async fn bring_in_step(ctx: &Ctx, name: &str, repo: Repository, admins: &[String
             Ok::<_, Error>((r, changed || approved))
         })
             .await
-            .map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))
+            .map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()).caused_by(&e))
             .and_then(|r| r)
     };
     let repo = match result {
@@ -462,7 +462,7 @@ pub async fn export_recovery_kit(ctx: &Ctx, name_or_id: &str, path: &std::path::
     let mk = key_sources(ctx).await?.unlock_repository(&repo).await?;
     let kit = repo.recovery_kit(&mk)?;
     write_private_file(path, &kit)?;
-    repo.forget_recovery().map_err(|e| Error::new(e.code, format!("the recovery kit was saved to {}, but the repository could not be marked: {}", path.display(), e.message)))?;
+    repo.forget_recovery().map_err(|e| Error::new(e.code, format!("the recovery kit was saved to {}, but the repository could not be marked: {}", path.display(), e.message)).caused_by(&e))?;
     audit(&ctx.pool, &who.id, "key.export_recovery", &store.storage_name, "success", Some("saved to a file the operator chose; the repository keeps no copy")).await?;
     Ok(kit)
 }
@@ -489,7 +489,7 @@ pub async fn writers(ctx: &Ctx, name_or_id: &str) -> Result<Vec<WriterInfo>> {
     crate::context::require(ctx, crate::context::Permission::ViewHistory, "key.writers", name_or_id).await?;
     let store = crate::storage::find(ctx, name_or_id).await?;
     let Some(repo) = repository_of(ctx, &store).await? else { return Ok(Vec::new()) };
-    tokio::task::spawn_blocking(move || repo.writers()).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?
+    tokio::task::spawn_blocking(move || repo.writers()).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()).caused_by(&e))?
 }
 
 /// Approves a writer (by its public key, as [`writers`] lists it) into the repository in storage
@@ -505,7 +505,7 @@ pub async fn approve_writer(ctx: &Ctx, name_or_id: &str, public_key: &str) -> Re
             known.map(|k| (Some(repo), k))
         })
         .await
-        .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))??,
+        .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()).caused_by(&e))??,
         None => (None, Vec::new()),
     };
     let (Some(mut repo), Some(w)) = (repo, known.into_iter().find(|w| w.public_key == public_key)) else {

@@ -142,7 +142,7 @@ impl MappingFile {
             #[serde(default)]
             references: Vec<String>,
         }
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::validation(format!("the mapping file {name} is not valid JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::validation(format!("the mapping file {name} is not valid JSON: {e}")).caused_by(&e))?;
         let hint = "write a list of table mappings, or an object with \"tables\" (that list) and \"references\" ([\"child.column=parent.column\", …])";
         let invalid = |e: serde_json::Error| Error::validation(format!("the mapping file {name} is not valid: {e}; {hint}"));
         let whole = match value {
@@ -647,7 +647,7 @@ async fn apply_rules(tx: &mut Tx<'_>, staged: &mut Staged, rules: &[Rule], targe
         query
             .execute(&mut **tx)
             .await
-            .map_err(|e| Error::validation(format!("rule {} on {}.{}: {}", rules::name(&r.action), name, r.column, stage::pg_message(&e))))?;
+            .map_err(|e| Error::validation(format!("rule {} on {}.{}: {}", rules::name(&r.action), name, r.column, stage::pg_message(&e))).caused_by(&e))?;
     }
     staged.recount(tx).await
 }
@@ -732,7 +732,7 @@ async fn map_rows(tx: &mut Tx<'_>, staged: &Staged, target: &Target, mapping: &[
         )))
         .execute(&mut **tx)
         .await
-        .map_err(|e| Error::validation(format!("mapping {} onto {t}: {}", s.name, stage::pg_message(&e))))?;
+        .map_err(|e| Error::validation(format!("mapping {} onto {t}: {}", s.name, stage::pg_message(&e))).caused_by(&e))?;
         finals.insert(t.clone(), write::Final { relation: f, cols: pairs.into_iter().map(|(c, _)| c).collect() });
     }
     Ok((finals, reports))

@@ -176,7 +176,7 @@ async fn write_to(tx: &mut Tx<'_>, partial: &Path, staged: &Staged, schema: &Tar
                 .collect(),
         });
     }
-    let schema_json = serde_json::to_vec_pretty(&SchemaFile { tables: described }).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let schema_json = serde_json::to_vec_pretty(&SchemaFile { tables: described }).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
     add(&mut zip, "schema.json".into(), schema_json)?;
     let manifest = Manifest {
         format: FORMAT.into(),
@@ -189,7 +189,7 @@ async fn write_to(tx: &mut Tx<'_>, partial: &Path, staged: &Staged, schema: &Tar
         tables,
         files: files.clone(),
     };
-    let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
     zip.start_file("manifest.json", opts).map_err(zip_err(partial))?;
     zip.write_all(&manifest_json).map_err(|e| Error::io(format!("cannot write the export {}", partial.display()), &e))?;
     let file = zip.finish().map_err(zip_err(partial))?;
@@ -227,7 +227,7 @@ fn stream_entry(zip: &mut zip::ZipArchive<std::fs::File>, name: &str, path: &Pat
     let mut buf = vec![0u8; 1 << 20];
     let (mut total, mut sha) = (0u64, Sha256::new());
     loop {
-        let n = reader.read(&mut buf).map_err(|e| Error::validation(format!("{}: {name} cannot be read ({e}): the file is damaged", path.display())))?;
+        let n = reader.read(&mut buf).map_err(|e| Error::validation(format!("{}: {name} cannot be read ({e}): the file is damaged", path.display())).caused_by(&e))?;
         if n == 0 {
             break;
         }
@@ -257,7 +257,7 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
         return Err(Error::validation(format!("{} is not a Safehold portable export: it has no manifest.json", path.display())));
     }
     let manifest: Manifest = serde_json::from_slice(&read_small(&mut zip, "manifest.json", path)?)
-        .map_err(|e| Error::validation(format!("{} is not a Safehold portable export: its manifest.json is not valid ({e})", path.display())))?;
+        .map_err(|e| Error::validation(format!("{} is not a Safehold portable export: its manifest.json is not valid ({e})", path.display())).caused_by(&e))?;
     if manifest.format != FORMAT {
         return Err(Error::validation(format!("{} is not a Safehold portable export (its manifest says \"{}\")", path.display(), manifest.format)));
     }
@@ -282,7 +282,7 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
         }
     }
     let schema: SchemaFile = serde_json::from_slice(&read_small(&mut zip, "schema.json", path)?)
-        .map_err(|e| Error::validation(format!("{}: schema.json is not valid ({e})", path.display())))?;
+        .map_err(|e| Error::validation(format!("{}: schema.json is not valid ({e})", path.display())).caused_by(&e))?;
     // The manifest and the schema name the same tables, each with its files.
     let described: std::collections::BTreeSet<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     for t in manifest.tables.keys() {

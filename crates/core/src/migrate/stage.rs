@@ -220,7 +220,7 @@ pub(crate) async fn csv_reader<R: Read + Seek + Send>(tx: &mut Tx<'_>, staged: &
         let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(&mut source);
         reader
             .headers()
-            .map_err(|e| Error::validation(format!("{name}: not a CSV file with a header line: {e}")))?
+            .map_err(|e| Error::validation(format!("{name}: not a CSV file with a header line: {e}")).caused_by(&e))?
             .iter()
             .map(|h| h.trim().to_string())
             .collect()
@@ -245,9 +245,9 @@ pub(crate) async fn csv_reader<R: Read + Seek + Send>(tx: &mut Tx<'_>, staged: &
         if n == 0 {
             break;
         }
-        sink.send(buf[..n].to_vec()).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))))?;
+        sink.send(buf[..n].to_vec()).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))).caused_by(&e))?;
     }
-    sink.finish().await.map_err(|e| Error::validation(format!("{name} is not valid CSV for its header: {}", pg_message(&e))))?;
+    sink.finish().await.map_err(|e| Error::validation(format!("{name} is not valid CSV for its header: {}", pg_message(&e))).caused_by(&e))?;
     staged.recount(tx).await
 }
 
@@ -299,11 +299,11 @@ pub(crate) async fn jsonl_file(tx: &mut Tx<'_>, staged: &mut Staged, name: &str,
         ns.push(i as i64 + 1);
         lines.push(text.to_string());
         if lines.len() >= 5000 {
-            sqlx::query(AssertSqlSafe(insert.clone())).bind(std::mem::take(&mut ns)).bind(std::mem::take(&mut lines)).execute(&mut **tx).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))))?;
+            sqlx::query(AssertSqlSafe(insert.clone())).bind(std::mem::take(&mut ns)).bind(std::mem::take(&mut lines)).execute(&mut **tx).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))).caused_by(&e))?;
         }
     }
     if !lines.is_empty() {
-        sqlx::query(AssertSqlSafe(insert)).bind(ns).bind(lines).execute(&mut **tx).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))))?;
+        sqlx::query(AssertSqlSafe(insert)).bind(ns).bind(lines).execute(&mut **tx).await.map_err(|e| Error::validation(format!("{name}: {}", pg_message(&e))).caused_by(&e))?;
     }
     if keys.is_empty() {
         return Err(Error::validation(format!("{name}: no rows")));

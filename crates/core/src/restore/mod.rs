@@ -470,7 +470,7 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
 }
 
 async fn database_exists(url: &str) -> Result<bool> {
-    let mut admin = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
+    let mut admin = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
     let db = admin.path().trim_start_matches('/').to_string();
     if db.is_empty() {
         return Err(Error::validation("the target URL names no database"));
@@ -481,7 +481,7 @@ async fn database_exists(url: &str) -> Result<bool> {
         .bind(&db)
         .fetch_one(&mut conn)
         .await
-        .map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot look for the database {db}: {e}")))?;
+        .map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot look for the database {db}: {e}")).caused_by(&e))?;
     let _ = sqlx::Connection::close(conn).await;
     Ok(exists)
 }
@@ -568,7 +568,7 @@ async fn safety_backup(req: &RestoreRequest, opened: &Opened, scope: &Option<Sco
             "a safety backup goes into the backup's repository, and this archive is not in one: restore from the repository directory, or skip the safety backup explicitly (--no-safety-backup)",
         )
     })?;
-    let master = keys.unlock_repository(repo).await.map_err(|e| Error::new(e.code, format!("cannot take the safety backup: {}", e.message)))?;
+    let master = keys.unlock_repository(repo).await.map_err(|e| Error::new(e.code, format!("cannot take the safety backup: {}", e.message)).caused_by(&e))?;
     // (It goes into the repository: its writer is approved there, with the key at hand.)
     let mut repo = repo.clone();
     if let Ok(w) = keys.writer() {
@@ -588,7 +588,7 @@ async fn safety_backup(req: &RestoreRequest, opened: &Opened, scope: &Option<Sco
         Some(Scope::Tenant(_)) => b.include = Include { tenant_data: true, system_data: false, logs: true },
         None => {}
     }
-    backup::run(repo, &master, &b, cancel, progress).await.map_err(|e| Error::new(e.code, format!("the safety backup failed, so nothing was restored: {}", e.message)))
+    backup::run(repo, &master, &b, cancel, progress).await.map_err(|e| Error::new(e.code, format!("the safety backup failed, so nothing was restored: {}", e.message)).caused_by(&e))
 }
 
 /// Restores a full backup into `target`, which must be empty (a new SQLite file, or a PostgreSQL

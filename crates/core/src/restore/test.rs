@@ -77,8 +77,8 @@ async fn table_digest(conn: &mut sqlx::PgConnection, table: &str, columns: &[Str
     let cols: Vec<String> = columns.iter().map(|c| crate::source::postgres::qi(c)).collect();
     let sql = format!("COPY {} ({}) TO STDOUT", crate::source::tenancy::rel(table), cols.join(", "));
     let mut d = LineDigester::default();
-    let mut out = conn.copy_out_raw(&sql).await.map_err(|e| Error::new(crate::ErrorCode::Database, format!("PostgreSQL: cannot read {table}: {e}")))?;
-    while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(crate::ErrorCode::Database, format!("PostgreSQL: reading {table} failed: {e}")))? {
+    let mut out = conn.copy_out_raw(&sql).await.map_err(|e| Error::new(crate::ErrorCode::Database, format!("PostgreSQL: cannot read {table}: {e}")).caused_by(&e))?;
+    while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(crate::ErrorCode::Database, format!("PostgreSQL: reading {table} failed: {e}")).caused_by(&e))? {
         d.feed(&bytes);
     }
     Ok(d.finish())
@@ -101,7 +101,7 @@ pub async fn restore_test(
     if reader.header.source_kind != "postgres" {
         return Err(Error::validation("a test restore needs a PostgreSQL backup; check a SQLite backup with verify --deep, or restore it into a new file"));
     }
-    let mut url = url::Url::parse(scratch_url).map_err(|e| Error::validation(format!("invalid scratch URL {}: {e}", crate::source::redact(scratch_url))))?;
+    let mut url = url::Url::parse(scratch_url).map_err(|e| Error::validation(format!("invalid scratch URL {}: {e}", crate::source::redact(scratch_url))).caused_by(&e))?;
     let name = format!("safehold_verify_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     url.set_path(&format!("/{name}"));
     let url = url.to_string();
@@ -138,7 +138,7 @@ pub async fn restore_test(
                     Ok(d.finish())
                 })
                 .await
-                .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))??;
+                .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()).caused_by(&e))??;
                 if d2 == restored { "match" } else { "mismatch" }.to_string()
             } else {
                 "n/a".to_string()
@@ -163,7 +163,7 @@ pub async fn restore_test(
     .await;
     let dropped = postgres::drop_database(&url).await;
     let tables = result?;
-    dropped.map_err(|e| Error::new(e.code, format!("the test restore passed its checks but the scratch database {name} could not be dropped: {}", e.message)))?;
+    dropped.map_err(|e| Error::new(e.code, format!("the test restore passed its checks but the scratch database {name} could not be dropped: {}", e.message)).caused_by(&e))?;
     Ok(RestoreTestReport {
         archive_id: reader.header.archive_id.clone(),
         backups: opened.chain.len() as u64,

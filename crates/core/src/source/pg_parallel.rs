@@ -105,7 +105,7 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
     }
     let mut first_error = None;
     while let Some(r) = set.join_next().await {
-        let r = r.map_err(|e| Error::new(ErrorCode::Internal, format!("a restore worker failed: {e}"))).and_then(|r| r);
+        let r = r.map_err(|e| Error::new(ErrorCode::Internal, format!("a restore worker failed: {e}")).caused_by(&e)).and_then(|r| r);
         if let Err(e) = r {
             set.abort_all();
             first_error.get_or_insert(e);

@@ -133,7 +133,7 @@ pub(crate) fn ql(s: &str) -> String {
 
 pub(crate) async fn connect(url: &str) -> Result<PgConnection> {
     let opts = PgConnectOptions::from_str(url)
-        .map_err(|e| Error::validation(format!("invalid PostgreSQL URL {}: {e}", super::redact(url))))?
+        .map_err(|e| Error::validation(format!("invalid PostgreSQL URL {}: {e}", super::redact(url))).caused_by(&e))?
         .application_name("safehold")
         .log_statements(tracing::log::LevelFilter::Off);
     let address = super::redact(url);
@@ -583,7 +583,7 @@ pub(crate) fn archived_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> R
         json.extend_from_slice(c);
         Ok(())
     })?;
-    serde_json::from_slice(&json).map_err(|e| Error::validation(format!("the schema of backup {} is unreadable: {e}", reader.header.archive_id)))
+    serde_json::from_slice(&json).map_err(|e| Error::validation(format!("the schema of backup {} is unreadable: {e}", reader.header.archive_id)).caused_by(&e))
 }
 
 /// What an incremental or differential backup needs of its parent.
@@ -700,7 +700,7 @@ pub async fn snapshot(url: &str, req: &super::DumpScope) -> Result<Snapshot> {
 pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &super::DumpScope, parent: Option<&Parent>, cancel: &CancelToken, progress: &ProgressSink) -> Result<DumpStats> {
     let Snapshot { mut conn, exported: snapshot, txid_snapshot: xmin, full_xmin, schema, tenant_filter } = snap;
     let mut sec = archive.section("schema", "schema");
-    sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?)?;
+    sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?)?;
     sec.finish()?;
 
     // Parallel workers: more connections that import the exported snapshot, so every table is
@@ -879,8 +879,8 @@ async fn copy_section(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut A
     }
     let mut rows = 0u64;
     {
-        let mut out = conn.copy_out_raw(sql).await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot read {name}: {e}")))?;
-        while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: reading {name} failed: {e}")))? {
+        let mut out = conn.copy_out_raw(sql).await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot read {name}: {e}")).caused_by(&e))?;
+        while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: reading {name} failed: {e}")).caused_by(&e))? {
             rows += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
             locked()?.write(&mut sec, &bytes)?;
             if cancel.is_cancelled() {
@@ -1100,7 +1100,7 @@ pub(crate) fn restore_error(what: &str, e: &sqlx::Error) -> Error {
 /// Creates the database named in `url` (connecting to the server's `postgres` database);
 /// `true` when it was created, `false` when it existed.
 pub async fn create_database(url: &str) -> Result<bool> {
-    let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
+    let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
     let db = admin_url.path().trim_start_matches('/').to_string();
     if db.is_empty() {
         return Err(Error::validation("the target URL names no database"));
@@ -1145,7 +1145,7 @@ fn building_name(target: &str) -> String {
 }
 
 fn admin_url(url: &str) -> Result<(url::Url, String)> {
-    let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
+    let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
     let db = percent_decode(admin_url.path().trim_start_matches('/'));
     if db.is_empty() {
         return Err(Error::validation("the target URL names no database"));
@@ -1173,7 +1173,7 @@ pub async fn start_building(url: &str) -> Result<Option<Building>> {
     let name = building_name(&db);
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {}", qi(&name)))).execute(&mut admin).await.map_err(q("create the database to restore into"))?;
     let _ = admin.close().await;
-    let mut build_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
+    let mut build_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
     build_url.set_path(&format!("/{}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()));
     let anchor = connect(build_url.as_str()).await?;
     Ok(Some(Building { url: build_url.to_string(), name, target: db, admin: admin_url.to_string(), anchor: Some(anchor) }))
@@ -1241,7 +1241,7 @@ async fn sweep_abandoned(admin: &mut PgConnection) -> Vec<String> {
 
 /// Drops the database named in `url` (used to undo a failed restore into a database it created).
 pub async fn drop_database(url: &str) -> Result<()> {
-    let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")))?;
+    let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
     let db = admin_url.path().trim_start_matches('/').to_string();
     admin_url.set_path("/postgres");
     let mut admin = connect(admin_url.as_str()).await?;

@@ -40,19 +40,19 @@ fn db_err<'a>(path: &'a Path, what: &str) -> impl Fn(sqlx::Error) -> Error + 'a 
 
 /// Encodes one value with its storage class.
 fn encode(row: &SqliteRow, i: usize) -> Result<Value> {
-    let raw = row.try_get_raw(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()))?;
+    let raw = row.try_get_raw(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()).caused_by(&e))?;
     if raw.is_null() {
         return Ok(Value::Null);
     }
     let ty = raw.type_info().name().to_string();
     let v = match ty.as_str() {
-        "INTEGER" => json!(row.try_get::<i64, _>(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()))?),
+        "INTEGER" => json!(row.try_get::<i64, _>(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()).caused_by(&e))?),
         "REAL" => {
-            let f: f64 = row.try_get(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()))?;
+            let f: f64 = row.try_get(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()).caused_by(&e))?;
             if f.is_finite() { json!({ "r": f }) } else { json!({ "r": f.to_string() }) }
         }
-        "BLOB" => json!({ "b": hex::encode(row.try_get::<Vec<u8>, _>(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()))?) }),
-        _ => json!(row.try_get::<String, _>(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()))?),
+        "BLOB" => json!({ "b": hex::encode(row.try_get::<Vec<u8>, _>(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()).caused_by(&e))?) }),
+        _ => json!(row.try_get::<String, _>(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()).caused_by(&e))?),
     };
     Ok(v)
 }
@@ -132,7 +132,7 @@ fn read_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> Result<SqliteSch
         schema_json.extend_from_slice(c);
         Ok(())
     })?;
-    serde_json::from_slice(&schema_json).map_err(|e| Error::validation(format!("the archive's schema is unreadable: {e}")))
+    serde_json::from_slice(&schema_json).map_err(|e| Error::validation(format!("the archive's schema is unreadable: {e}")).caused_by(&e))
 }
 
 /// Dumps the SQLite database at `path` into `archive`: every table whole, or — with a `parent` —
@@ -199,7 +199,7 @@ pub async fn dump(
         application_id,
     };
     let mut sec = archive.section("schema", "schema");
-    sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?)?;
+    sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?)?;
     sec.finish()?;
 
     let mut stats = DumpStats::default();
@@ -236,7 +236,7 @@ pub async fn dump(
         while let Some(row) = rows.try_next().await.map_err(db_err(path, &format!("read the table {table}")))? {
             let values: Vec<Value> = (0..row.columns().len()).map(|i| encode(&row, i)).collect::<Result<_>>()?;
             line.clear();
-            serde_json::to_writer(&mut line, &values).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+            serde_json::to_writer(&mut line, &values).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
             line.push(b'\n');
             all += 1;
             if let Some(ks) = keys_sec.as_mut() {
@@ -244,7 +244,7 @@ pub async fn dump(
                 let key: Vec<&Value> = at.iter().map(|&i| &values[i]).collect();
                 let digest = row_digest(&line);
                 key_line.clear();
-                serde_json::to_writer(&mut key_line, &key).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+                serde_json::to_writer(&mut key_line, &key).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
                 let unchanged = before.as_ref().is_some_and(|b| std::str::from_utf8(&key_line).ok().and_then(|k| b.get(k)) == Some(&digest));
                 key_line.extend_from_slice(format!("\t{digest:016x}\n").as_bytes());
                 archive.write(ks, &key_line)?;
@@ -368,7 +368,7 @@ async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveR
             return Err(Error::validation(format!("the last row of {table} in the archive is incomplete")));
         };
         for line in lines.split(|&b| b == b'\n') {
-            let values: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of {table} is unreadable: {e}")))?;
+            let values: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of {table} is unreadable: {e}")).caused_by(&e))?;
             if let Some(r) = &replace {
                 let key: Vec<Value> = r.key_at.iter().map(|&i| values.get(i).cloned().unwrap_or(Value::Null)).collect();
                 bind_values(sqlx::query(AssertSqlSafe(r.delete.to_string())), &key)?.execute(&mut *tx).await.map_err(db_err(path, &format!("apply a change to {table}")))?;
@@ -404,7 +404,7 @@ async fn apply_delta(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveR
         let mut rows = sqlx::query(AssertSqlSafe(format!("SELECT {cols} FROM {}", quote_ident(table)))).fetch(&mut *tx);
         while let Some(row) = rows.try_next().await.map_err(db_err(path, &format!("read the table {table}")))? {
             let key: Vec<Value> = (0..key_columns.len()).map(|i| encode(&row, i)).collect::<Result<_>>()?;
-            let text = serde_json::to_string(&key).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+            let text = serde_json::to_string(&key).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
             if !keep.contains(&text) {
                 gone.push(key);
             }

@@ -66,7 +66,7 @@ impl ArchiveWriter {
         if options.signer.is_none() {
             options.signer = Some(crate::writers::WriterKey::of_default_home()?);
         }
-        let sink = backend::at(dest)?.upload().map_err(|e| Error::new(e.code, format!("cannot write the archive {}: {}", dest.display(), e.message)))?;
+        let sink = backend::at(dest)?.upload().map_err(|e| Error::new(e.code, format!("cannot write the archive {}: {}", dest.display(), e.message)).caused_by(&e))?;
         ArchiveWriter::to_sink(dest, sink, header, key, options)
     }
 }

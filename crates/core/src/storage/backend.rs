@@ -132,7 +132,7 @@ impl Backend for Local {
     }
 
     fn read_range(&self, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
-        let mut f = File::open(&self.0).map_err(|e| Error::new(io_code(&e), format!("cannot open {}: {e}", self.0.display())))?;
+        let mut f = File::open(&self.0).map_err(|e| Error::new(io_code(&e), format!("cannot open {}: {e}", self.0.display())).caused_by(&e))?;
         f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(self.0.display(), &e))?;
         Ok(Box::new(f.take(len)))
     }

@@ -234,7 +234,7 @@ pub async fn add_remote(ctx: &Ctx, input: RemoteStorageInput) -> Result<BackupSt
     let has_creds = input.credentials.as_ref().is_some_and(|c| c.access_key_id.is_some() || c.secret_access_key.is_some() || c.service_account_key.is_some());
     if let Some(c) = input.credentials.clone().filter(|_| has_creds) {
         let account = storage_account(&id);
-        let value = serde_json::to_string(&c).map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+        let value = serde_json::to_string(&c).map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()).caused_by(&e))?;
         crate::secrets::run(&ctx.secrets, move |st| st.set(&account, &value)).await?;
     }
     let mut config = serde_json::json!({ "url": input.url.trim_end_matches('/') });
@@ -329,7 +329,7 @@ pub(crate) async fn record_usage(ctx: &Ctx, name_or_id: &str) -> Result<StorageU
         Ok(((used, shars.len() as i64), space))
     })
     .await
-    .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))??;
+    .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()).caused_by(&e))??;
     let at = now();
     sqlx::query("UPDATE backup_storage SET used_space = ?, total_capacity = ? WHERE id = ?")
         .bind(used)
@@ -408,7 +408,7 @@ pub async fn check(ctx: &Ctx, name_or_id: &str) -> Result<HealthCheck> {
         Err(e) => Err(e.message),
         Ok(dir) => tokio::task::spawn_blocking(move || probe(&dir))
             .await
-            .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?,
+            .map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()).caused_by(&e))?,
     };
     let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let (ok, message) = match outcome {
@@ -505,7 +505,7 @@ pub async fn update(ctx: &Ctx, name_or_id: &str, change: StorageChange) -> Resul
     let mut previous = None;
     if let Some(c) = &change.credentials {
         let account = storage_account(&s.id);
-        let value = serde_json::to_string(c).map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()))?;
+        let value = serde_json::to_string(c).map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()).caused_by(&e))?;
         let old = {
             let account = account.clone();
             crate::secrets::run(&ctx.secrets, move |st| st.get(&account)).await

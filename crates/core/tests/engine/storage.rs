@@ -125,3 +125,18 @@ async fn a_storage_is_added_by_its_location_alone() {
     assert_eq!(format!("{:?}", remote.storage_type), "S3", "a URL goes to the object store");
     assert!(!std::path::Path::new("s3:").exists(), "and makes no folder");
 }
+
+/// An error reading storage keeps the system's error as its cause (for logs and callers walking
+/// `source()`), while its message names the file.
+#[test]
+fn a_storage_error_keeps_the_systems_error_as_its_cause() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let missing = dir.path().join("gone.safehold");
+    let e = match safehold_core::storage::backend::at(&missing).expect("a local backend").read_range(0, 16) {
+        Err(e) => e,
+        Ok(_) => panic!("a missing file is read"),
+    };
+    assert!(e.message.contains("gone.safehold"), "{}", e.message);
+    let cause = std::error::Error::source(&e).expect("a cause").to_string();
+    assert!(cause.contains("No such file") && cause != e.message, "the system's own words: {cause}");
+}
