@@ -54,7 +54,7 @@ pub fn select(req: &Pick<'_>) -> Result<(PathBuf, Option<Repository>, Option<Poi
         if req.at.is_some() || req.backup_id.is_some() {
             return Err(Error::validation("--at and --backup choose among a repository's backups: give the repository directory as --from"));
         }
-        if !crate::remote::is_remote(req.from) && !req.from.exists() {
+        if crate::storage::backend::at(req.from)?.size()?.is_none() {
             return Err(Error::not_found(format!("{} does not exist; give a repository directory or an archive file", req.from.display())));
         }
         return Ok((req.from.to_path_buf(), repository_of(req.from), None));

@@ -97,6 +97,7 @@ async fn recover(ctx: &Ctx, remote: bool) -> Result<Recovered> {
         partial_files += crate::private::sweep_partials(&dir.join("archives")).len() as u64;
     }
     for location in sqlx::query_scalar::<_, String>("SELECT location FROM known_repositories").fetch_all(&ctx.pool).await.unwrap_or_default() {
+        // (Only local folders keep parts; an object store is not reached at start-up for this.)
         if !crate::remote::is_remote(Path::new(&location)) {
             partial_files += crate::private::sweep_partials(&Path::new(&location).join("archives")).len() as u64;
         }

@@ -292,11 +292,9 @@ pub async fn adhoc(ctx: &Ctx, what: Adhoc, target: &str, given: &KeySources, rep
         if let Some(repo) = repository_at(dir).await {
             remember(ctx, &repo).await?;
             // What a killed backup into it left (a file no live process is writing).
-            if !crate::remote::is_remote(&repo.dir) {
-                let gone = crate::private::sweep_partials(&repo.archives_dir());
-                if !gone.is_empty() {
-                    audit(&ctx.pool, &who.id, "jobs.recover", &repo.dir.display().to_string(), "success", Some(&format!("{} partial archives of stopped backups removed", gone.len()))).await?;
-                }
+            let gone = crate::storage::backend::at(&repo.archives_dir())?.sweep_partials();
+            if !gone.is_empty() {
+                audit(&ctx.pool, &who.id, "jobs.recover", &repo.dir.display().to_string(), "success", Some(&format!("{} partial archives of stopped backups removed", gone.len()))).await?;
             }
             if operators_exist && keys.operator_key.is_some() {
                 let admins = super_admin_keys(&ctx.pool).await?;

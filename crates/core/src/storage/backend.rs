@@ -52,6 +52,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Removes what writers killed part-way left in this folder (a local folder's `*.partial`
+    /// files that no live process is writing); returns their names. An object store keeps no
+    /// such parts: an unfinished upload is never an object (its crash markers are swept apart).
+    fn sweep_partials(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Its whole content.
     fn get(&self) -> Result<Vec<u8>> {
         let len = self.size()?.ok_or_else(|| Error::not_found(format!("{} does not exist", self.location())))?;
@@ -116,6 +123,10 @@ impl Backend for Local {
 
     fn capacity(&self) -> (Option<i64>, Option<i64>) {
         super::filesystem_space(&self.0)
+    }
+
+    fn sweep_partials(&self) -> Vec<String> {
+        crate::private::sweep_partials(&self.0)
     }
 
     fn make_dir(&self) -> Result<()> {

@@ -180,6 +180,9 @@ fn conformance(location: &str, open_uploads: Option<&dyn Fn() -> usize>) {
     up.write_all(b"archive").expect("write");
     up.finish().expect("complete");
     assert_eq!(inside.size().expect("head"), Some(7));
+    // Sweeping what killed writers left takes nothing finished.
+    assert!(folder.sweep_partials().is_empty(), "nothing was left part-way");
+    assert_eq!(inside.size().expect("head"), Some(7), "a finished object stays");
     inside.delete().expect("delete");
     assert!(base.list().expect("list").is_empty());
 }
@@ -190,6 +193,14 @@ async fn a_local_folder_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().expect("tmp");
     let location = dir.path().join("storage").display().to_string();
     tokio::task::spawn_blocking(move || conformance(&location, None)).await.expect("conformance");
+    // A part a killed writer left (no process holds it) is swept; a finished archive stays.
+    let archives = dir.path().join("storage/kept/archives");
+    std::fs::create_dir_all(&archives).expect("folder");
+    std::fs::write(archives.join("a.safehold.partial"), b"half").expect("a stale part");
+    std::fs::write(archives.join("b.safehold"), b"whole").expect("an archive");
+    let swept = safehold_core::storage::backend::at(&archives).expect("backend").sweep_partials();
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    assert!(!archives.join("a.safehold.partial").exists() && archives.join("b.safehold").exists());
 }
 
 /// A full and an incremental backup into `repo` on object storage, then a restore of the chain.
