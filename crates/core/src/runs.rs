@@ -67,10 +67,8 @@ async fn execute(ctx: &Ctx, config_id: &str, cancel: &CancelToken, progress: Pro
     let config = configurations::get(ctx, config_id).await?;
     let connection_id = config.connection_id.clone().ok_or_else(|| Error::validation("the configuration names no connection; edit it and choose one"))?;
     let (spec, conn) = crate::connections::source_of(ctx, &connection_id).await?;
-    let store = storage::list(ctx)
+    let store = storage::by_name_or_id(&ctx.pool, &config.storage_location)
         .await?
-        .into_iter()
-        .find(|s| s.storage_name == config.storage_location)
         .ok_or_else(|| Error::not_found(format!("the storage \"{}\" does not exist any more", config.storage_location)))?;
     if !store.is_active {
         return Err(Error::validation(format!("the storage \"{}\" is inactive: activate it in the Storage tab or choose another storage for this configuration", store.storage_name)));

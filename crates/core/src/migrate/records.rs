@@ -92,13 +92,13 @@ pub(crate) async fn resolve(ctx: &Ctx, spec: &MigrationSpec, keys: KeySources) -
 /// The repository whose key encrypts an archive export: a storage location (by name or id) or a
 /// repository directory; none given, the default storage location.
 async fn archive_repository(ctx: &Ctx, given: Option<&str>) -> Result<std::path::PathBuf> {
-    let stores = crate::storage::list(ctx).await?;
     let store = match given.map(str::trim).filter(|g| !g.is_empty()) {
-        Some(g) => match stores.into_iter().find(|s| s.storage_name == g || s.id == g) {
-            Some(s) => s,
-            None => return Ok(std::path::PathBuf::from(g)),
+        Some(g) => match crate::storage::find(ctx, g).await {
+            Ok(s) => s,
+            Err(e) if e.code == ErrorCode::NotFound => return Ok(std::path::PathBuf::from(g)),
+            Err(e) => return Err(e),
         },
-        None => stores.into_iter().next().ok_or_else(|| {
+        None => crate::storage::list(ctx).await?.into_iter().next().ok_or_else(|| {
             Error::validation("an archive export is encrypted with a repository's key: add a storage location first, or choose a repository (--repo)")
         })?,
     };

@@ -51,14 +51,21 @@ pub async fn list(ctx: &Ctx) -> Result<Vec<BackupStorage>> {
 
 /// Every storage location (for the engine's own work: key custody, crash recovery).
 pub(crate) async fn all(pool: &sqlx::SqlitePool) -> Result<Vec<BackupStorage>> {
-    sqlx::query_as(
-        "SELECT id, storage_name, storage_type, storage_config, coalesce(is_default, 0) AS is_default, \
-         coalesce(is_active, 1) AS is_active, total_capacity, coalesce(used_space, 0) AS used_space, \
-         coalesce(created_at, '') AS created_at, last_health_check, last_health_ok, last_health_latency_ms, last_health_message FROM backup_storage ORDER BY is_default DESC, storage_name",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|e| Error::catalog("list the storage locations", &e))
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_STORAGE} ORDER BY is_default DESC, storage_name"))).fetch_all(pool).await.map_err(|e| Error::catalog("list the storage locations", &e))
+}
+
+/// A storage location's columns, as [`BackupStorage`] reads them.
+const SELECT_STORAGE: &str = "SELECT id, storage_name, storage_type, storage_config, coalesce(is_default, 0) AS is_default, \
+     coalesce(is_active, 1) AS is_active, total_capacity, coalesce(used_space, 0) AS used_space, \
+     coalesce(created_at, '') AS created_at, last_health_check, last_health_ok, last_health_latency_ms, last_health_message FROM backup_storage";
+
+/// The storage location named `name_or_id` (its name, else its id), looked up by key.
+pub(crate) async fn by_name_or_id(pool: &sqlx::SqlitePool, name_or_id: &str) -> Result<Option<BackupStorage>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_STORAGE} WHERE storage_name = ?1 OR id = ?1 ORDER BY storage_name = ?1 DESC LIMIT 1")))
+        .bind(name_or_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| Error::catalog("find the storage location", &e))
 }
 
 /// Registers a local directory as a storage location, creating the directory.
@@ -268,10 +275,8 @@ pub async fn add_remote(ctx: &Ctx, input: RemoteStorageInput) -> Result<BackupSt
 /// Finds a storage by name or id.
 pub async fn find(ctx: &Ctx, name_or_id: &str) -> Result<BackupStorage> {
     crate::context::require(ctx, crate::context::Permission::ViewHistory, "storage.find", name_or_id).await?;
-    list(ctx)
+    by_name_or_id(&ctx.pool, name_or_id)
         .await?
-        .into_iter()
-        .find(|s| s.storage_name == name_or_id || s.id == name_or_id)
         .ok_or_else(|| Error::not_found(format!("no storage is named \"{name_or_id}\"; `safehold storage list` shows them")))
 }
 
