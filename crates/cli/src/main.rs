@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => output::exit_code(),
         Err(e) => {
             if json {
                 print_json(&serde_json::json!({ "error": e }));

@@ -2,13 +2,29 @@
 
 use crate::prelude::*;
 
+/// The exit code of a command that ran but whose real run would be refused — a dry run whose
+/// validation found problems — so that scripts can tell (1 is an error, 0 would run).
+pub(crate) const EXIT_WOULD_REFUSE: u8 = 3;
+
+static EXIT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Ends the process with `code` once the command has finished and printed its output.
+pub(crate) fn exit_with(code: u8) {
+    EXIT.store(code, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The exit code of a command that returned without an error.
+pub(crate) fn exit_code() -> ExitCode {
+    match EXIT.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => ExitCode::SUCCESS,
+        c => ExitCode::from(c),
+    }
+}
+
 pub(crate) fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
 }
 
-/// The keys given on the command line and — with `--operator` — the signed-in super admin's own
-/// key (repositories whose key is held by the super admins) and the super admins' public keys (a
-/// new repository is sealed to them).
 /// Progress on a terminal (one updating line on stderr); plain lines when not a terminal.
 pub(crate) fn progress_sink(json: bool) -> ProgressSink {
     if json {

@@ -1,12 +1,28 @@
 //! Secrets: connection passwords (and later storage keys and repository secrets) live in the OS
 //! keychain — the Secret Service on Linux — and never in the catalog, a log or an error message.
+//!
+//! A keychain call never hangs a job: each has a deadline (a locked keyring whose unlock prompt
+//! nobody answers, a Secret Service that stopped answering), past which it fails saying what to
+//! do. The connection to the Secret Service is made when first needed and made again after it
+//! broke (the keyring daemon restarted, or a call ran past its deadline), so the next call works
+//! without restarting the app.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use keyring_core::Error as KeyringError;
 
 use crate::error::{Error, ErrorCode, Result};
 
 /// The keychain service name under which Safehold keeps its secrets.
 pub const SERVICE: &str = "safehold";
+
+/// Environment variable: how many seconds a keychain call may take (default 10).
+pub const TIMEOUT_ENV: &str = "SAFEHOLD_KEYCHAIN_TIMEOUT";
+
+/// What to do without a keychain, said in every keychain error.
+const WITHOUT: &str = "on a server, give secrets without it: PGPASSWORD or the URL for databases, --password-file or SAFEHOLD_PASSWORD for repositories";
 
 /// Where secrets are kept. The app and the CLI use [`Keychain`]; headless hosts pass secrets in
 /// through URLs, files or environment variables instead and need no store.
@@ -18,65 +34,153 @@ pub trait SecretStore: Send + Sync {
     fn delete(&self, account: &str) -> Result<()>;
 }
 
-/// The OS keychain through the `keyring` crate (Secret Service over D-Bus on Linux).
+/// The OS keychain (the Secret Service over D-Bus on Linux), each call with a deadline.
 #[derive(Debug, Clone)]
 pub struct Keychain {
     service: String,
+    deadline: Duration,
 }
 
 impl Default for Keychain {
     fn default() -> Self {
-        Self { service: SERVICE.into() }
+        Self::with_service(SERVICE)
     }
+}
+
+/// Whether this process holds a working connection to the Secret Service (`false`: make one
+/// before the next call). No lock is held while connecting: a connection attempt stuck past its
+/// deadline must not stop the next call.
+static CONNECTED: AtomicBool = AtomicBool::new(false);
+
+/// Connects to the platform's keychain (again, with `fresh`): a new connection replaces a broken one.
+fn connect(fresh: bool) -> std::result::Result<(), KeyringError> {
+    if CONNECTED.load(Ordering::SeqCst) && !fresh {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    keyring_core::set_default_store(zbus_secret_service_keyring_store::Store::new()?);
+    #[cfg(not(target_os = "linux"))]
+    {
+        if keyring::Entry::store_status().is_err() {
+            return Err(KeyringError::NoDefaultStore);
+        }
+    }
+    CONNECTED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Forgets the connection: the next call makes a new one.
+fn disconnect() {
+    CONNECTED.store(false, Ordering::SeqCst);
 }
 
 impl Keychain {
     /// A keychain under another service name (tests use their own to stay apart from real data).
     pub fn with_service(service: impl Into<String>) -> Self {
-        Self { service: service.into() }
+        let seconds = std::env::var(TIMEOUT_ENV).ok().and_then(|s| s.trim().parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(10.0);
+        Self { service: service.into(), deadline: Duration::from_secs_f64(seconds) }
     }
 
-    fn entry(&self, account: &str) -> Result<keyring::Entry> {
-        keyring::Entry::new(&self.service, account).map_err(keychain_error)
+    /// The same keychain with another deadline per call.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Runs `op` on the entry for `account` within the deadline. A connection that broke (the
+    /// keyring daemon restarted) is made again and the call tried once more.
+    fn call<T, F>(&self, what: &'static str, account: &str, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&keyring_core::Entry) -> std::result::Result<T, KeyringError> + Send + Sync + 'static,
+    {
+        let op = Arc::new(op);
+        let mut tried_again = false;
+        loop {
+            let op = Arc::clone(&op);
+            let (service, account_owned) = (self.service.clone(), account.to_string());
+            let fresh = tried_again;
+            let (tx, rx) = std::sync::mpsc::channel();
+            // A thread of its own: a call stuck in D-Bus (an unlock prompt nobody answers) is
+            // left behind, not waited for.
+            std::thread::Builder::new()
+                .name("keychain".into())
+                .spawn(move || {
+                    let out = connect(fresh).and_then(|()| keyring_core::Entry::new(&service, &account_owned)).and_then(|e| op.as_ref()(&e));
+                    let _ = tx.send(out);
+                })
+                .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the keychain call: {e}")).caused_by(&e))?;
+            match rx.recv_timeout(self.deadline) {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if !tried_again && broken(&e) => {
+                    disconnect();
+                    tried_again = true;
+                }
+                Ok(Err(e)) => {
+                    if broken(&e) {
+                        disconnect();
+                    }
+                    return Err(keychain_error(e));
+                }
+                Err(_) => {
+                    // The stuck call holds the old connection: the next call makes a new one.
+                    disconnect();
+                    return Err(Error::new(
+                        ErrorCode::Keychain,
+                        format!(
+                            "the OS keychain did not answer within {} s (to {what}): it is most likely locked and waiting for its password — unlock the \"Login\" keyring (its prompt may be behind another window) and try again, or start a Secret Service (e.g. gnome-keyring); {WITHOUT}",
+                            self.deadline.as_secs_f64().round()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Whether `e` says the connection to the Secret Service is gone (the daemon restarted or
+/// stopped), rather than something about the secret.
+fn broken(e: &KeyringError) -> bool {
+    match e {
+        KeyringError::NoDefaultStore => true,
+        KeyringError::PlatformFailure(inner) => {
+            let text = format!("{inner} {inner:?}").to_lowercase();
+            ["nosession", "no session", "serviceunknown", "service unknown", "disconnected", "broken pipe", "connection reset", "unknownobject", "unknown object", "noreply", "no reply"].iter().any(|w| text.contains(w))
+        }
+        _ => false,
     }
 }
 
 /// Turns a keyring error into one that says what to do. Never includes the secret.
-fn keychain_error(err: keyring::Error) -> Error {
+fn keychain_error(err: KeyringError) -> Error {
     let message = match &err {
-        keyring::Error::NoDefaultStore => "no OS keychain is available: the Secret Service did not answer on the \
-            session bus. Start and unlock a keyring (e.g. gnome-keyring), or on a headless server give secrets \
-            without it: PGPASSWORD or the URL for databases, --password-file or SAFEHOLD_PASSWORD for repositories"
-            .to_string(),
-        keyring::Error::NoStorageAccess(e) => format!(
-            "the OS keychain refused access ({e}); unlock your keyring and try again"
-        ),
-        keyring::Error::PlatformFailure(e) => format!(
-            "the OS keychain failed ({e}); check that a Secret Service (e.g. gnome-keyring) is running and unlocked"
-        ),
+        KeyringError::NoDefaultStore => format!("no OS keychain is available: the Secret Service did not answer on the session bus. Start and unlock a keyring (e.g. gnome-keyring), or {WITHOUT}"),
+        KeyringError::NoStorageAccess(e) => format!("the OS keychain refused access ({e}): it is locked — unlock the \"Login\" keyring and try again; {WITHOUT}"),
+        KeyringError::PlatformFailure(e) => format!("the OS keychain failed ({e}); check that a Secret Service (e.g. gnome-keyring) is running and unlocked; {WITHOUT}"),
         other => format!("the OS keychain failed: {other}"),
     };
-    Error::new(ErrorCode::Keychain, message)
+    Error::new(ErrorCode::Keychain, message).caused_by(&err)
 }
 
 impl SecretStore for Keychain {
     fn set(&self, account: &str, secret: &str) -> Result<()> {
-        self.entry(account)?.set_password(secret).map_err(keychain_error)
+        let secret = secret.to_string();
+        self.call("store a secret", account, move |e| e.set_password(&secret))
     }
 
     fn get(&self, account: &str) -> Result<Option<String>> {
-        match self.entry(account)?.get_password() {
+        self.call("read a secret", account, |e| match e.get_password() {
             Ok(s) => Ok(Some(s)),
-            Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(keychain_error(e)),
-        }
+            Err(KeyringError::NoEntry) => Ok(None),
+            Err(e) => Err(e),
+        })
     }
 
     fn delete(&self, account: &str) -> Result<()> {
-        match self.entry(account)?.delete_credential() {
-            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-            Err(e) => Err(keychain_error(e)),
-        }
+        self.call("delete a secret", account, |e| match e.delete_credential() {
+            Ok(()) | Err(KeyringError::NoEntry) => Ok(()),
+            Err(e) => Err(e),
+        })
     }
 }
 

@@ -49,6 +49,10 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: TenantCommand) -> Result<(),
                 println!("validation found problems (above): nothing was changed; fix them, choose conflict rules, or run with --skip-rejected");
             }
         }
+        // The real run would refuse: scripts see it in the exit code.
+        if !report.is_clean() && !spec.skip_rejected {
+            exit_with(EXIT_WOULD_REFUSE);
+        }
         return Ok(());
     }
     let id = records::start(ctx, &spec).await?;

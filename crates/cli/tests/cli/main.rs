@@ -77,6 +77,92 @@ fn without_a_keychain_a_password_is_refused_clearly_and_nothing_is_saved() {
     assert_eq!(list.as_array().map(Vec::len), Some(0), "nothing was written");
 }
 
+/// A locked keyring — its unlock prompt answered by nobody, as on a server or behind another
+/// window — never hangs the CLI: the command fails within the keychain's deadline saying to
+/// unlock it (or how to go without); unlocked, the same command works. In a D-Bus session and a
+/// keyring of its own (the daemon is stopped and started there, not the other tests' one).
+#[test]
+fn a_locked_keyring_fails_within_its_deadline_and_says_what_to_do() {
+    if std::env::var_os("SAFEHOLD_TEST_KEYCHAIN").is_none() {
+        eprintln!("SAFEHOLD_TEST_KEYCHAIN is not set (scripts/test.sh runs this with a real Secret Service): skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    for d in ["home", "run", "safehold"] {
+        std::fs::create_dir_all(dir.path().join(d)).expect("dir");
+        std::fs::set_permissions(dir.path().join(d), std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("0700");
+    }
+    let url = format!("{}/postgres", std::env::var("SAFEHOLD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())).replace("postgres://postgres@", "postgres://postgres:kept-in-the-keyring@");
+    // Each step prints a marker the assertions read; a step that fails stops the script.
+    let script = r#"
+        set -u
+        started() { for _ in $(seq 100); do busctl --user status org.freedesktop.secrets >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "the keyring did not start"; exit 3; }
+        stop() { kill "$1"; wait "$1" 2>/dev/null; for _ in $(seq 100); do busctl --user status org.freedesktop.secrets >/dev/null 2>&1 || return 0; sleep 0.1; done; }
+        printf %s kr-locked | gnome-keyring-daemon --foreground --unlock --components=secrets >/dev/null 2>&1 & pid=$!
+        started
+        "$SAFEHOLD" connection add prod "$URL" >/dev/null || { echo "could not store the password"; exit 4; }
+        stop $pid
+        # Started again without its password: the login keyring is locked.
+        gnome-keyring-daemon --foreground --components=secrets >/dev/null 2>&1 & pid=$!
+        started
+        t0=$(date +%s)
+        SAFEHOLD_KEYCHAIN_TIMEOUT=3 "$SAFEHOLD" connection test prod 2>&1; echo "locked-exit=$?"
+        echo "locked-seconds=$(( $(date +%s) - t0 ))"
+        stop $pid
+        printf %s kr-locked | gnome-keyring-daemon --foreground --unlock --components=secrets >/dev/null 2>&1 & pid=$!
+        started
+        "$SAFEHOLD" connection test prod 2>&1; echo "unlocked-exit=$?"
+        stop $pid
+    "#;
+    let out = Command::new("dbus-run-session")
+        .args(["--", "bash", "-c", script])
+        .env("SAFEHOLD", env!("CARGO_BIN_EXE_safehold"))
+        .env("URL", &url)
+        .env("HOME", dir.path().join("home"))
+        .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+        .env("SAFEHOLD_HOME", dir.path().join("safehold"))
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("SAFEHOLD_KEYCHAIN_TIMEOUT")
+        .output()
+        .expect("dbus-run-session");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let value = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
+    assert_eq!(value("locked-exit").as_deref().map(|c| c != "0"), Some(true), "the locked keyring fails the command:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let seconds: u64 = value("locked-seconds").and_then(|s| s.parse().ok()).expect("timed");
+    assert!(seconds <= 30, "it fails within the deadline (3 s here), not after {seconds} s:\n{text}");
+    let said = text.split("locked-exit=").next().unwrap_or_default();
+    assert!(said.contains("keychain") && said.contains("unlock"), "says the keychain is locked and to unlock it: {said}");
+    assert!(said.contains("SAFEHOLD_PASSWORD") || said.contains("PGPASSWORD"), "says how to go without it: {said}");
+    assert!(!said.contains("kept-in-the-keyring"), "never prints the password");
+    assert_eq!(value("unlocked-exit").as_deref(), Some("0"), "unlocked, the same command works:\n{text}");
+}
+
+/// A Secret Service that stops answering (here a session bus that accepts the connection and
+/// never replies) fails a command at the keychain's deadline, saying what to do — it never hangs.
+#[test]
+fn a_keychain_that_never_answers_fails_at_its_deadline() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bus = dir.path().join("silent-bus");
+    let _listener = std::os::unix::net::UnixListener::bind(&bus).expect("a bus that never answers");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_safehold"))
+        .args(["connection", "add", "prod", "postgres://app:hunter2@127.0.0.1:5432/app"])
+        .env("SAFEHOLD_HOME", dir.path().join("home"))
+        .env("DBUS_SESSION_BUS_ADDRESS", format!("unix:path={}", bus.display()))
+        .env("SAFEHOLD_KEYCHAIN_TIMEOUT", "2")
+        .output()
+        .expect("run");
+    let waited = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "no keychain, no saved password: {err}");
+    assert!(err.contains("did not answer within 2 s") && err.contains("unlock"), "says it waited for the keychain and what to do: {err}");
+    assert!(err.contains("PGPASSWORD"), "and how to go without it: {err}");
+    assert!(waited < std::time::Duration::from_secs(60), "it gave up at its deadline, not after {waited:?}");
+    assert!(!err.contains("hunter2"), "never prints the password");
+    let list = stdout_json(&safehold(&dir.path().join("home"), &["connection", "list", "--json"]));
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "nothing was written");
+}
+
 #[test]
 fn demo_sets_up_the_demo_platform_once() {
     let home = tempfile::tempdir().expect("tmp");
@@ -558,7 +644,14 @@ fn tenants_are_exported_validated_imported_and_merged_from_the_command_line() {
     let out = safehold(h, &["restore", "--from", shar.to_str().expect("utf-8"), "--target", &restored.url(), "--password-file", pw.to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(psql(&restored.url(), "SELECT string_agg(tenant_id || ':' || email, ',' ORDER BY email) FROM users"), "beta:b@x.test,beta:same@x.test");
-    // A merge with a conflict: refused without a rule, then keep-target, removing the source.
+    // A merge with a conflict: its dry run exits 3 (the real run would refuse; scripts tell it
+    // from 0 and from an error's 1), with --skip-rejected 0; refused without a rule, then
+    // keep-target, removing the source.
+    let dry = safehold(h, &["tenant", "merge", "--source", &src.url(), "--tenant", "beta", "--into", "acme", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(3), "{}", String::from_utf8_lossy(&dry.stdout));
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("validation found problems"), "{}", String::from_utf8_lossy(&dry.stdout));
+    let dry = safehold(h, &["--json", "tenant", "merge", "--source", &src.url(), "--tenant", "beta", "--into", "acme", "--dry-run", "--skip-rejected"]);
+    assert_eq!(dry.status.code(), Some(0), "the real run would skip the rows: {}", String::from_utf8_lossy(&dry.stdout));
     let out = safehold(h, &["tenant", "merge", "--source", &src.url(), "--tenant", "beta", "--into", "acme"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

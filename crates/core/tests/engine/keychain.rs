@@ -1,6 +1,7 @@
 //! Through the real Secret Service (gnome-keyring on a session bus): scripts/test.sh starts one
-//! and sets SAFEHOLD_TEST_KEYCHAIN=1. The "no keychain at all" case is in the CLI's tests, in a
-//! process of its own (the keyring crate picks its store once per process).
+//! and sets SAFEHOLD_TEST_KEYCHAIN=1. The "no keychain at all" and "locked keyring" cases are in
+//! the CLI's tests, each in processes of their own; a restarted daemon is tested here in a D-Bus
+//! session of its own.
 
 use std::sync::Arc;
 
@@ -73,4 +74,71 @@ async fn a_connection_password_lives_in_the_keychain_and_never_in_the_catalog() 
     }
     connections::remove(&ctx, &c.id).await.expect("remove");
     assert_eq!(kc.get(&connection_account(&c.id)).expect("get"), None, "removing the connection removes its secret");
+}
+
+/// A keyring daemon that restarts while Safehold runs (the app keeps one connection) does not
+/// leave every later call failing: the next call connects again. In a D-Bus session and keyring
+/// of its own (this test runs itself again inside `dbus-run-session`), so the other tests'
+/// keyring is never stopped.
+#[test]
+fn a_restarted_keyring_daemon_is_reconnected_by_the_next_call() {
+    if !enabled() {
+        return;
+    }
+    if std::env::var_os("SAFEHOLD_KEYCHAIN_OWN_SESSION").is_none() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for d in ["home", "run"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("dir");
+            std::fs::set_permissions(dir.path().join(d), std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("0700");
+        }
+        let out = std::process::Command::new("dbus-run-session")
+            .arg("--")
+            .arg(std::env::current_exe().expect("this test binary"))
+            .args(["--exact", "keychain::a_restarted_keyring_daemon_is_reconnected_by_the_next_call", "--nocapture", "--test-threads=1"])
+            .env("SAFEHOLD_KEYCHAIN_OWN_SESSION", "1")
+            .env("HOME", dir.path().join("home"))
+            .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .output()
+            .expect("dbus-run-session");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && stdout.contains("reconnected after the restart"), "in a session of its own:\n{stdout}\n{stderr}");
+        return;
+    }
+    let secrets_up = |up: bool| {
+        for _ in 0..100 {
+            let on = std::process::Command::new("busctl").args(["--user", "status", "org.freedesktop.secrets"]).output().is_ok_and(|o| o.status.success());
+            if on == up {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the keyring daemon did not {}", if up { "start" } else { "stop" });
+    };
+    let start = || {
+        let mut d = std::process::Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("gnome-keyring-daemon");
+        std::io::Write::write_all(&mut d.stdin.take().expect("stdin"), b"kr-restart").expect("the keyring's password");
+        secrets_up(true);
+        d
+    };
+    let mut daemon = start();
+    let kc = Keychain::with_service("safehold-restart-test").with_deadline(std::time::Duration::from_secs(5));
+    kc.set("acct", "kept").expect("set");
+    assert_eq!(kc.get("acct").expect("get").as_deref(), Some("kept"));
+    daemon.kill().expect("stop the daemon");
+    let _ = daemon.wait();
+    secrets_up(false);
+    // (Nothing is asked while it is down: a call would have D-Bus start a locked one.)
+    let mut daemon = start();
+    assert_eq!(kc.get("acct").expect("the next call connects again").as_deref(), Some("kept"));
+    kc.delete("acct").expect("delete");
+    println!("reconnected after the restart");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }
