@@ -15,7 +15,31 @@ export SAFEHOLD_APPS="${SAFEHOLD_TOOLS:-$HOME/.cache/safehold}/apps"
 
 work=$(mktemp -d /tmp/safehold-test.XXXXXX)
 clusters=()
+# One line per suite — what ran, how many passed or failed, how long it took (cargo's and vitest's
+# own counts) — printed at the end whether the run passed or not.
+summary() {
+  [ -s "${log:-}" ] || return 0
+  echo "== summary"
+  python3 - "$log" <<'PY'
+import re, sys
+suite = None
+for line in open(sys.argv[1], errors="replace"):
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+    m = re.match(r"\s+Running (?:unittests )?(\S+)", line)
+    if m:
+        suite = m.group(1)
+    m = re.match(r"test result: (\w+)\. (\d+) passed; (\d+) failed; (\d+) ignored.*finished in ([0-9.]+)s", line)
+    if m and suite:
+        print(f"  {suite:<36} {m.group(1):<6} {m.group(2):>4} passed {m.group(3):>3} failed  {float(m.group(5)):7.1f} s")
+        suite = None
+    m = re.match(r"\s+Tests\s+(\d+) passed \((\d+)\)", line)
+    if m:
+        print(f"  {'ui (vitest)':<36} {'ok':<6} {m.group(1):>4} passed   0 failed")
+PY
+  echo "  total: $(( (SECONDS - ${started:-0}) / 60 )) min $(( (SECONDS - ${started:-0}) % 60 )) s"
+}
 cleanup() {
+  summary
   for c in "${clusters[@]}"; do scripts/pg-cluster.sh stop "$c"; done
   rm -rf "$work"
 }
@@ -45,8 +69,11 @@ d=$(mktemp -d /tmp/safehold-pg.XXXXXX); chmod 755 "$d"; port=$(free_port)
 scripts/pg-cluster.sh start "$d" "$port" scram-sha-256 "$auth_pw"; clusters+=("$d")
 export SAFEHOLD_TEST_PG_AUTH="postgres://postgres:$auth_pw@127.0.0.1:$port/postgres"
 
+started=$SECONDS
+log="$work/test.log"
+: >"$log"
 echo "== UI: type check and component tests"
-(cd ui && npx tsc --noEmit && npx vitest run)
+(cd ui && npx tsc --noEmit && npx vitest run) 2>&1 | tee -a "$log"
 
 echo "== build: UI bundle, app, CLI"
 (cd ui && npx vite build --logLevel warn)
@@ -66,7 +93,7 @@ HOME="$work/home" XDG_RUNTIME_DIR="$work/run" \
     eval "$(printf %s "$SAFEHOLD_KEYRING_PW" | gnome-keyring-daemon --unlock --components=secrets)"
     export SAFEHOLD_TEST_KEYCHAIN=1
     cargo test -p safehold-core -p safehold-cli -p safehold-e2e ${SAFEHOLD_TEST_ARGS:-}
-  ' 2> >(grep -v -E "dbus-daemon|SpiRegistry|Failed to set fd limit" >&2)
+  ' 2>&1 | grep --line-buffered -v -E "dbus-daemon|SpiRegistry|Failed to set fd limit" | tee -a "$log"
 echo "== fuzzing the archive reader briefly (cargo fuzz, stable, no sanitizer)"
 # On a copy of the seed corpus: what the fuzzer finds stays out of the repository; a crash fails
 # the run and leaves its input in fuzz/artifacts/.

@@ -356,7 +356,9 @@ pub(crate) struct BackupArgs {
     /// Store the archive unencrypted (it is still checksummed).
     #[arg(long)]
     pub(crate) no_encrypt: bool,
-    /// Parallel workers (default: the number of cores).
+    /// How many connections read the database at once, on one snapshot: each reads whole tables,
+    /// and the archive's sections are compressed and encrypted as they arrive (default: one per
+    /// core).
     #[arg(long)]
     pub(crate) jobs: Option<usize>,
     #[arg(long, default_value = "tenant_id")]

@@ -652,6 +652,10 @@ fn tenants_are_exported_validated_imported_and_merged_from_the_command_line() {
     assert!(String::from_utf8_lossy(&dry.stdout).contains("validation found problems"), "{}", String::from_utf8_lossy(&dry.stdout));
     let dry = safehold(h, &["--json", "tenant", "merge", "--source", &src.url(), "--tenant", "beta", "--into", "acme", "--dry-run", "--skip-rejected"]);
     assert_eq!(dry.status.code(), Some(0), "the real run would skip the rows: {}", String::from_utf8_lossy(&dry.stdout));
+    // `*` gives every table without a rule of its own that rule.
+    let dry = safehold(h, &["tenant", "merge", "--source", &src.url(), "--tenant", "beta", "--into", "acme", "--dry-run", "--on-conflict", "*=keep-target"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", String::from_utf8_lossy(&dry.stdout));
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("validation passed"), "{}", String::from_utf8_lossy(&dry.stdout));
     let out = safehold(h, &["tenant", "merge", "--source", &src.url(), "--tenant", "beta", "--into", "acme"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -286,7 +286,8 @@ impl Writer<'_> {
 
     /// Rows equal to a target row on a unique constraint: resolved by the table's rule.
     async fn resolve_conflicts(&self, tx: &mut Tx<'_>, t: &str, f: &Final, rep: &mut TableReport) -> Result<()> {
-        let rule = self.conflicts.get(t).or_else(|| self.conflicts.get(&crate::source::tenancy::bare(t))).copied().unwrap_or_default();
+        // The table's own rule (schema-qualified or bare), else the one for every table (`*`).
+        let rule = self.conflicts.get(t).or_else(|| self.conflicts.get(&crate::source::tenancy::bare(t))).or_else(|| self.conflicts.get("*")).copied().unwrap_or_default();
         let pk = self.target.pks.get(t).cloned().unwrap_or_default();
         for u in self.target.unique_indexes.get(t).cloned().unwrap_or_default() {
             let Some(cols) = u.plain() else { continue };

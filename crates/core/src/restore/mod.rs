@@ -125,7 +125,9 @@ pub struct RestoreRequest {
     pub tenant_column: String,
     #[cfg_attr(feature = "clap", arg(long, default_value = "tenants"))]
     pub tenants_table: String,
-    /// How many connections build the database (one per core unless given).
+    /// How many connections build a new database at once: tables load in parallel, and each
+    /// table's indexes and foreign keys are built as soon as it is complete (default: one per
+    /// core). Tenant and selective restores apply in one transaction on one connection.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = default_jobs(), value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from)))]
     pub jobs: usize,
 }
