@@ -34,7 +34,7 @@ use ts_rs::TS;
 use crate::error::{Error, ErrorCode, Result};
 use crate::source::pg_apply::{ApplyOutcome, Chain, TableChange};
 use crate::source::tenancy::{read_target, rel, write_order, Reach, Target, TenantScope, Tenancy};
-use crate::source::postgres::{connect, q, qi, ql, restore_error};
+use crate::source::postgres::{connect, q, qi, ql};
 use crate::source::{redact, CancelToken, Progress, ProgressSink};
 use crate::keys::unlock::KeySources;
 use rules::Rule;
@@ -78,6 +78,12 @@ pub enum Resolution {
 
 /// Conflict rules as given on a command line: `TABLE=stop|keep-target|take-source|keep-both`
 /// each (`*` for every table).
+/// A statement of a migration that PostgreSQL refused: what it was doing, the server's words, and
+/// that nothing was written (a migration writes in one transaction).
+pub(crate) fn migration_error(what: &str, e: &sqlx::Error) -> Error {
+    Error::new(ErrorCode::Database, format!("the migration failed at {what}: {e}; nothing was written")).caused_by(e)
+}
+
 pub fn parse_conflict_rules(given: &[String]) -> Result<BTreeMap<String, Resolution>> {
     let mut out = BTreeMap::new();
     for c in given {
@@ -214,7 +220,8 @@ pub struct MigrationSpec {
 /// A problem found with some rows.
 #[derive(Debug, Clone, Serialize, Deserialize, TS, PartialEq, Eq)]
 pub struct Problem {
-    /// `unique_conflict`, `not_null`, `missing_parent`, `type_error`.
+    /// `unique_conflict`, `duplicate_rows` (rows to write equal to each other under a unique
+    /// index), `not_null`, `missing_parent`, `type_error`.
     pub kind: String,
     pub message: String,
     pub count: u64,
@@ -760,7 +767,7 @@ async fn type_errors(tx: &mut Tx<'_>, s: &stage::StagedTable, t: &str, m: &Table
         let rows = sqlx::query(AssertSqlSafe(format!("SELECT count(*) OVER (), s.{}::text FROM {} s WHERE {cond} LIMIT 5", qi(c), s.relation)))
             .fetch_all(&mut **tx)
             .await
-            .map_err(|e| restore_error(&format!("checking {}", s.name), &e))?;
+            .map_err(|e| migration_error(&format!("checking {}", s.name), &e))?;
         if let Some(r) = rows.first() {
             let n: i64 = r.get(0);
             rep.problems.push(Problem::new("type_error", format!("{n} values of {}.{c} are not valid {} for {t}.{to}", s.name, col.ty), n, rows.iter().map(|r| r.get(1)).collect()));
@@ -773,7 +780,7 @@ async fn type_errors(tx: &mut Tx<'_>, s: &stage::StagedTable, t: &str, m: &Table
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {} s WHERE {}", s.relation, conds.join(" OR "))))
             .fetch_one(&mut **tx)
             .await
-            .map_err(|e| restore_error(&format!("checking {}", s.name), &e))?;
+            .map_err(|e| migration_error(&format!("checking {}", s.name), &e))?;
         rep.rows_rejected = u64::try_from(n).unwrap_or(0);
     }
     Ok(conds)
@@ -846,7 +853,7 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} l WHERE {pred}", found[t], id.select("l"), rel(t))))
             .execute(&mut **tx)
             .await
-            .map_err(|e| restore_error(&format!("finding tenant {tenant} in {t}"), &e))?;
+            .map_err(|e| migration_error(&format!("finding tenant {tenant} in {t}"), &e))?;
     }
     // The references that close a cycle are emptied first (NULL, or a stand-in for a NOT NULL
     // key checked at once).
@@ -856,7 +863,7 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
         sqlx::raw_sql(AssertSqlSafe(format!("UPDATE {} l SET {} WHERE {}", rel(&fk.child), set.join(", "), id.among("l", &found[&fk.child]))))
             .execute(&mut **tx)
             .await
-            .map_err(|e| restore_error(&format!("removing tenant {tenant} from {}", fk.child), &e))?;
+            .map_err(|e| migration_error(&format!("removing tenant {tenant} from {}", fk.child), &e))?;
     }
     let mut n = 0;
     for t in order.tables.iter().rev() {
@@ -865,7 +872,7 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
         n += sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {} l WHERE {}", rel(t), id.among("l", &found[t]))))
             .execute(&mut **tx)
             .await
-            .map_err(|e| restore_error(&format!("removing tenant {tenant} from {t}"), &e))?
+            .map_err(|e| migration_error(&format!("removing tenant {tenant} from {t}"), &e))?
             .rows_affected();
     }
     Ok(n)

@@ -11,7 +11,8 @@ use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::source::tenancy::{read_target, rel, Target, TenantScope, Tenancy};
-use crate::source::postgres::{archived_schema, connect, load_table_into, q, qi, restore_error};
+use crate::source::postgres::{archived_schema, connect, load_table_into, q, qi};
+use super::migration_error;
 use crate::source::CancelToken;
 
 /// One staged source table.
@@ -47,7 +48,7 @@ impl Staged {
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE {} ({}) ON COMMIT DROP", relation, defs.join(", "))))
             .execute(&mut **tx)
             .await
-            .map_err(|e| restore_error(&format!("staging {name}"), &e))?;
+            .map_err(|e| migration_error(&format!("staging {name}"), &e))?;
         self.tables.push(StagedTable { name: name.to_string(), relation: relation.clone(), cols, rows: 0 });
         Ok(relation)
     }
@@ -102,16 +103,16 @@ pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, t
             let lcols: Vec<String> = cols.iter().map(|(c, _)| format!("l.{}", qi(c))).collect();
             let out_sql = format!("COPY (SELECT {} FROM {} l WHERE {pred}) TO STDOUT", lcols.join(", "), rel(&t));
             let mut out = src.copy_out_raw(&out_sql).await.map_err(q(&format!("read {t}")))?;
-            let mut sink = (**tx).copy_in_raw(&format!("COPY {relation} ({list}) FROM STDIN")).await.map_err(|e| restore_error(&format!("staging {t}"), &e))?;
+            let mut sink = (**tx).copy_in_raw(&format!("COPY {relation} ({list}) FROM STDIN")).await.map_err(|e| migration_error(&format!("staging {t}"), &e))?;
             while let Some(bytes) = out.try_next().await.map_err(q(&format!("read {t}")))? {
                 if cancel.is_cancelled() {
                     let _ = sink.abort("cancelled").await;
                     return Err(Error::new(ErrorCode::Cancelled, "cancelled; nothing was written"));
                 }
-                sink.send(bytes).await.map_err(|e| restore_error(&format!("staging {t}"), &e))?;
+                sink.send(bytes).await.map_err(|e| migration_error(&format!("staging {t}"), &e))?;
             }
             drop(out);
-            found += sink.finish().await.map_err(|e| restore_error(&format!("staging {t}"), &e))?;
+            found += sink.finish().await.map_err(|e| migration_error(&format!("staging {t}"), &e))?;
         }
         if found == 0 {
             return Err(Error::not_found(format!("tenant \"{tenant}\" has no rows in {}: check the tenant id", crate::source::redact(url))));
@@ -185,20 +186,20 @@ pub(crate) async fn keep_tenants(tx: &mut Tx<'_>, staged: &mut Staged, target: &
     joins.dedup();
     for (t, cols) in joins.iter().filter(|(t, _)| order.contains(t)) {
         let list: Vec<String> = cols.iter().map(|c| qi(c)).collect();
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE INDEX ON {} ({})", relation_of(t), list.join(", ")))).execute(&mut **tx).await.map_err(|e| restore_error(&format!("indexing {t}"), &e))?;
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE INDEX ON {} ({})", relation_of(t), list.join(", ")))).execute(&mut **tx).await.map_err(|e| migration_error(&format!("indexing {t}"), &e))?;
     }
     for (i, t) in order.iter().enumerate() {
         let p: Vec<String> = preds.iter().filter(|(x, _)| x == t).map(|(_, p)| format!("({p})")).collect();
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE pg_temp._sh_keep{i} ON COMMIT DROP AS SELECT s.ctid AS c FROM {} s WHERE {}", relation_of(t), p.join(" OR "))))
             .execute(&mut **tx)
             .await
-            .map_err(|e| restore_error(&format!("selecting the tenant's rows of {t}"), &e))?;
+            .map_err(|e| migration_error(&format!("selecting the tenant's rows of {t}"), &e))?;
     }
     for (i, t) in order.iter().enumerate() {
         sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {} s WHERE s.ctid NOT IN (SELECT c FROM pg_temp._sh_keep{i})", relation_of(t))))
             .execute(&mut **tx)
             .await
-            .map_err(|e| restore_error(&format!("selecting the tenant's rows of {t}"), &e))?;
+            .map_err(|e| migration_error(&format!("selecting the tenant's rows of {t}"), &e))?;
     }
     staged.tables.retain(|t| order.contains(&t.name));
     staged.recount(tx).await?;
@@ -238,7 +239,7 @@ pub(crate) async fn csv_reader<R: Read + Seek + Send>(tx: &mut Tx<'_>, staged: &
     let mut sink = (**tx)
         .copy_in_raw(&format!("COPY {relation} ({}) FROM STDIN (FORMAT csv, HEADER true)", col_list(&cols)))
         .await
-        .map_err(|e| restore_error(&format!("reading {name}"), &e))?;
+        .map_err(|e| migration_error(&format!("reading {name}"), &e))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = source.read(&mut buf).map_err(|e| Error::io(format!("cannot read {name}"), &e))?;
@@ -318,7 +319,7 @@ pub(crate) async fn jsonl_file(tx: &mut Tx<'_>, staged: &mut Staged, name: &str,
     for k in &keys {
         query = query.bind(k.clone());
     }
-    query.execute(&mut **tx).await.map_err(|e| restore_error(&format!("reading {name}"), &e))?;
+    query.execute(&mut **tx).await.map_err(|e| migration_error(&format!("reading {name}"), &e))?;
     staged.recount(tx).await
 }
 

@@ -23,9 +23,9 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::stage::Tx;
-use super::{Problem, Resolution, TableReport};
+use super::{migration_error, Problem, Resolution, TableReport};
 use crate::error::{Error, Result};
-use crate::source::postgres::{q, qi, ql, restore_error};
+use crate::source::postgres::{q, qi, ql};
 use crate::source::tenancy::{quiet_triggers, rel, stand_in, Fk, Reach, Target, Tenancy, WriteOrder};
 use crate::source::CancelToken;
 
@@ -61,7 +61,7 @@ const SAMPLES: i64 = 5;
 const INSERT: &str = "_sh_fate = 'insert'";
 
 async fn exec(tx: &mut Tx<'_>, sql: &str, t: &str) -> Result<u64> {
-    Ok(sqlx::raw_sql(AssertSqlSafe(sql.to_string())).execute(&mut **tx).await.map_err(|e| restore_error(&format!("table {t}"), &e))?.rows_affected())
+    Ok(sqlx::raw_sql(AssertSqlSafe(sql.to_string())).execute(&mut **tx).await.map_err(|e| migration_error(&format!("table {t}"), &e))?.rows_affected())
 }
 
 /// Sets rows of `f` matching `cond` (alias `f`) aside; returns how many.
@@ -79,7 +79,7 @@ async fn sample_of(tx: &mut Tx<'_>, t: &str, f: &Final, cols: &[String], cond: &
     let show: Vec<String> = cols.iter().map(|c| format!("coalesce(f.{}::text, 'NULL')", qi(c))).collect();
     let shown = if show.is_empty() { "row_to_json(f.*)::text".to_string() } else { format!("'(' || concat_ws(', ', {}) || ')'", show.join(", ")) };
     let sql = format!("SELECT count(*) OVER (), {shown} FROM {} f WHERE f.{which} AND ({cond}) ORDER BY f._sh_row LIMIT {SAMPLES}", f.relation);
-    let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut **tx).await.map_err(|e| restore_error(&format!("checking {t}"), &e))?;
+    let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut **tx).await.map_err(|e| migration_error(&format!("checking {t}"), &e))?;
     Ok((rows.first().map(|r| r.get::<i64, _>(0)).unwrap_or(0), rows.iter().map(|r| r.get::<String, _>(1)).collect()))
 }
 
@@ -173,7 +173,7 @@ impl Writer<'_> {
             exec(tx, &format!("UPDATE {} l SET {} FROM {} f WHERE f.{INSERT} AND {}", rel(&fk.child), set.join(", "), f.relation, on.join(" AND ")), &fk.child).await?;
         }
         // Deferred checks run now: a table with pending trigger events cannot be altered.
-        sqlx::query("SET CONSTRAINTS ALL IMMEDIATE").execute(&mut **tx).await.map_err(|e| restore_error("checking the foreign keys", &e))?;
+        sqlx::query("SET CONSTRAINTS ALL IMMEDIATE").execute(&mut **tx).await.map_err(|e| migration_error("checking the foreign keys", &e))?;
         for st in again {
             exec(tx, &st, "turning the triggers on again").await?;
         }
@@ -298,6 +298,32 @@ impl Writer<'_> {
             // it clashes on the key, which reports that row already.
             if !pk.is_empty() && cols != pk && pk.iter().all(|c| cols.contains(c)) {
                 continue;
+            }
+            // Rows to write that equal each other under it — transformation rules (a mask, a set)
+            // can make two source rows one: the target would refuse the second, so validation
+            // says so and no rule of the conflict kind can resolve it.
+            let same: Vec<String> = cols.iter().map(|c| if u.nulls_not_distinct { format!("o.{0} IS NOT DISTINCT FROM f.{0}", qi(c)) } else { format!("o.{0} = f.{0}", qi(c)) }).collect();
+            let mut same = same.join(" AND ");
+            if let Some(p) = &u.predicate {
+                same.push_str(&format!(" AND (SELECT {p} FROM (SELECT f.*) _x) AND (SELECT {p} FROM (SELECT o.*) _y)"));
+            }
+            let twins = format!("EXISTS (SELECT 1 FROM {} o WHERE o.{INSERT} AND o.ctid <> f.ctid AND {same})", f.relation);
+            let (n, samples) = sample(tx, t, f, &cols, &twins).await?;
+            if n > 0 {
+                rep.problems.push(
+                    Problem::new(
+                        "duplicate_rows",
+                        format!(
+                            "{n} rows to write into {t} have the same ({}) as another of them, and a unique index allows one: the transformation rules may have made them equal (e.g. two masks on one column); change the rules, or give them new values (--regenerate {t}.{})",
+                            cols.join(", "),
+                            cols[0]
+                        ),
+                        n,
+                        samples,
+                    )
+                    .on(&cols),
+                );
+                set_aside(tx, t, f, &twins).await?;
             }
             let on: Vec<String> = cols.iter().map(|c| if u.nulls_not_distinct { format!("l.{0} IS NOT DISTINCT FROM f.{0}", qi(c)) } else { format!("l.{0} = f.{0}", qi(c)) }).collect();
             let mut on = on.join(" AND ");

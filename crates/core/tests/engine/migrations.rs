@@ -735,3 +735,32 @@ async fn regenerated_numbers_fill_their_column_and_never_meet_the_sources() {
     assert_eq!(count(&db.url(), "SELECT count(*) FROM badges WHERE tenant_id = 'acme-copy' AND (code < 1000 OR pin < 100000000 OR serial_no < 100000000000000000)").await, 0, "positive and of full length");
     assert_eq!(rows(&db.url(), "SELECT concat_ws('|', code, pin, serial_no, ref) FROM badges WHERE tenant_id = 'acme' ORDER BY 1").await.len(), 9, "the source's rows stay");
 }
+
+/// Rules that make two rows to write equal under a unique index (here a mask that leaves only
+/// the first and last letters of users' emails) are caught by validation, which names the rows
+/// and what to do; nothing is written, and a database's refusal in a migration is labelled as
+/// the migration's, not a restore's.
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_that_make_two_rows_equal_are_caught_by_validation() {
+    let db = platform().await;
+    db.execute("INSERT INTO users (tenant_id, email) VALUES ('acme', 'amy@acme.test')").await;
+    let before = everything(&db.url()).await;
+    let e = ends(Some(&db), Some(&db));
+    let mut s = spec(MigrationType::TenantCopy, "acme");
+    s.target_tenant_id = Some("acme-masked".into());
+    s.target_tenant_name = Some("Acme masked".into());
+    s.conflicts.insert("public.tenants".into(), Resolution::KeepBoth);
+    for _ in 0..2 {
+        s.rules.push(Rule { table: "public.users".into(), column: "email".into(), action: Action::Mask });
+    }
+    let v = validate(&s, &e).await;
+    let dup: Vec<_> = v.problems().filter(|(_, p)| p.kind == "duplicate_rows").collect();
+    assert_eq!(dup.len(), 1, "{:?}", v.problems().collect::<Vec<_>>());
+    let (t, p) = dup[0];
+    assert_eq!(t, "public.users");
+    assert_eq!(p.count, 2, "ann@ and amy@ both become a***********t: {p:?}");
+    assert!(p.message.contains("transformation rules") && p.message.contains("(tenant_id, email)"), "{}", p.message);
+    let err = run(&s, &e).await.expect_err("refused");
+    assert!(err.message.contains("nothing was written") && !err.message.contains("restore failed"), "{}", err.message);
+    assert_eq!(everything(&db.url()).await, before, "nothing was written");
+}
