@@ -369,7 +369,7 @@ pub(crate) struct BackupArgs {
     pub(crate) keys: KeyArgs,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub(crate) struct RestoreArgs {
     #[command(flatten)]
     pub(crate) request: restore::RestoreRequest,

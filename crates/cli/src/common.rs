@@ -62,17 +62,52 @@ pub(crate) fn read_password(file: Option<&Path>, prompt: &str, confirm: bool) ->
 }
 
 /// A repository or archive location as given: a path, an object storage URL (connected with
-/// --endpoint/--region if given), or `storage:NAME` — a storage registered in the catalog, with
-/// its settings and keychain credentials, read from the catalog already open (one sign-in).
+/// --endpoint/--region if given), or a storage registered in the catalog — `storage:NAME`, or its
+/// plain name where no file of that name is here — with its settings and keychain credentials,
+/// read from the catalog already open (one sign-in).
 pub(crate) async fn location_in(cli: &Cli, ctx: &Ctx, given: &Path) -> Result<PathBuf, Error> {
     let text = given.to_string_lossy().to_string();
-    if let Some(name) = text.strip_prefix("storage:") {
-        let (name, rest) = name.split_once('/').unwrap_or((name, ""));
+    let registered = match text.strip_prefix("storage:") {
+        Some(name) => Some(name.split_once('/').unwrap_or((name, ""))),
+        None if is_a_name(&text) && !given.exists() => match safehold_core::storage::find(ctx, &text).await {
+            Ok(_) => Some((text.as_str(), "")),
+            Err(e) if e.code == ErrorCode::NotFound => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    if let Some((name, rest)) = registered {
         let store = safehold_core::storage::find(ctx, name).await?;
         let base = safehold_core::storage::location(ctx, &store).await?;
         return Ok(if rest.is_empty() { base } else { base.join(rest) });
     }
     location_with(None, cli.endpoint.as_deref(), cli.region.as_deref(), None, given).await
+}
+
+/// Whether `text` can be a registered name rather than a path or URL (no separator, no scheme).
+fn is_a_name(text: &str) -> bool {
+    !text.is_empty() && !text.contains(['/', '\\']) && !text.contains("://") && !text.starts_with('.')
+}
+
+/// A restore's target as given: a `postgres://` URL, `sqlite://` path, or the name (or id) of a
+/// registered connection — its URL with the password from the keychain.
+pub(crate) async fn target_in(ctx: &Ctx, given: &str) -> Result<String, Error> {
+    if !is_a_name(given.trim()) {
+        return Ok(given.to_string());
+    }
+    let conn = match safehold_core::connections::find(ctx, given.trim()).await {
+        Ok(c) => c,
+        Err(e) if e.code == ErrorCode::NotFound => {
+            return Err(Error::validation(format!(
+                "--target {given}: give a postgres:// URL, a sqlite:// path, or the name of a registered connection (`safehold connection list` shows them)"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(match safehold_core::connections::source_of(ctx, &conn.id).await?.0 {
+        source::SourceSpec::Postgres { url } => url,
+        source::SourceSpec::Sqlite { path } => format!("sqlite://{}", path.display()),
+    })
 }
 
 pub(crate) async fn location_with(home: Option<&Path>, endpoint: Option<&str>, region: Option<&str>, operator: Option<&str>, given: &Path) -> Result<PathBuf, Error> {

@@ -568,7 +568,8 @@ references: Array<string>, };
 
 export type Problem = { 
 /**
- * `unique_conflict`, `not_null`, `missing_parent`, `type_error`.
+ * `unique_conflict`, `duplicate_rows` (rows to write equal to each other under a unique
+ * index), `not_null`, `missing_parent`, `type_error`.
  */
 kind: string, message: string, count: number, samples: Array<string>, 
 /**

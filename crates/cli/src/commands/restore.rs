@@ -5,6 +5,9 @@ use crate::prelude::*;
 pub(crate) async fn run(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
     let ctx = open_catalog(cli).await?;
     let from = location_in(cli, &ctx, &a.request.from).await?;
+    let mut a = a.clone();
+    a.request.target = target_in(&ctx, &a.request.target).await?;
+    let a = &a;
     let what = if a.dry_run { safehold_core::keys::custody::Adhoc::RestorePlan } else { safehold_core::keys::custody::Adhoc::Restore };
     let (who, keys) = safehold_core::keys::custody::adhoc(&ctx, what, &format!("{} → {}", from.display(), source::redact(&a.request.target)), &key_sources(&a.keys), Some(&from)).await?;
     let out = restore_as(cli, &ctx, a, from.clone(), keys).await;

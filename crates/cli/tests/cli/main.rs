@@ -516,6 +516,20 @@ fn object_storage_locations_take_an_endpoint_flag_or_a_named_storage_from_the_ca
     assert_eq!(psql(&target.url(), "SELECT count(*) FROM t"), "10");
     let missing = run(&["ls", "storage:Nowhere"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no storage is named \"Nowhere\""), "{}", String::from_utf8_lossy(&missing.stderr));
+    // A registered storage's plain name and a registered connection's name are taken wherever a
+    // location or a URL is: ls, verify and restore.
+    let listed = stdout_json(&run(&["ls", "Offsite", "--json"]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let v = run(&["verify", "Offsite"]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let scratch = Db::new();
+    let added = run(&["connection", "add", "scratch", &scratch.url()]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let r = run(&["restore", "--from", "Offsite", "--target", "scratch"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(psql(&scratch.url(), "SELECT count(*) FROM t"), "10");
+    let unknown = run(&["restore", "--from", "Offsite", "--target", "nosuchconnection"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("the name of a registered connection"), "{}", String::from_utf8_lossy(&unknown.stderr));
 }
 
 fn sqlite(home: &Path, sql: &str) -> String {
