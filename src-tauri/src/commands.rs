@@ -28,8 +28,8 @@ pub async fn list_executions(state: State<'_, AppState>, limit: Option<i64>, sta
 }
 
 #[tauri::command]
-pub async fn list_restores(state: State<'_, AppState>) -> Res<Vec<RestoreOperation>> {
-    history::restores(state.ctx()?, 50).await
+pub async fn list_restores(state: State<'_, AppState>, limit: Option<i64>, offset: Option<i64>) -> Res<Vec<RestoreOperation>> {
+    history::restores(state.ctx()?, limit.unwrap_or(50).clamp(1, 1000), offset.unwrap_or(0)).await
 }
 
 #[tauri::command]

@@ -603,11 +603,18 @@ impl ConfigSettings {
 
 #[derive(clap::Args)]
 pub(crate) struct HistoryArgs {
+    /// The restores recorded instead of the backups.
+    #[arg(long, conflicts_with_all = ["check", "status"])]
+    pub(crate) restores: bool,
     /// Only backups with this status: pending, running, completed, failed or cancelled.
     #[arg(long)]
     pub(crate) status: Option<String>,
+    /// How many to show, newest first.
     #[arg(long, default_value_t = 20)]
     pub(crate) limit: i64,
+    /// Skip this many of the newest first (the next page: --offset 20 after --limit 20).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) offset: i64,
     /// Check this backup (its id): the archive's SHA-256 against its trailer and the catalog.
     #[arg(long)]
     pub(crate) check: Option<String>,

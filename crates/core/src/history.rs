@@ -115,12 +115,19 @@ const EXECUTIONS: &str = "SELECT e.id, e.configuration_id, c.configuration_name,
 
 /// The newest `limit` backup executions with the given status (all when `None`).
 pub async fn executions_with(ctx: &Ctx, limit: i64, status: Option<JobStatus>) -> Result<Vec<BackupExecution>> {
+    executions_page(ctx, limit, 0, status).await
+}
+
+/// Backup executions, newest first, of one status or all: `limit` of them after skipping the
+/// `offset` newest (a page).
+pub async fn executions_page(ctx: &Ctx, limit: i64, offset: i64, status: Option<JobStatus>) -> Result<Vec<BackupExecution>> {
     crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.executions", "backups").await?;
     sqlx::query_as(
-        AssertSqlSafe(format!("{EXECUTIONS} WHERE ?1 IS NULL OR e.status = ?1 ORDER BY e.started_at DESC LIMIT ?2")),
+        AssertSqlSafe(format!("{EXECUTIONS} WHERE ?1 IS NULL OR e.status = ?1 ORDER BY e.started_at DESC, e.id LIMIT ?2 OFFSET ?3")),
     )
     .bind(status)
     .bind(limit)
+    .bind(offset.max(0))
     .fetch_all(&ctx.pool)
     .await
     .map_err(|e| Error::catalog("list the backup executions", &e))
@@ -155,12 +162,14 @@ const RESTORES: &str = "SELECT r.id, r.backup_execution_id, r.restore_type, r.ta
          r.error_message, coalesce(r.restored_records, '{}') AS restored_records, r.target, r.source_archive, r.safety_backup_id, \
          r.new_tenant_id, r.current_table FROM restore_operations r LEFT JOIN operators o ON o.id = r.initiated_by";
 
-pub async fn restores(ctx: &Ctx, limit: i64) -> Result<Vec<RestoreOperation>> {
+/// Restore operations, newest first: `limit` of them after skipping the `offset` newest (a page).
+pub async fn restores(ctx: &Ctx, limit: i64, offset: i64) -> Result<Vec<RestoreOperation>> {
     crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.restores", "restores").await?;
     sqlx::query_as(
-        AssertSqlSafe(format!("{RESTORES} ORDER BY r.started_at DESC LIMIT ?")),
+        AssertSqlSafe(format!("{RESTORES} ORDER BY r.started_at DESC, r.id LIMIT ? OFFSET ?")),
     )
     .bind(limit)
+    .bind(offset.max(0))
     .fetch_all(&ctx.pool)
     .await
     .map_err(|e| Error::catalog("list the restore operations", &e))

@@ -82,7 +82,8 @@ export const api = {
   startupStatus: () => call<string>("startup_status"),
   /** The newest `limit` backups, of one status or all. */
   listExecutions: (limit = 50, status: JobStatus | null = null) => call<BackupExecution[]>("list_executions", { limit, status }),
-  listRestores: () => call<RestoreOperation[]>("list_restores"),
+  /** The newest `limit` restores after skipping the `offset` newest. */
+  listRestores: (limit = 50, offset = 0) => call<RestoreOperation[]>("list_restores", { limit, offset }),
   listMigrations: () => call<MigrationJob[]>("list_migrations"),
   listStorage: () => call<BackupStorage[]>("list_storage"),
   listConfigurations: () => call<BackupConfiguration[]>("list_configurations"),

@@ -37,6 +37,28 @@ describe("Restore", () => {
     expect(within(job).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "75");
   });
 
+  it("keeps running restores apart from finished ones, and pages the history", async () => {
+    const op = (id: string, status: "running" | "completed") => ({
+      id, backup_execution_id: "1", restore_type: "full", target_tenant_id: null, restore_point: null, status,
+      progress_percentage: status === "running" ? 10 : 100, tables_to_restore: null, exclude_tables: null, preserve_ids: true,
+      started_at: "2025-01-05T12:00:00Z", completed_at: null, initiated_by: "op", error_message: null, restored_records: {},
+      target: `postgres://db/${id}`, source_archive: "/b/1", safety_backup_id: null, new_tenant_id: null, current_table: null,
+    });
+    mocked.listRestores.mockImplementation(async (limit = 50) =>
+      [op("now", "running"), ...Array.from({ length: limit - 1 }, (_, i) => op(`done${i}`, "completed"))]);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    const activeList = await screen.findByTestId("restores-active");
+    expect(within(activeList).getAllByTestId("restore-operation")).toHaveLength(1);
+    expect(activeList).toHaveTextContent("postgres://db/now");
+    const history = screen.getByTestId("restores-history");
+    expect(within(history).getAllByTestId("restore-operation")).toHaveLength(49);
+    expect(history).not.toHaveTextContent("postgres://db/now");
+    await userEvent.click(screen.getByTestId("restores-more"));
+    await waitFor(() => expect(mocked.listRestores).toHaveBeenCalledWith(100));
+    await waitFor(() => expect(within(screen.getByTestId("restores-history")).getAllByTestId("restore-operation")).toHaveLength(99));
+  });
+
   it("a running verify by restoring can be cancelled and says so", async () => {
     let reject: (e: unknown) => void = () => {};
     mocked.verifyByRestoring.mockReturnValue(new Promise((_, r) => { reject = r; }));

@@ -1,4 +1,5 @@
-import { useMutation, useQuery } from "@tanstack/react-query";
+import { useState } from "react";
+import { keepPreviousData, useMutation, useQuery } from "@tanstack/react-query";
 import { api, type RestoreOperation } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { JobRow } from "../components/JobRow";
@@ -10,13 +11,18 @@ import { queryKeys } from "../api/queries";
 
 const active = (r: RestoreOperation) => r.status === "running" || r.status === "pending";
 
-/** The spec's restore cards: Point-in-Time Recovery (plan, confirm, start) and the restore
- * operations with live progress and Cancel. */
+/** How many restores the history shows at first, and how many more each "Load more" adds. */
+export const RESTORE_PAGE = 50;
+
+/** The spec's restore cards: Point-in-Time Recovery (plan, confirm, start), the restores running
+ * now with live progress and Cancel, and the history of the finished ones, a page at a time. */
 export function RestoreTab() {
   const { may, why } = useSession();
+  const [limit, setLimit] = useState(RESTORE_PAGE);
   const restores = useQuery({
-    queryKey: queryKeys.restores,
-    queryFn: api.listRestores,
+    queryKey: [...queryKeys.restores, limit],
+    queryFn: () => api.listRestores(limit),
+    placeholderData: keepPreviousData,
     refetchInterval: (q) => (q.state.data?.some(active) ? 1000 : 5000),
   });
   return (
@@ -36,13 +42,36 @@ export function RestoreTab() {
         <CardContent>
           <QueryView query={restores} what="restore operations">
             {(list) =>
-              list.length === 0 ? (
+              list.filter(active).length === 0 ? (
                 <Empty>No active restore operations</Empty>
               ) : (
-                <div className="space-y-3">
-                  {list.map((r) => (
+                <div className="space-y-3" data-testid="restores-active">
+                  {list.filter(active).map((r) => (
                     <RestoreRow key={r.id} op={r} />
                   ))}
+                </div>
+              )
+            }
+          </QueryView>
+        </CardContent>
+      </Card>
+      <Card className="md:col-span-2">
+        <CardHeader title="Restore History" description="Finished restores, newest first" />
+        <CardContent>
+          <QueryView query={restores} what="restore operations">
+            {(list) =>
+              list.filter((r) => !active(r)).length === 0 ? (
+                <Empty>No finished restores yet</Empty>
+              ) : (
+                <div className="space-y-3" data-testid="restores-history">
+                  {list.filter((r) => !active(r)).map((r) => (
+                    <RestoreRow key={r.id} op={r} />
+                  ))}
+                  {list.length >= limit && (
+                    <Button size="sm" variant="outline" data-testid="restores-more" disabled={restores.isFetching} onClick={() => setLimit((n) => n + RESTORE_PAGE)}>
+                      Load more
+                    </Button>
+                  )}
                 </div>
               )
             }

@@ -2,10 +2,34 @@
 
 use crate::prelude::*;
 
-/// `history`: the backups recorded, newest first; with `--check`, one of them verified (the
-/// result kept on its record, as in the app).
+/// `history`: the backups (or with `--restores` the restores) recorded, newest first, a page at a
+/// time; with `--check`, one backup verified (the result kept on its record, as in the app).
 pub(crate) async fn run(ctx: &Ctx, json: bool, a: HistoryArgs) -> Result<(), Error> {
-    let HistoryArgs { status, limit, check, deep } = a;
+    let HistoryArgs { restores, status, limit, offset, check, deep } = a;
+    if limit < 1 || offset < 0 {
+        return Err(Error::validation("--limit is at least 1 and --offset at least 0"));
+    }
+    if restores {
+        let rows = safehold_core::history::restores(ctx, limit, offset).await?;
+        if json {
+            print_json(&rows);
+        } else if rows.is_empty() {
+            println!("no restores{}", if offset > 0 { " after these" } else { "" });
+        } else {
+            for r in &rows {
+                println!(
+                    "{}  {:<9} {:<10} {:<40} {}{}",
+                    r.started_at,
+                    r.status.as_str(),
+                    r.restore_type,
+                    r.target.as_deref().unwrap_or("-"),
+                    r.id,
+                    r.error_message.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+                );
+            }
+        }
+        return Ok(());
+    }
     if let Some(id) = check {
         let c = safehold_core::checks::check_backup(ctx, &id, deep).await?;
         if json {
@@ -24,7 +48,7 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, a: HistoryArgs) -> Result<(), Err
             Error::validation(format!("unknown status \"{s}\"; use pending, running, completed, failed or cancelled"))
         })?),
     };
-    let rows = safehold_core::history::executions_with(ctx, limit, status).await?;
+    let rows = safehold_core::history::executions_page(ctx, limit, offset, status).await?;
     if json {
         print_json(&rows);
     } else if rows.is_empty() {

@@ -530,6 +530,12 @@ fn object_storage_locations_take_an_endpoint_flag_or_a_named_storage_from_the_ca
     assert_eq!(psql(&scratch.url(), "SELECT count(*) FROM t"), "10");
     let unknown = run(&["restore", "--from", "Offsite", "--target", "nosuchconnection"]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("the name of a registered connection"), "{}", String::from_utf8_lossy(&unknown.stderr));
+    // The restores recorded, a page at a time, newest first.
+    let page = |limit: &str, offset: &str| stdout_json(&run(&["history", "--restores", "--limit", limit, "--offset", offset, "--json"]));
+    let (first, second, past) = (page("1", "0"), page("1", "1"), page("5", "2"));
+    assert_eq!((first.as_array().map(Vec::len), second.as_array().map(Vec::len), past.as_array().map(Vec::len)), (Some(1), Some(1), Some(0)), "{first} {second} {past}");
+    assert!(first[0]["target"].as_str().is_some_and(|t| t.contains(&scratch.0)), "the newest first: {first}");
+    assert_ne!(first[0]["id"], second[0]["id"]);
 }
 
 fn sqlite(home: &Path, sql: &str) -> String {

@@ -448,7 +448,7 @@ async fn a_sqlite_backup_restores_from_the_app_into_a_new_file() {
     assert_eq!(tenants, 50);
     let status: String = sqlx::query_scalar("SELECT status FROM restore_operations WHERE id = ?").bind(&rid).fetch_one(&ctx.pool).await.expect("record");
     assert_eq!(status, "completed");
-    let listed = safehold_core::history::restores(&ctx, 5).await.expect("history").into_iter().find(|r| r.id == rid).expect("listed");
+    let listed = safehold_core::history::restores(&ctx, 5, 0).await.expect("history").into_iter().find(|r| r.id == rid).expect("listed");
     let me = safehold_core::auth::operators::current(&ctx).expect("acting").name;
     assert_eq!(listed.initiated_by, me, "the history names who asked, not their id");
     assert_eq!(listed.source_archive.as_deref(), done.file_path.as_deref());
