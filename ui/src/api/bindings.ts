@@ -249,6 +249,11 @@ export type BackupOutcome = { id: string, archive: string, type: BackupType, par
  */
 note: string | null, 
 /**
+ * What the administrator should know about the source, e.g. a session left idle in a
+ * transaction that makes incrementals built on this backup carry everything written since.
+ */
+warnings: Array<string>, 
+/**
  * The writer that signed the archive: its name and public key.
  */
 writer: string, writer_key: string, };

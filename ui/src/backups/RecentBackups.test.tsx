@@ -41,7 +41,7 @@ describe("Recent backups", () => {
 
   it("shows who started a backup, whose key signed it, where its archive is, and its second copy (verified or failed)", async () => {
     mocked.listExecutions.mockResolvedValue([
-      { ...executions[0], initiated_by: "olga", metadata: { writer: "backup@server-7", writer_key: "ab12cd34ef56" }, second_copy: { storage_name: "Offsite", status: "completed", file_path: "s3://b/p/archives/1.shar", error_message: null, created_at: "2025-01-05T10:31:00Z" } },
+      { ...executions[0], initiated_by: "olga", metadata: { writer: "backup@server-7", writer_key: "ab12cd34ef56", warnings: ["session 42 (user app) has been idle in transaction since 2025-01-05T08:00:00Z (150 min)"] }, second_copy: { storage_name: "Offsite", status: "completed", file_path: "s3://b/p/archives/1.shar", error_message: null, created_at: "2025-01-05T10:31:00Z" } },
       { ...executions[0], id: "3", second_copy: { storage_name: "USB disk", status: "failed", file_path: null, error_message: "/mnt/usb does not exist", created_at: "2025-01-05T10:31:00Z" } },
     ]);
     renderWithClient(<BackupDashboard />);
@@ -54,6 +54,8 @@ describe("Recent backups", () => {
     expect(within(rows[0]).getByTestId("signed-by")).toHaveTextContent("Signed by backup@server-7");
     expect(within(rows[0]).getByTestId("signed-by")).toHaveAttribute("title", "writer key ab12cd34ef56");
     expect(within(rows[1]).queryByTestId("signed-by")).toBeNull();
+    expect(within(rows[0]).getByTestId("backup-warning")).toHaveTextContent("session 42 (user app) has been idle in transaction");
+    expect(within(rows[1]).queryByTestId("backup-warning")).toBeNull();
   });
 
   it("shows the last check recorded with a backup, and no Verify, Deep verify or Cancel to a read-only admin", async () => {

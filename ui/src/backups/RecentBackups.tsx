@@ -103,6 +103,9 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
               <div className="text-sm text-amber-700">Second copy failed: {(backup.metadata as { copy_error?: string }).copy_error}</div>
             )
           )}
+          {((backup.metadata as { warnings?: string[] })?.warnings ?? []).map((w) => (
+            <div key={w} className="text-sm text-amber-700" data-testid="backup-warning">{w}</div>
+          ))}
           {backup.file_path && !backup.deleted_at && (
             <div className="text-xs text-slate-400 truncate max-w-md" title={backup.file_path} data-testid="archive-path">{backup.file_path}</div>
           )}

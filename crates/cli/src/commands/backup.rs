@@ -30,6 +30,9 @@ pub(crate) async fn run(a: &BackupArgs, json: bool, place: &Path, keys: KeySourc
         if let Some(note) = &out.note {
             println!("  note: {note}");
         }
+        for w in &out.warnings {
+            eprintln!("warning: {w}");
+        }
     }
     Ok(())
 }

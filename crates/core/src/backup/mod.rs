@@ -60,12 +60,15 @@ pub struct BackupRequest {
     pub dest: Option<PathBuf>,
     /// The writer key that signs the archive (None: the default home's).
     pub signer: Option<std::sync::Arc<crate::writers::WriterKey>>,
+    /// A transaction open longer than this when the snapshot is taken is warned about (it makes
+    /// incrementals built on this backup carry everything written since it began).
+    pub long_transaction: std::time::Duration,
 }
 
 impl BackupRequest {
     /// What the source reads for this request.
     pub fn dump_scope(&self) -> source::DumpScope {
-        source::DumpScope { tenant_column: self.tenant_column.clone(), tenants_table: self.tenants_table.clone(), include: self.include, tables: self.tables.clone(), tenants: self.tenants.clone(), jobs: self.jobs }
+        source::DumpScope { tenant_column: self.tenant_column.clone(), tenants_table: self.tenants_table.clone(), include: self.include, tables: self.tables.clone(), tenants: self.tenants.clone(), jobs: self.jobs, long_transaction: self.long_transaction }
     }
 
     pub fn new(source: SourceSpec) -> Self {
@@ -84,6 +87,7 @@ impl BackupRequest {
             tenants: Vec::new(),
             dest: None,
             signer: None,
+            long_transaction: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -107,6 +111,9 @@ pub struct BackupOutcome {
     pub snapshot_time: String,
     /// Why the backup is not of the type asked for (e.g. the first incremental is a full).
     pub note: Option<String>,
+    /// What the administrator should know about the source, e.g. a session left idle in a
+    /// transaction that makes incrementals built on this backup carry everything written since.
+    pub warnings: Vec<String>,
     /// The writer that signed the archive: its name and public key.
     pub writer: String,
     pub writer_key: String,
@@ -277,6 +284,7 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
         seconds: started.elapsed().as_secs_f64(),
         snapshot_time,
         note,
+        warnings: stats.warnings,
         writer: signer.name.clone(),
         writer_key: signer.public_hex(),
     })

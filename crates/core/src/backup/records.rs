@@ -84,7 +84,7 @@ pub(crate) async fn mark_completed(ctx: &Ctx, execution_id: &str, out: &BackupOu
     .bind(i64::try_from(out.tables).unwrap_or(i64::MAX))
     .bind(i64::try_from(out.rows).unwrap_or(i64::MAX))
     .bind(&out.sha256)
-    .bind(json!({ "archive_id": out.id, "parent_id": out.parent, "seconds": out.seconds, "snapshot_time": out.snapshot_time, "writer": out.writer, "writer_key": out.writer_key }).to_string())
+    .bind(json!({ "archive_id": out.id, "parent_id": out.parent, "seconds": out.seconds, "snapshot_time": out.snapshot_time, "writer": out.writer, "writer_key": out.writer_key, "warnings": out.warnings }).to_string())
     .bind(execution_id)
     .execute(&ctx.pool)
     .await

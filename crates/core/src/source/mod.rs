@@ -152,6 +152,8 @@ pub struct DumpStats {
     pub tables: u64,
     pub rows: u64,
     pub tenant_count: u64,
+    /// What the administrator should know about the source (a transaction left open for long).
+    pub warnings: Vec<String>,
 }
 
 /// Quotes an SQL identifier.
@@ -171,4 +173,6 @@ pub struct DumpScope {
     /// Only these tenants' rows of the tenant tables.
     pub tenants: Vec<String>,
     pub jobs: usize,
+    /// A transaction open longer than this at the snapshot is warned about.
+    pub long_transaction: std::time::Duration,
 }

@@ -651,6 +651,8 @@ impl Parent {
 /// incremental backup can build on this one without the key.
 pub struct Snapshot {
     conn: PgConnection,
+    /// Transactions open for long when it was taken (see [`long_open_transactions`]).
+    warnings: Vec<String>,
     exported: String,
     txid_snapshot: String,
     full_xmin: String,
@@ -691,14 +693,44 @@ pub async fn snapshot(url: &str, req: &super::DumpScope) -> Result<Snapshot> {
     // A tenant export: each tenant table's rows of the chosen tenants (found by the tenant column
     // and foreign keys, as a tenant restore finds them), the shared tables whole.
     let tenant_filter = if req.tenants.is_empty() { None } else { Some(tenant_predicates(&mut conn, &schema, req).await?) };
-    Ok(Snapshot { conn, exported, txid_snapshot, full_xmin, schema, tenant_filter })
+    let warnings = long_open_transactions(&mut conn, req.long_transaction).await;
+    Ok(Snapshot { conn, warnings, exported, txid_snapshot, full_xmin, schema, tenant_filter })
+}
+
+/// Sessions whose transaction — open longer than `longer` and holding a transaction id —
+/// holds this snapshot's oldest transaction back: an incremental built on this backup carries
+/// every row written since that transaction began (often a session left "idle in transaction").
+/// Said as warnings naming the session and since when; best effort (a role that may not see
+/// other sessions sees none).
+async fn long_open_transactions(conn: &mut PgConnection, longer: std::time::Duration) -> Vec<String> {
+    let rows: Vec<(i32, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, i64)> = sqlx::query_as(
+        "SELECT pid, usename::text, nullif(application_name, ''), datname::text, state, to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                extract(epoch FROM now() - xact_start)::bigint \
+         FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND xact_start < now() - make_interval(secs => $1) \
+         ORDER BY xact_start LIMIT 5",
+    )
+    .bind(longer.as_secs_f64())
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap_or_default();
+    rows.into_iter()
+        .map(|(pid, user, app, db, state, since, seconds)| {
+            let who = [user.map(|u| format!("user {u}")), app.map(|a| format!("application {a}")), db.map(|d| format!("database {d}"))].into_iter().flatten().collect::<Vec<_>>().join(", ");
+            format!(
+                "session {pid} ({who}) has been {} since {} ({} min): the snapshot starts at its transaction, so an incremental backup built on this one carries every row written since then; end that session (SELECT pg_terminate_backend({pid})) or set idle_in_transaction_session_timeout",
+                state.unwrap_or_else(|| "in a transaction".into()),
+                since.unwrap_or_default(),
+                seconds / 60
+            )
+        })
+        .collect()
 }
 
 /// Dumps the database at `url` into `archive`: every table whole, or — with a `parent` — only
 /// the rows written since the parent's snapshot (by any transaction the parent could not see,
 /// including ones still open then) plus every primary key, from which deletes are found.
 pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &super::DumpScope, parent: Option<&Parent>, cancel: &CancelToken, progress: &ProgressSink) -> Result<DumpStats> {
-    let Snapshot { mut conn, exported: snapshot, txid_snapshot: xmin, full_xmin, schema, tenant_filter } = snap;
+    let Snapshot { mut conn, warnings, exported: snapshot, txid_snapshot: xmin, full_xmin, schema, tenant_filter } = snap;
     let mut sec = archive.section("schema", "schema");
     sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?)?;
     sec.finish()?;
@@ -737,7 +769,7 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
     let ctx = DumpCtx { schema: &schema, req, parent, tenant_filter: tenant_filter.as_ref(), full_xmin: &full_xmin, archive: &shared, queue: &queue, cancel, progress, done: &counters.0, rows: &counters.1 };
     let results = futures_util::future::try_join_all(conns.iter_mut().map(|c| dump_worker(c, &ctx))).await?;
     let archive = shared.into_inner().map_err(|_| Error::new(ErrorCode::Internal, "a backup worker failed"))?;
-    let mut stats = DumpStats::default();
+    let mut stats = DumpStats { warnings, ..Default::default() };
     for (rows, tables, tenants) in results {
         stats.rows += rows;
         stats.tables += tables;

@@ -937,3 +937,29 @@ async fn a_parallel_backup_reads_on_several_connections_sharing_one_snapshot() {
     repo.restore(Path::new(&out.archive), &SourceSpec::Postgres { url: dst.url() }).await.expect("restore");
     assert_eq!(pg_dump(&dst, &["--data-only"], true), before, "the backup holds the state at its snapshot");
 }
+
+/// A session left idle in a transaction that holds a transaction id makes every incremental built
+/// on a backup carry every row written since it began: the backup says so — which session, since
+/// when, what to do — in its outcome (`--json`, the CLI's warning, the app's Recent Backups).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_idle_in_a_transaction_is_warned_about() {
+    let db = ScratchDb::create().await;
+    db.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);").await;
+    let r = repo_with_password("pw");
+    let (repo, mk) = r.keys.open_repository_for_backup(&r.path()).await.expect("open repository");
+    let mut req = BackupRequest::new(SourceSpec::Postgres { url: db.url() });
+    req.long_transaction = std::time::Duration::from_millis(500);
+    let quiet = backup::run(&repo, &mk, &req, &CancelToken::new(), &no_progress()).await.expect("backup");
+    assert!(!quiet.warnings.iter().any(|w| w.contains("safehold-idle-test")), "nothing to say yet: {:?}", quiet.warnings);
+    let mut idle = sqlx::PgConnection::connect(&db.url()).await.expect("connect");
+    sqlx::raw_sql("SET application_name = 'safehold-idle-test'; BEGIN; INSERT INTO t VALUES (2);").execute(&mut idle).await.expect("an open transaction");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut idle).await.expect("pid");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let warned = backup::run(&repo, &mk, &req, &CancelToken::new(), &no_progress()).await.expect("backup");
+    let w = warned.warnings.iter().find(|w| w.contains("safehold-idle-test")).unwrap_or_else(|| panic!("the idle session is named: {:?}", warned.warnings));
+    assert!(w.contains(&format!("session {pid}")) && w.contains("idle in transaction") && w.contains("incremental"), "{w}");
+    assert!(w.contains("pg_terminate_backend") && w.contains("idle_in_transaction_session_timeout"), "says what to do: {w}");
+    let json = serde_json::to_value(&warned).expect("json");
+    assert!(json["warnings"].as_array().is_some_and(|a| !a.is_empty()), "in --json: {json}");
+    sqlx::raw_sql("ROLLBACK").execute(&mut idle).await.expect("rollback");
+}
