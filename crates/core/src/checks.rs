@@ -82,7 +82,7 @@ async fn deep_chain(ctx: &Ctx, file: &str, checksum: Option<&str>) -> Result<(St
         crate::verify::quick(Path::new(file), checksum)?;
         let n = opened.chain.len() as u64;
         let chain = if n > 1 { format!(" and the {} backups it builds on", n - 1) } else { String::new() };
-        Ok((format!("every section of the backup{chain} decrypts, authenticates and matches its SHA-256; {rows} rows counted"), n, rows))
+        Ok((format!("every section of the backup{chain} decrypts, authenticates and matches its SHA-256; {} rows counted", thousands(rows)), n, rows))
     })
 }
 
@@ -165,4 +165,17 @@ pub async fn recorded_checksums(home: &Path) -> std::collections::HashMap<PathBu
         .into_iter()
         .filter_map(|e| Some((std::fs::canonicalize(e.file_path?).ok()?, e.checksum?)))
         .collect()
+}
+
+/// `35012` as `35,012`, for messages a person reads.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
