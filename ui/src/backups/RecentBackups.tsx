@@ -75,7 +75,7 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
       <div className="flex items-center gap-4">
         <StatusIcon status={backup.status} />
         <div>
-          <div className="font-medium">{backup.backup_type} Backup</div>
+          <div className="font-medium">{backup.backup_type.charAt(0).toUpperCase() + backup.backup_type.slice(1)} backup</div>
           {backup.configuration_name && (
             <div className="text-sm text-slate-500">
               {backup.configuration_name}

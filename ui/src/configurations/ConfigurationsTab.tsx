@@ -66,8 +66,8 @@ function ConfigurationRow({ config, onEdit, status }: { config: BackupConfigurat
         <div className="flex items-center gap-2">
           <Badge variant={config.is_active ? "default" : "secondary"}>{config.is_active ? "Active" : "Inactive"}</Badge>
           {may("backup:trigger_manual") && (
-            <Button size="sm" onClick={() => run.mutate()} disabled={!config.is_active || run.isPending}
-              title={config.is_active ? "Back up now" : "Activate the configuration to run it"} data-testid="run-now">
+            <Button size="sm" className="whitespace-nowrap shrink-0" onClick={() => run.mutate()} disabled={!config.is_active || run.isPending}
+              data-testid="run-now">
               Run Now
             </Button>
           )}

@@ -24,8 +24,8 @@ describe("BackupDashboard", () => {
 
   it("displays backup executions with their status and size", async () => {
     renderWithClient(<BackupDashboard />);
-    expect(await screen.findByText("full Backup")).toBeInTheDocument();
-    expect(screen.getByText("incremental Backup")).toBeInTheDocument();
+    expect(await screen.findByText("Full backup")).toBeInTheDocument();
+    expect(screen.getByText("Incremental backup")).toBeInTheDocument();
     expect(screen.getByText("1 MB → 390.63 KB")).toBeInTheDocument();
     expect(screen.getByText(/5 tables · 1200 rows · 3 tenants/)).toBeInTheDocument();
     expect(screen.getByText("completed")).toBeInTheDocument();

@@ -25,7 +25,7 @@ describe("Operators and permissions", () => {
 
   it("a read-only admin sees history and configurations but no Run Now, Restore or storage changes", async () => {
     renderAs(acting("rita", "read_only_admin", ["backup:view_history"]));
-    expect(await screen.findByText("full Backup")).toBeInTheDocument();
+    expect(await screen.findByText("Full backup")).toBeInTheDocument();
     expect(screen.queryByTestId("new-backup")).not.toBeInTheDocument();
     expect(screen.queryByTestId("open-settings")).not.toBeInTheDocument();
     expect(screen.getByRole("tab", { name: "Audit Log" })).toBeInTheDocument();

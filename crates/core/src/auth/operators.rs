@@ -151,11 +151,14 @@ pub async fn create_first(ctx: &Ctx, name: &str, password: &str) -> Result<Actin
     .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))??;
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = ctx.pool.begin().await.map_err(|e| Error::catalog("create the operator", &e))?;
-    sqlx::query("INSERT INTO operators (id, name, role, password_hash, is_active, created_at) VALUES (?, ?, 'super_admin', ?, 1, ?)")
+    // Created signed in: that is its first sign-in (the Operators tab said "never" before).
+    let at = now();
+    sqlx::query("INSERT INTO operators (id, name, role, password_hash, is_active, created_at, last_sign_in) VALUES (?, ?, 'super_admin', ?, 1, ?, ?)")
         .bind(&id)
         .bind(&name)
         .bind(&hash)
-        .bind(now())
+        .bind(&at)
+        .bind(&at)
         .execute(&mut *tx)
         .await
         .map_err(|e| unique(e, &name))?;

@@ -52,6 +52,9 @@ async fn the_first_start_creates_a_super_admin_and_then_nobody_acts_without_sign
     assert!(err.message.contains("at least 10 characters"), "{}", err.message);
     let alice = operators::create_first(&h.ctx, "alice", PW).await.expect("first super admin");
     assert_eq!(alice.role, Role::SuperAdmin);
+    // Created signed in: that is a sign-in (the Operators tab said "last sign-in never").
+    let listed = operators::list(&h.ctx).await.expect("operators").into_iter().find(|o| o.name == "alice").expect("alice");
+    assert!(listed.last_sign_in.is_some(), "{listed:?}");
     let err = operators::create_first(&h.ctx, "mallory", PW).await.expect_err("only once");
     assert_eq!(err.code, ErrorCode::Conflict);
 
