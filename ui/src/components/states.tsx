@@ -18,13 +18,13 @@ export function Empty({ children }: { children: ReactNode }) {
 export function ErrorBox({ error }: { error: unknown }) {
   const message = error instanceof Error ? error.message : String(error);
   const code = error instanceof ApiError ? error.code : undefined;
+  // The form's language: the kind of error stays an attribute, and the command line's flags
+  // that an engine message names — "(--tenant)" — are left out.
+  const shown = message.replace(/\s*\((?:--[a-z][a-z-]*)(?:[ =][^)]*)?\)/g, "");
   return (
-    <div role="alert" className="flex gap-2 rounded-md border border-red-200 bg-red-50 p-3 text-sm text-red-800">
+    <div role="alert" data-code={code} className="flex gap-2 rounded-md border border-red-200 bg-red-50 p-3 text-sm text-red-800">
       <AlertTriangle className="w-4 h-4 mt-0.5 shrink-0" />
-      <div>
-        {message}
-        {code && <span className="ml-2 text-xs text-red-500">({code})</span>}
-      </div>
+      <div>{shown}</div>
     </div>
   );
 }

@@ -61,6 +61,9 @@ export function RestorePlanner() {
   // The target's tenants, offered as suggestions for a tenant restore (any id can be typed: a
   // tenant deleted since the backup is not in the target any more).
   const targetConnection = connections.data?.find((c) => c.id === form.connection_id);
+  const sqliteTarget = form.target_file != null || targetConnection?.kind === "sqlite";
+  // Said beside the field, in the form's words, before the engine is asked.
+  const tenantMissing = form.restore_type === "tenant_only" && !(form.tenant_id ?? "").trim();
   const tenants = useQuery({
     queryKey: queryKeys.tenants(form.connection_id),
     queryFn: () => api.listTenants(form.connection_id),
@@ -68,11 +71,17 @@ export function RestorePlanner() {
     retry: false,
   });
   useEffect(() => {
-    setForm((f) => ({
-      ...f,
-      backup_execution_id: f.backup_execution_id || completed[0]?.id || "",
-      connection_id: f.connection_id || connections.data?.[0]?.id || "",
-    }));
+    setForm((f) => {
+      const connection_id = f.connection_id || connections.data?.[0]?.id || "";
+      // A form opens in a state its own validation accepts: a SQLite target restores whole.
+      const sqlite = connections.data?.find((c) => c.id === connection_id)?.kind === "sqlite";
+      return {
+        ...f,
+        backup_execution_id: f.backup_execution_id || completed[0]?.id || "",
+        connection_id,
+        restore_type: sqlite && !f.connection_id ? "full" : f.restore_type,
+      };
+    });
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [backups.data, connections.data]);
 
@@ -143,7 +152,11 @@ export function RestorePlanner() {
                 onChange={(e) =>
                   e.target.value === NEW_FILE
                     ? change({ target_file: "", restore_type: "full" })
-                    : change({ connection_id: e.target.value, target_file: undefined })
+                    : change({
+                        connection_id: e.target.value,
+                        target_file: undefined,
+                        ...(connections.data?.find((c) => c.id === e.target.value)?.kind === "sqlite" ? { restore_type: "full" as RestoreType } : {}),
+                      })
                 }>
                 {(connections.data ?? []).map((c) => (
                   <option key={c.id} value={c.id}>{c.name}</option>
@@ -172,8 +185,8 @@ export function RestorePlanner() {
               <label className={label} htmlFor="restore-type">Restore type</label>
               <select id="restore-type" data-testid="restore-type" className={field} value={form.restore_type}
                 onChange={(e) => change({ restore_type: e.target.value as RestoreType })}>
-                <option value="tenant_only">Tenant only</option>
-                <option value="selective">Selective tables</option>
+                <option value="tenant_only" disabled={sqliteTarget}>Tenant only</option>
+                <option value="selective" disabled={sqliteTarget}>Selective tables</option>
                 <option value="full">Full</option>
               </select>
             </div>
@@ -181,7 +194,8 @@ export function RestorePlanner() {
               <div className="space-y-2">
                 <label className={label} htmlFor="restore-tenant">Tenant ID</label>
                 <input id="restore-tenant" data-testid="restore-tenant" className={field} value={form.tenant_id ?? ""} list="restore-tenant-options"
-                  onChange={(e) => change({ tenant_id: e.target.value })} placeholder="the tenant's id" />
+                  onChange={(e) => change({ tenant_id: e.target.value })} placeholder="the tenant's id" aria-invalid={tenantMissing} />
+                {tenantMissing && <p className="text-xs text-red-700" data-testid="restore-tenant-error">Choose a tenant</p>}
                 <datalist id="restore-tenant-options" data-testid="restore-tenant-options">
                   {(tenants.data ?? []).map((t) => (
                     <option key={t.id} value={t.id}>{t.name ?? t.id}</option>
@@ -237,7 +251,7 @@ export function RestorePlanner() {
               <input type="checkbox" data-testid="restore-safety" checked={form.safety_backup} onChange={(e) => change({ safety_backup: e.target.checked })} />
               Back up what will be replaced first (safety backup)
             </label>
-            <Button data-testid="restore-review" variant="outline" disabled={planning.isPending || !form.backup_execution_id || !(form.target_file != null ? form.target_file : form.connection_id)}
+            <Button data-testid="restore-review" variant="outline" disabled={planning.isPending || tenantMissing || !form.backup_execution_id || !(form.target_file != null ? form.target_file : form.connection_id)}
               onClick={() => planning.mutate()}>
               {planning.isPending ? "Planning…" : "Review plan"}
             </Button>

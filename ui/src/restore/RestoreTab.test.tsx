@@ -12,6 +12,9 @@ import { BackupDashboard } from "../dashboard/BackupDashboard";
 
 beforeEach(() => setDefaults());
 
+// A PostgreSQL target: tenant and selective restores need one.
+const postgres = { ...connections[0], id: "pg", name: "Platform", kind: "postgres" as const, sqlite_path: null, host: "db" };
+
 describe("Restore", () => {
   it("lists recorded restore operations and migration jobs with status, progress and errors", async () => {
     mocked.listRestores.mockResolvedValue([{
@@ -76,6 +79,7 @@ describe("Restore", () => {
   });
 
   it("plans a tenant restore, asks for the database's name, then starts it; a running restore can be cancelled", async () => {
+    mocked.listConnections.mockResolvedValue([postgres]);
     mocked.listRestores.mockResolvedValue([{
       id: "r2", backup_execution_id: "1", restore_type: "tenant_only", target_tenant_id: "acme", restore_point: null, status: "running",
       progress_percentage: 50, tables_to_restore: null, exclude_tables: null, preserve_ids: true, started_at: "2025-01-05T12:00:00Z",
@@ -103,7 +107,7 @@ describe("Restore", () => {
     await userEvent.click(screen.getByTestId("restore-review"));
     const plan = await screen.findByTestId("restore-plan");
     expect(mocked.planRestore).toHaveBeenCalledWith(expect.objectContaining({
-      backup_execution_id: "1", connection_id: "k1", restore_type: "tenant_only", tenant_id: "acme", preserve_ids: true, safety_backup: true,
+      backup_execution_id: "1", connection_id: "pg", restore_type: "tenant_only", tenant_id: "acme", preserve_ids: true, safety_backup: true,
     }));
     expect(within(plan).getByTestId("restore-plan-table")).toHaveTextContent("public.projects1212");
     expect(within(plan).getByTestId("restore-plan-warning")).toHaveTextContent("not in the backup");
@@ -155,6 +159,7 @@ describe("Restore", () => {
   });
 
   it("asks for a point in time only when chosen, and sends it as UTC", async () => {
+    mocked.listConnections.mockResolvedValue([postgres]);
     mocked.planRestore.mockRejectedValue(new ApiError("not_found", "no backup was taken at or before that time"));
     renderWithClient(<BackupDashboard />);
     await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
@@ -169,7 +174,37 @@ describe("Restore", () => {
     expect(await screen.findByRole("alert")).toHaveTextContent("no backup was taken at or before");
   });
 
+  it("opens in a state its own validation accepts, and says what is missing beside the field", async () => {
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    // The demo's SQLite connection restores whole: Full is chosen, the others are not offered.
+    const type = (await screen.findByTestId("restore-type")) as HTMLSelectElement;
+    await waitFor(() => expect(type.value).toBe("full"));
+    expect((within(type).getByRole("option", { name: "Tenant only" }) as HTMLOptionElement).disabled).toBe(true);
+    expect((within(type).getByRole("option", { name: "Selective tables" }) as HTMLOptionElement).disabled).toBe(true);
+    expect(screen.queryByTestId("restore-tenant")).not.toBeInTheDocument();
+  });
+
+  it("a tenant restore without a tenant says so beside the field; engine errors leave out the command line's flags", async () => {
+    mocked.listConnections.mockResolvedValue([postgres]);
+    mocked.planRestore.mockRejectedValue(new ApiError("validation", "a tenant-only restore needs the tenant's id (--tenant)"));
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    expect(await screen.findByTestId("restore-tenant-error")).toHaveTextContent("Choose a tenant");
+    expect(screen.getByTestId("restore-review")).toBeDisabled();
+    await userEvent.type(screen.getByTestId("restore-tenant"), " ");
+    expect(screen.getByTestId("restore-review")).toBeDisabled();
+    await userEvent.type(screen.getByTestId("restore-tenant"), "acme");
+    expect(screen.queryByTestId("restore-tenant-error")).not.toBeInTheDocument();
+    await userEvent.click(screen.getByTestId("restore-review"));
+    const alert = await screen.findByRole("alert");
+    expect(alert).toHaveTextContent("a tenant-only restore needs the tenant's id");
+    expect(alert).not.toHaveTextContent("--tenant");
+    expect(alert).not.toHaveTextContent("(validation)");
+  });
+
   it("shows why a plan is refused", async () => {
+    mocked.listConnections.mockResolvedValue([postgres]);
     mocked.planRestore.mockRejectedValue(new ApiError("validation", "the target's table public.projects has no column title that the backup has"));
     renderWithClient(<BackupDashboard />);
     await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
