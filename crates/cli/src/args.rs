@@ -506,6 +506,19 @@ pub(crate) enum ConfigCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// The safety backups' own retention (taken before restores, of no configuration; 14 days
+    /// unless set): show what it would delete now; --days sets it; --apply deletes.
+    SafetyRetention {
+        /// Keep safety backups this many days from now on.
+        #[arg(long)]
+        days: Option<i64>,
+        /// Delete the expired safety backups now.
+        #[arg(long)]
+        apply: bool,
+        /// With --apply: delete without asking.
+        #[arg(long, requires = "apply")]
+        yes: bool,
+    },
 }
 
 /// A configuration's settings on the command line; each one given is set, the others keep

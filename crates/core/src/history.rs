@@ -154,6 +154,18 @@ pub async fn kept_executions_of(ctx: &Ctx, configuration_id: &str) -> Result<Vec
         .map_err(|e| Error::catalog("list a configuration's backups", &e))
 }
 
+/// The safety backups (taken before restores, of no configuration) that are still kept, newest first.
+pub async fn kept_safety_executions(ctx: &Ctx) -> Result<Vec<BackupExecution>> {
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "history.executions", "safety backups").await?;
+    sqlx::query_as(AssertSqlSafe(format!(
+        "{EXECUTIONS} WHERE e.configuration_id IS NULL AND json_extract(e.metadata, '$.safety_for_restore') IS NOT NULL \
+         AND e.status = 'completed' AND e.deleted_at IS NULL ORDER BY e.started_at DESC"
+    )))
+    .fetch_all(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("list the safety backups", &e))
+}
+
 /// A restore operation row with the name of who started it.
 const RESTORES: &str = "SELECT r.id, r.backup_execution_id, r.restore_type, r.target_tenant_id, r.restore_point, r.status, \
          coalesce(r.progress_percentage, 0) AS progress_percentage, r.tables_to_restore, r.exclude_tables, \

@@ -3,6 +3,9 @@
 //! (whichever configuration or command took the kept one), nor the configuration's last
 //! completed full backup. Deletions go children first, so an interruption never leaves a backup
 //! whose parent is gone; each is recorded on the execution (`deleted_at`) and in the audit log.
+//! Safety backups — taken before restores, of no configuration — have a retention of their own
+//! (`safety_backup_retention_days`, 14 days unless set), applied after every backup run the same
+//! way and previewed the same way ([`preview_safety`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -81,8 +84,74 @@ pub async fn preview(ctx: &Ctx, configuration_id: &str) -> Result<RetentionPlan>
 pub async fn preview_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) -> Result<RetentionPlan> {
     crate::context::require(ctx, crate::context::Permission::ViewHistory, "retention.preview", configuration_id).await?;
     let config = configurations::get(ctx, configuration_id).await?;
-    let cutoff = at - Duration::days(config.retention_days);
     let execs = history::kept_executions_of(ctx, configuration_id).await?;
+    Ok(plan_of(&config.id, &config.configuration_name, config.retention_days, &execs, at, true))
+}
+
+/// The configuration id a safety backups' plan carries (they have no configuration).
+pub const SAFETY: &str = "safety";
+const SAFETY_SETTING: &str = "safety_backup_retention_days";
+/// How long safety backups are kept unless `safety_backup_retention_days` says otherwise.
+pub const DEFAULT_SAFETY_DAYS: i64 = 14;
+
+/// How many days safety backups are kept (settings: `safety_backup_retention_days`).
+pub async fn safety_days(pool: &sqlx::SqlitePool) -> Result<i64> {
+    let v: Option<String> = sqlx::query_scalar("SELECT value FROM app_settings WHERE key = ?")
+        .bind(SAFETY_SETTING)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| Error::catalog("read the settings", &e))?;
+    Ok(v.and_then(|v| v.trim().parse().ok()).filter(|d: &i64| *d >= 1).unwrap_or(DEFAULT_SAFETY_DAYS))
+}
+
+/// Sets how many days safety backups are kept (super admins; at least one).
+pub async fn set_safety_days(ctx: &Ctx, days: i64) -> Result<()> {
+    let who = crate::context::require(ctx, crate::context::Permission::ManageAll, "settings.safety_retention", &days.to_string()).await?;
+    if days < 1 {
+        return Err(Error::validation("safety backups are kept at least one day"));
+    }
+    sqlx::query("INSERT INTO app_settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .bind(SAFETY_SETTING)
+        .bind(days.to_string())
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("save the setting", &e))?;
+    audit(&ctx.pool, &who.id, "settings.safety_retention", SAFETY_SETTING, "success", Some(&format!("{days} days"))).await
+}
+
+/// What the safety backups' retention would delete now, and why.
+pub async fn preview_safety(ctx: &Ctx) -> Result<RetentionPlan> {
+    preview_safety_at(ctx, Utc::now()).await
+}
+
+pub async fn preview_safety_at(ctx: &Ctx, at: DateTime<Utc>) -> Result<RetentionPlan> {
+    crate::context::require(ctx, crate::context::Permission::ViewHistory, "retention.preview", SAFETY).await?;
+    let days = safety_days(&ctx.pool).await?;
+    let execs = history::kept_safety_executions(ctx).await?;
+    Ok(plan_of(SAFETY, "Safety backups", days, &execs, at, false))
+}
+
+/// Applies the safety backups' retention now (a super admin), as [`preview_safety`] shows it.
+pub async fn apply_safety(ctx: &Ctx) -> Result<RetentionPlan> {
+    apply_safety_at(ctx, Utc::now()).await
+}
+
+/// [`apply_safety`] as of `at`.
+pub async fn apply_safety_at(ctx: &Ctx, at: DateTime<Utc>) -> Result<RetentionPlan> {
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "retention.apply", SAFETY).await?;
+    apply_safety_policy(ctx, at).await
+}
+
+/// Applies the safety backups' retention (after each backup run, and on demand).
+pub(crate) async fn apply_safety_policy(ctx: &Ctx, at: DateTime<Utc>) -> Result<RetentionPlan> {
+    let plan = preview_safety_at(ctx, at).await?;
+    delete_planned(ctx, plan, &CancelToken::new()).await
+}
+
+/// The plan for `execs` (one configuration's kept backups, or the safety backups): expired ones
+/// deleted unless a kept backup builds on them or — with `keep_last_full` — it is the last full.
+fn plan_of(configuration_id: &str, name: &str, retention_days: i64, execs: &[history::BackupExecution], at: DateTime<Utc>, keep_last_full: bool) -> RetentionPlan {
+    let cutoff = at - Duration::days(retention_days);
     let paths: Vec<PathBuf> = execs.iter().filter_map(|e| e.file_path.as_ref().map(PathBuf::from)).collect();
     let (parents, _) = repository_chains(&paths);
     // archive id of each execution (from its file's plaintext header).
@@ -91,7 +160,7 @@ pub async fn preview_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) ->
     let taken = |s: &str| DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).ok();
     let last_full = execs
         .iter()
-        .filter(|e| e.backup_type == "full" && archive_of.contains_key(&e.id))
+        .filter(|e| keep_last_full && e.backup_type == "full" && archive_of.contains_key(&e.id))
         .max_by(|a, b| a.started_at.cmp(&b.started_at))
         .map(|e| e.id.clone());
 
@@ -123,18 +192,18 @@ pub async fn preview_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) ->
         }
     }
     let mut items = Vec::new();
-    for e in &execs {
+    for e in execs {
         let archive = archive_of.get(&e.id).cloned();
         let expired = taken(&e.started_at).is_some_and(|t| t < cutoff);
         let (action, reason) = match &archive {
             None => (RetentionAction::Keep, "its archive is missing or unreadable: nothing to delete (verify the storage)".to_string()),
-            Some(a) if deletable.contains(a) => (RetentionAction::Delete, format!("older than {} days", config.retention_days)),
+            Some(a) if deletable.contains(a) => (RetentionAction::Delete, format!("older than {retention_days} days")),
             Some(_) if Some(&e.id) == last_full.as_ref() && expired => (RetentionAction::Keep, "the last completed full backup is always kept".to_string()),
             Some(a) if expired => (
                 RetentionAction::Keep,
                 format!("expired, but backup {} builds on it", needed_by.get(a).map(|s| &s[..8.min(s.len())]).unwrap_or("?")),
             ),
-            Some(_) => (RetentionAction::Keep, format!("within {} days", config.retention_days)),
+            Some(_) => (RetentionAction::Keep, format!("within {retention_days} days")),
         };
         items.push(RetentionItem {
             execution_id: e.id.clone(),
@@ -148,15 +217,15 @@ pub async fn preview_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) ->
         });
     }
     let deleting: Vec<&RetentionItem> = items.iter().filter(|i| i.action == RetentionAction::Delete).collect();
-    Ok(RetentionPlan {
-        configuration_id: config.id.clone(),
-        configuration_name: config.configuration_name.clone(),
-        retention_days: config.retention_days,
+    RetentionPlan {
+        configuration_id: configuration_id.to_string(),
+        configuration_name: name.to_string(),
+        retention_days,
         cutoff: cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         delete_count: deleting.len() as u64,
         bytes_freed: deleting.iter().map(|i| i.bytes).sum(),
         items,
-    })
+    }
 }
 
 /// Applies retention now: deletes what the preview says, newest first, recording each deletion.
@@ -189,6 +258,12 @@ pub(crate) async fn apply_policy(ctx: &Ctx, configuration_id: &str, at: DateTime
 
 async fn apply_policy_until(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>, cancel: &CancelToken) -> Result<RetentionPlan> {
     let plan = preview_at(ctx, configuration_id, at).await?;
+    delete_planned(ctx, plan, cancel).await
+}
+
+/// Deletes what `plan` says, newest first (children before what they build on), recording and
+/// auditing each; stops at `cancel` between two deletions.
+async fn delete_planned(ctx: &Ctx, plan: RetentionPlan, cancel: &CancelToken) -> Result<RetentionPlan> {
     // Items are newest first: children go before the backups they build on.
     for (deleted, item) in plan.items.iter().filter(|i| i.action == RetentionAction::Delete).enumerate() {
         if cancel.is_cancelled() {

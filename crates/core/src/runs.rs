@@ -56,6 +56,10 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
         if let Err(e) = crate::retention::apply_policy(ctx, &config_id, chrono::Utc::now()).await {
             let _ = records::note(ctx, execution_id, "retention_error", &e.message).await;
         }
+        // And the safety backups' own retention (they belong to no configuration).
+        if let Err(e) = crate::retention::apply_safety_policy(ctx, chrono::Utc::now()).await {
+            let _ = records::note(ctx, execution_id, "retention_error", &e.message).await;
+        }
         Ok(out.id.clone())
     };
     // The run's own failure is on its row; only a failure to record it is the caller's.

@@ -66,6 +66,12 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: ConfigCommand) -> Result<(),
         }
         ConfigCommand::RetentionPreview { name } => retention(ctx, json, &name, None).await?,
         ConfigCommand::RetentionApply { name, yes } => retention(ctx, json, &name, Some(yes)).await?,
+        ConfigCommand::SafetyRetention { days, apply, yes } => {
+            if let Some(d) = days {
+                safehold_core::retention::set_safety_days(ctx, d).await?;
+            }
+            retention(ctx, json, safehold_core::retention::SAFETY, apply.then_some(yes)).await?
+        }
     }
     Ok(())
 }
@@ -79,8 +85,12 @@ pub(crate) fn show_configuration(json: bool, c: &configurations::BackupConfigura
 }
 
 pub(crate) async fn retention(ctx: &Ctx, json: bool, name: &str, apply: Option<bool>) -> Result<(), Error> {
-    let config = configurations::find(ctx, name).await?;
-    let plan = safehold_core::retention::preview(ctx, &config.id).await?;
+    // The safety backups' plan, or a configuration's.
+    let config_id = if name == safehold_core::retention::SAFETY { None } else { Some(configurations::find(ctx, name).await?.id) };
+    let plan = match &config_id {
+        Some(id) => safehold_core::retention::preview(ctx, id).await?,
+        None => safehold_core::retention::preview_safety(ctx).await?,
+    };
     let print = |plan: &safehold_core::retention::RetentionPlan, done: bool| {
         if json {
             print_json(plan);
@@ -106,7 +116,10 @@ pub(crate) async fn retention(ctx: &Ctx, json: bool, name: &str, apply: Option<b
                 }
                 return Err(Error::validation("add --yes to delete these backups (or run retention-preview to review them)"));
             }
-            let done = safehold_core::retention::apply(ctx, &config.id).await?;
+            let done = match &config_id {
+                Some(id) => safehold_core::retention::apply(ctx, id).await?,
+                None => safehold_core::retention::apply_safety(ctx).await?,
+            };
             print(&done, true);
         }
     }

@@ -21,7 +21,7 @@ async fn record(ctx: &safehold_core::Ctx, config: &str, b: &BackupOutcome, days_
          VALUES (?, ?, ?, 'completed', ?, ?, ?, ?, ?)",
     )
     .bind(&id)
-    .bind(config)
+    .bind((!config.is_empty()).then_some(config))
     .bind(serde_json::to_value(b.backup_type).expect("json").as_str().unwrap_or_default().to_string())
     .bind(&started)
     .bind(&started)
@@ -110,4 +110,45 @@ async fn retention_deletes_what_the_preview_said_and_keeps_every_chain_restorabl
     assert!(std::path::Path::new(&ids[3].1.archive).exists(), "the last completed full is never deleted");
     let kept = all.items.iter().find(|i| i.execution_id == ids[3].0).expect("F2");
     assert!(kept.reason.contains("last completed full"), "{}", kept.reason);
+}
+
+/// Safety backups (taken before restores, of no configuration) have a retention of their own —
+/// 14 days unless set — previewed like a configuration's, applied after backup runs and on
+/// demand; the configurations' backups are not theirs to touch.
+#[tokio::test(flavor = "multi_thread")]
+async fn safety_backups_have_a_retention_of_their_own() {
+    let db = platform().await;
+    let repo = repo_with_password("pw");
+    let h = home().await;
+    let spec = || SourceSpec::Postgres { url: db.url() };
+    let safety = |days_ago: i64| {
+        let (ctx, b) = (h.ctx.clone(), futures_util::FutureExt::boxed(repo.backup(spec())));
+        async move {
+            let b = b.await;
+            let id = record(&ctx, "", &b, days_ago).await;
+            sqlx::query("UPDATE backup_executions SET metadata = json_object('safety_for_restore', 'r-' || id) WHERE id = ?").bind(&id).execute(&ctx.pool).await.expect("a safety backup");
+            (id, b)
+        }
+    };
+    let (old, old_b) = safety(20).await;
+    let (new, _) = safety(3).await;
+    let plan = retention::preview_safety(&h.ctx).await.expect("preview");
+    assert_eq!((plan.configuration_id.as_str(), plan.retention_days), (retention::SAFETY, retention::DEFAULT_SAFETY_DAYS));
+    let action = |p: &retention::RetentionPlan, id: &str| p.items.iter().find(|i| i.execution_id == id).map(|i| (i.action, i.reason.clone())).expect("listed");
+    assert_eq!(action(&plan, &old), (RetentionAction::Delete, "older than 14 days".to_string()));
+    assert_eq!(action(&plan, &new), (RetentionAction::Keep, "within 14 days".to_string()));
+    assert_eq!(plan.items.len(), 2, "only safety backups: {:?}", plan.items);
+    // Kept longer when set so; never less than a day.
+    retention::set_safety_days(&h.ctx, 30).await.expect("set");
+    assert_eq!(action(&retention::preview_safety(&h.ctx).await.expect("preview"), &old).0, RetentionAction::Keep);
+    let err = retention::set_safety_days(&h.ctx, 0).await.expect_err("at least a day");
+    assert_eq!(err.code, safehold_core::ErrorCode::Validation);
+    retention::set_safety_days(&h.ctx, 14).await.expect("set");
+    let done = retention::apply_safety(&h.ctx).await.expect("apply");
+    assert_eq!(done.delete_count, 1);
+    assert!(!std::path::Path::new(&old_b.archive).exists(), "the expired safety backup's archive is gone");
+    let gone: Option<String> = sqlx::query_scalar("SELECT deleted_at FROM backup_executions WHERE id = ?").bind(&old).fetch_one(&h.ctx.pool).await.expect("row");
+    assert!(gone.is_some(), "recorded as deleted");
+    let plan = retention::preview_safety(&h.ctx).await.expect("preview");
+    assert_eq!(plan.items.iter().map(|i| i.execution_id.clone()).collect::<Vec<_>>(), vec![new], "the other stays");
 }
