@@ -703,7 +703,9 @@ pub async fn snapshot(url: &str, req: &super::DumpScope) -> Result<Snapshot> {
 /// Said as warnings naming the session and since when; best effort (a role that may not see
 /// other sessions sees none).
 async fn long_open_transactions(conn: &mut PgConnection, longer: std::time::Duration) -> Vec<String> {
-    let rows: Vec<(i32, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, i64)> = sqlx::query_as(
+    /// pid, user, application, database, state, since, seconds open.
+    type Open = (i32, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, i64);
+    let rows: Vec<Open> = sqlx::query_as(
         "SELECT pid, usename::text, nullif(application_name, ''), datname::text, state, to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
                 extract(epoch FROM now() - xact_start)::bigint \
          FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND xact_start < now() - make_interval(secs => $1) \
