@@ -13,6 +13,23 @@ export function formatDuration(startedAt: string, completedAt: string | null): s
   return m < 60 ? `${m}m ${secs % 60}s` : `${Math.floor(m / 60)}h ${m % 60}m`;
 }
 
+/** One date format across the app: the user's locale. */
 export function formatDate(iso: string | null | undefined): string {
   return iso ? new Date(iso).toLocaleString() : "—";
+}
+
+/** What a date's tooltip says: the same moment in UTC and the user's time zone's name. */
+export function dateTitle(iso: string | null | undefined): string | undefined {
+  if (!iso) return undefined;
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return undefined;
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return `${d.toISOString().replace("T", " ").slice(0, 19)} UTC · shown in ${zone}`;
+}
+
+/** The day after a `YYYY-MM-DD` date (a filter's "until" that includes its own day). */
+export function dayAfter(day: string): string {
+  const d = new Date(`${day}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + 1);
+  return d.toISOString().slice(0, 10);
 }

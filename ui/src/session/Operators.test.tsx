@@ -1,5 +1,5 @@
 // Operators, sign-in and permissions, and the audit log.
-import { screen, waitFor, within } from "@testing-library/react";
+import { fireEvent, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { SessionInfo } from "../api/bindings";
@@ -152,6 +152,14 @@ describe("Operators and permissions", () => {
     expect(await screen.findByTestId("audit-row")).toHaveTextContent("backup.start");
     await userEvent.selectOptions(screen.getByTestId("audit-outcome"), "denied");
     await waitFor(() => expect(mocked.listAudit).toHaveBeenLastCalledWith(expect.objectContaining({ outcome: "denied" })));
+    // Dates: the user's locale, UTC and the time zone on hover; a day range that includes its last day.
+    const when = screen.getByTestId("audit-when");
+    expect(when).toHaveTextContent(new Date("2026-12-01T10:00:00.000Z").toLocaleString());
+    expect(when.getAttribute("title")).toMatch(/^2026-12-01 10:00:00 UTC · shown in /);
+    expect(screen.getByTestId("audit-table")).toHaveClass("table-fixed");
+    fireEvent.change(screen.getByTestId("audit-since"), { target: { value: "2026-12-01" } });
+    fireEvent.change(screen.getByTestId("audit-until"), { target: { value: "2026-12-01" } });
+    await waitFor(() => expect(mocked.listAudit).toHaveBeenLastCalledWith(expect.objectContaining({ since: "2026-12-01", until: "2026-12-02" })));
     await userEvent.click(screen.getByTestId("audit-export"));
     await waitFor(() => expect(mocked.exportAudit).toHaveBeenCalledWith(expect.objectContaining({ outcome: "denied", limit: null }), "/home/me/audit.csv"));
     expect(await screen.findByText("1 entries exported.")).toBeInTheDocument();
