@@ -96,10 +96,15 @@ export function RestorePlanner() {
     restore_point: atPoint ? toRfc3339(point) : null,
     clean: form.restore_type === "full" && form.clean,
   });
+  // A message belongs to the action that produced it: changing the form supersedes the last
+  // plan's error and the last start's banner.
   const change = (patch: Partial<RestoreForm>) => {
     setForm((f) => ({ ...f, ...patch }));
     setPlan(null);
     setConfirm("");
+    setStarted(null);
+    planning.reset();
+    starting.reset();
   };
 
   const planning = useMutation({ mutationFn: () => api.planRestore(request()), onSuccess: (p) => { setPlan(p); setStarted(null); } });

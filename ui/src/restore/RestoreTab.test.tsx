@@ -201,6 +201,9 @@ describe("Restore", () => {
     expect(alert).toHaveTextContent("a tenant-only restore needs the tenant's id");
     expect(alert).not.toHaveTextContent("--tenant");
     expect(alert).not.toHaveTextContent("(validation)");
+    // Changing the form supersedes the error.
+    await userEvent.type(screen.getByTestId("restore-tenant"), "-2");
+    await waitFor(() => expect(screen.queryByRole("alert")).not.toBeInTheDocument());
   });
 
   it("shows why a plan is refused", async () => {
