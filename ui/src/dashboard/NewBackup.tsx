@@ -35,7 +35,7 @@ export function NewBackup({ onClose, onNewConfiguration }: { onClose: () => void
         )}
         {run.isError && <ErrorBox error={run.error} />}
         <div className="flex justify-between">
-          <Button variant="outline" onClick={onNewConfiguration} data-testid="new-configuration">Set up a new configuration…</Button>
+          <Button variant="outline" onClick={onNewConfiguration} data-testid="setup-configuration">Set up a new configuration…</Button>
           <div className="flex gap-2">
             <Button variant="outline" onClick={onClose}>Close</Button>
             <Button onClick={() => run.mutate()} disabled={!id || run.isPending} data-testid="start-backup">Start backup</Button>
