@@ -5,7 +5,7 @@ import { api, type BackupCheck, type BackupExecution, type JobStatus } from "../
 import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { useSession } from "../session/Session";
-import { formatDate, formatDuration, formatFileSize } from "../components/format";
+import { formatCount, formatDate, formatDuration, formatFileSize } from "../components/format";
 import { queryKeys } from "../api/queries";
 
 export function StatusIcon({ status }: { status: string }) {
@@ -115,7 +115,7 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
           )}
           {active && progress && (
             <div className="text-sm text-slate-500 flex items-center gap-2">
-              <Progress value={pct} label="backup progress" /> {progress.table} · {progress.rows ?? 0} rows
+              <Progress value={pct} label="backup progress" /> {progress.table} · {formatCount(progress.rows)} rows
             </div>
           )}
           {backup.checksum && <div className="text-xs text-slate-400 font-mono" title="SHA-256 of the archive">sha256 {backup.checksum.slice(0, 16)}…</div>}
@@ -138,7 +138,7 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
         )}
         {backup.record_count != null && (
           <div className="text-xs text-slate-500">
-            {backup.table_count ?? 0} tables · {backup.record_count} rows
+            {backup.table_count ?? 0} tables · {formatCount(backup.record_count)} rows
             {backup.tenant_count != null && ` · ${backup.tenant_count} tenants`}
           </div>
         )}

@@ -33,3 +33,8 @@ export function dayAfter(day: string): string {
   d.setUTCDate(d.getUTCDate() + 1);
   return d.toISOString().slice(0, 10);
 }
+
+/** A count with the user's thousands separators (35,012). */
+export function formatCount(n: number | null | undefined): string {
+  return (n ?? 0).toLocaleString();
+}

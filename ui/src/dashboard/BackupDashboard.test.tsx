@@ -27,7 +27,7 @@ describe("BackupDashboard", () => {
     expect(await screen.findByText("Full backup")).toBeInTheDocument();
     expect(screen.getByText("Incremental backup")).toBeInTheDocument();
     expect(screen.getByText("1 MB → 390.63 KB")).toBeInTheDocument();
-    expect(screen.getByText(/5 tables · 1200 rows · 3 tenants/)).toBeInTheDocument();
+    expect(screen.getByText(`5 tables · ${(1200).toLocaleString()} rows · 3 tenants`, { exact: false })).toBeInTheDocument();
     expect(screen.getByText("completed")).toBeInTheDocument();
   });
 

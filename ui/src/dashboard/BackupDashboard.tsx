@@ -27,7 +27,7 @@ const TABS: { value: string; label: string; needs?: Permission }[] = [
   { value: "audit", label: "Audit Log", needs: "backup:view_history" },
 ];
 
-/** The spec's Backup Management dashboard: a header and five tabs, all on the real catalog. */
+/** The spec's Backup Management dashboard: a header and seven tabs (Operators and Audit Log by permission), all on the real catalog. */
 export function BackupDashboard() {
   const queryClient = useQueryClient();
   const { info, may } = useSession();

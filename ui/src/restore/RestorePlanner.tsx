@@ -6,7 +6,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, type RestoreForm, type RestorePlan, type RestoreTestReport, type RestoreType } from "../api";
 import { Badge, Button } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
-import { formatDate, formatFileSize } from "../components/format";
+import { formatCount, formatDate, formatFileSize } from "../components/format";
 import { queryKeys } from "../api/queries";
 
 const field = "w-full rounded-md border border-slate-300 px-3 py-2 text-sm";
@@ -325,7 +325,7 @@ export function PlanView({ plan }: { plan: RestorePlan }) {
         </tbody>
       </table>
       <div>
-        {plan.rows} rows; about {formatFileSize(plan.estimated_bytes)} to read, about {Math.max(1, Math.round(plan.estimated_seconds))} s.
+        {formatCount(plan.rows)} rows; about {formatFileSize(plan.estimated_bytes)} to read, about {Math.max(1, Math.round(plan.estimated_seconds))} s.
         {plan.replaced_objects > 0 && <> Drops and replaces {plan.replaced_objects} tables and views of the target.</>}
       </div>
       {plan.destructive && <div>{plan.safety_backup ? "A safety backup of what is replaced is taken first." : "No safety backup will be taken."}</div>}

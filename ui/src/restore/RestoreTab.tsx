@@ -4,7 +4,7 @@ import { api, type RestoreOperation } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { JobRow } from "../components/JobRow";
 import { Empty, QueryView } from "../components/states";
-import { formatDate } from "../components/format";
+import { formatCount, formatDate } from "../components/format";
 import { RestorePlanner } from "./RestorePlanner";
 import { useSession } from "../session/Session";
 import { queryKeys } from "../api/queries";
@@ -87,9 +87,9 @@ function summary(r: RestoreOperation): string {
   const tables = Object.entries(records).filter(([, v]) => typeof v === "object" && v !== null) as [string, { rows?: number }][];
   if (tables.length > 0) {
     const rows = tables.reduce((n, [, v]) => n + (v.rows ?? 0), 0);
-    return `${rows} rows in ${tables.length} tables`;
+    return `${formatCount(rows)} rows in ${tables.length} tables`;
   }
-  return typeof records.rows === "number" ? `${records.rows} rows` : "";
+  return typeof records.rows === "number" ? `${formatCount(records.rows)} rows` : "";
 }
 
 function RestoreRow({ op }: { op: RestoreOperation }) {
