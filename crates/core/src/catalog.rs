@@ -67,6 +67,22 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// An app setting's value (`app_settings`), `None` when it was never set.
+pub async fn setting(pool: &sqlx::SqlitePool, key: &str) -> Result<Option<String>> {
+    sqlx::query_scalar("SELECT value FROM app_settings WHERE key = ?").bind(key).fetch_optional(pool).await.map_err(|e| Error::catalog("read the settings", &e))
+}
+
+/// Sets an app setting (`app_settings`), replacing its value.
+pub async fn set_setting(pool: &sqlx::SqlitePool, key: &str, value: &str) -> Result<()> {
+    sqlx::query("INSERT INTO app_settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .bind(key)
+        .bind(value)
+        .execute(pool)
+        .await
+        .map_err(|e| Error::catalog("save the setting", &e))?;
+    Ok(())
+}
+
 /// Records one action in the append-only audit log.
 pub async fn audit<'e, E>(
     exec: E,

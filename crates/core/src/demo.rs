@@ -283,11 +283,7 @@ pub async fn ensure(ctx: &Ctx, force: bool) -> Result<DemoReport> {
         crate::context::require(ctx, crate::context::Permission::ManageAll, "demo.setup", DEMO_CONNECTION).await?;
     }
     let path = database_path(&ctx.home);
-    let done: Option<String> = sqlx::query_scalar("SELECT value FROM app_settings WHERE key = ?")
-        .bind(SETTING)
-        .fetch_optional(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("read the settings", &e))?;
+    let done = crate::catalog::setting(&ctx.pool, SETTING).await?;
     let registered: Option<String> = sqlx::query_scalar("SELECT id FROM connections WHERE name = ?")
         .bind(DEMO_CONNECTION)
         .fetch_optional(&ctx.pool)

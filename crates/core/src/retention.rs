@@ -96,11 +96,7 @@ pub const DEFAULT_SAFETY_DAYS: i64 = 14;
 
 /// How many days safety backups are kept (settings: `safety_backup_retention_days`).
 pub async fn safety_days(pool: &sqlx::SqlitePool) -> Result<i64> {
-    let v: Option<String> = sqlx::query_scalar("SELECT value FROM app_settings WHERE key = ?")
-        .bind(SAFETY_SETTING)
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| Error::catalog("read the settings", &e))?;
+    let v = crate::catalog::setting(pool, SAFETY_SETTING).await?;
     Ok(v.and_then(|v| v.trim().parse().ok()).filter(|d: &i64| *d >= 1).unwrap_or(DEFAULT_SAFETY_DAYS))
 }
 
@@ -110,12 +106,7 @@ pub async fn set_safety_days(ctx: &Ctx, days: i64) -> Result<()> {
     if days < 1 {
         return Err(Error::validation("safety backups are kept at least one day"));
     }
-    sqlx::query("INSERT INTO app_settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-        .bind(SAFETY_SETTING)
-        .bind(days.to_string())
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("save the setting", &e))?;
+    crate::catalog::set_setting(&ctx.pool, SAFETY_SETTING, &days.to_string()).await?;
     audit(&ctx.pool, &who.id, "settings.safety_retention", SAFETY_SETTING, "success", Some(&format!("{days} days"))).await
 }
 

@@ -416,21 +416,13 @@ impl Scheduler {
 
 /// The app's "notify when a backup succeeds" setting (off by default; failures always notify).
 pub async fn notify_on_success(ctx: &Ctx) -> Result<bool> {
-    let v: Option<String> = sqlx::query_scalar("SELECT value FROM app_settings WHERE key = 'notify_on_success'")
-        .fetch_optional(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("read the notification setting", &e))?;
+    let v = crate::catalog::setting(&ctx.pool, "notify_on_success").await?;
     Ok(v.as_deref() == Some("1"))
 }
 
 pub async fn set_notify_on_success(ctx: &Ctx, on: bool) -> Result<()> {
     crate::context::require(ctx, crate::context::Permission::ManageAll, "settings.notify_on_success", "notifications").await?;
-    sqlx::query("INSERT INTO app_settings (key, value) VALUES ('notify_on_success', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-        .bind(if on { "1" } else { "0" })
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("save the notification setting", &e))?;
-    Ok(())
+    crate::catalog::set_setting(&ctx.pool, "notify_on_success", if on { "1" } else { "0" }).await
 }
 
 /// Whether the last scheduled backup of every active configuration succeeded: the names of those

@@ -195,11 +195,7 @@ fn unique(e: sqlx::Error, name: &str) -> Error {
 
 /// The idle time after which an app session ends (settings: `session_idle_seconds`).
 pub async fn idle_timeout(pool: &SqlitePool) -> Result<Duration> {
-    let v: Option<String> = sqlx::query_scalar("SELECT value FROM app_settings WHERE key = ?")
-        .bind(IDLE_SETTING)
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| Error::catalog("read the settings", &e))?;
+    let v = crate::catalog::setting(pool, IDLE_SETTING).await?;
     Ok(Duration::from_secs(v.and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_IDLE_SECONDS)))
 }
 
@@ -209,12 +205,7 @@ pub async fn set_idle_timeout(ctx: &Ctx, seconds: u64) -> Result<()> {
     if seconds < 1 {
         return Err(Error::validation("the idle time must be at least one second"));
     }
-    sqlx::query("INSERT INTO app_settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-        .bind(IDLE_SETTING)
-        .bind(seconds.to_string())
-        .execute(&ctx.pool)
-        .await
-        .map_err(|e| Error::catalog("save the setting", &e))?;
+    crate::catalog::set_setting(&ctx.pool, IDLE_SETTING, &seconds.to_string()).await?;
     audit(&ctx.pool, &who.id, "settings.session_idle", &seconds.to_string(), "success", None).await?;
     if let Ok(mut s) = ctx.session.lock() {
         if s.idle.is_some() {
