@@ -67,17 +67,20 @@ pub(crate) fn read_password(file: Option<&Path>, prompt: &str, confirm: bool) ->
 /// read from the catalog already open (one sign-in).
 pub(crate) async fn location_in(cli: &Cli, ctx: &Ctx, given: &Path) -> Result<PathBuf, Error> {
     let text = given.to_string_lossy().to_string();
+    // The storage, looked up once, and the path below it.
     let registered = match text.strip_prefix("storage:") {
-        Some(name) => Some(name.split_once('/').unwrap_or((name, ""))),
+        Some(name) => {
+            let (name, rest) = name.split_once('/').unwrap_or((name, ""));
+            Some((safehold_core::storage::find(ctx, name).await?, rest))
+        }
         None if is_a_name(&text) && !given.exists() => match safehold_core::storage::find(ctx, &text).await {
-            Ok(_) => Some((text.as_str(), "")),
+            Ok(store) => Some((store, "")),
             Err(e) if e.code == ErrorCode::NotFound => None,
             Err(e) => return Err(e),
         },
         None => None,
     };
-    if let Some((name, rest)) = registered {
-        let store = safehold_core::storage::find(ctx, name).await?;
+    if let Some((store, rest)) = registered {
         let base = safehold_core::storage::location(ctx, &store).await?;
         return Ok(if rest.is_empty() { base } else { base.join(rest) });
     }
