@@ -3,11 +3,12 @@ SHELL := /bin/bash
 APP := $(or $(CARGO_TARGET_DIR),target)/debug/safehold-app
 .DEFAULT_GOAL := help
 
-.PHONY: help run test app ui deps bindings lint bench fuzz-schemas
+.PHONY: help run test app ui deps bindings lint bench fuzz-schemas package
 
 help:
 	@echo "make run   - install what is missing, build, launch the app on the demo platform"
 	@echo "make test  - install what is missing, run every test"
+	@echo "make package - build the Debian package (target/package/safehold_<version>_amd64.deb)"
 
 deps:
 	scripts/deps.sh build
@@ -16,6 +17,7 @@ ui: deps
 	cd ui && npx vite build --logLevel warn
 
 app: ui
+	@if [ ! -x $(APP) ]; then echo "First build: about 25 minutes on a two-core machine; cargo shows its progress below. Later runs start in seconds."; fi
 	cargo build -p safehold-app -p safehold-cli
 
 ## Launch the desktop app (the demo platform is set up on first launch). Headless machines get Xvfb.
@@ -27,6 +29,10 @@ run: app
 
 test:
 	scripts/test.sh
+
+## The Debian package: the app with its icon and menu entry, and the safehold CLI on the PATH.
+package:
+	scripts/package.sh
 
 ## Regenerate ui/src/api/bindings.ts from the Rust types and ui/src/api/commands.ts from the shell's commands.
 bindings:

@@ -151,6 +151,23 @@ pub async fn cancel_backup(state: State<'_, AppState>, execution_id: String) -> 
     cancel_job(&state, &execution_id, operators::Permission::TriggerManual, "backup.cancel").await
 }
 
+/// The keychain calls waiting for an answer now (a locked keyring's unlock prompt): the window
+/// says so, with a Cancel.
+#[tauri::command]
+pub async fn keychain_waits(state: State<'_, AppState>) -> Res<Vec<safehold_core::secrets::KeychainWait>> {
+    operators::require(state.ctx()?, operators::Permission::ViewHistory, "keychain.waits", "keychain").await?;
+    Ok(safehold_core::secrets::waiting())
+}
+
+/// Ends every keychain wait now: the jobs that asked fail as cancelled, having written nothing.
+#[tauri::command]
+pub async fn cancel_keychain_waits(state: State<'_, AppState>) -> Res<usize> {
+    operators::require(state.ctx()?, operators::Permission::ViewHistory, "keychain.cancel", "keychain").await?;
+    let n = safehold_core::secrets::cancel_waits();
+    tracing::info!("{n} keychain waits cancelled from the window");
+    Ok(n)
+}
+
 /// Cancels a queued or running job after checking the operator may (a refusal is audited).
 async fn cancel_job(state: &AppState, key: &str, permission: operators::Permission, action: &str) -> Res<bool> {
     operators::require(state.ctx()?, permission, action, key).await?;

@@ -158,7 +158,26 @@ fn setup_tray(app: &tauri::App, ctx: Option<Ctx>, scheduler: Option<std::sync::A
     Ok(())
 }
 
+/// `--version` and `--help` answer without opening a window (a packaged install is checked so).
+fn answered_from_arguments() -> bool {
+    match std::env::args().nth(1).as_deref() {
+        Some("--version" | "-V") => println!("safehold-app {}", env!("CARGO_PKG_VERSION")),
+        Some("--help" | "-h") => println!(
+            "safehold-app {}: the Safehold desktop app. Run it without arguments to open its window;\nthe command line is `safehold` (safehold --help).",
+            env!("CARGO_PKG_VERSION")
+        ),
+        _ => return false,
+    }
+    true
+}
+
 fn main() {
+    if answered_from_arguments() {
+        return;
+    }
+    // The window shows a keychain call that waits, with a Cancel: a person gets two minutes to
+    // answer an unlock prompt (the CLI and the headless scheduler keep 10 s).
+    safehold_core::secrets::set_default_deadline(std::time::Duration::from_secs(120));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
@@ -197,6 +216,8 @@ fn main() {
             move |app| {
                 let _ = APP.set(app.handle().clone());
                 setup_tray(app, ctx, scheduler, notify_initial)?;
+                // One line for whoever started it from a terminal (`make run`): a build and a hang look alike.
+                println!("Safehold is open: its window is up (close it, or press Ctrl+C here, to stop).");
                 Ok(())
             }
         })
@@ -258,6 +279,8 @@ fn main() {
             commands::rebuild_catalog,
             commands::rebuild_catalog_from_storage,
             commands::check_storage,
+            commands::keychain_waits,
+            commands::cancel_keychain_waits,
             commands::refresh_storage_usage,
             commands::storage_samples,
             commands::storage_key_custody,

@@ -3,6 +3,7 @@
 //! `make test` through scripts/test.sh, which builds the app and starts Xvfb and a session bus.
 
 mod commands;
+mod package;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

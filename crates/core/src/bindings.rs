@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::{auth, backup, checks, configurations, context, keys, copies, connections, cron, demo, error, history, migrate, restore, recovery, retention, scheduler, source, storage};
+use crate::{auth, backup, checks, configurations, context, keys, copies, connections, cron, demo, error, history, migrate, restore, recovery, retention, scheduler, secrets, source, storage};
 
 /// Where the generated file lives, relative to the repository root.
 pub const PATH: &str = "ui/src/api/bindings.ts";
@@ -59,6 +59,7 @@ pub fn typescript() -> String {
         storage::StorageUsage::decl(&cfg),
         storage::UsageSample::decl(&cfg),
         storage::HealthCheck::decl(&cfg),
+        secrets::KeychainWait::decl(&cfg),
         storage::StorageCredentials::decl(&cfg),
         storage::RemoteStorageInput::decl(&cfg),
         copies::BackupCopy::decl(&cfg),

@@ -110,6 +110,8 @@ pub fn forget(url: &str) -> Result<()> {
 pub fn connect(url: &str, settings: &Settings) -> Result<()> {
     let (scheme, bucket, _) = split(url)?;
     let root = format!("{scheme}://{bucket}");
+    // The HTTP clients' TLS: ring, installed once per process (an error means it is already there).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut map = stores().lock().map_err(|_| Error::new(ErrorCode::Internal, "object store registry poisoned"))?;
     if map.contains_key(&root) && settings.endpoint.is_none() && settings.access_key_id.is_none() && settings.service_account_key.is_none() {
         return Ok(());

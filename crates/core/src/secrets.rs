@@ -7,9 +7,9 @@
 //! broke (the keyring daemon restarted, or a call ran past its deadline), so the next call works
 //! without restarting the app.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use keyring_core::Error as KeyringError;
 
@@ -74,10 +74,82 @@ fn disconnect() {
     CONNECTED.store(false, Ordering::SeqCst);
 }
 
+/// A keychain call that has not answered yet, as the app shows it ("waiting for the keychain to
+/// be unlocked", with a Cancel).
+#[derive(Debug, Clone, serde::Serialize, ts_rs::TS)]
+pub struct KeychainWait {
+    /// What the call is for ("read a secret").
+    pub what: String,
+    /// When it started (RFC 3339).
+    pub since: String,
+    /// How long it has waited so far, and how long it may wait in all.
+    pub waited_seconds: f64,
+    pub deadline_seconds: f64,
+}
+
+struct Waiting {
+    id: u64,
+    what: &'static str,
+    since: chrono::DateTime<chrono::Utc>,
+    started: Instant,
+    deadline: Duration,
+}
+
+/// The calls waiting now, and a count that [`cancel_waits`] raises: a call that sees it change
+/// stops waiting.
+static WAITS: Mutex<Vec<Waiting>> = Mutex::new(Vec::new());
+static NEXT_WAIT: AtomicU64 = AtomicU64::new(1);
+static CANCELLED: AtomicU64 = AtomicU64::new(0);
+
+/// The deadline of calls made by a keychain built without one: 10 s unless the process set
+/// another ([`set_default_deadline`]) or `SAFEHOLD_KEYCHAIN_TIMEOUT` says.
+static DEFAULT_DEADLINE_MS: AtomicU64 = AtomicU64::new(10_000);
+
+/// The process's default deadline per keychain call. The app, which shows a call that waits
+/// (with a Cancel), gives a person time to answer an unlock prompt; the CLI keeps 10 s.
+/// `SAFEHOLD_KEYCHAIN_TIMEOUT` still wins.
+pub fn set_default_deadline(d: Duration) {
+    DEFAULT_DEADLINE_MS.store(d.as_millis().try_into().unwrap_or(u64::MAX), Ordering::SeqCst);
+}
+
+/// The keychain calls that are waiting for an answer now, the oldest first.
+pub fn waiting() -> Vec<KeychainWait> {
+    let list = WAITS.lock().unwrap_or_else(|p| p.into_inner());
+    list.iter()
+        .map(|w| KeychainWait { what: w.what.to_string(), since: w.since.to_rfc3339(), waited_seconds: w.started.elapsed().as_secs_f64(), deadline_seconds: w.deadline.as_secs_f64() })
+        .collect()
+}
+
+/// Stops every keychain call that is waiting now: each fails at once, saying it was cancelled
+/// (the job that asked fails with it, and nothing is written). Returns how many were waiting.
+pub fn cancel_waits() -> usize {
+    let n = WAITS.lock().unwrap_or_else(|p| p.into_inner()).len();
+    CANCELLED.fetch_add(1, Ordering::SeqCst);
+    n
+}
+
+/// A call's entry in [`WAITS`], removed when the call ends however it ends.
+struct WaitEntry(u64);
+
+impl WaitEntry {
+    fn new(what: &'static str, deadline: Duration) -> Self {
+        let id = NEXT_WAIT.fetch_add(1, Ordering::SeqCst);
+        WAITS.lock().unwrap_or_else(|p| p.into_inner()).push(Waiting { id, what, since: chrono::Utc::now(), started: Instant::now(), deadline });
+        Self(id)
+    }
+}
+
+impl Drop for WaitEntry {
+    fn drop(&mut self) {
+        WAITS.lock().unwrap_or_else(|p| p.into_inner()).retain(|w| w.id != self.0);
+    }
+}
+
 impl Keychain {
     /// A keychain under another service name (tests use their own to stay apart from real data).
     pub fn with_service(service: impl Into<String>) -> Self {
-        let seconds = std::env::var(TIMEOUT_ENV).ok().and_then(|s| s.trim().parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(10.0);
+        let default = DEFAULT_DEADLINE_MS.load(Ordering::SeqCst) as f64 / 1000.0;
+        let seconds = std::env::var(TIMEOUT_ENV).ok().and_then(|s| s.trim().parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(default);
         Self { service: service.into(), deadline: Duration::from_secs_f64(seconds) }
     }
 
@@ -110,7 +182,13 @@ impl Keychain {
                     let _ = tx.send(out);
                 })
                 .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the keychain call: {e}")).caused_by(&e))?;
-            match rx.recv_timeout(self.deadline) {
+            match self.wait(what, &rx) {
+                Answer::Cancelled => {
+                    // The call left behind may still hold the connection: the next one makes a new one.
+                    disconnect();
+                    return Err(Error::new(ErrorCode::Cancelled, format!("cancelled while waiting for the OS keychain (to {what}); nothing was changed")));
+                }
+                Answer::Got(out) => match out {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) if !tried_again && broken(&e) => {
                     disconnect();
@@ -133,9 +211,37 @@ impl Keychain {
                         ),
                     ));
                 }
+                },
             }
         }
     }
+
+    /// Waits for a call's answer until the deadline, listed in [`waiting`] meanwhile; a
+    /// [`cancel_waits`] ends the wait at once.
+    fn wait<T>(&self, what: &'static str, rx: &std::sync::mpsc::Receiver<T>) -> Answer<std::result::Result<T, std::sync::mpsc::RecvTimeoutError>> {
+        let cancelled_before = CANCELLED.load(Ordering::SeqCst);
+        let _listed = WaitEntry::new(what, self.deadline);
+        let end = Instant::now() + self.deadline;
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return Answer::Got(Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+            }
+            match rx.recv_timeout((end - now).min(Duration::from_millis(100))) {
+                Ok(v) => return Answer::Got(Ok(v)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(e) => return Answer::Got(Err(e)),
+            }
+            if CANCELLED.load(Ordering::SeqCst) != cancelled_before {
+                return Answer::Cancelled;
+            }
+        }
+    }
+}
+
+enum Answer<T> {
+    Got(T),
+    Cancelled,
 }
 
 /// Whether `e` says the connection to the Secret Service is gone (the daemon restarted or

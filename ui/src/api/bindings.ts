@@ -407,6 +407,20 @@ export type UsageSample = { at: string, used_space: number, total_capacity: numb
 
 export type HealthCheck = { storage_name: string, ok: boolean, latency_ms: number, message: string, at: string, };
 
+export type KeychainWait = { 
+/**
+ * What the call is for ("read a secret").
+ */
+what: string, 
+/**
+ * When it started (RFC 3339).
+ */
+since: string, 
+/**
+ * How long it has waited so far, and how long it may wait in all.
+ */
+waited_seconds: number, deadline_seconds: number, };
+
 export type StorageCredentials = { 
 /**
  * S3: the access key id; Azure: the storage account's name.

@@ -50,6 +50,8 @@ export type Command =
   | "rebuild_catalog"
   | "rebuild_catalog_from_storage"
   | "check_storage"
+  | "keychain_waits"
+  | "cancel_keychain_waits"
   | "refresh_storage_usage"
   | "storage_samples"
   | "storage_key_custody"

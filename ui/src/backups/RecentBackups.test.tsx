@@ -100,4 +100,31 @@ describe("Recent backups", () => {
     expect(rows[0]).toHaveTextContent("was still running");
     expect(rows[1]).toHaveTextContent("Daily Full Backup· scheduled");
   });
+
+  it("charts each configuration's backups: duration and size over time, one configuration at a time", async () => {
+    const run = (id: string, conf: string, name: string, start: string, minutes: number, size: number) => ({
+      ...executions[0], id, configuration_id: conf, configuration_name: name, started_at: start,
+      completed_at: new Date(new Date(start).getTime() + minutes * 60_000).toISOString(), file_size: size,
+    });
+    mocked.listExecutions.mockImplementation(async (_limit?: number, status?: string | null) =>
+      status === "completed"
+        ? [run("a3", "c1", "Daily Full Backup", "2025-01-03T02:00:00Z", 12, 3 * 1024 * 1024), run("a1", "c1", "Daily Full Backup", "2025-01-01T02:00:00Z", 10, 1024 * 1024),
+           run("a2", "c1", "Daily Full Backup", "2025-01-02T02:00:00Z", 11, 2 * 1024 * 1024), run("b1", "c2", "Hourly", "2025-01-03T05:00:00Z", 1, 2048),
+           { ...executions[0], id: "x", configuration_id: null, configuration_name: null }]
+        : executions);
+    renderWithClient(<BackupDashboard />);
+    // The configuration that ran last is shown first: one backup, so no trend yet.
+    expect(await screen.findByTestId("trends-one")).toHaveTextContent("One backup so far (60 s, 2 KB)");
+    await userEvent.selectOptions(screen.getByTestId("trends-configuration"), "c1");
+    const chart = await screen.findByTestId("trends-chart");
+    expect(chart).toHaveAttribute("aria-label", "3 backups: the last took 12 min and is 3 MB");
+    // Dated ticks, durations on one axis and sizes on the other.
+    expect(chart).toHaveTextContent(new Date("2025-01-02T02:00:00Z").toLocaleDateString(undefined, { month: "short", day: "numeric" }));
+    expect(chart.textContent).toMatch(/min/);
+    expect(chart.textContent).toMatch(/MB/);
+    expect(chart.querySelectorAll(".recharts-bar-rectangle").length).toBe(3);
+    // Dates: the user's locale, with UTC and the time zone on hover.
+    const started = (await screen.findAllByTestId("execution"))[0].querySelector("time");
+    expect(started?.getAttribute("title")).toMatch(/UTC · shown in /);
+  });
 });

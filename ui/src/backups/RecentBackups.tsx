@@ -7,6 +7,7 @@ import { Empty, ErrorBox, QueryView } from "../components/states";
 import { useSession } from "../session/Session";
 import { formatCount, formatDate, formatDuration, formatFileSize } from "../components/format";
 import { queryKeys } from "../api/queries";
+import { When } from "../components/When";
 
 export function StatusIcon({ status }: { status: string }) {
   switch (status) {
@@ -44,11 +45,11 @@ function LastCheck({ check }: { check: BackupCheck }) {
   const kind = check.deep ? "deep check" : "quick check";
   return check.ok ? (
     <div className="text-xs text-green-700" data-testid="last-check">
-      Verified {formatDate(check.at)} ({kind}): {check.message}
+      Verified <When at={check.at} /> ({kind}): {check.message}
     </div>
   ) : (
     <div className="text-sm text-red-600" data-testid="last-check">
-      Check failed {formatDate(check.at)} ({kind}): {check.message}
+      Check failed <When at={check.at} /> ({kind}): {check.message}
     </div>
   );
 }
@@ -83,7 +84,7 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
             </div>
           )}
           <div className="text-sm text-slate-500">
-            Started: {formatDate(backup.started_at)}
+            Started: <When at={backup.started_at} />
             {backup.initiated_by && <span data-testid="initiated-by"> by {backup.initiated_by}</span>}
           </div>
           {duration && <div className="text-sm text-slate-500">Duration: {duration}</div>}
@@ -91,7 +92,7 @@ function ExecutionRow({ backup }: { backup: BackupExecution }) {
           {backup.second_copy ? (
             backup.second_copy.status === "completed" ? (
               <div className="text-xs text-slate-500" data-testid="second-copy" title={backup.second_copy.file_path ?? undefined}>
-                Second copy on {backup.second_copy.storage_name}: copied and verified {formatDate(backup.second_copy.created_at)}
+                Second copy on {backup.second_copy.storage_name}: copied and verified <When at={backup.second_copy.created_at} />
               </div>
             ) : (
               <div className="text-sm text-amber-700" data-testid="second-copy">

@@ -4,6 +4,7 @@ import { api, ApiError, DEFAULT_CONFIGURATION_INPUT, type BackupConfiguration, t
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { ErrorBox } from "../components/states";
 import { queryKeys } from "../api/queries";
+import { Parts, When } from "../components/When";
 
 const input = "w-full rounded-md border border-slate-300 px-3 py-2 text-sm";
 
@@ -136,7 +137,7 @@ export function ConfigurationForm({
                 <span className="block text-xs text-slate-500" data-testid="cron-time-zone">Time zone: {preview.time_zone}</span>
                 {preview.next_runs.length > 0 && (
                   <span className="block text-xs text-slate-500">
-                    Next: {preview.next_runs.map((r) => new Date(r).toLocaleString()).join(" · ")}
+                    Next: <Parts parts={preview.next_runs.map((r) => <When key={r} at={r} />)} />
                   </span>
                 )}
               </p>

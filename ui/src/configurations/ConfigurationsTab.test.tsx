@@ -7,7 +7,7 @@ import { beforeEach, describe, expect, it, vi } from "vitest";
 vi.mock("../api", async () => (await import("../test/apiMock")).apiModule());
 
 import { ApiError } from "../api";
-import { configurations, mocked, renderWithClient, setDefaults } from "../test/harness";
+import { configurations, executions, mocked, renderWithClient, setDefaults } from "../test/harness";
 import { BackupDashboard } from "../dashboard/BackupDashboard";
 
 beforeEach(() => setDefaults());
@@ -84,6 +84,30 @@ describe("Configurations", () => {
     await userEvent.click(await screen.findByTestId("run-now"));
     await waitFor(() => expect(mocked.runBackupNow).toHaveBeenCalledWith("c1"));
     expect(await screen.findByText(/Backup started/)).toBeInTheDocument();
+  });
+
+  it("Run Now's message follows its backup to the end and goes with Dismiss or the next click", async () => {
+    const running = { ...executions[1], id: "exec-1", status: "running" as const };
+    mocked.listExecutions.mockResolvedValue([running]);
+    mocked.runBackupNow.mockResolvedValue("exec-1");
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    const row = (await screen.findAllByTestId("configuration"))[0];
+    await userEvent.click(within(row).getByTestId("run-now"));
+    expect(await within(row).findByTestId("run-banner")).toHaveAttribute("data-status", "running");
+    // The backup fails: the success message is replaced by the failure, not left beside it.
+    mocked.listExecutions.mockResolvedValue([{ ...running, status: "failed", error_message: "cannot connect to postgres://db/app" }]);
+    await waitFor(() => expect(within(row).getByTestId("run-banner")).toHaveAttribute("data-status", "failed"), { timeout: 3000 });
+    expect(within(row).getByTestId("run-banner")).toHaveTextContent("Backup failed: cannot connect to postgres://db/app");
+    expect(within(row).queryByText(/Backup started/)).toBeNull();
+    await userEvent.click(within(row).getByText("Dismiss"));
+    expect(within(row).queryByTestId("run-banner")).toBeNull();
+    // The next click starts a new message that belongs to the new run.
+    mocked.runBackupNow.mockResolvedValue("exec-2");
+    mocked.listExecutions.mockResolvedValue([{ ...running, id: "exec-2", status: "completed", record_count: 1200 }]);
+    await userEvent.click(within(row).getByTestId("run-now"));
+    await waitFor(() => expect(within(row).getByTestId("run-banner")).toHaveAttribute("data-status", "completed"));
+    expect(within(row).getByTestId("run-banner")).toHaveTextContent(`Backup completed: ${(1200).toLocaleString()} rows.`);
   });
 
   it("shows each configuration's next run and how its last backup went", async () => {

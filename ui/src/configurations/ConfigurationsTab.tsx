@@ -2,23 +2,24 @@ import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Calendar, Plus } from "lucide-react";
 import { api, type BackupConfiguration, type ConfigurationStatus } from "../api";
-import { formatDate } from "../components/format";
 import { Badge, Button, Card, CardContent, CardHeader } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { ConfigurationForm } from "./ConfigurationForm";
 import { RetentionPanel } from "./RetentionPanel";
 import { useSession } from "../session/Session";
 import { queryKeys } from "../api/queries";
+import { When } from "../components/When";
+import { RunBanner } from "../backups/RunBanner";
 
 /** When the configuration runs next, and how its last backup went. */
 function RunStatus({ status }: { status: ConfigurationStatus }) {
   return (
     <div className="text-sm text-slate-500" data-testid="configuration-status">
-      Next run: {status.next_run ? formatDate(status.next_run) : "not scheduled (inactive)"}
+      Next run: <When at={status.next_run} fallback="not scheduled (inactive)" />
       {" | "}Last backup:{" "}
       {status.last_status ? (
         <span className={status.last_status === "failed" ? "text-red-600" : status.last_status === "completed" ? "text-green-700" : ""}>
-          {status.last_status} {formatDate(status.last_started_at)}
+          {status.last_status} <When at={status.last_started_at} />
           {status.last_error && ` — ${status.last_error}`}
         </span>
       ) : (
@@ -41,6 +42,12 @@ function ConfigurationRow({ config, onEdit, status }: { config: BackupConfigurat
     mutationFn: () => api.runBackupNow(config.id),
     onSuccess: () => queryClient.invalidateQueries({ queryKey: queryKeys.executions }),
   });
+  // The last Run Now's message, until the next click or Dismiss.
+  const [shown, setShown] = useState(true);
+  const startRun = () => {
+    setShown(true);
+    run.mutate();
+  };
   return (
     <div className="p-4 border rounded-lg" data-testid="configuration" data-name={config.configuration_name}>
       <div className="flex items-center justify-between">
@@ -66,7 +73,7 @@ function ConfigurationRow({ config, onEdit, status }: { config: BackupConfigurat
         <div className="flex items-center gap-2">
           <Badge variant={config.is_active ? "default" : "secondary"}>{config.is_active ? "Active" : "Inactive"}</Badge>
           {may("backup:trigger_manual") && (
-            <Button size="sm" className="whitespace-nowrap shrink-0" onClick={() => run.mutate()} disabled={!config.is_active || run.isPending}
+            <Button size="sm" className="whitespace-nowrap shrink-0" onClick={startRun} disabled={!config.is_active || run.isPending}
               data-testid="run-now">
               Run Now
             </Button>
@@ -89,8 +96,8 @@ function ConfigurationRow({ config, onEdit, status }: { config: BackupConfigurat
         </div>
       </div>
       {retention && <RetentionPanel configurationId={config.id} onClose={() => setRetention(false)} />}
-      {run.isSuccess && <p className="text-sm text-green-700 mt-2">Backup started — follow it in Recent Backups.</p>}
-      {run.isError && <ErrorBox error={run.error} />}
+      {shown && run.isSuccess && <RunBanner executionId={run.data} onDismiss={() => setShown(false)} />}
+      {shown && run.isError && <ErrorBox error={run.error} />}
       {toggle.isError && <ErrorBox error={toggle.error} />}
       {remove.isError && <ErrorBox error={remove.error} />}
     </div>

@@ -3,8 +3,9 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, type RetentionPlan } from "../api";
 import { Badge, Button } from "../components/ui";
 import { ErrorBox, QueryView } from "../components/states";
-import { formatDate, formatFileSize } from "../components/format";
+import { formatFileSize } from "../components/format";
 import { queryKeys } from "../api/queries";
+import { When } from "../components/When";
 
 export function RetentionPanel({ configurationId, onClose }: { configurationId: string; onClose: () => void }) {
   const queryClient = useQueryClient();
@@ -22,7 +23,7 @@ export function RetentionPanel({ configurationId, onClose }: { configurationId: 
         {(plan: RetentionPlan) => (
           <div className="space-y-2">
             <div>
-              Keeps {plan.retention_days} days: backups taken before {formatDate(plan.cutoff)} are deleted unless a kept backup builds on
+              Keeps {plan.retention_days} days: backups taken before <When at={plan.cutoff} /> are deleted unless a kept backup builds on
               them; the last full backup is always kept.
             </div>
             {plan.items.length === 0 ? (
@@ -32,7 +33,7 @@ export function RetentionPanel({ configurationId, onClose }: { configurationId: 
                 {plan.items.map((i) => (
                   <li key={i.execution_id} data-testid="retention-item" className="flex gap-2">
                     <Badge variant={i.action === "delete" ? "destructive" : "secondary"}>{i.action}</Badge>
-                    <span>{i.backup_type} · {formatDate(i.started_at)} · {i.reason}</span>
+                    <span>{i.backup_type} · <When at={i.started_at} /> · {i.reason}</span>
                   </li>
                 ))}
               </ul>

@@ -5,12 +5,14 @@ import * as Tabs from "@radix-ui/react-tabs";
 import { Database, RefreshCw, Settings } from "lucide-react";
 import { Button } from "../components/ui";
 import { RecentBackups } from "../backups/RecentBackups";
+import { BackupTrends } from "../backups/BackupTrends";
 import { ConfigurationsTab } from "../configurations/ConfigurationsTab";
 import { RestoreTab } from "../restore/RestoreTab";
 import { MigrationTab } from "../migration/MigrationTab";
 import { StorageTab } from "../storage/StorageTab";
 import { ConnectionsSettings } from "../settings/ConnectionsSettings";
 import { NewBackup } from "./NewBackup";
+import { KeychainWaitBanner } from "../session/KeychainWait";
 import { FirstOperator, SessionBar, useSession } from "../session/Session";
 import { OperatorsTab } from "../session/OperatorsTab";
 import { AuditTab } from "../session/AuditTab";
@@ -64,13 +66,13 @@ export function BackupDashboard() {
 
   return (
     <div className="space-y-6">
-      <div className="flex items-center justify-between">
-        <div>
-          <h1 className="text-3xl font-bold">Backup Management</h1>
+      <SessionBar />
+      <div className="flex flex-wrap items-center justify-between gap-x-6 gap-y-3" data-testid="header">
+        <div className="min-w-0">
+          <h1 className="text-3xl font-bold whitespace-nowrap">Backup Management</h1>
           <p className="text-slate-600">Manage platform backups, restore operations, and data migrations</p>
         </div>
-        <div className="flex gap-2 items-center">
-          <SessionBar />
+        <div className="flex flex-wrap gap-2 items-center justify-end ml-auto">
           <Button variant="outline" onClick={() => queryClient.invalidateQueries()} data-testid="refresh">
             <RefreshCw className="w-4 h-4" />
             Refresh
@@ -93,6 +95,8 @@ export function BackupDashboard() {
           )}
         </div>
       </div>
+
+      <KeychainWaitBanner />
 
       {info?.needs_setup && <FirstOperator />}
 
@@ -135,8 +139,9 @@ export function BackupDashboard() {
           ))}
         </Tabs.List>
         <div className="mt-4">
-          <Tabs.Content value="executions">
+          <Tabs.Content value="executions" className="space-y-6">
             <RecentBackups />
+            <BackupTrends />
           </Tabs.Content>
           <Tabs.Content value="configurations">
             <ConfigurationsTab creating={creating} onCreatingChange={setCreating} />

@@ -4,10 +4,10 @@ import { api, type MigrationJob } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { JobRow } from "../components/JobRow";
 import { Empty, QueryView } from "../components/states";
-import { formatDate } from "../components/format";
 import { MigrationWizard, type WizardKind } from "./MigrationWizard";
 import { useSession } from "../session/Session";
 import { queryKeys } from "../api/queries";
+import { When } from "../components/When";
 
 const active = (j: MigrationJob) => j.status === "pending" || j.status === "running";
 
@@ -56,7 +56,7 @@ function MigrationRow({ job }: { job: MigrationJob }) {
     <div className="space-y-1">
       <JobRow testId="migration-job" kind="migration" title={job.migration_name} status={job.status}
         progress={job.progress_percentage} error={job.error_message}
-        detail={`${job.migration_type}${job.source_tenant_id ? ` of tenant ${job.source_tenant_id}` : ""}${target} · ${job.records_processed}/${job.records_total} records · ${formatDate(job.started_at)}`} />
+        detail={<>{`${job.migration_type}${job.source_tenant_id ? ` of tenant ${job.source_tenant_id}` : ""}${target} · ${job.records_processed}/${job.records_total} records · `}<When at={job.started_at} /></>} />
       {active(job) && (
         <Button variant="outline" data-testid="mig-cancel" onClick={() => cancel.mutate()} disabled={cancel.isPending}>Cancel</Button>
       )}

@@ -8,6 +8,7 @@ import { Badge, Button } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { formatCount, formatDate, formatFileSize } from "../components/format";
 import { queryKeys } from "../api/queries";
+import { When } from "../components/When";
 
 const field = "w-full rounded-md border border-slate-300 px-3 py-2 text-sm";
 const label = "block text-sm font-medium mb-1";
@@ -294,13 +295,13 @@ export function PlanView({ plan }: { plan: RestorePlan }) {
       </div>
       {newest && (
         <div>
-          Backup {newest.id.slice(0, 8)} ({newest.backup_type}, snapshot {formatDate(newest.snapshot_time)}) of {newest.source_name}
+          Backup {newest.id.slice(0, 8)} ({newest.backup_type}, snapshot <When at={newest.snapshot_time} />) of {newest.source_name}
           {plan.chain.length > 1 && <> — reads a chain of {plan.chain.length} backups</>}
         </div>
       )}
       {plan.point_in_time && (
         <div data-testid="restore-plan-point">
-          Reaches {formatDate(plan.point_in_time.reached)}, {Math.round(plan.point_in_time.gap_seconds)} s before the time asked for.
+          Reaches <When at={plan.point_in_time.reached} />, {Math.round(plan.point_in_time.gap_seconds)} s before the time asked for.
         </div>
       )}
       <div>Into {plan.target}</div>

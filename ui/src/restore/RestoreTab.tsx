@@ -4,10 +4,11 @@ import { api, type RestoreOperation } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { JobRow } from "../components/JobRow";
 import { Empty, QueryView } from "../components/states";
-import { formatCount, formatDate } from "../components/format";
+import { formatCount } from "../components/format";
 import { RestorePlanner } from "./RestorePlanner";
 import { useSession } from "../session/Session";
 import { queryKeys } from "../api/queries";
+import { Parts, When } from "../components/When";
 
 const active = (r: RestoreOperation) => r.status === "running" || r.status === "pending";
 
@@ -99,21 +100,21 @@ function RestoreRow({ op }: { op: RestoreOperation }) {
   const detail = [
     op.target ? `into ${op.target}` : null,
     op.source_archive ? `from ${op.source_archive}` : null,
-    op.restore_point ? `point in time ${formatDate(op.restore_point)}` : null,
+    op.restore_point ? <>point in time <When at={op.restore_point} /></> : null,
     op.tables_to_restore?.length ? `tables ${op.tables_to_restore.join(", ")}` : null,
     op.exclude_tables?.length ? `except ${op.exclude_tables.join(", ")}` : null,
-    `started ${formatDate(op.started_at)}`,
+    <>started <When at={op.started_at} /></>,
     op.initiated_by ? `by ${op.initiated_by}` : null,
-    op.completed_at ? `ended ${formatDate(op.completed_at)}` : null,
+    op.completed_at ? <>ended <When at={op.completed_at} /></> : null,
     active(op) && op.current_table ? `now: ${op.current_table}` : null,
     op.status === "completed" ? summary(op) : null,
     op.new_tenant_id ? `new tenant ${op.new_tenant_id}` : null,
     op.safety_backup_id ? "safety backup taken" : null,
-  ].filter(Boolean).join(" · ");
+  ];
   return (
     <div>
       <JobRow testId="restore-operation" kind="restore" title={`Restore: ${what}`} status={op.status} progress={op.progress_percentage}
-        error={op.error_message} detail={detail} />
+        error={op.error_message} detail={<Parts parts={detail} />} />
       {active(op) && may("backup:restore_data") && (
         <Button size="sm" variant="outline" className="mt-1" data-testid="restore-cancel" disabled={cancel.isPending} onClick={() => cancel.mutate()}>
           Cancel

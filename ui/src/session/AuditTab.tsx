@@ -6,7 +6,8 @@ import { api, type AuditFilter } from "../api";
 import { Button, Card, CardContent, CardHeader } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { queryKeys } from "../api/queries";
-import { dateTitle, dayAfter, formatDate } from "../components/format";
+import { dayAfter } from "../components/format";
+import { When } from "../components/When";
 
 const field = "rounded-md border border-slate-300 px-2 py-1 text-sm";
 
@@ -66,7 +67,7 @@ export function AuditTab() {
                 <tbody>
                   {rows.map((r) => (
                     <tr key={r.id} data-testid="audit-row" className={r.outcome === "denied" ? "text-red-700" : r.outcome === "failure" ? "text-amber-700" : ""}>
-                      <td className="pr-2 align-top" title={dateTitle(r.at)} data-testid="audit-when">{formatDate(r.at)}</td>
+                      <td className="pr-2 align-top" data-testid="audit-when"><When at={r.at} /></td>
                       <td className="pr-2 align-top break-words">{r.operator}</td>
                       <td className="pr-2 align-top font-mono break-words">{r.action}</td>
                       <td className="pr-2 align-top break-words">{r.target}</td>

@@ -5,8 +5,8 @@ import { api, type Operator, type Role } from "../api";
 import { Badge, Button, Card, CardContent, CardHeader } from "../components/ui";
 import { ErrorBox, QueryView } from "../components/states";
 import { useSession } from "./Session";
-import { formatDate } from "../components/format";
 import { queryKeys } from "../api/queries";
+import { When } from "../components/When";
 
 const ROLES: { value: Role; text: string }[] = [
   { value: "super_admin", text: "Super admin — everything" },
@@ -43,7 +43,7 @@ function OperatorRow({ op }: { op: Operator }) {
         <div>
           <span className="font-medium">{op.name}</span>{" "}
           <Badge variant={op.is_active ? "default" : "secondary"}>{!op.is_active ? "Disabled" : locked ? "Locked" : "Active"}</Badge>
-          <div className="text-xs text-slate-500" data-testid="last-sign-in">last sign-in {op.last_sign_in ? formatDate(op.last_sign_in) : "never"}</div>
+          <div className="text-xs text-slate-500" data-testid="last-sign-in">last sign-in <When at={op.last_sign_in} fallback="never" /></div>
         </div>
         <div className="flex items-center gap-2">
           <select aria-label={`Role of ${op.name}`} className={field} value={op.role} onChange={(e) => role.mutate(e.target.value as Role)}>

@@ -157,8 +157,8 @@ export function SessionBar() {
   const [changed, setChanged] = useState(false);
   if (!info?.operator || info.needs_setup) return null;
   return (
-    <div className="flex flex-col items-end gap-1 text-sm text-slate-600" data-testid="session-bar">
-      <div className="flex items-center gap-2">
+    <div className="flex flex-col items-end gap-1 text-sm text-slate-600 border-b border-slate-200 pb-2 -mt-2" data-testid="session-bar">
+      <div className="flex flex-wrap items-center justify-end gap-2">
         <span>
           Signed in as <strong data-testid="session-operator">{info.operator.name}</strong> ({info.operator.role.replace(/_/g, " ")})
         </span>

@@ -57,7 +57,12 @@ describe("Storage", () => {
     expect(within(rows[0]).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "50");
     expect(rows[0]).toHaveTextContent("healthy");
     expect(rows[1]).toHaveTextContent("failing");
-    expect((await within(rows[0]).findAllByTestId("growth-chart"))[0]).toHaveAttribute("aria-label", "used space over time: 100 Bytes to 500 Bytes");
+    // Growth: a chart with dated ticks, sizes on its axis and the capacity as a labelled line.
+    const chart = (await within(rows[0]).findAllByTestId("growth-chart"))[0];
+    expect(chart).toHaveAttribute("aria-label", "used space over time: 100 Bytes to 500 Bytes of 1000 MB");
+    expect(chart).toHaveTextContent(new Date("2025-01-01T00:00:00Z").toLocaleDateString(undefined, { month: "short", day: "numeric" }));
+    expect(chart).toHaveTextContent("capacity 1000 MB");
+    expect(chart.querySelector(".recharts-line path")).not.toBeNull();
     await userEvent.click(within(rows[0]).getByTestId("check-storage"));
     await waitFor(() => expect(mocked.checkStorage).toHaveBeenCalledWith("s1"));
     await waitFor(() => expect(mocked.refreshStorageUsage).toHaveBeenCalledWith("s1"));

@@ -4,11 +4,13 @@ import { HardDrive } from "lucide-react";
 import { api, type BackupStorage, type KeyCustody, type StorageChange, type UsageSample, type WriterInfo } from "../api";
 import { Badge, Button, Card, CardContent, CardHeader, Progress } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
-import { formatDate, formatFileSize } from "../components/format";
+import { formatFileSize } from "../components/format";
 import { DisasterRecovery } from "./DisasterRecovery";
 import { AddStorage } from "./AddStorage";
 import { useSession } from "../session/Session";
 import { queryKeys } from "../api/queries";
+import { When } from "../components/When";
+import { UsageChart } from "../components/charts";
 
 function where(s: BackupStorage): string {
   const cfg = (s.storage_config ?? {}) as Record<string, unknown>;
@@ -17,19 +19,11 @@ function where(s: BackupStorage): string {
   return s.storage_type;
 }
 
-/** The used space over time, as a small line chart. */
-export function GrowthChart({ samples }: { samples: UsageSample[] }) {
+/** The used space over time, with dated axes, sizes, a tooltip and the capacity as a line. */
+export function GrowthChart({ samples, capacity }: { samples: UsageSample[]; capacity: number | null }) {
   if (samples.length < 2) return <div className="text-xs text-slate-400">Growth: measured after each backup</div>;
-  const w = 160, h = 36;
-  const max = Math.max(...samples.map((s) => s.used_space), 1);
-  const t0 = new Date(samples[0].at).getTime();
-  const t1 = Math.max(new Date(samples[samples.length - 1].at).getTime(), t0 + 1);
-  const points = samples.map((s) => `${(((new Date(s.at).getTime() - t0) / (t1 - t0)) * w).toFixed(1)},${(h - (s.used_space / max) * h).toFixed(1)}`).join(" ");
-  return (
-    <svg width={w} height={h} role="img" aria-label={`used space over time: ${formatFileSize(samples[0].used_space)} to ${formatFileSize(samples[samples.length - 1].used_space)}`} data-testid="growth-chart">
-      <polyline points={points} fill="none" stroke="#2563eb" strokeWidth="2" />
-    </svg>
-  );
+  const last = samples[samples.length - 1];
+  return <UsageChart points={samples.map((x) => ({ at: x.at, used: x.used_space }))} capacity={capacity ?? last.total_capacity} />;
 }
 
 /** Who can read a storage's backups — and whether the recovery kit that alone opens them was printed. */
@@ -217,7 +211,7 @@ function StorageRow({ s }: { s: BackupStorage }) {
               {s.storage_type === "local" ? "Local filesystem" : s.storage_type.toUpperCase()} · {where(s)}
             </div>
             <div className="text-xs text-slate-500" data-testid="storage-health">
-              Last health check: {formatDate(s.last_health_check)}
+              Last health check: <When at={s.last_health_check} />
               {s.last_health_message && ` — ${s.last_health_message}`}
             </div>
             {custody.data && <KeyHolders c={custody.data} s={s} />}
@@ -266,7 +260,7 @@ function StorageRow({ s }: { s: BackupStorage }) {
       </div>
       {editing && <EditCloudStorage s={s} saving={change.isPending} onSave={(c) => change.mutate(c)} />}
       {change.isError && <ErrorBox error={change.error} />}
-      {samples.data && <GrowthChart samples={samples.data} />}
+      {samples.data && <GrowthChart samples={samples.data} capacity={s.total_capacity} />}
       {check.isError && <ErrorBox error={check.error} />}
       {remove.isError && <ErrorBox error={remove.error} />}
     </div>

@@ -33,6 +33,8 @@ export async function apiModule() {
       onJobEvent: vi.fn(),
       pickDirectory: vi.fn(),
       checkStorage: vi.fn(),
+      keychainWaits: vi.fn(),
+      cancelKeychainWaits: vi.fn(),
       addLocalStorage: vi.fn(),
       addRemoteStorage: vi.fn(),
       removeStorage: vi.fn(),

@@ -112,7 +112,8 @@ pub struct RestoreRequest {
     /// copy follows it like a foreign key. Repeat for each.
     #[cfg_attr(feature = "clap", arg(long = "reference"))]
     pub references: Vec<String>,
-    /// Create the target PostgreSQL database if it does not exist.
+    /// Create the target PostgreSQL database if it does not exist (a full or selective restore;
+    /// a selective restore also creates the chosen tables a target lacks, with or without it).
     #[cfg_attr(feature = "clap", arg(long))]
     pub create: bool,
     /// Full restore: drop the target's objects and restore in their place (one transaction).
@@ -447,21 +448,55 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
             plan.tables = available.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: final_rows(index, t), updated: 0, deleted: 0 }).collect();
         }
         (SourceSpec::Postgres { url }, Some(scope)) => {
-            if req.create || req.clean {
-                return Err(Error::validation("--create and --clean are for full restores; a selective or tenant restore writes into an existing database"));
+            let tables = match scope {
+                Scope::Tables(set) => Some(set),
+                Scope::Tenant(_) => None,
+            };
+            if req.clean || (req.create && tables.is_none()) {
+                return Err(Error::validation(
+                    "--clean is for full restores, and --create for full and selective ones: a tenant restore writes into an existing database",
+                ));
+            }
+            let exists = database_exists(url).await?;
+            if !exists && !req.create {
+                return Err(Error::not_found(format!(
+                    "the target database {} does not exist; {}",
+                    plan.target_database,
+                    if tables.is_some() { "add --create to create it with the tables restored" } else { "a tenant restore writes into an existing database" }
+                )));
+            }
+            if let Some(set) = tables {
+                // Nothing to replace where the tables are new: no safety backup of them.
+                let replaced = if exists { pg_apply::existing_tables(url, set).await? } else { BTreeSet::new() };
+                if replaced.is_empty() {
+                    plan.destructive = false;
+                    plan.safety_backup = false;
+                }
+                if !exists {
+                    plan.warnings.push(format!("the database {} does not exist: it is created with the tables restored", plan.target_database));
+                }
             }
             if exact {
                 let started = std::time::Instant::now();
-                let out = apply_scope(req, &opened.chain, url, scope, false, cancel, &source::no_progress()).await?;
+                // Into a database that does not exist yet: tried in one built for the plan and dropped.
+                let building = if exists { None } else { source::postgres::start_building(url).await? };
+                let into = building.as_ref().map(|b| b.url.clone()).unwrap_or_else(|| url.clone());
+                let tried = apply_scope(req, &opened.chain, &into, scope, false, cancel, &source::no_progress()).await;
+                if let Some(b) = building {
+                    b.abandon().await;
+                }
+                let out = tried?;
                 plan.exact = true;
                 plan.tables = out.tables;
-                plan.warnings = out.warnings;
+                plan.warnings.extend(out.warnings);
                 plan.new_tenant_id = plan.new_tenant_id.or(out.new_tenant_id.map(|id| format!("{id} (drawn in the dry run; the restore draws its own)")));
                 plan.estimated_seconds = started.elapsed().as_secs_f64();
             } else {
-                if let Scope::Tables(set) = scope {
+                if let (Scope::Tables(set), true) = (scope, exists) {
                     let fks = pg_apply::foreign_keys(url).await?;
-                    plan.warnings = pg_apply::fk_warnings(set, &fks);
+                    let have = pg_apply::existing_tables(url, set).await?;
+                    plan.warnings.extend(set.difference(&have).map(|t| format!("{t} does not exist in the target: it is created as the backup has it")));
+                    plan.warnings.extend(pg_apply::fk_warnings(set, &fks));
                     plan.tables = set.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: 0, updated: 0, deleted: 0 }).collect();
                 }
             }
@@ -549,7 +584,22 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
             out.tables = available.len() as u64;
         }
         (SourceSpec::Postgres { url }, Some(scope)) => {
-            let applied = apply_scope(req, &opened.chain, url, &scope, true, cancel, progress).await?;
+            // A selective restore with --create into a database that does not exist builds it
+            // under a temporary name, renamed when complete (as a full restore does).
+            let building = if req.create && matches!(scope, Scope::Tables(_)) { source::postgres::start_building(url).await? } else { None };
+            let applied = match building {
+                Some(b) => match apply_scope(req, &opened.chain, &b.url, &scope, true, cancel, progress).await {
+                    Ok(a) => {
+                        b.finish().await?;
+                        a
+                    }
+                    Err(e) => {
+                        b.abandon().await;
+                        return Err(e);
+                    }
+                },
+                None => apply_scope(req, &opened.chain, url, &scope, true, cancel, progress).await?,
+            };
             out.tables = applied.tables.len() as u64;
             out.rows = applied.tables.iter().map(|t| t.rows_in_backup).sum();
             out.changes = applied.tables;
@@ -586,7 +636,13 @@ async fn safety_backup(req: &RestoreRequest, opened: &Opened, scope: &Option<Sco
     b.tenants_table = req.tenants_table.clone();
     b.jobs = req.jobs.max(1);
     match scope {
-        Some(Scope::Tables(set)) => b.tables = Some(set.clone()),
+        // The tables the restore replaces: those it creates have nothing to keep.
+        Some(Scope::Tables(set)) => {
+            b.tables = Some(match target {
+                SourceSpec::Postgres { url } => pg_apply::existing_tables(url, set).await?,
+                SourceSpec::Sqlite { .. } => set.clone(),
+            })
+        }
         Some(Scope::Tenant(_)) => b.include = Include { tenant_data: true, system_data: false, logs: true },
         None => {}
     }

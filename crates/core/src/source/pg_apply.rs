@@ -62,7 +62,10 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
     let schema = archived_schema(reader, index)?;
     let mut conn = connect(url).await?;
-    let mut target = read_target(&mut conn).await?;
+    // One transaction from the first statement: the tables a selective restore creates are
+    // created in it too.
+    let mut tx = conn.begin().await.map_err(q("start the restore transaction"))?;
+    let mut target = read_target(&mut tx).await?;
     if let Scope::Tenant(ts) = scope {
         for r in ts.references.iter().filter(|r| !r.trim().is_empty()) {
             let fk = super::tenancy::parse_reference(r, &target)?;
@@ -70,9 +73,28 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
         }
     }
     check_version(&schema.server_version, target.server_version_num)?;
+    let mut out = ApplyOutcome::default();
+    // Tables asked for that the target lacks are created as the backup has them.
+    if let Scope::Tables(set) = scope {
+        let mut missing = BTreeSet::new();
+        for t in set {
+            if !schema.tables.iter().any(|a| a.section() == *t || a.root.as_deref() == Some(t.as_str())) {
+                return Err(Error::not_found(format!("the backup has no table {t}")));
+            }
+            if target.table_of(t).is_none() {
+                missing.insert(t.clone());
+            }
+        }
+        if !missing.is_empty() {
+            let present = |t: &str| target.table_of(t).is_some();
+            let created = super::pg_create::create_tables(&mut tx, &schema, &missing, &present).await?;
+            out.warnings.extend(created.said);
+            out.warnings.extend(created.left_out.into_iter().map(|l| format!("foreign key left out: {l}")));
+            target = read_target(&mut tx).await?;
+        }
+    }
     let groups = archived_tables(&schema, &target);
     let available: BTreeSet<String> = groups.keys().cloned().collect();
-    let mut out = ApplyOutcome::default();
 
     let (tables, tenancy) = match scope {
         Scope::Tables(set) => {
@@ -82,14 +104,11 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
                     return Err(Error::not_found(format!("the backup has no table {t}")));
                 }
                 let Some(tt) = target.table_of(t) else {
-                    return Err(Error::validation(format!(
-                        "the table {t} does not exist in the target {}; restore the whole backup into a new database (--create) instead",
-                        super::redact(url)
-                    )));
+                    return Err(Error::new(ErrorCode::Internal, format!("the table {t} was created but is not found in the target {}", super::redact(url))));
                 };
                 chosen.insert(tt);
             }
-            out.warnings = fk_warnings(&chosen, &target.fks);
+            out.warnings.extend(fk_warnings(&chosen, &target.fks));
             (chosen.into_iter().collect::<Vec<_>>(), None)
         }
         Scope::Tenant(ts) => {
@@ -116,7 +135,6 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
     let staged = |t: &str| staging.get(t).cloned().unwrap_or_else(|| rel(t));
     let live = |t: &str| rel(t);
 
-    let mut tx = conn.begin().await.map_err(q("start the restore transaction"))?;
     sqlx::raw_sql("SET CONSTRAINTS ALL DEFERRED; SET LOCAL extra_float_digits = 3").execute(&mut *tx).await.map_err(q("prepare the restore"))?;
     if let Some(ten) = &tenancy {
         ten.bind(&mut tx).await?;
@@ -577,6 +595,14 @@ pub(crate) async fn bump_sequences(tx: &mut sqlx::Transaction<'_, sqlx::Postgres
 }
 
 /// The target's foreign keys between tables, for plan warnings without a dry run.
+/// Which of `tables` (section names) the database at `url` has.
+pub async fn existing_tables(url: &str, tables: &BTreeSet<String>) -> Result<BTreeSet<String>> {
+    let mut conn = connect(url).await?;
+    let t = read_target(&mut conn).await?;
+    let _ = conn.close().await;
+    Ok(tables.iter().filter(|s| t.table_of(s).is_some()).cloned().collect())
+}
+
 pub async fn foreign_keys(url: &str) -> Result<Vec<(String, String, String)>> {
     let mut conn = connect(url).await?;
     let t = read_target(&mut conn).await?;

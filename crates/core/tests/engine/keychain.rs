@@ -142,3 +142,54 @@ fn a_restarted_keyring_daemon_is_reconnected_by_the_next_call() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+/// A keychain call that waits (a locked keyring whose prompt nobody answers; here a session bus
+/// that accepts the connection and never replies) is listed with what it is for, and Cancel ends
+/// it at once with a cancellation — the app shows the first and offers the second. Runs itself
+/// again in a process of its own: the bus address is the process's.
+#[test]
+fn a_waiting_keychain_call_is_listed_and_cancel_ends_it_at_once() {
+    use safehold_core::secrets;
+    if std::env::var_os("SAFEHOLD_KEYCHAIN_SILENT_BUS").is_none() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let bus = dir.path().join("silent-bus");
+        let _listener = std::os::unix::net::UnixListener::bind(&bus).expect("a bus that never answers");
+        let out = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+            .args(["--exact", "keychain::a_waiting_keychain_call_is_listed_and_cancel_ends_it_at_once", "--nocapture", "--test-threads=1"])
+            .env("SAFEHOLD_KEYCHAIN_SILENT_BUS", "1")
+            .env("DBUS_SESSION_BUS_ADDRESS", format!("unix:path={}", bus.display()))
+            .env_remove("SAFEHOLD_KEYCHAIN_TIMEOUT")
+            .output()
+            .expect("the test in a process of its own");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && stdout.contains("cancelled while waiting"), "in a process of its own:\n{stdout}\n{stderr}");
+        return;
+    }
+    // The app's long deadline: a person may take a while to type the keyring's password.
+    secrets::set_default_deadline(std::time::Duration::from_secs(120));
+    assert!(secrets::waiting().is_empty());
+    let kc = Keychain::with_service("safehold-wait-test");
+    let call = std::thread::spawn(move || (std::time::Instant::now(), kc.get("acct")));
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = secrets::waiting();
+        if !listed.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(listed.len(), 1, "the waiting call is listed");
+    assert_eq!(listed[0].what, "read a secret");
+    assert_eq!(listed[0].deadline_seconds, 120.0);
+    assert!(chrono::DateTime::parse_from_rfc3339(&listed[0].since).is_ok(), "{}", listed[0].since);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(secrets::waiting()[0].waited_seconds >= 0.3, "the time waited grows");
+    let cancelled_at = std::time::Instant::now();
+    assert_eq!(secrets::cancel_waits(), 1);
+    let (started, result) = call.join().expect("the call returns");
+    let err = result.expect_err("a cancelled wait is an error");
+    assert_eq!(err.code, safehold_core::ErrorCode::Cancelled);
+    assert!(cancelled_at.elapsed() < std::time::Duration::from_secs(2), "ended at once, not at the deadline ({:?} after it began)", started.elapsed());
+    assert!(secrets::waiting().is_empty(), "no longer listed");
+    println!("{}", err.message);
+}
