@@ -60,6 +60,8 @@ pub fn typescript() -> String {
         storage::UsageSample::decl(&cfg),
         storage::HealthCheck::decl(&cfg),
         secrets::KeychainWait::decl(&cfg),
+        demo::PostgresOffer::decl(&cfg),
+        demo::PostgresDemo::decl(&cfg),
         storage::StorageCredentials::decl(&cfg),
         storage::RemoteStorageInput::decl(&cfg),
         copies::BackupCopy::decl(&cfg),

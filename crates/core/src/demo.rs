@@ -416,3 +416,118 @@ pub async fn copy_to_postgres(sqlite_path: &Path, url: &str) -> Result<i64> {
     tx.commit().await.map_err(pg_fail)?;
     Ok(total)
 }
+
+/// Where the app looks for a PostgreSQL server to offer the demo to: the usual local one.
+pub const LOCAL_POSTGRES: &str = "postgres://postgres@localhost:5432/postgres";
+/// The database the PostgreSQL copy of the demo goes into.
+pub const DEMO_POSTGRES_DATABASE: &str = "safehold_demo";
+const OFFER_SETTING: &str = "demo_postgres_offer";
+
+/// The first launch's offer: a PostgreSQL server answers, and the demo could be copied there —
+/// where tenant restores and migrations work (on the SQLite demo, restores are whole).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct PostgresOffer {
+    /// The server, without credentials (`localhost:5432`).
+    pub server: String,
+    /// The database the copy would go into.
+    pub database: String,
+}
+
+/// The database URL `database` on the server of `server_url`.
+fn on_server(server_url: &str, database: &str) -> Result<String> {
+    let mut u = url::Url::parse(server_url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL {}: {e}", crate::source::redact(server_url))).caused_by(&e))?;
+    u.set_path(&format!("/{database}"));
+    Ok(u.to_string())
+}
+
+/// Whether to offer a PostgreSQL copy of the demo on `server_url` now: the server answers
+/// within two seconds, the copy is not registered yet, and nobody said "not now".
+pub async fn postgres_offer(ctx: &Ctx, server_url: &str) -> Result<Option<PostgresOffer>> {
+    crate::context::require(ctx, crate::context::Permission::ViewStatus, "demo.postgres_offer", DEMO_POSTGRES_CONNECTION).await?;
+    if crate::catalog::setting(&ctx.pool, OFFER_SETTING).await?.is_some() {
+        return Ok(None);
+    }
+    let registered: i64 = sqlx::query_scalar("SELECT count(*) FROM connections WHERE name = ?")
+        .bind(DEMO_POSTGRES_CONNECTION)
+        .fetch_one(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read the connections", &e))?;
+    if registered > 0 {
+        return Ok(None);
+    }
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(2), crate::source::postgres::connect(server_url)).await;
+    let Ok(Ok(conn)) = answers else { return Ok(None) };
+    let _ = conn.close().await;
+    let u = url::Url::parse(server_url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
+    Ok(Some(PostgresOffer { server: format!("{}:{}", u.host_str().unwrap_or("localhost"), u.port().unwrap_or(5432)), database: DEMO_POSTGRES_DATABASE.into() }))
+}
+
+/// "Not now": the offer is not made again (the CLI's `safehold demo --postgres` still copies it).
+pub async fn dismiss_postgres_offer(ctx: &Ctx) -> Result<()> {
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "demo.postgres_offer.dismiss", DEMO_POSTGRES_CONNECTION).await?;
+    crate::catalog::set_setting(&ctx.pool, OFFER_SETTING, "dismissed").await
+}
+
+/// What putting the demo on PostgreSQL did.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct PostgresDemo {
+    /// The database, without credentials.
+    pub database: String,
+    pub rows: i64,
+    /// The connection and the backup configuration registered for it.
+    pub connection: String,
+    pub configuration: String,
+}
+
+/// The configuration that backs up the PostgreSQL copy of the demo.
+pub const DEMO_POSTGRES_CONFIGURATION: &str = "Daily demo backup (PostgreSQL)";
+
+/// Copies the demo into `database_url` (created when the server does not have it; it must be
+/// empty otherwise) and registers it: the connection "Demo platform (PostgreSQL)" and a daily
+/// backup of it into the demo's storage. A failure leaves no half-filled database behind (the
+/// copy is one transaction; a database this call created is dropped again) and registers nothing.
+pub async fn put_on_postgres(ctx: &Ctx, database_url: &str) -> Result<PostgresDemo> {
+    crate::context::require(ctx, crate::context::Permission::ManageAll, "demo.postgres", DEMO_POSTGRES_CONNECTION).await?;
+    ensure(ctx, false).await?;
+    let created = crate::source::postgres::create_database(database_url).await?;
+    let copied = copy_to_postgres(&database_path(&ctx.home), database_url).await;
+    let registered = match copied {
+        Ok(rows) => register_postgres(ctx, database_url).await.map(|(c, k)| (rows, c, k)),
+        Err(e) => Err(e),
+    };
+    match registered {
+        Ok((rows, connection, configuration)) => Ok(PostgresDemo { database: crate::source::redact(database_url), rows, connection, configuration }),
+        Err(e) => {
+            if created {
+                let _ = crate::source::postgres::drop_database(database_url).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn register_postgres(ctx: &Ctx, database_url: &str) -> Result<(String, String)> {
+    let mut input = crate::connections::ConnectionInput::from_url(DEMO_POSTGRES_CONNECTION, database_url)?;
+    input.password = None;
+    let conn = crate::connections::add(ctx, input).await?;
+    let storage = crate::storage::list(ctx).await?.into_iter().find(|s| s.storage_name == DEMO_STORAGE && s.is_active).or(crate::storage::list(ctx).await?.into_iter().find(|s| s.is_default));
+    let Some(storage) = storage else { return Ok((conn.name, String::new())) };
+    let input = crate::configurations::ConfigurationInput {
+        configuration_name: DEMO_POSTGRES_CONFIGURATION.into(),
+        storage_location: storage.storage_name,
+        connection_id: conn.id.clone(),
+        ..Default::default()
+    };
+    match crate::configurations::create(ctx, input).await {
+        Ok(c) => Ok((conn.name, c.configuration_name)),
+        Err(e) => {
+            let _ = crate::connections::remove(ctx, &conn.id).await;
+            Err(e)
+        }
+    }
+}
+
+/// The demo's database URL on `server_url`'s server.
+pub fn postgres_database_url(server_url: &str) -> Result<String> {
+    on_server(server_url, DEMO_POSTGRES_DATABASE)
+}

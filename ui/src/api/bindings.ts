@@ -421,6 +421,26 @@ since: string,
  */
 waited_seconds: number, deadline_seconds: number, };
 
+export type PostgresOffer = { 
+/**
+ * The server, without credentials (`localhost:5432`).
+ */
+server: string, 
+/**
+ * The database the copy would go into.
+ */
+database: string, };
+
+export type PostgresDemo = { 
+/**
+ * The database, without credentials.
+ */
+database: string, rows: number, 
+/**
+ * The connection and the backup configuration registered for it.
+ */
+connection: string, configuration: string, };
+
 export type StorageCredentials = { 
 /**
  * S3: the access key id; Azure: the storage account's name.

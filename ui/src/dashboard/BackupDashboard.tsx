@@ -12,6 +12,7 @@ import { MigrationTab } from "../migration/MigrationTab";
 import { StorageTab } from "../storage/StorageTab";
 import { ConnectionsSettings } from "../settings/ConnectionsSettings";
 import { NewBackup } from "./NewBackup";
+import { DemoOnPostgres } from "./DemoOnPostgres";
 import { KeychainWaitBanner } from "../session/KeychainWait";
 import { FirstOperator, SessionBar, useSession } from "../session/Session";
 import { OperatorsTab } from "../session/OperatorsTab";
@@ -99,6 +100,8 @@ export function BackupDashboard() {
       <KeychainWaitBanner />
 
       {info?.needs_setup && <FirstOperator />}
+
+      {may("backup:manage_all") && <DemoOnPostgres />}
 
       {failing.length > 0 && (
         <div role="alert" className="rounded-md border border-red-200 bg-red-50 p-3 text-sm text-red-800" data-testid="storage-failing">

@@ -72,7 +72,7 @@ export function SourceStep({ w }: { w: WizardState }) {
               {pgConnections.map((c) => <option key={c.id} value={c.id}>{c.name}</option>)}
             </select>
             {pgConnections.length === 0 && (
-              <p className="text-sm text-slate-500 mt-1">Tenant migrations work on PostgreSQL connections: add one under Settings (the demo platform is SQLite).</p>
+              <p className="text-sm text-slate-500 mt-1">Tenant migrations work on PostgreSQL connections: add one under Connections (top right), or put the demo on PostgreSQL from the offer at the top when a server answers on this machine (the demo platform itself is SQLite).</p>
             )}
           </div>
           <div>

@@ -184,7 +184,7 @@ export function RestorePlanner() {
             {form.target_file == null && connections.data?.find((c) => c.id === form.connection_id)?.kind === "sqlite" && (
               <p className="text-xs text-amber-700" data-testid="restore-sqlite-note">
                 This connection is a SQLite database: a SQLite backup restores whole into a new file (choose "A new SQLite file…" above).
-                Tenant and selective restores need a PostgreSQL connection.
+                Tenant and selective restores need a PostgreSQL connection: the demo can be put on PostgreSQL (`safehold demo --postgres`, or the offer at the top when a server answers on this machine).
               </p>
             )}
             <div>

@@ -72,6 +72,7 @@ export function setDefaults() {
   mocked.listConnections.mockResolvedValue(connections);
   mocked.storageSamples.mockResolvedValue([]);
   mocked.keychainWaits.mockResolvedValue([]);
+  mocked.demoPostgresOffer.mockResolvedValue(null);
   mocked.storageKeyCustody.mockResolvedValue({ storage_id: "s1", has_repository: false, in_keychain: false, password: false, super_admins: [], pending: [], former: [], recovery_exported: false, problem: null });
   mocked.storageWriters.mockResolvedValue([]);
   mocked.onJobEvent.mockResolvedValue(() => {});

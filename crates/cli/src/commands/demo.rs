@@ -6,19 +6,14 @@ use crate::prelude::*;
 pub(crate) async fn run(ctx: &Ctx, json: bool, postgres: Option<String>) -> Result<(), Error> {
     let report = demo::ensure(ctx, true).await?;
     let copied = match &postgres {
-        Some(url) => {
-            let rows = demo::copy_to_postgres(&demo::database_path(&ctx.home), url).await?;
-            let mut input = ConnectionInput::from_url(demo::DEMO_POSTGRES_CONNECTION, url)?;
-            input.password = None;
-            connections::add(ctx, input).await?;
-            Some(rows)
-        }
+        Some(url) => Some(demo::put_on_postgres(ctx, url).await?),
         None => None,
     };
     if json {
         let mut out = serde_json::to_value(&report).unwrap_or_default();
-        if let (Some(rows), Some(map)) = (copied, out.as_object_mut()) {
-            map.insert("postgres_rows".into(), rows.into());
+        if let (Some(pg), Some(map)) = (&copied, out.as_object_mut()) {
+            map.insert("postgres_rows".into(), pg.rows.into());
+            map.insert("postgres_configuration".into(), pg.configuration.clone().into());
         }
         print_json(&out);
     } else {
@@ -27,8 +22,8 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, postgres: Option<String>) -> Resu
         } else {
             println!("the demo platform is already set up at {}", report.database_path);
         }
-        if let Some(rows) = copied {
-            println!("copied into PostgreSQL ({rows} rows) and registered as the connection \"{}\"", demo::DEMO_POSTGRES_CONNECTION);
+        if let Some(pg) = copied {
+            println!("copied into PostgreSQL {} ({} rows), registered as the connection \"{}\" with the backup configuration \"{}\"", pg.database, pg.rows, pg.connection, pg.configuration);
         }
     }
     Ok(())

@@ -61,3 +61,68 @@ async fn the_demo_data_is_the_same_for_the_same_seed() {
     let err = demo::generate(&dir.path().join("a.db"), 7).await.expect_err("exists");
     assert!(err.message.contains("already exists"));
 }
+
+/// The first launch offers the demo on a PostgreSQL server that answers; taken, the copy has the
+/// demo's rows, a connection and a daily backup, and a tenant restore works on it. "Not now" and
+/// a server that does not answer make no offer; a database that is not empty is refused and
+/// nothing is registered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_is_offered_on_postgresql_and_a_tenant_restore_works_on_the_copy() {
+    use crate::support::{pg_base, ScratchDb};
+    use safehold_core::restore::{self, RestoreRequest, RestoreType};
+    use safehold_core::source::{no_progress, CancelToken, SourceSpec};
+    let h = home().await;
+    let demo = demo::ensure(&h.ctx, false).await.expect("demo");
+    let server = format!("{}/postgres", pg_base());
+    let offer = demo::postgres_offer(&h.ctx, &server).await.expect("offer").expect("a server answers: the demo is offered");
+    assert_eq!(offer.database, demo::DEMO_POSTGRES_DATABASE);
+    assert!(!offer.server.contains('@'), "no user or password in what is shown: {}", offer.server);
+    assert!(demo::postgres_offer(&h.ctx, "postgres://postgres@127.0.0.1:1/postgres").await.expect("offer").is_none(), "no server, no offer");
+
+    // A database that is not empty: refused, nothing registered, the database kept.
+    let full = ScratchDb::create().await;
+    full.execute("CREATE TABLE mine (id int)").await;
+    let err = demo::put_on_postgres(&h.ctx, &full.url()).await.expect_err("not empty");
+    assert!(err.message.contains("is not empty"), "{}", err.message);
+    assert_eq!(connections::list(&h.ctx).await.expect("list").len(), 1);
+
+    let db = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()) };
+    let put = demo::put_on_postgres(&h.ctx, &db.url()).await.expect("the demo on PostgreSQL");
+    assert_eq!(put.rows, demo.rows);
+    assert_eq!(put.connection, demo::DEMO_POSTGRES_CONNECTION);
+    assert_eq!(put.configuration, demo::DEMO_POSTGRES_CONFIGURATION);
+    let conns = connections::list(&h.ctx).await.expect("list");
+    let pg = conns.iter().find(|c| c.name == demo::DEMO_POSTGRES_CONNECTION).expect("registered");
+    let configs = configurations::list(&h.ctx).await.expect("configs");
+    assert!(configs.iter().any(|c| c.configuration_name == demo::DEMO_POSTGRES_CONFIGURATION && c.connection_id.as_deref() == Some(pg.id.as_str()) && c.is_active));
+    assert!(demo::postgres_offer(&h.ctx, &server).await.expect("offer").is_none(), "taken: not offered again");
+
+    // A tenant restore in place on the copy (refused on the SQLite demo): one tenant's documents
+    // deleted, then put back from a backup, the other tenants untouched.
+    let repo = crate::backup::repo_with_password("pw");
+    repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+    let tenant: String = sqlx::query_scalar("SELECT tenant_id FROM documents GROUP BY tenant_id ORDER BY count(*) DESC LIMIT 1")
+        .fetch_one(&mut <sqlx::PgConnection as sqlx::Connection>::connect(&db.url()).await.expect("connect"))
+        .await
+        .expect("a tenant with documents");
+    let count = |sql: String| {
+        let url = db.url();
+        async move { sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("connect")).await.expect("count") }
+    };
+    let (mine, others) = (count(format!("SELECT count(*) FROM documents WHERE tenant_id = '{tenant}'")).await, count(format!("SELECT count(*) FROM documents WHERE tenant_id <> '{tenant}'")).await);
+    db.execute(&format!("DELETE FROM documents WHERE tenant_id = '{tenant}'")).await;
+    let mut req = RestoreRequest::new(repo.path(), db.url());
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(tenant.clone());
+    req.safety_backup = false;
+    let opened = restore::open(&req, &repo.keys).await.expect("open");
+    restore::execute(&req, opened, &repo.keys, &CancelToken::new(), &no_progress()).await.expect("tenant restore on the PostgreSQL demo");
+    assert_eq!(count(format!("SELECT count(*) FROM documents WHERE tenant_id = '{tenant}'")).await, mine);
+    assert_eq!(count(format!("SELECT count(*) FROM documents WHERE tenant_id <> '{tenant}'")).await, others);
+
+    // "Not now" in another home: not offered again.
+    let other = home().await;
+    demo::ensure(&other.ctx, false).await.expect("demo");
+    demo::dismiss_postgres_offer(&other.ctx).await.expect("not now");
+    assert!(demo::postgres_offer(&other.ctx, &server).await.expect("offer").is_none());
+}
