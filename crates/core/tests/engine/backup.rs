@@ -961,5 +961,18 @@ async fn a_session_idle_in_a_transaction_is_warned_about() {
     assert!(w.contains("pg_terminate_backend") && w.contains("idle_in_transaction_session_timeout"), "says what to do: {w}");
     let json = serde_json::to_value(&warned).expect("json");
     assert!(json["warnings"].as_array().is_some_and(|a| !a.is_empty()), "in --json: {json}");
+    // Rows written after the idle transaction began, then a full backup (which has them), then
+    // five new rows: the incremental carries both, and says how many it carries again.
+    db.execute("INSERT INTO t SELECT g FROM generate_series(10, 59) g").await;
+    backup::run(&repo, &mk, &req, &CancelToken::new(), &no_progress()).await.expect("the parent");
+    db.execute("INSERT INTO t SELECT g FROM generate_series(100, 104) g").await;
+    let mut inc = req.clone();
+    inc.backup_type = safehold_core::configurations::BackupType::Incremental;
+    let out = backup::run(&repo, &mk, &inc, &CancelToken::new(), &no_progress()).await.expect("incremental");
+    let again = out.warnings.iter().find(|w| w.contains("were in its parent backup already")).unwrap_or_else(|| panic!("the rows carried again are counted: {:?}", out.warnings));
+    assert!(again.starts_with("50 of the 55 rows this incremental carries"), "{again}");
     sqlx::raw_sql("ROLLBACK").execute(&mut idle).await.expect("rollback");
+    // With the session gone, the next incremental says nothing of the kind.
+    let quiet = backup::run(&repo, &mk, &inc, &CancelToken::new(), &no_progress()).await.expect("incremental");
+    assert!(!quiet.warnings.iter().any(|w| w.contains("parent backup already")), "{:?}", quiet.warnings);
 }
