@@ -157,11 +157,11 @@ export function RestorePlanner() {
               <select id="restore-target" data-testid="restore-target" className={field} value={form.target_file != null ? NEW_FILE : form.connection_id}
                 onChange={(e) =>
                   e.target.value === NEW_FILE
-                    ? change({ target_file: "", restore_type: "full" })
+                    ? change({ target_file: "", restore_type: form.restore_type === "tenant_only" ? "full" : form.restore_type })
                     : change({
                         connection_id: e.target.value,
                         target_file: undefined,
-                        ...(connections.data?.find((c) => c.id === e.target.value)?.kind === "sqlite" ? { restore_type: "full" as RestoreType } : {}),
+                        ...(connections.data?.find((c) => c.id === e.target.value)?.kind === "sqlite" && form.restore_type === "tenant_only" ? { restore_type: "full" as RestoreType } : {}),
                       })
                 }>
                 {(connections.data ?? []).map((c) => (
@@ -183,8 +183,9 @@ export function RestorePlanner() {
             )}
             {form.target_file == null && connections.data?.find((c) => c.id === form.connection_id)?.kind === "sqlite" && (
               <p className="text-xs text-amber-700" data-testid="restore-sqlite-note">
-                This connection is a SQLite database: a SQLite backup restores whole into a new file (choose "A new SQLite file…" above).
-                Tenant and selective restores need a PostgreSQL connection: the demo can be put on PostgreSQL (`safehold demo --postgres`, or the offer at the top when a server answers on this machine).
+                This connection is a SQLite database: a backup restores whole into a new file (choose "A new SQLite file…" above), or
+                chosen tables into this file (Selective tables). Tenant-only restores need PostgreSQL: the demo can be put there (the offer at the
+                top when a server answers on this machine, or `safehold demo --postgres`).
               </p>
             )}
             <div>
@@ -192,7 +193,7 @@ export function RestorePlanner() {
               <select id="restore-type" data-testid="restore-type" className={field} value={form.restore_type}
                 onChange={(e) => change({ restore_type: e.target.value as RestoreType })}>
                 <option value="tenant_only" disabled={sqliteTarget}>Tenant only</option>
-                <option value="selective" disabled={sqliteTarget}>Selective tables</option>
+                <option value="selective">Selective tables</option>
                 <option value="full">Full</option>
               </select>
             </div>

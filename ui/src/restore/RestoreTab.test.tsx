@@ -177,12 +177,16 @@ describe("Restore", () => {
   it("opens in a state its own validation accepts, and says what is missing beside the field", async () => {
     renderWithClient(<BackupDashboard />);
     await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
-    // The demo's SQLite connection restores whole: Full is chosen, the others are not offered.
+    // The demo's SQLite connection: Full is chosen; chosen tables can be restored into it; a
+    // tenant-only restore (PostgreSQL only) is not offered.
     const type = (await screen.findByTestId("restore-type")) as HTMLSelectElement;
     await waitFor(() => expect(type.value).toBe("full"));
     expect((within(type).getByRole("option", { name: "Tenant only" }) as HTMLOptionElement).disabled).toBe(true);
-    expect((within(type).getByRole("option", { name: "Selective tables" }) as HTMLOptionElement).disabled).toBe(true);
+    expect((within(type).getByRole("option", { name: "Selective tables" }) as HTMLOptionElement).disabled).toBe(false);
     expect(screen.queryByTestId("restore-tenant")).not.toBeInTheDocument();
+    expect(screen.getByTestId("restore-sqlite-note")).toHaveTextContent("chosen tables into this file (Selective tables)");
+    await userEvent.selectOptions(type, "selective");
+    expect(await screen.findByTestId("restore-tables")).toBeInTheDocument();
   });
 
   it("a tenant restore without a tenant says so beside the field; engine errors leave out the command line's flags", async () => {

@@ -423,8 +423,29 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
             }
             plan.tables = available.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: final_rows(index, t), updated: 0, deleted: 0 }).collect();
         }
-        (SourceSpec::Sqlite { .. }, Some(_)) => {
-            return Err(Error::validation("selective and tenant-only restores need a PostgreSQL target in this version; restore the whole SQLite backup into a new file"));
+        (SourceSpec::Sqlite { path }, Some(Scope::Tables(set))) => {
+            if req.clean {
+                return Err(Error::validation("--clean is for PostgreSQL targets: a selective restore replaces only the chosen tables"));
+            }
+            if !path.exists() {
+                plan.warnings.push(format!("{} does not exist: it is made with the chosen tables only", path.display()));
+            }
+            // Only an existing file has rows to replace (and to keep in a safety backup).
+            plan.destructive = path.exists();
+            plan.safety_backup = req.safety_backup && plan.destructive;
+            if exact {
+                let started = std::time::Instant::now();
+                plan.tables = source::sqlite::restore_tables(&opened.chain, path, set, false, cancel, &source::no_progress()).await?;
+                plan.exact = true;
+                plan.estimated_seconds = started.elapsed().as_secs_f64();
+            } else {
+                plan.tables = set.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: 0, updated: 0, deleted: 0 }).collect();
+            }
+        }
+        (SourceSpec::Sqlite { .. }, Some(Scope::Tenant(_))) => {
+            return Err(Error::validation(
+                "a tenant-only restore needs a PostgreSQL target in this version: restore the whole SQLite backup into a new file, or the chosen tables (selective), or put the platform on PostgreSQL (safehold demo --postgres for the demo)",
+            ));
         }
         (SourceSpec::Postgres { url }, None) => {
             let exists = database_exists(url).await?;
@@ -605,7 +626,13 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
             out.changes = applied.tables;
             out.new_tenant_id = applied.new_tenant_id;
         }
-        (SourceSpec::Sqlite { .. }, Some(_)) => return Err(Error::validation("selective and tenant-only restores need a PostgreSQL target")),
+        (SourceSpec::Sqlite { path }, Some(Scope::Tables(set))) => {
+            let changes = source::sqlite::restore_tables(&opened.chain, path, &set, true, cancel, progress).await?;
+            out.tables = changes.len() as u64;
+            out.rows = changes.iter().map(|t| t.rows_in_backup).sum();
+            out.changes = changes;
+        }
+        (SourceSpec::Sqlite { .. }, Some(Scope::Tenant(_))) => return Err(Error::validation("a tenant-only restore needs a PostgreSQL target in this version")),
     }
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)

@@ -477,3 +477,179 @@ async fn restore_into(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], s
     conn.close().await.map_err(db_err(path, "close it"))?;
     Ok(total)
 }
+
+/// How many rows' foreign keys point at nothing, per (table, the table it should point into,
+/// which key of the table).
+async fn fk_violations(tx: &mut SqliteConnection, path: &Path) -> Result<std::collections::BTreeMap<(String, String, i64), i64>> {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as("SELECT \"table\", parent, fkid, count(*) FROM pragma_foreign_key_check GROUP BY 1, 2, 3")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err(path, "check its foreign keys"))?;
+    Ok(rows.into_iter().map(|(t, p, k, n)| ((t, p, k), n)).collect())
+}
+
+/// A selective restore into a SQLite database: the tables `tables` replaced by the backup's, in
+/// one transaction (committed only when `commit`; a dry run gives the same counts and changes
+/// nothing). A table the file lacks is created as the backup has it, with its indexes and
+/// triggers; a file that does not exist is made with the chosen tables only. Foreign keys are
+/// checked at the end: a restore that would leave rows pointing at rows that are gone is refused
+/// and changes nothing.
+pub async fn restore_tables(
+    chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)],
+    target: &Path,
+    tables: &std::collections::BTreeSet<String>,
+    commit: bool,
+    cancel: &CancelToken,
+    progress: &ProgressSink,
+) -> Result<Vec<super::pg_apply::TableChange>> {
+    let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
+    let schema = read_schema(reader, index)?;
+    for t in tables {
+        if !schema.tables.iter().any(|(n, _)| n == t) {
+            return Err(Error::not_found(format!("the backup has no table {t}")));
+        }
+    }
+    if !target.exists() {
+        // A new file with the chosen tables only, made beside the target and renamed when complete.
+        let mut only = schema.clone();
+        only.tables.retain(|(n, _)| tables.contains(n));
+        only.objects.retain(|o| o.kind != "table" || tables.contains(&o.name) || o.name == "sqlite_sequence");
+        only.objects.retain(|o| o.kind == "table" || tables.contains(&o.tbl_name));
+        let partial = crate::private::partial_beside(target);
+        let held = crate::private::create_new(&partial).map_err(|e| Error::io(format!("cannot create {}", partial.display()), &e))?;
+        let _ = crate::private::lock(&held);
+        let filtered: Vec<(std::sync::Arc<ArchiveReader>, ArchiveIndex)> = chain
+            .iter()
+            .map(|(r, ix)| {
+                let mut ix = ix.clone();
+                // (sqlite_sequence exists only where a chosen table counts with AUTOINCREMENT.)
+                let counted = only.objects.iter().any(|o| o.kind == "table" && o.name != "sqlite_sequence" && o.sql.as_deref().is_some_and(|s| s.to_ascii_uppercase().contains("AUTOINCREMENT")));
+                ix.sections.retain(|s| s.kind != "table" || tables.contains(&s.name) || (s.name == "sqlite_sequence" && counted));
+                (r.clone(), ix)
+            })
+            .collect();
+        let result = restore_into(&filtered, &only, &partial, cancel, progress).await;
+        let out = match result {
+            Ok(_) if commit => std::fs::rename(&partial, target).map_err(|e| Error::io(format!("cannot move the restored database to {}", target.display()), &e)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if out.is_err() || !commit {
+            let _ = std::fs::remove_file(&partial);
+        }
+        out?;
+        drop(held);
+        return Ok(tables
+            .iter()
+            .map(|t| {
+                let n = index.section(t).map(|e| e.rows).unwrap_or(0);
+                let n = index.section(&format!("{t}#keys")).map(|k| k.rows).unwrap_or(n);
+                super::pg_apply::TableChange { table: t.clone(), rows_in_backup: n, inserted: n, updated: 0, deleted: 0 }
+            })
+            .collect());
+    }
+    // Foreign keys not enforced row by row (a parent's every row would scan its children's tables):
+    // checked once at the end against what was broken before.
+    let opts = SqliteConnectOptions::new().filename(target).create_if_missing(false).foreign_keys(false);
+    let mut conn = SqliteConnection::connect_with(&opts).await.map_err(db_err(target, "open it"))?;
+    let mut tx = conn.begin().await.map_err(db_err(target, "start a transaction"))?;
+    let before = fk_violations(&mut tx, target).await?;
+    let mut changes = Vec::new();
+    let order: Vec<&String> = schema.tables.iter().map(|(n, _)| n).filter(|n| tables.contains(*n)).collect();
+    for (done, table) in order.iter().enumerate() {
+        cancel.check()?;
+        progress(Progress { phase: "restore".into(), table: Some(table.to_string()), tables_done: done as u64, tables_total: order.len() as u64, rows: 0, bytes: 0 });
+        let qt = quote_ident(table);
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)").bind(table.as_str()).fetch_one(&mut *tx).await.map_err(db_err(target, "read its tables"))?;
+        let created = !exists;
+        if created {
+            let sql = schema.objects.iter().find(|o| o.kind == "table" && o.name == **table).and_then(|o| o.sql.clone())
+                .ok_or_else(|| Error::validation(format!("the backup has no definition of the table {table}")))?;
+            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(db_err(target, &format!("create the table {table}")))?;
+        }
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid").bind(table.as_str()).fetch_all(&mut *tx).await.map_err(db_err(target, "read its columns"))?;
+        let keys: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk").bind(table.as_str()).fetch_all(&mut *tx).await.map_err(db_err(target, "read its primary keys"))?;
+        // The rows as they are, to count what changes; then the backup's in their place.
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS temp._sh_before; CREATE TEMP TABLE _sh_before AS SELECT * FROM main.{qt}; DELETE FROM main.{qt};")))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err(target, &format!("set aside the rows of {table}")))?;
+        let base = chain
+            .iter()
+            .rposition(|(_, ix)| ix.section(table).is_some_and(|e| e.mode.is_none()))
+            .ok_or_else(|| Error::validation(format!("no backup of the chain holds the table {table} whole")))?;
+        let (base_reader, base_index) = &chain[base];
+        let loaded = insert_rows(&mut tx, base_reader, base_index, table, target, None).await;
+        let mut rows = loaded.map_err(|e| if e.message.contains("values for") || e.message.contains("columns but") {
+            Error::validation(format!("the table {table} in {} has other columns ({}) than the backup's: restore it into a new file instead", target.display(), names.join(", ")))
+        } else { e })?;
+        for (r, ix) in &chain[base + 1..] {
+            rows = apply_delta(&mut tx, r, ix, table, target).await?;
+        }
+        let cols = |alias: &str, list: &[String]| list.iter().map(|c| format!("{alias}.{0} IS t.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+        if !keys.is_empty() {
+            let list = keys.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+            sqlx::raw_sql(AssertSqlSafe(format!("CREATE INDEX temp._sh_before_key ON _sh_before ({list})"))).execute(&mut *tx).await.map_err(db_err(target, "index a temporary table"))?;
+        }
+        // Keys compared with `=` (an index serves it; a NULL in a key matches nothing, as in a
+        // unique index), whole rows with `IS`.
+        let by_key = keys.iter().map(|c| format!("b.{0} = t.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+        let (same_key, same_row) = if keys.is_empty() { (cols("b", &names), cols("b", &names)) } else { (by_key.clone(), format!("{by_key} AND {}", cols("b", &names))) };
+        let q = |sql: String| sqlx::query_scalar::<sqlx::Sqlite, i64>(AssertSqlSafe(sql));
+        let inserted = q(format!("SELECT count(*) FROM main.{qt} t WHERE NOT EXISTS (SELECT 1 FROM temp._sh_before b WHERE {same_key})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?;
+        let deleted = q(format!("SELECT count(*) FROM temp._sh_before t WHERE NOT EXISTS (SELECT 1 FROM main.{qt} b WHERE {same_key})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?;
+        let updated = if keys.is_empty() { 0 } else {
+            q(format!("SELECT count(*) FROM main.{qt} t WHERE EXISTS (SELECT 1 FROM temp._sh_before b WHERE {same_key}) AND NOT EXISTS (SELECT 1 FROM temp._sh_before b WHERE {same_row})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?
+        };
+        sqlx::query("DROP TABLE temp._sh_before").execute(&mut *tx).await.map_err(db_err(target, "drop a temporary table"))?;
+        if created {
+            for o in schema.objects.iter().filter(|o| o.kind != "table" && o.kind != "view" && o.tbl_name == **table) {
+                if let Some(sql) = &o.sql {
+                    sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *tx).await.map_err(db_err(target, &format!("create {} {}", o.kind, o.name)))?;
+                }
+            }
+        }
+        changes.push(super::pg_apply::TableChange { table: table.to_string(), rows_in_backup: rows, inserted: inserted as u64, updated: updated as u64, deleted: deleted as u64 });
+    }
+    // AUTOINCREMENT counters of the restored tables as the backup had them.
+    if let Some(base) = chain.iter().rposition(|(_, ix)| ix.section("sqlite_sequence").is_some()) {
+        let (r, ix) = &chain[base];
+        let mut seqs: Vec<(String, i64)> = Vec::new();
+        read_lines(r, ix, "sqlite_sequence", &mut |line| {
+            let v: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of sqlite_sequence is unreadable: {e}")).caused_by(&e))?;
+            if let (Some(Value::String(n)), Some(s)) = (v.first(), v.get(1).and_then(Value::as_i64)) {
+                seqs.push((n.clone(), s));
+            }
+            Ok(())
+        })?;
+        for (name, seq) in seqs.into_iter().filter(|(n, _)| tables.contains(n)) {
+            sqlx::query("DELETE FROM sqlite_sequence WHERE name = ?").bind(&name).execute(&mut *tx).await.map_err(db_err(target, "set a counter"))?;
+            sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)").bind(&name).bind(seq).execute(&mut *tx).await.map_err(db_err(target, "set a counter"))?;
+        }
+    }
+    // Rows left pointing at nothing that were not so before: refused.
+    let after = fk_violations(&mut tx, target).await?;
+    let new: Vec<(String, i64)> = after
+        .iter()
+        .filter_map(|((t, p, k), n)| {
+            let was = before.get(&(t.clone(), p.clone(), *k)).copied().unwrap_or(0);
+            (*n > was).then(|| (format!("{t} → {p}"), n - was))
+        })
+        .collect();
+    if !new.is_empty() {
+        let mut pairs: Vec<String> = new.iter().map(|(w, _)| w.clone()).collect();
+        pairs.dedup();
+        return Err(Error::conflict(format!(
+            "the restored tables would leave {} rows pointing at rows that are gone ({}); restore the tables they point at too, or choose others; nothing was changed",
+            new.iter().map(|(_, n)| n).sum::<i64>(),
+            pairs.join(", ")
+        )));
+    }
+    if commit {
+        tx.commit().await.map_err(db_err(target, "commit"))?;
+    } else {
+        tx.rollback().await.map_err(db_err(target, "roll back the dry run"))?;
+    }
+    let _ = conn.close().await;
+    Ok(changes)
+}

@@ -697,3 +697,82 @@ async fn a_create_restore_sweeps_dead_builds_and_leaves_live_ones() {
     sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{live}\" WITH (FORCE)"))).execute(&mut admin).await.expect("clean up");
     let _ = working.await;
 }
+
+/// The rows of a SQLite table as `sqlite3 .dump` writes them (INSERT lines), sorted.
+fn sqlite_rows(path: &std::path::Path, table: &str) -> Vec<String> {
+    let out = std::process::Command::new("sqlite3").arg(path).arg(format!(".dump {table}")).output().expect("sqlite3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("INSERT")).map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
+fn sqlite_exec(path: &std::path::Path, sql: &str) {
+    let out = std::process::Command::new("sqlite3").arg(path).arg(sql).output().expect("sqlite3");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Selective restores on SQLite (the demo platform): chosen tables replaced in place with exact
+/// counts in the plan, the others untouched; refused, changing nothing, when the result would
+/// leave rows pointing at rows that are gone; a table the file lacks created with its indexes;
+/// a new file made with the chosen tables only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_selective_restore_replaces_chosen_tables_of_a_sqlite_database() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("platform.db");
+    safehold_core::demo::generate(&db, 11).await.expect("demo");
+    let repo = repo_with_password("pw");
+    let (documents, users) = (sqlite_rows(&db, "documents"), sqlite_rows(&db, "users"));
+    repo.backup(SourceSpec::Sqlite { path: db.clone() }).await;
+    // Ten documents deleted, five retitled, one user's e-mail changed; a project renamed (not chosen).
+    sqlite_exec(&db, "DELETE FROM documents WHERE rowid IN (SELECT rowid FROM documents ORDER BY id LIMIT 10);
+                      UPDATE documents SET title = 'changed' WHERE rowid IN (SELECT rowid FROM documents ORDER BY id DESC LIMIT 5);
+                      UPDATE users SET email = 'changed@example.test' WHERE rowid = (SELECT min(rowid) FROM users);
+                      UPDATE projects SET name = 'renamed' WHERE rowid = (SELECT min(rowid) FROM projects);");
+    let projects = sqlite_rows(&db, "projects");
+    let mut req = RestoreRequest::new(repo.path(), format!("sqlite://{}", db.display()));
+    req.restore_type = RestoreType::Selective;
+    req.tables = vec!["documents".into(), "users".into()];
+    req.safety_backup = false;
+    let p = plan(&repo, &req).await.expect("plan");
+    assert!(p.exact);
+    let by: BTreeMap<&str, (u64, u64, u64)> = p.tables.iter().map(|t| (t.table.as_str(), (t.inserted, t.updated, t.deleted))).collect();
+    assert_eq!(by["documents"], (10, 5, 0), "{:?}", p.tables);
+    assert_eq!(by["users"], (0, 1, 0), "{:?}", p.tables);
+    assert_eq!(sqlite_rows(&db, "projects"), projects, "the plan changed nothing");
+    run(&repo, &req).await.expect("selective restore on SQLite");
+    assert_eq!(sqlite_rows(&db, "documents"), documents);
+    assert_eq!(sqlite_rows(&db, "users"), users);
+    assert_eq!(sqlite_rows(&db, "projects"), projects, "a table not chosen keeps its changes");
+
+    // A user added since the backup, with a project: restoring users would orphan the project.
+    sqlite_exec(&db, "INSERT INTO users SELECT 'new-user', tenant_id, 'new@example.test', 'New', 'member', 'en', NULL, created_at, updated_at FROM users LIMIT 1;
+                      INSERT INTO projects SELECT 'new-project', tenant_id, 'new-user', 'p', 'active', NULL, created_at, updated_at FROM users WHERE id = 'new-user';");
+    let before = sqlite_rows(&db, "users");
+    let mut only_users = req.clone();
+    only_users.tables = vec!["users".into()];
+    let err = run(&repo, &only_users).await.expect_err("would orphan a project");
+    assert!(err.message.contains("would leave 1 rows pointing at rows that are gone (projects → users)"), "{}", err.message);
+    assert_eq!(sqlite_rows(&db, "users"), before, "nothing was changed");
+
+    // A file without the table: created with its indexes. A file that does not exist: made.
+    let empty = dir.path().join("empty.db");
+    sqlite_exec(&empty, "CREATE TABLE notes (x int)");
+    let mut into_empty = RestoreRequest::new(repo.path(), format!("sqlite://{}", empty.display()));
+    into_empty.restore_type = RestoreType::Selective;
+    into_empty.tables = vec!["tenants".into(), "users".into()];
+    into_empty.safety_backup = false;
+    run(&repo, &into_empty).await.expect("into a file without the tables");
+    assert_eq!(sqlite_rows(&empty, "users"), users);
+    let indexes = std::process::Command::new("sqlite3").arg(&empty).arg("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'users_tenant'").output().expect("sqlite3");
+    assert_eq!(String::from_utf8_lossy(&indexes.stdout).trim(), "users_tenant", "its index came with it");
+    let fresh = dir.path().join("fresh.db");
+    let mut into_new = into_empty.clone();
+    into_new.target = format!("sqlite://{}", fresh.display());
+    let p = plan(&repo, &into_new).await.expect("plan into a new file");
+    assert!(p.warnings.iter().any(|w| w.contains("is made with the chosen tables only")), "{:?}", p.warnings);
+    assert!(!fresh.exists(), "the plan made nothing");
+    run(&repo, &into_new).await.expect("into a new file");
+    assert_eq!(sqlite_rows(&fresh, "users"), users);
+    assert!(sqlite_rows(&fresh, "documents").is_empty(), "only the chosen tables");
+}
