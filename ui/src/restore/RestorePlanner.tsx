@@ -52,7 +52,7 @@ export function RestorePlanner() {
   const [excluded, setExcluded] = useState("");
   const [point, setPoint] = useState("");
   const [atPoint, setAtPoint] = useState(false);
-  const [asCopy, setAsCopy] = useState(false);
+  const [asCopyChosen, setAsCopy] = useState(false);
   const [plan, setPlan] = useState<RestorePlan | null>(null);
   const [confirm, setConfirm] = useState("");
   const [started, setStarted] = useState<string | null>(null);
@@ -63,12 +63,14 @@ export function RestorePlanner() {
   // tenant deleted since the backup is not in the target any more).
   const targetConnection = connections.data?.find((c) => c.id === form.connection_id);
   const sqliteTarget = form.target_file != null || targetConnection?.kind === "sqlite";
+  // A tenant restored as a copy (new ids) is PostgreSQL's only.
+  const asCopy = asCopyChosen && !sqliteTarget;
   // Said beside the field, in the form's words, before the engine is asked.
   const tenantMissing = form.restore_type === "tenant_only" && !(form.tenant_id ?? "").trim();
   const tenants = useQuery({
     queryKey: queryKeys.tenants(form.connection_id),
     queryFn: () => api.listTenants(form.connection_id),
-    enabled: form.restore_type === "tenant_only" && form.target_file == null && targetConnection?.kind === "postgres",
+    enabled: form.restore_type === "tenant_only" && form.target_file == null && targetConnection != null,
     retry: false,
   });
   useEffect(() => {
@@ -184,15 +186,15 @@ export function RestorePlanner() {
             {form.target_file == null && connections.data?.find((c) => c.id === form.connection_id)?.kind === "sqlite" && (
               <p className="text-xs text-amber-700" data-testid="restore-sqlite-note">
                 This connection is a SQLite database: a backup restores whole into a new file (choose "A new SQLite file…" above), or
-                chosen tables into this file (Selective tables). Tenant-only restores need PostgreSQL: the demo can be put there (the offer at the
-                top when a server answers on this machine, or `safehold demo --postgres`).
+                chosen tables or one tenant into this file. A tenant restored as a copy (new ids) needs PostgreSQL: the demo can be put there
+                (the offer at the top when a server answers on this machine, or `safehold demo --postgres`).
               </p>
             )}
             <div>
               <label className={label} htmlFor="restore-type">Restore type</label>
               <select id="restore-type" data-testid="restore-type" className={field} value={form.restore_type}
                 onChange={(e) => change({ restore_type: e.target.value as RestoreType })}>
-                <option value="tenant_only" disabled={sqliteTarget}>Tenant only</option>
+                <option value="tenant_only" disabled={form.target_file != null}>Tenant only</option>
                 <option value="selective">Selective tables</option>
                 <option value="full">Full</option>
               </select>
@@ -209,7 +211,7 @@ export function RestorePlanner() {
                   ))}
                 </datalist>
                 <label className="flex items-center gap-2 text-sm">
-                  <input type="checkbox" data-testid="restore-as-copy" checked={asCopy} onChange={(e) => { setAsCopy(e.target.checked); setPlan(null); }} />
+                  <input type="checkbox" data-testid="restore-as-copy" checked={asCopy} disabled={sqliteTarget} onChange={(e) => { setAsCopy(e.target.checked); setPlan(null); }} />
                   Restore as a copy under a new tenant (new ids everywhere; the tenant itself is not touched)
                 </label>
                 {asCopy && (

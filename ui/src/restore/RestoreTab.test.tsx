@@ -181,12 +181,18 @@ describe("Restore", () => {
     // tenant-only restore (PostgreSQL only) is not offered.
     const type = (await screen.findByTestId("restore-type")) as HTMLSelectElement;
     await waitFor(() => expect(type.value).toBe("full"));
-    expect((within(type).getByRole("option", { name: "Tenant only" }) as HTMLOptionElement).disabled).toBe(true);
+    expect((within(type).getByRole("option", { name: "Tenant only" }) as HTMLOptionElement).disabled).toBe(false);
     expect((within(type).getByRole("option", { name: "Selective tables" }) as HTMLOptionElement).disabled).toBe(false);
     expect(screen.queryByTestId("restore-tenant")).not.toBeInTheDocument();
-    expect(screen.getByTestId("restore-sqlite-note")).toHaveTextContent("chosen tables into this file (Selective tables)");
+    expect(screen.getByTestId("restore-sqlite-note")).toHaveTextContent("chosen tables or one tenant into this file");
     await userEvent.selectOptions(type, "selective");
     expect(await screen.findByTestId("restore-tables")).toBeInTheDocument();
+    // One tenant in place on SQLite, its tenants offered; as a copy is PostgreSQL's.
+    mocked.listTenants.mockResolvedValue([{ id: "t-1", name: "Acme Corp" }]);
+    await userEvent.selectOptions(type, "tenant_only");
+    expect(await screen.findByTestId("restore-tenant")).toBeInTheDocument();
+    await waitFor(() => expect(screen.getByTestId("restore-tenant-options").querySelectorAll("option")).toHaveLength(1));
+    expect(screen.getByTestId("restore-as-copy")).toBeDisabled();
   });
 
   it("a tenant restore without a tenant says so beside the field; engine errors leave out the command line's flags", async () => {

@@ -38,9 +38,14 @@ pub struct TenantRow {
     pub name: Option<String>,
 }
 
-/// The tenants of a PostgreSQL connection (its tenants table's keys and names).
+/// The tenants of a connection (its tenants table's keys and names), PostgreSQL or SQLite.
 pub async fn tenants(ctx: &Ctx, connection: &str) -> Result<Vec<TenantRow>> {
     crate::context::require(ctx, crate::context::Permission::RestoreData, "migration.tenants", connection).await?;
+    let found = connections::find(ctx, connection).await.ok();
+    if let Some(c) = found.filter(|c| c.kind == ConnectionKind::Sqlite) {
+        let path = c.sqlite_path.clone().unwrap_or_default();
+        return sqlite_tenants(std::path::Path::new(&path), &c.tenants_table).await;
+    }
     let (url, tenancy, _) = endpoint(ctx, connection).await?;
     let table = tenancy.map(|t| t.1).unwrap_or_else(|| "tenants".into());
     let mut conn = crate::source::postgres::connect(&url).await?;
@@ -57,6 +62,26 @@ pub async fn tenants(ctx: &Ctx, connection: &str) -> Result<Vec<TenantRow>> {
         rel = crate::source::pg_apply::rel(&t)
     );
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await.map_err(crate::source::postgres::q("list the tenants"))?;
+    Ok(rows.into_iter().map(|(id, name)| TenantRow { id, name }).collect())
+}
+
+/// The tenants of a SQLite database: its tenants table's one-column key, and names.
+async fn sqlite_tenants(path: &std::path::Path, table: &str) -> Result<Vec<TenantRow>> {
+    use sqlx::Connection as _;
+    let fail = |e: sqlx::Error| Error::new(crate::error::ErrorCode::Database, format!("{}: cannot list the tenants: {e}", path.display())).caused_by(&e);
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.map_err(fail)?;
+    let cols: Vec<(String, i64)> = sqlx::query_as("SELECT name, pk FROM pragma_table_info(?) ORDER BY cid").bind(table).fetch_all(&mut conn).await.map_err(fail)?;
+    if cols.is_empty() {
+        return Err(Error::not_found(format!("the connection has no tenants table \"{table}\": set it in the connection")));
+    }
+    let keys: Vec<&String> = cols.iter().filter(|c| c.1 > 0).map(|c| &c.0).collect();
+    let [key] = keys.as_slice() else { return Err(Error::validation(format!("{table} has no one-column primary key"))) };
+    let q = crate::source::quote_ident;
+    let name = if cols.iter().any(|c| c.0 == "name") { "CAST(name AS TEXT)" } else { "NULL" };
+    let sql = format!("SELECT CAST({} AS TEXT), {name} FROM {} ORDER BY 2, 1 LIMIT 5000", q(key), q(table));
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await.map_err(fail)?;
+    let _ = conn.close().await;
     Ok(rows.into_iter().map(|(id, name)| TenantRow { id, name }).collect())
 }
 

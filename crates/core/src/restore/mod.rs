@@ -442,10 +442,21 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
                 plan.tables = set.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: 0, updated: 0, deleted: 0 }).collect();
             }
         }
-        (SourceSpec::Sqlite { .. }, Some(Scope::Tenant(_))) => {
-            return Err(Error::validation(
-                "a tenant-only restore needs a PostgreSQL target in this version: restore the whole SQLite backup into a new file, or the chosen tables (selective), or put the platform on PostgreSQL (safehold demo --postgres for the demo)",
-            ));
+        (SourceSpec::Sqlite { path }, Some(Scope::Tenant(ts))) => {
+            if !req.preserve_ids {
+                return Err(Error::validation(
+                    "a tenant restored as a copy (new ids) needs a PostgreSQL target in this version; on SQLite a tenant is restored in place, or put the platform on PostgreSQL (safehold demo --postgres for the demo)",
+                ));
+            }
+            if req.clean || req.create {
+                return Err(Error::validation("--clean and --create are for full restores: a tenant restore writes into an existing database"));
+            }
+            if exact {
+                let started = std::time::Instant::now();
+                plan.tables = source::sqlite::restore_tenant(&opened.chain, path, &ts.tenant_column, &ts.tenants_table, &ts.tenant_id, false, cancel, &source::no_progress()).await?;
+                plan.exact = true;
+                plan.estimated_seconds = started.elapsed().as_secs_f64();
+            }
         }
         (SourceSpec::Postgres { url }, None) => {
             let exists = database_exists(url).await?;
@@ -632,7 +643,12 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
             out.rows = changes.iter().map(|t| t.rows_in_backup).sum();
             out.changes = changes;
         }
-        (SourceSpec::Sqlite { .. }, Some(Scope::Tenant(_))) => return Err(Error::validation("a tenant-only restore needs a PostgreSQL target in this version")),
+        (SourceSpec::Sqlite { path }, Some(Scope::Tenant(ts))) => {
+            let changes = source::sqlite::restore_tenant(&opened.chain, path, &ts.tenant_column, &ts.tenants_table, &ts.tenant_id, true, cancel, progress).await?;
+            out.tables = changes.len() as u64;
+            out.rows = changes.iter().map(|t| t.rows_in_backup).sum();
+            out.changes = changes;
+        }
     }
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)

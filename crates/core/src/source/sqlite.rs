@@ -653,3 +653,245 @@ pub async fn restore_tables(
     let _ = conn.close().await;
     Ok(changes)
 }
+
+/// A foreign key: the table it points into, its columns, and the columns they point at (none:
+/// the parent's primary key).
+type ForeignKey = (String, Vec<String>, Vec<Option<String>>);
+
+/// One table of a SQLite tenant restore: how its rows are found to be the tenant's.
+struct TenantTable {
+    name: String,
+    columns: Vec<String>,
+    keys: Vec<String>,
+    /// `(SELECT …)`-free condition on alias `t` in schema `{s}` (replaced by `main` or `bk`).
+    predicate: String,
+}
+
+/// The tables of a SQLite database that hold a tenant's rows: the tenants table (the tenant's
+/// row), every table with the tenant column, and tables reached from those through foreign keys
+/// (a child whose key points at a tenant's row is the tenant's), nearest first.
+async fn tenant_tables(conn: &mut SqliteConnection, path: &Path, tenant_column: &str, tenants_table: &str) -> Result<Vec<TenantTable>> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err(path, "read its tables"))?;
+    let mut info = std::collections::BTreeMap::new();
+    for n in &names {
+        let cols: Vec<(String, i64)> = sqlx::query_as("SELECT name, pk FROM pragma_table_info(?) ORDER BY cid").bind(n).fetch_all(&mut *conn).await.map_err(db_err(path, "read its columns"))?;
+        // (id, parent, from, to) of each foreign key column.
+        let fks: Vec<(i64, String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?) ORDER BY id, seq").bind(n).fetch_all(&mut *conn).await.map_err(db_err(path, "read its foreign keys"))?;
+        info.insert(n.clone(), (cols, fks));
+    }
+    let keys_of = |t: &str| -> Vec<String> {
+        let mut k: Vec<(i64, String)> = info.get(t).map(|(c, _)| c.iter().filter(|(_, pk)| *pk > 0).map(|(n, pk)| (*pk, n.clone())).collect()).unwrap_or_default();
+        k.sort();
+        k.into_iter().map(|(_, n)| n).collect()
+    };
+    let q = |s: &str| quote_ident(s);
+    let mut out: Vec<TenantTable> = Vec::new();
+    if let Some((cols, _)) = info.get(tenants_table) {
+        let key = keys_of(tenants_table);
+        if key.len() != 1 {
+            return Err(Error::validation(format!("the tenants table {tenants_table} needs a one-column primary key")));
+        }
+        out.push(TenantTable { name: tenants_table.into(), columns: cols.iter().map(|c| c.0.clone()).collect(), keys: key.clone(), predicate: format!("t.{} = (SELECT id FROM temp._sh_tenant)", q(&key[0])) });
+    }
+    for (n, (cols, _)) in &info {
+        if n != tenants_table && cols.iter().any(|c| c.0 == tenant_column) {
+            out.push(TenantTable { name: n.clone(), columns: cols.iter().map(|c| c.0.clone()).collect(), keys: keys_of(n), predicate: format!("t.{} = (SELECT id FROM temp._sh_tenant)", q(tenant_column)) });
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::validation(format!("no table of {} has the tenant column {tenant_column} or is named {tenants_table}: set the connection's tenant column", path.display())));
+    }
+    // Children reached through foreign keys, nearest first.
+    loop {
+        let mut grew = false;
+        for (n, (cols, fks)) in &info {
+            if out.iter().any(|t| &t.name == n) {
+                continue;
+            }
+            let mut by_id: std::collections::BTreeMap<i64, ForeignKey> = std::collections::BTreeMap::new();
+            for (id, parent, from, to) in fks {
+                let e = by_id.entry(*id).or_insert_with(|| (parent.clone(), Vec::new(), Vec::new()));
+                e.1.push(from.clone());
+                e.2.push(to.clone());
+            }
+            let ways: Vec<String> = by_id
+                .values()
+                .filter(|(parent, _, _)| parent != n)
+                .filter_map(|(parent, from, to)| {
+                    let p = out.iter().find(|t| &t.name == parent)?;
+                    let to: Vec<String> = if to.iter().all(Option::is_some) { to.iter().flatten().cloned().collect() } else { keys_of(parent) };
+                    (to.len() == from.len()).then(|| {
+                        let f = from.iter().map(|c| format!("t.{}", q(c))).collect::<Vec<_>>().join(", ");
+                        let tcols = to.iter().map(|c| format!("t.{}", q(c))).collect::<Vec<_>>().join(", ");
+                        format!("({f}) IN (SELECT {tcols} FROM {{s}}.{} t WHERE {})", q(&p.name), p.predicate)
+                    })
+                })
+                .collect();
+            if !ways.is_empty() {
+                out.push(TenantTable { name: n.clone(), columns: cols.iter().map(|c| c.0.clone()).collect(), keys: keys_of(n), predicate: ways.join(" OR ") });
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// A tenant-only restore into a SQLite database, in place (the tenant keeps its ids): the
+/// tenant's rows in every tenant table replaced by its rows in the backup, other tenants' rows
+/// untouched, in one transaction (committed only when `commit`). Refused, changing nothing, when
+/// a restored row's key is held by another tenant's row, or rows would be left pointing at rows
+/// that are gone.
+#[allow(clippy::too_many_arguments)]
+pub async fn restore_tenant(
+    chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)],
+    target: &Path,
+    tenant_column: &str,
+    tenants_table: &str,
+    tenant_id: &str,
+    commit: bool,
+    cancel: &CancelToken,
+    progress: &ProgressSink,
+) -> Result<Vec<super::pg_apply::TableChange>> {
+    if !target.exists() {
+        return Err(Error::not_found(format!("{} does not exist: a tenant restore writes into an existing database", target.display())));
+    }
+    let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
+    let schema = read_schema(reader, index)?;
+    // The backup's state, whole, in a private file beside nothing else; read through ATTACH.
+    let scratch = std::env::temp_dir().join(format!("safehold-tenant-{}.db", uuid::Uuid::new_v4().simple()));
+    let _guard = RemoveOnDrop(scratch.clone());
+    restore_into(chain, &schema, &scratch, cancel, progress).await?;
+    let opts = SqliteConnectOptions::new().filename(target).create_if_missing(false).foreign_keys(false);
+    let mut conn = SqliteConnection::connect_with(&opts).await.map_err(db_err(target, "open it"))?;
+    sqlx::query("ATTACH DATABASE ? AS bk").bind(scratch.display().to_string()).execute(&mut conn).await.map_err(db_err(target, "read the backup beside it"))?;
+    let result = tenant_into(&mut conn, target, tenant_column, tenants_table, tenant_id, commit, cancel, progress).await;
+    let _ = sqlx::query("DETACH DATABASE bk").execute(&mut conn).await;
+    let _ = conn.close().await;
+    result
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn tenant_into(
+    conn: &mut SqliteConnection,
+    target: &Path,
+    tenant_column: &str,
+    tenants_table: &str,
+    tenant_id: &str,
+    commit: bool,
+    cancel: &CancelToken,
+    progress: &ProgressSink,
+) -> Result<Vec<super::pg_apply::TableChange>> {
+    let tables = tenant_tables(conn, target, tenant_column, tenants_table).await?;
+    let mut tx = conn.begin().await.map_err(db_err(target, "start a transaction"))?;
+    sqlx::raw_sql("DROP TABLE IF EXISTS temp._sh_tenant; CREATE TEMP TABLE _sh_tenant (id)").execute(&mut *tx).await.map_err(db_err(target, "prepare the restore"))?;
+    sqlx::query("INSERT INTO temp._sh_tenant VALUES (?)").bind(tenant_id).execute(&mut *tx).await.map_err(db_err(target, "prepare the restore"))?;
+    // The backup has the same tables with the same columns.
+    for t in &tables {
+        let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?, 'bk') ORDER BY cid")
+            .bind(&t.name)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err(target, "read the backup's columns"))?;
+        if cols.is_empty() {
+            return Err(Error::validation(format!("the backup has no table {}: restore the whole backup into a new file instead", t.name)));
+        }
+        if cols != t.columns {
+            return Err(Error::validation(format!("the table {} has other columns in the backup ({}) than in {} ({}): restore the whole backup into a new file instead", t.name, cols.join(", "), target.display(), t.columns.join(", "))));
+        }
+    }
+    if let Some(tt) = tables.iter().find(|t| t.name == tenants_table) {
+        let there: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM bk.{} t WHERE {}", quote_ident(&tt.name), tt.predicate)))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err(target, "look for the tenant in the backup"))?;
+        if there == 0 {
+            return Err(Error::not_found(format!("the backup has no tenant {tenant_id} in {tenants_table}")));
+        }
+    }
+    let before_fk = fk_violations(&mut tx, target).await?;
+    let on = |t: &TenantTable, s: &str| t.predicate.replace("{s}", s);
+    // The tenant's rows now, set aside to count what changes; then removed, children first.
+    for (i, t) in tables.iter().enumerate() {
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS temp._sh_b{i}; CREATE TEMP TABLE _sh_b{i} AS SELECT * FROM main.{} t WHERE {}", quote_ident(&t.name), on(t, "main"))))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err(target, &format!("read the tenant's rows of {}", t.name)))?;
+    }
+    for t in tables.iter().rev() {
+        cancel.check()?;
+        sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM main.{0} AS t WHERE {1}", quote_ident(&t.name), on(t, "main"))))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err(target, &format!("remove the tenant's rows of {}", t.name)))?;
+    }
+    let mut changes = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        cancel.check()?;
+        progress(Progress { phase: "restore".into(), table: Some(t.name.clone()), tables_done: i as u64, tables_total: tables.len() as u64, rows: 0, bytes: 0 });
+        let list = t.columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let inserted = sqlx::raw_sql(AssertSqlSafe(format!("INSERT INTO main.{0} ({list}) SELECT {list} FROM bk.{0} t WHERE {1}", quote_ident(&t.name), on(t, "bk"))))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("UNIQUE") || text.contains("PRIMARY KEY") {
+                    Error::conflict(format!(
+                        "the tenant's rows of {} in the backup meet rows that other tenants hold now ({text}): restore the tenant as a copy on PostgreSQL, or remove the other rows first; nothing was changed",
+                        t.name
+                    ))
+                } else {
+                    db_err(target, &format!("put back the tenant's rows of {}", t.name))(e)
+                }
+            })?
+            .rows_affected();
+        // Counted by key against the rows set aside (whole rows without a key).
+        let same = |list: &[String]| list.iter().map(|c| format!("b.{0} IS t.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+        let key = if t.keys.is_empty() { same(&t.columns) } else { same(&t.keys) };
+        let whole = same(&t.columns);
+        let q = |sql: String| sqlx::query_scalar::<sqlx::Sqlite, i64>(AssertSqlSafe(sql));
+        let name = quote_ident(&t.name);
+        let now = format!("(SELECT * FROM main.{name} t WHERE {})", on(t, "main"));
+        let new = q(format!("SELECT count(*) FROM {now} t WHERE NOT EXISTS (SELECT 1 FROM temp._sh_b{i} b WHERE {key})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?;
+        let gone = q(format!("SELECT count(*) FROM temp._sh_b{i} t WHERE NOT EXISTS (SELECT 1 FROM {now} b WHERE {key})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?;
+        let changed = if t.keys.is_empty() { 0 } else {
+            q(format!("SELECT count(*) FROM {now} t WHERE EXISTS (SELECT 1 FROM temp._sh_b{i} b WHERE {key}) AND NOT EXISTS (SELECT 1 FROM temp._sh_b{i} b WHERE {whole})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?
+        };
+        changes.push(super::pg_apply::TableChange { table: t.name.clone(), rows_in_backup: inserted, inserted: new as u64, updated: changed as u64, deleted: gone as u64 });
+    }
+    let after_fk = fk_violations(&mut tx, target).await?;
+    let new: Vec<(String, i64)> = after_fk
+        .iter()
+        .filter_map(|((t, p, k), n)| {
+            let was = before_fk.get(&(t.clone(), p.clone(), *k)).copied().unwrap_or(0);
+            (*n > was).then(|| (format!("{t} → {p}"), n - was))
+        })
+        .collect();
+    if !new.is_empty() {
+        return Err(Error::conflict(format!(
+            "restoring the tenant would leave {} rows pointing at rows that are gone ({}): rows of other tables point at the tenant's rows the backup does not have; nothing was changed",
+            new.iter().map(|(_, n)| n).sum::<i64>(),
+            new.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if commit {
+        tx.commit().await.map_err(db_err(target, "commit"))?;
+    } else {
+        tx.rollback().await.map_err(db_err(target, "roll back the dry run"))?;
+    }
+    Ok(changes)
+}

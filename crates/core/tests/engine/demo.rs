@@ -26,6 +26,10 @@ async fn the_demo_platform_is_a_working_multi_tenant_database_with_a_configurati
     assert_eq!(configs.len(), 1);
     assert_eq!(configs[0].configuration_name, demo::DEMO_CONFIGURATION);
     assert_eq!(configs[0].connection_id.as_deref(), Some(conns[0].id.as_str()));
+    // Its tenants, for the Restore form's picker (a SQLite connection too).
+    let tenants = safehold_core::migrate::records::tenants(&h.ctx, &conns[0].id).await.expect("tenants");
+    assert_eq!(tenants.len(), 50);
+    assert!(tenants.iter().all(|t| t.name.as_deref().is_some_and(|n| !n.is_empty())), "with their names");
 }
 
 #[tokio::test]

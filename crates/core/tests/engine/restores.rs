@@ -776,3 +776,78 @@ async fn a_selective_restore_replaces_chosen_tables_of_a_sqlite_database() {
     assert_eq!(sqlite_rows(&fresh, "users"), users);
     assert!(sqlite_rows(&fresh, "documents").is_empty(), "only the chosen tables");
 }
+
+fn sqlite_query(path: &std::path::Path, sql: &str) -> Vec<String> {
+    let out = std::process::Command::new("sqlite3").arg(path).arg(sql).output().expect("sqlite3");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
+/// A tenant restored in place on SQLite (the demo platform, whose Restore tab opens on it): the
+/// tenant's rows in every table back as the backup had them, with exact counts in the plan;
+/// the other tenants untouched; refused, changing nothing, when another tenant now holds a
+/// restored row's key or points at a row the restore takes away.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_is_restored_in_place_on_a_sqlite_database() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("platform.db");
+    safehold_core::demo::generate(&db, 5).await.expect("demo");
+    let ids = sqlite_query(&db, "SELECT tenant_id FROM documents GROUP BY tenant_id HAVING count(*) > 20 ORDER BY tenant_id LIMIT 2");
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+    let tables = ["tenants", "users", "projects", "documents", "events"];
+    let of = |t: &str, who: &str| if t == "tenants" { format!("SELECT * FROM tenants WHERE id = '{who}'") } else { format!("SELECT * FROM {t} WHERE tenant_id = '{who}'") };
+    let snapshot = |who: &str| tables.iter().map(|t| sqlite_query(&db, &of(t, who))).collect::<Vec<_>>();
+    let a_before = snapshot(&a);
+    let repo = repo_with_password("pw");
+    repo.backup(SourceSpec::Sqlite { path: db.clone() }).await;
+    // Tenant A loses documents and events, renames a project and gets a new document; B changes too.
+    sqlite_exec(&db, &format!(
+        "DELETE FROM documents WHERE rowid IN (SELECT rowid FROM documents WHERE tenant_id = '{a}' ORDER BY id LIMIT 7);
+         DELETE FROM events WHERE tenant_id = '{a}';
+         UPDATE projects SET name = 'renamed' WHERE rowid = (SELECT min(rowid) FROM projects WHERE tenant_id = '{a}');
+         INSERT INTO documents SELECT 'a-new', tenant_id, project_id, author_id, 'new', 'b', '[]', 1, created_at, updated_at FROM documents WHERE tenant_id = '{a}' LIMIT 1;
+         UPDATE users SET full_name = 'changed' WHERE tenant_id = '{b}';"
+    ));
+    let b_now = snapshot(&b);
+    let events_of_a = a_before[4].len() as u64;
+    let mut req = RestoreRequest::new(repo.path(), format!("sqlite://{}", db.display()));
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(a.clone());
+    req.safety_backup = false;
+    let p = plan(&repo, &req).await.expect("plan");
+    let by: BTreeMap<&str, (u64, u64, u64)> = p.tables.iter().map(|t| (t.table.as_str(), (t.inserted, t.updated, t.deleted))).collect();
+    assert_eq!(by["documents"], (7, 0, 1), "{:?}", p.tables);
+    assert_eq!(by["events"], (events_of_a, 0, 0), "{:?}", p.tables);
+    assert_eq!(by["projects"], (0, 1, 0), "{:?}", p.tables);
+    assert_eq!(by["users"], (0, 0, 0), "{:?}", p.tables);
+    assert_eq!(snapshot(&b), b_now, "the plan changed nothing");
+    run(&repo, &req).await.expect("tenant restore on SQLite");
+    assert_eq!(snapshot(&a), a_before, "the tenant's rows are the backup's");
+    assert_eq!(snapshot(&b), b_now, "the other tenant is untouched");
+
+    // A document of A's now belongs to B: restoring A would take its key back.
+    let moved = sqlite_query(&db, &format!("SELECT id FROM documents WHERE tenant_id = '{a}' ORDER BY id LIMIT 1"))[0].clone();
+    sqlite_exec(&db, &format!("UPDATE documents SET tenant_id = '{b}' WHERE id = '{moved}'"));
+    let (a_now, b_now) = (snapshot(&a), snapshot(&b));
+    let err = run(&repo, &req).await.expect_err("a key another tenant holds");
+    assert!(err.message.contains("documents") && err.message.contains("other tenants hold"), "{}", err.message);
+    assert_eq!((snapshot(&a), snapshot(&b)), (a_now, b_now.clone()), "nothing was changed");
+    sqlite_exec(&db, &format!("UPDATE documents SET tenant_id = '{a}' WHERE id = '{moved}'"));
+
+    // A project of A's made since the backup, and a document of B's pointing at it.
+    sqlite_exec(&db, &format!(
+        "INSERT INTO projects SELECT 'a-project', tenant_id, owner_id, 'p', 'active', NULL, created_at, updated_at FROM projects WHERE tenant_id = '{a}' LIMIT 1;
+         UPDATE documents SET project_id = 'a-project' WHERE rowid = (SELECT min(rowid) FROM documents WHERE tenant_id = '{b}');"
+    ));
+    let err = run(&repo, &req).await.expect_err("would orphan B's document");
+    assert!(err.message.contains("rows pointing at rows that are gone (documents → projects)"), "{}", err.message);
+    assert_eq!(sqlite_query(&db, "SELECT count(*) FROM projects WHERE id = 'a-project'"), vec!["1".to_string()], "nothing was changed");
+
+    // As a copy: PostgreSQL only, said plainly.
+    let mut copy = req.clone();
+    copy.preserve_ids = false;
+    let err = plan(&repo, &copy).await.expect_err("as a copy");
+    assert!(err.message.contains("needs a PostgreSQL target"), "{}", err.message);
+}
