@@ -174,10 +174,26 @@ async fn the_app_starts_on_the_demo_platform_with_the_five_tabs() {
 /// Every tab at 1280×800 and 1920×1080: nothing overflows the window sideways and no button's
 /// label is clipped or outside the window; a screenshot of each tab at each size is kept as a test
 /// artefact (tests/e2e/artifacts/tab-<tab>-<size>.png).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn every_tab_fits_the_window_at_common_sizes() {
-    let app = App::start().await;
+    use safehold_core::{configurations, demo, runs, Ctx};
+    // The demo backed up twice, so the charts have a line to draw.
+    let turn = ONE_APP.lock().await;
+    let home = tempfile::tempdir().expect("temp home");
+    let ctx = Ctx::open(home.path()).await.expect("catalog");
+    demo::ensure(&ctx, false).await.expect("demo");
+    let cfg = configurations::list(&ctx).await.expect("configs").into_iter().next().expect("the demo's configuration");
+    for _ in 0..2 {
+        let exec = runs::enqueue(&ctx, &cfg.id).await.expect("enqueue");
+        runs::run(&ctx, &exec, &safehold_core::source::CancelToken::new()).await.expect("backup");
+    }
+    ctx.pool.close().await;
+    let app = App::start_in(home, turn).await;
     app.wait_text("h1", "Backup Management").await;
+    // The duration and size of each backup, and the storage's growth, drawn as charts.
+    app.find("[data-testid=trends-chart] svg").await;
+    app.find("[data-testid=tab-storage]").await.click().await.expect("open Storage");
+    app.find("[data-testid=growth-chart] svg").await;
     let measure = r#"
         const out = [];
         const W = document.documentElement.clientWidth;

@@ -36,5 +36,8 @@ export function dayAfter(day: string): string {
 
 /** A count with the user's thousands separators (35,012). */
 export function formatCount(n: number | null | undefined): string {
-  return (n ?? 0).toLocaleString();
+  const v = n ?? 0;
+  const s = v.toLocaleString();
+  // A desktop without a locale (LANG unset: POSIX) groups nothing; the separators still help.
+  return Math.abs(v) >= 1000 && /^-?\d+$/.test(s) ? v.toLocaleString("en-US") : s;
 }

@@ -1,5 +1,5 @@
 // The Storage tab: usage, health, keys and writers, recovery, adding and changing storage.
-import { screen, waitFor, within } from "@testing-library/react";
+import { render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { KeyCustody } from "../api/bindings";
@@ -10,6 +10,7 @@ vi.mock("../api", async () => (await import("../test/apiMock")).apiModule());
 import { acting, mocked, renderWithClient, setDefaults, storage } from "../test/harness";
 import { BackupDashboard } from "../dashboard/BackupDashboard";
 import { SessionProvider } from "../session/Session";
+import { UsageChart } from "../components/charts";
 
 beforeEach(() => setDefaults());
 
@@ -44,8 +45,8 @@ describe("Storage", () => {
       { ...storage[0], id: "s2", storage_name: "USB disk", is_default: false, last_health_check: "2025-01-05T10:00:00Z", last_health_ok: false, last_health_latency_ms: 0, last_health_message: "/mnt/usb does not exist or is not a directory" },
     ]);
     mocked.storageSamples.mockResolvedValue([
-      { at: "2025-01-01T00:00:00Z", used_space: 100, total_capacity: 1000, archives: 1 },
-      { at: "2025-01-03T00:00:00Z", used_space: 500, total_capacity: 1000, archives: 3 },
+      { at: "2025-01-01T00:00:00Z", used_space: 100 * 1024 * 1024, total_capacity: 1000 * 1024 * 1024, archives: 1 },
+      { at: "2025-01-03T00:00:00Z", used_space: 500 * 1024 * 1024, total_capacity: 1000 * 1024 * 1024, archives: 3 },
     ]);
     mocked.checkStorage.mockResolvedValue({ storage_name: "Local backups", ok: true, latency_ms: 2, message: "ok", at: "2025-01-05T11:00:00Z" });
     mocked.refreshStorageUsage.mockResolvedValue({ storage_name: "Local backups", used_space: 1, archives: 1, total_capacity: 2, available: 1, at: "2025-01-05T11:00:00Z" });
@@ -59,10 +60,11 @@ describe("Storage", () => {
     expect(rows[1]).toHaveTextContent("failing");
     // Growth: a chart with dated ticks, sizes on its axis and the capacity as a labelled line.
     const chart = (await within(rows[0]).findAllByTestId("growth-chart"))[0];
-    expect(chart).toHaveAttribute("aria-label", "used space over time: 100 Bytes to 500 Bytes of 1000 MB");
+    expect(chart).toHaveAttribute("aria-label", "used space over time: 100 MB to 500 MB of 1000 MB");
     expect(chart).toHaveTextContent(new Date("2025-01-01T00:00:00Z").toLocaleDateString(undefined, { month: "short", day: "numeric" }));
     expect(chart).toHaveTextContent("capacity 1000 MB");
     expect(chart.querySelector(".recharts-line path")).not.toBeNull();
+
     await userEvent.click(within(rows[0]).getByTestId("check-storage"));
     await waitFor(() => expect(mocked.checkStorage).toHaveBeenCalledWith("s1"));
     await waitFor(() => expect(mocked.refreshStorageUsage).toHaveBeenCalledWith("s1"));
@@ -218,5 +220,15 @@ describe("Storage", () => {
     renderWithClient(<BackupDashboard />);
     await userEvent.click(screen.getByRole("tab", { name: "Storage" }));
     expect(await screen.findByText(/\/backups/)).toBeInTheDocument();
+  });
+
+  it("says a capacity far above the used space in words instead of flattening the line under it", () => {
+    const gb = 1024 * 1024 * 1024;
+    render(<UsageChart points={[{ at: "2025-01-01T10:00:00Z", used: 5 * 1024 * 1024 }, { at: "2025-01-01T12:00:00Z", used: 6 * 1024 * 1024 }]} capacity={250 * gb} />);
+    const chart = screen.getByTestId("growth-chart");
+    expect(chart).not.toHaveTextContent("capacity 250 GB");
+    expect(chart).toHaveTextContent("the capacity, 250 GB, is far above");
+    // Within a day the ticks are times, not the same date twice.
+    expect(chart).toHaveTextContent(new Date("2025-01-01T10:00:00Z").toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }));
   });
 });

@@ -87,7 +87,7 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
         }
         if !missing.is_empty() {
             let present = |t: &str| target.table_of(t).is_some();
-            let created = super::pg_create::create_tables(&mut tx, &schema, &missing, &present).await?;
+            let created = super::pg_create::create_tables(&mut tx, &schema, &missing, &present, cancel).await?;
             out.warnings.extend(created.said);
             out.warnings.extend(created.left_out.into_iter().map(|l| format!("foreign key left out: {l}")));
             target = read_target(&mut tx).await?;

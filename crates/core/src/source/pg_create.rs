@@ -53,7 +53,7 @@ async fn run(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, st: &Stmt) -> Resul
 
 /// Creates the tables `missing` (section names; a partitioned table with its partitions) in the
 /// target, inside `tx`. `present` says whether a table (section name) exists in the target.
-pub(crate) async fn create_tables(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, schema: &PgSchema, missing: &BTreeSet<String>, present: &(dyn Fn(&str) -> bool + Sync)) -> Result<Created> {
+pub(crate) async fn create_tables(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, schema: &PgSchema, missing: &BTreeSet<String>, present: &(dyn Fn(&str) -> bool + Sync), cancel: &super::CancelToken) -> Result<Created> {
     let mut out = Created::default();
     // The tables: those asked for; for a partition, the partitioned table it belongs to (a
     // partition is restored as part of its table); for a partitioned table, its partitions, at
@@ -128,31 +128,8 @@ pub(crate) async fn create_tables(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>
             run(tx, st).await?;
         }
     }
-    let mut pending: Vec<&Stmt> = needed.iter().copied().chain(table_stmts.iter().copied()).collect();
     sqlx::query("SET LOCAL check_function_bodies = off").execute(&mut **tx).await.map_err(q("prepare the restore"))?;
-    while !pending.is_empty() {
-        let mut failed = Vec::new();
-        let mut first_error = None;
-        for st in pending.iter().copied() {
-            sqlx::query("SAVEPOINT create_obj").execute(&mut **tx).await.map_err(q("create a savepoint"))?;
-            match sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut **tx).await {
-                Ok(_) => {
-                    sqlx::query("RELEASE SAVEPOINT create_obj").execute(&mut **tx).await.map_err(q("release a savepoint"))?;
-                }
-                Err(e) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT create_obj").execute(&mut **tx).await.map_err(q("roll back a savepoint"))?;
-                    first_error.get_or_insert_with(|| restore_error(&st.what, &e));
-                    failed.push(st);
-                }
-            }
-        }
-        if failed.len() == pending.len() {
-            if let Some(e) = first_error {
-                return Err(e);
-            }
-        }
-        pending = failed;
-    }
+    super::postgres::create_in_order(tx, needed.iter().copied().chain(table_stmts.iter().copied()).collect(), cancel).await?;
     // Keys, checks, unique constraints and indexes; foreign keys whose other end exists.
     let created_sequences: BTreeSet<String> = needed.iter().filter_map(|s| object(&s.what, "sequence")).map(|(a, b)| format!("{a}.{b}")).collect();
     let mut per_table: std::collections::BTreeMap<&str, (usize, usize)> = tables.iter().map(|t| (t.as_str(), (0, 0))).collect();

@@ -1034,7 +1034,13 @@ pub(super) async fn create_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres
     for st in &schema.extensions {
         sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut **tx).await.map_err(|e| restore_error(&st.what, &e))?;
     }
-    let mut pending: Vec<&Stmt> = schema.objects.iter().collect();
+    create_in_order(tx, schema.objects.iter().collect(), cancel).await
+}
+
+/// Runs `pending` statements in an order that works: each one that fails (what it needs is not
+/// there yet) is tried again after the others, until all ran or a round makes no progress (then
+/// the first error is the answer). Each runs under a savepoint, so a failure leaves no trace.
+pub(super) async fn create_in_order(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, mut pending: Vec<&Stmt>, cancel: &CancelToken) -> Result<()> {
     while !pending.is_empty() {
         cancel.check()?;
         let mut failed = Vec::new();

@@ -488,6 +488,21 @@ async fn fk_violations(tx: &mut SqliteConnection, path: &Path) -> Result<std::co
     Ok(rows.into_iter().map(|(t, p, k, n)| ((t, p, k), n)).collect())
 }
 
+/// The foreign keys broken now that were not before: how many rows, and which tables point into
+/// which (`documents → projects`); `None` when nothing new is broken.
+fn broken_since(before: &std::collections::BTreeMap<(String, String, i64), i64>, after: &std::collections::BTreeMap<(String, String, i64), i64>) -> Option<(i64, String)> {
+    let new: Vec<(String, i64)> = after
+        .iter()
+        .filter_map(|((t, p, k), n)| {
+            let was = before.get(&(t.clone(), p.clone(), *k)).copied().unwrap_or(0);
+            (*n > was).then(|| (format!("{t} → {p}"), n - was))
+        })
+        .collect();
+    let mut pairs: Vec<&str> = new.iter().map(|(w, _)| w.as_str()).collect();
+    pairs.dedup();
+    (!new.is_empty()).then(|| (new.iter().map(|(_, n)| n).sum(), pairs.join(", ")))
+}
+
 /// A selective restore into a SQLite database: the tables `tables` replaced by the backup's, in
 /// one transaction (committed only when `commit`; a dry run gives the same counts and changes
 /// nothing). A table the file lacks is created as the backup has it, with its indexes and
@@ -628,21 +643,9 @@ pub async fn restore_tables(
         }
     }
     // Rows left pointing at nothing that were not so before: refused.
-    let after = fk_violations(&mut tx, target).await?;
-    let new: Vec<(String, i64)> = after
-        .iter()
-        .filter_map(|((t, p, k), n)| {
-            let was = before.get(&(t.clone(), p.clone(), *k)).copied().unwrap_or(0);
-            (*n > was).then(|| (format!("{t} → {p}"), n - was))
-        })
-        .collect();
-    if !new.is_empty() {
-        let mut pairs: Vec<String> = new.iter().map(|(w, _)| w.clone()).collect();
-        pairs.dedup();
+    if let Some((rows, pairs)) = broken_since(&before, &fk_violations(&mut tx, target).await?) {
         return Err(Error::conflict(format!(
-            "the restored tables would leave {} rows pointing at rows that are gone ({}); restore the tables they point at too, or choose others; nothing was changed",
-            new.iter().map(|(_, n)| n).sum::<i64>(),
-            pairs.join(", ")
+            "the restored tables would leave {rows} rows pointing at rows that are gone ({pairs}); restore the tables they point at too, or choose others; nothing was changed"
         )));
     }
     if commit {
@@ -873,19 +876,9 @@ async fn tenant_into(
         };
         changes.push(super::pg_apply::TableChange { table: t.name.clone(), rows_in_backup: inserted, inserted: new as u64, updated: changed as u64, deleted: gone as u64 });
     }
-    let after_fk = fk_violations(&mut tx, target).await?;
-    let new: Vec<(String, i64)> = after_fk
-        .iter()
-        .filter_map(|((t, p, k), n)| {
-            let was = before_fk.get(&(t.clone(), p.clone(), *k)).copied().unwrap_or(0);
-            (*n > was).then(|| (format!("{t} → {p}"), n - was))
-        })
-        .collect();
-    if !new.is_empty() {
+    if let Some((rows, pairs)) = broken_since(&before_fk, &fk_violations(&mut tx, target).await?) {
         return Err(Error::conflict(format!(
-            "restoring the tenant would leave {} rows pointing at rows that are gone ({}): rows of other tables point at the tenant's rows the backup does not have; nothing was changed",
-            new.iter().map(|(_, n)| n).sum::<i64>(),
-            new.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>().join(", ")
+            "restoring the tenant would leave {rows} rows pointing at rows that are gone ({pairs}): rows of other tables point at the tenant's rows the backup does not have; nothing was changed"
         )));
     }
     if commit {
