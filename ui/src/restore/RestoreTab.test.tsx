@@ -12,7 +12,7 @@ import { BackupDashboard } from "../dashboard/BackupDashboard";
 
 beforeEach(() => setDefaults());
 
-// A PostgreSQL target: tenant and selective restores need one.
+// A PostgreSQL target (a tenant restored as a copy needs one).
 const postgres = { ...connections[0], id: "pg", name: "Platform", kind: "postgres" as const, sqlite_path: null, host: "db" };
 
 describe("Restore", () => {

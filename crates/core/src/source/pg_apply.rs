@@ -594,7 +594,6 @@ pub(crate) async fn bump_sequences(tx: &mut sqlx::Transaction<'_, sqlx::Postgres
     Ok(())
 }
 
-/// The target's foreign keys between tables, for plan warnings without a dry run.
 /// Which of `tables` (section names) the database at `url` has.
 pub async fn existing_tables(url: &str, tables: &BTreeSet<String>) -> Result<BTreeSet<String>> {
     let mut conn = connect(url).await?;
@@ -603,6 +602,7 @@ pub async fn existing_tables(url: &str, tables: &BTreeSet<String>) -> Result<BTr
     Ok(tables.iter().filter(|s| t.table_of(s).is_some()).cloned().collect())
 }
 
+/// The target's foreign keys between tables, for plan warnings without a dry run.
 pub async fn foreign_keys(url: &str) -> Result<Vec<(String, String, String)>> {
     let mut conn = connect(url).await?;
     let t = read_target(&mut conn).await?;
