@@ -17,7 +17,7 @@ ui: deps
 	cd ui && npx vite build --logLevel warn
 
 app: ui
-	@if [ ! -x $(APP) ]; then echo "First build: about 25 minutes on a two-core machine; cargo shows its progress below. Later runs start in seconds."; fi
+	@if [ ! -x $(APP) ]; then echo "First build: about 10 minutes on a two-core machine (cargo shows its progress below); later runs start in seconds."; fi
 	cargo build -p safehold-app -p safehold-cli
 
 ## Launch the desktop app (the demo platform is set up on first launch). Headless machines get Xvfb.
