@@ -3,7 +3,7 @@ SHELL := /bin/bash
 APP := $(or $(CARGO_TARGET_DIR),target)/debug/safehold-app
 .DEFAULT_GOAL := help
 
-.PHONY: help run test app ui deps bindings lint bench fuzz-schemas package
+.PHONY: help run test app ui deps bindings lint bench fuzz-schemas package pictures
 
 help:
 	@echo "make run   - install what is missing, build, launch the app on the demo platform"
@@ -33,6 +33,10 @@ test:
 ## The Debian package: the app with its icon and menu entry, and the safehold CLI on the PATH.
 package:
 	scripts/package.sh
+
+## The README's pictures (docs/tabs/*.png, docs/screenshot.png) taken anew by the end-to-end tests.
+pictures:
+	SAFEHOLD_WRITE_PICTURES=1 SAFEHOLD_TEST_ARGS="--test e2e -- every_tab_fits_the_window_at_common_sizes a_tenant_restore_is_planned" scripts/test.sh
 
 ## Regenerate ui/src/api/bindings.ts from the Rust types and ui/src/api/commands.ts from the shell's commands.
 bindings:

@@ -113,7 +113,20 @@ impl App {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts");
         let _ = std::fs::create_dir_all(&dir);
         if let Ok(png) = self.client.screenshot().await {
-            let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+            let _ = std::fs::write(dir.join(format!("{name}.png")), &png);
+            // `make pictures`: the README's pictures of the tabs written from this run.
+            if std::env::var_os("SAFEHOLD_WRITE_PICTURES").is_some() {
+                let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+                if let Some(tab) = name.strip_prefix("tab-").and_then(|n| n.strip_suffix("-1280x800")) {
+                    let _ = std::fs::write(docs.join("tabs").join(format!("{tab}.png")), &png);
+                    if tab == "executions" {
+                        let _ = std::fs::write(docs.join("screenshot.png"), &png);
+                    }
+                }
+                if name == "restore-plan" {
+                    let _ = std::fs::write(docs.join("tabs/restore-plan.png"), &png);
+                }
+            }
         }
     }
 
