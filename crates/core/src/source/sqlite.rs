@@ -769,7 +769,10 @@ pub async fn restore_tenant(
     let schema = read_schema(reader, index)?;
     // The backup's state, whole, in a private file beside nothing else; read through ATTACH.
     let scratch = std::env::temp_dir().join(format!("safehold-tenant-{}.db", uuid::Uuid::new_v4().simple()));
+    // Made 0600 before SQLite opens it: the tenants' rows are the owner's alone.
+    let held = crate::private::create_new(&scratch).map_err(|e| Error::io(format!("cannot create {}", scratch.display()), &e))?;
     let _guard = RemoveOnDrop(scratch.clone());
+    drop(held);
     restore_into(chain, &schema, &scratch, cancel, progress).await?;
     let opts = SqliteConnectOptions::new().filename(target).create_if_missing(false).foreign_keys(false);
     let mut conn = SqliteConnection::connect_with(&opts).await.map_err(db_err(target, "open it"))?;

@@ -721,6 +721,8 @@ async fn a_selective_restore_replaces_chosen_tables_of_a_sqlite_database() {
     let dir = tempfile::tempdir().expect("tmp");
     let db = dir.path().join("platform.db");
     safehold_core::demo::generate(&db, 11).await.expect("demo");
+    // A name a stranger's schema may have: quotes, a space, a dot.
+    sqlite_exec(&db, r#"CREATE TABLE "odd ""name"".x" ("a b" INTEGER PRIMARY KEY, "it's" TEXT); INSERT INTO "odd ""name"".x" VALUES (1, 'one'), (2, 'two');"#);
     let repo = repo_with_password("pw");
     let (documents, users) = (sqlite_rows(&db, "documents"), sqlite_rows(&db, "users"));
     repo.backup(SourceSpec::Sqlite { path: db.clone() }).await;
@@ -775,6 +777,19 @@ async fn a_selective_restore_replaces_chosen_tables_of_a_sqlite_database() {
     run(&repo, &into_new).await.expect("into a new file");
     assert_eq!(sqlite_rows(&fresh, "users"), users);
     assert!(sqlite_rows(&fresh, "documents").is_empty(), "only the chosen tables");
+
+    // The oddly named table: changed in place, then put back; and into a file without it.
+    sqlite_exec(&db, r#"UPDATE "odd ""name"".x" SET "it's" = 'changed'; INSERT INTO "odd ""name"".x" VALUES (3, 'three');"#);
+    let mut odd = req.clone();
+    odd.tables = vec![r#"odd "name".x"#.into()];
+    let p = plan(&repo, &odd).await.expect("plan for the odd table");
+    assert_eq!(p.tables.iter().map(|t| (t.inserted, t.updated, t.deleted)).collect::<Vec<_>>(), vec![(0, 2, 1)], "{:?}", p.tables);
+    run(&repo, &odd).await.expect("the odd table put back");
+    assert_eq!(sqlite_query(&db, r#"SELECT "a b" || ':' || "it's" FROM "odd ""name"".x""#), vec!["1:one".to_string(), "2:two".to_string()]);
+    let mut odd_new = odd.clone();
+    odd_new.target = format!("sqlite://{}", empty.display());
+    run(&repo, &odd_new).await.expect("into a file without it");
+    assert_eq!(sqlite_query(&empty, r#"SELECT "a b" || ':' || "it's" FROM "odd ""name"".x""#), vec!["1:one".to_string(), "2:two".to_string()]);
 }
 
 fn sqlite_query(path: &std::path::Path, sql: &str) -> Vec<String> {
