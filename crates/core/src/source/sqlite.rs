@@ -488,6 +488,27 @@ async fn fk_violations(tx: &mut SqliteConnection, path: &Path) -> Result<std::co
     Ok(rows.into_iter().map(|(t, p, k, n)| ((t, p, k), n)).collect())
 }
 
+/// What changed between the rows set aside in `before` and the rows of `now` (a table, or a
+/// parenthesised query): (inserted, updated, deleted), rows paired by `keys` (compared with `=`,
+/// which an index serves; a NULL in a key matches nothing, as in a unique index) and compared
+/// whole with `IS`; without a key, whole rows are paired and nothing counts as updated.
+async fn count_changes(tx: &mut SqliteConnection, path: &Path, now: &str, before: &str, keys: &[String], columns: &[String]) -> Result<(u64, u64, u64)> {
+    let whole = columns.iter().map(|c| format!("b.{0} IS t.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+    let by_key = keys.iter().map(|c| format!("b.{0} = t.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+    let (same_key, same_row) = if keys.is_empty() { (whole.clone(), whole) } else { (by_key.clone(), format!("{by_key} AND {whole}")) };
+    let q = |sql: String| sqlx::query_scalar::<sqlx::Sqlite, i64>(AssertSqlSafe(sql));
+    let fail = db_err(path, "count the changed rows");
+    let inserted = q(format!("SELECT count(*) FROM {now} t WHERE NOT EXISTS (SELECT 1 FROM {before} b WHERE {same_key})")).fetch_one(&mut *tx).await.map_err(&fail)?;
+    let deleted = q(format!("SELECT count(*) FROM {before} t WHERE NOT EXISTS (SELECT 1 FROM {now} b WHERE {same_key})")).fetch_one(&mut *tx).await.map_err(&fail)?;
+    let updated = if keys.is_empty() {
+        0
+    } else {
+        q(format!("SELECT count(*) FROM {now} t WHERE EXISTS (SELECT 1 FROM {before} b WHERE {same_key}) AND NOT EXISTS (SELECT 1 FROM {before} b WHERE {same_row})")).fetch_one(&mut *tx).await.map_err(&fail)?
+    };
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok((n(inserted), n(updated), n(deleted)))
+}
+
 /// The foreign keys broken now that were not before: how many rows, and which tables point into
 /// which (`documents → projects`); `None` when nothing new is broken.
 fn broken_since(before: &std::collections::BTreeMap<(String, String, i64), i64>, after: &std::collections::BTreeMap<(String, String, i64), i64>) -> Option<(i64, String)> {
@@ -601,21 +622,11 @@ pub async fn restore_tables(
         for (r, ix) in &chain[base + 1..] {
             rows = apply_delta(&mut tx, r, ix, table, target).await?;
         }
-        let cols = |alias: &str, list: &[String]| list.iter().map(|c| format!("{alias}.{0} IS t.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
         if !keys.is_empty() {
             let list = keys.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
             sqlx::raw_sql(AssertSqlSafe(format!("CREATE INDEX temp._sh_before_key ON _sh_before ({list})"))).execute(&mut *tx).await.map_err(db_err(target, "index a temporary table"))?;
         }
-        // Keys compared with `=` (an index serves it; a NULL in a key matches nothing, as in a
-        // unique index), whole rows with `IS`.
-        let by_key = keys.iter().map(|c| format!("b.{0} = t.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
-        let (same_key, same_row) = if keys.is_empty() { (cols("b", &names), cols("b", &names)) } else { (by_key.clone(), format!("{by_key} AND {}", cols("b", &names))) };
-        let q = |sql: String| sqlx::query_scalar::<sqlx::Sqlite, i64>(AssertSqlSafe(sql));
-        let inserted = q(format!("SELECT count(*) FROM main.{qt} t WHERE NOT EXISTS (SELECT 1 FROM temp._sh_before b WHERE {same_key})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?;
-        let deleted = q(format!("SELECT count(*) FROM temp._sh_before t WHERE NOT EXISTS (SELECT 1 FROM main.{qt} b WHERE {same_key})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?;
-        let updated = if keys.is_empty() { 0 } else {
-            q(format!("SELECT count(*) FROM main.{qt} t WHERE EXISTS (SELECT 1 FROM temp._sh_before b WHERE {same_key}) AND NOT EXISTS (SELECT 1 FROM temp._sh_before b WHERE {same_row})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?
-        };
+        let (inserted, updated, deleted) = count_changes(&mut tx, target, &format!("main.{qt}"), "temp._sh_before", &keys, &names).await?;
         sqlx::query("DROP TABLE temp._sh_before").execute(&mut *tx).await.map_err(db_err(target, "drop a temporary table"))?;
         if created {
             for o in schema.objects.iter().filter(|o| o.kind != "table" && o.kind != "view" && o.tbl_name == **table) {
@@ -624,7 +635,7 @@ pub async fn restore_tables(
                 }
             }
         }
-        changes.push(super::pg_apply::TableChange { table: table.to_string(), rows_in_backup: rows, inserted: inserted as u64, updated: updated as u64, deleted: deleted as u64 });
+        changes.push(super::pg_apply::TableChange { table: table.to_string(), rows_in_backup: rows, inserted, updated, deleted });
     }
     // AUTOINCREMENT counters of the restored tables as the backup had them.
     if let Some(base) = chain.iter().rposition(|(_, ix)| ix.section("sqlite_sequence").is_some()) {
@@ -865,19 +876,9 @@ async fn tenant_into(
                 }
             })?
             .rows_affected();
-        // Counted by key against the rows set aside (whole rows without a key).
-        let same = |list: &[String]| list.iter().map(|c| format!("b.{0} IS t.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
-        let key = if t.keys.is_empty() { same(&t.columns) } else { same(&t.keys) };
-        let whole = same(&t.columns);
-        let q = |sql: String| sqlx::query_scalar::<sqlx::Sqlite, i64>(AssertSqlSafe(sql));
-        let name = quote_ident(&t.name);
-        let now = format!("(SELECT * FROM main.{name} t WHERE {})", on(t, "main"));
-        let new = q(format!("SELECT count(*) FROM {now} t WHERE NOT EXISTS (SELECT 1 FROM temp._sh_b{i} b WHERE {key})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?;
-        let gone = q(format!("SELECT count(*) FROM temp._sh_b{i} t WHERE NOT EXISTS (SELECT 1 FROM {now} b WHERE {key})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?;
-        let changed = if t.keys.is_empty() { 0 } else {
-            q(format!("SELECT count(*) FROM {now} t WHERE EXISTS (SELECT 1 FROM temp._sh_b{i} b WHERE {key}) AND NOT EXISTS (SELECT 1 FROM temp._sh_b{i} b WHERE {whole})")).fetch_one(&mut *tx).await.map_err(db_err(target, "count the rows"))?
-        };
-        changes.push(super::pg_apply::TableChange { table: t.name.clone(), rows_in_backup: inserted, inserted: new as u64, updated: changed as u64, deleted: gone as u64 });
+        let now = format!("(SELECT * FROM main.{} t WHERE {})", quote_ident(&t.name), on(t, "main"));
+        let (new, changed, gone) = count_changes(&mut tx, target, &now, &format!("temp._sh_b{i}"), &t.keys, &t.columns).await?;
+        changes.push(super::pg_apply::TableChange { table: t.name.clone(), rows_in_backup: inserted, inserted: new, updated: changed, deleted: gone });
     }
     if let Some((rows, pairs)) = broken_since(&before_fk, &fk_violations(&mut tx, target).await?) {
         return Err(Error::conflict(format!(
