@@ -509,6 +509,25 @@ async fn count_changes(tx: &mut SqliteConnection, path: &Path, now: &str, before
     Ok((n(inserted), n(updated), n(deleted)))
 }
 
+/// Ends a restore's transaction: refused (rolled back, saying `refusal`) when rows are left
+/// pointing at rows that are gone and were not before; else committed, or rolled back in a dry run.
+async fn finish(
+    mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    path: &Path,
+    before: &std::collections::BTreeMap<(String, String, i64), i64>,
+    commit: bool,
+    refusal: impl Fn(i64, String) -> String,
+) -> Result<()> {
+    if let Some((rows, pairs)) = broken_since(before, &fk_violations(&mut tx, path).await?) {
+        return Err(Error::conflict(refusal(rows, pairs)));
+    }
+    if commit {
+        tx.commit().await.map_err(db_err(path, "commit"))
+    } else {
+        tx.rollback().await.map_err(db_err(path, "roll back the dry run"))
+    }
+}
+
 /// The foreign keys broken now that were not before: how many rows, and which tables point into
 /// which (`documents → projects`); `None` when nothing new is broken.
 fn broken_since(before: &std::collections::BTreeMap<(String, String, i64), i64>, after: &std::collections::BTreeMap<(String, String, i64), i64>) -> Option<(i64, String)> {
@@ -653,17 +672,10 @@ pub async fn restore_tables(
             sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)").bind(&name).bind(seq).execute(&mut *tx).await.map_err(db_err(target, "set a counter"))?;
         }
     }
-    // Rows left pointing at nothing that were not so before: refused.
-    if let Some((rows, pairs)) = broken_since(&before, &fk_violations(&mut tx, target).await?) {
-        return Err(Error::conflict(format!(
-            "the restored tables would leave {rows} rows pointing at rows that are gone ({pairs}); restore the tables they point at too, or choose others; nothing was changed"
-        )));
-    }
-    if commit {
-        tx.commit().await.map_err(db_err(target, "commit"))?;
-    } else {
-        tx.rollback().await.map_err(db_err(target, "roll back the dry run"))?;
-    }
+    finish(tx, target, &before, commit, |rows, pairs| {
+        format!("the restored tables would leave {rows} rows pointing at rows that are gone ({pairs}); restore the tables they point at too, or choose others; nothing was changed")
+    })
+    .await?;
     let _ = conn.close().await;
     Ok(changes)
 }
@@ -880,15 +892,9 @@ async fn tenant_into(
         let (new, changed, gone) = count_changes(&mut tx, target, &now, &format!("temp._sh_b{i}"), &t.keys, &t.columns).await?;
         changes.push(super::pg_apply::TableChange { table: t.name.clone(), rows_in_backup: inserted, inserted: new, updated: changed, deleted: gone });
     }
-    if let Some((rows, pairs)) = broken_since(&before_fk, &fk_violations(&mut tx, target).await?) {
-        return Err(Error::conflict(format!(
-            "restoring the tenant would leave {rows} rows pointing at rows that are gone ({pairs}): rows of other tables point at the tenant's rows the backup does not have; nothing was changed"
-        )));
-    }
-    if commit {
-        tx.commit().await.map_err(db_err(target, "commit"))?;
-    } else {
-        tx.rollback().await.map_err(db_err(target, "roll back the dry run"))?;
-    }
+    finish(tx, target, &before_fk, commit, |rows, pairs| {
+        format!("restoring the tenant would leave {rows} rows pointing at rows that are gone ({pairs}): rows of other tables point at the tenant's rows the backup does not have; nothing was changed")
+    })
+    .await?;
     Ok(changes)
 }
