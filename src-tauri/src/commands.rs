@@ -134,21 +134,22 @@ pub async fn setup_demo(state: State<'_, AppState>) -> Res<demo::DemoReport> {
     demo::ensure(state.ctx()?, true).await
 }
 
-/// The server the app offers the demo to: the local PostgreSQL, or `SAFEHOLD_DEMO_POSTGRES`.
-fn demo_server() -> String {
-    std::env::var("SAFEHOLD_DEMO_POSTGRES").unwrap_or_else(|_| demo::LOCAL_POSTGRES.to_string())
+/// The database the app offers to put the demo into: `safehold_demo` on the local PostgreSQL, or
+/// the database URL in `SAFEHOLD_DEMO_POSTGRES`.
+fn demo_database() -> String {
+    std::env::var("SAFEHOLD_DEMO_POSTGRES").unwrap_or_else(|_| demo::LOCAL_DEMO_DATABASE.to_string())
 }
 
 /// Whether to offer a PostgreSQL copy of the demo (a server answers and it is not there yet).
 #[tauri::command]
 pub async fn demo_postgres_offer(state: State<'_, AppState>) -> Res<Option<demo::PostgresOffer>> {
-    demo::postgres_offer(state.ctx()?, &demo_server()).await
+    demo::postgres_offer(state.ctx()?, &demo_database()).await
 }
 
 /// Puts the demo on that PostgreSQL server, with a connection and a backup configuration.
 #[tauri::command]
 pub async fn put_demo_on_postgres(state: State<'_, AppState>) -> Res<demo::PostgresDemo> {
-    let out = demo::put_on_postgres(state.ctx()?, &demo::postgres_database_url(&demo_server())?).await?;
+    let out = demo::put_on_postgres(state.ctx()?, &demo_database()).await?;
     state.reschedule();
     Ok(out)
 }

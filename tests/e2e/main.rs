@@ -50,11 +50,19 @@ impl App {
     /// `quit_on_close`: the session's end closes the window and the app quits (tests), instead of
     /// staying in the tray (users).
     async fn start_with(home: tempfile::TempDir, turn: tokio::sync::MutexGuard<'static, ()>, quit_on_close: bool) -> App {
+        Self::start_with_env(home, turn, quit_on_close, &[]).await
+    }
+
+    /// The same, with environment variables for the app.
+    async fn start_with_env(home: tempfile::TempDir, turn: tokio::sync::MutexGuard<'static, ()>, quit_on_close: bool, env: &[(&str, String)]) -> App {
         let binary = app_binary();
         assert!(binary.exists(), "the app binary {} is missing: build it with `make app`", binary.display());
         let port = free_port();
         let mut driver = Command::new(std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into()));
         driver.args(["--port", &port.to_string(), "--native-port", &free_port().to_string()]).env("SAFEHOLD_HOME", home.path());
+        for (k, v) in env {
+            driver.env(k, v);
+        }
         if quit_on_close {
             // The session's end closes the window: the app quits instead of going to the tray.
             driver.env("SAFEHOLD_QUIT_ON_CLOSE", "1");
@@ -462,6 +470,29 @@ async fn a_tenant_of_the_sqlite_demo_is_restored_in_place_from_the_app() {
     assert_eq!(docs(&tenant, "="), mine, "the tenant's documents are back");
     assert_eq!(docs(&tenant, "<>"), others_changed, "the other tenants keep their changes");
     app.stop().await;
+}
+
+/// The first launch offers to put the demo on a PostgreSQL server that answers; taken from the
+/// card, the copy is made, registered with a daily backup, and the Restore tab can restore into it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_is_put_on_postgresql_from_the_first_launch_card() {
+    let turn = ONE_APP.lock().await;
+    let db = format!("safehold_e2e_demo_{}", std::process::id());
+    pg(&format!("{}/postgres", pg_base()), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+    let url = format!("{}/{db}", pg_base());
+    let app = App::start_with_env(tempfile::tempdir().expect("temp home"), turn, true, &[("SAFEHOLD_DEMO_POSTGRES", url.clone())]).await;
+    let offer = app.wait_text("[data-testid=demo-postgres-offer]", "A PostgreSQL server answers").await;
+    assert!(offer.text().await.expect("text").contains(&db), "names the database it would make");
+    app.find("[data-testid=demo-postgres-put]").await.click().await.expect("Put the demo on PostgreSQL");
+    let done = app.wait_text("[data-testid=demo-postgres-done]", "The demo is on PostgreSQL").await;
+    let text = done.text().await.expect("text");
+    assert!(text.contains("Demo platform (PostgreSQL)") && text.contains("Daily demo backup (PostgreSQL)"), "{text}");
+    assert_eq!(pg_rows(&url, "SELECT count(*)::text FROM tenants").await, vec!["50".to_string()]);
+    assert_eq!(app.catalog_count("SELECT count(*) FROM connections WHERE name = ?", "Demo platform (PostgreSQL)").await, 1);
+    assert_eq!(app.catalog_count("SELECT count(*) FROM backup_configurations WHERE configuration_name = ?", "Daily demo backup (PostgreSQL)").await, 1);
+    app.screenshot("demo-on-postgres").await;
+    app.stop().await;
+    pg(&format!("{}/postgres", pg_base()), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

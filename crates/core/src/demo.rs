@@ -417,8 +417,8 @@ pub async fn copy_to_postgres(sqlite_path: &Path, url: &str) -> Result<i64> {
     Ok(total)
 }
 
-/// Where the app looks for a PostgreSQL server to offer the demo to: the usual local one.
-pub const LOCAL_POSTGRES: &str = "postgres://postgres@localhost:5432/postgres";
+/// The database the app offers to put the demo into: `safehold_demo` on the usual local server.
+pub const LOCAL_DEMO_DATABASE: &str = "postgres://postgres@localhost:5432/safehold_demo";
 /// The database the PostgreSQL copy of the demo goes into.
 pub const DEMO_POSTGRES_DATABASE: &str = "safehold_demo";
 const OFFER_SETTING: &str = "demo_postgres_offer";
@@ -440,9 +440,9 @@ fn on_server(server_url: &str, database: &str) -> Result<String> {
     Ok(u.to_string())
 }
 
-/// Whether to offer a PostgreSQL copy of the demo on `server_url` now: the server answers
+/// Whether to offer a PostgreSQL copy of the demo into `database_url` now: its server answers
 /// within two seconds, the copy is not registered yet, and nobody said "not now".
-pub async fn postgres_offer(ctx: &Ctx, server_url: &str) -> Result<Option<PostgresOffer>> {
+pub async fn postgres_offer(ctx: &Ctx, database_url: &str) -> Result<Option<PostgresOffer>> {
     crate::context::require(ctx, crate::context::Permission::ViewStatus, "demo.postgres_offer", DEMO_POSTGRES_CONNECTION).await?;
     if crate::catalog::setting(&ctx.pool, OFFER_SETTING).await?.is_some() {
         return Ok(None);
@@ -455,11 +455,13 @@ pub async fn postgres_offer(ctx: &Ctx, server_url: &str) -> Result<Option<Postgr
     if registered > 0 {
         return Ok(None);
     }
-    let answers = tokio::time::timeout(std::time::Duration::from_secs(2), crate::source::postgres::connect(server_url)).await;
+    let server_url = on_server(database_url, "postgres")?;
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(2), crate::source::postgres::connect(&server_url)).await;
     let Ok(Ok(conn)) = answers else { return Ok(None) };
     let _ = conn.close().await;
-    let u = url::Url::parse(server_url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
-    Ok(Some(PostgresOffer { server: format!("{}:{}", u.host_str().unwrap_or("localhost"), u.port().unwrap_or(5432)), database: DEMO_POSTGRES_DATABASE.into() }))
+    let u = url::Url::parse(database_url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
+    let database = u.path().trim_start_matches('/').to_string();
+    Ok(Some(PostgresOffer { server: format!("{}:{}", u.host_str().unwrap_or("localhost"), u.port().unwrap_or(5432)), database }))
 }
 
 /// "Not now": the offer is not made again (the CLI's `safehold demo --postgres` still copies it).
@@ -525,9 +527,4 @@ async fn register_postgres(ctx: &Ctx, database_url: &str) -> Result<(String, Str
             Err(e)
         }
     }
-}
-
-/// The demo's database URL on `server_url`'s server.
-pub fn postgres_database_url(server_url: &str) -> Result<String> {
-    on_server(server_url, DEMO_POSTGRES_DATABASE)
 }

@@ -77,11 +77,11 @@ async fn the_demo_is_offered_on_postgresql_and_a_tenant_restore_works_on_the_cop
     use safehold_core::source::{no_progress, CancelToken, SourceSpec};
     let h = home().await;
     let demo = demo::ensure(&h.ctx, false).await.expect("demo");
-    let server = format!("{}/postgres", pg_base());
+    let server = format!("{}/{}", pg_base(), demo::DEMO_POSTGRES_DATABASE);
     let offer = demo::postgres_offer(&h.ctx, &server).await.expect("offer").expect("a server answers: the demo is offered");
     assert_eq!(offer.database, demo::DEMO_POSTGRES_DATABASE);
     assert!(!offer.server.contains('@'), "no user or password in what is shown: {}", offer.server);
-    assert!(demo::postgres_offer(&h.ctx, "postgres://postgres@127.0.0.1:1/postgres").await.expect("offer").is_none(), "no server, no offer");
+    assert!(demo::postgres_offer(&h.ctx, "postgres://postgres@127.0.0.1:1/safehold_demo").await.expect("offer").is_none(), "no server, no offer");
 
     // A database that is not empty: refused, nothing registered, the database kept.
     let full = ScratchDb::create().await;
