@@ -512,16 +512,24 @@ async fn register_postgres(ctx: &Ctx, database_url: &str) -> Result<(String, Str
     let mut input = crate::connections::ConnectionInput::from_url(DEMO_POSTGRES_CONNECTION, database_url)?;
     input.password = None;
     let conn = crate::connections::add(ctx, input).await?;
-    let storage = crate::storage::list(ctx).await?.into_iter().find(|s| s.storage_name == DEMO_STORAGE && s.is_active).or(crate::storage::list(ctx).await?.into_iter().find(|s| s.is_default));
-    let Some(storage) = storage else { return Ok((conn.name, String::new())) };
-    let input = crate::configurations::ConfigurationInput {
-        configuration_name: DEMO_POSTGRES_CONFIGURATION.into(),
-        storage_location: storage.storage_name,
-        connection_id: conn.id.clone(),
-        ..Default::default()
-    };
-    match crate::configurations::create(ctx, input).await {
-        Ok(c) => Ok((conn.name, c.configuration_name)),
+    // Its daily backup, into the demo's storage (or the default one); failing, nothing stays registered.
+    let configured = async {
+        let list = crate::storage::list(ctx).await?;
+        let storage = list.iter().find(|s| s.storage_name == DEMO_STORAGE && s.is_active).or_else(|| list.iter().find(|s| s.is_default && s.is_active));
+        let Some(storage) = storage else {
+            return Err(Error::validation("there is no storage to back the demo's copy up into: add one (Storage tab), then put the demo on PostgreSQL again"));
+        };
+        let input = crate::configurations::ConfigurationInput {
+            configuration_name: DEMO_POSTGRES_CONFIGURATION.into(),
+            storage_location: storage.storage_name.clone(),
+            connection_id: conn.id.clone(),
+            ..Default::default()
+        };
+        crate::configurations::create(ctx, input).await.map(|c| c.configuration_name)
+    }
+    .await;
+    match configured {
+        Ok(name) => Ok((conn.name, name)),
         Err(e) => {
             let _ = crate::connections::remove(ctx, &conn.id).await;
             Err(e)

@@ -127,6 +127,20 @@ async fn the_demo_is_offered_on_postgresql_and_a_tenant_restore_works_on_the_cop
     // "Not now" in another home: not offered again.
     let other = home().await;
     demo::ensure(&other.ctx, false).await.expect("demo");
+    // A step failing after the copy (its configuration's name taken) leaves nothing: no
+    // connection registered, the database it made dropped.
+    let sqlite = connections::list(&other.ctx).await.expect("list").into_iter().next().expect("the demo's connection");
+    let taken = configurations::ConfigurationInput { configuration_name: demo::DEMO_POSTGRES_CONFIGURATION.into(), storage_location: demo::DEMO_STORAGE.into(), connection_id: sqlite.id, ..Default::default() };
+    configurations::create(&other.ctx, taken).await.expect("a configuration of that name");
+    let failed = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()) };
+    demo::put_on_postgres(&other.ctx, &failed.url()).await.expect_err("the configuration's name is taken");
+    assert!(!connections::list(&other.ctx).await.expect("list").iter().any(|c| c.name == demo::DEMO_POSTGRES_CONNECTION), "no connection left registered");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&failed.name)
+        .fetch_one(&mut <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", pg_base())).await.expect("connect"))
+        .await
+        .expect("look");
+    assert!(!exists, "the database it made is dropped");
     demo::dismiss_postgres_offer(&other.ctx).await.expect("not now");
     assert!(demo::postgres_offer(&other.ctx, &server).await.expect("offer").is_none());
 }
