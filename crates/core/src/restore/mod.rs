@@ -497,9 +497,13 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
                     if tables.is_some() { "add --create to create it with the tables restored" } else { "a tenant restore writes into an existing database" }
                 )));
             }
-            if let Some(set) = tables {
+            // The chosen tables the target has (read once: the safety backup and the plan's words).
+            let replaced = match tables {
+                Some(set) if exists => pg_apply::existing_tables(url, set).await?,
+                _ => BTreeSet::new(),
+            };
+            if tables.is_some() {
                 // Nothing to replace where the tables are new: no safety backup of them.
-                let replaced = if exists { pg_apply::existing_tables(url, set).await? } else { BTreeSet::new() };
                 if replaced.is_empty() {
                     plan.destructive = false;
                     plan.safety_backup = false;
@@ -526,8 +530,7 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
             } else {
                 if let (Scope::Tables(set), true) = (scope, exists) {
                     let fks = pg_apply::foreign_keys(url).await?;
-                    let have = pg_apply::existing_tables(url, set).await?;
-                    plan.warnings.extend(set.difference(&have).map(|t| format!("{t} does not exist in the target: it is created as the backup has it")));
+                    plan.warnings.extend(set.difference(&replaced).map(|t| format!("{t} does not exist in the target: it is created as the backup has it")));
                     plan.warnings.extend(pg_apply::fk_warnings(set, &fks));
                     plan.tables = set.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: 0, updated: 0, deleted: 0 }).collect();
                 }
