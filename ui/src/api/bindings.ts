@@ -327,6 +327,11 @@ target_file?: string, restore_type: RestoreType, tables: Array<string>, exclude_
  */
 preserve_ids: boolean, new_tenant_id: string | null, new_tenant_name: string | null, 
 /**
+ * A tenant restored as a copy: what to do with a row equal to one the target has on a
+ * unique value (a slug, a name), for every table; none given: stop and name them.
+ */
+on_conflict?: Resolution, 
+/**
  * RFC 3339: restore, from the same repository and source, the newest backup at or before it.
  */
 restore_point: string | null, 

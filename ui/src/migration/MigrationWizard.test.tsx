@@ -92,6 +92,25 @@ describe("Migration wizard", () => {
     expect(mocked.validateMigration).toHaveBeenLastCalledWith(expect.objectContaining({ references: ["public.store.manager_staff_id=public.staff.staff_id"] }));
   });
 
+  it("migrates the demo's SQLite tenants: its connection is a source, and a copy's target is of the source's engine", async () => {
+    const other: Connection = { ...connections[0], id: "k3", name: "Second file", sqlite_path: "/second.db" };
+    mocked.listConnections.mockResolvedValue([...connections, other, pg]);
+    mocked.listTenants.mockResolvedValue([{ id: "t-1", name: "Acme Corp" }]);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Migration" }));
+    await userEvent.click(await screen.findByTestId("mig-migrate"));
+    const source = (await screen.findByTestId("mig-source")) as HTMLSelectElement;
+    expect(within(source).getAllByRole("option").map((o) => o.textContent)).toEqual(["Platform", "Demo platform", "Second file"]);
+    await userEvent.selectOptions(source, "k1");
+    await waitFor(() => expect(mocked.listTenants).toHaveBeenCalledWith("k1"));
+    await userEvent.selectOptions(screen.getByTestId("mig-tenant"), await screen.findByRole("option", { name: "Acme Corp (t-1)" }));
+    await userEvent.click(screen.getByTestId("mig-next"));
+    const target = (await screen.findByTestId("mig-target")) as HTMLSelectElement;
+    expect(within(target).getAllByRole("option").map((o) => o.textContent)).toEqual(["Demo platform", "Second file"]);
+    expect(target.value).toBe("k1");
+    expect(screen.queryByText(/work on PostgreSQL connections/)).not.toBeInTheDocument();
+  });
+
   it("exports to a file chosen with the save dialog and imports files chosen with the open dialog", async () => {
     mocked.listConnections.mockResolvedValue([pg]);
     mocked.listTenants.mockResolvedValue([{ id: "acme", name: null }]);

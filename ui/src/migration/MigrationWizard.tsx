@@ -53,7 +53,9 @@ export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: 
   const queryClient = useQueryClient();
   const connections = useQuery({ queryKey: queryKeys.connections, queryFn: api.listConnections });
   const storage = useQuery({ queryKey: queryKeys.storage, queryFn: api.listStorage, enabled: kind === "export" });
-  const pgConnections = (connections.data ?? []).filter((c) => c.kind === "postgres");
+  // Every database can be migrated; PostgreSQL ones first (a copy or merge stays on one engine:
+  // the target step offers the source's kind only).
+  const databases = [...(connections.data ?? [])].sort((a, b) => Number(b.kind === "postgres") - Number(a.kind === "postgres"));
   const initial: MigrationType = kind === "import" ? "data_import" : kind === "export" ? "data_export" : "tenant_copy";
   const [spec, setSpec] = useState<MigrationSpec>(() => emptySpec(initial));
   const [step, setStep] = useState<Step>("Source");
@@ -72,10 +74,20 @@ export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: 
   };
 
   useEffect(() => {
-    if (!spec.source && pgConnections[0] && spec.migration_type !== "data_import") change({ source: pgConnections[0].id });
-    if (!spec.target && pgConnections[0] && spec.migration_type !== "data_export") change({ target: pgConnections[0].id });
+    if (!spec.source && databases[0] && spec.migration_type !== "data_import") change({ source: databases[0].id });
+    if (!spec.target && databases[0] && spec.migration_type !== "data_export") change({ target: databases[0].id });
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [connections.data]);
+  // A copy or merge writes into a database of the source's engine.
+  useEffect(() => {
+    const kind = databases.find((c) => c.id === spec.source)?.kind;
+    const target = databases.find((c) => c.id === spec.target);
+    if (kind && target && target.kind !== kind && spec.migration_type !== "data_import") {
+      const first = databases.find((c) => c.kind === kind);
+      if (first) change({ target: first.id });
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [spec.source, connections.data]);
 
   const sourceTenants = useQuery({
     queryKey: queryKeys.tenants(spec.source),
@@ -138,7 +150,7 @@ export function MigrationWizard({ kind, onClose }: { kind: WizardKind; onClose: 
   const setRule = (i: number, r: Rule) => change({ rules: spec.rules.map((x, j) => (j === i ? r : x)) });
   const setMapping = (i: number, m: TableMapping) => change({ mapping: spec.mapping.map((x, j) => (j === i ? m : x)) });
 
-  const w: WizardState = { kind, spec, setSpec, change, connections, pgConnections, storage, sourceTenants, targetTenants, propose, validate, start, report, started, stale, setStale, connName, sourceTables, problems, archiveExport, setRule, setMapping };
+  const w: WizardState = { kind, spec, setSpec, change, connections, databases, storage, sourceTenants, targetTenants, propose, validate, start, report, started, stale, setStale, connName, sourceTables, problems, archiveExport, setRule, setMapping };
 
   return (
     <div className="border rounded-lg p-4 space-y-4 bg-slate-50" data-testid="migration-wizard">

@@ -14,7 +14,8 @@ export type WizardState = {
   /** Changes the spec; a validation made before no longer holds. */
   change: (patch: Partial<MigrationSpec>) => void;
   connections: UseQueryResult<Connection[]>;
-  pgConnections: Connection[];
+  /** The connections a migration reads or writes, PostgreSQL's first. */
+  databases: Connection[];
   storage: UseQueryResult<BackupStorage[]>;
   sourceTenants: UseQueryResult<TenantRow[]>;
   targetTenants: UseQueryResult<TenantRow[]>;
@@ -35,7 +36,7 @@ export type WizardState = {
 
 /** What is read: a database and its tenant, or the files of an import. */
 export function SourceStep({ w }: { w: WizardState }) {
-  const { kind, spec, change, pgConnections, sourceTenants } = w;
+  const { kind, spec, change, databases, sourceTenants } = w;
   return (
     <div className="space-y-3">
       {kind === "migrate" && (
@@ -69,10 +70,10 @@ export function SourceStep({ w }: { w: WizardState }) {
             <label className={label} htmlFor="mig-source">Source database</label>
             <select id="mig-source" className={field} data-testid="mig-source" value={spec.source ?? ""}
               onChange={(e) => change({ source: e.target.value, source_tenant_ids: [] })}>
-              {pgConnections.map((c) => <option key={c.id} value={c.id}>{c.name}</option>)}
+              {databases.map((c) => <option key={c.id} value={c.id}>{c.name}</option>)}
             </select>
-            {pgConnections.length === 0 && (
-              <p className="text-sm text-slate-500 mt-1">Tenant migrations work on PostgreSQL connections: add one under Connections (top right), or put the demo on PostgreSQL from the offer at the top when a server answers on this machine (the demo platform itself is SQLite).</p>
+            {databases.length === 0 && (
+              <p className="text-sm text-slate-500 mt-1">Add the database to read from under Connections (top right).</p>
             )}
           </div>
           <div>
@@ -92,7 +93,11 @@ export function SourceStep({ w }: { w: WizardState }) {
 
 /** Where it goes: a database (and the tenant merged into), or the export's file and format. */
 export function TargetStep({ w }: { w: WizardState }) {
-  const { spec, change, pgConnections, storage, targetTenants, archiveExport } = w;
+  const { spec, change, databases, storage, targetTenants, archiveExport } = w;
+  // A tenant is copied or merged between databases of one engine (across engines: export, then import).
+  const sourceKind = databases.find((c) => c.id === spec.source)?.kind;
+  const targets = spec.migration_type === "data_import" || !sourceKind ? databases : databases.filter((c) => c.kind === sourceKind);
+  const sqliteSource = sourceKind === "sqlite";
   return (
     <div className="space-y-3">
       {spec.migration_type === "data_export" ? (
@@ -101,7 +106,7 @@ export function TargetStep({ w }: { w: WizardState }) {
           <select id="mig-export-format" className={field} data-testid="mig-export-format" value={spec.export_format}
             onChange={(e) => change({ export_format: e.target.value as MigrationSpec["export_format"], rules: [], target_file: null })}>
             <option value="portable">Portable export for the customer (ZIP: JSON Lines and CSV per table, schema.json, manifest.json)</option>
-            <option value="archive">Safehold archive (encrypted; restorable with Restore)</option>
+            <option value="archive" disabled={sqliteSource}>Safehold archive (encrypted; restorable with Restore){sqliteSource ? " — from PostgreSQL sources" : ""}</option>
           </select>
           {archiveExport && (
             <>
@@ -134,7 +139,7 @@ export function TargetStep({ w }: { w: WizardState }) {
           <div>
             <label className={label} htmlFor="mig-target">Target database</label>
             <select id="mig-target" className={field} data-testid="mig-target" value={spec.target ?? ""} onChange={(e) => change({ target: e.target.value })}>
-              {pgConnections.map((c) => <option key={c.id} value={c.id}>{c.name}</option>)}
+              {targets.map((c) => <option key={c.id} value={c.id}>{c.name}</option>)}
             </select>
           </div>
           {spec.migration_type === "tenant_merge" ? (

@@ -3,7 +3,7 @@
 // anything destructive); start. Also "Verify by restoring" for the chosen backup.
 import { useEffect, useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { api, type RestoreForm, type RestorePlan, type RestoreTestReport, type RestoreType } from "../api";
+import { api, type RestoreForm, type RestorePlan, type RestoreTestReport, type RestoreType, type Resolution } from "../api";
 import { Badge, Button } from "../components/ui";
 import { Empty, ErrorBox, QueryView } from "../components/states";
 import { formatCount, formatDate, formatFileSize } from "../components/format";
@@ -62,9 +62,10 @@ export function RestorePlanner() {
   // The target's tenants, offered as suggestions for a tenant restore (any id can be typed: a
   // tenant deleted since the backup is not in the target any more).
   const targetConnection = connections.data?.find((c) => c.id === form.connection_id);
-  const sqliteTarget = form.target_file != null || targetConnection?.kind === "sqlite";
-  // A tenant restored as a copy (new ids) is PostgreSQL's only.
-  const asCopy = asCopyChosen && !sqliteTarget;
+  // A tenant restored as a copy (new ids) goes into a connection, not into a new file.
+  const asCopy = asCopyChosen && form.target_file == null;
+  // A copy's rows that equal the target's on a unique value (a slug): a copy is a second one.
+  const [onConflict, setOnConflict] = useState<Resolution>("keep_both");
   // Said beside the field, in the form's words, before the engine is asked.
   const tenantMissing = form.restore_type === "tenant_only" && !(form.tenant_id ?? "").trim();
   const tenants = useQuery({
@@ -96,6 +97,7 @@ export function RestorePlanner() {
     preserve_ids: form.restore_type !== "tenant_only" || !asCopy,
     new_tenant_id: asCopy ? form.new_tenant_id : null,
     new_tenant_name: asCopy ? form.new_tenant_name : null,
+    on_conflict: asCopy ? onConflict : undefined,
     restore_point: atPoint ? toRfc3339(point) : null,
     clean: form.restore_type === "full" && form.clean,
   });
@@ -186,8 +188,7 @@ export function RestorePlanner() {
             {form.target_file == null && connections.data?.find((c) => c.id === form.connection_id)?.kind === "sqlite" && (
               <p className="text-xs text-amber-700" data-testid="restore-sqlite-note">
                 This connection is a SQLite database: a backup restores whole into a new file (choose "A new SQLite file…" above), or
-                chosen tables or one tenant into this file. A tenant restored as a copy (new ids) needs PostgreSQL: the demo can be put there
-                (the offer at the top when a server answers on this machine, or `safehold demo --postgres`).
+                chosen tables or one tenant into this file, in place or as a copy under a new tenant.
               </p>
             )}
             <div>
@@ -211,7 +212,7 @@ export function RestorePlanner() {
                   ))}
                 </datalist>
                 <label className="flex items-center gap-2 text-sm">
-                  <input type="checkbox" data-testid="restore-as-copy" checked={asCopy} disabled={sqliteTarget} onChange={(e) => { setAsCopy(e.target.checked); setPlan(null); }} />
+                  <input type="checkbox" data-testid="restore-as-copy" checked={asCopy} disabled={form.target_file != null} onChange={(e) => { setAsCopy(e.target.checked); setPlan(null); }} />
                   Restore as a copy under a new tenant (new ids everywhere; the tenant itself is not touched)
                 </label>
                 {asCopy && (
@@ -220,6 +221,15 @@ export function RestorePlanner() {
                       onChange={(e) => change({ new_tenant_id: e.target.value })} />
                     <input aria-label="New tenant name" data-testid="restore-new-name" className={field} placeholder="new tenant name" value={form.new_tenant_name ?? ""}
                       onChange={(e) => change({ new_tenant_name: e.target.value })} />
+                    <label className="col-span-2 text-sm">
+                      <span className={label}>A row equal to one the target has on a unique value (a slug, a name)</span>
+                      <select className={field} data-testid="restore-on-conflict" value={onConflict}
+                        onChange={(e) => { setOnConflict(e.target.value as Resolution); setPlan(null); }}>
+                        <option value="keep_both">Keep both: the copy's value gets "-copy"</option>
+                        <option value="keep_target">Keep the target's row (the copy points at it)</option>
+                        <option value="stop">Stop and show them</option>
+                      </select>
+                    </label>
                   </div>
                 )}
               </div>

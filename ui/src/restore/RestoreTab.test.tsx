@@ -187,12 +187,21 @@ describe("Restore", () => {
     expect(screen.getByTestId("restore-sqlite-note")).toHaveTextContent("chosen tables or one tenant into this file");
     await userEvent.selectOptions(type, "selective");
     expect(await screen.findByTestId("restore-tables")).toBeInTheDocument();
-    // One tenant in place on SQLite, its tenants offered; as a copy is PostgreSQL's.
+    // One tenant on SQLite, its tenants offered; in place, or as a copy whose unique values
+    // (a slug) get a suffix unless another rule is chosen.
     mocked.listTenants.mockResolvedValue([{ id: "t-1", name: "Acme Corp" }]);
     await userEvent.selectOptions(type, "tenant_only");
     expect(await screen.findByTestId("restore-tenant")).toBeInTheDocument();
     await waitFor(() => expect(screen.getByTestId("restore-tenant-options").querySelectorAll("option")).toHaveLength(1));
-    expect(screen.getByTestId("restore-as-copy")).toBeDisabled();
+    expect(screen.queryByTestId("restore-on-conflict")).not.toBeInTheDocument();
+    await userEvent.click(screen.getByTestId("restore-as-copy"));
+    expect((screen.getByTestId("restore-on-conflict") as HTMLSelectElement).value).toBe("keep_both");
+    await userEvent.selectOptions(screen.getByTestId("restore-on-conflict"), "keep_target");
+    await userEvent.type(screen.getByTestId("restore-tenant"), "t-1");
+    await userEvent.click(screen.getByTestId("restore-review"));
+    await waitFor(() => expect(mocked.planRestore).toHaveBeenCalledWith(expect.objectContaining({
+      restore_type: "tenant_only", tenant_id: "t-1", preserve_ids: false, on_conflict: "keep_target",
+    })));
   });
 
   it("a tenant restore without a tenant says so beside the field; engine errors leave out the command line's flags", async () => {

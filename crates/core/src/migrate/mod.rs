@@ -21,6 +21,7 @@
 pub mod portable;
 pub mod records;
 pub mod rules;
+pub(crate) mod sqlite;
 mod stage;
 mod write;
 
@@ -390,6 +391,29 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
         if r.table.trim().is_empty() || r.column.trim().is_empty() {
             return Err(Error::validation("every rule needs a table and a column"));
         }
+    }
+    // A SQLite database on either side: the SQLite writer (rows in memory, same report).
+    let lite = |u: &Option<String>| u.as_deref().and_then(|u| u.strip_prefix("sqlite://")).map(PathBuf::from);
+    let (lite_source, lite_target) = (lite(&ends.source_url), lite(&ends.target_url));
+    if lite_source.is_some() || lite_target.is_some() {
+        let crosses = match kind {
+            MigrationType::DataExport | MigrationType::DataImport => false,
+            _ => chain.is_none() && (lite_source.is_some() != lite_target.is_some()) && ends.source_url.is_some() && ends.target_url.is_some(),
+        };
+        if crosses || (kind == MigrationType::DataExport && lite_source.is_none()) {
+            return Err(Error::validation(
+                "a tenant is copied or merged between two SQLite databases or two PostgreSQL ones: to take it from one engine to the other, export it (portable format) and import the file",
+            ));
+        }
+        if matches!(kind, MigrationType::TenantCopy | MigrationType::TenantMerge) && tenants.len() != 1 {
+            return Err(Error::validation("choose the one tenant to copy or merge (--tenant)"));
+        }
+        let from = match (chain, kind) {
+            (Some(c), _) => sqlite::Origin::Backup(c),
+            (None, MigrationType::DataImport) => sqlite::Origin::Files,
+            (None, _) => sqlite::Origin::Database(lite_source.ok_or_else(|| Error::validation("choose the database to read the tenant from (--source)"))?),
+        };
+        return sqlite::run(spec, ends, from, lite_target, &tenants, commit, cancel, progress).await;
     }
     if kind == MigrationType::DataExport {
         return export(spec, ends, &tenants, commit, cancel, progress, &step, report).await;

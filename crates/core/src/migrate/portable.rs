@@ -92,13 +92,18 @@ pub(crate) struct ExportMeta<'a> {
 pub(crate) async fn write(tx: &mut Tx<'_>, path: &Path, staged: &Staged, schema: &Target, meta: &ExportMeta<'_>) -> Result<Vec<ExportedFile>> {
     let partial = partial_path(path);
     let out = write_to(tx, &partial, staged, schema, meta).await;
-    match out {
+    into_place(&partial, path, out)
+}
+
+/// A complete export renamed into place; a failed one's partial file removed.
+fn into_place(partial: &Path, path: &Path, written: Result<Vec<ExportedFile>>) -> Result<Vec<ExportedFile>> {
+    match written {
         Ok(files) => {
-            std::fs::rename(&partial, path).map_err(|e| Error::io(format!("cannot move the export into place at {}", path.display()), &e))?;
+            std::fs::rename(partial, path).map_err(|e| Error::io(format!("cannot move the export into place at {}", path.display()), &e))?;
             Ok(files)
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&partial);
+            let _ = std::fs::remove_file(partial);
             Err(e)
         }
     }
@@ -108,25 +113,16 @@ pub(crate) fn partial_path(path: &Path) -> PathBuf {
     crate::private::partial_beside(path)
 }
 
+/// One table of an export: its rows as JSON Lines and as CSV, and its description.
+pub(crate) struct PlainTable {
+    pub schema: TableSchema,
+    pub rows: u64,
+    pub jsonl: Vec<u8>,
+    pub csv: Vec<u8>,
+}
+
 async fn write_to(tx: &mut Tx<'_>, partial: &Path, staged: &Staged, schema: &Target, meta: &ExportMeta<'_>) -> Result<Vec<ExportedFile>> {
-    if let Some(dir) = partial.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(Error::validation(format!("the folder {} does not exist: choose where to save the export", dir.display())));
-        }
-    }
-    // Tenant data in plain text: its owner's alone.
-    let file = crate::private::create_new(partial).map_err(|e| Error::io(format!("cannot create {}", partial.display()), &e))?;
-    let mut zip = zip::ZipWriter::new(file);
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    let mut files = Vec::new();
-    let mut tables = BTreeMap::new();
-    let mut add = |zip: &mut zip::ZipWriter<std::fs::File>, name: String, data: Vec<u8>| -> Result<()> {
-        zip.start_file(name.clone(), opts).map_err(zip_err(partial))?;
-        zip.write_all(&data).map_err(|e| Error::io(format!("cannot write the export {}", partial.display()), &e))?;
-        files.push(ExportedFile { path: name, bytes: data.len() as u64, sha256: hex_sha(&data) });
-        Ok(())
-    };
-    let mut described = Vec::new();
+    let mut zip = ExportZip::create(partial)?;
     for t in &staged.tables {
         // JSON Lines, values in their source types.
         let typed: Vec<String> = t
@@ -146,7 +142,6 @@ async fn write_to(tx: &mut Tx<'_>, partial: &Path, staged: &Staged, schema: &Tar
                 jsonl.push(b'\n');
             }
         }
-        add(&mut zip, format!("tables/{}.jsonl", t.name), jsonl)?;
         let mut csv = Vec::new();
         {
             let mut out = (**tx)
@@ -157,10 +152,8 @@ async fn write_to(tx: &mut Tx<'_>, partial: &Path, staged: &Staged, schema: &Tar
                 csv.extend_from_slice(&b);
             }
         }
-        add(&mut zip, format!("tables/{}.csv", t.name), csv)?;
-        tables.insert(t.name.clone(), t.rows);
         let not_null = |c: &str| schema.cols.get(&t.name).and_then(|cs| cs.iter().find(|x| x.name == c)).is_some_and(|x| x.not_null);
-        described.push(TableSchema {
+        let described = TableSchema {
             name: t.name.clone(),
             columns: t.cols.iter().map(|(c, ty)| ColumnSchema { name: c.clone(), ty: ty.clone().unwrap_or_else(|| "text".into()), nullable: !not_null(c) }).collect(),
             primary_key: schema.pks.get(&t.name).cloned().unwrap_or_default(),
@@ -174,27 +167,87 @@ async fn write_to(tx: &mut Tx<'_>, partial: &Path, staged: &Staged, schema: &Tar
                     references_columns: fk.cols.iter().map(|(_, p)| p.clone()).collect(),
                 })
                 .collect(),
-        });
+        };
+        zip.table(PlainTable { schema: described, rows: t.rows, jsonl, csv })?;
     }
-    let schema_json = serde_json::to_vec_pretty(&SchemaFile { tables: described }).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
-    add(&mut zip, "schema.json".into(), schema_json)?;
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        version: 1,
-        created_at: crate::catalog::now(),
-        source: meta.source.clone(),
-        tenants: meta.tenants.to_vec(),
-        tenant_column: meta.tenant_column.into(),
-        tenants_table: meta.tenants_table.into(),
-        tables,
-        files: files.clone(),
-    };
-    let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
-    zip.start_file("manifest.json", opts).map_err(zip_err(partial))?;
-    zip.write_all(&manifest_json).map_err(|e| Error::io(format!("cannot write the export {}", partial.display()), &e))?;
-    let file = zip.finish().map_err(zip_err(partial))?;
-    file.sync_all().map_err(|e| Error::io(format!("cannot write the export {}", partial.display()), &e))?;
-    Ok(files)
+    zip.finish(meta)
+}
+
+/// Writes tables read elsewhere (a SQLite database's) to a portable export at `path`, through a
+/// partial file renamed when complete.
+pub(crate) fn write_plain(path: &Path, tables: Vec<PlainTable>, meta: &ExportMeta<'_>) -> Result<Vec<ExportedFile>> {
+    let partial = partial_path(path);
+    let written = ExportZip::create(&partial).and_then(|mut zip| {
+        for t in tables {
+            zip.table(t)?;
+        }
+        zip.finish(meta)
+    });
+    into_place(&partial, path, written)
+}
+
+/// The ZIP being written: per table its JSON Lines and CSV (each table written as it comes, so
+/// one table at a time is in memory), then schema.json, then the manifest with the size and
+/// SHA-256 of every other file.
+struct ExportZip<'p> {
+    partial: &'p Path,
+    zip: zip::ZipWriter<std::fs::File>,
+    files: Vec<ExportedFile>,
+    tables: BTreeMap<String, u64>,
+    described: Vec<TableSchema>,
+}
+
+impl<'p> ExportZip<'p> {
+    fn create(partial: &'p Path) -> Result<Self> {
+        if let Some(dir) = partial.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(Error::validation(format!("the folder {} does not exist: choose where to save the export", dir.display())));
+            }
+        }
+        // Tenant data in plain text: its owner's alone.
+        let file = crate::private::create_new(partial).map_err(|e| Error::io(format!("cannot create {}", partial.display()), &e))?;
+        Ok(Self { partial, zip: zip::ZipWriter::new(file), files: Vec::new(), tables: BTreeMap::new(), described: Vec::new() })
+    }
+
+    fn add(&mut self, name: String, data: &[u8]) -> Result<()> {
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        self.zip.start_file(name.clone(), opts).map_err(zip_err(self.partial))?;
+        self.zip.write_all(data).map_err(|e| Error::io(format!("cannot write the export {}", self.partial.display()), &e))?;
+        self.files.push(ExportedFile { path: name, bytes: data.len() as u64, sha256: hex_sha(data) });
+        Ok(())
+    }
+
+    fn table(&mut self, t: PlainTable) -> Result<()> {
+        self.add(format!("tables/{}.jsonl", t.schema.name), &t.jsonl)?;
+        self.add(format!("tables/{}.csv", t.schema.name), &t.csv)?;
+        self.tables.insert(t.schema.name.clone(), t.rows);
+        self.described.push(t.schema);
+        Ok(())
+    }
+
+    fn finish(mut self, meta: &ExportMeta<'_>) -> Result<Vec<ExportedFile>> {
+        let partial = self.partial;
+        let schema_json = serde_json::to_vec_pretty(&SchemaFile { tables: std::mem::take(&mut self.described) }).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
+        self.add("schema.json".into(), &schema_json)?;
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            version: 1,
+            created_at: crate::catalog::now(),
+            source: meta.source.clone(),
+            tenants: meta.tenants.to_vec(),
+            tenant_column: meta.tenant_column.into(),
+            tenants_table: meta.tenants_table.into(),
+            tables: std::mem::take(&mut self.tables),
+            files: self.files.clone(),
+        };
+        let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        self.zip.start_file("manifest.json", opts).map_err(zip_err(partial))?;
+        self.zip.write_all(&manifest_json).map_err(|e| Error::io(format!("cannot write the export {}", partial.display()), &e))?;
+        let file = self.zip.finish().map_err(zip_err(partial))?;
+        file.sync_all().map_err(|e| Error::io(format!("cannot write the export {}", partial.display()), &e))?;
+        Ok(self.files)
+    }
 }
 
 /// A portable export, checked: every file present and matching the manifest.
@@ -299,6 +352,17 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
 }
 
 impl Opened {
+    /// One file of the export, checked against the manifest's size (never more than it says).
+    pub(crate) fn entry(&mut self, name: &str) -> Result<Vec<u8>> {
+        let limit = self.manifest.files.iter().find(|f| f.path == name).map(|f| f.bytes).unwrap_or(0).min(max_entry_bytes());
+        let mut data = Vec::new();
+        stream_entry(&mut self.zip, name, &self.path, limit, &mut |c| {
+            data.extend_from_slice(c);
+            Ok(())
+        })?;
+        Ok(data)
+    }
+
     /// Stages every table from its CSV file, streamed; the types schema.json names are only
     /// kept when the server knows them as types (they are never SQL); checks the counts against
     /// the manifest.

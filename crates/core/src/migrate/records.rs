@@ -13,20 +13,21 @@ use crate::keys::unlock::KeySources;
 
 use super::{execute, Endpoints, MigrationReport, MigrationSpec};
 
-/// A connection's id or name, or a PostgreSQL URL → (URL, tenant column, tenants table).
+/// A connection's id or name, a PostgreSQL URL or `sqlite:///path` → (URL, tenant column,
+/// tenants table, declared references); a SQLite connection as `sqlite://` and its file.
 async fn endpoint(ctx: &Ctx, given: &str) -> Result<(String, Option<(String, String)>, Vec<String>)> {
     if given.starts_with("postgres://") || given.starts_with("postgresql://") {
         return Ok((given.to_string(), None, Vec::new()));
     }
-    let conn = connections::find(ctx, given).await?;
-    if conn.kind != ConnectionKind::Postgres {
-        return Err(Error::validation(format!(
-            "{} is a SQLite database: tenant migrations work on PostgreSQL connections in this version",
-            conn.name
-        )));
+    if let Ok(SourceSpec::Sqlite { path }) = SourceSpec::parse(given) {
+        return Ok((format!("sqlite://{}", path.display()), None, Vec::new()));
     }
+    let conn = connections::find(ctx, given).await?;
     let (spec, conn) = crate::connections::source_of(ctx, &conn.id).await?;
-    let SourceSpec::Postgres { url } = spec else { return Err(Error::new(ErrorCode::Internal, "not PostgreSQL")) };
+    let url = match spec {
+        SourceSpec::Postgres { url } => url,
+        SourceSpec::Sqlite { path } => format!("sqlite://{}", path.display()),
+    };
     Ok((url, Some((conn.tenant_column, conn.tenants_table)), conn.references))
 }
 

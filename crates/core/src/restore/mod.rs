@@ -362,6 +362,11 @@ async fn apply_scope(req: &RestoreRequest, chain: &pg_apply::Chain, url: &str, s
 
 
 
+/// A SQLite file in the URL form the migration writer takes.
+fn sqlite_url(path: &std::path::Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
 fn database_name(target: &SourceSpec) -> String {
     match target {
         SourceSpec::Postgres { url } => url::Url::parse(url).map(|u| u.path().trim_start_matches('/').to_string()).unwrap_or_default(),
@@ -443,18 +448,22 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
             }
         }
         (SourceSpec::Sqlite { path }, Some(Scope::Tenant(ts))) => {
-            if !req.preserve_ids {
-                return Err(Error::validation(
-                    "a tenant restored as a copy (new ids) needs a PostgreSQL target in this version; on SQLite a tenant is restored in place, or put the platform on PostgreSQL (safehold demo --postgres for the demo)",
-                ));
-            }
             if req.clean || req.create {
                 return Err(Error::validation("--clean and --create are for full restores: a tenant restore writes into an existing database"));
             }
-            if exact {
+            if exact && req.preserve_ids {
                 let started = std::time::Instant::now();
                 plan.tables = source::sqlite::restore_tenant(&opened.chain, path, &ts.tenant_column, &ts.tenants_table, &ts.tenant_id, false, cancel, &source::no_progress()).await?;
                 plan.exact = true;
+                plan.estimated_seconds = started.elapsed().as_secs_f64();
+            } else if exact {
+                // As a copy: the migration writer, through the target's URL form.
+                let started = std::time::Instant::now();
+                let out = apply_scope(req, &opened.chain, &sqlite_url(path), &Scope::Tenant(ts.clone()), false, cancel, &source::no_progress()).await?;
+                plan.exact = true;
+                plan.tables = out.tables;
+                plan.warnings.extend(out.warnings);
+                plan.new_tenant_id = plan.new_tenant_id.or(out.new_tenant_id.map(|id| format!("{id} (drawn in the dry run; the restore draws its own)")));
                 plan.estimated_seconds = started.elapsed().as_secs_f64();
             }
         }
@@ -645,6 +654,13 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
             out.tables = changes.len() as u64;
             out.rows = changes.iter().map(|t| t.rows_in_backup).sum();
             out.changes = changes;
+        }
+        (SourceSpec::Sqlite { path }, Some(Scope::Tenant(ts))) if !req.preserve_ids => {
+            let applied = apply_scope(req, &opened.chain, &sqlite_url(path), &Scope::Tenant(ts), true, cancel, progress).await?;
+            out.tables = applied.tables.len() as u64;
+            out.rows = applied.tables.iter().map(|t| t.rows_in_backup).sum();
+            out.changes = applied.tables;
+            out.new_tenant_id = applied.new_tenant_id;
         }
         (SourceSpec::Sqlite { path }, Some(Scope::Tenant(ts))) => {
             let changes = source::sqlite::restore_tenant(&opened.chain, path, &ts.tenant_column, &ts.tenants_table, &ts.tenant_id, true, cancel, progress).await?;

@@ -42,6 +42,11 @@ pub struct RestoreForm {
     pub preserve_ids: bool,
     pub new_tenant_id: Option<String>,
     pub new_tenant_name: Option<String>,
+    /// A tenant restored as a copy: what to do with a row equal to one the target has on a
+    /// unique value (a slug, a name), for every table; none given: stop and name them.
+    #[serde(default)]
+    #[ts(optional)]
+    pub on_conflict: Option<crate::migrate::Resolution>,
     /// RFC 3339: restore, from the same repository and source, the newest backup at or before it.
     pub restore_point: Option<String>,
     /// Take a safety backup before a destructive restore.
@@ -102,6 +107,9 @@ pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
     req.preserve_ids = form.preserve_ids;
     req.new_tenant_id = form.new_tenant_id.clone().filter(|t| !t.trim().is_empty());
     req.new_tenant_name = form.new_tenant_name.clone().filter(|t| !t.trim().is_empty());
+    if let Some(rule) = form.on_conflict.filter(|_| !form.preserve_ids) {
+        req.on_conflict.insert("*".into(), rule);
+    }
     req.safety_backup = form.safety_backup;
     req.clean = form.clean;
     if let Some(conn) = &conn {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use futures_util::TryStreamExt;
-use sqlx::{AssertSqlSafe, Column as _, Connection as _, Row, SqliteConnection, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Column as _, Connection as _, Row, SqliteConnection};
 
 use super::{classify, CancelToken, DumpStats, Include, Progress, ProgressSink, TableClass};
 use crate::archive::{ArchiveIndex, ArchiveReader, ArchiveWriter};
@@ -40,21 +40,15 @@ fn db_err<'a>(path: &'a Path, what: &str) -> impl Fn(sqlx::Error) -> Error + 'a 
 
 /// Encodes one value with its storage class.
 fn encode(row: &SqliteRow, i: usize) -> Result<Value> {
-    let raw = row.try_get_raw(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()).caused_by(&e))?;
-    if raw.is_null() {
-        return Ok(Value::Null);
-    }
-    let ty = raw.type_info().name().to_string();
-    let v = match ty.as_str() {
-        "INTEGER" => json!(row.try_get::<i64, _>(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()).caused_by(&e))?),
-        "REAL" => {
-            let f: f64 = row.try_get(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()).caused_by(&e))?;
-            if f.is_finite() { json!({ "r": f }) } else { json!({ "r": f.to_string() }) }
-        }
-        "BLOB" => json!({ "b": hex::encode(row.try_get::<Vec<u8>, _>(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()).caused_by(&e))?) }),
-        _ => json!(row.try_get::<String, _>(i).map_err(|e| Error::new(ErrorCode::Database, e.to_string()).caused_by(&e))?),
-    };
-    Ok(v)
+    use crate::migrate::sqlite::V;
+    Ok(match V::of(row, i)? {
+        V::Null => Value::Null,
+        V::Int(n) => json!(n),
+        V::Real(f) if f.is_finite() => json!({ "r": f }),
+        V::Real(f) => json!({ "r": f.to_string() }),
+        V::Blob(b) => json!({ "b": hex::encode(b) }),
+        V::Text(t) => json!(t),
+    })
 }
 
 /// What an incremental or differential backup needs of its parent: its schema (a table whose
@@ -480,7 +474,7 @@ async fn restore_into(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], s
 
 /// How many rows' foreign keys point at nothing, per (table, the table it should point into,
 /// which key of the table).
-async fn fk_violations(tx: &mut SqliteConnection, path: &Path) -> Result<std::collections::BTreeMap<(String, String, i64), i64>> {
+pub(crate) async fn fk_violations(tx: &mut SqliteConnection, path: &Path) -> Result<std::collections::BTreeMap<(String, String, i64), i64>> {
     let rows: Vec<(String, String, i64, i64)> = sqlx::query_as("SELECT \"table\", parent, fkid, count(*) FROM pragma_foreign_key_check GROUP BY 1, 2, 3")
         .fetch_all(&mut *tx)
         .await
@@ -511,7 +505,7 @@ async fn count_changes(tx: &mut SqliteConnection, path: &Path, now: &str, before
 
 /// Ends a restore's transaction: refused (rolled back, saying `refusal`) when rows are left
 /// pointing at rows that are gone and were not before; else committed, or rolled back in a dry run.
-async fn finish(
+pub(crate) async fn finish(
     mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
     path: &Path,
     before: &std::collections::BTreeMap<(String, String, i64), i64>,
@@ -685,18 +679,19 @@ pub async fn restore_tables(
 type ForeignKey = (String, Vec<String>, Vec<Option<String>>);
 
 /// One table of a SQLite tenant restore: how its rows are found to be the tenant's.
-struct TenantTable {
-    name: String,
+pub(crate) struct TenantTable {
+    pub(crate) name: String,
     columns: Vec<String>,
     keys: Vec<String>,
-    /// `(SELECT …)`-free condition on alias `t` in schema `{s}` (replaced by `main` or `bk`).
-    predicate: String,
+    /// Condition on alias `t` in schema `{s}` (replaced by `main` or `bk`), the tenants' ids in
+    /// `temp._sh_tenant`.
+    pub(crate) predicate: String,
 }
 
 /// The tables of a SQLite database that hold a tenant's rows: the tenants table (the tenant's
 /// row), every table with the tenant column, and tables reached from those through foreign keys
 /// (a child whose key points at a tenant's row is the tenant's), nearest first.
-async fn tenant_tables(conn: &mut SqliteConnection, path: &Path, tenant_column: &str, tenants_table: &str) -> Result<Vec<TenantTable>> {
+pub(crate) async fn tenant_tables(conn: &mut SqliteConnection, path: &Path, tenant_column: &str, tenants_table: &str) -> Result<Vec<TenantTable>> {
     let names: Vec<String> = sqlx::query_scalar("SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         .fetch_all(&mut *conn)
         .await
@@ -721,11 +716,11 @@ async fn tenant_tables(conn: &mut SqliteConnection, path: &Path, tenant_column: 
         if key.len() != 1 {
             return Err(Error::validation(format!("the tenants table {tenants_table} needs a one-column primary key")));
         }
-        out.push(TenantTable { name: tenants_table.into(), columns: cols.iter().map(|c| c.0.clone()).collect(), keys: key.clone(), predicate: format!("t.{} = (SELECT id FROM temp._sh_tenant)", q(&key[0])) });
+        out.push(TenantTable { name: tenants_table.into(), columns: cols.iter().map(|c| c.0.clone()).collect(), keys: key.clone(), predicate: format!("t.{} IN (SELECT id FROM temp._sh_tenant)", q(&key[0])) });
     }
     for (n, (cols, _)) in &info {
         if n != tenants_table && cols.iter().any(|c| c.0 == tenant_column) {
-            out.push(TenantTable { name: n.clone(), columns: cols.iter().map(|c| c.0.clone()).collect(), keys: keys_of(n), predicate: format!("t.{} = (SELECT id FROM temp._sh_tenant)", q(tenant_column)) });
+            out.push(TenantTable { name: n.clone(), columns: cols.iter().map(|c| c.0.clone()).collect(), keys: keys_of(n), predicate: format!("t.{} IN (SELECT id FROM temp._sh_tenant)", q(tenant_column)) });
         }
     }
     if out.is_empty() {

@@ -13,6 +13,7 @@ mod demo;
 mod hardening;
 mod keychain;
 mod migrations;
+mod migrations_sqlite;
 mod objstore;
 mod operators;
 mod restores;

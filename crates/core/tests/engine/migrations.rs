@@ -261,7 +261,7 @@ async fn a_merge_that_fails_half_way_leaves_both_tenants_as_they_were() {
     assert_eq!(everything(&db.url()).await, before, "both tenants are as they were");
 }
 
-fn zip_files(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn zip_files(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     let mut z = zip::ZipArchive::new(std::fs::File::open(path).expect("open zip")).expect("a zip");
     let mut out = BTreeMap::new();
     for i in 0..z.len() {
@@ -273,7 +273,7 @@ fn zip_files(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn rewrite_zip(from: &std::path::Path, to: &std::path::Path, change: impl Fn(&str, Vec<u8>) -> Vec<u8>) {
+pub(crate) fn rewrite_zip(from: &std::path::Path, to: &std::path::Path, change: impl Fn(&str, Vec<u8>) -> Vec<u8>) {
     let mut w = zip::ZipWriter::new(std::fs::File::create(to).expect("create"));
     for (name, data) in zip_files(from) {
         w.start_file(name.clone(), zip::write::SimpleFileOptions::default()).expect("start");

@@ -707,7 +707,7 @@ fn sqlite_rows(path: &std::path::Path, table: &str) -> Vec<String> {
     rows
 }
 
-fn sqlite_exec(path: &std::path::Path, sql: &str) {
+pub(crate) fn sqlite_exec(path: &std::path::Path, sql: &str) {
     let out = std::process::Command::new("sqlite3").arg(path).arg(sql).output().expect("sqlite3");
     assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
@@ -792,7 +792,7 @@ async fn a_selective_restore_replaces_chosen_tables_of_a_sqlite_database() {
     assert_eq!(sqlite_query(&empty, r#"SELECT "a b" || ':' || "it's" FROM "odd ""name"".x""#), vec!["1:one".to_string(), "2:two".to_string()]);
 }
 
-fn sqlite_query(path: &std::path::Path, sql: &str) -> Vec<String> {
+pub(crate) fn sqlite_query(path: &std::path::Path, sql: &str) -> Vec<String> {
     let out = std::process::Command::new("sqlite3").arg(path).arg(sql).output().expect("sqlite3");
     assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
     let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
@@ -815,6 +815,8 @@ async fn a_tenant_is_restored_in_place_on_a_sqlite_database() {
     let of = |t: &str, who: &str| if t == "tenants" { format!("SELECT * FROM tenants WHERE id = '{who}'") } else { format!("SELECT * FROM {t} WHERE tenant_id = '{who}'") };
     let snapshot = |who: &str| tables.iter().map(|t| sqlite_query(&db, &of(t, who))).collect::<Vec<_>>();
     let a_before = snapshot(&a);
+    let count_of = |t: &str, who: &str| sqlite_query(&db, &of(t, who).replacen("SELECT *", "SELECT count(*)", 1)).remove(0);
+    let a_counts: Vec<String> = tables.iter().map(|t| count_of(t, &a)).collect();
     let repo = repo_with_password("pw");
     repo.backup(SourceSpec::Sqlite { path: db.clone() }).await;
     // Tenant A loses documents and events, renames a project and gets a new document; B changes too.
@@ -860,9 +862,28 @@ async fn a_tenant_is_restored_in_place_on_a_sqlite_database() {
     assert!(err.message.contains("rows pointing at rows that are gone (documents → projects)"), "{}", err.message);
     assert_eq!(sqlite_query(&db, "SELECT count(*) FROM projects WHERE id = 'a-project'"), vec!["1".to_string()], "nothing was changed");
 
-    // As a copy: PostgreSQL only, said plainly.
+    // As a copy: the backup's rows of A under a new tenant with new keys, A itself untouched
+    // (its slug is unique: the copy's gets a suffix).
     let mut copy = req.clone();
     copy.preserve_ids = false;
-    let err = plan(&repo, &copy).await.expect_err("as a copy");
-    assert!(err.message.contains("needs a PostgreSQL target"), "{}", err.message);
+    copy.new_tenant_name = Some("A as it was".into());
+    let err = plan(&repo, &copy).await.expect_err("the slug is taken");
+    assert!(err.message.contains("slug"), "{}", err.message);
+    copy.on_conflict.insert("tenants".into(), safehold_core::migrate::Resolution::KeepBoth);
+    let p = plan(&repo, &copy).await.expect("plan as a copy");
+    assert!(p.exact && p.new_tenant_id.is_some(), "{p:?}");
+    let inserted: BTreeMap<&str, u64> = p.tables.iter().map(|t| (t.table.as_str(), t.inserted)).collect();
+    for (i, t) in tables.iter().enumerate() {
+        assert_eq!(inserted[t].to_string(), a_counts[i], "{t}: {:?}", p.tables);
+    }
+    let (a_now, b_now) = (snapshot(&a), snapshot(&b));
+    let out = run(&repo, &copy).await.expect("tenant restored as a copy on SQLite");
+    let new = out.new_tenant_id.expect("the new tenant");
+    assert_ne!(new, a);
+    for (i, t) in tables.iter().enumerate() {
+        assert_eq!(count_of(t, &new), a_counts[i], "{t}");
+    }
+    assert_eq!(sqlite_query(&db, &format!("SELECT name FROM tenants WHERE id = '{new}'")), vec!["A as it was".to_string()]);
+    assert_eq!((snapshot(&a), snapshot(&b)), (a_now, b_now), "the tenant and the others are untouched");
+    assert_eq!(sqlite_query(&db, "PRAGMA foreign_key_check"), Vec::<String>::new(), "no foreign key points at nothing");
 }
