@@ -629,6 +629,7 @@ fn map_rows(srcs: &[Src], target: &Schema, mapping: &[TableMapping]) -> Result<B
                     None => V::Text(m.defaults[to].clone()),
                 };
                 let col = table.col(to).expect("checked above");
+                let v = blob_of(v, &col.decl);
                 match fit(v, affinity(&col.decl)) {
                     Ok(v) => vals.push(v),
                     Err(v) => {
@@ -648,6 +649,18 @@ fn map_rows(srcs: &[Src], target: &Schema, mapping: &[TableMapping]) -> Result<B
         outs.insert(t, out);
     }
     Ok(outs)
+}
+
+/// Bytes written as text the way the portable export writes them (`\x` and hex, PostgreSQL's
+/// bytea) become bytes again in a column declared BLOB.
+fn blob_of(v: V, decl: &str) -> V {
+    match &v {
+        V::Text(t) if decl.to_ascii_uppercase().contains("BLOB") => match t.strip_prefix("\\x").map(hex::decode) {
+            Some(Ok(bytes)) => V::Blob(bytes),
+            _ => v,
+        },
+        _ => v,
+    }
 }
 
 /// A value made to fit a column's affinity: text holding a number becomes that number in an

@@ -318,3 +318,81 @@ async fn transformation_rules_give_the_same_values_on_sqlite_as_on_postgresql() 
     assert_eq!(users[1]["phone"], serde_json::Value::Null, "NULL stays NULL");
     assert!(users[0]["email"].as_str().is_some_and(|e| e.ends_with("@example.com")), "{}", users[0]);
 }
+
+/// A schema written to trip a migration up: quotes and spaces in names, an integer tenant key, a
+/// table pointing at itself, a WITHOUT ROWID table keyed by (tenant, name), a composite foreign
+/// key into it from a table that reaches the tenant only through another, a generated column, a
+/// blob and a real, and a trigger that writes an audit row for every insert. A copy keeps every
+/// value and every reference inside the copy and fires no trigger; the export imports into an
+/// empty database of the same schema with every value (the blob too) as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_sqlite_schema_copies_and_round_trips_through_the_portable_zip() {
+    let ddl = r#"
+        CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "slug ""x""" TEXT UNIQUE);
+        CREATE TABLE "we""ird table" (id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id INTEGER NOT NULL REFERENCES tenants(id), "a column" TEXT,
+            parent_id INTEGER REFERENCES "we""ird table"(id), total REAL, data BLOB, doubled INTEGER GENERATED ALWAYS AS (id * 2) VIRTUAL);
+        CREATE TABLE tags (tenant_id INTEGER NOT NULL REFERENCES tenants(id), name TEXT NOT NULL, PRIMARY KEY (tenant_id, name)) WITHOUT ROWID;
+        CREATE TABLE item_tags (item_id INTEGER NOT NULL REFERENCES "we""ird table"(id), tag_tenant INTEGER NOT NULL, tag TEXT NOT NULL,
+            FOREIGN KEY (tag_tenant, tag) REFERENCES tags(tenant_id, name));
+        CREATE TABLE audit (id INTEGER PRIMARY KEY, what TEXT);
+        CREATE TRIGGER "log it" AFTER INSERT ON "we""ird table" BEGIN INSERT INTO audit (what) VALUES ('insert ' || NEW.id); END;"#;
+    let data = r#"
+        INSERT INTO tenants VALUES (1, 'One', 'one'), (2, 'Two', 'two');
+        INSERT INTO "we""ird table" (tenant_id, "a column", parent_id, total, data) VALUES
+            (1, 'it''s "quoted"; DROP TABLE tenants; --', NULL, 0.1, x'00ff10'),
+            (1, 'child', 1, 1e-300, NULL), (1, 'grandchild', 2, -2.5, x''), (2, 'other', NULL, 3.0, x'01');
+        INSERT INTO tags VALUES (1, 'red'), (1, 'blue'), (2, 'red');
+        INSERT INTO item_tags VALUES (1, 1, 'red'), (3, 1, 'blue'), (4, 2, 'red');"#;
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("hostile.db");
+    sqlite_exec(&db, &format!("{ddl}{data}"));
+    let audit_before = sqlite_query(&db, "SELECT count(*) FROM audit");
+    let items = |who: &str| {
+        sqlite_query(
+            &db,
+            &format!(
+                r#"SELECT quote(w."a column") || '|' || quote(w.total) || '|' || quote(w.data) || '|' || coalesce(p."a column", '-') || '|' || (w.doubled = 2 * w.id) || '|' || coalesce(p.tenant_id = w.tenant_id, 'no parent')
+                   FROM "we""ird table" w LEFT JOIN "we""ird table" p ON p.id = w.parent_id WHERE w.tenant_id = {who}"#
+            ),
+        )
+    };
+    let tags = |who: &str| sqlite_query(&db, &format!(r#"SELECT w."a column" || '|' || it.tag FROM item_tags it JOIN "we""ird table" w ON w.id = it.item_id WHERE w.tenant_id = {who} AND it.tag_tenant = {who}"#));
+    let one = (items("1"), tags("1"));
+    assert_eq!(one.1.len(), 2);
+
+    let e = ends(Some(&db), Some(&db));
+    let mut copy = spec(MigrationType::TenantCopy, "1");
+    copy.conflicts.insert("*".into(), Resolution::KeepBoth);
+    let r = execute(&copy, &e, true).await.expect("copy");
+    let new = r.target_tenant_id.clone().expect("new tenant");
+    assert_eq!(new, "3", "the next number of an integer tenants key");
+    assert_eq!((items(&new), tags(&new)), one, "every value, the references inside the copy (parent, composite key into tags)");
+    assert_eq!(sqlite_query(&db, r#"SELECT "slug ""x""" FROM tenants WHERE id = 3"#), ["one-copy"]);
+    assert_eq!(sqlite_query(&db, "SELECT count(*) FROM audit"), audit_before, "the trigger did not fire for the copied rows");
+    assert_eq!(sqlite_query(&db, "PRAGMA foreign_key_check"), Vec::<String>::new());
+    assert_eq!((items("1"), tags("1")), one, "the source is untouched");
+    sqlite_exec(&db, r#"INSERT INTO "we""ird table" (tenant_id, "a column") VALUES (2, 'after')"#);
+    assert_ne!(sqlite_query(&db, "SELECT count(*) FROM audit"), audit_before, "the trigger is there again");
+
+    // Exported and imported into an empty database of the same schema.
+    let zip = dir.path().join("one.zip");
+    let mut ex = spec(MigrationType::DataExport, "1");
+    ex.target_file = Some(zip.display().to_string());
+    execute(&ex, &ends(Some(&db), None), true).await.expect("export");
+    let empty = dir.path().join("empty.db");
+    sqlite_exec(&empty, ddl);
+    let im = MigrationSpec { migration_type: Some(MigrationType::DataImport), source_files: vec![zip.display().to_string()], ..Default::default() };
+    let r = execute(&im, &ends(None, Some(&empty)), true).await.expect("import");
+    assert_eq!(r.target_tenant_id.as_deref(), Some("1"));
+    let db_items = items("1");
+    let imported = sqlite_query(
+        &empty,
+        r#"SELECT quote(w."a column") || '|' || quote(w.total) || '|' || quote(w.data) || '|' || coalesce(p."a column", '-') || '|' || (w.doubled = 2 * w.id) || '|' || coalesce(p.tenant_id = w.tenant_id, 'no parent')
+           FROM "we""ird table" w LEFT JOIN "we""ird table" p ON p.id = w.parent_id WHERE w.tenant_id = 1"#,
+    );
+    assert_eq!(imported, db_items, "text, reals, blobs (an empty one too) and references as exported");
+    let reals = |f: &Path| sqlite_query(f, r#"SELECT printf('%!.17g', total) FROM "we""ird table" WHERE tenant_id = 1 AND total IS NOT NULL"#);
+    assert_eq!(reals(&empty), reals(&db), "reals to the last digit");
+    assert_eq!(sqlite_query(&empty, "SELECT count(*) FROM item_tags"), ["2"]);
+    assert_eq!(sqlite_query(&empty, "PRAGMA foreign_key_check"), Vec::<String>::new());
+}
