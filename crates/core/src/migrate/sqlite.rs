@@ -17,92 +17,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteRow};
-use sqlx::{AssertSqlSafe, Connection as _, Row, Sqlite, SqliteConnection, TypeInfo, ValueRef};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AssertSqlSafe, Connection as _, SqliteConnection};
 
 use super::rules::{self, Action, FakeKind, Op, Rule};
 use super::{portable, rejected_error, ExportFormat, MigrationReport, MigrationSpec, MigrationType, Problem, Resolution, TableMapping, TableReport};
 use crate::error::{Error, ErrorCode, Result};
 use crate::source::quote_ident as qi;
-use crate::source::sqlite as lite;
+use crate::source::sqlite::{self as lite, V};
 use crate::source::{CancelToken, Progress, ProgressSink};
-
-/// A value with its SQLite storage class.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum V {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(String),
-    Blob(Vec<u8>),
-}
-
-fn row_err(e: sqlx::Error) -> Error {
-    Error::new(ErrorCode::Database, e.to_string()).caused_by(&e)
-}
-
-impl V {
-    /// Column `i` of a row, in its storage class.
-    pub(crate) fn of(row: &SqliteRow, i: usize) -> Result<V> {
-        let raw = row.try_get_raw(i).map_err(row_err)?;
-        if raw.is_null() {
-            return Ok(V::Null);
-        }
-        let ty = raw.type_info().name().to_string();
-        Ok(match ty.as_str() {
-            "INTEGER" => V::Int(row.try_get(i).map_err(row_err)?),
-            "REAL" => V::Real(row.try_get(i).map_err(row_err)?),
-            "BLOB" => V::Blob(row.try_get(i).map_err(row_err)?),
-            _ => V::Text(row.try_get(i).map_err(row_err)?),
-        })
-    }
-
-    /// The value as text (a blob as `\x` and hex, as PostgreSQL writes bytea); NULL stays `None`.
-    fn text(&self) -> Option<String> {
-        match self {
-            V::Null => None,
-            V::Int(i) => Some(i.to_string()),
-            V::Real(f) => Some(f.to_string()),
-            V::Text(s) => Some(s.clone()),
-            V::Blob(b) => Some(format!("\\x{}", hex::encode(b))),
-        }
-    }
-
-    fn is_null(&self) -> bool {
-        matches!(self, V::Null)
-    }
-
-    fn bind<'q>(&self, q: sqlx::query::Query<'q, Sqlite, SqliteArguments>) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
-        match self.clone() {
-            V::Null => q.bind(None::<i64>),
-            V::Int(i) => q.bind(i),
-            V::Real(f) => q.bind(f),
-            V::Text(s) => q.bind(s),
-            V::Blob(b) => q.bind(b),
-        }
-    }
-
-    /// A value of a JSON Lines file: booleans as 1 and 0 (SQLite has no boolean), objects and
-    /// arrays as their JSON text.
-    fn from_json(v: &serde_json::Value) -> V {
-        match v {
-            serde_json::Value::Null => V::Null,
-            serde_json::Value::Bool(b) => V::Int(i64::from(*b)),
-            serde_json::Value::Number(n) => n.as_i64().map(V::Int).unwrap_or_else(|| V::Real(n.as_f64().unwrap_or_default())),
-            serde_json::Value::String(s) => V::Text(s.clone()),
-            other => V::Text(other.to_string()),
-        }
-    }
-
-    fn json(&self) -> serde_json::Value {
-        match self {
-            V::Null => serde_json::Value::Null,
-            V::Int(i) => (*i).into(),
-            V::Real(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or_else(|| f.to_string().into()),
-            other => other.text().unwrap_or_default().into(),
-        }
-    }
-}
 
 /// A row's values at some columns, as text (see [`key_of`]).
 type Key = Vec<Option<String>>;
@@ -260,7 +183,7 @@ async fn read_tenants(conn: &mut SqliteConnection, path: &Path, schema: &Schema,
         let list = cols.iter().map(|c| format!("t.{}", qi(c))).collect::<Vec<_>>().join(", ");
         let sql = format!("SELECT {list} FROM main.{} t WHERE {} ORDER BY t.rowid", qi(&t.name), tt.predicate.replace("{s}", "main"));
         // A table WITHOUT ROWID has none: its key orders it.
-        let sql = if t.pk.is_empty() || !without_rowid(conn, &t.name).await? { sql } else { sql.replace("ORDER BY t.rowid", &format!("ORDER BY {}", t.pk.iter().map(|c| format!("t.{}", qi(c))).collect::<Vec<_>>().join(", "))) };
+        let sql = if t.pk.is_empty() || !without_rowid(conn, path, &t.name).await? { sql } else { sql.replace("ORDER BY t.rowid", &format!("ORDER BY {}", t.pk.iter().map(|c| format!("t.{}", qi(c))).collect::<Vec<_>>().join(", "))) };
         let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(db_err(path, &format!("read the tenant's rows of {}", t.name)))?;
         let rows: Vec<Vec<V>> = rows.iter().map(|r| (0..cols.len()).map(|i| V::of(r, i)).collect::<Result<Vec<_>>>()).collect::<Result<_>>()?;
         if tt.name == tenants_table {
@@ -275,8 +198,8 @@ async fn read_tenants(conn: &mut SqliteConnection, path: &Path, schema: &Schema,
     Ok(out)
 }
 
-async fn without_rowid(conn: &mut SqliteConnection, table: &str) -> Result<bool> {
-    let sql: Option<String> = sqlx::query_scalar("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?").bind(table).fetch_optional(&mut *conn).await.map_err(row_err)?.flatten();
+async fn without_rowid(conn: &mut SqliteConnection, path: &Path, table: &str) -> Result<bool> {
+    let sql: Option<String> = sqlx::query_scalar("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?").bind(table).fetch_optional(&mut *conn).await.map_err(db_err(path, "read its schema"))?.flatten();
     Ok(sql.is_some_and(|s| s.to_ascii_uppercase().replace(char::is_whitespace, "").contains("WITHOUTROWID")))
 }
 

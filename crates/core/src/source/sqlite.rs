@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use futures_util::TryStreamExt;
-use sqlx::{AssertSqlSafe, Column as _, Connection as _, Row, SqliteConnection};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{AssertSqlSafe, Column as _, Connection as _, Row, Sqlite, SqliteConnection, TypeInfo, ValueRef};
 
 use super::{classify, CancelToken, DumpStats, Include, Progress, ProgressSink, TableClass};
 use crate::archive::{ArchiveIndex, ArchiveReader, ArchiveWriter};
@@ -38,9 +39,85 @@ fn db_err<'a>(path: &'a Path, what: &str) -> impl Fn(sqlx::Error) -> Error + 'a 
     move |e| Error::new(ErrorCode::Database, format!("{}: cannot {what}: {e}", path.display()))
 }
 
+/// A value with its SQLite storage class.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum V {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+pub(crate) fn row_err(e: sqlx::Error) -> Error {
+    Error::new(ErrorCode::Database, e.to_string()).caused_by(&e)
+}
+
+impl V {
+    /// Column `i` of a row, in its storage class.
+    pub(crate) fn of(row: &SqliteRow, i: usize) -> Result<V> {
+        let raw = row.try_get_raw(i).map_err(row_err)?;
+        if raw.is_null() {
+            return Ok(V::Null);
+        }
+        let ty = raw.type_info().name().to_string();
+        Ok(match ty.as_str() {
+            "INTEGER" => V::Int(row.try_get(i).map_err(row_err)?),
+            "REAL" => V::Real(row.try_get(i).map_err(row_err)?),
+            "BLOB" => V::Blob(row.try_get(i).map_err(row_err)?),
+            _ => V::Text(row.try_get(i).map_err(row_err)?),
+        })
+    }
+
+    /// The value as text (a blob as `\x` and hex, as PostgreSQL writes bytea); NULL stays `None`.
+    pub(crate) fn text(&self) -> Option<String> {
+        match self {
+            V::Null => None,
+            V::Int(i) => Some(i.to_string()),
+            V::Real(f) => Some(f.to_string()),
+            V::Text(s) => Some(s.clone()),
+            V::Blob(b) => Some(format!("\\x{}", hex::encode(b))),
+        }
+    }
+
+    pub(crate) fn is_null(&self) -> bool {
+        matches!(self, V::Null)
+    }
+
+    pub(crate) fn bind<'q>(&self, q: sqlx::query::Query<'q, Sqlite, SqliteArguments>) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
+        match self.clone() {
+            V::Null => q.bind(None::<i64>),
+            V::Int(i) => q.bind(i),
+            V::Real(f) => q.bind(f),
+            V::Text(s) => q.bind(s),
+            V::Blob(b) => q.bind(b),
+        }
+    }
+
+    /// A value of a JSON Lines file: booleans as 1 and 0 (SQLite has no boolean), objects and
+    /// arrays as their JSON text.
+    pub(crate) fn from_json(v: &serde_json::Value) -> V {
+        match v {
+            serde_json::Value::Null => V::Null,
+            serde_json::Value::Bool(b) => V::Int(i64::from(*b)),
+            serde_json::Value::Number(n) => n.as_i64().map(V::Int).unwrap_or_else(|| V::Real(n.as_f64().unwrap_or_default())),
+            serde_json::Value::String(s) => V::Text(s.clone()),
+            other => V::Text(other.to_string()),
+        }
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        match self {
+            V::Null => serde_json::Value::Null,
+            V::Int(i) => (*i).into(),
+            V::Real(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or_else(|| f.to_string().into()),
+            other => other.text().unwrap_or_default().into(),
+        }
+    }
+}
+
 /// Encodes one value with its storage class.
 fn encode(row: &SqliteRow, i: usize) -> Result<Value> {
-    use crate::migrate::sqlite::V;
     Ok(match V::of(row, i)? {
         V::Null => Value::Null,
         V::Int(n) => json!(n),
