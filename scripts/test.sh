@@ -41,11 +41,19 @@ PY
 cleanup() {
   summary
   for c in "${clusters[@]}"; do scripts/pg-cluster.sh stop "$c"; done
+  if [ -f "$work/clusters" ]; then while read -r c; do scripts/pg-cluster.sh stop "$c"; done <"$work/clusters"; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+new_cluster_with() { # AUTH PASSWORD OPTIONS -> prints PORT; the cluster is stopped on exit
+  local d port
+  d=$(mktemp -d /tmp/safehold-pg.XXXXXX); chmod 755 "$d"; port=$(free_port)
+  scripts/pg-cluster.sh start "$d" "$port" "$1" "$2" "$3" >&2
+  echo "$d" >>"$work/clusters"
+  echo "$port"
+}
 new_cluster() { # AUTH PASSWORD -> prints PORT; the cluster is stopped on exit
   local d port
   d=$(mktemp -d /tmp/safehold-pg.XXXXXX); chmod 755 "$d"; port=$(free_port)
@@ -68,6 +76,10 @@ auth_pw="pw-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 d=$(mktemp -d /tmp/safehold-pg.XXXXXX); chmod 755 "$d"; port=$(free_port)
 scripts/pg-cluster.sh start "$d" "$port" scram-sha-256 "$auth_pw"; clusters+=("$d")
 export SAFEHOLD_TEST_PG_AUTH="postgres://postgres:$auth_pw@127.0.0.1:$port/postgres"
+
+# Continuous protection's tests: a cluster with logical decoding (the shared one may not have it).
+port=$(new_cluster_with trust postgres "-c wal_level=logical -c max_replication_slots=8 -c max_wal_senders=8")
+export SAFEHOLD_TEST_PG_LOGICAL="postgres://postgres@127.0.0.1:$port"
 
 started=$SECONDS
 log="$work/test.log"

@@ -2,6 +2,7 @@
 //! and one section per table into an archive, and restores them into an empty target.
 
 pub mod pg_apply;
+pub mod pg_logical;
 mod pg_create;
 mod pg_parallel;
 pub mod postgres;

@@ -90,7 +90,7 @@ pub async fn restore_into_new_database(keys: &KeySources, archive: &Path, jobs: 
     let name = format!("safehold_test_{}", uuid::Uuid::new_v4().simple());
     let url = format!("{}/{name}", pg_base());
     assert!(safehold_core::source::postgres::create_database(&url).await.expect("create"));
-    let db = ScratchDb { name };
+    let db = ScratchDb { name, base: crate::support::pg_base() };
     let chain = keys.open_chain(archive, None).await.expect("chain");
     let result = restore::restore_chain(chain, &SourceSpec::Postgres { url }, jobs, true, cancel, progress).await;
     (db, result)

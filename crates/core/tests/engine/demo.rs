@@ -90,7 +90,7 @@ async fn the_demo_is_offered_on_postgresql_and_a_tenant_restore_works_on_the_cop
     assert!(err.message.contains("is not empty"), "{}", err.message);
     assert_eq!(connections::list(&h.ctx).await.expect("list").len(), 1);
 
-    let db = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()) };
+    let db = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()), base: crate::support::pg_base() };
     let put = demo::put_on_postgres(&h.ctx, &db.url()).await.expect("the demo on PostgreSQL");
     assert_eq!(put.rows, demo.rows);
     assert_eq!(put.connection, demo::DEMO_POSTGRES_CONNECTION);
@@ -132,7 +132,7 @@ async fn the_demo_is_offered_on_postgresql_and_a_tenant_restore_works_on_the_cop
     let sqlite = connections::list(&other.ctx).await.expect("list").into_iter().next().expect("the demo's connection");
     let taken = configurations::ConfigurationInput { configuration_name: demo::DEMO_POSTGRES_CONFIGURATION.into(), storage_location: demo::DEMO_STORAGE.into(), connection_id: sqlite.id, ..Default::default() };
     configurations::create(&other.ctx, taken).await.expect("a configuration of that name");
-    let failed = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()) };
+    let failed = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()), base: crate::support::pg_base() };
     demo::put_on_postgres(&other.ctx, &failed.url()).await.expect_err("the configuration's name is taken");
     assert!(!connections::list(&other.ctx).await.expect("list").iter().any(|c| c.name == demo::DEMO_POSTGRES_CONNECTION), "no connection left registered");
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")

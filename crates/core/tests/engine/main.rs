@@ -16,6 +16,7 @@ mod migrations;
 mod migrations_sqlite;
 mod objstore;
 mod operators;
+mod protect;
 mod restores;
 mod retention;
 mod runs;

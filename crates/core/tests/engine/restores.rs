@@ -416,7 +416,7 @@ async fn a_selective_restore_creates_the_tables_a_target_lacks_with_what_they_ne
 
     // A database that does not exist: refused without --create, made with it (under a temporary
     // name, renamed when complete).
-    let new = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()) };
+    let new = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()), base: crate::support::pg_base() };
     let mut req = request(&repo, &new);
     req.restore_type = RestoreType::Selective;
     req.tables = vec!["invoices".into(), "fees".into()];

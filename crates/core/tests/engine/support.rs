@@ -31,18 +31,25 @@ pub async fn home() -> Home {
 /// A scratch database, dropped when the value goes out of scope.
 pub struct ScratchDb {
     pub name: String,
+    /// The server it is on.
+    pub base: String,
 }
 
 impl ScratchDb {
     pub async fn create() -> ScratchDb {
+        Self::create_on(&pg_base()).await
+    }
+
+    /// On another server (e.g. the cluster with logical decoding).
+    pub async fn create_on(base: &str) -> ScratchDb {
         let name = format!("safehold_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&format!("{}/postgres", pg_base())).await.expect("connect to the test PostgreSQL");
+        let mut admin = PgConnection::connect(&format!("{base}/postgres")).await.expect("connect to the test PostgreSQL");
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create scratch db");
-        ScratchDb { name }
+        ScratchDb { name, base: base.to_string() }
     }
 
     pub fn url(&self) -> String {
-        format!("{}/{}", pg_base(), self.name)
+        format!("{}/{}", self.base, self.name)
     }
 
     pub async fn execute(&self, sql: &str) {
@@ -54,7 +61,7 @@ impl ScratchDb {
 impl Drop for ScratchDb {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let base = pg_base();
+        let base = self.base.clone();
         // Dropped inside a multi-threaded runtime, the worker hands its other tasks on while it
         // waits: one of them may be what the DROP waits for (a COPY that must absorb the
         // server's barrier).

@@ -114,7 +114,7 @@ async fn every_path(name: &str, schema_sql: &std::path::Path, tenants_table: &st
     let archive = backup(&r, &db, &s).await;
 
     // 1. Full round trip (the parallel restore into a new database).
-    let copy = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()) };
+    let copy = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()), base: crate::support::pg_base() };
     safehold_core::source::postgres::create_database(&copy.url()).await.expect("create");
     restore::restore_chain(r.chain(&archive), &SourceSpec::Postgres { url: copy.url() }, 2, true, &CancelToken::new(), &no_progress()).await.unwrap_or_else(|e| panic!("{name}: full restore: {e}"));
     let d = compare::diff(&compare::catalog(&db.url()).await, &compare::catalog(&copy.url()).await, 10);

@@ -153,7 +153,7 @@ fn tenant_text(s: &Schema, k: usize) -> String {
 async fn full_round_trip(r: &Repo, s: &Schema, db: &ScratchDb, archive: &Path, parallel: bool) -> Result<(), String> {
     let target = if parallel {
         // The parallel restore creates its database.
-        let t = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()) };
+        let t = ScratchDb { name: format!("safehold_test_{}", uuid::Uuid::new_v4().simple()), base: crate::support::pg_base() };
         safehold_core::source::postgres::create_database(&t.url()).await.map_err(|e| e.to_string())?;
         t
     } else {
