@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod lease;
 pub mod migrate;
 pub mod private;
+pub mod protect;
 pub mod recovery;
 pub mod remote;
 pub mod repository;

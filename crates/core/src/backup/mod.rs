@@ -125,6 +125,28 @@ enum ParentBasis {
     Sqlite(source::sqlite::Parent),
 }
 
+/// A new data key for the archive `id` and the slots that open it: sealed to the repository's
+/// public key (no secret needed to write), or wrapped by its master key for a repository without
+/// a key pair yet; none for an archive that is not encrypted.
+pub(crate) fn seal_data_key(repo: &Repository, master: Option<&SecretKey>, encrypt: bool, id: &str) -> Result<(SecretKey, Vec<KeySlot>)> {
+    let dk = SecretKey::random();
+    let key_slots = match (encrypt, &repo.config.public_key, master) {
+        (false, _, _) => Vec::new(),
+        (true, Some(public), _) => vec![keys::seal_to_public(public, &dk, &data_key_aad(id))?],
+        (true, None, Some(mk)) => {
+            let (nonce, wrapped) = keys::wrap(mk, &dk, &data_key_aad(id))?;
+            vec![KeySlot::Repository { repository_id: repo.id().to_string(), nonce, wrapped }]
+        }
+        (true, None, None) => {
+            return Err(Error::new(
+                crate::error::ErrorCode::AuthFailed,
+                format!("the repository {} has no public key yet: back up once with its password (or keychain secret) to give it one", repo.dir.display()),
+            ))
+        }
+    };
+    Ok((dk, key_slots))
+}
+
 /// Runs a backup into `repo` (whose master key is `master`).
 pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, cancel: &CancelToken, progress: &ProgressSink) -> Result<BackupOutcome> {
     run_with(repo, Some(master), req, cancel, progress).await
@@ -139,21 +161,7 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
     let started = Instant::now();
     let id = uuid::Uuid::new_v4().to_string();
     let snapshot_time = now();
-    let dk = SecretKey::random();
-    let key_slots = match (req.encrypt, &repo.config.public_key, master) {
-        (false, _, _) => Vec::new(),
-        (true, Some(public), _) => vec![keys::seal_to_public(public, &dk, &data_key_aad(&id))?],
-        (true, None, Some(mk)) => {
-            let (nonce, wrapped) = keys::wrap(mk, &dk, &data_key_aad(&id))?;
-            vec![KeySlot::Repository { repository_id: repo.id().to_string(), nonce, wrapped }]
-        }
-        (true, None, None) => {
-            return Err(Error::new(
-                crate::error::ErrorCode::AuthFailed,
-                format!("the repository {} has no public key yet: back up once with its password (or keychain secret) to give it one", repo.dir.display()),
-            ))
-        }
-    };
+    let (dk, key_slots) = seal_data_key(repo, master, req.encrypt, &id)?;
     let fingerprint = match &req.source {
         SourceSpec::Sqlite { path } => format!("sqlite:{}", std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()).display()),
         SourceSpec::Postgres { url } => source::postgres::fingerprint(url).await?,

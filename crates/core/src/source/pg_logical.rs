@@ -64,6 +64,9 @@ pub async fn missing_prerequisites(conn: &mut PgConnection) -> Result<Vec<String
     Ok(out)
 }
 
+/// How long making a slot may wait for the transactions open on the server.
+pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Creates the publication of every table and the logical slot; returns the slot's consistent
 /// point (every transaction committed after it is decoded).
 pub async fn create(conn: &mut PgConnection, slot: &str, publication: &str) -> Result<u64> {
@@ -78,8 +81,31 @@ pub async fn create(conn: &mut PgConnection, slot: &str, publication: &str) -> R
     if !exists {
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE PUBLICATION {} FOR ALL TABLES", qi(publication)))).execute(&mut *conn).await.map_err(q("create the publication"))?;
     }
-    let lsn: String = sqlx::query_scalar("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')").bind(slot).fetch_one(&mut *conn).await.map_err(q("create the replication slot"))?;
-    parse_lsn(&lsn)
+    // A new slot waits for every transaction open on the server to end: never silently.
+    sqlx::query("SELECT set_config('statement_timeout', $1, false)").bind(format!("{}s", SLOT_WAIT.as_secs())).execute(&mut *conn).await.map_err(q("set a deadline"))?;
+    let made = sqlx::query_scalar::<_, String>("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')").bind(slot).fetch_one(&mut *conn).await;
+    let _ = sqlx::query("SELECT set_config('statement_timeout', '0', false)").execute(&mut *conn).await;
+    match made {
+        Ok(lsn) => parse_lsn(&lsn),
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("57014") => {
+            let open: Vec<String> = sqlx::query_scalar(
+                "SELECT format('session %s (%s, open since %s)', pid, coalesce(nullif(application_name, ''), usename::text), to_char(xact_start, 'HH24:MI:SS'))
+                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start LIMIT 5",
+            )
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+            Err(Error::new(
+                ErrorCode::Database,
+                format!(
+                    "the replication slot was not made within {} s: PostgreSQL makes it once the transactions open now have ended ({}); end them (or wait) and start protection again",
+                    SLOT_WAIT.as_secs(),
+                    if open.is_empty() { "none visible to this role".to_string() } else { open.join(", ") }
+                ),
+            ))
+        }
+        Err(e) => Err(q("create the replication slot")(e)),
+    }
 }
 
 /// Drops the slot (the server keeps WAL for it no more) and the publication.
@@ -369,6 +395,12 @@ impl Decoder {
 pub async fn apply(conn: &mut PgConnection, txns: &[Txn], until_us: Option<i64>) -> Result<u64> {
     use sqlx::Connection as _;
     let mut tx = conn.begin().await.map_err(q("start applying the changes"))?;
+    // As PostgreSQL's own replication applies changes: the target's triggers and foreign-key
+    // actions do not fire (what they did at the source is in the changes already, e.g. the rows a
+    // cascade deleted).
+    sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *tx).await.map_err(|e| {
+        Error::new(ErrorCode::PermissionDenied, format!("replaying changes needs a role that may set session_replication_role (a superuser): {e}")).caused_by(&e)
+    })?;
     let mut types: HashMap<String, HashMap<String, String>> = HashMap::new();
     let mut n = 0u64;
     for t in txns {
