@@ -37,12 +37,16 @@ pub(crate) enum Command {
     /// Create the embedded demo platform (a SQLite database) and register it, if it is not there.
     Demo {
         /// Also copy the demo into this empty PostgreSQL database and register it as the
-        /// connection "Demo platform (PostgreSQL)" (tenant restores and migrations need PostgreSQL).
+        /// connection "Demo platform (PostgreSQL)" (every action can then be tried on PostgreSQL too).
         #[arg(long)]
         postgres: Option<String>,
     },
     /// Back up a database into a repository (a directory), as one encrypted, compressed archive.
     Backup(BackupArgs),
+    /// Continuous protection of a PostgreSQL database (being built): every committed change sealed
+    /// into the repository, so the database can be put back to any second.
+    #[command(subcommand)]
+    Protect(ProtectCommand),
     /// Restore a whole backup into an empty database.
     Restore(RestoreArgs),
     /// Check archives: quickly (checksums, no key) or deeply (decrypt and check every section).
@@ -365,6 +369,50 @@ pub(crate) struct BackupArgs {
     pub(crate) tenant_column: String,
     #[arg(long, default_value = "tenants")]
     pub(crate) tenants_table: String,
+    #[command(flatten)]
+    pub(crate) keys: KeyArgs,
+}
+
+#[derive(clap::Subcommand, Clone)]
+pub(crate) enum ProtectCommand {
+    /// Make the replication slot, then the full backup the changes continue from.
+    Start(ProtectArgs),
+    /// Seal what committed since into a change segment, then advance the slot; with --every,
+    /// again every SECONDS until Ctrl-C.
+    Run {
+        #[command(flatten)]
+        p: ProtectArgs,
+        #[arg(long, value_name = "SECONDS")]
+        every: Option<u64>,
+    },
+    /// The slot's lag and the WAL it holds back on the server, and the segments kept.
+    Status(ProtectArgs),
+    /// Drop the slot and the publication (the server keeps no WAL for them); the segments stay.
+    Stop(ProtectArgs),
+    /// Put the database back to a second, into an empty database.
+    Restore {
+        #[command(flatten)]
+        p: ProtectArgs,
+        /// The second, e.g. 2026-12-04T14:31:59Z
+        #[arg(long)]
+        at: String,
+        /// The empty database to restore into: postgres://user@host:port/db
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct ProtectArgs {
+    /// The protected database: postgres://user@host:port/db (not needed to restore).
+    #[arg(long)]
+    pub(crate) source: Option<String>,
+    /// The repository directory.
+    #[arg(long)]
+    pub(crate) repo: PathBuf,
+    /// The protection's name, also its replication slot's: lower-case letters, digits and _.
+    #[arg(long)]
+    pub(crate) name: String,
     #[command(flatten)]
     pub(crate) keys: KeyArgs,
 }

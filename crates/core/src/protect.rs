@@ -20,10 +20,11 @@
 //! tables put back to a second, the timeline, verify and retention of segments.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{ArchiveHeader, ArchiveReader, ArchiveWriter, SecretKey, WriteOptions, FORMAT_VERSION};
+use crate::archive::{ArchiveHeader, ArchiveReader, ArchiveWriter, SecretKey, Signer, WriteOptions, FORMAT_VERSION};
 use crate::backup::{self, BackupOutcome, BackupRequest};
 use crate::catalog::now;
 use crate::configurations::BackupType;
@@ -137,9 +138,9 @@ pub struct StepOutcome {
 }
 
 /// Reads what committed since the last step, writes it as one segment, then advances the slot.
-pub async fn step(repo: &Repository, url: &str, slot: &str) -> Result<StepOutcome> {
+pub async fn step(repo: &Repository, url: &str, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<StepOutcome> {
     let mut conn = connect(url).await?;
-    let (out, end) = write_segment(repo, &mut conn, slot).await?;
+    let (out, end) = write_segment(repo, &mut conn, slot, signer).await?;
     if let Some(lsn) = end {
         // Only now, the segment stored: the server may recycle the WAL it came from.
         pg_logical::advance(&mut conn, slot, lsn).await?;
@@ -148,8 +149,8 @@ pub async fn step(repo: &Repository, url: &str, slot: &str) -> Result<StepOutcom
 }
 
 /// Writes the segment of what the slot holds now, without advancing it; returns the LSN to
-/// advance to (the last transaction's end).
-pub async fn write_segment(repo: &Repository, conn: &mut sqlx::PgConnection, slot: &str) -> Result<(StepOutcome, Option<u64>)> {
+/// advance to (the last transaction's end). `signer` signs it (`None`: this home's writer key).
+pub async fn write_segment(repo: &Repository, conn: &mut sqlx::PgConnection, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<(StepOutcome, Option<u64>)> {
     let p = protection(repo, slot)?;
     let txns = pg_logical::peek(conn, slot, slot, 50_000).await?;
     let end = txns.last().map(|t| t.end_lsn);
@@ -195,7 +196,7 @@ pub async fn write_segment(repo: &Repository, conn: &mut sqlx::PgConnection, slo
     };
     // Named so that names sort in commit order.
     let dest = changes_dir(repo).join(format!("{}-{:016X}-{}.{ARCHIVE_EXT}", p.slot, first.commit_lsn, &id[..8]));
-    let mut writer = ArchiveWriter::create(&dest, &header, Some(dk), WriteOptions { zstd_level: Some(3), threads: 1, signer: None })?;
+    let mut writer = ArchiveWriter::create(&dest, &header, Some(dk), WriteOptions { zstd_level: Some(3), threads: 1, signer })?;
     {
         let mut section = writer.section("changes", "changes");
         for t in &keep {
@@ -298,6 +299,12 @@ pub async fn restore_at(repo: &Repository, keys: &crate::keys::unlock::KeySource
     .await
     .map_err(crate::source::postgres::q("set the sequences after the replay"))?;
     Ok(AtOutcome { base_id: p.base_id, segments: files.len(), transactions: txns.iter().filter(|t| t.commit_time_us <= until).count(), changes: applied })
+}
+
+/// The slot's lag and the WAL it holds back (`None`: no slot, protection is stopped or lost).
+pub async fn slot_status(url: &str, slot: &str) -> Result<Option<pg_logical::SlotStatus>> {
+    let mut conn = connect(url).await?;
+    pg_logical::status(&mut conn, slot).await
 }
 
 /// Ends protection: the slot and publication dropped (the server keeps no WAL for them), the

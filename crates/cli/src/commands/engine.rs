@@ -17,6 +17,9 @@ pub(crate) async fn run(cli: &Cli) -> Result<bool, Error> {
         Command::Key(KeyCommand::ExportRecovery { repo, keys }) => (Adhoc::ExportRecovery, repo, keys),
         Command::Key(KeyCommand::Writers { repo, keys }) => (Adhoc::Writers, repo, keys),
         Command::Key(KeyCommand::ApproveWriter { repo, keys, .. }) => (Adhoc::ApproveWriter, repo, keys),
+        Command::Protect(ProtectCommand::Status(p)) => (Adhoc::List, &p.repo, &p.keys),
+        Command::Protect(ProtectCommand::Restore { p, .. }) => (Adhoc::Restore, &p.repo, &p.keys),
+        Command::Protect(ProtectCommand::Start(p) | ProtectCommand::Stop(p) | ProtectCommand::Run { p, .. }) => (Adhoc::Protect, &p.repo, &p.keys),
         Command::Restore(a) => {
             super::restore::run(cli, a).await?;
             return Ok(true);
@@ -38,6 +41,7 @@ async fn dispatch(cli: &Cli, place: &Path, keys: KeySources) -> Result<(), Error
     let json = cli.json;
     match &cli.command {
         Command::Backup(a) => super::backup::run(a, json, place, keys).await,
+        Command::Protect(cmd) => super::protect::run(cmd, json, place, keys).await,
         Command::Verify(a) if a.restore_test => super::verify::restore_test(a, json, place, keys).await,
         Command::Verify(a) => super::verify::check(a, json, place, keys, cli.home.as_deref()).await,
         Command::Ls { .. } => super::verify::ls(json, place).await,

@@ -10,6 +10,7 @@ pub(crate) mod engine;
 pub(crate) mod history;
 pub(crate) mod key;
 pub(crate) mod operator;
+pub(crate) mod protect;
 pub(crate) mod restore;
 pub(crate) mod schedule;
 pub(crate) mod storage;

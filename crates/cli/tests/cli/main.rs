@@ -1418,3 +1418,53 @@ fn a_backup_restores_only_once_its_writer_is_approved_and_listings_show_who_wrot
     assert_eq!(psql(&target.url(), "SELECT count(*) FROM t"), "21");
     assert!(with_key(&["verify", theirs["archive"].as_str().expect("archive"), "--deep"]).status.success(), "an approved writer's backup verifies");
 }
+
+/// `safehold protect` (continuous protection, being built): started, run, its status in JSON with
+/// units in the names, a restore to a chosen second, stopped (the slot dropped); a SQLite source
+/// refused with what to use instead. On the cluster with logical decoding make test starts.
+#[test]
+fn protection_starts_seals_changes_restores_to_a_second_and_stops_from_the_command_line() {
+    let Ok(base) = std::env::var("SAFEHOLD_TEST_PG_LOGICAL") else {
+        eprintln!("skipped: no cluster with logical decoding (SAFEHOLD_TEST_PG_LOGICAL; make test starts one)");
+        return;
+    };
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let pw = h.join("pw");
+    std::fs::write(&pw, "protect-pw").expect("password file");
+    let pw = pw.to_str().expect("utf-8").to_string();
+    let repo = h.join("repo");
+    let repo = repo.to_str().expect("utf-8").to_string();
+    let name = format!("safehold_cli_{}", std::process::id());
+    psql(&format!("{base}/postgres"), &format!("CREATE DATABASE {name}"));
+    let url = format!("{base}/{name}");
+    psql(&url, "CREATE TABLE notes (id serial PRIMARY KEY, body text); INSERT INTO notes (body) SELECT 'n' || g FROM generate_series(1, 10) g;");
+    let args = |cmd: &str, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["protect", cmd, "--repo", &repo, "--name", &name, "--password-file", &pw].iter().map(|s| s.to_string()).collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |a: Vec<String>| safehold(h, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let started = stdout_json(&run(args("start", &["--source", &url, "--json"])));
+    assert_eq!(started["protection"]["slot"], name.as_str());
+    psql(&url, "INSERT INTO notes (body) VALUES ('after the base'); UPDATE notes SET body = 'changed' WHERE id = 1;");
+    let step = stdout_json(&run(args("run", &["--source", &url, "--json"])));
+    assert_eq!(step["transactions"], 1, "{step}");
+    let status = stdout_json(&run(args("status", &["--source", &url, "--json"])));
+    assert_eq!(status["slot_exists"], true);
+    assert!(status["lag_bytes"].is_u64() && status["held_bytes"].is_u64() && status["segments"] == 1, "{status}");
+    let at = psql(&url, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    psql(&url, "DELETE FROM notes WHERE id <= 5;");
+    stdout_json(&run(args("run", &["--source", &url, "--json"])));
+    let target = Db::new();
+    let restored = stdout_json(&run(args("restore", &["--at", &at, "--to", &target.url(), "--json"])));
+    assert_eq!(restored["transactions"], 1, "{restored}");
+    assert_eq!(psql(&target.url(), "SELECT count(*) || ':' || (SELECT body FROM notes WHERE id = 1) FROM notes"), "11:changed", "the database as it was at {at}");
+    stdout_json(&run(args("stop", &["--source", &url, "--json"])));
+    let status = stdout_json(&run(args("status", &["--source", &url, "--json"])));
+    assert_eq!(status["slot_exists"], false, "stopping drops the slot");
+    let refused = run(args("start", &["--source", "sqlite:///tmp/x.db"]));
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("postgres://"), "{}", String::from_utf8_lossy(&refused.stderr));
+    let _ = Command::new("psql").args(["-X", "-q", "-d", &format!("{base}/postgres"), "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")]).output();
+}

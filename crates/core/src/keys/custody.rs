@@ -245,13 +245,15 @@ pub enum Adhoc {
     ExportRecovery,
     Writers,
     ApproveWriter,
+    /// Continuous protection: start, run, stop.
+    Protect,
 }
 
 impl Adhoc {
     pub fn permission(self) -> crate::context::Permission {
         use crate::context::Permission::*;
         match self {
-            Self::Backup | Self::Verify => TriggerManual,
+            Self::Backup | Self::Verify | Self::Protect => TriggerManual,
             Self::RestorePlan | Self::Restore | Self::VerifyDeep | Self::VerifyByRestoring | Self::ExportRecovery | Self::ApproveWriter => RestoreData,
             Self::List | Self::Inspect | Self::Writers => ViewHistory,
         }
@@ -270,6 +272,7 @@ impl Adhoc {
             Self::ExportRecovery => "key.export_recovery",
             Self::Writers => "key.writers",
             Self::ApproveWriter => "key.approve_writer",
+            Self::Protect => "backup.protect",
         }
     }
     /// Whether a success is audited too (looking at a listing or a header is not).

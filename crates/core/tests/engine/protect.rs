@@ -217,7 +217,7 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
     let mut written = 0;
     for _ in 0..3 {
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        written += protect::step(&r, &source.url(), &slot).await.expect("step").transactions;
+        written += protect::step(&r, &source.url(), &slot, None).await.expect("step").transactions;
     }
     assert!(written > 0, "the writer's transactions are in segments");
     pause(true).await;
@@ -227,14 +227,14 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     // A step that wrote its segment and died before advancing the slot: the next holds it again.
     let mut conn = PgConnection::connect(&source.url()).await.expect("connect");
-    let (died, _) = protect::write_segment(&r, &mut conn, &slot).await.expect("a segment, the slot not advanced");
+    let (died, _) = protect::write_segment(&r, &mut conn, &slot, None).await.expect("a segment, the slot not advanced");
     assert!(died.transactions > 0);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     pause(true).await;
     let (second_at, second_state) = (server_now(source.url()).await, state(source.url()).await);
     stopped.store(true, Ordering::SeqCst);
     writer.await.expect("writer");
-    let again = protect::step(&r, &source.url(), &slot).await.expect("step after the crash");
+    let again = protect::step(&r, &source.url(), &slot, None).await.expect("step after the crash");
     assert!(again.transactions >= died.transactions, "the stopped step's transactions are read again");
 
     for (at, expected) in [(&first_at, &first_state), (&second_at, &second_state)] {

@@ -1,0 +1,112 @@
+//! `safehold protect`: continuous protection of a PostgreSQL database (being built, issue 24) —
+//! the slot and the base backup, change segments, the slot's status, a restore to a second.
+
+use safehold_core::protect;
+
+use crate::prelude::*;
+
+fn source_of(p: &ProtectArgs) -> Result<String, Error> {
+    match p.source.as_deref().map(SourceSpec::parse).transpose()? {
+        Some(SourceSpec::Postgres { url }) => Ok(url),
+        Some(SourceSpec::Sqlite { .. }) => Err(Error::validation("continuous protection follows PostgreSQL databases: --source postgres://user@host:5432/db")),
+        None => Err(Error::validation("give the protected database: --source postgres://user@host:5432/db")),
+    }
+}
+
+fn opened(place: &Path) -> Result<Repository, Error> {
+    Repository::open(place)?.ok_or_else(|| Error::not_found(format!("{} is not a repository: start protection into it first (safehold protect start)", place.display())))
+}
+
+pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: KeySources) -> Result<(), Error> {
+    let signer = keys.writer.clone().map(|w| w as Arc<dyn safehold_core::archive::Signer>);
+    match cmd {
+        ProtectCommand::Start(p) => {
+            let url = source_of(p)?;
+            let (repo, mk) = keys.open_repository_for_backup(place).await?;
+            let mut req = BackupRequest::new(SourceSpec::Postgres { url });
+            req.signer = keys.writer.clone();
+            let out = protect::start(&repo, &mk, &req, &p.name, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            end_progress(json);
+            let (prot, base) = out?;
+            if json {
+                print_json(&serde_json::json!({ "protection": prot, "base": base }));
+            } else {
+                println!("protecting as {}: base backup {} ({} rows)\n  run `safehold protect run --every 5 …` to keep the changes", prot.slot, base.id, base.rows);
+            }
+        }
+        ProtectCommand::Run { p, every } => {
+            let url = source_of(p)?;
+            let repo = opened(place)?;
+            let cancel = cancel_on_ctrl_c();
+            loop {
+                let out = protect::step(&repo, &url, &p.name, signer.clone()).await?;
+                if json {
+                    print_json(&out);
+                } else if out.transactions > 0 {
+                    println!("{} transactions, {} changes sealed into {}", out.transactions, out.changes, out.segment.as_deref().unwrap_or("-"));
+                }
+                let Some(secs) = *every else { break };
+                // Waits in small steps: Ctrl-C ends the loop between segments, never inside one.
+                for _ in 0..(secs.max(1) * 10) {
+                    if cancel.check().is_err() {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+        ProtectCommand::Status(p) => {
+            let url = source_of(p)?;
+            let repo = opened(place)?;
+            let slot = protect::slot_status(&url, &p.name).await?;
+            let segments = protect::segments(&repo, &p.name)?;
+            let last = segments.last().map(|s| s.display().to_string());
+            if json {
+                print_json(&serde_json::json!({
+                    "name": p.name, "slot_exists": slot.is_some(),
+                    "lag_bytes": slot.as_ref().map(|s| s.lag_bytes), "held_bytes": slot.as_ref().map(|s| s.held_bytes),
+                    "wal_status": slot.as_ref().and_then(|s| s.wal_status.clone()), "max_slot_wal_keep_size": slot.as_ref().map(|s| s.max_slot_wal_keep_size.clone()),
+                    "segments": segments.len(), "last_segment": last,
+                }));
+            } else {
+                match &slot {
+                    Some(s) => println!(
+                        "{}: {} bytes of WAL not yet sealed, {} bytes held back on the server ({}; max_slot_wal_keep_size {})",
+                        p.name,
+                        s.lag_bytes,
+                        s.held_bytes,
+                        s.wal_status.as_deref().unwrap_or("?"),
+                        s.max_slot_wal_keep_size
+                    ),
+                    None => println!("{}: no replication slot on the server (protection is stopped, or the slot was lost)", p.name),
+                }
+                println!("  {} segments{}", segments.len(), last.map(|l| format!(", the last {l}")).unwrap_or_default());
+            }
+        }
+        ProtectCommand::Stop(p) => {
+            let url = source_of(p)?;
+            let repo = opened(place)?;
+            protect::stop(&repo, &url, &p.name).await?;
+            if json {
+                print_json(&serde_json::json!({ "name": p.name, "stopped": true }));
+            } else {
+                println!("{}: the slot and the publication are dropped; the segments stay in {}", p.name, place.display());
+            }
+        }
+        ProtectCommand::Restore { p, at, to } => {
+            let repo = opened(place)?;
+            let SourceSpec::Postgres { url } = SourceSpec::parse(to)? else {
+                return Err(Error::validation("--to is a PostgreSQL database: postgres://user@host:5432/db"));
+            };
+            let out = protect::restore_at(&repo, &keys, &p.name, at, &url, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            end_progress(json);
+            let out = out?;
+            if json {
+                print_json(&out);
+            } else {
+                println!("put back to {at}: base backup {}, {} transactions ({} changes) from {} segments", out.base_id, out.transactions, out.changes, out.segments);
+            }
+        }
+    }
+    Ok(())
+}
