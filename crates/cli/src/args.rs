@@ -384,6 +384,14 @@ pub(crate) enum ProtectCommand {
         p: ProtectArgs,
         #[arg(long, value_name = "SECONDS")]
         every: Option<u64>,
+        /// Warn when the slot holds more WAL than this back on the server (bytes; default 1 GiB).
+        #[arg(long, default_value_t = 1 << 30)]
+        warn_held_bytes: u64,
+        /// Drop the slot (and stop protection) when it holds more than this back, rather than
+        /// let the server's disk fill (bytes; default: no limit but the server's
+        /// max_slot_wal_keep_size).
+        #[arg(long)]
+        max_held_bytes: Option<u64>,
     },
     /// The slot's lag and the WAL it holds back on the server, and the segments kept.
     Status(ProtectArgs),

@@ -301,10 +301,75 @@ pub async fn restore_at(repo: &Repository, keys: &crate::keys::unlock::KeySource
     Ok(AtOutcome { base_id: p.base_id, segments: files.len(), transactions: txns.iter().filter(|t| t.commit_time_us <= until).count(), changes: applied })
 }
 
-/// The slot's lag and the WAL it holds back (`None`: no slot, protection is stopped or lost).
-pub async fn slot_status(url: &str, slot: &str) -> Result<Option<pg_logical::SlotStatus>> {
+/// A protection's state on the server and in the repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub name: String,
+    /// The slot on the server (`None`: protection is stopped, or the slot was lost).
+    pub slot: Option<pg_logical::SlotStatus>,
+    /// How long the oldest committed change not yet sealed has waited (0: none waits): how far
+    /// the recovery point is behind the database.
+    pub lag_seconds: Option<f64>,
+    pub segments: usize,
+    pub last_segment: Option<String>,
+    /// The commit time of the newest transaction sealed (the recovery point).
+    pub last_sealed_commit: Option<String>,
+}
+
+/// The slot's lag and the WAL it holds back, and the segments kept.
+pub async fn status(repo: &Repository, url: &str, slot: &str) -> Result<Status> {
     let mut conn = connect(url).await?;
-    pg_logical::status(&mut conn, slot).await
+    let on_server = pg_logical::status(&mut conn, slot).await?;
+    let lag_seconds = match &on_server {
+        Some(_) => {
+            let waiting = pg_logical::peek(&mut conn, slot, slot, 1).await?;
+            let now_us = chrono::Utc::now().timestamp_micros() - 946_684_800_000_000;
+            Some(waiting.first().map(|t| (now_us - t.commit_time_us).max(0) as f64 / 1e6).unwrap_or(0.0))
+        }
+        None => None,
+    };
+    let files = segments(repo, slot)?;
+    let last_sealed_commit = match files.last() {
+        Some(f) => Some(ArchiveReader::open(f)?.header.snapshot_time),
+        None => None,
+    };
+    Ok(Status { name: slot.into(), slot: on_server, lag_seconds, segments: files.len(), last_segment: files.last().map(|f| f.display().to_string()), last_sealed_commit })
+}
+
+/// What the slot's size check found.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotCheck {
+    pub held_bytes: u64,
+    /// Past the warning limit: what to do.
+    pub warning: Option<String>,
+    /// Past the hard limit: the slot was dropped (protection stopped) rather than let the
+    /// server's disk fill.
+    pub dropped: Option<String>,
+}
+
+/// Checks the WAL the slot holds back on the server against a warning and a hard limit (bytes);
+/// past the hard one the slot and publication are dropped and the record removed.
+pub async fn check_slot(repo: &Repository, url: &str, slot: &str, warn_bytes: Option<u64>, max_bytes: Option<u64>) -> Result<SlotCheck> {
+    let mut conn = connect(url).await?;
+    let Some(s) = pg_logical::status(&mut conn, slot).await? else {
+        return Err(Error::not_found(format!("{slot} has no replication slot on the server: protection was stopped or the slot was lost; start it again (a new base backup)")));
+    };
+    let keep = if s.max_slot_wal_keep_size == "-1" { "no max_slot_wal_keep_size on the server".to_string() } else { format!("max_slot_wal_keep_size {}", s.max_slot_wal_keep_size) };
+    let mut out = SlotCheck { held_bytes: s.held_bytes, warning: None, dropped: None };
+    if max_bytes.is_some_and(|m| s.held_bytes > m) {
+        stop(repo, url, slot).await?;
+        out.dropped = Some(format!(
+            "{slot}: the replication slot held {} bytes of WAL back, more than the limit of {} ({keep}): it was dropped so the server's disk does not fill; continuous protection is stopped — start it again (a new base backup) once the streamer can keep up",
+            s.held_bytes,
+            max_bytes.unwrap_or_default()
+        ));
+    } else if warn_bytes.is_some_and(|w| s.held_bytes > w) {
+        out.warning = Some(format!(
+            "{slot}: the replication slot holds {} bytes of WAL back on the server ({keep}); is the streamer running? (safehold protect run --every 5)",
+            s.held_bytes
+        ));
+    }
+    Ok(out)
 }
 
 /// Ends protection: the slot and publication dropped (the server keeps no WAL for them), the

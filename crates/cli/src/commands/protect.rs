@@ -34,7 +34,7 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
                 println!("protecting as {}: base backup {} ({} rows)\n  run `safehold protect run --every 5 …` to keep the changes", prot.slot, base.id, base.rows);
             }
         }
-        ProtectCommand::Run { p, every } => {
+        ProtectCommand::Run { p, every, warn_held_bytes, max_held_bytes } => {
             let url = source_of(p)?;
             let repo = opened(place)?;
             let cancel = cancel_on_ctrl_c();
@@ -44,6 +44,13 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
                     print_json(&out);
                 } else if out.transactions > 0 {
                     println!("{} transactions, {} changes sealed into {}", out.transactions, out.changes, out.segment.as_deref().unwrap_or("-"));
+                }
+                let check = protect::check_slot(&repo, &url, &p.name, Some(*warn_held_bytes), *max_held_bytes).await?;
+                if let Some(w) = &check.warning {
+                    eprintln!("warning: {w}");
+                }
+                if let Some(d) = check.dropped {
+                    return Err(Error::new(ErrorCode::Conflict, d));
                 }
                 let Some(secs) = *every else { break };
                 // Waits in small steps: Ctrl-C ends the loop between segments, never inside one.
@@ -58,29 +65,31 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
         ProtectCommand::Status(p) => {
             let url = source_of(p)?;
             let repo = opened(place)?;
-            let slot = protect::slot_status(&url, &p.name).await?;
-            let segments = protect::segments(&repo, &p.name)?;
-            let last = segments.last().map(|s| s.display().to_string());
+            let st = protect::status(&repo, &url, &p.name).await?;
             if json {
                 print_json(&serde_json::json!({
-                    "name": p.name, "slot_exists": slot.is_some(),
-                    "lag_bytes": slot.as_ref().map(|s| s.lag_bytes), "held_bytes": slot.as_ref().map(|s| s.held_bytes),
-                    "wal_status": slot.as_ref().and_then(|s| s.wal_status.clone()), "max_slot_wal_keep_size": slot.as_ref().map(|s| s.max_slot_wal_keep_size.clone()),
-                    "segments": segments.len(), "last_segment": last,
+                    "name": st.name, "slot_exists": st.slot.is_some(), "lag_seconds": st.lag_seconds,
+                    "lag_bytes": st.slot.as_ref().map(|s| s.lag_bytes), "held_bytes": st.slot.as_ref().map(|s| s.held_bytes),
+                    "wal_status": st.slot.as_ref().and_then(|s| s.wal_status.clone()), "max_slot_wal_keep_size": st.slot.as_ref().map(|s| s.max_slot_wal_keep_size.clone()),
+                    "segments": st.segments, "last_segment": st.last_segment, "last_sealed_commit": st.last_sealed_commit,
                 }));
             } else {
-                match &slot {
-                    Some(s) => println!(
-                        "{}: {} bytes of WAL not yet sealed, {} bytes held back on the server ({}; max_slot_wal_keep_size {})",
+                match (&st.slot, st.lag_seconds) {
+                    (Some(s), Some(lag)) => println!(
+                        "{}: the recovery point is {lag:.1} s behind ({} bytes of WAL not yet sealed); {} bytes held back on the server ({}; max_slot_wal_keep_size {})",
                         p.name,
                         s.lag_bytes,
                         s.held_bytes,
                         s.wal_status.as_deref().unwrap_or("?"),
                         s.max_slot_wal_keep_size
                     ),
-                    None => println!("{}: no replication slot on the server (protection is stopped, or the slot was lost)", p.name),
+                    _ => println!("{}: no replication slot on the server (protection is stopped, or the slot was lost)", p.name),
                 }
-                println!("  {} segments{}", segments.len(), last.map(|l| format!(", the last {l}")).unwrap_or_default());
+                println!(
+                    "  {} segments{}",
+                    st.segments,
+                    st.last_sealed_commit.map(|c| format!(", the newest transaction sealed committed at {c}")).unwrap_or_default()
+                );
             }
         }
         ProtectCommand::Stop(p) => {

@@ -1453,6 +1453,8 @@ fn protection_starts_seals_changes_restores_to_a_second_and_stops_from_the_comma
     let status = stdout_json(&run(args("status", &["--source", &url, "--json"])));
     assert_eq!(status["slot_exists"], true);
     assert!(status["lag_bytes"].is_u64() && status["held_bytes"].is_u64() && status["segments"] == 1, "{status}");
+    assert_eq!(status["lag_seconds"], 0.0, "nothing committed waits: {status}");
+    assert!(status["last_sealed_commit"].is_string(), "{status}");
     let at = psql(&url, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
     std::thread::sleep(std::time::Duration::from_millis(20));
     psql(&url, "DELETE FROM notes WHERE id <= 5;");

@@ -252,3 +252,44 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
     let mut conn = PgConnection::connect(&source.url()).await.expect("connect");
     assert!(pg_logical::status(&mut conn, &slot).await.expect("status").is_none(), "turning protection off drops the slot");
 }
+
+/// The recovery point's lag is how long the oldest committed change not yet sealed has waited;
+/// the WAL the slot holds back is checked against a warning and a hard limit, past which the
+/// slot is dropped (protection stopped) rather than let the server's disk fill.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lag_and_the_slots_size_are_watched_and_a_slot_past_its_limit_is_dropped() {
+    use safehold_core::protect;
+    use safehold_core::source::{no_progress, CancelToken, SourceSpec};
+    let Ok(base) = std::env::var("SAFEHOLD_TEST_PG_LOGICAL") else {
+        eprintln!("skipped: no cluster with logical decoding (SAFEHOLD_TEST_PG_LOGICAL; make test starts one)");
+        return;
+    };
+    let source = ScratchDb::create_on(&base).await;
+    source.execute("CREATE TABLE t (id serial PRIMARY KEY, v text)").await;
+    let repo = crate::backup::repo_with_password("pw");
+    let (r, mk) = repo.keys.open_repository_for_backup(&repo.path()).await.expect("repository");
+    let slot = format!("safehold_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: source.url() });
+    protect::start(&r, &mk, &req, &slot, &CancelToken::new(), &no_progress()).await.expect("start");
+    let st = protect::status(&r, &source.url(), &slot).await.expect("status");
+    assert_eq!((st.lag_seconds, st.segments), (Some(0.0), 0), "{st:?}");
+    source.execute("INSERT INTO t (v) VALUES ('waits')").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let st = protect::status(&r, &source.url(), &slot).await.expect("status");
+    assert!(st.lag_seconds.is_some_and(|l| (1.0..60.0).contains(&l)), "the change has waited over a second: {st:?}");
+    protect::step(&r, &source.url(), &slot, None).await.expect("step");
+    let st = protect::status(&r, &source.url(), &slot).await.expect("status");
+    assert_eq!((st.lag_seconds, st.segments), (Some(0.0), 1), "{st:?}");
+    assert!(st.last_sealed_commit.is_some());
+
+    source.execute("INSERT INTO t (v) SELECT 'x' FROM generate_series(1, 1000)").await;
+    let check = protect::check_slot(&r, &source.url(), &slot, Some(0), None).await.expect("check");
+    assert!(check.held_bytes > 0 && check.dropped.is_none(), "{check:?}");
+    assert!(check.warning.as_deref().is_some_and(|w| w.contains("bytes of WAL back") && w.contains("protect run")), "{check:?}");
+    let check = protect::check_slot(&r, &source.url(), &slot, None, Some(0)).await.expect("check");
+    assert!(check.dropped.as_deref().is_some_and(|d| d.contains("does not fill")), "{check:?}");
+    let st = protect::status(&r, &source.url(), &slot).await.expect("status");
+    assert!(st.slot.is_none() && st.lag_seconds.is_none(), "the slot is gone: {st:?}");
+    assert!(protect::protection(&r, &slot).is_err(), "protection is stopped");
+    assert_eq!(st.segments, 1, "the segments stay");
+}
