@@ -404,9 +404,20 @@ pub(crate) enum ProtectCommand {
         /// The second, e.g. 2026-12-04T14:31:59Z
         #[arg(long)]
         at: String,
-        /// The empty database to restore into: postgres://user@host:port/db
+        /// The empty database to restore into (with --tenant: the database the tenant is put
+        /// back into, in place): postgres://user@host:port/db
         #[arg(long)]
         to: String,
+        /// Put only this tenant back to the second, in place; the other tenants keep their rows.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value = "tenant_id")]
+        tenant_column: String,
+        #[arg(long, default_value = "tenants")]
+        tenants_table: String,
+        /// With --tenant: show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

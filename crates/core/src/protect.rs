@@ -372,6 +372,47 @@ pub async fn check_slot(repo: &Repository, url: &str, slot: &str, warn_bytes: Op
     Ok(out)
 }
 
+/// Puts one tenant back to the second `at`, in place, in `target_url` (the protected database, or
+/// another holding the same tenants): the database as it was at that second is built in a scratch
+/// database on the target's server (base backup and segments), read in one snapshot into a
+/// private, unencrypted archive in a temporary folder, and the tenant's rows applied by the
+/// tenant restore (all or nothing; `commit: false` plans it and changes nothing). The scratch
+/// database and the archive are removed afterwards, whatever happened.
+#[allow(clippy::too_many_arguments)]
+pub async fn restore_tenant_at(
+    repo: &Repository,
+    keys: &crate::keys::unlock::KeySources,
+    slot: &str,
+    at: &str,
+    target_url: &str,
+    tenant: &crate::source::pg_apply::TenantScope,
+    commit: bool,
+    cancel: &CancelToken,
+    progress: &ProgressSink,
+) -> Result<crate::source::pg_apply::ApplyOutcome> {
+    let mut scratch = url::Url::parse(target_url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
+    scratch.set_path(&format!("/safehold_at_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    let scratch = scratch.to_string();
+    crate::source::postgres::create_database(&scratch).await?;
+    let folder = tempfile::Builder::new().prefix("safehold-at-").tempdir().map_err(|e| Error::io("cannot create a temporary folder", &e))?;
+    let result = async {
+        restore_at(repo, keys, slot, at, &scratch, cancel, progress).await?;
+        let mut req = BackupRequest::new(SourceSpec::Postgres { url: scratch.clone() });
+        req.encrypt = false;
+        req.signer = keys.writer.clone();
+        req.tenant_column = tenant.tenant_column.clone();
+        req.tenants_table = tenant.tenants_table.clone();
+        req.dest = Some(folder.path().join(format!("at.{ARCHIVE_EXT}")));
+        let taken = backup::run_with(repo, None, &req, cancel, progress).await?;
+        let reader = ArchiveReader::open(Path::new(&taken.archive))?;
+        let chain = crate::chain::check_chain(vec![reader])?;
+        crate::source::pg_apply::apply(&chain, target_url, &crate::source::pg_apply::Scope::Tenant(tenant.clone()), commit, cancel, progress).await
+    }
+    .await;
+    let _ = crate::source::postgres::drop_database(&scratch).await;
+    result
+}
+
 /// Ends protection: the slot and publication dropped (the server keeps no WAL for them), the
 /// state removed; the segments stay with the backups they continue.
 pub async fn stop(repo: &Repository, url: &str, slot: &str) -> Result<()> {

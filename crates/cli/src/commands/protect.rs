@@ -102,7 +102,25 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
                 println!("{}: the slot and the publication are dropped; the segments stay in {}", p.name, place.display());
             }
         }
-        ProtectCommand::Restore { p, at, to } => {
+        ProtectCommand::Restore { p, at, to, tenant: Some(tenant), tenant_column, tenants_table, dry_run } => {
+            let repo = opened(place)?;
+            let SourceSpec::Postgres { url } = SourceSpec::parse(to)? else {
+                return Err(Error::validation("--to is a PostgreSQL database: postgres://user@host:5432/db"));
+            };
+            let ts = safehold_core::source::pg_apply::TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.clone(), tenants_table: tenants_table.clone(), references: Vec::new() };
+            let out = protect::restore_tenant_at(&repo, &keys, &p.name, at, &url, &ts, !dry_run, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            end_progress(json);
+            let out = out?;
+            if json {
+                print_json(&serde_json::json!({ "tenant": tenant, "at": at, "committed": !dry_run, "tables": out.tables }));
+            } else {
+                println!("{} tenant {tenant} to {at}{}:", if *dry_run { "would put back" } else { "put back" }, if *dry_run { " (nothing changed)" } else { "" });
+                for t in &out.tables {
+                    println!("  {}: {} inserted, {} updated, {} deleted", t.table, t.inserted, t.updated, t.deleted);
+                }
+            }
+        }
+        ProtectCommand::Restore { p, at, to, .. } => {
             let repo = opened(place)?;
             let SourceSpec::Postgres { url } = SourceSpec::parse(to)? else {
                 return Err(Error::validation("--to is a PostgreSQL database: postgres://user@host:5432/db"));

@@ -16,7 +16,7 @@ fn pg_base() -> String {
 }
 
 fn stdout_json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "safehold failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "safehold failed ({}): {}{}", out.status, String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
@@ -1438,7 +1438,12 @@ fn protection_starts_seals_changes_restores_to_a_second_and_stops_from_the_comma
     let name = format!("safehold_cli_{}", std::process::id());
     psql(&format!("{base}/postgres"), &format!("CREATE DATABASE {name}"));
     let url = format!("{base}/{name}");
-    psql(&url, "CREATE TABLE notes (id serial PRIMARY KEY, body text); INSERT INTO notes (body) SELECT 'n' || g FROM generate_series(1, 10) g;");
+    psql(
+        &url,
+        "CREATE TABLE tenants (id text PRIMARY KEY); INSERT INTO tenants VALUES ('t');
+         CREATE TABLE notes (id serial PRIMARY KEY, tenant_id text NOT NULL DEFAULT 't' REFERENCES tenants(id), body text);
+         INSERT INTO notes (body) SELECT 'n' || g FROM generate_series(1, 10) g;",
+    );
     let args = |cmd: &str, extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = ["protect", cmd, "--repo", &repo, "--name", &name, "--password-file", &pw].iter().map(|s| s.to_string()).collect();
         v.extend(extra.iter().map(|s| s.to_string()));
@@ -1463,6 +1468,16 @@ fn protection_starts_seals_changes_restores_to_a_second_and_stops_from_the_comma
     let restored = stdout_json(&run(args("restore", &["--at", &at, "--to", &target.url(), "--json"])));
     assert_eq!(restored["transactions"], 1, "{restored}");
     assert_eq!(psql(&target.url(), "SELECT count(*) || ':' || (SELECT body FROM notes WHERE id = 1) FROM notes"), "11:changed", "the database as it was at {at}");
+    // One tenant's row put back in place.
+    let at2 = psql(&url, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    psql(&url, "DELETE FROM notes WHERE id = 6;");
+    stdout_json(&run(args("run", &["--source", &url, "--json"])));
+    let dry = stdout_json(&run(args("restore", &["--at", &at2, "--to", &url, "--tenant", "t", "--dry-run", "--json"])));
+    assert_eq!(dry["committed"], false, "{dry}");
+    assert_eq!(psql(&url, "SELECT count(*) FROM notes WHERE id = 6"), "0", "a dry run changes nothing");
+    stdout_json(&run(args("restore", &["--at", &at2, "--to", &url, "--tenant", "t", "--json"])));
+    assert_eq!(psql(&url, "SELECT count(*) FROM notes WHERE id = 6"), "1", "the tenant's row is back");
     stdout_json(&run(args("stop", &["--source", &url, "--json"])));
     let status = stdout_json(&run(args("status", &["--source", &url, "--json"])));
     assert_eq!(status["slot_exists"], false, "stopping drops the slot");

@@ -420,7 +420,10 @@ pub async fn apply(conn: &mut PgConnection, txns: &[Txn], until_us: Option<i64>)
                 .await
                 .map_err(q("read the target's columns"))?;
                 if cols.is_empty() {
-                    return Err(Error::not_found(format!("the target has no table {}: the changes continue a database that has it", c.table)));
+                    return Err(Error::not_found(format!(
+                        "the target has no table {}: it was made after the base backup (schema changes while streaming are not followed yet: stop protection and start it again for a new base backup), or the target is not the database the changes continue",
+                        c.table
+                    )));
                 }
                 types.insert(c.table.clone(), cols.into_iter().collect());
             }

@@ -293,3 +293,66 @@ async fn the_lag_and_the_slots_size_are_watched_and_a_slot_past_its_limit_is_dro
     assert!(protect::protection(&r, &slot).is_err(), "protection is stopped");
     assert_eq!(st.segments, 1, "the segments stay");
 }
+
+/// One tenant put back to a chosen second, in place, while the others keep what they did since:
+/// the customer who deleted their data at 14:32 gets it back as it was at 14:31:59.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_tenant_is_put_back_to_a_chosen_second_in_place_and_the_others_keep_their_changes() {
+    use safehold_core::protect;
+    use safehold_core::source::pg_apply::TenantScope;
+    use safehold_core::source::{no_progress, CancelToken, SourceSpec};
+    let Ok(base) = std::env::var("SAFEHOLD_TEST_PG_LOGICAL") else {
+        eprintln!("skipped: no cluster with logical decoding (SAFEHOLD_TEST_PG_LOGICAL; make test starts one)");
+        return;
+    };
+    let source = ScratchDb::create_on(&base).await;
+    source
+        .execute(
+            "CREATE TABLE tenants (id text PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE projects (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants(id), title text);
+             CREATE TABLE notes (id serial PRIMARY KEY, project_id int NOT NULL REFERENCES projects(id), body text);
+             INSERT INTO tenants VALUES ('a', 'Acme'), ('b', 'Beta');
+             INSERT INTO projects (tenant_id, title) SELECT t, t || ' project ' || g FROM unnest(ARRAY['a', 'b']) t, generate_series(1, 5) g;
+             INSERT INTO notes (project_id, body) SELECT id, 'note on ' || title FROM projects;",
+        )
+        .await;
+    let rows = |url: String, who: &'static str| async move {
+        let mut conn = PgConnection::connect(&url).await.expect("connect");
+        let r: Option<String> = sqlx::query_scalar(
+            "SELECT string_agg(concat_ws('|', p.id, p.title, n.id, n.body), E'\\n' ORDER BY p.id, n.id) FROM projects p LEFT JOIN notes n ON n.project_id = p.id WHERE p.tenant_id = $1",
+        )
+        .bind(who)
+        .fetch_one(&mut conn)
+        .await
+        .expect("rows");
+        r.unwrap_or_default()
+    };
+    let repo = crate::backup::repo_with_password("pw");
+    let (r, mk) = repo.keys.open_repository_for_backup(&repo.path()).await.expect("repository");
+    let slot = format!("safehold_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: source.url() });
+    protect::start(&r, &mk, &req, &slot, &CancelToken::new(), &no_progress()).await.expect("start");
+    source.execute("UPDATE projects SET title = title || ' (edited)' WHERE tenant_id = 'a' AND id % 2 = 0; INSERT INTO notes (project_id, body) SELECT min(id), 'a late note' FROM projects WHERE tenant_id = 'a'").await;
+    let mut conn = PgConnection::connect(&source.url()).await.expect("connect");
+    let at: String = sqlx::query_scalar("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").fetch_one(&mut conn).await.expect("now");
+    let a_then = rows(source.url(), "a").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Then A's data is deleted, and B goes on working.
+    source.execute("DELETE FROM notes WHERE project_id IN (SELECT id FROM projects WHERE tenant_id = 'a'); DELETE FROM projects WHERE tenant_id = 'a';").await;
+    source.execute("UPDATE projects SET title = 'b moved on' WHERE tenant_id = 'b' AND id = (SELECT min(id) FROM projects WHERE tenant_id = 'b'); INSERT INTO notes (project_id, body) SELECT max(id), 'b after' FROM projects WHERE tenant_id = 'b'").await;
+    protect::step(&r, &source.url(), &slot, None).await.expect("step");
+    let b_now = rows(source.url(), "b").await;
+    assert_eq!(rows(source.url(), "a").await, "", "A's projects are gone");
+
+    let ts = TenantScope { tenant_id: "a".into(), tenant_column: "tenant_id".into(), tenants_table: "tenants".into(), references: Vec::new() };
+    let plan = protect::restore_tenant_at(&r, &repo.keys, &slot, &at, &source.url(), &ts, false, &CancelToken::new(), &no_progress()).await.expect("plan");
+    assert!(plan.tables.iter().any(|t| t.table == "public.projects" && t.inserted == 5), "{:?}", plan.tables);
+    assert_eq!(rows(source.url(), "a").await, "", "planning changed nothing");
+    protect::restore_tenant_at(&r, &repo.keys, &slot, &at, &source.url(), &ts, true, &CancelToken::new(), &no_progress()).await.expect("the tenant put back");
+    assert_eq!(rows(source.url(), "a").await, a_then, "A as it was at the chosen second");
+    assert_eq!(rows(source.url(), "b").await, b_now, "B keeps what it did since");
+    let mut admin = PgConnection::connect(&format!("{base}/postgres")).await.expect("connect");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'safehold_at_%'").fetch_one(&mut admin).await.expect("count");
+    assert_eq!(left, 0, "the scratch database is gone");
+    protect::stop(&r, &source.url(), &slot).await.expect("stop");
+}
