@@ -547,6 +547,38 @@ async fn select_when_ready(app: &App, css: &str, value: &str) {
     }
 }
 
+/// The Migration wizard walked for a copy of `tenant` within the connection `conn` as tenant
+/// demo-copy "Demo Copy", emails masked by a rule, up to the validation that shows the unique
+/// slug's conflict (`schema` prefixes table names: "public." on PostgreSQL, "" on SQLite).
+async fn wizard_to_validation(app: &App, conn: &str, tenant: &str, schema: &str) {
+    app.find("[data-testid=tab-migration]").await.click().await.expect("open Migration");
+    app.find("[data-testid=mig-migrate]").await.click().await.expect("Migrate Tenant");
+    select_when_ready(app, "[data-testid=mig-source]", conn).await;
+    select_when_ready(app, "[data-testid=mig-tenant]", tenant).await;
+    app.find("[data-testid=mig-next]").await.click().await.expect("Next: target");
+    select_when_ready(app, "[data-testid=mig-target]", conn).await;
+    app.find("[data-testid=mig-new-tenant]").await.send_keys("demo-copy").await.expect("new tenant id");
+    app.find("[data-testid=mig-new-name]").await.send_keys("Demo Copy").await.expect("new name");
+    app.find("[data-testid=mig-next]").await.click().await.expect("Next: mapping");
+    app.wait_text("[data-testid=mig-mapping]", &format!("{schema}documents")).await;
+    app.find("[data-testid=mig-next]").await.click().await.expect("Next: rules");
+    // Production emails are masked in the copy.
+    app.find("[data-testid=mig-add-rule]").await.click().await.expect("Add a rule");
+    retype(&app.find("[data-testid=mig-rule] input[aria-label=Table]").await, &format!("{schema}users")).await;
+    retype(&app.find("[data-testid=mig-rule] input[aria-label=Column]").await, "email").await;
+    app.find("[data-testid=mig-next]").await.click().await.expect("Next: validate");
+    // The tenants' slug is unique: validation shows the conflict.
+    app.wait_text("[data-testid=mig-problem]", "slug").await;
+}
+
+/// Keep both resolves the slug's conflict; validated again, on to the Run step.
+async fn wizard_keeps_both(app: &App, schema: &str) {
+    app.find(&format!("[data-testid='mig-conflict-{schema}tenants']")).await.select_by_value("keep_both").await.expect("keep both");
+    app.find("[data-testid=mig-revalidate]").await.click().await.expect("Validate again");
+    app.wait_text("[data-testid=mig-valid]", "Validation passed").await;
+    app.find("[data-testid=mig-next]").await.click().await.expect("Next: run");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_migration_wizard_copies_a_demo_tenant_and_the_new_tenant_shows_up_with_its_data() {
     use safehold_core::{connections, demo, Ctx};
@@ -583,30 +615,10 @@ async fn the_migration_wizard_copies_a_demo_tenant_and_the_new_tenant_shows_up_w
 
     let app = App::start_in(home, turn).await;
     app.wait_text("h1", "Backup Management").await;
-    app.find("[data-testid=tab-migration]").await.click().await.expect("open Migration");
-    app.find("[data-testid=mig-migrate]").await.click().await.expect("Migrate Tenant");
-    select_when_ready(&app, "[data-testid=mig-source]", &conn.id).await;
-    select_when_ready(&app, "[data-testid=mig-tenant]", &tenant).await;
-    app.find("[data-testid=mig-next]").await.click().await.expect("Next: target");
-    select_when_ready(&app, "[data-testid=mig-target]", &conn.id).await;
-    app.find("[data-testid=mig-new-tenant]").await.send_keys("demo-copy").await.expect("new tenant id");
-    app.find("[data-testid=mig-new-name]").await.send_keys("Demo Copy").await.expect("new name");
-    app.find("[data-testid=mig-next]").await.click().await.expect("Next: mapping");
-    app.wait_text("[data-testid=mig-mapping]", "public.documents").await;
-    app.find("[data-testid=mig-next]").await.click().await.expect("Next: rules");
-    // Production emails are masked in the copy.
-    app.find("[data-testid=mig-add-rule]").await.click().await.expect("Add a rule");
-    retype(&app.find("[data-testid=mig-rule] input[aria-label=Table]").await, "public.users").await;
-    retype(&app.find("[data-testid=mig-rule] input[aria-label=Column]").await, "email").await;
-    app.find("[data-testid=mig-next]").await.click().await.expect("Next: validate");
-    // The tenants' slug is unique: validation shows the conflict; keep both resolves it.
-    app.wait_text("[data-testid=mig-problem]", "slug").await;
+    wizard_to_validation(&app, &conn.id, &tenant, "public.").await;
     app.screenshot("migration-conflict").await;
     assert_eq!(counts("demo-copy".into()).await, vec!["0,0,0,0".to_string()], "validation wrote nothing");
-    app.find("[data-testid='mig-conflict-public.tenants']").await.select_by_value("keep_both").await.expect("keep both");
-    app.find("[data-testid=mig-revalidate]").await.click().await.expect("Validate again");
-    app.wait_text("[data-testid=mig-valid]", "Validation passed").await;
-    app.find("[data-testid=mig-next]").await.click().await.expect("Next: run");
+    wizard_keeps_both(&app, "public.").await;
     let summary = app.find("[data-testid=mig-summary]").await.text().await.expect("summary");
     assert!(summary.contains(&format!("Copy tenant {tenant}")) && summary.contains("as demo-copy"), "{summary}");
     app.find("[data-testid=mig-run]").await.click().await.expect("Run");
@@ -657,27 +669,9 @@ async fn the_migration_wizard_copies_a_tenant_within_the_sqlite_demo() {
 
     let app = App::start_in(home, turn).await;
     app.wait_text("h1", "Backup Management").await;
-    app.find("[data-testid=tab-migration]").await.click().await.expect("open Migration");
-    app.find("[data-testid=mig-migrate]").await.click().await.expect("Migrate Tenant");
-    select_when_ready(&app, "[data-testid=mig-source]", &conn.id).await;
-    select_when_ready(&app, "[data-testid=mig-tenant]", &tenant).await;
-    app.find("[data-testid=mig-next]").await.click().await.expect("Next: target");
-    select_when_ready(&app, "[data-testid=mig-target]", &conn.id).await;
-    app.find("[data-testid=mig-new-tenant]").await.send_keys("demo-copy").await.expect("new tenant id");
-    app.find("[data-testid=mig-new-name]").await.send_keys("Demo Copy").await.expect("new name");
-    app.find("[data-testid=mig-next]").await.click().await.expect("Next: mapping");
-    app.wait_text("[data-testid=mig-mapping]", "documents").await;
-    app.find("[data-testid=mig-next]").await.click().await.expect("Next: rules");
-    app.find("[data-testid=mig-add-rule]").await.click().await.expect("Add a rule");
-    retype(&app.find("[data-testid=mig-rule] input[aria-label=Table]").await, "users").await;
-    retype(&app.find("[data-testid=mig-rule] input[aria-label=Column]").await, "email").await;
-    app.find("[data-testid=mig-next]").await.click().await.expect("Next: validate");
-    app.wait_text("[data-testid=mig-problem]", "slug").await;
+    wizard_to_validation(&app, &conn.id, &tenant, "").await;
     assert_eq!(counts("demo-copy"), "0,0,0,0", "validation wrote nothing");
-    app.find("[data-testid='mig-conflict-tenants']").await.select_by_value("keep_both").await.expect("keep both");
-    app.find("[data-testid=mig-revalidate]").await.click().await.expect("Validate again");
-    app.wait_text("[data-testid=mig-valid]", "Validation passed").await;
-    app.find("[data-testid=mig-next]").await.click().await.expect("Next: run");
+    wizard_keeps_both(&app, "").await;
     app.find("[data-testid=mig-run]").await.click().await.expect("Run");
     let job = app.wait_text("[data-testid=migration-job]", "completed").await;
     let job_text = job.text().await.expect("text");

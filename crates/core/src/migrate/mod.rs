@@ -454,23 +454,7 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
     apply_rules(&mut tx, &mut staged, &spec.rules, Some(&target)).await?;
 
     // 3. Mapping.
-    let mapping = if spec.mapping.is_empty() {
-        let mut lost = Vec::new();
-        let m = propose(&staged, &target, &mut lost);
-        // An import writes every value it reads, or says what it would leave out and stops: a
-        // file for a table the target lacks (or a renamed one) is not dropped silently.
-        if kind == MigrationType::DataImport && !spec.skip_rejected && !lost.is_empty() {
-            return Err(Error::validation(format!(
-                "the import would leave data out: {}. Map it onto the target's tables (--mapping), or pass --skip-rejected to leave it out; nothing was imported",
-                lost.join("; ")
-            )));
-        }
-        report.warnings.extend(lost);
-        m
-    } else {
-        spec.mapping.clone()
-    };
-    report.mapping = mapping.clone();
+    let mapping = settle_mapping(spec, kind, &mut report, |lost| propose(&staged, &target, lost))?;
     let (finals, mut reports) = map_rows(&mut tx, &staged, &target, &mapping, &ends.tenant_column).await?;
 
     // The tenant written.
@@ -536,6 +520,28 @@ async fn run(spec: &MigrationSpec, ends: &Endpoints, commit: bool, cancel: &Canc
     }
     report.committed = commit;
     Ok(report)
+}
+
+/// The mapping a run uses: the spec's, or one proposed from the names (what it cannot place said
+/// in the report's warnings). An import writes every value it reads, or says what it would leave
+/// out and stops: a file for a table the target lacks (or a renamed one) is not dropped silently.
+pub(crate) fn settle_mapping(spec: &MigrationSpec, kind: MigrationType, report: &mut MigrationReport, propose: impl FnOnce(&mut Vec<String>) -> Vec<TableMapping>) -> Result<Vec<TableMapping>> {
+    let mapping = if spec.mapping.is_empty() {
+        let mut lost = Vec::new();
+        let m = propose(&mut lost);
+        if kind == MigrationType::DataImport && !spec.skip_rejected && !lost.is_empty() {
+            return Err(Error::validation(format!(
+                "the import would leave data out: {}. Map it onto the target's tables (--mapping), or pass --skip-rejected to leave it out; nothing was imported",
+                lost.join("; ")
+            )));
+        }
+        report.warnings.extend(lost);
+        m
+    } else {
+        spec.mapping.clone()
+    };
+    report.mapping = mapping.clone();
+    Ok(mapping)
 }
 
 /// The error of a run that would set rows aside.

@@ -1152,21 +1152,7 @@ async fn write_into(
     apply_rules(&mut srcs, &spec.rules)?;
 
     // 3. Mapping.
-    let mapping = if spec.mapping.is_empty() {
-        let mut lost = Vec::new();
-        let m = propose(&srcs, &target, &mut lost);
-        if kind == MigrationType::DataImport && !spec.skip_rejected && !lost.is_empty() {
-            return Err(Error::validation(format!(
-                "the import would leave data out: {}. Map it onto the target's tables (--mapping), or pass --skip-rejected to leave it out; nothing was imported",
-                lost.join("; ")
-            )));
-        }
-        report.warnings.extend(lost);
-        m
-    } else {
-        spec.mapping.clone()
-    };
-    report.mapping = mapping.clone();
+    let mapping = super::settle_mapping(spec, kind, report, |lost| propose(&srcs, &target, lost))?;
     let mut outs = map_rows(&srcs, &target, &mapping)?;
     let tenant_tables: BTreeSet<String> = lite::tenant_tables(&mut tx, path, tc, tt).await?.into_iter().map(|t| t.name).collect();
     if let Some(t) = outs.keys().find(|t| !tenant_tables.contains(*t)) {

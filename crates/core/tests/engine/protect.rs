@@ -28,6 +28,23 @@ async fn state(url: &str) -> Vec<String> {
     out
 }
 
+/// The cluster with logical decoding (make test starts one), or `None` said as a skip.
+fn logical_base() -> Option<String> {
+    let base = std::env::var("SAFEHOLD_TEST_PG_LOGICAL").ok();
+    if base.is_none() {
+        eprintln!("skipped: no cluster with logical decoding (SAFEHOLD_TEST_PG_LOGICAL; make test starts one)");
+    }
+    base
+}
+
+/// A repository (password "pw") opened for backups, and a fresh protection name.
+async fn protected_repo() -> (crate::backup::Repo, safehold_core::repository::Repository, safehold_core::archive::SecretKey, String) {
+    let repo = crate::backup::repo_with_password("pw");
+    let (r, mk) = repo.keys.open_repository_for_backup(&repo.path()).await.expect("repository");
+    let slot = format!("safehold_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    (repo, r, mk, slot)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_prerequisites_are_named_with_what_to_change() {
     // The shared server runs with wal_level = replica.
@@ -46,10 +63,7 @@ async fn the_prerequisites_are_named_with_what_to_change() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn committed_changes_are_read_decoded_and_replayed_exactly_to_a_chosen_commit() {
-    let Ok(base) = std::env::var("SAFEHOLD_TEST_PG_LOGICAL") else {
-        eprintln!("skipped: no cluster with logical decoding (SAFEHOLD_TEST_PG_LOGICAL; make test starts one)");
-        return;
-    };
+    let Some(base) = logical_base() else { return };
     let source = ScratchDb::create_on(&base).await;
     source.execute(DDL).await;
     let replica = ScratchDb::create().await;
@@ -136,10 +150,7 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
     use safehold_core::source::{no_progress, CancelToken, SourceSpec};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let Ok(base) = std::env::var("SAFEHOLD_TEST_PG_LOGICAL") else {
-        eprintln!("skipped: no cluster with logical decoding (SAFEHOLD_TEST_PG_LOGICAL; make test starts one)");
-        return;
-    };
+    let Some(base) = logical_base() else { return };
     let source = ScratchDb::create_on(&base).await;
     source
         .execute(
@@ -202,9 +213,7 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
         let t: String = sqlx::query_scalar("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").fetch_one(&mut conn).await.expect("now");
         t
     };
-    let repo = crate::backup::repo_with_password("pw");
-    let (r, mk) = repo.keys.open_repository_for_backup(&repo.path()).await.expect("repository");
-    let slot = format!("safehold_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let (repo, r, mk, slot) = protected_repo().await;
     let mut req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: source.url() });
     req.source_name = "protected".into();
     protect::begin(&r, &req, &slot).await.expect("the slot");
@@ -260,15 +269,10 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
 async fn the_lag_and_the_slots_size_are_watched_and_a_slot_past_its_limit_is_dropped() {
     use safehold_core::protect;
     use safehold_core::source::{no_progress, CancelToken, SourceSpec};
-    let Ok(base) = std::env::var("SAFEHOLD_TEST_PG_LOGICAL") else {
-        eprintln!("skipped: no cluster with logical decoding (SAFEHOLD_TEST_PG_LOGICAL; make test starts one)");
-        return;
-    };
+    let Some(base) = logical_base() else { return };
     let source = ScratchDb::create_on(&base).await;
     source.execute("CREATE TABLE t (id serial PRIMARY KEY, v text)").await;
-    let repo = crate::backup::repo_with_password("pw");
-    let (r, mk) = repo.keys.open_repository_for_backup(&repo.path()).await.expect("repository");
-    let slot = format!("safehold_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let (_repo, r, mk, slot) = protected_repo().await;
     let req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: source.url() });
     protect::start(&r, &mk, &req, &slot, &CancelToken::new(), &no_progress()).await.expect("start");
     let st = protect::status(&r, &source.url(), &slot).await.expect("status");
@@ -301,10 +305,7 @@ async fn one_tenant_is_put_back_to_a_chosen_second_in_place_and_the_others_keep_
     use safehold_core::protect;
     use safehold_core::source::pg_apply::TenantScope;
     use safehold_core::source::{no_progress, CancelToken, SourceSpec};
-    let Ok(base) = std::env::var("SAFEHOLD_TEST_PG_LOGICAL") else {
-        eprintln!("skipped: no cluster with logical decoding (SAFEHOLD_TEST_PG_LOGICAL; make test starts one)");
-        return;
-    };
+    let Some(base) = logical_base() else { return };
     let source = ScratchDb::create_on(&base).await;
     source
         .execute(
@@ -327,9 +328,7 @@ async fn one_tenant_is_put_back_to_a_chosen_second_in_place_and_the_others_keep_
         .expect("rows");
         r.unwrap_or_default()
     };
-    let repo = crate::backup::repo_with_password("pw");
-    let (r, mk) = repo.keys.open_repository_for_backup(&repo.path()).await.expect("repository");
-    let slot = format!("safehold_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let (repo, r, mk, slot) = protected_repo().await;
     let req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: source.url() });
     protect::start(&r, &mk, &req, &slot, &CancelToken::new(), &no_progress()).await.expect("start");
     source.execute("UPDATE projects SET title = title || ' (edited)' WHERE tenant_id = 'a' AND id % 2 = 0; INSERT INTO notes (project_id, body) SELECT min(id), 'a late note' FROM projects WHERE tenant_id = 'a'").await;
