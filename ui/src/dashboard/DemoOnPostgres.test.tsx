@@ -18,7 +18,7 @@ describe("The demo on PostgreSQL", () => {
     renderWithClient(<BackupDashboard />);
     const offer = await screen.findByTestId("demo-postgres-offer");
     expect(offer).toHaveTextContent("A PostgreSQL server answers on localhost:5432");
-    expect(offer).toHaveTextContent("a tenant restored as a copy, tenant copies, merges, exports and imports");
+    expect(offer).toHaveTextContent("to try every action on PostgreSQL too");
     await userEvent.click(screen.getByTestId("demo-postgres-put"));
     await waitFor(() => expect(mocked.putDemoOnPostgres).toHaveBeenCalled());
     const done = await screen.findByTestId("demo-postgres-done");

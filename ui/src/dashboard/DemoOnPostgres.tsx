@@ -1,6 +1,6 @@
 // The first launch's offer: a PostgreSQL server answers on this machine, so the demo can be
-// copied there — where tenant migrations and a tenant restored as a copy work (on the SQLite
-// demo, restores are whole, of chosen tables, or of one tenant in place).
+// copied there, to try every tab's actions on the engine production platforms run (the SQLite
+// demo has them all too).
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { Button } from "../components/ui";
@@ -33,8 +33,8 @@ export function DemoOnPostgres() {
   return (
     <div className="flex flex-wrap items-center justify-between gap-3 rounded-md border border-blue-200 bg-blue-50 p-3 text-sm text-blue-900" data-testid="demo-postgres-offer">
       <span>
-        A PostgreSQL server answers on {offer.data.server}. Put a copy of the demo there (database “{offer.data.database}”) to try what the SQLite demo
-        cannot: a tenant restored as a copy, tenant copies, merges, exports and imports.
+        A PostgreSQL server answers on {offer.data.server}. Put a copy of the demo there (database “{offer.data.database}”) to try every action on
+        PostgreSQL too, as production runs it: restores, tenant restores and tenant migrations on a server.
       </span>
       <span className="flex gap-2">
         <Button size="sm" onClick={() => put.mutate()} disabled={put.isPending} data-testid="demo-postgres-put">{put.isPending ? "Copying…" : "Put the demo on PostgreSQL"}</Button>
