@@ -54,13 +54,6 @@ new_cluster_with() { # AUTH PASSWORD OPTIONS -> prints PORT; the cluster is stop
   echo "$d" >>"$work/clusters"
   echo "$port"
 }
-new_cluster() { # AUTH PASSWORD -> prints PORT; the cluster is stopped on exit
-  local d port
-  d=$(mktemp -d /tmp/safehold-pg.XXXXXX); chmod 755 "$d"; port=$(free_port)
-  scripts/pg-cluster.sh start "$d" "$port" "$1" "$2"
-  clusters+=("$d")
-  echo "$port"
-}
 
 # PostgreSQL: the machine's server on 127.0.0.1:5432, or a private throwaway cluster.
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

@@ -253,9 +253,12 @@ pub async fn restore_at(repo: &Repository, keys: &crate::keys::unlock::KeySource
         .find(|(_, h)| h.archive_id == p.base_id)
         .map(|(path, _)| path)
         .ok_or_else(|| Error::not_found(format!("the base backup {} of {slot} is not in the repository", p.base_id)))?;
-    let chain = keys.open_chain(&base, Some(repo)).await?;
-    crate::restore::restore_chain(chain, &SourceSpec::Postgres { url: target_url.to_string() }, 1, false, cancel, progress).await?;
+    // The repository's key, derived once: it opens the base (a full backup: a chain of one) and
+    // every segment.
     let master = keys.unlock_repository(repo).await?;
+    let mut base = ArchiveReader::open(&base)?;
+    tokio::task::block_in_place(|| base.unlock(Some(&master), None))?;
+    crate::restore::restore_chain(vec![base], &SourceSpec::Postgres { url: target_url.to_string() }, 1, false, cancel, progress).await?;
     let files = segments(repo, slot)?;
     let mut txns: Vec<Txn> = Vec::new();
     for f in &files {

@@ -562,16 +562,20 @@ pub fn rejected_error(report: &MigrationReport) -> Error {
     ))
 }
 
-async fn read_files(tx: &mut Tx<'_>, staged: &mut Staged, spec: &MigrationSpec, ends: &Endpoints, target: &Target, tenants: &[String], cancel: &CancelToken) -> Result<()> {
+/// The spec's files to import, each there; `kinds` says what may be chosen when none is.
+pub(crate) fn files_to_import(spec: &MigrationSpec, kinds: &str) -> Result<Vec<PathBuf>> {
     let files: Vec<PathBuf> = spec.source_files.iter().filter(|f| !f.trim().is_empty()).map(PathBuf::from).collect();
     if files.is_empty() {
-        return Err(Error::validation("choose the files to import: a portable export (.zip), a Safehold archive, or CSV / JSON Lines files"));
+        return Err(Error::validation(format!("choose the files to import: {kinds}")));
     }
-    for f in &files {
-        if !f.exists() {
-            return Err(Error::not_found(format!("{} does not exist: choose the file to import", f.display())));
-        }
+    if let Some(f) = files.iter().find(|f| !f.exists()) {
+        return Err(Error::not_found(format!("{} does not exist: choose the file to import", f.display())));
     }
+    Ok(files)
+}
+
+async fn read_files(tx: &mut Tx<'_>, staged: &mut Staged, spec: &MigrationSpec, ends: &Endpoints, target: &Target, tenants: &[String], cancel: &CancelToken) -> Result<()> {
+    let files = files_to_import(spec, "a portable export (.zip), a Safehold archive, or CSV / JSON Lines files")?;
     let first = &files[0];
     let is_zip = first.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"));
     if files.len() == 1 && is_zip {

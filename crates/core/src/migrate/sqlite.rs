@@ -24,7 +24,7 @@ use super::rules::{self, Action, FakeKind, Op, Rule};
 use super::{portable, rejected_error, ExportFormat, MigrationReport, MigrationSpec, MigrationType, Problem, Resolution, TableMapping, TableReport};
 use crate::error::{Error, ErrorCode, Result};
 use crate::source::quote_ident as qi;
-use crate::source::sqlite::{self as lite, V};
+use crate::source::sqlite::{self as lite, db_err, RemoveOnDrop, V};
 use crate::source::{CancelToken, Progress, ProgressSink};
 
 /// A row's values at some columns, as text (see [`key_of`]).
@@ -100,11 +100,6 @@ fn affinity(decl: &str) -> Affinity {
     } else {
         Affinity::Numeric
     }
-}
-
-fn db_err(path: &Path, what: &str) -> impl Fn(sqlx::Error) -> Error {
-    let (path, what) = (path.display().to_string(), what.to_string());
-    move |e| Error::new(ErrorCode::Database, format!("{path}: cannot {what}: {e}")).caused_by(&e)
 }
 
 /// The tables of the database on `conn`, with their keys, foreign keys and unique indexes.
@@ -1313,15 +1308,7 @@ fn keep_tenants(srcs: &mut [Src], target: &Schema, tenants: &[String], tenant_co
 /// The rows of files to import: one portable export (its JSON Lines, values typed), or CSV and
 /// JSON Lines files named after their tables.
 fn read_files(spec: &MigrationSpec, tenants: &[String]) -> Result<Vec<Src>> {
-    let files: Vec<PathBuf> = spec.source_files.iter().filter(|f| !f.trim().is_empty()).map(PathBuf::from).collect();
-    if files.is_empty() {
-        return Err(Error::validation("choose the files to import: a portable export (.zip), or CSV / JSON Lines files"));
-    }
-    for f in &files {
-        if !f.exists() {
-            return Err(Error::not_found(format!("{} does not exist: choose the file to import", f.display())));
-        }
-    }
+    let files = super::files_to_import(spec, "a portable export (.zip), or CSV / JSON Lines files")?;
     let first = &files[0];
     if files.len() == 1 && first.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
         let mut export = portable::open(first)?;
@@ -1515,14 +1502,6 @@ async fn export(spec: &MigrationSpec, ends: &super::Endpoints, source: &Path, te
     report.committed = commit;
     step("finished", 4);
     Ok(report)
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 #[cfg(test)]

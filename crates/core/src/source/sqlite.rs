@@ -34,9 +34,11 @@ pub struct SqliteSchema {
     pub application_id: i64,
 }
 
-fn db_err<'a>(path: &'a Path, what: &str) -> impl Fn(sqlx::Error) -> Error + 'a {
+/// A SQLite error as the engine says it: the file, what it could not do, SQLite's words (kept as
+/// the cause too).
+pub(crate) fn db_err<'a>(path: &'a Path, what: &str) -> impl Fn(sqlx::Error) -> Error + 'a {
     let what = what.to_string();
-    move |e| Error::new(ErrorCode::Database, format!("{}: cannot {what}: {e}", path.display()))
+    move |e| Error::new(ErrorCode::Database, format!("{}: cannot {what}: {e}", path.display())).caused_by(&e)
 }
 
 /// A value with its SQLite storage class.
@@ -878,7 +880,8 @@ pub async fn restore_tenant(
     result
 }
 
-struct RemoveOnDrop(std::path::PathBuf);
+/// A private scratch file, removed when this goes out of scope, whatever happened.
+pub(crate) struct RemoveOnDrop(pub(crate) std::path::PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

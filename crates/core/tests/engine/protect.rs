@@ -37,6 +37,12 @@ fn logical_base() -> Option<String> {
     base
 }
 
+/// The server's clock now, as RFC 3339 UTC with microseconds (the form `--at` takes).
+async fn server_now(url: &str) -> String {
+    let mut conn = PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").fetch_one(&mut conn).await.expect("now")
+}
+
 /// A repository (password "pw") opened for backups, and a fresh protection name.
 async fn protected_repo() -> (crate::backup::Repo, safehold_core::repository::Repository, safehold_core::archive::SecretKey, String) {
     let repo = crate::backup::repo_with_password("pw");
@@ -208,11 +214,6 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
             }
         }
     };
-    let server_now = |url: String| async move {
-        let mut conn = PgConnection::connect(&url).await.expect("connect");
-        let t: String = sqlx::query_scalar("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").fetch_one(&mut conn).await.expect("now");
-        t
-    };
     let (repo, r, mk, slot) = protected_repo().await;
     let mut req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: source.url() });
     req.source_name = "protected".into();
@@ -230,7 +231,7 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
     }
     assert!(written > 0, "the writer's transactions are in segments");
     pause(true).await;
-    let (first_at, first_state) = (server_now(source.url()).await, state(source.url()).await);
+    let (first_at, first_state) = (server_now(&source.url()).await, state(source.url()).await);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     pause(false).await;
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
@@ -240,7 +241,7 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
     assert!(died.transactions > 0);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     pause(true).await;
-    let (second_at, second_state) = (server_now(source.url()).await, state(source.url()).await);
+    let (second_at, second_state) = (server_now(&source.url()).await, state(source.url()).await);
     stopped.store(true, Ordering::SeqCst);
     writer.await.expect("writer");
     let again = protect::step(&r, &source.url(), &slot, None).await.expect("step after the crash");
@@ -332,8 +333,7 @@ async fn one_tenant_is_put_back_to_a_chosen_second_in_place_and_the_others_keep_
     let req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: source.url() });
     protect::start(&r, &mk, &req, &slot, &CancelToken::new(), &no_progress()).await.expect("start");
     source.execute("UPDATE projects SET title = title || ' (edited)' WHERE tenant_id = 'a' AND id % 2 = 0; INSERT INTO notes (project_id, body) SELECT min(id), 'a late note' FROM projects WHERE tenant_id = 'a'").await;
-    let mut conn = PgConnection::connect(&source.url()).await.expect("connect");
-    let at: String = sqlx::query_scalar("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").fetch_one(&mut conn).await.expect("now");
+    let at = server_now(&source.url()).await;
     let a_then = rows(source.url(), "a").await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // Then A's data is deleted, and B goes on working.
