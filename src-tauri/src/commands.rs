@@ -68,6 +68,8 @@ pub async fn update_configuration(
 ) -> Res<BackupConfiguration> {
     let c = configurations::update(state.ctx()?, &id, input).await?;
     state.reschedule();
+    // Continuous protection turned off (or moved): its replication slot is dropped now.
+    safehold_core::protect::configured::settle(state.ctx()?, &id).await?;
     Ok(c)
 }
 
@@ -75,6 +77,7 @@ pub async fn update_configuration(
 pub async fn set_configuration_active(state: State<'_, AppState>, id: String, active: bool) -> Res<BackupConfiguration> {
     let c = configurations::set_active(state.ctx()?, &id, active).await?;
     state.reschedule();
+    safehold_core::protect::configured::settle(state.ctx()?, &id).await?;
     Ok(c)
 }
 
@@ -82,6 +85,7 @@ pub async fn set_configuration_active(state: State<'_, AppState>, id: String, ac
 pub async fn delete_configuration(state: State<'_, AppState>, id: String) -> Res<()> {
     configurations::delete(state.ctx()?, &id).await?;
     state.reschedule();
+    safehold_core::protect::configured::settle(state.ctx()?, &id).await?;
     Ok(())
 }
 

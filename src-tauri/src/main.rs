@@ -206,6 +206,22 @@ fn main() {
         let s = safehold_core::scheduler::Scheduler::new(c.clone(), 1, std::sync::Arc::new(|line| tracing::info!("{line}")));
         tauri::async_runtime::spawn(s.clone().run());
         scheduler = Some(s);
+        // Continuous protection of the configurations that have it on, while the app runs; a
+        // slot's warning or drop is a desktop notification.
+        let notices: safehold_core::protect::configured::NoticeSink = std::sync::Arc::new(|n| {
+            tracing::warn!("{}: {}", n.configuration_name, n.message);
+            if let Some(app) = APP.get() {
+                use tauri_plugin_notification::NotificationExt;
+                let title = if n.level == "dropped" { "Safehold: continuous protection stopped" } else { "Safehold: continuous protection needs attention" };
+                let _ = app.notification().builder().title(title).body(format!("{}: {}", n.configuration_name, n.message)).show();
+            }
+        });
+        tauri::async_runtime::spawn(safehold_core::protect::configured::run_forever(
+            background(c),
+            std::time::Duration::from_secs(2),
+            std::sync::Arc::new(|line| tracing::info!("{line}")),
+            notices,
+        ));
         tauri::async_runtime::spawn(watch_storage(background(c)));
     }
     let result = tauri::Builder::default()

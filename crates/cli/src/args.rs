@@ -262,6 +262,9 @@ pub(crate) enum ScheduleCommand {
         /// Backups running at the same time.
         #[arg(long, default_value_t = 1)]
         max_jobs: usize,
+        /// Continuous protection seals what committed this often (seconds).
+        #[arg(long, default_value_t = 2)]
+        protect_every: u64,
     },
     /// Configurations with their schedule and next run.
     List,
@@ -428,10 +431,14 @@ pub(crate) struct ProtectArgs {
     pub(crate) source: Option<String>,
     /// The repository directory.
     #[arg(long)]
-    pub(crate) repo: PathBuf,
+    pub(crate) repo: Option<PathBuf>,
     /// The protection's name, also its replication slot's: lower-case letters, digits and _.
     #[arg(long)]
-    pub(crate) name: String,
+    pub(crate) name: Option<String>,
+    /// A backup configuration with continuous protection on (status and run only; without
+    /// --repo, `status` shows every configuration's).
+    #[arg(long, conflicts_with_all = ["source", "repo", "name"])]
+    pub(crate) config: Option<String>,
     #[command(flatten)]
     pub(crate) keys: KeyArgs,
 }
@@ -626,6 +633,11 @@ pub(crate) struct ConfigSettings {
     /// on or off.
     #[arg(long)]
     pub(crate) active: Option<OnOff>,
+    /// on or off: continuous protection — every committed change streamed into the storage
+    /// between the scheduled backups (PostgreSQL with wal_level = logical, a local storage), run
+    /// by the app and by `safehold schedule run`; off drops the replication slot.
+    #[arg(long)]
+    pub(crate) continuous: Option<OnOff>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -666,6 +678,7 @@ impl ConfigSettings {
             (self.system_data, &mut input.includes_system_data),
             (self.logs, &mut input.includes_logs),
             (self.active, &mut input.is_active),
+            (self.continuous, &mut input.continuous_protection),
         ] {
             if let Some(v) = v {
                 *field = on(v);

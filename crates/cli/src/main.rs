@@ -26,8 +26,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::History(a) => commands::history::run(&ctx, json, a).await,
         Command::Audit(a) => commands::history::audit(&ctx, json, a).await,
         Command::Demo { postgres } => commands::demo::run(&ctx, json, postgres).await,
+        Command::Protect(cmd) => commands::protect::configured(&ctx, json, &cmd).await,
         // These act on a repository directly (commands::engine), before the catalog's commands.
-        Command::Backup(_) | Command::Protect(_) | Command::Restore(_) | Command::Verify(_) | Command::Ls { .. } | Command::Inspect { .. } | Command::Key(_) => Ok(()),
+        Command::Backup(_) | Command::Restore(_) | Command::Verify(_) | Command::Ls { .. } | Command::Inspect { .. } | Command::Key(_) => Ok(()),
     }
 }
 

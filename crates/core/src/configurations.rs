@@ -55,6 +55,9 @@ pub struct BackupConfiguration {
     pub includes_system_data: bool,
     pub includes_logs: bool,
     pub is_active: bool,
+    /// Every committed change streamed into the storage between the scheduled backups, so the
+    /// database can be put back to any second (PostgreSQL; a local storage).
+    pub continuous_protection: bool,
     pub connection_id: Option<String>,
     pub created_by: String,
     pub created_at: String,
@@ -79,6 +82,7 @@ impl BackupConfiguration {
             includes_system_data: self.includes_system_data,
             includes_logs: self.includes_logs,
             is_active: self.is_active,
+            continuous_protection: self.continuous_protection,
             connection_id: self.connection_id.clone().unwrap_or_default(),
         }
     }
@@ -108,6 +112,10 @@ pub struct ConfigurationInput {
     pub includes_system_data: bool,
     pub includes_logs: bool,
     pub is_active: bool,
+    /// Continuous protection: every committed change streamed into the storage between the
+    /// scheduled backups (PostgreSQL with `wal_level = logical`; a local storage).
+    #[serde(default)]
+    pub continuous_protection: bool,
     /// The connection (platform database) to back up.
     pub connection_id: String,
 }
@@ -133,6 +141,7 @@ impl Default for ConfigurationInput {
             includes_system_data: true,
             includes_logs: false,
             is_active: true,
+            continuous_protection: false,
             connection_id: String::new(),
         }
     }
@@ -159,7 +168,7 @@ const SELECT: &str = "SELECT id, configuration_name, backup_type, schedule_cron,
     coalesce(compression_enabled, 1) AS compression_enabled, coalesce(encryption_enabled, 1) AS encryption_enabled, \
     storage_location, secondary_storage, missed_runs, time_zone, coalesce(includes_tenant_data, 1) AS includes_tenant_data, \
     coalesce(includes_system_data, 1) AS includes_system_data, coalesce(includes_logs, 0) AS includes_logs, \
-    coalesce(is_active, 1) AS is_active, connection_id, created_by, coalesce(created_at, '') AS created_at, \
+    coalesce(is_active, 1) AS is_active, continuous_protection, connection_id, created_by, coalesce(created_at, '') AS created_at, \
     coalesce(updated_at, '') AS updated_at FROM backup_configurations";
 
 fn with_description(mut c: BackupConfiguration) -> BackupConfiguration {
@@ -259,13 +268,25 @@ pub async fn validate(ctx: &Ctx, input: &ConfigurationInput, editing: Option<&st
             bad("secondary_storage", format!("the storage \"{second}\" is deactivated; choose an active one"));
         }
     }
-    let conn: Option<String> = sqlx::query_scalar("SELECT id FROM connections WHERE id = ?")
+    let conn: Option<String> = sqlx::query_scalar("SELECT kind FROM connections WHERE id = ?")
         .bind(&input.connection_id)
         .fetch_optional(&ctx.pool)
         .await
         .map_err(|e| Error::catalog("check the connection", &e))?;
     if conn.is_none() {
         bad("connection_id", "choose the connection (database) to back up".into());
+    }
+    if input.continuous_protection {
+        let storage_type: Option<String> = sqlx::query_scalar("SELECT storage_type FROM backup_storage WHERE storage_name = ?")
+            .bind(input.storage_location.trim())
+            .fetch_optional(&ctx.pool)
+            .await
+            .map_err(|e| Error::catalog("check the storage", &e))?;
+        if conn.as_deref() == Some("sqlite") {
+            bad("continuous_protection", "continuous protection follows PostgreSQL databases (their logical decoding); a SQLite database is protected by its scheduled backups — turn it off or choose a PostgreSQL connection".into());
+        } else if storage_type.as_deref().is_some_and(|t| t != "local") {
+            bad("continuous_protection", format!("continuous protection writes its change segments to a local storage (a folder); \"{}\" is in the cloud — choose a local storage, or turn it off", input.storage_location.trim()));
+        }
     }
     if !(input.includes_tenant_data || input.includes_system_data || input.includes_logs) {
         bad("includes_tenant_data", "a backup must include something: tenant data, system data or logs".into());
@@ -303,8 +324,8 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     sqlx::query(
         "INSERT INTO backup_configurations (id, configuration_name, backup_type, schedule_cron, retention_days, \
          compression_enabled, encryption_enabled, storage_location, includes_tenant_data, includes_system_data, \
-         includes_logs, is_active, created_by, created_at, updated_at, connection_id, secondary_storage, missed_runs, time_zone) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         includes_logs, is_active, created_by, created_at, updated_at, connection_id, secondary_storage, missed_runs, time_zone, continuous_protection) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(&name)
@@ -325,6 +346,7 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     .bind(secondary(&input))
     .bind(input.missed_runs)
     .bind(zone(&input))
+    .bind(input.continuous_protection)
     .execute(&mut *tx)
     .await
     .map_err(|e| name_conflict(&e, &name, "save the configuration"))?;
@@ -343,7 +365,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
         "UPDATE backup_configurations SET configuration_name = ?, backup_type = ?, schedule_cron = ?, \
          retention_days = ?, compression_enabled = ?, encryption_enabled = ?, storage_location = ?, \
          includes_tenant_data = ?, includes_system_data = ?, includes_logs = ?, is_active = ?, \
-         connection_id = ?, secondary_storage = ?, missed_runs = ?, time_zone = ?, updated_at = ? WHERE id = ?",
+         connection_id = ?, secondary_storage = ?, missed_runs = ?, time_zone = ?, continuous_protection = ?, updated_at = ? WHERE id = ?",
     )
     .bind(&name)
     .bind(input.backup_type)
@@ -360,6 +382,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
     .bind(secondary(&input))
     .bind(input.missed_runs)
     .bind(zone(&input))
+    .bind(input.continuous_protection)
     .bind(now())
     .bind(id)
     .execute(&mut *tx)

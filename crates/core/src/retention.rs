@@ -85,7 +85,24 @@ pub async fn preview_at(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>) ->
     crate::context::require(ctx, crate::context::Permission::ViewHistory, "retention.preview", configuration_id).await?;
     let config = configurations::get(ctx, configuration_id).await?;
     let execs = history::kept_executions_of(ctx, configuration_id).await?;
-    Ok(plan_of(&config.id, &config.configuration_name, config.retention_days, &execs, at, true))
+    let mut plan = plan_of(&config.id, &config.configuration_name, config.retention_days, &execs, at, true);
+    // The base continuous protection's changes continue from stays while it is the base (its
+    // segments need it); an earlier base goes with its segments when it expires.
+    let base: Option<String> = sqlx::query_scalar("SELECT base_execution_id FROM protections WHERE configuration_id = ?")
+        .bind(&config.id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| crate::error::Error::catalog("read the continuous protection", &e))?
+        .flatten();
+    if let Some(base) = base {
+        for item in plan.items.iter_mut().filter(|i| i.execution_id == base && i.action == RetentionAction::Delete) {
+            item.action = RetentionAction::Keep;
+            item.reason = "expired, but it is the base of continuous protection (its change segments continue from it)".into();
+            plan.delete_count -= 1;
+            plan.bytes_freed -= item.bytes;
+        }
+    }
+    Ok(plan)
 }
 
 /// The configuration id a safety backups' plan carries (they have no configuration).
@@ -254,6 +271,20 @@ async fn apply_policy_until(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>
 
 /// Deletes what `plan` says, newest first (children before what they build on), recording and
 /// auditing each; stops at `cancel` between two deletions.
+/// Removes the change segments (continuous protection, `changes/` beside the archive) whose base
+/// is `archive_id`.
+fn remove_segments_of(archive: &Path, archive_id: &str) {
+    // <repository>/archives/<archive> → <repository>/changes
+    let Some(dir) = archive.parent().and_then(Path::parent).map(|d| d.join("changes")) else { return };
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == crate::repository::ARCHIVE_EXT) && header_of(&p).is_some_and(|h| h.parent_id.as_deref() == Some(archive_id)) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
 async fn delete_planned(ctx: &Ctx, plan: RetentionPlan, cancel: &CancelToken) -> Result<RetentionPlan> {
     // Items are newest first: children go before the backups they build on.
     for (deleted, item) in plan.items.iter().filter(|i| i.action == RetentionAction::Delete).enumerate() {
@@ -273,6 +304,10 @@ async fn delete_planned(ctx: &Ctx, plan: RetentionPlan, cancel: &CancelToken) ->
                 audit(&ctx.pool, &ctx.operator_id(), "retention.delete", path, "failure", Some(&err.message)).await?;
                 return Err(err);
             }
+        }
+        // The change segments that continue from it go too (they restore nothing without it).
+        if let Some(archive_id) = &item.archive_id {
+            remove_segments_of(Path::new(path), archive_id);
         }
         // Its second copy goes too (the copy's chain is the same as the first's).
         for copy in crate::copies::of(ctx, &item.execution_id).await?.into_iter().filter(|c| c.status == "completed") {

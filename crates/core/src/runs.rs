@@ -26,11 +26,19 @@ pub async fn enqueue(ctx: &Ctx, configuration_id: &str) -> Result<String> {
     records::insert_pending(ctx, configuration_id, &format!("{:?}", config.backup_type).to_lowercase()).await
 }
 
+/// Records a pending **full** backup of the configuration, whatever its own type: the base that
+/// continuous protection's changes continue from.
+pub async fn enqueue_full(ctx: &Ctx, configuration_id: &str) -> Result<String> {
+    crate::context::require(ctx, crate::context::Permission::TriggerManual, "backup.start", configuration_id).await?;
+    configurations::get(ctx, configuration_id).await?;
+    records::insert_pending(ctx, configuration_id, "full").await
+}
+
 
 /// Runs a pending execution to its end and records the outcome (through the one job lifecycle,
 /// [`Job`]). Returns the final row: a failed or cancelled run is on it, not an error.
 pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<BackupExecution> {
-    let (config_id, by): (Option<String>, Option<String>) = sqlx::query_as("SELECT configuration_id, initiated_by FROM backup_executions WHERE id = ? AND status = 'pending'")
+    let (config_id, by, kind): (Option<String>, Option<String>, String) = sqlx::query_as("SELECT configuration_id, initiated_by, backup_type FROM backup_executions WHERE id = ? AND status = 'pending'")
         .bind(execution_id)
         .fetch_optional(&ctx.pool)
         .await
@@ -41,7 +49,7 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
     let config_id = config_id.ok_or_else(|| Error::not_found("the backup's configuration was deleted"))?;
     let name = configurations::get(ctx, &config_id).await.map(|c| c.configuration_name).unwrap_or_default();
     let job = Job::<records::BackupRun>::start(ctx, execution_id, by, name, None).await?;
-    let result = execute(ctx, &config_id, cancel, job.progress()).await;
+    let result = execute(ctx, &config_id, &kind, cancel, job.progress()).await;
     let completed = async |out: &backup::BackupOutcome| -> Result<String> {
         records::mark_completed(ctx, execution_id, out).await?;
         // The storage's used space, for the Storage tab's growth chart.
@@ -67,7 +75,9 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
     crate::history::execution(ctx, execution_id).await
 }
 
-async fn execute(ctx: &Ctx, config_id: &str, cancel: &CancelToken, progress: ProgressSink) -> Result<backup::BackupOutcome> {
+/// Runs the configuration's backup of the kind its execution records (the configuration's own,
+/// or a full one asked for by continuous protection's base).
+async fn execute(ctx: &Ctx, config_id: &str, kind: &str, cancel: &CancelToken, progress: ProgressSink) -> Result<backup::BackupOutcome> {
     let config = configurations::get(ctx, config_id).await?;
     let connection_id = config.connection_id.clone().ok_or_else(|| Error::validation("the configuration names no connection; edit it and choose one"))?;
     let (spec, conn) = crate::connections::source_of(ctx, &connection_id).await?;
@@ -85,7 +95,12 @@ async fn execute(ctx: &Ctx, config_id: &str, cancel: &CancelToken, progress: Pro
     req.signer = keys.writer.clone();
     req.tenant_column = conn.tenant_column.clone();
     req.tenants_table = conn.tenants_table.clone();
-    req.backup_type = config.backup_type;
+    req.backup_type = match kind {
+        "full" => configurations::BackupType::Full,
+        "differential" => configurations::BackupType::Differential,
+        "incremental" => configurations::BackupType::Incremental,
+        _ => config.backup_type,
+    };
     req.zstd_level = config.compression_enabled.then_some(backup::DEFAULT_ZSTD_LEVEL);
     req.encrypt = config.encryption_enabled;
     req.include = Include { tenant_data: config.includes_tenant_data, system_data: config.includes_system_data, logs: config.includes_logs };

@@ -91,7 +91,8 @@ pub fn deep_check(reader: &ArchiveReader) -> Result<VerifyReport> {
         }
         // Rows of data, as the backup counted them: SQLite's own `sqlite_sequence` (its
         // AUTOINCREMENT counters) is carried and checked like a table, not counted as data.
-        rows += lines * u64::from(s.kind == "table" && s.name != "sqlite_sequence");
+        // A change segment's section: one transaction a line, its changes counted in the index.
+        rows += if s.kind == "changes" { s.rows } else { lines * u64::from(s.kind == "table" && s.name != "sqlite_sequence") };
     }
     let mut report = quick(path, None)?;
     report.deep = true;

@@ -25,7 +25,12 @@ secondary_storage: string | null, missed_runs: MissedRuns,
 /**
  * The time zone the schedule runs in (IANA name); `None`: the workstation's.
  */
-time_zone: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
+time_zone: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, 
+/**
+ * Every committed change streamed into the storage between the scheduled backups, so the
+ * database can be put back to any second (PostgreSQL; a local storage).
+ */
+continuous_protection: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
 
 export type ConfigurationStatus = { configuration_id: string, next_run: string | null, last_status: JobStatus | null, last_started_at: string | null, last_error: string | null, };
 
@@ -46,6 +51,11 @@ missed_runs: MissedRuns,
  * The time zone the schedule runs in (IANA name, e.g. Europe/Berlin); empty: the workstation's.
  */
 time_zone: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, 
+/**
+ * Continuous protection: every committed change streamed into the storage between the
+ * scheduled backups (PostgreSQL with `wal_level = logical`; a local storage).
+ */
+continuous_protection: boolean, 
 /**
  * The connection (platform database) to back up.
  */
@@ -692,4 +702,4 @@ export type TenantRow = { id: string,
 name: string | null, };
 
 /** A new configuration's settings until someone changes them (`ConfigurationInput::default()`). */
-export const DEFAULT_CONFIGURATION_INPUT: ConfigurationInput = {"configuration_name":"","backup_type":"full","schedule_cron":"0 2 * * *","retention_days":30,"compression_enabled":true,"encryption_enabled":true,"storage_location":"","secondary_storage":null,"missed_runs":"run_once","time_zone":null,"includes_tenant_data":true,"includes_system_data":true,"includes_logs":false,"is_active":true,"connection_id":""};
+export const DEFAULT_CONFIGURATION_INPUT: ConfigurationInput = {"configuration_name":"","backup_type":"full","schedule_cron":"0 2 * * *","retention_days":30,"compression_enabled":true,"encryption_enabled":true,"storage_location":"","secondary_storage":null,"missed_runs":"run_once","time_zone":null,"includes_tenant_data":true,"includes_system_data":true,"includes_logs":false,"is_active":true,"continuous_protection":false,"connection_id":""};

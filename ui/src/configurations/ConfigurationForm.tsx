@@ -29,6 +29,7 @@ export function toInput(c: BackupConfiguration): ConfigurationInput {
     includes_system_data: c.includes_system_data,
     includes_logs: c.includes_logs,
     is_active: c.is_active,
+    continuous_protection: c.continuous_protection,
     connection_id: c.connection_id ?? "",
   };
 }
@@ -100,7 +101,7 @@ export function ConfigurationForm({
     }
   };
 
-  const check = (key: "compression_enabled" | "encryption_enabled" | "includes_tenant_data" | "includes_system_data" | "includes_logs" | "is_active", label: string) => (
+  const check = (key: "compression_enabled" | "encryption_enabled" | "includes_tenant_data" | "includes_system_data" | "includes_logs" | "is_active" | "continuous_protection", label: string) => (
     <label className="flex items-center gap-2 text-sm">
       <input type="checkbox" name={key} checked={value[key]} onChange={(e) => set(key, e.target.checked)} />
       {label}
@@ -205,8 +206,10 @@ export function ConfigurationForm({
           {check("compression_enabled", "Compress (zstd)")}
           {check("encryption_enabled", "Encrypt (AES-256-GCM)")}
           {check("is_active", "Active (runs on schedule)")}
+          {check("continuous_protection", "Continuous protection (any second, PostgreSQL)")}
         </div>
         <FieldMessage errors={shown} field="includes_tenant_data" />
+        <FieldMessage errors={shown} field="continuous_protection" />
         {saveError != null && <ErrorBox error={saveError} />}
         <div className="flex gap-2 justify-end">
           <Button variant="outline" onClick={() => onDone(null)}>Cancel</Button>

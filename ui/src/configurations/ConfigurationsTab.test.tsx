@@ -62,6 +62,30 @@ describe("Configurations", () => {
     expect(input).toMatchObject({ configuration_name: "Hourly", storage_location: "Local backups", connection_id: "k1", schedule_cron: "0 2 * * *" });
   });
 
+  it("turns continuous protection on from the form, shows its refusal inline, and marks the configuration", async () => {
+    mocked.validateConfiguration.mockImplementation(async (input) =>
+      input.continuous_protection && input.configuration_name === "On SQLite"
+        ? [{ field: "continuous_protection", message: "continuous protection follows PostgreSQL databases" }]
+        : [],
+    );
+    mocked.createConfiguration.mockResolvedValue({ ...configurations[0], id: "c2", configuration_name: "Streamed", continuous_protection: true });
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    await userEvent.click(await screen.findByTestId("new-configuration"));
+    const form = await screen.findByTestId("configuration-form");
+    const box = within(form).getByLabelText(/Continuous protection/);
+    expect(box).not.toBeChecked();
+    await userEvent.click(box);
+    await userEvent.type(within(form).getByLabelText("Name"), "On SQLite");
+    expect(await within(form).findByTestId("error-continuous_protection")).toHaveTextContent("PostgreSQL");
+    await userEvent.clear(within(form).getByLabelText("Name"));
+    await userEvent.type(within(form).getByLabelText("Name"), "Streamed");
+    await waitFor(() => expect(within(form).queryByTestId("error-continuous_protection")).toBeNull());
+    await userEvent.click(within(form).getByTestId("save-configuration"));
+    await waitFor(() => expect(mocked.createConfiguration).toHaveBeenCalledTimes(1));
+    expect(mocked.createConfiguration.mock.calls[0][0]).toMatchObject({ configuration_name: "Streamed", continuous_protection: true });
+  });
+
   it("shows a duplicate name refused by the engine next to the name", async () => {
     mocked.createConfiguration.mockRejectedValue(
       new ApiError("validation", "a configuration named \"Daily Full Backup\" already exists", [

@@ -72,6 +72,11 @@ function ConfigurationRow({ config, onEdit, status }: { config: BackupConfigurat
         </div>
         <div className="flex items-center gap-2">
           <Badge variant={config.is_active ? "default" : "secondary"}>{config.is_active ? "Active" : "Inactive"}</Badge>
+          {config.continuous_protection && (
+            <span title="Every committed change is streamed into the storage: the database can be put back to any second (safehold protect status)">
+              <Badge variant="secondary">Continuous</Badge>
+            </span>
+          )}
           {may("backup:trigger_manual") && (
             <Button size="sm" className="whitespace-nowrap shrink-0" onClick={startRun} disabled={!config.is_active || run.isPending}
               data-testid="run-now">

@@ -45,11 +45,13 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: ConfigCommand) -> Result<(),
             settings.apply(ctx, &mut input).await?;
             let c = configurations::update(ctx, &current.id, input).await?;
             show_configuration(json, &c, "changed");
+            settle_protection(ctx, &c.id).await?;
         }
         ConfigCommand::Remove { name } => {
             let c = configurations::find(ctx, &name).await?;
             configurations::delete(ctx, &c.id).await?;
             println!("configuration \"{}\" deleted (its backups stay)", c.configuration_name);
+            settle_protection(ctx, &c.id).await?;
         }
         ConfigCommand::Run { name } => {
             let config = configurations::find(ctx, &name).await?;
@@ -76,11 +78,29 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: ConfigCommand) -> Result<(),
     Ok(())
 }
 
+/// Continuous protection turned off, the configuration deactivated or deleted: its replication
+/// slot is dropped now (the server must not keep WAL for it); the slot's name is said.
+async fn settle_protection(ctx: &Ctx, id: &str) -> Result<(), Error> {
+    if let Some(slot) = safehold_core::protect::configured::settle(ctx, id).await? {
+        eprintln!("continuous protection stopped: the replication slot {slot} is dropped (the change segments stay)");
+    }
+    Ok(())
+}
+
 pub(crate) fn show_configuration(json: bool, c: &configurations::BackupConfiguration, what: &str) {
     if json {
         print_json(c);
     } else {
-        println!("configuration \"{}\" {what}: {} ({}), {} backups into {}, {}", c.configuration_name, c.schedule_cron, c.schedule_description, format!("{:?}", c.backup_type).to_lowercase(), c.storage_location, if c.is_active { "active" } else { "inactive" });
+        println!(
+            "configuration \"{}\" {what}: {} ({}), {} backups into {}, {}{}",
+            c.configuration_name,
+            c.schedule_cron,
+            c.schedule_description,
+            format!("{:?}", c.backup_type).to_lowercase(),
+            c.storage_location,
+            if c.is_active { "active" } else { "inactive" },
+            if c.continuous_protection { ", continuous protection on" } else { "" }
+        );
     }
 }
 

@@ -17,9 +17,11 @@ pub(crate) async fn run(cli: &Cli) -> Result<bool, Error> {
         Command::Key(KeyCommand::ExportRecovery { repo, keys }) => (Adhoc::ExportRecovery, repo, keys),
         Command::Key(KeyCommand::Writers { repo, keys }) => (Adhoc::Writers, repo, keys),
         Command::Key(KeyCommand::ApproveWriter { repo, keys, .. }) => (Adhoc::ApproveWriter, repo, keys),
-        Command::Protect(ProtectCommand::Status(p)) => (Adhoc::List, &p.repo, &p.keys),
-        Command::Protect(ProtectCommand::Restore { p, .. }) => (Adhoc::Restore, &p.repo, &p.keys),
-        Command::Protect(ProtectCommand::Start(p) | ProtectCommand::Stop(p) | ProtectCommand::Run { p, .. }) => (Adhoc::Protect, &p.repo, &p.keys),
+        // A configuration's protection (--config, or status without --repo): the catalog's commands.
+        Command::Protect(ProtectCommand::Status(p) | ProtectCommand::Run { p, .. }) if p.repo.is_none() => return Ok(false),
+        Command::Protect(ProtectCommand::Status(p)) => (Adhoc::List, super::protect::repo_of(p)?, &p.keys),
+        Command::Protect(ProtectCommand::Restore { p, .. }) => (Adhoc::Restore, super::protect::repo_of(p)?, &p.keys),
+        Command::Protect(ProtectCommand::Start(p) | ProtectCommand::Stop(p) | ProtectCommand::Run { p, .. }) => (Adhoc::Protect, super::protect::repo_of(p)?, &p.keys),
         Command::Restore(a) => {
             super::restore::run(cli, a).await?;
             return Ok(true);

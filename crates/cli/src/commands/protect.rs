@@ -13,6 +13,15 @@ fn source_of(p: &ProtectArgs) -> Result<String, Error> {
     }
 }
 
+/// The repository of a protection named on the command line.
+pub(crate) fn repo_of(p: &ProtectArgs) -> Result<&PathBuf, Error> {
+    p.repo.as_ref().ok_or_else(|| Error::validation("give the repository: --repo DIR (or --config NAME for a configuration's continuous protection)"))
+}
+
+fn name_of(p: &ProtectArgs) -> Result<&str, Error> {
+    p.name.as_deref().ok_or_else(|| Error::validation("give the protection's name: --name NAME (its replication slot's name)"))
+}
+
 fn opened(place: &Path) -> Result<Repository, Error> {
     Repository::open(place)?.ok_or_else(|| Error::not_found(format!("{} is not a repository: start protection into it first (safehold protect start)", place.display())))
 }
@@ -25,7 +34,7 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
             let (repo, mk) = keys.open_repository_for_backup(place).await?;
             let mut req = BackupRequest::new(SourceSpec::Postgres { url });
             req.signer = keys.writer.clone();
-            let out = protect::start(&repo, &mk, &req, &p.name, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            let out = protect::start(&repo, &mk, &req, name_of(p)?, &cancel_on_ctrl_c(), &progress_sink(json)).await;
             end_progress(json);
             let (prot, base) = out?;
             if json {
@@ -39,13 +48,24 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
             let repo = opened(place)?;
             let cancel = cancel_on_ctrl_c();
             loop {
-                let out = protect::step(&repo, &url, &p.name, signer.clone()).await?;
+                let out = protect::step(&repo, &url, name_of(p)?, signer.clone()).await?;
                 if json {
                     print_json(&out);
                 } else if out.transactions > 0 {
                     println!("{} transactions, {} changes sealed into {}", out.transactions, out.changes, out.segment.as_deref().unwrap_or("-"));
                 }
-                let check = protect::check_slot(&repo, &url, &p.name, Some(*warn_held_bytes), *max_held_bytes).await?;
+                if out.schema_changed {
+                    // pgoutput carries no DDL: a new base backup, the slot kept.
+                    let (repo, mk) = keys.open_repository_for_backup(place).await?;
+                    let mut req = BackupRequest::new(SourceSpec::Postgres { url: url.clone() });
+                    req.signer = keys.writer.clone();
+                    let (_, base) = protect::rebase(&repo, &mk, &req, name_of(p)?, &cancel, &progress_sink(json)).await?;
+                    end_progress(json);
+                    if !json {
+                        println!("the schema changed: a new base backup {} ({} rows); the earlier one's segments stay restorable up to the last step before the change", base.id, base.rows);
+                    }
+                }
+                let check = protect::check_slot(&repo, &url, name_of(p)?, Some(*warn_held_bytes), *max_held_bytes).await?;
                 if let Some(w) = &check.warning {
                     eprintln!("warning: {w}");
                 }
@@ -65,25 +85,26 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
         ProtectCommand::Status(p) => {
             let url = source_of(p)?;
             let repo = opened(place)?;
-            let st = protect::status(&repo, &url, &p.name).await?;
+            let st = protect::status(&repo, &url, name_of(p)?).await?;
             if json {
                 print_json(&serde_json::json!({
                     "name": st.name, "slot_exists": st.slot.is_some(), "lag_seconds": st.lag_seconds,
                     "lag_bytes": st.slot.as_ref().map(|s| s.lag_bytes), "held_bytes": st.slot.as_ref().map(|s| s.held_bytes),
                     "wal_status": st.slot.as_ref().and_then(|s| s.wal_status.clone()), "max_slot_wal_keep_size": st.slot.as_ref().map(|s| s.max_slot_wal_keep_size.clone()),
                     "segments": st.segments, "last_segment": st.last_segment, "last_sealed_commit": st.last_sealed_commit,
+                    "recovery_point": st.covered.last().map(|c| c.1.clone()), "covered": st.covered,
                 }));
             } else {
                 match (&st.slot, st.lag_seconds) {
                     (Some(s), Some(lag)) => println!(
                         "{}: the recovery point is {lag:.1} s behind ({} bytes of WAL not yet sealed); {} bytes held back on the server ({}; max_slot_wal_keep_size {})",
-                        p.name,
+                        name_of(p)?,
                         s.lag_bytes,
                         s.held_bytes,
                         s.wal_status.as_deref().unwrap_or("?"),
                         s.max_slot_wal_keep_size
                     ),
-                    _ => println!("{}: no replication slot on the server (protection is stopped, or the slot was lost)", p.name),
+                    _ => println!("{}: no replication slot on the server (protection is stopped, or the slot was lost)", name_of(p)?),
                 }
                 println!(
                     "  {} segments{}",
@@ -95,11 +116,11 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
         ProtectCommand::Stop(p) => {
             let url = source_of(p)?;
             let repo = opened(place)?;
-            protect::stop(&repo, &url, &p.name).await?;
+            protect::stop(&repo, &url, name_of(p)?).await?;
             if json {
-                print_json(&serde_json::json!({ "name": p.name, "stopped": true }));
+                print_json(&serde_json::json!({ "name": name_of(p)?, "stopped": true }));
             } else {
-                println!("{}: the slot and the publication are dropped; the segments stay in {}", p.name, place.display());
+                println!("{}: the slot and the publication are dropped; the segments stay in {}", name_of(p)?, place.display());
             }
         }
         ProtectCommand::Restore { p, at, to, tenant: Some(tenant), tenant_column, tenants_table, dry_run } => {
@@ -108,7 +129,7 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
                 return Err(Error::validation("--to is a PostgreSQL database: postgres://user@host:5432/db"));
             };
             let ts = safehold_core::source::pg_apply::TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.clone(), tenants_table: tenants_table.clone(), references: Vec::new() };
-            let out = protect::restore_tenant_at(&repo, &keys, &p.name, at, &url, &ts, !dry_run, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            let out = protect::restore_tenant_at(&repo, &keys, name_of(p)?, at, &url, &ts, !dry_run, &cancel_on_ctrl_c(), &progress_sink(json)).await;
             end_progress(json);
             let out = out?;
             if json {
@@ -125,7 +146,7 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
             let SourceSpec::Postgres { url } = SourceSpec::parse(to)? else {
                 return Err(Error::validation("--to is a PostgreSQL database: postgres://user@host:5432/db"));
             };
-            let out = protect::restore_at(&repo, &keys, &p.name, at, &url, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+            let out = protect::restore_at(&repo, &keys, name_of(p)?, at, &url, &cancel_on_ctrl_c(), &progress_sink(json)).await;
             end_progress(json);
             let out = out?;
             if json {
@@ -134,6 +155,96 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
                 println!("put back to {at}: base backup {}, {} transactions ({} changes) from {} segments", out.base_id, out.transactions, out.changes, out.segments);
             }
         }
+    }
+    Ok(())
+}
+
+/// A configuration's continuous protection (`--config NAME`), or every configuration's status
+/// (`protect status` without `--repo`): from the catalog, as the app shows it.
+pub(crate) async fn configured(ctx: &Ctx, json: bool, cmd: &ProtectCommand) -> Result<(), Error> {
+    use safehold_core::protect::configured as c;
+    match cmd {
+        ProtectCommand::Run { p, .. } => {
+            let name = p.config.as_deref().ok_or_else(|| Error::validation("give --config NAME, or --source, --repo and --name"))?;
+            let config = configurations::find(ctx, name).await?;
+            let notices: c::NoticeSink = Arc::new(|n: c::Notice| eprintln!("{}: {}", n.level, n.message));
+            let r = c::run_step(ctx, &config.id, &notices).await?;
+            if json {
+                print_json(&r);
+            } else {
+                println!("{}: {}{}", r.configuration_name, r.action, r.segment.as_deref().map(|s| format!(" ({} transactions into {s})", r.transactions)).unwrap_or_default());
+            }
+        }
+        ProtectCommand::Status(p) => {
+            let ids: Vec<String> = match &p.config {
+                Some(name) => vec![configurations::find(ctx, name).await?.id],
+                None => configurations::list(ctx).await?.into_iter().filter(|c| c.continuous_protection).map(|c| c.id).collect(),
+            };
+            let mut all = Vec::new();
+            for id in ids {
+                all.push(c::status_of(ctx, &id).await?);
+            }
+            if json {
+                // Each figure named with its unit.
+                let rows: Vec<serde_json::Value> = all
+                    .iter()
+                    .map(|s| {
+                        let live = s.live.as_ref();
+                        let slot = live.and_then(|l| l.slot.as_ref());
+                        serde_json::json!({
+                            "configuration": s.configuration_name, "enabled": s.enabled,
+                            "state": s.record.as_ref().map(|r| r.state.clone()), "slot": s.record.as_ref().map(|r| r.slot.clone()),
+                            "slot_exists": slot.is_some(), "lag_seconds": live.and_then(|l| l.lag_seconds),
+                            "lag_bytes": slot.map(|x| x.lag_bytes), "held_bytes": slot.map(|x| x.held_bytes),
+                            "warn_held_bytes": s.warn_held_bytes, "max_held_bytes": s.max_held_bytes,
+                            "wal_status": slot.and_then(|x| x.wal_status.clone()), "max_slot_wal_keep_size": slot.map(|x| x.max_slot_wal_keep_size.clone()),
+                            "segments": live.map(|l| l.segments), "last_segment": live.and_then(|l| l.last_segment.clone()),
+                            "last_sealed_commit": live.and_then(|l| l.last_sealed_commit.clone()),
+                            "recovery_point": live.and_then(|l| l.covered.last().map(|c| c.1.clone())),
+                            "covered": live.map(|l| l.covered.clone()),
+                            "storage": s.record.as_ref().map(|r| r.storage_location.clone()),
+                            "last_step_at": s.record.as_ref().and_then(|r| r.last_step_at.clone()),
+                            "last_warning": s.record.as_ref().and_then(|r| r.last_warning.clone()),
+                            "last_error": s.record.as_ref().and_then(|r| r.last_error.clone()).or(s.live_error.clone()),
+                        })
+                    })
+                    .collect();
+                print_json(&rows);
+            } else if all.is_empty() {
+                println!("no configuration has continuous protection on (safehold config set NAME --continuous on)");
+            } else {
+                for s in &all {
+                    let state = s.record.as_ref().map(|r| r.state.as_str()).unwrap_or("not started (the next step of the app or `safehold schedule run` starts it)");
+                    println!("{}: {state}", s.configuration_name);
+                    if let Some(l) = &s.live {
+                        match (&l.slot, l.lag_seconds) {
+                            (Some(x), Some(lag)) => println!(
+                                "  the recovery point is {lag:.1} s behind ({} bytes not yet sealed); {} bytes of WAL held back (warning past {}, dropped past {}; max_slot_wal_keep_size {})",
+                                x.lag_bytes, x.held_bytes, s.warn_held_bytes, s.max_held_bytes, x.max_slot_wal_keep_size
+                            ),
+                            _ => println!("  no replication slot on the server"),
+                        }
+                        println!("  {} segments{}", l.segments, l.last_sealed_commit.as_deref().map(|c| format!(", the newest transaction sealed committed at {c}")).unwrap_or_default());
+                        for (from, until) in &l.covered {
+                            println!("  can be put back to any second from {from} to {until}");
+                        }
+                    }
+                    if let Some(r) = &s.record {
+                        println!("  slot {}{}", r.slot, r.last_step_at.as_deref().map(|t| format!(", last step {t}")).unwrap_or_default());
+                        if let Some(w) = &r.last_warning {
+                            println!("  warning: {w}");
+                        }
+                        if let Some(e) = &r.last_error {
+                            println!("  error: {e}");
+                        }
+                    }
+                    if let Some(e) = &s.live_error {
+                        println!("  cannot read the server: {e}");
+                    }
+                }
+            }
+        }
+        _ => return Err(Error::validation("this protect command needs --source, --repo and --name")),
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: ScheduleCommand) -> Result<(
                 }
             }
         }
-        ScheduleCommand::Run { max_jobs } => {
+        ScheduleCommand::Run { max_jobs, protect_every } => {
             let stamp = || safehold_core::catalog::now();
             let r = safehold_core::scheduler::recover_interrupted(ctx).await?;
             if r.backups + r.restores + r.migrations + r.partial_files + r.uploads as u64 > 0 {
@@ -35,11 +35,16 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: ScheduleCommand) -> Result<(
                 );
             }
             let log: safehold_core::scheduler::LogSink = Arc::new(move |line| println!("{} {line}", safehold_core::catalog::now()));
-            let scheduler = safehold_core::scheduler::Scheduler::new(ctx.clone(), max_jobs, log);
+            let scheduler = safehold_core::scheduler::Scheduler::new(ctx.clone(), max_jobs, log.clone());
             let active = configurations::list(ctx).await?.into_iter().filter(|c| c.is_active).count();
             println!("{} scheduler running: {active} active configurations, {max_jobs} job(s) at a time; Ctrl-C stops it", stamp());
+            // Continuous protection of the configurations that have it on, beside the schedule.
+            let (log2, every) = (log.clone(), std::time::Duration::from_secs(protect_every));
+            let notices: safehold_core::protect::configured::NoticeSink = Arc::new(move |n| log2(format!("{}: {}", n.level, n.message)));
+            let protection = safehold_core::protect::configured::run_forever(ctx.clone(), every, log.clone(), notices);
             tokio::select! {
                 _ = scheduler.clone().run() => {}
+                _ = protection => {}
                 _ = tokio::signal::ctrl_c() => println!("{} stopping", stamp()),
             }
         }

@@ -167,6 +167,36 @@ pub async fn peek(conn: &mut PgConnection, slot: &str, publication: &str, max_ch
     Ok(out)
 }
 
+/// The server's clock now, in microseconds since 2000-01-01 UTC (the unit of commit times).
+pub async fn server_clock_us(conn: &mut PgConnection) -> Result<i64> {
+    sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp() - '2000-01-01 00:00:00+00'::timestamptz) * 1000000)::bigint")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(q("read the server's clock"))
+}
+
+/// A digest of the database's schema as logical decoding cannot follow it (`pgoutput` carries
+/// no DDL): every user table and partition with its kind, columns (name, type, not null,
+/// default, identity, generation), constraints, indexes, triggers, and the sequences. Two equal
+/// digests: no schema change between them that a replay would miss.
+pub async fn schema_fingerprint(conn: &mut PgConnection) -> Result<String> {
+    sqlx::query_scalar(
+        "WITH rels AS (SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%')
+         SELECT md5(coalesce(string_agg(x, E'\n' ORDER BY x), '')) FROM (
+           SELECT format('rel %s %s', name, relkind) AS x FROM rels
+           UNION ALL SELECT format('col %s %s %s %s %s %s %s', r.name, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attidentity, a.attgenerated, pg_get_expr(d.adbin, d.adrelid))
+             FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+           UNION ALL SELECT format('con %s %s %s', r.name, k.conname, pg_get_constraintdef(k.oid)) FROM rels r JOIN pg_constraint k ON k.conrelid = r.oid
+           UNION ALL SELECT format('idx %s', pg_get_indexdef(i.indexrelid)) FROM rels r JOIN pg_index i ON i.indrelid = r.oid
+           UNION ALL SELECT format('trg %s %s', r.name, pg_get_triggerdef(t.oid)) FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal
+         ) s",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(q("read the schema's digest"))
+}
+
 /// Moves the slot past `lsn` (a transaction's end): the server may then recycle its WAL.
 pub async fn advance(conn: &mut PgConnection, slot: &str, lsn: u64) -> Result<()> {
     sqlx::query("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)").bind(slot).bind(format_lsn(lsn)).execute(&mut *conn).await.map_err(q("advance the replication slot"))?;

@@ -27,6 +27,7 @@ pub(crate) fn input(name: &str, connection_id: &str) -> ConfigurationInput {
         includes_system_data: false,
         includes_logs: false,
         is_active: true,
+        continuous_protection: false,
         connection_id: connection_id.into(),
     }
 }

@@ -225,6 +225,7 @@ async fn includes_choose_tenant_system_and_log_tables() {
         includes_system_data: system,
         includes_logs: logs,
         is_active: true,
+        continuous_protection: false,
         connection_id: conn_id.clone(),
     };
     for (name, t, s, l, expected) in [

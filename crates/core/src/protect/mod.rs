@@ -34,6 +34,8 @@ use crate::source::pg_logical::{self, Txn};
 use crate::source::postgres::connect;
 use crate::source::{CancelToken, ProgressSink, SourceSpec};
 
+pub mod configured;
+
 /// What a protected database's segments continue from, kept beside them (no secret in it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Protection {
@@ -43,6 +45,47 @@ pub struct Protection {
     /// The full backup the changes continue from, and its transaction snapshot.
     pub base_id: String,
     pub base_snapshot: String,
+    /// The schema's digest taken before the base backup ([`pg_logical::schema_fingerprint`]): a
+    /// step that reads another one has met a schema change.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// When the base backup was done (microseconds since 2000-01-01 UTC, the server's clock just
+    /// after it): a second before it is not this base's.
+    #[serde(default)]
+    pub base_time_us: Option<i64>,
+    /// Up to when every committed change is sealed (the server's clock at the start of the last
+    /// complete step whose schema was the base's), microseconds since 2000-01-01 UTC.
+    #[serde(default)]
+    pub covered_until_us: Option<i64>,
+    /// Earlier bases of this protection (a schema change starts a new one), oldest first.
+    #[serde(default)]
+    pub earlier: Vec<Span>,
+}
+
+/// A base backup and the seconds its segments put back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Span {
+    pub base_id: String,
+    pub from_us: i64,
+    pub until_us: i64,
+    /// Why it ended (e.g. a schema change).
+    pub ended_by: String,
+}
+
+/// An RFC 3339 time (UTC) of microseconds since 2000-01-01.
+pub fn rfc3339_of(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us + 946_684_800_000_000).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)).unwrap_or_default()
+}
+
+/// Writes the state atomically (a new file renamed over the old one).
+fn write_state(repo: &Repository, p: &Protection) -> Result<()> {
+    let dir = changes_dir(repo);
+    crate::private::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
+    let json = serde_json::to_vec_pretty(p).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let path = state_path(repo, &p.slot);
+    let tmp = path.with_extension("json.new");
+    crate::private::write(&tmp, &json).map_err(|e| Error::io("cannot record the protection", &e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("cannot record the protection", &e))
 }
 
 /// The repository's folder of change segments.
@@ -90,26 +133,71 @@ pub async fn begin(repo: &Repository, req: &BackupRequest, slot: &str) -> Result
 /// again (nothing is left holding WAL).
 pub async fn base(repo: &Repository, master: &SecretKey, req: &BackupRequest, slot: &str, cancel: &CancelToken, progress: &ProgressSink) -> Result<(Protection, BackupOutcome)> {
     let url = postgres_url(req)?;
+    match take_base(repo, master, req, slot, cancel, progress).await {
+        Ok(done) => Ok(done),
+        Err(e) => {
+            let mut conn = connect(url).await?;
+            let _ = pg_logical::drop(&mut conn, slot, slot).await;
+            Err(e)
+        }
+    }
+}
+
+/// A new base backup after a schema change ([`StepOutcome::schema_changed`]): the slot stays,
+/// the earlier base and its segments stay restorable up to the last second they cover.
+pub async fn rebase(repo: &Repository, master: &SecretKey, req: &BackupRequest, slot: &str, cancel: &CancelToken, progress: &ProgressSink) -> Result<(Protection, BackupOutcome)> {
+    take_base(repo, master, req, slot, cancel, progress).await
+}
+
+async fn take_base(repo: &Repository, master: &SecretKey, req: &BackupRequest, slot: &str, cancel: &CancelToken, progress: &ProgressSink) -> Result<(Protection, BackupOutcome)> {
+    let url = postgres_url(req)?;
     let mut conn = connect(url).await?;
+    let fingerprint = before_base(&mut conn).await?;
     let mut full = req.clone();
     full.backup_type = BackupType::Full;
-    let base = match backup::run(repo, master, &full, cancel, progress).await {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = pg_logical::drop(&mut conn, slot, slot).await;
-            return Err(e);
-        }
-    };
-    let header = ArchiveReader::open(Path::new(&base.archive))?.header;
+    let base = backup::run(repo, master, &full, cancel, progress).await?;
+    let from_us = pg_logical::server_clock_us(&mut conn).await?;
+    let p = record_base(repo, slot, &req.source_name, Path::new(&base.archive), fingerprint, from_us)?;
+    Ok((p, base))
+}
+
+/// The schema's digest, read just before a base backup.
+pub async fn before_base(conn: &mut sqlx::PgConnection) -> Result<String> {
+    pg_logical::schema_fingerprint(conn).await
+}
+
+/// Records the full backup `archive` (taken after the slot was made; `fingerprint` read just
+/// before it, `from_us` the server's clock just after it) as the one the changes of `slot`
+/// continue from; a base recorded already (a schema change started a new one) is kept as an
+/// earlier span.
+pub fn record_base(repo: &Repository, slot: &str, source_name: &str, archive: &Path, fingerprint: String, from_us: i64) -> Result<Protection> {
+    let header = ArchiveReader::open(archive)?.header;
     let base_snapshot = header.basis.as_ref().and_then(|b| b.get("txid_snapshot")).and_then(|s| s.as_str()).map(str::to_string).ok_or_else(|| {
         Error::new(ErrorCode::Internal, "the base backup records no transaction snapshot")
     })?;
-    let p = Protection { slot: slot.into(), source_name: req.source_name.clone(), base_id: base.id.clone(), base_snapshot };
-    let dir = changes_dir(repo);
-    crate::private::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
-    let json = serde_json::to_vec_pretty(&p).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-    crate::private::write(&state_path(repo, slot), &json).map_err(|e| Error::io("cannot record the protection", &e))?;
-    Ok((p, base))
+    let mut earlier = Vec::new();
+    if let Ok(prev) = protection(repo, slot) {
+        earlier = prev.earlier.clone();
+        let from = prev.base_time_us.unwrap_or(from_us);
+        earlier.push(Span { base_id: prev.base_id, from_us: from, until_us: prev.covered_until_us.unwrap_or(from), ended_by: "a schema change".into() });
+    }
+    let p = Protection {
+        slot: slot.into(),
+        source_name: source_name.into(),
+        base_id: header.archive_id.clone(),
+        base_snapshot,
+        fingerprint: Some(fingerprint),
+        base_time_us: Some(from_us),
+        covered_until_us: None,
+        earlier,
+    };
+    write_state(repo, &p)?;
+    Ok(p)
+}
+
+/// Whether `slot` has a record in the repository (its base recorded).
+pub fn is_recorded(repo: &Repository, slot: &str) -> bool {
+    state_path(repo, slot).exists()
 }
 
 /// Whether the transaction `xid` (32 bits, as decoding gives it) is visible in `snapshot`
@@ -135,24 +223,66 @@ pub struct StepOutcome {
     /// Transactions the base backup holds already (the hand-over).
     pub in_base: usize,
     pub segment: Option<String>,
+    /// The schema changed since the base (a table made, altered or dropped): what committed
+    /// after the last step is left in the slot, and a new base backup must be taken
+    /// ([`rebase`]) — the seconds between the two are not covered.
+    pub schema_changed: bool,
 }
 
 /// Reads what committed since the last step, writes it as one segment, then advances the slot.
 pub async fn step(repo: &Repository, url: &str, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<StepOutcome> {
     let mut conn = connect(url).await?;
-    let (out, end) = write_segment(repo, &mut conn, slot, signer).await?;
+    let (out, end, covered) = write_segment_checked(repo, &mut conn, slot, signer).await?;
     if let Some(lsn) = end {
         // Only now, the segment stored: the server may recycle the WAL it came from.
         pg_logical::advance(&mut conn, slot, lsn).await?;
     }
+    if let Some(us) = covered {
+        let mut p = protection(repo, slot)?;
+        p.covered_until_us = Some(us);
+        write_state(repo, &p)?;
+    }
     Ok(out)
 }
+
+/// Writes the segment of what committed since the last step, after checking the schema: the
+/// clock read first, then the slot, then the schema's digest. The same digest as the base's: no
+/// schema change committed before the clock's reading, and everything committed before it is in
+/// the segment — returned as the new end of coverage. Another digest: the change committed after
+/// the last step's reading, so only what committed before that is sealed (the rest stays in the
+/// slot for the next base) and `schema_changed` is set.
+async fn write_segment_checked(repo: &Repository, conn: &mut sqlx::PgConnection, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<(StepOutcome, Option<u64>, Option<i64>)> {
+    let p = protection(repo, slot)?;
+    let clock = pg_logical::server_clock_us(conn).await?;
+    let txns = pg_logical::peek(conn, slot, slot, PEEK_CHANGES).await?;
+    let complete = txns.iter().map(|t| t.changes.len()).sum::<usize>() < PEEK_CHANGES as usize;
+    let digest = pg_logical::schema_fingerprint(conn).await?;
+    let same = p.fingerprint.as_deref().is_none_or(|f| f == digest);
+    if same {
+        let covered = if complete { Some(clock) } else { txns.last().map(|t| t.commit_time_us) };
+        let (out, end) = seal(repo, &p, txns, signer)?;
+        return Ok((out, end, covered));
+    }
+    let until = p.covered_until_us.or(p.base_time_us).unwrap_or(i64::MIN);
+    let before: Vec<Txn> = txns.into_iter().take_while(|t| t.commit_time_us <= until).collect();
+    let (mut out, end) = seal(repo, &p, before, signer)?;
+    out.schema_changed = true;
+    Ok((out, end, None))
+}
+
+/// At most this many changes are read by one step (whole transactions always).
+const PEEK_CHANGES: i32 = 50_000;
 
 /// Writes the segment of what the slot holds now, without advancing it; returns the LSN to
 /// advance to (the last transaction's end). `signer` signs it (`None`: this home's writer key).
 pub async fn write_segment(repo: &Repository, conn: &mut sqlx::PgConnection, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<(StepOutcome, Option<u64>)> {
     let p = protection(repo, slot)?;
-    let txns = pg_logical::peek(conn, slot, slot, 50_000).await?;
+    let txns = pg_logical::peek(conn, slot, slot, PEEK_CHANGES).await?;
+    seal(repo, &p, txns, signer)
+}
+
+/// Seals `txns` (those the base does not hold) into a segment; returns the LSN to advance to.
+fn seal(repo: &Repository, p: &Protection, txns: Vec<Txn>, signer: Option<Arc<dyn Signer>>) -> Result<(StepOutcome, Option<u64>)> {
     let end = txns.last().map(|t| t.end_lsn);
     let mut out = StepOutcome::default();
     let mut keep = Vec::new();
@@ -236,6 +366,36 @@ pub struct AtOutcome {
     pub changes: u64,
 }
 
+/// The seconds a protection puts back: each base's span, oldest first (the current one up to
+/// the last complete step).
+pub fn spans(p: &Protection) -> Vec<Span> {
+    let mut out = p.earlier.clone();
+    if let Some(from) = p.base_time_us {
+        out.push(Span { base_id: p.base_id.clone(), from_us: from, until_us: p.covered_until_us.unwrap_or(from), ended_by: String::new() });
+    }
+    out
+}
+
+/// The base backup whose segments put the database back to `until` (microseconds), or why none
+/// does, naming the seconds that are covered.
+fn base_for(p: &Protection, at: &str, until: i64) -> Result<String> {
+    if p.base_time_us.is_none() {
+        // Recorded before spans were kept: the one base.
+        return Ok(p.base_id.clone());
+    }
+    let spans = spans(p);
+    if let Some(s) = spans.iter().rev().find(|s| s.from_us <= until && until <= s.until_us) {
+        return Ok(s.base_id.clone());
+    }
+    let covered: Vec<String> = spans.iter().map(|s| format!("{} to {}", rfc3339_of(s.from_us), rfc3339_of(s.until_us))).collect();
+    let why = match spans.last() {
+        Some(last) if until > last.until_us => format!("the changes are sealed up to {} (the last step of the streamer); choose a second at or before it, or wait for the next step", rfc3339_of(last.until_us)),
+        Some(first) if until < spans[0].from_us => format!("it is before the first base backup of {} ({})", p.slot, rfc3339_of(first.from_us)),
+        _ => "it falls between two bases (a schema change: the seconds between the last step before it and the new base backup are not covered)".to_string(),
+    };
+    Err(Error::validation(format!("{at} cannot be put back: {why}. Covered: {}", covered.join("; "))))
+}
+
 /// Microseconds since 2000-01-01 UTC of an RFC 3339 time.
 fn pg_micros(at: &str) -> Result<i64> {
     let t = chrono::DateTime::parse_from_rfc3339(at.trim()).map_err(|e| Error::validation(format!("{at} is not a time: write it as 2026-12-04T14:31:59Z ({e})")))?;
@@ -247,12 +407,13 @@ fn pg_micros(at: &str) -> Result<i64> {
 pub async fn restore_at(repo: &Repository, keys: &crate::keys::unlock::KeySources, slot: &str, at: &str, target_url: &str, cancel: &CancelToken, progress: &ProgressSink) -> Result<AtOutcome> {
     let until = pg_micros(at)?;
     let p = protection(repo, slot)?;
+    let base_id = base_for(&p, at, until)?;
     let base = repo
         .list()?
         .into_iter()
-        .find(|(_, h)| h.archive_id == p.base_id)
+        .find(|(_, h)| h.archive_id == base_id)
         .map(|(path, _)| path)
-        .ok_or_else(|| Error::not_found(format!("the base backup {} of {slot} is not in the repository", p.base_id)))?;
+        .ok_or_else(|| Error::not_found(format!("the base backup {base_id} of {slot} is not in the repository")))?;
     // The repository's key, derived once: it opens the base (a full backup: a chain of one) and
     // every segment.
     let master = keys.unlock_repository(repo).await?;
@@ -261,13 +422,16 @@ pub async fn restore_at(repo: &Repository, keys: &crate::keys::unlock::KeySource
     crate::restore::restore_chain(vec![base], &SourceSpec::Postgres { url: target_url.to_string() }, 1, false, cancel, progress).await?;
     let files = segments(repo, slot)?;
     let mut txns: Vec<Txn> = Vec::new();
+    let mut used = 0;
     for f in &files {
         cancel.check()?;
         let mut reader = ArchiveReader::open(f)?;
         tokio::task::block_in_place(|| reader.unlock(Some(&master), None))?;
-        if reader.header.parent_id.as_deref() != Some(p.base_id.as_str()) {
-            return Err(Error::validation(format!("{} continues another backup than {slot}'s base", f.display())));
+        // Segments of an earlier base (protection started again) are not this base's.
+        if reader.header.parent_id.as_deref() != Some(base_id.as_str()) {
+            continue;
         }
+        used += 1;
         let index = reader.index()?;
         let mut data = Vec::new();
         reader.read_section(&index, "changes", &mut |c| {
@@ -301,7 +465,7 @@ pub async fn restore_at(repo: &Repository, keys: &crate::keys::unlock::KeySource
     .execute(&mut conn)
     .await
     .map_err(crate::source::postgres::q("set the sequences after the replay"))?;
-    Ok(AtOutcome { base_id: p.base_id, segments: files.len(), transactions: txns.iter().filter(|t| t.commit_time_us <= until).count(), changes: applied })
+    Ok(AtOutcome { base_id, segments: used, transactions: txns.iter().filter(|t| t.commit_time_us <= until).count(), changes: applied })
 }
 
 /// A protection's state on the server and in the repository.
@@ -315,8 +479,11 @@ pub struct Status {
     pub lag_seconds: Option<f64>,
     pub segments: usize,
     pub last_segment: Option<String>,
-    /// The commit time of the newest transaction sealed (the recovery point).
+    /// The commit time of the newest transaction sealed.
     pub last_sealed_commit: Option<String>,
+    /// The seconds that can be put back, per base (RFC 3339): the recovery point is the last
+    /// span's end.
+    pub covered: Vec<(String, String)>,
 }
 
 /// The slot's lag and the WAL it holds back, and the segments kept.
@@ -336,7 +503,8 @@ pub async fn status(repo: &Repository, url: &str, slot: &str) -> Result<Status> 
         Some(f) => Some(ArchiveReader::open(f)?.header.snapshot_time),
         None => None,
     };
-    Ok(Status { name: slot.into(), slot: on_server, lag_seconds, segments: files.len(), last_segment: files.last().map(|f| f.display().to_string()), last_sealed_commit })
+    let covered = protection(repo, slot).map(|p| spans(&p).iter().map(|s| (rfc3339_of(s.from_us), rfc3339_of(s.until_us))).collect()).unwrap_or_default();
+    Ok(Status { name: slot.into(), slot: on_server, lag_seconds, segments: files.len(), last_segment: files.last().map(|f| f.display().to_string()), last_sealed_commit, covered })
 }
 
 /// What the slot's size check found.

@@ -1,0 +1,383 @@
+//! Continuous protection run from a backup configuration (its "Continuous protection" setting):
+//! what the app runs while it is open and `safehold schedule run` runs on a server. Each step of
+//! [`run_step`] for a configuration that has the setting on makes its slot and base backup the
+//! first time (the base recorded in the history like any backup, kept by retention while it is
+//! the base), then seals what committed since into a segment and checks the WAL the slot holds
+//! back. A configuration whose setting is turned off, that is deactivated or deleted has its slot
+//! dropped ([`settle`]): the server never keeps WAL for a streamer that no longer runs.
+//!
+//! What Safehold made is recorded in the catalog's `protections` table (no secret in it), so the
+//! state, the last error and the last warning are what `safehold protect status --config` and the
+//! app show.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{check_slot, record_base, step, stop};
+use crate::catalog::now;
+use crate::configurations::{self, BackupConfiguration};
+use crate::context::{Ctx, Permission};
+use crate::error::{Error, Result};
+use crate::repository::Repository;
+use crate::source::pg_logical;
+use crate::source::postgres::connect;
+use crate::source::SourceSpec;
+
+/// The WAL a slot may hold back before a warning, and before it is dropped (bytes): app settings
+/// `protect_warn_held_bytes` and `protect_max_held_bytes`; 1 GiB and 16 GiB unless set.
+pub const DEFAULT_WARN_BYTES: u64 = 1 << 30;
+pub const DEFAULT_MAX_BYTES: u64 = 16 << 30;
+
+/// Something an administrator must hear about (a desktop notification in the app, a line on a
+/// server).
+#[derive(Debug, Clone, Serialize)]
+pub struct Notice {
+    pub configuration_name: String,
+    /// `warning` (the slot holds much WAL back, a step failed) or `dropped` (protection stopped).
+    pub level: String,
+    pub message: String,
+}
+
+pub type NoticeSink = Arc<dyn Fn(Notice) + Send + Sync>;
+
+/// A configuration's replication slot's name: `safehold_` and 16 hexadecimal digits of its id.
+pub fn slot_name(configuration_id: &str) -> String {
+    let hex: String = configuration_id.chars().filter(|c| c.is_ascii_hexdigit()).map(|c| c.to_ascii_lowercase()).take(16).collect();
+    format!("safehold_{hex}")
+}
+
+/// What the catalog records of a configuration's protection.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ProtectionRow {
+    pub configuration_id: String,
+    pub slot: String,
+    pub connection_id: String,
+    pub storage_location: String,
+    pub state: String,
+    pub base_execution_id: Option<String>,
+    pub started_at: String,
+    pub last_step_at: Option<String>,
+    pub last_segment: Option<String>,
+    pub last_sealed_commit: Option<String>,
+    pub held_bytes: Option<i64>,
+    pub last_warning: Option<String>,
+    pub last_error: Option<String>,
+}
+
+async fn row(ctx: &Ctx, configuration_id: &str) -> Result<Option<ProtectionRow>> {
+    sqlx::query_as("SELECT configuration_id, slot, connection_id, storage_location, state, base_execution_id, started_at, last_step_at, last_segment, last_sealed_commit, held_bytes, last_warning, last_error FROM protections WHERE configuration_id = ?")
+        .bind(configuration_id)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("read the continuous protection", &e))
+}
+
+async fn set(ctx: &Ctx, configuration_id: &str, sql: &'static str, values: &[Option<String>]) -> Result<()> {
+    let mut q = sqlx::query(sql);
+    for v in values {
+        q = q.bind(v.clone());
+    }
+    q.bind(now()).bind(configuration_id).execute(&ctx.pool).await.map_err(|e| Error::catalog("record the continuous protection", &e))?;
+    Ok(())
+}
+
+/// The WAL limits set for the slots (bytes).
+pub async fn limits(ctx: &Ctx) -> Result<(u64, u64)> {
+    let get = async |key: &str, default: u64| -> Result<u64> { Ok(crate::catalog::setting(&ctx.pool, key).await?.and_then(|v| v.parse().ok()).unwrap_or(default)) };
+    Ok((get("protect_warn_held_bytes", DEFAULT_WARN_BYTES).await?, get("protect_max_held_bytes", DEFAULT_MAX_BYTES).await?))
+}
+
+/// The protected database and the repository of a configuration.
+struct Target {
+    url: String,
+    source_name: String,
+    dir: std::path::PathBuf,
+}
+
+impl Target {
+    /// The repository (made by the base backup).
+    fn repo(&self) -> Result<Repository> {
+        Repository::open(&self.dir)?.ok_or_else(|| Error::not_found(format!("{} holds no repository: continuous protection starts again with a base backup", self.dir.display())))
+    }
+}
+
+async fn target(ctx: &Ctx, config: &BackupConfiguration, connection_id: &str, storage_name: &str) -> Result<Target> {
+    let (spec, conn) = crate::connections::source_of(ctx, connection_id).await?;
+    let SourceSpec::Postgres { url } = spec else {
+        return Err(Error::validation(format!("\"{}\": continuous protection follows PostgreSQL databases; turn it off for a SQLite connection", config.configuration_name)));
+    };
+    let store = crate::storage::by_name_or_id(&ctx.pool, storage_name).await?.ok_or_else(|| Error::not_found(format!("the storage \"{storage_name}\" does not exist any more")))?;
+    if store.storage_type != crate::storage::StorageType::Local {
+        return Err(Error::validation(format!("\"{}\": continuous protection writes its change segments to a local storage; \"{storage_name}\" is in the cloud", config.configuration_name)));
+    }
+    let dir = crate::storage::location(ctx, &store).await?;
+    Ok(Target { url, source_name: conn.name, dir })
+}
+
+/// What one step for a configuration did.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub configuration_name: String,
+    /// `started` (slot and base made), `sealed` (a segment written), `idle` (nothing committed),
+    /// `stopped` (the setting is off: the slot was dropped), `dropped` (past the hard WAL limit).
+    pub action: String,
+    pub transactions: usize,
+    pub segment: Option<String>,
+    pub warning: Option<String>,
+}
+
+/// One step of continuous protection for a configuration: started (slot, then the base backup),
+/// or a segment sealed and the slot checked; a configuration without the setting has its slot
+/// dropped if Safehold made one. The step's error is recorded (`last_error`) and returned.
+pub async fn run_step(ctx: &Ctx, configuration_id: &str, notices: &NoticeSink) -> Result<StepReport> {
+    crate::context::require(ctx, Permission::TriggerManual, "backup.protect", configuration_id).await?;
+    let config = match configurations::get(ctx, configuration_id).await {
+        Ok(c) => c,
+        Err(e) if e.code == crate::error::ErrorCode::NotFound => {
+            // Deleted: its slot goes.
+            let slot = settle(ctx, configuration_id).await?;
+            return Ok(StepReport { configuration_name: slot.unwrap_or_default(), action: "stopped".into(), transactions: 0, segment: None, warning: None });
+        }
+        Err(e) => return Err(e),
+    };
+    let name = config.configuration_name.clone();
+    let report = |action: &str| StepReport { configuration_name: name.clone(), action: action.into(), transactions: 0, segment: None, warning: None };
+    if !(config.continuous_protection && config.is_active) {
+        return Ok(match settle(ctx, configuration_id).await? {
+            Some(_) => report("stopped"),
+            None => report("idle"),
+        });
+    }
+    let connection_id = config.connection_id.clone().ok_or_else(|| Error::validation("the configuration names no connection; edit it and choose one"))?;
+    let existing = row(ctx, configuration_id).await?;
+    // A changed connection or storage: the old slot goes, a new base is taken.
+    if existing.as_ref().is_some_and(|r| r.connection_id != connection_id || r.storage_location != config.storage_location || r.state == "dropped") {
+        settle_row(ctx, existing.as_ref().expect("checked")).await?;
+    }
+    let existing = row(ctx, configuration_id).await?;
+    let result = match existing {
+        Some(r) if r.state == "streaming" => stream(ctx, &config, &r, notices).await,
+        _ => start(ctx, &config, &connection_id).await,
+    };
+    match result {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let _ = set(ctx, configuration_id, "UPDATE protections SET last_error = ?, updated_at = ? WHERE configuration_id = ?", &[Some(e.message.clone())]).await;
+            notices(Notice { configuration_name: name, level: "warning".into(), message: format!("continuous protection: {}", e.message) });
+            Err(e)
+        }
+    }
+}
+
+/// Makes the slot (dropping one left by a start that did not finish), then the base backup, run
+/// and recorded like a backup of the configuration (a full one, whatever the configuration's type).
+async fn start(ctx: &Ctx, config: &BackupConfiguration, connection_id: &str) -> Result<StepReport> {
+    let slot = slot_name(&config.id);
+    let t = target(ctx, config, connection_id, &config.storage_location).await?;
+    let mut conn = connect(&t.url).await?;
+    let missing = pg_logical::missing_prerequisites(&mut conn).await?;
+    if !missing.is_empty() {
+        return Err(Error::validation(format!("\"{}\": the server is not ready for continuous protection: {}", config.configuration_name, missing.join("; "))));
+    }
+    if pg_logical::status(&mut conn, &slot).await?.is_some() {
+        pg_logical::drop(&mut conn, &slot, &slot).await?;
+    }
+    sqlx::query(
+        "INSERT INTO protections (configuration_id, slot, connection_id, storage_location, state, started_at, updated_at) VALUES (?, ?, ?, ?, 'starting', ?, ?)
+         ON CONFLICT (configuration_id) DO UPDATE SET slot = excluded.slot, connection_id = excluded.connection_id, storage_location = excluded.storage_location,
+           state = 'starting', base_execution_id = NULL, started_at = excluded.started_at, last_error = NULL, last_warning = NULL, updated_at = excluded.updated_at",
+    )
+    .bind(&config.id)
+    .bind(&slot)
+    .bind(connection_id)
+    .bind(&config.storage_location)
+    .bind(now())
+    .bind(now())
+    .execute(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("record the continuous protection", &e))?;
+    pg_logical::create(&mut conn, &slot, &slot).await?;
+    let based = take_base(ctx, config, &t, &slot, &mut conn).await;
+    match based {
+        Ok(execution_id) => {
+            set(ctx, &config.id, "UPDATE protections SET state = 'streaming', base_execution_id = ?, last_error = NULL, updated_at = ? WHERE configuration_id = ?", &[Some(execution_id)]).await?;
+            Ok(StepReport { configuration_name: config.configuration_name.clone(), action: "started".into(), transactions: 0, segment: None, warning: None })
+        }
+        Err(e) => {
+            // Nothing is left holding WAL: the slot goes with the failed start.
+            let _ = pg_logical::drop(&mut conn, &slot, &slot).await;
+            let _ = sqlx::query("DELETE FROM protections WHERE configuration_id = ?").bind(&config.id).execute(&ctx.pool).await;
+            Err(e)
+        }
+    }
+}
+
+/// The base backup, run and recorded like a backup of the configuration (a full one whatever
+/// its type), the schema's digest read before it and the server's clock after; returns its
+/// execution's id.
+async fn take_base(ctx: &Ctx, config: &BackupConfiguration, t: &Target, slot: &str, conn: &mut sqlx::PgConnection) -> Result<String> {
+    let fingerprint = super::before_base(conn).await?;
+    let execution_id = crate::runs::enqueue_full(ctx, &config.id).await?;
+    let done = crate::runs::run(ctx, &execution_id, &crate::source::CancelToken::new()).await?;
+    let archive = done.file_path.clone().filter(|_| done.status == crate::history::JobStatus::Completed).ok_or_else(|| {
+        Error::validation(format!("the base backup of \"{}\" failed: {}", config.configuration_name, done.error_message.clone().unwrap_or_default()))
+    })?;
+    let from_us = pg_logical::server_clock_us(conn).await?;
+    let repo = t.repo()?;
+    record_base(&repo, slot, &t.source_name, std::path::Path::new(&archive), fingerprint, from_us)?;
+    Ok(execution_id)
+}
+
+/// A segment sealed, then the slot's WAL checked against the limits.
+async fn stream(ctx: &Ctx, config: &BackupConfiguration, r: &ProtectionRow, notices: &NoticeSink) -> Result<StepReport> {
+    let t = target(ctx, config, &r.connection_id, &r.storage_location).await?;
+    let signer = crate::keys::custody::key_sources(ctx).await?.writer.map(|w| w as Arc<dyn crate::archive::Signer>);
+    let repo = t.repo()?;
+    let out = step(&repo, &t.url, &r.slot, signer).await?;
+    if out.schema_changed {
+        // pgoutput carries no DDL: a new base is taken at once; the earlier base's segments stay
+        // restorable up to the last step before the change.
+        let mut conn = connect(&t.url).await?;
+        let execution_id = take_base(ctx, config, &t, &r.slot, &mut conn).await?;
+        set(ctx, &config.id, "UPDATE protections SET base_execution_id = ?, last_warning = NULL, last_error = NULL, updated_at = ? WHERE configuration_id = ?", &[Some(execution_id)]).await?;
+        return Ok(StepReport { configuration_name: config.configuration_name.clone(), action: "rebased".into(), transactions: out.transactions, segment: out.segment, warning: None });
+    }
+    let (warn, max) = limits(ctx).await?;
+    let check = check_slot(&repo, &t.url, &r.slot, Some(warn), Some(max)).await?;
+    let mut report = StepReport {
+        configuration_name: config.configuration_name.clone(),
+        action: if out.segment.is_some() { "sealed".into() } else { "idle".into() },
+        transactions: out.transactions,
+        segment: out.segment.clone(),
+        warning: check.warning.clone(),
+    };
+    if let Some(d) = &check.dropped {
+        set(ctx, &config.id, "UPDATE protections SET state = 'dropped', last_error = ?, updated_at = ? WHERE configuration_id = ?", &[Some(d.clone())]).await?;
+        notices(Notice { configuration_name: config.configuration_name.clone(), level: "dropped".into(), message: d.clone() });
+        report.action = "dropped".into();
+        return Ok(report);
+    }
+    if let Some(w) = &check.warning {
+        notices(Notice { configuration_name: config.configuration_name.clone(), level: "warning".into(), message: w.clone() });
+    }
+    let sealed = match &out.segment {
+        Some(f) => Some(crate::archive::ArchiveReader::open(std::path::Path::new(f))?.header.snapshot_time),
+        None => r.last_sealed_commit.clone(),
+    };
+    sqlx::query(
+        "UPDATE protections SET last_step_at = ?, last_segment = coalesce(?, last_segment), last_sealed_commit = ?, held_bytes = ?, last_warning = ?, last_error = NULL, updated_at = ? WHERE configuration_id = ?",
+    )
+    .bind(now())
+    .bind(&out.segment)
+    .bind(sealed)
+    .bind(check.held_bytes as i64)
+    .bind(&check.warning)
+    .bind(now())
+    .bind(&config.id)
+    .execute(&ctx.pool)
+    .await
+    .map_err(|e| Error::catalog("record the continuous protection", &e))?;
+    Ok(report)
+}
+
+/// Drops the slot Safehold made for a configuration whose setting is off, that is inactive or
+/// deleted (the segments stay with the backups they continue); returns what was dropped. Called
+/// by every change of a configuration (the app and the CLI) and by every step.
+pub async fn settle(ctx: &Ctx, configuration_id: &str) -> Result<Option<String>> {
+    let Some(r) = row(ctx, configuration_id).await? else { return Ok(None) };
+    let wanted = match configurations::get(ctx, configuration_id).await {
+        Ok(c) => c.continuous_protection && c.is_active && c.connection_id.as_deref() == Some(r.connection_id.as_str()) && c.storage_location == r.storage_location,
+        Err(e) if e.code == crate::error::ErrorCode::NotFound => false,
+        Err(e) => return Err(e),
+    };
+    if wanted {
+        return Ok(None);
+    }
+    settle_row(ctx, &r).await.map(Some)
+}
+
+async fn settle_row(ctx: &Ctx, r: &ProtectionRow) -> Result<String> {
+    let (spec, _) = crate::connections::source_of(ctx, &r.connection_id).await.map_err(|e| {
+        Error::validation(format!(
+            "the replication slot {} could not be dropped: its connection is gone ({}); drop it on the server: SELECT pg_drop_replication_slot('{}')",
+            r.slot, e.message, r.slot
+        ))
+    })?;
+    let SourceSpec::Postgres { url } = spec else { return Err(Error::validation("continuous protection follows PostgreSQL databases")) };
+    let store = crate::storage::by_name_or_id(&ctx.pool, &r.storage_location).await?;
+    let repo = match &store {
+        Some(s) => Repository::open(&crate::storage::location(ctx, s).await?)?,
+        None => None,
+    };
+    match &repo {
+        Some(repo) => stop(repo, &url, &r.slot).await,
+        None => {
+            let mut conn = connect(&url).await?;
+            pg_logical::drop(&mut conn, &r.slot, &r.slot).await
+        }
+    }
+    .map_err(|e| Error::validation(format!("the replication slot {} could not be dropped ({}): it holds WAL on the server until it is; try again when the server answers", r.slot, e.message)))?;
+    sqlx::query("DELETE FROM protections WHERE configuration_id = ?").bind(&r.configuration_id).execute(&ctx.pool).await.map_err(|e| Error::catalog("record the continuous protection", &e))?;
+    crate::catalog::audit(&ctx.pool, &ctx.operator_id(), "backup.protect.stop", &r.slot, "success", None).await?;
+    Ok(r.slot.clone())
+}
+
+/// A configuration's protection as the app and `protect status --config` show it: the catalog's
+/// record and, when the server answers, the slot's lag and held WAL.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfiguredStatus {
+    pub configuration_name: String,
+    pub enabled: bool,
+    pub record: Option<ProtectionRow>,
+    pub live: Option<super::Status>,
+    /// Why the live figures could not be read.
+    pub live_error: Option<String>,
+    pub warn_held_bytes: u64,
+    pub max_held_bytes: u64,
+}
+
+pub async fn status_of(ctx: &Ctx, configuration_id: &str) -> Result<ConfiguredStatus> {
+    crate::context::require(ctx, Permission::ViewStatus, "backup.protect.status", configuration_id).await?;
+    let config = configurations::get(ctx, configuration_id).await?;
+    let record = row(ctx, configuration_id).await?;
+    let (warn, max) = limits(ctx).await?;
+    let (mut live, mut live_error) = (None, None);
+    if let Some(r) = &record {
+        match target(ctx, &config, &r.connection_id, &r.storage_location).await {
+            Ok(t) => match async { super::status(&t.repo()?, &t.url, &r.slot).await }.await {
+                Ok(s) => live = Some(s),
+                Err(e) => live_error = Some(e.message),
+            },
+            Err(e) => live_error = Some(e.message),
+        }
+    }
+    Ok(ConfiguredStatus { configuration_name: config.configuration_name, enabled: config.continuous_protection && config.is_active, record, live, live_error, warn_held_bytes: warn, max_held_bytes: max })
+}
+
+/// Every configuration with the setting on (or with a slot left to drop), one step each, every
+/// `every` until the process ends: what the app runs while it is open and `safehold schedule run`
+/// on a server. Each step's outcome goes to `log`; warnings and drops also to `notices`.
+pub async fn run_forever(ctx: Ctx, every: Duration, log: crate::scheduler::LogSink, notices: NoticeSink) {
+    loop {
+        let ids: Vec<String> = match sqlx::query_scalar("SELECT id FROM backup_configurations WHERE continuous_protection = 1 UNION SELECT configuration_id FROM protections")
+            .fetch_all(&ctx.pool)
+            .await
+        {
+            Ok(ids) => ids,
+            Err(e) => {
+                log(format!("continuous protection: cannot read the configurations: {e}"));
+                Vec::new()
+            }
+        };
+        for id in ids {
+            match run_step(&ctx, &id, &notices).await {
+                Ok(r) if r.action == "idle" => {}
+                Ok(r) => log(format!("continuous protection of \"{}\": {}{}", r.configuration_name, r.action, r.segment.map(|s| format!(" ({} transactions into {s})", r.transactions)).unwrap_or_default())),
+                Err(e) => log(format!("continuous protection failed: {}", e.message)),
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
