@@ -418,7 +418,18 @@ pub(crate) enum ProtectCommand {
         tenant_column: String,
         #[arg(long, default_value = "tenants")]
         tenants_table: String,
-        /// With --tenant: show what would change, change nothing.
+        /// Put only these tables back to the second, in place (schema.table, comma-separated).
+        #[arg(long, value_delimiter = ',', conflicts_with = "tenant")]
+        tables: Vec<String>,
+        /// With --tenant: restore it as a copy beside the others (new ids, a new tenant) rather
+        /// than in place.
+        #[arg(long, requires = "tenant")]
+        as_copy: bool,
+        /// With --as-copy: the new tenant's id (default: the tenants table's default makes one).
+        #[arg(long, requires = "as_copy")]
+        new_tenant_id: Option<String>,
+        /// Show the plan — the base backup, the segments, the transactions and changes replayed
+        /// (and with --tenant or --tables what would change) — and change nothing.
         #[arg(long)]
         dry_run: bool,
     },

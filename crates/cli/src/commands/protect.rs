@@ -123,36 +123,70 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
                 println!("{}: the slot and the publication are dropped; the segments stay in {}", name_of(p)?, place.display());
             }
         }
-        ProtectCommand::Restore { p, at, to, tenant: Some(tenant), tenant_column, tenants_table, dry_run } => {
+        ProtectCommand::Restore { p, at, to, tenant, tenant_column, tenants_table, tables, as_copy, new_tenant_id, dry_run } => {
             let repo = opened(place)?;
             let SourceSpec::Postgres { url } = SourceSpec::parse(to)? else {
                 return Err(Error::validation("--to is a PostgreSQL database: postgres://user@host:5432/db"));
             };
-            let ts = safehold_core::source::pg_apply::TenantScope { tenant_id: tenant.clone(), tenant_column: tenant_column.clone(), tenants_table: tenants_table.clone(), references: Vec::new() };
-            let out = protect::restore_tenant_at(&repo, &keys, name_of(p)?, at, &url, &ts, !dry_run, &cancel_on_ctrl_c(), &progress_sink(json)).await;
-            end_progress(json);
-            let out = out?;
-            if json {
-                print_json(&serde_json::json!({ "tenant": tenant, "at": at, "committed": !dry_run, "tables": out.tables }));
-            } else {
-                println!("{} tenant {tenant} to {at}{}:", if *dry_run { "would put back" } else { "put back" }, if *dry_run { " (nothing changed)" } else { "" });
-                for t in &out.tables {
-                    println!("  {}: {} inserted, {} updated, {} deleted", t.table, t.inserted, t.updated, t.deleted);
-                }
+            let name = name_of(p)?;
+            // The plan first: which base, which segments, how many changes.
+            let plan = protect::plan_at(&repo, &keys, name, at).await?;
+            if !json {
+                println!(
+                    "{at}: base backup {} (taken {}), {} segments, {} transactions ({} changes) replayed{}",
+                    plan.base_id,
+                    plan.base_taken,
+                    plan.segments,
+                    plan.transactions,
+                    plan.changes,
+                    plan.last_commit.as_deref().map(|c| format!(", the last committed at {c}")).unwrap_or_default()
+                );
             }
-        }
-        ProtectCommand::Restore { p, at, to, .. } => {
-            let repo = opened(place)?;
-            let SourceSpec::Postgres { url } = SourceSpec::parse(to)? else {
-                return Err(Error::validation("--to is a PostgreSQL database: postgres://user@host:5432/db"));
+            let scope = match (tenant, tables.is_empty()) {
+                (Some(t), _) => {
+                    let ts = safehold_core::source::pg_apply::TenantScope { tenant_id: t.clone(), tenant_column: tenant_column.clone(), tenants_table: tenants_table.clone(), references: Vec::new() };
+                    Some(if *as_copy {
+                        protect::AtScope::TenantAsCopy(ts, safehold_core::migrate::CopyAs { new_tenant_id: new_tenant_id.clone(), ..Default::default() })
+                    } else {
+                        protect::AtScope::Scope(safehold_core::source::pg_apply::Scope::Tenant(ts))
+                    })
+                }
+                (None, false) => Some(protect::AtScope::Scope(safehold_core::source::pg_apply::Scope::Tables(tables.iter().cloned().collect()))),
+                (None, true) => None,
             };
-            let out = protect::restore_at(&repo, &keys, name_of(p)?, at, &url, &cancel_on_ctrl_c(), &progress_sink(json)).await;
-            end_progress(json);
-            let out = out?;
-            if json {
-                print_json(&out);
-            } else {
-                println!("put back to {at}: base backup {}, {} transactions ({} changes) from {} segments", out.base_id, out.transactions, out.changes, out.segments);
+            match scope {
+                Some(scope) => {
+                    let out = protect::restore_scope_at(&repo, &keys, name, at, &url, &scope, !dry_run, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+                    end_progress(json);
+                    let out = out?;
+                    if json {
+                        print_json(&serde_json::json!({ "plan": plan, "tenant": tenant, "new_tenant_id": out.new_tenant_id, "at": at, "committed": !dry_run, "tables": out.tables }));
+                    } else {
+                        let what = tenant.as_ref().map(|t| format!("tenant {t}")).unwrap_or_else(|| tables.join(", "));
+                        println!("{} {what} to {at}{}:", if *dry_run { "would put back" } else { "put back" }, if *dry_run { " (nothing changed)" } else { "" });
+                        for t in &out.tables {
+                            println!("  {}: {} inserted, {} updated, {} deleted", t.table, t.inserted, t.updated, t.deleted);
+                        }
+                        if let Some(id) = &out.new_tenant_id {
+                            println!("  as the new tenant {id}");
+                        }
+                    }
+                }
+                None if *dry_run => {
+                    if json {
+                        print_json(&serde_json::json!({ "plan": plan, "committed": false }));
+                    }
+                }
+                None => {
+                    let out = protect::restore_at(&repo, &keys, name, at, &url, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+                    end_progress(json);
+                    let out = out?;
+                    if json {
+                        print_json(&out);
+                    } else {
+                        println!("put back to {at}: base backup {}, {} transactions ({} changes) from {} segments", out.base_id, out.transactions, out.changes, out.segments);
+                    }
+                }
             }
         }
     }

@@ -60,6 +60,9 @@ pub struct Protection {
     /// Earlier bases of this protection (a schema change starts a new one), oldest first.
     #[serde(default)]
     pub earlier: Vec<Span>,
+    /// Protection was stopped (the slot dropped): the spans stay restorable, no step follows.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 /// A base backup and the seconds its segments put back.
@@ -121,7 +124,7 @@ fn postgres_url(req: &BackupRequest) -> Result<&str> {
 /// The slot and the publication: from here on every committed transaction is kept for a segment.
 pub async fn begin(repo: &Repository, req: &BackupRequest, slot: &str) -> Result<()> {
     let url = postgres_url(req)?;
-    if state_path(repo, slot).exists() {
+    if protection(repo, slot).is_ok_and(|p| !p.stopped) {
         return Err(Error::conflict(format!("{slot} is protected already in {}", repo.dir.display())));
     }
     let mut conn = connect(url).await?;
@@ -179,7 +182,8 @@ pub fn record_base(repo: &Repository, slot: &str, source_name: &str, archive: &P
     if let Ok(prev) = protection(repo, slot) {
         earlier = prev.earlier.clone();
         let from = prev.base_time_us.unwrap_or(from_us);
-        earlier.push(Span { base_id: prev.base_id, from_us: from, until_us: prev.covered_until_us.unwrap_or(from), ended_by: "a schema change".into() });
+        let ended_by = if prev.stopped { "protection stopped" } else { "a schema change" };
+        earlier.push(Span { base_id: prev.base_id, from_us: from, until_us: prev.covered_until_us.unwrap_or(from), ended_by: ended_by.into() });
     }
     let p = Protection {
         slot: slot.into(),
@@ -190,6 +194,7 @@ pub fn record_base(repo: &Repository, slot: &str, source_name: &str, archive: &P
         base_time_us: Some(from_us),
         covered_until_us: None,
         earlier,
+        stopped: false,
     };
     write_state(repo, &p)?;
     Ok(p)
@@ -419,33 +424,8 @@ pub async fn restore_at(repo: &Repository, keys: &crate::keys::unlock::KeySource
     let master = keys.unlock_repository(repo).await?;
     let mut base = ArchiveReader::open(&base)?;
     tokio::task::block_in_place(|| base.unlock(Some(&master), None))?;
+    let (used, txns) = changes_of(repo, &master, slot, &base_id, cancel)?;
     crate::restore::restore_chain(vec![base], &SourceSpec::Postgres { url: target_url.to_string() }, 1, false, cancel, progress).await?;
-    let files = segments(repo, slot)?;
-    let mut txns: Vec<Txn> = Vec::new();
-    let mut used = 0;
-    for f in &files {
-        cancel.check()?;
-        let mut reader = ArchiveReader::open(f)?;
-        tokio::task::block_in_place(|| reader.unlock(Some(&master), None))?;
-        // Segments of an earlier base (protection started again) are not this base's.
-        if reader.header.parent_id.as_deref() != Some(base_id.as_str()) {
-            continue;
-        }
-        used += 1;
-        let index = reader.index()?;
-        let mut data = Vec::new();
-        reader.read_section(&index, "changes", &mut |c| {
-            data.extend_from_slice(c);
-            Ok(())
-        })?;
-        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            txns.push(serde_json::from_slice(line).map_err(|e| Error::validation(format!("{}: an unreadable transaction ({e})", f.display())))?);
-        }
-    }
-    // Commit order; a transaction held by two segments (a step that stopped before advancing
-    // the slot) once.
-    txns.sort_by_key(|t| t.commit_lsn);
-    txns.dedup_by_key(|t| t.commit_lsn);
     let mut conn = connect(target_url).await?;
     let applied = pg_logical::apply(&mut conn, &txns, Some(until)).await?;
     // Sequences are not in the changes: each one a column owns goes on from that column's largest
@@ -466,6 +446,75 @@ pub async fn restore_at(repo: &Repository, keys: &crate::keys::unlock::KeySource
     .await
     .map_err(crate::source::postgres::q("set the sequences after the replay"))?;
     Ok(AtOutcome { base_id, segments: used, transactions: txns.iter().filter(|t| t.commit_time_us <= until).count(), changes: applied })
+}
+
+/// The transactions of the segments that continue from `base_id`, in commit order, each once
+/// (a step that stopped before advancing the slot leaves a transaction in two segments), and how
+/// many segments hold them.
+fn changes_of(repo: &Repository, master: &SecretKey, slot: &str, base_id: &str, cancel: &CancelToken) -> Result<(usize, Vec<Txn>)> {
+    let mut txns: Vec<Txn> = Vec::new();
+    let mut used = 0;
+    for f in &segments(repo, slot)? {
+        cancel.check()?;
+        let mut reader = ArchiveReader::open(f)?;
+        // Segments of another base (an earlier one, or one after a schema change) are not these.
+        if reader.header.parent_id.as_deref() != Some(base_id) {
+            continue;
+        }
+        tokio::task::block_in_place(|| reader.unlock(Some(master), None))?;
+        used += 1;
+        let index = reader.index()?;
+        let mut data = Vec::new();
+        reader.read_section(&index, "changes", &mut |c| {
+            data.extend_from_slice(c);
+            Ok(())
+        })?;
+        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            txns.push(serde_json::from_slice(line).map_err(|e| Error::validation(format!("{}: an unreadable transaction ({e})", f.display())))?);
+        }
+    }
+    txns.sort_by_key(|t| t.commit_lsn);
+    txns.dedup_by_key(|t| t.commit_lsn);
+    Ok((used, txns))
+}
+
+/// What a restore to a second will use: the base backup, the segments, and the transactions and
+/// changes it will replay — said before anything is written.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct AtPlan {
+    pub at: String,
+    pub base_id: String,
+    /// The base's snapshot time (as its header records it).
+    pub base_taken: String,
+    pub segments: u64,
+    pub transactions: u64,
+    pub changes: u64,
+    /// The last transaction replayed, and when it committed.
+    pub last_commit: Option<String>,
+}
+
+/// The plan of a restore to the second `at` (reads the segments; writes nothing).
+pub async fn plan_at(repo: &Repository, keys: &crate::keys::unlock::KeySources, slot: &str, at: &str) -> Result<AtPlan> {
+    let until = pg_micros(at)?;
+    let p = protection(repo, slot)?;
+    let base_id = base_for(&p, at, until)?;
+    let (_, header) = repo
+        .list()?
+        .into_iter()
+        .find(|(_, h)| h.archive_id == base_id)
+        .ok_or_else(|| Error::not_found(format!("the base backup {base_id} of {slot} is not in the repository (retention deleted it?)")))?;
+    let master = keys.unlock_repository(repo).await?;
+    let (used, txns) = changes_of(repo, &master, slot, &base_id, &CancelToken::new())?;
+    let replayed: Vec<&Txn> = txns.iter().filter(|t| t.commit_time_us <= until).collect();
+    Ok(AtPlan {
+        at: at.to_string(),
+        base_id,
+        base_taken: header.snapshot_time,
+        segments: used as u64,
+        transactions: replayed.len() as u64,
+        changes: replayed.iter().map(|t| t.changes.len() as u64).sum(),
+        last_commit: replayed.last().map(|t| t.commit_time()),
+    })
 }
 
 /// A protection's state on the server and in the repository.
@@ -543,12 +592,15 @@ pub async fn check_slot(repo: &Repository, url: &str, slot: &str, warn_bytes: Op
     Ok(out)
 }
 
-/// Puts one tenant back to the second `at`, in place, in `target_url` (the protected database, or
-/// another holding the same tenants): the database as it was at that second is built in a scratch
-/// database on the target's server (base backup and segments), read in one snapshot into a
-/// private, unencrypted archive in a temporary folder, and the tenant's rows applied by the
-/// tenant restore (all or nothing; `commit: false` plans it and changes nothing). The scratch
-/// database and the archive are removed afterwards, whatever happened.
+/// What is put back to a second in a live database: chosen tables or one tenant, in place, or one
+/// tenant as a copy (new ids, a new tenant) beside the others.
+#[derive(Debug, Clone)]
+pub enum AtScope {
+    Scope(crate::source::pg_apply::Scope),
+    TenantAsCopy(crate::source::pg_apply::TenantScope, crate::migrate::CopyAs),
+}
+
+/// Puts one tenant back to the second `at`, in place (see [`restore_scope_at`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn restore_tenant_at(
     repo: &Repository,
@@ -561,6 +613,31 @@ pub async fn restore_tenant_at(
     cancel: &CancelToken,
     progress: &ProgressSink,
 ) -> Result<crate::source::pg_apply::ApplyOutcome> {
+    restore_scope_at(repo, keys, slot, at, target_url, &AtScope::Scope(crate::source::pg_apply::Scope::Tenant(tenant.clone())), commit, cancel, progress).await
+}
+
+/// Puts chosen tables or one tenant back to the second `at` in `target_url` (the protected
+/// database, or another holding the same tables): the database as it was at that second is
+/// built in a scratch database on the target's server (base backup and segments), read in one
+/// snapshot into a private, unencrypted archive in a temporary folder, and the scope applied by
+/// the selective or tenant restore — in place, or a tenant as a copy (all or nothing; `commit:
+/// false` plans it and changes nothing). The scratch database and the archive are removed
+/// afterwards, whatever happened.
+#[allow(clippy::too_many_arguments)]
+pub async fn restore_scope_at(
+    repo: &Repository,
+    keys: &crate::keys::unlock::KeySources,
+    slot: &str,
+    at: &str,
+    target_url: &str,
+    scope: &AtScope,
+    commit: bool,
+    cancel: &CancelToken,
+    progress: &ProgressSink,
+) -> Result<crate::source::pg_apply::ApplyOutcome> {
+    use crate::source::pg_apply::{self, Scope};
+    // Before anything is made: the second must be covered.
+    base_for(&protection(repo, slot)?, at, pg_micros(at)?)?;
     let mut scratch = url::Url::parse(target_url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
     scratch.set_path(&format!("/safehold_at_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
     let scratch = scratch.to_string();
@@ -571,13 +648,18 @@ pub async fn restore_tenant_at(
         let mut req = BackupRequest::new(SourceSpec::Postgres { url: scratch.clone() });
         req.encrypt = false;
         req.signer = keys.writer.clone();
-        req.tenant_column = tenant.tenant_column.clone();
-        req.tenants_table = tenant.tenants_table.clone();
+        if let AtScope::Scope(Scope::Tenant(t)) | AtScope::TenantAsCopy(t, _) = scope {
+            req.tenant_column = t.tenant_column.clone();
+            req.tenants_table = t.tenants_table.clone();
+        }
         req.dest = Some(folder.path().join(format!("at.{ARCHIVE_EXT}")));
         let taken = backup::run_with(repo, None, &req, cancel, progress).await?;
         let reader = ArchiveReader::open(Path::new(&taken.archive))?;
         let chain = crate::chain::check_chain(vec![reader])?;
-        crate::source::pg_apply::apply(&chain, target_url, &crate::source::pg_apply::Scope::Tenant(tenant.clone()), commit, cancel, progress).await
+        match scope {
+            AtScope::Scope(scope) => pg_apply::apply(&chain, target_url, scope, commit, cancel, progress).await,
+            AtScope::TenantAsCopy(ts, copy) => crate::migrate::restore_tenant_as_copy(&chain, target_url, ts, copy, commit, cancel, progress).await,
+        }
     }
     .await;
     let _ = crate::source::postgres::drop_database(&scratch).await;
@@ -585,14 +667,17 @@ pub async fn restore_tenant_at(
 }
 
 /// Ends protection: the slot and publication dropped (the server keeps no WAL for them), the
-/// state removed; the segments stay with the backups they continue.
+/// state marked stopped; the segments stay with the backups they continue, restorable up to the
+/// last second they cover.
 pub async fn stop(repo: &Repository, url: &str, slot: &str) -> Result<()> {
     let mut conn = connect(url).await?;
     pg_logical::drop(&mut conn, slot, slot).await?;
-    match std::fs::remove_file(state_path(repo, slot)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("cannot remove the protection's record", &e)),
+    match protection(repo, slot) {
+        Ok(mut p) => {
+            p.stopped = true;
+            write_state(repo, &p)
+        }
+        Err(_) => Ok(()),
     }
 }
 

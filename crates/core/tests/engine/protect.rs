@@ -301,7 +301,7 @@ async fn the_lag_and_the_slots_size_are_watched_and_a_slot_past_its_limit_is_dro
     assert!(check.dropped.as_deref().is_some_and(|d| d.contains("does not fill")), "{check:?}");
     let st = protect::status(&r, &source.url(), &slot).await.expect("status");
     assert!(st.slot.is_none() && st.lag_seconds.is_none(), "the slot is gone: {st:?}");
-    assert!(protect::protection(&r, &slot).is_err(), "protection is stopped");
+    assert!(protect::protection(&r, &slot).expect("the record stays").stopped, "protection is stopped; its spans stay restorable");
     assert_eq!(st.segments, 1, "the segments stay");
 }
 
@@ -341,6 +341,12 @@ async fn one_tenant_is_put_back_to_a_chosen_second_in_place_and_the_others_keep_
     source.execute("UPDATE projects SET title = title || ' (edited)' WHERE tenant_id = 'a' AND id % 2 = 0; INSERT INTO notes (project_id, body) SELECT min(id), 'a late note' FROM projects WHERE tenant_id = 'a'").await;
     let at = server_now(&source.url()).await;
     let a_then = rows(source.url(), "a").await;
+    let notes = |url: String| async move {
+        let mut conn = PgConnection::connect(&url).await.expect("connect");
+        let r: Option<String> = sqlx::query_scalar("SELECT string_agg(concat_ws('|', id, project_id, body), E'\n' ORDER BY id) FROM notes").fetch_one(&mut conn).await.expect("notes");
+        r.unwrap_or_default()
+    };
+    let notes_then = notes(source.url()).await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // Then A's data is deleted, and B goes on working.
     source.execute("DELETE FROM notes WHERE project_id IN (SELECT id FROM projects WHERE tenant_id = 'a'); DELETE FROM projects WHERE tenant_id = 'a';").await;
@@ -359,6 +365,25 @@ async fn one_tenant_is_put_back_to_a_chosen_second_in_place_and_the_others_keep_
     let mut admin = PgConnection::connect(&format!("{base}/postgres")).await.expect("connect");
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'safehold_at_%'").fetch_one(&mut admin).await.expect("count");
     assert_eq!(left, 0, "the scratch database is gone");
+
+    // The plan says which base, how many segments and changes.
+    let plan = protect::plan_at(&r, &repo.keys, &slot, &at).await.expect("the plan");
+    assert_eq!((plan.segments, plan.transactions), (1, 1), "one transaction (one batch) before the second: {plan:?}");
+    assert!(plan.changes >= 3, "{plan:?}");
+    // The same tenant as a copy beside the others: a new tenant with A's projects of that second.
+    let copy = protect::AtScope::TenantAsCopy(ts.clone(), safehold_core::migrate::CopyAs { new_tenant_id: Some("a2".into()), ..Default::default() });
+    let copied = protect::restore_scope_at(&r, &repo.keys, &slot, &at, &source.url(), &copy, true, &CancelToken::new(), &no_progress()).await.expect("as a copy");
+    assert_eq!(copied.new_tenant_id.as_deref(), Some("a2"));
+    let titles = |url: String, who: &'static str| async move {
+        let mut conn = PgConnection::connect(&url).await.expect("connect");
+        let r: Option<String> = sqlx::query_scalar("SELECT string_agg(title, ',' ORDER BY title) FROM projects WHERE tenant_id = $1").bind(who).fetch_one(&mut conn).await.expect("titles");
+        r.unwrap_or_default()
+    };
+    assert_eq!(titles(source.url(), "a2").await, titles(source.url(), "a").await, "the copy holds A's projects as they were");
+    // Chosen tables, whole: notes as they were at that second.
+    let tables = protect::AtScope::Scope(safehold_core::source::pg_apply::Scope::Tables(["public.notes".to_string()].into_iter().collect()));
+    protect::restore_scope_at(&r, &repo.keys, &slot, &at, &source.url(), &tables, true, &CancelToken::new(), &no_progress()).await.expect("a table put back");
+    assert_eq!(notes(source.url()).await, notes_then, "notes as they were at the chosen second");
     protect::stop(&r, &source.url(), &slot).await.expect("stop");
 }
 
