@@ -224,6 +224,20 @@ pub async fn plan_restore(state: State<'_, AppState>, form: RestoreForm) -> Res<
     restores::plan(state.ctx()?, &form).await
 }
 
+/// A configuration's timeline for the Restore tab: backups, continuously covered spans, the
+/// recovery point.
+#[tauri::command]
+pub async fn protection_timeline(state: State<'_, AppState>, configuration_id: String) -> Res<safehold_core::protect::configured::Timeline> {
+    safehold_core::protect::configured::timeline(state.ctx()?, &configuration_id).await
+}
+
+/// Plans (`dry_run`) or runs a restore to a second: one tenant in place, or the whole database
+/// into a new one.
+#[tauri::command]
+pub async fn restore_to_second(state: State<'_, AppState>, request: safehold_core::protect::configured::SecondRequest) -> Res<safehold_core::protect::configured::SecondOutcome> {
+    safehold_core::protect::configured::restore_second(state.ctx()?, &request).await
+}
+
 /// Starts a restore; returns the restore operation's id at once. The Restore tab follows it
 /// through the catalog (progress, current table) and can cancel it.
 #[tauri::command]

@@ -285,6 +285,8 @@ fn main() {
             commands::run_backup_now,
             commands::cancel_backup,
             commands::plan_restore,
+            commands::protection_timeline,
+            commands::restore_to_second,
             commands::start_restore,
             commands::cancel_restore,
             commands::verify_by_restoring,

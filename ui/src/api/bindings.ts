@@ -318,6 +318,66 @@ backups: number, seconds: number,
  */
 changes: Array<TableChange>, new_tenant_id: string | null, safety_backup: BackupOutcome | null, point_in_time: PointInTime | null, };
 
+export type AtPlan = { at: string, base_id: string, 
+/**
+ * The base's snapshot time (as its header records it).
+ */
+base_taken: string, segments: number, transactions: number, changes: number, 
+/**
+ * The last transaction replayed, and when it committed.
+ */
+last_commit: string | null, };
+
+export type TimelineBackup = { execution_id: string, started_at: string, backup_type: string, 
+/**
+ * The base of a span of continuous protection.
+ */
+is_base: boolean, };
+
+export type TimelineSpan = { from: string, until: string, base_id: string, 
+/**
+ * Why it ended (a schema change, protection stopped); empty for the current one.
+ */
+ended_by: string, };
+
+export type Timeline = { configuration_id: string, configuration_name: string, continuous_protection: boolean, 
+/**
+ * starting | streaming | failed | dropped; `None`: not started.
+ */
+state: string | null, backups: Array<TimelineBackup>, spans: Array<TimelineSpan>, 
+/**
+ * The latest second that can be put back.
+ */
+recovery_point: string | null, segments: number, segment_bytes: number, last_warning: string | null, last_error: string | null, };
+
+export type SecondRequest = { configuration_id: string, 
+/**
+ * RFC 3339, e.g. 2026-12-04T14:31:59Z.
+ */
+at: string, 
+/**
+ * Put this tenant back in place (the others keep what they did since).
+ */
+tenant_id: string | null, 
+/**
+ * Or: the whole database as it was, into a new database of this name.
+ */
+into_database: string | null, 
+/**
+ * The plan only: nothing is written.
+ */
+dry_run: boolean, };
+
+export type SecondOutcome = { plan: AtPlan, 
+/**
+ * A tenant's restore: what changed (or would change) per table.
+ */
+tables: Array<TableChange>, committed: boolean, 
+/**
+ * The database made (whole restores).
+ */
+database: string | null, };
+
 export type RestoreForm = { 
 /**
  * The recorded backup to restore (a completed backup execution).

@@ -40,6 +40,8 @@ export type Command =
   | "run_backup_now"
   | "cancel_backup"
   | "plan_restore"
+  | "protection_timeline"
+  | "restore_to_second"
   | "start_restore"
   | "cancel_restore"
   | "verify_by_restoring"

@@ -39,6 +39,9 @@ import type {
   RestorePlan,
   RestoreTestReport,
   RetentionPlan,
+  SecondOutcome,
+  SecondRequest,
+  Timeline,
   Role,
   SessionInfo,
   StorageChange,
@@ -112,6 +115,10 @@ export const api = {
   cancelBackup: (executionId: string) => call<boolean>("cancel_backup", { executionId }),
   /** What a restore would do; nothing is changed (a rolled-back trial run for tenant and selective restores). */
   planRestore: (form: RestoreForm) => call<RestorePlan>("plan_restore", { form }),
+  /** A configuration's backups, continuously covered spans and recovery point. */
+  protectionTimeline: (configurationId: string) => call<Timeline>("protection_timeline", { configurationId }),
+  /** Plans (dry run) or runs a restore to a second: one tenant in place, or the database into a new one. */
+  restoreToSecond: (request: SecondRequest) => call<SecondOutcome>("restore_to_second", { request }),
   /** Starts a restore; resolves with the restore operation's id. */
   startRestore: (form: RestoreForm) => call<string>("start_restore", { form }),
   cancelRestore: (restoreId: string) => call<boolean>("cancel_restore", { restoreId }),

@@ -6,6 +6,7 @@ import { JobRow } from "../components/JobRow";
 import { Empty, QueryView } from "../components/states";
 import { formatCount } from "../components/format";
 import { RestorePlanner } from "./RestorePlanner";
+import { ContinuousTimeline } from "./ContinuousTimeline";
 import { useSession } from "../session/Session";
 import { queryKeys } from "../api/queries";
 import { Parts, When } from "../components/When";
@@ -54,6 +55,16 @@ export function RestoreTab() {
               )
             }
           </QueryView>
+        </CardContent>
+      </Card>
+      <Card className="md:col-span-2">
+        <CardHeader title="Any Second" description="Continuous protection: backups as points, covered seconds as bars, gaps in red; pick a second" />
+        <CardContent>
+          {may("backup:restore_data") ? (
+            <ContinuousTimeline />
+          ) : (
+            <p className="text-sm text-slate-600">{why("backup:restore_data")}</p>
+          )}
         </CardContent>
       </Card>
       <Card className="md:col-span-2">

@@ -24,6 +24,8 @@ export async function apiModule() {
       cancelBackup: vi.fn(),
       checkBackup: vi.fn(),
       planRestore: vi.fn(),
+      protectionTimeline: vi.fn(),
+      restoreToSecond: vi.fn(),
       startRestore: vi.fn(),
       cancelRestore: vi.fn(),
       verifyByRestoring: vi.fn(),

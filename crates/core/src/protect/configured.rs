@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{check_slot, record_base, step, stop};
 use crate::catalog::now;
@@ -380,4 +380,175 @@ pub async fn run_forever(ctx: Ctx, every: Duration, log: crate::scheduler::LogSi
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// A backup on a configuration's timeline.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct TimelineBackup {
+    pub execution_id: String,
+    pub started_at: String,
+    pub backup_type: String,
+    /// The base of a span of continuous protection.
+    pub is_base: bool,
+}
+
+/// Seconds continuous protection can put back, from one base.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct TimelineSpan {
+    pub from: String,
+    pub until: String,
+    pub base_id: String,
+    /// Why it ended (a schema change, protection stopped); empty for the current one.
+    pub ended_by: String,
+}
+
+/// What the Restore tab draws for a configuration: its backups as points, the continuously
+/// covered spans as bars (gaps between them), and the recovery point.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct Timeline {
+    pub configuration_id: String,
+    pub configuration_name: String,
+    pub continuous_protection: bool,
+    /// starting | streaming | failed | dropped; `None`: not started.
+    pub state: Option<String>,
+    pub backups: Vec<TimelineBackup>,
+    pub spans: Vec<TimelineSpan>,
+    /// The latest second that can be put back.
+    pub recovery_point: Option<String>,
+    pub segments: u64,
+    pub segment_bytes: u64,
+    pub last_warning: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// The repository of a configuration's storage, if it holds one.
+async fn repository_of(ctx: &Ctx, config: &BackupConfiguration) -> Result<Option<Repository>> {
+    let Some(store) = crate::storage::by_name_or_id(&ctx.pool, &config.storage_location).await? else { return Ok(None) };
+    if store.storage_type != crate::storage::StorageType::Local {
+        return Ok(None);
+    }
+    Repository::open(&crate::storage::location(ctx, &store).await?)
+}
+
+pub async fn timeline(ctx: &Ctx, configuration_id: &str) -> Result<Timeline> {
+    crate::context::require(ctx, Permission::ViewHistory, "backup.protect.timeline", configuration_id).await?;
+    let config = configurations::get(ctx, configuration_id).await?;
+    let record = row(ctx, configuration_id).await?;
+    let execs = crate::history::kept_executions_of(ctx, configuration_id).await?;
+    let (mut spans, mut segments, mut segment_bytes) = (Vec::new(), 0u64, 0u64);
+    let mut bases = std::collections::BTreeSet::new();
+    if let Some(repo) = repository_of(ctx, &config).await? {
+        let slot = slot_name(&config.id);
+        if let Ok(p) = super::protection(&repo, &slot) {
+            let present: std::collections::BTreeSet<String> = repo.list()?.into_iter().map(|(_, h)| h.archive_id).collect();
+            for s in super::spans(&p).into_iter().filter(|s| present.contains(&s.base_id)) {
+                bases.insert(s.base_id.clone());
+                spans.push(TimelineSpan { from: super::rfc3339_of(s.from_us), until: super::rfc3339_of(s.until_us), base_id: s.base_id, ended_by: s.ended_by });
+            }
+        }
+        for f in super::segments(&repo, &slot)? {
+            segments += 1;
+            segment_bytes += std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    let archive_id = |e: &crate::history::BackupExecution| e.file_path.as_deref().and_then(|f| crate::archive::ArchiveReader::open(std::path::Path::new(f)).ok()).map(|r| r.header.archive_id);
+    let backups = execs
+        .iter()
+        .map(|e| TimelineBackup { execution_id: e.id.clone(), started_at: e.started_at.clone(), backup_type: e.backup_type.clone(), is_base: archive_id(e).is_some_and(|a| bases.contains(&a)) })
+        .collect();
+    Ok(Timeline {
+        configuration_id: config.id.clone(),
+        configuration_name: config.configuration_name.clone(),
+        continuous_protection: config.continuous_protection,
+        state: record.as_ref().map(|r| r.state.clone()),
+        recovery_point: spans.last().map(|s| s.until.clone()),
+        backups,
+        spans,
+        segments,
+        segment_bytes,
+        last_warning: record.as_ref().and_then(|r| r.last_warning.clone()),
+        last_error: record.as_ref().and_then(|r| r.last_error.clone()),
+    })
+}
+
+/// A restore to a second asked for in the app: one tenant in place, or the whole database into a
+/// new database on the connection's server.
+#[derive(Debug, Clone, Deserialize, ts_rs::TS)]
+pub struct SecondRequest {
+    pub configuration_id: String,
+    /// RFC 3339, e.g. 2026-12-04T14:31:59Z.
+    pub at: String,
+    /// Put this tenant back in place (the others keep what they did since).
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Or: the whole database as it was, into a new database of this name.
+    #[serde(default)]
+    pub into_database: Option<String>,
+    /// The plan only: nothing is written.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct SecondOutcome {
+    pub plan: super::AtPlan,
+    /// A tenant's restore: what changed (or would change) per table.
+    pub tables: Vec<crate::source::pg_apply::TableChange>,
+    pub committed: bool,
+    /// The database made (whole restores).
+    pub database: Option<String>,
+}
+
+/// Plans or runs a restore to a second of a configuration's continuous protection (the app's
+/// Restore tab): the plan first (base, segments, changes), then one tenant in place or the whole
+/// database into a new one. Checked against `restore_data` (dry runs too) and audited.
+pub async fn restore_second(ctx: &Ctx, req: &SecondRequest) -> Result<SecondOutcome> {
+    crate::context::require(ctx, Permission::RestoreData, "restore.at", &req.configuration_id).await?;
+    let config = configurations::get(ctx, &req.configuration_id).await?;
+    let connection_id = config.connection_id.clone().ok_or_else(|| Error::validation("the configuration names no connection"))?;
+    let (spec, conn) = crate::connections::source_of(ctx, &connection_id).await?;
+    let SourceSpec::Postgres { url } = spec else { return Err(Error::validation("continuous protection follows PostgreSQL databases")) };
+    let repo = repository_of(ctx, &config).await?.ok_or_else(|| Error::not_found(format!("\"{}\" has no change segments in its storage", config.configuration_name)))?;
+    let keys = crate::keys::custody::key_sources(ctx).await?;
+    let slot = slot_name(&config.id);
+    let plan = super::plan_at(&repo, &keys, &slot, &req.at).await?;
+    let (cancel, progress) = (crate::source::CancelToken::new(), crate::source::no_progress());
+    let tenant = req.tenant_id.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let database = req.into_database.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    let out = match (tenant, database) {
+        (Some(t), None) => {
+            let ts = crate::source::pg_apply::TenantScope {
+                tenant_id: t.to_string(),
+                tenant_column: conn.tenant_column.clone(),
+                tenants_table: conn.tenants_table.clone(),
+                references: Vec::new(),
+            };
+            let scope = super::AtScope::Scope(crate::source::pg_apply::Scope::Tenant(ts));
+            let applied = super::restore_scope_at(&repo, &keys, &slot, &req.at, &url, &scope, !req.dry_run, &cancel, &progress).await?;
+            SecondOutcome { plan, tables: applied.tables, committed: !req.dry_run, database: None }
+        }
+        (None, Some(d)) => {
+            if !pg_logical::valid_name(d) {
+                return Err(Error::validation(format!("\"{d}\" is not a database name Safehold makes: lower-case letters, digits and _ (at most 63)")));
+            }
+            let mut target = url::Url::parse(&url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
+            target.set_path(&format!("/{d}"));
+            let target = target.to_string();
+            if !req.dry_run {
+                crate::source::postgres::create_database(&target).await?;
+                if let Err(e) = super::restore_at(&repo, &keys, &slot, &req.at, &target, &cancel, &progress).await {
+                    // All or nothing: the half-made database goes.
+                    let _ = crate::source::postgres::drop_database(&target).await;
+                    return Err(e);
+                }
+            }
+            SecondOutcome { plan, tables: Vec::new(), committed: !req.dry_run, database: Some(d.to_string()) }
+        }
+        _ => return Err(Error::validation("choose what to put back: one tenant (in place), or the whole database into a new database")),
+    };
+    if !req.dry_run {
+        let details = format!("to {}: {}", req.at, tenant.map(|t| format!("tenant {t} in place")).or(database.map(|d| format!("the database into {d}"))).unwrap_or_default());
+        crate::catalog::audit(&ctx.pool, &ctx.operator_id(), "restore.at", &config.configuration_name, "success", Some(&details)).await?;
+    }
+    Ok(out)
 }

@@ -466,6 +466,30 @@ async fn a_configurations_continuous_protection_starts_streams_and_its_slot_goes
     protect::restore_at(&repo, &keys, &slot, &at, &target.url(), &CancelToken::new(), &no_progress()).await.expect("restore to a second");
     assert_eq!(state(&target.url()).await, state(&source.url()).await);
 
+    // The Restore tab's timeline and its restore to a second: the base as a point, one span up
+    // to the last step; the plan, then the whole database into a new one, and a tenant in place.
+    let tl = configured::timeline(&ctx, &config.id).await.expect("timeline");
+    assert_eq!(tl.spans.len(), 1, "{tl:?}");
+    assert!(tl.backups.iter().any(|b| b.execution_id == base_run.id && b.is_base), "{tl:?}");
+    assert!(tl.recovery_point.as_deref().is_some_and(|r| r > at.as_str()) && tl.segments == 1 && tl.segment_bytes > 0, "{tl:?}");
+    let into = format!("safehold_then_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut ask = configured::SecondRequest { configuration_id: config.id.clone(), at: at.clone(), tenant_id: None, into_database: Some(into.clone()), dry_run: true };
+    let planned = configured::restore_second(&ctx, &ask).await.expect("planned");
+    assert_eq!((planned.plan.segments, planned.plan.transactions, planned.committed), (1, 4, false), "{planned:?}");
+    ask.dry_run = false;
+    configured::restore_second(&ctx, &ask).await.expect("into a new database");
+    let then_url = format!("{base}/{into}");
+    assert_eq!(state(&then_url).await, state(&source.url()).await, "the whole database as it was, in {into}");
+    let mut admin = PgConnection::connect(&format!("{base}/postgres")).await.expect("connect");
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {into} WITH (FORCE)"))).execute(&mut admin).await.expect("drop");
+    source.execute("DELETE FROM accounts WHERE tenant_id = 't0'").await;
+    let tenant = configured::SecondRequest { configuration_id: config.id.clone(), at: at.clone(), tenant_id: Some("t0".into()), into_database: None, dry_run: false };
+    let put = configured::restore_second(&ctx, &tenant).await.expect("a tenant in place");
+    assert!(put.tables.iter().any(|t| t.table == "public.accounts" && t.inserted > 0), "{put:?}");
+    assert_eq!(state(&source.url()).await, state(&target.url()).await, "tenant t0 is back as it was");
+    let between = configured::SecondRequest { at: "2000-01-01T00:00:00Z".into(), ..tenant.clone() };
+    assert!(configured::restore_second(&ctx, &between).await.expect_err("before the base").message.contains("before the first base"));
+
     // Retention keeps the base while it is one, even when expired and not the last full.
     let newer = safehold_core::runs::enqueue_full(&ctx, &config.id).await.expect("enqueue");
     safehold_core::runs::run(&ctx, &newer, &CancelToken::new()).await.expect("a newer full");
