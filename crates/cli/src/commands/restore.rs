@@ -21,6 +21,12 @@ pub(crate) async fn restore_as(cli: &Cli, ctx: &Ctx, a: &RestoreArgs, from: Path
     req.from = from;
     req.as_copy(a.as_copy);
     req.on_conflict = safehold_core::migrate::parse_conflict_rules(&a.on_conflict)?;
+    // A second that continuous protection covers: its base and segments, not the nearest backup.
+    if let (Some(at), Some(repo)) = (req.at.clone(), Repository::open(&req.from).ok().flatten()) {
+        if let Some(slot) = safehold_core::protect::covering(&repo, &at, req.source_name.as_deref())? {
+            return restore_at_second(json, a, &req, &repo, &slot, &at, keys).await;
+        }
+    }
     let opened = restore::open(&req, &keys).await?;
     let cancel = cancel_on_ctrl_c();
     let plan = restore::plan(&req, &opened, a.dry_run, &cancel).await?;
@@ -122,4 +128,76 @@ pub(crate) fn print_plan(p: &restore::RestorePlan) {
     if p.destructive {
         eprintln!("  safety backup first: {}", if p.safety_backup { "yes (into the backup's repository)" } else { "no (skipped)" });
     }
+}
+
+/// `safehold restore --at` of a second continuous protection covers: the plan (base, segments,
+/// changes), then the whole database into an empty one (`--create` makes it), chosen tables, or
+/// one tenant in place or as a copy — as `safehold protect restore` does.
+async fn restore_at_second(json: bool, a: &RestoreArgs, req: &restore::RestoreRequest, repo: &Repository, slot: &str, at: &str, keys: KeySources) -> Result<(), Error> {
+    use safehold_core::protect;
+    use safehold_core::source::pg_apply::{Scope, TenantScope};
+    let SourceSpec::Postgres { url } = SourceSpec::parse(&req.target)? else {
+        return Err(Error::validation("a restore to a second goes into PostgreSQL: --target postgres://user@host:5432/db"));
+    };
+    let plan = protect::plan_at(repo, &keys, slot, at).await?;
+    if !json {
+        println!(
+            "{at} is covered by continuous protection ({slot}): base backup {} (taken {}), {} segments, {} transactions ({} changes) replayed",
+            plan.base_id, plan.base_taken, plan.segments, plan.transactions, plan.changes
+        );
+    }
+    let scope = match req.restore_type {
+        restore::RestoreType::Full => None,
+        restore::RestoreType::Selective => Some(protect::AtScope::Scope(Scope::Tables(req.tables.iter().cloned().collect()))),
+        restore::RestoreType::TenantOnly => {
+            let tenant = req.tenant_id.clone().ok_or_else(|| Error::validation("a tenant restore names its tenant: --tenant ID"))?;
+            let ts = TenantScope { tenant_id: tenant, tenant_column: req.tenant_column.clone(), tenants_table: req.tenants_table.clone(), references: Vec::new() };
+            Some(if req.preserve_ids {
+                protect::AtScope::Scope(Scope::Tenant(ts))
+            } else {
+                protect::AtScope::TenantAsCopy(ts, safehold_core::migrate::CopyAs { new_tenant_id: req.new_tenant_id.clone(), new_tenant_name: req.new_tenant_name.clone(), conflicts: req.on_conflict.clone(), rules: Vec::new() })
+            })
+        }
+    };
+    let cancel = cancel_on_ctrl_c();
+    match scope {
+        Some(scope) => {
+            let out = protect::restore_scope_at(repo, &keys, slot, at, &url, &scope, !a.dry_run, &cancel, &progress_sink(json)).await;
+            end_progress(json);
+            let out = out?;
+            if json {
+                print_json(&serde_json::json!({ "at": at, "plan": plan, "committed": !a.dry_run, "tables": out.tables, "new_tenant_id": out.new_tenant_id }));
+            } else {
+                for c in &out.tables {
+                    println!("  {:<40} +{} inserted  ~{} updated  -{} deleted", c.table, c.inserted, c.updated, c.deleted);
+                }
+                println!("{}", if a.dry_run { "dry run: nothing was changed" } else { "done" });
+            }
+        }
+        None if a.dry_run => {
+            if json {
+                print_json(&serde_json::json!({ "at": at, "plan": plan, "committed": false }));
+            } else {
+                eprintln!("dry run: nothing was changed");
+            }
+        }
+        None => {
+            if req.create {
+                safehold_core::source::postgres::create_database(&url).await?;
+            }
+            let out = protect::restore_at(repo, &keys, slot, at, &url, &cancel, &progress_sink(json)).await;
+            end_progress(json);
+            if out.is_err() && req.create {
+                // All or nothing: the database this restore made goes with it.
+                let _ = safehold_core::source::postgres::drop_database(&url).await;
+            }
+            let out = out?;
+            if json {
+                print_json(&serde_json::json!({ "at": at, "plan": plan, "outcome": out }));
+            } else {
+                println!("put back to {at} into {}: base backup {}, {} transactions ({} changes) from {} segments", source::redact(&url), out.base_id, out.transactions, out.changes, out.segments);
+            }
+        }
+    }
+    Ok(())
 }

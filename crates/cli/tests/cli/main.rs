@@ -1468,6 +1468,13 @@ fn protection_starts_seals_changes_restores_to_a_second_and_stops_from_the_comma
     let restored = stdout_json(&run(args("restore", &["--at", &at, "--to", &target.url(), "--json"])));
     assert_eq!(restored["transactions"], 1, "{restored}");
     assert_eq!(psql(&target.url(), "SELECT count(*) || ':' || (SELECT body FROM notes WHERE id = 1) FROM notes"), "11:changed", "the database as it was at {at}");
+    // `safehold restore --at` of a covered second uses the segments, not the backup before it.
+    let then = format!("{name}_then");
+    let via_restore = run(["restore", "--from", &repo, "--at", &at, "--target", &format!("{base}/{then}"), "--create", "--password-file", &pw, "--json"].iter().map(|s| s.to_string()).collect());
+    let via_restore = stdout_json(&via_restore);
+    assert_eq!(via_restore["plan"]["transactions"], 1, "{via_restore}");
+    assert_eq!(psql(&format!("{base}/{then}"), "SELECT count(*) || ':' || (SELECT body FROM notes WHERE id = 1) FROM notes"), "11:changed", "safehold restore --at");
+    psql(&format!("{base}/postgres"), &format!("DROP DATABASE {then}"));
     // One tenant's row put back in place.
     let at2 = psql(&url, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
     std::thread::sleep(std::time::Duration::from_millis(20));

@@ -232,23 +232,43 @@ pub struct StepOutcome {
     /// after the last step is left in the slot, and a new base backup must be taken
     /// ([`rebase`]) — the seconds between the two are not covered.
     pub schema_changed: bool,
+    /// The slot held more than one read takes: [`step`] reads again at once.
+    #[serde(skip)]
+    pub more: bool,
 }
 
 /// Reads what committed since the last step, writes it as one segment, then advances the slot.
 pub async fn step(repo: &Repository, url: &str, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<StepOutcome> {
     let mut conn = connect(url).await?;
-    let (out, end, covered) = write_segment_checked(repo, &mut conn, slot, signer).await?;
-    if let Some(lsn) = end {
-        // Only now, the segment stored: the server may recycle the WAL it came from.
-        pg_logical::advance(&mut conn, slot, lsn).await?;
+    let mut total = StepOutcome::default();
+    // A backlog (the streamer was stopped, or fell behind) is sealed in several segments, read
+    // after read, until the slot is drained: the recovery point catches up in one step.
+    for _ in 0..MAX_READS_PER_STEP {
+        let (out, end, covered) = write_segment_checked(repo, &mut conn, slot, signer.clone()).await?;
+        if let Some(lsn) = end {
+            // Only now, the segment stored: the server may recycle the WAL it came from.
+            pg_logical::advance(&mut conn, slot, lsn).await?;
+        }
+        if let Some(us) = covered {
+            let mut p = protection(repo, slot)?;
+            p.covered_until_us = Some(us);
+            write_state(repo, &p)?;
+        }
+        total.transactions += out.transactions;
+        total.changes += out.changes;
+        total.in_base += out.in_base;
+        total.segment = out.segment.or(total.segment);
+        total.schema_changed = out.schema_changed;
+        total.more = out.more;
+        if !out.more || out.schema_changed {
+            break;
+        }
     }
-    if let Some(us) = covered {
-        let mut p = protection(repo, slot)?;
-        p.covered_until_us = Some(us);
-        write_state(repo, &p)?;
-    }
-    Ok(out)
+    Ok(total)
 }
+
+/// A step reads the slot at most this many times (each read one segment).
+const MAX_READS_PER_STEP: usize = 20;
 
 /// Writes the segment of what committed since the last step, after checking the schema: the
 /// clock read first, then the slot, then the schema's digest. The same digest as the base's: no
@@ -259,13 +279,14 @@ pub async fn step(repo: &Repository, url: &str, slot: &str, signer: Option<Arc<d
 async fn write_segment_checked(repo: &Repository, conn: &mut sqlx::PgConnection, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<(StepOutcome, Option<u64>, Option<i64>)> {
     let p = protection(repo, slot)?;
     let clock = pg_logical::server_clock_us(conn).await?;
-    let txns = pg_logical::peek(conn, slot, slot, PEEK_CHANGES).await?;
-    let complete = txns.iter().map(|t| t.changes.len()).sum::<usize>() < PEEK_CHANGES as usize;
+    let (txns, complete) = pg_logical::peek_counted(conn, slot, slot, PEEK_CHANGES).await?;
     let digest = pg_logical::schema_fingerprint(conn).await?;
     let same = p.fingerprint.as_deref().is_none_or(|f| f == digest);
     if same {
+        // Everything read: covered up to the clock's reading; a part only: up to its last commit.
         let covered = if complete { Some(clock) } else { txns.last().map(|t| t.commit_time_us) };
-        let (out, end) = seal(repo, &p, txns, signer)?;
+        let (mut out, end) = seal(repo, &p, txns, signer)?;
+        out.more = !complete;
         return Ok((out, end, covered));
     }
     let until = p.covered_until_us.or(p.base_time_us).unwrap_or(i64::MIN);
@@ -379,6 +400,35 @@ pub fn spans(p: &Protection) -> Vec<Span> {
         out.push(Span { base_id: p.base_id.clone(), from_us: from, until_us: p.covered_until_us.unwrap_or(from), ended_by: String::new() });
     }
     out
+}
+
+/// The protection in `repo` whose covered seconds hold `at` (of the source `source_name` when
+/// given): `safehold restore --at` uses its segments rather than the nearest backup before. Two
+/// protections covering it without a source named is an error saying so.
+pub fn covering(repo: &Repository, at: &str, source_name: Option<&str>) -> Result<Option<String>> {
+    let until = pg_micros(at)?;
+    let dir = changes_dir(repo);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(None) };
+    let mut found = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Some(slot) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
+        let Ok(p) = protection(repo, &slot) else { continue };
+        if source_name.is_some_and(|n| n != p.source_name) {
+            continue;
+        }
+        if spans(&p).iter().any(|s| s.from_us <= until && until <= s.until_us) {
+            found.push(slot);
+        }
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => Err(Error::validation(format!("several protected databases in {} cover {at} ({}): name the source with --source", repo.dir.display(), found.join(", ")))),
+    }
 }
 
 /// The base backup whose segments put the database back to `until` (microseconds), or why none
@@ -541,9 +591,16 @@ pub async fn status(repo: &Repository, url: &str, slot: &str) -> Result<Status> 
     let on_server = pg_logical::status(&mut conn, slot).await?;
     let lag_seconds = match &on_server {
         Some(_) => {
-            let waiting = pg_logical::peek(&mut conn, slot, slot, 1).await?;
-            let now_us = chrono::Utc::now().timestamp_micros() - 946_684_800_000_000;
-            Some(waiting.first().map(|t| (now_us - t.commit_time_us).max(0) as f64 / 1e6).unwrap_or(0.0))
+            let now_us = pg_logical::server_clock_us(&mut conn).await?;
+            match pg_logical::peek(&mut conn, slot, slot, 1).await {
+                Ok(waiting) => Some(waiting.first().map(|t| (now_us - t.commit_time_us).max(0) as f64 / 1e6).unwrap_or(0.0)),
+                // The streamer is reading the slot right now (a slot serves one session at a
+                // time): the recovery point's distance from now instead — at most one step more.
+                Err(e) => match protection(repo, slot).ok().and_then(|p| p.covered_until_us.or(p.base_time_us)) {
+                    Some(covered) => Some((now_us - covered).max(0) as f64 / 1e6),
+                    None => return Err(e),
+                },
+            }
         }
         None => None,
     };

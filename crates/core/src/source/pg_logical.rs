@@ -150,13 +150,21 @@ pub async fn status(conn: &mut PgConnection, slot: &str) -> Result<Option<SlotSt
 /// Reads (without consuming) committed transactions from the slot, at most about `max_changes`
 /// changes (whole transactions always), decoded.
 pub async fn peek(conn: &mut PgConnection, slot: &str, publication: &str, max_changes: i32) -> Result<Vec<Txn>> {
+    Ok(peek_counted(conn, slot, publication, max_changes).await?.0)
+}
+
+/// [`peek`], and whether it read everything the slot held: the server stops decoding once it has
+/// produced `max_messages` messages (begin, relation, change and commit messages all count), so
+/// fewer than that means nothing was left.
+pub async fn peek_counted(conn: &mut PgConnection, slot: &str, publication: &str, max_messages: i32) -> Result<(Vec<Txn>, bool)> {
     let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)")
         .bind(slot)
-        .bind(max_changes)
+        .bind(max_messages)
         .bind(publication)
         .fetch_all(&mut *conn)
         .await
         .map_err(q("read the changes of the replication slot"))?;
+    let complete = rows.len() < usize::try_from(max_messages).unwrap_or(usize::MAX);
     let mut d = Decoder::default();
     let mut out = Vec::new();
     for (data,) in rows {
@@ -164,7 +172,7 @@ pub async fn peek(conn: &mut PgConnection, slot: &str, publication: &str, max_ch
             out.push(t);
         }
     }
-    Ok(out)
+    Ok((out, complete))
 }
 
 /// The server's clock now, in microseconds since 2000-01-01 UTC (the unit of commit times).
@@ -214,7 +222,7 @@ pub fn format_lsn(lsn: u64) -> String {
 }
 
 /// A column's value in a change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Val {
     Null,
     /// A TOASTed value the update did not change (not sent): the row's old value stays.
@@ -431,40 +439,264 @@ pub async fn apply(conn: &mut PgConnection, txns: &[Txn], until_us: Option<i64>)
     sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *tx).await.map_err(|e| {
         Error::new(ErrorCode::PermissionDenied, format!("replaying changes needs a role that may set session_replication_role (a superuser): {e}")).caused_by(&e)
     })?;
+    let chosen: Vec<&Change> = txns.iter().take_while(|t| until_us.is_none_or(|u| t.commit_time_us <= u)).flat_map(|t| t.changes.iter()).collect();
     let mut types: HashMap<String, HashMap<String, String>> = HashMap::new();
-    let mut n = 0u64;
-    for t in txns {
-        if until_us.is_some_and(|u| t.commit_time_us > u) {
-            break;
+    for c in &chosen {
+        if !types.contains_key(&c.table) {
+            types.insert(c.table.clone(), target_columns(&mut tx, &c.table).await?);
         }
-        for c in &t.changes {
-            if !types.contains_key(&c.table) {
-                let (schema, name) = c.table.split_once('.').ok_or_else(|| Error::new(ErrorCode::Internal, format!("a change of {} names no schema", c.table)))?;
-                let cols: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-                )
-                .bind(schema)
-                .bind(name)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(q("read the target's columns"))?;
-                if cols.is_empty() {
-                    return Err(Error::not_found(format!(
-                        "the target has no table {}: it was made after the base backup (schema changes while streaming are not followed yet: stop protection and start it again for a new base backup), or the target is not the database the changes continue",
-                        c.table
-                    )));
-                }
-                types.insert(c.table.clone(), cols.into_iter().collect());
-            }
+    }
+    if chosen.iter().any(|c| c.op == 'T') {
+        // A truncate orders the tables it names together: everything one change after another.
+        for c in &chosen {
             apply_change(&mut tx, c, &types[&c.table]).await?;
-            n += 1;
+        }
+    } else {
+        // Table by table (with the target's triggers and foreign keys off, the order between
+        // tables does not matter; within a table it does): each table's net effect — a row's
+        // last version, a deleted row once — in a few statements, so a row updated ten thousand
+        // times is written once. A table whose changes have no net form (no key, a key updated)
+        // is replayed change by change, and so is one whose net form meets a unique constraint
+        // in an order the source never had (a swap of unique values between rows).
+        let mut order: Vec<&str> = Vec::new();
+        let mut by_table: HashMap<&str, Vec<&Change>> = HashMap::new();
+        for c in &chosen {
+            by_table.entry(c.table.as_str()).or_insert_with(|| {
+                order.push(c.table.as_str());
+                Vec::new()
+            });
+            by_table.get_mut(c.table.as_str()).expect("inserted").push(c);
+        }
+        for table in order {
+            let changes = &by_table[table];
+            let cols = &types[table];
+            match net_effect(changes) {
+                Some(net) => {
+                    sqlx::query("SAVEPOINT safehold_net").execute(&mut *tx).await.map_err(q("set a savepoint"))?;
+                    match apply_net(&mut tx, changes[0], &net, cols).await {
+                        Ok(()) => {
+                            sqlx::query("RELEASE SAVEPOINT safehold_net").execute(&mut *tx).await.map_err(q("release a savepoint"))?;
+                        }
+                        Err(e) if e.message.contains("duplicate key") => {
+                            sqlx::query("ROLLBACK TO SAVEPOINT safehold_net").execute(&mut *tx).await.map_err(q("roll back to a savepoint"))?;
+                            for c in changes {
+                                apply_change(&mut tx, c, cols).await?;
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => {
+                    for c in changes {
+                        apply_change(&mut tx, c, cols).await?;
+                    }
+                }
+            }
         }
     }
     tx.commit().await.map_err(q("commit the changes"))?;
-    Ok(n)
+    Ok(chosen.len() as u64)
 }
 
+/// The target's columns of `table` and their types.
+async fn target_columns(tx: &mut PgConnection, table: &str) -> Result<HashMap<String, String>> {
+    let (schema, name) = table.split_once('.').ok_or_else(|| Error::new(ErrorCode::Internal, format!("a change of {table} names no schema")))?;
+    let cols: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .bind(schema)
+    .bind(name)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(q("read the target's columns"))?;
+    if cols.is_empty() {
+        return Err(Error::not_found(format!(
+            "the target has no table {table}: it was made after the base backup, or the target is not the database the changes continue"
+        )));
+    }
+    Ok(cols.into_iter().collect())
+}
+
+/// One row's fate over a run of changes: whether it was there before the first of them, and its
+/// last version (`None`: deleted).
+#[derive(Debug)]
+struct Fate {
+    existed: bool,
+    row: Option<Vec<Val>>,
+}
+
+/// A table's changes reduced to their net effect, rows in the order first met.
+#[derive(Debug, Default)]
+struct Net {
+    keys: Vec<Vec<Val>>,
+    fates: HashMap<Vec<Val>, Fate>,
+}
+
+/// The net effect of one table's changes, or `None` when they have none that keeps every check
+/// (no key to follow rows by, a key updated, columns that changed, or a change that does not fit
+/// the ones before it — replayed change by change, which says what is wrong).
+fn net_effect(changes: &[&Change]) -> Option<Net> {
+    let first = changes.first()?;
+    if first.key.is_empty() {
+        return None;
+    }
+    let at: Vec<usize> = first.key.iter().map(|k| first.columns.iter().position(|c| c == k)).collect::<Option<_>>()?;
+    let key_of = |vals: &[Val]| -> Option<Vec<Val>> { at.iter().map(|&i| vals.get(i).cloned().filter(|v| matches!(v, Val::Text(_)))).collect() };
+    let mut net = Net::default();
+    for c in changes {
+        if c.columns != first.columns || c.key != first.key {
+            return None;
+        }
+        match c.op {
+            'I' => {
+                let row = c.new.clone()?;
+                if row.contains(&Val::Unchanged) {
+                    return None;
+                }
+                let key = key_of(&row)?;
+                match net.fates.get_mut(&key) {
+                    Some(f) if f.row.is_none() => f.row = Some(row),
+                    Some(_) => return None,
+                    None => {
+                        net.keys.push(key.clone());
+                        net.fates.insert(key, Fate { existed: false, row: Some(row) });
+                    }
+                }
+            }
+            'U' => {
+                let new = c.new.clone()?;
+                let key = key_of(&new)?;
+                if c.old.as_ref().is_some_and(|o| key_of(o).as_ref() != Some(&key)) {
+                    return None;
+                }
+                let fate = net.fates.entry(key.clone()).or_insert_with(|| {
+                    net.keys.push(key.clone());
+                    Fate { existed: true, row: Some(vec![Val::Unchanged; new.len()]) }
+                });
+                let before = fate.row.as_ref()?;
+                // A TOASTed value the update did not send keeps the version before it.
+                let merged = new.iter().zip(before).map(|(n, b)| if *n == Val::Unchanged { b.clone() } else { n.clone() }).collect();
+                fate.row = Some(merged);
+            }
+            'D' => {
+                let key = key_of(c.old.as_ref()?)?;
+                let fate = net.fates.entry(key.clone()).or_insert_with(|| {
+                    net.keys.push(key.clone());
+                    Fate { existed: true, row: Some(Vec::new()) }
+                });
+                fate.row.as_ref()?;
+                fate.row = None;
+            }
+            _ => return None,
+        }
+    }
+    Some(net)
+}
+
+/// Binds at most this many values in one statement (PostgreSQL takes 65535).
+const MAX_BINDS: usize = 30_000;
+
+/// Writes a table's net effect: deletes, then updates (grouped by the columns they set), then
+/// inserts, each a statement per batch whose count must be the batch's size.
+async fn apply_net(tx: &mut PgConnection, c: &Change, net: &Net, types: &HashMap<String, String>) -> Result<()> {
+    let ty = |col: &str| -> Result<&String> { types.get(col).ok_or_else(|| Error::validation(format!("the target's {} has no column {col}: its schema differs from the source's at that change", c.table))) };
+    let rel = rel_of(&c.table);
+    let key_cols: Vec<&String> = c.key.iter().collect();
+    let mut deletes: Vec<&Vec<Val>> = Vec::new();
+    // Rows to update, grouped by the columns they set: (key, row).
+    type Updates<'a> = std::collections::BTreeMap<Vec<usize>, Vec<(&'a Vec<Val>, &'a Vec<Val>)>>;
+    let mut updates: Updates = std::collections::BTreeMap::new();
+    let mut inserts: Vec<&Vec<Val>> = Vec::new();
+    for key in &net.keys {
+        let fate = &net.fates[key];
+        match (&fate.row, fate.existed) {
+            (None, true) => deletes.push(key),
+            (None, false) => {}
+            (Some(row), true) => {
+                // The columns this row's changes gave a value; the key is where it was.
+                let set: Vec<usize> = (0..row.len()).filter(|&i| row[i] != Val::Unchanged && !c.key.contains(&c.columns[i])).collect();
+                updates.entry(set).or_default().push((key, row));
+            }
+            (Some(row), false) => inserts.push(row),
+        }
+    }
+    let text = |v: &Val| match v {
+        Val::Text(s) => Some(s.clone()),
+        _ => None,
+    };
+    let run = async |tx: &mut PgConnection, sql: String, binds: Vec<Option<String>>, expected: usize, what: &str| -> Result<()> {
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            query = query.bind(b);
+        }
+        let done = query.execute(&mut *tx).await.map_err(|e| Error::new(ErrorCode::Database, format!("applying the changes to {}: {e}", c.table)).caused_by(&e))?;
+        if done.rows_affected() as usize != expected {
+            return Err(Error::conflict(format!(
+                "the changes of {} {what} {} rows where they changed {expected}: the target is not the state the changes continue from",
+                c.table,
+                done.rows_affected()
+            )));
+        }
+        Ok(())
+    };
+    // VALUES rows of typed placeholders.
+    let values = |rows: &[Vec<(Option<String>, &String)>], binds: &mut Vec<Option<String>>| -> String {
+        rows.iter()
+            .map(|r| {
+                let cells: Vec<String> = r
+                    .iter()
+                    .map(|(v, t)| {
+                        binds.push(v.clone());
+                        format!("${}::text::{t}", binds.len())
+                    })
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let key_names: Vec<String> = key_cols.iter().map(|k| qi(k)).collect();
+    let key_match: String = key_cols.iter().map(|k| format!("t.{0} = v.{0}", qi(k))).collect::<Vec<_>>().join(" AND ");
+    let key_types: Vec<&String> = key_cols.iter().map(|k| ty(k)).collect::<Result<_>>()?;
+    let per = |width: usize| (MAX_BINDS / width.max(1)).max(1);
+    for batch in deletes.chunks(per(key_cols.len())) {
+        let rows: Vec<Vec<(Option<String>, &String)>> = batch.iter().map(|k| k.iter().zip(&key_types).map(|(v, t)| (text(v), *t)).collect()).collect();
+        let mut binds = Vec::new();
+        let vals = values(&rows, &mut binds);
+        run(&mut *tx, format!("DELETE FROM {rel} AS t USING (VALUES {vals}) AS v({}) WHERE {key_match}", key_names.join(", ")), binds, batch.len(), "deleted").await?;
+    }
+    for (set, rows_of) in &updates {
+        if set.is_empty() {
+            // Only unchanged values were sent: the row must be there, nothing else changes.
+            continue;
+        }
+        let set_types: Vec<&String> = set.iter().map(|&i| ty(&c.columns[i])).collect::<Result<_>>()?;
+        let set_names: Vec<String> = set.iter().map(|&i| qi(&c.columns[i])).collect();
+        for batch in rows_of.chunks(per(key_cols.len() + set.len())) {
+            let rows: Vec<Vec<(Option<String>, &String)>> = batch
+                .iter()
+                .map(|(k, row)| k.iter().zip(&key_types).map(|(v, t)| (text(v), *t)).chain(set.iter().zip(&set_types).map(|(&i, t)| (text(&row[i]), *t))).collect())
+                .collect();
+            let mut binds = Vec::new();
+            let vals = values(&rows, &mut binds);
+            let assign: Vec<String> = set_names.iter().map(|n| format!("{n} = v.{n}")).collect();
+            let sql = format!("UPDATE {rel} AS t SET {} FROM (VALUES {vals}) AS v({}) WHERE {key_match}", assign.join(", "), key_names.iter().chain(&set_names).cloned().collect::<Vec<_>>().join(", "));
+            run(&mut *tx, sql, binds, batch.len(), "updated").await?;
+        }
+    }
+    let col_types: Vec<&String> = c.columns.iter().map(|col| ty(col)).collect::<Result<_>>()?;
+    let col_names: Vec<String> = c.columns.iter().map(|col| qi(col)).collect();
+    for batch in inserts.chunks(per(c.columns.len())) {
+        let rows: Vec<Vec<(Option<String>, &String)>> = batch.iter().map(|row| row.iter().zip(&col_types).map(|(v, t)| (text(v), *t)).collect()).collect();
+        let mut binds = Vec::new();
+        let vals = values(&rows, &mut binds);
+        run(&mut *tx, format!("INSERT INTO {rel} ({}) OVERRIDING SYSTEM VALUE VALUES {vals}", col_names.join(", ")), binds, batch.len(), "inserted").await?;
+    }
+    Ok(())
+}
+
+/// `schema.table` quoted.
 fn rel_of(table: &str) -> String {
     match table.split_once('.') {
         Some((s, t)) => format!("{}.{}", qi(s), qi(t)),
