@@ -235,7 +235,16 @@ pub async fn protection_timeline(state: State<'_, AppState>, configuration_id: S
 /// into a new one.
 #[tauri::command]
 pub async fn restore_to_second(state: State<'_, AppState>, request: safehold_core::protect::configured::SecondRequest) -> Res<safehold_core::protect::configured::SecondOutcome> {
-    safehold_core::protect::configured::restore_second(state.ctx()?, &request).await
+    // A heavy job: it waits for a slot of the job runner; Cancel stops it (cancel_restore_to_second).
+    let ctx = state.ctx()?;
+    let key = format!("second:{}", request.configuration_id);
+    in_slot(&state, &key, |cancel| async move { safehold_core::protect::configured::restore_second(ctx, &request, &cancel).await }).await
+}
+
+/// Cancels a running restore to a second of a configuration.
+#[tauri::command]
+pub async fn cancel_restore_to_second(state: State<'_, AppState>, configuration_id: String) -> Res<bool> {
+    cancel_job(&state, &format!("second:{configuration_id}"), operators::Permission::RestoreData, "restore.at.cancel").await
 }
 
 /// Starts a restore; returns the restore operation's id at once. The Restore tab follows it

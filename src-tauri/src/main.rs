@@ -287,6 +287,7 @@ fn main() {
             commands::plan_restore,
             commands::protection_timeline,
             commands::restore_to_second,
+            commands::cancel_restore_to_second,
             commands::start_restore,
             commands::cancel_restore,
             commands::verify_by_restoring,

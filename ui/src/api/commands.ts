@@ -42,6 +42,7 @@ export type Command =
   | "plan_restore"
   | "protection_timeline"
   | "restore_to_second"
+  | "cancel_restore_to_second"
   | "start_restore"
   | "cancel_restore"
   | "verify_by_restoring"

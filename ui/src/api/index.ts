@@ -119,6 +119,7 @@ export const api = {
   protectionTimeline: (configurationId: string) => call<Timeline>("protection_timeline", { configurationId }),
   /** Plans (dry run) or runs a restore to a second: one tenant in place, or the database into a new one. */
   restoreToSecond: (request: SecondRequest) => call<SecondOutcome>("restore_to_second", { request }),
+  cancelRestoreToSecond: (configurationId: string) => call<boolean>("cancel_restore_to_second", { configurationId }),
   /** Starts a restore; resolves with the restore operation's id. */
   startRestore: (form: RestoreForm) => call<string>("start_restore", { form }),
   cancelRestore: (restoreId: string) => call<boolean>("cancel_restore", { restoreId }),

@@ -70,6 +70,22 @@ describe("Any second", () => {
     expect(mocked.restoreToSecond).toHaveBeenLastCalledWith(expect.objectContaining({ dry_run: false, tenant_id: "acme" }));
   });
 
+  it("offers Cancel while a restore to a second runs, and cancels that configuration's", async () => {
+    mocked.listConfigurations.mockResolvedValue([{ ...configurations[0], continuous_protection: true }]);
+    mocked.protectionTimeline.mockResolvedValue(timeline);
+    mocked.restoreToSecond.mockImplementation(async (r) => (r.dry_run ? planned : new Promise(() => {})));
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    const card = await screen.findByTestId("continuous-timeline");
+    await userEvent.type(await within(card).findByLabelText("Tenant"), "acme");
+    expect(within(card).queryByTestId("second-cancel-button")).toBeNull();
+    await userEvent.click(within(card).getByTestId("second-plan-button"));
+    await userEvent.click(await within(card).findByTestId("second-restore-button"));
+    await userEvent.click(within(card).getByTestId("second-confirm-button"));
+    await userEvent.click(await within(card).findByTestId("second-cancel-button"));
+    expect(mocked.cancelRestoreToSecond).toHaveBeenCalledWith("c1");
+  });
+
   it("shows a second that is not covered refused by the engine, and a whole restore into a new database", async () => {
     mocked.listConfigurations.mockResolvedValue([{ ...configurations[0], continuous_protection: true }]);
     mocked.protectionTimeline.mockResolvedValue(timeline);

@@ -154,6 +154,11 @@ function SecondRestore({ timeline }: { timeline: Timeline }) {
           </Button>
         )}
       </div>
+      {(plan.isPending || run.isPending) && (
+        <Button size="sm" variant="outline" onClick={() => api.cancelRestoreToSecond(timeline.configuration_id)} data-testid="second-cancel-button">
+          Cancel
+        </Button>
+      )}
       {plan.isError && <ErrorBox error={plan.error} />}
       {run.isError && <ErrorBox error={run.error} />}
       {plan.data && !run.data && <PlanSummary outcome={plan.data} />}

@@ -26,6 +26,7 @@ export async function apiModule() {
       planRestore: vi.fn(),
       protectionTimeline: vi.fn(),
       restoreToSecond: vi.fn(),
+      cancelRestoreToSecond: vi.fn(),
       startRestore: vi.fn(),
       cancelRestore: vi.fn(),
       verifyByRestoring: vi.fn(),

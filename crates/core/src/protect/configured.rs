@@ -501,8 +501,10 @@ pub struct SecondOutcome {
 
 /// Plans or runs a restore to a second of a configuration's continuous protection (the app's
 /// Restore tab): the plan first (base, segments, changes), then one tenant in place or the whole
-/// database into a new one. Checked against `restore_data` (dry runs too) and audited.
-pub async fn restore_second(ctx: &Ctx, req: &SecondRequest) -> Result<SecondOutcome> {
+/// database into a new one. Checked against `restore_data` (dry runs too) and audited; `cancel`
+/// stops it between the base's tables and between segments (nothing is left half-written: the
+/// tenant's rows change in one transaction, and a database it made is dropped).
+pub async fn restore_second(ctx: &Ctx, req: &SecondRequest, cancel: &crate::source::CancelToken) -> Result<SecondOutcome> {
     crate::context::require(ctx, Permission::RestoreData, "restore.at", &req.configuration_id).await?;
     let config = configurations::get(ctx, &req.configuration_id).await?;
     let connection_id = config.connection_id.clone().ok_or_else(|| Error::validation("the configuration names no connection"))?;
@@ -512,7 +514,7 @@ pub async fn restore_second(ctx: &Ctx, req: &SecondRequest) -> Result<SecondOutc
     let keys = crate::keys::custody::key_sources(ctx).await?;
     let slot = slot_name(&config.id);
     let plan = super::plan_at(&repo, &keys, &slot, &req.at).await?;
-    let (cancel, progress) = (crate::source::CancelToken::new(), crate::source::no_progress());
+    let progress = crate::source::no_progress();
     let tenant = req.tenant_id.as_deref().map(str::trim).filter(|t| !t.is_empty());
     let database = req.into_database.as_deref().map(str::trim).filter(|d| !d.is_empty());
     let out = match (tenant, database) {
@@ -524,7 +526,7 @@ pub async fn restore_second(ctx: &Ctx, req: &SecondRequest) -> Result<SecondOutc
                 references: Vec::new(),
             };
             let scope = super::AtScope::Scope(crate::source::pg_apply::Scope::Tenant(ts));
-            let applied = super::restore_scope_at(&repo, &keys, &slot, &req.at, &url, &scope, !req.dry_run, &cancel, &progress).await?;
+            let applied = super::restore_scope_at(&repo, &keys, &slot, &req.at, &url, &scope, !req.dry_run, cancel, &progress).await?;
             SecondOutcome { plan, tables: applied.tables, committed: !req.dry_run, database: None }
         }
         (None, Some(d)) => {
@@ -536,7 +538,7 @@ pub async fn restore_second(ctx: &Ctx, req: &SecondRequest) -> Result<SecondOutc
             let target = target.to_string();
             if !req.dry_run {
                 crate::source::postgres::create_database(&target).await?;
-                if let Err(e) = super::restore_at(&repo, &keys, &slot, &req.at, &target, &cancel, &progress).await {
+                if let Err(e) = super::restore_at(&repo, &keys, &slot, &req.at, &target, cancel, &progress).await {
                     // All or nothing: the half-made database goes.
                     let _ = crate::source::postgres::drop_database(&target).await;
                     return Err(e);

@@ -474,21 +474,28 @@ async fn a_configurations_continuous_protection_starts_streams_and_its_slot_goes
     assert!(tl.recovery_point.as_deref().is_some_and(|r| r > at.as_str()) && tl.segments == 1 && tl.segment_bytes > 0, "{tl:?}");
     let into = format!("safehold_then_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut ask = configured::SecondRequest { configuration_id: config.id.clone(), at: at.clone(), tenant_id: None, into_database: Some(into.clone()), dry_run: true };
-    let planned = configured::restore_second(&ctx, &ask).await.expect("planned");
+    let planned = configured::restore_second(&ctx, &ask, &CancelToken::new()).await.expect("planned");
     assert_eq!((planned.plan.segments, planned.plan.transactions, planned.committed), (1, 4, false), "{planned:?}");
     ask.dry_run = false;
-    configured::restore_second(&ctx, &ask).await.expect("into a new database");
+    configured::restore_second(&ctx, &ask, &CancelToken::new()).await.expect("into a new database");
     let then_url = format!("{base}/{into}");
     assert_eq!(state(&then_url).await, state(&source.url()).await, "the whole database as it was, in {into}");
     let mut admin = PgConnection::connect(&format!("{base}/postgres")).await.expect("connect");
     sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {into} WITH (FORCE)"))).execute(&mut admin).await.expect("drop");
+    // Cancelled: an error that says so, and the database it made is gone again.
+    let cancelled = CancelToken::new();
+    cancelled.cancel();
+    let err = configured::restore_second(&ctx, &ask, &cancelled).await.expect_err("cancelled");
+    assert_eq!(err.code, safehold_core::ErrorCode::Cancelled, "{err:?}");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1").bind(&into).fetch_one(&mut admin).await.expect("count");
+    assert_eq!(left, 0, "the cancelled restore's database is dropped");
     source.execute("DELETE FROM accounts WHERE tenant_id = 't0'").await;
     let tenant = configured::SecondRequest { configuration_id: config.id.clone(), at: at.clone(), tenant_id: Some("t0".into()), into_database: None, dry_run: false };
-    let put = configured::restore_second(&ctx, &tenant).await.expect("a tenant in place");
+    let put = configured::restore_second(&ctx, &tenant, &CancelToken::new()).await.expect("a tenant in place");
     assert!(put.tables.iter().any(|t| t.table == "public.accounts" && t.inserted > 0), "{put:?}");
     assert_eq!(state(&source.url()).await, state(&target.url()).await, "tenant t0 is back as it was");
     let between = configured::SecondRequest { at: "2000-01-01T00:00:00Z".into(), ..tenant.clone() };
-    assert!(configured::restore_second(&ctx, &between).await.expect_err("before the base").message.contains("before the first base"));
+    assert!(configured::restore_second(&ctx, &between, &CancelToken::new()).await.expect_err("before the base").message.contains("before the first base"));
 
     // Retention keeps the base while it is one, even when expired and not the last full.
     let newer = safehold_core::runs::enqueue_full(&ctx, &config.id).await.expect("enqueue");
