@@ -495,6 +495,10 @@ pub(crate) struct VerifyArgs {
     /// With --restore-test: the live source to compare unchanged tables with.
     #[arg(long)]
     pub(crate) source: Option<String>,
+    /// With --restore-test: put the database back to this second (continuous protection's base
+    /// and segments) and check every table's rows against the base and the changes replayed.
+    #[arg(long, requires = "restore_test")]
+    pub(crate) at: Option<String>,
     #[command(flatten)]
     pub(crate) keys: KeyArgs,
 }

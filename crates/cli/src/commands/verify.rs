@@ -7,6 +7,26 @@ pub(crate) async fn restore_test(a: &VerifyArgs, json: bool, place: &Path, keys:
     let scratch = a.scratch.clone().ok_or_else(|| {
         Error::validation("a test restore needs a PostgreSQL server for its scratch database: give --scratch postgres://user@host:5432/postgres or set SAFEHOLD_SCRATCH_URL")
     })?;
+    if let Some(at) = &a.at {
+        let repo = Repository::open(place)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", place.display())))?;
+        let slot = safehold_core::protect::covering(&repo, at, None)?.ok_or_else(|| Error::validation(format!("no continuous protection in {} covers {at} (safehold protect status shows what is covered)", place.display())))?;
+        let report = safehold_core::protect::restore_test_at(&repo, &keys, &slot, at, &scratch, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+        end_progress(json);
+        let report = report?;
+        if json {
+            print_json(&report);
+        } else {
+            let p = &report.plan;
+            println!("test restore to {at}: base backup {}, {} segments, {} transactions ({} changes) replayed into {} (dropped):", p.base_id, p.segments, p.transactions, p.changes, report.scratch_database);
+            for t in &report.tables {
+                println!("  {}  {:<40} rows {}/{}", if t.ok { "ok  " } else { "FAIL" }, t.table, t.restored_rows, t.expected_rows);
+            }
+        }
+        if !report.ok {
+            return Err(Error::validation(format!("the test restore to {at} found differences (see the tables marked FAIL)")));
+        }
+        return Ok(());
+    }
     let req = restore::RestoreRequest::new(place.to_path_buf(), String::new());
     let opened = restore::open(&req, &keys).await?;
     let report = restore::restore_test(&opened, &scratch, a.source.as_deref(), &cancel_on_ctrl_c(), &progress_sink(json)).await;

@@ -1587,6 +1587,11 @@ fn a_configurations_continuous_protection_runs_under_the_scheduler_survives_kill
             assert!(segments.iter().all(|c| c["rows"].as_u64().is_some_and(|r| r > 0)), "deep verify counts each segment's changes: {checked}");
         }
     }
+    // And a test restore to the second: every table's rows against the base and the changes.
+    let tested = stdout_json(&run(&["verify", repo.to_str().expect("utf-8"), "--restore-test", "--at", &at, "--scratch", &format!("{base}/postgres"), "--json"]));
+    assert_eq!(tested["ok"], true, "{tested}");
+    let events = tested["tables"].as_array().expect("tables").iter().find(|t| t["table"] == "public.events").cloned().expect("events checked");
+    assert_eq!(events["restored_rows"].as_i64(), expected.split(':').next().and_then(|n| n.parse().ok()), "{tested}");
 
     let off = run(&["config", "set", "Prot", "--continuous", "off"]);
     assert!(off.status.success() && String::from_utf8_lossy(&off.stderr).contains(&slot), "{}", String::from_utf8_lossy(&off.stderr));
