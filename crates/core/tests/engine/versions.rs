@@ -130,3 +130,27 @@ async fn pagila_round_trips_on_the_oldest_and_the_newest_version_and_between_the
         across("Pagila", &source, from.0, &[from, to]).await;
     }
 }
+
+/// What only a newer server has: a virtual generated column (PostgreSQL 18) round-trips on 18
+/// (computed again, not carried as data) and is refused by name on 15 and 13, nothing written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_virtual_generated_column_round_trips_on_18_and_is_refused_by_name_on_older_servers() {
+    let Some(servers) = servers() else { return };
+    let Some(newest) = servers.iter().find(|(v, _)| *v >= 18) else {
+        eprintln!("skipped: no PostgreSQL 18 in the matrix");
+        return;
+    };
+    let source = ScratchDb::create_on(&newest.1).await;
+    source.execute("CREATE TABLE t (id int PRIMARY KEY, a int, b int GENERATED ALWAYS AS (a * 2) VIRTUAL); INSERT INTO t (id, a) VALUES (1, 2), (2, 5);").await;
+    across("a virtual generated column", &source, newest.0, &[newest]).await;
+    let repo = repo_with_password("versions");
+    let taken = repo.backup(SourceSpec::Postgres { url: source.url() }).await;
+    for older in servers.iter().filter(|(v, _)| *v == 15 || *v == 13) {
+        let target = ScratchDb::create_on(&older.1).await;
+        let err = repo.restore(Path::new(&taken.archive), &SourceSpec::Postgres { url: target.url() }).await.expect_err("refused");
+        assert!(err.message.contains("table public.t has a virtual generated column") && err.message.contains(&format!("PostgreSQL {}", older.0)), "{}", err.message);
+        let mut conn = PgConnection::connect(&target.url()).await.expect("connect");
+        let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetch_one(&mut conn).await.expect("count");
+        assert_eq!(tables, 0, "nothing was written on PostgreSQL {}", older.0);
+    }
+}
