@@ -163,6 +163,9 @@ pub async fn run_step(ctx: &Ctx, configuration_id: &str, notices: &NoticeSink) -
     };
     match result {
         Ok(r) => Ok(r),
+        // Another streamer (the app and `schedule run` both running) is reading the slot right
+        // now: it seals these changes; this step has nothing to do.
+        Err(e) if e.message.contains("is active for PID") => Ok(report("idle")),
         Err(e) => {
             let _ = set(ctx, configuration_id, "UPDATE protections SET last_error = ?, updated_at = ? WHERE configuration_id = ?", &[Some(e.message.clone())]).await;
             notices(Notice { configuration_name: name, level: "warning".into(), message: format!("continuous protection: {}", e.message) });
