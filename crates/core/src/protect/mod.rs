@@ -12,12 +12,16 @@
 //!   signed by the writer), and only then advances the slot. A crash between the two leaves a
 //!   segment whose transactions the next one holds again: a restore keeps each transaction once
 //!   (by its commit LSN).
-//! - [`restore_at`] restores the base backup into an empty database and replays the segments'
-//!   transactions committed at or before the chosen second, in commit order, in one transaction.
+//!   Each step also compares a digest of the schema with the base's: a schema change ends the
+//!   base's span and [`rebase`] takes a new base (the slot kept).
+//! - [`restore_at`] restores the base backup that covers the chosen second into an empty database
+//!   and replays its segments' transactions committed at or before it, by net effect, in one
+//!   transaction; [`restore_scope_at`] puts chosen tables or one tenant back (in place or as a
+//!   copy) through a scratch database; [`plan_at`] says what either will use first.
+//! - [`configured`] runs all this from a backup configuration's setting (the app, `schedule run`).
 //!
-//! Not built yet (said in docs/continuous-protection.md): running it on a schedule and in the app,
-//! `protect status`, slot-size limits, schema changes while streaming, a tenant or a selection of
-//! tables put back to a second, the timeline, verify and retention of segments.
+//! Not built yet (said in docs/continuous-protection.md): per-tenant segment indexes, segments on
+//! cloud storages, the streaming replication protocol.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
