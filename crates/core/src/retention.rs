@@ -269,8 +269,6 @@ async fn apply_policy_until(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>
     delete_planned(ctx, plan, cancel).await
 }
 
-/// Deletes what `plan` says, newest first (children before what they build on), recording and
-/// auditing each; stops at `cancel` between two deletions.
 /// Removes the change segments (continuous protection, `changes/` beside the archive) whose base
 /// is `archive_id`.
 fn remove_segments_of(archive: &Path, archive_id: &str) {
@@ -285,6 +283,8 @@ fn remove_segments_of(archive: &Path, archive_id: &str) {
     }
 }
 
+/// Deletes what `plan` says, newest first (children before what they build on), recording and
+/// auditing each; stops at `cancel` between two deletions.
 async fn delete_planned(ctx: &Ctx, plan: RetentionPlan, cancel: &CancelToken) -> Result<RetentionPlan> {
     // Items are newest first: children go before the backups they build on.
     for (deleted, item) in plan.items.iter().filter(|i| i.action == RetentionAction::Delete).enumerate() {
