@@ -372,6 +372,19 @@ pub(crate) struct BackupArgs {
     pub(crate) tenant_column: String,
     #[arg(long, default_value = "tenants")]
     pub(crate) tenants_table: String,
+    /// Back up the whole server --source names (postgres://user@host:5432/): every database that
+    /// accepts connections (templates left out), each in its own archive, and the server's roles,
+    /// memberships, settings and databases' properties, as one server backup.
+    #[arg(long)]
+    pub(crate) all_databases: bool,
+    /// With --all-databases: leave out the databases this names (`*` matches any run of
+    /// characters). Repeat for each.
+    #[arg(long = "exclude-database", requires = "all_databases")]
+    pub(crate) exclude_databases: Vec<String>,
+    /// With --all-databases: also the roles' password hashes, sealed like the data (needs a
+    /// superuser).
+    #[arg(long, requires = "all_databases")]
+    pub(crate) with_passwords: bool,
     #[command(flatten)]
     pub(crate) keys: KeyArgs,
 }
@@ -473,6 +486,20 @@ pub(crate) struct RestoreArgs {
     /// Run a destructive plan without asking.
     #[arg(long)]
     pub(crate) yes: bool,
+    /// Restore a server backup (`backup --all-databases`; --backup picks one, default the newest)
+    /// onto the server --target names: its roles, then each database, created with its properties.
+    #[arg(long)]
+    pub(crate) server: bool,
+    /// With --server: only this database of the set. Repeat for each.
+    #[arg(long = "database", requires = "server")]
+    pub(crate) databases: Vec<String>,
+    /// With --server: which roles to create (those that exist are left as they are).
+    #[arg(long, value_enum, default_value = "needed", requires = "server")]
+    pub(crate) roles: safehold_core::servers::RolesMode,
+    /// With --server: leave out what the target's version cannot hold (the plan names each)
+    /// instead of refusing.
+    #[arg(long, requires = "server")]
+    pub(crate) skip_unsupported: bool,
     #[command(flatten)]
     pub(crate) keys: KeyArgs,
 }

@@ -30,6 +30,7 @@ pub mod retention;
 pub mod runs;
 pub mod scheduler;
 pub mod secrets;
+pub mod servers;
 pub mod source;
 pub mod storage;
 pub mod verify;

@@ -17,6 +17,9 @@ pub(crate) async fn run(a: &BackupArgs, json: bool, place: &Path, keys: KeySourc
     }
     // Sealed to the repository's public key: an existing repository needs no password.
     let (repo, mk) = keys.open_repository_for_sealed_backup(place).await?;
+    if a.all_databases {
+        return server(a, json, req, &repo, mk.as_ref()).await;
+    }
     let out = backup::run_with(&repo, mk.as_ref(), &req, &cancel_on_ctrl_c(), &progress_sink(json)).await;
     end_progress(json);
     let out = out?;
@@ -30,6 +33,30 @@ pub(crate) async fn run(a: &BackupArgs, json: bool, place: &Path, keys: KeySourc
         if let Some(note) = &out.note {
             println!("  note: {note}");
         }
+        for w in &out.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(())
+}
+
+/// `backup --all-databases`: the server's databases and globals, as one set.
+async fn server(a: &BackupArgs, json: bool, each: BackupRequest, repo: &Repository, mk: Option<&safehold_core::archive::SecretKey>) -> Result<(), Error> {
+    use safehold_core::servers;
+    let SourceSpec::Postgres { url } = &each.source else {
+        return Err(Error::validation("--all-databases backs up a PostgreSQL server: --source postgres://user@host:5432/"));
+    };
+    let req = servers::ServerBackupRequest { url: url.clone(), exclude: a.exclude_databases.clone(), with_passwords: a.with_passwords, each: each.clone() };
+    let out = servers::backup(repo, mk, &req, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+    end_progress(json);
+    let out = out?;
+    if json {
+        print_json(&out);
+    } else {
+        for d in &out.databases {
+            println!("  {:<30} {} tables, {} rows, {} bytes  (backup {})", d.database, d.tables, d.rows, d.bytes, &d.archive_id[..8]);
+        }
+        println!("server backup {} of {}: {} databases, {} roles, {} memberships in {:.1} s\n  {}", out.set_id, source::redact(url), out.databases.len(), out.roles, out.memberships, out.seconds, out.archive);
         for w in &out.warnings {
             eprintln!("warning: {w}");
         }

@@ -17,6 +17,9 @@ pub(crate) async fn run(cli: &Cli, a: &RestoreArgs) -> Result<(), Error> {
 
 pub(crate) async fn restore_as(cli: &Cli, ctx: &Ctx, a: &RestoreArgs, from: PathBuf, keys: KeySources) -> Result<(), Error> {
     let json = cli.json;
+    if a.server {
+        return server(json, a, from, keys).await;
+    }
     let mut req = a.request.clone();
     req.from = from;
     req.as_copy(a.as_copy);
@@ -200,4 +203,75 @@ async fn restore_at_second(json: bool, a: &RestoreArgs, req: &restore::RestoreRe
         }
     }
     Ok(())
+}
+
+/// `restore --server`: a server backup onto a server — the plan first, then roles and databases.
+async fn server(json: bool, a: &RestoreArgs, from: PathBuf, keys: KeySources) -> Result<(), Error> {
+    use safehold_core::servers;
+    let req = servers::ServerRestoreRequest {
+        from,
+        set_id: a.request.backup_id.clone(),
+        target: a.request.target.clone(),
+        databases: a.databases.clone(),
+        roles: a.roles,
+        skip_unsupported: a.skip_unsupported,
+        jobs: a.request.jobs,
+    };
+    let plan = servers::plan(&req, &keys).await?;
+    if !json || a.dry_run {
+        if json {
+            print_json(&plan);
+        } else {
+            print_server_plan(&plan, a.skip_unsupported);
+        }
+    }
+    if a.dry_run {
+        if !json {
+            eprintln!("dry run: nothing was changed");
+        }
+        return Ok(());
+    }
+    let out = servers::restore(&req, &keys, &cancel_on_ctrl_c(), &progress_sink(json)).await;
+    end_progress(json);
+    let out = out?;
+    if json {
+        print_json(&out);
+    } else {
+        println!(
+            "restored server backup {} onto {}: {} databases ({}), {} roles created, {} rows in {:.1} s",
+            &out.plan.set_id[..8],
+            out.plan.target,
+            out.databases.len(),
+            out.databases.join(", "),
+            out.roles_created.len(),
+            out.rows,
+            out.seconds
+        );
+    }
+    Ok(())
+}
+
+fn print_server_plan(p: &safehold_core::servers::ServerRestorePlan, skip: bool) {
+    eprintln!("Server restore plan");
+    eprintln!("  backup:  server backup {} of {} (PostgreSQL {}), taken {}", p.set_id, p.source, p.source_version, p.taken_at);
+    eprintln!("  target:  {} (PostgreSQL {})", p.target, p.target_version);
+    eprintln!("  roles:   {} created{}; {} exist and are left as they are{}", p.roles_created.len(), list(&p.roles_created), p.roles_existing.len(), list(&p.roles_existing));
+    eprintln!("  memberships: {}", p.memberships);
+    for d in &p.databases {
+        eprintln!("    {:<30} {:>6} tables {:>10} rows   {}", d.database, d.tables, d.rows, d.action());
+    }
+    for u in &p.unsupported {
+        eprintln!("  {}: {u}", if skip { "left out" } else { "unsupported" });
+    }
+    for w in &p.warnings {
+        eprintln!("  warning: {w}");
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(", "))
+    }
 }

@@ -147,6 +147,33 @@ pub(crate) fn seal_data_key(repo: &Repository, master: Option<&SecretKey>, encry
     Ok((dk, key_slots))
 }
 
+/// A header for a new archive `id` of `repo`: the repository's key slots, sealed private key and
+/// approved writers filled in; the caller sets what the archive holds (`..header(…)`).
+pub fn header(repo: &Repository, id: &str, encrypt: bool, key_slots: Vec<KeySlot>) -> ArchiveHeader {
+    let at = now();
+    ArchiveHeader {
+        format_version: FORMAT_VERSION,
+        archive_id: id.to_string(),
+        repository_id: repo.id().to_string(),
+        backup_type: "full".into(),
+        parent_id: None,
+        source_kind: "postgres".into(),
+        source_name: String::new(),
+        source_fingerprint: String::new(),
+        snapshot_time: at.clone(),
+        created_at: at,
+        compression: "zstd".into(),
+        encrypted: encrypt,
+        key_slots,
+        // (Also in an archive that is not encrypted: the master key authenticates its writers.)
+        master_slots: repo.config.master_slots.clone(),
+        private_sealed: if encrypt { repo.config.private_sealed.clone() } else { None },
+        basis: None,
+        writer: None,
+        writers: repo.config.writers.clone(),
+    }
+}
+
 /// Runs a backup into `repo` (whose master key is `master`).
 pub async fn run(repo: &Repository, master: &SecretKey, req: &BackupRequest, cancel: &CancelToken, progress: &ProgressSink) -> Result<BackupOutcome> {
     run_with(repo, Some(master), req, cancel, progress).await
@@ -222,9 +249,6 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
         BackupType::Differential => "differential",
     };
     let header = ArchiveHeader {
-        format_version: FORMAT_VERSION,
-        archive_id: id.clone(),
-        repository_id: repo.id().to_string(),
         backup_type: type_name.into(),
         parent_id: parent.as_ref().map(|(id, _)| id.clone()),
         source_kind: req.source.kind().into(),
@@ -233,14 +257,8 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
         snapshot_time: snapshot_time.clone(),
         created_at: snapshot_time.clone(),
         compression: if req.zstd_level.is_some() { "zstd".into() } else { "none".into() },
-        encrypted: req.encrypt,
-        key_slots,
-        // (Also in an archive that is not encrypted: the master key authenticates its writers.)
-        master_slots: repo.config.master_slots.clone(),
-        private_sealed: if req.encrypt { repo.config.private_sealed.clone() } else { None },
         basis: pg_snapshot.as_ref().map(|snap| snap.basis(&id)),
-        writer: None,
-        writers: repo.config.writers.clone(),
+        ..header(repo, &id, req.encrypt, key_slots)
     };
     let stamp: String = snapshot_time.chars().filter(char::is_ascii_digit).take(14).collect();
     let dest: PathBuf = match &req.dest {

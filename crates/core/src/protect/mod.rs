@@ -28,9 +28,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{ArchiveHeader, ArchiveReader, ArchiveWriter, SecretKey, Signer, WriteOptions, FORMAT_VERSION};
+use crate::archive::{ArchiveHeader, ArchiveReader, ArchiveWriter, SecretKey, Signer, WriteOptions};
 use crate::backup::{self, BackupOutcome, BackupRequest};
-use crate::catalog::now;
 use crate::configurations::BackupType;
 use crate::error::{Error, ErrorCode, Result};
 use crate::repository::{Repository, ARCHIVE_EXT};
@@ -332,27 +331,16 @@ fn seal(repo: &Repository, p: &Protection, txns: Vec<Txn>, signer: Option<Arc<dy
     let (dk, key_slots) = backup::seal_data_key(repo, None, true, &id)?;
     let (first, last) = (&keep[0], &keep[keep.len() - 1]);
     let header = ArchiveHeader {
-        format_version: FORMAT_VERSION,
-        archive_id: id.clone(),
-        repository_id: repo.id().to_string(),
         backup_type: "changes".into(),
         parent_id: Some(p.base_id.clone()),
-        source_kind: "postgres".into(),
         source_name: p.source_name.clone(),
         source_fingerprint: format!("changes:{}", p.slot),
         snapshot_time: last.commit_time(),
-        created_at: now(),
-        compression: "zstd".into(),
-        encrypted: true,
-        key_slots,
-        master_slots: repo.config.master_slots.clone(),
-        private_sealed: repo.config.private_sealed.clone(),
         basis: Some(serde_json::json!({
             "first_commit_lsn": pg_logical::format_lsn(first.commit_lsn), "last_commit_lsn": pg_logical::format_lsn(last.commit_lsn),
             "first_commit": first.commit_time(), "last_commit": last.commit_time(), "transactions": keep.len(),
         })),
-        writer: None,
-        writers: repo.config.writers.clone(),
+        ..backup::header(repo, &id, true, key_slots)
     };
     // Named so that names sort in commit order.
     let dest = changes_dir(repo).join(format!("{}-{:016X}-{}.{ARCHIVE_EXT}", p.slot, first.commit_lsn, &id[..8]));

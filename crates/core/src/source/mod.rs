@@ -4,6 +4,7 @@
 pub mod pg_apply;
 pub mod pg_logical;
 mod pg_create;
+pub mod pg_globals;
 mod pg_parallel;
 pub mod postgres;
 pub mod sqlite;

@@ -5,6 +5,7 @@
 //! `COPY … FROM STDIN`, then constraints, indexes, triggers, policies, sequence values — any
 //! failure or a cancel leaves the target as it was.
 //!
+//! Large objects are carried (their data, whole in every backup; not their owners and grants).
 //! Not carried yet: owners and privileges (like `pg_dump --no-owner --no-privileges`), operators,
 //! casts, collations, text search configurations, foreign tables, publications, event triggers.
 
@@ -774,6 +775,10 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
     let counters = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
     let ctx = DumpCtx { schema: &schema, req, parent, tenant_filter: tenant_filter.as_ref(), full_xmin: &full_xmin, archive: &shared, queue: &queue, cancel, progress, done: &counters.0, rows: &counters.1 };
     let results = futures_util::future::try_join_all(conns.iter_mut().map(|c| dump_worker(c, &ctx))).await?;
+    let mut warnings = warnings;
+    if let Some(c) = conns.first_mut() {
+        warnings.extend(dump_large_objects(c, &shared, cancel).await?);
+    }
     let archive = shared.into_inner().map_err(|_| Error::new(ErrorCode::Internal, "a backup worker failed"))?;
     let mut stats = DumpStats { warnings, ..Default::default() };
     for (rows, tables, tenants) in results {
@@ -794,6 +799,39 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
         let _ = c.close().await;
     }
     Ok(stats)
+}
+
+/// The section of an archive that holds the database's large objects (`oid`, data), whole in
+/// every backup: they have no key an incremental could compare, and no change time.
+pub const LARGE_OBJECTS: &str = "large_objects";
+
+/// Writes the large objects on the snapshot, if there are any. A role that may not read some of
+/// them gets a warning naming how many, and the backup goes on without them.
+async fn dump_large_objects(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut ArchiveWriter>, cancel: &CancelToken) -> Result<Option<String>> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_largeobject_metadata").fetch_one(&mut *conn).await.map_err(q("count the large objects"))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    sqlx::query("SAVEPOINT safehold_large_objects").execute(&mut *conn).await.map_err(q("read the large objects"))?;
+    if let Err(e) = sqlx::query("SELECT count(lo_get(oid, 0, 1)) FROM pg_largeobject_metadata").execute(&mut *conn).await {
+        sqlx::query("ROLLBACK TO SAVEPOINT safehold_large_objects").execute(&mut *conn).await.map_err(q("read the large objects"))?;
+        return Ok(Some(format!("the database has {n} large objects that this role may not read ({e}): they are not in this backup; back up as their owner or a superuser")));
+    }
+    copy_section(conn, archive, LARGE_OBJECTS, "large_objects", "COPY (SELECT oid, lo_get(oid) FROM pg_largeobject_metadata ORDER BY oid) TO STDOUT", None, cancel).await?;
+    Ok(None)
+}
+
+/// Loads the large objects of the chain's newest backup (each backup has them all).
+pub(super) async fn load_large_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], cancel: &CancelToken) -> Result<u64> {
+    let Some((reader, index)) = chain.last() else { return Ok(0) };
+    if index.section(LARGE_OBJECTS).is_none() {
+        return Ok(0);
+    }
+    sqlx::raw_sql("CREATE TEMP TABLE safehold_large_objects (loid oid, data bytea) ON COMMIT DROP").execute(&mut **tx).await.map_err(|e| restore_error("the large objects", &e))?;
+    copy_in(tx, reader, index, LARGE_OBJECTS, "pg_temp.safehold_large_objects (loid, data) FROM STDIN", cancel).await?;
+    let n: i64 = sqlx::query_scalar("SELECT count(lo_from_bytea(loid, data)) FROM pg_temp.safehold_large_objects").fetch_one(&mut **tx).await.map_err(|e| restore_error("the large objects", &e))?;
+    sqlx::raw_sql("DROP TABLE pg_temp.safehold_large_objects").execute(&mut **tx).await.map_err(|e| restore_error("the large objects", &e))?;
+    Ok(n as u64)
 }
 
 /// How many rows an incremental on `parent` carries that the parent already had: written by
@@ -992,6 +1030,7 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
         total += load_table(&mut tx, chain, t, cancel).await?;
     }
     progress(Progress { phase: "restore".into(), table: None, tables_done: n, tables_total: n, rows: total, bytes: 0 });
+    load_large_objects(&mut tx, chain, cancel).await?;
     for st in &schema.post {
         cancel.check()?;
         sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
@@ -1028,6 +1067,7 @@ async fn drop_user_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Re
     for st in stmts {
         sqlx::raw_sql(AssertSqlSafe(st.clone())).execute(&mut **tx).await.map_err(|e| restore_error(&format!("replacing the target's objects ({st})"), &e))?;
     }
+    sqlx::raw_sql("SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata").execute(&mut **tx).await.map_err(|e| restore_error("replacing the target's large objects", &e))?;
     Ok(())
 }
 
@@ -1191,6 +1231,14 @@ pub(crate) fn restore_error(what: &str, e: &sqlx::Error) -> Error {
     Error::new(ErrorCode::Database, format!("restore failed at {what}: {e}; the target was left as it was")).caused_by(e)
 }
 
+/// The URL of the database `database` on the server `url` names (its user, host, port and
+/// parameters kept; the database in `url`, if any, replaced).
+pub fn database_url(url: &str, database: &str) -> Result<String> {
+    let mut u = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
+    u.set_path(&format!("/{}", url::form_urlencoded::byte_serialize(database.as_bytes()).collect::<String>().replace('+', "%20")));
+    Ok(u.to_string())
+}
+
 /// Creates the database named in `url` (connecting to the server's `postgres` database);
 /// `true` when it was created, `false` when it existed.
 pub async fn create_database(url: &str) -> Result<bool> {
@@ -1256,6 +1304,12 @@ fn percent_decode(s: &str) -> String {
 /// when the target exists already (it is restored into in place). Drops what earlier builds into
 /// this server left first.
 pub async fn start_building(url: &str) -> Result<Option<Building>> {
+    start_building_with(url, "").await
+}
+
+/// [`start_building`] with `CREATE DATABASE` options (owner, encoding, locale: a server restore
+/// gives the new database its source's properties).
+pub async fn start_building_with(url: &str, options: &str) -> Result<Option<Building>> {
     let (admin_url, db) = admin_url(url)?;
     let mut admin = connect(admin_url.as_str()).await?;
     sweep_abandoned(&mut admin).await;
@@ -1265,7 +1319,7 @@ pub async fn start_building(url: &str) -> Result<Option<Building>> {
         return Ok(None);
     }
     let name = building_name(&db);
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {}", qi(&name)))).execute(&mut admin).await.map_err(q("create the database to restore into"))?;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {} {options}", qi(&name)))).execute(&mut admin).await.map_err(q("create the database to restore into"))?;
     let _ = admin.close().await;
     let mut build_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
     build_url.set_path(&format!("/{}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()));
@@ -1274,6 +1328,11 @@ pub async fn start_building(url: &str) -> Result<Option<Building>> {
 }
 
 impl Building {
+    /// The temporary name it is built under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Renames the complete database to the target's name.
     pub async fn finish(mut self) -> Result<()> {
         if let Some(a) = self.anchor.take() {

@@ -25,4 +25,5 @@ mod schemas;
 mod shape;
 mod storage;
 mod support;
+mod servers;
 mod versions;

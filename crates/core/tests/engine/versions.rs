@@ -5,7 +5,7 @@
 //! one, and down from 18 to 15 and to 13; Pagila on 13 and 18, both ways. Each restore is compared
 //! with its source by a description written here that no version-matched `pg_dump` gives: tables,
 //! columns with their types, defaults, identity and generation, constraints, indexes, triggers,
-//! functions, sequences' values, and every table's and view's rows.
+//! functions, sequences' values, large objects, and every table's and view's rows.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +17,7 @@ use crate::backup::repo_with_password;
 use crate::support::ScratchDb;
 
 /// (major version, server URL) of each cluster, lowest first; `None` said as a skip.
-fn servers() -> Option<Vec<(u32, String)>> {
+pub(crate) fn servers() -> Option<Vec<(u32, String)>> {
     let Ok(list) = std::env::var("SAFEHOLD_TEST_PG_VERSIONS") else {
         eprintln!("skipped: no version matrix (SAFEHOLD_TEST_PG_VERSIONS; make test starts PostgreSQL 13–18)");
         return None;
@@ -37,10 +37,11 @@ fn fixture(rel: &str) -> std::path::PathBuf {
 }
 
 /// The database as the comparison sees it, line by line under a heading per kind.
-async fn describe(url: &str) -> BTreeMap<String, Vec<String>> {
+pub(crate) async fn describe(url: &str) -> BTreeMap<String, Vec<String>> {
     let mut conn = PgConnection::connect(url).await.expect("connect");
     let user = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'";
-    let queries: [(&str, String); 9] = [
+    let queries: [(&str, String); 10] = [
+        ("large objects", "SELECT format('%s %s %s', oid, length(lo_get(oid)), md5(lo_get(oid))) FROM pg_largeobject_metadata".to_string()),
         ("relations", format!("SELECT format('%I.%I %s', n.nspname, c.relname, c.relkind) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')")),
         // A partition's identity is its parent's (PostgreSQL 17 marks it on the partitions too).
         ("columns", format!("SELECT format('%I.%I.%I %s notnull=%s identity=%s generated=%s default=%s', n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, CASE WHEN c.relispartition THEN '' ELSE a.attidentity::text END, a.attgenerated, pg_get_expr(d.adbin, d.adrelid))
