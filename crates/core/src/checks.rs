@@ -145,10 +145,12 @@ fn archives_of(target: &Path) -> Result<(Vec<PathBuf>, Option<crate::repository:
         let repo = crate::repository::Repository::open(target)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", target.display())))?;
         let (ok, damaged) = repo.scan()?;
         let mut all: Vec<PathBuf> = ok.into_iter().map(|(p, _)| p).chain(damaged.into_iter().map(|(p, _)| p)).collect();
-        // Continuous protection's change segments (`changes/`, beside the archives) are archives
-        // too: checked the same way, quick or deep.
-        if let Ok(entries) = std::fs::read_dir(repo.dir.join("changes")) {
-            all.extend(entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == crate::repository::ARCHIVE_EXT)));
+        // Continuous protection's change segments (`changes/`) and the server backups' sets
+        // (`servers/`), beside the archives, are archives too: checked the same way, quick or deep.
+        for dir in ["changes", "servers"] {
+            if let Ok(entries) = std::fs::read_dir(repo.dir.join(dir)) {
+                all.extend(entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == crate::repository::ARCHIVE_EXT)));
+            }
         }
         all.sort();
         Ok((all, Some(repo)))

@@ -75,7 +75,9 @@ pub(crate) async fn check(a: &VerifyArgs, json: bool, place: &Path, keys: KeySou
 /// The backups of a repository.
 pub(crate) async fn ls(json: bool, place: &Path) -> Result<(), Error> {
     let repo = Repository::open(place)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", place.display())))?;
-    let (list, damaged) = repo.scan()?;
+    let (mut list, damaged) = repo.scan()?;
+    // The server backups' sets (`backup --all-databases`), listed with the backups they name.
+    list.extend(safehold_core::servers::sets(&repo)?);
     for (p, e) in &damaged {
         eprintln!("warning: {} cannot be read and is skipped: {}", p.display(), e.message);
     }

@@ -1598,3 +1598,61 @@ fn a_configurations_continuous_protection_runs_under_the_scheduler_survives_kill
     assert_eq!(psql(&format!("{base}/postgres"), &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'")), "0", "off drops the slot");
     let _ = Command::new("psql").args(["-X", "-q", "-d", &format!("{base}/postgres"), "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")]).output();
 }
+
+/// `backup --all-databases` and `restore --server` as a script uses them: a server backup of
+/// PostgreSQL 13 listed by `ls`, its plan for a PostgreSQL 17 server (nothing written), then one
+/// database and the role that owns it put there. Needs the version matrix (make test starts it).
+#[test]
+fn a_server_backup_is_listed_planned_and_restored_onto_a_newer_server() {
+    let Ok(matrix) = std::env::var("SAFEHOLD_TEST_PG_VERSIONS") else {
+        eprintln!("skipped: no version matrix (SAFEHOLD_TEST_PG_VERSIONS)");
+        return;
+    };
+    let server = |v: &str| matrix.split_whitespace().find_map(|p| p.strip_prefix(&format!("{v}="))).map(str::to_string);
+    let (Some(old), Some(new)) = (server("13"), server("17")) else {
+        eprintln!("skipped: the matrix has no PostgreSQL 13 and 17");
+        return;
+    };
+    let tag = format!("clisrv{}", std::process::id());
+    let db = format!("{tag}_shop");
+    let role = format!("{tag}_owner");
+    let cleanup = |base: &str| {
+        let _ = Command::new("psql").args(["-X", "-q", "-d", &format!("{base}/postgres"), "-c", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")]).output();
+        let _ = Command::new("psql").args(["-X", "-q", "-d", &format!("{base}/postgres"), "-c", &format!("DROP ROLE IF EXISTS {role}")]).output();
+    };
+    cleanup(&old);
+    cleanup(&new);
+    psql(&format!("{old}/postgres"), &format!("CREATE ROLE {role} LOGIN"));
+    psql(&format!("{old}/postgres"), &format!("CREATE DATABASE {db} OWNER {role}"));
+    psql(&format!("{old}/{db}"), "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 50) g;");
+
+    let home = tempfile::tempdir().expect("tmp");
+    let repo = home.path().join("repo");
+    let repo_s = repo.to_str().expect("utf8");
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_safehold")).args(args).env("SAFEHOLD_HOME", home.path()).env("SAFEHOLD_PASSWORD", "cli-test").output().expect("run");
+    let src = format!("{old}/");
+    let out = stdout_json(&run(&["--json", "backup", "--source", &src, "--all-databases", "--exclude-database", "safehold_*", "--to", repo_s]));
+    assert!(out["databases"].as_array().expect("databases").iter().any(|d| d["database"] == db.as_str()), "{out}");
+    // --exclude-database and --with-passwords only go with --all-databases.
+    let wrong = run(&["backup", "--source", &src, "--exclude-database", "x", "--to", repo_s]);
+    assert!(!wrong.status.success() && String::from_utf8_lossy(&wrong.stderr).contains("--all-databases"), "{}", String::from_utf8_lossy(&wrong.stderr));
+    let listed = stdout_json(&run(&["--json", "ls", repo_s]));
+    assert_eq!(listed.as_array().expect("list").iter().filter(|r| r["type"] == "server").count(), 1, "{listed}");
+
+    let target = format!("{new}/");
+    let restore = ["restore", "--from", repo_s, "--server", "--target", &target, "--database", &db];
+    let dry = run(&[&restore[..], &["--dry-run"]].concat());
+    let plan = String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.status.success(), "{plan}");
+    assert!(plan.contains("Server restore plan") && plan.contains(&format!("1 created ({role})")) && plan.contains(&db) && plan.contains("dry run: nothing was changed"), "{plan}");
+    assert_eq!(psql(&format!("{new}/postgres"), &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'")), "0", "a dry run writes nothing");
+    let done = run(&restore);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(String::from_utf8_lossy(&done.stdout).contains("1 roles created"), "{}", String::from_utf8_lossy(&done.stdout));
+    assert_eq!(psql(&format!("{new}/{db}"), "SELECT count(*) || ' ' || pg_get_userbyid((SELECT datdba FROM pg_database WHERE datname = current_database())) FROM items"), format!("50 {role}"));
+    // A database of that name with tables now: a second restore is refused by name.
+    let again = run(&restore);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains(&format!("{db} (1 tables)")), "{}", String::from_utf8_lossy(&again.stderr));
+    cleanup(&old);
+    cleanup(&new);
+}
