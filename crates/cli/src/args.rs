@@ -496,10 +496,6 @@ pub(crate) struct RestoreArgs {
     /// With --server: which roles to create (those that exist are left as they are).
     #[arg(long, value_enum, default_value = "needed", requires = "server")]
     pub(crate) roles: safehold_core::servers::RolesMode,
-    /// With --server: leave out what the target's version cannot hold (the plan names each)
-    /// instead of refusing.
-    #[arg(long, requires = "server")]
-    pub(crate) skip_unsupported: bool,
     #[command(flatten)]
     pub(crate) keys: KeyArgs,
 }

@@ -341,6 +341,12 @@ fn roles_for<'a>(m: &'a SetManifest, dbs: &[&DatabaseProps], mode: RolesMode) ->
     }
 }
 
+async fn open_member(repo: &Repository, m: &SetMember, keys: &KeySources) -> Result<crate::chain::Opened> {
+    crate::chain::open(&crate::chain::Pick { from: &repo.dir, at: None, backup_id: Some(&m.archive_id), source_name: None }, keys).await.map_err(|e| {
+        Error::new(e.code, format!("the archive {} of database {} could not be opened: {} (retention or a hand may have removed it)", &m.archive_id[..8], m.database, e.message)).caused_by(&e)
+    })
+}
+
 async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Planned> {
     let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
     let manifest = open_set(&repo, keys, req.set_id.as_deref()).await?;
@@ -366,7 +372,16 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
     if roles.iter().any(|r| r.password_hash.is_none() && r.login) && req.roles != RolesMode::None {
         warnings.push("roles that log in are created without a password (the backup was taken without --with-passwords): set them with ALTER ROLE … PASSWORD".into());
     }
-    let unsupported = pg_globals::check(&manifest.globals, &roles, &props, &target);
+    let mut unsupported = pg_globals::check(&manifest.globals, &roles, &props, &target);
+    // What each database's own objects need of the target's version.
+    let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
+    for m in &members {
+        let opened = open_member(&repo, m, keys).await?;
+        if let Some((reader, index)) = opened.chain.last() {
+            let (_, found) = pg::unsupported(&admin, &pg::archived_schema(reader, index)?).await?;
+            unsupported.extend(found.into_iter().map(|(what, _)| format!("database {}: {what}", m.database)));
+        }
+    }
     let mut planned = Vec::new();
     for m in &members {
         let exists = target.databases.contains(&m.database);
@@ -423,12 +438,14 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
             taken.join(", ")
         )));
     }
-    if !plan.unsupported.is_empty() && !req.skip_unsupported {
+    let blocking: Vec<&str> = plan.unsupported.iter().filter(|u| !req.skip_unsupported || u.contains("cannot be left out")).map(String::as_str).collect();
+    if !blocking.is_empty() {
         return Err(Error::validation(format!(
-            "PostgreSQL {} cannot hold {} of what this server backup has; nothing was written:\n  {}\nadd --skip-unsupported to restore without them",
+            "PostgreSQL {} cannot hold {} of what this server backup has; nothing was written:\n  {}{}",
             plan.target_version,
-            plan.unsupported.len(),
-            plan.unsupported.join("\n  ")
+            blocking.len(),
+            blocking.join("\n  "),
+            if plan.unsupported.iter().any(|u| u.contains("cannot be left out")) { "" } else { "\nadd --skip-unsupported to restore without them" }
         )));
     }
     let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
@@ -437,6 +454,8 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
     let props: Vec<&DatabaseProps> = members.iter().filter_map(|m| manifest.globals.databases.iter().find(|d| d.name == m.database)).collect();
     let roles = roles_for(&manifest, &props, req.roles);
     let skip = if req.skip_unsupported { plan.unsupported.clone() } else { Vec::new() };
+    // A database's objects a newer server has are left out as the plan said (or refused above).
+    let downgrade = if req.skip_unsupported { target.version_num } else { i32::MAX };
 
     let mut conn = pg::connect(&admin).await?;
     let mut created_roles = Vec::new();
@@ -450,16 +469,6 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
             tx.commit().await.map_err(pg::q("commit the roles"))?;
         }
         let now_roles: Vec<String> = sqlx::query_scalar("SELECT rolname::text FROM pg_roles").fetch_all(&mut conn).await.map_err(pg::q("read the roles"))?;
-        let open = |m: &SetMember| {
-            let id = m.archive_id.clone();
-            let db = m.database.clone();
-            let dir = repo.dir.clone();
-            async move {
-                crate::chain::open(&crate::chain::Pick { from: &dir, at: None, backup_id: Some(&id), source_name: None }, keys).await.map_err(|e| {
-                    Error::new(e.code, format!("the archive {} of database {db} could not be opened: {} (retention or a hand may have removed it)", &id[..8], e.message)).caused_by(&e)
-                })
-            }
-        };
         // New databases first, each built under a temporary name; then the empty ones the
         // target has (a new server's `postgres`), each in one transaction.
         let in_place: Vec<&str> = plan.databases.iter().filter(|d| d.exists).map(|d| d.database.as_str()).collect();
@@ -471,8 +480,8 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
                 .await?
                 .ok_or_else(|| Error::conflict(format!("the database {} appeared on the target while it was restored; nothing of it was written", m.database)))?;
             let step: Result<u64> = async {
-                let opened = open(m).await?;
-                let n = pg::restore_parallel(&opened.chain, &building.url, req.jobs.max(1), cancel, progress).await?;
+                let opened = open_member(&repo, m, keys).await?;
+                let n = pg::leaving_out_unsupported(downgrade, pg::restore_parallel(&opened.chain, &building.url, req.jobs.max(1), cancel, progress)).await?;
                 pg_globals::apply_database(&mut conn, building.name(), d, &manifest.globals, &target, &skip, false).await?;
                 Ok(n)
             }
@@ -493,8 +502,8 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
             cancel.check()?;
             let Some(d) = manifest.globals.databases.iter().find(|d| d.name == m.database) else { continue };
             let url = pg::database_url(&req.target, &m.database)?;
-            let opened = open(m).await?;
-            rows += pg::restore(&opened.chain, &url, false, cancel, progress).await.map_err(|e| Error::new(e.code, format!("database {}: {}", m.database, e.message)).caused_by(&e))?;
+            let opened = open_member(&repo, m, keys).await?;
+            rows += pg::leaving_out_unsupported(downgrade, pg::restore(&opened.chain, &url, false, cancel, progress)).await.map_err(|e| Error::new(e.code, format!("database {}: {}", m.database, e.message)).caused_by(&e))?;
             pg_globals::apply_database(&mut conn, &m.database, d, &manifest.globals, &target, &skip, now_roles.contains(&d.owner)).await?;
             filled.push(m.database.clone());
         }

@@ -304,6 +304,12 @@ tables: Array<TableChange>, rows: number,
  */
 replaced_objects: number, destructive: boolean, safety_backup: boolean, warnings: Array<string>, 
 /**
+ * What the target's PostgreSQL cannot hold, each named with the reason and what
+ * `--skip-unsupported` does with it (a full restore refuses while this is not empty, unless
+ * asked to leave them out and each can be).
+ */
+unsupported: Array<string>, 
+/**
  * The counts come from a rolled-back dry run against the target (not only from the index).
  */
 exact: boolean, estimated_bytes: number, estimated_seconds: number, };

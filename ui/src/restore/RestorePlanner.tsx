@@ -346,6 +346,9 @@ export function PlanView({ plan }: { plan: RestorePlan }) {
       {plan.warnings.map((w) => (
         <div key={w} className="text-amber-700" data-testid="restore-plan-warning">⚠ {w}</div>
       ))}
+      {plan.unsupported.map((u) => (
+        <div key={u} className="text-red-700" data-testid="restore-plan-unsupported">✕ The target cannot hold: {u}</div>
+      ))}
     </div>
   );
 }

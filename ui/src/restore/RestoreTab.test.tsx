@@ -90,7 +90,7 @@ describe("Restore", () => {
       restore_type: "tenant_only", chain: [{ id: "abcdef123456", backup_type: "full", snapshot_time: "2025-01-05T10:00:00Z", source_name: "Demo platform", file: "/b/1" }],
       point_in_time: null, target: "postgres://db/app", target_database: "app", create: false, clean: false, tenant_id: "acme", preserve_ids: true,
       new_tenant_id: null, tables: [{ table: "public.projects", rows_in_backup: 12, inserted: 1, updated: 2, deleted: 3 }], rows: 12,
-      replaced_objects: 0, destructive: true, safety_backup: true, warnings: ["x references the tenant table y but is not in the backup"],
+      replaced_objects: 0, destructive: true, safety_backup: true, warnings: ["x references the tenant table y but is not in the backup"], unsupported: ["table public.t has a virtual generated column, which PostgreSQL has from version 18 on (the target runs 15)"],
       exact: true, estimated_bytes: 1000, estimated_seconds: 1,
     });
     mocked.startRestore.mockResolvedValue("r3");
@@ -111,6 +111,7 @@ describe("Restore", () => {
     }));
     expect(within(plan).getByTestId("restore-plan-table")).toHaveTextContent("public.projects1212");
     expect(within(plan).getByTestId("restore-plan-warning")).toHaveTextContent("not in the backup");
+    expect(within(plan).getByTestId("restore-plan-unsupported")).toHaveTextContent("The target cannot hold: table public.t has a virtual generated column");
     expect(plan).toHaveTextContent("A safety backup of what is replaced is taken first.");
     const start = screen.getByTestId("restore-start");
     expect(start).toBeDisabled();
@@ -129,7 +130,7 @@ describe("Restore", () => {
       restore_type: "full", chain: [{ id: "abcdef123456", backup_type: "full", snapshot_time: "2025-01-05T10:00:00Z", source_name: "Demo platform", file: "/b/1" }],
       point_in_time: null, target: "sqlite:///home/me/restored.db", target_database: "/home/me/restored.db", create: false, clean: false, tenant_id: null, preserve_ids: true,
       new_tenant_id: null, tables: [{ table: "tenants", rows_in_backup: 50, inserted: 50, updated: 0, deleted: 0 }], rows: 50,
-      replaced_objects: 0, destructive: false, safety_backup: false, warnings: [], exact: false, estimated_bytes: 1000, estimated_seconds: 1,
+      replaced_objects: 0, destructive: false, safety_backup: false, warnings: [], unsupported: [], exact: false, estimated_bytes: 1000, estimated_seconds: 1,
     });
     mocked.startRestore.mockResolvedValue("r9");
     renderWithClient(<BackupDashboard />);

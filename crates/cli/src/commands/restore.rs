@@ -128,6 +128,9 @@ pub(crate) fn print_plan(p: &restore::RestorePlan) {
     for w in &p.warnings {
         eprintln!("  warning: {w}");
     }
+    for u in &p.unsupported {
+        eprintln!("  unsupported: {u}");
+    }
     if p.destructive {
         eprintln!("  safety backup first: {}", if p.safety_backup { "yes (into the backup's repository)" } else { "no (skipped)" });
     }
@@ -214,7 +217,7 @@ async fn server(json: bool, a: &RestoreArgs, from: PathBuf, keys: KeySources) ->
         target: a.request.target.clone(),
         databases: a.databases.clone(),
         roles: a.roles,
-        skip_unsupported: a.skip_unsupported,
+        skip_unsupported: a.request.skip_unsupported,
         jobs: a.request.jobs,
     };
     let plan = servers::plan(&req, &keys).await?;
@@ -222,7 +225,7 @@ async fn server(json: bool, a: &RestoreArgs, from: PathBuf, keys: KeySources) ->
         if json {
             print_json(&plan);
         } else {
-            print_server_plan(&plan, a.skip_unsupported);
+            print_server_plan(&plan, a.request.skip_unsupported);
         }
     }
     if a.dry_run {

@@ -126,6 +126,11 @@ pub struct RestoreRequest {
     pub tenant_column: String,
     #[cfg_attr(feature = "clap", arg(long, default_value = "tenants"))]
     pub tenants_table: String,
+    /// Full restore into PostgreSQL: leave out what the target's version cannot hold, as the plan
+    /// says for each (e.g. a virtual generated column made a stored one on a server before 18),
+    /// instead of refusing.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub skip_unsupported: bool,
     /// How many connections build a new database at once: tables load in parallel, and each
     /// table's indexes and foreign keys are built as soon as it is complete (default: one per
     /// core). Tenant and selective restores apply in one transaction on one connection.
@@ -210,6 +215,10 @@ pub struct RestorePlan {
     pub destructive: bool,
     pub safety_backup: bool,
     pub warnings: Vec<String>,
+    /// What the target's PostgreSQL cannot hold, each named with the reason and what
+    /// `--skip-unsupported` does with it (a full restore refuses while this is not empty, unless
+    /// asked to leave them out and each can be).
+    pub unsupported: Vec<String>,
     /// The counts come from a rolled-back dry run against the target (not only from the index).
     pub exact: bool,
     pub estimated_bytes: u64,
@@ -410,6 +419,7 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
         destructive: req.destructive(),
         safety_backup: req.safety_backup && req.destructive(),
         warnings: Vec::new(),
+        unsupported: Vec::new(),
         exact: false,
         estimated_bytes: 0,
         estimated_seconds: 0.0,
@@ -487,6 +497,8 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
             plan.destructive = plan.replaced_objects > 0;
             plan.safety_backup = req.safety_backup && plan.destructive;
             plan.tables = available.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: final_rows(index, t), updated: 0, deleted: 0 }).collect();
+            let (_, unsupported) = source::postgres::unsupported(url, &source::postgres::archived_schema(reader, index)?).await?;
+            plan.unsupported = unsupported.into_iter().map(|(what, _)| what).collect();
         }
         (SourceSpec::Postgres { url }, Some(scope)) => {
             let tables = match scope {
@@ -602,10 +614,23 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
             out.tables = available.len() as u64;
         }
         (SourceSpec::Postgres { url }, None) => {
+            // What the target's version cannot hold: refused before anything is written, unless
+            // asked to leave it out and each thing can be.
+            let (version, unsupported) = source::postgres::unsupported(url, &source::postgres::archived_schema(&reader, &index)?).await?;
+            let blocking: Vec<&str> = unsupported.iter().filter(|(_, can)| !req.skip_unsupported || !can).map(|(w, _)| w.as_str()).collect();
+            if !blocking.is_empty() {
+                return Err(Error::validation(format!(
+                    "the target cannot hold {} of what this backup has; nothing was written:\n  {}{}",
+                    blocking.len(),
+                    blocking.join("\n  "),
+                    if unsupported.iter().all(|(_, can)| *can) { "\nadd --skip-unsupported to restore without them" } else { "" }
+                )));
+            }
+            let version = if unsupported.is_empty() { i32::MAX } else { version };
             // A new database is built under a temporary name and renamed when complete: a crash
             // never leaves a half-made database under the target's name.
             let building = if req.create { source::postgres::start_building(url).await? } else { None };
-            out.rows = match building {
+            out.rows = source::postgres::leaving_out_unsupported(version, async { Ok::<u64, Error>(match building {
                 Some(b) => {
                     let r = if req.jobs > 1 {
                         source::postgres::restore_parallel(&opened.chain, &b.url, req.jobs, cancel, progress).await
@@ -624,7 +649,8 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
                     }
                 }
                 None => source::postgres::restore(&opened.chain, url, req.clean, cancel, progress).await?,
-            };
+            }) })
+            .await?;
             out.tables = available.len() as u64;
         }
         (SourceSpec::Postgres { url }, Some(scope)) => {

@@ -582,13 +582,102 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
 }
 
 /// The schema section of an archive.
+/// Inside [`leaving_out_unsupported`]: the schema is read as a server of this version
+/// (`server_version_num`) can hold it.
 pub(crate) fn archived_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> Result<PgSchema> {
     let mut json = Vec::new();
     reader.read_section(index, "schema", &mut |c| {
         json.extend_from_slice(c);
         Ok(())
     })?;
-    serde_json::from_slice(&json).map_err(|e| Error::validation(format!("the schema of backup {} is unreadable: {e}", reader.header.archive_id)).caused_by(&e))
+    let mut schema: PgSchema = serde_json::from_slice(&json).map_err(|e| Error::validation(format!("the schema of backup {} is unreadable: {e}", reader.header.archive_id)).caused_by(&e))?;
+    if let Ok(version) = DOWNGRADE_TO.try_with(|v| *v) {
+        for st in schema.objects.iter_mut().chain(schema.post.iter_mut()) {
+            let applying: Vec<&Feature> = FEATURES.iter().filter(|f| version < f.since && (f.applies)(st)).collect();
+            for f in applying {
+                if let Some((from, to)) = f.downgrade {
+                    st.sql = st.sql.replace(from, to);
+                }
+            }
+        }
+    }
+    Ok(schema)
+}
+
+tokio::task_local! {
+    static DOWNGRADE_TO: i32;
+}
+
+/// Runs a restore that leaves out what a server of `version` cannot hold, as the plan said
+/// ([`unsupported`]: each such thing has a way to be left out, or the restore was refused).
+pub async fn leaving_out_unsupported<F: std::future::Future>(version: i32, restore: F) -> F::Output {
+    DOWNGRADE_TO.scope(version, restore).await
+}
+
+/// A feature of a newer PostgreSQL an archived statement may use.
+struct Feature {
+    since: i32,
+    what: &'static str,
+    applies: fn(&Stmt) -> bool,
+    /// How `--skip-unsupported` leaves it out (the text replaced, by what), and what that means.
+    downgrade: Option<(&'static str, &'static str)>,
+    meaning: &'static str,
+}
+
+fn is(st: &Stmt, kinds: &[&str], text: &str) -> bool {
+    kinds.iter().any(|k| st.what.starts_with(k)) && st.sql.contains(text)
+}
+
+const FEATURES: &[Feature] = &[
+    Feature {
+        since: 180_000,
+        what: "a virtual generated column",
+        applies: |st| is(st, &["table "], ") VIRTUAL"),
+        downgrade: Some((") VIRTUAL", ") STORED")),
+        meaning: "made a stored generated column (the same values, computed on write)",
+    },
+    Feature {
+        since: 150_000,
+        what: "a unique key with NULLS NOT DISTINCT",
+        applies: |st| is(st, &["constraint ", "index ", "table "], "NULLS NOT DISTINCT"),
+        downgrade: Some((" NULLS NOT DISTINCT", "")),
+        meaning: "made without it (rows whose key columns are NULL no longer clash)",
+    },
+    Feature { since: 180_000, what: "a temporal key (WITHOUT OVERLAPS)", applies: |st| is(st, &["constraint ", "table "], "WITHOUT OVERLAPS"), downgrade: None, meaning: "" },
+    Feature { since: 150_000, what: "a view with security_invoker", applies: |st| is(st, &["view ", "materialized view "], "security_invoker"), downgrade: None, meaning: "" },
+    Feature { since: 140_000, what: "an SQL-standard function body (BEGIN ATOMIC)", applies: |st| is(st, &["function "], "BEGIN ATOMIC"), downgrade: None, meaning: "" },
+];
+
+/// What of `schema` the server at `url` (a database, or a server whose `postgres` database
+/// answers) cannot hold, each said with what it is and what `--skip-unsupported` would do (or that
+/// it cannot be left out): extensions the server does not have, and features of newer versions.
+/// Returns the target's version and each thing with whether it can be left out.
+pub async fn unsupported(url: &str, schema: &PgSchema) -> Result<(i32, Vec<(String, bool)>)> {
+    let mut conn = match connect(url).await {
+        Ok(c) => c,
+        Err(_) => connect(&admin_url(url)?.0.to_string()).await?,
+    };
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut conn).await.map_err(q("read the target's version"))?;
+    let available: Vec<String> = sqlx::query_scalar("SELECT name::text FROM pg_available_extensions").fetch_all(&mut conn).await.map_err(q("read the target's extensions"))?;
+    let _ = conn.close().await;
+    let mut out = Vec::new();
+    for st in &schema.extensions {
+        if let Some(name) = st.what.strip_prefix("extension ") {
+            if !available.iter().any(|a| a == name) {
+                out.push((format!("{}: the target server does not have this extension (install its package there, then restore); it cannot be left out", st.what), false));
+            }
+        }
+    }
+    for st in schema.objects.iter().chain(schema.post.iter()) {
+        for f in FEATURES.iter().filter(|f| version < f.since && (f.applies)(st)) {
+            let major = f.since / 10000;
+            out.push(match f.downgrade {
+                Some(_) => (format!("{} has {}, which PostgreSQL has from version {major} on (the target runs {}); with --skip-unsupported it is {}", st.what, f.what, version / 10000, f.meaning), true),
+                None => (format!("{} has {}, which PostgreSQL has from version {major} on (the target runs {}); it cannot be left out: restore onto PostgreSQL {major} or later", st.what, f.what, version / 10000), false),
+            });
+        }
+    }
+    Ok((version, out))
 }
 
 /// What an incremental or differential backup needs of its parent.
@@ -1083,8 +1172,8 @@ pub(super) async fn create_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres
 
 /// The server version (`server_version_num`) an object's statement needs, and what in it needs
 /// that, when it is newer than 13 (the oldest version Safehold is tested on).
-fn needs_newer(sql: &str) -> Option<(i32, &'static str)> {
-    (sql.starts_with("CREATE ") && sql.contains(") VIRTUAL")).then_some((180_000, "a virtual generated column"))
+fn needs_newer(st: &Stmt) -> Option<(i32, &'static str)> {
+    FEATURES.iter().find(|f| (f.applies)(st)).map(|f| (f.since, f.what))
 }
 
 /// Runs `pending` statements in an order that works: each one that fails (what it needs is not
@@ -1104,7 +1193,7 @@ pub(super) async fn create_in_order(tx: &mut sqlx::Transaction<'_, sqlx::Postgre
                 Err(e) => {
                     sqlx::query("ROLLBACK TO SAVEPOINT obj").execute(&mut **tx).await.map_err(q("roll back a savepoint"))?;
                     // An object of a newer server than the target: said as such, at once.
-                    if let Some((min, feature)) = needs_newer(&st.sql) {
+                    if let Some((min, feature)) = needs_newer(st) {
                         let target: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut **tx).await.map_err(q("read the server's version"))?;
                         if target < min {
                             return Err(Error::validation(format!(

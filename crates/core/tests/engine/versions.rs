@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use safehold_core::source::SourceSpec;
+use safehold_core::jobs::no_progress;
+use safehold_core::restore::{self, RestoreRequest};
+use safehold_core::source::{CancelToken, SourceSpec};
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 use crate::backup::repo_with_password;
@@ -133,7 +135,8 @@ async fn pagila_round_trips_on_the_oldest_and_the_newest_version_and_between_the
 }
 
 /// What only a newer server has: a virtual generated column (PostgreSQL 18) round-trips on 18
-/// (computed again, not carried as data) and is refused by name on 15 and 13, nothing written.
+/// (computed again, not carried as data) and is refused by name on 15 and 13, nothing written —
+/// named in the plan first, and with --skip-unsupported made a stored generated column there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_virtual_generated_column_round_trips_on_18_and_is_refused_by_name_on_older_servers() {
     let Some(servers) = servers() else { return };
@@ -153,5 +156,19 @@ async fn a_virtual_generated_column_round_trips_on_18_and_is_refused_by_name_on_
         let mut conn = PgConnection::connect(&target.url()).await.expect("connect");
         let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetch_one(&mut conn).await.expect("count");
         assert_eq!(tables, 0, "nothing was written on PostgreSQL {}", older.0);
+        // The plan names it before anything is written; the restore refuses, and with
+        // --skip-unsupported makes it a stored generated column: the same values.
+        let mut req = RestoreRequest::new(repo.path(), target.url());
+        req.backup_id = Some(taken.id.clone());
+        let opened = restore::open(&req, &repo.keys).await.expect("open");
+        let plan = restore::plan(&req, &opened, false, &CancelToken::new()).await.expect("plan");
+        assert!(plan.unsupported.len() == 1 && plan.unsupported[0].contains("table public.t has a virtual generated column") && plan.unsupported[0].contains("stored generated column"), "{:?}", plan.unsupported);
+        let refused = restore::execute(&req, opened, &repo.keys, &CancelToken::new(), &no_progress()).await.expect_err("refused");
+        assert!(refused.message.contains("nothing was written") && refused.message.contains("--skip-unsupported"), "{}", refused.message);
+        req.skip_unsupported = true;
+        let opened = restore::open(&req, &repo.keys).await.expect("open");
+        restore::execute(&req, opened, &repo.keys, &CancelToken::new(), &no_progress()).await.unwrap_or_else(|e| panic!("PostgreSQL {} without the virtual column: {}", older.0, e.message));
+        let got: Vec<(i32, i32, String)> = sqlx::query_as("SELECT id, b, (SELECT attgenerated::text FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'b') FROM t ORDER BY id").fetch_all(&mut conn).await.expect("rows");
+        assert_eq!(got, [(1, 4, "s".to_string()), (2, 10, "s".to_string())], "PostgreSQL {}", older.0);
     }
 }
