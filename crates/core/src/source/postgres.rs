@@ -655,7 +655,7 @@ const FEATURES: &[Feature] = &[
 pub async fn unsupported(url: &str, schema: &PgSchema) -> Result<(i32, Vec<(String, bool)>)> {
     let mut conn = match connect(url).await {
         Ok(c) => c,
-        Err(_) => connect(&admin_url(url)?.0.to_string()).await?,
+        Err(_) => connect(admin_url(url)?.0.as_ref()).await?,
     };
     let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut conn).await.map_err(q("read the target's version"))?;
     let available: Vec<String> = sqlx::query_scalar("SELECT name::text FROM pg_available_extensions").fetch_all(&mut conn).await.map_err(q("read the target's extensions"))?;
