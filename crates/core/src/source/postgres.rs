@@ -5,9 +5,12 @@
 //! `COPY … FROM STDIN`, then constraints, indexes, triggers, policies, sequence values — any
 //! failure or a cancel leaves the target as it was.
 //!
-//! Large objects are carried (their data, whole in every backup; not their owners and grants).
+//! Also carried: large objects (their data, whole in every backup; not their owners and grants),
+//! collations, extended statistics objects, publications (their tables, schemas, row filters and
+//! column lists; not Safehold's own), event triggers (made last: they need a superuser).
 //! Not carried yet: owners and privileges (like `pg_dump --no-owner --no-privileges`), operators,
-//! casts, collations, text search configurations, foreign tables, publications, event triggers.
+//! casts, text search configurations, foreign servers, user mappings and foreign tables — a
+//! backup names those it finds ([`not_carried`]).
 
 use std::str::FromStr;
 
@@ -188,6 +191,27 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
     for r in rows(conn, "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY 1".into(), "read extensions").await? {
         let (name, ns): (String, String) = (r.get(0), r.get(1));
         s.extensions.push(Stmt { what: format!("extension {name}"), sql: format!("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}", qi(&name), qi(&ns)), table: None, references: None });
+    }
+    // Collations the application made (before the types and tables that use them).
+    let num: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut *conn).await.map_err(q("read the version"))?;
+    let locale = match num {
+        n if n >= 170_000 => "c.colllocale",
+        n if n >= 150_000 => "c.colliculocale",
+        _ => "CASE WHEN c.collprovider = 'i' THEN c.collcollate END",
+    };
+    for r in rows(conn, format!(
+        "SELECT n.nspname, c.collname, c.collprovider::text, c.collcollate, c.collctype, {locale}, c.collisdeterministic FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace \
+         WHERE {USER_NS} AND {} ORDER BY c.oid", not_ext("c.oid")), "read collations").await? {
+        let (ns, name, provider): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let mut opts = match provider.as_str() {
+            "i" => vec!["provider = icu".to_string(), format!("locale = {}", ql(&r.get::<Option<String>, _>(5).unwrap_or_default()))],
+            "b" => vec!["provider = builtin".to_string(), format!("locale = {}", ql(&r.get::<Option<String>, _>(5).unwrap_or_default()))],
+            _ => vec!["provider = libc".to_string(), format!("lc_collate = {}", ql(&r.get::<Option<String>, _>(3).unwrap_or_default())), format!("lc_ctype = {}", ql(&r.get::<Option<String>, _>(4).unwrap_or_default()))],
+        };
+        if !r.get::<bool, _>(6) {
+            opts.push("deterministic = false".into());
+        }
+        s.objects.push(Stmt { what: format!("collation {ns}.{name}"), sql: format!("CREATE COLLATION {}.{} ({})", qi(&ns), qi(&name), opts.join(", ")), table: None, references: None });
     }
     // Enums, domains, composite and range types.
     let types = rows(conn, format!(
@@ -571,8 +595,55 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
             s.post.push(Stmt { what: format!("rule {name} on {table}"), sql: format!("ALTER TABLE {table} {m} {}", qi(&name)), table: None, references: None });
         }
     }
+    // Extended statistics objects, once their tables are there.
+    for r in rows(conn, format!(
+        "SELECT pg_get_statisticsobjdef(x.oid), n.nspname::text, x.stxname::text, tn.nspname::text, t.relname::text FROM pg_statistic_ext x JOIN pg_namespace n ON n.oid = x.stxnamespace \
+         JOIN pg_class t ON t.oid = x.stxrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace WHERE {USER_NS} AND {} ORDER BY x.oid", not_ext("x.oid")), "read statistics objects").await? {
+        let section = super::tenancy::section_name(&r.get::<String, _>(3), &r.get::<String, _>(4));
+        s.post.push(Stmt { what: format!("statistics {}.{}", r.get::<String, _>(1), r.get::<String, _>(2)), sql: r.get(0), table: Some(section), references: None });
+    }
+    // Publications (not Safehold's own, which continuous protection makes): their tables and,
+    // from PostgreSQL 15, schemas, row filters and column lists.
+    for r in rows(conn, "SELECT p.oid::int8, p.pubname::text, p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot FROM pg_publication p WHERE p.pubname NOT LIKE 'safehold\\_%' ORDER BY p.oid".into(), "read publications").await? {
+        let (oid, name, all): (i64, String, bool) = (r.get(0), r.get(1), r.get(2));
+        let publish: Vec<&str> = [(3, "insert"), (4, "update"), (5, "delete"), (6, "truncate")].into_iter().filter(|(i, _)| r.get::<bool, _>(*i)).map(|(_, w)| w).collect();
+        let mut sql = format!("CREATE PUBLICATION {}{} WITH (publish = {}, publish_via_partition_root = {})", qi(&name), if all { " FOR ALL TABLES" } else { "" }, ql(&publish.join(", ")), r.get::<bool, _>(7));
+        if !all {
+            let (filter, cols) = if num >= 150_000 {
+                ("pg_get_expr(pr.prqual, pr.prrelid)", "(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = pr.prrelid AND a.attnum = ANY(pr.prattrs))")
+            } else {
+                ("NULL::text", "NULL::text")
+            };
+            for t in rows(conn, format!("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), {filter}, {cols} FROM pg_publication_rel pr JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE pr.prpubid = {oid} ORDER BY 1"), "read publications' tables").await? {
+                let cols = t.get::<Option<String>, _>(2).map(|c| format!(" ({c})")).unwrap_or_default();
+                let filter = t.get::<Option<String>, _>(1).map(|f| format!(" WHERE ({f})")).unwrap_or_default();
+                sql.push_str(&format!("; ALTER PUBLICATION {} ADD TABLE {}{cols}{filter}", qi(&name), t.get::<String, _>(0)));
+            }
+            if num >= 150_000 {
+                for n in rows(conn, format!("SELECT quote_ident(n.nspname) FROM pg_publication_namespace pn JOIN pg_namespace n ON n.oid = pn.pnnspid WHERE pn.pnpubid = {oid} ORDER BY 1"), "read publications' schemas").await? {
+                    sql.push_str(&format!("; ALTER PUBLICATION {} ADD TABLES IN SCHEMA {}", qi(&name), n.get::<String, _>(0)));
+                }
+            }
+        }
+        s.post.push(Stmt { what: format!("publication {name}"), sql, table: None, references: None });
+    }
     // Materialized views are filled last, once everything they read is there.
     s.post.extend(refreshes);
+    // Event triggers at the very end: made earlier, they would fire on the restore's own DDL.
+    for r in rows(conn, format!(
+        "SELECT e.evtname::text, e.evtevent::text, e.evtfoid::regproc::text, array_to_string(ARRAY(SELECT quote_literal(t) FROM unnest(e.evttags) t), ', '), e.evtenabled::text \
+         FROM pg_event_trigger e WHERE {} ORDER BY e.oid", not_ext("e.oid")), "read event triggers").await? {
+        let (name, event, func, tags, enabled): (String, String, String, Option<String>, String) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let when = tags.filter(|t| !t.is_empty()).map(|t| format!(" WHEN TAG IN ({t})")).unwrap_or_default();
+        let mut sql = format!("CREATE EVENT TRIGGER {} ON {} {when} EXECUTE FUNCTION {func}()", qi(&name), qi(&event));
+        match enabled.as_str() {
+            "D" => sql.push_str(&format!("; ALTER EVENT TRIGGER {} DISABLE", qi(&name))),
+            "R" => sql.push_str(&format!("; ALTER EVENT TRIGGER {} ENABLE REPLICA", qi(&name))),
+            "A" => sql.push_str(&format!("; ALTER EVENT TRIGGER {} ENABLE ALWAYS", qi(&name))),
+            _ => {}
+        }
+        s.post.push(Stmt { what: format!("event trigger {name}"), sql, table: None, references: None });
+    }
     let classes = classify(&table_names, &|t| with_tenant.contains(t), &fks, tenants_table);
     for mut t in pending_tables {
         t.class = classes.get(&format!("{}.{}", t.schema, t.name)).copied().unwrap_or(TableClass::System);
@@ -867,6 +938,7 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
     let mut warnings = warnings;
     if let Some(c) = conns.first_mut() {
         warnings.extend(dump_large_objects(c, &shared, cancel).await?);
+        warnings.extend(not_carried(c).await?);
     }
     let archive = shared.into_inner().map_err(|_| Error::new(ErrorCode::Internal, "a backup worker failed"))?;
     let mut stats = DumpStats { warnings, ..Default::default() };
@@ -888,6 +960,29 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
         let _ = c.close().await;
     }
     Ok(stats)
+}
+
+/// What the database has that a backup does not carry yet, each kind with how many and the
+/// first names: said as a warning of the backup, so nobody learns it at restore time.
+pub async fn not_carried(conn: &mut PgConnection) -> Result<Option<String>> {
+    let kinds: [(&str, String); 7] = [
+        ("casts", format!("SELECT format('%s AS %s', c.castsource::regtype, c.casttarget::regtype) FROM pg_cast c WHERE c.oid >= 16384 AND {}", not_ext("c.oid"))),
+        ("operators", format!("SELECT format('%s.%s', n.nspname, o.oprname) FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE {USER_NS} AND {}", not_ext("o.oid"))),
+        ("operator classes", format!("SELECT format('%s.%s', n.nspname, o.opcname) FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace WHERE {USER_NS} AND {}", not_ext("o.oid"))),
+        ("text search configurations", format!("SELECT format('%s.%s', n.nspname, t.cfgname) FROM pg_ts_config t JOIN pg_namespace n ON n.oid = t.cfgnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
+        ("text search dictionaries", format!("SELECT format('%s.%s', n.nspname, t.dictname) FROM pg_ts_dict t JOIN pg_namespace n ON n.oid = t.dictnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
+        ("foreign servers", format!("SELECT s.srvname::text FROM pg_foreign_server s WHERE {}", not_ext("s.oid"))),
+        ("foreign tables", format!("SELECT format('%s.%s', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'f' AND {USER_NS} AND {}", not_ext("c.oid"))),
+    ];
+    let mut found = Vec::new();
+    for (kind, sql) in kinds {
+        let names: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("{sql} ORDER BY 1"))).fetch_all(&mut *conn).await.map_err(q("look for objects a backup does not carry"))?;
+        if !names.is_empty() {
+            let more = if names.len() > 5 { format!(", and {} more", names.len() - 5) } else { String::new() };
+            found.push(format!("{} {kind} ({}{more})", names.len(), names.iter().take(5).cloned().collect::<Vec<_>>().join(", ")));
+        }
+    }
+    Ok((!found.is_empty()).then(|| format!("not in this backup (Safehold does not carry them yet; make them again after a restore): {}", found.join("; "))))
 }
 
 /// The section of an archive that holds the database's large objects (`oid`, data), whole in
@@ -1143,6 +1238,21 @@ pub(crate) async fn count_user_relations(conn: &mut PgConnection) -> Result<i64>
 /// Drops every user object of the database (schemas other than `public` whole; in `public` its
 /// relations, functions and types), leaving extensions. Inside the caller's transaction.
 async fn drop_user_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
+    // Event triggers first (they would fire on the drops), publications (not Safehold's own) and
+    // the collations of `public` (the other schemas' go with them).
+    let first: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT 'DROP EVENT TRIGGER IF EXISTS ' || quote_ident(e.evtname) FROM pg_event_trigger e WHERE {ev} \
+         UNION ALL SELECT 'DROP PUBLICATION IF EXISTS ' || quote_ident(p.pubname) FROM pg_publication p WHERE p.pubname NOT LIKE 'safehold\\_%' \
+         UNION ALL SELECT 'DROP COLLATION IF EXISTS public.' || quote_ident(c.collname) || ' CASCADE' FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE n.nspname = 'public' AND {co}",
+        ev = not_ext("e.oid"),
+        co = not_ext("c.oid"),
+    )))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(q("list the objects to replace"))?;
+    for st in first {
+        sqlx::raw_sql(AssertSqlSafe(st.clone())).execute(&mut **tx).await.map_err(|e| restore_error(&format!("replacing the target's objects ({st})"), &e))?;
+    }
     let stmts: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT 'DROP SCHEMA IF EXISTS ' || quote_ident(n.nspname) || ' CASCADE' FROM pg_namespace n WHERE {USER_NS} AND n.nspname <> 'public' AND {ns}          UNION ALL          SELECT 'DROP ' || CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END                 || ' IF EXISTS ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' CASCADE'            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition AND {rel}          UNION ALL          SELECT 'DROP ' || CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END || ' IF EXISTS ' || p.oid::regprocedure::text || ' CASCADE'            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' AND {pr}          UNION ALL          SELECT 'DROP TYPE IF EXISTS ' || t.oid::regtype::text || ' CASCADE' FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace           WHERE n.nspname = 'public' AND {ty} AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))",
         ns = not_ext("n.oid"),

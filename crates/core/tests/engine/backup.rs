@@ -127,6 +127,24 @@ async fn pg_round_trip(load: &[&str]) {
     assert_eq!(matview_rows(&par), views, "the materialized views are refreshed (parallel restore)");
 }
 
+/// What a backup does not carry yet is named in its warnings (kind, count, names), so nobody
+/// learns it at restore time; what it carries is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_names_the_objects_it_does_not_carry() {
+    let src = ScratchDb::create().await;
+    src.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int); CREATE FUNCTION add_it(int, int) RETURNS int LANGUAGE sql AS 'SELECT $1 + $2'; \
+         CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = add_it); CREATE TEXT SEARCH CONFIGURATION my_english (COPY = english); \
+         CREATE STATISTICS t_stats ON id, v FROM t",
+    )
+    .await;
+    let repo = repo_with_password("pw");
+    let out = repo.backup(SourceSpec::Postgres { url: src.url() }).await;
+    let said = out.warnings.iter().find(|w| w.starts_with("not in this backup")).unwrap_or_else(|| panic!("{:?}", out.warnings));
+    assert!(said.contains("1 operators (public.===)") && said.contains("1 text search configurations (public.my_english)"), "{said}");
+    assert!(!said.contains("statistics") && !said.contains("casts"), "{said}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pagila_round_trips_exactly() {
     pg_round_trip(&["pagila/pagila-schema.sql", "pagila/pagila-data.sql"]).await;
