@@ -433,12 +433,6 @@ pub struct PostgresOffer {
     pub database: String,
 }
 
-/// The database URL `database` on the server of `server_url`.
-fn on_server(server_url: &str, database: &str) -> Result<String> {
-    let mut u = url::Url::parse(server_url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL {}: {e}", crate::source::redact(server_url))).caused_by(&e))?;
-    u.set_path(&format!("/{database}"));
-    Ok(u.to_string())
-}
 
 /// Whether to offer a PostgreSQL copy of the demo into `database_url` now: its server answers
 /// within two seconds, the copy is not registered yet, and nobody said "not now".
@@ -455,7 +449,7 @@ pub async fn postgres_offer(ctx: &Ctx, database_url: &str) -> Result<Option<Post
     if registered > 0 {
         return Ok(None);
     }
-    let server_url = on_server(database_url, "postgres")?;
+    let server_url = crate::source::postgres::database_url(database_url, "postgres")?;
     let answers = tokio::time::timeout(std::time::Duration::from_secs(2), crate::source::postgres::connect(&server_url)).await;
     let Ok(Ok(conn)) = answers else { return Ok(None) };
     let _ = conn.close().await;

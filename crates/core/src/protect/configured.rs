@@ -108,12 +108,19 @@ async fn target(ctx: &Ctx, config: &BackupConfiguration, connection_id: &str, st
     let SourceSpec::Postgres { url } = spec else {
         return Err(Error::validation(format!("\"{}\": continuous protection follows PostgreSQL databases; turn it off for a SQLite connection", config.configuration_name)));
     };
+    let dir = local_folder(ctx, storage_name)
+        .await?
+        .ok_or_else(|| Error::validation(format!("\"{}\": continuous protection writes its change segments to a local storage; \"{storage_name}\" is in the cloud", config.configuration_name)))?;
+    Ok(Target { url, source_name: conn.name, dir })
+}
+
+/// The folder of a local storage; `None` for one in the cloud.
+async fn local_folder(ctx: &Ctx, storage_name: &str) -> Result<Option<std::path::PathBuf>> {
     let store = crate::storage::by_name_or_id(&ctx.pool, storage_name).await?.ok_or_else(|| Error::not_found(format!("the storage \"{storage_name}\" does not exist any more")))?;
     if store.storage_type != crate::storage::StorageType::Local {
-        return Err(Error::validation(format!("\"{}\": continuous protection writes its change segments to a local storage; \"{storage_name}\" is in the cloud", config.configuration_name)));
+        return Ok(None);
     }
-    let dir = crate::storage::location(ctx, &store).await?;
-    Ok(Target { url, source_name: conn.name, dir })
+    Ok(Some(crate::storage::location(ctx, &store).await?))
 }
 
 /// What one step for a configuration did.
@@ -131,6 +138,12 @@ pub struct StepReport {
 /// One step of continuous protection for a configuration: started (slot, then the base backup),
 /// or a segment sealed and the slot checked; a configuration without the setting has its slot
 /// dropped if Safehold made one. The step's error is recorded (`last_error`) and returned.
+impl StepReport {
+    fn new(configuration_name: &str, action: &str) -> Self {
+        StepReport { configuration_name: configuration_name.to_string(), action: action.to_string(), transactions: 0, segment: None, warning: None }
+    }
+}
+
 pub async fn run_step(ctx: &Ctx, configuration_id: &str, notices: &NoticeSink) -> Result<StepReport> {
     crate::context::require(ctx, Permission::TriggerManual, "backup.protect", configuration_id).await?;
     let config = match configurations::get(ctx, configuration_id).await {
@@ -138,12 +151,12 @@ pub async fn run_step(ctx: &Ctx, configuration_id: &str, notices: &NoticeSink) -
         Err(e) if e.code == crate::error::ErrorCode::NotFound => {
             // Deleted: its slot goes.
             let slot = settle(ctx, configuration_id).await?;
-            return Ok(StepReport { configuration_name: slot.unwrap_or_default(), action: "stopped".into(), transactions: 0, segment: None, warning: None });
+            return Ok(StepReport::new(&slot.unwrap_or_default(), "stopped"));
         }
         Err(e) => return Err(e),
     };
     let name = config.configuration_name.clone();
-    let report = |action: &str| StepReport { configuration_name: name.clone(), action: action.into(), transactions: 0, segment: None, warning: None };
+    let report = |action: &str| StepReport::new(&name, action);
     if !(config.continuous_protection && config.is_active) {
         return Ok(match settle(ctx, configuration_id).await? {
             Some(_) => report("stopped"),
@@ -206,7 +219,7 @@ async fn start(ctx: &Ctx, config: &BackupConfiguration, connection_id: &str) -> 
     match based {
         Ok(execution_id) => {
             set(ctx, &config.id, "UPDATE protections SET state = 'streaming', base_execution_id = ?, last_error = NULL, updated_at = ? WHERE configuration_id = ?", &[Some(execution_id)]).await?;
-            Ok(StepReport { configuration_name: config.configuration_name.clone(), action: "started".into(), transactions: 0, segment: None, warning: None })
+            Ok(StepReport::new(&config.configuration_name, "started"))
         }
         Err(e) => {
             // Nothing is left holding WAL: the slot goes with the failed start.
@@ -245,16 +258,15 @@ async fn stream(ctx: &Ctx, config: &BackupConfiguration, r: &ProtectionRow, noti
         let mut conn = connect(&t.url).await?;
         let execution_id = take_base(ctx, config, &t, &r.slot, &mut conn).await?;
         set(ctx, &config.id, "UPDATE protections SET base_execution_id = ?, last_warning = NULL, last_error = NULL, updated_at = ? WHERE configuration_id = ?", &[Some(execution_id)]).await?;
-        return Ok(StepReport { configuration_name: config.configuration_name.clone(), action: "rebased".into(), transactions: out.transactions, segment: out.segment, warning: None });
+        return Ok(StepReport { transactions: out.transactions, segment: out.segment, ..StepReport::new(&config.configuration_name, "rebased") });
     }
     let (warn, max) = limits(ctx).await?;
     let check = check_slot(&repo, &t.url, &r.slot, Some(warn), Some(max)).await?;
     let mut report = StepReport {
-        configuration_name: config.configuration_name.clone(),
-        action: if out.segment.is_some() { "sealed".into() } else { "idle".into() },
         transactions: out.transactions,
         segment: out.segment.clone(),
         warning: check.warning.clone(),
+        ..StepReport::new(&config.configuration_name, if out.segment.is_some() { "sealed" } else { "idle" })
     };
     if let Some(d) = &check.dropped {
         set(ctx, &config.id, "UPDATE protections SET state = 'dropped', last_error = ?, updated_at = ? WHERE configuration_id = ?", &[Some(d.clone())]).await?;
@@ -426,11 +438,13 @@ pub struct Timeline {
 
 /// The repository of a configuration's storage, if it holds one.
 async fn repository_of(ctx: &Ctx, config: &BackupConfiguration) -> Result<Option<Repository>> {
-    let Some(store) = crate::storage::by_name_or_id(&ctx.pool, &config.storage_location).await? else { return Ok(None) };
-    if store.storage_type != crate::storage::StorageType::Local {
-        return Ok(None);
+    match local_folder(ctx, &config.storage_location).await {
+        Ok(Some(dir)) => Repository::open(&dir),
+        Ok(None) => Ok(None),
+        // A storage removed meanwhile has no repository to show.
+        Err(e) if e.code == crate::error::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    Repository::open(&crate::storage::location(ctx, &store).await?)
 }
 
 pub async fn timeline(ctx: &Ctx, configuration_id: &str) -> Result<Timeline> {
@@ -536,9 +550,7 @@ pub async fn restore_second(ctx: &Ctx, req: &SecondRequest, cancel: &crate::sour
             if !pg_logical::valid_name(d) {
                 return Err(Error::validation(format!("\"{d}\" is not a database name Safehold makes: lower-case letters, digits and _ (at most 63)")));
             }
-            let mut target = url::Url::parse(&url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
-            target.set_path(&format!("/{d}"));
-            let target = target.to_string();
+            let target = crate::source::postgres::database_url(&url, d)?;
             if !req.dry_run {
                 crate::source::postgres::create_database(&target).await?;
                 if let Err(e) = super::restore_at(&repo, &keys, &slot, &req.at, &target, cancel, &progress).await {

@@ -584,10 +584,8 @@ pub struct AtTestReport {
 pub async fn restore_test_at(repo: &Repository, keys: &crate::keys::unlock::KeySources, slot: &str, at: &str, server_url: &str, cancel: &CancelToken, progress: &ProgressSink) -> Result<AtTestReport> {
     let plan = plan_at(repo, keys, slot, at).await?;
     let until = pg_micros(at)?;
-    let mut scratch = url::Url::parse(server_url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
     let name = format!("safehold_verify_at_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    scratch.set_path(&format!("/{name}"));
-    let scratch = scratch.to_string();
+    let scratch = crate::source::postgres::database_url(server_url, &name)?;
     crate::source::postgres::create_database(&scratch).await?;
     let result = async {
         restore_at(repo, keys, slot, at, &scratch, cancel, progress).await?;
@@ -754,9 +752,7 @@ pub async fn restore_scope_at(
     use crate::source::pg_apply::{self, Scope};
     // Before anything is made: the second must be covered.
     base_for(&protection(repo, slot)?, at, pg_micros(at)?)?;
-    let mut scratch = url::Url::parse(target_url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
-    scratch.set_path(&format!("/safehold_at_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-    let scratch = scratch.to_string();
+    let scratch = crate::source::postgres::database_url(target_url, &format!("safehold_at_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))?;
     crate::source::postgres::create_database(&scratch).await?;
     let folder = tempfile::Builder::new().prefix("safehold-at-").tempdir().map_err(|e| Error::io("cannot create a temporary folder", &e))?;
     let result = async {

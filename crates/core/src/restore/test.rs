@@ -101,10 +101,8 @@ pub async fn restore_test(
     if reader.header.source_kind != "postgres" {
         return Err(Error::validation("a test restore needs a PostgreSQL backup; check a SQLite backup with verify --deep, or restore it into a new file"));
     }
-    let mut url = url::Url::parse(scratch_url).map_err(|e| Error::validation(format!("invalid scratch URL {}: {e}", crate::source::redact(scratch_url))).caused_by(&e))?;
     let name = format!("safehold_verify_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    url.set_path(&format!("/{name}"));
-    let url = url.to_string();
+    let url = postgres::database_url(scratch_url, &name)?;
     postgres::create_database(&url).await?;
     let result = async {
         postgres::restore_parallel(&opened.chain, &url, 2, cancel, progress).await?;
