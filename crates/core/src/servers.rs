@@ -264,6 +264,9 @@ pub struct ServerRestoreRequest {
     pub roles: RolesMode,
     /// Leave out what the target's version cannot hold (named in the plan) instead of refusing.
     pub skip_unsupported: bool,
+    /// Give each database's objects their owners and grants, as in the source.
+    pub owners: bool,
+    pub privileges: bool,
     pub jobs: usize,
 }
 
@@ -378,8 +381,14 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
     for m in &members {
         let opened = open_member(&repo, m, keys).await?;
         if let Some((reader, index)) = opened.chain.last() {
-            let (_, found) = pg::unsupported(&admin, &pg::archived_schema(reader, index)?).await?;
+            let schema = pg::archived_schema(reader, index)?;
+            let (_, found) = pg::unsupported(&admin, &schema).await?;
             unsupported.extend(found.into_iter().map(|(what, _)| format!("database {}: {what}", m.database)));
+            let present: Vec<String> = target.roles.iter().cloned().chain(roles.iter().map(|r| r.name.clone())).collect();
+            let missing = pg::Restoring { owners: req.owners, privileges: req.privileges, roles: present, ..Default::default() }.missing_roles(&schema);
+            if !missing.is_empty() {
+                warnings.push(format!("database {}: neither the target nor this restore has the roles {}: what they own is owned by the restoring user, what they were granted is not granted", m.database, missing.join(", ")));
+            }
         }
     }
     let mut planned = Vec::new();
@@ -454,8 +463,7 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
     let props: Vec<&DatabaseProps> = members.iter().filter_map(|m| manifest.globals.databases.iter().find(|d| d.name == m.database)).collect();
     let roles = roles_for(&manifest, &props, req.roles);
     let skip = if req.skip_unsupported { plan.unsupported.clone() } else { Vec::new() };
-    // A database's objects a newer server has are left out as the plan said (or refused above).
-    let downgrade = if req.skip_unsupported { target.version_num } else { i32::MAX };
+
 
     let mut conn = pg::connect(&admin).await?;
     let mut created_roles = Vec::new();
@@ -469,6 +477,9 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
             tx.commit().await.map_err(pg::q("commit the roles"))?;
         }
         let now_roles: Vec<String> = sqlx::query_scalar("SELECT rolname::text FROM pg_roles").fetch_all(&mut conn).await.map_err(pg::q("read the roles"))?;
+        // How each database's schema is made: what the target cannot hold left out as the plan
+        // said (or refused above), owners and grants when asked, to the roles there now.
+        let how = pg::Restoring { version: target.version_num, leave_out_unsupported: req.skip_unsupported, owners: req.owners, privileges: req.privileges, roles: now_roles.clone() };
         // New databases first, each built under a temporary name; then the empty ones the
         // target has (a new server's `postgres`), each in one transaction.
         let in_place: Vec<&str> = plan.databases.iter().filter(|d| d.exists).map(|d| d.database.as_str()).collect();
@@ -481,7 +492,7 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
                 .ok_or_else(|| Error::conflict(format!("the database {} appeared on the target while it was restored; nothing of it was written", m.database)))?;
             let step: Result<u64> = async {
                 let opened = open_member(&repo, m, keys).await?;
-                let n = pg::leaving_out_unsupported(downgrade, pg::restore_parallel(&opened.chain, &building.url, req.jobs.max(1), cancel, progress)).await?;
+                let n = pg::restoring(how.clone(), pg::restore_parallel(&opened.chain, &building.url, req.jobs.max(1), cancel, progress)).await?;
                 pg_globals::apply_database(&mut conn, building.name(), d, &manifest.globals, &target, &skip, false).await?;
                 Ok(n)
             }
@@ -503,7 +514,7 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
             let Some(d) = manifest.globals.databases.iter().find(|d| d.name == m.database) else { continue };
             let url = pg::database_url(&req.target, &m.database)?;
             let opened = open_member(&repo, m, keys).await?;
-            rows += pg::leaving_out_unsupported(downgrade, pg::restore(&opened.chain, &url, false, cancel, progress)).await.map_err(|e| Error::new(e.code, format!("database {}: {}", m.database, e.message)).caused_by(&e))?;
+            rows += pg::restoring(how.clone(), pg::restore(&opened.chain, &url, false, cancel, progress)).await.map_err(|e| Error::new(e.code, format!("database {}: {}", m.database, e.message)).caused_by(&e))?;
             pg_globals::apply_database(&mut conn, &m.database, d, &manifest.globals, &target, &skip, now_roles.contains(&d.owner)).await?;
             filled.push(m.database.clone());
         }

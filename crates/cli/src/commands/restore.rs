@@ -218,6 +218,8 @@ async fn server(json: bool, a: &RestoreArgs, from: PathBuf, keys: KeySources) ->
         databases: a.databases.clone(),
         roles: a.roles,
         skip_unsupported: a.request.skip_unsupported,
+        owners: a.request.owners,
+        privileges: a.request.privileges,
         jobs: a.request.jobs,
     };
     let plan = servers::plan(&req, &keys).await?;

@@ -131,6 +131,13 @@ pub struct RestoreRequest {
     /// instead of refusing.
     #[cfg_attr(feature = "clap", arg(long))]
     pub skip_unsupported: bool,
+    /// Full restore into PostgreSQL: give every object its owner as in the source (the roles must
+    /// exist on the target; the plan names those it lacks).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub owners: bool,
+    /// Full restore into PostgreSQL: give every object its grants as in the source.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub privileges: bool,
     /// How many connections build a new database at once: tables load in parallel, and each
     /// table's indexes and foreign keys are built as soon as it is complete (default: one per
     /// core). Tenant and selective restores apply in one transaction on one connection.
@@ -497,8 +504,16 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
             plan.destructive = plan.replaced_objects > 0;
             plan.safety_backup = req.safety_backup && plan.destructive;
             plan.tables = available.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: final_rows(index, t), updated: 0, deleted: 0 }).collect();
-            let (_, unsupported) = source::postgres::unsupported(url, &source::postgres::archived_schema(reader, index)?).await?;
+            let schema = source::postgres::archived_schema(reader, index)?;
+            let (_, unsupported) = source::postgres::unsupported(url, &schema).await?;
             plan.unsupported = unsupported.into_iter().map(|(what, _)| what).collect();
+            let missing = source::postgres::Restoring::on(url, req.skip_unsupported, req.owners, req.privileges).await?.missing_roles(&schema);
+            if !missing.is_empty() {
+                plan.warnings.push(format!(
+                    "the target has no role {}: what they own is owned by the restoring user, and what they were granted is not granted (make the roles first, e.g. with restore --server)",
+                    missing.join(", ")
+                ));
+            }
         }
         (SourceSpec::Postgres { url }, Some(scope)) => {
             let tables = match scope {
@@ -616,7 +631,7 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
         (SourceSpec::Postgres { url }, None) => {
             // What the target's version cannot hold: refused before anything is written, unless
             // asked to leave it out and each thing can be.
-            let (version, unsupported) = source::postgres::unsupported(url, &source::postgres::archived_schema(&reader, &index)?).await?;
+            let (_, unsupported) = source::postgres::unsupported(url, &source::postgres::archived_schema(&reader, &index)?).await?;
             let blocking: Vec<&str> = unsupported.iter().filter(|(_, can)| !req.skip_unsupported || !can).map(|(w, _)| w.as_str()).collect();
             if !blocking.is_empty() {
                 return Err(Error::validation(format!(
@@ -626,11 +641,11 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
                     if unsupported.iter().all(|(_, can)| *can) { "\nadd --skip-unsupported to restore without them" } else { "" }
                 )));
             }
-            let version = if unsupported.is_empty() { i32::MAX } else { version };
+            let how = source::postgres::Restoring::on(url, req.skip_unsupported, req.owners, req.privileges).await?;
             // A new database is built under a temporary name and renamed when complete: a crash
             // never leaves a half-made database under the target's name.
             let building = if req.create { source::postgres::start_building(url).await? } else { None };
-            out.rows = source::postgres::leaving_out_unsupported(version, async { Ok::<u64, Error>(match building {
+            out.rows = source::postgres::restoring(how, async { Ok::<u64, Error>(match building {
                 Some(b) => {
                     let r = if req.jobs > 1 {
                         source::postgres::restore_parallel(&opened.chain, &b.url, req.jobs, cancel, progress).await

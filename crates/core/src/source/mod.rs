@@ -1,6 +1,7 @@
 //! Sources: the databases Safehold backs up. Each takes a consistent snapshot, writes its schema
 //! and one section per table into an archive, and restores them into an empty target.
 
+pub mod pg_access;
 pub mod pg_apply;
 pub mod pg_logical;
 mod pg_create;

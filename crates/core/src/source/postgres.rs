@@ -125,6 +125,12 @@ pub struct PgSchema {
     pub tables: Vec<PgTable>,
     /// After the data, in this order.
     pub post: Vec<Stmt>,
+    /// Who owns each object, and the access lists that are not the default: made again only when
+    /// a restore asks ([`super::pg_access`]). Absent in archives from before.
+    #[serde(default)]
+    pub owners: Vec<super::pg_access::Owned>,
+    #[serde(default)]
+    pub access: Vec<super::pg_access::Access>,
 }
 
 pub(crate) fn qi(s: &str) -> String {
@@ -644,6 +650,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         }
         s.post.push(Stmt { what: format!("event trigger {name}"), sql, table: None, references: None });
     }
+    (s.owners, s.access) = super::pg_access::read(conn).await?;
     let classes = classify(&table_names, &|t| with_tenant.contains(t), &fks, tenants_table);
     for mut t in pending_tables {
         t.class = classes.get(&format!("{}.{}", t.schema, t.name)).copied().unwrap_or(TableClass::System);
@@ -662,7 +669,13 @@ pub(crate) fn archived_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> R
         Ok(())
     })?;
     let mut schema: PgSchema = serde_json::from_slice(&json).map_err(|e| Error::validation(format!("the schema of backup {} is unreadable: {e}", reader.header.archive_id)).caused_by(&e))?;
-    if let Ok(version) = DOWNGRADE_TO.try_with(|v| *v) {
+    if let Ok(a) = RESTORING.try_with(Clone::clone) {
+        // Owners and privileges after everything else (event triggers are the last of `post`,
+        // and owners' changes are DDL they would see: they go before them).
+        let made = super::pg_access::statements(&schema.owners, &schema.access, a.owners, a.privileges, &a.roles, a.version);
+        let at = schema.post.iter().position(|st| st.what.starts_with("event trigger ")).unwrap_or(schema.post.len());
+        schema.post.splice(at..at, made);
+        let version = if a.leave_out_unsupported { a.version } else { i32::MAX };
         for st in schema.objects.iter_mut().chain(schema.post.iter_mut()) {
             let applying: Vec<&Feature> = FEATURES.iter().filter(|f| version < f.since && (f.applies)(st)).collect();
             for f in applying {
@@ -676,13 +689,51 @@ pub(crate) fn archived_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> R
 }
 
 tokio::task_local! {
-    static DOWNGRADE_TO: i32;
+    static RESTORING: Restoring;
 }
 
-/// Runs a restore that leaves out what a server of `version` cannot hold, as the plan said
-/// ([`unsupported`]: each such thing has a way to be left out, or the restore was refused).
-pub async fn leaving_out_unsupported<F: std::future::Future>(version: i32, restore: F) -> F::Output {
-    DOWNGRADE_TO.scope(version, restore).await
+/// How a restore makes the schema on its target, beyond the objects themselves.
+#[derive(Debug, Clone, Default)]
+pub struct Restoring {
+    /// The target's `server_version_num`.
+    pub version: i32,
+    /// Leave out what the target's version cannot hold, as the plan said ([`unsupported`]: each
+    /// such thing has a way to be left out, or the restore was refused).
+    pub leave_out_unsupported: bool,
+    /// Give the objects their owners, and their access lists.
+    pub owners: bool,
+    pub privileges: bool,
+    /// The target's roles: an owner or grantee it lacks is left out (the plan names them).
+    pub roles: Vec<String>,
+}
+
+impl Restoring {
+    /// What the target at `url` (a database, or a server whose `postgres` answers) has.
+    pub async fn on(url: &str, leave_out_unsupported: bool, owners: bool, privileges: bool) -> Result<Self> {
+        let mut conn = match connect(url).await {
+            Ok(c) => c,
+            Err(_) => connect(admin_url(url)?.0.as_ref()).await?,
+        };
+        let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut conn).await.map_err(q("read the target's version"))?;
+        let roles: Vec<String> = sqlx::query_scalar("SELECT rolname::text FROM pg_roles").fetch_all(&mut conn).await.map_err(q("read the target's roles"))?;
+        let _ = conn.close().await;
+        Ok(Restoring { version, leave_out_unsupported, owners, privileges, roles })
+    }
+
+    /// The roles `schema`'s owners and grants name that the target lacks (when they are asked for).
+    pub fn missing_roles(&self, schema: &PgSchema) -> Vec<String> {
+        if !self.owners && !self.privileges {
+            return Vec::new();
+        }
+        let owned: &[super::pg_access::Owned] = if self.owners { &schema.owners } else { &[] };
+        let access: &[super::pg_access::Access] = if self.privileges { &schema.access } else { &[] };
+        super::pg_access::roles(owned, access).into_iter().filter(|r| !self.roles.contains(r)).collect()
+    }
+}
+
+/// Runs a restore that makes the schema as `how` says.
+pub async fn restoring<F: std::future::Future>(how: Restoring, restore: F) -> F::Output {
+    RESTORING.scope(how, restore).await
 }
 
 /// A feature of a newer PostgreSQL an archived statement may use.

@@ -1,6 +1,7 @@
 //! Server backups (issue 25 §1): every database of a server and its globals — roles with their
 //! attributes, comments, password hashes, settings and memberships; databases with their owner,
-//! encoding, settings, comment and grants; large objects — backed up from PostgreSQL 16 and put
+//! encoding, settings, comment and grants; large objects; the owners and grants of the objects
+//! inside (restored with --owners --privileges) — backed up from PostgreSQL 16 and put
 //! onto a newer server (18) whole, and onto an older one (14): there first refused, naming what
 //! 14 cannot hold and having written nothing, then restored without it, one database and the
 //! roles it needs. Each compared with the source by a catalog description written here.
@@ -56,6 +57,13 @@ async fn describe_server(server: &str, tag: &str, databases: &[String]) -> BTree
         for (kind, v) in describe(&url).await {
             out.insert(format!("{d} {kind}"), v);
         }
+        let user = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'public') AND n.nspname NOT LIKE 'pg\\_%'";
+        out.insert(format!("{d} access"), lines(&url, &format!(
+            "SELECT format('schema %s %s %s', n.nspname, pg_get_userbyid(n.nspowner), n.nspacl) FROM pg_namespace n WHERE {user} \
+             UNION ALL SELECT format('relation %s.%s %s %s', n.nspname, c.relname, pg_get_userbyid(c.relowner), c.relacl) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user} AND c.relkind IN ('r', 'p', 'v', 'm', 'S') \
+             UNION ALL SELECT format('column %s.%s %s', c.relname, a.attname, a.attacl) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user} AND a.attacl IS NOT NULL \
+             UNION ALL SELECT format('function %s %s %s', p.oid::regprocedure, pg_get_userbyid(p.proowner), p.proacl) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {user} \
+             UNION ALL SELECT format('large object %s %s %s', oid, pg_get_userbyid(lomowner), lomacl) FROM pg_largeobject_metadata")).await);
     }
     out
 }
@@ -77,7 +85,7 @@ async fn drop_all(server: &str, prefix: &str) {
 }
 
 fn request(from: &std::path::Path, target: &str) -> ServerRestoreRequest {
-    ServerRestoreRequest { from: from.to_path_buf(), set_id: None, target: format!("{target}/"), databases: Vec::new(), roles: RolesMode::All, skip_unsupported: false, jobs: 2 }
+    ServerRestoreRequest { from: from.to_path_buf(), set_id: None, target: format!("{target}/"), databases: Vec::new(), roles: RolesMode::All, skip_unsupported: false, owners: true, privileges: true, jobs: 2 }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -111,6 +119,14 @@ async fn a_server_backup_of_16_is_restored_whole_onto_18_and_onto_14_without_wha
          INSERT INTO app.tenants VALUES (1, 'acme', lo_from_bytea(0, decode(repeat('89504e47', 5000), 'hex'))), (2, 'globex', lo_from_bytea(0, ''::bytea)); \
          CREATE TABLE app.orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id int NOT NULL REFERENCES app.tenants, total numeric(10,2)); \
          INSERT INTO app.orders (tenant_id, total) SELECT 1 + i % 2, i * 1.5 FROM generate_series(1, 500) i;").await;
+    // Owners and grants inside the database: restored when asked (--owners --privileges).
+    run(&format!("{src}/{a}"), &format!(
+        "ALTER SCHEMA app OWNER TO {tag}_owner; ALTER TABLE app.tenants OWNER TO {tag}_owner; ALTER TABLE app.orders OWNER TO {tag}_owner; \
+         GRANT USAGE ON SCHEMA app TO {tag}_readers; GRANT SELECT ON app.orders TO {tag}_readers; GRANT SELECT (id, name) ON app.tenants TO {tag}_app; \
+         CREATE FUNCTION app.total(int) RETURNS numeric LANGUAGE sql AS 'SELECT sum(total) FROM app.orders WHERE tenant_id = $1'; \
+         ALTER FUNCTION app.total(int) OWNER TO {tag}_owner; REVOKE EXECUTE ON FUNCTION app.total(int) FROM PUBLIC; GRANT EXECUTE ON FUNCTION app.total(int) TO {tag}_app; \
+         SELECT lo_from_bytea(4242001, 'owned by the owner'); ALTER LARGE OBJECT 4242001 OWNER TO {tag}_owner; GRANT SELECT ON LARGE OBJECT 4242001 TO {tag}_readers"
+    )).await;
     run(&format!("{src}/{b}"), "CREATE TABLE names (id int PRIMARY KEY, name text); INSERT INTO names VALUES (1, 'Müller'), (2, 'Ærø');").await;
     run(&format!("{src}/{c}"), "CREATE TABLE empty_one (id int);").await;
 
@@ -135,7 +151,8 @@ async fn a_server_backup_of_16_is_restored_whole_onto_18_and_onto_14_without_wha
 
     let mine: Vec<String> = vec![a.clone(), b.clone(), c.clone()];
     let expected = describe_server(&src, &tag, &mine).await;
-    assert_eq!(expected[&format!("{a} large objects")].len(), 2);
+    assert_eq!(expected[&format!("{a} large objects")].len(), 3);
+    assert!(expected[&format!("{a} access")].iter().any(|l| l.contains(&format!("{tag}_readers=r/{tag}_owner"))), "{:?}", expected[&format!("{a} access")]);
     assert!(expected["memberships"].iter().any(|l| l.contains("pg_read_all_data")), "{:?}", expected["memberships"]);
 
     // Onto 18: the plan first (nothing written), then everything.
