@@ -112,7 +112,7 @@ HOME="$work/home" XDG_RUNTIME_DIR="$work/run" \
     if [ -n "${SAFEHOLD_TEST_ARGS:-}" ]; then
       cargo test -p safehold-core -p safehold-cli -p safehold-e2e ${SAFEHOLD_TEST_ARGS}
     else
-      # The generated-schema property suite has a time budget (200 schemas in 420 s): it runs
+      # The generated-schema property suite has a time budget (200 schemas in 540 s): it runs
       # last, with the machine to itself, not beside the load tests of the others.
       cargo test -p safehold-core -p safehold-cli -p safehold-e2e -- --skip schemas::generated_schemas_keep_every_property
       cargo test -p safehold-core --test engine -- --exact schemas::generated_schemas_keep_every_property

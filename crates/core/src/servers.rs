@@ -378,14 +378,14 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
     let mut unsupported = pg_globals::check(&manifest.globals, &roles, &props, &target);
     // What each database's own objects need of the target's version.
     let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
+    let present: Vec<String> = target.roles.iter().cloned().chain(roles.iter().map(|r| r.name.clone())).collect();
+    let on = pg::Restoring { owners: req.owners, privileges: req.privileges, roles: present, ..pg::Restoring::on(&admin, req.skip_unsupported, req.owners, req.privileges).await? };
     for m in &members {
         let opened = open_member(&repo, m, keys).await?;
         if let Some((reader, index)) = opened.chain.last() {
             let schema = pg::archived_schema(reader, index)?;
-            let (_, found) = pg::unsupported(&admin, &schema).await?;
-            unsupported.extend(found.into_iter().map(|(what, _)| format!("database {}: {what}", m.database)));
-            let present: Vec<String> = target.roles.iter().cloned().chain(roles.iter().map(|r| r.name.clone())).collect();
-            let missing = pg::Restoring { owners: req.owners, privileges: req.privileges, roles: present, ..Default::default() }.missing_roles(&schema);
+            unsupported.extend(pg::unsupported(&on, &schema).into_iter().map(|(what, _)| format!("database {}: {what}", m.database)));
+            let missing = on.missing_roles(&schema);
             if !missing.is_empty() {
                 warnings.push(format!("database {}: neither the target nor this restore has the roles {}: what they own is owned by the restoring user, what they were granted is not granted", m.database, missing.join(", ")));
             }
@@ -479,7 +479,7 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
         let now_roles: Vec<String> = sqlx::query_scalar("SELECT rolname::text FROM pg_roles").fetch_all(&mut conn).await.map_err(pg::q("read the roles"))?;
         // How each database's schema is made: what the target cannot hold left out as the plan
         // said (or refused above), owners and grants when asked, to the roles there now.
-        let how = pg::Restoring { version: target.version_num, leave_out_unsupported: req.skip_unsupported, owners: req.owners, privileges: req.privileges, roles: now_roles.clone() };
+        let how = pg::Restoring { roles: now_roles.clone(), ..pg::Restoring::on(&admin, req.skip_unsupported, req.owners, req.privileges).await? };
         // New databases first, each built under a temporary name; then the empty ones the
         // target has (a new server's `postgres`), each in one transaction.
         let in_place: Vec<&str> = plan.databases.iter().filter(|d| d.exists).map(|d| d.database.as_str()).collect();

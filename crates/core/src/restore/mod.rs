@@ -505,9 +505,9 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
             plan.safety_backup = req.safety_backup && plan.destructive;
             plan.tables = available.iter().map(|t| TableChange { table: t.clone(), rows_in_backup: final_rows(index, t), inserted: final_rows(index, t), updated: 0, deleted: 0 }).collect();
             let schema = source::postgres::archived_schema(reader, index)?;
-            let (_, unsupported) = source::postgres::unsupported(url, &schema).await?;
-            plan.unsupported = unsupported.into_iter().map(|(what, _)| what).collect();
-            let missing = source::postgres::Restoring::on(url, req.skip_unsupported, req.owners, req.privileges).await?.missing_roles(&schema);
+            let on = source::postgres::Restoring::on(url, req.skip_unsupported, req.owners, req.privileges).await?;
+            plan.unsupported = source::postgres::unsupported(&on, &schema).into_iter().map(|(what, _)| what).collect();
+            let missing = on.missing_roles(&schema);
             if !missing.is_empty() {
                 plan.warnings.push(format!(
                     "the target has no role {}: what they own is owned by the restoring user, and what they were granted is not granted (make the roles first, e.g. with restore --server)",
@@ -631,7 +631,8 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
         (SourceSpec::Postgres { url }, None) => {
             // What the target's version cannot hold: refused before anything is written, unless
             // asked to leave it out and each thing can be.
-            let (_, unsupported) = source::postgres::unsupported(url, &source::postgres::archived_schema(&reader, &index)?).await?;
+            let how = source::postgres::Restoring::on(url, req.skip_unsupported, req.owners, req.privileges).await?;
+            let unsupported = source::postgres::unsupported(&how, &source::postgres::archived_schema(&reader, &index)?);
             let blocking: Vec<&str> = unsupported.iter().filter(|(_, can)| !req.skip_unsupported || !can).map(|(w, _)| w.as_str()).collect();
             if !blocking.is_empty() {
                 return Err(Error::validation(format!(
@@ -641,7 +642,6 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
                     if unsupported.iter().all(|(_, can)| *can) { "\nadd --skip-unsupported to restore without them" } else { "" }
                 )));
             }
-            let how = source::postgres::Restoring::on(url, req.skip_unsupported, req.owners, req.privileges).await?;
             // A new database is built under a temporary name and renamed when complete: a crash
             // never leaves a half-made database under the target's name.
             let building = if req.create { source::postgres::start_building(url).await? } else { None };

@@ -705,6 +705,8 @@ pub struct Restoring {
     pub privileges: bool,
     /// The target's roles: an owner or grantee it lacks is left out (the plan names them).
     pub roles: Vec<String>,
+    /// The extensions the target's server has.
+    pub extensions: Vec<String>,
 }
 
 impl Restoring {
@@ -716,8 +718,9 @@ impl Restoring {
         };
         let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut conn).await.map_err(q("read the target's version"))?;
         let roles: Vec<String> = sqlx::query_scalar("SELECT rolname::text FROM pg_roles").fetch_all(&mut conn).await.map_err(q("read the target's roles"))?;
+        let extensions: Vec<String> = sqlx::query_scalar("SELECT name::text FROM pg_available_extensions").fetch_all(&mut conn).await.map_err(q("read the target's extensions"))?;
         let _ = conn.close().await;
-        Ok(Restoring { version, leave_out_unsupported, owners, privileges, roles })
+        Ok(Restoring { version, leave_out_unsupported, owners, privileges, roles, extensions })
     }
 
     /// The roles `schema`'s owners and grants name that the target lacks (when they are asked for).
@@ -770,22 +773,15 @@ const FEATURES: &[Feature] = &[
     Feature { since: 140_000, what: "an SQL-standard function body (BEGIN ATOMIC)", applies: |st| is(st, &["function "], "BEGIN ATOMIC"), downgrade: None, meaning: "" },
 ];
 
-/// What of `schema` the server at `url` (a database, or a server whose `postgres` database
-/// answers) cannot hold, each said with what it is and what `--skip-unsupported` would do (or that
-/// it cannot be left out): extensions the server does not have, and features of newer versions.
-/// Returns the target's version and each thing with whether it can be left out.
-pub async fn unsupported(url: &str, schema: &PgSchema) -> Result<(i32, Vec<(String, bool)>)> {
-    let mut conn = match connect(url).await {
-        Ok(c) => c,
-        Err(_) => connect(admin_url(url)?.0.as_ref()).await?,
-    };
-    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut conn).await.map_err(q("read the target's version"))?;
-    let available: Vec<String> = sqlx::query_scalar("SELECT name::text FROM pg_available_extensions").fetch_all(&mut conn).await.map_err(q("read the target's extensions"))?;
-    let _ = conn.close().await;
+/// What of `schema` the target `on` describes cannot hold, each said with what it is and what
+/// `--skip-unsupported` would do (or that it cannot be left out): extensions the server does not
+/// have, and features of newer versions. Each with whether it can be left out.
+pub fn unsupported(on: &Restoring, schema: &PgSchema) -> Vec<(String, bool)> {
+    let version = on.version;
     let mut out = Vec::new();
     for st in &schema.extensions {
         if let Some(name) = st.what.strip_prefix("extension ") {
-            if !available.iter().any(|a| a == name) {
+            if !on.extensions.iter().any(|a| a == name) {
                 out.push((format!("{}: the target server does not have this extension (install its package there, then restore); it cannot be left out", st.what), false));
             }
         }
@@ -799,7 +795,7 @@ pub async fn unsupported(url: &str, schema: &PgSchema) -> Result<(i32, Vec<(Stri
             });
         }
     }
-    Ok((version, out))
+    out
 }
 
 /// What an incremental or differential backup needs of its parent.
@@ -1025,12 +1021,15 @@ pub async fn not_carried(conn: &mut PgConnection) -> Result<Option<String>> {
         ("foreign servers", format!("SELECT s.srvname::text FROM pg_foreign_server s WHERE {}", not_ext("s.oid"))),
         ("foreign tables", format!("SELECT format('%s.%s', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'f' AND {USER_NS} AND {}", not_ext("c.oid"))),
     ];
+    // One query for all kinds: a backup's fixed cost stays one round trip.
+    let union = kinds.iter().enumerate().map(|(i, (_, sql))| format!("SELECT {i} AS k, x.n FROM ({sql}) AS x(n)")).collect::<Vec<_>>().join(" UNION ALL ");
+    let rows: Vec<(i32, String)> = sqlx::query_as(AssertSqlSafe(format!("{union} ORDER BY 1, 2"))).fetch_all(&mut *conn).await.map_err(q("look for objects a backup does not carry"))?;
     let mut found = Vec::new();
-    for (kind, sql) in kinds {
-        let names: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("{sql} ORDER BY 1"))).fetch_all(&mut *conn).await.map_err(q("look for objects a backup does not carry"))?;
+    for (i, (kind, _)) in kinds.iter().enumerate() {
+        let names: Vec<&str> = rows.iter().filter(|(k, _)| *k as usize == i).map(|(_, n)| n.as_str()).collect();
         if !names.is_empty() {
             let more = if names.len() > 5 { format!(", and {} more", names.len() - 5) } else { String::new() };
-            found.push(format!("{} {kind} ({}{more})", names.len(), names.iter().take(5).cloned().collect::<Vec<_>>().join(", ")));
+            found.push(format!("{} {kind} ({}{more})", names.len(), names.iter().take(5).copied().collect::<Vec<_>>().join(", ")));
         }
     }
     Ok((!found.is_empty()).then(|| format!("not in this backup (Safehold does not carry them yet; make them again after a restore): {}", found.join("; "))))
