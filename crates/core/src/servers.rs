@@ -312,6 +312,8 @@ pub struct ServerRestorePlan {
 
 struct Planned {
     plan: ServerRestorePlan,
+    /// The roles of the set the restore makes (or finds).
+    roles: Vec<String>,
     manifest: SetManifest,
     target: pg_globals::Target,
 }
@@ -336,10 +338,10 @@ fn chosen<'a>(m: &'a SetManifest, names: &[String]) -> Result<Vec<&'a SetMember>
     Ok(out)
 }
 
-fn roles_for<'a>(m: &'a SetManifest, dbs: &[&DatabaseProps], mode: RolesMode) -> Vec<&'a Role> {
+fn roles_for<'a>(m: &'a SetManifest, dbs: &[&DatabaseProps], mode: RolesMode, inside: &std::collections::BTreeSet<String>) -> Vec<&'a Role> {
     match mode {
         RolesMode::All => m.globals.roles.iter().collect(),
-        RolesMode::Needed => pg_globals::needed(&m.globals, dbs),
+        RolesMode::Needed => pg_globals::needed(&m.globals, dbs, inside),
         RolesMode::None => Vec::new(),
     }
 }
@@ -359,11 +361,28 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
     let target = pg_globals::target(&mut conn).await?;
     let _ = conn.close().await;
     let props: Vec<&DatabaseProps> = members.iter().filter_map(|m| manifest.globals.databases.iter().find(|d| d.name == m.database)).collect();
-    let roles = roles_for(&manifest, &props, req.roles);
+    // Each database's schema: the roles its objects' owners and grants name (when restored), and
+    // what of it the target's version cannot hold.
+    let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
+    let mut schemas = Vec::new();
+    for m in &members {
+        let opened = open_member(&repo, m, keys).await?;
+        if let Some((reader, index)) = opened.chain.last() {
+            schemas.push((m.database.clone(), pg::archived_schema(reader, index)?));
+        }
+    }
+    let referenced = pg::Restoring { owners: req.owners, privileges: req.privileges, ..Default::default() };
+    let inside: std::collections::BTreeSet<String> = schemas.iter().flat_map(|(_, s)| referenced.missing_roles(s)).collect();
+    let roles = roles_for(&manifest, &props, req.roles, &inside);
     let mut warnings = Vec::new();
+    let mode = match req.roles {
+        RolesMode::All => "all",
+        RolesMode::Needed => "needed",
+        RolesMode::None => "none",
+    };
     for d in &props {
         if !target.roles.contains(&d.owner) && !roles.iter().any(|r| r.name == d.owner) {
-            warnings.push(format!("database {} is owned by {}, which the target lacks and this restore does not create (--roles {:?}): the restoring user will own it", d.name, d.owner, req.roles).to_lowercase());
+            warnings.push(format!("database {} is owned by {}, which the target lacks and this restore does not create (--roles {mode}): the restoring user will own it", d.name, d.owner));
         }
     }
     if !manifest.globals.tablespaces.is_empty() {
@@ -376,19 +395,13 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
         warnings.push("roles that log in are created without a password (the backup was taken without --with-passwords): set them with ALTER ROLE … PASSWORD".into());
     }
     let mut unsupported = pg_globals::check(&manifest.globals, &roles, &props, &target);
-    // What each database's own objects need of the target's version.
-    let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
     let present: Vec<String> = target.roles.iter().cloned().chain(roles.iter().map(|r| r.name.clone())).collect();
     let on = pg::Restoring { owners: req.owners, privileges: req.privileges, roles: present, ..pg::Restoring::on(&admin, req.skip_unsupported, req.owners, req.privileges).await? };
-    for m in &members {
-        let opened = open_member(&repo, m, keys).await?;
-        if let Some((reader, index)) = opened.chain.last() {
-            let schema = pg::archived_schema(reader, index)?;
-            unsupported.extend(pg::unsupported(&on, &schema).into_iter().map(|(what, _)| format!("database {}: {what}", m.database)));
-            let missing = on.missing_roles(&schema);
-            if !missing.is_empty() {
-                warnings.push(format!("database {}: neither the target nor this restore has the roles {}: what they own is owned by the restoring user, what they were granted is not granted", m.database, missing.join(", ")));
-            }
+    for (database, schema) in &schemas {
+        unsupported.extend(pg::unsupported(&on, schema).into_iter().map(|(what, _)| format!("database {database}: {what}")));
+        let missing = on.missing_roles(schema);
+        if !missing.is_empty() {
+            warnings.push(format!("database {database}: neither the target nor this restore has the roles {}: what they own is owned by the restoring user, what they were granted is not granted", missing.join(", ")));
         }
     }
     let mut planned = Vec::new();
@@ -418,7 +431,8 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
         unsupported,
         warnings,
     };
-    Ok(Planned { plan, manifest, target })
+    let roles = roles.iter().map(|r| r.name.clone()).collect();
+    Ok(Planned { plan, roles, manifest, target })
 }
 
 /// What a server restore would do, found without writing anything.
@@ -439,7 +453,7 @@ pub struct ServerRestoreOutcome {
 /// cancel the databases and roles it made are dropped.
 pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &CancelToken, progress: &ProgressSink) -> Result<ServerRestoreOutcome> {
     let started = std::time::Instant::now();
-    let Planned { plan, manifest, target } = plan_inner(req, keys).await?;
+    let Planned { plan, roles, manifest, target } = plan_inner(req, keys).await?;
     let taken: Vec<String> = plan.databases.iter().filter(|d| d.exists && d.existing_tables > 0).map(|d| format!("{} ({} tables)", d.database, d.existing_tables)).collect();
     if !taken.is_empty() {
         return Err(Error::conflict(format!(
@@ -460,8 +474,7 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
     let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
     let admin = admin_url(&req.target)?;
     let members = chosen(&manifest, &req.databases)?;
-    let props: Vec<&DatabaseProps> = members.iter().filter_map(|m| manifest.globals.databases.iter().find(|d| d.name == m.database)).collect();
-    let roles = roles_for(&manifest, &props, req.roles);
+    let roles: Vec<&Role> = manifest.globals.roles.iter().filter(|r| roles.contains(&r.name)).collect();
     let skip = if req.skip_unsupported { plan.unsupported.clone() } else { Vec::new() };
 
 

@@ -4,7 +4,8 @@
 //!
 //! Owners: schemas (but `public`), tables, views, materialized views, sequences (not those a
 //! column owns: they follow their table), types and domains, functions, procedures and
-//! aggregates, large objects. Privileges: the same objects' access lists, columns' too. An object
+//! aggregates, large objects. Privileges: the same objects' access lists, columns' too, and the
+//! default privileges (`ALTER DEFAULT PRIVILEGES`). An object
 //! whose access list is the default (NULL in the catalog) is left with the target's default.
 //! A role the target lacks is named in the plan, and what it owned or was granted is left as the
 //! restore makes it (owned by the restoring user, not granted).
@@ -40,6 +41,18 @@ pub struct Access {
     pub entries: Vec<(Option<String>, String, bool)>,
 }
 
+/// Default privileges (`ALTER DEFAULT PRIVILEGES`): what objects `role` makes from now on grant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DefaultAccess {
+    pub role: String,
+    /// `None`: for every schema (the list replaces the built-in default); else for this schema
+    /// (added to the default).
+    pub schema: Option<String>,
+    /// TABLES, SEQUENCES, FUNCTIONS, TYPES or SCHEMAS.
+    pub kind: String,
+    pub entries: Vec<(Option<String>, String, bool)>,
+}
+
 const OBJECTS: &str = "\
     SELECT 'SCHEMA', quote_ident(n.nspname), n.nspowner, n.nspacl, NULL::text FROM pg_namespace n WHERE {USER_NS} AND n.nspname <> 'public' AND {ns} \
     UNION ALL SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, \
@@ -57,14 +70,44 @@ const OBJECTS: &str = "\
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_NS} AND {pr} \
     UNION ALL SELECT 'LARGE OBJECT', m.oid::text, m.lomowner, m.lomacl, NULL::text FROM pg_largeobject_metadata m";
 
+fn entries(list: Option<Vec<String>>) -> Vec<(Option<String>, String, bool)> {
+    list.unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| {
+            let mut p = e.split('\u{1}');
+            let (g, privilege, grantable) = (p.next()?, p.next()?, p.next()?);
+            Some(((!g.is_empty()).then(|| g.to_string()), privilege.to_string(), grantable == "true"))
+        })
+        .collect()
+}
+
+/// An access list as (grantee, privilege, grantable) rows joined into text, `acl` an aclitem[].
+const EXPLODE: &str = "(SELECT array_agg(coalesce(CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee)::text END, '') || chr(1) || a.privilege_type || chr(1) || a.is_grantable::text ORDER BY a.grantee, a.privilege_type) FROM aclexplode({acl}) a)";
+
+/// Reads the default privileges.
+pub async fn read_defaults(conn: &mut PgConnection) -> Result<Vec<DefaultAccess>> {
+    let sql = format!(
+        "SELECT pg_get_userbyid(d.defaclrole)::text, CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE quote_ident(n.nspname) END, \
+                CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END, {} \
+         FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace ORDER BY 1, 2 NULLS FIRST, 3",
+        EXPLODE.replace("{acl}", "d.defaclacl")
+    );
+    let mut out = Vec::new();
+    for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(q("read default privileges"))? {
+        if let Some(kind) = r.get::<Option<String>, _>(2) {
+            out.push(DefaultAccess { role: r.get(0), schema: r.get(1), kind, entries: entries(r.get(3)) });
+        }
+    }
+    Ok(out)
+}
+
 /// Reads the owners and the access lists that are not the default.
 pub async fn read(conn: &mut PgConnection) -> Result<(Vec<Owned>, Vec<Access>)> {
     let sql = OBJECTS.replace("{USER_NS}", USER_NS).replace("{ns}", &not_ext("n.oid")).replace("{rel}", &not_ext("c.oid")).replace("{ty}", &not_ext("t.oid")).replace("{pr}", &not_ext("p.oid"));
     let sql = format!(
-        "SELECT o.kind, o.name, pg_get_userbyid(o.owner)::text, o.col, \
-                (SELECT array_agg(coalesce(CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee)::text END, '') || chr(1) || a.privilege_type || chr(1) || a.is_grantable::text ORDER BY a.grantee, a.privilege_type) \
-                   FROM aclexplode(o.acl) a), o.owner IS NOT NULL, o.acl IS NOT NULL \
-         FROM ({sql}) AS o(kind, name, owner, acl, col) ORDER BY 1, 2, 4 NULLS FIRST"
+        "SELECT o.kind, o.name, pg_get_userbyid(o.owner)::text, o.col, {}, o.owner IS NOT NULL, o.acl IS NOT NULL \
+         FROM ({sql}) AS o(kind, name, owner, acl, col) ORDER BY 1, 2, 4 NULLS FIRST",
+        EXPLODE.replace("{acl}", "o.acl")
     );
     let mut owned = Vec::new();
     let mut access = Vec::new();
@@ -77,16 +120,7 @@ pub async fn read(conn: &mut PgConnection) -> Result<(Vec<Owned>, Vec<Access>)> 
             }
         }
         if r.get::<bool, _>(6) {
-            let entries = r
-                .get::<Option<Vec<String>>, _>(4)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|e| {
-                    let mut p = e.split('\u{1}');
-                    let (g, privilege, grantable) = (p.next()?, p.next()?, p.next()?);
-                    Some(((!g.is_empty()).then(|| g.to_string()), privilege.to_string(), grantable == "true"))
-                })
-                .collect();
+            let entries = entries(r.get(4));
             // A function's access list is granted ON FUNCTION (aggregates too).
             let kind = if kind == "AGGREGATE" { "FUNCTION".to_string() } else if matches!(kind.as_str(), "VIEW" | "MATERIALIZED VIEW") { "TABLE".to_string() } else { kind };
             access.push(Access { kind, name, column, owner: owner.unwrap_or_default(), entries });
@@ -95,19 +129,38 @@ pub async fn read(conn: &mut PgConnection) -> Result<(Vec<Owned>, Vec<Access>)> 
     Ok((owned, access))
 }
 
-/// The roles `owned` and `access` name.
-pub fn roles(owned: &[Owned], access: &[Access]) -> std::collections::BTreeSet<String> {
+/// The roles `owned`, `access` and `defaults` name.
+pub fn roles(owned: &[Owned], access: &[Access], defaults: &[DefaultAccess]) -> std::collections::BTreeSet<String> {
     let mut out: std::collections::BTreeSet<String> = owned.iter().map(|o| o.owner.clone()).collect();
     for a in access {
         out.extend(a.entries.iter().filter_map(|e| e.0.clone()));
     }
+    for d in defaults {
+        out.insert(d.role.clone());
+        out.extend(d.entries.iter().filter_map(|e| e.0.clone()));
+    }
     out
+}
+
+/// One grant of an access list, `None` when the target cannot take it (a role it lacks; MAINTAIN
+/// before 17; a word that is not a privilege's).
+fn grant_to(entry: &(Option<String>, String, bool), has: &dyn Fn(&str) -> bool, version: i32) -> Option<(String, String, &'static str)> {
+    let (grantee, privilege, grantable) = entry;
+    if (privilege == "MAINTAIN" && version < 170_000) || !privilege.chars().all(|c| c.is_ascii_uppercase() || c == ' ') {
+        return None;
+    }
+    let to = match grantee {
+        None => "PUBLIC".to_string(),
+        Some(g) if has(g) => qi(g),
+        Some(_) => return None,
+    };
+    Some((privilege.clone(), to, if *grantable { " WITH GRANT OPTION" } else { "" }))
 }
 
 /// The statements that give the objects their owners (`owners`) and access lists (`privileges`)
 /// on a target of `version` whose roles are `roles`: owners first, so that grants are recorded as
 /// the owner's.
-pub fn statements(owned: &[Owned], access: &[Access], owners: bool, privileges: bool, roles: &[String], version: i32) -> Vec<Stmt> {
+pub fn statements(owned: &[Owned], access: &[Access], defaults: &[DefaultAccess], owners: bool, privileges: bool, roles: &[String], version: i32) -> Vec<Stmt> {
     let has = |r: &str| roles.iter().any(|x| x == r);
     let mut out = Vec::new();
     if owners {
@@ -126,24 +179,25 @@ pub fn statements(owned: &[Owned], access: &[Access], owners: bool, privileges: 
                     sql.push(format!("REVOKE ALL ON {on} FROM {}", qi(&a.owner)));
                 }
             }
-            for (grantee, privilege, grantable) in &a.entries {
-                // MAINTAIN is a privilege from PostgreSQL 17 on.
-                if privilege == "MAINTAIN" && version < 170_000 {
-                    continue;
-                }
-                let to = match grantee {
-                    None => "PUBLIC".to_string(),
-                    Some(g) if has(g) => qi(g),
-                    Some(_) => continue,
-                };
-                // The privilege's name is one of the catalog's own (aclexplode's words).
-                if !privilege.chars().all(|c| c.is_ascii_uppercase() || c == ' ') {
-                    continue;
-                }
+            for (privilege, to, option) in a.entries.iter().filter_map(|e| grant_to(e, &has, version)) {
                 let cols = a.column.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
-                sql.push(format!("GRANT {privilege}{cols} ON {on} TO {to}{}", if *grantable { " WITH GRANT OPTION" } else { "" }));
+                sql.push(format!("GRANT {privilege}{cols} ON {on} TO {to}{option}"));
             }
             out.push(Stmt { what, sql: sql.join("; "), table: None, references: None });
+        }
+        // Default privileges: a list for every schema replaces the built-in default (so what it
+        // lacks is revoked first); one for a schema adds to it.
+        for d in defaults.iter().filter(|d| has(&d.role)) {
+            let scope = format!("ALTER DEFAULT PRIVILEGES FOR ROLE {}{}", qi(&d.role), d.schema.as_ref().map(|s| format!(" IN SCHEMA {s}")).unwrap_or_default());
+            let mut sql = Vec::new();
+            if d.schema.is_none() {
+                sql.push(format!("{scope} REVOKE ALL ON {} FROM PUBLIC", d.kind));
+                sql.push(format!("{scope} REVOKE ALL ON {} FROM {}", d.kind, qi(&d.role)));
+            }
+            for (privilege, to, option) in d.entries.iter().filter_map(|e| grant_to(e, &has, version)) {
+                sql.push(format!("{scope} GRANT {privilege} ON {} TO {to}{option}", d.kind));
+            }
+            out.push(Stmt { what: format!("default privileges of {} on {}", d.role, d.kind.to_lowercase()), sql: sql.join("; "), table: None, references: None });
         }
     }
     out

@@ -220,6 +220,12 @@ fn same_relation(rel: &str, table: &str) -> bool {
 
 /// Splits `a.b` where each part may be double-quoted (with `""` inside).
 fn split_qualified(s: &str) -> Vec<String> {
+    split_quoted(s, '.')
+}
+
+/// Splits `s` at each `sep` outside double quotes, the quotes taken off (`""` inside is one `"`)
+/// and blanks before an item dropped: `a, "b c"` → `a`, `b c`.
+pub(crate) fn split_quoted(s: &str, sep: char) -> Vec<String> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -231,7 +237,8 @@ fn split_qualified(s: &str) -> Vec<String> {
                 cur.push('"');
             }
             '"' => quoted = !quoted,
-            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c if c == sep && !quoted => parts.push(std::mem::take(&mut cur)),
+            c if c.is_whitespace() && !quoted && cur.is_empty() => {}
             c => cur.push(c),
         }
     }

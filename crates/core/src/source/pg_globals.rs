@@ -329,9 +329,10 @@ pub fn memberships_for<'a>(g: &'a Globals, roles: &[&Role]) -> Vec<&'a Membershi
 }
 
 /// The roles a restore of `databases` needs: their owners, the grantees of their grants, the
-/// roles with settings in them, and every role these are members of.
-pub fn needed<'a>(g: &'a Globals, databases: &[&DatabaseProps]) -> Vec<&'a Role> {
-    let mut names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+/// roles with settings in them, `inside` (the owners and grantees of their objects, when those
+/// are restored), and every role these are members of.
+pub fn needed<'a>(g: &'a Globals, databases: &[&DatabaseProps], inside: &std::collections::BTreeSet<String>) -> Vec<&'a Role> {
+    let mut names: std::collections::BTreeSet<String> = inside.clone();
     for d in databases {
         names.insert(d.owner.clone());
         for gr in d.grants.iter().flatten() {
@@ -365,23 +366,7 @@ fn set_clause(setting: &str) -> Result<String> {
     if !is_list_setting(name) {
         return Ok(format!("{} = {}", qi(name), ql(value)));
     }
-    let mut items = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = value.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                cur.push('"');
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => items.push(std::mem::take(&mut cur)),
-            c if c.is_whitespace() && !quoted && cur.is_empty() => {}
-            c => cur.push(c),
-        }
-    }
-    items.push(cur);
+    let items = super::pg_create::split_quoted(value, ',');
     Ok(format!("{} = {}", qi(name), items.iter().map(|i| ql(i.trim_end())).collect::<Vec<_>>().join(", ")))
 }
 

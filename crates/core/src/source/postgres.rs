@@ -131,6 +131,8 @@ pub struct PgSchema {
     pub owners: Vec<super::pg_access::Owned>,
     #[serde(default)]
     pub access: Vec<super::pg_access::Access>,
+    #[serde(default)]
+    pub default_access: Vec<super::pg_access::DefaultAccess>,
 }
 
 pub(crate) fn qi(s: &str) -> String {
@@ -651,6 +653,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         s.post.push(Stmt { what: format!("event trigger {name}"), sql, table: None, references: None });
     }
     (s.owners, s.access) = super::pg_access::read(conn).await?;
+    s.default_access = super::pg_access::read_defaults(conn).await?;
     let classes = classify(&table_names, &|t| with_tenant.contains(t), &fks, tenants_table);
     for mut t in pending_tables {
         t.class = classes.get(&format!("{}.{}", t.schema, t.name)).copied().unwrap_or(TableClass::System);
@@ -672,7 +675,7 @@ pub(crate) fn archived_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> R
     if let Ok(a) = RESTORING.try_with(Clone::clone) {
         // Owners and privileges after everything else (event triggers are the last of `post`,
         // and owners' changes are DDL they would see: they go before them).
-        let made = super::pg_access::statements(&schema.owners, &schema.access, a.owners, a.privileges, &a.roles, a.version);
+        let made = super::pg_access::statements(&schema.owners, &schema.access, &schema.default_access, a.owners, a.privileges, &a.roles, a.version);
         let at = schema.post.iter().position(|st| st.what.starts_with("event trigger ")).unwrap_or(schema.post.len());
         schema.post.splice(at..at, made);
         let version = if a.leave_out_unsupported { a.version } else { i32::MAX };
@@ -729,8 +732,8 @@ impl Restoring {
             return Vec::new();
         }
         let owned: &[super::pg_access::Owned] = if self.owners { &schema.owners } else { &[] };
-        let access: &[super::pg_access::Access] = if self.privileges { &schema.access } else { &[] };
-        super::pg_access::roles(owned, access).into_iter().filter(|r| !self.roles.contains(r)).collect()
+        let (access, defaults): (&[super::pg_access::Access], &[super::pg_access::DefaultAccess]) = if self.privileges { (&schema.access, &schema.default_access) } else { (&[], &[]) };
+        super::pg_access::roles(owned, access, defaults).into_iter().filter(|r| !self.roles.contains(r)).collect()
     }
 }
 

@@ -63,7 +63,8 @@ async fn describe_server(server: &str, tag: &str, databases: &[String]) -> BTree
              UNION ALL SELECT format('relation %s.%s %s %s', n.nspname, c.relname, pg_get_userbyid(c.relowner), c.relacl) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user} AND c.relkind IN ('r', 'p', 'v', 'm', 'S') \
              UNION ALL SELECT format('column %s.%s %s', c.relname, a.attname, a.attacl) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user} AND a.attacl IS NOT NULL \
              UNION ALL SELECT format('function %s %s %s', p.oid::regprocedure, pg_get_userbyid(p.proowner), p.proacl) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {user} \
-             UNION ALL SELECT format('large object %s %s %s', oid, pg_get_userbyid(lomowner), lomacl) FROM pg_largeobject_metadata")).await);
+             UNION ALL SELECT format('large object %s %s %s', oid, pg_get_userbyid(lomowner), lomacl) FROM pg_largeobject_metadata \
+             UNION ALL SELECT format('default privileges %s %s %s %s', pg_get_userbyid(d.defaclrole), coalesce(n.nspname, '-'), d.defaclobjtype, d.defaclacl) FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace")).await);
     }
     out
 }
@@ -104,7 +105,7 @@ async fn a_server_backup_of_16_is_restored_whole_onto_18_and_onto_14_without_wha
     run(&format!("{src}/postgres"), &format!(
         "CREATE ROLE {tag}_owner LOGIN CONNECTION LIMIT 5 VALID UNTIL '2030-01-01 00:00:00+00' PASSWORD 'owner-secret'; COMMENT ON ROLE {tag}_owner IS 'owns the application''s databases'; \
          CREATE ROLE {tag}_readers NOLOGIN NOINHERIT; \
-         CREATE ROLE {tag}_app LOGIN PASSWORD 'app-secret'; \
+         CREATE ROLE {tag}_app LOGIN PASSWORD 'app-secret'; CREATE ROLE {tag}_auditor NOLOGIN; \
          ALTER ROLE {tag}_app SET search_path = app, \"my schema\", public; ALTER ROLE {tag}_app SET work_mem = '8MB'; \
          GRANT {tag}_readers TO {tag}_app WITH ADMIN OPTION; GRANT pg_read_all_data TO {tag}_readers; \
          GRANT {tag}_readers TO {tag}_owner WITH SET FALSE; \
@@ -122,10 +123,12 @@ async fn a_server_backup_of_16_is_restored_whole_onto_18_and_onto_14_without_wha
     // Owners and grants inside the database: restored when asked (--owners --privileges).
     run(&format!("{src}/{a}"), &format!(
         "ALTER SCHEMA app OWNER TO {tag}_owner; ALTER TABLE app.tenants OWNER TO {tag}_owner; ALTER TABLE app.orders OWNER TO {tag}_owner; \
-         GRANT USAGE ON SCHEMA app TO {tag}_readers; GRANT SELECT ON app.orders TO {tag}_readers; GRANT SELECT (id, name) ON app.tenants TO {tag}_app; \
+         GRANT USAGE ON SCHEMA app TO {tag}_readers; GRANT SELECT ON app.orders TO {tag}_readers; GRANT SELECT (id, name) ON app.tenants TO {tag}_app; GRANT SELECT ON app.tenants TO {tag}_auditor; \
          CREATE FUNCTION app.total(int) RETURNS numeric LANGUAGE sql AS 'SELECT sum(total) FROM app.orders WHERE tenant_id = $1'; \
          ALTER FUNCTION app.total(int) OWNER TO {tag}_owner; REVOKE EXECUTE ON FUNCTION app.total(int) FROM PUBLIC; GRANT EXECUTE ON FUNCTION app.total(int) TO {tag}_app; \
-         SELECT lo_from_bytea(4242001, 'owned by the owner'); ALTER LARGE OBJECT 4242001 OWNER TO {tag}_owner; GRANT SELECT ON LARGE OBJECT 4242001 TO {tag}_readers"
+         SELECT lo_from_bytea(4242001, 'owned by the owner'); ALTER LARGE OBJECT 4242001 OWNER TO {tag}_owner; GRANT SELECT ON LARGE OBJECT 4242001 TO {tag}_readers; \
+         ALTER DEFAULT PRIVILEGES FOR ROLE {tag}_owner IN SCHEMA app GRANT SELECT ON TABLES TO {tag}_readers; \
+         ALTER DEFAULT PRIVILEGES FOR ROLE {tag}_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC"
     )).await;
     run(&format!("{src}/{b}"), "CREATE TABLE names (id int PRIMARY KEY, name text); INSERT INTO names VALUES (1, 'Müller'), (2, 'Ærø');").await;
     run(&format!("{src}/{c}"), "CREATE TABLE empty_one (id int);").await;
@@ -153,6 +156,7 @@ async fn a_server_backup_of_16_is_restored_whole_onto_18_and_onto_14_without_wha
     let expected = describe_server(&src, &tag, &mine).await;
     assert_eq!(expected[&format!("{a} large objects")].len(), 3);
     assert!(expected[&format!("{a} access")].iter().any(|l| l.contains(&format!("{tag}_readers=r/{tag}_owner"))), "{:?}", expected[&format!("{a} access")]);
+    assert_eq!(expected[&format!("{a} access")].iter().filter(|l| l.starts_with("default privileges")).count(), 2, "{:?}", expected[&format!("{a} access")]);
     assert!(expected["memberships"].iter().any(|l| l.contains("pg_read_all_data")), "{:?}", expected["memberships"]);
 
     // Onto 18: the plan first (nothing written), then everything.
@@ -188,7 +192,8 @@ async fn a_server_backup_of_16_is_restored_whole_onto_18_and_onto_14_without_wha
     assert_eq!(done.databases, std::slice::from_ref(&a));
     let mut needed = done.roles_created.clone();
     needed.sort();
-    assert_eq!(needed, [format!("{tag}_app"), format!("{tag}_owner"), format!("{tag}_readers")]);
+    // The auditor only has a grant on a table inside: needed because grants are restored.
+    assert_eq!(needed, [format!("{tag}_app"), format!("{tag}_auditor"), format!("{tag}_owner"), format!("{tag}_readers")]);
     let got = describe_server(&down, &tag, std::slice::from_ref(&a)).await;
     let only_a = describe_server(&src, &tag, std::slice::from_ref(&a)).await;
     for (k, v) in &only_a {
