@@ -887,3 +887,43 @@ async fn a_tenant_is_restored_in_place_on_a_sqlite_database() {
     assert_eq!((snapshot(&a), snapshot(&b)), (a_now, b_now), "the tenant and the others are untouched");
     assert_eq!(sqlite_query(&db, "PRAGMA foreign_key_check"), Vec::<String>::new(), "no foreign key points at nothing");
 }
+
+/// A full restore gives the objects their owners and grants only when asked (`--owners
+/// --privileges`); a role the target lacks is named in the plan, and its grant left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn owners_and_privileges_are_restored_when_asked_and_a_missing_role_is_named() {
+    let tag = format!("acl{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let src = ScratchDb::create().await;
+    src.execute(&format!(
+        "CREATE ROLE {tag}_owner NOLOGIN; CREATE ROLE {tag}_reader NOLOGIN; CREATE ROLE {tag}_gone NOLOGIN;
+         CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a'); ALTER TABLE items OWNER TO {tag}_owner;
+         GRANT SELECT ON items TO {tag}_reader; GRANT SELECT ON items TO {tag}_gone;"
+    ))
+    .await;
+    let repo = repo_with_password("pw");
+    repo.backup(SourceSpec::Postgres { url: src.url() }).await;
+    // The role is gone from the server before the restore.
+    src.execute(&format!("REVOKE ALL ON items FROM {tag}_gone; DROP ROLE {tag}_gone;")).await;
+    async fn acl(db: &ScratchDb) -> String {
+        let mut c = PgConnection::connect(&db.url()).await.expect("connect");
+        sqlx::query_scalar("SELECT pg_get_userbyid(relowner) || ' ' || coalesce(relacl::text, '-') FROM pg_class WHERE relname = 'items'").fetch_one(&mut c).await.expect("acl")
+    }
+    let plain = ScratchDb::create().await;
+    run(&repo, &request(&repo, &plain)).await.expect("restore");
+    assert!(acl(&plain).await.ends_with(" -"), "not asked: the restoring user owns it, no grants: {}", acl(&plain).await);
+    let asked = ScratchDb::create().await;
+    let mut req = request(&repo, &asked);
+    req.owners = true;
+    req.privileges = true;
+    let p = plan(&repo, &req).await.expect("plan");
+    assert!(p.warnings.iter().any(|w| w.contains(&format!("no role {tag}_gone"))), "{:?}", p.warnings);
+    run(&repo, &req).await.expect("restore with owners and privileges");
+    assert_eq!(acl(&asked).await, acl(&src).await);
+    assert!(acl(&asked).await.starts_with(&format!("{tag}_owner ")));
+    drop((plain, asked, src));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut admin = PgConnection::connect(&format!("{}/postgres", crate::support::pg_base())).await.expect("connect");
+    for r in ["owner", "reader"] {
+        let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {tag}_{r}"))).execute(&mut admin).await;
+    }
+}
