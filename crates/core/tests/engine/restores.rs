@@ -927,3 +927,38 @@ async fn owners_and_privileges_are_restored_when_asked_and_a_missing_role_is_nam
         let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {tag}_{r}"))).execute(&mut admin).await;
     }
 }
+
+/// Only a superuser can make an event trigger: restoring as another user, the plan names it and
+/// the restore refuses before writing anything; with --skip-unsupported it is left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_trigger_is_planned_as_unsupported_for_a_restoring_user_who_is_not_a_superuser() {
+    let tag = format!("evt{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let src = ScratchDb::create().await;
+    src.execute(
+        "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1), (2);
+         CREATE FUNCTION note_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'ddl'; END $$;
+         CREATE EVENT TRIGGER note_ddl_end ON ddl_command_end EXECUTE FUNCTION note_ddl();",
+    )
+    .await;
+    let repo = repo_with_password("pw");
+    repo.backup(SourceSpec::Postgres { url: src.url() }).await;
+    let target = ScratchDb::create().await;
+    target.execute(&format!("CREATE ROLE {tag}_maker LOGIN; ALTER DATABASE {} OWNER TO {tag}_maker; GRANT CREATE ON SCHEMA public TO {tag}_maker;", target.url().rsplit('/').next().unwrap_or_default())).await;
+    let as_maker = target.url().replacen("postgres@", &format!("{tag}_maker@"), 1);
+    let mut req = RestoreRequest::new(repo.path(), as_maker);
+    req.jobs = 2;
+    let p = plan(&repo, &req).await.expect("plan");
+    assert!(p.unsupported.iter().any(|u| u.contains("event trigger note_ddl_end: only a superuser")), "{:?}", p.unsupported);
+    let refused = run(&repo, &req).await.expect_err("refused");
+    assert!(refused.message.contains("--skip-unsupported") && refused.message.contains("nothing was written"), "{}", refused.message);
+    req.skip_unsupported = true;
+    run(&repo, &req).await.expect("restored without the event trigger");
+    let mut c = PgConnection::connect(&target.url()).await.expect("connect");
+    let (rows, triggers): (i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM pg_event_trigger)").fetch_one(&mut c).await.expect("count");
+    assert_eq!((rows, triggers), (2, 0));
+    drop(c);
+    drop((target, src));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut admin = PgConnection::connect(&format!("{}/postgres", crate::support::pg_base())).await.expect("connect");
+    let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {tag}_maker"))).execute(&mut admin).await;
+}
