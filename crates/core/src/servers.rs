@@ -312,6 +312,7 @@ pub struct ServerRestorePlan {
 
 struct Planned {
     plan: ServerRestorePlan,
+    repo: Repository,
     /// The roles of the set the restore makes (or finds).
     roles: Vec<String>,
     manifest: SetManifest,
@@ -363,7 +364,6 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
     let props: Vec<&DatabaseProps> = members.iter().filter_map(|m| manifest.globals.databases.iter().find(|d| d.name == m.database)).collect();
     // Each database's schema: the roles its objects' owners and grants name (when restored), and
     // what of it the target's version cannot hold.
-    let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
     let mut schemas = Vec::new();
     for m in &members {
         let opened = open_member(&repo, m, keys).await?;
@@ -432,7 +432,7 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
         warnings,
     };
     let roles = roles.iter().map(|r| r.name.clone()).collect();
-    Ok(Planned { plan, roles, manifest, target })
+    Ok(Planned { plan, repo, roles, manifest, target })
 }
 
 /// What a server restore would do, found without writing anything.
@@ -453,7 +453,7 @@ pub struct ServerRestoreOutcome {
 /// cancel the databases and roles it made are dropped.
 pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &CancelToken, progress: &ProgressSink) -> Result<ServerRestoreOutcome> {
     let started = std::time::Instant::now();
-    let Planned { plan, roles, manifest, target } = plan_inner(req, keys).await?;
+    let Planned { plan, repo, roles, manifest, target } = plan_inner(req, keys).await?;
     let taken: Vec<String> = plan.databases.iter().filter(|d| d.exists && d.existing_tables > 0).map(|d| format!("{} ({} tables)", d.database, d.existing_tables)).collect();
     if !taken.is_empty() {
         return Err(Error::conflict(format!(
@@ -471,7 +471,6 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
             if plan.unsupported.iter().any(|u| u.contains("cannot be left out")) { "" } else { "\nadd --skip-unsupported to restore without them" }
         )));
     }
-    let repo = Repository::open(&req.from)?.ok_or_else(|| Error::not_found(format!("{} is not a Safehold repository", req.from.display())))?;
     let admin = admin_url(&req.target)?;
     let members = chosen(&manifest, &req.databases)?;
     let roles: Vec<&Role> = manifest.globals.roles.iter().filter(|r| roles.contains(&r.name)).collect();
