@@ -676,6 +676,14 @@ pub(crate) struct ConfigSettings {
     /// by the app and by `safehold schedule run`; off drops the replication slot.
     #[arg(long)]
     pub(crate) continuous: Option<OnOff>,
+    /// on or off: back up every database of the connection's server (found when each run
+    /// starts; templates left out) and its roles, as one server backup (PostgreSQL, full).
+    #[arg(long)]
+    pub(crate) whole_server: Option<OnOff>,
+    /// With --whole-server on: databases left out, comma-separated name patterns (`*` matches any
+    /// run of characters); `none` clears them.
+    #[arg(long)]
+    pub(crate) exclude_databases: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -717,10 +725,14 @@ impl ConfigSettings {
             (self.logs, &mut input.includes_logs),
             (self.active, &mut input.is_active),
             (self.continuous, &mut input.continuous_protection),
+            (self.whole_server, &mut input.whole_server),
         ] {
             if let Some(v) = v {
                 *field = on(v);
             }
+        }
+        if let Some(x) = &self.exclude_databases {
+            input.exclude_databases = (x != "none").then(|| x.clone());
         }
         if let Some(m) = self.missed_runs {
             input.missed_runs = match m {

@@ -58,6 +58,13 @@ pub struct BackupConfiguration {
     /// Every committed change streamed into the storage between the scheduled backups, so the
     /// database can be put back to any second (PostgreSQL; a local storage).
     pub continuous_protection: bool,
+    /// Every database of the connection's server (those there when it runs, templates and
+    /// `exclude_databases` left out), with the roles and the databases' properties: one server
+    /// backup set per run.
+    pub whole_server: bool,
+    /// Database name patterns a server backup leaves out, comma-separated (`*` matches any run
+    /// of characters).
+    pub exclude_databases: Option<String>,
     pub connection_id: Option<String>,
     pub created_by: String,
     pub created_at: String,
@@ -83,6 +90,8 @@ impl BackupConfiguration {
             includes_logs: self.includes_logs,
             is_active: self.is_active,
             continuous_protection: self.continuous_protection,
+            whole_server: self.whole_server,
+            exclude_databases: self.exclude_databases.clone(),
             connection_id: self.connection_id.clone().unwrap_or_default(),
         }
     }
@@ -116,6 +125,13 @@ pub struct ConfigurationInput {
     /// scheduled backups (PostgreSQL with `wal_level = logical`; a local storage).
     #[serde(default)]
     pub continuous_protection: bool,
+    /// Back up every database of the connection's server, and its roles (PostgreSQL; full).
+    #[serde(default)]
+    pub whole_server: bool,
+    /// With `whole_server`: database name patterns to leave out, comma-separated (`*` matches
+    /// any run of characters), e.g. `scratch_*, old_reports`.
+    #[serde(default)]
+    pub exclude_databases: Option<String>,
     /// The connection (platform database) to back up.
     pub connection_id: String,
 }
@@ -142,6 +158,8 @@ impl Default for ConfigurationInput {
             includes_logs: false,
             is_active: true,
             continuous_protection: false,
+            whole_server: false,
+            exclude_databases: None,
             connection_id: String::new(),
         }
     }
@@ -159,6 +177,16 @@ fn zone(input: &ConfigurationInput) -> Option<String> {
     input.time_zone.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
+/// The patterns of databases a server backup leaves out, `None` when there are none.
+fn excluded(input: &ConfigurationInput) -> Option<String> {
+    Some(exclude_patterns(input.exclude_databases.as_deref()).join(", ")).filter(|s| !s.is_empty())
+}
+
+/// A configuration's `exclude_databases` as patterns.
+pub fn exclude_patterns(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect()
+}
+
 /// The second storage's name, `None` when empty.
 fn secondary(input: &ConfigurationInput) -> Option<String> {
     input.secondary_storage.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
@@ -168,7 +196,7 @@ const SELECT: &str = "SELECT id, configuration_name, backup_type, schedule_cron,
     coalesce(compression_enabled, 1) AS compression_enabled, coalesce(encryption_enabled, 1) AS encryption_enabled, \
     storage_location, secondary_storage, missed_runs, time_zone, coalesce(includes_tenant_data, 1) AS includes_tenant_data, \
     coalesce(includes_system_data, 1) AS includes_system_data, coalesce(includes_logs, 0) AS includes_logs, \
-    coalesce(is_active, 1) AS is_active, continuous_protection, connection_id, created_by, coalesce(created_at, '') AS created_at, \
+    coalesce(is_active, 1) AS is_active, continuous_protection, whole_server, exclude_databases, connection_id, created_by, coalesce(created_at, '') AS created_at, \
     coalesce(updated_at, '') AS updated_at FROM backup_configurations";
 
 fn with_description(mut c: BackupConfiguration) -> BackupConfiguration {
@@ -288,6 +316,19 @@ pub async fn validate(ctx: &Ctx, input: &ConfigurationInput, editing: Option<&st
             bad("continuous_protection", format!("continuous protection writes its change segments to a local storage (a folder); \"{}\" is in the cloud — choose a local storage, or turn it off", input.storage_location.trim()));
         }
     }
+    if input.whole_server {
+        if conn.as_deref() == Some("sqlite") {
+            bad("whole_server", "a whole server is a PostgreSQL server: choose a PostgreSQL connection, or back up this SQLite database alone".into());
+        } else if input.backup_type != BackupType::Full {
+            bad("backup_type", "a server backup is full each time (every database, the roles): choose Full, or back up a database incrementally with a configuration of its own".into());
+        } else if input.continuous_protection {
+            bad("continuous_protection", "continuous protection follows one database: turn it off here, and protect the database with a configuration of its own".into());
+        } else if secondary(input).is_some() {
+            bad("secondary_storage", "a second copy of a server backup is not made yet: leave the second storage empty".into());
+        }
+    } else if excluded(input).is_some() {
+        bad("exclude_databases", "databases are left out of a server backup only: tick \"Every database of the server\", or clear the list".into());
+    }
     if !(input.includes_tenant_data || input.includes_system_data || input.includes_logs) {
         bad("includes_tenant_data", "a backup must include something: tenant data, system data or logs".into());
     }
@@ -324,8 +365,8 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     sqlx::query(
         "INSERT INTO backup_configurations (id, configuration_name, backup_type, schedule_cron, retention_days, \
          compression_enabled, encryption_enabled, storage_location, includes_tenant_data, includes_system_data, \
-         includes_logs, is_active, created_by, created_at, updated_at, connection_id, secondary_storage, missed_runs, time_zone, continuous_protection) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         includes_logs, is_active, created_by, created_at, updated_at, connection_id, secondary_storage, missed_runs, time_zone, continuous_protection, \
+         whole_server, exclude_databases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(&name)
@@ -347,6 +388,8 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     .bind(input.missed_runs)
     .bind(zone(&input))
     .bind(input.continuous_protection)
+    .bind(input.whole_server)
+    .bind(excluded(&input))
     .execute(&mut *tx)
     .await
     .map_err(|e| name_conflict(&e, &name, "save the configuration"))?;
@@ -365,7 +408,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
         "UPDATE backup_configurations SET configuration_name = ?, backup_type = ?, schedule_cron = ?, \
          retention_days = ?, compression_enabled = ?, encryption_enabled = ?, storage_location = ?, \
          includes_tenant_data = ?, includes_system_data = ?, includes_logs = ?, is_active = ?, \
-         connection_id = ?, secondary_storage = ?, missed_runs = ?, time_zone = ?, continuous_protection = ?, updated_at = ? WHERE id = ?",
+         connection_id = ?, secondary_storage = ?, missed_runs = ?, time_zone = ?, continuous_protection = ?, whole_server = ?, exclude_databases = ?, updated_at = ? WHERE id = ?",
     )
     .bind(&name)
     .bind(input.backup_type)
@@ -383,6 +426,8 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
     .bind(input.missed_runs)
     .bind(zone(&input))
     .bind(input.continuous_protection)
+    .bind(input.whole_server)
+    .bind(excluded(&input))
     .bind(now())
     .bind(id)
     .execute(&mut *tx)

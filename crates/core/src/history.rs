@@ -39,6 +39,14 @@ pub struct BackupExecution {
     pub second_copy: Option<SecondCopy>,
 }
 
+impl BackupExecution {
+    /// The archives of a server backup's databases, as its record keeps them (none for a backup
+    /// of one database).
+    pub fn server_members(&self) -> Vec<String> {
+        self.metadata.get("members").and_then(|m| m.as_array()).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    }
+}
+
 /// A backup's copy on a second storage, as the history shows it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, TS)]
 pub struct SecondCopy {

@@ -305,6 +305,17 @@ async fn delete_planned(ctx: &Ctx, plan: RetentionPlan, cancel: &CancelToken) ->
                 return Err(err);
             }
         }
+        // A server backup's databases go with its set (the set went first: a database's archive
+        // left behind by a failure here is an ordinary backup, restorable alone).
+        if let Ok(exec) = crate::history::execution(ctx, &item.execution_id).await {
+            for member in exec.server_members() {
+                let p = PathBuf::from(&member);
+                let gone = tokio::task::spawn_blocking(move || crate::storage::backend::at(&p)?.delete()).await.map_err(|e| Error::new(crate::ErrorCode::Internal, e.to_string()).caused_by(&e))?;
+                if let Err(e) = gone {
+                    audit(&ctx.pool, &ctx.operator_id(), "retention.delete", &member, "failure", Some(&format!("a database of the server backup {path}: {}", e.message))).await?;
+                }
+            }
+        }
         // The change segments that continue from it go too (they restore nothing without it).
         if let Some(archive_id) = &item.archive_id {
             remove_segments_of(Path::new(path), archive_id);

@@ -49,7 +49,7 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
     let config_id = config_id.ok_or_else(|| Error::not_found("the backup's configuration was deleted"))?;
     let name = configurations::get(ctx, &config_id).await.map(|c| c.configuration_name).unwrap_or_default();
     let job = Job::<records::BackupRun>::start(ctx, execution_id, by, name, None).await?;
-    let result = execute(ctx, &config_id, &kind, cancel, job.progress()).await;
+    let result = execute(ctx, execution_id, &config_id, &kind, cancel, job.progress()).await;
     let completed = async |out: &backup::BackupOutcome| -> Result<String> {
         records::mark_completed(ctx, execution_id, out).await?;
         // The storage's used space, for the Storage tab's growth chart.
@@ -77,7 +77,7 @@ pub async fn run(ctx: &Ctx, execution_id: &str, cancel: &CancelToken) -> Result<
 
 /// Runs the configuration's backup of the kind its execution records (the configuration's own,
 /// or a full one asked for by continuous protection's base).
-async fn execute(ctx: &Ctx, config_id: &str, kind: &str, cancel: &CancelToken, progress: ProgressSink) -> Result<backup::BackupOutcome> {
+async fn execute(ctx: &Ctx, execution_id: &str, config_id: &str, kind: &str, cancel: &CancelToken, progress: ProgressSink) -> Result<backup::BackupOutcome> {
     let config = configurations::get(ctx, config_id).await?;
     let connection_id = config.connection_id.clone().ok_or_else(|| Error::validation("the configuration names no connection; edit it and choose one"))?;
     let (spec, conn) = crate::connections::source_of(ctx, &connection_id).await?;
@@ -104,5 +104,42 @@ async fn execute(ctx: &Ctx, config_id: &str, kind: &str, cancel: &CancelToken, p
     req.zstd_level = config.compression_enabled.then_some(backup::DEFAULT_ZSTD_LEVEL);
     req.encrypt = config.encryption_enabled;
     req.include = Include { tenant_data: config.includes_tenant_data, system_data: config.includes_system_data, logs: config.includes_logs };
+    if config.whole_server {
+        return server(ctx, execution_id, &config, req, &repo, mk.as_ref(), cancel, &progress).await;
+    }
     backup::run_with(&repo, mk.as_ref(), &req, cancel, &progress).await
+}
+
+/// A configuration of a whole server: every database and the globals, one set. The run's record
+/// names the set's archive (its size and checksum are the set's, as verify reads them) and keeps
+/// the databases' archives in its metadata; the counts are the databases' together.
+#[allow(clippy::too_many_arguments)]
+async fn server(ctx: &Ctx, execution_id: &str, config: &configurations::BackupConfiguration, each: BackupRequest, repo: &crate::repository::Repository, mk: Option<&crate::archive::SecretKey>, cancel: &CancelToken, progress: &ProgressSink) -> Result<backup::BackupOutcome> {
+    let crate::source::SourceSpec::Postgres { url } = &each.source else {
+        return Err(Error::validation("a server backup needs a PostgreSQL connection: edit the configuration"));
+    };
+    let req = crate::servers::ServerBackupRequest { url: url.clone(), exclude: configurations::exclude_patterns(config.exclude_databases.as_deref()), with_passwords: false, each: each.clone() };
+    let out = crate::servers::backup(repo, mk, &req, cancel, progress).await?;
+    let databases: Vec<serde_json::Value> = out.databases.iter().map(|d| serde_json::json!({ "database": d.database, "archive_id": d.archive_id, "tables": d.tables, "rows": d.rows, "bytes": d.bytes })).collect();
+    records::note_json(ctx, execution_id, "members", &serde_json::json!(out.member_archives)).await?;
+    records::note_json(ctx, execution_id, "databases", &serde_json::Value::Array(databases)).await?;
+    let writer = each.signer.clone().map(|s| (s.name.clone(), s.public_hex())).unwrap_or_default();
+    Ok(backup::BackupOutcome {
+        id: out.set_id.clone(),
+        archive: out.archive.clone(),
+        backup_type: configurations::BackupType::Full,
+        parent: None,
+        bytes: out.archive_bytes,
+        raw_bytes: out.databases.iter().map(|d| d.bytes).sum::<u64>() + out.archive_bytes,
+        tables: out.databases.iter().map(|d| d.tables).sum(),
+        rows: out.databases.iter().map(|d| d.rows).sum(),
+        tenant_count: 0,
+        sha256: out.sha256.clone(),
+        seconds: out.seconds,
+        snapshot_time: out.taken_at.clone(),
+        note: Some(format!("server backup of {} databases and {} roles", out.databases.len(), out.roles)),
+        warnings: out.warnings.clone(),
+        writer: writer.0,
+        writer_key: writer.1,
+    })
 }

@@ -69,7 +69,13 @@ pub struct SetManifest {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerBackupOutcome {
     pub set_id: String,
+    /// The set's archive, its size and checksum.
     pub archive: String,
+    pub archive_bytes: u64,
+    pub sha256: String,
+    /// Each database's archive, as the repository keeps it.
+    pub member_archives: Vec<String>,
+    pub taken_at: String,
     pub databases: Vec<SetMember>,
     pub roles: usize,
     pub memberships: usize,
@@ -129,7 +135,7 @@ pub async fn backup(repo: &Repository, master: Option<&crate::archive::SecretKey
     let set_id = uuid::Uuid::new_v4().to_string();
     let manifest = SetManifest { set_id: set_id.clone(), server: source::redact(&req.url), taken_at: crate::catalog::now(), databases: members.clone(), vanished, globals };
     let written = write_set(repo, master, req, &manifest).await;
-    let archive = match written {
+    let set = match written {
         Ok(a) => a,
         Err(e) => {
             remove(&made);
@@ -138,7 +144,11 @@ pub async fn backup(repo: &Repository, master: Option<&crate::archive::SecretKey
     };
     Ok(ServerBackupOutcome {
         set_id,
-        archive,
+        archive: set.path.display().to_string(),
+        archive_bytes: set.bytes,
+        sha256: set.sha256,
+        member_archives: made,
+        taken_at: manifest.taken_at.clone(),
         roles: manifest.globals.roles.len(),
         memberships: manifest.globals.memberships.len(),
         databases: members,
@@ -162,7 +172,7 @@ fn remove(archives: &[String]) {
     }
 }
 
-async fn write_set(repo: &Repository, master: Option<&crate::archive::SecretKey>, req: &ServerBackupRequest, manifest: &SetManifest) -> Result<String> {
+async fn write_set(repo: &Repository, master: Option<&crate::archive::SecretKey>, req: &ServerBackupRequest, manifest: &SetManifest) -> Result<crate::archive::WrittenArchive> {
     let id = manifest.set_id.clone();
     let (dk, key_slots) = backup::seal_data_key(repo, master, req.each.encrypt, &id)?;
     let fingerprint = format!("server:{}", source::redact(&admin_url(&req.url)?));
@@ -192,7 +202,7 @@ async fn write_set(repo: &Repository, master: Option<&crate::archive::SecretKey>
     let index = writer.index_mut();
     index.table_count = manifest.databases.iter().map(|m| m.tables).sum();
     index.record_count = manifest.databases.iter().map(|m| m.rows).sum();
-    Ok(writer.finish()?.path.display().to_string())
+    writer.finish()
 }
 
 /// The sets of a repository, oldest first (their headers need no key).
@@ -401,7 +411,7 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
         unsupported.extend(pg::unsupported(&on, schema).into_iter().map(|(what, _)| format!("database {database}: {what}")));
         let missing = on.missing_roles(schema);
         if !missing.is_empty() {
-            warnings.push(format!("database {database}: neither the target nor this restore has the roles {}: what they own is owned by the restoring user, what they were granted is not granted", missing.join(", ")));
+            warnings.push(format!("database {database}: neither the target nor this restore has the roles {}: what they own is owned by the restoring user, what they were granted is not granted, and their user mappings are left out", missing.join(", ")));
         }
     }
     let mut planned = Vec::new();

@@ -30,7 +30,18 @@ time_zone: string | null, includes_tenant_data: boolean, includes_system_data: b
  * Every committed change streamed into the storage between the scheduled backups, so the
  * database can be put back to any second (PostgreSQL; a local storage).
  */
-continuous_protection: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
+continuous_protection: boolean, 
+/**
+ * Every database of the connection's server (those there when it runs, templates and
+ * `exclude_databases` left out), with the roles and the databases' properties: one server
+ * backup set per run.
+ */
+whole_server: boolean, 
+/**
+ * Database name patterns a server backup leaves out, comma-separated (`*` matches any run
+ * of characters).
+ */
+exclude_databases: string | null, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
 
 export type ConfigurationStatus = { configuration_id: string, next_run: string | null, last_status: JobStatus | null, last_started_at: string | null, last_error: string | null, };
 
@@ -56,6 +67,15 @@ time_zone: string | null, includes_tenant_data: boolean, includes_system_data: b
  * scheduled backups (PostgreSQL with `wal_level = logical`; a local storage).
  */
 continuous_protection: boolean, 
+/**
+ * Back up every database of the connection's server, and its roles (PostgreSQL; full).
+ */
+whole_server: boolean, 
+/**
+ * With `whole_server`: database name patterns to leave out, comma-separated (`*` matches
+ * any run of characters), e.g. `scratch_*, old_reports`.
+ */
+exclude_databases: string | null, 
 /**
  * The connection (platform database) to back up.
  */
@@ -418,7 +438,16 @@ safety_backup: boolean,
 /**
  * Replace the target's objects (full restore into a database that is not empty).
  */
-clean: boolean, };
+clean: boolean, 
+/**
+ * Full restore into PostgreSQL: leave out what the target cannot hold, as the plan names
+ * it (otherwise such a plan is refused).
+ */
+skip_unsupported?: boolean, 
+/**
+ * Full restore into PostgreSQL: objects owned and granted as in the source.
+ */
+owners_and_privileges?: boolean, };
 
 export type TableChange = { table: string, 
 /**
@@ -768,4 +797,4 @@ export type TenantRow = { id: string,
 name: string | null, };
 
 /** A new configuration's settings until someone changes them (`ConfigurationInput::default()`). */
-export const DEFAULT_CONFIGURATION_INPUT: ConfigurationInput = {"configuration_name":"","backup_type":"full","schedule_cron":"0 2 * * *","retention_days":30,"compression_enabled":true,"encryption_enabled":true,"storage_location":"","secondary_storage":null,"missed_runs":"run_once","time_zone":null,"includes_tenant_data":true,"includes_system_data":true,"includes_logs":false,"is_active":true,"continuous_protection":false,"connection_id":""};
+export const DEFAULT_CONFIGURATION_INPUT: ConfigurationInput = {"configuration_name":"","backup_type":"full","schedule_cron":"0 2 * * *","retention_days":30,"compression_enabled":true,"encryption_enabled":true,"storage_location":"","secondary_storage":null,"missed_runs":"run_once","time_zone":null,"includes_tenant_data":true,"includes_system_data":true,"includes_logs":false,"is_active":true,"continuous_protection":false,"whole_server":false,"exclude_databases":null,"connection_id":""};

@@ -30,6 +30,8 @@ export function toInput(c: BackupConfiguration): ConfigurationInput {
     includes_logs: c.includes_logs,
     is_active: c.is_active,
     continuous_protection: c.continuous_protection,
+    whole_server: c.whole_server,
+    exclude_databases: c.exclude_databases,
     connection_id: c.connection_id ?? "",
   };
 }
@@ -101,9 +103,9 @@ export function ConfigurationForm({
     }
   };
 
-  const check = (key: "compression_enabled" | "encryption_enabled" | "includes_tenant_data" | "includes_system_data" | "includes_logs" | "is_active" | "continuous_protection", label: string) => (
+  const check = (key: "compression_enabled" | "encryption_enabled" | "includes_tenant_data" | "includes_system_data" | "includes_logs" | "is_active" | "continuous_protection" | "whole_server", label: string) => (
     <label className="flex items-center gap-2 text-sm">
-      <input type="checkbox" name={key} checked={value[key]} onChange={(e) => set(key, e.target.checked)} />
+      <input type="checkbox" name={key} checked={value[key] === true} onChange={(e) => set(key, e.target.checked)} />
       {label}
     </label>
   );
@@ -127,6 +129,7 @@ export function ConfigurationForm({
               <option value="incremental">Incremental (changes since the previous backup)</option>
               <option value="differential">Differential (changes since the last full)</option>
             </select>
+            <FieldMessage errors={shown} field="backup_type" />
           </div>
           <div>
             <label className="text-sm font-medium" htmlFor="cfg-cron">Schedule (cron)</label>
@@ -207,9 +210,20 @@ export function ConfigurationForm({
           {check("encryption_enabled", "Encrypt (AES-256-GCM)")}
           {check("is_active", "Active (runs on schedule)")}
           {check("continuous_protection", "Continuous protection (any second, PostgreSQL)")}
+          {check("whole_server", "Every database of the server, and its roles (PostgreSQL)")}
         </div>
         <FieldMessage errors={shown} field="includes_tenant_data" />
         <FieldMessage errors={shown} field="continuous_protection" />
+        <FieldMessage errors={shown} field="whole_server" />
+        {value.whole_server === true && (
+          <div>
+            <label className="text-sm font-medium" htmlFor="cfg-exclude">Except the databases</label>
+            <input id="cfg-exclude" name="exclude_databases" className={input} value={value.exclude_databases ?? ""}
+              onChange={(e) => set("exclude_databases", e.target.value)} placeholder="e.g. scratch_*, old_reports" />
+            <p className="text-xs text-slate-500 mt-1">Each run backs up every database the server has then (new ones too; templates left out), one archive each, with the roles and the databases' settings. * matches any run of characters.</p>
+          </div>
+        )}
+        <FieldMessage errors={shown} field="exclude_databases" />
         {saveError != null && <ErrorBox error={saveError} />}
         <div className="flex gap-2 justify-end">
           <Button variant="outline" onClick={() => onDone(null)}>Cancel</Button>

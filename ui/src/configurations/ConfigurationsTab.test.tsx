@@ -86,6 +86,32 @@ describe("Configurations", () => {
     expect(mocked.createConfiguration.mock.calls[0][0]).toMatchObject({ configuration_name: "Streamed", continuous_protection: true });
   });
 
+  it("backs up a whole server from the form: databases left out by pattern, the refusal inline, and a badge", async () => {
+    mocked.validateConfiguration.mockImplementation(async (input) =>
+      input.whole_server && input.backup_type !== "full"
+        ? [{ field: "backup_type", message: "a server backup is full each time" }]
+        : [],
+    );
+    mocked.createConfiguration.mockResolvedValue({ ...configurations[0], id: "c3", configuration_name: "Server", whole_server: true, exclude_databases: "scratch_*" });
+    mocked.listConfigurations.mockResolvedValue([{ ...configurations[0], id: "c3", configuration_name: "Server", whole_server: true, exclude_databases: "scratch_*" }]);
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Configurations" }));
+    expect(await screen.findByText("Whole server")).toBeInTheDocument();
+    await userEvent.click(await screen.findByTestId("new-configuration"));
+    const form = await screen.findByTestId("configuration-form");
+    expect(within(form).queryByLabelText("Except the databases")).toBeNull();
+    await userEvent.click(within(form).getByLabelText(/Every database of the server/));
+    await userEvent.type(within(form).getByLabelText("Except the databases"), "scratch_*");
+    await userEvent.selectOptions(within(form).getByLabelText("Backup type"), "incremental");
+    await userEvent.type(within(form).getByLabelText("Name"), "Server");
+    expect(await within(form).findByTestId("error-backup_type")).toHaveTextContent("full each time");
+    await userEvent.selectOptions(within(form).getByLabelText("Backup type"), "full");
+    await waitFor(() => expect(within(form).queryByTestId("error-backup_type")).toBeNull());
+    await userEvent.click(within(form).getByTestId("save-configuration"));
+    await waitFor(() => expect(mocked.createConfiguration).toHaveBeenCalledTimes(1));
+    expect(mocked.createConfiguration.mock.calls[0][0]).toMatchObject({ configuration_name: "Server", whole_server: true, exclude_databases: "scratch_*", backup_type: "full" });
+  });
+
   it("shows a duplicate name refused by the engine next to the name", async () => {
     mocked.createConfiguration.mockRejectedValue(
       new ApiError("validation", "a configuration named \"Daily Full Backup\" already exists", [

@@ -72,6 +72,11 @@ function ConfigurationRow({ config, onEdit, status }: { config: BackupConfigurat
         </div>
         <div className="flex items-center gap-2">
           <Badge variant={config.is_active ? "default" : "secondary"}>{config.is_active ? "Active" : "Inactive"}</Badge>
+          {config.whole_server && (
+            <span title={`Every database of the server and its roles, one server backup per run${config.exclude_databases ? ` (except ${config.exclude_databases})` : ""}`}>
+              <Badge variant="secondary">Whole server</Badge>
+            </span>
+          )}
           {config.continuous_protection && (
             <span title="Every committed change is streamed into the storage: the database can be put back to any second (safehold protect status)">
               <Badge variant="secondary">Continuous</Badge>

@@ -100,6 +100,8 @@ export function RestorePlanner() {
     on_conflict: asCopy ? onConflict : undefined,
     restore_point: atPoint ? toRfc3339(point) : null,
     clean: form.restore_type === "full" && form.clean,
+    skip_unsupported: form.restore_type === "full" && form.skip_unsupported === true,
+    owners_and_privileges: form.restore_type === "full" && form.owners_and_privileges === true,
   });
   // A message belongs to the action that produced it: changing the form supersedes the last
   // plan's error and the last start's banner.
@@ -252,6 +254,18 @@ export function RestorePlanner() {
                 <input type="checkbox" checked={form.clean} onChange={(e) => change({ clean: e.target.checked })} />
                 Replace the target's tables (otherwise the target must be empty)
               </label>
+            )}
+            {form.restore_type === "full" && targetConnection?.kind === "postgres" && form.target_file == null && (
+              <>
+                <label className="flex items-center gap-2 text-sm">
+                  <input type="checkbox" data-testid="restore-owners" checked={form.owners_and_privileges === true} onChange={(e) => change({ owners_and_privileges: e.target.checked })} />
+                  Owners and grants as in the source (roles the target lacks are named in the plan)
+                </label>
+                <label className="flex items-center gap-2 text-sm">
+                  <input type="checkbox" data-testid="restore-skip-unsupported" checked={form.skip_unsupported === true} onChange={(e) => change({ skip_unsupported: e.target.checked })} />
+                  Leave out what the target cannot hold (the plan names each thing and what happens to it)
+                </label>
+              </>
             )}
             <div>
               <label className="flex items-center gap-2 text-sm">

@@ -226,6 +226,28 @@ describe("Restore", () => {
     await waitFor(() => expect(screen.queryByRole("alert")).not.toBeInTheDocument());
   });
 
+  it("a full restore into PostgreSQL can leave out what the target cannot hold, and give owners and grants", async () => {
+    mocked.listConnections.mockResolvedValue([postgres]);
+    mocked.planRestore.mockResolvedValue({
+      restore_type: "full", chain: [{ id: "abcdef123456", backup_type: "full", snapshot_time: "2025-01-05T10:00:00Z", source_name: "Demo platform", file: "/b/1" }],
+      point_in_time: null, target: "postgres://db/app", target_database: "app", create: false, clean: false, tenant_id: null, preserve_ids: true,
+      new_tenant_id: null, tables: [], rows: 0, replaced_objects: 0, destructive: false, safety_backup: false, warnings: [],
+      unsupported: ["tablespace fast holds table public.docs, and the target server has no such tablespace"], exact: false, estimated_bytes: 1, estimated_seconds: 1,
+    });
+    renderWithClient(<BackupDashboard />);
+    await userEvent.click(screen.getByRole("tab", { name: "Restore" }));
+    await screen.findByTestId("restore-tenant");
+    expect(screen.queryByTestId("restore-skip-unsupported")).not.toBeInTheDocument();
+    await userEvent.selectOptions(screen.getByTestId("restore-type"), "full");
+    await userEvent.click(screen.getByTestId("restore-review"));
+    await waitFor(() => expect(mocked.planRestore).toHaveBeenLastCalledWith(expect.objectContaining({ restore_type: "full", skip_unsupported: false, owners_and_privileges: false })));
+    expect(await screen.findByTestId("restore-plan-unsupported")).toHaveTextContent("tablespace fast");
+    await userEvent.click(screen.getByTestId("restore-skip-unsupported"));
+    await userEvent.click(screen.getByTestId("restore-owners"));
+    await userEvent.click(screen.getByTestId("restore-review"));
+    await waitFor(() => expect(mocked.planRestore).toHaveBeenLastCalledWith(expect.objectContaining({ restore_type: "full", skip_unsupported: true, owners_and_privileges: true })));
+  });
+
   it("shows why a plan is refused", async () => {
     mocked.listConnections.mockResolvedValue([postgres]);
     mocked.planRestore.mockRejectedValue(new ApiError("validation", "the target's table public.projects has no column title that the backup has"));

@@ -92,11 +92,16 @@ pub(crate) fn show_configuration(json: bool, c: &configurations::BackupConfigura
         print_json(c);
     } else {
         println!(
-            "configuration \"{}\" {what}: {} ({}), {} backups into {}, {}{}",
+            "configuration \"{}\" {what}: {} ({}), {} backups{} into {}, {}{}",
             c.configuration_name,
             c.schedule_cron,
             c.schedule_description,
             format!("{:?}", c.backup_type).to_lowercase(),
+            match (&c.whole_server, &c.exclude_databases) {
+                (false, _) => String::new(),
+                (true, None) => " of every database of the server".to_string(),
+                (true, Some(x)) => format!(" of every database of the server but {x}"),
+            },
             c.storage_location,
             if c.is_active { "active" } else { "inactive" },
             if c.continuous_protection { ", continuous protection on" } else { "" }

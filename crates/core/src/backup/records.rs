@@ -105,6 +105,19 @@ pub(crate) async fn note(ctx: &Ctx, id: &str, key: &str, message: &str) -> Resul
     Ok(())
 }
 
+/// A value kept in a backup's record's metadata under `key` (JSON, e.g. a server backup's
+/// databases' archives).
+pub(crate) async fn note_json(ctx: &Ctx, id: &str, key: &str, value: &serde_json::Value) -> Result<()> {
+    sqlx::query("UPDATE backup_executions SET metadata = json_set(coalesce(metadata, '{}'), '$.' || ?, json(?)) WHERE id = ?")
+        .bind(key)
+        .bind(value.to_string())
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("note on the backup", &e))?;
+    Ok(())
+}
+
 /// A completed backup recorded without running through [`run`]: a safety backup taken before a
 /// restore, or one found in storage when the catalog is rebuilt.
 pub(crate) struct Completed<'a> {

@@ -510,7 +510,7 @@ pub async fn plan(req: &RestoreRequest, opened: &Opened, exact: bool, cancel: &C
             let missing = on.missing_roles(&schema);
             if !missing.is_empty() {
                 plan.warnings.push(format!(
-                    "the target has no role {}: what they own is owned by the restoring user, and what they were granted is not granted (make the roles first, e.g. with restore --server)",
+                    "the target has no role {}: what they own is owned by the restoring user, what they were granted is not granted, and their user mappings are left out (make the roles first, e.g. with restore --server)",
                     missing.join(", ")
                 ));
             }

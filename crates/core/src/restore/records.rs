@@ -53,6 +53,15 @@ pub struct RestoreForm {
     pub safety_backup: bool,
     /// Replace the target's objects (full restore into a database that is not empty).
     pub clean: bool,
+    /// Full restore into PostgreSQL: leave out what the target cannot hold, as the plan names
+    /// it (otherwise such a plan is refused).
+    #[serde(default)]
+    #[ts(optional)]
+    pub skip_unsupported: Option<bool>,
+    /// Full restore into PostgreSQL: objects owned and granted as in the source.
+    #[serde(default)]
+    #[ts(optional)]
+    pub owners_and_privileges: Option<bool>,
 }
 
 /// Turns a form into a request (the target's URL, with its password, stays in memory).
@@ -81,6 +90,16 @@ pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
             .find(|p| crate::archive::ArchiveReader::open(std::path::Path::new(p)).is_ok())
             .ok_or_else(|| Error::not_found(format!("the backup's archive {file} cannot be read and it has no readable second copy")))?
     };
+    if let Some(databases) = exec.metadata.get("databases").and_then(|d| d.as_array()).filter(|_| !exec.server_members().is_empty()) {
+        let names: Vec<&str> = databases.iter().filter_map(|d| d.get("database").and_then(|n| n.as_str())).collect();
+        let repo = std::path::Path::new(&file).parent().and_then(|p| p.parent()).map(|p| p.display().to_string()).unwrap_or_default();
+        return Err(Error::validation(format!(
+            "this is a server backup ({} databases: {}): put it onto a server with `safehold restore --from {repo} --server --backup {} --target postgres://…/` (a plan first; --database NAME for one database)",
+            names.len(),
+            names.join(", "),
+            exec.metadata.get("archive_id").and_then(|a| a.as_str()).map(|a| &a[..a.len().min(8)]).unwrap_or_default()
+        )));
+    }
     let (target, conn) = match form.target_file.as_deref().map(str::trim) {
         Some("") => return Err(Error::validation("choose the new SQLite file to restore into")),
         Some(new_file) => {
@@ -112,6 +131,9 @@ pub async fn resolve(ctx: &Ctx, form: &RestoreForm) -> Result<RestoreRequest> {
     }
     req.safety_backup = form.safety_backup;
     req.clean = form.clean;
+    req.skip_unsupported = form.skip_unsupported.unwrap_or(false);
+    req.owners = form.owners_and_privileges.unwrap_or(false);
+    req.privileges = req.owners;
     if let Some(conn) = &conn {
         req.tenant_column = conn.tenant_column.clone();
         req.tenants_table = conn.tenants_table.clone();

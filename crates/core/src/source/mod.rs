@@ -5,6 +5,8 @@ pub mod pg_access;
 pub mod pg_apply;
 pub mod pg_logical;
 mod pg_create;
+mod pg_objects;
+pub use pg_objects::user_mapping_role;
 pub mod pg_globals;
 mod pg_parallel;
 pub mod postgres;

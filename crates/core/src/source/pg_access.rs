@@ -4,8 +4,10 @@
 //!
 //! Owners: schemas (but `public`), tables, views, materialized views, sequences (not those a
 //! column owns: they follow their table), types and domains, functions, procedures and
-//! aggregates, large objects. Privileges: the same objects' access lists, columns' too, and the
-//! default privileges (`ALTER DEFAULT PRIVILEGES`). An object
+//! aggregates, large objects, collations, operators, text search configurations and
+//! dictionaries, foreign servers and tables, publications (not event triggers: their owner must
+//! be a superuser, and the restoring one is). Privileges: the same objects' access lists, columns'
+//! too, and the default privileges (`ALTER DEFAULT PRIVILEGES`). An object
 //! whose access list is the default (NULL in the catalog) is left with the target's default.
 //! A role the target lacks is named in the plan, and what it owned or was granted is left as the
 //! restore makes it (owned by the restoring user, not granted).
@@ -20,7 +22,8 @@ use crate::error::Result;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Owned {
     /// The keyword of `ALTER … OWNER TO`: SCHEMA, TABLE, VIEW, MATERIALIZED VIEW, SEQUENCE, TYPE,
-    /// DOMAIN, FUNCTION, PROCEDURE, AGGREGATE, LARGE OBJECT.
+    /// DOMAIN, FUNCTION, PROCEDURE, AGGREGATE, LARGE OBJECT, COLLATION, OPERATOR, TEXT SEARCH
+    /// CONFIGURATION, TEXT SEARCH DICTIONARY, SERVER, FOREIGN TABLE, PUBLICATION.
     pub kind: String,
     /// The object's name as SQL writes it (quoted, with its arguments for a function).
     pub name: String,
@@ -62,13 +65,25 @@ const OBJECTS: &str = "\
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') AND {USER_NS} AND {rel} \
     UNION ALL SELECT 'TABLE', quote_ident(n.nspname) || '.' || quote_ident(c.relname), NULL, a.attacl, quote_ident(a.attname) \
       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-      WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm') AND {USER_NS} AND {rel} \
+      WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_NS} AND {rel} \
     UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::regtype::text, t.typowner, t.typacl, NULL::text \
       FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
       WHERE {USER_NS} AND {ty} AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')) \
     UNION ALL SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, p.oid::regprocedure::text, p.proowner, p.proacl, NULL::text \
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_NS} AND {pr} \
-    UNION ALL SELECT 'LARGE OBJECT', m.oid::text, m.lomowner, m.lomacl, NULL::text FROM pg_largeobject_metadata m";
+    UNION ALL SELECT 'LARGE OBJECT', m.oid::text, m.lomowner, m.lomacl, NULL::text FROM pg_largeobject_metadata m \
+    UNION ALL SELECT 'COLLATION', quote_ident(n.nspname) || '.' || quote_ident(c.collname), c.collowner, NULL::aclitem[], NULL::text \
+      FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE {USER_NS} AND {co} \
+    UNION ALL SELECT 'OPERATOR', o.oid::regoperator::text, o.oprowner, NULL::aclitem[], NULL::text \
+      FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE o.oprcode <> 0 AND {USER_NS} AND {op} \
+    UNION ALL SELECT 'TEXT SEARCH CONFIGURATION', quote_ident(n.nspname) || '.' || quote_ident(t.cfgname), t.cfgowner, NULL::aclitem[], NULL::text \
+      FROM pg_ts_config t JOIN pg_namespace n ON n.oid = t.cfgnamespace WHERE {USER_NS} AND {cfg} \
+    UNION ALL SELECT 'TEXT SEARCH DICTIONARY', quote_ident(n.nspname) || '.' || quote_ident(t.dictname), t.dictowner, NULL::aclitem[], NULL::text \
+      FROM pg_ts_dict t JOIN pg_namespace n ON n.oid = t.dictnamespace WHERE {USER_NS} AND {dict} \
+    UNION ALL SELECT 'SERVER', quote_ident(s.srvname), s.srvowner, s.srvacl, NULL::text FROM pg_foreign_server s WHERE {srv} \
+    UNION ALL SELECT 'FOREIGN TABLE', quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relowner, c.relacl, NULL::text \
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'f' AND {USER_NS} AND {rel} \
+    UNION ALL SELECT 'PUBLICATION', quote_ident(p.pubname), p.pubowner, NULL::aclitem[], NULL::text FROM pg_publication p WHERE p.pubname NOT LIKE 'safehold\\_%'";
 
 fn entries(list: Option<Vec<String>>) -> Vec<(Option<String>, String, bool)> {
     list.unwrap_or_default()
@@ -103,7 +118,17 @@ pub async fn read_defaults(conn: &mut PgConnection) -> Result<Vec<DefaultAccess>
 
 /// Reads the owners and the access lists that are not the default.
 pub async fn read(conn: &mut PgConnection) -> Result<(Vec<Owned>, Vec<Access>)> {
-    let sql = OBJECTS.replace("{USER_NS}", USER_NS).replace("{ns}", &not_ext("n.oid")).replace("{rel}", &not_ext("c.oid")).replace("{ty}", &not_ext("t.oid")).replace("{pr}", &not_ext("p.oid"));
+    let sql = OBJECTS
+        .replace("{USER_NS}", USER_NS)
+        .replace("{ns}", &not_ext("n.oid"))
+        .replace("{rel}", &not_ext("c.oid"))
+        .replace("{ty}", &not_ext("t.oid"))
+        .replace("{pr}", &not_ext("p.oid"))
+        .replace("{co}", &not_ext("c.oid"))
+        .replace("{op}", &not_ext("o.oid"))
+        .replace("{cfg}", &not_ext("t.oid"))
+        .replace("{dict}", &not_ext("t.oid"))
+        .replace("{srv}", &not_ext("s.oid"));
     let sql = format!(
         "SELECT o.kind, o.name, pg_get_userbyid(o.owner)::text, o.col, {}, o.owner IS NOT NULL, o.acl IS NOT NULL \
          FROM ({sql}) AS o(kind, name, owner, acl, col) ORDER BY 1, 2, 4 NULLS FIRST",
@@ -122,7 +147,12 @@ pub async fn read(conn: &mut PgConnection) -> Result<(Vec<Owned>, Vec<Access>)> 
         if r.get::<bool, _>(6) {
             let entries = entries(r.get(4));
             // A function's access list is granted ON FUNCTION (aggregates too).
-            let kind = if kind == "AGGREGATE" { "FUNCTION".to_string() } else if matches!(kind.as_str(), "VIEW" | "MATERIALIZED VIEW") { "TABLE".to_string() } else { kind };
+            let kind = match kind.as_str() {
+                "AGGREGATE" => "FUNCTION".to_string(),
+                "VIEW" | "MATERIALIZED VIEW" | "FOREIGN TABLE" => "TABLE".to_string(),
+                "SERVER" => "FOREIGN SERVER".to_string(),
+                _ => kind,
+            };
             access.push(Access { kind, name, column, owner: owner.unwrap_or_default(), entries });
         }
     }

@@ -115,6 +115,8 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
         return Err(e);
     }
     tracing::debug!("restore at {:.2}s: tables loaded, keys, indexes and foreign keys built", shared.started.elapsed().as_secs_f64());
+    analyze(url, super::postgres::to_analyze(&schema, index), jobs, total_tables, shared.rows.load(SeqCst), cancel, progress).await?;
+    tracing::debug!("restore at {:.2}s: statistics gathered", shared.started.elapsed().as_secs_f64());
     // Triggers, sequence values, policies, comments, materialized views: in order, at the end.
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await.map_err(q("start the last step"))?;
@@ -125,6 +127,34 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
     }
     tx.commit().await.map_err(q("commit the restore"))?;
     Ok(shared.rows.load(SeqCst))
+}
+
+/// ANALYZE of the restored tables on `jobs` connections, the biggest tables first (`tables` comes
+/// sorted so), each connection taking the next table when it is free.
+async fn analyze(url: &str, tables: Vec<String>, jobs: usize, total: u64, rows: u64, cancel: &CancelToken, progress: &ProgressSink) -> Result<()> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    progress(Progress { phase: "analyze".into(), table: None, tables_done: total, tables_total: total, rows, bytes: 0 });
+    let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(tables)));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..jobs.min(queue.lock().map(|q| q.len()).unwrap_or(1)) {
+        let (queue, url, cancel) = (queue.clone(), url.to_string(), cancel.clone());
+        set.spawn(async move {
+            let mut conn = connect(&url).await?;
+            loop {
+                cancel.check()?;
+                let Some(t) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
+                sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {t}"))).execute(&mut conn).await.map_err(|e| restore_error(&format!("the optimizer's statistics of {t} (ANALYZE)"), &e))?;
+            }
+            let _ = conn.close().await;
+            Ok::<(), Error>(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| Error::new(ErrorCode::Internal, format!("an ANALYZE worker failed: {e}")).caused_by(&e))??;
+    }
+    Ok(())
 }
 
 struct Shared {
@@ -452,8 +482,10 @@ impl Plan {
             steps.push(Step { locks: vec![(t.section(), Lock::Alone)], task: Task::Load(t), after: vec![], phase: 0 });
         }
         let loads: Vec<usize> = (0..steps.len()).collect();
+        // What a statement does, whatever tablespace it makes its object in.
+        let body = |st: &Stmt| super::postgres::without_tablespace(&st.sql).to_string();
         let is_fk = |st: &Stmt| st.sql.contains(" FOREIGN KEY ");
-        let per_table = |st: &Stmt| st.sql.starts_with("CREATE INDEX") || st.sql.starts_with("CREATE UNIQUE INDEX") || (st.sql.contains(" ADD CONSTRAINT ") && !is_fk(st));
+        let per_table = |st: &Stmt| body(st).starts_with("CREATE INDEX") || body(st).starts_with("CREATE UNIQUE INDEX") || (st.sql.contains(" ADD CONSTRAINT ") && !is_fk(st));
         let mut builds: HashMap<String, Vec<usize>> = HashMap::new();
         let mut complete: HashMap<String, Vec<usize>> = HashMap::new();
         let mut exclusive = Vec::new();
@@ -480,7 +512,7 @@ impl Plan {
                         let id = push(&mut steps, build, Lock::Shared, vec![load], 0);
                         builds.entry(table.clone()).or_default().push(id);
                         exclusive.push((table, attach));
-                    } else if lock_of(&st.sql) == Lock::Shared {
+                    } else if lock_of(&body(&st)) == Lock::Shared {
                         let id = push(&mut steps, st, Lock::Shared, vec![load], 0);
                         builds.entry(table).or_default().push(id);
                     } else {
@@ -488,7 +520,7 @@ impl Plan {
                     }
                 }
                 _ if per_table(&st) => {
-                    let lock = lock_of(&st.sql);
+                    let lock = lock_of(&body(&st));
                     push(&mut steps, st, lock, vec![], 1);
                 }
                 // A partition's index attached to its parent's: once both are built.

@@ -5,12 +5,15 @@
 //! `COPY … FROM STDIN`, then constraints, indexes, triggers, policies, sequence values — any
 //! failure or a cancel leaves the target as it was.
 //!
-//! Also carried: large objects (their data, whole in every backup; not their owners and grants),
+//! Also carried: large objects (their data, whole in every backup),
 //! collations, extended statistics objects, publications (their tables, schemas, row filters and
 //! column lists; not Safehold's own), event triggers (made last: they need a superuser).
-//! Not carried yet: owners and privileges (like `pg_dump --no-owner --no-privileges`), operators,
-//! casts, text search configurations, foreign servers, user mappings and foreign tables — a
-//! backup names those it finds ([`not_carried`]).
+//! Casts, operators, text search dictionaries and configurations, foreign servers, user mappings
+//! (without passwords) and foreign tables: [`super::pg_objects`]. Owners and privileges when a
+//! restore asks: [`super::pg_access`].
+//! Not carried yet: operator classes, text search parsers and templates, foreign-data wrappers
+//! outside an extension, the rows of extensions' configuration tables — a backup names those it
+//! finds ([`not_carried`]).
 
 use std::str::FromStr;
 
@@ -143,6 +146,43 @@ pub(crate) fn ql(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+const SPACE_START: &str = "SELECT set_config('default_tablespace', ";
+const SPACE_END: &str = "; SELECT set_config('default_tablespace', '', true)";
+
+/// `sql` made in tablespace `space` (`None`: the database's default), as pg_dump does it: the
+/// setting for this statement only (`default_tablespace` also places a constraint's index).
+pub(crate) fn in_tablespace(space: Option<String>, sql: String) -> String {
+    match space {
+        Some(t) => format!("{SPACE_START}{}, true); {sql}{SPACE_END}", ql(&t)),
+        None => sql,
+    }
+}
+
+/// The tablespace a statement of [`in_tablespace`] makes its object in, and the statement itself.
+pub(crate) fn tablespace_of(sql: &str) -> Option<(String, &str)> {
+    let rest = sql.strip_prefix(SPACE_START)?.strip_prefix('\'')?;
+    let mut name = String::new();
+    let mut chars = rest.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' {
+            if rest[i + 1..].starts_with('\'') {
+                name.push('\'');
+                chars.next();
+                continue;
+            }
+            let body = rest[i + 1..].strip_prefix(", true); ")?.strip_suffix(SPACE_END)?;
+            return Some((name, body));
+        }
+        name.push(c);
+    }
+    None
+}
+
+/// The statement without its tablespace (made in the database's default one).
+pub(crate) fn without_tablespace(sql: &str) -> &str {
+    tablespace_of(sql).map_or(sql, |(_, body)| body)
+}
+
 pub(crate) async fn connect(url: &str) -> Result<PgConnection> {
     let opts = PgConnectOptions::from_str(url)
         .map_err(|e| Error::validation(format!("invalid PostgreSQL URL {}: {e}", super::redact(url))).caused_by(&e))?
@@ -179,6 +219,8 @@ const NOT_EXT: &str = "NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid =
 pub(crate) fn not_ext(oid: &str) -> String {
     NOT_EXT.replace("{oid}", oid)
 }
+/// A cast that an object made for itself (a range type's to its multirange): made and dropped with it.
+pub(crate) const INTERNAL_CAST: &str = "EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i')";
 pub(crate) const USER_NS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
 
 async fn rows(conn: &mut PgConnection, sql: String, what: &str) -> Result<Vec<sqlx::postgres::PgRow>> {
@@ -331,7 +373,8 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 CASE WHEN c.relispartition THEN (SELECT rn.nspname::text || chr(1) || r.relname::text FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = pg_partition_root(c.oid)) END, \
                 (SELECT quote_ident(ic.relname) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisclustered), \
                 c.relreplident::text, \
-                EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid AND d.classid = 'pg_rewrite'::regclass WHERE rw.ev_class = c.oid AND d.refclassid = 'pg_constraint'::regclass) \
+                EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid AND d.classid = 'pg_rewrite'::regclass WHERE rw.ev_class = c.oid AND d.refclassid = 'pg_constraint'::regclass), \
+                (SELECT sp.spcname::text FROM pg_tablespace sp WHERE sp.oid = c.reltablespace) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_NS} AND {} ORDER BY c.oid", not_ext("c.oid")), "read tables").await?;
     let mut table_names = Vec::new();
@@ -361,7 +404,8 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
             "m" => {
                 let opts: Option<String> = r.get(13);
                 let with = opts.filter(|o| !o.is_empty()).map(|o| format!(" WITH ({o})")).unwrap_or_default();
-                let st = Stmt { what: format!("materialized view {qualified}"), sql: format!("CREATE MATERIALIZED VIEW {full}{with} AS {} WITH NO DATA", r.get::<String, _>(9).trim_end_matches(';')), table: None, references: None };
+                let sql = format!("CREATE MATERIALIZED VIEW {full}{with} AS {} WITH NO DATA", r.get::<String, _>(9).trim_end_matches(';'));
+                let st = Stmt { what: format!("materialized view {qualified}"), sql: in_tablespace(r.get(19), sql), table: None, references: None };
                 if after_keys {
                     views_after_keys.push(st);
                 } else {
@@ -432,7 +476,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 if !options.is_empty() {
                     sql.push_str(&format!(" WITH ({})", options.join(", ")));
                 }
-                s.objects.push(Stmt { what: format!("table {qualified}"), sql, table: None, references: None });
+                s.objects.push(Stmt { what: format!("table {qualified}"), sql: in_tablespace(r.get(19), sql), table: None, references: None });
                 if let Some(index) = r.get::<Option<String>, _>(16) {
                     storage.push(Stmt { what: format!("cluster {qualified} on {index}"), sql: format!("ALTER TABLE {full} CLUSTER ON {index}"), table: None, references: None });
                 }
@@ -496,7 +540,8 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 c.relkind = 'p', co.conparentid <> 0, \
                 (SELECT quote_ident(pn.nspname) || '.' || quote_ident(pi.relname) FROM pg_inherits h JOIN pg_class pi ON pi.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pi.relnamespace WHERE h.inhrelid = co.conindid), \
                 (SELECT quote_ident(ixn.nspname) || '.' || quote_ident(ix.relname) FROM pg_class ix JOIN pg_namespace ixn ON ixn.oid = ix.relnamespace WHERE ix.oid = co.conindid), \
-                (SELECT pn.nspname::text || chr(1) || pt.relname::text FROM pg_inherits h JOIN pg_class pt ON pt.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pt.relnamespace WHERE h.inhrelid = c.oid) \
+                (SELECT pn.nspname::text || chr(1) || pt.relname::text FROM pg_inherits h JOIN pg_class pt ON pt.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pt.relnamespace WHERE h.inhrelid = c.oid), \
+                (SELECT sp.spcname::text FROM pg_class ix JOIN pg_tablespace sp ON sp.oid = ix.reltablespace WHERE ix.oid = co.conindid AND co.contype IN ('p', 'u', 'x')) \
          FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE co.contype IN ('p', 'u', 'c', 'x', 'f') AND {USER_NS} AND {} \
            AND ((co.conislocal AND co.conparentid = 0) OR (co.contype IN ('p', 'u', 'x') AND co.conparentid <> 0)) \
@@ -512,7 +557,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         let only = if (partitioned || inherited) && matches!(kind.as_str(), "p" | "u" | "x") { "ONLY " } else { "" };
         let st = Stmt {
             what: format!("constraint {name} on {section}"),
-            sql: format!("ALTER TABLE {only}{table} ADD CONSTRAINT {} {def}", qi(&name)),
+            sql: in_tablespace(r.get(12), format!("ALTER TABLE {only}{table} ADD CONSTRAINT {} {def}", qi(&name))),
             table: Some(section.clone()),
             references: if kind == "f" { references.clone() } else { None },
         };
@@ -535,14 +580,15 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         "SELECT pg_get_indexdef(i.indexrelid), ic.relname::text, n.nspname::text, c.relname::text, \
                 (SELECT quote_ident(pn.nspname) || '.' || quote_ident(pi.relname) FROM pg_inherits h JOIN pg_class pi ON pi.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pi.relnamespace WHERE h.inhrelid = i.indexrelid), \
                 quote_ident(icn.nspname) || '.' || quote_ident(ic.relname), \
-                (SELECT pn.nspname::text || chr(1) || pt.relname::text FROM pg_inherits h JOIN pg_class pt ON pt.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pt.relnamespace WHERE h.inhrelid = c.oid) \
+                (SELECT pn.nspname::text || chr(1) || pt.relname::text FROM pg_inherits h JOIN pg_class pt ON pt.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pt.relnamespace WHERE h.inhrelid = c.oid), \
+                (SELECT sp.spcname::text FROM pg_tablespace sp WHERE sp.oid = ic.reltablespace) \
          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_namespace icn ON icn.oid = ic.relnamespace \
          WHERE {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.contype IN ('p', 'u', 'x')) \
          ORDER BY i.indexrelid", not_ext("c.oid")), "read indexes").await? {
         let def: String = r.get(0);
         let section = super::tenancy::section_name(&r.get::<String, _>(2), &r.get::<String, _>(3));
-        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: def, table: Some(section), references: None });
+        s.post.push(Stmt { what: format!("index {}", r.get::<String, _>(1)), sql: in_tablespace(r.get(7), def), table: Some(section), references: None });
         if let Some(parent_index) = r.get::<Option<String>, _>(4) {
             let parent_table = r.get::<Option<String>, _>(6).and_then(|x| x.split_once('\u{1}').map(|(a, b)| super::tenancy::section_name(a, b)));
             attaches.push(Stmt { what: format!("index {} attached to {parent_index}", r.get::<String, _>(1)), sql: format!("ALTER INDEX {parent_index} ATTACH PARTITION {}", r.get::<String, _>(5)), table: parent_table, references: None });
@@ -652,6 +698,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         }
         s.post.push(Stmt { what: format!("event trigger {name}"), sql, table: None, references: None });
     }
+    super::pg_objects::read(conn, &mut s).await?;
     (s.owners, s.access) = super::pg_access::read(conn).await?;
     s.default_access = super::pg_access::read_defaults(conn).await?;
     let classes = classify(&table_names, &|t| with_tenant.contains(t), &fks, tenants_table);
@@ -679,11 +726,19 @@ pub(crate) fn archived_schema(reader: &ArchiveReader, index: &ArchiveIndex) -> R
         let at = schema.post.iter().position(|st| st.what.starts_with("event trigger ")).unwrap_or(schema.post.len());
         schema.post.splice(at..at, made);
         let version = if a.leave_out_unsupported { a.version } else { i32::MAX };
+        // A user mapping for a role the target lacks is left out, like a grant to it (the plan
+        // names the role).
+        schema.objects.retain(|st| super::user_mapping_role(st).is_none_or(|r| a.roles.iter().any(|x| x == r)));
         // Event triggers need a superuser: left out for another user when asked (the plan said).
         if a.leave_out_unsupported && !a.superuser {
             schema.post.retain(|st| !st.what.starts_with("event trigger "));
         }
         for st in schema.objects.iter_mut().chain(schema.post.iter_mut()) {
+            // In a tablespace the target lacks: in the default one, when asked (the plan said).
+            if let Some((space, body)) = tablespace_of(&st.sql).filter(|(t, _)| a.leave_out_unsupported && !a.tablespaces.contains(t)) {
+                tracing::debug!("{} made in the default tablespace instead of {space}", st.what);
+                st.sql = body.to_string();
+            }
             let applying: Vec<&Feature> = FEATURES.iter().filter(|f| version < f.since && (f.applies)(st)).collect();
             for f in applying {
                 if let Some((from, to)) = f.downgrade {
@@ -716,6 +771,8 @@ pub struct Restoring {
     pub extensions: Vec<String>,
     /// Whether the restoring user is a superuser (only one can make event triggers).
     pub superuser: bool,
+    /// The target's tablespaces: an object in one it lacks is refused, or made in the default one.
+    pub tablespaces: Vec<String>,
 }
 
 impl Restoring {
@@ -729,18 +786,19 @@ impl Restoring {
         let roles: Vec<String> = sqlx::query_scalar("SELECT rolname::text FROM pg_roles").fetch_all(&mut conn).await.map_err(q("read the target's roles"))?;
         let extensions: Vec<String> = sqlx::query_scalar("SELECT name::text FROM pg_available_extensions").fetch_all(&mut conn).await.map_err(q("read the target's extensions"))?;
         let superuser: bool = sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetch_one(&mut conn).await.map_err(q("read the restoring user"))?;
+        let tablespaces: Vec<String> = sqlx::query_scalar("SELECT spcname::text FROM pg_tablespace").fetch_all(&mut conn).await.map_err(q("read the target's tablespaces"))?;
         let _ = conn.close().await;
-        Ok(Restoring { version, leave_out_unsupported, owners, privileges, roles, extensions, superuser })
+        Ok(Restoring { version, leave_out_unsupported, owners, privileges, roles, extensions, superuser, tablespaces })
     }
 
     /// The roles `schema`'s owners and grants name that the target lacks (when they are asked for).
+    /// And the roles of user mappings the target lacks (those mappings are left out).
     pub fn missing_roles(&self, schema: &PgSchema) -> Vec<String> {
-        if !self.owners && !self.privileges {
-            return Vec::new();
-        }
         let owned: &[super::pg_access::Owned] = if self.owners { &schema.owners } else { &[] };
         let (access, defaults): (&[super::pg_access::Access], &[super::pg_access::DefaultAccess]) = if self.privileges { (&schema.access, &schema.default_access) } else { (&[], &[]) };
-        super::pg_access::roles(owned, access, defaults).into_iter().filter(|r| !self.roles.contains(r)).collect()
+        let mut named = super::pg_access::roles(owned, access, defaults);
+        named.extend(schema.objects.iter().filter_map(super::user_mapping_role).map(str::to_string));
+        named.into_iter().filter(|r| !self.roles.contains(r)).collect()
     }
 }
 
@@ -800,6 +858,16 @@ pub fn unsupported(on: &Restoring, schema: &PgSchema) -> Vec<(String, bool)> {
         for st in schema.post.iter().filter(|st| st.what.starts_with("event trigger ")) {
             out.push((format!("{}: only a superuser can make an event trigger, and the restoring user is not one; with --skip-unsupported it is left out", st.what), true));
         }
+    }
+    let mut spaces: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for st in schema.objects.iter().chain(schema.post.iter()) {
+        if let Some((space, _)) = tablespace_of(&st.sql).filter(|(t, _)| !on.tablespaces.contains(t)) {
+            spaces.entry(space).or_default().push(&st.what);
+        }
+    }
+    for (space, whats) in spaces {
+        let more = if whats.len() > 5 { format!(" and {} more", whats.len() - 5) } else { String::new() };
+        out.push((format!("tablespace {space} holds {}{more}, and the target server has no such tablespace (make it there first, CREATE TABLESPACE {} LOCATION '…'); with --skip-unsupported they are made in the database's default tablespace", whats.iter().take(5).copied().collect::<Vec<_>>().join(", "), qi(&space)), true));
     }
     for st in schema.objects.iter().chain(schema.post.iter()) {
         for f in FEATURES.iter().filter(|f| version < f.since && (f.applies)(st)) {
@@ -1025,16 +1093,16 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
 }
 
 /// What the database has that a backup does not carry yet, each kind with how many and the
-/// first names: said as a warning of the backup, so nobody learns it at restore time.
-pub async fn not_carried(conn: &mut PgConnection) -> Result<Option<String>> {
-    let kinds: [(&str, String); 7] = [
-        ("casts", format!("SELECT format('%s AS %s', c.castsource::regtype, c.casttarget::regtype) FROM pg_cast c WHERE c.oid >= 16384 AND {}", not_ext("c.oid"))),
-        ("operators", format!("SELECT format('%s.%s', n.nspname, o.oprname) FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE {USER_NS} AND {}", not_ext("o.oid"))),
+/// first names: said as a warning of the backup, so nobody learns it at restore time. And the
+/// user mappings whose password the backup left out (it keeps no secret of another server).
+pub async fn not_carried(conn: &mut PgConnection) -> Result<Vec<String>> {
+    let kinds: [(&str, String); 6] = [
         ("operator classes", format!("SELECT format('%s.%s', n.nspname, o.opcname) FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace WHERE {USER_NS} AND {}", not_ext("o.oid"))),
-        ("text search configurations", format!("SELECT format('%s.%s', n.nspname, t.cfgname) FROM pg_ts_config t JOIN pg_namespace n ON n.oid = t.cfgnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
-        ("text search dictionaries", format!("SELECT format('%s.%s', n.nspname, t.dictname) FROM pg_ts_dict t JOIN pg_namespace n ON n.oid = t.dictnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
-        ("foreign servers", format!("SELECT s.srvname::text FROM pg_foreign_server s WHERE {}", not_ext("s.oid"))),
-        ("foreign tables", format!("SELECT format('%s.%s', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'f' AND {USER_NS} AND {}", not_ext("c.oid"))),
+        ("text search parsers", format!("SELECT format('%s.%s', n.nspname, t.prsname) FROM pg_ts_parser t JOIN pg_namespace n ON n.oid = t.prsnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
+        ("text search templates", format!("SELECT format('%s.%s', n.nspname, t.tmplname) FROM pg_ts_template t JOIN pg_namespace n ON n.oid = t.tmplnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
+        ("foreign-data wrappers outside an extension", format!("SELECT w.fdwname::text FROM pg_foreign_data_wrapper w WHERE {}", not_ext("w.oid"))),
+        ("extension configuration tables (their rows)", "SELECT format('%s of extension %s', c::regclass, e.extname) FROM pg_extension e CROSS JOIN LATERAL unnest(e.extconfig) c".to_string()),
+        ("user mapping passwords (a backup keeps no secret of another server: set them again after a restore)", "SELECT format('%s on server %s', u.usename, u.srvname) FROM pg_user_mappings u WHERE EXISTS (SELECT 1 FROM pg_options_to_table(u.umoptions) WHERE option_name = 'password')".to_string()),
     ];
     // One query for all kinds: a backup's fixed cost stays one round trip.
     let union = kinds.iter().enumerate().map(|(i, (_, sql))| format!("SELECT {i} AS k, x.n FROM ({sql}) AS x(n)")).collect::<Vec<_>>().join(" UNION ALL ");
@@ -1047,7 +1115,10 @@ pub async fn not_carried(conn: &mut PgConnection) -> Result<Option<String>> {
             found.push(format!("{} {kind} ({}{more})", names.len(), names.iter().take(5).copied().collect::<Vec<_>>().join(", ")));
         }
     }
-    Ok((!found.is_empty()).then(|| format!("not in this backup (Safehold does not carry them yet; make them again after a restore): {}", found.join("; "))))
+    let passwords = found.iter().position(|f| f.contains("user mapping passwords")).map(|i| found.remove(i));
+    let mut out: Vec<String> = (!found.is_empty()).then(|| format!("not in this backup (Safehold does not carry them yet; make them again after a restore): {}", found.join("; "))).into_iter().collect();
+    out.extend(passwords.map(|p| format!("not in this backup: {p}")));
+    Ok(out)
 }
 
 /// The section of an archive that holds the database's large objects (`oid`, data), whole in
@@ -1253,8 +1324,9 @@ async fn copy_section(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut A
 /// Restores into the (empty) database at `url`, in one transaction.
 /// `chain` is the backup and its ancestors, oldest (the full) first, each with its index; the
 /// state restored is the newest one's.
-/// With `clean`, the target's own objects (every user schema's tables, views, sequences, types
-/// and functions; not extensions) are dropped first, in the same transaction.
+/// With `clean`, the target's own objects (every user schema's tables, views, sequences, types,
+/// functions, text search objects; foreign servers, casts; not extensions) are dropped first, in
+/// the same transaction.
 pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], url: &str, clean: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
     let schema = archived_schema(reader, index)?;
@@ -1284,9 +1356,30 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
         cancel.check()?;
         sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
     }
+    let analyze = to_analyze(&schema, index);
+    if !analyze.is_empty() {
+        progress(Progress { phase: "analyze".into(), table: None, tables_done: n, tables_total: n, rows: total, bytes: 0 });
+        sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {}", analyze.join(", ")))).execute(&mut *tx).await.map_err(|e| restore_error("the optimizer's statistics (ANALYZE)", &e))?;
+    }
     tx.commit().await.map_err(q("commit the restore"))?;
     let _ = conn.close().await;
     Ok(total)
+}
+
+/// The relations a full restore analyzes before it says it is done, biggest first: every table
+/// loaded, and the partitioned tables above them (whose statistics nothing else gathers). A
+/// restored database is then planned as well as its source at once, without waiting for
+/// autovacuum (on a restore of the benchmark set, see docs/benchmarks.md, the cost of this step).
+pub(super) fn to_analyze(schema: &PgSchema, index: &ArchiveIndex) -> Vec<String> {
+    let mut tables: Vec<&PgTable> = schema.tables.iter().collect();
+    tables.sort_by_key(|t| std::cmp::Reverse(index.section(&t.section()).map(|e| e.plain_bytes).unwrap_or(0)));
+    let mut out: Vec<String> = tables.iter().map(|t| format!("{}.{}", qi(&t.schema), qi(&t.name))).collect();
+    let roots: std::collections::BTreeSet<&String> = schema.tables.iter().filter_map(|t| t.root.as_ref()).collect();
+    for root in roots {
+        let (ns, name) = super::tenancy::split_section(root);
+        out.push(format!("{}.{}", qi(&ns), qi(&name)));
+    }
+    out
 }
 
 /// Tables, views and materialized views of the users' schemas (not of extensions).
@@ -1308,9 +1401,17 @@ async fn drop_user_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Re
     let first: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT 'DROP EVENT TRIGGER IF EXISTS ' || quote_ident(e.evtname) FROM pg_event_trigger e WHERE {ev} \
          UNION ALL SELECT 'DROP PUBLICATION IF EXISTS ' || quote_ident(p.pubname) FROM pg_publication p WHERE p.pubname NOT LIKE 'safehold\\_%' \
-         UNION ALL SELECT 'DROP COLLATION IF EXISTS public.' || quote_ident(c.collname) || ' CASCADE' FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE n.nspname = 'public' AND {co}",
+         UNION ALL SELECT 'DROP COLLATION IF EXISTS public.' || quote_ident(c.collname) || ' CASCADE' FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE n.nspname = 'public' AND {co} \
+         UNION ALL SELECT 'DROP TEXT SEARCH CONFIGURATION IF EXISTS public.' || quote_ident(t.cfgname) || ' CASCADE' FROM pg_ts_config t JOIN pg_namespace n ON n.oid = t.cfgnamespace WHERE n.nspname = 'public' AND {cfg} \
+         UNION ALL SELECT 'DROP TEXT SEARCH DICTIONARY IF EXISTS public.' || quote_ident(t.dictname) || ' CASCADE' FROM pg_ts_dict t JOIN pg_namespace n ON n.oid = t.dictnamespace WHERE n.nspname = 'public' AND {dict} \
+         UNION ALL SELECT 'DROP SERVER IF EXISTS ' || quote_ident(s.srvname) || ' CASCADE' FROM pg_foreign_server s WHERE {srv} \
+         UNION ALL SELECT format('DROP CAST IF EXISTS (%s AS %s) CASCADE', c.castsource::regtype, c.casttarget::regtype) FROM pg_cast c WHERE c.oid >= 16384 AND {cast} AND NOT {INTERNAL_CAST}",
         ev = not_ext("e.oid"),
         co = not_ext("c.oid"),
+        cfg = not_ext("t.oid"),
+        dict = not_ext("t.oid"),
+        srv = not_ext("s.oid"),
+        cast = not_ext("c.oid"),
     )))
     .fetch_all(&mut **tx)
     .await
@@ -1665,4 +1766,22 @@ pub async fn drop_database(url: &str) -> Result<()> {
     sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", qi(&db)))).execute(&mut admin).await.map_err(q("drop the unfinished database"))?;
     let _ = admin.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_in_a_tablespace_gives_its_tablespace_and_itself_back() {
+        for space in ["fast", "it's \"odd\"; DROP", ""] {
+            let sql = "CREATE INDEX i ON s.t USING btree (c) WHERE (c <> 'x''; y')".to_string();
+            let wrapped = in_tablespace(Some(space.to_string()), sql.clone());
+            assert_eq!(tablespace_of(&wrapped), Some((space.to_string(), sql.as_str())));
+            assert_eq!(without_tablespace(&wrapped), sql);
+        }
+        assert_eq!(tablespace_of("CREATE TABLE t (a int)"), None);
+        assert_eq!(without_tablespace("CREATE TABLE t (a int)"), "CREATE TABLE t (a int)");
+        assert_eq!(in_tablespace(None, "CREATE TABLE t (a int)".into()), "CREATE TABLE t (a int)");
+    }
 }

@@ -28,6 +28,8 @@ pub(crate) fn input(name: &str, connection_id: &str) -> ConfigurationInput {
         includes_logs: false,
         is_active: true,
         continuous_protection: false,
+        whole_server: false,
+        exclude_databases: None,
         connection_id: connection_id.into(),
     }
 }
@@ -79,6 +81,8 @@ async fn bad_input_is_refused_field_by_field_and_writes_nothing() {
         (ConfigurationInput { configuration_name: "  ".into(), ..input("", &conn) }, "configuration_name", "needs a name"),
         (ConfigurationInput { storage_location: "Nowhere".into(), ..input("D", &conn) }, "storage_location", "no storage named \"Nowhere\""),
         (input("E", "no-such-connection"), "connection_id", "choose the connection"),
+        (ConfigurationInput { whole_server: true, backup_type: BackupType::Full, ..input("G", &conn) }, "whole_server", "a whole server is a PostgreSQL server"),
+        (ConfigurationInput { exclude_databases: Some(" scratch_*, ".into()), ..input("H", &conn) }, "exclude_databases", "left out of a server backup only"),
         (
             ConfigurationInput { includes_tenant_data: false, includes_system_data: false, includes_logs: false, ..input("F", &conn) },
             "includes_tenant_data",

@@ -962,3 +962,136 @@ async fn an_event_trigger_is_planned_as_unsupported_for_a_restoring_user_who_is_
     let mut admin = PgConnection::connect(&format!("{}/postgres", crate::support::pg_base())).await.expect("connect");
     let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {tag}_maker"))).execute(&mut admin).await;
 }
+
+/// Casts, operators, text search dictionaries and configurations, a foreign server with user
+/// mappings and a foreign table, and a table with its indexes in a tablespace of their own: a
+/// full restore makes each again as the source has it (pg_dump of both compared; the tablespaces
+/// read from the catalog, which pg_dump's comparison here leaves out), on one connection and on
+/// several, and again over itself with --clean. A user mapping's password is not in the backup
+/// (the restored mapping equals the source's without it), and the backup says so. A target without the tablespace: named in the plan, refused, then
+/// made in the default tablespace with --skip-unsupported.
+#[tokio::test(flavor = "multi_thread")]
+async fn casts_operators_text_search_foreign_data_and_tablespaces_are_restored() {
+    let tag = format!("safehold_ts_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let location = dir.path().join("space");
+    std::fs::create_dir(&location).expect("mkdir");
+    let owned = std::process::Command::new("chown").arg("postgres").arg(&location).status().expect("chown");
+    assert!(owned.success(), "the tablespace's directory belongs to the server's user");
+    let mut admin = PgConnection::connect(&format!("{}/postgres", crate::support::pg_base())).await.expect("connect");
+    // What an earlier run that failed half-way left (empty: its databases were dropped).
+    let left: Vec<String> = sqlx::query_scalar("SELECT spcname::text FROM pg_tablespace WHERE spcname LIKE 'safehold\\_ts\\_%'").fetch_all(&mut admin).await.expect("tablespaces");
+    for t in left {
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLESPACE \"{t}\""))).execute(&mut admin).await;
+    }
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE TABLESPACE {tag} LOCATION '{}'", location.display()))).execute(&mut admin).await.expect("tablespace");
+    let src = ScratchDb::create().await;
+    src.execute(&format!(
+        "CREATE EXTENSION postgres_fdw; CREATE SCHEMA app;
+         CREATE TYPE pair AS (a int, b int);
+         CREATE FUNCTION pair_of(int) RETURNS pair LANGUAGE sql IMMUTABLE AS 'SELECT ROW($1, $1)::pair';
+         CREATE CAST (int AS pair) WITH FUNCTION pair_of(int) AS ASSIGNMENT;
+         CREATE CAST (pair AS text) WITH INOUT;
+         CREATE FUNCTION pair_sum(pair, pair) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT ($1).a + ($2).b';
+         CREATE OPERATOR ## (LEFTARG = pair, RIGHTARG = pair, FUNCTION = pair_sum, COMMUTATOR = ##);
+         CREATE FUNCTION app.same(int, int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 = $2';
+         CREATE OPERATOR app.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = app.same, NEGATOR = OPERATOR(app.!==), RESTRICT = eqsel, JOIN = eqjoinsel, HASHES);
+         CREATE TEXT SEARCH DICTIONARY app.my_simple (TEMPLATE = simple, STOPWORDS = english, ACCEPT = false);
+         CREATE TEXT SEARCH CONFIGURATION my_english (PARSER = default);
+         ALTER TEXT SEARCH CONFIGURATION my_english ADD MAPPING FOR asciiword, word WITH app.my_simple, english_stem;
+         CREATE TEXT SEARCH CONFIGURATION app.copied (COPY = english);
+         CREATE TABLE docs (id int PRIMARY KEY, body text, tsv tsvector GENERATED ALWAYS AS (to_tsvector('public.my_english', body)) STORED) TABLESPACE {tag};
+         CREATE INDEX docs_tsv ON docs USING gin (tsv) TABLESPACE {tag};
+         ALTER TABLE docs ADD CONSTRAINT docs_body UNIQUE (body) USING INDEX TABLESPACE {tag};
+         INSERT INTO docs (id, body) VALUES (1, 'the quick brown foxes'), (2, 'jumped over the lazy dogs');
+         CREATE SERVER remote FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'db.example', dbname 'shop', port '5433');
+         CREATE USER MAPPING FOR PUBLIC SERVER remote OPTIONS (user 'reader', password 'not-in-any-backup');
+         CREATE USER MAPPING FOR postgres SERVER remote OPTIONS (user 'admin');
+         CREATE FOREIGN TABLE app.remote_items (id int OPTIONS (column_name 'item_id') NOT NULL, name text COLLATE \"C\" DEFAULT 'none') SERVER remote OPTIONS (schema_name 'public', table_name 'items');
+         CREATE COLLATION app.nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+         CREATE PUBLICATION docs_feed FOR TABLE docs;"
+    ))
+    .await;
+    // Owned by a role of their own, one granted the server and a column of the foreign table.
+    src.execute(&format!(
+        "CREATE ROLE {tag}_keeper NOLOGIN SUPERUSER; CREATE ROLE {tag}_user NOLOGIN;
+         ALTER COLLATION app.nocase OWNER TO {tag}_keeper; ALTER OPERATOR app.=== (int, int) OWNER TO {tag}_keeper;
+         ALTER TEXT SEARCH CONFIGURATION my_english OWNER TO {tag}_keeper; ALTER TEXT SEARCH DICTIONARY app.my_simple OWNER TO {tag}_keeper;
+         ALTER SERVER remote OWNER TO {tag}_keeper; GRANT USAGE ON FOREIGN SERVER remote TO {tag}_user;
+         ALTER FOREIGN TABLE app.remote_items OWNER TO {tag}_keeper; GRANT SELECT (name) ON app.remote_items TO {tag}_user;
+         ALTER PUBLICATION docs_feed OWNER TO {tag}_keeper;"
+    ))
+    .await;
+    let repo = repo_with_password("pw");
+    let out = repo.backup(SourceSpec::Postgres { url: src.url() }).await;
+    assert!(out.warnings.iter().any(|w| w == "not in this backup: 1 user mapping passwords (a backup keeps no secret of another server: set them again after a restore) (public on server remote)"), "{:?}", out.warnings);
+    assert!(!out.warnings.iter().any(|w| w.starts_with("not in this backup (")), "everything else is carried: {:?}", out.warnings);
+    // The source as the backup has it, for the comparisons.
+    src.execute("ALTER USER MAPPING FOR PUBLIC SERVER remote OPTIONS (DROP password)").await;
+    let spaces = "SELECT c.relname::text, coalesce(sp.spcname::text, '') FROM pg_class c LEFT JOIN pg_tablespace sp ON sp.oid = c.reltablespace WHERE c.relname IN ('docs', 'docs_tsv', 'docs_body', 'docs_pkey') ORDER BY 1";
+    let read = async |db: &ScratchDb| -> (Vec<(String, String)>, Vec<String>) {
+        let mut c = PgConnection::connect(&db.url()).await.expect("connect");
+        let spaces: Vec<(String, String)> = sqlx::query_as(spaces).fetch_all(&mut c).await.expect("tablespaces");
+        let found: Vec<String> = sqlx::query_scalar("SELECT id || ':' || (tsv @@ to_tsquery('public.my_english', 'fox')) FROM docs ORDER BY id").fetch_all(&mut c).await.expect("search");
+        (spaces, found)
+    };
+    let (src_spaces, src_found) = read(&src).await;
+    assert_eq!(src_spaces, vec![("docs".into(), tag.clone()), ("docs_body".into(), tag.clone()), ("docs_pkey".into(), String::new()), ("docs_tsv".into(), tag.clone())]);
+    for jobs in [1, 3] {
+        let dst = ScratchDb::create().await;
+        let mut req = RestoreRequest::new(repo.path(), dst.url());
+        req.jobs = jobs;
+        run(&repo, &req).await.unwrap_or_else(|e| panic!("restore with {jobs} connections: {}", e.message));
+        assert_eq!(pg_dump(&src, &["--schema-only"], false), pg_dump(&dst, &["--schema-only"], false), "the same schema ({jobs} connections)");
+        assert_eq!(read(&dst).await, (src_spaces.clone(), src_found.clone()), "the same tablespaces and text search ({jobs} connections)");
+        if jobs == 3 {
+            // Over itself: --clean drops what is there (casts, servers, text search objects too).
+            req.clean = true;
+            run(&repo, &req).await.unwrap_or_else(|e| panic!("restore with --clean: {}", e.message));
+            assert_eq!(pg_dump(&src, &["--schema-only"], false), pg_dump(&dst, &["--schema-only"], false), "the same schema after --clean");
+        }
+    }
+    // Owners and grants, when asked.
+    let owners = "SELECT 'collation ' || collname || ' ' || pg_get_userbyid(collowner) FROM pg_collation WHERE collname = 'nocase' \
+        UNION ALL SELECT 'operator ' || oid::regoperator || ' ' || pg_get_userbyid(oprowner) FROM pg_operator WHERE oprname = '===' \
+        UNION ALL SELECT 'config ' || cfgname || ' ' || pg_get_userbyid(cfgowner) FROM pg_ts_config WHERE cfgname = 'my_english' \
+        UNION ALL SELECT 'dictionary ' || dictname || ' ' || pg_get_userbyid(dictowner) FROM pg_ts_dict WHERE dictname = 'my_simple' \
+        UNION ALL SELECT 'server ' || srvname || ' ' || pg_get_userbyid(srvowner) || ' ' || srvacl::text FROM pg_foreign_server \
+        UNION ALL SELECT 'foreign table ' || relname || ' ' || pg_get_userbyid(relowner) || ' ' || coalesce((SELECT attacl::text FROM pg_attribute WHERE attrelid = c.oid AND attname = 'name'), '-') FROM pg_class c WHERE relkind = 'f' \
+        UNION ALL SELECT 'publication ' || pubname || ' ' || pg_get_userbyid(pubowner) FROM pg_publication ORDER BY 1";
+    let owned = async |db: &ScratchDb| -> Vec<String> {
+        let mut c = PgConnection::connect(&db.url()).await.expect("connect");
+        sqlx::query_scalar(owners).fetch_all(&mut c).await.expect("owners")
+    };
+    let expected = owned(&src).await;
+    assert_eq!(expected.len(), 7, "{expected:?}");
+    assert!(expected.iter().all(|l| l.contains(&format!("{tag}_keeper"))), "{expected:?}");
+    let dst = ScratchDb::create().await;
+    let mut req = RestoreRequest::new(repo.path(), dst.url());
+    req.owners = true;
+    req.privileges = true;
+    run(&repo, &req).await.unwrap_or_else(|e| panic!("restore with owners and privileges: {}", e.message));
+    assert_eq!(owned(&dst).await, expected, "owners and grants as in the source");
+    drop(dst);
+    // A target without the tablespace (renamed while the test runs): in the plan, refused, then
+    // made in the default tablespace when asked.
+    sqlx::raw_sql(AssertSqlSafe(format!("ALTER TABLESPACE {tag} RENAME TO {tag}_away"))).execute(&mut admin).await.expect("rename");
+    let dst = ScratchDb::create().await;
+    let mut req = RestoreRequest::new(repo.path(), dst.url());
+    let p = plan(&repo, &req).await.expect("plan");
+    assert!(p.unsupported.iter().any(|u| u.starts_with(&format!("tablespace {tag} holds table public.docs, ")) && u.contains("index docs_tsv") && u.contains("constraint docs_body on public.docs")), "{:?}", p.unsupported);
+    let refused = run(&repo, &req).await.expect_err("refused");
+    assert!(refused.message.contains("--skip-unsupported"), "{}", refused.message);
+    req.skip_unsupported = true;
+    run(&repo, &req).await.expect("restored in the default tablespace");
+    let (dst_spaces, dst_found) = read(&dst).await;
+    assert!(dst_spaces.iter().all(|(_, s)| s.is_empty()), "{dst_spaces:?}");
+    assert_eq!(dst_found, src_found);
+    sqlx::raw_sql(AssertSqlSafe(format!("ALTER TABLESPACE {tag}_away RENAME TO {tag}"))).execute(&mut admin).await.expect("rename back");
+    drop((src, dst));
+    for r in ["keeper", "user"] {
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE IF EXISTS {tag}_{r}"))).execute(&mut admin).await;
+    }
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLESPACE IF EXISTS {tag}"))).execute(&mut admin).await.expect("drop the tablespace");
+}
+

@@ -226,6 +226,8 @@ async fn includes_choose_tenant_system_and_log_tables() {
         includes_logs: logs,
         is_active: true,
         continuous_protection: false,
+        whole_server: false,
+        exclude_databases: None,
         connection_id: conn_id.clone(),
     };
     for (name, t, s, l, expected) in [

@@ -209,3 +209,103 @@ async fn a_server_backup_of_16_is_restored_whole_onto_18_and_onto_14_without_wha
         drop_all(s, &tag).await;
     }
 }
+
+/// A configuration whose source is a whole server (issue 25 §1), run from the catalog like any
+/// other: each run backs up the databases the server has then (one made after the first run is
+/// in the second; excluded ones are not), its record names the set and keeps the databases'
+/// archives, the set opens and plans a restore; the Restore form sends such a backup to the
+/// server restore; retention deletes an expired set with its databases' archives. A server
+/// backup that is not full is refused field by field.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whole_server_configuration_finds_new_databases_and_retention_deletes_its_sets() {
+    use safehold_core::configurations::{self, BackupType, ConfigurationInput};
+    use safehold_core::{demo, history::JobStatus, runs};
+    let Some(servers) = servers() else { return };
+    let Some(server) = servers.iter().find(|(v, _)| *v == 15).map(|(_, u)| u.clone()) else {
+        eprintln!("skipped: needs PostgreSQL 15 in the matrix");
+        return;
+    };
+    let Some((_dir, ctx)) = crate::runs::keychain_home().await else { return };
+    demo::ensure(&ctx, false).await.expect("demo");
+    let tag = format!("cfg{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let (a, b, skipped) = (format!("{tag}_a"), format!("{tag}_b"), format!("{tag}_scratch"));
+    run(&format!("{server}/postgres"), &format!("CREATE DATABASE {a}; CREATE DATABASE {skipped}")).await;
+    run(&format!("{server}/{a}"), "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'row ' || i FROM generate_series(1, 50) i").await;
+    let mut input = safehold_core::connections::ConnectionInput::from_url("Matrix server", &format!("{server}/postgres")).expect("input");
+    input.password = None;
+    let conn = safehold_core::connections::add(&ctx, input).await.expect("connection");
+    let mut input = configurations::new_input(&ctx, "Whole server", &conn.id, "0 2 * * *").await.expect("input");
+    input.whole_server = true;
+    input.retention_days = 7;
+    // Other tests' databases on this server, and the one this test leaves out.
+    input.exclude_databases = Some(format!("safehold_*, srv*, cfg*_scratch, {}", "template*"));
+    let err = configurations::create(&ctx, ConfigurationInput { backup_type: BackupType::Incremental, ..input.clone() }).await.expect_err("not full");
+    assert!(err.fields.iter().any(|f| f.field == "backup_type" && f.message.contains("full each time")), "{:?}", err.fields);
+    let config = configurations::create(&ctx, input).await.expect("configuration");
+    assert!(config.whole_server && config.exclude_databases.as_deref().is_some_and(|x| x.contains("cfg*_scratch")));
+
+    let databases_of = |e: &safehold_core::history::BackupExecution| -> Vec<String> {
+        let mut v: Vec<String> = e.metadata["databases"].as_array().expect("databases").iter().filter_map(|d| d["database"].as_str().map(str::to_string)).filter(|d| d.starts_with(&tag)).collect();
+        v.sort();
+        v
+    };
+    let first = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("run");
+    assert_eq!(first.status, JobStatus::Completed, "{:?}", first.error_message);
+    assert_eq!(databases_of(&first), std::slice::from_ref(&a));
+    let set_file = first.file_path.clone().expect("the set's archive");
+    assert!(std::path::Path::new(&set_file).parent().is_some_and(|p| p.ends_with("servers")), "{set_file}");
+    safehold_core::verify::quick(std::path::Path::new(&set_file), first.checksum.as_deref()).expect("the set matches its record");
+    let first_members = first.server_members();
+    assert!(first_members.len() >= 2 && first_members.iter().all(|m| std::path::Path::new(m).exists()), "postgres and {a}: {first_members:?}");
+    assert!(first.record_count.unwrap_or_default() >= 50);
+
+    // A database made after the first run is in the next one.
+    run(&format!("{server}/postgres"), &format!("CREATE DATABASE {b}")).await;
+    let second = runs::run(&ctx, &runs::enqueue(&ctx, &config.id).await.expect("enqueue"), &CancelToken::new()).await.expect("run");
+    assert_eq!(second.status, JobStatus::Completed, "{:?}", second.error_message);
+    assert_eq!(databases_of(&second), [a.clone(), b.clone()]);
+
+    // The set opens with the repository's keys and plans a restore of its databases.
+    let repo = std::path::Path::new(&set_file).parent().and_then(|p| p.parent()).expect("repository").to_path_buf();
+    let keys = safehold_core::keys::custody::key_sources(&ctx).await.expect("keys");
+    let mut req = request(&repo, &server);
+    req.set_id = second.metadata["archive_id"].as_str().map(str::to_string);
+    req.databases = vec![a.clone(), b.clone()];
+    let plan = servers::plan(&req, &keys).await.expect("plan");
+    let mut planned: Vec<&str> = plan.databases.iter().map(|d| d.database.as_str()).collect();
+    planned.sort();
+    assert_eq!(planned, [a.as_str(), b.as_str()]);
+
+    // The Restore form names the server restore for such a backup.
+    let form = safehold_core::restore::records::RestoreForm {
+        backup_execution_id: second.id.clone(),
+        connection_id: conn.id.clone(),
+        target_file: None,
+        restore_type: safehold_core::restore::RestoreType::Full,
+        tables: vec![],
+        exclude_tables: vec![],
+        tenant_id: None,
+        preserve_ids: true,
+        new_tenant_id: None,
+        new_tenant_name: None,
+        on_conflict: None,
+        restore_point: None,
+        safety_backup: true,
+        clean: false,
+        skip_unsupported: None,
+        owners_and_privileges: None,
+    };
+    let refused = safehold_core::restore::records::plan(&ctx, &form).await.expect_err("a set is not restored as one database");
+    assert!(refused.message.contains("server backup") && refused.message.contains("--server") && refused.message.contains(&b), "{}", refused.message);
+
+    // Retention a month on: the first set and its databases' archives go; the newest full stays.
+    let gone = safehold_core::retention::apply_at(&ctx, &config.id, chrono::Utc::now() + chrono::Duration::days(30)).await.expect("retention");
+    assert_eq!(gone.delete_count, 1, "{gone:?}");
+    assert!(!std::path::Path::new(&set_file).exists() && first_members.iter().all(|m| !std::path::Path::new(m).exists()), "the set and its databases are deleted");
+    assert!(second.server_members().iter().all(|m| std::path::Path::new(m).exists()), "the kept set keeps its databases");
+
+    let mut c = PgConnection::connect(&format!("{server}/postgres")).await.expect("connect");
+    for d in [&a, &b, &skipped] {
+        let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {d} WITH (FORCE)"))).execute(&mut c).await;
+    }
+}
