@@ -6,6 +6,7 @@ pub mod pg_apply;
 pub mod pg_logical;
 mod pg_create;
 mod pg_objects;
+pub mod pg_stats;
 pub use pg_objects::user_mapping_role;
 pub mod pg_globals;
 mod pg_parallel;

@@ -5,7 +5,8 @@
 //! as soon as the steps it needs are done and the tables it locks are free: a table's index builds
 //! start the moment its rows are in and share the table with each other, while other tables are
 //! still loading; a foreign key is added as soon as both of its tables are complete. When a step
-//! is the only work left to start, an index build it runs uses the idle cores too. A big table is
+//! is the only work left to start, an index build it runs uses the idle cores too. A complete
+//! table is analyzed (`ANALYZE`) as a step of its own, beside the others' work. A big table is
 //! loaded by every worker that has nothing else to do: its rows are read once, in order (and
 //! checked), and shared out a chunk of whole lines at a time to one COPY per worker.
 
@@ -66,12 +67,15 @@ pub async fn restore_parallel(chain: &Chain, url: &str, jobs: usize, cancel: &Ca
 async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
     let schema = archived_schema(reader, index)?;
-    {
+    let version: i32 = {
         let mut conn = connect(url).await?;
         let mut tx = conn.begin().await.map_err(q("start the restore"))?;
         create_objects(&mut tx, &schema, cancel).await?;
         tx.commit().await.map_err(q("commit the schema"))?;
-    }
+        sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut conn).await.map_err(q("read the server's version"))?
+    };
+    // Tables whose statistics are imported at the end (PostgreSQL 18+) are not analyzed.
+    let imported: HashSet<String> = schema.tables.iter().filter(|t| super::postgres::imports_statistics(version, &schema, (&t.schema, &t.name))).map(PgTable::section).collect();
     let mut tables: Vec<PgTable> = schema.tables.clone();
     let size = |t: &PgTable| index.section(&t.section()).map(|e| e.plain_bytes).unwrap_or(0);
     tables.sort_by_key(|t| std::cmp::Reverse(size(t)));
@@ -79,7 +83,7 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
     // of the chain (a table with deltas is loaded and patched in one transaction).
     let split_bytes = split_bytes();
     let split: HashSet<String> = if jobs > 1 { tables.iter().map(PgTable::section).filter(|s| index.section(s).is_some_and(|e| e.mode.is_none() && e.plain_bytes >= split_bytes)).collect() } else { HashSet::new() };
-    let (plan, rest) = Plan::new(tables, schema.post.clone());
+    let (plan, rest) = Plan::new(tables, schema.post.clone(), &imported);
     let total_tables = schema.tables.len() as u64;
     let shared = Arc::new(Shared {
         plan: Mutex::new(plan),
@@ -115,8 +119,7 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
         return Err(e);
     }
     tracing::debug!("restore at {:.2}s: tables loaded, keys, indexes and foreign keys built", shared.started.elapsed().as_secs_f64());
-    analyze(url, super::postgres::to_analyze(&schema, index), jobs, total_tables, shared.rows.load(SeqCst), cancel, progress).await?;
-    tracing::debug!("restore at {:.2}s: statistics gathered", shared.started.elapsed().as_secs_f64());
+
     // Triggers, sequence values, policies, comments, materialized views: in order, at the end.
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await.map_err(q("start the last step"))?;
@@ -125,36 +128,14 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
         cancel.check()?;
         sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
     }
+    // The statistics imported (18+), and what is still to analyze: the partitioned tables (their
+    // partitions' were gathered as each was complete), tables whose import the server refused.
+    let analyze = super::postgres::gather_statistics(&mut tx, &schema, false).await?;
+    if !analyze.is_empty() {
+        sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {}", analyze.join(", ")))).execute(&mut *tx).await.map_err(|e| restore_error("the optimizer's statistics (ANALYZE)", &e))?;
+    }
     tx.commit().await.map_err(q("commit the restore"))?;
     Ok(shared.rows.load(SeqCst))
-}
-
-/// ANALYZE of the restored tables on `jobs` connections, the biggest tables first (`tables` comes
-/// sorted so), each connection taking the next table when it is free.
-async fn analyze(url: &str, tables: Vec<String>, jobs: usize, total: u64, rows: u64, cancel: &CancelToken, progress: &ProgressSink) -> Result<()> {
-    if tables.is_empty() {
-        return Ok(());
-    }
-    progress(Progress { phase: "analyze".into(), table: None, tables_done: total, tables_total: total, rows, bytes: 0 });
-    let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(tables)));
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..jobs.min(queue.lock().map(|q| q.len()).unwrap_or(1)) {
-        let (queue, url, cancel) = (queue.clone(), url.to_string(), cancel.clone());
-        set.spawn(async move {
-            let mut conn = connect(&url).await?;
-            loop {
-                cancel.check()?;
-                let Some(t) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
-                sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {t}"))).execute(&mut conn).await.map_err(|e| restore_error(&format!("the optimizer's statistics of {t} (ANALYZE)"), &e))?;
-            }
-            let _ = conn.close().await;
-            Ok::<(), Error>(())
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r.map_err(|e| Error::new(ErrorCode::Internal, format!("an ANALYZE worker failed: {e}")).caused_by(&e))??;
-    }
-    Ok(())
 }
 
 struct Shared {
@@ -474,10 +455,14 @@ impl Plan {
     /// partitioned table's key is valid once every partition's is attached). Phase 3: foreign
     /// keys that involve those, or that name no referenced table (archives before foreign keys
     /// named it).
-    fn new(tables: Vec<PgTable>, post: Vec<Stmt>) -> (Plan, Vec<Stmt>) {
+    fn new(tables: Vec<PgTable>, post: Vec<Stmt>, imported: &HashSet<String>) -> (Plan, Vec<Stmt>) {
         let mut steps = Vec::new();
         let mut load_of = HashMap::new();
+        let mut analyzed = Vec::new();
         for t in tables {
+            if !imported.contains(&t.section()) {
+                analyzed.push((t.section(), format!("{}.{}", qi(&t.schema), qi(&t.name))));
+            }
             load_of.insert(t.section(), steps.len());
             steps.push(Step { locks: vec![(t.section(), Lock::Alone)], task: Task::Load(t), after: vec![], phase: 0 });
         }
@@ -540,6 +525,14 @@ impl Plan {
         }
         for (table, ids) in &builds {
             complete.entry(table.clone()).or_default().extend(ids.iter().copied());
+        }
+        // The optimizer's statistics of each table once it is complete (its expression indexes
+        // are analyzed with it), beside the other tables' work; the table is its alone meanwhile.
+        for (section, name) in analyzed {
+            let mut after = vec![load_of[&section]];
+            after.extend(complete.get(&section).into_iter().flatten().copied());
+            let st = Stmt { what: format!("statistics of {section} (ANALYZE)"), sql: format!("ANALYZE {name}"), table: Some(section), references: None };
+            push(&mut steps, st, Lock::Alone, after, 0);
         }
         let posts_end = steps.len();
         for st in fks {
@@ -726,7 +719,7 @@ mod tests {
             stmt(r#"ALTER TABLE public.big ADD CONSTRAINT "big_fk" FOREIGN KEY (id) REFERENCES public.small(id)"#, "big", Some("small")),
             stmt("CREATE TRIGGER trg AFTER INSERT ON public.big FOR EACH ROW EXECUTE FUNCTION f()", "big", None),
         ];
-        let (mut plan, rest) = Plan::new(vec![table("big"), table("small")], post);
+        let (mut plan, rest) = Plan::new(vec![table("big"), table("small")], post, &HashSet::new());
         assert_eq!(rest.len(), 1, "the trigger is left for the last step");
         // Two workers: both start loading.
         let a = take(&mut plan);
@@ -739,6 +732,9 @@ mod tests {
         plan.finish(b.0);
         let b = take(&mut plan);
         assert_eq!(b.1, r#"ALTER TABLE public.small ADD CONSTRAINT "small_pkey" PRIMARY KEY USING INDEX "small_pkey""#);
+        plan.finish(b.0);
+        let b = take(&mut plan);
+        assert_eq!(b.1, r#"ANALYZE "public"."small""#, "a complete table's statistics at once");
         plan.finish(b.0);
         assert_eq!(take(&mut plan).1, "wait", "the foreign key waits for the big table");
         plan.finish(a.0);
@@ -761,6 +757,10 @@ mod tests {
         assert!(a.1.contains("CHECK"));
         plan.finish(a.0);
         let a = take(&mut plan);
+        assert_eq!(a.1, r#"ANALYZE "public"."big""#, "the statistics once every build and check of the table is done");
+        assert_eq!(take(&mut plan).1, "wait", "the foreign key waits for the table alone");
+        plan.finish(a.0);
+        let a = take(&mut plan);
         assert!(a.1.contains("FOREIGN KEY"));
         assert_eq!(take(&mut plan).1, "finished", "nothing is left to start");
         plan.finish(a.0);
@@ -772,10 +772,13 @@ mod tests {
             stmt("CREATE INDEX parent_idx ON public.parent USING btree (id)", "parent", None),
             stmt(r#"ALTER TABLE public.t ADD CONSTRAINT "t_fk" FOREIGN KEY (id) REFERENCES public.parent(id)"#, "t", Some("parent")),
         ];
-        let (mut plan, _) = Plan::new(vec![table("t")], post);
+        let (mut plan, _) = Plan::new(vec![table("t")], post, &HashSet::new());
         let a = take(&mut plan);
         assert_eq!(a.1, "load t");
         assert_eq!(take(&mut plan).1, "wait");
+        plan.finish(a.0);
+        let a = take(&mut plan);
+        assert_eq!(a.1, r#"ANALYZE "public"."t""#);
         plan.finish(a.0);
         let a = take(&mut plan);
         assert_eq!(a.1, "CREATE INDEX parent_idx ON public.parent USING btree (id)");

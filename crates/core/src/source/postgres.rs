@@ -136,6 +136,9 @@ pub struct PgSchema {
     pub access: Vec<super::pg_access::Access>,
     #[serde(default)]
     pub default_access: Vec<super::pg_access::DefaultAccess>,
+    /// The optimizer's statistics as the source's last ANALYZE left them ([`super::pg_stats`]).
+    #[serde(default)]
+    pub stats: super::pg_stats::Stats,
 }
 
 pub(crate) fn qi(s: &str) -> String {
@@ -699,6 +702,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         s.post.push(Stmt { what: format!("event trigger {name}"), sql, table: None, references: None });
     }
     super::pg_objects::read(conn, &mut s).await?;
+    s.stats = super::pg_stats::read(conn).await?;
     (s.owners, s.access) = super::pg_access::read(conn).await?;
     s.default_access = super::pg_access::read_defaults(conn).await?;
     let classes = classify(&table_names, &|t| with_tenant.contains(t), &fks, tenants_table);
@@ -1356,7 +1360,9 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
         cancel.check()?;
         sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
     }
-    let analyze = to_analyze(&schema, index);
+    // The optimizer's statistics, so that the restored database is planned well at once (not
+    // after autovacuum gets to it): imported where the target can, else gathered again.
+    let analyze = gather_statistics(&mut tx, &schema, true).await?;
     if !analyze.is_empty() {
         progress(Progress { phase: "analyze".into(), table: None, tables_done: n, tables_total: n, rows: total, bytes: 0 });
         sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {}", analyze.join(", ")))).execute(&mut *tx).await.map_err(|e| restore_error("the optimizer's statistics (ANALYZE)", &e))?;
@@ -1366,20 +1372,34 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
     Ok(total)
 }
 
-/// The relations a full restore analyzes before it says it is done, biggest first: every table
-/// loaded, and the partitioned tables above them (whose statistics nothing else gathers). A
-/// restored database is then planned as well as its source at once, without waiting for
-/// autovacuum (on a restore of the benchmark set, see docs/benchmarks.md, the cost of this step).
-pub(super) fn to_analyze(schema: &PgSchema, index: &ArchiveIndex) -> Vec<String> {
-    let mut tables: Vec<&PgTable> = schema.tables.iter().collect();
-    tables.sort_by_key(|t| std::cmp::Reverse(index.section(&t.section()).map(|e| e.plain_bytes).unwrap_or(0)));
-    let mut out: Vec<String> = tables.iter().map(|t| format!("{}.{}", qi(&t.schema), qi(&t.name))).collect();
+/// Whether a restore onto a server of `version` imports the statistics of `schema.table` (18 and
+/// later, when the source had analyzed it) instead of analyzing it.
+pub(super) fn imports_statistics(version: i32, schema: &PgSchema, table: (&str, &str)) -> bool {
+    version >= super::pg_stats::IMPORTS_FROM && schema.stats.analyzed(table.0, table.1)
+}
+
+/// Imports the backup's statistics when the target can (PostgreSQL 18 and later), and returns
+/// what a full restore must still ANALYZE (written for SQL): the tables whose statistics the
+/// target did not take, those it does not import (`with_tables`: a parallel restore analyzed
+/// them already) — every table on an older server —, and the partitioned tables above them.
+pub(super) async fn gather_statistics(conn: &mut PgConnection, schema: &PgSchema, with_tables: bool) -> Result<Vec<String>> {
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut *conn).await.map_err(q("read the server's version"))?;
+    let imported = |t: &str, n: &str| imports_statistics(version, schema, (t, n));
+    let refused = if version >= super::pg_stats::IMPORTS_FROM { schema.stats.import(conn).await? } else { Vec::new() };
+    let mut out: Vec<String> = schema
+        .tables
+        .iter()
+        .filter(|t| (with_tables && !imported(&t.schema, &t.name)) || refused.iter().any(|(s, n)| *s == t.schema && *n == t.name))
+        .map(|t| format!("{}.{}", qi(&t.schema), qi(&t.name)))
+        .collect();
     let roots: std::collections::BTreeSet<&String> = schema.tables.iter().filter_map(|t| t.root.as_ref()).collect();
     for root in roots {
         let (ns, name) = super::tenancy::split_section(root);
-        out.push(format!("{}.{}", qi(&ns), qi(&name)));
+        if !imported(&ns, &name) {
+            out.push(format!("{}.{}", qi(&ns), qi(&name)));
+        }
     }
-    out
+    Ok(out)
 }
 
 /// Tables, views and materialized views of the users' schemas (not of extensions).

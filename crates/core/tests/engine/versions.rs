@@ -182,3 +182,55 @@ async fn a_virtual_generated_column_round_trips_on_18_and_is_refused_by_name_on_
         assert_eq!(got, [(1, 4, "s".to_string()), (2, 10, "s".to_string())], "PostgreSQL {}", older.0);
     }
 }
+
+/// The optimizer's statistics (issue 25 §2): a full restore onto PostgreSQL 18 imports the
+/// source's, exactly as its last ANALYZE left them (a histogram of 10 buckets, which an ANALYZE
+/// on the target would not give), on one connection and on several; onto an older server it
+/// gathers them (ANALYZE). A table the source never analyzed is analyzed either way: every
+/// restored table has statistics when the restore returns.
+#[tokio::test(flavor = "multi_thread")]
+async fn statistics_are_imported_onto_18_and_gathered_on_older_servers() {
+    let Some(servers) = servers() else { return };
+    let find = |v: u32| servers.iter().find(|(w, _)| *w == v).map(|(_, u)| u.clone());
+    let (Some(src), Some(new), Some(old)) = (find(16), find(18), find(14)) else {
+        eprintln!("skipped: needs PostgreSQL 14, 16 and 18 in the matrix");
+        return;
+    };
+    let source = ScratchDb::create_on(&src).await;
+    source
+        .execute(
+            "CREATE TABLE measured (id int PRIMARY KEY, kind text, score int); \
+             INSERT INTO measured SELECT i, CASE WHEN i % 10 < 7 THEN 'common' ELSE 'kind ' || (i % 97) END, (i * 7919) % 1000 FROM generate_series(1, 20000) i; \
+             SET default_statistics_target = 10; ANALYZE measured; RESET default_statistics_target; \
+             CREATE TABLE never_analyzed (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = false); \
+             INSERT INTO never_analyzed SELECT i, 'v' || i FROM generate_series(1, 500) i",
+        )
+        .await;
+    let stats = async |url: &str, table: &str| -> Vec<String> {
+        let mut c = PgConnection::connect(url).await.expect("connect");
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT format('%s null=%s distinct=%s mcv=%s hist=%s', attname, null_frac, n_distinct, most_common_vals, histogram_bounds) FROM pg_stats WHERE tablename = '{table}' ORDER BY attname"
+        )))
+        .fetch_all(&mut c)
+        .await
+        .expect("pg_stats")
+    };
+    let expected = stats(&source.url(), "measured").await;
+    assert_eq!(expected.len(), 3, "{expected:?}");
+    assert!(stats(&source.url(), "never_analyzed").await.is_empty(), "the source never analyzed it");
+    let repo = repo_with_password("stats");
+    let taken = repo.backup(SourceSpec::Postgres { url: source.url() }).await;
+    for jobs in [1, 2] {
+        let target = ScratchDb::create_on(&new).await;
+        let chain = repo.keys.open_chain(Path::new(&taken.archive), None).await.expect("chain");
+        let result = restore::restore_chain(chain, &SourceSpec::Postgres { url: target.url() }, jobs, true, &CancelToken::new(), &no_progress()).await;
+        result.unwrap_or_else(|e| panic!("restore onto 18 with {jobs} connections: {}", e.message));
+        assert_eq!(stats(&target.url(), "measured").await, expected, "18 imports the source's statistics ({jobs} connections)");
+        assert_eq!(stats(&target.url(), "never_analyzed").await.len(), 2, "a table the source never analyzed is analyzed ({jobs} connections)");
+    }
+    let target = ScratchDb::create_on(&old).await;
+    repo.restore(Path::new(&taken.archive), &SourceSpec::Postgres { url: target.url() }).await.expect("restore onto 14");
+    let gathered = stats(&target.url(), "measured").await;
+    assert_eq!(gathered.len(), 3, "14 gathers them: {gathered:?}");
+    assert_eq!(stats(&target.url(), "never_analyzed").await.len(), 2);
+}
