@@ -61,6 +61,10 @@ pub(crate) async fn run(ctx: &Ctx, json: bool, cmd: ConfigCommand) -> Result<(),
                 print_json(&done);
             } else {
                 println!("{} backup of \"{}\": {:?}{}", done.backup_type, name, done.status, done.file_path.as_deref().map(|p| format!(" — {p}")).unwrap_or_default());
+                // A server backup: its databases, each an archive of its own.
+                for d in done.metadata.get("databases").and_then(|d| d.as_array()).into_iter().flatten() {
+                    println!("  {:<30} {} tables, {} rows", d["database"].as_str().unwrap_or_default(), d["tables"], d["rows"]);
+                }
             }
             if let Some(e) = done.error_message {
                 return Err(Error::new(safehold_core::ErrorCode::Database, e));

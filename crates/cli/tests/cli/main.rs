@@ -1638,6 +1638,16 @@ fn a_server_backup_is_listed_planned_and_restored_onto_a_newer_server() {
     assert!(!wrong.status.success() && String::from_utf8_lossy(&wrong.stderr).contains("--all-databases"), "{}", String::from_utf8_lossy(&wrong.stderr));
     let listed = stdout_json(&run(&["--json", "ls", repo_s]));
     assert_eq!(listed.as_array().expect("list").iter().filter(|r| r["type"] == "server").count(), 1, "{listed}");
+    // The same as a configuration, run from the catalog: the server's databases found at run time.
+    assert!(run(&["demo"]).status.success());
+    stdout_json(&run(&["connection", "add", "old-server", &format!("{old}/postgres"), "--json"]));
+    let refused = run(&["config", "add", "Server", "--connection", "old-server", "--schedule", "0 3 * * *", "--whole-server", "on", "--type", "incremental"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("full each time"), "{}", String::from_utf8_lossy(&refused.stderr));
+    let created = stdout_json(&run(&["config", "add", "Server", "--connection", "old-server", "--schedule", "0 3 * * *", "--whole-server", "on", "--exclude-databases", "safehold_*, srv*, cfg*, template*", "--json"]));
+    assert_eq!((created["whole_server"].as_bool(), created["exclude_databases"].as_str()), (Some(true), Some("safehold_*, srv*, cfg*, template*")), "{created}");
+    let ran = run(&["config", "run", "Server"]);
+    let said = String::from_utf8_lossy(&ran.stdout);
+    assert!(ran.status.success() && said.contains("Completed") && said.contains("/servers/") && said.contains(&format!("{db} ")) && said.contains("1 tables, 50 rows"), "{said}{}", String::from_utf8_lossy(&ran.stderr));
 
     let target = format!("{new}/");
     let restore = ["restore", "--from", repo_s, "--server", "--target", &target, "--database", &db];
