@@ -7,6 +7,7 @@ pub mod pg_logical;
 mod pg_create;
 mod pg_objects;
 pub mod pg_stats;
+mod pg_extdata;
 pub use pg_objects::user_mapping_role;
 pub mod pg_globals;
 mod pg_parallel;

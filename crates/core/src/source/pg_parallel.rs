@@ -124,6 +124,7 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await.map_err(q("start the last step"))?;
     super::postgres::load_large_objects(&mut tx, chain, cancel).await?;
+    super::pg_extdata::load(&mut tx, chain, &schema, cancel).await?;
     for st in &rest {
         cancel.check()?;
         sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;

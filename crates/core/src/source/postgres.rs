@@ -11,9 +11,9 @@
 //! Casts, operators, text search dictionaries and configurations, foreign servers, user mappings
 //! (without passwords) and foreign tables: [`super::pg_objects`]. Owners and privileges when a
 //! restore asks: [`super::pg_access`].
+//! The rows of extensions' configuration tables: [`super::pg_extdata`].
 //! Not carried yet: operator classes, text search parsers and templates, foreign-data wrappers
-//! outside an extension, the rows of extensions' configuration tables — a backup names those it
-//! finds ([`not_carried`]).
+//! outside an extension — a backup names those it finds ([`not_carried`]).
 
 use std::str::FromStr;
 
@@ -139,6 +139,9 @@ pub struct PgSchema {
     /// The optimizer's statistics as the source's last ANALYZE left them ([`super::pg_stats`]).
     #[serde(default)]
     pub stats: super::pg_stats::Stats,
+    /// Extensions' configuration tables whose rows the backup carries ([`super::pg_extdata`]).
+    #[serde(default)]
+    pub extension_tables: Vec<super::pg_extdata::ExtensionTable>,
 }
 
 pub(crate) fn qi(s: &str) -> String {
@@ -989,6 +992,10 @@ pub async fn snapshot(url: &str, req: &super::DumpScope) -> Result<Snapshot> {
     );
     let mut schema = read_schema(&mut conn, &req.tenant_column, &req.tenants_table).await?;
     schema.tables.retain(|t| req.include.wants(t.class) && req.tables.as_ref().is_none_or(|only| only.contains(&t.section())));
+    // The rows extensions keep as configuration: in a backup of the whole database.
+    if req.tenants.is_empty() && req.tables.is_none() && req.include.system_data {
+        schema.extension_tables = super::pg_extdata::read(&mut conn).await?;
+    }
     // A tenant export: each tenant table's rows of the chosen tenants (found by the tenant column
     // and foreign keys, as a tenant restore finds them), the shared tables whole.
     let tenant_filter = if req.tenants.is_empty() { None } else { Some(tenant_predicates(&mut conn, &schema, req).await?) };
@@ -1072,6 +1079,7 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
     let mut warnings = warnings;
     if let Some(c) = conns.first_mut() {
         warnings.extend(dump_large_objects(c, &shared, cancel).await?);
+        super::pg_extdata::dump(c, &schema.extension_tables, &shared, cancel).await?;
         warnings.extend(not_carried(c).await?);
     }
     let archive = shared.into_inner().map_err(|_| Error::new(ErrorCode::Internal, "a backup worker failed"))?;
@@ -1100,12 +1108,11 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
 /// first names: said as a warning of the backup, so nobody learns it at restore time. And the
 /// user mappings whose password the backup left out (it keeps no secret of another server).
 pub async fn not_carried(conn: &mut PgConnection) -> Result<Vec<String>> {
-    let kinds: [(&str, String); 6] = [
+    let kinds: [(&str, String); 5] = [
         ("operator classes", format!("SELECT format('%s.%s', n.nspname, o.opcname) FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace WHERE {USER_NS} AND {}", not_ext("o.oid"))),
         ("text search parsers", format!("SELECT format('%s.%s', n.nspname, t.prsname) FROM pg_ts_parser t JOIN pg_namespace n ON n.oid = t.prsnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
         ("text search templates", format!("SELECT format('%s.%s', n.nspname, t.tmplname) FROM pg_ts_template t JOIN pg_namespace n ON n.oid = t.tmplnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
         ("foreign-data wrappers outside an extension", format!("SELECT w.fdwname::text FROM pg_foreign_data_wrapper w WHERE {}", not_ext("w.oid"))),
-        ("extension configuration tables (their rows)", "SELECT format('%s of extension %s', c::regclass, e.extname) FROM pg_extension e CROSS JOIN LATERAL unnest(e.extconfig) c".to_string()),
         ("user mapping passwords (a backup keeps no secret of another server: set them again after a restore)", "SELECT format('%s on server %s', u.usename, u.srvname) FROM pg_user_mappings u WHERE EXISTS (SELECT 1 FROM pg_options_to_table(u.umoptions) WHERE option_name = 'password')".to_string()),
     ];
     // One query for all kinds: a backup's fixed cost stays one round trip.
@@ -1302,7 +1309,7 @@ async fn bind_tenants(conn: &mut PgConnection, tenants: &[String]) -> Result<()>
 
 /// Streams `COPY … TO STDOUT` into a new section; returns the rows written. Other workers'
 /// sections may be open at the same time: the archive is locked only while a chunk is handed over.
-async fn copy_section(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut ArchiveWriter>, name: &str, kind: &str, sql: &str, mode: Option<&str>, cancel: &CancelToken) -> Result<u64> {
+pub(super) async fn copy_section(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut ArchiveWriter>, name: &str, kind: &str, sql: &str, mode: Option<&str>, cancel: &CancelToken) -> Result<u64> {
     let locked = || archive.lock().map_err(|_| Error::new(ErrorCode::Internal, "a backup worker failed while writing the archive"));
     let mut sec = locked()?.begin(name, kind);
     if let Some(m) = mode {
@@ -1356,6 +1363,7 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
     }
     progress(Progress { phase: "restore".into(), table: None, tables_done: n, tables_total: n, rows: total, bytes: 0 });
     load_large_objects(&mut tx, chain, cancel).await?;
+    super::pg_extdata::load(&mut tx, chain, &schema, cancel).await?;
     for st in &schema.post {
         cancel.check()?;
         sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;

@@ -64,6 +64,14 @@ async fn split(db: &ScratchDb, t: &str) -> (BTreeMap<&'static str, Vec<String>>,
     (mine, others)
 }
 
+/// Drops `db`'s database (its name stays `db`'s, dropped again at its end): a restore with
+/// `--create` makes it, on several connections (the parallel restore).
+async fn vacate(db: &ScratchDb) {
+    let name = db.url().rsplit('/').next().unwrap_or_default().to_string();
+    let mut admin = PgConnection::connect(&format!("{}/postgres", crate::support::pg_base())).await.expect("connect");
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).execute(&mut admin).await.expect("drop");
+}
+
 fn request(repo: &Repo, target: &ScratchDb) -> RestoreRequest {
     let mut r = RestoreRequest::new(repo.path(), target.url());
     r.jobs = 2;
@@ -1041,12 +1049,17 @@ async fn casts_operators_text_search_foreign_data_and_tablespaces_are_restored()
         let dst = ScratchDb::create().await;
         let mut req = RestoreRequest::new(repo.path(), dst.url());
         req.jobs = jobs;
+        if jobs > 1 {
+            vacate(&dst).await;
+            req.create = true;
+        }
         run(&repo, &req).await.unwrap_or_else(|e| panic!("restore with {jobs} connections: {}", e.message));
         assert_eq!(pg_dump(&src, &["--schema-only"], false), pg_dump(&dst, &["--schema-only"], false), "the same schema ({jobs} connections)");
         assert_eq!(read(&dst).await, (src_spaces.clone(), src_found.clone()), "the same tablespaces and text search ({jobs} connections)");
         if jobs == 3 {
             // Over itself: --clean drops what is there (casts, servers, text search objects too).
             req.clean = true;
+            req.create = false;
             run(&repo, &req).await.unwrap_or_else(|e| panic!("restore with --clean: {}", e.message));
             assert_eq!(pg_dump(&src, &["--schema-only"], false), pg_dump(&dst, &["--schema-only"], false), "the same schema after --clean");
         }
@@ -1095,3 +1108,66 @@ async fn casts_operators_text_search_foreign_data_and_tablespaces_are_restored()
     sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLESPACE IF EXISTS {tag}"))).execute(&mut admin).await.expect("drop the tablespace");
 }
 
+
+/// An extension's configuration table (`pg_extension_config_dump`, as pg_cron's job list or
+/// pg_partman's settings): the rows the application added are in the backup — its own, which
+/// `CREATE EXTENSION` makes, are not — and a full restore puts them back beside the extension's,
+/// with the sequence's value, on one connection and on several, and over itself with --clean
+/// (the target's rows of the application replaced, not doubled). The test installs a small
+/// extension of its own into the server's extension folder (skipped where it cannot write there).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_extensions_configuration_rows_are_restored() {
+    let mut admin = PgConnection::connect(&format!("{}/postgres", crate::support::pg_base())).await.expect("connect");
+    let share: String = sqlx::query_scalar("SELECT setting FROM pg_config WHERE name = 'SHAREDIR'").fetch_one(&mut admin).await.expect("sharedir");
+    let dir = std::path::Path::new(&share).join("extension");
+    let control = dir.join("safehold_cfgtest.control");
+    let script = dir.join("safehold_cfgtest--1.0.sql");
+    let written = std::fs::write(&control, "comment = 'a configuration table, for Safehold''s tests'\ndefault_version = '1.0'\nrelocatable = false\nschema = public\n").and_then(|_| {
+        std::fs::write(
+            &script,
+            "CREATE TABLE jobs (id serial PRIMARY KEY, name text NOT NULL UNIQUE, schedule text, system boolean NOT NULL DEFAULT false);\n\
+             INSERT INTO jobs (name, schedule, system) VALUES ('vacuum the queue', '*/5 * * * *', true);\n\
+             SELECT pg_catalog.pg_extension_config_dump('jobs', 'WHERE NOT system');\n\
+             SELECT pg_catalog.pg_extension_config_dump('jobs_id_seq', '');\n",
+        )
+    });
+    if let Err(e) = written {
+        eprintln!("skipped: cannot install a test extension into {} ({e})", dir.display());
+        return;
+    }
+    let src = ScratchDb::create().await;
+    src.execute("CREATE EXTENSION safehold_cfgtest; INSERT INTO jobs (name, schedule) VALUES ('nightly report', '0 2 * * *'), ('hourly sync', '0 * * * *'); CREATE TABLE app (id int PRIMARY KEY)").await;
+    let repo = repo_with_password("pw");
+    let out = repo.backup(SourceSpec::Postgres { url: src.url() }).await;
+    assert!(!out.warnings.iter().any(|w| w.contains("configuration")), "carried, not named: {:?}", out.warnings);
+    let jobs = async |db: &ScratchDb| -> (Vec<String>, i64) {
+        let mut c = PgConnection::connect(&db.url()).await.expect("connect");
+        let rows: Vec<String> = sqlx::query_scalar("SELECT id || ' ' || name || ' ' || coalesce(schedule, '-') || ' ' || system FROM jobs ORDER BY id").fetch_all(&mut c).await.expect("jobs");
+        let next: i64 = sqlx::query_scalar("SELECT nextval('jobs_id_seq')").fetch_one(&mut c).await.expect("nextval");
+        (rows, next)
+    };
+    let expected = jobs(&src).await;
+    assert_eq!(expected.0.len(), 3, "{expected:?}");
+    for n in [1, 2] {
+        let dst = ScratchDb::create().await;
+        let mut req = RestoreRequest::new(repo.path(), dst.url());
+        req.jobs = n;
+        if n > 1 {
+            vacate(&dst).await;
+            req.create = true;
+        }
+        run(&repo, &req).await.unwrap_or_else(|e| panic!("restore with {n} connections: {}", e.message));
+        assert_eq!(jobs(&dst).await, expected, "the extension's row, the application's rows and the sequence ({n} connections)");
+        if n == 2 {
+            req.clean = true;
+            req.create = false;
+            run(&repo, &req).await.unwrap_or_else(|e| panic!("restore with --clean: {}", e.message));
+            // nextval above moved both sequences by one more.
+            let (rows, _) = jobs(&dst).await;
+            assert_eq!(rows, expected.0, "replaced, not doubled");
+        }
+    }
+    drop(src);
+    let _ = std::fs::remove_file(&control);
+    let _ = std::fs::remove_file(&script);
+}
