@@ -6,3 +6,6 @@
 ALTER TABLE backup_configurations ADD COLUMN whole_server INTEGER NOT NULL DEFAULT 0;
 -- Database name patterns left out, comma-separated (`*` matches any run of characters).
 ALTER TABLE backup_configurations ADD COLUMN exclude_databases TEXT;
+-- With `whole_server`: keep the roles' password hashes in the set (sealed like the data; needs a
+-- superuser on the source and encryption on).
+ALTER TABLE backup_configurations ADD COLUMN server_passwords INTEGER NOT NULL DEFAULT 0;

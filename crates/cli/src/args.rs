@@ -684,6 +684,10 @@ pub(crate) struct ConfigSettings {
     /// run of characters); `none` clears them.
     #[arg(long)]
     pub(crate) exclude_databases: Option<String>,
+    /// on or off: with --whole-server on, keep the roles' password hashes too (sealed; needs
+    /// encryption on and a superuser on the source).
+    #[arg(long)]
+    pub(crate) with_passwords: Option<OnOff>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -726,6 +730,7 @@ impl ConfigSettings {
             (self.active, &mut input.is_active),
             (self.continuous, &mut input.continuous_protection),
             (self.whole_server, &mut input.whole_server),
+            (self.with_passwords, &mut input.server_passwords),
         ] {
             if let Some(v) = v {
                 *field = on(v);

@@ -65,6 +65,8 @@ pub struct BackupConfiguration {
     /// Database name patterns a server backup leaves out, comma-separated (`*` matches any run
     /// of characters).
     pub exclude_databases: Option<String>,
+    /// With `whole_server`: the roles' password hashes too (sealed like the data).
+    pub server_passwords: bool,
     pub connection_id: Option<String>,
     pub created_by: String,
     pub created_at: String,
@@ -92,6 +94,7 @@ impl BackupConfiguration {
             continuous_protection: self.continuous_protection,
             whole_server: self.whole_server,
             exclude_databases: self.exclude_databases.clone(),
+            server_passwords: self.server_passwords,
             connection_id: self.connection_id.clone().unwrap_or_default(),
         }
     }
@@ -132,6 +135,10 @@ pub struct ConfigurationInput {
     /// any run of characters), e.g. `scratch_*, old_reports`.
     #[serde(default)]
     pub exclude_databases: Option<String>,
+    /// With `whole_server`: keep the roles' password hashes, so that a restored server's users log
+    /// in as before (sealed like the data: encryption must be on; needs a superuser).
+    #[serde(default)]
+    pub server_passwords: bool,
     /// The connection (platform database) to back up.
     pub connection_id: String,
 }
@@ -160,6 +167,7 @@ impl Default for ConfigurationInput {
             continuous_protection: false,
             whole_server: false,
             exclude_databases: None,
+            server_passwords: false,
             connection_id: String::new(),
         }
     }
@@ -196,7 +204,7 @@ const SELECT: &str = "SELECT id, configuration_name, backup_type, schedule_cron,
     coalesce(compression_enabled, 1) AS compression_enabled, coalesce(encryption_enabled, 1) AS encryption_enabled, \
     storage_location, secondary_storage, missed_runs, time_zone, coalesce(includes_tenant_data, 1) AS includes_tenant_data, \
     coalesce(includes_system_data, 1) AS includes_system_data, coalesce(includes_logs, 0) AS includes_logs, \
-    coalesce(is_active, 1) AS is_active, continuous_protection, whole_server, exclude_databases, connection_id, created_by, coalesce(created_at, '') AS created_at, \
+    coalesce(is_active, 1) AS is_active, continuous_protection, whole_server, exclude_databases, server_passwords, connection_id, created_by, coalesce(created_at, '') AS created_at, \
     coalesce(updated_at, '') AS updated_at FROM backup_configurations";
 
 fn with_description(mut c: BackupConfiguration) -> BackupConfiguration {
@@ -325,7 +333,11 @@ pub async fn validate(ctx: &Ctx, input: &ConfigurationInput, editing: Option<&st
             bad("continuous_protection", "continuous protection follows one database: turn it off here, and protect the database with a configuration of its own".into());
         } else if secondary(input).is_some() {
             bad("secondary_storage", "a second copy of a server backup is not made yet: leave the second storage empty".into());
+        } else if input.server_passwords && !input.encryption_enabled {
+            bad("server_passwords", "password hashes are only kept sealed: turn encryption on, or leave the passwords out".into());
         }
+    } else if input.server_passwords {
+        bad("server_passwords", "password hashes are kept by a server backup only: tick \"Every database of the server\", or leave them out".into());
     } else if excluded(input).is_some() {
         bad("exclude_databases", "databases are left out of a server backup only: tick \"Every database of the server\", or clear the list".into());
     }
@@ -366,7 +378,7 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
         "INSERT INTO backup_configurations (id, configuration_name, backup_type, schedule_cron, retention_days, \
          compression_enabled, encryption_enabled, storage_location, includes_tenant_data, includes_system_data, \
          includes_logs, is_active, created_by, created_at, updated_at, connection_id, secondary_storage, missed_runs, time_zone, continuous_protection, \
-         whole_server, exclude_databases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         whole_server, exclude_databases, server_passwords) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(&name)
@@ -390,6 +402,7 @@ pub async fn create(ctx: &Ctx, input: ConfigurationInput) -> Result<BackupConfig
     .bind(input.continuous_protection)
     .bind(input.whole_server)
     .bind(excluded(&input))
+    .bind(input.server_passwords)
     .execute(&mut *tx)
     .await
     .map_err(|e| name_conflict(&e, &name, "save the configuration"))?;
@@ -408,7 +421,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
         "UPDATE backup_configurations SET configuration_name = ?, backup_type = ?, schedule_cron = ?, \
          retention_days = ?, compression_enabled = ?, encryption_enabled = ?, storage_location = ?, \
          includes_tenant_data = ?, includes_system_data = ?, includes_logs = ?, is_active = ?, \
-         connection_id = ?, secondary_storage = ?, missed_runs = ?, time_zone = ?, continuous_protection = ?, whole_server = ?, exclude_databases = ?, updated_at = ? WHERE id = ?",
+         connection_id = ?, secondary_storage = ?, missed_runs = ?, time_zone = ?, continuous_protection = ?, whole_server = ?, exclude_databases = ?, server_passwords = ?, updated_at = ? WHERE id = ?",
     )
     .bind(&name)
     .bind(input.backup_type)
@@ -428,6 +441,7 @@ pub async fn update(ctx: &Ctx, id: &str, input: ConfigurationInput) -> Result<Ba
     .bind(input.continuous_protection)
     .bind(input.whole_server)
     .bind(excluded(&input))
+    .bind(input.server_passwords)
     .bind(now())
     .bind(id)
     .execute(&mut *tx)

@@ -118,7 +118,7 @@ async fn server(ctx: &Ctx, execution_id: &str, config: &configurations::BackupCo
     let crate::source::SourceSpec::Postgres { url } = &each.source else {
         return Err(Error::validation("a server backup needs a PostgreSQL connection: edit the configuration"));
     };
-    let req = crate::servers::ServerBackupRequest { url: url.clone(), exclude: configurations::exclude_patterns(config.exclude_databases.as_deref()), with_passwords: false, each: each.clone() };
+    let req = crate::servers::ServerBackupRequest { url: url.clone(), exclude: configurations::exclude_patterns(config.exclude_databases.as_deref()), with_passwords: config.server_passwords, each: each.clone() };
     let out = crate::servers::backup(repo, mk, &req, cancel, progress).await?;
     let databases: Vec<serde_json::Value> = out.databases.iter().map(|d| serde_json::json!({ "database": d.database, "archive_id": d.archive_id, "tables": d.tables, "rows": d.rows, "bytes": d.bytes })).collect();
     records::note_json(ctx, execution_id, "members", &serde_json::json!(out.member_archives)).await?;

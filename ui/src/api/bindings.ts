@@ -41,7 +41,11 @@ whole_server: boolean,
  * Database name patterns a server backup leaves out, comma-separated (`*` matches any run
  * of characters).
  */
-exclude_databases: string | null, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
+exclude_databases: string | null, 
+/**
+ * With `whole_server`: the roles' password hashes too (sealed like the data).
+ */
+server_passwords: boolean, connection_id: string | null, created_by: string, created_at: string, updated_at: string, };
 
 export type ConfigurationStatus = { configuration_id: string, next_run: string | null, last_status: JobStatus | null, last_started_at: string | null, last_error: string | null, };
 
@@ -76,6 +80,11 @@ whole_server: boolean,
  * any run of characters), e.g. `scratch_*, old_reports`.
  */
 exclude_databases: string | null, 
+/**
+ * With `whole_server`: keep the roles' password hashes, so that a restored server's users log
+ * in as before (sealed like the data: encryption must be on; needs a superuser).
+ */
+server_passwords: boolean, 
 /**
  * The connection (platform database) to back up.
  */
@@ -797,4 +806,4 @@ export type TenantRow = { id: string,
 name: string | null, };
 
 /** A new configuration's settings until someone changes them (`ConfigurationInput::default()`). */
-export const DEFAULT_CONFIGURATION_INPUT: ConfigurationInput = {"configuration_name":"","backup_type":"full","schedule_cron":"0 2 * * *","retention_days":30,"compression_enabled":true,"encryption_enabled":true,"storage_location":"","secondary_storage":null,"missed_runs":"run_once","time_zone":null,"includes_tenant_data":true,"includes_system_data":true,"includes_logs":false,"is_active":true,"continuous_protection":false,"whole_server":false,"exclude_databases":null,"connection_id":""};
+export const DEFAULT_CONFIGURATION_INPUT: ConfigurationInput = {"configuration_name":"","backup_type":"full","schedule_cron":"0 2 * * *","retention_days":30,"compression_enabled":true,"encryption_enabled":true,"storage_location":"","secondary_storage":null,"missed_runs":"run_once","time_zone":null,"includes_tenant_data":true,"includes_system_data":true,"includes_logs":false,"is_active":true,"continuous_protection":false,"whole_server":false,"exclude_databases":null,"server_passwords":false,"connection_id":""};

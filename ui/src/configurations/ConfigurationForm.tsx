@@ -32,6 +32,7 @@ export function toInput(c: BackupConfiguration): ConfigurationInput {
     continuous_protection: c.continuous_protection,
     whole_server: c.whole_server,
     exclude_databases: c.exclude_databases,
+    server_passwords: c.server_passwords,
     connection_id: c.connection_id ?? "",
   };
 }
@@ -103,7 +104,7 @@ export function ConfigurationForm({
     }
   };
 
-  const check = (key: "compression_enabled" | "encryption_enabled" | "includes_tenant_data" | "includes_system_data" | "includes_logs" | "is_active" | "continuous_protection" | "whole_server", label: string) => (
+  const check = (key: "compression_enabled" | "encryption_enabled" | "includes_tenant_data" | "includes_system_data" | "includes_logs" | "is_active" | "continuous_protection" | "whole_server" | "server_passwords", label: string) => (
     <label className="flex items-center gap-2 text-sm">
       <input type="checkbox" name={key} checked={value[key] === true} onChange={(e) => set(key, e.target.checked)} />
       {label}
@@ -221,8 +222,10 @@ export function ConfigurationForm({
             <input id="cfg-exclude" name="exclude_databases" className={input} value={value.exclude_databases ?? ""}
               onChange={(e) => set("exclude_databases", e.target.value)} placeholder="e.g. scratch_*, old_reports" />
             <p className="text-xs text-slate-500 mt-1">Each run backs up every database the server has then (new ones too; templates left out), one archive each, with the roles and the databases' settings. * matches any run of characters.</p>
+            <div className="mt-2">{check("server_passwords", "Keep the roles' password hashes (sealed; needs a superuser)")}</div>
           </div>
         )}
+        <FieldMessage errors={shown} field="server_passwords" />
         <FieldMessage errors={shown} field="exclude_databases" />
         {saveError != null && <ErrorBox error={saveError} />}
         <div className="flex gap-2 justify-end">

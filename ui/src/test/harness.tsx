@@ -28,7 +28,7 @@ export const configurations: BackupConfiguration[] = [
     id: "c1", configuration_name: "Daily Full Backup", backup_type: "full", schedule_cron: "0 2 * * *",
     schedule_description: "At 02:00, every day", retention_days: 30, compression_enabled: true, encryption_enabled: true,
     storage_location: "Local backups", secondary_storage: null, missed_runs: "run_once", time_zone: null, includes_tenant_data: true, includes_system_data: true, includes_logs: false,
-    is_active: true, continuous_protection: false, whole_server: false, exclude_databases: null, connection_id: "k1", created_by: "op", created_at: "2025-01-01T00:00:00Z", updated_at: "2025-01-01T00:00:00Z",
+    is_active: true, continuous_protection: false, whole_server: false, exclude_databases: null, server_passwords: false, connection_id: "k1", created_by: "op", created_at: "2025-01-01T00:00:00Z", updated_at: "2025-01-01T00:00:00Z",
   },
 ];
 

@@ -30,6 +30,7 @@ pub(crate) fn input(name: &str, connection_id: &str) -> ConfigurationInput {
         continuous_protection: false,
         whole_server: false,
         exclude_databases: None,
+        server_passwords: false,
         connection_id: connection_id.into(),
     }
 }
@@ -83,6 +84,7 @@ async fn bad_input_is_refused_field_by_field_and_writes_nothing() {
         (input("E", "no-such-connection"), "connection_id", "choose the connection"),
         (ConfigurationInput { whole_server: true, backup_type: BackupType::Full, ..input("G", &conn) }, "whole_server", "a whole server is a PostgreSQL server"),
         (ConfigurationInput { exclude_databases: Some(" scratch_*, ".into()), ..input("H", &conn) }, "exclude_databases", "left out of a server backup only"),
+        (ConfigurationInput { server_passwords: true, ..input("I", &conn) }, "server_passwords", "kept by a server backup only"),
         (
             ConfigurationInput { includes_tenant_data: false, includes_system_data: false, includes_logs: false, ..input("F", &conn) },
             "includes_tenant_data",

@@ -228,6 +228,7 @@ async fn includes_choose_tenant_system_and_log_tables() {
         continuous_protection: false,
         whole_server: false,
         exclude_databases: None,
+        server_passwords: false,
         connection_id: conn_id.clone(),
     };
     for (name, t, s, l, expected) in [

@@ -229,13 +229,14 @@ async fn a_whole_server_configuration_finds_new_databases_and_retention_deletes_
     demo::ensure(&ctx, false).await.expect("demo");
     let tag = format!("cfg{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let (a, b, skipped) = (format!("{tag}_a"), format!("{tag}_b"), format!("{tag}_scratch"));
-    run(&format!("{server}/postgres"), &format!("CREATE DATABASE {a}; CREATE DATABASE {skipped}")).await;
+    run(&format!("{server}/postgres"), &format!("CREATE DATABASE {a}; CREATE DATABASE {skipped}; DROP ROLE IF EXISTS {tag}_login; CREATE ROLE {tag}_login LOGIN PASSWORD 'login-secret'")).await;
     run(&format!("{server}/{a}"), "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'row ' || i FROM generate_series(1, 50) i").await;
     let mut input = safehold_core::connections::ConnectionInput::from_url("Matrix server", &format!("{server}/postgres")).expect("input");
     input.password = None;
     let conn = safehold_core::connections::add(&ctx, input).await.expect("connection");
     let mut input = configurations::new_input(&ctx, "Whole server", &conn.id, "0 2 * * *").await.expect("input");
     input.whole_server = true;
+    input.server_passwords = true;
     input.retention_days = 7;
     // Other tests' databases on this server, and the one this test leaves out.
     input.exclude_databases = Some(format!("safehold_*, srv*, cfg*_scratch, {}", "template*"));
@@ -271,6 +272,8 @@ async fn a_whole_server_configuration_finds_new_databases_and_retention_deletes_
     let mut req = request(&repo, &server);
     req.set_id = second.metadata["archive_id"].as_str().map(str::to_string);
     req.databases = vec![a.clone(), b.clone()];
+    let set = servers::open_set(&safehold_core::repository::Repository::open(&repo).expect("repository").expect("a repository"), &keys, req.set_id.as_deref()).await.expect("the set");
+    assert!(set.globals.roles.iter().any(|r| r.name == format!("{tag}_login") && r.password_hash.as_deref().is_some_and(|h| h.starts_with("SCRAM-SHA-256$"))), "the password hash is kept when asked");
     let plan = servers::plan(&req, &keys).await.expect("plan");
     let mut planned: Vec<&str> = plan.databases.iter().map(|d| d.database.as_str()).collect();
     planned.sort();
@@ -308,4 +311,5 @@ async fn a_whole_server_configuration_finds_new_databases_and_retention_deletes_
     for d in [&a, &b, &skipped] {
         let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {d} WITH (FORCE)"))).execute(&mut c).await;
     }
+    let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {tag}_login"))).execute(&mut c).await;
 }
