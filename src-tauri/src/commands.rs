@@ -235,10 +235,26 @@ pub async fn protection_timeline(state: State<'_, AppState>, configuration_id: S
 /// into a new one.
 #[tauri::command]
 pub async fn restore_to_second(state: State<'_, AppState>, request: safehold_core::protect::configured::SecondRequest) -> Res<safehold_core::protect::configured::SecondOutcome> {
-    // A heavy job: it waits for a slot of the job runner; Cancel stops it (cancel_restore_to_second).
+    // A heavy job: it waits for a slot of the job runner; Cancel stops it (cancel_restore_to_second,
+    // or cancel_restore of its restore operation, which the Restore tab's list shows).
+    use safehold_core::protect::configured;
     let ctx = state.ctx()?;
-    let key = format!("second:{}", request.configuration_id);
-    in_slot(&state, &key, |cancel| async move { safehold_core::protect::configured::restore_second(ctx, &request, &cancel).await }).await
+    let operation = if request.dry_run { None } else { Some(configured::record_second(ctx, &request).await?) };
+    let second = format!("second:{}", request.configuration_id);
+    let keys: Vec<&str> = std::iter::once(second.as_str()).chain(operation.as_deref()).collect();
+    let run = |cancel: safehold_core::source::CancelToken| {
+        let (request, operation) = (&request, operation.as_deref());
+        async move { configured::restore_second_recorded(ctx, request, operation, &cancel).await }
+    };
+    let out = match &state.scheduler {
+        Some(s) => s.run_in_slot_as(&keys, run).await,
+        None => run(safehold_core::source::CancelToken::new()).await,
+    };
+    // Cancelled while it waited for a slot: its record says so.
+    if let (Err(e), Some(id)) = (&out, &operation) {
+        safehold_core::restore::records::not_started(ctx, id, e).await?;
+    }
+    out
 }
 
 /// Cancels a running restore to a second of a configuration.

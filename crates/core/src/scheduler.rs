@@ -259,9 +259,21 @@ impl Scheduler {
         F: FnOnce(CancelToken) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
+        self.run_in_slot_as(&[key], work).await
+    }
+
+    /// [`Scheduler::run_in_slot`] that [`Scheduler::cancel`] stops by any of `keys` (a restore to
+    /// a second: by its configuration, and by its restore operation's id).
+    pub async fn run_in_slot_as<T, F, Fut>(&self, keys: &[&str], work: F) -> Result<T>
+    where
+        F: FnOnce(CancelToken) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let token = CancelToken::new();
         if let Ok(mut t) = self.tokens.lock() {
-            t.insert(key.to_string(), token.clone());
+            for key in keys {
+                t.insert(key.to_string(), token.clone());
+            }
         }
         let out = async {
             let _permit = self.slot().await;
@@ -270,7 +282,9 @@ impl Scheduler {
         }
         .await;
         if let Ok(mut t) = self.tokens.lock() {
-            t.remove(key);
+            for key in keys {
+                t.remove(*key);
+            }
         }
         out
     }

@@ -411,7 +411,11 @@ tables: Array<TableChange>, committed: boolean,
 /**
  * The database made (whole restores).
  */
-database: string | null, };
+database: string | null, 
+/**
+ * The restore operation that records it (the Restore tab's list; none for a plan).
+ */
+operation_id: string | null, };
 
 export type RestoreForm = { 
 /**

@@ -29,7 +29,7 @@ const timeline: Timeline = {
 const planned: SecondOutcome = {
   plan: { at: "2026-12-04T11:59:50Z", base_id: "b1b1b1b1-0000", base_taken: "2026-12-04T02:00:03Z", segments: 7, transactions: 3, changes: 9, last_commit: "2026-12-04T11:59:49Z" },
   tables: [{ table: "public.projects", rows_in_backup: 5, inserted: 5, updated: 0, deleted: 0 }],
-  committed: false, database: null,
+  committed: false, database: null, operation_id: null,
 };
 
 describe("Any second", () => {

@@ -514,6 +514,8 @@ pub struct SecondOutcome {
     pub committed: bool,
     /// The database made (whole restores).
     pub database: Option<String>,
+    /// The restore operation that records it (the Restore tab's list; none for a plan).
+    pub operation_id: Option<String>,
 }
 
 /// Plans or runs a restore to a second of a configuration's continuous protection (the app's
@@ -522,49 +524,115 @@ pub struct SecondOutcome {
 /// stops it between the base's tables and between segments (nothing is left half-written: the
 /// tenant's rows change in one transaction, and a database it made is dropped).
 pub async fn restore_second(ctx: &Ctx, req: &SecondRequest, cancel: &crate::source::CancelToken) -> Result<SecondOutcome> {
-    crate::context::require(ctx, Permission::RestoreData, "restore.at", &req.configuration_id).await?;
+    let operation = if req.dry_run { None } else { Some(record_second(ctx, req).await?) };
+    restore_second_recorded(ctx, req, operation.as_deref(), cancel).await
+}
+
+/// What a restore to a second writes: one tenant in place, or a new database (its URL).
+struct SecondTarget {
+    url: String,
+    tenant: Option<String>,
+    database: Option<String>,
+}
+
+async fn second_target(ctx: &Ctx, req: &SecondRequest) -> Result<(SecondTarget, configurations::BackupConfiguration, crate::connections::Connection)> {
     let config = configurations::get(ctx, &req.configuration_id).await?;
     let connection_id = config.connection_id.clone().ok_or_else(|| Error::validation("the configuration names no connection"))?;
     let (spec, conn) = crate::connections::source_of(ctx, &connection_id).await?;
     let SourceSpec::Postgres { url } = spec else { return Err(Error::validation("continuous protection follows PostgreSQL databases")) };
-    let repo = repository_of(ctx, &config).await?.ok_or_else(|| Error::not_found(format!("\"{}\" has no change segments in its storage", config.configuration_name)))?;
-    let keys = crate::keys::custody::key_sources(ctx).await?;
-    let slot = slot_name(&config.id);
-    let plan = super::plan_at(&repo, &keys, &slot, &req.at).await?;
-    let progress = crate::source::no_progress();
-    let tenant = req.tenant_id.as_deref().map(str::trim).filter(|t| !t.is_empty());
-    let database = req.into_database.as_deref().map(str::trim).filter(|d| !d.is_empty());
-    let out = match (tenant, database) {
-        (Some(t), None) => {
-            let ts = crate::source::pg_apply::TenantScope {
-                tenant_id: t.to_string(),
-                tenant_column: conn.tenant_column.clone(),
-                tenants_table: conn.tenants_table.clone(),
-                references: Vec::new(),
-            };
-            let scope = super::AtScope::Scope(crate::source::pg_apply::Scope::Tenant(ts));
-            let applied = super::restore_scope_at(&repo, &keys, &slot, &req.at, &url, &scope, !req.dry_run, cancel, &progress).await?;
-            SecondOutcome { plan, tables: applied.tables, committed: !req.dry_run, database: None }
-        }
+    let tenant = req.tenant_id.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
+    let database = req.into_database.as_deref().map(str::trim).filter(|d| !d.is_empty()).map(str::to_string);
+    let url = match (&tenant, &database) {
+        (Some(_), None) => url,
         (None, Some(d)) => {
             if !pg_logical::valid_name(d) {
                 return Err(Error::validation(format!("\"{d}\" is not a database name Safehold makes: lower-case letters, digits and _ (at most 63)")));
             }
-            let target = crate::source::postgres::database_url(&url, d)?;
-            if !req.dry_run {
-                crate::source::postgres::create_database(&target).await?;
-                if let Err(e) = super::restore_at(&repo, &keys, &slot, &req.at, &target, cancel, &progress).await {
-                    // All or nothing: the half-made database goes.
-                    let _ = crate::source::postgres::drop_database(&target).await;
-                    return Err(e);
-                }
-            }
-            SecondOutcome { plan, tables: Vec::new(), committed: !req.dry_run, database: Some(d.to_string()) }
+            crate::source::postgres::database_url(&url, d)?
         }
         _ => return Err(Error::validation("choose what to put back: one tenant (in place), or the whole database into a new database")),
     };
-    if !req.dry_run {
-        let details = format!("to {}: {}", req.at, tenant.map(|t| format!("tenant {t} in place")).or(database.map(|d| format!("the database into {d}"))).unwrap_or_default());
+    Ok((SecondTarget { url, tenant, database }, config, conn))
+}
+
+/// Records a restore to a second (not a plan) as a pending restore operation, so that the Restore
+/// tab's list shows it with its progress and end like any other restore; returns its id. Checked
+/// against `restore_data`.
+pub async fn record_second(ctx: &Ctx, req: &SecondRequest) -> Result<String> {
+    crate::context::require(ctx, Permission::RestoreData, "restore.at", &req.configuration_id).await?;
+    let (target, config, _) = second_target(ctx, req).await?;
+    let repo = repository_of(ctx, &config).await?.ok_or_else(|| Error::not_found(format!("\"{}\" has no change segments in its storage", config.configuration_name)))?;
+    let mut record = crate::restore::RestoreRequest::new(repo.dir.clone(), target.url.clone());
+    record.restore_type = if target.tenant.is_some() { crate::restore::RestoreType::TenantOnly } else { crate::restore::RestoreType::Full };
+    record.tenant_id = target.tenant.clone();
+    record.at = Some(req.at.clone());
+    record.create = target.database.is_some();
+    crate::restore::records::insert(ctx, &record, None).await
+}
+
+/// [`restore_second`] of an operation [`record_second`] recorded (`None`: a plan, or nothing
+/// recorded): its progress and end go on that record.
+pub async fn restore_second_recorded(ctx: &Ctx, req: &SecondRequest, operation: Option<&str>, cancel: &crate::source::CancelToken) -> Result<SecondOutcome> {
+    let prepared = async {
+        crate::context::require(ctx, Permission::RestoreData, "restore.at", &req.configuration_id).await?;
+        let (target, config, conn) = second_target(ctx, req).await?;
+        let repo = repository_of(ctx, &config).await?.ok_or_else(|| Error::not_found(format!("\"{}\" has no change segments in its storage", config.configuration_name)))?;
+        let keys = crate::keys::custody::key_sources(ctx).await?;
+        let plan = super::plan_at(&repo, &keys, &slot_name(&config.id), &req.at).await?;
+        Ok::<_, Error>((target, config, conn, repo, keys, plan))
+    }
+    .await;
+    let (target, config, conn, repo, keys, plan) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            // A recorded restore that could not start says why on its record.
+            if let Some(id) = operation {
+                crate::restore::records::not_started(ctx, id, &e).await?;
+            }
+            return Err(e);
+        }
+    };
+    let slot = slot_name(&config.id);
+    let write = !req.dry_run;
+    let work = async |progress: crate::source::ProgressSink| -> Result<SecondOutcome> {
+        match (&target.tenant, &target.database) {
+            (Some(t), _) => {
+                let ts = crate::source::pg_apply::TenantScope { tenant_id: t.clone(), tenant_column: conn.tenant_column.clone(), tenants_table: conn.tenants_table.clone(), references: Vec::new() };
+                let scope = super::AtScope::Scope(crate::source::pg_apply::Scope::Tenant(ts));
+                let applied = super::restore_scope_at(&repo, &keys, &slot, &req.at, &target.url, &scope, write, cancel, &progress).await?;
+                Ok(SecondOutcome { plan: plan.clone(), tables: applied.tables, committed: write, database: None, operation_id: operation.map(str::to_string) })
+            }
+            (None, database) => {
+                if write {
+                    crate::source::postgres::create_database(&target.url).await?;
+                    if let Err(e) = super::restore_at(&repo, &keys, &slot, &req.at, &target.url, cancel, &progress).await {
+                        // All or nothing: the half-made database goes.
+                        let _ = crate::source::postgres::drop_database(&target.url).await;
+                        return Err(e);
+                    }
+                }
+                Ok(SecondOutcome { plan: plan.clone(), tables: Vec::new(), committed: write, database: database.clone(), operation_id: operation.map(str::to_string) })
+            }
+        }
+    };
+    let out = match operation {
+        None => work(crate::source::no_progress()).await?,
+        Some(id) => {
+            let shown = crate::source::redact(&target.url);
+            let job = crate::context::Job::<crate::restore::records::RestoreRun>::start(ctx, id, ctx.operator_id(), shown, None).await?;
+            let result = work(job.progress()).await;
+            let completed = async |out: &SecondOutcome| -> Result<String> {
+                let records: serde_json::Map<String, serde_json::Value> =
+                    out.tables.iter().map(|c| (c.table.clone(), serde_json::json!({ "rows": c.rows_in_backup, "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted }))).collect();
+                crate::restore::records::completed_at_second(ctx, id, &serde_json::Value::Object(records)).await?;
+                Ok(format!("to {}", req.at))
+            };
+            let rows = |out: &SecondOutcome| crate::context::Counts { tables: out.tables.len() as u64, rows: out.tables.iter().map(|t| t.inserted + t.updated + t.deleted).sum() };
+            job.end(result, completed, rows).await??
+        }
+    };
+    if write {
+        let details = format!("to {}: {}", req.at, target.tenant.as_ref().map(|t| format!("tenant {t} in place")).or(target.database.as_ref().map(|d| format!("the database into {d}"))).unwrap_or_default());
         crate::catalog::audit(&ctx.pool, &ctx.operator_id(), "restore.at", &config.configuration_name, "success", Some(&details)).await?;
     }
     Ok(out)

@@ -315,6 +315,19 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
     job.end(result, completed, |out| Counts { tables: 0, rows: out.rows }).await?
 }
 
+/// A restore to a second (continuous protection) recorded as completed, with what it changed
+/// per table.
+pub(crate) async fn completed_at_second(ctx: &Ctx, id: &str, records: &serde_json::Value) -> Result<()> {
+    sqlx::query("UPDATE restore_operations SET status = 'completed', completed_at = ?, progress_percentage = 100, current_table = NULL, restored_records = ? WHERE id = ?")
+        .bind(now())
+        .bind(records.to_string())
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record the finished restore", &e))?;
+    Ok(())
+}
+
 /// One restore operation by id.
 pub async fn get(ctx: &Ctx, id: &str) -> Result<RestoreOperation> {
     history::restore(ctx, id).await
@@ -357,6 +370,21 @@ pub(crate) async fn cancel_queued(ctx: &Ctx, id: &str) -> Result<()> {
         .execute(&ctx.pool)
         .await
         .map_err(|e| Error::catalog("record the cancelled restore", &e))?;
+    Ok(())
+}
+
+/// A recorded restore that never started (refused, or cancelled while it waited for a slot):
+/// its record ends with why. Only a pending record changes.
+pub async fn not_started(ctx: &Ctx, id: &str, why: &Error) -> Result<()> {
+    let status = if why.code == crate::ErrorCode::Cancelled { "cancelled" } else { "failed" };
+    sqlx::query("UPDATE restore_operations SET status = ?, completed_at = ?, error_message = ? WHERE id = ? AND status = 'pending'")
+        .bind(status)
+        .bind(now())
+        .bind(&why.message)
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .map_err(|e| Error::catalog("record the restore that did not start", &e))?;
     Ok(())
 }
 

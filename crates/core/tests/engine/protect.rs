@@ -496,6 +496,15 @@ async fn a_configurations_continuous_protection_starts_streams_and_its_slot_goes
     assert_eq!(state(&source.url()).await, state(&target.url()).await, "tenant t0 is back as it was");
     let between = configured::SecondRequest { at: "2000-01-01T00:00:00Z".into(), ..tenant.clone() };
     assert!(configured::restore_second(&ctx, &between, &CancelToken::new()).await.expect_err("before the base").message.contains("before the first base"));
+    // Each restore to a second is on the Restore tab's list like any other restore: the tenant's
+    // with its point and what it changed, the cancelled one and the refused one with why.
+    let listed = safehold_core::history::restores(&ctx, 20, 0).await.expect("restores");
+    let op = listed.iter().find(|r| Some(r.id.as_str()) == put.operation_id.as_deref()).expect("the tenant's restore is recorded");
+    assert_eq!((op.status, op.restore_type.as_str(), op.target_tenant_id.as_deref(), op.restore_point.as_deref()), (safehold_core::history::JobStatus::Completed, "tenant_only", Some("t0"), Some(at.as_str())), "{op:?}");
+    assert!(op.restored_records.get("public.accounts").is_some_and(|r| r["inserted"].as_u64().unwrap_or(0) > 0), "{:?}", op.restored_records);
+    assert!(listed.iter().any(|r| r.status == safehold_core::history::JobStatus::Cancelled && r.restore_type == "full"), "the cancelled one: {listed:?}");
+    assert!(listed.iter().any(|r| r.status == safehold_core::history::JobStatus::Failed && r.error_message.as_deref().is_some_and(|m| m.contains("before the first base"))), "the refused one: {listed:?}");
+    assert!(planned.operation_id.is_none(), "a plan is not recorded");
 
     // Two streamers on one configuration (the app and `schedule run`), stepping at the same
     // moment, round after round: neither fails (the one that finds the slot busy has nothing to
