@@ -43,20 +43,29 @@ impl ExtensionTable {
     }
 }
 
-/// The extensions' configuration tables and sequences (inside the backup's snapshot).
-pub(super) async fn read(conn: &mut PgConnection) -> Result<Vec<ExtensionTable>> {
+/// The extensions' configuration tables and sequences (inside the backup's snapshot), and a
+/// warning for each the backup's role may not read (left out: the backup goes on without it).
+pub(super) async fn read(conn: &mut PgConnection) -> Result<(Vec<ExtensionTable>, Vec<String>)> {
     let rows = sqlx::query(
         "SELECT e.extname::text, n.nspname::text, c.relname::text, c.relkind::text, coalesce(e.extcondition[x.i], ''), \
-                ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum) \
+                ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum), \
+                has_table_privilege(c.oid, 'SELECT') \
          FROM pg_extension e CROSS JOIN LATERAL generate_subscripts(e.extconfig, 1) AS x(i) JOIN pg_class c ON c.oid = e.extconfig[x.i] JOIN pg_namespace n ON n.oid = c.relnamespace \
          ORDER BY 1, 2, 3",
     )
     .fetch_all(&mut *conn)
     .await
     .map_err(q("read the extensions' configuration tables"))?;
-    let mut out = Vec::new();
+    let (mut out, mut warnings) = (Vec::new(), Vec::new());
     for r in rows {
         let (extension, schema, name, kind, condition, columns): (String, String, String, String, String, Vec<String>) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+        if !r.get::<bool, _>(6) {
+            warnings.push(format!(
+                "the configuration {} {schema}.{name} of extension {extension} is not in this backup: the backup's role may not read it (GRANT SELECT on it, or back up as its owner or a superuser)",
+                if kind == "S" { "sequence" } else { "table" }
+            ));
+            continue;
+        }
         let mut t = ExtensionTable { extension, schema, name, columns, sequence: None, condition };
         if kind == "S" {
             let (v, called): (i64, bool) = sqlx::query_as(AssertSqlSafe(format!("SELECT last_value, is_called FROM {}", t.relation()))).fetch_one(&mut *conn).await.map_err(q("read an extension's sequence"))?;
@@ -65,7 +74,7 @@ pub(super) async fn read(conn: &mut PgConnection) -> Result<Vec<ExtensionTable>>
         }
         out.push(t);
     }
-    Ok(out)
+    Ok((out, warnings))
 }
 
 /// Writes the rows of each configuration table that its condition selects, on the snapshot.

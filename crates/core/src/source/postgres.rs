@@ -993,13 +993,15 @@ pub async fn snapshot(url: &str, req: &super::DumpScope) -> Result<Snapshot> {
     let mut schema = read_schema(&mut conn, &req.tenant_column, &req.tenants_table).await?;
     schema.tables.retain(|t| req.include.wants(t.class) && req.tables.as_ref().is_none_or(|only| only.contains(&t.section())));
     // The rows extensions keep as configuration: in a backup of the whole database.
+    let mut unreadable = Vec::new();
     if req.tenants.is_empty() && req.tables.is_none() && req.include.system_data {
-        schema.extension_tables = super::pg_extdata::read(&mut conn).await?;
+        (schema.extension_tables, unreadable) = super::pg_extdata::read(&mut conn).await?;
     }
     // A tenant export: each tenant table's rows of the chosen tenants (found by the tenant column
     // and foreign keys, as a tenant restore finds them), the shared tables whole.
     let tenant_filter = if req.tenants.is_empty() { None } else { Some(tenant_predicates(&mut conn, &schema, req).await?) };
-    let warnings = long_open_transactions(&mut conn, req.long_transaction).await;
+    let mut warnings = long_open_transactions(&mut conn, req.long_transaction).await;
+    warnings.extend(unreadable);
     Ok(Snapshot { conn, warnings, exported, txid_snapshot, full_xmin, schema, tenant_filter })
 }
 
