@@ -1167,7 +1167,15 @@ async fn an_extensions_configuration_rows_are_restored() {
             assert_eq!(rows, expected.0, "replaced, not doubled");
         }
     }
+    // A role that may read the application's tables but not the extension's: the table and its
+    // sequence are left out, each said, and the backup goes on.
+    let reader = format!("safehold_cfgreader_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    src.execute(&format!("CREATE ROLE {reader} LOGIN; GRANT SELECT ON app TO {reader}")).await;
+    let limited = repo.backup(SourceSpec::Postgres { url: src.url().replacen("postgres@", &format!("{reader}@"), 1) }).await;
+    assert!(limited.warnings.iter().any(|w| w.starts_with("the configuration table public.jobs of extension safehold_cfgtest is not in this backup")), "{:?}", limited.warnings);
+    assert!(limited.warnings.iter().any(|w| w.starts_with("the configuration sequence public.jobs_id_seq")), "{:?}", limited.warnings);
     drop(src);
+    let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE IF EXISTS {reader}"))).execute(&mut admin).await;
     let _ = std::fs::remove_file(&control);
     let _ = std::fs::remove_file(&script);
 }
