@@ -1,5 +1,5 @@
 //! The objects of a database that are neither tables nor functions but that an application may
-//! lean on: casts, operators, text search dictionaries and configurations, foreign servers, user
+//! lean on: casts, operators, operator classes, text search dictionaries and configurations, foreign servers, user
 //! mappings (their options without a password: a backup keeps no secret of a remote server) and
 //! foreign tables. Read from the catalogs like the rest of the schema, each made again by one
 //! statement (created in the order the restore finds, like the other objects).
@@ -84,6 +84,33 @@ async fn read_qualified(conn: &mut PgConnection, s: &mut PgSchema) -> Result<()>
         }
         let args = format!("{}, {}", r.get::<Option<String>, _>(3).unwrap_or_else(|| "NONE".into()), r.get::<Option<String>, _>(4).unwrap_or_else(|| "NONE".into()));
         add(format!("operator {ns}.{name} ({args})"), format!("CREATE OPERATOR {}.{name} ({})", qi(&ns), opts.join(", ")));
+    }
+    // Operator classes in the family of their own name (the one CREATE OPERATOR CLASS makes):
+    // their operators and support functions (a class in a family made apart is named as not
+    // carried). After the operators and functions they name: the restore finds the order.
+    for r in rows(conn, format!(
+        "SELECT o.oid::int8, n.nspname::text, o.opcname::text, format_type(o.opcintype, NULL), o.opcdefault, a.amname::text, CASE WHEN o.opckeytype <> 0 THEN format_type(o.opckeytype, NULL) END \
+         FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace JOIN pg_am a ON a.oid = o.opcmethod JOIN pg_opfamily f ON f.oid = o.opcfamily \
+         WHERE f.opfname = o.opcname AND f.opfnamespace = o.opcnamespace AND {USER_NS} AND {} ORDER BY o.oid", not_ext("o.oid")), "read operator classes").await? {
+        let (oid, ns, name, for_type, default, method): (i64, String, String, String, bool, String) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+        let mut items = Vec::new();
+        for m in rows(conn, format!(
+            "SELECT format('OPERATOR %s %s%s', ao.amopstrategy, ao.amopopr::regoperator, CASE WHEN ao.amoppurpose = 'o' THEN ' FOR ORDER BY ' || (SELECT format('%I.%I', sn.nspname, sf.opfname) FROM pg_opfamily sf JOIN pg_namespace sn ON sn.oid = sf.opfnamespace WHERE sf.oid = ao.amopsortfamily) ELSE '' END) \
+             FROM pg_amop ao JOIN pg_depend d ON d.classid = 'pg_amop'::regclass AND d.objid = ao.oid AND d.refclassid = 'pg_opclass'::regclass AND d.refobjid = {oid} ORDER BY ao.amopstrategy"), "read operator classes' operators").await? {
+            items.push(m.get::<String, _>(0));
+        }
+        for m in rows(conn, format!(
+            "SELECT format('FUNCTION %s (%s, %s) %s', ap.amprocnum, format_type(ap.amproclefttype, NULL), format_type(ap.amprocrighttype, NULL), ap.amproc::regprocedure) \
+             FROM pg_amproc ap JOIN pg_depend d ON d.classid = 'pg_amproc'::regclass AND d.objid = ap.oid AND d.refclassid = 'pg_opclass'::regclass AND d.refobjid = {oid} ORDER BY ap.amprocnum"), "read operator classes' functions").await? {
+            items.push(m.get::<String, _>(0));
+        }
+        if let Some(storage) = r.get::<Option<String>, _>(6) {
+            items.push(format!("STORAGE {storage}"));
+        }
+        add(
+            format!("operator class {ns}.{name} ({method})"),
+            format!("CREATE OPERATOR CLASS {}.{}{} FOR TYPE {for_type} USING {} AS {}", qi(&ns), qi(&name), if default { " DEFAULT" } else { "" }, qi(&method), items.join(", ")),
+        );
     }
     // Text search dictionaries (their options as the catalog keeps them), then configurations
     // with their token mappings.

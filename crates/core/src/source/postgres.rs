@@ -12,8 +12,9 @@
 //! (without passwords) and foreign tables: [`super::pg_objects`]. Owners and privileges when a
 //! restore asks: [`super::pg_access`].
 //! The rows of extensions' configuration tables: [`super::pg_extdata`].
-//! Not carried yet: operator classes, text search parsers and templates, foreign-data wrappers
-//! outside an extension — a backup names those it finds ([`not_carried`]).
+//! Not carried yet: operator families made apart (and the classes in them, and their loose
+//! members), text search parsers and templates, foreign-data wrappers outside an extension — a
+//! backup names those it finds ([`not_carried`]).
 
 use std::str::FromStr;
 
@@ -1111,7 +1112,7 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
 /// user mappings whose password the backup left out (it keeps no secret of another server).
 pub async fn not_carried(conn: &mut PgConnection) -> Result<Vec<String>> {
     let kinds: [(&str, String); 5] = [
-        ("operator classes", format!("SELECT format('%s.%s', n.nspname, o.opcname) FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace WHERE {USER_NS} AND {}", not_ext("o.oid"))),
+        ("operator families made apart (CREATE OPERATOR FAMILY), with their classes", format!("SELECT format('%s.%s', n.nspname, f.opfname) FROM pg_opfamily f JOIN pg_namespace n ON n.oid = f.opfnamespace WHERE {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_opclass c WHERE c.opcfamily = f.oid AND c.opcname = f.opfname AND c.opcnamespace = f.opfnamespace)", not_ext("f.oid"))),
         ("text search parsers", format!("SELECT format('%s.%s', n.nspname, t.prsname) FROM pg_ts_parser t JOIN pg_namespace n ON n.oid = t.prsnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
         ("text search templates", format!("SELECT format('%s.%s', n.nspname, t.tmplname) FROM pg_ts_template t JOIN pg_namespace n ON n.oid = t.tmplnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
         ("foreign-data wrappers outside an extension", format!("SELECT w.fdwname::text FROM pg_foreign_data_wrapper w WHERE {}", not_ext("w.oid"))),
@@ -1434,6 +1435,7 @@ async fn drop_user_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Re
          UNION ALL SELECT 'DROP COLLATION IF EXISTS public.' || quote_ident(c.collname) || ' CASCADE' FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE n.nspname = 'public' AND {co} \
          UNION ALL SELECT 'DROP TEXT SEARCH CONFIGURATION IF EXISTS public.' || quote_ident(t.cfgname) || ' CASCADE' FROM pg_ts_config t JOIN pg_namespace n ON n.oid = t.cfgnamespace WHERE n.nspname = 'public' AND {cfg} \
          UNION ALL SELECT 'DROP TEXT SEARCH DICTIONARY IF EXISTS public.' || quote_ident(t.dictname) || ' CASCADE' FROM pg_ts_dict t JOIN pg_namespace n ON n.oid = t.dictnamespace WHERE n.nspname = 'public' AND {dict} \
+         UNION ALL SELECT 'DROP OPERATOR FAMILY IF EXISTS public.' || quote_ident(f.opfname) || ' USING ' || quote_ident(a.amname) || ' CASCADE' FROM pg_opfamily f JOIN pg_namespace n ON n.oid = f.opfnamespace JOIN pg_am a ON a.oid = f.opfmethod WHERE n.nspname = 'public' AND {opf} \
          UNION ALL SELECT 'DROP SERVER IF EXISTS ' || quote_ident(s.srvname) || ' CASCADE' FROM pg_foreign_server s WHERE {srv} \
          UNION ALL SELECT format('DROP CAST IF EXISTS (%s AS %s) CASCADE', c.castsource::regtype, c.casttarget::regtype) FROM pg_cast c WHERE c.oid >= 16384 AND {cast} AND NOT {INTERNAL_CAST}",
         ev = not_ext("e.oid"),
@@ -1441,6 +1443,7 @@ async fn drop_user_objects(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Re
         cfg = not_ext("t.oid"),
         dict = not_ext("t.oid"),
         srv = not_ext("s.oid"),
+        opf = not_ext("f.oid"),
         cast = not_ext("c.oid"),
     )))
     .fetch_all(&mut **tx)

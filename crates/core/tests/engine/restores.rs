@@ -971,7 +971,8 @@ async fn an_event_trigger_is_planned_as_unsupported_for_a_restoring_user_who_is_
     let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {tag}_maker"))).execute(&mut admin).await;
 }
 
-/// Casts, operators, text search dictionaries and configurations, a foreign server with user
+/// Casts, operators, an operator class (and an index using it), text search dictionaries and
+/// configurations, a foreign server with user
 /// mappings and a foreign table, and a table with its indexes in a tablespace of their own: a
 /// full restore makes each again as the source has it (pg_dump of both compared; the tablespaces
 /// read from the catalog, which pg_dump's comparison here leaves out), on one connection and on
@@ -1017,6 +1018,9 @@ async fn casts_operators_text_search_foreign_data_and_tablespaces_are_restored()
          CREATE USER MAPPING FOR postgres SERVER remote OPTIONS (user 'admin');
          CREATE FOREIGN TABLE app.remote_items (id int OPTIONS (column_name 'item_id') NOT NULL, name text COLLATE \"C\" DEFAULT 'none') SERVER remote OPTIONS (schema_name 'public', table_name 'items');
          CREATE COLLATION app.nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+         CREATE FUNCTION app.rev_cmp(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT btint4cmp($2, $1)';
+         CREATE OPERATOR CLASS app.int_desc_ops FOR TYPE int USING btree AS OPERATOR 1 >, OPERATOR 2 >=, OPERATOR 3 =, OPERATOR 4 <=, OPERATOR 5 <, FUNCTION 1 app.rev_cmp(int, int);
+         CREATE INDEX docs_id_desc ON docs (id app.int_desc_ops);
          CREATE PUBLICATION docs_feed FOR TABLE docs;"
     ))
     .await;
