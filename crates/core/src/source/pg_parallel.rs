@@ -528,7 +528,7 @@ impl Plan {
             complete.entry(table.clone()).or_default().extend(ids.iter().copied());
         }
         // The optimizer's statistics of each table once it is complete (its expression indexes
-        // are analyzed with it), beside the other tables' work; the table is its alone meanwhile.
+        // are analyzed with it), beside the other tables' work, holding the table alone meanwhile.
         for (section, name) in analyzed {
             let mut after = vec![load_of[&section]];
             after.extend(complete.get(&section).into_iter().flatten().copied());
