@@ -317,6 +317,8 @@ pub struct ServerRestorePlan {
     pub databases: Vec<PlannedDatabase>,
     /// What the target's version cannot hold, each named with the reason.
     pub unsupported: Vec<String>,
+    /// Of `unsupported`, what `--skip-unsupported` cannot leave out (a restore is refused).
+    pub cannot_leave_out: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -397,7 +399,7 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
     }
     if !manifest.globals.tablespaces.is_empty() {
         warnings.push(format!(
-            "tablespaces are not created (their folders are on the source's machine): {}; objects are restored into the default tablespace",
+            "tablespaces are not created (their folders are on the source's machine): {}; make them on the target first, or objects in them are named below and made in the default tablespace with --skip-unsupported",
             manifest.globals.tablespaces.iter().map(|t| format!("{} at {}", t.name, t.location)).collect::<Vec<_>>().join(", ")
         ));
     }
@@ -407,8 +409,15 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
     let mut unsupported = pg_globals::check(&manifest.globals, &roles, &props, &target);
     let present: Vec<String> = target.roles.iter().cloned().chain(roles.iter().map(|r| r.name.clone())).collect();
     let on = pg::Restoring { owners: req.owners, privileges: req.privileges, roles: present, ..pg::Restoring::on(&admin, req.skip_unsupported, req.owners, req.privileges).await? };
+    let mut cannot_leave_out = Vec::new();
     for (database, schema) in &schemas {
-        unsupported.extend(pg::unsupported(&on, schema).into_iter().map(|(what, _)| format!("database {database}: {what}")));
+        for (what, can) in pg::unsupported(&on, schema) {
+            let what = format!("database {database}: {what}");
+            if !can {
+                cannot_leave_out.push(what.clone());
+            }
+            unsupported.push(what);
+        }
         let missing = on.missing_roles(schema);
         if !missing.is_empty() {
             warnings.push(format!("database {database}: neither the target nor this restore has the roles {}: what they own is owned by the restoring user, what they were granted is not granted, and their user mappings are left out", missing.join(", ")));
@@ -439,6 +448,7 @@ async fn plan_inner(req: &ServerRestoreRequest, keys: &KeySources) -> Result<Pla
         memberships: pg_globals::memberships_for(&manifest.globals, &roles).len(),
         databases: planned,
         unsupported,
+        cannot_leave_out,
         warnings,
     };
     let roles = roles.iter().map(|r| r.name.clone()).collect();
@@ -471,14 +481,14 @@ pub async fn restore(req: &ServerRestoreRequest, keys: &KeySources, cancel: &Can
             taken.join(", ")
         )));
     }
-    let blocking: Vec<&str> = plan.unsupported.iter().filter(|u| !req.skip_unsupported || u.contains("cannot be left out")).map(String::as_str).collect();
+    let blocking: Vec<&str> = plan.unsupported.iter().filter(|u| !req.skip_unsupported || plan.cannot_leave_out.contains(u)).map(String::as_str).collect();
     if !blocking.is_empty() {
         return Err(Error::validation(format!(
             "PostgreSQL {} cannot hold {} of what this server backup has; nothing was written:\n  {}{}",
             plan.target_version,
             blocking.len(),
             blocking.join("\n  "),
-            if plan.unsupported.iter().any(|u| u.contains("cannot be left out")) { "" } else { "\nadd --skip-unsupported to restore without them" }
+            if plan.cannot_leave_out.is_empty() { "\nadd --skip-unsupported to restore without them" } else { "" }
         )));
     }
     let admin = admin_url(&req.target)?;
