@@ -384,6 +384,42 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 (SELECT sp.spcname::text FROM pg_tablespace sp WHERE sp.oid = c.reltablespace) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_NS} AND {} ORDER BY c.oid", not_ext("c.oid")), "read tables").await?;
+    // Every table's columns and primary key in one query each (not one per table: a schema of
+    // hundreds of tables paid a round trip per table for each).
+    let table_oids: Vec<i64> = rels.iter().filter(|r| matches!(r.get::<String, _>(3).as_str(), "r" | "p")).map(|r| r.get::<i64, _>(0)).collect();
+    let mut columns_of: std::collections::HashMap<i64, Vec<sqlx::postgres::PgRow>> = std::collections::HashMap::new();
+    for c in sqlx::query(AssertSqlSafe(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text, \
+        CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END, \
+        a.attislocal, \
+        (SELECT 'SEQUENCE NAME ' || quote_ident(sn.nspname) || '.' || quote_ident(sc.relname) || ' START WITH ' || sq.seqstart || ' INCREMENT BY ' || sq.seqincrement \
+        || ' MINVALUE ' || sq.seqmin || ' MAXVALUE ' || sq.seqmax || ' CACHE ' || sq.seqcache || CASE WHEN sq.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END \
+        FROM pg_depend dp JOIN pg_class sc ON sc.oid = dp.objid JOIN pg_namespace sn ON sn.oid = sc.relnamespace JOIN pg_sequence sq ON sq.seqrelid = sc.oid \
+        WHERE dp.refobjid = a.attrelid AND dp.refobjsubid = a.attnum AND dp.classid = 'pg_class'::regclass AND dp.deptype = 'i' AND sc.relkind = 'S' LIMIT 1), \
+        a.attrelid::int8 \
+        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+        WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum",
+
+    ))
+    .bind(&table_oids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q("read columns"))?
+    {
+        columns_of.entry(c.get::<i64, _>(9)).or_default().push(c);
+    }
+    let mut keys_of: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+    for (rel, col) in sqlx::query_as::<_, (i64, String)>(
+        "SELECT i.indrelid::int8, a.attname::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE i.indrelid = ANY($1::oid[]) AND i.indisprimary ORDER BY i.indrelid, k.ord",
+    )
+    .bind(&table_oids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q("read primary keys"))?
+    {
+        keys_of.entry(rel).or_default().push(col);
+    }
     let mut table_names = Vec::new();
     let mut with_tenant = std::collections::BTreeSet::new();
     let mut pending_tables = Vec::new();
@@ -423,20 +459,11 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 }
             }
             _ => {
-                let cols = rows(conn, format!(
-                    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text, \
-                            CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END, \
-                            a.attislocal, \
-                            (SELECT 'SEQUENCE NAME ' || quote_ident(sn.nspname) || '.' || quote_ident(sc.relname) || ' START WITH ' || sq.seqstart || ' INCREMENT BY ' || sq.seqincrement \
-                                    || ' MINVALUE ' || sq.seqmin || ' MAXVALUE ' || sq.seqmax || ' CACHE ' || sq.seqcache || CASE WHEN sq.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END \
-                               FROM pg_depend dp JOIN pg_class sc ON sc.oid = dp.objid JOIN pg_namespace sn ON sn.oid = sc.relnamespace JOIN pg_sequence sq ON sq.seqrelid = sc.oid \
-                              WHERE dp.refobjid = a.attrelid AND dp.refobjsubid = a.attnum AND dp.classid = 'pg_class'::regclass AND dp.deptype = 'i' AND sc.relkind = 'S' LIMIT 1) \
-                     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-                     WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"), "read columns").await?;
+                let cols: &[sqlx::postgres::PgRow] = columns_of.get(&oid).map(Vec::as_slice).unwrap_or_default();
                 let partition_of: Option<String> = r.get(6);
                 let mut defs = Vec::new();
                 let mut copy_cols = Vec::new();
-                for c in &cols {
+                for c in cols {
                     let (cname, ty, notnull, default, identity, generated, coll): (String, String, bool, Option<String>, String, String, Option<String>) =
                         (c.get(0), c.get(1), c.get(2), c.get(3), c.get(4), c.get(5), c.get(6));
                     if cname == tenant_column {
@@ -506,14 +533,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 }
                 table_names.push(qualified.clone());
                 if kind == "r" {
-                    let key_columns: Vec<String> = sqlx::query_scalar(
-                        "SELECT a.attname::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
-                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE i.indrelid = $1::oid AND i.indisprimary ORDER BY k.ord",
-                    )
-                    .bind(oid)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(q("read primary keys"))?;
+                    let key_columns: Vec<String> = keys_of.remove(&oid).unwrap_or_default();
                     let root = r.get::<Option<String>, _>(15).and_then(|x| x.split_once('\u{1}').map(|(a, b)| super::tenancy::section_name(a, b)));
                     pending_tables.push(PgTable { schema: ns.clone(), name: name.clone(), columns: copy_cols, key_columns, class: TableClass::System, root });
                 }
