@@ -622,9 +622,7 @@ pub async fn restore_second_recorded(ctx: &Ctx, req: &SecondRequest, operation: 
             let job = crate::context::Job::<crate::restore::records::RestoreRun>::start(ctx, id, ctx.operator_id(), shown, None).await?;
             let result = work(job.progress()).await;
             let completed = async |out: &SecondOutcome| -> Result<String> {
-                let records: serde_json::Map<String, serde_json::Value> =
-                    out.tables.iter().map(|c| (c.table.clone(), serde_json::json!({ "rows": c.rows_in_backup, "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted }))).collect();
-                crate::restore::records::completed_at_second(ctx, id, &serde_json::Value::Object(records)).await?;
+                crate::restore::records::completed_at_second(ctx, id, &out.tables).await?;
                 Ok(format!("to {}", req.at))
             };
             let rows = |out: &SecondOutcome| crate::context::Counts { tables: out.tables.len() as u64, rows: out.tables.iter().map(|t| t.inserted + t.updated + t.deleted).sum() };

@@ -289,20 +289,13 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
             Some(b) => Some(record_safety_backup(ctx, id, b).await?),
             None => None,
         };
-        let records: serde_json::Map<String, serde_json::Value> = if out.changes.is_empty() {
-            serde_json::Map::from_iter([("rows".to_string(), json!(out.rows)), ("tables".to_string(), json!(out.tables))])
-        } else {
-            out.changes
-                .iter()
-                .map(|c| (c.table.clone(), json!({ "rows": c.rows_in_backup, "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted })))
-                .collect()
-        };
+        let records = if out.changes.is_empty() { json!({ "rows": out.rows, "tables": out.tables }) } else { per_table(&out.changes) };
         sqlx::query(
             "UPDATE restore_operations SET status = 'completed', completed_at = ?, progress_percentage = 100, current_table = NULL, \
              restored_records = ?, safety_backup_id = ?, new_tenant_id = ?, restore_point = coalesce(restore_point, ?) WHERE id = ?",
         )
         .bind(now())
-        .bind(serde_json::Value::Object(records).to_string())
+        .bind(records.to_string())
         .bind(&safety)
         .bind(&out.new_tenant_id)
         .bind(out.point_in_time.as_ref().map(|p| p.requested.clone()))
@@ -315,9 +308,15 @@ pub async fn run(ctx: &Ctx, id: &str, req: &RestoreRequest, keys: &KeySources, o
     job.end(result, completed, |out| Counts { tables: 0, rows: out.rows }).await?
 }
 
+/// What a restore changed, per table, as its record keeps it (`restored_records`).
+fn per_table(changes: &[crate::source::pg_apply::TableChange]) -> serde_json::Value {
+    changes.iter().map(|c| (c.table.clone(), json!({ "rows": c.rows_in_backup, "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted }))).collect::<serde_json::Map<_, _>>().into()
+}
+
 /// A restore to a second (continuous protection) recorded as completed, with what it changed
 /// per table.
-pub(crate) async fn completed_at_second(ctx: &Ctx, id: &str, records: &serde_json::Value) -> Result<()> {
+pub(crate) async fn completed_at_second(ctx: &Ctx, id: &str, changes: &[crate::source::pg_apply::TableChange]) -> Result<()> {
+    let records = per_table(changes);
     sqlx::query("UPDATE restore_operations SET status = 'completed', completed_at = ?, progress_percentage = 100, current_table = NULL, restored_records = ? WHERE id = ?")
         .bind(now())
         .bind(records.to_string())
