@@ -72,7 +72,7 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
         let mut tx = conn.begin().await.map_err(q("start the restore"))?;
         create_objects(&mut tx, &schema, cancel).await?;
         tx.commit().await.map_err(q("commit the schema"))?;
-        sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut conn).await.map_err(q("read the server's version"))?
+        super::postgres::server_version_num(&mut conn).await?
     };
     // Tables whose statistics are imported at the end (PostgreSQL 18+) are not analyzed.
     let imported: HashSet<String> = schema.tables.iter().filter(|t| super::postgres::imports_statistics(version, &schema, (&t.schema, &t.name))).map(PgTable::section).collect();

@@ -190,6 +190,11 @@ pub(crate) fn without_tablespace(sql: &str) -> &str {
     tablespace_of(sql).map_or(sql, |(_, body)| body)
 }
 
+/// The server's `server_version_num` (e.g. 180004).
+pub(crate) async fn server_version_num(conn: &mut PgConnection) -> Result<i32> {
+    sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut *conn).await.map_err(q("read the server's version"))
+}
+
 pub(crate) async fn connect(url: &str) -> Result<PgConnection> {
     let opts = PgConnectOptions::from_str(url)
         .map_err(|e| Error::validation(format!("invalid PostgreSQL URL {}: {e}", super::redact(url))).caused_by(&e))?
@@ -250,7 +255,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         s.extensions.push(Stmt { what: format!("extension {name}"), sql: format!("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}", qi(&name), qi(&ns)), table: None, references: None });
     }
     // Collations the application made (before the types and tables that use them).
-    let num: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut *conn).await.map_err(q("read the version"))?;
+    let num = server_version_num(conn).await?;
     let locale = match num {
         n if n >= 170_000 => "c.colllocale",
         n if n >= 150_000 => "c.colliculocale",
@@ -810,7 +815,7 @@ impl Restoring {
             Ok(c) => c,
             Err(_) => connect(admin_url(url)?.0.as_ref()).await?,
         };
-        let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut conn).await.map_err(q("read the target's version"))?;
+        let version = server_version_num(&mut conn).await?;
         let roles: Vec<String> = sqlx::query_scalar("SELECT rolname::text FROM pg_roles").fetch_all(&mut conn).await.map_err(q("read the target's roles"))?;
         let extensions: Vec<String> = sqlx::query_scalar("SELECT name::text FROM pg_available_extensions").fetch_all(&mut conn).await.map_err(q("read the target's extensions"))?;
         let superuser: bool = sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetch_one(&mut conn).await.map_err(q("read the restoring user"))?;
@@ -1414,7 +1419,7 @@ pub(super) fn imports_statistics(version: i32, schema: &PgSchema, table: (&str, 
 /// target did not take, those it does not import (`with_tables`: a parallel restore analyzed
 /// them already) — every table on an older server —, and the partitioned tables above them.
 pub(super) async fn gather_statistics(conn: &mut PgConnection, schema: &PgSchema, with_tables: bool) -> Result<Vec<String>> {
-    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut *conn).await.map_err(q("read the server's version"))?;
+    let version = server_version_num(conn).await?;
     let imported = |t: &str, n: &str| imports_statistics(version, schema, (t, n));
     let refused = if version >= super::pg_stats::IMPORTS_FROM { schema.stats.import(conn).await? } else { Vec::new() };
     let mut out: Vec<String> = schema
@@ -1523,7 +1528,7 @@ pub(super) async fn create_in_order(tx: &mut sqlx::Transaction<'_, sqlx::Postgre
                     sqlx::query("ROLLBACK TO SAVEPOINT obj").execute(&mut **tx).await.map_err(q("roll back a savepoint"))?;
                     // An object of a newer server than the target: said as such, at once.
                     if let Some((min, feature)) = needs_newer(st) {
-                        let target: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut **tx).await.map_err(q("read the server's version"))?;
+                        let target = server_version_num(tx).await?;
                         if target < min {
                             return Err(Error::validation(format!(
                                 "{} has {feature}, which PostgreSQL has from version {} on; the target runs PostgreSQL {}: restore onto PostgreSQL {} or later (nothing was written)",
