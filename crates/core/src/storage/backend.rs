@@ -185,7 +185,13 @@ impl Backend for Local {
             };
             for entry in entries {
                 let entry = entry.map_err(|e| Error::io(format!("cannot list {}", dir.display()), &e))?;
-                let meta = entry.metadata().map_err(|e| Error::io(format!("cannot read {}", entry.path().display()), &e))?;
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    // Gone since the folder was read (a writer's part renamed into place, or a
+                    // file deleted meanwhile): not in this listing.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(format!("cannot read {}", entry.path().display()), &e)),
+                };
                 if meta.is_dir() {
                     dirs.push(entry.path());
                 } else {
