@@ -115,7 +115,9 @@ HOME="$work/home" XDG_RUNTIME_DIR="$work/run" \
       # The generated-schema property suite has a time budget (200 schemas in 540 s): it runs
       # last, with the machine to itself, not beside the load tests of the others.
       cargo test -p safehold-core -p safehold-cli -p safehold-e2e -- --skip schemas::generated_schemas_keep_every_property
-      cargo test -p safehold-core --test engine -- --exact schemas::generated_schemas_keep_every_property
+      # The same packages as above, so the same features: the engine binary built above runs
+      # (`-p safehold-core` alone would build the crate and its dependencies again, ~5 min cold).
+      cargo test -p safehold-core -p safehold-cli -p safehold-e2e --test engine -- --exact schemas::generated_schemas_keep_every_property
     fi
   ' 2>&1 | grep --line-buffered -v -E "dbus-daemon|SpiRegistry|Failed to set fd limit" | tee -a "$log"
 echo "== fuzzing the archive reader briefly (cargo fuzz, stable, no sanitizer)"

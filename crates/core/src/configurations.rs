@@ -56,7 +56,7 @@ pub struct BackupConfiguration {
     pub includes_logs: bool,
     pub is_active: bool,
     /// Every committed change streamed into the storage between the scheduled backups, so the
-    /// database can be put back to any second (PostgreSQL; a local storage).
+    /// database can be put back to any second (PostgreSQL; the segments go to the configuration's storage).
     pub continuous_protection: bool,
     /// Every database of the connection's server (those there when it runs, templates and
     /// `exclude_databases` left out), with the roles and the databases' properties: one server
@@ -125,7 +125,7 @@ pub struct ConfigurationInput {
     pub includes_logs: bool,
     pub is_active: bool,
     /// Continuous protection: every committed change streamed into the storage between the
-    /// scheduled backups (PostgreSQL with `wal_level = logical`; a local storage).
+    /// scheduled backups (PostgreSQL with `wal_level = logical`; on any storage).
     #[serde(default)]
     pub continuous_protection: bool,
     /// Back up every database of the connection's server, and its roles (PostgreSQL; full).
@@ -312,17 +312,8 @@ pub async fn validate(ctx: &Ctx, input: &ConfigurationInput, editing: Option<&st
     if conn.is_none() {
         bad("connection_id", "choose the connection (database) to back up".into());
     }
-    if input.continuous_protection {
-        let storage_type: Option<String> = sqlx::query_scalar("SELECT storage_type FROM backup_storage WHERE storage_name = ?")
-            .bind(input.storage_location.trim())
-            .fetch_optional(&ctx.pool)
-            .await
-            .map_err(|e| Error::catalog("check the storage", &e))?;
-        if conn.as_deref() == Some("sqlite") {
-            bad("continuous_protection", "continuous protection follows PostgreSQL databases (their logical decoding); a SQLite database is protected by its scheduled backups — turn it off or choose a PostgreSQL connection".into());
-        } else if storage_type.as_deref().is_some_and(|t| t != "local") {
-            bad("continuous_protection", format!("continuous protection writes its change segments to a local storage (a folder); \"{}\" is in the cloud — choose a local storage, or turn it off", input.storage_location.trim()));
-        }
+    if input.continuous_protection && conn.as_deref() == Some("sqlite") {
+        bad("continuous_protection", "continuous protection follows PostgreSQL databases (their logical decoding); a SQLite database is protected by its scheduled backups — turn it off or choose a PostgreSQL connection".into());
     }
     if input.whole_server {
         if conn.as_deref() == Some("sqlite") {

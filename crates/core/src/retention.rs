@@ -269,16 +269,18 @@ async fn apply_policy_until(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>
     delete_planned(ctx, plan, cancel).await
 }
 
-/// Removes the change segments (continuous protection, `changes/` beside the archive) whose base
-/// is `archive_id`.
+/// Removes the change segments (continuous protection, `changes/` beside the archive, in a folder
+/// or a cloud storage) whose base is `archive_id`.
 fn remove_segments_of(archive: &Path, archive_id: &str) {
     // <repository>/archives/<archive> → <repository>/changes
     let Some(dir) = archive.parent().and_then(Path::parent).map(|d| d.join("changes")) else { return };
-    let Ok(entries) = std::fs::read_dir(&dir) else { return };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.extension().is_some_and(|x| x == crate::repository::ARCHIVE_EXT) && header_of(&p).is_some_and(|h| h.parent_id.as_deref() == Some(archive_id)) {
-            let _ = std::fs::remove_file(&p);
+    let Ok(listed) = crate::storage::backend::at(&dir).and_then(|b| b.list()) else { return };
+    for (name, _) in listed {
+        let p = PathBuf::from(name);
+        if p.parent() == Some(dir.as_path()) && p.extension().is_some_and(|x| x == crate::repository::ARCHIVE_EXT) && header_of(&p).is_some_and(|h| h.parent_id.as_deref() == Some(archive_id)) {
+            if let Err(e) = crate::storage::backend::at(&p).and_then(|b| b.delete()) {
+                tracing::warn!("retention could not delete the change segment {}: {}", p.display(), e.message);
+            }
         }
     }
 }

@@ -28,7 +28,7 @@ secondary_storage: string | null, missed_runs: MissedRuns,
 time_zone: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, 
 /**
  * Every committed change streamed into the storage between the scheduled backups, so the
- * database can be put back to any second (PostgreSQL; a local storage).
+ * database can be put back to any second (PostgreSQL; the segments go to the configuration's storage).
  */
 continuous_protection: boolean, 
 /**
@@ -68,7 +68,7 @@ missed_runs: MissedRuns,
 time_zone: string | null, includes_tenant_data: boolean, includes_system_data: boolean, includes_logs: boolean, is_active: boolean, 
 /**
  * Continuous protection: every committed change streamed into the storage between the
- * scheduled backups (PostgreSQL with `wal_level = logical`; a local storage).
+ * scheduled backups (PostgreSQL with `wal_level = logical`; on any storage).
  */
 continuous_protection: boolean, 
 /**

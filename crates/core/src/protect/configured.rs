@@ -108,19 +108,15 @@ async fn target(ctx: &Ctx, config: &BackupConfiguration, connection_id: &str, st
     let SourceSpec::Postgres { url } = spec else {
         return Err(Error::validation(format!("\"{}\": continuous protection follows PostgreSQL databases; turn it off for a SQLite connection", config.configuration_name)));
     };
-    let dir = local_folder(ctx, storage_name)
-        .await?
-        .ok_or_else(|| Error::validation(format!("\"{}\": continuous protection writes its change segments to a local storage; \"{storage_name}\" is in the cloud", config.configuration_name)))?;
+    let dir = storage_dir(ctx, storage_name).await?;
     Ok(Target { url, source_name: conn.name, dir })
 }
 
-/// The folder of a local storage; `None` for one in the cloud.
-async fn local_folder(ctx: &Ctx, storage_name: &str) -> Result<Option<std::path::PathBuf>> {
+/// Where a storage's repository is: a folder, or a cloud storage's URL (its bucket connected with
+/// the keychain's credentials). The segments go wherever the configuration's backups go.
+async fn storage_dir(ctx: &Ctx, storage_name: &str) -> Result<std::path::PathBuf> {
     let store = crate::storage::by_name_or_id(&ctx.pool, storage_name).await?.ok_or_else(|| Error::not_found(format!("the storage \"{storage_name}\" does not exist any more")))?;
-    if store.storage_type != crate::storage::StorageType::Local {
-        return Ok(None);
-    }
-    Ok(Some(crate::storage::location(ctx, &store).await?))
+    crate::storage::location(ctx, &store).await
 }
 
 /// What one step for a configuration did.
@@ -438,9 +434,8 @@ pub struct Timeline {
 
 /// The repository of a configuration's storage, if it holds one.
 async fn repository_of(ctx: &Ctx, config: &BackupConfiguration) -> Result<Option<Repository>> {
-    match local_folder(ctx, &config.storage_location).await {
-        Ok(Some(dir)) => Repository::open(&dir),
-        Ok(None) => Ok(None),
+    match storage_dir(ctx, &config.storage_location).await {
+        Ok(dir) => Repository::open(&dir),
         // A storage removed meanwhile has no repository to show.
         Err(e) if e.code == crate::error::ErrorCode::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -463,9 +458,9 @@ pub async fn timeline(ctx: &Ctx, configuration_id: &str) -> Result<Timeline> {
                 spans.push(TimelineSpan { from: super::rfc3339_of(s.from_us), until: super::rfc3339_of(s.until_us), base_id: s.base_id, ended_by: s.ended_by });
             }
         }
-        for f in super::segments(&repo, &slot)? {
+        for (_, bytes) in super::segments_sized(&repo, &slot)? {
             segments += 1;
-            segment_bytes += std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+            segment_bytes += bytes;
         }
     }
     let archive_id = |e: &crate::history::BackupExecution| e.file_path.as_deref().and_then(|f| crate::archive::ArchiveReader::open(std::path::Path::new(f)).ok()).map(|r| r.header.archive_id);

@@ -20,8 +20,11 @@
 //!   copy) through a scratch database; [`plan_at`] says what either will use first.
 //! - [`configured`] runs all this from a backup configuration's setting (the app, `schedule run`).
 //!
-//! Not built yet (said in docs/continuous-protection.md): per-tenant segment indexes, segments on
-//! cloud storages, the streaming replication protocol.
+//! The segments and the state are kept in the repository's `changes/` through the storage
+//! backend: a local folder or a cloud storage (S3, Azure Blob, Google Cloud Storage) alike.
+//!
+//! Not built yet (said in docs/continuous-protection.md): per-tenant segment indexes, the
+//! streaming replication protocol.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +39,7 @@ use crate::repository::{Repository, ARCHIVE_EXT};
 use crate::source::pg_logical::{self, Txn};
 use crate::source::postgres::connect;
 use crate::source::{CancelToken, ProgressSink, SourceSpec};
+use crate::storage::backend;
 
 pub mod configured;
 
@@ -83,18 +87,16 @@ pub fn rfc3339_of(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us + 946_684_800_000_000).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)).unwrap_or_default()
 }
 
-/// Writes the state atomically (a new file renamed over the old one).
+/// Writes the state atomically (a file written beside and renamed over the old one; an object put
+/// whole).
 fn write_state(repo: &Repository, p: &Protection) -> Result<()> {
-    let dir = changes_dir(repo);
-    crate::private::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
     let json = serde_json::to_vec_pretty(p).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
     let path = state_path(repo, &p.slot);
-    let tmp = path.with_extension("json.new");
-    crate::private::write(&tmp, &json).map_err(|e| Error::io("cannot record the protection", &e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("cannot record the protection", &e))
+    backend::at(&path)?.put(json).map_err(|e| Error::new(e.code, format!("cannot record the protection: {}", e.message)).caused_by(&e))
 }
 
-/// The repository's folder of change segments.
+/// The repository's folder (or prefix) of change segments: beside `archives/`, in a folder or in
+/// a cloud storage alike.
 pub fn changes_dir(repo: &Repository) -> PathBuf {
     repo.dir.join("changes")
 }
@@ -106,8 +108,17 @@ fn state_path(repo: &Repository, slot: &str) -> PathBuf {
 /// Reads a protection's state.
 pub fn protection(repo: &Repository, slot: &str) -> Result<Protection> {
     let path = state_path(repo, slot);
-    let text = std::fs::read(&path).map_err(|e| Error::io(format!("no continuous protection named {slot} in {} ({})", repo.dir.display(), path.display()), &e))?;
+    let text = backend::at(&path)?.get().map_err(|e| match e.code {
+        ErrorCode::NotFound => Error::not_found(format!("no continuous protection named {slot} in {} ({} does not exist)", repo.dir.display(), path.display())),
+        _ => Error::new(e.code, format!("cannot read the continuous protection {slot} in {}: {}", repo.dir.display(), e.message)).caused_by(&e),
+    })?;
     serde_json::from_slice(&text).map_err(|e| Error::validation(format!("{} is unreadable: {e}", path.display())).caused_by(&e))
+}
+
+/// The files (or objects) directly in the repository's `changes/`, with their sizes, by name.
+fn changes_listed(repo: &Repository) -> Result<Vec<(PathBuf, u64)>> {
+    let dir = changes_dir(repo);
+    Ok(backend::at(&dir)?.list()?.into_iter().map(|(l, n)| (PathBuf::from(l), n)).filter(|(p, _)| p.parent() == Some(dir.as_path())).collect())
 }
 
 /// Starts protecting the database of `req.source`: the slot ([`begin`]), then the full backup
@@ -205,7 +216,7 @@ pub fn record_base(repo: &Repository, slot: &str, source_name: &str, archive: &P
 
 /// Whether `slot` has a record in the repository (its base recorded).
 pub fn is_recorded(repo: &Repository, slot: &str) -> bool {
-    state_path(repo, slot).exists()
+    backend::at(&state_path(repo, slot)).and_then(|b| b.size()).is_ok_and(|n| n.is_some())
 }
 
 /// Whether the transaction `xid` (32 bits, as decoding gives it) is visible in `snapshot`
@@ -362,15 +373,16 @@ fn seal(repo: &Repository, p: &Protection, txns: Vec<Txn>, signer: Option<Arc<dy
 
 /// The segments of a protection, in commit order.
 pub fn segments(repo: &Repository, slot: &str) -> Result<Vec<PathBuf>> {
-    let dir = changes_dir(repo);
-    let mut out: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == ARCHIVE_EXT) && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{slot}-"))))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), &e)),
-    };
+    Ok(segments_sized(repo, slot)?.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The segments of a protection with their sizes, in commit order.
+pub fn segments_sized(repo: &Repository, slot: &str) -> Result<Vec<(PathBuf, u64)>> {
+    let prefix = format!("{slot}-");
+    let mut out: Vec<(PathBuf, u64)> = changes_listed(repo)?
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|x| x == ARCHIVE_EXT) && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+        .collect();
     out.sort();
     Ok(out)
 }
@@ -399,11 +411,9 @@ pub fn spans(p: &Protection) -> Vec<Span> {
 /// protections covering it without a source named is an error saying so.
 pub fn covering(repo: &Repository, at: &str, source_name: Option<&str>) -> Result<Option<String>> {
     let until = pg_micros(at)?;
-    let dir = changes_dir(repo);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(None) };
+    let Ok(entries) = changes_listed(repo) else { return Ok(None) };
     let mut found = Vec::new();
-    for e in entries.flatten() {
-        let path = e.path();
+    for (path, _) in entries {
         if path.extension().is_none_or(|x| x != "json") {
             continue;
         }

@@ -721,3 +721,122 @@ async fn a_backlog_larger_than_one_read_is_sealed_whole_before_its_seconds_count
     assert_eq!((count, sum), (20_000, (1..=20_000i64).map(|i| i % 7).sum()), "nothing of the backlog missing");
     protect::stop(&r, &source.url(), &slot).await.expect("stop");
 }
+
+/// Continuous protection on a cloud storage (S3 over its real protocol: moto): the setting is
+/// accepted on it, and the base backup, the protection's state and the change segments all go to
+/// the bucket beside the archives — nothing to a local folder. The timeline counts the segments'
+/// bytes from the bucket's listing, a second is put back from there (the whole database into a
+/// new one, and one tenant in place), and retention deleting the base takes its segments from
+/// the bucket too.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_cloud_storage_the_segments_go_to_the_bucket_and_a_second_is_put_back_from_there() {
+    use safehold_core::configurations::{self, BackupType};
+    use safehold_core::protect::configured;
+    use safehold_core::source::CancelToken;
+    use safehold_core::storage::{self, backend, RemoteStorageInput, StorageCredentials};
+    let Some(base) = logical_base() else { return };
+    let Some((home, ctx)) = crate::runs::keychain_home().await else { return };
+    let Some(s3) = crate::objstore::S3::start(false) else { return };
+    let bucket = s3.bucket("protected");
+    safehold_core::demo::ensure(&ctx, false).await.expect("demo");
+    storage::add_remote(
+        &ctx,
+        RemoteStorageInput {
+            name: "Bucket".into(),
+            url: format!("{bucket}/prod"),
+            endpoint: Some(s3.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            credentials: Some(StorageCredentials { access_key_id: Some("test".into()), secret_access_key: Some("test".into()), service_account_key: None }),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the cloud storage");
+    let source = ScratchDb::create_on(&base).await;
+    source.execute(DDL).await;
+    source.execute("ALTER TABLE log REPLICA IDENTITY FULL; INSERT INTO accounts (id, tenant_id, balance) SELECT g, 't' || (g % 2), g FROM generate_series(1, 20) g;").await;
+    let demo = configurations::list(&ctx).await.expect("configs").remove(0);
+    let mut input = safehold_core::connections::ConnectionInput::from_url("Protected in the cloud", &source.url()).expect("input");
+    input.password = None;
+    let conn = safehold_core::connections::add(&ctx, input).await.expect("connection");
+    let mut input = demo.to_input();
+    input.configuration_name = "Protected to S3".into();
+    input.connection_id = conn.id.clone();
+    input.storage_location = "Bucket".into();
+    input.secondary_storage = None;
+    input.backup_type = BackupType::Full;
+    input.continuous_protection = true;
+    let config = configurations::create(&ctx, input).await.expect("the setting is accepted on a cloud storage");
+    let notices: configured::NoticeSink = std::sync::Arc::new(|_| {});
+    let slot = configured::slot_name(&config.id);
+
+    assert_eq!(configured::run_step(&ctx, &config.id, &notices).await.expect("started").action, "started");
+    let history = safehold_core::history::executions(&ctx, 10).await.expect("history");
+    let base_run = history.iter().find(|e| e.configuration_id.as_deref() == Some(config.id.as_str())).expect("the base is in the history");
+    assert!(base_run.file_path.as_deref().is_some_and(|f| f.starts_with("s3://protected/prod/archives/")), "{:?}", base_run.file_path);
+    for sql in ["INSERT INTO accounts (id, tenant_id, balance) VALUES (100, 't0', 1)", "UPDATE accounts SET balance = balance + 1 WHERE id < 5", "DELETE FROM accounts WHERE id = 7", "INSERT INTO log VALUES ('x', 1)"] {
+        source.execute(sql).await;
+    }
+    let at = server_now(&source.url()).await;
+    let then = state(&source.url()).await;
+    let sealed = configured::run_step(&ctx, &config.id, &notices).await.expect("a step");
+    assert_eq!((sealed.action.as_str(), sealed.transactions), ("sealed", 4), "{sealed:?}");
+    assert!(sealed.segment.as_deref().is_some_and(|s| s.starts_with(&format!("s3://protected/prod/changes/{slot}-"))), "{sealed:?}");
+    // In the bucket: the state and the segment, beside the archives.
+    let listed: Vec<(String, u64)> = backend::at(std::path::Path::new("s3://protected/prod/changes")).expect("bucket").list().expect("listing");
+    assert!(listed.iter().any(|(n, _)| n.ends_with(&format!("/{slot}.json"))), "{listed:?}");
+    assert_eq!(listed.iter().filter(|(n, _)| n.ends_with(&format!(".{}", safehold_core::repository::ARCHIVE_EXT))).count(), 1, "{listed:?}");
+    // Nowhere on this machine: no file of the protection under the home or the demo's folder.
+    let local: Vec<_> = walk(home.path()).into_iter().filter(|p| p.to_string_lossy().contains(&slot)).collect();
+    assert!(local.is_empty(), "nothing of the protection is local: {local:?}");
+
+    let tl = configured::timeline(&ctx, &config.id).await.expect("timeline");
+    let segment_bytes: u64 = listed.iter().filter(|(n, _)| n.contains(&format!("/{slot}-"))).map(|(_, b)| *b).sum();
+    assert_eq!((tl.spans.len(), tl.segments, tl.segment_bytes), (1, 1, segment_bytes), "{tl:?}");
+    assert!(tl.backups.iter().any(|b| b.execution_id == base_run.id && b.is_base), "{tl:?}");
+
+    // The whole database at that second, from the bucket, into a new database.
+    source.execute("DELETE FROM accounts WHERE tenant_id = 't0'; INSERT INTO log VALUES ('later', 2)").await;
+    let into = format!("safehold_then_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let whole = configured::SecondRequest { configuration_id: config.id.clone(), at: at.clone(), tenant_id: None, into_database: Some(into.clone()), dry_run: false };
+    let done = configured::restore_second(&ctx, &whole, &CancelToken::new()).await.expect("restored from the bucket");
+    assert_eq!((done.plan.segments, done.plan.transactions), (1, 4), "{done:?}");
+    assert_eq!(state(&format!("{base}/{into}")).await, then, "the database as it was at {at}");
+    let mut admin = PgConnection::connect(&format!("{base}/postgres")).await.expect("connect");
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {into} WITH (FORCE)"))).execute(&mut admin).await.expect("drop");
+    // One tenant in place: t0 as it was then, the later row of the log kept.
+    configured::run_step(&ctx, &config.id, &notices).await.expect("the later changes sealed");
+    let tenant = configured::SecondRequest { configuration_id: config.id.clone(), at: at.clone(), tenant_id: Some("t0".into()), into_database: None, dry_run: false };
+    configured::restore_second(&ctx, &tenant, &CancelToken::new()).await.expect("a tenant in place from the bucket");
+    let now = state(&source.url()).await;
+    assert_eq!(now[0], then[0], "the accounts of t0 are back (t1's were not changed since)");
+    assert!(now[2].contains("later"), "the log's later row stays: {}", now[2]);
+
+    // Off, then retention past the base's age: the base and its segments leave the bucket.
+    let mut off = config.to_input();
+    off.continuous_protection = false;
+    configurations::update(&ctx, &config.id, off).await.expect("off");
+    configured::settle(&ctx, &config.id).await.expect("settled");
+    let newer = safehold_core::runs::enqueue_full(&ctx, &config.id).await.expect("enqueue");
+    safehold_core::runs::run(&ctx, &newer, &CancelToken::new()).await.expect("a newer full to S3");
+    safehold_core::retention::apply_at(&ctx, &config.id, chrono::Utc::now() + chrono::Duration::days(400)).await.expect("retention");
+    let left: Vec<(String, u64)> = backend::at(std::path::Path::new("s3://protected/prod/changes")).expect("bucket").list().expect("listing");
+    assert!(!left.iter().any(|(n, _)| n.contains(&format!("/{slot}-"))), "the segments went with their base: {left:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
