@@ -1572,13 +1572,14 @@ pub(crate) async fn load_table_into(tx: &mut sqlx::Transaction<'_, sqlx::Postgre
         // No deltas: COPY's own count was checked against the index.
         return Ok(expected);
     }
-    for (r, ix) in &chain[base + 1..] {
+    let links = &chain[base + 1..];
+    for (r, ix) in links {
         let entry = ix.section(&section).ok_or_else(|| Error::validation(format!("{section} is missing from backup {} of the chain", r.header.archive_id)))?;
         if entry.mode.as_deref() != Some("delta") {
             return Err(Error::validation(format!("{section}: backup {} of the chain is not a delta", r.header.archive_id)));
         }
-        expected = apply_delta(tx, r, ix, t, relation, cancel).await?;
     }
+    expected = merge_deltas(tx, links, t, relation, cancel).await?;
     let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {relation}")))
         .fetch_one(&mut **tx)
         .await
@@ -1615,17 +1616,24 @@ pub(super) async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, read
     Ok(loaded)
 }
 
-/// Applies one backup's delta to a table: changed rows replace their old versions, rows whose key
-/// is gone from the backup's key list are deleted. Returns the table's row count afterwards.
-async fn apply_delta(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, t: &PgTable, table: &str, cancel: &CancelToken) -> Result<u64> {
+/// Applies a chain's deltas to a table in one pass, however many links the chain has (issue 26:
+/// a chain restores at the cost of its data, not of its history): every link's changed rows are
+/// staged, each with its link's number, and the newest link's key list; then the rows any link
+/// changed, and those whose key the newest list no longer has, are deleted (one join, one
+/// anti-join over the table), and each changed key's newest version that the newest list still
+/// has is inserted (one statement). Returns the newest list's row count.
+async fn merge_deltas(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, links: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, table: &str, cancel: &CancelToken) -> Result<u64> {
     let section = t.section();
+    let Some((last_reader, last_index)) = links.last() else { return Err(Error::new(ErrorCode::Internal, "a chain without deltas")) };
     let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
     let keys: Vec<String> = t.key_columns.iter().map(|c| qi(c)).collect();
+    // The link's number, in a column no table column is named like.
+    let link = qi(&(0..).map(|i| format!("_sh_link{i}")).find(|n| !t.columns.contains(n)).unwrap_or_default());
     let run = |sql: String| AssertSqlSafe(sql);
-    let fail = |e: sqlx::Error| restore_error(&format!("table {section} (applying a delta)"), &e);
+    let fail = |e: sqlx::Error| restore_error(&format!("table {section} (applying the chain's changes)"), &e);
     sqlx::raw_sql(run(format!(
         "DROP TABLE IF EXISTS pg_temp._sh_delta, pg_temp._sh_keys; \
-         CREATE TEMP TABLE _sh_delta AS SELECT {} FROM {table} WITH NO DATA; \
+         CREATE TEMP TABLE _sh_delta AS SELECT {}, 0 AS {link} FROM {table} WITH NO DATA; \
          CREATE TEMP TABLE _sh_keys AS SELECT {} FROM {table} WITH NO DATA;",
         cols.join(", "),
         keys.join(", ")
@@ -1633,16 +1641,23 @@ async fn apply_delta(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &st
     .execute(&mut **tx)
     .await
     .map_err(fail)?;
-    copy_in(tx, reader, index, &section, "pg_temp._sh_delta FROM STDIN", cancel).await?;
-    let all = copy_in(tx, reader, index, &format!("{section}#keys"), "pg_temp._sh_keys FROM STDIN", cancel).await?;
-    let t_keys = keys.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", ");
-    let d_keys = keys.iter().map(|k| format!("d.{k}")).collect::<Vec<_>>().join(", ");
+    for (i, (reader, index)) in links.iter().enumerate() {
+        sqlx::raw_sql(run(format!("ALTER TABLE pg_temp._sh_delta ALTER COLUMN {link} SET DEFAULT {i}"))).execute(&mut **tx).await.map_err(fail)?;
+        copy_in(tx, reader, index, &section, &format!("pg_temp._sh_delta ({}) FROM STDIN", cols.join(", ")), cancel).await?;
+    }
+    let all = copy_in(tx, last_reader, last_index, &format!("{section}#keys"), "pg_temp._sh_keys FROM STDIN", cancel).await?;
+    let on = |a: &str, b: &str| format!("({}) = ({})", keys.iter().map(|k| format!("{a}.{k}")).collect::<Vec<_>>().join(", "), keys.iter().map(|k| format!("{b}.{k}")).collect::<Vec<_>>().join(", "));
     sqlx::raw_sql(run(format!(
-        "DELETE FROM {table} t USING pg_temp._sh_delta d WHERE ({t_keys}) = ({d_keys}); \
-         DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp._sh_keys d WHERE ({t_keys}) = ({d_keys})); \
-         INSERT INTO {table} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM pg_temp._sh_delta; \
+        "ANALYZE pg_temp._sh_delta, pg_temp._sh_keys; \
+         DELETE FROM {table} t USING pg_temp._sh_delta d WHERE {td}; \
+         DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp._sh_keys d WHERE {td}); \
+         INSERT INTO {table} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM (SELECT DISTINCT ON ({k}) * FROM pg_temp._sh_delta ORDER BY {k}, {link} DESC) d \
+           WHERE EXISTS (SELECT 1 FROM pg_temp._sh_keys l WHERE {dl}); \
          DROP TABLE pg_temp._sh_delta, pg_temp._sh_keys;",
-        c = cols.join(", ")
+        td = on("t", "d"),
+        dl = on("d", "l"),
+        c = cols.join(", "),
+        k = keys.join(", ")
     )))
     .execute(&mut **tx)
     .await
