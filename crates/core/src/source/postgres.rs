@@ -1562,11 +1562,17 @@ pub(super) async fn load_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, c
 /// same columns): the newest whole copy, then every later delta in order; checks the final row
 /// count. Returns the rows.
 pub(crate) async fn load_table_into(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, relation: &str, cancel: &CancelToken) -> Result<u64> {
+    load_chain(tx, chain, t, relation, false, cancel).await
+}
+
+/// [`load_table_into`]; with `freeze`, the whole copy is loaded with `COPY … FREEZE` (the table
+/// must have been made or emptied in this transaction).
+pub(super) async fn load_chain(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, relation: &str, freeze: bool, cancel: &CancelToken) -> Result<u64> {
     let section = t.section();
     let Some(base) = chain.iter().rposition(|(_, ix)| ix.section(&section).is_some_and(|e| e.mode.is_none())) else { return Ok(0) };
     let (base_reader, base_index) = &chain[base];
     let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
-    let target = format!("{relation} ({}) FROM STDIN", cols.join(", "));
+    let target = format!("{relation} ({}) FROM STDIN{}", cols.join(", "), if freeze { " WITH (FREEZE)" } else { "" });
     let mut expected = copy_in(tx, base_reader, base_index, &section, &target, cancel).await?;
     if base + 1 == chain.len() {
         // No deltas: COPY's own count was checked against the index.
@@ -1618,10 +1624,10 @@ pub(super) async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, read
 
 /// Applies a chain's deltas to a table in one pass, however many links the chain has (issue 26:
 /// a chain restores at the cost of its data, not of its history): every link's changed rows are
-/// staged, each with its link's number, and the newest link's key list; then the rows any link
-/// changed, and those whose key the newest list no longer has, are deleted (one join, one
-/// anti-join over the table), and each changed key's newest version that the newest list still
-/// has is inserted (one statement). Returns the newest list's row count.
+/// staged, each with its link's number, and the newest link's key list; each changed key's newest
+/// version that the newest list still has is set aside and its key taken out of the list; the
+/// rows whose key the list then lacks (changed, or gone) are deleted — one anti-join, the table
+/// scanned once — and the newest versions inserted. Returns the newest list's row count.
 async fn merge_deltas(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, links: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, table: &str, cancel: &CancelToken) -> Result<u64> {
     let section = t.section();
     let Some((last_reader, last_index)) = links.last() else { return Err(Error::new(ErrorCode::Internal, "a chain without deltas")) };
@@ -1632,7 +1638,7 @@ async fn merge_deltas(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, links: &[(
     let run = |sql: String| AssertSqlSafe(sql);
     let fail = |e: sqlx::Error| restore_error(&format!("table {section} (applying the chain's changes)"), &e);
     sqlx::raw_sql(run(format!(
-        "DROP TABLE IF EXISTS pg_temp._sh_delta, pg_temp._sh_keys; \
+        "DROP TABLE IF EXISTS pg_temp._sh_delta, pg_temp._sh_keys, pg_temp._sh_newest; \
          CREATE TEMP TABLE _sh_delta AS SELECT {}, 0 AS {link} FROM {table} WITH NO DATA; \
          CREATE TEMP TABLE _sh_keys AS SELECT {} FROM {table} WITH NO DATA;",
         cols.join(", "),
@@ -1647,14 +1653,18 @@ async fn merge_deltas(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, links: &[(
     }
     let all = copy_in(tx, last_reader, last_index, &format!("{section}#keys"), "pg_temp._sh_keys FROM STDIN", cancel).await?;
     let on = |a: &str, b: &str| format!("({}) = ({})", keys.iter().map(|k| format!("{a}.{k}")).collect::<Vec<_>>().join(", "), keys.iter().map(|k| format!("{b}.{k}")).collect::<Vec<_>>().join(", "));
+    // The table is scanned once: the newest versions that stay are set aside first, their keys
+    // taken out of the list, and every row whose key is no longer in it deleted (changed or gone).
     sqlx::raw_sql(run(format!(
         "ANALYZE pg_temp._sh_delta, pg_temp._sh_keys; \
-         DELETE FROM {table} t USING pg_temp._sh_delta d WHERE {td}; \
-         DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp._sh_keys d WHERE {td}); \
-         INSERT INTO {table} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM (SELECT DISTINCT ON ({k}) * FROM pg_temp._sh_delta ORDER BY {k}, {link} DESC) d \
+         CREATE TEMP TABLE _sh_newest AS SELECT {c} FROM (SELECT DISTINCT ON ({k}) * FROM pg_temp._sh_delta ORDER BY {k}, {link} DESC) d \
            WHERE EXISTS (SELECT 1 FROM pg_temp._sh_keys l WHERE {dl}); \
-         DROP TABLE pg_temp._sh_delta, pg_temp._sh_keys;",
-        td = on("t", "d"),
+         ANALYZE pg_temp._sh_newest; \
+         DELETE FROM pg_temp._sh_keys l USING pg_temp._sh_newest d WHERE {dl}; \
+         DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp._sh_keys l WHERE {tl}); \
+         INSERT INTO {table} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM pg_temp._sh_newest; \
+         DROP TABLE pg_temp._sh_delta, pg_temp._sh_keys, pg_temp._sh_newest;",
+        tl = on("t", "l"),
         dl = on("d", "l"),
         c = cols.join(", "),
         k = keys.join(", ")
