@@ -1561,7 +1561,7 @@ pub(super) async fn load_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, c
 }
 
 /// Loads one table of the chain into `relation` (the table itself, or a staging table with the
-/// same columns): the newest whole copy, then every later delta in order; checks the final row
+/// same columns): the newest whole copy, then the later deltas merged ([`merge_deltas`]); checks the final row
 /// count. Returns the rows.
 pub(crate) async fn load_table_into(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], t: &PgTable, relation: &str, cancel: &CancelToken) -> Result<u64> {
     load_chain(tx, chain, t, relation, false, cancel).await
