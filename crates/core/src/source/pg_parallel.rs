@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
-use super::postgres::{archived_schema, connect, copy_in, create_objects, drop_database, q, qi, restore_error, PgTable, Stmt};
+use super::postgres::{archived_schema, connect, create_objects, drop_database, q, qi, restore_error, PgTable, Stmt};
 use super::{CancelToken, Progress, ProgressSink};
 use crate::archive::{ArchiveIndex, ArchiveReader};
 use crate::error::{Error, ErrorCode, Result};
@@ -379,15 +379,12 @@ fn builds_index(sql: &str) -> bool {
 async fn load_frozen(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &Chain, t: &PgTable, cancel: &CancelToken) -> Result<u64> {
     let section = t.section();
     let relation = format!("{}.{}", qi(&t.schema), qi(&t.name));
-    let Some(base) = chain.iter().rposition(|(_, ix)| ix.section(&section).is_some_and(|e| e.mode.is_none())) else { return Ok(0) };
-    sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE ONLY {relation}"))).execute(&mut **tx).await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
-    if base + 1 != chain.len() {
-        // A chain: its whole copy frozen too, then the links' changes merged.
-        return super::postgres::load_chain(tx, chain, t, &relation, true, cancel).await;
+    if !chain.iter().any(|(_, ix)| ix.section(&section).is_some_and(|e| e.mode.is_none())) {
+        return Ok(0);
     }
-    let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
-    let (reader, index) = &chain[base];
-    copy_in(tx, reader, index, &section, &format!("{relation} ({}) FROM STDIN WITH (FREEZE)", cols.join(", ")), cancel).await
+    sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE ONLY {relation}"))).execute(&mut **tx).await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
+    // The whole copy frozen; a chain's later changes merged after it.
+    super::postgres::load_chain(tx, chain, t, &relation, true, cancel).await
 }
 
 #[derive(Clone)]

@@ -43,6 +43,13 @@ async fn server_now(url: &str) -> String {
     sqlx::query_scalar("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").fetch_one(&mut conn).await.expect("now")
 }
 
+/// A connection named `name` to the database at `url` (trust: no password kept).
+async fn connection_to(ctx: &safehold_core::context::Ctx, name: &str, url: &str) -> safehold_core::connections::Connection {
+    let mut input = safehold_core::connections::ConnectionInput::from_url(name, url).expect("input");
+    input.password = None;
+    safehold_core::connections::add(ctx, input).await.expect("connection")
+}
+
 /// A repository (password "pw") opened for backups, and a fresh protection name.
 async fn protected_repo() -> (crate::backup::Repo, safehold_core::repository::Repository, safehold_core::archive::SecretKey, String) {
     let repo = crate::backup::repo_with_password("pw");
@@ -414,9 +421,7 @@ async fn a_configurations_continuous_protection_starts_streams_and_its_slot_goes
     let text = format!("{err:?}");
     assert!(text.contains("continuous_protection") && text.contains("PostgreSQL"), "{text}");
 
-    let mut input = safehold_core::connections::ConnectionInput::from_url("Protected", &source.url()).expect("input");
-    input.password = None;
-    let conn = safehold_core::connections::add(&ctx, input).await.expect("connection");
+    let conn = connection_to(&ctx, "Protected", &source.url()).await;
     let mut input = demo.to_input();
     input.configuration_name = "Protected nightly".into();
     input.connection_id = conn.id.clone();
@@ -756,9 +761,7 @@ async fn on_a_cloud_storage_the_segments_go_to_the_bucket_and_a_second_is_put_ba
     source.execute(DDL).await;
     source.execute("ALTER TABLE log REPLICA IDENTITY FULL; INSERT INTO accounts (id, tenant_id, balance) SELECT g, 't' || (g % 2), g FROM generate_series(1, 20) g;").await;
     let demo = configurations::list(&ctx).await.expect("configs").remove(0);
-    let mut input = safehold_core::connections::ConnectionInput::from_url("Protected in the cloud", &source.url()).expect("input");
-    input.password = None;
-    let conn = safehold_core::connections::add(&ctx, input).await.expect("connection");
+    let conn = connection_to(&ctx, "Protected in the cloud", &source.url()).await;
     let mut input = demo.to_input();
     input.configuration_name = "Protected to S3".into();
     input.connection_id = conn.id.clone();
