@@ -309,7 +309,7 @@ pub fn of_archive(archive: &Path, repository_id: &str) -> Option<Repository> {
 /// The archive files (or objects) in an archives directory (or prefix), by name.
 pub fn archives_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let is_archive = |p: &Path| p.extension().and_then(|e| e.to_str()) == Some(ARCHIVE_EXT);
-    Ok(crate::storage::backend::at(dir)?.list()?.into_iter().map(|(l, _)| PathBuf::from(l)).filter(|p| is_archive(p) && p.parent() == Some(dir)).collect())
+    Ok(crate::storage::backend::listed_in(dir)?.into_iter().map(|(p, _)| p).filter(|p| is_archive(p)).collect())
 }
 
 /// Whether `location` is a repository (a directory, or an object storage URL not naming an

@@ -274,7 +274,7 @@ async fn apply_policy_until(ctx: &Ctx, configuration_id: &str, at: DateTime<Utc>
 fn remove_segments_of(archive: &Path, archive_id: &str) {
     // <repository>/archives/<archive> → <repository>/changes
     let Some(dir) = archive.parent().and_then(Path::parent).map(|d| d.join("changes")) else { return };
-    let Ok(listed) = crate::protect::listed_in(&dir) else { return };
+    let Ok(listed) = crate::storage::backend::listed_in(&dir) else { return };
     for (p, _) in listed {
         if p.extension().is_some_and(|x| x == crate::repository::ARCHIVE_EXT) && header_of(&p).is_some_and(|h| h.parent_id.as_deref() == Some(archive_id)) {
             if let Err(e) = crate::storage::backend::at(&p).and_then(|b| b.delete()) {

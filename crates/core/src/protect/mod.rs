@@ -117,13 +117,7 @@ pub fn protection(repo: &Repository, slot: &str) -> Result<Protection> {
 
 /// The files (or objects) directly in the repository's `changes/`, with their sizes, by name.
 fn changes_listed(repo: &Repository) -> Result<Vec<(PathBuf, u64)>> {
-    listed_in(&changes_dir(repo))
-}
-
-/// The files (or objects) directly in `dir` (a folder or a cloud storage's prefix), with their
-/// sizes, by name.
-pub(crate) fn listed_in(dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
-    Ok(backend::at(dir)?.list()?.into_iter().map(|(l, n)| (PathBuf::from(l), n)).filter(|(p, _)| p.parent() == Some(dir)).collect())
+    backend::listed_in(&changes_dir(repo))
 }
 
 /// Starts protecting the database of `req.source`: the slot ([`begin`]), then the full backup

@@ -72,6 +72,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 /// nothing is left. (The archive writer's [`Sink`](crate::archive::Sink).)
 pub use crate::archive::Sink as Upload;
 
+/// The files (or objects) directly in `dir` (a folder or a cloud storage's prefix), not in its
+/// subfolders, with their sizes, by name.
+pub fn listed_in(dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    Ok(at(dir)?.list()?.into_iter().map(|(l, n)| (PathBuf::from(l), n)).filter(|(p, _)| p.parent() == Some(dir)).collect())
+}
+
 /// The backend for `location`: an object store for `s3://`, `az://` and `gs://` URLs, else the
 /// local filesystem.
 pub fn at(location: &Path) -> Result<Box<dyn Backend>> {
