@@ -3,7 +3,7 @@
 
 On `pgbench -i -s $BENCH_CHAIN_SCALE` (10 unless set: one big table, pgbench_history without a
 key): a full backup, then five rounds of pgbench transactions each followed by an incremental;
-then a full backup of the final state. Printed side by side: restoring the newest incremental
+then a full backup of the final state. First, the backup of that one big table against COPY on one connection. Printed side by side: restoring the newest incremental
 (the full and its five links) against restoring that full, both `--jobs 2` into a new database,
 and each incremental's size against the full's.
 """
@@ -32,6 +32,17 @@ def restore(repo, backup_id, env):
     return best
 
 
+def one_table_backup(work, env):
+    """A backup of pgbench's data, nearly all one table (pgbench_accounts), against reading every
+    table with COPY on one connection: the backup reads that table in page ranges with both
+    workers (issue 26, item 1). The better of two runs each."""
+    copy = min(measure("COPY read", f"psql -X -q -d {PG}/{SRC} -c 'COPY pgbench_accounts TO STDOUT' -c 'COPY pgbench_branches TO STDOUT' -c 'COPY pgbench_tellers TO STDOUT' -c 'COPY pgbench_history TO STDOUT' > /dev/null", shell=True) for _ in range(2))
+    ours = min(measure("safehold backup", [SAFEHOLD, "backup", "--source", f"{PG}/{SRC}", "--to", os.path.join(work, f"one-table-{i}"), "--type", "full", "--json"], env=env) for i in range(2))
+    print(f"{'COPY every table, one connection (read limit)':<52}{copy[0]:>9.2f}{copy[1]:>12.0f}")
+    print(f"{'safehold backup (one big table, page ranges)':<52}{ours[0]:>9.2f}{ours[1]:>12.0f}")
+    print(f"safehold backup / COPY read, one connection    = {ours[0] / copy[0]:.2f}   (target <= 0.6 on 2 cores)", flush=True)
+
+
 def main():
     if not shutil.which("pgbench"):
         sys.exit("bench: pgbench is missing (scripts/deps.sh bench installs it)")
@@ -43,6 +54,7 @@ def main():
     print(f"== a chain of {ROUNDS} incrementals on pgbench -i -s {SCALE}", flush=True)
     subprocess.run(["pgbench", "-q", "-i", "-s", SCALE, f"{PG}/{SRC}"], check=True, capture_output=True)
     chain_repo, full_repo = os.path.join(work, "chain"), os.path.join(work, "full")
+    one_table_backup(work, env)
     full = backup(chain_repo, "full", env)
     sizes = []
     last = full

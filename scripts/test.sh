@@ -92,10 +92,14 @@ log="$work/test.log"
 echo "== UI: type check and component tests"
 (cd ui && npx tsc --noEmit && npx vitest run) 2>&1 | tee -a "$log"
 
-echo "== build: UI bundle, app, CLI"
+echo "== build: UI bundle, then the app, the CLI and every test binary"
 (cd ui && npx vite build --logLevel warn)
-cargo build -p safehold-app -p safehold-cli
-cargo test --no-run -p safehold-core -p safehold-cli -p safehold-e2e 2>&1 | grep -v '^  Executable' || true
+# One cargo run for all of them, and the same packages in every cargo command below: cargo
+# unifies features per run, so another selection (e.g. `cargo build -p safehold-app`) would build
+# a hundred dependencies a second time (6 min cold). The app's binary is built by its integration
+# test (src-tauri/tests).
+export SAFEHOLD_PACKAGES="-p safehold-core -p safehold-cli -p safehold-e2e -p safehold-app"
+cargo test --no-run $SAFEHOLD_PACKAGES 2>&1 | grep -v '^  Executable'
 
 export SAFEHOLD_APP_BINARY="${CARGO_TARGET_DIR:-$root/target}/debug/safehold-app"
 
@@ -110,14 +114,14 @@ HOME="$work/home" XDG_RUNTIME_DIR="$work/run" \
     eval "$(printf %s "$SAFEHOLD_KEYRING_PW" | gnome-keyring-daemon --unlock --components=secrets)"
     export SAFEHOLD_TEST_KEYCHAIN=1
     if [ -n "${SAFEHOLD_TEST_ARGS:-}" ]; then
-      cargo test -p safehold-core -p safehold-cli -p safehold-e2e ${SAFEHOLD_TEST_ARGS}
+      cargo test $SAFEHOLD_PACKAGES ${SAFEHOLD_TEST_ARGS}
     else
       # The generated-schema property suite has a time budget (200 schemas in 540 s): it runs
       # last, with the machine to itself, not beside the load tests of the others.
-      cargo test -p safehold-core -p safehold-cli -p safehold-e2e -- --skip schemas::generated_schemas_keep_every_property
+      cargo test $SAFEHOLD_PACKAGES -- --skip schemas::generated_schemas_keep_every_property
       # The same packages as above, so the same features: the engine binary built above runs
       # (`-p safehold-core` alone would build the crate and its dependencies again, ~5 min cold).
-      cargo test -p safehold-core -p safehold-cli -p safehold-e2e --test engine -- --exact schemas::generated_schemas_keep_every_property
+      cargo test $SAFEHOLD_PACKAGES --test engine -- --exact schemas::generated_schemas_keep_every_property
     fi
   ' 2>&1 | grep --line-buffered -v -E "dbus-daemon|SpiRegistry|Failed to set fd limit" | tee -a "$log"
 echo "== fuzzing the archive reader briefly (cargo fuzz, stable, no sanitizer)"

@@ -1074,18 +1074,23 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
     sec.finish()?;
 
     // Parallel workers: more connections that import the exported snapshot, so every table is
-    // read as of the same instant; each takes the next table (biggest first) from one queue, and
-    // their sections stream into the archive side by side.
+    // read as of the same instant; each takes the next piece of work (biggest table first) from
+    // one queue, and their sections stream into the archive side by side. A big table is several
+    // pieces: ranges of its pages, read by whichever workers are free, into its one section.
+    // Sizes by the planner's page count (`relpages`, kept by VACUUM and ANALYZE): reading the
+    // files' sizes would lock every table before the workers start.
     let sizes: std::collections::HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-        "SELECT n.nspname || '.' || c.relname, c.relpages::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'",
+        "SELECT n.nspname || '.' || c.relname, greatest(c.relpages, 0)::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'",
     )
     .fetch_all(&mut conn)
     .await
     .map_err(q("read table sizes"))?
     .into_iter()
     .collect();
+    let pages = |i: usize| sizes.get(&schema.tables[i].section()).copied().unwrap_or(0);
     let mut order: Vec<usize> = (0..schema.tables.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(sizes.get(&schema.tables[i].section()).copied().unwrap_or(0)));
+    order.sort_by_key(|&i| std::cmp::Reverse(pages(i)));
+    let version = server_version_num(&mut conn).await?;
     let mut conns = vec![conn];
     for _ in 1..req.jobs.clamp(1, schema.tables.len().max(1)) {
         match worker_connection(url, &snapshot).await {
@@ -1100,8 +1105,29 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
             }
         }
     }
+    // Page ranges need TID range scans (PostgreSQL 14 and later): before, each range would scan
+    // the whole table. Only whole tables are split (an incremental's changed rows and a tenant
+    // export's are read by one query each).
+    let ranges_scan = version >= 140000;
+    let split_at = split_pages();
+    let queue: std::collections::VecDeque<Piece> = order
+        .into_iter()
+        .flat_map(|i| {
+            let t = &schema.tables[i];
+            let whole = parent.is_none_or(|p| t.key_columns.is_empty() || !p.same_columns(t)) && tenant_filter.as_ref().is_none_or(|f| !f.contains_key(&t.section()));
+            let p = pages(i);
+            if conns.len() < 2 || !ranges_scan || !whole || p < split_at {
+                return vec![Piece { table: i, pages: None, split: None }];
+            }
+            // (A threshold of 0, for tests: every table, even one the planner thinks empty.)
+            let n = if split_at == 0 { 2 * conns.len() as i64 } else { (p / split_at).clamp(2, 4 * conns.len() as i64) };
+            let split = std::sync::Arc::new(Split { section: std::sync::Mutex::new(None), left: std::sync::atomic::AtomicUsize::new(n as usize), rows: std::sync::atomic::AtomicU64::new(0) });
+            // The last range is open-ended: pages added since the size was read are read too.
+            (0..n).map(|k| Piece { table: i, pages: Some((p * k / n, (k + 1 < n).then(|| p * (k + 1) / n))), split: Some(split.clone()) }).collect()
+        })
+        .collect();
     let workers = conns.len();
-    let queue = std::sync::Mutex::new(std::collections::VecDeque::from(order));
+    let queue = std::sync::Mutex::new(queue);
     let shared = std::sync::Mutex::new(archive);
     let counters = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
     let ctx = DumpCtx { schema: &schema, req, parent, tenant_filter: tenant_filter.as_ref(), full_xmin: &full_xmin, archive: &shared, queue: &queue, cancel, progress, done: &counters.0, rows: &counters.1 };
@@ -1138,7 +1164,8 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
 /// first names: said as a warning of the backup, so nobody learns it at restore time. And the
 /// user mappings whose password the backup left out (it keeps no secret of another server).
 pub async fn not_carried(conn: &mut PgConnection) -> Result<Vec<String>> {
-    let kinds: [(&str, String); 5] = [
+    let kinds: [(&str, String); 6] = [
+        ("tables that inherit from another outside partitioning (each is restored as a table of its own, its rows in it, without INHERITS)", format!("SELECT format('%s.%s', n.nspname, c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT c.relispartition AND c.relkind = 'r' AND {USER_NS} AND {}", not_ext("c.oid"))),
         ("operator families made apart (CREATE OPERATOR FAMILY), with their classes", format!("SELECT format('%s.%s', n.nspname, f.opfname) FROM pg_opfamily f JOIN pg_namespace n ON n.oid = f.opfnamespace WHERE {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_opclass c WHERE c.opcfamily = f.oid AND c.opcname = f.opfname AND c.opcnamespace = f.opfnamespace)", not_ext("f.oid"))),
         ("text search parsers", format!("SELECT format('%s.%s', n.nspname, t.prsname) FROM pg_ts_parser t JOIN pg_namespace n ON n.oid = t.prsnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
         ("text search templates", format!("SELECT format('%s.%s', n.nspname, t.tmplname) FROM pg_ts_template t JOIN pg_namespace n ON n.oid = t.tmplnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
@@ -1202,7 +1229,7 @@ async fn rows_carried_again(conn: &mut PgConnection, schema: &PgSchema, parent: 
     let (mut again, mut carried) = (0i64, 0i64);
     for t in schema.tables.iter().filter(|t| !t.key_columns.is_empty() && parent.same_columns(t)) {
         let sql = format!(
-            "SELECT count(*) FILTER (WHERE pg_visible_in_snapshot({full_xmin}, {snap}::pg_snapshot)), count(*) FROM {}.{} WHERE {full_xmin} >= pg_snapshot_xmin({snap}::pg_snapshot)",
+            "SELECT count(*) FILTER (WHERE pg_visible_in_snapshot({full_xmin}, {snap}::pg_snapshot)), count(*) FROM ONLY {}.{} WHERE {full_xmin} >= pg_snapshot_xmin({snap}::pg_snapshot)",
             qi(&t.schema),
             qi(&t.name),
             snap = ql(&parent.snapshot)
@@ -1228,6 +1255,47 @@ async fn worker_connection(url: &str, snapshot: &str) -> Result<PgConnection> {
     Ok(c)
 }
 
+/// Tables of at least this many pages (8 kB each; 64 MiB) are read by several workers together,
+/// each a range of pages, unless `SAFEHOLD_BACKUP_SPLIT_PAGES` or [`with_split_pages`] says otherwise.
+const SPLIT_PAGES: i64 = 8192;
+
+tokio::task_local! {
+    static SPLIT_PAGES_HERE: i64;
+}
+
+/// Runs `backup` with tables of `pages` pages or more read in page ranges by several workers
+/// (tests use it to split small tables; 0 splits every table). Only the backup awaited inside
+/// sees it.
+pub async fn with_split_pages<F: std::future::Future>(pages: i64, backup: F) -> F::Output {
+    SPLIT_PAGES_HERE.scope(pages, backup).await
+}
+
+fn split_pages() -> i64 {
+    SPLIT_PAGES_HERE
+        .try_with(|p| *p)
+        .ok()
+        .or_else(|| std::env::var("SAFEHOLD_BACKUP_SPLIT_PAGES").ok().and_then(|v| v.parse().ok()))
+        .unwrap_or(SPLIT_PAGES)
+        .max(0)
+}
+
+/// A piece of a backup's work: a table whole, or a range of its pages (`[from, to)`, the last
+/// open-ended) that shares the table's section with the table's other ranges.
+struct Piece {
+    table: usize,
+    pages: Option<(i64, Option<i64>)>,
+    split: Option<std::sync::Arc<Split>>,
+}
+
+/// A table read in page ranges by several workers into one section: begun by the first range
+/// that starts, ended by the last that finishes. Rows go in whole (COPY's text format ends each
+/// row with its only raw newline), so the section is the table's rows, in another order.
+struct Split {
+    section: std::sync::Mutex<Option<crate::archive::Section>>,
+    left: std::sync::atomic::AtomicUsize,
+    rows: std::sync::atomic::AtomicU64,
+}
+
 /// What the dump workers share.
 struct DumpCtx<'a, 'w> {
     schema: &'a PgSchema,
@@ -1236,32 +1304,38 @@ struct DumpCtx<'a, 'w> {
     tenant_filter: Option<&'a std::collections::HashMap<String, String>>,
     full_xmin: &'a str,
     archive: &'a std::sync::Mutex<&'w mut ArchiveWriter>,
-    queue: &'a std::sync::Mutex<std::collections::VecDeque<usize>>,
+    queue: &'a std::sync::Mutex<std::collections::VecDeque<Piece>>,
     cancel: &'a CancelToken,
     progress: &'a ProgressSink,
     done: &'a std::sync::atomic::AtomicU64,
     rows: &'a std::sync::atomic::AtomicU64,
 }
 
-/// Takes tables from the queue until it is empty; returns the rows, tables and tenants it counted.
+/// Takes work from the queue until it is empty; returns the rows, tables and tenants it counted.
 async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u64, u64, u64)> {
     use std::sync::atomic::Ordering::SeqCst;
     let (mut rows_total, mut tables, mut tenants) = (0u64, 0u64, 0u64);
     let total = cx.schema.tables.len() as u64;
     loop {
         cx.cancel.check()?;
-        let Some(i) = cx.queue.lock().ok().and_then(|mut q| q.pop_front()) else { return Ok((rows_total, tables, tenants)) };
-        let t = &cx.schema.tables[i];
+        let Some(piece) = cx.queue.lock().ok().and_then(|mut q| q.pop_front()) else { return Ok((rows_total, tables, tenants)) };
+        let t = &cx.schema.tables[piece.table];
         (cx.progress)(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: cx.done.load(SeqCst), tables_total: total, rows: cx.rows.load(SeqCst), bytes: 0 });
         let delta = cx.parent.filter(|p| !t.key_columns.is_empty() && p.same_columns(t)).map(|p| p.snapshot.clone());
         let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
-        let from = format!("{}.{}", qi(&t.schema), qi(&t.name));
-        let (sql, mode) = match &delta {
-            None => match cx.tenant_filter.and_then(|f| f.get(&t.section())) {
+        // ONLY: a table's own rows, never those of tables that inherit from it.
+        let from = format!("ONLY {}.{}", qi(&t.schema), qi(&t.name));
+        let (sql, mode) = match (&delta, piece.pages) {
+            (None, Some((first, end))) => {
+                let mut range = vec![format!("ctid >= '({first},0)'::tid")];
+                range.extend(end.map(|e| format!("ctid < '({e},0)'::tid")));
+                (format!("COPY (SELECT {} FROM {from} WHERE {}) TO STDOUT", cols.join(", "), range.join(" AND ")), None)
+            }
+            (None, None) => match cx.tenant_filter.and_then(|f| f.get(&t.section())) {
                 Some(pred) => (format!("COPY (SELECT {} FROM {from} l WHERE {pred}) TO STDOUT", cols.iter().map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")), None),
                 None => (format!("COPY {} TO STDOUT", t.copy_target()), None),
             },
-            Some(snap) => (
+            (Some(snap), _) => (
                 // Every row written by a transaction not finished before the parent's snapshot's
                 // xmin: the ones the parent could not see (in progress, or started after it) and,
                 // to be safe, the ones of transactions that finished between its xmin and xmax —
@@ -1271,7 +1345,10 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
                 Some("delta"),
             ),
         };
-        let rows = copy_section(conn, cx.archive, &t.section(), "table", &sql, mode, cx.cancel).await?;
+        let (rows, finished) = match &piece.split {
+            Some(split) => copy_range(conn, cx.archive, split, &t.section(), &sql, cx.cancel).await?,
+            None => (copy_section(conn, cx.archive, &t.section(), "table", &sql, mode, cx.cancel).await?, true),
+        };
         if delta.is_some() {
             let keys: Vec<String> = t.key_columns.iter().map(|c| qi(c)).collect();
             let keys_sql = format!("COPY (SELECT {} FROM {from}) TO STDOUT", keys.join(", "));
@@ -1283,11 +1360,60 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
             tenants += rows;
         }
         rows_total += rows;
-        tables += 1;
         let rows_now = cx.rows.fetch_add(rows, SeqCst) + rows;
-        let done = cx.done.fetch_add(1, SeqCst) + 1;
-        (cx.progress)(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: done, tables_total: total, rows: rows_now, bytes: 0 });
+        if finished {
+            tables += 1;
+            let done = cx.done.fetch_add(1, SeqCst) + 1;
+            (cx.progress)(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: done, tables_total: total, rows: rows_now, bytes: 0 });
+        }
     }
+}
+
+/// Streams one page range of a split table into the table's shared section; returns its rows
+/// and whether it was the table's last range to finish (which ends the section).
+async fn copy_range(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut ArchiveWriter>, split: &Split, name: &str, sql: &str, cancel: &CancelToken) -> Result<(u64, bool)> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let failed = || Error::new(ErrorCode::Internal, "a backup worker failed while writing the archive");
+    // Lock order: the table's section, then the archive.
+    let write = |bytes: &[u8]| -> Result<()> {
+        let mut sec = split.section.lock().map_err(|_| failed())?;
+        let mut archive = archive.lock().map_err(|_| failed())?;
+        let s = sec.get_or_insert_with(|| archive.begin(name, "table"));
+        archive.write(s, bytes)
+    };
+    write(&[])?;
+    let (mut rows, mut carry) = (0u64, Vec::new());
+    {
+        let mut out = conn.copy_out_raw(sql).await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot read {name}: {e}")).caused_by(&e))?;
+        while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: reading {name} failed: {e}")).caused_by(&e))? {
+            rows += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            // Only whole rows go in: another range's rows follow them in the section.
+            match bytes.iter().rposition(|&b| b == b'\n') {
+                Some(end) => {
+                    carry.extend_from_slice(&bytes[..=end]);
+                    write(&carry)?;
+                    carry.clear();
+                    carry.extend_from_slice(&bytes[end + 1..]);
+                }
+                None => carry.extend_from_slice(&bytes),
+            }
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+    }
+    cancel.check()?;
+    if !carry.is_empty() {
+        return Err(Error::new(ErrorCode::Database, format!("PostgreSQL: reading {name} ended inside a row")));
+    }
+    split.rows.fetch_add(rows, SeqCst);
+    if split.left.fetch_sub(1, SeqCst) != 1 {
+        return Ok((rows, false));
+    }
+    let mut s = split.section.lock().map_err(|_| failed())?.take().ok_or_else(failed)?;
+    s.add_rows(split.rows.load(SeqCst));
+    archive.lock().map_err(|_| failed())?.end(s)?;
+    Ok((rows, true))
 }
 
 /// Per tenant table (`schema.table`; a partition stands for its table), the condition (on

@@ -63,7 +63,14 @@ impl Repo {
         req.jobs = 2;
         req.tenant_column = s.tenant_column.clone();
         req.tenants_table = s.tenants_table.clone();
-        let out = backup::run(&self.repo, &self.mk, &req, &CancelToken::new(), &no_progress()).await.unwrap_or_else(|e| panic!("{}\nbackup ({t:?}) failed: {e}", s.describe()));
+        // Every table is read in page ranges by both workers (issue 26): after an ANALYZE (as
+        // autovacuum would run), the ranges of a table of several pages have real bounds.
+        let mut conn = sqlx::PgConnection::connect(&db.url()).await.expect("connect");
+        sqlx::raw_sql("ANALYZE").execute(&mut conn).await.expect("analyze");
+        conn.close().await.expect("close");
+        let out = safehold_core::source::postgres::with_split_pages(0, backup::run(&self.repo, &self.mk, &req, &CancelToken::new(), &no_progress()))
+            .await
+            .unwrap_or_else(|e| panic!("{}\nbackup ({t:?}) failed: {e}", s.describe()));
         PathBuf::from(out.archive)
     }
 
