@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 APP := $(or $(CARGO_TARGET_DIR),target)/debug/safehold-app
 .DEFAULT_GOAL := help
+# The packages every cargo test command names, as make test does (scripts/test.sh): one selection,
+# one set of features, so the test binaries make test built are not built again.
+PACKAGES := -p safehold-core -p safehold-cli -p safehold-e2e -p safehold-app
 
 .PHONY: help run test app ui deps bindings lint bench fuzz-schemas package pictures
 
@@ -40,8 +43,8 @@ pictures:
 
 ## Regenerate ui/src/api/bindings.ts from the Rust types and ui/src/api/commands.ts from the shell's commands.
 bindings:
-	SAFEHOLD_WRITE_BINDINGS=1 cargo test -p safehold-core --test engine bindings
-	SAFEHOLD_WRITE_BINDINGS=1 cargo test -p safehold-e2e --test e2e commands::
+	SAFEHOLD_WRITE_BINDINGS=1 cargo test $(PACKAGES) --test engine bindings
+	SAFEHOLD_WRITE_BINDINGS=1 cargo test $(PACKAGES) --test e2e commands::
 
 ## Benchmarks against pg_dump/pg_restore (not part of make test). BENCH_SCALE=0.25 for a quick run.
 bench:
@@ -55,7 +58,7 @@ bench:
 ## make fuzz-schemas SEED=1234 N=2000 (a random seed when SEED is not given; keeps going past failures).
 fuzz-schemas:
 	SAFEHOLD_SCHEMA_SEED=$(SEED) SAFEHOLD_SCHEMA_COUNT=$(or $(N),1000) SAFEHOLD_SCHEMA_SECONDS=$(or $(SECONDS_BUDGET),86400) SAFEHOLD_SCHEMA_KEEP_GOING=1 \
-	  cargo test -p safehold-core --test engine schemas::generated_schemas_keep_every_property -- --nocapture
+	  cargo test $(PACKAGES) --test engine schemas::generated_schemas_keep_every_property -- --nocapture
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
