@@ -116,8 +116,8 @@ HOME="$work/home" XDG_RUNTIME_DIR="$work/run" \
     if [ -n "${SAFEHOLD_TEST_ARGS:-}" ]; then
       cargo test $SAFEHOLD_PACKAGES ${SAFEHOLD_TEST_ARGS}
     else
-      # The generated-schema property suite has a time budget (200 schemas in 540 s): it runs
-      # last, with the machine to itself, not beside the load tests of the others.
+      # The generated-schema property suite (200 schemas, about 7 min): it runs last, with the
+      # machine to itself, not beside the load tests of the others.
       cargo test $SAFEHOLD_PACKAGES -- --skip schemas::generated_schemas_keep_every_property
       # The same packages as above, so the same features: the engine binary built above runs
       # (`-p safehold-core` alone would build the crate and its dependencies again, ~5 min cold).

@@ -137,7 +137,8 @@ pub struct SectionEntry {
     pub rows: u64,
     /// For tables of incremental and differential backups: "delta" when the section holds only
     /// the rows changed since the parent (with a "<name>#keys" section listing every key at the
-    /// snapshot), absent when it holds the whole table.
+    /// snapshot or, for a PostgreSQL table without a key, a "<name>#live" section listing the
+    /// row positions it does not carry), absent when it holds the whole table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// Where the section's frames lie when they are not one run (sections written concurrently
@@ -180,6 +181,20 @@ pub struct ArchiveIndex {
 impl ArchiveIndex {
     pub fn section(&self, name: &str) -> Option<&SectionEntry> {
         self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// The rows a table has once its chain is restored up to this archive: a delta's newest key
+    /// list (or the rows it carries and the rows it lists as kept), else the section's rows.
+    pub fn rows_after_chain(&self, table: &str) -> u64 {
+        match self.section(table) {
+            Some(e) if e.mode.as_deref() == Some("delta") => match (self.section(&format!("{table}#keys")), self.section(&format!("{table}#live"))) {
+                (Some(keys), _) => keys.rows,
+                (None, Some(live)) => live.rows + e.rows,
+                (None, None) => e.rows,
+            },
+            Some(e) => e.rows,
+            None => 0,
+        }
     }
 }
 

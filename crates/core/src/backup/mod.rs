@@ -257,7 +257,13 @@ pub async fn run_with(repo: &Repository, master: Option<&SecretKey>, req: &Backu
         snapshot_time: snapshot_time.clone(),
         created_at: snapshot_time.clone(),
         compression: if req.zstd_level.is_some() { "zstd".into() } else { "none".into() },
-        basis: pg_snapshot.as_ref().map(|snap| snap.basis(&id)),
+        basis: pg_snapshot.as_ref().map(|snap| {
+            let parent = match &parent {
+                Some((_, ParentBasis::Postgres(p))) => Some(p),
+                _ => None,
+            };
+            snap.basis(&id, parent)
+        }),
         ..header(repo, &id, req.encrypt, key_slots)
     };
     let stamp: String = snapshot_time.chars().filter(char::is_ascii_digit).take(14).collect();

@@ -314,13 +314,9 @@ fn table_sections(index: &ArchiveIndex) -> Vec<String> {
     index.sections.iter().filter(|s| s.kind == "table" && s.name != "sqlite_sequence").map(|s| s.name.clone()).collect()
 }
 
-/// Rows a table will have after the chain: the newest key list for a delta, else the section's.
+/// Rows a table will have after the chain.
 fn final_rows(index: &ArchiveIndex, table: &str) -> u64 {
-    match index.section(table) {
-        Some(e) if e.mode.as_deref() == Some("delta") => index.section(&format!("{table}#keys")).map(|k| k.rows).unwrap_or(e.rows),
-        Some(e) => e.rows,
-        None => 0,
-    }
+    index.rows_after_chain(table)
 }
 
 fn scope_of(req: &RestoreRequest, available: &[String]) -> Result<Option<Scope>> {

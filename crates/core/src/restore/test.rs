@@ -118,11 +118,7 @@ pub async fn restore_test(
             let section = t.section();
             let restored = table_digest(&mut scratch, &section, &t.columns).await?;
             let whole = index.section(&section).is_some_and(|e| e.mode.is_none());
-            let expected_rows = match index.section(&section) {
-                Some(e) if e.mode.as_deref() == Some("delta") => index.section(&format!("{section}#keys")).map(|k| k.rows).unwrap_or(e.rows),
-                Some(e) => e.rows,
-                None => 0,
-            };
+            let expected_rows = index.rows_after_chain(&section);
             let archive_checksum = if whole {
                 let mut d = LineDigester::default();
                 let r = reader.clone();

@@ -80,9 +80,19 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
     let size = |t: &PgTable| index.section(&t.section()).map(|e| e.plain_bytes).unwrap_or(0);
     tables.sort_by_key(|t| std::cmp::Reverse(size(t)));
     // Tables loaded by several workers at once: big ones whose whole rows are in the last backup
-    // of the chain (a table with deltas is loaded and patched in one transaction).
+    // of the chain, or that the chain's links give by their rows' positions (one stream of rows
+    // too); a table whose deltas go by key list is loaded and patched in one transaction.
     let split_bytes = split_bytes();
-    let split: HashSet<String> = if jobs > 1 { tables.iter().map(PgTable::section).filter(|s| index.section(s).is_some_and(|e| e.mode.is_none() && e.plain_bytes >= split_bytes)).collect() } else { HashSet::new() };
+    let chain_bytes = |s: &str| chain.iter().filter_map(|(_, ix)| ix.section(s)).map(|e| e.plain_bytes).sum::<u64>();
+    let split: HashSet<String> = if jobs > 1 {
+        tables
+            .iter()
+            .map(PgTable::section)
+            .filter(|s| index.section(s).is_some_and(|e| e.mode.is_none() && e.plain_bytes >= split_bytes) || (super::postgres::merges_by_position(chain, s) && chain_bytes(s) >= split_bytes))
+            .collect()
+    } else {
+        HashSet::new()
+    };
     let (plan, rest) = Plan::new(tables, schema.post.clone(), &imported);
     let total_tables = schema.tables.len() as u64;
     let shared = Arc::new(Shared {
@@ -240,18 +250,24 @@ async fn work(conn: &mut PgConnection, shared: &Shared, chain: &Chain, jobs: usi
     }
 }
 
-/// Loads a big table with every worker that joins in: the rows are read once, in order, and
-/// each worker COPYs the chunks it takes in its own transaction. Returns the rows, checked
-/// against the index once every part is in.
+/// Loads a big table with every worker that joins in: the rows (of the newest backup, or merged
+/// from the chain by position) are read once, in order, and each worker COPYs the chunks it
+/// takes in its own transaction. Returns the rows, checked against the index (or the chain's
+/// positions) once every part is in.
 async fn load_shared(conn: &mut PgConnection, shared: &Shared, chain: &Chain, t: &PgTable, cancel: &CancelToken) -> Result<u64> {
     let section = t.section();
     let (reader, index) = chain.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty restore chain"))?;
-    let expected = index.section(&section).map(|e| e.rows).unwrap_or(0);
+    // The rows: the newest backup's whole copy, or the chain's versions chosen by position.
+    let (input, expected) = if super::postgres::merges_by_position(chain, &section) {
+        super::postgres::merged_rows(chain, &section).await?
+    } else {
+        (reader.section_lines(index, &section)?, index.section(&section).map(|e| e.rows).unwrap_or(0))
+    };
     let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
     let load = Arc::new(SharedLoad {
         section: section.clone(),
         target: format!("{}.{} ({}) FROM STDIN", qi(&t.schema), qi(&t.name), cols.join(", ")),
-        input: tokio::sync::Mutex::new(reader.section_lines(index, &section)?),
+        input: tokio::sync::Mutex::new(input),
         state: Mutex::new(LoadState { open: true, helpers: 0, rows: 0, failed: None }),
         left: tokio::sync::Notify::new(),
     });

@@ -922,6 +922,11 @@ pub struct Parent {
     /// `pg_current_snapshot()` as the parent's backup saw it.
     pub snapshot: String,
     tables: ParentTables,
+    /// The storage (`pg_relation_filenode`) of each table whose rows the parent carried with
+    /// their positions, by the header's salted hash of the table's name: such a table is a
+    /// delta by positions only while its rows stay where they were (no rewrite since).
+    filenodes: std::collections::HashMap<String, String>,
+    salt: String,
 }
 
 /// The parent's tables and their COPY columns: by name (read from the unlocked archive), or as
@@ -930,6 +935,20 @@ pub struct Parent {
 enum ParentTables {
     Named(std::collections::HashMap<String, Vec<String>>),
     Hashed { salt: String, tables: std::collections::HashMap<String, String> },
+}
+
+/// How an incremental finds a table's deletes: by the parent's positions of the rows it keeps,
+/// or (after a parent from before positions) by every primary key at the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delta {
+    Positions,
+    Keys,
+}
+
+/// The header basis's storage of each table carried with its rows' positions.
+fn header_filenodes(header: &crate::archive::ArchiveHeader) -> std::collections::HashMap<String, String> {
+    let nodes = header.basis.as_ref().and_then(|b| b.get("filenodes")).and_then(|f| f.as_object());
+    nodes.into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()
 }
 
 /// A table's name or columns as the header's basis keeps them: SHA-256 of the archive id and the
@@ -955,7 +974,12 @@ impl Parent {
             .ok_or_else(|| Error::validation(format!("the parent backup {} records no snapshot", reader.header.archive_id)))?
             .to_string();
         let schema = archived_schema(reader, &index)?;
-        Ok(Self { snapshot, tables: ParentTables::Named(schema.tables.into_iter().map(|t| (t.section(), t.columns)).collect()) })
+        Ok(Self {
+            snapshot,
+            tables: ParentTables::Named(schema.tables.into_iter().map(|t| (t.section(), t.columns)).collect()),
+            filenodes: header_filenodes(&reader.header),
+            salt: reader.header.archive_id.clone(),
+        })
     }
 
     /// Reads what is needed from the parent's plaintext header: no key needed. `None` for an
@@ -964,7 +988,22 @@ impl Parent {
         let basis = header.basis.as_ref()?;
         let snapshot = basis.get("txid_snapshot")?.as_str()?.to_string();
         let tables = basis.get("tables")?.as_object()?.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect();
-        Some(Self { snapshot, tables: ParentTables::Hashed { salt: header.archive_id.clone(), tables } })
+        Some(Self { snapshot, tables: ParentTables::Hashed { salt: header.archive_id.clone(), tables }, filenodes: header_filenodes(header), salt: header.archive_id.clone() })
+    }
+
+    /// How this backup carries the table's changes since the parent, if it does (else whole):
+    /// by positions when the parent carried its rows with their positions and it was not
+    /// rewritten since (`filenode` is its storage now); by its key list when it has a primary
+    /// key and the parent recorded no positions for it (a parent from before positions). A table
+    /// whose columns changed, or that was rewritten, is carried whole.
+    fn delta_of(&self, t: &PgTable, filenode: Option<&String>) -> Option<Delta> {
+        if !self.same_columns(t) {
+            return None;
+        }
+        match self.filenodes.get(&basis_hash(&self.salt, &t.section())) {
+            Some(was) => (filenode == Some(was)).then_some(Delta::Positions),
+            None => (!t.key_columns.is_empty()).then_some(Delta::Keys),
+        }
     }
 
     /// Whether the parent had this table with the same columns (else it is carried whole).
@@ -988,16 +1027,55 @@ pub struct Snapshot {
     full_xmin: String,
     schema: PgSchema,
     tenant_filter: Option<std::collections::HashMap<String, String>>,
+    /// The storage of each table read unfiltered (not a tenant export's filtered read): its
+    /// rows are carried with their positions (see [`storage_of`]) unless its changes are found
+    /// by key list.
+    filenodes: std::collections::HashMap<String, String>,
 }
 
 impl Snapshot {
-    /// The header's basis: the transaction snapshot and each table's columns, hashed with the
-    /// archive's id.
-    pub fn basis(&self, archive_id: &str) -> serde_json::Value {
+    /// The header's basis: the transaction snapshot, each table's columns, and the storage of
+    /// the tables carried with their rows' positions; names hashed with the archive's id.
+    /// `parent` is the backup this one builds on.
+    pub fn basis(&self, archive_id: &str, parent: Option<&Parent>) -> serde_json::Value {
         let tables: std::collections::BTreeMap<String, String> =
             self.schema.tables.iter().map(|t| (basis_hash(archive_id, &t.section()), basis_hash(archive_id, &t.columns.join("\0")))).collect();
-        serde_json::json!({ "txid_snapshot": self.txid_snapshot, "tables": tables })
+        let filenodes: std::collections::BTreeMap<String, &String> = self
+            .schema
+            .tables
+            .iter()
+            .zip(self.deltas(parent))
+            .filter(|(_, d)| *d != Some(Delta::Keys))
+            .filter_map(|(t, _)| Some((basis_hash(archive_id, &t.section()), self.filenodes.get(&t.section())?)))
+            .collect();
+        serde_json::json!({ "txid_snapshot": self.txid_snapshot, "tables": tables, "filenodes": filenodes })
     }
+
+    /// How this backup carries each table's changes since `parent` (`None`: whole).
+    fn deltas(&self, parent: Option<&Parent>) -> Vec<Option<Delta>> {
+        self.schema.tables.iter().map(|t| parent.and_then(|p| p.delta_of(t, self.filenodes.get(&t.section())))).collect()
+    }
+}
+
+/// The storage (`pg_relation_filenode`) of each table the backup reads unfiltered: such a
+/// table's rows are carried with their positions (`ctid`), so the next incremental can carry only
+/// its changes. Read before the rows (and without locking the tables): a rewrite (TRUNCATE,
+/// VACUUM FULL, CLUSTER, a rewriting ALTER) between this and the read gives the table new
+/// storage, so the next incremental, seeing storage other than the one recorded, carries the
+/// table whole — never positions of one storage taken for another's.
+async fn storage_of(conn: &mut PgConnection, schema: &PgSchema, tenant_filter: Option<&std::collections::HashMap<String, String>>) -> Result<std::collections::HashMap<String, String>> {
+    let tables: Vec<&PgTable> = schema.tables.iter().filter(|t| tenant_filter.is_none_or(|f| !f.contains_key(&t.section()))).collect();
+    if tables.is_empty() {
+        return Ok(Default::default());
+    }
+    // One query for all of them: a backup's fixed cost stays one round trip.
+    let nodes: Vec<Option<String>> = sqlx::query_scalar("SELECT pg_relation_filenode(format('%I.%I', s, n)::regclass)::text FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(s, n, i) ORDER BY i")
+        .bind(tables.iter().map(|t| t.schema.clone()).collect::<Vec<_>>())
+        .bind(tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(q("read the tables' storage"))?;
+    Ok(tables.iter().zip(nodes).filter_map(|(t, n)| Some((t.section(), n?))).collect())
 }
 
 /// Opens the snapshot: `REPEATABLE READ, READ ONLY, DEFERRABLE`, exported for the parallel
@@ -1028,9 +1106,10 @@ pub async fn snapshot(url: &str, req: &super::DumpScope) -> Result<Snapshot> {
     // A tenant export: each tenant table's rows of the chosen tenants (found by the tenant column
     // and foreign keys, as a tenant restore finds them), the shared tables whole.
     let tenant_filter = if req.tenants.is_empty() { None } else { Some(tenant_predicates(&mut conn, &schema, req).await?) };
+    let filenodes = storage_of(&mut conn, &schema, tenant_filter.as_ref()).await?;
     let mut warnings = long_open_transactions(&mut conn, req.long_transaction).await;
     warnings.extend(unreadable);
-    Ok(Snapshot { conn, warnings, exported, txid_snapshot, full_xmin, schema, tenant_filter })
+    Ok(Snapshot { conn, warnings, exported, txid_snapshot, full_xmin, schema, tenant_filter, filenodes })
 }
 
 /// Sessions whose transaction — open longer than `longer` and holding a transaction id —
@@ -1066,9 +1145,12 @@ async fn long_open_transactions(conn: &mut PgConnection, longer: std::time::Dura
 
 /// Dumps the database at `url` into `archive`: every table whole, or — with a `parent` — only
 /// the rows written since the parent's snapshot (by any transaction the parent could not see,
-/// including ones still open then) plus every primary key, from which deletes are found.
+/// including ones still open then) plus the positions of the rows it does not carry (or, in a
+/// chain begun before positions, every primary key), from which deletes are found.
 pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &super::DumpScope, parent: Option<&Parent>, cancel: &CancelToken, progress: &ProgressSink) -> Result<DumpStats> {
-    let Snapshot { mut conn, warnings, exported: snapshot, txid_snapshot: xmin, full_xmin, schema, tenant_filter } = snap;
+    // How each table's changes are carried (as the header's basis says).
+    let delta = snap.deltas(parent);
+    let Snapshot { mut conn, warnings, exported: snapshot, txid_snapshot: xmin, full_xmin, schema, tenant_filter, filenodes } = snap;
     let mut sec = archive.section("schema", "schema");
     sec.write(&serde_json::to_vec(&schema).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?)?;
     sec.finish()?;
@@ -1114,23 +1196,23 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
         .into_iter()
         .flat_map(|i| {
             let t = &schema.tables[i];
-            let whole = parent.is_none_or(|p| t.key_columns.is_empty() || !p.same_columns(t)) && tenant_filter.as_ref().is_none_or(|f| !f.contains_key(&t.section()));
+            let whole = delta[i].is_none() && tenant_filter.as_ref().is_none_or(|f| !f.contains_key(&t.section()));
             let p = pages(i);
             if conns.len() < 2 || !ranges_scan || !whole || p < split_at {
-                return vec![Piece { table: i, pages: None, split: None }];
+                return vec![Piece { table: i, delta: delta[i], pages: None, split: None }];
             }
             // (A threshold of 0, for tests: every table, even one the planner thinks empty.)
             let n = if split_at == 0 { 2 * conns.len() as i64 } else { (p / split_at).clamp(2, 4 * conns.len() as i64) };
             let split = std::sync::Arc::new(Split { section: std::sync::Mutex::new(None), left: std::sync::atomic::AtomicUsize::new(n as usize), rows: std::sync::atomic::AtomicU64::new(0) });
             // The last range is open-ended: pages added since the size was read are read too.
-            (0..n).map(|k| Piece { table: i, pages: Some((p * k / n, (k + 1 < n).then(|| p * (k + 1) / n))), split: Some(split.clone()) }).collect()
+            (0..n).map(|k| Piece { table: i, delta: None, pages: Some((p * k / n, (k + 1 < n).then(|| p * (k + 1) / n))), split: Some(split.clone()) }).collect()
         })
         .collect();
     let workers = conns.len();
     let queue = std::sync::Mutex::new(queue);
     let shared = std::sync::Mutex::new(archive);
     let counters = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
-    let ctx = DumpCtx { schema: &schema, req, parent, tenant_filter: tenant_filter.as_ref(), full_xmin: &full_xmin, archive: &shared, queue: &queue, cancel, progress, done: &counters.0, rows: &counters.1 };
+    let ctx = DumpCtx { schema: &schema, req, parent, tenant_filter: tenant_filter.as_ref(), filenodes: &filenodes, full_xmin: &full_xmin, archive: &shared, queue: &queue, cancel, progress, done: &counters.0, rows: &counters.1 };
     let results = futures_util::future::try_join_all(conns.iter_mut().map(|c| dump_worker(c, &ctx))).await?;
     let mut warnings = warnings;
     if let Some(c) = conns.first_mut() {
@@ -1149,7 +1231,8 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
     // A transaction left open holds the parent's snapshot back: say how many of the rows this
     // incremental carries were in the parent already (only then: it costs a count per table).
     if let (Some(p), false, Some(c)) = (parent, stats.warnings.is_empty(), conns.first_mut()) {
-        if let Some(w) = rows_carried_again(c, &schema, p, &full_xmin).await {
+        let deltas = schema.tables.iter().zip(&delta).filter(|(_, d)| d.is_some()).map(|(t, _)| t);
+        if let Some(w) = rows_carried_again(c, deltas, p, &full_xmin).await {
             stats.warnings.push(w);
         }
     }
@@ -1225,9 +1308,9 @@ pub(super) async fn load_large_objects(tx: &mut sqlx::Transaction<'_, sqlx::Post
 /// How many rows an incremental on `parent` carries that the parent already had: written by
 /// transactions that finished before the parent's snapshot but after its oldest open one began.
 /// Best effort (a table it cannot count is left out of the count).
-async fn rows_carried_again(conn: &mut PgConnection, schema: &PgSchema, parent: &Parent, full_xmin: &str) -> Option<String> {
+async fn rows_carried_again(conn: &mut PgConnection, deltas: impl Iterator<Item = &PgTable>, parent: &Parent, full_xmin: &str) -> Option<String> {
     let (mut again, mut carried) = (0i64, 0i64);
-    for t in schema.tables.iter().filter(|t| !t.key_columns.is_empty() && parent.same_columns(t)) {
+    for t in deltas {
         let sql = format!(
             "SELECT count(*) FILTER (WHERE pg_visible_in_snapshot({full_xmin}, {snap}::pg_snapshot)), count(*) FROM ONLY {}.{} WHERE {full_xmin} >= pg_snapshot_xmin({snap}::pg_snapshot)",
             qi(&t.schema),
@@ -1279,10 +1362,12 @@ fn split_pages() -> i64 {
         .max(0)
 }
 
-/// A piece of a backup's work: a table whole, or a range of its pages (`[from, to)`, the last
-/// open-ended) that shares the table's section with the table's other ranges.
+/// A piece of a backup's work: a table whole or its changes since the parent (`delta`), or a
+/// range of its pages (`[from, to)`, the last open-ended) that shares the table's sections with
+/// the table's other ranges.
 struct Piece {
     table: usize,
+    delta: Option<Delta>,
     pages: Option<(i64, Option<i64>)>,
     split: Option<std::sync::Arc<Split>>,
 }
@@ -1291,9 +1376,16 @@ struct Piece {
 /// that starts, ended by the last that finishes. Rows go in whole (COPY's text format ends each
 /// row with its only raw newline), so the section is the table's rows, in another order.
 struct Split {
-    section: std::sync::Mutex<Option<crate::archive::Section>>,
+    section: std::sync::Mutex<Option<TableSections>>,
     left: std::sync::atomic::AtomicUsize,
     rows: std::sync::atomic::AtomicU64,
+}
+
+/// The sections one table's rows go to: the rows, and for a table without a primary key their
+/// positions (`<table>#ctids`, in the same order), with how many positions were written.
+struct TableSections {
+    rows: crate::archive::Section,
+    ctids: Option<(crate::archive::Section, u64)>,
 }
 
 /// What the dump workers share.
@@ -1302,6 +1394,8 @@ struct DumpCtx<'a, 'w> {
     req: &'a super::DumpScope,
     parent: Option<&'a Parent>,
     tenant_filter: Option<&'a std::collections::HashMap<String, String>>,
+    /// The storage of the tables read unfiltered (see [`storage_of`]).
+    filenodes: &'a std::collections::HashMap<String, String>,
     full_xmin: &'a str,
     archive: &'a std::sync::Mutex<&'w mut ArchiveWriter>,
     queue: &'a std::sync::Mutex<std::collections::VecDeque<Piece>>,
@@ -1321,11 +1415,15 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
         let Some(piece) = cx.queue.lock().ok().and_then(|mut q| q.pop_front()) else { return Ok((rows_total, tables, tenants)) };
         let t = &cx.schema.tables[piece.table];
         (cx.progress)(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: cx.done.load(SeqCst), tables_total: total, rows: cx.rows.load(SeqCst), bytes: 0 });
-        let delta = cx.parent.filter(|p| !t.key_columns.is_empty() && p.same_columns(t)).map(|p| p.snapshot.clone());
-        let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
+        // Each row's position first (split off into `#ctids`), unless the table's changes are
+        // found by key list.
+        let positions = cx.filenodes.contains_key(&t.section()) && piece.delta != Some(Delta::Keys);
+        let mut cols: Vec<String> = positions.then(|| "ctid".to_string()).into_iter().collect();
+        cols.extend(t.columns.iter().map(|c| qi(c)));
         // ONLY: a table's own rows, never those of tables that inherit from it.
         let from = format!("ONLY {}.{}", qi(&t.schema), qi(&t.name));
-        let (sql, mode) = match (&delta, piece.pages) {
+        let snap = cx.parent.filter(|_| piece.delta.is_some()).map(|p| ql(&p.snapshot));
+        let (sql, mode) = match (&snap, piece.pages) {
             (None, Some((first, end))) => {
                 let mut range = vec![format!("ctid >= '({first},0)'::tid")];
                 range.extend(end.map(|e| format!("ctid < '({e},0)'::tid")));
@@ -1333,6 +1431,7 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
             }
             (None, None) => match cx.tenant_filter.and_then(|f| f.get(&t.section())) {
                 Some(pred) => (format!("COPY (SELECT {} FROM {from} l WHERE {pred}) TO STDOUT", cols.iter().map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")), None),
+                None if positions => (format!("COPY (SELECT {} FROM {from}) TO STDOUT", cols.join(", ")), None),
                 None => (format!("COPY {} TO STDOUT", t.copy_target()), None),
             },
             (Some(snap), _) => (
@@ -1341,23 +1440,27 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
                 // to be safe, the ones of transactions that finished between its xmin and xmax —
                 // pg_visible_in_snapshot cannot tell a subtransaction of a transaction that was
                 // still open (a savepoint's rows) from one that had finished.
-                format!("COPY (SELECT {} FROM {from} WHERE {} >= pg_snapshot_xmin({}::pg_snapshot)) TO STDOUT", cols.join(", "), cx.full_xmin, ql(snap)),
+                format!("COPY (SELECT {} FROM {from} WHERE {} >= pg_snapshot_xmin({snap}::pg_snapshot)) TO STDOUT", cols.join(", "), cx.full_xmin),
                 Some("delta"),
             ),
         };
-        let (rows, finished) = match &piece.split {
-            Some(split) => copy_range(conn, cx.archive, split, &t.section(), &sql, cx.cancel).await?,
-            None => (copy_section(conn, cx.archive, &t.section(), "table", &sql, mode, cx.cancel).await?, true),
-        };
-        if delta.is_some() {
-            let keys: Vec<String> = t.key_columns.iter().map(|c| qi(c)).collect();
-            let keys_sql = format!("COPY (SELECT {} FROM {from}) TO STDOUT", keys.join(", "));
-            let all = copy_section(conn, cx.archive, &format!("{}#keys", t.section()), "keys", &keys_sql, None, cx.cancel).await?;
-            if t.name == cx.req.tenants_table {
-                tenants += all;
+        let (rows, finished) = copy_table(conn, cx.archive, piece.split.as_deref(), &t.section(), &sql, mode, positions, cx.cancel).await?;
+        let kept = match &snap {
+            // Deletes: the delta lists the positions of the rows it does not carry (the parent
+            // had them, where they still are), or every key at the snapshot.
+            Some(snap) if piece.delta == Some(Delta::Positions) => {
+                let live_sql = format!("COPY (SELECT ctid FROM {from} WHERE {} < pg_snapshot_xmin({snap}::pg_snapshot)) TO STDOUT", cx.full_xmin);
+                rows + copy_positions(conn, cx.archive, &format!("{}#live", t.section()), &live_sql, cx.cancel).await?
             }
-        } else if t.name == cx.req.tenants_table {
-            tenants += rows;
+            Some(_) => {
+                let keys: Vec<String> = t.key_columns.iter().map(|c| qi(c)).collect();
+                let keys_sql = format!("COPY (SELECT {} FROM {from}) TO STDOUT", keys.join(", "));
+                copy_section(conn, cx.archive, &format!("{}#keys", t.section()), "keys", &keys_sql, None, cx.cancel).await?
+            }
+            None => rows,
+        };
+        if t.name == cx.req.tenants_table {
+            tenants += kept;
         }
         rows_total += rows;
         let rows_now = cx.rows.fetch_add(rows, SeqCst) + rows;
@@ -1369,33 +1472,21 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
     }
 }
 
-/// Streams one page range of a split table into the table's shared section; returns its rows
-/// and whether it was the table's last range to finish (which ends the section).
-async fn copy_range(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut ArchiveWriter>, split: &Split, name: &str, sql: &str, cancel: &CancelToken) -> Result<(u64, bool)> {
-    use std::sync::atomic::Ordering::SeqCst;
-    let failed = || Error::new(ErrorCode::Internal, "a backup worker failed while writing the archive");
-    // Lock order: the table's section, then the archive.
-    let write = |bytes: &[u8]| -> Result<()> {
-        let mut sec = split.section.lock().map_err(|_| failed())?;
-        let mut archive = archive.lock().map_err(|_| failed())?;
-        let s = sec.get_or_insert_with(|| archive.begin(name, "table"));
-        archive.write(s, bytes)
-    };
-    write(&[])?;
-    let (mut rows, mut carry) = (0u64, Vec::new());
+/// Streams the rows of `sql` (a `COPY … TO STDOUT` in text format) to `sink`, whole rows at a
+/// time (COPY's text format ends each row with its only raw newline) in batches of about
+/// [`ROWS_BATCH`] bytes (the server sends a row a message); returns the rows.
+async fn copy_rows(conn: &mut PgConnection, sql: &str, name: &str, cancel: &CancelToken, sink: &mut (dyn FnMut(&[u8]) -> Result<()> + Send)) -> Result<u64> {
+    let (mut rows, mut batch) = (0u64, Vec::with_capacity(ROWS_BATCH + (64 << 10)));
     {
         let mut out = conn.copy_out_raw(sql).await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot read {name}: {e}")).caused_by(&e))?;
         while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: reading {name} failed: {e}")).caused_by(&e))? {
             rows += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-            // Only whole rows go in: another range's rows follow them in the section.
-            match bytes.iter().rposition(|&b| b == b'\n') {
-                Some(end) => {
-                    carry.extend_from_slice(&bytes[..=end]);
-                    write(&carry)?;
-                    carry.clear();
-                    carry.extend_from_slice(&bytes[end + 1..]);
+            batch.extend_from_slice(&bytes);
+            if batch.len() >= ROWS_BATCH {
+                if let Some(end) = batch.iter().rposition(|&b| b == b'\n') {
+                    sink(&batch[..=end])?;
+                    batch.drain(..=end);
                 }
-                None => carry.extend_from_slice(&bytes),
             }
             if cancel.is_cancelled() {
                 break;
@@ -1403,17 +1494,133 @@ async fn copy_range(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut Arc
         }
     }
     cancel.check()?;
-    if !carry.is_empty() {
+    if batch.last().is_some_and(|&b| b != b'\n') {
         return Err(Error::new(ErrorCode::Database, format!("PostgreSQL: reading {name} ended inside a row")));
     }
-    split.rows.fetch_add(rows, SeqCst);
-    if split.left.fetch_sub(1, SeqCst) != 1 {
-        return Ok((rows, false));
+    if !batch.is_empty() {
+        sink(&batch)?;
     }
-    let mut s = split.section.lock().map_err(|_| failed())?.take().ok_or_else(failed)?;
-    s.add_rows(split.rows.load(SeqCst));
-    archive.lock().map_err(|_| failed())?.end(s)?;
+    Ok(rows)
+}
+
+/// How many bytes of rows [`copy_rows`] hands on at a time.
+const ROWS_BATCH: usize = 256 << 10;
+
+/// Reads one table's rows, or one page range of a split table's (into the sections the table's
+/// ranges share), into the table's section; with `positions`, the query's first column is each
+/// row's `ctid`, split off into the `#ctids` section beside it. Returns the rows read and whether
+/// the table's sections were ended (always, for a table read whole; for a split table, by its
+/// last range to finish).
+#[allow(clippy::too_many_arguments)]
+async fn copy_table(
+    conn: &mut PgConnection,
+    archive: &std::sync::Mutex<&mut ArchiveWriter>,
+    split: Option<&Split>,
+    name: &str,
+    sql: &str,
+    mode: Option<&str>,
+    positions: bool,
+    cancel: &CancelToken,
+) -> Result<(u64, bool)> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let failed = || Error::new(ErrorCode::Internal, "a backup worker failed while writing the archive");
+    let own = std::sync::Mutex::new(None);
+    let slot = split.map_or(&own, |s| &s.section);
+    let (mut rows_buf, mut ctids_buf) = (Vec::new(), Vec::new());
+    // Lock order: the table's sections, then the archive.
+    let mut write = |bytes: &[u8]| -> Result<()> {
+        let n = if positions { split_ctids(bytes, &mut rows_buf, &mut ctids_buf)? } else { 0 };
+        let mut sections = slot.lock().map_err(|_| failed())?;
+        let mut archive = archive.lock().map_err(|_| failed())?;
+        let out = sections.get_or_insert_with(|| {
+            let mut rows = archive.begin(name, "table");
+            if let Some(m) = mode {
+                rows.set_mode(m);
+            }
+            TableSections { rows, ctids: positions.then(|| (archive.begin(&format!("{name}#ctids"), "ctids"), 0)) }
+        });
+        archive.write(&mut out.rows, if positions { &rows_buf } else { bytes })?;
+        if let Some((s, count)) = out.ctids.as_mut() {
+            archive.write(s, &ctids_buf)?;
+            *count += n;
+        }
+        Ok(())
+    };
+    write(&[])?;
+    let rows = copy_rows(conn, sql, name, cancel, &mut write).await?;
+    let total = match split {
+        Some(split) => {
+            split.rows.fetch_add(rows, SeqCst);
+            if split.left.fetch_sub(1, SeqCst) != 1 {
+                return Ok((rows, false));
+            }
+            // The last range to finish: every other one has added its rows.
+            split.rows.load(SeqCst)
+        }
+        None => rows,
+    };
+    let TableSections { rows: mut sec, ctids } = slot.lock().map_err(|_| failed())?.take().ok_or_else(failed)?;
+    let mut archive = archive.lock().map_err(|_| failed())?;
+    sec.add_rows(total);
+    archive.end(sec)?;
+    if let Some((mut s, count)) = ctids {
+        s.add_rows(count);
+        archive.end(s)?;
+    }
     Ok((rows, true))
+}
+
+/// Splits rows read with their `ctid` first (`(page,tuple)`, a tab, the row; a table without
+/// columns has no tab) into the rows without it (`rows`) and their positions as runs (`runs`:
+/// lines of `page first last`, consecutive tuples of one page in one line); returns how many rows.
+fn split_ctids(bytes: &[u8], rows: &mut Vec<u8>, runs: &mut Vec<u8>) -> Result<u64> {
+    use std::io::Write;
+    let bad = || Error::new(ErrorCode::Database, "PostgreSQL: a row's position (ctid) could not be read");
+    rows.clear();
+    runs.clear();
+    let (mut n, mut run): (u64, Option<(u32, u16, u16)>) = (0, None);
+    let flush = |run: Option<(u32, u16, u16)>, runs: &mut Vec<u8>| {
+        if let Some((p, a, b)) = run {
+            let _ = writeln!(runs, "{p} {a} {b}");
+        }
+    };
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let close = line.iter().position(|&b| b == b')').ok_or_else(bad)?;
+        let inner = std::str::from_utf8(line.get(1..close).ok_or_else(bad)?).map_err(|_| bad())?;
+        let (p, t) = inner.split_once(',').ok_or_else(bad)?;
+        let (p, t): (u32, u16) = (p.parse().map_err(|_| bad())?, t.parse().map_err(|_| bad())?);
+        match line.get(close + 1) {
+            Some(b'\t') => rows.extend_from_slice(&line[close + 2..]),
+            Some(b'\n') => rows.push(b'\n'),
+            _ => return Err(bad()),
+        }
+        run = match run {
+            Some((rp, a, b)) if rp == p && t == b.wrapping_add(1) => Some((p, a, t)),
+            other => {
+                flush(other, runs);
+                Some((p, t, t))
+            }
+        };
+        n += 1;
+    }
+    flush(run, runs);
+    Ok(n)
+}
+
+/// Writes the positions `sql` reads (one `ctid` a row) into the section `name` as runs; returns
+/// how many positions.
+async fn copy_positions(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut ArchiveWriter>, name: &str, sql: &str, cancel: &CancelToken) -> Result<u64> {
+    let locked = || archive.lock().map_err(|_| Error::new(ErrorCode::Internal, "a backup worker failed while writing the archive"));
+    let mut sec = locked()?.begin(name, "ctids");
+    let (mut rows, mut runs) = (Vec::new(), Vec::new());
+    let n = copy_rows(conn, sql, name, cancel, &mut |bytes| {
+        split_ctids(bytes, &mut rows, &mut runs)?;
+        locked()?.write(&mut sec, &runs)
+    })
+    .await?;
+    sec.add_rows(n);
+    locked()?.end(sec)?;
+    Ok(n)
 }
 
 /// Per tenant table (`schema.table`; a partition stands for its table), the condition (on
@@ -1471,18 +1678,7 @@ pub(super) async fn copy_section(conn: &mut PgConnection, archive: &std::sync::M
     if let Some(m) = mode {
         sec.set_mode(m);
     }
-    let mut rows = 0u64;
-    {
-        let mut out = conn.copy_out_raw(sql).await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: cannot read {name}: {e}")).caused_by(&e))?;
-        while let Some(bytes) = out.try_next().await.map_err(|e| Error::new(ErrorCode::Database, format!("PostgreSQL: reading {name} failed: {e}")).caused_by(&e))? {
-            rows += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-            locked()?.write(&mut sec, &bytes)?;
-            if cancel.is_cancelled() {
-                break;
-            }
-        }
-    }
-    cancel.check()?;
+    let rows = copy_rows(conn, sql, name, cancel, &mut |bytes| locked()?.write(&mut sec, bytes)).await?;
     sec.add_rows(rows);
     locked()?.end(sec)?;
     Ok(rows)
@@ -1701,11 +1897,6 @@ pub(super) async fn load_chain(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, c
     let (base_reader, base_index) = &chain[base];
     let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
     let target = format!("{relation} ({}) FROM STDIN{}", cols.join(", "), if freeze { " WITH (FREEZE)" } else { "" });
-    let mut expected = copy_in(tx, base_reader, base_index, &section, &target, cancel).await?;
-    if base + 1 == chain.len() {
-        // No deltas: COPY's own count was checked against the index.
-        return Ok(expected);
-    }
     let links = &chain[base + 1..];
     for (r, ix) in links {
         let entry = ix.section(&section).ok_or_else(|| Error::validation(format!("{section} is missing from backup {} of the chain", r.header.archive_id)))?;
@@ -1713,7 +1904,16 @@ pub(super) async fn load_chain(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, c
             return Err(Error::validation(format!("{section}: backup {} of the chain is not a delta", r.header.archive_id)));
         }
     }
-    expected = merge_deltas(tx, links, t, relation, cancel).await?;
+    if links.is_empty() {
+        // No deltas: COPY's own count is checked against the index.
+        return copy_in(tx, base_reader, base_index, &section, &target, cancel).await;
+    }
+    // Rows chosen by their positions: the whole chain in one COPY.
+    if merges_by_position(chain, &section) {
+        return merge_by_position(tx, chain, &section, &target, cancel).await;
+    }
+    copy_in(tx, base_reader, base_index, &section, &target, cancel).await?;
+    let expected = merge_deltas(tx, links, t, relation, cancel).await?;
     let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {relation}")))
         .fetch_one(&mut **tx)
         .await
@@ -1801,6 +2001,162 @@ async fn merge_deltas(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, links: &[(
     .await
     .map_err(fail)?;
     Ok(all)
+}
+
+/// Positions of rows (`ctid`s as `page << 16 | tuple`) as sorted, disjoint, inclusive runs.
+struct Positions(Vec<(u64, u64)>);
+
+impl Positions {
+    /// A set from runs in any order.
+    fn from_runs(mut runs: Vec<(u64, u64)>) -> Self {
+        runs.sort_unstable();
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
+        for (a, b) in runs {
+            match out.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        Self(out)
+    }
+
+    fn contains(&self, c: u64) -> bool {
+        let i = self.0.partition_point(|&(a, _)| a <= c);
+        i > 0 && self.0[i - 1].1 >= c
+    }
+
+    fn len(&self) -> u64 {
+        self.0.iter().map(|(a, b)| b - a + 1).sum()
+    }
+}
+
+/// Reads a section of positions (lines of `page first last`, see [`split_ctids`]) as runs, in
+/// the section's order.
+async fn read_positions(reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, name: &str) -> Result<Vec<(u64, u64)>> {
+    let bad = || Error::validation(format!("the archive {} is damaged: its section {name} cannot be read as row positions", reader.header.archive_id));
+    let mut chunks = reader.section_lines(index, name)?;
+    let mut runs = Vec::new();
+    while let Some(chunk) = chunks.recv().await {
+        for line in chunk?.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let text = std::str::from_utf8(line).map_err(|_| bad())?;
+            let mut parts = text.split(' ').map(|x| x.parse::<u64>());
+            let (Some(Ok(p)), Some(Ok(a)), Some(Ok(b)), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return Err(bad()) };
+            if a > b || a > 0xffff || b > 0xffff || p > u64::from(u32::MAX) {
+                return Err(bad());
+            }
+            runs.push((p << 16 | a, p << 16 | b));
+        }
+    }
+    Ok(runs)
+}
+
+/// Restores a table from its chain (its deltas carry their rows' positions) in one COPY into
+/// `target` (see [`merged_rows`]). Returns the rows.
+async fn merge_by_position(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], section: &str, target: &str, cancel: &CancelToken) -> Result<u64> {
+    let (mut rows, expected) = merged_rows(chain, section).await?;
+    let fail = |e: sqlx::Error| restore_error(&format!("table {section}"), &e);
+    let mut copy = (**tx).copy_in_raw(&format!("COPY {target}")).await.map_err(fail)?;
+    while let Some(chunk) = rows.recv().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = copy.abort("the chain cannot be restored").await;
+                return Err(e);
+            }
+        };
+        if cancel.is_cancelled() {
+            let _ = copy.abort("cancelled").await;
+            return Err(Error::new(ErrorCode::Cancelled, "restore cancelled; the target was left as it was"));
+        }
+        copy.send(chunk).await.map_err(fail)?;
+    }
+    let loaded = copy.finish().await.map_err(fail)?;
+    if loaded != expected {
+        return Err(Error::validation(format!("{section}: the chain says {expected} rows but {loaded} were restored")));
+    }
+    Ok(loaded)
+}
+
+/// Whether the chain's newest link carries the table's changes by positions (then
+/// [`merged_rows`] gives its rows).
+pub(super) fn merges_by_position(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], section: &str) -> bool {
+    chain.last().is_some_and(|(_, ix)| ix.section(section).is_some_and(|e| e.mode.as_deref() == Some("delta")) && ix.section(&format!("{section}#live")).is_some())
+}
+
+/// The rows of a table at the snapshot of its chain's newest link (from the table's newest whole
+/// copy in the chain and the deltas after it), in chunks of whole lines, and how many there will
+/// be. A row is
+/// identified by its position in the source table (`ctid`, carried beside every row), which
+/// stays the same until the row is updated or deleted (a table rewritten since its parent is
+/// carried whole instead). The rows at the snapshot are the newest delta's rows and the
+/// positions it lists as kept; each such position's newest version in the chain is given, every
+/// other version left out. Rows with the same values are rows at different positions, so the
+/// multiset is the table's. The chain's links are read one after the other by a task of its own;
+/// a damaged link, or positions that do not add up, arrive as an error after the rows.
+pub(super) async fn merged_rows(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], section: &str) -> Result<(tokio::sync::mpsc::Receiver<Result<Vec<u8>>>, u64)> {
+    let base = chain.iter().rposition(|(_, ix)| ix.section(section).is_some_and(|e| e.mode.is_none())).ok_or_else(|| Error::validation(format!("{section}: no backup of the chain holds the whole table")))?;
+    let links = &chain[base..];
+    let (last_reader, last_index) = links.last().ok_or_else(|| Error::new(ErrorCode::Internal, "an empty chain"))?;
+    let ctids = format!("{section}#ctids");
+    let mut carried = Vec::with_capacity(links.len());
+    for (r, ix) in links {
+        if ix.section(&ctids).is_none() {
+            return Err(Error::validation(format!("{section}: backup {} of the chain has no row positions for this table; restore from a full backup", r.header.archive_id)));
+        }
+        carried.push(read_positions(r, ix, &ctids).await?);
+    }
+    let mut at_snapshot = read_positions(last_reader, last_index, &format!("{section}#live")).await?;
+    at_snapshot.extend(carried.last().into_iter().flatten().copied());
+    let keep = Positions::from_runs(at_snapshot);
+    let expected = keep.len();
+    // The newest link that carries each position (the whole copy's rows are the default).
+    let mut newest: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    for (i, runs) in carried.iter().enumerate().skip(1) {
+        for &(a, b) in runs {
+            newest.extend((a..=b).map(|c| (c, i)));
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (links, section) = (links.to_vec(), section.to_string());
+    tokio::spawn(async move {
+        let mut kept = 0u64;
+        let mut out = Vec::with_capacity(1 << 20);
+        for (i, ((reader, index), runs)) in links.iter().zip(&carried).enumerate() {
+            let damaged = || Error::validation(format!("the archive {} is damaged: the rows of {section} and their positions do not match", reader.header.archive_id));
+            let mut positions = runs.iter().flat_map(|&(a, b)| a..=b);
+            let mut chunks = match reader.section_lines(index, &section) {
+                Ok(c) => c,
+                Err(e) => return tx.send(Err(e)).await.unwrap_or(()),
+            };
+            while let Some(chunk) = chunks.recv().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => return tx.send(Err(e)).await.unwrap_or(()),
+                };
+                for row in chunk.split_inclusive(|&b| b == b'\n') {
+                    let Some(c) = positions.next() else { return tx.send(Err(damaged())).await.unwrap_or(()) };
+                    if keep.contains(c) && newest.get(&c).map_or(i == 0, |&j| j == i) {
+                        out.extend_from_slice(row);
+                        kept += 1;
+                    }
+                }
+                if out.len() >= 1 << 20 && tx.send(Ok(std::mem::replace(&mut out, Vec::with_capacity(1 << 20)))).await.is_err() {
+                    return;
+                }
+            }
+            if positions.next().is_some() {
+                return tx.send(Err(damaged())).await.unwrap_or(());
+            }
+        }
+        if kept != expected {
+            let e = Error::validation(format!("{section}: the chain's backups do not add up (the newest says {expected} rows, {kept} were found in the chain); restore from a full backup"));
+            return tx.send(Err(e)).await.unwrap_or(());
+        }
+        if !out.is_empty() {
+            let _ = tx.send(Ok(out)).await;
+        }
+    });
+    Ok((rx, expected))
 }
 
 pub(crate) fn restore_error(what: &str, e: &sqlx::Error) -> Error {
@@ -1994,5 +2350,34 @@ mod tests {
         assert_eq!(tablespace_of("CREATE TABLE t (a int)"), None);
         assert_eq!(without_tablespace("CREATE TABLE t (a int)"), "CREATE TABLE t (a int)");
         assert_eq!(in_tablespace(None, "CREATE TABLE t (a int)".into()), "CREATE TABLE t (a int)");
+    }
+
+    #[test]
+    fn rows_with_their_positions_split_into_rows_and_runs() {
+        let (mut rows, mut runs) = (Vec::new(), Vec::new());
+        // Consecutive slots of a page are one run; a gap, another page or a step back start another.
+        let read = b"(0,1)\ta\tb\n(0,2)\t\\N\tc\n(0,3)\tx\ty\n(0,5)\td\te\n(7,1)\tf\tg\n(3,2)\th\ti\n";
+        assert_eq!(split_ctids(read, &mut rows, &mut runs).expect("split"), 6);
+        assert_eq!(rows, b"a\tb\n\\N\tc\nx\ty\nd\te\nf\tg\nh\ti\n");
+        assert_eq!(String::from_utf8_lossy(&runs), "0 1 3\n0 5 5\n7 1 1\n3 2 2\n");
+        // A table without columns: the position alone.
+        assert_eq!(split_ctids(b"(4,1)\n(4,2)\n", &mut rows, &mut runs).expect("split"), 2);
+        assert_eq!((rows.as_slice(), runs.as_slice()), (&b"\n\n"[..], &b"4 1 2\n"[..]));
+        // What is not a position is an error, not a row.
+        for bad in [&b"a\tb\n"[..], b"(1)\ta\n", b"(1,x)\ta\n", b"(1,2)a\n", b"(-1,2)\ta\n"] {
+            assert!(split_ctids(bad, &mut rows, &mut runs).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn positions_merge_runs_and_answer_membership() {
+        let p = |page: u64, slot: u64| page << 16 | slot;
+        let set = Positions::from_runs(vec![(p(2, 5), p(2, 9)), (p(0, 1), p(0, 3)), (p(0, 4), p(0, 4)), (p(2, 7), p(2, 12)), (p(1, 1), p(1, 1))]);
+        assert_eq!(set.0, vec![(p(0, 1), p(0, 4)), (p(1, 1), p(1, 1)), (p(2, 5), p(2, 12))]);
+        assert_eq!(set.len(), 4 + 1 + 8);
+        for (c, inside) in [(p(0, 1), true), (p(0, 4), true), (p(0, 5), false), (p(1, 0), false), (p(1, 1), true), (p(2, 4), false), (p(2, 12), true), (p(2, 13), false), (0, false)] {
+            assert_eq!(set.contains(c), inside, "{c:#x}");
+        }
+        assert!(!Positions::from_runs(Vec::new()).contains(0));
     }
 }

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 
 /// A table's name in archives, plans and maps: `schema.table`; a part holding `.`, `"`, `#` or
 /// nothing is written quoted (`"a.b".c`), so every pair of names has its own section and the
-/// `#keys` sections of incremental backups can never be a table's.
+/// `#keys`, `#ctids` and `#live` sections beside a table can never be another table's.
 pub fn section_name(schema: &str, table: &str) -> String {
     format!("{}.{}", section_part(schema), section_part(table))
 }

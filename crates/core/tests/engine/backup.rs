@@ -1078,7 +1078,7 @@ async fn a_big_table_is_read_in_page_ranges_on_one_snapshot_and_restores_exactly
     repo.keys.unlock_archive(&mut r, None).await.expect("unlock");
     let index = r.index().expect("index");
     assert_eq!(index.section("public.parent").expect("parent").rows, 0, "no row of the parent changed");
-    assert_eq!(index.section("public.parent#keys").expect("keys").rows, 30, "the parent's own keys");
+    assert_eq!(index.section("public.parent#live").expect("positions kept").rows, 30, "the positions of the parent's own rows");
     let dst = ScratchDb::create().await;
     repo.restore(Path::new(&inc.archive), &SourceSpec::Postgres { url: dst.url() }).await.expect("restore the incremental");
     for table in ["parent", "child"] {

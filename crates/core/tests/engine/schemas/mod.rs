@@ -4,8 +4,8 @@
 //! import — ends exactly where it should, on schemas nobody here wrote by hand.
 //!
 //! Each run draws a new seed (printed); `SAFEHOLD_SCHEMA_SEED=S SAFEHOLD_SCHEMA_COUNT=N` replays
-//! or extends a run (`make fuzz-schemas SEED=S N=N`), `SAFEHOLD_SCHEMA_SECONDS` sets the time
-//! budget. A seed that failed once is kept in [`REGRESSIONS`] and runs every time.
+//! or extends a run (`make fuzz-schemas SEED=S N=N`), `SAFEHOLD_SCHEMA_SECONDS` stops starting new
+//! schemas after that long (`make test` sets none: all 200 run, whatever the machine's load). A seed that failed once is kept in [`REGRESSIONS`] and runs every time.
 
 pub mod compare;
 pub mod gen;
@@ -178,7 +178,7 @@ async fn full_round_trip(r: &Repo, s: &Schema, db: &ScratchDb, archive: &Path, p
 }
 
 /// Random changes: updates, deletes of rows nothing refers to, inserts with new keys, a key
-/// changed.
+/// changed, a keyless row duplicated, VACUUM and VACUUM FULL.
 fn changes(s: &Schema, rng: &mut gen::Rng) -> Vec<String> {
     let mut out = Vec::new();
     for t in &s.tables {
@@ -196,6 +196,19 @@ fn changes(s: &Schema, rng: &mut gen::Rng) -> Vec<String> {
         }
         if rng.chance(0.15) && matches!(t.key, Key::Identity { .. } | Key::Serial) && t.partitioning.is_none() {
             out.push(format!("UPDATE {} SET id = id + 1000000 WHERE ctid IN (SELECT ctid FROM {0} LIMIT 1)", t.qualified()));
+        }
+        // A row of a table without a key twice (its values again: a duplicate, where no unique
+        // constraint refuses it).
+        if rng.chance(0.4) && matches!(t.key, Key::None) {
+            let cols: Vec<String> = t.cols.iter().map(|c| qi(&c.name)).collect();
+            out.push(format!("INSERT INTO {} ({}) SELECT {1} FROM {0} LIMIT 1", t.qualified(), cols.join(", ")));
+        }
+        // Rows' positions freed and taken again (VACUUM), or every row moved (VACUUM FULL: the
+        // next incremental carries the table whole). Neither runs inside a transaction.
+        if rng.chance(0.2) {
+            out.push(format!("VACUUM {}", t.qualified()));
+        } else if rng.chance(0.05) {
+            out.push(format!("VACUUM FULL {}", t.qualified()));
         }
     }
     out
@@ -718,8 +731,10 @@ fn env_u64(name: &str) -> Option<u64> {
 async fn generated_schemas_keep_every_property() {
     let seed0 = env_u64("SAFEHOLD_SCHEMA_SEED").unwrap_or_else(|| rand::random::<u32>() as u64);
     let count = env_u64("SAFEHOLD_SCHEMA_COUNT").unwrap_or(200);
-    // 200 schemas took 300 s to 390 s here on two cores (the budget guards against a slower engine).
-    let budget = Duration::from_secs(env_u64("SAFEHOLD_SCHEMA_SECONDS").unwrap_or(540));
+    // 200 schemas take 410 s to 460 s here on two cores. Every one of them runs, however long it
+    // takes (the result never depends on the machine's load); `SAFEHOLD_SCHEMA_SECONDS` stops
+    // starting new ones after that long (`make fuzz-schemas`), and says so.
+    let budget = env_u64("SAFEHOLD_SCHEMA_SECONDS").map(Duration::from_secs);
     let keep_going = std::env::var("SAFEHOLD_SCHEMA_KEEP_GOING").is_ok();
     println!("generated schemas: seeds {seed0}..{} (replay one with SAFEHOLD_SCHEMA_SEED=<seed> SAFEHOLD_SCHEMA_COUNT=1)", seed0 + count);
     let r = std::sync::Arc::new(repo());
@@ -733,7 +748,7 @@ async fn generated_schemas_keep_every_property() {
     let mut running = tokio::task::JoinSet::new();
     let mut next = seed0;
     loop {
-        while running.len() < 2 && next < seed0 + count && started.elapsed() < budget && (keep_going || failures.is_empty()) {
+        while running.len() < 2 && next < seed0 + count && budget.is_none_or(|b| started.elapsed() < b) && (keep_going || failures.is_empty()) {
             let (r, dir, seed) = (r.clone(), dir.clone(), next);
             running.spawn(async move { (seed, properties(seed, &r, dir.path()).await) });
             next += 1;
@@ -758,7 +773,9 @@ async fn generated_schemas_keep_every_property() {
     }
     println!("generated schemas: {done} in {:.0}s; paths {paths:?}; features {features:?}", started.elapsed().as_secs_f64());
     assert!(failures.is_empty(), "generated schemas failed: seeds {} (each replays with SAFEHOLD_SCHEMA_SEED=<seed> SAFEHOLD_SCHEMA_COUNT=1)", failures.join(", "));
-    assert!(done >= count.min(200), "only {done} of {count} generated schemas ran within {}s: the suite must be made faster, not smaller", budget.as_secs());
+    if done < count && failures.is_empty() {
+        println!("generated schemas: {done} of {count} ran within SAFEHOLD_SCHEMA_SECONDS={}", budget.map(|b| b.as_secs()).unwrap_or_default());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
