@@ -1572,16 +1572,25 @@ async fn copy_table(
 
 /// Splits rows read with their `ctid` first (`(page,tuple)`, a tab, the row; a table without
 /// columns has no tab) into the rows without it (`rows`) and their positions as runs (`runs`:
-/// lines of `page first last`, consecutive tuples of one page in one line); returns how many rows.
+/// lines of `page first last`, consecutive tuples of one page in one line, the first line's page
+/// written `@page` and every other's as the distance from the line before); returns how many
+/// rows. Each call's runs stand alone, so batches of several readers can follow each other.
 fn split_ctids(bytes: &[u8], rows: &mut Vec<u8>, runs: &mut Vec<u8>) -> Result<u64> {
     use std::io::Write;
     let bad = || Error::new(ErrorCode::Database, "PostgreSQL: a row's position (ctid) could not be read");
     rows.clear();
     runs.clear();
     let (mut n, mut run): (u64, Option<(u32, u16, u16)>) = (0, None);
-    let flush = |run: Option<(u32, u16, u16)>, runs: &mut Vec<u8>| {
+    // The batch's first run names its page (`@page`), each next one its page's distance from the
+    // run before (`1` for the next page): a table read in order is a few repeated lines.
+    let mut last: Option<u32> = None;
+    let mut flush = |run: Option<(u32, u16, u16)>, runs: &mut Vec<u8>| {
         if let Some((p, a, b)) = run {
-            let _ = writeln!(runs, "{p} {a} {b}");
+            let _ = match last {
+                Some(q) => writeln!(runs, "{} {a} {b}", i64::from(p) - i64::from(q)),
+                None => writeln!(runs, "@{p} {a} {b}"),
+            };
+            last = Some(p);
         }
     };
     for line in bytes.split_inclusive(|&b| b == b'\n') {
@@ -2035,19 +2044,31 @@ impl Positions {
 async fn read_positions(reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, name: &str) -> Result<Vec<(u64, u64)>> {
     let bad = || Error::validation(format!("the archive {} is damaged: its section {name} cannot be read as row positions", reader.header.archive_id));
     let mut chunks = reader.section_lines(index, name)?;
-    let mut runs = Vec::new();
+    let (mut runs, mut page) = (Vec::new(), None);
     while let Some(chunk) = chunks.recv().await {
-        for line in chunk?.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let text = std::str::from_utf8(line).map_err(|_| bad())?;
-            let mut parts = text.split(' ').map(|x| x.parse::<u64>());
-            let (Some(Ok(p)), Some(Ok(a)), Some(Ok(b)), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return Err(bad()) };
-            if a > b || a > 0xffff || b > 0xffff || p > u64::from(u32::MAX) {
-                return Err(bad());
-            }
-            runs.push((p << 16 | a, p << 16 | b));
-        }
+        parse_runs(&chunk?, &mut page, &mut runs).ok_or_else(bad)?;
     }
     Ok(runs)
+}
+
+/// Reads lines of runs (see [`split_ctids`]) into `runs` (`page << 16 | slot`, first and last);
+/// `page` is the page of the line before. `None` for a line that is not a run.
+fn parse_runs(lines: &[u8], page: &mut Option<i64>, runs: &mut Vec<(u64, u64)>) -> Option<()> {
+    for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let mut parts = std::str::from_utf8(line).ok()?.split(' ');
+        let (p, a, b) = (parts.next()?, parts.next()?.parse::<u64>().ok()?, parts.next()?.parse::<u64>().ok()?);
+        // `@page`, or the distance from the line before.
+        let p = match p.strip_prefix('@') {
+            Some(at) => at.parse::<i64>().ok()?,
+            None => (*page)?.checked_add(p.parse::<i64>().ok()?)?,
+        };
+        if parts.next().is_some() || a > b || b > 0xffff || !(0..=i64::from(u32::MAX)).contains(&p) {
+            return None;
+        }
+        *page = Some(p);
+        runs.push(((p as u64) << 16 | a, (p as u64) << 16 | b));
+    }
+    Some(())
 }
 
 /// Restores a table from its chain (its deltas carry their rows' positions) in one COPY into
@@ -2359,10 +2380,27 @@ mod tests {
         let read = b"(0,1)\ta\tb\n(0,2)\t\\N\tc\n(0,3)\tx\ty\n(0,5)\td\te\n(7,1)\tf\tg\n(3,2)\th\ti\n";
         assert_eq!(split_ctids(read, &mut rows, &mut runs).expect("split"), 6);
         assert_eq!(rows, b"a\tb\n\\N\tc\nx\ty\nd\te\nf\tg\nh\ti\n");
-        assert_eq!(String::from_utf8_lossy(&runs), "0 1 3\n0 5 5\n7 1 1\n3 2 2\n");
+        assert_eq!(String::from_utf8_lossy(&runs), "@0 1 3\n0 5 5\n7 1 1\n-4 2 2\n");
+        // Read back: the same positions, in the same order.
+        let (mut back, mut page) = (Vec::new(), None);
+        parse_runs(&runs, &mut page, &mut back).expect("runs");
+        let p = |page: u64, slot: u64| page << 16 | slot;
+        assert_eq!(back, vec![(p(0, 1), p(0, 3)), (p(0, 5), p(0, 5)), (p(7, 1), p(7, 1)), (p(3, 2), p(3, 2))]);
+        // Batches one after the other: each begins at its own page.
+        let mut second = Vec::new();
+        split_ctids(b"(9,4)\tz\n(10,1)\ty\n", &mut rows, &mut second).expect("split");
+        assert_eq!(second, b"@9 4 4\n1 1 1\n");
+        parse_runs(&second, &mut page, &mut back).expect("runs");
+        assert_eq!(back[4..], [(p(9, 4), p(9, 4)), (p(10, 1), p(10, 1))]);
+        // What is not a run is refused: a distance with no page before it, a page out of range,
+        // slots the wrong way round, a field too many or too few.
+        for bad in [&b"1 1 1\n"[..], b"@-1 1 1\n", b"@0 5 4\n", b"@0 1 1 1\n", b"@0 1\n", b"@4294967296 1 1\n", b"@0 1 70000\n"] {
+            assert!(parse_runs(bad, &mut None, &mut Vec::new()).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(parse_runs(b"-1 1 1\n", &mut Some(0), &mut Vec::new()).is_none(), "a page before the first");
         // A table without columns: the position alone.
         assert_eq!(split_ctids(b"(4,1)\n(4,2)\n", &mut rows, &mut runs).expect("split"), 2);
-        assert_eq!((rows.as_slice(), runs.as_slice()), (&b"\n\n"[..], &b"4 1 2\n"[..]));
+        assert_eq!((rows.as_slice(), runs.as_slice()), (&b"\n\n"[..], &b"@4 1 2\n"[..]));
         // What is not a position is an error, not a row.
         for bad in [&b"a\tb\n"[..], b"(1)\ta\n", b"(1,x)\ta\n", b"(1,2)a\n", b"(-1,2)\ta\n"] {
             assert!(split_ctids(bad, &mut rows, &mut runs).is_err(), "{}", String::from_utf8_lossy(bad));
