@@ -152,7 +152,17 @@ impl KeySources {
     /// approved — unless [`trust_unsigned`](Self::trust_unsigned). A restore, a deep verify and an
     /// import read only what passes.
     pub async fn unlock_archive(&self, reader: &mut ArchiveReader, repo: Option<&Repository>) -> Result<()> {
-        self.unlock_archive_unchecked(reader, repo).await?;
+        self.unlock_archive_with(reader, repo, None).await
+    }
+
+    /// [`unlock_archive`](Self::unlock_archive), first with `master` — the master key an archive
+    /// of the same repository was opened with — then as usual: a chain derives the key from the
+    /// password once, not once a link (a memory-hard derivation each, in time and memory).
+    async fn unlock_archive_with(&self, reader: &mut ArchiveReader, repo: Option<&Repository>, master: Option<&SecretKey>) -> Result<()> {
+        let opened = master.is_some_and(|mk| tokio::task::block_in_place(|| reader.unlock(Some(mk), None)).is_ok());
+        if !opened {
+            self.unlock_archive_unchecked(reader, repo).await?;
+        }
         if self.trust_unsigned {
             return Ok(());
         }
@@ -234,6 +244,7 @@ impl KeySources {
     pub async fn open_chain(&self, path: &Path, repo: Option<&Repository>) -> Result<Vec<ArchiveReader>> {
         let mut reader = ArchiveReader::open(path)?;
         self.unlock_archive(&mut reader, repo).await?;
+        let master = reader.master_key().cloned();
         let mut chain = vec![reader];
         while let Some(parent) = chain.last().and_then(|r| r.header.parent_id.clone()) {
             let dir = path.parent().unwrap_or(Path::new("."));
@@ -248,7 +259,10 @@ impl KeySources {
                     ))
                 })?;
             let mut r = ArchiveReader::open(&found)?;
-            self.unlock_archive(&mut r, repo).await?;
+            // (The same repository's master key opens it: a link of another repository is
+            // opened on its own, as before.)
+            let same = master.as_ref().filter(|_| chain.first().is_some_and(|c| c.header.repository_id == r.header.repository_id));
+            self.unlock_archive_with(&mut r, repo, same).await?;
             chain.push(r);
         }
         chain.reverse();
