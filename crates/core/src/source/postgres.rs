@@ -1933,16 +1933,17 @@ pub(super) async fn load_chain(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, c
     Ok(expected)
 }
 
-/// COPYs a section into `target`; returns the rows loaded (checked against the index).
-pub(super) async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, section: &str, target: &str, cancel: &CancelToken) -> Result<u64> {
-    let entry = index.section(section).ok_or_else(|| Error::validation(format!("the archive has no section {section}")))?;
-    let mut chunks = reader.section_chunks(index, section)?;
-    let mut copy = (**tx).copy_in_raw(&format!("COPY {target}")).await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
+/// COPYs the rows `chunks` brings into `target` (`relation (columns) FROM STDIN …`); an error
+/// among the chunks (a damaged archive) or a cancel ends the COPY with nothing written. Returns
+/// the rows loaded.
+async fn copy_from(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, mut chunks: tokio::sync::mpsc::Receiver<Result<Vec<u8>>>, section: &str, target: &str, cancel: &CancelToken) -> Result<u64> {
+    let fail = |e: sqlx::Error| restore_error(&format!("table {section}"), &e);
+    let mut copy = (**tx).copy_in_raw(&format!("COPY {target}")).await.map_err(fail)?;
     while let Some(chunk) = chunks.recv().await {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                let _ = copy.abort("the archive is damaged").await;
+                let _ = copy.abort("the rows could not be read").await;
                 return Err(e);
             }
         };
@@ -1950,9 +1951,15 @@ pub(super) async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, read
             let _ = copy.abort("cancelled").await;
             return Err(Error::new(ErrorCode::Cancelled, "restore cancelled; the target was left as it was"));
         }
-        copy.send(chunk).await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
+        copy.send(chunk).await.map_err(fail)?;
     }
-    let loaded = copy.finish().await.map_err(|e| restore_error(&format!("table {section}"), &e))?;
+    copy.finish().await.map_err(fail)
+}
+
+/// COPYs a section into `target`; returns the rows loaded (checked against the index).
+pub(super) async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, section: &str, target: &str, cancel: &CancelToken) -> Result<u64> {
+    let entry = index.section(section).ok_or_else(|| Error::validation(format!("the archive has no section {section}")))?;
+    let loaded = copy_from(tx, reader.section_chunks(index, section)?, section, target, cancel).await?;
     if loaded != entry.rows {
         return Err(Error::validation(format!("{section}: the archive says {} rows but {loaded} were loaded", entry.rows)));
     }
@@ -2074,24 +2081,8 @@ fn parse_runs(lines: &[u8], page: &mut Option<i64>, runs: &mut Vec<(u64, u64)>) 
 /// Restores a table from its chain (its deltas carry their rows' positions) in one COPY into
 /// `target` (see [`merged_rows`]). Returns the rows.
 async fn merge_by_position(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], section: &str, target: &str, cancel: &CancelToken) -> Result<u64> {
-    let (mut rows, expected) = merged_rows(chain, section).await?;
-    let fail = |e: sqlx::Error| restore_error(&format!("table {section}"), &e);
-    let mut copy = (**tx).copy_in_raw(&format!("COPY {target}")).await.map_err(fail)?;
-    while let Some(chunk) = rows.recv().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = copy.abort("the chain cannot be restored").await;
-                return Err(e);
-            }
-        };
-        if cancel.is_cancelled() {
-            let _ = copy.abort("cancelled").await;
-            return Err(Error::new(ErrorCode::Cancelled, "restore cancelled; the target was left as it was"));
-        }
-        copy.send(chunk).await.map_err(fail)?;
-    }
-    let loaded = copy.finish().await.map_err(fail)?;
+    let (rows, expected) = merged_rows(chain, section).await?;
+    let loaded = copy_from(tx, rows, section, target, cancel).await?;
     if loaded != expected {
         return Err(Error::validation(format!("{section}: the chain says {expected} rows but {loaded} were restored")));
     }
