@@ -184,3 +184,9 @@ pub struct DumpScope {
     /// A transaction open longer than this at the snapshot is warned about.
     pub long_transaction: std::time::Duration,
 }
+
+/// A threshold: as set for the task awaited inside `here`'s scope (tests), else by the
+/// environment variable `env`, else `default`.
+pub(crate) fn threshold<T: Copy + std::str::FromStr + 'static>(here: &'static tokio::task::LocalKey<T>, env: &str, default: T) -> T {
+    here.try_with(|v| *v).ok().or_else(|| std::env::var(env).ok().and_then(|v| v.parse().ok())).unwrap_or(default)
+}

@@ -39,12 +39,7 @@ pub async fn with_split_bytes<F: std::future::Future>(bytes: u64, restore: F) ->
 }
 
 fn split_bytes() -> u64 {
-    SPLIT_HERE
-        .try_with(|b| *b)
-        .ok()
-        .or_else(|| std::env::var("SAFEHOLD_RESTORE_SPLIT_BYTES").ok().and_then(|v| v.parse().ok()))
-        .unwrap_or(SPLIT_BYTES)
-        .max(1)
+    super::threshold(&SPLIT_HERE, "SAFEHOLD_RESTORE_SPLIT_BYTES", SPLIT_BYTES).max(1)
 }
 
 /// Restores into a database this restore created, with `jobs` connections in parallel: tables are

@@ -1354,12 +1354,7 @@ pub async fn with_split_pages<F: std::future::Future>(pages: i64, backup: F) -> 
 }
 
 fn split_pages() -> i64 {
-    SPLIT_PAGES_HERE
-        .try_with(|p| *p)
-        .ok()
-        .or_else(|| std::env::var("SAFEHOLD_BACKUP_SPLIT_PAGES").ok().and_then(|v| v.parse().ok()))
-        .unwrap_or(SPLIT_PAGES)
-        .max(0)
+    super::threshold(&SPLIT_PAGES_HERE, "SAFEHOLD_BACKUP_SPLIT_PAGES", SPLIT_PAGES).max(0)
 }
 
 /// A piece of a backup's work: a table whole or its changes since the parent (`delta`), or a
