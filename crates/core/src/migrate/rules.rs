@@ -121,7 +121,7 @@ fn number_form(c: &str, ty: Option<&str>) -> (String, &'static str) {
 
 /// SQL for a fresh value in the form of `c` (see [`Action::Regenerate`]); `ty` is the column's
 /// type when known (see [`number_form`]). A number is the row's number `x.sh_n` plus the
-/// statement's one offset `x.sh_offset` (see [`sql`]), so no two rows get the same one.
+/// statement's one offset `o.sh_offset` (see [`sql`]), so no two rows get the same one.
 fn regenerate(c: &str, template: Option<&str>, ty: Option<&str>, b: &mut Binds) -> String {
     let (digits, number) = number_form(c, ty);
     let hex32 = "md5(random()::text || clock_timestamp()::text)";
@@ -134,7 +134,7 @@ fn regenerate(c: &str, template: Option<&str>, ty: Option<&str>, b: &mut Binds) 
         None => format!(
             "CASE WHEN {c} IS NULL THEN NULL \
              WHEN {c} ~* '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$' THEN gen_random_uuid()::text \
-             WHEN {c} ~ '{number}' THEN (10::numeric ^ ({digits} - 1) + mod(x.sh_offset + x.sh_n, 9 * 10::numeric ^ ({digits} - 1)))::numeric(1000, 0)::text \
+             WHEN {c} ~ '{number}' THEN (10::numeric ^ ({digits} - 1) + mod(o.sh_offset + x.sh_n, 9 * 10::numeric ^ ({digits} - 1)))::numeric(1000, 0)::text \
              WHEN {c} ~ '^[0-9a-f]+$' THEN {lower} \
              WHEN {c} ~ '^[0-9A-F]+$' THEN upper({lower}) \
              WHEN {c} ~ '^[A-Za-z0-9+/_-]+=*$' AND char_length({c}) >= 16 THEN \
@@ -265,11 +265,13 @@ pub(crate) fn sql(rule: &Rule, relation: &str, ty: Option<&str>) -> (String, Bin
         Action::Regenerate { template } => {
             // Numbers are made distinct, not drawn one by one (nine 4-digit codes drawn at
             // random met each other once in 250 runs): the row's number in the table plus one
-            // random offset, within the digits the column always holds.
+            // random offset, within the digits the column always holds. The offset is drawn once,
+            // in a CTE of its own (a window function's `random()` is drawn again for each row).
             let e = regenerate(&format!("t.{c}"), template.as_deref(), ty, &mut b);
             format!(
-                "WITH x AS MATERIALIZED (SELECT ctid AS sh_rid, row_number() OVER () AS sh_n, floor(first_value(random()) OVER () * 9e17)::numeric AS sh_offset FROM {relation}) \
-                 UPDATE {relation} AS t SET {c} = {e} FROM x WHERE t.ctid = x.sh_rid"
+                "WITH o AS MATERIALIZED (SELECT floor(random() * 9e17)::numeric AS sh_offset), \
+                 x AS MATERIALIZED (SELECT ctid AS sh_rid, row_number() OVER () AS sh_n FROM {relation}) \
+                 UPDATE {relation} AS t SET {c} = {e} FROM x, o WHERE t.ctid = x.sh_rid"
             )
         }
         Action::DropRow { op, value } => {
