@@ -945,6 +945,13 @@ enum Delta {
     Keys,
 }
 
+/// Whether a backup carries a table's rows with their positions: the table is read unfiltered
+/// (its storage `filenode` known) and its changes are not found by key list. The header records
+/// the storage of exactly these tables, and the workers read exactly these with `ctid`.
+fn carries_positions(filenode: Option<&String>, delta: Option<Delta>) -> bool {
+    filenode.is_some() && delta != Some(Delta::Keys)
+}
+
 /// The header basis's storage of each table carried with its rows' positions.
 fn header_filenodes(header: &crate::archive::ArchiveHeader) -> std::collections::HashMap<String, String> {
     let nodes = header.basis.as_ref().and_then(|b| b.get("filenodes")).and_then(|f| f.as_object());
@@ -1045,8 +1052,10 @@ impl Snapshot {
             .tables
             .iter()
             .zip(self.deltas(parent))
-            .filter(|(_, d)| *d != Some(Delta::Keys))
-            .filter_map(|(t, _)| Some((basis_hash(archive_id, &t.section()), self.filenodes.get(&t.section())?)))
+            .filter_map(|(t, d)| {
+                let node = self.filenodes.get(&t.section());
+                carries_positions(node, d).then(|| Some((basis_hash(archive_id, &t.section()), node?)))?
+            })
             .collect();
         serde_json::json!({ "txid_snapshot": self.txid_snapshot, "tables": tables, "filenodes": filenodes })
     }
@@ -1376,8 +1385,8 @@ struct Split {
     rows: std::sync::atomic::AtomicU64,
 }
 
-/// The sections one table's rows go to: the rows, and for a table without a primary key their
-/// positions (`<table>#ctids`, in the same order), with how many positions were written.
+/// The sections one table's rows go to: the rows, and their positions (`<table>#ctids`, in the
+/// same order) with how many were written.
 struct TableSections {
     rows: crate::archive::Section,
     ctids: Option<(crate::archive::Section, u64)>,
@@ -1412,7 +1421,7 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
         (cx.progress)(Progress { phase: "backup".into(), table: Some(t.section()), tables_done: cx.done.load(SeqCst), tables_total: total, rows: cx.rows.load(SeqCst), bytes: 0 });
         // Each row's position first (split off into `#ctids`), unless the table's changes are
         // found by key list.
-        let positions = cx.filenodes.contains_key(&t.section()) && piece.delta != Some(Delta::Keys);
+        let positions = carries_positions(cx.filenodes.get(&t.section()), piece.delta);
         let mut cols: Vec<String> = positions.then(|| "ctid".to_string()).into_iter().collect();
         cols.extend(t.columns.iter().map(|c| qi(c)));
         // ONLY: a table's own rows, never those of tables that inherit from it.
