@@ -2267,12 +2267,43 @@ pub async fn start_building_with(url: &str, options: &str) -> Result<Option<Buil
         return Ok(None);
     }
     let name = building_name(&db);
+    // Claimed before it exists and until its anchor is connected: another process's sweep must
+    // not take the new database, still without a connection, for a dead build's.
+    claim_build(&mut admin, &name).await?;
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {} {options}", qi(&name)))).execute(&mut admin).await.map_err(q("create the database to restore into"))?;
-    let _ = admin.close().await;
     let mut build_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
     build_url.set_path(&format!("/{}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()));
     let anchor = connect(build_url.as_str()).await?;
+    let _ = release_build(&mut admin, &name).await;
+    let _ = admin.close().await;
     Ok(Some(Building { url: build_url.to_string(), name, target: db, admin: admin_url.to_string(), anchor: Some(anchor) }))
+}
+
+/// Claims the building database `name` on `admin` (a connection to the server's `postgres`
+/// database): a session advisory lock, held by a build from before its `CREATE DATABASE` until
+/// its anchor connection is up, and skipped by every sweep (the lock goes with its session when
+/// a process dies). Waits for a sweep looking at the same name.
+pub async fn claim_build(admin: &mut PgConnection, name: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_lock(hashtext($1), hashtext($2))").bind(BUILDING_PREFIX).bind(name).execute(&mut *admin).await.map_err(q("claim the database to restore into"))?;
+    Ok(())
+}
+
+/// Renames a database once the connections to it are gone: a connection its client closed ends
+/// on the server a moment later, and until then a rename is refused (`55006`, object in use).
+async fn rename_when_closed(admin: &mut PgConnection, from: &str, to: &str) -> std::result::Result<(), sqlx::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sqlx::query(AssertSqlSafe(format!("ALTER DATABASE {} RENAME TO {}", qi(from), qi(to)))).execute(&mut *admin).await {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") && std::time::Instant::now() < deadline => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            r => return r.map(drop),
+        }
+    }
+}
+
+/// Releases a claim taken by [`claim_build`] (or by a sweep).
+pub async fn release_build(admin: &mut PgConnection, name: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_unlock(hashtext($1), hashtext($2))").bind(BUILDING_PREFIX).bind(name).execute(&mut *admin).await.map_err(q("release the database's claim"))?;
+    Ok(())
 }
 
 impl Building {
@@ -2283,11 +2314,15 @@ impl Building {
 
     /// Renames the complete database to the target's name.
     pub async fn finish(mut self) -> Result<()> {
+        // Claimed again before the anchor goes (a rename needs the database without
+        // connections), so that no sweep takes it between the two.
+        let mut admin = connect(&self.admin).await?;
+        claim_build(&mut admin, &self.name).await?;
         if let Some(a) = self.anchor.take() {
             let _ = a.close().await;
         }
-        let mut admin = connect(&self.admin).await?;
-        let renamed = sqlx::query(AssertSqlSafe(format!("ALTER DATABASE {} RENAME TO {}", qi(&self.name), qi(&self.target)))).execute(&mut admin).await;
+        let renamed = rename_when_closed(&mut admin, &self.name, &self.target).await;
+        let _ = release_build(&mut admin, &self.name).await;
         if let Err(e) = renamed {
             let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", qi(&self.name)))).execute(&mut admin).await;
             return Err(Error::new(
@@ -2317,26 +2352,35 @@ impl Building {
 /// when the process was killed (an index build goes on until it next talks to its client). So a
 /// database with the prefix and no connection that is not running a statement is abandoned: one
 /// with none is dropped as it is (a build whose anchor connected meanwhile makes that fail, and is
-/// left alone), one with only running statements is dropped with FORCE, ending them. Returns
-/// their names.
+/// left alone), one with only running statements is dropped with FORCE, ending them. A build
+/// that has created its database but not yet connected its anchor holds its claim
+/// ([`claim_build`]) and is left alone too: each candidate is looked at again under its claim.
+/// Returns their names.
 async fn sweep_abandoned(admin: &mut PgConnection) -> Vec<String> {
-    let found: Vec<(String, bool)> = sqlx::query_as(
-        "SELECT d.datname, EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname) \
+    const ABANDONED: &str = "SELECT d.datname, EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname) \
          FROM pg_database d WHERE starts_with(d.datname, $1) \
-         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname AND a.state IS DISTINCT FROM 'active')",
-    )
-    .bind(BUILDING_PREFIX)
-    .fetch_all(&mut *admin)
-    .await
-    .unwrap_or_default();
+         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname AND a.state IS DISTINCT FROM 'active')";
+    let found: Vec<(String, bool)> = sqlx::query_as(ABANDONED).bind(BUILDING_PREFIX).fetch_all(&mut *admin).await.unwrap_or_default();
     let mut dropped = Vec::new();
-    for (n, running) in found {
-        let sql = if running { format!("DROP DATABASE {} WITH (FORCE)", qi(&n)) } else { format!("DROP DATABASE {}", qi(&n)) };
-        if sqlx::query(AssertSqlSafe(sql)).execute(&mut *admin).await.is_ok() {
-            tracing::info!("dropped {n}, left by a restore that was stopped");
-            dropped.push(n);
+    // A claim is held for moments (a build's CREATE DATABASE until its anchor connects, its
+    // rename, another sweep's drop): waited for, up to a deadline, so that what a sweep saw
+    // abandoned is gone or alive when it returns; past the deadline it is left for the next.
+    let _ = sqlx::query("SET lock_timeout = '5s'").execute(&mut *admin).await;
+    for (n, _) in found {
+        if sqlx::query("SELECT pg_advisory_lock(hashtext($1), hashtext($2))").bind(BUILDING_PREFIX).bind(&n).execute(&mut *admin).await.is_err() {
+            continue; // claimed all along: a build stuck before its anchor, swept next time
         }
+        let again: Option<(String, bool)> = sqlx::query_as(AssertSqlSafe(format!("{ABANDONED} AND d.datname = $2"))).bind(BUILDING_PREFIX).bind(&n).fetch_optional(&mut *admin).await.unwrap_or(None);
+        if let Some((_, running)) = again {
+            let sql = if running { format!("DROP DATABASE {} WITH (FORCE)", qi(&n)) } else { format!("DROP DATABASE {}", qi(&n)) };
+            if sqlx::query(AssertSqlSafe(sql)).execute(&mut *admin).await.is_ok() {
+                tracing::info!("dropped {n}, left by a restore that was stopped");
+                dropped.push(n.clone());
+            }
+        }
+        let _ = release_build(admin, &n).await;
     }
+    let _ = sqlx::query("RESET lock_timeout").execute(&mut *admin).await;
     dropped
 }
 

@@ -666,13 +666,16 @@ async fn verify_by_restoring_checks_a_recorded_backup_and_a_cancel_leaves_no_scr
 /// idle anchor connection says its build is alive. (Found as a flake of the CLI's kill -9 test.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_create_restore_sweeps_dead_builds_and_leaves_live_ones() {
-    use safehold_core::source::postgres::{start_building, BUILDING_PREFIX};
+    use safehold_core::source::postgres::{claim_build, release_build, start_building, BUILDING_PREFIX};
     let base = crate::support::pg_base();
     let admin_url = format!("{base}/postgres");
     let mut admin = PgConnection::connect(&admin_url).await.expect("admin");
     let tag = format!("{}", std::process::id());
     let (dead, live, target) = (format!("{BUILDING_PREFIX}dead{tag}"), format!("{BUILDING_PREFIX}live{tag}"), format!("safehold_sweep_target_{tag}"));
+    // Made as a build makes them (claimed until their connections are up): other tests' sweeps
+    // run meanwhile.
     for d in [&dead, &live] {
+        claim_build(&mut admin, d).await.expect("claim");
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{d}\""))).execute(&mut admin).await.expect("create");
     }
     // The dead build: a statement still running, no idle connection.
@@ -694,16 +697,73 @@ async fn a_create_restore_sweeps_dead_builds_and_leaves_live_ones() {
         assert!(std::time::Instant::now() < deadline, "the statements never started");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    for d in [&dead, &live] {
+        release_build(&mut admin, d).await.expect("release");
+    }
+
+    // A build that has created its database and not yet connected its anchor: its claim, held
+    // on a connection of its own, as `start_building` holds it.
+    let claimed = format!("{BUILDING_PREFIX}claimed{tag}");
+    let mut claimer = PgConnection::connect(&admin_url).await.expect("claimer");
+    claim_build(&mut claimer, &claimed).await.expect("claim");
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{claimed}\""))).execute(&mut claimer).await.expect("create");
 
     let building = start_building(&format!("{base}/{target}")).await.expect("start building").expect("a new database");
     let exists = |db: &str| sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(db.to_string());
     assert!(!exists(&dead).fetch_one(&mut admin).await.expect("look"), "the dead build is dropped, its running statement ended");
     assert!(exists(&live).fetch_one(&mut admin).await.expect("look"), "a build with its anchor is alive and left alone");
+    assert!(exists(&claimed).fetch_one(&mut admin).await.expect("look"), "a build whose anchor is not connected yet holds its claim and is left alone");
     assert!(sleeper.await.expect("join").is_err(), "the dead build's statement was ended");
     building.abandon().await;
+    // Its process gone (the claim's session closed, no anchor ever came): the next sweep takes it.
+    drop(claimer);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let b = start_building(&format!("{base}/{target}")).await.expect("start building").expect("a new database");
+        b.abandon().await;
+        if !exists(&claimed).fetch_one(&mut admin).await.expect("look") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the claim of a closed session was still honoured");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     drop(anchor);
     sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{live}\" WITH (FORCE)"))).execute(&mut admin).await.expect("clean up");
     let _ = working.await;
+}
+
+/// Builds started at the same time on one server never take each other's new database for a
+/// dead build's: each sweeps the server first, and a database just created has no connection
+/// until its anchor connects. (Found when the CLI's and the app's tests first ran side by side:
+/// a `--create` restore failed with "database safehold_building_… does not exist".) Three tasks
+/// start, finish and drop builds over and over, so that sweeps fall into one another's windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn builds_side_by_side_never_sweep_each_other() {
+    use safehold_core::source::postgres::start_building;
+    let base = crate::support::pg_base();
+    let tag = std::process::id();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..3 {
+        let base = base.clone();
+        tasks.spawn(async move {
+            for i in 0..25 {
+                let target = format!("safehold_side_by_side_{tag}_{t}_{i}");
+                let b = start_building(&format!("{base}/{target}")).await.map_err(|e| format!("task {t}, build {i}: start: {e}"))?.ok_or("the target existed")?;
+                b.finish().await.map_err(|e| format!("task {t}, build {i}: finish: {e}"))?;
+                let mut admin = PgConnection::connect(&format!("{base}/postgres")).await.map_err(|e| e.to_string())?;
+                sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{target}\""))).execute(&mut admin).await.map_err(|e| format!("task {t}, build {i}: the finished database: {e}"))?;
+                let _ = admin.close().await;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r.expect("join") {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "builds swept each other: {failures:?}");
 }
 
 /// The rows of a SQLite table as `sqlite3 .dump` writes them (INSERT lines), sorted.
