@@ -53,6 +53,7 @@ bench:
 	bench/run.py
 	bench/protect.py
 	bench/chain.py
+	bench/apps.py
 
 ## The generated-schema property suite for longer than make test runs it:
 ## make fuzz-schemas SEED=1234 N=2000 (a random seed when SEED is not given; keeps going past failures).

@@ -59,7 +59,7 @@ def best(name, cmd, before=None, env=None, shell=False):
 
 def one(name, sql, work, env):
     for db in (SRC, DST):
-        psql("postgres", "-c", f"DROP DATABASE IF EXISTS {db}")
+        psql("postgres", "-c", f"DROP DATABASE IF EXISTS {db}", capture_output=True)
     psql("postgres", "-c", f"CREATE DATABASE {SRC}")
     psql(SRC, "-f", sql, capture_output=True)
     tables, fks, indexes = counts(SRC)
@@ -77,7 +77,7 @@ def one(name, sql, work, env):
     newest = json.loads(subprocess.run([SAFEHOLD, "backup", "--source", f"{PG}/{SRC}", "--to", repo, "--type", "full", "--json"], env=env, check=True, capture_output=True, text=True).stdout)["id"]
 
     def clean():
-        psql("postgres", "-c", f"DROP DATABASE IF EXISTS {DST}")
+        psql("postgres", "-c", f"DROP DATABASE IF EXISTS {DST}", capture_output=True)
         psql("postgres", "-c", "CHECKPOINT")
 
     # Taking turns: each restore after the other's, each after a checkpoint.
@@ -107,7 +107,7 @@ def main():
     finally:
         if not os.environ.get("BENCH_KEEP"):
             for db in (SRC, DST):
-                psql("postgres", "-c", f"DROP DATABASE IF EXISTS {db}")
+                psql("postgres", "-c", f"DROP DATABASE IF EXISTS {db}", capture_output=True)
             shutil.rmtree(work, ignore_errors=True)
 
 
