@@ -2282,10 +2282,24 @@ pub async fn start_building_with(url: &str, options: &str) -> Result<Option<Buil
 /// Claims the building database `name` on `admin` (a connection to the server's `postgres`
 /// database): a session advisory lock, held by a build from before its `CREATE DATABASE` until
 /// its anchor connection is up, and skipped by every sweep (the lock goes with its session when
-/// a process dies). Waits for a sweep looking at the same name.
+/// a process dies). Waits for a sweep looking at the same name, 30 s at most.
 pub async fn claim_build(admin: &mut PgConnection, name: &str) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_lock(hashtext($1), hashtext($2))").bind(BUILDING_PREFIX).bind(name).execute(&mut *admin).await.map_err(q("claim the database to restore into"))?;
-    Ok(())
+    claim_within(admin, name, "30s").await
+}
+
+/// [`claim_build`], waiting at most `limit` (a `lock_timeout`) for whoever holds the claim.
+async fn claim_within(admin: &mut PgConnection, name: &str, limit: &str) -> Result<()> {
+    sqlx::query("SELECT set_config('lock_timeout', $1, false)").bind(limit).execute(&mut *admin).await.map_err(q("claim the database to restore into"))?;
+    let claimed = sqlx::query("SELECT pg_advisory_lock(hashtext($1), hashtext($2))").bind(BUILDING_PREFIX).bind(name).execute(&mut *admin).await;
+    let _ = sqlx::query("RESET lock_timeout").execute(&mut *admin).await;
+    match claimed {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(Error::new(
+            ErrorCode::Database,
+            format!("the database {name} is held by another restore's clean-up on this server (waited {limit}); nothing was changed: try again"),
+        )),
+        Err(e) => Err(q("claim the database to restore into")(e)),
+    }
 }
 
 /// Renames a database once the connections to it are gone: a connection its client closed ends
@@ -2365,9 +2379,8 @@ async fn sweep_abandoned(admin: &mut PgConnection) -> Vec<String> {
     // A claim is held for moments (a build's CREATE DATABASE until its anchor connects, its
     // rename, another sweep's drop): waited for, up to a deadline, so that what a sweep saw
     // abandoned is gone or alive when it returns; past the deadline it is left for the next.
-    let _ = sqlx::query("SET lock_timeout = '5s'").execute(&mut *admin).await;
     for (n, _) in found {
-        if sqlx::query("SELECT pg_advisory_lock(hashtext($1), hashtext($2))").bind(BUILDING_PREFIX).bind(&n).execute(&mut *admin).await.is_err() {
+        if claim_within(admin, &n, "5s").await.is_err() {
             continue; // claimed all along: a build stuck before its anchor, swept next time
         }
         let again: Option<(String, bool)> = sqlx::query_as(AssertSqlSafe(format!("{ABANDONED} AND d.datname = $2"))).bind(BUILDING_PREFIX).bind(&n).fetch_optional(&mut *admin).await.unwrap_or(None);
@@ -2380,7 +2393,6 @@ async fn sweep_abandoned(admin: &mut PgConnection) -> Vec<String> {
         }
         let _ = release_build(admin, &n).await;
     }
-    let _ = sqlx::query("RESET lock_timeout").execute(&mut *admin).await;
     dropped
 }
 
