@@ -40,8 +40,9 @@ PY
 }
 cleanup() {
   summary
-  for c in "${clusters[@]}"; do scripts/pg-cluster.sh stop "$c"; done
-  if [ -f "$work/clusters" ]; then while read -r c; do scripts/pg-cluster.sh stop "$c"; done <"$work/clusters"; fi
+  # Stopped and removed: the clusters' files are in memory when they live in /dev/shm.
+  for c in "${clusters[@]}"; do scripts/pg-cluster.sh stop "$c"; rm -rf "$c"; done
+  if [ -f "$work/clusters" ]; then while read -r c; do scripts/pg-cluster.sh stop "$c"; rm -rf "$c"; done <"$work/clusters"; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
