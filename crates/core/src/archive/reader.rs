@@ -353,8 +353,12 @@ impl ArchiveReader {
         let mut hash = Sha256::new();
         let mut plain = 0u64;
         let mut i = 0u32;
+        // One decompression context for the section's chunks.
+        let mut unpacker: Option<zstd::bulk::Decompressor<'static>> = None;
         for run in runs {
-            let mut f = BufReader::with_capacity(1 << 20, self.source.read_range(run.offset, run.length)?);
+            // (A run's buffer no bigger than the run: an archive of many small sections.)
+            let buffer = usize::try_from(run.length).unwrap_or(usize::MAX).clamp(8 << 10, 1 << 20);
+            let mut f = BufReader::with_capacity(buffer, self.source.read_range(run.offset, run.length)?);
             for _ in 0..run.frames {
                 let what = format!("section \"{section}\", chunk {} of {}", i + 1, entry.frames);
                 let mut l = [0u8; 4];
@@ -375,7 +379,11 @@ impl ArchiveReader {
                 let chunk = if self.header.compression == "none" {
                     packed
                 } else {
-                    zstd::bulk::decompress(&packed, CHUNK_SIZE).map_err(|e| corrupt(&self.path, format!("{what} does not decompress ({e})")))?
+                    let unpack = match &mut unpacker {
+                        Some(u) => u,
+                        None => unpacker.insert(zstd::bulk::Decompressor::new().map_err(|e| Error::new(ErrorCode::Internal, format!("zstd failed: {e}")).caused_by(&e))?),
+                    };
+                    unpack.decompress(&packed, CHUNK_SIZE).map_err(|e| corrupt(&self.path, format!("{what} does not decompress ({e})")))?
                 };
                 hash.update(&chunk);
                 plain += chunk.len() as u64;

@@ -60,17 +60,26 @@ impl Sealer {
                 let rx = std::sync::Arc::clone(&job_rx);
                 let tx = res_tx.clone();
                 let cipher = key.as_ref().map(SecretKey::cipher);
-                std::thread::spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(guard) => match guard.recv() {
-                            Ok(j) => j,
+                std::thread::spawn(move || {
+                    // One compression context per thread, reused for every chunk (making one
+                    // costs as much as compressing a small chunk).
+                    let mut packer = level.map(zstd::bulk::Compressor::new);
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => match guard.recv() {
+                                Ok(j) => j,
+                                Err(_) => return,
+                            },
                             Err(_) => return,
-                        },
-                        Err(_) => return,
-                    };
-                    let frame = seal(&job, cipher.as_ref(), &header_hash, level);
-                    if tx.send((job.seq, job.section_no, frame)).is_err() {
-                        return;
+                        };
+                        let frame = match &mut packer {
+                            Some(Err(e)) => Err(zstd_failed(e)),
+                            Some(Ok(p)) => seal(&job, cipher.as_ref(), &header_hash, Some(p)),
+                            None => seal(&job, cipher.as_ref(), &header_hash, None),
+                        };
+                        if tx.send((job.seq, job.section_no, frame)).is_err() {
+                            return;
+                        }
                     }
                 })
             })
@@ -88,9 +97,13 @@ impl Drop for Sealer {
     }
 }
 
-fn seal(job: &Job, cipher: Option<&Aes256Gcm>, header_hash: &[u8; 32], level: Option<i32>) -> Result<Vec<u8>> {
-    let packed = match level {
-        Some(level) => zstd::bulk::compress(&job.plain, level).map_err(|e| Error::new(ErrorCode::Internal, format!("zstd failed: {e}")).caused_by(&e))?,
+fn zstd_failed(e: &std::io::Error) -> Error {
+    Error::new(ErrorCode::Internal, format!("zstd failed: {e}")).caused_by(e)
+}
+
+fn seal(job: &Job, cipher: Option<&Aes256Gcm>, header_hash: &[u8; 32], packer: Option<&mut zstd::bulk::Compressor<'static>>) -> Result<Vec<u8>> {
+    let packed = match packer {
+        Some(p) => p.compress(&job.plain).map_err(|e| zstd_failed(&e))?,
         None => job.plain.clone(),
     };
     match cipher {

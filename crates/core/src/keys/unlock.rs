@@ -246,11 +246,23 @@ impl KeySources {
         self.unlock_archive(&mut reader, repo).await?;
         let master = reader.master_key().cloned();
         let mut chain = vec![reader];
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut listed: Option<Vec<std::path::PathBuf>> = None;
         while let Some(parent) = chain.last().and_then(|r| r.header.parent_id.clone()) {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            let found = crate::repository::archives_in(dir)?
-                .into_iter()
+            if listed.is_none() {
+                listed = Some(crate::repository::archives_in(dir)?);
+            }
+            let all = listed.as_deref().unwrap_or_default();
+            // A backup's file is named after its id's first characters (`<time>-<id8>`): those
+            // archives are opened first, the others only if none of them is the parent.
+            let suffix = format!("-{}", parent.get(..8).unwrap_or(&parent));
+            let named = |p: &&std::path::PathBuf| p.file_stem().and_then(|s| s.to_str()).is_some_and(|s| s.ends_with(&suffix));
+            let found = all
+                .iter()
+                .filter(named)
+                .chain(all.iter().filter(|p| !named(p)))
                 .find(|p| ArchiveReader::open(p).map(|r| r.header.archive_id == parent).unwrap_or(false))
+                .cloned()
                 .ok_or_else(|| {
                     Error::not_found(format!(
                         "backup {} builds on {parent}, which is not in {}; the chain is incomplete",

@@ -295,16 +295,11 @@ pub fn check(g: &Globals, roles: &[&Role], databases: &[&DatabaseProps], t: &Tar
     };
     for r in roles {
         for s in r.settings.iter().filter(|s| unknown(s)) {
-            out.push(format!("role {}: setting {} does not exist on PostgreSQL {}", r.name, setting_name(s), major(t.version_num)));
+            out.push(role_setting_gap(r, s, t));
         }
     }
     for m in memberships_for(g, roles) {
-        if m.role.starts_with("pg_") && !t.roles.contains(&m.role) {
-            out.push(format!("membership of {} in {}: PostgreSQL {} has no role {}", m.member, m.role, major(t.version_num), m.role));
-        }
-        if t.version_num < 160000 && (m.set == Some(false) || m.inherit.is_some_and(|i| Some(i) != g.roles.iter().find(|r| r.name == m.member).map(|r| r.inherit))) {
-            out.push(format!("membership of {} in {}: its own INHERIT or SET option needs PostgreSQL 16 (the target is {})", m.member, m.role, major(t.version_num)));
-        }
+        out.extend(membership_gaps(g, m, t));
     }
     for d in databases {
         match d.locale_provider.as_str() {
@@ -318,6 +313,24 @@ pub fn check(g: &Globals, roles: &[&Role], databases: &[&DatabaseProps], t: &Tar
         for s in d.settings.iter().filter(|s| unknown(s)) {
             out.push(format!("database {}: setting {} does not exist on PostgreSQL {}", d.name, setting_name(s), major(t.version_num)));
         }
+    }
+    out
+}
+
+/// What [`check`] says of a role's setting the target does not have.
+fn role_setting_gap(r: &Role, setting: &str, t: &Target) -> String {
+    format!("role {}: setting {} does not exist on PostgreSQL {}", r.name, setting_name(setting), t.version_num / 10000)
+}
+
+/// What [`check`] says of a membership the target cannot hold as it is (nothing when it can).
+fn membership_gaps(g: &Globals, m: &Membership, t: &Target) -> Vec<String> {
+    let mut out = Vec::new();
+    let major = t.version_num / 10000;
+    if m.role.starts_with("pg_") && !t.roles.contains(&m.role) {
+        out.push(format!("membership of {} in {}: PostgreSQL {major} has no role {}", m.member, m.role, m.role));
+    }
+    if t.version_num < 160000 && (m.set == Some(false) || m.inherit.is_some_and(|i| Some(i) != g.roles.iter().find(|r| r.name == m.member).map(|r| r.inherit))) {
+        out.push(format!("membership of {} in {}: its own INHERIT or SET option needs PostgreSQL 16 (the target is {major})", m.member, m.role));
     }
     out
 }
@@ -374,7 +387,8 @@ fn set_clause(setting: &str) -> Result<String> {
 /// the memberships among them, in the caller's transaction. Returns the roles created.
 pub async fn create_roles(tx: &mut PgConnection, g: &Globals, roles: &[&Role], t: &Target, skip: &[String]) -> Result<Vec<String>> {
     let mut created = Vec::new();
-    let skipped = |what: &str| skip.iter().any(|s| s.starts_with(what));
+    // What the caller agreed to leave out: exactly what check() said of it.
+    let skipped = |what: String| skip.contains(&what);
     for r in roles.iter().filter(|r| !t.roles.contains(&r.name)) {
         let mut attrs = Vec::new();
         for (on, yes, no) in [
@@ -400,7 +414,7 @@ pub async fn create_roles(tx: &mut PgConnection, g: &Globals, roles: &[&Role], t
             exec(tx, &format!("COMMENT ON ROLE {} IS {}", qi(&r.name), ql(c)), &format!("the comment on role {}", r.name)).await?;
         }
         for s in &r.settings {
-            if skipped(&format!("role {}: setting {}", r.name, setting_name(s))) {
+            if skipped(role_setting_gap(r, s, t)) {
                 continue;
             }
             exec(tx, &format!("ALTER ROLE {} SET {}", qi(&r.name), set_clause(s)?), &format!("a setting of role {}", r.name)).await?;
@@ -408,7 +422,7 @@ pub async fn create_roles(tx: &mut PgConnection, g: &Globals, roles: &[&Role], t
         created.push(r.name.clone());
     }
     for m in memberships_for(g, roles) {
-        if skipped(&format!("membership of {} in {}", m.member, m.role)) {
+        if membership_gaps(g, m, t).into_iter().any(skipped) {
             continue;
         }
         // Only memberships of a role created here: an existing role's are left as they are.

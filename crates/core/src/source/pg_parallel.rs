@@ -69,8 +69,17 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
         tx.commit().await.map_err(q("commit the schema"))?;
         super::postgres::server_version_num(&mut conn).await?
     };
-    // Tables whose statistics are imported at the end (PostgreSQL 18+) are not analyzed.
-    let imported: HashSet<String> = schema.tables.iter().filter(|t| super::postgres::imports_statistics(version, &schema, (&t.schema, &t.name))).map(PgTable::section).collect();
+    // Tables the chain carries no rows of: created empty, nothing to load.
+    let empty = super::postgres::restored_empty(chain, &schema);
+    // Not analyzed: tables whose statistics are imported at the end (PostgreSQL 18+), and empty
+    // tables the source had never analyzed either (they stay as the source had them).
+    let not_analyzed: HashSet<String> = schema
+        .tables
+        .iter()
+        .filter(|t| super::postgres::imports_statistics(version, &schema, (&t.schema, &t.name)))
+        .chain(super::postgres::left_unanalyzed(&schema, &empty))
+        .map(PgTable::section)
+        .collect();
     let mut tables: Vec<PgTable> = schema.tables.clone();
     let size = |t: &PgTable| index.section(&t.section()).map(|e| e.plain_bytes).unwrap_or(0);
     tables.sort_by_key(|t| std::cmp::Reverse(size(t)));
@@ -88,7 +97,7 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
     } else {
         HashSet::new()
     };
-    let (plan, rest) = Plan::new(tables, schema.post.clone(), &imported);
+    let (plan, rest) = Plan::new(tables, schema.post.clone(), &not_analyzed);
     let total_tables = schema.tables.len() as u64;
     let shared = Arc::new(Shared {
         plan: Mutex::new(plan),
@@ -97,6 +106,7 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
         done: AtomicU64::new(0),
         started: std::time::Instant::now(),
         split,
+        empty,
         loading: Mutex::new(Vec::new()),
     });
     let mut set = tokio::task::JoinSet::new();
@@ -130,10 +140,7 @@ async fn restore_parallel_inner(chain: &Chain, url: &str, jobs: usize, cancel: &
     let mut tx = conn.begin().await.map_err(q("start the last step"))?;
     super::postgres::load_large_objects(&mut tx, chain, cancel).await?;
     super::pg_extdata::load(&mut tx, chain, &schema, cancel).await?;
-    for st in &rest {
-        cancel.check()?;
-        sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
-    }
+    super::postgres::run_in_order(&mut tx, &rest, cancel).await?;
     // The statistics imported (18+), and what is still to analyze: the partitioned tables (their
     // partitions' were gathered as each was complete), tables whose import the server refused.
     let analyze = super::postgres::gather_statistics(&mut tx, &schema, false).await?;
@@ -153,6 +160,8 @@ struct Shared {
     started: std::time::Instant,
     /// Tables loaded by several workers together, and those of them being loaded now.
     split: HashSet<String>,
+    /// Tables without rows in the chain: their load is done as soon as it starts.
+    empty: HashSet<String>,
     loading: Mutex<Vec<Arc<SharedLoad>>>,
 }
 
@@ -207,7 +216,9 @@ async fn work(conn: &mut PgConnection, shared: &Shared, chain: &Chain, jobs: usi
         match &task {
             Task::Load(t) => {
                 progress(Progress { phase: "restore".into(), table: Some(t.section()), tables_done: shared.done.load(SeqCst), tables_total: total_tables, rows: shared.rows.load(SeqCst), bytes: 0 });
-                let n = if shared.split.contains(&t.section()) {
+                let n = if shared.empty.contains(&t.section()) {
+                    0
+                } else if shared.split.contains(&t.section()) {
                     load_shared(conn, shared, chain, t, cancel).await?
                 } else {
                     let mut tx = conn.begin().await.map_err(q("start a table's load"))?;
@@ -465,12 +476,12 @@ impl Plan {
     /// partitioned table's key is valid once every partition's is attached). Phase 3: foreign
     /// keys that involve those, or that name no referenced table (archives before foreign keys
     /// named it).
-    fn new(tables: Vec<PgTable>, post: Vec<Stmt>, imported: &HashSet<String>) -> (Plan, Vec<Stmt>) {
+    fn new(tables: Vec<PgTable>, post: Vec<Stmt>, not_analyzed: &HashSet<String>) -> (Plan, Vec<Stmt>) {
         let mut steps = Vec::new();
         let mut load_of = HashMap::new();
         let mut analyzed = Vec::new();
         for t in tables {
-            if !imported.contains(&t.section()) {
+            if !not_analyzed.contains(&t.section()) {
                 analyzed.push((t.section(), format!("{}.{}", qi(&t.schema), qi(&t.name))));
             }
             load_of.insert(t.section(), steps.len());

@@ -104,6 +104,13 @@ impl Stats {
         self.columns.iter().any(|c| c.schema == schema && c.table == table)
     }
 
+    /// Whether the source had never analyzed (nor vacuumed) the table `schema.table`: its row
+    /// count is unknown to the planner (`reltuples` −1, PostgreSQL 14 and later). False when the
+    /// backup does not say.
+    pub fn never_analyzed(&self, schema: &str, table: &str) -> bool {
+        self.relations.iter().any(|r| r.schema == schema && r.name == table && r.tuples < 0.0)
+    }
+
     /// Imports every statistic (a server of version [`IMPORTS_FROM`] or later), on `conn` — in
     /// the restore's transaction, once every table and index is made. Returns the tables (schema,
     /// name) of which the server took some value not (it warns and goes on: a value its type does

@@ -548,22 +548,21 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
         }
     }
     // Identity columns keep their sequences' values: set after the data.
-    for r in rows(conn, format!(
+    let identities: Vec<(String, String, String)> = rows(conn, format!(
         "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname, pg_get_serial_sequence(quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname) \
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE a.attidentity <> '' AND NOT c.relispartition AND {USER_NS} AND {}", not_ext("c.oid")), "read identity columns").await? {
-        if let Some(seq) = r.get::<Option<String>, _>(2) {
-            let (v, called): (i64, bool) = sqlx::query_as(AssertSqlSafe(format!("SELECT last_value, is_called FROM {seq}")))
-                .fetch_one(&mut *conn).await.map_err(q("read an identity sequence"))?;
-            s.post.push(Stmt { what: format!("identity of {}", r.get::<String, _>(0)), sql: format!("SELECT setval(pg_get_serial_sequence({}, {}), {v}, {called})", ql(&r.get::<String, _>(0)), ql(&r.get::<String, _>(1))), table: None, references: None });
-        }
+         WHERE a.attidentity <> '' AND NOT c.relispartition AND {USER_NS} AND {}", not_ext("c.oid")), "read identity columns").await?
+        .into_iter()
+        .filter_map(|r| r.get::<Option<String>, _>(2).map(|seq| (r.get(0), r.get(1), seq)))
+        .collect();
+    let plain: Vec<(String, String, String)> = seqs.iter().map(|r| (r.get(0), r.get(1), format!("{}.{}", qi(&r.get::<String, _>(0)), qi(&r.get::<String, _>(1))))).collect();
+    let relations: Vec<&str> = identities.iter().chain(&plain).map(|(_, _, seq)| seq.as_str()).collect();
+    let mut values = sequence_values(conn, &relations).await?.into_iter();
+    for ((table, column, _), (v, called)) in identities.iter().zip(values.by_ref()) {
+        s.post.push(Stmt { what: format!("identity of {table}"), sql: format!("SELECT setval(pg_get_serial_sequence({}, {}), {v}, {called})", ql(table), ql(column)), table: None, references: None });
     }
-    for r in &seqs {
-        let (ns, name): (String, String) = (r.get(0), r.get(1));
-        let full = format!("{}.{}", qi(&ns), qi(&name));
-        let (v, called): (i64, bool) = sqlx::query_as(AssertSqlSafe(format!("SELECT last_value, is_called FROM {full}")))
-            .fetch_one(&mut *conn).await.map_err(q("read a sequence value"))?;
-        s.post.push(Stmt { what: format!("value of {ns}.{name}"), sql: format!("SELECT setval({}, {v}, {called})", ql(&full)), table: None, references: None });
+    for ((ns, name, full), (v, called)) in plain.iter().zip(values) {
+        s.post.push(Stmt { what: format!("value of {ns}.{name}"), sql: format!("SELECT setval({}, {v}, {called})", ql(full)), table: None, references: None });
     }
     // Constraints: keys, unique, check, exclusion first; foreign keys after. A partitioned
     // table's key is added to it alone (`ONLY`) and each partition's under its own name, then
@@ -1179,11 +1178,15 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
     .into_iter()
     .collect();
     let pages = |i: usize| sizes.get(&schema.tables[i].section()).copied().unwrap_or(0);
+    // The tables without a row, found in one query: their sections are written without a COPY
+    // each (a schema of many empty tables costs one round trip).
+    let empty = empty_tables(&mut conn, &schema.tables).await?;
     let mut order: Vec<usize> = (0..schema.tables.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(pages(i)));
     let version = server_version_num(&mut conn).await?;
     let mut conns = vec![conn];
-    for _ in 1..req.jobs.clamp(1, schema.tables.len().max(1)) {
+    // No more connections than tables with rows to read.
+    for _ in 1..req.jobs.clamp(1, (schema.tables.len() - empty.len()).max(1)) {
         match worker_connection(url, &snapshot).await {
             Ok(mut c) => {
                 bind_tenants(&mut c, &req.tenants).await?;
@@ -1221,7 +1224,7 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
     let queue = std::sync::Mutex::new(queue);
     let shared = std::sync::Mutex::new(archive);
     let counters = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
-    let ctx = DumpCtx { schema: &schema, req, parent, tenant_filter: tenant_filter.as_ref(), filenodes: &filenodes, full_xmin: &full_xmin, archive: &shared, queue: &queue, cancel, progress, done: &counters.0, rows: &counters.1 };
+    let ctx = DumpCtx { schema: &schema, req, parent, tenant_filter: tenant_filter.as_ref(), filenodes: &filenodes, full_xmin: &full_xmin, empty: &empty, archive: &shared, queue: &queue, cancel, progress, done: &counters.0, rows: &counters.1 };
     let results = futures_util::future::try_join_all(conns.iter_mut().map(|c| dump_worker(c, &ctx))).await?;
     let mut warnings = warnings;
     if let Some(c) = conns.first_mut() {
@@ -1250,6 +1253,38 @@ pub async fn dump(url: &str, snap: Snapshot, archive: &mut ArchiveWriter, req: &
         let _ = c.close().await;
     }
     Ok(stats)
+}
+
+/// Which of `tables` (their indexes) have no row in the transaction's snapshot: those whose
+/// files are empty (0 bytes). A row the snapshot sees is in its table's file until no snapshot
+/// can see it (VACUUM keeps it for this one), so an empty file holds none of them. (A TRUNCATE
+/// committed after the snapshot empties the file for a COPY too: like `pg_dump`'s, a backup's
+/// snapshot does not hold rows a TRUNCATE removed.) A file's size is read under a brief lock of
+/// its table: a table locked by another session is not waited for (20 ms at most), the backup's
+/// workers wait for it as they would have. Under a savepoint: should the query fail (a lock not
+/// had in time, a table this role may not read), none is taken as empty and each table's own
+/// COPY does its work.
+async fn empty_tables(conn: &mut PgConnection, tables: &[PgTable]) -> Result<std::collections::HashSet<usize>> {
+    let names: Vec<String> = tables.iter().map(|t| format!("{}.{}", qi(&t.schema), qi(&t.name))).collect();
+    sqlx::raw_sql("SAVEPOINT safehold_empty; SET LOCAL lock_timeout = '20ms'").execute(&mut *conn).await.map_err(q("look for empty tables"))?;
+    let found = sqlx::query_scalar::<_, i64>("SELECT k - 1 FROM unnest($1::text[]) WITH ORDINALITY AS t(name, k) WHERE pg_relation_size(to_regclass(name)) = 0")
+        .bind(&names)
+        .fetch_all(&mut *conn)
+        .await;
+    // Rolled back either way: the lock timeout goes with the savepoint (the answer is read).
+    sqlx::raw_sql("ROLLBACK TO SAVEPOINT safehold_empty; RELEASE SAVEPOINT safehold_empty").execute(&mut *conn).await.map_err(q("look for empty tables"))?;
+    Ok(found.map(|f| f.into_iter().map(|k| k as usize).collect()).unwrap_or_else(|e| {
+        tracing::debug!("the empty tables were not looked for: {e}");
+        std::collections::HashSet::new()
+    }))
+}
+
+/// An empty section `name` of `kind` (what a COPY of no rows writes).
+fn empty_section(archive: &std::sync::Mutex<&mut ArchiveWriter>, name: &str, kind: &str) -> Result<u64> {
+    let mut archive = archive.lock().map_err(|_| Error::new(ErrorCode::Internal, "a backup worker failed while writing the archive"))?;
+    let sec = archive.begin(name, kind);
+    archive.end(sec)?;
+    Ok(0)
 }
 
 /// What the database has that a backup does not carry yet, each kind with how many and the
@@ -1401,6 +1436,8 @@ struct DumpCtx<'a, 'w> {
     /// The storage of the tables read unfiltered (see [`storage_of`]).
     filenodes: &'a std::collections::HashMap<String, String>,
     full_xmin: &'a str,
+    /// Tables without a row in the snapshot ([`empty_tables`]): nothing to read.
+    empty: &'a std::collections::HashSet<usize>,
     archive: &'a std::sync::Mutex<&'w mut ArchiveWriter>,
     queue: &'a std::sync::Mutex<std::collections::VecDeque<Piece>>,
     cancel: &'a CancelToken,
@@ -1448,8 +1485,11 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
                 Some("delta"),
             ),
         };
-        let (rows, finished) = copy_table(conn, cx.archive, piece.split.as_deref(), &t.section(), &sql, mode, positions, cx.cancel).await?;
+        let none = cx.empty.contains(&piece.table);
+        let (rows, finished) = copy_table(conn, cx.archive, piece.split.as_deref(), &t.section(), (!none).then_some(sql.as_str()), mode, positions, cx.cancel).await?;
         let kept = match &snap {
+            // An empty table: no positions, no keys.
+            Some(_) if none => empty_section(cx.archive, &format!("{}{}", t.section(), if piece.delta == Some(Delta::Positions) { "#live" } else { "#keys" }), if piece.delta == Some(Delta::Positions) { "ctids" } else { "keys" })?,
             // Deletes: the delta lists the positions of the rows it does not carry (the parent
             // had them, where they still are), or every key at the snapshot.
             Some(snap) if piece.delta == Some(Delta::Positions) => {
@@ -1514,14 +1554,14 @@ const ROWS_BATCH: usize = 256 << 10;
 /// ranges share), into the table's section; with `positions`, the query's first column is each
 /// row's `ctid`, split off into the `#ctids` section beside it. Returns the rows read and whether
 /// the table's sections were ended (always, for a table read whole; for a split table, by its
-/// last range to finish).
+/// last range to finish). Without `sql` (a table known to have no rows) nothing is read.
 #[allow(clippy::too_many_arguments)]
 async fn copy_table(
     conn: &mut PgConnection,
     archive: &std::sync::Mutex<&mut ArchiveWriter>,
     split: Option<&Split>,
     name: &str,
-    sql: &str,
+    sql: Option<&str>,
     mode: Option<&str>,
     positions: bool,
     cancel: &CancelToken,
@@ -1551,7 +1591,10 @@ async fn copy_table(
         Ok(())
     };
     write(&[])?;
-    let rows = copy_rows(conn, sql, name, cancel, &mut write).await?;
+    let rows = match sql {
+        Some(sql) => copy_rows(conn, sql, name, cancel, &mut write).await?,
+        None => 0,
+    };
     let total = match split {
         Some(split) => {
             split.rows.fetch_add(rows, SeqCst);
@@ -1598,6 +1641,9 @@ fn split_ctids(bytes: &[u8], rows: &mut Vec<u8>, runs: &mut Vec<u8>) -> Result<u
         }
     };
     for line in bytes.split_inclusive(|&b| b == b'\n') {
+        if line.first() != Some(&b'(') {
+            return Err(bad());
+        }
         let close = line.iter().position(|&b| b == b')').ok_or_else(bad)?;
         let inner = std::str::from_utf8(line.get(1..close).ok_or_else(bad)?).map_err(|_| bad())?;
         let (p, t) = inner.split_once(',').ok_or_else(bad)?;
@@ -1729,13 +1775,13 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
     progress(Progress { phase: "restore".into(), table: None, tables_done: n, tables_total: n, rows: total, bytes: 0 });
     load_large_objects(&mut tx, chain, cancel).await?;
     super::pg_extdata::load(&mut tx, chain, &schema, cancel).await?;
-    for st in &schema.post {
-        cancel.check()?;
-        sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *tx).await.map_err(|e| restore_error(&st.what, &e))?;
-    }
+    run_in_order(&mut tx, &schema.post, cancel).await?;
     // The optimizer's statistics, so that the restored database is planned well at once (not
     // after autovacuum gets to it): imported where the target can, else gathered again.
-    let analyze = gather_statistics(&mut tx, &schema, true).await?;
+    let mut analyze = gather_statistics(&mut tx, &schema, true).await?;
+    let empty = restored_empty(chain, &schema);
+    let unanalyzed: std::collections::HashSet<String> = left_unanalyzed(&schema, &empty).map(|t| format!("{}.{}", qi(&t.schema), qi(&t.name))).collect();
+    analyze.retain(|t| !unanalyzed.contains(t));
     if !analyze.is_empty() {
         progress(Progress { phase: "analyze".into(), table: None, tables_done: n, tables_total: n, rows: total, bytes: 0 });
         sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {}", analyze.join(", ")))).execute(&mut *tx).await.map_err(|e| restore_error("the optimizer's statistics (ANALYZE)", &e))?;
@@ -1743,6 +1789,17 @@ pub async fn restore(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], ur
     tx.commit().await.map_err(q("commit the restore"))?;
     let _ = conn.close().await;
     Ok(total)
+}
+
+/// The tables (sections) `chain` carries no row of: a restore makes them empty.
+pub(super) fn restored_empty(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], schema: &PgSchema) -> std::collections::HashSet<String> {
+    schema.tables.iter().map(PgTable::section).filter(|s| chain.iter().filter_map(|(_, ix)| ix.section(s)).all(|e| e.rows == 0)).collect()
+}
+
+/// Of `empty` ([`restored_empty`]), the tables the source had never analyzed: a restore leaves
+/// them unanalyzed too, as the source had them (ANALYZE would find no row to describe).
+pub(super) fn left_unanalyzed<'a>(schema: &'a PgSchema, empty: &'a std::collections::HashSet<String>) -> impl Iterator<Item = &'a PgTable> + 'a {
+    schema.tables.iter().filter(move |t| empty.contains(&t.section()) && schema.stats.never_analyzed(&t.schema, &t.name))
 }
 
 /// Whether a restore onto a server of `version` imports the statistics of `schema.table` (18 and
@@ -1847,38 +1904,90 @@ fn needs_newer(st: &Stmt) -> Option<(i32, &'static str)> {
     FEATURES.iter().find(|f| (f.applies)(st)).map(|f| (f.since, f.what))
 }
 
+/// Each sequence's `(last_value, is_called)`, in the order of `sequences` (each written for SQL),
+/// a few hundred to a query rather than one query each.
+async fn sequence_values(conn: &mut PgConnection, sequences: &[&str]) -> Result<Vec<(i64, bool)>> {
+    let mut out = Vec::with_capacity(sequences.len());
+    for chunk in sequences.chunks(256) {
+        let union: Vec<String> = chunk.iter().enumerate().map(|(i, seq)| format!("SELECT {i} AS k, last_value, is_called FROM {seq}")).collect();
+        let got: Vec<(i32, i64, bool)> = sqlx::query_as(AssertSqlSafe(format!("{} ORDER BY 1", union.join(" UNION ALL ")))).persistent(false).fetch_all(&mut *conn).await.map_err(q("read the sequences' values"))?;
+        if got.len() != chunk.len() {
+            return Err(Error::new(ErrorCode::Internal, format!("read {} values of {} sequences", got.len(), chunk.len())));
+        }
+        out.extend(got.into_iter().map(|(_, v, called)| (v, called)));
+    }
+    Ok(out)
+}
+
+/// Statements sent in one message by [`create_in_order`] and [`run_in_order`].
+const CREATE_BATCH: usize = 64;
+
+/// Runs `sql` under the savepoint `name` — made in a message of its own, so that it exists
+/// whatever the statements do (one the server cannot parse fails the whole message before any
+/// of it runs) — and the statements with the release in one message, joined by "\n;\n" (a
+/// trailing comment ends at the newline). On an error the transaction is to be rolled back to
+/// the savepoint (and the savepoint released).
+async fn under_savepoint(conn: &mut PgConnection, name: &str, sql: &[&str]) -> std::result::Result<(), sqlx::Error> {
+    sqlx::raw_sql(AssertSqlSafe(format!("SAVEPOINT {name}"))).execute(&mut *conn).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!("{}\n;\nRELEASE SAVEPOINT {name}", sql.join("\n;\n")))).execute(&mut *conn).await.map(drop)
+}
+
+/// Runs `stmts` in their order in the caller's transaction, [`CREATE_BATCH`] to a message. When
+/// a batch fails it is undone and run again one statement at a time, so the error names the
+/// statement that failed. (Statements that would not be undone — a sequence's `setval` — give the
+/// same result run twice.)
+pub(super) async fn run_in_order(conn: &mut PgConnection, stmts: &[Stmt], cancel: &CancelToken) -> Result<()> {
+    for batch in stmts.chunks(CREATE_BATCH) {
+        cancel.check()?;
+        let sql: Vec<&str> = batch.iter().map(|st| st.sql.as_str()).collect();
+        if under_savepoint(conn, "batch", &sql).await.is_ok() {
+            continue;
+        }
+        sqlx::raw_sql("ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch").execute(&mut *conn).await.map_err(q("roll back a savepoint"))?;
+        for st in batch {
+            sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *conn).await.map_err(|e| restore_error(&st.what, &e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `pending` statements in an order that works: each one that fails (what it needs is not
 /// there yet) is tried again after the others, until all ran or a round makes no progress (then
 /// the first error is the answer). Each runs under a savepoint, so a failure leaves no trace.
+/// They are sent [`CREATE_BATCH`] to a message under one savepoint (a schema in order is made in
+/// a few round trips); a batch that fails is undone and sent again one statement at a time.
 pub(super) async fn create_in_order(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, mut pending: Vec<&Stmt>, cancel: &CancelToken) -> Result<()> {
     while !pending.is_empty() {
         cancel.check()?;
         let mut failed = Vec::new();
         let mut first_error = None;
-        for st in pending.iter().copied() {
-            sqlx::query("SAVEPOINT obj").execute(&mut **tx).await.map_err(q("create a savepoint"))?;
-            match sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut **tx).await {
-                Ok(_) => {
-                    sqlx::query("RELEASE SAVEPOINT obj").execute(&mut **tx).await.map_err(q("release a savepoint"))?;
+        for batch in pending.chunks(CREATE_BATCH) {
+            cancel.check()?;
+            if batch.len() > 1 {
+                let sql: Vec<&str> = batch.iter().map(|st| st.sql.as_str()).collect();
+                if under_savepoint(tx, "objs", &sql).await.is_ok() {
+                    continue;
                 }
-                Err(e) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT obj").execute(&mut **tx).await.map_err(q("roll back a savepoint"))?;
-                    // An object of a newer server than the target: said as such, at once.
-                    if let Some((min, feature)) = needs_newer(st) {
-                        let target = server_version_num(tx).await?;
-                        if target < min {
-                            return Err(Error::validation(format!(
-                                "{} has {feature}, which PostgreSQL has from version {} on; the target runs PostgreSQL {}: restore onto PostgreSQL {} or later (nothing was written)",
-                                st.what,
-                                min / 10000,
-                                target / 10000,
-                                min / 10000
-                            )));
-                        }
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT objs; RELEASE SAVEPOINT objs").execute(&mut **tx).await.map_err(q("roll back a savepoint"))?;
+            }
+            for st in batch.iter().copied() {
+                let Err(e) = under_savepoint(tx, "obj", &[st.sql.as_str()]).await else { continue };
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT obj; RELEASE SAVEPOINT obj").execute(&mut **tx).await.map_err(q("roll back a savepoint"))?;
+                // An object of a newer server than the target: said as such, at once.
+                if let Some((min, feature)) = needs_newer(st) {
+                    let target = server_version_num(tx).await?;
+                    if target < min {
+                        return Err(Error::validation(format!(
+                            "{} has {feature}, which PostgreSQL has from version {} on; the target runs PostgreSQL {}: restore onto PostgreSQL {} or later (nothing was written)",
+                            st.what,
+                            min / 10000,
+                            target / 10000,
+                            min / 10000
+                        )));
                     }
-                    first_error.get_or_insert_with(|| restore_error(&st.what, &e));
-                    failed.push(st);
                 }
+                first_error.get_or_insert_with(|| restore_error(&st.what, &e));
+                failed.push(st);
             }
         }
         if failed.len() == pending.len() {
@@ -2453,7 +2562,7 @@ mod tests {
         assert_eq!(split_ctids(b"(4,1)\n(4,2)\n", &mut rows, &mut runs).expect("split"), 2);
         assert_eq!((rows.as_slice(), runs.as_slice()), (&b"\n\n"[..], &b"@4 1 2\n"[..]));
         // What is not a position is an error, not a row.
-        for bad in [&b"a\tb\n"[..], b"(1)\ta\n", b"(1,x)\ta\n", b"(1,2)a\n", b"(-1,2)\ta\n"] {
+        for bad in [&b"a\tb\n"[..], b"(1)\ta\n", b"(1,x)\ta\n", b"(1,2)a\n", b"(-1,2)\ta\n", b"x1,2)\ta\n", b"1,2)\ta\n"] {
             assert!(split_ctids(bad, &mut rows, &mut runs).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
