@@ -68,7 +68,7 @@ pub struct BackupRequest {
 impl BackupRequest {
     /// What the source reads for this request.
     pub fn dump_scope(&self) -> source::DumpScope {
-        source::DumpScope { tenant_column: self.tenant_column.clone(), tenants_table: self.tenants_table.clone(), include: self.include, tables: self.tables.clone(), tenants: self.tenants.clone(), jobs: self.jobs, long_transaction: self.long_transaction }
+        source::DumpScope { tenant_column: self.tenant_column.clone(), tenants_table: self.tenants_table.clone(), include: self.include, tables: self.tables.clone(), tenants: self.tenants.clone(), absent_tenants_ok: self.safety, jobs: self.jobs, long_transaction: self.long_transaction }
     }
 
     pub fn new(source: SourceSpec) -> Self {

@@ -711,8 +711,9 @@ pub async fn execute(req: &RestoreRequest, opened: Opened, keys: &KeySources, ca
 }
 
 /// A backup of what a restore will replace, into the repository the restore reads from: the
-/// tenant tables for a tenant restore, the chosen tables for a selective one, the whole target
-/// for a `clean` full restore.
+/// tenant's rows for a tenant restore of PostgreSQL (a tenant export of that one tenant: one
+/// tenant costs one tenant; the tenant tables whole on SQLite), the chosen tables for a
+/// selective one, the whole target for a `clean` full restore.
 async fn safety_backup(req: &RestoreRequest, opened: &Opened, scope: &Option<Scope>, target: &SourceSpec, keys: &KeySources, cancel: &CancelToken, progress: &ProgressSink) -> Result<BackupOutcome> {
     let repo = opened.repo.as_ref().ok_or_else(|| {
         Error::validation(
@@ -742,7 +743,12 @@ async fn safety_backup(req: &RestoreRequest, opened: &Opened, scope: &Option<Sco
                 SourceSpec::Sqlite { .. } => set.clone(),
             })
         }
-        Some(Scope::Tenant(_)) => b.include = Include { tenant_data: true, system_data: false, logs: true },
+        Some(Scope::Tenant(ts)) => {
+            b.include = Include { tenant_data: true, system_data: false, logs: true };
+            if matches!(target, SourceSpec::Postgres { .. }) {
+                b.tenants = vec![ts.tenant_id.clone()];
+            }
+        }
         None => {}
     }
     backup::run(repo, &master, &b, cancel, progress).await.map_err(|e| Error::new(e.code, format!("the safety backup failed, so nothing was restored: {}", e.message)).caused_by(&e))

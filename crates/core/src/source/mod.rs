@@ -180,6 +180,9 @@ pub struct DumpScope {
     pub tables: Option<std::collections::BTreeSet<String>>,
     /// Only these tenants' rows of the tenant tables.
     pub tenants: Vec<String>,
+    /// A tenant of `tenants` the database does not have is no error (a safety backup before a
+    /// deleted tenant is restored: it has no row to keep).
+    pub absent_tenants_ok: bool,
     pub jobs: usize,
     /// A transaction open longer than this at the snapshot is warned about.
     pub long_transaction: std::time::Duration,

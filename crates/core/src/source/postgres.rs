@@ -1701,7 +1701,7 @@ async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &sup
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(q("look the tenant up"))?;
-            if found.is_none() {
+            if found.is_none() && !req.absent_tenants_ok {
                 return Err(Error::not_found(format!("there is no tenant \"{tenant}\" in {tt}: check the tenant id")));
             }
         }

@@ -139,6 +139,9 @@ async fn a_tenant_restore_replaces_that_tenant_only_and_its_safety_backup_undoes
     assert_eq!(a_now, a_backed_up, "tenant A equals its backed-up state in every table");
     assert_eq!(others_now, others_before, "every other row (tenant B's changes, the system table) is as it was");
     let safety = out.safety_backup.expect("a safety backup was taken");
+    // It holds tenant A's rows as they were just before, and nobody else's: one tenant's restore
+    // backs up one tenant.
+    assert_eq!(safety.rows, a_changed.values().map(|r| r.len() as u64).sum::<u64>(), "the safety backup holds tenant A's rows only");
 
     // New rows after the restore still get fresh keys: the sequences are past the restored ones.
     db.execute(&format!("INSERT INTO users (tenant_id, email) VALUES ('{A}', 'after@acme.test'); INSERT INTO projects (tenant_id, title) VALUES ('{A}', 'after');")).await;
@@ -158,6 +161,20 @@ async fn a_tenant_restore_replaces_that_tenant_only_and_its_safety_backup_undoes
     // A safety backup is never the pick of "the newest backup".
     let p = plan(&repo, &req).await.expect("plan");
     assert_ne!(p.chain.last().map(|b| b.id.clone()), Some(safety.id), "the newest regular backup is restored, not the safety backup");
+
+    // A tenant deleted from the database comes back whole, after a safety backup that has none
+    // of its rows to keep.
+    db.execute(&format!(
+        "DELETE FROM project_notes WHERE project_id IN (SELECT id FROM projects WHERE tenant_id = '{A}'); DELETE FROM projects WHERE tenant_id = '{A}'; \
+         DELETE FROM users WHERE tenant_id = '{A}'; DELETE FROM tenants WHERE id = '{A}';"
+    ))
+    .await;
+    assert!(split(&db, A).await.0.values().all(Vec::is_empty), "tenant A is gone");
+    let out = run(&repo, &req).await.expect("restore the deleted tenant");
+    let (a_back, others_after) = split(&db, A).await;
+    assert_eq!(a_back, a_backed_up, "tenant A is back as it was backed up");
+    assert_eq!(others_after, others_before, "the others untouched");
+    assert_eq!(out.safety_backup.expect("a safety backup").rows, 0, "nothing of tenant A to keep");
 }
 
 /// Found by generated schema 3483542720: rows of a table without a key reach the tenant through
