@@ -155,7 +155,7 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
         let list: Vec<String> = cols.iter().map(|c| qi(c)).collect();
         exec(&mut tx, &format!("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA", staged(t), list.join(", "), live(t)), &format!("staging {t}")).await?;
         for a in &groups[t] {
-            load_table_into(&mut tx, chain, a, &staged(t), cancel).await?;
+            stage(&mut tx, chain, a, t, &staged(t), tenancy.as_ref(), cancel).await?;
         }
     }
     // The tenant's rows, found on the backup's whole tables (a row reached by several tenants
@@ -419,6 +419,29 @@ pub(crate) fn archived_tables<'a>(schema: &'a super::postgres::PgSchema, target:
         }
     }
     out
+}
+
+/// Stages the backup's rows of the archived table `a` (of target table `t`) into `into`: for a
+/// tenant restore, only the tenant's rows when the table is theirs by its own column alone
+/// ([`Tenancy::filtered_by_column`]) and the chain's newest backup holds the table whole (a
+/// later change could move a row to another tenant); else every row (cut down later).
+async fn stage(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: &Chain, a: &PgTable, t: &str, into: &str, ten: Option<&Tenancy>, cancel: &CancelToken) -> Result<u64> {
+    let section = a.section();
+    if let (Some(ten), Some((reader, index))) = (ten, chain.last()) {
+        let whole = index.section(&section).is_some_and(|e| e.mode.is_none());
+        if let (true, Some((column, ty))) = (whole, ten.filtered_by_column(t)) {
+            if let Some(at) = a.columns.iter().position(|c| c == column) {
+                // The tenant id as the column's type writes it (what COPY wrote).
+                let value: String = sqlx::query_scalar(AssertSqlSafe(format!("SELECT CAST(current_setting({}) AS {ty})::text", ql(&ten.param))))
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(|e| restore_error(&format!("staging {t}"), &e))?;
+                let cols: Vec<String> = a.columns.iter().map(|c| qi(c)).collect();
+                return super::postgres::copy_in_where(tx, reader, index, &section, &format!("{into} ({}) FROM STDIN", cols.join(", ")), (at, value.into_bytes()), cancel).await;
+            }
+        }
+    }
+    load_table_into(tx, chain, a, into, cancel).await
 }
 
 /// Cuts staged copies of whole tables down to the tenant's rows: each table's rows found first

@@ -2079,6 +2079,57 @@ pub(super) async fn copy_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, read
     Ok(loaded)
 }
 
+/// COPYs the rows of a section whose field number `column` is exactly `value` (`wanted`; the
+/// value as COPY's text writes it) into `target`, the others read past; checks that the section
+/// had as many rows as its index says. Returns the rows loaded.
+pub(crate) async fn copy_in_where(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    reader: &std::sync::Arc<ArchiveReader>,
+    index: &ArchiveIndex,
+    section: &str,
+    target: &str,
+    wanted: (usize, Vec<u8>),
+    cancel: &CancelToken,
+) -> Result<u64> {
+    let (column, value) = wanted;
+    let entry = index.section(section).ok_or_else(|| Error::validation(format!("the archive has no section {section}")))?;
+    let mut lines = reader.section_lines(index, section)?;
+    let (send, kept) = tokio::sync::mpsc::channel(4);
+    // Chunks of whole lines (COPY's text ends each row with its only raw newline, and separates
+    // fields with its only raw tabs), each cut down to the rows wanted.
+    let filter = tokio::spawn(async move {
+        let mut seen = 0u64;
+        while let Some(chunk) = lines.recv().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = send.send(Err(e)).await;
+                    break;
+                }
+            };
+            let mut out = Vec::new();
+            for line in chunk.split_inclusive(|&b| b == b'\n') {
+                seen += 1;
+                let row = line.strip_suffix(b"\n").unwrap_or(line);
+                if row.split(|&b| b == b'\t').nth(column) == Some(value.as_slice()) {
+                    out.extend_from_slice(line);
+                }
+            }
+            if !out.is_empty() && send.send(Ok(out)).await.is_err() {
+                break;
+            }
+        }
+        seen
+    });
+    let loaded = copy_from(tx, kept, section, target, cancel).await;
+    let seen = filter.await.map_err(|e| Error::new(ErrorCode::Internal, format!("reading {section} failed: {e}")))?;
+    let loaded = loaded?;
+    if seen != entry.rows {
+        return Err(Error::validation(format!("{section}: the archive says {} rows but {seen} were read", entry.rows)));
+    }
+    Ok(loaded)
+}
+
 /// Applies a chain's deltas to a table in one pass, however many links the chain has (issue 26:
 /// a chain restores at the cost of its data, not of its history): every link's changed rows are
 /// staged, each with its link's number, and the newest link's key list; each changed key's newest

@@ -629,6 +629,22 @@ impl Tenancy {
             .collect()
     }
 
+    /// Whether `table`'s rows are the tenant's by its own tenant column, of a type whose text is
+    /// its value (uuid, the integers: equal values, equal text), and no other table's rows are
+    /// found through it (no reference leads from a table to it, it owns no row): the rows of other
+    /// tenants then play no part, and a restore may stage only the tenant's. The column and its
+    /// type.
+    pub(crate) fn filtered_by_column(&self, table: &str) -> Option<(&str, &str)> {
+        let Some(Reach::Column(column)) = self.reach.get(table) else { return None };
+        let through = self.reach.values().any(|r| match r {
+            Reach::Via(ways) => ways.iter().any(|i| self.fks[*i].parent == table),
+            Reach::Owned(i) => self.fks[*i].child == table,
+            _ => false,
+        });
+        let ty = self.types.get(table).map(String::as_str)?;
+        (!through && matches!(ty, "uuid" | "smallint" | "integer" | "bigint")).then_some((column.as_str(), ty))
+    }
+
     /// For each table whose rows the tenant owns one-to-one: how many of its rows the tenant's
     /// rows point at while other tenants' rows reach them too (through the row pointing at them).
     /// Such rows are nobody's own: they stay shared, and the plan says so. `relation` names each
