@@ -177,6 +177,50 @@ async fn a_tenant_restore_replaces_that_tenant_only_and_its_safety_backup_undoes
     assert_eq!(out.safety_backup.expect("a safety backup").rows, 0, "nothing of tenant A to keep");
 }
 
+/// A tenant restore reads past the other tenants' rows by the text of their tenant column (issue
+/// 26 §5): the tenant id as the user writes it — a `uuid` in upper case, an integer with a
+/// leading zero — is compared as the column's type writes it, and rows of nobody (a NULL tenant)
+/// are neither taken nor lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_id_written_differently_restores_the_same_rows() {
+    let db = platform().await;
+    let repo = repo_with_password("pw");
+    let (a_backed_up, _) = split(&db, A).await;
+    repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+    change_a_and_b(&db).await;
+    let (_, others_before) = split(&db, A).await;
+    let mut req = request(&repo, &db);
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some(A.to_uppercase());
+    run(&repo, &req).await.expect("a tenant restore, its id in upper case");
+    let (a_now, others_now) = split(&db, A).await;
+    assert_eq!(a_now, a_backed_up, "tenant A as backed up");
+    assert_eq!(others_now, others_before, "the others as they were");
+
+    let db = ScratchDb::create().await;
+    db.execute(
+        "CREATE TABLE tenants (id int PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE orders (id int PRIMARY KEY, tenant_id int REFERENCES tenants(id), note text);
+         INSERT INTO tenants VALUES (7, 'seven'), (70, 'seventy'), (17, 'seventeen');
+         INSERT INTO orders SELECT g, (ARRAY[7, 70, 17, NULL])[1 + g % 4], 'order ' || g FROM generate_series(1, 40) g;",
+    )
+    .await;
+    let repo = repo_with_password("pw");
+    repo.backup(SourceSpec::Postgres { url: db.url() }).await;
+    let mine = "SELECT x::text FROM orders x WHERE tenant_id = 7";
+    let others = "SELECT x::text FROM orders x WHERE tenant_id IS DISTINCT FROM 7";
+    let backed_up = rows(&db, mine).await;
+    assert_eq!(backed_up.len(), 10);
+    db.execute("UPDATE orders SET note = 'changed'; DELETE FROM orders WHERE id % 5 = 0;").await;
+    let others_before = rows(&db, others).await;
+    let mut req = request(&repo, &db);
+    req.restore_type = RestoreType::TenantOnly;
+    req.tenant_id = Some("07".into());
+    run(&repo, &req).await.expect("a tenant restore, its id with a leading zero");
+    assert_eq!(rows(&db, mine).await, backed_up, "tenant 7 as backed up (not 70, not 17)");
+    assert_eq!(rows(&db, others).await, others_before, "the others, and the orders of nobody, as they were");
+}
+
 /// Found by generated schema 3483542720: rows of a table without a key reach the tenant through
 /// a reference no foreign key declares; the parent row they point at is deleted after the
 /// backup, so they belong to nobody. The restore puts the parent back, so they are the tenant's
