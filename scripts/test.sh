@@ -41,8 +41,9 @@ PY
 cleanup() {
   summary
   # Stopped and removed: the clusters' files are in memory when they live in /dev/shm.
-  for c in "${clusters[@]}"; do scripts/pg-cluster.sh stop "$c"; rm -rf "$c"; done
-  if [ -f "$work/clusters" ]; then while read -r c; do scripts/pg-cluster.sh stop "$c"; rm -rf "$c"; done <"$work/clusters"; fi
+  drop_cluster() { scripts/pg-cluster.sh stop "$1"; rm -rf "$1"; }
+  for c in "${clusters[@]}"; do drop_cluster "$c"; done
+  if [ -f "$work/clusters" ]; then while read -r c; do drop_cluster "$c"; done <"$work/clusters"; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -1489,7 +1489,10 @@ async fn dump_worker(conn: &mut PgConnection, cx: &DumpCtx<'_, '_>) -> Result<(u
         let (rows, finished) = copy_table(conn, cx.archive, piece.split.as_deref(), &t.section(), (!none).then_some(sql.as_str()), mode, positions, cx.cancel).await?;
         let kept = match &snap {
             // An empty table: no positions, no keys.
-            Some(_) if none => empty_section(cx.archive, &format!("{}{}", t.section(), if piece.delta == Some(Delta::Positions) { "#live" } else { "#keys" }), if piece.delta == Some(Delta::Positions) { "ctids" } else { "keys" })?,
+            Some(_) if none => {
+                let (suffix, kind) = if piece.delta == Some(Delta::Positions) { ("#live", "ctids") } else { ("#keys", "keys") };
+                empty_section(cx.archive, &format!("{}{suffix}", t.section()), kind)?
+            }
             // Deletes: the delta lists the positions of the rows it does not carry (the parent
             // had them, where they still are), or every key at the snapshot.
             Some(snap) if piece.delta == Some(Delta::Positions) => {
@@ -1925,11 +1928,14 @@ const CREATE_BATCH: usize = 64;
 /// Runs `sql` under the savepoint `name` — made in a message of its own, so that it exists
 /// whatever the statements do (one the server cannot parse fails the whole message before any
 /// of it runs) — and the statements with the release in one message, joined by "\n;\n" (a
-/// trailing comment ends at the newline). On an error the transaction is to be rolled back to
-/// the savepoint (and the savepoint released).
-async fn under_savepoint(conn: &mut PgConnection, name: &str, sql: &[&str]) -> std::result::Result<(), sqlx::Error> {
-    sqlx::raw_sql(AssertSqlSafe(format!("SAVEPOINT {name}"))).execute(&mut *conn).await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("{}\n;\nRELEASE SAVEPOINT {name}", sql.join("\n;\n")))).execute(&mut *conn).await.map(drop)
+/// trailing comment ends at the newline). A statement's failure is the inner error, the
+/// transaction rolled back to the savepoint (and the savepoint released); the outer error is a
+/// savepoint that could not be made or rolled back to.
+async fn under_savepoint(conn: &mut PgConnection, name: &str, sql: &[&str]) -> Result<std::result::Result<(), sqlx::Error>> {
+    sqlx::raw_sql(AssertSqlSafe(format!("SAVEPOINT {name}"))).execute(&mut *conn).await.map_err(q("create a savepoint"))?;
+    let Err(e) = sqlx::raw_sql(AssertSqlSafe(format!("{}\n;\nRELEASE SAVEPOINT {name}", sql.join("\n;\n")))).execute(&mut *conn).await else { return Ok(Ok(())) };
+    sqlx::raw_sql(AssertSqlSafe(format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"))).execute(&mut *conn).await.map_err(q("roll back a savepoint"))?;
+    Ok(Err(e))
 }
 
 /// Runs `stmts` in their order in the caller's transaction, [`CREATE_BATCH`] to a message. When
@@ -1940,10 +1946,9 @@ pub(super) async fn run_in_order(conn: &mut PgConnection, stmts: &[Stmt], cancel
     for batch in stmts.chunks(CREATE_BATCH) {
         cancel.check()?;
         let sql: Vec<&str> = batch.iter().map(|st| st.sql.as_str()).collect();
-        if under_savepoint(conn, "batch", &sql).await.is_ok() {
+        if under_savepoint(conn, "batch", &sql).await?.is_ok() {
             continue;
         }
-        sqlx::raw_sql("ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch").execute(&mut *conn).await.map_err(q("roll back a savepoint"))?;
         for st in batch {
             sqlx::raw_sql(AssertSqlSafe(st.sql.clone())).execute(&mut *conn).await.map_err(|e| restore_error(&st.what, &e))?;
         }
@@ -1965,14 +1970,12 @@ pub(super) async fn create_in_order(tx: &mut sqlx::Transaction<'_, sqlx::Postgre
             cancel.check()?;
             if batch.len() > 1 {
                 let sql: Vec<&str> = batch.iter().map(|st| st.sql.as_str()).collect();
-                if under_savepoint(tx, "objs", &sql).await.is_ok() {
+                if under_savepoint(tx, "objs", &sql).await?.is_ok() {
                     continue;
                 }
-                sqlx::raw_sql("ROLLBACK TO SAVEPOINT objs; RELEASE SAVEPOINT objs").execute(&mut **tx).await.map_err(q("roll back a savepoint"))?;
             }
             for st in batch.iter().copied() {
-                let Err(e) = under_savepoint(tx, "obj", &[st.sql.as_str()]).await else { continue };
-                sqlx::raw_sql("ROLLBACK TO SAVEPOINT obj; RELEASE SAVEPOINT obj").execute(&mut **tx).await.map_err(q("roll back a savepoint"))?;
+                let Err(e) = under_savepoint(tx, "obj", &[st.sql.as_str()]).await? else { continue };
                 // An object of a newer server than the target: said as such, at once.
                 if let Some((min, feature)) = needs_newer(st) {
                     let target = server_version_num(tx).await?;
