@@ -4,14 +4,14 @@ APP := $(or $(CARGO_TARGET_DIR),target)/debug/safehold-app
 .DEFAULT_GOAL := help
 # The packages every cargo test command names, as make test does (scripts/test.sh): one selection,
 # one set of features, so the test binaries make test built are not built again.
-PACKAGES := -p safehold-core -p safehold-cli -p safehold-e2e -p safehold-app
+PACKAGES := -p safehold-core -p safehold-cli -p safehold-e2e -p safehold-app -p safehold-appimage
 
 .PHONY: help run test app ui deps bindings lint bench fuzz-schemas package pictures
 
 help:
 	@echo "make run   - install what is missing, build, launch the app on the demo platform"
 	@echo "make test  - install what is missing, run every test"
-	@echo "make package - build the Debian package (target/package/safehold_<version>_amd64.deb)"
+	@echo "make package - build the Debian package and the AppImage (target/package/safehold_<version>_amd64.{deb,AppImage})"
 
 deps:
 	scripts/deps.sh build

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Builds the Debian package of Safehold: the desktop app with its icon and menu entry, and the
-# `safehold` command line beside it on the PATH.
-#   scripts/package.sh            -> release build, target/package/safehold_<version>_amd64.deb
+# Builds Safehold's installable bundles: the desktop app with its icon and menu entry, and the
+# `safehold` command line beside it.
+#   scripts/package.sh            -> release build: target/package/safehold_<version>_amd64.deb
+#                                    and target/package/safehold_<version>_amd64.AppImage
 #   scripts/package.sh --debug    -> the same from the debug binaries (what `make test` checks)
-#   scripts/package.sh --out DIR  -> the .deb written into DIR
-# Install it with: sudo apt install ./target/package/safehold_<version>_amd64.deb
+#   scripts/package.sh --out DIR  -> both written into DIR
+# Install the .deb with: sudo apt install ./target/package/safehold_<version>_amd64.deb
+# Or run the AppImage as it is: ./target/package/safehold_<version>_amd64.AppImage
 #
-# The package is assembled with dpkg-deb rather than Tauri's bundler (`tauri build`): the bundler
-# comes with Tauri's CLI, and its AppImage step downloads linuxdeploy from GitHub, which the
-# machines that build and test Safehold cannot reach. The .deb holds what Tauri's would: the
-# binary, a desktop entry, hicolor icons and dependencies computed from the binaries' libraries.
+# Both are assembled here rather than by Tauri's bundler (`tauri build`): the bundler comes with
+# Tauri's CLI, and its AppImage step downloads linuxdeploy and the AppImage runtime from GitHub,
+# which the machines that build and test Safehold cannot reach. The .deb holds what Tauri's would:
+# the binaries, a desktop entry, hicolor icons and dependencies computed from the binaries'
+# libraries. The AppImage holds what linuxdeploy would put in one (the libraries the binaries and
+# WebKit's helper processes need, except those of scripts/appimage-base-libs; GLib's settings
+# schemas; the image loaders), with our own runtime at its head (crates/appimage: it unpacks the
+# image once per version instead of mounting it with FUSE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,10 +39,10 @@ if [ "$profile" = release ]; then
   scripts/deps.sh build
   (cd ui && npx vite build --logLevel warn)
   echo "package: building the release binaries (a first release build takes 20-30 minutes on two cores)"
-  cargo build --release -p safehold-app -p safehold-cli
-elif [ ! -x "$target/debug/safehold-app" ] || [ ! -x "$target/debug/safehold" ]; then
+  cargo build --release -p safehold-app -p safehold-cli -p safehold-appimage
+elif [ ! -x "$target/debug/safehold-app" ] || [ ! -x "$target/debug/safehold" ] || [ ! -x "$target/debug/appimage-runtime" ]; then
   [ -f ui/dist/index.html ] || (cd ui && npx vite build --logLevel warn)
-  cargo build -p safehold-app -p safehold-cli
+  cargo build -p safehold-app -p safehold-cli -p safehold-appimage
 fi
 bin="$target/$profile"
 
@@ -111,3 +117,70 @@ if [ "$profile" = release ]; then compress=(-Zxz); else compress=(-Zgzip -z1); f
 dpkg-deb --root-owner-group "${compress[@]}" --build "$root" "$deb" >/dev/null
 case "$deb" in /*) shown="$deb" ;; *) shown="./$deb" ;; esac
 echo "package: $deb ($(du -h "$deb" | cut -f1)); install it with: sudo apt install $shown"
+
+# ---- The AppImage ----------------------------------------------------------------------------
+multiarch=$(gcc -print-multiarch)
+appdir="$stage/Safehold.AppDir"
+lib="$appdir/usr/lib"
+install -d -m 0755 "$appdir/usr/bin" "$lib"
+cp -a "$root/usr/share" "$appdir/usr/"
+for b in safehold-app safehold; do objcopy --strip-debug "$bin/$b" "$appdir/usr/bin/$b"; done
+ln -s usr/share/applications/safehold.desktop "$appdir/safehold.desktop"
+install -m 0644 icons/128x128.png "$appdir/safehold.png"
+install -m 0644 icons/128x128.png "$appdir/.DirIcon"
+
+# WebKit's helper processes, where libwebkit2gtk looks for them once the "/usr" in its paths is
+# made "././" below: relative to usr/ of the AppDir, the folder AppRun starts the app in.
+webkit_helpers="$(pkg-config --variable=libdir webkit2gtk-4.1)/webkit2gtk-4.1"
+install -d -m 0755 "$appdir$webkit_helpers"
+cp -a "$webkit_helpers"/WebKit*Process "$webkit_helpers/injected-bundle" "$appdir$webkit_helpers/"
+# The image loaders (PNG and JPEG are built into gdk-pixbuf; SVG icons need a loader) with their
+# list, in which AppRun writes the AppDir's place; GLib's settings schemas (the file chooser has
+# its own); GIO's settings back end (dconf), the only GIO module the app loads.
+pixbuf_dir=$(pkg-config --variable=gdk_pixbuf_moduledir gdk-pixbuf-2.0)
+install -d -m 0755 "$lib/gdk-pixbuf/loaders" "$lib/gio/modules"
+cp -a "$pixbuf_dir"/*.so "$lib/gdk-pixbuf/loaders/"
+sed "s|$pixbuf_dir|@APPDIR@/usr/lib/gdk-pixbuf/loaders|g" "$(pkg-config --variable=gdk_pixbuf_cache_file gdk-pixbuf-2.0)" > "$lib/gdk-pixbuf/loaders.cache.in"
+install -D -m 0644 /usr/share/glib-2.0/schemas/gschemas.compiled "$appdir/usr/share/glib-2.0/schemas/gschemas.compiled"
+cp -a "/usr/lib/$multiarch/gio/modules/libdconfsettings.so" "$lib/gio/modules/"
+# The tray's indicator library, which the app opens at run time.
+cp -L "/usr/lib/$multiarch/libayatana-appindicator3.so.1" "$lib/"
+
+# Every library these programs need, except the base system's, copied into usr/lib until none is
+# missing (ldd lists a program's libraries transitively; the ones copied are checked in turn).
+base=$(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' scripts/appimage-base-libs)
+elves() {
+  find "$appdir" -type f \( -perm -u+x -o -name '*.so*' \) -print0 | while IFS= read -r -d '' f; do
+    [ "$(head -c4 "$f" | tr -d '\0' | tail -c3)" = ELF ] && printf '%s\n' "$f"
+  done
+}
+while :; do
+  added=0
+  while IFS= read -r elf; do
+    while read -r name arrow path _; do
+      [ "$arrow" = "=>" ] || continue
+      grep -qxF "$name" <<<"$base" && continue
+      if [ "$path" = not ]; then echo "package: $elf needs $name, which this machine lacks" >&2; exit 1; fi
+      [ -e "$lib/$name" ] && continue
+      install -m 0644 "$(readlink -f "$path")" "$lib/$name"
+      added=1
+    done < <(LD_LIBRARY_PATH="$lib" ldd "$elf" 2>/dev/null || true)
+  done < <(elves)
+  [ "$added" = 1 ] || break
+done
+# libwebkit2gtk knows its helpers by absolute paths under /usr: made relative ("././" has as many
+# bytes as "/usr"), they are found under the AppDir's usr/, where AppRun starts the app.
+sed -i 's|/usr|././|g' "$lib/libwebkit2gtk-4.1.so.0"
+install -m 0755 scripts/AppRun "$appdir/AppRun"
+
+# The image: SquashFS (zstd; lighter for the debug build, which only the tests make) after the
+# runtime, with the type-2 AppImage magic ("AI", 2) at byte 8 of the runtime's ELF header.
+if [ "$profile" = release ]; then level=19; else level=3; fi
+mksquashfs "$appdir" "$stage/image.squashfs" -comp zstd -Xcompression-level "$level" -root-owned -noappend -quiet >/dev/null
+appimage="$out/safehold_${version}_${arch}.AppImage"
+cat "$bin/appimage-runtime" "$stage/image.squashfs" > "$appimage.partial"
+printf 'AI\002' | dd of="$appimage.partial" bs=1 seek=8 conv=notrunc status=none
+chmod 0755 "$appimage.partial"
+mv "$appimage.partial" "$appimage"
+case "$appimage" in /*) shown="$appimage" ;; *) shown="./$appimage" ;; esac
+echo "package: $appimage ($(du -h "$appimage" | cut -f1)); run it with: $shown (the command line: $shown --cli --help)"

@@ -116,7 +116,7 @@ echo "== build: UI bundle, then the app, the CLI and every test binary"
 # unifies features per run, so another selection (e.g. `cargo build -p safehold-app`) would build
 # a hundred dependencies a second time (6 min cold). The app's binary is built by its integration
 # test (src-tauri/tests).
-export SAFEHOLD_PACKAGES="-p safehold-core -p safehold-cli -p safehold-e2e -p safehold-app"
+export SAFEHOLD_PACKAGES="-p safehold-core -p safehold-cli -p safehold-e2e -p safehold-app -p safehold-appimage"
 cargo test --no-run $SAFEHOLD_PACKAGES 2>&1 | grep -v '^  Executable'
 
 export SAFEHOLD_APP_BINARY="${CARGO_TARGET_DIR:-$root/target}/debug/safehold-app"
@@ -141,7 +141,7 @@ HOME="$work/home" XDG_RUNTIME_DIR="$work/run" \
       # CLI'"'"'s tests keep the machine busy: beside the engine'"'"'s they only slowed them.)
       cargo test $SAFEHOLD_PACKAGES --test e2e >"$SAFEHOLD_E2E_LOG" 2>&1 & e2e=$!
       status=0
-      cargo test $SAFEHOLD_PACKAGES --lib --bins --test cli --test arguments || status=$?
+      cargo test $SAFEHOLD_PACKAGES --lib --bins --test cli --test arguments --test runtime || status=$?
       # The engine on its own cluster (above); the generated-schema property suite (200 schemas)
       # last. The same packages as above, so the same features: the binaries built above run
       # (`-p safehold-core` alone would build the crate and its dependencies again, ~5 min cold).

@@ -55,7 +55,11 @@ impl App {
 
     /// The same, with environment variables for the app.
     async fn start_with_env(home: tempfile::TempDir, turn: tokio::sync::MutexGuard<'static, ()>, quit_on_close: bool, env: &[(&str, String)]) -> App {
-        let binary = app_binary();
+        Self::start_program(&app_binary(), home, turn, quit_on_close, env).await
+    }
+
+    /// The same, with the program to start (the app's binary, or the AppImage that holds it).
+    async fn start_program(binary: &Path, home: tempfile::TempDir, turn: tokio::sync::MutexGuard<'static, ()>, quit_on_close: bool, env: &[(&str, String)]) -> App {
         assert!(binary.exists(), "the app binary {} is missing: build it with `make app`", binary.display());
         let port = free_port();
         let mut driver = Command::new(std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into()));

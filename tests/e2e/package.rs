@@ -1,5 +1,7 @@
-//! The Debian package (`make package`, here from the debug binaries): built by scripts/package.sh,
-//! unpacked into an empty root as dpkg would install it, and run from there.
+//! The installable bundles (`make package`, here from the debug binaries), built by
+//! scripts/package.sh: the Debian package, unpacked into an empty root as dpkg would install it and
+//! run from there; the AppImage, run as a user runs one (its app through WebDriver, as the other
+//! end-to-end tests drive the app).
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -19,8 +21,8 @@ fn field<'a>(control: &'a str, name: &str) -> &'a str {
     control.lines().find_map(|l| l.trim_start().strip_prefix(&format!("{name}: "))).unwrap_or_else(|| panic!("no {name} in the control file:\n{control}"))
 }
 
-#[test]
-fn the_debian_package_holds_the_app_and_the_cli_and_both_run_from_an_unpacked_install() {
+#[tokio::test]
+async fn the_debian_package_and_the_appimage_hold_the_app_and_the_cli_and_both_run_from_them() {
     let out = tempfile::tempdir().expect("tempdir");
     let mut build = Command::new(repo().join("scripts/package.sh"));
     build.current_dir(repo()).args(["--debug", "--out"]).arg(out.path());
@@ -73,4 +75,101 @@ fn the_debian_package_holds_the_app_and_the_cli_and_both_run_from_an_unpacked_in
     assert_eq!(cli.trim(), format!("safehold {version}"));
     let app = run(Command::new(root.path().join("usr/bin/safehold-app")).arg("--version"));
     assert_eq!(app.trim(), format!("safehold-app {version}"));
+
+    appimage(out.path(), &said).await;
+}
+
+/// The AppImage: an ELF program with the type-2 magic, which unpacks itself once into the user's
+/// cache and runs the app (or the CLI) with the libraries it carries.
+async fn appimage(out: &Path, said: &str) {
+    let version = env!("CARGO_PKG_VERSION");
+    let image = out.join(format!("safehold_{version}_amd64.AppImage"));
+    assert!(said.contains(&format!("run it with: {}", image.display())), "the script says how to run it: {said}");
+    let bytes = std::fs::read(&image).expect("the AppImage was written");
+    assert_eq!(&bytes[..4], b"\x7fELF");
+    assert_eq!(&bytes[8..11], b"AI\x02", "the type-2 AppImage magic");
+    assert_eq!(std::fs::metadata(&image).expect("image").permissions().mode() & 0o777, 0o755);
+    drop(bytes);
+
+    // Run as a user runs it: the app, the CLI by --cli and by a link named `safehold`.
+    let cache = tempfile::tempdir().expect("cache");
+    let from = |cmd: &mut Command| run(cmd.env("XDG_CACHE_HOME", cache.path()).env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY")).trim().to_owned();
+    assert_eq!(from(Command::new(&image).arg("--version")), format!("safehold-app {version}"));
+    assert_eq!(from(Command::new(&image).args(["--cli", "--version"])), format!("safehold {version}"));
+    let links = tempfile::tempdir().expect("links");
+    std::os::unix::fs::symlink(&image, links.path().join("safehold")).expect("link");
+    assert_eq!(from(&mut Command::new(links.path().join("safehold")).arg("--version")), format!("safehold {version}"));
+    let unpacked: Vec<PathBuf> = std::fs::read_dir(cache.path().join("safehold/appimage")).expect("unpacked").flatten().map(|e| e.path()).collect();
+    assert_eq!(unpacked.len(), 1, "one folder for the version, unpacked once: {unpacked:?}");
+    let appdir = &unpacked[0];
+
+    // The AppDir as the AppImage format has it: AppRun, a desktop entry and its icon at the top.
+    let desktop = std::fs::read_to_string(appdir.join("safehold.desktop")).expect("desktop entry at the top");
+    assert!(desktop.contains("Exec=safehold-app") && desktop.contains("Icon=safehold"), "{desktop}");
+    assert!(appdir.join("safehold.png").is_file() && appdir.join(".DirIcon").is_file());
+    assert_eq!(std::fs::metadata(appdir.join("AppRun")).expect("AppRun").permissions().mode() & 0o777, 0o700);
+
+    // Every program and library in it finds what it needs in the AppImage, except the libraries
+    // of the base system (scripts/appimage-base-libs); WebKit's helpers are inside, and
+    // libwebkit2gtk no longer points at the system's.
+    let base: Vec<String> = std::fs::read_to_string(repo().join("scripts/appimage-base-libs"))
+        .expect("base list")
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let lib = appdir.join("usr/lib");
+    let mut checked = 0;
+    for elf in elves(appdir) {
+        let listed = run(Command::new("ldd").arg(&elf).env("LD_LIBRARY_PATH", &lib));
+        for line in listed.lines().filter(|l| l.contains("=>")) {
+            let (name, path) = line.split_once("=>").map(|(n, p)| (n.trim(), p.split_whitespace().next().unwrap_or_default())).expect("ldd line");
+            assert!(path != "not", "{} needs {name}, which the AppImage lacks", elf.display());
+            assert!(Path::new(path).starts_with(appdir) || base.iter().any(|b| b == name), "{} takes {name} from the system ({path}), not from the AppImage", elf.display());
+        }
+        checked += 1;
+    }
+    assert!(checked > 20, "the app, the CLI, WebKit's helpers and the libraries: {checked}");
+    let helpers = lib.join("x86_64-linux-gnu/webkit2gtk-4.1");
+    for helper in ["WebKitWebProcess", "WebKitNetworkProcess", "injected-bundle/libwebkit2gtkinjectedbundle.so"] {
+        assert!(helpers.join(helper).is_file(), "{helper} is in the AppImage");
+    }
+    let webkit = std::fs::read(lib.join("libwebkit2gtk-4.1.so.0")).expect("libwebkit2gtk in the AppImage");
+    assert!(!webkit.windows(8).any(|w| w == b"/usr/lib"), "libwebkit2gtk still names the system's /usr/lib");
+
+    // The app from the AppImage, driven as the other tests drive it: its dashboard shows, and the
+    // web process that draws it is the AppImage's own.
+    let turn = super::ONE_APP.lock().await;
+    let home = tempfile::tempdir().expect("home");
+    let app = super::App::start_program(&image, home, turn, true, &[("XDG_CACHE_HOME", cache.path().display().to_string())]).await;
+    app.wait_text("h1", "Backup Management").await;
+    let web_processes: Vec<PathBuf> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path().join("exe")).ok())
+        .filter(|exe| exe.file_name().is_some_and(|n| n == "WebKitWebProcess"))
+        .collect();
+    assert!(web_processes.iter().any(|exe| exe.starts_with(appdir)), "a WebKitWebProcess of the AppImage runs: {web_processes:?}");
+    drop(app);
+}
+
+/// The ELF files under `dir` (programs and libraries), links not followed.
+fn elves(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("folder").flatten() {
+            let kind = entry.file_type().expect("type");
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else if kind.is_file() {
+                let mut head = [0u8; 4];
+                let is_elf = std::fs::File::open(entry.path()).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && &head == b"\x7fELF";
+                if is_elf {
+                    found.push(entry.path());
+                }
+            }
+        }
+    }
+    found
 }
