@@ -879,12 +879,13 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
     ten.bind(tx).await?;
     let tables = ten.reach_order();
     let order = crate::source::tenancy::delete_order(&tables, &schema.fks)?;
-    let live = |t: &str| rel(t);
+    // Each table's own rows (`ONLY` a table others inherit from).
+    let live = |t: &str| schema.own_rows(t);
     let found: HashMap<String, String> = tables.iter().enumerate().map(|(i, t)| (t.clone(), format!("pg_temp._sh_rm{i}"))).collect();
     for t in &tables {
         let id = crate::source::pg_apply::identity(schema, t);
         let pred = ten.reaching(t, "l", &live);
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} l WHERE {pred}", found[t], id.select("l"), rel(t))))
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} l WHERE {pred}", found[t], id.select("l"), live(t))))
             .execute(&mut **tx)
             .await
             .map_err(|e| migration_error(&format!("finding tenant {tenant} in {t}"), &e))?;
@@ -894,7 +895,7 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
     for fk in order.late.iter().filter(|fk| fk.nullable || crate::source::tenancy::WriteOrder::held(fk)) {
         let id = crate::source::pg_apply::identity(schema, &fk.child);
         let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{} = {}", qi(c), crate::source::tenancy::stand_in(fk, c))).collect();
-        sqlx::raw_sql(AssertSqlSafe(format!("UPDATE {} l SET {} WHERE {}", rel(&fk.child), set.join(", "), id.among("l", &found[&fk.child]))))
+        sqlx::raw_sql(AssertSqlSafe(format!("UPDATE {} l SET {} WHERE {}", live(&fk.child), set.join(", "), id.among("l", &found[&fk.child]))))
             .execute(&mut **tx)
             .await
             .map_err(|e| migration_error(&format!("removing tenant {tenant} from {}", fk.child), &e))?;
@@ -903,7 +904,7 @@ async fn remove_tenant(tx: &mut Tx<'_>, schema: &Target, tenant: &str, ends: &En
     for t in order.tables.iter().rev() {
         cancel.check()?;
         let id = crate::source::pg_apply::identity(schema, t);
-        n += sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {} l WHERE {}", rel(t), id.among("l", &found[t]))))
+        n += sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {} l WHERE {}", live(t), id.among("l", &found[t]))))
             .execute(&mut **tx)
             .await
             .map_err(|e| migration_error(&format!("removing tenant {tenant} from {t}"), &e))?

@@ -97,11 +97,12 @@ pub(crate) async fn from_live(tx: &mut Tx<'_>, staged: &mut Staged, url: &str, t
             cancel.check()?;
             let cols: Vec<(String, Option<String>)> = schema.cols[&t].iter().filter(|c| !c.generated).map(|c| (c.name.clone(), Some(c.ty.clone()))).collect();
             let relation = staged.table(tx, &t, cols.clone()).await?;
-            let live = |x: &str| rel(x);
+            // Each table's own rows (`ONLY` a table others inherit from).
+            let live = |x: &str| schema.own_rows(x);
             let pred = ten.predicate(&t, "l", &live, 0);
             let list = col_list(&cols);
             let lcols: Vec<String> = cols.iter().map(|(c, _)| format!("l.{}", qi(c))).collect();
-            let out_sql = format!("COPY (SELECT {} FROM {} l WHERE {pred}) TO STDOUT", lcols.join(", "), rel(&t));
+            let out_sql = format!("COPY (SELECT {} FROM {} l WHERE {pred}) TO STDOUT", lcols.join(", "), live(&t));
             let mut out = src.copy_out_raw(&out_sql).await.map_err(q(&format!("read {t}")))?;
             let mut sink = (**tx).copy_in_raw(&format!("COPY {relation} ({list}) FROM STDIN")).await.map_err(|e| migration_error(&format!("staging {t}"), &e))?;
             while let Some(bytes) = out.try_next().await.map_err(q(&format!("read {t}")))? {

@@ -170,7 +170,7 @@ impl Writer<'_> {
             }
             let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("{0} = f.{0}", qi(c))).collect();
             let on: Vec<String> = pk.iter().map(|c| format!("l.{0} = f.{0}", qi(c))).collect();
-            exec(tx, &format!("UPDATE {} l SET {} FROM {} f WHERE f.{INSERT} AND {}", rel(&fk.child), set.join(", "), f.relation, on.join(" AND ")), &fk.child).await?;
+            exec(tx, &format!("UPDATE {} l SET {} FROM {} f WHERE f.{INSERT} AND {}", self.target.own_rows(&fk.child), set.join(", "), f.relation, on.join(" AND ")), &fk.child).await?;
         }
         // Deferred checks run now: a table with pending trigger events cannot be altered.
         sqlx::query("SET CONSTRAINTS ALL IMMEDIATE").execute(&mut **tx).await.map_err(|e| migration_error("checking the foreign keys", &e))?;
@@ -330,7 +330,7 @@ impl Writer<'_> {
             if let Some(p) = &u.predicate {
                 on.push_str(&format!(" AND (SELECT {p} FROM (SELECT f.*) _x) AND (SELECT {p} FROM (SELECT l.*) _y)"));
             }
-            let clash = format!("EXISTS (SELECT 1 FROM {} l WHERE {on})", rel(t));
+            let clash = format!("EXISTS (SELECT 1 FROM {} l WHERE {on})", self.target.own_rows(t));
             // Counted among every row not merged: a row set aside for another reason would
             // still conflict here, and validation reports each conflict.
             let (n, samples) = sample_of(tx, t, f, &cols, &clash, "_sh_fate <> 'merged'").await?;
@@ -405,13 +405,13 @@ impl Writer<'_> {
                         let keep: Vec<&String> = f.cols.iter().filter(|c| !pk.contains(c) && !cols.contains(c) && self.tenant_col(t) != Some(c.as_str()) && !self.target.col(t, c).is_some_and(|x| x.always)).collect();
                         if !keep.is_empty() {
                             let set: Vec<String> = keep.iter().map(|c| format!("{0} = f.{0}", qi(c))).collect();
-                            rep.rows_updated += exec(tx, &format!("UPDATE {} l SET {} FROM {} f WHERE f.{INSERT} AND {on}", rel(t), set.join(", "), f.relation), t).await?;
+                            rep.rows_updated += exec(tx, &format!("UPDATE {} l SET {} FROM {} f WHERE f.{INSERT} AND {on}", self.target.own_rows(t), set.join(", "), f.relation), t).await?;
                         }
                     } else {
                         rep.rows_merged += u64::try_from(n).unwrap_or(0);
                     }
                     let set: Vec<String> = all.iter().map(|c| format!("{c} = l.{c}")).collect();
-                    exec(tx, &format!("UPDATE {} f SET {}, _sh_fate = 'merged' FROM {} l WHERE f.{INSERT} AND {on}", f.relation, set.join(", "), rel(t)), t).await?;
+                    exec(tx, &format!("UPDATE {} f SET {}, _sh_fate = 'merged' FROM {} l WHERE f.{INSERT} AND {on}", f.relation, set.join(", "), self.target.own_rows(t)), t).await?;
                 }
             }
         }
@@ -440,7 +440,7 @@ impl Writer<'_> {
             let set: Vec<String> = fk.cols.iter().map(|(c, _)| format!("f.{} IS NOT NULL", qi(c))).collect();
             let on: Vec<String> = fk.cols.iter().map(|(c, p)| format!("p.{} = f.{}", qi(p), qi(c))).collect();
             let on = on.join(" AND ");
-            let mut missing = format!("{} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {on})", set.join(" AND "), rel(&fk.parent));
+            let mut missing = format!("{} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {on})", set.join(" AND "), self.target.own_rows(&fk.parent));
             if let Some(pf) = finals.get(&fk.parent).filter(|p| fk.cols.iter().all(|(_, pc)| p.has(pc))) {
                 missing.push_str(&format!(" AND NOT EXISTS (SELECT 1 FROM {} p WHERE p._sh_fate <> 'aside' AND {on})", pf.relation));
                 // Rows of a parent row set aside: left out with it — through a table's references

@@ -133,7 +133,8 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
     let staging: HashMap<String, String> = tables.iter().enumerate().map(|(i, t)| (t.clone(), format!("pg_temp._sh_s{i}"))).collect();
     let captured: HashMap<String, String> = tables.iter().enumerate().map(|(i, t)| (t.clone(), format!("pg_temp._sh_d{i}"))).collect();
     let staged = |t: &str| staging.get(t).cloned().unwrap_or_else(|| rel(t));
-    let live = |t: &str| rel(t);
+    // The live table's own rows (`ONLY` a table others inherit from); `rel` where rows go in.
+    let live = |t: &str| target.own_rows(t);
 
     sqlx::raw_sql("SET CONSTRAINTS ALL DEFERRED; SET LOCAL extra_float_digits = 3").execute(&mut *tx).await.map_err(q("prepare the restore"))?;
     if let Some(ten) = &tenancy {
@@ -348,7 +349,7 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
                     &mut tx,
                     &format!(
                         "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} s WHERE NOT EXISTS (SELECT 1 FROM {} l WHERE {})",
-                        live(t),
+                        rel(t),
                         list.join(", "),
                         exprs.join(", "),
                         staged(t),
@@ -362,7 +363,7 @@ pub async fn apply(chain: &Chain, url: &str, scope: &Scope, commit: bool, cancel
             None => {
                 // Without a key nothing can point at the rows: they are replaced whole.
                 exec(&mut tx, &format!("DELETE FROM {} l WHERE {}", live(t), id.among("l", &captured[t])), &format!("removing the rows of {t}")).await?;
-                exec(&mut tx, &format!("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} s", live(t), list.join(", "), exprs.join(", "), staged(t)), &format!("table {t}")).await?
+                exec(&mut tx, &format!("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} s", rel(t), list.join(", "), exprs.join(", "), staged(t)), &format!("table {t}")).await?
             }
         };
         if let Some(c) = changes.get_mut(t) {

@@ -81,6 +81,29 @@ pub(crate) async fn create_tables(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>
             break;
         }
     }
+    // A table that inherits (legacy inheritance) is made `INHERITS` its parents: a parent the
+    // target lacks is created with it (without rows: its rows are restored only when it is
+    // selected), and the parent's parents in turn.
+    let mut parents = BTreeSet::new();
+    loop {
+        let before = tables.len();
+        for st in &schema.objects {
+            let Some(section) = st.what.strip_prefix("table ") else { continue };
+            if !tables.contains(section) {
+                continue;
+            }
+            for parent in inherited_from(&st.sql) {
+                let Some(p) = schema.objects.iter().filter_map(|o| o.what.strip_prefix("table ")).find(|t| same_relation(&parent, t)) else { continue };
+                if !tables.contains(p) && !present(p) {
+                    parents.insert(p.to_string());
+                }
+            }
+        }
+        tables.extend(parents.iter().cloned());
+        if tables.len() == before {
+            break;
+        }
+    }
     let table_stmts: Vec<&Stmt> = schema.objects.iter().filter(|s| s.what.strip_prefix("table ").is_some_and(|t| tables.contains(t))).collect();
     // What their statements name and the target lacks: types (and the types those name),
     // sequences, functions. Found by name in the statements, then looked for in the target.
@@ -165,6 +188,9 @@ pub(crate) async fn create_tables(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>
         let parts: Vec<&str> = tables.iter().filter(|t| *t != r && !roots.contains(*t)).map(String::as_str).filter(|t| schema.tables.iter().any(|x| x.section() == *t && x.root.as_ref() == Some(r))).collect();
         out.said.push(format!("{r} does not exist in the target: the partitioned table is created as the backup has it, with its partitions {}", parts.join(", ")));
     }
+    for p in &parents {
+        out.said.push(format!("{p} does not exist in the target: a restored table inherits from it, so it is created as the backup has it, without its rows"));
+    }
     for (t, (constraints, indexes)) in per_table {
         if missing.contains(t) || roots.contains(t) {
             let n = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
@@ -180,6 +206,29 @@ pub(crate) async fn create_tables(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>
         out.said.push(format!("created with them, as the target lacks them: {}", extra.join(", ")));
     }
     Ok(out)
+}
+
+/// The parents a `CREATE TABLE … INHERITS (a, b)` names, each as written (quoted, qualified).
+fn inherited_from(sql: &str) -> Vec<String> {
+    let Some((_, list)) = sql.rsplit_once(" INHERITS (") else { return Vec::new() };
+    let (mut out, mut item, mut quoted) = (Vec::new(), String::new(), false);
+    for c in list.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                item.push(c);
+            }
+            ',' | ')' if !quoted => {
+                out.push(item.trim().to_string());
+                item.clear();
+                if c == ')' {
+                    break;
+                }
+            }
+            _ => item.push(c),
+        }
+    }
+    out
 }
 
 /// Whether an `ALTER SEQUENCE … OWNED BY` statement names a column of `table` (a section name).
@@ -269,5 +318,13 @@ mod tests {
         assert!(identity_of("SELECT setval(pg_get_serial_sequence('public.fees', 'id'), 3, true)", "public.fees"));
         assert!(identity_of("SELECT setval(pg_get_serial_sequence('\"It''s\".fees', 'id'), 3, true)", "It's.fees"));
         assert!(!identity_of("SELECT setval(pg_get_serial_sequence('public.fees2', 'id'), 3, true)", "public.fees"));
+    }
+
+    #[test]
+    fn the_parents_of_an_inheriting_table_are_read_as_written() {
+        assert_eq!(inherited_from("CREATE TABLE public.cars (\n    doors integer\n) INHERITS (public.vehicles) WITH (fillfactor=70)"), vec!["public.vehicles"]);
+        assert_eq!(inherited_from("CREATE TABLE a.b (\n    \n) INHERITS (public.cars, \"My, \"\"odd).\".\"t(1)\")"), vec!["public.cars", "\"My, \"\"odd).\".\"t(1)\""]);
+        assert!(same_relation(&inherited_from("CREATE TABLE x () INHERITS (\"My, \"\"odd).\".\"t(1)\")")[0], &crate::source::tenancy::section_name("My, \"odd).", "t(1)")));
+        assert!(inherited_from("CREATE TABLE public.t (\n    a integer\n)").is_empty());
     }
 }

@@ -113,7 +113,7 @@ pub(super) async fn load(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, chain: 
         let Some(condition) = condition else {
             return Err(crate::error::Error::validation(format!("{what}: the target's extension {} does not keep this table as configuration (another version?); nothing was written", t.extension)));
         };
-        sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {} {condition}", t.relation()))).execute(&mut **tx).await.map_err(|e| restore_error(&what, &e))?;
+        sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM ONLY {} {condition}", t.relation()))).execute(&mut **tx).await.map_err(|e| restore_error(&what, &e))?;
         let cols: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
         rows += super::postgres::copy_in(tx, reader, index, &t.section(), &format!("{} ({}) FROM STDIN", t.relation(), cols.join(", ")), cancel).await?;
     }

@@ -598,7 +598,9 @@ fn net_effect(changes: &[&Change]) -> Option<Net> {
 const MAX_BINDS: usize = 30_000;
 
 /// Writes a table's net effect: deletes, then updates (grouped by the columns they set), then
-/// inserts, each a statement per batch whose count must be the batch's size.
+/// inserts, each a statement per batch whose count must be the batch's size. Deletes and updates
+/// name the table `ONLY`: a change is of the table it names (the publication sends a partition's
+/// changes as the partition's), never of the tables that inherit from it.
 async fn apply_net(tx: &mut PgConnection, c: &Change, net: &Net, types: &HashMap<String, String>) -> Result<()> {
     let ty = |col: &str| -> Result<&String> { types.get(col).ok_or_else(|| Error::validation(format!("the target's {} has no column {col}: its schema differs from the source's at that change", c.table))) };
     let rel = rel_of(&c.table);
@@ -664,7 +666,7 @@ async fn apply_net(tx: &mut PgConnection, c: &Change, net: &Net, types: &HashMap
         let rows: Vec<Vec<(Option<String>, &String)>> = batch.iter().map(|k| k.iter().zip(&key_types).map(|(v, t)| (text(v), *t)).collect()).collect();
         let mut binds = Vec::new();
         let vals = values(&rows, &mut binds);
-        run(&mut *tx, format!("DELETE FROM {rel} AS t USING (VALUES {vals}) AS v({}) WHERE {key_match}", key_names.join(", ")), binds, batch.len(), "deleted").await?;
+        run(&mut *tx, format!("DELETE FROM ONLY {rel} AS t USING (VALUES {vals}) AS v({}) WHERE {key_match}", key_names.join(", ")), binds, batch.len(), "deleted").await?;
     }
     for (set, rows_of) in &updates {
         if set.is_empty() {
@@ -681,7 +683,7 @@ async fn apply_net(tx: &mut PgConnection, c: &Change, net: &Net, types: &HashMap
             let mut binds = Vec::new();
             let vals = values(&rows, &mut binds);
             let assign: Vec<String> = set_names.iter().map(|n| format!("{n} = v.{n}")).collect();
-            let sql = format!("UPDATE {rel} AS t SET {} FROM (VALUES {vals}) AS v({}) WHERE {key_match}", assign.join(", "), key_names.iter().chain(&set_names).cloned().collect::<Vec<_>>().join(", "));
+            let sql = format!("UPDATE ONLY {rel} AS t SET {} FROM (VALUES {vals}) AS v({}) WHERE {key_match}", assign.join(", "), key_names.iter().chain(&set_names).cloned().collect::<Vec<_>>().join(", "));
             run(&mut *tx, sql, binds, batch.len(), "updated").await?;
         }
     }
@@ -767,11 +769,11 @@ async fn apply_change(tx: &mut PgConnection, c: &Change, types: &HashMap<String,
                 }
             }
             let cond = identity(c.old.as_ref(), Some(new), &mut bind)?;
-            one_row(&c.table, &format!("UPDATE {} SET {}", rel_of(&c.table), sets.join(", ")), &cond)
+            one_row(&c.table, &format!("UPDATE ONLY {} SET {}", rel_of(&c.table), sets.join(", ")), &cond)
         }
         'D' => {
             let cond = identity(c.old.as_ref(), None, &mut bind)?;
-            one_row(&c.table, &format!("DELETE FROM {}", rel_of(&c.table)), &cond)
+            one_row(&c.table, &format!("DELETE FROM ONLY {}", rel_of(&c.table)), &cond)
         }
         'T' => {
             let all: Vec<String> = std::iter::once(&c.table).chain(c.truncated.iter()).map(|t| rel_of(t)).collect();
@@ -797,7 +799,7 @@ async fn apply_change(tx: &mut PgConnection, c: &Change, types: &HashMap<String,
 /// An update or delete of exactly one row: with a key, the row; without one (replica identity
 /// full), one of the equal rows (by its ctid).
 fn one_row(table: &str, head: &str, cond: &str) -> String {
-    format!("{head} WHERE ctid = (SELECT ctid FROM {} WHERE {cond} LIMIT 1)", rel_of(table))
+    format!("{head} WHERE ctid = (SELECT ctid FROM ONLY {} WHERE {cond} LIMIT 1)", rel_of(table))
 }
 
 #[cfg(test)]

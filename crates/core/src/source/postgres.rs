@@ -388,7 +388,9 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                 (SELECT quote_ident(ic.relname) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisclustered), \
                 c.relreplident::text, \
                 EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid AND d.classid = 'pg_rewrite'::regclass WHERE rw.ev_class = c.oid AND d.refclassid = 'pg_constraint'::regclass), \
-                (SELECT sp.spcname::text FROM pg_tablespace sp WHERE sp.oid = c.reltablespace) \
+                (SELECT sp.spcname::text FROM pg_tablespace sp WHERE sp.oid = c.reltablespace), \
+                CASE WHEN NOT c.relispartition THEN (SELECT string_agg(quote_ident(pn.nspname) || '.' || quote_ident(p.relname), ', ' ORDER BY i.inhseqno) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid) END, \
+                ARRAY(SELECT i.inhparent::int8 FROM pg_inherits i WHERE i.inhrelid = c.oid AND NOT c.relispartition ORDER BY i.inhseqno) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_NS} AND {} ORDER BY c.oid", not_ext("c.oid")), "read tables").await?;
     // Every table's columns and primary key in one query each (not one per table: a schema of
@@ -468,6 +470,12 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
             _ => {
                 let cols: &[sqlx::postgres::PgRow] = columns_of.get(&oid).map(Vec::as_slice).unwrap_or_default();
                 let partition_of: Option<String> = r.get(6);
+                // Legacy inheritance (outside partitioning): the table is made `INHERITS` its
+                // parents, which give it their columns (with their defaults and NOT NULL) and
+                // their inheritable CHECK constraints; what the table has of its own on an
+                // inherited column (a default, NOT NULL) is set on it afterwards.
+                let inherits: Option<String> = r.get(20);
+                let parent_oids: Vec<i64> = r.get(21);
                 let mut defs = Vec::new();
                 let mut copy_cols = Vec::new();
                 for c in cols {
@@ -480,6 +488,25 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                         copy_cols.push(cname.clone());
                     }
                     if partition_of.is_some() {
+                        continue;
+                    }
+                    if inherits.is_some() && !c.get::<bool, _>(7) {
+                        let from_parents: Vec<&sqlx::postgres::PgRow> = parent_oids.iter().filter_map(|p| columns_of.get(p)?.iter().find(|pc| pc.get::<String, _>(0) == cname)).collect();
+                        let column = format!("ALTER TABLE ONLY {full} ALTER COLUMN {}", qi(&cname));
+                        if notnull && !from_parents.iter().any(|pc| pc.get::<bool, _>(2)) {
+                            storage.push(Stmt { what: format!("NOT NULL of {qualified}.{cname}"), sql: format!("{column} SET NOT NULL"), table: None, references: None });
+                        }
+                        // The default is set whatever the parents' is: a parent's own default is
+                        // itself set after the tables are made, so a table made from it would take
+                        // the parent's default from before.
+                        let sql = match &default {
+                            Some(d) => Some(format!("{column} SET DEFAULT {d}")),
+                            None if from_parents.iter().any(|pc| pc.get::<Option<String>, _>(3).is_some()) => Some(format!("{column} DROP DEFAULT")),
+                            None => None,
+                        };
+                        if let Some(sql) = sql.filter(|_| generated.is_empty()) {
+                            storage.push(Stmt { what: format!("default of {qualified}.{cname}"), sql, table: None, references: None });
+                        }
                         continue;
                     }
                     let mut d = format!("{} {ty}", qi(&cname));
@@ -508,6 +535,9 @@ pub async fn read_schema(conn: &mut PgConnection, tenant_column: &str, tenants_t
                     Some(parent) => format!("CREATE {unlogged}TABLE {full} PARTITION OF {parent} {}", r.get::<Option<String>, _>(7).unwrap_or_default()),
                     None => format!("CREATE {unlogged}TABLE {full} (\n    {}\n)", defs.join(",\n    ")),
                 };
+                if let Some(parents) = &inherits {
+                    sql.push_str(&format!(" INHERITS ({parents})"));
+                }
                 if let Some(pk) = r.get::<Option<String>, _>(8) {
                     // A partitioned table, or a partition partitioned again.
                     sql.push_str(&format!(" PARTITION BY {pk}"));
@@ -1291,8 +1321,7 @@ fn empty_section(archive: &std::sync::Mutex<&mut ArchiveWriter>, name: &str, kin
 /// first names: said as a warning of the backup, so nobody learns it at restore time. And the
 /// user mappings whose password the backup left out (it keeps no secret of another server).
 pub async fn not_carried(conn: &mut PgConnection) -> Result<Vec<String>> {
-    let kinds: [(&str, String); 6] = [
-        ("tables that inherit from another outside partitioning (each is restored as a table of its own, its rows in it, without INHERITS)", format!("SELECT format('%s.%s', n.nspname, c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT c.relispartition AND c.relkind = 'r' AND {USER_NS} AND {}", not_ext("c.oid"))),
+    let kinds: [(&str, String); 5] = [
         ("operator families made apart (CREATE OPERATOR FAMILY), with their classes", format!("SELECT format('%s.%s', n.nspname, f.opfname) FROM pg_opfamily f JOIN pg_namespace n ON n.oid = f.opfnamespace WHERE {USER_NS} AND {} AND NOT EXISTS (SELECT 1 FROM pg_opclass c WHERE c.opcfamily = f.oid AND c.opcname = f.opfname AND c.opcnamespace = f.opfnamespace)", not_ext("f.oid"))),
         ("text search parsers", format!("SELECT format('%s.%s', n.nspname, t.prsname) FROM pg_ts_parser t JOIN pg_namespace n ON n.oid = t.prsnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
         ("text search templates", format!("SELECT format('%s.%s', n.nspname, t.tmplname) FROM pg_ts_template t JOIN pg_namespace n ON n.oid = t.tmplnamespace WHERE {USER_NS} AND {}", not_ext("t.oid"))),
@@ -1689,7 +1718,7 @@ async fn copy_positions(conn: &mut PgConnection, archive: &std::sync::Mutex<&mut
 /// alias `l`) true for the rows of the request's tenants. The ids are read from the transaction's
 /// settings `safehold.t<i>` ([`bind_tenants`]).
 async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &super::DumpScope) -> Result<std::collections::HashMap<String, String>> {
-    use super::tenancy::{read_target, rel, TenantScope, Tenancy};
+    use super::tenancy::{read_target, TenantScope, Tenancy};
     let target = read_target(conn).await?;
     let available: std::collections::BTreeSet<String> = schema.tables.iter().filter_map(|t| t.root.clone().or_else(|| target.table_of(&t.section()))).collect();
     let mut preds: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
@@ -1700,7 +1729,7 @@ async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &sup
         ten.param = format!("safehold.t{i}");
         let tenants_table = ten.tables().into_iter().find(|t| matches!(ten.reach.get(t), Some(super::tenancy::Reach::TenantsKey(_))));
         if let Some(tt) = &tenants_table {
-            let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT 1 FROM {} l WHERE {} LIMIT 1", rel(tt), ten.predicate(tt, "l", &|x: &str| rel(x), 0))))
+            let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT 1 FROM {} l WHERE {} LIMIT 1", target.own_rows(tt), ten.predicate(tt, "l", &|x: &str| target.own_rows(x), 0))))
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(q("look the tenant up"))?;
@@ -1709,7 +1738,8 @@ async fn tenant_predicates(conn: &mut PgConnection, schema: &PgSchema, req: &sup
             }
         }
         for t in ten.tables() {
-            let pred = ten.predicate(&t, "l", &|x: &str| rel(x), 0);
+            // (Each table's own rows: `ONLY` a table others inherit from, as the rows are read.)
+            let pred = ten.predicate(&t, "l", &|x: &str| target.own_rows(x), 0);
             preds.entry(t).or_default().push(format!("({pred})"));
         }
     }
@@ -2039,7 +2069,8 @@ pub(super) async fn load_chain(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, c
     }
     copy_in(tx, base_reader, base_index, &section, &target, cancel).await?;
     let expected = merge_deltas(tx, links, t, relation, cancel).await?;
-    let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {relation}")))
+    // (`ONLY`: a table others inherit from counts, and above loses, its own rows alone.)
+    let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM ONLY {relation}")))
         .fetch_one(&mut **tx)
         .await
         .map_err(|e| restore_error(&format!("table {section}"), &e))?;
@@ -2172,7 +2203,7 @@ async fn merge_deltas(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, links: &[(
            WHERE EXISTS (SELECT 1 FROM pg_temp._sh_keys l WHERE {dl}); \
          ANALYZE pg_temp._sh_newest; \
          DELETE FROM pg_temp._sh_keys l USING pg_temp._sh_newest d WHERE {dl}; \
-         DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp._sh_keys l WHERE {tl}); \
+         DELETE FROM ONLY {table} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp._sh_keys l WHERE {tl}); \
          INSERT INTO {table} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM pg_temp._sh_newest; \
          DROP TABLE pg_temp._sh_delta, pg_temp._sh_keys, pg_temp._sh_newest;",
         tl = on("t", "l"),

@@ -162,10 +162,24 @@ pub(crate) struct Target {
     /// Every partition (at any level) → its root.
     pub partitions: HashMap<String, String>,
     pub triggers: HashMap<String, Vec<Trigger>>,
+    /// The tables another table inherits from (legacy inheritance, outside partitioning): a
+    /// statement on such a table's own rows names it `ONLY` (see [`Target::own_rows`]).
+    pub inherited: std::collections::HashSet<String>,
     pub server_version_num: i64,
 }
 
 impl Target {
+    /// The table `t` as a statement that reads, updates or deletes its own rows names it: `ONLY`
+    /// when other tables inherit from it (else the statement would reach their rows too). A
+    /// partitioned table is named as it is (its rows are its partitions').
+    pub fn own_rows(&self, t: &str) -> String {
+        if self.inherited.contains(t) {
+            format!("ONLY {}", rel(t))
+        } else {
+            rel(t)
+        }
+    }
+
     /// The table a section stands for: itself, or the root of the partition it is.
     pub fn table_of(&self, section: &str) -> Option<String> {
         if self.cols.contains_key(section) {
@@ -241,6 +255,16 @@ pub(crate) async fn read_target(conn: &mut PgConnection) -> Result<Target> {
     .map_err(q("read the target's partitions"))?
     {
         t.partitions.insert(name_of(r.get(0), r.get(1)), name_of(r.get(2), r.get(3)));
+    }
+    for r in sqlx::query(AssertSqlSafe(format!(
+        "SELECT DISTINCT n.nspname::text, p.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace WHERE NOT c.relispartition AND {USER_NS}"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q("read the target's inheritance"))?
+    {
+        t.inherited.insert(name_of(r.get(0), r.get(1)));
     }
     // Unique indexes (constraints' included) of the tables: each key part a column or an
     // expression, with the predicate of a partial one.

@@ -181,6 +181,33 @@ async fn a_tenant_copies_into_another_database() {
     assert_eq!(count(&dst.url(), "SELECT count(*) FROM tenants").await, 1, "only that tenant");
 }
 
+/// A tenant copied from a schema with legacy inheritance: each table's own rows (`ONLY`) are
+/// copied into the same table — the parent's never carry the child's rows (without `ONLY` the
+/// parent's read took them too, and the target's parent got them as its own).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_copy_on_legacy_inheritance_copies_each_tables_own_rows() {
+    const SCHEMA: &str = "CREATE TABLE tenants (id text PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE items (id serial PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants(id), title text);
+         CREATE TABLE archived_items (archived_on date, PRIMARY KEY (id)) INHERITS (items);";
+    let (src, dst) = (ScratchDb::create().await, ScratchDb::create().await);
+    src.execute(&format!(
+        "{SCHEMA}
+         INSERT INTO tenants VALUES ('acme', 'Acme'), ('beta', 'Beta');
+         INSERT INTO items (tenant_id, title) SELECT t, 'item ' || g FROM generate_series(1, 6) g, unnest(ARRAY['acme', 'beta']) t;
+         INSERT INTO archived_items (tenant_id, title, archived_on) SELECT t, 'archived ' || g, '2026-01-01' FROM generate_series(1, 4) g, unnest(ARRAY['acme', 'beta']) t;"
+    ))
+    .await;
+    dst.execute(SCHEMA).await;
+    let own = |t: &str| format!("SELECT title FROM ONLY {t} WHERE tenant_id = 'acme'");
+    let mut s = spec(MigrationType::TenantCopy, "acme");
+    s.target_tenant_id = Some("acme".into());
+    run(&s, &ends(Some(&src), Some(&dst))).await.expect("copy across databases");
+    for t in ["items", "archived_items"] {
+        assert_eq!(rows(&dst.url(), &own(t)).await, rows(&src.url(), &own(t)).await, "{t}'s own rows");
+    }
+    assert_eq!(count(&dst.url(), "SELECT count(*) FROM items").await, 10, "6 items and 4 archived ones, each once");
+}
+
 async fn merge(rule: Option<Resolution>, remove: bool) -> (ScratchDb, safehold_core::Result<MigrationReport>) {
     let db = platform().await;
     let mut s = spec(MigrationType::TenantMerge, "beta");
