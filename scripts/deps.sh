@@ -12,7 +12,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 build_pkgs=(build-essential pkg-config file curl wget xdg-utils libwebkit2gtk-4.1-dev libgtk-3-dev
   libayatana-appindicator3-dev librsvg2-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
   libxdo-dev libdbus-1-dev squashfs-tools)
-test_pkgs=(xvfb xauth xdotool webkit2gtk-driver gnome-keyring dbus dbus-x11 libsecret-tools
+test_pkgs=(xvfb xauth xdotool webkit2gtk-driver gnome-keyring dbus dbus-x11 libsecret-tools debootstrap
   fonts-dejavu-core libgl1-mesa-dri at-spi2-core postgresql-client sqlite3 python3-venv curl)
 
 want=("${build_pkgs[@]}")

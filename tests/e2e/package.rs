@@ -151,6 +151,51 @@ async fn appimage(out: &Path, said: &str) {
         .collect();
     assert!(web_processes.iter().any(|exe| exe.starts_with(appdir)), "a WebKitWebProcess of the AppImage runs: {web_processes:?}");
     drop(app);
+
+    on_a_minimal_debian(&image);
+}
+
+/// The AppImage on a minimal Debian 12 that has neither GTK nor WebKit, only the libraries the
+/// AppImage takes from the system (scripts/minimal-root.sh: debootstrap, chroot; root only):
+/// the app and the CLI answer, and the app opens its window with the AppImage's WebKit.
+fn on_a_minimal_debian(image: &Path) {
+    let version = env!("CARGO_PKG_VERSION");
+    let root_user = run(Command::new("id").arg("-u")).trim() == "0";
+    if !root_user {
+        eprintln!("the AppImage on a minimal Debian root was not tried: it needs root (chroot and mounts)");
+        return;
+    }
+    let script = repo().join("scripts/minimal-root.sh");
+    let root = PathBuf::from(run(Command::new(&script).arg("path")).trim());
+    assert!(!root.join("usr/lib/x86_64-linux-gnu/libgtk-3.so.0").exists() && !root.join("usr/lib/x86_64-linux-gnu/libwebkit2gtk-4.1.so.0").exists(), "the root has no GTK or WebKit of its own");
+    let answer = |args: &[&str]| run(Command::new(&script).arg("run").arg(image).arg("60").args(args)).trim().to_owned();
+    assert_eq!(answer(&["--version"]), format!("safehold-app {version}"));
+    assert_eq!(answer(&["--cli", "--version"]), format!("safehold {version}"));
+
+    // Its window on this display, for 30 s: the app says it is open, and draws with the
+    // AppImage's WebKit from inside the root.
+    let mut app = Command::new(&script).arg("run").arg(image).arg("30").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().expect("run the AppImage in the root");
+    let stdout = app.stdout.take().expect("stdout");
+    let mut open = false;
+    let mut web_process = None;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        if line.starts_with("Safehold is open") {
+            open = true;
+            // The web process starts with the window.
+            for _ in 0..100 {
+                web_process = std::fs::read_dir("/proc").expect("/proc").flatten().filter_map(|e| std::fs::read_link(e.path().join("exe")).ok()).find(|exe| exe.starts_with(&root) && exe.file_name().is_some_and(|n| n == "WebKitWebProcess"));
+                if web_process.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+    let _ = app.wait();
+    assert!(open, "the app opened its window on a system without GTK or WebKit");
+    assert!(web_process.is_some(), "its WebKitWebProcess ran from the AppImage, inside the root");
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    assert!(!mounts.contains(&root.display().to_string()), "the root's mounts are gone after the run");
 }
 
 /// The ELF files under `dir` (programs and libraries), links not followed.
