@@ -260,8 +260,23 @@ fn random_from(alphabet: &[u8], n: usize) -> String {
     (0..n).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
 }
 
-/// A fresh value of the form of `v` (see [`Action::Regenerate`]).
-fn regenerate(v: &str, template: Option<&str>, decl: Option<&str>) -> String {
+/// A fresh number of `digits` digits (the first not 0), the `n`th of a table's rows counted from
+/// `offset`: distinct for distinct `n` (as on PostgreSQL, where the rows' numbers are counted from
+/// one random offset; numbers drawn one by one met each other). Up to 18 digits,
+/// 10^(d-1) + (offset + n) mod 9·10^(d-1); longer ones end in (offset + n) mod 10^18 on 18 digits
+/// after random leading digits.
+fn counted(digits: usize, offset: u64, n: u64) -> String {
+    let at = offset.wrapping_add(n);
+    if digits <= 18 {
+        let base = 10u64.pow(u32::try_from(digits.saturating_sub(1)).unwrap_or(0));
+        return (base + at % (9 * base)).to_string();
+    }
+    format!("{}{}{:018}", random_from(b"123456789", 1), random_from(b"0123456789", digits - 19), at % 1_000_000_000_000_000_000)
+}
+
+/// A fresh value of the form of `v` (see [`Action::Regenerate`]); a number is the `n`th counted
+/// from `offset` ([`counted`]).
+fn regenerate(v: &str, template: Option<&str>, decl: Option<&str>, (offset, n): (u64, u64)) -> String {
     let hex32 = || uuid::Uuid::new_v4().simple().to_string();
     if let Some(t) = template {
         return t.replace("{value}", v).replace("{uuid}", &uuid::Uuid::new_v4().to_string()).replace("{hex}", &hex32());
@@ -275,8 +290,8 @@ fn regenerate(v: &str, template: Option<&str>, decl: Option<&str>) -> String {
     if number {
         // As many digits as a 32-bit integer always holds (a SQLite integer is 64-bit, but the
         // application may read it into less), at least nine in text.
-        let n = if integer_column { 9 } else { v.len().max(9) };
-        return format!("{}{}", random_from(b"123456789", 1), random_from(b"0123456789", n - 1));
+        let digits = if integer_column { 9 } else { v.len().max(9) };
+        return counted(digits, offset, n);
     }
     let hex_lower = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let hex_upper = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
@@ -377,9 +392,11 @@ fn apply_rules(srcs: &mut [Src], rules_given: &[Rule]) -> Result<()> {
             Action::Fake { kind, salt } => each(&mut s.rows, &|t| fake(*kind, salt, t)),
             Action::Null => s.rows.iter_mut().for_each(|r| r[i] = V::Null),
             Action::Regenerate { template } => {
-                for r in s.rows.iter_mut() {
+                // One random offset for the table's numbers, each row's counted from it.
+                let offset = { use rand::Rng; rand::rng().random_range(0..900_000_000_000_000_000u64) };
+                for (n, r) in (1u64..).zip(s.rows.iter_mut()) {
                     if let Some(t) = r[i].text() {
-                        let fresh = regenerate(&t, template.as_deref(), decl.as_deref());
+                        let fresh = regenerate(&t, template.as_deref(), decl.as_deref(), (offset, n));
                         r[i] = match (&r[i], fresh.parse::<i64>()) {
                             (V::Int(_), Ok(n)) => V::Int(n),
                             _ => V::Text(fresh),
@@ -1546,13 +1563,30 @@ mod tests {
 
     #[test]
     fn regenerated_values_keep_their_form() {
-        let u = regenerate("0b5c1f52-6a3e-4c3b-9d55-3f8f2a1e7c10", None, Some("TEXT"));
+        let first = (12_345, 1);
+        let u = regenerate("0b5c1f52-6a3e-4c3b-9d55-3f8f2a1e7c10", None, Some("TEXT"), first);
         assert!(is_uuid(&u) && u != "0b5c1f52-6a3e-4c3b-9d55-3f8f2a1e7c10");
-        let h = regenerate("deadbeef00", None, Some("TEXT"));
+        let h = regenerate("deadbeef00", None, Some("TEXT"), first);
         assert_eq!(h.len(), 10);
         assert!(h.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(regenerate("7", None, Some("INTEGER")).len(), 9);
-        assert!(regenerate("slug", None, None).starts_with("slug-"));
-        assert_eq!(regenerate("x", Some("key_{value}"), None), "key_x");
+        assert_eq!(regenerate("7", None, Some("INTEGER"), first).len(), 9);
+        assert!(regenerate("slug", None, None, first).starts_with("slug-"));
+        assert_eq!(regenerate("x", Some("key_{value}"), None, first), "key_x");
+    }
+
+    /// Numbers are counted, not drawn: 100 000 rows' fresh numbers from one offset are all
+    /// distinct, of the form asked (nine digits for an integer column; a text number's own length,
+    /// longer than 18 too), whatever the offset, even at the end of the range where it wraps.
+    #[test]
+    fn regenerated_numbers_of_one_table_never_meet() {
+        for offset in [0, 7, 899_999_999, 899_999_999_999_999_999, 123_456_789_012_345_678] {
+            let ints: std::collections::HashSet<String> = (1..=100_000).map(|n| regenerate("42", None, Some("INTEGER"), (offset, n))).collect();
+            assert_eq!(ints.len(), 100_000, "offset {offset}");
+            assert!(ints.iter().all(|v| v.len() == 9 && !v.starts_with('0') && v.parse::<i32>().is_ok()), "offset {offset}");
+            let long = "1234567890123456789012";
+            let texts: std::collections::HashSet<String> = (1..=10_000).map(|n| regenerate(long, None, Some("TEXT"), (offset, n))).collect();
+            assert_eq!(texts.len(), 10_000, "offset {offset}");
+            assert!(texts.iter().all(|v| v.len() == long.len() && !v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit())), "offset {offset}");
+        }
     }
 }

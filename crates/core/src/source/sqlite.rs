@@ -422,16 +422,8 @@ fn bind_values<'q>(mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::Sql
     Ok(q)
 }
 
-/// A delta's rows replace their old versions: each row's old version (same key) is deleted with
-/// `delete` (bound to the values at `key_at`) before it is inserted.
-struct Replace<'a> {
-    delete: &'a str,
-    key_at: &'a [usize],
-}
-
-/// Inserts every row of a section into `table` (replacing the old version of each with
-/// `replace`); returns the rows.
-async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, table: &str, path: &Path, replace: Option<Replace<'_>>) -> Result<u64> {
+/// Inserts every row of a section into `table`; returns the rows.
+async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, table: &str, path: &Path) -> Result<u64> {
     // Chunks of whole lines: one that does not end with a newline is a last row cut short.
     let mut chunks = reader.section_lines(index, table)?;
     let mut total = 0u64;
@@ -442,10 +434,6 @@ async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveR
         };
         for line in lines.split(|&b| b == b'\n') {
             let values: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of {table} is unreadable: {e}")).caused_by(&e))?;
-            if let Some(r) = &replace {
-                let key: Vec<Value> = r.key_at.iter().map(|&i| values.get(i).cloned().unwrap_or(Value::Null)).collect();
-                bind_values(sqlx::query(AssertSqlSafe(r.delete.to_string())), &key)?.execute(&mut *tx).await.map_err(db_err(path, &format!("apply a change to {table}")))?;
-            }
             let marks = vec!["?"; values.len()].join(", ");
             let q = bind_values(sqlx::query(AssertSqlSafe(format!("INSERT INTO {} VALUES ({marks})", quote_ident(table)))), &values)?;
             q.execute(&mut *tx).await.map_err(db_err(path, &format!("load a row into {table}")))?;
@@ -455,30 +443,53 @@ async fn insert_rows(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveR
     Ok(total)
 }
 
-/// Applies one backup's delta to `table`: rows whose key is gone from the backup's key list are
-/// deleted, changed rows replace their old versions. Returns the table's rows afterwards.
-async fn apply_delta(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveReader>, index: &ArchiveIndex, table: &str, path: &Path) -> Result<u64> {
+/// Applies a chain's deltas to `table` in one pass, however many links the chain has (as the
+/// PostgreSQL restore does; one link at a time scanned the table once per link): the newest
+/// version of each changed row (a later link's wins) and the newest link's key list; every row
+/// whose key the list lacks, or that has a newer version, is deleted (the table scanned once),
+/// and the newest versions of the rows the list keeps are inserted. Returns the table's rows
+/// afterwards, checked against the list.
+async fn apply_deltas(tx: &mut SqliteConnection, links: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], table: &str, path: &Path) -> Result<u64> {
+    let Some((last_reader, last_index)) = links.last() else { return Err(Error::new(ErrorCode::Internal, "a chain without deltas")) };
+    for (r, ix) in links {
+        let entry = ix.section(table).ok_or_else(|| Error::validation(format!("{table} is missing from backup {} of the chain", r.header.archive_id)))?;
+        if entry.mode.as_deref() != Some("delta") {
+            return Err(Error::validation(format!("{table}: backup {} of the chain is not a delta", r.header.archive_id)));
+        }
+    }
     let key_columns: Vec<String> =
         sqlx::query_scalar("SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk").bind(table).fetch_all(&mut *tx).await.map_err(db_err(path, "read its primary keys"))?;
     if key_columns.is_empty() {
         return Err(Error::validation(format!("{table}: a delta for a table without a primary key")));
     }
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid").bind(table).fetch_all(&mut *tx).await.map_err(db_err(path, "read its columns"))?;
+    let at: Vec<usize> = key_columns.iter().filter_map(|k| names.iter().position(|n| n == k)).collect();
+    let key_text = |key: &[Value]| serde_json::to_string(key).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e));
     let mut keep = std::collections::HashSet::new();
-    read_lines(reader, index, &format!("{table}#keys"), &mut |line| {
+    read_lines(last_reader, last_index, &format!("{table}#keys"), &mut |line| {
         keep.insert(split_key_line(line, table)?.0.to_string());
         Ok(())
     })?;
+    // The newest version of every changed row, by key.
+    let mut newest: std::collections::HashMap<String, Vec<Value>> = std::collections::HashMap::new();
+    for (reader, index) in links {
+        read_lines(reader, index, table, &mut |line| {
+            let values: Vec<Value> = serde_json::from_slice(line).map_err(|e| Error::validation(format!("a row of {table} is unreadable: {e}")).caused_by(&e))?;
+            let key: Vec<Value> = at.iter().map(|&i| values.get(i).cloned().unwrap_or(Value::Null)).collect();
+            newest.insert(key_text(&key)?, values);
+            Ok(())
+        })?;
+    }
     let cols = key_columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
     let matches = key_columns.iter().map(|c| format!("{} IS ?", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
     let delete = format!("DELETE FROM {} WHERE {matches}", quote_ident(table));
-    // Rows the backup no longer has.
     let mut gone: Vec<Vec<Value>> = Vec::new();
     {
         let mut rows = sqlx::query(AssertSqlSafe(format!("SELECT {cols} FROM {}", quote_ident(table)))).fetch(&mut *tx);
         while let Some(row) = rows.try_next().await.map_err(db_err(path, &format!("read the table {table}")))? {
             let key: Vec<Value> = (0..key_columns.len()).map(|i| encode(&row, i)).collect::<Result<_>>()?;
-            let text = serde_json::to_string(&key).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()).caused_by(&e))?;
-            if !keep.contains(&text) {
+            let text = key_text(&key)?;
+            if !keep.contains(&text) || newest.contains_key(&text) {
                 gone.push(key);
             }
         }
@@ -486,13 +497,23 @@ async fn apply_delta(tx: &mut SqliteConnection, reader: &std::sync::Arc<ArchiveR
     for key in &gone {
         bind_values(sqlx::query(AssertSqlSafe(delete.clone())), key)?.execute(&mut *tx).await.map_err(db_err(path, &format!("apply a delete to {table}")))?;
     }
-    // Changed and new rows: the old version (if any) goes, the new one comes. The key's
-    // positions among the row's columns, from the table's columns.
-    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid").bind(table).fetch_all(&mut *tx).await.map_err(db_err(path, "read its columns"))?;
-    let at: Vec<usize> = key_columns.iter().filter_map(|k| names.iter().position(|n| n == k)).collect();
-    insert_rows(tx, reader, index, table, path, Some(Replace { delete: &delete, key_at: &at })).await?;
+    let marks = vec!["?"; names.len()].join(", ");
+    let insert = format!("INSERT INTO {} VALUES ({marks})", quote_ident(table));
+    // In the keys' order: the same restore gives the same file.
+    let mut newest: Vec<(String, Vec<Value>)> = newest.into_iter().collect();
+    newest.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, values) in &newest {
+        if keep.contains(key) {
+            bind_values(sqlx::query(AssertSqlSafe(insert.clone())), values)?.execute(&mut *tx).await.map_err(db_err(path, &format!("load a row into {table}")))?;
+        }
+    }
     let have: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", quote_ident(table)))).fetch_one(&mut *tx).await.map_err(db_err(path, "count its rows"))?;
-    Ok(u64::try_from(have).unwrap_or(0))
+    let have = u64::try_from(have).unwrap_or(0);
+    let expected = last_index.section(&format!("{table}#keys")).map(|k| k.rows).unwrap_or(u64::MAX);
+    if have != expected {
+        return Err(Error::validation(format!("{table}: the backup says {expected} rows but {have} were restored")));
+    }
+    Ok(have)
 }
 
 async fn restore_into(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], schema: &SqliteSchema, path: &Path, cancel: &CancelToken, progress: &ProgressSink) -> Result<u64> {
@@ -520,17 +541,9 @@ async fn restore_into(chain: &[(std::sync::Arc<ArchiveReader>, ArchiveIndex)], s
             .rposition(|(_, ix)| ix.section(table).is_some_and(|e| e.mode.is_none()))
             .ok_or_else(|| Error::validation(format!("no backup of the chain holds the table {table} whole")))?;
         let (base_reader, base_index) = &chain[base];
-        let mut rows = insert_rows(&mut tx, base_reader, base_index, table, path, None).await?;
-        for (r, ix) in &chain[base + 1..] {
-            let entry = ix.section(table).ok_or_else(|| Error::validation(format!("{table} is missing from backup {} of the chain", r.header.archive_id)))?;
-            if entry.mode.as_deref() != Some("delta") {
-                return Err(Error::validation(format!("{table}: backup {} of the chain is not a delta", r.header.archive_id)));
-            }
-            rows = apply_delta(&mut tx, r, ix, table, path).await?;
-            let expected = ix.section(&format!("{table}#keys")).map(|k| k.rows).unwrap_or(u64::MAX);
-            if rows != expected {
-                return Err(Error::validation(format!("{table}: the backup says {expected} rows but {rows} were restored")));
-            }
+        let mut rows = insert_rows(&mut tx, base_reader, base_index, table, path).await?;
+        if base + 1 < chain.len() {
+            rows = apply_deltas(&mut tx, &chain[base + 1..], table, path).await?;
         }
         if *table != "sqlite_sequence" {
             total += rows;
@@ -707,12 +720,12 @@ pub async fn restore_tables(
             .rposition(|(_, ix)| ix.section(table).is_some_and(|e| e.mode.is_none()))
             .ok_or_else(|| Error::validation(format!("no backup of the chain holds the table {table} whole")))?;
         let (base_reader, base_index) = &chain[base];
-        let loaded = insert_rows(&mut tx, base_reader, base_index, table, target, None).await;
+        let loaded = insert_rows(&mut tx, base_reader, base_index, table, target).await;
         let mut rows = loaded.map_err(|e| if e.message.contains("values for") || e.message.contains("columns but") {
             Error::validation(format!("the table {table} in {} has other columns ({}) than the backup's: restore it into a new file instead", target.display(), names.join(", ")))
         } else { e })?;
-        for (r, ix) in &chain[base + 1..] {
-            rows = apply_delta(&mut tx, r, ix, table, target).await?;
+        if base + 1 < chain.len() {
+            rows = apply_deltas(&mut tx, &chain[base + 1..], table, target).await?;
         }
         if !keys.is_empty() {
             let list = keys.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");

@@ -235,6 +235,16 @@ async fn every_backup_of_a_sqlite_chain_restores_the_state_at_its_snapshot() {
     assert!(inc2.rows < 100, "only the changes: {}", inc2.rows);
     expected.push((inc2.clone(), snapshot(3).await));
 
+    // A third link (the chain's deltas are applied in one pass, the newest version of a row
+    // winning): a row deleted by the previous link comes back, a row changed by it changes again,
+    // a row it inserted goes.
+    run("INSERT INTO members VALUES (1, 'u1', 'returned'); UPDATE projects SET title = 'again' WHERE id = 2;
+         DELETE FROM projects WHERE title = 'after the differential';")
+        .await;
+    let inc3 = repo.backup_typed(spec(), BackupType::Incremental).await;
+    assert_eq!(inc3.parent.as_deref(), Some(inc2.id.as_str()));
+    expected.push((inc3.clone(), snapshot(4).await));
+
     for (out, want) in &expected {
         let target = tmp.path().join(format!("restored-{}.db", out.id));
         let restored = repo.restore(Path::new(&out.archive), &SourceSpec::Sqlite { path: target.clone() }).await.expect("restore");
