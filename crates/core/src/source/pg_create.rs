@@ -68,34 +68,24 @@ pub(crate) async fn create_tables(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>
         }
     }
     tables.extend(roots.iter().cloned());
-    loop {
-        let before = tables.len();
-        for st in &schema.objects {
-            let Some(section) = st.what.strip_prefix("table ") else { continue };
-            let Some(parent) = st.sql.split_once(" PARTITION OF ").map(|(_, p)| p.split_whitespace().next().unwrap_or_default()) else { continue };
-            if !tables.contains(section) && tables.iter().any(|t| same_relation(parent, t)) {
-                tables.insert(section.to_string());
-            }
-        }
-        if tables.len() == before {
-            break;
-        }
-    }
-    // A table that inherits (legacy inheritance) is made `INHERITS` its parents: a parent the
-    // target lacks is created with it (without rows: its rows are restored only when it is
-    // selected), and the parent's parents in turn.
+    // Then, until nothing is added: for a partitioned table, its partitions; for a table that
+    // inherits (legacy inheritance: it is made `INHERITS` its parents), each parent the target
+    // lacks (created without rows: its rows are restored only when it is selected).
     let mut parents = BTreeSet::new();
     loop {
         let before = tables.len();
         for st in &schema.objects {
             let Some(section) = st.what.strip_prefix("table ") else { continue };
-            if !tables.contains(section) {
-                continue;
-            }
-            for parent in inherited_from(&st.sql) {
-                let Some(p) = schema.objects.iter().filter_map(|o| o.what.strip_prefix("table ")).find(|t| same_relation(&parent, t)) else { continue };
-                if !tables.contains(p) && !present(p) {
-                    parents.insert(p.to_string());
+            if tables.contains(section) {
+                for parent in inherited_from(&st.sql) {
+                    let Some(p) = schema.objects.iter().filter_map(|o| o.what.strip_prefix("table ")).find(|t| same_relation(&parent, t)) else { continue };
+                    if !tables.contains(p) && !present(p) {
+                        parents.insert(p.to_string());
+                    }
+                }
+            } else if let Some(parent) = st.sql.split_once(" PARTITION OF ").map(|(_, p)| p.split_whitespace().next().unwrap_or_default()) {
+                if tables.iter().any(|t| same_relation(parent, t)) {
+                    tables.insert(section.to_string());
                 }
             }
         }
