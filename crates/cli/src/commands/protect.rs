@@ -47,8 +47,14 @@ pub(crate) async fn run(cmd: &ProtectCommand, json: bool, place: &Path, keys: Ke
             let url = source_of(p)?;
             let repo = opened(place)?;
             let cancel = cancel_on_ctrl_c();
+            // With --every, the slot is streamed (the server decodes each change once) and the
+            // stream kept open between steps; one step alone polls it.
+            let mut streams = protect::Streams::default();
             loop {
-                let out = protect::step(&repo, &url, name_of(p)?, signer.clone()).await?;
+                let out = match every {
+                    Some(_) => protect::step_in(&repo, &url, name_of(p)?, signer.clone(), &mut streams).await?,
+                    None => protect::step(&repo, &url, name_of(p)?, signer.clone()).await?,
+                };
                 if json {
                     print_json(&out);
                 } else if out.transactions > 0 {

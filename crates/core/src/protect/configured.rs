@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_slot, record_base, step, stop};
+use super::{check_slot, record_base, step, step_in, stop, Streams};
 use crate::catalog::now;
 use crate::configurations::{self, BackupConfiguration};
 use crate::context::{Ctx, Permission};
@@ -141,7 +141,24 @@ impl StepReport {
 }
 
 pub async fn run_step(ctx: &Ctx, configuration_id: &str, notices: &NoticeSink) -> Result<StepReport> {
+    run_step_in(ctx, configuration_id, notices, None).await
+}
+
+/// [`run_step`] through a replication stream kept open in `streams` between steps
+/// ([`super::step_in`]); `None`: the slot is polled.
+pub async fn run_step_in(ctx: &Ctx, configuration_id: &str, notices: &NoticeSink, mut streams: Option<&mut Streams>) -> Result<StepReport> {
     crate::context::require(ctx, Permission::TriggerManual, "backup.protect", configuration_id).await?;
+    let report = Box::pin(run_step_with(ctx, configuration_id, notices, streams.as_deref_mut())).await;
+    // Stopped, dropped or failed: the stream goes (a failed one is opened again by the next step).
+    if let Some(st) = streams {
+        if !report.as_ref().is_ok_and(|r| matches!(r.action.as_str(), "sealed" | "idle" | "rebased")) {
+            st.close(&slot_name(configuration_id)).await;
+        }
+    }
+    report
+}
+
+async fn run_step_with(ctx: &Ctx, configuration_id: &str, notices: &NoticeSink, streams: Option<&mut Streams>) -> Result<StepReport> {
     let config = match configurations::get(ctx, configuration_id).await {
         Ok(c) => c,
         Err(e) if e.code == crate::error::ErrorCode::NotFound => {
@@ -167,7 +184,7 @@ pub async fn run_step(ctx: &Ctx, configuration_id: &str, notices: &NoticeSink) -
     }
     let existing = row(ctx, configuration_id).await?;
     let result = match existing {
-        Some(r) if r.state == "streaming" => stream(ctx, &config, &r, notices).await,
+        Some(r) if r.state == "streaming" => stream(ctx, &config, &r, notices, streams).await,
         _ => start(ctx, &config, &connection_id).await,
     };
     match result {
@@ -243,11 +260,15 @@ async fn take_base(ctx: &Ctx, config: &BackupConfiguration, t: &Target, slot: &s
 }
 
 /// A segment sealed, then the slot's WAL checked against the limits.
-async fn stream(ctx: &Ctx, config: &BackupConfiguration, r: &ProtectionRow, notices: &NoticeSink) -> Result<StepReport> {
+async fn stream(ctx: &Ctx, config: &BackupConfiguration, r: &ProtectionRow, notices: &NoticeSink, streams: Option<&mut Streams>) -> Result<StepReport> {
     let t = target(ctx, config, &r.connection_id, &r.storage_location).await?;
     let signer = crate::keys::custody::key_sources(ctx).await?.writer.map(|w| w as Arc<dyn crate::archive::Signer>);
     let repo = t.repo()?;
-    let out = step(&repo, &t.url, &r.slot, signer).await?;
+    let out = match streams {
+        // Boxed: the step's future is large, and this one is awaited inside others.
+        Some(st) => Box::pin(step_in(&repo, &t.url, &r.slot, signer, st)).await?,
+        None => Box::pin(step(&repo, &t.url, &r.slot, signer)).await?,
+    };
     if out.schema_changed {
         // pgoutput carries no DDL: a new base is taken at once; the earlier base's segments stay
         // restorable up to the last step before the change.
@@ -371,6 +392,7 @@ pub async fn status_of(ctx: &Ctx, configuration_id: &str) -> Result<ConfiguredSt
 /// `every` until the process ends: what the app runs while it is open and `safehold schedule run`
 /// on a server. Each step's outcome goes to `log`; warnings and drops also to `notices`.
 pub async fn run_forever(ctx: Ctx, every: Duration, log: crate::scheduler::LogSink, notices: NoticeSink) {
+    let mut streams = Streams::default();
     loop {
         let ids: Vec<String> = match sqlx::query_scalar("SELECT id FROM backup_configurations WHERE continuous_protection = 1 UNION SELECT configuration_id FROM protections")
             .fetch_all(&ctx.pool)
@@ -383,7 +405,7 @@ pub async fn run_forever(ctx: Ctx, every: Duration, log: crate::scheduler::LogSi
             }
         };
         for id in ids {
-            match run_step(&ctx, &id, &notices).await {
+            match run_step_in(&ctx, &id, &notices, Some(&mut streams)).await {
                 Ok(r) if r.action == "idle" => {}
                 Ok(r) => log(format!("continuous protection of \"{}\": {}{}", r.configuration_name, r.action, r.segment.map(|s| format!(" ({} transactions into {s})", r.transactions)).unwrap_or_default())),
                 Err(e) => log(format!("continuous protection failed: {}", e.message)),

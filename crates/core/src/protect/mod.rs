@@ -37,6 +37,7 @@ use crate::configurations::BackupType;
 use crate::error::{Error, ErrorCode, Result};
 use crate::repository::{Repository, ARCHIVE_EXT};
 use crate::source::pg_logical::{self, Txn};
+use crate::source::pg_stream;
 use crate::source::postgres::connect;
 use crate::source::{CancelToken, ProgressSink, SourceSpec};
 use crate::storage::backend;
@@ -250,18 +251,145 @@ pub struct StepOutcome {
     pub more: bool,
 }
 
-/// Reads what committed since the last step, writes it as one segment, then advances the slot.
+/// Reads what committed since the last step, writes it as one segment, then advances the slot:
+/// by polling the slot (`pg_logical_slot_peek_binary_changes`, then `pg_replication_slot_advance`).
+/// A loop that steps again and again keeps a replication stream open instead ([`step_in`]).
 pub async fn step(repo: &Repository, url: &str, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<StepOutcome> {
-    let mut conn = connect(url).await?;
+    let mut reader = Reader::Poll(connect(url).await?);
+    steps(repo, &mut reader, slot, signer).await
+}
+
+/// The replication streams a long-running loop keeps open between its steps (the app,
+/// `schedule run`, `protect run --every`), one per slot: the server decodes each change once, as
+/// it is written, where a poll decodes the slot's WAL again at every read.
+#[derive(Default)]
+pub struct Streams {
+    open: std::collections::HashMap<String, Streaming>,
+    /// Slots whose URL cannot be streamed from, and why: these are polled.
+    pub polled: std::collections::HashMap<String, String>,
+}
+
+struct Streaming {
+    url: String,
+    stream: pg_stream::Stream,
+    conn: sqlx::PgConnection,
+}
+
+impl Streams {
+    /// Closes the stream of `slot` (protection stopped, or its slot about to be dropped).
+    pub async fn close(&mut self, slot: &str) {
+        if let Some(s) = self.open.remove(slot) {
+            s.stream.close().await;
+        }
+    }
+
+    /// Whether `slot` is streamed right now.
+    pub fn is_open(&self, slot: &str) -> bool {
+        self.open.contains_key(slot)
+    }
+}
+
+/// [`step`] through the replication stream of `slot` kept in `streams` (opened on the first
+/// step, and again after any error). A URL that cannot be streamed from (see [`pg_stream`]) is
+/// polled, and `streams.polled` says why.
+pub async fn step_in(repo: &Repository, url: &str, slot: &str, signer: Option<Arc<dyn Signer>>, streams: &mut Streams) -> Result<StepOutcome> {
+    if streams.polled.contains_key(slot) {
+        return step(repo, url, slot, signer).await;
+    }
+    let mut s = match streams.open.remove(slot) {
+        Some(s) if s.url == url => s,
+        other => {
+            if let Some(o) = other {
+                o.stream.close().await;
+            }
+            match open_stream(url, slot).await? {
+                Ok(stream) => Streaming { url: url.to_string(), stream, conn: connect(url).await? },
+                Err(pg_stream::NotStreamable(why)) => {
+                    tracing::warn!("continuous protection of {slot}: polling the slot: {why}");
+                    streams.polled.insert(slot.to_string(), why);
+                    return step(repo, url, slot, signer).await;
+                }
+            }
+        }
+    };
+    let out = Box::pin(steps(repo, &mut Reader::Stream(&mut s), slot, signer)).await;
+    match &out {
+        // A schema change: what was not sealed is sent again by the next stream (the slot was
+        // not moved past it).
+        Ok(o) if !o.schema_changed => {
+            streams.open.insert(slot.to_string(), s);
+        }
+        _ => s.stream.close().await,
+    }
+    out
+}
+
+/// Opens the stream of `slot`; a slot still held by a stream that just ended (a killed process:
+/// the server notices within moments) is waited for, at most [`SLOT_RELEASE_WAIT`].
+async fn open_stream(url: &str, slot: &str) -> Result<std::result::Result<pg_stream::Stream, pg_stream::NotStreamable>> {
+    let deadline = std::time::Instant::now() + SLOT_RELEASE_WAIT;
+    loop {
+        match pg_stream::Stream::open(url, slot, slot).await {
+            Err(e) if e.message.contains("55006") && std::time::Instant::now() < deadline => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            other => return other,
+        }
+    }
+}
+
+/// How long opening a stream waits for its slot to be released by one that ended.
+const SLOT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where a step reads committed transactions from.
+enum Reader<'a> {
+    Poll(sqlx::PgConnection),
+    Stream(&'a mut Streaming),
+}
+
+/// How long one read of a stream waits for the server's decoding to reach the WAL position read
+/// after the clock (under load it is then sealed in parts: `more`).
+const STREAM_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Reader<'_> {
+    fn conn(&mut self) -> &mut sqlx::PgConnection {
+        match self {
+            Reader::Poll(c) => c,
+            Reader::Stream(s) => &mut s.conn,
+        }
+    }
+
+    /// Whole transactions committed since the last read, and whether that was everything
+    /// committed before this call.
+    async fn read(&mut self, slot: &str) -> Result<(Vec<Txn>, bool)> {
+        match self {
+            Reader::Poll(c) => pg_logical::peek_counted(c, slot, slot, PEEK_CHANGES).await,
+            Reader::Stream(s) => {
+                let target = pg_logical::flush_lsn(&mut s.conn).await?;
+                s.stream.read_until(target, PEEK_CHANGES as usize, STREAM_READ_DEADLINE).await
+            }
+        }
+    }
+
+    /// The slot may move past `end` (the last transaction stored); `all_stored`: every
+    /// transaction read was stored (a stream may then move the slot to where decoding is).
+    async fn advance(&mut self, slot: &str, end: Option<u64>, all_stored: bool) -> Result<()> {
+        match self {
+            Reader::Poll(c) => match end {
+                Some(lsn) => pg_logical::advance(c, slot, lsn).await,
+                None => Ok(()),
+            },
+            Reader::Stream(s) => s.stream.confirm(end, all_stored).await,
+        }
+    }
+}
+
+async fn steps(repo: &Repository, reader: &mut Reader<'_>, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<StepOutcome> {
     let mut total = StepOutcome::default();
     // A backlog (the streamer was stopped, or fell behind) is sealed in several segments, read
     // after read, until the slot is drained: the recovery point catches up in one step.
     for _ in 0..MAX_READS_PER_STEP {
-        let (out, end, covered) = write_segment_checked(repo, &mut conn, slot, signer.clone()).await?;
-        if let Some(lsn) = end {
-            // Only now, the segment stored: the server may recycle the WAL it came from.
-            pg_logical::advance(&mut conn, slot, lsn).await?;
-        }
+        let (out, end, covered) = write_segment_checked(repo, reader, slot, signer.clone()).await?;
+        // Only now, the segment stored: the server may recycle the WAL it came from.
+        reader.advance(slot, end, !out.schema_changed).await?;
         if let Some(us) = covered {
             let mut p = protection(repo, slot)?;
             p.covered_until_us = Some(us);
@@ -289,11 +417,11 @@ const MAX_READS_PER_STEP: usize = 20;
 /// the segment — returned as the new end of coverage. Another digest: the change committed after
 /// the last step's reading, so only what committed before that is sealed (the rest stays in the
 /// slot for the next base) and `schema_changed` is set.
-async fn write_segment_checked(repo: &Repository, conn: &mut sqlx::PgConnection, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<(StepOutcome, Option<u64>, Option<i64>)> {
+async fn write_segment_checked(repo: &Repository, reader: &mut Reader<'_>, slot: &str, signer: Option<Arc<dyn Signer>>) -> Result<(StepOutcome, Option<u64>, Option<i64>)> {
     let p = protection(repo, slot)?;
-    let clock = pg_logical::server_clock_us(conn).await?;
-    let (txns, complete) = pg_logical::peek_counted(conn, slot, slot, PEEK_CHANGES).await?;
-    let digest = pg_logical::schema_fingerprint(conn).await?;
+    let clock = pg_logical::server_clock_us(reader.conn()).await?;
+    let (txns, complete) = reader.read(slot).await?;
+    let digest = pg_logical::schema_fingerprint(reader.conn()).await?;
     let same = p.fingerprint.as_deref().is_none_or(|f| f == digest);
     if same {
         // Everything read: covered up to the clock's reading; a part only: up to its last commit.

@@ -4,6 +4,7 @@
 pub mod pg_access;
 pub mod pg_apply;
 pub mod pg_logical;
+pub mod pg_stream;
 mod pg_create;
 mod pg_objects;
 pub mod pg_stats;

@@ -110,6 +110,18 @@ pub async fn create(conn: &mut PgConnection, slot: &str, publication: &str) -> R
 
 /// Drops the slot (the server keeps WAL for it no more) and the publication.
 pub async fn drop(conn: &mut PgConnection, slot: &str, publication: &str) -> Result<()> {
+    // A slot being streamed (by this process or another) cannot be dropped: its walsender is
+    // ended first, and the slot waited for until it is released (never silently: a deadline).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let active: Option<Option<i32>> = sqlx::query_scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1").bind(slot).fetch_optional(&mut *conn).await.map_err(q("look for the replication slot"))?;
+        let Some(Some(pid)) = active else { break };
+        if std::time::Instant::now() > deadline {
+            return Err(Error::new(ErrorCode::Conflict, format!("the replication slot {slot} is still in use by the server process {pid} after 30 s; end that session (SELECT pg_terminate_backend({pid})) and try again")));
+        }
+        sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut *conn).await.map_err(q("end the session streaming the replication slot"))?;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     sqlx::query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1").bind(slot).execute(&mut *conn).await.map_err(q("drop the replication slot"))?;
     if valid_name(publication) {
         sqlx::raw_sql(AssertSqlSafe(format!("DROP PUBLICATION IF EXISTS {}", qi(publication)))).execute(&mut *conn).await.map_err(q("drop the publication"))?;
@@ -203,6 +215,13 @@ pub async fn schema_fingerprint(conn: &mut PgConnection) -> Result<String> {
     .fetch_one(&mut *conn)
     .await
     .map_err(q("read the schema's digest"))
+}
+
+/// The WAL position written and flushed now: a stream has every transaction committed before it
+/// once its decoding has passed it.
+pub async fn flush_lsn(conn: &mut PgConnection) -> Result<u64> {
+    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn()::text").fetch_one(&mut *conn).await.map_err(q("read the WAL position"))?;
+    parse_lsn(&lsn)
 }
 
 /// Moves the slot past `lsn` (a transaction's end): the server may then recycle its WAL.
@@ -339,6 +358,11 @@ impl<'a> Buf<'a> {
 }
 
 impl Decoder {
+    /// A transaction has begun and not committed yet.
+    pub fn in_transaction(&self) -> bool {
+        self.current.is_some()
+    }
+
     /// Feeds one message; returns the transaction its commit completes.
     pub fn feed(&mut self, data: &[u8]) -> Result<Option<Txn>> {
         let mut b = Buf { data, at: 0 };

@@ -621,7 +621,7 @@ async fn a_schema_change_mid_stream_starts_a_new_base_and_seconds_on_both_sides_
 }
 
 /// Under `pgbench -c 4` (its four tables; `pgbench_history` has no key: `REPLICA IDENTITY FULL`),
-/// with steps sealing segments all along: the database restored to two seconds, each captured
+/// with steps sealing segments all along from one replication stream: the database restored to two seconds, each captured
 /// while pgbench's writers were held by table locks (taken in pgbench's own order: no deadlock),
 /// equals what the source held at that second, table by table.
 #[tokio::test(flavor = "multi_thread")]
@@ -659,9 +659,13 @@ async fn under_pgbench_load_seconds_captured_mid_run_restore_exactly() {
     let streamer = {
         let (r, url, slot, done) = (r.clone(), source.url(), slot.clone(), done.clone());
         tokio::spawn(async move {
+            // As the app, `schedule run` and `protect run --every` do: one replication stream
+            // kept open between the steps.
+            let mut streams = protect::Streams::default();
             let mut sealed = 0;
             while !done.load(Ordering::SeqCst) {
-                sealed += protect::step(&r, &url, &slot, None).await.expect("a step under load").transactions;
+                sealed += protect::step_in(&r, &url, &slot, None, &mut streams).await.expect("a step under load").transactions;
+                assert!(streams.is_open(&slot) && streams.polled.is_empty(), "streamed, not polled: {:?}", streams.polled);
                 tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             }
             sealed
@@ -697,6 +701,124 @@ async fn under_pgbench_load_seconds_captured_mid_run_restore_exactly() {
         assert_eq!(hashes(target.url()).await, expected, "the four tables as they were at {at}");
     }
     protect::stop(&r, &source.url(), &slot).await.expect("stop");
+}
+
+/// The replication stream ended at random moments while a writer commits — a step's future
+/// dropped at whatever await it had reached, its connection closed unannounced as by `kill -9`
+/// (after a segment was written and before the slot was confirmed, among others) — and opened
+/// again by the next step: a second captured while the writer was paused restores exactly,
+/// nothing lost or doubled. Stopping protection while the slot is being streamed drops it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_ended_at_any_moment_and_opened_again_loses_and_doubles_nothing() {
+    use safehold_core::protect;
+    use safehold_core::source::{no_progress, CancelToken, SourceSpec};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let Some(base) = logical_base() else { return };
+    let source = ScratchDb::create_on(&base).await;
+    source.execute("CREATE TABLE items (id serial PRIMARY KEY, qty int NOT NULL, note text); INSERT INTO items (qty, note) SELECT g, 'n' FROM generate_series(1, 50) g").await;
+    let state = |url: String| async move {
+        let mut conn = PgConnection::connect(&url).await.expect("connect");
+        let rows: Option<String> = sqlx::query_scalar("SELECT string_agg(x::text, E'\\n' ORDER BY x::text) FROM items x").fetch_one(&mut conn).await.expect("state");
+        rows.unwrap_or_default()
+    };
+    let (paused, stopped, idle) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let writer = {
+        let (url, paused, stopped, idle) = (source.url(), paused.clone(), stopped.clone(), idle.clone());
+        tokio::spawn(async move {
+            let mut conn = PgConnection::connect(&url).await.expect("writer");
+            let mut i = 0u64;
+            while !stopped.load(Ordering::SeqCst) {
+                if paused.load(Ordering::SeqCst) {
+                    idle.store(true, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    continue;
+                }
+                idle.store(false, Ordering::SeqCst);
+                i += 1;
+                let sql = match i % 3 {
+                    0 => format!("INSERT INTO items (qty, note) VALUES ({i}, 'new')"),
+                    1 => format!("UPDATE items SET qty = qty + 1, note = note || '+' WHERE id = (SELECT id FROM items ORDER BY id OFFSET {} LIMIT 1)", i % 40),
+                    _ => "DELETE FROM items WHERE id = (SELECT min(id) FROM items)".to_string(),
+                };
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.expect("a write");
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let (repo, r, mk, slot) = protected_repo().await;
+    let req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: source.url() });
+    protect::start(&r, &mk, &req, &slot, &CancelToken::new(), &no_progress()).await.expect("started");
+    let seed: u64 = std::env::var("SAFEHOLD_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("stream ends at seeded moments: SAFEHOLD_TEST_SEED={seed}");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let (mut ended, mut finished) = (0, 0);
+    for round in 0..24 {
+        // A stream of its own each round: the step runs for a random moment, then is dropped.
+        let (r2, url, slot2) = (r.clone(), source.url(), slot.clone());
+        let task = tokio::spawn(async move {
+            let mut streams = protect::Streams::default();
+            loop {
+                protect::step_in(&r2, &url, &slot2, None, &mut streams).await.expect("a streamed step");
+            }
+        });
+        let ms = rand::Rng::random_range(&mut rng, 1..(if round % 4 == 0 { 400 } else { 60 }));
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        if task.is_finished() {
+            finished += 1;
+        }
+        task.abort();
+        if task.await.is_err_and(|e| e.is_cancelled()) {
+            ended += 1;
+        }
+    }
+    assert_eq!(finished, 0, "no streamed step failed");
+    assert!(ended >= 20, "the stream was ended mid-way ({ended} times)");
+    paused.store(true, Ordering::SeqCst);
+    while !idle.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let (at, expected) = (server_now(&source.url()).await, state(source.url()).await);
+    stopped.store(true, Ordering::SeqCst);
+    writer.await.expect("writer");
+    let mut streams = protect::Streams::default();
+    protect::step_in(&r, &source.url(), &slot, None, &mut streams).await.expect("the last step");
+    let target = ScratchDb::create().await;
+    protect::restore_at(&r, &repo.keys, &slot, &at, &target.url(), &CancelToken::new(), &no_progress()).await.expect("restore to a second");
+    assert_eq!(state(target.url()).await, expected, "the table as it was at {at} (seed {seed})");
+
+    // Idle, with WAL written in another database: the stream moves the slot past it.
+    let other = ScratchDb::create_on(&base).await;
+    other.execute("CREATE TABLE filler (v text); INSERT INTO filler SELECT repeat('x', 100) FROM generate_series(1, 20000)").await;
+    let mut conn = PgConnection::connect(&source.url()).await.expect("connect");
+    let written = pg_logical::flush_lsn(&mut conn).await.expect("lsn");
+    protect::step_in(&r, &source.url(), &slot, None, &mut streams).await.expect("an idle step");
+    let confirmed: String = sqlx::query_scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1").bind(&slot).fetch_one(&mut conn).await.expect("slot");
+    assert!(pg_logical::parse_lsn(&confirmed).expect("lsn") >= written, "the slot moved past WAL nobody needs: {confirmed} < {}", pg_logical::format_lsn(written));
+
+    // Stopped while its slot is streamed (this test's stream still open): the slot goes.
+    assert!(streams.is_open(&slot));
+    protect::stop(&r, &source.url(), &slot).await.expect("stop a streamed slot");
+    assert!(pg_logical::status(&mut conn, &slot).await.expect("status").is_none(), "the slot is dropped");
+}
+
+/// The replication connection authenticates with SCRAM-SHA-256 (the server that checks
+/// passwords, `SAFEHOLD_TEST_PG_AUTH`): with the right password it gets as far as starting the
+/// stream (refused there: no such slot); with a wrong one the server's refusal is said.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_replication_connection_authenticates_with_scram() {
+    use safehold_core::source::pg_stream::Stream;
+    let Ok(url) = std::env::var("SAFEHOLD_TEST_PG_AUTH") else {
+        eprintln!("SAFEHOLD_TEST_PG_AUTH is not set (scripts/test.sh sets it): skipped");
+        return;
+    };
+    let e = Stream::open(&url, "no_such_slot", "no_such_slot").await.err().expect("no slot");
+    // Past authentication, START_REPLICATION is refused (no such slot; on this server not even
+    // logical decoding): the server's own answer to the query, not to the log-in.
+    assert!(e.message.contains("cannot stream the replication slot no_such_slot") && !e.message.contains("authentication"), "authenticated, then refused the slot: {}", e.message);
+    let wrong = url.replacen('@', "x@", 1);
+    let e = Stream::open(&wrong, "no_such_slot", "no_such_slot").await.err().expect("refused");
+    assert!(e.message.contains("password authentication failed"), "{}", e.message);
 }
 
 /// A backlog larger than one read of the slot (20 000 one-row transactions: the server stops a
