@@ -218,7 +218,10 @@ impl Stream {
             match kind {
                 b'R' => {
                     let code = body.get(0..4).map(|c| i32::from_be_bytes(c.try_into().unwrap_or([0; 4]))).unwrap_or(-1);
-                    let password = || t.password.clone().ok_or_else(|| Error::new(ErrorCode::Database, format!("{}: the server asks for a password and the URL has none (a password in ~/.pgpass is not read by the replication connection)", t.address)));
+                    if code != 0 && t.password.is_none() {
+                        return Ok(Err(NotStreamable("the server asks for a password and the URL has none (the replication connection does not read ~/.pgpass)".into())));
+                    }
+                    let password = || Ok::<String, Error>(t.password.clone().unwrap_or_default());
                     match code {
                         0 => {}
                         3 => {
