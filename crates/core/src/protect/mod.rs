@@ -293,6 +293,21 @@ impl Streams {
 /// step, and again after any error). A URL that cannot be streamed from (see [`pg_stream`]) is
 /// polled, and `streams.polled` says why.
 pub async fn step_in(repo: &Repository, url: &str, slot: &str, signer: Option<Arc<dyn Signer>>, streams: &mut Streams) -> Result<StepOutcome> {
+    // A stream kept from an earlier step may have ended meanwhile (the server's
+    // wal_sender_timeout between steps far apart, a restart, a network fault): such a step is
+    // done again once on a new stream (what the first attempt sealed and did not confirm comes
+    // again and is kept once).
+    let reused = streams.open.get(slot).is_some_and(|s| s.url == url);
+    match Box::pin(step_streamed(repo, url, slot, signer.clone(), streams)).await {
+        Err(e) if reused && !streams.polled.contains_key(slot) => {
+            tracing::info!("continuous protection of {slot}: the stream kept from the last step failed ({}); opening a new one", e.message);
+            Box::pin(step_streamed(repo, url, slot, signer, streams)).await
+        }
+        other => other,
+    }
+}
+
+async fn step_streamed(repo: &Repository, url: &str, slot: &str, signer: Option<Arc<dyn Signer>>, streams: &mut Streams) -> Result<StepOutcome> {
     if streams.polled.contains_key(slot) {
         return step(repo, url, slot, signer).await;
     }

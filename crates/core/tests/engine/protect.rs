@@ -796,6 +796,16 @@ async fn a_stream_ended_at_any_moment_and_opened_again_loses_and_doubles_nothing
     let confirmed: String = sqlx::query_scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1").bind(&slot).fetch_one(&mut conn).await.expect("slot");
     assert!(pg_logical::parse_lsn(&confirmed).expect("lsn") >= written, "the slot moved past WAL nobody needs: {confirmed} < {}", pg_logical::format_lsn(written));
 
+    // The stream kept between steps ended by the server meanwhile (as wal_sender_timeout does
+    // between steps far apart): the next step opens a new one and succeeds.
+    let pid: i32 = sqlx::query_scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1").bind(&slot).fetch_one(&mut conn).await.expect("the streaming session");
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut conn).await.expect("end it");
+    source.execute("INSERT INTO items (qty, note) VALUES (-7, 'after the stream ended')").await;
+    let after = protect::step_in(&r, &source.url(), &slot, None, &mut streams).await.expect("a step after the server ended the stream");
+    assert_eq!(after.transactions, 1, "{after:?}");
+    let pid_now: i32 = sqlx::query_scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1").bind(&slot).fetch_one(&mut conn).await.expect("streamed again");
+    assert_ne!(pid, pid_now, "a new stream");
+
     // Stopped while its slot is streamed (this test's stream still open): the slot goes.
     assert!(streams.is_open(&slot));
     protect::stop(&r, &source.url(), &slot).await.expect("stop a streamed slot");
