@@ -267,6 +267,10 @@ pub struct Streams {
     open: std::collections::HashMap<String, Streaming>,
     /// Slots whose URL cannot be streamed from, and why: these are polled.
     pub polled: std::collections::HashMap<String, String>,
+    /// Slots this loop has opened a stream of before (only a first opening waits for a slot
+    /// still held: by the stream of a process just killed; later, a slot held is another
+    /// process's streaming, and this step has nothing to do).
+    tried: std::collections::HashSet<String>,
 }
 
 struct Streaming {
@@ -317,7 +321,8 @@ async fn step_streamed(repo: &Repository, url: &str, slot: &str, signer: Option<
             if let Some(o) = other {
                 o.stream.close().await;
             }
-            match open_stream(url, slot).await? {
+            let wait = streams.tried.insert(slot.to_string());
+            match open_stream(url, slot, wait).await? {
                 Ok(stream) => Streaming { url: url.to_string(), stream, conn: connect(url).await? },
                 Err(pg_stream::NotStreamable(why)) => {
                     tracing::warn!("continuous protection of {slot}: polling the slot: {why}");
@@ -341,8 +346,8 @@ async fn step_streamed(repo: &Repository, url: &str, slot: &str, signer: Option<
 
 /// Opens the stream of `slot`; a slot still held by a stream that just ended (a killed process:
 /// the server notices within moments) is waited for, at most [`SLOT_RELEASE_WAIT`].
-async fn open_stream(url: &str, slot: &str) -> Result<std::result::Result<pg_stream::Stream, pg_stream::NotStreamable>> {
-    let deadline = std::time::Instant::now() + SLOT_RELEASE_WAIT;
+async fn open_stream(url: &str, slot: &str, wait: bool) -> Result<std::result::Result<pg_stream::Stream, pg_stream::NotStreamable>> {
+    let deadline = std::time::Instant::now() + if wait { SLOT_RELEASE_WAIT } else { std::time::Duration::ZERO };
     loop {
         match pg_stream::Stream::open(url, slot, slot).await {
             Err(e) if e.message.contains("55006") && std::time::Instant::now() < deadline => tokio::time::sleep(std::time::Duration::from_millis(200)).await,

@@ -544,7 +544,7 @@ mod tests {
             let why = target_of(&format!("postgres://u@db.example/app?sslmode={mode}")).expect("a valid URL").err().expect("not streamable");
             assert!(why.0.contains("TLS"), "{mode}: {}", why.0);
         }
-        let t = target_of("postgres://ann:p%40ss@db.example:5433/app?sslmode=prefer").expect("valid").ok().expect("streamable");
+        let t = target_of("postgres://ann:p%40ss@db.example:5433/app?sslmode=prefer").expect("valid").expect("streamable");
         assert_eq!((t.host.as_str(), t.port, t.user.as_str(), t.password.as_deref(), t.database.as_str()), ("db.example", 5433, "ann", Some("p@ss"), "app"));
     }
 
