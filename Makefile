@@ -52,6 +52,7 @@ bench:
 	cargo build --release -p safehold-cli
 	bench/run.py
 	bench/protect.py
+	bench/protect_tenant.py
 	bench/chain.py
 	bench/apps.py
 

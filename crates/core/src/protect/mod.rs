@@ -890,7 +890,8 @@ pub async fn restore_tenant_at(
 /// Puts chosen tables or one tenant back to the second `at` in `target_url` (the protected
 /// database, or another holding the same tables): the database as it was at that second is
 /// built in a scratch database on the target's server (base backup and segments), read in one
-/// snapshot into a private, unencrypted archive in a temporary folder, and the scope applied by
+/// snapshot into a private, unencrypted archive in a temporary folder (for a tenant, only its rows
+/// of the tenant tables, as a tenant export), and the scope applied by
 /// the selective or tenant restore — in place, or a tenant as a copy (all or nothing; `commit:
 /// false` plans it and changes nothing). The scratch database and the archive are removed
 /// afterwards, whatever happened.
@@ -920,6 +921,9 @@ pub async fn restore_scope_at(
         if let AtScope::Scope(Scope::Tenant(t)) | AtScope::TenantAsCopy(t, _) = scope {
             req.tenant_column = t.tenant_column.clone();
             req.tenants_table = t.tenants_table.clone();
+            // Only that tenant's rows of the tenant tables are read back (a tenant export, as a
+            // safety backup is): not the whole database a second time.
+            req.tenants = vec![t.tenant_id.clone()];
         }
         req.dest = Some(folder.path().join(format!("at.{ARCHIVE_EXT}")));
         let taken = backup::run_with(repo, None, &req, cancel, progress).await?;
