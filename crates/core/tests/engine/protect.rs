@@ -50,6 +50,61 @@ async fn connection_to(ctx: &safehold_core::context::Ctx, name: &str, url: &str)
     safehold_core::connections::add(ctx, input).await.expect("connection")
 }
 
+/// A writer committing `sql(i)` (i = 1, 2, …) one transaction after another, `gap_ms` apart,
+/// until stopped; [`Writer::pause`] holds it between two transactions (every one before
+/// committed, none after begun) so a second can be captured.
+struct Writer {
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    idle: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(url: String, gap_ms: u64, sql: impl Fn(u64) -> String + Send + 'static) -> Writer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let (paused, stopped, idle) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let task = {
+            let (paused, stopped, idle) = (paused.clone(), stopped.clone(), idle.clone());
+            tokio::spawn(async move {
+                let mut conn = PgConnection::connect(&url).await.expect("writer");
+                let mut i = 0u64;
+                while !stopped.load(Ordering::SeqCst) {
+                    if paused.load(Ordering::SeqCst) {
+                        idle.store(true, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    idle.store(false, Ordering::SeqCst);
+                    i += 1;
+                    sqlx::raw_sql(AssertSqlSafe(sql(i))).execute(&mut conn).await.expect("a write");
+                    tokio::time::sleep(std::time::Duration::from_millis(gap_ms)).await;
+                }
+            })
+        };
+        Writer { paused, stopped, idle, task }
+    }
+
+    /// Holds the writer (`true`: returns once it waits) or lets it go on.
+    async fn pause(&self, on: bool) {
+        use std::sync::atomic::Ordering;
+        self.paused.store(on, Ordering::SeqCst);
+        if on {
+            while !self.idle.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        } else {
+            self.idle.store(false, Ordering::SeqCst);
+        }
+    }
+
+    async fn stop(self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.task.await.expect("writer");
+    }
+}
+
 /// A repository (password "pw") opened for backups, and a fresh protection name.
 async fn protected_repo() -> (crate::backup::Repo, safehold_core::repository::Repository, safehold_core::archive::SecretKey, String) {
     let repo = crate::backup::repo_with_password("pw");
@@ -167,8 +222,6 @@ async fn committed_changes_are_read_decoded_and_replayed_exactly_to_a_chosen_com
 async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segments() {
     use safehold_core::protect;
     use safehold_core::source::{no_progress, CancelToken, SourceSpec};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let Some(base) = logical_base() else { return };
     let source = ScratchDb::create_on(&base).await;
     source
@@ -188,45 +241,12 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
         out
     };
     // The writer: a transaction every few milliseconds until stopped; paused on request.
-    let (paused, stopped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let idle = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (url, paused, stopped, idle) = (source.url(), paused.clone(), stopped.clone(), idle.clone());
-        tokio::spawn(async move {
-            let mut conn = PgConnection::connect(&url).await.expect("writer");
-            let mut i = 0u64;
-            while !stopped.load(Ordering::SeqCst) {
-                if paused.load(Ordering::SeqCst) {
-                    idle.store(true, Ordering::SeqCst);
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    continue;
-                }
-                idle.store(false, Ordering::SeqCst);
-                i += 1;
-                let sql = match i % 4 {
-                    0 => format!("INSERT INTO items (tenant_id, qty, note) VALUES ('t{}', {i}, 'new {i}')", i % 3),
-                    1 => format!("UPDATE items SET qty = qty + 1, note = note || '+' WHERE id = (SELECT id FROM items ORDER BY id OFFSET {} LIMIT 1)", i % 50),
-                    2 => format!("INSERT INTO events (item_id, body) SELECT id, 'event {i}' FROM items ORDER BY id DESC LIMIT 2"),
-                    _ => format!("DELETE FROM items WHERE id = (SELECT id FROM items WHERE tenant_id <> 'open' ORDER BY id OFFSET {} LIMIT 1)", 60 + i % 20),
-                };
-                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.expect("a write");
-                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-            }
-        })
-    };
-    let pause = |on: bool| {
-        let (paused, idle) = (paused.clone(), idle.clone());
-        async move {
-            paused.store(on, Ordering::SeqCst);
-            if on {
-                while !idle.load(Ordering::SeqCst) {
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                }
-            } else {
-                idle.store(false, Ordering::SeqCst);
-            }
-        }
-    };
+    let writer = Writer::start(source.url(), 3, |i| match i % 4 {
+        0 => format!("INSERT INTO items (tenant_id, qty, note) VALUES ('t{}', {i}, 'new {i}')", i % 3),
+        1 => format!("UPDATE items SET qty = qty + 1, note = note || '+' WHERE id = (SELECT id FROM items ORDER BY id OFFSET {} LIMIT 1)", i % 50),
+        2 => format!("INSERT INTO events (item_id, body) SELECT id, 'event {i}' FROM items ORDER BY id DESC LIMIT 2"),
+        _ => format!("DELETE FROM items WHERE id = (SELECT id FROM items WHERE tenant_id <> 'open' ORDER BY id OFFSET {} LIMIT 1)", 60 + i % 20),
+    });
     let (repo, r, mk, slot) = protected_repo().await;
     let mut req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: source.url() });
     req.source_name = "protected".into();
@@ -243,20 +263,19 @@ async fn a_database_is_put_back_to_a_chosen_second_from_its_base_backup_and_segm
         written += protect::step(&r, &source.url(), &slot, None).await.expect("step").transactions;
     }
     assert!(written > 0, "the writer's transactions are in segments");
-    pause(true).await;
+    writer.pause(true).await;
     let (first_at, first_state) = (server_now(&source.url()).await, state(source.url()).await);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    pause(false).await;
+    writer.pause(false).await;
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     // A step that wrote its segment and died before advancing the slot: the next holds it again.
     let mut conn = PgConnection::connect(&source.url()).await.expect("connect");
     let (died, _) = protect::write_segment(&r, &mut conn, &slot, None).await.expect("a segment, the slot not advanced");
     assert!(died.transactions > 0);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    pause(true).await;
+    writer.pause(true).await;
     let (second_at, second_state) = (server_now(&source.url()).await, state(source.url()).await);
-    stopped.store(true, Ordering::SeqCst);
-    writer.await.expect("writer");
+    writer.stop().await;
     let again = protect::step(&r, &source.url(), &slot, None).await.expect("step after the crash");
     assert!(again.transactions >= died.transactions, "the stopped step's transactions are read again");
 
@@ -712,8 +731,6 @@ async fn under_pgbench_load_seconds_captured_mid_run_restore_exactly() {
 async fn a_stream_ended_at_any_moment_and_opened_again_loses_and_doubles_nothing() {
     use safehold_core::protect;
     use safehold_core::source::{no_progress, CancelToken, SourceSpec};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let Some(base) = logical_base() else { return };
     let source = ScratchDb::create_on(&base).await;
     source.execute("CREATE TABLE items (id serial PRIMARY KEY, qty int NOT NULL, note text); INSERT INTO items (qty, note) SELECT g, 'n' FROM generate_series(1, 50) g").await;
@@ -722,30 +739,11 @@ async fn a_stream_ended_at_any_moment_and_opened_again_loses_and_doubles_nothing
         let rows: Option<String> = sqlx::query_scalar("SELECT string_agg(x::text, E'\\n' ORDER BY x::text) FROM items x").fetch_one(&mut conn).await.expect("state");
         rows.unwrap_or_default()
     };
-    let (paused, stopped, idle) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let writer = {
-        let (url, paused, stopped, idle) = (source.url(), paused.clone(), stopped.clone(), idle.clone());
-        tokio::spawn(async move {
-            let mut conn = PgConnection::connect(&url).await.expect("writer");
-            let mut i = 0u64;
-            while !stopped.load(Ordering::SeqCst) {
-                if paused.load(Ordering::SeqCst) {
-                    idle.store(true, Ordering::SeqCst);
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    continue;
-                }
-                idle.store(false, Ordering::SeqCst);
-                i += 1;
-                let sql = match i % 3 {
-                    0 => format!("INSERT INTO items (qty, note) VALUES ({i}, 'new')"),
-                    1 => format!("UPDATE items SET qty = qty + 1, note = note || '+' WHERE id = (SELECT id FROM items ORDER BY id OFFSET {} LIMIT 1)", i % 40),
-                    _ => "DELETE FROM items WHERE id = (SELECT min(id) FROM items)".to_string(),
-                };
-                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.expect("a write");
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            }
-        })
-    };
+    let writer = Writer::start(source.url(), 2, |i| match i % 3 {
+        0 => format!("INSERT INTO items (qty, note) VALUES ({i}, 'new')"),
+        1 => format!("UPDATE items SET qty = qty + 1, note = note || '+' WHERE id = (SELECT id FROM items ORDER BY id OFFSET {} LIMIT 1)", i % 40),
+        _ => "DELETE FROM items WHERE id = (SELECT min(id) FROM items)".to_string(),
+    });
     let (repo, r, mk, slot) = protected_repo().await;
     let req = safehold_core::backup::BackupRequest::new(SourceSpec::Postgres { url: source.url() });
     protect::start(&r, &mk, &req, &slot, &CancelToken::new(), &no_progress()).await.expect("started");
@@ -774,13 +772,9 @@ async fn a_stream_ended_at_any_moment_and_opened_again_loses_and_doubles_nothing
     }
     assert_eq!(finished, 0, "no streamed step failed");
     assert!(ended >= 20, "the stream was ended mid-way ({ended} times)");
-    paused.store(true, Ordering::SeqCst);
-    while !idle.load(Ordering::SeqCst) {
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    writer.pause(true).await;
     let (at, expected) = (server_now(&source.url()).await, state(source.url()).await);
-    stopped.store(true, Ordering::SeqCst);
-    writer.await.expect("writer");
+    writer.stop().await;
     let mut streams = protect::Streams::default();
     protect::step_in(&r, &source.url(), &slot, None, &mut streams).await.expect("the last step");
     let target = ScratchDb::create().await;
