@@ -9,10 +9,10 @@ cluster with wal_level = logical; then one tenant is put back to the second afte
 (`protect restore --at … --tenant … --to` the database itself) and timed, with the plan it prints
 (base, segments, transactions). The tenant's rows before and after must be equal (the second is
 after the last write: nothing may change). BENCH_PROTECT_TENANT_SCALE (default 1) sizes the data."""
-import json, os, shutil, signal, subprocess, sys, tempfile, time
+import json, os, signal, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from protect import ROOT, SAFEHOLD, free_port, run  # noqa: E402
+from protect import SAFEHOLD, ROOT, logical_cluster, run  # noqa: E402
 
 SCALE = os.environ.get("BENCH_PROTECT_TENANT_SCALE", "1")
 MINUTES = float(os.environ.get("BENCH_PROTECT_TENANT_MINUTES", "10"))
@@ -36,57 +36,47 @@ def tenant_state(url, tenant):
 
 
 def main():
-    for tool in ["pgbench", "psql"]:
-        if not shutil.which(tool):
-            sys.exit(f"bench: {tool} is missing (scripts/deps.sh bench installs it)")
-    work = tempfile.mkdtemp(prefix="safehold-bench-tenant-")
-    os.chmod(work, 0o755)
-    cluster = os.path.join(work, "pg")
-    os.mkdir(cluster)
-    port = free_port()
-    run(os.path.join(ROOT, "scripts", "pg-cluster.sh"), "start", cluster, str(port), "trust", "postgres", "-c wal_level=logical -c max_replication_slots=4 -c max_wal_size=4GB")
-    base = f"postgres://postgres@127.0.0.1:{port}"
+    with logical_cluster(["pgbench", "psql"], "-c max_wal_size=4GB") as (work, base):
+        measure(work, base)
+
+
+def measure(work, base):
     url = f"{base}/bench"
     env = dict(os.environ, SAFEHOLD_PASSWORD="bench-password", SAFEHOLD_HOME=os.path.join(work, "home"))
     repo = os.path.join(work, "repo")
     script = os.path.join(work, "workload.sql")
     with open(script, "w") as f:
         f.write(WORKLOAD)
-    try:
-        run("psql", "-X", "-q", "-d", f"{base}/postgres", "-c", "CREATE DATABASE bench")
-        print(f"== one tenant to a second: gen.sql at scale {SCALE}, then pgbench -c 4 for {MINUTES:g} min streamed", flush=True)
-        run("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"scale={SCALE}", "-d", url, "-f", os.path.join(ROOT, "bench", "gen.sql"))
-        run("psql", "-X", "-q", "-d", url, "-c", "VACUUM ANALYZE")
-        size = run("psql", "-X", "-At", "-d", url, "-c", "SELECT pg_size_pretty(pg_database_size(current_database()))").strip()
-        maxid = run("psql", "-X", "-At", "-d", url, "-c", "SELECT max(id) FROM events").strip()
-        tenant = run("psql", "-X", "-At", "-d", url, "-c", "SELECT id FROM tenants ORDER BY id LIMIT 1").strip()
-        args = ["--source", url, "--repo", repo, "--name", "bench"]
-        t0 = time.monotonic()
-        run(SAFEHOLD, "protect", "start", *args, "--json", env=env)
-        print(f"database {size}; protection started (slot and base backup) in {time.monotonic() - t0:.1f} s", flush=True)
-        streamer = subprocess.Popen([SAFEHOLD, "protect", "run", *args, "--every", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        out = run("pgbench", "-c", "4", "-j", "2", "-T", str(int(MINUTES * 60)), "-n", "-D", f"maxid={maxid}", "-f", script, url)
-        tps = next((l for l in out.splitlines() if l.startswith("tps")), "?")
-        streamer.send_signal(signal.SIGINT)
-        streamer.wait(timeout=120)
-        at = run("psql", "-X", "-At", "-d", url, "-c", "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").strip()
-        run(SAFEHOLD, "protect", "run", *args, env=env)
-        before = tenant_state(url, tenant)
-        t0 = time.monotonic()
-        done = json.loads(run(SAFEHOLD, "protect", "restore", "--repo", repo, "--name", "bench", "--at", at, "--to", url, "--tenant", tenant, "--json", env=env))
-        secs = time.monotonic() - t0
-        after = tenant_state(url, tenant)
-        plan = done.get("plan", {})
-        print()
-        print(f"pgbench: {tps}")
-        print(f"one tenant (of 200) put back in place to {at}: {secs:.1f} s (target <= 10 s)"
-              f"  — base + {plan.get('segments')} segments, {plan.get('transactions')} transactions ({plan.get('changes')} changes) replayed; tenant's rows unchanged: {before == after}")
-        if before != after:
-            sys.exit(f"bench: the tenant's rows changed:\n{before}\n---\n{after}")
-    finally:
-        run(os.path.join(ROOT, "scripts", "pg-cluster.sh"), "stop", cluster)
-        if not os.environ.get("BENCH_KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
+    run("psql", "-X", "-q", "-d", f"{base}/postgres", "-c", "CREATE DATABASE bench")
+    print(f"== one tenant to a second: gen.sql at scale {SCALE}, then pgbench -c 4 for {MINUTES:g} min streamed", flush=True)
+    run("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"scale={SCALE}", "-d", url, "-f", os.path.join(ROOT, "bench", "gen.sql"))
+    run("psql", "-X", "-q", "-d", url, "-c", "VACUUM ANALYZE")
+    size = run("psql", "-X", "-At", "-d", url, "-c", "SELECT pg_size_pretty(pg_database_size(current_database()))").strip()
+    maxid = run("psql", "-X", "-At", "-d", url, "-c", "SELECT max(id) FROM events").strip()
+    tenant = run("psql", "-X", "-At", "-d", url, "-c", "SELECT id FROM tenants ORDER BY id LIMIT 1").strip()
+    args = ["--source", url, "--repo", repo, "--name", "bench"]
+    t0 = time.monotonic()
+    run(SAFEHOLD, "protect", "start", *args, "--json", env=env)
+    print(f"database {size}; protection started (slot and base backup) in {time.monotonic() - t0:.1f} s", flush=True)
+    streamer = subprocess.Popen([SAFEHOLD, "protect", "run", *args, "--every", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = run("pgbench", "-c", "4", "-j", "2", "-T", str(int(MINUTES * 60)), "-n", "-D", f"maxid={maxid}", "-f", script, url)
+    tps = next((l for l in out.splitlines() if l.startswith("tps")), "?")
+    streamer.send_signal(signal.SIGINT)
+    streamer.wait(timeout=120)
+    at = run("psql", "-X", "-At", "-d", url, "-c", "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").strip()
+    run(SAFEHOLD, "protect", "run", *args, env=env)
+    before = tenant_state(url, tenant)
+    t0 = time.monotonic()
+    done = json.loads(run(SAFEHOLD, "protect", "restore", "--repo", repo, "--name", "bench", "--at", at, "--to", url, "--tenant", tenant, "--json", env=env))
+    secs = time.monotonic() - t0
+    after = tenant_state(url, tenant)
+    plan = done.get("plan", {})
+    print()
+    print(f"pgbench: {tps}")
+    print(f"one tenant (of 200) put back in place to {at}: {secs:.1f} s (target <= 10 s)"
+          f"  — base + {plan.get('segments')} segments, {plan.get('transactions')} transactions ({plan.get('changes')} changes) replayed; tenant's rows unchanged: {before == after}")
+    if before != after:
+        sys.exit(f"bench: the tenant's rows changed:\n{before}\n---\n{after}")
 
 
 if __name__ == "__main__":
