@@ -609,6 +609,13 @@ fn pg_micros(at: &str) -> Result<i64> {
 /// Puts the database back to the second `at` into `target_url` (an empty database): the base
 /// backup restored, then every segment's transactions committed at or before `at` replayed.
 pub async fn restore_at(repo: &Repository, keys: &crate::keys::unlock::KeySources, slot: &str, at: &str, target_url: &str, cancel: &CancelToken, progress: &ProgressSink) -> Result<AtOutcome> {
+    restore_at_into(repo, keys, slot, at, target_url, false, cancel, progress).await
+}
+
+/// [`restore_at`]; `created`: the target is a database this restore made (a scratch database),
+/// so the base is loaded by parallel connections, and a failure may drop it.
+#[allow(clippy::too_many_arguments)]
+async fn restore_at_into(repo: &Repository, keys: &crate::keys::unlock::KeySources, slot: &str, at: &str, target_url: &str, created: bool, cancel: &CancelToken, progress: &ProgressSink) -> Result<AtOutcome> {
     let until = pg_micros(at)?;
     let p = protection(repo, slot)?;
     let base_id = base_for(&p, at, until)?;
@@ -624,7 +631,8 @@ pub async fn restore_at(repo: &Repository, keys: &crate::keys::unlock::KeySource
     let mut base = ArchiveReader::open(&base)?;
     tokio::task::block_in_place(|| base.unlock(Some(&master), None))?;
     let (used, txns) = changes_of(repo, &master, slot, &base_id, cancel)?;
-    crate::restore::restore_chain(vec![base], &SourceSpec::Postgres { url: target_url.to_string() }, 1, false, cancel, progress).await?;
+    let jobs = if created { crate::restore::default_jobs() } else { 1 };
+    crate::restore::restore_chain(vec![base], &SourceSpec::Postgres { url: target_url.to_string() }, jobs, created, cancel, progress).await?;
     let mut conn = connect(target_url).await?;
     let applied = pg_logical::apply(&mut conn, &txns, Some(until)).await?;
     // Sequences are not in the changes: each one a column owns goes on from that column's largest
@@ -745,7 +753,7 @@ pub async fn restore_test_at(repo: &Repository, keys: &crate::keys::unlock::KeyS
     let scratch = crate::source::postgres::database_url(server_url, &name)?;
     crate::source::postgres::create_database(&scratch).await?;
     let result = async {
-        restore_at(repo, keys, slot, at, &scratch, cancel, progress).await?;
+        Box::pin(restore_at_into(repo, keys, slot, at, &scratch, true, cancel, progress)).await?;
         let master = keys.unlock_repository(repo).await?;
         let base = repo.list()?.into_iter().find(|(_, h)| h.archive_id == plan.base_id).map(|(p, _)| p).ok_or_else(|| Error::not_found("the base backup is gone"))?;
         let mut reader = ArchiveReader::open(&base)?;
@@ -914,7 +922,7 @@ pub async fn restore_scope_at(
     crate::source::postgres::create_database(&scratch).await?;
     let folder = tempfile::Builder::new().prefix("safehold-at-").tempdir().map_err(|e| Error::io("cannot create a temporary folder", &e))?;
     let result = async {
-        restore_at(repo, keys, slot, at, &scratch, cancel, progress).await?;
+        Box::pin(restore_at_into(repo, keys, slot, at, &scratch, true, cancel, progress)).await?;
         let mut req = BackupRequest::new(SourceSpec::Postgres { url: scratch.clone() });
         req.encrypt = false;
         req.signer = keys.writer.clone();
