@@ -7,7 +7,7 @@
 //!   (recorded in every PostgreSQL archive) says which of those the backup already holds. The
 //!   hand-over is exact: a decoded transaction goes into a segment only when the base backup's
 //!   snapshot does not see it — none lost, none doubled.
-//! - [`step`] reads what committed since, writes it as a segment (the archive format: zstd,
+//! - [`step`] (or [`step_in`]) reads what committed since, writes it as a segment (the archive format: zstd,
 //!   AES-GCM, the data key sealed to the repository's public key — no secret needed to write,
 //!   signed by the writer), and only then advances the slot. A crash between the two leaves a
 //!   segment whose transactions the next one holds again: a restore keeps each transaction once
@@ -23,8 +23,11 @@
 //! The segments and the state are kept in the repository's `changes/` through the storage
 //! backend: a local folder or a cloud storage (S3, Azure Blob, Google Cloud Storage) alike.
 //!
-//! Not built yet (said in docs/continuous-protection.md): per-tenant segment indexes, the
-//! streaming replication protocol.
+//! The long-running loops step through a replication stream kept open between steps
+//! ([`step_in`], [`Streams`], `source/pg_stream.rs`); a single step polls the slot ([`step`]).
+//!
+//! Not built yet (said in docs/continuous-protection.md): per-tenant segment indexes; TLS on the
+//! replication connection.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -4,11 +4,11 @@
 //! through `pg_logical_slot_peek_binary_changes` and decoded here, and the slot advanced only by
 //! the caller once what it read is stored.
 //!
-//! Why polling over SQL and not the streaming replication protocol: the engine's driver (sqlx)
-//! speaks no replication protocol, a poll every second already keeps the recovery point within
-//! seconds, and a peek reads whole committed transactions only, so a segment never holds half of
-//! one; the slot is advanced with `pg_replication_slot_advance` after the segment is durable, so a
-//! crash between the two re-reads (and the segment's LSN range drops) what was stored, never loses it.
+//! This polling is what a single step uses; the long-running loops stream the slot instead
+//! (`pg_stream.rs`: the server decodes each change once, where a peek decodes the slot's WAL again
+//! at every read and an advance once more). Both hand out whole committed transactions only, and
+//! the slot moves only after the segment is durable, so a crash between the two re-reads (and the
+//! segment's LSN range drops) what was stored, never loses it.
 
 use std::collections::HashMap;
 
