@@ -26,8 +26,8 @@
 //! The long-running loops step through a replication stream kept open between steps
 //! ([`step_in`], [`Streams`], `source/pg_stream.rs`); a single step polls the slot ([`step`]).
 //!
-//! Not built yet (said in docs/continuous-protection.md): per-tenant segment indexes; TLS on the
-//! replication connection.
+//! Not built yet (said in docs/continuous-protection.md): per-tenant segment indexes; verifying
+//! the server's certificate on the replication connection.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

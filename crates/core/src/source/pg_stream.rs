@@ -19,9 +19,11 @@
 //! server send those transactions again (a restore keeps each once, by its commit LSN) and never
 //! loses one.
 //!
-//! Not built: TLS on the replication connection and passwords from `~/.pgpass`. A URL that asks
-//! for TLS (`sslmode=require` or stricter) is refused by [`Stream::open`] with an error saying
-//! so, and the caller polls instead.
+//! TLS as libpq does it for `sslmode`: `prefer` (the default) asks the server for TLS and goes on
+//! without it if the server has none; `require` insists on it, without checking the server's
+//! certificate (libpq's `require`: encryption, not identity). Not built: `verify-ca` and
+//! `verify-full` (the certificate checked against a CA) and passwords from `~/.pgpass` — such a
+//! URL is refused by [`Stream::open`] with why, and the caller polls instead.
 
 use std::collections::VecDeque;
 use std::str::FromStr;
@@ -64,7 +66,16 @@ pub struct Stream {
 #[derive(Debug)]
 pub struct NotStreamable(pub String);
 
+/// Whether the replication connection asks for TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    Off,
+    Prefer,
+    Require,
+}
+
 struct Target {
+    tls: Tls,
     address: String,
     socket: Option<std::path::PathBuf>,
     host: String,
@@ -76,9 +87,14 @@ struct Target {
 
 fn target_of(url: &str) -> Result<std::result::Result<Target, NotStreamable>> {
     let opts = PgConnectOptions::from_str(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL {}: {e}", super::redact(url))).caused_by(&e))?;
-    if matches!(opts.get_ssl_mode(), PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull) {
-        return Ok(Err(NotStreamable("the URL asks for TLS, which Safehold's replication connection does not speak yet".into())));
-    }
+    let tls = match opts.get_ssl_mode() {
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull => {
+            return Ok(Err(NotStreamable("the URL asks for the server's TLS certificate to be verified, which Safehold's replication connection does not do yet".into())));
+        }
+        PgSslMode::Require => Tls::Require,
+        PgSslMode::Prefer => Tls::Prefer,
+        PgSslMode::Allow | PgSslMode::Disable => Tls::Off,
+    };
     let parsed = url::Url::parse(url).ok();
     let decoded = |s: &str| percent_decode(s);
     let password = parsed
@@ -86,6 +102,7 @@ fn target_of(url: &str) -> Result<std::result::Result<Target, NotStreamable>> {
         .and_then(|u| u.password().map(decoded).or_else(|| u.query_pairs().find(|(k, _)| k == "password").map(|(_, v)| v.into_owned())))
         .or_else(|| std::env::var("PGPASSWORD").ok());
     Ok(Ok(Target {
+        tls,
         address: super::redact(url),
         socket: opts.get_socket().cloned(),
         host: opts.get_host().to_string(),
@@ -193,9 +210,28 @@ impl Stream {
                 }
             }
             None => {
-                let s = tokio::net::TcpStream::connect((t.host.as_str(), t.port)).await.map_err(|e| Error::new(ErrorCode::Database, format!("cannot connect to {}: {e}", t.address)))?;
+                let mut s = tokio::net::TcpStream::connect((t.host.as_str(), t.port)).await.map_err(|e| Error::new(ErrorCode::Database, format!("cannot connect to {}: {e}", t.address)))?;
                 let _ = s.set_nodelay(true);
-                Box::new(s)
+                match t.tls {
+                    Tls::Off => Box::new(s),
+                    Tls::Prefer | Tls::Require => {
+                        // SSLRequest: the server answers one byte, S (TLS follows) or N.
+                        let mut ask = Vec::new();
+                        put_i32(&mut ask, 8);
+                        put_i32(&mut ask, 80_877_103);
+                        s.write_all(&ask).await.map_err(|e| protocol(format!("cannot write: {e}")))?;
+                        let mut answer = [0u8; 1];
+                        s.read_exact(&mut answer).await.map_err(|e| protocol(format!("cannot read: {e}")))?;
+                        match (answer[0], t.tls) {
+                            (b'S', _) => Box::new(tls_over(s, &t.host).await.map_err(|e| Error::new(ErrorCode::Database, format!("cannot open TLS to {}: {}", t.address, e.message)))?),
+                            (b'N', Tls::Prefer) => Box::new(s),
+                            (b'N', _) => {
+                                return Err(Error::new(ErrorCode::Database, format!("{} does not accept TLS, and the URL requires it (sslmode=require): turn ssl on in the server's postgresql.conf, or use sslmode=prefer", t.address)));
+                            }
+                            (other, _) => return Err(protocol(format!("an unexpected answer {:?} to the TLS request", other as char))),
+                        }
+                    }
+                }
             }
         };
         let mut s = Stream { io, buf: Vec::new(), decoder: Decoder::default(), ready: VecDeque::new(), ready_changes: 0, received: 0, confirmed: 0, reply_due: false };
@@ -455,6 +491,60 @@ impl Stream {
     }
 }
 
+/// The TLS client side over `tcp`, as libpq's `sslmode=require` is: the handshake's signatures
+/// checked, the certificate's issuer not (with ring, the engine's one crypto provider).
+async fn tls_over(tcp: tokio::net::TcpStream, host: &str) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| protocol(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| protocol(format!("TLS: {host} is not a server name: {e}")))?;
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| protocol(format!("TLS: {e}")))
+}
+
+/// A certificate verifier for `sslmode=require`: any certificate, its signatures checked.
+#[derive(Debug)]
+struct EncryptOnly(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// SCRAM-SHA-256 (RFC 5802/7677) without channel binding, as PostgreSQL's clients do when not on TLS.
 struct Scram {
     password: String,
@@ -539,10 +629,14 @@ mod tests {
     }
 
     #[test]
-    fn a_url_that_asks_for_tls_is_polled_and_says_why() {
-        for mode in ["require", "verify-ca", "verify-full"] {
+    fn a_url_that_asks_for_a_verified_certificate_is_polled_and_says_why() {
+        for mode in ["verify-ca", "verify-full"] {
             let why = target_of(&format!("postgres://u@db.example/app?sslmode={mode}")).expect("a valid URL").err().expect("not streamable");
-            assert!(why.0.contains("TLS"), "{mode}: {}", why.0);
+            assert!(why.0.contains("TLS certificate"), "{mode}: {}", why.0);
+        }
+        for (mode, tls) in [("require", Tls::Require), ("prefer", Tls::Prefer), ("disable", Tls::Off), ("allow", Tls::Off)] {
+            let t = target_of(&format!("postgres://u@db.example/app?sslmode={mode}")).expect("a valid URL").expect("streamable");
+            assert_eq!(t.tls, tls, "{mode}");
         }
         let t = target_of("postgres://ann:p%40ss@db.example:5433/app?sslmode=prefer").expect("valid").expect("streamable");
         assert_eq!((t.host.as_str(), t.port, t.user.as_str(), t.password.as_deref(), t.database.as_str()), ("db.example", 5433, "ann", Some("p@ss"), "app"));

@@ -825,6 +825,44 @@ async fn the_replication_connection_authenticates_with_scram() {
     assert!(e.message.contains("password authentication failed"), "{}", e.message);
 }
 
+/// The replication connection speaks TLS where the URL asks for it (`sslmode=require`): against
+/// the machine's server (Debian's, with `ssl = on`) it gets through the TLS handshake and the
+/// log-in to starting the stream (refused there: no such slot, and no logical decoding on it);
+/// against a server without TLS (the engine's private cluster) `require` is refused with what to
+/// change, and `prefer` goes on without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_replication_connection_speaks_tls_where_the_url_asks_for_it() {
+    use safehold_core::source::pg_stream::Stream;
+    let with_mode = |url: &str, mode: &str| format!("{}/postgres?sslmode={mode}", url.trim_end_matches('/'));
+    let ssl_of = |url: String| async move {
+        let mut conn = PgConnection::connect(&url).await.ok()?;
+        sqlx::query_scalar::<_, String>("SHOW ssl").fetch_one(&mut conn).await.ok()
+    };
+    let (machine, private) = ("postgres://postgres@127.0.0.1:5432".to_string(), crate::support::pg_base());
+    let mut tried = 0;
+    for url in [&machine, &private] {
+        match ssl_of(url.clone()).await.as_deref() {
+            Some("on") => {
+                let e = Stream::open(&with_mode(url, "require"), "no_such_slot", "no_such_slot").await.err().expect("no slot");
+                assert!(e.message.contains("cannot stream the replication slot no_such_slot"), "through TLS and the log-in: {}", e.message);
+                tried |= 1;
+            }
+            Some(_) => {
+                let e = Stream::open(&with_mode(url, "require"), "no_such_slot", "no_such_slot").await.err().expect("refused");
+                assert!(e.message.contains("does not accept TLS") && e.message.contains("sslmode=prefer"), "{}", e.message);
+                let e = Stream::open(&with_mode(url, "prefer"), "no_such_slot", "no_such_slot").await.err().expect("no slot");
+                assert!(e.message.contains("cannot stream the replication slot no_such_slot"), "without TLS, through the log-in: {}", e.message);
+                tried |= 2;
+            }
+            None => eprintln!("{url} does not answer: skipped"),
+        }
+    }
+    assert_ne!(tried, 0, "a server answered");
+    if tried != 3 {
+        eprintln!("only one of a server with TLS and one without was at hand (tried: {tried})");
+    }
+}
+
 /// A backlog larger than one read of the slot (20 000 one-row transactions: the server stops a
 /// read at 50 000 messages, three per such transaction — fewer changes than the limit): the step
 /// reads again until the slot is drained, and covers only what it sealed. Found by the benchmark:
