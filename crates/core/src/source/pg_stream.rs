@@ -48,7 +48,9 @@ const ASK_AFTER: Duration = Duration::from_millis(50);
 /// An open replication stream of one slot.
 pub struct Stream {
     io: Box<dyn Io>,
+    /// Bytes read and not yet taken as messages: `buf[taken..]`.
     buf: Vec<u8>,
+    taken: usize,
     decoder: Decoder,
     /// Whole transactions received and not handed out yet.
     ready: VecDeque<Txn>,
@@ -234,7 +236,7 @@ impl Stream {
                 }
             }
         };
-        let mut s = Stream { io, buf: Vec::new(), decoder: Decoder::default(), ready: VecDeque::new(), ready_changes: 0, received: 0, confirmed: 0, reply_due: false };
+        let mut s = Stream { io, buf: Vec::new(), taken: 0, decoder: Decoder::default(), ready: VecDeque::new(), ready_changes: 0, received: 0, confirmed: 0, reply_due: false };
         let mut startup = Vec::new();
         put_i32(&mut startup, 196_608);
         for (k, v) in [("user", t.user.as_str()), ("database", t.database.as_str()), ("replication", "database"), ("application_name", "safehold-stream")] {
@@ -335,17 +337,18 @@ impl Stream {
 
     /// A whole message from the buffer, if one is there.
     fn take_message(&mut self) -> Result<Option<(u8, Vec<u8>)>> {
-        if self.buf.len() < 5 {
+        let rest = &self.buf[self.taken..];
+        if rest.len() < 5 {
             return Ok(None);
         }
-        let len = i32::from_be_bytes(self.buf[1..5].try_into().unwrap_or([0; 4]));
+        let len = i32::from_be_bytes(rest[1..5].try_into().unwrap_or([0; 4]));
         let len = usize::try_from(len).ok().filter(|l| *l >= 4).ok_or_else(|| protocol("a message of a negative length"))?;
-        if self.buf.len() < 1 + len {
+        if rest.len() < 1 + len {
             return Ok(None);
         }
-        let kind = self.buf[0];
-        let body = self.buf[5..1 + len].to_vec();
-        self.buf.drain(..1 + len);
+        let kind = rest[0];
+        let body = rest[5..1 + len].to_vec();
+        self.taken += 1 + len;
         Ok(Some((kind, body)))
     }
 
@@ -357,12 +360,15 @@ impl Stream {
             if let Some(m) = self.take_message()? {
                 return Ok(Some(m));
             }
-            let mut chunk = [0u8; 64 * 1024];
-            match tokio::time::timeout_at(until, self.io.read(&mut chunk)).await {
+            // What was taken goes before reading more (once per read, not per message).
+            self.buf.drain(..self.taken);
+            self.taken = 0;
+            self.buf.reserve(64 * 1024);
+            match tokio::time::timeout_at(until, self.io.read_buf(&mut self.buf)).await {
                 Err(_) => return Ok(None),
                 Ok(Err(e)) => return Err(protocol(format!("cannot read: {e}"))),
                 Ok(Ok(0)) => return Err(protocol("the server closed the connection")),
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Ok(_)) => {}
             }
         }
     }

@@ -532,14 +532,25 @@ async fn a_configurations_continuous_protection_starts_streams_and_its_slot_goes
 
     // Two streamers on one configuration (the app and `schedule run`), stepping at the same
     // moment, round after round: neither fails (the one that finds the slot busy has nothing to
-    // do) and the segments still put the database back exactly.
+    // do) and the segments still put the database back exactly. First two that poll, then two
+    // that each keep a replication stream between their steps (as `run_forever` does): one holds
+    // the slot, the other finds it streamed and is idle.
     for round in 0..10 {
         source.execute(&format!("INSERT INTO accounts (id, tenant_id, balance) VALUES ({}, 't1', {round})", 1000 + round)).await;
         let (a, b) = tokio::join!(configured::run_step(&ctx, &config.id, &notices), configured::run_step(&ctx, &config.id, &notices));
         assert!(a.is_ok() && b.is_ok(), "round {round}: {a:?} {b:?}");
     }
+    let (mut app, mut server) = (protect::Streams::default(), protect::Streams::default());
+    for round in 10..16 {
+        source.execute(&format!("INSERT INTO accounts (id, tenant_id, balance) VALUES ({}, 't1', {round})", 1000 + round)).await;
+        // Boxed: two steps' futures side by side are too large for the test thread's stack.
+        let (a, b) = Box::pin(async { tokio::join!(Box::pin(configured::run_step_in(&ctx, &config.id, &notices, Some(&mut app))), Box::pin(configured::run_step_in(&ctx, &config.id, &notices, Some(&mut server)))) }).await;
+        assert!(a.is_ok() && b.is_ok(), "round {round}: {a:?} {b:?}");
+        assert!(app.is_open(&slot) != server.is_open(&slot), "round {round}: one of the two streams the slot");
+    }
+    let holder = if app.is_open(&slot) { &mut app } else { &mut server };
     let after = server_now(&source.url()).await;
-    configured::run_step(&ctx, &config.id, &notices).await.expect("a last step");
+    Box::pin(configured::run_step_in(&ctx, &config.id, &notices, Some(holder))).await.expect("a last step");
     let again = ScratchDb::create().await;
     protect::restore_at(&repo, &keys, &slot, &after, &again.url(), &CancelToken::new(), &no_progress()).await.expect("restore after two streamers");
     assert_eq!(state(&again.url()).await, state(&source.url()).await, "two streamers lost and doubled nothing");
