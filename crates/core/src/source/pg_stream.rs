@@ -35,6 +35,7 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::pg_logical::{Decoder, Txn};
+use super::percent_decode;
 use crate::error::{Error, ErrorCode, Result};
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -98,10 +99,9 @@ fn target_of(url: &str) -> Result<std::result::Result<Target, NotStreamable>> {
         PgSslMode::Allow | PgSslMode::Disable => Tls::Off,
     };
     let parsed = url::Url::parse(url).ok();
-    let decoded = |s: &str| percent_decode(s);
     let password = parsed
         .as_ref()
-        .and_then(|u| u.password().map(decoded).or_else(|| u.query_pairs().find(|(k, _)| k == "password").map(|(_, v)| v.into_owned())))
+        .and_then(|u| u.password().map(percent_decode).or_else(|| u.query_pairs().find(|(k, _)| k == "password").map(|(_, v)| v.into_owned())))
         .or_else(|| std::env::var("PGPASSWORD").ok());
     Ok(Ok(Target {
         tls,
@@ -113,24 +113,6 @@ fn target_of(url: &str) -> Result<std::result::Result<Target, NotStreamable>> {
         password,
         database: opts.get_database().unwrap_or(opts.get_username()).to_string(),
     }))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn protocol(what: impl std::fmt::Display) -> Error {

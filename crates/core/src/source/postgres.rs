@@ -2430,16 +2430,12 @@ fn building_name(target: &str) -> String {
 
 fn admin_url(url: &str) -> Result<(url::Url, String)> {
     let mut admin_url = url::Url::parse(url).map_err(|e| Error::validation(format!("invalid PostgreSQL URL: {e}")).caused_by(&e))?;
-    let db = percent_decode(admin_url.path().trim_start_matches('/'));
+    let db = super::percent_decode(admin_url.path().trim_start_matches('/'));
     if db.is_empty() {
         return Err(Error::validation("the target URL names no database"));
     }
     admin_url.set_path("/postgres");
     Ok((admin_url, db))
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes()).next().map(|(_, v)| v.to_string()).unwrap_or_else(|| s.to_string())
 }
 
 /// Starts building the database `url` names under a temporary name (see [`Building`]); `None`
